@@ -1,0 +1,34 @@
+# Two commands set everything up on a fresh Debian or Ubuntu machine:
+#   make demo   simulated fleet -> MQTT -> dataflow -> InfluxDB -> alerts, then a summary
+#   make test   the whole test suite against private servers
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint typecheck bench clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+demo: setup
+	$(PY) -m gridwatch.demo
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy src
+
+typecheck: setup
+	$(VENV)/bin/mypy src
+
+bench: setup
+	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/models.py
+	$(PY) benchmarks/storage.py
+	$(PY) benchmarks/simulate.py
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

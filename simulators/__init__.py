@@ -1,0 +1,1 @@
+"""gridwatch.simulators: meter fleets with labelled, injected anomalies."""

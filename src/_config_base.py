@@ -1,0 +1,20 @@
+"""Base class and helpers shared by every settings section."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+_PLACEHOLDERS = {"changeme", "change-me", "password", "secret", "xxx", "todo", "<token>", "..."}
+
+
+class Section(BaseModel):
+    """A frozen settings section: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+def reject_placeholder(value: SecretStr | None) -> SecretStr | None:
+    """Refuse a secret that is obviously a placeholder copied from an example file."""
+    if value is not None and value.get_secret_value().strip().lower() in _PLACEHOLDERS:
+        raise ValueError("is a placeholder value; set the real secret in the environment")
+    return value

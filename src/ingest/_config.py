@@ -1,0 +1,60 @@
+"""Settings of the MQTT connection and the collectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from gridwatch._config_base import Section, reject_placeholder
+
+
+class TlsSettings(Section):
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure_skip_verify: bool = False
+
+
+class MqttSettings(Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    client_id: Annotated[str, Field(min_length=1, max_length=64)] = "gridwatch-collector-0"
+    username: str | None = None
+    #: From the environment (GRIDWATCH_MQTT__PASSWORD) or ``password_file``, never the YAML.
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    session_expiry_s: Annotated[int, Field(ge=0)] = 7 * 24 * 3600
+    qos: Literal[0, 1, 2] = 1
+    tls: TlsSettings = TlsSettings()
+    #: When set, subscriptions use ``$share/<group>/<filter>`` so several collectors split load.
+    shared_group: str | None = None
+
+    _no_placeholder = field_validator("password")(reject_placeholder)
+
+
+class TopicSettings(Section):
+    reading: str = "meters/+/+/reading"
+    batch: str = "meters/+/+/batch"
+    telemetry: str = "devices/+/+/telemetry"
+    deadletter: str = "gridwatch/deadletter"
+    alerts_prefix: str = "gridwatch"
+
+
+class IngestSettings(Section):
+    journal_dir: Path = Path("var/journal")
+    deadletter_dir: Path = Path("var/deadletter")
+    partition: Annotated[int, Field(ge=0)] = 0
+    max_payload_bytes: Annotated[int, Field(ge=256)] = 1_048_576
+    max_future_s: Annotated[float, Field(ge=0)] = 300.0
+    #: A reading older than the meter's last accepted one by more than this is dead-lettered.
+    max_backwards_s: Annotated[float, Field(ge=0)] = 86_400.0
+    segment_bytes: Annotated[int, Field(ge=4096)] = 64 * 1024 * 1024
+    retention_bytes: Annotated[int, Field(ge=0)] = 0
+    retention_hours: Annotated[float, Field(ge=0)] = 0.0
+    fsync_every_messages: Annotated[int, Field(ge=1)] = 500
+    fsync_every_ms: Annotated[int, Field(ge=1)] = 50
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0

@@ -1,0 +1,33 @@
+"""Settings of the InfluxDB writer and reader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from gridwatch._config_base import Section, reject_placeholder
+
+
+class InfluxSettings(Section):
+    enabled: bool = True
+    #: ``v2``: influxdb-client's /api/v2/write (InfluxDB 2.x/3.x, 1.8+, VictoriaMetrics);
+    #: ``v1``: /write with database and retention policy (InfluxDB 1.x).
+    api: Literal["v1", "v2"] = "v2"
+    url: str = "http://127.0.0.1:8086"
+    org: str = "gridwatch"
+    bucket: str = "gridwatch"
+    token: SecretStr | None = None
+    database: str = "gridwatch"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    flush_interval_ms: Annotated[int, Field(ge=1)] = 1000
+    timeout_ms: Annotated[int, Field(ge=100)] = 10_000
+    gzip: bool = True
+    spool_dir: Path = Path("var/spool")
+    spool_max_bytes: Annotated[int, Field(ge=0)] = 1024 * 1024 * 1024
+
+    _no_placeholder = field_validator("token", "password")(reject_placeholder)

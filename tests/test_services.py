@@ -1,0 +1,66 @@
+"""The fixtures really start the Debian servers and they answer on their ports."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import urllib.request
+
+import paho.mqtt.client as mqtt
+import paho.mqtt.publish as publish
+import paho.mqtt.subscribe as subscribe
+import pytest
+
+
+@pytest.mark.services
+def test_mosquitto_round_trip(mosquitto):
+    got = {}
+
+    import threading
+
+    def sub():
+        got["msg"] = subscribe.simple("t/x", hostname=mosquitto.host, port=mosquitto.port, qos=1)
+
+    th = threading.Thread(target=sub)
+    th.start()
+    import time
+
+    time.sleep(0.3)
+    publish.single("t/x", b"hello", qos=1, hostname=mosquitto.host, port=mosquitto.port)
+    th.join(10)
+    assert got["msg"].payload == b"hello"
+    assert mqtt.MQTTv5  # the client supports v5
+
+
+@pytest.mark.services
+def test_influxdb_v1_write_and_query(influxdb):
+    base = influxdb.url
+    urllib.request.urlopen(base + "/query", data=b"q=CREATE+DATABASE+t").read()
+    req = urllib.request.Request(base + "/write?db=t", data=b"m,meter=a kw=1.5 1700000000000000000")
+    assert urllib.request.urlopen(req).status == 204
+    out = json.loads(urllib.request.urlopen(base + "/query?db=t&q=SELECT+kw+FROM+m").read())
+    assert out["results"][0]["series"][0]["values"][0][1] == 1.5
+
+
+@pytest.mark.services
+def test_victoria_metrics_v2_write(victoria_metrics):
+    base = victoria_metrics.url
+    req = urllib.request.Request(base + "/api/v2/write?org=o&bucket=b&precision=s",
+                                 data=b"m,meter=a kw=2.5 1700000000")
+    assert urllib.request.urlopen(req).status == 204
+    urllib.request.urlopen(base + "/internal/force_flush").read()
+    out = urllib.request.urlopen(base + "/api/v1/export?match[]={__name__=~\"m.*\"}").read()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert rows and rows[0]["metric"]["meter"] == "a" and rows[0]["values"] == [2.5]
+
+
+@pytest.mark.services
+def test_alertmanager_ready(alertmanager):
+    out = json.loads(urllib.request.urlopen(alertmanager.url + "/api/v2/status").read())
+    assert "cluster" in out
+
+
+def test_smtp_server_receives(smtp_server):
+    with smtplib.SMTP(smtp_server.host, smtp_server.port) as s:
+        s.sendmail("a@x", ["b@y"], "Subject: hi\r\n\r\nbody")
+    assert smtp_server.messages[0]["Subject"] == "hi"

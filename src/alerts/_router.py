@@ -1,0 +1,804 @@
+"""The alert router: events in, notifications out, everything durable in between.
+
+``submit`` runs an event through inhibit → silence → dedup → route and stores the alert and its
+pending notifications; ``tick`` escalates, repeats and flushes groups (group wait and interval,
+quiet hours, customer rate limit, storm summaries) into the outbox; ``deliver_pending`` sends
+the outbox through the notifiers with retries and exponential backoff. Each call is one SQLite
+transaction: when it returns, its effect survives a crash. The decisions themselves are the pure
+functions in ``_stages``; this module does the bookkeeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from gridwatch._schemas import Event, LoadProfile, Severity
+from gridwatch.alerts import _stages as st
+from gridwatch.alerts._channels import Delivery, Notification, Notifier
+from gridwatch.alerts._config import AlertSettings
+from gridwatch.alerts._registry import Registry, RegistryError
+from gridwatch.alerts._routes import RouteTree
+from gridwatch.alerts._store import connect, dumps, parse_ts, ts
+from gridwatch.alerts._templates import Templates
+
+log = logging.getLogger("gridwatch.alerts")
+
+Clock = Callable[[], datetime]
+SILENCE_KEYS = ("fingerprint", "meter_id", "type", "severity", "customer_id", "grid_cell",
+                "customer_class")
+
+
+class UnknownAlert(KeyError):
+    """No open alert has this fingerprint."""
+
+    def __str__(self) -> str:
+        return f"no open alert with fingerprint {self.args[0]!r}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Router:
+    """Ownership-aware alert routing with a durable lifecycle, outbox and audit trail."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        routes: RouteTree,
+        *,
+        db: sqlite3.Connection | str | Path = ":memory:",
+        templates: Templates,
+        notifiers: Mapping[str, Notifier] | None = None,
+        settings: AlertSettings | None = None,
+        clock: Clock | None = None,
+        jsonl_out: Path | None = None,
+        inhibit_rules: Sequence[st.InhibitRule] = st.DEFAULT_INHIBIT,
+        registry_path: Path | None = None,
+    ) -> None:
+        self.registry = registry
+        self.routes = routes
+        self.templates = templates
+        self.notifiers: dict[str, Notifier] = dict(notifiers or {})
+        self.settings = settings or AlertSettings()
+        self.clock: Clock = clock or utcnow
+        self.inhibit_rules = tuple(inhibit_rules)
+        self.db = db if isinstance(db, sqlite3.Connection) else connect(db)
+        self._lock = threading.RLock()
+        self._deliver_lock = threading.Lock()
+        self._jsonl_path = jsonl_out
+        self._jsonl: TextIO | None = None
+        self.registry_path = registry_path
+        self._registry_mtime = self._mtime(registry_path)
+
+    # ------------------------------------------------------------------------------ plumbing
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _audit(self, at: datetime, action: str, *, fingerprint: str | None = None,
+               episode: int | None = None, by: str = "gridwatch", recipient: str | None = None,
+               detail: str = "") -> None:
+        self.db.execute(
+            "INSERT INTO audit(at, fingerprint, episode, action, by, recipient, detail) "
+            "VALUES (?,?,?,?,?,?,?)", (ts(at), fingerprint, episode, action, by, recipient, detail))
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.db.execute("INSERT INTO counters(name, value) VALUES (?, ?) ON CONFLICT(name) "
+                        "DO UPDATE SET value = value + excluded.value", (name, n))
+
+    def close(self) -> None:
+        for notifier in self.notifiers.values():
+            closer = getattr(notifier, "close", None)
+            if callable(closer):
+                closer()
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+        with self._lock:
+            self.db.close()
+
+    # ------------------------------------------------------------------------------ registry
+    @staticmethod
+    def _mtime(path: Path | None) -> float | None:
+        try:
+            return path.stat().st_mtime if path else None
+        except OSError:
+            return None
+
+    def maybe_reload(self, now: datetime | None = None) -> bool:
+        """Reload the registry when its file changed; alert state is untouched. A broken new
+        file keeps the old registry and is recorded in the audit trail."""
+        mtime = self._mtime(self.registry_path)
+        if self.registry_path is None or mtime is None or mtime == self._registry_mtime:
+            return False
+        self._registry_mtime = mtime
+        now = now or self.clock()
+        try:
+            registry = Registry.load(self.registry_path)
+        except RegistryError as exc:
+            log.error("registry reload failed, keeping the previous one: %s", exc)
+            with self._tx():
+                self._audit(now, "registry_reload_failed", detail=str(exc))
+                self._count("registry_reload_failed")
+            return False
+        self.registry = registry
+        with self._tx():
+            self._audit(now, "registry_reloaded", detail=f"{len(registry.customers)} customers")
+        return True
+
+    def update_profile(self, profile: LoadProfile, now: datetime | None = None) -> None:
+        """Remember a meter's latest load-profile segment and tags, for routes matching on
+        ``tags`` and ``segment`` and for the manager's message."""
+        now = now or self.clock()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO profiles(meter_id, customer_id, segment, tags, updated_at) "
+                "VALUES (?,?,?,?,?) ON CONFLICT(meter_id) DO UPDATE SET customer_id=excluded."
+                "customer_id, segment=excluded.segment, tags=excluded.tags, "
+                "updated_at=excluded.updated_at",
+                (profile.meter_id, profile.customer_id, profile.segment,
+                 dumps(sorted(profile.tags)), ts(now)))
+
+    def _profile(self, meter_id: str, customer_id: str | None) -> tuple[str | None, tuple[str, ...]]:
+        rows = self.db.execute(
+            "SELECT segment, tags FROM profiles WHERE meter_id = ? OR (customer_id IS NOT NULL "
+            "AND customer_id = ?) ORDER BY meter_id = ? DESC", (meter_id, customer_id, meter_id)
+        ).fetchall()
+        tags: set[str] = set()
+        for row in rows:
+            tags.update(json.loads(row["tags"]))
+        return (rows[0]["segment"] if rows else None), tuple(sorted(tags))
+
+    def labels(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The labels routes and silences match on."""
+        cust = self.registry.customer(row["customer_id"]) if row["customer_id"] else None
+        segment, tags = self._profile(row["meter_id"], row["customer_id"])
+        return {
+            "fingerprint": row["fingerprint"], "meter_id": row["meter_id"], "type": row["type"],
+            "severity": row["severity"], "customer_id": row["customer_id"],
+            "grid_cell": row["grid_cell"],
+            "customer_class": cust.customer_class.value if cust else None,
+            "tags": tags, "segment": segment,
+        }
+
+    # ------------------------------------------------------------------------------ submit
+    def submit(self, event: Event, now: datetime | None = None) -> None:
+        """Take one detector event. Durable when it returns: the alert, its audit entries and
+        its pending notifications are committed."""
+        now = now or self.clock()
+        new_line: dict[str, Any] | None = None
+        with self._tx() as db:
+            self._count("events_submitted")
+            fp = event.fingerprint
+            row = db.execute("SELECT * FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
+            view = self._view(row) if row else None
+            action = st.dedup(view, event)
+            if action == "resolve_unknown":
+                self._count("resolved_without_open_alert")
+                self._audit(now, "resolve_unknown", fingerprint=fp, by="detector",
+                            detail="resolved event without an open alert")
+                return
+            if action == "resolve":
+                self._resolve_locked(row, by="detector", now=now, ends_at=event.raised_at)
+                return
+            if action in ("refresh", "update"):
+                assert row is not None
+                severity = event.severity if action == "update" else Severity(row["severity"])
+                db.execute(
+                    "UPDATE alerts SET score=?, raised_at=?, evidence=?, summary=?, severity=?, "
+                    "updated_at=? WHERE fingerprint=?",
+                    (event.score, ts(event.raised_at), dumps(event.evidence),
+                     event.summary or row["summary"], severity.value, ts(now), fp))
+                self._count("events_deduplicated")
+                if action == "update":
+                    self._audit(now, "severity_raised", fingerprint=fp, episode=row["episode"],
+                                by="detector", detail=f"{row['severity']} -> {severity.value}")
+                    for r in self._recipients_of(fp, row["episode"]):
+                        self._pend(r, fp, row["episode"], "update", severity, now,
+                                   seq=severity.rank)
+                return
+            new_line = self._open_locked(event, row, now)
+        if new_line is not None:
+            self._write_jsonl(new_line)
+
+    def _view(self, row: Mapping[str, Any]) -> st.AlertView:
+        return st.AlertView(
+            fingerprint=row["fingerprint"], episode=row["episode"], state=row["state"],
+            severity=Severity(row["severity"]), type=row["type"], meter_id=row["meter_id"],
+            grid_cell=row["grid_cell"], meters=tuple(json.loads(row["meters"])))
+
+    def _open_locked(self, event: Event, prev: Mapping[str, Any] | None, now: datetime
+                     ) -> dict[str, Any]:
+        db = self.db
+        fp = event.fingerprint
+        cust = self.registry.customer_for_meter(event.meter_id)
+        customer_id = event.customer_id or (cust.id if cust else None)
+        grid_cell = event.grid_cell or (cust.grid_cell if cust else None)
+        episode = (prev["episode"] + 1) if prev else 1
+        db.execute(
+            "INSERT OR REPLACE INTO alerts(fingerprint, episode, meter_id, type, severity, score, "
+            "state, onset, raised_at, starts_at, customer_id, grid_cell, summary, evidence, "
+            "meters, updated_at) VALUES (?,?,?,?,?,?,'firing',?,?,?,?,?,?,?,?,?)",
+            (fp, episode, event.meter_id, event.type, event.severity.value, event.score,
+             ts(event.onset), ts(event.raised_at), ts(now), customer_id, grid_cell,
+             event.summary, dumps(event.evidence), dumps(list(event.meters)), ts(now)))
+        self._count("alerts_opened")
+        self._audit(now, "firing", fingerprint=fp, episode=episode, by="detector",
+                    detail=f"{event.severity.value} score={event.score:.3g}")
+        row = db.execute("SELECT * FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
+        open_rows = db.execute(
+            "SELECT * FROM alerts WHERE state IN ('firing','acknowledged') AND fingerprint != ? "
+            "AND (grid_cell IS ? OR grid_cell = ?)", (fp, grid_cell, grid_cell)).fetchall()
+        source = st.inhibited_by(event, grid_cell, [self._view(r) for r in open_rows],
+                                 self.inhibit_rules)
+        if source is not None:
+            db.execute("UPDATE alerts SET inhibited_by=? WHERE fingerprint=?", (source, fp))
+            self._count("alerts_inhibited")
+            self._audit(now, "inhibited", fingerprint=fp, episode=episode, detail=f"by {source}")
+        else:
+            self._route_locked(row, now)
+        return {
+            "fingerprint": fp, "episode": episode, "meter_id": event.meter_id,
+            "type": event.type, "severity": event.severity.value, "score": event.score,
+            "onset": event.onset.isoformat().replace("+00:00", "Z"),
+            "raised_at": event.raised_at.isoformat().replace("+00:00", "Z"),
+            "customer_id": customer_id, "grid_cell": grid_cell, "summary": event.summary,
+            "evidence": event.evidence, "inhibited_by": source,
+        }
+
+    def _write_jsonl(self, line: dict[str, Any]) -> None:
+        if self._jsonl_path is None:
+            return
+        if self._jsonl is None:
+            self._jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+            self._jsonl = open(self._jsonl_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._jsonl.write(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
+        self._jsonl.flush()
+
+    def _route_locked(self, row: Mapping[str, Any], now: datetime) -> None:
+        """Silence check, then the routing tree → recipients → pending group items."""
+        fp, episode = row["fingerprint"], row["episode"]
+        labels = self.labels(row)
+        silenced = st.silenced_by(labels, self._silences(), now)
+        if silenced:
+            self.db.execute("UPDATE alerts SET silenced_by=? WHERE fingerprint=?",
+                            (",".join(silenced), fp))
+            self._count("alerts_silenced")
+            self._audit(now, "silenced", fingerprint=fp, episode=episode,
+                        detail=",".join(silenced))
+            return
+        recipients: list[str] = []
+        backup: str | None = None
+        cust = self.registry.customer(row["customer_id"]) if row["customer_id"] else None
+        cell = self.registry.cell(row["grid_cell"]) if row["grid_cell"] else None
+        for receiver in self.routes.receivers_for(labels):
+            if receiver in ("cell_manager", "backup_manager"):
+                mid = None
+                if cell is not None:
+                    mid = cell.primary if receiver == "cell_manager" else cell.backup
+                if mid is None:
+                    self._count("unrouted")
+                    self._audit(now, "unrouted", fingerprint=fp, episode=episode,
+                                detail=f"{receiver}: no manager for cell {row['grid_cell']!r}")
+                    continue
+                recipients.append(f"manager:{mid}")
+                if receiver == "cell_manager" and cell is not None:
+                    backup = cell.backup
+            elif receiver == "customer":
+                if cust is None or not cust.notices:
+                    self._audit(now, "customer_not_notified", fingerprint=fp, episode=episode,
+                                detail="customer unknown" if cust is None else
+                                f"{cust.id} has not opted in to notices")
+                    continue
+                recipients.append(f"customer:{cust.id}")
+            else:
+                recipients.append(f"receiver:{receiver}")
+        recipients = list(dict.fromkeys(recipients))
+        self.db.execute("UPDATE alerts SET receivers=?, backup=?, silenced_by=NULL "
+                        "WHERE fingerprint=?", (dumps(recipients), backup, fp))
+        if not recipients:
+            self._count("unrouted")
+            self._audit(now, "unrouted", fingerprint=fp, episode=episode,
+                        detail="no receiver matched")
+        for r in recipients:
+            self._pend(r, fp, episode, "firing", Severity(row["severity"]), now)
+        self._audit(now, "routed", fingerprint=fp, episode=episode,
+                    detail=",".join(recipients) or "-")
+
+    def _pend(self, recipient: str, fp: str, episode: int, kind: str, severity: Severity,
+              now: datetime, seq: int = 0) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO pending(recipient, fingerprint, episode, kind, seq, severity, "
+            "created_at) VALUES (?,?,?,?,?,?,?)",
+            (recipient, fp, episode, kind, seq, severity.value, ts(now)))
+
+    def _recipients_of(self, fp: str, episode: int) -> list[str]:
+        """Who was told (or is about to be told) about this episode of the alert."""
+        rows = self.db.execute(
+            "SELECT recipient FROM notified WHERE fingerprint=? AND episode=? UNION "
+            "SELECT recipient FROM pending WHERE fingerprint=? AND episode=? "
+            "AND kind IN ('firing','escalation')", (fp, episode, fp, episode)).fetchall()
+        return sorted({r["recipient"] for r in rows})
+
+    # ------------------------------------------------------------------------------ people
+    def ack(self, fingerprint: str, by: str, now: datetime | None = None) -> None:
+        """Acknowledge an open alert: no more repeats, no escalation. Raises UnknownAlert."""
+        now = now or self.clock()
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM alerts WHERE fingerprint=? AND state IN "
+                             "('firing','acknowledged')", (fingerprint,)).fetchone()
+            if row is None:
+                raise UnknownAlert(fingerprint)
+            if row["state"] == "acknowledged":
+                self._audit(now, "ack_repeated", fingerprint=fingerprint,
+                            episode=row["episode"], by=by)
+                return
+            db.execute("UPDATE alerts SET state='acknowledged', acked_by=?, acked_at=?, "
+                       "updated_at=? WHERE fingerprint=?", (by, ts(now), ts(now), fingerprint))
+            self._audit(now, "acknowledged", fingerprint=fingerprint, episode=row["episode"],
+                        by=by)
+
+    def resolve(self, fingerprint: str, by: str, now: datetime | None = None,
+                reason: str = "") -> None:
+        """Resolve an open alert by hand; recipients who were told get a resolved notice."""
+        now = now or self.clock()
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM alerts WHERE fingerprint=? AND state IN "
+                             "('firing','acknowledged')", (fingerprint,)).fetchone()
+            if row is None:
+                raise UnknownAlert(fingerprint)
+            self._resolve_locked(row, by=by, now=now, ends_at=now, reason=reason)
+
+    def _resolve_locked(self, row: Mapping[str, Any], *, by: str, now: datetime,
+                        ends_at: datetime, reason: str = "") -> None:
+        fp, episode = row["fingerprint"], row["episode"]
+        self.db.execute("UPDATE alerts SET state='resolved', ends_at=?, updated_at=? "
+                        "WHERE fingerprint=?", (ts(ends_at), ts(now), fp))
+        self._count("alerts_resolved")
+        self._audit(now, "resolved", fingerprint=fp, episode=episode, by=by, detail=reason)
+        for r in self._recipients_of(fp, episode):
+            self._pend(r, fp, episode, "resolved", Severity(row["severity"]), now)
+        # Alerts this one was muting now speak for themselves.
+        for muted in self.db.execute(
+                "SELECT * FROM alerts WHERE inhibited_by=? AND state IN ('firing','acknowledged')",
+                (fp,)).fetchall():
+            self.db.execute("UPDATE alerts SET inhibited_by=NULL WHERE fingerprint=?",
+                            (muted["fingerprint"],))
+            self._audit(now, "uninhibited", fingerprint=muted["fingerprint"],
+                        episode=muted["episode"], detail=f"{fp} resolved")
+            self._route_locked(muted, now)
+
+    def silence(self, matchers: Mapping[str, str], until: datetime, by: str,
+                now: datetime | None = None, comment: str = "") -> str:
+        """Mute notifications of alerts whose labels equal all ``matchers`` until ``until``;
+        returns the silence id. Alerts still open when it ends are routed then."""
+        now = now or self.clock()
+        bad = [k for k in matchers if k not in SILENCE_KEYS]
+        if bad or not matchers:
+            raise ValueError(f"silence matchers must be some of {', '.join(SILENCE_KEYS)} "
+                             f"(got {', '.join(bad) or 'none'})")
+        if until <= now:
+            raise ValueError(f"silence end {until.isoformat()} is not in the future")
+        sid = uuid.uuid4().hex[:12]
+        with self._tx() as db:
+            db.execute("INSERT INTO silences(id, matchers, starts_at, ends_at, by, comment) "
+                       "VALUES (?,?,?,?,?,?)",
+                       (sid, dumps(dict(matchers)), ts(now), ts(until), by, comment))
+            self._audit(now, "silence_created", by=by,
+                        detail=f"{sid} {dumps(dict(matchers))} until {ts(until)} {comment}")
+        return sid
+
+    def _silences(self) -> list[st.Silence]:
+        return [st.Silence(id=r["id"], matchers=json.loads(r["matchers"]),
+                           starts_at=parse_ts(r["starts_at"]),  # type: ignore[arg-type]
+                           ends_at=parse_ts(r["ends_at"]),  # type: ignore[arg-type]
+                           by=r["by"], comment=r["comment"])
+                for r in self.db.execute("SELECT * FROM silences")]
+
+    # ------------------------------------------------------------------------------ tick
+    def tick(self, now: datetime | None = None) -> int:
+        """Escalate, repeat and flush due groups into the outbox; returns notifications made."""
+        now = now or self.clock()
+        with self._tx():
+            silences = self._silences()
+            self._unsilence(silences, now)
+            self._escalate(silences, now)
+            self._repeat(silences, now)
+            return self._flush(silences, now)
+
+    def _unsilence(self, silences: list[st.Silence], now: datetime) -> None:
+        for row in self.db.execute("SELECT * FROM alerts WHERE silenced_by IS NOT NULL AND "
+                                   "state IN ('firing','acknowledged')").fetchall():
+            if not st.silenced_by(self.labels(row), silences, now):
+                self._audit(now, "unsilenced", fingerprint=row["fingerprint"],
+                            episode=row["episode"])
+                self._route_locked(row, now)
+
+    def _escalate(self, silences: list[st.Silence], now: datetime) -> None:
+        after = timedelta(seconds=self.settings.escalate_after_s)
+        for row in self.db.execute(
+                "SELECT * FROM alerts WHERE state='firing' AND escalated_at IS NULL AND backup "
+                "IS NOT NULL AND silenced_by IS NULL AND inhibited_by IS NULL").fetchall():
+            starts = parse_ts(row["starts_at"])
+            assert starts is not None
+            if not st.needs_escalation(row["state"], starts, False, True, after, now):
+                continue
+            if st.silenced_by(self.labels(row), silences, now):
+                continue
+            self.db.execute("UPDATE alerts SET escalated_at=? WHERE fingerprint=?",
+                            (ts(now), row["fingerprint"]))
+            self._pend(f"manager:{row['backup']}", row["fingerprint"], row["episode"],
+                       "escalation", Severity(row["severity"]), now)
+            self._count("alerts_escalated")
+            self._audit(now, "escalated", fingerprint=row["fingerprint"], episode=row["episode"],
+                        recipient=f"manager:{row['backup']}")
+
+    def _repeat(self, silences: list[st.Silence], now: datetime) -> None:
+        every = timedelta(seconds=self.settings.repeat_interval_s)
+        if every <= timedelta(0):
+            return
+        for row in self.db.execute(
+                "SELECT n.recipient, n.last_sent_at, n.repeats, a.* FROM notified n JOIN alerts a "
+                "ON a.fingerprint = n.fingerprint AND a.episode = n.episode WHERE "
+                "a.state='firing' AND a.silenced_by IS NULL AND n.recipient NOT LIKE 'customer:%'"
+        ).fetchall():
+            last = parse_ts(row["last_sent_at"])
+            assert last is not None
+            if not st.needs_repeat(last, every, now):
+                continue
+            if st.silenced_by(self.labels(row), silences, now):
+                continue
+            seq = row["repeats"] + 1
+            self.db.execute("UPDATE notified SET repeats=?, last_sent_at=? WHERE recipient=? "
+                            "AND fingerprint=? AND episode=?",
+                            (seq, ts(now), row["recipient"], row["fingerprint"], row["episode"]))
+            self._pend(row["recipient"], row["fingerprint"], row["episode"], "repeat",
+                       Severity(row["severity"]), now, seq=seq)
+
+    def _flush(self, silences: list[st.Silence], now: datetime) -> int:
+        s = self.settings
+        wait, interval = timedelta(seconds=s.group_wait_s), timedelta(seconds=s.group_interval_s)
+        made = 0
+        recipients = [r["recipient"] for r in self.db.execute(
+            "SELECT DISTINCT recipient FROM pending ORDER BY recipient")]
+        for recipient in recipients:
+            items = self.db.execute("SELECT * FROM pending WHERE recipient=? ORDER BY id",
+                                    (recipient,)).fetchall()
+            oldest = min(parse_ts(i["created_at"]) for i in items)  # type: ignore[type-var]
+            g = self.db.execute("SELECT last_flush_at FROM groups WHERE recipient=?",
+                                (recipient,)).fetchone()
+            last = parse_ts(g["last_flush_at"]) if g else None
+            if now < st.group_due(oldest, last, wait, interval):  # type: ignore[arg-type]
+                continue
+            eligible = list(items)
+            if recipient.startswith("customer:"):
+                eligible = self._customer_gate(recipient, items, now)
+            if eligible:
+                made += self._make_notification(recipient, eligible, silences, now)
+        return made
+
+    def _customer_gate(self, recipient: str, items: list[sqlite3.Row], now: datetime
+                       ) -> list[sqlite3.Row]:
+        """Quiet hours and the rate limit hold back non-critical notices (never drop them)."""
+        s = self.settings
+        reason = None
+        q = s.quiet_hours
+        if q.enabled and st.quiet_until(now, q.start, q.end, q.timezone) is not None:
+            reason = "quiet_hours"
+        else:
+            sent = [parse_ts(r["created_at"]) for r in self.db.execute(
+                "SELECT created_at FROM notifications WHERE recipient=? AND critical=0 AND "
+                "created_at > ?", (recipient, ts(now - timedelta(hours=1))))]
+            if st.rate_allows(sent, s.customer_rate_per_hour, timedelta(hours=1),  # type: ignore
+                              now) is not None:
+                reason = "rate_limited"
+        if reason is None:
+            return items
+        held = [i for i in items if i["severity"] != Severity.CRITICAL.value]
+        for i in held:
+            cur = self.db.execute(
+                "UPDATE pending SET seq = seq WHERE id=? AND NOT EXISTS (SELECT 1 FROM audit "
+                "WHERE action=? AND fingerprint=? AND episode=? AND recipient=?)",
+                (i["id"], f"held_{reason}", i["fingerprint"], i["episode"], recipient))
+            if cur.rowcount:
+                self._count(f"notices_held_{reason}")
+                self._audit(now, f"held_{reason}", fingerprint=i["fingerprint"],
+                            episode=i["episode"], recipient=recipient, detail=i["kind"])
+        return [i for i in items if i["severity"] == Severity.CRITICAL.value]
+
+    # ------------------------------------------------------------------------------ messages
+    def _channels_for(self, recipient: str) -> tuple[list[tuple[str, str]], str, str, str]:
+        """(channel, target) pairs, language, audience and display name of a recipient."""
+        kind, _, ident = recipient.partition(":")
+        s = self.settings
+        if kind == "manager":
+            mgr = self.registry.manager(ident)
+            if mgr is None:
+                return [], s.language, "manager", ident
+            out: list[tuple[str, str]] = []
+            for ch in mgr.channels:
+                if ch == "mqtt":
+                    out.append(("mqtt", s.manager_topic.format(manager_id=mgr.id)))
+                elif ch == "email" and mgr.email:
+                    out.append(("email", mgr.email))
+                elif ch == "webhook" and mgr.webhook:
+                    out.append(("webhook", mgr.webhook))
+                elif ch == "apprise":
+                    out.extend(("apprise", u) for u in mgr.apprise)
+            return out, mgr.language, "manager", mgr.name or mgr.id
+        if kind == "customer":
+            cust = self.registry.customer(ident)
+            if cust is None:
+                return [], s.language, "customer", ident
+            out = []
+            for ch in cust.channels:
+                if ch == "mqtt":
+                    out.append(("mqtt", s.customer_topic.format(customer_id=cust.id)))
+                elif ch == "email" and cust.contacts.email:
+                    out.append(("email", cust.contacts.email))
+                elif ch == "webhook" and cust.contacts.webhook:
+                    out.append(("webhook", cust.contacts.webhook))
+                elif ch == "apprise":
+                    out.extend(("apprise", u) for u in cust.contacts.apprise)
+            return out, cust.language, "customer", cust.name or cust.id
+        spec = self.routes.receivers.get(ident)
+        if spec is None:
+            return [], s.language, "manager", ident
+        lang = spec.language or s.language
+        ch = spec.channel
+        if ch == "email":
+            return [("email", a) for a in spec.email or ()], lang, "manager", ident
+        if ch == "apprise":
+            return [("apprise", u) for u in spec.apprise or ()], lang, "manager", ident
+        target = getattr(spec, ch)
+        if ch == "alertmanager":
+            target = target or s.alertmanager_url
+        return [(ch, target)], lang, "manager", ident
+
+    def _alert_context(self, row: Mapping[str, Any], kind: str) -> dict[str, Any]:
+        tz = self.settings.quiet_hours.timezone
+
+        def local(value: str | None) -> str | None:
+            t = parse_ts(value)
+            if t is None:
+                return None
+            from zoneinfo import ZoneInfo
+            return t.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z")
+
+        def iso(value: str | None) -> str | None:
+            t = parse_ts(value)
+            return t.isoformat().replace("+00:00", "Z") if t else None
+
+        cust = self.registry.customer(row["customer_id"]) if row["customer_id"] else None
+        labels = self.labels(row)
+        evidence = json.loads(row["evidence"])
+        kw, expected = evidence.get("kw"), evidence.get("expected_kw")
+        above = None
+        if isinstance(kw, int | float) and isinstance(expected, int | float) and expected > 0:
+            above = round(100.0 * (kw - expected) / expected)
+        kva_pct = None
+        demand = evidence.get("demand_kva", evidence.get("kva"))
+        contracted = evidence.get("contracted_kva") or (cust.contracted_kva if cust else None)
+        if isinstance(demand, int | float) and isinstance(contracted, int | float) and contracted:
+            kva_pct = round(100.0 * demand / contracted)
+        state = row["state"]
+        return {
+            "fingerprint": row["fingerprint"], "episode": row["episode"], "kind": kind,
+            "state": state, "state_status": "resolved" if state == "resolved" else "firing",
+            "type": row["type"], "severity": row["severity"], "score": round(row["score"], 3),
+            "meter_id": row["meter_id"], "customer_id": row["customer_id"],
+            "customer_name": cust.name if cust else None,
+            "customer_class": labels["customer_class"], "grid_cell": row["grid_cell"],
+            "summary": row["summary"], "evidence": evidence, "tags": list(labels["tags"]),
+            "segment": labels["segment"], "kw": kw, "expected_kw": expected,
+            "above_pct": above, "kva_pct": kva_pct, "acked_by": row["acked_by"],
+            "onset": iso(row["onset"]), "raised_at": iso(row["raised_at"]),
+            "starts_at": iso(row["onset"]), "ends_at": iso(row["ends_at"]),
+            "onset_local": local(row["onset"]), "raised_at_local": local(row["raised_at"]),
+            "ends_at_local": local(row["ends_at"]),
+            "labels": {"alertname": row["type"], "severity": row["severity"],
+                       "meter_id": row["meter_id"], "customer_id": row["customer_id"],
+                       "grid_cell": row["grid_cell"],
+                       "customer_class": labels["customer_class"]},
+            "annotations": {"summary": row["summary"] or row["type"],
+                            "score": f"{row['score']:.3g}",
+                            "onset": iso(row["onset"]), "episode": str(row["episode"])},
+        }
+
+    def _make_notification(self, recipient: str, items: list[sqlite3.Row],
+                           silences: list[st.Silence], now: datetime) -> int:
+        db = self.db
+        keep: list[sqlite3.Row] = []
+        alerts: dict[str, sqlite3.Row] = {}
+        for i in items:
+            row = db.execute("SELECT * FROM alerts WHERE fingerprint=?",
+                             (i["fingerprint"],)).fetchone()
+            if i["kind"] != "resolved" and row["episode"] == i["episode"] and \
+                    st.silenced_by(self.labels(row), silences, now):
+                db.execute("DELETE FROM pending WHERE id=?", (i["id"],))
+                self._count("notifications_silenced")
+                self._audit(now, "suppressed_by_silence", fingerprint=i["fingerprint"],
+                            episode=i["episode"], recipient=recipient, detail=i["kind"])
+                continue
+            keep.append(i)
+            alerts[i["fingerprint"]] = row
+        if not keep:
+            return 0
+        channels, lang, audience, name = self._channels_for(recipient)
+        if not channels:
+            for i in keep:
+                db.execute("DELETE FROM pending WHERE id=?", (i["id"],))
+                self._count("undeliverable")
+                self._audit(now, "undeliverable", fingerprint=i["fingerprint"],
+                            episode=i["episode"], recipient=recipient,
+                            detail="recipient has no usable channel in the registry")
+            return 0
+        # One entry per alert in the message, with the most telling kind.
+        rank = {"resolved": 5, "escalation": 4, "update": 3, "firing": 2, "repeat": 1}
+        kinds: dict[str, str] = {}
+        for i in keep:
+            fp = i["fingerprint"]
+            if fp not in kinds or rank[i["kind"]] > rank[kinds[fp]]:
+                kinds[fp] = i["kind"]
+        contexts = [self._alert_context(alerts[fp], k) for fp, k in kinds.items()]
+        contexts.sort(key=lambda a: (-Severity(a["severity"]).rank, a["fingerprint"]))
+        all_resolved = all(a["state"] == "resolved" for a in contexts)
+        firing = sum(1 for a in contexts if a["state"] != "resolved")
+        kind = "notice" if audience == "customer" else "alert"
+        if audience == "manager" and firing >= self.settings.storm_threshold:
+            audience, kind = "storm", "storm"
+        elif all(k == "escalation" for k in kinds.values()):
+            kind = "escalation"
+        elif all_resolved:
+            kind = "resolved"
+        status = "resolved" if all_resolved else "firing"
+        critical = any(a["severity"] == Severity.CRITICAL.value for a in contexts)
+        ctx: dict[str, Any] = {
+            "alerts": contexts, "top": contexts[0], "kind": kind, "status": status,
+            "recipient_name": name, "customer_name": name, "firing": firing,
+            "by_type": sorted(Counter(a["type"] for a in contexts).items()),
+            "by_cell": sorted(Counter(a["grid_cell"] or "-" for a in contexts).items()),
+            "cells": sorted({a["grid_cell"] or "-" for a in contexts}),
+            "window_local": contexts[0]["raised_at_local"],
+        }
+        subject, body = self.templates.render(audience, lang, ctx)
+        item_keys = [(i["fingerprint"], i["episode"], i["kind"], i["seq"]) for i in keep]
+        cur = db.execute("INSERT INTO notifications(recipient, kind, critical, created_at, items) "
+                         "VALUES (?,?,?,?,?)", (recipient, kind, int(critical), ts(now),
+                                                dumps(item_keys)))
+        nid = cur.lastrowid
+        for channel, target in channels:
+            key = st.idempotency_key(recipient, channel + ":" + target, item_keys)
+            n = Notification(key=key, recipient=recipient, channel=channel, target=target,
+                             kind=kind, status=status, subject=subject, body=body,
+                             language=lang, created_at=now, alerts=tuple(contexts))
+            db.execute(
+                "INSERT OR IGNORE INTO outbox(key, notification_id, recipient, channel, target, "
+                "payload, status, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,'pending',?,?)",
+                (key, nid, recipient, channel, target, n.model_dump_json(), ts(now), ts(now)))
+        for i in keep:
+            db.execute("DELETE FROM pending WHERE id=?", (i["id"],))
+            if i["kind"] in ("firing", "escalation", "update"):
+                db.execute(
+                    "INSERT INTO notified(recipient, fingerprint, episode, last_sent_at) VALUES "
+                    "(?,?,?,?) ON CONFLICT DO UPDATE SET last_sent_at=excluded.last_sent_at",
+                    (recipient, i["fingerprint"], i["episode"], ts(now)))
+            self._audit(now, "summarized" if kind == "storm" else "notified",
+                        fingerprint=i["fingerprint"], episode=i["episode"], recipient=recipient,
+                        detail=f"{i['kind']} via {','.join(c for c, _ in channels)} #{nid}")
+        db.execute("INSERT INTO groups(recipient, last_flush_at) VALUES (?,?) ON CONFLICT DO "
+                   "UPDATE SET last_flush_at=excluded.last_flush_at", (recipient, ts(now)))
+        self._count("notifications")
+        if kind == "storm":
+            self._count("storm_summaries")
+        return 1
+
+    # ------------------------------------------------------------------------------ deliver
+    def deliver_pending(self, now: datetime | None = None, limit: int = 200) -> int:
+        """Send due outbox entries; returns how many were delivered. A failure is retried with
+        exponential backoff until ``retry.max_attempts``, then kept as ``failed``."""
+        now = now or self.clock()
+        retry = self.settings.retry
+        delivered = 0
+        with self._deliver_lock:
+            with self._lock:
+                rows = self.db.execute(
+                    "SELECT * FROM outbox WHERE status='pending' AND next_attempt_at <= ? "
+                    "ORDER BY id LIMIT ?", (ts(now), limit)).fetchall()
+            for row in rows:
+                n = Notification.model_validate_json(row["payload"])
+                notifier = self.notifiers.get(row["channel"])
+                try:
+                    result = notifier.send(n) if notifier else Delivery.retry(
+                        f"no notifier configured for channel {row['channel']!r}")
+                except Exception as exc:  # a notifier bug must not stop the outbox
+                    log.exception("notifier %s raised", row["channel"])
+                    result = Delivery.retry(f"{exc.__class__.__name__}: {exc}")
+                attempts = row["attempts"] + 1
+                fps = ",".join(a["fingerprint"] for a in n.alerts)
+                with self._tx() as db:
+                    if result.ok:
+                        delivered += 1
+                        db.execute("UPDATE outbox SET status='delivered', attempts=?, "
+                                   "delivered_at=?, last_error=NULL WHERE id=?",
+                                   (attempts, ts(now), row["id"]))
+                        self._count("delivered")
+                        self._audit(now, "delivered", recipient=row["recipient"],
+                                    detail=f"{row['channel']} key={row['key']} alerts={fps}")
+                    elif result.retryable and attempts < retry.max_attempts:
+                        nxt = now + st.backoff(attempts, retry.base_s, retry.max_s)
+                        db.execute("UPDATE outbox SET attempts=?, next_attempt_at=?, "
+                                   "last_error=? WHERE id=?",
+                                   (attempts, ts(nxt), result.detail, row["id"]))
+                        self._count("delivery_retries")
+                        self._audit(now, "delivery_retry", recipient=row["recipient"],
+                                    detail=f"{row['channel']} key={row['key']} attempt "
+                                           f"{attempts}: {result.detail}; next {ts(nxt)}")
+                    else:
+                        db.execute("UPDATE outbox SET status='failed', attempts=?, last_error=? "
+                                   "WHERE id=?", (attempts, result.detail, row["id"]))
+                        self._count("delivery_failed")
+                        self._audit(now, "delivery_failed", recipient=row["recipient"],
+                                    detail=f"{row['channel']} key={row['key']} alerts={fps}: "
+                                           f"{result.detail}")
+                        log.error("delivery of %s via %s failed for good: %s", row["key"],
+                                  row["channel"], result.detail)
+        return delivered
+
+    # ------------------------------------------------------------------------------ queries
+    def alerts(self, state: str | None = None, grid_cell: str | None = None) -> list[dict[str, Any]]:
+        q, args = "SELECT * FROM alerts WHERE 1=1", []
+        if state:
+            q += " AND state=?"
+            args.append(state)
+        if grid_cell:
+            q += " AND grid_cell=?"
+            args.append(grid_cell)
+        with self._lock:
+            return [dict(r) for r in self.db.execute(q + " ORDER BY starts_at", args)]
+
+    def alert(self, fingerprint: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self.db.execute("SELECT * FROM alerts WHERE fingerprint=?",
+                                  (fingerprint,)).fetchone()
+        return dict(row) if row else None
+
+    def audit_trail(self, fingerprint: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            if fingerprint is None:
+                rows = self.db.execute("SELECT * FROM audit ORDER BY id")
+            else:
+                rows = self.db.execute("SELECT * FROM audit WHERE fingerprint=? OR detail LIKE ? "
+                                       "ORDER BY id", (fingerprint, f"%{fingerprint}%"))
+            return [dict(r) for r in rows]
+
+    def outbox(self, status: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            if status is None:
+                rows = self.db.execute("SELECT * FROM outbox ORDER BY id")
+            else:
+                rows = self.db.execute("SELECT * FROM outbox WHERE status=? ORDER BY id",
+                                       (status,))
+            return [dict(r) for r in rows]
+
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            return {r["name"]: r["value"] for r in self.db.execute("SELECT * FROM counters")}

@@ -120,6 +120,16 @@ def replay(
               + (f" (written to {alerts_out})" if alerts_out else ""))
 
 
+def _register_ingest() -> None:
+    from gridwatch.ingest._cli import collect, journal_app
+
+    app.command("collect")(collect)
+    app.add_typer(journal_app, name="journal")
+
+
+_register_ingest()
+
+
 def main() -> None:
     app()
 

@@ -31,7 +31,12 @@ class MqttSettings(Section):
     qos: Literal[0, 1, 2] = 1
     tls: TlsSettings = TlsSettings()
     #: When set, subscriptions use ``$share/<group>/<filter>`` so several collectors split load.
-    shared_group: str | None = None
+    shared_group: Annotated[str, Field(pattern=r"^[^/+#$]{1,64}$")] | None = None
+    #: Reconnect backoff: first wait and upper bound, seconds (doubling in between).
+    reconnect_min_s: Annotated[int, Field(ge=1, le=3600)] = 1
+    reconnect_max_s: Annotated[int, Field(ge=1, le=3600)] = 30
+    #: MQTT v5 Receive Maximum: unacknowledged QoS 1 messages the broker may have in flight.
+    receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 65535
 
     _no_placeholder = field_validator("password")(reject_placeholder)
 
@@ -42,6 +47,12 @@ class TopicSettings(Section):
     telemetry: str = "devices/+/+/telemetry"
     deadletter: str = "gridwatch/deadletter"
     alerts_prefix: str = "gridwatch"
+    #: Zero-based topic level holding the meter id (reading topics) or the concentrator id
+    #: (batch topics): ``meters/{region}/{meter_id}/reading`` has it at level 2.
+    meter_id_level: Annotated[int, Field(ge=0, le=16)] = 2
+    #: Levels of the site and of the device id in ``devices/{site}/{device_id}/telemetry``.
+    site_level: Annotated[int, Field(ge=0, le=16)] = 1
+    device_id_level: Annotated[int, Field(ge=0, le=16)] = 2
 
 
 class IngestSettings(Section):
@@ -58,3 +69,9 @@ class IngestSettings(Section):
     fsync_every_messages: Annotated[int, Field(ge=1)] = 500
     fsync_every_ms: Annotated[int, Field(ge=1)] = 50
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    #: Accepted (meter, timestamp) keys remembered per meter to reject duplicates; the collector
+    #: rebuilds them from the last ``dedup_warm_records`` journal records at start-up.
+    dedup_per_meter: Annotated[int, Field(ge=1, le=10_000)] = 64
+    dedup_warm_records: Annotated[int, Field(ge=0)] = 500_000
+    #: Publish each dead letter to ``topics.deadletter`` as well as writing it to disk.
+    publish_deadletters: bool = True

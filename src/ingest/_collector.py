@@ -1,0 +1,495 @@
+"""The MQTT collector: subscribe, decode, journal, then acknowledge.
+
+paho's network thread only puts each message on a queue. A writer thread takes what has
+arrived (up to ``ingest.fsync_every_messages`` messages, waiting at most
+``ingest.fsync_every_ms`` for more), decodes it, appends the accepted items to the journal and
+the rejections to the dead letters (one fsync each), and only then sends the PUBACKs. A crash
+before the acknowledgement makes the broker deliver the message again (persistent session,
+``clean_start=False``); the decoder, warmed up from the journal's tail at start-up, then rejects
+the copies as duplicates, so each reading lands in the journal once.
+
+An acknowledgement is only sent on the connection the message came in on: after a reconnect the
+broker redelivers what was not acknowledged, and a packet id of the old connection could name
+another message on the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import ssl
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from prometheus_client import CollectorRegistry
+
+from gridwatch.ingest._deadletter import DeadLetter, DeadLetters
+from gridwatch.ingest._decode import Decoder
+from gridwatch.ingest._journal import Journal, decode_item, encode_item
+from gridwatch.ingest._metrics import IngestMetrics
+
+if TYPE_CHECKING:
+    from gridwatch._settings import Settings
+
+__all__ = ["Collector", "CollectorError", "CollectorStats", "ConnectError", "mqtt_password"]
+
+log = logging.getLogger("gridwatch.ingest.collector")
+
+#: CONNACK reason codes that retrying cannot fix (MQTT v5 §3.2.2.2).
+_FATAL_CONNACK = {
+    133: "client identifier not valid",
+    134: "bad user name or password",
+    135: "not authorized",
+    138: "banned",
+}
+
+
+class CollectorError(RuntimeError):
+    """The collector cannot go on (bad settings, an unwritable journal)."""
+
+
+class ConnectError(CollectorError):
+    """The broker cannot be reached or refused the connection; the message says why."""
+
+
+@dataclass(frozen=True)
+class CollectorStats:
+    received: int = 0
+    accepted: int = 0
+    deadlettered: dict[str, int] = field(default_factory=dict)
+    acked: int = 0
+    #: Messages not acknowledged because their connection was gone; the broker redelivers them.
+    unacked_stale: int = 0
+    connects: int = 0
+    connected: bool = False
+    journal_end_offset: int = 0
+    last_error: str | None = None
+
+    @property
+    def deadlettered_total(self) -> int:
+        return sum(self.deadlettered.values())
+
+
+@dataclass(slots=True)
+class _Msg:
+    gen: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+
+
+def mqtt_password(settings: Settings) -> str | None:
+    """The broker password: ``mqtt.password`` (set it with ``GRIDWATCH_MQTT__PASSWORD``), else
+    the first line of ``mqtt.password_file``."""
+    m = settings.mqtt
+    if m.password is not None:
+        return m.password.get_secret_value()
+    if m.password_file is not None:
+        try:
+            text = Path(m.password_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CollectorError(
+                f"mqtt.password_file {m.password_file}: cannot read: {exc.strerror or exc}"
+            ) from None
+        lines = text.splitlines()
+        if not lines or not lines[0].strip():
+            raise CollectorError(f"mqtt.password_file {m.password_file} is empty")
+        return lines[0].strip()
+    return None
+
+
+def client_id_for(settings: Settings, partition: int, explicit: bool) -> str:
+    """``mqtt.client_id`` with ``{partition}`` filled in; an explicit partition without the
+    placeholder gets ``-p<partition>`` appended, so collectors of a group never share an id."""
+    cid = settings.mqtt.client_id
+    if "{partition}" in cid:
+        return cid.replace("{partition}", str(partition))
+    return f"{cid}-p{partition}" if explicit else cid
+
+
+class Collector:
+    """One MQTT collector writing one journal partition."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        partition: int | None = None,
+        *,
+        metrics: IngestMetrics | None = None,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.partition = settings.ingest.partition if partition is None else partition
+        self.client_id = client_id_for(settings, self.partition, partition is not None)
+        self.metrics = metrics or IngestMetrics(registry)
+        self._label = str(self.partition)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._queue: queue.SimpleQueue[_Msg] = queue.SimpleQueue()
+        self._gen = 0
+        self._gen_lock = threading.Lock()
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._failed = threading.Event()
+        self._stop_writer = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._received = 0
+        self._accepted = 0
+        self._acked = 0
+        self._stale = 0
+        self._connects = 0
+        self._dead: Counter[str] = Counter()
+        self._error: str | None = None
+        self._fatal: str | None = None
+        self._client: mqtt.Client | None = None
+        self._writer: threading.Thread | None = None
+        self.journal: Journal | None = None
+        self.deadletters: DeadLetters | None = None
+        self.decoder = Decoder(settings.topics, settings.ingest)
+
+    # -- life cycle ----------------------------------------------------------------------
+    def start(self) -> Collector:
+        """Open the journal, warm the duplicate memory, connect (in the background) and start
+        the writer thread. Returns at once; see :meth:`wait_ready`."""
+        ing = self.settings.ingest
+        retention = ing.retention_hours * 3600
+        self.journal = Journal(
+            ing.journal_dir, self.partition, segment_bytes=ing.segment_bytes,
+            retention_bytes=ing.retention_bytes, retention=retention,
+        )
+        self.deadletters = DeadLetters(
+            ing.deadletter_dir, self.partition, segment_bytes=ing.segment_bytes,
+            retention_bytes=ing.retention_bytes, retention=retention,
+        )
+        self._warm_up()
+        self._update_journal_metrics()
+        self._client = self._make_client()
+        self._writer = threading.Thread(
+            target=self._write_loop, name=f"gridwatch-journal-writer-{self.partition}",
+            daemon=True,
+        )
+        self._writer.start()
+        m = self.settings.mqtt
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = m.session_expiry_s
+        props.ReceiveMaximum = m.receive_maximum
+        self._client.connect_async(m.host, m.port, keepalive=m.keepalive_s, clean_start=False,
+                                   properties=props)
+        self._client.loop_start()
+        return self
+
+    def _make_client(self) -> mqtt.Client:
+        m = self.settings.mqtt
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5,
+            manual_ack=True, reconnect_on_failure=True,
+        )
+        client.reconnect_delay_set(m.reconnect_min_s, max(m.reconnect_min_s, m.reconnect_max_s))
+        client.max_queued_messages_set(0)
+        if m.username is not None:
+            client.username_pw_set(m.username, mqtt_password(self.settings))
+        elif m.password is not None or m.password_file is not None:
+            raise CollectorError("a broker password is set but mqtt.username is not")
+        if m.tls.enabled:
+            for name in ("ca_file", "cert_file", "key_file"):
+                path = getattr(m.tls, name)
+                if path is not None and not Path(path).is_file():
+                    raise CollectorError(f"mqtt.tls.{name}: no such file {path}")
+            if (m.tls.cert_file is None) != (m.tls.key_file is None):
+                raise CollectorError("mqtt.tls.cert_file and mqtt.tls.key_file go together")
+            client.tls_set(
+                ca_certs=str(m.tls.ca_file) if m.tls.ca_file else None,
+                certfile=str(m.tls.cert_file) if m.tls.cert_file else None,
+                keyfile=str(m.tls.key_file) if m.tls.key_file else None,
+                cert_reqs=ssl.CERT_NONE if m.tls.insecure_skip_verify else ssl.CERT_REQUIRED,
+            )
+            if m.tls.insecure_skip_verify:
+                client.tls_insecure_set(True)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    def _warm_up(self) -> None:
+        """Teach the decoder the readings already journaled, so redeliveries are duplicates."""
+        assert self.journal is not None
+        want = self.settings.ingest.dedup_warm_records
+        end = self.journal.end_offset
+        offset = max(self.journal.start_offset, end - want)
+        while offset < end:
+            batch = self.journal.read(offset, 10_000)
+            if not batch:
+                break
+            for off, data in batch:
+                with contextlib.suppress(ValueError):
+                    self.decoder.remember(decode_item(data))
+                offset = off + 1
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until connected and subscribed; raise :class:`ConnectError` naming the cause
+        when the broker refuses the connection or cannot be reached in ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._fatal:
+                raise ConnectError(self._fatal)
+            if self._subscribed.wait(0.05):
+                return
+        raise ConnectError(
+            f"not connected to {self.settings.mqtt.host}:{self.settings.mqtt.port} after "
+            f"{timeout:.0f}s: {self._error or 'no answer from the broker'}"
+        )
+
+    @property
+    def failed(self) -> str | None:
+        """Why the collector stopped on its own (refused credentials, journal write error)."""
+        return self._fatal
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Journal and acknowledge what has arrived, then disconnect (the broker keeps the
+        session) and close the journal."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._failed.is_set():
+            if self._queue.empty() and self._idle.is_set():
+                break
+            time.sleep(0.01)
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.disconnect()
+            self._client.loop_stop()
+        self._stop_writer.set()
+        if self._writer is not None:
+            self._writer.join(timeout)
+        if self.journal is not None:
+            self.journal.close()
+        if self.deadletters is not None:
+            self.deadletters.close()
+        self.metrics.connected.labels(self._label).set(0)
+
+    def __enter__(self) -> Collector:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def stats(self) -> CollectorStats:
+        return CollectorStats(
+            received=self._received, accepted=self._accepted, deadlettered=dict(self._dead),
+            acked=self._acked, unacked_stale=self._stale, connects=self._connects,
+            connected=self._connected.is_set(),
+            journal_end_offset=self.journal.end_offset if self.journal else 0,
+            last_error=self._fatal or self._error,
+        )
+
+    # -- paho callbacks (network thread: no slow work here) ---------------------------------
+    def _subscriptions(self) -> list[tuple[str, SubscribeOptions]]:
+        t = self.settings.topics
+        group = self.settings.mqtt.shared_group
+        opts = SubscribeOptions(qos=self.settings.mqtt.qos)
+        out = []
+        for flt in dict.fromkeys((t.reading, t.batch, t.telemetry)):
+            out.append((f"$share/{group}/{flt}" if group else flt, opts))
+        return out
+
+    def _on_connect(self, client: mqtt.Client, _userdata: object, flags: mqtt.ConnectFlags,
+                    reason: object, _props: object) -> None:
+        code = getattr(reason, "value", 0)
+        if getattr(reason, "is_failure", False):
+            m = self.settings.mqtt
+            why = f"broker {m.host}:{m.port} refused the connection: {reason}"
+            if code in (134, 135):
+                why += (f" (user {m.username!r}; check mqtt.username and the password from "
+                        f"GRIDWATCH_MQTT__PASSWORD or mqtt.password_file)")
+            self._error = why
+            log.error(why)
+            if code in _FATAL_CONNACK:
+                self._fatal = why
+                self._failed.set()
+                client.disconnect()
+            return
+        with self._gen_lock:
+            self._gen += 1
+        self._connects += 1
+        self._error = None
+        self._connected.set()
+        self.metrics.connects.labels(self._label).inc()
+        self.metrics.connected.labels(self._label).set(1)
+        log.info("connected as %s (session present: %s)", self.client_id, flags.session_present)
+        client.subscribe(self._subscriptions())
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
+        exc = sys.exc_info()[1]
+        m = self.settings.mqtt
+        detail = f"{type(exc).__name__}: {exc}" if exc else "connection failed"
+        self._error = f"cannot connect to {m.host}:{m.port}: {detail}"
+        log.warning("%s; retrying", self._error)
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object,
+                       reason: object, _props: object) -> None:
+        with self._gen_lock:
+            self._gen += 1
+        self._connected.clear()
+        self._subscribed.clear()
+        self.metrics.connected.labels(self._label).set(0)
+        if getattr(reason, "value", 0):
+            self._error = f"disconnected: {reason}"
+            log.warning("%s; reconnecting", self._error)
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: object, _mid: int,
+                      reasons: list[object], _props: object) -> None:
+        bad = [str(r) for r in reasons if getattr(r, "is_failure", False)]
+        if bad:
+            self._error = f"subscription refused: {', '.join(bad)}"
+            log.error(self._error)
+            return
+        self._subscribed.set()
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object,
+                    msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = bytes(msg._topic).decode("utf-8", errors="replace")
+        self._idle.clear()
+        self._queue.put(_Msg(self._gen, msg.mid, msg.qos, topic, msg.payload))
+
+    # -- the writer thread -----------------------------------------------------------------
+    def _take(self) -> list[_Msg]:
+        ing = self.settings.ingest
+        try:
+            first = self._queue.get(timeout=0.1)
+        except queue.Empty:
+            self._idle.set()
+            return []
+        batch = [first]
+        deadline = time.monotonic() + ing.fsync_every_ms / 1000
+        while len(batch) < ing.fsync_every_messages:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                batch.append(self._queue.get(timeout=min(left, 0.005)))
+            except queue.Empty:
+                continue
+        return batch
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = self._take()
+            if not batch:
+                if self._stop_writer.is_set():
+                    return
+                continue
+            try:
+                self._process(batch)
+            except Exception as exc:  # a journal that cannot be written: stop, do not ack
+                self._fatal = f"journal write failed, collector stopped: {exc!r}"
+                log.exception(self._fatal)
+                self._failed.set()
+                if self._client is not None:
+                    with contextlib.suppress(Exception):
+                        self._client.disconnect()
+                return
+
+    def _process(self, batch: list[_Msg]) -> None:
+        assert self.journal is not None and self.deadletters is not None
+        now = self._clock()
+        records: list[bytes] = []
+        letters: list[DeadLetter] = []
+        for m in batch:
+            result = self.decoder.decode_message(m.topic, m.payload, now)
+            records.extend(encode_item(item) for item in result.accepted)
+            letters.extend(
+                DeadLetter(r.reason, m.topic, r.payload, r.detail, now, r.index)
+                for r in result.rejected
+            )
+        self.journal.append(records)
+        self.deadletters.put_many(letters)
+        acked = stale = 0
+        assert self._client is not None
+        with self._gen_lock:
+            for m in batch:
+                if m.gen == self._gen and m.qos > 0:
+                    self._client.ack(m.mid, m.qos)
+                    acked += 1
+                elif m.qos > 0:
+                    stale += 1
+        self._received += len(batch)
+        self._accepted += len(records)
+        self._acked += acked
+        self._stale += stale
+        for d in letters:
+            self._dead[d.reason] += 1
+        lbl = self._label
+        self.metrics.received.labels(lbl).inc(len(batch))
+        self.metrics.accepted.labels(lbl).inc(len(records))
+        self.metrics.acked.labels(lbl).inc(acked)
+        for reason, n in Counter(d.reason for d in letters).items():
+            self.metrics.deadlettered.labels(lbl, reason).inc(n)
+        self._update_journal_metrics()
+        if letters and self.settings.ingest.publish_deadletters:
+            topic = self.settings.topics.deadletter
+            for d in letters:
+                doc = d.to_json_dict() | {"partition": self.partition}
+                self._client.publish(topic, json.dumps(doc, separators=(",", ":")), qos=1)
+
+    def _update_journal_metrics(self) -> None:
+        if self.journal is None:
+            return
+        self.metrics.journal_bytes.labels(self._label).set(self.journal.size_bytes)
+        self.metrics.journal_end.labels(self._label).set(self.journal.end_offset)
+
+
+def run_collector(settings: Settings, partition: int | None, stop: threading.Event,
+                  metrics_port: int | None = None,
+                  report: Callable[[CollectorStats], None] | None = None,
+                  report_every_s: float = 10.0) -> int:
+    """Run one collector until ``stop`` is set; the exit code for the command line."""
+    from gridwatch.ingest._metrics import start_metrics_server
+
+    metrics = IngestMetrics()
+    port = settings.ingest.metrics_port if metrics_port is None else metrics_port
+    server = start_metrics_server(port, metrics.registry) if port else None
+    collector = Collector(settings, partition, metrics=metrics)
+    collector.start()
+    last = time.monotonic()
+    try:
+        while not stop.wait(0.2):
+            if collector.failed:
+                break
+            if report and time.monotonic() - last >= report_every_s:
+                report(collector.stats)
+                last = time.monotonic()
+    finally:
+        collector.stop()
+        if server is not None:
+            server.shutdown()
+    if report:
+        report(collector.stats)
+    if collector.failed:
+        log.error(collector.failed)
+        return 2
+    return 0

@@ -1,0 +1,350 @@
+"""Decoding of MQTT payloads into readings and device telemetry.
+
+A pure core: :class:`Decoder` takes a topic, the payload bytes and the receiving clock and returns
+what it accepted plus one :class:`Rejection` per bad item, so the good readings of a batch that
+holds a bad one are kept. It remembers, per meter, the newest accepted timestamp and a bounded set
+of accepted timestamps, to reject readings that run backwards too far and duplicates of readings
+already accepted (QoS 1 delivers at least once; a redelivery after a crash must not double).
+
+Reason codes are short stable strings, used as Prometheus label values and in dead letters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from paho.mqtt.client import topic_matches_sub
+from pydantic import ValidationError
+
+from gridwatch._schemas import DeviceTelemetry, Reading
+from gridwatch.ingest._config import IngestSettings, TopicSettings
+
+__all__ = [
+    "REASONS",
+    "DecodeError",
+    "DecodeResult",
+    "Decoder",
+    "Item",
+    "Rejection",
+    "decode",
+    "describe_validation",
+]
+
+Item = Reading | DeviceTelemetry
+
+INVALID_UTF8: Final = "invalid_utf8"
+INVALID_JSON: Final = "invalid_json"
+SCHEMA: Final = "schema"
+NON_FINITE: Final = "non_finite"
+OUT_OF_RANGE: Final = "out_of_range"
+FUTURE_TIMESTAMP: Final = "future_timestamp"
+STALE_TIMESTAMP: Final = "stale_timestamp"
+DUPLICATE: Final = "duplicate"
+TOO_LARGE: Final = "too_large"
+UNKNOWN_TOPIC: Final = "unknown_topic"
+TOPIC_MISMATCH: Final = "topic_mismatch"
+EMPTY_BATCH: Final = "empty_batch"
+
+#: Every reason code the decoder (and the file reader) can give.
+REASONS: Final[tuple[str, ...]] = (
+    INVALID_UTF8, INVALID_JSON, SCHEMA, NON_FINITE, OUT_OF_RANGE, FUTURE_TIMESTAMP,
+    STALE_TIMESTAMP, DUPLICATE, TOO_LARGE, UNKNOWN_TOPIC, TOPIC_MISMATCH, EMPTY_BATCH,
+)
+
+# The schema checks the future itself against this context; the decoder does it with its own
+# tolerance so it can give the reason ``future_timestamp`` rather than a generic schema error.
+_NO_FUTURE_CHECK: Final = timedelta.max
+_RANGE_ERRORS: Final = frozenset({
+    "greater_than", "greater_than_equal", "less_than", "less_than_equal",
+    "too_long", "too_short",
+})
+
+
+class DecodeError(ValueError):
+    """A payload (or one item of it) cannot be accepted. ``reason`` is a stable code from
+    :data:`REASONS`; ``detail`` says which value was wrong and why."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One rejected payload or batch item: why, and the bytes to keep as a dead letter.
+
+    ``index`` is the position of the item in a batch (``None`` for the whole payload).
+    """
+
+    reason: str
+    detail: str
+    payload: bytes
+    index: int | None = None
+
+
+@dataclass(slots=True)
+class DecodeResult:
+    accepted: list[Item] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+def describe_validation(exc: ValidationError) -> tuple[str, str]:
+    """Map a pydantic error to ``(reason, detail)``: the first bad field, its problem and value."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(root)"
+    kind = first["type"]
+    msg = first["msg"]
+    value = first.get("input")
+    if kind == "finite_number":
+        reason = NON_FINITE
+    elif kind in _RANGE_ERRORS or (kind == "value_error" and "before 2000" in msg):
+        reason = OUT_OF_RANGE
+    else:
+        reason = SCHEMA
+    if kind == "extra_forbidden":
+        msg = "unknown field"
+    shown = "" if isinstance(value, dict | list) else f" (got {value!r:.80})"
+    more = f"; and {len(errors) - 1} more" if len(errors) > 1 else ""
+    return reason, f"{loc}: {msg}{shown}{more}"
+
+
+def _level(topic_levels: list[str], level: int) -> str | None:
+    return topic_levels[level] if level < len(topic_levels) else None
+
+
+class Decoder:
+    """Turns MQTT messages into validated items; keeps the small per-meter memory that duplicate
+    and stale-timestamp checks need.
+
+    Not thread-safe: one decoder belongs to one collector's writer thread.
+    """
+
+    def __init__(
+        self,
+        topics: TopicSettings | None = None,
+        ingest: IngestSettings | None = None,
+        *,
+        max_meters: int = 2_000_000,
+    ) -> None:
+        self.topics = topics or TopicSettings()
+        ingest = ingest or IngestSettings()
+        self.max_payload_bytes = ingest.max_payload_bytes
+        self.max_future = timedelta(seconds=ingest.max_future_s)
+        self.max_backwards = timedelta(seconds=ingest.max_backwards_s)
+        self.per_meter = ingest.dedup_per_meter
+        self.max_meters = max_meters
+        # meter_id -> (newest accepted ts, recent accepted ts set, their arrival order)
+        self._seen: OrderedDict[str, tuple[datetime, set[datetime], deque[datetime]]] = (
+            OrderedDict()
+        )
+
+    # -- memory of accepted readings -------------------------------------------------------
+    def remember(self, item: Item) -> None:
+        """Record an accepted reading (also used to warm up from the journal after a restart)."""
+        if not isinstance(item, Reading):
+            return
+        entry = self._seen.get(item.meter_id)
+        if entry is None:
+            if len(self._seen) >= self.max_meters:
+                self._seen.popitem(last=False)
+            entry = (item.ts, set(), deque())
+        newest, keys, order = entry
+        if item.ts not in keys:
+            keys.add(item.ts)
+            order.append(item.ts)
+            if len(order) > self.per_meter:
+                keys.discard(order.popleft())
+        self._seen[item.meter_id] = (max(newest, item.ts), keys, order)
+
+    def _check_history(self, item: Item) -> None:
+        if not isinstance(item, Reading):
+            return
+        entry = self._seen.get(item.meter_id)
+        if entry is None:
+            return
+        newest, keys, _ = entry
+        if item.ts in keys:
+            raise DecodeError(
+                DUPLICATE, f"meter {item.meter_id} already has a reading at {item.ts.isoformat()}"
+            )
+        if newest - item.ts > self.max_backwards:
+            raise DecodeError(
+                STALE_TIMESTAMP,
+                f"meter {item.meter_id}: ts {item.ts.isoformat()} is {newest - item.ts} before "
+                f"its newest reading {newest.isoformat()} (tolerance {self.max_backwards})",
+            )
+
+    # -- decoding -------------------------------------------------------------------------
+    def decode_message(self, topic: str, payload: bytes, now: datetime) -> DecodeResult:
+        """Decode one message. Never raises for bad input: every problem becomes a rejection."""
+        result = DecodeResult()
+        try:
+            kind, levels = self._classify(topic, payload)
+            doc = _parse_json(payload)
+        except DecodeError as exc:
+            result.rejected.append(Rejection(exc.reason, exc.detail, payload))
+            return result
+        if kind == "batch":
+            try:
+                raw_items = self._batch_items(doc, levels)
+            except DecodeError as exc:
+                result.rejected.append(Rejection(exc.reason, exc.detail, payload))
+                return result
+            for index, raw in enumerate(raw_items):
+                self._one(result, "reading", raw, None, now, payload, index)
+        else:
+            self._one(result, kind, doc, levels, now, payload, None)
+        return result
+
+    def _one(self, result: DecodeResult, kind: str, raw: Any, levels: list[str] | None,
+             now: datetime, payload: bytes, index: int | None) -> None:
+        try:
+            item = self._validate(kind, raw, levels, now)
+            self._check_history(item)
+        except DecodeError as exc:
+            data = payload if index is None else _dump_item(raw)
+            where = "" if index is None else f"batch item {index}: "
+            result.rejected.append(Rejection(exc.reason, where + exc.detail, data, index))
+            return
+        self.remember(item)
+        result.accepted.append(item)
+
+    def _classify(self, topic: str, payload: bytes) -> tuple[str, list[str]]:
+        if len(payload) > self.max_payload_bytes:
+            raise DecodeError(
+                TOO_LARGE, f"payload of {len(payload)} bytes exceeds the limit of "
+                f"{self.max_payload_bytes} (ingest.max_payload_bytes)",
+            )
+        t = self.topics
+        for kind, sub in (("reading", t.reading), ("batch", t.batch), ("telemetry", t.telemetry)):
+            try:
+                if topic_matches_sub(sub, topic):
+                    return kind, topic.split("/")
+            except (ValueError, TypeError):
+                break
+        raise DecodeError(UNKNOWN_TOPIC, f"topic {topic!r:.200} matches no configured topic")
+
+    def _batch_items(self, doc: Any, levels: list[str]) -> list[Any]:
+        if isinstance(doc, dict):
+            extra = set(doc) - {"concentrator_id", "sent_at", "readings"}
+            if extra:
+                raise DecodeError(SCHEMA, f"batch has unknown field(s) {sorted(extra)}")
+            conc = doc.get("concentrator_id")
+            topic_id = _level(levels, self.topics.meter_id_level)
+            if conc is not None and topic_id is not None and conc != topic_id:
+                raise DecodeError(
+                    TOPIC_MISMATCH, f"concentrator_id {conc!r:.80} differs from the topic's "
+                    f"{topic_id!r}",
+                )
+            doc = doc.get("readings")
+        if not isinstance(doc, list):
+            raise DecodeError(
+                SCHEMA, f"a batch must be a JSON array of readings or an object with 'readings', "
+                f"not {type(doc).__name__}",
+            )
+        if not doc:
+            raise DecodeError(EMPTY_BATCH, "batch holds no readings")
+        return doc
+
+    def _validate(self, kind: str, raw: Any, levels: list[str] | None, now: datetime) -> Item:
+        if not isinstance(raw, dict):
+            raise DecodeError(SCHEMA, f"expected a JSON object, got {type(raw).__name__}")
+        ctx = {"now": now, "max_future": _NO_FUTURE_CHECK}
+        item: Item
+        try:
+            if kind == "telemetry":
+                item = DeviceTelemetry.model_validate(raw, context=ctx)
+            else:
+                item = Reading.model_validate(raw, context=ctx)
+        except ValidationError as exc:
+            raise DecodeError(*describe_validation(exc)) from None
+        if item.ts - now > self.max_future:
+            raise DecodeError(
+                FUTURE_TIMESTAMP, f"ts {item.ts.isoformat()} is {item.ts - now} ahead of the "
+                f"receiving clock (tolerance {self.max_future})",
+            )
+        if levels is not None:
+            self._check_topic(item, levels)
+        return item
+
+    def _check_topic(self, item: Item, levels: list[str]) -> None:
+        t = self.topics
+        if isinstance(item, Reading):
+            want = _level(levels, t.meter_id_level)
+            if want is not None and item.meter_id != want:
+                raise DecodeError(
+                    TOPIC_MISMATCH,
+                    f"meter_id {item.meter_id!r} differs from the topic's {want!r}",
+                )
+            return
+        for name, lvl in (("site", t.site_level), ("device_id", t.device_id_level)):
+            want = _level(levels, lvl)
+            got = getattr(item, name)
+            if want is not None and got != want:
+                raise DecodeError(
+                    TOPIC_MISMATCH, f"{name} {got!r} differs from the topic's {want!r}"
+                )
+
+
+def _parse_json(payload: bytes) -> Any:
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(INVALID_UTF8, f"byte {exc.start}: {exc.reason}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DecodeError(
+            INVALID_JSON, f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:
+        raise DecodeError(INVALID_JSON, "nested too deeply") from None
+
+
+def _dump_item(raw: Any) -> bytes:
+    """The JSON of one batch item, for its dead letter (NaN kept as the sender wrote it)."""
+    try:
+        return json.dumps(raw, allow_nan=True, separators=(",", ":")).encode()
+    except (TypeError, ValueError, RecursionError):
+        return repr(raw).encode(errors="replace")
+
+
+def decode(
+    topic: str,
+    payload: bytes,
+    *,
+    settings: Decoder | TopicSettings | IngestSettings | None = None,
+    now: datetime | None = None,
+) -> list[Item]:
+    """Decode one message strictly: every item, or :class:`DecodeError` for the first bad one.
+
+    ``settings`` may be a :class:`Decoder` (whose duplicate memory is then used and updated), or
+    the topic or ingest settings section. The collector uses :meth:`Decoder.decode_message`
+    instead, which keeps the good items of a batch with a bad one.
+    """
+    now = now or datetime.now(UTC)
+    if isinstance(settings, Decoder):
+        decoder = settings
+    elif isinstance(settings, TopicSettings):
+        decoder = Decoder(settings)
+    elif isinstance(settings, IngestSettings):
+        decoder = Decoder(None, settings)
+    else:
+        decoder = Decoder()
+    result = decoder.decode_message(topic, payload, now)
+    if result.rejected:
+        first = result.rejected[0]
+        raise DecodeError(first.reason, first.detail)
+    return result.accepted
+
+
+def accepted_keys(items: Iterable[Item]) -> Sequence[tuple[str, datetime]]:
+    """(meter_id, ts) of the readings among ``items``: handy for exactly-once checks."""
+    return [(i.meter_id, i.ts) for i in items if isinstance(i, Reading)]

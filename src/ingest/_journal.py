@@ -1,0 +1,506 @@
+"""An append-only, checksummed, segmented journal: the durable record of everything accepted.
+
+Layout: ``<directory>/p<partition:04d>/<base offset:020d>.log``. Each record is a 16-byte
+header (payload length, CRC-32 of offset + payload, offset; little-endian) followed by the
+payload. Offsets start at 0 and increase by one per record, across segments. A segment is closed
+when the next append would take it past ``segment_bytes``; closed segments are deleted by
+retention (total size, age of their last write), never the active one.
+
+One writer per partition (an exclusive ``flock`` on ``LOCK``), any number of readers, also in
+other processes: a reader treats a partial record at the end of the last segment as not yet
+written. The writer, on opening, cuts such a torn tail (a crash mid-write) off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import struct
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from gridwatch._schemas import DeviceTelemetry, Reading
+
+__all__ = [
+    "Journal",
+    "JournalCorruptError",
+    "JournalLockedError",
+    "decode_item",
+    "encode_item",
+    "journal_partitions",
+]
+
+_HEADER = struct.Struct("<IIQ")
+HEADER_SIZE = _HEADER.size
+_OFFSET = struct.Struct("<Q")
+#: A length above this in a header can only be garbage (a torn or corrupt header).
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+_SEGMENT_RE = re.compile(r"^(\d{20})\.log$")
+_PART_RE = re.compile(r"^p(\d{4,})$")
+_READ_CHUNK = 1 << 20
+
+
+class JournalCorruptError(RuntimeError):
+    """A record inside a closed segment fails its checksum: the file was damaged on disk."""
+
+
+class JournalLockedError(RuntimeError):
+    """Another process already writes this partition."""
+
+
+def partition_dir(directory: Path, partition: int) -> Path:
+    return Path(directory) / f"p{partition:04d}"
+
+
+def journal_partitions(directory: Path) -> list[int]:
+    """The partitions present under a journal directory, in order."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = (_PART_RE.match(p.name) for p in directory.iterdir() if p.is_dir())
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def _crc(offset: int, payload: bytes | memoryview) -> int:
+    return zlib.crc32(payload, zlib.crc32(_OFFSET.pack(offset)))
+
+
+@dataclass
+class _Cursor:
+    """Where the record with offset ``offset`` starts: segment base and byte position."""
+
+    offset: int
+    base: int
+    pos: int
+
+
+class Journal:
+    """One partition of the journal.
+
+    ``append(records)`` writes the records in one write and, unless ``fsync=False``, one
+    ``fsync``; it returns the offset of the last one. ``read(from_offset, max_n)`` returns
+    ``(offset, payload)`` pairs in order. With ``readonly=True`` the journal only reads (no lock,
+    no recovery, no retention) and follows a writer in another process.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        partition: int = 0,
+        *,
+        segment_bytes: int = 64 * 1024 * 1024,
+        retention_bytes: int = 0,
+        retention: timedelta | float = 0.0,
+        fsync: bool = True,
+        readonly: bool = False,
+    ) -> None:
+        if partition < 0:
+            raise ValueError(f"partition must be >= 0, got {partition}")
+        if segment_bytes < HEADER_SIZE + 1:
+            raise ValueError(f"segment_bytes must be > {HEADER_SIZE}, got {segment_bytes}")
+        self.directory = Path(directory)
+        self.partition = partition
+        self.path = partition_dir(self.directory, partition)
+        self.segment_bytes = segment_bytes
+        self.retention_bytes = retention_bytes
+        self.retention_s = (
+            retention.total_seconds() if isinstance(retention, timedelta) else float(retention)
+        )
+        self.fsync = fsync
+        self.readonly = readonly
+        self.truncated_bytes = 0  # torn tail cut off at open
+        self._lock_fd: int | None = None
+        self._fd: int | None = None
+        self._active_size = 0
+        self._bases: list[int] = []
+        self._cursor: _Cursor | None = None
+        self._tail: _Cursor | None = None  # reader: scanned end of the last segment
+        self._rfile: tuple[int, BinaryIO] | None = None
+        if readonly:
+            self._refresh()
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        self._refresh()
+        if not self._bases:
+            self._create_segment(0)
+        self._recover_tail()
+        self._apply_retention()
+
+    # -- opening -------------------------------------------------------------------------
+    def _lock(self) -> None:
+        fd = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise JournalLockedError(
+                f"journal partition {self.partition} in {self.directory} is already open for "
+                f"writing by another process (one collector per partition)"
+            ) from None
+        self._lock_fd = fd
+
+    def _refresh(self) -> None:
+        if not self.path.is_dir():
+            self._bases = []
+            return
+        found = (_SEGMENT_RE.match(n) for n in os.listdir(self.path))
+        self._bases = sorted(int(m.group(1)) for m in found if m)
+
+    def _seg_path(self, base: int) -> Path:
+        return self.path / f"{base:020d}.log"
+
+    def _create_segment(self, base: int) -> None:
+        fd = os.open(self._seg_path(base), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if self.fsync:
+            os.fsync(fd)
+            dfd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = fd
+        self._active_size = 0
+        if base not in self._bases:
+            self._bases.append(base)
+
+    def _scan(self, base: int, start: _Cursor | None = None,
+              verify: bool = True) -> tuple[_Cursor, bool]:
+        """Walk the records of one segment from ``start`` to the first incomplete or bad one.
+
+        Returns the cursor just past the last good record and whether a bad record stopped it.
+        """
+        cur = start or _Cursor(base, base, 0)
+        path = self._seg_path(base)
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            return cur, False
+        with f:
+            f.seek(cur.pos)
+            buf = b""
+            bad = False
+            while True:
+                if len(buf) < HEADER_SIZE:
+                    more = f.read(_READ_CHUNK)
+                    if not more:
+                        break
+                    buf += more
+                    continue
+                length, crc, offset = _HEADER.unpack_from(buf)
+                if length > MAX_RECORD_BYTES or offset != cur.offset:
+                    bad = True
+                    break
+                end = HEADER_SIZE + length
+                while len(buf) < end:
+                    more = f.read(max(_READ_CHUNK, end - len(buf)))
+                    if not more:
+                        break
+                    buf += more
+                if len(buf) < end:
+                    break
+                if verify and _crc(offset, memoryview(buf)[HEADER_SIZE:end]) != crc:
+                    bad = True
+                    break
+                cur = _Cursor(cur.offset + 1, base, cur.pos + end)
+                buf = buf[end:]
+            leftover = len(buf) > 0 or f.read(1) != b""
+        return cur, bad or leftover
+
+    def _recover_tail(self) -> None:
+        base = self._bases[-1]
+        end, damaged = self._scan(base)
+        path = self._seg_path(base)
+        size = path.stat().st_size
+        if damaged or size != end.pos:
+            self.truncated_bytes = size - end.pos
+            with open(path, "r+b") as f:
+                f.truncate(end.pos)
+                f.flush()
+                os.fsync(f.fileno())
+        if self._fd is None:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._active_size = end.pos
+        self._next = end.offset
+        self._tail = end
+
+    # -- writing -------------------------------------------------------------------------
+    def append(self, records: Sequence[bytes]) -> int:
+        """Append ``records`` durably (one write, one fsync); return the last record's offset.
+
+        With no records, returns the offset of the last record already in the journal (-1 when
+        the journal is empty).
+        """
+        if self.readonly or self._fd is None:
+            raise RuntimeError("journal is open read-only or closed")
+        if not records:
+            return self._next - 1
+        parts: list[bytes] = []
+        size = 0
+        offset = self._next
+        for rec in records:
+            if len(rec) > MAX_RECORD_BYTES:
+                raise ValueError(f"record of {len(rec)} bytes exceeds {MAX_RECORD_BYTES}")
+            parts.append(_HEADER.pack(len(rec), _crc(offset, rec), offset))
+            parts.append(rec)
+            size += HEADER_SIZE + len(rec)
+            offset += 1
+        if self._active_size > 0 and self._active_size + size > self.segment_bytes:
+            self._roll()
+        data = b"".join(parts)
+        before = self._active_size
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError:
+            # Leave no half-written batch behind: the caller will not acknowledge it.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, before)
+            raise
+        self._active_size += size
+        self._next = offset
+        self._tail = _Cursor(offset, self._bases[-1], self._active_size)
+        return offset - 1
+
+    def _roll(self) -> None:
+        if self._fd is not None and self.fsync:
+            os.fsync(self._fd)
+        self._create_segment(self._next)
+        self._apply_retention()
+
+    def _apply_retention(self) -> None:
+        if self.readonly or len(self._bases) < 2:
+            return
+        now = time.time()
+        sizes = {b: self._seg_path(b).stat().st_size for b in self._bases}
+        total = sum(sizes.values())
+        for base in list(self._bases[:-1]):
+            path = self._seg_path(base)
+            too_big = self.retention_bytes > 0 and total > self.retention_bytes
+            too_old = self.retention_s > 0 and now - path.stat().st_mtime > self.retention_s
+            if not (too_big or too_old):
+                break
+            path.unlink(missing_ok=True)
+            total -= sizes[base]
+            self._bases.remove(base)
+
+    def enforce_retention(self) -> None:
+        """Delete closed segments past the retention limits (done at every roll and open)."""
+        self._apply_retention()
+
+    # -- reading -------------------------------------------------------------------------
+    @property
+    def start_offset(self) -> int:
+        """The first offset still kept (retention deletes older segments)."""
+        if self.readonly:
+            self._refresh()
+        return self._bases[0] if self._bases else 0
+
+    @property
+    def end_offset(self) -> int:
+        """The offset the next record will get: one past the last complete record."""
+        if not self.readonly:
+            return self._next
+        self._refresh()
+        if not self._bases:
+            return 0
+        last = self._bases[-1]
+        start = self._tail if self._tail is not None and self._tail.base == last else None
+        self._tail, _ = self._scan(last, start, verify=False)
+        return self._tail.offset
+
+    @property
+    def size_bytes(self) -> int:
+        total = 0
+        for base in self._bases:
+            with contextlib.suppress(FileNotFoundError):
+                total += self._seg_path(base).stat().st_size
+        return total
+
+    @property
+    def segments(self) -> list[int]:
+        """Base offsets of the segments present."""
+        if self.readonly:
+            self._refresh()
+        return list(self._bases)
+
+    def _locate(self, offset: int) -> _Cursor | None:
+        if self._cursor is not None and self._cursor.offset == offset:
+            return self._cursor
+        if self.readonly or not self._bases or offset >= self._bases[-1]:
+            self._refresh()
+        if not self._bases:
+            return None
+        offset = max(offset, self._bases[0])
+        base = max(b for b in self._bases if b <= offset)
+        cur = _Cursor(base, base, 0)
+        if offset > base:
+            # Skip headers (no checksum) to the wanted record.
+            cur = self._skip(base, offset)
+        return cur
+
+    def _skip(self, base: int, offset: int) -> _Cursor:
+        cur = _Cursor(base, base, 0)
+        with open(self._seg_path(base), "rb") as f:
+            while cur.offset < offset:
+                f.seek(cur.pos)
+                head = f.read(HEADER_SIZE)
+                if len(head) < HEADER_SIZE:
+                    break
+                length, _, off = _HEADER.unpack(head)
+                if off != cur.offset or length > MAX_RECORD_BYTES:
+                    break
+                cur = _Cursor(cur.offset + 1, base, cur.pos + HEADER_SIZE + length)
+        return cur
+
+    def _file(self, base: int) -> BinaryIO:
+        if self._rfile is not None and self._rfile[0] == base:
+            return self._rfile[1]
+        self._close_reader()
+        f = open(self._seg_path(base), "rb")  # noqa: SIM115 - kept for sequential reads
+        self._rfile = (base, f)
+        return f
+
+    def _close_reader(self) -> None:
+        if self._rfile is not None:
+            self._rfile[1].close()
+            self._rfile = None
+
+    def read(self, from_offset: int, max_n: int = 1000) -> list[tuple[int, bytes]]:
+        """Up to ``max_n`` records from ``from_offset`` on, as ``(offset, payload)`` pairs.
+
+        Starts at :attr:`start_offset` when ``from_offset`` was deleted by retention. Returns
+        fewer (or none) at the end of what is written.
+        """
+        out: list[tuple[int, bytes]] = []
+        cur = self._locate(max(0, from_offset))
+        while cur is not None and len(out) < max_n:
+            cur = self._read_segment(cur, max_n - len(out), out)
+            if cur is None:
+                break
+        return out
+
+    def _read_segment(self, cur: _Cursor, want: int,
+                      out: list[tuple[int, bytes]]) -> _Cursor | None:
+        """Read from one segment; return the cursor to go on with, or None to stop for now."""
+        try:
+            f = self._file(cur.base)
+        except FileNotFoundError:
+            self._refresh()
+            later = [b for b in self._bases if b > cur.base]
+            return _Cursor(later[0], later[0], 0) if later else None
+        f.seek(cur.pos)
+        buf = f.read(_READ_CHUNK)
+        got = 0
+        pos = 0
+        while got < want:
+            if len(buf) - pos < HEADER_SIZE:
+                more = f.read(_READ_CHUNK)
+                if not more:
+                    break
+                buf = buf[pos:] + more
+                pos = 0
+                continue
+            length, crc, offset = _HEADER.unpack_from(buf, pos)
+            end = pos + HEADER_SIZE + length
+            if length > MAX_RECORD_BYTES or offset != cur.offset:
+                return self._bad_record(cur, "header")
+            if len(buf) < end:
+                more = f.read(max(_READ_CHUNK, end - len(buf)))
+                if not more:
+                    break
+                buf = buf[pos:] + more
+                pos = 0
+                continue
+            payload = bytes(buf[pos + HEADER_SIZE:end])
+            if _crc(offset, payload) != crc:
+                return self._bad_record(cur, "checksum")
+            out.append((offset, payload))
+            got += 1
+            cur = _Cursor(cur.offset + 1, cur.base, cur.pos + HEADER_SIZE + length)
+            pos = end
+        self._cursor = cur
+        if got >= want:
+            return cur
+        # End of this segment's complete records: go on in the next segment, if there is one.
+        if cur.base == (self._bases[-1] if self._bases else cur.base):
+            self._refresh()
+        nxt = [b for b in self._bases if b > cur.base]
+        if nxt and nxt[0] == cur.offset:
+            return _Cursor(cur.offset, nxt[0], 0)
+        return None
+
+    def _bad_record(self, cur: _Cursor, what: str) -> _Cursor | None:
+        self._refresh()
+        if self._bases and cur.base != self._bases[-1]:
+            raise JournalCorruptError(
+                f"{self._seg_path(cur.base)}: bad {what} at byte {cur.pos} (offset {cur.offset})"
+            )
+        # The end of the last segment: a record being written, or a torn tail; stop here.
+        self._cursor = cur
+        return None
+
+    # -- closing -------------------------------------------------------------------------
+    def close(self) -> None:
+        self._close_reader()
+        if self._fd is not None:
+            if self.fsync:
+                with contextlib.suppress(OSError):
+                    os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "partition": self.partition,
+            "segments": len(self.segments),
+            "start_offset": self.start_offset,
+            "end_offset": self.end_offset,
+            "bytes": self.size_bytes,
+        }
+
+
+# -- the record wire form ---------------------------------------------------------------------
+_DECODE_CTX = {"max_future": timedelta.max}
+
+
+def encode_item(item: Reading | DeviceTelemetry) -> bytes:
+    """The journal record of a reading or telemetry: its JSON wire form."""
+    if isinstance(item, Reading):
+        doc = item.to_json_dict()
+    else:
+        doc = item.model_dump(mode="json", exclude_defaults=True) | {
+            "device_id": item.device_id, "site": item.site,
+            "ts": item.ts.isoformat().replace("+00:00", "Z"), "metrics": item.metrics,
+        }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_item(data: bytes) -> Reading | DeviceTelemetry:
+    """Parse a journal record back (raises pydantic's ``ValidationError`` if it is not one)."""
+    if b'"device_id"' in data:
+        return DeviceTelemetry.model_validate_json(data, context=_DECODE_CTX)
+    return Reading.model_validate_json(data, context=_DECODE_CTX)

@@ -1,0 +1,333 @@
+"""Bytewax inputs: the journal (live or replay) and readings files (CSV or JSONL).
+
+Both are ``FixedPartitionedSource`` s whose snapshot is the position of the next read: the next
+journal offset, or the number of file lines consumed. With bytewax recovery on, a restarted
+dataflow resumes there, so a crash loses nothing and redoes at most the last epoch.
+``next_batch`` never blocks: it returns what is there (possibly nothing) and ``next_awake``
+spaces out the polls when there was nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from pydantic import ValidationError
+
+from gridwatch._schemas import DeviceTelemetry, Reading
+from gridwatch.ingest._deadletter import DeadLetter, DeadLetters
+from gridwatch.ingest._decode import (
+    DUPLICATE,
+    INVALID_JSON,
+    INVALID_UTF8,
+    SCHEMA,
+    Item,
+    describe_validation,
+)
+from gridwatch.ingest._journal import Journal, decode_item, journal_partitions
+from gridwatch.ingest._metrics import IngestMetrics
+
+__all__ = ["FileSource", "JournalSource", "Rejected", "iter_readings_file"]
+
+log = logging.getLogger("gridwatch.ingest.source")
+
+_PART_PREFIX = "p"
+
+
+def _part_name(partition: int) -> str:
+    return f"{_PART_PREFIX}{partition:04d}"
+
+
+# -- the journal ------------------------------------------------------------------------------
+class _JournalPartition(StatefulSourcePartition[Item, int]):
+    def __init__(self, source: JournalSource, partition: int, resume: int | None) -> None:
+        self.source = source
+        self.partition = partition
+        self.journal = Journal(source.journal_dir, partition, readonly=True)
+        self.next_offset = resume if resume is not None else self.journal.start_offset
+        self._idle = False
+        self.undecodable = 0
+
+    def next_batch(self) -> list[Item]:
+        records = self.journal.read(self.next_offset, self.source.batch_size)
+        if not records:
+            end = self.journal.end_offset
+            self._set_lag(end)
+            if not self.source.follow and self.next_offset >= end:
+                raise StopIteration
+            self._idle = True
+            return []
+        self._idle = False
+        items: list[Item] = []
+        for offset, data in records:
+            try:
+                items.append(decode_item(data))
+            except ValueError as exc:  # a record that is not a reading: count it, go on
+                self.undecodable += 1
+                log.error("journal p%d offset %d is not a reading: %s", self.partition,
+                          offset, exc)
+        self.next_offset = records[-1][0] + 1
+        if self.source.metrics is not None:
+            self._set_lag(self.journal.end_offset)
+        return items
+
+    def _set_lag(self, end: int) -> None:
+        if self.source.metrics is not None:
+            lag = max(0, end - self.next_offset)
+            self.source.metrics.consumer_lag.labels(str(self.partition)).set(lag)
+
+    def next_awake(self) -> datetime | None:
+        if self._idle:
+            return datetime.now(UTC) + self.source.poll_interval
+        return None
+
+    def snapshot(self) -> int:
+        return self.next_offset
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+class JournalSource(FixedPartitionedSource[Item, int]):
+    """Reads journal partitions; its partitions are the journal's, its state the next offset.
+
+    ``partitions=None`` takes every partition present under ``journal_dir`` when the dataflow
+    starts. ``follow=False`` ends each partition at the end of what is written (replay).
+    """
+
+    def __init__(
+        self,
+        journal_dir: Path,
+        partitions: list[int] | None = None,
+        *,
+        follow: bool = True,
+        batch_size: int = 1000,
+        poll_interval: timedelta = timedelta(milliseconds=100),
+        metrics: IngestMetrics | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.journal_dir = Path(journal_dir)
+        self.partitions = partitions
+        self.follow = follow
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.metrics = metrics
+
+    def list_parts(self) -> list[str]:
+        parts = self.partitions
+        if parts is None:
+            parts = journal_partitions(self.journal_dir)
+        return [_part_name(p) for p in parts]
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: int | None) -> _JournalPartition:
+        return _JournalPartition(self, int(for_part[len(_PART_PREFIX):]), resume_state)
+
+
+# -- readings files ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A row of a readings file that is not a valid reading: where, why, and the row itself."""
+
+    path: str
+    line: int
+    reason: str
+    detail: str
+    raw: bytes
+
+    def to_deadletter(self, now: datetime) -> DeadLetter:
+        return DeadLetter(self.reason, f"file:{self.path}", self.raw, self.detail, now, self.line)
+
+
+_CSV_FIELDS = {
+    "meter_id", "kw", "kwh", "export_kwh", "voltage", "current", "pf", "freq", "interval_s",
+    "status",
+}
+_TUPLE_FIELDS = {"voltage", "current", "status"}
+_FILE_CTX: dict[str, Any] = {"max_future": timedelta.max}
+
+
+def _csv_row(header: list[str], row: list[str]) -> dict[str, Any]:
+    if len(row) != len(header):
+        raise _RowError(SCHEMA, f"{len(row)} columns where the header has {len(header)}")
+    doc: dict[str, Any] = {}
+    for name, value in zip(header, row, strict=True):
+        value = value.strip()
+        if name in ("timestamp", "ts"):
+            doc["ts"] = value
+        elif name in _CSV_FIELDS and value != "":
+            if name in _TUPLE_FIELDS:
+                doc[name] = [v for v in value.split(";") if v]
+            else:
+                doc[name] = value
+    return doc
+
+
+class _RowError(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _numbered(path: Path) -> Iterator[tuple[int, Item | Rejected]]:
+    """``(line number, reading or rejection)`` for each data line of a CSV or JSONL file."""
+    is_csv = path.suffix.lower() == ".csv"
+    header: list[str] | None = None
+    seen: dict[str, set[datetime]] = {}
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            line_bytes = raw.rstrip(b"\r\n")
+            if not line_bytes.strip():
+                continue
+            try:
+                text = line_bytes.decode("utf-8")
+                if is_csv and header is None:
+                    header = [h.strip().lower() for h in next(csv.reader([text]))]
+                    missing = {"meter_id", "kw"} - set(header)
+                    if missing or not ({"timestamp", "ts"} & set(header)):
+                        raise ValueError(
+                            f"{path}: the CSV header must name meter_id, timestamp and kw "
+                            f"(got {', '.join(header)})"
+                        )
+                    continue
+                item = _parse_line(text, header)
+                if isinstance(item, Reading):
+                    keys = seen.setdefault(item.meter_id, set())
+                    if item.ts in keys:
+                        raise _RowError(
+                            DUPLICATE, f"meter {item.meter_id} already has a reading at "
+                            f"{item.ts.isoformat()}",
+                        )
+                    keys.add(item.ts)
+                yield lineno, item
+            except UnicodeDecodeError as exc:
+                yield lineno, Rejected(str(path), lineno, INVALID_UTF8,
+                                       f"line {lineno} byte {exc.start}: {exc.reason}", line_bytes)
+            except _RowError as exc:
+                yield lineno, Rejected(str(path), lineno, exc.reason,
+                                       f"line {lineno}: {exc.detail}", line_bytes)
+
+
+def _parse_line(text: str, header: list[str] | None) -> Item:
+    if header is not None:
+        try:
+            doc: Any = _csv_row(header, next(csv.reader([text])))
+        except csv.Error as exc:
+            raise _RowError(SCHEMA, f"not a CSV row: {exc}") from None
+    else:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _RowError(INVALID_JSON, f"column {exc.colno}: {exc.msg}") from None
+        if not isinstance(doc, dict):
+            raise _RowError(SCHEMA, f"expected a JSON object, got {type(doc).__name__}")
+    try:
+        if isinstance(doc, dict) and "device_id" in doc:
+            return DeviceTelemetry.model_validate(doc, context=_FILE_CTX)
+        return Reading.model_validate(doc, context=_FILE_CTX)
+    except ValidationError as exc:
+        raise _RowError(*describe_validation(exc)) from None
+
+
+def iter_readings_file(path: Path) -> Iterator[Item | Rejected]:
+    """Every row of a CSV (``meter_id,timestamp,kw`` at least; optional ``kwh``, ``voltage``,
+    ``pf`` and the other reading fields, several phases separated by ``;``) or JSONL file (one
+    reading in its wire form per line), as a reading or a :class:`Rejected` naming the line and
+    the reason. Bad rows never stop the iteration; a CSV without the needed columns raises
+    ``ValueError`` at once. Timestamps are not checked against the clock (replays may be of
+    simulated futures); a repeated (meter, timestamp) is rejected as a duplicate.
+    """
+    for _, item in _numbered(Path(path)):
+        yield item
+
+
+class _FilePartition(StatefulSourcePartition[Item, int]):
+    def __init__(self, source: FileSource, resume: int | None) -> None:
+        self.source = source
+        self.done_line = resume or 0
+        self._rows = _numbered(source.path)
+        self.rejected: Counter[str] = Counter()
+        self._dead = (
+            DeadLetters(source.deadletter_dir, source.deadletter_partition)
+            if source.deadletter_dir is not None else None
+        )
+
+    def next_batch(self) -> list[Item]:
+        items: list[Item] = []
+        letters: list[DeadLetter] = []
+        now = datetime.now(UTC)
+        exhausted = True
+        for lineno, item in self._rows:
+            if lineno <= self.done_line:
+                continue
+            self.done_line = lineno
+            if isinstance(item, Rejected):
+                self.rejected[item.reason] += 1
+                letters.append(item.to_deadletter(now))
+                if self.source.metrics is not None:
+                    self.source.metrics.file_rejected.labels(item.reason).inc()
+            else:
+                items.append(item)
+            if len(items) + len(letters) >= self.source.batch_size:
+                exhausted = False
+                break
+        if letters:
+            if self._dead is not None:
+                self._dead.put_many(letters)
+            else:
+                for d in letters:
+                    log.warning("%s: rejected (%s) %s", self.source.path, d.reason, d.detail)
+        if exhausted and not items:
+            raise StopIteration
+        return items
+
+    def snapshot(self) -> int:
+        return self.done_line
+
+    def close(self) -> None:
+        if self._dead is not None:
+            self._dead.close()
+
+
+class FileSource(FixedPartitionedSource[Item, int]):
+    """A readings file as a one-partition bytewax source; its state is the last line consumed.
+
+    Rejected rows go to ``deadletter_dir`` (a :class:`DeadLetters` store) when given, and are
+    counted in ``metrics`` (``gridwatch_ingest_file_rows_rejected``) and logged otherwise.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        deadletter_dir: Path | None = None,
+        deadletter_partition: int = 0,
+        batch_size: int = 1000,
+        metrics: IngestMetrics | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"readings file {self.path} does not exist")
+        if self.path.suffix.lower() not in (".csv", ".jsonl", ".ndjson", ".json"):
+            raise ValueError(f"{self.path}: expected a .csv or .jsonl readings file")
+        self.deadletter_dir = deadletter_dir
+        self.deadletter_partition = deadletter_partition
+        self.batch_size = batch_size
+        self.metrics = metrics
+
+    def list_parts(self) -> list[str]:
+        return [f"file:{self.path.name}"]
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: int | None) -> _FilePartition:
+        return _FilePartition(self, resume_state)

@@ -1,0 +1,152 @@
+"""The collector against a private mosquitto: lossless, exactly once in the journal, bad input
+dead-lettered with its reason."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from _ingest_helpers import (
+    Listener,
+    journal_keys,
+    make_settings,
+    mixed_messages,
+    reading_doc,
+    wait_for,
+)
+from prometheus_client import CollectorRegistry, generate_latest
+
+from gridwatch.ingest import Collector, read_deadletters
+
+pytestmark = pytest.mark.services
+
+
+@pytest.mark.slow
+def test_100k_mixed_readings_each_journaled_exactly_once(mosquitto, tmp_path: Path,
+                                                        publisher_factory) -> None:
+    settings = make_settings(mosquitto.port, tmp_path, client_id="gw-100k")
+    registry = CollectorRegistry()
+    collector = Collector(settings, registry=registry).start()
+    try:
+        collector.wait_ready(10)
+        msgs = list(mixed_messages(0, 50_000, 500))
+        expected = [k for _, _, keys in msgs for k in keys]
+        assert len(expected) == 100_000
+        pub = publisher_factory(mosquitto.port, client_id="pub-100k")
+        pub.publish_all(msgs)
+        pub.wait_all(120)
+        wait_for(lambda: collector.stats.accepted >= 100_000, 120,
+                 "100,000 readings in the journal")
+        wait_for(lambda: collector.stats.acked >= len(msgs), 30, "every message acknowledged")
+        stats = collector.stats
+    finally:
+        collector.stop()
+    got = journal_keys(settings.ingest.journal_dir)
+    assert len(got) == 100_000
+    assert Counter(got) == Counter(expected)
+    assert stats.received == len(msgs) and stats.accepted == 100_000
+    assert stats.deadlettered == {}
+    text = generate_latest(registry).decode()
+    assert 'gridwatch_ingest_items_accepted_total{partition="0"} 100000.0' in text
+
+
+def _bad_payloads(good_now: dict) -> list[tuple[str, bytes, str]]:
+    """(topic, payload, expected reason) of each kind of bad input."""
+    ts = good_now["ts"]
+    return [
+        ("meters/r/m1/reading", b"\xff\xfe{}", "invalid_utf8"),
+        ("meters/r/m1/reading", b'{"meter_id": "m1", "ts": ', "invalid_json"),
+        ("meters/r/m1/reading", json.dumps({"meter_id": "m1", "ts": ts}).encode(), "schema"),
+        ("meters/r/m1/reading", b'{"meter_id":"m1","ts":"%s","kw":NaN}' % ts.encode(),
+         "non_finite"),
+        ("meters/r/m1/reading", json.dumps({"meter_id": "m1", "ts": ts, "kw": 1e9}).encode(),
+         "out_of_range"),
+        ("meters/r/m1/reading",
+         json.dumps({"meter_id": "m1", "ts": "2999-01-01T00:00:00Z", "kw": 1}).encode(),
+         "future_timestamp"),
+        ("meters/r/m2/reading", json.dumps({"meter_id": "m1", "ts": ts, "kw": 1}).encode(),
+         "topic_mismatch"),
+        ("meters/r/m1/reading", b'{"meter_id":"m1","pad":"' + b"x" * 5000 + b'"}', "too_large"),
+        ("meters/r/stale/reading",
+         json.dumps({"meter_id": "stale", "ts": "2001-01-01T00:00:00Z", "kw": 1}).encode(),
+         "stale_timestamp"),
+        ("meters/r/m1/reading", json.dumps(good_now).encode(), "duplicate"),
+    ]
+
+
+@pytest.mark.slow
+def test_malformed_payloads_dead_lettered_with_reason(mosquitto, tmp_path: Path,
+                                                      publisher_factory) -> None:
+    settings = make_settings(mosquitto.port, tmp_path, client_id="gw-bad",
+                             max_payload_bytes=4096)
+    collector = Collector(settings, registry=CollectorRegistry()).start()
+    listener = Listener(mosquitto.port, settings.topics.deadletter)
+    try:
+        collector.wait_ready(10)
+        pub = publisher_factory(mosquitto.port, client_id="pub-bad")
+        first = {"meter_id": "m1", "ts": reading_doc(0)["ts"], "kw": 2.0}
+        pub.publish("meters/r/m1/reading", json.dumps(first).encode())
+        stale_anchor = {"meter_id": "stale", "ts": reading_doc(0)["ts"], "kw": 1.0}
+        pub.publish("meters/r/stale/reading", json.dumps(stale_anchor).encode())
+        kinds = _bad_payloads(first)
+        expected_bad: Counter[str] = Counter()
+        good_keys = [("m1", first["ts"]), ("stale", stale_anchor["ts"])]
+        n_bad = 10_000
+        for i in range(n_bad):
+            topic, payload, reason = kinds[i % len(kinds)]
+            pub.publish(topic, payload)
+            expected_bad[reason] += 1
+            d = reading_doc(1000 + i, meters=500)
+            d["meter_id"] = f"g{d['meter_id']}"
+            pub.publish(f"meters/r/{d['meter_id']}/reading", json.dumps(d).encode())
+            good_keys.append((d["meter_id"], d["ts"]))
+        # A batch holding one bad item keeps its good ones.
+        batch = [reading_doc(j, meters=3) | {"meter_id": f"b{j % 3}"} for j in range(3)]
+        batch.insert(1, {"meter_id": "b9", "ts": batch[0]["ts"], "kw": "lots"})
+        pub.publish("meters/r/conc1/batch", json.dumps(batch).encode())
+        expected_bad["schema"] += 1
+        good_keys += [(d["meter_id"], d["ts"]) for d in batch if d["meter_id"] != "b9"]
+        pub.wait_all(60)
+        total = len(good_keys) + sum(expected_bad.values())
+        wait_for(lambda: collector.stats.accepted + collector.stats.deadlettered_total >= total,
+                 60, "every payload accepted or dead-lettered")
+        wait_for(lambda: len(listener.messages) >= sum(expected_bad.values()), 30,
+                 "dead letters on the dead-letter topic")
+        stats = collector.stats
+    finally:
+        collector.stop()
+        listener.close()
+    assert stats.deadlettered == dict(expected_bad)
+    assert Counter(journal_keys(settings.ingest.journal_dir)) == Counter(good_keys)
+    letters = list(read_deadletters(settings.ingest.deadletter_dir))
+    assert Counter(d.reason for d in letters) == expected_bad
+    by_payload = {p: r for _, p, r in kinds}
+    for d in letters:
+        if d.index is None:
+            assert by_payload[d.payload] == d.reason, d
+        else:
+            assert d.index == 1 and d.reason == "schema" and b"lots" in d.payload
+    published = Counter(json.loads(m)["reason"] for m in listener.messages)
+    assert published == expected_bad
+
+
+def test_restart_skips_redelivered_duplicates(mosquitto, tmp_path: Path,
+                                               publisher_factory) -> None:
+    """A reading journaled before a restart is a duplicate after it (warm-up from the
+    journal), so a redelivery never doubles it."""
+    settings = make_settings(mosquitto.port, tmp_path, client_id="gw-warm")
+    pub = publisher_factory(mosquitto.port, client_id="pub-warm")
+    doc = reading_doc(5)
+    with Collector(settings, registry=CollectorRegistry()) as c:
+        c.wait_ready(10)
+        pub.publish(f"meters/r/{doc['meter_id']}/reading", json.dumps(doc).encode())
+        wait_for(lambda: c.stats.accepted == 1, 10, "the reading journaled")
+    with Collector(settings, registry=CollectorRegistry()) as c:
+        c.wait_ready(10)
+        pub.publish(f"meters/r/{doc['meter_id']}/reading", json.dumps(doc).encode())
+        wait_for(lambda: c.stats.deadlettered.get("duplicate") == 1, 10, "the duplicate")
+    assert len(journal_keys(settings.ingest.journal_dir)) == 1
+    time.sleep(0)

@@ -11,6 +11,8 @@ from gridwatch._config_base import Section, reject_placeholder
 
 
 class InfluxSettings(Section):
+    """Where and how readings, scores, events, profiles and alert changes are stored."""
+
     enabled: bool = True
     #: ``v2``: influxdb-client's /api/v2/write (InfluxDB 2.x/3.x, 1.8+, VictoriaMetrics);
     #: ``v1``: /write with database and retention policy (InfluxDB 1.x).
@@ -29,5 +31,20 @@ class InfluxSettings(Section):
     gzip: bool = True
     spool_dir: Path = Path("var/spool")
     spool_max_bytes: Annotated[int, Field(ge=0)] = 1024 * 1024 * 1024
+    #: fsync every spool segment (turn off only on throw-away test machines).
+    spool_fsync: bool = True
+    #: First wait after a failed write, doubled on each further failure up to ``retry_max_ms``;
+    #: a server's Retry-After overrides it. Meanwhile points go to the spool (no sleep).
+    retry_initial_ms: Annotated[int, Field(ge=0)] = 1000
+    retry_max_ms: Annotated[int, Field(ge=0)] = 30_000
+    #: How long one ``write_batch`` may spend draining a spool backlog before it returns.
+    drain_budget_ms: Annotated[int, Field(ge=1)] = 2000
 
     _no_placeholder = field_validator("token", "password")(reject_placeholder)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"influx url {v!r} must start with http:// or https://")
+        return v.rstrip("/")

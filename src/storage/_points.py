@@ -1,0 +1,175 @@
+"""The storage schema: how each value object becomes InfluxDB points.
+
+One measurement per kind of object. Tags are the values dashboards group and filter by and that
+take a bounded set of values (meter, customer, grid cell, segment, event type, severity, alert
+state); everything else — numbers, free text, lists — is a field. A point's identity is its
+measurement, tag set and timestamp, all taken from the object itself (never from the clock), so
+converting the same object again gives the same point and rewriting it overwrites instead of
+doubling. Numbers are always written as floats, so a value that happens to be whole never
+creates an integer/float field type conflict. See docs/storage.md for the documented layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from influxdb_client import Point, WritePrecision
+
+from gridwatch._schemas import AlertTransition, Event, LoadProfile, Reading, Score
+
+__all__ = [
+    "MEASUREMENTS",
+    "UnsupportedObjectError",
+    "to_line_protocol",
+    "to_points",
+]
+
+#: Measurement names, by the value object they store.
+MEASUREMENTS: dict[type, str] = {
+    Reading: "reading",
+    Score: "score",
+    Event: "event",
+    LoadProfile: "profile",
+    AlertTransition: "alert",
+}
+
+#: Precision of every timestamp written (nanoseconds: no two distinct instants collide).
+PRECISION = WritePrecision.NS
+
+_PHASES = ("l1", "l2", "l3")
+
+
+class UnsupportedObjectError(TypeError):
+    """The object is not one the storage schema knows how to write."""
+
+
+def _num(value: float | int) -> float:
+    return float(value)
+
+
+def _text(value: str) -> str:
+    # Line protocol has one point per line: a line break inside a string field would split it.
+    return value.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+
+def _tags(point: Point, tags: dict[str, str | None]) -> Point:
+    for key, value in tags.items():
+        if value:
+            point.tag(key, _text(value))
+    return point
+
+
+def _reading(r: Reading) -> Point:
+    p = _tags(Point("reading"), {"meter_id": r.meter_id})
+    p.field("kw", _num(r.kw))
+    if r.kwh is not None:
+        p.field("kwh", _num(r.kwh))
+    if r.export_kwh is not None:
+        p.field("export_kwh", _num(r.export_kwh))
+    for name, values in (("v", r.voltage), ("i", r.current)):
+        for phase, value in zip(_PHASES, values or (), strict=False):
+            p.field(f"{name}_{phase}", _num(value))
+    if r.pf is not None:
+        p.field("pf", _num(r.pf))
+    if r.freq is not None:
+        p.field("freq", _num(r.freq))
+    if r.status:
+        p.field("status", ",".join(s.value for s in r.status))
+    if r.interval_s is not None:
+        p.field("interval_s", _num(r.interval_s))
+    return p.time(r.ts, PRECISION)
+
+
+def _score(s: Score) -> Point:
+    p = _tags(Point("score"), {"meter_id": s.meter_id, "segment": s.segment})
+    p.field("kw", _num(s.kw)).field("expected_kw", _num(s.expected_kw))
+    p.field("score", _num(s.score)).field("anomalous", bool(s.anomalous))
+    return p.time(s.ts, PRECISION)
+
+
+def _event(e: Event) -> Point:
+    p = _tags(Point("event"), {
+        "meter_id": e.meter_id, "type": e.type, "severity": e.severity.value,
+        "customer_id": e.customer_id, "grid_cell": e.grid_cell,
+    })
+    p.field("score", _num(e.score)).field("state", e.state)
+    p.field("onset", _iso(e.onset))
+    p.field("summary", _text(e.summary))
+    if e.meters:
+        p.field("meters", ",".join(e.meters)).field("meter_count", float(len(e.meters)))
+    for key, value in sorted(e.evidence.items()):
+        if value is None:
+            continue
+        # Numbers as floats, so evidence that is sometimes whole does not conflict.
+        if isinstance(value, bool | str):
+            p.field(f"ev_{key}", _text(value) if isinstance(value, str) else value)
+        else:
+            p.field(f"ev_{key}", _num(value))
+    return p.time(e.raised_at, PRECISION)
+
+
+def _profile(lp: LoadProfile) -> Point:
+    p = _tags(Point("profile"), {
+        "meter_id": lp.meter_id, "customer_id": lp.customer_id, "segment": lp.segment,
+    })
+    p.field("daily_kwh", _num(lp.daily_kwh)).field("peak_kw", _num(lp.peak_kw))
+    p.field("valley_kw", _num(lp.valley_kw))
+    for name in ("peak_valley_ratio", "load_factor", "night_day_ratio", "mom_growth"):
+        value = getattr(lp, name)
+        if value is not None:
+            p.field(name, _num(value))
+    if lp.tags:
+        p.field("tags", ",".join(sorted(lp.tags)))
+    for hour, value in enumerate(lp.curve):
+        p.field(f"h{hour:02d}", _num(value))
+    return p.time(lp.day, PRECISION)
+
+
+def _alert(a: AlertTransition) -> Point:
+    p = _tags(Point("alert"), {
+        "meter_id": a.meter_id, "type": a.type, "severity": a.severity.value, "state": a.state,
+        "customer_id": a.customer_id, "grid_cell": a.grid_cell,
+    })
+    p.field("fingerprint", _text(a.fingerprint)).field("by", _text(a.by))
+    if a.recipient:
+        p.field("recipient", _text(a.recipient))
+    return p.time(a.at, PRECISION)
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+_CONVERTERS: dict[type, Any] = {
+    Reading: _reading,
+    Score: _score,
+    Event: _event,
+    LoadProfile: _profile,
+    AlertTransition: _alert,
+}
+
+
+def to_points(obj: Reading | Score | Event | LoadProfile | AlertTransition) -> list[Point]:
+    """The points that store ``obj`` (one per object in the current schema).
+
+    Raises :class:`UnsupportedObjectError` naming the type for anything else.
+    """
+    convert = _CONVERTERS.get(type(obj))
+    if convert is None:
+        raise UnsupportedObjectError(
+            f"cannot store a {type(obj).__name__}: expected one of "
+            f"{', '.join(t.__name__ for t in _CONVERTERS)}"
+        )
+    return [convert(obj)]
+
+
+def to_line_protocol(points: Iterable[Point | str]) -> list[str]:
+    """Line protocol (nanosecond timestamps) of ``points``; strings pass through unchanged."""
+    lines = []
+    for point in points:
+        line = point if isinstance(point, str) else point.to_line_protocol(PRECISION)
+        if line:
+            lines.append(line)
+    return lines

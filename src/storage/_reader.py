@@ -1,0 +1,229 @@
+"""The read side: InfluxQL over ``/query`` (InfluxDB 1.x, 2.x's v1 compatibility API, 3.x).
+
+Used by ``gridwatch report`` and to warm-start per-meter baselines from history after a restart
+without recovery state. Rows come back as the value objects they were written from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from pydantic import ValidationError
+
+from gridwatch._schemas import Event, LoadProfile, MeterStatus, Reading
+from gridwatch.storage._config import InfluxSettings
+
+__all__ = ["InfluxReader", "ReadError"]
+
+log = logging.getLogger("gridwatch.storage")
+
+_PHASES = ("l1", "l2", "l3")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class ReadError(RuntimeError):
+    """A query failed; the message carries the server's words and the query."""
+
+
+def _ns(ts: datetime) -> int:
+    if ts.tzinfo is None:
+        raise ValueError(f"time {ts.isoformat()} must carry a timezone")
+    delta = ts.astimezone(UTC) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def _time(ns: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def quote(value: str) -> str:
+    """An InfluxQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class InfluxReader:
+    """InfluxQL queries against ``settings.url`` in database ``settings.database`` (and
+    ``settings.retention_policy`` when set). Rows that no longer validate as value objects are
+    counted in ``skipped`` and logged, never silently lost."""
+
+    def __init__(self, settings: InfluxSettings, *, chunk_size: int = 10_000) -> None:
+        self._settings = settings
+        self._url = f"{settings.url}/query"
+        self._timeout = settings.timeout_ms / 1000
+        self._chunk = chunk_size
+        self._session = requests.Session()
+        if settings.username:
+            pw = settings.password.get_secret_value() if settings.password is not None else ""
+            self._session.auth = (settings.username, pw)
+        elif settings.token is not None:
+            self._session.headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
+        rp = settings.retention_policy
+        self._prefix = f'"{rp}".' if rp else ""
+        self.skipped = 0
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> InfluxReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- raw -------------------------------------------------------------------------------
+
+    def series(self, q: str) -> Iterator[dict[str, Any]]:
+        """The result series of one InfluxQL statement (chunked: memory stays bounded)."""
+        params = {"db": self._settings.database, "q": q, "epoch": "ns",
+                  "chunked": "true", "chunk_size": str(self._chunk)}
+        try:
+            resp = self._session.get(self._url, params=params, timeout=self._timeout,
+                                     stream=True)
+        except requests.RequestException as exc:
+            raise ReadError(f"cannot reach {self._url}: {exc}") from None
+        with resp:
+            if resp.status_code // 100 != 2:
+                raise ReadError(f"HTTP {resp.status_code} from {self._url} for {q!r}: "
+                                f"{resp.text.strip()}")
+            for raw in resp.iter_lines():
+                if not raw.strip():
+                    continue
+                doc = json.loads(raw)
+                if doc.get("error"):
+                    raise ReadError(f"{doc['error']} (query {q!r})")
+                for result in doc.get("results", []):
+                    if result.get("error"):
+                        raise ReadError(f"{result['error']} (query {q!r})")
+                    yield from result.get("series", [])
+
+    def rows(self, q: str) -> Iterator[dict[str, Any]]:
+        """Rows of ``q`` as dicts of column → value (series tags included)."""
+        for s in self.series(q):
+            tags = s.get("tags") or {}
+            columns = s["columns"]
+            for values in s.get("values", []):
+                row = dict(tags)
+                row.update({c: v for c, v in zip(columns, values, strict=False)
+                            if v is not None})
+                yield row
+
+    def _select(self, measurement: str, where: Iterable[str], start: datetime | None,
+                end: datetime | None) -> str:
+        conds = list(where)
+        if start is not None:
+            conds.append(f"time >= {_ns(start)}")
+        if end is not None:
+            conds.append(f"time < {_ns(end)}")
+        clause = f" WHERE {' AND '.join(conds)}" if conds else ""
+        return f'SELECT * FROM {self._prefix}"{measurement}"{clause}'
+
+    def _valid(self, kind: str, build: Any, row: dict[str, Any]) -> Any:
+        try:
+            return build(row)
+        except (ValidationError, KeyError, ValueError, TypeError) as exc:
+            self.skipped += 1
+            log.warning("stored %s row does not validate, skipped (%s): %s", kind, row,
+                        str(exc).splitlines()[0])
+            return None
+
+    # -- value objects ---------------------------------------------------------------------
+
+    def readings(self, meter_id: str, start: datetime, end: datetime) -> list[Reading]:
+        """One meter's readings in ``[start, end)``, oldest first."""
+        q = self._select("reading", [f"meter_id = {quote(meter_id)}"], start, end)
+        out = (self._valid("reading", _reading, r) for r in self.rows(q))
+        return [r for r in out if r is not None]
+
+    def events(self, meter_id: str | None = None, start: datetime | None = None,
+               end: datetime | None = None, *, customer_id: str | None = None,
+               grid_cell: str | None = None) -> list[Event]:
+        """Events about a meter, a customer or a grid cell in ``[start, end)``, oldest first."""
+        where = [f"{tag} = {quote(v)}" for tag, v in
+                 (("meter_id", meter_id), ("customer_id", customer_id), ("grid_cell", grid_cell))
+                 if v is not None]
+        out = (self._valid("event", _event, r)
+               for r in self.rows(self._select("event", where, start, end)))
+        return [e for e in out if e is not None]
+
+    def profiles(self, meter_id: str | None = None, start: datetime | None = None,
+                 end: datetime | None = None, *,
+                 customer_id: str | None = None) -> list[LoadProfile]:
+        """Daily load profiles of a meter or a customer in ``[start, end)``, oldest first."""
+        where = [f"{tag} = {quote(v)}" for tag, v in
+                 (("meter_id", meter_id), ("customer_id", customer_id)) if v is not None]
+        out = (self._valid("profile", _profile, r)
+               for r in self.rows(self._select("profile", where, start, end)))
+        return [p for p in out if p is not None]
+
+    def recent_readings(self, since: datetime, meter_ids: Iterable[str] | None = None, *,
+                        until: datetime | None = None,
+                        group: int = 200) -> Iterator[Reading]:
+        """Readings since ``since`` (all meters, or ``meter_ids``), to rebuild per-meter
+        baselines at start-up without recovery state. Oldest first for every meter (across
+        meters too when ``meter_ids`` is None); streamed in chunks, so memory stays small."""
+        if meter_ids is None:
+            groups: list[list[str]] = [[]]
+        else:
+            ids = sorted(set(meter_ids))
+            groups = [ids[i:i + group] for i in range(0, len(ids), group)]
+        for ids in groups:
+            where = []
+            if ids:
+                where.append("(" + " OR ".join(f"meter_id = {quote(m)}" for m in ids) + ")")
+            for row in self.rows(self._select("reading", where, since, until)):
+                reading = self._valid("reading", _reading, row)
+                if reading is not None:
+                    yield reading
+
+
+def _reading(row: dict[str, Any]) -> Reading:
+    data: dict[str, Any] = {"meter_id": row["meter_id"], "ts": _time(row["time"]),
+                            "kw": row["kw"]}
+    for name in ("kwh", "export_kwh", "pf", "freq"):
+        if name in row:
+            data[name] = row[name]
+    for name, key in (("v", "voltage"), ("i", "current")):
+        phases = [row[f"{name}_{p}"] for p in _PHASES if f"{name}_{p}" in row]
+        if phases:
+            data[key] = tuple(phases)
+    if row.get("status"):
+        data["status"] = tuple(MeterStatus(s) for s in str(row["status"]).split(","))
+    if "interval_s" in row:
+        data["interval_s"] = int(row["interval_s"])
+    return Reading.model_validate(data, context={"now": datetime.now(UTC)})
+
+
+def _event(row: dict[str, Any]) -> Event:
+    evidence = {k[3:]: v for k, v in row.items() if k.startswith("ev_")}
+    meters = tuple(m for m in str(row.get("meters", "")).split(",") if m)
+    return Event(
+        meter_id=row["meter_id"], type=row["type"], severity=row["severity"],
+        score=row["score"], onset=datetime.fromisoformat(row["onset"]),
+        raised_at=_time(row["time"]), state=row.get("state", "firing"),
+        summary=row.get("summary", ""), evidence=evidence,
+        customer_id=row.get("customer_id") or None, grid_cell=row.get("grid_cell") or None,
+        meters=meters,
+    )
+
+
+def _profile(row: dict[str, Any]) -> LoadProfile:
+    curve = []
+    for hour in range(24):
+        key = f"h{hour:02d}"
+        if key not in row:
+            break
+        curve.append(row[key])
+    optional = {k: row[k] for k in ("peak_valley_ratio", "load_factor", "night_day_ratio",
+                                     "mom_growth") if k in row}
+    return LoadProfile(
+        meter_id=row["meter_id"], day=_time(row["time"]),
+        customer_id=row.get("customer_id") or None, segment=row.get("segment", "unknown"),
+        tags=tuple(t for t in str(row.get("tags", "")).split(",") if t),
+        daily_kwh=row["daily_kwh"], peak_kw=row["peak_kw"], valley_kw=row["valley_kw"],
+        curve=tuple(curve), **optional,
+    )

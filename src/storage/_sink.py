@@ -1,0 +1,319 @@
+"""The bytewax sink that stores value objects in InfluxDB without losing any.
+
+``write_batch`` converts items to points and writes them synchronously, in batches of
+``batch_size``. Points that cannot go out now — the server is down, overloaded, or the batch is
+still small and young (time batching) — are appended to the on-disk :class:`Spool` before
+``write_batch`` returns, so a crash (bytewax does not call ``close()`` on one) loses nothing that
+bytewax already considers delivered. The spool drains oldest first as soon as the server takes
+writes again; meanwhile the dataflow goes on: a failed write only starts a backoff during which
+points go straight to the spool, nobody sleeps.
+
+Points the server rejects (HTTP 400) are isolated by halving the batch — rewriting the valid
+ones is harmless, points are idempotent — and each goes to a dead-letter JSONL file in the spool
+directory with the server's message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from influxdb_client import Point
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from gridwatch.storage._config import InfluxSettings
+from gridwatch.storage._points import MEASUREMENTS, to_line_protocol, to_points
+from gridwatch.storage._spool import Spool
+from gridwatch.storage._writer import (
+    PointWriter,
+    RejectedPointsError,
+    RetryableWriteError,
+    build_writer,
+    describe,
+)
+
+__all__ = ["InfluxSink", "InfluxSinkPartition", "StorageMetrics"]
+
+log = logging.getLogger("gridwatch.storage")
+
+
+class StorageMetrics:
+    """Prometheus metrics of the storage stage, on an injectable registry (tests do not collide;
+    pass the global ``prometheus_client.REGISTRY`` to export them with the engine's)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.written = Counter(
+            "gridwatch_storage_points_written", "Points the server accepted.", ["worker"],
+            registry=r)
+        self.rejected = Counter(
+            "gridwatch_storage_points_rejected",
+            "Points the server refused, kept in the dead-letter file.", ["worker"], registry=r)
+        self.dropped = Counter(
+            "gridwatch_storage_points_dropped",
+            "Items not stored, by reason (spool_full, unsupported).", ["worker", "reason"],
+            registry=r)
+        self.failures = Counter(
+            "gridwatch_storage_write_failures", "Writes that failed and will be retried.",
+            ["worker"], registry=r)
+        self.spool_bytes = Gauge(
+            "gridwatch_storage_spool_bytes", "Bytes of points waiting in the on-disk spool.",
+            ["worker"], registry=r)
+        self.spool_points = Gauge(
+            "gridwatch_storage_spool_points", "Points waiting in the on-disk spool.", ["worker"],
+            registry=r)
+
+
+class InfluxSinkPartition(StatelessSinkPartition[Any]):
+    """One worker's writer, spool and dead letter. Plain counters (``written``, ``rejected``,
+    ``dropped``, ``unsupported``) mirror the metrics for tests and summaries."""
+
+    def __init__(self, settings: InfluxSettings, writer: PointWriter, spool: Spool,
+                 deadletter: Path, metrics: StorageMetrics, *, worker: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._writer = writer
+        self.spool = spool
+        self.deadletter_path = deadletter
+        self._metrics = metrics
+        self._worker = str(worker)
+        self._clock = clock
+        self._batch = settings.batch_size
+        self._interval = settings.flush_interval_ms / 1000
+        self._budget = settings.drain_budget_ms / 1000
+        self._backoff_until = float("-inf")
+        self._failures = 0
+        self._last_write = float("-inf")
+        # A spool left by an earlier run is due at once.
+        self._held_since: float | None = float("-inf") if len(spool) else None
+        self._full_since: float | None = None
+        self._dropped_while_full = 0
+        self.written = 0
+        self.rejected = 0
+        self.dropped = 0
+        self.unsupported = 0
+        self._gauges()
+        if len(spool):
+            log.warning("storage spool %s holds %d points from an earlier run: writing them "
+                        "first", spool.directory, spool.points)
+
+    # -- bytewax ---------------------------------------------------------------------------
+
+    def write_batch(self, items: list[Any]) -> None:
+        """Convert, write synchronously (or spool), and return."""
+        lines = self._convert(items)
+        now = self._clock()
+        if not len(self.spool) and now >= self._backoff_until:
+            self._write_direct(lines, now)
+        else:
+            self._hold(lines, now)
+            self._drain(now, force=False)
+        self._gauges()
+
+    def close(self) -> None:
+        """Try once more to empty the spool (within the drain budget), then close the writer;
+        whatever is left stays on disk for the next start."""
+        self.flush()
+        self._writer.close()
+
+    # -- public helpers --------------------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Write held and spooled points now (unless in a backoff); True when none are left."""
+        self._drain(self._clock(), force=True)
+        self._gauges()
+        return not len(self.spool)
+
+    @property
+    def backoff_remaining(self) -> float:
+        """Seconds until the next write attempt after a failure (0 when not backing off)."""
+        return max(0.0, self._backoff_until - self._clock())
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _convert(self, items: Sequence[Any]) -> list[str]:
+        points: list[Point | str] = []
+        for item in items:
+            obj = item
+            if isinstance(obj, tuple) and len(obj) == 2 and type(obj[1]) in MEASUREMENTS:
+                obj = obj[1]  # a (key, value) pair from a keyed step
+            if isinstance(obj, Point | str):
+                points.append(obj)
+            elif type(obj) in MEASUREMENTS:
+                points.extend(to_points(obj))
+            else:
+                self.unsupported += 1
+                self._metrics.dropped.labels(self._worker, "unsupported").inc()
+                if self.unsupported == 1:
+                    log.warning("storage sink got a %s it cannot store (counted in "
+                                "gridwatch_storage_points_dropped_total{reason=\"unsupported\"})",
+                                type(obj).__name__)
+        return to_line_protocol(points)
+
+    def _write_direct(self, lines: list[str], now: float) -> None:
+        full = len(lines) - len(lines) % self._batch
+        for start in range(0, full, self._batch):
+            if not self._send(lines[start:start + self._batch]):
+                self._hold(lines[start:], now)
+                return
+        rest = lines[full:]
+        if not rest:
+            return
+        if now - self._last_write >= self._interval:
+            if not self._send(rest):
+                self._hold(rest, now)
+        else:
+            self._hold(rest, now)  # time batching: wait, durably, for more or for the interval
+
+    def _hold(self, lines: list[str], now: float) -> None:
+        for start in range(0, len(lines), self._batch):
+            chunk = lines[start:start + self._batch]
+            if self.spool.append(chunk):
+                if self._held_since is None:
+                    self._held_since = now
+                continue
+            self.dropped += len(chunk)
+            self._dropped_while_full += len(chunk)
+            self._metrics.dropped.labels(self._worker, "spool_full").inc(len(chunk))
+            if self._full_since is None:
+                self._full_since = now
+                log.error(
+                    "storage spool FULL: %d points (%d bytes) wait in %s, the limit is "
+                    "influx.spool_max_bytes=%d; new points are DROPPED (counted in "
+                    "gridwatch_storage_points_dropped_total{reason=\"spool_full\"}) until %s "
+                    "accepts writes again; replay the journal over the gap to fill it",
+                    self.spool.points, self.spool.size_bytes, self.spool.directory,
+                    self.spool.max_bytes, self._settings.url)
+
+    def _due(self, now: float, force: bool) -> bool:
+        if not len(self.spool) or now < self._backoff_until:
+            return False
+        if force or self._failures or self.spool.points >= self._batch:
+            return True
+        return self._held_since is None or now - self._held_since >= self._interval
+
+    def _drain(self, now: float, *, force: bool) -> None:
+        deadline = now + self._budget
+        while self._due(self._clock(), force):
+            seqs, lines = self.spool.take(self._batch)
+            if not self._send(lines):
+                break
+            self.spool.remove(seqs)
+            if self._clock() >= deadline:
+                break
+        if not len(self.spool):
+            self._held_since = None
+        if self._full_since is not None and self.spool.size_bytes <= self.spool.max_bytes // 2:
+            log.warning("storage spool accepts points again; %d points were dropped while it "
+                        "was full", self._dropped_while_full)
+            self._full_since = None
+            self._dropped_while_full = 0
+
+    def _send(self, lines: list[str]) -> bool:
+        """Write ``lines``; True when done (stored or dead-lettered), False to retry later."""
+        try:
+            self._writer.write(lines)
+        except RetryableWriteError as exc:
+            self._failed(exc)
+            return False
+        except RejectedPointsError as exc:
+            if not self._isolate(lines, exc.message):
+                return False
+        else:
+            self._stored(len(lines))
+        self._last_write = self._clock()
+        return True
+
+    def _isolate(self, lines: list[str], message: str) -> bool:
+        """Find the rejected points by halving; the good ones are (re)written on the way."""
+        if len(lines) == 1:
+            self._dead_letter(lines[0], message)
+            return True
+        mid = len(lines) // 2
+        for half in (lines[:mid], lines[mid:]):
+            try:
+                self._writer.write(half)
+            except RejectedPointsError as exc:
+                if not self._isolate(half, exc.message):
+                    return False
+            except RetryableWriteError as exc:
+                self._failed(exc)
+                return False
+            else:
+                self._stored(len(half))
+        return True
+
+    def _stored(self, n: int) -> None:
+        if self._failures:
+            log.warning("storage: %s accepts writes again after %d failed attempts",
+                        self._settings.url, self._failures)
+        self._failures = 0
+        self._backoff_until = float("-inf")
+        self.written += n
+        self._metrics.written.labels(self._worker).inc(n)
+
+    def _failed(self, exc: RetryableWriteError) -> None:
+        self._failures += 1
+        self._metrics.failures.labels(self._worker).inc()
+        initial = self._settings.retry_initial_ms / 1000
+        cap = self._settings.retry_max_ms / 1000
+        delay = min(cap, initial * 2 ** min(self._failures - 1, 30))
+        if exc.retry_after is not None:
+            delay = exc.retry_after
+        self._backoff_until = self._clock() + delay
+        level = logging.WARNING if self._failures == 1 else logging.DEBUG
+        log.log(level, "storage: write to %s failed (%s); points go to the spool %s, next "
+                "attempt in %.1fs", self._settings.url, exc, self.spool.directory, delay)
+
+    def _dead_letter(self, line: str, message: str) -> None:
+        record = {"at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                  "error": message, "line": line}
+        with open(self.deadletter_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.rejected += 1
+        self._metrics.rejected.labels(self._worker).inc()
+        log.warning("storage: point rejected by the server (%s), kept in %s", message,
+                    self.deadletter_path)
+
+    def _gauges(self) -> None:
+        self._metrics.spool_bytes.labels(self._worker).set(self.spool.size_bytes)
+        self._metrics.spool_points.labels(self._worker).set(self.spool.points)
+
+
+class InfluxSink(DynamicSink[Any]):
+    """Stores readings, scores, events, load profiles and alert transitions (mixed, in any
+    order; ``influxdb_client.Point`` and line-protocol strings pass through).
+
+    Each worker gets its own spool ``<spool_dir>/influx/w<worker>`` and dead-letter file
+    ``<spool_dir>/influx-deadletter[.w<worker>].jsonl``. ``writer`` replaces the writer
+    ``influx.api`` selects (all workers share the factory, not the instance).
+    """
+
+    def __init__(self, settings: InfluxSettings, *,
+                 writer_factory: Callable[[InfluxSettings], PointWriter] = build_writer,
+                 metrics: StorageMetrics | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._factory = writer_factory
+        self.metrics = metrics if metrics is not None else StorageMetrics()
+        self._clock = clock
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> InfluxSinkPartition:
+        s = self._settings
+        spool = Spool(s.spool_dir / "influx" / f"w{worker_index}", s.spool_max_bytes,
+                      fsync=s.spool_fsync)
+        name = ("influx-deadletter.jsonl" if worker_count == 1
+                else f"influx-deadletter.w{worker_index}.jsonl")
+        log.info("storage: writing to %s", describe(s))
+        return InfluxSinkPartition(s, self._factory(s), spool, s.spool_dir / name, self.metrics,
+                                   worker=worker_index, clock=self._clock)

@@ -1,0 +1,125 @@
+"""A bounded, durable FIFO of line-protocol batches on disk.
+
+Each appended batch is one segment file ``<seq>.lp`` (16 decimal digits, so names sort in
+order), written to a temporary name, fsynced and renamed: a crash leaves either the whole
+segment or none of it. Segments are read back oldest first and removed only once written, so
+the spool survives restarts and hands points back in the order they came.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Spool"]
+
+_SUFFIX = ".lp"
+
+
+@dataclass(frozen=True)
+class _Segment:
+    seq: int
+    nbytes: int
+    lines: int
+
+
+class Spool:
+    """Segments of line protocol under ``directory``, at most ``max_bytes`` in total.
+
+    ``append`` returns False (and writes nothing) when the batch does not fit: the caller
+    counts and reports what it could not keep.
+    """
+
+    def __init__(self, directory: Path, max_bytes: int, *, fsync: bool = True) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self._fsync = fsync
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for leftover in self.directory.glob("*.tmp"):
+            leftover.unlink()  # an append that crashed before its rename: never acknowledged
+        self._segments: dict[int, _Segment] = {}
+        for path in sorted(self.directory.glob(f"*{_SUFFIX}")):
+            try:
+                seq = int(path.stem)
+            except ValueError:
+                continue
+            data = path.read_bytes()
+            self._segments[seq] = _Segment(seq, len(data), data.count(b"\n"))
+        self._next = max(self._segments, default=0) + 1
+        self._bytes = sum(s.nbytes for s in self._segments.values())
+        self._lines = sum(s.lines for s in self._segments.values())
+
+    def __len__(self) -> int:
+        """Number of segments waiting."""
+        return len(self._segments)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def points(self) -> int:
+        """Number of points (lines) waiting."""
+        return self._lines
+
+    def fits(self, nbytes: int) -> bool:
+        return self._bytes + nbytes <= self.max_bytes
+
+    def append(self, lines: Sequence[str]) -> bool:
+        """Store ``lines`` durably as the newest segment; False if they do not fit."""
+        if not lines:
+            return True
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        if not self.fits(len(data)):
+            return False
+        seq = self._next
+        final = self.directory / f"{seq:016d}{_SUFFIX}"
+        tmp = final.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if self._fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        if self._fsync:
+            self._sync_dir()
+        self._next += 1
+        self._segments[seq] = _Segment(seq, len(data), len(lines))
+        self._bytes += len(data)
+        self._lines += len(lines)
+        return True
+
+    def take(self, max_lines: int) -> tuple[list[int], list[str]]:
+        """The oldest segments, whole, up to ``max_lines`` lines (at least one segment), as
+        ``(segment ids, lines)``; nothing is removed until :meth:`remove`."""
+        seqs: list[int] = []
+        lines: list[str] = []
+        for seq in sorted(self._segments):
+            seg = self._segments[seq]
+            if seqs and len(lines) + seg.lines > max_lines:
+                break
+            text = (self.directory / f"{seq:016d}{_SUFFIX}").read_text(encoding="utf-8")
+            lines.extend(line for line in text.split("\n") if line)
+            seqs.append(seq)
+        return seqs, lines
+
+    def remove(self, seqs: Sequence[int]) -> None:
+        """Drop written segments."""
+        for seq in seqs:
+            seg = self._segments.pop(seq, None)
+            if seg is None:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / f"{seq:016d}{_SUFFIX}").unlink()
+            self._bytes -= seg.nbytes
+            self._lines -= seg.lines
+
+    def _sync_dir(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,207 @@
+"""Writers: one synchronous HTTP write of a batch of points, with typed errors.
+
+A writer never sleeps and never retries by itself: it reports what happened and the caller (the
+sink) decides — spool and come back later on :class:`RetryableWriteError`, dead-letter on
+:class:`RejectedPointsError`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections.abc import Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol, runtime_checkable
+
+import requests
+import urllib3
+from influxdb_client import InfluxDBClient, Point
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+
+from gridwatch.storage._config import InfluxSettings
+from gridwatch.storage._points import PRECISION, to_line_protocol
+
+__all__ = [
+    "PointWriter",
+    "RejectedPointsError",
+    "RetryableWriteError",
+    "V1Writer",
+    "V2Writer",
+    "WriteError",
+    "build_writer",
+]
+
+log = logging.getLogger("gridwatch.storage")
+
+#: HTTP statuses that mean "these points are wrong": retrying the same bytes cannot help.
+_REJECTING = frozenset({400, 413, 422})
+
+
+class WriteError(Exception):
+    """A batch was not (fully) written."""
+
+
+class RetryableWriteError(WriteError):
+    """The server is unreachable, overloaded or failing: write the same points again later,
+    not before ``retry_after`` seconds when the server said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RejectedPointsError(WriteError):
+    """The server refused points of the batch (HTTP 400: bad line, field type conflict, ...).
+
+    ``message`` is the server's own words. InfluxDB stores the valid points of a rejected batch
+    (a "partial write"), so rewriting the good ones is harmless: points are idempotent.
+    """
+
+    def __init__(self, message: str, points: Sequence[Point | str]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.points = list(points)
+
+
+@runtime_checkable
+class PointWriter(Protocol):
+    """Writes one batch synchronously; raises :class:`RetryableWriteError` or
+    :class:`RejectedPointsError`."""
+
+    def write(self, points: Sequence[Point | str]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from datetime import UTC, datetime
+
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _server_message(body: bytes | str | None, fallback: str) -> str:
+    if not body:
+        return fallback
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return text.strip() or fallback
+    if isinstance(doc, dict):
+        return str(doc.get("error") or doc.get("message") or text).strip()
+    return text.strip()
+
+
+def _classify(status: int, message: str, retry_after: str | None,
+              points: Sequence[Point | str]) -> WriteError:
+    if status in _REJECTING:
+        return RejectedPointsError(message, points)
+    if status in (401, 403, 404):
+        # Credentials, database or bucket are wrong: no point is bad, keep them for later.
+        log.error("InfluxDB refused the write (HTTP %s: %s): check influx settings; points are "
+                  "kept in the spool meanwhile", status, message)
+    return RetryableWriteError(f"HTTP {status}: {message}", parse_retry_after(retry_after))
+
+
+class V2Writer:
+    """influxdb-client's synchronous write API (``/api/v2/write``: InfluxDB 2.x, 3.x, 1.8+,
+    VictoriaMetrics) with org, bucket and token; gzip when ``settings.gzip``."""
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        token = settings.token.get_secret_value() if settings.token is not None else ""
+        if not token and settings.username:
+            # InfluxDB 1.8's v2 compatibility API takes "user:password" as the token.
+            pw = settings.password.get_secret_value() if settings.password is not None else ""
+            token = f"{settings.username}:{pw}"
+        self._bucket = settings.bucket
+        self._org = settings.org
+        self._client = InfluxDBClient(
+            url=settings.url, token=token, org=settings.org, timeout=settings.timeout_ms,
+            enable_gzip=settings.gzip, retries=False,
+        )
+        self._api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    def write(self, points: Sequence[Point | str]) -> None:
+        lines = to_line_protocol(points)
+        if not lines:
+            return
+        try:
+            self._api.write(self._bucket, self._org, "\n".join(lines), write_precision=PRECISION)
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            message = _server_message(exc.body, str(exc.reason))
+            headers: Any = exc.headers or {}
+            raise _classify(status, message, headers.get("Retry-After"), points) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise RetryableWriteError(f"cannot reach {self._client.url}: {exc}") from None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class V1Writer:
+    """The InfluxDB 1.x ``/write`` API with database, retention policy and username/password."""
+
+    def __init__(self, settings: InfluxSettings) -> None:
+        self._url = f"{settings.url}/write"
+        self._params: dict[str, str] = {"db": settings.database, "precision": "ns"}
+        if settings.retention_policy:
+            self._params["rp"] = settings.retention_policy
+        self._timeout = settings.timeout_ms / 1000
+        self._gzip = settings.gzip
+        self._session = requests.Session()
+        if settings.username:
+            pw = settings.password.get_secret_value() if settings.password is not None else ""
+            self._session.auth = (settings.username, pw)
+        elif settings.token is not None:
+            self._session.headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
+
+    def write(self, points: Sequence[Point | str]) -> None:
+        lines = to_line_protocol(points)
+        if not lines:
+            return
+        body = ("\n".join(lines) + "\n").encode("utf-8")
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self._gzip:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            resp = self._session.post(self._url, params=self._params, data=body,
+                                      headers=headers, timeout=self._timeout)
+        except requests.RequestException as exc:
+            raise RetryableWriteError(f"cannot reach {self._url}: {exc}") from None
+        if resp.status_code // 100 == 2:
+            return
+        message = _server_message(resp.content, resp.reason or "")
+        raise _classify(resp.status_code, message, resp.headers.get("Retry-After"), points)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def build_writer(settings: InfluxSettings) -> PointWriter:
+    """The writer ``settings.api`` selects: :class:`V1Writer` or :class:`V2Writer`."""
+    if settings.api == "v1":
+        return V1Writer(settings)
+    if settings.api == "v2":
+        return V2Writer(settings)
+    raise ValueError(f"influx.api {settings.api!r} is not one of v1, v2")
+
+
+def describe(settings: InfluxSettings) -> dict[str, Any]:
+    """Where points go, for log lines (no secrets)."""
+    target = (f"db={settings.database} rp={settings.retention_policy or '(default)'}"
+              if settings.api == "v1" else f"org={settings.org} bucket={settings.bucket}")
+    return {"api": settings.api, "url": settings.url, "target": target}

@@ -130,6 +130,16 @@ def _register_ingest() -> None:
 _register_ingest()
 
 
+def _register_alerts() -> None:
+    from gridwatch.alerts._cli import acl_command, alerts_app
+
+    app.add_typer(alerts_app, name="alerts")
+    app.command("acl")(acl_command)
+
+
+_register_alerts()
+
+
 def main() -> None:
     app()
 

@@ -21,14 +21,14 @@ from gridwatch.alerts._channels import (
 from gridwatch.alerts._config import AlertSettings
 from gridwatch.alerts._registry import Registry, RegistryError
 from gridwatch.alerts._router import Router, UnknownAlert
-from gridwatch.alerts._routes import RouteTree, RoutesError
+from gridwatch.alerts._routes import RoutesError, RouteTree
 from gridwatch.alerts._service import (
     CommandListener,
     RouterService,
     build_notifiers,
     build_router,
 )
-from gridwatch.alerts._templates import Templates, TemplateError
+from gridwatch.alerts._templates import TemplateError, Templates
 
 __all__ = [
     "AclFiles",

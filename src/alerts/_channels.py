@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import smtplib
-import socket
 import ssl
 import threading
 from datetime import datetime
@@ -237,7 +236,7 @@ class EmailNotifier:
             return Delivery.retry(detail) if exc.smtp_code < 500 else Delivery.fail(detail)
         except smtplib.SMTPRecipientsRefused as exc:
             return Delivery.fail(f"smtp {s.host}:{s.port}: recipients refused {exc.recipients}")
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             return Delivery.retry(f"smtp {s.host}:{s.port}: {exc.__class__.__name__}: {exc}")
         return Delivery.success(f"mailed {notification.target}")
 

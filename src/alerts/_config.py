@@ -41,7 +41,8 @@ class QuietHours(Section):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r} (use an IANA name like Asia/Shanghai)")
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name like Asia/Shanghai)") from None
         return v
 
 

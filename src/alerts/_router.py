@@ -157,7 +157,8 @@ class Router:
                 (profile.meter_id, profile.customer_id, profile.segment,
                  dumps(sorted(profile.tags)), ts(now)))
 
-    def _profile(self, meter_id: str, customer_id: str | None) -> tuple[str | None, tuple[str, ...]]:
+    def _profile(self, meter_id: str, customer_id: str | None
+                 ) -> tuple[str | None, tuple[str, ...]]:
         rows = self.db.execute(
             "SELECT segment, tags FROM profiles WHERE meter_id = ? OR (customer_id IS NOT NULL "
             "AND customer_id = ?) ORDER BY meter_id = ? DESC", (meter_id, customer_id, meter_id)
@@ -408,8 +409,8 @@ class Router:
 
     def _silences(self) -> list[st.Silence]:
         return [st.Silence(id=r["id"], matchers=json.loads(r["matchers"]),
-                           starts_at=parse_ts(r["starts_at"]),  # type: ignore[arg-type]
-                           ends_at=parse_ts(r["ends_at"]),  # type: ignore[arg-type]
+                           starts_at=parse_ts(r["starts_at"]),
+                           ends_at=parse_ts(r["ends_at"]),
                            by=r["by"], comment=r["comment"])
                 for r in self.db.execute("SELECT * FROM silences")]
 
@@ -482,11 +483,11 @@ class Router:
         for recipient in recipients:
             items = self.db.execute("SELECT * FROM pending WHERE recipient=? ORDER BY id",
                                     (recipient,)).fetchall()
-            oldest = min(parse_ts(i["created_at"]) for i in items)  # type: ignore[type-var]
+            oldest = min(parse_ts(i["created_at"]) for i in items)
             g = self.db.execute("SELECT last_flush_at FROM groups WHERE recipient=?",
                                 (recipient,)).fetchone()
             last = parse_ts(g["last_flush_at"]) if g else None
-            if now < st.group_due(oldest, last, wait, interval):  # type: ignore[arg-type]
+            if now < st.group_due(oldest, last, wait, interval):
                 continue
             eligible = list(items)
             if recipient.startswith("customer:"):
@@ -507,7 +508,7 @@ class Router:
             sent = [parse_ts(r["created_at"]) for r in self.db.execute(
                 "SELECT created_at FROM notifications WHERE recipient=? AND critical=0 AND "
                 "created_at > ?", (recipient, ts(now - timedelta(hours=1))))]
-            if st.rate_allows(sent, s.customer_rate_per_hour, timedelta(hours=1),  # type: ignore
+            if st.rate_allows(sent, s.customer_rate_per_hour, timedelta(hours=1),
                               now) is not None:
                 reason = "rate_limited"
         if reason is None:
@@ -573,7 +574,7 @@ class Router:
             target = target or s.alertmanager_url
         return [(ch, target)], lang, "manager", ident
 
-    def _alert_context(self, row: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    def _alert_context(self, row: Any, kind: str) -> dict[str, Any]:
         tz = self.settings.quiet_hours.timezone
 
         def local(value: str | None) -> str | None:
@@ -764,7 +765,8 @@ class Router:
         return delivered
 
     # ------------------------------------------------------------------------------ queries
-    def alerts(self, state: str | None = None, grid_cell: str | None = None) -> list[dict[str, Any]]:
+    def alerts(self, state: str | None = None, grid_cell: str | None = None
+               ) -> list[dict[str, Any]]:
         q, args = "SELECT * FROM alerts WHERE 1=1", []
         if state:
             q += " AND state=?"

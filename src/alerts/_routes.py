@@ -117,7 +117,8 @@ class ReceiverSpec(BaseModel):
 class RouteTree(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    route: Route = Route(receivers=("cell_manager",))
+    route: Route = Field(
+        default_factory=lambda: Route.model_validate({"receivers": ["cell_manager"]}))
     receivers: dict[str, ReceiverSpec] = Field(default_factory=dict)
     #: An open source alert mutes new target alerts (see ``_stages.InhibitRule``).
     inhibit: tuple[InhibitRule, ...] = DEFAULT_INHIBIT

@@ -1,0 +1,222 @@
+"""``gridwatch alerts list|show|ack|resolve|silence|route-test|deliver`` and ``gridwatch acl``."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from gridwatch.alerts._router import Router
+
+alerts_app = typer.Typer(help="Inspect and act on alerts: list, show, ack, resolve, silence, "
+                         "route-test.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Settings file.")]
+ByOpt = Annotated[str, typer.Option("--by", help="Who does it (kept in the audit trail).")]
+
+
+def _router(config: Path | None) -> Router:
+    """The router over the configured state database, without network channels."""
+    from gridwatch.alerts._registry import RegistryError
+    from gridwatch.alerts._service import build_router
+    from gridwatch.alerts._templates import TemplateError
+    from gridwatch.cli import settings_or_exit
+
+    settings = settings_or_exit(config)
+    try:
+        return build_router(settings, notifiers={})
+    except (RegistryError, TemplateError) as exc:
+        err.print(f"[bold red]config error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _duration(text: str) -> timedelta:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if not m:
+        raise typer.BadParameter(f"{text!r} is not a duration like 30m, 2h or 1d")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+    return timedelta(**{unit: float(m.group(1))})
+
+
+@alerts_app.command("list")
+def list_alerts(
+    config: ConfigOpt = None,
+    state: Annotated[str | None, typer.Option(help="firing, acknowledged or resolved")] = None,
+    cell: Annotated[str | None, typer.Option(help="Only this grid cell.")] = None,
+) -> None:
+    """List alerts, oldest first."""
+    router = _router(config)
+    table = Table("fingerprint", "state", "severity", "cell", "customer", "since", "acked by")
+    for a in router.alerts(state=state, grid_cell=cell):
+        table.add_row(a["fingerprint"], a["state"], a["severity"], a["grid_cell"] or "-",
+                      a["customer_id"] or "-", a["onset"][:16], a["acked_by"] or "")
+    out.print(table)
+    out.print(f"counters: {router.counters()}", highlight=False)
+
+
+@alerts_app.command("show")
+def show(fingerprint: str, config: ConfigOpt = None) -> None:
+    """One alert with its full audit trail (who did what, when)."""
+    router = _router(config)
+    alert = router.alert(fingerprint)
+    if alert is None:
+        err.print(f"no alert {fingerprint!r}")
+        raise typer.Exit(1)
+    for key, value in alert.items():
+        out.print(f"{key:>13}: {value}", highlight=False)
+    table = Table("at", "action", "by", "recipient", "detail")
+    for row in router.audit_trail(fingerprint):
+        table.add_row(row["at"][:19], row["action"], row["by"], row["recipient"] or "",
+                      row["detail"])
+    out.print(table)
+
+
+@alerts_app.command("ack")
+def ack(fingerprint: str, by: ByOpt, config: ConfigOpt = None) -> None:
+    """Acknowledge an open alert: stops repeats and escalation."""
+    from gridwatch.alerts._router import UnknownAlert
+
+    try:
+        _router(config).ack(fingerprint, by=by)
+    except UnknownAlert as exc:
+        err.print(str(exc))
+        raise typer.Exit(1) from None
+    out.print(f"acknowledged {fingerprint}")
+
+
+@alerts_app.command("resolve")
+def resolve(fingerprint: str, by: ByOpt, config: ConfigOpt = None,
+            reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = ""
+            ) -> None:
+    """Resolve an open alert by hand; whoever was told gets a resolved notice."""
+    from gridwatch.alerts._router import UnknownAlert
+
+    try:
+        _router(config).resolve(fingerprint, by=by, reason=reason)
+    except UnknownAlert as exc:
+        err.print(str(exc))
+        raise typer.Exit(1) from None
+    out.print(f"resolved {fingerprint}")
+
+
+@alerts_app.command("silence")
+def silence(
+    by: ByOpt,
+    match: Annotated[list[str], typer.Option("--match", "-m",
+                                             help="label=value, repeatable (type, meter_id, "
+                                                  "grid_cell, customer_id, severity, ...)")],
+    duration: Annotated[str, typer.Option("--for", help="How long: 30m, 2h, 1d.")] = "2h",
+    comment: str = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Mute notifications of matching alerts for a while (they are still recorded)."""
+    matchers = {}
+    for m in match:
+        key, sep, value = m.partition("=")
+        if not sep or not key or not value:
+            raise typer.BadParameter(f"{m!r} is not label=value")
+        matchers[key.strip()] = value.strip()
+    now = datetime.now(UTC)
+    try:
+        sid = _router(config).silence(matchers, now + _duration(duration), by=by, now=now,
+                                      comment=comment)
+    except ValueError as exc:
+        err.print(str(exc))
+        raise typer.Exit(2) from None
+    out.print(f"silence {sid} until {(now + _duration(duration)).isoformat()}")
+
+
+@alerts_app.command("route-test")
+def route_test(
+    meter: Annotated[str, typer.Option(help="Meter id of the sample alert.")],
+    type_: Annotated[str, typer.Option("--type", help="Event type.")] = "abnormal_consumption",
+    severity: Annotated[str, typer.Option(help="info, warning or critical.")] = "warning",
+    tags: Annotated[str, typer.Option(help="Comma-separated profile tags.")] = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Show where a sample alert would go: labels, matching routes, recipients, channels."""
+    router = _router(config)
+    cust = router.registry.customer_for_meter(meter)
+    labels = {
+        "fingerprint": f"{meter}/{type_}", "meter_id": meter, "type": type_,
+        "severity": severity, "customer_id": cust.id if cust else None,
+        "grid_cell": cust.grid_cell if cust else None,
+        "customer_class": cust.customer_class.value if cust else None,
+        "tags": tuple(t.strip() for t in tags.split(",") if t.strip()), "segment": None,
+    }
+    out.print(f"labels: {labels}", highlight=False)
+    for route in router.routes.match(labels):
+        out.print(f"route: {route.name or '(unnamed)'} -> {', '.join(route.receivers or ())}",
+                  highlight=False)
+    cell = router.registry.cell(labels["grid_cell"]) if labels["grid_cell"] else None
+    for receiver in router.routes.receivers_for(labels):
+        if receiver == "cell_manager":
+            recipient = f"manager:{cell.primary}" if cell else None
+            if cell and cell.backup:
+                out.print(f"  (escalates to manager:{cell.backup} when not acknowledged in "
+                          f"{router.settings.escalate_after_s:g}s)", highlight=False)
+        elif receiver == "backup_manager":
+            recipient = f"manager:{cell.backup}" if cell and cell.backup else None
+        elif receiver == "customer":
+            recipient = f"customer:{cust.id}" if cust and cust.notices else None
+        else:
+            recipient = f"receiver:{receiver}"
+        if recipient is None:
+            out.print(f"{receiver}: nobody (not in the registry or not opted in)")
+            continue
+        channels, lang, audience, name = router._channels_for(recipient)
+        targets = ", ".join(f"{c} {t}" for c, t in channels) or "no channel"
+        out.print(f"{receiver}: {recipient} ({name}, {lang}, {audience}): {targets}",
+                  highlight=False)
+
+
+@alerts_app.command("deliver")
+def deliver(config: ConfigOpt = None) -> None:
+    """Tick once and deliver the outbox now, with the configured channels."""
+    from gridwatch.alerts._service import build_router
+    from gridwatch.cli import settings_or_exit
+
+    router = build_router(settings_or_exit(config))
+    made = router.tick()
+    sent = router.deliver_pending()
+    out.print(f"{made} notification(s) made, {sent} delivered; "
+              f"{len(router.outbox('pending'))} pending, {len(router.outbox('failed'))} failed")
+    router.close()
+
+
+def acl_command(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for acl, passwd and "
+                                          "credentials.csv.")] = Path("var/mosquitto"),
+    router_user: Annotated[str | None, typer.Option(help="The router's MQTT login (default: "
+                                                    "alerts.mqtt_username or gridwatch-alerts)."
+                                                    )] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write a mosquitto ACL and password file from the registry: each manager reads only its
+    own alerts topic, each industrial customer only its own notices topic."""
+    from gridwatch.alerts._acl import write_acl
+    from gridwatch.alerts._registry import Registry, RegistryError
+    from gridwatch.cli import settings_or_exit
+
+    settings = settings_or_exit(config)
+    try:
+        registry = Registry.load(settings.alerts.registry)
+    except RegistryError as exc:
+        err.print(f"[bold red]config error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    a = settings.alerts
+    user = router_user or a.mqtt_username or "gridwatch-alerts"
+    passwords = {user: a.mqtt_password.get_secret_value()} if a.mqtt_password else {}
+    files = write_acl(registry, a, out_dir, router_user=user, passwords=passwords)
+    out.print(f"wrote {files.acl} and {files.passwd} for {len(files.users)} logins; passwords "
+              f"in {files.credentials} (mode 0600)")
+    out.print(f"mosquitto.conf:\n  allow_anonymous false\n  password_file {files.passwd}\n"
+              f"  acl_file {files.acl}", highlight=False)

@@ -24,3 +24,52 @@ class DetectionSettings(Section):
     min_power_factor: Annotated[float, Field(gt=0, le=1)] = 0.9
     #: Silent meters of one grid cell that make a probable feeder outage.
     feeder_outage_meters: Annotated[int, Field(ge=2)] = 5
+    #: IANA time zone of the service area: time-of-week slots and days are local.
+    timezone: str = "UTC"
+    #: Country code for public holidays (``holidays`` package); a holiday is scored as a Sunday.
+    holiday_country: str | None = None
+    #: Nominal voltage of three-phase meters (phase-to-neutral); limits are ±``three_phase_pct``.
+    three_phase_nominal_v: Annotated[float, Field(gt=0)] = 230.0
+    three_phase_pct: Annotated[float, Field(gt=0)] = 7.0
+    #: Voltage unbalance (max deviation from the mean, % of mean) that counts as phase imbalance.
+    voltage_unbalance_pct: Annotated[float, Field(gt=0)] = 2.0
+    #: Current unbalance (% of mean) that counts as phase imbalance, above ``min_kw`` load.
+    current_unbalance_pct: Annotated[float, Field(gt=0)] = 40.0
+    #: Load (kW) under which power factor and current unbalance are not judged.
+    min_kw: Annotated[float, Field(ge=0)] = 0.05
+    #: CUSUM decision interval (in robust z units) for a sustained level shift.
+    cusum_h: Annotated[float, Field(gt=0)] = 12.0
+    cusum_k: Annotated[float, Field(ge=0)] = 1.5
+    #: Readings under the threshold before an abnormal-consumption event resolves.
+    resolve_readings: Annotated[int, Field(ge=1)] = 4
+    #: A flagged level that persists this long is accepted as the new normal (learning resumes).
+    relearn_after_s: Annotated[int, Field(ge=0)] = 7 * 86_400
+    #: Identical kW values in a row (non-zero) that make a stuck reading.
+    stuck_readings: Annotated[int, Field(ge=2)] = 16
+    #: Readings with kW above ``min_kw`` and an unchanged energy register that make it frozen.
+    frozen_readings: Annotated[int, Field(ge=2)] = 4
+    #: Offset of timestamps from the interval grid (s) that counts as clock drift.
+    clock_drift_s: Annotated[float, Field(gt=0)] = 60.0
+    #: Over-capacity forecast horizon (minutes) and the fraction of contracted kVA that warns.
+    capacity_horizon_min: Annotated[int, Field(ge=15, le=240)] = 60
+    capacity_warn_fraction: Annotated[float, Field(gt=0, le=2)] = 1.0
+    #: Possible theft: recent daily energy below this fraction of the meter's own history ...
+    theft_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.4
+    #: ... for this many days, after at least ``theft_min_days`` of history ...
+    theft_days: Annotated[int, Field(ge=1)] = 5
+    theft_min_days: Annotated[int, Field(ge=2)] = 21
+    #: ... while the segment's median ratio stays above this (else the whole segment changed).
+    theft_segment_ratio: Annotated[float, Field(gt=0, le=1)] = 0.7
+    #: Customer segments per customer class (``river.cluster.KMeans``).
+    segments_per_class: Annotated[int, Field(ge=1, le=32)] = 4
+    #: Emit a Score point for every n-th reading of a meter (0: only for anomalous readings).
+    score_sample_every: Annotated[int, Field(ge=0)] = 0
+    #: Event-time lateness allowed before a silence timer fires (s).
+    lateness_s: Annotated[int, Field(ge=0)] = 0
+    #: Wall-clock seconds without any input after which the event clock advances by wall time
+    #: (live mode: silence is still detected when every meter stops). 0 disables.
+    idle_advance_s: Annotated[float, Field(ge=0)] = 0.0
+    #: Silent meters of a cell are held this many intervals to be grouped into a feeder outage.
+    feeder_hold_intervals: Annotated[int, Field(ge=0)] = 1
+    #: Seed of the segment models.
+    seed: int = 42

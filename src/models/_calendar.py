@@ -1,0 +1,76 @@
+"""Local time, time-of-week slots and holidays.
+
+A holiday is scored against the Sunday slots of the time-of-week baseline, so a holiday looks like
+what it is (a day off) and is not abnormal by itself; weekends have their own slots.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+SLOTS = 168  #: hours of a week
+SUNDAY = 6
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@lru_cache(maxsize=256)
+def _holiday_set(country: str, year: int) -> frozenset[date]:
+    import holidays
+
+    try:
+        return frozenset(holidays.country_holidays(country, years=year).keys())
+    except NotImplementedError:
+        return frozenset()
+
+
+class Calendar:
+    """Maps an event time (epoch seconds, UTC) to local day, time-of-week slot and day type."""
+
+    __slots__ = ("country", "tz")
+
+    def __init__(self, timezone: str = "UTC", holiday_country: str | None = None) -> None:
+        self.tz = _zone(timezone)
+        self.country = holiday_country
+
+    def local(self, t: float) -> datetime:
+        return datetime.fromtimestamp(t, UTC).astimezone(self.tz)
+
+    def is_holiday(self, d: date) -> bool:
+        return self.country is not None and d in _holiday_set(self.country, d.year)
+
+    def _info(self, t: float) -> tuple[int, int, int]:
+        # Every time zone offset is a multiple of 15 minutes: cache per quarter hour.
+        return _quarter_info(self.tz.key, self.country, int(t // 900))
+
+    def day_type(self, t: float) -> int:
+        """0..6 weekday, with a public holiday counted as Sunday."""
+        return self._info(t)[0]
+
+    def slot(self, t: float) -> int:
+        """Hour of the week, 0..167 (Monday 00h is 0), holidays counted as Sunday."""
+        return self._info(t)[1]
+
+    def hour(self, t: float) -> int:
+        return self._info(t)[1] % 24
+
+    def day_number(self, t: float) -> int:
+        """Local calendar day as an ordinal (changes at local midnight)."""
+        return self._info(t)[2]
+
+    def is_day_off(self, t: float) -> bool:
+        return self.day_type(t) >= 5
+
+
+@lru_cache(maxsize=65_536)
+def _quarter_info(tz: str, country: str | None, quarter: int) -> tuple[int, int, int]:
+    loc = datetime.fromtimestamp(quarter * 900, UTC).astimezone(_zone(tz))
+    d = loc.date()
+    holiday = country is not None and d in _holiday_set(country, d.year)
+    wd = SUNDAY if holiday else loc.weekday()
+    return wd, wd * 24 + loc.hour, d.toordinal()

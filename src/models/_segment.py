@@ -1,0 +1,166 @@
+"""Load profiling and the models shared per customer segment.
+
+Per meter, ``MeterState`` learns typical weekday and weekend curves and closes each local day into
+a :class:`DailyProfile`. Here that becomes a :class:`LoadProfile` with descriptive figures and tags,
+and two River models are shared by many meters:
+
+* :class:`Segmenter` — one ``river.cluster.KMeans`` per customer class over the normalised
+  48-point (weekday + weekend) curve; the cluster becomes the segment ``<class>-<k>``.
+* :class:`SegmentJudge` — per segment, a ``river.stats.RollingQuantile`` of the members' daily
+  energy ratios (today over own history). A meter's sustained drop is only reported as possible
+  theft if its segment did not drop with it (a holiday week, a mild spell, a plant shutdown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from river import cluster, stats
+
+from gridwatch._schemas import Event, LoadProfile
+from gridwatch.models._meter import DailyProfile
+
+_MIN_DAYS_TO_SEGMENT = 3
+
+
+def _norm(curve: tuple[float, ...] | np.ndarray) -> np.ndarray:
+    c = np.asarray(curve, dtype=np.float64)
+    m = float(np.mean(np.abs(c)))
+    return c / m if m > 1e-9 else np.zeros_like(c)
+
+
+def profile_tags(weekday: tuple[float, ...], weekend: tuple[float, ...],
+                 customer_class: str) -> tuple[str, ...]:
+    """Plain-language tags a person (and an alert route) can match on, from the typical curves.
+
+    For example ``evening-peak residential``, ``two-shift industrial``, ``flat 24 h``,
+    ``weekend-closed commercial``.
+    """
+    c = np.asarray(weekday, dtype=np.float64)
+    w = np.asarray(weekend, dtype=np.float64)
+    tags: list[str] = []
+    if c.size != 24 or float(c.mean()) <= 0:
+        return (customer_class,)
+    peak, low = float(c.max()), float(c.min())
+    high_hours = int((c >= 0.7 * peak).sum())
+    night = float(c[0:6].mean())
+    day = float(c[8:20].mean())
+    if low > 0 and peak / low < 1.5:
+        tags.append("flat 24 h")
+    elif 17 <= int(c.argmax()) <= 22:
+        tags.append(f"evening-peak {customer_class}")
+    elif 6 <= int(c.argmax()) <= 10 and night < 0.6 * day:
+        tags.append(f"morning-peak {customer_class}")
+    elif 14 <= high_hours < 22 and night < 0.7 * peak:
+        tags.append(f"two-shift {customer_class}")
+    elif day > 2 * max(night, 1e-9):
+        tags.append(f"daytime {customer_class}")
+    if night > 1.2 * day:
+        tags.append("night-heavy")
+    if w.size == 24 and float(w.mean()) < 0.5 * float(c.mean()):
+        tags.append(f"weekend-closed {customer_class}")
+    tags.append(customer_class)
+    return tuple(dict.fromkeys(tags))
+
+
+def load_profile(p: DailyProfile, segment: str, tags: tuple[str, ...]) -> LoadProfile:
+    """The stored form of one day's profile: peak/valley ratio, load factor, night/day ratio,
+    month-on-month growth and the typical curve of the day's type."""
+    curve = np.asarray(p.day_curve)
+    day_mean = float(curve[8:20].mean())
+    typical = p.weekend_curve if p.is_day_off else p.weekday_curve
+    return LoadProfile(
+        meter_id=p.meter_id, day=p.day, customer_id=p.customer_id, segment=segment, tags=tags,
+        daily_kwh=round(p.daily_kwh, 4), peak_kw=round(p.peak_kw, 4),
+        valley_kw=round(p.valley_kw, 4),
+        peak_valley_ratio=round(p.peak_kw / p.valley_kw, 4) if p.valley_kw > 1e-6 else None,
+        load_factor=round(p.daily_kwh / 24 / p.peak_kw, 4) if p.peak_kw > 1e-6 else None,
+        night_day_ratio=round(float(curve[0:6].mean()) / day_mean, 4) if day_mean > 1e-6
+        else None,
+        mom_growth=p.mom_growth, curve=tuple(typical),
+    )
+
+
+class Segmenter:
+    """Online segmentation of one customer class by normalised load shape (River KMeans).
+
+    Hyperparameters only in ``__init__``; the River model holds the learned state and pickles.
+    """
+
+    def __init__(self, customer_class: str, n_clusters: int = 4, halflife: float = 0.3,
+                 seed: int = 42) -> None:
+        self.customer_class = customer_class
+        self.n_clusters = n_clusters
+        self.halflife = halflife
+        self.seed = seed
+        self.model = cluster.KMeans(n_clusters=n_clusters, halflife=halflife, sigma=0.5,
+                                    seed=seed)
+        self.seen = 0
+
+    @staticmethod
+    def features(p: DailyProfile) -> dict[str, float]:
+        wd, we = _norm(p.weekday_curve), _norm(p.weekend_curve)
+        scale = float(np.mean(p.weekday_curve)) or 1.0
+        we_level = float(np.mean(p.weekend_curve)) / scale if scale > 1e-9 else 0.0
+        x = {f"d{h:02d}": float(v) for h, v in enumerate(wd)}
+        x.update({f"e{h:02d}": float(v) * we_level for h, v in enumerate(we)})
+        return x
+
+    def assign(self, p: DailyProfile) -> tuple[str, tuple[str, ...]]:
+        """Segment and tags for a meter's finished day; learns from the profile (score first)."""
+        tags = profile_tags(p.weekday_curve, p.weekend_curve, self.customer_class)
+        if p.daily_kwh <= 0 or not any(p.weekday_curve):
+            return f"{self.customer_class}-unknown", tags
+        x = self.features(p)
+        k = self.model.predict_one(x) if self.seen else 0
+        self.model.learn_one(x)
+        self.seen += 1
+        return f"{self.customer_class}-{k}", tags
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The segment's opinion on one meter's possible-theft event."""
+
+    event: Event | None  # the event to raise (with segment evidence), or None if suppressed
+    segment_median: float | None
+
+
+class SegmentJudge:
+    """Per-segment reference for consumption drops: River's rolling median of members' daily
+    energy ratios. Confirms a meter's possible-theft event only if the segment did not drop."""
+
+    def __init__(self, segment: str, min_ratio: float = 0.7, window: int = 500,
+                 min_samples: int = 10) -> None:
+        self.segment = segment
+        self.min_ratio = min_ratio
+        self.window = window
+        self.min_samples = min_samples
+        self.median = stats.RollingQuantile(q=0.5, window_size=window)
+        self.samples = 0
+        self.confirmed: set[str] = set()
+        self.suppressed = 0
+
+    def learn(self, ratio: float) -> None:
+        self.median.update(ratio)
+        self.samples += 1
+
+    def judge(self, event: Event) -> Verdict:
+        med = self.median.get() if self.samples else None
+        if event.state == "resolved":
+            if event.meter_id in self.confirmed:
+                self.confirmed.discard(event.meter_id)
+                return Verdict(event, med)
+            return Verdict(None, med)
+        enough = self.samples >= self.min_samples and med is not None
+        if enough and med < self.min_ratio:
+            self.suppressed += 1
+            return Verdict(None, med)
+        ev = dict(event.evidence)
+        ev["segment"] = self.segment
+        ev["segment_median_ratio"] = round(med, 3) if enough and med is not None else None
+        ev["segment_members_sampled"] = self.samples
+        self.confirmed.add(event.meter_id)
+        return Verdict(event.model_copy(update={"evidence": {
+            k: v for k, v in ev.items() if v is not None}}), med)

@@ -279,3 +279,10 @@ class Simulation:
         """Every reading, in time order across meters (meter order within an interval)."""
         for block in self.blocks():
             yield from self.block_readings(block)
+
+    def chunks(self) -> Iterator[tuple[datetime, list[tuple[str, str, dict[str, Any]]]]]:
+        """Per interval: ``(ts, [(region, concentrator_id, wire dict), ...])`` for the targets."""
+        regions = [m.region for m in self.meters]
+        concs = [m.concentrator_id for m in self.meters]
+        for block in self.blocks():
+            yield block.ts, [(regions[i], concs[i], d) for i, d in self.rows(block)]

@@ -1,0 +1,323 @@
+"""Where simulated or replayed readings go: MQTT, CSV or JSONL files; and how fast.
+
+A target takes rows ``(region, concentrator_id, wire dict)`` where the wire dict is
+``Reading.to_json_dict()``; the same rows in the same order give the same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+Row = tuple[str, str, dict[str, Any]]
+_SEP = (",", ":")
+
+
+class SimulateError(RuntimeError):
+    """A target cannot take the readings (broker unreachable, file not writable, ...)."""
+
+
+def parse_speed(value: str | float | None) -> float | None:
+    """``realtime`` → 1, ``x60``/``60x``/``60`` → 60, ``max`` → None (as fast as possible)."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        speed = float(value)
+    else:
+        text = value.strip().lower()
+        if text in ("max", "fast", "asap"):
+            return None
+        if text in ("realtime", "real-time", "real", "1x", "x1"):
+            return 1.0
+        try:
+            speed = float(text.strip("x"))
+        except ValueError:
+            raise ValueError(
+                f"speed {value!r}: use realtime, xN (for example x60) or max") from None
+    if not speed > 0:
+        raise ValueError(f"speed {value!r} must be positive")
+    return speed
+
+
+class Pacer:
+    """Holds simulated time to wall time: real time (speed 1), accelerated (speed N), or not
+    at all (speed None). The clock and sleep are parameters so tests can drive them."""
+
+    def __init__(self, speed: float | None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.speed = speed
+        self.clock = clock
+        self.sleep = sleep
+        self._origin: tuple[datetime, float] | None = None
+
+    def wait(self, sim_ts: datetime) -> float:
+        """Sleep until ``sim_ts`` is due; returns the seconds slept."""
+        if self.speed is None:
+            return 0.0
+        if self._origin is None:
+            self._origin = (sim_ts, self.clock())
+            return 0.0
+        t0, w0 = self._origin
+        due = w0 + (sim_ts - t0).total_seconds() / self.speed
+        delay = due - self.clock()
+        if delay > 0:
+            self.sleep(delay)
+            return delay
+        return 0.0
+
+
+class RateLimit:
+    """At most ``rate`` events per second (None: no limit)."""
+
+    def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self.clock, self.sleep = clock, sleep
+        self._next = 0.0
+
+    def take(self) -> None:
+        if not self.interval:
+            return
+        now = self.clock()
+        if self._next > now:
+            self.sleep(self._next - now)
+            now = self._next
+        self._next = max(self._next, now - 1.0) + self.interval
+
+
+class Target(Protocol):
+    """Somewhere readings go."""
+
+    def write(self, rows: Sequence[Row]) -> int:
+        """Send or store the rows; returns the number of messages (lines, MQTT messages)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class MemoryTarget:
+    """Keeps nothing but counts; the ``to memory`` case of the benchmark."""
+
+    readings: int = 0
+    keep: bool = False
+    rows: list[Row] = field(default_factory=list)
+
+    def write(self, rows: Sequence[Row]) -> int:
+        self.readings += len(rows)
+        if self.keep:
+            self.rows.extend(rows)
+        return len(rows)
+
+    def close(self) -> None:
+        pass
+
+
+class JsonlTarget:
+    """One reading per line, in the wire form (``Reading.to_json_dict()``)."""
+
+    def __init__(self, out: Path | IO[str]) -> None:
+        if isinstance(out, Path):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self._fh: IO[str] = out.open("w", encoding="utf-8", newline="\n")
+            self._own = True
+        else:
+            self._fh, self._own = out, False
+
+    def write(self, rows: Sequence[Row]) -> int:
+        dumps = json.dumps
+        self._fh.write("".join(dumps(d, separators=_SEP) + "\n" for _, _, d in rows))
+        return len(rows)
+
+    def close(self) -> None:
+        if self._own:
+            self._fh.close()
+        else:
+            self._fh.flush()
+
+
+CSV_COLUMNS = ("meter_id", "timestamp", "kw", "kwh", "voltage", "pf")
+
+
+class CsvTarget:
+    """``meter_id,timestamp,kw,kwh,voltage,pf``; voltage is the mean over the meter's phases."""
+
+    def __init__(self, out: Path | IO[str]) -> None:
+        if isinstance(out, Path):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self._fh: IO[str] = out.open("w", encoding="utf-8", newline="")
+            self._own = True
+        else:
+            self._fh, self._own = out, False
+        self._csv = csv.writer(self._fh, lineterminator="\n")
+        self._csv.writerow(CSV_COLUMNS)
+
+    def write(self, rows: Sequence[Row]) -> int:
+        out = []
+        for _, _, d in rows:
+            v = d.get("voltage")
+            out.append((d["meter_id"], d["ts"], d["kw"], d.get("kwh", ""),
+                        round(sum(v) / len(v), 1) if v else "", d.get("pf", "")))
+        self._csv.writerows(out)
+        return len(rows)
+
+    def close(self) -> None:
+        if self._own:
+            self._fh.close()
+        else:
+            self._fh.flush()
+
+
+class MqttTarget:
+    """Publishes with paho-mqtt 2.x over MQTT v5.
+
+    ``batch_size`` 1 sends each reading to ``meters/{region}/{meter_id}/reading``; larger sends
+    JSON arrays of up to ``batch_size`` readings per concentrator to
+    ``meters/{region}/{concentrator_id}/batch``. ``rate`` caps messages per second. At most
+    ``max_pending`` messages wait for the broker (QoS 1: its PUBACK) before ``write`` blocks,
+    so memory stays bounded however fast the generator is.
+    """
+
+    def __init__(self, host: str, port: int, *, qos: int = 1, batch_size: int = 1,
+                 rate: float | None = None, client_id: str = "gridwatch-simulator",
+                 username: str | None = None, password: str | None = None,
+                 topic_prefix: str = "meters", max_pending: int = 5000,
+                 connect_timeout: float = 10.0) -> None:
+        import paho.mqtt.client as mqtt
+
+        if qos not in (0, 1):
+            raise ValueError(f"qos {qos}: the simulator publishes with QoS 0 or 1")
+        if batch_size < 1:
+            raise ValueError(f"batch size {batch_size} must be at least 1")
+        self.qos, self.batch_size, self.prefix = qos, batch_size, topic_prefix
+        self.limit = RateLimit(rate)
+        self.max_pending = max_pending
+        self.messages = 0
+        self._acked = 0
+        self._cond = threading.Condition()
+        self._connected = threading.Event()
+        self._error: str | None = None
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv5)
+        if username:
+            client.username_pw_set(username, password)
+        client.max_inflight_messages_set(max(20, min(max_pending, 1000)))
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_publish = self._on_publish
+        client.on_disconnect = self._on_disconnect
+        self.client = client
+        try:
+            client.connect(host, port, keepalive=30, clean_start=True)
+        except OSError as exc:
+            raise SimulateError(f"cannot reach the MQTT broker at {host}:{port}: {exc}") from None
+        client.loop_start()
+        if not self._connected.wait(connect_timeout) or self._error:
+            client.loop_stop()
+            raise SimulateError(
+                f"MQTT broker at {host}:{port} refused the connection: "
+                f"{self._error or 'no CONNACK in time'}")
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            self._error = str(reason)
+        self._connected.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        if reason.is_failure:
+            self._error = f"disconnected: {reason}"
+            with self._cond:
+                self._cond.notify_all()
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any,
+                    properties: Any) -> None:
+        with self._cond:
+            self._acked += 1
+            self._cond.notify_all()
+
+    def _publish(self, topic: str, payload: str) -> None:
+        self.limit.take()
+        with self._cond:
+            while self.messages - self._acked >= self.max_pending and not self._error:
+                self._cond.wait(1.0)
+        if self._error:
+            raise SimulateError(f"MQTT: {self._error}")
+        info = self.client.publish(topic, payload, qos=self.qos)
+        if info.rc:
+            raise SimulateError(f"MQTT publish to {topic} failed with code {info.rc}")
+        self.messages += 1
+
+    def write(self, rows: Sequence[Row]) -> int:
+        before = self.messages
+        dumps = json.dumps
+        if self.batch_size == 1:
+            for region, _, d in rows:
+                self._publish(f"{self.prefix}/{region}/{d['meter_id']}/reading",
+                              dumps(d, separators=_SEP))
+            return self.messages - before
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for region, conc, d in rows:
+            groups.setdefault((region, conc), []).append(d)
+        for (region, conc), items in groups.items():
+            for j in range(0, len(items), self.batch_size):
+                self._publish(f"{self.prefix}/{region}/{conc}/batch",
+                              dumps(items[j:j + self.batch_size], separators=_SEP))
+        return self.messages - before
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until the broker has every message (QoS 1: acknowledged)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._acked < self.messages and not self._error:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SimulateError(
+                        f"MQTT: {self.messages - self._acked} message(s) not acknowledged "
+                        f"after {timeout}s")
+                self._cond.wait(min(left, 1.0))
+        if self._error:
+            raise SimulateError(f"MQTT: {self._error}")
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+
+
+def open_target(kind: str, *, out: Path | None = None, host: str = "127.0.0.1",
+                port: int = 1883, **mqtt_options: Any) -> Target:
+    """A target by name: ``mqtt``, ``csv``, ``jsonl`` or ``memory``."""
+    if kind == "mqtt":
+        return MqttTarget(host, port, **mqtt_options)
+    if kind in ("csv", "jsonl"):
+        if out is None:
+            raise ValueError(f"target {kind} needs an output file (--out)")
+        return CsvTarget(out) if kind == "csv" else JsonlTarget(out)
+    if kind == "memory":
+        return MemoryTarget()
+    raise ValueError(f"unknown target {kind!r} (choose mqtt, csv, jsonl or memory)")
+
+
+def drain(chunks: Iterable[tuple[datetime, Sequence[Row]]], target: Target, pacer: Pacer,
+          on_progress: Callable[[int, int, datetime], None] | None = None) -> tuple[int, int]:
+    """Send time-ordered chunks to a target at the pacer's speed; returns (readings,
+    messages). ``on_progress(readings, messages, sim_ts)`` is called after every chunk."""
+    readings = messages = 0
+    for ts, rows in chunks:
+        pacer.wait(ts)
+        messages += target.write(rows)
+        readings += len(rows)
+        if on_progress:
+            on_progress(len(rows), messages, ts)
+    return readings, messages

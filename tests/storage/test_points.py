@@ -1,0 +1,167 @@
+"""The storage schema: measurement, tags, fields and timestamp of each value object."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from influxdb_client import Point
+
+from gridwatch._schemas import MeterMeta
+from gridwatch.storage import MEASUREMENTS, UnsupportedObjectError, to_line_protocol, to_points
+
+# The documented layout (docs/storage.md): the only tag keys each measurement may carry.
+TAG_KEYS = {
+    "reading": {"meter_id"},
+    "score": {"meter_id", "segment"},
+    "event": {"meter_id", "type", "severity", "customer_id", "grid_cell"},
+    "profile": {"meter_id", "customer_id", "segment"},
+    "alert": {"meter_id", "type", "severity", "state", "customer_id", "grid_cell"},
+}
+
+
+def parse(line: str) -> tuple[str, dict[str, str], dict[str, str], int]:
+    """A minimal line-protocol parser for lines without escaped separators."""
+    head, fields_part, ts = _split_top(line)
+    measurement, *tag_parts = head.split(",")
+    tags = dict(t.split("=", 1) for t in tag_parts)
+    fields = {}
+    for item in _split_fields(fields_part):
+        key, value = item.split("=", 1)
+        fields[key] = value
+    return measurement, tags, fields, int(ts)
+
+
+def _split_top(line: str) -> tuple[str, str, str]:
+    parts, cur, quoted, esc = [], "", False, False
+    for ch in line:
+        if esc:
+            cur += ch
+            esc = False
+        elif ch == "\\":
+            cur += ch
+            esc = True
+        elif ch == '"':
+            quoted = not quoted
+            cur += ch
+        elif ch == " " and not quoted and len(parts) < 2:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    assert len(parts) == 3, line
+    return parts[0], parts[1], parts[2]
+
+
+def _split_fields(text: str) -> list[str]:
+    items, cur, quoted, esc = [], "", False, False
+    for ch in text:
+        if esc:
+            cur += ch
+            esc = False
+        elif ch == "\\":
+            cur += ch
+            esc = True
+        elif ch == '"':
+            quoted = not quoted
+            cur += ch
+        elif ch == "," and not quoted:
+            items.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    items.append(cur)
+    return items
+
+
+def ns(ts: datetime) -> int:
+    return int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1000
+
+
+@pytest.mark.parametrize("kind", ["reading", "score", "event", "profile", "alert"])
+def test_each_object_gives_one_point_with_documented_tags(kind, sh):
+    obj = sh.samples()[kind]
+    points = to_points(obj)
+    assert len(points) == 1 and isinstance(points[0], Point)
+    [line] = to_line_protocol(points)
+    measurement, tags, fields, _ = parse(line)
+    assert measurement == kind == MEASUREMENTS[type(obj)]
+    assert set(tags) <= TAG_KEYS[kind]
+    assert tags["meter_id"] == "m-1"
+    assert fields, line
+    # A tag is never also a field.
+    assert not set(tags) & set(fields)
+
+
+def test_same_object_same_line_and_new_object_of_equal_value_too(sh):
+    for kind, obj in sh.samples().items():
+        again = type(obj).model_validate(obj.model_dump())
+        assert to_line_protocol(to_points(obj)) == to_line_protocol(to_points(again)), kind
+
+
+def test_reading_fields_and_timestamp(sh):
+    r = sh.reading("m-9", 5)
+    [line] = to_line_protocol(to_points(r))
+    _, tags, fields, ts = parse(line)
+    assert tags == {"meter_id": "m-9"}
+    assert ts == ns(r.ts)
+    assert float(fields["kw"]) == r.kw
+    assert float(fields["kwh"]) == r.kwh
+    assert [float(fields[f"v_l{p}"]) for p in (1, 2, 3)] == list(r.voltage)
+    assert [float(fields[f"i_l{p}"]) for p in (1, 2, 3)] == list(r.current)
+    assert fields["status"] == '"estimated"'
+    # Whole numbers are written as floats (no "i" suffix): never an integer/float conflict.
+    assert not any(v.endswith("i") for v in fields.values())
+
+
+def test_event_time_is_raised_at_and_evidence_is_typed(sh):
+    e = sh.samples()["event"]
+    [line] = to_line_protocol(to_points(e))
+    _, tags, fields, ts = parse(line)
+    assert ts == ns(e.raised_at)
+    assert tags == {"meter_id": "m-1", "type": "abnormal_consumption", "severity": "warning",
+                    "customer_id": "c-1", "grid_cell": "cell-7"}
+    assert fields["ev_observed_kw"] == "4"  # an int in the evidence, a float on the wire
+    assert fields["ev_holiday"] == "false"
+    assert fields["ev_reason"] == '"baseline"'
+    assert "ev_missing" not in fields
+    assert "\n" not in line and fields["summary"] == '"load twice the usual for an hour"'
+    assert fields["onset"] == f'"{sh.T0.isoformat().replace("+00:00", "Z")}"'
+
+
+def test_profile_curve_and_tags(sh):
+    p = sh.samples()["profile"]
+    [line] = to_line_protocol(to_points(p))
+    _, tags, fields, ts = parse(line)
+    assert ts == ns(p.day)
+    assert tags == {"meter_id": "m-1", "customer_id": "c-1", "segment": "residential"}
+    assert [float(fields[f"h{h:02d}"]) for h in range(24)] == list(p.curve)
+    assert fields["tags"] == '"ev,night_owl"'
+
+
+def test_alert_state_is_a_tag_recipient_a_field(sh):
+    a = sh.samples()["alert"]
+    [line] = to_line_protocol(to_points(a))
+    _, tags, fields, _ = parse(line)
+    assert tags["state"] == "acknowledged" and tags["severity"] == "critical"
+    assert fields["recipient"] == '"alice@example.org"'
+
+
+def test_unknown_object_is_refused_with_its_type():
+    with pytest.raises(UnsupportedObjectError, match="MeterMeta"):
+        to_points(MeterMeta(meter_id="m-1"))  # type: ignore[arg-type]
+
+
+def test_line_protocol_passes_strings_through():
+    line = "reading,meter_id=x kw=1 1"
+    assert to_line_protocol([line]) == [line]
+
+
+def test_optional_values_absent_not_empty(sh):
+    r = sh.reading("m-1", 1).model_copy(update={"voltage": None, "current": None, "kwh": None,
+                                             "status": ()})
+    [line] = to_line_protocol(to_points(r))
+    _, _, fields, _ = parse(line)
+    assert set(fields) == {"kw", "pf", "freq", "interval_s"}
+    assert datetime.fromtimestamp(parse(line)[3] / 1e9, UTC) == r.ts

@@ -121,7 +121,7 @@ def _profile(lp: LoadProfile) -> Point:
         if value is not None:
             p.field(name, _num(value))
     if lp.tags:
-        p.field("tags", ",".join(sorted(lp.tags)))
+        p.field("tags", ",".join(lp.tags))
     for hour, value in enumerate(lp.curve):
         p.field(f"h{hour:02d}", _num(value))
     return p.time(lp.day, PRECISION)

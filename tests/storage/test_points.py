@@ -137,7 +137,7 @@ def test_profile_curve_and_tags(sh):
     assert ts == ns(p.day)
     assert tags == {"meter_id": "m-1", "customer_id": "c-1", "segment": "residential"}
     assert [float(fields[f"h{h:02d}"]) for h in range(24)] == list(p.curve)
-    assert fields["tags"] == '"ev,night_owl"'
+    assert fields["tags"] == '"night_owl,ev"'
 
 
 def test_alert_state_is_a_tag_recipient_a_field(sh):

@@ -1,0 +1,200 @@
+"""The bytewax sink: batching, idempotence, dead letters, spooling through an outage."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSource, run_main
+from prometheus_client import CollectorRegistry
+
+import bytewax.operators as op
+from gridwatch import _services
+from gridwatch.storage import InfluxReader, InfluxSink, StorageMetrics, to_points
+
+
+def count(sh, svc, db: str, measurement: str = "reading") -> int:
+    rows = sh.influxql(svc, db, f"SELECT COUNT(kw) FROM {measurement}")
+    return int(rows[0]["count"]) if rows else 0
+
+
+def test_mixed_objects_through_a_dataflow_read_back(v1_settings, influxdb, sh):
+    s = v1_settings(batch_size=7)
+    objs = sh.samples()
+    readings = [sh.reading("m-1", i) for i in range(40)]
+    items = [*readings, *objs.values()]
+    flow = Dataflow("storage_test")
+    op.output("influx", op.input("in", flow, TestingSource(items, batch_size=9)),
+              InfluxSink(s))
+    run_main(flow)
+    with InfluxReader(s) as reader:
+        got = reader.readings("m-1", sh.T0, sh.T0 + (readings[-1].ts - sh.T0) * 2)
+        assert got == readings  # every value and type comes back as written
+        assert reader.events("m-1") == [objs["event"].model_copy(
+            update={"summary": "load twice the usual for an hour",
+                    "evidence": {"expected_kw": 2.0, "observed_kw": 4.0, "holiday": False,
+                                 "reason": "baseline"}})]
+        assert reader.profiles(customer_id="c-1") == [objs["profile"]]
+        assert reader.skipped == 0
+    assert sh.influxql(influxdb, s.database, "SELECT COUNT(score) FROM score")[0]["count"] == 1
+    assert sh.influxql(influxdb, s.database, "SELECT * FROM alert")[0]["by"] == "alice"
+    # close() ran at the end of the flow: nothing left behind.
+    assert not list((s.spool_dir / "influx" / "w0").glob("*.lp"))
+
+
+def test_same_batch_twice_no_duplicates(v1_settings, influxdb, sh):
+    s = v1_settings()
+    part = InfluxSink(s).build("s", 0, 1)
+    batch = [sh.reading(f"m-{i % 3}", i) for i in range(30)] + list(sh.samples().values())
+    part.write_batch(batch)
+    part.write_batch(list(batch))
+    part.write_batch([sh.reading(f"m-{i % 3}", i) for i in range(30)])  # equal, new objects
+    assert part.flush()
+    assert count(sh, influxdb, s.database) == 31
+    for m in ("event", "profile", "alert", "score"):
+        assert len(sh.influxql(influxdb, s.database, f"SELECT * FROM {m}")) == 1, m
+    assert part.written == 2 * len(batch) + 30
+
+
+def test_rejected_point_goes_to_dead_letter_rest_is_stored(v1_settings, influxdb, sh):
+    s = v1_settings(batch_size=1000)
+    sink = InfluxSink(s, metrics=StorageMetrics(CollectorRegistry()))
+    part = sink.build("s", 0, 1)
+    part.write_batch([sh.reading("m-1", 0)])  # kw is a float field from now on
+    bad = 'reading,meter_id=m-bad kw="high" 1714521600000000000'
+    batch: list = [sh.reading("m-1", i) for i in range(1, 20)]
+    batch.insert(7, bad)
+    part.write_batch(batch)
+    assert part.flush()
+    assert count(sh, influxdb, s.database) == 20
+    assert part.rejected == 1
+    [record] = [json.loads(x) for x in part.deadletter_path.read_text().splitlines()]
+    assert record["line"] == bad
+    assert "field type conflict" in record["error"]
+    assert part.deadletter_path.parent == s.spool_dir
+    assert sink.metrics.registry.get_sample_value(
+        "gridwatch_storage_points_rejected_total", {"worker": "0"}) == 1
+
+
+def test_v2_sink_on_victoria_metrics(v2_settings, victoria_metrics, sh):
+    meter = f"m-{uuid.uuid4().hex[:8]}"
+    part = InfluxSink(v2_settings(batch_size=16)).build("s", 0, 1)
+    readings = [sh.reading(meter, i) for i in range(50)]
+    part.write_batch(readings[:25])
+    others = [o for k, o in sh.samples(meter).items() if k != "reading"]
+    part.write_batch([*readings[25:], *others])
+    assert part.flush()
+    [kw] = sh.vm_export(victoria_metrics, f'reading_kw{{meter_id="{meter}"}}')
+    assert kw["values"] == [r.kw for r in readings]
+    assert kw["timestamps"] == [int(r.ts.timestamp() * 1000) for r in readings]
+    [ev] = sh.vm_export(victoria_metrics, f'event_score{{meter_id="{meter}"}}')
+    assert ev["metric"]["severity"] == "warning" and ev["values"] == [5.25]
+
+
+def test_time_batching_holds_small_batches_durably(v1_settings, influxdb, sh):
+    now = [1000.0]
+    s = v1_settings(batch_size=100, flush_interval_ms=5000)
+    part = InfluxSink(s, clock=lambda: now[0]).build("s", 0, 1)
+    part.write_batch([sh.reading("m-1", 0)])  # the first point goes out at once
+    part.write_batch([sh.reading("m-1", i) for i in range(1, 5)])
+    assert count(sh, influxdb, s.database) == 1
+    assert part.spool.points == 4  # held on disk, not in memory
+    now[0] += 6
+    part.write_batch([sh.reading("m-1", 5)])
+    assert count(sh, influxdb, s.database) == 6 and part.spool.points == 0
+    part.write_batch([sh.reading("m-1", i) for i in range(6, 206)])  # full batches go out
+    assert count(sh, influxdb, s.database) == 206
+
+
+def test_spool_survives_a_crash_and_drains_on_restart(v1_settings, influxdb, sh, tmp_path):
+    port = _services.free_port()
+    down = v1_settings(url=f"http://127.0.0.1:{port}")
+    part = InfluxSink(down).build("s", 0, 1)
+    part.write_batch([sh.reading("m-1", i) for i in range(10)])
+    assert part.spool.points == 10
+    del part  # no close(): bytewax does not call it on a crash
+    up = v1_settings(database=down.database)
+    part = InfluxSink(up).build("s", 0, 1)
+    part.write_batch([sh.reading("m-1", 10)])
+    assert part.flush()
+    assert count(sh, influxdb, up.database) == 11
+
+
+def test_full_spool_drops_counts_and_says_so(v1_settings, sh, caplog):
+    port = _services.free_port()
+    s = v1_settings(url=f"http://127.0.0.1:{port}", spool_max_bytes=3000, batch_size=10)
+    sink = InfluxSink(s, metrics=StorageMetrics(CollectorRegistry()))
+    part = sink.build("s", 0, 1)
+    with caplog.at_level(logging.WARNING, logger="gridwatch.storage"):
+        for i in range(0, 100, 10):
+            part.write_batch([sh.reading("m-1", j) for j in range(i, i + 10)])
+    assert part.spool.size_bytes <= 3000
+    assert part.dropped > 0
+    assert part.dropped + part.spool.points == 100
+    full = [r for r in caplog.records if "spool FULL" in r.getMessage()]
+    assert len(full) == 1 and "spool_max_bytes=3000" in full[0].getMessage()
+    reg = sink.metrics.registry
+    assert reg.get_sample_value("gridwatch_storage_points_dropped_total",
+                                {"worker": "0", "reason": "spool_full"}) == part.dropped
+    assert reg.get_sample_value("gridwatch_storage_spool_bytes",
+                                {"worker": "0"}) == part.spool.size_bytes
+
+
+def test_unsupported_items_are_counted(v1_settings, influxdb, sh):
+    s = v1_settings()
+    part = InfluxSink(s).build("s", 0, 1)
+    part.write_batch([object(), sh.reading("m-1", 0), ("m-1", sh.reading("m-1", 1))])
+    assert part.unsupported == 1
+    assert part.flush() and count(sh, influxdb, s.database) == 2
+
+
+@pytest.mark.slow
+def test_thirty_second_outage_every_point_exactly_once(v1_settings, sh, tmp_path: Path):
+    svc = _services.influxdb(tmp_path / "private-influxdb").start()
+    try:
+        s = v1_settings(svc, batch_size=50, retry_initial_ms=200, retry_max_ms=1000,
+                        flush_interval_ms=200, timeout_ms=2000)
+        part = InfluxSink(s).build("s", 0, 1)
+        meters = [f"m-{k}" for k in range(5)]
+        sent: list = []
+        slowest = 0.0
+        i = 0
+
+        def stream(seconds: float) -> None:
+            nonlocal i, slowest
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                batch = [sh.reading(m, i) for m in meters]
+                i += 1
+                t = time.monotonic()
+                part.write_batch(batch)
+                slowest = max(slowest, time.monotonic() - t)
+                sent.extend(batch)
+                time.sleep(0.02)
+
+        stream(2)
+        before = count(sh, svc, s.database)
+        assert before > 0
+        svc.stop()
+        stream(30)
+        assert part.spool.points > 0  # the outage was noticed and points kept
+        svc.start()
+        stream(3)
+        deadline = time.monotonic() + 20
+        while not part.flush() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert part.spool.points == 0
+        # The dataflow was never held up for long.
+        assert slowest < 2.5
+        rows = sh.influxql(svc, s.database, "SELECT kw, meter_id FROM reading")
+        got = sorted((r["meter_id"], r["time"]) for r in rows)
+        want = sorted((r.meter_id, int(r.ts.timestamp()) * 10**9) for r in sent)
+        assert len(got) == len(set(got)) == len(want)
+        assert got == want
+    finally:
+        svc.stop()

@@ -63,7 +63,9 @@ class AlertSettings(Section):
     jsonl_out: Path | None = Path("var/alerts.jsonl")
     group_wait_s: Annotated[float, Field(ge=0)] = 30.0
     group_interval_s: Annotated[float, Field(ge=0)] = 300.0
+    #: Re-notify managers of a still-firing, unacknowledged alert this often; 0 turns it off.
     repeat_interval_s: Annotated[float, Field(ge=0)] = 4 * 3600.0
+    #: Escalate to the cell's backup manager when not acknowledged by then; 0 turns it off.
     escalate_after_s: Annotated[float, Field(ge=0)] = 1800.0
     webhook_secret: SecretStr | None = None
     #: HTTP header carrying ``sha256=<hex HMAC of the body>`` on webhook deliveries.

@@ -247,14 +247,15 @@ def describe(exc: ValidationError, data: Any) -> str:
             node = node[key]
         except (KeyError, IndexError, TypeError):
             node = None
-    where = ".".join(parts) or "(root)"
+    where = ".".join(parts)
     if err["type"] == "extra_forbidden":
         msg = "unknown field (check the spelling)"
     value = err.get("input")
     shown = "" if isinstance(value, dict | list) or err["type"] == "extra_forbidden" \
         else f" (got {value!r})"
     more = len(exc.errors()) - 1
-    return f"{where}: {msg}{shown}" + (f"; and {more} more problem(s)" if more else "")
+    head = f"{where}: {msg}{shown}" if where else f"{msg}{shown}"
+    return head + (f"; and {more} more problem(s)" if more else "")
 
 
 def _split(value: str) -> list[str]:

@@ -435,6 +435,8 @@ class Router:
 
     def _escalate(self, silences: list[st.Silence], now: datetime) -> None:
         after = timedelta(seconds=self.settings.escalate_after_s)
+        if after <= timedelta(0):
+            return  # escalation off
         for row in self.db.execute(
                 "SELECT * FROM alerts WHERE state='firing' AND escalated_at IS NULL AND backup "
                 "IS NOT NULL AND silenced_by IS NULL AND inhibited_by IS NULL").fetchall():

@@ -8,14 +8,14 @@ import time
 import uuid
 from pathlib import Path
 
+import bytewax.operators as op
 import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 from prometheus_client import CollectorRegistry
 
-import bytewax.operators as op
 from gridwatch import _services
-from gridwatch.storage import InfluxReader, InfluxSink, StorageMetrics, to_points
+from gridwatch.storage import InfluxReader, InfluxSink, StorageMetrics
 
 
 def count(sh, svc, db: str, measurement: str = "reading") -> int:

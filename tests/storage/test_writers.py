@@ -105,7 +105,7 @@ class _Overloaded(BaseHTTPRequestHandler):
     retry_after = "7"
     body = b'{"error":"overloaded"}'
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(self.status)
         if self.retry_after:

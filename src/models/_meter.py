@@ -36,6 +36,7 @@ _ALPHA_SLOT = 0.1  # per-slot learning rate once a slot has 10 samples
 _ALPHA_GLOBAL = 0.01
 _ALPHA_CURVE = 0.125  # daily curves: about eight days of memory
 _FLOOR_KW = 0.01
+_SHRINK = 10.0  # pseudo-samples of the meter-wide dispersion in each slot's
 _STATE_VERSION = 1
 
 #: Every event type a detector may raise (stable names: alert routes match on them).
@@ -445,8 +446,10 @@ class MeterState:
         warm = self.n >= s.warmup_readings and n_s >= 2
         z = 0.0
         if warm:
-            scale = max(1.25 * float(self.base_dev[slot]), 0.5 * self.glob_dev,
-                        0.05 * abs(mu), _FLOOR_KW)
+            # Shrink the slot's dispersion towards the meter-wide one while the slot has few
+            # samples: a lucky quiet slot must not make ordinary noise look abnormal.
+            dev = (n_s * float(self.base_dev[slot]) + _SHRINK * self.glob_dev) / (n_s + _SHRINK)
+            scale = max(1.25 * dev, 0.5 * self.glob_dev, 0.05 * abs(mu), _FLOOR_KW)
             z = (kw - mu) / scale
             zc = max(-10.0, min(10.0, z))
             if self.cus_pos == 0.0:

@@ -13,6 +13,7 @@ and two River models are shared by many meters:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,14 +49,14 @@ def profile_tags(weekday: tuple[float, ...], weekend: tuple[float, ...],
     day = float(c[8:20].mean())
     if low > 0 and peak / low < 1.5:
         tags.append("flat 24 h")
-    elif 17 <= int(c.argmax()) <= 22:
+    elif 17 <= int(c.argmax()) <= 22 and high_hours <= 8:
         tags.append(f"evening-peak {customer_class}")
-    elif 6 <= int(c.argmax()) <= 10 and night < 0.6 * day:
-        tags.append(f"morning-peak {customer_class}")
     elif 14 <= high_hours < 22 and night < 0.7 * peak:
         tags.append(f"two-shift {customer_class}")
     elif day > 2 * max(night, 1e-9):
         tags.append(f"daytime {customer_class}")
+    elif 6 <= int(c.argmax()) <= 10:
+        tags.append(f"morning-peak {customer_class}")
     if night > 1.2 * day:
         tags.append("night-heavy")
     if w.size == 24 and float(w.mean()) < 0.5 * float(c.mean()):
@@ -88,15 +89,17 @@ class Segmenter:
     Hyperparameters only in ``__init__``; the River model holds the learned state and pickles.
     """
 
-    def __init__(self, customer_class: str, n_clusters: int = 4, halflife: float = 0.3,
-                 seed: int = 42) -> None:
+    def __init__(self, customer_class: str, n_clusters: int = 4, halflife: float = 0.05,
+                 seed: int = 42, seed_distance: float = 2.0) -> None:
         self.customer_class = customer_class
         self.n_clusters = n_clusters
         self.halflife = halflife
         self.seed = seed
-        self.model = cluster.KMeans(n_clusters=n_clusters, halflife=halflife, sigma=0.5,
-                                    seed=seed)
+        self.seed_distance = seed_distance
+        self.model = cluster.KMeans(n_clusters=n_clusters, halflife=halflife, mu=1.0,
+                                    sigma=0.5, seed=seed)
         self.seen = 0
+        self.seeded = 0
 
     @staticmethod
     def features(p: DailyProfile) -> dict[str, float]:
@@ -108,15 +111,38 @@ class Segmenter:
         return x
 
     def assign(self, p: DailyProfile) -> tuple[str, tuple[str, ...]]:
-        """Segment and tags for a meter's finished day; learns from the profile (score first)."""
+        """Segment and tags for a meter's finished day; learns from the profile (score first).
+
+        River's KMeans starts from random centres, which in 48 dimensions all sit far from the
+        data, so one centre would take every profile; the first profiles that are far from every
+        seeded centre seed the next one (farthest-first), after that it is plain online KMeans.
+        """
         tags = profile_tags(p.weekday_curve, p.weekend_curve, self.customer_class)
         if p.daily_kwh <= 0 or not any(p.weekday_curve):
             return f"{self.customer_class}-unknown", tags
         x = self.features(p)
-        k = self.model.predict_one(x) if self.seen else 0
-        self.model.learn_one(x)
+        if self.seeded < self.n_clusters and self._far_from_seeds(x):
+            k = self.seeded
+            self.model.centers[k].update(x)
+            self.seeded += 1
+        else:
+            k = self._nearest_seeded(x) if self.seeded < self.n_clusters else \
+                self.model.predict_one(x)
+            for i, xi in x.items():
+                self.model.centers[k][i] += self.halflife * (xi - self.model.centers[k][i])
         self.seen += 1
         return f"{self.customer_class}-{k}", tags
+
+    def _dist(self, x: dict[str, float], k: int) -> float:
+        c = self.model.centers[k]
+        return math.sqrt(sum((v - c[i]) ** 2 for i, v in x.items()))
+
+    def _nearest_seeded(self, x: dict[str, float]) -> int:
+        return min(range(self.seeded), key=lambda k: self._dist(x, k))
+
+    def _far_from_seeds(self, x: dict[str, float]) -> bool:
+        return self.seeded == 0 or min(self._dist(x, k) for k in range(self.seeded)) \
+            > self.seed_distance
 
 
 @dataclass(slots=True)

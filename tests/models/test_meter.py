@@ -1,0 +1,286 @@
+"""Each per-meter detector on small synthetic series with known answers."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import timedelta
+
+import numpy as np
+from hypothesis import given, settings as hsettings, strategies as st
+
+from gridwatch import MeterMeta, MeterStatus
+from gridwatch.models import EVENT_TYPES, Calendar, DetectionSettings, MeterState
+
+
+def test_spike_raised_with_onset_and_readable_evidence(gen):
+    spike_at = 3 * gen.WEEK + 41
+    rs = gen.series(3 * gen.WEEK + 96, lambda i, ts, rng: gen.residential(i, ts, rng)
+                    + (5.0 if i == spike_at else 0.0))
+    _, events = gen.run(rs)
+    fired = gen.of_type(events, "abnormal_consumption")
+    assert len(fired) == 1
+    ev = fired[0]
+    assert ev.onset == ev.raised_at == rs[spike_at].ts
+    assert ev.evidence["kind"] == "spike"
+    assert ev.evidence["observed_kw"] > ev.evidence["expected_kw"] + 4
+    assert "time-of-week" in ev.evidence["baseline"]
+    assert gen.of_type(events, "abnormal_consumption", "resolved")
+
+
+def test_nothing_judged_during_warm_up(gen):
+    rs = gen.series(gen.WEEK - 10, lambda i, ts, rng: gen.residential(i, ts, rng)
+                    + (8.0 if i == 200 else 0.0))
+    _, events = gen.run(rs)
+    assert events == []
+
+
+def test_sustained_shift_found_by_cusum_with_earlier_onset(gen):
+    start = 3 * gen.WEEK + 10
+    rs = gen.series(3 * gen.WEEK + 96, lambda i, ts, rng: gen.residential(i, ts, rng)
+                    + (0.25 if i >= start else 0.0))
+    _, events = gen.run(rs)
+    fired = gen.of_type(events, "abnormal_consumption")
+    assert fired and fired[0].evidence["kind"] == "level_shift_up"
+    assert fired[0].onset <= fired[0].raised_at
+    assert fired[0].onset - rs[start].ts <= timedelta(hours=1)
+
+
+def test_flagged_points_are_not_learned(gen):
+    s = DetectionSettings()
+    cal = Calendar()
+    rs = gen.series(3 * gen.WEEK)
+    state, _ = gen.run(rs, settings=s)
+    nxt = rs[-1].ts + gen.STEP
+    slot = cal.slot(nxt.timestamp())
+    before = float(state.base_mu[slot])
+    state.update(gen.reading("m1", nxt, 9.0), settings=s, calendar=cal)
+    assert float(state.base_mu[slot]) == before
+    state2, _ = gen.run(rs, settings=s)
+    state2.update(gen.reading("m1", nxt, before), settings=s, calendar=cal)
+    assert int(state2.base_n[slot]) == int(state.base_n[slot]) + 1
+
+
+def commercial(i, ts, rng):
+    working = ts.weekday() < 5 and 8 <= ts.hour < 18
+    return (10.0 if working else 1.0) + rng.normal(0, 0.1)
+
+
+def test_weekends_are_not_abnormal_by_themselves(gen):
+    _, events = gen.run(gen.series(6 * gen.WEEK, commercial))
+    assert gen.of_type(events, "abnormal_consumption") == []
+
+
+def test_holiday_scored_as_sunday_not_abnormal(gen):
+    # Christmas and Boxing Day 2024 (GB holidays) are a Wednesday and a Thursday: the shop
+    # stays closed, as on a Sunday.
+    def closed_on_christmas(i, ts, rng):
+        if ts.month == 12 and ts.day in (25, 26):
+            return 1.0 + rng.normal(0, 0.1)
+        return commercial(i, ts, rng)
+
+    start = gen.T0.replace(month=11, day=4)  # a Monday, seven weeks before
+    rs = gen.series(int(7.5 * gen.WEEK), closed_on_christmas, start=start)
+    _, plain = gen.run(rs, settings=DetectionSettings())
+    _, with_holidays = gen.run(rs, settings=DetectionSettings(holiday_country="GB"))
+    assert gen.of_type(plain, "abnormal_consumption"), "the test must be able to fail"
+    assert gen.of_type(with_holidays, "abnormal_consumption") == []
+
+
+def test_silence_is_comm_loss_then_resolved(gen):
+    rs = gen.series(200)
+    state, _ = gen.run(rs)
+    last = rs[-1].ts
+    assert state.on_timer(last + 3 * gen.STEP) == []
+    events = state.on_timer(last + 4 * gen.STEP)
+    assert [e.type for e in events] == ["comm_loss"]
+    assert events[0].onset == last + gen.STEP
+    assert state.on_timer(last + 8 * gen.STEP) == []  # raised once
+    back = state.update(gen.reading("m1", last + 10 * gen.STEP, 1.0))
+    assert [(e.type, e.state) for e in back] == [("comm_loss", "resolved")]
+
+
+def test_power_fail_then_silence_is_outage_and_zero_load_is_not(gen):
+    rs = gen.series(100)
+    state, _ = gen.run(rs)
+    t = rs[-1].ts + gen.STEP
+    ev = state.update(gen.reading("m1", t, 0.0, status=["power_fail"]))
+    assert [(e.type, e.evidence["kind"]) for e in ev] == [("outage", "last_gasp")]
+    assert state.on_timer(t + 10 * gen.STEP) == []  # already firing
+    back = state.update(gen.reading("m1", t + 11 * gen.STEP, 1.0))
+    assert [(e.type, e.state) for e in back] == [("outage", "resolved")]
+    # a meter that keeps reporting zero load is not silent
+    zero, events = gen.run(gen.series(300, lambda i, ts, rng: 0.0, meter="z"))
+    assert zero.on_timer(gen.T0 + 300 * gen.STEP) == []
+    assert not gen.of_type(events, "outage") and not gen.of_type(events, "stuck_reading")
+
+
+def test_register_frozen_while_power_flows(gen):
+    def extra(i, ts):
+        return {"kwh": 100.0 + min(i, 50) * 0.5}
+
+    rs = gen.series(60, lambda i, ts, rng: 2.0 + 0.01 * (i % 3), extra=extra)
+    _, events = gen.run(rs)
+    fired = gen.of_type(events, "register_frozen")
+    assert len(fired) == 1
+    assert fired[0].onset == rs[51].ts
+    assert fired[0].raised_at == rs[51 + 3].ts
+
+
+def test_stuck_reading(gen):
+    s = DetectionSettings(stuck_readings=8)
+    rs = gen.series(40, lambda i, ts, rng: 1.234 if 10 <= i < 30 else 1.0 + 0.01 * (i % 4))
+    _, events = gen.run(rs, settings=s)
+    fired = gen.of_type(events, "stuck_reading")
+    assert len(fired) == 1 and fired[0].raised_at == rs[17].ts
+    assert gen.of_type(events, "stuck_reading", "resolved")[0].raised_at == rs[30].ts
+
+
+def test_tamper_register_decrease_and_reverse_flow(gen):
+    rs = gen.series(10, lambda i, ts, rng: 1.0 + 0.1 * i, extra=lambda i, ts: {
+        "kwh": 50.0 - 5 if i == 5 else 50.0 + i})
+    _, events = gen.run(rs)
+    fired = gen.of_type(events, "tamper")
+    assert len(fired) == 1 and fired[0].evidence["kind"] == "register_decrease"
+    rev = gen.series(5, lambda i, ts, rng: -1.5 - 0.1 * i, meter="pv")
+    _, no_export = gen.run(rev)
+    _, export = gen.run(rev, meta=MeterMeta(meter_id="pv", has_export=True))
+    assert gen.of_type(no_export, "tamper")[0].evidence["kind"] == "reverse_flow"
+    assert gen.of_type(export, "tamper") == []
+
+
+def test_clock_drift(gen):
+    rs = gen.series(20, lambda i, ts, rng: 1.0 + 0.01 * i)
+    shifted = [gen.reading("m1", r.ts + timedelta(seconds=90 if i >= 10 else 0), r.kw)
+               for i, r in enumerate(rs)]
+    _, events = gen.run(shifted)
+    fired = gen.of_type(events, "clock_drift")
+    assert len(fired) == 1 and fired[0].evidence["offset_s"] == 90.0
+    _, aligned = gen.run(rs)
+    assert gen.of_type(aligned, "clock_drift") == []
+
+
+def test_voltage_limits_single_and_three_phase(gen):
+    def v(i, ts):
+        return {"voltage": [220.0, 203.0, 196.0, 220.0, 236.0, 237.0, 220.0][i]}
+
+    _, events = gen.run(gen.series(7, lambda i, ts, rng: 1.0 + 0.01 * i, extra=v))
+    # 220 V single phase: sag below 198 V (-10%), swell above 235.4 V (+7%)
+    assert [e.raised_at for e in gen.of_type(events, "voltage_sag")] == [
+        gen.T0 + 2 * gen.STEP]
+    assert [e.raised_at for e in gen.of_type(events, "voltage_swell")] == [
+        gen.T0 + 4 * gen.STEP]
+    three = MeterMeta(meter_id="m1", phases=3)
+    _, ev3 = gen.run(gen.series(2, lambda i, ts, rng: 5.0 + i,
+                                extra=lambda i, ts: {"voltage": [212.0, 213.0, 212.5]}), three)
+    # 230 V three phase: -7% is 213.9 V
+    assert gen.of_type(ev3, "voltage_sag")
+
+
+def test_low_power_factor_and_phase_imbalance(gen):
+    _, events = gen.run(gen.series(6, lambda i, ts, rng: 3.0 + 0.1 * i, extra=lambda i, ts: {
+        "pf": 0.8 if 1 <= i <= 3 else 0.97}))
+    pf = gen.of_type(events, "low_power_factor")
+    assert len(pf) == 1 and pf[0].raised_at == gen.T0 + 2 * gen.STEP
+    assert gen.of_type(events, "low_power_factor", "resolved")
+    _, imb = gen.run(gen.series(4, lambda i, ts, rng: 20.0 + i, extra=lambda i, ts: {
+        "voltage": [230.0, 231.0, 229.0], "current": [50.0, 10.0, 12.0]}))
+    assert gen.of_type(imb, "phase_imbalance")[0].evidence["kind"] == "current"
+
+
+def test_over_capacity_warned_before_the_crossing(gen):
+    meta = MeterMeta(meter_id="m1", contracted_kva=100.0)
+    ramp_start = 200
+
+    def ramp(i, ts, rng):
+        return 50.0 + max(0, i - ramp_start) * 4.0 + rng.normal(0, 0.5)
+
+    rs = gen.series(240, ramp)
+    _, events = gen.run(rs, meta)
+    fired = gen.of_type(events, "over_capacity_risk")
+    assert fired
+    crossing = next(r.ts for r in rs if r.kw >= 100.0)
+    assert fired[0].raised_at < crossing
+    assert fired[0].evidence["projected_crossing"] is not None
+    assert fired[0].evidence["contracted_kva"] == 100.0
+
+
+def test_possible_theft_on_sustained_drop(gen):
+    def drop(i, ts, rng):
+        base = gen.residential(i, ts, rng)
+        return base * 0.2 if i >= 30 * 96 else base
+
+    _, events = gen.run(gen.series(38 * 96, drop))
+    fired = gen.of_type(events, "possible_theft")
+    assert len(fired) == 1
+    assert fired[0].evidence["days_low"] == 5
+    _, normal = gen.run(gen.series(38 * 96))
+    assert gen.of_type(normal, "possible_theft") == []
+
+
+def test_state_is_small_and_round_trips(gen):
+    meta = MeterMeta(meter_id="m1", contracted_kva=10.0, phases=3)
+    rs = gen.series(5 * gen.WEEK, extra=lambda i, ts: {
+        "kwh": 1000.0 + i, "voltage": [230.0, 200.0, 231.0], "pf": 0.7})
+    state, _ = gen.run(rs, meta)
+    assert len(state.active) >= 2
+    size = len(pickle.dumps(state))
+    assert size <= 4096, size
+    assert len(state.to_bytes()) <= 4096
+    clone = MeterState.from_bytes(state.to_bytes())
+    nxt = gen.reading("m1", rs[-1].ts + gen.STEP, 7.0, kwh=5000.0)
+    assert clone.update(nxt, meta) == state.update(nxt, meta)
+
+
+def test_deterministic(gen):
+    rs = gen.series(4 * gen.WEEK, lambda i, ts, rng: gen.residential(i, ts, rng)
+                    + (3.0 if i % 500 == 0 else 0.0))
+    a = [e.model_dump() for e in gen.run(rs)[1]]
+    b = [e.model_dump() for e in gen.run(rs)[1]]
+    assert a and a == b
+
+
+def test_every_event_type_is_known():
+    assert len(set(EVENT_TYPES)) == 14
+
+
+_statuses = st.lists(st.sampled_from([MeterStatus.POWER_FAIL, MeterStatus.COVER_OPEN,
+                                      MeterStatus.CLOCK_INVALID]), max_size=1, unique=True)
+_step = st.tuples(
+    st.floats(-2, 30, allow_nan=False), st.integers(1, 6),
+    st.one_of(st.none(), st.floats(150, 260)), st.one_of(st.none(), st.floats(0.5, 1.0)),
+    _statuses, st.booleans())
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(st.lists(_step, min_size=1, max_size=120))
+def test_events_alternate_firing_and_resolved(steps):
+    """Per type, a meter's events alternate firing → resolved → firing ..., resolved events
+    keep the onset of their firing, and raised_at never precedes onset."""
+    s = DetectionSettings(warmup_readings=20, stuck_readings=3)
+    cal = Calendar()
+    meta = MeterMeta(meter_id="p", contracted_kva=20.0)
+    state = MeterState("p")
+    t = 1_700_000_100.0
+    from datetime import UTC, datetime
+
+    from gridwatch import Reading
+
+    open_: dict[str, object] = {}
+    rng = np.random.default_rng(0)
+    for kw, gap, volt, pf, status, timer in steps:
+        t += 900 * gap
+        if timer:
+            events = state.on_timer(t, meta, settings=s)
+        else:
+            r = Reading(meter_id="p", ts=datetime.fromtimestamp(t, UTC), kw=round(kw, 2),
+                        voltage=volt, pf=pf, status=tuple(status),
+                        kwh=float(rng.integers(0, 3)))
+            events = state.update(r, meta, settings=s, calendar=cal)
+        for e in events:
+            assert e.raised_at >= e.onset
+            if e.state == "firing":
+                assert e.type not in open_, f"{e.type} fired twice"
+                open_[e.type] = e.onset
+            else:
+                assert open_.pop(e.type) == e.onset
+    assert set(open_) == set(state.active)

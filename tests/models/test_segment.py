@@ -1,0 +1,77 @@
+"""Load profiling figures, tags, segmentation and the segment's theft judgement."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+
+from gridwatch import Event, Severity
+from gridwatch.models import DailyProfile, SegmentJudge, Segmenter, load_profile, profile_tags
+
+EVENING = tuple(1.0 + 1.5 * math.exp(-(((h - 19) / 2) ** 2)) for h in range(24))
+DAYTIME = tuple(8.0 if 8 <= h < 18 else 1.0 for h in range(24))
+FLAT = tuple(5.0 + 0.1 * (h % 2) for h in range(24))
+TWO_SHIFT = tuple(20.0 if 6 <= h < 22 else 3.0 for h in range(24))
+
+
+def day(meter: str, wd: tuple[float, ...], we: tuple[float, ...], ratio: float | None = 1.0,
+        theft: list[Event] | None = None) -> DailyProfile:
+    return DailyProfile(
+        meter_id=meter, day=datetime(2024, 3, 5, tzinfo=UTC), customer_id=None,
+        customer_class="residential", daily_kwh=float(sum(wd)), peak_kw=max(wd),
+        valley_kw=min(wd), day_curve=wd, weekday_curve=wd, weekend_curve=we,
+        is_day_off=False, mom_growth=0.05, ratio=ratio, theft=theft or [])
+
+
+def test_tags_describe_the_shape():
+    assert profile_tags(EVENING, EVENING, "residential")[0] == "evening-peak residential"
+    assert profile_tags(FLAT, FLAT, "industrial")[0] == "flat 24 h"
+    assert profile_tags(TWO_SHIFT, TWO_SHIFT, "industrial")[0] == "two-shift industrial"
+    tags = profile_tags(DAYTIME, tuple(1.0 for _ in range(24)), "commercial")
+    assert "weekend-closed commercial" in tags and "daytime commercial" in tags
+
+
+def test_load_profile_figures():
+    lp = load_profile(day("m1", DAYTIME, DAYTIME), "commercial-0", ("daytime commercial",))
+    assert lp.daily_kwh == sum(DAYTIME)
+    assert lp.peak_valley_ratio == 8.0
+    assert lp.load_factor == round(sum(DAYTIME) / 24 / 8.0, 4)
+    assert lp.night_day_ratio is not None and lp.night_day_ratio < 0.2
+    assert lp.curve == DAYTIME and lp.segment == "commercial-0"
+
+
+def test_segmenter_separates_shapes():
+    seg = Segmenter("residential", n_clusters=3, seed=1)
+    rng = np.random.default_rng(0)
+    labels: dict[str, set[str]] = {"evening": set(), "flat": set()}
+    for i in range(300):
+        shape, base = ("evening", EVENING) if i % 2 else ("flat", FLAT)
+        noisy = tuple(float(v * (1 + rng.normal(0, 0.03))) for v in base)
+        segment, _ = seg.assign(day(f"m{i}", noisy, noisy))
+        if i >= 200:
+            labels[shape].add(segment)
+    assert len(labels["evening"]) == 1 and len(labels["flat"]) == 1
+    assert labels["evening"] != labels["flat"]
+
+
+def _theft(meter: str) -> Event:
+    t = datetime(2024, 3, 5, tzinfo=UTC)
+    return Event(meter_id=meter, type="possible_theft", severity=Severity.WARNING, score=0.8,
+                 onset=t, raised_at=t, evidence={"ratio": 0.2})
+
+
+def test_segment_judge_confirms_only_individual_drops():
+    judge = SegmentJudge("residential-0", min_ratio=0.7)
+    for _ in range(50):
+        judge.learn(1.0)
+    confirmed = judge.judge(_theft("a")).event
+    assert confirmed is not None and confirmed.evidence["segment_median_ratio"] == 1.0
+    for _ in range(600):
+        judge.learn(0.5)  # the whole segment dropped: a holiday week, a mild spell
+    assert judge.judge(_theft("b")).event is None
+    assert judge.suppressed == 1
+    resolved = _theft("a").model_copy(update={"state": "resolved"})
+    assert judge.judge(resolved).event is not None
+    assert judge.judge(resolved).event is None  # already resolved

@@ -6,7 +6,9 @@ import pickle
 from datetime import timedelta
 
 import numpy as np
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from gridwatch import MeterMeta, MeterStatus
 from gridwatch.models import EVENT_TYPES, Calendar, DetectionSettings, MeterState

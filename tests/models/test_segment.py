@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from gridwatch import Event, Severity
-from gridwatch.models import DailyProfile, SegmentJudge, Segmenter, load_profile, profile_tags
+from gridwatch.models import DailyProfile, Segmenter, SegmentJudge, load_profile, profile_tags
 
 EVENING = tuple(1.0 + 1.5 * math.exp(-(((h - 19) / 2) ** 2)) for h in range(24))
 DAYTIME = tuple(8.0 if 8 <= h < 18 else 1.0 for h in range(24))

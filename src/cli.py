@@ -120,6 +120,15 @@ def replay(
               + (f" (written to {alerts_out})" if alerts_out else ""))
 
 
+def _register_storage() -> None:
+    from gridwatch.storage._cli import report
+
+    app.command("report")(report)
+
+
+_register_storage()
+
+
 def _register_ingest() -> None:
     from gridwatch.ingest._cli import collect, journal_app
 

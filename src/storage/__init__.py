@@ -1,25 +1,56 @@
 """gridwatch.storage: the documented InfluxDB schema, batched idempotent writes through the v1
-or v2 write API, a durable spool for outages, and InfluxQL reads for reports and warm starts."""
+or v2 write API, a durable spool for outages, and InfluxQL reads for reports and warm starts.
+
+Names load on first use: the settings root imports ``gridwatch.storage._config`` on every start,
+and influxdb-client alone takes a fifth of a second to import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from gridwatch.storage._config import InfluxSettings
-from gridwatch.storage._points import (
-    MEASUREMENTS,
-    UnsupportedObjectError,
-    to_line_protocol,
-    to_points,
-)
-from gridwatch.storage._reader import InfluxReader, ReadError
-from gridwatch.storage._sink import InfluxSink, InfluxSinkPartition, StorageMetrics
-from gridwatch.storage._spool import Spool
-from gridwatch.storage._writer import (
-    PointWriter,
-    RejectedPointsError,
-    RetryableWriteError,
-    V1Writer,
-    V2Writer,
-    WriteError,
-    build_writer,
-)
+
+if TYPE_CHECKING:
+    from gridwatch.storage._points import (
+        MEASUREMENTS,
+        UnsupportedObjectError,
+        to_line_protocol,
+        to_points,
+    )
+    from gridwatch.storage._reader import InfluxReader, ReadError
+    from gridwatch.storage._sink import InfluxSink, InfluxSinkPartition, StorageMetrics
+    from gridwatch.storage._spool import Spool
+    from gridwatch.storage._writer import (
+        PointWriter,
+        RejectedPointsError,
+        RetryableWriteError,
+        V1Writer,
+        V2Writer,
+        WriteError,
+        build_writer,
+    )
+
+_LAZY = {
+    "MEASUREMENTS": "_points",
+    "UnsupportedObjectError": "_points",
+    "to_line_protocol": "_points",
+    "to_points": "_points",
+    "InfluxReader": "_reader",
+    "ReadError": "_reader",
+    "InfluxSink": "_sink",
+    "InfluxSinkPartition": "_sink",
+    "StorageMetrics": "_sink",
+    "Spool": "_spool",
+    "PointWriter": "_writer",
+    "RejectedPointsError": "_writer",
+    "RetryableWriteError": "_writer",
+    "V1Writer": "_writer",
+    "V2Writer": "_writer",
+    "WriteError": "_writer",
+    "build_writer": "_writer",
+}
 
 __all__ = [
     "MEASUREMENTS",
@@ -41,3 +72,16 @@ __all__ = [
     "to_line_protocol",
     "to_points",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gridwatch.storage' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"gridwatch.storage.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,73 @@
+"""The read side: InfluxQL queries, the warm start and ``gridwatch report``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from typer.testing import CliRunner
+
+from gridwatch import _services
+from gridwatch.cli import app
+from gridwatch.storage import InfluxReader, InfluxSink, ReadError
+
+
+def test_recent_readings_for_a_warm_start(v1_settings, sh):
+    s = v1_settings()
+    readings = [sh.reading(f"m-{k}", i) for i in range(20) for k in range(3)]
+    part = InfluxSink(s).build("s", 0, 1)
+    part.write_batch(readings)
+    assert part.flush()
+    since = sh.T0 + timedelta(minutes=15 * 5)
+    with InfluxReader(s, chunk_size=7) as reader:  # several chunks
+        got = list(reader.recent_readings(since))
+        assert [r.ts for r in got] == sorted(r.ts for r in got)  # oldest first
+        key = lambda r: (r.ts, r.meter_id)  # noqa: E731
+        assert sorted(got, key=key) == sorted((r for r in readings if r.ts >= since), key=key)
+        some = list(reader.recent_readings(since, ["m-2", "m-0"], group=1))
+        assert sorted(some, key=lambda r: (r.meter_id, r.ts)) == sorted(
+            (r for r in readings if r.ts >= since and r.meter_id != "m-1"),
+            key=lambda r: (r.meter_id, r.ts))
+        assert list(reader.recent_readings(since + timedelta(days=30))) == []
+
+
+def test_query_errors_name_the_query(v1_settings, sh):
+    with InfluxReader(v1_settings()) as reader, pytest.raises(ReadError, match="SELEC kw"):
+        list(reader.series("SELEC kw FROM reading"))
+    port = _services.free_port()
+    with InfluxReader(v1_settings(url=f"http://127.0.0.1:{port}")) as reader, \
+            pytest.raises(ReadError, match=str(port)):
+        list(reader.recent_readings(sh.T0))
+
+
+def test_report_prints_readings_profile_and_events(v1_settings, sh, tmp_path):
+    s = v1_settings()
+    objs = sh.samples("m-7")
+    readings = [sh.reading("m-7", i) for i in range(8)]
+    part = InfluxSink(s).build("s", 0, 1)
+    part.write_batch([*readings, objs["profile"], objs["event"], sh.reading("m-8", 1)])
+    assert part.flush()
+    cfg = tmp_path / "gridwatch.yaml"
+    cfg.write_text(f"influx:\n  api: v1\n  url: {s.url}\n  database: {s.database}\n")
+    result = CliRunner().invoke(app, ["report", "--meter", "m-7", "--from", "2024-05-01",
+                                      "--to", "2024-05-02", "--config", str(cfg)],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "meter m-7" in out and "customer c-1" in out and "grid cell cell-7" in out
+    assert f"{len(readings)} (2024-05-01 00:00 … 2024-05-01 01:45)" in out
+    kws = [r.kw for r in readings]
+    assert f"{min(kws):.2f} / {sum(kws) / len(kws):.2f} / {max(kws):.2f}" in out
+    assert f"{readings[-1].kwh - readings[0].kwh:.1f} kWh" in out
+    assert "segment residential" in out and "12.5" in out
+    assert "abnormal_consumption" in out and "warning" in out
+
+
+def test_report_rejects_an_empty_period(v1_settings, tmp_path):
+    s = v1_settings()
+    cfg = tmp_path / "gridwatch.yaml"
+    cfg.write_text(f"influx:\n  api: v1\n  url: {s.url}\n  database: {s.database}\n")
+    result = CliRunner().invoke(app, ["report", "-m", "m-1", "--from", "2024-05-02",
+                                      "--to", "2024-05-01", "-c", str(cfg)])
+    assert result.exit_code == 2
+    assert "not after" in result.output

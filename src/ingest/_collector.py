@@ -360,6 +360,7 @@ class Collector:
             self._error = f"subscription refused: {', '.join(bad)}"
             log.error(self._error)
             return
+        log.info("subscribed to %s", ", ".join(t for t, _ in self._subscriptions()))
         self._subscribed.set()
 
     def _on_message(self, _client: mqtt.Client, _userdata: object,

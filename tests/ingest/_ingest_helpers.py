@@ -72,14 +72,17 @@ def mixed_messages(start: int, n_single: int, n_batches: int, batch_size: int = 
 class Publisher:
     """A QoS 1 MQTT v5 publisher that reconnects by itself and can wait for every PUBACK."""
 
-    def __init__(self, port: int, client_id: str = "test-publisher", **tls: Any) -> None:
+    def __init__(self, port: int, client_id: str = "test-publisher", *,
+                 username: str | None = None, password: str | None = None) -> None:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv5)
+        if username:
+            self.client.username_pw_set(username, password)
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(1, 2)
         self.infos: list[mqtt.MQTTMessageInfo] = []
-        self.client.connect(tls.pop("host", "127.0.0.1"), port)
+        self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:

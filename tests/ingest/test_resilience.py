@@ -1,0 +1,111 @@
+"""No reading is lost when the collector is killed (-9) or the broker restarts mid-stream."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from _ingest_helpers import journal_end, journal_keys, make_settings, mixed_messages, wait_for
+from prometheus_client import CollectorRegistry
+
+from gridwatch.ingest import Collector
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+
+def _config_file(tmp: Path, port: int, client_id: str) -> Path:
+    cfg = {
+        "mqtt": {"host": "127.0.0.1", "port": port, "client_id": client_id,
+                 "reconnect_min_s": 1, "reconnect_max_s": 2},
+        "ingest": {"journal_dir": str(tmp / "journal"), "deadletter_dir": str(tmp / "dead"),
+                   "fsync_every_ms": 5},
+    }
+    path = tmp / "gridwatch.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _start_collector(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDWATCH_")}
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gridwatch", "collect", "--config", str(config), "-q"],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
+    start = log.stat().st_size if log.exists() else 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = log.read_bytes()[start:].decode(errors="replace")
+        if "subscribed to" in text and text.count("subscribed to") >= 1:
+            return proc
+        assert proc.poll() is None, f"collector exited:\n{log.read_text()}"
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"collector did not subscribe:\n{log.read_text()}")
+
+
+def test_kill_9_collector_mid_stream_loses_nothing(fresh_mosquitto, tmp_path: Path,
+                                                  publisher_factory) -> None:
+    config = _config_file(tmp_path, fresh_mosquitto.port, "gw-kill")
+    log = tmp_path / "collector.log"
+    journal_dir = tmp_path / "journal"
+    proc = _start_collector(config, log)
+    msgs = list(mixed_messages(0, 10_000, 200))
+    expected = Counter(k for _, _, keys in msgs for k in keys)
+    pub = publisher_factory(fresh_mosquitto.port, client_id="pub-kill")
+    sender = threading.Thread(target=pub.publish_all, args=(msgs, 500, 0.05))
+    sender.start()
+    try:
+        wait_for(lambda: journal_end(journal_dir) >= 5_000, 60, "the stream under way")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        killed_at = journal_end(journal_dir)
+        assert killed_at < 30_000, "the stream ended before the kill: make it longer"
+        sender.join()
+        pub.wait_all(60)
+        proc = _start_collector(config, log)
+        wait_for(lambda: journal_end(journal_dir) >= 30_000, 90, "every reading journaled")
+        time.sleep(0.5)  # anything arriving late would show up as a double
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    assert proc.returncode == 0, log.read_text()
+    got = Counter(journal_keys(journal_dir))
+    assert got == expected, f"missing {len(expected - got)}, doubled {len(got - expected)}"
+
+
+def test_broker_restart_mid_stream_loses_nothing(fresh_mosquitto, tmp_path: Path,
+                                                publisher_factory) -> None:
+    settings = make_settings(fresh_mosquitto.port, tmp_path, client_id="gw-restart")
+    collector = Collector(settings, registry=CollectorRegistry()).start()
+    try:
+        collector.wait_ready(10)
+        msgs = list(mixed_messages(0, 10_000, 100))
+        expected = Counter(k for _, _, keys in msgs for k in keys)
+        pub = publisher_factory(fresh_mosquitto.port, client_id="pub-restart")
+        sender = threading.Thread(target=pub.publish_all, args=(msgs, 500, 0.05))
+        sender.start()
+        wait_for(lambda: collector.stats.accepted >= 3_000, 60, "the stream under way")
+        fresh_mosquitto.restart()
+        connects_before = collector.stats.connects
+        sender.join()
+        wait_for(lambda: collector.stats.connects > connects_before - 1 and
+                 collector.stats.connected, 30, "the collector to reconnect")
+        pub.wait_all(90)
+        wait_for(lambda: collector.stats.accepted >= 20_000, 90, "every reading journaled")
+        time.sleep(0.5)
+        stats = collector.stats
+    finally:
+        collector.stop()
+    assert stats.connects >= 2, "the collector never reconnected"
+    got = Counter(journal_keys(settings.ingest.journal_dir))
+    assert got == expected, f"missing {len(expected - got)}, doubled {len(got - expected)}"
+    assert set(stats.deadlettered) <= {"duplicate"}, stats.deadlettered

@@ -1,0 +1,144 @@
+"""Points per second through each write API, beside a raw HTTP POST of the same line protocol.
+
+Starts its own private servers (Debian's InfluxDB 1.6.7 for the v1 ``/write`` API,
+VictoriaMetrics for influxdb-client's v2 write API) on free loopback ports, writes the same
+readings through the gridwatch writer and through a bare ``http.client`` POST of the same
+batches, and prints both rates and their ratio. Each database or measurement prefix is fresh per
+run, so no run overwrites another's points. The conversion of value objects to line protocol is
+timed apart.
+
+    .venv/bin/python benchmarks/storage.py            # about a minute
+    .venv/bin/python benchmarks/storage.py --points 50000 --repeat 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from gridwatch import _services
+from gridwatch._schemas import Reading
+from gridwatch.storage import InfluxSettings, V1Writer, V2Writer, to_line_protocol, to_points
+
+
+def readings(n: int, meters: int) -> list[Reading]:
+    t0 = datetime(2024, 5, 1, tzinfo=UTC)
+    return [Reading(meter_id=f"m-{i % meters:05d}", ts=t0 + timedelta(minutes=15 * (i // meters)),
+                    kw=1.0 + (i % 97) / 10, kwh=100.0 + i / meters, voltage=(230.0, 231.0, 229.5),
+                    pf=0.97, interval_s=900)
+            for i in range(n)]
+
+
+def batches(lines: list[str], size: int) -> list[list[str]]:
+    return [lines[i:i + size] for i in range(0, len(lines), size)]
+
+
+def raw_post(url: str, path_query: str, chunks: list[list[str]], use_gzip: bool) -> None:
+    """The baseline: one kept-alive connection, the body prepared the same way, no checks
+    beyond the status."""
+    parsed = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    try:
+        for chunk in chunks:
+            body = ("\n".join(chunk) + "\n").encode()
+            headers = {"Content-Type": "text/plain; charset=utf-8"}
+            if use_gzip:
+                body = gzip.compress(body, compresslevel=1)
+                headers["Content-Encoding"] = "gzip"
+            conn.request("POST", path_query, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status // 100 != 2:
+                raise RuntimeError(f"raw POST failed: HTTP {resp.status} {data[:200]!r}")
+    finally:
+        conn.close()
+
+
+def timed(fn: Callable[[], None]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def create_db(url: str, name: str) -> None:
+    raw = urllib.parse.urlencode({"q": f'CREATE DATABASE "{name}"'})
+    parsed = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
+    conn.request("POST", "/query", body=raw,
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--points", type=int, default=100_000)
+    ap.add_argument("--meters", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=5000)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per variant; the best is kept")
+    args = ap.parse_args()
+
+    objs = readings(args.points, args.meters)
+    t = time.perf_counter()
+    lines = to_line_protocol(p for r in objs for p in to_points(r))
+    convert_s = time.perf_counter() - t
+    print(f"{args.points} readings of {args.meters} meters, batches of {args.batch}, "
+          f"best of {args.repeat}")
+    print(f"conversion to line protocol (to_points + to_line_protocol): "
+          f"{args.points / convert_s:,.0f} points/s")
+    chunks = batches(lines, args.batch)
+
+    with tempfile.TemporaryDirectory(prefix="gridwatch-bench-") as tmp:
+        influx = _services.influxdb(Path(tmp) / "influxdb").start()
+        vm = _services.victoria_metrics(Path(tmp) / "vm").start()
+        try:
+            rows = []
+            for use_gzip in (True, False):
+                best_w = best_r = float("inf")
+                for run in range(args.repeat):
+                    db_w, db_r = f"w{run}{int(use_gzip)}", f"r{run}{int(use_gzip)}"
+                    create_db(influx.url, db_w)
+                    create_db(influx.url, db_r)
+                    writer = V1Writer(InfluxSettings(api="v1", url=influx.url, database=db_w,
+                                                     gzip=use_gzip))
+                    best_w = min(best_w, timed(lambda w=writer: [w.write(c) for c in chunks]))
+                    writer.close()
+                    q = f"/write?db={db_r}&precision=ns"
+                    best_r = min(best_r, timed(
+                        lambda q=q, g=use_gzip: raw_post(influx.url, q, chunks, g)))
+                rows.append((f"v1 /write, InfluxDB 1.6.7, gzip {'on' if use_gzip else 'off'}",
+                             best_w, best_r))
+            for use_gzip in (True, False):
+                best_w = best_r = float("inf")
+                for run in range(args.repeat):
+                    writer2 = V2Writer(InfluxSettings(api="v2", url=vm.url, org="bench",
+                                                      bucket=f"b{run}", gzip=use_gzip))
+                    best_w = min(best_w, timed(lambda w=writer2: [w.write(c) for c in chunks]))
+                    writer2.close()
+                    q = f"/api/v2/write?org=bench&bucket=r{run}&precision=ns"
+                    best_r = min(best_r, timed(
+                        lambda q=q, g=use_gzip: raw_post(vm.url, q, chunks, g)))
+                rows.append((f"v2 influxdb-client, VictoriaMetrics, gzip "
+                             f"{'on' if use_gzip else 'off'}", best_w, best_r))
+        finally:
+            influx.stop()
+            vm.stop()
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'API':<{width}}  {'writer pts/s':>13}  {'raw POST pts/s':>14}  {'ratio':>6}")
+    for name, w, r in rows:
+        print(f"{name:<{width}}  {args.points / w:>13,.0f}  {args.points / r:>14,.0f}  "
+              f"{r / w:>6.2f}")
+    print("ratio = writer rate / raw POST rate of the same batches (1.00 = no overhead)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,21 +1,77 @@
 """gridwatch.simulators: meter fleets with labelled, injected anomalies, and recorded-data replay.
 
 ``Fleet.load(path)`` reads a fleet file; ``Fleet.generate(seed)`` returns the readings (an
-iterator in time order) and the ground-truth labels; targets send them to MQTT or files.
+iterator in time order) and the ground-truth labels; the targets send them to MQTT or files.
+
+Names are imported on first use, so ``gridwatch --help`` does not pay for numpy.
 """
 
-from gridwatch.simulators._anomalies import Label, read_labels, write_labels
-from gridwatch.simulators._engine import Block, Simulation
-from gridwatch.simulators._fleet import ANOMALY_SHAPES, Fleet, FleetError, SimMeter
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gridwatch.simulators._anomalies import Label, read_labels, write_labels
+    from gridwatch.simulators._engine import Block, Simulation
+    from gridwatch.simulators._fleet import ANOMALY_SHAPES, Fleet, FleetError, SimMeter
+    from gridwatch.simulators._registry import registry_dict, write_registry
+    from gridwatch.simulators._replay import ColumnMap, Replay, nab_labels
+    from gridwatch.simulators._targets import (
+        CsvTarget,
+        JsonlTarget,
+        MemoryTarget,
+        MqttTarget,
+        Pacer,
+        SimulateError,
+        open_target,
+        parse_speed,
+    )
+
+_WHERE = {
+    "ANOMALY_SHAPES": "_fleet", "Fleet": "_fleet", "FleetError": "_fleet", "SimMeter": "_fleet",
+    "Label": "_anomalies", "read_labels": "_anomalies", "write_labels": "_anomalies",
+    "Block": "_engine", "Simulation": "_engine",
+    "registry_dict": "_registry", "write_registry": "_registry",
+    "ColumnMap": "_replay", "Replay": "_replay", "nab_labels": "_replay",
+    "CsvTarget": "_targets", "JsonlTarget": "_targets", "MemoryTarget": "_targets",
+    "MqttTarget": "_targets", "Pacer": "_targets", "SimulateError": "_targets",
+    "open_target": "_targets", "parse_speed": "_targets",
+}
 
 __all__ = [
     "ANOMALY_SHAPES",
     "Block",
+    "ColumnMap",
+    "CsvTarget",
     "Fleet",
     "FleetError",
+    "JsonlTarget",
     "Label",
+    "MemoryTarget",
+    "MqttTarget",
+    "Pacer",
+    "Replay",
     "SimMeter",
+    "SimulateError",
     "Simulation",
+    "nab_labels",
+    "open_target",
+    "parse_speed",
     "read_labels",
+    "registry_dict",
     "write_labels",
+    "write_registry",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"gridwatch.simulators.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gridwatch.simulators' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -175,7 +175,9 @@ def plan_anomalies(fleet: Fleet, meters: list[SimMeter],
     rng = np.random.default_rng([seed, 2])
     step_min = fleet.interval_min
     n_int = fleet.n_intervals
-    k_min = min(int(fleet.anomalies.warmup / fleet.step), n_int - 1)
+    k_min = int(fleet.anomalies.warmup / fleet.step)
+    if k_min >= n_int:
+        return [], []
     busy: dict[int, list[tuple[int, int]]] = {}
     by_cell: dict[str, list[int]] = {}
     for m in meters:

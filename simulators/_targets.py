@@ -89,7 +89,7 @@ class RateLimit:
         if self._next > now:
             self.sleep(self._next - now)
             now = self._next
-        self._next = max(self._next, now - 1.0) + self.interval
+        self._next = max(self._next, now) + self.interval
 
 
 class Target(Protocol):

@@ -149,6 +149,15 @@ def _register_alerts() -> None:
 _register_alerts()
 
 
+def _register_simulate() -> None:
+    from gridwatch.simulators._cli import simulate
+
+    app.command("simulate")(simulate)
+
+
+_register_simulate()
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,168 @@
+"""The decoder: reason codes, topic checks, batches that keep their good readings, and
+property tests (any bytes are decoded or rejected, never crash; valid readings round-trip)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gridwatch import Reading
+from gridwatch.ingest import REASONS, DecodeError, Decoder, decode, decode_item, encode_item
+from gridwatch.ingest._config import IngestSettings, TopicSettings
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+TS = "2026-03-01T11:45:00Z"
+
+
+def _msg(meter: str = "m1", **fields) -> bytes:
+    return json.dumps({"meter_id": meter, "ts": TS, "kw": 1.5} | fields).encode()
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        ("meters/r/m1/reading", b"\xc3\x28", "invalid_utf8"),
+        ("meters/r/m1/reading", b"{not json", "invalid_json"),
+        ("meters/r/m1/reading", b"[1, 2]", "schema"),
+        ("meters/r/m1/reading", b'{"meter_id": "m1", "ts": "2026-03-01T11:45:00Z"}', "schema"),
+        ("meters/r/m1/reading", _msg(kw="high"), "schema"),
+        ("meters/r/m1/reading", _msg(extra=1), "schema"),
+        ("meters/r/m1/reading", _msg(ts="2026-03-01T11:45:00"), "schema"),
+        ("meters/r/m1/reading", b'{"meter_id":"m1","ts":"2026-03-01T11:45:00Z","kw":Infinity}',
+         "non_finite"),
+        ("meters/r/m1/reading", _msg(kw=-1e7), "out_of_range"),
+        ("meters/r/m1/reading", _msg(pf=1.2), "out_of_range"),
+        ("meters/r/m1/reading", _msg(ts="1999-12-31T00:00:00Z"), "out_of_range"),
+        ("meters/r/m1/reading", _msg(ts="2026-03-01T12:10:00Z"), "future_timestamp"),
+        ("meters/r/m2/reading", _msg(), "topic_mismatch"),
+        ("meters/r/c1/batch", b"[]", "empty_batch"),
+        ("meters/r/c1/batch", b'{"concentrator_id": "c2", "readings": [{}]}', "topic_mismatch"),
+        ("meters/r/c1/batch", b'{"readings": 5}', "schema"),
+        ("devices/s1/d1/telemetry",
+         b'{"device_id":"d1","site":"s2","ts":"2026-03-01T11:45:00Z","metrics":{"t":1}}',
+         "topic_mismatch"),
+        ("devices/s1/d1/telemetry",
+         b'{"device_id":"d1","site":"s1","ts":"2026-03-01T11:45:00Z","metrics":{"t":NaN}}',
+         "non_finite"),
+        ("other/topic", _msg(), "unknown_topic"),
+        ("meters/r/m1/reading", b"{" + b" " * 2000 + b"}", "too_large"),
+    ],
+)
+def test_reason_codes(topic: str, payload: bytes, reason: str) -> None:
+    ing = IngestSettings(max_payload_bytes=1024)
+    with pytest.raises(DecodeError) as err:
+        decode(topic, payload, settings=ing, now=NOW)
+    assert err.value.reason == reason, err.value.detail
+    assert reason in REASONS
+    assert err.value.detail
+
+
+def test_accepts_readings_batches_and_telemetry() -> None:
+    dec = Decoder()
+    [r] = decode("meters/north/m1/reading", _msg(voltage=230.1), settings=dec, now=NOW)
+    assert isinstance(r, Reading) and r.voltage == (230.1,)
+    batch = {"concentrator_id": "c1", "readings": [json.loads(_msg(f"b{i}")) for i in range(3)]}
+    assert len(decode("meters/north/c1/batch", json.dumps(batch).encode(), settings=dec,
+                      now=NOW)) == 3
+    [t] = decode("devices/s1/d1/telemetry",
+                 b'{"device_id":"d1","site":"s1","ts":"2026-03-01T11:45:00Z",'
+                 b'"kind":"transformer","metrics":{"oil_temp_c":61.5}}', settings=dec, now=NOW)
+    assert decode_item(encode_item(t)) == t
+
+
+def test_batch_keeps_good_readings_around_bad_ones() -> None:
+    items = [json.loads(_msg(f"m{i}")) for i in range(5)]
+    items[1]["kw"] = None
+    items[3] = "not an object"
+    res = Decoder().decode_message("meters/r/c1/batch", json.dumps(items).encode(), NOW)
+    assert [r.meter_id for r in res.accepted] == ["m0", "m2", "m4"]
+    assert [(j.index, j.reason) for j in res.rejected] == [(1, "schema"), (3, "schema")]
+    assert json.loads(res.rejected[0].payload)["meter_id"] == "m1"
+
+
+def test_duplicates_and_stale_readings_per_meter() -> None:
+    dec = Decoder(None, IngestSettings(max_backwards_s=3600, dedup_per_meter=4))
+    assert dec.decode_message("meters/r/m1/reading", _msg(), NOW).accepted
+    dup = dec.decode_message("meters/r/m1/reading", _msg(kw=9.0), NOW)
+    assert [j.reason for j in dup.rejected] == ["duplicate"]
+    # Within the tolerance, out of order is fine; beyond it, stale.
+    assert dec.decode_message("meters/r/m1/reading", _msg(ts="2026-03-01T11:00:00Z"),
+                              NOW).accepted
+    stale = dec.decode_message("meters/r/m1/reading", _msg(ts="2026-03-01T10:00:00Z"), NOW)
+    assert [j.reason for j in stale.rejected] == ["stale_timestamp"]
+    # Another meter is not affected.
+    assert dec.decode_message("meters/r/m2/reading", _msg("m2"), NOW).accepted
+
+
+def test_topic_levels_are_configurable() -> None:
+    topics = TopicSettings(reading="site/+/meter/+/reading", meter_id_level=3)
+    assert decode("site/x/meter/m1/reading", _msg(), settings=topics, now=NOW)
+    with pytest.raises(DecodeError, match="topic_mismatch"):
+        decode("site/x/meter/m9/reading", _msg(), settings=topics, now=NOW)
+
+
+# -- properties ----------------------------------------------------------------------------
+ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,20}", fullmatch=True)
+finite = st.floats(min_value=-1e5, max_value=1e5, allow_nan=False)
+times = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2026, 3, 1, 11),
+                     timezones=st.just(UTC))
+
+
+@st.composite
+def readings(draw: st.DrawFn) -> Reading:
+    phases = draw(st.integers(1, 3))
+    return Reading(
+        meter_id=draw(ids), ts=draw(times), kw=draw(finite),
+        kwh=draw(st.none() | st.floats(0, 1e9)),
+        voltage=draw(st.none() | st.tuples(*[st.floats(0, 1000)] * phases)),
+        pf=draw(st.none() | st.floats(-1, 1)),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(topic=st.sampled_from(["meters/r/m1/reading", "meters/r/c/batch",
+                              "devices/s/d/telemetry", "x"]),
+       payload=st.binary(max_size=300) | st.text(max_size=300).map(str.encode)
+       | st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=8),
+                      lambda c: st.lists(c, max_size=4)
+                      | st.dictionaries(st.text(max_size=8), c, max_size=4), max_leaves=12)
+       .map(lambda v: json.dumps(v).encode()))
+def test_any_payload_is_accepted_or_rejected_never_raises(topic: str, payload: bytes) -> None:
+    res = Decoder().decode_message(topic, payload, NOW)
+    assert res.accepted or res.rejected
+    for j in res.rejected:
+        assert j.reason in REASONS and j.detail
+
+
+@settings(max_examples=200, deadline=None)
+@given(reading=readings())
+def test_valid_readings_round_trip_through_the_wire_form(reading: Reading) -> None:
+    payload = json.dumps(reading.to_json_dict()).encode()
+    [got] = decode(f"meters/r/{reading.meter_id}/reading", payload, now=NOW)
+    assert got == reading
+    assert decode_item(encode_item(got)) == reading
+
+
+@settings(max_examples=100, deadline=None)
+@given(batch=st.lists(readings(), min_size=1, max_size=20, unique_by=lambda r: r.meter_id),
+       bad=st.sets(st.integers(0, 30), max_size=10))
+def test_batch_accepts_exactly_the_good_items(batch: list[Reading], bad: set[int]) -> None:
+    docs: list[object] = [r.to_json_dict() for r in batch]
+    bad_at = sorted(i for i in bad if i <= len(docs))
+    for i in bad_at:
+        docs.insert(i, {"meter_id": "bad", "ts": TS, "kw": "x"})
+    res = Decoder(None, IngestSettings(max_backwards_s=1e9)).decode_message(
+        "meters/r/c/batch", json.dumps(docs).encode(), NOW)
+    assert res.accepted == batch
+    assert [j.index for j in res.rejected] == [
+        i for i, d in enumerate(docs) if isinstance(d, dict) and d.get("meter_id") == "bad"]
+
+
+def test_future_tolerance_comes_from_settings() -> None:
+    ahead = (NOW + timedelta(minutes=20)).isoformat().replace("+00:00", "Z")
+    ing = IngestSettings(max_future_s=3600)
+    assert decode("meters/r/m1/reading", _msg(ts=ahead), settings=ing, now=NOW)

@@ -5,6 +5,7 @@ by whichever worker processed it. Run with ``python -m bytewax.run _ingest_flow:
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import bytewax.operators as op
@@ -35,9 +36,17 @@ class LinesSink(DynamicSink[str]):
         return _Lines(self.directory / f"worker-{worker_index}.txt")
 
 
+def _line(r: object) -> str:
+    delay = float(os.environ.get("GW_DELAY_S", "0"))
+    if delay:
+        time.sleep(delay)  # makes the run long enough to be killed in the middle
+    return f"{r.meter_id}|{r.ts.isoformat().replace('+00:00', 'Z')}"  # type: ignore[attr-defined]
+
+
 def build() -> Dataflow:
-    flow = Dataflow("ingest_scaleout")
-    src = op.input("journal", flow, JournalSource(Path(os.environ["GW_JOURNAL"]), follow=False))
-    lines = op.map("line", src, lambda r: f"{r.meter_id}|{r.ts.isoformat().replace('+00:00', 'Z')}")
-    op.output("out", lines, LinesSink(Path(os.environ["GW_OUT"])))
+    flow = Dataflow("ingest_flow")
+    source = JournalSource(Path(os.environ["GW_JOURNAL"]), follow=False,
+                           batch_size=int(os.environ.get("GW_BATCH", "1000")))
+    src = op.input("journal", flow, source)
+    op.output("out", op.map("line", src, _line), LinesSink(Path(os.environ["GW_OUT"])))
     return flow

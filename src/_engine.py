@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -90,16 +90,15 @@ class RunStats:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
 
-def load_meta(settings: Settings) -> Mapping[str, MeterMeta]:
+def load_meta(settings: Settings) -> Callable[[str], MeterMeta | None] | None:
     """Meter facts from the registry (customer, grid cell, capacity), or none without one."""
     path = settings.alerts.registry
     if not path.exists():
         log.warning("no registry at %s: meters have no customer, cell or capacity", path)
-        return {}
+        return None
     from gridwatch.alerts import Registry
 
-    registry = Registry.load(path)
-    return registry.all_meter_meta()
+    return Registry.load(path).meter_meta
 
 
 def recovery_config(settings: Settings, partitions: int) -> Any:
@@ -134,6 +133,15 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
 
     collector = ingest.Collector(settings, partition=partition)
     collector.start()
+    try:
+        collector.wait_ready(timeout=15.0)
+    except ingest.ConnectError as exc:
+        if collector.failed:
+            collector.stop()
+            raise
+        # The broker may come later: the collector keeps retrying with backoff while the
+        # dataflow works through what the journal already holds.
+        log.warning("%s; the collector keeps retrying", exc)
     router = build_router(settings) if settings.alerts.enabled else None
     service = RouterService(router) if router is not None else None
     if service is not None:
@@ -143,9 +151,10 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                                       partitions=list(range(procs)), follow=True)
         sinks = stream.Sinks(
             points=storage.InfluxSink(settings.influx) if settings.influx.enabled else None,
+            # The router keeps its own JSONL record of alerts (alerts.jsonl_out).
             events=EventSink(router.submit if router else None,
                              on_profile=router.update_profile if router else None,
-                             jsonl=settings.alerts.jsonl_out),
+                             jsonl=None if router else settings.alerts.jsonl_out),
         )
         flow = stream.build_flow(settings, source, sinks, load_meta(settings))
         cli_main(

@@ -7,8 +7,13 @@ crashes); it never skips silently.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -62,6 +67,65 @@ def alertmanager(services_dir: Path) -> Iterator[_services.Service]:
     svc = _services.alertmanager(services_dir / "alertmanager").start()
     yield svc
     svc.stop()
+
+
+@dataclass
+class EngineProcess:
+    """``gridwatch run`` as a process of its own, for tests that kill it or need it isolated."""
+
+    config: Path
+    log_path: Path
+    args: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_line: str = "subscribed to", timeout: float = 60.0) -> EngineProcess:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gridwatch", "run", *self.args],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=os.environ | {"GRIDWATCH_CONFIG": str(self.config)},
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_bytes()[offset:].decode(errors="replace")
+            if ready_line in text:
+                return self
+            if self.proc.poll() is not None:
+                raise AssertionError(f"engine exited with {self.proc.returncode}:\n{text}")
+            time.sleep(0.1)
+        raise AssertionError(f"engine not ready in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def engine_process(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
+    """Start ``gridwatch run`` with a config file; every engine started is stopped after."""
+    started: list[EngineProcess] = []
+
+    def start(config: Path, *args: str, log_name: str = "engine.log") -> EngineProcess:
+        eng = EngineProcess(config, tmp_path / log_name, args).start()
+        started.append(eng)
+        return eng
+
+    yield start
+    for eng in started:
+        eng.stop()
 
 
 @dataclass

@@ -33,18 +33,18 @@ def make_fleet(**changes: Any) -> Fleet:
     return Fleet.from_dict(BASE_FLEET | changes)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def base_fleet() -> dict[str, Any]:
     return dict(BASE_FLEET)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make() -> Callable[..., Fleet]:
     """``make(**changes)``: the base fleet with top-level keys replaced."""
     return make_fleet
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def collect() -> Callable[[Simulation], dict[tuple[int, int], dict[str, Any]]]:
     """``collect(sim)``: every reading as ``{(interval index, meter index): wire dict}``."""
     return _collect

@@ -158,6 +158,36 @@ def _register_simulate() -> None:
 _register_simulate()
 
 
+@app.command("evaluate")
+def evaluate(
+    readings: Annotated[Path | None, typer.Option(
+        "--readings", help="Labelled readings (CSV or JSONL) to replay through the dataflow.",
+        exists=True)] = None,
+    labels: Annotated[Path | None, typer.Option(
+        "--labels", help='JSONL labels: {"meter_id","type","start","end"} per line.',
+        exists=True)] = None,
+    nab: Annotated[Path | None, typer.Option(
+        "--nab", help="Numenta Anomaly Benchmark directory (data/, labels/, config/).",
+        exists=True)] = None,
+    nab_results: Annotated[Path | None, typer.Option(
+        "--nab-results", help="Write NAB-format result files under this directory.")] = None,
+    no_baseline: Annotated[bool, typer.Option(
+        "--no-baseline", help="Skip the River HalfSpaceTrees baseline on NAB.")] = False,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the figures as JSON to this file.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Measure detection: event precision/recall/F1, detection delay and false alarms per
+    1,000 meter-days on a labelled data set; NAB scores (standard, reward-low-FP,
+    reward-low-FN) beside the published scoreboard and a River HalfSpaceTrees baseline."""
+    from gridwatch.models._evaluate import run_evaluate
+
+    settings = settings_or_exit(config)
+    code = run_evaluate(settings, readings=readings, labels=labels, nab=nab,
+                        nab_results=nab_results, baseline=not no_baseline, json_out=json_out)
+    raise typer.Exit(code)
+
+
 def main() -> None:
     app()
 

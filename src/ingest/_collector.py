@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -354,7 +354,7 @@ class Collector:
             log.warning("%s; reconnecting", self._error)
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: object, _mid: int,
-                      reasons: list[object], _props: object) -> None:
+                      reasons: list[Any], _props: Any) -> None:
         bad = [str(r) for r in reasons if getattr(r, "is_failure", False)]
         if bad:
             self._error = f"subscription refused: {', '.join(bad)}"
@@ -370,7 +370,7 @@ class Collector:
         except UnicodeDecodeError:
             topic = bytes(msg._topic).decode("utf-8", errors="replace")
         self._idle.clear()
-        self._queue.put(_Msg(self._gen, msg.mid, msg.qos, topic, msg.payload))
+        self._queue.put(_Msg(self._gen, msg.mid, msg.qos, topic, bytes(msg.payload)))
 
     # -- the writer thread -----------------------------------------------------------------
     def _take(self) -> list[_Msg]:

@@ -16,7 +16,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from paho.mqtt.client import topic_matches_sub
 from pydantic import ValidationError
@@ -35,7 +35,7 @@ __all__ = [
     "describe_validation",
 ]
 
-Item = Reading | DeviceTelemetry
+Item: TypeAlias = Reading | DeviceTelemetry
 
 INVALID_UTF8: Final = "invalid_utf8"
 INVALID_JSON: Final = "invalid_json"

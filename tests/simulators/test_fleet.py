@@ -87,3 +87,13 @@ def test_registry_loads_in_the_alert_router(tmp_path: Path, make) -> None:
         cust = reg.customer(m.customer_id)
         assert cust is not None and cust.name == m.customer_name
         assert cust.notices == (m.customer_class is CustomerClass.INDUSTRIAL)
+
+
+def test_public_names() -> None:
+    import gridwatch.simulators as sims
+
+    for name in sims.__all__:
+        assert getattr(sims, name) is not None, name
+    assert sorted(sims.__all__) == sorted(sims._WHERE)
+    with pytest.raises(AttributeError):
+        sims.NoSuchThing  # noqa: B018

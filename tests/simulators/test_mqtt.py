@@ -1,0 +1,134 @@
+"""Publishing to the private mosquitto: every simulated reading arrives, single or batched."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from gridwatch.simulators import MqttTarget, SimulateError, Simulation
+from gridwatch.simulators._targets import Pacer, drain
+
+
+class Subscriber:
+    """A paho client subscribed to ``meters/#`` with QoS 1, collecting what arrives."""
+
+    def __init__(self, host: str, port: int, client_id: str) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+        ready = threading.Event()
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv5)
+        client.on_connect = lambda c, u, f, rc, p: c.subscribe("meters/#", qos=1)
+        client.on_subscribe = lambda c, u, mid, rcs, p: ready.set()
+        client.on_message = self._on_message
+        client.connect(host, port)
+        client.loop_start()
+        assert ready.wait(10), "subscription not acknowledged"
+        self.client = client
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self.lock:
+            self.messages.append((msg.topic, msg.payload))
+
+    def readings(self) -> list[dict]:
+        out = []
+        with self.lock:
+            for topic, payload in self.messages:
+                doc = json.loads(payload)
+                out.extend(doc if topic.endswith("/batch") else [doc])
+        return out
+
+    def wait_for(self, n: int, timeout: float = 30.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.readings()) < n:
+            time.sleep(0.05)
+        return self.readings()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("batch_size, qos", [(1, 1), (7, 1), (25, 0)])
+def test_every_reading_arrives(mosquitto, make, batch_size: int, qos: int) -> None:
+    fleet = make(duration="8h", anomalies={"warmup": "2h", "rate_per_meter_day": 0.5})
+    sim = Simulation(fleet)
+    expected = [d for _, rows in sim.chunks() for _, _, d in rows]
+    sub = Subscriber(mosquitto.host, mosquitto.port, f"test-sub-{batch_size}")
+    try:
+        target = MqttTarget(mosquitto.host, mosquitto.port, qos=qos, batch_size=batch_size,
+                            client_id=f"test-pub-{batch_size}")
+        readings, messages = drain(sim.chunks(), target, Pacer(None))
+        target.close()
+        got = sub.wait_for(len(expected))
+        topics = Counter(t.rsplit("/", 1)[1] for t, _ in sub.messages)
+    finally:
+        sub.close()
+    assert readings == len(expected)
+    key = lambda d: (d["meter_id"], d["ts"])  # noqa: E731
+    assert sorted(got, key=key) == sorted(expected, key=key)
+    if batch_size == 1:
+        assert topics == {"reading": readings} and messages == readings
+        region = {m.meter_id: m.region for m in sim.meters}
+        for topic, payload in sub.messages[:50]:
+            _, reg, meter, _ = topic.split("/")
+            assert json.loads(payload)["meter_id"] == meter and region[meter] == reg
+    else:
+        assert topics == {"batch": messages} and messages < readings
+        conc = {m.meter_id: m.concentrator_id for m in sim.meters}
+        for topic, payload in sub.messages:
+            batch = json.loads(payload)
+            assert 1 <= len(batch) <= batch_size
+            assert {conc[d["meter_id"]] for d in batch} == {topic.split("/")[2]}
+
+
+@pytest.mark.services
+def test_rate_limit_holds(mosquitto, make) -> None:
+    fleet = make(duration="15min")  # 60 readings
+    target = MqttTarget(mosquitto.host, mosquitto.port, qos=0, rate=100.0,
+                        client_id="test-rate")
+    t0 = time.monotonic()
+    readings, _ = drain(Simulation(fleet).chunks(), target, Pacer(None))
+    target.close()
+    assert readings == 60
+    assert time.monotonic() - t0 >= 0.55  # 60 messages at 100/s
+
+
+def test_unreachable_broker_is_a_clear_error() -> None:
+    from gridwatch._services import free_port
+
+    port = free_port()
+    with pytest.raises(SimulateError, match=f"127.0.0.1:{port}"):
+        MqttTarget("127.0.0.1", port, connect_timeout=2)
+
+
+@pytest.mark.services
+def test_cli_publishes_with_the_settings_broker(mosquitto, tmp_path, monkeypatch) -> None:
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from gridwatch.cli import app
+
+    fleet = Path(__file__).resolve().parents[2] / "config" / "fleets" / "small.yaml"
+    monkeypatch.setenv("GRIDWATCH_MQTT__PORT", str(mosquitto.port))
+    monkeypatch.setenv("GRIDWATCH_MQTT__HOST", mosquitto.host)
+    sub = Subscriber(mosquitto.host, mosquitto.port, "test-sub-cli")
+    try:
+        res = CliRunner().invoke(app, [
+            "simulate", "--fleet", str(fleet), "--duration", "1h", "--batch-size", "50",
+            "--qos", "1", "--labels", str(tmp_path / "labels.jsonl"), "--speed", "x36000"])
+        assert res.exit_code == 0, res.output
+        n = 304 * 4
+        got = sub.wait_for(n)
+    finally:
+        sub.close()
+    assert len(got) == n
+    assert f"127.0.0.1:{mosquitto.port}" in res.output
+    assert (tmp_path / "labels.jsonl").exists()

@@ -1,0 +1,219 @@
+"""``make demo``: a simulated fleet through the whole engine on private servers, then a summary.
+
+Starts a private mosquitto and InfluxDB 1.6.7 on free loopback ports under ``var/demo``,
+writes a registry for the simulated fleet, runs ``gridwatch run`` as its own process, publishes
+the fleet at full speed with ``gridwatch simulate``, waits until the engine has stored every
+reading, and prints what happened: readings, points stored, anomalies injected and found, and
+alerts delivered to each manager and customer (counted by an independent MQTT subscriber).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from gridwatch import _services
+
+ROOT = Path.cwd()
+console = Console()
+
+
+class AlertSubscriber:
+    """An MQTT client of its own that counts what reaches managers and customers."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.by_recipient: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-observer",
+                                  protocol=mqtt.MQTTv5)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.connect(host, port)
+        self.client.loop_start()
+
+    def _on_connect(self, client: mqtt.Client, *_: Any) -> None:
+        client.subscribe([("gridwatch/managers/+/alerts", 1), ("gridwatch/customers/+/notices", 1)])
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        parts = msg.topic.split("/")
+        with self.lock:
+            self.by_recipient[f"{parts[1][:-1]} {parts[2]}"] += 1
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def influx_query(url: str, db: str, q: str) -> list[list[Any]]:
+    qs = urllib.parse.urlencode({"db": db, "q": q})
+    with urllib.request.urlopen(f"{url}/query?{qs}", timeout=10) as resp:
+        out = json.loads(resp.read())
+    rows: list[list[Any]] = []
+    for result in out.get("results", []):
+        for series in result.get("series", []) or []:
+            rows.extend([series["name"], *v] for v in series["values"])
+    return rows
+
+
+def main() -> int:
+    from gridwatch.simulators import Fleet, write_registry
+
+    work = ROOT / "var" / "demo"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    fleet_path = ROOT / "config" / "fleets" / "small.yaml"
+    fleet = Fleet.load(fleet_path)
+
+    console.rule("[bold]gridwatch demo")
+    console.print("starting private mosquitto and InfluxDB 1.6.7 on loopback ports ...")
+    broker = _services.mosquitto(work / "mosquitto").start()
+    influx = _services.influxdb(work / "influxdb").start()
+    urllib.request.urlopen(f"{influx.url}/query", data=b"q=CREATE+DATABASE+gridwatch").read()
+    engine: subprocess.Popen[bytes] | None = None
+    observer: AlertSubscriber | None = None
+    try:
+        registry = work / "registry.yaml"
+        write_registry(fleet.meters(fleet.seed), registry)
+        settings = {
+            "mqtt": {"host": broker.host, "port": broker.port, "client_id": "demo-collector"},
+            "ingest": {"journal_dir": str(work / "journal"),
+                       "deadletter_dir": str(work / "deadletter")},
+            "influx": {"api": "v1", "url": influx.url, "database": "gridwatch",
+                       "spool_dir": str(work / "spool"), "batch_size": 5000},
+            "alerts": {"registry": str(registry), "routes": str(ROOT / "config/routes.yaml"),
+                       "templates": str(ROOT / "config/templates"),
+                       "state_db": str(work / "alerts.sqlite"),
+                       "jsonl_out": str(work / "alerts.jsonl"),
+                       "group_wait_s": 1.0, "group_interval_s": 5.0},
+            "engine": {"epoch_s": 1.0},
+        }
+        cfg = work / "gridwatch.yaml"
+        cfg.write_text(yaml.safe_dump(settings, sort_keys=False))
+        observer = AlertSubscriber(broker.host, broker.port)
+
+        console.print("starting the engine (gridwatch run) ...")
+        env = os.environ | {"GRIDWATCH_CONFIG": str(cfg)}
+        engine_log = open(work / "engine.log", "wb")  # noqa: SIM115 - closed below
+        engine = subprocess.Popen([sys.executable, "-m", "gridwatch", "run"], env=env,
+                                  stdout=engine_log, stderr=subprocess.STDOUT)
+        if not wait_for_line(work / "engine.log", "subscribed to", engine, 60):
+            console.print(f"[red]the engine did not start; see {work / 'engine.log'}[/]")
+            return 1
+
+        labels = work / "labels.jsonl"
+        sim = subprocess.run(
+            [sys.executable, "-m", "gridwatch", "simulate", "--fleet", str(fleet_path),
+             "--target", "mqtt", "--speed", "max", "--labels", str(labels), "--batch-size", "50"],
+            env=env, check=False,
+        )
+        if sim.returncode != 0:
+            console.print("[red]the simulator failed[/]")
+            return 1
+        stored = wait_for_readings(influx.url, engine, timeout=600)
+        time.sleep(5.0)  # group wait and delivery of the last alerts
+        summary(work, influx.url, fleet.n_readings, stored, labels, observer)
+        return 0
+    finally:
+        if observer is not None:
+            observer.close()
+        if engine is not None and engine.poll() is None:
+            engine.send_signal(signal.SIGTERM)
+            try:
+                engine.wait(15)
+            except subprocess.TimeoutExpired:
+                engine.kill()
+        broker.stop()
+        influx.stop()
+
+
+def wait_for_line(path: Path, line: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.exists() and line in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def wait_for_readings(url: str, engine: subprocess.Popen[bytes], timeout: float,
+                      settle_s: float = 6.0) -> int:
+    """Poll InfluxDB until the number of stored readings stops growing, showing progress."""
+    deadline = time.monotonic() + timeout
+    stored, last_change = -1, time.monotonic()
+    with console.status("waiting for the engine to store every reading ...") as status:
+        while time.monotonic() < deadline and engine.poll() is None:
+            try:
+                rows = influx_query(url, "gridwatch", "SELECT count(kw) FROM reading")
+                now_stored = int(rows[0][2]) if rows else 0
+            except OSError:
+                now_stored = stored
+            if now_stored != stored:
+                stored, last_change = now_stored, time.monotonic()
+            elif stored > 0 and time.monotonic() - last_change > settle_s:
+                break
+            status.update(f"readings stored in InfluxDB: {stored:,}")
+            time.sleep(1.0)
+    return max(stored, 0)
+
+
+def summary(work: Path, url: str, published: int, stored: int, labels: Path,
+            observer: AlertSubscriber) -> None:
+    injected: Counter[str] = Counter()
+    if labels.exists():
+        for line in labels.read_text().splitlines():
+            injected[json.loads(line)["type"]] += 1
+    raised: Counter[str] = Counter()
+    alerts_file = work / "alerts.jsonl"
+    if alerts_file.exists():
+        for line in alerts_file.read_text().splitlines():
+            raised[json.loads(line)["type"]] += 1
+    points: dict[str, int] = {}
+    for row in influx_query(url, "gridwatch", "SHOW MEASUREMENTS"):
+        name = row[1]
+        cnt = influx_query(url, "gridwatch", f'SELECT count(*) FROM "{name}"')
+        points[name] = max((int(v) for r in cnt for v in r[2:] if isinstance(v, int)), default=0)
+
+    console.rule("[bold]summary")
+    console.print(f"readings simulated: {published:,} (less those lost to injected outages)   "
+                  f"stored in InfluxDB: {stored:,}")
+    t = Table(title="points stored in InfluxDB by measurement")
+    t.add_column("measurement")
+    t.add_column("points", justify="right")
+    for name, n in sorted(points.items()):
+        t.add_row(name, f"{n:,}")
+    console.print(t)
+    t = Table(title="anomalies: injected (labels) and events raised")
+    t.add_column("type")
+    t.add_column("injected", justify="right")
+    t.add_column("raised", justify="right")
+    for k in sorted(set(injected) | set(raised)):
+        t.add_row(k, str(injected.get(k, 0)), str(raised.get(k, 0)))
+    console.print(t)
+    t = Table(title="alerts delivered over MQTT, by recipient")
+    t.add_column("recipient")
+    t.add_column("messages", justify="right")
+    with observer.lock:
+        for who, n in observer.by_recipient.most_common():
+            t.add_row(who, str(n))
+    console.print(t)
+    console.print(f"engine log: {work / 'engine.log'}; alerts: {alerts_file}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeAlias
 
 from paho.mqtt.client import topic_matches_sub
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from gridwatch._schemas import DeviceTelemetry, Reading
 from gridwatch.ingest._config import IngestSettings, TopicSettings
@@ -59,6 +59,7 @@ REASONS: Final[tuple[str, ...]] = (
 # The schema checks the future itself against this context; the decoder does it with its own
 # tolerance so it can give the reason ``future_timestamp`` rather than a generic schema error.
 _NO_FUTURE_CHECK: Final = timedelta.max
+_READINGS: Final = TypeAdapter(list[Reading])
 _RANGE_ERRORS: Final = frozenset({
     "greater_than", "greater_than_equal", "less_than", "less_than_equal",
     "too_long", "too_short",
@@ -187,6 +188,17 @@ class Decoder:
         result = DecodeResult()
         try:
             kind, levels = self._classify(topic, payload)
+        except DecodeError as exc:
+            result.rejected.append(Rejection(exc.reason, exc.detail, payload))
+            return result
+        fast = self._fast(kind, payload, now)
+        if fast is not None:
+            single = kind != "batch"
+            for index, item in enumerate(fast):
+                self._checked(result, item, levels if single else None, now,
+                              payload if single else None, None if single else index)
+            return result
+        try:
             doc = _parse_json(payload)
         except DecodeError as exc:
             result.rejected.append(Rejection(exc.reason, exc.detail, payload))
@@ -202,6 +214,39 @@ class Decoder:
         else:
             self._one(result, kind, doc, levels, now, payload, None)
         return result
+
+    def _fast(self, kind: str, payload: bytes, now: datetime) -> list[Item] | None:
+        """Validate straight from the JSON bytes (pydantic's parser, no Python dicts) when the
+        whole payload is good; ``None`` sends it down the item-by-item path, which finds the
+        exact reason of each problem."""
+        ctx = {"now": now, "max_future": _NO_FUTURE_CHECK}
+        try:
+            if kind == "reading":
+                return [Reading.model_validate_json(payload, context=ctx)]
+            if kind == "telemetry":
+                return [DeviceTelemetry.model_validate_json(payload, context=ctx)]
+            if payload.lstrip()[:1] == b"[":
+                items = _READINGS.validate_json(payload, context=ctx)
+                return items if items else None
+        except (ValidationError, ValueError):
+            return None
+        return None
+
+    def _checked(self, result: DecodeResult, item: Item, levels: list[str] | None,
+                 now: datetime, payload: bytes | None, index: int | None) -> None:
+        """The checks after validation (clock, topic, history) of a fast-path item."""
+        try:
+            self._check_clock(item, now)
+            if levels is not None:
+                self._check_topic(item, levels)
+            self._check_history(item)
+        except DecodeError as exc:
+            where = "" if index is None else f"batch item {index}: "
+            data = payload if payload is not None else _wire(item)
+            result.rejected.append(Rejection(exc.reason, where + exc.detail, data, index))
+            return
+        self.remember(item)
+        result.accepted.append(item)
 
     def _one(self, result: DecodeResult, kind: str, raw: Any, levels: list[str] | None,
              now: datetime, payload: bytes, index: int | None) -> None:
@@ -265,14 +310,17 @@ class Decoder:
                 item = Reading.model_validate(raw, context=ctx)
         except ValidationError as exc:
             raise DecodeError(*describe_validation(exc)) from None
+        self._check_clock(item, now)
+        if levels is not None:
+            self._check_topic(item, levels)
+        return item
+
+    def _check_clock(self, item: Item, now: datetime) -> None:
         if item.ts - now > self.max_future:
             raise DecodeError(
                 FUTURE_TIMESTAMP, f"ts {item.ts.isoformat()} is {item.ts - now} ahead of the "
                 f"receiving clock (tolerance {self.max_future})",
             )
-        if levels is not None:
-            self._check_topic(item, levels)
-        return item
 
     def _check_topic(self, item: Item, levels: list[str]) -> None:
         t = self.topics
@@ -306,6 +354,10 @@ def _parse_json(payload: bytes) -> Any:
         ) from None
     except RecursionError:
         raise DecodeError(INVALID_JSON, "nested too deeply") from None
+
+
+def _wire(item: Item) -> bytes:
+    return item.model_dump_json(exclude_none=True, exclude_defaults=True).encode()
 
 
 def _dump_item(raw: Any) -> bytes:

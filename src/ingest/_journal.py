@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 import struct
@@ -488,15 +487,9 @@ _DECODE_CTX = {"max_future": timedelta.max}
 
 
 def encode_item(item: Reading | DeviceTelemetry) -> bytes:
-    """The journal record of a reading or telemetry: its JSON wire form."""
-    if isinstance(item, Reading):
-        doc = item.to_json_dict()
-    else:
-        doc = item.model_dump(mode="json", exclude_defaults=True) | {
-            "device_id": item.device_id, "site": item.site,
-            "ts": item.ts.isoformat().replace("+00:00", "Z"), "metrics": item.metrics,
-        }
-    return json.dumps(doc, separators=(",", ":")).encode()
+    """The journal record of a reading or telemetry: its JSON wire form (what
+    ``Reading.to_json_dict()`` gives, serialised by pydantic)."""
+    return item.model_dump_json(exclude_none=True, exclude_defaults=True).encode()
 
 
 def decode_item(data: bytes) -> Reading | DeviceTelemetry:

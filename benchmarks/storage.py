@@ -5,7 +5,7 @@ VictoriaMetrics for influxdb-client's v2 write API) on free loopback ports, writ
 readings through the gridwatch writer and through a bare ``http.client`` POST of the same
 batches, and prints both rates and their ratio. Each database or measurement prefix is fresh per
 run, so no run overwrites another's points. The conversion of value objects to line protocol is
-timed apart.
+timed apart, the sink's direct path beside influxdb-client's ``Point``.
 
     .venv/bin/python benchmarks/storage.py            # about a minute
     .venv/bin/python benchmarks/storage.py --points 50000 --repeat 1
@@ -25,7 +25,14 @@ from pathlib import Path
 
 from gridwatch import _services
 from gridwatch._schemas import Reading
-from gridwatch.storage import InfluxSettings, V1Writer, V2Writer, to_line_protocol, to_points
+from gridwatch.storage import (
+    InfluxSettings,
+    V1Writer,
+    V2Writer,
+    to_line_protocol,
+    to_lines,
+    to_points,
+)
 
 
 def readings(n: int, meters: int) -> list[Reading]:
@@ -88,12 +95,17 @@ def main() -> None:
 
     objs = readings(args.points, args.meters)
     t = time.perf_counter()
-    lines = to_line_protocol(p for r in objs for p in to_points(r))
-    convert_s = time.perf_counter() - t
+    via_points = to_line_protocol(p for r in objs for p in to_points(r))
+    points_s = time.perf_counter() - t
+    t = time.perf_counter()
+    lines = [line for r in objs for line in to_lines(r)]
+    lines_s = time.perf_counter() - t
+    assert lines == via_points
     print(f"{args.points} readings of {args.meters} meters, batches of {args.batch}, "
           f"best of {args.repeat}")
-    print(f"conversion to line protocol (to_points + to_line_protocol): "
-          f"{args.points / convert_s:,.0f} points/s")
+    print(f"conversion: to_lines (the sink's path) {args.points / lines_s:,.0f} points/s, "
+          f"influxdb_client.Point (to_points + to_line_protocol) "
+          f"{args.points / points_s:,.0f} points/s, ratio {points_s / lines_s:.1f}")
     chunks = batches(lines, args.batch)
 
     with tempfile.TemporaryDirectory(prefix="gridwatch-bench-") as tmp:

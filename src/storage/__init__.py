@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         MEASUREMENTS,
         UnsupportedObjectError,
         to_line_protocol,
+        to_lines,
         to_points,
     )
     from gridwatch.storage._reader import InfluxReader, ReadError
@@ -36,6 +37,7 @@ _LAZY = {
     "MEASUREMENTS": "_points",
     "UnsupportedObjectError": "_points",
     "to_line_protocol": "_points",
+    "to_lines": "_points",
     "to_points": "_points",
     "InfluxReader": "_reader",
     "ReadError": "_reader",
@@ -70,6 +72,7 @@ __all__ = [
     "WriteError",
     "build_writer",
     "to_line_protocol",
+    "to_lines",
     "to_points",
 ]
 

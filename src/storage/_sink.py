@@ -29,7 +29,7 @@ from influxdb_client import Point
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gridwatch.storage._config import InfluxSettings
-from gridwatch.storage._points import MEASUREMENTS, to_line_protocol, to_points
+from gridwatch.storage._points import MEASUREMENTS, to_line_protocol, to_lines
 from gridwatch.storage._spool import Spool
 from gridwatch.storage._writer import (
     PointWriter,
@@ -140,15 +140,17 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
     # -- internals -------------------------------------------------------------------------
 
     def _convert(self, items: Sequence[Any]) -> list[str]:
-        points: list[Point | str] = []
+        lines: list[str] = []
         for item in items:
             obj = item
             if isinstance(obj, tuple) and len(obj) == 2 and type(obj[1]) in MEASUREMENTS:
                 obj = obj[1]  # a (key, value) pair from a keyed step
-            if isinstance(obj, Point | str):
-                points.append(obj)
+            if isinstance(obj, str):
+                lines.append(obj)
+            elif isinstance(obj, Point):
+                lines.extend(to_line_protocol([obj]))
             elif type(obj) in MEASUREMENTS:
-                points.extend(to_points(obj))
+                lines.extend(to_lines(obj))
             else:
                 self.unsupported += 1
                 self._metrics.dropped.labels(self._worker, "unsupported").inc()
@@ -156,7 +158,7 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
                     log.warning("storage sink got a %s it cannot store (counted in "
                                 "gridwatch_storage_points_dropped_total{reason=\"unsupported\"})",
                                 type(obj).__name__)
-        return to_line_protocol(points)
+        return lines
 
     def _write_direct(self, lines: list[str], now: float) -> None:
         full = len(lines) - len(lines) % self._batch

@@ -4,11 +4,29 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given, settings
 from influxdb_client import Point
 
-from gridwatch._schemas import MeterMeta
-from gridwatch.storage import MEASUREMENTS, UnsupportedObjectError, to_line_protocol, to_points
+from gridwatch._schemas import (
+    ID_PATTERN,
+    AlertTransition,
+    Event,
+    LoadProfile,
+    MeterMeta,
+    MeterStatus,
+    Reading,
+    Score,
+    Severity,
+)
+from gridwatch.storage import (
+    MEASUREMENTS,
+    UnsupportedObjectError,
+    to_line_protocol,
+    to_lines,
+    to_points,
+)
 
 # The documented layout (docs/storage.md): the only tag keys each measurement may carry.
 TAG_KEYS = {
@@ -165,3 +183,42 @@ def test_optional_values_absent_not_empty(sh):
     _, _, fields, _ = parse(line)
     assert set(fields) == {"kw", "pf", "freq", "interval_s"}
     assert datetime.fromtimestamp(parse(line)[3] / 1e9, UTC) == r.ts
+
+
+_TEXT = st.text(max_size=20)
+_NUM = st.floats(-1e6, 1e6, allow_nan=False)
+_TS = st.datetimes(datetime(2000, 1, 1), datetime(2030, 1, 1), timezones=st.just(UTC))
+_ID = st.from_regex(ID_PATTERN, fullmatch=True)
+
+
+@given(meter=_ID, ts=_TS, kw=st.floats(-1e5, 1e5, allow_nan=False),
+       kwh=st.none() | st.floats(0, 1e9), volts=st.none() | st.lists(
+           st.floats(0, 1000), min_size=1, max_size=3).map(tuple),
+       status=st.lists(st.sampled_from(list(MeterStatus)), max_size=3).map(tuple))
+@settings(max_examples=150, deadline=None)
+def test_direct_lines_equal_influxdb_client_readings(meter, ts, kw, kwh, volts, status):
+    r = Reading.model_validate({"meter_id": meter, "ts": ts, "kw": kw, "kwh": kwh,
+                                "voltage": volts, "status": status},
+                               context={"now": datetime(2031, 1, 1, tzinfo=UTC)})
+    assert to_lines(r) == to_line_protocol(to_points(r))
+
+
+@given(segment=st.none() | _TEXT, summary=_TEXT, kind=st.from_regex(r"[a-z][a-z0-9_]{0,10}",
+       fullmatch=True), evidence=st.dictionaries(
+           st.from_regex(r"[a-z][a-z_ =,]{0,8}", fullmatch=True),
+           st.none() | st.booleans() | _TEXT | _NUM | st.integers(-10**6, 10**6), max_size=4),
+       state=_TEXT.filter(bool), ts=_TS, score=_NUM)
+@settings(max_examples=150, deadline=None)
+def test_direct_lines_equal_influxdb_client_others(segment, summary, kind, evidence, state, ts,
+                                                   score):
+    objs = [
+        Score(meter_id="m-1", ts=ts, kw=score, expected_kw=1.0, score=score, segment=segment),
+        Event(meter_id="m-1", type=kind, severity=Severity.INFO, score=score, onset=ts,
+              raised_at=ts, summary=summary, evidence=evidence, customer_id="c-1"),
+        LoadProfile(meter_id="m-1", day=ts, segment=segment or "x", tags=(summary,),
+                    daily_kwh=score, peak_kw=1.0, valley_kw=0.0, curve=(score, 1.0)),
+        AlertTransition(fingerprint=summary, meter_id="m-1", type=kind, severity="warning",
+                        state=state, at=ts, recipient=summary or None),
+    ]
+    for obj in objs:
+        assert to_lines(obj) == to_line_protocol(to_points(obj))

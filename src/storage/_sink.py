@@ -317,5 +317,29 @@ class InfluxSink(DynamicSink[Any]):
         name = ("influx-deadletter.jsonl" if worker_count == 1
                 else f"influx-deadletter.w{worker_index}.jsonl")
         log.info("storage: writing to %s", describe(s))
+        if worker_index == 0:
+            _adopt_orphans(spool, s.spool_dir / "influx", worker_count, s.batch_size)
         return InfluxSinkPartition(s, self._factory(s), spool, s.spool_dir / name, self.metrics,
                                    worker=worker_index, clock=self._clock)
+
+
+def _adopt_orphans(spool: Spool, root: Path, worker_count: int, batch: int) -> None:
+    """Move the spools of workers that no longer exist (the dataflow restarted with fewer)
+    into worker 0's, so their points are written too."""
+    for directory in sorted(root.glob("w*")):
+        suffix = directory.name[1:]
+        if not suffix.isdigit() or int(suffix) < worker_count or directory == spool.directory:
+            continue
+        orphan = Spool(directory, 2**63, fsync=False)
+        moved = 0
+        while len(orphan):
+            seqs, lines = orphan.take(batch)
+            if not spool.append(lines):
+                log.error("storage: spool %s is full; %d points of %s stay there until it has "
+                          "room", spool.directory, orphan.points, directory)
+                break
+            orphan.remove(seqs)
+            moved += len(lines)
+        if moved:
+            log.warning("storage: took %d spooled points over from %s (a worker that no longer "
+                        "exists)", moved, directory)

@@ -198,3 +198,16 @@ def test_thirty_second_outage_every_point_exactly_once(v1_settings, sh, tmp_path
         assert got == want
     finally:
         svc.stop()
+
+
+def test_spool_of_a_vanished_worker_is_taken_over(v1_settings, influxdb, sh):
+    port = _services.free_port()
+    down = v1_settings(url=f"http://127.0.0.1:{port}")
+    part = InfluxSink(down).build("s", 1, 2)  # worker 1 of 2 spools, then the flow shrinks
+    part.write_batch([sh.reading("m-1", i) for i in range(12)])
+    assert part.spool.points == 12
+    up = v1_settings(database=down.database)
+    part0 = InfluxSink(up).build("s", 0, 1)
+    assert part0.flush()
+    assert count(sh, influxdb, up.database) == 12
+    assert not list((up.spool_dir / "influx" / "w1").glob("*.lp"))

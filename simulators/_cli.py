@@ -190,7 +190,7 @@ def simulate(
         if pace is not None and spec.end > datetime.now(UTC) + timedelta(minutes=5) * pace:
             err.print("[yellow]note:[/] some readings will be stamped ahead of the wall clock; "
                       "a collector rejects those (use --start with a past time, or realtime)")
-        chunks = sim.chunks()
+        chunks = sim.chunks("dict" if target is TargetKind.CSV else "json")
         total = spec.n_readings
         title = spec.name
         summary += [("fleet", f"{fleet} (seed {sim.seed})"), ("meters", f"{len(sim.meters):,}"),

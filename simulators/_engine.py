@@ -9,6 +9,7 @@ power. Memory is O(meters): nothing is kept across intervals except registers an
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,10 +22,13 @@ from gridwatch._schemas import CustomerClass, MeterStatus, Reading
 from gridwatch.simulators._anomalies import Injection, Label, plan_anomalies
 from gridwatch.simulators._fleet import Fleet, SimMeter
 from gridwatch.simulators._load import PROFILE_NAMES, Climate, ProfileTable, temperature_factor
+from gridwatch.simulators._targets import Row
 
 _FAIL = (MeterStatus.POWER_FAIL,)
 _RESTORED = (MeterStatus.POWER_RESTORED,)
 _REVERSE = (MeterStatus.REVERSE_FLOW,)
+_EXP = ',"export_kwh":'
+_PF = ',"pf":'
 
 
 def iso_z(ts: datetime) -> str:
@@ -105,6 +109,7 @@ class Simulation:
         for inj in self.plan:
             self.by_start.setdefault(inj.k0, []).append(inj)
         self.ids = [m.meter_id for m in ms]
+        self._prefix: list[str] | None = None
         self.n = n
 
     # -- data --------------------------------------------------------------------------------
@@ -263,6 +268,45 @@ class Simulation:
             d["interval_s"] = interval_s
             yield i, d
 
+    def lines(self, block: Block) -> list[tuple[int, str]]:
+        """``(meter index, JSON text)`` for every reading of a block: byte for byte
+        ``json.dumps(wire dict, separators=(",", ":"))``, built without the dict (about four
+        times faster, for the file and MQTT targets)."""
+        if self._prefix is None:
+            self._prefix = [f'{{"meter_id":{json.dumps(m)},"ts":"' for m in self.ids]
+        p = block.present
+        ts_z = iso_z(block.ts)
+        rep = float.__repr__
+        kw = list(map(rep, block.kw[p].tolist()))
+        kwh = list(map(rep, block.kwh[p].tolist()))
+        exp_v = block.export_kwh[p]
+        show_exp = (self.export_meter[p] | (exp_v > 0)).tolist()
+        exp = list(map(rep, exp_v.tolist()))
+        vs = [list(map(rep, col)) for col in block.voltage[p].T.tolist()]
+        cs = [list(map(rep, col)) for col in block.current[p].T.tolist()]
+        pf_v = block.pf[p]
+        pf_ok = (~np.isnan(pf_v)).tolist()
+        pf = list(map(rep, pf_v.tolist()))
+        phases = self.phases[p].tolist()
+        tail = f',"interval_s":{self.fleet.interval_min * 60}}}'
+        prefix, status, lag = self._prefix, block.status, block.lag_s
+        out = []
+        for j, i in enumerate(p.tolist()):
+            if phases[j] == 3:
+                v = f"[{vs[0][j]},{vs[1][j]},{vs[2][j]}]"
+                c = f"[{cs[0][j]},{cs[1][j]},{cs[2][j]}]"
+            else:
+                v = f"[{','.join(col[j] for col in vs[:phases[j]])}]"
+                c = f"[{','.join(col[j] for col in cs[:phases[j]])}]"
+            ts = ts_z if i not in lag else iso_z(block.ts - timedelta(seconds=lag[i]))
+            line = (f'{prefix[i]}{ts}","kw":{kw[j]},"kwh":{kwh[j]}'
+                    f'{_EXP + exp[j] if show_exp[j] else ""},"voltage":{v},"current":{c}'
+                    f'{_PF + pf[j] if pf_ok[j] else ""}')
+            if i in status:
+                line += ',"status":[' + ",".join(f'"{x.value}"' for x in status[i]) + "]"
+            out.append((i, line + tail))
+        return out
+
     def block_readings(self, block: Block) -> Iterator[Reading]:
         """The readings of one block as (trusted, unvalidated) :class:`Reading` objects."""
         construct = Reading.model_construct
@@ -280,9 +324,12 @@ class Simulation:
         for block in self.blocks():
             yield from self.block_readings(block)
 
-    def chunks(self) -> Iterator[tuple[datetime, list[tuple[str, str, dict[str, Any]]]]]:
-        """Per interval: ``(ts, [(region, concentrator_id, wire dict), ...])`` for the targets."""
+    def chunks(self, form: str = "json") -> Iterator[tuple[datetime, list[Row]]]:
+        """Per interval: ``(ts, [(region, concentrator_id, meter_id, payload), ...])`` for the
+        targets; the payload is the JSON text (``form="json"``) or the wire dict (``"dict"``)."""
         regions = [m.region for m in self.meters]
         concs = [m.concentrator_id for m in self.meters]
+        ids = self.ids
         for block in self.blocks():
-            yield block.ts, [(regions[i], concs[i], d) for i, d in self.rows(block)]
+            pairs = self.lines(block) if form == "json" else self.rows(block)
+            yield block.ts, [(regions[i], concs[i], ids[i], x) for i, x in pairs]

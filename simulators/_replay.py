@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from gridwatch._schemas import Reading
 from gridwatch.simulators._anomalies import Label
+from gridwatch.simulators._targets import Row
 
 _BAD_ID = re.compile(r"[^A-Za-z0-9_.:\-]")
 
@@ -145,10 +146,9 @@ class Replay:
         streams = [self._file(p, offset) for p in self.paths]
         return heapq.merge(*streams, key=lambda r: r.ts)
 
-    def chunks(self, size: int = 1000) -> Iterator[tuple[datetime, list[tuple[str, str,
-                                                                               dict[str, Any]]]]]:
+    def chunks(self, size: int = 1000) -> Iterator[tuple[datetime, list[Row]]]:
         """Rows for the targets, grouped by timestamp (at most ``size`` per chunk)."""
-        chunk: list[tuple[str, str, dict[str, Any]]] = []
+        chunk: list[Row] = []
         ts: datetime | None = None
         for r in self.readings():
             if chunk and (r.ts != ts or len(chunk) >= size):
@@ -156,7 +156,7 @@ class Replay:
                 yield ts, chunk
                 chunk = []
             ts = r.ts
-            chunk.append((self.region, self.region, r.to_json_dict()))
+            chunk.append((self.region, self.region, r.meter_id, r.to_json_dict()))
         if chunk and ts is not None:
             yield ts, chunk
 

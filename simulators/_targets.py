@@ -1,7 +1,8 @@
 """Where simulated or replayed readings go: MQTT, CSV or JSONL files; and how fast.
 
-A target takes rows ``(region, concentrator_id, wire dict)`` where the wire dict is
-``Reading.to_json_dict()``; the same rows in the same order give the same bytes.
+A target takes rows ``(region, concentrator_id, meter_id, reading)`` where the reading is the
+wire form ``Reading.to_json_dict()`` as a dict or already as compact JSON text; the same rows in
+the same order give the same bytes.
 """
 
 from __future__ import annotations
@@ -16,8 +17,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-Row = tuple[str, str, dict[str, Any]]
+Row = tuple[str, str, str, "str | dict[str, Any]"]
 _SEP = (",", ":")
+
+
+def as_text(payload: str | dict[str, Any]) -> str:
+    """Compact JSON of a reading (text passes through)."""
+    return payload if isinstance(payload, str) else json.dumps(payload, separators=_SEP)
+
+
+def as_dict(payload: str | dict[str, Any]) -> dict[str, Any]:
+    return json.loads(payload) if isinstance(payload, str) else payload
 
 
 class SimulateError(RuntimeError):
@@ -132,8 +142,7 @@ class JsonlTarget:
             self._fh, self._own = out, False
 
     def write(self, rows: Sequence[Row]) -> int:
-        dumps = json.dumps
-        self._fh.write("".join(dumps(d, separators=_SEP) + "\n" for _, _, d in rows))
+        self._fh.write("".join(as_text(d) + "\n" for _, _, _, d in rows))
         return len(rows)
 
     def close(self) -> None:
@@ -161,7 +170,8 @@ class CsvTarget:
 
     def write(self, rows: Sequence[Row]) -> int:
         out = []
-        for _, _, d in rows:
+        for *_, payload in rows:
+            d = as_dict(payload)
             v = d.get("voltage")
             out.append((d["meter_id"], d["ts"], d["kw"], d.get("kwh", ""),
                         round(sum(v) / len(v), 1) if v else "", d.get("pf", "")))
@@ -258,19 +268,17 @@ class MqttTarget:
 
     def write(self, rows: Sequence[Row]) -> int:
         before = self.messages
-        dumps = json.dumps
         if self.batch_size == 1:
-            for region, _, d in rows:
-                self._publish(f"{self.prefix}/{region}/{d['meter_id']}/reading",
-                              dumps(d, separators=_SEP))
+            for region, _, meter_id, d in rows:
+                self._publish(f"{self.prefix}/{region}/{meter_id}/reading", as_text(d))
             return self.messages - before
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for region, conc, d in rows:
-            groups.setdefault((region, conc), []).append(d)
+        groups: dict[tuple[str, str], list[str]] = {}
+        for region, conc, _, d in rows:
+            groups.setdefault((region, conc), []).append(as_text(d))
         for (region, conc), items in groups.items():
             for j in range(0, len(items), self.batch_size):
                 self._publish(f"{self.prefix}/{region}/{conc}/batch",
-                              dumps(items[j:j + self.batch_size], separators=_SEP))
+                              "[" + ",".join(items[j:j + self.batch_size]) + "]")
         return self.messages - before
 
     def flush(self, timeout: float = 60.0) -> None:

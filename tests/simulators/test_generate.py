@@ -60,6 +60,21 @@ def test_cli_errors_name_the_problem(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "warp" in res.output
 
 
+def test_fast_json_lines_equal_json_dumps_of_the_wire_dicts(make) -> None:
+    fleet = make(anomalies={"warmup": "1d", "rate_per_meter_day": 0.3,
+                            "counts": {"feeder_outage": 1, "tamper": 3, "clock_drift": 3}})
+    sim = Simulation(fleet)
+    n = 0
+    for block in sim.blocks():
+        lines = sim.lines(block)
+        rows = list(sim.rows(block))
+        assert [i for i, _ in lines] == [i for i, _ in rows]
+        for (_, line), (_, d) in zip(lines, rows, strict=True):
+            assert line == json.dumps(d, separators=(",", ":"))
+            n += 1
+    assert n > 0.9 * fleet.n_readings
+
+
 def test_readings_validate_and_match_the_wire_form(make) -> None:
     fleet = make(anomalies={"warmup": "1d", "rate_per_meter_day": 0.2})
     sim = Simulation(fleet)

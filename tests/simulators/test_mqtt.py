@@ -59,7 +59,7 @@ class Subscriber:
 def test_every_reading_arrives(mosquitto, make, batch_size: int, qos: int) -> None:
     fleet = make(duration="8h", anomalies={"warmup": "2h", "rate_per_meter_day": 0.5})
     sim = Simulation(fleet)
-    expected = [d for _, rows in sim.chunks() for _, _, d in rows]
+    expected = [d for _, rows in sim.chunks("dict") for *_, d in rows]
     sub = Subscriber(mosquitto.host, mosquitto.port, f"test-sub-{batch_size}")
     try:
         target = MqttTarget(mosquitto.host, mosquitto.port, qos=qos, batch_size=batch_size,

@@ -85,7 +85,7 @@ def test_csv_target_round_trips_through_replay(tmp_path: Path, make) -> None:
     cols = ColumnMap.parse("meter_id=meter_id,timestamp=timestamp,kw=kw,kwh=kwh,"
                            "voltage=voltage,pf=pf")
     back = list(Replay([out], cols).readings())
-    original = [d for _, rows in sim.chunks() for _, _, d in rows]
+    original = [d for _, rows in sim.chunks("dict") for *_, d in rows]
     assert len(back) == len(original)
     by_key = {(d["meter_id"], d["ts"]): d for d in original}
     for r in back:
@@ -99,7 +99,7 @@ def test_jsonl_target_writes_the_wire_form(make) -> None:
     buf = io.StringIO()
     drain(sim.chunks(), JsonlTarget(buf), Pacer(None))
     lines = buf.getvalue().splitlines()
-    assert [json.loads(x) for x in lines] == [d for _, rows in sim.chunks() for _, _, d in rows]
+    assert [json.loads(x) for x in lines] == [d for _, rows in sim.chunks("dict") for *_, d in rows]
 
 
 @pytest.mark.parametrize("text, speed", [("realtime", 1.0), ("x60", 60.0), ("60x", 60.0),

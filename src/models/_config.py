@@ -37,6 +37,11 @@ class DetectionSettings(Section):
     current_unbalance_pct: Annotated[float, Field(gt=0)] = 40.0
     #: Load (kW) under which power factor and current unbalance are not judged.
     min_kw: Annotated[float, Field(ge=0)] = 0.05
+    #: A power factor below this is low at any load (above ``min_kw``); between it and
+    #: ``min_power_factor`` only at a real load (light load lowers the power factor by nature).
+    severe_power_factor: Annotated[float, Field(gt=0, le=1)] = 0.75
+    #: Readings in a row below ``min_power_factor`` (at a real load) before it is raised.
+    pf_readings: Annotated[int, Field(ge=1)] = 4
     #: CUSUM decision interval (in robust z units) for a sustained level shift.
     cusum_h: Annotated[float, Field(gt=0)] = 12.0
     cusum_k: Annotated[float, Field(ge=0)] = 1.5

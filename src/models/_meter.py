@@ -266,7 +266,7 @@ class MeterState:
             return []
         interval = self.interval_s or s.interval_s
         gap = t - self.last_ts
-        if gap < s.silence_intervals * interval:
+        if gap < s.silence_intervals * interval and not (self.last_fail and gap > 0):
             return []
         self.silent = True
         if quiet:
@@ -277,7 +277,7 @@ class MeterState:
         power_lost = self.last_fail or (not math.isnan(self.last_vmin) and self.last_vmin < 1.0)
         etype = "outage" if power_lost else "comm_loss"
         missed = int(gap // interval)
-        onset = self.last_ts + interval
+        onset = self.last_ts if self.last_fail else self.last_ts + interval
         why = ("the last reading reported a power failure" if self.last_fail else
                "the last reading had no voltage" if power_lost else
                "the meter stopped reporting; its last reading looked normal")
@@ -285,7 +285,8 @@ class MeterState:
             etype, Severity.CRITICAL if etype == "outage" else Severity.WARNING, float(missed),
             onset, t, meta,
             f"no reading for {missed} intervals ({gap / 60:.0f} min): {why}",
-            {"last_reading_at": _iso(self.last_ts), "expected_interval_s": interval,
+            {"kind": "last_gasp" if self.last_fail else "silence",
+             "last_reading_at": _iso(self.last_ts), "expected_interval_s": interval,
              "missed_intervals": missed, "last_kw": _r(self.last_kw), "reason": why},
         )]
 
@@ -319,7 +320,10 @@ class MeterState:
 
         self._faults(r, t, interval, meta, s, ev)
         self._power_quality(r, t, meta, s, ev)
-        z, expected, flagged, warm = self._consumption(r, t, meta, s, cal, ev)
+        if MeterStatus.POWER_FAIL in r.status:  # the last gasp says nothing about the load
+            z, expected, flagged, warm = 0.0, self.last_kw, False, False
+        else:
+            z, expected, flagged, warm = self._consumption(r, t, meta, s, cal, ev)
         if meta is not None and meta.contracted_kva:
             self._capacity(r, t, interval, meta, s, cal, ev, expected, warm)
         out.profile = self._profile(r, t, interval, meta, s, cal, ev)
@@ -341,12 +345,9 @@ class MeterState:
     def _faults(self, r: Reading, t: float, interval: float, meta: MeterMeta | None,
                 s: DetectionSettings, ev: list[Event]) -> None:
         st = r.status
-        # Outage announced by the meter itself (last gasp) and its restoration.
-        if MeterStatus.POWER_FAIL in st and "outage" not in self._act:
-            ev.append(self._fire("outage", Severity.CRITICAL, 1.0, t, t, meta,
-                                 "the meter reported a power failure",
-                                 {"kind": "last_gasp", "status": "power_fail"}))
-        elif MeterStatus.POWER_FAIL not in st and "outage" in self._act and not self.silent:
+        # An outage announced by the meter itself (last gasp) is raised by ``on_timer``, so that
+        # the dataflow can group the meters of a feeder first; here only its restoration.
+        if MeterStatus.POWER_FAIL not in st and "outage" in self._act and not self.silent:
             ev.append(self._resolve("outage", t, meta, "power restored"))
 
         # Tamper: register going backwards, reverse flow without export, tamper flags.
@@ -432,7 +433,16 @@ class MeterState:
                                    "voltage": str(r.voltage), "current": str(r.current)})
         if r.pf is not None:
             low = abs(r.pf) < s.min_power_factor and r.kw > s.min_kw
-            self._cond(ev, "low_power_factor", low, t, meta, fire_after=2, clear_after=2,
+            if low and abs(r.pf) >= s.severe_power_factor:
+                # Power factor falls at light load by nature: a mildly low one is judged at a
+                # real load only (30% of the contracted capacity, else the meter's own average
+                # load); a severely low one at any load.
+                kva = meta.contracted_kva if meta and meta.contracted_kva else None
+                learned = self.base_n > 0
+                typical = float(self.base_mu[learned].mean()) if learned.any() else 0.0
+                low = r.kw >= (0.3 * kva if kva else typical)
+            self._cond(ev, "low_power_factor", low, t, meta, fire_after=s.pf_readings,
+                       clear_after=2,
                        summary=f"power factor {abs(r.pf):.2f} below {s.min_power_factor}",
                        score=s.min_power_factor - abs(r.pf), ev=lambda: {
                            "observed_pf": r.pf, "limit_pf": s.min_power_factor, "kw": r.kw})
@@ -517,7 +527,10 @@ class MeterState:
         pf = max(abs(r.pf), 0.5) if r.pf is not None else 1.0
         self.resid_ew = 0.7 * self.resid_ew + 0.3 * (r.kw - expected) if warm else 0.0
         if not math.isnan(self.last_kw):
-            self.trend_ew = 0.7 * self.trend_ew + 0.3 * (r.kw - self.last_kw)
+            # With a warm baseline the daily ramp is in the baseline: trend the residual only.
+            prev = self.last_kw - (self._prev_expected(t, interval, cal) if warm else 0.0)
+            cur = r.kw - (expected if warm else 0.0)
+            self.trend_ew = 0.7 * self.trend_ew + 0.3 * (cur - prev)
         limit = kva * s.capacity_warn_fraction
         steps = max(1, int(s.capacity_horizon_min * 60 // interval))
         cross_t = cross_kva = None
@@ -537,7 +550,12 @@ class MeterState:
             cross_t, cross_kva = t, now_kva
         bad = cross_t is not None
         clear = peak < 0.9 * limit
-        if bad and "over_capacity_risk" not in self._act:
+        n_bad = self._cnt.get("over_capacity_risk", 0) + 1 if bad else 0
+        if n_bad:
+            self._cnt["over_capacity_risk"] = n_bad
+        else:
+            self._cnt.pop("over_capacity_risk", None)
+        if bad and n_bad >= 2 and "over_capacity_risk" not in self._act:
             assert cross_t is not None and cross_kva is not None
             lead = (cross_t - t) / 60
             sev = Severity.CRITICAL if now_kva >= kva else Severity.WARNING
@@ -553,6 +571,10 @@ class MeterState:
             ev.append(self._resolve("over_capacity_risk", t, meta,
                                     "demand is back well below the contracted capacity",
                                     {"projected_peak_kva": _r(peak, 2), "contracted_kva": kva}))
+
+    def _prev_expected(self, t: float, interval: float, cal: Calendar) -> float:
+        sl = cal.slot(t - interval)
+        return float(self.base_mu[sl]) if self.base_n[sl] else self.last_kw
 
     def _profile(self, r: Reading, t: float, interval: float, meta: MeterMeta | None,
                  s: DetectionSettings, cal: Calendar, ev: list[Event]) -> DailyProfile | None:

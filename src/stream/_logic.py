@@ -21,7 +21,7 @@ from typing import Any
 
 from bytewax.operators import StatefulLogic
 
-from gridwatch._schemas import Event, LoadProfile, MeterMeta, Reading, Severity
+from gridwatch._schemas import Event, LoadProfile, MeterMeta, MeterStatus, Reading, Severity
 from gridwatch.models import (
     Calendar,
     DailyProfile,
@@ -201,6 +201,11 @@ class CellWatchLogic(StatefulLogic[Any, Any, bytes]):
         t = r.ts.timestamp()
         prev = self.meters.get(r.meter_id)
         last = max(t, prev[0]) if prev else t
+        if MeterStatus.POWER_FAIL in r.status:
+            # last gasp: the meter is down now; held like a silent meter to group a feeder
+            status = prev[2] if prev and prev[2] in (_PENDING, _FEEDER, _ALERTED) else _PENDING
+            self.meters[r.meter_id] = (last, int(interval), status, t)
+            return [r], StatefulLogic.RETAIN
         self.meters[r.meter_id] = (last, int(interval), _OK, t)
         out: list[Any] = [r]
         if prev and prev[2] == _FEEDER and self.feeder_onset is not None:

@@ -105,8 +105,9 @@ def test_power_fail_then_silence_is_outage_and_zero_load_is_not(gen):
     rs = gen.series(100)
     state, _ = gen.run(rs)
     t = rs[-1].ts + gen.STEP
-    ev = state.update(gen.reading("m1", t, 0.0, status=["power_fail"]))
-    assert [(e.type, e.evidence["kind"]) for e in ev] == [("outage", "last_gasp")]
+    assert state.update(gen.reading("m1", t, 0.0, status=["power_fail"])) == []
+    ev = state.on_timer(t + gen.STEP)  # a last gasp needs no waiting for missed intervals
+    assert [(e.type, e.evidence["kind"], e.onset) for e in ev] == [("outage", "last_gasp", t)]
     assert state.on_timer(t + 10 * gen.STEP) == []  # already firing
     back = state.update(gen.reading("m1", t + 11 * gen.STEP, 1.0))
     assert [(e.type, e.state) for e in back] == [("outage", "resolved")]
@@ -179,11 +180,20 @@ def test_voltage_limits_single_and_three_phase(gen):
 
 
 def test_low_power_factor_and_phase_imbalance(gen):
-    _, events = gen.run(gen.series(6, lambda i, ts, rng: 3.0 + 0.1 * i, extra=lambda i, ts: {
-        "pf": 0.8 if 1 <= i <= 3 else 0.97}))
+    _, events = gen.run(gen.series(12, lambda i, ts, rng: 3.0 + 0.1 * i, extra=lambda i, ts: {
+        "pf": 0.8 if 1 <= i <= 6 else 0.97}))
     pf = gen.of_type(events, "low_power_factor")
-    assert len(pf) == 1 and pf[0].raised_at == gen.T0 + 2 * gen.STEP
+    assert len(pf) == 1 and pf[0].raised_at == gen.T0 + 4 * gen.STEP
+    assert pf[0].onset == gen.T0 + gen.STEP
     assert gen.of_type(events, "low_power_factor", "resolved")
+    # at light load (under the meter's own average) a low power factor is normal
+    def light(i, ts, rng):
+        return 3.0 if i < 6 else 0.5
+
+    _, mild = gen.run(gen.series(12, light, extra=lambda i, ts: {"pf": 0.97 if i < 6 else 0.85}))
+    assert gen.of_type(mild, "low_power_factor") == []
+    _, severe = gen.run(gen.series(12, light, extra=lambda i, ts: {"pf": 0.97 if i < 6 else 0.6}))
+    assert gen.of_type(severe, "low_power_factor")
     _, imb = gen.run(gen.series(4, lambda i, ts, rng: 20.0 + i, extra=lambda i, ts: {
         "voltage": [230.0, 231.0, 229.0], "current": [50.0, 10.0, 12.0]}))
     assert gen.of_type(imb, "phase_imbalance")[0].evidence["kind"] == "current"

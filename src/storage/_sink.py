@@ -43,6 +43,9 @@ __all__ = ["InfluxSink", "InfluxSinkPartition", "StorageMetrics"]
 
 log = logging.getLogger("gridwatch.storage")
 
+#: Most requests spent finding the rejected points of one batch by halving it.
+_ISOLATION_REQUESTS = 64
+
 
 class StorageMetrics:
     """Prometheus metrics of the storage stage, on an injectable registry (tests do not collide;
@@ -227,24 +230,29 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
             self._failed(exc)
             return False
         except RejectedPointsError as exc:
-            if not self._isolate(lines, exc.message):
+            if not self._isolate(lines, exc.message, [_ISOLATION_REQUESTS]):
                 return False
         else:
             self._stored(len(lines))
         self._last_write = self._clock()
         return True
 
-    def _isolate(self, lines: list[str], message: str) -> bool:
-        """Find the rejected points by halving; the good ones are (re)written on the way."""
-        if len(lines) == 1:
-            self._dead_letter(lines[0], message)
+    def _isolate(self, lines: list[str], message: str, budget: list[int]) -> bool:
+        """Find the rejected points by halving; the good ones are (re)written on the way.
+
+        After ``_ISOLATION_REQUESTS`` requests for one batch, a still rejected part goes to the
+        dead letter whole (its valid points are stored all the same: InfluxDB's partial write),
+        so a batch full of bad points cannot hold the dataflow up."""
+        if len(lines) == 1 or budget[0] <= 0:
+            self._dead_letter(lines, message)
             return True
         mid = len(lines) // 2
         for half in (lines[:mid], lines[mid:]):
+            budget[0] -= 1
             try:
                 self._writer.write(half)
             except RejectedPointsError as exc:
-                if not self._isolate(half, exc.message):
+                if not self._isolate(half, exc.message, budget):
                     return False
             except RetryableWriteError as exc:
                 self._failed(exc)
@@ -275,17 +283,18 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
         log.log(level, "storage: write to %s failed (%s); points go to the spool %s, next "
                 "attempt in %.1fs", self._settings.url, exc, self.spool.directory, delay)
 
-    def _dead_letter(self, line: str, message: str) -> None:
-        record = {"at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                  "error": message, "line": line}
+    def _dead_letter(self, lines: list[str], message: str) -> None:
+        at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         with open(self.deadletter_path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            for line in lines:
+                fh.write(json.dumps({"at": at, "error": message, "line": line},
+                                    ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        self.rejected += 1
-        self._metrics.rejected.labels(self._worker).inc()
-        log.warning("storage: point rejected by the server (%s), kept in %s", message,
-                    self.deadletter_path)
+        self.rejected += len(lines)
+        self._metrics.rejected.labels(self._worker).inc(len(lines))
+        log.warning("storage: %d point(s) rejected by the server (%s), kept in %s", len(lines),
+                    message, self.deadletter_path)
 
     def _gauges(self) -> None:
         self._metrics.spool_bytes.labels(self._worker).set(self.spool.size_bytes)

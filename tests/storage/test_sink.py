@@ -211,3 +211,20 @@ def test_spool_of_a_vanished_worker_is_taken_over(v1_settings, influxdb, sh):
     assert part0.flush()
     assert count(sh, influxdb, up.database) == 12
     assert not list((up.spool_dir / "influx" / "w1").glob("*.lp"))
+
+
+def test_a_batch_of_bad_points_is_dead_lettered_without_endless_halving(v1_settings, influxdb,
+                                                                         sh):
+    s = v1_settings(batch_size=5000)
+    part = InfluxSink(s).build("s", 0, 1)
+    part.write_batch([sh.reading("m-1", 0)])
+    bad = [f'reading,meter_id=m-{i} kw="x" 1714521600000000000' for i in range(2000)]
+    t = time.monotonic()
+    part.write_batch(bad)
+    assert part.flush()
+    assert time.monotonic() - t < 10
+    assert part.rejected == 2000  # every one kept, each with the server's message
+    lines = part.deadletter_path.read_text().splitlines()
+    assert sorted(json.loads(x)["line"] for x in lines) == sorted(bad)
+    assert all("field type conflict" in json.loads(x)["error"] for x in lines)
+    assert count(sh, influxdb, s.database) == 1

@@ -67,6 +67,8 @@ class Delivery(BaseModel):
 
 @runtime_checkable
 class Notifier(Protocol):
+    """A channel: sends one notification, returns how it went (never raises for IO errors)."""
+
     def send(self, notification: Notification) -> Delivery: ...
 
 

@@ -51,9 +51,16 @@ def list_alerts(
     config: ConfigOpt = None,
     state: Annotated[str | None, typer.Option(help="firing, acknowledged or resolved")] = None,
     cell: Annotated[str | None, typer.Option(help="Only this grid cell.")] = None,
+    tsv: Annotated[bool, typer.Option("--tsv", help="Tab-separated lines, for scripts.")] = False,
 ) -> None:
     """List alerts, oldest first."""
     router = _router(config)
+    if tsv:
+        for a in router.alerts(state=state, grid_cell=cell):
+            print("\t".join(str(a[k] or "") for k in (
+                "fingerprint", "state", "severity", "grid_cell", "customer_id", "onset",
+                "acked_by")))
+        return
     table = Table("fingerprint", "state", "severity", "cell", "customer", "since", "acked by")
     for a in router.alerts(state=state, grid_cell=cell):
         table.add_row(a["fingerprint"], a["state"], a["severity"], a["grid_cell"] or "-",

@@ -55,6 +55,8 @@ class RetrySettings(Section):
 
 
 class AlertSettings(Section):
+    """The ``alerts`` section: files, state database, timing of the lifecycle, channels."""
+
     enabled: bool = True
     registry: Path = Path("config/registry.yaml")
     routes: Path = Path("config/routes.yaml")

@@ -36,6 +36,8 @@ class RoutesError(RegistryError):
 
 
 class Route(BaseModel):
+    """One node of the routing tree: what it matches, where it sends, and its children."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str | None = None
@@ -115,6 +117,8 @@ class ReceiverSpec(BaseModel):
 
 
 class RouteTree(BaseModel):
+    """The whole routes file: the routing tree, named receivers and inhibition rules."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     route: Route = Field(

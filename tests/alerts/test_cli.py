@@ -1,0 +1,90 @@
+"""The ``gridwatch alerts`` and ``gridwatch acl`` commands over a real state database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from alerts_kit import REGISTRY, REPO
+from typer.testing import CliRunner
+
+import gridwatch.alerts as alerts_pkg
+from gridwatch.cli import app
+
+
+def _config(tmp_path: Path) -> Path:
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(REGISTRY))
+    cfg = {"alerts": {"registry": str(tmp_path / "registry.yaml"),
+                      "routes": str(REPO / "config" / "routes.yaml"),
+                      "templates": str(REPO / "config" / "templates"),
+                      "state_db": str(tmp_path / "alerts.sqlite"),
+                      "jsonl_out": str(tmp_path / "alerts.jsonl")}}
+    path = tmp_path / "gridwatch.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_public_names() -> None:
+    assert sorted(alerts_pkg.__all__) == alerts_pkg.__all__
+    for name in alerts_pkg.__all__:
+        assert getattr(alerts_pkg, name).__doc__, f"{name} has no docstring"
+
+
+def test_route_test_list_ack_show_silence_resolve(tmp_path: Path) -> None:
+    from alerts_kit import event
+
+    from gridwatch import load_settings
+    from gridwatch.alerts import build_router
+
+    config = _config(tmp_path)
+    runner = CliRunner()
+    res = runner.invoke(app, ["alerts", "route-test", "--meter", "m1", "--type",
+                              "over_capacity_risk", "-c", str(config)])
+    assert res.exit_code == 0, res.output
+    assert "customer:C1" in res.output and "manager:M1" in res.output
+    assert "escalates to manager:M2" in res.output
+
+    router = build_router(load_settings(config), notifiers={})
+    router.submit(event("m1"))
+    router.close()
+    res = runner.invoke(app, ["alerts", "list", "--tsv", "-c", str(config)])
+    assert res.output.startswith("m1/abnormal_consumption\tfiring\twarning\tA\tC1\t")
+    res = runner.invoke(app, ["alerts", "ack", "m1/abnormal_consumption", "--by", "alice",
+                              "-c", str(config)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["alerts", "ack", "nope/outage", "--by", "alice", "-c", str(config)])
+    assert res.exit_code == 1 and "no open alert" in res.output
+    res = runner.invoke(app, ["alerts", "silence", "--by", "bob", "-m", "grid_cell=A",
+                              "--for", "2h", "-c", str(config)])
+    assert res.exit_code == 0 and "silence" in res.output
+    res = runner.invoke(app, ["alerts", "silence", "--by", "bob", "-m", "colour=red",
+                              "-c", str(config)])
+    assert res.exit_code == 2 and "colour" in res.output
+    res = runner.invoke(app, ["alerts", "resolve", "m1/abnormal_consumption", "--by", "alice",
+                              "--reason", "site visited", "-c", str(config)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["alerts", "show", "m1/abnormal_consumption", "-c", str(config)],
+                        env={"COLUMNS": "200"})
+    for action in ("firing", "routed", "acknowledged", "resolved", "alice"):
+        assert action in res.output
+
+
+def test_broken_registry_exits_2_with_one_line(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    (tmp_path / "registry.yaml").write_text("customers: [{id: X1, grid_cell: nowhere}]\n")
+    res = CliRunner().invoke(app, ["alerts", "list", "-c", str(config)])
+    assert res.exit_code == 2
+    assert "grid_cell 'nowhere' is not in cells" in res.output
+
+
+def test_acl_command_writes_files(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    out = tmp_path / "mq"
+    res = CliRunner().invoke(app, ["acl", "--out", str(out), "-c", str(config)])
+    assert res.exit_code == 0, res.output
+    acl = (out / "acl").read_text()
+    assert "user C1\ntopic read gridwatch/customers/C1/notices" in acl
+    assert "user M1\ntopic read gridwatch/managers/M1/alerts" in acl
+    first = (out / "credentials.csv").read_text()
+    CliRunner().invoke(app, ["acl", "--out", str(out), "-c", str(config)])
+    assert (out / "credentials.csv").read_text() == first  # passwords are stable

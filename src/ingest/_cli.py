@@ -36,6 +36,7 @@ def collect(
     dead letters. Stops cleanly on SIGINT/SIGTERM; the broker keeps the session meanwhile."""
     from gridwatch.cli import settings_or_exit
     from gridwatch.ingest._collector import CollectorError, CollectorStats, run_collector
+    from gridwatch.ingest._journal import JournalLockedError
 
     settings = settings_or_exit(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
@@ -54,7 +55,7 @@ def collect(
 
     try:
         code = run_collector(settings, partition, stop, metrics_port, report)
-    except CollectorError as exc:
+    except (CollectorError, JournalLockedError) as exc:
         out.print(f"[bold red]collector error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except OSError as exc:

@@ -131,3 +131,34 @@ def test_untrusted_server_certificate_refused(tls_broker: TlsBroker, tmp_path: P
         c.stop()
     assert "certificate verify failed" in str(err.value).lower(), str(err.value)
     assert PASSWORD not in str(err.value)
+
+
+def test_collect_command_refuses_wrong_password_from_environment(
+        tls_broker: TlsBroker, tmp_path: Path) -> None:
+    """``gridwatch collect`` exits 2 with the broker's refusal; the password (taken from
+    GRIDWATCH_MQTT__PASSWORD) appears nowhere in its output."""
+    import os
+    import sys
+
+    import yaml
+
+    wrong = "wrong-Pw-from-env-7"
+    cfg = {
+        "mqtt": {"port": tls_broker.tls_port, "client_id": "gw-cli", "username": USER,
+                 "tls": {"enabled": True, "ca_file": str(tls_broker.certs / "ca.crt"),
+                         "cert_file": str(tls_broker.certs / "client.crt"),
+                         "key_file": str(tls_broker.certs / "client.key")}},
+        "ingest": {"journal_dir": str(tmp_path / "j"), "deadletter_dir": str(tmp_path / "d")},
+    }
+    config = tmp_path / "gw.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDWATCH_")}
+    env["GRIDWATCH_MQTT__PASSWORD"] = wrong
+    proc = subprocess.run(
+        [sys.executable, "-m", "gridwatch", "collect", "--config", str(config), "-q"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert "bad user name or password" in output.lower() or "not authorized" in output.lower()
+    assert wrong not in output

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -184,41 +184,54 @@ class Router:
     def submit(self, event: Event, now: datetime | None = None) -> None:
         """Take one detector event. Durable when it returns: the alert, its audit entries and
         its pending notifications are committed."""
+        self.submit_many((event,), now)
+
+    def submit_many(self, events: Iterable[Event], now: datetime | None = None) -> int:
+        """Take a batch of events in one transaction (one disk sync for the lot, which is what
+        a replay wants); returns how many opened a new alert."""
         now = now or self.clock()
-        new_line: dict[str, Any] | None = None
-        with self._tx() as db:
-            self._count("events_submitted")
-            fp = event.fingerprint
-            row = db.execute("SELECT * FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
-            view = self._view(row) if row else None
-            action = st.dedup(view, event)
-            if action == "resolve_unknown":
-                self._count("resolved_without_open_alert")
-                self._audit(now, "resolve_unknown", fingerprint=fp, by="detector",
-                            detail="resolved event without an open alert")
-                return
-            if action == "resolve":
-                self._resolve_locked(row, by="detector", now=now, ends_at=event.raised_at)
-                return
-            if action in ("refresh", "update"):
-                assert row is not None
-                severity = event.severity if action == "update" else Severity(row["severity"])
-                db.execute(
-                    "UPDATE alerts SET score=?, raised_at=?, evidence=?, summary=?, severity=?, "
-                    "updated_at=? WHERE fingerprint=?",
-                    (event.score, ts(event.raised_at), dumps(event.evidence),
-                     event.summary or row["summary"], severity.value, ts(now), fp))
-                self._count("events_deduplicated")
-                if action == "update":
-                    self._audit(now, "severity_raised", fingerprint=fp, episode=row["episode"],
-                                by="detector", detail=f"{row['severity']} -> {severity.value}")
-                    for r in self._recipients_of(fp, row["episode"]):
-                        self._pend(r, fp, row["episode"], "update", severity, now,
-                                   seq=severity.rank)
-                return
-            new_line = self._open_locked(event, row, now)
-        if new_line is not None:
-            self._write_jsonl(new_line)
+        lines: list[dict[str, Any]] = []
+        with self._tx():
+            for event in events:
+                line = self._submit_locked(event, now)
+                if line is not None:
+                    lines.append(line)
+        for line in lines:
+            self._write_jsonl(line)
+        return len(lines)
+
+    def _submit_locked(self, event: Event, now: datetime) -> dict[str, Any] | None:
+        db = self.db
+        self._count("events_submitted")
+        fp = event.fingerprint
+        row = db.execute("SELECT * FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
+        view = self._view(row) if row else None
+        action = st.dedup(view, event)
+        if action == "resolve_unknown":
+            self._count("resolved_without_open_alert")
+            self._audit(now, "resolve_unknown", fingerprint=fp, by="detector",
+                        detail="resolved event without an open alert")
+            return None
+        if action == "resolve":
+            self._resolve_locked(row, by="detector", now=now, ends_at=event.raised_at)
+            return None
+        if action in ("refresh", "update"):
+            assert row is not None
+            severity = event.severity if action == "update" else Severity(row["severity"])
+            db.execute(
+                "UPDATE alerts SET score=?, raised_at=?, evidence=?, summary=?, severity=?, "
+                "updated_at=? WHERE fingerprint=?",
+                (event.score, ts(event.raised_at), dumps(event.evidence),
+                 event.summary or row["summary"], severity.value, ts(now), fp))
+            self._count("events_deduplicated")
+            if action == "update":
+                self._audit(now, "severity_raised", fingerprint=fp, episode=row["episode"],
+                            by="detector", detail=f"{row['severity']} -> {severity.value}")
+                for r in self._recipients_of(fp, row["episode"]):
+                    self._pend(r, fp, row["episode"], "update", severity, now,
+                               seq=severity.rank)
+            return None
+        return self._open_locked(event, row, now)
 
     def _view(self, row: Mapping[str, Any]) -> st.AlertView:
         return st.AlertView(

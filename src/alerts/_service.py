@@ -172,6 +172,14 @@ class RouterService:
         self._thread: threading.Thread | None = None
         self.errors = 0
 
+    @classmethod
+    def from_settings(cls, settings: Settings, *, clock: Clock | None = None,
+                      commands: bool = True) -> RouterService:
+        """The router of ``build_router(settings)`` served every ``alerts.service_interval_s``,
+        with the MQTT command listener unless ``commands`` is false. Call ``start()``."""
+        return cls(build_router(settings, clock=clock), settings.alerts.service_interval_s,
+                   commands=CommandListener(settings) if commands else None)
+
     def start(self) -> RouterService:
         if self.commands is not None:
             self.commands.start()
@@ -202,9 +210,12 @@ class RouterService:
                 log.exception("alert service round failed")
             self._stop.wait(self.interval_s)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0, *, close: bool = False) -> None:
+        """Stop the thread (and the command listener); ``close`` also closes the router."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
         if self.commands is not None:
             self.commands.stop()
+        if close:
+            self.router.close()

@@ -305,3 +305,21 @@ def test_unknown_meter_and_no_manager_are_recorded_not_dropped() -> None:
     assert router.counters()["unrouted"] >= 1
     actions = [a["action"] for a in router.audit_trail("ghost-meter/tamper")]
     assert "unrouted" in actions
+
+
+def test_submit_many_and_severity_rise_notifies_again() -> None:
+    clock, rec = Clock(), Recorder()
+    router = make_router(clock=clock, notifiers={"mqtt": rec}, escalate_after_s=0)
+    opened = router.submit_many([event("r1", "outage"), event("r2", "outage"),
+                                 event("r1", "outage")])
+    assert opened == 2 and router.counters()["events_deduplicated"] == 1
+    clock.advance(30)
+    router.tick()
+    router.submit(event("r1", "outage", severity="critical", at=clock.advance(10)))
+    router.submit(event("r1", "outage", severity="critical", at=clock.advance(10)))
+    clock.advance(300)
+    router.tick()
+    router.deliver_pending()
+    kinds = [i[3] for i in items_of(router) if i[1] == "r1/outage"]
+    assert kinds == ["firing", "update"]
+    assert rec.sent[-1].alerts[0]["severity"] == "critical"

@@ -14,14 +14,22 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from influxdb_client import Point, WritePrecision
 
-from gridwatch._schemas import AlertTransition, Event, LoadProfile, Reading, Score
+from gridwatch._schemas import (
+    AlertTransition,
+    DeviceTelemetry,
+    Event,
+    LoadProfile,
+    Reading,
+    Score,
+)
 
 __all__ = [
     "MEASUREMENTS",
+    "StoredObject",
     "UnsupportedObjectError",
     "to_line_protocol",
     "to_lines",
@@ -31,6 +39,7 @@ __all__ = [
 #: Measurement names, by the value object they store.
 MEASUREMENTS: dict[type, str] = {
     Reading: "reading",
+    DeviceTelemetry: "telemetry",
     Score: "score",
     Event: "event",
     LoadProfile: "profile",
@@ -150,6 +159,15 @@ def _reading(r: Reading) -> _Rec:
     return p.time(r.ts, PRECISION)
 
 
+def _telemetry(t: DeviceTelemetry) -> _Rec:
+    p = _tags(_Rec("telemetry"), {"device_id": t.device_id, "site": t.site, "kind": t.kind})
+    for name, value in sorted(t.metrics.items()):
+        p.field(name, _num(value))
+    if t.status:
+        p.field("status_flags", ",".join(t.status))
+    return p.time(t.ts, PRECISION)
+
+
 def _score(s: Score) -> _Rec:
     p = _tags(_Rec("score"), {"meter_id": s.meter_id, "segment": s.segment})
     p.field("kw", _num(s.kw)).field("expected_kw", _num(s.expected_kw))
@@ -212,6 +230,7 @@ def _iso(ts: datetime) -> str:
 
 _CONVERTERS: dict[type, Any] = {
     Reading: _reading,
+    DeviceTelemetry: _telemetry,
     Score: _score,
     Event: _event,
     LoadProfile: _profile,
@@ -219,7 +238,10 @@ _CONVERTERS: dict[type, Any] = {
 }
 
 
-def to_points(obj: Reading | Score | Event | LoadProfile | AlertTransition) -> list[Point]:
+StoredObject: TypeAlias = Reading | DeviceTelemetry | Score | Event | LoadProfile | AlertTransition
+
+
+def to_points(obj: StoredObject) -> list[Point]:
     """The points that store ``obj`` (one per object in the current schema).
 
     Raises :class:`UnsupportedObjectError` naming the type for anything else.
@@ -233,7 +255,7 @@ def to_points(obj: Reading | Score | Event | LoadProfile | AlertTransition) -> l
     return [convert(obj).to_point()]
 
 
-def to_lines(obj: Reading | Score | Event | LoadProfile | AlertTransition) -> list[str]:
+def to_lines(obj: StoredObject) -> list[str]:
     """The line protocol of ``to_points(obj)``, built directly (what the sink writes)."""
     convert = _CONVERTERS.get(type(obj))
     if convert is None:

@@ -20,6 +20,7 @@ import pytest
 from gridwatch import _services
 from gridwatch._schemas import (
     AlertTransition,
+    DeviceTelemetry,
     Event,
     LoadProfile,
     MeterStatus,
@@ -59,6 +60,9 @@ def samples(meter: str = "m-1") -> dict[str, Any]:
                                tags=("night_owl", "ev"), daily_kwh=12.5, peak_kw=3.0,
                                valley_kw=0.25, peak_valley_ratio=12.0, load_factor=0.4,
                                curve=tuple(float(h) / 4 for h in range(24))),
+        "telemetry": DeviceTelemetry(device_id=f"{meter}-inv", site="site-3", ts=T0,
+                                     kind="inverter", metrics={"ac_kw": 12.0, "temp_c": 41.5},
+                                     status=("derated",)),
         "alert": AlertTransition(fingerprint=f"{meter}/outage", meter_id=meter, type="outage",
                                  severity=Severity.CRITICAL, state="acknowledged",
                                  at=T0 + timedelta(hours=2), by="alice", grid_cell="cell-7",

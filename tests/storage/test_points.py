@@ -35,6 +35,7 @@ TAG_KEYS = {
     "event": {"meter_id", "type", "severity", "customer_id", "grid_cell"},
     "profile": {"meter_id", "customer_id", "segment"},
     "alert": {"meter_id", "type", "severity", "state", "customer_id", "grid_cell"},
+    "telemetry": {"device_id", "site", "kind"},
 }
 
 
@@ -97,7 +98,7 @@ def ns(ts: datetime) -> int:
     return int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1000
 
 
-@pytest.mark.parametrize("kind", ["reading", "score", "event", "profile", "alert"])
+@pytest.mark.parametrize("kind", ["reading", "score", "event", "profile", "alert", "telemetry"])
 def test_each_object_gives_one_point_with_documented_tags(kind, sh):
     obj = sh.samples()[kind]
     points = to_points(obj)
@@ -106,7 +107,7 @@ def test_each_object_gives_one_point_with_documented_tags(kind, sh):
     measurement, tags, fields, _ = parse(line)
     assert measurement == kind == MEASUREMENTS[type(obj)]
     assert set(tags) <= TAG_KEYS[kind]
-    assert tags["meter_id"] == "m-1"
+    assert tags.get("meter_id", tags.get("device_id", "").removesuffix("-inv")) == "m-1"
     assert fields, line
     # A tag is never also a field.
     assert not set(tags) & set(fields)
@@ -222,3 +223,13 @@ def test_direct_lines_equal_influxdb_client_others(segment, summary, kind, evide
     ]
     for obj in objs:
         assert to_lines(obj) == to_line_protocol(to_points(obj))
+
+
+def test_telemetry_metrics_are_float_fields(sh):
+    t = sh.samples()["telemetry"]
+    [line] = to_line_protocol(to_points(t))
+    _, tags, fields, ts = parse(line)
+    assert tags == {"device_id": "m-1-inv", "site": "site-3", "kind": "inverter"}
+    assert fields == {"ac_kw": "12", "temp_c": "41.5", "status_flags": '"derated"'}
+    assert ts == ns(t.ts)
+    assert to_lines(t) == [line]

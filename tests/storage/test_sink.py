@@ -56,7 +56,7 @@ def test_same_batch_twice_no_duplicates(v1_settings, influxdb, sh):
     part.write_batch([sh.reading(f"m-{i % 3}", i) for i in range(30)])  # equal, new objects
     assert part.flush()
     assert count(sh, influxdb, s.database) == 31
-    for m in ("event", "profile", "alert", "score"):
+    for m in ("event", "profile", "alert", "score", "telemetry"):
         assert len(sh.influxql(influxdb, s.database, f"SELECT * FROM {m}")) == 1, m
     assert part.written == 2 * len(batch) + 30
 
@@ -94,6 +94,8 @@ def test_v2_sink_on_victoria_metrics(v2_settings, victoria_metrics, sh):
     assert kw["timestamps"] == [int(r.ts.timestamp() * 1000) for r in readings]
     [ev] = sh.vm_export(victoria_metrics, f'event_score{{meter_id="{meter}"}}')
     assert ev["metric"]["severity"] == "warning" and ev["values"] == [5.25]
+    [tc] = sh.vm_export(victoria_metrics, f'telemetry_temp_c{{device_id="{meter}-inv"}}')
+    assert tc["metric"]["site"] == "site-3" and tc["values"] == [41.5]
 
 
 def test_time_batching_holds_small_batches_durably(v1_settings, influxdb, sh):

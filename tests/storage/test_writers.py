@@ -47,6 +47,8 @@ def test_v1_writes_every_measurement_with_documented_tags(v1_settings, influxdb,
     assert p["segment"] == "residential" and p["h23"] == 23 / 4
     [a] = sh.influxql(influxdb, s.database, "SELECT * FROM alert")
     assert a["state"] == "acknowledged" and a["recipient"] == "alice@example.org"
+    [t] = sh.influxql(influxdb, s.database, "SELECT * FROM telemetry")
+    assert (t["device_id"], t["site"], t["temp_c"]) == ("m-1-inv", "site-3", 41.5)
     [sc] = sh.influxql(influxdb, s.database, "SELECT * FROM score")
     assert sc["anomalous"] is True and sc["expected_kw"] == 2.0
     # Tags are tags on the server too (SHOW TAG KEYS), fields are fields.

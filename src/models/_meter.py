@@ -221,6 +221,8 @@ class MeterState:
               score: float = 1.0, summary: str = "", ev: Any = None) -> None:
         """Fire ``etype`` after ``fire_after`` bad readings in a row, resolve after
         ``clear_after`` good ones. ``ev`` is a callable building the evidence (only when bad)."""
+        if not bad and etype not in self._cnt and etype not in self._act:
+            return  # the common case: nothing wrong, nothing pending
         if bad:
             self._clr.pop(etype, None)
             n = self._cnt.get(etype, 0) + 1

@@ -1,0 +1,186 @@
+"""Detection cost per reading and memory per meter, beside plain River HalfSpaceTrees.
+
+Prints, in one run:
+* µs per reading through the per-meter path (``MeterState.step``: every detector + profiling),
+* µs per finished meter-day through the segment models (River KMeans + rolling median),
+* µs per reading through the whole bytewax dataflow (``run_replay``, one worker),
+* pickled bytes per meter, and resident memory for 100,000 simulated meters,
+* the same per-reading cost and model size for River ``HalfSpaceTrees`` (defaults), as a ratio.
+
+    .venv/bin/python benchmarks/models.py          # about a minute
+    .venv/bin/python benchmarks/models.py --full   # larger samples
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import pickle
+import resource
+import time
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from gridwatch import MeterMeta, Reading, Settings
+from gridwatch.models import Calendar, DetectionSettings, MeterState, Segmenter, SegmentJudge
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+STEP = timedelta(minutes=15)
+FAR = datetime(2035, 1, 1, tzinfo=UTC)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def fleet(meters: int, days: int, seed: int = 1) -> list[Reading]:
+    """Readings in time order: an evening-peak household shape per meter, scaled and noisy,
+    with voltage, power factor and an energy register."""
+    rng = np.random.default_rng(seed)
+    scale = rng.lognormal(0.0, 0.5, meters)
+    kwh = np.zeros(meters)
+    out = []
+    for i in range(days * 96):
+        ts = T0 + i * STEP
+        h = ts.hour + ts.minute / 60
+        shape = 1.0 + 0.8 * math.exp(-(((h - 19) / 2) ** 2))
+        kw = np.maximum(scale * shape + rng.normal(0, 0.05, meters), 0.0)
+        kwh += kw / 4
+        volt = rng.normal(230, 2, meters)
+        for m in range(meters):
+            out.append(Reading.model_construct(
+                meter_id=f"m{m:06d}", ts=ts, kw=round(float(kw[m]), 3),
+                kwh=round(float(kwh[m]), 2), export_kwh=None, voltage=(round(float(volt[m]), 1),),
+                current=None, pf=0.95, freq=None, status=(), interval_s=None))
+    return out
+
+
+def bench_meter_path(readings: list[Reading], settings: DetectionSettings) -> tuple[float, dict]:
+    cal = Calendar(settings.timezone, settings.holiday_country)
+    states: dict[str, MeterState] = {}
+    metas = {r.meter_id: MeterMeta(meter_id=r.meter_id, contracted_kva=20.0) for r in readings}
+    t0 = time.perf_counter()
+    for r in readings:
+        st = states.get(r.meter_id)
+        if st is None:
+            st = states[r.meter_id] = MeterState(r.meter_id)
+        st.step(r, metas[r.meter_id], None, settings, cal)
+    us = (time.perf_counter() - t0) / len(readings) * 1e6
+    return us, states
+
+
+def bench_hst(readings: list[Reading], n: int) -> tuple[float, int]:
+    from river import anomaly, preprocessing
+
+    model = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=42)
+    xs = [{"kw": r.kw, "hour": r.ts.hour} for r in readings[:n]]
+    t0 = time.perf_counter()
+    for x in xs:
+        model.score_one(x)
+        model.learn_one(x)
+    us = (time.perf_counter() - t0) / len(xs) * 1e6
+    return us, len(pickle.dumps(model))
+
+
+def bench_segments(states: dict[str, MeterState], settings: DetectionSettings,
+                   days: int) -> float:
+    """Close one more day for every meter and push the profiles through the segment models."""
+    from gridwatch.models import DailyProfile
+
+    profiles: list[DailyProfile] = []
+    cal = Calendar(settings.timezone, settings.holiday_country)
+    for st in states.values():
+        st2 = MeterState.from_bytes(st.to_bytes())
+        r = Reading.model_construct(meter_id=st2.meter_id, ts=T0 + days * 96 * STEP, kw=1.0,
+                                    kwh=None, export_kwh=None, voltage=None, current=None,
+                                    pf=None, freq=None, status=(), interval_s=None)
+        res = st2.step(r, None, None, settings, cal)
+        if res.profile is not None:
+            profiles.append(res.profile)
+    seg = Segmenter("residential", settings.segments_per_class, seed=settings.seed)
+    judges: dict[str, SegmentJudge] = {}
+    reps = max(1, 20_000 // max(len(profiles), 1))
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(reps):
+        for p in profiles:
+            segment, _tags = seg.assign(p)
+            judge = judges.get(segment)
+            if judge is None:
+                judge = judges[segment] = SegmentJudge(segment)
+            judge.learn(p.ratio if p.ratio is not None else 1.0)
+            n += 1
+    return (time.perf_counter() - t0) / max(n, 1) * 1e6
+
+
+def bench_flow(readings: list[Reading]) -> float:
+    from gridwatch.stream import run_replay
+
+    settings = Settings()
+    t0 = time.perf_counter()
+    run_replay(settings, readings)
+    return (time.perf_counter() - t0) / len(readings) * 1e6
+
+
+def bench_memory(template: MeterState, n: int) -> tuple[float, float]:
+    """Resident MB for ``n`` live meter states, and for ``n`` snapshots (bytes)."""
+    blob = template.to_bytes()
+    gc.collect()
+    before = rss_mb()
+    live = [MeterState.from_bytes(blob) for _ in range(n)]
+    for i, st in enumerate(live):
+        st.meter_id = f"m{i:07d}"
+    gc.collect()
+    live_mb = rss_mb() - before
+    del live
+    gc.collect()
+    before = rss_mb()
+    snaps = [blob[:-1] + blob[-1:] for _ in range(n)]  # distinct objects
+    snaps_mb = rss_mb() - before
+    del snaps
+    return live_mb, snaps_mb
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true", help="larger samples (a few minutes)")
+    args = ap.parse_args()
+    meters, days = (2000, 21) if args.full else (300, 14)
+    settings = DetectionSettings()
+    print(f"generating {meters} meters x {days} days of 15-minute readings ...")
+    readings = fleet(meters, days)
+
+    us_meter, states = bench_meter_path(readings, settings)
+    us_hst, hst_bytes = bench_hst(readings, 50_000 if args.full else 20_000)
+    us_seg = bench_segments(states, settings, days)
+    flow_sample = readings[: (200_000 if args.full else 60_000)]
+    us_flow = bench_flow(flow_sample)
+    sizes = np.array([len(s.to_bytes()) for s in states.values()])
+    pickled = np.array([len(pickle.dumps(s)) for s in states.values()])
+    template = max(states.values(), key=lambda s: len(s.to_bytes()))
+    live_mb, snap_mb = bench_memory(template, 100_000)
+
+    print()
+    print(f"{'figure':58} {'gridwatch':>12} {'River HST':>12} {'ratio':>8}")
+    print(f"{'µs per reading, per-meter path (all detectors)':58} {us_meter:12.1f} "
+          f"{us_hst:12.1f} {us_hst / us_meter:7.1f}x")
+    print(f"{'µs per reading, whole bytewax flow (1 worker)':58} {us_flow:12.1f} "
+          f"{us_hst:12.1f} {us_hst / us_flow:7.1f}x")
+    print(f"{'µs per meter-day, segment models (KMeans + median)':58} {us_seg:12.1f}")
+    print(f"{'pickled bytes per meter (mean / max)':58} "
+          f"{sizes.mean():6.0f}/{sizes.max():5d} {hst_bytes:12d} "
+          f"{hst_bytes / sizes.max():7.0f}x")
+    print(f"{'pickle.dumps(MeterState) bytes (max)':58} {pickled.max():12d}")
+    print(f"{'resident MB, 100,000 live meter states':58} {live_mb:12.1f} "
+          f"{hst_bytes * 100_000 / 2**20:12.0f} (pickled HST x 100k, lower bound)")
+    print(f"{'resident MB, 100,000 snapshots (bytes)':58} {snap_mb:12.1f}")
+    print(f"readings: per-meter path {len(readings):,}, flow {len(flow_sample):,}; "
+          f"meters {meters}, days {days}")
+
+
+if __name__ == "__main__":
+    main()

@@ -78,9 +78,10 @@ class ClassSpec(BaseModel):
     #: Annual energy per meter, kWh.
     annual_kwh: LogNormal = LogNormal(median=3500)
     #: Contracted capacities to choose from, kVA: each meter gets the smallest one that covers
-    #: its expected peak with ``capacity_headroom``.
+    #: its expected peak (profile peak, noise and weather margins) times ``capacity_headroom``;
+    #: annual energy is capped so that the largest one still does.
     contracted_kva: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] = [13.8]
-    capacity_headroom: Annotated[float, Field(ge=1.0, le=10)] = 1.4
+    capacity_headroom: Annotated[float, Field(ge=1.0, le=10)] = 1.1
     three_phase_share: Annotated[float, Field(ge=0, le=1)] = 0.3
     #: Share of meters with rooftop PV (they export at midday; ``has_export``).
     pv_share: Annotated[float, Field(ge=0, le=1)] = 0.0

@@ -11,13 +11,16 @@ from gridwatch._schemas import CustomerClass
 if TYPE_CHECKING:
     from gridwatch.simulators._fleet import ClassSpec, Fleet, SimMeter
 
-#: Rough peak-to-mean ratios of the profiles, used to pick a contracted capacity that fits.
-_PEAK_TO_MEAN = {
-    CustomerClass.RESIDENTIAL: 3.5,
-    CustomerClass.COMMERCIAL: 2.6,
-    CustomerClass.INDUSTRIAL: 2.2,
-    CustomerClass.AGRICULTURAL: 3.0,
+#: Yearly maximum of each shape relative to its mean (BDEW profiles as calendarised by demandlib
+#: 0.2.2 for 2023 and 2024; the industrial shift patterns of ``_load``). Used with the noise
+#: levels to pick a contracted capacity that normal operation stays below.
+_PROFILE_PEAK = {
+    "h0": 1.87, "g0": 2.09, "g1": 4.22, "g2": 2.2, "g3": 1.35, "g4": 2.01, "g5": 2.23,
+    "g6": 2.63, "l0": 2.11, "l1": 2.67, "l2": 1.87, "ind1": 2.38, "ind1w": 2.04, "ind2": 1.69,
+    "ind2w": 1.36, "ind3": 1.31, "ind3w": 1.02,
 }
+#: Margin for weather: the temperature factor rarely exceeds this.
+_WEATHER_MARGIN = 1.15
 
 _FIRST = ("Anna", "Ben", "Clara", "David", "Emma", "Felix", "Greta", "Hannes", "Ida", "Jonas",
           "Lea", "Max", "Mia", "Noah", "Paul", "Sofia", "Tom", "Wei", "Li", "Yara")
@@ -88,9 +91,10 @@ def build_meters(fleet: Fleet, seed: int) -> list[SimMeter]:
         three = rng.random(n) < spec.three_phase_share
         pv = rng.random(n) < spec.pv_share
         kwp = spec.pv_kwp.median * np.exp(spec.pv_kwp.sigma * rng.standard_normal(n))
-        peak_ratio = _PEAK_TO_MEAN[klass]
+        noise_margin = (1 + 3 * spec.noise) * (1 + 2 * spec.daily_noise) * _WEATHER_MARGIN
         biggest = spec.contracted_kva[-1]
         for i in range(n):
+            peak_ratio = _PROFILE_PEAK[profiles[i]] * noise_margin
             customer_id = f"c{customer_no:0{width}d}"
             customer_no += 1
             name = _name(klass, profiles[i], rng)

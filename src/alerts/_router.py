@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from gridwatch._schemas import Event, LoadProfile, Severity
+from gridwatch._schemas import AlertTransition, Event, LoadProfile, Severity
 from gridwatch.alerts import _stages as st
 from gridwatch.alerts._channels import Delivery, Notification, Notifier
 from gridwatch.alerts._config import AlertSettings
@@ -34,6 +34,9 @@ from gridwatch.alerts._templates import Templates
 log = logging.getLogger("gridwatch.alerts")
 
 Clock = Callable[[], datetime]
+#: Audit actions that are changes of an alert's state.
+TRANSITION_ACTIONS = ("firing", "acknowledged", "escalated", "resolved", "silenced",
+                      "unsilenced", "inhibited", "uninhibited", "severity_raised")
 SILENCE_KEYS = ("fingerprint", "meter_id", "type", "severity", "customer_id", "grid_cell",
                 "customer_class")
 
@@ -585,9 +588,9 @@ class Router:
         if ch == "apprise":
             return [("apprise", u) for u in spec.apprise or ()], lang, "manager", ident
         target = getattr(spec, ch)
-        if ch == "alertmanager":
-            target = target or s.alertmanager_url
-        return [(ch, target)], lang, "manager", ident
+        if ch == "alertmanager" and target == "default":
+            target = s.alertmanager_url
+        return ([(ch, target)] if target else []), lang, "manager", ident
 
     def _alert_context(self, row: Any, kind: str) -> dict[str, Any]:
         tz = self.settings.quiet_hours.timezone
@@ -815,6 +818,27 @@ class Router:
                 rows = self.db.execute("SELECT * FROM outbox WHERE status=? ORDER BY id",
                                        (status,))
             return [dict(r) for r in rows]
+
+    def transitions(self, after_id: int = 0, limit: int = 10_000
+                    ) -> tuple[list[AlertTransition], int]:
+        """State changes recorded after audit entry ``after_id`` as ``gridwatch.AlertTransition``
+        values (for storage), and the id to pass next time."""
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT u.id, u.at, u.action, u.by, u.recipient, a.fingerprint, a.meter_id, "
+                "a.type, a.severity, a.grid_cell, a.customer_id FROM audit u JOIN alerts a ON "
+                "a.fingerprint = u.fingerprint WHERE u.id > ? AND u.action IN (" +
+                ",".join("?" * len(TRANSITION_ACTIONS)) + ") ORDER BY u.id LIMIT ?",
+                (after_id, *TRANSITION_ACTIONS, limit)).fetchall()
+            last = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM audit").fetchone()[0]
+        out = [AlertTransition(
+            fingerprint=r["fingerprint"], meter_id=r["meter_id"], type=r["type"],
+            severity=Severity(r["severity"]), state=r["action"], at=parse_ts(r["at"]),
+            by=r["by"], grid_cell=r["grid_cell"], customer_id=r["customer_id"],
+            recipient=r["recipient"]) for r in rows]
+        if len(rows) == limit:
+            last = rows[-1]["id"]
+        return out, last
 
     def counters(self) -> dict[str, int]:
         with self._lock:

@@ -90,7 +90,8 @@ class ReceiverSpec(BaseModel):
 
     webhook: Annotated[str, Field(pattern=r"^https?://")] | None = None
     email: tuple[str, ...] | None = None
-    alertmanager: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    #: An Alertmanager base URL, or ``default`` for the ``alerts.alertmanager_url`` setting.
+    alertmanager: Annotated[str, Field(pattern=r"^(https?://.+|default)$")] | None = None
     apprise: tuple[str, ...] | None = None
     mqtt: str | None = None
     language: str | None = None

@@ -323,3 +323,23 @@ def test_submit_many_and_severity_rise_notifies_again() -> None:
     kinds = [i[3] for i in items_of(router) if i[1] == "r1/outage"]
     assert kinds == ["firing", "update"]
     assert rec.sent[-1].alerts[0]["severity"] == "critical"
+
+
+def test_transitions_for_storage_and_default_alertmanager() -> None:
+    clock = Clock()
+    router = make_router(clock=clock, alertmanager_url="http://127.0.0.1:9093", routes="""
+route: {receivers: [cell_manager, am]}
+receivers: {am: {alertmanager: default}}
+""")
+    router.submit(event("r1", "outage"))
+    clock.advance(30)
+    router.tick()
+    router.ack("r1/outage", by="alice")
+    first, last = router.transitions()
+    assert [(t.state, t.by) for t in first] == [("firing", "detector"), ("acknowledged", "alice")]
+    assert first[0].grid_cell == "A" and first[0].meter_id == "r1"
+    router.submit(event("r1", "outage", state="resolved", at=clock.advance(5)))
+    more, _ = router.transitions(last)
+    assert [t.state for t in more] == ["resolved"]
+    targets = {(o["channel"], o["target"]) for o in router.outbox()}
+    assert ("alertmanager", "http://127.0.0.1:9093") in targets

@@ -101,3 +101,10 @@ def test_industrial_shifts(make) -> None:
     sunday_day = by_time[(6, 10)]
     assert friday_day > 2.5 * friday_night
     assert sunday_day < 0.5 * friday_day
+
+
+def test_normal_load_stays_below_the_contracted_capacity(clean_run) -> None:
+    sim, rows = clean_run
+    worst = max(abs(d["kw"]) / d["pf"] / sim.meters[i].contracted_kva
+                for (_, i), d in rows.items())
+    assert 0.2 < worst < 0.9  # so an over-capacity label stands out

@@ -609,12 +609,14 @@ class Router:
         cust = self.registry.customer(row["customer_id"]) if row["customer_id"] else None
         labels = self.labels(row)
         evidence = json.loads(row["evidence"])
-        kw, expected = evidence.get("kw"), evidence.get("expected_kw")
+        kw = evidence.get("observed_kw", evidence.get("kw"))
+        expected = evidence.get("expected_kw")
         above = None
         if isinstance(kw, int | float) and isinstance(expected, int | float) and expected > 0:
             above = round(100.0 * (kw - expected) / expected)
         kva_pct = None
-        demand = evidence.get("demand_kva", evidence.get("kva"))
+        demand = next((evidence[k] for k in ("current_kva", "demand_kva", "kva")
+                       if isinstance(evidence.get(k), int | float)), None)
         contracted = evidence.get("contracted_kva") or (cust.contracted_kva if cust else None)
         if isinstance(demand, int | float) and isinstance(contracted, int | float) and contracted:
             kva_pct = round(100.0 * demand / contracted)

@@ -113,6 +113,7 @@ CREATE TABLE IF NOT EXISTS profiles (
     tags TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS profiles_customer ON profiles(customer_id);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL

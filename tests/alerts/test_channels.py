@@ -42,7 +42,7 @@ def test_mqtt_manager_alert_and_customer_notice(mosquitto) -> None:
     clock = Clock()
     mqtt = MqttNotifier(mosquitto.host, mosquitto.port, client_id="router-test-1")
     router = make_router(clock=clock, notifiers={"mqtt": mqtt})
-    router.submit(event("m1", "over_capacity_risk", evidence={"demand_kva": 470.0}))
+    router.submit(event("m1", "over_capacity_risk", evidence={"current_kva": 470.0}))
     clock.advance(30)
     router.tick()
     assert router.deliver_pending() == 2

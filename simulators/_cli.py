@@ -154,7 +154,7 @@ def simulate(
         total = None
         title = "replay"
         if nab_windows:
-            found = nab_labels(nab_windows, replay)
+            found = nab_labels(nab_windows, replay, source.offset())
             labels_path = labels or (out.with_suffix(".labels.jsonl") if out
                                      else Path("var/sim/replay.labels.jsonl"))
             write_labels(found, labels_path)

@@ -136,13 +136,16 @@ class Replay:
                     continue
         return None
 
+    def offset(self) -> timedelta:
+        """How far every timestamp moves (zero unless ``shift_to`` is set)."""
+        if self.shift_to is None:
+            return timedelta(0)
+        firsts = [t for t in map(self._first_ts, self.paths) if t is not None]
+        return self.shift_to - min(firsts) if firsts else timedelta(0)
+
     def readings(self) -> Iterator[Reading]:
         """All readings of all files, in time order (stable per file)."""
-        offset = timedelta(0)
-        if self.shift_to is not None:
-            firsts = [t for t in map(self._first_ts, self.paths) if t is not None]
-            if firsts:
-                offset = self.shift_to - min(firsts)
+        offset = self.offset()
         streams = [self._file(p, offset) for p in self.paths]
         return heapq.merge(*streams, key=lambda r: r.ts)
 
@@ -161,9 +164,11 @@ class Replay:
             yield ts, chunk
 
 
-def nab_labels(windows_file: Path, paths: Iterable[Path]) -> list[Label]:
+def nab_labels(windows_file: Path, paths: Iterable[Path],
+               offset: timedelta = timedelta(0)) -> list[Label]:
     """The NAB anomaly windows (``labels/combined_windows.json``) of the given data files, as
-    labels of type ``abnormal_consumption`` (shape ``nab_window``)."""
+    labels of type ``abnormal_consumption`` (shape ``nab_window``), moved by ``offset`` (see
+    :meth:`Replay.offset`)."""
     windows: dict[str, list[list[str]]] = json.loads(windows_file.read_text())
     by_name = {Path(k).name: v for k, v in windows.items()}
     out = []
@@ -171,6 +176,6 @@ def nab_labels(windows_file: Path, paths: Iterable[Path]) -> list[Label]:
         for start, end in by_name.get(path.name, []):
             out.append(Label(
                 meter_id=meter_id_from(path), type="abnormal_consumption", shape="nab_window",
-                start=datetime.fromisoformat(start).replace(tzinfo=UTC),
-                end=datetime.fromisoformat(end).replace(tzinfo=UTC)))
+                start=datetime.fromisoformat(start).replace(tzinfo=UTC) + offset,
+                end=datetime.fromisoformat(end).replace(tzinfo=UTC) + offset))
     return sorted(out, key=lambda lb: (lb.start, lb.meter_id))

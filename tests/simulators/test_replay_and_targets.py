@@ -145,3 +145,15 @@ def test_rate_limit_spaces_messages() -> None:
     for _ in range(9):
         limit.take()
     assert clock.now == pytest.approx(100.0 + 8 * 0.25)
+
+
+def test_shifted_replay_moves_its_labels() -> None:
+    files = [_nab_file("art_daily_jumpsup.csv")]
+    to = datetime(2024, 5, 1, tzinfo=UTC)
+    rep = Replay(files, ColumnMap(), shift_to=to)
+    first = next(iter(rep.readings()))
+    assert first.ts == to
+    plain = nab_labels(NAB / "labels" / "combined_windows.json", files)
+    moved = nab_labels(NAB / "labels" / "combined_windows.json", files, rep.offset())
+    assert [m.start - p.start for m, p in zip(moved, plain, strict=True)] == \
+        [to - datetime(2014, 4, 1, tzinfo=UTC)] * len(plain)

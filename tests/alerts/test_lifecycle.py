@@ -343,3 +343,18 @@ receivers: {am: {alertmanager: default}}
     assert [t.state for t in more] == ["resolved"]
     targets = {(o["channel"], o["target"]) for o in router.outbox()}
     assert ("alertmanager", "http://127.0.0.1:9093") in targets
+
+
+def test_flap_within_group_wait_reports_both_episodes() -> None:
+    clock, rec = Clock(), Recorder()
+    router = make_router(clock=clock, notifiers={"mqtt": rec}, routes="route: "
+                         "{receivers: [cell_manager]}")
+    router.submit(event("r1", "outage", at=clock.now))
+    router.submit(event("r1", "outage", state="resolved", at=clock.advance(5)))
+    router.submit(event("r1", "outage", at=clock.advance(5)))
+    clock.advance(30)
+    router.tick()
+    router.deliver_pending()
+    [n] = rec.sent
+    assert [(a["episode"], a["state"]) for a in n.alerts] == [(1, "resolved"), (2, "firing")]
+    assert n.status == "firing"

@@ -56,6 +56,10 @@ def parse_duration(value: Any) -> Any:
 Duration = Annotated[timedelta, Field(ge=timedelta(0))]
 
 
+def _default_shifts() -> dict[Literal[1, 2, 3], float]:
+    return {1: 0.3, 2: 0.4, 3: 0.3}
+
+
 class LogNormal(BaseModel):
     """A positive quantity spread log-normally around ``median``."""
 
@@ -98,7 +102,7 @@ class ClassSpec(BaseModel):
     cooling_per_c: Annotated[float, Field(ge=0, le=0.2)] = 0.01
     #: Industrial only: share of sites running 1, 2 or 3 shifts, and share working weekends.
     shifts: dict[Literal[1, 2, 3], Annotated[float, Field(ge=0)]] = Field(
-        default_factory=lambda: {1: 0.3, 2: 0.4, 3: 0.3})
+        default_factory=_default_shifts)
     weekend_share: Annotated[float, Field(ge=0, le=1)] = 0.3
     #: Industrial only: load outside the shifts relative to load inside them.
     base_load: Annotated[float, Field(ge=0, le=1)] = 0.25

@@ -676,23 +676,23 @@ class Router:
         rank = {"resolved": 5, "escalation": 4, "update": 3, "firing": 2, "repeat": 1}
         kinds: dict[tuple[str, int], str] = {}
         for i in keep:
-            k = (i["fingerprint"], i["episode"])
-            if k not in kinds or rank[i["kind"]] > rank[kinds[k]]:
-                kinds[k] = i["kind"]
+            key = (i["fingerprint"], i["episode"])
+            if key not in kinds or rank[i["kind"]] > rank[kinds[key]]:
+                kinds[key] = i["kind"]
         contexts = []
-        for (fp, episode), k in kinds.items():
-            ctx = self._alert_context(alerts[fp], k)
-            if episode != ctx["episode"]:
+        for (fp, episode), kind_of in kinds.items():
+            actx = self._alert_context(alerts[fp], kind_of)
+            if episode != actx["episode"]:
                 # An earlier episode (fired and cleared before this flush): say so.
                 ended = db.execute("SELECT at FROM audit WHERE fingerprint=? AND episode=? AND "
                                    "action='resolved' ORDER BY id DESC LIMIT 1",
                                    (fp, episode)).fetchone()
-                ctx |= {"episode": episode, "state": "resolved", "state_status": "resolved",
-                        "ends_at": ended["at"] if ended else None,
-                        "ends_at_local": ended["at"][:16].replace("T", " ") + " UTC"
-                        if ended else None}
-                ctx["annotations"] = ctx["annotations"] | {"episode": str(episode)}
-            contexts.append(ctx)
+                actx |= {"episode": episode, "state": "resolved", "state_status": "resolved",
+                         "ends_at": ended["at"] if ended else None,
+                         "ends_at_local": ended["at"][:16].replace("T", " ") + " UTC"
+                         if ended else None}
+                actx["annotations"] = actx["annotations"] | {"episode": str(episode)}
+            contexts.append(actx)
         contexts.sort(key=lambda a: (-Severity(a["severity"]).rank, a["fingerprint"]))
         all_resolved = all(a["state"] == "resolved" for a in contexts)
         firing = sum(1 for a in contexts if a["state"] != "resolved")

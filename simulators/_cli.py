@@ -187,7 +187,9 @@ def simulate(
             from gridwatch.simulators._registry import write_registry
 
             write_registry(sim.meters, registry)
-        if pace is not None and spec.end > datetime.now(UTC) + timedelta(minutes=5) * pace:
+        last = spec.end - spec.step
+        if pace is not None and last > (datetime.now(UTC) + (last - spec.start) / pace
+                                        + timedelta(minutes=5)):
             err.print("[yellow]note:[/] some readings will be stamped ahead of the wall clock; "
                       "a collector rejects those (use --start with a past time, or realtime)")
         chunks = sim.chunks("dict" if target is TargetKind.CSV else "json")

@@ -1,4 +1,5 @@
-"""``gridwatch alerts list|show|ack|resolve|silence|route-test|deliver`` and ``gridwatch acl``."""
+"""``gridwatch alerts list|show|ack|resolve|silence|route-test|outbox|requeue|deliver`` and
+``gridwatch acl``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from gridwatch.alerts._router import Router
 
 alerts_app = typer.Typer(help="Inspect and act on alerts: list, show, ack, resolve, silence, "
-                         "route-test.", no_args_is_help=True)
+                         "route-test, outbox.", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
 
@@ -183,6 +184,31 @@ def route_test(
         targets = ", ".join(f"{c} {t}" for c, t in channels) or "no channel"
         out.print(f"{receiver}: {recipient} ({name}, {lang}, {audience}): {targets}",
                   highlight=False)
+
+
+@alerts_app.command("outbox")
+def outbox(
+    config: ConfigOpt = None,
+    status: Annotated[str | None, typer.Option(help="pending, delivered or failed")] = None,
+) -> None:
+    """The outbox: every notification, its channel, attempts and last error."""
+    router = _router(config)
+    table = Table("id", "status", "recipient", "channel", "attempts", "next attempt", "error")
+    for o in router.outbox(status):
+        table.add_row(str(o["id"]), o["status"], o["recipient"], o["channel"],
+                      str(o["attempts"]), o["next_attempt_at"][:19], o["last_error"] or "")
+    out.print(table)
+
+
+@alerts_app.command("requeue")
+def requeue(outbox_id: int, by: ByOpt, config: ConfigOpt = None) -> None:
+    """Retry a failed outbox entry from scratch (after fixing its channel)."""
+    try:
+        _router(config).requeue(outbox_id, by=by)
+    except KeyError as exc:
+        err.print(exc.args[0])
+        raise typer.Exit(1) from None
+    out.print(f"outbox #{outbox_id} queued again")
 
 
 @alerts_app.command("deliver")

@@ -855,6 +855,29 @@ class Router:
             last = rows[-1]["id"]
         return out, last
 
+    def requeue(self, outbox_id: int, by: str, now: datetime | None = None) -> None:
+        """Give a ``failed`` outbox entry a fresh set of attempts (after fixing the channel)."""
+        now = now or self.clock()
+        with self._tx() as db:
+            cur = db.execute("UPDATE outbox SET status='pending', attempts=0, next_attempt_at=? "
+                             "WHERE id=? AND status='failed'", (ts(now), outbox_id))
+            if not cur.rowcount:
+                raise KeyError(f"no failed outbox entry with id {outbox_id}")
+            self._audit(now, "requeued", by=by, detail=f"outbox #{outbox_id}")
+
+    def prune(self, older_than: timedelta, now: datetime | None = None) -> int:
+        """Delete delivered outbox entries and resolved alerts' pending leftovers older than
+        ``older_than``; the audit trail is kept. Returns the number of outbox rows removed."""
+        now = now or self.clock()
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM outbox WHERE status='delivered' AND delivered_at < ?",
+                             (ts(now - older_than),))
+            db.execute("DELETE FROM notifications WHERE created_at < ? AND id NOT IN "
+                       "(SELECT notification_id FROM outbox)", (ts(now - older_than),))
+            if cur.rowcount:
+                self._audit(now, "pruned", detail=f"{cur.rowcount} delivered outbox entries")
+            return cur.rowcount
+
     def counters(self) -> dict[str, int]:
         with self._lock:
             return {r["name"]: r["value"] for r in self.db.execute("SELECT * FROM counters")}

@@ -358,3 +358,29 @@ def test_flap_within_group_wait_reports_both_episodes() -> None:
     [n] = rec.sent
     assert [(a["episode"], a["state"]) for a in n.alerts] == [(1, "resolved"), (2, "firing")]
     assert n.status == "firing"
+
+
+def test_failed_entry_requeued_and_prune_keeps_audit() -> None:
+    from gridwatch.alerts import Delivery
+
+    class Flaky:
+        ok = False
+
+        def send(self, n):
+            return Delivery.success() if self.ok else Delivery.fail("HTTP 404")
+
+    clock, flaky = Clock(), Flaky()
+    router = make_router(clock=clock, notifiers={"mqtt": flaky})
+    router.submit(event("r1", "outage"))
+    clock.advance(30)
+    router.tick()
+    assert router.deliver_pending() == 0
+    [failed] = router.outbox("failed")
+    flaky.ok = True
+    router.requeue(failed["id"], by="ops")
+    assert router.deliver_pending() == 1
+    clock.advance(86400 * 8)
+    assert router.prune(timedelta(days=7)) == 1
+    assert router.outbox() == []
+    actions = [a["action"] for a in router.audit_trail()]
+    assert {"delivery_failed", "requeued", "delivered", "pruned"} <= set(actions)

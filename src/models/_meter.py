@@ -37,7 +37,9 @@ _ALPHA_GLOBAL = 0.01
 _ALPHA_CURVE = 0.125  # daily curves: about eight days of memory
 _FLOOR_KW = 0.01
 _SHRINK = 10.0  # pseudo-samples of the meter-wide dispersion in each slot's
-_STATE_VERSION = 1
+_STATE_VERSION = 2
+_BASE = SLOTS + 48
+_BLEND = 8.0  # samples at which a time-of-week slot and its day-type slot weigh the same
 
 #: Every event type a detector may raise (stable names: alert routes match on them).
 EVENT_TYPES = (
@@ -45,6 +47,11 @@ EVENT_TYPES = (
     "clock_drift", "voltage_sag", "voltage_swell", "low_power_factor", "phase_imbalance",
     "over_capacity_risk", "feeder_outage", "possible_theft",
 )
+
+
+def _day_slot(slot: int) -> int:
+    """The day-type slot of a time-of-week slot: weekday hours 0..23, day-off hours 24..47."""
+    return SLOTS + (24 if slot >= 120 else 0) + slot % 24
 
 
 def _iso(t: float) -> str:
@@ -117,9 +124,11 @@ class MeterState:
         self.last_fail = False
         self.silent = False
         self.quiet = False
-        self.base_mu = np.zeros(SLOTS, np.float32)
-        self.base_dev = np.zeros(SLOTS, np.float32)
-        self.base_n = np.zeros(SLOTS, np.uint16)
+        # 168 time-of-week slots, then 48 day-type slots (weekday hours, day-off hours) that
+        # the time-of-week slots are blended with while they have few samples
+        self.base_mu = np.zeros(_BASE, np.float32)
+        self.base_dev = np.zeros(_BASE, np.float32)
+        self.base_n = np.zeros(_BASE, np.uint16)
         self.glob_dev = 0.0
         self.cus_pos = self.cus_neg = 0.0
         self.cus_pos_t = self.cus_neg_t = 0.0
@@ -440,27 +449,39 @@ class MeterState:
                 # real load only (30% of the contracted capacity, else the meter's own average
                 # load); a severely low one at any load.
                 kva = meta.contracted_kva if meta and meta.contracted_kva else None
-                learned = self.base_n > 0
-                typical = float(self.base_mu[learned].mean()) if learned.any() else 0.0
+                learned = self.base_n[:SLOTS] > 0
+                typical = float(self.base_mu[:SLOTS][learned].mean()) if learned.any() else 0.0
                 low = r.kw >= (0.3 * kva if kva else typical)
-            self._cond(ev, "low_power_factor", low, t, meta, fire_after=s.pf_readings,
-                       clear_after=2,
-                       summary=f"power factor {abs(r.pf):.2f} below {s.min_power_factor}",
-                       score=s.min_power_factor - abs(r.pf), ev=lambda: {
-                           "observed_pf": r.pf, "limit_pf": s.min_power_factor, "kw": r.kw})
+            # hysteresis: while raised, a reading just above the limit (or at light load)
+            # neither clears it nor counts against it
+            hold = (not low and "low_power_factor" in self._act
+                    and (abs(r.pf) < s.min_power_factor + 0.02 or r.kw <= s.min_kw))
+            if not hold:
+                pf = abs(r.pf)
+                self._cond(ev, "low_power_factor", low, t, meta, fire_after=s.pf_readings,
+                           clear_after=s.pf_readings,
+                           summary=f"power factor {pf:.2f} below {s.min_power_factor}",
+                           score=s.min_power_factor - pf, ev=lambda: {
+                               "observed_pf": r.pf, "limit_pf": s.min_power_factor,
+                               "kw": r.kw})
 
     def _consumption(self, r: Reading, t: float, meta: MeterMeta | None, s: DetectionSettings,
                      cal: Calendar, ev: list[Event]) -> tuple[float, float, bool, bool]:
         slot = cal.slot(t)
+        dslot = _day_slot(slot)
         kw = r.kw
         n_s = int(self.base_n[slot])
-        mu = float(self.base_mu[slot])
-        warm = self.n >= s.warmup_readings and n_s >= 2
+        n_d = int(self.base_n[dslot])
+        mu_s = float(self.base_mu[slot])
+        mu_d = float(self.base_mu[dslot])
+        mu, dev = self._blend(slot, dslot)
+        warm = self.n >= s.warmup_readings and n_s >= 2 and n_d >= 2 * _BLEND
         z = 0.0
         if warm:
-            # Shrink the slot's dispersion towards the meter-wide one while the slot has few
+            # Shrink the dispersion towards the meter-wide one while the slots have few
             # samples: a lucky quiet slot must not make ordinary noise look abnormal.
-            dev = (n_s * float(self.base_dev[slot]) + _SHRINK * self.glob_dev) / (n_s + _SHRINK)
+            n_eff = n_s + n_d
+            dev = (n_eff * dev + _SHRINK * self.glob_dev) / (n_eff + _SHRINK)
             scale = max(1.25 * dev, 0.5 * self.glob_dev, 0.05 * abs(mu), _FLOOR_KW)
             z = (kw - mu) / scale
             zc = max(-10.0, min(10.0, z))
@@ -488,7 +509,9 @@ class MeterState:
                     f"{kind.replace('_', ' ')}: {kw:.2f} kW where {mu:.2f} kW is usual "
                     f"for {_DAYS[wd]} {hr:02d}:00",
                     {"kind": kind, "observed_kw": _r(kw), "expected_kw": _r(mu),
-                     "baseline": f"time-of-week {_DAYS[wd]} {hr:02d}:00, {n_s} samples",
+                     "baseline": f"time-of-week {_DAYS[wd]} {hr:02d}:00 ({n_s} samples), "
+                                 f"blended with {'day-off' if wd >= 5 else 'weekday'} "
+                                 f"{hr:02d}:00 ({n_d} samples)",
                      "z": _r(z, 2), "threshold_z": s.z_threshold,
                      "lasted_min": _r((t - onset) / 60, 1)}))
                 active = True
@@ -510,16 +533,18 @@ class MeterState:
         # accepted as the new normal.
         persisted = active and t - self._act.get("abnormal_consumption", t) > s.relearn_after_s
         if (not flagged and not active) or persisted or not warm:
-            n_new = min(n_s + 1, 65_535)
-            a = max(1.0 / n_new, _ALPHA_SLOT)
-            resid = kw - mu
-            self.base_n[slot] = n_new
-            self.base_mu[slot] = mu + a * resid
-            if n_s:
-                self.base_dev[slot] += a * (abs(resid) - float(self.base_dev[slot]))
+            for sl, n_old, m_old in ((slot, n_s, mu_s), (dslot, n_d, mu_d)):
+                n_new = min(n_old + 1, 65_535)
+                a = max(1.0 / n_new, _ALPHA_SLOT)
+                resid = kw - m_old
+                self.base_n[sl] = n_new
+                self.base_mu[sl] = m_old + a * resid
+                if n_old:
+                    self.base_dev[sl] += a * (abs(resid) - float(self.base_dev[sl]))
+            if n_s or n_d:
                 ag = max(1.0 / (self.n + 1), _ALPHA_GLOBAL)
-                self.glob_dev += ag * (abs(resid) - self.glob_dev)
-        expected = mu if n_s else kw
+                self.glob_dev += ag * (abs(kw - mu) - self.glob_dev)
+        expected = mu if (n_s or n_d) else kw
         return z, expected, flagged, warm
 
     def _capacity(self, r: Reading, t: float, interval: float, meta: MeterMeta,
@@ -542,7 +567,7 @@ class MeterState:
             th = t + h * interval
             damp += 0.85 ** h
             sl = cal.slot(th)
-            base = float(self.base_mu[sl]) if warm and self.base_n[sl] >= 2 else r.kw
+            base = self._blend(sl, _day_slot(sl))[0] if warm else r.kw
             f = (base + self.resid_ew * 0.9 ** h + self.trend_ew * damp) / pf
             peak = max(peak, f)
             if f >= limit and cross_t is None:
@@ -576,7 +601,19 @@ class MeterState:
 
     def _prev_expected(self, t: float, interval: float, cal: Calendar) -> float:
         sl = cal.slot(t - interval)
-        return float(self.base_mu[sl]) if self.base_n[sl] else self.last_kw
+        mu = self._blend(sl, _day_slot(sl))[0]
+        return mu if self.base_n[sl] or self.base_n[_day_slot(sl)] else self.last_kw
+
+    def _blend(self, slot: int, dslot: int) -> tuple[float, float]:
+        """Expected kW and dispersion: the time-of-week slot, blended with its day-type slot
+        while it has few samples."""
+        n_s = float(self.base_n[slot])
+        n_d = float(self.base_n[dslot])
+        if n_d == 0:
+            return float(self.base_mu[slot]), float(self.base_dev[slot])
+        w = n_s / (n_s + _BLEND)
+        return (w * float(self.base_mu[slot]) + (1 - w) * float(self.base_mu[dslot]),
+                w * float(self.base_dev[slot]) + (1 - w) * float(self.base_dev[dslot]))
 
     def _profile(self, r: Reading, t: float, interval: float, meta: MeterMeta | None,
                  s: DetectionSettings, cal: Calendar, ev: list[Event]) -> DailyProfile | None:

@@ -7,11 +7,12 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from gridwatch import Reading
 from gridwatch.cli import app
-from gridwatch.simulators import Label, Simulation, read_labels, write_labels
+from gridwatch.simulators import Fleet, Label, Simulation, read_labels, write_labels
 from gridwatch.simulators._targets import JsonlTarget, MemoryTarget, Pacer, drain
 
 FAR_FUTURE = {"now": datetime(2100, 1, 1, tzinfo=UTC)}
@@ -135,3 +136,28 @@ def test_labels_round_trip_as_jsonl(tmp_path: Path, make) -> None:
     feeder = [lb for lb in labels if lb.shape == "feeder_outage"]
     assert len(feeder) == 1 and len(feeder[0].meters) > 1
     assert isinstance(labels[0], Label)
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_for_100k_meters() -> None:
+    import tracemalloc
+
+    fleet = Fleet.load(Path(__file__).resolve().parents[2] / "config" / "fleets" /
+                       "utility-100k.yaml", duration="4h", interval_min=1)
+    sim = Simulation(fleet)
+    blocks = sim.blocks()
+    next(blocks)
+    tracemalloc.start()
+    try:
+        for _ in range(5):
+            block = next(blocks)
+        _, early_peak = tracemalloc.get_traced_memory()
+        for _ in range(60):
+            block = next(blocks)
+        _, late_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(block) == 100_000
+    # one interval of 100,000 meters is a few tens of MB of arrays; an hour more adds nothing
+    assert early_peak < 200 * 2**20
+    assert late_peak < early_peak * 1.1 + 2**20

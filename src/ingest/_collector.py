@@ -25,7 +25,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,8 +38,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import CollectorRegistry
 
 from gridwatch.ingest._deadletter import DeadLetter, DeadLetters
-from gridwatch.ingest._decode import Decoder
-from gridwatch.ingest._journal import Journal, decode_item, encode_item
+from gridwatch.ingest._decode import INTERNAL_ERROR, Decoder, DecodeResult, Rejection
+from gridwatch.ingest._journal import Journal, encode_item
 from gridwatch.ingest._metrics import IngestMetrics
 
 if TYPE_CHECKING:
@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 __all__ = ["Collector", "CollectorError", "CollectorStats", "ConnectError", "mqtt_password"]
 
 log = logging.getLogger("gridwatch.ingest.collector")
+
+#: Dead letters published to the topic carry at most this much of the payload.
+_PUBLISHED_PAYLOAD_MAX = 65_536
 
 #: CONNACK reason codes that retrying cannot fix (MQTT v5 §3.2.2.2).
 _FATAL_CONNACK = {
@@ -157,6 +160,7 @@ class Collector:
         self._dead: Counter[str] = Counter()
         self._error: str | None = None
         self._fatal: str | None = None
+        self._retention_checked = time.monotonic()
         self._client: mqtt.Client | None = None
         self._writer: threading.Thread | None = None
         self.journal: Journal | None = None
@@ -239,8 +243,12 @@ class Collector:
             if not batch:
                 break
             for off, data in batch:
-                with contextlib.suppress(ValueError):
-                    self.decoder.remember(decode_item(data))
+                # Only the key is needed: cheaper than validating the whole record again.
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    doc = json.loads(data)
+                    if "meter_id" in doc:
+                        self.decoder.remember_key(doc["meter_id"],
+                                                  datetime.fromisoformat(doc["ts"]))
                 offset = off + 1
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -421,7 +429,12 @@ class Collector:
         records: list[bytes] = []
         letters: list[DeadLetter] = []
         for m in batch:
-            result = self.decoder.decode_message(m.topic, m.payload, now)
+            try:
+                result = self.decoder.decode_message(m.topic, m.payload, now)
+            except Exception as exc:  # a decoder bug must not wedge the stream on one message
+                log.exception("decoding a message on %s failed", m.topic)
+                result = DecodeResult(rejected=[Rejection(
+                    INTERNAL_ERROR, f"decoder failed: {type(exc).__name__}: {exc}", m.payload)])
             records.extend(encode_item(item) for item in result.accepted)
             letters.extend(
                 DeadLetter(r.reason, m.topic, r.payload, r.detail, now, r.index)
@@ -454,8 +467,18 @@ class Collector:
         if letters and self.settings.ingest.publish_deadletters:
             topic = self.settings.topics.deadletter
             for d in letters:
-                doc = d.to_json_dict() | {"partition": self.partition}
+                if len(d.payload) > _PUBLISHED_PAYLOAD_MAX:
+                    # The whole payload is on disk; the topic gets its beginning.
+                    d = replace(d, payload=d.payload[:_PUBLISHED_PAYLOAD_MAX])
+                    doc = d.to_json_dict() | {"truncated": True}
+                else:
+                    doc = d.to_json_dict()
+                doc["partition"] = self.partition
                 self._client.publish(topic, json.dumps(doc, separators=(",", ":")), qos=1)
+        if time.monotonic() - self._retention_checked > 60:
+            self._retention_checked = time.monotonic()
+            self.journal.enforce_retention()
+            self.deadletters.journal.enforce_retention()
 
     def _update_journal_metrics(self) -> None:
         if self.journal is None:

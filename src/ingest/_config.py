@@ -71,7 +71,7 @@ class IngestSettings(Section):
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     #: Accepted (meter, timestamp) keys remembered per meter to reject duplicates; the collector
     #: rebuilds them from the last ``dedup_warm_records`` journal records at start-up.
-    dedup_per_meter: Annotated[int, Field(ge=1, le=10_000)] = 64
+    dedup_per_meter: Annotated[int, Field(ge=1, le=10_000)] = 32
     dedup_warm_records: Annotated[int, Field(ge=0)] = 500_000
     #: Publish each dead letter to ``topics.deadletter`` as well as writing it to disk.
     publish_deadletters: bool = True

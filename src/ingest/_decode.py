@@ -12,7 +12,7 @@ Reason codes are short stable strings, used as Prometheus label values and in de
 from __future__ import annotations
 
 import json
-from collections import OrderedDict, deque
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,11 +49,13 @@ TOO_LARGE: Final = "too_large"
 UNKNOWN_TOPIC: Final = "unknown_topic"
 TOPIC_MISMATCH: Final = "topic_mismatch"
 EMPTY_BATCH: Final = "empty_batch"
+INTERNAL_ERROR: Final = "internal_error"
 
 #: Every reason code the decoder (and the file reader) can give.
 REASONS: Final[tuple[str, ...]] = (
     INVALID_UTF8, INVALID_JSON, SCHEMA, NON_FINITE, OUT_OF_RANGE, FUTURE_TIMESTAMP,
     STALE_TIMESTAMP, DUPLICATE, TOO_LARGE, UNKNOWN_TOPIC, TOPIC_MISMATCH, EMPTY_BATCH,
+    INTERNAL_ERROR,
 )
 
 # The schema checks the future itself against this context; the decoder does it with its own
@@ -116,6 +118,14 @@ def describe_validation(exc: ValidationError) -> tuple[str, str]:
     return reason, f"{loc}: {msg}{shown}{more}"
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO: Final = timedelta(microseconds=1)
+
+
+def _micros(ts: datetime) -> int:
+    return (ts - _EPOCH) // _MICRO
+
+
 def _level(topic_levels: list[str], level: int) -> str | None:
     return topic_levels[level] if level < len(topic_levels) else None
 
@@ -141,28 +151,34 @@ class Decoder:
         self.max_backwards = timedelta(seconds=ingest.max_backwards_s)
         self.per_meter = ingest.dedup_per_meter
         self.max_meters = max_meters
-        # meter_id -> (newest accepted ts, recent accepted ts set, their arrival order)
-        self._seen: OrderedDict[str, tuple[datetime, set[datetime], deque[datetime]]] = (
-            OrderedDict()
-        )
+        # meter_id -> array of accepted timestamps (microseconds since the epoch): element 0
+        # is the newest, the rest the last ``per_meter`` accepted, oldest first. Compact on
+        # purpose: a collector may see a million meters.
+        self._seen: dict[str, array[int]] = {}
 
     # -- memory of accepted readings -------------------------------------------------------
     def remember(self, item: Item) -> None:
         """Record an accepted reading (also used to warm up from the journal after a restart)."""
-        if not isinstance(item, Reading):
-            return
-        entry = self._seen.get(item.meter_id)
+        if isinstance(item, Reading):
+            self.remember_key(item.meter_id, item.ts)
+
+    def remember_key(self, meter_id: str, ts: datetime) -> None:
+        """Record that ``meter_id`` has an accepted reading at ``ts``."""
+        key = _micros(ts)
+        entry = self._seen.get(meter_id)
         if entry is None:
             if len(self._seen) >= self.max_meters:
-                self._seen.popitem(last=False)
-            entry = (item.ts, set(), deque())
-        newest, keys, order = entry
-        if item.ts not in keys:
-            keys.add(item.ts)
-            order.append(item.ts)
-            if len(order) > self.per_meter:
-                keys.discard(order.popleft())
-        self._seen[item.meter_id] = (max(newest, item.ts), keys, order)
+                # Forget the meter first seen longest ago (insertion order).
+                del self._seen[next(iter(self._seen))]
+            self._seen[meter_id] = array("q", (key, key))
+            return
+        if key in entry[1:]:
+            return
+        if key > entry[0]:
+            entry[0] = key
+        entry.append(key)
+        if len(entry) > self.per_meter + 1:
+            del entry[1]
 
     def _check_history(self, item: Item) -> None:
         if not isinstance(item, Reading):
@@ -170,15 +186,17 @@ class Decoder:
         entry = self._seen.get(item.meter_id)
         if entry is None:
             return
-        newest, keys, _ = entry
-        if item.ts in keys:
+        key = _micros(item.ts)
+        if key in entry[1:]:
             raise DecodeError(
                 DUPLICATE, f"meter {item.meter_id} already has a reading at {item.ts.isoformat()}"
             )
-        if newest - item.ts > self.max_backwards:
+        behind = timedelta(microseconds=entry[0] - key)
+        if behind > self.max_backwards:
+            newest = _EPOCH + timedelta(microseconds=entry[0])
             raise DecodeError(
                 STALE_TIMESTAMP,
-                f"meter {item.meter_id}: ts {item.ts.isoformat()} is {newest - item.ts} before "
+                f"meter {item.meter_id}: ts {item.ts.isoformat()} is {behind} before "
                 f"its newest reading {newest.isoformat()} (tolerance {self.max_backwards})",
             )
 

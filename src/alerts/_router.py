@@ -34,6 +34,8 @@ from gridwatch.alerts._templates import Templates
 log = logging.getLogger("gridwatch.alerts")
 
 Clock = Callable[[], datetime]
+#: How long a delivery attempt holds its outbox entry before another process may retry it.
+SEND_LEASE = timedelta(seconds=120)
 #: Audit actions that are changes of an alert's state.
 TRANSITION_ACTIONS = ("firing", "acknowledged", "escalated", "resolved", "silenced",
                       "unsilenced", "inhibited", "uninhibited", "severity_raised")
@@ -758,6 +760,15 @@ class Router:
                     "SELECT * FROM outbox WHERE status='pending' AND next_attempt_at <= ? "
                     "ORDER BY id LIMIT ?", (ts(now), limit)).fetchall()
             for row in rows:
+                # Claim the entry with a lease, so a second router process on the same database
+                # does not send it too; a crash mid-send lets the lease run out and it is retried.
+                with self._tx() as db:
+                    claimed = db.execute(
+                        "UPDATE outbox SET next_attempt_at=? WHERE id=? AND status='pending' "
+                        "AND next_attempt_at=?",
+                        (ts(now + SEND_LEASE), row["id"], row["next_attempt_at"])).rowcount
+                if not claimed:
+                    continue
                 n = Notification.model_validate_json(row["payload"])
                 notifier = self.notifiers.get(row["channel"])
                 try:

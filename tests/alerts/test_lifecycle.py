@@ -384,3 +384,31 @@ def test_failed_entry_requeued_and_prune_keeps_audit() -> None:
     assert router.outbox() == []
     actions = [a["action"] for a in router.audit_trail()]
     assert {"delivery_failed", "requeued", "delivered", "pruned"} <= set(actions)
+
+
+def test_two_routers_on_one_database_send_once(tmp_path: Path) -> None:
+    from gridwatch.alerts import Delivery
+
+    clock = Clock()
+    db = tmp_path / "shared.sqlite"
+    other_sent: list[int] = []
+
+    class WhileSending:
+        """While router a is sending, router b tries to deliver the same outbox."""
+
+        sent = 0
+
+        def send(self, n):
+            other_sent.append(b.deliver_pending())
+            self.sent += 1
+            return Delivery.success()
+
+    rec_a, rec_b = WhileSending(), Recorder()
+    a = make_router(db=db, clock=clock, notifiers={"mqtt": rec_a})
+    b = make_router(db=db, clock=clock, notifiers={"mqtt": rec_b})
+    a.submit(event("r1", "outage"))
+    clock.advance(30)
+    b.tick()
+    assert a.tick() == 0  # b already flushed the group
+    assert a.deliver_pending() == 1
+    assert other_sent == [0] and rec_b.sent == [] and rec_a.sent == 1

@@ -179,7 +179,6 @@ class VoltageSpec(BaseModel):
     cell_spread: Annotated[float, Field(ge=0, le=0.1)] = 0.015
     load_drop: Annotated[float, Field(ge=0, le=0.1)] = 0.02
     noise: Annotated[float, Field(ge=0, le=0.05)] = 0.003
-    frequency_hz: Literal[50, 60] = 50
 
     @model_validator(mode="after")
     def _order(self) -> VoltageSpec:

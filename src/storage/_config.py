@@ -26,7 +26,10 @@ class InfluxSettings(Section):
     username: str | None = None
     password: SecretStr | None = None
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
-    flush_interval_ms: Annotated[int, Field(ge=1)] = 1000
+    #: 0 writes every batch as it comes. A positive value holds a batch smaller than
+    #: ``batch_size`` in the on-disk spool until this much time has passed and more points
+    #: arrive (fewer, larger writes; points wait longer when the stream is quiet).
+    flush_interval_ms: Annotated[int, Field(ge=0)] = 0
     timeout_ms: Annotated[int, Field(ge=100)] = 10_000
     gzip: bool = True
     spool_dir: Path = Path("var/spool")

@@ -11,6 +11,12 @@ points go straight to the spool, nobody sleeps.
 Points the server rejects (HTTP 400) are isolated by halving the batch — rewriting the valid
 ones is harmless, points are idempotent — and each goes to a dead-letter JSONL file in the spool
 directory with the server's message.
+
+The spool is bounded (``influx.spool_max_bytes``). When it is full the sink applies
+backpressure instead of dropping: ``write_batch`` does not return until the server has taken
+enough of the backlog to make room, retrying with the configured backoff, logging the wait and
+raising the ``gridwatch_storage_blocked`` gauge. The dataflow pauses meanwhile; the collectors
+go on journalling what the broker delivers, so nothing that was accepted is lost.
 """
 
 from __future__ import annotations
@@ -73,6 +79,10 @@ class StorageMetrics:
         self.spool_points = Gauge(
             "gridwatch_storage_spool_points", "Points waiting in the on-disk spool.", ["worker"],
             registry=r)
+        self.blocked = Gauge(
+            "gridwatch_storage_blocked",
+            "1 while the spool is full and the sink holds the dataflow back until the server "
+            "takes writes again.", ["worker"], registry=r)
 
 
 class InfluxSinkPartition(StatelessSinkPartition[Any]):
@@ -81,7 +91,8 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
 
     def __init__(self, settings: InfluxSettings, writer: PointWriter, spool: Spool,
                  deadletter: Path, metrics: StorageMetrics, *, worker: int = 0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self._settings = settings
         self._writer = writer
         self.spool = spool
@@ -98,7 +109,8 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
         # A spool left by an earlier run is due at once.
         self._held_since: float | None = float("-inf") if len(spool) else None
         self._full_since: float | None = None
-        self._dropped_while_full = 0
+        self._last_full_log = float("-inf")
+        self._sleep = sleep
         self.written = 0
         self.rejected = 0
         self.dropped = 0
@@ -181,22 +193,42 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
     def _hold(self, lines: list[str], now: float) -> None:
         for start in range(0, len(lines), self._batch):
             chunk = lines[start:start + self._batch]
-            if self.spool.append(chunk):
+            while not self.spool.append(chunk):
+                if not len(self.spool) and self._clock() >= self._backoff_until \
+                        and self._send(chunk):
+                    break  # larger than the whole spool: written directly instead
+                self._wait_for_room()
+            else:
                 if self._held_since is None:
                     self._held_since = now
-                continue
-            self.dropped += len(chunk)
-            self._dropped_while_full += len(chunk)
-            self._metrics.dropped.labels(self._worker, "spool_full").inc(len(chunk))
-            if self._full_since is None:
-                self._full_since = now
-                log.error(
-                    "storage spool FULL: %d points (%d bytes) wait in %s, the limit is "
-                    "influx.spool_max_bytes=%d; new points are DROPPED (counted in "
-                    "gridwatch_storage_points_dropped_total{reason=\"spool_full\"}) until %s "
-                    "accepts writes again; replay the journal over the gap to fill it",
-                    self.spool.points, self.spool.size_bytes, self.spool.directory,
-                    self.spool.max_bytes, self._settings.url)
+            if self._full_since is not None:
+                log.warning("storage spool has room again after %.1fs; the dataflow goes on",
+                            self._clock() - self._full_since)
+                self._full_since = None
+                self._metrics.blocked.labels(self._worker).set(0)
+
+    def _wait_for_room(self) -> None:
+        """Backpressure: the spool is full, so hold the dataflow until the server has taken
+        some of the backlog. Logs when it starts and every minute while it lasts."""
+        now = self._clock()
+        if self._full_since is None:
+            self._full_since = now
+            self._last_full_log = now
+            self._metrics.blocked.labels(self._worker).set(1)
+            log.error(
+                "storage spool FULL: %d points (%d bytes) wait in %s, the limit is "
+                "influx.spool_max_bytes=%d; the dataflow is held back until %s accepts writes "
+                "again (readings keep being journalled meanwhile)",
+                self.spool.points, self.spool.size_bytes, self.spool.directory,
+                self.spool.max_bytes, self._settings.url)
+        elif now - self._last_full_log >= 60:
+            self._last_full_log = now
+            log.error("storage spool still FULL after %.0fs; %s does not accept writes",
+                      now - self._full_since, self._settings.url)
+        wait = min(max(self._backoff_until - now, 0.0), 5.0)
+        if wait > 0:
+            self._sleep(wait)
+        self._drain(self._clock(), force=True)
 
     def _due(self, now: float, force: bool) -> bool:
         if not len(self.spool) or now < self._backoff_until:
@@ -216,11 +248,6 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
                 break
         if not len(self.spool):
             self._held_since = None
-        if self._full_since is not None and self.spool.size_bytes <= self.spool.max_bytes // 2:
-            log.warning("storage spool accepts points again; %d points were dropped while it "
-                        "was full", self._dropped_while_full)
-            self._full_since = None
-            self._dropped_while_full = 0
 
     def _send(self, lines: list[str]) -> bool:
         """Write ``lines``; True when done (stored or dead-lettered), False to retry later."""

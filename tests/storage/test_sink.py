@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -127,24 +128,45 @@ def test_spool_survives_a_crash_and_drains_on_restart(v1_settings, influxdb, sh,
     assert count(sh, influxdb, up.database) == 11
 
 
-def test_full_spool_drops_counts_and_says_so(v1_settings, sh, caplog):
-    port = _services.free_port()
-    s = v1_settings(url=f"http://127.0.0.1:{port}", spool_max_bytes=3000, batch_size=10)
+@pytest.mark.slow
+def test_full_spool_holds_the_dataflow_back_and_loses_nothing(v1_settings, sh, caplog,
+                                                               tmp_path: Path):
+    svc = _services.influxdb(tmp_path / "private-influxdb").start()
+    s = v1_settings(url=svc.url, spool_max_bytes=3000, batch_size=10, retry_initial_ms=100,
+                    retry_max_ms=200)
+    sh.create_database(svc, s.database)
+    svc.stop()
     sink = InfluxSink(s, metrics=StorageMetrics(CollectorRegistry()))
     part = sink.build("s", 0, 1)
-    with caplog.at_level(logging.WARNING, logger="gridwatch.storage"):
+    reg = sink.metrics.registry
+    done = threading.Event()
+
+    def produce() -> None:
         for i in range(0, 100, 10):
             part.write_batch([sh.reading("m-1", j) for j in range(i, i + 10)])
-    assert part.spool.size_bytes <= 3000
-    assert part.dropped > 0
-    assert part.dropped + part.spool.points == 100
-    full = [r for r in caplog.records if "spool FULL" in r.getMessage()]
-    assert len(full) == 1 and "spool_max_bytes=3000" in full[0].getMessage()
-    reg = sink.metrics.registry
-    assert reg.get_sample_value("gridwatch_storage_points_dropped_total",
-                                {"worker": "0", "reason": "spool_full"}) == part.dropped
-    assert reg.get_sample_value("gridwatch_storage_spool_bytes",
-                                {"worker": "0"}) == part.spool.size_bytes
+        done.set()
+
+    with caplog.at_level(logging.WARNING, logger="gridwatch.storage"):
+        th = threading.Thread(target=produce)
+        th.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not reg.get_sample_value(
+                "gridwatch_storage_blocked", {"worker": "0"}):
+            time.sleep(0.05)
+        # The spool is full and the server down: write_batch holds the dataflow back.
+        assert reg.get_sample_value("gridwatch_storage_blocked", {"worker": "0"}) == 1
+        assert not done.wait(1.0)
+        assert part.spool.size_bytes <= 3000
+        full = [r for r in caplog.records if "spool FULL" in r.getMessage()]
+        assert len(full) == 1 and "spool_max_bytes=3000" in full[0].getMessage()
+        svc.start()
+        assert done.wait(30), "the sink did not resume when the server came back"
+        th.join()
+    assert part.flush()
+    assert count(sh, svc, s.database) == 100  # every point, once
+    assert part.dropped == 0
+    assert reg.get_sample_value("gridwatch_storage_blocked", {"worker": "0"}) == 0
+    svc.stop()
 
 
 def test_unsupported_items_are_counted(v1_settings, influxdb, sh):

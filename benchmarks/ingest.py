@@ -70,7 +70,7 @@ def _session_client(port: int, cid: str) -> tuple[mqtt.Client, Properties]:
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600
-    props.ReceiveMaximum = 65535
+    props.ReceiveMaximum = MqttSettings().receive_maximum  # as the collector's
     return c, props
 
 

@@ -45,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "JournalSource": "_source",
     "Rejected": "_source",
     "iter_readings_file": "_source",
+    "replay_source": "_source",
 }
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "journal_partitions",
     "mqtt_password",
     "read_deadletters",
+    "replay_source",
     "start_metrics_server",
 ]
 
@@ -126,4 +128,10 @@ if TYPE_CHECKING:
         journal_partitions,
     )
     from gridwatch.ingest._metrics import IngestMetrics, start_metrics_server
-    from gridwatch.ingest._source import FileSource, JournalSource, Rejected, iter_readings_file
+    from gridwatch.ingest._source import (
+        FileSource,
+        JournalSource,
+        Rejected,
+        iter_readings_file,
+        replay_source,
+    )

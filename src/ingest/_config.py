@@ -36,7 +36,9 @@ class MqttSettings(Section):
     reconnect_min_s: Annotated[int, Field(ge=1, le=3600)] = 1
     reconnect_max_s: Annotated[int, Field(ge=1, le=3600)] = 30
     #: MQTT v5 Receive Maximum: unacknowledged QoS 1 messages the broker may have in flight.
-    receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 65535
+    #: Messages are acknowledged after the journal fsync, so this also bounds what a collector
+    #: holds in memory.
+    receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 10_000
 
     _no_placeholder = field_validator("password")(reject_placeholder)
 

@@ -390,18 +390,20 @@ def decode(
     topic: str,
     payload: bytes,
     *,
-    settings: Decoder | TopicSettings | IngestSettings | None = None,
+    settings: Decoder | TopicSettings | IngestSettings | Any = None,
     now: datetime | None = None,
 ) -> list[Item]:
     """Decode one message strictly: every item, or :class:`DecodeError` for the first bad one.
 
-    ``settings`` may be a :class:`Decoder` (whose duplicate memory is then used and updated), or
-    the topic or ingest settings section. The collector uses :meth:`Decoder.decode_message`
-    instead, which keeps the good items of a batch with a bad one.
+    ``settings`` may be a :class:`Decoder` (whose duplicate memory is then used and updated),
+    the root ``Settings``, or its topic or ingest section. The collector uses
+    :meth:`Decoder.decode_message` instead, which keeps the good items of a batch with a bad one.
     """
     now = now or datetime.now(UTC)
     if isinstance(settings, Decoder):
         decoder = settings
+    elif hasattr(settings, "topics") and hasattr(settings, "ingest"):  # the root Settings
+        decoder = Decoder(settings.topics, settings.ingest)
     elif isinstance(settings, TopicSettings):
         decoder = Decoder(settings)
     elif isinstance(settings, IngestSettings):

@@ -35,7 +35,7 @@ from gridwatch.ingest._decode import (
 from gridwatch.ingest._journal import Journal, decode_item, journal_partitions
 from gridwatch.ingest._metrics import IngestMetrics
 
-__all__ = ["FileSource", "JournalSource", "Rejected", "iter_readings_file"]
+__all__ = ["FileSource", "JournalSource", "Rejected", "iter_readings_file", "replay_source"]
 
 log = logging.getLogger("gridwatch.ingest.source")
 
@@ -125,7 +125,8 @@ class JournalSource(FixedPartitionedSource[Item, int]):
     def list_parts(self) -> list[str]:
         parts = self.partitions
         if parts is None:
-            parts = journal_partitions(self.journal_dir)
+            # Before any collector has written, follow partition 0 rather than nothing.
+            parts = journal_partitions(self.journal_dir) or [0]
         return [_part_name(p) for p in parts]
 
     def build_part(self, step_id: str, for_part: str,
@@ -331,3 +332,19 @@ class FileSource(FixedPartitionedSource[Item, int]):
     def build_part(self, step_id: str, for_part: str,
                    resume_state: int | None) -> _FilePartition:
         return _FilePartition(self, resume_state)
+
+
+def replay_source(
+    path: Path, *, deadletter_dir: Path | None = None, batch_size: int = 1000,
+    metrics: IngestMetrics | None = None,
+) -> JournalSource | FileSource:
+    """The bytewax source that replays ``path`` to its end: a journal directory (every
+    partition under it), or a CSV/JSONL readings file."""
+    path = Path(path)
+    if path.is_dir():
+        if not journal_partitions(path):
+            raise ValueError(f"{path} is a directory but holds no journal partitions (p0000/ ...)")
+        return JournalSource(path, follow=False, batch_size=batch_size, metrics=metrics)
+    return FileSource(path, deadletter_dir=deadletter_dir, batch_size=batch_size,
+                      metrics=metrics)
+

@@ -201,3 +201,15 @@ def test_engine_kill_9_with_recovery_loses_nothing(tmp_path: Path) -> None:
     # At most the epoch in progress at the kill is done again (1 s of about 1,000 readings/s).
     print(f"killed after {before} lines; redone {redone}")
     assert redone <= 1500, redone
+
+
+def test_replay_source_picks_journal_or_file(tmp_path: Path) -> None:
+    from gridwatch.ingest import replay_source
+
+    items = _fill(tmp_path / "j", 1, [reading_doc(i) for i in range(3)])
+    assert _run(replay_source(tmp_path / "j")) == items
+    path = _write_csv(tmp_path / "r.csv")
+    assert [r.meter_id for r in _run(replay_source(path))] == ["m1", "m4", "m8"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no journal partitions"):
+        replay_source(tmp_path / "empty")

@@ -476,6 +476,10 @@ class MeterState:
         mu_d = float(self.base_mu[dslot])
         mu, dev = self._blend(slot, dslot)
         warm = self.n >= s.warmup_readings and n_s >= 2 and n_d >= 2 * _BLEND
+        if meta is not None and meta.has_export and (mu < 0 or kw < 0):
+            # While a prosumer exports, its net load follows the weather, not its consumption:
+            # learn it, but do not judge it.
+            warm = False
         z = 0.0
         if warm:
             # Shrink the dispersion towards the meter-wide one while the slots have few

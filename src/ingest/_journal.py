@@ -350,6 +350,8 @@ class Journal:
         if offset > base:
             # Skip headers (no checksum) to the wanted record.
             cur = self._skip(base, offset)
+            if cur.offset != offset:
+                return None  # not written yet
         return cur
 
     def _skip(self, base: int, offset: int) -> _Cursor:

@@ -23,11 +23,14 @@ from gridwatch.ingest import Collector, read_deadletters
 
 pytestmark = pytest.mark.services
 
+# Each test has a broker of its own (``fresh_mosquitto``): exact counts must not see retained
+# messages or sessions left by other tests of the run.
+
 
 @pytest.mark.slow
-def test_100k_mixed_readings_each_journaled_exactly_once(mosquitto, tmp_path: Path,
+def test_100k_mixed_readings_each_journaled_exactly_once(fresh_mosquitto, tmp_path: Path,
                                                         publisher_factory) -> None:
-    settings = make_settings(mosquitto.port, tmp_path, client_id="gw-100k")
+    settings = make_settings(fresh_mosquitto.port, tmp_path, client_id="gw-100k")
     registry = CollectorRegistry()
     collector = Collector(settings, registry=registry).start()
     try:
@@ -35,7 +38,7 @@ def test_100k_mixed_readings_each_journaled_exactly_once(mosquitto, tmp_path: Pa
         msgs = list(mixed_messages(0, 50_000, 500))
         expected = [k for _, _, keys in msgs for k in keys]
         assert len(expected) == 100_000
-        pub = publisher_factory(mosquitto.port, client_id="pub-100k")
+        pub = publisher_factory(fresh_mosquitto.port, client_id="pub-100k")
         pub.publish_all(msgs)
         pub.wait_all(120)
         wait_for(lambda: collector.stats.accepted >= 100_000, 120,
@@ -78,15 +81,15 @@ def _bad_payloads(good_now: dict) -> list[tuple[str, bytes, str]]:
 
 
 @pytest.mark.slow
-def test_malformed_payloads_dead_lettered_with_reason(mosquitto, tmp_path: Path,
+def test_malformed_payloads_dead_lettered_with_reason(fresh_mosquitto, tmp_path: Path,
                                                       publisher_factory) -> None:
-    settings = make_settings(mosquitto.port, tmp_path, client_id="gw-bad",
+    settings = make_settings(fresh_mosquitto.port, tmp_path, client_id="gw-bad",
                              max_payload_bytes=4096)
     collector = Collector(settings, registry=CollectorRegistry()).start()
-    listener = Listener(mosquitto.port, settings.topics.deadletter)
+    listener = Listener(fresh_mosquitto.port, settings.topics.deadletter)
     try:
         collector.wait_ready(10)
-        pub = publisher_factory(mosquitto.port, client_id="pub-bad")
+        pub = publisher_factory(fresh_mosquitto.port, client_id="pub-bad")
         first = {"meter_id": "m1", "ts": reading_doc(0)["ts"], "kw": 2.0}
         pub.publish("meters/r/m1/reading", json.dumps(first).encode())
         stale_anchor = {"meter_id": "stale", "ts": reading_doc(0)["ts"], "kw": 1.0}
@@ -133,12 +136,12 @@ def test_malformed_payloads_dead_lettered_with_reason(mosquitto, tmp_path: Path,
     assert published == expected_bad
 
 
-def test_restart_skips_redelivered_duplicates(mosquitto, tmp_path: Path,
+def test_restart_skips_redelivered_duplicates(fresh_mosquitto, tmp_path: Path,
                                                publisher_factory) -> None:
     """A reading journaled before a restart is a duplicate after it (warm-up from the
     journal), so a redelivery never doubles it."""
-    settings = make_settings(mosquitto.port, tmp_path, client_id="gw-warm")
-    pub = publisher_factory(mosquitto.port, client_id="pub-warm")
+    settings = make_settings(fresh_mosquitto.port, tmp_path, client_id="gw-warm")
+    pub = publisher_factory(fresh_mosquitto.port, client_id="pub-warm")
     doc = reading_doc(5)
     with Collector(settings, registry=CollectorRegistry()) as c:
         c.wait_ready(10)

@@ -174,3 +174,13 @@ def test_deadletters_keep_reason_payload_and_count(tmp_path: Path) -> None:
     letters = list(read_deadletters(tmp_path))
     assert [(d.reason, d.payload, d.index) for d in letters] == [
         ("invalid_utf8", b"\xff\x00", None), ("schema", b'{"a":1}', 3)]
+
+
+def test_reading_past_the_end_waits_for_that_offset(tmp_path: Path) -> None:
+    with Journal(tmp_path, 0, segment_bytes=100, fsync=False) as j:
+        j.append([b"a"] * 5)
+        r = Journal(tmp_path, 0, readonly=True)
+        assert r.read(8, 10) == []
+        j.append([f"r{i}".encode() for i in range(5, 12)])
+        assert [o for o, _ in r.read(8, 10)] == [8, 9, 10, 11]
+        r.close()

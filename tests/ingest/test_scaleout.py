@@ -32,11 +32,11 @@ def _partition_keys(journal_dir: Path, part: int) -> list[tuple[str, str]]:
         return out
 
 
-def test_shared_subscription_then_two_process_dataflow(mosquitto, tmp_path: Path,
+def test_shared_subscription_then_two_process_dataflow(fresh_mosquitto, tmp_path: Path,
                                                        publisher_factory) -> None:
     group = {"shared_group": "gw-scale"}
     collectors = [
-        Collector(make_settings(mosquitto.port, tmp_path, client_id="gw-scale",
+        Collector(make_settings(fresh_mosquitto.port, tmp_path, client_id="gw-scale",
                                 mqtt_extra=group), partition=p, registry=CollectorRegistry())
         for p in (0, 1)
     ]
@@ -49,7 +49,7 @@ def test_shared_subscription_then_two_process_dataflow(mosquitto, tmp_path: Path
             c.start()
         for c in collectors:
             c.wait_ready(10)
-        pub = publisher_factory(mosquitto.port, client_id="pub-scale")
+        pub = publisher_factory(fresh_mosquitto.port, client_id="pub-scale")
         pub.publish_all(msgs)
         pub.wait_all(60)
         wait_for(lambda: sum(c.stats.accepted for c in collectors) >= 20_000, 60,

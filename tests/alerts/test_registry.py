@@ -92,3 +92,16 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
     bad.write_text("customers: [\n")
     with pytest.raises(RegistryError, match="not valid YAML"):
         Registry.load(bad)
+
+
+def test_json_registry_and_cached_meta(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps(REGISTRY))
+    reg = Registry.load(path)
+    assert reg.meter_meta("m2") is reg.meter_meta("m2")
+    assert reg.meter_meta("m2").phases == 3
+    path.write_text("{")
+    with pytest.raises(RegistryError, match="line 1: not valid JSON"):
+        Registry.load(path)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from gridwatch.ingest import (
     DeadLetters,
@@ -184,3 +185,54 @@ def test_reading_past_the_end_waits_for_that_offset(tmp_path: Path) -> None:
         j.append([f"r{i}".encode() for i in range(5, 12)])
         assert [o for o, _ in r.read(8, 10)] == [8, 9, 10, 11]
         r.close()
+
+
+class JournalMachine(RuleBasedStateMachine):
+    """Appends, reads, reopenings and torn tails in any order agree with a plain list."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.TemporaryDirectory()
+        self.path = Path(self.dir.name)
+        self.model: list[bytes] = []
+        self.journal = Journal(self.path, 0, segment_bytes=120, fsync=False)
+        self.reader = Journal(self.path, 0, readonly=True)
+
+    @rule(batch=st.lists(records, max_size=6))
+    def append(self, batch: list[bytes]) -> None:
+        last = self.journal.append(batch)
+        self.model.extend(batch)
+        assert last == len(self.model) - 1
+
+    @rule(start=st.integers(0, 80), n=st.integers(1, 30), use_reader=st.booleans())
+    def read(self, start: int, n: int, use_reader: bool) -> None:
+        j = self.reader if use_reader else self.journal
+        assert j.read(start, n) == list(enumerate(self.model))[start:start + n]
+
+    @rule()
+    def reopen(self) -> None:
+        self.journal.close()
+        self.journal = Journal(self.path, 0, segment_bytes=120, fsync=False)
+        assert self.journal.end_offset == len(self.model)
+
+    @rule(garbage=st.binary(min_size=1, max_size=30))
+    def crash_with_torn_tail(self, garbage: bytes) -> None:
+        self.journal.close()
+        last = sorted((self.path / "p0000").glob("*.log"))[-1]
+        with open(last, "ab") as f:
+            f.write(garbage)
+        self.journal = Journal(self.path, 0, segment_bytes=120, fsync=False)
+        assert self.journal.end_offset == len(self.model)
+
+    @invariant()
+    def ends_agree(self) -> None:
+        assert self.journal.end_offset == len(self.model)
+
+    def teardown(self) -> None:
+        self.journal.close()
+        self.reader.close()
+        self.dir.cleanup()
+
+
+TestJournalMachine = JournalMachine.TestCase
+TestJournalMachine.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)

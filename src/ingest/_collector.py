@@ -173,17 +173,24 @@ class Collector:
         the writer thread. Returns at once; see :meth:`wait_ready`."""
         ing = self.settings.ingest
         retention = ing.retention_hours * 3600
-        self.journal = Journal(
-            ing.journal_dir, self.partition, segment_bytes=ing.segment_bytes,
-            retention_bytes=ing.retention_bytes, retention=retention,
-        )
-        self.deadletters = DeadLetters(
-            ing.deadletter_dir, self.partition, segment_bytes=ing.segment_bytes,
-            retention_bytes=ing.retention_bytes, retention=retention,
-        )
-        self._warm_up()
+        client = self._make_client()  # bad TLS or password settings fail before any file opens
+        try:
+            self.journal = Journal(
+                ing.journal_dir, self.partition, segment_bytes=ing.segment_bytes,
+                retention_bytes=ing.retention_bytes, retention=retention,
+            )
+            self.deadletters = DeadLetters(
+                ing.deadletter_dir, self.partition, segment_bytes=ing.segment_bytes,
+                retention_bytes=ing.retention_bytes, retention=retention,
+            )
+            self._warm_up()
+        except BaseException:
+            for store in (self.journal, self.deadletters):
+                if store is not None:
+                    store.close()
+            raise
         self._update_journal_metrics()
-        self._client = self._make_client()
+        self._client = client
         self._writer = threading.Thread(
             target=self._write_loop, name=f"gridwatch-journal-writer-{self.partition}",
             daemon=True,

@@ -153,3 +153,16 @@ def test_restart_skips_redelivered_duplicates(fresh_mosquitto, tmp_path: Path,
         wait_for(lambda: c.stats.deadlettered.get("duplicate") == 1, 10, "the duplicate")
     assert len(journal_keys(settings.ingest.journal_dir)) == 1
     time.sleep(0)
+
+
+def test_second_collector_on_a_partition_is_refused(fresh_mosquitto, tmp_path: Path) -> None:
+    from gridwatch.ingest import JournalLockedError
+
+    settings = make_settings(fresh_mosquitto.port, tmp_path, client_id="gw-lock")
+    with Collector(settings, registry=CollectorRegistry()) as first:
+        first.wait_ready(10)
+        with pytest.raises(JournalLockedError, match="partition 0"):
+            Collector(settings, registry=CollectorRegistry()).start()
+    # The refused one left nothing open: the partition can be taken again.
+    with Collector(settings, registry=CollectorRegistry()) as again:
+        again.wait_ready(10)

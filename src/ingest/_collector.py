@@ -318,7 +318,10 @@ class Collector:
     def _subscriptions(self) -> list[tuple[str, SubscribeOptions]]:
         t = self.settings.topics
         group = self.settings.mqtt.shared_group
-        opts = SubscribeOptions(qos=self.settings.mqtt.qos)
+        # Retained messages only on a new subscription: resubscribing after every reconnect
+        # must not deliver them again.
+        opts = SubscribeOptions(qos=self.settings.mqtt.qos,
+                                retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
         out = []
         for flt in dict.fromkeys((t.reading, t.batch, t.telemetry)):
             out.append((f"$share/{group}/{flt}" if group else flt, opts))

@@ -180,6 +180,12 @@ class Decoder:
         if len(entry) > self.per_meter + 1:
             del entry[1]
 
+    def admit(self, item: Item) -> None:
+        """Check ``item`` against the per-meter memory (duplicate, stale) and remember it;
+        raises :class:`DecodeError` when it must be rejected."""
+        self._check_history(item)
+        self.remember(item)
+
     def _check_history(self, item: Item) -> None:
         if not isinstance(item, Reading):
             return

@@ -23,12 +23,14 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from pydantic import ValidationError
 
 from gridwatch._schemas import DeviceTelemetry, Reading
+from gridwatch.ingest._config import IngestSettings
 from gridwatch.ingest._deadletter import DeadLetter, DeadLetters
 from gridwatch.ingest._decode import (
-    DUPLICATE,
     INVALID_JSON,
     INVALID_UTF8,
     SCHEMA,
+    DecodeError,
+    Decoder,
     Item,
     describe_validation,
 )
@@ -155,6 +157,7 @@ _CSV_FIELDS = {
 }
 _TUPLE_FIELDS = {"voltage", "current", "status"}
 _FILE_CTX: dict[str, Any] = {"max_future": timedelta.max}
+_NO_STALE_CHECK_S = 1e13  # about 300,000 years
 
 
 def _csv_row(header: list[str], row: list[str]) -> dict[str, Any]:
@@ -184,7 +187,9 @@ def _numbered(path: Path) -> Iterator[tuple[int, Item | Rejected]]:
     """``(line number, reading or rejection)`` for each data line of a CSV or JSONL file."""
     is_csv = path.suffix.lower() == ".csv"
     header: list[str] | None = None
-    seen: dict[str, set[datetime]] = {}
+    # Duplicates only: the bounded per-meter memory of the decoder, no stale check (files are
+    # often sorted by meter, not by time).
+    memory = Decoder(None, IngestSettings(max_backwards_s=_NO_STALE_CHECK_S))
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             line_bytes = raw.rstrip(b"\r\n")
@@ -202,14 +207,10 @@ def _numbered(path: Path) -> Iterator[tuple[int, Item | Rejected]]:
                         )
                     continue
                 item = _parse_line(text, header)
-                if isinstance(item, Reading):
-                    keys = seen.setdefault(item.meter_id, set())
-                    if item.ts in keys:
-                        raise _RowError(
-                            DUPLICATE, f"meter {item.meter_id} already has a reading at "
-                            f"{item.ts.isoformat()}",
-                        )
-                    keys.add(item.ts)
+                try:
+                    memory.admit(item)
+                except DecodeError as exc:
+                    raise _RowError(exc.reason, exc.detail) from None
                 yield lineno, item
             except UnicodeDecodeError as exc:
                 yield lineno, Rejected(str(path), lineno, INVALID_UTF8,

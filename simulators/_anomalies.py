@@ -212,6 +212,8 @@ def plan_anomalies(fleet: Fleet, meters: list[SimMeter],
                 busy.setdefault(i, []).append((k0, k1))
             params = _params(shape, rng)
             first = meters[idx[0]]
+            if shape == "over_capacity_risk":
+                params["contracted_kva"] = first.contracted_kva
             labels.append(Label(
                 meter_id=first.meter_id, type=EVENT_TYPE[shape], shape=shape,
                 start=fleet.start + k0 * fleet.step, end=fleet.start + k1 * fleet.step,

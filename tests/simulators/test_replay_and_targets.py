@@ -157,3 +157,23 @@ def test_shifted_replay_moves_its_labels() -> None:
     moved = nab_labels(NAB / "labels" / "combined_windows.json", files, rep.offset())
     assert [m.start - p.start for m, p in zip(moved, plain, strict=True)] == \
         [to - datetime(2014, 4, 1, tzinfo=UTC)] * len(plain)
+
+
+def test_cli_replays_nab_with_labels(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gridwatch.cli import app
+
+    data = _nab_file("art_daily_flatmiddle.csv")
+    out = tmp_path / "nab.jsonl"
+    res = CliRunner().invoke(app, [
+        "simulate", "--replay", str(data), "--columns", "timestamp=timestamp,kw=value",
+        "--nab-windows", str(NAB / "labels" / "combined_windows.json"),
+        "--target", "jsonl", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == sum(1 for _ in data.open()) - 1
+    assert json.loads(lines[0])["meter_id"] == "art_daily_flatmiddle"
+    labels = (tmp_path / "nab.labels.jsonl").read_text().splitlines()
+    assert labels and json.loads(labels[0])["type"] == "abnormal_consumption"
+    assert "replay summary" in res.output

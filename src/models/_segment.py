@@ -180,7 +180,7 @@ class SegmentJudge:
                 return Verdict(event, med)
             return Verdict(None, med)
         enough = self.samples >= self.min_samples and med is not None
-        if enough and med < self.min_ratio:
+        if enough and med is not None and med < self.min_ratio:
             self.suppressed += 1
             return Verdict(None, med)
         ev = dict(event.evidence)

@@ -174,6 +174,19 @@ def test_meter_to_influx_and_manager(api, request, tmp_path, mosquitto, engine_p
         assert others == []
         alerts = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
         assert {(a["meter_id"], a["type"]) for a in alerts} == {(SAG_METER, "voltage_sag")}
+        if api == "v1":
+            # The event itself and the alert's state change are stored too.
+            def stored(measurement: str) -> list:
+                q = urllib.parse.urlencode({"db": "gridwatch", "q": (
+                    f"SELECT * FROM {measurement} WHERE meter_id = '{SAG_METER}'")})
+                out = json.loads(urllib.request.urlopen(f"{db.url}/query?{q}").read())
+                series = out["results"][0].get("series") or []
+                return [dict(zip(sr["columns"], v, strict=True))
+                        for sr in series for v in sr["values"]]
+
+            wait_until(lambda: stored("alert"), 30, "the alert transition in InfluxDB")
+            assert {r["type"] for r in stored("event")} == {"voltage_sag"}
+            assert {(r["type"], r["state"]) for r in stored("alert")} >= {("voltage_sag", "firing")}
     finally:
         observer.close()
         engine.stop()

@@ -296,3 +296,19 @@ def test_events_alternate_firing_and_resolved(steps):
             else:
                 assert open_.pop(e.type) == e.onset
     assert set(open_) == set(state.active)
+
+
+def test_prosumer_net_load_not_judged_while_exporting(gen):
+    """A sunny day halves a prosumer's usual export: weather, not consumption."""
+    meta = MeterMeta(meter_id="pv", has_export=True)
+
+    def pv(i, ts, rng):
+        sun = max(0.0, 1 - abs(ts.hour + ts.minute / 60 - 12) / 5)
+        gain = 2.0 if i // 96 == 27 else 1.0  # one very sunny day after four weeks
+        return 0.8 + rng.normal(0, 0.03) - 3.0 * sun * gain
+
+    rs = gen.series(4 * gen.WEEK + 96, pv, meter="pv")
+    _, judged = gen.run(rs)
+    _, prosumer = gen.run(rs, meta)
+    assert gen.of_type(judged, "abnormal_consumption"), "the test must be able to fail"
+    assert gen.of_type(prosumer, "abnormal_consumption") == []

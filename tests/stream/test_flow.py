@@ -125,3 +125,22 @@ def test_recovery_resumes_state_across_runs(gen, tmp_path):
     assert not [e for e in out1 if isinstance(e, Event)]
     fired = [e for e in out2 if isinstance(e, Event) and e.type == "abnormal_consumption"]
     assert fired and fired[0].onset < rs[cut].ts
+
+
+def test_event_clock_ticks_every_interval_and_advances_when_idle(gen):
+    from datetime import UTC, datetime
+
+    from gridwatch.stream import EventClockLogic, Tick
+
+    clock = EventClockLogic(None, 900.0, 0.0, 30.0, key_of=lambda r: "cell:a")
+    out, _ = clock.on_item(gen.reading("m1", gen.T0, 1.0))
+    assert out == [("cell:a", out[0][1])] and not any(isinstance(v, Tick) for _, v in out)
+    out, _ = clock.on_item(gen.reading("m1", gen.T0 + gen.STEP, 1.0))
+    assert [v for _, v in out if isinstance(v, Tick)] == [Tick((gen.T0 + gen.STEP).timestamp())]
+    due = clock.notify_at()
+    assert due is not None and due > datetime.now(UTC)
+    clock.last_wall -= timedelta(seconds=3600)  # an hour with no input at all
+    ticks, _ = clock.on_notify()
+    assert ticks and ticks[0][1].now >= (gen.T0 + gen.STEP).timestamp() + 3600
+    resumed = EventClockLogic(clock.snapshot(), 900.0, 0.0, 30.0, key_of=lambda r: "cell:a")
+    assert resumed.wm == clock.wm and resumed.keys == {"cell:a"}

@@ -26,7 +26,7 @@ log = logging.getLogger("gridwatch.engine")
 
 
 class _EventPartition(StatelessSinkPartition[Any]):
-    def __init__(self, submit: Callable[[Event], None] | None,
+    def __init__(self, submit: Callable[[list[Event]], object] | None,
                  on_profile: Callable[[LoadProfile], None] | None,
                  jsonl: Path | None) -> None:
         self._submit = submit
@@ -37,18 +37,14 @@ class _EventPartition(StatelessSinkPartition[Any]):
             self._file = open(jsonl, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write_batch(self, items: list[Any]) -> None:
-        lines = []
-        for item in items:
-            if isinstance(item, LoadProfile):
-                if self._on_profile is not None:
+        events = [item for item in items if isinstance(item, Event)]
+        if self._on_profile is not None:
+            for item in items:
+                if isinstance(item, LoadProfile):
                     self._on_profile(item)
-                continue
-            if not isinstance(item, Event):
-                continue
-            if self._submit is not None:
-                self._submit(item)
-            if self._file is not None:
-                lines.append(json.dumps(item.to_json_dict(), ensure_ascii=False))
+        if self._submit is not None and events:
+            self._submit(events)  # one transaction for the batch, durable when it returns
+        lines = [json.dumps(e.to_json_dict(), ensure_ascii=False) for e in events]
         if self._file is not None and lines:
             # Written synchronously: bytewax does not call close() on a crash.
             self._file.write("\n".join(lines) + "\n")
@@ -65,7 +61,7 @@ class EventSink(DynamicSink[Any]):
     returns) and/or appends it as one JSON line to ``jsonl``. Load profiles, when they reach
     this sink, update the router's customer tags."""
 
-    def __init__(self, submit: Callable[[Event], None] | None = None, *,
+    def __init__(self, submit: Callable[[list[Event]], object] | None = None, *,
                  on_profile: Callable[[LoadProfile], None] | None = None,
                  jsonl: Path | None = None) -> None:
         self._submit = submit
@@ -114,6 +110,54 @@ def recovery_config(settings: Settings, partitions: int) -> Any:
     return RecoveryConfig(rdir, timedelta(seconds=settings.engine.backup_interval_s))
 
 
+class TransitionExporter:
+    """Copies alert state changes (firing, acknowledged, escalated, resolved, ...) from the
+    router's audit trail to InfluxDB every few seconds. The position is kept in a file beside
+    the router's database; points are idempotent, so re-sending after a crash is harmless."""
+
+    def __init__(self, router: Any, settings: Settings, interval_s: float = 5.0) -> None:
+        from gridwatch.storage import build_writer
+
+        self.router = router
+        self.writer = build_writer(settings.influx)
+        self.interval_s = interval_s
+        self.position_file = settings.alerts.state_db.with_suffix(".exported")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gridwatch-alert-export",
+                                        daemon=True)
+
+    def start(self) -> TransitionExporter:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def export_once(self) -> int:
+        from gridwatch.storage import to_lines
+
+        try:
+            after = int(self.position_file.read_text())
+        except (OSError, ValueError):
+            after = 0
+        transitions, last = self.router.transitions(after)
+        if transitions:
+            self.writer.write([line for t in transitions for line in to_lines(t)])
+        if last != after:
+            tmp = self.position_file.with_suffix(".tmp")
+            tmp.write_text(str(last))
+            os.replace(tmp, self.position_file)
+        return len(transitions)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.export_once()
+            except Exception as exc:  # retried next round; the position did not move
+                log.warning("alert transitions not exported yet: %s", exc)
+
+
 def run_engine(settings: Settings, *, process_id: int | None = None,
                addresses: list[str] | None = None, stop: threading.Event | None = None) -> None:
     """Collector + dataflow + alert router in one process (the embedded default).
@@ -125,7 +169,7 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
     from bytewax.run import cli_main
 
     from gridwatch import ingest, storage, stream
-    from gridwatch.alerts import RouterService, build_router
+    from gridwatch.alerts import RouterService
 
     procs = len(addresses) if addresses else 1
     pid = process_id or 0
@@ -142,17 +186,18 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         # The broker may come later: the collector keeps retrying with backoff while the
         # dataflow works through what the journal already holds.
         log.warning("%s; the collector keeps retrying", exc)
-    router = build_router(settings) if settings.alerts.enabled else None
-    service = RouterService(router) if router is not None else None
-    if service is not None:
-        service.start()
+    service = RouterService.from_settings(settings).start() if settings.alerts.enabled else None
+    router = service.router if service is not None else None
+    exporter = None
+    if router is not None and settings.influx.enabled and pid == 0:
+        exporter = TransitionExporter(router, settings).start()
     try:
         source = ingest.JournalSource(settings.ingest.journal_dir,
                                       partitions=list(range(procs)), follow=True)
         sinks = stream.Sinks(
             points=storage.InfluxSink(settings.influx) if settings.influx.enabled else None,
             # The router keeps its own JSONL record of alerts (alerts.jsonl_out).
-            events=EventSink(router.submit if router else None,
+            events=EventSink(router.submit_many if router else None,
                              on_profile=router.update_profile if router else None,
                              jsonl=None if router else settings.alerts.jsonl_out),
         )
@@ -167,8 +212,10 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         )
     finally:
         collector.stop()
+        if exporter is not None:
+            exporter.stop()
         if service is not None:
-            service.stop()
+            service.stop(close=True)
 
 
 def replay(settings: Settings, path: Path, *, influx: bool = True,
@@ -193,7 +240,7 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
         alerts_out.unlink()
     sinks = stream.Sinks(
         points=storage.InfluxSink(settings.influx) if influx else None,
-        events=EventSink(router.submit if router else None,
+        events=EventSink(router.submit_many if router else None,
                          on_profile=router.update_profile if router else None,
                          jsonl=alerts_out),
     )

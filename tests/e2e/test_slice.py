@@ -142,7 +142,7 @@ def test_meter_to_influx_and_manager(api, request, tmp_path, mosquitto, engine_p
         "ingest": {"journal_dir": str(tmp_path / "journal"),
                    "deadletter_dir": str(tmp_path / "deadletter")},
         "influx": {"api": api, "url": db.url, "database": "gridwatch",
-                   "spool_dir": str(tmp_path / "spool"), "flush_interval_ms": 200},
+                   "spool_dir": str(tmp_path / "spool")},
         "alerts": {"registry": str(tmp_path / "registry.yaml"),
                    "routes": str(ROOT / "config" / "routes.yaml"),
                    "templates": str(ROOT / "config" / "templates"),

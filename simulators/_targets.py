@@ -198,7 +198,7 @@ class MqttTarget:
     def __init__(self, host: str, port: int, *, qos: int = 1, batch_size: int = 1,
                  rate: float | None = None, client_id: str = "gridwatch-simulator",
                  username: str | None = None, password: str | None = None,
-                 topic_prefix: str = "meters", max_pending: int = 5000,
+                 topic_prefix: str = "meters", max_pending: int = 100,
                  connect_timeout: float = 10.0) -> None:
         import paho.mqtt.client as mqtt
 

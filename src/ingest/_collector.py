@@ -178,10 +178,12 @@ class Collector:
             self.journal = Journal(
                 ing.journal_dir, self.partition, segment_bytes=ing.segment_bytes,
                 retention_bytes=ing.retention_bytes, retention=retention,
+                segment_age=ing.segment_hours * 3600,
             )
             self.deadletters = DeadLetters(
                 ing.deadletter_dir, self.partition, segment_bytes=ing.segment_bytes,
                 retention_bytes=ing.retention_bytes, retention=retention,
+                segment_age=ing.segment_hours * 3600,
             )
             self._warm_up()
         except BaseException:

@@ -66,6 +66,9 @@ class IngestSettings(Section):
     #: A reading older than the meter's last accepted one by more than this is dead-lettered.
     max_backwards_s: Annotated[float, Field(ge=0)] = 86_400.0
     segment_bytes: Annotated[int, Field(ge=4096)] = 64 * 1024 * 1024
+    #: A segment is also closed after this many hours open, so age retention works at low
+    #: traffic (0 = by size only).
+    segment_hours: Annotated[float, Field(ge=0)] = 24.0
     retention_bytes: Annotated[int, Field(ge=0)] = 0
     retention_hours: Annotated[float, Field(ge=0)] = 0.0
     fsync_every_messages: Annotated[int, Field(ge=1)] = 500

@@ -78,12 +78,14 @@ class DeadLetters:
         segment_bytes: int = 64 * 1024 * 1024,
         retention_bytes: int = 0,
         retention: timedelta | float = 0.0,
+        segment_age: timedelta | float = 0.0,
         fsync: bool = True,
     ) -> None:
         self.directory = Path(directory)
         self.journal = Journal(
             self.directory, partition, segment_bytes=segment_bytes,
-            retention_bytes=retention_bytes, retention=retention, fsync=fsync,
+            retention_bytes=retention_bytes, retention=retention, segment_age=segment_age,
+            fsync=fsync,
         )
         self.counts: Counter[str] = Counter()
 

@@ -3,8 +3,9 @@
 Layout: ``<directory>/p<partition:04d>/<base offset:020d>.log``. Each record is a 16-byte
 header (payload length, CRC-32 of offset + payload, offset; little-endian) followed by the
 payload. Offsets start at 0 and increase by one per record, across segments. A segment is closed
-when the next append would take it past ``segment_bytes``; closed segments are deleted by
-retention (total size, age of their last write), never the active one.
+when the next append would take it past ``segment_bytes``, or once it has been open for
+``segment_age``; closed segments are deleted by retention (total size, age of their last
+write), never the active one.
 
 One writer per partition (an exclusive ``flock`` on ``LOCK``), any number of readers, also in
 other processes: a reader treats a partial record at the end of the last segment as not yet
@@ -98,6 +99,7 @@ class Journal:
         segment_bytes: int = 64 * 1024 * 1024,
         retention_bytes: int = 0,
         retention: timedelta | float = 0.0,
+        segment_age: timedelta | float = 0.0,
         fsync: bool = True,
         readonly: bool = False,
     ) -> None:
@@ -113,8 +115,13 @@ class Journal:
         self.retention_s = (
             retention.total_seconds() if isinstance(retention, timedelta) else float(retention)
         )
+        self.segment_age_s = (
+            segment_age.total_seconds() if isinstance(segment_age, timedelta)
+            else float(segment_age)
+        )
         self.fsync = fsync
         self.readonly = readonly
+        self._active_since = time.monotonic()
         self.truncated_bytes = 0  # torn tail cut off at open
         self._lock_fd: int | None = None
         self._fd: int | None = None
@@ -170,6 +177,7 @@ class Journal:
             os.close(self._fd)
         self._fd = fd
         self._active_size = 0
+        self._active_since = time.monotonic()
         if base not in self._bases:
             self._bases.append(base)
 
@@ -254,7 +262,11 @@ class Journal:
             parts.append(rec)
             size += HEADER_SIZE + len(rec)
             offset += 1
-        if self._active_size > 0 and self._active_size + size > self.segment_bytes:
+        if self._active_size > 0 and (
+            self._active_size + size > self.segment_bytes
+            or (self.segment_age_s > 0
+                and time.monotonic() - self._active_since > self.segment_age_s)
+        ):
             self._roll()
         data = b"".join(parts)
         before = self._active_size

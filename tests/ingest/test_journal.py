@@ -236,3 +236,14 @@ class JournalMachine(RuleBasedStateMachine):
 
 TestJournalMachine = JournalMachine.TestCase
 TestJournalMachine.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+
+
+def test_segments_also_roll_by_age(tmp_path: Path) -> None:
+    with Journal(tmp_path, 0, segment_age=0.05, fsync=False) as j:
+        j.append([b"a"])
+        j.append([b"b"])
+        assert j.segments == [0]
+        time.sleep(0.1)
+        j.append([b"c"])
+        assert j.segments == [0, 2]
+        assert [p for _, p in _read_all(j)] == [b"a", b"b", b"c"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeAlias
@@ -421,8 +420,3 @@ def decode(
         first = result.rejected[0]
         raise DecodeError(first.reason, first.detail)
     return result.accepted
-
-
-def accepted_keys(items: Iterable[Item]) -> Sequence[tuple[str, datetime]]:
-    """(meter_id, ts) of the readings among ``items``: handy for exactly-once checks."""
-    return [(i.meter_id, i.ts) for i in items if isinstance(i, Reading)]

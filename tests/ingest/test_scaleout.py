@@ -14,7 +14,7 @@ from _ingest_helpers import journal_keys, make_settings, mixed_messages, wait_fo
 from prometheus_client import CollectorRegistry
 
 from gridwatch import _services
-from gridwatch.ingest import Collector, Journal
+from gridwatch.ingest import Collector, Journal, decode_item
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -23,8 +23,6 @@ HERE = Path(__file__).parent
 
 def _partition_keys(journal_dir: Path, part: int) -> list[tuple[str, str]]:
     with Journal(journal_dir, part, readonly=True) as j:
-        from gridwatch.ingest import decode_item
-
         out = []
         for _, data in j.read(0, 1_000_000):
             item = decode_item(data)

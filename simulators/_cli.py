@@ -134,7 +134,7 @@ def simulate(
             password = m.password_file.read_text().strip()
         mqtt_opts = dict(host=host or m.host, port=port or m.port,
                          qos=qos if qos is not None else min(m.qos, 1), batch_size=batch_size,
-                         rate=rate, username=m.username, password=password,
+                         rate=rate, username=m.username, password=password, tls=m.tls,
                          client_id=f"gridwatch-simulator-{int(time.time()) % 100000}")
 
     summary: list[tuple[str, str]] = []

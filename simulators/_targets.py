@@ -15,7 +15,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from gridwatch.ingest._config import TlsSettings
 
 Row = tuple[str, str, str, "str | dict[str, Any]"]
 _SEP = (",", ":")
@@ -185,6 +188,25 @@ class CsvTarget:
             self._fh.flush()
 
 
+def _use_tls(client: Any, tls: TlsSettings) -> None:
+    """TLS as the ``mqtt.tls`` settings say (the same rules as the collector's)."""
+    import ssl
+
+    for name in ("ca_file", "cert_file", "key_file"):
+        path = getattr(tls, name)
+        if path is not None and not Path(path).is_file():
+            raise SimulateError(f"mqtt.tls.{name}: no such file {path}")
+    if (tls.cert_file is None) != (tls.key_file is None):
+        raise SimulateError("mqtt.tls.cert_file and mqtt.tls.key_file go together")
+    client.tls_set(
+        ca_certs=str(tls.ca_file) if tls.ca_file else None,
+        certfile=str(tls.cert_file) if tls.cert_file else None,
+        keyfile=str(tls.key_file) if tls.key_file else None,
+        cert_reqs=ssl.CERT_NONE if tls.insecure_skip_verify else ssl.CERT_REQUIRED)
+    if tls.insecure_skip_verify:
+        client.tls_insecure_set(True)
+
+
 class MqttTarget:
     """Publishes with paho-mqtt 2.x over MQTT v5.
 
@@ -192,14 +214,15 @@ class MqttTarget:
     JSON arrays of up to ``batch_size`` readings per concentrator to
     ``meters/{region}/{concentrator_id}/batch``. ``rate`` caps messages per second. At most
     ``max_pending`` messages wait for the broker (QoS 1: its PUBACK) before ``write`` blocks,
-    so memory stays bounded however fast the generator is.
+    so memory stays bounded however fast the generator is. ``tls`` is the ``mqtt.tls`` settings
+    section (CA, client certificate, or no verification).
     """
 
     def __init__(self, host: str, port: int, *, qos: int = 1, batch_size: int = 1,
                  rate: float | None = None, client_id: str = "gridwatch-simulator",
                  username: str | None = None, password: str | None = None,
                  topic_prefix: str = "meters", max_pending: int = 100,
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0, tls: TlsSettings | None = None) -> None:
         import paho.mqtt.client as mqtt
 
         if qos not in (0, 1):
@@ -218,6 +241,8 @@ class MqttTarget:
                              protocol=mqtt.MQTTv5)
         if username:
             client.username_pw_set(username, password)
+        if tls is not None and tls.enabled:
+            _use_tls(client, tls)
         client.max_inflight_messages_set(max(20, min(max_pending, 1000)))
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect

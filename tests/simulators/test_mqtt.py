@@ -166,3 +166,48 @@ def test_collector_decoder_accepts_every_payload(make, batch_size: int) -> None:
     for topic, payload in target.captured:
         accepted += len(decode(topic, payload.encode(), settings=decoder, now=now))
     assert accepted == n
+
+
+def _certificates(folder) -> dict[str, str]:
+    """A throw-away CA and a server certificate for 127.0.0.1 (Debian's openssl)."""
+    import subprocess
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "1", "-subj", "/CN=gridwatch-test-ca")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")
+    (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "ext.cnf")
+    return {"ca": str(folder / "ca.crt"), "server": str(folder / "server.crt"),
+            "key": str(folder / "server.key")}
+
+
+@pytest.mark.services
+def test_publishes_over_tls(tmp_path, make) -> None:
+    from gridwatch import _services
+    from gridwatch.ingest._config import TlsSettings
+
+    certs = _certificates(tmp_path)
+    tls_port = _services.free_port()
+    broker = _services.mosquitto(
+        tmp_path / "mosquitto",
+        extra_conf=(f"listener {tls_port} 127.0.0.1\ncafile {certs['ca']}\n"
+                    f"certfile {certs['server']}\nkeyfile {certs['key']}\n")).start()
+    try:
+        sub = Subscriber(broker.host, broker.port, "test-sub-tls")  # on the plain listener
+        fleet = make(duration="1h")
+        with pytest.raises(SimulateError):  # the test CA is not in the system store
+            MqttTarget("127.0.0.1", tls_port, tls=TlsSettings(enabled=True), connect_timeout=3)
+        target = MqttTarget("127.0.0.1", tls_port, client_id="test-pub-tls", batch_size=5,
+                            tls=TlsSettings(enabled=True, ca_file=certs["ca"]))
+        n, _ = drain(Simulation(fleet).chunks(), target, Pacer(None))
+        target.close()
+        got = sub.wait_for(n)
+        sub.close()
+    finally:
+        broker.stop()
+    assert n == fleet.n_readings and len(got) == n

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -16,17 +18,18 @@ import yaml
 from _ingest_helpers import journal_end, journal_keys, make_settings, mixed_messages, wait_for
 from prometheus_client import CollectorRegistry
 
+from gridwatch import _services
 from gridwatch.ingest import Collector
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 
-def _config_file(tmp: Path, port: int, client_id: str) -> Path:
+def _config_file(tmp: Path, port: int, client_id: str, metrics_port: int = 0) -> Path:
     cfg = {
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": client_id,
                  "reconnect_min_s": 1, "reconnect_max_s": 2},
         "ingest": {"journal_dir": str(tmp / "journal"), "deadletter_dir": str(tmp / "dead"),
-                   "fsync_every_ms": 5},
+                   "fsync_every_ms": 5, "metrics_port": metrics_port},
     }
     path = tmp / "gridwatch.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -54,7 +57,8 @@ def _start_collector(config: Path, log: Path) -> subprocess.Popen[bytes]:
 
 def test_kill_9_collector_mid_stream_loses_nothing(fresh_mosquitto, tmp_path: Path,
                                                   publisher_factory) -> None:
-    config = _config_file(tmp_path, fresh_mosquitto.port, "gw-kill")
+    metrics_port = _services.free_port()
+    config = _config_file(tmp_path, fresh_mosquitto.port, "gw-kill", metrics_port)
     log = tmp_path / "collector.log"
     journal_dir = tmp_path / "journal"
     proc = _start_collector(config, log)
@@ -74,12 +78,20 @@ def test_kill_9_collector_mid_stream_loses_nothing(fresh_mosquitto, tmp_path: Pa
         proc = _start_collector(config, log)
         wait_for(lambda: journal_end(journal_dir) >= 30_000, 90, "every reading journaled")
         time.sleep(0.5)  # anything arriving late would show up as a double
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            metrics = resp.read().decode()
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
     assert proc.returncode == 0, log.read_text()
     got = Counter(journal_keys(journal_dir))
     assert got == expected, f"missing {len(expected - got)}, doubled {len(got - expected)}"
+    # The restarted collector's own counters, served in the Prometheus text format.
+    accepted = re.search(r'gridwatch_ingest_items_accepted_total\{partition="0"\} (\S+)',
+                         metrics)
+    assert accepted and 0 < float(accepted.group(1)) <= 30_000, metrics
+    assert 'gridwatch_ingest_connected{partition="0"} 1.0' in metrics
 
 
 def test_broker_restart_mid_stream_loses_nothing(fresh_mosquitto, tmp_path: Path,

@@ -63,7 +63,11 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
         if not records:
             end = self.journal.end_offset
             self._set_lag(end)
-            if not self.source.follow and self.next_offset >= end:
+            if not self.source.follow:
+                if self.next_offset < end:
+                    log.error("journal p%d: replay stops at offset %d, before the end %d: "
+                              "the record there is damaged", self.partition, self.next_offset,
+                              end)
                 raise StopIteration
             self._idle = True
             return []

@@ -164,3 +164,26 @@ def test_second_collector_on_a_partition_is_refused(fresh_mosquitto, tmp_path: P
     # The refused one left nothing open: the partition can be taken again.
     with Collector(settings, registry=CollectorRegistry()) as again:
         again.wait_ready(10)
+
+
+def test_device_telemetry_is_journaled_and_checked_against_its_topic(
+        fresh_mosquitto, tmp_path: Path, publisher_factory) -> None:
+    from gridwatch import DeviceTelemetry
+    from gridwatch.ingest import Journal, decode_item
+
+    settings = make_settings(fresh_mosquitto.port, tmp_path, client_id="gw-tele")
+    ts = reading_doc(0)["ts"]
+    good = {"device_id": "tx-7", "site": "sub-3", "ts": ts, "kind": "transformer",
+            "metrics": {"oil_temp_c": 71.5, "load_pct": 88.0}}
+    with Collector(settings, registry=CollectorRegistry()) as c:
+        c.wait_ready(10)
+        pub = publisher_factory(fresh_mosquitto.port, client_id="pub-tele")
+        pub.publish("devices/sub-3/tx-7/telemetry", json.dumps(good).encode())
+        pub.publish("devices/sub-9/tx-7/telemetry", json.dumps(good).encode())
+        wait_for(lambda: c.stats.accepted + c.stats.deadlettered_total == 2, 10, "both")
+        stats = c.stats
+    assert stats.accepted == 1 and stats.deadlettered == {"topic_mismatch": 1}
+    with Journal(settings.ingest.journal_dir, 0, readonly=True) as j:
+        [(_, record)] = j.read(0, 10)
+    item = decode_item(record)
+    assert isinstance(item, DeviceTelemetry) and item.metrics["oil_temp_c"] == 71.5

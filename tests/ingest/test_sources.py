@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -18,6 +19,8 @@ import pytest
 from _ingest_helpers import reading_doc, wait_for
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gridwatch import DeviceTelemetry, Reading
 from gridwatch.ingest import (
@@ -213,3 +216,22 @@ def test_replay_source_picks_journal_or_file(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no journal partitions"):
         replay_source(tmp_path / "empty")
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.text(alphabet=st.characters(blacklist_characters="\r\n\x0b\x0c\x1c"
+                                                    "\x1d\x1e\x85\u2028\u2029"), max_size=40)
+                     | st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").decode(
+                         "utf-8", errors="ignore")),
+                     max_size=20),
+       jsonl=st.booleans())
+def test_any_file_rows_are_read_or_rejected_never_raise(rows: list[str], jsonl: bool) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / ("r.jsonl" if jsonl else "r.csv")
+        header = [] if jsonl else ["meter_id,timestamp,kw"]
+        path.write_text("\n".join([*header, *rows]) + "\n", encoding="utf-8")
+        out = list(iter_readings_file(path))
+        # Blank lines (ASCII whitespace only) are skipped; every other line gives one result.
+        data_rows = [r for r in rows if r.encode().rstrip(b"\r").strip()]
+        assert len(out) == len(data_rows)
+        assert all(isinstance(o, Reading | DeviceTelemetry | Rejected) for o in out)

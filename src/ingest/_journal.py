@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import struct
@@ -37,6 +38,8 @@ __all__ = [
     "encode_item",
     "journal_partitions",
 ]
+
+log = logging.getLogger("gridwatch.ingest.journal")
 
 _HEADER = struct.Struct("<IIQ")
 HEADER_SIZE = _HEADER.size
@@ -356,7 +359,11 @@ class Journal:
             self._refresh()
         if not self._bases:
             return None
-        offset = max(offset, self._bases[0])
+        if offset < self._bases[0]:
+            log.warning("journal %s: offsets %d..%d were deleted by retention before they were "
+                        "read; going on from %d", self.path, offset, self._bases[0] - 1,
+                        self._bases[0])
+            offset = self._bases[0]
         base = max(b for b in self._bases if b <= offset)
         cur = _Cursor(base, base, 0)
         if offset > base:
@@ -415,6 +422,8 @@ class Journal:
         except FileNotFoundError:
             self._refresh()
             later = [b for b in self._bases if b > cur.base]
+            log.warning("journal %s: segment %d was deleted by retention while being read; "
+                        "going on from %s", self.path, cur.base, later[0] if later else "its end")
             return _Cursor(later[0], later[0], 0) if later else None
         f.seek(cur.pos)
         buf = f.read(_READ_CHUNK)

@@ -42,6 +42,11 @@ class DetectionSettings(Section):
     severe_power_factor: Annotated[float, Field(gt=0, le=1)] = 0.75
     #: Readings in a row below ``min_power_factor`` (at a real load) before it is raised.
     pf_readings: Annotated[int, Field(ge=1)] = 4
+    #: Sustained drop/rise of consumption: this many readings in a row below ``drop_ratio`` or
+    #: above ``rise_ratio`` times the expected kW (complements CUSUM for skewed loads).
+    ratio_readings: Annotated[int, Field(ge=2)] = 8
+    drop_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.35
+    rise_ratio: Annotated[float, Field(gt=1)] = 2.5
     #: CUSUM decision interval (in robust z units) for a sustained level shift.
     cusum_h: Annotated[float, Field(gt=0)] = 12.0
     cusum_k: Annotated[float, Field(ge=0)] = 1.5

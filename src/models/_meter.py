@@ -329,9 +329,10 @@ class MeterState:
                                             {"silent_min": gap_min}))
             self.silent = self.quiet = False
 
-        self._faults(r, t, interval, meta, s, ev)
+        suspect = self._faults(r, t, interval, meta, s, ev)
         self._power_quality(r, t, meta, s, ev)
-        if MeterStatus.POWER_FAIL in r.status:  # the last gasp says nothing about the load
+        if MeterStatus.POWER_FAIL in r.status or suspect:
+            # a last gasp or a tampered reading says nothing about the customer's load
             z, expected, flagged, warm = 0.0, self.last_kw, False, False
         else:
             z, expected, flagged, warm = self._consumption(r, t, meta, s, cal, ev)
@@ -354,7 +355,10 @@ class MeterState:
         return out
 
     def _faults(self, r: Reading, t: float, interval: float, meta: MeterMeta | None,
-                s: DetectionSettings, ev: list[Event]) -> None:
+                s: DetectionSettings, ev: list[Event]) -> bool:
+        """Meter faults and tamper; True when the reading itself is suspect (register going
+        backwards, reverse flow without export), so that it is neither judged nor learned as
+        consumption."""
         st = r.status
         # An outage announced by the meter itself (last gasp) is raised by ``on_timer``, so that
         # the dataflow can group the meters of a feeder first; here only its restoration.
@@ -401,6 +405,7 @@ class MeterState:
                    summary=f"timestamps are {off:.0f} s off the {interval:.0f} s grid",
                    ev=lambda: {"offset_s": _r(off, 1), "interval_s": interval,
                                "clock_invalid_flag": MeterStatus.CLOCK_INVALID in st})
+        return "register_decrease" in kinds or "reverse_flow" in kinds
 
     def _power_quality(self, r: Reading, t: float, meta: MeterMeta | None,
                        s: DetectionSettings, ev: list[Event]) -> None:
@@ -499,8 +504,14 @@ class MeterState:
         active = "abnormal_consumption" in self._act
         if warm and not active:
             kind = onset = None
+            lo = self._run("_lo", mu > 2 * s.min_kw and kw < s.drop_ratio * mu, t)
+            hi = self._run("_hi", mu > s.min_kw and kw > s.rise_ratio * mu and z > 3, t)
             if flagged:
                 kind, onset = ("spike" if z > 0 else "drop"), t
+            elif lo >= s.ratio_readings:
+                kind, onset = "sustained_drop", self._since["_lo"]
+            elif hi >= s.ratio_readings:
+                kind, onset = "sustained_rise", self._since["_hi"]
             elif self.cus_pos > s.cusum_h:
                 kind, onset = "level_shift_up", self.cus_pos_t
             elif self.cus_neg > s.cusum_h:
@@ -550,6 +561,19 @@ class MeterState:
                 self.glob_dev += ag * (abs(kw - mu) - self.glob_dev)
         expected = mu if (n_s or n_d) else kw
         return z, expected, flagged, warm
+
+    def _run(self, key: str, cond: bool, t: float) -> int:
+        """Length of the current run of readings meeting ``cond`` (kept in the counters)."""
+        if not cond:
+            if key in self._cnt:
+                del self._cnt[key]
+                self._since.pop(key, None)
+            return 0
+        n = self._cnt.get(key, 0) + 1
+        self._cnt[key] = n
+        if n == 1:
+            self._since[key] = t
+        return n
 
     def _capacity(self, r: Reading, t: float, interval: float, meta: MeterMeta,
                   s: DetectionSettings, cal: Calendar, ev: list[Event], expected: float,

@@ -299,16 +299,41 @@ def test_events_alternate_firing_and_resolved(steps):
 
 
 def test_prosumer_net_load_not_judged_while_exporting(gen):
-    """A sunny day halves a prosumer's usual export: weather, not consumption."""
+    """A sunny day doubles a prosumer's usual export: weather, not consumption. A spike at
+    night, when it imports, is still judged."""
     meta = MeterMeta(meter_id="pv", has_export=True)
+    night_spike = 27 * 96 + 8  # 02:00 of the sunny day
 
     def pv(i, ts, rng):
         sun = max(0.0, 1 - abs(ts.hour + ts.minute / 60 - 12) / 5)
         gain = 2.0 if i // 96 == 27 else 1.0  # one very sunny day after four weeks
-        return 0.8 + rng.normal(0, 0.03) - 3.0 * sun * gain
+        return 0.8 + rng.normal(0, 0.03) - 3.0 * sun * gain + (5.0 if i == night_spike else 0)
 
     rs = gen.series(4 * gen.WEEK + 96, pv, meter="pv")
-    _, judged = gen.run(rs)
-    _, prosumer = gen.run(rs, meta)
-    assert gen.of_type(judged, "abnormal_consumption"), "the test must be able to fail"
-    assert gen.of_type(prosumer, "abnormal_consumption") == []
+    _, events = gen.run(rs, meta)
+    fired = gen.of_type(events, "abnormal_consumption")
+    assert [(e.raised_at, e.evidence["kind"]) for e in fired] == [(rs[night_spike].ts, "spike")]
+    assert gen.of_type(events, "tamper") == []
+
+
+def test_sustained_drop_of_a_skewed_load(gen):
+    """A household whose evening use falls to a fifth for three hours: too noisy for a z-score,
+    found by the ratio rule with the onset where the run of low readings began."""
+    start = 3 * gen.WEEK + 17 * 4  # 17:00
+
+    def evening(i, ts, rng):
+        base = 0.2 + 1.5 * (17 <= ts.hour < 22) * rng.uniform(0.3, 1.7)
+        return base * (0.2 if start <= i < start + 12 else 1.0)
+
+    _, events = gen.run(gen.series(3 * gen.WEEK + 96, evening))
+    fired = gen.of_type(events, "abnormal_consumption")
+    assert [e.evidence["kind"] for e in fired] == ["sustained_drop"]
+    assert timedelta(0) <= fired[0].onset - (gen.T0 + start * gen.STEP) <= timedelta(hours=1)
+
+
+def test_tampered_readings_are_not_consumption(gen):
+    rs = gen.series(3 * gen.WEEK + 20, lambda i, ts, rng: -1.0 if i >= 3 * gen.WEEK
+                    else gen.residential(i, ts, rng))
+    _, events = gen.run(rs)
+    assert gen.of_type(events, "tamper")
+    assert gen.of_type(events, "abnormal_consumption") == []

@@ -97,3 +97,33 @@ def test_public_names() -> None:
     assert sorted(sims.__all__) == sorted(sims._WHERE)
     with pytest.raises(AttributeError):
         sims.NoSuchThing  # noqa: B018
+
+
+def test_flow_style_registry_is_the_same_data(tmp_path: Path, make) -> None:
+    import yaml
+
+    from gridwatch.alerts._registry import Registry
+
+    meters = make().meters()
+    block = write_registry(meters, tmp_path / "block.yaml", flow=False)
+    flow = write_registry(meters, tmp_path / "flow.yaml", flow=True)
+    assert block.read_text() != flow.read_text()
+    assert yaml.safe_load(block.read_text()) == yaml.safe_load(flow.read_text())
+    assert Registry.load(flow).meter_meta(meters[-1].meter_id) == meters[-1].meta()
+
+
+def test_csv_registry_loads_in_the_alert_router(tmp_path: Path, make) -> None:
+    from gridwatch.alerts._registry import Registry
+
+    meters = make().meters()
+    path = write_registry(meters, tmp_path / "registry" / "customers.csv")
+    reg = Registry.load(path)
+    assert sorted(reg.meter_ids()) == sorted(m.meter_id for m in meters)
+    for m in meters:
+        meta = reg.meter_meta(m.meter_id)
+        assert meta is not None
+        assert (meta.customer_id, meta.grid_cell, meta.phases, meta.has_export,
+                meta.customer_class) == (m.customer_id, m.grid_cell, m.phases, m.has_export,
+                                         m.customer_class)
+        cell = reg.cell(m.grid_cell)
+        assert cell is not None and reg.manager(cell.backup or "") is not None

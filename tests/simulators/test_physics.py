@@ -56,22 +56,28 @@ def test_voltage_and_power_factor_stay_in_their_bands(clean_run) -> None:
         assert d["current"][0] == pytest.approx(expected, rel=0.02, abs=0.02)
 
 
-def _bdew(year: int) -> dict[str, np.ndarray]:
+def _bdew(year: int, country: str = "DE") -> dict[str, np.ndarray]:
     from demandlib import bdew
 
     with warnings.catch_warnings():
-        slp = bdew.ElecSlp(year, holidays=dict(holidays.country_holidays("DE", years=year)))
+        slp = bdew.ElecSlp(year, holidays=dict(holidays.country_holidays(country, years=year)))
         frame = slp.get_profiles()
     return {c: frame[c].to_numpy() * len(frame) for c in frame.columns}
 
 
-@pytest.mark.parametrize("klass", [CustomerClass.RESIDENTIAL, CustomerClass.COMMERCIAL,
-                                   CustomerClass.AGRICULTURAL])
-def test_daily_shape_follows_the_bdew_profile(make, klass: CustomerClass) -> None:
+@pytest.mark.parametrize("klass, where", [
+    (CustomerClass.RESIDENTIAL, {}),
+    (CustomerClass.COMMERCIAL, {}),
+    (CustomerClass.AGRICULTURAL, {}),
+    # local time and holidays follow the fleet: 1 October is a public holiday in China
+    (CustomerClass.RESIDENTIAL, {"country": "CN", "timezone": "Asia/Shanghai",
+                                 "start": "2024-09-30T16:00:00Z"}),
+])
+def test_daily_shape_follows_the_bdew_profile(make, klass: CustomerClass, where: dict) -> None:
     customers = {klass.value: {"count": 150, "pv_share": 0.0}}
-    fleet = make(customers=customers, duration="3d")  # Monday to Wednesday
+    fleet = make(customers=customers, duration="3d", **where)  # three days
     sim = Simulation(fleet)
-    profiles = _bdew(2024)
+    profiles = _bdew(2024, fleet.country)
     tz = ZoneInfo(fleet.timezone)
     origin = fleet.start.astimezone(tz).replace(tzinfo=None, month=1, day=1, hour=0)
     actual, expected = [], []

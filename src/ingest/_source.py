@@ -78,9 +78,11 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
                 items.append(decode_item(data))
             except ValueError as exc:  # a record that is not a reading: count it, go on
                 self.undecodable += 1
+                self.source.rejected_by_reason["undecodable_record"] += 1
                 log.error("journal p%d offset %d is not a reading: %s", self.partition,
                           offset, exc)
         self.next_offset = records[-1][0] + 1
+        self.source.accepted += len(items)
         if self.source.metrics is not None:
             self._set_lag(self.journal.end_offset)
         return items
@@ -127,6 +129,9 @@ class JournalSource(FixedPartitionedSource[Item, int]):
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.metrics = metrics
+        #: What this process's partitions have read: items, and records that were not items.
+        self.accepted = 0
+        self.rejected_by_reason: Counter[str] = Counter()
 
     def list_parts(self) -> list[str]:
         parts = self.partitions
@@ -279,6 +284,7 @@ class _FilePartition(StatefulSourcePartition[Item, int]):
             self.done_line = lineno
             if isinstance(item, Rejected):
                 self.rejected[item.reason] += 1
+                self.source.rejected_by_reason[item.reason] += 1
                 letters.append(item.to_deadletter(now))
                 if self.source.metrics is not None:
                     self.source.metrics.file_rejected.labels(item.reason).inc()
@@ -287,6 +293,7 @@ class _FilePartition(StatefulSourcePartition[Item, int]):
             if len(items) + len(letters) >= self.source.batch_size:
                 exhausted = False
                 break
+        self.source.accepted += len(items)
         if letters:
             if self._dead is not None:
                 self._dead.put_many(letters)
@@ -330,6 +337,9 @@ class FileSource(FixedPartitionedSource[Item, int]):
         self.deadletter_partition = deadletter_partition
         self.batch_size = batch_size
         self.metrics = metrics
+        #: Rows read as items, and rows rejected by reason, in this process.
+        self.accepted = 0
+        self.rejected_by_reason: Counter[str] = Counter()
 
     def list_parts(self) -> list[str]:
         return [f"file:{self.path.name}"]

@@ -59,7 +59,9 @@ def test_journal_source_replays_every_partition(tmp_path: Path) -> None:
                            metrics={"oil_temp_c": 55.0})
     with Journal(tmp_path, 2) as j:
         j.append([encode_item(tele)])
-    got = _run(JournalSource(tmp_path, follow=False, batch_size=300))
+    source = JournalSource(tmp_path, follow=False, batch_size=300)
+    got = _run(source)
+    assert source.accepted == 3001
     assert Counter(map(repr, got)) == Counter(map(repr, [*a, *b, tele]))
     only = _run(JournalSource(tmp_path, [2], follow=False))
     assert only == [*b, tele]
@@ -145,7 +147,10 @@ def test_jsonl_file_source_dead_letters_bad_lines(tmp_path: Path) -> None:
     lines.insert(5, "")
     path.write_text("\n".join(lines) + "\n")
     dead = tmp_path / "dead"
-    got = _run(FileSource(path, deadletter_dir=dead, batch_size=2))
+    source = FileSource(path, deadletter_dir=dead, batch_size=2)
+    got = _run(source)
+    assert source.accepted == 5
+    assert source.rejected_by_reason == {"invalid_json": 1, "out_of_range": 1}
     assert [r.to_json_dict() for r in got] == [reading_doc(i) for i in range(5)]
     letters = list(read_deadletters(dead))
     assert [(d.reason, d.index) for d in letters] == [("invalid_json", 3), ("out_of_range", 5)]

@@ -219,6 +219,7 @@ def simulate(
         try:
             readings, messages = drain(chunks, sink, Pacer(pace), tick)
             sink.close()
+            progress.update(task, total=readings)  # injected outages leave gaps
         except KeyboardInterrupt:
             interrupted = True
             sink.close()

@@ -40,6 +40,8 @@ class TargetKind(StrEnum):
 class _Rate(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
+        if speed is None and task.elapsed:
+            speed = task.completed / task.elapsed
         return Text(f"{speed:,.0f} readings/s" if speed else "– readings/s", style="cyan")
 
 

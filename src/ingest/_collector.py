@@ -116,13 +116,15 @@ def mqtt_password(settings: Settings) -> str | None:
     return None
 
 
-def client_id_for(settings: Settings, partition: int, explicit: bool) -> str:
-    """``mqtt.client_id`` with ``{partition}`` filled in; an explicit partition without the
-    placeholder gets ``-p<partition>`` appended, so collectors of a group never share an id."""
+def client_id_for(settings: Settings, partition: int) -> str:
+    """``mqtt.client_id`` with ``{partition}`` filled in; without the placeholder, partitions
+    other than 0 get ``-p<partition>`` appended. The id depends only on the settings and the
+    partition, so a restarted collector finds its session again, and the collectors of a
+    shared subscription never share an id."""
     cid = settings.mqtt.client_id
     if "{partition}" in cid:
         return cid.replace("{partition}", str(partition))
-    return f"{cid}-p{partition}" if explicit else cid
+    return f"{cid}-p{partition}" if partition else cid
 
 
 class Collector:
@@ -139,7 +141,7 @@ class Collector:
     ) -> None:
         self.settings = settings
         self.partition = settings.ingest.partition if partition is None else partition
-        self.client_id = client_id_for(settings, self.partition, partition is not None)
+        self.client_id = client_id_for(settings, self.partition)
         self.metrics = metrics or IngestMetrics(registry)
         self._label = str(self.partition)
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -174,6 +176,9 @@ class Collector:
         ing = self.settings.ingest
         retention = ing.retention_hours * 3600
         client = self._make_client()  # bad TLS or password settings fail before any file opens
+        if self.partition and not self.settings.mqtt.shared_group:
+            log.warning("partition %d without mqtt.shared_group: this collector receives every "
+                        "message, as the others do", self.partition)
         try:
             self.journal = Journal(
                 ing.journal_dir, self.partition, segment_bytes=ing.segment_bytes,

@@ -27,6 +27,8 @@ from gridwatch.simulators._targets import Row
 _FAIL = (MeterStatus.POWER_FAIL,)
 _RESTORED = (MeterStatus.POWER_RESTORED,)
 _REVERSE = (MeterStatus.REVERSE_FLOW,)
+#: Spikes and level shifts stop at this share of the contracted capacity (in kW at full-load pf).
+_MAX_ABNORMAL = 0.8
 _EXP = ',"export_kwh":'
 _PF = ',"pf":'
 
@@ -156,9 +158,12 @@ class Simulation:
             down = np.zeros(n, dtype=bool)
             for a in active:
                 i, p = a.idx, a.params
-                if a.shape == "spike":
-                    load[i] = np.maximum(load[i], self.scale[i]) * p["factor"]
-                elif a.shape in ("drop", "level_shift"):
+                if a.shape in ("spike", "level_shift"):
+                    base_i = np.maximum(load[i], self.scale[i]) if a.shape == "spike" else load[i]
+                    # abnormal, but not an over-capacity episode: that has its own label
+                    load[i] = np.minimum(base_i * p["factor"],
+                                         np.maximum(load[i], _MAX_ABNORMAL * self.cap_kw[i]))
+                elif a.shape == "drop":
                     load[i] *= p["factor"]
                 elif a.shape == "over_capacity_risk":
                     frac = (k - a.k0 + 1) / (a.k1 - a.k0)

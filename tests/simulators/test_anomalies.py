@@ -48,12 +48,17 @@ def _check_inside(shape: str, label: Label, sim: Simulation, i: int, k0: int, k1
             assert a is None
             continue
         assert a is not None
-        if shape == "spike":
-            assert a["kw"] > b["kw"] + 0.5 * (p["factor"] - 1) * m.annual_kwh / 8760
+        if shape in ("spike", "level_shift"):
+            # up by the factor (a spike from at least the mean), but short of the capacity
+            assert a["kw"] > b["kw"]
+            assert a["kw"] / a["pf"] < 0.85 * m.contracted_kva
+            if not m.has_export:  # (with PV the factor applies to the load before PV)
+                floor = m.annual_kwh / 8760 if shape == "spike" else 0.0
+                cap = 0.8 * m.contracted_kva * m.pf_full
+                want = min(max(b["kw"], floor) * p["factor"], max(b["kw"], cap))
+                assert a["kw"] == pytest.approx(want, abs=0.004)
         elif shape == "drop":
             assert a["kw"] < b["kw"]
-        elif shape == "level_shift":
-            assert a["kw"] > b["kw"]
         elif shape == "possible_theft":
             assert a["kw"] == pytest.approx(b["kw"] * p["factor"], abs=0.0011)
         elif shape == "tamper":

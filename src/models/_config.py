@@ -63,11 +63,11 @@ class DetectionSettings(Section):
     #: Over-capacity forecast horizon (minutes) and the fraction of contracted kVA that warns.
     capacity_horizon_min: Annotated[int, Field(ge=15, le=240)] = 60
     capacity_warn_fraction: Annotated[float, Field(gt=0, le=2)] = 1.0
-    #: Possible theft: recent daily energy below this fraction of the meter's own history ...
-    theft_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.4
-    #: ... for this many days, after at least ``theft_min_days`` of history ...
-    theft_days: Annotated[int, Field(ge=1)] = 5
-    theft_min_days: Annotated[int, Field(ge=2)] = 21
+    #: Possible theft: energy below this fraction of what the meter's own baseline expects ...
+    theft_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.6
+    #: ... over a run of at least this many hours, after ``theft_min_days`` days of history ...
+    theft_hours: Annotated[float, Field(gt=0)] = 12.0
+    theft_min_days: Annotated[int, Field(ge=1)] = 7
     #: ... while the segment's median ratio stays above this (else the whole segment changed).
     theft_segment_ratio: Annotated[float, Field(gt=0, le=1)] = 0.7
     #: Customer segments per customer class (``river.cluster.KMeans``).

@@ -37,7 +37,7 @@ _ALPHA_GLOBAL = 0.01
 _ALPHA_CURVE = 0.125  # daily curves: about eight days of memory
 _FLOOR_KW = 0.01
 _SHRINK = 10.0  # pseudo-samples of the meter-wide dispersion in each slot's
-_STATE_VERSION = 2
+_STATE_VERSION = 3
 _BASE = SLOTS + 48
 _BLEND = 8.0  # samples at which a time-of-week slot and its day-type slot weigh the same
 
@@ -84,8 +84,6 @@ class DailyProfile:
     mom_growth: float | None
     #: today's energy over the meter's own history (1.0 = as usual); None while learning
     ratio: float | None
-    #: possible-theft events awaiting the segment's opinion
-    theft: list[Event] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -108,8 +106,8 @@ class MeterState:
         "_act", "_clr", "_cnt", "_since", "base_dev", "base_mu", "base_n", "cus_neg",
         "cus_neg_t", "cus_pos", "cus_pos_t", "day_cnt", "day_max", "day_min", "day_no",
         "day_sum", "days", "glob_dev", "hist_kwh", "interval_s", "last_fail", "last_kw",
-        "last_kwh", "last_ts", "last_vmin", "low_days", "meter_id", "month_kwh", "month_no",
-        "n", "prev_month_kwh", "quiet", "resid_ew", "silent", "trend_ew", "wd_curve",
+        "last_kwh", "last_ts", "last_vmin", "meter_id", "month_kwh", "month_no",
+        "n", "prev_month_kwh", "quiet", "resid_ew", "silent", "th", "trend_ew", "wd_curve",
         "wd_days", "we_curve", "we_days",
     )
 
@@ -147,7 +145,9 @@ class MeterState:
         self.prev_month_kwh = math.nan
         self.days = 0
         self.hist_kwh = 0.0
-        self.low_days = 0
+        #: possible theft: observed and expected kW summed over the current low run, its
+        #: start, and an EW mean of observed/expected
+        self.th = (0.0, 0.0, 0.0, 1.0)
         #: active conditions: type -> onset (epoch s); counters of consecutive bad/good readings
         self._act: dict[str, float] = {}
         self._cnt: dict[str, int] = {}
@@ -164,7 +164,7 @@ class MeterState:
             self.resid_ew, self.trend_ew, self.wd_curve.tobytes(), self.we_curve.tobytes(),
             self.wd_days, self.we_days, self.day_no, self.day_sum.tobytes(),
             self.day_cnt.tobytes(), self.day_max, self.day_min, self.month_no, self.month_kwh,
-            self.prev_month_kwh, self.days, self.hist_kwh, self.low_days,
+            self.prev_month_kwh, self.days, self.hist_kwh, self.th,
             self._act, self._cnt, self._clr, self._since,
         )
 
@@ -176,7 +176,7 @@ class MeterState:
          self.cus_pos, self.cus_neg, self.cus_pos_t, self.cus_neg_t, self.resid_ew,
          self.trend_ew, wdc, wec, self.wd_days, self.we_days, self.day_no, dsum, dcnt,
          self.day_max, self.day_min, self.month_no, self.month_kwh, self.prev_month_kwh,
-         self.days, self.hist_kwh, self.low_days, self._act, self._cnt, self._clr,
+         self.days, self.hist_kwh, self.th, self._act, self._cnt, self._clr,
          self._since) = s
         self.base_mu = np.frombuffer(mu, np.float32).copy()
         self.base_dev = np.frombuffer(dev, np.float32).copy()
@@ -262,8 +262,7 @@ class MeterState:
         resolved. ``now`` defaults to the reading's event time."""
         s = settings or DetectionSettings()
         cal = calendar or Calendar(s.timezone, s.holiday_country)
-        res = self.step(reading, meta, now, s, cal)
-        return res.events + (res.profile.theft if res.profile else [])
+        return self.step(reading, meta, now, s, cal).events
 
     def on_timer(self, now: datetime | float, meta: MeterMeta | None = None, *,
                  settings: DetectionSettings | None = None, quiet: bool = False) -> list[Event]:
@@ -336,6 +335,8 @@ class MeterState:
             z, expected, flagged, warm = 0.0, self.last_kw, False, False
         else:
             z, expected, flagged, warm = self._consumption(r, t, meta, s, cal, ev)
+            if warm:
+                self._theft(r.kw, expected, t, interval, meta, s, ev)
         if meta is not None and meta.contracted_kva:
             self._capacity(r, t, interval, meta, s, cal, ev, expected, warm)
         out.profile = self._profile(r, t, interval, meta, s, cal, ev)
@@ -562,6 +563,41 @@ class MeterState:
         expected = mu if (n_s or n_d) else kw
         return z, expected, flagged, warm
 
+    def _theft(self, kw: float, mu: float, t: float, interval: float, meta: MeterMeta | None,
+               s: DetectionSettings, ev: list[Event]) -> None:
+        """Possible theft: energy over a run of at least ``theft_hours`` stays below
+        ``theft_ratio`` of what the meter's own baseline expects. The dataflow asks the meter's
+        segment before it is raised (a drop the whole segment shares is not theft)."""
+        if mu <= 2 * s.min_kw:
+            return
+        obs, exp, since, ew = self.th
+        ew = 0.9 * ew + 0.1 * min(kw / mu, 3.0)
+        if "possible_theft" in self._act:
+            if ew > (1 + s.theft_ratio) / 2:
+                ev.append(self._resolve("possible_theft", t, meta,
+                                        "consumption is back near its usual level",
+                                        {"recent_ratio": _r(ew)}))
+            self.th = (0.0, 0.0, 0.0, ew)
+            return
+        if exp == 0.0:
+            since = t
+        obs += kw
+        exp += mu
+        if obs > s.theft_ratio * exp:
+            obs = exp = 0.0  # not low: the next run starts with the next reading
+        elif t - since >= s.theft_hours * 3600 and self.days >= s.theft_min_days:
+            ratio = obs / exp
+            hours = (t - since) / 3600 + interval / 3600
+            ev.append(self._fire(
+                "possible_theft", Severity.WARNING, 1 - ratio, since, t, meta,
+                f"{hours:.0f} h at {ratio:.0%} of the energy the meter's own history expects",
+                {"observed_kwh": _r(obs * interval / 3600, 2),
+                 "expected_kwh": _r(exp * interval / 3600, 2), "ratio": _r(ratio),
+                 "hours_low": _r(hours, 1), "threshold_ratio": s.theft_ratio,
+                 "baseline": "time-of-week baseline of this meter"}))
+            obs = exp = 0.0
+        self.th = (obs, exp, since, ew)
+
     def _run(self, key: str, cond: bool, t: float) -> int:
         """Length of the current run of readings meeting ``cond`` (kept in the counters)."""
         if not cond:
@@ -695,26 +731,12 @@ class MeterState:
         if mom is None and not math.isnan(self.prev_month_kwh) and self.prev_month_kwh > 0:
             days_in = day_start.day
             mom = self.month_kwh / days_in * 30.4 / self.prev_month_kwh - 1
-        # possible theft: a sustained drop against the meter's own history
+        # today's energy against the meter's own history: what the segment judge compares
         ratio = None
-        theft: list[Event] = []
         self.days += 1
         if self.days > s.theft_min_days and self.hist_kwh > 0:
             ratio = daily_kwh / self.hist_kwh
-            self.low_days = self.low_days + 1 if ratio < s.theft_ratio else 0
-            if self.low_days >= s.theft_days and "possible_theft" not in self._act:
-                onset = day_t - (self.low_days - 1) * 86_400
-                theft.append(self._fire(
-                    "possible_theft", Severity.WARNING, 1 - ratio, onset, t, meta,
-                    f"{self.low_days} days at {ratio:.0%} of the meter's usual daily energy",
-                    {"daily_kwh": _r(daily_kwh, 2), "usual_daily_kwh": _r(self.hist_kwh, 2),
-                     "ratio": _r(ratio), "days_low": self.low_days,
-                     "threshold_ratio": s.theft_ratio}))
-            elif "possible_theft" in self._act and ratio > (1 + s.theft_ratio) / 2:
-                theft.append(self._resolve("possible_theft", t, meta,
-                                           "daily energy is back near its usual level",
-                                           {"ratio": _r(ratio)}))
-        if self.low_days == 0 and "possible_theft" not in self._act:
+        if "possible_theft" not in self._act and "abnormal_consumption" not in self._act:
             a = max(1.0 / self.days, 1.0 / 28)
             self.hist_kwh += a * (daily_kwh - self.hist_kwh)
         return DailyProfile(
@@ -726,4 +748,4 @@ class MeterState:
             weekday_curve=tuple(round(float(x), 4) for x in self.wd_curve),
             weekend_curve=tuple(round(float(x), 4) for x in self.we_curve),
             is_day_off=off, mom_growth=None if mom is None else round(mom, 4),
-            ratio=None if ratio is None else round(ratio, 4), theft=theft)
+            ratio=None if ratio is None else round(ratio, 4))

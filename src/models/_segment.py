@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 from river import cluster, stats
@@ -22,7 +23,7 @@ from river import cluster, stats
 from gridwatch._schemas import Event, LoadProfile
 from gridwatch.models._meter import DailyProfile
 
-_MIN_DAYS_TO_SEGMENT = 3
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _norm(curve: tuple[float, ...] | np.ndarray) -> np.ndarray:
@@ -133,6 +134,19 @@ class Segmenter:
         self.seen += 1
         return f"{self.customer_class}-{k}", tags
 
+    def segment_of(self, weekday: tuple[float, ...], weekend: tuple[float, ...]) -> str:
+        """The segment a meter with these typical curves belongs to now (no learning)."""
+        if self.seeded == 0 or not any(weekday):
+            return f"{self.customer_class}-unknown"
+        p = DailyProfile(meter_id="-", day=_EPOCH, customer_id=None,
+                         customer_class=self.customer_class, daily_kwh=float(sum(weekday)),
+                         peak_kw=0.0, valley_kw=0.0, day_curve=weekday, weekday_curve=weekday,
+                         weekend_curve=weekend, is_day_off=False, mom_growth=None, ratio=None)
+        x = self.features(p)
+        k = self._nearest_seeded(x) if self.seeded < self.n_clusters else \
+            self.model.predict_one(x)
+        return f"{self.customer_class}-{k}"
+
     def _dist(self, x: dict[str, float], k: int) -> float:
         c = self.model.centers[k]
         return math.sqrt(sum((v - c[i]) ** 2 for i, v in x.items()))
@@ -154,23 +168,39 @@ class Verdict:
 
 
 class SegmentJudge:
-    """Per-segment reference for consumption drops: River's rolling median of members' daily
-    energy ratios. Confirms a meter's possible-theft event only if the segment did not drop."""
+    """Per-segment reference for consumption drops. Confirms a meter's possible-theft event only
+    if its segment did not drop with it, judged two ways:
+
+    * River's rolling median of the members' daily energy ratios (today over own history) is
+      at least ``min_ratio`` (a whole segment at 60 % is a holiday or the weather, not theft);
+    * fewer than ``collective_share`` of the segment's members (at least ``min_collective``)
+      raised a candidate in the last 24 hours (a drop shared within the day, before any day
+      has closed).
+    """
 
     def __init__(self, segment: str, min_ratio: float = 0.7, window: int = 500,
-                 min_samples: int = 10) -> None:
+                 min_samples: int = 10, collective_share: float = 0.1,
+                 min_collective: int = 3) -> None:
         self.segment = segment
         self.min_ratio = min_ratio
         self.window = window
         self.min_samples = min_samples
+        self.collective_share = collective_share
+        self.min_collective = min_collective
         self.median = stats.RollingQuantile(q=0.5, window_size=window)
         self.samples = 0
+        self.per_day: dict[int, int] = {}
+        self.recent: list[float] = []
         self.confirmed: set[str] = set()
         self.suppressed = 0
 
-    def learn(self, ratio: float) -> None:
+    def learn(self, ratio: float, day: int = 0) -> None:
+        """One member's finished day: its energy over its own history."""
         self.median.update(ratio)
         self.samples += 1
+        self.per_day[day] = self.per_day.get(day, 0) + 1
+        if len(self.per_day) > 2:
+            del self.per_day[min(self.per_day)]
 
     def judge(self, event: Event) -> Verdict:
         med = self.median.get() if self.samples else None
@@ -179,14 +209,19 @@ class SegmentJudge:
                 self.confirmed.discard(event.meter_id)
                 return Verdict(event, med)
             return Verdict(None, med)
+        t = event.raised_at.timestamp()
+        self.recent = [x for x in self.recent if x > t - 86_400] + [t]
+        members = max(self.per_day.values(), default=0)
+        collective = len(self.recent) >= max(self.min_collective,
+                                             self.collective_share * members)
         enough = self.samples >= self.min_samples and med is not None
-        if enough and med is not None and med < self.min_ratio:
+        if collective or (enough and med is not None and med < self.min_ratio):
             self.suppressed += 1
             return Verdict(None, med)
         ev = dict(event.evidence)
         ev["segment"] = self.segment
         ev["segment_median_ratio"] = round(med, 3) if enough and med is not None else None
-        ev["segment_members_sampled"] = self.samples
+        ev["segment_candidates_24h"] = len(self.recent)
         self.confirmed.add(event.meter_id)
         return Verdict(event.model_copy(update={"evidence": {
             k: v for k, v in ev.items() if v is not None}}), med)

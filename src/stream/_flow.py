@@ -47,6 +47,7 @@ from gridwatch.stream._logic import (
     MetaLookup,
     SegmenterLogic,
     SegmentJudgeLogic,
+    TheftCandidate,
     meter_builder,
 )
 
@@ -121,7 +122,8 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     by_meter = op.key_on("key_meter", watch_out.falses, lambda x: x.meter_id)
     meter_out = op.stateful("meter", by_meter, meter_builder(det, calendar, lookup))
     results = op.map("meter_v", meter_out, lambda kv: kv[1])
-    split = op.branch("is_day", results, lambda x: isinstance(x, DailyProfile))
+    split = op.branch("to_segments", results,
+                      lambda x: isinstance(x, DailyProfile | TheftCandidate))
     days = split.trues
     per_reading = split.falses
     meter_events = op.filter("is_event", per_reading, lambda x: isinstance(x, Event))

@@ -62,6 +62,18 @@ class SegmentSample:
     meter_id: str
     ratio: float | None
     theft: tuple[Event, ...]
+    day: int = 0  # ordinal of the profiled day
+
+
+@dataclass(frozen=True, slots=True)
+class TheftCandidate:
+    """A meter's possible-theft event on its way to its segment (with the meter's typical
+    curves, from which the segmenter knows the segment)."""
+
+    event: Event
+    customer_class: str
+    weekday_curve: tuple[float, ...]
+    weekend_curve: tuple[float, ...]
 
 
 class MeterLogic(StatefulLogic[Any, Any, bytes]):
@@ -84,9 +96,17 @@ class MeterLogic(StatefulLogic[Any, Any, bytes]):
         reading: Reading = value
         if self.state is None:
             self.state = MeterState(reading.meter_id)
-        res = self.state.step(reading, self.meta(reading.meter_id), None, self.settings,
-                              self.calendar)
-        out: list[Any] = list(res.events)
+        meta = self.meta(reading.meter_id)
+        res = self.state.step(reading, meta, None, self.settings, self.calendar)
+        out: list[Any] = []
+        for ev in res.events:
+            if ev.type == "possible_theft":
+                out.append(TheftCandidate(
+                    ev, str(meta.customer_class) if meta else "residential",
+                    tuple(float(x) for x in self.state.wd_curve),
+                    tuple(float(x) for x in self.state.we_curve)))
+            else:
+                out.append(ev)
         if res.score is not None:
             out.append(res.score)
         if res.profile is not None:
@@ -274,22 +294,27 @@ class CellWatchLogic(StatefulLogic[Any, Any, bytes]):
         return pickle.dumps((self.cell, self.meters, self.feeder_onset, self.feeder_meters))
 
 
-class SegmenterLogic(StatefulLogic[DailyProfile, Any, bytes]):
-    """One customer class: River KMeans segmentation; emits ``LoadProfile`` and a
-    ``SegmentSample`` per finished meter-day."""
+class SegmenterLogic(StatefulLogic[Any, Any, bytes]):
+    """One customer class: River KMeans segmentation; emits a ``LoadProfile`` and a
+    ``SegmentSample`` per finished meter-day, and sends theft candidates to their segment."""
 
     def __init__(self, resume: bytes | None, settings: DetectionSettings) -> None:
         self.settings = settings
         self.model: Segmenter | None = pickle.loads(resume) if resume else None
 
-    def on_item(self, value: DailyProfile) -> tuple[list[Any], bool]:
+    def on_item(self, value: DailyProfile | TheftCandidate) -> tuple[list[Any], bool]:
         if self.model is None:
             self.model = Segmenter(value.customer_class, self.settings.segments_per_class,
                                    seed=self.settings.seed)
+        if isinstance(value, TheftCandidate):
+            segment = self.model.segment_of(value.weekday_curve, value.weekend_curve)
+            return [SegmentSample(segment, value.event.meter_id, None, (value.event,))], \
+                StatefulLogic.RETAIN
         segment, tags = self.model.assign(value)
         prof: LoadProfile = load_profile(value, segment, tags)
-        return [prof, SegmentSample(segment, value.meter_id, value.ratio,
-                                    tuple(value.theft))], StatefulLogic.RETAIN
+        return [prof, SegmentSample(segment, value.meter_id, value.ratio, (),
+                                    value.day.toordinal())], \
+            StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.model)
@@ -312,7 +337,7 @@ class SegmentJudgeLogic(StatefulLogic[SegmentSample, Event, bytes]):
             if verdict.event is not None:
                 out.append(verdict.event)
         if value.ratio is not None:
-            self.judge.learn(value.ratio)
+            self.judge.learn(value.ratio, value.day)
         return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:

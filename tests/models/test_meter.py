@@ -217,15 +217,19 @@ def test_over_capacity_warned_before_the_crossing(gen):
 
 
 def test_possible_theft_on_sustained_drop(gen):
+    drop_at = 30 * 96 + 40  # day 30, 10:00
+
     def drop(i, ts, rng):
         base = gen.residential(i, ts, rng)
-        return base * 0.2 if i >= 30 * 96 else base
+        return base * 0.45 if i >= drop_at else base
 
-    _, events = gen.run(gen.series(38 * 96, drop))
+    _, events = gen.run(gen.series(33 * 96, drop))
     fired = gen.of_type(events, "possible_theft")
     assert len(fired) == 1
-    assert fired[0].evidence["days_low"] == 5
-    _, normal = gen.run(gen.series(38 * 96))
+    assert fired[0].onset - (gen.T0 + drop_at * gen.STEP) <= timedelta(hours=1)
+    assert fired[0].raised_at - fired[0].onset >= timedelta(hours=12)
+    assert fired[0].evidence["ratio"] < 0.6
+    _, normal = gen.run(gen.series(33 * 96))
     assert gen.of_type(normal, "possible_theft") == []
 
 

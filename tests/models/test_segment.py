@@ -16,13 +16,13 @@ FLAT = tuple(5.0 + 0.1 * (h % 2) for h in range(24))
 TWO_SHIFT = tuple(20.0 if 6 <= h < 22 else 3.0 for h in range(24))
 
 
-def day(meter: str, wd: tuple[float, ...], we: tuple[float, ...], ratio: float | None = 1.0,
-        theft: list[Event] | None = None) -> DailyProfile:
+def day(meter: str, wd: tuple[float, ...], we: tuple[float, ...],
+        ratio: float | None = 1.0) -> DailyProfile:
     return DailyProfile(
         meter_id=meter, day=datetime(2024, 3, 5, tzinfo=UTC), customer_id=None,
         customer_class="residential", daily_kwh=float(sum(wd)), peak_kw=max(wd),
         valley_kw=min(wd), day_curve=wd, weekday_curve=wd, weekend_curve=we,
-        is_day_off=False, mom_growth=0.05, ratio=ratio, theft=theft or [])
+        is_day_off=False, mom_growth=0.05, ratio=ratio)
 
 
 def test_tags_describe_the_shape():
@@ -54,6 +54,8 @@ def test_segmenter_separates_shapes():
             labels[shape].add(segment)
     assert len(labels["evening"]) == 1 and len(labels["flat"]) == 1
     assert labels["evening"] != labels["flat"]
+    assert seg.segment_of(EVENING, EVENING) in labels["evening"]
+    assert seg.segment_of(FLAT, FLAT) in labels["flat"]
 
 
 def _theft(meter: str) -> Event:
@@ -65,13 +67,21 @@ def _theft(meter: str) -> Event:
 def test_segment_judge_confirms_only_individual_drops():
     judge = SegmentJudge("residential-0", min_ratio=0.7)
     for _ in range(50):
-        judge.learn(1.0)
+        judge.learn(1.0, day=1)
     confirmed = judge.judge(_theft("a")).event
     assert confirmed is not None and confirmed.evidence["segment_median_ratio"] == 1.0
     for _ in range(600):
-        judge.learn(0.5)  # the whole segment dropped: a holiday week, a mild spell
+        judge.learn(0.5, day=2)  # the whole segment dropped: a holiday week, a mild spell
     assert judge.judge(_theft("b")).event is None
     assert judge.suppressed == 1
     resolved = _theft("a").model_copy(update={"state": "resolved"})
     assert judge.judge(resolved).event is not None
     assert judge.judge(resolved).event is None  # already resolved
+
+
+def test_segment_judge_suppresses_a_drop_shared_within_the_day():
+    judge = SegmentJudge("residential-0", collective_share=0.1, min_collective=3)
+    for _ in range(20):
+        judge.learn(1.0, day=1)
+    verdicts = [judge.judge(_theft(f"m{i}")).event for i in range(4)]
+    assert [v is not None for v in verdicts] == [True, True, False, False]

@@ -148,6 +148,7 @@ class Decoder:
         self.max_payload_bytes = ingest.max_payload_bytes
         self.max_future = timedelta(seconds=ingest.max_future_s)
         self.max_backwards = timedelta(seconds=ingest.max_backwards_s)
+        self._max_backwards_us = self.max_backwards // _MICRO
         self.per_meter = ingest.dedup_per_meter
         self.max_meters = max_meters
         # meter_id -> array of accepted timestamps (microseconds since the epoch): element 0
@@ -181,9 +182,28 @@ class Decoder:
 
     def admit(self, item: Item) -> None:
         """Check ``item`` against the per-meter memory (duplicate, stale) and remember it;
-        raises :class:`DecodeError` when it must be rejected."""
-        self._check_history(item)
-        self.remember(item)
+        raises :class:`DecodeError` when it must be rejected. One lookup: this runs for every
+        reading."""
+        if not isinstance(item, Reading):
+            return
+        key = (item.ts - _EPOCH) // _MICRO
+        entry = self._seen.get(item.meter_id)
+        if entry is None:
+            if len(self._seen) >= self.max_meters:
+                del self._seen[next(iter(self._seen))]
+            self._seen[item.meter_id] = array("q", (key, key))
+            return
+        if key in entry[1:]:
+            raise DecodeError(
+                DUPLICATE, f"meter {item.meter_id} already has a reading at {item.ts.isoformat()}"
+            )
+        if entry[0] - key > self._max_backwards_us:
+            self._check_history(item)  # raises with the full message
+        if key > entry[0]:
+            entry[0] = key
+        entry.append(key)
+        if len(entry) > self.per_meter + 1:
+            del entry[1]
 
     def _check_history(self, item: Item) -> None:
         if not isinstance(item, Reading):
@@ -262,26 +282,24 @@ class Decoder:
             self._check_clock(item, now)
             if levels is not None:
                 self._check_topic(item, levels)
-            self._check_history(item)
+            self.admit(item)
         except DecodeError as exc:
             where = "" if index is None else f"batch item {index}: "
             data = payload if payload is not None else _wire(item)
             result.rejected.append(Rejection(exc.reason, where + exc.detail, data, index))
             return
-        self.remember(item)
         result.accepted.append(item)
 
     def _one(self, result: DecodeResult, kind: str, raw: Any, levels: list[str] | None,
              now: datetime, payload: bytes, index: int | None) -> None:
         try:
             item = self._validate(kind, raw, levels, now)
-            self._check_history(item)
+            self.admit(item)
         except DecodeError as exc:
             data = payload if index is None else _dump_item(raw)
             where = "" if index is None else f"batch item {index}: "
             result.rejected.append(Rejection(exc.reason, where + exc.detail, data, index))
             return
-        self.remember(item)
         result.accepted.append(item)
 
     def _classify(self, topic: str, payload: bytes) -> tuple[str, list[str]]:

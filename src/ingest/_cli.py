@@ -86,3 +86,41 @@ def journal_stats(
             s = j.stats()
         out.print(f"partition {p}: segments={s['segments']} offsets={s['start_offset']}.."
                   f"{s['end_offset']} bytes={s['bytes']}", highlight=False)
+
+
+@journal_app.command("deadletters")
+def journal_deadletters(
+    config: ConfigOpt = None,
+    directory: Annotated[Path | None, typer.Option(
+        "--dir", help="Dead-letter directory (default: ingest.deadletter_dir).")] = None,
+    reason: Annotated[str | None, typer.Option(
+        "--reason", "-r", help="Only this reason (e.g. invalid_json).")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=0,
+                                       help="Show at most this many (0 = counts only).")] = 20,
+) -> None:
+    """Count the dead letters by reason and show the latest ones, with what was wrong."""
+    from collections import Counter, deque
+
+    from gridwatch.cli import settings_or_exit
+    from gridwatch.ingest._deadletter import DeadLetter, read_deadletters
+
+    if directory is None:
+        directory = settings_or_exit(config).ingest.deadletter_dir
+    out = Console()
+    counts: Counter[str] = Counter()
+    latest: deque[DeadLetter] = deque(maxlen=max(limit, 1))
+    for d in read_deadletters(directory):
+        counts[d.reason] += 1
+        if reason is None or d.reason == reason:
+            latest.append(d)
+    if not counts:
+        out.print(f"no dead letters under {directory}")
+        return
+    for name, n in counts.most_common():
+        out.print(f"{name}: {n}", highlight=False)
+    if limit:
+        for d in latest:
+            preview = d.payload[:120].decode("utf-8", errors="replace")
+            where = f" item {d.index}" if d.index is not None else ""
+            out.print(f"{d.received_at.isoformat()} {d.reason} {d.topic}{where}: {d.detail}\n"
+                      f"    {preview!r}", highlight=False, markup=False)

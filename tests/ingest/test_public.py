@@ -59,3 +59,20 @@ def test_journal_stats_command(tmp_path: Path) -> None:
     ).stdout
     assert "partition 0: segments=1 offsets=0..3" in out
     assert "partition 4: segments=1 offsets=0..1" in out
+
+
+def test_deadletters_command_counts_and_shows(tmp_path: Path) -> None:
+    from gridwatch.ingest import DeadLetters
+
+    with DeadLetters(tmp_path) as dl:
+        dl.put("invalid_json", "meters/r/m1/reading", b"{oops", "line 1 column 2: ...")
+        dl.put("schema", "meters/r/m2/reading", b"{}", "kw: Field required")
+        dl.put("invalid_json", "meters/r/m3/reading", b"[", "line 1 column 2: ...")
+    out = subprocess.run(
+        [sys.executable, "-m", "gridwatch", "journal", "deadletters", "--dir", str(tmp_path),
+         "--reason", "schema"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "invalid_json: 2" in out and "schema: 1" in out
+    assert "meters/r/m2/reading: kw: Field required" in out
+    assert "meters/r/m1/reading" not in out

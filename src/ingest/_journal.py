@@ -334,7 +334,13 @@ class Journal:
             return 0
         last = self._bases[-1]
         start = self._tail if self._tail is not None and self._tail.base == last else None
-        self._tail, _ = self._scan(last, start, verify=False)
+        if start is not None:
+            try:
+                if self._seg_path(last).stat().st_size < start.pos:
+                    start = None  # the writer cut a torn tail off: scan again
+            except FileNotFoundError:
+                start = None
+        self._tail, _ = self._scan(last, start)
         return self._tail.offset
 
     @property

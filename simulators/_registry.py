@@ -60,12 +60,17 @@ def write_registry(fleet_meters: Sequence[SimMeter], path: Path, *, flow: bool |
 
     Large fleets (``flow`` unset and more than 5,000 meters) get one customer per line in YAML
     flow style (JSON objects), which is the same data and writes in a second rather than half a
-    minute for 100,000 meters. A ``.csv`` path or a directory gets the router's CSV form instead
-    (``customers.csv``, ``cells.csv``, ``managers.csv`` in that directory): quicker to load,
-    but without per-meter capacity, nominal voltage and interval."""
+    minute for 100,000 meters. A ``.json`` path gets the same data as JSON, which the router
+    loads about ten times faster than YAML. A ``.csv`` path or a directory gets the router's CSV
+    form (``customers.csv``, ``cells.csv``, ``managers.csv`` in that directory): as quick, but
+    without per-meter capacity, nominal voltage and interval."""
     data = registry_dict(fleet_meters, **options)
     if path.suffix.lower() == ".csv" or path.is_dir():
         return _write_csv(data, path.parent if path.suffix.lower() == ".csv" else path)
+    if path.suffix.lower() == ".json":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+        return path
     if flow is None:
         flow = len(fleet_meters) > 5000
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -108,8 +109,11 @@ def test_flow_style_registry_is_the_same_data(tmp_path: Path, make) -> None:
     block = write_registry(meters, tmp_path / "block.yaml", flow=False)
     flow = write_registry(meters, tmp_path / "flow.yaml", flow=True)
     assert block.read_text() != flow.read_text()
-    assert yaml.safe_load(block.read_text()) == yaml.safe_load(flow.read_text())
-    assert Registry.load(flow).meter_meta(meters[-1].meter_id) == meters[-1].meta()
+    as_json = write_registry(meters, tmp_path / "registry.json")
+    assert yaml.safe_load(block.read_text()) == yaml.safe_load(flow.read_text()) == \
+        json.loads(as_json.read_text())
+    for path in (flow, as_json):
+        assert Registry.load(path).meter_meta(meters[-1].meter_id) == meters[-1].meta()
 
 
 def test_csv_registry_loads_in_the_alert_router(tmp_path: Path, make) -> None:

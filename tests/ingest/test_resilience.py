@@ -38,16 +38,15 @@ def _config_file(tmp: Path, port: int, client_id: str, metrics_port: int = 0) ->
 
 def _start_collector(config: Path, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDWATCH_")}
+    start = log.stat().st_size if log.exists() else 0
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gridwatch", "collect", "--config", str(config), "-q"],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )
-    start = log.stat().st_size if log.exists() else 0
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        text = log.read_bytes()[start:].decode(errors="replace")
-        if "subscribed to" in text and text.count("subscribed to") >= 1:
+        if "subscribed to" in log.read_bytes()[start:].decode(errors="replace"):
             return proc
         assert proc.poll() is None, f"collector exited:\n{log.read_text()}"
         time.sleep(0.05)

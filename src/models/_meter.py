@@ -337,6 +337,8 @@ class MeterState:
             z, expected, flagged, warm = self._consumption(r, t, meta, s, cal, ev)
             if warm:
                 self._theft(r.kw, expected, t, interval, meta, s, ev)
+            elif self.th[1]:
+                self.th = (0.0, 0.0, 0.0, self.th[3])  # a run is only judged while warm
         if meta is not None and meta.contracted_kva:
             self._capacity(r, t, interval, meta, s, cal, ev, expected, warm)
         out.profile = self._profile(r, t, interval, meta, s, cal, ev)
@@ -585,7 +587,8 @@ class MeterState:
         exp += mu
         if obs > s.theft_ratio * exp:
             obs = exp = 0.0  # not low: the next run starts with the next reading
-        elif t - since >= s.theft_hours * 3600 and self.days >= s.theft_min_days:
+        elif (t - since >= s.theft_hours * 3600 and self.days >= s.theft_min_days
+              and ew < s.theft_ratio):  # and still low now, not only on average
             ratio = obs / exp
             hours = (t - since) / 3600 + interval / 3600
             ev.append(self._fire(

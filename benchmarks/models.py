@@ -164,6 +164,7 @@ def main() -> None:
     live_mb, snap_mb = bench_memory(template, 100_000)
 
     print()
+    print("ratio = River HST / gridwatch (above 1: gridwatch is cheaper)")
     print(f"{'figure':58} {'gridwatch':>12} {'River HST':>12} {'ratio':>8}")
     print(f"{'µs per reading, per-meter path (all detectors)':58} {us_meter:12.1f} "
           f"{us_hst:12.1f} {us_hst / us_meter:7.1f}x")

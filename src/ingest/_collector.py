@@ -52,13 +52,9 @@ log = logging.getLogger("gridwatch.ingest.collector")
 #: Dead letters published to the topic carry at most this much of the payload.
 _PUBLISHED_PAYLOAD_MAX = 65_536
 
-#: CONNACK reason codes that retrying cannot fix (MQTT v5 §3.2.2.2).
-_FATAL_CONNACK = {
-    133: "client identifier not valid",
-    134: "bad user name or password",
-    135: "not authorized",
-    138: "banned",
-}
+#: CONNACK reason codes that retrying cannot fix (MQTT v5 §3.2.2.2): client identifier not
+#: valid, bad user name or password, not authorized, banned.
+_FATAL_CONNACK = frozenset({133, 134, 135, 138})
 
 
 class CollectorError(RuntimeError):

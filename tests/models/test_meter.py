@@ -234,16 +234,19 @@ def test_possible_theft_on_sustained_drop(gen):
 
 
 def test_state_is_small_and_round_trips(gen):
+    """Worst case: a month of history and most conditions firing at once."""
     meta = MeterMeta(meter_id="m1", contracted_kva=10.0, phases=3)
-    rs = gen.series(5 * gen.WEEK, extra=lambda i, ts: {
-        "kwh": 1000.0 + i, "voltage": [230.0, 200.0, 231.0], "pf": 0.7})
-    state, _ = gen.run(rs, meta)
-    assert len(state.active) >= 2
+    rs = gen.series(5 * gen.WEEK, extra=lambda i, ts: {"kwh": 1000.0 + i})
+    bad = [gen.reading("m1", rs[-1].ts + (i + 1) * gen.STEP + timedelta(seconds=90), 30.0,
+                       kwh=5000.0, voltage=[230.0, 180.0, 231.0], current=[60.0, 5.0, 55.0],
+                       pf=0.6, status=["cover_open"]) for i in range(20)]
+    state, _ = gen.run(rs + bad, meta)
+    assert len(state.active) >= 8, state.active
     size = len(pickle.dumps(state))
     assert size <= 4096, size
     assert len(state.to_bytes()) <= 4096
     clone = MeterState.from_bytes(state.to_bytes())
-    nxt = gen.reading("m1", rs[-1].ts + gen.STEP, 7.0, kwh=5000.0)
+    nxt = gen.reading("m1", bad[-1].ts + gen.STEP, 7.0, kwh=5001.0)
     assert clone.update(nxt, meta) == state.update(nxt, meta)
 
 

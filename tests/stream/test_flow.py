@@ -167,3 +167,13 @@ def test_possible_theft_confirmed_by_segment_unless_shared(gen):
     # The whole segment dropped together: from the third candidate within 24 h on, the judge
     # sees a shared drop (the first ones cannot know yet).
     assert len(run(set(range(12)))) <= 2
+
+
+def test_replay_is_deterministic(gen):
+    meta = {f"m{m}": MeterMeta(meter_id=f"m{m}", grid_cell="C1") for m in range(6)}
+    rs = fleet(gen, 9, 6, skip=lambda m, i: 8 * 96 <= i < 8 * 96 + 10,
+               bump=lambda m, i: 4.0 if (m == 2 and i == 8 * 96 + 40) else 0.0)
+    a = run_replay(Settings(), rs, meta)
+    b = run_replay(Settings(), rs, meta)
+    assert a.events and [e.model_dump() for e in a.events] == [e.model_dump() for e in b.events]
+    assert [p.model_dump() for p in a.profiles] == [p.model_dump() for p in b.profiles]

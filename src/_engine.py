@@ -174,6 +174,12 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
     procs = len(addresses) if addresses else 1
     pid = process_id or 0
     partition = settings.ingest.partition if addresses is None else pid
+    if procs > 1 and not settings.mqtt.shared_group:
+        # Without a shared subscription every collector would receive every message.
+        mqtt = settings.mqtt.model_copy(update={"shared_group": "gridwatch"})
+        settings = settings.model_copy(update={"mqtt": mqtt})
+        log.info("cluster of %d processes: collectors share the subscription as "
+                 "$share/gridwatch/...", procs)
 
     collector = ingest.Collector(settings, partition=partition)
     collector.start()
@@ -232,10 +238,9 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
         from gridwatch.alerts import build_router
 
         router = build_router(settings)
-    if path.is_dir():
-        source: Any = ingest.JournalSource(path, follow=False)
-    else:
-        source = ingest.FileSource(path)
+    # Rejected rows of a file are kept as dead letters beside the live ones, with the reason.
+    source: Any = ingest.replay_source(
+        path, deadletter_dir=settings.ingest.deadletter_dir / "replay")
     if alerts_out is not None and alerts_out.exists():
         alerts_out.unlink()
     sinks = stream.Sinks(

@@ -98,6 +98,9 @@ def replay(
         "--alerts-out", help="Write every event raised as one JSON line to this file.")] = None,
     route: Annotated[bool, typer.Option(
         "--route", help="Also send the events through the alert router and its channels.")] = False,
+    registry: Annotated[Path | None, typer.Option(
+        "--registry", help="Registry of the meters replayed (customer, grid cell, capacity, "
+                           "nominal voltage); default: alerts.registry of the settings.")] = None,
 ) -> None:
     """Run the same dataflow as `run` over a file, with no broker: for tuning, evaluation and
     re-processing of recorded data. Prints a summary at the end."""
@@ -105,7 +108,10 @@ def replay(
 
     from gridwatch._engine import replay as do_replay
 
-    settings = settings_or_exit(config)
+    overrides: dict[str, object] = {}
+    if registry is not None:
+        overrides["alerts"] = {"registry": str(registry)}
+    settings = settings_or_exit(config, **overrides)
     stats = do_replay(settings, path, influx=not no_influx, alerts_out=alerts_out, route=route)
     out = Console()
     table = Table(title=f"replay of {path}", show_header=True)

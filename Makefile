@@ -15,6 +15,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy src
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup

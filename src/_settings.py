@@ -136,9 +136,14 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
 
     class _FromYaml(Settings):
         @classmethod
-        def settings_customise_sources(  # type: ignore[override]
-            cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
-        ):
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
             # Environment above the file: merge file values below env by listing env first.
             return (env_settings, InitSettingsSource(settings_cls, init_kwargs=data))
 

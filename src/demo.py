@@ -39,6 +39,9 @@ class AlertSubscriber:
 
     def __init__(self, host: str, port: int) -> None:
         self.by_recipient: Counter[str] = Counter()
+        self.alerts_by_recipient: Counter[str] = Counter()
+        self.kinds: dict[str, Counter[str]] = {}
+        self.sample: dict[str, Any] | None = None
         self.lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-observer",
                                   protocol=mqtt.MQTTv5)
@@ -52,8 +55,17 @@ class AlertSubscriber:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         parts = msg.topic.split("/")
+        who = f"{parts[1][:-1]} {parts[2]}"
+        try:
+            note = json.loads(msg.payload)
+        except ValueError:
+            note = {}
         with self.lock:
-            self.by_recipient[f"{parts[1][:-1]} {parts[2]}"] += 1
+            self.by_recipient[who] += 1
+            self.alerts_by_recipient[who] += len(note.get("alerts") or ()) or 1
+            self.kinds.setdefault(who, Counter())[str(note.get("kind", "?"))] += 1
+            if self.sample is None and note.get("kind") == "alert" and parts[1] == "managers":
+                self.sample = note
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -77,7 +89,7 @@ def main() -> int:
     work = ROOT / "var" / "demo"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    fleet_path = ROOT / "config" / "fleets" / "small.yaml"
+    fleet_path = ROOT / "config" / "fleets" / "demo.yaml"
     fleet = Fleet.load(fleet_path)
 
     console.rule("[bold]gridwatch demo")
@@ -88,7 +100,7 @@ def main() -> int:
     engine: subprocess.Popen[bytes] | None = None
     observer: AlertSubscriber | None = None
     try:
-        registry = work / "registry.yaml"
+        registry = work / "registry.json"  # JSON loads faster than YAML
         write_registry(fleet.meters(fleet.seed), registry)
         settings = {
             "mqtt": {"host": broker.host, "port": broker.port, "client_id": "demo-collector"},
@@ -205,13 +217,22 @@ def summary(work: Path, url: str, published: int, stored: int, labels: Path,
     for k in sorted(set(injected) | set(raised)):
         t.add_row(k, str(injected.get(k, 0)), str(raised.get(k, 0)))
     console.print(t)
-    t = Table(title="alerts delivered over MQTT, by recipient")
+    t = Table(title="notifications delivered over MQTT (received by an independent subscriber)")
     t.add_column("recipient")
     t.add_column("messages", justify="right")
+    t.add_column("alerts in them", justify="right")
+    t.add_column("kinds")
     with observer.lock:
-        for who, n in observer.by_recipient.most_common():
-            t.add_row(who, str(n))
+        for who in sorted(observer.by_recipient):
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(observer.kinds[who].items()))
+            t.add_row(who, str(observer.by_recipient[who]),
+                      str(observer.alerts_by_recipient[who]), kinds)
+        sample = observer.sample
     console.print(t)
+    if sample is not None:
+        console.rule(f"one manager alert, as sent to {sample.get('recipient')}")
+        console.print(sample.get("subject", ""), style="bold", highlight=False)
+        console.print(sample.get("body", ""), highlight=False)
     console.print(f"engine log: {work / 'engine.log'}; alerts: {alerts_file}")
 
 

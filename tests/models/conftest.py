@@ -1,4 +1,4 @@
-"""Synthetic meter series with known answers, shared by the model tests."""
+"""Synthetic meter series with known answers, shared by the model and dataflow tests."""
 
 from __future__ import annotations
 

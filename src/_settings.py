@@ -8,6 +8,7 @@ passed down; nothing reads settings at import time.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,14 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)
+        # Values passed in code, then the environment, then the file being loaded.
+        file_source = InitSettingsSource(settings_cls, init_kwargs=_FILE_DATA.get() or {})
+        return (init_settings, env_settings, file_source)
+
+
+#: The YAML content while :func:`load_settings` builds the root (a source of its own, below the
+#: environment); empty otherwise.
+_FILE_DATA: ContextVar[dict[str, Any] | None] = ContextVar("gridwatch_settings_file", default=None)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -90,16 +98,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         kind = type(data).__name__
         raise ConfigError(f"{path}: the top level must be a mapping of sections, not {kind}")
     return data
-
-
-def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def describe_validation_error(exc: ValidationError, source: str) -> str:
@@ -132,25 +130,11 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         data = _read_yaml(cfg_path)
     elif explicit:
         raise ConfigError(f"{cfg_path}: no such configuration file")
-    data = _deep_merge(data, overrides)
-
-    class _FromYaml(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            # Environment above the file: merge file values below env by listing env first.
-            return (env_settings, InitSettingsSource(settings_cls, init_kwargs=data))
-
     source = str(cfg_path) if cfg_path.exists() else "settings"
+    token = _FILE_DATA.set(data)
     try:
-        built = _FromYaml()
+        return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, source)) from None
-    fields = {name: getattr(built, name) for name in Settings.model_fields}
-    return Settings.model_construct(**fields)
+    finally:
+        _FILE_DATA.reset(token)

@@ -86,3 +86,11 @@ def test_check_config_cli_exit_code_and_single_line(tmp_path):
     assert len(lines) == 1, proc.stderr
     assert "detection.z_threshold" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_code_overrides_beat_environment_and_merge_with_the_file(tmp_path, monkeypatch):
+    path = write(tmp_path, "alerts:\n  registry: a.yaml\n  group_wait_s: 3\n")
+    monkeypatch.setenv("GRIDWATCH_ALERTS__REGISTRY", "from-env.yaml")
+    s = load_settings(path, alerts={"registry": "from-cli.yaml"})
+    assert str(s.alerts.registry) == "from-cli.yaml"
+    assert s.alerts.group_wait_s == 3  # the rest of the section still comes from the file

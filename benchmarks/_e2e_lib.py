@@ -1,0 +1,372 @@
+"""Building blocks of ``benchmarks/e2e.py``: private servers, engine processes, load, probes.
+
+Everything runs on loopback: a private mosquitto and a private InfluxDB 1.6.7 (v1 API) from
+``gridwatch._services``, and ``gridwatch run`` as one or more child processes with a settings
+file written here. Load comes from ``gridwatch.simulators`` (the 100,000-meter utility fleet,
+or the same fleet ten times larger) and is published with a bare paho client, so that the
+publisher costs the same in the end-to-end run and in its raw baseline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+from rich.console import Console
+
+from gridwatch import _services
+
+ROOT = Path(__file__).resolve().parents[1]
+FLEET_100K = ROOT / "config" / "fleets" / "utility-100k.yaml"
+console = Console()
+
+Message = tuple[str, bytes, int]  # topic, payload, readings in it
+
+
+# -- memory -----------------------------------------------------------------------------------
+def rss_bytes(pid: int | None = None) -> int:
+    """Resident set size (VmRSS) of a process, from /proc."""
+    path = f"/proc/{pid or 'self'}/status"
+    with open(path, encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def machine() -> dict[str, Any]:
+    """The machine the figures come from: CPU count and model, memory, OS, Python."""
+    model = ""
+    with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo", encoding="ascii") as fh:
+        mem_kb = int(fh.readline().split()[1])
+    os_name = ""
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "mem_gib": round(mem_kb / 2**20, 1),
+            "os": os_name, "python": sys.version.split()[0]}
+
+
+# -- load ---------------------------------------------------------------------------------------
+def load_fleet(scale: int = 1, **overrides: Any) -> Any:
+    """The utility fleet (100,000 meters), or ``scale`` times as many customers."""
+    from gridwatch.simulators import Fleet
+
+    data = yaml.safe_load(FLEET_100K.read_text())
+    if scale != 1:
+        for spec in data["customers"].values():
+            spec["count"] *= scale
+        for region in data["regions"]:
+            region["cells"] *= scale
+    data.update(overrides)
+    return Fleet.from_dict(data, source=str(FLEET_100K))
+
+
+def messages_for(rows: Sequence[tuple[str, str, str, Any]], batch: int,
+                 prefix: str = "meters") -> list[Message]:
+    """MQTT messages as the simulator's target sends them: one reading per message on
+    ``{prefix}/{region}/{meter}/reading``, or JSON arrays of up to ``batch`` readings of one
+    concentrator on ``{prefix}/{region}/{concentrator}/batch``."""
+    out: list[Message] = []
+    if batch == 1:
+        for region, _c, meter, text in rows:
+            out.append((f"{prefix}/{region}/{meter}/reading", text.encode(), 1))
+        return out
+    groups: dict[tuple[str, str], list[str]] = {}
+    for region, conc, _m, text in rows:
+        groups.setdefault((region, conc), []).append(text)
+    for (region, conc), items in groups.items():
+        for j in range(0, len(items), batch):
+            part = items[j:j + batch]
+            out.append((f"{prefix}/{region}/{conc}/batch",
+                        ("[" + ",".join(part) + "]").encode(), len(part)))
+    return out
+
+
+def renamed(msgs: Sequence[Message], prefix: str) -> list[Message]:
+    """The same payloads under another first topic level of the same length (baseline runs:
+    the engine's collector does not see them)."""
+    return [(prefix + t[t.index("/"):], p, n) for t, p, n in msgs]
+
+
+# -- MQTT ---------------------------------------------------------------------------------------
+class Publisher:
+    """A bare paho MQTT v5 client publishing QoS 1 with at most ``window`` unacknowledged
+    messages; ``publish`` blocks while the window is full, so memory stays bounded."""
+
+    def __init__(self, port: int, client_id: str, window: int = 1000) -> None:
+        self.window = window
+        self.sent = 0
+        self.acked = 0
+        self._cond = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv5)
+        self.client.max_inflight_messages_set(window)
+        self.client.max_queued_messages_set(0)
+        self.client.on_publish = self._on_publish
+        connected = threading.Event()
+        self.client.on_connect = lambda *_: connected.set()
+        self.client.connect("127.0.0.1", port, keepalive=60)
+        self.client.loop_start()
+        if not connected.wait(10):
+            raise RuntimeError("publisher: no CONNACK from the private broker")
+
+    def _on_publish(self, *_: Any) -> None:
+        with self._cond:
+            self.acked += 1
+            self._cond.notify_all()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        with self._cond:
+            while self.sent - self.acked >= self.window:
+                self._cond.wait(1.0)
+        self.client.publish(topic, payload, qos=1)
+        self.sent += 1
+
+    def flush(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.acked < self.sent and time.monotonic() < deadline:
+                self._cond.wait(0.5)
+
+    def close(self) -> None:
+        self.flush()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Subscriber:
+    """A bare paho MQTT v5 client that counts messages (and readings, from a callback) on some
+    topic filters, and hands each message to ``on_message`` when given."""
+
+    def __init__(self, port: int, client_id: str, filters: list[str],
+                 on_message: Callable[[str, bytes, float], None] | None = None) -> None:
+        self.messages = 0
+        self.last_at = 0.0
+        self.lock = threading.Lock()
+        self._callback = on_message
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv5)
+        self.client.on_connect = lambda c, *_: c.subscribe([(f, 1) for f in filters])
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port, keepalive=60)
+        self.client.loop_start()
+        if not subscribed.wait(10):
+            raise RuntimeError(f"subscriber {client_id}: no SUBACK")
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        now = time.perf_counter()
+        with self.lock:
+            self.messages += 1
+            self.last_at = now
+        if self._callback is not None:
+            self._callback(msg.topic, msg.payload, now)
+
+    def wait_for(self, n: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.messages >= n:
+                    return True
+            time.sleep(0.005)
+        return False
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+# -- InfluxDB -----------------------------------------------------------------------------------
+def influx_query(url: str, q: str, db: str = "gridwatch", timeout: float = 60.0) -> Any:
+    qs = urllib.parse.urlencode({"db": db, "q": q})
+    with urllib.request.urlopen(f"{url}/query?{qs}", timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def stored_readings(url: str, since: datetime | None = None) -> int:
+    """Readings stored in InfluxDB (``count(kw)`` of the ``reading`` measurement)."""
+    where = f" WHERE time >= '{since.isoformat().replace('+00:00', 'Z')}'" if since else ""
+    out = influx_query(url, f"SELECT count(kw) FROM reading{where}")
+    total = 0
+    for result in out.get("results", []):
+        for series in result.get("series", []) or []:
+            for row in series["values"]:
+                total += int(row[1] or 0)
+    return total
+
+
+def has_reading(url: str, meter_id: str, ts: str) -> bool:
+    """Whether one reading (meter, timestamp) is stored."""
+    out = influx_query(url, f"SELECT kw FROM reading WHERE meter_id = '{meter_id}' "
+                            f"AND time = '{ts}'", timeout=10)
+    return any(r.get("series") for r in out.get("results", []))
+
+
+# -- servers and the engine -------------------------------------------------------------------
+@dataclass
+class Stack:
+    """Private mosquitto and InfluxDB 1.6.7, a registry, a settings file and engine processes."""
+
+    work: Path
+    broker: Any = None
+    influx: Any = None
+    engines: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+
+    def start_servers(self) -> Stack:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.broker = _services.mosquitto(self.work / "mosquitto").start()
+        self.influx = _services.influxdb(self.work / "influxdb").start()
+        urllib.request.urlopen(f"{self.influx.url}/query",
+                               data=b"q=CREATE+DATABASE+gridwatch", timeout=30).read()
+        return self
+
+    def write_config(self, registry: Path, **alerts: Any) -> Path:
+        w = self.work
+        settings = {
+            "mqtt": {"host": "127.0.0.1", "port": self.broker.port,
+                     "client_id": "bench-collector"},
+            "ingest": {"journal_dir": str(w / "journal"), "deadletter_dir": str(w / "dead")},
+            "influx": {"api": "v1", "url": self.influx.url, "database": "gridwatch",
+                       "spool_dir": str(w / "spool"), "batch_size": 5000},
+            "alerts": {"registry": str(registry), "routes": str(ROOT / "config/routes.yaml"),
+                       "templates": str(ROOT / "config/templates"),
+                       "state_db": str(w / "alerts.sqlite"),
+                       "jsonl_out": str(w / "alerts.jsonl"), **alerts},
+            "engine": {"epoch_s": 1.0},
+        }
+        cfg = w / "gridwatch.yaml"
+        cfg.write_text(yaml.safe_dump(settings, sort_keys=False))
+        return cfg
+
+    def start_engine(self, cfg: Path, processes: int = 1, timeout: float = 300.0) -> None:
+        """``gridwatch run`` once, or as a cluster of ``processes`` (``-i``/``-a``); returns
+        when every collector has subscribed."""
+        addresses = [f"127.0.0.1:{_services.free_port()}" for _ in range(processes)]
+        for i in range(processes):
+            env = os.environ | {"GRIDWATCH_CONFIG": str(cfg)}
+            argv = [sys.executable, "-m", "gridwatch", "run"]
+            if processes > 1:
+                argv += ["-i", str(i)]
+                for a in addresses:
+                    argv += ["-a", a]
+                # each process has its own router database and MQTT client ids
+                env |= {"GRIDWATCH_ALERTS__STATE_DB": str(self.work / f"alerts.{i}.sqlite"),
+                        "GRIDWATCH_ALERTS__JSONL_OUT": str(self.work / f"alerts.{i}.jsonl"),
+                        "GRIDWATCH_ALERTS__MQTT_CLIENT_ID": f"gridwatch-alerts-{i}"}
+            log = self.work / f"engine.{i}.log"
+            self.logs.append(log)
+            with open(log, "wb") as fh:
+                self.engines.append(subprocess.Popen(argv, env=env, stdout=fh,
+                                                     stderr=subprocess.STDOUT,
+                                                     start_new_session=True))
+        deadline = time.monotonic() + timeout
+        for proc, log in zip(self.engines, self.logs, strict=True):
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the engine exited at start; see {log}:\n"
+                                       + tail(log))
+                if "subscribed to" in log.read_text(errors="replace"):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the engine did not subscribe in {timeout}s; see {log}")
+                time.sleep(0.2)
+
+    def engines_alive(self) -> bool:
+        return all(p.poll() is None for p in self.engines)
+
+    def engine_rss(self) -> int:
+        return sum(rss_bytes(p.pid) for p in self.engines if p.poll() is None)
+
+    def stop_engines(self) -> None:
+        for p in self.engines:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.engines:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(10)
+        self.engines.clear()
+
+    def close(self) -> None:
+        self.stop_engines()
+        for svc in (self.broker, self.influx):
+            if svc is not None:
+                svc.stop()
+
+
+def tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def journal_records(journal_dir: Path) -> int:
+    """Records in every partition of a journal (readings accepted by the collectors)."""
+    from gridwatch.ingest import Journal
+    from gridwatch.ingest._journal import journal_partitions
+
+    total = 0
+    for p in journal_partitions(journal_dir):
+        j = Journal(journal_dir, p, readonly=True)
+        try:
+            total += j.end_offset - j.start_offset
+        finally:
+            j.close()
+    return total
+
+
+def wait_stored(url: str, target: int, engines_alive: Callable[[], bool], timeout: float,
+                poll_s: float = 1.0, label: str = "") -> tuple[float | None, int]:
+    """Poll until ``target`` readings are stored; returns (perf_counter when seen or None on
+    timeout, last count). The count query itself costs InfluxDB work, so the poll interval
+    is at least four times the last query's duration."""
+    deadline = time.monotonic() + timeout
+    n = 0
+    with console.status(f"{label}: waiting for {target:,} readings in InfluxDB") as status:
+        while time.monotonic() < deadline:
+            q0 = time.perf_counter()
+            with contextlib.suppress(OSError):
+                n = stored_readings(url)
+            q_s = time.perf_counter() - q0
+            if n >= target:
+                return time.perf_counter(), n
+            if not engines_alive():
+                return None, n
+            status.update(f"{label}: {n:,} of {target:,} readings stored "
+                          f"(count query {q_s:.2f} s)")
+            time.sleep(max(poll_s, 4 * q_s))
+    return None, n
+
+
+METER_RE = re.compile(r"\bm\d{5,8}\b")

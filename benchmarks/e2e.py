@@ -1,0 +1,689 @@
+"""End to end at utility scale: throughput, latency, memory per meter, scale-out, real time.
+
+Every figure comes from the whole engine (``gridwatch run``: collector → journal → bytewax
+dataflow with every detector and load profiling → InfluxDB 1.6.7 over the v1 API → alert
+router) on private servers on loopback, fed by the simulated utility fleet
+(``config/fleets/utility-100k.yaml``), and is printed beside a baseline measured in the same run:
+
+* ``throughput``: the same MQTT messages (100-reading batches; single readings) received by a
+  bare paho client (baseline), then published to the engine; end to end is complete when
+  InfluxDB counts every reading (``count(kw)`` of ``reading``, polled every second).
+* ``latency``: a steady stream with voltage sags injected; publish → alert at an MQTT
+  subscriber, with the router's group wait and interval at 0 (service round every 50 ms).
+* ``memory``: resident memory per meter of the dataflow holding 100,000 (and, with ``--full``,
+  1,000,000) meters, and pickled ``MeterState`` bytes per meter after a simulated week.
+* ``scaleout``: the throughput run with a two-process bytewax cluster and two collectors on a
+  shared subscription; speed-up over one process.
+* ``realtime``: 1,000,000 meters at a 15-minute interval (1,111 readings/s) for a bounded time;
+  lag in readings (published, journaled, stored) and publish → stored delay over time.
+
+Usage: ``python benchmarks/e2e.py`` (about ten minutes), ``--only PART`` (repeatable),
+``--full`` (1,000,000 meters in the memory part, larger runs), ``--realtime-s N``.
+Figures go to the terminal and to ``var/bench/e2e.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _e2e_lib import (
+    METER_RE,
+    ROOT,
+    Message,
+    Publisher,
+    Stack,
+    Subscriber,
+    console,
+    has_reading,
+    journal_records,
+    load_fleet,
+    machine,
+    messages_for,
+    renamed,
+    stored_readings,
+    wait_stored,
+)
+from rich.table import Table
+
+PARTS = ("throughput", "latency", "memory", "scaleout", "realtime")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+
+
+# -- throughput and scale-out -------------------------------------------------------------------
+def throughput_load(batch_intervals: int, single_readings: int) -> tuple[Any, list[Message],
+                                                                           list[Message]]:
+    """The 100k-meter fleet: ``batch_intervals`` intervals as 100-reading batches, then
+    ``single_readings`` readings of the next interval as single-reading messages."""
+    from gridwatch.simulators import Simulation
+
+    fleet = load_fleet(meters_per_concentrator=100,
+                       duration=f"{(batch_intervals + 1) * 15}m")
+    sim = Simulation(fleet)
+    batch: list[Message] = []
+    single: list[Message] = []
+    for k, (_ts, rows) in enumerate(sim.chunks()):
+        if k < batch_intervals:
+            batch += messages_for(rows, 100)
+        else:
+            single = messages_for(rows[:single_readings], 1)
+    return sim, batch, single
+
+
+def raw_rate(port: int, msgs: list[Message], tag: str) -> tuple[float, float]:
+    """Baseline: a bare paho subscriber receives the messages (same payloads, under a first
+    topic level the collector does not subscribe to) while a bare publisher sends them.
+    Returns (seconds, readings/s)."""
+    raw = renamed(msgs, "meterz")
+    sub = Subscriber(port, f"bench-raw-{tag}", ["meterz/+/+/reading", "meterz/+/+/batch"])
+    pub = Publisher(port, f"bench-rawpub-{tag}")
+    t0 = time.perf_counter()
+    for topic, payload, _n in raw:
+        pub.publish(topic, payload)
+    ok = sub.wait_for(len(raw), 300)
+    elapsed = sub.last_at - t0
+    pub.close()
+    sub.close()
+    if not ok:
+        raise RuntimeError(f"raw subscriber received {sub.messages} of {len(raw)} messages")
+    n = sum(m[2] for m in msgs)
+    return elapsed, n / elapsed
+
+
+def run_throughput(work: Path, processes: int, batch_intervals: int,
+                   single_readings: int) -> dict[str, Any]:
+    from gridwatch.simulators import write_registry
+
+    label = "scaleout" if processes > 1 else "throughput"
+    console.rule(f"[bold]{label}: {processes} engine process(es)")
+    console.print("generating the load (100,000-meter utility fleet) ...")
+    sim, batch, single = throughput_load(batch_intervals, single_readings)
+    registry = work / "registry.json"
+    stack = Stack(work)
+    results: dict[str, Any] = {"processes": processes, "meters": sim.fleet.n_meters,
+                               "shapes": {}}
+    try:
+        stack.start_servers()
+        write_registry(sim.meters, registry)
+        cfg = stack.write_config(registry)
+        console.print(f"starting {processes} x gridwatch run (registry of "
+                      f"{sim.fleet.n_meters:,} meters) ...")
+        t = time.perf_counter()
+        stack.start_engine(cfg, processes)
+        console.print(f"engine subscribed after {time.perf_counter() - t:.1f} s; "
+                      f"RSS {stack.engine_rss() / 2**20:,.0f} MiB")
+        for shape, msgs in (("batch100", batch), ("single", single)):
+            n = sum(m[2] for m in msgs)
+            raw_s, raw_r = raw_rate(stack.broker.port, msgs, f"{label}-{shape}")
+            console.print(f"{shape}: raw paho receive of {len(msgs):,} messages "
+                          f"({n:,} readings): {raw_r:,.0f} readings/s")
+            before = stored_readings(stack.influx.url)
+            pub = Publisher(stack.broker.port, f"bench-pub-{label}-{shape}")
+            t0 = time.perf_counter()
+            for topic, payload, _n in msgs:
+                pub.publish(topic, payload)
+            pub.flush()
+            t_pub = time.perf_counter() - t0
+            done, stored = wait_stored(stack.influx.url, before + n, stack.engines_alive,
+                                       timeout=max(600.0, n / 200), label=shape)
+            if done is None:
+                journaled = journal_records(work / "journal")
+                raise RuntimeError(f"{shape}: only {stored - before:,} of {n:,} readings "
+                                   f"stored ({journaled:,} journaled); engine alive: "
+                                   f"{stack.engines_alive()}")
+            e2e_s = done - t0
+            results["shapes"][shape] = {
+                "messages": len(msgs), "readings": n,
+                "raw_s": round(raw_s, 3), "raw_readings_per_s": round(raw_r),
+                "publish_s": round(t_pub, 3), "e2e_s": round(e2e_s, 3),
+                "e2e_readings_per_s": round(n / e2e_s), "ratio": round(n / e2e_s / raw_r, 4),
+                "stored": stored - before,
+                "engine_rss_mib": round(stack.engine_rss() / 2**20),
+            }
+            console.print(f"{shape}: end to end {n / e2e_s:,.0f} readings/s "
+                          f"(published in {t_pub:.1f} s, stored after {e2e_s:.1f} s)")
+        time.sleep(3)
+        results["journaled_total"] = journal_records(work / "journal")
+        results["stored_total"] = stored_readings(stack.influx.url)
+        results["engine_alive"] = stack.engines_alive()
+    finally:
+        stack.close()
+    return results
+
+
+def print_throughput(res: dict[str, Any], title: str) -> None:
+    t = Table(title=title)
+    for col in ("payload", "readings", "raw paho r/s", "end to end r/s", "ratio",
+                "engine RSS MiB"):
+        t.add_column(col, justify="left" if col == "payload" else "right")
+    for shape, r in res["shapes"].items():
+        t.add_row(shape, f"{r['readings']:,}", f"{r['raw_readings_per_s']:,}",
+                  f"{r['e2e_readings_per_s']:,}", f"{r['ratio']:.3f}",
+                  f"{r['engine_rss_mib']:,}")
+    console.print(t)
+
+
+# -- latency ------------------------------------------------------------------------------------
+def _groups(rows: list[Any]) -> dict[tuple[str, str], list[int]]:
+    """Row indexes by (region, concentrator), in order: one concentrator's batches."""
+    out: dict[tuple[str, str], list[int]] = {}
+    for j, r in enumerate(rows):
+        out.setdefault((r[0], r[1]), []).append(j)
+    return out
+
+
+def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float) -> dict[str, Any]:
+    from gridwatch.simulators import Simulation, write_registry
+
+    console.rule(f"[bold]latency: {rate:,.0f} readings/s for {seconds:.0f} s")
+    per_interval = 100_000
+    intervals = int(rate * seconds / per_interval) + 2
+    fleet = load_fleet(meters_per_concentrator=100, duration=f"{intervals * 15}m")
+    sim = Simulation(fleet)
+    cell_of = {m.meter_id: m.grid_cell for m in sim.meters}
+    n_sags = int(sags_per_s * seconds)
+    warm = 100_000  # the first interval passes before any sag (every meter has a state)
+    span = int(rate * seconds)
+    every = max(1, span // max(1, n_sags))
+    console.print("generating the load ...")
+    msgs: list[Message] = []
+    sag_in: dict[int, list[str]] = {}
+    used_cells: set[str] = set()
+    pos = 0
+    next_sag = warm + every // 2
+    for _ts, rows in sim.chunks():
+        rows = list(rows)
+        # a sag at (about) every ``every``-th reading, one per grid cell, so no storm
+        # summary or grouping merges them
+        sag_rows: set[int] = set()
+        while next_sag < pos + len(rows) and len(used_cells) < n_sags:
+            j = next_sag - pos
+            while j < len(rows) and cell_of[rows[j][2]] in used_cells:
+                j += 1
+            if j < len(rows):
+                used_cells.add(cell_of[rows[j][2]])
+                doc = json.loads(rows[j][3])
+                doc["voltage"] = [round(v * 0.8, 1) for v in doc["voltage"]]
+                rows[j] = (*rows[j][:3], json.dumps(doc, separators=(",", ":")))
+                sag_rows.add(j)
+            next_sag += every
+        for (region, conc), items in _groups(rows).items():
+            for k in range(0, len(items), 100):
+                part = items[k:k + 100]
+                sags = [rows[j][2] for j in part if j in sag_rows]
+                if sags:
+                    sag_in[len(msgs)] = sags
+                msgs.append((f"meters/{region}/{conc}/batch",
+                             ("[" + ",".join(rows[j][3] for j in part) + "]").encode(),
+                             len(part)))
+        pos += len(rows)
+        if pos >= warm + span:
+            break
+    registry = work / "registry.json"
+    stack = Stack(work)
+    published: dict[str, float] = {}
+    latencies: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def on_alert(_topic: str, payload: bytes, at: float) -> None:
+        try:
+            doc = json.loads(payload)
+            ids = {a.get("meter_id") for a in doc.get("alerts", ())} or set(
+                METER_RE.findall(payload.decode(errors="replace")))
+        except ValueError:
+            return
+        with lock:
+            for mid in ids:
+                if mid in published and mid not in latencies:
+                    latencies[mid] = at - published[mid]
+
+    try:
+        stack.start_servers()
+        write_registry(sim.meters, registry)
+        cfg = stack.write_config(registry, group_wait_s=0.0, group_interval_s=0.0,
+                                 service_interval_s=0.05)
+        stack.start_engine(cfg)
+        sub = Subscriber(stack.broker.port, "bench-alerts",
+                         ["gridwatch/managers/+/alerts", "gridwatch/customers/+/notices"],
+                         on_message=on_alert)
+        pub = Publisher(stack.broker.port, "bench-pub-latency", window=2000)
+        # warm-up interval at full speed, then wait until it is stored
+        i = 0
+        sent = 0
+        while sent < warm:
+            pub.publish(msgs[i][0], msgs[i][1])
+            sent += msgs[i][2]
+            i += 1
+        wait_stored(stack.influx.url, warm, stack.engines_alive, 600, label="warm-up")
+        n_sag = sum(map(len, sag_in.values()))
+        console.print(f"steady stream: {rate:,.0f} readings/s, {n_sag} voltage sags ...")
+        t0 = time.perf_counter()
+        steady = 0
+        behind_max = 0.0
+        while i < len(msgs):
+            due = t0 + steady / rate
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+            else:
+                behind_max = max(behind_max, now - due)
+            topic, payload, n = msgs[i]
+            if i in sag_in:
+                at = time.perf_counter()
+                for mid in sag_in[i]:
+                    published[mid] = at
+            pub.publish(topic, payload)
+            steady += n
+            i += 1
+        pub.flush()
+        t_send = time.perf_counter() - t0
+        done, _ = wait_stored(stack.influx.url, warm + steady, stack.engines_alive, 600,
+                              label="latency")
+        drain = (done - t0 - t_send) if done is not None else None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(latencies) < len(published):
+            time.sleep(0.2)
+        sub.close()
+        pub.close()
+    finally:
+        stack.close()
+    lat = list(latencies.values())
+    return {
+        "target_rate": rate, "achieved_rate": round(steady / t_send),
+        "seconds": round(t_send, 1), "readings": steady, "publisher_behind_max_s":
+        round(behind_max, 3), "sags": len(published), "alerts_received": len(lat),
+        "p50_s": round(pct(lat, 50), 3), "p99_s": round(pct(lat, 99), 3),
+        "max_s": round(max(lat), 3) if lat else None,
+        "drain_after_last_publish_s": round(drain, 1) if drain is not None else None,
+        "router": {"group_wait_s": 0.0, "group_interval_s": 0.0, "service_interval_s": 0.05},
+    }
+
+
+# -- memory -------------------------------------------------------------------------------------
+MEMORY_CHILD = r'''
+import gc, json, pickle, sys, time
+sys.path.insert(0, {bench!r})
+from _e2e_lib import load_fleet, rss_bytes
+from datetime import timedelta
+from typing import Any
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.testing import TestingSource, run_main
+from gridwatch import Settings
+from gridwatch.simulators import Simulation
+from gridwatch.stream import Sinks, build_flow
+
+scale, intervals = {scale}, {intervals}
+fleet = load_fleet(scale, meters_per_concentrator=100, duration=f"{{intervals * 15}}m")
+sim = Simulation(fleet)
+meta = {{m.meter_id: m.meta() for m in sim.meters}}
+n = fleet.n_meters
+del sim.meters
+gc.collect()
+peak = [0]
+count = [0]
+
+class _Part(StatelessSinkPartition[Any]):
+    def write_batch(self, items):
+        count[0] += len(items)
+
+class Null(DynamicSink[Any]):
+    def build(self, *a):
+        return _Part()
+
+def readings():
+    for block in sim.blocks():
+        yield from sim.block_readings(block)
+        peak[0] = max(peak[0], rss_bytes())
+    time.sleep(1.0)  # a last epoch with every state alive
+    peak[0] = max(peak[0], rss_bytes())
+
+before = rss_bytes()
+t0 = time.perf_counter()
+flow = build_flow(Settings(), TestingSource(readings(), batch_size=1000),
+                  Sinks(points=Null(), events=Null()), meta)
+run_main(flow, epoch_interval=timedelta(seconds=1))
+print(json.dumps({{"meters": n, "readings": n * intervals, "rss_before": before,
+                  "rss_peak": peak[0], "seconds": time.perf_counter() - t0}}))
+'''
+
+STATE_CHILD = r'''
+import gc, json, sys
+sys.path.insert(0, {bench!r})
+from _e2e_lib import rss_bytes
+from gridwatch.models import MeterState
+blobs = [bytes.fromhex(x) for x in json.load(open({blobs!r}))]
+n = {n}
+gc.collect()
+before = rss_bytes()
+states = {{}}
+for i in range(n):
+    st = MeterState.from_bytes(blobs[i % len(blobs)])
+    st.meter_id = f"m{{i:07d}}"
+    states[st.meter_id] = st
+gc.collect()
+print(json.dumps({{"meters": n, "rss_delta": rss_bytes() - before}}))
+'''
+
+
+def warm_states(days: int = 8) -> list[bytes]:
+    """Per-meter states of the demo fleet (304 meters) after ``days`` simulated days."""
+    from gridwatch import Settings
+    from gridwatch.models import Calendar, MeterState
+    from gridwatch.simulators import Fleet
+
+    fleet = Fleet.load(ROOT / "config/fleets/small.yaml", duration=f"{days}d")
+    settings = Settings().detection
+    cal = Calendar(settings.timezone, settings.holiday_country)
+    meta = {m.meter_id: m.meta() for m in fleet.meters(fleet.seed)}
+    states: dict[str, MeterState] = {}
+    readings, _labels = fleet.generate()
+    for r in readings:
+        st = states.get(r.meter_id)
+        if st is None:
+            st = states[r.meter_id] = MeterState(r.meter_id)
+        st.step(r, meta.get(r.meter_id), None, settings, cal)
+    return [s.to_bytes() for s in states.values()]
+
+
+def child(code: str, timeout: float = 1800) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=timeout, cwd=ROOT, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"memory child failed:\n{out.stderr[-3000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def run_memory(work: Path, full: bool) -> dict[str, Any]:
+    console.rule("[bold]memory per meter")
+    work.mkdir(parents=True, exist_ok=True)
+    bench = str(Path(__file__).resolve().parent)
+    console.print("warming 304 meter states over 8 simulated days ...")
+    blobs = warm_states()
+    sizes = [len(b) for b in blobs]
+    blob_file = work / "states.json"
+    blob_file.write_text(json.dumps([b.hex() for b in blobs]))
+    res: dict[str, Any] = {"pickled_state": {
+        "meters": len(sizes), "days": 8, "mean_bytes": round(statistics.mean(sizes)),
+        "max_bytes": max(sizes)}, "states": [], "dataflow": []}
+    for n in (100_000, 1_000_000):
+        console.print(f"{n:,} warm MeterState objects in a fresh process ...")
+        r = child(STATE_CHILD.format(bench=bench, blobs=str(blob_file), n=n))
+        r["bytes_per_meter"] = round(r["rss_delta"] / n)
+        res["states"].append(r)
+    for scale in ((1, 10) if full else (1,)):
+        n = 100_000 * scale
+        console.print(f"dataflow over {n:,} meters x 2 intervals (every detector, no sinks) ...")
+        r = child(MEMORY_CHILD.format(bench=bench, scale=scale, intervals=2))
+        r["bytes_per_meter"] = round((r["rss_peak"] - r["rss_before"]) / r["meters"])
+        res["dataflow"].append(r)
+    return res
+
+
+# -- real time ----------------------------------------------------------------------------------
+def run_realtime(work: Path, seconds: float, meters_scale: int = 10) -> dict[str, Any]:
+    from gridwatch.simulators import Simulation, write_registry
+
+    n_meters = 100_000 * meters_scale
+    rate = n_meters / 900.0
+    console.rule(f"[bold]real time: {n_meters:,} meters every 15 min = {rate:,.0f} readings/s "
+                 f"for {seconds:.0f} s")
+    now = datetime.now(UTC)
+    start = (now - timedelta(minutes=15)).replace(second=0, microsecond=0)
+    start -= timedelta(minutes=start.minute % 15)
+    console.print("building the fleet, its registry and one interval of readings ...")
+    fleet = load_fleet(meters_scale, meters_per_concentrator=100, start=start.isoformat(),
+                       duration="15m")
+    sim = Simulation(fleet)
+    need = int(rate * seconds) + 1
+    rows: list[Any] = []
+    for _ts, chunk in sim.chunks():
+        rows = chunk[:need]
+    msgs = messages_for(rows, 100)
+    registry = work / "registry.json"
+    stack = Stack(work)
+    samples: list[dict[str, Any]] = []
+    delays: list[tuple[float, float]] = []
+    probes: list[tuple[float, str, str, float]] = []
+    probe_lock = threading.Lock()
+    stop = threading.Event()
+    try:
+        stack.start_servers()
+        write_registry(sim.meters, registry)
+        del sim
+        cfg = stack.write_config(registry)
+        t = time.perf_counter()
+        stack.start_engine(cfg, timeout=600)
+        console.print(f"engine subscribed after {time.perf_counter() - t:.0f} s (1M-meter "
+                      f"registry); RSS {stack.engine_rss() / 2**20:,.0f} MiB")
+        url = stack.influx.url
+
+        def prober() -> None:
+            while not stop.is_set() or probes:
+                with probe_lock:
+                    pending = list(probes)
+                for item in pending:
+                    t_pub, mid, ts, rel = item
+                    try:
+                        if has_reading(url, mid, ts):
+                            delays.append((rel, time.perf_counter() - t_pub))
+                            with probe_lock:
+                                probes.remove(item)
+                    except OSError:
+                        pass
+                if stop.is_set() and time.perf_counter() - max(
+                        (p[0] for p in pending), default=0) > 120:
+                    break
+                time.sleep(0.25)
+
+        probe_thread = threading.Thread(target=prober, daemon=True)
+        probe_thread.start()
+        pub = Publisher(stack.broker.port, "bench-pub-realtime")
+        t0 = time.perf_counter()
+        sent = 0
+        next_sample = 0.0
+        next_probe = 1.0
+        with console.status("real time") as status:
+            for topic, payload, n in msgs:
+                due = t0 + sent / rate
+                now_p = time.perf_counter()
+                if due > now_p:
+                    time.sleep(due - now_p)
+                rel = time.perf_counter() - t0
+                pub.publish(topic, payload)
+                sent += n
+                if rel >= next_probe:
+                    last = json.loads(payload)[-1]
+                    with probe_lock:
+                        probes.append((time.perf_counter(), last["meter_id"], last["ts"], rel))
+                    next_probe += 5.0
+                if rel >= next_sample:
+                    journaled = journal_records(work / "journal")
+                    stored = stored_readings(url)
+                    samples.append({"t_s": round(rel, 1), "published": sent,
+                                    "journaled": journaled, "stored": stored,
+                                    "ingest_lag": sent - journaled,
+                                    "dataflow_storage_lag": journaled - stored,
+                                    "rss_mib": round(stack.engine_rss() / 2**20)})
+                    status.update(f"real time {rel:.0f}/{seconds:.0f} s: published {sent:,}, "
+                                  f"journaled {journaled:,}, stored {stored:,}")
+                    next_sample += 10.0
+                if not stack.engines_alive():
+                    raise RuntimeError("the engine exited during the real-time run")
+        pub.flush()
+        t_end = time.perf_counter() - t0
+        done, stored = wait_stored(url, sent, stack.engines_alive, 300, poll_s=0.5,
+                                   label="real time drain")
+        drain = done - t0 - t_end if done is not None else None
+        samples.append({"t_s": round(time.perf_counter() - t0, 1), "published": sent,
+                        "journaled": journal_records(work / "journal"), "stored": stored,
+                        "ingest_lag": 0, "dataflow_storage_lag": sent - stored,
+                        "rss_mib": round(stack.engine_rss() / 2**20)})
+        stop.set()
+        probe_thread.join(150)
+    finally:
+        stop.set()
+        stack.close()
+    d = [x[1] for x in delays]
+    lags = [s["ingest_lag"] + s["dataflow_storage_lag"] for s in samples[:-1]]
+    half = len(lags) // 2
+    return {
+        "meters": n_meters, "rate": round(rate, 1), "seconds": round(t_end, 1),
+        "readings": sent, "stored": stored,
+        "drain_after_last_publish_s": round(drain, 2) if drain is not None else None,
+        "keeps_up": drain is not None and drain < 10 and (
+            not lags or max(lags[half:], default=0) <= max(2 * max(lags[:half], default=0),
+                                                          rate * 5)),
+        "delay_p50_s": round(pct(d, 50), 2), "delay_p99_s": round(pct(d, 99), 2),
+        "delay_max_s": round(max(d), 2) if d else None, "probes": len(d),
+        "delays": [(round(a, 1), round(b, 2)) for a, b in delays],
+        "samples": samples,
+    }
+
+
+# -- main ---------------------------------------------------------------------------------------
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", action="append", choices=PARTS,
+                    help="run only this part (repeatable)")
+    ap.add_argument("--full", action="store_true",
+                    help="1,000,000 meters through the dataflow in the memory part; 5 "
+                         "intervals in the throughput runs; 5 minutes real time")
+    ap.add_argument("--rate", type=float, default=10_000.0, help="latency: readings/s")
+    ap.add_argument("--latency-s", type=float, default=60.0)
+    ap.add_argument("--realtime-s", type=float, default=None,
+                    help="real time: seconds (default 180, 300 with --full)")
+    ap.add_argument("--intervals", type=int, default=None,
+                    help="throughput: 15-minute intervals of the 100k fleet as batches "
+                         "(default 3, 5 with --full)")
+    ap.add_argument("--single", type=int, default=None,
+                    help="throughput: single-reading messages (default 30,000)")
+    ap.add_argument("--out", type=Path, default=ROOT / "var/bench/e2e.json")
+    ap.add_argument("--work", type=Path, default=ROOT / "var/bench/e2e")
+    args = ap.parse_args()
+    args.work = args.work.resolve()
+    parts = args.only or list(PARTS)
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    out: dict[str, Any] = {}
+    if args.out.exists():
+        try:
+            out = json.loads(args.out.read_text())
+        except ValueError:
+            out = {}
+    out["machine"] = machine()
+    out["command"] = " ".join(["python benchmarks/e2e.py", *sys.argv[1:]])
+    out["at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    intervals = args.intervals or (5 if args.full else 3)
+    single = args.single or (60_000 if args.full else 30_000)
+    console.print(f"machine: {out['machine']}")
+
+    def save() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=1))
+
+    t_all = time.perf_counter()
+    one: dict[str, Any] | None = None
+    if "throughput" in parts or "scaleout" in parts:
+        one = run_throughput(args.work / "throughput", 1, intervals, single)
+        out["throughput"] = one
+        save()
+        print_throughput(one, "sustained throughput, one engine process")
+    if "scaleout" in parts and one is not None:
+        two = run_throughput(args.work / "scaleout", 2, intervals, single)
+        for shape, r in two["shapes"].items():
+            r["speedup"] = round(r["e2e_readings_per_s"]
+                                 / one["shapes"][shape]["e2e_readings_per_s"], 3)
+        out["scaleout"] = two
+        save()
+        print_throughput(one, "one process (same run)")
+        print_throughput(two, "two-process bytewax cluster, two collectors ($share)")
+        t = Table(title="scale-out speed-up (end-to-end readings/s, 2 processes / 1)")
+        t.add_column("payload")
+        t.add_column("1 process", justify="right")
+        t.add_column("2 processes", justify="right")
+        t.add_column("speed-up", justify="right")
+        for shape, r in two["shapes"].items():
+            t.add_row(shape, f"{one['shapes'][shape]['e2e_readings_per_s']:,}",
+                      f"{r['e2e_readings_per_s']:,}", f"{r['speedup']:.2f}")
+        console.print(t)
+    if "latency" in parts:
+        rate = args.rate
+        if one is not None:
+            sustain = 0.8 * one["shapes"]["batch100"]["e2e_readings_per_s"]
+            if sustain < rate:
+                console.print(f"[yellow]the engine sustained "
+                              f"{one['shapes']['batch100']['e2e_readings_per_s']:,} readings/s "
+                              f"end to end: latency at 80 % of that, {sustain:,.0f}/s[/]")
+                rate = sustain
+        lat = run_latency(args.work / "latency", rate, args.latency_s, sags_per_s=2.0)
+        out["latency"] = lat
+        save()
+        t = Table(title="publish → alert at an MQTT subscriber (voltage sag)")
+        for col in ("readings/s", "sags", "alerts", "p50 s", "p99 s", "max s",
+                    "drain after publish s"):
+            t.add_column(col, justify="right")
+        t.add_row(f"{lat['achieved_rate']:,}", str(lat["sags"]), str(lat["alerts_received"]),
+                  f"{lat['p50_s']:.3f}", f"{lat['p99_s']:.3f}", str(lat["max_s"]),
+                  str(lat["drain_after_last_publish_s"]))
+        console.print(t)
+    if "memory" in parts:
+        mem = run_memory(args.work / "memory", args.full)
+        out["memory"] = mem
+        save()
+        t = Table(title="memory per meter")
+        t.add_column("what")
+        t.add_column("meters", justify="right")
+        t.add_column("bytes/meter", justify="right")
+        ps = mem["pickled_state"]
+        t.add_row("pickled MeterState after 8 days (mean / max)", str(ps["meters"]),
+                  f"{ps['mean_bytes']:,} / {ps['max_bytes']:,}")
+        for r in mem["states"]:
+            t.add_row("RSS of warm MeterState objects", f"{r['meters']:,}",
+                      f"{r['bytes_per_meter']:,}")
+        for r in mem["dataflow"]:
+            t.add_row("RSS of the dataflow (every step's state, 2 readings/meter)",
+                      f"{r['meters']:,}", f"{r['bytes_per_meter']:,}")
+        console.print(t)
+    if "realtime" in parts:
+        seconds = args.realtime_s or (300.0 if args.full else 180.0)
+        rt = run_realtime(args.work / "realtime", seconds)
+        out["realtime"] = rt
+        save()
+        t = Table(title=f"real time: {rt['meters']:,} meters, {rt['rate']:,} readings/s")
+        for col in ("t s", "published", "journaled", "stored", "ingest lag",
+                    "dataflow+storage lag", "engine RSS MiB"):
+            t.add_column(col, justify="right")
+        for s in rt["samples"]:
+            t.add_row(str(s["t_s"]), f"{s['published']:,}", f"{s['journaled']:,}",
+                      f"{s['stored']:,}", f"{s['ingest_lag']:,}",
+                      f"{s['dataflow_storage_lag']:,}", f"{s['rss_mib']:,}")
+        console.print(t)
+        console.print(f"keeps up: {rt['keeps_up']}; publish → stored delay p50 "
+                      f"{rt['delay_p50_s']} s, p99 {rt['delay_p99_s']} s, max "
+                      f"{rt['delay_max_s']} s over {rt['probes']} probes; drained "
+                      f"{rt['drain_after_last_publish_s']} s after the last publish")
+    out["total_s"] = round(time.perf_counter() - t_all)
+    save()
+    console.print(f"figures written to {args.out} ({out['total_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

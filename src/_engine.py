@@ -181,7 +181,18 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         log.info("cluster of %d processes: collectors share the subscription as "
                  "$share/gridwatch/...", procs)
 
-    collector = ingest.Collector(settings, partition=partition)
+    # One Prometheus registry for the collector and the storage sink, served on
+    # ingest.metrics_port (+ process id in a cluster) when that is set.
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    metrics_server = None
+    if settings.ingest.metrics_port:
+        port = settings.ingest.metrics_port + pid
+        metrics_server = ingest.start_metrics_server(port, registry,
+                                                     settings.ingest.metrics_addr)
+        log.info("metrics on http://%s:%d/metrics", settings.ingest.metrics_addr, port)
+    collector = ingest.Collector(settings, partition=partition, registry=registry)
     collector.start()
     try:
         collector.wait_ready(timeout=15.0)
@@ -199,15 +210,22 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         exporter = TransitionExporter(router, settings).start()
     try:
         source = ingest.JournalSource(settings.ingest.journal_dir,
-                                      partitions=list(range(procs)), follow=True)
+                                      partitions=list(range(procs)), follow=True,
+                                      metrics=collector.metrics)
         sinks = stream.Sinks(
-            points=storage.InfluxSink(settings.influx) if settings.influx.enabled else None,
+            points=(storage.InfluxSink(settings.influx,
+                                       metrics=storage.StorageMetrics(registry))
+                    if settings.influx.enabled else None),
             # The router keeps its own JSONL record of alerts (alerts.jsonl_out).
             events=EventSink(router.submit_many if router else None,
                              on_profile=router.update_profile if router else None,
                              jsonl=None if router else settings.alerts.jsonl_out),
         )
-        flow = stream.build_flow(settings, source, sinks, load_meta(settings))
+        # The router's registry answers the dataflow's meter lookups too (and follows its
+        # reloads): a second copy of a 10^6-meter registry would cost gigabytes and minutes.
+        meta = ((lambda meter_id: router.registry.meter_meta(meter_id))
+                if router is not None else load_meta(settings))
+        flow = stream.build_flow(settings, source, sinks, meta)
         cli_main(
             flow,
             workers_per_process=settings.engine.workers,
@@ -222,6 +240,8 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
             exporter.stop()
         if service is not None:
             service.stop(close=True)
+        if metrics_server is not None:
+            metrics_server.shutdown()
 
 
 def replay(settings: Settings, path: Path, *, influx: bool = True,

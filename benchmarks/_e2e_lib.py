@@ -22,7 +22,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from gridwatch import _services
 
 ROOT = Path(__file__).resolve().parents[1]
 FLEET_100K = ROOT / "config" / "fleets" / "utility-100k.yaml"
-console = Console()
+console = Console(width=120)
 
 Message = tuple[str, bytes, int]  # topic, payload, readings in it
 
@@ -298,6 +298,24 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the engine did not subscribe in {timeout}s; see {log}")
                 time.sleep(0.2)
+
+    def wait_ready(self, timeout: float = 900.0) -> float:
+        """Publish one probe reading (its own meter, outside the fleet) and wait until it is
+        stored: the engine has loaded its registry and every stage runs. Returns seconds."""
+        t0 = time.perf_counter()
+        ts = (datetime.now(UTC) - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+        doc = {"meter_id": "probe01", "ts": ts.isoformat().replace("+00:00", "Z"),
+               "kw": 1.0, "kwh": 1.0, "voltage": [230.0]}
+        before = stored_readings(self.influx.url)
+        pub = Publisher(self.broker.port, "bench-probe")
+        pub.publish("meters/probe/probe01/reading", json.dumps(doc).encode())
+        pub.close()
+        done, _ = wait_stored(self.influx.url, before + 1, self.engines_alive, timeout,
+                              label="engine start")
+        if done is None:
+            raise RuntimeError(f"the engine stored no probe reading in {timeout}s; see "
+                               f"{self.logs[0]}")
+        return done - t0
 
     def engines_alive(self) -> bool:
         return all(p.poll() is None for p in self.engines)

@@ -127,8 +127,11 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                       f"{sim.fleet.n_meters:,} meters) ...")
         t = time.perf_counter()
         stack.start_engine(cfg, processes)
-        console.print(f"engine subscribed after {time.perf_counter() - t:.1f} s; "
-                      f"RSS {stack.engine_rss() / 2**20:,.0f} MiB")
+        stack.wait_ready()
+        results["engine_ready_s"] = round(time.perf_counter() - t, 1)
+        results["engine_idle_rss_mib"] = round(stack.engine_rss() / 2**20)
+        console.print(f"engine ready (a probe reading stored) after "
+                      f"{results['engine_ready_s']} s; RSS {results['engine_idle_rss_mib']:,} MiB")
         for shape, msgs in (("batch100", batch), ("single", single)):
             n = sum(m[2] for m in msgs)
             raw_s, raw_r = raw_rate(stack.broker.port, msgs, f"{label}-{shape}")
@@ -260,6 +263,8 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float) -> d
         cfg = stack.write_config(registry, group_wait_s=0.0, group_interval_s=0.0,
                                  service_interval_s=0.05)
         stack.start_engine(cfg)
+        stack.wait_ready()
+        base = stored_readings(stack.influx.url)
         sub = Subscriber(stack.broker.port, "bench-alerts",
                          ["gridwatch/managers/+/alerts", "gridwatch/customers/+/notices"],
                          on_message=on_alert)
@@ -271,7 +276,7 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float) -> d
             pub.publish(msgs[i][0], msgs[i][1])
             sent += msgs[i][2]
             i += 1
-        wait_stored(stack.influx.url, warm, stack.engines_alive, 600, label="warm-up")
+        wait_stored(stack.influx.url, base + warm, stack.engines_alive, 600, label="warm-up")
         n_sag = sum(map(len, sag_in.values()))
         console.print(f"steady stream: {rate:,.0f} readings/s, {n_sag} voltage sags ...")
         t0 = time.perf_counter()
@@ -294,7 +299,7 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float) -> d
             i += 1
         pub.flush()
         t_send = time.perf_counter() - t0
-        done, _ = wait_stored(stack.influx.url, warm + steady, stack.engines_alive, 600,
+        done, _ = wait_stored(stack.influx.url, base + warm + steady, stack.engines_alive, 600,
                               label="latency")
         drain = (done - t0 - t_send) if done is not None else None
         deadline = time.monotonic() + 30
@@ -470,9 +475,14 @@ def run_realtime(work: Path, seconds: float, meters_scale: int = 10) -> dict[str
         cfg = stack.write_config(registry)
         t = time.perf_counter()
         stack.start_engine(cfg, timeout=600)
-        console.print(f"engine subscribed after {time.perf_counter() - t:.0f} s (1M-meter "
-                      f"registry); RSS {stack.engine_rss() / 2**20:,.0f} MiB")
+        stack.wait_ready()
+        ready_s = time.perf_counter() - t
+        idle_rss = stack.engine_rss()
+        console.print(f"engine ready after {ready_s:.0f} s ({n_meters:,}-meter registry); "
+                      f"RSS {idle_rss / 2**20:,.0f} MiB")
         url = stack.influx.url
+        base = stored_readings(url)
+        j_base = journal_records(work / "journal")
 
         def prober() -> None:
             while not stop.is_set() or probes:
@@ -514,8 +524,8 @@ def run_realtime(work: Path, seconds: float, meters_scale: int = 10) -> dict[str
                         probes.append((time.perf_counter(), last["meter_id"], last["ts"], rel))
                     next_probe += 5.0
                 if rel >= next_sample:
-                    journaled = journal_records(work / "journal")
-                    stored = stored_readings(url)
+                    journaled = journal_records(work / "journal") - j_base
+                    stored = stored_readings(url) - base
                     samples.append({"t_s": round(rel, 1), "published": sent,
                                     "journaled": journaled, "stored": stored,
                                     "ingest_lag": sent - journaled,
@@ -528,11 +538,13 @@ def run_realtime(work: Path, seconds: float, meters_scale: int = 10) -> dict[str
                     raise RuntimeError("the engine exited during the real-time run")
         pub.flush()
         t_end = time.perf_counter() - t0
-        done, stored = wait_stored(url, sent, stack.engines_alive, 300, poll_s=0.5,
+        done, stored = wait_stored(url, base + sent, stack.engines_alive, 300, poll_s=0.5,
                                    label="real time drain")
+        stored -= base
         drain = done - t0 - t_end if done is not None else None
         samples.append({"t_s": round(time.perf_counter() - t0, 1), "published": sent,
-                        "journaled": journal_records(work / "journal"), "stored": stored,
+                        "journaled": journal_records(work / "journal") - j_base,
+                        "stored": stored,
                         "ingest_lag": 0, "dataflow_storage_lag": sent - stored,
                         "rss_mib": round(stack.engine_rss() / 2**20)})
         stop.set()
@@ -544,7 +556,8 @@ def run_realtime(work: Path, seconds: float, meters_scale: int = 10) -> dict[str
     lags = [s["ingest_lag"] + s["dataflow_storage_lag"] for s in samples[:-1]]
     half = len(lags) // 2
     return {
-        "meters": n_meters, "rate": round(rate, 1), "seconds": round(t_end, 1),
+        "meters": n_meters, "rate": round(rate, 1), "engine_ready_s": round(ready_s),
+        "engine_idle_rss_mib": round(idle_rss / 2**20), "seconds": round(t_end, 1),
         "readings": sent, "stored": stored,
         "drain_after_last_publish_s": round(drain, 2) if drain is not None else None,
         "keeps_up": drain is not None and drain < 10 and (

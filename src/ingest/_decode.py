@@ -395,6 +395,9 @@ def _parse_json(payload: bytes) -> Any:
         ) from None
     except RecursionError:
         raise DecodeError(INVALID_JSON, "nested too deeply") from None
+    except ValueError as exc:
+        # Python refuses to convert integers of more than sys.get_int_max_str_digits() digits.
+        raise DecodeError(OUT_OF_RANGE, f"number too long: {str(exc)[:80]}") from None
 
 
 def _wire(item: Item) -> bytes:

@@ -245,7 +245,8 @@ def expected_keys(rows: list[dict[str, Any]]) -> Counter[tuple[str, str]]:
 
 
 def journal_keys(journal_dir: Path) -> Counter[tuple[str, str]]:
-    """(meter, ts) of every reading in every journal partition, counted."""
+    """(meter, ts) of every reading (device id for telemetry) in every journal partition,
+    counted."""
     from gridwatch.ingest import Journal, journal_partitions
 
     out: Counter[tuple[str, str]] = Counter()
@@ -256,7 +257,7 @@ def journal_keys(journal_dir: Path) -> Counter[tuple[str, str]]:
                 for off, data in batch:
                     doc = json.loads(data)
                     ts = datetime.fromisoformat(doc["ts"]).astimezone(UTC)
-                    out[(doc["meter_id"], iso(ts))] += 1
+                    out[(doc.get("meter_id") or doc["device_id"], iso(ts))] += 1
                     offset = off + 1
     return out
 

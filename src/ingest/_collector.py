@@ -16,6 +16,7 @@ another message on the new one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import queue
@@ -55,6 +56,16 @@ _PUBLISHED_PAYLOAD_MAX = 65_536
 #: CONNACK reason codes that retrying cannot fix (MQTT v5 §3.2.2.2): client identifier not
 #: valid, bad user name or password, not authorized, banned.
 _FATAL_CONNACK = frozenset({133, 134, 135, 138})
+
+#: Write errors that pass once an operator frees space: the writer waits and retries.
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+#: Seconds between attempts to write while the disk is full.
+_DISK_FULL_RETRY_S = 1.0
+
+
+class _Abandoned(Exception):
+    """The collector was stopped while the disk was full; nothing of the batch was acked."""
 
 
 class CollectorError(RuntimeError):
@@ -427,6 +438,10 @@ class Collector:
                 continue
             try:
                 self._process(batch)
+            except _Abandoned:
+                log.warning("collector stopped while the journal could not be written; the "
+                            "broker redelivers the %d unacknowledged messages", len(batch))
+                return
             except Exception as exc:  # a journal that cannot be written: stop, do not ack
                 self._fatal = f"journal write failed, collector stopped: {exc!r}"
                 log.exception(self._fatal)
@@ -453,8 +468,7 @@ class Collector:
                 DeadLetter(r.reason, m.topic, r.payload, r.detail, now, r.index)
                 for r in result.rejected
             )
-        self.journal.append(records)
-        self.deadletters.put_many(letters)
+        self._write_durably(records, letters)
         acked = stale = 0
         assert self._client is not None
         with self._gen_lock:
@@ -493,6 +507,49 @@ class Collector:
             self.journal.enforce_retention()
             self.deadletters.journal.enforce_retention()
 
+    def _write_durably(self, records: list[bytes], letters: list[DeadLetter]) -> None:
+        """Append the batch to the journal and the dead letters. While the disk is full, wait
+        and retry the same batch: nothing is acknowledged meanwhile, so the broker keeps the
+        messages (persistent session, at most ``mqtt.receive_maximum`` in flight), and the
+        decoder's duplicate memory stays true to what the journal will hold."""
+        assert self.journal is not None and self.deadletters is not None
+        journaled = False
+        since: float | None = None
+        last_log = 0.0
+        lbl = self._label
+        while True:
+            try:
+                if not journaled:
+                    self.journal.append(records)
+                    journaled = True
+                self.deadletters.put_many(letters)
+                break
+            except OSError as exc:
+                if exc.errno not in _DISK_FULL:
+                    raise
+                self.metrics.journal_write_errors.labels(lbl).inc()
+                now = time.monotonic()
+                where = self.journal.path if not journaled else self.deadletters.journal.path
+                if since is None:
+                    since = last_log = now
+                    self.metrics.journal_blocked.labels(lbl).set(1)
+                    self._error = f"journal cannot be written: {exc.strerror} ({where})"
+                    log.error("journal cannot be written: %s (%s); %d readings and %d dead "
+                              "letters wait, unacknowledged: the broker keeps them and nothing "
+                              "more is acknowledged until there is space again", exc.strerror,
+                              where, len(records), len(letters))
+                elif now - last_log >= 60:
+                    last_log = now
+                    log.error("journal still cannot be written after %.0fs: %s (%s)",
+                              now - since, exc.strerror, where)
+                if self._stop_writer.wait(_DISK_FULL_RETRY_S):
+                    raise _Abandoned from exc
+        if since is not None:
+            self._error = None
+            self.metrics.journal_blocked.labels(lbl).set(0)
+            log.warning("journal writable again after %.1fs; acknowledging what waited",
+                        time.monotonic() - since)
+
     def _update_journal_metrics(self) -> None:
         if self.journal is None:
             return
@@ -509,7 +566,8 @@ def run_collector(settings: Settings, partition: int | None, stop: threading.Eve
 
     metrics = IngestMetrics()
     port = settings.ingest.metrics_port if metrics_port is None else metrics_port
-    server = start_metrics_server(port, metrics.registry) if port else None
+    server = (start_metrics_server(port, metrics.registry, settings.ingest.metrics_addr)
+              if port else None)
     collector = Collector(settings, partition, metrics=metrics)
     collector.start()
     last = time.monotonic()

@@ -74,6 +74,8 @@ class IngestSettings(Section):
     fsync_every_messages: Annotated[int, Field(ge=1)] = 500
     fsync_every_ms: Annotated[int, Field(ge=1)] = 50
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    #: Address the metrics endpoint listens on.
+    metrics_addr: str = "0.0.0.0"
     #: Accepted (meter, timestamp) keys remembered per meter to reject duplicates; the collector
     #: rebuilds them from the last ``dedup_warm_records`` journal records at start-up.
     dedup_per_meter: Annotated[int, Field(ge=1, le=10_000)] = 32

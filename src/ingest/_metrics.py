@@ -42,6 +42,14 @@ class IngestMetrics:
         self.consumer_lag = Gauge(
             "gridwatch_ingest_consumer_lag", "Journal records not yet read by the dataflow.",
             ["partition"], registry=r)
+        self.journal_blocked = Gauge(
+            "gridwatch_ingest_journal_blocked",
+            "1 while the journal or the dead letters cannot be written (disk full); nothing is "
+            "acknowledged meanwhile and the broker keeps the messages.", ["partition"], registry=r)
+        self.journal_write_errors = Counter(
+            "gridwatch_ingest_journal_write_errors",
+            "Journal or dead-letter appends that failed for want of disk space (retried).",
+            ["partition"], registry=r)
         self.file_rejected = Counter(
             "gridwatch_ingest_file_rows_rejected", "Rows of replayed files rejected, by reason.",
             ["reason"], registry=r)

@@ -211,7 +211,16 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
         """Backpressure: the spool is full, so hold the dataflow until the server has taken
         some of the backlog. Logs when it starts and every minute while it lasts."""
         now = self._clock()
-        if self._full_since is None:
+        if self._full_since is None and self.spool.disk_full:
+            self._full_since = now
+            self._last_full_log = now
+            self._metrics.blocked.labels(self._worker).set(1)
+            log.error(
+                "storage spool cannot be written, the disk is full: %s; %d points wait in the "
+                "spool; the dataflow is held back until there is space again or %s accepts "
+                "writes (readings keep being journalled meanwhile)",
+                self.spool.disk_full, self.spool.points, self._settings.url)
+        elif self._full_since is None:
             self._full_since = now
             self._last_full_log = now
             self._metrics.blocked.labels(self._worker).set(1)
@@ -223,8 +232,9 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
                 self.spool.max_bytes, self._settings.url)
         elif now - self._last_full_log >= 60:
             self._last_full_log = now
-            log.error("storage spool still FULL after %.0fs; %s does not accept writes",
-                      now - self._full_since, self._settings.url)
+            log.error("storage spool still FULL after %.0fs (%s); %s does not accept writes",
+                      now - self._full_since, self.spool.disk_full or "spool_max_bytes",
+                      self._settings.url)
         wait = min(max(self._backoff_until - now, 0.0), 5.0)
         if wait > 0:
             self._sleep(wait)

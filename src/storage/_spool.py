@@ -9,6 +9,7 @@ the spool survives restarts and hands points back in the order they came.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 __all__ = ["Spool"]
 
 _SUFFIX = ".lp"
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,9 @@ class _Segment:
 class Spool:
     """Segments of line protocol under ``directory``, at most ``max_bytes`` in total.
 
-    ``append`` returns False (and writes nothing) when the batch does not fit: the caller
-    counts and reports what it could not keep.
+    ``append`` returns False (and writes nothing) when the batch does not fit, or when the
+    disk is full (then :attr:`disk_full` says so): the caller counts and reports what it could
+    not keep.
     """
 
     def __init__(self, directory: Path, max_bytes: int, *, fsync: bool = True) -> None:
@@ -48,6 +51,8 @@ class Spool:
                 continue
             data = path.read_bytes()
             self._segments[seq] = _Segment(seq, len(data), data.count(b"\n"))
+        #: Why the last append failed for want of disk space (None when it did not).
+        self.disk_full: str | None = None
         self._next = max(self._segments, default=0) + 1
         self._bytes = sum(s.nbytes for s in self._segments.values())
         self._lines = sum(s.lines for s in self._segments.values())
@@ -78,11 +83,20 @@ class Spool:
         seq = self._next
         final = self.directory / f"{seq:016d}{_SUFFIX}"
         tmp = final.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            if self._fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                if self._fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if exc.errno not in _DISK_FULL:
+                raise
+            self.disk_full = f"{exc.strerror} ({self.directory})"
+            return False
+        self.disk_full = None
         os.replace(tmp, final)
         if self._fsync:
             self._sync_dir()

@@ -176,6 +176,9 @@ def influxdb(workdir: Path, *, port: int | None = None) -> Service:
         f'[meta]\n  dir = "{workdir}/meta"\n'
         f'[data]\n  dir = "{workdir}/data"\n  wal-dir = "{workdir}/wal"\n'
         f'  query-log-enabled = false\n'
+        # The defaults (100,000 values per tag, 1,000,000 series) reject the points of a
+        # utility's meters beyond the first 100,000 (partial write: max-values-per-tag).
+        f'  max-values-per-tag = 0\n  max-series-per-database = 0\n'
         f'[monitor]\n  store-enabled = false\n'
         f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
         f'  max-body-size = 0\n'

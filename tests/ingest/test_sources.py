@@ -224,8 +224,11 @@ def test_replay_source_picks_journal_or_file(tmp_path: Path) -> None:
 
 
 @settings(max_examples=60, deadline=None)
+# Lone surrogates (category Cs) cannot stand in a UTF-8 file; invalid bytes are covered by the
+# binary rows and by the test that writes \xff\xfe into a CSV row.
 @given(rows=st.lists(st.text(alphabet=st.characters(blacklist_characters="\r\n\x0b\x0c\x1c"
-                                                    "\x1d\x1e\x85\u2028\u2029"), max_size=40)
+                                                    "\x1d\x1e\x85\u2028\u2029",
+                                                    blacklist_categories=("Cs",)), max_size=40)
                      | st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").decode(
                          "utf-8", errors="ignore")),
                      max_size=20),

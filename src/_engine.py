@@ -180,6 +180,21 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         settings = settings.model_copy(update={"mqtt": mqtt})
         log.info("cluster of %d processes: collectors share the subscription as "
                  "$share/gridwatch/...", procs)
+    if procs > 1 and pid > 0:
+        # Each process routes the events of its own workers. Two routers on one database
+        # would both deliver its outbox, and two MQTT clients with one id disconnect each
+        # other: processes other than 0 get their own, suffixed with -p<id>.
+        a = settings.alerts
+
+        def own(path: Path) -> Path:
+            return path.with_name(f"{path.stem}.p{pid}{path.suffix}")
+
+        alerts = a.model_copy(update={
+            "state_db": own(a.state_db),
+            "jsonl_out": own(a.jsonl_out) if a.jsonl_out is not None else None,
+            "mqtt_client_id": f"{a.mqtt_client_id[:60]}-p{pid}",
+        })
+        settings = settings.model_copy(update={"alerts": alerts})
 
     # One Prometheus registry for the collector and the storage sink, served on
     # ingest.metrics_port (+ process id in a cluster) when that is set.

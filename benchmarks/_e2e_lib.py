@@ -248,12 +248,13 @@ class Stack:
                                data=b"q=CREATE+DATABASE+gridwatch", timeout=30).read()
         return self
 
-    def write_config(self, registry: Path, **alerts: Any) -> Path:
+    def write_config(self, registry: Path, metrics_port: int = 0, **alerts: Any) -> Path:
         w = self.work
         settings = {
             "mqtt": {"host": "127.0.0.1", "port": self.broker.port,
                      "client_id": "bench-collector"},
-            "ingest": {"journal_dir": str(w / "journal"), "deadletter_dir": str(w / "dead")},
+            "ingest": {"journal_dir": str(w / "journal"), "deadletter_dir": str(w / "dead"),
+                       "metrics_port": metrics_port, "metrics_addr": "127.0.0.1"},
             "influx": {"api": "v1", "url": self.influx.url, "database": "gridwatch",
                        "spool_dir": str(w / "spool"), "batch_size": 5000},
             "alerts": {"registry": str(registry), "routes": str(ROOT / "config/routes.yaml"),
@@ -277,10 +278,6 @@ class Stack:
                 argv += ["-i", str(i)]
                 for a in addresses:
                     argv += ["-a", a]
-                # each process has its own router database and MQTT client ids
-                env |= {"GRIDWATCH_ALERTS__STATE_DB": str(self.work / f"alerts.{i}.sqlite"),
-                        "GRIDWATCH_ALERTS__JSONL_OUT": str(self.work / f"alerts.{i}.jsonl"),
-                        "GRIDWATCH_ALERTS__MQTT_CLIENT_ID": f"gridwatch-alerts-{i}"}
             log = self.work / f"engine.{i}.log"
             self.logs.append(log)
             with open(log, "wb") as fh:
@@ -347,6 +344,21 @@ def tail(path: Path, n: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
     except OSError:
         return "(no log)"
+
+
+def engine_metrics(port: int) -> dict[str, float]:
+    """The engine's Prometheus metrics (``ingest.metrics_port``), summed over labels."""
+    out: dict[str, float] = {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            try:
+                out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+            except ValueError:
+                continue
+    return out
 
 
 def journal_records(journal_dir: Path) -> int:

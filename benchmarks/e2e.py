@@ -46,6 +46,7 @@ from _e2e_lib import (
     Stack,
     Subscriber,
     console,
+    engine_metrics,
     has_reading,
     journal_records,
     load_fleet,
@@ -56,6 +57,13 @@ from _e2e_lib import (
     wait_stored,
 )
 from rich.table import Table
+
+
+def _free_port() -> int:
+    from gridwatch._services import free_port
+
+    return free_port()
+
 
 PARTS = ("throughput", "latency", "memory", "scaleout", "realtime")
 
@@ -472,7 +480,8 @@ def run_realtime(work: Path, seconds: float, meters_scale: int = 10) -> dict[str
         stack.start_servers()
         write_registry(sim.meters, registry)
         del sim
-        cfg = stack.write_config(registry)
+        metrics_port = _free_port()
+        cfg = stack.write_config(registry, metrics_port=metrics_port)
         t = time.perf_counter()
         stack.start_engine(cfg, timeout=600)
         stack.wait_ready()
@@ -526,8 +535,16 @@ def run_realtime(work: Path, seconds: float, meters_scale: int = 10) -> dict[str
                 if rel >= next_sample:
                     journaled = journal_records(work / "journal") - j_base
                     stored = stored_readings(url) - base
+                    try:
+                        m = engine_metrics(metrics_port)
+                    except OSError:
+                        m = {}
                     samples.append({"t_s": round(rel, 1), "published": sent,
                                     "journaled": journaled, "stored": stored,
+                                    "consumer_lag": int(m.get("gridwatch_ingest_consumer_lag",
+                                                              -1)),
+                                    "spool_points": int(m.get("gridwatch_storage_spool_points",
+                                                              -1)),
                                     "ingest_lag": sent - journaled,
                                     "dataflow_storage_lag": journaled - stored,
                                     "rss_mib": round(stack.engine_rss() / 2**20)})
@@ -546,6 +563,7 @@ def run_realtime(work: Path, seconds: float, meters_scale: int = 10) -> dict[str
                         "journaled": journal_records(work / "journal") - j_base,
                         "stored": stored,
                         "ingest_lag": 0, "dataflow_storage_lag": sent - stored,
+                        "consumer_lag": 0, "spool_points": 0,
                         "rss_mib": round(stack.engine_rss() / 2**20)})
         stop.set()
         probe_thread.join(150)
@@ -681,11 +699,12 @@ def main() -> int:
         save()
         t = Table(title=f"real time: {rt['meters']:,} meters, {rt['rate']:,} readings/s")
         for col in ("t s", "published", "journaled", "stored", "ingest lag",
-                    "dataflow+storage lag", "engine RSS MiB"):
+                    "journal consumer lag", "journaled − stored", "engine RSS MiB"):
             t.add_column(col, justify="right")
         for s in rt["samples"]:
             t.add_row(str(s["t_s"]), f"{s['published']:,}", f"{s['journaled']:,}",
                       f"{s['stored']:,}", f"{s['ingest_lag']:,}",
+                      f"{s.get('consumer_lag', -1):,}",
                       f"{s['dataflow_storage_lag']:,}", f"{s['rss_mib']:,}")
         console.print(t)
         console.print(f"keeps up: {rt['keeps_up']}; publish → stored delay p50 "

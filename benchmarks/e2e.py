@@ -115,6 +115,15 @@ def raw_rate(port: int, msgs: list[Message], tag: str) -> tuple[float, float]:
     return elapsed, n / elapsed
 
 
+def _watch_journal(journal: Path, target: int, stop: threading.Event,
+                   out: list[float]) -> None:
+    """Note when the collectors have journaled ``target`` records (ingest is done)."""
+    while not stop.wait(0.25):
+        if journal_records(journal) >= target:
+            out.append(time.perf_counter())
+            return
+
+
 def run_throughput(work: Path, processes: int, batch_intervals: int,
                    single_readings: int) -> dict[str, Any]:
     from gridwatch.simulators import write_registry
@@ -146,6 +155,14 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
             console.print(f"{shape}: raw paho receive of {len(msgs):,} messages "
                           f"({n:,} readings): {raw_r:,.0f} readings/s")
             before = stored_readings(stack.influx.url)
+            j_before = journal_records(work / "journal")
+            journaled_at: list[float] = []
+            watching = threading.Event()
+
+            watcher = threading.Thread(target=_watch_journal, daemon=True,
+                                       args=(work / "journal", j_before + n, watching,
+                                             journaled_at))
+            watcher.start()
             pub = Publisher(stack.broker.port, f"bench-pub-{label}-{shape}")
             t0 = time.perf_counter()
             for topic, payload, _n in msgs:
@@ -160,16 +177,20 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                                    f"stored ({journaled:,} journaled); engine alive: "
                                    f"{stack.engines_alive()}")
             e2e_s = done - t0
+            watching.set()
+            watcher.join(5)
             results["shapes"][shape] = {
                 "messages": len(msgs), "readings": n,
                 "raw_s": round(raw_s, 3), "raw_readings_per_s": round(raw_r),
                 "publish_s": round(t_pub, 3), "e2e_s": round(e2e_s, 3),
+                "journaled_s": round(journaled_at[0] - t0, 2) if journaled_at else None,
                 "e2e_readings_per_s": round(n / e2e_s), "ratio": round(n / e2e_s / raw_r, 4),
                 "stored": stored - before,
                 "engine_rss_mib": round(stack.engine_rss() / 2**20),
             }
-            console.print(f"{shape}: end to end {n / e2e_s:,.0f} readings/s "
-                          f"(published in {t_pub:.1f} s, stored after {e2e_s:.1f} s)")
+            j_s = f"{journaled_at[0] - t0:.1f} s" if journaled_at else "-"
+            console.print(f"{shape}: end to end {n / e2e_s:,.0f} readings/s (published in "
+                          f"{t_pub:.1f} s, journaled after {j_s}, stored after {e2e_s:.1f} s)")
         time.sleep(3)
         results["journaled_total"] = journal_records(work / "journal")
         results["stored_total"] = stored_readings(stack.influx.url)

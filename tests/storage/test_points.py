@@ -28,7 +28,7 @@ from gridwatch.storage import (
     to_points,
 )
 
-# The documented layout (docs/storage.md): the only tag keys each measurement may carry.
+# The documented layout (README, "Storage: InfluxDB"): the only tag keys each measurement may carry.
 TAG_KEYS = {
     "reading": {"meter_id"},
     "score": {"meter_id", "segment"},

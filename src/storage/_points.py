@@ -6,7 +6,8 @@ state); everything else — numbers, free text, lists — is a field. A point's 
 measurement, tag set and timestamp, all taken from the object itself (never from the clock), so
 converting the same object again gives the same point and rewriting it overwrites instead of
 doubling. Numbers are always written as floats, so a value that happens to be whole never
-creates an integer/float field type conflict. See the README (Storage: InfluxDB) for the documented layout.
+creates an integer/float field type conflict. The README ("Storage: InfluxDB") documents the
+layout.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ Names are imported on first use, so ``gridwatch --help`` does not pay for numpy.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gridwatch._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from gridwatch.simulators._anomalies import Label, read_labels, write_labels
@@ -65,13 +66,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f"gridwatch.simulators.{_WHERE[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'gridwatch.simulators' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals())

@@ -11,8 +11,9 @@ for its settings sections, does not pull in paho or bytewax.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gridwatch._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Collector": "_collector",
@@ -83,17 +84,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gridwatch.ingest' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"gridwatch.ingest.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:

@@ -7,9 +7,9 @@ and influxdb-client alone takes a fifth of a second to import.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from gridwatch._lazy import lazy_exports
 from gridwatch.storage._config import InfluxSettings
 
 if TYPE_CHECKING:
@@ -77,14 +77,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gridwatch.storage' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"gridwatch.storage.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -51,47 +51,33 @@ def parse(line: str) -> tuple[str, dict[str, str], dict[str, str], int]:
     return measurement, tags, fields, int(ts)
 
 
-def _split_top(line: str) -> tuple[str, str, str]:
+def _split(text: str, sep: str, maxsplit: int = -1) -> list[str]:
+    """Split on ``sep`` outside double quotes, keeping backslash escapes as they are."""
     parts, cur, quoted, esc = [], "", False, False
-    for ch in line:
+    for ch in text:
         if esc:
-            cur += ch
             esc = False
         elif ch == "\\":
-            cur += ch
             esc = True
         elif ch == '"':
             quoted = not quoted
-            cur += ch
-        elif ch == " " and not quoted and len(parts) < 2:
+        elif ch == sep and not quoted and len(parts) != maxsplit:
             parts.append(cur)
             cur = ""
-        else:
-            cur += ch
+            continue
+        cur += ch
     parts.append(cur)
+    return parts
+
+
+def _split_top(line: str) -> tuple[str, str, str]:
+    parts = _split(line, " ", maxsplit=2)
     assert len(parts) == 3, line
     return parts[0], parts[1], parts[2]
 
 
 def _split_fields(text: str) -> list[str]:
-    items, cur, quoted, esc = [], "", False, False
-    for ch in text:
-        if esc:
-            cur += ch
-            esc = False
-        elif ch == "\\":
-            cur += ch
-            esc = True
-        elif ch == '"':
-            quoted = not quoted
-            cur += ch
-        elif ch == "," and not quoted:
-            items.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    items.append(cur)
-    return items
+    return _split(text, ",")
 
 
 def ns(ts: datetime) -> int:

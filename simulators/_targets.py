@@ -133,20 +133,19 @@ class MemoryTarget:
         pass
 
 
-class JsonlTarget:
-    """One reading per line, in the wire form (``Reading.to_json_dict()``)."""
+class _FileTarget:
+    """A text file the target opens (a ``Path``: created, closed at the end) or a stream it is
+    handed (flushed at the end, left open)."""
+
+    _newline = "\n"
 
     def __init__(self, out: Path | IO[str]) -> None:
         if isinstance(out, Path):
             out.parent.mkdir(parents=True, exist_ok=True)
-            self._fh: IO[str] = out.open("w", encoding="utf-8", newline="\n")
+            self._fh: IO[str] = out.open("w", encoding="utf-8", newline=self._newline)
             self._own = True
         else:
             self._fh, self._own = out, False
-
-    def write(self, rows: Sequence[Row]) -> int:
-        self._fh.write("".join(as_text(d) + "\n" for _, _, _, d in rows))
-        return len(rows)
 
     def close(self) -> None:
         if self._own:
@@ -155,19 +154,24 @@ class JsonlTarget:
             self._fh.flush()
 
 
+class JsonlTarget(_FileTarget):
+    """One reading per line, in the wire form (``Reading.to_json_dict()``)."""
+
+    def write(self, rows: Sequence[Row]) -> int:
+        self._fh.write("".join(as_text(d) + "\n" for _, _, _, d in rows))
+        return len(rows)
+
+
 CSV_COLUMNS = ("meter_id", "timestamp", "kw", "kwh", "voltage", "pf")
 
 
-class CsvTarget:
+class CsvTarget(_FileTarget):
     """``meter_id,timestamp,kw,kwh,voltage,pf``; voltage is the mean over the meter's phases."""
 
+    _newline = ""  # the csv module writes the line ends
+
     def __init__(self, out: Path | IO[str]) -> None:
-        if isinstance(out, Path):
-            out.parent.mkdir(parents=True, exist_ok=True)
-            self._fh: IO[str] = out.open("w", encoding="utf-8", newline="")
-            self._own = True
-        else:
-            self._fh, self._own = out, False
+        super().__init__(out)
         self._csv = csv.writer(self._fh, lineterminator="\n")
         self._csv.writerow(CSV_COLUMNS)
 
@@ -180,12 +184,6 @@ class CsvTarget:
                         round(sum(v) / len(v), 1) if v else "", d.get("pf", "")))
         self._csv.writerows(out)
         return len(rows)
-
-    def close(self) -> None:
-        if self._own:
-            self._fh.close()
-        else:
-            self._fh.flush()
 
 
 def _use_tls(client: Any, tls: TlsSettings) -> None:

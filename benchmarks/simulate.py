@@ -29,7 +29,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from gridwatch import _services
-from gridwatch.simulators import Fleet, MqttTarget, Simulation
+from gridwatch.simulators import CapturedMqtt, Fleet, MqttTarget, Simulation
 from gridwatch.simulators._targets import MemoryTarget, Pacer, drain
 
 FLEET = Path(__file__).resolve().parents[1] / "config" / "fleets" / "utility-100k.yaml"
@@ -84,18 +84,6 @@ def paho_publish(port: int, messages: list[tuple[str, str]], inflight: int) -> f
     c.disconnect()
     c.loop_stop()
     return elapsed
-
-
-class CaptureTarget(MqttTarget):
-    """The MQTT target's topics and payloads, collected instead of published."""
-
-    def __init__(self, batch_size: int) -> None:  # no broker connection
-        self.batch_size, self.prefix, self.messages = batch_size, "meters", 0
-        self.captured: list[tuple[str, str]] = []
-
-    def _publish(self, topic: str, payload: str) -> None:
-        self.captured.append((topic, payload))
-        self.messages += 1
 
 
 def main() -> None:
@@ -154,7 +142,7 @@ def main() -> None:
                                      (1, min(args.single_intervals, n_int))):
                 part = Fleet.load(FLEET, duration=f"{intervals * fleet.interval_min}min")
                 psim = Simulation(part, meters=sim.meters)
-                cap = CaptureTarget(batch)
+                cap = CapturedMqtt(batch)
                 for _, chunk in psim.chunks():
                     cap.write(chunk)
                 inflight = 100

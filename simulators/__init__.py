@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from gridwatch.simulators._registry import registry_dict, write_registry
     from gridwatch.simulators._replay import ColumnMap, Replay, nab_labels
     from gridwatch.simulators._targets import (
+        CapturedMqtt,
         CsvTarget,
         JsonlTarget,
         MemoryTarget,
@@ -35,7 +36,8 @@ _WHERE = {
     "Block": "_engine", "Simulation": "_engine",
     "registry_dict": "_registry", "write_registry": "_registry",
     "ColumnMap": "_replay", "Replay": "_replay", "nab_labels": "_replay",
-    "CsvTarget": "_targets", "JsonlTarget": "_targets", "MemoryTarget": "_targets",
+    "CapturedMqtt": "_targets", "CsvTarget": "_targets", "JsonlTarget": "_targets",
+    "MemoryTarget": "_targets",
     "MqttTarget": "_targets", "Pacer": "_targets", "SimulateError": "_targets",
     "open_target": "_targets", "parse_speed": "_targets",
 }
@@ -43,6 +45,7 @@ _WHERE = {
 __all__ = [
     "ANOMALY_SHAPES",
     "Block",
+    "CapturedMqtt",
     "ColumnMap",
     "CsvTarget",
     "Fleet",

@@ -326,6 +326,25 @@ class MqttTarget:
             self.client.loop_stop()
 
 
+class CapturedMqtt(MqttTarget):
+    """The MQTT target's topics and payloads, collected instead of published (no broker): for
+    checking what would be sent and for timing payload building on its own."""
+
+    def __init__(self, batch_size: int = 1, prefix: str = "meters") -> None:
+        self.batch_size, self.prefix, self.messages = batch_size, prefix, 0
+        self.captured: list[tuple[str, str]] = []
+
+    def _publish(self, topic: str, payload: str) -> None:
+        self.captured.append((topic, payload))
+        self.messages += 1
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def open_target(kind: str, *, out: Path | None = None, host: str = "127.0.0.1",
                 port: int = 1883, **mqtt_options: Any) -> Target:
     """A target by name: ``mqtt``, ``csv``, ``jsonl`` or ``memory``."""

@@ -10,7 +10,7 @@ from collections import Counter
 import paho.mqtt.client as mqtt
 import pytest
 
-from gridwatch.simulators import MqttTarget, SimulateError, Simulation
+from gridwatch.simulators import CapturedMqtt, MqttTarget, SimulateError, Simulation
 from gridwatch.simulators._targets import Pacer, drain
 
 
@@ -135,18 +135,6 @@ def test_cli_publishes_with_the_settings_broker(mosquitto, tmp_path, monkeypatch
 
 
 
-class CaptureTarget(MqttTarget):
-    """The MQTT target's topics and payloads, collected instead of published."""
-
-    def __init__(self, batch_size: int) -> None:  # no broker connection
-        self.batch_size, self.prefix, self.messages = batch_size, "meters", 0
-        self.captured: list[tuple[str, str]] = []
-
-    def _publish(self, topic: str, payload: str) -> None:
-        self.captured.append((topic, payload))
-        self.messages += 1
-
-
 @pytest.mark.parametrize("batch_size", [1, 40])
 def test_collector_decoder_accepts_every_payload(make, batch_size: int) -> None:
     """What the simulator publishes is what the collector takes: topics and payloads pass the
@@ -158,7 +146,7 @@ def test_collector_decoder_accepts_every_payload(make, batch_size: int) -> None:
     fleet = make(anomalies={"warmup": "1d", "rate_per_meter_day": 0.3,
                             "counts": {"feeder_outage": 1, "clock_drift": 3}})
     sim = Simulation(fleet)
-    target = CaptureTarget(batch_size)
+    target = CapturedMqtt(batch_size)
     n = drain(sim.chunks(), target, Pacer(None))[0]
     decoder = Decoder()
     now = fleet.end + timedelta(minutes=1)

@@ -362,10 +362,7 @@ class Router:
         """Acknowledge an open alert: no more repeats, no escalation. Raises UnknownAlert."""
         now = now or self.clock()
         with self._tx() as db:
-            row = db.execute("SELECT * FROM alerts WHERE fingerprint=? AND state IN "
-                             "('firing','acknowledged')", (fingerprint,)).fetchone()
-            if row is None:
-                raise UnknownAlert(fingerprint)
+            row = self._open_alert(db, fingerprint)
             if row["state"] == "acknowledged":
                 self._audit(now, "ack_repeated", fingerprint=fingerprint,
                             episode=row["episode"], by=by)
@@ -380,11 +377,17 @@ class Router:
         """Resolve an open alert by hand; recipients who were told get a resolved notice."""
         now = now or self.clock()
         with self._tx() as db:
-            row = db.execute("SELECT * FROM alerts WHERE fingerprint=? AND state IN "
-                             "('firing','acknowledged')", (fingerprint,)).fetchone()
-            if row is None:
-                raise UnknownAlert(fingerprint)
+            row = self._open_alert(db, fingerprint)
             self._resolve_locked(row, by=by, now=now, ends_at=now, reason=reason)
+
+    @staticmethod
+    def _open_alert(db: sqlite3.Connection, fingerprint: str) -> Any:
+        """The firing or acknowledged alert of ``fingerprint``; UnknownAlert when none is."""
+        row = db.execute("SELECT * FROM alerts WHERE fingerprint=? AND state IN "
+                         "('firing','acknowledged')", (fingerprint,)).fetchone()
+        if row is None:
+            raise UnknownAlert(fingerprint)
+        return row
 
     def _resolve_locked(self, row: Mapping[str, Any], *, by: str, now: datetime,
                         ends_at: datetime, reason: str = "") -> None:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from gridwatch._schemas import Event, LoadProfile, MeterStatus, Reading
 from gridwatch.storage._config import InfluxSettings
+from gridwatch.storage._writer import influx_session
 
 __all__ = ["InfluxReader", "ReadError"]
 
@@ -56,12 +57,7 @@ class InfluxReader:
         self._url = f"{settings.url}/query"
         self._timeout = settings.timeout_ms / 1000
         self._chunk = chunk_size
-        self._session = requests.Session()
-        if settings.username:
-            pw = settings.password.get_secret_value() if settings.password is not None else ""
-            self._session.auth = (settings.username, pw)
-        elif settings.token is not None:
-            self._session.headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
+        self._session = influx_session(settings)
         rp = settings.retention_policy
         self._prefix = f'"{rp}".' if rp else ""
         self.skipped = 0

@@ -31,6 +31,7 @@ __all__ = [
     "V2Writer",
     "WriteError",
     "build_writer",
+    "influx_session",
 ]
 
 log = logging.getLogger("gridwatch.storage")
@@ -151,6 +152,18 @@ class V2Writer:
         self._client.close()
 
 
+def influx_session(settings: InfluxSettings) -> requests.Session:
+    """An HTTP session for InfluxDB's v1 endpoints with the configured credentials: basic auth
+    with user and password (1.x), or a ``Token`` header (2.x's and 3.x's v1 compatibility)."""
+    session = requests.Session()
+    if settings.username:
+        pw = settings.password.get_secret_value() if settings.password is not None else ""
+        session.auth = (settings.username, pw)
+    elif settings.token is not None:
+        session.headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
+    return session
+
+
 class V1Writer:
     """The InfluxDB 1.x ``/write`` API with database, retention policy and username/password."""
 
@@ -161,12 +174,7 @@ class V1Writer:
             self._params["rp"] = settings.retention_policy
         self._timeout = settings.timeout_ms / 1000
         self._gzip = settings.gzip
-        self._session = requests.Session()
-        if settings.username:
-            pw = settings.password.get_secret_value() if settings.password is not None else ""
-            self._session.auth = (settings.username, pw)
-        elif settings.token is not None:
-            self._session.headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
+        self._session = influx_session(settings)
 
     def write(self, points: Sequence[Point | str]) -> None:
         lines = to_line_protocol(points)

@@ -11,9 +11,10 @@ import json
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,10 @@ log = logging.getLogger("gridwatch.engine")
 class _EventPartition(StatelessSinkPartition[Any]):
     def __init__(self, submit: Callable[[list[Event]], object] | None,
                  on_profile: Callable[[LoadProfile], None] | None,
-                 jsonl: Path | None) -> None:
+                 jsonl: Path | None, counts: Counter[str]) -> None:
         self._submit = submit
         self._on_profile = on_profile
+        self._counts = counts
         self._file = None
         if jsonl is not None:
             jsonl.parent.mkdir(parents=True, exist_ok=True)
@@ -44,6 +46,7 @@ class _EventPartition(StatelessSinkPartition[Any]):
                     self._on_profile(item)
         if self._submit is not None and events:
             self._submit(events)  # one transaction for the batch, durable when it returns
+        self._counts.update(e.type for e in events)
         lines = [json.dumps(e.to_json_dict(), ensure_ascii=False) for e in events]
         if self._file is not None and lines:
             # Written synchronously: bytewax does not call close() on a crash.
@@ -59,7 +62,8 @@ class _EventPartition(StatelessSinkPartition[Any]):
 class EventSink(DynamicSink[Any]):
     """Hands each event to the alert router (durable in its SQLite outbox when ``submit``
     returns) and/or appends it as one JSON line to ``jsonl``. Load profiles, when they reach
-    this sink, update the router's customer tags."""
+    this sink, update the router's customer tags. ``counts`` holds the events seen, by type,
+    over every worker of this process."""
 
     def __init__(self, submit: Callable[[list[Event]], object] | None = None, *,
                  on_profile: Callable[[LoadProfile], None] | None = None,
@@ -67,12 +71,13 @@ class EventSink(DynamicSink[Any]):
         self._submit = submit
         self._on_profile = on_profile
         self._jsonl = jsonl
+        self.counts: Counter[str] = Counter()
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _EventPartition:
         path = self._jsonl
         if path is not None and worker_count > 1:
             path = path.with_name(f"{path.stem}.w{worker_index}{path.suffix}")
-        return _EventPartition(self._submit, self._on_profile, path)
+        return _EventPartition(self._submit, self._on_profile, path, self.counts)
 
 
 @dataclass
@@ -84,6 +89,15 @@ class RunStats:
     events_by_type: dict[str, int] = field(default_factory=dict)
     rejected: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def meter_lookup(settings: Settings, router: Any = None
+                 ) -> Callable[[str], MeterMeta | None] | None:
+    """Meter facts for the dataflow. With a router, its registry answers (and follows its
+    reloads): a second copy of a 10^6-meter registry would cost gigabytes and minutes."""
+    if router is not None:
+        return lambda meter_id: router.registry.meter_meta(meter_id)
+    return load_meta(settings)
 
 
 def load_meta(settings: Settings) -> Callable[[str], MeterMeta | None] | None:
@@ -159,7 +173,7 @@ class TransitionExporter:
 
 
 def run_engine(settings: Settings, *, process_id: int | None = None,
-               addresses: list[str] | None = None, stop: threading.Event | None = None) -> None:
+               addresses: list[str] | None = None) -> None:
     """Collector + dataflow + alert router in one process (the embedded default).
 
     With ``addresses`` (bytewax ``-a``) and ``process_id`` (``-i``) this process is one of a
@@ -236,11 +250,7 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                              on_profile=router.update_profile if router else None,
                              jsonl=None if router else settings.alerts.jsonl_out),
         )
-        # The router's registry answers the dataflow's meter lookups too (and follows its
-        # reloads): a second copy of a 10^6-meter registry would cost gigabytes and minutes.
-        meta = ((lambda meter_id: router.registry.meter_meta(meter_id))
-                if router is not None else load_meta(settings))
-        flow = stream.build_flow(settings, source, sinks, meta)
+        flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router))
         cli_main(
             flow,
             workers_per_process=settings.engine.workers,
@@ -278,27 +288,20 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
         path, deadletter_dir=settings.ingest.deadletter_dir / "replay")
     if alerts_out is not None and alerts_out.exists():
         alerts_out.unlink()
+    event_sink = EventSink(router.submit_many if router else None,
+                           on_profile=router.update_profile if router else None,
+                           jsonl=alerts_out)
     sinks = stream.Sinks(
-        points=storage.InfluxSink(settings.influx) if influx else None,
-        events=EventSink(router.submit_many if router else None,
-                         on_profile=router.update_profile if router else None,
-                         jsonl=alerts_out),
-    )
-    flow = stream.build_flow(settings, source, sinks, load_meta(settings))
+        points=storage.InfluxSink(settings.influx) if influx else None, events=event_sink)
+    flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router))
     run_main(flow, epoch_interval=timedelta(seconds=settings.engine.epoch_s))
     stats = RunStats()
     stats.readings = getattr(source, "accepted", 0)
     stats.rejected_by_reason = dict(getattr(source, "rejected_by_reason", {}))
     stats.rejected = sum(stats.rejected_by_reason.values())
-    if alerts_out is not None and alerts_out.exists():
-        with alerts_out.open(encoding="utf-8") as fh:
-            for line in fh:
-                etype = json.loads(line)["type"]
-                stats.events += 1
-                stats.events_by_type[etype] = stats.events_by_type.get(etype, 0) + 1
+    stats.events_by_type = dict(event_sink.counts)
+    stats.events = sum(event_sink.counts.values())
     if router is not None:
-        from datetime import UTC, datetime
-
         router.tick(datetime.now(UTC))
         router.deliver_pending(datetime.now(UTC))
     return stats

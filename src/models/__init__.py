@@ -5,12 +5,13 @@ and ``SegmentJudge`` are the River models shared per customer segment.
 """
 
 from gridwatch.models._calendar import Calendar
-from gridwatch.models._config import DetectionSettings
+from gridwatch.models._config import ClassPolicy, DetectionSettings
 from gridwatch.models._meter import EVENT_TYPES, DailyProfile, MeterState, StepResult
 from gridwatch.models._segment import (
     Segmenter,
     SegmentJudge,
     Verdict,
+    is_candidate,
     load_profile,
     profile_tags,
 )
@@ -18,6 +19,7 @@ from gridwatch.models._segment import (
 __all__ = [
     "EVENT_TYPES",
     "Calendar",
+    "ClassPolicy",
     "DailyProfile",
     "DetectionSettings",
     "MeterState",
@@ -25,6 +27,7 @@ __all__ = [
     "Segmenter",
     "StepResult",
     "Verdict",
+    "is_candidate",
     "load_profile",
     "profile_tags",
 ]

@@ -9,13 +9,59 @@ from pydantic import Field
 from gridwatch._config_base import Section
 
 
+class ClassPolicy(Section):
+    """What counts as news for one customer class: how long and how much energy a consumption
+    episode needs before a manager hears of it. A one-interval kettle burst in a household is not
+    news; on an industrial feeder a quarter of an hour may be."""
+
+    #: A high-load episode is raised once it has lasted this long ...
+    high_min_minutes: Annotated[float, Field(ge=0)] = 90.0
+    #: ... and its energy above the band is at least this share of the meter's usual daily energy
+    high_energy_share: Annotated[float, Field(ge=0)] = 0.25
+    #: ... and at least this much energy (kWh), so a tiny load's bursts are not news either.
+    high_min_kwh: Annotated[float, Field(ge=0)] = 1.0
+    #: A sustained drop likewise (energy below the band, as a share of the usual daily energy).
+    low_min_minutes: Annotated[float, Field(ge=0)] = 480.0
+    low_energy_share: Annotated[float, Field(ge=0)] = 0.3
+    #: Zero consumption where the meter's band says it never reads zero, for this long.
+    zero_min_minutes: Annotated[float, Field(ge=0)] = 120.0
+    #: Raise daily level drops that do not keep the load's shape (an empty house, a plant
+    #: shut down); a drop that keeps the shape is judged as possible theft in every class.
+    level_down: bool = False
+
+
+def _policies() -> dict[str, ClassPolicy]:
+    return {
+        "residential": ClassPolicy(),
+        "commercial": ClassPolicy(high_min_minutes=30, high_energy_share=0.08, high_min_kwh=2,
+                                  low_min_minutes=120, low_energy_share=0.1, zero_min_minutes=60,
+                                  level_down=True),
+        "industrial": ClassPolicy(high_min_minutes=15, high_energy_share=0.03, high_min_kwh=5,
+                                  low_min_minutes=60, low_energy_share=0.05, zero_min_minutes=30,
+                                  level_down=True),
+        "agricultural": ClassPolicy(high_min_minutes=30, high_energy_share=0.08, high_min_kwh=2,
+                                    low_min_minutes=120, low_energy_share=0.1,
+                                    zero_min_minutes=120),
+    }
+
+
 class DetectionSettings(Section):
-    #: Expected reading interval when a meter does not state its own.
+    #: Reading interval assumed until a meter states its own or it is inferred from the data.
     interval_s: Annotated[int, Field(ge=60, le=86_400)] = 900
-    #: Readings before a meter's own baseline is trusted.
-    warmup_readings: Annotated[int, Field(ge=1)] = 96 * 7
-    #: Robust z-score above which a reading is abnormal.
-    z_threshold: Annotated[float, Field(gt=0)] = 6.0
+    #: Infer each meter's interval from the gaps between its readings (a stated interval in the
+    #: registry or the reading always wins).
+    infer_interval: bool = True
+    #: Hours of a meter's load before anything is judged (the first day is judged, loosely).
+    warmup_h: Annotated[float, Field(ge=0)] = 6.0
+    #: Band around the usual log-load, in log-dispersions above and below the usual level.
+    band_hi: Annotated[float, Field(gt=0)] = 3.0
+    band_lo: Annotated[float, Field(gt=0)] = 3.0
+    #: How much wider the band is while a slot has little evidence (shrinks as 1/sqrt(samples)).
+    thin_widen: Annotated[float, Field(ge=0)] = 2.0
+    #: Readings in a row back inside the band before a consumption alarm resolves.
+    clear_intervals: Annotated[int, Field(ge=1)] = 2
+    #: Per customer class: how long and how much energy makes a consumption episode news.
+    policy: dict[str, ClassPolicy] = Field(default_factory=_policies)
     #: Expected intervals without a reading before a meter counts as silent.
     silence_intervals: Annotated[int, Field(ge=1)] = 4
     nominal_voltage_v: Annotated[float, Field(gt=0)] = 220.0
@@ -42,16 +88,6 @@ class DetectionSettings(Section):
     severe_power_factor: Annotated[float, Field(gt=0, le=1)] = 0.75
     #: Readings in a row below ``min_power_factor`` (at a real load) before it is raised.
     pf_readings: Annotated[int, Field(ge=1)] = 4
-    #: Sustained drop/rise of consumption: this many readings in a row below ``drop_ratio`` or
-    #: above ``rise_ratio`` times the expected kW (complements CUSUM for skewed loads).
-    ratio_readings: Annotated[int, Field(ge=2)] = 8
-    drop_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.35
-    rise_ratio: Annotated[float, Field(gt=1)] = 2.5
-    #: CUSUM decision interval (in robust z units) for a sustained level shift.
-    cusum_h: Annotated[float, Field(gt=0)] = 12.0
-    cusum_k: Annotated[float, Field(ge=0)] = 1.5
-    #: Readings under the threshold before an abnormal-consumption event resolves.
-    resolve_readings: Annotated[int, Field(ge=1)] = 4
     #: A flagged level that persists this long is accepted as the new normal (learning resumes).
     relearn_after_s: Annotated[int, Field(ge=0)] = 7 * 86_400
     #: Identical kW values in a row (non-zero) that make a stuck reading.
@@ -63,13 +99,23 @@ class DetectionSettings(Section):
     #: Over-capacity forecast horizon (minutes) and the fraction of contracted kVA that warns.
     capacity_horizon_min: Annotated[int, Field(ge=15, le=240)] = 60
     capacity_warn_fraction: Annotated[float, Field(gt=0, le=2)] = 1.0
-    #: Possible theft: energy below this fraction of what the meter's own baseline expects ...
+    #: Daily energy at this ratio of the usual (or beyond its inverse) for ``level_days``
+    #: days in a row is a level shift.
+    level_ratio: Annotated[float, Field(gt=1)] = 2.0
+    level_days: Annotated[int, Field(ge=1)] = 2
+    #: Days of a meter's own history before daily levels are judged.
+    daily_min_days: Annotated[int, Field(ge=1)] = 5
+    #: Possible theft: daily energy below this fraction of the meter's usual ...
     theft_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.6
-    #: ... over a run of at least this many hours, after ``theft_min_days`` days of history ...
-    theft_hours: Annotated[float, Field(gt=0)] = 12.0
-    theft_min_days: Annotated[int, Field(ge=1)] = 7
-    #: ... while the segment's median ratio stays above this (else the whole segment changed).
+    #: ... for this many days in a row, while the day keeps the usual shape (correlation of the
+    #: hourly curve with the usual one at least ``theft_shape_corr``: a bypass scales the load
+    #: down, an empty house flattens it) ...
+    theft_days: Annotated[int, Field(ge=1)] = 2
+    theft_shape_corr: Annotated[float, Field(ge=-1, le=1)] = 0.3
+    #: ... and the segment does not veto it (its median ratio stays above this), unless the
+    #: meter's own evidence is strong (ratio below ``theft_strong_ratio``).
     theft_segment_ratio: Annotated[float, Field(gt=0, le=1)] = 0.7
+    theft_strong_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.5
     #: Customer segments per customer class (``river.cluster.KMeans``).
     segments_per_class: Annotated[int, Field(ge=1, le=32)] = 4
     #: Emit a Score point for every n-th reading of a meter (0: only for anomalous readings).

@@ -14,8 +14,9 @@ and two River models are shared by many meters:
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from river import cluster, stats
@@ -161,67 +162,107 @@ class Segmenter:
 
 @dataclass(slots=True)
 class Verdict:
-    """The segment's opinion on one meter's possible-theft event."""
+    """The segment's opinion on one meter's candidate event."""
 
     event: Event | None  # the event to raise (with segment evidence), or None if suppressed
     segment_median: float | None
 
 
-class SegmentJudge:
-    """Per-segment reference for consumption drops. Confirms a meter's possible-theft event only
-    if its segment did not drop with it, judged two ways:
+#: Candidate kinds the segment judges: a drop or a rise the whole segment shares is the weather,
+#: a holiday or a shutdown, not news about one customer.
+LEVEL_KINDS = ("level_shift_up", "level_shift_down")
 
-    * River's rolling median of the members' daily energy ratios (today over own history) is
-      at least ``min_ratio`` (a whole segment at 60 % is a holiday or the weather, not theft);
+
+def is_candidate(event: Event) -> bool:
+    """Whether an event of a meter goes to its segment's judge before it is raised."""
+    return event.type == "possible_theft" or (
+        event.type == "abnormal_consumption" and event.evidence.get("kind") in LEVEL_KINDS)
+
+
+def _day_of(event: Event) -> int:
+    """Ordinal of the day a day-judged event is about: the day closed by the reading that
+    raised it (the same key as ``DailyProfile.day.toordinal()``)."""
+    return (event.raised_at - timedelta(days=1)).toordinal()
+
+
+class SegmentJudge:
+    """Per-segment reference for whole-day candidates (possible theft, level shifts).
+
+    Confirms a meter's candidate only if its segment did not move with it, judged on the
+    candidate's own day whatever order candidates and days arrive in:
+
+    * the median of the members' energy ratios (today over own history) on that day, from a
+      River P² quantile per day, is not itself a drop (theft, level down: at least
+      ``min_ratio``) or a rise (level up: at most ``1 / min_ratio``);
     * fewer than ``collective_share`` of the segment's members (at least ``min_collective``)
-      raised a candidate in the last 24 hours (a drop shared within the day, before any day
-      has closed).
+      raised a candidate of the same kind within a day of it.
+
+    A meter whose own evidence is strong (``evidence["strong"]``) cannot be vetoed by the
+    collective rule: its evidence is kept and the segment's view is added to it.
     """
 
     def __init__(self, segment: str, min_ratio: float = 0.7, window: int = 500,
                  min_samples: int = 10, collective_share: float = 0.1,
-                 min_collective: int = 3) -> None:
+                 min_collective: int = 3, keep_days: int = 14) -> None:
         self.segment = segment
         self.min_ratio = min_ratio
         self.window = window
         self.min_samples = min_samples
         self.collective_share = collective_share
         self.min_collective = min_collective
-        self.median = stats.RollingQuantile(q=0.5, window_size=window)
+        self.keep_days = keep_days
+        self.days: dict[int, tuple[int, stats.Quantile]] = {}
         self.samples = 0
-        self.per_day: dict[int, int] = {}
-        self.recent: list[float] = []
-        self.confirmed: set[str] = set()
+        #: candidate event times per kind, sorted (epoch seconds)
+        self.candidates: dict[str, list[float]] = {}
+        self.confirmed: set[tuple[str, str]] = set()
         self.suppressed = 0
 
     def learn(self, ratio: float, day: int = 0) -> None:
         """One member's finished day: its energy over its own history."""
-        self.median.update(ratio)
+        n, q = self.days.get(day) or (0, stats.Quantile(0.5))
+        q.update(ratio)
+        self.days[day] = (n + 1, q)
         self.samples += 1
-        self.per_day[day] = self.per_day.get(day, 0) + 1
-        if len(self.per_day) > 2:
-            del self.per_day[min(self.per_day)]
+        if len(self.days) > self.keep_days:
+            del self.days[min(self.days)]
+
+    def median(self, day: int) -> tuple[float | None, int]:
+        """Median ratio of the segment's members on ``day`` and how many members it holds."""
+        n, q = self.days.get(day, (0, None))
+        return (q.get() if q is not None and n else None), n
 
     def judge(self, event: Event) -> Verdict:
-        med = self.median.get() if self.samples else None
+        kind = str(event.evidence.get("kind", event.type)) if event.type != "possible_theft" \
+            else "possible_theft"
+        key = (event.meter_id, event.type)
+        day = _day_of(event)
+        med, members = self.median(day)
         if event.state == "resolved":
-            if event.meter_id in self.confirmed:
-                self.confirmed.discard(event.meter_id)
+            if key in self.confirmed:
+                self.confirmed.discard(key)
                 return Verdict(event, med)
             return Verdict(None, med)
         t = event.raised_at.timestamp()
-        self.recent = [x for x in self.recent if x > t - 86_400] + [t]
-        members = max(self.per_day.values(), default=0)
-        collective = len(self.recent) >= max(self.min_collective,
-                                             self.collective_share * members)
-        enough = self.samples >= self.min_samples and med is not None
-        if collective or (enough and med is not None and med < self.min_ratio):
+        times = self.candidates.setdefault(kind, [])
+        insort(times, t)
+        horizon = max(times[-1] - self.keep_days * 86_400, -math.inf)
+        del times[:bisect_left(times, horizon)]
+        near = bisect_right(times, t + 86_400) - bisect_left(times, t - 86_400)
+        collective = near >= max(self.min_collective, self.collective_share * members)
+        enough = members >= self.min_samples and med is not None
+        shared = enough and med is not None and (
+            med > 1 / self.min_ratio if kind == "level_shift_up" else med < self.min_ratio)
+        strong = bool(event.evidence.get("strong"))
+        if (collective or shared) and not strong:
             self.suppressed += 1
             return Verdict(None, med)
         ev = dict(event.evidence)
         ev["segment"] = self.segment
         ev["segment_median_ratio"] = round(med, 3) if enough and med is not None else None
-        ev["segment_candidates_24h"] = len(self.recent)
-        self.confirmed.add(event.meter_id)
+        ev["segment_candidates_24h"] = near
+        if strong and (collective or shared):
+            ev["segment_disagrees"] = True
+        self.confirmed.add(key)
         return Verdict(event.model_copy(update={"evidence": {
             k: v for k, v in ev.items() if v is not None}}), med)

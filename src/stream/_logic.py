@@ -29,6 +29,7 @@ from gridwatch.models import (
     MeterState,
     Segmenter,
     SegmentJudge,
+    is_candidate,
     load_profile,
 )
 
@@ -100,7 +101,7 @@ class MeterLogic(StatefulLogic[Any, Any, bytes]):
         res = self.state.step(reading, meta, None, self.settings, self.calendar)
         out: list[Any] = []
         for ev in res.events:
-            if ev.type == "possible_theft":
+            if is_candidate(ev):
                 out.append(TheftCandidate(
                     ev, str(meta.customer_class) if meta else "residential",
                     tuple(float(x) for x in self.state.wd_curve),

@@ -1,0 +1,70 @@
+"""Over-capacity risk: demand projected to reach the contracted capacity within the horizon.
+
+The forecast adds the meter's usual load for the coming slots (from the baseline), the current
+residual decaying, and a damped trend of the residual; the lead time to the projected crossing is
+in the event.
+"""
+
+from __future__ import annotations
+
+import math
+
+from gridwatch._schemas import Event, MeterMeta, Reading, Severity
+from gridwatch.models._alarms import fire, iso, r3, resolve
+from gridwatch.models._baseline import mean_kw_at
+from gridwatch.models._calendar import Calendar
+from gridwatch.models._config import DetectionSettings
+from gridwatch.models._record import MeterRecord
+
+
+def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMeta,
+              s: DetectionSettings, cal: Calendar, ev: list[Event], expected: float,
+              warm: bool) -> None:
+    kva = float(meta.contracted_kva or 0.0)
+    pf = max(abs(r.pf), 0.5) if r.pf is not None else 1.0
+    rec.resid_ew = 0.7 * rec.resid_ew + 0.3 * (r.kw - expected) if warm else 0.0
+    if not math.isnan(rec.last_kw):
+        # With a warm baseline the daily ramp is in the baseline: trend the residual only.
+        prev = rec.last_kw - (mean_kw_at(rec, cal.slot(t - interval)) if warm else 0.0)
+        cur = r.kw - (expected if warm else 0.0)
+        rec.trend_ew = 0.7 * rec.trend_ew + 0.3 * (cur - prev)
+    limit = kva * s.capacity_warn_fraction
+    steps = max(1, int(s.capacity_horizon_min * 60 // interval))
+    cross_t = cross_kva = None
+    peak = r.kw / pf
+    damp = 0.0
+    for h in range(1, steps + 1):
+        th = t + h * interval
+        damp += 0.85 ** h
+        sl = cal.slot(th)
+        base = mean_kw_at(rec, sl) if warm else r.kw
+        f = (base + rec.resid_ew * 0.9 ** h + rec.trend_ew * damp) / pf
+        peak = max(peak, f)
+        if f >= limit and cross_t is None:
+            cross_t, cross_kva = th, f
+    now_kva = r.kw / pf
+    if now_kva >= limit and cross_t is None:
+        cross_t, cross_kva = t, now_kva
+    bad = cross_t is not None
+    clear = peak < 0.9 * limit
+    n_bad = rec.cnt.get("over_capacity_risk", 0) + 1 if bad else 0
+    if n_bad:
+        rec.cnt["over_capacity_risk"] = n_bad
+    else:
+        rec.cnt.pop("over_capacity_risk", None)
+    if bad and n_bad >= 2 and "over_capacity_risk" not in rec.act:
+        assert cross_t is not None and cross_kva is not None
+        lead = (cross_t - t) / 60
+        sev = Severity.CRITICAL if now_kva >= kva else Severity.WARNING
+        ev.append(fire(rec,
+            "over_capacity_risk", sev, cross_kva / kva, t, t, meta,
+            f"demand projected to reach {cross_kva:.1f} kVA of the contracted {kva:.0f} kVA "
+            f"in {lead:.0f} min", {
+                "contracted_kva": kva, "current_kva": r3(now_kva, 2),
+                "projected_kva": r3(cross_kva, 2), "projected_crossing": iso(cross_t),
+                "lead_min": r3(lead, 1), "trend_kw_per_interval": r3(rec.trend_ew),
+                "horizon_min": s.capacity_horizon_min}))
+    elif "over_capacity_risk" in rec.act and clear:
+        ev.append(resolve(rec, "over_capacity_risk", t, meta,
+                                "demand is back well below the contracted capacity",
+                                {"projected_peak_kva": r3(peak, 2), "contracted_kva": kva}))

@@ -1,0 +1,202 @@
+"""The meter's day: load profile accumulators, and the detectors that judge whole days.
+
+Each local day's 24 hourly means close into a :class:`DailyProfile` when the first reading of the
+next day arrives. The closed day is compared with the meter's usual curve for its day type:
+
+* **possible theft** — the day's energy stays below ``theft_ratio`` of usual for ``theft_days``
+  days in a row *while keeping the usual shape* (a bypass scales the whole curve down; an empty
+  house flattens it);
+* **level shift** — the day's energy beyond ``level_ratio`` (or below its inverse, where the
+  class policy asks for it) for ``level_days`` days in a row.
+
+Both resolve when a day is back near the usual level, never on one calm reading.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from gridwatch._schemas import Event, MeterMeta, Severity
+from gridwatch.models._alarms import fire, r3, resolve
+from gridwatch.models._calendar import Calendar
+from gridwatch.models._config import DetectionSettings
+from gridwatch.models._consumption import DAILY_KINDS, ETYPE, open_kind, policy, supersede
+from gridwatch.models._record import MeterRecord
+
+_ALPHA_CURVE = 0.125  # daily curves: about eight days of memory
+
+
+@dataclass(slots=True)
+class DailyProfile:
+    """One finished local day of one meter: what the segment models learn from."""
+
+    meter_id: str
+    day: datetime
+    customer_id: str | None
+    customer_class: str
+    daily_kwh: float
+    peak_kw: float
+    valley_kw: float
+    day_curve: tuple[float, ...]  # the day's 24 hourly means (kW)
+    weekday_curve: tuple[float, ...]  # learned typical weekday curve (kW)
+    weekend_curve: tuple[float, ...]  # learned typical weekend/holiday curve (kW)
+    is_day_off: bool
+    mom_growth: float | None
+    #: today's energy over the meter's own history (1.0 = as usual); None while learning
+    ratio: float | None
+
+
+def accumulate(rec: MeterRecord, kw: float, t: float, interval: float, meta: MeterMeta | None,
+               s: DetectionSettings, cal: Calendar, out: list[Event]) -> DailyProfile | None:
+    """Add one reading to its local day; close the previous day when a new one starts."""
+    day = cal.day_number(t)
+    done = None
+    if rec.day_no and day != rec.day_no:
+        done = _close_day(rec, meta, s, cal, t, out)
+    if day != rec.day_no:
+        rec.day_no = day
+        rec.day_sum[:] = 0
+        rec.day_cnt[:] = 0
+        rec.day_max, rec.day_min = -math.inf, math.inf
+    h = cal.hour(t)
+    rec.day_sum[h] += kw
+    rec.day_cnt[h] = min(int(rec.day_cnt[h]) + 1, 255)
+    rec.day_max = max(rec.day_max, kw)
+    rec.day_min = min(rec.day_min, kw)
+    return done
+
+
+def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, cal: Calendar,
+               t: float, out: list[Event]) -> DailyProfile | None:
+    cnt = rec.day_cnt.astype(np.float32)
+    covered = int((cnt > 0).sum())
+    if covered < 20:  # too little of the day seen to profile it
+        return None
+    day_start = datetime.fromordinal(rec.day_no).replace(tzinfo=cal.tz)
+    day_t = day_start.timestamp()
+    off = cal.is_day_off(day_t + 43_200)
+    typical = rec.we_curve if off else rec.wd_curve
+    typical_days = rec.we_days if off else rec.wd_days
+    curve = np.where(cnt > 0, rec.day_sum / np.maximum(cnt, 1), np.nan)
+    curve = np.where(np.isnan(curve), typical, curve).astype(np.float32)
+    daily_kwh = float(curve.sum())  # 24 hourly means in kW = kWh of the day
+
+    usual_day = float(typical.sum())
+    judged = (typical_days >= s.daily_min_days and rec.days >= s.daily_min_days
+              and usual_day > 24 * 2 * s.min_kw)
+    held = False
+    if judged:
+        held = _judge_day(rec, curve, typical, daily_kwh / usual_day, usual_day, daily_kwh,
+                          day_t, t, meta, s, out)
+    if not held:
+        if off:
+            rec.we_days += 1
+            a = max(1.0 / rec.we_days, _ALPHA_CURVE)
+            rec.we_curve += a * (curve - rec.we_curve)
+        else:
+            rec.wd_days += 1
+            a = max(1.0 / rec.wd_days, _ALPHA_CURVE)
+            rec.wd_curve += a * (curve - rec.wd_curve)
+
+    # month-on-month growth
+    month = day_start.year * 12 + day_start.month
+    mom = None
+    if rec.month_no and month != rec.month_no:
+        if not math.isnan(rec.prev_month_kwh) and rec.prev_month_kwh > 0:
+            mom = rec.month_kwh / rec.prev_month_kwh - 1
+        rec.prev_month_kwh = rec.month_kwh
+        rec.month_kwh = 0.0
+    rec.month_no = month
+    rec.month_kwh += daily_kwh
+    if mom is None and not math.isnan(rec.prev_month_kwh) and rec.prev_month_kwh > 0:
+        mom = rec.month_kwh / day_start.day * 30.4 / rec.prev_month_kwh - 1
+    # today's energy against the meter's own history: what the segment judge compares
+    ratio = None
+    rec.days += 1
+    if rec.days > s.daily_min_days and rec.hist_kwh > 0:
+        ratio = daily_kwh / rec.hist_kwh
+    if not held:
+        a = max(1.0 / rec.days, 1.0 / 28)
+        rec.hist_kwh += a * (daily_kwh - rec.hist_kwh)
+    return DailyProfile(
+        meter_id=rec.meter_id, day=day_start.astimezone(UTC),
+        customer_id=meta.customer_id if meta else None,
+        customer_class=str(meta.customer_class) if meta else "residential",
+        daily_kwh=daily_kwh, peak_kw=float(rec.day_max), valley_kw=float(rec.day_min),
+        day_curve=tuple(round(float(x), 4) for x in curve),
+        weekday_curve=tuple(round(float(x), 4) for x in rec.wd_curve),
+        weekend_curve=tuple(round(float(x), 4) for x in rec.we_curve),
+        is_day_off=off, mom_growth=None if mom is None else round(mom, 4),
+        ratio=None if ratio is None else round(ratio, 4))
+
+
+def _shape_corr(curve: np.ndarray, typical: np.ndarray) -> float:
+    a = curve - curve.mean()
+    b = typical - typical.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / den if den > 1e-12 else 0.0
+
+
+def _run(state: tuple[float, int], holds: bool, day_t: float) -> tuple[float, int]:
+    if not holds:
+        return (0.0, 0)
+    return (state[0] if state[1] else day_t, state[1] + 1)
+
+
+def _judge_day(rec: MeterRecord, curve: np.ndarray, typical: np.ndarray, ratio: float,
+               usual_day: float, daily_kwh: float, day_t: float, t: float,
+               meta: MeterMeta | None, s: DetectionSettings, out: list[Event]) -> bool:
+    """Judge a closed day; returns True when the day should not be learned as usual."""
+    corr = _shape_corr(curve, typical)
+    pol = policy(meta, s)
+    shaped = corr >= s.theft_shape_corr
+    rec.low_days = _run(rec.low_days, ratio < s.theft_ratio and shaped, day_t)
+    rec.high_days = _run(rec.high_days, ratio >= s.level_ratio, day_t)
+    rec.down_days = _run(rec.down_days, ratio <= 1 / s.level_ratio and not shaped, day_t)
+    evidence = {"day_ratio": r3(ratio), "day_kwh": r3(daily_kwh, 2),
+                "usual_day_kwh": r3(usual_day, 2), "shape_corr": r3(corr)}
+
+    # possible theft
+    if "possible_theft" in rec.act:
+        if ratio >= (1 + s.theft_ratio) / 2:
+            out.append(resolve(rec, "possible_theft", t, meta,
+                               "daily consumption is back near its usual level", evidence))
+    elif rec.low_days[1] >= s.theft_days:
+        since, days = rec.low_days
+        out.append(fire(
+            rec, "possible_theft", Severity.WARNING, 1 - ratio, since, t, meta,
+            f"{days} days at {ratio:.0%} of the energy the meter's own history expects, with "
+            "the usual daily shape (a bypass scales the load down; an empty home flattens it)",
+            {**evidence, "days_low": days, "threshold_ratio": s.theft_ratio,
+             "strong": ratio < s.theft_strong_ratio and corr >= 0.7,
+             "baseline": "the meter's usual curve for this day type"}))
+
+    # level shifts (daily kinds of abnormal consumption)
+    kind = open_kind(rec)
+    if kind in DAILY_KINDS:
+        back = (ratio < math.sqrt(s.level_ratio) if kind == "level_shift_up"
+                else ratio > 1 / math.sqrt(s.level_ratio))
+        if back:
+            rec.kind = ""
+            out.append(resolve(rec, ETYPE, t, meta, "daily consumption is back to its usual "
+                               "level", {**evidence, "kind": kind}))
+    for new, run in (("level_shift_up", rec.high_days),
+                     ("level_shift_down", rec.down_days if pol.level_down else (0.0, 0))):
+        if run[1] >= s.level_days and kind != new:
+            supersede(rec, t, meta, new, out)
+            rec.kind = new
+            rec.calm = 0
+            out.append(fire(
+                rec, ETYPE, Severity.WARNING, abs(math.log(max(ratio, 1e-3))), run[0], t, meta,
+                f"{new.replace('_', ' ')}: {run[1]} days at {ratio:.0%} of the usual daily "
+                f"energy ({daily_kwh:.1f} kWh where {usual_day:.1f} kWh is usual)",
+                {**evidence, "kind": new, "days": run[1], "threshold_ratio": s.level_ratio,
+                 "baseline": "the meter's usual curve for this day type"}))
+            break
+    persisted = any(t - onset > s.relearn_after_s for onset in rec.act.values())
+    return (("possible_theft" in rec.act or open_kind(rec) in DAILY_KINDS)
+            and not persisted)

@@ -4,15 +4,16 @@ never each other, so the command line's imports go one way."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from gridwatch._settings import ConfigError, Settings, load_settings
 
-__all__ = ["ConfigOpt", "err", "settings_or_exit"]
+__all__ = ["ConfigOpt", "err", "reflow", "settings_or_exit", "tidy_help"]
 
 #: Messages for people (errors, progress) go to stderr; results go to stdout.
 err = Console(stderr=True)
@@ -31,3 +32,35 @@ def settings_or_exit(config: Path | None, **overrides: object) -> Settings:
     except ConfigError as exc:
         err.print(f"[bold red]config error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def reflow(text: str) -> str:
+    """A docstring as help text: each paragraph on one line, so the terminal wraps it at its
+    own width instead of at the source's line breaks. Paragraphs with indented, bulleted or
+    ``\\b``-marked lines keep their breaks."""
+    out = []
+    for para in inspect.cleandoc(text).split("\n\n"):
+        lines = para.split("\n")
+        if any(line.startswith((" ", "-", "*", "\b")) for line in lines):
+            out.append(para)
+        else:
+            out.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(out)
+
+
+def tidy_help(app: typer.Typer) -> None:
+    """Reflow the docstrings of every command and command group under ``app`` (in place), so
+    that ``--help`` does not break lines mid-sentence."""
+
+    def fix(func: Any) -> None:
+        if callable(func) and func.__doc__:
+            func.__doc__ = reflow(func.__doc__)
+
+    for command in app.registered_commands:
+        fix(command.callback)
+    if app.registered_callback is not None:
+        fix(app.registered_callback.callback)
+    for group in app.registered_groups:
+        fix(group.callback)
+        if group.typer_instance is not None:
+            tidy_help(group.typer_instance)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from gridwatch._cli_common import ConfigOpt, err, settings_or_exit
+from gridwatch._cli_common import ConfigOpt, err, settings_or_exit, tidy_help
 
 app = typer.Typer(
     name="gridwatch",
@@ -176,6 +176,9 @@ def evaluate(
     code = run_evaluate(settings, readings=readings, labels=labels, nab=nab,
                         nab_results=nab_results, baseline=not no_baseline, json_out=json_out)
     raise typer.Exit(code)
+
+
+tidy_help(app)
 
 
 def main() -> None:

@@ -5,33 +5,52 @@ never each other, so the command line's imports go one way."""
 from __future__ import annotations
 
 import inspect
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from gridwatch._settings import ConfigError, Settings, load_settings
+from gridwatch._settings import ConfigError, Settings, find_config, load_settings
 
-__all__ = ["ConfigOpt", "err", "reflow", "settings_or_exit", "tidy_help"]
+__all__ = ["ConfigOpt", "announce", "err", "reflow", "settings_or_exit", "tidy_help"]
+
+log = logging.getLogger("gridwatch.settings")
 
 #: Messages for people (errors, progress) go to stderr; results go to stdout.
 err = Console(stderr=True)
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Settings file (default: $GRIDWATCH_CONFIG or "
-                 "config/gridwatch.yaml). GRIDWATCH_<SECTION>__<KEY> variables override it."),
+    typer.Option("--config", "-c", help="Settings file (default: $GRIDWATCH_CONFIG, else the "
+                 "first of ./config/gridwatch.yaml, ~/.config/gridwatch/gridwatch.yaml, "
+                 "/etc/gridwatch/gridwatch.yaml). GRIDWATCH_<SECTION>__<KEY> variables "
+                 "override it."),
 ]
 
 
 def settings_or_exit(config: Path | None, **overrides: object) -> Settings:
-    """Load settings, or print one line naming the bad field and exit with code 2."""
+    """Load settings and say which file and data directory they use (:func:`announce`), or
+    print one line naming the bad field and exit with code 2."""
     try:
-        return load_settings(config, **overrides)
+        settings = load_settings(config, **overrides)
     except ConfigError as exc:
         err.print(f"[bold red]config error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    announce(config, settings)
+    return settings
+
+
+def announce(config: Path | None, settings: Settings) -> str:
+    """One line naming the settings file in use (and how it was found) and the data directory:
+    logged at INFO (the engine's log has it), and shown on stderr when that is a terminal, so
+    that piped output stays clean."""
+    line = f"settings: {find_config(config).describe()}; data: {settings.engine.data_dir}"
+    log.info("%s", line)
+    if err.is_terminal:
+        err.print(line, style="dim", highlight=False, soft_wrap=True)
+    return line
 
 
 def reflow(text: str) -> str:

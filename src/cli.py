@@ -62,7 +62,7 @@ def run(
     )
     overrides: dict[str, object] = {}
     if recovery_dir is not None:
-        overrides["engine"] = {"recovery_dir": str(recovery_dir)}
+        overrides["engine"] = {"recovery_dir": str(recovery_dir.absolute())}
     settings = settings_or_exit(config, **overrides)
     if addresses and process_id is None:
         err.print("[bold red]error:[/] --addresses needs --process-id")

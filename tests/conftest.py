@@ -11,6 +11,10 @@ Markers (``make test-fast`` runs ``-m "not services and not slow"``):
   test that starts a server itself must carry it, or it fails saying so.
 * ``slow``: the test takes more than a few seconds on a 2-core machine.
 
+State: the run sets ``GRIDWATCH_ENGINE__DATA_DIR`` to a temporary directory of its own (inherited by
+the ``gridwatch`` processes tests start), so a setting left at its default never writes into the
+checkout, the user's state directory or ``/var/lib/gridwatch``.
+
 With ``GRIDWATCH_REQUIRE_SERVICES=1`` (set by ``.ci/run``) the run stops before the first test
 when a server binary is missing, and a skipped test counts as a failure.
 
@@ -69,6 +73,32 @@ def missing_servers(workdir: Path) -> list[str]:
     if importlib.util.find_spec("aiosmtpd") is None:
         missing.append("aiosmtpd is not installed: run 'make setup'")
     return missing
+
+
+_DATA_DIR_VAR = "GRIDWATCH_ENGINE__DATA_DIR"
+_saved_data_dir = pytest.StashKey[str | None]()
+_test_data_dir = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import tempfile
+
+    config.stash[_saved_data_dir] = os.environ.get(_DATA_DIR_VAR)
+    config.stash[_test_data_dir] = tempfile.mkdtemp(prefix="gridwatch-test-data-")
+    os.environ[_DATA_DIR_VAR] = config.stash[_test_data_dir]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    if _test_data_dir not in config.stash:
+        return
+    shutil.rmtree(config.stash[_test_data_dir], ignore_errors=True)
+    saved = config.stash[_saved_data_dir]
+    if saved is None:
+        os.environ.pop(_DATA_DIR_VAR, None)
+    else:
+        os.environ[_DATA_DIR_VAR] = saved
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -1,11 +1,12 @@
 # Two commands set everything up on a fresh Debian or Ubuntu machine:
 #   make demo   simulated fleet -> MQTT -> dataflow -> InfluxDB -> alerts, then a summary
 #   make test   the whole test suite against private servers
+#   make test-fast   the tests that start no server and are not slow (the every-minute loop)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint typecheck bench clean
+.PHONY: setup demo test test-fast lint typecheck bench clean
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -17,6 +18,9 @@ test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy src
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not services and not slow" -q $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

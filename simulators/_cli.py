@@ -108,7 +108,7 @@ def simulate(
 ) -> None:
     """Simulate a meter fleet with labelled anomalies (or replay recorded CSV) to MQTT, CSV or
     JSONL, in real time, accelerated or as fast as possible; ends with a summary."""
-    from gridwatch.cli import settings_or_exit
+    from gridwatch._cli_common import settings_or_exit
     from gridwatch.simulators._anomalies import write_labels
     from gridwatch.simulators._fleet import Fleet, FleetError
     from gridwatch.simulators._targets import Pacer, SimulateError, drain, open_target, parse_speed

@@ -1,14 +1,21 @@
-"""The one frozen settings root: ``config/gridwatch.yaml`` plus ``GRIDWATCH_*`` environment.
+"""The one frozen settings root: a YAML settings file plus ``GRIDWATCH_*`` environment.
 
 Precedence, highest first: values passed in code, the environment (``GRIDWATCH_MQTT__PORT=1884``;
 nested sections joined with ``__``), the YAML file, the defaults. Built once in ``main()`` and
 passed down; nothing reads settings at import time.
+
+The settings file is the first of: the ``--config`` flag, ``$GRIDWATCH_CONFIG``,
+``./config/gridwatch.yaml``, ``$XDG_CONFIG_HOME/gridwatch/gridwatch.yaml`` (default
+``~/.config/...``), ``/etc/gridwatch/gridwatch.yaml`` (:func:`find_config`). All state (journal,
+dead letters, spool, alert database, recovery) lives under ``engine.data_dir``
+(:func:`place_state`), never in whatever directory a command was started from.
 """
 
 from __future__ import annotations
 
 import os
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,7 @@ from gridwatch.ingest._config import IngestSettings, MqttSettings, TopicSettings
 from gridwatch.models._config import DetectionSettings
 from gridwatch.storage._config import InfluxSettings
 
+#: The settings file of a checkout, looked for in the current directory.
 DEFAULT_CONFIG = Path("config/gridwatch.yaml")
 
 
@@ -35,6 +43,11 @@ class ConfigError(Exception):
 
 
 class EngineSettings(Section):
+    #: Where all state lives: journal, dead letters, storage spool, alert database and record,
+    #: recovery. Relative state paths of the other sections are taken under it. Unset: see
+    #: :func:`default_data_dir`. A relative value in a settings file is taken from the file's
+    #: folder; from the environment, from the current directory.
+    data_dir: Path | None = None
     #: bytewax epoch length: how much work a crash may make the engine redo.
     epoch_s: float = 2.0
     #: Directory of bytewax recovery partitions; recovery is off when unset.
@@ -118,23 +131,119 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Read the YAML file (``path``, else ``$GRIDWATCH_CONFIG``, else ``config/gridwatch.yaml``
-    when present), apply the environment and ``overrides``, and validate everything.
+    """Read the settings file (``path``, else the first found by :func:`find_config`), apply
+    the environment and ``overrides``, validate everything, and place the state under
+    ``engine.data_dir`` (:func:`place_state`).
 
     Raises :class:`ConfigError` with a one-line message on any problem.
     """
-    explicit = path is not None or "GRIDWATCH_CONFIG" in os.environ
-    cfg_path = Path(path or os.environ.get("GRIDWATCH_CONFIG") or DEFAULT_CONFIG)
+    found = find_config(path)
+    cfg_path = found.path
     data: dict[str, Any] = {}
-    if cfg_path.exists():
-        data = _read_yaml(cfg_path)
-    elif explicit:
-        raise ConfigError(f"{cfg_path}: no such configuration file")
-    source = str(cfg_path) if cfg_path.exists() else "settings"
+    if cfg_path is not None:
+        if not cfg_path.exists():
+            raise ConfigError(f"{cfg_path}: no such configuration file")
+        data = _anchor_data_dir(_read_yaml(cfg_path), cfg_path)
+    source = str(cfg_path) if cfg_path is not None else "settings"
     token = _FILE_DATA.set(data)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, source)) from None
     finally:
         _FILE_DATA.reset(token)
+    return place_state(settings)
+
+
+# -- where the settings file and the state are ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """The settings file a command uses (``None``: none was found, the defaults apply) and how
+    it was chosen."""
+
+    path: Path | None
+    how: str
+
+    def describe(self) -> str:
+        if self.path is None:
+            return f"no settings file ({self.how}); defaults and GRIDWATCH_* variables"
+        return f"{self.path} ({self.how})"
+
+
+def user_config_dir() -> Path:
+    """``$XDG_CONFIG_HOME/gridwatch``, by default ``~/.config/gridwatch``."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "gridwatch"
+
+
+def config_search_path() -> list[Path]:
+    """Where a settings file is looked for when neither ``--config`` nor
+    ``$GRIDWATCH_CONFIG`` names one, in order."""
+    return [DEFAULT_CONFIG, user_config_dir() / "gridwatch.yaml",
+            Path("/etc/gridwatch/gridwatch.yaml")]
+
+
+def find_config(path: Path | None = None) -> ConfigSource:
+    """The settings file to use: ``path`` (the ``--config`` flag), else
+    ``$GRIDWATCH_CONFIG``, else the first file of :func:`config_search_path` that exists.
+    A named file is returned even when missing, so that loading it fails clearly."""
+    if path is not None:
+        return ConfigSource(Path(path), "--config")
+    named = os.environ.get("GRIDWATCH_CONFIG")
+    if named:
+        return ConfigSource(Path(named), "$GRIDWATCH_CONFIG")
+    for candidate in config_search_path():
+        if candidate.is_file():
+            return ConfigSource(candidate.absolute(), "found in the search path")
+    looked = ", ".join(str(p) for p in config_search_path())
+    return ConfigSource(None, f"looked for {looked}")
+
+
+def default_data_dir() -> Path:
+    """Where state lives when ``engine.data_dir`` is not set: ``/var/lib/gridwatch`` for root,
+    else ``$XDG_STATE_HOME/gridwatch`` (by default ``~/.local/state/gridwatch``)."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/gridwatch")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "gridwatch"
+
+
+def _anchor_data_dir(data: dict[str, Any], cfg_path: Path) -> dict[str, Any]:
+    """A relative ``engine.data_dir`` written in a settings file is taken from the file's
+    folder, so the state stays beside the file wherever the command starts."""
+    engine = data.get("engine")
+    if isinstance(engine, dict) and isinstance(engine.get("data_dir"), str):
+        d = Path(engine["data_dir"]).expanduser()
+        if not d.is_absolute():
+            engine = engine | {"data_dir": str((cfg_path.parent / d).resolve())}
+            data = data | {"engine": engine}
+    return data
+
+
+#: The settings that hold state: (section, field). A relative value is taken under
+#: ``engine.data_dir``.
+STATE_PATHS: tuple[tuple[str, str], ...] = (
+    ("ingest", "journal_dir"),
+    ("ingest", "deadletter_dir"),
+    ("influx", "spool_dir"),
+    ("alerts", "state_db"),
+    ("alerts", "jsonl_out"),
+    ("engine", "recovery_dir"),
+)
+
+
+def place_state(settings: Settings) -> Settings:
+    """The settings with ``engine.data_dir`` made absolute (its default when unset) and every
+    relative state path of :data:`STATE_PATHS` taken under it."""
+    data_dir = (settings.engine.data_dir or default_data_dir()).expanduser().resolve()
+    updates: dict[str, dict[str, Any]] = {"engine": {"data_dir": data_dir}}
+    for section, name in STATE_PATHS:
+        value = getattr(getattr(settings, section), name)
+        if isinstance(value, Path) and not value.expanduser().is_absolute():
+            updates.setdefault(section, {})[name] = data_dir / value
+    return settings.model_copy(update={
+        section: getattr(settings, section).model_copy(update=fields)
+        for section, fields in updates.items()
+    })

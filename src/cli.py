@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from gridwatch._settings import ConfigError, Settings, load_settings
+from gridwatch._cli_common import ConfigOpt, err, settings_or_exit, tidy_help
 
 app = typer.Typer(
     name="gridwatch",
@@ -17,13 +17,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="Settings file (default: $GRIDWATCH_CONFIG or "
-                 "config/gridwatch.yaml). GRIDWATCH_<SECTION>__<KEY> variables override it."),
-]
 
 
 @app.callback()
@@ -32,15 +25,6 @@ def _root() -> None:
 
     Settings come from config/gridwatch.yaml (or --config) and GRIDWATCH_* variables.
     """
-
-
-def settings_or_exit(config: Path | None, **overrides: object) -> Settings:
-    """Load settings, or print one line naming the bad field and exit with code 2."""
-    try:
-        return load_settings(config, **overrides)
-    except ConfigError as exc:
-        err.print(f"[bold red]config error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
 
 
 @app.command("check-config")
@@ -78,7 +62,7 @@ def run(
     )
     overrides: dict[str, object] = {}
     if recovery_dir is not None:
-        overrides["engine"] = {"recovery_dir": str(recovery_dir)}
+        overrides["engine"] = {"recovery_dir": str(recovery_dir.absolute())}
     settings = settings_or_exit(config, **overrides)
     if addresses and process_id is None:
         err.print("[bold red]error:[/] --addresses needs --process-id")
@@ -192,6 +176,9 @@ def evaluate(
     code = run_evaluate(settings, readings=readings, labels=labels, nab=nab,
                         nab_results=nab_results, baseline=not no_baseline, json_out=json_out)
     raise typer.Exit(code)
+
+
+tidy_help(app)
 
 
 def main() -> None:

@@ -31,3 +31,13 @@ def test_root_exports_public_names_only():
     public = {n for n in dir(gridwatch) if not n.startswith("_")}
     modules = {n for n in public if type(getattr(gridwatch, n)).__name__ == "module"}
     assert public - modules == set(gridwatch.__all__) - {"__version__"}
+
+
+@pytest.mark.parametrize("name", [p for p in PACKAGES
+                                  if hasattr(importlib.import_module(p), "_EXPORTS")])
+def test_lazy_exports_match_all(name):
+    """A package that imports its names on first use lists each of them in ``__all__``."""
+    mod = importlib.import_module(name)
+    assert sorted(mod.__all__) == sorted(mod._EXPORTS)
+    for exported, module in mod._EXPORTS.items():
+        assert hasattr(importlib.import_module(f"{name}.{module}"), exported), exported

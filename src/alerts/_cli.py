@@ -26,10 +26,10 @@ ByOpt = Annotated[str, typer.Option("--by", help="Who does it (kept in the audit
 
 def _router(config: Path | None) -> Router:
     """The router over the configured state database, without network channels."""
+    from gridwatch._cli_common import settings_or_exit
     from gridwatch.alerts._registry import RegistryError
     from gridwatch.alerts._service import build_router
     from gridwatch.alerts._templates import TemplateError
-    from gridwatch.cli import settings_or_exit
 
     settings = settings_or_exit(config)
     try:
@@ -214,8 +214,8 @@ def requeue(outbox_id: int, by: ByOpt, config: ConfigOpt = None) -> None:
 @alerts_app.command("deliver")
 def deliver(config: ConfigOpt = None) -> None:
     """Tick once and deliver the outbox now, with the configured channels."""
+    from gridwatch._cli_common import settings_or_exit
     from gridwatch.alerts._service import build_router
-    from gridwatch.cli import settings_or_exit
 
     router = build_router(settings_or_exit(config))
     made = router.tick()
@@ -235,9 +235,9 @@ def acl_command(
 ) -> None:
     """Write a mosquitto ACL and password file from the registry: each manager reads only its
     own alerts topic, each industrial customer only its own notices topic."""
+    from gridwatch._cli_common import settings_or_exit
     from gridwatch.alerts._acl import write_acl
     from gridwatch.alerts._registry import Registry, RegistryError
-    from gridwatch.cli import settings_or_exit
 
     settings = settings_or_exit(config)
     try:

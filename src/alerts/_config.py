@@ -61,8 +61,8 @@ class AlertSettings(Section):
     registry: Path = Path("config/registry.yaml")
     routes: Path = Path("config/routes.yaml")
     templates: Path = Path("config/templates")
-    state_db: Path = Path("var/alerts.sqlite")
-    jsonl_out: Path | None = Path("var/alerts.jsonl")
+    state_db: Path = Path("alerts.sqlite")
+    jsonl_out: Path | None = Path("alerts.jsonl")
     group_wait_s: Annotated[float, Field(ge=0)] = 30.0
     group_interval_s: Annotated[float, Field(ge=0)] = 300.0
     #: Re-notify managers of a still-firing, unacknowledged alert this often; 0 turns it off.

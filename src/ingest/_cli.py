@@ -34,7 +34,7 @@ def collect(
 ) -> None:
     """Run one MQTT collector: subscribe, journal (fsync), then acknowledge; bad payloads go to
     dead letters. Stops cleanly on SIGINT/SIGTERM; the broker keeps the session meanwhile."""
-    from gridwatch.cli import settings_or_exit
+    from gridwatch._cli_common import settings_or_exit
     from gridwatch.ingest._collector import CollectorError, CollectorStats, run_collector
     from gridwatch.ingest._journal import JournalLockedError
 
@@ -71,7 +71,7 @@ def journal_stats(
         "--dir", help="Journal directory (default: ingest.journal_dir).")] = None,
 ) -> None:
     """Print each partition's segments, offsets and size."""
-    from gridwatch.cli import settings_or_exit
+    from gridwatch._cli_common import settings_or_exit
     from gridwatch.ingest._journal import Journal, journal_partitions
 
     if directory is None:
@@ -101,7 +101,7 @@ def journal_deadletters(
     """Count the dead letters by reason and show the latest ones, with what was wrong."""
     from collections import Counter, deque
 
-    from gridwatch.cli import settings_or_exit
+    from gridwatch._cli_common import settings_or_exit
     from gridwatch.ingest._deadletter import DeadLetter, read_deadletters
 
     if directory is None:

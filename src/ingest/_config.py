@@ -58,8 +58,8 @@ class TopicSettings(Section):
 
 
 class IngestSettings(Section):
-    journal_dir: Path = Path("var/journal")
-    deadletter_dir: Path = Path("var/deadletter")
+    journal_dir: Path = Path("journal")
+    deadletter_dir: Path = Path("deadletter")
     partition: Annotated[int, Field(ge=0)] = 0
     max_payload_bytes: Annotated[int, Field(ge=256)] = 1_048_576
     max_future_s: Annotated[float, Field(ge=0)] = 300.0

@@ -2,24 +2,37 @@
 
 ``MeterState`` is the compact per-meter state the dataflow keeps for every meter; ``Segmenter``
 and ``SegmentJudge`` are the River models shared per customer segment.
+
+Names are imported on first use (PEP 562), so loading the settings, which imports this package
+for its settings section, does not pull in River or numpy.
 """
 
-from gridwatch.models._calendar import Calendar
-from gridwatch.models._config import ClassPolicy, DetectionSettings
-from gridwatch.models._meter import EVENT_TYPES, DailyProfile, MeterState, StepResult
-from gridwatch.models._segment import (
-    Segmenter,
-    SegmentJudge,
-    Verdict,
-    is_candidate,
-    load_profile,
-    profile_tags,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gridwatch._lazy import lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "Calendar": "_calendar",
+    "ClassPolicy": "_config",
+    "DetectionSettings": "_config",
+    "DailyProfile": "_meter",
+    "EVENT_TYPES": "_meter",
+    "MeterState": "_meter",
+    "StepResult": "_meter",
+    "SegmentJudge": "_segment",
+    "Segmenter": "_segment",
+    "Verdict": "_segment",
+    "is_candidate": "_segment",
+    "load_profile": "_segment",
+    "profile_tags": "_segment",
+}
 
 __all__ = [
+    "ClassPolicy",
     "EVENT_TYPES",
     "Calendar",
-    "ClassPolicy",
     "DailyProfile",
     "DetectionSettings",
     "MeterState",
@@ -31,3 +44,20 @@ __all__ = [
     "load_profile",
     "profile_tags",
 ]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+
+
+if TYPE_CHECKING:
+    from gridwatch.models._calendar import Calendar
+    from gridwatch.models._config import ClassPolicy, DetectionSettings
+    from gridwatch.models._meter import EVENT_TYPES, DailyProfile, MeterState, StepResult
+    from gridwatch.models._segment import (
+        Segmenter,
+        SegmentJudge,
+        Verdict,
+        is_candidate,
+        load_profile,
+        profile_tags,
+    )

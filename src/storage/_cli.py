@@ -26,7 +26,7 @@ def report(
     from InfluxDB with InfluxQL (InfluxDB 1.x, 2.x's v1 API, 3.x)."""
     from rich.console import Console
 
-    from gridwatch.cli import err, settings_or_exit
+    from gridwatch._cli_common import err, settings_or_exit
     from gridwatch.storage._reader import ReadError
     from gridwatch.storage._report import run_report
 

@@ -32,7 +32,7 @@ class InfluxSettings(Section):
     flush_interval_ms: Annotated[int, Field(ge=0)] = 0
     timeout_ms: Annotated[int, Field(ge=100)] = 10_000
     gzip: bool = True
-    spool_dir: Path = Path("var/spool")
+    spool_dir: Path = Path("spool")
     spool_max_bytes: Annotated[int, Field(ge=0)] = 1024 * 1024 * 1024
     #: fsync every spool segment (turn off only on throw-away test machines).
     spool_fsync: bool = True

@@ -1,17 +1,13 @@
-"""Fixtures of the ingest tests; the helpers live in ``_ingest_helpers`` (importable because
-this folder is put on ``sys.path``: tests run with ``--import-mode=importlib``)."""
+"""Fixtures of the ingest tests; the helpers live in ``_ingest_helpers`` (importable by name:
+this folder is on ``pythonpath`` in pyproject.toml, since tests run with
+``--import-mode=importlib``)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from _ingest_helpers import Publisher
 
 

@@ -1,0 +1,82 @@
+"""Light imports: the package, its settings and the command line's help load no IO or model
+library; those come in with the first name that needs them. Each check runs in a fresh
+interpreter, since this test process has long imported everything."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+#: Where each part of the package lives (pyproject.toml's package-dir).
+ROOTS = {"gridwatch": REPO / "src", "gridwatch.simulators": REPO / "simulators"}
+
+#: Libraries that only the stages using them may load.
+HEAVY = ("river", "jinja2", "requests", "paho", "influxdb_client", "bytewax", "apprise",
+         "pandas", "numpy")
+
+
+def loaded_by(*args: str) -> set[str]:
+    """Top-level names of the modules a fresh ``python -X importtime ARGS`` imports."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = set()
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            name = line.rsplit("|", 1)[1].strip()
+            names.add(name.split(".")[0])
+    assert "gridwatch" in names, "importtime output not understood"
+    return names
+
+
+@pytest.mark.parametrize("args", [
+    ("-c", "import gridwatch"),
+    ("-c", "import gridwatch; gridwatch.load_settings()"),
+    ("-m", "gridwatch", "--help"),
+    ("-m", "gridwatch", "alerts", "--help"),
+    ("-m", "gridwatch", "simulate", "--help"),
+], ids=["import", "load_settings", "help", "alerts-help", "simulate-help"])
+def test_start_loads_no_heavy_library(args: tuple[str, ...]) -> None:
+    heavy = sorted(loaded_by(*args).intersection(HEAVY))
+    assert heavy == [], f"python {' '.join(args)} loads {heavy}"
+
+
+def test_a_name_loads_its_library_on_first_use() -> None:
+    # The check above must be able to fail: the same probe sees River once a model is used.
+    assert "river" in loaded_by("-c", "import gridwatch.models as m; m.Segmenter")
+
+
+def imports_of_each_module() -> dict[str, set[str]]:
+    """Module name → the gridwatch modules it imports anywhere (functions included)."""
+    graph: dict[str, set[str]] = {}
+    for package, root in ROOTS.items():
+        for path in root.rglob("*.py"):
+            parts = path.relative_to(root).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            name = ".".join((package, *parts))
+            found: set[str] = set()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    found.add(node.module)
+                    found.update(f"{node.module}.{a.name}" for a in node.names)
+                elif isinstance(node, ast.Import):
+                    found.update(a.name for a in node.names)
+            graph[name] = {m for m in found if m.startswith("gridwatch")}
+    return graph
+
+
+def test_command_modules_never_import_the_command_line_back() -> None:
+    graph = imports_of_each_module()
+    assert "gridwatch.cli" in graph and "gridwatch.ingest._cli" in graph
+    importers = sorted(name for name, deps in graph.items() if "gridwatch.cli" in deps)
+    assert importers == ["gridwatch.__main__"]
+    # The shared pieces sit below every command module.
+    assert not any(d.startswith(("gridwatch.cli", "gridwatch.ingest._cli", "gridwatch.alerts._cli",
+                                 "gridwatch.storage._cli", "gridwatch.simulators._cli"))
+                   for d in graph["gridwatch._cli_common"])

@@ -193,7 +193,7 @@ def simulate(
                 series = load_series(source.readings())
             with err.status("injecting faults…"):
                 injected = do_inject(series, mix, 0 if seed is None else seed, warmup=warm,
-                                     capacity_kw=caps)
+                                     capacity_kva=caps)
             labels_path = labels or (out.with_name(out.name.split(".")[0] + ".labels.jsonl")
                                      if out else Path("var/sim/replay.labels.jsonl"))
             write_labels(injected.labels, labels_path)

@@ -168,7 +168,7 @@ def _params(shape: str, rng: np.random.Generator) -> dict[str, Any]:
 
 
 def _apply(s: Series, shape: str, k0: int, k1: int, p: dict[str, Any], typical: float,
-           capacity_kw: float | None) -> None:
+           capacity_kva: float | None) -> None:
     kw = s.kw
     match shape:
         case "spike":
@@ -186,8 +186,8 @@ def _apply(s: Series, shape: str, k0: int, k1: int, p: dict[str, Any], typical: 
         case "comm_loss":
             s.keep[k0:k1] = False
         case "over_capacity":
-            assert capacity_kw is not None
-            target = p["peak_of_contracted"] * capacity_kw
+            assert capacity_kva is not None
+            target = p["peak_of_contracted"] * capacity_kva
             frac = (np.arange(k0, k1) - k0 + 1) / (k1 - k0)
             kw[k0:k1] = np.round(np.maximum(kw[k0:k1], kw[k0:k1] + frac * (target - kw[k0:k1])),
                                  3)
@@ -201,16 +201,17 @@ def _iso(t: float) -> datetime:
 
 def inject(series: Mapping[str, Series], mix: Mix, seed: int, *,
            warmup: timedelta = timedelta(days=14), gap: timedelta = timedelta(days=2),
-           capacity_kw: Mapping[str, float] | None = None) -> InjectResult:
+           capacity_kva: Mapping[str, float] | None = None) -> InjectResult:
     """Inject ``mix`` into copies of ``series`` (the input is not changed).
 
     A fault starts at least ``warmup`` after the meter's first reading and lies on a stretch of
     evenly spaced readings (no gap in the recorded data). Meters are drawn in proportion to their
-    readings, so rates are per meter-month of data. ``over_capacity`` needs ``capacity_kw``
-    (contracted capacity, kW) for the meters it may use; others are not chosen for it.
+    readings, so rates are per meter-month of data. ``over_capacity`` needs ``capacity_kva``
+    (contracted capacity in kVA; the ramp is written in kW at unit power factor) for the
+    meters it may use; others are not chosen for it.
     """
     out = {m: s.copy() for m, s in sorted(series.items())}
-    caps = dict(capacity_kw or {})
+    caps = dict(capacity_kva or {})
     meters = sorted(out)
     info: dict[str, tuple[float, float, int]] = {}  # interval, typical kW, first usable row
     for m in meters:
@@ -257,7 +258,7 @@ def inject(series: Mapping[str, Series], mix: Mix, seed: int, *,
                 if spec.kind:
                     params["kind"] = spec.kind
                 if shape == "over_capacity":
-                    params["contracted_kw"] = caps[m]
+                    params["contracted_kva"] = caps[m]
                 _apply(s, shape, k0, k1, params, typical, caps.get(m))
                 busy.setdefault(m, []).append((t0, t1))
                 labels.append(Label(meter_id=m, type=spec.type, shape=shape, start=_iso(t0),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gridwatch import Event, Severity
-from gridwatch.models._evaluate import Label, evaluate_events, load_labels
+from gridwatch._evaluate import Label, evaluate_events, load_labels
 from gridwatch.models._nab import (
     PROFILES,
     NabDetector,
@@ -82,3 +82,95 @@ def test_nab_detector_is_causal_and_finds_a_jump():
     assert s[2000:2010].max() >= 0.9 and s[500:1990].max() < 0.9
     s2 = NabDetector().run(np.concatenate([x[:2500], rng.normal(0, 1, 500)]))
     assert np.array_equal(s[:2500], s2[:2500])  # no look-ahead
+
+
+# -- false alarms on real load ---------------------------------------------------------------
+def _run(events, times, kw=None):
+    from collections import Counter
+
+    from gridwatch._filereplay import ReplayRun
+
+    times = {m: np.asarray(t, dtype=float) for m, t in times.items()}
+    return ReplayRun(events=events, times=times,
+                     kw=kw or {m: np.ones(len(t)) for m, t in times.items()},
+                     readings=sum(len(t) for t in times.values()), rejected=Counter())
+
+
+def silence(meter: str, last: datetime, raised: datetime, state: str = "firing") -> Event:
+    return Event(meter_id=meter, type="comm_loss", severity=Severity.WARNING, score=4.0,
+                 onset=last + timedelta(minutes=30), raised_at=raised, state=state,
+                 evidence={"kind": "silence", "last_reading_at": last.isoformat()})
+
+
+def consumption(meter: str, t: datetime, kind: str, score: float, state: str = "firing",
+                summary: str = "") -> Event:
+    return Event(meter_id=meter, type="abnormal_consumption", severity=Severity.WARNING,
+                 score=score, onset=t, raised_at=t, state=state, summary=summary,
+                 evidence={"kind": kind} if state == "firing" else {})
+
+
+def test_false_alarm_rates_silence_checks_and_worst_meters():
+    from gridwatch._falsealarms import analyse
+
+    step = 1800.0
+    t0 = T.timestamp()
+    a = [t0 + k * step for k in range(480)]  # 10 days, no gap
+    b = [t0 + k * step for k in range(240)] + [t0 + k * step for k in range(250, 480)]  # a gap
+    c = [t0 + k * step for k in range(96)]  # ends after 2 of the 10 days
+    at = lambda k: T + k * timedelta(minutes=30)  # noqa: E731
+    events = [
+        silence("b", at(239), at(245)),  # on the file's gap: right
+        silence("b", at(239), at(250), state="resolved"),
+        silence("c", at(95), at(101)),  # after the meter's data ends: right
+        silence("a", at(100), at(106)),  # no gap in the file: judged
+        *(consumption("a", at(10 + k), "spike", float(k), summary=f"s{k}") for k in range(5)),
+        consumption("a", at(30), "spike", 1.0, state="resolved"),
+        consumption("b", at(40), "sustained_drop", 2.0, summary="drop"),
+    ]
+    rep = analyse(_run(events, {"a": a, "b": b, "c": c}), step, silence_intervals=4, top=2)
+    assert rep.meter_days == pytest.approx((479 + 479 + 95) * step / 86_400)
+    assert rep.silence == {"comm_loss/after_end": 1, "comm_loss/no_gap": 1,
+                           "comm_loss/on_gap": 1}
+    assert rep.firing_by_type == {"abnormal_consumption": 6, "comm_loss": 3}
+    assert rep.resolved_by_type == {"comm_loss": 1, "abnormal_consumption": 1}
+    assert rep.firing_by_kind["abnormal_consumption/spike"] == 5
+    assert rep.alarms == 7  # 6 consumption + the unexplained silence
+    assert rep.per_1000(rep.alarms) == pytest.approx(7 / rep.meter_days * 1000, abs=0.01)
+    assert [w.meter_id for w in rep.worst] == ["a", "b"]
+    worst = rep.worst[0]
+    assert worst.alarms == 6
+    assert worst.counts == {"abnormal_consumption/spike": 5, "comm_loss/silence": 1}
+    assert worst.typical == "s2"  # the median-score spike
+    assert "6 alarms" in worst.line()
+    js = rep.to_json_dict()
+    assert js["alarms"] == 7 and js["worst_meters"][0]["reason"] == worst.line()
+
+
+def test_falsealarms_command_on_a_small_file(tmp_path):
+    """Two meters, one with a recorded gap of five hours: its communication-loss alarm is
+    reported apart as explained by the file; --json carries the same figures."""
+    from typer.testing import CliRunner
+
+    from gridwatch.cli import app
+
+    rng = np.random.default_rng(3)
+    lines = ["meter_id,timestamp,kw"]
+    for k in range(21 * 48):
+        ts = (T + k * timedelta(minutes=30)).isoformat()
+        for m in ("h1", "h2"):
+            if m == "h2" and 500 <= k < 510:
+                continue
+            lines.append(f"{m},{ts},{rng.lognormal(-1, 0.5):.3f}")
+    src = tmp_path / "load.csv.gz"
+    import gzip
+
+    src.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    out = tmp_path / "fa.json"
+    res = CliRunner().invoke(app, ["falsealarms", str(src), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    js = json.loads(out.read_text())
+    assert js["interval_s"] == 1800 and js["meters"] == 2
+    assert js["readings"] == 2 * 21 * 48 - 10
+    assert js["silence_alarms"].get("comm_loss/on_gap", 0) >= 1
+    assert js["silence_alarms"].get("comm_loss/no_gap", 0) == 0
+    assert "alarms under judgement" in res.output

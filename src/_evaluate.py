@@ -274,7 +274,7 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
                  nab: Path | None = None, nab_results: Path | None = None,
                  baseline: bool = True, json_out: Path | None = None,
                  interval: int | None = None, registry: Path | None = None,
-                 grace: timedelta = GRACE) -> int:
+                 grace: timedelta = GRACE, nab_tune: bool = False) -> int:
     """Body of ``gridwatch evaluate``: prints the tables and returns the exit code."""
     import time
 
@@ -365,7 +365,7 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
         summary["meter_days"] = round(md, 2)
         summary["interval_s"] = step
     if nab is not None:
-        from gridwatch.models._nab import SCOREBOARD, NabDetector, hst_scores, run_nab
+        from gridwatch._nab import SCOREBOARD, NabDetector, hst_scores, run_nab
 
         detectors = {"gridwatch": lambda v: NabDetector().run(v)}
         if baseline:
@@ -391,8 +391,37 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
                       f"{r.records} records in {r.seconds} s")
         if nab_results is not None:
             out.print(f"NAB-format result files written under {nab_results}")
+        splits = [r.split for r in results if r.split is not None]
+        if nab_tune:
+            from gridwatch._nab import load_corpus, load_profiles, tune_detector
+
+            err.print("choosing the NAB detector's parameters on the tuning half ...")
+            splits.append(tune_detector(load_corpus(nab), load_profiles(nab)))
+        if splits:
+            st = Table(title="NAB with thresholds fixed on the tuning half "
+                             "(standard / reward low FP / reward low FN)")
+            for col in ("detector", "held-out half", "all files", "tuning half",
+                        "swept on all (NAB's rule)"):
+                st.add_column(col, justify="left" if col == "detector" else "right")
+            keys = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+            for sp in splits:
+                st.add_row(names.get(sp.detector, sp.detector),
+                           *(" / ".join(f"{d[k]:.1f}" for k in keys)
+                             for d in (sp.on_held, sp.on_all, sp.on_tune, sp.swept_on_all)))
+            out.print(st)
+            first = splits[0]
+            out.print(f"split by CRC-32 of the file name: tuning half {len(first.tune)} files, "
+                      f"held-out half {len(first.held)} files: {', '.join(first.held)}")
+            for sp in splits:
+                if sp.params:
+                    out.print(f"parameters chosen on the tuning half: {sp.params}")
         summary["nab"] = {r.detector: {"scores": r.scores, "thresholds": r.thresholds}
                           for r in results}
+        summary["nab_split"] = [
+            {"detector": sp.detector, "tune": sp.tune, "held": sp.held,
+             "thresholds": sp.thresholds, "on_held": sp.on_held, "on_all": sp.on_all,
+             "on_tune": sp.on_tune, "swept_on_all": sp.swept_on_all, "params": sp.params}
+            for sp in splits]
     if json_out is not None:
         json_out.write_text(json.dumps(summary, indent=2, default=str))
     return 0

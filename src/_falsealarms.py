@@ -43,7 +43,12 @@ class MeterReason:
     typical: str
 
     def line(self) -> str:
-        top = ", ".join(f"{k} {v}" for k, v in list(self.counts.items())[:3])
+        """``N alarms (spike 1210, sustained_drop 66, possible_theft 3); typical: ...``"""
+        def short(key: str) -> str:
+            t, _, kind = key.partition("/")
+            return kind if t == "abnormal_consumption" and kind else t
+
+        top = ", ".join(f"{short(k)} {v}" for k, v in list(self.counts.items())[:3])
         return f"{self.alarms} alarms ({top}); typical: {self.typical}"
 
 

@@ -181,6 +181,10 @@ def evaluate(
         "--nab-results", help="Write NAB-format result files under this directory.")] = None,
     no_baseline: Annotated[bool, typer.Option(
         "--no-baseline", help="Skip the River HalfSpaceTrees baseline on NAB.")] = False,
+    nab_tune: Annotated[bool, typer.Option(
+        "--nab-tune", help="Also choose the NAB detector's parameters from a small grid on the "
+                           "tuning half of the corpus and report them on the held-out half.")]
+        = False,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write the figures as JSON to this file.")] = None,
     interval: Annotated[int | None, typer.Option(
@@ -210,7 +214,7 @@ def evaluate(
     code = run_evaluate(settings, readings=readings, labels=labels, nab=nab,
                         nab_results=nab_results, baseline=not no_baseline, json_out=json_out,
                         interval=interval, registry=registry,
-                        grace=timedelta(minutes=grace_min))
+                        grace=timedelta(minutes=grace_min), nab_tune=nab_tune)
     raise typer.Exit(code)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from gridwatch import Event, Severity
 from gridwatch._evaluate import Label, evaluate_events, load_labels
-from gridwatch.models._nab import (
+from gridwatch._nab import (
     PROFILES,
     NabDetector,
     NabFile,
@@ -174,3 +174,121 @@ def test_falsealarms_command_on_a_small_file(tmp_path):
     assert js["silence_alarms"].get("comm_loss/on_gap", 0) >= 1
     assert js["silence_alarms"].get("comm_loss/no_gap", 0) == 0
     assert "alarms under judgement" in res.output
+
+
+# -- firing and resolutions, unknown types, shapes, over-capacity lead -------------------------
+def test_resolutions_are_counted_apart_and_never_scored():
+    from gridwatch._evaluate import evaluate_events
+
+    labels = [Label("a", "outage", T, T + H)]
+    fire = ev("a", "outage", T, T + 0.5 * H)
+    res = fire.model_copy(update={"state": "resolved", "raised_at": T + 3 * H})
+    late = ev("a", "outage", T + 20 * H, T + 20 * H).model_copy(update={"state": "resolved"})
+    rep = evaluate_events([fire, res, late], labels, meter_days=1.0)
+    assert rep["outage"].events == 1 and rep["outage"].resolutions == 2
+    assert rep["outage"].precision == 1.0
+    assert rep["all"].false_alarms_per_1000_meter_days == 0.0
+
+
+def test_unknown_label_types_are_found_and_labels_keep_shape_and_params(tmp_path):
+    from gridwatch._evaluate import load_labels, unknown_types
+
+    p = tmp_path / "l.jsonl"
+    p.write_text('{"meter_id":"a","type":"outage","start":"2024-05-01T00:00:00Z"}\n'
+                 '{"meter_id":"a","type":"kettle","start":"2024-05-01T00:00:00Z"}\n'
+                 '{"meter_id":"b","type":"abnormal_consumption","shape":"spike","factor":5,'
+                 '"start":"2024-05-01T00:00:00Z","end":"2024-05-01T01:00:00Z"}\n')
+    labs = load_labels(p)
+    assert unknown_types(labs) == {"kettle": 1}
+    assert labs[2].shape == "spike" and labs[2].params == {"factor": 5}
+    assert labs[0].shape == "outage" and labs[0].end == labs[0].start
+
+
+def test_recall_and_delay_per_shape():
+    from gridwatch._evaluate import evaluate_shapes
+
+    labels = [Label("a", "abnormal_consumption", T, T + H, "spike"),
+              Label("b", "abnormal_consumption", T, T + H, "spike"),
+              Label("a", "abnormal_consumption", T + 5 * H, T + 9 * H, "drop")]
+    events = [ev("a", "abnormal_consumption", T, T + 0.5 * H),
+              ev("a", "abnormal_consumption", T + 5 * H, T + 6 * H)]
+    rep = evaluate_shapes(events, labels)
+    assert list(rep) == ["drop", "spike", "all"]
+    assert rep["spike"].labels == 2 and rep["spike"].recall == 0.5
+    assert rep["spike"].delay_median_min == 30.0
+    assert rep["drop"].recall == 1.0 and rep["drop"].delay_median_min == 60.0
+    assert rep["all"].detected == 2
+
+
+def test_over_capacity_lead_before_the_crossing():
+    from gridwatch._evaluate import capacity_leads
+
+    lab = Label("a", "over_capacity_risk", T, T + 4 * H, "over_capacity",
+                {"contracted_kva": 10.0})
+    never = Label("b", "over_capacity_risk", T, T + 4 * H, "over_capacity",
+                  {"contracted_kva": 10.0})
+    ts = np.array([(T + k * timedelta(minutes=15)).timestamp() for k in range(16)])
+    kw_a = np.linspace(5, 12, 16)  # crosses 10 kVA at the 11th reading (k = 11)
+    warn = ev("a", "over_capacity_risk", T + H, T + 2 * H)
+    leads = capacity_leads([warn], [lab, never], {"a": ts, "b": ts},
+                           {"a": kw_a, "b": np.full(16, 3.0)})
+    k = int(np.argmax(kw_a >= 10.0))
+    assert leads[0]["lead_min"] == pytest.approx(k * 15 - 120)
+    assert leads[1]["crossing"] is None and leads[1]["lead_min"] is None
+
+
+# -- NAB with thresholds and parameters fixed on one half ---------------------------------------
+def _names(half: str, n: int) -> list[str]:
+    from gridwatch._nab import nab_half
+
+    out = []
+    i = 0
+    while len(out) < n:
+        name = f"cat/f{i}.csv"
+        if nab_half(name) == half:
+            out.append(name)
+        i += 1
+    return out
+
+
+def test_nab_threshold_fixed_on_the_tuning_half():
+    from gridwatch._nab import nab_split_score
+
+    def file(name):
+        f = _file(1000, [(400, 500)])
+        return NabFile(name, f.timestamps, f.values, f.windows)
+
+    tune = [file(n) for n in _names("tune", 2)]
+    held = [file(n) for n in _names("held", 2)]
+    files = tune + held
+    scores = []
+    for f in files:
+        s = np.zeros(1000)
+        s[400] = 1.0 if f in tune else 0.5  # held-out files only reach 0.5
+        scores.append(s)
+    res = nab_split_score(files, scores, PROFILES, "x")
+    assert res.tune == [f.name for f in tune] and res.held == [f.name for f in held]
+    assert res.thresholds["standard"] == 1.0
+    assert res.on_tune["standard"] == pytest.approx(100.0, abs=0.2)
+    assert res.on_held["standard"] == 0.0  # nothing detected at the tuning half's threshold
+    assert res.swept_on_all["standard"] == pytest.approx(100.0, abs=0.2)
+    assert res.on_held["standard"] < res.on_all["standard"] < res.swept_on_all["standard"]
+
+
+def test_nab_parameters_chosen_without_the_held_out_half():
+    from gridwatch._nab import tune_detector
+
+    rng = np.random.default_rng(5)
+
+    def file(name, jump):
+        x = rng.normal(0, 1, 1500)
+        x[1000:] += jump
+        f = _file(1500, [(990, 1100)])
+        return NabFile(name, f.timestamps, x, f.windows)
+
+    tune = [file(n, 8.0) for n in _names("tune", 2)]
+    grid = {"alpha": (0.02, 0.2), "refractory": (50,)}
+    a = tune_detector(tune + [file(n, 8.0) for n in _names("held", 2)], PROFILES, grid)
+    b = tune_detector(tune + [file(n, -30.0) for n in _names("held", 2)], PROFILES, grid)
+    assert a.params == b.params and a.params["alpha"] in grid["alpha"]
+    assert a.on_tune == b.on_tune

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from gridwatch._schemas import Reading
 from gridwatch.cli import app
-from gridwatch.ingest import iter_readings_file
+from gridwatch.ingest import iter_readings_file, replay_source
 from gridwatch.simulators._inject import (
     INJECT_SHAPES,
     Mix,
@@ -174,6 +174,31 @@ def test_written_gzip_is_reproducible_and_read_back_by_the_engine(tmp_path: Path
     assert _rows(back) == _rows(res.series)
     fails = [r for r in readings if r.status]
     assert len(fails) == sum(lb.shape == "outage" for lb in res.labels)
+    # the replay source of `gridwatch replay` takes the compressed file as it is
+    assert replay_source(p1).list_parts() == ["file:a.csv.gz"]
+    bad = tmp_path / "a.txt.gz"
+    bad.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"\.csv\.gz"):
+        replay_source(bad)
+
+
+def test_replay_reads_gzip_and_sniffs_its_columns(tmp_path: Path) -> None:
+    from gridwatch.simulators import ColumnMap, Replay
+    from gridwatch.simulators._replay import meter_id_from
+
+    p = tmp_path / "site-7.csv.gz"
+    with gzip.open(p, "wt") as fh:
+        fh.write("meter_id,timestamp,kw\nA,2013-01-01T00:00:00+10:00,0.5\n"
+                 "B,2013-01-01T00:00:00+10:00,1.5\n")
+    cols = ColumnMap.sniff(p)
+    assert (cols.meter_id, cols.kw, cols.timestamp) == ("meter_id", "kw", "timestamp")
+    got = list(Replay([p], cols).readings())
+    assert [(r.meter_id, r.kw) for r in got] == [("A", 0.5), ("B", 1.5)]
+    assert got[0].ts == datetime(2012, 12, 31, 14, tzinfo=UTC)
+    assert meter_id_from(p) == "site-7"
+    nab = tmp_path / "nab.csv"
+    nab.write_text("timestamp,value\n2014-01-01 00:00:00,3\n")
+    assert (ColumnMap.sniff(nab).kw, ColumnMap.sniff(nab).meter_id) == ("value", None)
 
 
 def test_simulate_replay_inject_then_evaluate(tmp_path: Path) -> None:

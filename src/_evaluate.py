@@ -297,6 +297,7 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
             infer_interval,
             meter_meta_from,
             replay_file,
+    warn_late,
             with_interval,
         )
 
@@ -316,6 +317,7 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
             run = replay_file(settings, readings, meter_meta_from(settings, registry),
                               on_progress=progress)
         elapsed = time.monotonic() - t0
+        warn_late(err, run, readings)
         md = run.meter_days()
         reports = evaluate_events(run.events, labs, md, grace)
         shapes = evaluate_shapes(run.events, labs, grace)

@@ -23,6 +23,7 @@ from gridwatch._filereplay import (
     infer_interval,
     meter_meta_from,
     replay_file,
+    warn_late,
     with_interval,
 )
 from gridwatch._schemas import Event
@@ -197,6 +198,7 @@ def run_falsealarms(settings: Any, path: Path, *, interval: int | None = None,
     with Progress(err, total) as progress:
         run = replay_file(settings, path, meta, on_progress=progress)
     elapsed = time.monotonic() - t0
+    warn_late(err, run, path)
     rep = analyse(run, float(step), settings.detection.silence_intervals, top)
 
     table = Table(title=f"alarms on {path} per 1,000 meter-days")

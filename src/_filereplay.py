@@ -26,6 +26,7 @@ __all__ = [
     "infer_interval",
     "meter_meta_from",
     "replay_file",
+    "warn_late",
     "with_interval",
 ]
 
@@ -75,6 +76,9 @@ class ReplayRun:
     kw: dict[str, np.ndarray]
     readings: int
     rejected: Counter[str]
+    #: readings more than ``detection.lateness_s`` older than the newest before them (a file
+    #: not in time order: silence is then judged against the wrong watermark)
+    late: int = 0
 
     def meter_days(self, meters: Iterable[str] | None = None) -> float:
         """Observed meter-days: per meter, first to last reading."""
@@ -99,6 +103,9 @@ def replay_file(settings: Any, path: Path,
     kws: dict[str, list[float]] = defaultdict(list)
     rejected: Counter[str] = Counter()
     count = [0]
+    late = [0]
+    newest = [float("-inf")]
+    lateness = float(settings.detection.lateness_s)
 
     def items() -> Iterator[Reading]:
         for item in iter_readings_file(path):
@@ -106,7 +113,11 @@ def replay_file(settings: Any, path: Path,
                 if hasattr(item, "reason"):
                     rejected[item.reason] += 1
                 continue
-            times[item.meter_id].append(item.ts.timestamp())
+            t = item.ts.timestamp()
+            if t < newest[0] - lateness:
+                late[0] += 1
+            newest[0] = max(newest[0], t)
+            times[item.meter_id].append(t)
             kws[item.meter_id].append(item.kw)
             count[0] += 1
             if on_progress is not None and count[0] % every == 0:
@@ -122,7 +133,7 @@ def replay_file(settings: Any, path: Path,
         events=[x for x in out if isinstance(x, Event)],
         times={m: np.asarray(v)[order[m]] for m, v in times.items()},
         kw={m: np.asarray(v)[order[m]] for m, v in kws.items()},
-        readings=count[0], rejected=rejected)
+        readings=count[0], rejected=rejected, late=late[0])
 
 
 def with_interval(settings: Any, interval_s: int) -> Any:
@@ -197,4 +208,12 @@ class Progress:
             self.console.print(f"{n:,} of {self.total:,} readings ({n / max(self.total, 1):.0%}),"
                                f" at {ts:%Y-%m-%d}, {rate:,.0f}/s, about {left:,.0f} s left",
                                highlight=False)
+
+
+def warn_late(console: Any, run: ReplayRun, path: Path) -> None:
+    """A warning when the file was not in time order."""
+    if run.late:
+        console.print(f"[yellow]warning:[/] {run.late:,} readings of {path} came more than "
+                      "detection.lateness_s behind the newest reading before them: sort the "
+                      "file by time (silence is judged at the event-time watermark)")
 

@@ -292,3 +292,20 @@ def test_nab_parameters_chosen_without_the_held_out_half():
     b = tune_detector(tune + [file(n, -30.0) for n in _names("held", 2)], PROFILES, grid)
     assert a.params == b.params and a.params["alpha"] in grid["alpha"]
     assert a.on_tune == b.on_tune
+
+
+def test_a_file_out_of_time_order_is_warned_about(tmp_path):
+    from typer.testing import CliRunner
+
+    from gridwatch.cli import app
+
+    lines = ["meter_id,timestamp,kw"]
+    for m in ("h1", "h2"):  # sorted by meter, not by time
+        for k in range(96):
+            lines.append(f"{m},{(T + k * timedelta(minutes=30)).isoformat()},0.5")
+    src = tmp_path / "by_meter.csv"
+    src.write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(app, ["falsealarms", str(src), "--json", str(tmp_path / "o.json")])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())  # the console wraps long lines
+    assert "95 readings" in text and "sort the file by time" in text

@@ -65,7 +65,7 @@ def load(path: Path) -> dict[str, Any]:
 
     df = pd.read_csv(path)
     ts = pd.to_datetime(df["timestamp"], utc=True, format="ISO8601")
-    df["t"] = ts.astype("int64") / 1e9
+    df["t"] = (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds()  # any datetime resolution
     out = {}
     for m, g in df.groupby("meter_id", sort=True):
         g = g.sort_values("t", kind="stable")
@@ -107,7 +107,9 @@ def real_set(args: argparse.Namespace, settings: Any, work: Path) -> dict[str, A
     halves = split(list(series), args.meters)
     chosen = set(halves["tune"]) | set(halves["held"])
     series = {m: s for m, s in series.items() if m in chosen}
-    step = int(next(iter(series.values())).interval_s)
+    step = int(np.median([s.interval_s for s in series.values()]))
+    if not 60 <= step <= 86_400:
+        raise SystemExit(f"reading interval {step} s inferred from {DATA}: not a meter's")
     clean = work / "clean.csv.gz"
     write_series(series, clean)
     log(f"{sum(len(s.ts) for s in series.values()):,} readings of {len(series)} households "

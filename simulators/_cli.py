@@ -72,7 +72,8 @@ def simulate(
         "--labels", help="Ground-truth labels (JSONL); default beside --out or in var/sim/.")]
         = None,
     registry: Annotated[Path | None, typer.Option(
-        "--registry", help="Also write the alert router's registry YAML for this fleet.")]
+        "--registry", help="Also write the alert router's registry YAML for this fleet; with "
+                           "--replay --inject, read contracted capacities from it instead.")]
         = None,
     batch_size: Annotated[int, typer.Option(
         "--batch-size", min=1, max=5000,
@@ -95,10 +96,20 @@ def simulate(
     replay: Annotated[list[Path] | None, typer.Option(
         "--replay", exists=True, dir_okay=False,
         help="Replay recorded CSV instead of simulating (repeat for several files).")] = None,
-    columns: Annotated[str, typer.Option(
+    columns: Annotated[str | None, typer.Option(
         "--columns", help="Replay column mapping, e.g. 'timestamp=timestamp,kw=value' (NAB) or "
-                          "'meter_id=id,timestamp=time,kw=power,scale=0.001'.")]
-        = "timestamp=timestamp,kw=value",
+                          "'meter_id=id,timestamp=time,kw=power,scale=0.001'. Default: "
+                          "meter_id, timestamp and kw (or value) as the header names them.")]
+        = None,
+    inject: Annotated[str | None, typer.Option(
+        "--inject", help="Replay: inject faults into the recorded data, e.g. "
+                         "'spike=10,outage=5,theft=3' (counts) or 'spike=0.5/mm' (per "
+                         "meter-month). Shapes: spike, drop (zero), level_shift_up, "
+                         "level_shift_down, outage, comm_loss, stuck, theft, over_capacity. "
+                         "Labels go to --labels; seeded by --seed (default 0).")] = None,
+    inject_warmup: Annotated[str, typer.Option(
+        "--inject-warmup", help="Replay: no fault in a meter's first this long (e.g. 14d, 0d)."
+                                )] = "14d",
     nab_windows: Annotated[Path | None, typer.Option(
         "--nab-windows", exists=True,
         help="Replay: NAB labels/combined_windows.json, written as labels of the files.")]
@@ -147,7 +158,8 @@ def simulate(
         from gridwatch.simulators._replay import ColumnMap, Replay, nab_labels
 
         try:
-            mapping = ColumnMap.parse(columns)
+            mapping = (ColumnMap.parse(columns) if columns is not None
+                       else ColumnMap.sniff(replay[0]))
             shift = _parse_start(start, 1) if start else None
         except ValueError as exc:
             raise fail(str(exc)) from None
@@ -155,6 +167,45 @@ def simulate(
         chunks = source.chunks()
         total = None
         title = "replay"
+        if inject:
+            from gridwatch.simulators._fleet import parse_duration
+            from gridwatch.simulators._inject import Mix, load_series
+            from gridwatch.simulators._inject import chunks as inject_chunks
+            from gridwatch.simulators._inject import inject as do_inject
+
+            try:
+                mix = Mix.parse(inject)
+                warm = parse_duration(inject_warmup)
+                if not isinstance(warm, timedelta):
+                    raise ValueError(f"--inject-warmup {inject_warmup!r}: use e.g. 14d or 36h")
+            except ValueError as exc:
+                raise fail(str(exc)) from None
+            caps: dict[str, float] = {}
+            if registry is not None and "over_capacity" in mix.shapes():
+                from gridwatch.alerts import Registry
+
+                reg = Registry.load(registry)
+                for m in reg.meter_ids():
+                    meta = reg.meter_meta(m)
+                    if meta is not None and meta.contracted_kva:
+                        caps[m] = float(meta.contracted_kva)
+            with err.status("reading the recorded data…"):
+                series = load_series(source.readings())
+            with err.status("injecting faults…"):
+                injected = do_inject(series, mix, 0 if seed is None else seed, warmup=warm,
+                                     capacity_kva=caps)
+            labels_path = labels or (out.with_name(out.name.split(".")[0] + ".labels.jsonl")
+                                     if out else Path("var/sim/replay.labels.jsonl"))
+            write_labels(injected.labels, labels_path)
+            by_type.update(lb.type for lb in injected.labels)
+            by_shape.update(lb.shape for lb in injected.labels)
+            total = sum(int(s.keep.sum()) for s in injected.series.values())
+            chunks = inject_chunks(injected.series)
+            summary += [("injected", f"seed {0 if seed is None else seed}, mix {inject}")]
+            if injected.skipped:
+                summary.append(("not placed", ", ".join(
+                    f"{k} {v}" for k, v in sorted(injected.skipped.items()))
+                    + " (no free stretch of data long enough)"))
         if nab_windows:
             found = nab_labels(nab_windows, replay, source.offset())
             labels_path = labels or (out.with_suffix(".labels.jsonl") if out
@@ -202,7 +253,13 @@ def simulate(
                                f"{spec.interval_min} min")]
 
     try:
-        sink = open_target(target.value, out=out, **mqtt_opts)
+        if replay and inject and target is TargetKind.CSV:
+            from gridwatch.simulators._inject import StatusCsvTarget
+
+            assert out is not None
+            sink = StatusCsvTarget(out)
+        else:
+            sink = open_target(target.value, out=out, **mqtt_opts)
     except (SimulateError, ValueError, OSError) as exc:
         raise fail(str(exc), 1) from None
     progress = Progress(

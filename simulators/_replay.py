@@ -9,6 +9,7 @@ counted per reason and skipped, never silently.
 from __future__ import annotations
 
 import csv
+import gzip
 import heapq
 import json
 import re
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -29,8 +30,18 @@ from gridwatch.simulators._targets import Row
 _BAD_ID = re.compile(r"[^A-Za-z0-9_.:\-]")
 
 
+def open_text(path: Path) -> IO[str]:
+    """A CSV file for reading, gzip-compressed when its name ends in ``.gz``."""
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", newline="", encoding="utf-8")
+    return path.open(newline="", encoding="utf-8")
+
+
 def meter_id_from(path: Path) -> str:
-    """A valid meter id from a file name (``ec2_cpu_utilization_5f5533.csv`` → the stem)."""
+    """A valid meter id from a file name (``ec2_cpu_utilization_5f5533.csv`` → the stem,
+    ``site.csv.gz`` → ``site``)."""
+    if path.suffix.lower() == ".gz":
+        path = path.with_suffix("")
     stem = _BAD_ID.sub("_", path.stem).lstrip("_.:-") or "meter"
     return stem[:64]
 
@@ -71,6 +82,17 @@ class ColumnMap:
             raise ValueError(f"column mapping: unknown time zone {kwargs['timezone']!r}") from None
         return cls(**kwargs)
 
+    @classmethod
+    def sniff(cls, path: Path) -> ColumnMap:
+        """The mapping a header suggests: ``meter_id`` when present, ``kw`` or else ``value``
+        for the power, ``timestamp`` (or ``ts``) for the time."""
+        with open_text(path) as fh:
+            header = next(csv.reader(fh), [])
+        names = {h.strip() for h in header}
+        return cls(timestamp="ts" if "ts" in names and "timestamp" not in names else "timestamp",
+                   kw="kw" if "kw" in names else "value",
+                   meter_id="meter_id" if "meter_id" in names else None)
+
 
 @dataclass
 class Replay:
@@ -98,7 +120,7 @@ class Replay:
     def _file(self, path: Path, offset: timedelta) -> Iterator[Reading]:
         c = self.columns
         file_meter = meter_id_from(path)
-        with path.open(newline="", encoding="utf-8") as fh:
+        with open_text(path) as fh:
             reader = csv.DictReader(fh)
             missing = [col for col in (c.timestamp, c.kw, c.meter_id, c.kwh, c.voltage, c.pf)
                        if col and col not in (reader.fieldnames or ())]
@@ -128,7 +150,7 @@ class Replay:
                 yield reading
 
     def _first_ts(self, path: Path) -> datetime | None:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with open_text(path) as fh:
             for row in csv.DictReader(fh):
                 try:
                     return self._parse_ts(row[self.columns.timestamp])

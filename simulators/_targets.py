@@ -8,6 +8,8 @@ the same order give the same bytes.
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
 import threading
 import time
@@ -142,7 +144,12 @@ class _FileTarget:
     def __init__(self, out: Path | IO[str]) -> None:
         if isinstance(out, Path):
             out.parent.mkdir(parents=True, exist_ok=True)
-            self._fh: IO[str] = out.open("w", encoding="utf-8", newline=self._newline)
+            # ``.gz``: gzip-compressed text (``readings.csv.gz``), same bytes for the same rows
+            self._fh: IO[str] = (
+                io.TextIOWrapper(gzip.GzipFile(out, "wb", mtime=0), encoding="utf-8",
+                                 newline=self._newline)
+                if out.suffix.lower() == ".gz"
+                else out.open("w", encoding="utf-8", newline=self._newline))
             self._own = True
         else:
             self._fh, self._own = out, False

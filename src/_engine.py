@@ -29,10 +29,11 @@ log = logging.getLogger("gridwatch.engine")
 class _EventPartition(StatelessSinkPartition[Any]):
     def __init__(self, submit: Callable[[list[Event]], object] | None,
                  on_profile: Callable[[LoadProfile], None] | None,
-                 jsonl: Path | None, counts: Counter[str]) -> None:
+                 jsonl: Path | None, counts: Counter[str], resolved: Counter[str]) -> None:
         self._submit = submit
         self._on_profile = on_profile
         self._counts = counts
+        self._resolved = resolved
         self._file = None
         if jsonl is not None:
             jsonl.parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +47,8 @@ class _EventPartition(StatelessSinkPartition[Any]):
                     self._on_profile(item)
         if self._submit is not None and events:
             self._submit(events)  # one transaction for the batch, durable when it returns
-        self._counts.update(e.type for e in events)
+        self._counts.update(e.type for e in events if e.state == "firing")
+        self._resolved.update(e.type for e in events if e.state != "firing")
         lines = [json.dumps(e.to_json_dict(), ensure_ascii=False) for e in events]
         if self._file is not None and lines:
             # Written synchronously: bytewax does not call close() on a crash.
@@ -62,8 +64,8 @@ class _EventPartition(StatelessSinkPartition[Any]):
 class EventSink(DynamicSink[Any]):
     """Hands each event to the alert router (durable in its SQLite outbox when ``submit``
     returns) and/or appends it as one JSON line to ``jsonl``. Load profiles, when they reach
-    this sink, update the router's customer tags. ``counts`` holds the events seen, by type,
-    over every worker of this process."""
+    this sink, update the router's customer tags. ``counts`` holds the firing events seen, by
+    type, over every worker of this process, and ``resolved`` the resolutions."""
 
     def __init__(self, submit: Callable[[list[Event]], object] | None = None, *,
                  on_profile: Callable[[LoadProfile], None] | None = None,
@@ -72,12 +74,14 @@ class EventSink(DynamicSink[Any]):
         self._on_profile = on_profile
         self._jsonl = jsonl
         self.counts: Counter[str] = Counter()
+        self.resolved: Counter[str] = Counter()
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _EventPartition:
         path = self._jsonl
         if path is not None and worker_count > 1:
             path = path.with_name(f"{path.stem}.w{worker_index}{path.suffix}")
-        return _EventPartition(self._submit, self._on_profile, path, self.counts)
+        return _EventPartition(self._submit, self._on_profile, path, self.counts,
+                               self.resolved)
 
 
 @dataclass
@@ -85,8 +89,11 @@ class RunStats:
     """What a job did, for the summary at its end."""
 
     readings: int = 0
+    #: firing events (alarms raised); resolutions are counted apart
     events: int = 0
     events_by_type: dict[str, int] = field(default_factory=dict)
+    resolutions: int = 0
+    resolutions_by_type: dict[str, int] = field(default_factory=dict)
     rejected: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
@@ -301,6 +308,8 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
     stats.rejected = sum(stats.rejected_by_reason.values())
     stats.events_by_type = dict(event_sink.counts)
     stats.events = sum(event_sink.counts.values())
+    stats.resolutions_by_type = dict(event_sink.resolved)
+    stats.resolutions = sum(event_sink.resolved.values())
     if router is not None:
         router.tick(datetime.now(UTC))
         router.deliver_pending(datetime.now(UTC))

@@ -100,14 +100,16 @@ def replay(
     out = Console()
     table = Table(title=f"replay of {path}", show_header=True)
     table.add_column("event type")
-    table.add_column("count", justify="right")
-    for etype, n in sorted(stats.events_by_type.items()):
-        table.add_row(etype, str(n))
+    table.add_column("firing", justify="right")
+    table.add_column("resolved", justify="right")
+    for etype in sorted(set(stats.events_by_type) | set(stats.resolutions_by_type)):
+        table.add_row(etype, str(stats.events_by_type.get(etype, 0)),
+                      str(stats.resolutions_by_type.get(etype, 0)))
     out.print(table)
     out.print(f"readings processed: {stats.readings}  rejected: {stats.rejected} "
               f"{dict(stats.rejected_by_reason) if stats.rejected else ''}")
-    out.print(f"events raised: {stats.events}"
-              + (f" (written to {alerts_out})" if alerts_out else ""))
+    out.print(f"alarms raised (firing): {stats.events}  resolutions: {stats.resolutions}"
+              + (f" (all written to {alerts_out})" if alerts_out else ""))
 
 
 def _register_storage() -> None:
@@ -163,19 +165,69 @@ def evaluate(
         "--nab-results", help="Write NAB-format result files under this directory.")] = None,
     no_baseline: Annotated[bool, typer.Option(
         "--no-baseline", help="Skip the River HalfSpaceTrees baseline on NAB.")] = False,
+    nab_tune: Annotated[bool, typer.Option(
+        "--nab-tune", help="Also choose the NAB detector's parameters from a small grid on the "
+                           "tuning half of the corpus and report them on the held-out half.")]
+        = False,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write the figures as JSON to this file.")] = None,
+    interval: Annotated[int | None, typer.Option(
+        "--interval", min=60, max=86_400,
+        help="Reading interval in seconds (default: inferred from --readings).")] = None,
+    registry: Annotated[Path | None, typer.Option(
+        "--registry", help="Registry of the meters (customer, cell, capacity); default: "
+                           "alerts.registry of the settings when it exists.")] = None,
+    grace_min: Annotated[float, typer.Option(
+        "--grace-min", min=0, help="Matching window: an event raised up to this long after a "
+                                   "label's end (or with its onset this long before its "
+                                   "start) still matches it.")] = 120.0,
     config: ConfigOpt = None,
 ) -> None:
-    """Measure detection: event precision/recall/F1, detection delay and false alarms per
+    """Measure detection: event precision/recall/F1 (firing events scored, resolutions counted
+    apart), recall and delay per injected shape, over-capacity lead time, false alarms per
     1,000 meter-days on a labelled data set; NAB scores (standard, reward-low-FP,
-    reward-low-FN) beside the published scoreboard and a River HalfSpaceTrees baseline."""
-    from gridwatch.models._evaluate import run_evaluate
+    reward-low-FN) beside the published scoreboard and a River HalfSpaceTrees baseline.
+
+    A label is detected by a firing event of its type about its meter raised within
+    [start, end + grace] or with its onset within [start - grace, end]."""
+    from datetime import timedelta
+
+    from gridwatch._evaluate import run_evaluate
 
     settings = settings_or_exit(config)
     code = run_evaluate(settings, readings=readings, labels=labels, nab=nab,
-                        nab_results=nab_results, baseline=not no_baseline, json_out=json_out)
+                        nab_results=nab_results, baseline=not no_baseline, json_out=json_out,
+                        interval=interval, registry=registry,
+                        grace=timedelta(minutes=grace_min), nab_tune=nab_tune)
     raise typer.Exit(code)
+
+
+@app.command("falsealarms")
+def falsealarms(
+    path: Annotated[Path, typer.Argument(
+        help="Readings with no known faults (CSV or JSONL, optionally .gz), in time order.",
+        exists=True, dir_okay=False)],
+    interval: Annotated[int | None, typer.Option(
+        "--interval", min=60, max=86_400,
+        help="Reading interval in seconds (default: inferred from the file).")] = None,
+    registry: Annotated[Path | None, typer.Option(
+        "--registry", help="Registry of the meters (customer, cell, capacity); default: "
+                           "alerts.registry of the settings when it exists.")] = None,
+    top: Annotated[int, typer.Option("--top", min=0, help="How many worst meters to list.")]
+        = 10,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the figures as JSON to this file ('-' for stdout only).")]
+        = None,
+    config: ConfigOpt = None,
+) -> None:
+    """False alarms on real load: replay a file taken to hold no faults through the engine and
+    report every alarm per 1,000 meter-days by type and kind (firing and resolutions apart),
+    communication-loss alarms checked against the file's own gaps, and the worst meters."""
+    from gridwatch._falsealarms import run_falsealarms
+
+    settings = settings_or_exit(config)
+    raise typer.Exit(run_falsealarms(settings, path, interval=interval, registry=registry,
+                                     top=top, json_out=json_out))
 
 
 tidy_help(app)

@@ -10,6 +10,7 @@ spaces out the polls when there was nothing.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import logging
 from collections import Counter
@@ -192,14 +193,22 @@ class _RowError(Exception):
         self.detail = detail
 
 
+def _kind(path: Path) -> str:
+    """The file's suffix without a trailing ``.gz`` (``x.csv.gz`` → ``.csv``)."""
+    p = path.with_suffix("") if path.suffix.lower() == ".gz" else path
+    return p.suffix.lower()
+
+
 def _numbered(path: Path) -> Iterator[tuple[int, Item | Rejected]]:
-    """``(line number, reading or rejection)`` for each data line of a CSV or JSONL file."""
-    is_csv = path.suffix.lower() == ".csv"
+    """``(line number, reading or rejection)`` for each data line of a CSV or JSONL file
+    (either may be gzip-compressed: ``.csv.gz``, ``.jsonl.gz``)."""
+    is_csv = _kind(path) == ".csv"
     header: list[str] | None = None
     # Duplicates only: the bounded per-meter memory of the decoder, no stale check (files are
     # often sorted by meter, not by time).
     memory = Decoder(None, IngestSettings(max_backwards_s=_NO_STALE_CHECK_S))
-    with open(path, "rb") as f:
+    opener: Any = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             line_bytes = raw.rstrip(b"\r\n")
             if not line_bytes.strip():
@@ -331,8 +340,9 @@ class FileSource(FixedPartitionedSource[Item, int]):
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"readings file {self.path} does not exist")
-        if self.path.suffix.lower() not in (".csv", ".jsonl", ".ndjson", ".json"):
-            raise ValueError(f"{self.path}: expected a .csv or .jsonl readings file")
+        if _kind(self.path) not in (".csv", ".jsonl", ".ndjson", ".json"):
+            raise ValueError(f"{self.path}: expected a .csv or .jsonl readings file "
+                             "(or .csv.gz, .jsonl.gz)")
         self.deadletter_dir = deadletter_dir
         self.deadletter_partition = deadletter_partition
         self.batch_size = batch_size

@@ -30,9 +30,9 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
-    "ClassPolicy",
     "EVENT_TYPES",
     "Calendar",
+    "ClassPolicy",
     "DailyProfile",
     "DetectionSettings",
     "MeterState",

@@ -49,6 +49,10 @@ def test_replay_csv_without_broker_or_database(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "readings processed: 192" in proc.stdout
     assert "rejected: 1" in proc.stdout
+    n_fire = sum(e["state"] == "firing" for e in (
+        json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()))
+    n_res = sum(1 for x in (tmp_path / "alerts.jsonl").read_text().splitlines()) - n_fire
+    assert f"alarms raised (firing): {n_fire}  resolutions: {n_res}" in proc.stdout
     events = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
     firing = [e for e in events if e["state"] == "firing"]
     assert [(e["meter_id"], e["type"]) for e in firing] == [("R-2", "voltage_sag")]

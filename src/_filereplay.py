@@ -1,0 +1,219 @@
+"""Replaying a readings file through the engine's dataflow with no broker and no database,
+for the measuring commands (``evaluate``, ``falsealarms``) and the benchmarks.
+
+The file is read as the dataflow goes (never held in memory as readings); what is kept is every
+event and each meter's reading times and kW, which the measurements need.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gridwatch._schemas import Event, MeterMeta, Reading
+
+__all__ = [
+    "Progress",
+    "ReplayRun",
+    "count_lines",
+    "infer_interval",
+    "meter_meta_from",
+    "replay_file",
+    "warn_late",
+    "with_interval",
+]
+
+
+def count_lines(path: Path) -> int:
+    """Data lines of a readings file (for a progress bar); gzip is read through."""
+    opener: Any = gzip.open if path.suffix.lower() == ".gz" else open
+    n = 0
+    with opener(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            n += block.count(b"\n")
+    return max(n - (1 if _kind(path) == ".csv" else 0), 0)
+
+
+def _kind(path: Path) -> str:
+    p = path.with_suffix("") if path.suffix.lower() == ".gz" else path
+    return p.suffix.lower()
+
+
+def infer_interval(path: Path, sample: int = 50_000) -> int | None:
+    """The most common step between a meter's consecutive readings in the first ``sample``
+    readings of the file, in seconds (``None`` if there are none)."""
+    from gridwatch.ingest import iter_readings_file
+
+    last: dict[str, float] = {}
+    steps: Counter[int] = Counter()
+    for i, item in enumerate(iter_readings_file(path)):
+        if i >= sample:
+            break
+        if not isinstance(item, Reading):
+            continue
+        t = item.ts.timestamp()
+        prev = last.get(item.meter_id)
+        if prev is not None and t > prev:
+            steps[round(t - prev)] += 1
+        last[item.meter_id] = t
+    return steps.most_common(1)[0][0] if steps else None
+
+
+@dataclass
+class ReplayRun:
+    """What a replay of a file raised, with each meter's reading times and kW (in time
+    order)."""
+
+    events: list[Event]
+    times: dict[str, np.ndarray]
+    kw: dict[str, np.ndarray]
+    readings: int
+    rejected: Counter[str]
+    #: readings more than ``detection.lateness_s`` older than the newest before them (a file
+    #: not in time order: silence is then judged against the wrong watermark)
+    late: int = 0
+
+    def meter_days(self, meters: Iterable[str] | None = None) -> float:
+        """Observed meter-days: per meter, first to last reading."""
+        keys = self.times if meters is None else [m for m in meters if m in self.times]
+        return sum(float(self.times[m][-1] - self.times[m][0]) / 86_400 for m in keys
+                   if len(self.times[m]))
+
+
+def replay_file(settings: Any, path: Path,
+                meta: Mapping[str, MeterMeta] | Callable[[str], MeterMeta | None] | None = None,
+                on_progress: Callable[[int, datetime], None] | None = None,
+                every: int = 10_000) -> ReplayRun:
+    """Run the engine's dataflow over ``path`` (read as it goes, never all in memory) and keep
+    every event and each meter's reading times. ``on_progress(readings, event time)`` is called
+    every ``every`` readings."""
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    from gridwatch.ingest import iter_readings_file
+    from gridwatch.stream import Sinks, build_flow
+
+    times: dict[str, list[float]] = defaultdict(list)
+    kws: dict[str, list[float]] = defaultdict(list)
+    rejected: Counter[str] = Counter()
+    count = [0]
+    late = [0]
+    newest = [float("-inf")]
+    lateness = float(settings.detection.lateness_s)
+
+    def items() -> Iterator[Reading]:
+        for item in iter_readings_file(path):
+            if not isinstance(item, Reading):
+                if hasattr(item, "reason"):
+                    rejected[item.reason] += 1
+                continue
+            t = item.ts.timestamp()
+            if t < newest[0] - lateness:
+                late[0] += 1
+            newest[0] = max(newest[0], t)
+            times[item.meter_id].append(t)
+            kws[item.meter_id].append(item.kw)
+            count[0] += 1
+            if on_progress is not None and count[0] % every == 0:
+                on_progress(count[0], item.ts)
+            yield item
+
+    out: list[Any] = []
+    flow = build_flow(settings, TestingSource(items(), batch_size=1000),
+                      Sinks(events=TestingSink(out)), meta)
+    run_main(flow)
+    order = {m: np.argsort(np.asarray(v), kind="stable") for m, v in times.items()}
+    return ReplayRun(
+        events=[x for x in out if isinstance(x, Event)],
+        times={m: np.asarray(v)[order[m]] for m, v in times.items()},
+        kw={m: np.asarray(v)[order[m]] for m, v in kws.items()},
+        readings=count[0], rejected=rejected, late=late[0])
+
+
+def with_interval(settings: Any, interval_s: int) -> Any:
+    """``settings`` with ``detection.interval_s`` set."""
+    det = settings.detection.model_copy(update={"interval_s": int(interval_s)})
+    return settings.model_copy(update={"detection": det})
+
+
+def meter_meta_from(settings: Any, registry: Path | None
+                    ) -> Callable[[str], MeterMeta | None] | None:
+    """Meter facts from ``registry``, else from the settings' registry when it exists."""
+    if registry is not None:
+        from gridwatch.alerts import Registry
+
+        return Registry.load(registry).meter_meta
+    if Path(settings.alerts.registry).exists():
+        from gridwatch._engine import load_meta
+
+        return load_meta(settings)
+    return None
+
+
+class Progress:
+    """Progress of a long replay on stderr: a bar on a terminal, else a line every
+    ``every_s`` seconds (logs of batch jobs)."""
+
+    def __init__(self, console: Any, total: int, title: str = "replay",
+                 every_s: float = 30.0) -> None:
+        import time
+
+        self.console = console
+        self.total = total
+        self.every_s = every_s
+        self._clock = time.monotonic
+        self._t0 = self._clock()
+        self._last = self._t0
+        self._bar: Any = None
+        if console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as Bar
+
+            self._bar = Bar(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[at]}"), TimeElapsedColumn(),
+                            TimeRemainingColumn(), console=console)
+            self._task = self._bar.add_task(title, total=total, at="")
+
+    def __enter__(self) -> Progress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.total)
+            self._bar.stop()
+
+    def __call__(self, n: int, ts: datetime) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=n, at=ts.strftime("%Y-%m-%d"))
+            return
+        now = self._clock()
+        if now - self._last >= self.every_s:
+            self._last = now
+            rate = n / max(now - self._t0, 1e-9)
+            left = (self.total - n) / rate if rate > 0 else 0.0
+            self.console.print(f"{n:,} of {self.total:,} readings ({n / max(self.total, 1):.0%}),"
+                               f" at {ts:%Y-%m-%d}, {rate:,.0f}/s, about {left:,.0f} s left",
+                               highlight=False)
+
+
+def warn_late(console: Any, run: ReplayRun, path: Path) -> None:
+    """A warning when the file was not in time order."""
+    if run.late:
+        console.print(f"[yellow]warning:[/] {run.late:,} readings of {path} came more than "
+                      "detection.lateness_s behind the newest reading before them: sort the "
+                      "file by time (silence is judged at the event-time watermark)")
+

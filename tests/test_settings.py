@@ -76,7 +76,7 @@ def test_missing_explicit_file(tmp_path):
 
 
 def test_check_config_cli_exit_code_and_single_line(tmp_path):
-    bad = write(tmp_path, "detection:\n  z_threshold: -1\n")
+    bad = write(tmp_path, "detection:\n  band_hi: -1\n")
     proc = subprocess.run(
         [sys.executable, "-m", "gridwatch", "check-config", "--config", str(bad)],
         capture_output=True, text=True, timeout=60,
@@ -84,7 +84,7 @@ def test_check_config_cli_exit_code_and_single_line(tmp_path):
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
-    assert "detection.z_threshold" in lines[0]
+    assert "detection.band_hi" in lines[0]
     assert "Traceback" not in proc.stderr
 
 

@@ -37,8 +37,10 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
         th = t + h * interval
         damp += 0.85 ** h
         sl = cal.slot(th)
-        base = mean_kw_at(rec, sl) if warm else r.kw
-        f = (base + rec.resid_ew * 0.9 ** h + rec.trend_ew * damp) / pf
+        # the larger of the usual shape of the day carried forward and the trend of now: a
+        # warning errs on the side of the feeder
+        usual = mean_kw_at(rec, sl) + rec.resid_ew * 0.9 ** h if warm else r.kw
+        f = (max(usual, r.kw) + rec.trend_ew * damp) / pf
         peak = max(peak, f)
         if f >= limit and cross_t is None:
             cross_t, cross_kva = th, f

@@ -15,16 +15,19 @@ class ClassPolicy(Section):
     news; on an industrial feeder a quarter of an hour may be."""
 
     #: A high-load episode is raised once it has lasted this long ...
-    high_min_minutes: Annotated[float, Field(ge=0)] = 90.0
+    high_min_minutes: Annotated[float, Field(ge=0)] = 120.0
     #: ... and its energy above the band is at least this share of the meter's usual daily energy
-    high_energy_share: Annotated[float, Field(ge=0)] = 0.25
+    high_energy_share: Annotated[float, Field(ge=0)] = 0.2
     #: ... and at least this much energy (kWh), so a tiny load's bursts are not news either.
     high_min_kwh: Annotated[float, Field(ge=0)] = 1.0
     #: A sustained drop likewise (energy below the band, as a share of the usual daily energy).
-    low_min_minutes: Annotated[float, Field(ge=0)] = 480.0
-    low_energy_share: Annotated[float, Field(ge=0)] = 0.3
+    low_min_minutes: Annotated[float, Field(ge=0)] = 720.0
+    low_energy_share: Annotated[float, Field(ge=0)] = 0.6
     #: Zero consumption where the meter's band says it never reads zero, for this long.
     zero_min_minutes: Annotated[float, Field(ge=0)] = 120.0
+    #: Log-dispersion assumed for a slot the meter has not shown yet (a shop's first morning
+    #: is its opening, not a surge): 0 judges new slots by the meter's own spread only.
+    young_dev: Annotated[float, Field(ge=0)] = 0.0
     #: Raise daily level drops that do not keep the load's shape (an empty house, a plant
     #: shut down); a drop that keeps the shape is judged as possible theft in every class.
     level_down: bool = False
@@ -35,13 +38,13 @@ def _policies() -> dict[str, ClassPolicy]:
         "residential": ClassPolicy(),
         "commercial": ClassPolicy(high_min_minutes=30, high_energy_share=0.08, high_min_kwh=2,
                                   low_min_minutes=120, low_energy_share=0.1, zero_min_minutes=60,
-                                  level_down=True),
+                                  young_dev=0.7, level_down=True),
         "industrial": ClassPolicy(high_min_minutes=15, high_energy_share=0.03, high_min_kwh=5,
                                   low_min_minutes=60, low_energy_share=0.05, zero_min_minutes=30,
-                                  level_down=True),
+                                  young_dev=0.7, level_down=True),
         "agricultural": ClassPolicy(high_min_minutes=30, high_energy_share=0.08, high_min_kwh=2,
                                     low_min_minutes=120, low_energy_share=0.1,
-                                    zero_min_minutes=120),
+                                    zero_min_minutes=120, young_dev=0.7),
     }
 
 
@@ -54,12 +57,14 @@ class DetectionSettings(Section):
     #: Hours of a meter's load before anything is judged (the first day is judged, loosely).
     warmup_h: Annotated[float, Field(ge=0)] = 6.0
     #: Band around the usual log-load, in log-dispersions above and below the usual level.
-    band_hi: Annotated[float, Field(gt=0)] = 3.0
+    band_hi: Annotated[float, Field(gt=0)] = 4.0
     band_lo: Annotated[float, Field(gt=0)] = 3.0
     #: How much wider the band is while a slot has little evidence (shrinks as 1/sqrt(samples)).
     thin_widen: Annotated[float, Field(ge=0)] = 2.0
-    #: Readings in a row back inside the band before a consumption alarm resolves.
+    #: Readings in a row back inside the band before a fault or quality alarm resolves.
     clear_intervals: Annotated[int, Field(ge=1)] = 2
+    #: Minutes back well inside the band (its inner half) before a consumption alarm resolves.
+    clear_minutes: Annotated[float, Field(ge=0)] = 60.0
     #: Per customer class: how long and how much energy makes a consumption episode news.
     policy: dict[str, ClassPolicy] = Field(default_factory=_policies)
     #: Expected intervals without a reading before a meter counts as silent.

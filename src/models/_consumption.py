@@ -71,7 +71,7 @@ def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: 
     start, n, over, excess = rec.hi
     if (n and n * interval >= pol.high_min_minutes * 60
             and over >= max(pol.high_energy_share * daily, pol.high_min_kwh)
-            and kind not in HIGH_KINDS):
+            and kind not in HIGH_KINDS and kind != "level_shift_up"):
         new = "spike" if n * interval <= 2 * interval + 1 else "sustained_rise"
         supersede(rec, t, meta, new, out)
         sev = Severity.CRITICAL if excess >= daily else Severity.WARNING
@@ -80,7 +80,7 @@ def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: 
         return True
     start, n, deficit, kmax = rec.lo
     all_zero = n and kmax <= s.min_kw and zero
-    if n and kind not in LOW_KINDS and (
+    if n and kind not in LOW_KINDS and kind != "level_shift_down" and (
             (all_zero and n * interval >= pol.zero_min_minutes * 60)
             or (n * interval >= pol.low_min_minutes * 60
                 and deficit >= pol.low_energy_share * daily)):
@@ -91,16 +91,17 @@ def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: 
         return True
 
     if kind in HIGH_KINDS or kind in LOW_KINDS:
-        inside = kw <= b.hi_kw if kind in HIGH_KINDS else (
-            kw >= b.lo_kw or b.expected_kw <= 2 * s.min_kw)
+        # hysteresis: back well inside the band (its inner half), for ``clear_minutes``
+        inside = kw <= b.hi_in if kind in HIGH_KINDS else (
+            kw >= b.lo_in or b.expected_kw <= 2 * s.min_kw)
         rec.calm = rec.calm + 1 if inside else 0
-        if rec.calm >= s.clear_intervals:
+        if rec.calm * interval >= s.clear_minutes * 60:
             rec.calm = 0
             rec.kind = ""
             out.append(resolve(rec, ETYPE, t, meta, "consumption is back inside its usual band",
                                {"kind": kind, "observed_kw": r3(kw),
                                 "expected_kw": r3(b.expected_kw),
-                                "band_kw": f"{b.lo_kw:.2f}–{b.hi_kw:.2f}"}))
+                                "band_kw": f"{b.lo_in:.2f}–{b.hi_in:.2f}"}))
             return False
         return True
     return bool(kind)

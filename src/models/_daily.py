@@ -24,7 +24,14 @@ from gridwatch._schemas import Event, MeterMeta, Severity
 from gridwatch.models._alarms import fire, r3, resolve
 from gridwatch.models._calendar import Calendar
 from gridwatch.models._config import DetectionSettings
-from gridwatch.models._consumption import DAILY_KINDS, ETYPE, open_kind, policy, supersede
+from gridwatch.models._consumption import (
+    DAILY_KINDS,
+    ETYPE,
+    HIGH_KINDS,
+    open_kind,
+    policy,
+    supersede,
+)
 from gridwatch.models._record import MeterRecord
 
 _ALPHA_CURVE = 0.125  # daily curves: about eight days of memory
@@ -172,7 +179,7 @@ def _judge_day(rec: MeterRecord, curve: np.ndarray, typical: np.ndarray, ratio: 
             f"{days} days at {ratio:.0%} of the energy the meter's own history expects, with "
             "the usual daily shape (a bypass scales the load down; an empty home flattens it)",
             {**evidence, "days_low": days, "threshold_ratio": s.theft_ratio,
-             "strong": ratio < s.theft_strong_ratio and corr >= 0.7,
+             "strong": ratio < s.theft_strong_ratio and corr >= 0.7 and days > s.theft_days,
              "baseline": "the meter's usual curve for this day type"}))
 
     # level shifts (daily kinds of abnormal consumption)
@@ -187,6 +194,11 @@ def _judge_day(rec: MeterRecord, curve: np.ndarray, typical: np.ndarray, ratio: 
     for new, run in (("level_shift_up", rec.high_days),
                      ("level_shift_down", rec.down_days if pol.level_down else (0.0, 0))):
         if run[1] >= s.level_days and kind != new:
+            if (kind in HIGH_KINDS) == (new == "level_shift_up") and kind:
+                # the episode raised within the day goes on as a level shift: one fault, one
+                # alarm; it now resolves on whole days
+                rec.kind = new
+                break
             supersede(rec, t, meta, new, out)
             rec.kind = new
             rec.calm = 0

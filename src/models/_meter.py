@@ -152,7 +152,7 @@ class MeterState:
         _quality.judge(rec, r, t, meta, s, ev)
         kw = r.kw
         slot = cal.slot(t)
-        b = band(rec, slot, kw, s)
+        b = band(rec, slot, kw, s, _consumption.policy(meta, s).young_dev)
         exporting = meta is not None and meta.has_export and kw < 0
         if not rec.started and kw > s.min_kw:
             rec.started = t  # a meter that has only ever read zero is not in service yet
@@ -169,7 +169,7 @@ class MeterState:
         persisted = abnormal and t - rec.act.get(_consumption.ETYPE, t) > s.relearn_after_s
         if rec.started and not (MeterStatus.POWER_FAIL in r.status or suspect) and (
                 not abnormal or persisted):
-            learn(rec, slot, kw)
+            learn(rec, slot, kw, (b.lo_kw, b.hi_kw) if rec.hi[1] or rec.lo[1] else None)
             rec.zero_frac += max(1.0 / rec.n if rec.n else 1.0, 0.002) * (
                 (kw <= s.min_kw) - rec.zero_frac)
         rec.n += 1

@@ -20,12 +20,11 @@ import numpy as np
 RECORD_VERSION = 4
 
 SLOTS = 168  #: time-of-week hours
-#: Baseline levels after the time-of-week slots: 48 day-type hours (weekday 0..23, day off
-#: 24..47), 24 meter-wide hours, and one meter-wide slot.
+#: Baseline levels besides the time-of-week slots: 48 day-type hours (weekday 0..23, day off
+#: 24..47) and one meter-wide slot.
 DT0 = 0
-HR0 = 48
-GLOBAL = 72
-LEVELS = 73
+GLOBAL = 48
+LEVELS = 49
 
 _ARRAYS: dict[str, tuple[type, int]] = {
     "tow_n": (np.uint16, SLOTS), "tow_mu": (np.float32, SLOTS),

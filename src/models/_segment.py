@@ -197,8 +197,9 @@ class SegmentJudge:
     * fewer than ``collective_share`` of the segment's members (at least ``min_collective``)
       raised a candidate of the same kind within a day of it.
 
-    A meter whose own evidence is strong (``evidence["strong"]``) cannot be vetoed by the
-    collective rule: its evidence is kept and the segment's view is added to it.
+    A meter whose own evidence is strong (``evidence["strong"]``: far below its usual, with its
+    usual shape, for longer than needed) cannot be vetoed by the collective rule: its evidence is
+    kept and the segment's view is added to it. A drop of the segment's median still vetoes it.
     """
 
     def __init__(self, segment: str, min_ratio: float = 0.7, window: int = 500,
@@ -254,14 +255,14 @@ class SegmentJudge:
         shared = enough and med is not None and (
             med > 1 / self.min_ratio if kind == "level_shift_up" else med < self.min_ratio)
         strong = bool(event.evidence.get("strong"))
-        if (collective or shared) and not strong:
+        if shared or (collective and not strong):
             self.suppressed += 1
             return Verdict(None, med)
         ev = dict(event.evidence)
         ev["segment"] = self.segment
         ev["segment_median_ratio"] = round(med, 3) if enough and med is not None else None
         ev["segment_candidates_24h"] = near
-        if strong and (collective or shared):
+        if strong and collective:
             ev["segment_disagrees"] = True
         self.confirmed.add(key)
         return Verdict(event.model_copy(update={"evidence": {

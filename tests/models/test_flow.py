@@ -49,10 +49,11 @@ def test_feeder_outage_is_one_event_naming_the_meters(gen):
 
 def test_spike_through_the_flow_and_scores_only_when_anomalous(gen):
     spike = 8 * 96 + 30
-    rs = fleet(gen, 9, 2, bump=lambda m, i: 6.0 if (m == 1 and i == spike) else 0.0)
+    rs = fleet(gen, 9, 2, bump=lambda m, i: 6.0 if (m == 1 and spike <= i < spike + 8) else 0.0)
     res = run_replay(Settings(), rs)
     fired = res.firing("abnormal_consumption")
-    assert [(e.meter_id, e.raised_at) for e in fired] == [("m1", gen.T0 + spike * gen.STEP)]
+    assert [(e.meter_id, e.onset) for e in fired] == [("m1", gen.T0 + spike * gen.STEP)]
+    assert fired[0].raised_at == gen.T0 + (spike + 7) * gen.STEP  # two hours: news
     assert res.scores and all(s.anomalous for s in res.scores)
     assert len(res.scores) < 20
     assert res.profiles and all(isinstance(p, LoadProfile) for p in res.profiles)
@@ -77,7 +78,7 @@ def test_meter_logic_snapshot_restores_an_anomaly_in_progress(gen):
     cal = Calendar()
     shift = 3 * gen.WEEK + 10
     rs = gen.series(3 * gen.WEEK + 60, lambda i, ts, rng: gen.residential(i, ts, rng)
-                    + (0.25 if i >= shift else 0.0))
+                    * (3.0 if i >= shift else 1.0))
     cut = shift + 4  # the shift has begun, not yet raised
 
     def feed(logic, items):
@@ -111,7 +112,7 @@ def test_recovery_resumes_state_across_runs(gen, tmp_path):
     init_db_dir(tmp_path, 1)
     shift = 3 * gen.WEEK + 10
     rs = gen.series(3 * gen.WEEK + 60, lambda i, ts, rng: gen.residential(i, ts, rng)
-                    + (0.25 if i >= shift else 0.0))
+                    * (3.0 if i >= shift else 1.0))
     cut = shift + 4
     out1: list = []
     out2: list = []
@@ -152,7 +153,7 @@ def test_possible_theft_confirmed_by_segment_unless_shared(gen):
     def run(dropping):
         rng = np.random.default_rng(5)
         rs = []
-        for i in range(13 * 96):
+        for i in range(17 * 96):
             ts = gen.T0 + i * gen.STEP
             for m in range(12):
                 kw = gen.residential(i, ts, rng)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -58,30 +58,62 @@ def test_segmenter_separates_shapes():
     assert seg.segment_of(FLAT, FLAT) in labels["flat"]
 
 
-def _theft(meter: str) -> Event:
-    t = datetime(2024, 3, 5, tzinfo=UTC)
+DAY = datetime(2024, 3, 4, tzinfo=UTC)  # the day a candidate raised on 5 March is about
+
+
+def _theft(meter: str, day: int = 0, strong: bool = False) -> Event:
+    t = datetime(2024, 3, 5, tzinfo=UTC) + timedelta(days=day)
     return Event(meter_id=meter, type="possible_theft", severity=Severity.WARNING, score=0.8,
-                 onset=t, raised_at=t, evidence={"ratio": 0.2})
+                 onset=t - timedelta(days=2), raised_at=t,
+                 evidence={"day_ratio": 0.2, "strong": strong})
+
+
+def _day(day: int = 0) -> int:
+    return (DAY + timedelta(days=day)).toordinal()
 
 
 def test_segment_judge_confirms_only_individual_drops():
     judge = SegmentJudge("residential-0", min_ratio=0.7)
     for _ in range(50):
-        judge.learn(1.0, day=1)
+        judge.learn(1.0, day=_day(0))
     confirmed = judge.judge(_theft("a")).event
     assert confirmed is not None and confirmed.evidence["segment_median_ratio"] == 1.0
     for _ in range(600):
-        judge.learn(0.5, day=2)  # the whole segment dropped: a holiday week, a mild spell
-    assert judge.judge(_theft("b")).event is None
+        judge.learn(0.5, day=_day(1))  # the whole segment dropped: a holiday week, a mild spell
+    assert judge.judge(_theft("b", day=1)).event is None
     assert judge.suppressed == 1
     resolved = _theft("a").model_copy(update={"state": "resolved"})
     assert judge.judge(resolved).event is not None
     assert judge.judge(resolved).event is None  # already resolved
 
 
+def test_segment_judge_uses_the_candidates_own_day_in_any_arrival_order():
+    """Regression: candidates reached the judge out of event-time order and were judged against
+    whatever days had arrived last."""
+    judge = SegmentJudge("residential-0", min_ratio=0.7)
+    for _ in range(30):
+        judge.learn(0.5, day=_day(5))  # a later, shared drop arrives first
+    for _ in range(30):
+        judge.learn(1.0, day=_day(0))
+    assert judge.judge(_theft("late", day=5)).event is None
+    assert judge.judge(_theft("early", day=0)).event is not None  # its own day was normal
+
+
+def test_strong_evidence_is_not_vetoed_by_the_collective_rule():
+    """Regression: the collective rule (3 candidates of 8 members) suppressed the one real
+    theft. A meter whose own evidence is strong is raised, with the segment's view added."""
+    judge = SegmentJudge("residential-0", collective_share=0.1, min_collective=3)
+    for _ in range(8):
+        judge.learn(1.0, day=_day(0))
+    weak = [judge.judge(_theft(f"m{i}")).event for i in range(3)]
+    assert [v is not None for v in weak] == [True, True, False]
+    strong = judge.judge(_theft("thief", strong=True)).event
+    assert strong is not None and strong.evidence["segment_disagrees"] is True
+
+
 def test_segment_judge_suppresses_a_drop_shared_within_the_day():
     judge = SegmentJudge("residential-0", collective_share=0.1, min_collective=3)
     for _ in range(20):
-        judge.learn(1.0, day=1)
+        judge.learn(1.0, day=_day(0))
     verdicts = [judge.judge(_theft(f"m{i}")).event for i in range(4)]
     assert [v is not None for v in verdicts] == [True, True, False, False]

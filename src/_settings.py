@@ -26,6 +26,7 @@ from gridwatch.alerts._config import AlertSettings
 from gridwatch.ingest._config import IngestSettings, MqttSettings, TopicSettings
 from gridwatch.models._config import DetectionSettings
 from gridwatch.storage._config import InfluxSettings
+from gridwatch.web._config import WebSettings
 
 DEFAULT_CONFIG = Path("config/gridwatch.yaml")
 
@@ -60,6 +61,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     alerts: AlertSettings = AlertSettings()
     engine: EngineSettings = EngineSettings()
+    web: WebSettings = WebSettings()
 
     @classmethod
     def settings_customise_sources(

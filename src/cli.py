@@ -164,6 +164,17 @@ def _register_simulate() -> None:
 _register_simulate()
 
 
+def _register_web() -> None:
+    from gridwatch.web._cli import digest, serve, users_app
+
+    app.command("serve")(serve)
+    app.add_typer(users_app, name="users")
+    app.command("digest")(digest)
+
+
+_register_web()
+
+
 @app.command("evaluate")
 def evaluate(
     readings: Annotated[Path | None, typer.Option(
@@ -181,11 +192,20 @@ def evaluate(
         "--no-baseline", help="Skip the River HalfSpaceTrees baseline on NAB.")] = False,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write the figures as JSON to this file.")] = None,
+    verdicts: Annotated[bool, typer.Option(
+        "--verdicts", help="Score detection against the verdicts managers gave in the "
+                           "workspace (precision by type and cell) instead.")] = False,
+    days: Annotated[float | None, typer.Option(
+        "--days", help="With --verdicts: only verdicts of the last DAYS days.")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Measure detection: event precision/recall/F1, detection delay and false alarms per
     1,000 meter-days on a labelled data set; NAB scores (standard, reward-low-FP,
     reward-low-FN) beside the published scoreboard and a River HalfSpaceTrees baseline."""
+    if verdicts:
+        from gridwatch.web._cli import verdicts_report
+
+        raise typer.Exit(verdicts_report(config, days))
     from gridwatch.models._evaluate import run_evaluate
 
     settings = settings_or_exit(config)

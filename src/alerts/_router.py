@@ -854,9 +854,9 @@ class Router:
         values (for storage), and the id to pass next time."""
         with self._lock:
             rows = self.db.execute(
-                "SELECT u.id, u.at, u.action, u.by, u.recipient, u.detail, a.fingerprint, a.meter_id, "
-                "a.type, a.severity, a.grid_cell, a.customer_id FROM audit u JOIN alerts a ON "
-                "a.fingerprint = u.fingerprint WHERE u.id > ? AND u.action IN (" +
+                "SELECT u.id, u.at, u.action, u.by, u.recipient, u.detail, a.fingerprint, "
+                "a.meter_id, a.type, a.severity, a.grid_cell, a.customer_id FROM audit u JOIN "
+                "alerts a ON a.fingerprint = u.fingerprint WHERE u.id > ? AND u.action IN (" +
                 ",".join("?" * len(TRANSITION_ACTIONS)) + ") ORDER BY u.id LIMIT ?",
                 (after_id, *TRANSITION_ACTIONS, limit)).fetchall()
             last = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM audit").fetchone()[0]

@@ -156,6 +156,16 @@ def build_web(tmp: Path, **sections: Any) -> Web:
     return web
 
 
+@pytest.fixture(autouse=True)
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id with test-sized cost (the default takes 64 MiB and most of a second on a busy
+    machine per hash); what is tested is the flow, not the cost."""
+    from argon2 import PasswordHasher
+
+    monkeypatch.setattr(acc, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
+                                                       parallelism=1))
+
+
 @pytest.fixture
 def web(tmp_path: Path) -> Iterator[Web]:
     w = build_web(tmp_path)

@@ -1,0 +1,143 @@
+"""The workspace against a real InfluxDB 1.6.7: the load curve around an alert drawn from the
+stored readings and scores, verdicts exported (and kept pending while InfluxDB is away)."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from web_kit import T0, Web, build_web, event, make_settings
+
+from gridwatch import Reading, Score
+from gridwatch._services import Service, free_port
+from gridwatch.storage import build_writer, to_lines
+from gridwatch.web import Workspace
+
+pytestmark = pytest.mark.services
+
+
+def influxql(svc: Service, db: str, q: str) -> list[dict[str, Any]]:
+    url = f"{svc.url}/query?" + urllib.parse.urlencode({"db": db, "q": q, "epoch": "ns"})
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        doc = json.loads(resp.read())
+    rows = []
+    for s in doc["results"][0].get("series", []):
+        for values in s["values"]:
+            row = dict(s.get("tags") or {})
+            row.update({c: v for c, v in zip(s["columns"], values, strict=True)
+                        if v is not None})
+            rows.append(row)
+    return rows
+
+
+def influx_sections(svc: Service, tmp: Path, db: str) -> dict[str, Any]:
+    req = urllib.request.Request(f"{svc.url}/query", data=urllib.parse.urlencode(
+        {"q": f'CREATE DATABASE "{db}"'}).encode())
+    urllib.request.urlopen(req, timeout=10).read()
+    return {"enabled": True, "api": "v1", "url": svc.url, "database": db,
+            "spool_dir": str(tmp / "spool"), "spool_fsync": False, "timeout_ms": 3000,
+            "retry_initial_ms": 100, "retry_max_ms": 500}
+
+
+def store_load(w: Web, meter: str = "m1") -> int:
+    """A day of 15-minute readings around T0 with a jump in the last hour, and its scores."""
+    lines = []
+    n = 0
+    for i in range(-48, 8):
+        at = T0 + timedelta(minutes=15 * i)
+        kw = 100.0 + (200.0 if i >= -3 else (i % 3))
+        lines += to_lines(Reading(meter_id=meter, ts=at, kw=kw, kwh=1000 + i + 48))
+        lines += to_lines(Score(meter_id=meter, ts=at, kw=kw, expected_kw=100.0,
+                                score=abs(kw - 100.0) / 2.0))
+        n += 1
+    writer = build_writer(w.settings.influx)
+    writer.write(lines)
+    writer.close()
+    return n
+
+
+@pytest.fixture
+def iweb(tmp_path: Path, influxdb: Service) -> Iterator[Web]:
+    db = f"w_{uuid.uuid4().hex[:10]}"
+    w = build_web(tmp_path, influx=influx_sections(influxdb, tmp_path, db))
+    w.seed(event("m1"))
+    yield w
+    for c in w.clients:
+        c.close()
+    w.router.close()
+    w.ws.close()
+
+
+def test_alert_page_draws_the_stored_load_around_the_event(iweb: Web) -> None:
+    n = store_load(iweb)
+    c = iweb.client()
+    c.login("alice")
+    html = c.get("/alert/m1/abnormal_consumption?hours=24").text
+    points = re.search(r'<polyline class="readings" points="([^"]+)"', html)
+    assert points is not None
+    # the 24-hour window centred on the event holds every stored reading but the first
+    assert n - 1 <= len(points.group(1).split()) <= n
+    assert '<polygon class="band"' in html and 'class="mark mark-onset"' in html
+    # zooming in asks for the chart fragment only, with fewer points
+    frag = c.get("/alert/m1/abnormal_consumption/chart?hours=6",
+                 headers={"HX-Request": "true"}).text
+    zoomed = re.search(r'<polyline class="readings" points="([^"]+)"', frag)
+    centre = T0 - timedelta(minutes=45 / 2)  # between onset and raise
+    inside = [i for i in range(-48, 8) if centre - timedelta(hours=3) <= T0 + timedelta(
+        minutes=15 * i) < centre + timedelta(hours=3)]
+    assert zoomed is not None and len(zoomed.group(1).split()) == len(inside) == 21
+    assert "<html" not in frag
+
+
+def test_verdict_is_exported_to_influxdb(iweb: Web, influxdb: Service) -> None:
+    c = iweb.client()
+    c.login("alice")
+    token = c.csrf("/alert/m1/abnormal_consumption")
+    c.post("/alert/m1/abnormal_consumption/verdict",
+           data={"csrf": token, "verdict": "confirmed", "note": "bypass found on site"})
+    rows = influxql(influxdb, iweb.settings.influx.database, "SELECT * FROM verdict")
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["meter_id"], row["type"], row["verdict"], row["grid_cell"], row["kind"],
+            row["by"], row["note"]) == ("m1", "abnormal_consumption", "confirmed", "A",
+                                        "sustained_rise", "alice", "bypass found on site")
+
+
+def test_verdicts_wait_while_influxdb_is_away(tmp_path: Path, influxdb: Service) -> None:
+    db = f"w_{uuid.uuid4().hex[:10]}"
+    sections = influx_sections(influxdb, tmp_path, db)
+    away = sections | {"url": f"http://127.0.0.1:{free_port()}"}
+    w = build_web(tmp_path, influx=away)
+    try:
+        w.seed(event("m1"))
+        c = w.client()
+        c.login("alice")
+        token = c.csrf("/alert/m1/abnormal_consumption")
+        resp = c.post("/alert/m1/abnormal_consumption/verdict",
+                      data={"csrf": token, "verdict": "false_alarm"})
+        assert resp.status_code == 303  # the manager is not bothered
+        html = c.get("/alert/m1/abnormal_consumption").text
+        assert "Load data unavailable" in html
+        with w.ws.lock:
+            pending = w.ws.db.execute(
+                "SELECT COUNT(*) FROM web_verdicts WHERE exported=0").fetchone()[0]
+        assert pending == 1
+    finally:
+        w.router.close()
+        w.ws.close()
+    back = Workspace(make_settings(tmp_path, influx=sections))
+    try:
+        assert back.export_verdicts() == 1
+        rows = influxql(influxdb, db, "SELECT * FROM verdict")
+        assert [r["verdict"] for r in rows] == ["false_alarm"]
+        assert back.export_verdicts() == 0
+    finally:
+        back.close()

@@ -69,7 +69,8 @@ def load_chart(readings: Sequence[tuple[datetime, float]],
                      f'text-anchor="end">{v:.3g}</text>')
     for i in range(5):
         t = start + (end - start) * (i / 4)
-        parts.append(f'<text class="axis" x="{x(t):.1f}" y="{H - 14}" text-anchor="middle">'
+        anchor = "start" if i == 0 else "end" if i == 4 else "middle"
+        parts.append(f'<text class="axis" x="{x(t):.1f}" y="{H - 14}" text-anchor="{anchor}">'
                      f'{t:%m-%d %H:%M}</text>')
     pts_band = [(t, lo, hi) for t, _, lo, hi in band if start <= t < end]
     if len(pts_band) >= 2:
@@ -87,11 +88,11 @@ def load_chart(readings: Sequence[tuple[datetime, float]],
     else:
         parts.append(f'<text class="empty" x="{W / 2}" y="{H / 2}" text-anchor="middle">'
                      f'{escape(labels.get("no_data", "no data"))}</text>')
-    for t, name in marks:
+    for i, (t, name) in enumerate(marks):
         if start <= t <= end:
             parts.append(f'<line class="mark mark-{escape(name)}" x1="{x(t):.1f}" '
                          f'x2="{x(t):.1f}" y1="{PAD_T}" y2="{H - PAD_B}"/><text class="mark-label"'
-                         f' x="{x(t) + 3:.1f}" y="{PAD_T + 10}">'
+                         f' x="{x(t) + 3:.1f}" y="{PAD_T + 10 + 13 * i}">'
                          f'{escape(labels.get(name, name))}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))

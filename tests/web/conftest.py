@@ -8,9 +8,12 @@ Registered as the module ``web_kit`` (tests run with ``--import-mode=importlib``
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,10 +24,12 @@ import httpx
 import pytest
 import yaml
 
-from gridwatch import Event
+from gridwatch import Event, Reading, Score
+from gridwatch._services import Service
 from gridwatch._settings import Settings
 from gridwatch.alerts._router import Router
 from gridwatch.alerts._service import build_router
+from gridwatch.storage import build_writer, to_lines
 from gridwatch.web import _accounts as acc
 from gridwatch.web._app import Workspace, create_app
 
@@ -177,6 +182,46 @@ def web(tmp_path: Path) -> Iterator[Web]:
         c.close()
     w.router.close()
     w.ws.close()
+
+
+def influxql(svc: Service, db: str, q: str) -> list[dict[str, Any]]:
+    url = f"{svc.url}/query?" + urllib.parse.urlencode({"db": db, "q": q, "epoch": "ns"})
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        doc = json.loads(resp.read())
+    rows = []
+    for s in doc["results"][0].get("series", []):
+        for values in s["values"]:
+            row = dict(s.get("tags") or {})
+            row.update({c: v for c, v in zip(s["columns"], values, strict=True)
+                        if v is not None})
+            rows.append(row)
+    return rows
+
+
+def influx_sections(svc: Service, tmp: Path, db: str) -> dict[str, Any]:
+    req = urllib.request.Request(f"{svc.url}/query", data=urllib.parse.urlencode(
+        {"q": f'CREATE DATABASE "{db}"'}).encode())
+    urllib.request.urlopen(req, timeout=10).read()
+    return {"enabled": True, "api": "v1", "url": svc.url, "database": db,
+            "spool_dir": str(tmp / "spool"), "spool_fsync": False, "timeout_ms": 3000,
+            "retry_initial_ms": 100, "retry_max_ms": 500}
+
+
+def store_load(w: Web, meter: str = "m1") -> int:
+    """A day of 15-minute readings around T0 with a jump in the last hour, and its scores."""
+    lines = []
+    n = 0
+    for i in range(-48, 8):
+        at = T0 + timedelta(minutes=15 * i)
+        kw = 100.0 + (200.0 if i >= -3 else (i % 3))
+        lines += to_lines(Reading(meter_id=meter, ts=at, kw=kw, kwh=1000 + i + 48))
+        lines += to_lines(Score(meter_id=meter, ts=at, kw=kw, expected_kw=100.0,
+                                score=abs(kw - 100.0) / 2.0))
+        n += 1
+    writer = build_writer(w.settings.influx)
+    writer.write(lines)
+    writer.close()
+    return n
 
 
 sys.modules.setdefault("web_kit", sys.modules[__name__])

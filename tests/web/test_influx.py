@@ -3,65 +3,19 @@ stored readings and scores, verdicts exported (and kept pending while InfluxDB i
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from web_kit import T0, Web, build_web, event, make_settings
+from web_kit import T0, Web, build_web, event, influx_sections, influxql, make_settings, store_load
 
-from gridwatch import Reading, Score
 from gridwatch._services import Service, free_port
-from gridwatch.storage import build_writer, to_lines
 from gridwatch.web import Workspace
 
 pytestmark = pytest.mark.services
-
-
-def influxql(svc: Service, db: str, q: str) -> list[dict[str, Any]]:
-    url = f"{svc.url}/query?" + urllib.parse.urlencode({"db": db, "q": q, "epoch": "ns"})
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        doc = json.loads(resp.read())
-    rows = []
-    for s in doc["results"][0].get("series", []):
-        for values in s["values"]:
-            row = dict(s.get("tags") or {})
-            row.update({c: v for c, v in zip(s["columns"], values, strict=True)
-                        if v is not None})
-            rows.append(row)
-    return rows
-
-
-def influx_sections(svc: Service, tmp: Path, db: str) -> dict[str, Any]:
-    req = urllib.request.Request(f"{svc.url}/query", data=urllib.parse.urlencode(
-        {"q": f'CREATE DATABASE "{db}"'}).encode())
-    urllib.request.urlopen(req, timeout=10).read()
-    return {"enabled": True, "api": "v1", "url": svc.url, "database": db,
-            "spool_dir": str(tmp / "spool"), "spool_fsync": False, "timeout_ms": 3000,
-            "retry_initial_ms": 100, "retry_max_ms": 500}
-
-
-def store_load(w: Web, meter: str = "m1") -> int:
-    """A day of 15-minute readings around T0 with a jump in the last hour, and its scores."""
-    lines = []
-    n = 0
-    for i in range(-48, 8):
-        at = T0 + timedelta(minutes=15 * i)
-        kw = 100.0 + (200.0 if i >= -3 else (i % 3))
-        lines += to_lines(Reading(meter_id=meter, ts=at, kw=kw, kwh=1000 + i + 48))
-        lines += to_lines(Score(meter_id=meter, ts=at, kw=kw, expected_kw=100.0,
-                                score=abs(kw - 100.0) / 2.0))
-        n += 1
-    writer = build_writer(w.settings.influx)
-    writer.write(lines)
-    writer.close()
-    return n
 
 
 @pytest.fixture

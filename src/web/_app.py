@@ -43,6 +43,8 @@ log = logging.getLogger("gridwatch.web")
 SESSION_COOKIE = "gw_session"
 LOGIN_COOKIE = "gw_login"
 STATIC = Path(__file__).parent / "static"
+#: How often pending verdicts are retried towards InfluxDB while the app runs.
+EXPORT_EVERY_S = 60.0
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; "
        "base-uri 'none'")
@@ -377,8 +379,24 @@ def create_app(ws: Workspace) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        ws.close()
+        import asyncio
+
+        from starlette.concurrency import run_in_threadpool
+
+        async def export_loop() -> None:
+            # Verdicts given while InfluxDB was away go out once it is back.
+            while True:
+                await run_in_threadpool(ws.export_verdicts)
+                await asyncio.sleep(EXPORT_EVERY_S)
+
+        task = asyncio.create_task(export_loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            ws.close()
 
     routes = [
         Route("/", home),

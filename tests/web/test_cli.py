@@ -94,3 +94,38 @@ def test_demo_login_link_logs_in_once(tmp_path: Path) -> None:
     finally:
         w.router.close()
         w.ws.close()
+
+
+def test_serve_runs_the_workspace_as_a_process(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from gridwatch._services import free_port
+
+    cfg = config_file(tmp_path)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gridwatch", "serve", "-c", str(cfg),
+                             "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2) as r:
+                    page = r.read().decode()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "gridwatch serve did not answer"
+                time.sleep(0.2)
+        assert 'id="login-form"' in page
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/htmx.min.js") as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0].decode()
+    # uvicorn shuts down cleanly, then re-raises the signal it caught
+    assert "Application shutdown complete" in out and proc.returncode in (0, -15), out

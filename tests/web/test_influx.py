@@ -13,6 +13,7 @@ import pytest
 from web_kit import T0, Web, build_web, event, influx_sections, influxql, make_settings, store_load
 
 from gridwatch._services import Service, free_port
+from gridwatch.storage import build_writer, to_lines
 from gridwatch.web import Workspace
 
 pytestmark = pytest.mark.services
@@ -95,3 +96,33 @@ def test_verdicts_wait_while_influxdb_is_away(tmp_path: Path, influxdb: Service)
         assert back.export_verdicts() == 0
     finally:
         back.close()
+
+
+def test_customer_page_shows_stored_profiles(iweb: Web) -> None:
+    from gridwatch import LoadProfile
+
+    curve = tuple(float(h) for h in range(24))
+    lines = []
+    for d in range(3):
+        for m in ("m1", "m2"):
+            lines += to_lines(LoadProfile(meter_id=m, customer_id="C1",
+                                          day=T0.replace(hour=0) - timedelta(days=d + 1),
+                                          segment="two_shift", tags=("night_load",),
+                                          daily_kwh=100.0 + d, peak_kw=20, valley_kw=2,
+                                          curve=curve))
+    writer = build_writer(iweb.settings.influx)
+    writer.write(lines)
+    writer.close()
+    c = iweb.client()
+    c.login("alice")
+    data = c.get("/customer/C1?format=json").json()
+    assert data["daily_kwh"] == [["2026-05-01", 204.0], ["2026-05-02", 202.0],
+                                 ["2026-05-03", 200.0]]
+    assert data["curve"] == [2.0 * h for h in range(24)]  # the two meters' typical days
+    assert [a["fingerprint"] for a in data["alerts"]] == ["m1/abnormal_consumption"]
+    page = c.get("/customer/C1").text
+    assert page.count('class="bar"') == 3 + 24
+    contact = iweb.client()
+    contact.login("acme")
+    portal = contact.get("/portal").text
+    assert 'class="bar"' in portal and "abnormal_consumption" in portal

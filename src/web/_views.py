@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
@@ -127,7 +128,7 @@ def view_routes(ws: Workspace) -> list[Route]:
             return JSONResponse({"total": page.total, "offset": page.offset,
                                  "alerts": page.rows, "cells": mine})
         names = {c.id: c.name for c in reg.customers if c.grid_cell in mine}
-        query = "&".join(f"{k}={v}" for k, v in q.items() if k != "offset" and v)
+        query = urlencode([(k, v) for k, v in q.items() if k != "offset" and v])
         ctx = dict(page=page, cells=mine, filters=dict(q), names=names, query=query,
                    classes=["residential", "commercial", "industrial", "agricultural"])
         if request.headers.get("hx-request"):

@@ -31,7 +31,7 @@ SHOTS = REPO / "var" / "screenshots"
 @pytest.fixture
 def served(tmp_path: Path, influxdb: Service) -> Iterator[tuple[Web, WebServer]]:
     sections = influx_sections(influxdb, tmp_path, f"b_{uuid.uuid4().hex[:10]}")
-    w = build_web(tmp_path, influx=sections)
+    w = build_web(tmp_path, influx=sections, web={"poll_s": 2})
     w.seed(event("m1", summary="sustained rise: 300 kW where 100 kW is usual"),
            event("r1", "outage", severity="critical"), event("m3"),
            event("m3", "outage", severity="critical"))
@@ -99,6 +99,12 @@ def test_manager_flow_in_chromium(served: tuple[Web, WebServer], browser: object
     paths = sorted(urllib.parse.urlparse(h).path for h in links)
     assert paths == ["/alert/m1/abnormal_consumption", "/alert/r1/outage"]  # cell A only
     d.save_screenshot(str(SHOTS / "alerts.png"))  # type: ignore[attr-defined]
+    # a new alert in the manager's cell appears without a reload (htmx polls the rows)
+    marker = d.execute_script("window.gwMarker = 1; return window.gwMarker")  # type: ignore
+    w.seed(event("r2", "meter_fault", severity="critical"))
+    wait.until(ec.presence_of_element_located(
+        (By.CSS_SELECTOR, 'a.alert-link[href="/alert/r2/meter_fault"]')))
+    assert d.execute_script("return window.gwMarker") == marker  # same page, not reloaded
     seen += requested_urls(d)
 
     d.find_element(By.CSS_SELECTOR, 'a[href="/alert/m1/abnormal_consumption"]').click()  # type: ignore

@@ -70,8 +70,9 @@ def list_alerts(db: sqlite3.Connection, cells: Sequence[str], *,
         args.extend(ids)
     if tag:
         where.append("EXISTS (SELECT 1 FROM profiles p WHERE (p.meter_id = a.meter_id OR "
-                     "p.customer_id = a.customer_id) AND p.tags LIKE ?)")
-        args.append(f'%"{tag}"%')
+                     "p.customer_id = a.customer_id) AND p.tags LIKE ? ESCAPE '\\')")
+        literal = tag.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        args.append(f'%"{literal}"%')
     clause = " AND ".join(where)
     total = db.execute(f"SELECT COUNT(*) FROM alerts a WHERE {clause}", args).fetchone()[0]
     rows = db.execute(

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -299,8 +300,11 @@ def auth_routes(ws: Workspace) -> list[Route]:
                 acc.set_language(ws.db, sess.user.username, lang, ws.clock())
                 acc.audit(ws.db, ws.clock(), sess.user.username, "language", detail=lang,
                           client=_client(request))
-        back = request.headers.get("referer", "/")
-        path = "/" + back.split("://", 1)[-1].split("/", 1)[-1] if "://" in back else "/"
+        # back to the page the switch was pressed on (this site's path only, never elsewhere)
+        ref = urlsplit(request.headers.get("referer", "/"))
+        path = (ref.path or "/") + (f"?{ref.query}" if ref.query else "")
+        if not path.startswith("/") or path.startswith("//"):
+            path = "/"
         return RedirectResponse(path, status_code=303)
 
     return [

@@ -159,3 +159,28 @@ def test_router_state_survives_the_web_tables(tmp_path: Path) -> None:
         again.close()
     finally:
         w.ws.close()
+
+
+def test_tag_filter_takes_the_tag_literally(web: Web) -> None:
+    from gridwatch._schemas import LoadProfile
+
+    web.router.update_profile(LoadProfile(meter_id="r1", day=T0, customer_id="C3",
+                                          tags=("night_owl",), daily_kwh=3, peak_kw=1,
+                                          valley_kw=0.1), T0)
+    c = web.client()
+    c.login("alice")
+    assert c.get("/alerts?tag=night_owl&format=json").json()["total"] == 1
+    for pattern in ("night%", "night_ow_", "%"):
+        assert c.get("/alerts", params={"tag": pattern, "format": "json"}).json()["total"] == 0
+
+
+def test_language_switch_returns_to_this_site_only(web: Web) -> None:
+    c = web.client()
+    c.login("alice")
+    token = c.csrf("/alerts")
+    back = c.post("/language", data={"csrf": token, "language": "zh"},
+                  headers={"referer": "http://testserver/cell/A?x=1"})
+    assert back.headers["location"] == "/cell/A?x=1"
+    away = c.post("/language", data={"csrf": token, "language": "en"},
+                  headers={"referer": "http://elsewhere.example//evil"})
+    assert away.headers["location"] == "/"

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gridwatch.alerts._registry import Registry, RegistryError
 from gridwatch.web import _accounts as acc
-from gridwatch.web._i18n import advice, translate
+from gridwatch.web._i18n import advice, translate, type_name
 from gridwatch.web._store import connect
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ class Workspace:
         self._router: Router | None = None
         self._writer: Any = None
         self.signer = URLSafeTimedSerializer(secret_key(settings), salt="gridwatch-web")
+        self.messages = _messages(settings.alerts.templates / "messages.yaml")
         self.env = Environment(loader=PackageLoader("gridwatch.web", "templates"),
                                autoescape=select_autoescape(["html"]))
 
@@ -154,11 +155,30 @@ class Workspace:
         def t(key: str) -> str:
             return translate(lang, key)
 
+        def tn(event_type: str) -> str:
+            return type_name(lang, event_type, self.messages)
+
+        def tip(event_type: str) -> str:
+            return advice(lang, event_type, self.messages)
+
         html = self.env.get_template(template).render(
             request=request, session=sess, user=sess.user if sess else None,
-            csrf=sess.csrf if sess else "", t=t, lang=lang, advice=advice,
+            csrf=sess.csrf if sess else "", t=t, tn=tn, tip=tip, lang=lang,
             poll_s=self.settings.web.poll_s, **context)
         return HTMLResponse(html, status_code=status)
+
+
+def _messages(path: Path) -> dict[str, Any]:
+    """Names of event types and advice per language, shared with the alert messages; empty
+    when the file is missing or unreadable (identifiers are shown then)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        log.warning("event type names unavailable (%s): %s", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 # ---------------------------------------------------------------------------- middleware-ish

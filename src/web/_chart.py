@@ -70,8 +70,9 @@ def load_chart(readings: Sequence[tuple[datetime, float]],
     for i in range(5):
         t = start + (end - start) * (i / 4)
         anchor = "start" if i == 0 else "end" if i == 4 else "middle"
-        parts.append(f'<text class="axis" x="{x(t):.1f}" y="{H - 14}" text-anchor="{anchor}">'
-                     f'{t:%m-%d %H:%M}</text>')
+        minor = " minor" if i % 2 else ""  # hidden on a phone, where labels would collide
+        parts.append(f'<text class="axis{minor}" x="{x(t):.1f}" y="{H - 14}" '
+                     f'text-anchor="{anchor}">{t:%m-%d %H:%M}</text>')
     pts_band = [(t, lo, hi) for t, _, lo, hi in band if start <= t < end]
     if len(pts_band) >= 2:
         upper = " ".join(f"{x(t):.1f},{y(hi):.1f}" for t, _, hi in pts_band)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["LANGUAGES", "translate"]
+from typing import Any
+
+__all__ = ["LANGUAGES", "advice", "translate", "type_name"]
 
 LANGUAGES = ("zh", "en")
 
@@ -92,29 +94,6 @@ _WORDS: dict[str, tuple[str, str]] = {
     "updated": ("updated", "更新于"),
 }
 
-_ADVICE: dict[str, tuple[str, str]] = {
-    "abnormal_consumption": (
-        "Your load is far from its usual level at this time. Check for equipment left "
-        "running or a process that changed.",
-        "您此时段的用电量明显偏离平时水平，请检查是否有设备未关闭或生产工艺发生变化。"),
-    "over_capacity_risk": (
-        "Your demand is approaching the contracted capacity. Stagger large loads to avoid "
-        "penalties and protective trips.",
-        "您的需量接近合同容量，请错开大功率设备的启动，以免超容罚款或保护跳闸。"),
-    "low_power_factor": (
-        "Your power factor is low. Check the reactive compensation (capacitor banks).",
-        "您的功率因数偏低，请检查无功补偿装置（电容器组）。"),
-    "voltage_sag": ("The supply voltage dropped. Sensitive equipment may have tripped.",
-                    "供电电压出现跌落，敏感设备可能已跳闸。"),
-    "voltage_swell": ("The supply voltage was high. Check sensitive equipment.",
-                      "供电电压偏高，请检查敏感设备。"),
-    "phase_imbalance": ("The load is unevenly spread across phases. Rebalance single-phase "
-                        "loads.", "三相负荷不平衡，请调整单相负荷的分配。"),
-    "outage": ("Your site stopped reporting: there may be an outage. We are looking into it.",
-               "您的站点停止上报数据，可能发生停电，我们正在核查。"),
-}
-
-
 def translate(lang: str, key: str) -> str:
     pair = _WORDS.get(key)
     if pair is None:
@@ -122,9 +101,16 @@ def translate(lang: str, key: str) -> str:
     return pair[1] if lang == "zh" else pair[0]
 
 
-def advice(lang: str, event_type: str) -> str:
-    pair = _ADVICE.get(event_type)
-    if pair is None:
-        return ("Your account manager has been told and will contact you if needed."
-                if lang != "zh" else "客户经理已收到通知，如有需要会与您联系。")
-    return pair[1] if lang == "zh" else pair[0]
+def advice(lang: str, event_type: str, messages: dict[str, Any] | None = None) -> str:
+    """What the reader should do about ``event_type``: the alert messages' advice
+    (``messages.yaml`` beside the alert templates), else a general sentence."""
+    text = ((messages or {}).get(lang) or {}).get("advice", {}).get(event_type)
+    if text:
+        return str(text)
+    return ("Your account manager has been told and will contact you if needed."
+            if lang != "zh" else "客户经理已收到通知，如有需要会与您联系。")
+
+
+def type_name(lang: str, event_type: str, messages: dict[str, Any] | None = None) -> str:
+    """The readable name of an event type, from the alert messages; the identifier else."""
+    return str(((messages or {}).get(lang) or {}).get("names", {}).get(event_type, event_type))

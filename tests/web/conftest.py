@@ -157,7 +157,7 @@ def build_web(tmp: Path, **sections: Any) -> Web:
     web.add_user("bob", "manager", "M2")
     web.add_user("carol", "manager", "M3", language="zh")
     web.add_user("acme", "customer", "C1")
-    web.add_user("beta", "customer", "C2")
+    web.add_user("beta", "customer", "C2", language="zh")
     return web
 
 

@@ -150,6 +150,25 @@ def test_manager_flow_in_chromium(served: tuple[Web, WebServer], browser: object
     d.save_screenshot(str(SHOTS / "alert-phone.png"))  # type: ignore[attr-defined]
     seen += requested_urls(d)
 
+    # the customer's contact: its notices, in Chinese, on the phone
+    token = d.find_element(By.CSS_SELECTOR, "#logout").find_element(  # type: ignore
+        By.XPATH, "..")
+    token.submit()
+    wait.until(ec.presence_of_element_located((By.ID, "login-form")))
+    d.find_element(By.ID, "username").send_keys("beta")  # type: ignore[attr-defined]
+    d.find_element(By.ID, "password").send_keys("correct horse battery")  # type: ignore
+    d.find_element(By.ID, "login-submit").click()  # type: ignore[attr-defined]
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, 'a[href^="/portal/notice/"]')))
+    notices = [a.get_attribute("href") for a in d.find_elements(  # type: ignore
+        By.CSS_SELECTOR, 'a[href^="/portal/notice/"]')]
+    assert [urllib.parse.urlparse(h).path for h in notices] == [
+        "/portal/notice/m3/abnormal_consumption"]
+    assert "我的通知" in d.find_element(By.TAG_NAME, "main").text  # type: ignore
+    d.save_screenshot(str(SHOTS / "portal-phone.png"))  # type: ignore[attr-defined]
+    d.get(f"{server.url}/portal/notice/m1/abnormal_consumption")  # type: ignore # C1's
+    assert "未找到" in d.find_element(By.TAG_NAME, "main").text  # type: ignore
+    seen += requested_urls(d)
+
     assert seen, "the performance log recorded no request"
     # The browser's own pages (chrome://, the blank tab) never touch the network; anything
     # else must go to the workspace on 127.0.0.1.
@@ -158,5 +177,5 @@ def test_manager_flow_in_chromium(served: tuple[Web, WebServer], browser: object
                and urllib.parse.urlparse(u).hostname != "127.0.0.1"]
     assert outside == []
     assert any(u.endswith("/static/htmx.min.js") for u in seen)
-    for name in ("login", "alerts", "alert", "cell", "alert-phone"):
+    for name in ("login", "alerts", "alert", "cell", "alert-phone", "portal-phone"):
         assert (SHOTS / f"{name}.png").stat().st_size > 5000

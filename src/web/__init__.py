@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from gridwatch.web._verdicts import (
         VERDICTS,
         VerdictScore,
+        false_alarm_weights,
         score_verdicts,
         verdicts_for_detection,
     )
@@ -34,6 +35,7 @@ _LAZY = {
     "demo_login": "_server",
     "VERDICTS": "_verdicts",
     "VerdictScore": "_verdicts",
+    "false_alarm_weights": "_verdicts",
     "score_verdicts": "_verdicts",
     "verdicts_for_detection": "_verdicts",
 }
@@ -48,6 +50,7 @@ __all__ = [
     "build_digest",
     "create_app",
     "demo_login",
+    "false_alarm_weights",
     "score_verdicts",
     "send_digests",
     "verdicts_for_detection",

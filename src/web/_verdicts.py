@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ __all__ = [
     "VERDICTS",
     "VerdictScore",
     "export_pending",
+    "false_alarm_weights",
     "record_verdict",
     "score_verdicts",
     "verdict_lines",
@@ -110,6 +111,26 @@ def verdicts_for_detection(db_path: str | Path, since: datetime
     finally:
         db.close()
     return [(m, t, k, v, parse_ts(a)) for m, t, k, v, a in rows]
+
+
+def false_alarm_weights(verdicts: Iterable[tuple[str, str, str, str, datetime]], now: datetime,
+                        half_life: timedelta = timedelta(days=14)
+                        ) -> dict[tuple[str, str, str], float]:
+    """How strongly managers have said a meter's alarm of one kind is false, fading with time:
+    per ``(meter_id, event_type, kind)``, the sum of ``0.5 ** (age / half_life)`` over its
+    ``false_alarm`` verdicts (the output of :func:`verdicts_for_detection`). A ``confirmed``
+    verdict starts the sum again (the alarm was real after all); verdicts after ``now`` are
+    ignored. Pure: a detector may turn the weight into a wider band or a higher threshold."""
+    out: dict[tuple[str, str, str], float] = {}
+    for meter_id, event_type, kind, verdict, at in sorted(verdicts, key=lambda v: v[4]):
+        if at > now:
+            continue
+        key = (meter_id, event_type, kind)
+        if verdict == "confirmed":
+            out[key] = 0.0
+        elif verdict == "false_alarm":
+            out[key] = out.get(key, 0.0) + 0.5 ** ((now - at) / half_life)
+    return {k: w for k, w in out.items() if w > 0}
 
 
 @dataclass

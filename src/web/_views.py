@@ -174,8 +174,12 @@ def view_routes(ws: Workspace) -> list[Route]:
         center = parse_ts(alert["onset"]) + (parse_ts(alert["raised_at"]) -
                                              parse_ts(alert["onset"])) / 2
         chart = await chart_for(request, alert["meter_id"], center, hours, marks_of(alert))
+        _, curve = await run_in_threadpool(_profiles, ws, [alert["meter_id"]], 30)
+        curve_chart = bar_chart([(f"{h:02d}", v) for h, v in enumerate(curve)],
+                                title="kW") if curve else None
         return ws.render(request, "alert.html", alert=alert, customer=cust, trail=trail,
                          verdicts=verdicts, segment=segment, tags=tags, chart=chart,
+                         curve_chart=curve_chart,
                          hours=hours, verdict_names=VERDICTS, zooms=(6, 24, 72, 168))
 
     @authed(ws, "manager")

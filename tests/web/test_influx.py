@@ -122,6 +122,8 @@ def test_customer_page_shows_stored_profiles(iweb: Web) -> None:
     assert [a["fingerprint"] for a in data["alerts"]] == ["m1/abnormal_consumption"]
     page = c.get("/customer/C1").text
     assert page.count('class="bar"') == 3 + 24
+    alert_page = c.get("/alert/m1/abnormal_consumption").text
+    assert alert_page.count('class="bar"') == 24  # m1's typical day beside its profile
     contact = iweb.client()
     contact.login("acme")
     portal = contact.get("/portal").text

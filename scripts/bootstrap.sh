@@ -17,6 +17,9 @@ declare -A APT_CMDS=(
   [openssl]=/usr/bin/openssl
   [make]=/usr/bin/make
   [gcc]=/usr/bin/gcc
+  # the workspace's browser tests: headless chromium driven by Selenium
+  [chromium]=/usr/bin/chromium
+  [chromium-driver]=/usr/bin/chromedriver
 )
 
 missing=()

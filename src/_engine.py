@@ -244,6 +244,12 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
     exporter = None
     if router is not None and settings.influx.enabled and pid == 0:
         exporter = TransitionExporter(router, settings).start()
+    web = None
+    if settings.web.enabled and pid == 0:
+        from gridwatch.web import WebServer
+
+        web = WebServer(settings).start()
+        log.info("workspace on %s", web.url)
     try:
         source = ingest.JournalSource(settings.ingest.journal_dir,
                                       partitions=list(range(procs)), follow=True,
@@ -270,6 +276,8 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         collector.stop()
         if exporter is not None:
             exporter.stop()
+        if web is not None:
+            web.stop()
         if service is not None:
             service.stop(close=True)
         if metrics_server is not None:

@@ -254,6 +254,8 @@ class AlertTransition(BaseModel):
     grid_cell: str | None = None
     customer_id: str | None = None
     recipient: str | None = None
+    #: Why it changed, when someone said (the reason given when resolving by hand).
+    reason: str = ""
 
 
 class CustomerClass(StrEnum):

@@ -33,6 +33,7 @@ from gridwatch.alerts._config import AlertSettings
 from gridwatch.ingest._config import IngestSettings, MqttSettings, TopicSettings
 from gridwatch.models._config import DetectionSettings
 from gridwatch.storage._config import InfluxSettings
+from gridwatch.web._config import WebSettings
 
 #: The settings file of a checkout, looked for in the current directory.
 DEFAULT_CONFIG = Path("config/gridwatch.yaml")
@@ -73,6 +74,7 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     alerts: AlertSettings = AlertSettings()
     engine: EngineSettings = EngineSettings()
+    web: WebSettings = WebSettings()
 
     @classmethod
     def settings_customise_sources(

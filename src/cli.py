@@ -150,6 +150,17 @@ def _register_simulate() -> None:
 _register_simulate()
 
 
+def _register_web() -> None:
+    from gridwatch.web._cli import digest, serve, users_app
+
+    app.command("serve")(serve)
+    app.add_typer(users_app, name="users")
+    app.command("digest")(digest)
+
+
+_register_web()
+
+
 @app.command("evaluate")
 def evaluate(
     readings: Annotated[Path | None, typer.Option(
@@ -181,6 +192,11 @@ def evaluate(
         "--grace-min", min=0, help="Matching window: an event raised up to this long after a "
                                    "label's end (or with its onset this long before its "
                                    "start) still matches it.")] = 120.0,
+    verdicts: Annotated[bool, typer.Option(
+        "--verdicts", help="Score detection against the verdicts managers gave in the "
+                           "workspace (precision by type and cell) instead.")] = False,
+    days: Annotated[float | None, typer.Option(
+        "--days", help="With --verdicts: only verdicts of the last DAYS days.")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Measure detection: event precision/recall/F1 (firing events scored, resolutions counted
@@ -190,6 +206,10 @@ def evaluate(
 
     A label is detected by a firing event of its type about its meter raised within
     [start, end + grace] or with its onset within [start - grace, end]."""
+    if verdicts:
+        from gridwatch.web._cli import verdicts_report
+
+        raise typer.Exit(verdicts_report(config, days))
     from datetime import timedelta
 
     from gridwatch._evaluate import run_evaluate

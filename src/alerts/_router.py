@@ -854,9 +854,9 @@ class Router:
         values (for storage), and the id to pass next time."""
         with self._lock:
             rows = self.db.execute(
-                "SELECT u.id, u.at, u.action, u.by, u.recipient, a.fingerprint, a.meter_id, "
-                "a.type, a.severity, a.grid_cell, a.customer_id FROM audit u JOIN alerts a ON "
-                "a.fingerprint = u.fingerprint WHERE u.id > ? AND u.action IN (" +
+                "SELECT u.id, u.at, u.action, u.by, u.recipient, u.detail, a.fingerprint, "
+                "a.meter_id, a.type, a.severity, a.grid_cell, a.customer_id FROM audit u JOIN "
+                "alerts a ON a.fingerprint = u.fingerprint WHERE u.id > ? AND u.action IN (" +
                 ",".join("?" * len(TRANSITION_ACTIONS)) + ") ORDER BY u.id LIMIT ?",
                 (after_id, *TRANSITION_ACTIONS, limit)).fetchall()
             last = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM audit").fetchone()[0]
@@ -864,7 +864,8 @@ class Router:
             fingerprint=r["fingerprint"], meter_id=r["meter_id"], type=r["type"],
             severity=Severity(r["severity"]), state=r["action"], at=parse_ts(r["at"]),
             by=r["by"], grid_cell=r["grid_cell"], customer_id=r["customer_id"],
-            recipient=r["recipient"]) for r in rows]
+            recipient=r["recipient"],
+            reason=r["detail"] if r["action"] == "resolved" else "") for r in rows]
         if len(rows) == limit:
             last = rows[-1]["id"]
         return out, last

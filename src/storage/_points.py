@@ -222,6 +222,8 @@ def _alert(a: AlertTransition) -> _Rec:
     p.field("fingerprint", _text(a.fingerprint)).field("by", _text(a.by))
     if a.recipient:
         p.field("recipient", _text(a.recipient))
+    if a.reason:
+        p.field("reason", _text(a.reason))
     return p.time(a.at, PRECISION)
 
 

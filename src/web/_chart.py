@@ -23,19 +23,21 @@ def _finite(values: Sequence[float]) -> list[float]:
     return [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
 
 
-def expected_band(scores: Sequence[tuple[datetime, float, float, float]], z_threshold: float
-                  ) -> list[tuple[datetime, float, float, float]]:
+def expected_band(scores: Sequence[tuple[datetime, float, float, float]], band_hi: float,
+                  band_lo: float | None = None) -> list[tuple[datetime, float, float, float]]:
     """(time, expected, low, high) from the detector's scores ``(time, kw, expected_kw, z)``.
 
-    The spread behind a score is read back from the score itself (``|kw - expected| / z``);
-    its median over the window sets the band's half-width at ``z_threshold`` spreads.
+    The detectors judge log-load, so the band is a ratio around the usual level: the spread
+    behind a score is read back from the score itself (``|ln(kw / expected)| / z``), and its
+    median over the window sets the band at ``band_hi`` (``band_lo``) spreads above (below).
     """
-    spreads = sorted(abs(kw - exp) / z for _, kw, exp, z in scores
+    spreads = sorted(abs(math.log(kw / exp)) / z for _, kw, exp, z in scores
                      if math.isfinite(kw) and math.isfinite(exp) and math.isfinite(z)
-                     and z > 0.05)
+                     and z > 0.05 and kw > 0 and exp > 0)
     spread = spreads[len(spreads) // 2] if spreads else 0.0
-    half = z_threshold * spread
-    return [(t, exp, max(exp - half, 0.0), exp + half) for t, _, exp, _ in scores
+    up = math.exp(band_hi * spread)
+    down = math.exp(-(band_lo if band_lo is not None else band_hi) * spread)
+    return [(t, exp, max(exp * down, 0.0), exp * up) for t, _, exp, _ in scores
             if math.isfinite(exp)]
 
 

@@ -92,7 +92,8 @@ def view_routes(ws: Workspace) -> list[Route]:
             stop = end or ws.clock()
             start = stop - timedelta(hours=hours)
         window: LoadWindow = await run_in_threadpool(fetch_load, ws, meter_id, start, stop)
-        band = expected_band(window.scores, ws.settings.detection.z_threshold)
+        det = ws.settings.detection
+        band = expected_band(window.scores, det.band_hi, det.band_lo)
         labels = {k: translate(lang, k) for k in ("readings", "band", "onset", "raised",
                                                    "no_data")}
         labels["title"] = f"{translate(lang, 'load_curve')} {meter_id}"

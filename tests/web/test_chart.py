@@ -17,9 +17,11 @@ T = datetime(2026, 5, 4, tzinfo=UTC)
 
 def test_load_chart_draws_readings_band_and_marks() -> None:
     readings = [(T + timedelta(minutes=15 * i), 1.0 + (i % 4)) for i in range(96)]
-    scores = [(t, kw, 2.0, abs(kw - 2.0) / 0.5) for t, kw in readings]
-    band = expected_band(scores, z_threshold=4.0)
-    assert band[0][2:] == (0.0, 4.0)  # spread 0.5, 4 spreads either side, floored at 0
+    # log-load scores with a spread of 0.25: z = |ln(kw / 2)| / 0.25
+    scores = [(t, kw, 2.0, abs(math.log(kw / 2.0)) / 0.25) for t, kw in readings]
+    band = expected_band(scores, band_hi=4.0, band_lo=2.0)
+    lo, hi = band[0][2:]
+    assert math.isclose(hi, 2.0 * math.exp(1.0)) and math.isclose(lo, 2.0 * math.exp(-0.5))
     svg = load_chart(readings, band, [(T + timedelta(hours=6), "onset"),
                                       (T + timedelta(hours=7), "raised")],
                      start=T, end=T + timedelta(days=1), labels={"onset": "Beginn"})

@@ -15,9 +15,15 @@ class ClassPolicy(Section):
     news; on an industrial feeder a quarter of an hour may be."""
 
     #: A high-load episode is raised once it has lasted this long ...
-    high_min_minutes: Annotated[float, Field(ge=0)] = 120.0
+    high_min_minutes: Annotated[float, Field(ge=0)] = 180.0
     #: ... and its energy above the band is at least this share of the meter's usual daily energy
-    high_energy_share: Annotated[float, Field(ge=0)] = 0.2
+    high_energy_share: Annotated[float, Field(ge=0)] = 0.5
+    #: ... and its mean load is at least this many times the usual ...
+    high_ratio: Annotated[float, Field(ge=1)] = 1.0
+    #: A load beyond the meter's own record (``peak_factor`` times the highest usual reading of
+    #: the last 28 days) for ``peak_min_minutes`` is news in any class.
+    peak_factor: Annotated[float, Field(gt=0)] = 1.2
+    peak_min_minutes: Annotated[float, Field(ge=0)] = 60.0
     #: ... and at least this much energy (kWh), so a tiny load's bursts are not news either.
     high_min_kwh: Annotated[float, Field(ge=0)] = 1.0
     #: A sustained drop likewise (energy below the band, as a share of the usual daily energy).
@@ -37,9 +43,11 @@ def _policies() -> dict[str, ClassPolicy]:
     return {
         "residential": ClassPolicy(),
         "commercial": ClassPolicy(high_min_minutes=30, high_energy_share=0.08, high_min_kwh=2,
+                                  peak_min_minutes=30,
                                   low_min_minutes=120, low_energy_share=0.1, zero_min_minutes=60,
                                   young_dev=0.7, level_down=True),
         "industrial": ClassPolicy(high_min_minutes=15, high_energy_share=0.03, high_min_kwh=5,
+                                  peak_min_minutes=15,
                                   low_min_minutes=60, low_energy_share=0.05, zero_min_minutes=30,
                                   young_dev=0.7, level_down=True),
         "agricultural": ClassPolicy(high_min_minutes=30, high_energy_share=0.08, high_min_kwh=2,

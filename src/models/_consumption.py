@@ -20,7 +20,7 @@ ETYPE = "abnormal_consumption"
 HIGH_KINDS = ("spike", "sustained_rise")
 LOW_KINDS = ("sustained_drop", "zero_consumption")
 DAILY_KINDS = ("level_shift_up", "level_shift_down")
-_NO_RUN = (0.0, 0, 0.0, 0.0)
+_NO_RUN = (0.0, 0, 0.0, 0.0, 0.0)
 
 
 def policy(meta: MeterMeta | None, s: DetectionSettings) -> ClassPolicy:
@@ -54,31 +54,59 @@ def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: 
     pol = policy(meta, s)
     daily = usual_daily_kwh(rec, s)
     if kw > b.hi_kw:
-        start, n, over, excess = rec.hi if rec.hi[1] else (t, 0, 0.0, 0.0)
-        rec.hi = (start, n + 1, over + (kw - b.hi_kw) * h, excess + (kw - b.expected_kw) * h)
+        start, n, over, excess, usual = rec.hi if rec.hi[1] else (t, 0, 0.0, 0.0, 0.0)
+        rec.hi = (start, n + 1, over + (kw - b.hi_kw) * h, excess + (kw - b.expected_kw) * h,
+                  usual + b.expected_kw * h)
     else:
         rec.hi = _NO_RUN
     if b.expected_kw > 2 * s.min_kw and kw < b.lo_kw:
-        start, n, deficit, kmax = rec.lo if rec.lo[1] else (t, 0, 0.0, 0.0)
-        rec.lo = (start, n + 1, deficit + (b.expected_kw - kw) * h, max(kmax, kw))
+        start, n, deficit, kmax, usual = rec.lo if rec.lo[1] else (t, 0, 0.0, 0.0, 0.0)
+        rec.lo = (start, n + 1, deficit + (b.expected_kw - kw) * h, max(kmax, kw),
+                  usual + b.expected_kw * h)
     else:
         rec.lo = _NO_RUN
     # zero on a meter that (almost) never reads zero: a supply or meter fault, news whatever
     # the energy (many homes do read zero at times: for them it is not news)
     zero = kw <= s.min_kw and rec.zero_frac < 0.01
 
+    # beyond the meter's own record: above ``peak_factor`` times the highest usual reading of
+    # the last 28 days (on its first day: twice today's so far)
+    history = float(rec.peaks.max())
+    ref = history * pol.peak_factor if history > 0 else 2.0 * rec.peak_today
+    if ref > 0 and kw > ref and kw > b.hi_in:
+        p_start, p_n = rec.peak_run if rec.peak_run[1] else (t, 0)
+        rec.peak_run = (p_start, p_n + 1)
+    else:
+        rec.peak_run = (0.0, 0)
+
     kind = open_kind(rec)
-    start, n, over, excess = rec.hi
+    p_start, p_n = rec.peak_run
+    if (p_n and p_n * interval >= pol.peak_min_minutes * 60 and kind not in HIGH_KINDS
+            and kind != "level_shift_up"):
+        supersede(rec, t, meta, "spike", out)
+        start, n, over, excess, usual = rec.hi if rec.hi[1] else (p_start, p_n, 0.0, 0.0, 0.0)
+        ev = _fire(rec, "spike", Severity.WARNING, b, kw, slot, p_start, t, p_n, interval,
+                   excess, daily, meta, s, 1 + excess / max(usual, 1e-9))
+        record = history or rec.peak_today
+        out.append(ev.model_copy(update={
+            "summary": (f"spike: {kw:.2f} kW for {p_n * interval / 60:.0f} min, beyond the "
+                        f"meter's own record of {record:.2f} kW (last 28 days); "
+                        f"{b.expected_kw:.2f} kW is usual for {describe(slot)}"),
+            "evidence": {**ev.evidence, "record_kw": r3(record),
+                         "record_factor": pol.peak_factor if history > 0 else 2.0}}))
+        return True
+    start, n, over, excess, usual = rec.hi
     if (n and n * interval >= pol.high_min_minutes * 60
+            and excess >= (pol.high_ratio - 1) * usual
             and over >= max(pol.high_energy_share * daily, pol.high_min_kwh)
             and kind not in HIGH_KINDS and kind != "level_shift_up"):
-        new = "spike" if n * interval <= 2 * interval + 1 else "sustained_rise"
+        new = "sustained_rise"
         supersede(rec, t, meta, new, out)
         sev = Severity.CRITICAL if excess >= daily else Severity.WARNING
         out.append(_fire(rec, new, sev, b, kw, slot, start, t, n, interval, excess, daily,
-                         meta, s))
+                         meta, s, 1 + excess / max(usual, 1e-9)))
         return True
-    start, n, deficit, kmax = rec.lo
+    start, n, deficit, kmax, _ = rec.lo
     all_zero = n and kmax <= s.min_kw and zero
     if n and kind not in LOW_KINDS and kind != "level_shift_down" and (
             (all_zero and n * interval >= pol.zero_min_minutes * 60)
@@ -109,7 +137,7 @@ def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: 
 
 def _fire(rec: MeterRecord, kind: str, sev: Severity, b: Band, kw: float, slot: int,
           start: float, t: float, n: int, interval: float, energy: float, daily: float,
-          meta: MeterMeta | None, s: DetectionSettings) -> Event:
+          meta: MeterMeta | None, s: DetectionSettings, ratio: float | None = None) -> Event:
     rec.kind = kind
     rec.calm = 0
     hours = n * interval / 3600
@@ -121,6 +149,7 @@ def _fire(rec: MeterRecord, kind: str, sev: Severity, b: Band, kw: float, slot: 
         "kind": kind, "observed_kw": r3(kw), "expected_kw": r3(b.expected_kw),
         "band_kw": f"{b.lo_kw:.2f}–{b.hi_kw:.2f}",
         "energy_kwh": r3(energy, 2), "usual_daily_kwh": r3(daily, 2),
+        "ratio": None if ratio is None else r3(ratio, 2),
         "energy_share": r3(abs(energy) / max(daily, 1e-9)),
         "lasted_min": r3((t - start) / 60 + interval / 60, 1), "readings": n,
         "baseline": f"{b.source} baseline for {slot_text} ({b.samples} samples)",

@@ -65,6 +65,13 @@ def accumulate(rec: MeterRecord, kw: float, t: float, interval: float, meta: Met
     if rec.day_no and day != rec.day_no:
         done = _close_day(rec, meta, s, cal, t, out)
     if day != rec.day_no:
+        if rec.day_no and rec.peak_today > 0:
+            rec.peaks[rec.day_no % rec.peaks.size] = rec.peak_today
+            if day - rec.day_no > 1:  # days without readings hold no record
+                for d in range(rec.day_no + 1, min(day, rec.day_no + 1 + rec.peaks.size)):
+                    rec.peaks[d % rec.peaks.size] = 0.0
+        rec.peaks[day % rec.peaks.size] = 0.0
+        rec.peak_today = 0.0
         rec.day_no = day
         rec.day_sum[:] = 0
         rec.day_cnt[:] = 0

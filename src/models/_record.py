@@ -31,7 +31,7 @@ _ARRAYS: dict[str, tuple[type, int]] = {
     "lv_n": (np.uint16, LEVELS), "lv_mu": (np.float32, LEVELS), "lv_dev": (np.float32, LEVELS),
     "lv_kw": (np.float32, LEVELS),
     "wd_curve": (np.float32, 24), "we_curve": (np.float32, 24),
-    "day_sum": (np.float32, 24), "day_cnt": (np.uint8, 24),
+    "day_sum": (np.float32, 24), "day_cnt": (np.uint8, 24), "peaks": (np.float32, 28),
 }
 
 
@@ -67,11 +67,17 @@ class MeterRecord:
     lv_dev: Any = field(default_factory=partial(_zeros, "lv_dev"))
     lv_kw: Any = field(default_factory=partial(_zeros, "lv_kw"))
     floor_kw: float = 0.0  #: offset of the log transform, from the meter's own level
-    # --- consumption episodes: high and low runs (start, intervals, kWh beyond band and usual)
-    hi: tuple[float, int, float, float] = (0.0, 0, 0.0, 0.0)
-    lo: tuple[float, int, float, float] = (0.0, 0, 0.0, 0.0)
+    # --- consumption episodes: high and low runs (start, intervals, kWh beyond the band, kWh
+    #: beyond usual (low: max kW), usual kWh)
+    hi: tuple[float, int, float, float, float] = (0.0, 0, 0.0, 0.0, 0.0)
+    lo: tuple[float, int, float, float, float] = (0.0, 0, 0.0, 0.0, 0.0)
     calm: int = 0  #: readings in a row back inside the band while a consumption alarm is open
     zero_frac: float = 0.0  #: EW share of the meter's readings at (near) zero
+    #: the meter's record: highest usual reading of each of the last 28 local days (ring, by
+    #: day ordinal), today's so far, and the current run above the record (start, readings)
+    peaks: Any = field(default_factory=partial(_zeros, "peaks"))
+    peak_today: float = 0.0
+    peak_run: tuple[float, int] = (0.0, 0)
     # --- capacity forecast
     resid_ew: float = 0.0
     trend_ew: float = 0.0

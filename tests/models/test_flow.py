@@ -53,7 +53,7 @@ def test_spike_through_the_flow_and_scores_only_when_anomalous(gen):
     res = run_replay(Settings(), rs)
     fired = res.firing("abnormal_consumption")
     assert [(e.meter_id, e.onset) for e in fired] == [("m1", gen.T0 + spike * gen.STEP)]
-    assert fired[0].raised_at == gen.T0 + (spike + 7) * gen.STEP  # two hours: news
+    assert fired[0].raised_at == gen.T0 + (spike + 3) * gen.STEP  # an hour beyond its record
     assert res.scores and all(s.anomalous for s in res.scores)
     assert len(res.scores) < 20
     assert res.profiles and all(isinstance(p, LoadProfile) for p in res.profiles)
@@ -79,7 +79,7 @@ def test_meter_logic_snapshot_restores_an_anomaly_in_progress(gen):
     shift = 3 * gen.WEEK + 10
     rs = gen.series(3 * gen.WEEK + 60, lambda i, ts, rng: gen.residential(i, ts, rng)
                     * (3.0 if i >= shift else 1.0))
-    cut = shift + 4  # the shift has begun, not yet raised
+    cut = shift + 2  # the shift has begun, not yet raised
 
     def feed(logic, items):
         out = []
@@ -113,7 +113,7 @@ def test_recovery_resumes_state_across_runs(gen, tmp_path):
     shift = 3 * gen.WEEK + 10
     rs = gen.series(3 * gen.WEEK + 60, lambda i, ts, rng: gen.residential(i, ts, rng)
                     * (3.0 if i >= shift else 1.0))
-    cut = shift + 4
+    cut = shift + 2
     out1: list = []
     out2: list = []
     settings = Settings()

@@ -69,7 +69,8 @@ def test_first_day_is_judged(gen):
         rs = gen.series((day + 1) * 96, fault)
         _, events = gen.run(rs)
         fired = gen.of_type(events, "abnormal_consumption")
-        assert [e.evidence["kind"] for e in fired] == ["sustained_rise"], (day, fired)
+        assert [e.evidence["kind"] for e in fired] == ["spike"], (day, fired)
+        assert "beyond the meter's own record" in fired[0].summary
         assert rs[start].ts <= fired[0].raised_at <= rs[start + 7].ts
         assert fired[0].onset == rs[start].ts
         _, clean = gen.run(gen.series((day + 1) * 96))
@@ -441,7 +442,7 @@ def test_prosumer_net_load_not_judged_while_exporting(gen):
     rs = gen.series(4 * gen.WEEK + 96, pv, meter="pv")
     _, events = gen.run(rs, meta)
     fired = gen.of_type(events, "abnormal_consumption")
-    assert [e.evidence["kind"] for e in fired] == ["sustained_rise"]
+    assert [e.evidence["kind"] for e in fired] == ["spike"]
     assert rs[night].ts <= fired[0].raised_at <= rs[night + 7].ts
     assert gen.of_type(events, "tamper") == []
 

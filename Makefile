@@ -34,6 +34,7 @@ bench: setup
 	$(PY) benchmarks/models.py
 	$(PY) benchmarks/storage.py
 	$(PY) benchmarks/simulate.py
+	$(PY) benchmarks/cli_startup.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -7,12 +7,13 @@ from __future__ import annotations
 import inspect
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from gridwatch._settings import ConfigError, Settings, find_config, load_settings
+if TYPE_CHECKING:  # the settings (pydantic) load with the first command that needs them
+    from gridwatch._settings import Settings
 
 __all__ = ["ConfigOpt", "announce", "err", "reflow", "settings_or_exit", "tidy_help"]
 
@@ -33,6 +34,8 @@ ConfigOpt = Annotated[
 def settings_or_exit(config: Path | None, **overrides: object) -> Settings:
     """Load settings and say which file and data directory they use (:func:`announce`), or
     print one line naming the bad field and exit with code 2."""
+    from gridwatch._settings import ConfigError, load_settings
+
     try:
         settings = load_settings(config, **overrides)
     except ConfigError as exc:
@@ -46,6 +49,8 @@ def announce(config: Path | None, settings: Settings) -> str:
     """One line naming the settings file in use (and how it was found) and the data directory:
     logged at INFO (the engine's log has it), and shown on stderr when that is a terminal, so
     that piped output stays clean."""
+    from gridwatch._settings import find_config
+
     line = f"settings: {find_config(config).describe()}; data: {settings.engine.data_dir}"
     log.info("%s", line)
     if err.is_terminal:

@@ -113,7 +113,7 @@ def main() -> int:
                        "state_db": str(work / "alerts.sqlite"),
                        "jsonl_out": str(work / "alerts.jsonl"),
                        "group_wait_s": 1.0, "group_interval_s": 5.0},
-            "engine": {"epoch_s": 1.0},
+            "engine": {"epoch_s": 1.0, "data_dir": str(work)},
         }
         cfg = work / "gridwatch.yaml"
         cfg.write_text(yaml.safe_dump(settings, sort_keys=False))

@@ -38,9 +38,9 @@ def collect(
     from gridwatch.ingest._collector import CollectorError, CollectorStats, run_collector
     from gridwatch.ingest._journal import JournalLockedError
 
-    settings = settings_or_exit(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
+    settings = settings_or_exit(config)  # logs which settings file and data directory
     out = Console(stderr=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

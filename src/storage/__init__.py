@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gridwatch._lazy import lazy_exports
-from gridwatch.storage._config import InfluxSettings
 
 if TYPE_CHECKING:
+    from gridwatch.storage._config import InfluxSettings
     from gridwatch.storage._points import (
         MEASUREMENTS,
         UnsupportedObjectError,
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
+    "InfluxSettings": "_config",
     "MEASUREMENTS": "_points",
     "UnsupportedObjectError": "_points",
     "to_line_protocol": "_points",

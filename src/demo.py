@@ -114,6 +114,9 @@ def main() -> int:
                        "jsonl_out": str(work / "alerts.jsonl"),
                        "group_wait_s": 1.0, "group_interval_s": 5.0},
             "engine": {"epoch_s": 1.0, "data_dir": str(work)},
+            # the fleet's local time: days, "night" and holidays are the customers' own
+            "detection": {"timezone": fleet.timezone, "holiday_country": fleet.country},
+            "web": {"enabled": True, "host": "127.0.0.1", "port": _services.free_port()},
         }
         cfg = work / "gridwatch.yaml"
         cfg.write_text(yaml.safe_dump(settings, sort_keys=False))
@@ -140,6 +143,7 @@ def main() -> int:
         stored = wait_for_readings(influx.url, engine, timeout=600)
         time.sleep(5.0)  # group wait and delivery of the last alerts
         summary(work, influx.url, fleet.n_readings, stored, labels, observer)
+        workspace(cfg, registry, engine)
         return 0
     finally:
         if observer is not None:
@@ -154,6 +158,30 @@ def main() -> int:
         influx.stop()
 
 
+def workspace(cfg: Path, registry: Path, engine: subprocess.Popen[bytes]) -> None:
+    """Print the workspace address and a one-time login for the first demo manager, and keep
+    the engine (which serves it) running until Ctrl-C, unless GRIDWATCH_DEMO_EXIT is set."""
+    from gridwatch._settings import load_settings
+    from gridwatch.web import demo_login
+
+    settings = load_settings(cfg)
+    manager = json.loads(registry.read_text())["managers"][0]["id"]
+    url = f"http://{settings.web.host}:{settings.web.port}"
+    console.rule("[bold]the managers' workspace")
+    console.print(f"workspace: {url}")
+    link = demo_login(settings, manager, url)
+    console.print(f"one-time login for demo manager {manager}: {link}")
+    if os.environ.get("GRIDWATCH_DEMO_EXIT") or not sys.stdin.isatty():
+        console.print("(not waiting: GRIDWATCH_DEMO_EXIT is set or there is no terminal)")
+        return
+    console.print("the engine keeps serving it; press Ctrl-C to stop the demo")
+    try:
+        while engine.poll() is None:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        console.print("stopping ...")
+
+
 def wait_for_line(path: Path, line: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
@@ -164,7 +192,7 @@ def wait_for_line(path: Path, line: str, proc: subprocess.Popen[bytes], timeout:
 
 
 def wait_for_readings(url: str, engine: subprocess.Popen[bytes], timeout: float,
-                      settle_s: float = 6.0) -> int:
+                      settle_s: float = 30.0) -> int:
     """Poll InfluxDB until the number of stored readings stops growing, showing progress."""
     deadline = time.monotonic() + timeout
     stored, last_change = -1, time.monotonic()

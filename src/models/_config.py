@@ -15,9 +15,9 @@ class ClassPolicy(Section):
     news; on an industrial feeder a quarter of an hour may be."""
 
     #: A high-load episode is raised once it has lasted this long ...
-    high_min_minutes: Annotated[float, Field(ge=0)] = 180.0
+    high_min_minutes: Annotated[float, Field(ge=0)] = 240.0
     #: ... and its energy above the band is at least this share of the meter's usual daily energy
-    high_energy_share: Annotated[float, Field(ge=0)] = 0.5
+    high_energy_share: Annotated[float, Field(ge=0)] = 2.0
     #: ... and its mean load is at least this many times the usual ...
     high_ratio: Annotated[float, Field(ge=1)] = 1.0
     #: A load beyond the meter's own record (``peak_factor`` times the highest usual reading of

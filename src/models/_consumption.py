@@ -71,29 +71,33 @@ def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: 
 
     # beyond the meter's own record: above ``peak_factor`` times the highest usual reading of
     # the last 28 days (on its first day: twice today's so far)
+    days = int((rec.peaks > 0).sum())
     history = float(rec.peaks.max())
-    ref = history * pol.peak_factor if history > 0 else 2.0 * rec.peak_today
+    ref = (history * pol.peak_factor if days >= 7
+           else 2.0 * max(history, rec.peak_today))  # a young record: only twice over it
     if ref > 0 and kw > ref and kw > b.hi_in:
-        p_start, p_n = rec.peak_run if rec.peak_run[1] else (t, 0)
-        rec.peak_run = (p_start, p_n + 1)
-    else:
-        rec.peak_run = (0.0, 0)
+        p_start, p_n, p_max = rec.peak_run if rec.peak_run[1] else (t, 0, 0.0)
+        rec.peak_run = (p_start, p_n + 1, max(p_max, kw))
+    elif rec.peak_run[1]:
+        rec.peak_today = max(rec.peak_today, rec.peak_run[2])
+        rec.peak_run = (0.0, 0, 0.0)
 
     kind = open_kind(rec)
-    p_start, p_n = rec.peak_run
+    p_start, p_n, _ = rec.peak_run
     if (p_n and p_n * interval >= pol.peak_min_minutes * 60 and kind not in HIGH_KINDS
             and kind != "level_shift_up"):
         supersede(rec, t, meta, "spike", out)
         start, n, over, excess, usual = rec.hi if rec.hi[1] else (p_start, p_n, 0.0, 0.0, 0.0)
         ev = _fire(rec, "spike", Severity.WARNING, b, kw, slot, p_start, t, p_n, interval,
                    excess, daily, meta, s, 1 + excess / max(usual, 1e-9))
-        record = history or rec.peak_today
+        record = history if days >= 7 else max(history, rec.peak_today)
         out.append(ev.model_copy(update={
             "summary": (f"spike: {kw:.2f} kW for {p_n * interval / 60:.0f} min, beyond the "
                         f"meter's own record of {record:.2f} kW (last 28 days); "
                         f"{b.expected_kw:.2f} kW is usual for {describe(slot)}"),
             "evidence": {**ev.evidence, "record_kw": r3(record),
-                         "record_factor": pol.peak_factor if history > 0 else 2.0}}))
+                         "record_factor": pol.peak_factor if days >= 7 else 2.0,
+                         "record_days": days}}))
         return True
     start, n, over, excess, usual = rec.hi
     if (n and n * interval >= pol.high_min_minutes * 60

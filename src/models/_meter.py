@@ -165,8 +165,8 @@ class MeterState:
         if meta is not None and meta.contracted_kva:
             _capacity.judge(rec, r, t, interval, meta, s, cal, ev, b.mean_kw, warm)
         out.profile = _daily.accumulate(rec, kw, t, interval, meta, s, cal, ev)
-        if not (abnormal or rec.peak_run[1] or rec.hi[1]):
-            rec.peak_today = max(rec.peak_today, kw)  # the record learns usual readings only
+        if not rec.peak_run[1]:
+            rec.peak_today = max(rec.peak_today, kw)
 
         persisted = abnormal and t - rec.act.get(_consumption.ETYPE, t) > s.relearn_after_s
         if rec.started and not (MeterStatus.POWER_FAIL in r.status or suspect) and (

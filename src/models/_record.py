@@ -74,10 +74,11 @@ class MeterRecord:
     calm: int = 0  #: readings in a row back inside the band while a consumption alarm is open
     zero_frac: float = 0.0  #: EW share of the meter's readings at (near) zero
     #: the meter's record: highest usual reading of each of the last 28 local days (ring, by
-    #: day ordinal), today's so far, and the current run above the record (start, readings)
+    #: day ordinal), today's so far, and the current run above the record (start, readings,
+    #: its highest reading, folded into today's record when the run ends)
     peaks: Any = field(default_factory=partial(_zeros, "peaks"))
     peak_today: float = 0.0
-    peak_run: tuple[float, int] = (0.0, 0)
+    peak_run: tuple[float, int, float] = (0.0, 0, 0.0)
     # --- capacity forecast
     resid_ew: float = 0.0
     trend_ew: float = 0.0

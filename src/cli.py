@@ -164,6 +164,16 @@ def _register_simulate() -> None:
 _register_simulate()
 
 
+def _register_tags() -> None:
+    from gridwatch.tags._cli import import_command, tags_app
+
+    app.add_typer(tags_app, name="tags")
+    app.command("import")(import_command)
+
+
+_register_tags()
+
+
 @app.command("evaluate")
 def evaluate(
     readings: Annotated[Path | None, typer.Option(

@@ -78,7 +78,7 @@ class Route(BaseModel):
             try:
                 _label_expr(v)
             except ExprError as exc:
-                raise ValueError(f"when: {exc}") from None
+                raise ValueError(str(exc)) from None
         return v
 
     @field_validator("receivers", mode="before")

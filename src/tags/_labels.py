@@ -71,6 +71,7 @@ class LabelExpr:
                     raise ExprError("tag(): takes a quoted tag id")
                 if n.func == "known" and not isinstance(n.args[0], Name):
                     raise ExprError("known(): takes a label name")
+        for n in walk(self.node):
             if isinstance(n, Compare) and n.op not in ("==", "!=", "in", "notin"):
                 raise ExprError("labels are text: compare with ==, != or in")
 

@@ -258,9 +258,11 @@ def test_vectorised_evaluation_matches_scalar_reference(text, rows):
 @settings(max_examples=500, deadline=None)
 def test_any_text_parses_or_fails_with_expr_error(text):
     try:
-        parse(text)
-    except ExprError:
-        pass
+        tree = parse(text)
+    except ExprError as exc:
+        assert str(exc)  # a message, never another exception type
+        return
+    assert parse(render(tree)) == tree
 
 
 def test_tokens_keep_their_column():

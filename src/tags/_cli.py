@@ -28,6 +28,8 @@ TariffOpt = Annotated[Path, typer.Option(
     "--tariff", help="Time-of-use schedule (config/tariffs/<region>.yaml).")]
 DbOpt = Annotated[Path | None, typer.Option(
     "--db", help="Tag store (default: tags.sqlite beside the alert state database).")]
+RegistryOpt = Annotated[Path | None, typer.Option(
+    "--registry", help="Registry file (default: alerts.registry of the settings).")]
 DayOpt = Annotated[str | None, typer.Option(
     "--day", help="Evaluate as of this day (YYYY-MM-DD; default: the day of the stored "
                   "features).")]
@@ -41,8 +43,8 @@ def _fail(msg: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _context(config: Path | None, db: Path | None, need_registry: bool = False
-             ) -> tuple[TagStore, Registry | None]:
+def _context(config: Path | None, db: Path | None, need_registry: bool = False,
+             registry_path: Path | None = None) -> tuple[TagStore, Registry | None]:
     from gridwatch.alerts._registry import Registry, RegistryError
     from gridwatch.cli import settings_or_exit
     from gridwatch.tags._store import TagStore
@@ -51,7 +53,7 @@ def _context(config: Path | None, db: Path | None, need_registry: bool = False
     path = db or settings.alerts.state_db.parent / "tags.sqlite"
     registry = None
     try:
-        registry = Registry.load(settings.alerts.registry)
+        registry = Registry.load(registry_path or settings.alerts.registry)
     except RegistryError as exc:
         if need_registry:
             raise _fail(str(exc)) from None
@@ -108,8 +110,8 @@ def list_tags(
     if tsv:
         for t in tags:
             name = t.spec.name.zh if lang == "zh" else t.spec.name.en
-            out.print("\t".join((t.id, t.dimension, name, ",".join(t.spec.classes) or "all",
-                                 t.spec.when)), highlight=False, soft_wrap=True)
+            typer.echo("\t".join((t.id, t.dimension, name, ",".join(t.spec.classes) or "all",
+                                  t.spec.when)))
         return
     table = Table(title=f"{len(tags)} tags", show_lines=False)
     for col in ("id", "dimension", "name", "classes", "definition"):
@@ -125,16 +127,17 @@ def explain(
     customer: Annotated[str, typer.Option("--customer", help="Customer id.")],
     config: ConfigOpt = None, db: DbOpt = None, day: DayOpt = None,
     catalogue: CatalogueOpt = DEFAULT_CATALOGUE, tariff: TariffOpt = DEFAULT_TARIFF,
+    registry: RegistryOpt = None,
 ) -> None:
     """A customer's tags now, each with its reason, the tag history and the service
     strategies that apply."""
     from gridwatch.tags._profiler import TagProfiler
 
-    store, registry = _context(config, db)
+    store, reg = _context(config, db, registry_path=registry)
     got = store.features(customer)
     if got is None and not store.current(customer):
         raise _fail(f"no profile of customer {customer!r} in {store.path}", 1)
-    prof = TagProfiler.from_config(catalogue, tariff, registry=registry, store=store)
+    prof = TagProfiler.from_config(catalogue, tariff, registry=reg, store=store)
     prof.load_features([customer])
     when = date.fromisoformat(day) if day else (got[3] if got else date.today())
     ex = prof.explain(customer, when)
@@ -182,19 +185,19 @@ def history(
 def stats(
     cell: Annotated[str | None, typer.Option("--cell", help="Grid cell id (all cells when "
                                              "unset).")] = None,
-    config: ConfigOpt = None, db: DbOpt = None,
+    config: ConfigOpt = None, db: DbOpt = None, registry: RegistryOpt = None,
     top: Annotated[int, typer.Option(help="Show this many tags.")] = 40,
 ) -> None:
     """How many customers of a grid cell carry each tag, and tags per customer."""
     import statistics
 
-    store, registry = _context(config, db, need_registry=cell is not None)
+    store, reg = _context(config, db, need_registry=cell is not None, registry_path=registry)
     ids = None
     if cell is not None:
-        assert registry is not None
-        if registry.cell(cell) is None:
+        assert reg is not None
+        if reg.cell(cell) is None:
             raise _fail(f"grid cell {cell!r} is not in the registry")
-        ids = [c.id for c in registry.customers if c.grid_cell == cell]
+        ids = [c.id for c in reg.customers if c.grid_cell == cell]
     counts = store.tag_counts(ids)
     per = store.tags_per_customer(ids)
     n = len(ids) if ids is not None else len(per)
@@ -218,6 +221,9 @@ def profile(
     = None,
     config: ConfigOpt = None, db: DbOpt = None,
     catalogue: CatalogueOpt = DEFAULT_CATALOGUE, tariff: TariffOpt = DEFAULT_TARIFF,
+    registry_out: Annotated[Path | None, typer.Option(
+        "--registry-out", help="Also write the fleet's registry here (for stats --registry).")]
+    = None,
 ) -> None:
     """Simulate a fleet through the per-meter models, tag every customer and store the tags:
     prints the median tags per customer and whether each has a reason."""
@@ -232,13 +238,21 @@ def profile(
               f"{res.distinct_tags} distinct tags")
     out.print("median per dimension: " + ", ".join(f"{k} {v:g}"
                                                    for k, v in res.by_dimension.items()))
+    if registry_out is not None and res.registry is not None:
+        import yaml
+
+        registry_out.parent.mkdir(parents=True, exist_ok=True)
+        registry_out.write_text(yaml.safe_dump(res.registry.model_dump(
+            mode="json", by_alias=True, exclude_defaults=True), allow_unicode=True),
+            encoding="utf-8")
+        out.print(f"registry written to {registry_out}")
     out.print(f"stored in {store.path}")
 
 
 def import_command(
     kind: Annotated[str, typer.Argument(help="customers, billing or crm")],
     path: Annotated[Path, typer.Argument(help="CSV file.", exists=True)],
-    config: ConfigOpt = None, db: DbOpt = None,
+    config: ConfigOpt = None, db: DbOpt = None, registry: RegistryOpt = None,
     catalogue: CatalogueOpt = DEFAULT_CATALOGUE,
     skip_bad: Annotated[bool, typer.Option(
         "--skip-bad", help="Import the good rows of a file with bad rows (counted).")] = False,
@@ -252,16 +266,16 @@ def import_command(
 
     if kind not in IMPORT_KINDS:
         raise _fail(f"unknown import {kind!r} (known: {', '.join(IMPORT_KINDS)})")
-    store, registry = _context(config, db)
+    store, reg = _context(config, db, registry_path=registry)
     folder = catalogue if catalogue.is_dir() else catalogue.parent
     try:
         schema = load_schema(folder / "attributes.yaml") \
             if (folder / "attributes.yaml").exists() else {}
     except CatalogueError as exc:
         raise _fail(str(exc)) from None
-    if registry is not None:
-        schema.update(registry.attribute_schema)
-    known = None if any_customer or registry is None else {c.id for c in registry.customers}
+    if reg is not None:
+        schema.update(reg.attribute_schema)
+    known = None if any_customer or reg is None else {c.id for c in reg.customers}
     res = import_csv(kind, path, store, schema, known_customers=known, skip_bad=skip_bad)
     for line in res.errors:
         err.print(line, highlight=False, soft_wrap=True, markup=False)

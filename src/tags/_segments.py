@@ -45,7 +45,7 @@ def segment_name(curve24: Sequence[float] | np.ndarray, cls: str) -> str:
         return f"night-heavy {who}"
     if high_hours >= 14:
         return f"long-hours {who}"
-    sharp = "sharp " if top >= 2.5 else ""
+    sharp = "sharp " if top >= 3.0 else ""
     if 17 <= hour <= 22:
         return f"{sharp}evening-peak {who}"
     if 6 <= hour <= 10:

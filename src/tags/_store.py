@@ -62,7 +62,7 @@ class TagStore:
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path))
+        self.db = sqlite3.connect(str(path), timeout=30)
         self.db.row_factory = sqlite3.Row
         self.db.executescript(_SCHEMA)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -77,8 +77,9 @@ class TagStore:
         self.close()
 
     def count(self, name: str, n: int = 1) -> None:
-        self.db.execute("INSERT INTO counters(name, value) VALUES (?, ?) ON CONFLICT(name) "
-                        "DO UPDATE SET value = value + excluded.value", (name, n))
+        with self.db:
+            self.db.execute("INSERT INTO counters(name, value) VALUES (?, ?) ON CONFLICT(name) "
+                            "DO UPDATE SET value = value + excluded.value", (name, n))
 
     def counters(self) -> dict[str, int]:
         return {r["name"]: r["value"] for r in self.db.execute("SELECT * FROM counters")}

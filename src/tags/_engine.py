@@ -19,6 +19,7 @@ import numpy as np
 from gridwatch.tags._catalogue import Catalogue, Names, Tag
 from gridwatch.tags._expr import (
     Call,
+    Categorical,
     Compare,
     ExprError,
     Name,
@@ -35,7 +36,9 @@ from gridwatch.tags._features import (
     DEFAULT_WINDOW,
     SCALAR_FEATURES,
     WINDOW_FEATURES,
+    aggregate,
     alert_count,
+    alert_table,
     scalar_feature,
     window_feature,
 )
@@ -52,6 +55,8 @@ class Attributes:
         self.records = records
         self.kinds = kinds
         self._cols: dict[str, np.ndarray] = {}
+        self._cats: dict[str, Categorical] = {}
+        self._sets: dict[str, tuple[np.ndarray, dict[str, list[int]]]] = {}
 
     def column(self, name: str) -> np.ndarray:
         col = self._cols.get(name)
@@ -59,16 +64,41 @@ class Attributes:
             return col
         kind = self.kinds.get(name, "number")
         values = [r.get(name) for r in self.records]
-        if kind == "text":
-            col = np.asarray([None if v is None else str(v) for v in values], dtype=object)
-        elif kind == "set":
+        if kind == "set":
             col = np.empty(self.size, dtype=object)
             col[:] = [None if v is None else frozenset(v) for v in values]
+        elif kind == "text":
+            col = np.asarray([None if v is None else str(v) for v in values], dtype=object)
         else:
-            col = np.fromiter((math.nan if v is None else float(v) for v in values),
-                              np.float64, self.size)
+            col = np.array(values, dtype=np.float64)  # None becomes NaN
         self._cols[name] = col
         return col
+
+    def text(self, name: str) -> Categorical:
+        """A text column as codes (built once)."""
+        key = f"\0text:{name}"
+        cat = self._cats.get(key)
+        if cat is None:
+            cat = self._cats[key] = Categorical.of(self.column(name))
+        return cat
+
+    def members(self, name: str, value: str) -> np.ndarray:
+        """Three-valued ``value in`` the set column ``name`` (built once per column)."""
+        sets = self._sets.get(name)
+        if sets is None:
+            col = self.column(name)
+            unknown = np.fromiter((s is None for s in col), bool, self.size)
+            index: dict[str, list[int]] = {}
+            for i, s in enumerate(col):
+                if s:
+                    for v in s:
+                        index.setdefault(v, []).append(i)
+            sets = self._sets[name] = (unknown, index)
+        unknown, index = sets
+        out = np.zeros(self.size)
+        out[index.get(value, [])] = 1.0
+        out[unknown] = math.nan
+        return out
 
     def slice(self, rows: Sequence[int]) -> Attributes:
         return Attributes([self.records[i] for i in rows], self.kinds)
@@ -84,6 +114,7 @@ class _Env:
         self.names = names
         self.tags: dict[str, np.ndarray] = {}
         self._cache: dict[tuple[Any, ...], np.ndarray] = {}
+        self._shared: dict[str, np.ndarray] = {}
 
     def _cached(self, key: tuple[Any, ...], fn: Any) -> np.ndarray:
         v = self._cache.get(key)
@@ -91,14 +122,21 @@ class _Env:
             v = self._cache[key] = fn()
         return v
 
+    def _agg(self, days: float) -> np.ndarray:
+        return self._cached(("agg", days), lambda: aggregate(self.state, self.today, days))
+
     def name(self, name: str) -> Any:
         if name in WINDOW_FEATURES:
             return self._cached(("avg", name, DEFAULT_WINDOW), lambda: window_feature(
-                self.state, name, "avg", self.today, DEFAULT_WINDOW))
+                self.state, name, "avg", self.today, DEFAULT_WINDOW,
+                self._agg(DEFAULT_WINDOW)))
         if name in SCALAR_FEATURES:
-            return self._cached(("s", name), lambda: scalar_feature(self.state, name,
-                                                                    self.today))
-        if name in self.names.kinds:
+            return self._cached(("s", name), lambda: scalar_feature(
+                self.state, name, self.today, self._shared))
+        kind = self.names.kinds.get(name)
+        if kind == "text":
+            return self.attrs.text(name)
+        if kind is not None:
             return self.attrs.column(name)
         raise ExprError(f"unknown name {name!r}")
 
@@ -108,22 +146,25 @@ class _Env:
             assert isinstance(feat, Name) and isinstance(win, Num) and win.days is not None
             days = win.days
             return self._cached((func, feat.name, days), lambda: window_feature(
-                self.state, feat.name, func, self.today, days))
+                self.state, feat.name, func, self.today, days,
+                self._agg(days) if func == "avg" else None))
         if func == "alerts":
             kind, win = args
             etype = kind.name if isinstance(kind, Name) else kind.value
             assert isinstance(win, Num) and win.days is not None
             days = win.days
-            return self._cached(("alerts", etype, days), lambda: alert_count(
-                self.state, None if etype == "any" else etype, self.today, days))
+            table = self._cached(("alerts", days), lambda: alert_table(
+                self.state, self.today, days))
+            return alert_count(self.state, None if etype == "any" else etype, self.today,
+                               days, table)
         if func == "has":
             attr, value = args
             assert isinstance(attr, Name) and isinstance(value, Str)
-            col = self.attrs.column(attr.name)
-            return np.fromiter((math.nan if s is None else float(value.value in s)
-                                for s in col), np.float64, self.size)
+            return self.attrs.members(attr.name, value.value)
         if func == "known":
             v = self.name(args[0].name)
+            if isinstance(v, Categorical):
+                return (v.codes >= 0).astype(np.float64)
             if isinstance(v, np.ndarray) and v.dtype == object:
                 return np.fromiter((x is not None for x in v), np.float64, self.size)
             return (~np.isnan(np.broadcast_to(np.asarray(v, np.float64), (self.size,)))
@@ -179,6 +220,9 @@ def format_value(v: Any, fmt: str = "", unit: str = "") -> str:
 
 
 def _at(v: Any, i: int) -> Any:
+    if isinstance(v, Categorical):
+        c = int(v.codes[i])
+        return None if c < 0 else v.values[c]
     if isinstance(v, np.ndarray):
         return v[i]
     return v
@@ -206,7 +250,7 @@ class TagEngine:
                  env: _Env | None = None) -> dict[str, np.ndarray]:
         """Tag id -> boolean array over the n customers (rows of ``state``)."""
         env = env or self.env(state, attrs, today)
-        cls_col = attrs.column("customer_class")
+        cls_col = attrs.text("customer_class")
         class_masks: dict[tuple[str, ...], np.ndarray] = {}
         out: dict[str, np.ndarray] = {}
         for tag in self.catalogue.tags:
@@ -215,7 +259,8 @@ class TagEngine:
             if classes:
                 mask = class_masks.get(classes)
                 if mask is None:
-                    mask = class_masks[classes] = np.isin(cls_col, list(classes))
+                    mask = class_masks[classes] = np.isin(
+                        cls_col.codes, [cls_col.code(c) for c in classes])
                 hit &= mask
             out[tag.id] = hit
             env.tags[tag.id] = hit

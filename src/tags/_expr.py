@@ -39,6 +39,7 @@ import numpy as np
 
 __all__ = [
     "Call",
+    "Categorical",
     "Compare",
     "Env",
     "ExprError",
@@ -410,8 +411,39 @@ _CMP: dict[str, Callable[[Any, Any], Any]] = {
 T, F, U = 1.0, 0.0, math.nan
 
 
+class Categorical:
+    """A text column as integer codes into its distinct values (-1: unknown), so comparing a
+    million customers' classes with a literal is one integer comparison."""
+
+    __slots__ = ("codes", "values")
+
+    def __init__(self, codes: np.ndarray, values: list[str]) -> None:
+        self.codes = codes
+        self.values = values
+
+    @classmethod
+    def of(cls, items: Any) -> Categorical:
+        index: dict[str, int] = {}
+        codes = np.fromiter((-1 if x is None else index.setdefault(str(x), len(index))
+                             for x in items), np.int32)
+        return cls(codes, list(index))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def objects(self) -> np.ndarray:
+        table = np.asarray([*self.values, None], dtype=object)
+        return table[np.where(self.codes < 0, len(self.values), self.codes)]
+
+    def code(self, value: str) -> int:
+        try:
+            return self.values.index(value)
+        except ValueError:
+            return -2  # matches no row
+
+
 def _is_text(v: Any) -> bool:
-    return isinstance(v, str) or (isinstance(v, np.ndarray) and v.dtype == object)
+    return isinstance(v, str | Categorical) or (isinstance(v, np.ndarray) and v.dtype == object)
 
 
 def truth(v: Any, size: int) -> np.ndarray:
@@ -436,17 +468,23 @@ def evaluate(node: Node, env: Env) -> Any:
     if isinstance(node, Call):
         return env.call(node.func, node.args)
     if isinstance(node, Not):
-        v = truth(evaluate(node.part, env), env.size)
-        return 1.0 - v
+        return 1.0 - _condition(node.part, env)
     if isinstance(node, Logic):
-        vals = [truth(evaluate(p, env), env.size) for p in node.parts]
+        vals = [_condition(p, env) for p in node.parts]
         if node.op == "and":
-            any_false = np.logical_or.reduce([v == F for v in vals])
-            all_true = np.logical_and.reduce([v == T for v in vals])
-            return np.where(any_false, F, np.where(all_true, T, U))
-        any_true = np.logical_or.reduce([v == T for v in vals])
-        all_false = np.logical_and.reduce([v == F for v in vals])
-        return np.where(any_true, T, np.where(all_false, F, U))
+            # Kleene and: the minimum, where an unknown counts between false and true
+            low = vals[0] == F
+            high = vals[0] == T
+            for v in vals[1:]:
+                low |= v == F
+                high &= v == T
+            return np.where(low, F, np.where(high, T, U))
+        high = vals[0] == T
+        low = vals[0] == F
+        for v in vals[1:]:
+            high |= v == T
+            low &= v == F
+        return np.where(high, T, np.where(low, F, U))
     if isinstance(node, Compare):
         return _compare(node, env)
     if isinstance(node, Arith):
@@ -468,6 +506,15 @@ def evaluate(node: Node, env: Env) -> Any:
     raise ExprError(f"cannot evaluate {type(node).__name__}")
 
 
+def _condition(node: Node, env: Env) -> np.ndarray:
+    """A sub-expression as a three-valued array (comparisons and logic are one already)."""
+    v = evaluate(node, env)
+    if isinstance(node, Compare | Logic | Not) and isinstance(v, np.ndarray) \
+            and v.shape == (env.size,):
+        return v
+    return truth(v, env.size)
+
+
 def _number(v: Any, node: Node) -> Any:
     if _is_text(v):
         raise ExprError(f"{render(node)} is text, not a number")
@@ -483,6 +530,21 @@ def _unknown_text(a: Any, size: int) -> np.ndarray:
 def _compare(node: Compare, env: Env) -> np.ndarray:
     size = env.size
     left = evaluate(node.left, env)
+    if isinstance(node.right, tuple) and isinstance(left, Categorical):
+        codes = [left.code(x.value) for x in node.right if isinstance(x, Str)]
+        hit = np.isin(left.codes, codes)
+        if node.op == "notin":
+            hit = ~hit
+        return np.where(left.codes < 0, U, np.where(hit, T, F))
+    if isinstance(left, Categorical) and isinstance(node.right, Node):
+        right0 = evaluate(node.right, env)
+        if isinstance(right0, str) and node.op in ("==", "!="):
+            hit = left.codes == left.code(right0)
+            if node.op == "!=":
+                hit = ~hit
+            return np.where(left.codes < 0, U, np.where(hit, T, F))
+    if isinstance(left, Categorical):
+        left = left.objects()
     if isinstance(node.right, tuple):
         values = [evaluate(x, env) for x in node.right]
         if _is_text(left):
@@ -498,6 +560,8 @@ def _compare(node: Compare, env: Env) -> np.ndarray:
             hit = ~hit
         return np.where(unknown, U, np.where(hit, T, F))
     right = evaluate(node.right, env)
+    if isinstance(right, Categorical):
+        right = right.objects()
     if _is_text(left) or _is_text(right):
         if node.op not in ("==", "!="):
             raise ExprError(f"text can only be compared with == or != "

@@ -79,7 +79,7 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _f(agg: np.ndarray, i: int) -> np.ndarray:
-    return agg[..., i].astype(np.float64)
+    return np.asarray(agg[..., i], dtype=np.float64)
 
 
 def _days(a: np.ndarray) -> np.ndarray:
@@ -229,14 +229,17 @@ def series(batch: ProfileBatch, tou: TouSchedule) -> np.ndarray:
     imp = np.clip(curve, 0.0, None)
     exp = np.clip(-curve, 0.0, None)
     moy = (batch.month % 12).astype(np.int64)  # 0 = January
-    masks = tou.masks[:, moy, :].astype(np.float64)  # (4, n, 24)
     out = np.zeros((n, S), np.float64)
     kwh = imp.sum(1)
     out[:, KWH] = kwh
-    out[:, VALLEY] = (imp * masks[0]).sum(1)
-    out[:, FLAT] = (imp * masks[1]).sum(1)
-    out[:, PEAK] = (imp * masks[2]).sum(1)
-    out[:, SHARP] = (imp * masks[3]).sum(1)
+    hours = np.zeros((n, 2))  # peak+sharp hours, valley hours
+    for m in np.unique(moy):  # usually one month per batch: one matrix product
+        sel = moy == m
+        masks = tou.masks[:, m, :].astype(np.float64)  # (4, 24)
+        part = imp[sel] @ masks.T
+        out[sel, VALLEY], out[sel, FLAT] = part[:, 0], part[:, 1]
+        out[sel, PEAK], out[sel, SHARP] = part[:, 2], part[:, 3]
+        hours[sel] = (masks[2].sum() + masks[3].sum(), masks[0].sum())
     out[:, NIGHT] = imp @ _NIGHT
     out[:, DAYTIME] = imp @ _DAYTIME
     out[:, EVENING] = imp @ _EVENING
@@ -249,8 +252,8 @@ def series(batch: ProfileBatch, tou: TouSchedule) -> np.ndarray:
     wd = ~batch.day_off
     out[:, WD_KWH] = np.where(wd, kwh, 0.0)
     out[:, WD_DAYS] = wd
-    out[:, PEAK_H] = masks[2].sum(1) + masks[3].sum(1)
-    out[:, VALLEY_H] = masks[0].sum(1)
+    out[:, PEAK_H] = hours[:, 0]
+    out[:, VALLEY_H] = hours[:, 1]
     return out
 
 
@@ -272,11 +275,16 @@ def _ring_add(state: np.ndarray, rows: np.ndarray, ids: np.ndarray, base: int, i
     if not ok.all():
         rows, slot, values = rows[ok], slot[ok], values[ok]
     cols = base + slot[:, None] * width + np.arange(width)
-    flat_rows = np.repeat(rows, width)
-    add = values.copy()
+    add = values.astype(np.float32)
     for c in max_cols:
         add[:, c] = 0.0
-    np.add.at(state, (flat_rows, cols.ravel()), add.ravel().astype(np.float32))
+    if len(np.unique(rows)) == len(rows):  # the usual case: one profile per customer
+        state[rows[:, None], cols] += add
+        for c in max_cols:
+            at = base + slot * width + c
+            state[rows, at] = np.maximum(state[rows, at], values[:, c].astype(np.float32))
+        return
+    np.add.at(state, (np.repeat(rows, width), cols.ravel()), add.ravel())
     for c in max_cols:
         np.maximum.at(state, (rows, base + slot * width + c), values[:, c].astype(np.float32))
 
@@ -353,22 +361,21 @@ def bucket_values(state: np.ndarray, today: date, days: float
 def aggregate(state: np.ndarray, today: date, days: float) -> np.ndarray:
     """Sums of the buckets of a window, (n, S) float64 (the peak column is a max)."""
     vals, mask = bucket_values(state, today, days)
-    m = mask[..., None]
-    agg = np.where(m, vals, 0.0).sum(1, dtype=np.float64)
-    agg[:, MAXKW_MAX] = np.where(mask, vals[..., MAXKW_MAX], -np.inf).max(1)
-    agg[:, MAXKW_MAX] = np.where(np.isfinite(agg[:, MAXKW_MAX]), agg[:, MAXKW_MAX], 0.0)
+    agg = np.einsum("nbs,nb->ns", vals, mask.astype(np.float32)).astype(np.float64)
+    agg[:, MAXKW_MAX] = np.where(mask, vals[..., MAXKW_MAX], 0.0).max(1)
     return agg
 
 
-def window_feature(state: np.ndarray, name: str, func: str, today: date, days: float
-                   ) -> np.ndarray:
+def window_feature(state: np.ndarray, name: str, func: str, today: date, days: float,
+                   agg: np.ndarray | None = None) -> np.ndarray:
     """``avg`` (the feature of the window's sums), ``min`` or ``max`` (over its days or months
-    with data) of a window feature."""
+    with data) of a window feature. ``agg`` is ``aggregate(state, today, days)`` when the
+    caller has it already."""
     feat = WINDOW_FEATURES[name]
     if func == "avg":
-        return feat.fn(aggregate(state, today, days))
+        return feat.fn(aggregate(state, today, days) if agg is None else agg)
     vals, mask = bucket_values(state, today, days)
-    per = feat.fn(vals.astype(np.float64))
+    per = feat.fn(vals)
     per = np.where(mask & (vals[..., DAYS] > 0), per, np.nan)
     ok = ~np.isnan(per).all(1)
     out = np.full(len(state), np.nan)
@@ -377,18 +384,26 @@ def window_feature(state: np.ndarray, name: str, func: str, today: date, days: f
     return out
 
 
-def alert_count(state: np.ndarray, etype: str | None, today: date, days: float) -> np.ndarray:
-    """Alerts of a type (None: any) in the months a window of ``days`` covers (at most 3)."""
+def alert_table(state: np.ndarray, today: date, days: float) -> np.ndarray:
+    """Alerts by type, (n, E), in the months a window of ``days`` covers (at most 3)."""
     first, last = _month_span(today, min(days, 91.0))
     ids = state[:, _ALERT_IDS:_ALERT_IDS + A]
-    mask = (ids >= first) & (ids <= last)
-    vals = state[:, _ALERTS:_ALERTS + A * E].reshape(-1, A, E).astype(np.float64)
-    per = vals.sum(2) if etype is None else vals[..., ALERT_TYPES.index(etype)]
-    return np.where(mask, per, 0.0).sum(1)
+    mask = ((ids >= first) & (ids <= last)).astype(np.float32)
+    vals = state[:, _ALERTS:_ALERTS + A * E].reshape(-1, A, E)
+    return np.einsum("nae,na->ne", vals, mask).astype(np.float64)
 
 
-def scalar_feature(state: np.ndarray, name: str, today: date) -> np.ndarray:
-    """The value of a feature without a window."""
+def alert_count(state: np.ndarray, etype: str | None, today: date, days: float,
+                table: np.ndarray | None = None) -> np.ndarray:
+    """Alerts of a type (None: any) in the months a window of ``days`` covers (at most 3)."""
+    t = alert_table(state, today, days) if table is None else table
+    return t.sum(1) if etype is None else t[:, ALERT_TYPES.index(etype)]
+
+
+def scalar_feature(state: np.ndarray, name: str, today: date,
+                   shared: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """The value of a feature without a window. ``shared`` (a dict kept by the caller for
+    one state and day) saves recomputing the monthly figures the features have in common."""
     if name == "days_seen":
         return state[:, DAYS_SEEN].astype(np.float64)
     if name == "peak_hour":
@@ -398,10 +413,14 @@ def scalar_feature(state: np.ndarray, name: str, today: date) -> np.ndarray:
     if name == "weekend_level":
         return np.where(state[:, LAST_DAY] > 0, state[:, WE_LEVEL], np.nan)
     cur = month_no(today)
-    ids = state[:, _MONTH_IDS:_MONTH_IDS + M]
-    vals = state[:, _MONTHLY:_MONTHLY + M * S].reshape(-1, M, S).astype(np.float64)
-    per_day = _div(vals[..., KWH], vals[..., DAYS])
-    enough = vals[..., DAYS] >= 10
+    sh = shared if shared is not None else {}
+    if "per_day" not in sh:
+        vals = state[:, _MONTHLY:_MONTHLY + M * S].reshape(-1, M, S)
+        n_days = vals[..., DAYS].astype(np.float64)
+        sh["ids"] = state[:, _MONTH_IDS:_MONTH_IDS + M]
+        sh["per_day"] = _div(vals[..., KWH].astype(np.float64), n_days)
+        sh["enough"] = n_days >= 10
+    ids, per_day, enough = sh["ids"], sh["per_day"], sh["enough"]
 
     def month(m: int) -> np.ndarray:
         sel = (ids == m) & enough

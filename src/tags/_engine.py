@@ -228,6 +228,18 @@ def _at(v: Any, i: int) -> Any:
     return v
 
 
+def _says(leaf: Node) -> str:
+    """A condition that holds, in words: ``is night-heavy``, ``programs include app``."""
+    if isinstance(leaf, Call) and leaf.func == "tag" and isinstance(leaf.args[0], Str):
+        return f"is {leaf.args[0].value}"
+    if isinstance(leaf, Call) and leaf.func == "has" and isinstance(leaf.args[0], Name) \
+            and isinstance(leaf.args[1], Str):
+        return f"{leaf.args[0].name} include {leaf.args[1].value}"
+    if isinstance(leaf, Compare) and isinstance(leaf.right, tuple):
+        return render(leaf)
+    return render(leaf).replace("_", " ")
+
+
 @dataclass(frozen=True, slots=True)
 class TagHit:
     """A tag a customer carries, with the reason a person reads."""
@@ -280,8 +292,10 @@ class TagEngine:
                     s = s.replace(text, format_value(_at(v, i), fmt, unit), 1)
                 out.append(s)
             return out
+        kinds = self.catalogue.names.kinds
         leaves = [n for n in walk(tag.expr) if isinstance(n, Compare)
-                  or (isinstance(n, Call) and n.func in ("has", "tag"))]
+                  or (isinstance(n, Call) and n.func in ("has", "tag"))
+                  or (isinstance(n, Name) and kinds.get(n.name) == "bool")]
         parts = []
         for leaf in leaves:
             try:
@@ -305,7 +319,7 @@ class TagEngine:
                     said.append(f"{render(leaf.left)} = {format_value(_at(left, i), '', unit)}"
                                 f" ({leaf.op} {render(leaf.right)})")
                 else:
-                    said.append(render(leaf))
+                    said.append(_says(leaf))
             out.append("; ".join(said) if said else render(tag.expr))
         return out
 

@@ -76,9 +76,6 @@ def profile_fleet(fleet_path: str | Path, *, days: int | None, catalogue: str | 
             seg = segmenters.setdefault(cls, Segmenter(cls))
             label, _ = seg.assign(p)
             seg_of[p.customer_id or p.meter_id] = label
-    for day in sorted(by_day):
-        prof.observe(by_day[day])
-    prof.observe_events(events)
     # name each segment from its centroid (the weekday half of the features)
     names: dict[str, str] = {}
     for cls, seg in segmenters.items():
@@ -87,9 +84,22 @@ def profile_fleet(fleet_path: str | Path, *, days: int | None, catalogue: str | 
             names[f"{cls}-{k}"] = segment_name([c.get(f"d{h:02d}", 0.0) for h in range(24)],
                                                cls)
     prof.segments.update({cid: names.get(label, label) for cid, label in seg_of.items()})
-    last = max(by_day) if by_day else fleet.start
-    today = last.astimezone(cal.tz).date() if hasattr(last, "astimezone") else last
-    hits = prof.commit(today)
+    # day by day, as the engine would: the day's profiles and alerts, then the day's tags
+    # (so the history says when each tag appeared and left)
+    events.sort(key=lambda e: e.onset)
+    hits: dict[str, list[TagHit]] = {}
+    today = fleet.start.astimezone(cal.tz).date()
+    k = 0
+    for day in sorted(by_day):
+        today = day.astimezone(cal.tz).date()
+        prof.observe(by_day[day])
+        upto = k
+        while upto < len(events) and events[upto].onset.astimezone(cal.tz).date() <= today:
+            upto += 1
+        prof.observe_events(events[k:upto])
+        k = upto
+        hits = prof.commit(today)
+    prof.observe_events(events[k:])
     counts = [len(v) for v in hits.values()]
     dims: dict[str, list[int]] = defaultdict(list)
     for v in hits.values():

@@ -224,8 +224,11 @@ def _ref(node: Any, env: dict[str, float | None]) -> Any:
     b = _ref(node.right, env)
     if a is None or b is None:
         return None
-    if node.op == "/":
-        return None if b == 0 else a / b
+    if node.op == "/":  # a quotient that is not finite is unknown
+        if b == 0:
+            return None
+        q = a / b
+        return q if math.isfinite(q) else None
     return {"+": a + b, "-": a - b, "*": a * b}[node.op]
 
 

@@ -266,7 +266,8 @@ def import_command(
 
     if kind not in IMPORT_KINDS:
         raise _fail(f"unknown import {kind!r} (known: {', '.join(IMPORT_KINDS)})")
-    store, reg = _context(config, db, registry_path=registry)
+    store, reg = _context(config, db, need_registry=not any_customer,
+                          registry_path=registry)
     folder = catalogue if catalogue.is_dir() else catalogue.parent
     try:
         schema = load_schema(folder / "attributes.yaml") \

@@ -140,3 +140,23 @@ def test_a_utility_adds_a_tag_over_its_own_attribute(tmp_path):
 def test_declared_attribute_cannot_shadow_a_built_in_name():
     with pytest.raises(CatalogueError, match="already a built-in"):
         Names({"valley_share": AttributeSpec(type="number")})
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20))
+
+
+@given(st.lists(st.dictionaries(
+    st.sampled_from(["id", "name", "dimension", "description", "when", "classes", "reason",
+                     "colour"]),
+    st.one_of(scalars, st.lists(scalars, max_size=3),
+              st.dictionaries(st.sampled_from(["zh", "en"]), scalars)),
+    max_size=8), max_size=4))
+@settings(max_examples=200, deadline=None)
+def test_any_catalogue_document_loads_or_fails_with_one_line(tags):
+    try:
+        Catalogue.from_data([("x.yaml", {"tags": tags})])
+    except CatalogueError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("x.yaml")

@@ -172,3 +172,35 @@ def test_attribute_spec_set_values():
     assert spec.check("b|a;a") == ("a", "b")
     with pytest.raises(ValueError, match="'c' is not one of a, b"):
         spec.check("a|c")
+
+
+cells = st.one_of(st.text(max_size=12), st.sampled_from(
+    ["", "steel", "10", "-1", "yes", "no", "1e400", "nan", "app|pv", "2024-02-30", "0.4"]))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["C1", "C2", "bad id", ""]), cells, cells, cells),
+                max_size=12),
+       st.booleans())
+@settings(max_examples=120, deadline=None)
+def test_any_csv_is_imported_or_refused_row_by_row(tmp_path_factory, rows, skip_bad):
+    """Whatever the cells, the import never raises: each row is imported or reported once, with
+    its row number, and nothing of a refused file is stored."""
+    import csv
+
+    folder = tmp_path_factory.mktemp("csv")
+    path = folder / "customers.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["customer_id", "industry", "voltage_kv", "ev_owner"])
+        w.writerows(rows)
+    s = TagStore(":memory:")
+    res = import_csv("customers", path, s, SCHEMA, skip_bad=skip_bad)
+    assert res.rows == len(rows)
+    reported = {int(e.split(": row ")[1].split(":")[0]) for e in res.errors}
+    assert len(reported) == res.bad and reported <= set(range(2, len(rows) + 2))
+    if res.bad and not skip_bad:
+        assert res.imported == 0 and s.attributes() == {}
+    else:
+        assert res.imported == len(rows) - res.bad
+        assert set(s.attributes()) <= {"C1", "C2"}
+    s.close()

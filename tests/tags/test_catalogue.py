@@ -6,6 +6,8 @@ from collections import Counter
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gridwatch.alerts._registry import AttributeSpec
 from gridwatch.tags._catalogue import (
@@ -141,9 +143,6 @@ def test_declared_attribute_cannot_shadow_a_built_in_name():
     with pytest.raises(CatalogueError, match="already a built-in"):
         Names({"valley_share": AttributeSpec(type="number")})
 
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20))
 

@@ -76,6 +76,7 @@ class TagProfiler:
         self.table = FeatureTable(tou)
         self.classes: dict[str, str] = {}
         self.segments: dict[str, str] = {}
+        self._current: dict[str, frozenset[str]] | None = None
 
     @classmethod
     def from_config(cls, catalogue: str | Path, tariff: str | Path, *,
@@ -146,7 +147,17 @@ class TagProfiler:
         """Evaluate every customer, store the tags (history updated) and the features."""
         hits = self.evaluate(today)
         if self.store is not None:
-            self.store.apply(today, hits)
+            # only customers whose tags changed touch the store's tags (a million customers
+            # a day, of whom a few change)
+            if self._current is None:
+                self._current = self.store.current_sets()
+            changed = {}
+            for cid, h in hits.items():
+                now = frozenset(x.tag for x in h)
+                if self._current.get(cid, frozenset()) != now:
+                    changed[cid] = h
+                    self._current[cid] = now
+            self.store.apply(today, changed)
             self.store.put_features(
                 ((cid, self.table.state[self.table.index[cid]].tobytes(),
                   self.classes.get(cid), self.segments.get(cid)) for cid in hits), today)

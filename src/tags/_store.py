@@ -119,7 +119,8 @@ class TagStore:
                    ) -> dict[str, dict[str, Any]]:
         """Imported attributes per customer (customers file, then CRM file, merged)."""
         out: dict[str, dict[str, Any]] = {}
-        rows = self.db.execute("SELECT customer_id, data FROM attrs ORDER BY source DESC")
+        rows = self._rows("SELECT customer_id, data FROM attrs", customer_ids,
+                          "ORDER BY source DESC")
         wanted = set(customer_ids) if customer_ids is not None else None
         for r in rows:
             if wanted is None or r["customer_id"] in wanted:
@@ -135,7 +136,8 @@ class TagStore:
         today = as_of.isoformat()
         out: dict[str, dict[str, float]] = {}
         wanted = set(customer_ids) if customer_ids is not None else None
-        for r in self.db.execute("SELECT * FROM billing ORDER BY customer_id, period"):
+        for r in self._rows("SELECT * FROM billing", customer_ids,
+                            "ORDER BY customer_id, period"):
             cid = r["customer_id"]
             if wanted is not None and cid not in wanted:
                 continue
@@ -165,6 +167,22 @@ class TagStore:
             if f["late_payments_12m"]:
                 f["avg_days_late"] = late_days / f["late_payments_12m"]
         return out
+
+    def _rows(self, query: str, customer_ids: Sequence[str] | None, order: str
+              ) -> Iterable[sqlite3.Row]:
+        """Rows of ``query`` for a few customers (by key) or for all of them."""
+        if customer_ids is not None and len(customer_ids) <= 500:
+            marks = ",".join("?" * len(customer_ids))
+            return self.db.execute(f"{query} WHERE customer_id IN ({marks}) {order}",
+                                   tuple(customer_ids))
+        return self.db.execute(f"{query} {order}")
+
+    def current_sets(self) -> dict[str, frozenset[str]]:
+        """Every customer's current tags."""
+        out: dict[str, set[str]] = {}
+        for r in self.db.execute("SELECT customer_id, tag FROM current"):
+            out.setdefault(r["customer_id"], set()).add(r["tag"])
+        return {k: frozenset(v) for k, v in out.items()}
 
     # -------------------------------------------------------------------- features
     def put_features(self, rows: Iterable[tuple[str, bytes, str | None, str | None]],

@@ -32,7 +32,7 @@ from gridwatch.tags._expr import (
     parse,
     walk,
 )
-from gridwatch.tags._features import ALERT_TYPES, SCALAR_FEATURES, WINDOW_FEATURES
+from gridwatch.tags._features import ALERT_TYPES, SCALAR_FEATURES, VERDICTS, WINDOW_FEATURES
 
 __all__ = [
     "BUILTIN_ATTRIBUTES",
@@ -78,6 +78,8 @@ _KNOWN_FUNCS = {
     "min": "min(feature, window): its lowest daily (<= 7d) or monthly value in the window",
     "max": "max(feature, window): its highest daily (<= 7d) or monthly value in the window",
     "alerts": "alerts(type | any, window): alerts raised in the window (at most 90d)",
+    "verdicts": "verdicts(acknowledged | closed_by_hand, window): verdicts on its alerts "
+                "(at most 90d)",
     "has": "has(set attribute, 'value'): the set holds the value",
     "known": "known(name): the value is known",
     "tag": "tag('id'): the customer carries another tag",
@@ -217,6 +219,17 @@ class Names:
             days = self._window(f, win)
             if days > 92:
                 raise ExprError("alerts(): the window is at most 90d")
+            return "number"
+        if f == "verdicts":
+            arity(2)
+            kind, win = args
+            name = kind.name if isinstance(kind, Name) else kind.value \
+                if isinstance(kind, Str) else None
+            if name not in VERDICTS:
+                raise ExprError(f"verdicts(): unknown verdict {name!r} "
+                                f"({', '.join(VERDICTS)})")
+            if self._window(f, win) > 92:
+                raise ExprError("verdicts(): the window is at most 90d")
             return "number"
         if f == "has":
             arity(2)

@@ -148,7 +148,7 @@ class _Env:
             return self._cached((func, feat.name, days), lambda: window_feature(
                 self.state, feat.name, func, self.today, days,
                 self._agg(days) if func == "avg" else None))
-        if func == "alerts":
+        if func in ("alerts", "verdicts"):
             kind, win = args
             etype = kind.name if isinstance(kind, Name) else kind.value
             assert isinstance(win, Num) and win.days is not None

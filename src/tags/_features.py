@@ -1,6 +1,6 @@
 """Per-customer features behind the tags, kept online from the daily profiles.
 
-A customer's whole feature state is one float32 vector of fixed layout (about 1.9 KB), so a
+A customer's whole feature state is one float32 vector of fixed layout (1,824 bytes), so a
 table of many customers is one 2-D array and every update and every window is a numpy operation
 over all of them at once:
 
@@ -8,7 +8,8 @@ over all of them at once:
   same 18 sums: energy by tariff period (sharp, peak, flat, valley, from the time-of-use
   schedule), by time of day (night 0-6 h, daytime 8-18 h, evening 18-23 h), exported energy,
   daily peak and base kW, the squared daily energy (for volatility), weekday energy and days;
-* alerts by event type in a ring of the last 3 months;
+* alerts by event type, and verdicts on them (acknowledged, closed by hand), in a ring of
+  the last 3 months;
 * a few scalars from the typical curves (weekday peak hour, hours near the peak, weekend level).
 
 Windows: ``avg(f, Nd)`` with N <= 7 reads the daily ring exactly; a longer window reads whole
@@ -31,6 +32,7 @@ from gridwatch.tags._tariff import TouSchedule
 __all__ = [
     "ALERT_TYPES",
     "SCALAR_FEATURES",
+    "VERDICTS",
     "WINDOW_FEATURES",
     "CustomerFeatures",
     "FeatureTable",
@@ -49,7 +51,10 @@ ALERT_TYPES = (
     "clock_drift", "voltage_sag", "voltage_swell", "low_power_factor", "phase_imbalance",
     "over_capacity_risk", "feeder_outage", "possible_theft",
 )
-E = len(ALERT_TYPES)
+#: Verdicts on a customer's alerts, counted beside the alert types: acknowledged by a manager,
+#: and resolved by a person rather than by the detector (often a dismissed false alarm).
+VERDICTS = ("acknowledged", "closed_by_hand")
+E = len(ALERT_TYPES) + len(VERDICTS)
 _DAILY = 0
 _MONTHLY = _DAILY + D * S
 _DAY_IDS = _MONTHLY + M * S
@@ -326,7 +331,7 @@ def update(state: np.ndarray, rows: np.ndarray, batch: ProfileBatch, tou: TouSch
 def add_alerts(state: np.ndarray, rows: np.ndarray, months: np.ndarray, types: np.ndarray
                ) -> None:
     """Count alerts (type index into ALERT_TYPES) in the month they were raised."""
-    ones = np.zeros((len(rows), E), np.float64)
+    ones = np.zeros((len(rows), E), np.float64)  # types index ALERT_TYPES, then VERDICTS
     ones[np.arange(len(rows)), types] = 1.0
     _ring_add(state, rows, months, _ALERTS, _ALERT_IDS, A, E, ones)
 
@@ -385,7 +390,8 @@ def window_feature(state: np.ndarray, name: str, func: str, today: date, days: f
 
 
 def alert_table(state: np.ndarray, today: date, days: float) -> np.ndarray:
-    """Alerts by type, (n, E), in the months a window of ``days`` covers (at most 3)."""
+    """Alerts by type and verdicts, (n, E), in the months a window of ``days`` covers (at
+    most 3)."""
     first, last = _month_span(today, min(days, 91.0))
     ids = state[:, _ALERT_IDS:_ALERT_IDS + A]
     mask = ((ids >= first) & (ids <= last)).astype(np.float32)
@@ -397,7 +403,11 @@ def alert_count(state: np.ndarray, etype: str | None, today: date, days: float,
                 table: np.ndarray | None = None) -> np.ndarray:
     """Alerts of a type (None: any) in the months a window of ``days`` covers (at most 3)."""
     t = alert_table(state, today, days) if table is None else table
-    return t.sum(1) if etype is None else t[:, ALERT_TYPES.index(etype)]
+    if etype is None:
+        return t[:, :len(ALERT_TYPES)].sum(1)
+    if etype in VERDICTS:
+        return t[:, len(ALERT_TYPES) + VERDICTS.index(etype)]
+    return t[:, ALERT_TYPES.index(etype)]
 
 
 def scalar_feature(state: np.ndarray, name: str, today: date,
@@ -512,13 +522,42 @@ class FeatureTable:
                        np.asarray(types, np.int64))
         return len(rows)
 
+    def add_transitions(self, transitions: Iterable[object]) -> int:
+        """Count verdicts from the router's alert transitions (``AlertTransition``): an
+        acknowledgement, or a resolution by a person; returns how many were counted."""
+        rows: list[str] = []
+        months: list[int] = []
+        kinds: list[int] = []
+        for t in transitions:
+            cid = getattr(t, "customer_id", None)
+            verdict = _verdict(t)
+            if not cid or verdict is None:
+                continue
+            rows.append(cid)
+            months.append(month_no(t.at.date()))  # type: ignore[attr-defined]
+            kinds.append(len(ALERT_TYPES) + VERDICTS.index(verdict))
+        if rows:
+            idx = self.rows(rows)
+            add_alerts(self.state, idx, np.asarray(months, np.int64),
+                       np.asarray(kinds, np.int64))
+        return len(rows)
+
     def subset(self, customer_ids: list[str]) -> np.ndarray:
         rows = self.rows(customer_ids)
         return self.state[rows]
 
 
+def _verdict(t: object) -> str | None:
+    state = getattr(t, "state", "")
+    if state == "acknowledged":
+        return "acknowledged"
+    if state == "resolved" and getattr(t, "by", "gridwatch") != "gridwatch":
+        return "closed_by_hand"
+    return None
+
+
 class CustomerFeatures:
-    """One customer's feature state: a float32 vector (``to_bytes`` is about 1.9 KB), updated
+    """One customer's feature state: a float32 vector (``to_bytes`` is 1,824 bytes), updated
     with the same vectorised code as the table."""
 
     __slots__ = ("state",)

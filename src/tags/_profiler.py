@@ -7,6 +7,7 @@ This is what the engine (or ``gridwatch tags profile``) drives::
                                    registry, store, tz)
     prof.observe(daily_profiles)         # each DailyProfile the dataflow emits
     prof.observe_events(events)          # alerts by type
+    prof.observe_transitions(changes)    # verdicts: acknowledged, closed by hand
     hits = prof.commit(day)              # tags of every customer, history updated
 """
 
@@ -103,6 +104,10 @@ class TagProfiler:
 
     def observe_events(self, events: Iterable[Any]) -> int:
         return self.table.add_events(events)
+
+    def observe_transitions(self, transitions: Iterable[Any]) -> int:
+        """Verdicts on alerts, from the router's ``AlertTransition`` records."""
+        return self.table.add_transitions(transitions)
 
     def load_features(self, customer_ids: Sequence[str]) -> None:
         """Bring the stored feature states of these customers into the table."""

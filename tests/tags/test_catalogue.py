@@ -41,8 +41,8 @@ def test_every_tag_parses_and_names_only_known_features_and_attributes(cat):
     for tag in cat:
         for node in walk(tag.expr):
             if isinstance(node, Name) and not (
-                    any(isinstance(c, Call) and c.func == "alerts" and c.args[0] is node
-                        for c in walk(tag.expr))):
+                    any(isinstance(c, Call) and c.func in ("alerts", "verdicts")
+                        and c.args[0] is node for c in walk(tag.expr))):
                 assert node.name in names.kinds, (tag.id, node.name)
             if isinstance(node, Call) and node.func == "tag":
                 assert isinstance(node.args[0], Str) and node.args[0].value in cat.by_id
@@ -83,6 +83,7 @@ def _one(when: str, **extra) -> dict:
     ("avg(valley_share, 3) > 1", "must be a window like 90d"),
     ("alerts(meteor_strike, 30d) > 1", "unknown alert type 'meteor_strike'"),
     ("alerts(outage, 365d) > 1", "at most 90d"),
+    ("verdicts(applauded, 30d) > 1", "unknown verdict 'applauded'"),
     ("customer_class == 'industriel'", "'industriel' is not a value of customer_class"),
     ("customer_class > 'a'", "text can only be compared"),
     ("customer_class == 3", "cannot compare text with number"),

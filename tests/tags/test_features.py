@@ -104,6 +104,19 @@ def test_alerts_by_type_in_the_window():
     day = date(2024, 4, 20)
     assert alert_count(f.state, "outage", day, 90)[0] == 2
     assert alert_count(f.state, None, day, 90)[0] == 3
+    # verdicts from the router's transitions, apart from the alert counts
+    from gridwatch._schemas import AlertTransition
+
+    def tr(state: str, by: str) -> AlertTransition:
+        return AlertTransition(fingerprint="f", meter_id="m1", type="outage",
+                               severity=Severity.WARNING, state=state, at=onset, by=by,
+                               customer_id="c1")
+
+    assert f.add_transitions([tr("acknowledged", "M1"), tr("resolved", "M1"),
+                              tr("resolved", "gridwatch"), tr("firing", "gridwatch")]) == 2
+    assert alert_count(f.state, "acknowledged", day, 90)[0] == 1
+    assert alert_count(f.state, "closed_by_hand", day, 90)[0] == 1
+    assert alert_count(f.state, None, day, 90)[0] == 3
 
 
 def test_state_is_compact_and_round_trips():

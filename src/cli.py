@@ -161,6 +161,16 @@ def _register_web() -> None:
 _register_web()
 
 
+def _register_tags() -> None:
+    from gridwatch.tags._cli import import_command, tags_app
+
+    app.add_typer(tags_app, name="tags")
+    app.command("import")(import_command)
+
+
+_register_tags()
+
+
 @app.command("evaluate")
 def evaluate(
     readings: Annotated[Path | None, typer.Option(

@@ -54,6 +54,59 @@ class Contacts(BaseModel):
     apprise: tuple[str, ...] = ()
 
 
+class AttributeSpec(BaseModel):
+    """A utility's own customer attribute, declared once (``attribute_schema``) and then
+    allowed on every customer (``attributes``), and usable in tag expressions."""
+
+    model_config = _FROZEN
+
+    type: Literal["number", "text", "bool", "set"]
+    description: str = ""
+    #: Where imports bring it from: ``customers`` or ``crm`` CSV files (``registry``: only here).
+    source: Literal["registry", "customers", "crm"] = "registry"
+    #: Allowed values of a text or set attribute (any when empty).
+    values: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+
+    def check(self, value: Any) -> Any:
+        """The value in its stored form; raises ValueError saying what is wrong with it."""
+        if self.type == "number":
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise ValueError(f"{value!r} is not a number")
+            try:
+                x = float(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a number") from None
+            if x != x or x in (float("inf"), float("-inf")):
+                raise ValueError(f"{value!r} is not a finite number")
+            if self.min is not None and x < self.min:
+                raise ValueError(f"{x:g} is below the minimum {self.min:g}")
+            if self.max is not None and x > self.max:
+                raise ValueError(f"{x:g} is above the maximum {self.max:g}")
+            return x
+        if self.type == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "y"):
+                return True
+            if text in ("0", "false", "no", "n"):
+                return False
+            raise ValueError(f"{value!r} is not yes/no")
+        if self.type == "text":
+            if isinstance(value, list | tuple | dict) or not str(value).strip():
+                raise ValueError(f"{value!r} is not one text value")
+            items = [str(value).strip()]
+        else:
+            items = [str(v).strip() for v in value] if isinstance(value, list | tuple) else \
+                [v.strip() for v in str(value).replace(";", "|").split("|") if v.strip()]
+        for item in items:
+            if self.values and item not in self.values:
+                raise ValueError(f"{item!r} is not one of {', '.join(self.values)}")
+        return items[0] if self.type == "text" else tuple(sorted(set(items)))
+
+
 class Customer(BaseModel):
     id: Ident
     name: str = ""
@@ -68,6 +121,8 @@ class Customer(BaseModel):
     #: Channels customer notices go out on (the MQTT notices topic by default).
     channels: tuple[Channel, ...] = ("mqtt",)
     language: Language = "zh"
+    #: The utility's own attributes, each declared in the registry's ``attribute_schema``.
+    attributes: dict[str, Any] = Field(default_factory=dict)
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True,
                               populate_by_name=True)
@@ -110,6 +165,8 @@ class Registry(BaseModel):
     customers: tuple[Customer, ...] = ()
     cells: tuple[Cell, ...] = ()
     managers: tuple[Manager, ...] = ()
+    #: Declared customer attributes (name -> type and allowed values).
+    attribute_schema: dict[str, AttributeSpec] = Field(default_factory=dict)
 
     _by_meter: dict[str, tuple[Customer, Meter]] = PrivateAttr(default_factory=dict)
     _customers: dict[str, Customer] = PrivateAttr(default_factory=dict)
@@ -157,6 +214,15 @@ class Registry(BaseModel):
             for ch in cust.channels:
                 if ch != "mqtt" and not getattr(cust.contacts, ch):
                     raise ValueError(f"{where}: channel {ch} needs contacts.{ch}")
+            for name, value in cust.attributes.items():
+                spec = self.attribute_schema.get(name)
+                if spec is None:
+                    raise ValueError(f"{where}: attribute {name!r} is not declared in "
+                                     f"attribute_schema")
+                try:
+                    cust.attributes[name] = spec.check(value)
+                except ValueError as exc:
+                    raise ValueError(f"{where}: attribute {name}: {exc}") from None
             for meter in cust.meters:
                 if meter.id in by_meter:
                     other = by_meter[meter.id][0].id

@@ -14,6 +14,7 @@ customer's grid cell, escalated to the backup when not acknowledged; ``backup_ma
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gridwatch._schemas import Severity
 from gridwatch.alerts._registry import RegistryError, describe
 from gridwatch.alerts._stages import DEFAULT_INHIBIT, InhibitRule
+from gridwatch.tags._catalogue import canonical_tag
+from gridwatch.tags._expr import ExprError
+from gridwatch.tags._labels import LabelExpr
 
 BUILTIN_RECEIVERS = ("cell_manager", "backup_manager", "customer")
 MATCH_KEYS = ("type", "severity", "customer_class", "grid_cell", "customer_id", "meter_id", "tags",
@@ -44,6 +48,9 @@ class Route(BaseModel):
     #: label -> value or list of values (any of them). ``tags`` matches when the alert carries
     #: at least one of the listed tags.
     match: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    #: A tag expression over the alert's labels, e.g. ``tag('valley-shifter') and
+    #: customer_class == 'industrial'`` (docs/tags.md); the route matches when it is true.
+    when: str | None = None
     min_severity: Severity | None = None
     receivers: tuple[str, ...] | None = None
     continue_: bool = Field(False, alias="continue")
@@ -59,7 +66,19 @@ class Route(BaseModel):
                     raise ValueError(f"cannot match on {key!r} (known: {', '.join(MATCH_KEYS)})")
                 out[key] = (str(val),) if isinstance(val, str | int | float) else \
                     tuple(str(x) for x in val)
+                if key == "tags":  # one spelling: night_heavy is night-heavy
+                    out[key] = tuple(canonical_tag(x) for x in out[key])
             return out
+        return v
+
+    @field_validator("when")
+    @classmethod
+    def _expr(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                _label_expr(v)
+            except ExprError as exc:
+                raise ValueError(str(exc)) from None
         return v
 
     @field_validator("receivers", mode="before")
@@ -76,11 +95,16 @@ class Route(BaseModel):
             have = labels.get(key)
             if key == "tags":
                 tags = have if isinstance(have, tuple) else ()
-                if not set(tags) & set(wanted):
+                if not {canonical_tag(t) for t in tags} & set(wanted):
                     return False
             elif have not in wanted:
                 return False
-        return True
+        return self.when is None or _label_expr(self.when).matches(labels)
+
+
+@lru_cache(maxsize=1024)
+def _label_expr(text: str) -> LabelExpr:
+    return LabelExpr(text)
 
 
 class ReceiverSpec(BaseModel):

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gridwatch._lazy import lazy_exports
-from gridwatch.web._config import WebSettings
 
 if TYPE_CHECKING:
+    from gridwatch.web._config import WebSettings
     from gridwatch.web._app import Workspace, create_app
     from gridwatch.web._digest import Digest, build_digest, send_digests
     from gridwatch.web._server import WebServer, demo_login
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
+    "WebSettings": "_config",
     "Workspace": "_app",
     "create_app": "_app",
     "Digest": "_digest",

@@ -29,7 +29,7 @@ StdinOpt = Annotated[bool, typer.Option(
 
 
 def _settings(config: Path | None) -> Settings:
-    from gridwatch.cli import settings_or_exit
+    from gridwatch._cli_common import settings_or_exit
 
     return settings_or_exit(config)
 

@@ -45,8 +45,8 @@ def _fail(msg: str, code: int = 2) -> typer.Exit:
 
 def _context(config: Path | None, db: Path | None, need_registry: bool = False,
              registry_path: Path | None = None) -> tuple[TagStore, Registry | None]:
-    from gridwatch.alerts._registry import Registry, RegistryError
     from gridwatch._cli_common import settings_or_exit
+    from gridwatch.alerts._registry import Registry, RegistryError
     from gridwatch.tags._store import TagStore
 
     settings = settings_or_exit(config)

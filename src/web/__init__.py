@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from gridwatch._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from gridwatch.web._config import WebSettings
     from gridwatch.web._app import Workspace, create_app
+    from gridwatch.web._config import WebSettings
     from gridwatch.web._digest import Digest, build_digest, send_digests
     from gridwatch.web._server import WebServer, demo_login
     from gridwatch.web._verdicts import (

@@ -101,7 +101,7 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
 
     usual_day = float(typical.sum())
     judged = (typical_days >= s.daily_min_days and rec.days >= s.daily_min_days
-              and usual_day > 24 * 2 * s.min_kw)
+              and usual_day > 24 * s.min_kw)
     held = False
     if judged:
         held = _judge_day(rec, curve, typical, daily_kwh / usual_day, usual_day, daily_kwh,

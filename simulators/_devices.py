@@ -144,7 +144,9 @@ class DeviceSimulation:
                 # diversified peak, with 30 % headroom of the transformer over it
                 peak = sum(_DIVERSITY[ms[i].customer_class] * ms[i].annual_kwh / 8760
                            * _PROFILE_PEAK[ms[i].profile] for i in idx) * 1.15 / 0.95
-                kva = next((s for s in TX_SIZES if s >= 1.3 * peak), TX_SIZES[-1])
+                # beyond the largest unit: several in parallel, counted as one bank
+                kva = next((s for s in TX_SIZES if s >= 1.3 * peak),
+                           TX_SIZES[-1] * math.ceil(1.3 * peak / TX_SIZES[-1]))
                 out.append(SimDevice(
                     f"tx-{cell}", "transformer", cell, cell, None, tuple(idx),
                     {"kva": float(kva), "voltage_v": 400.0, "temp_limit_c": 105.0,
@@ -359,7 +361,7 @@ class DeviceSimulation:
                 kw = dev.share * site_kw
             else:
                 kw = 0.0
-            kw = min(kw * float(rng.normal(1.0, 0.02)), 1.1 * r["rated_kw"]) if running else 0.0
+            kw = min(kw * float(rng.normal(1.0, 0.02)), r["rated_kw"]) if running else 0.0
             load = kw / r["rated_kw"]
             m = {"kw": 0.0, "running": float(running), "ambient_c": round(ambient, 1)}
             temps = ()

@@ -81,6 +81,7 @@ class KindModel:
         self.kind = kind
         self.models: dict[str, Any] = {}
         self.learned: dict[str, int] = {}
+        self.ranges: dict[str, dict[str, tuple[float, float]]] = {}
 
     def _model(self, channel: str) -> Any:
         m = self.models.get(channel)
@@ -97,12 +98,29 @@ class KindModel:
             return None
         return float(self._model(channel).predict_one(x))
 
-    def trusted(self, channel: str, n: int) -> bool:
-        return self.learned.get(channel, 0) >= n
+    def trusted(self, channel: str, n: int, x: dict[str, float] | None = None) -> bool:
+        """The channel learned ``n`` samples and, given ``x``, has seen features like it (a
+        linear model is not trusted to extrapolate: motors seen only at rest say nothing of
+        motors at work)."""
+        if self.learned.get(channel, 0) < n:
+            return False
+        if x is None:
+            return True
+        seen = self.ranges.get(channel, {})
+        for key, v in x.items():
+            lo, hi = seen.get(key, (v, v))
+            margin = 0.1 * (hi - lo)
+            if not lo - margin <= v <= hi + margin:
+                return False
+        return True
 
     def learn(self, channel: str, x: dict[str, float], y: float) -> None:
         self._model(channel).learn_one(x, y)
         self.learned[channel] += 1
+        seen = self.ranges.setdefault(channel, {})
+        for key, v in x.items():
+            lo, hi = seen.get(key, (v, v))
+            seen[key] = (min(lo, v), max(hi, v))
 
 
 @dataclass
@@ -187,7 +205,8 @@ class DeviceState:
             samples.append((name, x, y))
             floors[name] = floor
             pred = model.predict(name, x)
-            if pred is None or not model.trusted(name, th.kind_warmup) or self.n <= th.warmup:
+            if pred is None or not model.trusted(name, th.kind_warmup, x) \
+                    or self.n <= th.warmup:
                 return
             res = y - pred
             b = self.bias.get(name, res)

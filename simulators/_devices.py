@@ -247,7 +247,7 @@ class DeviceSimulation:
                             continue
                     if shape == "inverter_trip":
                         local = self._local(k0)
-                        if not 10 <= local.hour < 13 or self._sun(k0) < 0.35:
+                        if not 10 <= local.hour < 13 or self._sun(k0) < 0.25:
                             continue
                     k1 = k0 + dur
                     if k1 > n_int:

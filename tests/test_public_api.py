@@ -14,6 +14,7 @@ PACKAGES = [
     "gridwatch.alerts",
     "gridwatch.storage",
     "gridwatch.simulators",
+    "gridwatch.devices",
 ]
 
 

@@ -23,7 +23,7 @@ from gridwatch._schemas import DeviceTelemetry, Event
 from gridwatch.devices import Device
 from gridwatch.models._device import DeviceState, DeviceThresholds, KindModel
 
-__all__ = ["DeviceKindLogic", "DeviceLookup", "device_events"]
+__all__ = ["DeviceKindLogic", "DeviceLookup", "device_events", "registry_devices"]
 
 DeviceLookup = Callable[[str], Device | None]
 
@@ -74,3 +74,16 @@ def device_events(telemetry: Stream[Any], lookup: DeviceLookup | None, *, shards
     keyed = op.key_on("key_device_kind", only, lambda t: device_key(t, find, shards))
     judged = op.stateful("device_kind", keyed, lambda resume: DeviceKindLogic(resume, find, th))
     return op.map("device_v", judged, lambda kv: kv[1])
+
+
+def registry_devices(settings: Any, router: Any = None) -> DeviceLookup | None:
+    """Device facts for the dataflow: the router's registry when there is a router (it follows
+    reloads), else the registry file of the settings; none without one."""
+    if router is not None:
+        return lambda device_id: router.registry.device(device_id)
+    path = settings.alerts.registry
+    if not path.exists():
+        return None
+    from gridwatch.alerts import Registry
+
+    return Registry.load(path).device

@@ -15,6 +15,7 @@ PACKAGES = [
     "gridwatch.storage",
     "gridwatch.simulators",
     "gridwatch.devices",
+    "gridwatch.reports",
 ]
 
 

@@ -13,6 +13,7 @@ __all__ = ["DEVICE_FAULTS", "FAULT_EVENT", "DeviceSpec"]
 #: Fault shapes the device simulator injects, and the detector event type each should raise.
 FAULT_EVENT = {
     "overload": "device_overload",
+    "load_growth": "device_overload",
     "overheating": "device_overheating",
     "unbalance": "phase_unbalance",
     "sensor_stuck": "sensor_fault",

@@ -50,7 +50,7 @@ _DIVERSITY = {CustomerClass.INDUSTRIAL: 1.0, CustomerClass.COMMERCIAL: 0.8,
 _EQUIPMENT = ("motor", "compressor", "chiller", "furnace")
 #: Kinds each fault can happen to.
 ELIGIBLE = {
-    "overload": ("transformer",), "overheating": ("transformer",),
+    "overload": ("transformer",), "load_growth": ("transformer",), "overheating": ("transformer",),
     "unbalance": ("transformer", "motor", "compressor"),
     "sensor_stuck": ("transformer", "motor"), "sensor_drift": ("transformer", "motor"),
     "off_shift": _EQUIPMENT, "inverter_trip": ("pv_inverter",),
@@ -58,9 +58,9 @@ ELIGIBLE = {
 }
 #: Fault durations in hours (shortest, longest).
 DURATION_H = {
-    "overload": (2, 6), "overheating": (6, 24), "unbalance": (4, 24), "sensor_stuck": (6, 24),
-    "sensor_drift": (12, 36), "off_shift": (1.5, 4), "inverter_trip": (1, 3),
-    "compressor_wear": (48, 96),
+    "overload": (2, 6), "load_growth": (72, 120), "overheating": (6, 24), "unbalance": (4, 24),
+    "sensor_stuck": (6, 24), "sensor_drift": (12, 36), "off_shift": (1.5, 4),
+    "inverter_trip": (1, 3), "compressor_wear": (48, 96),
 }
 
 
@@ -224,8 +224,7 @@ class DeviceSimulation:
         busy: dict[int, list[tuple[int, int]]] = {}
         labels: list[Label] = []
         faults: list[_Fault] = []
-        for shape in ("overload", "overheating", "unbalance", "sensor_stuck", "sensor_drift",
-                      "off_shift", "inverter_trip", "compressor_wear"):
+        for shape in FAULT_EVENT:
             cands = [j for j, d in enumerate(self.devices) if d.kind in ELIGIBLE[shape]]
             for _ in range(self.spec.faults.get(shape, 0)):
                 for _attempt in range(200):
@@ -277,6 +276,8 @@ class DeviceSimulation:
         match shape:
             case "overload":
                 return {"load_of_rated": u(1.15, 1.4)}
+            case "load_growth":
+                return {"peak_of_rated_at_end": 1.2}
             case "overheating":
                 return {"cooling_factor": u(1.5, 1.9)}
             case "unbalance":
@@ -334,6 +335,17 @@ class DeviceSimulation:
             return m, status
         if dev.kind == "transformer":
             kw = float(block.kw[list(dev.meters)].sum()) * 1.02
+            if "load_growth" in faults:
+                # new connections or a heat wave: load grows until the daily peak passes the
+                # rating by about a fifth at the end of the span (foreseeable, unlike a switch)
+                x = faults["load_growth"]
+                if block.k == x.k0 or "growth" not in st:
+                    st["growth"] = max(0.1, 1.2 * r["kva"] * 0.95 / max(st.get("peak", 1.0),
+                                                                         1.0) - 1)
+                kw *= 1 + st["growth"] * (block.k - x.k0 + 1) / (x.k1 - x.k0)
+            else:
+                st.pop("growth", None)
+                st["peak"] = max(abs(kw), st.get("peak", abs(kw)) * 0.998)
             if "overload" in faults:
                 target = faults["overload"].params["load_of_rated"] * r["kva"] * 0.95
                 kw = max(kw, target * float(rng.normal(1.0, 0.01)))

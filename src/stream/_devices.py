@@ -13,17 +13,20 @@ from __future__ import annotations
 import pickle
 import zlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulLogic
 
-from gridwatch._schemas import DeviceTelemetry, Event
-from gridwatch.devices import Device
+from gridwatch._schemas import CustomerClass, DeviceTelemetry, Event, Forecast, MeterMeta, Reading
+from gridwatch.devices import Device, DeviceKind
 from gridwatch.models._device import DeviceState, DeviceThresholds, KindModel
+from gridwatch.models._forecast import LoadForecaster
 
-__all__ = ["DeviceKindLogic", "DeviceLookup", "device_events", "registry_devices"]
+__all__ = ["CustomerLoadLogic", "DeviceKindLogic", "DeviceLookup", "device_events",
+           "registry_devices"]
 
 DeviceLookup = Callable[[str], Device | None]
 
@@ -34,16 +37,18 @@ class DeviceKindLogic(StatefulLogic[DeviceTelemetry, Event, bytes]):
     still stored)."""
 
     def __init__(self, resume: bytes | None, lookup: DeviceLookup,
-                 thresholds: DeviceThresholds) -> None:
+                 thresholds: DeviceThresholds, tz: str = "UTC") -> None:
         self.lookup = lookup
         self.thresholds = thresholds
+        self.tz = tz
         self.model: KindModel | None = None
         self.states: dict[str, DeviceState] = {}
+        self.forecasters: dict[str, LoadForecaster] = {}
         self.unknown = 0
         if resume:
-            self.model, self.states, self.unknown = pickle.loads(resume)
+            self.model, self.states, self.forecasters, self.unknown = pickle.loads(resume)
 
-    def on_item(self, value: DeviceTelemetry) -> tuple[list[Event], bool]:
+    def on_item(self, value: DeviceTelemetry) -> tuple[list[Event | Forecast], bool]:
         dev = self.lookup(value.device_id)
         if dev is None:
             self.unknown += 1
@@ -53,10 +58,59 @@ class DeviceKindLogic(StatefulLogic[DeviceTelemetry, Event, bytes]):
         state = self.states.get(dev.id)
         if state is None:
             state = self.states[dev.id] = DeviceState(dev.id)
-        return state.step(value, dev, self.model, self.thresholds), StatefulLogic.RETAIN
+        out: list[Event | Forecast] = []
+        out.extend(state.step(value, dev, self.model, self.thresholds))
+        if dev.kind is DeviceKind.TRANSFORMER and "kva" in value.metrics:
+            fc = self.forecasters.get(dev.id)
+            if fc is None:
+                fc = self.forecasters[dev.id] = LoadForecaster(
+                    dev.id, "transformer", dev.ratings.kva, tz=self.tz, grid_cell=dev.grid_cell)
+            forecasts, warnings = fc.update(value.ts, value.metrics["kva"])
+            out.extend(forecasts)
+            out.extend(warnings)
+        return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return pickle.dumps((self.model, self.states, self.unknown))
+        return pickle.dumps((self.model, self.states, self.forecasters, self.unknown))
+
+
+class CustomerLoadLogic(StatefulLogic[Reading, Event | Forecast, bytes]):
+    """One industrial customer: sums its meters' power per interval (an interval is complete
+    when a later one starts) and forecasts it against the contracted capacity."""
+
+    def __init__(self, resume: bytes | None, meta: Callable[[str], MeterMeta | None],
+                 tz: str = "UTC") -> None:
+        self.meta = meta
+        self.tz = tz
+        self.fc: LoadForecaster | None = None
+        self.open: dict[float, float] = {}
+        self.capacity: dict[str, float] = {}
+        if resume:
+            self.fc, self.open, self.capacity = pickle.loads(resume)
+
+    def on_item(self, value: Reading) -> tuple[list[Event | Forecast], bool]:
+        m = self.meta(value.meter_id)
+        if m is None or m.customer_id is None:
+            return [], StatefulLogic.RETAIN
+        if m.contracted_kva:
+            self.capacity[value.meter_id] = m.contracted_kva
+        t = value.ts.timestamp()
+        out: list[Event | Forecast] = []
+        for done in sorted(x for x in self.open if x < t):
+            total = self.open.pop(done)
+            if self.fc is None:
+                self.fc = LoadForecaster(m.customer_id, "customer", None, tz=self.tz,
+                                         interval_s=value.interval_s or 900,
+                                         grid_cell=m.grid_cell, customer_id=m.customer_id)
+            self.fc.limit = sum(self.capacity.values()) or None
+            forecasts, warnings = self.fc.update(datetime.fromtimestamp(done, UTC), total)
+            out.extend(forecasts)
+            out.extend(warnings)
+        self.open[t] = self.open.get(t, 0.0) + max(value.kw, 0.0)
+        return out, StatefulLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps((self.fc, self.open, self.capacity))
 
 
 def device_key(t: DeviceTelemetry, lookup: DeviceLookup, shards: int = 1) -> str:
@@ -66,14 +120,37 @@ def device_key(t: DeviceTelemetry, lookup: DeviceLookup, shards: int = 1) -> str
 
 
 def device_events(telemetry: Stream[Any], lookup: DeviceLookup | None, *, shards: int = 1,
-                  thresholds: DeviceThresholds | None = None) -> Stream[Event]:
-    """The device-detection steps of the dataflow: telemetry in, device events out."""
+                  thresholds: DeviceThresholds | None = None, tz: str = "UTC",
+                  readings: Stream[Any] | None = None,
+                  meta: Callable[[str], MeterMeta | None] | None = None
+                  ) -> Stream[Event | Forecast]:
+    """The device steps of the dataflow: telemetry in, device events and transformer forecasts
+    out; with ``readings`` and ``meta`` also the forecasts of industrial customers."""
     find: DeviceLookup = lookup if lookup is not None else (lambda _d: None)
     th = thresholds or DeviceThresholds()
     only = op.filter("devices_only", telemetry, lambda x: isinstance(x, DeviceTelemetry))
     keyed = op.key_on("key_device_kind", only, lambda t: device_key(t, find, shards))
-    judged = op.stateful("device_kind", keyed, lambda resume: DeviceKindLogic(resume, find, th))
-    return op.map("device_v", judged, lambda kv: kv[1])
+    judged = op.stateful("device_kind", keyed,
+                         lambda resume: DeviceKindLogic(resume, find, th, tz))
+    out = op.map("device_v", judged, lambda kv: kv[1])
+    if readings is None or meta is None:
+        return out
+    info = meta
+
+    def industrial(r: Any) -> bool:
+        m = info(r.meter_id)
+        return m is not None and m.customer_id is not None \
+            and m.customer_class is CustomerClass.INDUSTRIAL
+
+    ind = op.filter("industrial_only", readings, industrial)
+    def customer_of(r: Any) -> str:
+        m = info(r.meter_id)
+        return str(m.customer_id if m is not None else "")
+
+    by_customer = op.key_on("key_customer", ind, customer_of)
+    load = op.stateful("customer_load", by_customer,
+                       lambda resume: CustomerLoadLogic(resume, info, tz))
+    return op.merge("device_and_customer", out, op.map("customer_v", load, lambda kv: kv[1]))
 
 
 def registry_devices(settings: Any, router: Any = None) -> DeviceLookup | None:

@@ -140,13 +140,15 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     judged = op.stateful("segment_judge", samples, lambda resume: SegmentJudgeLogic(resume, det))
     theft = op.map("judge_v", judged, lambda kv: kv[1])
 
-    # Device telemetry: rules and River models per device kind (gridwatch.stream._devices).
-    dev_events = device_events(telemetry, devices)
-    events = op.merge("events", meter_events, feeder_events, theft, dev_events)
+    # Devices (rules, River models per kind) and load forecasts (gridwatch.stream._devices).
+    dev = op.branch("is_device_event", device_events(
+        telemetry, devices, tz=det.timezone, readings=readings, meta=lookup),
+        lambda x: isinstance(x, Event))
+    events = op.merge("events", meter_events, feeder_events, theft, dev.trues)
     if sinks.events is not None:
         op.output("to_router", op.merge("for_router", events, profiles), sinks.events)
     if sinks.points is not None:
-        stored = op.merge("points", readings, telemetry, scores, profiles, events)
+        stored = op.merge("points", readings, telemetry, scores, profiles, events, dev.falses)
         op.output("to_storage", stored, sinks.points)
     for name, sink in sinks.extra.items():
         op.output(f"extra_{name}", op.merge(f"all_{name}", events, profiles, scores), sink)

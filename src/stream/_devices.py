@@ -22,6 +22,7 @@ from bytewax.operators import StatefulLogic
 
 from gridwatch._schemas import CustomerClass, DeviceTelemetry, Event, Forecast, MeterMeta, Reading
 from gridwatch.devices import Device, DeviceKind
+from gridwatch.models._config import DetectionSettings
 from gridwatch.models._device import DeviceState, DeviceThresholds, KindModel
 from gridwatch.models._forecast import LoadForecaster
 
@@ -37,10 +38,12 @@ class DeviceKindLogic(StatefulLogic[DeviceTelemetry, Event, bytes]):
     still stored)."""
 
     def __init__(self, resume: bytes | None, lookup: DeviceLookup,
-                 thresholds: DeviceThresholds, tz: str = "UTC") -> None:
+                 thresholds: DeviceThresholds, tz: str = "UTC",
+                 country: str | None = None) -> None:
         self.lookup = lookup
         self.thresholds = thresholds
         self.tz = tz
+        self.country = country
         self.model: KindModel | None = None
         self.states: dict[str, DeviceState] = {}
         self.forecasters: dict[str, LoadForecaster] = {}
@@ -64,7 +67,8 @@ class DeviceKindLogic(StatefulLogic[DeviceTelemetry, Event, bytes]):
             fc = self.forecasters.get(dev.id)
             if fc is None:
                 fc = self.forecasters[dev.id] = LoadForecaster(
-                    dev.id, "transformer", dev.ratings.kva, tz=self.tz, grid_cell=dev.grid_cell)
+                    dev.id, "transformer", dev.ratings.kva, tz=self.tz, grid_cell=dev.grid_cell,
+                    country=self.country)
             forecasts, warnings = fc.update(value.ts, value.metrics["kva"])
             out.extend(forecasts)
             out.extend(warnings)
@@ -79,9 +83,10 @@ class CustomerLoadLogic(StatefulLogic[Reading, Event | Forecast, bytes]):
     when a later one starts) and forecasts it against the contracted capacity."""
 
     def __init__(self, resume: bytes | None, meta: Callable[[str], MeterMeta | None],
-                 tz: str = "UTC") -> None:
+                 tz: str = "UTC", country: str | None = None) -> None:
         self.meta = meta
         self.tz = tz
+        self.country = country
         self.fc: LoadForecaster | None = None
         self.open: dict[float, float] = {}
         self.capacity: dict[str, float] = {}
@@ -101,7 +106,8 @@ class CustomerLoadLogic(StatefulLogic[Reading, Event | Forecast, bytes]):
             if self.fc is None:
                 self.fc = LoadForecaster(m.customer_id, "customer", None, tz=self.tz,
                                          interval_s=value.interval_s or 900,
-                                         grid_cell=m.grid_cell, customer_id=m.customer_id)
+                                         grid_cell=m.grid_cell, customer_id=m.customer_id,
+                                         country=self.country)
             self.fc.limit = sum(self.capacity.values()) or None
             forecasts, warnings = self.fc.update(datetime.fromtimestamp(done, UTC), total)
             out.extend(forecasts)
@@ -119,19 +125,21 @@ def device_key(t: DeviceTelemetry, lookup: DeviceLookup, shards: int = 1) -> str
     return f"{kind}:{zlib.crc32(t.device_id.encode()) % shards}"
 
 
-def device_events(telemetry: Stream[Any], lookup: DeviceLookup | None, *, shards: int = 1,
-                  thresholds: DeviceThresholds | None = None, tz: str = "UTC",
+def device_events(telemetry: Stream[Any], lookup: DeviceLookup | None,
+                  detection: DetectionSettings | None = None, *,
                   readings: Stream[Any] | None = None,
-                  meta: Callable[[str], MeterMeta | None] | None = None
-                  ) -> Stream[Event | Forecast]:
+                  meta: Callable[[str], MeterMeta | None] | None = None, shards: int = 1,
+                  thresholds: DeviceThresholds | None = None) -> Stream[Event | Forecast]:
     """The device steps of the dataflow: telemetry in, device events and transformer forecasts
     out; with ``readings`` and ``meta`` also the forecasts of industrial customers."""
     find: DeviceLookup = lookup if lookup is not None else (lambda _d: None)
     th = thresholds or DeviceThresholds()
+    tz = detection.timezone if detection is not None else "UTC"
+    country = detection.holiday_country if detection is not None else None
     only = op.filter("devices_only", telemetry, lambda x: isinstance(x, DeviceTelemetry))
     keyed = op.key_on("key_device_kind", only, lambda t: device_key(t, find, shards))
     judged = op.stateful("device_kind", keyed,
-                         lambda resume: DeviceKindLogic(resume, find, th, tz))
+                         lambda resume: DeviceKindLogic(resume, find, th, tz, country))
     out = op.map("device_v", judged, lambda kv: kv[1])
     if readings is None or meta is None:
         return out
@@ -149,7 +157,7 @@ def device_events(telemetry: Stream[Any], lookup: DeviceLookup | None, *, shards
 
     by_customer = op.key_on("key_customer", ind, customer_of)
     load = op.stateful("customer_load", by_customer,
-                       lambda resume: CustomerLoadLogic(resume, info, tz))
+                       lambda resume: CustomerLoadLogic(resume, info, tz, country))
     return op.merge("device_and_customer", out, op.map("customer_v", load, lambda kv: kv[1]))
 
 

@@ -141,9 +141,8 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     theft = op.map("judge_v", judged, lambda kv: kv[1])
 
     # Devices (rules, River models per kind) and load forecasts (gridwatch.stream._devices).
-    dev = op.branch("is_device_event", device_events(
-        telemetry, devices, tz=det.timezone, readings=readings, meta=lookup),
-        lambda x: isinstance(x, Event))
+    dev = op.branch("is_device_event", device_events(telemetry, devices, det, readings=readings,
+                                                     meta=lookup), lambda x: isinstance(x, Event))
     events = op.merge("events", meter_events, feeder_events, theft, dev.trues)
     if sinks.events is not None:
         op.output("to_router", op.merge("for_router", events, profiles), sinks.events)

@@ -148,3 +148,31 @@ def test_unknown_devices_are_counted_not_judged():
     assert logic.on_item(t)[0] == []
     again = DeviceKindLogic(logic.snapshot(), lambda _d: None, DeviceThresholds())
     assert again.unknown == 1
+
+
+@pytest.mark.slow
+def test_forecasts_of_transformers_and_industrial_customers_leave_the_dataflow(simulated):
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    from gridwatch._schemas import Forecast
+    from gridwatch.stream import Sinks, build_flow
+
+    ds, reg = simulated
+    out: list = []
+    flow = build_flow(Settings(), TestingSource(list(ds.stream()), batch_size=2000),
+                      Sinks(points=TestingSink(out)), reg.meter_meta, devices=reg.device)
+    run_main(flow)
+    forecasts = [x for x in out if isinstance(x, Forecast)]
+    transformers = {d.device_id for d in ds.devices if d.kind == "transformer"}
+    industrial = {m.customer_id for m in ds.sim.meters if m.customer_class.value == "industrial"}
+    assert {f.target for f in forecasts if f.target_kind == "transformer"} == transformers
+    assert {f.target for f in forecasts if f.target_kind == "customer"} == industrial
+    scored = [f for f in forecasts if f.actual is not None and f.horizon == "1h"]
+    assert scored
+    ape = sum(abs(f.actual - f.value) / f.actual for f in scored if f.actual > 0) / len(scored)
+    assert ape < 0.25
+    for f in forecasts:
+        if f.target_kind == "customer":
+            assert f.customer_id == f.target and f.limit is not None and f.limit > 0
+        else:
+            assert f.limit == reg.device(f.target).ratings.kva

@@ -135,6 +135,15 @@ def _register_storage() -> None:
 _register_storage()
 
 
+def _register_reports() -> None:
+    from gridwatch.reports._cli import energy_report
+
+    app.command("energy-report")(energy_report)
+
+
+_register_reports()
+
+
 def _register_ingest() -> None:
     from gridwatch.ingest._cli import collect, journal_app
 

@@ -85,7 +85,8 @@ def _advice(s: EnergySummary, tariff: Tariff, share: float) -> list[str]:
     out = []
     if s.shift_kwh > 0:
         out.append(f"Moving {share:.0%} of the peak-period energy ({s.shift_kwh:,.0f} kWh) to the "
-                   f"valley would save about {s.shift_saving:,.0f} {tariff.currency} a month.")
+                   f"valley would save about {s.shift_saving:,.0f} {tariff.currency} over the "
+                   "period.")
     if s.demand_of_contracted is not None:
         if s.demand_of_contracted > 0.95:
             out.append(f"Maximum demand reached {s.demand_of_contracted:.0%} of the contracted "

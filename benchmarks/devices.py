@@ -141,6 +141,79 @@ def forecast_run(days: int, seed: int, growth: int) -> None:
               f"median overload lead >= 30 min: {statistics.median(leads):.0f} min")
 
 
+def report_run(seed: int, png: str | None) -> None:
+    """A simulated April (Asia/Shanghai, Jiangsu tariff) in a private InfluxDB 1.6.7: the time
+    of ``gridwatch energy-report`` for one industrial customer, beside the time of only
+    reading that customer's readings back (the baseline, same run)."""
+    import tempfile
+    import urllib.parse
+    import urllib.request
+    from pathlib import Path
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from gridwatch import _services
+    from gridwatch.cli import app
+    from gridwatch.storage import InfluxReader, InfluxSettings, to_lines
+
+    fleet = Fleet.from_dict({
+        "name": "report", "seed": seed, "start": "2024-03-31T16:00:00Z", "duration": "30d",
+        "timezone": "Asia/Shanghai", "country": "CN", "latitude": 32.0,
+        "regions": [{"name": "a", "cells": 1}],
+        "customers": {"residential": {"count": 10}, "industrial": {"count": 2}},
+        "anomalies": {"rate_per_meter_day": 0},
+        "devices": {"faults": {"off_shift": 2, "compressor_wear": 1, "unbalance": 1,
+                               "inverter_trip": 1}, "warmup": "5d", "pv_share": 1.0}})
+    ds = DeviceSimulation(Simulation(fleet))
+    data = registry_dict(ds.sim.meters) | {"devices": ds.registry_devices()}
+    for c in data["customers"]:
+        c["tariff"] = "cn-jiangsu"
+    registry = Registry.model_validate(data)
+    cust = next(c for c in registry.customers if c.customer_class.value == "industrial")
+    mine = {m.id for m in cust.meters}
+    lines: list[str] = []
+    for item in ds.stream():
+        if getattr(item, "meter_id", None) in mine:
+            lines.extend(to_lines(item))
+    lines.extend(line for e in detect(ds, registry) if e.customer_id == cust.id
+                 for line in to_lines(e))
+    with tempfile.TemporaryDirectory() as tmp:
+        svc = _services.influxdb(Path(tmp) / "influxdb").start()
+        try:
+            urllib.request.urlopen(urllib.request.Request(
+                f"{svc.url}/query", data=b"q=CREATE+DATABASE+gw", method="POST")).read()
+            for i in range(0, len(lines), 10_000):
+                urllib.request.urlopen(urllib.request.Request(
+                    f"{svc.url}/write?db=gw&precision=ns",
+                    data="\n".join(lines[i:i + 10_000]).encode(), method="POST")).read()
+            reg_path, cfg = Path(tmp) / "registry.yaml", Path(tmp) / "gridwatch.yaml"
+            reg_path.write_text(yaml.safe_dump(data), encoding="utf-8")
+            cfg.write_text(f"influx: {{api: v1, url: '{svc.url}', database: gw}}\n"
+                           f"alerts: {{registry: '{reg_path}'}}\n", encoding="utf-8")
+            t0 = time.perf_counter()
+            with InfluxReader(InfluxSettings(api="v1", url=svc.url, database="gw")) as reader:
+                n = sum(len(reader.readings(m, fleet.start, fleet.end + fleet.step))
+                        for m in sorted(mine))
+            base = time.perf_counter() - t0
+            args = ["energy-report", "--customer", cust.id, "--month", "2024-04", "--out",
+                    str(Path(tmp) / "out"), "-c", str(cfg)] + (["--png", png] if png else [])
+            first = time.perf_counter()
+            CliRunner().invoke(app, args, env={"COLUMNS": "200"})  # imports, font cache
+            first = time.perf_counter() - first
+            t0 = time.perf_counter()
+            res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+            took = time.perf_counter() - t0
+            print(res.output.strip())
+            pdf = Path(tmp) / "out" / f"{cust.id}-2024-04.pdf"
+            print(f"first run (imports, font cache) {first:.2f} s")
+            print(f"{n} readings of {cust.id}: report {took:.2f} s, reading them back "
+                  f"{base:.2f} s (ratio {took / base:.1f}); PDF {pdf.stat().st_size:,} bytes; "
+                  f"target <= 2 s")
+        finally:
+            svc.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=8)
@@ -150,7 +223,13 @@ def main() -> None:
                     help="transformer forecasts and overload warnings (default 21 days)")
     ap.add_argument("--growth", type=int, default=4,
                     help="foreseeable overloads (load growth) in the forecast run")
+    ap.add_argument("--report", action="store_true",
+                    help="time gridwatch energy-report on a simulated month in InfluxDB")
+    ap.add_argument("--png", help="with --report: write the summary page here")
     args = ap.parse_args()
+    if args.report:
+        report_run(args.seed, args.png)
+        return
     if args.forecast:
         forecast_run(args.days if args.days != 8 else 21, args.seed, args.growth)
         return

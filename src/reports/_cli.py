@@ -40,7 +40,7 @@ def energy_report(
 
     from gridwatch.alerts import Registry, RegistryError
     from gridwatch.cli import err, settings_or_exit
-    from gridwatch.reports._report import build_report, period_bounds, render_html, render_pdf
+    from gridwatch.reports._report import build_report, period_bounds, render
     from gridwatch.reports._tariff import TariffError, load_tariff
     from gridwatch.storage import InfluxReader
     from gridwatch.storage._reader import ReadError
@@ -81,8 +81,7 @@ def energy_report(
     capacity = cust.contracted_kva or sum(m.contracted_kva or 0 for m in cust.meters) or None
     rep = build_report(cust.id, cust.name, readings, events, tar, start, end, label, capacity)
     stem = out / f"{cust.id}-{label}"
-    html = render_html(rep, stem.with_suffix(".html"))
-    pdf = render_pdf(rep, stem.with_suffix(".pdf"), png)
+    html, pdf = render(rep, stem, png)
     figures = rep.figures()
     stem.with_suffix(".json").write_text(json.dumps(figures, indent=1, ensure_ascii=False),
                                          encoding="utf-8")

@@ -18,8 +18,7 @@ from gridwatch._schemas import Event, Reading
 from gridwatch.reports._energy import EnergySummary, energy_summary
 from gridwatch.reports._tariff import Tariff
 
-__all__ = ["CustomerReport", "build_report", "combine_meters", "period_bounds", "render_html",
-           "render_pdf"]
+__all__ = ["CustomerReport", "build_report", "combine_meters", "period_bounds", "render"]
 
 _PERIOD_ORDER = ("sharp", "peak", "flat", "valley")
 _PERIOD_COLOR = {"sharp": "#b2182b", "peak": "#ef8a62", "flat": "#bababa", "valley": "#67a9cf"}
@@ -231,38 +230,37 @@ def _details(rep: CustomerReport) -> Any:
     return fig
 
 
-def render_pdf(rep: CustomerReport, path: Path, png: Path | None = None) -> Path:
-    """The PDF: the summary page, and a page of event details when there are events."""
+def render(rep: CustomerReport, stem: Path, png: Path | None = None) -> tuple[Path, Path]:
+    """The PDF (the summary page, and a page of event details when there are events) and the
+    HTML page (the same summary with the summary page inline as PNG, every event), from one
+    drawing of the summary figure. Returns (html, pdf)."""
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    pdf_path, html_path = stem.with_suffix(".pdf"), stem.with_suffix(".html")
     fig = _figure(rep)
-    with PdfPages(path, metadata={"Title": f"Energy report {rep.customer_id} {rep.label}",
-                                  "Creator": "gridwatch"}) as pdf:
+    with PdfPages(pdf_path, metadata={"Title": f"Energy report {rep.customer_id} {rep.label}",
+                                      "Creator": "gridwatch"}) as pdf:
         pdf.savefig(fig)
-        if png is not None:
-            png.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(png, dpi=80)
-        plt.close(fig)
         if rep.events:
             det = _details(rep)
             pdf.savefig(det)
             plt.close(det)
-    return path
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=64)
+    if png is not None:
+        png.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(png, dpi=80)
+    plt.close(fig)
+    _html(rep, html_path, buf.getvalue())
+    return html_path, pdf_path
 
 
-def render_html(rep: CustomerReport, path: Path) -> Path:
-    """The HTML page: the same summary, the chart page inline as PNG, every event."""
+def _html(rep: CustomerReport, path: Path, png: bytes) -> Path:
     import html
 
-    import matplotlib.pyplot as plt
-
-    fig = _figure(rep)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    img = base64.b64encode(buf.getvalue()).decode()
+    img = base64.b64encode(png).decode()
     f = rep.figures()
     cur = f["currency"]
     rows = "".join(f"<tr><td>{html.escape(p)}</td><td>{f['kwh_by_period'][p]:,.1f}</td>"

@@ -6,7 +6,7 @@ import json
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,7 +14,11 @@ __all__ = ["energy_report"]
 
 
 def energy_report(
-    customer: Annotated[str, typer.Option("--customer", help="Customer id (registry).")],
+    customer: Annotated[str | None, typer.Option(
+        "--customer", help="Customer id (registry).")] = None,
+    cell: Annotated[str | None, typer.Option(
+        "--cell", help="Instead of a customer: a grid cell, from its transformer's telemetry "
+                       "(the cell manager's report).")] = None,
     month: Annotated[str | None, typer.Option(
         "--month", help="Local calendar month, YYYY-MM.")] = None,
     week: Annotated[str | None, typer.Option(
@@ -35,12 +39,11 @@ def energy_report(
     """Render an industrial customer's energy report (HTML and PDF) for a month or a week from
     InfluxDB: energy and cost by time-of-use period, maximum demand against the contracted
     capacity, load factor, power factor and its adjustment, anomalies and device events,
-    advice."""
-    from rich.console import Console
+    advice. With --cell, the same report of a grid cell from its transformer."""
 
     from gridwatch.alerts import Registry, RegistryError
     from gridwatch.cli import err, settings_or_exit
-    from gridwatch.reports._report import build_report, period_bounds, render
+    from gridwatch.reports._report import build_report, period_bounds
     from gridwatch.reports._tariff import TariffError, load_tariff
     from gridwatch.storage import InfluxReader
     from gridwatch.storage._reader import ReadError
@@ -56,7 +59,11 @@ def energy_report(
         reg = Registry.load(registry or settings.alerts.registry)
     except RegistryError as exc:
         raise fail(str(exc)) from None
-    cust = reg.customer(customer)
+    if (customer is None) == (cell is None):
+        raise fail("give either --customer or --cell")
+    if cell is not None:
+        return _cell_report(reg, cell, month, week, out, tariff, png, settings, fail, t0)
+    cust = reg.customer(str(customer))
     if cust is None:
         raise fail(f"customer {customer!r} is not in the registry")
     region = tariff or cust.tariff
@@ -80,13 +87,75 @@ def energy_report(
         raise fail(f"no readings of {customer!r} in {label}", 1)
     capacity = cust.contracted_kva or sum(m.contracted_kva or 0 for m in cust.meters) or None
     rep = build_report(cust.id, cust.name, readings, events, tar, start, end, label, capacity)
-    stem = out / f"{cust.id}-{label}"
+    _write(rep, out / f"{cust.id}-{label}", png, t0)
+
+
+def _write(rep: Any, stem: Path, png: Path | None, t0: float) -> None:
+    from rich.console import Console
+
+    from gridwatch.reports._report import render
+
     html, pdf = render(rep, stem, png)
     figures = rep.figures()
     stem.with_suffix(".json").write_text(json.dumps(figures, indent=1, ensure_ascii=False),
                                          encoding="utf-8")
     con = Console()
-    con.print(f"{cust.id} {label}: {figures['kwh']:,.0f} kWh, {figures['energy_cost']:,.0f} "
-              f"{tar.currency}, max demand {figures['max_demand_kw']:,.0f} kW, "
-              f"{sum(figures['events'].values())} events")
+    con.print(f"{rep.customer_id} {rep.label}: {figures['kwh']:,.0f} kWh, "
+              f"{figures['energy_cost']:,.0f} {figures['currency']}, max demand "
+              f"{figures['max_demand_kw']:,.0f} kW, {sum(figures['events'].values())} events")
     con.print(f"wrote {html} and {pdf} in {time.perf_counter() - t0:.2f} s")
+
+
+def _cell_report(reg: Any, cell: str, month: str | None, week: str | None, out: Path,
+                 tariff: str | None, png: Path | None, settings: Any, fail: Any,
+                 t0: float) -> None:
+    """A grid cell's report: its transformer's load (telemetry) against its rating, energy
+    by tariff period, every event of the cell."""
+    from gridwatch._schemas import Reading
+    from gridwatch.reports._report import build_report, period_bounds
+    from gridwatch.reports._tariff import TariffError, load_tariff
+    from gridwatch.storage import InfluxReader
+    from gridwatch.storage._reader import ReadError, quote
+
+    if reg.cell(cell) is None:
+        raise fail(f"grid cell {cell!r} is not in the registry")
+    tx = next((d for d in reg.devices if d.kind.value == "transformer"
+               and d.grid_cell == cell), None)
+    if tx is None:
+        raise fail(f"grid cell {cell!r} has no transformer in the registry's devices")
+    region = tariff or next((c.tariff for c in reg.customers
+                             if c.grid_cell == cell and c.tariff), None)
+    if not region:
+        raise fail(f"no tariff for grid cell {cell!r}: give --tariff")
+    try:
+        tar = load_tariff(region)
+        start, end, label = period_bounds(month, week, tar.timezone)
+    except (TariffError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    second = timedelta(seconds=1)
+    q = (f'SELECT kw, kva FROM telemetry WHERE device_id = {quote(tx.id)} '
+         f'AND time >= {int((start + second).timestamp() * 1e9)} '
+         f'AND time < {int((end + second).timestamp() * 1e9)}')
+    try:
+        with InfluxReader(settings.influx) as reader:
+            rows = list(reader.rows(q))
+            events = reader.events(grid_cell=cell, start=start, end=end)
+    except ReadError as exc:
+        raise fail(f"cannot read from InfluxDB: {exc}", 1) from None
+    from datetime import UTC, datetime
+    from itertools import pairwise
+
+    readings = []
+    times = [datetime.fromtimestamp(int(r["time"]) / 1e9, UTC) for r in rows]  # epoch=ns
+    step = min((b - a for a, b in pairwise(times)), default=timedelta(minutes=15))
+    for r, ts in zip(rows, times, strict=True):
+        kw, kva = float(r.get("kw", 0.0)), float(r.get("kva") or 0.0)
+        pf = min(abs(kw) / kva, 1.0) if kva > 0 else None
+        readings.append(Reading.model_construct(
+            meter_id=tx.id, ts=ts, kw=kw, kwh=None, export_kwh=None, voltage=None,
+            current=None, pf=pf, freq=None, status=(), interval_s=int(step.total_seconds())))
+    if not readings:
+        raise fail(f"no telemetry of transformer {tx.id!r} in {label}", 1)
+    rep = build_report(cell, f"Grid cell {cell} (transformer {tx.id})", readings, events, tar,
+                       start, end, label, tx.ratings.kva)
+    _write(rep, out / f"cell-{cell}-{label}", png, t0)

@@ -111,6 +111,8 @@ def test_monthly_report_numbers_html_and_pdf(month_in_influx, tmp_path):
     (["--customer", "nobody", "--month", "2024-04"], "not in the registry"),
     (["--customer", "ind-1", "--month", "2024-07"], "no readings"),
     (["--customer", "ind-1"], "give --month"),
+    (["--month", "2024-04"], "give either --customer or --cell"),
+    (["--cell", "c1", "--month", "2024-04"], "has no transformer"),
     (["--customer", "ind-1", "--month", "2024-04", "--tariff", "atlantis"], "cannot read"),
 ])
 def test_report_errors_are_named(month_in_influx, tmp_path, args, message):
@@ -128,3 +130,33 @@ def test_weekly_report(month_in_influx, tmp_path):
     assert result.exit_code == 0, result.output
     figures = json.loads((tmp_path / "ind-1-2024-W15.json").read_text(encoding="utf-8"))
     assert figures["kwh"] == 7 * 4800.0
+
+
+@pytest.mark.services
+def test_cell_report_from_the_transformer(month_in_influx, tmp_path, influxdb):
+    from gridwatch._schemas import DeviceTelemetry
+
+    reg = tmp_path / "registry.yaml"
+    reg.write_text(REGISTRY + "  - {id: tx-1, kind: transformer, grid_cell: c1, "
+                              "ratings: {kva: 630}}\n", encoding="utf-8")
+    db = month_in_influx.read_text().split("database: ")[1].split()[0]
+    # the transformer carries the customer's load plus 100 kW of others, at 0.95
+    lines = []
+    for r in april()[::2]:
+        kw = 2 * r.kw + 100
+        lines.extend(to_lines(DeviceTelemetry.model_construct(
+            device_id="tx-1", site="c1", ts=r.ts, kind="transformer",
+            metrics={"kw": kw, "kva": kw / 0.95}, status=())))
+    req = urllib.request.Request(f"{influxdb.url}/write?db={db}&precision=ns",
+                                 data="\n".join(lines).encode(), method="POST")
+    assert urllib.request.urlopen(req, timeout=30).status == 204
+    result = CliRunner().invoke(app, ["energy-report", "--cell", "c1", "--month", "2024-04",
+                                      "--out", str(tmp_path), "-c", str(month_in_influx)],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    figures = json.loads((tmp_path / "cell-c1-2024-04.json").read_text(encoding="utf-8"))
+    assert figures["kwh"] == pytest.approx(144000 + 30 * 24 * 100)
+    assert figures["max_demand_kw"] == 400.0
+    assert figures["contracted_kva"] == 630
+    assert figures["power_factor"] == pytest.approx(0.95, abs=1e-3)
+    assert figures["events"] == {"compressor_wear": 1, "low_power_factor": 1}

@@ -32,6 +32,11 @@ def energy_report(
         "--registry", help="Registry file (default: alerts.registry of the settings).")] = None,
     png: Annotated[Path | None, typer.Option(
         "--png", help="Also write the summary page as a PNG image here.")] = None,
+    send: Annotated[bool, typer.Option(
+        "--send", help="Mail the PDF and HTML to the customer's e-mail contact (alerts.smtp "
+                       "settings); exits 1 when the mail does not go.")] = False,
+    to: Annotated[str | None, typer.Option(
+        "--to", help="With --send: this address instead of the registry's contact.")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="Settings file (default: $GRIDWATCH_CONFIG or "
         "config/gridwatch.yaml).")] = None,
@@ -62,7 +67,10 @@ def energy_report(
     if (customer is None) == (cell is None):
         raise fail("give either --customer or --cell")
     if cell is not None:
-        return _cell_report(reg, cell, month, week, out, tariff, png, settings, fail, t0)
+        if send:
+            raise fail("--send mails customer reports; a cell report is for the workspace")
+        _cell_report(reg, cell, month, week, out, tariff, png, settings, fail, t0)
+        return
     cust = reg.customer(str(customer))
     if cust is None:
         raise fail(f"customer {customer!r} is not in the registry")
@@ -87,10 +95,20 @@ def energy_report(
         raise fail(f"no readings of {customer!r} in {label}", 1)
     capacity = cust.contracted_kva or sum(m.contracted_kva or 0 for m in cust.meters) or None
     rep = build_report(cust.id, cust.name, readings, events, tar, start, end, label, capacity)
-    _write(rep, out / f"{cust.id}-{label}", png, t0)
+    files = _write(rep, out / f"{cust.id}-{label}", png, t0)
+    if send:
+        from gridwatch.reports._deliver import mail_report
+
+        address = to or cust.contacts.email
+        if not address:
+            raise fail(f"customer {cust.id!r} has no e-mail contact: give --to")
+        result = mail_report(settings.alerts.smtp, address, rep.figures(), files)
+        if not result.ok:
+            raise fail(f"the report was not mailed: {result.detail}", 1)
+        err.print(f"mailed to {address}", highlight=False)
 
 
-def _write(rep: Any, stem: Path, png: Path | None, t0: float) -> None:
+def _write(rep: Any, stem: Path, png: Path | None, t0: float) -> list[Path]:
     from rich.console import Console
 
     from gridwatch.reports._report import render
@@ -104,6 +122,7 @@ def _write(rep: Any, stem: Path, png: Path | None, t0: float) -> None:
               f"{figures['energy_cost']:,.0f} {figures['currency']}, max demand "
               f"{figures['max_demand_kw']:,.0f} kW, {sum(figures['events'].values())} events")
     con.print(f"wrote {html} and {pdf} in {time.perf_counter() - t0:.2f} s")
+    return [pdf, html]
 
 
 def _cell_report(reg: Any, cell: str, month: str | None, week: str | None, out: Path,

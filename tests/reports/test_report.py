@@ -160,3 +160,44 @@ def test_cell_report_from_the_transformer(month_in_influx, tmp_path, influxdb):
     assert figures["contracted_kva"] == 630
     assert figures["power_factor"] == pytest.approx(0.95, abs=1e-3)
     assert figures["events"] == {"compressor_wear": 1, "low_power_factor": 1}
+
+
+@pytest.mark.services
+def test_report_is_mailed_with_its_pdf_to_the_customer(month_in_influx, tmp_path, smtp_server):
+    cfg = tmp_path / "mail.yaml"
+    cfg.write_text(month_in_influx.read_text() + f"  smtp:\n    host: {smtp_server.host}\n"
+                   f"    port: {smtp_server.port}\n    sender: reports@example.net\n",
+                   encoding="utf-8")
+    from pathlib import Path
+
+    reg = Path(month_in_influx.read_text().split("registry: ")[1].split()[0])
+    reg.write_text(reg.read_text(encoding="utf-8").replace(
+        "tariff: cn-jiangsu,", "tariff: cn-jiangsu, contacts: {email: plant@example.net},"),
+        encoding="utf-8")
+    result = CliRunner().invoke(app, ["energy-report", "--customer", "ind-1", "--month",
+                                      "2024-04", "--out", str(tmp_path), "--send", "-c",
+                                      str(cfg)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert smtp_server.envelopes == [("reports@example.net", ["plant@example.net"])]
+    msg = smtp_server.messages[0]
+    assert msg["Subject"] == "Energy report ind-1 2024-04"
+    parts = {p.get_filename(): p for p in msg.walk() if p.get_filename()}
+    assert set(parts) == {"ind-1-2024-04.pdf", "ind-1-2024-04.html"}
+    assert parts["ind-1-2024-04.pdf"].get_payload(decode=True).startswith(b"%PDF")
+    body = next(p for p in msg.walk() if p.get_content_type() == "text/plain")
+    assert "144,000 kWh" in body.get_payload(decode=True).decode()
+
+
+@pytest.mark.services
+def test_a_mail_that_does_not_go_is_an_error(month_in_influx, tmp_path):
+    from gridwatch import _services
+
+    cfg = tmp_path / "mail.yaml"
+    cfg.write_text(month_in_influx.read_text() + f"  smtp:\n    host: 127.0.0.1\n"
+                   f"    port: {_services.free_port()}\n    timeout_s: 2\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["energy-report", "--customer", "ind-1", "--month",
+                                      "2024-04", "--out", str(tmp_path), "--send", "--to",
+                                      "x@example.net", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert "not mailed" in result.output
+    assert (tmp_path / "ind-1-2024-04.pdf").exists()  # still kept for the workspace

@@ -136,9 +136,10 @@ _register_storage()
 
 
 def _register_reports() -> None:
-    from gridwatch.reports._cli import energy_report
+    from gridwatch.reports._cli import energy_report, forecast_scores
 
     app.command("energy-report")(energy_report)
+    app.command("forecast-scores")(forecast_scores)
 
 
 _register_reports()

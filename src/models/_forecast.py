@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from gridwatch._schemas import Event, Forecast, Severity
 
-__all__ = ["HORIZONS", "ForecastScores", "LoadForecaster", "pinball"]
+__all__ = ["HORIZONS", "ForecastScores", "LoadForecaster", "pinball", "score_stored"]
 
 #: Horizon name → how far ahead.
 HORIZONS = {"1h": timedelta(hours=1), "1d": timedelta(days=1)}
@@ -215,3 +217,27 @@ class LoadForecaster:
         elif over:
             self.calm = 0
         return []
+
+
+def score_stored(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], ForecastScores]:
+    """Scores per (target kind, horizon) of stored forecasts (rows of the ``forecast``
+    measurement: ``value``, ``p10``, ``p90`` and, once come true, ``actual``); forecasts not
+    yet come true are left out."""
+    out: dict[tuple[str, str], ForecastScores] = {}
+    for r in rows:
+        actual, value = r.get("actual"), r.get("value")
+        if actual is None or value is None:
+            continue
+        sc = out.setdefault((str(r.get("target_kind")), str(r.get("horizon"))),
+                            ForecastScores())
+        a, f50 = float(actual), float(value)
+        f10, f90 = float(r.get("p10", f50)), float(r.get("p90", f50))
+        sc.n += 1
+        sc.actual += a
+        sc.pinball += sum(pinball(a, f, q) for f, q in
+                          zip((f10, f50, f90), _QUANTILES, strict=True)) / 3
+        limit = r.get("limit")
+        if a > 0 and (limit is None or a > 0.05 * float(limit)):
+            sc.ape += abs(a - f50) / a
+            sc.n_ape += 1
+    return out

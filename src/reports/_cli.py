@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["energy_report"]
+__all__ = ["energy_report", "forecast_scores"]
 
 
 def energy_report(
@@ -178,3 +178,53 @@ def _cell_report(reg: Any, cell: str, month: str | None, week: str | None, out: 
     rep = build_report(cell, f"Grid cell {cell} (transformer {tx.id})", readings, events, tar,
                        start, end, label, tx.ratings.kva)
     _write(rep, out / f"cell-{cell}-{label}", png, t0)
+
+
+def forecast_scores(
+    start: Annotated[str, typer.Option("--from", help="Start, ISO date or time (UTC).")],
+    end: Annotated[str, typer.Option("--to", help="End, exclusive, ISO date or time (UTC).")],
+    target: Annotated[str | None, typer.Option(
+        "--target", help="Only this transformer or customer.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Settings file (default: $GRIDWATCH_CONFIG or "
+        "config/gridwatch.yaml).")] = None,
+) -> None:
+    """Score the stored load forecasts that have come true in a period (the ``forecast``
+    measurement): MAPE and pinball loss per target kind and horizon."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from gridwatch.cli import err, settings_or_exit
+    from gridwatch.models._forecast import score_stored
+    from gridwatch.storage import InfluxReader
+    from gridwatch.storage._reader import ReadError, quote
+
+    settings = settings_or_exit(config)
+    try:
+        t0, t1 = (datetime.fromisoformat(x) for x in (start, end))
+        t0, t1 = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (t0, t1))
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    where = f" AND target = {quote(target)}" if target else ""
+    q = (f"SELECT * FROM forecast WHERE time >= {int(t0.timestamp() * 1e9)} AND "
+         f"time < {int(t1.timestamp() * 1e9)}{where}")
+    try:
+        with InfluxReader(settings.influx) as reader:
+            scores = score_stored(reader.rows(q))
+    except ReadError as exc:
+        err.print(f"[bold red]cannot read from InfluxDB:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    table = Table(title=f"forecasts come true, {start} to {end}")
+    for col in ("target kind", "horizon", "scored", "MAPE %", "pinball / mean load"):
+        table.add_column(col, justify="right" if col != "target kind" else "left")
+    for (kind, horizon), sc in sorted(scores.items()):
+        table.add_row(kind, horizon, str(sc.n),
+                      "-" if sc.mape is None else f"{100 * sc.mape:.2f}",
+                      "-" if sc.scaled_pinball is None else f"{sc.scaled_pinball:.4f}")
+    Console().print(table)
+    if not scores:
+        err.print("no forecast has come true in that period")
+        raise typer.Exit(1)

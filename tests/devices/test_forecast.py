@@ -125,3 +125,38 @@ def test_forecasts_and_their_actuals_share_one_point_in_influxdb(influxdb):
     assert ape == pytest.approx(fc.scores["1d"].mape, abs=1e-4)  # values stored to 0.001
     pending = [r for r in rows if r["actual"] is None]
     assert len(pending) == 96  # tomorrow's, not yet come
+
+
+@pytest.mark.services
+def test_forecast_scores_command_reads_what_came_true(influxdb, tmp_path):
+    from typer.testing import CliRunner
+
+    from gridwatch.cli import app
+    from gridwatch.models._forecast import score_stored
+
+    db = f"fs_{uuid.uuid4().hex[:10]}"
+    urllib.request.urlopen(urllib.request.Request(
+        f"{influxdb.url}/query", data=urllib.parse.urlencode({"q": f"CREATE DATABASE {db}"})
+        .encode(), method="POST"), timeout=10).read()
+    fc = LoadForecaster("tx-1", "transformer", 500.0)
+    lines: list[str] = []
+    for k in range(96 * 5):
+        out, _ = fc.update(T0 + (k + 1) * STEP, load(k) * (1.1 if k % 7 == 0 else 1.0))
+        lines.extend(line for f in out for line in to_lines(f))
+    req = urllib.request.Request(f"{influxdb.url}/write?db={db}&precision=ns",
+                                 data="\n".join(lines).encode(), method="POST")
+    assert urllib.request.urlopen(req, timeout=30).status == 204
+    rows = _influx(influxdb.url, db, "SELECT * FROM forecast")
+    stored = score_stored(rows)
+    for h in ("1h", "1d"):
+        assert stored[("transformer", h)].n == fc.scores[h].n
+        assert stored[("transformer", h)].mape == pytest.approx(fc.scores[h].mape, abs=1e-4)
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text(f"influx:\n  api: v1\n  url: {influxdb.url}\n  database: {db}\n")
+    result = CliRunner().invoke(app, ["forecast-scores", "--from", "2024-04-01", "--to",
+                                      "2024-05-01", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"{100 * fc.scores['1d'].mape:.2f}" in result.output
+    empty = CliRunner().invoke(app, ["forecast-scores", "--from", "2023-01-01", "--to",
+                                     "2023-02-01", "-c", str(cfg)])
+    assert empty.exit_code == 1

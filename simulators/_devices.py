@@ -25,6 +25,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ import numpy as np
 from gridwatch._schemas import CustomerClass, DeviceTelemetry, Reading
 from gridwatch.simulators._anomalies import Label
 from gridwatch.simulators._device_spec import FAULT_EVENT, DeviceSpec
-from gridwatch.simulators._engine import Block, Simulation
+from gridwatch.simulators._engine import Block, Simulation, iso_z
 from gridwatch.simulators._load import SHIFT_HOURS
 from gridwatch.simulators._population import _PROFILE_PEAK
 
@@ -448,3 +449,32 @@ class DeviceSimulation:
         self._restart()
         for block in self.sim.blocks():
             yield from self.telemetry(block)
+
+    def write_files(self, readings: Path, registry: Path | None = None,
+                    labels: Path | None = None) -> int:
+        """Write the stream as JSONL (what ``gridwatch replay`` and the file source read: a
+        line with ``device_id`` is device telemetry), the registry with its ``devices:``
+        section, and the device-fault labels. Returns the lines written."""
+        import json
+
+        import yaml
+
+        from gridwatch.simulators._anomalies import write_labels
+        from gridwatch.simulators._registry import registry_dict
+
+        readings.parent.mkdir(parents=True, exist_ok=True)
+        n = 0
+        with readings.open("w", encoding="utf-8") as fh:
+            for item in self.stream():
+                d = item.to_json_dict() if isinstance(item, Reading) else item.model_dump(
+                    mode="json", exclude_defaults=True) | {"device_id": item.device_id,
+                                                           "ts": iso_z(item.ts)}
+                fh.write(json.dumps(d, separators=(",", ":")) + "\n")
+                n += 1
+        if registry is not None:
+            data = registry_dict(self.sim.meters) | {"devices": self.registry_devices()}
+            registry.parent.mkdir(parents=True, exist_ok=True)
+            registry.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        if labels is not None:
+            write_labels(self.labels, labels)
+        return n

@@ -478,3 +478,22 @@ class DeviceSimulation:
         if labels is not None:
             write_labels(self.labels, labels)
         return n
+
+    def mqtt_messages(self, prefix: str = "devices") -> Iterator[tuple[datetime,
+                                                                       list[tuple[str, bytes]]]]:
+        """Per interval: the device telemetry as MQTT messages, ``(topic, JSON payload)`` on
+        ``<prefix>/<site>/<device>/telemetry`` (the collector's ``topics.telemetry``)."""
+        import json
+
+        for block in self._blocks_with_restart():
+            msgs = []
+            for t in self.telemetry(block):
+                d = t.model_dump(mode="json", exclude_defaults=True) | {
+                    "device_id": t.device_id, "ts": iso_z(t.ts)}
+                msgs.append((f"{prefix}/{t.site}/{t.device_id}/telemetry",
+                             json.dumps(d, separators=(",", ":")).encode()))
+            yield block.ts, msgs
+
+    def _blocks_with_restart(self) -> Iterator[Block]:
+        self._restart()
+        yield from self.sim.blocks()

@@ -65,3 +65,38 @@ def test_a_tariff_with_a_gap_is_refused(tmp_path):
         load_tariff(bad)
     with pytest.raises(TariffError, match="cannot read"):
         load_tariff("no-such-region")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
+                    timezones=st.just(UTC)))
+def test_every_moment_has_a_priced_period(ts):
+    tariff = load_tariff("cn-jiangsu")
+    period = tariff.period_of(ts)
+    assert period in tariff.multipliers and tariff.price(period) > 0
+
+
+@given(st.floats(min_value=0.3, max_value=1.0), st.floats(min_value=0.3, max_value=1.0))
+def test_power_factor_adjustment_never_rewards_a_worse_power_factor(a, b):
+    lo, hi = sorted((round(a, 2), round(b, 2)))
+    assert pf_adjustment(lo) >= pf_adjustment(hi)
+    assert -0.0075 <= pf_adjustment(hi) <= 1.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 23), st.floats(0, 5000), st.floats(0.5, 1.0)),
+                min_size=1, max_size=48))
+def test_energy_by_period_adds_up(rows):
+    tariff = load_tariff("cn-jiangsu")
+    readings = [Reading(meter_id="m", ts=datetime(2024, 4, 10, h, tzinfo=UTC) + timedelta(
+        minutes=15 * i), kw=kw, pf=pf, interval_s=900) for i, (h, kw, pf) in enumerate(rows)]
+    s = energy_summary(readings, tariff, contracted_kva=1000)
+    assert sum(s.kwh_by_period.values()) == pytest.approx(s.kwh)
+    assert s.energy_cost == pytest.approx(sum(s.cost_by_period.values()))
+    assert s.max_demand_kw == max(kw for _, kw, _ in rows)
+    if s.load_factor is not None:
+        assert 0 <= s.load_factor <= 1 + 1e-9

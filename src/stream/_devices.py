@@ -145,17 +145,15 @@ def device_events(telemetry: Stream[Any], lookup: DeviceLookup | None,
         return out
     info = meta
 
-    def industrial(r: Any) -> bool:
+    def industrial(r: Any) -> tuple[str, Any] | None:
         m = info(r.meter_id)
-        return m is not None and m.customer_id is not None \
-            and m.customer_class is CustomerClass.INDUSTRIAL
+        if m is None or m.customer_id is None \
+                or m.customer_class is not CustomerClass.INDUSTRIAL:
+            return None
+        return m.customer_id, r
 
-    ind = op.filter("industrial_only", readings, industrial)
-    def customer_of(r: Any) -> str:
-        m = info(r.meter_id)
-        return str(m.customer_id if m is not None else "")
-
-    by_customer = op.key_on("key_customer", ind, customer_of)
+    # one step picks and keys an industrial customer's readings (every reading passes it)
+    by_customer = op.filter_map("industrial_by_customer", readings, industrial)
     load = op.stateful("customer_load", by_customer,
                        lambda resume: CustomerLoadLogic(resume, info, tz, country))
     return op.merge("device_and_customer", out, op.map("customer_v", load, lambda kv: kv[1]))

@@ -19,7 +19,6 @@ Pure: no IO, the clock is the telemetry's time.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -403,5 +402,3 @@ class DeviceState:
             | clean,
             customer_id=dev.customer, grid_cell=dev.grid_cell)
 
-
-DeviceLookup = Callable[[str], Device | None]

@@ -16,6 +16,9 @@ __all__ = ["energy_report", "forecast_scores"]
 def energy_report(
     customer: Annotated[str | None, typer.Option(
         "--customer", help="Customer id (registry).")] = None,
+    every: Annotated[bool, typer.Option(
+        "--all", help="Every industrial customer who agreed to notices (the monthly run); "
+                      "exits 1 if any report fails, after trying them all.")] = False,
     cell: Annotated[str | None, typer.Option(
         "--cell", help="Instead of a customer: a grid cell, from its transformer's telemetry "
                        "(the cell manager's report).")] = None,
@@ -48,10 +51,6 @@ def energy_report(
 
     from gridwatch.alerts import Registry, RegistryError
     from gridwatch.cli import err, settings_or_exit
-    from gridwatch.reports._report import build_report, period_bounds
-    from gridwatch.reports._tariff import TariffError, load_tariff
-    from gridwatch.storage import InfluxReader
-    from gridwatch.storage._reader import ReadError
 
     t0 = time.perf_counter()
     settings = settings_or_exit(config)
@@ -64,19 +63,45 @@ def energy_report(
         reg = Registry.load(registry or settings.alerts.registry)
     except RegistryError as exc:
         raise fail(str(exc)) from None
-    if (customer is None) == (cell is None):
-        raise fail("give either --customer or --cell")
+    if sum((customer is not None, cell is not None, every)) != 1:
+        raise fail("give either --customer, --all or --cell")
     if cell is not None:
         if send:
             raise fail("--send mails customer reports; a cell report is for the workspace")
         _cell_report(reg, cell, month, week, out, tariff, png, settings, fail, t0)
         return
-    cust = reg.customer(str(customer))
-    if cust is None:
-        raise fail(f"customer {customer!r} is not in the registry")
+    if customer is not None:
+        cust = reg.customer(customer)
+        if cust is None:
+            raise fail(f"customer {customer!r} is not in the registry")
+        _customer_report(cust, month, week, out, tariff, png, send, to, settings, fail, t0)
+        return
+    chosen = [c for c in reg.customers if c.customer_class.value == "industrial" and c.notices]
+    failed = []
+    for cust in chosen:
+        try:
+            _customer_report(cust, month, week, out, tariff, None, send, None, settings, fail,
+                             time.perf_counter())
+        except typer.Exit:
+            failed.append(cust.id)
+    err.print(f"{len(chosen) - len(failed)} of {len(chosen)} reports written"
+              + (f"; failed: {', '.join(failed)}" if failed else ""), highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _customer_report(cust: Any, month: str | None, week: str | None, out: Path,
+                     tariff: str | None, png: Path | None, send: bool, to: str | None,
+                     settings: Any, fail: Any, t0: float) -> None:
+    from gridwatch.cli import err
+    from gridwatch.reports._report import build_report, period_bounds
+    from gridwatch.reports._tariff import TariffError, load_tariff
+    from gridwatch.storage import InfluxReader
+    from gridwatch.storage._reader import ReadError
+
     region = tariff or cust.tariff
     if not region:
-        raise fail(f"customer {customer!r} has no tariff in the registry: give --tariff")
+        raise fail(f"customer {cust.id!r} has no tariff in the registry: give --tariff")
     try:
         tar = load_tariff(region)
         start, end, label = period_bounds(month, week, tar.timezone)
@@ -92,7 +117,7 @@ def energy_report(
     except ReadError as exc:
         raise fail(f"cannot read from InfluxDB: {exc}", 1) from None
     if not readings:
-        raise fail(f"no readings of {customer!r} in {label}", 1)
+        raise fail(f"no readings of {cust.id!r} in {label}", 1)
     capacity = cust.contracted_kva or sum(m.contracted_kva or 0 for m in cust.meters) or None
     rep = build_report(cust.id, cust.name, readings, events, tar, start, end, label, capacity)
     files = _write(rep, out / f"{cust.id}-{label}", png, t0)
@@ -104,7 +129,7 @@ def energy_report(
             raise fail(f"customer {cust.id!r} has no e-mail contact: give --to")
         result = mail_report(settings.alerts.smtp, address, rep.figures(), files)
         if not result.ok:
-            raise fail(f"the report was not mailed: {result.detail}", 1)
+            raise fail(f"the report of {cust.id} was not mailed: {result.detail}", 1)
         err.print(f"mailed to {address}", highlight=False)
 
 

@@ -111,7 +111,7 @@ def test_monthly_report_numbers_html_and_pdf(month_in_influx, tmp_path):
     (["--customer", "nobody", "--month", "2024-04"], "not in the registry"),
     (["--customer", "ind-1", "--month", "2024-07"], "no readings"),
     (["--customer", "ind-1"], "give --month"),
-    (["--month", "2024-04"], "give either --customer or --cell"),
+    (["--month", "2024-04"], "give either --customer, --all or --cell"),
     (["--cell", "c1", "--month", "2024-04"], "has no transformer"),
     (["--customer", "ind-1", "--month", "2024-04", "--tariff", "atlantis"], "cannot read"),
 ])
@@ -201,3 +201,25 @@ def test_a_mail_that_does_not_go_is_an_error(month_in_influx, tmp_path):
     assert result.exit_code == 1
     assert "not mailed" in result.output
     assert (tmp_path / "ind-1-2024-04.pdf").exists()  # still kept for the workspace
+
+
+@pytest.mark.services
+def test_all_industrial_customers_who_agreed_get_a_report(month_in_influx, tmp_path):
+    from pathlib import Path
+
+    reg = Path(month_in_influx.read_text().split("registry: ")[1].split()[0])
+    text = reg.read_text(encoding="utf-8").replace(
+        "tariff: cn-jiangsu, meters", "tariff: cn-jiangsu, notices: true, meters")
+    more = ("  - {id: ind-2, class: industrial, grid_cell: c1, tariff: cn-jiangsu, notices: true,"
+            " meters: [m-z]}\n"
+            "  - {id: ind-3, class: industrial, grid_cell: c1, tariff: cn-jiangsu, meters: [m-y]}"
+            "\ndevices:")
+    text = text.replace("devices:", more)
+    reg.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(app, ["energy-report", "--all", "--month", "2024-04", "--out",
+                                      str(tmp_path / "all"), "-c", str(month_in_influx)],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 1  # ind-2 has no readings
+    assert "1 of 2 reports written; failed: ind-2" in result.output
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == [
+        "ind-1-2024-04.html", "ind-1-2024-04.json", "ind-1-2024-04.pdf"]

@@ -221,7 +221,7 @@ class DeviceState:
         kind = dev.kind
         amb = m.get("ambient_c")
         if kind is DeviceKind.TRANSFORMER and r.kva:
-            kva = m.get("kva", abs(m.get("kw", 0.0)) / 0.95)
+            kva = abs(m.get("kva", m.get("kw", 0.0) / 0.95))  # apparent power has no sign
             k = kva / r.kva
             conds["device_overload"] = (k > th.overload, th.overload_n, k,
                                         {"load_of_rated": round(k, 3), "kva": round(kva, 1),

@@ -10,6 +10,7 @@ learns its own copy of the kind's models).
 
 from __future__ import annotations
 
+import logging
 import pickle
 import zlib
 from collections.abc import Callable
@@ -30,12 +31,13 @@ __all__ = ["CustomerLoadLogic", "DeviceKindLogic", "DeviceLookup", "device_event
            "registry_devices"]
 
 DeviceLookup = Callable[[str], Device | None]
+log = logging.getLogger(__name__)
 
 
 class DeviceKindLogic(StatefulLogic[DeviceTelemetry, Event, bytes]):
     """One device kind (shard): its shared models and each device's compact state. Telemetry
     of a device the registry does not know is counted in ``unknown`` and not judged (it is
-    still stored)."""
+    still stored); telemetry the models cannot take is counted in ``failed`` and logged."""
 
     def __init__(self, resume: bytes | None, lookup: DeviceLookup,
                  thresholds: DeviceThresholds, tz: str = "UTC",
@@ -48,8 +50,10 @@ class DeviceKindLogic(StatefulLogic[DeviceTelemetry, Event, bytes]):
         self.states: dict[str, DeviceState] = {}
         self.forecasters: dict[str, LoadForecaster] = {}
         self.unknown = 0
+        self.failed = 0
         if resume:
-            self.model, self.states, self.forecasters, self.unknown = pickle.loads(resume)
+            (self.model, self.states, self.forecasters, self.unknown,
+             self.failed) = pickle.loads(resume)
 
     def on_item(self, value: DeviceTelemetry) -> tuple[list[Event | Forecast], bool]:
         dev = self.lookup(value.device_id)
@@ -62,20 +66,28 @@ class DeviceKindLogic(StatefulLogic[DeviceTelemetry, Event, bytes]):
         if state is None:
             state = self.states[dev.id] = DeviceState(dev.id)
         out: list[Event | Forecast] = []
-        out.extend(state.step(value, dev, self.model, self.thresholds))
-        if dev.kind is DeviceKind.TRANSFORMER and "kva" in value.metrics:
-            fc = self.forecasters.get(dev.id)
-            if fc is None:
-                fc = self.forecasters[dev.id] = LoadForecaster(
-                    dev.id, "transformer", dev.ratings.kva, tz=self.tz, grid_cell=dev.grid_cell,
-                    country=self.country)
-            forecasts, warnings = fc.update(value.ts, value.metrics["kva"])
-            out.extend(forecasts)
-            out.extend(warnings)
+        try:
+            out.extend(state.step(value, dev, self.model, self.thresholds))
+            if dev.kind is DeviceKind.TRANSFORMER and "kva" in value.metrics:
+                fc = self.forecasters.get(dev.id)
+                if fc is None:
+                    fc = self.forecasters[dev.id] = LoadForecaster(
+                        dev.id, "transformer", dev.ratings.kva, tz=self.tz,
+                        grid_cell=dev.grid_cell, country=self.country)
+                forecasts, warnings = fc.update(value.ts, abs(value.metrics["kva"]))
+                out.extend(forecasts)
+                out.extend(warnings)
+        except (ArithmeticError, ValueError, TypeError) as exc:
+            # telemetry the models cannot take must not stop the engine: counted and logged
+            # (the telemetry itself is stored by the points sink)
+            self.failed += 1
+            log.warning("device %s: telemetry at %s not judged (%s: %s)", dev.id,
+                        value.ts.isoformat(), type(exc).__name__, exc)
         return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return pickle.dumps((self.model, self.states, self.forecasters, self.unknown))
+        return pickle.dumps((self.model, self.states, self.forecasters, self.unknown,
+                             self.failed))
 
 
 class CustomerLoadLogic(StatefulLogic[Reading, Event | Forecast, bytes]):

@@ -165,7 +165,7 @@ metric_names = st.sampled_from(["kw", "kva", "ambient_c", "oil_temp_c", "winding
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.sampled_from([TX, MOTOR, PV]),
        st.lists(st.dictionaries(metric_names, finite, min_size=1, max_size=8), min_size=1,
                 max_size=30))

@@ -160,3 +160,21 @@ def test_forecast_scores_command_reads_what_came_true(influxdb, tmp_path):
     empty = CliRunner().invoke(app, ["forecast-scores", "--from", "2023-01-01", "--to",
                                      "2023-02-01", "-c", str(cfg)])
     assert empty.exit_code == 1
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=1,
+                max_size=400),
+       st.sampled_from([None, 50.0]))
+def test_any_load_gives_finite_forecasts(values, limit):
+    fc = LoadForecaster("c-1", "customer", limit, warmup_days=1)
+    for k, v in enumerate(values):
+        out, events = fc.update(T0 + (k + 1) * STEP, v)
+        for f in out:
+            assert all(math.isfinite(x) for x in (f.value, f.p10, f.p90))
+            assert f.p10 <= f.value <= f.p90
+        assert all(e.type == "capacity_forecast" for e in events)

@@ -121,7 +121,12 @@ class CustomerLoadLogic(StatefulLogic[Reading, Event | Forecast, bytes]):
                                          grid_cell=m.grid_cell, customer_id=m.customer_id,
                                          country=self.country)
             self.fc.limit = sum(self.capacity.values()) or None
-            forecasts, warnings = self.fc.update(datetime.fromtimestamp(done, UTC), total)
+            try:
+                forecasts, warnings = self.fc.update(datetime.fromtimestamp(done, UTC), total)
+            except (ArithmeticError, ValueError, TypeError) as exc:
+                log.warning("customer %s: load at %s not forecast (%s: %s)", m.customer_id,
+                            done, type(exc).__name__, exc)
+                continue
             out.extend(forecasts)
             out.extend(warnings)
         self.open[t] = self.open.get(t, 0.0) + max(value.kw, 0.0)

@@ -92,7 +92,8 @@ class DeviceKindLogic(StatefulLogic[DeviceTelemetry, Event, bytes]):
 
 class CustomerLoadLogic(StatefulLogic[Reading, Event | Forecast, bytes]):
     """One industrial customer: sums its meters' power per interval (an interval is complete
-    when a later one starts) and forecasts it against the contracted capacity."""
+    when a later one starts) and forecasts it against the contracted capacity; a load the
+    forecaster cannot take is counted in ``failed`` and logged."""
 
     def __init__(self, resume: bytes | None, meta: Callable[[str], MeterMeta | None],
                  tz: str = "UTC", country: str | None = None) -> None:
@@ -102,8 +103,9 @@ class CustomerLoadLogic(StatefulLogic[Reading, Event | Forecast, bytes]):
         self.fc: LoadForecaster | None = None
         self.open: dict[float, float] = {}
         self.capacity: dict[str, float] = {}
+        self.failed = 0
         if resume:
-            self.fc, self.open, self.capacity = pickle.loads(resume)
+            self.fc, self.open, self.capacity, self.failed = pickle.loads(resume)
 
     def on_item(self, value: Reading) -> tuple[list[Event | Forecast], bool]:
         m = self.meta(value.meter_id)
@@ -124,6 +126,7 @@ class CustomerLoadLogic(StatefulLogic[Reading, Event | Forecast, bytes]):
             try:
                 forecasts, warnings = self.fc.update(datetime.fromtimestamp(done, UTC), total)
             except (ArithmeticError, ValueError, TypeError) as exc:
+                self.failed += 1
                 log.warning("customer %s: load at %s not forecast (%s: %s)", m.customer_id,
                             done, type(exc).__name__, exc)
                 continue
@@ -133,7 +136,7 @@ class CustomerLoadLogic(StatefulLogic[Reading, Event | Forecast, bytes]):
         return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return pickle.dumps((self.fc, self.open, self.capacity))
+        return pickle.dumps((self.fc, self.open, self.capacity, self.failed))
 
 
 def device_key(t: DeviceTelemetry, lookup: DeviceLookup, shards: int = 1) -> str:

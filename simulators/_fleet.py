@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gridwatch._schemas import CustomerClass, MeterMeta, Reading
 from gridwatch._settings import describe_validation_error
+from gridwatch.simulators._device_spec import DeviceSpec
 
 if TYPE_CHECKING:
     from gridwatch.simulators._anomalies import Label
@@ -295,6 +296,8 @@ class Fleet(BaseModel):
     power_factor: PowerFactorSpec = PowerFactorSpec()
     temperature: TemperatureSpec = TemperatureSpec()
     anomalies: AnomalySpec = AnomalySpec()
+    #: Transformers and industrial equipment with device telemetry (``_devices``); none if unset.
+    devices: DeviceSpec | None = None
     #: Meters per data concentrator (batched MQTT payloads go per concentrator).
     meters_per_concentrator: Annotated[int, Field(ge=1, le=100_000)] = 200
 

@@ -191,6 +191,7 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
 
     from gridwatch import ingest, storage, stream
     from gridwatch.alerts import RouterService
+    from gridwatch.stream._devices import registry_devices
 
     procs = len(addresses) if addresses else 1
     pid = process_id or 0
@@ -263,7 +264,8 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                              on_profile=router.update_profile if router else None,
                              jsonl=None if router else settings.alerts.jsonl_out),
         )
-        flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router))
+        flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
+                                 devices=registry_devices(settings, router))
         cli_main(
             flow,
             workers_per_process=settings.engine.workers,
@@ -292,6 +294,7 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
     from bytewax.testing import run_main
 
     from gridwatch import ingest, storage, stream
+    from gridwatch.stream._devices import registry_devices
 
     router = None
     if route:
@@ -308,7 +311,8 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
                            jsonl=alerts_out)
     sinks = stream.Sinks(
         points=storage.InfluxSink(settings.influx) if influx else None, events=event_sink)
-    flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router))
+    flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
+                             devices=registry_devices(settings, router))
     run_main(flow, epoch_interval=timedelta(seconds=settings.engine.epoch_s))
     stats = RunStats()
     stats.readings = getattr(source, "accepted", 0)

@@ -217,6 +217,27 @@ class Score(BaseModel):
     segment: str | None = None
 
 
+class Forecast(BaseModel):
+    """A load forecast for one interval of a transformer (kVA) or an industrial customer (kW),
+    made ``horizon`` ahead; ``actual`` is filled in once the interval has come (the same point
+    in storage, so the score sits beside the forecast)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    target: Identifier
+    target_kind: Annotated[str, Field(pattern=r"^(transformer|customer)$")]
+    horizon: Annotated[str, Field(pattern=r"^(1h|1d)$")]
+    ts: datetime
+    made_at: datetime
+    value: float
+    p10: float
+    p90: float
+    limit: float | None = None
+    actual: float | None = None
+    grid_cell: Identifier | None = None
+    customer_id: Identifier | None = None
+
+
 class LoadProfile(BaseModel):
     """One meter's load profile for one day, with the segment and tags that describe it."""
 

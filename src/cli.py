@@ -121,6 +121,16 @@ def _register_storage() -> None:
 _register_storage()
 
 
+def _register_reports() -> None:
+    from gridwatch.reports._cli import energy_report, forecast_scores
+
+    app.command("energy-report")(energy_report)
+    app.command("forecast-scores")(forecast_scores)
+
+
+_register_reports()
+
+
 def _register_ingest() -> None:
     from gridwatch.ingest._cli import collect, journal_app
 

@@ -14,6 +14,8 @@ PACKAGES = [
     "gridwatch.alerts",
     "gridwatch.storage",
     "gridwatch.simulators",
+    "gridwatch.devices",
+    "gridwatch.reports",
 ]
 
 

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from gridwatch._schemas import ID_PATTERN, CustomerClass, MeterMeta
+from gridwatch.devices._registry import Device, check_devices
 
 # libyaml's loader is about twice as fast on a fleet-sized registry.
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -167,7 +168,9 @@ class Registry(BaseModel):
     managers: tuple[Manager, ...] = ()
     #: Declared customer attributes (name -> type and allowed values).
     attribute_schema: dict[str, AttributeSpec] = Field(default_factory=dict)
+    devices: tuple[Device, ...] = ()
 
+    _devices: dict[str, Device] = PrivateAttr(default_factory=dict)
     _by_meter: dict[str, tuple[Customer, Meter]] = PrivateAttr(default_factory=dict)
     _customers: dict[str, Customer] = PrivateAttr(default_factory=dict)
     _cells: dict[str, Cell] = PrivateAttr(default_factory=dict)
@@ -230,6 +233,8 @@ class Registry(BaseModel):
                 by_meter[meter.id] = (cust, meter)
         self._by_meter = by_meter
         self._customers = {c.id: c for c in self.customers}
+        devices = check_devices(self.devices, self._customers, cells, by_meter)
+        self._devices = {d.id: d for d in devices}
         self._cells = cells
         self._managers = managers
         return self
@@ -261,6 +266,10 @@ class Registry(BaseModel):
             interval_s=meter.interval_s,
         )
         return meta
+
+    def device(self, device_id: str) -> Device | None:
+        """A device with its grid cell filled in (a customer's device: the customer's)."""
+        return self._devices.get(device_id)
 
     def meter_ids(self) -> list[str]:
         return list(self._by_meter)

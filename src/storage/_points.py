@@ -23,6 +23,7 @@ from gridwatch._schemas import (
     AlertTransition,
     DeviceTelemetry,
     Event,
+    Forecast,
     LoadProfile,
     Reading,
     Score,
@@ -45,6 +46,7 @@ MEASUREMENTS: dict[type, str] = {
     Event: "event",
     LoadProfile: "profile",
     AlertTransition: "alert",
+    Forecast: "forecast",
 }
 
 #: Precision of every timestamp written (nanoseconds: no two distinct instants collide).
@@ -231,6 +233,20 @@ def _iso(ts: datetime) -> str:
     return ts.isoformat().replace("+00:00", "Z")
 
 
+def _forecast(f: Forecast) -> _Rec:
+    p = _tags(_Rec("forecast"), {"target": f.target, "target_kind": f.target_kind,
+                                  "horizon": f.horizon, "grid_cell": f.grid_cell,
+                                  "customer_id": f.customer_id})
+    if f.actual is None:
+        p.field("value", _num(f.value)).field("p10", _num(f.p10)).field("p90", _num(f.p90))
+        p.field("made_at", _iso(f.made_at))
+        if f.limit is not None:
+            p.field("limit", _num(f.limit))
+    else:
+        p.field("actual", _num(f.actual))
+    return p.time(f.ts, PRECISION)
+
+
 _CONVERTERS: dict[type, Any] = {
     Reading: _reading,
     DeviceTelemetry: _telemetry,
@@ -238,10 +254,12 @@ _CONVERTERS: dict[type, Any] = {
     Event: _event,
     LoadProfile: _profile,
     AlertTransition: _alert,
+    Forecast: _forecast,
 }
 
 
-StoredObject: TypeAlias = Reading | DeviceTelemetry | Score | Event | LoadProfile | AlertTransition
+StoredObject: TypeAlias = (Reading | DeviceTelemetry | Score | Event | LoadProfile
+                           | AlertTransition | Forecast)
 
 
 def to_points(obj: StoredObject) -> list[Point]:

@@ -41,6 +41,7 @@ from gridwatch._schemas import (
 )
 from gridwatch._settings import Settings
 from gridwatch.models import Calendar, DailyProfile
+from gridwatch.stream._devices import DeviceLookup, device_events
 from gridwatch.stream._logic import (
     CellWatchLogic,
     EventClockLogic,
@@ -88,7 +89,7 @@ def watch_key(meter_id: str, meta: MeterMeta | None) -> str:
 
 def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
                meta: Mapping[str, MeterMeta] | MetaLookup | None = None,
-               flow_id: str = "gridwatch") -> Dataflow:
+               flow_id: str = "gridwatch", devices: DeviceLookup | None = None) -> Dataflow:
     """Wire the detection dataflow: readings in, events/scores/profiles out."""
     det = settings.detection
     lookup = meta_lookup(meta)
@@ -139,11 +140,14 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     judged = op.stateful("segment_judge", samples, lambda resume: SegmentJudgeLogic(resume, det))
     theft = op.map("judge_v", judged, lambda kv: kv[1])
 
-    events = op.merge("events", meter_events, feeder_events, theft)
+    # Devices (rules, River models per kind) and load forecasts (gridwatch.stream._devices).
+    dev = op.branch("is_device_event", device_events(telemetry, devices, det, readings=readings,
+                                                     meta=lookup), lambda x: isinstance(x, Event))
+    events = op.merge("events", meter_events, feeder_events, theft, dev.trues)
     if sinks.events is not None:
         op.output("to_router", op.merge("for_router", events, profiles), sinks.events)
     if sinks.points is not None:
-        stored = op.merge("points", readings, telemetry, scores, profiles, events)
+        stored = op.merge("points", readings, telemetry, scores, profiles, events, dev.falses)
         op.output("to_storage", stored, sinks.points)
     for name, sink in sinks.extra.items():
         op.output(f"extra_{name}", op.merge(f"all_{name}", events, profiles, scores), sink)
@@ -166,7 +170,7 @@ class ReplayResult:
 
 def run_replay(settings: Settings, readings: Iterable[Reading | DeviceTelemetry],
                meta: Mapping[str, MeterMeta] | MetaLookup | None = None,
-               *, batch_size: int = 1000) -> ReplayResult:
+               *, batch_size: int = 1000, devices: DeviceLookup | None = None) -> ReplayResult:
     """Run the same flow over readings with bytewax's ``TestingSource`` and ``run_main``, and
     return what it raised. Readings should be in event-time order (as a recorded file is)."""
     from bytewax.testing import TestingSink, TestingSource, run_main
@@ -174,7 +178,7 @@ def run_replay(settings: Settings, readings: Iterable[Reading | DeviceTelemetry]
     items = list(readings)
     out: list[Any] = []
     flow = build_flow(settings, TestingSource(items, batch_size=batch_size),
-                      Sinks(extra={"replay": TestingSink(out)}), meta)
+                      Sinks(extra={"replay": TestingSink(out)}), meta, devices=devices)
     run_main(flow)
     return ReplayResult(
         events=[x for x in out if isinstance(x, Event)],

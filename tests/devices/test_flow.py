@@ -16,7 +16,7 @@ from gridwatch._schemas import DeviceTelemetry, Event
 from gridwatch._settings import Settings
 from gridwatch.alerts import Registry
 from gridwatch.models._device import DeviceState, DeviceThresholds, KindModel
-from gridwatch.models._evaluate import evaluate_events
+from gridwatch._evaluate import evaluate_events
 from gridwatch.simulators import Fleet, registry_dict
 from gridwatch.simulators._device_spec import FAULT_EVENT
 from gridwatch.simulators._devices import DeviceSimulation
@@ -185,7 +185,7 @@ def test_replay_cli_runs_simulated_device_telemetry_through_the_engine(simulated
     from typer.testing import CliRunner
 
     from gridwatch.cli import app
-    from gridwatch.models._evaluate import load_labels
+    from gridwatch._evaluate import load_labels
 
     ds, _ = simulated
     data, reg, labels = tmp_path / "sim.jsonl", tmp_path / "registry.yaml", tmp_path / "l.jsonl"

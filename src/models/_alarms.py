@@ -97,3 +97,20 @@ def run(rec: MeterRecord, key: str, holds: bool, t: float) -> int:
     if n == 1:
         rec.since[key] = t
     return n
+
+
+def feedback(rec: MeterRecord, etype: str, kind: str, t: float, half_life_s: float) -> float:
+    """The managers' false-alarm weight for ``etype``/``kind`` at event time ``t`` (0: none)."""
+    w, at = rec.fb.get(f"{etype}:{kind}", (0.0, 0.0))
+    return w * 0.5 ** (max(t - at, 0.0) / half_life_s) if w else 0.0
+
+
+def verdict(rec: MeterRecord, etype: str, kind: str, outcome: str, t: float,
+            half_life_s: float) -> None:
+    """Take a manager's verdict on one of this meter's alarms: ``false_alarm`` adds one to the
+    fading weight of that kind of alarm, ``confirmed`` clears it."""
+    key = f"{etype}:{kind}"
+    if outcome == "confirmed":
+        rec.fb.pop(key, None)
+    elif outcome == "false_alarm":
+        rec.fb[key] = (feedback(rec, etype, kind, t, half_life_s) + 1.0, t)

@@ -129,6 +129,10 @@ class DetectionSettings(Section):
     #: meter's own evidence is strong (ratio below ``theft_strong_ratio``).
     theft_segment_ratio: Annotated[float, Field(gt=0, le=1)] = 0.7
     theft_strong_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    #: A manager's "false alarm" verdict widens that meter's thresholds for that kind of alarm
+    #: (by ``feedback_strength`` per verdict), fading with this half-life; "confirmed" resets it.
+    feedback_half_life_days: Annotated[float, Field(gt=0)] = 42.0
+    feedback_strength: Annotated[float, Field(ge=0)] = 0.5
     #: Customer segments per customer class (``river.cluster.KMeans``).
     segments_per_class: Annotated[int, Field(ge=1, le=32)] = 4
     #: Emit a Score point for every n-th reading of a meter (0: only for anomalous readings).

@@ -11,7 +11,7 @@ the load has been back inside the band for ``clear_intervals`` readings; a diffe
 from __future__ import annotations
 
 from gridwatch._schemas import Event, MeterMeta, Severity
-from gridwatch.models._alarms import fire, r3, resolve
+from gridwatch.models._alarms import feedback, fire, r3, resolve
 from gridwatch.models._baseline import Band, describe
 from gridwatch.models._config import ClassPolicy, DetectionSettings
 from gridwatch.models._record import GLOBAL, MeterRecord
@@ -73,8 +73,11 @@ def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: 
     # the last 28 days (on its first day: twice today's so far)
     days = int((rec.peaks > 0).sum())
     history = float(rec.peaks.max())
-    ref = (history * pol.peak_factor if days >= 7
-           else 2.0 * max(history, rec.peak_today))  # a young record: only twice over it
+    half_life = s.feedback_half_life_days * 86_400
+    # managers who called this meter's spikes false alarms widen its thresholds, for a while
+    widen = 1.0 + s.feedback_strength * feedback(rec, ETYPE, "spike", t, half_life)
+    ref = widen * (history * pol.peak_factor if days >= 7
+                   else 2.0 * max(history, rec.peak_today))  # a young record: twice over it
     if ref > 0 and kw > ref and kw > b.hi_in:
         p_start, p_n, p_max = rec.peak_run if rec.peak_run[1] else (t, 0, 0.0)
         rec.peak_run = (p_start, p_n + 1, max(p_max, kw))
@@ -102,7 +105,8 @@ def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: 
     start, n, over, excess, usual = rec.hi
     if (n and n * interval >= pol.high_min_minutes * 60
             and excess >= (pol.high_ratio - 1) * usual
-            and over >= max(pol.high_energy_share * daily, pol.high_min_kwh)
+            and over >= max(pol.high_energy_share * daily, pol.high_min_kwh) * (
+                1.0 + s.feedback_strength * feedback(rec, ETYPE, "sustained_rise", t, half_life))
             and kind not in HIGH_KINDS and kind != "level_shift_up"):
         new = "sustained_rise"
         supersede(rec, t, meta, new, out)

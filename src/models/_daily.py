@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from gridwatch._schemas import Event, MeterMeta, Severity
-from gridwatch.models._alarms import fire, r3, resolve
+from gridwatch.models._alarms import feedback, fire, r3, resolve
 from gridwatch.models._calendar import Calendar
 from gridwatch.models._config import DetectionSettings
 from gridwatch.models._consumption import (
@@ -167,9 +167,14 @@ def _judge_day(rec: MeterRecord, curve: np.ndarray, typical: np.ndarray, ratio: 
     """Judge a closed day; returns True when the day should not be learned as usual."""
     corr = _shape_corr(curve, typical)
     pol = policy(meta, s)
+    half_life = s.feedback_half_life_days * 86_400
+    theft_ratio = s.theft_ratio / (
+        1.0 + s.feedback_strength * feedback(rec, "possible_theft", "", t, half_life))
+    level_ratio = s.level_ratio * (
+        1.0 + s.feedback_strength * feedback(rec, ETYPE, "level_shift_up", t, half_life))
     shaped = corr >= s.theft_shape_corr
-    rec.low_days = _run(rec.low_days, ratio < s.theft_ratio and shaped, day_t)
-    rec.high_days = _run(rec.high_days, ratio >= s.level_ratio, day_t)
+    rec.low_days = _run(rec.low_days, ratio < theft_ratio and shaped, day_t)
+    rec.high_days = _run(rec.high_days, ratio >= level_ratio, day_t)
     rec.down_days = _run(rec.down_days, ratio <= 1 / s.level_ratio and not shaped, day_t)
     evidence = {"day_ratio": r3(ratio), "day_kwh": r3(daily_kwh, 2),
                 "usual_day_kwh": r3(usual_day, 2), "shape_corr": r3(corr)}

@@ -27,7 +27,7 @@ from typing import Any
 
 from gridwatch._schemas import Event, MeterMeta, MeterStatus, Reading, Score
 from gridwatch.models import _capacity, _consumption, _daily, _faults, _quality
-from gridwatch.models._alarms import r3, resolve
+from gridwatch.models._alarms import r3, resolve, verdict
 from gridwatch.models._baseline import band, learn
 from gridwatch.models._calendar import Calendar
 from gridwatch.models._config import DetectionSettings
@@ -123,6 +123,15 @@ class MeterState:
         without a reading. ``quiet`` marks the meter silent without an event (a feeder outage
         covers it)."""
         return _faults.silence(self.rec, now, meta, settings or DetectionSettings(), quiet)
+
+    def verdict(self, event_type: str, kind: str, outcome: str, at: datetime | float, *,
+                settings: DetectionSettings | None = None) -> None:
+        """A manager's verdict on one of this meter's alarms (``confirmed``, ``false_alarm``,
+        ``site_visit``): a false alarm widens the thresholds of that kind of alarm on this meter,
+        fading over weeks; a confirmation clears that."""
+        s = settings or DetectionSettings()
+        t = at.timestamp() if isinstance(at, datetime) else float(at)
+        verdict(self.rec, event_type, kind, outcome, t, s.feedback_half_life_days * 86_400)
 
     # ----------------------------------------------------------------- the reading path
     def step(self, r: Reading, meta: MeterMeta | None, now: datetime | None,

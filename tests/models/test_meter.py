@@ -469,3 +469,39 @@ def test_tampered_readings_are_not_consumption(gen):
     _, events = gen.run(rs)
     assert gen.of_type(events, "tamper")
     assert gen.of_type(events, "abnormal_consumption") == []
+
+
+def test_false_alarm_verdicts_quiet_a_misfiring_meter_but_not_a_real_fault(gen):
+    """The closed loop: a household whose pool pump, once a month, runs beyond its record raises
+    a spike each time; after its manager calls it a false alarm the next ones stay quiet for
+    weeks (the verdict fades), while a real fault (five times the usual) is still raised."""
+    pump = [35 * 96 * k + 14 * 4 for k in range(1, 5)]  # 14:00 every 35 days
+    fault = 5 * 35 * 96 + 20 * 96 + 12 * 4
+
+    def load(i, ts, rng):
+        base = gen.residential(i, ts, rng)
+        if any(p <= i < p + 8 for p in pump):
+            return base + 1.6  # beyond the 28-day record, for two hours
+        return base * 5 if fault <= i < fault + 8 else base
+
+    rs = gen.series(fault + 96, load)
+    s = DetectionSettings()
+    cal = Calendar()
+
+    def spikes(verdicts: bool) -> list:
+        state = MeterState("m1")
+        raised = []
+        for r in rs:
+            for e in state.update(r, settings=s, calendar=cal):
+                if e.state == "firing" and e.evidence.get("kind") == "spike":
+                    raised.append(e.onset)
+                    if verdicts and e.onset < rs[fault].ts:
+                        state.verdict(e.type, "spike", "false_alarm", e.raised_at, settings=s)
+        return raised
+
+    plain = spikes(verdicts=False)
+    assert [rs[p].ts for p in pump] + [rs[fault].ts] == plain
+    judged = spikes(verdicts=True)
+    assert judged[0] == rs[pump[0]].ts  # raised, and judged a false alarm
+    assert rs[pump[1]].ts not in judged and rs[pump[2]].ts not in judged  # quiet after it ...
+    assert judged[-1] == rs[fault].ts  # ... and the real fault is still raised

@@ -15,9 +15,9 @@ import argparse
 import time
 from typing import Any
 
+from gridwatch._evaluate import evaluate_events
 from gridwatch.alerts import Registry
 from gridwatch.models._device import DeviceState, DeviceThresholds, KindModel
-from gridwatch._evaluate import evaluate_events
 from gridwatch.simulators import Fleet, registry_dict
 from gridwatch.simulators._devices import DeviceSimulation
 from gridwatch.simulators._engine import Simulation

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from gridwatch._evaluate import evaluate_events
 from gridwatch._schemas import DeviceTelemetry, Event
 from gridwatch._settings import Settings
 from gridwatch.alerts import Registry
 from gridwatch.models._device import DeviceState, DeviceThresholds, KindModel
-from gridwatch._evaluate import evaluate_events
 from gridwatch.simulators import Fleet, registry_dict
 from gridwatch.simulators._device_spec import FAULT_EVENT
 from gridwatch.simulators._devices import DeviceSimulation
@@ -184,8 +184,8 @@ def test_replay_cli_runs_simulated_device_telemetry_through_the_engine(simulated
     with the registry's devices."""
     from typer.testing import CliRunner
 
-    from gridwatch.cli import app
     from gridwatch._evaluate import load_labels
+    from gridwatch.cli import app
 
     ds, _ = simulated
     data, reg, labels = tmp_path / "sim.jsonl", tmp_path / "registry.yaml", tmp_path / "l.jsonl"

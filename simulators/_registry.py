@@ -20,7 +20,8 @@ _FIRST = ("Li Na", "Wang Wei", "Zhang Min", "Liu Yang", "Chen Jing", "Anna Weber
 
 
 def registry_dict(meters: Sequence[SimMeter], *, cells_per_manager: int = 2,
-                  email_domain: str = "example.net") -> dict[str, Any]:
+                  email_domain: str = "example.net", timezone: str | None = None,
+                  holiday_country: str | None = None) -> dict[str, Any]:
     """The registry as plain data: ``{"customers": [...], "cells": [...], "managers": [...]}``.
 
     Industrial customers opt in to notices about their own sites; every customer gets an
@@ -48,9 +49,12 @@ def registry_dict(meters: Sequence[SimMeter], *, cells_per_manager: int = 2,
     cells = []
     for j, cell in enumerate(cell_ids):
         primary = (j // cells_per_manager) % n_mgr
-        cells.append({"id": cell, "name": f"Grid cell {cell}",
-                      "primary": managers[primary]["id"],
-                      "backup": managers[(primary + 1) % n_mgr]["id"]})
+        entry = {"id": cell, "name": f"Grid cell {cell}",
+                 "primary": managers[primary]["id"],
+                 "backup": managers[(primary + 1) % n_mgr]["id"]}
+        if timezone:  # the fleet's local time, so the engine never judges it in UTC silently
+            entry |= {"timezone": timezone, "holiday_country": holiday_country}
+        cells.append(entry)
     return {"customers": list(customers.values()), "cells": cells, "managers": managers}
 
 

@@ -53,6 +53,9 @@ def announce(config: Path | None, settings: Settings) -> str:
 
     line = f"settings: {find_config(config).describe()}; data: {settings.engine.data_dir}"
     log.info("%s", line)
+    if "timezone" not in settings.detection.model_fields_set:
+        log.warning("detection.timezone is not set: days, hours and holidays are judged in "
+                    "UTC unless the registry gives a cell its time zone")
     if err.is_terminal:
         err.print(line, style="dim", highlight=False, soft_wrap=True)
     return line

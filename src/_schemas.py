@@ -301,3 +301,6 @@ class MeterMeta(BaseModel):
     phases: Annotated[int, Field(ge=1, le=3)] = 1
     nominal_voltage_v: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     interval_s: Annotated[int, Field(ge=60, le=86_400)] | None = None
+    #: Local time zone and holiday country of the meter's grid cell (None: the settings').
+    timezone: str | None = None
+    holiday_country: str | None = None

@@ -101,7 +101,8 @@ def main() -> int:
     observer: AlertSubscriber | None = None
     try:
         registry = work / "registry.json"  # JSON loads faster than YAML
-        write_registry(fleet.meters(fleet.seed), registry)
+        write_registry(fleet.meters(fleet.seed), registry, timezone=fleet.timezone,
+                       holiday_country=fleet.country)
         settings = {
             "mqtt": {"host": broker.host, "port": broker.port, "client_id": "demo-collector"},
             "ingest": {"journal_dir": str(work / "journal"),

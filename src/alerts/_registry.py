@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gridwatch._schemas import ID_PATTERN, CustomerClass, MeterMeta
 from gridwatch.devices._registry import Device, check_devices
@@ -144,6 +152,22 @@ class Cell(BaseModel):
     name: str = ""
     primary: Ident
     backup: Ident | None = None
+    #: Local time of the cell's customers (IANA name) and their public holidays (country
+    #: code); unset: ``detection.timezone`` / ``detection.holiday_country``.
+    timezone: str | None = None
+    holiday_country: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        if v is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {v!r}") from None
+        return v
 
 
 class Manager(BaseModel):
@@ -254,6 +278,7 @@ class Registry(BaseModel):
         if hit is None:
             return None
         cust, meter = hit
+        cell = self._cells.get(cust.grid_cell) if cust.grid_cell else None
         meta = self._meta[meter_id] = MeterMeta(
             meter_id=meter.id,
             customer_id=cust.id,
@@ -264,6 +289,8 @@ class Registry(BaseModel):
             phases=meter.phases,
             nominal_voltage_v=meter.nominal_voltage_v,
             interval_s=meter.interval_s,
+            timezone=cell.timezone if cell else None,
+            holiday_country=cell.holiday_country if cell else None,
         )
         return meta
 

@@ -74,3 +74,9 @@ def _quarter_info(tz: str, country: str | None, quarter: int) -> tuple[int, int,
     holiday = country is not None and d in _holiday_set(country, d.year)
     wd = SUNDAY if holiday else loc.weekday()
     return wd, wd * 24 + loc.hour, d.toordinal()
+
+
+@lru_cache(maxsize=64)
+def calendar_for(timezone: str, holiday_country: str | None) -> Calendar:
+    """One shared calendar per (time zone, holiday country): for meters of other regions."""
+    return Calendar(timezone, holiday_country)

@@ -29,7 +29,7 @@ from gridwatch._schemas import Event, MeterMeta, MeterStatus, Reading, Score
 from gridwatch.models import _capacity, _consumption, _daily, _faults, _quality
 from gridwatch.models._alarms import r3, resolve, verdict
 from gridwatch.models._baseline import band, learn
-from gridwatch.models._calendar import Calendar
+from gridwatch.models._calendar import Calendar, calendar_for
 from gridwatch.models._config import DetectionSettings
 from gridwatch.models._daily import DailyProfile
 from gridwatch.models._record import GLOBAL, MeterRecord
@@ -139,6 +139,8 @@ class MeterState:
         """One reading through every detector; returns events, a Score (anomalous or sampled)
         and a finished day's profile when the reading starts a new local day."""
         rec = self.rec
+        if meta is not None and meta.timezone and meta.timezone != cal.tz.key:
+            cal = calendar_for(meta.timezone, meta.holiday_country or cal.country)
         t = r.ts.timestamp()
         out = StepResult()
         ev = out.events

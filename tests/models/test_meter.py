@@ -371,6 +371,24 @@ def test_interval_inferred_from_the_data(gen):
     assert st2.interval_s == 900
 
 
+def test_shanghai_peak_in_the_19h_slot_from_the_registry(gen):
+    """A Shanghai fleet's 19:00 peak lands in the 19:00 slot of the local day when the registry
+    gives the cell its time zone, whatever the settings say (UTC here)."""
+    from datetime import UTC, datetime
+
+    meta = MeterMeta(meter_id="m1", timezone="Asia/Shanghai", holiday_country="CN")
+
+    def peak_at_19_local(i, ts, rng):  # 11:00 UTC is 19:00 in Shanghai
+        return 0.3 + (2.0 if ts.hour == 11 else 0.0) + rng.normal(0, 0.02)
+
+    state, _ = gen.run(gen.series(21 * 96, peak_at_19_local), meta)
+    curve = state.wd_curve
+    assert int(curve.argmax()) == 19
+    cal = Calendar("Asia/Shanghai", "CN")
+    slot = cal.slot(datetime(2024, 1, 16, 11, 0, tzinfo=UTC).timestamp())  # Tue 19:00 local
+    assert slot == 24 + 19 and state.rec.tow_n[slot] > 0
+
+
 def test_local_time_slots():
     """A Shanghai meter's 19:00 peak lands in the 19:00 slot of its local week."""
     from datetime import UTC, datetime

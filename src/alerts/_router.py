@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 from gridwatch._schemas import AlertTransition, Event, LoadProfile, Severity
 from gridwatch.alerts import _stages as st
@@ -211,7 +212,14 @@ class Router:
         fp = event.fingerprint
         row = db.execute("SELECT * FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
         view = self._view(row) if row else None
-        action = st.dedup(view, event)
+        action = st.dedup(view, event, self._seen_episode(fp, event.onset, row))
+        if action == "replay":
+            # An event of an episode that is already over: the engine redoing an epoch after a
+            # crash. Nothing changes and nobody is told again.
+            self._count("events_replayed")
+            self._audit(now, "replay_ignored", fingerprint=fp, by="detector",
+                        detail=f"{event.state} of {event.episode_id}, an episode already over")
+            return None
         if action == "resolve_unknown":
             self._count("resolved_without_open_alert")
             self._audit(now, "resolve_unknown", fingerprint=fp, by="detector",
@@ -238,6 +246,28 @@ class Router:
             return None
         return self._open_locked(event, row, now)
 
+    def _seen_episode(self, fp: str, onset: datetime, row: Mapping[str, Any] | None
+                      ) -> st.EpisodeView | None:
+        """The episode of ``fp`` whose onset is ``onset``, if the router has seen one."""
+        found = self.db.execute(
+            "SELECT episode, resolved_at FROM episodes WHERE fingerprint=? AND onset=? "
+            "ORDER BY episode DESC LIMIT 1", (fp, ts(onset))).fetchone()
+        if found is not None:
+            return st.EpisodeView(found["episode"], onset, found["resolved_at"] is not None)
+        if row is not None and row["onset"] == ts(onset):
+            # A database from before episodes were recorded: the alert row is the episode.
+            return st.EpisodeView(row["episode"], onset, row["state"] == "resolved")
+        return None
+
+    def _episode_identity(self, fp: str, episode: int) -> str:
+        """``fingerprint@onset`` of an episode: what idempotency keys are made of."""
+        found = self.db.execute("SELECT onset FROM episodes WHERE fingerprint=? AND episode=?",
+                                (fp, episode)).fetchone()
+        if found is None:
+            found = self.db.execute("SELECT onset FROM alerts WHERE fingerprint=?",
+                                    (fp,)).fetchone()
+        return st.episode_identity(fp, found["onset"] if found else f"#{episode}")
+
     def _view(self, row: Mapping[str, Any]) -> st.AlertView:
         return st.AlertView(
             fingerprint=row["fingerprint"], episode=row["episode"], state=row["state"],
@@ -259,6 +289,9 @@ class Router:
             (fp, episode, event.meter_id, event.type, event.severity.value, event.score,
              ts(event.onset), ts(event.raised_at), ts(now), customer_id, grid_cell,
              event.summary, dumps(event.evidence), dumps(list(event.meters)), ts(now)))
+        db.execute("INSERT OR REPLACE INTO episodes(fingerprint, episode, onset, raised_at, "
+                   "opened_at) VALUES (?,?,?,?,?)",
+                   (fp, episode, ts(event.onset), ts(event.raised_at), ts(now)))
         self._count("alerts_opened")
         self._audit(now, "firing", fingerprint=fp, episode=episode, by="detector",
                     detail=f"{event.severity.value} score={event.score:.3g}")
@@ -394,6 +427,8 @@ class Router:
         fp, episode = row["fingerprint"], row["episode"]
         self.db.execute("UPDATE alerts SET state='resolved', ends_at=?, updated_at=? "
                         "WHERE fingerprint=?", (ts(ends_at), ts(now), fp))
+        self.db.execute("UPDATE episodes SET ends_at=?, resolved_at=? WHERE fingerprint=? AND "
+                        "episode=?", (ts(ends_at), ts(now), fp, episode))
         self._count("alerts_resolved")
         self._audit(now, "resolved", fingerprint=fp, episode=episode, by=by, detail=reason)
         for r in self._recipients_of(fp, episode):
@@ -597,20 +632,36 @@ class Router:
             target = s.alertmanager_url
         return ([(ch, target)] if target else []), lang, "manager", ident
 
-    def _alert_context(self, row: Any, kind: str) -> dict[str, Any]:
-        tz = self.settings.quiet_hours.timezone
+    def _times(self, onset: str, raised_at: str, ends_at: str | None,
+               detected_at: str | None, resolved_detected_at: str | None) -> dict[str, Any]:
+        """An episode's times for a message: ``onset``, ``raised_at`` and ``ends_at`` are event
+        times (when things happened at the meter); ``detected_at`` and
+        ``resolved_detected_at`` the router's wall clock when it learnt of them."""
+        tz = ZoneInfo(self.settings.quiet_hours.timezone)
 
         def local(value: str | None) -> str | None:
             t = parse_ts(value)
-            if t is None:
-                return None
-            from zoneinfo import ZoneInfo
-            return t.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z")
+            return t.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if t else None
 
         def iso(value: str | None) -> str | None:
             t = parse_ts(value)
             return t.isoformat().replace("+00:00", "Z") if t else None
 
+        return {
+            "onset": iso(onset), "raised_at": iso(raised_at), "starts_at": iso(onset),
+            "ends_at": iso(ends_at), "onset_local": local(onset),
+            "raised_at_local": local(raised_at), "ends_at_local": local(ends_at),
+            "detected_at": iso(detected_at), "resolved_detected_at": iso(resolved_detected_at),
+        }
+
+    def _alert_context(self, row: Any, kind: str) -> dict[str, Any]:
+        resolved_at = None
+        if row["state"] == "resolved":
+            ep = self.db.execute("SELECT resolved_at FROM episodes WHERE fingerprint=? AND "
+                                 "episode=?", (row["fingerprint"], row["episode"])).fetchone()
+            resolved_at = ep["resolved_at"] if ep else row["updated_at"]
+        times = self._times(row["onset"], row["raised_at"], row["ends_at"], row["starts_at"],
+                            resolved_at)
         cust = self.registry.customer(row["customer_id"]) if row["customer_id"] else None
         labels = self.labels(row)
         evidence = json.loads(row["evidence"])
@@ -636,17 +687,14 @@ class Router:
             "summary": row["summary"], "evidence": evidence, "tags": list(labels["tags"]),
             "segment": labels["segment"], "kw": kw, "expected_kw": expected,
             "above_pct": above, "kva_pct": kva_pct, "acked_by": row["acked_by"],
-            "onset": iso(row["onset"]), "raised_at": iso(row["raised_at"]),
-            "starts_at": iso(row["onset"]), "ends_at": iso(row["ends_at"]),
-            "onset_local": local(row["onset"]), "raised_at_local": local(row["raised_at"]),
-            "ends_at_local": local(row["ends_at"]),
+            **times,
             "labels": {"alertname": row["type"], "severity": row["severity"],
                        "meter_id": row["meter_id"], "customer_id": row["customer_id"],
                        "grid_cell": row["grid_cell"],
                        "customer_class": labels["customer_class"]},
             "annotations": {"summary": row["summary"] or row["type"],
                             "score": f"{row['score']:.3g}",
-                            "onset": iso(row["onset"]), "episode": str(row["episode"])},
+                            "onset": times["onset"], "episode": str(row["episode"])},
         }
 
     def _make_notification(self, recipient: str, items: list[sqlite3.Row],
@@ -688,15 +736,18 @@ class Router:
         for (fp, episode), kind_of in kinds.items():
             actx = self._alert_context(alerts[fp], kind_of)
             if episode != actx["episode"]:
-                # An earlier episode (fired and cleared before this flush): say so.
-                ended = db.execute("SELECT at FROM audit WHERE fingerprint=? AND episode=? AND "
-                                   "action='resolved' ORDER BY id DESC LIMIT 1",
-                                   (fp, episode)).fetchone()
-                actx |= {"episode": episode, "state": "resolved", "state_status": "resolved",
-                         "ends_at": ended["at"] if ended else None,
-                         "ends_at_local": ended["at"][:16].replace("T", " ") + " UTC"
-                         if ended else None}
-                actx["annotations"] = actx["annotations"] | {"episode": str(episode)}
+                # An earlier episode (fired and cleared before this flush): say so, with its
+                # own times (event time; the wall clock of detection separately).
+                ep = db.execute("SELECT * FROM episodes WHERE fingerprint=? AND episode=?",
+                                (fp, episode)).fetchone()
+                actx |= {"episode": episode, "state": "resolved", "state_status": "resolved"}
+                if ep is not None:
+                    actx |= self._times(ep["onset"], ep["raised_at"], ep["ends_at"],
+                                        ep["opened_at"], ep["resolved_at"])
+                else:
+                    actx |= {"ends_at": None, "ends_at_local": None}
+                actx["annotations"] = actx["annotations"] | {"episode": str(episode),
+                                                             "onset": actx["onset"]}
             contexts.append(actx)
         contexts.sort(key=lambda a: (-Severity(a["severity"]).rank, a["fingerprint"]))
         all_resolved = all(a["state"] == "resolved" for a in contexts)
@@ -720,12 +771,14 @@ class Router:
         }
         subject, body = self.templates.render(audience, lang, ctx)
         item_keys = [(i["fingerprint"], i["episode"], i["kind"], i["seq"]) for i in keep]
+        identities = [(self._episode_identity(i["fingerprint"], i["episode"]), i["kind"],
+                       i["seq"]) for i in keep]
         cur = db.execute("INSERT INTO notifications(recipient, kind, critical, created_at, items) "
                          "VALUES (?,?,?,?,?)", (recipient, kind, int(critical), ts(now),
                                                 dumps(item_keys)))
         nid = cur.lastrowid
         for channel, target in channels:
-            key = st.idempotency_key(recipient, channel + ":" + target, item_keys)
+            key = st.idempotency_key(recipient, channel + ":" + target, identities)
             n = Notification(key=key, recipient=recipient, channel=channel, target=target,
                              kind=kind, status=status, subject=subject, body=body,
                              language=lang, created_at=now, alerts=tuple(contexts))

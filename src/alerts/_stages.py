@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gridwatch._schemas import Event, Severity
 
 OPEN_STATES = ("firing", "acknowledged")
-DedupAction = Literal["new", "update", "refresh", "resolve", "resolve_unknown"]
+DedupAction = Literal["new", "update", "refresh", "resolve", "resolve_unknown", "replay"]
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,29 @@ class AlertView:
     meters: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class EpisodeView:
+    """An episode the router has seen: its number, its onset (event time) and whether it is
+    over. An episode is named by (fingerprint, onset), which a detector replaying an epoch
+    after a crash reproduces."""
+
+    episode: int
+    onset: datetime
+    resolved: bool
+
+
 # ----------------------------------------------------------------------------------- dedup
-def dedup(existing: AlertView | None, event: Event) -> DedupAction:
+def dedup(existing: AlertView | None, event: Event, seen: EpisodeView | None = None
+          ) -> DedupAction:
     """One open alert per fingerprint: a firing event opens one, refreshes it, or (when the
-    severity rises) updates it; a resolved event closes the open one."""
+    severity rises) updates it; a resolved event closes the open one.
+
+    ``seen`` is the episode of the same fingerprint and the same onset, when the router knows
+    one. An event of an episode that is already over is a replay (the engine redoing an epoch
+    after a crash, or a detector's late word on an alert resolved by hand): it changes nothing,
+    so a manager is never told twice of one episode or one transition."""
+    if seen is not None and seen.resolved:
+        return "replay"
     is_open = existing is not None and existing.state in OPEN_STATES
     if event.state == "resolved":
         return "resolve" if is_open else "resolve_unknown"
@@ -44,6 +63,11 @@ def dedup(existing: AlertView | None, event: Event) -> DedupAction:
         return "new"
     assert existing is not None
     return "update" if event.severity.rank > existing.severity.rank else "refresh"
+
+
+def episode_identity(fingerprint: str, onset: str) -> str:
+    """The stable name of an episode (fingerprint and stored onset), as ``Event.episode_id``."""
+    return f"{fingerprint}@{onset}"
 
 
 # ----------------------------------------------------------------------------------- inhibit
@@ -176,8 +200,10 @@ def backoff(attempts: int, base_s: float, max_s: float) -> timedelta:
 
 
 def idempotency_key(recipient: str, channel: str,
-                    items: Iterable[tuple[str, int, str, int]]) -> str:
-    """A key naming one notification of one set of transitions to one recipient on one channel:
-    the same transitions always give the same key, so a receiver can drop a repeat."""
-    body = "|".join(f"{fp}#{ep}#{kind}#{seq}" for fp, ep, kind, seq in sorted(items))
+                    items: Iterable[tuple[str, str, int]]) -> str:
+    """A key naming one notification of one set of transitions to one recipient on one channel.
+    Items are (episode identity, transition kind, sequence); the identity is the fingerprint
+    and the onset (:func:`episode_identity`), so the same transitions of the same episodes give
+    the same key however often the engine recovers, and a receiver can drop a repeat."""
+    body = "|".join(f"{ident}#{kind}#{seq}" for ident, kind, seq in sorted(items))
     return hashlib.sha256(f"{recipient}|{channel}|{body}".encode()).hexdigest()[:32]

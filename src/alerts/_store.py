@@ -1,4 +1,5 @@
-"""The router's SQLite database: alert state, audit trail, pending group items and the outbox.
+"""The router's SQLite database: alert state, episodes, audit trail, pending group items and
+the outbox. An episode is named by (fingerprint, onset), which survives a replay.
 
 One file, WAL journal, ``synchronous=FULL``: when a router call returns, what it changed is on
 disk. Every write happens inside one transaction per router call.
@@ -51,6 +52,17 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS audit_fp ON audit(fingerprint);
+CREATE TABLE IF NOT EXISTS episodes (
+    fingerprint TEXT NOT NULL,
+    episode INTEGER NOT NULL,
+    onset TEXT NOT NULL,
+    raised_at TEXT NOT NULL,
+    ends_at TEXT,
+    opened_at TEXT NOT NULL,
+    resolved_at TEXT,
+    PRIMARY KEY (fingerprint, episode)
+);
+CREATE INDEX IF NOT EXISTS episodes_onset ON episodes(fingerprint, onset);
 CREATE TABLE IF NOT EXISTS pending (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     recipient TEXT NOT NULL,

@@ -7,13 +7,15 @@ passed down; nothing reads settings at import time.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -34,14 +36,67 @@ class ConfigError(Exception):
     """The configuration cannot be used. ``str()`` is one line naming the field and the problem."""
 
 
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)[^\s/@]+@")
+_SECRET_PARAM = re.compile(
+    r"(?P<key>[?&](?:p|password|passwd|pass|token|secret|key|api_?key|access_token)=)[^&\s'\"]+",
+    re.IGNORECASE)
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with credentials inside URLs masked: the user information
+    (``scheme://user:password@host`` becomes ``scheme://***@host``) and secret query
+    parameters (``?p=``, ``token=``, ``password=``, ...)."""
+    text = _URL_USERINFO.sub(r"\g<scheme>***@", text)
+    return _SECRET_PARAM.sub(r"\g<key>***", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks credentials inside URLs in every log record it sees (see :func:`mask_credentials`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string is the logging module's to report
+            return True
+        masked = mask_credentials(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def redact_logs() -> None:
+    """Mask credentials in URLs in every log line of the process, whatever handler prints it
+    (installed by the command line before anything logs)."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_gridwatch_redacting", False):
+        return
+    redact = RedactingFilter()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        redact.filter(record)
+        return record
+
+    factory._gridwatch_redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
 class EngineSettings(Section):
-    #: bytewax epoch length: how much work a crash may make the engine redo.
+    #: bytewax epoch length: how much work a crash may make the engine redo. bytewax snapshots
+    #: the state at the end of every epoch (there is no separate snapshot interval).
     epoch_s: float = 2.0
     #: Directory of bytewax recovery partitions; recovery is off when unset.
     recovery_dir: Path | None = None
-    snapshot_every_s: float = 10.0
     backup_interval_s: float = 0.0
     workers: int = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_settings(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "snapshot_every_s" in data:
+            raise ValueError("snapshot_every_s was removed: bytewax snapshots the state at the "
+                             "end of every epoch, so engine.epoch_s sets how often")
+        return data
 
 
 class Settings(BaseSettings):
@@ -112,9 +167,9 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
     shown = ""
     if first["type"] != "extra_forbidden" and not isinstance(value, dict | list):
         secretish = any(s in field for s in ("password", "token", "secret"))
-        shown = " (got ***)" if secretish else f" (got {value!r})"
+        shown = " (got ***)" if secretish else f" (got {mask_credentials(repr(value))})"
     more = f"; and {len(errors) - 1} more problem(s)" if len(errors) > 1 else ""
-    return f"{source}: {field}: {msg}{shown}{more}"
+    return mask_credentials(f"{source}: {field}: {msg}{shown}{more}")
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:

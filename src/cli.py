@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from gridwatch._settings import ConfigError, Settings, load_settings
+from gridwatch._settings import (
+    ConfigError,
+    Settings,
+    load_settings,
+    mask_credentials,
+    redact_logs,
+)
 
 app = typer.Typer(
     name="gridwatch",
@@ -49,7 +55,7 @@ def check_config(config: ConfigOpt = None) -> None:
     hidden). Exits 2 with one line naming the bad field when something is wrong."""
     settings = settings_or_exit(config)
     out = Console()
-    out.print_json(settings.model_dump_json(indent=2))
+    out.print_json(mask_credentials(settings.model_dump_json(indent=2)))
     out.print("[green]configuration is valid[/]")
 
 
@@ -83,7 +89,17 @@ def run(
     if addresses and process_id is None:
         err.print("[bold red]error:[/] --addresses needs --process-id")
         raise typer.Exit(2)
+    check_influx(settings)
     run_engine(settings, process_id=process_id, addresses=addresses)
+
+
+def check_influx(settings: Settings) -> None:
+    """Refused InfluxDB credentials stop a command at start (one line, exit code 2 from
+    :func:`main`); an InfluxDB that cannot be reached does not (the spool covers outages)."""
+    if settings.influx.enabled:
+        from gridwatch.storage._writer import check_credentials
+
+        check_credentials(settings.influx)
 
 
 @app.command("replay")
@@ -112,6 +128,8 @@ def replay(
     if registry is not None:
         overrides["alerts"] = {"registry": str(registry)}
     settings = settings_or_exit(config, **overrides)
+    if not no_influx:
+        check_influx(settings)
     stats = do_replay(settings, path, influx=not no_influx, alerts_out=alerts_out, route=route)
     out = Console()
     table = Table(title=f"replay of {path}", show_header=True)
@@ -194,8 +212,27 @@ def evaluate(
     raise typer.Exit(code)
 
 
+def configuration_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "the configuration or the credentials are wrong": every command ends
+    on them with one line and exit code 2, never a traceback."""
+    from gridwatch.alerts import RegistryError, RoutesError, TemplateError
+    from gridwatch.ingest import CollectorError
+    from gridwatch.storage._writer import InfluxAuthError
+
+    return (ConfigError, CollectorError, InfluxAuthError, RegistryError, RoutesError,
+            TemplateError)
+
+
 def main() -> None:
-    app()
+    redact_logs()
+    try:
+        app()
+    except Exception as exc:
+        if not isinstance(exc, configuration_errors()):
+            raise
+        text = mask_credentials(" ".join(str(exc).split()))
+        err.print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

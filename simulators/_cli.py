@@ -241,6 +241,9 @@ def simulate(
     if target is TargetKind.MQTT:
         table.add_row("MQTT", f"{messages:,} messages, QoS {mqtt_opts['qos']}, to "
                               f"{mqtt_opts['host']}:{mqtt_opts['port']}")
+        reconnects, resent = getattr(sink, "reconnects", 0), getattr(sink, "resent", 0)
+        table.add_row("broker reconnects", f"{reconnects} ({resent:,} unacknowledged messages "
+                                           "sent again)" if reconnects else "0")
     else:
         table.add_row("output", f"{out} ({target.value})")
     table.add_row("time", f"{elapsed:,.1f} s ({readings / max(elapsed, 1e-9):,.0f} readings/s)")

@@ -204,7 +204,9 @@ def simulate(
     try:
         sink = open_target(target.value, out=out, **mqtt_opts)
     except (SimulateError, ValueError, OSError) as exc:
-        raise fail(str(exc), 1) from None
+        from gridwatch.simulators._targets import SimulateRefusedError
+
+        raise fail(str(exc), 2 if isinstance(exc, SimulateRefusedError) else 1) from None
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
         TextColumn("sim {task.fields[sim]}"), TimeElapsedColumn(), TimeRemainingColumn(),

@@ -40,6 +40,10 @@ class SimulateError(RuntimeError):
     """A target cannot take the readings (broker unreachable, file not writable, ...)."""
 
 
+class SimulateRefusedError(SimulateError):
+    """The broker refused the simulator's login: a configuration error (exit code 2)."""
+
+
 def parse_speed(value: str | float | None) -> float | None:
     """``realtime`` → 1, ``x60``/``60x``/``60`` → 60, ``max`` → None (as fast as possible)."""
     if value is None:
@@ -273,9 +277,9 @@ class MqttTarget:
         client.loop_start()
         if not self._connected.wait(connect_timeout) or self._error:
             client.loop_stop()
-            raise SimulateError(
-                f"MQTT broker at {host}:{port} refused the connection: "
-                f"{self._error or 'no CONNACK in time'}")
+            if self._error:
+                raise SimulateRefusedError(f"MQTT: {self._error}")
+            raise SimulateError(f"MQTT broker at {host}:{port}: no CONNACK in time")
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:

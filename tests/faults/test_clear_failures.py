@@ -108,6 +108,17 @@ def test_run_with_a_refused_mqtt_login_is_one_line_and_exit_2(
 
 
 @pytest.mark.services
+def test_simulate_with_a_refused_mqtt_login_is_one_line_and_exit_2(
+        tmp_path: Path, auth_broker, influxdb) -> None:
+    cfg = config(tmp_path, auth_broker, influxdb.url, mqtt={"username": MQTT_USER})
+    proc = gridwatch("simulate", "--config", str(cfg), "--duration", "1h",
+                     "--labels", str(tmp_path / "labels.jsonl"),
+                     env={"GRIDWATCH_MQTT__PASSWORD": WRONG})
+    out = one_line_exit_2(proc)
+    assert "refused the connection" in out.lower() and WRONG not in out, out
+
+
+@pytest.mark.services
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["run", "replay"])
 def test_refused_influx_credentials_are_one_line_and_exit_2(

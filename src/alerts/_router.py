@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 from gridwatch._schemas import AlertTransition, Event, LoadProfile, Severity
+from gridwatch.alerts import _messages as msg
 from gridwatch.alerts import _stages as st
 from gridwatch.alerts._channels import Delivery, Notification, Notifier
 from gridwatch.alerts._config import AlertSettings
@@ -586,73 +586,7 @@ class Router:
     # ------------------------------------------------------------------------------ messages
     def _channels_for(self, recipient: str) -> tuple[list[tuple[str, str]], str, str, str]:
         """(channel, target) pairs, language, audience and display name of a recipient."""
-        kind, _, ident = recipient.partition(":")
-        s = self.settings
-        if kind == "manager":
-            mgr = self.registry.manager(ident)
-            if mgr is None:
-                return [], s.language, "manager", ident
-            out: list[tuple[str, str]] = []
-            for ch in mgr.channels:
-                if ch == "mqtt":
-                    out.append(("mqtt", s.manager_topic.format(manager_id=mgr.id)))
-                elif ch == "email" and mgr.email:
-                    out.append(("email", mgr.email))
-                elif ch == "webhook" and mgr.webhook:
-                    out.append(("webhook", mgr.webhook))
-                elif ch == "apprise":
-                    out.extend(("apprise", u) for u in mgr.apprise)
-            return out, mgr.language, "manager", mgr.name or mgr.id
-        if kind == "customer":
-            cust = self.registry.customer(ident)
-            if cust is None:
-                return [], s.language, "customer", ident
-            out = []
-            for ch in cust.channels:
-                if ch == "mqtt":
-                    out.append(("mqtt", s.customer_topic.format(customer_id=cust.id)))
-                elif ch == "email" and cust.contacts.email:
-                    out.append(("email", cust.contacts.email))
-                elif ch == "webhook" and cust.contacts.webhook:
-                    out.append(("webhook", cust.contacts.webhook))
-                elif ch == "apprise":
-                    out.extend(("apprise", u) for u in cust.contacts.apprise)
-            return out, cust.language, "customer", cust.name or cust.id
-        spec = self.routes.receivers.get(ident)
-        if spec is None:
-            return [], s.language, "manager", ident
-        lang = spec.language or s.language
-        ch = spec.channel
-        if ch == "email":
-            return [("email", a) for a in spec.email or ()], lang, "manager", ident
-        if ch == "apprise":
-            return [("apprise", u) for u in spec.apprise or ()], lang, "manager", ident
-        target = getattr(spec, ch)
-        if ch == "alertmanager" and target == "default":
-            target = s.alertmanager_url
-        return ([(ch, target)] if target else []), lang, "manager", ident
-
-    def _times(self, onset: str, raised_at: str, ends_at: str | None,
-               detected_at: str | None, resolved_detected_at: str | None) -> dict[str, Any]:
-        """An episode's times for a message: ``onset``, ``raised_at`` and ``ends_at`` are event
-        times (when things happened at the meter); ``detected_at`` and
-        ``resolved_detected_at`` the router's wall clock when it learnt of them."""
-        tz = ZoneInfo(self.settings.quiet_hours.timezone)
-
-        def local(value: str | None) -> str | None:
-            t = parse_ts(value)
-            return t.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if t else None
-
-        def iso(value: str | None) -> str | None:
-            t = parse_ts(value)
-            return t.isoformat().replace("+00:00", "Z") if t else None
-
-        return {
-            "onset": iso(onset), "raised_at": iso(raised_at), "starts_at": iso(onset),
-            "ends_at": iso(ends_at), "onset_local": local(onset),
-            "raised_at_local": local(raised_at), "ends_at_local": local(ends_at),
-            "detected_at": iso(detected_at), "resolved_detected_at": iso(resolved_detected_at),
-        }
+        return msg.channels_for(recipient, self.registry, self.routes, self.settings)
 
     def _alert_context(self, row: Any, kind: str) -> dict[str, Any]:
         resolved_at = None
@@ -660,42 +594,8 @@ class Router:
             ep = self.db.execute("SELECT resolved_at FROM episodes WHERE fingerprint=? AND "
                                  "episode=?", (row["fingerprint"], row["episode"])).fetchone()
             resolved_at = ep["resolved_at"] if ep else row["updated_at"]
-        times = self._times(row["onset"], row["raised_at"], row["ends_at"], row["starts_at"],
-                            resolved_at)
-        cust = self.registry.customer(row["customer_id"]) if row["customer_id"] else None
-        labels = self.labels(row)
-        evidence = json.loads(row["evidence"])
-        kw = evidence.get("observed_kw", evidence.get("kw"))
-        expected = evidence.get("expected_kw")
-        above = None
-        if isinstance(kw, int | float) and isinstance(expected, int | float) and expected > 0:
-            above = round(100.0 * (kw - expected) / expected)
-        kva_pct = None
-        demand = next((evidence[k] for k in ("current_kva", "demand_kva", "kva")
-                       if isinstance(evidence.get(k), int | float)), None)
-        contracted = evidence.get("contracted_kva") or (cust.contracted_kva if cust else None)
-        if isinstance(demand, int | float) and isinstance(contracted, int | float) and contracted:
-            kva_pct = round(100.0 * demand / contracted)
-        state = row["state"]
-        return {
-            "fingerprint": row["fingerprint"], "episode": row["episode"], "kind": kind,
-            "state": state, "state_status": "resolved" if state == "resolved" else "firing",
-            "type": row["type"], "severity": row["severity"], "score": round(row["score"], 3),
-            "meter_id": row["meter_id"], "customer_id": row["customer_id"],
-            "customer_name": cust.name if cust else None,
-            "customer_class": labels["customer_class"], "grid_cell": row["grid_cell"],
-            "summary": row["summary"], "evidence": evidence, "tags": list(labels["tags"]),
-            "segment": labels["segment"], "kw": kw, "expected_kw": expected,
-            "above_pct": above, "kva_pct": kva_pct, "acked_by": row["acked_by"],
-            **times,
-            "labels": {"alertname": row["type"], "severity": row["severity"],
-                       "meter_id": row["meter_id"], "customer_id": row["customer_id"],
-                       "grid_cell": row["grid_cell"],
-                       "customer_class": labels["customer_class"]},
-            "annotations": {"summary": row["summary"] or row["type"],
-                            "score": f"{row['score']:.3g}",
-                            "onset": times["onset"], "episode": str(row["episode"])},
-        }
+        return msg.alert_context(row, kind, registry=self.registry, labels=self.labels(row),
+                                 settings=self.settings, resolved_at=resolved_at)
 
     def _make_notification(self, recipient: str, items: list[sqlite3.Row],
                            silences: list[st.Silence], now: datetime) -> int:
@@ -726,12 +626,7 @@ class Router:
                             detail="recipient has no usable channel in the registry")
             return 0
         # One entry per alert in the message, with the most telling kind.
-        rank = {"resolved": 5, "escalation": 4, "update": 3, "firing": 2, "repeat": 1}
-        kinds: dict[tuple[str, int], str] = {}
-        for i in keep:
-            key = (i["fingerprint"], i["episode"])
-            if key not in kinds or rank[i["kind"]] > rank[kinds[key]]:
-                kinds[key] = i["kind"]
+        kinds = st.most_telling(((i["fingerprint"], i["episode"]), i["kind"]) for i in keep)
         contexts = []
         for (fp, episode), kind_of in kinds.items():
             actx = self._alert_context(alerts[fp], kind_of)
@@ -742,24 +637,19 @@ class Router:
                                 (fp, episode)).fetchone()
                 actx |= {"episode": episode, "state": "resolved", "state_status": "resolved"}
                 if ep is not None:
-                    actx |= self._times(ep["onset"], ep["raised_at"], ep["ends_at"],
-                                        ep["opened_at"], ep["resolved_at"])
+                    actx |= msg.episode_times(ep["onset"], ep["raised_at"], ep["ends_at"],
+                                              ep["opened_at"], ep["resolved_at"],
+                                              self.settings.quiet_hours.timezone)
                 else:
                     actx |= {"ends_at": None, "ends_at_local": None}
                 actx["annotations"] = actx["annotations"] | {"episode": str(episode),
                                                              "onset": actx["onset"]}
             contexts.append(actx)
         contexts.sort(key=lambda a: (-Severity(a["severity"]).rank, a["fingerprint"]))
-        all_resolved = all(a["state"] == "resolved" for a in contexts)
-        firing = sum(1 for a in contexts if a["state"] != "resolved")
-        kind = "notice" if audience == "customer" else "alert"
-        if audience == "manager" and firing >= self.settings.storm_threshold:
-            audience, kind = "storm", "storm"
-        elif all(k == "escalation" for k in kinds.values()):
-            kind = "escalation"
-        elif all_resolved:
-            kind = "resolved"
-        status = "resolved" if all_resolved else "firing"
+        decision = st.notify_decision(audience, [a["state"] for a in contexts],
+                                      kinds.values(), self.settings.storm_threshold)
+        audience, kind, status = decision.audience, decision.kind, decision.status
+        firing = decision.firing
         critical = any(a["severity"] == Severity.CRITICAL.value for a in contexts)
         ctx: dict[str, Any] = {
             "alerts": contexts, "top": contexts[0], "kind": kind, "status": status,

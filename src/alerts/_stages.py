@@ -1,5 +1,6 @@
-"""The router's decisions as small pure stages: inhibit → silence → dedup → group → route →
-notify. Each takes values (and the clock, ``now``) and returns values; the router does the IO.
+"""The router's decisions as small pure stages: inhibit → silence → dedup (episodes and
+replays) → group → route → notify (the message's kind, its key, the retry backoff). Each takes
+values (and the clock, ``now``) and returns values; the router does the IO.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -194,6 +195,51 @@ def rate_allows(sent_times: Iterable[datetime], limit: int, window: timedelta, n
 
 
 # ----------------------------------------------------------------------------------- notify
+#: How telling a pending transition is: a message reports each alert once, by its most
+#: telling transition.
+KIND_RANK = {"resolved": 5, "escalation": 4, "update": 3, "firing": 2, "repeat": 1}
+K = TypeVar("K")
+
+
+def most_telling(items: Iterable[tuple[K, str]]) -> dict[K, str]:
+    """One transition per alert: of the (alert, kind) items pending, the most telling kind of
+    each alert, in the order the alerts first appear."""
+    out: dict[K, str] = {}
+    for key, kind in items:
+        if key not in out or KIND_RANK[kind] > KIND_RANK[out[key]]:
+            out[key] = kind
+    return out
+
+
+@dataclass(frozen=True)
+class NotifyDecision:
+    """What one message to one recipient is: its audience (``manager``, ``customer`` or
+    ``storm``), its kind (``alert``, ``notice``, ``storm``, ``escalation``, ``resolved``),
+    its status (``firing`` unless every alert in it is resolved) and how many still fire."""
+
+    audience: str
+    kind: str
+    status: str
+    firing: int
+
+
+def notify_decision(audience: str, states: Sequence[str], kinds: Iterable[str],
+                    storm_threshold: int) -> NotifyDecision:
+    """Decide the message for a recipient of ``audience`` from the states of its alerts and
+    their transitions: a manager with ``storm_threshold`` or more firing alerts gets one storm
+    summary; all escalations make an escalation; all resolved a resolved message."""
+    all_resolved = all(s == "resolved" for s in states)
+    firing = sum(1 for s in states if s != "resolved")
+    kind = "notice" if audience == "customer" else "alert"
+    if audience == "manager" and firing >= storm_threshold:
+        audience, kind = "storm", "storm"
+    elif all(k == "escalation" for k in kinds):
+        kind = "escalation"
+    elif all_resolved:
+        kind = "resolved"
+    return NotifyDecision(audience, kind, "resolved" if all_resolved else "firing", firing)
+
+
 def backoff(attempts: int, base_s: float, max_s: float) -> timedelta:
     """Exponential backoff after ``attempts`` failed attempts: base, 2·base, 4·base, ... ≤ max."""
     return timedelta(seconds=min(max_s, base_s * (2 ** max(0, attempts - 1))))

@@ -754,6 +754,19 @@ class Router:
                                   row["channel"], result.detail)
         return delivered
 
+    def release_leases(self, now: datetime | None = None) -> int:
+        """Make every pending outbox entry due now: at the start of the process that owns the
+        database, an entry leased by a send that a crash interrupted is retried at once
+        instead of after its lease (with the same idempotency key), and entries in a retry
+        backoff get one attempt now. Returns how many entries were made due."""
+        now = now or self.clock()
+        with self._tx() as db:
+            n = db.execute("UPDATE outbox SET next_attempt_at=? WHERE status='pending' AND "
+                           "next_attempt_at > ?", (ts(now), ts(now))).rowcount
+            if n:
+                self._audit(now, "outbox_due_at_start", detail=f"{n} pending entries")
+        return n
+
     # ------------------------------------------------------------------------------ queries
     def alerts(self, state: str | None = None, grid_cell: str | None = None
                ) -> list[dict[str, Any]]:

@@ -213,6 +213,10 @@ class RouterService:
                    commands=CommandListener(settings) if commands else None)
 
     def start(self) -> RouterService:
+        # This process owns the database: what a crash left leased is due now.
+        released = self.router.release_leases()
+        if released:
+            log.info("alert outbox: %d pending notification(s) due at start", released)
         if self.commands is not None:
             self.commands.start()
         self._thread = threading.Thread(target=self._run, name="gridwatch-alerts", daemon=True)

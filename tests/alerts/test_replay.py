@@ -4,6 +4,7 @@ and every message speaks in event time."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -110,3 +111,36 @@ def test_messages_carry_event_time_and_the_detection_clock_separately() -> None:
     assert two["onset"] == "2026-05-04T04:45:00Z" and two["ends_at"] is None
     assert two["raised_at"] == "2026-05-04T05:00:00Z"
     assert "2027" not in msg.body
+
+
+def test_a_send_interrupted_by_a_crash_is_due_again_at_the_next_start(tmp_path) -> None:
+    """A crash between claiming an outbox entry (its lease) and recording the send leaves it
+    leased for two minutes; the next start of the owning process makes it due at once, and it
+    goes out under the same key."""
+    from gridwatch.alerts import RouterService
+    from gridwatch.alerts._router import SEND_LEASE
+    from gridwatch.alerts._store import ts
+
+    clock, rec = Clock(), Recorder()
+    db = tmp_path / "alerts.sqlite"
+    router = make_router(db=db, clock=clock, notifiers={"mqtt": rec}, escalate_after_s=0)
+    router.submit(event("r5", "outage"))
+    clock.advance(31)
+    assert router.tick() == 1
+    (entry,) = router.outbox("pending")
+    # The claim of a send that never finished.
+    router.db.execute("UPDATE outbox SET next_attempt_at=? WHERE id=?",
+                      (ts(clock.now + SEND_LEASE), entry["id"]))
+    router.close()
+
+    again = make_router(db=db, clock=clock, notifiers={"mqtt": rec}, escalate_after_s=0)
+    assert again.deliver_pending() == 0  # still leased
+    service = RouterService(again, interval_s=3600).start()  # its first round runs at once
+    try:
+        for _ in range(100):
+            if rec.sent:
+                break
+            time.sleep(0.05)
+    finally:
+        service.stop(close=True)
+    assert [n.key for n in rec.sent] == [entry["key"]]

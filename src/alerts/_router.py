@@ -29,7 +29,7 @@ from gridwatch.alerts._channels import Delivery, Notification, Notifier
 from gridwatch.alerts._config import AlertSettings
 from gridwatch.alerts._registry import Registry, RegistryError
 from gridwatch.alerts._routes import RouteTree
-from gridwatch.alerts._store import connect, dumps, parse_ts, ts
+from gridwatch.alerts._store import AlertStore, connect, dumps, parse_ts, ts
 from gridwatch.alerts._templates import Templates
 
 log = logging.getLogger("gridwatch.alerts")
@@ -81,6 +81,7 @@ class Router:
         self.inhibit_rules = tuple(inhibit_rules)
         self.db = db if isinstance(db, sqlite3.Connection) else connect(db)
         self._lock = threading.RLock()
+        self.store = AlertStore(self.db, self._lock)
         self._deliver_lock = threading.Lock()
         self._jsonl_path = jsonl_out
         self._jsonl: TextIO | None = None
@@ -768,62 +769,28 @@ class Router:
         return n
 
     # ------------------------------------------------------------------------------ queries
+    # The read side lives in the store (``self.store``); these keep the router's face.
     def alerts(self, state: str | None = None, grid_cell: str | None = None
                ) -> list[dict[str, Any]]:
-        q, args = "SELECT * FROM alerts WHERE 1=1", []
-        if state:
-            q += " AND state=?"
-            args.append(state)
-        if grid_cell:
-            q += " AND grid_cell=?"
-            args.append(grid_cell)
-        with self._lock:
-            return [dict(r) for r in self.db.execute(q + " ORDER BY starts_at", args)]
+        return self.store.alerts(state, grid_cell)
 
     def alert(self, fingerprint: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self.db.execute("SELECT * FROM alerts WHERE fingerprint=?",
-                                  (fingerprint,)).fetchone()
-        return dict(row) if row else None
+        return self.store.alert(fingerprint)
+
+    def episodes(self, fingerprint: str) -> list[dict[str, Any]]:
+        return self.store.episodes(fingerprint)
 
     def audit_trail(self, fingerprint: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            if fingerprint is None:
-                rows = self.db.execute("SELECT * FROM audit ORDER BY id")
-            else:
-                rows = self.db.execute("SELECT * FROM audit WHERE fingerprint=? OR detail LIKE ? "
-                                       "ORDER BY id", (fingerprint, f"%{fingerprint}%"))
-            return [dict(r) for r in rows]
+        return self.store.audit_trail(fingerprint)
 
     def outbox(self, status: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            if status is None:
-                rows = self.db.execute("SELECT * FROM outbox ORDER BY id")
-            else:
-                rows = self.db.execute("SELECT * FROM outbox WHERE status=? ORDER BY id",
-                                       (status,))
-            return [dict(r) for r in rows]
+        return self.store.outbox(status)
 
     def transitions(self, after_id: int = 0, limit: int = 10_000
                     ) -> tuple[list[AlertTransition], int]:
         """State changes recorded after audit entry ``after_id`` as ``gridwatch.AlertTransition``
         values (for storage), and the id to pass next time."""
-        with self._lock:
-            rows = self.db.execute(
-                "SELECT u.id, u.at, u.action, u.by, u.recipient, a.fingerprint, a.meter_id, "
-                "a.type, a.severity, a.grid_cell, a.customer_id FROM audit u JOIN alerts a ON "
-                "a.fingerprint = u.fingerprint WHERE u.id > ? AND u.action IN (" +
-                ",".join("?" * len(TRANSITION_ACTIONS)) + ") ORDER BY u.id LIMIT ?",
-                (after_id, *TRANSITION_ACTIONS, limit)).fetchall()
-            last = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM audit").fetchone()[0]
-        out = [AlertTransition(
-            fingerprint=r["fingerprint"], meter_id=r["meter_id"], type=r["type"],
-            severity=Severity(r["severity"]), state=r["action"], at=parse_ts(r["at"]),
-            by=r["by"], grid_cell=r["grid_cell"], customer_id=r["customer_id"],
-            recipient=r["recipient"]) for r in rows]
-        if len(rows) == limit:
-            last = rows[-1]["id"]
-        return out, last
+        return self.store.transitions(TRANSITION_ACTIONS, after_id, limit)
 
     def requeue(self, outbox_id: int, by: str, now: datetime | None = None) -> None:
         """Give a ``failed`` outbox entry a fresh set of attempts (after fixing the channel)."""
@@ -849,5 +816,4 @@ class Router:
             return cur.rowcount
 
     def counters(self) -> dict[str, int]:
-        with self._lock:
-            return {r["name"]: r["value"] for r in self.db.execute("SELECT * FROM counters")}
+        return self.store.counters()

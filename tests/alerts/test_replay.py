@@ -144,3 +144,19 @@ def test_a_send_interrupted_by_a_crash_is_due_again_at_the_next_start(tmp_path) 
     finally:
         service.stop(close=True)
     assert [n.key for n in rec.sent] == [entry["key"]]
+
+
+def test_store_reads_episodes_in_event_time() -> None:
+    clock, rec = Clock(), Recorder()
+    router = make_router(clock=clock, notifiers={"mqtt": rec}, escalate_after_s=0,
+                         repeat_interval_s=0)
+    fire = event("r6", "outage", at=T0)
+    run(router, clock, [fire, event("r6", "outage", state="resolved",
+                                    at=T0 + timedelta(hours=2), onset=fire.onset)])
+    run(router, clock, [event("r6", "outage", at=T0 + timedelta(hours=4))])
+    eps = router.store.episodes("r6/outage")
+    assert [(e["episode"], e["onset"], e["ends_at"]) for e in eps] == [
+        (1, "2026-05-04T01:45:00.000000Z", "2026-05-04T04:00:00.000000Z"),
+        (2, "2026-05-04T05:45:00.000000Z", None)]
+    assert eps[0]["resolved_at"] is not None and eps[1]["resolved_at"] is None
+    assert router.store.alert("r6/outage")["episode"] == 2

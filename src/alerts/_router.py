@@ -250,9 +250,7 @@ class Router:
     def _seen_episode(self, fp: str, onset: datetime, row: Mapping[str, Any] | None
                       ) -> st.EpisodeView | None:
         """The episode of ``fp`` whose onset is ``onset``, if the router has seen one."""
-        found = self.db.execute(
-            "SELECT episode, resolved_at FROM episodes WHERE fingerprint=? AND onset=? "
-            "ORDER BY episode DESC LIMIT 1", (fp, ts(onset))).fetchone()
+        found = self.store.episode_by_onset(fp, onset)
         if found is not None:
             return st.EpisodeView(found["episode"], onset, found["resolved_at"] is not None)
         if row is not None and row["onset"] == ts(onset):
@@ -262,8 +260,7 @@ class Router:
 
     def _episode_identity(self, fp: str, episode: int) -> str:
         """``fingerprint@onset`` of an episode: what idempotency keys are made of."""
-        found = self.db.execute("SELECT onset FROM episodes WHERE fingerprint=? AND episode=?",
-                                (fp, episode)).fetchone()
+        found = self.store.episode(fp, episode)
         if found is None:
             found = self.db.execute("SELECT onset FROM alerts WHERE fingerprint=?",
                                     (fp,)).fetchone()
@@ -290,9 +287,7 @@ class Router:
             (fp, episode, event.meter_id, event.type, event.severity.value, event.score,
              ts(event.onset), ts(event.raised_at), ts(now), customer_id, grid_cell,
              event.summary, dumps(event.evidence), dumps(list(event.meters)), ts(now)))
-        db.execute("INSERT OR REPLACE INTO episodes(fingerprint, episode, onset, raised_at, "
-                   "opened_at) VALUES (?,?,?,?,?)",
-                   (fp, episode, ts(event.onset), ts(event.raised_at), ts(now)))
+        self.store.open_episode(fp, episode, event.onset, event.raised_at, now)
         self._count("alerts_opened")
         self._audit(now, "firing", fingerprint=fp, episode=episode, by="detector",
                     detail=f"{event.severity.value} score={event.score:.3g}")
@@ -428,8 +423,7 @@ class Router:
         fp, episode = row["fingerprint"], row["episode"]
         self.db.execute("UPDATE alerts SET state='resolved', ends_at=?, updated_at=? "
                         "WHERE fingerprint=?", (ts(ends_at), ts(now), fp))
-        self.db.execute("UPDATE episodes SET ends_at=?, resolved_at=? WHERE fingerprint=? AND "
-                        "episode=?", (ts(ends_at), ts(now), fp, episode))
+        self.store.close_episode(fp, episode, ends_at, now)
         self._count("alerts_resolved")
         self._audit(now, "resolved", fingerprint=fp, episode=episode, by=by, detail=reason)
         for r in self._recipients_of(fp, episode):
@@ -592,8 +586,7 @@ class Router:
     def _alert_context(self, row: Any, kind: str) -> dict[str, Any]:
         resolved_at = None
         if row["state"] == "resolved":
-            ep = self.db.execute("SELECT resolved_at FROM episodes WHERE fingerprint=? AND "
-                                 "episode=?", (row["fingerprint"], row["episode"])).fetchone()
+            ep = self.store.episode(row["fingerprint"], row["episode"])
             resolved_at = ep["resolved_at"] if ep else row["updated_at"]
         return msg.alert_context(row, kind, registry=self.registry, labels=self.labels(row),
                                  settings=self.settings, resolved_at=resolved_at)
@@ -634,8 +627,7 @@ class Router:
             if episode != actx["episode"]:
                 # An earlier episode (fired and cleared before this flush): say so, with its
                 # own times (event time; the wall clock of detection separately).
-                ep = db.execute("SELECT * FROM episodes WHERE fingerprint=? AND episode=?",
-                                (fp, episode)).fetchone()
+                ep = self.store.episode(fp, episode)
                 actx |= {"episode": episode, "state": "resolved", "state_status": "resolved"}
                 if ep is not None:
                     actx |= msg.episode_times(ep["onset"], ep["raised_at"], ep["ends_at"],
@@ -761,9 +753,8 @@ class Router:
         instead of after its lease (with the same idempotency key), and entries in a retry
         backoff get one attempt now. Returns how many entries were made due."""
         now = now or self.clock()
-        with self._tx() as db:
-            n = db.execute("UPDATE outbox SET next_attempt_at=? WHERE status='pending' AND "
-                           "next_attempt_at > ?", (ts(now), ts(now))).rowcount
+        with self._tx():
+            n = self.store.make_pending_due(now)
             if n:
                 self._audit(now, "outbox_due_at_start", detail=f"{n} pending entries")
         return n

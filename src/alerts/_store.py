@@ -199,6 +199,43 @@ class AlertStore:
             return [dict(r) for r in self.db.execute(
                 "SELECT * FROM episodes WHERE fingerprint=? ORDER BY episode", (fingerprint,))]
 
+    def episode(self, fingerprint: str, episode: int) -> sqlite3.Row | None:
+        with self._lock:
+            row: sqlite3.Row | None = self.db.execute(
+                "SELECT * FROM episodes WHERE fingerprint=? AND episode=?",
+                (fingerprint, episode)).fetchone()
+            return row
+
+    def episode_by_onset(self, fingerprint: str, onset: datetime) -> sqlite3.Row | None:
+        """The latest episode of ``fingerprint`` that began at ``onset`` (its identity)."""
+        with self._lock:
+            row: sqlite3.Row | None = self.db.execute(
+                "SELECT * FROM episodes WHERE fingerprint=? AND onset=? ORDER BY episode DESC "
+                "LIMIT 1", (fingerprint, ts(onset))).fetchone()
+            return row
+
+    # -- writes: inside the caller's transaction ------------------------------------------
+    def open_episode(self, fingerprint: str, episode: int, onset: datetime,
+                     raised_at: datetime, opened_at: datetime) -> None:
+        with self._lock:
+            self.db.execute("INSERT OR REPLACE INTO episodes(fingerprint, episode, onset, "
+                            "raised_at, opened_at) VALUES (?,?,?,?,?)",
+                            (fingerprint, episode, ts(onset), ts(raised_at), ts(opened_at)))
+
+    def close_episode(self, fingerprint: str, episode: int, ends_at: datetime,
+                      resolved_at: datetime) -> None:
+        with self._lock:
+            self.db.execute("UPDATE episodes SET ends_at=?, resolved_at=? WHERE fingerprint=? "
+                            "AND episode=?", (ts(ends_at), ts(resolved_at), fingerprint, episode))
+
+    def make_pending_due(self, now: datetime) -> int:
+        """Every pending outbox entry due at ``now`` (leases and backoffs cleared)."""
+        with self._lock:
+            n: int = self.db.execute(
+                "UPDATE outbox SET next_attempt_at=? WHERE status='pending' AND "
+                "next_attempt_at > ?", (ts(now), ts(now))).rowcount
+            return n
+
     def audit_trail(self, fingerprint: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             if fingerprint is None:

@@ -261,7 +261,9 @@ def simulate(
         else:
             sink = open_target(target.value, out=out, **mqtt_opts)
     except (SimulateError, ValueError, OSError) as exc:
-        raise fail(str(exc), 1) from None
+        from gridwatch.simulators._targets import SimulateRefusedError
+
+        raise fail(str(exc), 2 if isinstance(exc, SimulateRefusedError) else 1) from None
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
         TextColumn("sim {task.fields[sim]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -298,6 +300,9 @@ def simulate(
     if target is TargetKind.MQTT:
         table.add_row("MQTT", f"{messages:,} messages, QoS {mqtt_opts['qos']}, to "
                               f"{mqtt_opts['host']}:{mqtt_opts['port']}")
+        reconnects, resent = getattr(sink, "reconnects", 0), getattr(sink, "resent", 0)
+        table.add_row("broker reconnects", f"{reconnects} ({resent:,} unacknowledged messages "
+                                           "sent again)" if reconnects else "0")
     else:
         table.add_row("output", f"{out} ({target.value})")
     table.add_row("time", f"{elapsed:,.1f} s ({readings / max(elapsed, 1e-9):,.0f} readings/s)")

@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 Row = tuple[str, str, str, "str | dict[str, Any]"]
 _SEP = (",", ":")
 
+log = logging.getLogger("gridwatch.simulators")
+
 
 def as_text(payload: str | dict[str, Any]) -> str:
     """Compact JSON of a reading (text passes through)."""
@@ -37,6 +40,10 @@ def as_dict(payload: str | dict[str, Any]) -> dict[str, Any]:
 
 class SimulateError(RuntimeError):
     """A target cannot take the readings (broker unreachable, file not writable, ...)."""
+
+
+class SimulateRefusedError(SimulateError):
+    """The broker refused the simulator's login: a configuration error (exit code 2)."""
 
 
 def parse_speed(value: str | float | None) -> float | None:
@@ -221,13 +228,21 @@ class MqttTarget:
     ``max_pending`` messages wait for the broker (QoS 1: its PUBACK) before ``write`` blocks,
     so memory stays bounded however fast the generator is. ``tls`` is the ``mqtt.tls`` settings
     section (CA, client certificate, or no verification).
+
+    A broker restart does not end the run: the client reconnects in the background (1 s, then
+    up to ``reconnect_max_s`` between attempts) and sends again, with the DUP flag, every QoS 1
+    message the broker had not acknowledged, so nothing is lost and nothing is sent twice
+    beyond what a lost acknowledgement makes the broker see twice. ``reconnects`` and
+    ``resent`` say what happened; a broker down for longer than ``give_up_s`` (or refusing the
+    login) ends the run with :class:`SimulateError`.
     """
 
     def __init__(self, host: str, port: int, *, qos: int = 1, batch_size: int = 1,
                  rate: float | None = None, client_id: str = "gridwatch-simulator",
                  username: str | None = None, password: str | None = None,
                  topic_prefix: str = "meters", max_pending: int = 100,
-                 connect_timeout: float = 10.0, tls: TlsSettings | None = None) -> None:
+                 connect_timeout: float = 10.0, tls: TlsSettings | None = None,
+                 reconnect_max_s: float = 5.0, give_up_s: float = 300.0) -> None:
         import paho.mqtt.client as mqtt
 
         if qos not in (0, 1):
@@ -242,6 +257,13 @@ class MqttTarget:
         self._cond = threading.Condition()
         self._connected = threading.Event()
         self._error: str | None = None
+        self.where = f"{host}:{port}"
+        #: Times the connection came back after it was lost, and messages sent again then.
+        self.reconnects = 0
+        self.resent = 0
+        self._connects = 0
+        self._down_since: float | None = None
+        self.give_up_s = give_up_s
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=mqtt.MQTTv5)
         if username:
@@ -250,6 +272,7 @@ class MqttTarget:
             _use_tls(client, tls)
         client.max_inflight_messages_set(max(20, min(max_pending, 1000)))
         client.max_queued_messages_set(0)
+        client.reconnect_delay_set(1, max(1, int(reconnect_max_s)))
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
         client.on_disconnect = self._on_disconnect
@@ -261,22 +284,44 @@ class MqttTarget:
         client.loop_start()
         if not self._connected.wait(connect_timeout) or self._error:
             client.loop_stop()
-            raise SimulateError(
-                f"MQTT broker at {host}:{port} refused the connection: "
-                f"{self._error or 'no CONNACK in time'}")
+            if self._error:
+                raise SimulateRefusedError(f"MQTT: {self._error}")
+            raise SimulateError(f"MQTT broker at {host}:{port}: no CONNACK in time")
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
         if reason.is_failure:
-            self._error = str(reason)
+            self._error = f"broker at {self.where} refused the connection: {reason}"
+            with self._cond:
+                self._cond.notify_all()
+        else:
+            self._connects += 1
+            if self._connects > 1:
+                self.reconnects += 1
+                with self._cond:
+                    self.resent += self.messages - self._acked
+                log.warning("MQTT: reconnected to %s; %d unacknowledged message(s) sent again",
+                            self.where, self.messages - self._acked)
+            self._down_since = None
         self._connected.set()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
         if reason.is_failure:
-            self._error = f"disconnected: {reason}"
+            # The network thread reconnects by itself; messages wait in the client meanwhile.
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                log.warning("MQTT: lost the broker at %s (%s); reconnecting", self.where,
+                            reason)
             with self._cond:
                 self._cond.notify_all()
+
+    def _check_down(self) -> None:
+        """Give up when the broker has been gone for longer than ``give_up_s``."""
+        since = self._down_since
+        if since is not None and time.monotonic() - since > self.give_up_s:
+            self._error = (f"the broker at {self.where} has been unreachable for "
+                           f"{self.give_up_s:.0f}s")
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
@@ -289,12 +334,17 @@ class MqttTarget:
         with self._cond:
             while self.messages - self._acked >= self.max_pending and not self._error:
                 self._cond.wait(1.0)
+                self._check_down()
         if self._error:
             raise SimulateError(f"MQTT: {self._error}")
+        import paho.mqtt.client as mqtt
+
         info = self.client.publish(topic, payload, qos=self.qos)
-        if info.rc:
+        if info.rc and not (info.rc == mqtt.MQTT_ERR_NO_CONN and self.qos > 0):
+            # While disconnected a QoS 1 message waits in the client and goes out on reconnect.
             raise SimulateError(f"MQTT publish to {topic} failed with code {info.rc}")
-        self.messages += 1
+        with self._cond:
+            self.messages += 1
 
     def write(self, rows: Sequence[Row]) -> int:
         before = self.messages
@@ -311,11 +361,13 @@ class MqttTarget:
                               "[" + ",".join(items[j:j + self.batch_size]) + "]")
         return self.messages - before
 
-    def flush(self, timeout: float = 60.0) -> None:
-        """Wait until the broker has every message (QoS 1: acknowledged)."""
-        deadline = time.monotonic() + timeout
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until the broker has every message (QoS 1: acknowledged); by default as long
+        as a broker outage is waited out, and a minute more."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.give_up_s + 60)
         with self._cond:
             while self._acked < self.messages and not self._error:
+                self._check_down()
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise SimulateError(
@@ -345,7 +397,7 @@ class CapturedMqtt(MqttTarget):
         self.captured.append((topic, payload))
         self.messages += 1
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         pass
 
     def close(self) -> None:

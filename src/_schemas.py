@@ -199,6 +199,18 @@ class Event(BaseModel):
     def fingerprint(self) -> str:
         return f"{self.meter_id}/{self.type}"
 
+    @property
+    def episode_id(self) -> str:
+        """The stable identity of the episode this event belongs to: the fingerprint and the
+        onset (event time). A detector replaying an epoch after a crash emits the same onset,
+        so a replayed event names the same episode."""
+        return f"{self.fingerprint}@{self.onset.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
+
+    @property
+    def identity(self) -> tuple[str, str, datetime, str]:
+        """(meter, type, onset, transition): equal for an event and its replay."""
+        return (self.meter_id, self.type, self.onset, self.state)
+
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 

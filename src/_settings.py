@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from gridwatch._config_base import Section
+from gridwatch._redact import mask_credentials
 from gridwatch.alerts._config import AlertSettings
 from gridwatch.ingest._config import IngestSettings, MqttSettings, TopicSettings
 from gridwatch.models._config import DetectionSettings
@@ -37,6 +38,8 @@ from gridwatch.web._config import WebSettings
 
 #: The settings file of a checkout, looked for in the current directory.
 DEFAULT_CONFIG = Path("config/gridwatch.yaml")
+
+
 
 
 class ConfigError(Exception):
@@ -49,13 +52,21 @@ class EngineSettings(Section):
     #: :func:`default_data_dir`. A relative value in a settings file is taken from the file's
     #: folder; from the environment, from the current directory.
     data_dir: Path | None = None
-    #: bytewax epoch length: how much work a crash may make the engine redo.
+    #: bytewax epoch length: how much work a crash may make the engine redo. bytewax snapshots
+    #: the state at the end of every epoch (there is no separate snapshot interval).
     epoch_s: float = 2.0
     #: Directory of bytewax recovery partitions; recovery is off when unset.
     recovery_dir: Path | None = None
-    snapshot_every_s: float = 10.0
     backup_interval_s: float = 0.0
     workers: int = 1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_settings(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "snapshot_every_s" in data:
+            raise ValueError("snapshot_every_s was removed: bytewax snapshots the state at the "
+                             "end of every epoch, so engine.epoch_s sets how often")
+        return data
 
 
 class Settings(BaseSettings):
@@ -127,9 +138,9 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
     shown = ""
     if first["type"] != "extra_forbidden" and not isinstance(value, dict | list):
         secretish = any(s in field for s in ("password", "token", "secret"))
-        shown = " (got ***)" if secretish else f" (got {value!r})"
+        shown = " (got ***)" if secretish else f" (got {mask_credentials(repr(value))})"
     more = f"; and {len(errors) - 1} more problem(s)" if len(errors) > 1 else ""
-    return f"{source}: {field}: {msg}{shown}{more}"
+    return mask_credentials(f"{source}: {field}: {msg}{shown}{more}")
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:

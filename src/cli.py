@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from gridwatch._cli_common import ConfigOpt, err, settings_or_exit, tidy_help
+from gridwatch._redact import mask_credentials, redact_logs
+
+if TYPE_CHECKING:
+    from gridwatch._settings import Settings
 
 app = typer.Typer(
     name="gridwatch",
@@ -33,7 +37,7 @@ def check_config(config: ConfigOpt = None) -> None:
     hidden). Exits 2 with one line naming the bad field when something is wrong."""
     settings = settings_or_exit(config)
     out = Console()
-    out.print_json(settings.model_dump_json(indent=2))
+    out.print_json(mask_credentials(settings.model_dump_json(indent=2)))
     out.print("[green]configuration is valid[/]")
 
 
@@ -67,7 +71,17 @@ def run(
     if addresses and process_id is None:
         err.print("[bold red]error:[/] --addresses needs --process-id")
         raise typer.Exit(2)
+    check_influx(settings)
     run_engine(settings, process_id=process_id, addresses=addresses)
+
+
+def check_influx(settings: Settings) -> None:
+    """Refused InfluxDB credentials stop a command at start (one line, exit code 2 from
+    :func:`main`); an InfluxDB that cannot be reached does not (the spool covers outages)."""
+    if settings.influx.enabled:
+        from gridwatch.storage._writer import check_credentials
+
+        check_credentials(settings.influx)
 
 
 @app.command("replay")
@@ -96,6 +110,8 @@ def replay(
     if registry is not None:
         overrides["alerts"] = {"registry": str(registry)}
     settings = settings_or_exit(config, **overrides)
+    if not no_influx:
+        check_influx(settings)
     stats = do_replay(settings, path, influx=not no_influx, alerts_out=alerts_out, route=route)
     out = Console()
     table = Table(title=f"replay of {path}", show_header=True)
@@ -270,11 +286,32 @@ def falsealarms(
                                      top=top, json_out=json_out))
 
 
+
+def configuration_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "the configuration or the credentials are wrong": every command ends
+    on them with one line and exit code 2, never a traceback."""
+    from gridwatch._settings import ConfigError
+    from gridwatch.alerts import RegistryError, RoutesError, TemplateError
+    from gridwatch.ingest import CollectorError
+    from gridwatch.storage._writer import InfluxAuthError
+
+    return (ConfigError, CollectorError, InfluxAuthError, RegistryError, RoutesError,
+            TemplateError)
+
+
 tidy_help(app)
 
 
 def main() -> None:
-    app()
+    redact_logs()
+    try:
+        app()
+    except Exception as exc:
+        if not isinstance(exc, configuration_errors()):
+            raise
+        text = mask_credentials(" ".join(str(exc).split()))
+        err.print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

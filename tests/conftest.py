@@ -241,8 +241,9 @@ def engine_process(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
     """Start ``gridwatch run`` with a config file; every engine started is stopped after."""
     started: list[EngineProcess] = []
 
-    def start(config: Path, *args: str, log_name: str = "engine.log") -> EngineProcess:
-        eng = EngineProcess(config, tmp_path / log_name, args).start()
+    def start(config: Path, *args: str, log_name: str = "engine.log",
+              ready_line: str = "subscribed to", timeout: float = 60.0) -> EngineProcess:
+        eng = EngineProcess(config, tmp_path / log_name, args).start(ready_line, timeout)
         started.append(eng)
         return eng
 

@@ -1,10 +1,15 @@
-"""``gridwatch acl``: a mosquitto ACL and password file from the registry.
+"""``gridwatch acl``: a mosquitto ACL and password file for the whole deployment.
 
-Each manager's login may read only its own alerts topic and write only its own command topic;
-each industrial (or opted-in) customer's login may read only its own notices topic; the router's
-login writes the alert topics and reads the command topics. Passwords are generated once, kept
-in a credentials file readable by its owner only, and stored in the password file as mosquitto's
-PBKDF2-SHA512 hashes (``$7$``).
+- the collector's login reads the reading, batch and telemetry topics and writes dead letters;
+- each region's concentrators (one login per region) write only the reading and batch topics of
+  their region; with meter logins, each meter writes only its own reading topic;
+- each manager's login reads only its own alerts topic and writes only its own command topic;
+- each industrial (or opted-in) customer's login reads only its own notices topic;
+- the router's login writes the alert topics and reads the command topics.
+
+A login used for two roles (the collector and the router sharing ``mqtt.username``) gets the
+rules of both. Passwords are generated once, kept in a credentials file readable by its owner
+only, and stored in the password file as mosquitto's PBKDF2-SHA512 hashes (``$7$``).
 """
 
 from __future__ import annotations
@@ -17,10 +22,14 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gridwatch._schemas import CustomerClass
 from gridwatch.alerts._config import AlertSettings
 from gridwatch.alerts._registry import Registry
+
+if TYPE_CHECKING:
+    from gridwatch.ingest._config import TopicSettings
 
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default
 
@@ -50,21 +59,69 @@ def _read_credentials(path: Path) -> dict[str, str]:
                 if row.get("user") and row.get("password")}
 
 
+def _with_level(topic: str, level: int, value: str) -> str:
+    parts = topic.split("/")
+    if level >= len(parts):
+        raise ValueError(f"topic {topic!r} has no level {level}")
+    parts[level] = value
+    return "/".join(parts)
+
+
+def region_level(topics: TopicSettings) -> int:
+    """The topic level of the region: the first wildcard level before the meter id's
+    (``meters/{region}/{meter_id}/reading``: level 1)."""
+    levels = topics.reading.split("/")
+    for i, part in enumerate(levels[: topics.meter_id_level]):
+        if part == "+":
+            return i
+    raise ValueError(f"topics.reading {topics.reading!r} has no region level before the meter "
+                     f"id (level {topics.meter_id_level})")
+
+
 def acl_rules(registry: Registry, alerts: AlertSettings, *, router_user: str,
-              extra: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
-    """user -> ACL lines (``topic read|write|readwrite <filter>``), in a stable order."""
-    rules: dict[str, list[str]] = {
-        router_user: [
-            f"topic write {alerts.manager_topic.format(manager_id='+')}",
-            f"topic write {alerts.customer_topic.format(customer_id='+')}",
-            f"topic read {alerts.command_topic.format(manager_id='+')}",
-        ]
-    }
+              extra: Mapping[str, Sequence[str]] | None = None,
+              collector_user: str | None = None, topics: TopicSettings | None = None,
+              regions: Sequence[str] = (), meter_logins: bool = False,
+              region_user: str = "region-{region}") -> dict[str, list[str]]:
+    """user -> ACL lines (``topic read|write|readwrite <filter>``), in a stable order.
+
+    With ``topics`` (the settings' ``topics`` section): a ``collector_user`` login, one login
+    per region in ``regions`` (``region_user`` with ``{region}``) and, with ``meter_logins``,
+    one login per registry meter (its id)."""
+    rules: dict[str, list[str]] = {}
+
+    def add(user: str, lines: Sequence[str], role: str, *, shared: bool = False) -> None:
+        if user in rules and not shared:
+            raise ValueError(f"{role} login {user!r} is also another login of the deployment")
+        rules.setdefault(user, [])
+        rules[user].extend(line for line in lines if line not in rules[user])
+
+    add(router_user, [
+        f"topic write {alerts.manager_topic.format(manager_id='+')}",
+        f"topic write {alerts.customer_topic.format(customer_id='+')}",
+        f"topic read {alerts.command_topic.format(manager_id='+')}",
+    ], "router")
+    if topics is not None:
+        if collector_user:
+            # The engine may use one login for its collector and its router: both roles.
+            add(collector_user, [f"topic read {topics.reading}", f"topic read {topics.batch}",
+                                 f"topic read {topics.telemetry}",
+                                 f"topic write {topics.deadletter}"], "collector", shared=True)
+        level = region_level(topics) if regions or meter_logins else 0
+        for region in regions:
+            add(region_user.format(region=region),
+                [f"topic write {_with_level(topics.reading, level, region)}",
+                 f"topic write {_with_level(topics.batch, level, region)}"], "region")
+        if meter_logins:
+            for meter_id in sorted({m.id for c in registry.customers for m in c.meters}):
+                add(meter_id, [
+                    f"topic write {_with_level(topics.reading, topics.meter_id_level, meter_id)}"
+                ], "meter")
     for mgr in registry.managers:
-        rules[mgr.id] = [
+        add(mgr.id, [
             f"topic read {alerts.manager_topic.format(manager_id=mgr.id)}",
             f"topic write {alerts.command_topic.format(manager_id=mgr.id)}",
-        ]
+        ], "manager")
     for cust in registry.customers:
         if cust.customer_class == CustomerClass.INDUSTRIAL or cust.notices:
             if cust.id in rules:
@@ -78,14 +135,19 @@ def acl_rules(registry: Registry, alerts: AlertSettings, *, router_user: str,
 def write_acl(registry: Registry, alerts: AlertSettings, out_dir: Path, *,
               router_user: str = "gridwatch-alerts",
               extra: Mapping[str, Sequence[str]] | None = None,
-              passwords: Mapping[str, str] | None = None) -> AclFiles:
+              passwords: Mapping[str, str] | None = None,
+              collector_user: str | None = None, topics: TopicSettings | None = None,
+              regions: Sequence[str] = (), meter_logins: bool = False) -> AclFiles:
     """Write ``acl``, ``passwd`` and ``credentials.csv`` (mode 0600) under ``out_dir``.
 
     Existing credentials are kept, so re-running after a registry change only adds logins.
-    ``passwords`` sets chosen ones (for example the router's, from its settings).
+    ``passwords`` sets chosen ones (for example the router's and the collector's, from the
+    settings). See :func:`acl_rules` for the logins.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    rules = acl_rules(registry, alerts, router_user=router_user, extra=extra)
+    rules = acl_rules(registry, alerts, router_user=router_user, extra=extra,
+                      collector_user=collector_user, topics=topics, regions=regions,
+                      meter_logins=meter_logins)
     cred_path = out_dir / "credentials.csv"
     creds = _read_credentials(cred_path)
     creds.update(passwords or {})

@@ -229,12 +229,25 @@ def acl_command(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for acl, passwd and "
                                           "credentials.csv.")] = Path("var/mosquitto"),
     router_user: Annotated[str | None, typer.Option(help="The router's MQTT login (default: "
-                                                    "alerts.mqtt_username or gridwatch-alerts)."
-                                                    )] = None,
+                                                    "alerts.mqtt_username or mqtt.username "
+                                                    "or gridwatch-alerts).")] = None,
+    collector_user: Annotated[str | None, typer.Option(
+        help="The collector's MQTT login (default: mqtt.username or gridwatch-collector).")]
+        = None,
+    region: Annotated[list[str] | None, typer.Option(
+        "--region", help="A region whose concentrators get a login (region-<name>) that may "
+                         "publish only that region's reading and batch topics (repeat).")]
+        = None,
+    meter_logins: Annotated[bool, typer.Option(
+        "--meter-logins", help="Also one login per registry meter (its id), allowed to "
+                               "publish only its own reading topic.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Write a mosquitto ACL and password file from the registry: each manager reads only its
-    own alerts topic, each industrial customer only its own notices topic."""
+    """Write a mosquitto ACL and password file for the deployment: the collector reads readings
+    and writes dead letters; each region's concentrators (and, with --meter-logins, each meter)
+    publish only their own topics; each manager reads only its own alerts topic, each
+    industrial customer only its own notices topic; the router writes alerts and reads
+    commands."""
     from gridwatch._cli_common import settings_or_exit
     from gridwatch.alerts._acl import write_acl
     from gridwatch.alerts._registry import Registry, RegistryError
@@ -245,11 +258,25 @@ def acl_command(
     except RegistryError as exc:
         err.print(f"[bold red]config error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    a = settings.alerts
-    user = router_user or a.mqtt_username or "gridwatch-alerts"
-    passwords = {user: a.mqtt_password.get_secret_value()} if a.mqtt_password else {}
-    files = write_acl(registry, a, out_dir, router_user=user, passwords=passwords)
+    a, m = settings.alerts, settings.mqtt
+    user = router_user or a.mqtt_username or m.username or "gridwatch-alerts"
+    collector = collector_user or m.username or "gridwatch-collector"
+    passwords: dict[str, str] = {}
+    if m.password is not None and m.username:
+        passwords[m.username] = m.password.get_secret_value()
+    elif m.password_file is not None and m.username and m.password_file.exists():
+        passwords[m.username] = m.password_file.read_text().strip()
+    if a.mqtt_password is not None:
+        passwords[user] = a.mqtt_password.get_secret_value()
+    try:
+        files = write_acl(registry, a, out_dir, router_user=user, passwords=passwords,
+                          collector_user=collector, topics=settings.topics,
+                          regions=region or (), meter_logins=meter_logins)
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     out.print(f"wrote {files.acl} and {files.passwd} for {len(files.users)} logins; passwords "
               f"in {files.credentials} (mode 0600)")
+    out.print(f"collector login: {collector}; router login: {user}", highlight=False)
     out.print(f"mosquitto.conf:\n  allow_anonymous false\n  password_file {files.passwd}\n"
               f"  acl_file {files.acl}", highlight=False)

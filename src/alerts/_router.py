@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gridwatch._schemas import AlertTransition, Event, LoadProfile, Severity
+from gridwatch.alerts import _messages as msg
 from gridwatch.alerts import _stages as st
 from gridwatch.alerts._channels import Delivery, Notification, Notifier
 from gridwatch.alerts._config import AlertSettings
 from gridwatch.alerts._registry import Registry, RegistryError
 from gridwatch.alerts._routes import RouteTree
-from gridwatch.alerts._store import connect, dumps, parse_ts, ts
+from gridwatch.alerts._store import AlertStore, connect, dumps, parse_ts, ts
 from gridwatch.alerts._templates import Templates
 
 log = logging.getLogger("gridwatch.alerts")
@@ -80,6 +81,7 @@ class Router:
         self.inhibit_rules = tuple(inhibit_rules)
         self.db = db if isinstance(db, sqlite3.Connection) else connect(db)
         self._lock = threading.RLock()
+        self.store = AlertStore(self.db, self._lock)
         self._deliver_lock = threading.Lock()
         self._jsonl_path = jsonl_out
         self._jsonl: TextIO | None = None
@@ -211,7 +213,14 @@ class Router:
         fp = event.fingerprint
         row = db.execute("SELECT * FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
         view = self._view(row) if row else None
-        action = st.dedup(view, event)
+        action = st.dedup(view, event, self._seen_episode(fp, event.onset, row))
+        if action == "replay":
+            # An event of an episode that is already over: the engine redoing an epoch after a
+            # crash. Nothing changes and nobody is told again.
+            self._count("events_replayed")
+            self._audit(now, "replay_ignored", fingerprint=fp, by="detector",
+                        detail=f"{event.state} of {event.episode_id}, an episode already over")
+            return None
         if action == "resolve_unknown":
             self._count("resolved_without_open_alert")
             self._audit(now, "resolve_unknown", fingerprint=fp, by="detector",
@@ -238,6 +247,25 @@ class Router:
             return None
         return self._open_locked(event, row, now)
 
+    def _seen_episode(self, fp: str, onset: datetime, row: Mapping[str, Any] | None
+                      ) -> st.EpisodeView | None:
+        """The episode of ``fp`` whose onset is ``onset``, if the router has seen one."""
+        found = self.store.episode_by_onset(fp, onset)
+        if found is not None:
+            return st.EpisodeView(found["episode"], onset, found["resolved_at"] is not None)
+        if row is not None and row["onset"] == ts(onset):
+            # A database from before episodes were recorded: the alert row is the episode.
+            return st.EpisodeView(row["episode"], onset, row["state"] == "resolved")
+        return None
+
+    def _episode_identity(self, fp: str, episode: int) -> str:
+        """``fingerprint@onset`` of an episode: what idempotency keys are made of."""
+        found = self.store.episode(fp, episode)
+        if found is None:
+            found = self.db.execute("SELECT onset FROM alerts WHERE fingerprint=?",
+                                    (fp,)).fetchone()
+        return st.episode_identity(fp, found["onset"] if found else f"#{episode}")
+
     def _view(self, row: Mapping[str, Any]) -> st.AlertView:
         return st.AlertView(
             fingerprint=row["fingerprint"], episode=row["episode"], state=row["state"],
@@ -259,6 +287,7 @@ class Router:
             (fp, episode, event.meter_id, event.type, event.severity.value, event.score,
              ts(event.onset), ts(event.raised_at), ts(now), customer_id, grid_cell,
              event.summary, dumps(event.evidence), dumps(list(event.meters)), ts(now)))
+        self.store.open_episode(fp, episode, event.onset, event.raised_at, now)
         self._count("alerts_opened")
         self._audit(now, "firing", fingerprint=fp, episode=episode, by="detector",
                     detail=f"{event.severity.value} score={event.score:.3g}")
@@ -394,6 +423,7 @@ class Router:
         fp, episode = row["fingerprint"], row["episode"]
         self.db.execute("UPDATE alerts SET state='resolved', ends_at=?, updated_at=? "
                         "WHERE fingerprint=?", (ts(ends_at), ts(now), fp))
+        self.store.close_episode(fp, episode, ends_at, now)
         self._count("alerts_resolved")
         self._audit(now, "resolved", fingerprint=fp, episode=episode, by=by, detail=reason)
         for r in self._recipients_of(fp, episode):
@@ -551,103 +581,15 @@ class Router:
     # ------------------------------------------------------------------------------ messages
     def _channels_for(self, recipient: str) -> tuple[list[tuple[str, str]], str, str, str]:
         """(channel, target) pairs, language, audience and display name of a recipient."""
-        kind, _, ident = recipient.partition(":")
-        s = self.settings
-        if kind == "manager":
-            mgr = self.registry.manager(ident)
-            if mgr is None:
-                return [], s.language, "manager", ident
-            out: list[tuple[str, str]] = []
-            for ch in mgr.channels:
-                if ch == "mqtt":
-                    out.append(("mqtt", s.manager_topic.format(manager_id=mgr.id)))
-                elif ch == "email" and mgr.email:
-                    out.append(("email", mgr.email))
-                elif ch == "webhook" and mgr.webhook:
-                    out.append(("webhook", mgr.webhook))
-                elif ch == "apprise":
-                    out.extend(("apprise", u) for u in mgr.apprise)
-            return out, mgr.language, "manager", mgr.name or mgr.id
-        if kind == "customer":
-            cust = self.registry.customer(ident)
-            if cust is None:
-                return [], s.language, "customer", ident
-            out = []
-            for ch in cust.channels:
-                if ch == "mqtt":
-                    out.append(("mqtt", s.customer_topic.format(customer_id=cust.id)))
-                elif ch == "email" and cust.contacts.email:
-                    out.append(("email", cust.contacts.email))
-                elif ch == "webhook" and cust.contacts.webhook:
-                    out.append(("webhook", cust.contacts.webhook))
-                elif ch == "apprise":
-                    out.extend(("apprise", u) for u in cust.contacts.apprise)
-            return out, cust.language, "customer", cust.name or cust.id
-        spec = self.routes.receivers.get(ident)
-        if spec is None:
-            return [], s.language, "manager", ident
-        lang = spec.language or s.language
-        ch = spec.channel
-        if ch == "email":
-            return [("email", a) for a in spec.email or ()], lang, "manager", ident
-        if ch == "apprise":
-            return [("apprise", u) for u in spec.apprise or ()], lang, "manager", ident
-        target = getattr(spec, ch)
-        if ch == "alertmanager" and target == "default":
-            target = s.alertmanager_url
-        return ([(ch, target)] if target else []), lang, "manager", ident
+        return msg.channels_for(recipient, self.registry, self.routes, self.settings)
 
     def _alert_context(self, row: Any, kind: str) -> dict[str, Any]:
-        tz = self.settings.quiet_hours.timezone
-
-        def local(value: str | None) -> str | None:
-            t = parse_ts(value)
-            if t is None:
-                return None
-            from zoneinfo import ZoneInfo
-            return t.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z")
-
-        def iso(value: str | None) -> str | None:
-            t = parse_ts(value)
-            return t.isoformat().replace("+00:00", "Z") if t else None
-
-        cust = self.registry.customer(row["customer_id"]) if row["customer_id"] else None
-        labels = self.labels(row)
-        evidence = json.loads(row["evidence"])
-        kw = evidence.get("observed_kw", evidence.get("kw"))
-        expected = evidence.get("expected_kw")
-        above = None
-        if isinstance(kw, int | float) and isinstance(expected, int | float) and expected > 0:
-            above = round(100.0 * (kw - expected) / expected)
-        kva_pct = None
-        demand = next((evidence[k] for k in ("current_kva", "demand_kva", "kva")
-                       if isinstance(evidence.get(k), int | float)), None)
-        contracted = evidence.get("contracted_kva") or (cust.contracted_kva if cust else None)
-        if isinstance(demand, int | float) and isinstance(contracted, int | float) and contracted:
-            kva_pct = round(100.0 * demand / contracted)
-        state = row["state"]
-        return {
-            "fingerprint": row["fingerprint"], "episode": row["episode"], "kind": kind,
-            "state": state, "state_status": "resolved" if state == "resolved" else "firing",
-            "type": row["type"], "severity": row["severity"], "score": round(row["score"], 3),
-            "meter_id": row["meter_id"], "customer_id": row["customer_id"],
-            "customer_name": cust.name if cust else None,
-            "customer_class": labels["customer_class"], "grid_cell": row["grid_cell"],
-            "summary": row["summary"], "evidence": evidence, "tags": list(labels["tags"]),
-            "segment": labels["segment"], "kw": kw, "expected_kw": expected,
-            "above_pct": above, "kva_pct": kva_pct, "acked_by": row["acked_by"],
-            "onset": iso(row["onset"]), "raised_at": iso(row["raised_at"]),
-            "starts_at": iso(row["onset"]), "ends_at": iso(row["ends_at"]),
-            "onset_local": local(row["onset"]), "raised_at_local": local(row["raised_at"]),
-            "ends_at_local": local(row["ends_at"]),
-            "labels": {"alertname": row["type"], "severity": row["severity"],
-                       "meter_id": row["meter_id"], "customer_id": row["customer_id"],
-                       "grid_cell": row["grid_cell"],
-                       "customer_class": labels["customer_class"]},
-            "annotations": {"summary": row["summary"] or row["type"],
-                            "score": f"{row['score']:.3g}",
-                            "onset": iso(row["onset"]), "episode": str(row["episode"])},
-        }
+        resolved_at = None
+        if row["state"] == "resolved":
+            ep = self.store.episode(row["fingerprint"], row["episode"])
+            resolved_at = ep["resolved_at"] if ep else row["updated_at"]
+        return msg.alert_context(row, kind, registry=self.registry, labels=self.labels(row),
+                                 settings=self.settings, resolved_at=resolved_at)
 
     def _make_notification(self, recipient: str, items: list[sqlite3.Row],
                            silences: list[st.Silence], now: datetime) -> int:
@@ -678,37 +620,29 @@ class Router:
                             detail="recipient has no usable channel in the registry")
             return 0
         # One entry per alert in the message, with the most telling kind.
-        rank = {"resolved": 5, "escalation": 4, "update": 3, "firing": 2, "repeat": 1}
-        kinds: dict[tuple[str, int], str] = {}
-        for i in keep:
-            key = (i["fingerprint"], i["episode"])
-            if key not in kinds or rank[i["kind"]] > rank[kinds[key]]:
-                kinds[key] = i["kind"]
+        kinds = st.most_telling(((i["fingerprint"], i["episode"]), i["kind"]) for i in keep)
         contexts = []
         for (fp, episode), kind_of in kinds.items():
             actx = self._alert_context(alerts[fp], kind_of)
             if episode != actx["episode"]:
-                # An earlier episode (fired and cleared before this flush): say so.
-                ended = db.execute("SELECT at FROM audit WHERE fingerprint=? AND episode=? AND "
-                                   "action='resolved' ORDER BY id DESC LIMIT 1",
-                                   (fp, episode)).fetchone()
-                actx |= {"episode": episode, "state": "resolved", "state_status": "resolved",
-                         "ends_at": ended["at"] if ended else None,
-                         "ends_at_local": ended["at"][:16].replace("T", " ") + " UTC"
-                         if ended else None}
-                actx["annotations"] = actx["annotations"] | {"episode": str(episode)}
+                # An earlier episode (fired and cleared before this flush): say so, with its
+                # own times (event time; the wall clock of detection separately).
+                ep = self.store.episode(fp, episode)
+                actx |= {"episode": episode, "state": "resolved", "state_status": "resolved"}
+                if ep is not None:
+                    actx |= msg.episode_times(ep["onset"], ep["raised_at"], ep["ends_at"],
+                                              ep["opened_at"], ep["resolved_at"],
+                                              self.settings.quiet_hours.timezone)
+                else:
+                    actx |= {"ends_at": None, "ends_at_local": None}
+                actx["annotations"] = actx["annotations"] | {"episode": str(episode),
+                                                             "onset": actx["onset"]}
             contexts.append(actx)
         contexts.sort(key=lambda a: (-Severity(a["severity"]).rank, a["fingerprint"]))
-        all_resolved = all(a["state"] == "resolved" for a in contexts)
-        firing = sum(1 for a in contexts if a["state"] != "resolved")
-        kind = "notice" if audience == "customer" else "alert"
-        if audience == "manager" and firing >= self.settings.storm_threshold:
-            audience, kind = "storm", "storm"
-        elif all(k == "escalation" for k in kinds.values()):
-            kind = "escalation"
-        elif all_resolved:
-            kind = "resolved"
-        status = "resolved" if all_resolved else "firing"
+        decision = st.notify_decision(audience, [a["state"] for a in contexts],
+                                      kinds.values(), self.settings.storm_threshold)
+        audience, kind, status = decision.audience, decision.kind, decision.status
+        firing = decision.firing
         critical = any(a["severity"] == Severity.CRITICAL.value for a in contexts)
         ctx: dict[str, Any] = {
             "alerts": contexts, "top": contexts[0], "kind": kind, "status": status,
@@ -720,12 +654,14 @@ class Router:
         }
         subject, body = self.templates.render(audience, lang, ctx)
         item_keys = [(i["fingerprint"], i["episode"], i["kind"], i["seq"]) for i in keep]
+        identities = [(self._episode_identity(i["fingerprint"], i["episode"]), i["kind"],
+                       i["seq"]) for i in keep]
         cur = db.execute("INSERT INTO notifications(recipient, kind, critical, created_at, items) "
                          "VALUES (?,?,?,?,?)", (recipient, kind, int(critical), ts(now),
                                                 dumps(item_keys)))
         nid = cur.lastrowid
         for channel, target in channels:
-            key = st.idempotency_key(recipient, channel + ":" + target, item_keys)
+            key = st.idempotency_key(recipient, channel + ":" + target, identities)
             n = Notification(key=key, recipient=recipient, channel=channel, target=target,
                              kind=kind, status=status, subject=subject, body=body,
                              language=lang, created_at=now, alerts=tuple(contexts))
@@ -811,64 +747,41 @@ class Router:
                                   row["channel"], result.detail)
         return delivered
 
+    def release_leases(self, now: datetime | None = None) -> int:
+        """Make every pending outbox entry due now: at the start of the process that owns the
+        database, an entry leased by a send that a crash interrupted is retried at once
+        instead of after its lease (with the same idempotency key), and entries in a retry
+        backoff get one attempt now. Returns how many entries were made due."""
+        now = now or self.clock()
+        with self._tx():
+            n = self.store.make_pending_due(now)
+            if n:
+                self._audit(now, "outbox_due_at_start", detail=f"{n} pending entries")
+        return n
+
     # ------------------------------------------------------------------------------ queries
+    # The read side lives in the store (``self.store``); these keep the router's face.
     def alerts(self, state: str | None = None, grid_cell: str | None = None
                ) -> list[dict[str, Any]]:
-        q, args = "SELECT * FROM alerts WHERE 1=1", []
-        if state:
-            q += " AND state=?"
-            args.append(state)
-        if grid_cell:
-            q += " AND grid_cell=?"
-            args.append(grid_cell)
-        with self._lock:
-            return [dict(r) for r in self.db.execute(q + " ORDER BY starts_at", args)]
+        return self.store.alerts(state, grid_cell)
 
     def alert(self, fingerprint: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self.db.execute("SELECT * FROM alerts WHERE fingerprint=?",
-                                  (fingerprint,)).fetchone()
-        return dict(row) if row else None
+        return self.store.alert(fingerprint)
+
+    def episodes(self, fingerprint: str) -> list[dict[str, Any]]:
+        return self.store.episodes(fingerprint)
 
     def audit_trail(self, fingerprint: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            if fingerprint is None:
-                rows = self.db.execute("SELECT * FROM audit ORDER BY id")
-            else:
-                rows = self.db.execute("SELECT * FROM audit WHERE fingerprint=? OR detail LIKE ? "
-                                       "ORDER BY id", (fingerprint, f"%{fingerprint}%"))
-            return [dict(r) for r in rows]
+        return self.store.audit_trail(fingerprint)
 
     def outbox(self, status: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            if status is None:
-                rows = self.db.execute("SELECT * FROM outbox ORDER BY id")
-            else:
-                rows = self.db.execute("SELECT * FROM outbox WHERE status=? ORDER BY id",
-                                       (status,))
-            return [dict(r) for r in rows]
+        return self.store.outbox(status)
 
     def transitions(self, after_id: int = 0, limit: int = 10_000
                     ) -> tuple[list[AlertTransition], int]:
         """State changes recorded after audit entry ``after_id`` as ``gridwatch.AlertTransition``
         values (for storage), and the id to pass next time."""
-        with self._lock:
-            rows = self.db.execute(
-                "SELECT u.id, u.at, u.action, u.by, u.recipient, u.detail, a.fingerprint, "
-                "a.meter_id, a.type, a.severity, a.grid_cell, a.customer_id FROM audit u JOIN "
-                "alerts a ON a.fingerprint = u.fingerprint WHERE u.id > ? AND u.action IN (" +
-                ",".join("?" * len(TRANSITION_ACTIONS)) + ") ORDER BY u.id LIMIT ?",
-                (after_id, *TRANSITION_ACTIONS, limit)).fetchall()
-            last = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM audit").fetchone()[0]
-        out = [AlertTransition(
-            fingerprint=r["fingerprint"], meter_id=r["meter_id"], type=r["type"],
-            severity=Severity(r["severity"]), state=r["action"], at=parse_ts(r["at"]),
-            by=r["by"], grid_cell=r["grid_cell"], customer_id=r["customer_id"],
-            recipient=r["recipient"],
-            reason=r["detail"] if r["action"] == "resolved" else "") for r in rows]
-        if len(rows) == limit:
-            last = rows[-1]["id"]
-        return out, last
+        return self.store.transitions(TRANSITION_ACTIONS, after_id, limit)
 
     def requeue(self, outbox_id: int, by: str, now: datetime | None = None) -> None:
         """Give a ``failed`` outbox entry a fresh set of attempts (after fixing the channel)."""
@@ -894,5 +807,4 @@ class Router:
             return cur.rowcount
 
     def counters(self) -> dict[str, int]:
-        with self._lock:
-            return {r["name"]: r["value"] for r in self.db.execute("SELECT * FROM counters")}
+        return self.store.counters()

@@ -78,12 +78,20 @@ def build_router(settings: Settings, *, clock: Clock | None = None,
 class CommandListener:
     """Subscribes to ``gridwatch/managers/+/commands``; a manager may acknowledge or resolve
     alerts of the cells it manages (primary or backup). The manager id comes from the topic,
-    which the broker's ACL ties to the manager's login."""
+    which the broker's ACL ties to the manager's login.
+
+    It connects in the background and keeps reconnecting (``mqtt.reconnect_min_s`` to
+    ``reconnect_max_s``), so the engine starts and keeps routing while the broker is down; the
+    persistent session brings the commands sent meanwhile. ``refused`` holds the broker's
+    answer when it refuses the login (a configuration error)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.commands: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
         self._client: Any = None
+        self.connected = threading.Event()
+        self.refused: str | None = None
+        self._down_logged = False
 
     def start(self) -> None:
         import paho.mqtt.client as mqtt
@@ -100,9 +108,28 @@ class CommandListener:
         parts = pattern.split("/")
         level = parts.index("+")
 
+        m = self.settings.mqtt
+        where = f"{m.host}:{m.port}"
+
         def on_connect(c: Any, u: Any, flags: Any, rc: Any, props: Any = None) -> None:
             if rc == 0:
+                self.refused = None
+                self._down_logged = False
+                self.connected.set()
                 c.subscribe(pattern, qos=1)
+                log.info("alert commands: connected to %s", where)
+            else:
+                self.refused = str(rc)
+                log.error("alert commands: broker %s refused the login: %s", where, rc)
+
+        def on_connect_fail(c: Any, u: Any) -> None:
+            if not self._down_logged:
+                self._down_logged = True
+                log.warning("alert commands: cannot reach %s yet; retrying in the background",
+                            where)
+
+        def on_disconnect(c: Any, u: Any, flags: Any, rc: Any, props: Any = None) -> None:
+            self.connected.clear()
 
         def on_message(c: Any, u: Any, msg: Any) -> None:
             manager_id = msg.topic.split("/")[level]
@@ -115,8 +142,13 @@ class CommandListener:
             self.commands.put((manager_id, data))
 
         client.on_connect = on_connect
+        client.on_connect_fail = on_connect_fail
+        client.on_disconnect = on_disconnect
         client.on_message = on_message
-        client.connect(self.settings.mqtt.host, self.settings.mqtt.port, keepalive=30)
+        client.reconnect_delay_set(m.reconnect_min_s, max(m.reconnect_min_s, m.reconnect_max_s))
+        # connect_async: the network thread connects, and reconnects after a failure, so a
+        # broker that is down at start does not stop the engine.
+        client.connect_async(m.host, m.port, keepalive=m.keepalive_s)
         client.loop_start()
         self._client = client
 
@@ -181,6 +213,10 @@ class RouterService:
                    commands=CommandListener(settings) if commands else None)
 
     def start(self) -> RouterService:
+        # This process owns the database: what a crash left leased is due now.
+        released = self.router.release_leases()
+        if released:
+            log.info("alert outbox: %d pending notification(s) due at start", released)
         if self.commands is not None:
             self.commands.start()
         self._thread = threading.Thread(target=self._run, name="gridwatch-alerts", daemon=True)

@@ -1,5 +1,6 @@
-"""The router's decisions as small pure stages: inhibit → silence → dedup → group → route →
-notify. Each takes values (and the clock, ``now``) and returns values; the router does the IO.
+"""The router's decisions as small pure stages: inhibit → silence → dedup (episodes and
+replays) → group → route → notify (the message's kind, its key, the retry backoff). Each takes
+values (and the clock, ``now``) and returns values; the router does the IO.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gridwatch._schemas import Event, Severity
 
 OPEN_STATES = ("firing", "acknowledged")
-DedupAction = Literal["new", "update", "refresh", "resolve", "resolve_unknown"]
+DedupAction = Literal["new", "update", "refresh", "resolve", "resolve_unknown", "replay"]
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,29 @@ class AlertView:
     meters: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class EpisodeView:
+    """An episode the router has seen: its number, its onset (event time) and whether it is
+    over. An episode is named by (fingerprint, onset), which a detector replaying an epoch
+    after a crash reproduces."""
+
+    episode: int
+    onset: datetime
+    resolved: bool
+
+
 # ----------------------------------------------------------------------------------- dedup
-def dedup(existing: AlertView | None, event: Event) -> DedupAction:
+def dedup(existing: AlertView | None, event: Event, seen: EpisodeView | None = None
+          ) -> DedupAction:
     """One open alert per fingerprint: a firing event opens one, refreshes it, or (when the
-    severity rises) updates it; a resolved event closes the open one."""
+    severity rises) updates it; a resolved event closes the open one.
+
+    ``seen`` is the episode of the same fingerprint and the same onset, when the router knows
+    one. An event of an episode that is already over is a replay (the engine redoing an epoch
+    after a crash, or a detector's late word on an alert resolved by hand): it changes nothing,
+    so a manager is never told twice of one episode or one transition."""
+    if seen is not None and seen.resolved:
+        return "replay"
     is_open = existing is not None and existing.state in OPEN_STATES
     if event.state == "resolved":
         return "resolve" if is_open else "resolve_unknown"
@@ -44,6 +64,11 @@ def dedup(existing: AlertView | None, event: Event) -> DedupAction:
         return "new"
     assert existing is not None
     return "update" if event.severity.rank > existing.severity.rank else "refresh"
+
+
+def episode_identity(fingerprint: str, onset: str) -> str:
+    """The stable name of an episode (fingerprint and stored onset), as ``Event.episode_id``."""
+    return f"{fingerprint}@{onset}"
 
 
 # ----------------------------------------------------------------------------------- inhibit
@@ -170,14 +195,61 @@ def rate_allows(sent_times: Iterable[datetime], limit: int, window: timedelta, n
 
 
 # ----------------------------------------------------------------------------------- notify
+#: How telling a pending transition is: a message reports each alert once, by its most
+#: telling transition.
+KIND_RANK = {"resolved": 5, "escalation": 4, "update": 3, "firing": 2, "repeat": 1}
+K = TypeVar("K")
+
+
+def most_telling(items: Iterable[tuple[K, str]]) -> dict[K, str]:
+    """One transition per alert: of the (alert, kind) items pending, the most telling kind of
+    each alert, in the order the alerts first appear."""
+    out: dict[K, str] = {}
+    for key, kind in items:
+        if key not in out or KIND_RANK[kind] > KIND_RANK[out[key]]:
+            out[key] = kind
+    return out
+
+
+@dataclass(frozen=True)
+class NotifyDecision:
+    """What one message to one recipient is: its audience (``manager``, ``customer`` or
+    ``storm``), its kind (``alert``, ``notice``, ``storm``, ``escalation``, ``resolved``),
+    its status (``firing`` unless every alert in it is resolved) and how many still fire."""
+
+    audience: str
+    kind: str
+    status: str
+    firing: int
+
+
+def notify_decision(audience: str, states: Sequence[str], kinds: Iterable[str],
+                    storm_threshold: int) -> NotifyDecision:
+    """Decide the message for a recipient of ``audience`` from the states of its alerts and
+    their transitions: a manager with ``storm_threshold`` or more firing alerts gets one storm
+    summary; all escalations make an escalation; all resolved a resolved message."""
+    all_resolved = all(s == "resolved" for s in states)
+    firing = sum(1 for s in states if s != "resolved")
+    kind = "notice" if audience == "customer" else "alert"
+    if audience == "manager" and firing >= storm_threshold:
+        audience, kind = "storm", "storm"
+    elif all(k == "escalation" for k in kinds):
+        kind = "escalation"
+    elif all_resolved:
+        kind = "resolved"
+    return NotifyDecision(audience, kind, "resolved" if all_resolved else "firing", firing)
+
+
 def backoff(attempts: int, base_s: float, max_s: float) -> timedelta:
     """Exponential backoff after ``attempts`` failed attempts: base, 2·base, 4·base, ... ≤ max."""
     return timedelta(seconds=min(max_s, base_s * (2 ** max(0, attempts - 1))))
 
 
 def idempotency_key(recipient: str, channel: str,
-                    items: Iterable[tuple[str, int, str, int]]) -> str:
-    """A key naming one notification of one set of transitions to one recipient on one channel:
-    the same transitions always give the same key, so a receiver can drop a repeat."""
-    body = "|".join(f"{fp}#{ep}#{kind}#{seq}" for fp, ep, kind, seq in sorted(items))
+                    items: Iterable[tuple[str, str, int]]) -> str:
+    """A key naming one notification of one set of transitions to one recipient on one channel.
+    Items are (episode identity, transition kind, sequence); the identity is the fingerprint
+    and the onset (:func:`episode_identity`), so the same transitions of the same episodes give
+    the same key however often the engine recovers, and a receiver can drop a repeat."""
+    body = "|".join(f"{ident}#{kind}#{seq}" for ident, kind, seq in sorted(items))
     return hashlib.sha256(f"{recipient}|{channel}|{body}".encode()).hexdigest()[:32]

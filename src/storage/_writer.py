@@ -24,6 +24,7 @@ from gridwatch.storage._config import InfluxSettings
 from gridwatch.storage._points import PRECISION, to_line_protocol
 
 __all__ = [
+    "InfluxAuthError",
     "PointWriter",
     "RejectedPointsError",
     "RetryableWriteError",
@@ -31,6 +32,7 @@ __all__ = [
     "V2Writer",
     "WriteError",
     "build_writer",
+    "check_credentials",
     "influx_session",
 ]
 
@@ -38,6 +40,11 @@ log = logging.getLogger("gridwatch.storage")
 
 #: HTTP statuses that mean "these points are wrong": retrying the same bytes cannot help.
 _REJECTING = frozenset({400, 413, 422})
+#: HTTP statuses that mean "these credentials may not write here": a configuration error.
+_REFUSING = frozenset({401, 403})
+#: How long a sink waits before trying refused credentials again (an operator has to act; a
+#: retry every few hundred milliseconds would only fill the server's log).
+AUTH_RETRY_S = 60.0
 
 
 class WriteError(Exception):
@@ -51,6 +58,17 @@ class RetryableWriteError(WriteError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class InfluxAuthError(RetryableWriteError):
+    """InfluxDB refused the credentials (HTTP 401) or their right to write there (HTTP 403).
+
+    A configuration error, not an outage: the command line stops with one line and exit code
+    2 when it sees it at start; a running sink keeps the points in its spool and tries again
+    only after ``AUTH_RETRY_S``."""
+
+    def __init__(self, message: str, retry_after: float | None = AUTH_RETRY_S) -> None:
+        super().__init__(message, retry_after)
 
 
 class RejectedPointsError(WriteError):
@@ -106,11 +124,17 @@ def _server_message(body: bytes | str | None, fallback: str) -> str:
 
 
 def _classify(status: int, message: str, retry_after: str | None,
-              points: Sequence[Point | str]) -> WriteError:
+              points: Sequence[Point | str], url: str = "InfluxDB") -> WriteError:
     if status in _REJECTING:
         return RejectedPointsError(message, points)
-    if status in (401, 403, 404):
-        # Credentials, database or bucket are wrong: no point is bad, keep them for later.
+    if status in _REFUSING:
+        log.error("InfluxDB at %s refused the credentials (HTTP %s: %s): check influx.username, "
+                  "influx.password or influx.token; points are kept in the spool and the next "
+                  "attempt is in %.0fs", mask_credentials(url), status, message, AUTH_RETRY_S)
+        return InfluxAuthError(f"InfluxDB at {mask_credentials(url)} refused the credentials "
+                               f"(HTTP {status}: {message})")
+    if status == 404:
+        # The database or bucket is missing: no point is bad, keep them for later.
         log.error("InfluxDB refused the write (HTTP %s: %s): check influx settings; points are "
                   "kept in the spool meanwhile", status, message)
     return RetryableWriteError(f"HTTP {status}: {message}", parse_retry_after(retry_after))
@@ -144,9 +168,12 @@ class V2Writer:
             status = int(exc.status or 0)
             message = _server_message(exc.body, str(exc.reason))
             headers: Any = exc.headers or {}
-            raise _classify(status, message, headers.get("Retry-After"), points) from None
+            raise _classify(status, message, headers.get("Retry-After"), points,
+                            self._client.url) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise RetryableWriteError(f"cannot reach {self._client.url}: {exc}") from None
+            raise RetryableWriteError(
+                f"cannot reach {mask_credentials(self._client.url)}: "
+                f"{mask_credentials(str(exc))}") from None
 
     def close(self) -> None:
         self._client.close()
@@ -189,11 +216,13 @@ class V1Writer:
             resp = self._session.post(self._url, params=self._params, data=body,
                                       headers=headers, timeout=self._timeout)
         except requests.RequestException as exc:
-            raise RetryableWriteError(f"cannot reach {self._url}: {exc}") from None
+            raise RetryableWriteError(f"cannot reach {mask_credentials(self._url)}: "
+                                      f"{mask_credentials(str(exc))}") from None
         if resp.status_code // 100 == 2:
             return
         message = _server_message(resp.content, resp.reason or "")
-        raise _classify(resp.status_code, message, resp.headers.get("Retry-After"), points)
+        raise _classify(resp.status_code, message, resp.headers.get("Retry-After"), points,
+                        self._url)
 
     def close(self) -> None:
         self._session.close()
@@ -208,8 +237,46 @@ def build_writer(settings: InfluxSettings) -> PointWriter:
     raise ValueError(f"influx.api {settings.api!r} is not one of v1, v2")
 
 
+def check_credentials(settings: InfluxSettings) -> None:
+    """Raise :class:`InfluxAuthError` when InfluxDB refuses the configured credentials: an
+    empty write, which stores nothing but is authenticated. A server that cannot be reached
+    passes (an outage is what the spool is for)."""
+    if settings.api == "v1":
+        session = influx_session(settings)
+        url = f"{settings.url.rstrip('/')}/write"
+        params = {"db": settings.database, "precision": "ns"}
+    else:
+        session = requests.Session()
+        token = settings.token.get_secret_value() if settings.token is not None else ""
+        if not token and settings.username:
+            pw = settings.password.get_secret_value() if settings.password is not None else ""
+            token = f"{settings.username}:{pw}"
+        if token:
+            session.headers["Authorization"] = f"Token {token}"
+        url = f"{settings.url.rstrip('/')}/api/v2/write"
+        params = {"org": settings.org, "bucket": settings.bucket, "precision": "ns"}
+    try:
+        resp = session.post(url, params=params, data=b"", timeout=settings.timeout_ms / 1000)
+    except requests.RequestException:
+        return
+    finally:
+        session.close()
+    if resp.status_code in _REFUSING:
+        message = _server_message(resp.content, resp.reason or "")
+        raise InfluxAuthError(f"InfluxDB at {mask_credentials(settings.url)} refused the "
+                              f"credentials (HTTP {resp.status_code}: {message})")
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with the user information of URLs (``scheme://user:password@``) and secret
+    query parameters replaced by ``***``."""
+    from gridwatch._settings import mask_credentials as mask
+
+    return mask(text)
+
+
 def describe(settings: InfluxSettings) -> dict[str, Any]:
     """Where points go, for log lines (no secrets)."""
     target = (f"db={settings.database} rp={settings.retention_policy or '(default)'}"
               if settings.api == "v1" else f"org={settings.org} bucket={settings.bucket}")
-    return {"api": settings.api, "url": settings.url, "target": target}
+    return {"api": settings.api, "url": mask_credentials(settings.url), "target": target}

@@ -1,10 +1,12 @@
-"""The lifecycle as a state machine (hypothesis): random firing, clearing, acknowledging and
-time passing against a simple model.
+"""The lifecycle as a state machine (hypothesis): random firing, clearing, acknowledging, replays
+and time passing against a simple model.
 
-Properties: the router's state of every alert equals the model's; no transition is notified
-twice to one recipient; escalation happens exactly for the episodes that stayed firing and
-unacknowledged past the escalation delay, once each; at the end every alert is resolved, nothing
-is pending and every notification was delivered exactly once.
+Properties: the router's state of every alert equals the model's; a replay of an event that
+opened or closed an episode (the engine redoing an epoch after a crash) changes nothing; no
+transition is notified twice to one recipient, nor under two idempotency keys; escalation
+happens exactly for the episodes that stayed firing and unacknowledged past the escalation
+delay, once each; at the end every alert is resolved, nothing is pending and every
+notification was delivered exactly once.
 """
 
 from __future__ import annotations
@@ -34,23 +36,42 @@ class Lifecycle(RuleBasedStateMachine):
         # fingerprint -> (state, episode, started_at, acked)
         self.model: dict[str, dict] = {}
         self.expected_escalations: set[tuple[str, int]] = set()
+        #: events that opened or closed an episode, for replays
+        self.history: list = []
 
     @rule(meter=s.sampled_from(METERS), type_=s.sampled_from(TYPES),
           severity=s.sampled_from(["info", "warning", "critical"]))
     def fire(self, meter: str, type_: str, severity: str) -> None:
         fp = f"{meter}/{type_}"
-        self.router.submit(event(meter, type_, severity=severity, at=self.clock.now))
+        ev = event(meter, type_, severity=severity, at=self.clock.now)
+        self.router.submit(ev)
         m = self.model.get(fp)
+        if m is not None and m["state"] == "resolved" and ev.onset in m["onsets"]:
+            return  # the same onset as an episode already over: a replay, not a new episode
         if m is None or m["state"] == "resolved":
             self.model[fp] = {"state": "firing", "episode": (m["episode"] + 1) if m else 1,
-                              "started": self.clock.now}
+                              "started": self.clock.now,
+                              "onsets": (m["onsets"] if m else set()) | {ev.onset}}
+            self.history.append(ev)
 
     @rule(meter=s.sampled_from(METERS), type_=s.sampled_from(TYPES))
     def clear(self, meter: str, type_: str) -> None:
         fp = f"{meter}/{type_}"
-        self.router.submit(event(meter, type_, state="resolved", at=self.clock.now))
-        if fp in self.model:
+        ev = event(meter, type_, state="resolved", at=self.clock.now)
+        self.router.submit(ev)
+        if fp in self.model and self.model[fp]["state"] != "resolved":
             self.model[fp]["state"] = "resolved"
+            self.history.append(ev)
+
+    @rule(data=s.data())
+    def replay(self, data: s.DataObject) -> None:
+        """Resubmit an event that opened or closed an episode: nothing changes."""
+        if not self.history:
+            return
+        ev = data.draw(s.sampled_from(self.history))
+        before = self.router.counters().get("alerts_opened", 0)
+        self.router.submit(ev)
+        assert self.router.counters().get("alerts_opened", 0) == before
 
     @rule(meter=s.sampled_from(METERS), type_=s.sampled_from(TYPES))
     def ack(self, meter: str, type_: str) -> None:
@@ -87,6 +108,13 @@ class Lifecycle(RuleBasedStateMachine):
         assert all(n == 1 for n in items.values()), items.most_common(3)
         keys = [n.key for n in self.rec.sent]
         assert len(keys) == len(set(keys))
+        # Per recipient, each (alert, onset, transition) reaches the receiver once.
+        told: Counter = Counter()
+        for n in self.rec.sent:
+            for a in n.alerts:
+                told[(n.recipient, a["fingerprint"], a["onset"], a["state_status"],
+                      a["kind"])] += 1
+        assert all(v == 1 for k, v in told.items() if k[4] != "repeat"), told.most_common(3)
 
     @invariant()
     def escalation_exactly_once(self) -> None:

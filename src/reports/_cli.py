@@ -50,7 +50,7 @@ def energy_report(
     advice. With --cell, the same report of a grid cell from its transformer."""
 
     from gridwatch.alerts import Registry, RegistryError
-    from gridwatch.cli import err, settings_or_exit
+    from gridwatch._cli_common import err, settings_or_exit
 
     t0 = time.perf_counter()
     settings = settings_or_exit(config)
@@ -93,7 +93,7 @@ def energy_report(
 def _customer_report(cust: Any, month: str | None, week: str | None, out: Path,
                      tariff: str | None, png: Path | None, send: bool, to: str | None,
                      settings: Any, fail: Any, t0: float) -> None:
-    from gridwatch.cli import err
+    from gridwatch._cli_common import err
     from gridwatch.reports._report import build_report, period_bounds
     from gridwatch.reports._tariff import TariffError, load_tariff
     from gridwatch.storage import InfluxReader
@@ -252,7 +252,7 @@ def forecast_scores(
     from rich.console import Console
     from rich.table import Table
 
-    from gridwatch.cli import err, settings_or_exit
+    from gridwatch._cli_common import err, settings_or_exit
     from gridwatch.models._forecast import score_stored
     from gridwatch.storage import InfluxReader
     from gridwatch.storage._reader import ReadError, quote

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
+import os
 import sys
 import tempfile
 import time
 import zlib
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -77,13 +80,18 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def replay(settings: Any, path: Path, meta: Any = None) -> Any:
+def replay(settings: Any, path: Path, meta: Any = None, title: str = "replay"
+           ) -> tuple[Any, float]:
+    """The replay of ``path`` and its wall time (runs in a worker process: progress as lines)."""
     from rich.console import Console
 
     from gridwatch._filereplay import Progress, count_lines, replay_file
 
-    with Progress(Console(stderr=True), count_lines(path), every_s=60) as progress:
-        return replay_file(settings, path, meta, on_progress=progress)
+    t0 = time.monotonic()
+    with Progress(Console(stderr=True, force_terminal=False), count_lines(path), title,
+                  every_s=60) as progress:
+        run = replay_file(settings, path, meta, on_progress=progress)
+    return run, time.monotonic() - t0
 
 
 def subset(run: Any, meters: set[str]) -> Any:
@@ -96,11 +104,12 @@ def subset(run: Any, meters: set[str]) -> Any:
                      rejected=Counter())
 
 
-def real_set(args: argparse.Namespace, settings: Any, work: Path) -> dict[str, Any]:
+def real_set(args: argparse.Namespace, base_settings: Any, work: Path) -> dict[str, Any]:
     from gridwatch._evaluate import Label, evaluate_shapes
     from gridwatch._falsealarms import analyse
     from gridwatch.simulators._inject import Mix, inject, write_series
 
+    settings = base_settings
     t0 = time.monotonic()
     log(f"reading {DATA} ...")
     series = load(DATA)
@@ -118,23 +127,23 @@ def real_set(args: argparse.Namespace, settings: Any, work: Path) -> dict[str, A
     from gridwatch._filereplay import with_interval
 
     settings = with_interval(settings, step)
-    log("false alarms: replaying the recorded load ...")
-    t1 = time.monotonic()
-    run = replay(settings, clean)
-    t_clean = time.monotonic() - t1
-    fa: dict[str, Any] = {}
-    for name in ("tune", "held"):
-        rep = analyse(subset(run, set(halves[name])), float(step),
-                      settings.detection.silence_intervals, top=3)
-        fa[name] = rep
-
-    log("recall: injecting faults and replaying ...")
     injected = inject(series, Mix.parse(MIX), SEED, warmup=timedelta(days=14))
     faulty = work / "injected.csv.gz"
     write_series(injected.series, faulty)
-    t2 = time.monotonic()
-    run2 = replay(settings, faulty)
-    t_inj = time.monotonic() - t2
+    log(f"faults injected and written ({time.monotonic() - t0:.0f} s); replaying the recorded "
+        f"and the injected load{'' if args.no_demo else ' and the demo fleet'} in "
+        f"{args.jobs} processes ...")
+    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("fork")) as pool:
+        f_clean = pool.submit(replay, settings, clean, None, "recorded")
+        f_inj = pool.submit(replay, settings, faulty, None, "injected")
+        f_demo = None if args.no_demo else pool.submit(demo_fleet, base_settings, work)
+        run, t_clean = f_clean.result()
+        run2, t_inj = f_inj.result()
+        demo = f_demo.result() if f_demo is not None else None
+    fa: dict[str, Any] = {}
+    for name in ("tune", "held"):
+        fa[name] = analyse(subset(run, set(halves[name])), float(step),
+                           settings.detection.silence_intervals, top=3)
     labels = [Label(lb.meter_id, lb.type, lb.start, lb.end, lb.shape, lb.params)
               for lb in injected.labels]
     rec: dict[str, Any] = {}
@@ -144,7 +153,7 @@ def real_set(args: argparse.Namespace, settings: Any, work: Path) -> dict[str, A
                                     [lb for lb in labels if lb.meter_id in members])
     return {"halves": halves, "interval_s": step, "false_alarms": fa, "recall": rec,
             "skipped": injected.skipped, "seconds": {"clean": t_clean, "injected": t_inj},
-            "readings": run.readings}
+            "readings": run.readings, "demo": demo}
 
 
 def demo_fleet(settings: Any, work: Path) -> dict[str, Any]:
@@ -166,7 +175,7 @@ def demo_fleet(settings: Any, work: Path) -> dict[str, Any]:
     registry = work / "demo-registry.json"
     write_registry(sim.meters, registry)
     settings = with_interval(settings, fleet.interval_min * 60)
-    run = replay(settings, readings, Registry.load(registry).meter_meta)
+    run, _ = replay(settings, readings, Registry.load(registry).meter_meta, "demo fleet")
     labs = load_labels(labels_path)
     reports = evaluate_events(run.events, labs, run.meter_days())
     leads = capacity_leads(run.events, labs, run.times, run.kw)
@@ -184,6 +193,8 @@ def main() -> int:
                     help="households per half (default: all); the first by hash order")
     ap.add_argument("--no-demo", action="store_true", help="skip the demo fleet")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--jobs", type=int, default=min(3, os.cpu_count() or 1),
+                    help="processes for the three replays (default: up to 3, one per core)")
     args = ap.parse_args()
     if not DATA.exists():
         print(f"the sgsc45 set is not at {DATA}", file=sys.stderr)
@@ -196,7 +207,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gridwatch-realdata-") as tmp:
         work = Path(tmp)
         real = real_set(args, settings, work)
-        demo = None if args.no_demo else demo_fleet(settings, work)
+        demo = real["demo"]
 
     print(f"\nsgsc45: {real['readings']:,} readings, interval {real['interval_s']} s; split by "
           "CRC-32 of the meter id (even: tuning, odd: held-out)")

@@ -165,6 +165,7 @@ class Progress:
         import time
 
         self.console = console
+        self.title = title
         self.total = total
         self.every_s = every_s
         self._clock = time.monotonic
@@ -205,9 +206,9 @@ class Progress:
             self._last = now
             rate = n / max(now - self._t0, 1e-9)
             left = (self.total - n) / rate if rate > 0 else 0.0
-            self.console.print(f"{n:,} of {self.total:,} readings ({n / max(self.total, 1):.0%}),"
-                               f" at {ts:%Y-%m-%d}, {rate:,.0f}/s, about {left:,.0f} s left",
-                               highlight=False)
+            self.console.print(f"{self.title}: {n:,} of {self.total:,} readings "
+                               f"({n / max(self.total, 1):.0%}), at {ts:%Y-%m-%d}, "
+                               f"{rate:,.0f}/s, about {left:,.0f} s left", highlight=False)
 
 
 def warn_late(console: Any, run: ReplayRun, path: Path) -> None:

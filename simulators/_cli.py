@@ -181,10 +181,16 @@ def simulate(
             except ValueError as exc:
                 raise fail(str(exc)) from None
             caps: dict[str, float] = {}
-            if registry is not None and "over_capacity" in mix.shapes():
+            if "over_capacity" in mix.shapes():
+                if registry is None:
+                    raise fail("--inject over_capacity needs the meters' contracted capacity: "
+                               "give --registry REGISTRY (contracted_kva per customer)")
                 from gridwatch.alerts import Registry
 
-                reg = Registry.load(registry)
+                try:
+                    reg = Registry.load(registry)
+                except (OSError, ValueError) as exc:
+                    raise fail(f"--registry {registry}: {exc}") from None
                 for m in reg.meter_ids():
                     meta = reg.meter_meta(m)
                     if meta is not None and meta.contracted_kva:

@@ -6,7 +6,9 @@ hash of the meter id: CRC-32 even → tuning, odd → held-out; the members of e
 * alarms per 1,000 meter-days by type on the recorded load as it is (no faults in it; alarms
   about silence that the file's own gaps explain are counted apart),
 * recall and median delay (in reading intervals) per fault type of faults injected into the same
-  load with a fixed seed (``gridwatch simulate --replay --inject``'s shapes),
+  load with a fixed seed (``gridwatch simulate --replay --inject``'s shapes), from the third
+  week of each household's data, and of one spike in each household's first 36 hours
+  (``spike_first_day``: a new meter),
 
 and, on the demo fleet (``config/fleets/demo.yaml``, simulated with its labels), the event
 precision / recall of ``gridwatch evaluate``, theft recall, and over-capacity recall with the lead
@@ -20,6 +22,7 @@ time of each warning before the load crossed the contracted capacity.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -128,6 +131,14 @@ def real_set(args: argparse.Namespace, base_settings: Any, work: Path) -> dict[s
 
     settings = with_interval(settings, step)
     injected = inject(series, Mix.parse(MIX), SEED, warmup=timedelta(days=14))
+    # and a new meter's first day: one 4-6x spike of 1-2 h in each household's first 36 hours
+    new_labels = []
+    for i, m in enumerate(sorted(injected.series)):
+        one = inject({m: injected.series[m]}, Mix.parse("spike=1"), SEED + 1 + i,
+                     warmup=timedelta(hours=12), within=timedelta(days=1))
+        injected.series[m] = one.series[m]
+        new_labels += [dataclasses.replace(lb, shape="spike_first_day") for lb in one.labels]
+    injected.labels.extend(new_labels)
     faulty = work / "injected.csv.gz"
     write_series(injected.series, faulty)
     log(f"faults injected and written ({time.monotonic() - t0:.0f} s); replaying the recorded "

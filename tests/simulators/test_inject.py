@@ -269,3 +269,13 @@ def test_simulate_inject_over_capacity_reads_the_registry(tmp_path: Path) -> Non
     peak = max(r["kw"] for r in out if r["meter_id"] == "m1"
                and labels[0]["start"] <= r["ts"] < last)
     assert peak >= 0.95 * 4.0 - 1e-6
+
+
+def test_faults_of_a_new_meter_start_within_its_first_day() -> None:
+    data = fleet(meters=4, days=20)
+    res = inject(data, Mix.parse("spike=8"), 2, warmup=timedelta(hours=6),
+                 within=timedelta(days=1), gap=timedelta(hours=2))
+    assert len(res.labels) == 8
+    for lb in res.labels:
+        t0 = data[lb.meter_id].ts[0]
+        assert t0 + 6 * 3600 <= lb.start.timestamp() <= t0 + 30 * 3600

@@ -312,10 +312,14 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
                       "raises: they can only be missed")
         if step is not None:
             settings = with_interval(settings, step)
+        try:
+            meta = meter_meta_from(settings, registry)
+        except (OSError, ValueError) as exc:
+            err.print(f"[bold red]error:[/] registry: {exc}")
+            return 2
         t0 = time.monotonic()
         with Progress(err, count_lines(readings)) as progress:
-            run = replay_file(settings, readings, meter_meta_from(settings, registry),
-                              on_progress=progress)
+            run = replay_file(settings, readings, meta, on_progress=progress)
         elapsed = time.monotonic() - t0
         warn_late(err, run, readings)
         md = run.meter_days()

@@ -192,7 +192,11 @@ def run_falsealarms(settings: Any, path: Path, *, interval: int | None = None,
         return 2
     settings = with_interval(settings, step)
     err.print(f"interval: {step} s ({'given' if interval else 'inferred from the file'})")
-    meta = meter_meta_from(settings, registry)
+    try:
+        meta = meter_meta_from(settings, registry)
+    except (OSError, ValueError) as exc:
+        err.print(f"[bold red]error:[/] registry: {exc}")
+        return 2
     total = count_lines(path)
     t0 = time.monotonic()
     with Progress(err, total) as progress:

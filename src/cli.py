@@ -232,7 +232,8 @@ def falsealarms(
     top: Annotated[int, typer.Option("--top", min=0, help="How many worst meters to list.")]
         = 10,
     json_out: Annotated[Path | None, typer.Option(
-        "--json", help="Also write the figures as JSON to this file ('-' for stdout only).")]
+        "--json", help="Also write the figures as JSON to this file ('-': the JSON on stdout, "
+                         "the tables on stderr).")]
         = None,
     config: ConfigOpt = None,
 ) -> None:

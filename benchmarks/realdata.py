@@ -103,6 +103,7 @@ def subset(run: Any, meters: set[str]) -> Any:
     return ReplayRun(events=[e for e in run.events if e.meter_id in meters],
                      times={m: t for m, t in run.times.items() if m in meters},
                      kw={m: v for m, v in run.kw.items() if m in meters},
+                     kva={m: v for m, v in run.kva.items() if m in meters},
                      readings=sum(len(t) for m, t in run.times.items() if m in meters),
                      rejected=Counter())
 
@@ -189,7 +190,7 @@ def demo_fleet(settings: Any, work: Path) -> dict[str, Any]:
     run, _ = replay(settings, readings, Registry.load(registry).meter_meta, "demo fleet")
     labs = load_labels(labels_path)
     reports = evaluate_events(run.events, labs, run.meter_days())
-    leads = capacity_leads(run.events, labs, run.times, run.kw)
+    leads = capacity_leads(run.events, labs, run.times, run.kva)
     return {"reports": reports, "leads": leads, "meters": fleet.n_meters,
             "meter_days": run.meter_days()}
 

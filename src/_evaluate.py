@@ -8,9 +8,9 @@ within ``[start, end + grace]``, or has its onset within ``[start - grace, end]`
 counted apart and never scored. Reported per type and per injected shape: precision, recall, F1,
 median and 90th-percentile detection delay (first matching ``raised_at`` minus ``start``) and
 false alarms per 1,000 meter-days. Over-capacity labels also get the lead time of their first
-warning: minutes from ``raised_at`` to the first reading of the span at or above the contracted
-capacity (positive: the warning came first). Label types the engine never raises are warned
-about (they can only be missed).
+warning: minutes from ``raised_at`` to the first reading of the span whose apparent power
+(kW over its power factor) reached the contracted capacity (positive: the warning came first).
+Label types the engine never raises are warned about (they can only be missed).
 """
 
 from __future__ import annotations
@@ -224,12 +224,12 @@ def evaluate_shapes(events: Iterable[Event], labels: list[Label], grace: timedel
 
 
 def capacity_leads(events: Iterable[Event], labels: list[Label],
-                   times: Mapping[str, np.ndarray], kw: Mapping[str, np.ndarray],
+                   times: Mapping[str, np.ndarray], kva: Mapping[str, np.ndarray],
                    grace: timedelta = GRACE) -> list[dict[str, Any]]:
-    """For each ``over_capacity_risk`` label: when its load first reached the contracted
-    capacity (``contracted_kva`` of the label, at unit power factor) and the lead of the first
-    matching warning in minutes (positive: before the crossing); ``None`` where the load never
-    crossed or nothing was raised."""
+    """For each ``over_capacity_risk`` label: when its apparent power (``kva``, per meter in the
+    order of ``times``) first reached the contracted capacity (``contracted_kva`` of the label)
+    and the lead of the first matching warning in minutes (positive: before the crossing);
+    ``None`` where the load never crossed or nothing was raised."""
     hit, _ = first_hits(events, labels, grace)
     out = []
     for i, lab in enumerate(labels):
@@ -237,7 +237,7 @@ def capacity_leads(events: Iterable[Event], labels: list[Label],
             continue
         cap = lab.params.get("contracted_kva")
         crossing: datetime | None = None
-        ts, kws = times.get(lab.meter_id), kw.get(lab.meter_id)
+        ts, kws = times.get(lab.meter_id), kva.get(lab.meter_id)
         if cap and ts is not None and kws is not None:
             lo, hi = lab.start.timestamp(), lab.end.timestamp()
             sel = np.flatnonzero((ts >= lo) & (ts < hi) & (kws >= float(cap)))
@@ -325,7 +325,7 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
         md = run.meter_days()
         reports = evaluate_events(run.events, labs, md, grace)
         shapes = evaluate_shapes(run.events, labs, grace)
-        leads = capacity_leads(run.events, labs, run.times, run.kw, grace)
+        leads = capacity_leads(run.events, labs, run.times, run.kva, grace)
         table = Table(title=f"evaluation of {readings} against {labels}")
         for col in ("type", "labels", "firing", "resolved", "precision", "recall", "F1",
                     "delay p50 min", "delay p90 min", "false alarms /1000 meter-days"):

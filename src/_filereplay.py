@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,9 @@ class ReplayRun:
     #: readings more than ``detection.lateness_s`` older than the newest before them (a file
     #: not in time order: silence is then judged against the wrong watermark)
     late: int = 0
+    #: apparent power (kW over the reading's power factor, unit when it has none), for the
+    #: over-capacity lead time
+    kva: dict[str, np.ndarray] = field(default_factory=dict)
 
     def meter_days(self, meters: Iterable[str] | None = None) -> float:
         """Observed meter-days: per meter, first to last reading."""
@@ -101,6 +104,7 @@ def replay_file(settings: Any, path: Path,
 
     times: dict[str, list[float]] = defaultdict(list)
     kws: dict[str, list[float]] = defaultdict(list)
+    kvas: dict[str, list[float]] = defaultdict(list)
     rejected: Counter[str] = Counter()
     count = [0]
     late = [0]
@@ -119,6 +123,9 @@ def replay_file(settings: Any, path: Path,
             newest[0] = max(newest[0], t)
             times[item.meter_id].append(t)
             kws[item.meter_id].append(item.kw)
+            # apparent power as the capacity check sees it (power factor at least 0.5)
+            kvas[item.meter_id].append(
+                item.kw / max(abs(item.pf), 0.5) if item.pf is not None else item.kw)
             count[0] += 1
             if on_progress is not None and count[0] % every == 0:
                 on_progress(count[0], item.ts)
@@ -133,6 +140,7 @@ def replay_file(settings: Any, path: Path,
         events=[x for x in out if isinstance(x, Event)],
         times={m: np.asarray(v)[order[m]] for m, v in times.items()},
         kw={m: np.asarray(v)[order[m]] for m, v in kws.items()},
+        kva={m: np.asarray(v)[order[m]] for m, v in kvas.items()},
         readings=count[0], rejected=rejected, late=late[0])
 
 

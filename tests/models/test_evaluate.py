@@ -309,3 +309,26 @@ def test_a_file_out_of_time_order_is_warned_about(tmp_path):
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())  # the console wraps long lines
     assert "95 readings" in text and "sort the file by time" in text
+
+
+def test_replay_file_keeps_times_kw_and_apparent_power_per_meter(tmp_path):
+    from gridwatch import Settings
+    from gridwatch._filereplay import replay_file
+
+    lines = ["meter_id,timestamp,kw,pf"]
+    for k in range(8):
+        ts = (T + k * timedelta(minutes=15)).isoformat()
+        lines.append(f"a,{ts},{1 + k},0.8")
+        lines.append(f"b,{ts},{2 + k},")
+    lines.append(f"a,{T.isoformat()},9,0.8")  # a duplicate: rejected and counted
+    src = tmp_path / "r.csv"
+    src.write_text("\n".join(lines) + "\n")
+    seen = []
+    run = replay_file(Settings(), src, on_progress=lambda n, ts: seen.append(n), every=5)
+    assert run.readings == 16 and run.rejected == {"duplicate": 1} and run.late == 0
+    assert seen == [5, 10, 15]
+    assert run.times["a"][0] == T.timestamp() and len(run.times["b"]) == 8
+    assert run.kw["a"].tolist() == [float(1 + k) for k in range(8)]
+    assert run.kva["a"] == pytest.approx(run.kw["a"] / 0.8)
+    assert run.kva["b"].tolist() == run.kw["b"].tolist()
+    assert run.meter_days() == pytest.approx(2 * 7 * 15 / 1440)

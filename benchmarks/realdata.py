@@ -271,10 +271,14 @@ def main() -> int:
                   f"({r.detected if r else 0} of {r.labels if r else 0}), "
                   f"precision {fmt(r.precision if r else None)}")
         crossed = [x["lead_min"] for x in demo["leads"] if x["lead_min"] is not None]
+        n_cross = sum(x["crossing"] is not None for x in demo["leads"])
+        print(f"  over-capacity labels whose apparent power reached the contracted capacity: "
+              f"{n_cross} of {len(demo['leads'])}")
         if crossed:
-            print(f"  over-capacity lead before the crossing: median {np.median(crossed):.0f} "
-                  f"min, min {min(crossed):.0f} min, {sum(x >= 15 for x in crossed)} of "
-                  f"{len(crossed)} at least 15 min ahead")
+            print(f"  over-capacity lead before the crossing (warned and crossed: {len(crossed)}):"
+                  f" median {np.median(crossed):.0f} min, min {min(crossed):.0f} min, max "
+                  f"{max(crossed):.0f} min, {sum(x >= 15 for x in crossed)} at least 15 min "
+                  "ahead (negative: raised after the crossing)")
         else:
             print("  over-capacity lead: no warned label whose load crossed the capacity")
     print(f"\ntotal time {time.monotonic() - t_all:.0f} s")

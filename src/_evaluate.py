@@ -351,11 +351,14 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
         if leads:
             crossed = [x["lead_min"] for x in leads if x["lead_min"] is not None]
             early = sum(1 for x in crossed if x >= 15)
+            n_cross = sum(1 for x in leads if x["crossing"])
             out.print(f"over-capacity: {len(leads)} labels, "
-                      f"{sum(1 for x in leads if x['raised_at'])} warned; of those whose load "
-                      f"crossed the contracted capacity, lead before the crossing: "
+                      f"{sum(1 for x in leads if x['raised_at'])} warned, {n_cross} whose "
+                      f"apparent power reached the contracted capacity; lead before the "
+                      f"crossing (warned and crossed): "
                       + (f"median {np.median(crossed):.0f} min, min {min(crossed):.0f} min, "
-                         f"{early} of {len(crossed)} at least 15 min ahead" if crossed
+                         f"max {max(crossed):.0f} min, {early} of {len(crossed)} at least "
+                         "15 min ahead (negative: raised after the crossing)" if crossed
                          else "none measured"))
         out.print(f"readings: {run.readings:,}  meters: {len(run.times)}  meter-days: "
                   f"{md:,.1f}  interval: {step} s  firing events: "

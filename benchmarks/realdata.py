@@ -48,12 +48,9 @@ MIX = ("spike=0.5/mm,outage=0.25/mm,comm_loss=0.25/mm,drop=0.25/mm,stuck=0.25/mm
        "level_shift_up=0.15/mm,level_shift_down=0.15/mm,theft=0.15/mm")
 
 
-def half_of(meter_id: str) -> str:
-    """``tune`` or ``held``: a stable split of households (CRC-32 of the id, even or odd)."""
-    return "tune" if zlib.crc32(meter_id.encode()) % 2 == 0 else "held"
-
-
 def split(meters: list[str], per_half: int | None) -> dict[str, list[str]]:
+    from gridwatch._filereplay import half_of
+
     halves: dict[str, list[str]] = {"tune": [], "held": []}
     for m in sorted(meters, key=lambda m: (zlib.crc32(m.encode()), m)):
         h = halves[half_of(m)]

@@ -274,7 +274,8 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
                  nab: Path | None = None, nab_results: Path | None = None,
                  baseline: bool = True, json_out: Path | None = None,
                  interval: int | None = None, registry: Path | None = None,
-                 grace: timedelta = GRACE, nab_tune: bool = False) -> int:
+                 grace: timedelta = GRACE, nab_tune: bool = False,
+                 half: str | None = None) -> int:
     """Body of ``gridwatch evaluate``: prints the tables and returns the exit code."""
     import time
 
@@ -294,6 +295,7 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
         from gridwatch._filereplay import (
             Progress,
             count_lines,
+            half_of,
             infer_interval,
             meter_meta_from,
             replay_file,
@@ -319,7 +321,12 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
             return 2
         t0 = time.monotonic()
         with Progress(err, count_lines(readings)) as progress:
-            run = replay_file(settings, readings, meta, on_progress=progress)
+            run = replay_file(settings, readings, meta, on_progress=progress,
+                              keep=None if half is None else (lambda m: half_of(m) == half))
+        if half is not None:
+            labs = [lab for lab in labs if half_of(lab.meter_id) == half]
+            out.print(f"meters of the {'tuning' if half == 'tune' else 'held-out'} half only: "
+                      + " ".join(sorted(run.times)))
         elapsed = time.monotonic() - t0
         warn_late(err, run, readings)
         md = run.meter_days()

@@ -8,6 +8,7 @@ event and each meter's reading times and kW, which the measurements need.
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ __all__ = [
     "Progress",
     "ReplayRun",
     "count_lines",
+    "half_of",
     "infer_interval",
     "meter_meta_from",
     "replay_file",
@@ -90,13 +92,19 @@ class ReplayRun:
                    if len(self.times[m]))
 
 
+def half_of(meter_id: str) -> str:
+    """``tune`` or ``held``: the stable half of a data set a meter belongs to (CRC-32 of its id,
+    even or odd). Tune detectors on one half and report them on the other."""
+    return "tune" if zlib.crc32(meter_id.encode()) % 2 == 0 else "held"
+
+
 def replay_file(settings: Any, path: Path,
                 meta: Mapping[str, MeterMeta] | Callable[[str], MeterMeta | None] | None = None,
                 on_progress: Callable[[int, datetime], None] | None = None,
-                every: int = 10_000) -> ReplayRun:
+                every: int = 10_000, keep: Callable[[str], bool] | None = None) -> ReplayRun:
     """Run the engine's dataflow over ``path`` (read as it goes, never all in memory) and keep
     every event and each meter's reading times. ``on_progress(readings, event time)`` is called
-    every ``every`` readings."""
+    every ``every`` readings. With ``keep``, only the meters it accepts are replayed."""
     from bytewax.testing import TestingSink, TestingSource, run_main
 
     from gridwatch.ingest import iter_readings_file
@@ -116,6 +124,8 @@ def replay_file(settings: Any, path: Path,
             if not isinstance(item, Reading):
                 if hasattr(item, "reason"):
                     rejected[item.reason] += 1
+                continue
+            if keep is not None and not keep(item.meter_id):
                 continue
             t = item.ts.timestamp()
             if t < newest[0] - lateness:

@@ -175,6 +175,20 @@ def test_falsealarms_command_on_a_small_file(tmp_path):
     assert js["silence_alarms"].get("comm_loss/no_gap", 0) == 0
     assert "alarms under judgement" in res.output
 
+    from gridwatch._filereplay import half_of
+
+    for half in ("tune", "held"):
+        out_h = tmp_path / f"{half}.json"
+        res = CliRunner().invoke(app, ["falsealarms", str(src), "--half", half, "--json",
+                                       str(out_h)])
+        assert res.exit_code == 0, res.output
+        mine = [m for m in ("h1", "h2") if half_of(m) == half]
+        got = json.loads(out_h.read_text())
+        assert got["meters"] == len(mine)
+        assert got["readings"] == sum(21 * 48 - (10 if m == "h2" else 0) for m in mine)
+    res = CliRunner().invoke(app, ["falsealarms", str(src), "--half", "both"])
+    assert res.exit_code == 2
+
 
 # -- firing and resolutions, unknown types, shapes, over-capacity lead -------------------------
 def test_resolutions_are_counted_apart_and_never_scored():

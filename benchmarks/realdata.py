@@ -241,9 +241,9 @@ def main() -> int:
 
     step_min = real["interval_s"] / 60
     print(f"\nrecall of injected faults (seed {SEED}, mix {MIX}); delay in intervals of "
-          f"{step_min:g} min")
-    print(f"{'shape':18} {'type':22} {'tune n':>7} {'recall':>7} {'delay':>6} "
-          f"{'held n':>7} {'recall':>7} {'delay':>6}")
+          f"{step_min:g} min; al/f: firing alarms per detected fault (1 is one episode)")
+    print(f"{'shape':18} {'type':22} {'tune n':>7} {'recall':>7} {'delay':>6} {'al/f':>5} "
+          f"{'held n':>7} {'recall':>7} {'delay':>6} {'al/f':>5}")
     rec = real["recall"]
     for shape in sorted(set(rec["tune"]) | set(rec["held"]), key=lambda s: (s == "all", s)):
         cells = []
@@ -251,7 +251,8 @@ def main() -> int:
             r = rec[name].get(shape)
             d = None if r is None or r.delay_median_min is None else r.delay_median_min / step_min
             cells.append(f"{(r.labels if r else 0):7d} {fmt(r.recall if r else None):>7} "
-                         f"{fmt(d, '.1f'):>6}")
+                         f"{fmt(d, '.1f'):>6} "
+                         f"{fmt(r.alarms_per_fault if r else None, '.1f'):>5}")
         typ = next((rec[n][shape].type for n in ("tune", "held") if shape in rec[n]), "")
         print(f"{shape:18} {typ:22} {cells[0]} {cells[1]}")
     if real["skipped"]:

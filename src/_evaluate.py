@@ -122,6 +122,8 @@ class ShapeReport:
     recall: float | None = None
     delay_median_min: float | None = None
     delay_p90_min: float | None = None
+    #: firing alarms of the label's type matching a detected fault, on average (1 is ideal)
+    alarms_per_fault: float | None = None
     delays_min: list[float] = field(default_factory=list, repr=False)
 
     def row(self) -> dict[str, Any]:
@@ -138,14 +140,13 @@ def _matches(ev: Event, lab: Label, grace: timedelta) -> bool:
     return raised_in or onset_in
 
 
-def first_hits(events: Iterable[Event], labels: list[Label], grace: timedelta = GRACE
-               ) -> tuple[dict[int, Event], list[tuple[Event, bool]]]:
-    """For each label (by index), its earliest matching firing event; and every firing event
-    with whether it matched some label."""
+def _scan(events: Iterable[Event], labels: list[Label], grace: timedelta
+          ) -> tuple[dict[int, Event], list[tuple[Event, bool]], dict[int, int]]:
     by_meter: dict[str, list[int]] = defaultdict(list)
     for i, lab in enumerate(labels):
         by_meter[lab.meter_id].append(i)
     hit: dict[int, Event] = {}
+    count: dict[int, int] = defaultdict(int)
     judged: list[tuple[Event, bool]] = []
     for ev in events:
         if ev.state != "firing":
@@ -154,8 +155,17 @@ def first_hits(events: Iterable[Event], labels: list[Label], grace: timedelta = 
         hits = [i for i in cands if _matches(ev, labels[i], grace)]
         judged.append((ev, bool(hits)))
         for i in hits:
+            count[i] += 1
             if i not in hit or ev.raised_at < hit[i].raised_at:
                 hit[i] = ev
+    return hit, judged, count
+
+
+def first_hits(events: Iterable[Event], labels: list[Label], grace: timedelta = GRACE
+               ) -> tuple[dict[int, Event], list[tuple[Event, bool]]]:
+    """For each label (by index), its earliest matching firing event; and every firing event
+    with whether it matched some label."""
+    hit, judged, _ = _scan(events, labels, grace)
     return hit, judged
 
 
@@ -204,19 +214,24 @@ def evaluate_events(events: Iterable[Event], labels: Iterable[Label], meter_days
 
 def evaluate_shapes(events: Iterable[Event], labels: list[Label], grace: timedelta = GRACE
                     ) -> dict[str, ShapeReport]:
-    """Recall and delay per injected shape (``Label.shape``), plus ``"all"``."""
-    hit, _ = first_hits(events, labels, grace)
+    """Recall and delay per injected shape (``Label.shape``), plus ``"all"``; and how many
+    firing alarms each detected fault drew (one fault should be one alarm episode)."""
+    hit, _, count = _scan(events, labels, grace)
     out: dict[str, ShapeReport] = {}
+    alarms: dict[str, int] = defaultdict(int)
     for i, lab in enumerate(labels):
         for key in (lab.shape or lab.type, "all"):
             rep = out.setdefault(key, ShapeReport(key, lab.type if key != "all" else "*"))
             rep.labels += 1
             if i in hit:
                 rep.detected += 1
+                alarms[key] += count[i]
                 rep.delays_min.append(
                     max(0.0, (hit[i].raised_at - lab.start).total_seconds() / 60))
-    for rep in out.values():
+    for key, rep in out.items():
         rep.recall = round(rep.detected / rep.labels, 3) if rep.labels else None
+        if rep.detected:
+            rep.alarms_per_fault = round(alarms[key] / rep.detected, 2)
         if rep.delays_min:
             rep.delay_median_min = round(float(np.median(rep.delays_min)), 1)
             rep.delay_p90_min = round(float(np.percentile(rep.delays_min, 90)), 1)
@@ -347,12 +362,13 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
         if any(s.shape != s.type for s in shapes.values() if s.shape != "all"):
             st = Table(title="recall by injected shape")
             for col in ("shape", "event type", "labels", "detected", "recall",
-                        "delay p50 min", "delay p90 min"):
+                        "delay p50 min", "delay p90 min", "alarms per fault"):
                 st.add_column(col, justify="left" if col in ("shape", "event type")
                               else "right")
             for key, s in shapes.items():
                 st.add_row(key, s.type, str(s.labels), str(s.detected), _fmt(s.recall),
                            _fmt(s.delay_median_min), _fmt(s.delay_p90_min),
+                           _fmt(s.alarms_per_fault),
                            style="bold" if key == "all" else None)
             out.print(st)
         if leads:

@@ -232,6 +232,16 @@ def test_recall_and_delay_per_shape():
     assert rep["spike"].delay_median_min == 30.0
     assert rep["drop"].recall == 1.0 and rep["drop"].delay_median_min == 60.0
     assert rep["all"].detected == 2
+    assert rep["spike"].alarms_per_fault == 1.0
+
+
+def test_alarms_per_fault_counts_a_flapping_episode():
+    from gridwatch._evaluate import evaluate_shapes
+
+    theft = Label("a", "possible_theft", T, T + 48 * H, "theft")
+    flaps = [ev("a", "possible_theft", T + k * H, T + (k + 1) * H) for k in range(0, 40, 8)]
+    rep = evaluate_shapes(flaps, [theft])
+    assert rep["theft"].detected == 1 and rep["theft"].alarms_per_fault == 5.0
 
 
 def test_over_capacity_lead_before_the_crossing():

@@ -6,7 +6,9 @@ hash of the meter id: CRC-32 even → tuning, odd → held-out; the members of e
 * alarms per 1,000 meter-days by type on the recorded load as it is (no faults in it; alarms
   about silence that the file's own gaps explain are counted apart),
 * recall and median delay (in reading intervals) per fault type of faults injected into the same
-  load with a fixed seed (``gridwatch simulate --replay --inject``'s shapes),
+  load with a fixed seed (``gridwatch simulate --replay --inject``'s shapes), from the third
+  week of each household's data, and of one spike in each household's first 36 hours
+  (``spike_first_day``: a new meter),
 
 and, on the demo fleet (``config/fleets/demo.yaml``, simulated with its labels), the event
 precision / recall of ``gridwatch evaluate``, theft recall, and over-capacity recall with the lead
@@ -20,12 +22,16 @@ time of each warning before the load crossed the contracted capacity.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import multiprocessing as mp
+import os
 import sys
 import tempfile
 import time
 import zlib
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -42,12 +48,9 @@ MIX = ("spike=0.5/mm,outage=0.25/mm,comm_loss=0.25/mm,drop=0.25/mm,stuck=0.25/mm
        "level_shift_up=0.15/mm,level_shift_down=0.15/mm,theft=0.15/mm")
 
 
-def half_of(meter_id: str) -> str:
-    """``tune`` or ``held``: a stable split of households (CRC-32 of the id, even or odd)."""
-    return "tune" if zlib.crc32(meter_id.encode()) % 2 == 0 else "held"
-
-
 def split(meters: list[str], per_half: int | None) -> dict[str, list[str]]:
+    from gridwatch._filereplay import half_of
+
     halves: dict[str, list[str]] = {"tune": [], "held": []}
     for m in sorted(meters, key=lambda m: (zlib.crc32(m.encode()), m)):
         h = halves[half_of(m)]
@@ -77,13 +80,18 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def replay(settings: Any, path: Path, meta: Any = None) -> Any:
+def replay(settings: Any, path: Path, meta: Any = None, title: str = "replay"
+           ) -> tuple[Any, float]:
+    """The replay of ``path`` and its wall time (runs in a worker process: progress as lines)."""
     from rich.console import Console
 
     from gridwatch._filereplay import Progress, count_lines, replay_file
 
-    with Progress(Console(stderr=True), count_lines(path), every_s=60) as progress:
-        return replay_file(settings, path, meta, on_progress=progress)
+    t0 = time.monotonic()
+    with Progress(Console(stderr=True, force_terminal=False), count_lines(path), title,
+                  every_s=60) as progress:
+        run = replay_file(settings, path, meta, on_progress=progress)
+    return run, time.monotonic() - t0
 
 
 def subset(run: Any, meters: set[str]) -> Any:
@@ -92,15 +100,17 @@ def subset(run: Any, meters: set[str]) -> Any:
     return ReplayRun(events=[e for e in run.events if e.meter_id in meters],
                      times={m: t for m, t in run.times.items() if m in meters},
                      kw={m: v for m, v in run.kw.items() if m in meters},
+                     kva={m: v for m, v in run.kva.items() if m in meters},
                      readings=sum(len(t) for m, t in run.times.items() if m in meters),
                      rejected=Counter())
 
 
-def real_set(args: argparse.Namespace, settings: Any, work: Path) -> dict[str, Any]:
+def real_set(args: argparse.Namespace, base_settings: Any, work: Path) -> dict[str, Any]:
     from gridwatch._evaluate import Label, evaluate_shapes
     from gridwatch._falsealarms import analyse
     from gridwatch.simulators._inject import Mix, inject, write_series
 
+    settings = base_settings
     t0 = time.monotonic()
     log(f"reading {DATA} ...")
     series = load(DATA)
@@ -118,23 +128,31 @@ def real_set(args: argparse.Namespace, settings: Any, work: Path) -> dict[str, A
     from gridwatch._filereplay import with_interval
 
     settings = with_interval(settings, step)
-    log("false alarms: replaying the recorded load ...")
-    t1 = time.monotonic()
-    run = replay(settings, clean)
-    t_clean = time.monotonic() - t1
-    fa: dict[str, Any] = {}
-    for name in ("tune", "held"):
-        rep = analyse(subset(run, set(halves[name])), float(step),
-                      settings.detection.silence_intervals, top=3)
-        fa[name] = rep
-
-    log("recall: injecting faults and replaying ...")
     injected = inject(series, Mix.parse(MIX), SEED, warmup=timedelta(days=14))
+    # and a new meter's first day: one 4-6x spike of 1-2 h in each household's first 36 hours
+    new_labels = []
+    for i, m in enumerate(sorted(injected.series)):
+        one = inject({m: injected.series[m]}, Mix.parse("spike=1"), SEED + 1 + i,
+                     warmup=timedelta(hours=12), within=timedelta(days=1))
+        injected.series[m] = one.series[m]
+        new_labels += [dataclasses.replace(lb, shape="spike_first_day") for lb in one.labels]
+    injected.labels.extend(new_labels)
     faulty = work / "injected.csv.gz"
     write_series(injected.series, faulty)
-    t2 = time.monotonic()
-    run2 = replay(settings, faulty)
-    t_inj = time.monotonic() - t2
+    log(f"faults injected and written ({time.monotonic() - t0:.0f} s); replaying the recorded "
+        f"and the injected load{'' if args.no_demo else ' and the demo fleet'} in "
+        f"{args.jobs} processes ...")
+    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("fork")) as pool:
+        f_clean = pool.submit(replay, settings, clean, None, "recorded")
+        f_inj = pool.submit(replay, settings, faulty, None, "injected")
+        f_demo = None if args.no_demo else pool.submit(demo_fleet, base_settings, work)
+        run, t_clean = f_clean.result()
+        run2, t_inj = f_inj.result()
+        demo = f_demo.result() if f_demo is not None else None
+    fa: dict[str, Any] = {}
+    for name in ("tune", "held"):
+        fa[name] = analyse(subset(run, set(halves[name])), float(step),
+                           settings.detection.silence_intervals, top=3)
     labels = [Label(lb.meter_id, lb.type, lb.start, lb.end, lb.shape, lb.params)
               for lb in injected.labels]
     rec: dict[str, Any] = {}
@@ -144,7 +162,7 @@ def real_set(args: argparse.Namespace, settings: Any, work: Path) -> dict[str, A
                                     [lb for lb in labels if lb.meter_id in members])
     return {"halves": halves, "interval_s": step, "false_alarms": fa, "recall": rec,
             "skipped": injected.skipped, "seconds": {"clean": t_clean, "injected": t_inj},
-            "readings": run.readings}
+            "readings": run.readings, "demo": demo}
 
 
 def demo_fleet(settings: Any, work: Path) -> dict[str, Any]:
@@ -166,10 +184,10 @@ def demo_fleet(settings: Any, work: Path) -> dict[str, Any]:
     registry = work / "demo-registry.json"
     write_registry(sim.meters, registry)
     settings = with_interval(settings, fleet.interval_min * 60)
-    run = replay(settings, readings, Registry.load(registry).meter_meta)
+    run, _ = replay(settings, readings, Registry.load(registry).meter_meta, "demo fleet")
     labs = load_labels(labels_path)
     reports = evaluate_events(run.events, labs, run.meter_days())
-    leads = capacity_leads(run.events, labs, run.times, run.kw)
+    leads = capacity_leads(run.events, labs, run.times, run.kva)
     return {"reports": reports, "leads": leads, "meters": fleet.n_meters,
             "meter_days": run.meter_days()}
 
@@ -184,6 +202,8 @@ def main() -> int:
                     help="households per half (default: all); the first by hash order")
     ap.add_argument("--no-demo", action="store_true", help="skip the demo fleet")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--jobs", type=int, default=min(3, os.cpu_count() or 1),
+                    help="processes for the three replays (default: up to 3, one per core)")
     args = ap.parse_args()
     if not DATA.exists():
         print(f"the sgsc45 set is not at {DATA}", file=sys.stderr)
@@ -196,7 +216,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gridwatch-realdata-") as tmp:
         work = Path(tmp)
         real = real_set(args, settings, work)
-        demo = None if args.no_demo else demo_fleet(settings, work)
+        demo = real["demo"]
 
     print(f"\nsgsc45: {real['readings']:,} readings, interval {real['interval_s']} s; split by "
           "CRC-32 of the meter id (even: tuning, odd: held-out)")
@@ -221,9 +241,9 @@ def main() -> int:
 
     step_min = real["interval_s"] / 60
     print(f"\nrecall of injected faults (seed {SEED}, mix {MIX}); delay in intervals of "
-          f"{step_min:g} min")
-    print(f"{'shape':18} {'type':22} {'tune n':>7} {'recall':>7} {'delay':>6} "
-          f"{'held n':>7} {'recall':>7} {'delay':>6}")
+          f"{step_min:g} min; al/f: firing alarms per detected fault (1 is one episode)")
+    print(f"{'shape':18} {'type':22} {'tune n':>7} {'recall':>7} {'delay':>6} {'al/f':>5} "
+          f"{'held n':>7} {'recall':>7} {'delay':>6} {'al/f':>5}")
     rec = real["recall"]
     for shape in sorted(set(rec["tune"]) | set(rec["held"]), key=lambda s: (s == "all", s)):
         cells = []
@@ -231,7 +251,8 @@ def main() -> int:
             r = rec[name].get(shape)
             d = None if r is None or r.delay_median_min is None else r.delay_median_min / step_min
             cells.append(f"{(r.labels if r else 0):7d} {fmt(r.recall if r else None):>7} "
-                         f"{fmt(d, '.1f'):>6}")
+                         f"{fmt(d, '.1f'):>6} "
+                         f"{fmt(r.alarms_per_fault if r else None, '.1f'):>5}")
         typ = next((rec[n][shape].type for n in ("tune", "held") if shape in rec[n]), "")
         print(f"{shape:18} {typ:22} {cells[0]} {cells[1]}")
     if real["skipped"]:
@@ -248,10 +269,14 @@ def main() -> int:
                   f"({r.detected if r else 0} of {r.labels if r else 0}), "
                   f"precision {fmt(r.precision if r else None)}")
         crossed = [x["lead_min"] for x in demo["leads"] if x["lead_min"] is not None]
+        n_cross = sum(x["crossing"] is not None for x in demo["leads"])
+        print(f"  over-capacity labels whose apparent power reached the contracted capacity: "
+              f"{n_cross} of {len(demo['leads'])}")
         if crossed:
-            print(f"  over-capacity lead before the crossing: median {np.median(crossed):.0f} "
-                  f"min, min {min(crossed):.0f} min, {sum(x >= 15 for x in crossed)} of "
-                  f"{len(crossed)} at least 15 min ahead")
+            print(f"  over-capacity lead before the crossing (warned and crossed: {len(crossed)}):"
+                  f" median {np.median(crossed):.0f} min, min {min(crossed):.0f} min, max "
+                  f"{max(crossed):.0f} min, {sum(x >= 15 for x in crossed)} at least 15 min "
+                  "ahead (negative: raised after the crossing)")
         else:
             print("  over-capacity lead: no warned label whose load crossed the capacity")
     print(f"\ntotal time {time.monotonic() - t_all:.0f} s")

@@ -110,6 +110,10 @@ def simulate(
     inject_warmup: Annotated[str, typer.Option(
         "--inject-warmup", help="Replay: no fault in a meter's first this long (e.g. 14d, 0d)."
                                 )] = "14d",
+    inject_within: Annotated[str | None, typer.Option(
+        "--inject-within", help="Replay: faults start at most this long after the warm-up "
+                                "(e.g. --inject-warmup 0d --inject-within 1d: a new meter's "
+                                "first day).")] = None,
     nab_windows: Annotated[Path | None, typer.Option(
         "--nab-windows", exists=True,
         help="Replay: NAB labels/combined_windows.json, written as labels of the files.")]
@@ -178,13 +182,22 @@ def simulate(
                 warm = parse_duration(inject_warmup)
                 if not isinstance(warm, timedelta):
                     raise ValueError(f"--inject-warmup {inject_warmup!r}: use e.g. 14d or 36h")
+                within = parse_duration(inject_within) if inject_within else None
+                if inject_within and not isinstance(within, timedelta):
+                    raise ValueError(f"--inject-within {inject_within!r}: use e.g. 1d or 36h")
             except ValueError as exc:
                 raise fail(str(exc)) from None
             caps: dict[str, float] = {}
-            if registry is not None and "over_capacity" in mix.shapes():
+            if "over_capacity" in mix.shapes():
+                if registry is None:
+                    raise fail("--inject over_capacity needs the meters' contracted capacity: "
+                               "give --registry REGISTRY (contracted_kva per customer)")
                 from gridwatch.alerts import Registry
 
-                reg = Registry.load(registry)
+                try:
+                    reg = Registry.load(registry)
+                except (OSError, ValueError) as exc:
+                    raise fail(f"--registry {registry}: {exc}") from None
                 for m in reg.meter_ids():
                     meta = reg.meter_meta(m)
                     if meta is not None and meta.contracted_kva:
@@ -193,7 +206,7 @@ def simulate(
                 series = load_series(source.readings())
             with err.status("injecting faults…"):
                 injected = do_inject(series, mix, 0 if seed is None else seed, warmup=warm,
-                                     capacity_kva=caps)
+                                     within=within, capacity_kva=caps)
             labels_path = labels or (out.with_name(out.name.split(".")[0] + ".labels.jsonl")
                                      if out else Path("var/sim/replay.labels.jsonl"))
             write_labels(injected.labels, labels_path)

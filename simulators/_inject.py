@@ -201,10 +201,12 @@ def _iso(t: float) -> datetime:
 
 def inject(series: Mapping[str, Series], mix: Mix, seed: int, *,
            warmup: timedelta = timedelta(days=14), gap: timedelta = timedelta(days=2),
+           within: timedelta | None = None,
            capacity_kva: Mapping[str, float] | None = None) -> InjectResult:
     """Inject ``mix`` into copies of ``series`` (the input is not changed).
 
-    A fault starts at least ``warmup`` after the meter's first reading and lies on a stretch of
+    A fault starts at least ``warmup`` after the meter's first reading (and, with ``within``, at
+    most ``warmup + within`` after it: faults of a new meter) and lies on a stretch of
     evenly spaced readings (no gap in the recorded data). Meters are drawn in proportion to their
     readings, so rates are per meter-month of data. ``over_capacity`` needs ``capacity_kva``
     (contracted capacity in kVA; the ramp is written in kW at unit power factor) for the
@@ -213,7 +215,8 @@ def inject(series: Mapping[str, Series], mix: Mix, seed: int, *,
     out = {m: s.copy() for m, s in sorted(series.items())}
     caps = dict(capacity_kva or {})
     meters = sorted(out)
-    info: dict[str, tuple[float, float, int]] = {}  # interval, typical kW, first usable row
+    # interval, typical kW, first and last row a fault may start at
+    info: dict[str, tuple[float, float, int, int]] = {}
     for m in meters:
         s = out[m]
         step = s.interval_s
@@ -222,7 +225,9 @@ def inject(series: Mapping[str, Series], mix: Mix, seed: int, *,
         pos = s.kw[s.kw > 0]
         typical = float(np.median(pos)) if len(pos) else 0.1
         first = int(np.searchsorted(s.ts, s.ts[0] + warmup.total_seconds()))
-        info[m] = (step, max(typical, 0.05), max(first, 1))
+        last = len(s.ts) if within is None else int(np.searchsorted(
+            s.ts, s.ts[0] + (warmup + within).total_seconds(), side="right"))
+        info[m] = (step, max(typical, 0.05), max(first, 1), last)
     data_s = sum(out[m].ts[-1] - out[m].ts[0] for m in info)
     busy: dict[str, list[tuple[float, float]]] = {}
     labels: list[Label] = []
@@ -235,17 +240,19 @@ def inject(series: Mapping[str, Series], mix: Mix, seed: int, *,
             expected = mix.rates[shape] * data_s / _METER_MONTH_S
             n += int(expected) + int(rng.random() < expected - int(expected))
         pool = [m for m in info if shape != "over_capacity" or m in caps]
-        weights = np.array([max(len(out[m].ts) - info[m][2], 0) for m in pool], dtype=float)
+        weights = np.array([max(min(info[m][3], len(out[m].ts)) - info[m][2], 0) for m in pool],
+                           dtype=float)
         for _ in range(n):
             placed = False
             for _attempt in range(100 if weights.sum() > 0 else 0):
                 m = pool[int(rng.choice(len(pool), p=weights / weights.sum()))]
                 s = out[m]
-                step, typical, first = info[m]
+                step, typical, first, last = info[m]
                 dur = max(1, round(float(rng.uniform(*spec.minutes)) * 60 / step))
-                if first >= len(s.ts) - dur - 1:
+                end = min(last, len(s.ts) - dur - 1)
+                if first >= end:
                     continue
-                k0 = int(rng.integers(first, len(s.ts) - dur - 1))
+                k0 = int(rng.integers(first, end))
                 k1 = k0 + dur
                 t0, t1 = s.ts[k0], s.ts[k0] + dur * step
                 # evenly spaced, nothing missing, one reading after the window

@@ -8,9 +8,9 @@ within ``[start, end + grace]``, or has its onset within ``[start - grace, end]`
 counted apart and never scored. Reported per type and per injected shape: precision, recall, F1,
 median and 90th-percentile detection delay (first matching ``raised_at`` minus ``start``) and
 false alarms per 1,000 meter-days. Over-capacity labels also get the lead time of their first
-warning: minutes from ``raised_at`` to the first reading of the span at or above the contracted
-capacity (positive: the warning came first). Label types the engine never raises are warned
-about (they can only be missed).
+warning: minutes from ``raised_at`` to the first reading of the span whose apparent power
+(kW over its power factor) reached the contracted capacity (positive: the warning came first).
+Label types the engine never raises are warned about (they can only be missed).
 """
 
 from __future__ import annotations
@@ -122,6 +122,8 @@ class ShapeReport:
     recall: float | None = None
     delay_median_min: float | None = None
     delay_p90_min: float | None = None
+    #: firing alarms of the label's type matching a detected fault, on average (1 is ideal)
+    alarms_per_fault: float | None = None
     delays_min: list[float] = field(default_factory=list, repr=False)
 
     def row(self) -> dict[str, Any]:
@@ -138,14 +140,13 @@ def _matches(ev: Event, lab: Label, grace: timedelta) -> bool:
     return raised_in or onset_in
 
 
-def first_hits(events: Iterable[Event], labels: list[Label], grace: timedelta = GRACE
-               ) -> tuple[dict[int, Event], list[tuple[Event, bool]]]:
-    """For each label (by index), its earliest matching firing event; and every firing event
-    with whether it matched some label."""
+def _scan(events: Iterable[Event], labels: list[Label], grace: timedelta
+          ) -> tuple[dict[int, Event], list[tuple[Event, bool]], dict[int, int]]:
     by_meter: dict[str, list[int]] = defaultdict(list)
     for i, lab in enumerate(labels):
         by_meter[lab.meter_id].append(i)
     hit: dict[int, Event] = {}
+    count: dict[int, int] = defaultdict(int)
     judged: list[tuple[Event, bool]] = []
     for ev in events:
         if ev.state != "firing":
@@ -154,8 +155,17 @@ def first_hits(events: Iterable[Event], labels: list[Label], grace: timedelta = 
         hits = [i for i in cands if _matches(ev, labels[i], grace)]
         judged.append((ev, bool(hits)))
         for i in hits:
+            count[i] += 1
             if i not in hit or ev.raised_at < hit[i].raised_at:
                 hit[i] = ev
+    return hit, judged, count
+
+
+def first_hits(events: Iterable[Event], labels: list[Label], grace: timedelta = GRACE
+               ) -> tuple[dict[int, Event], list[tuple[Event, bool]]]:
+    """For each label (by index), its earliest matching firing event; and every firing event
+    with whether it matched some label."""
+    hit, judged, _ = _scan(events, labels, grace)
     return hit, judged
 
 
@@ -204,19 +214,24 @@ def evaluate_events(events: Iterable[Event], labels: Iterable[Label], meter_days
 
 def evaluate_shapes(events: Iterable[Event], labels: list[Label], grace: timedelta = GRACE
                     ) -> dict[str, ShapeReport]:
-    """Recall and delay per injected shape (``Label.shape``), plus ``"all"``."""
-    hit, _ = first_hits(events, labels, grace)
+    """Recall and delay per injected shape (``Label.shape``), plus ``"all"``; and how many
+    firing alarms each detected fault drew (one fault should be one alarm episode)."""
+    hit, _, count = _scan(events, labels, grace)
     out: dict[str, ShapeReport] = {}
+    alarms: dict[str, int] = defaultdict(int)
     for i, lab in enumerate(labels):
         for key in (lab.shape or lab.type, "all"):
             rep = out.setdefault(key, ShapeReport(key, lab.type if key != "all" else "*"))
             rep.labels += 1
             if i in hit:
                 rep.detected += 1
+                alarms[key] += count[i]
                 rep.delays_min.append(
                     max(0.0, (hit[i].raised_at - lab.start).total_seconds() / 60))
-    for rep in out.values():
+    for key, rep in out.items():
         rep.recall = round(rep.detected / rep.labels, 3) if rep.labels else None
+        if rep.detected:
+            rep.alarms_per_fault = round(alarms[key] / rep.detected, 2)
         if rep.delays_min:
             rep.delay_median_min = round(float(np.median(rep.delays_min)), 1)
             rep.delay_p90_min = round(float(np.percentile(rep.delays_min, 90)), 1)
@@ -224,12 +239,12 @@ def evaluate_shapes(events: Iterable[Event], labels: list[Label], grace: timedel
 
 
 def capacity_leads(events: Iterable[Event], labels: list[Label],
-                   times: Mapping[str, np.ndarray], kw: Mapping[str, np.ndarray],
+                   times: Mapping[str, np.ndarray], kva: Mapping[str, np.ndarray],
                    grace: timedelta = GRACE) -> list[dict[str, Any]]:
-    """For each ``over_capacity_risk`` label: when its load first reached the contracted
-    capacity (``contracted_kva`` of the label, at unit power factor) and the lead of the first
-    matching warning in minutes (positive: before the crossing); ``None`` where the load never
-    crossed or nothing was raised."""
+    """For each ``over_capacity_risk`` label: when its apparent power (``kva``, per meter in the
+    order of ``times``) first reached the contracted capacity (``contracted_kva`` of the label)
+    and the lead of the first matching warning in minutes (positive: before the crossing);
+    ``None`` where the load never crossed or nothing was raised."""
     hit, _ = first_hits(events, labels, grace)
     out = []
     for i, lab in enumerate(labels):
@@ -237,7 +252,7 @@ def capacity_leads(events: Iterable[Event], labels: list[Label],
             continue
         cap = lab.params.get("contracted_kva")
         crossing: datetime | None = None
-        ts, kws = times.get(lab.meter_id), kw.get(lab.meter_id)
+        ts, kws = times.get(lab.meter_id), kva.get(lab.meter_id)
         if cap and ts is not None and kws is not None:
             lo, hi = lab.start.timestamp(), lab.end.timestamp()
             sel = np.flatnonzero((ts >= lo) & (ts < hi) & (kws >= float(cap)))
@@ -274,7 +289,8 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
                  nab: Path | None = None, nab_results: Path | None = None,
                  baseline: bool = True, json_out: Path | None = None,
                  interval: int | None = None, registry: Path | None = None,
-                 grace: timedelta = GRACE, nab_tune: bool = False) -> int:
+                 grace: timedelta = GRACE, nab_tune: bool = False,
+                 half: str | None = None) -> int:
     """Body of ``gridwatch evaluate``: prints the tables and returns the exit code."""
     import time
 
@@ -294,6 +310,7 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
         from gridwatch._filereplay import (
             Progress,
             count_lines,
+            half_of,
             infer_interval,
             meter_meta_from,
             replay_file,
@@ -312,16 +329,25 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
                       "raises: they can only be missed")
         if step is not None:
             settings = with_interval(settings, step)
+        try:
+            meta = meter_meta_from(settings, registry)
+        except (OSError, ValueError) as exc:
+            err.print(f"[bold red]error:[/] registry: {exc}")
+            return 2
         t0 = time.monotonic()
         with Progress(err, count_lines(readings)) as progress:
-            run = replay_file(settings, readings, meter_meta_from(settings, registry),
-                              on_progress=progress)
+            run = replay_file(settings, readings, meta, on_progress=progress,
+                              keep=None if half is None else (lambda m: half_of(m) == half))
+        if half is not None:
+            labs = [lab for lab in labs if half_of(lab.meter_id) == half]
+            out.print(f"meters of the {'tuning' if half == 'tune' else 'held-out'} half only: "
+                      + " ".join(sorted(run.times)))
         elapsed = time.monotonic() - t0
         warn_late(err, run, readings)
         md = run.meter_days()
         reports = evaluate_events(run.events, labs, md, grace)
         shapes = evaluate_shapes(run.events, labs, grace)
-        leads = capacity_leads(run.events, labs, run.times, run.kw, grace)
+        leads = capacity_leads(run.events, labs, run.times, run.kva, grace)
         table = Table(title=f"evaluation of {readings} against {labels}")
         for col in ("type", "labels", "firing", "resolved", "precision", "recall", "F1",
                     "delay p50 min", "delay p90 min", "false alarms /1000 meter-days"):
@@ -336,22 +362,26 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
         if any(s.shape != s.type for s in shapes.values() if s.shape != "all"):
             st = Table(title="recall by injected shape")
             for col in ("shape", "event type", "labels", "detected", "recall",
-                        "delay p50 min", "delay p90 min"):
+                        "delay p50 min", "delay p90 min", "alarms per fault"):
                 st.add_column(col, justify="left" if col in ("shape", "event type")
                               else "right")
             for key, s in shapes.items():
                 st.add_row(key, s.type, str(s.labels), str(s.detected), _fmt(s.recall),
                            _fmt(s.delay_median_min), _fmt(s.delay_p90_min),
+                           _fmt(s.alarms_per_fault),
                            style="bold" if key == "all" else None)
             out.print(st)
         if leads:
             crossed = [x["lead_min"] for x in leads if x["lead_min"] is not None]
             early = sum(1 for x in crossed if x >= 15)
+            n_cross = sum(1 for x in leads if x["crossing"])
             out.print(f"over-capacity: {len(leads)} labels, "
-                      f"{sum(1 for x in leads if x['raised_at'])} warned; of those whose load "
-                      f"crossed the contracted capacity, lead before the crossing: "
+                      f"{sum(1 for x in leads if x['raised_at'])} warned, {n_cross} whose "
+                      f"apparent power reached the contracted capacity; lead before the "
+                      f"crossing (warned and crossed): "
                       + (f"median {np.median(crossed):.0f} min, min {min(crossed):.0f} min, "
-                         f"{early} of {len(crossed)} at least 15 min ahead" if crossed
+                         f"max {max(crossed):.0f} min, {early} of {len(crossed)} at least "
+                         "15 min ahead (negative: raised after the crossing)" if crossed
                          else "none measured"))
         out.print(f"readings: {run.readings:,}  meters: {len(run.times)}  meter-days: "
                   f"{md:,.1f}  interval: {step} s  firing events: "

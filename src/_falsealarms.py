@@ -20,6 +20,7 @@ from gridwatch._filereplay import (
     Progress,
     ReplayRun,
     count_lines,
+    half_of,
     infer_interval,
     meter_meta_from,
     replay_file,
@@ -168,7 +169,7 @@ def analyse(run: ReplayRun, interval_s: float, silence_intervals: int,
 
 def run_falsealarms(settings: Any, path: Path, *, interval: int | None = None,
                     registry: Path | None = None, top: int = 10,
-                    json_out: Path | None = None) -> int:
+                    json_out: Path | None = None, half: str | None = None) -> int:
     """Body of ``gridwatch falsealarms``: prints the report, returns the exit code."""
     import json
     import sys
@@ -192,11 +193,16 @@ def run_falsealarms(settings: Any, path: Path, *, interval: int | None = None,
         return 2
     settings = with_interval(settings, step)
     err.print(f"interval: {step} s ({'given' if interval else 'inferred from the file'})")
-    meta = meter_meta_from(settings, registry)
+    try:
+        meta = meter_meta_from(settings, registry)
+    except (OSError, ValueError) as exc:
+        err.print(f"[bold red]error:[/] registry: {exc}")
+        return 2
     total = count_lines(path)
     t0 = time.monotonic()
     with Progress(err, total) as progress:
-        run = replay_file(settings, path, meta, on_progress=progress)
+        run = replay_file(settings, path, meta, on_progress=progress,
+                          keep=None if half is None else (lambda m: half_of(m) == half))
     elapsed = time.monotonic() - t0
     warn_late(err, run, path)
     rep = analyse(run, float(step), settings.detection.silence_intervals, top)
@@ -224,6 +230,10 @@ def run_falsealarms(settings: Any, path: Path, *, interval: int | None = None,
                  "no_gap": "with no gap in the file (judged)"}
         out.print("silence alarms checked against the file: " + ", ".join(
             f"{k.split('/')[0]} {words[k.split('/')[1]]} {v}" for k, v in rep.silence.items()))
+    if half is not None:
+        out.print(f"households of the {'tuning' if half == 'tune' else 'held-out'} half only "
+                  f"(CRC-32 of the meter id {'even' if half == 'tune' else 'odd'}): "
+                  + " ".join(sorted(run.times)))
     out.print(f"readings: {rep.readings:,}  meters: {rep.meters}  meter-days: "
               f"{rep.meter_days:,.1f}  interval: {step} s  time: {elapsed:,.0f} s"
               + (f"  rows rejected: {rep.rejected}" if rep.rejected else ""))

@@ -8,9 +8,10 @@ event and each meter's reading times and kW, which the measurements need.
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
     "Progress",
     "ReplayRun",
     "count_lines",
+    "half_of",
     "infer_interval",
     "meter_meta_from",
     "replay_file",
@@ -79,6 +81,9 @@ class ReplayRun:
     #: readings more than ``detection.lateness_s`` older than the newest before them (a file
     #: not in time order: silence is then judged against the wrong watermark)
     late: int = 0
+    #: apparent power (kW over the reading's power factor, unit when it has none), for the
+    #: over-capacity lead time
+    kva: dict[str, np.ndarray] = field(default_factory=dict)
 
     def meter_days(self, meters: Iterable[str] | None = None) -> float:
         """Observed meter-days: per meter, first to last reading."""
@@ -87,13 +92,19 @@ class ReplayRun:
                    if len(self.times[m]))
 
 
+def half_of(meter_id: str) -> str:
+    """``tune`` or ``held``: the stable half of a data set a meter belongs to (CRC-32 of its id,
+    even or odd). Tune detectors on one half and report them on the other."""
+    return "tune" if zlib.crc32(meter_id.encode()) % 2 == 0 else "held"
+
+
 def replay_file(settings: Any, path: Path,
                 meta: Mapping[str, MeterMeta] | Callable[[str], MeterMeta | None] | None = None,
                 on_progress: Callable[[int, datetime], None] | None = None,
-                every: int = 10_000) -> ReplayRun:
+                every: int = 10_000, keep: Callable[[str], bool] | None = None) -> ReplayRun:
     """Run the engine's dataflow over ``path`` (read as it goes, never all in memory) and keep
     every event and each meter's reading times. ``on_progress(readings, event time)`` is called
-    every ``every`` readings."""
+    every ``every`` readings. With ``keep``, only the meters it accepts are replayed."""
     from bytewax.testing import TestingSink, TestingSource, run_main
 
     from gridwatch.ingest import iter_readings_file
@@ -101,6 +112,7 @@ def replay_file(settings: Any, path: Path,
 
     times: dict[str, list[float]] = defaultdict(list)
     kws: dict[str, list[float]] = defaultdict(list)
+    kvas: dict[str, list[float]] = defaultdict(list)
     rejected: Counter[str] = Counter()
     count = [0]
     late = [0]
@@ -113,12 +125,17 @@ def replay_file(settings: Any, path: Path,
                 if hasattr(item, "reason"):
                     rejected[item.reason] += 1
                 continue
+            if keep is not None and not keep(item.meter_id):
+                continue
             t = item.ts.timestamp()
             if t < newest[0] - lateness:
                 late[0] += 1
             newest[0] = max(newest[0], t)
             times[item.meter_id].append(t)
             kws[item.meter_id].append(item.kw)
+            # apparent power as the capacity check sees it (power factor at least 0.5)
+            kvas[item.meter_id].append(
+                item.kw / max(abs(item.pf), 0.5) if item.pf is not None else item.kw)
             count[0] += 1
             if on_progress is not None and count[0] % every == 0:
                 on_progress(count[0], item.ts)
@@ -133,6 +150,7 @@ def replay_file(settings: Any, path: Path,
         events=[x for x in out if isinstance(x, Event)],
         times={m: np.asarray(v)[order[m]] for m, v in times.items()},
         kw={m: np.asarray(v)[order[m]] for m, v in kws.items()},
+        kva={m: np.asarray(v)[order[m]] for m, v in kvas.items()},
         readings=count[0], rejected=rejected, late=late[0])
 
 
@@ -165,6 +183,7 @@ class Progress:
         import time
 
         self.console = console
+        self.title = title
         self.total = total
         self.every_s = every_s
         self._clock = time.monotonic
@@ -205,9 +224,9 @@ class Progress:
             self._last = now
             rate = n / max(now - self._t0, 1e-9)
             left = (self.total - n) / rate if rate > 0 else 0.0
-            self.console.print(f"{n:,} of {self.total:,} readings ({n / max(self.total, 1):.0%}),"
-                               f" at {ts:%Y-%m-%d}, {rate:,.0f}/s, about {left:,.0f} s left",
-                               highlight=False)
+            self.console.print(f"{self.title}: {n:,} of {self.total:,} readings "
+                               f"({n / max(self.total, 1):.0%}), at {ts:%Y-%m-%d}, "
+                               f"{rate:,.0f}/s, about {left:,.0f} s left", highlight=False)
 
 
 def warn_late(console: Any, run: ReplayRun, path: Path) -> None:

@@ -224,6 +224,9 @@ def evaluate(
     registry: Annotated[Path | None, typer.Option(
         "--registry", help="Registry of the meters (customer, cell, capacity); default: "
                            "alerts.registry of the settings when it exists.")] = None,
+    half: Annotated[str | None, typer.Option(
+        "--half", help="Only the meters (and labels) of one half of --readings: 'tune' (CRC-32 "
+                       "of the meter id even) or 'held' (odd).")] = None,
     grace_min: Annotated[float, typer.Option(
         "--grace-min", min=0, help="Matching window: an event raised up to this long after a "
                                    "label's end (or with its onset this long before its "
@@ -250,11 +253,14 @@ def evaluate(
 
     from gridwatch._evaluate import run_evaluate
 
+    if half not in (None, "tune", "held"):
+        err.print(f"[bold red]error:[/] --half {half!r}: use tune or held")
+        raise typer.Exit(2)
     settings = settings_or_exit(config)
     code = run_evaluate(settings, readings=readings, labels=labels, nab=nab,
                         nab_results=nab_results, baseline=not no_baseline, json_out=json_out,
                         interval=interval, registry=registry,
-                        grace=timedelta(minutes=grace_min), nab_tune=nab_tune)
+                        grace=timedelta(minutes=grace_min), nab_tune=nab_tune, half=half)
     raise typer.Exit(code)
 
 
@@ -271,8 +277,12 @@ def falsealarms(
                            "alerts.registry of the settings when it exists.")] = None,
     top: Annotated[int, typer.Option("--top", min=0, help="How many worst meters to list.")]
         = 10,
+    half: Annotated[str | None, typer.Option(
+        "--half", help="Only the meters of one half: 'tune' (CRC-32 of the id even) or 'held' "
+                       "(odd); tune on one, report on the other.")] = None,
     json_out: Annotated[Path | None, typer.Option(
-        "--json", help="Also write the figures as JSON to this file ('-' for stdout only).")]
+        "--json", help="Also write the figures as JSON to this file ('-': the JSON on stdout, "
+                         "the tables on stderr).")]
         = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -281,9 +291,12 @@ def falsealarms(
     communication-loss alarms checked against the file's own gaps, and the worst meters."""
     from gridwatch._falsealarms import run_falsealarms
 
+    if half not in (None, "tune", "held"):
+        err.print(f"[bold red]error:[/] --half {half!r}: use tune or held")
+        raise typer.Exit(2)
     settings = settings_or_exit(config)
     raise typer.Exit(run_falsealarms(settings, path, interval=interval, registry=registry,
-                                     top=top, json_out=json_out))
+                                     top=top, json_out=json_out, half=half))
 
 
 

@@ -175,6 +175,20 @@ def test_falsealarms_command_on_a_small_file(tmp_path):
     assert js["silence_alarms"].get("comm_loss/no_gap", 0) == 0
     assert "alarms under judgement" in res.output
 
+    from gridwatch._filereplay import half_of
+
+    for half in ("tune", "held"):
+        out_h = tmp_path / f"{half}.json"
+        res = CliRunner().invoke(app, ["falsealarms", str(src), "--half", half, "--json",
+                                       str(out_h)])
+        assert res.exit_code == 0, res.output
+        mine = [m for m in ("h1", "h2") if half_of(m) == half]
+        got = json.loads(out_h.read_text())
+        assert got["meters"] == len(mine)
+        assert got["readings"] == sum(21 * 48 - (10 if m == "h2" else 0) for m in mine)
+    res = CliRunner().invoke(app, ["falsealarms", str(src), "--half", "both"])
+    assert res.exit_code == 2
+
 
 # -- firing and resolutions, unknown types, shapes, over-capacity lead -------------------------
 def test_resolutions_are_counted_apart_and_never_scored():
@@ -218,6 +232,16 @@ def test_recall_and_delay_per_shape():
     assert rep["spike"].delay_median_min == 30.0
     assert rep["drop"].recall == 1.0 and rep["drop"].delay_median_min == 60.0
     assert rep["all"].detected == 2
+    assert rep["spike"].alarms_per_fault == 1.0
+
+
+def test_alarms_per_fault_counts_a_flapping_episode():
+    from gridwatch._evaluate import evaluate_shapes
+
+    theft = Label("a", "possible_theft", T, T + 48 * H, "theft")
+    flaps = [ev("a", "possible_theft", T + k * H, T + (k + 1) * H) for k in range(0, 40, 8)]
+    rep = evaluate_shapes(flaps, [theft])
+    assert rep["theft"].detected == 1 and rep["theft"].alarms_per_fault == 5.0
 
 
 def test_over_capacity_lead_before_the_crossing():
@@ -309,3 +333,26 @@ def test_a_file_out_of_time_order_is_warned_about(tmp_path):
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())  # the console wraps long lines
     assert "95 readings" in text and "sort the file by time" in text
+
+
+def test_replay_file_keeps_times_kw_and_apparent_power_per_meter(tmp_path):
+    from gridwatch import Settings
+    from gridwatch._filereplay import replay_file
+
+    lines = ["meter_id,timestamp,kw,pf"]
+    for k in range(8):
+        ts = (T + k * timedelta(minutes=15)).isoformat()
+        lines.append(f"a,{ts},{1 + k},0.8")
+        lines.append(f"b,{ts},{2 + k},")
+    lines.append(f"a,{T.isoformat()},9,0.8")  # a duplicate: rejected and counted
+    src = tmp_path / "r.csv"
+    src.write_text("\n".join(lines) + "\n")
+    seen = []
+    run = replay_file(Settings(), src, on_progress=lambda n, ts: seen.append(n), every=5)
+    assert run.readings == 16 and run.rejected == {"duplicate": 1} and run.late == 0
+    assert seen == [5, 10, 15]
+    assert run.times["a"][0] == T.timestamp() and len(run.times["b"]) == 8
+    assert run.kw["a"].tolist() == [float(1 + k) for k in range(8)]
+    assert run.kva["a"] == pytest.approx(run.kw["a"] / 0.8)
+    assert run.kva["b"].tolist() == run.kw["b"].tolist()
+    assert run.meter_days() == pytest.approx(2 * 7 * 15 / 1440)

@@ -237,3 +237,45 @@ def test_simulate_replay_inject_then_evaluate(tmp_path: Path) -> None:
     figures = json.loads(report.read_text())["labels"]
     assert figures["all"]["labels"] == 5
     assert {"abnormal_consumption", "comm_loss", "stuck_reading"} <= set(figures)
+
+
+def test_simulate_inject_over_capacity_reads_the_registry(tmp_path: Path) -> None:
+    import yaml
+
+    src = tmp_path / "recorded.csv"
+    lines = ["meter_id,timestamp,kw"]
+    lines += [f"{m},{datetime.fromtimestamp(t, UTC).isoformat()},{kw}"
+              for t, m, kw, _ in rows(fleet(meters=2, days=10))]
+    src.write_text("\n".join(lines) + "\n")
+    args = ["simulate", "--replay", str(src), "--inject", "over_capacity=2",
+            "--inject-warmup", "1d", "--target", "jsonl", "--out", str(tmp_path / "o.jsonl"),
+            "--labels", str(tmp_path / "l.jsonl")]
+    runner = CliRunner()
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "contracted capacity" in " ".join(res.output.split())
+    reg = tmp_path / "registry.yaml"
+    reg.write_text(yaml.safe_dump({
+        "managers": [{"id": "MG", "name": "M", "channels": ["mqtt"]}],
+        "cells": [{"id": "C1", "name": "cell", "primary": "MG"}],
+        "customers": [{"id": "CU-1", "name": "one", "class": "residential",
+                       "contracted_kva": 4, "grid_cell": "C1", "meters": ["m1"]}]}))
+    res = runner.invoke(app, [*args, "--registry", str(reg)])
+    assert res.exit_code == 0, res.output
+    labels = [json.loads(x) for x in (tmp_path / "l.jsonl").read_text().splitlines()]
+    assert [(lb["meter_id"], lb["type"], lb["contracted_kva"]) for lb in labels] == [
+        ("m1", "over_capacity_risk", 4.0)] * 2
+    out = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    last = labels[0]["end"]
+    peak = max(r["kw"] for r in out if r["meter_id"] == "m1"
+               and labels[0]["start"] <= r["ts"] < last)
+    assert peak >= 0.95 * 4.0 - 1e-6
+
+
+def test_faults_of_a_new_meter_start_within_its_first_day() -> None:
+    data = fleet(meters=4, days=20)
+    res = inject(data, Mix.parse("spike=8"), 2, warmup=timedelta(hours=6),
+                 within=timedelta(days=1), gap=timedelta(hours=2))
+    assert len(res.labels) == 8
+    for lb in res.labels:
+        t0 = data[lb.meter_id].ts[0]
+        assert t0 + 6 * 3600 <= lb.start.timestamp() <= t0 + 30 * 3600

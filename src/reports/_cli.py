@@ -49,8 +49,8 @@ def energy_report(
     capacity, load factor, power factor and its adjustment, anomalies and device events,
     advice. With --cell, the same report of a grid cell from its transformer."""
 
-    from gridwatch.alerts import Registry, RegistryError
     from gridwatch._cli_common import err, settings_or_exit
+    from gridwatch.alerts import Registry, RegistryError
 
     t0 = time.perf_counter()
     settings = settings_or_exit(config)

@@ -93,7 +93,8 @@ def learn(rec: MeterRecord, slot: int, kw: float, edge: tuple[float, float] | No
 
     ``edge`` is the slot's band (lo, hi kW) when the reading lies outside it: the slot levels
     then learn the band's edge, not the reading, so a fault cannot become its slot's usual in
-    an hour, while a new habit that persists still moves the band day by day. A new slot starts
+    an hour, while a new habit that persists still moves the band day by day (the meter-wide
+    level learns every reading, winsorised). A new slot starts
     from the meter-wide level, worth ``_SHRINK`` samples (as ``band`` reads it)."""
     kw = max(kw, 0.0)
     g_n = int(rec.lv_n[GLOBAL])
@@ -106,8 +107,7 @@ def learn(rec: MeterRecord, slot: int, kw: float, edge: tuple[float, float] | No
     y = math.log(kw + f)
     kw_slot = kw if edge is None else min(max(kw, edge[0]), edge[1])
     y_slot = math.log(kw_slot + f)
-    if edge is None:  # the meter-wide level learns no reading outside its band
-        _update(rec, GLOBAL, y, kw, _ALPHA_G, 0.0)
+    _update(rec, GLOBAL, y, kw, _ALPHA_G, 0.0)  # the meter-wide level follows the seasons
     d = level(slot)
     if not rec.lv_n[d]:
         rec.lv_mu[d], rec.lv_dev[d] = rec.lv_mu[GLOBAL], rec.lv_dev[GLOBAL]

@@ -24,6 +24,8 @@ class ClassPolicy(Section):
     #: the last 28 days) for ``peak_min_minutes`` is news in any class.
     peak_factor: Annotated[float, Field(gt=0)] = 1.2
     peak_min_minutes: Annotated[float, Field(ge=0)] = 60.0
+    #: ... or for one reading at ``peak_burst`` times the record.
+    peak_burst: Annotated[float, Field(gt=1)] = 2.0
     #: ... and at least this much energy (kWh), so a tiny load's bursts are not news either.
     high_min_kwh: Annotated[float, Field(ge=0)] = 1.0
     #: A sustained drop likewise (energy below the band, as a share of the usual daily energy).
@@ -34,6 +36,9 @@ class ClassPolicy(Section):
     #: Log-dispersion assumed for a slot the meter has not shown yet (a shop's first morning
     #: is its opening, not a surge): 0 judges new slots by the meter's own spread only.
     young_dev: Annotated[float, Field(ge=0)] = 0.0
+    #: Judge possible theft within the day (the last ``theft_hours`` hours) as well as on whole
+    #: days. Off for households, whose bursty hours make 12-hour windows too noisy.
+    theft_window: bool = False
     #: Raise daily level drops that do not keep the load's shape (an empty house, a plant
     #: shut down); a drop that keeps the shape is judged as possible theft in every class.
     level_down: bool = False
@@ -45,14 +50,15 @@ def _policies() -> dict[str, ClassPolicy]:
         "commercial": ClassPolicy(high_min_minutes=30, high_energy_share=0.08, high_min_kwh=2,
                                   peak_min_minutes=30,
                                   low_min_minutes=120, low_energy_share=0.1, zero_min_minutes=60,
-                                  young_dev=0.7, level_down=True),
+                                  young_dev=0.7, theft_window=True, level_down=True),
         "industrial": ClassPolicy(high_min_minutes=15, high_energy_share=0.03, high_min_kwh=5,
                                   peak_min_minutes=15,
                                   low_min_minutes=60, low_energy_share=0.05, zero_min_minutes=30,
-                                  young_dev=0.7, level_down=True),
+                                  young_dev=0.7, theft_window=True, level_down=True),
         "agricultural": ClassPolicy(high_min_minutes=30, high_energy_share=0.08, high_min_kwh=2,
                                     low_min_minutes=120, low_energy_share=0.1,
-                                    zero_min_minutes=120, young_dev=0.7),
+                                    zero_min_minutes=120, young_dev=0.7,
+                                    theft_window=True),
     }
 
 
@@ -124,6 +130,12 @@ class DetectionSettings(Section):
     #: hourly curve with the usual one at least ``theft_shape_corr``: a bypass scales the load
     #: down, an empty house flattens it) ...
     theft_days: Annotated[int, Field(ge=1)] = 2
+    #: ... or, within the day, the last ``theft_hours`` hours at that fraction of the usual
+    #: energy of those hours, with the usual hourly shape ...
+    theft_hours: Annotated[float, Field(ge=2, le=24)] = 12.0
+    #: Correlation of those hours with the usual ones that counts as the usual shape (12 hourly
+    #: points correlate at random far more than 24 do: a stricter bar than ``theft_shape_corr``).
+    theft_window_corr: Annotated[float, Field(ge=-1, le=1)] = 0.6
     theft_shape_corr: Annotated[float, Field(ge=-1, le=1)] = 0.3
     #: ... and the segment does not veto it (its median ratio stays above this), unless the
     #: meter's own evidence is strong (ratio below ``theft_strong_ratio``).

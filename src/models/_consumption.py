@@ -87,7 +87,9 @@ def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: 
 
     kind = open_kind(rec)
     p_start, p_n, _ = rec.peak_run
-    if (p_n and p_n * interval >= pol.peak_min_minutes * 60 and kind not in HIGH_KINDS
+    burst = days >= 7 and kw > pol.peak_burst * widen * history  # far beyond: news at once
+    if (p_n and (p_n * interval >= pol.peak_min_minutes * 60 or burst)
+            and kind not in HIGH_KINDS
             and kind != "level_shift_up"):
         supersede(rec, t, meta, "spike", out)
         start, n, over, excess, usual = rec.hi if rec.hi[1] else (p_start, p_n, 0.0, 0.0, 0.0)
@@ -117,6 +119,7 @@ def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: 
     start, n, deficit, kmax, _ = rec.lo
     all_zero = n and kmax <= s.min_kw and zero
     if n and kind not in LOW_KINDS and kind != "level_shift_down" and (
+            "possible_theft" not in rec.act) and (
             (all_zero and n * interval >= pol.zero_min_minutes * 60)
             or (n * interval >= pol.low_min_minutes * 60
                 and deficit >= pol.low_energy_share * daily)):

@@ -10,6 +10,7 @@
 ``_quality``        voltage sag/swell, phase imbalance, low power factor
 ``_consumption``    abnormal consumption within the day, by episode energy and duration
 ``_capacity``       over-capacity risk: demand forecast against the contracted capacity
+``_theft``          possible theft within the day: the last hours scaled down, same shape
 ``_daily``          the daily profile; possible theft and level shifts judged on whole days
 ==================  ==========================================================================
 
@@ -26,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from gridwatch._schemas import Event, MeterMeta, MeterStatus, Reading, Score
-from gridwatch.models import _capacity, _consumption, _daily, _faults, _quality
+from gridwatch.models import _capacity, _consumption, _daily, _faults, _quality, _theft
 from gridwatch.models._alarms import r3, resolve, verdict
 from gridwatch.models._baseline import band, learn
 from gridwatch.models._calendar import Calendar, calendar_for
@@ -173,6 +174,10 @@ class MeterState:
         if not (MeterStatus.POWER_FAIL in r.status or suspect or exporting) and warm:
             # a last gasp or a tampered reading says nothing about the customer's load
             abnormal = _consumption.judge(rec, kw, t, slot, interval, b, meta, s, ev)
+        if not (MeterStatus.POWER_FAIL in r.status or suspect or exporting):
+            _theft.judge(rec, max(kw, 0.0), b.mean_kw, t, meta, s, ev,
+                         warm and rec.days >= s.daily_min_days
+                         and _consumption.policy(meta, s).theft_window)
         if meta is not None and meta.contracted_kva:
             _capacity.judge(rec, r, t, interval, meta, s, cal, ev, b.mean_kw, warm)
         out.profile = _daily.accumulate(rec, kw, t, interval, meta, s, cal, ev)

@@ -32,6 +32,7 @@ _ARRAYS: dict[str, tuple[type, int]] = {
     "lv_kw": (np.float32, LEVELS),
     "wd_curve": (np.float32, 24), "we_curve": (np.float32, 24),
     "day_sum": (np.float32, 24), "day_cnt": (np.uint8, 24), "peaks": (np.float32, 28),
+    "th_obs": (np.float32, 24), "th_exp": (np.float32, 24), "th_cnt": (np.uint8, 24),
 }
 
 
@@ -102,6 +103,12 @@ class MeterRecord:
     low_days: tuple[float, int] = (0.0, 0)
     high_days: tuple[float, int] = (0.0, 0)
     down_days: tuple[float, int] = (0.0, 0)
+    # --- possible theft within the day: hourly sums of observed and usual kW over the last 24
+    #: hours (ring by absolute hour) and the hour being filled
+    th_obs: Any = field(default_factory=partial(_zeros, "th_obs"))
+    th_exp: Any = field(default_factory=partial(_zeros, "th_exp"))
+    th_cnt: Any = field(default_factory=partial(_zeros, "th_cnt"))
+    th_hour: int = 0
     # --- alarm lifecycle: open alarms (key -> onset), counters of bad/good readings
     act: dict[str, float] = field(default_factory=dict)
     cnt: dict[str, int] = field(default_factory=dict)

@@ -274,15 +274,22 @@ def test_possible_theft_on_sustained_drop(gen):
         return base * 0.45 if i >= drop_at else base
 
     rs = gen.series(36 * 96, drop)
-    _, events = gen.run(rs)
+    _, events = gen.run(rs, SHOP)  # a shop: judged within the day too
     fired = gen.of_type(events, "possible_theft")
     assert len(fired) == 1
-    assert fired[0].onset - rs[drop_at].ts <= timedelta(days=1)
-    assert fired[0].raised_at - fired[0].onset >= timedelta(hours=24)
-    assert fired[0].evidence["day_ratio"] < 0.6 and fired[0].evidence["shape_corr"] > 0.5
+    assert timedelta(0) <= fired[0].onset - rs[drop_at].ts <= timedelta(hours=1)
+    assert fired[0].raised_at - fired[0].onset >= timedelta(hours=12)
+    assert fired[0].evidence["window_ratio"] < 0.6 and fired[0].evidence["shape_corr"] > 0.5
+    # a shop's drop is news within two hours; the theft follows it, and no other drop alarm
+    assert [e.evidence["kind"] for e in gen.of_type(events, "abnormal_consumption")] == [
+        "sustained_drop"]
     assert gen.of_type(events, "possible_theft", "resolved") == []  # still low: no flapping
-    _, normal = gen.run(gen.series(36 * 96))
+    _, normal = gen.run(gen.series(36 * 96), SHOP)
     assert gen.of_type(normal, "possible_theft") == []
+    _, home = gen.run(rs)  # a household: on whole days, two of them
+    fired = gen.of_type(home, "possible_theft")
+    assert len(fired) == 1 and fired[0].evidence["day_ratio"] < 0.6
+    assert fired[0].raised_at - rs[drop_at].ts >= timedelta(days=2)
 
 
 def test_empty_home_is_not_theft(gen):
@@ -292,8 +299,9 @@ def test_empty_home_is_not_theft(gen):
     def empty(i, ts, rng):
         return 0.3 + rng.normal(0, 0.02) if i >= away else gen.residential(i, ts, rng)
 
-    _, events = gen.run(gen.series(36 * 96, empty))
-    assert gen.of_type(events, "possible_theft") == []
+    for meta in (None, SHOP):
+        _, events = gen.run(gen.series(36 * 96, empty), meta)
+        assert gen.of_type(events, "possible_theft") == []
 
 
 def test_theft_does_not_flap(gen):

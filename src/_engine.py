@@ -250,14 +250,16 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                              on_profile=router.update_profile if router else None,
                              jsonl=None if router else settings.alerts.jsonl_out),
         )
-        flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router))
+        recovery = recovery_config(settings, procs)
+        flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
+                                 snapshots=recovery is not None)
         cli_main(
             flow,
             workers_per_process=settings.engine.workers,
             process_id=process_id,
             addresses=addresses,
             epoch_interval=timedelta(seconds=settings.engine.epoch_s),
-            recovery_config=recovery_config(settings, procs),
+            recovery_config=recovery,
         )
     finally:
         collector.stop()
@@ -293,7 +295,8 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
                            jsonl=alerts_out)
     sinks = stream.Sinks(
         points=storage.InfluxSink(settings.influx) if influx else None, events=event_sink)
-    flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router))
+    flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
+                             snapshots=False)  # a replay runs without recovery
     run_main(flow, epoch_interval=timedelta(seconds=settings.engine.epoch_s))
     stats = RunStats()
     stats.readings = getattr(source, "accepted", 0)

@@ -8,7 +8,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from gridwatch import Event, LoadProfile, MeterMeta, Reading, Score, Settings
 from gridwatch.models import Calendar, DetectionSettings
-from gridwatch.stream import MeterLogic, Silence, Sinks, build_flow, run_replay
+from gridwatch.stream import CellLogic, ReadingBatch, Sinks, Tick, build_flow, run_replay
 
 
 def fleet(gen, days: int, meters: int, skip=lambda m, i: False, bump=lambda m, i: 0.0):
@@ -72,7 +72,7 @@ def test_sinks_receive_what_they_should(gen):
     assert [e.type for e in events if isinstance(e, Event)] == ["comm_loss"]
 
 
-def test_meter_logic_snapshot_restores_an_anomaly_in_progress(gen):
+def test_cell_logic_snapshot_restores_an_anomaly_in_progress(gen):
     s = DetectionSettings()
     cal = Calendar()
     shift = 3 * gen.WEEK + 10
@@ -80,27 +80,30 @@ def test_meter_logic_snapshot_restores_an_anomaly_in_progress(gen):
                     + (0.25 if i >= shift else 0.0))
     cut = shift + 4  # the shift has begun, not yet raised
 
-    def feed(logic, items):
+    def cell(resume=None):
+        return CellLogic(resume, s, cal, lambda m: None, 900.0, 0.0)
+
+    def feed(logic, items, size=7):
         out = []
-        for r in items:
-            out.extend(logic.on_item(r)[0])
+        for i in range(0, len(items), size):
+            out.extend(logic.on_batch([ReadingBatch("cell:a", tuple(items[i:i + size]))])[0])
         return [x for x in out if isinstance(x, Event)]
 
-    straight = MeterLogic(None, s, cal, lambda m: None)
-    expected = feed(straight, rs)
-    first = MeterLogic(None, s, cal, lambda m: None)
+    expected = feed(cell(), rs)
+    first = cell()
     before = feed(first, rs[:cut])
     snap = first.snapshot()
-    assert isinstance(snap, bytes) and len(snap) <= 4096
-    restored = MeterLogic(snap, s, cal, lambda m: None)
+    assert isinstance(snap, bytes) and len(snap) <= 4096 + 512
+    restored = cell(snap)
     after = feed(restored, rs[cut:])
     assert before + after == expected
     fired = [e for e in after if e.type == "abnormal_consumption" and e.state == "firing"]
     assert fired and fired[0].onset < rs[cut].ts  # onset from before the restore
-    # silence after restore is still seen
+    # silence after restore is still seen, from a clock tick alone
     late = rs[-1].ts + timedelta(hours=2)
-    assert [e.type for e in restored.on_item(Silence("m1", late.timestamp()))[0]] == [
-        "comm_loss"]
+    assert [e.type for e in restored.on_batch([Tick(late.timestamp())])[0]] == ["comm_loss"]
+    # without recovery the snapshot costs nothing
+    assert CellLogic(None, s, cal, lambda m: None, 900.0, 0.0, snapshots=False).snapshot() == b""
 
 
 def test_recovery_resumes_state_across_runs(gen, tmp_path):
@@ -127,23 +130,44 @@ def test_recovery_resumes_state_across_runs(gen, tmp_path):
     assert fired and fired[0].onset < rs[cut].ts
 
 
-def test_event_clock_ticks_every_interval_and_advances_when_idle(gen):
+def test_clock_ticks_every_interval_from_partition_summaries_and_when_idle(gen):
     from datetime import UTC, datetime
 
-    from gridwatch.stream import EventClockLogic, Tick
+    from gridwatch.stream import ClockLogic, Watermark
 
-    clock = EventClockLogic(None, 900.0, 0.0, 30.0, key_of=lambda r: "cell:a")
-    out, _ = clock.on_item(gen.reading("m1", gen.T0, 1.0))
-    assert out == [("cell:a", out[0][1])] and not any(isinstance(v, Tick) for _, v in out)
-    out, _ = clock.on_item(gen.reading("m1", gen.T0 + gen.STEP, 1.0))
-    assert [v for _, v in out if isinstance(v, Tick)] == [Tick((gen.T0 + gen.STEP).timestamp())]
+    t0 = gen.T0.timestamp()
+    clock = ClockLogic(None, 900.0, 0.0, 30.0)
+    out, _ = clock.on_item(Watermark("p0", t0, ("cell:a",)))
+    assert out == []
+    # a partition behind the others does not hold the watermark back (lateness_s covers it)
+    out, _ = clock.on_item(Watermark("p1", t0 - 3600, ("cell:b",)))
+    assert out == [] and clock.wm == t0
+    out, _ = clock.on_item(Watermark("p0", t0 + 900))
+    assert out == [("cell:a", Tick(t0 + 900)), ("cell:b", Tick(t0 + 900))]
+    out, _ = clock.on_item(Watermark("p1", t0 + 1000))  # same interval: no tick
+    assert out == []
     due = clock.notify_at()
     assert due is not None and due > datetime.now(UTC)
     clock.last_wall -= timedelta(seconds=3600)  # an hour with no input at all
     ticks, _ = clock.on_notify()
-    assert ticks and ticks[0][1].now >= (gen.T0 + gen.STEP).timestamp() + 3600
-    resumed = EventClockLogic(clock.snapshot(), 900.0, 0.0, 30.0, key_of=lambda r: "cell:a")
-    assert resumed.wm == clock.wm and resumed.keys == {"cell:a"}
+    assert ticks and ticks[0][1].now >= t0 + 1000 + 3600
+    resumed = ClockLogic(clock.snapshot(), 900.0, 0.0, 30.0)
+    assert resumed.wm == clock.wm and resumed.keys == {"cell:a", "cell:b"}
+    assert resumed.parts == {"p0": t0 + 900, "p1": t0 + 1000}
+
+
+def test_cell_ticks_itself_while_its_meters_report(gen):
+    """A cell with readings does not wait for the clock: a meter silent among reporting
+    neighbours is seen from the cell's own readings."""
+    s = DetectionSettings()
+    logic = CellLogic(None, s, Calendar(), lambda m: None, 900.0, 0.0)
+    out = []
+    for i in range(12):
+        ts = gen.T0 + i * gen.STEP
+        batch = [gen.reading("m0", ts, 1.0)] + ([gen.reading("m1", ts, 1.0)] if i < 2 else [])
+        out.extend(logic.on_batch([ReadingBatch("shard:00", tuple(batch))])[0])
+    lost = [e for e in out if isinstance(e, Event) and e.state == "firing"]
+    assert [(e.meter_id, e.type) for e in lost] == [("m1", "comm_loss")]
 
 
 def test_possible_theft_confirmed_by_segment_unless_shared(gen):

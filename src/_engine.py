@@ -243,7 +243,8 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                                       metrics=collector.metrics)
         sinks = stream.Sinks(
             points=(storage.InfluxSink(settings.influx,
-                                       metrics=storage.StorageMetrics(registry))
+                                       metrics=storage.StorageMetrics(registry),
+                                       process_id=pid, processes=procs)
                     if settings.influx.enabled else None),
             # The router keeps its own JSONL record of alerts (alerts.jsonl_out).
             events=EventSink(router.submit_many if router else None,

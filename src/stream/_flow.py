@@ -33,7 +33,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
-from bytewax.outputs import Sink
+from bytewax.outputs import FixedPartitionedSink, Sink
 
 from gridwatch._schemas import (
     DeviceTelemetry,
@@ -149,6 +149,10 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
         readings = batches if getattr(sinks.points, "takes_batches", False) else \
             op.flat_map("readings", batches, lambda b: b.readings)
         stored = op.merge("points", readings, telemetry, scores, profiles, events)
+        if isinstance(sinks.points, FixedPartitionedSink):
+            # Keyed with the partition of this process: the points stay where they were made.
+            part_key = str(getattr(sinks.points, "part_key", "p0000"))
+            stored = op.key_on("storage_part", stored, lambda _x: part_key)
         op.output("to_storage", stored, sinks.points)
     for name, sink in sinks.extra.items():
         op.output(f"extra_{name}", op.merge(f"all_{name}", events, profiles, scores), sink)

@@ -182,10 +182,12 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
 
     Items are :class:`ReadingBatch` es of the cell's readings and :class:`Tick` s from the fleet
     clock. Each reading goes to the watch, then to its meter's ``MeterState.step``; then the
-    cell's own watermark (its newest reading minus ``lateness_s``) advances, and each time it
-    crosses a ``tick_s`` boundary the watch looks for silent meters, whose ``on_timer`` runs at
-    once. A clock tick only counts when it is ahead of the cell's own watermark: it is what
-    moves a cell whose meters have all gone quiet.
+    cell's own watermark advances: the newest reading the cell has from each source partition
+    that feeds it, the slowest of them, minus ``lateness_s``. Each ``tick_s`` boundary it
+    passes, the watch looks for silent meters, whose ``on_timer`` runs at once (boundaries
+    passed before a reading are ticked before it). A clock tick only counts when it is ahead of
+    the cell's own watermark: it is what moves a cell whose meters have all gone quiet, or one
+    whose slowest partition has stopped.
 
     The snapshot is the watch's state and every meter's ``to_bytes()``; with ``snapshots``
     off (no recovery configured: bytewax takes snapshots at every epoch all the same, and
@@ -204,9 +206,11 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         self.wm = -math.inf
         self.next_tick = -math.inf
         self.meters: dict[str, MeterState] = {}
+        #: newest event time from each source partition that feeds this cell
+        self.parts: dict[str, float] = {}
         watch = None
         if resume:
-            watch, self.wm, self.next_tick, states = pickle.loads(resume)
+            watch, self.wm, self.next_tick, self.parts, states = pickle.loads(resume)
             self.meters = {m: MeterState.from_bytes(b) for m, b in states.items()}
         self.watch = CellWatch(watch, None, settings)
 
@@ -215,15 +219,19 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         for value in values:
             if isinstance(value, ReadingBatch):
                 for r in value.readings:
-                    self._reading(r, out)
+                    self._reading(r, value.part, out)
             elif isinstance(value, Tick):
                 self._advance(value.now, out)
             else:  # a lone reading (a caller that does not batch)
-                self._reading(value, out)
+                self._reading(value, "", out)
         return out, StatefulBatchLogic.RETAIN
 
-    def _reading(self, r: Reading, out: list[Any]) -> None:
-        wm = r.ts.timestamp() - self.lateness_s
+    def _reading(self, r: Reading, part: str, out: list[Any]) -> None:
+        t = r.ts.timestamp()
+        parts = self.parts
+        if t > parts.get(part, -math.inf):
+            parts[part] = t
+        wm = (t if len(parts) == 1 else min(parts.values())) - self.lateness_s
         if wm > self.next_tick:
             self._catch_up(wm, out)
         meta = self.meta(r.meter_id)
@@ -285,7 +293,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
     def snapshot(self) -> bytes:
         if not self.snapshots:
             return b""
-        return pickle.dumps((self.watch.state(), self.wm, self.next_tick,
+        return pickle.dumps((self.watch.state(), self.wm, self.next_tick, self.parts,
                              {m: s.to_bytes() for m, s in self.meters.items()}),
                             protocol=pickle.HIGHEST_PROTOCOL)
 

@@ -43,20 +43,23 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class ReadingBatch:
-    """Readings of one watch key, in the order their source partition read them."""
+    """Readings of one watch key, in the order source partition ``part`` read them."""
 
     key: str
     readings: tuple[Reading, ...]
+    part: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Watermark:
     """What one source partition has read so far: its newest event time, and the watch keys it
-    sees for the first time in this batch."""
+    sees for the first time in this batch. ``idle``: the partition has nothing more to read
+    for now (caught up, or at its end), so it must not hold the fleet's watermark back."""
 
     part: str
     max_ts: float
     keys: tuple[str, ...] = ()
+    idle: bool = False
 
 
 def _group(items: list[Any], part: str, key_of: Callable[[Reading], str],
@@ -80,7 +83,7 @@ def _group(items: list[Any], part: str, key_of: Callable[[Reading], str],
         return out, newest
     fresh = tuple(k for k in groups if k not in announced)
     announced.update(fresh)
-    out.extend(ReadingBatch(k, tuple(rs)) for k, rs in groups.items())
+    out.extend(ReadingBatch(k, tuple(rs), part) for k, rs in groups.items())
     out.append(Watermark(part, newest, fresh))
     return out, newest
 
@@ -93,16 +96,31 @@ class _FixedPart(StatefulSourcePartition[Any, Any]):
         self.key_of = key_of
         self.announced: set[str] = set()
         self.newest = -math.inf
+        self.idle = False
+        self.ended = False
 
     def next_batch(self) -> list[Any]:
-        items = list(self.inner.next_batch())
+        if self.ended:
+            raise StopIteration
+        try:
+            items = list(self.inner.next_batch())
+        except StopIteration:
+            self.ended = True
+            return self._idle()
         if not items:
-            return items
+            return self._idle()
+        self.idle = False
         out, self.newest = _group(items, self.part, self.key_of, self.announced, self.newest)
         return out
 
+    def _idle(self) -> list[Any]:
+        if self.idle or self.newest == -math.inf:
+            return _EMPTY
+        self.idle = True
+        return [Watermark(self.part, self.newest, (), idle=True)]
+
     def next_awake(self) -> datetime | None:
-        return self.inner.next_awake()
+        return None if self.ended else self.inner.next_awake()
 
     def snapshot(self) -> Any:
         return self.inner.snapshot()
@@ -119,16 +137,31 @@ class _DynamicPart(StatelessSourcePartition[Any]):
         self.key_of = key_of
         self.announced: set[str] = set()
         self.newest = -math.inf
+        self.idle = False
+        self.ended = False
 
     def next_batch(self) -> list[Any]:
-        items = list(self.inner.next_batch())
+        if self.ended:
+            raise StopIteration
+        try:
+            items = list(self.inner.next_batch())
+        except StopIteration:
+            self.ended = True
+            return self._idle()
         if not items:
-            return items
+            return self._idle()
+        self.idle = False
         out, self.newest = _group(items, self.part, self.key_of, self.announced, self.newest)
         return out
 
+    def _idle(self) -> list[Any]:
+        if self.idle or self.newest == -math.inf:
+            return _EMPTY
+        self.idle = True
+        return [Watermark(self.part, self.newest, (), idle=True)]
+
     def next_awake(self) -> datetime | None:
-        return self.inner.next_awake()
+        return None if self.ended else self.inner.next_awake()
 
     def close(self) -> None:
         self.inner.close()
@@ -174,10 +207,15 @@ def summarized(source: Source[Any], key_of: Callable[[Reading], str]) -> Source[
 
 
 class ClockLogic(StatefulLogic[Watermark, tuple[str, Tick], bytes]):
-    """The fleet's event-time watermark from the partitions' summaries (the newest event time
-    any partition has read, minus ``lateness_s``); sends a :class:`Tick` to every watch key it
-    has heard of each time the watermark crosses a ``tick_s`` boundary. It sees one small item
-    per source batch, never a reading.
+    """The fleet's event-time watermark from the partitions' summaries; sends a :class:`Tick`
+    to every watch key it has heard of each time the watermark crosses a ``tick_s`` boundary.
+    It sees one small item per source batch, never a reading.
+
+    The watermark is the newest event time of the slowest partition that still has readings
+    to give (a partition that is caught up or ended does not hold it back; when all are, the
+    newest of all), minus ``lateness_s``: partitions read at their own pace (two processes
+    replaying a journal drift apart), and a cell must not be ticked past readings that a
+    slower partition has yet to deliver.
 
     ``notify_at`` is wall-clock in bytewax, so it is only used for the idle case: when nothing
     arrives for ``idle_s`` wall seconds the watermark advances by the wall time elapsed.
@@ -194,9 +232,11 @@ class ClockLogic(StatefulLogic[Watermark, tuple[str, Tick], bytes]):
         self.next_tick = -math.inf
         self.keys: set[str] = set()
         self.parts: dict[str, float] = {}
+        self.active: set[str] = set()
         if resume:
-            self.wm, self.next_tick, keys, self.parts = pickle.loads(resume)
+            self.wm, self.next_tick, keys, self.parts, active = pickle.loads(resume)
             self.keys = set(keys)
+            self.active = set(active)
         self.last_wall = datetime.now(UTC)
 
     def _ticks(self) -> list[tuple[str, Tick]]:
@@ -211,7 +251,13 @@ class ClockLogic(StatefulLogic[Watermark, tuple[str, Tick], bytes]):
         self.last_wall = datetime.now(UTC)
         if value.max_ts > self.parts.get(value.part, -math.inf):
             self.parts[value.part] = value.max_ts
-        wm = max(self.parts.values()) - self.lateness_s
+        if value.idle:
+            self.active.discard(value.part)
+        else:
+            self.active.add(value.part)
+        parts = self.parts
+        low = min(parts[p] for p in self.active) if self.active else max(parts.values())
+        wm = low - self.lateness_s
         if wm > self.wm:
             if self.next_tick == -math.inf:
                 self.next_tick = (wm // self.tick_s + 1) * self.tick_s
@@ -233,4 +279,5 @@ class ClockLogic(StatefulLogic[Watermark, tuple[str, Tick], bytes]):
     def snapshot(self) -> bytes:
         import pickle
 
-        return pickle.dumps((self.wm, self.next_tick, sorted(self.keys), self.parts))
+        return pickle.dumps((self.wm, self.next_tick, sorted(self.keys), self.parts,
+                             sorted(self.active)))

@@ -138,22 +138,26 @@ def test_clock_ticks_every_interval_from_partition_summaries_and_when_idle(gen):
     t0 = gen.T0.timestamp()
     clock = ClockLogic(None, 900.0, 0.0, 30.0)
     out, _ = clock.on_item(Watermark("p0", t0, ("cell:a",)))
-    assert out == []
-    # a partition behind the others does not hold the watermark back (lateness_s covers it)
-    out, _ = clock.on_item(Watermark("p1", t0 - 3600, ("cell:b",)))
     assert out == [] and clock.wm == t0
+    out, _ = clock.on_item(Watermark("p1", t0 - 3600, ("cell:b",)))
+    assert out == [] and clock.wm == t0  # never backwards
+    # the slower partition holds the watermark back while it has readings to give ...
     out, _ = clock.on_item(Watermark("p0", t0 + 900))
+    assert out == [] and clock.wm == t0
+    # ... and no longer once it is caught up (or ended)
+    out, _ = clock.on_item(Watermark("p1", t0 - 3600, idle=True))
     assert out == [("cell:a", Tick(t0 + 900)), ("cell:b", Tick(t0 + 900))]
     out, _ = clock.on_item(Watermark("p1", t0 + 1000))  # same interval: no tick
-    assert out == []
+    assert out == [] and clock.wm == t0 + 900
     due = clock.notify_at()
     assert due is not None and due > datetime.now(UTC)
     clock.last_wall -= timedelta(seconds=3600)  # an hour with no input at all
     ticks, _ = clock.on_notify()
-    assert ticks and ticks[0][1].now >= t0 + 1000 + 3600
+    assert ticks and ticks[0][1].now >= t0 + 900 + 3600
     resumed = ClockLogic(clock.snapshot(), 900.0, 0.0, 30.0)
     assert resumed.wm == clock.wm and resumed.keys == {"cell:a", "cell:b"}
     assert resumed.parts == {"p0": t0 + 900, "p1": t0 + 1000}
+    assert resumed.active == {"p0", "p1"}
 
 
 def test_cell_ticks_itself_while_its_meters_report(gen):
@@ -201,3 +205,23 @@ def test_replay_is_deterministic(gen):
     b = run_replay(Settings(), rs, meta)
     assert a.events and [e.model_dump() for e in a.events] == [e.model_dump() for e in b.events]
     assert [p.model_dump() for p in a.profiles] == [p.model_dump() for p in b.profiles]
+
+
+def test_cell_waits_for_its_slowest_partition(gen):
+    """Two source partitions feed one cell at different paces (two processes replaying a
+    journal): the cell's watermark is the slower one's, so a meter whose readings come
+    through the slower partition is not taken for silent."""
+    logic = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0)
+
+    def batch(meter, part, idx):
+        return ReadingBatch("shard:00", tuple(gen.reading(meter, gen.T0 + i * gen.STEP, 1.0)
+                                              for i in idx), part)
+
+    out = logic.on_batch([batch("m1", "p1", range(1))])[0]
+    out += logic.on_batch([batch("m0", "p0", range(12))])[0]  # p0 runs ahead
+    out += logic.on_batch([batch("m1", "p1", range(1, 12))])[0]
+    assert not [e for e in out if isinstance(e, Event)]
+    # when p1 stops altogether, the clock's tick moves the cell on and m1's silence is seen
+    late = (gen.T0 + 20 * gen.STEP).timestamp()
+    assert sorted(e.meter_id for e in logic.on_batch([Tick(late)])[0]
+            if isinstance(e, Event) and e.state == "firing") == ["m0", "m1"]

@@ -178,7 +178,8 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
 
     With ``addresses`` (bytewax ``-a``) and ``process_id`` (``-i``) this process is one of a
     cluster: its collector joins the MQTT shared subscription and writes journal partition
-    ``process_id``; the dataflow reads every partition.
+    ``process_id``, which only this process reads (its journal, spool and recovery directories
+    may be on its own machine); readings cross to their cell's process inside the dataflow.
     """
     from bytewax.run import cli_main
 
@@ -235,11 +236,15 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
     service = RouterService.from_settings(settings).start() if settings.alerts.enabled else None
     router = service.router if service is not None else None
     exporter = None
-    if router is not None and settings.influx.enabled and pid == 0:
+    if router is not None and settings.influx.enabled:
+        # Each process routes its own workers' events in its own database, so each exports
+        # its own transitions (the position file sits beside that database).
         exporter = TransitionExporter(router, settings).start()
     try:
+        # Each process lists only its own collector's journal partition (bytewax builds a
+        # partition where it is listed), so processes need no shared filesystem.
         source = ingest.JournalSource(settings.ingest.journal_dir,
-                                      partitions=list(range(procs)), follow=True,
+                                      partitions=[partition], follow=True,
                                       metrics=collector.metrics)
         sinks = stream.Sinks(
             points=(storage.InfluxSink(settings.influx,

@@ -124,6 +124,37 @@ def recovery_config(settings: Settings, partitions: int) -> Any:
     return RecoveryConfig(rdir, timedelta(seconds=settings.engine.backup_interval_s))
 
 
+#: How far back a warm start reads a meter's stored readings: one week, a whole
+#: time-of-week baseline.
+WARM_START_DAYS = 7
+
+
+def influx_warm_start(settings: Settings, days: float = WARM_START_DAYS
+                      ) -> Callable[[list[str], float], list[Any]]:
+    """The dataflow's warm start from InfluxDB (``InfluxReader.recent_readings``, InfluxQL).
+    A failed query (the database is down, or speaks no InfluxQL) is logged and counted, and
+    the meters start cold: a warm start helps, it never holds the engine up."""
+    from gridwatch.storage import InfluxReader, ReadError
+
+    reader = InfluxReader(settings.influx)
+    failures = Counter[str]()
+
+    def warm(meter_ids: list[str], until: float) -> list[Any]:
+        end = datetime.fromtimestamp(until, UTC)
+        try:
+            return list(reader.recent_readings(end - timedelta(days=days), meter_ids,
+                                               until=end))
+        except (ReadError, OSError) as exc:
+            failures["failed"] += 1
+            if failures["failed"] == 1:
+                log.warning("warm start: stored readings not available (%s); meters without "
+                            "state start cold", exc)
+            return []
+
+    warm.failures = failures  # type: ignore[attr-defined]
+    return warm
+
+
 class TransitionExporter:
     """Copies alert state changes (firing, acknowledged, escalated, resolved, ...) from the
     router's audit trail to InfluxDB every few seconds. The position is kept in a file beside
@@ -257,8 +288,11 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                              jsonl=None if router else settings.alerts.jsonl_out),
         )
         recovery = recovery_config(settings, procs)
+        # Without recovery state the meters would start blind: seed them from storage.
+        warm = influx_warm_start(settings) if settings.influx.enabled and recovery is None \
+            else None
         flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
-                                 snapshots=recovery is not None)
+                                 snapshots=recovery is not None, warm=warm)
         cli_main(
             flow,
             workers_per_process=settings.engine.workers,

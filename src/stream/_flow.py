@@ -50,6 +50,7 @@ from gridwatch.stream._logic import (
     SegmenterLogic,
     SegmentJudgeLogic,
     TheftCandidate,
+    WarmStart,
     cell_builder,
 )
 from gridwatch.stream._partition import ClockLogic, ReadingBatch, Watermark, summarized
@@ -91,11 +92,13 @@ def watch_key(meter_id: str, meta: MeterMeta | None) -> str:
 
 def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
                meta: Mapping[str, MeterMeta] | MetaLookup | None = None,
-               flow_id: str = "gridwatch", *, snapshots: bool = True) -> Dataflow:
+               flow_id: str = "gridwatch", *, snapshots: bool = True,
+               warm: WarmStart | None = None) -> Dataflow:
     """Wire the detection dataflow: readings in, events/scores/profiles out.
 
     ``snapshots=False`` when the flow runs without recovery: the cells then skip serialising
-    their meters at each epoch (bytewax asks for snapshots all the same, and drops them)."""
+    their meters at each epoch (bytewax asks for snapshots all the same, and drops them).
+    ``warm``: where meters without state get their history at start (see ``CellLogic``)."""
     det = settings.detection
     lookup = meta_lookup(meta)
     calendar = Calendar(det.timezone, det.holiday_country)
@@ -122,7 +125,7 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     by_cell = op.merge("to_cells", op.key_on("key_cell", batches, lambda b: b.key), ticks)
     cells = op.stateful_batch(
         "cells", by_cell, cell_builder(det, calendar, lookup, float(det.interval_s),
-                                       float(det.lateness_s), snapshots))
+                                       float(det.lateness_s), snapshots, warm))
     results = op.map("cells_v", cells, lambda kv: kv[1])
     split = op.branch("to_segments", results,
                       lambda x: isinstance(x, DailyProfile | TheftCandidate))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +34,9 @@ from gridwatch.models import (
 from gridwatch.stream._partition import ReadingBatch, Tick
 
 MetaLookup = Callable[[str], MeterMeta | None]
+#: Warm start: the stored readings of ``meter_ids`` before ``until`` (epoch seconds), oldest
+#: first for each meter.
+WarmStart = Callable[[list[str], float], Iterable[Reading]]
 
 _EMPTY: list[Any] = []
 
@@ -192,12 +195,20 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
     The snapshot is the watch's state and every meter's ``to_bytes()``; with ``snapshots``
     off (no recovery configured: bytewax takes snapshots at every epoch all the same, and
     drops them) it is empty and costs nothing.
+
+    ``warm`` (warm start): meters that have no state yet — a start without recovery state —
+    are first stepped over their stored readings before the batch (events raised on the way
+    are history, not news, and are dropped), so the detectors do not start blind. One call
+    per batch with new meters, and only until the cell's second interval tick: by then every
+    meter that reports each interval has been seen, and later newcomers are new meters.
     """
 
     def __init__(self, resume: bytes | None, settings: DetectionSettings, calendar: Calendar,
                  meta: MetaLookup, tick_s: float, lateness_s: float,
-                 snapshots: bool = True) -> None:
+                 snapshots: bool = True, warm: WarmStart | None = None) -> None:
         self.settings = settings
+        self.warm = warm
+        self._ticks_seen = 0
         self.calendar = calendar
         self.meta = meta
         self.tick_s = tick_s
@@ -218,6 +229,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         out: list[Any] = []
         for value in values:
             if isinstance(value, ReadingBatch):
+                if self.warm is not None and self._ticks_seen < 2:
+                    self._warm_start(value.readings)
                 for r in value.readings:
                     self._reading(r, value.part, out)
             elif isinstance(value, Tick):
@@ -225,6 +238,21 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             else:  # a lone reading (a caller that does not batch)
                 self._reading(value, "", out)
         return out, StatefulBatchLogic.RETAIN
+
+    def _warm_start(self, readings: tuple[Reading, ...]) -> None:
+        assert self.warm is not None
+        new = sorted({r.meter_id for r in readings if r.meter_id not in self.meters})
+        if not new:
+            return
+        until = min(r.ts for r in readings).timestamp()
+        for r in self.warm(new, until):
+            state = self.meters.get(r.meter_id)
+            if state is None:
+                state = self.meters[r.meter_id] = MeterState(r.meter_id)
+            state.step(r, self.meta(r.meter_id), None, self.settings, self.calendar)
+        for m in new:  # a meter with no history is not asked about again
+            if m not in self.meters:
+                self.meters[m] = MeterState(m)
 
     def _reading(self, r: Reading, part: str, out: list[Any]) -> None:
         t = r.ts.timestamp()
@@ -281,6 +309,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         self._tick(wm, out)
 
     def _tick(self, now: float, out: list[Any]) -> None:
+        self._ticks_seen += 1
         for item in self.watch.tick(now):
             if isinstance(item, Silence):
                 state = self.meters.get(item.meter_id)
@@ -299,11 +328,11 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
 
 
 def cell_builder(settings: DetectionSettings, calendar: Calendar, meta: MetaLookup,
-                 tick_s: float, lateness_s: float, snapshots: bool = True
-                 ) -> Callable[[bytes | None], CellLogic]:
+                 tick_s: float, lateness_s: float, snapshots: bool = True,
+                 warm: WarmStart | None = None) -> Callable[[bytes | None], CellLogic]:
     def build(resume: bytes | None) -> CellLogic:
         return CellLogic(resume or None, settings, calendar, meta, tick_s, lateness_s,
-                         snapshots)
+                         snapshots, warm)
 
     return build
 

@@ -295,3 +295,33 @@ def test_batched_cell_flow_raises_what_the_per_meter_flow_raises():
     assert sorted(map(ident, got)) == sorted(map(ident, want))
     raised = {ident(e): e.raised_at for e in want}
     assert all(abs((e.raised_at - raised[ident(e)]).total_seconds()) <= 900 for e in got)
+
+
+def test_warm_start_steps_new_meters_over_their_history_quietly(gen):
+    """Meters without state are first stepped over their stored readings; events of that
+    history are not raised again, and the history is asked for only at the cell's start."""
+    shift = 3 * gen.WEEK + 10
+    rs = gen.series(3 * gen.WEEK + 60, lambda i, ts, rng: gen.residential(i, ts, rng)
+                    + (0.25 if i >= shift else 0.0))
+    history, live = rs[:shift + 4], rs[shift + 4:]  # the shift began before the restart
+    asked = []
+
+    def warm(meter_ids, until):
+        asked.append((tuple(meter_ids), until))
+        return [r for r in history if r.meter_id in meter_ids and r.ts.timestamp() < until]
+
+    def run(w):
+        logic = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
+                          warm=w)
+        out = []
+        for i in range(0, len(live), 4):
+            out.extend(logic.on_batch([ReadingBatch("shard:00", tuple(live[i:i + 4]))])[0])
+        return logic, [e for e in out if isinstance(e, Event)]
+
+    logic, events = run(warm)
+    assert asked == [((live[0].meter_id,), live[0].ts.timestamp())]  # once, for the new meter
+    assert logic.meters[live[0].meter_id].n == len(rs)
+    fired = [e for e in events if e.type == "abnormal_consumption" and e.state == "firing"]
+    assert fired and fired[0].onset >= history[shift].ts  # the shift, seen thanks to history
+    _, cold = run(None)
+    assert not [e for e in cold if e.type == "abnormal_consumption"]  # blind without it

@@ -363,3 +363,25 @@ def test_writer_failure_stops_the_dataflow_instead_of_losing_points(v1_settings,
     part.write_batch([sh.reading("m-1", 0)])
     with pytest.raises(StorageWriterError):
         part.snapshot()
+
+
+def test_warm_start_reads_each_meters_stored_readings_before_the_restart(v1_settings,
+                                                                         influxdb, sh):
+    from gridwatch import Settings
+    from gridwatch._engine import influx_warm_start
+
+    s = v1_settings()
+    part = InfluxSink(s).build("s", 0, 1)
+    part.write_batch([sh.reading(m, i) for i in range(20) for m in ("m-1", "m-2", "m-3")])
+    assert part.flush()
+    warm = influx_warm_start(Settings(influx=s.model_dump()), days=365 * 30)
+    until = sh.reading("m-1", 12).ts.timestamp()
+    got = warm(["m-1", "m-2"], until)
+    for m in ("m-1", "m-2"):  # oldest first for each meter, and only before `until`
+        assert [r.ts for r in got if r.meter_id == m] == [sh.reading(m, i).ts for i in range(12)]
+    assert {r.meter_id for r in got} == {"m-1", "m-2"}
+    assert got[0] == sh.reading("m-1", 0)
+    # a database that cannot answer: logged, counted, the meters start cold
+    down = influx_warm_start(Settings(influx=v1_settings(
+        url=f"http://127.0.0.1:{_services.free_port()}").model_dump()))
+    assert down(["m-1"], until) == [] and down.failures["failed"] == 1

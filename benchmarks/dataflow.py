@@ -6,8 +6,8 @@ and in CPU time (readings per CPU-second of the process: on a shared machine the
 says as much about the neighbours as about the dataflow):
 
 * ``journal``: the simulated utility fleet (``config/fleets/utility-100k.yaml``, scaled to
-  ``--meters``) for ``--intervals`` 15-minute intervals, written to a two-partition journal as
-  two collectors on a shared subscription would (100-reading concentrator messages, alternating).
+  ``--meters``) for ``--intervals`` 15-minute intervals, written to a two-partition journal in
+  100-reading records groups, each meter's readings in one partition (by a hash of its id).
   Baseline: reading and decoding every journal record in one plain loop (the source's own
   cost, the floor of any dataflow over it).
 * ``flow``: the whole detection dataflow (``build_flow``: per-cell silence watch and every
@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -76,20 +77,23 @@ def build_journal(meters: int, intervals: int, directory: Path) -> dict[str, Any
     meta = {m.meter_id: m.meta() for m in sim.meters}
     (directory / "meta.pickle").write_bytes(pickle.dumps(meta))
     journals = [Journal(directory / "journal", p) for p in (0, 1)]
+    # Each meter's readings in one partition, as when each concentrator's messages reach one
+    # collector: a meter's readings then stay in time order (split across two partitions
+    # read at their own pace, they would not be).
     n = 0
-    msg = 0
-    buf: list[bytes] = []
+    bufs: list[list[bytes]] = [[], []]
     for block in sim.blocks():
         for r in sim.block_readings(block):
-            buf.append(encode_item(r))
-            if len(buf) == 100:
-                journals[msg % 2].append(buf)
-                msg += 1
-                n += len(buf)
-                buf = []
-    if buf:
-        journals[msg % 2].append(buf)
-        n += len(buf)
+            p = zlib.crc32(r.meter_id.encode()) % 2
+            bufs[p].append(encode_item(r))
+            if len(bufs[p]) == 100:
+                journals[p].append(bufs[p])
+                n += 100
+                bufs[p] = []
+    for p, buf in enumerate(bufs):
+        if buf:
+            journals[p].append(buf)
+            n += len(buf)
     for j in journals:
         j.close()
     # Baseline: the source's own work, records read and decoded in a plain loop.
@@ -127,6 +131,7 @@ from gridwatch.stream import Sinks, build_flow
 directory, pid, procs, addrs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 meta = pickle.loads(open(f"{directory}/meta.pickle", "rb").read())
 events = [0]
+types = {}
 first = [None]
 
 class Counting(JournalSource):
@@ -143,6 +148,9 @@ class Counting(JournalSource):
 class _Part(StatelessSinkPartition[Any]):
     def write_batch(self, items):
         events[0] += len(items)
+        for e in items:
+            k = f"{type(e).__name__}:{getattr(e, 'type', '')}:{getattr(e, 'state', '')}"
+            types[k] = types.get(k, 0) + 1
 
 class Null(DynamicSink[Any]):
     def build(self, *a):
@@ -157,7 +165,7 @@ cli_main(flow, workers_per_process=1, process_id=pid if procs > 1 else None,
 t1, c1 = time.perf_counter(), time.process_time()
 t0, c0 = first[0] or (t1, c1)
 print(json.dumps({"pid": pid, "readings": source.accepted, "events": events[0],
-                  "seconds": t1 - t0, "cpu_s": c1 - c0}))
+                  "types": types, "seconds": t1 - t0, "cpu_s": c1 - c0}))
 '''
 
 
@@ -178,9 +186,13 @@ def run_flow(directory: Path, procs: int) -> dict[str, Any]:
     readings = sum(o["readings"] for o in outs)
     seconds = max(o["seconds"] for o in outs)
     cpu = sum(o["cpu_s"] for o in outs)
+    types: dict[str, int] = {}
+    for o in outs:
+        for k, v in o["types"].items():
+            types[k] = types.get(k, 0) + v
     return {"processes": procs, "readings": readings, "events": sum(o["events"] for o in outs),
             "seconds": seconds, "per_s": readings / seconds, "cpu_s": cpu,
-            "per_cpu_s": readings / cpu}
+            "per_cpu_s": readings / cpu, "event_types": types}
 
 
 # -- replay of the real set ---------------------------------------------------------------------

@@ -217,6 +217,17 @@ class ClockLogic(StatefulLogic[Watermark, tuple[str, Tick], bytes]):
     replaying a journal drift apart), and a cell must not be ticked past readings that a
     slower partition has yet to deliver.
 
+    **One epoch behind.** The ticks must not overtake readings on their way to a cell: bytewax
+    does not order the items of two streams within an epoch, and the readings a summary speaks
+    of may still be in flight to another process. But a stateful step takes the items of an
+    epoch only after every item of the epochs before it, and bytewax calls ``snapshot()`` on a
+    step's awoken keys at the end of each epoch, with or without recovery (bytewax 0.21's
+    ``stateful_batch`` operator). So the clock releases, at that point, the watermark of the
+    summaries received up to then, and ticks only up to the released watermark: every reading
+    it speaks of reaches its cell first. At the end of a finite input (``on_eof``) the last
+    watermark is released at once. Cells that still hear from their meters do not wait for
+    the clock (they tick from their own readings); only wholly silent cells see the lag.
+
     ``notify_at`` is wall-clock in bytewax, so it is only used for the idle case: when nothing
     arrives for ``idle_s`` wall seconds the watermark advances by the wall time elapsed.
     """
@@ -233,14 +244,18 @@ class ClockLogic(StatefulLogic[Watermark, tuple[str, Tick], bytes]):
         self.keys: set[str] = set()
         self.parts: dict[str, float] = {}
         self.active: set[str] = set()
+        #: the watermark of the summaries received so far, and the part of it released
+        self.low = -math.inf
+        self.released = -math.inf
         if resume:
-            self.wm, self.next_tick, keys, self.parts, active = pickle.loads(resume)
+            self.wm, self.next_tick, keys, self.parts, active, self.low = pickle.loads(resume)
             self.keys = set(keys)
             self.active = set(active)
+            self.released = self.low  # every epoch before the resume point is over
         self.last_wall = datetime.now(UTC)
 
     def _ticks(self) -> list[tuple[str, Tick]]:
-        if self.wm >= self.next_tick:
+        if self.wm > -math.inf and self.wm >= self.next_tick:
             self.next_tick = (self.wm // self.tick_s + 1) * self.tick_s
             tick = Tick(self.wm)
             return [(k, tick) for k in sorted(self.keys)]
@@ -257,12 +272,20 @@ class ClockLogic(StatefulLogic[Watermark, tuple[str, Tick], bytes]):
             self.active.add(value.part)
         parts = self.parts
         low = min(parts[p] for p in self.active) if self.active else max(parts.values())
-        wm = low - self.lateness_s
+        self.low = max(self.low, low - self.lateness_s)
+        return self._release(), StatefulLogic.RETAIN
+
+    def _release(self) -> list[tuple[str, Tick]]:
+        wm = self.released
         if wm > self.wm:
             if self.next_tick == -math.inf:
-                self.next_tick = (wm // self.tick_s + 1) * self.tick_s
+                self.next_tick = wm  # the first release ticks: it may be the only one
             self.wm = wm
-        return self._ticks(), StatefulLogic.RETAIN
+        return self._ticks()
+
+    def on_eof(self) -> tuple[list[tuple[str, Tick]], bool]:
+        self.released = self.low
+        return self._release(), StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[tuple[str, Tick]], bool]:
         now = datetime.now(UTC)
@@ -277,7 +300,9 @@ class ClockLogic(StatefulLogic[Watermark, tuple[str, Tick], bytes]):
         return self.last_wall + timedelta(seconds=self.idle_s)
 
     def snapshot(self) -> bytes:
+        """The end of an epoch: release the watermark received so far (see above)."""
         import pickle
 
+        self.released = self.low
         return pickle.dumps((self.wm, self.next_tick, sorted(self.keys), self.parts,
-                             sorted(self.active)))
+                             sorted(self.active), self.low))

@@ -289,8 +289,9 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         )
         recovery = recovery_config(settings, procs)
         # Without recovery state the meters would start blind: seed them from storage.
-        warm = influx_warm_start(settings) if settings.influx.enabled and recovery is None \
-            else None
+        warm = (influx_warm_start(settings, settings.engine.warm_start_days)
+                if settings.influx.enabled and recovery is None
+                and settings.engine.warm_start_days > 0 else None)
         flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
                                  snapshots=recovery is not None, warm=warm)
         cli_main(

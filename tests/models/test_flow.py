@@ -332,3 +332,28 @@ def test_warm_start_steps_new_meters_over_their_history_quietly(gen):
     assert fired and fired[0].onset >= history[shift].ts  # the shift, seen thanks to history
     _, cold = run(None)
     assert not [e for e in cold if e.type == "abnormal_consumption"]  # blind without it
+
+
+def test_two_workers_raise_what_one_raises(gen):
+    """Cells spread over two workers (each reading batch crosses once to its cell's worker,
+    the clock sees summaries): the same events as one worker."""
+    from bytewax.testing import cluster_main
+
+    meta = {f"m{m}": MeterMeta(meter_id=f"m{m}", grid_cell=f"C{m % 3}") for m in range(15)}
+    rs = fleet(gen, 9, 15, skip=lambda m, i: m % 3 == 1 and 8 * 96 <= i < 8 * 96 + 12,
+               bump=lambda m, i: 4.0 if (m == 2 and i == 8 * 96 + 40) else 0.0)
+
+    def run(workers):
+        out: list = []
+        flow = build_flow(Settings(), TestingSource(rs, batch_size=500),
+                          Sinks(events=TestingSink(out)), meta, snapshots=False)
+        if workers == 1:
+            run_main(flow)
+        else:
+            cluster_main(flow, [], 0, worker_count_per_proc=workers)
+        return sorted((e.meter_id, e.type, e.state, e.onset) for e in out
+                      if isinstance(e, Event))
+
+    one = run(1)
+    assert ("cell:C1", "feeder_outage", "firing") in {e[:3] for e in one}
+    assert run(2) == one

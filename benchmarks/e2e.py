@@ -393,7 +393,7 @@ def readings():
 before = rss_bytes()
 t0 = time.perf_counter()
 flow = build_flow(Settings(), TestingSource(readings(), batch_size=1000),
-                  Sinks(points=Null(), events=Null()), meta)
+                  Sinks(points=Null(), events=Null()), meta, snapshots=False)
 run_main(flow, epoch_interval=timedelta(seconds=1))
 print(json.dumps({{"meters": n, "readings": n * intervals, "rss_before": before,
                   "rss_peak": peak[0], "seconds": time.perf_counter() - t0}}))

@@ -131,6 +131,37 @@ def recovery_config(settings: Settings, partitions: int) -> Any:
     return RecoveryConfig(rdir, timedelta(seconds=settings.engine.backup_interval_s))
 
 
+#: How far back a warm start reads a meter's stored readings: one week, a whole
+#: time-of-week baseline.
+WARM_START_DAYS = 7
+
+
+def influx_warm_start(settings: Settings, days: float = WARM_START_DAYS
+                      ) -> Callable[[list[str], float], list[Any]]:
+    """The dataflow's warm start from InfluxDB (``InfluxReader.recent_readings``, InfluxQL).
+    A failed query (the database is down, or speaks no InfluxQL) is logged and counted, and
+    the meters start cold: a warm start helps, it never holds the engine up."""
+    from gridwatch.storage import InfluxReader, ReadError
+
+    reader = InfluxReader(settings.influx)
+    failures = Counter[str]()
+
+    def warm(meter_ids: list[str], until: float) -> list[Any]:
+        end = datetime.fromtimestamp(until, UTC)
+        try:
+            return list(reader.recent_readings(end - timedelta(days=days), meter_ids,
+                                               until=end))
+        except (ReadError, OSError) as exc:
+            failures["failed"] += 1
+            if failures["failed"] == 1:
+                log.warning("warm start: stored readings not available (%s); meters without "
+                            "state start cold", exc)
+            return []
+
+    warm.failures = failures  # type: ignore[attr-defined]
+    return warm
+
+
 class TransitionExporter:
     """Copies alert state changes (firing, acknowledged, escalated, resolved, ...) from the
     router's audit trail to InfluxDB every few seconds. The position is kept in a file beside
@@ -185,7 +216,8 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
 
     With ``addresses`` (bytewax ``-a``) and ``process_id`` (``-i``) this process is one of a
     cluster: its collector joins the MQTT shared subscription and writes journal partition
-    ``process_id``; the dataflow reads every partition.
+    ``process_id``, which only this process reads (its journal, spool and recovery directories
+    may be on its own machine); readings cross to their cell's process inside the dataflow.
     """
     from bytewax.run import cli_main
 
@@ -243,7 +275,9 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
     service = RouterService.from_settings(settings).start() if settings.alerts.enabled else None
     router = service.router if service is not None else None
     exporter = None
-    if router is not None and settings.influx.enabled and pid == 0:
+    if router is not None and settings.influx.enabled:
+        # Each process routes its own workers' events in its own database, so each exports
+        # its own transitions (the position file sits beside that database).
         exporter = TransitionExporter(router, settings).start()
     web = None
     if settings.web.enabled and pid == 0:
@@ -252,19 +286,28 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         web = WebServer(settings).start()
         log.info("workspace on %s", web.url)
     try:
+        # Each process lists only its own collector's journal partition (bytewax builds a
+        # partition where it is listed), so processes need no shared filesystem.
         source = ingest.JournalSource(settings.ingest.journal_dir,
-                                      partitions=list(range(procs)), follow=True,
+                                      partitions=[partition], follow=True,
                                       metrics=collector.metrics)
         sinks = stream.Sinks(
             points=(storage.InfluxSink(settings.influx,
-                                       metrics=storage.StorageMetrics(registry))
+                                       metrics=storage.StorageMetrics(registry),
+                                       process_id=pid, processes=procs)
                     if settings.influx.enabled else None),
             # The router keeps its own JSONL record of alerts (alerts.jsonl_out).
             events=EventSink(router.submit_many if router else None,
                              on_profile=router.update_profile if router else None,
                              jsonl=None if router else settings.alerts.jsonl_out),
         )
+        recovery = recovery_config(settings, procs)
+        # Without recovery state the meters would start blind: seed them from storage.
+        warm = (influx_warm_start(settings, settings.engine.warm_start_days)
+                if settings.influx.enabled and recovery is None
+                and settings.engine.warm_start_days > 0 else None)
         flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
+                                 snapshots=recovery is not None, warm=warm,
                                  devices=registry_devices(settings, router))
         cli_main(
             flow,
@@ -272,7 +315,7 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
             process_id=process_id,
             addresses=addresses,
             epoch_interval=timedelta(seconds=settings.engine.epoch_s),
-            recovery_config=recovery_config(settings, procs),
+            recovery_config=recovery,
         )
     finally:
         collector.stop()
@@ -312,6 +355,7 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
     sinks = stream.Sinks(
         points=storage.InfluxSink(settings.influx) if influx else None, events=event_sink)
     flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
+                             snapshots=False,  # a replay runs without recovery
                              devices=registry_devices(settings, router))
     run_main(flow, epoch_interval=timedelta(seconds=settings.engine.epoch_s))
     stats = RunStats()

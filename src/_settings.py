@@ -59,6 +59,10 @@ class EngineSettings(Section):
     recovery_dir: Path | None = None
     backup_interval_s: float = 0.0
     workers: int = 1
+    #: Warm start: without recovery state, seed each meter from its stored readings of this
+    #: many days before its first reading (InfluxQL ``/query``); 0 turns it off. Costs one
+    #: query per cell batch with new meters during each cell's first intervals.
+    warm_start_days: float = 0.0
 
     @model_validator(mode="before")
     @classmethod

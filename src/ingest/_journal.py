@@ -199,32 +199,38 @@ class Journal:
         with f:
             f.seek(cur.pos)
             buf = b""
+            i = 0  # where the next record starts in buf (no copy per record)
             bad = False
             while True:
-                if len(buf) < HEADER_SIZE:
+                if len(buf) - i < HEADER_SIZE:
                     more = f.read(_READ_CHUNK)
                     if not more:
                         break
-                    buf += more
+                    buf = buf[i:] + more
+                    i = 0
                     continue
-                length, crc, offset = _HEADER.unpack_from(buf)
+                length, crc, offset = _HEADER.unpack_from(buf, i)
                 if length > MAX_RECORD_BYTES or offset != cur.offset:
                     bad = True
                     break
-                end = HEADER_SIZE + length
-                while len(buf) < end:
-                    more = f.read(max(_READ_CHUNK, end - len(buf)))
-                    if not more:
-                        break
-                    buf += more
+                end = i + HEADER_SIZE + length
                 if len(buf) < end:
-                    break
-                if verify and _crc(offset, memoryview(buf)[HEADER_SIZE:end]) != crc:
+                    more = f.read(max(_READ_CHUNK, end - len(buf)))
+                    buf = buf[i:] + more
+                    end -= i
+                    i = 0
+                    if len(buf) < end:
+                        while more and len(buf) < end:
+                            more = f.read(end - len(buf))
+                            buf += more
+                        if len(buf) < end:
+                            break
+                if verify and _crc(offset, memoryview(buf)[i + HEADER_SIZE:end]) != crc:
                     bad = True
                     break
-                cur = _Cursor(cur.offset + 1, base, cur.pos + end)
-                buf = buf[end:]
-            leftover = len(buf) > 0 or f.read(1) != b""
+                cur = _Cursor(cur.offset + 1, base, cur.pos + end - i)
+                i = end
+            leftover = len(buf) > i or f.read(1) != b""
         return cur, bad or leftover
 
     def _recover_tail(self) -> None:

@@ -21,7 +21,13 @@ if TYPE_CHECKING:
         to_points,
     )
     from gridwatch.storage._reader import InfluxReader, ReadError
-    from gridwatch.storage._sink import InfluxSink, InfluxSinkPartition, StorageMetrics
+    from gridwatch.storage._sink import (
+        InfluxSink,
+        InfluxSinkPartition,
+        PipelinedPartition,
+        StorageMetrics,
+        StorageWriterError,
+    )
     from gridwatch.storage._spool import Spool
     from gridwatch.storage._writer import (
         PointWriter,
@@ -44,7 +50,9 @@ _LAZY = {
     "ReadError": "_reader",
     "InfluxSink": "_sink",
     "InfluxSinkPartition": "_sink",
+    "PipelinedPartition": "_sink",
     "StorageMetrics": "_sink",
+    "StorageWriterError": "_sink",
     "Spool": "_spool",
     "PointWriter": "_writer",
     "RejectedPointsError": "_writer",
@@ -61,12 +69,14 @@ __all__ = [
     "InfluxSettings",
     "InfluxSink",
     "InfluxSinkPartition",
+    "PipelinedPartition",
     "PointWriter",
     "ReadError",
     "RejectedPointsError",
     "RetryableWriteError",
     "Spool",
     "StorageMetrics",
+    "StorageWriterError",
     "UnsupportedObjectError",
     "V1Writer",
     "V2Writer",

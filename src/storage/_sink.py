@@ -24,13 +24,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
 from influxdb_client import Point
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -45,7 +47,8 @@ from gridwatch.storage._writer import (
     describe,
 )
 
-__all__ = ["InfluxSink", "InfluxSinkPartition", "StorageMetrics"]
+__all__ = ["InfluxSink", "InfluxSinkPartition", "PipelinedPartition", "StorageMetrics",
+           "StorageWriterError"]
 
 log = logging.getLogger("gridwatch.storage")
 
@@ -99,6 +102,10 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
         self.deadletter_path = deadletter
         self._metrics = metrics
         self._worker = str(worker)
+        #: The metrics label of this partition, and its metrics.
+        self.worker = self._worker
+        self.metrics = metrics
+        self.batch_size = settings.batch_size
         self._clock = clock
         self._batch = settings.batch_size
         self._interval = settings.flush_interval_ms / 1000
@@ -141,6 +148,12 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
 
     # -- public helpers --------------------------------------------------------------------
 
+    def poll(self) -> None:
+        """Drain the spool if it is due (the backoff is over, or held points have waited
+        ``flush_interval_ms``): what a timer calls when no new points come."""
+        self._drain(self._clock(), force=False)
+        self._gauges()
+
     def flush(self) -> bool:
         """Write held and spooled points now (unless in a backoff); True when none are left."""
         self._drain(self._clock(), force=True)
@@ -162,6 +175,9 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
                 obj = obj[1]  # a (key, value) pair from a keyed step
             if isinstance(obj, str):
                 lines.append(obj)
+            elif isinstance(getattr(obj, "readings", None), tuple):
+                for r in obj.readings:  # a reading batch of the dataflow
+                    lines.extend(to_lines(r))
             elif isinstance(obj, Point):
                 lines.extend(to_line_protocol([obj]))
             elif type(obj) in MEASUREMENTS:
@@ -338,25 +354,188 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
         self._metrics.spool_points.labels(self._worker).set(self.spool.points)
 
 
-class InfluxSink(DynamicSink[Any]):
-    """Stores readings, scores, events, load profiles and alert transitions (mixed, in any
-    order; ``influxdb_client.Point`` and line-protocol strings pass through).
+class StorageWriterError(RuntimeError):
+    """The background writer of a storage partition stopped on an unexpected error; the
+    dataflow stops with it rather than go on without storing (nothing is lost: the epoch
+    whose points were not yet written or spooled is not committed)."""
 
-    Each worker gets its own spool ``<spool_dir>/influx/w<worker>`` and dead-letter file
-    ``<spool_dir>/influx-deadletter[.w<worker>].jsonl``. ``writer`` replaces the writer
-    ``influx.api`` selects (all workers share the factory, not the instance).
+
+_BARRIER = object()
+_STOP = object()
+
+
+class PipelinedPartition(StatefulSinkPartition[Any, None]):
+    """A storage partition whose writing runs in a background thread, so the dataflow computes
+    while the previous batches are stored.
+
+    ``write_batch`` hands the items to a bounded queue of ``queue_batches`` batches and
+    returns. ``snapshot()`` — which bytewax calls at the end of every epoch in which the
+    partition got items, with or without recovery, before the epoch is committed — waits until
+    every item handed over so far is written, spooled or dead-lettered. So an epoch is only
+    committed once its points are safe, and a crash redoes at most the epoch in flight (points
+    are idempotent, so rewriting them is harmless).
+
+    Backpressure: bytewax cannot ask a sink to retry later, so when the writer falls behind
+    (the server is slow, or the spool is full and the core waits for room) the queue fills and
+    ``write_batch`` waits for a free slot; the wait is logged and shown as
+    ``gridwatch_storage_blocked``. While no points come, the writer polls the spool every
+    ``poll_s`` seconds, so a backlog drains on its own when the server comes back; ``close()``
+    (a clean end) writes what is left, within the drain budget.
     """
+
+    def __init__(self, core: InfluxSinkPartition, *, queue_batches: int = 16,
+                 poll_s: float = 0.5) -> None:
+        self.core = core
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_batches)
+        self._poll_s = poll_s
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"gridwatch-storage-{core.worker}")
+        self._thread.start()
+
+    # -- bytewax ---------------------------------------------------------------------------
+    def write_batch(self, values: list[Any]) -> None:
+        if values:
+            self._put(list(values))
+
+    def snapshot(self) -> None:
+        self.wait()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        done = threading.Event()
+        self._put((_STOP, done))
+        self._join(done)
+        self._thread.join(10)
+        self.core.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def wait(self) -> None:
+        """Block until every item handed over so far is written, spooled or dead-lettered."""
+        done = threading.Event()
+        self._put((_BARRIER, done))
+        self._join(done)
+
+    def _put(self, item: Any) -> None:
+        self._check()
+        try:
+            self._queue.put_nowait(item)
+            return
+        except queue.Full:
+            pass
+        since = time.monotonic()
+        self.core.metrics.blocked.labels(self.core.worker).set(1)
+        log.warning("storage writer %s is behind (%d batches queued): the dataflow waits for "
+                    "it", self.core.worker, self._queue.maxsize)
+        while True:
+            self._check()
+            try:
+                self._queue.put(item, timeout=1.0)
+                break
+            except queue.Full:
+                continue
+        self.core.metrics.blocked.labels(self.core.worker).set(0)
+        log.warning("storage writer %s caught up after %.1fs", self.core.worker,
+                    time.monotonic() - since)
+
+    def _join(self, done: threading.Event) -> None:
+        while not done.wait(1.0):
+            self._check()
+        self._check()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise StorageWriterError(f"storage writer {self.core.worker} failed: "
+                                     f"{self._error!r}") from self._error
+
+    def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=self._poll_s)
+                except queue.Empty:
+                    self.core.poll()
+                    continue
+                if isinstance(item, tuple) and item and item[0] in (_BARRIER, _STOP):
+                    item[1].set()
+                    if item[0] is _STOP:
+                        return
+                    continue
+                # Take what else is queued with it: fewer, larger writes.
+                batch = item
+                marker = None
+                while len(batch) < self.core.batch_size:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if isinstance(nxt, tuple) and nxt and nxt[0] in (_BARRIER, _STOP):
+                        marker = nxt
+                        break
+                    batch = batch + nxt
+                self.core.write_batch(batch)
+                if marker is not None:
+                    marker[1].set()
+                    if marker[0] is _STOP:
+                        return
+        except BaseException as exc:  # surfaced in the worker by the next call
+            self._error = exc
+            log.exception("storage writer %s stopped", self.core.worker)
+
+
+class InfluxSink(FixedPartitionedSink[Any, None]):
+    """Stores readings, scores, events, load profiles and alert transitions (mixed, in any
+    order; ``influxdb_client.Point`` and line-protocol strings pass through; a
+    ``ReadingBatch`` of the dataflow is taken whole).
+
+    One partition per process, ``p<process_id>``, listed only by that process: items keyed
+    with :attr:`part_key` stay in the process that made them, and its spool
+    ``<spool_dir>/influx/w<process_id>`` and dead-letter file
+    ``<spool_dir>/influx-deadletter[.w<process_id>].jsonl`` are on that machine's disk. The
+    partition (:class:`PipelinedPartition`) writes in the background and waits for its writer
+    at each snapshot. ``writer_factory`` replaces the writer ``influx.api`` selects.
+    """
+
+    #: The dataflow may hand over a reading batch whole.
+    takes_batches = True
 
     def __init__(self, settings: InfluxSettings, *,
                  writer_factory: Callable[[InfluxSettings], PointWriter] = build_writer,
                  metrics: StorageMetrics | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 process_id: int = 0, processes: int = 1) -> None:
         self._settings = settings
         self._factory = writer_factory
         self.metrics = metrics if metrics is not None else StorageMetrics()
         self._clock = clock
+        self.process_id = process_id
+        self.processes = processes
+        #: The key to give items so that they stay in this process.
+        self.part_key = f"p{process_id:04d}"
+        #: The partitions bytewax built in this process (for summaries and tests).
+        self.parts: list[PipelinedPartition] = []
 
+    # -- bytewax ---------------------------------------------------------------------------
+    def list_parts(self) -> list[str]:
+        return [self.part_key]
+
+    def part_fn(self, item_key: str) -> int:
+        # Partitions p0000..p<n-1>, one per process, in order: the key's own.
+        return int(item_key[1:])
+
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: None) -> PipelinedPartition:
+        part = PipelinedPartition(self.build(step_id, int(for_part[1:]), self.processes))
+        self.parts.append(part)
+        return part
+
+    # -- direct use ------------------------------------------------------------------------
     def build(self, step_id: str, worker_index: int, worker_count: int) -> InfluxSinkPartition:
+        """The synchronous core of partition ``worker_index`` of ``worker_count``: writes in
+        ``write_batch`` itself (tools and tests use it directly)."""
         s = self._settings
         spool = Spool(s.spool_dir / "influx" / f"w{worker_index}", s.spool_max_bytes,
                       fsync=s.spool_fsync)

@@ -5,22 +5,26 @@ readings in-process and returns the events (evaluation and tests use it).
 """
 
 from gridwatch.stream._flow import ReplayResult, Sinks, build_flow, meta_lookup, run_replay
-from gridwatch.stream._logic import (
-    CellWatchLogic,
-    EventClockLogic,
-    MeterLogic,
-    Silence,
+from gridwatch.stream._logic import CellLogic, CellWatch, Silence
+from gridwatch.stream._partition import (
+    ClockLogic,
+    ReadingBatch,
+    SummarizedSource,
     Tick,
+    Watermark,
 )
 
 __all__ = [
-    "CellWatchLogic",
-    "EventClockLogic",
-    "MeterLogic",
+    "CellLogic",
+    "CellWatch",
+    "ClockLogic",
+    "ReadingBatch",
     "ReplayResult",
     "Silence",
     "Sinks",
+    "SummarizedSource",
     "Tick",
+    "Watermark",
     "build_flow",
     "meta_lookup",
     "run_replay",

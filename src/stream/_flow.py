@@ -1,22 +1,26 @@
 """The dataflow, top to bottom.
 
 ```
-input ─┬─ telemetry ───────────────────────────────────────────────► points
-       └─ readings ─┬──────────────────────────────────────────────► points
-                    │               ┌ key: meter ┐
-                    │               └─ meter (MeterState) ─┬─ events ─► events + points
-                    │   silences ───┘                      ├─ scores ─► points
-                    │                                      └─ days ─ key: class ─ segmenter
-                    │                                              ├─ profiles ─► points + events
-                    │                                              └─ key: segment ─ judge
-                    │                                                         └─ theft ─► events
-                    └─ key: clock ─ event clock (readings + ticks) ─ key: cell ─ cell watch
-                          (readings + silences ─► key: meter above; feeder outages ─► events)
+input (per source partition: readings grouped by watch key + one watermark per batch)
+  ├─ telemetry ──────────────────────────────────────────────────────────► points
+  ├─ reading batches ─┬─────────────────────────────────────────────────► points
+  │                   └─ key: cell ─┐
+  └─ watermarks ─ key: clock ─ clock ─ ticks ─ key: cell ─┤
+                                            cells (CellWatch + MeterState per meter)
+                                             ├─ events (meters, feeder outages) ─► events + points
+                                             ├─ scores ─► points
+                                             └─ days ─ key: class ─ segmenter
+                                                     ├─ profiles ─► points + events
+                                                     └─ key: segment ─ judge
+                                                                └─ theft ─► events
 ```
-bytewax has no cycles, so the silence watch runs before the meter step and tells it, through
-``Silence`` items, that it has gone quiet at the event-time watermark. Readings pass through the
-clock and the cell watch so that readings, ticks and silences reach each step in event-time
-order.
+A reading crosses between workers once, inside its cell's batch, to the worker of its cell;
+the one ``clock`` key sees one small summary per source batch (see
+:mod:`gridwatch.stream._partition`), never a reading. Each cell keeps its own event-time
+watermark from its readings, so readings and the silence checks they drive stay in event-time
+order within the cell; the clock's ticks move cells whose meters have all gone quiet (a feeder
+outage). The trade-off: a cell whose readings trail the fleet's newest by more than
+``detection.lateness_s`` may be ticked ahead of them by the clock, as with one global clock.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
-from bytewax.outputs import Sink
+from bytewax.outputs import FixedPartitionedSink, Sink
 
 from gridwatch._schemas import (
     DeviceTelemetry,
@@ -43,17 +47,17 @@ from gridwatch._settings import Settings
 from gridwatch.models import Calendar, DailyProfile
 from gridwatch.stream._devices import DeviceLookup, device_events
 from gridwatch.stream._logic import (
-    CellWatchLogic,
-    EventClockLogic,
     MetaLookup,
     SegmenterLogic,
     SegmentJudgeLogic,
     TheftCandidate,
-    meter_builder,
+    WarmStart,
+    cell_builder,
 )
+from gridwatch.stream._partition import ClockLogic, ReadingBatch, Watermark, summarized
 
 #: Meters without a grid cell are watched in this many hash shards (no feeder grouping).
-SHARDS = 64
+SHARDS = 256
 
 
 @dataclass
@@ -89,45 +93,46 @@ def watch_key(meter_id: str, meta: MeterMeta | None) -> str:
 
 def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
                meta: Mapping[str, MeterMeta] | MetaLookup | None = None,
-               flow_id: str = "gridwatch", devices: DeviceLookup | None = None) -> Dataflow:
-    """Wire the detection dataflow: readings in, events/scores/profiles out."""
+               flow_id: str = "gridwatch", *, snapshots: bool = True,
+               warm: WarmStart | None = None, devices: DeviceLookup | None = None) -> Dataflow:
+    """Wire the detection dataflow: readings in, events/scores/profiles out.
+
+    ``snapshots=False`` when the flow runs without recovery: the cells then skip serialising
+    their meters at each epoch (bytewax asks for snapshots all the same, and drops them).
+    ``warm``: where meters without state get their history at start (see ``CellLogic``)."""
     det = settings.detection
     lookup = meta_lookup(meta)
     calendar = Calendar(det.timezone, det.holiday_country)
 
     flow = Dataflow(flow_id)
-    inp = op.input("input", flow, source)
-    kinds = op.branch("is_reading", inp, lambda x: isinstance(x, Reading))
-    readings = kinds.trues
-    telemetry = kinds.falses
 
-    # Event time: one clock step passes readings on in order, with watermark ticks; the
-    # per-cell watch passes them on with Silence items; the meter step sees both in order.
     def key_of(r: Reading) -> str:
         return watch_key(r.meter_id, lookup(r.meter_id))
 
+    inp = op.input("input", flow, summarized(source, key_of))
+    kinds = op.branch("is_batch", inp, lambda x: isinstance(x, ReadingBatch))
+    batches = kinds.trues
+    rest = op.branch("is_watermark", kinds.falses, lambda x: isinstance(x, Watermark))
+    watermarks = rest.trues
+    telemetry = rest.falses
+
+    # Event time: the partitions' summaries meet at one small clock; its ticks and the reading
+    # batches meet at their cell, where the watch and the meters run over them in order.
     clock = op.stateful(
-        "event_clock", op.key_on("key_clock", readings, lambda _r: "clock"),
-        lambda resume: EventClockLogic(resume, float(det.interval_s), float(det.lateness_s),
-                                       det.idle_advance_s, key_of))
-    by_cell = op.map("by_cell", clock, lambda kv: kv[1])
-
-    def cell_builder(resume: bytes | None) -> CellWatchLogic:
-        return CellWatchLogic(resume, None, det, lookup)
-
-    watch = op.map("watch_v", op.stateful("cell_watch", by_cell, cell_builder), lambda kv: kv[1])
-    watch_out = op.branch("is_feeder_event", watch, lambda x: isinstance(x, Event))
-    feeder_events = watch_out.trues
-
-    # Per-meter detection.
-    by_meter = op.key_on("key_meter", watch_out.falses, lambda x: x.meter_id)
-    meter_out = op.stateful("meter", by_meter, meter_builder(det, calendar, lookup))
-    results = op.map("meter_v", meter_out, lambda kv: kv[1])
+        "event_clock", op.key_on("key_clock", watermarks, lambda _w: "clock"),
+        lambda resume: ClockLogic(resume, float(det.interval_s), float(det.lateness_s),
+                                  det.idle_advance_s))
+    ticks = op.map("ticks", clock, lambda kv: kv[1])
+    by_cell = op.merge("to_cells", op.key_on("key_cell", batches, lambda b: b.key), ticks)
+    cells = op.stateful_batch(
+        "cells", by_cell, cell_builder(det, calendar, lookup, float(det.interval_s),
+                                       float(det.lateness_s), snapshots, warm))
+    results = op.map("cells_v", cells, lambda kv: kv[1])
     split = op.branch("to_segments", results,
                       lambda x: isinstance(x, DailyProfile | TheftCandidate))
     days = split.trues
     per_reading = split.falses
-    meter_events = op.filter("is_event", per_reading, lambda x: isinstance(x, Event))
+    events_here = op.filter("is_event", per_reading, lambda x: isinstance(x, Event))
     scores = op.filter("is_score", per_reading, lambda x: isinstance(x, Score))
 
     # Segment models: segmentation per customer class, theft judged per segment.
@@ -140,14 +145,32 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     judged = op.stateful("segment_judge", samples, lambda resume: SegmentJudgeLogic(resume, det))
     theft = op.map("judge_v", judged, lambda kv: kv[1])
 
-    # Devices (rules, River models per kind) and load forecasts (gridwatch.stream._devices).
-    dev = op.branch("is_device_event", device_events(telemetry, devices, det, readings=readings,
-                                                     meta=lookup), lambda x: isinstance(x, Event))
-    events = op.merge("events", meter_events, feeder_events, theft, dev.trues)
+    # Devices (rules, River models per kind) and load forecasts of transformers and industrial
+    # customers (gridwatch.stream._devices); only industrial customers' readings leave their
+    # batches for it.
+    def industrial(b: ReadingBatch) -> list[Reading]:
+        out = []
+        for r in b.readings:
+            m = lookup(r.meter_id)
+            if m is not None and m.customer_id and m.customer_class == "industrial":
+                out.append(r)
+        return out
+
+    dev = op.branch("is_device_event", device_events(
+        telemetry, devices, det, readings=op.flat_map("industrial_readings", batches, industrial),
+        meta=lookup), lambda x: isinstance(x, Event))
+    events = op.merge("events", events_here, theft, dev.trues)
     if sinks.events is not None:
         op.output("to_router", op.merge("for_router", events, profiles), sinks.events)
     if sinks.points is not None:
+        # A sink that says it takes batches gets the reading batches whole.
+        readings = batches if getattr(sinks.points, "takes_batches", False) else \
+            op.flat_map("readings", batches, lambda b: b.readings)
         stored = op.merge("points", readings, telemetry, scores, profiles, events, dev.falses)
+        if isinstance(sinks.points, FixedPartitionedSink):
+            # Keyed with the partition of this process: the points stay where they were made.
+            part_key = str(getattr(sinks.points, "part_key", "p0000"))
+            stored = op.key_on("storage_part", stored, lambda _x: part_key)
         op.output("to_storage", stored, sinks.points)
     for name, sink in sinks.extra.items():
         op.output(f"extra_{name}", op.merge(f"all_{name}", events, profiles, scores), sink)
@@ -178,7 +201,8 @@ def run_replay(settings: Settings, readings: Iterable[Reading | DeviceTelemetry]
     items = list(readings)
     out: list[Any] = []
     flow = build_flow(settings, TestingSource(items, batch_size=batch_size),
-                      Sinks(extra={"replay": TestingSink(out)}), meta, devices=devices)
+                      Sinks(extra={"replay": TestingSink(out)}), meta, snapshots=False,
+                      devices=devices)
     run_main(flow)
     return ReplayResult(
         events=[x for x in out if isinstance(x, Event)],

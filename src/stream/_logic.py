@@ -1,11 +1,11 @@
 """The stateful steps of the dataflow: thin bytewax adapters around the pure models.
 
-* :class:`MeterLogic` — per meter: :class:`~gridwatch.models.MeterState`; snapshot is bytes.
-* :class:`EventClockLogic` — one key: the event-time watermark; emits a :class:`Tick` to every
-  watch key whenever the watermark crosses a tick boundary (and, when the input is idle in live
-  mode, advances by wall time so silence is still seen when every meter stops).
-* :class:`CellWatchLogic` — per grid cell: which meters are silent at the watermark; groups
-  meters going silent together into one feeder-outage event, tells each meter it is silent.
+* :class:`CellLogic` — per grid cell (or hash shard): the cell's silence watch
+  (:class:`CellWatch`) and the :class:`~gridwatch.models.MeterState` of each of its meters,
+  stepped over each batch of readings; its own event-time watermark from the readings it
+  sees, advanced further by the fleet clock's ticks when its meters fall silent.
+* :class:`CellWatch` — which meters of a cell are silent at the watermark; groups meters going
+  silent together into one feeder-outage event, tells each meter it is silent.
 * :class:`SegmenterLogic` / :class:`SegmentJudgeLogic` — the River models shared per customer
   class and per segment.
 """
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from bytewax.operators import StatefulLogic
+from bytewax.operators import StatefulBatchLogic, StatefulLogic
 
 from gridwatch._schemas import Event, LoadProfile, MeterMeta, MeterStatus, Reading, Severity
 from gridwatch.models import (
@@ -32,17 +32,14 @@ from gridwatch.models import (
     is_candidate,
     load_profile,
 )
+from gridwatch.stream._partition import ReadingBatch, Tick
 
 MetaLookup = Callable[[str], MeterMeta | None]
+#: Warm start: the stored readings of ``meter_ids`` before ``until`` (epoch seconds), oldest
+#: first for each meter.
+WarmStart = Callable[[list[str], float], Iterable[Reading]]
 
 _EMPTY: list[Any] = []
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """The event-time watermark reached ``now`` (epoch seconds)."""
-
-    now: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,144 +74,32 @@ class TheftCandidate:
     weekend_curve: tuple[float, ...]
 
 
-class MeterLogic(StatefulLogic[Any, Any, bytes]):
-    """Per-meter detection. The snapshot is the compact ``MeterState.to_bytes()``."""
-
-    def __init__(self, resume: bytes | None, settings: DetectionSettings, calendar: Calendar,
-                 meta: MetaLookup) -> None:
-        self.state = MeterState.from_bytes(resume) if resume is not None else None
-        self.settings = settings
-        self.calendar = calendar
-        self.meta = meta
-
-    def on_item(self, value: Any) -> tuple[list[Any], bool]:
-        if isinstance(value, Silence):
-            if self.state is None:
-                return _EMPTY, StatefulLogic.RETAIN
-            meta = self.meta(value.meter_id)
-            return (self.state.on_timer(value.now, meta, settings=self.settings,
-                                        quiet=value.quiet), StatefulLogic.RETAIN)
-        reading: Reading = value
-        if self.state is None:
-            self.state = MeterState(reading.meter_id)
-        meta = self.meta(reading.meter_id)
-        res = self.state.step(reading, meta, None, self.settings, self.calendar)
-        out: list[Any] = []
-        for ev in res.events:
-            if is_candidate(ev):
-                out.append(TheftCandidate(
-                    ev, str(meta.customer_class) if meta else "residential",
-                    tuple(float(x) for x in self.state.wd_curve),
-                    tuple(float(x) for x in self.state.we_curve)))
-            else:
-                out.append(ev)
-        if res.score is not None:
-            out.append(res.score)
-        if res.profile is not None:
-            out.append(res.profile)
-        return out, StatefulLogic.RETAIN
-
-    def snapshot(self) -> bytes:
-        return self.state.to_bytes() if self.state is not None else b""
-
-
-def meter_builder(settings: DetectionSettings, calendar: Calendar,
-                  meta: MetaLookup) -> Callable[[bytes | None], MeterLogic]:
-    def build(resume: bytes | None) -> MeterLogic:
-        return MeterLogic(resume or None, settings, calendar, meta)
-
-    return build
-
-
-class EventClockLogic(StatefulLogic[Reading, tuple[str, Any], bytes]):
-    """Tracks the event-time watermark (max event time minus the allowed lateness) and passes
-    every reading on to its watch key, followed by a ``Tick`` to every watch key seen whenever
-    the watermark crosses a ``tick_s`` boundary. Because readings and ticks leave this one step
-    in order, each cell watch sees them in event-time order (bytewax does not order items of
-    separate streams within an epoch).
-
-    ``notify_at`` is wall-clock in bytewax, so it is only used for the idle case: when nothing
-    arrives for ``idle_s`` wall seconds the watermark advances by the wall time elapsed.
-    """
-
-    def __init__(self, resume: bytes | None, tick_s: float, lateness_s: float,
-                 idle_s: float, key_of: Callable[[Reading], str]) -> None:
-        self.tick_s = tick_s
-        self.lateness_s = lateness_s
-        self.idle_s = idle_s
-        self.key_of = key_of
-        self.wm = -math.inf
-        self.next_tick = -math.inf
-        self.keys: set[str] = set()
-        if resume:
-            self.wm, self.next_tick, keys = pickle.loads(resume)
-            self.keys = set(keys)
-        self.last_wall = datetime.now(UTC)
-
-    def _ticks(self, out: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-        if self.wm >= self.next_tick:
-            self.next_tick = (self.wm // self.tick_s + 1) * self.tick_s
-            tick = Tick(self.wm)
-            out.extend((k, tick) for k in sorted(self.keys))
-        return out
-
-    def on_item(self, value: Reading) -> tuple[list[tuple[str, Any]], bool]:
-        key = self.key_of(value)
-        self.keys.add(key)
-        self.last_wall = datetime.now(UTC)
-        wm = value.ts.timestamp() - self.lateness_s
-        if wm > self.wm:
-            if self.next_tick == -math.inf:
-                self.next_tick = (wm // self.tick_s + 1) * self.tick_s
-            self.wm = wm
-        return self._ticks([(key, value)]), StatefulLogic.RETAIN
-
-    def on_notify(self) -> tuple[list[tuple[str, Any]], bool]:
-        now = datetime.now(UTC)
-        if self.wm > -math.inf:
-            self.wm += (now - self.last_wall).total_seconds()
-        self.last_wall = now
-        return self._ticks([]), StatefulLogic.RETAIN
-
-    def notify_at(self) -> datetime | None:
-        if self.idle_s <= 0 or self.wm == -math.inf:
-            return None
-        return self.last_wall + timedelta(seconds=self.idle_s)
-
-    def snapshot(self) -> bytes:
-        return pickle.dumps((self.wm, self.next_tick, sorted(self.keys)))
-
-
 _OK, _PENDING, _ALERTED, _FEEDER = 0, 1, 2, 3
 
 
-class CellWatchLogic(StatefulLogic[Any, Any, bytes]):
+class CellWatch:
     """Silence watch of the meters of one grid cell (or one hash shard for meters without a
-    cell). Passes readings on, in order, with ``Silence`` items for meters and ``Event`` items
-    for feeder outages.
+    cell): told of each reading, and ticked with the event-time watermark, it answers with
+    ``Silence`` items for meters and ``Event`` items for feeder outages. Pure: no bytewax.
 
     Meters crossing the silence deadline are held ``hold`` intervals; if ``feeder_n`` or more of
     one cell are silent together they become one ``feeder_outage`` naming them, otherwise each
     meter raises its own outage or communication-loss event.
     """
 
-    def __init__(self, resume: bytes | None, cell: str | None, settings: DetectionSettings,
-                 meta: MetaLookup) -> None:
+    def __init__(self, resume: tuple[Any, ...] | None, cell: str | None,
+                 settings: DetectionSettings) -> None:
         self.cell = cell
         self.settings = settings
-        self.meta = meta
         # meter -> (last_ts, interval_s, status, status_since)
         self.meters: dict[str, tuple[float, int, int, float]] = {}
         self.feeder_onset: float | None = None
         self.feeder_meters: tuple[str, ...] = ()
         if resume:
-            self.cell, self.meters, self.feeder_onset, self.feeder_meters = pickle.loads(resume)
+            self.cell, self.meters, self.feeder_onset, self.feeder_meters = resume
 
-    def on_item(self, value: Any) -> tuple[list[Any], bool]:
-        if isinstance(value, Tick):
-            return self._tick(value.now), StatefulLogic.RETAIN
-        r: Reading = value
-        meta = self.meta(r.meter_id)
+    def on_reading(self, r: Reading, meta: MeterMeta | None) -> list[Event]:
+        """Note a reading; a feeder-outage ``resolved`` event when its cell is back."""
         if self.cell is None and meta is not None:
             self.cell = meta.grid_cell
         interval = (meta.interval_s if meta and meta.interval_s else None) or r.interval_s \
@@ -226,20 +111,21 @@ class CellWatchLogic(StatefulLogic[Any, Any, bytes]):
             # last gasp: the meter is down now; held like a silent meter to group a feeder
             status = prev[2] if prev and prev[2] in (_PENDING, _FEEDER, _ALERTED) else _PENDING
             self.meters[r.meter_id] = (last, int(interval), status, t)
-            return [r], StatefulLogic.RETAIN
+            return _EMPTY
         self.meters[r.meter_id] = (last, int(interval), _OK, t)
-        out: list[Any] = [r]
-        if prev and prev[2] == _FEEDER and self.feeder_onset is not None:
-            back = sum(1 for m in self.feeder_meters if self.meters.get(m, (0, 0, _OK))[2]
+        if not (prev and prev[2] == _FEEDER and self.feeder_onset is not None):
+            return _EMPTY
+        out: list[Event] = []
+        back = sum(1 for m in self.feeder_meters if self.meters.get(m, (0, 0, _OK))[2]
                        != _FEEDER)
-            if back >= 0.8 * len(self.feeder_meters):
-                out.append(self._feeder_event(t, "resolved", back))
-                self.feeder_onset = None
-                self.feeder_meters = ()
-                for m, (lt, iv, st, since) in list(self.meters.items()):
-                    if st == _FEEDER:
-                        self.meters[m] = (lt, iv, _ALERTED, since)
-        return out, StatefulLogic.RETAIN
+        if back >= 0.8 * len(self.feeder_meters):
+            out.append(self._feeder_event(t, "resolved", back))
+            self.feeder_onset = None
+            self.feeder_meters = ()
+            for m, (lt, iv, st, since) in list(self.meters.items()):
+                if st == _FEEDER:
+                    self.meters[m] = (lt, iv, _ALERTED, since)
+        return out
 
     def _feeder_event(self, t: float, state: str, back: int = 0) -> Event:
         assert self.feeder_onset is not None
@@ -262,7 +148,7 @@ class CellWatchLogic(StatefulLogic[Any, Any, bytes]):
             grid_cell=self.cell, meters=self.feeder_meters,
         )
 
-    def _tick(self, now: float) -> list[Any]:
+    def tick(self, now: float) -> list[Any]:
         s = self.settings
         out: list[Any] = []
         for m, (last, iv, st, _since) in list(self.meters.items()):
@@ -291,8 +177,165 @@ class CellWatchLogic(StatefulLogic[Any, Any, bytes]):
                 out.append(Silence(m, now, quiet=False))
         return out
 
+    def state(self) -> tuple[Any, ...]:
+        return (self.cell, self.meters, self.feeder_onset, self.feeder_meters)
+
+
+class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
+    """One grid cell (or hash shard): its silence watch and the state of each of its meters.
+
+    Items are :class:`ReadingBatch` es of the cell's readings and :class:`Tick` s from the fleet
+    clock. Each reading goes to the watch, then to its meter's ``MeterState.step``; then the
+    cell's own watermark advances: the newest reading the cell has from each source partition
+    that feeds it, the slowest of them, minus ``lateness_s``. Each ``tick_s`` boundary it
+    passes, the watch looks for silent meters, whose ``on_timer`` runs at once (boundaries
+    passed before a reading are ticked before it). A clock tick only counts when it is ahead of
+    the cell's own watermark: it is what moves a cell whose meters have all gone quiet, or one
+    whose slowest partition has stopped.
+
+    The snapshot is the watch's state and every meter's ``to_bytes()``; with ``snapshots``
+    off (no recovery configured: bytewax takes snapshots at every epoch all the same, and
+    drops them) it is empty and costs nothing.
+
+    ``warm`` (warm start): meters that have no state yet — a start without recovery state —
+    are first stepped over their stored readings before the batch (events raised on the way
+    are history, not news, and are dropped), so the detectors do not start blind. One call
+    per batch with new meters, and only until the cell's second interval tick: by then every
+    meter that reports each interval has been seen, and later newcomers are new meters.
+    """
+
+    def __init__(self, resume: bytes | None, settings: DetectionSettings, calendar: Calendar,
+                 meta: MetaLookup, tick_s: float, lateness_s: float,
+                 snapshots: bool = True, warm: WarmStart | None = None) -> None:
+        self.settings = settings
+        self.warm = warm
+        self._ticks_seen = 0
+        self.calendar = calendar
+        self.meta = meta
+        self.tick_s = tick_s
+        self.lateness_s = lateness_s
+        self.snapshots = snapshots
+        self.wm = -math.inf
+        self.next_tick = -math.inf
+        self.meters: dict[str, MeterState] = {}
+        #: newest event time from each source partition that feeds this cell
+        self.parts: dict[str, float] = {}
+        watch = None
+        if resume:
+            watch, self.wm, self.next_tick, self.parts, states = pickle.loads(resume)
+            self.meters = {m: MeterState.from_bytes(b) for m, b in states.items()}
+        self.watch = CellWatch(watch, None, settings)
+
+    def on_batch(self, values: list[Any]) -> tuple[list[Any], bool]:
+        out: list[Any] = []
+        for value in values:
+            if isinstance(value, ReadingBatch):
+                if self.warm is not None and self._ticks_seen < 2:
+                    self._warm_start(value.readings)
+                for r in value.readings:
+                    self._reading(r, value.part, out)
+            elif isinstance(value, Tick):
+                self._advance(value.now, out)
+            else:  # a lone reading (a caller that does not batch)
+                self._reading(value, "", out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def _warm_start(self, readings: tuple[Reading, ...]) -> None:
+        assert self.warm is not None
+        new = sorted({r.meter_id for r in readings if r.meter_id not in self.meters})
+        if not new:
+            return
+        until = min(r.ts for r in readings).timestamp()
+        for r in self.warm(new, until):
+            state = self.meters.get(r.meter_id)
+            if state is None:
+                state = self.meters[r.meter_id] = MeterState(r.meter_id)
+            state.step(r, self.meta(r.meter_id), None, self.settings, self.calendar)
+        for m in new:  # a meter with no history is not asked about again
+            if m not in self.meters:
+                self.meters[m] = MeterState(m)
+
+    def _reading(self, r: Reading, part: str, out: list[Any]) -> None:
+        t = r.ts.timestamp()
+        parts = self.parts
+        if t > parts.get(part, -math.inf):
+            parts[part] = t
+        wm = (t if len(parts) == 1 else min(parts.values())) - self.lateness_s
+        if wm > self.next_tick:
+            self._catch_up(wm, out)
+        meta = self.meta(r.meter_id)
+        feeder = self.watch.on_reading(r, meta)
+        if feeder:
+            out.extend(feeder)
+        state = self.meters.get(r.meter_id)
+        if state is None:
+            state = self.meters[r.meter_id] = MeterState(r.meter_id)
+        res = state.step(r, meta, None, self.settings, self.calendar)
+        for ev in res.events:
+            if is_candidate(ev):
+                out.append(TheftCandidate(
+                    ev, str(meta.customer_class) if meta else "residential",
+                    tuple(float(x) for x in state.wd_curve),
+                    tuple(float(x) for x in state.we_curve)))
+            else:
+                out.append(ev)
+        if res.score is not None:
+            out.append(res.score)
+        if res.profile is not None:
+            out.append(res.profile)
+        if wm > self.wm:
+            self._advance(wm, out)
+
+    def _catch_up(self, wm: float, out: list[Any]) -> None:
+        """Tick every boundary the watermark passed before ``wm``, each at its own time: the
+        silence checks that readings of other cells would have driven one by one."""
+        if self.next_tick == -math.inf:
+            return
+        while self.next_tick < wm:
+            b = self.next_tick
+            self.wm = max(self.wm, b)
+            self.next_tick = b + self.tick_s
+            self._tick(b, out)
+
+    def _advance(self, wm: float, out: list[Any]) -> None:
+        if wm <= self.wm:
+            return
+        if self.next_tick == -math.inf:
+            self.next_tick = (wm // self.tick_s + 1) * self.tick_s
+        self._catch_up(wm, out)
+        self.wm = wm
+        if wm < self.next_tick:
+            return
+        self.next_tick = (wm // self.tick_s + 1) * self.tick_s
+        self._tick(wm, out)
+
+    def _tick(self, now: float, out: list[Any]) -> None:
+        self._ticks_seen += 1
+        for item in self.watch.tick(now):
+            if isinstance(item, Silence):
+                state = self.meters.get(item.meter_id)
+                if state is not None:
+                    out.extend(state.on_timer(item.now, self.meta(item.meter_id),
+                                              settings=self.settings, quiet=item.quiet))
+            else:
+                out.append(item)
+
     def snapshot(self) -> bytes:
-        return pickle.dumps((self.cell, self.meters, self.feeder_onset, self.feeder_meters))
+        if not self.snapshots:
+            return b""
+        return pickle.dumps((self.watch.state(), self.wm, self.next_tick, self.parts,
+                             {m: s.to_bytes() for m, s in self.meters.items()}),
+                            protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def cell_builder(settings: DetectionSettings, calendar: Calendar, meta: MetaLookup,
+                 tick_s: float, lateness_s: float, snapshots: bool = True,
+                 warm: WarmStart | None = None) -> Callable[[bytes | None], CellLogic]:
+    def build(resume: bytes | None) -> CellLogic:
+        return CellLogic(resume or None, settings, calendar, meta, tick_s, lateness_s,
+                         snapshots, warm)
+
+    return build
 
 
 class SegmenterLogic(StatefulLogic[Any, Any, bytes]):

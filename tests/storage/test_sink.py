@@ -30,8 +30,10 @@ def test_mixed_objects_through_a_dataflow_read_back(v1_settings, influxdb, sh):
     readings = [sh.reading("m-1", i) for i in range(40)]
     items = [*readings, *objs.values()]
     flow = Dataflow("storage_test")
-    op.output("influx", op.input("in", flow, TestingSource(items, batch_size=9)),
-              InfluxSink(s))
+    sink = InfluxSink(s)
+    keyed = op.key_on("part", op.input("in", flow, TestingSource(items, batch_size=9)),
+                      lambda _x: sink.part_key)
+    op.output("influx", keyed, sink)
     run_main(flow)
     with InfluxReader(s) as reader:
         got = reader.readings("m-1", sh.T0, sh.T0 + (readings[-1].ts - sh.T0) * 2)
@@ -252,3 +254,134 @@ def test_a_batch_of_bad_points_is_dead_lettered_without_endless_halving(v1_setti
     assert sorted(json.loads(x)["line"] for x in lines) == sorted(bad)
     assert all("field type conflict" in json.loads(x)["error"] for x in lines)
     assert count(sh, influxdb, s.database) == 1
+
+
+def _wait(pred, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return pred()
+
+
+def test_pipelined_partition_has_stored_everything_when_snapshot_returns(v1_settings,
+                                                                          influxdb, sh):
+    s = v1_settings(batch_size=64)
+    sink = InfluxSink(s, metrics=StorageMetrics(CollectorRegistry()))
+    part = sink.build_part("s", sink.part_key, None)
+    for i in range(0, 500, 25):
+        part.write_batch([sh.reading(f"m-{k}", j) for j in range(i, i + 25) for k in range(2)])
+    assert part.snapshot() is None  # bytewax's commit point: waits for the writer
+    assert count(sh, influxdb, s.database) == 1000
+    assert part.core.written == 1000 and part.core.spool.points == 0
+    part.close()
+
+
+def test_pipelined_partition_keeps_the_dataflow_free_of_write_latency(v1_settings, influxdb,
+                                                                      sh):
+    """write_batch only hands over: while the writer is slow, the worker goes on."""
+    s = v1_settings(batch_size=10)
+    sink = InfluxSink(s)
+    part = sink.build_part("s", sink.part_key, None)
+    gate = threading.Event()
+    real = part.core._writer.write
+
+    def slow_write(lines):
+        gate.wait(10)
+        return real(lines)
+
+    part.core._writer.write = slow_write
+    t = time.monotonic()
+    part.write_batch([sh.reading("m-1", i) for i in range(10)])
+    assert time.monotonic() - t < 0.5
+    assert count(sh, influxdb, s.database) == 0
+    gate.set()
+    part.snapshot()
+    assert count(sh, influxdb, s.database) == 10
+    part.close()
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_spool_drains_on_its_own_when_the_server_returns(api, v1_settings, v2_settings, sh,
+                                                         tmp_path: Path):
+    """No new reading is needed: the writer's timer drains the spool once the server is back
+    (issue 17), on InfluxDB 1.x and on VictoriaMetrics' v2 endpoint."""
+    if api == "v1":
+        svc = _services.influxdb(tmp_path / "private-influxdb").start()
+        s = v1_settings(svc, batch_size=20, retry_initial_ms=100, retry_max_ms=300)
+    else:
+        svc = _services.victoria_metrics(tmp_path / "private-vm").start()
+        s = v2_settings(url=svc.url, batch_size=20, retry_initial_ms=100, retry_max_ms=300)
+    meter = f"m-{uuid.uuid4().hex[:8]}"
+
+    def stored() -> int:
+        if api == "v1":
+            return count(sh, svc, s.database)
+        got = sh.vm_export(svc, f'reading_kw{{meter_id="{meter}"}}')
+        return len(got[0]["values"]) if got else 0
+
+    try:
+        svc.stop()
+        sink = InfluxSink(s)
+        part = sink.build_part("s", sink.part_key, None)
+        part.write_batch([sh.reading(meter, i) for i in range(50)])
+        part.snapshot()  # returns: the points are spooled on disk
+        assert part.core.spool.points == 50
+        svc.start()
+        assert _wait(lambda: part.core.spool.points == 0, 20), "the spool did not drain"
+        assert _wait(lambda: stored() == 50, 10)
+        part.close()
+    finally:
+        svc.stop()
+
+
+def test_clean_close_drains_what_the_writer_holds(v1_settings, influxdb, sh):
+    s = v1_settings(batch_size=1000, flush_interval_ms=60_000)  # small batches are held
+    sink = InfluxSink(s)
+    part = sink.build_part("s", sink.part_key, None)
+    part.write_batch([sh.reading("m-1", 0)])
+    part.write_batch([sh.reading("m-1", i) for i in range(1, 8)])
+    part.snapshot()
+    part.close()
+    assert count(sh, influxdb, s.database) == 8
+    assert part.core.spool.points == 0
+
+
+def test_writer_failure_stops_the_dataflow_instead_of_losing_points(v1_settings, influxdb,
+                                                                    sh):
+    from gridwatch.storage import StorageWriterError
+
+    s = v1_settings()
+    sink = InfluxSink(s)
+    part = sink.build_part("s", sink.part_key, None)
+
+    def broken(lines):
+        raise MemoryError("no memory")
+
+    part.core._writer.write = broken
+    part.write_batch([sh.reading("m-1", 0)])
+    with pytest.raises(StorageWriterError):
+        part.snapshot()
+
+
+def test_warm_start_reads_each_meters_stored_readings_before_the_restart(v1_settings,
+                                                                         influxdb, sh):
+    from gridwatch import Settings
+    from gridwatch._engine import influx_warm_start
+
+    s = v1_settings()
+    part = InfluxSink(s).build("s", 0, 1)
+    part.write_batch([sh.reading(m, i) for i in range(20) for m in ("m-1", "m-2", "m-3")])
+    assert part.flush()
+    warm = influx_warm_start(Settings(influx=s.model_dump()), days=365 * 30)
+    until = sh.reading("m-1", 12).ts.timestamp()
+    got = warm(["m-1", "m-2"], until)
+    for m in ("m-1", "m-2"):  # oldest first for each meter, and only before `until`
+        assert [r.ts for r in got if r.meter_id == m] == [sh.reading(m, i).ts for i in range(12)]
+    assert {r.meter_id for r in got} == {"m-1", "m-2"}
+    assert got[0] == sh.reading("m-1", 0)
+    # a database that cannot answer: logged, counted, the meters start cold
+    down = influx_warm_start(Settings(influx=v1_settings(
+        url=f"http://127.0.0.1:{_services.free_port()}").model_dump()))
+    assert down(["m-1"], until) == [] and down.failures["failed"] == 1

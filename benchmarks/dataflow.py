@@ -1,0 +1,364 @@
+"""The dataflow alone, and how it grows: readings/s from the journal with no storage, one and two
+processes; replay of the real set against a plain CSV pass; memory per meter.
+
+Every figure is printed beside a baseline measured in the same run, as a ratio, in wall time
+and in CPU time (readings per CPU-second of the process: on a shared machine the wall rate
+says as much about the neighbours as about the dataflow):
+
+* ``journal``: the simulated utility fleet (``config/fleets/utility-100k.yaml``, scaled to
+  ``--meters``) for ``--intervals`` 15-minute intervals, written to a two-partition journal in
+  100-reading records groups, each meter's readings in one partition (by a hash of its id).
+  Baselines: reading and decoding every journal record in one plain loop (the source's own
+  cost), and ``MeterState.step`` over the same readings in a plain loop (the detectors' own
+  cost, the floor of any flow that runs them per reading).
+* ``flow``: the whole detection dataflow (``build_flow``: per-cell silence watch and every
+  meter's ``MeterState.step``, segment models) over that journal, with only a counting event
+  sink, in 1 process and in a 2-process bytewax cluster whose processes each list only their
+  own journal partition (as on two machines); readings/s from the first to the last item.
+* ``replay``: ``gridwatch replay`` of ``/work/shared/datasets/sgsc45/readings.csv.gz``
+  (decompressed first) without a database against a plain ``csv.reader`` pass over the same
+  file.
+* ``memory``: resident memory per meter of a dataflow holding 10^4, 10^5 (and with
+  ``--full`` 10^6) meters after ``--memory-intervals`` intervals, beside its throughput.
+
+Usage: ``python benchmarks/dataflow.py`` (a few minutes), ``--only PART`` (repeatable),
+``--meters N``, ``--intervals N``, ``--full``. Figures go to ``var/bench/dataflow.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "var" / "bench" / "dataflow"
+SGSC45 = Path("/work/shared/datasets/sgsc45/readings.csv.gz")
+FLEET_100K = ROOT / "config" / "fleets" / "utility-100k.yaml"
+
+
+def fleet_of(meters: int, intervals: int) -> Any:
+    """The utility fleet scaled to about ``meters`` meters, for ``intervals`` intervals."""
+    import yaml
+
+    from gridwatch.simulators import Fleet
+
+    data = yaml.safe_load(FLEET_100K.read_text())
+    factor = meters / 100_000
+    for spec in data["customers"].values():
+        spec["count"] = max(1, round(spec["count"] * factor))
+    for region in data["regions"]:
+        region["cells"] = max(1, round(region["cells"] * factor))
+    data["duration"] = f"{intervals * 15}m"
+    data["meters_per_concentrator"] = 100
+    data["anomalies"] = {"warmup": "0m", "rate_per_meter_day": 0.0}
+    return Fleet.from_dict(data, source=str(FLEET_100K))
+
+
+# -- journal ------------------------------------------------------------------------------------
+def build_journal(meters: int, intervals: int, directory: Path) -> dict[str, Any]:
+    from gridwatch.ingest import Journal
+    from gridwatch.ingest._journal import encode_item
+    from gridwatch.simulators import Simulation
+
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    sim = Simulation(fleet_of(meters, intervals))
+    meta = {m.meter_id: m.meta() for m in sim.meters}
+    (directory / "meta.pickle").write_bytes(pickle.dumps(meta))
+    journals = [Journal(directory / "journal", p) for p in (0, 1)]
+    # Each meter's readings in one partition, as when each concentrator's messages reach one
+    # collector: a meter's readings then stay in time order (split across two partitions
+    # read at their own pace, they would not be).
+    n = 0
+    bufs: list[list[bytes]] = [[], []]
+    for block in sim.blocks():
+        for r in sim.block_readings(block):
+            p = zlib.crc32(r.meter_id.encode()) % 2
+            bufs[p].append(encode_item(r))
+            if len(bufs[p]) == 100:
+                journals[p].append(bufs[p])
+                n += 100
+                bufs[p] = []
+    for p, buf in enumerate(bufs):
+        if buf:
+            journals[p].append(buf)
+            n += len(buf)
+    for j in journals:
+        j.close()
+    # Baseline: the source's own work, records read and decoded in a plain loop.
+    from gridwatch.ingest._journal import decode_item
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    seen = 0
+    for p in (0, 1):
+        j = Journal(directory / "journal", p, readonly=True)
+        off = j.start_offset
+        while True:
+            recs = j.read(off, 5000)
+            if not recs:
+                break
+            for _o, data in recs:
+                decode_item(data)
+            seen += len(recs)
+            off = recs[-1][0] + 1
+        j.close()
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    # Baseline 2: the detectors alone, MeterState.step over the same readings in a plain loop
+    # (per meter in time order): the floor of any flow that runs them per reading.
+    from gridwatch import Settings
+    from gridwatch.models import Calendar, MeterState
+
+    det = Settings().detection
+    cal = Calendar(det.timezone, det.holiday_country)
+    items = []
+    for p in (0, 1):
+        j = Journal(directory / "journal", p, readonly=True)
+        items.extend(decode_item(d) for _o, d in j.read(j.start_offset, 10**9))
+        j.close()
+    states: dict[str, MeterState] = {}
+    t1, c1 = time.perf_counter(), time.process_time()
+    for r in items:
+        st = states.get(r.meter_id)
+        if st is None:
+            st = states[r.meter_id] = MeterState(r.meter_id)
+        st.step(r, meta.get(r.meter_id), None, det, cal)
+    sdt, scpu = time.perf_counter() - t1, time.process_time() - c1
+    return {"meters": len(meta), "readings": n, "decode_s": dt, "decode_per_s": seen / dt,
+            "decode_per_cpu_s": seen / cpu, "step_per_s": len(items) / sdt,
+            "step_per_cpu_s": len(items) / scpu}
+
+
+FLOW_CHILD = r'''
+import json, pickle, sys, time
+from datetime import timedelta
+from typing import Any
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.run import cli_main
+from gridwatch import Settings
+from gridwatch.ingest import JournalSource
+from gridwatch.stream import Sinks, build_flow
+
+directory, pid, procs, addrs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+meta = pickle.loads(open(f"{directory}/meta.pickle", "rb").read())
+events = [0]
+types = {}
+first = [None]
+
+class Counting(JournalSource):
+    def build_part(self, step_id, for_part, resume_state):
+        part = super().build_part(step_id, for_part, resume_state)
+        inner = part.next_batch
+        def next_batch():
+            if first[0] is None:
+                first[0] = (time.perf_counter(), time.process_time())
+            return inner()
+        part.next_batch = next_batch
+        return part
+
+class _Part(StatelessSinkPartition[Any]):
+    def write_batch(self, items):
+        events[0] += len(items)
+        for e in items:
+            k = f"{type(e).__name__}:{getattr(e, 'type', '')}:{getattr(e, 'state', '')}"
+            types[k] = types.get(k, 0) + 1
+
+class Null(DynamicSink[Any]):
+    def build(self, *a):
+        return _Part()
+
+parts = list(range(2)) if procs == 1 else [pid]  # each process lists only its own partition
+source = Counting(f"{directory}/journal", partitions=parts, follow=False, batch_size=1000)
+flow = build_flow(Settings(), source, Sinks(events=Null()), meta.get, snapshots=False)
+cli_main(flow, workers_per_process=1, process_id=pid if procs > 1 else None,
+         addresses=addrs.split(",") if procs > 1 else None,
+         epoch_interval=timedelta(seconds=2))
+t1, c1 = time.perf_counter(), time.process_time()
+t0, c0 = first[0] or (t1, c1)
+print(json.dumps({"pid": pid, "readings": source.accepted, "events": events[0],
+                  "types": types, "seconds": t1 - t0, "cpu_s": c1 - c0}))
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_flow(directory: Path, procs: int) -> dict[str, Any]:
+    addrs = ",".join(f"127.0.0.1:{free_port()}" for _ in range(procs))
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    children = [subprocess.Popen([sys.executable, "-c", FLOW_CHILD, str(directory), str(i),
+                                  str(procs), addrs], stdout=subprocess.PIPE, env=env,
+                                 text=True) for i in range(procs)]
+    outs = [json.loads(c.communicate(timeout=1800)[0].strip().splitlines()[-1])
+            for c in children]
+    readings = sum(o["readings"] for o in outs)
+    seconds = max(o["seconds"] for o in outs)
+    cpu = sum(o["cpu_s"] for o in outs)
+    types: dict[str, int] = {}
+    for o in outs:
+        for k, v in o["types"].items():
+            types[k] = types.get(k, 0) + v
+    return {"processes": procs, "readings": readings, "events": sum(o["events"] for o in outs),
+            "seconds": seconds, "per_s": readings / seconds, "cpu_s": cpu,
+            "per_cpu_s": readings / cpu, "event_types": types}
+
+
+# -- replay of the real set ---------------------------------------------------------------------
+def replay_sgsc45() -> dict[str, Any]:
+    import resource
+
+    work = OUT / "replay"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    plain_csv = work / "readings.csv"  # gridwatch replay reads .csv/.jsonl, not .gz
+    with gzip.open(SGSC45, "rb") as src, open(plain_csv, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    t0, c0 = time.perf_counter(), time.process_time()
+    rows = 0
+    with open(plain_csv, newline="") as fh:
+        for _row in csv.reader(fh):
+            rows += 1
+    plain, plain_cpu = time.perf_counter() - t0, time.process_time() - c0
+    cmd = [sys.executable, "-m", "gridwatch", "replay", str(plain_csv), "--no-influx",
+           "--alerts-out", str(work / "alerts.jsonl")]
+    env = dict(os.environ, GRIDWATCH_INGEST__DEADLETTER_DIR=str(work / "deadletter"))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=3600)
+    replay = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    replay_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    if proc.returncode != 0:
+        raise SystemExit(f"replay failed: {proc.stderr[-2000:]}")
+    return {"rows": rows - 1, "csv_s": plain, "replay_s": replay,
+            "csv_per_s": (rows - 1) / plain, "replay_per_s": (rows - 1) / replay,
+            "ratio": plain / replay, "csv_cpu_s": plain_cpu, "replay_cpu_s": replay_cpu,
+            "cpu_ratio": plain_cpu / replay_cpu}
+
+
+# -- memory -------------------------------------------------------------------------------------
+MEMORY_CHILD = r'''
+import gc, json, pickle, sys, time
+from datetime import timedelta
+from typing import Any
+sys.path.insert(0, {bench!r})
+from dataflow import fleet_of
+from _e2e_lib import rss_bytes
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.testing import TestingSource, run_main
+from gridwatch import Settings
+from gridwatch.simulators import Simulation
+from gridwatch.stream import Sinks, build_flow
+
+meters, intervals = {meters}, {intervals}
+sim = Simulation(fleet_of(meters, intervals))
+meta = {{m.meter_id: m.meta() for m in sim.meters}}
+n = len(meta)
+gc.collect()
+peak = [0]
+first = [None]
+
+class _Part(StatelessSinkPartition[Any]):
+    def write_batch(self, items):
+        pass
+
+class Null(DynamicSink[Any]):
+    def build(self, *a):
+        return _Part()
+
+def readings():
+    for block in sim.blocks():
+        if first[0] is None:
+            first[0] = (time.perf_counter(), time.process_time())
+        yield from sim.block_readings(block)
+        peak[0] = max(peak[0], rss_bytes())
+    peak[0] = max(peak[0], rss_bytes())
+
+before = rss_bytes()
+flow = build_flow(Settings(), TestingSource(readings(), batch_size=1000),
+                  Sinks(events=Null()), meta.get, snapshots=False)
+run_main(flow, epoch_interval=timedelta(seconds=2))
+print(json.dumps({{"meters": n, "readings": n * intervals, "rss_before": before,
+                  "rss_peak": peak[0], "seconds": time.perf_counter() - first[0][0],
+                  "cpu_s": time.process_time() - first[0][1]}}))
+'''
+
+
+def memory(meters: int, intervals: int) -> dict[str, Any]:
+    code = MEMORY_CHILD.format(bench=str(Path(__file__).resolve().parent), meters=meters,
+                               intervals=intervals)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=3600)
+    if proc.returncode != 0:
+        raise SystemExit(f"memory run failed: {proc.stderr[-2000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["bytes_per_meter"] = (out["rss_peak"] - out["rss_before"]) / out["meters"]
+    out["per_s"] = out["readings"] / out["seconds"]
+    out["per_cpu_s"] = out["readings"] / out["cpu_s"]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", action="append", choices=["flow", "replay", "memory"])
+    ap.add_argument("--meters", type=int, default=2_000)
+    ap.add_argument("--intervals", type=int, default=96)
+    ap.add_argument("--memory-intervals", type=int, default=4)
+    ap.add_argument("--full", action="store_true", help="memory at 10^6 meters too")
+    args = ap.parse_args()
+    parts = args.only or ["flow", "replay", "memory"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    if "flow" in parts:
+        j = build_journal(args.meters, args.intervals, OUT / "flow")
+        results["journal"] = j
+        print(f"journal: {j['readings']:,} readings of {j['meters']:,} meters; "
+              f"baseline read+decode {j['decode_per_s']:,.0f} readings/s "
+              f"({j['decode_per_cpu_s']:,.0f} per CPU-second); baseline MeterState.step loop "
+              f"{j['step_per_s']:,.0f} readings/s ({j['step_per_cpu_s']:,.0f} per CPU-second)")
+        one = run_flow(OUT / "flow", 1)
+        two = run_flow(OUT / "flow", 2)
+        results["flow"] = {"1": one, "2": two}
+        for r in (one, two):
+            print(f"dataflow alone, {r['processes']} process(es): {r['per_s']:,.0f} readings/s "
+                  f"({r['readings']:,} readings, {r['events']} events, {r['seconds']:.1f} s; "
+                  f"{r['per_cpu_s']:,.0f} per CPU-second); ratio to the step loop "
+                  f"{r['per_s'] / j['step_per_s']:.2f} (CPU "
+                  f"{r['per_cpu_s'] / j['step_per_cpu_s']:.2f})")
+        print(f"2 processes vs 1: {two['per_s'] / one['per_s']:.2f}x")
+    if "replay" in parts:
+        r = replay_sgsc45()
+        results["replay"] = r
+        print(f"replay of sgsc45 ({r['rows']:,} rows): {r['replay_per_s']:,.0f} readings/s "
+              f"in {r['replay_s']:.1f} s; plain csv pass {r['csv_per_s']:,.0f} rows/s; "
+              f"ratio {r['ratio']:.3f} (CPU time ratio {r['cpu_ratio']:.3f})")
+    if "memory" in parts:
+        sizes = [10_000, 100_000] + ([1_000_000] if args.full else [])
+        results["memory"] = []
+        for n in sizes:
+            m = memory(n, args.memory_intervals)
+            results["memory"].append(m)
+            print(f"memory: {m['meters']:,} meters: {m['bytes_per_meter']:,.0f} B/meter "
+                  f"resident, {m['per_s']:,.0f} readings/s ({m['per_cpu_s']:,.0f} per "
+                  f"CPU-second) over {m['readings']:,} readings")
+    (OUT.parent / "dataflow.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

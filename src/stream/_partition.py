@@ -1,0 +1,308 @@
+"""Event time without a funnel: a watermark per source partition, small summaries to the clock.
+
+:class:`SummarizedSource` wraps the dataflow's source (any ``FixedPartitionedSource`` or
+``DynamicSource``). Each of its partitions, on the worker that reads it, groups the readings of
+every batch it reads by their watch key (grid cell or hash shard) into one
+:class:`ReadingBatch` per key, and adds one :class:`Watermark`: the newest event time the
+partition has read and the watch keys it has not announced before. Readings then cross to their
+cell's worker once, as a batch; only the summaries go to the one ``clock`` key, which ticks the
+watch keys whose meters may all have gone quiet (a cell that still hears from any meter keeps
+its own watermark, see :class:`~gridwatch.stream.CellLogic`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bytewax.inputs import (
+    DynamicSource,
+    FixedPartitionedSource,
+    Source,
+    StatefulSourcePartition,
+    StatelessSourcePartition,
+)
+from bytewax.operators import StatefulLogic
+
+from gridwatch._schemas import Reading
+
+__all__ = ["ClockLogic", "ReadingBatch", "SummarizedSource", "Tick", "Watermark"]
+
+_EMPTY: list[Any] = []
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The event-time watermark reached ``now`` (epoch seconds)."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingBatch:
+    """Readings of one watch key, in the order source partition ``part`` read them."""
+
+    key: str
+    readings: tuple[Reading, ...]
+    part: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """What one source partition has read so far: its newest event time, and the watch keys it
+    sees for the first time in this batch. ``idle``: the partition has nothing more to read
+    for now (caught up, or at its end), so it must not hold the fleet's watermark back."""
+
+    part: str
+    max_ts: float
+    keys: tuple[str, ...] = ()
+    idle: bool = False
+
+
+def _group(items: list[Any], part: str, key_of: Callable[[Reading], str],
+           announced: set[str], newest: float) -> tuple[list[Any], float]:
+    groups: dict[str, list[Reading]] = {}
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, Reading):
+            key = key_of(item)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [item]
+            else:
+                group.append(item)
+            ts = item.ts.timestamp()
+            if ts > newest:
+                newest = ts
+        else:
+            out.append(item)
+    if not groups:
+        return out, newest
+    fresh = tuple(k for k in groups if k not in announced)
+    announced.update(fresh)
+    out.extend(ReadingBatch(k, tuple(rs), part) for k, rs in groups.items())
+    out.append(Watermark(part, newest, fresh))
+    return out, newest
+
+
+class _FixedPart(StatefulSourcePartition[Any, Any]):
+    def __init__(self, inner: StatefulSourcePartition[Any, Any], part: str,
+                 key_of: Callable[[Reading], str]) -> None:
+        self.inner = inner
+        self.part = part
+        self.key_of = key_of
+        self.announced: set[str] = set()
+        self.newest = -math.inf
+        self.idle = False
+        self.ended = False
+
+    def next_batch(self) -> list[Any]:
+        if self.ended:
+            raise StopIteration
+        try:
+            items = list(self.inner.next_batch())
+        except StopIteration:
+            self.ended = True
+            return self._idle()
+        if not items:
+            return self._idle()
+        self.idle = False
+        out, self.newest = _group(items, self.part, self.key_of, self.announced, self.newest)
+        return out
+
+    def _idle(self) -> list[Any]:
+        if self.idle or self.newest == -math.inf:
+            return _EMPTY
+        self.idle = True
+        return [Watermark(self.part, self.newest, (), idle=True)]
+
+    def next_awake(self) -> datetime | None:
+        return None if self.ended else self.inner.next_awake()
+
+    def snapshot(self) -> Any:
+        return self.inner.snapshot()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _DynamicPart(StatelessSourcePartition[Any]):
+    def __init__(self, inner: StatelessSourcePartition[Any], part: str,
+                 key_of: Callable[[Reading], str]) -> None:
+        self.inner = inner
+        self.part = part
+        self.key_of = key_of
+        self.announced: set[str] = set()
+        self.newest = -math.inf
+        self.idle = False
+        self.ended = False
+
+    def next_batch(self) -> list[Any]:
+        if self.ended:
+            raise StopIteration
+        try:
+            items = list(self.inner.next_batch())
+        except StopIteration:
+            self.ended = True
+            return self._idle()
+        if not items:
+            return self._idle()
+        self.idle = False
+        out, self.newest = _group(items, self.part, self.key_of, self.announced, self.newest)
+        return out
+
+    def _idle(self) -> list[Any]:
+        if self.idle or self.newest == -math.inf:
+            return _EMPTY
+        self.idle = True
+        return [Watermark(self.part, self.newest, (), idle=True)]
+
+    def next_awake(self) -> datetime | None:
+        return None if self.ended else self.inner.next_awake()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class SummarizedSource(FixedPartitionedSource[Any, Any]):
+    """``inner``'s items, with readings grouped per watch key and a watermark per batch.
+
+    Recovery state is ``inner``'s, untouched. A ``DynamicSource`` is wrapped by
+    :func:`summarized`, which returns a dynamic source instead.
+    """
+
+    def __init__(self, inner: FixedPartitionedSource[Any, Any],
+                 key_of: Callable[[Reading], str]) -> None:
+        self.inner = inner
+        self.key_of = key_of
+
+    def list_parts(self) -> list[str]:
+        return self.inner.list_parts()
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any | None) -> _FixedPart:
+        return _FixedPart(self.inner.build_part(step_id, for_part, resume_state), for_part,
+                          self.key_of)
+
+
+class _SummarizedDynamic(DynamicSource[Any]):
+    def __init__(self, inner: DynamicSource[Any], key_of: Callable[[Reading], str]) -> None:
+        self.inner = inner
+        self.key_of = key_of
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DynamicPart:
+        return _DynamicPart(self.inner.build(step_id, worker_index, worker_count),
+                            f"w{worker_index}", self.key_of)
+
+
+def summarized(source: Source[Any], key_of: Callable[[Reading], str]) -> Source[Any]:
+    """Wrap a bytewax source so that it emits reading batches and watermarks."""
+    if isinstance(source, FixedPartitionedSource):
+        return SummarizedSource(source, key_of)
+    if isinstance(source, DynamicSource):
+        return _SummarizedDynamic(source, key_of)
+    raise TypeError(f"unsupported source {type(source).__name__}")
+
+
+class ClockLogic(StatefulLogic[Watermark, tuple[str, Tick], bytes]):
+    """The fleet's event-time watermark from the partitions' summaries; sends a :class:`Tick`
+    to every watch key it has heard of each time the watermark crosses a ``tick_s`` boundary.
+    It sees one small item per source batch, never a reading.
+
+    The watermark is the newest event time of the slowest partition that still has readings
+    to give (a partition that is caught up or ended does not hold it back; when all are, the
+    newest of all), minus ``lateness_s``: partitions read at their own pace (two processes
+    replaying a journal drift apart), and a cell must not be ticked past readings that a
+    slower partition has yet to deliver.
+
+    **One epoch behind.** The ticks must not overtake readings on their way to a cell: bytewax
+    does not order the items of two streams within an epoch, and the readings a summary speaks
+    of may still be in flight to another process. But a stateful step takes the items of an
+    epoch only after every item of the epochs before it, and bytewax calls ``snapshot()`` on a
+    step's awoken keys at the end of each epoch, with or without recovery (bytewax 0.21's
+    ``stateful_batch`` operator). So the clock releases, at that point, the watermark of the
+    summaries received up to then, and ticks only up to the released watermark: every reading
+    it speaks of reaches its cell first. At the end of a finite input (``on_eof``) the last
+    watermark is released at once. Cells that still hear from their meters do not wait for
+    the clock (they tick from their own readings); only wholly silent cells see the lag.
+
+    ``notify_at`` is wall-clock in bytewax, so it is only used for the idle case: when nothing
+    arrives for ``idle_s`` wall seconds the watermark advances by the wall time elapsed.
+    """
+
+    def __init__(self, resume: bytes | None, tick_s: float, lateness_s: float,
+                 idle_s: float) -> None:
+        import pickle
+
+        self.tick_s = tick_s
+        self.lateness_s = lateness_s
+        self.idle_s = idle_s
+        self.wm = -math.inf
+        self.next_tick = -math.inf
+        self.keys: set[str] = set()
+        self.parts: dict[str, float] = {}
+        self.active: set[str] = set()
+        #: the watermark of the summaries received so far, and the part of it released
+        self.low = -math.inf
+        self.released = -math.inf
+        if resume:
+            self.wm, self.next_tick, keys, self.parts, active, self.low = pickle.loads(resume)
+            self.keys = set(keys)
+            self.active = set(active)
+            self.released = self.low  # every epoch before the resume point is over
+        self.last_wall = datetime.now(UTC)
+
+    def _ticks(self) -> list[tuple[str, Tick]]:
+        if self.wm > -math.inf and self.wm >= self.next_tick:
+            self.next_tick = (self.wm // self.tick_s + 1) * self.tick_s
+            tick = Tick(self.wm)
+            return [(k, tick) for k in sorted(self.keys)]
+        return _EMPTY
+
+    def on_item(self, value: Watermark) -> tuple[list[tuple[str, Tick]], bool]:
+        self.keys.update(value.keys)
+        self.last_wall = datetime.now(UTC)
+        if value.max_ts > self.parts.get(value.part, -math.inf):
+            self.parts[value.part] = value.max_ts
+        if value.idle:
+            self.active.discard(value.part)
+        else:
+            self.active.add(value.part)
+        parts = self.parts
+        low = min(parts[p] for p in self.active) if self.active else max(parts.values())
+        self.low = max(self.low, low - self.lateness_s)
+        return self._release(), StatefulLogic.RETAIN
+
+    def _release(self) -> list[tuple[str, Tick]]:
+        wm = self.released
+        if wm > self.wm:
+            if self.next_tick == -math.inf:
+                self.next_tick = wm  # the first release ticks: it may be the only one
+            self.wm = wm
+        return self._ticks()
+
+    def on_eof(self) -> tuple[list[tuple[str, Tick]], bool]:
+        self.released = self.low
+        return self._release(), StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[list[tuple[str, Tick]], bool]:
+        now = datetime.now(UTC)
+        if self.wm > -math.inf:
+            self.wm += (now - self.last_wall).total_seconds()
+        self.last_wall = now
+        return self._ticks(), StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        if self.idle_s <= 0 or self.wm == -math.inf:
+            return None
+        return self.last_wall + timedelta(seconds=self.idle_s)
+
+    def snapshot(self) -> bytes:
+        """The end of an epoch: release the watermark received so far (see above)."""
+        import pickle
+
+        self.released = self.low
+        return pickle.dumps((self.wm, self.next_tick, sorted(self.keys), self.parts,
+                             sorted(self.active), self.low))

@@ -310,8 +310,8 @@ def test_warm_start_steps_new_meters_over_their_history_quietly(gen):
     history are not raised again, and the history is asked for only at the cell's start."""
     shift = 3 * gen.WEEK + 10
     rs = gen.series(3 * gen.WEEK + 60, lambda i, ts, rng: gen.residential(i, ts, rng)
-                    + (0.25 if i >= shift else 0.0))
-    history, live = rs[:shift + 4], rs[shift + 4:]  # the shift began before the restart
+                    * (3.0 if i >= shift else 1.0))
+    history, live = rs[:shift + 2], rs[shift + 2:]  # the shift began before the restart
     asked = []
 
     def warm(meter_ids, until):
@@ -328,7 +328,7 @@ def test_warm_start_steps_new_meters_over_their_history_quietly(gen):
 
     logic, events = run(warm)
     assert asked == [((live[0].meter_id,), live[0].ts.timestamp())]  # once, for the new meter
-    assert logic.meters[live[0].meter_id].n == len(rs)
+    assert logic.meters[live[0].meter_id].rec.n == len(rs)
     fired = [e for e in events if e.type == "abnormal_consumption" and e.state == "firing"]
     assert fired and fired[0].onset >= history[shift].ts  # the shift, seen thanks to history
     _, cold = run(None)

@@ -210,6 +210,17 @@ class TransitionExporter:
                 log.warning("alert transitions not exported yet: %s", exc)
 
 
+def verdict_feed(settings: Settings) -> Any:
+    """The workspace's verdicts for the detectors (the closed loop), when the workspace is on or
+    its database exists; None otherwise."""
+    db = settings.web.db or settings.alerts.state_db
+    if not (settings.web.enabled or Path(db).exists()):
+        return None
+    from gridwatch.web import VerdictFeed
+
+    return VerdictFeed(db, clock=lambda: datetime.now(UTC))
+
+
 def run_engine(settings: Settings, *, process_id: int | None = None,
                addresses: list[str] | None = None) -> None:
     """Collector + dataflow + alert router in one process (the embedded default).
@@ -308,7 +319,8 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                 and settings.engine.warm_start_days > 0 else None)
         flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
                                  snapshots=recovery is not None, warm=warm,
-                                 devices=registry_devices(settings, router))
+                                 devices=registry_devices(settings, router),
+                                 verdicts=verdict_feed(settings))
         cli_main(
             flow,
             workers_per_process=settings.engine.workers,

@@ -101,16 +101,25 @@ def run(rec: MeterRecord, key: str, holds: bool, t: float) -> int:
 
 def feedback(rec: MeterRecord, etype: str, kind: str, t: float, half_life_s: float) -> float:
     """The managers' false-alarm weight for ``etype``/``kind`` at event time ``t`` (0: none)."""
-    w, at = rec.fb.get(f"{etype}:{kind}", (0.0, 0.0))
+    w, at, _ = rec.fb.get(f"{etype}:{kind}", (0.0, 0.0, 0.0))
     return w * 0.5 ** (max(t - at, 0.0) / half_life_s) if w else 0.0
 
 
 def verdict(rec: MeterRecord, etype: str, kind: str, outcome: str, t: float,
-            half_life_s: float) -> None:
-    """Take a manager's verdict on one of this meter's alarms: ``false_alarm`` adds one to the
-    fading weight of that kind of alarm, ``confirmed`` clears it."""
+            half_life_s: float, given: float | None = None) -> bool:
+    """Take a manager's verdict on one of this meter's alarms at event time ``t``:
+    ``false_alarm`` adds one to the fading weight of that kind of alarm, ``confirmed`` clears it.
+    ``given`` (when the verdict was given) makes it idempotent: a verdict no later than the last
+    one taken for that kind is ignored (a replay after recovery). Returns whether it was taken."""
     key = f"{etype}:{kind}"
+    last = rec.fb.get(key, (0.0, 0.0, 0.0))[2]
+    if given is not None and given <= last:
+        return False
+    stamp = given if given is not None else last
     if outcome == "confirmed":
-        rec.fb.pop(key, None)
+        rec.fb[key] = (0.0, t, stamp)
     elif outcome == "false_alarm":
-        rec.fb[key] = (feedback(rec, etype, kind, t, half_life_s) + 1.0, t)
+        rec.fb[key] = (feedback(rec, etype, kind, t, half_life_s) + 1.0, t, stamp)
+    else:
+        return False
+    return True

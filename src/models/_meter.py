@@ -126,13 +126,18 @@ class MeterState:
         return _faults.silence(self.rec, now, meta, settings or DetectionSettings(), quiet)
 
     def verdict(self, event_type: str, kind: str, outcome: str, at: datetime | float, *,
-                settings: DetectionSettings | None = None) -> None:
+                settings: DetectionSettings | None = None,
+                given: datetime | float | None = None) -> bool:
         """A manager's verdict on one of this meter's alarms (``confirmed``, ``false_alarm``,
-        ``site_visit``): a false alarm widens the thresholds of that kind of alarm on this meter,
-        fading over weeks; a confirmation clears that."""
+        ``site_visit``), taken at event time ``at``: a false alarm widens the thresholds of that
+        kind of alarm on this meter, fading over weeks; a confirmation clears that. ``given``
+        (when the manager gave it) makes a replayed verdict a no-op. Returns whether it was
+        taken."""
         s = settings or DetectionSettings()
         t = at.timestamp() if isinstance(at, datetime) else float(at)
-        verdict(self.rec, event_type, kind, outcome, t, s.feedback_half_life_days * 86_400)
+        g = given.timestamp() if isinstance(given, datetime) else given
+        return verdict(self.rec, event_type, kind, outcome, t,
+                       s.feedback_half_life_days * 86_400, g)
 
     # ----------------------------------------------------------------- the reading path
     def step(self, r: Reading, meta: MeterMeta | None, now: datetime | None,

@@ -116,9 +116,10 @@ class MeterRecord:
     since: dict[str, float] = field(default_factory=dict)
     #: kind of the open consumption alarm
     kind: str = ""
-    #: managers' verdicts: "type:kind" -> (false-alarm weight, event time it was last set); a
-    #: weight halves every ``feedback_half_life_days`` and widens that alarm's thresholds
-    fb: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: managers' verdicts: "type:kind" -> (false-alarm weight, event time it was last set, when
+    #: the last verdict taken was given); a weight halves every ``feedback_half_life_days`` and
+    #: widens that alarm's thresholds
+    fb: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         state = {}

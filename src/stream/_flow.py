@@ -51,6 +51,7 @@ from gridwatch.stream._logic import (
     SegmenterLogic,
     SegmentJudgeLogic,
     TheftCandidate,
+    Verdicts,
     WarmStart,
     cell_builder,
 )
@@ -94,12 +95,14 @@ def watch_key(meter_id: str, meta: MeterMeta | None) -> str:
 def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
                meta: Mapping[str, MeterMeta] | MetaLookup | None = None,
                flow_id: str = "gridwatch", *, snapshots: bool = True,
-               warm: WarmStart | None = None, devices: DeviceLookup | None = None) -> Dataflow:
+               warm: WarmStart | None = None, devices: DeviceLookup | None = None,
+               verdicts: Verdicts | None = None) -> Dataflow:
     """Wire the detection dataflow: readings in, events/scores/profiles out.
 
     ``snapshots=False`` when the flow runs without recovery: the cells then skip serialising
     their meters at each epoch (bytewax asks for snapshots all the same, and drops them).
-    ``warm``: where meters without state get their history at start (see ``CellLogic``)."""
+    ``warm``: where meters without state get their history at start (see ``CellLogic``).
+    ``verdicts``: the managers' verdicts, handed to each meter's detectors (the closed loop)."""
     det = settings.detection
     lookup = meta_lookup(meta)
     calendar = Calendar(det.timezone, det.holiday_country)
@@ -126,7 +129,7 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     by_cell = op.merge("to_cells", op.key_on("key_cell", batches, lambda b: b.key), ticks)
     cells = op.stateful_batch(
         "cells", by_cell, cell_builder(det, calendar, lookup, float(det.interval_s),
-                                       float(det.lateness_s), snapshots, warm))
+                                       float(det.lateness_s), snapshots, warm, verdicts))
     results = op.map("cells_v", cells, lambda kv: kv[1])
     split = op.branch("to_segments", results,
                       lambda x: isinstance(x, DailyProfile | TheftCandidate))

@@ -35,6 +35,9 @@ from gridwatch.models import (
 from gridwatch.stream._partition import ReadingBatch, Tick
 
 MetaLookup = Callable[[str], MeterMeta | None]
+#: Managers' verdicts for detection: the new ``(meter_id, event_type, kind, verdict, given)``
+#: of one meter since the last call (see ``gridwatch.web.verdicts_for_detection``).
+Verdicts = Callable[[str], list[tuple[str, str, str, str, datetime]]]
 #: Warm start: the stored readings of ``meter_ids`` before ``until`` (epoch seconds), oldest
 #: first for each meter.
 WarmStart = Callable[[list[str], float], Iterable[Reading]]
@@ -206,9 +209,11 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
 
     def __init__(self, resume: bytes | None, settings: DetectionSettings, calendar: Calendar,
                  meta: MetaLookup, tick_s: float, lateness_s: float,
-                 snapshots: bool = True, warm: WarmStart | None = None) -> None:
+                 snapshots: bool = True, warm: WarmStart | None = None,
+                 verdicts: Verdicts | None = None) -> None:
         self.settings = settings
         self.warm = warm
+        self.verdicts = verdicts
         self._ticks_seen = 0
         self.calendar = calendar
         self.meta = meta
@@ -270,6 +275,9 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         state = self.meters.get(r.meter_id)
         if state is None:
             state = self.meters[r.meter_id] = MeterState(r.meter_id)
+        if self.verdicts is not None:  # the closed loop: managers' verdicts reach the meter
+            for _, etype, kind, outcome, given in self.verdicts(r.meter_id):
+                state.verdict(etype, kind, outcome, t, settings=self.settings, given=given)
         res = state.step(r, meta, None, self.settings, self.calendar)
         for ev in res.events:
             if is_candidate(ev):
@@ -330,10 +338,11 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
 
 def cell_builder(settings: DetectionSettings, calendar: Calendar, meta: MetaLookup,
                  tick_s: float, lateness_s: float, snapshots: bool = True,
-                 warm: WarmStart | None = None) -> Callable[[bytes | None], CellLogic]:
+                 warm: WarmStart | None = None,
+                 verdicts: Verdicts | None = None) -> Callable[[bytes | None], CellLogic]:
     def build(resume: bytes | None) -> CellLogic:
         return CellLogic(resume or None, settings, calendar, meta, tick_s, lateness_s,
-                         snapshots, warm)
+                         snapshots, warm, verdicts)
 
     return build
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from gridwatch.web._server import WebServer, demo_login
     from gridwatch.web._verdicts import (
         VERDICTS,
+        VerdictFeed,
         VerdictScore,
         false_alarm_weights,
         score_verdicts,
@@ -35,6 +36,7 @@ _LAZY = {
     "WebServer": "_server",
     "demo_login": "_server",
     "VERDICTS": "_verdicts",
+    "VerdictFeed": "_verdicts",
     "VerdictScore": "_verdicts",
     "false_alarm_weights": "_verdicts",
     "score_verdicts": "_verdicts",
@@ -44,6 +46,7 @@ _LAZY = {
 __all__ = [
     "VERDICTS",
     "Digest",
+    "VerdictFeed",
     "VerdictScore",
     "WebServer",
     "WebSettings",

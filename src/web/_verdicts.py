@@ -20,6 +20,7 @@ from gridwatch.web._store import parse_ts, ts
 
 __all__ = [
     "VERDICTS",
+    "VerdictFeed",
     "VerdictScore",
     "export_pending",
     "false_alarm_weights",
@@ -166,3 +167,47 @@ def score_verdicts(db: sqlite3.Connection, since: datetime | None = None
             score = out[group][key]
             setattr(score, verdict, getattr(score, verdict) + 1)
     return {k: dict(v) for k, v in out.items()}
+
+
+class VerdictFeed:
+    """The managers' verdicts on their way into detection (the closed loop): polls
+    :func:`verdicts_for_detection` at most every ``every_s`` seconds of ``clock`` (the engine's
+    wall clock: this is the IO edge) and hands each meter its new verdicts once, when the
+    dataflow next steps it (``feed(meter_id)``). Starts ``lookback`` back, so a restarted engine
+    learns again what its fresh meters missed; the detectors ignore a verdict they already took.
+    """
+
+    def __init__(self, db_path: str | Path, *, clock: Any, every_s: float = 30.0,
+                 lookback: timedelta = timedelta(days=180)) -> None:
+        self.db_path = Path(db_path)
+        self.clock = clock
+        self.every_s = every_s
+        self.since: datetime = clock() - lookback
+        self.next_poll: datetime | None = None
+        self.pending: dict[str, list[tuple[str, str, str, str, datetime]]] = {}
+        self._at_since: set[tuple[str, str, str, str, datetime]] = set()
+        self.taken = 0
+
+    def poll(self) -> None:
+        now = self.clock()
+        if self.next_poll is not None and now < self.next_poll:
+            return
+        self.next_poll = now + timedelta(seconds=self.every_s)
+        if not self.db_path.exists():
+            return
+        try:
+            rows = verdicts_for_detection(self.db_path, self.since)
+        except sqlite3.Error:
+            return  # the workspace is writing or not there yet: next time
+        for row in rows:
+            if row in self._at_since:
+                continue  # read by the last poll (verdicts at exactly ``since``)
+            self.pending.setdefault(row[0], []).append(row)
+            self.taken += 1
+        if rows:
+            self.since = max(r[4] for r in rows)
+            self._at_since = {r for r in rows if r[4] == self.since}
+
+    def __call__(self, meter_id: str) -> list[tuple[str, str, str, str, datetime]]:
+        self.poll()
+        return self.pending.pop(meter_id, []) if self.pending else []

@@ -50,14 +50,17 @@ class Lifecycle(RuleBasedStateMachine):
             return  # the same onset as an episode already over: a replay, not a new episode
         if m is None or m["state"] == "resolved":
             self.model[fp] = {"state": "firing", "episode": (m["episode"] + 1) if m else 1,
-                              "started": self.clock.now,
+                              "started": self.clock.now, "onset": ev.onset,
                               "onsets": (m["onsets"] if m else set()) | {ev.onset}}
             self.history.append(ev)
 
     @rule(meter=s.sampled_from(METERS), type_=s.sampled_from(TYPES))
     def clear(self, meter: str, type_: str) -> None:
         fp = f"{meter}/{type_}"
-        ev = event(meter, type_, state="resolved", at=self.clock.now)
+        m = self.model.get(fp)
+        # a detector resolves the episode it raised: the resolve carries that episode's onset
+        extra = {"onset": m["onset"]} if m is not None and m["state"] != "resolved" else {}
+        ev = event(meter, type_, state="resolved", at=self.clock.now, **extra)
         self.router.submit(ev)
         if fp in self.model and self.model[fp]["state"] != "resolved":
             self.model[fp]["state"] = "resolved"

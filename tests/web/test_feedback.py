@@ -47,3 +47,65 @@ def test_weights_fade_and_stay_bounded(vs, later_days) -> None:
     later_w = false_alarm_weights(given_, NOW + timedelta(days=later_days)).get(KEY, 0.0)
     n_false = sum(1 for kind, _ in vs if kind == "false_alarm")
     assert 0.0 <= later_w <= now_w + 1e-9 <= n_false + 1e-9
+
+
+def test_verdicts_reach_the_meters_once_through_the_dataflow_cell(tmp_path) -> None:
+    """The closed loop end to end, below the browser: a verdict stored by the workspace is read
+    by the engine's VerdictFeed and handed once to the meter's detectors in the dataflow's cell
+    step; a misfiring meter goes quiet after its manager's false-alarm verdict while a real
+    fault (five times its usual load) is still raised; a replayed verdict changes nothing."""
+    import math
+
+    import numpy as np
+
+    from gridwatch import Event, Reading
+    from gridwatch.models import Calendar, DetectionSettings
+    from gridwatch.stream import CellLogic, ReadingBatch
+    from gridwatch.web import VerdictFeed
+    from gridwatch.web._store import connect
+    from gridwatch.web._verdicts import record_verdict
+
+    db_path = tmp_path / "alerts.sqlite"
+    connect(db_path).close()
+    wall = [NOW]
+    feed = VerdictFeed(db_path, clock=lambda: wall[0], every_s=0)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    step = timedelta(minutes=15)
+    pump = [35 * 96 * k + 14 * 4 for k in range(1, 4)]
+    fault = 4 * 35 * 96 + 12 * 4
+    rng = np.random.default_rng(7)
+    readings = []
+    for i in range(fault + 96):
+        ts = start + i * step
+        h = ts.hour + ts.minute / 60
+        kw = 1.0 + 0.8 * math.exp(-(((h - 19) / 2) ** 2)) + rng.normal(0, 0.05)
+        if any(p <= i < p + 8 for p in pump):
+            kw += 1.6  # the pool pump, once a month, beyond the meter's record
+        elif fault <= i < fault + 8:
+            kw *= 5
+        readings.append(Reading(meter_id="m1", ts=ts, kw=round(kw, 4)))
+    cell = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
+                     snapshots=False, verdicts=feed)
+    spikes = []
+    db = connect(db_path)
+    for i in range(0, len(readings), 4):
+        out, _ = cell.on_batch([ReadingBatch("shard:00", tuple(readings[i:i + 4]))])
+        for e in out:
+            if isinstance(e, Event) and e.state == "firing" and e.evidence.get("kind") == "spike":
+                spikes.append(e.onset)
+                if len(spikes) == 1:  # the manager calls the first one a false alarm
+                    wall[0] = wall[0] + timedelta(minutes=5)
+                    record_verdict(db, {"fingerprint": "m1/abnormal_consumption", "episode": 1,
+                                        "meter_id": "m1", "type": e.type,
+                                        "severity": str(e.severity), "evidence": e.evidence},
+                                   "false_alarm", "pool pump", "mgr-000", wall[0])
+                    db.commit()
+    db.close()
+    assert spikes[0] == readings[pump[0]].ts
+    assert readings[pump[1]].ts not in spikes  # quiet after the verdict
+    assert spikes[-1] == readings[fault].ts  # the real fault is still raised
+    assert feed.taken == 1
+    state = cell.meters["m1"]
+    weight = state.rec.fb["abnormal_consumption:spike"]
+    assert state.verdict("abnormal_consumption", "spike", "false_alarm", readings[-1].ts,
+                         given=weight[2]) is False  # a replayed verdict is ignored

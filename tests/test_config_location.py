@@ -128,6 +128,10 @@ def test_commands_say_which_file_and_data_dir_they_use(
     with caplog.at_level(logging.INFO, logger="gridwatch.settings"):
         s = settings_or_exit(None)
     assert s.mqtt.client_id == "from-cwd"
-    assert [r.getMessage() for r in caplog.records] == [
+    assert [r.getMessage() for r in caplog.records if r.levelname == "INFO"] == [
         f"settings: {places['cwd'].absolute()} (found in the search path); "
         f"data: {s.engine.data_dir}"]
+    # and a file that leaves the time zone unset is told so
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "detection.timezone is not set: days, hours and holidays are judged in UTC unless the "
+        "registry gives a cell its time zone"]

@@ -39,14 +39,16 @@ def auth_influx(tmp_path: Path) -> Iterator[_services.Service]:
     conf = svc.workdir / "influxdb.conf"
     conf.write_text(conf.read_text().replace("[http]\n", "[http]\n  auth-enabled = true\n"))
     svc.start()
-    # With no user yet, InfluxDB takes the first admin without a login.
-    for q, login in ((f"CREATE USER {ADMIN} WITH PASSWORD '{ADMIN_PW}' WITH ALL PRIVILEGES", {}),
-                     ("CREATE DATABASE guarded", {"u": ADMIN, "p": ADMIN_PW})):
-        qs = urllib.parse.urlencode(login)  # InfluxDB reads u and p from the URL only
-        body = urllib.parse.urlencode({"q": q}).encode()
-        urllib.request.urlopen(f"{svc.url}/query?{qs}", data=body, timeout=5).read()
-    yield svc
-    svc.stop()
+    try:
+        # With no user yet, InfluxDB takes the first admin without a login.
+        for q, login in ((f"CREATE USER {ADMIN} WITH PASSWORD '{ADMIN_PW}' WITH ALL PRIVILEGES",
+                          {}), ("CREATE DATABASE guarded", {"u": ADMIN, "p": ADMIN_PW})):
+            qs = urllib.parse.urlencode(login)  # InfluxDB reads u and p from the URL only
+            body = urllib.parse.urlencode({"q": q}).encode()
+            urllib.request.urlopen(f"{svc.url}/query?{qs}", data=body, timeout=5).read()
+        yield svc
+    finally:
+        svc.stop()  # also when setting it up failed: no server outlives its test
 
 
 @pytest.fixture

@@ -134,7 +134,7 @@ def bench_memory(template: MeterState, n: int) -> tuple[float, float]:
     before = rss_mb()
     live = [MeterState.from_bytes(blob) for _ in range(n)]
     for i, st in enumerate(live):
-        st.meter_id = f"m{i:07d}"
+        st.rec.meter_id = f"m{i:07d}"
     gc.collect()
     live_mb = rss_mb() - before
     del live

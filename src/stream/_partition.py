@@ -88,10 +88,13 @@ def _group(items: list[Any], part: str, key_of: Callable[[Reading], str],
     return out, newest
 
 
-class _FixedPart(StatefulSourcePartition[Any, Any]):
-    def __init__(self, inner: StatefulSourcePartition[Any, Any], part: str,
-                 key_of: Callable[[Reading], str]) -> None:
-        self.inner = inner
+class _Summarizing:
+    """What both kinds of partition do: group each inner batch by watch key, with one
+    ``Watermark``; an idle (or ended) partition says so once."""
+
+    inner: Any
+
+    def _setup(self, part: str, key_of: Callable[[Reading], str]) -> None:
         self.part = part
         self.key_of = key_of
         self.announced: set[str] = set()
@@ -121,50 +124,26 @@ class _FixedPart(StatefulSourcePartition[Any, Any]):
 
     def next_awake(self) -> datetime | None:
         return None if self.ended else self.inner.next_awake()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _FixedPart(_Summarizing, StatefulSourcePartition[Any, Any]):
+    def __init__(self, inner: StatefulSourcePartition[Any, Any], part: str,
+                 key_of: Callable[[Reading], str]) -> None:
+        self.inner = inner
+        self._setup(part, key_of)
 
     def snapshot(self) -> Any:
         return self.inner.snapshot()
 
-    def close(self) -> None:
-        self.inner.close()
 
-
-class _DynamicPart(StatelessSourcePartition[Any]):
+class _DynamicPart(_Summarizing, StatelessSourcePartition[Any]):
     def __init__(self, inner: StatelessSourcePartition[Any], part: str,
                  key_of: Callable[[Reading], str]) -> None:
         self.inner = inner
-        self.part = part
-        self.key_of = key_of
-        self.announced: set[str] = set()
-        self.newest = -math.inf
-        self.idle = False
-        self.ended = False
-
-    def next_batch(self) -> list[Any]:
-        if self.ended:
-            raise StopIteration
-        try:
-            items = list(self.inner.next_batch())
-        except StopIteration:
-            self.ended = True
-            return self._idle()
-        if not items:
-            return self._idle()
-        self.idle = False
-        out, self.newest = _group(items, self.part, self.key_of, self.announced, self.newest)
-        return out
-
-    def _idle(self) -> list[Any]:
-        if self.idle or self.newest == -math.inf:
-            return _EMPTY
-        self.idle = True
-        return [Watermark(self.part, self.newest, (), idle=True)]
-
-    def next_awake(self) -> datetime | None:
-        return None if self.ended else self.inner.next_awake()
-
-    def close(self) -> None:
-        self.inner.close()
+        self._setup(part, key_of)
 
 
 class SummarizedSource(FixedPartitionedSource[Any, Any]):

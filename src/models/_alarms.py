@@ -85,20 +85,6 @@ def cond(rec: MeterRecord, out: list[Event], etype: str, bad: bool, t: float,
             rec.clr[etype] = c
 
 
-def run(rec: MeterRecord, key: str, holds: bool, t: float) -> int:
-    """Length of the current run of readings meeting a condition (kept in the counters)."""
-    if not holds:
-        if key in rec.cnt:
-            del rec.cnt[key]
-            rec.since.pop(key, None)
-        return 0
-    n = rec.cnt.get(key, 0) + 1
-    rec.cnt[key] = n
-    if n == 1:
-        rec.since[key] = t
-    return n
-
-
 def feedback(rec: MeterRecord, etype: str, kind: str, t: float, half_life_s: float) -> float:
     """The managers' false-alarm weight for ``etype``/``kind`` at event time ``t`` (0: none)."""
     w, at, _ = rec.fb.get(f"{etype}:{kind}", (0.0, 0.0, 0.0))

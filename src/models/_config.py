@@ -18,8 +18,6 @@ class ClassPolicy(Section):
     high_min_minutes: Annotated[float, Field(ge=0)] = 240.0
     #: ... and its energy above the band is at least this share of the meter's usual daily energy
     high_energy_share: Annotated[float, Field(ge=0)] = 2.0
-    #: ... and its mean load is at least this many times the usual ...
-    high_ratio: Annotated[float, Field(ge=1)] = 1.0
     #: A load beyond the meter's own record (``peak_factor`` times the highest usual reading of
     #: the last 28 days) for ``peak_min_minutes`` is news in any class.
     peak_factor: Annotated[float, Field(gt=0)] = 1.2

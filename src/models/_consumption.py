@@ -47,11 +47,11 @@ def supersede(rec: MeterRecord, t: float, meta: MeterMeta | None, new_kind: str,
 
 
 def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: Band,
-          meta: MeterMeta | None, s: DetectionSettings, out: list[Event]) -> bool:
+          meta: MeterMeta | None, s: DetectionSettings, pol: ClassPolicy,
+          out: list[Event]) -> bool:
     """One judged reading; returns True while the meter is in an abnormal-consumption episode
     (so that it is not learned as usual load)."""
     h = interval / 3600.0
-    pol = policy(meta, s)
     daily = usual_daily_kwh(rec, s)
     if kw > b.hi_kw:
         start, n, over, excess, usual = rec.hi if rec.hi[1] else (t, 0, 0.0, 0.0, 0.0)
@@ -71,8 +71,7 @@ def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: 
 
     # beyond the meter's own record: above ``peak_factor`` times the highest usual reading of
     # the last 28 days (on its first day: twice today's so far)
-    days = int((rec.peaks > 0).sum())
-    history = float(rec.peaks.max())
+    days, history = rec.peak_days, rec.peak_max
     half_life = s.feedback_half_life_days * 86_400
     # managers who called this meter's spikes false alarms widen its thresholds, for a while
     widen = 1.0 + s.feedback_strength * feedback(rec, ETYPE, "spike", t, half_life)
@@ -106,7 +105,6 @@ def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: 
         return True
     start, n, over, excess, usual = rec.hi
     if (n and n * interval >= pol.high_min_minutes * 60
-            and excess >= (pol.high_ratio - 1) * usual
             and over >= max(pol.high_energy_share * daily, pol.high_min_kwh) * (
                 1.0 + s.feedback_strength * feedback(rec, ETYPE, "sustained_rise", t, half_life))
             and kind not in HIGH_KINDS and kind != "level_shift_up"):

@@ -71,6 +71,8 @@ def accumulate(rec: MeterRecord, kw: float, t: float, interval: float, meta: Met
                 for d in range(rec.day_no + 1, min(day, rec.day_no + 1 + rec.peaks.size)):
                     rec.peaks[d % rec.peaks.size] = 0.0
         rec.peaks[day % rec.peaks.size] = 0.0
+        rec.peak_max = float(rec.peaks.max())
+        rec.peak_days = int((rec.peaks > 0).sum())
         rec.peak_today = 0.0
         rec.day_no = day
         rec.day_sum[:] = 0

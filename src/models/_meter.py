@@ -169,7 +169,8 @@ class MeterState:
         _quality.judge(rec, r, t, meta, s, ev)
         kw = r.kw
         slot = cal.slot(t)
-        b = band(rec, slot, kw, s, _consumption.policy(meta, s).young_dev)
+        pol = _consumption.policy(meta, s)
+        b = band(rec, slot, kw, s, pol.young_dev)
         exporting = meta is not None and meta.has_export and kw < 0
         if not rec.started and kw > s.min_kw:
             rec.started = t  # a meter that has only ever read zero is not in service yet
@@ -178,11 +179,11 @@ class MeterState:
         abnormal = False
         if not (MeterStatus.POWER_FAIL in r.status or suspect or exporting) and warm:
             # a last gasp or a tampered reading says nothing about the customer's load
-            abnormal = _consumption.judge(rec, kw, t, slot, interval, b, meta, s, ev)
-        if not (MeterStatus.POWER_FAIL in r.status or suspect or exporting):
+            abnormal = _consumption.judge(rec, kw, t, slot, interval, b, meta, s, pol, ev)
+        if pol.theft_window and not (MeterStatus.POWER_FAIL in r.status or suspect
+                                     or exporting):
             _theft.judge(rec, max(kw, 0.0), b.mean_kw, t, meta, s, ev,
-                         warm and rec.days >= s.daily_min_days
-                         and _consumption.policy(meta, s).theft_window)
+                         warm and rec.days >= s.daily_min_days)
         if meta is not None and meta.contracted_kva:
             _capacity.judge(rec, r, t, interval, meta, s, cal, ev, b.mean_kw, warm)
         out.profile = _daily.accumulate(rec, kw, t, interval, meta, s, cal, ev)

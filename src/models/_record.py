@@ -79,6 +79,9 @@ class MeterRecord:
     #: its highest reading, folded into today's record when the run ends)
     peaks: Any = field(default_factory=partial(_zeros, "peaks"))
     peak_today: float = 0.0
+    #: the ring's highest reading and how many of its days hold one (kept when the ring changes)
+    peak_max: float = 0.0
+    peak_days: int = 0
     peak_run: tuple[float, int, float] = (0.0, 0, 0.0)
     # --- capacity forecast
     resid_ew: float = 0.0

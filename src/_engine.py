@@ -234,7 +234,9 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
 
     from gridwatch import ingest, storage, stream
     from gridwatch.alerts import RouterService
+    from gridwatch.models import Calendar
     from gridwatch.stream._devices import registry_devices
+    from gridwatch.tags._live import DaySink, live_tags
 
     procs = len(addresses) if addresses else 1
     pid = process_id or 0
@@ -290,6 +292,11 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         # Each process routes its own workers' events in its own database, so each exports
         # its own transitions (the position file sits beside that database).
         exporter = TransitionExporter(router, settings).start()
+    # Customer tags, evaluated as each day closes (gridwatch.tags._live).
+    tags = live_tags(settings, router, Calendar(settings.detection.timezone,
+                                                settings.detection.holiday_country).tz, pid)
+    if tags is not None:
+        tags.start()
     web = None
     if settings.web.enabled and pid == 0:
         from gridwatch.web import WebServer
@@ -302,15 +309,19 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         source = ingest.JournalSource(settings.ingest.journal_dir,
                                       partitions=[partition], follow=True,
                                       metrics=collector.metrics)
+        submit = router.submit_many if router else None
+        on_profile = router.update_profile if router else None
+        if tags is not None:  # the customers' tags follow the events and profiles
+            submit, on_profile = tags.submit_wrapper(submit), tags.profile_wrapper(on_profile)
         sinks = stream.Sinks(
             points=(storage.InfluxSink(settings.influx,
                                        metrics=storage.StorageMetrics(registry),
                                        process_id=pid, processes=procs)
                     if settings.influx.enabled else None),
             # The router keeps its own JSONL record of alerts (alerts.jsonl_out).
-            events=EventSink(router.submit_many if router else None,
-                             on_profile=router.update_profile if router else None,
+            events=EventSink(submit, on_profile=on_profile,
                              jsonl=None if router else settings.alerts.jsonl_out),
+            days=DaySink(tags) if tags is not None else None,
         )
         recovery = recovery_config(settings, procs)
         # Without recovery state the meters would start blind: seed them from storage.
@@ -331,6 +342,8 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         )
     finally:
         collector.stop()
+        if tags is not None:
+            tags.stop()
         if exporter is not None:
             exporter.stop()
         if web is not None:

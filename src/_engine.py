@@ -237,6 +237,7 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
     from gridwatch.models import Calendar
     from gridwatch.stream._devices import registry_devices
     from gridwatch.tags._live import DaySink, live_tags
+    from gridwatch.tags._notes import TagNotes, tags_db_path
 
     procs = len(addresses) if addresses else 1
     pid = process_id or 0
@@ -297,6 +298,8 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                                                 settings.detection.holiday_country).tz, pid)
     if tags is not None:
         tags.start()
+        if router is not None:  # messages show the tags with their reasons
+            router.tag_notes = TagNotes(tags_db_path(settings.alerts, pid)).for_message
     web = None
     if settings.web.enabled and pid == 0:
         from gridwatch.web import WebServer

@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, tzinfo
-from pathlib import Path
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -33,6 +32,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from gridwatch._schemas import Event, LoadProfile
 from gridwatch.tags._engine import TagHit
 from gridwatch.tags._features import _local_date
+from gridwatch.tags._notes import tags_db_path
 from gridwatch.tags._profiler import TagProfiler
 
 __all__ = ["DaySink", "LiveTags", "Publish", "router_publisher", "tags_row_id"]
@@ -266,9 +266,7 @@ def live_tags(settings: Any, router: Any, tz: tzinfo | None, process_id: int = 0
         return None
     from gridwatch.tags._store import TagStore
 
-    db = Path(getattr(a, "tags_db", None)
-              or ("tags.sqlite" if not process_id else f"tags.p{process_id}.sqlite"))
-    db = db if db.is_absolute() else a.state_db.parent / db
+    db = tags_db_path(a, process_id)
 
     def make() -> TagProfiler:
         registry = router.registry if router is not None else None

@@ -42,7 +42,7 @@ def routes() -> dict:
         "route": {"receivers": ["cell_manager"], "routes": [
             {"name": "valley shifters", "match": {"tags": ["valley_shifter"]},
              "receivers": ["offers"]}]},
-        "receivers": {"offers": {"mqtt": "gridwatch/offers/valley"}},
+        "receivers": {"offers": {"mqtt": "gridwatch/offers/valley", "language": "en"}},
     }
 
 
@@ -190,6 +190,11 @@ def test_the_running_engine_tags_a_customer_and_routes_its_alert_by_the_tag(
         got = by_topic()
         assert got[NIGHT] == {"gridwatch/offers/valley"}
         assert got[EVENING] == {"gridwatch/managers/MGR-T/alerts"}
+        # the message says which tags the customer carries, and why
+        (body,) = [p for t, p in observer.messages if t == "gridwatch/offers/valley"]
+        text = json.loads(body)["body"]
+        assert "tagged valley-shifter: " in text and "of energy in valley hours" in text
+        assert "became valley-shifter " in text
     finally:
         observer.close()
         engine.stop()

@@ -18,7 +18,6 @@ workers never wait for an evaluation and the tag store has one writer. ``handle`
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import threading
@@ -32,7 +31,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from gridwatch._schemas import Event, LoadProfile
 from gridwatch.tags._engine import TagHit
 from gridwatch.tags._features import _local_date
-from gridwatch.tags._notes import tags_db_path
+from gridwatch.tags._notes import tags_db_path, tags_row_id
 from gridwatch.tags._profiler import TagProfiler
 
 __all__ = ["DaySink", "LiveTags", "Publish", "router_publisher", "tags_row_id"]
@@ -41,19 +40,6 @@ log = logging.getLogger("gridwatch.tags")
 
 #: ``publish(customer_id, segment, tags, day)``: where a customer's new tag set goes.
 Publish = Callable[[str, str | None, tuple[str, ...], date], None]
-
-#: Meter-id prefix of the router's profile row that holds a customer's catalogue tags.
-TAGS_ROW = "tags:"
-
-
-def tags_row_id(customer_id: str) -> str:
-    """The router profile row of a customer's catalogue tags (an identifier of at most 64
-    characters; a long customer id is hashed)."""
-    rid = f"{TAGS_ROW}{customer_id}"
-    if len(rid) <= 64:
-        return rid
-    return f"{TAGS_ROW}{hashlib.sha1(customer_id.encode()).hexdigest()}"
-
 
 def router_publisher(router: Any) -> Publish:
     """Hands a customer's tags to the alert router (``Router.update_profile``) as a profile

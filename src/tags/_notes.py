@@ -8,6 +8,7 @@ store that does not exist yet reads as no tags.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from dataclasses import dataclass
 from datetime import date
@@ -16,9 +17,21 @@ from typing import Any
 
 from gridwatch.tags._store import HistoryEntry
 
-__all__ = ["TagNote", "TagNotes", "tags_db_path"]
+__all__ = ["TAGS_ROW", "TagNote", "TagNotes", "tags_db_path", "tags_row_id"]
 
 _DIMENSIONS = ("basic", "usage", "value", "needs")
+
+#: Meter-id prefix of the alert router's profile row that holds a customer's catalogue tags.
+TAGS_ROW = "tags:"
+
+
+def tags_row_id(customer_id: str) -> str:
+    """The router profile row of a customer's catalogue tags (an identifier of at most 64
+    characters; a long customer id is hashed)."""
+    rid = f"{TAGS_ROW}{customer_id}"
+    if len(rid) <= 64:
+        return rid
+    return f"{TAGS_ROW}{hashlib.sha1(customer_id.encode()).hexdigest()}"
 
 
 def tags_db_path(alerts: Any, process_id: int = 0) -> Path:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from gridwatch.alerts._registry import Registry
+    from gridwatch._registry import Registry
     from gridwatch.tags._catalogue import Catalogue
     from gridwatch.tags._store import TagStore
 
@@ -46,7 +46,7 @@ def _fail(msg: str, code: int = 2) -> typer.Exit:
 def _context(config: Path | None, db: Path | None, need_registry: bool = False,
              registry_path: Path | None = None) -> tuple[TagStore, Registry | None]:
     from gridwatch._cli_common import settings_or_exit
-    from gridwatch.alerts._registry import Registry, RegistryError
+    from gridwatch._registry import Registry, RegistryError
     from gridwatch.tags._store import TagStore
 
     settings = settings_or_exit(config)

@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from gridwatch.alerts._registry import Registry
+from gridwatch._registry import Registry
 from gridwatch.tags._engine import TagHit
 from gridwatch.tags._profiler import TagProfiler, all_have_reasons, median_tags
 from gridwatch.tags._store import TagStore

@@ -195,6 +195,7 @@ class LiveTags:
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Fold in what is queued, evaluate the pending day, and end the thread."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -218,6 +219,15 @@ class LiveTags:
                 log.exception("tag evaluation failed (%s)", kind or "settle")
             if self._queue.empty():
                 self._idle.set()
+        # stopping: what has arrived is folded in, and the last day evaluated
+        try:
+            while not self._queue.empty():
+                self.handle(*self._queue.get_nowait())
+            self.settle(force=True)
+        except Exception:
+            self.errors += 1
+            log.exception("tag evaluation failed at stop")
+        self._idle.set()
 
 
 class _DayPartition(StatelessSinkPartition[Any]):

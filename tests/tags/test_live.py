@@ -158,3 +158,14 @@ def test_the_router_gets_a_profile_row_per_customer(cid):
     assert row.customer_id == cid and row.tags == ("night-heavy",)
     assert row.day == datetime(2024, 5, 6, tzinfo=UTC)
     assert row.meter_id == tags_row_id(cid) and len(row.meter_id) <= 64
+
+
+def test_stopping_evaluates_the_pending_day():
+    published: list = []
+    live = LiveTags(lambda: TagProfiler.from_config(CATALOGUE, TARIFF, registry=REGISTRY,
+                                                    store=TagStore(":memory:")),
+                    publish=lambda cid, seg, tags, _day: published.append(cid),
+                    settle_s=3600).start()
+    live.put_days(_day(date(2024, 5, 6)))
+    live.stop()
+    assert sorted(published) == ["E1", "N1"] and live.last_day == date(2024, 5, 6)

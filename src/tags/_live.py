@@ -62,9 +62,14 @@ class LiveTags:
     def __init__(self, make_profiler: Callable[[], TagProfiler], *,
                  publish: Publish | None = None, settle_s: float = 5.0,
                  registry_of: Callable[[], Any] | None = None,
+                 transitions: Callable[[int], tuple[list[Any], int]] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._make_profiler = make_profiler
         self._registry_of = registry_of
+        #: ``transitions(after_id) -> (AlertTransition list, next id)``: the router's alert
+        #: state changes, read before each evaluation for the verdict features
+        self._transitions = transitions
+        self._transition_pos = 0
         self.profiler: TagProfiler | None = None
         self.publish = publish
         self.settle_s = settle_s
@@ -173,6 +178,11 @@ class LiveTags:
         prof = self._prof()
         if self._registry_of is not None:  # the router's registry follows its file
             prof.registry = self._registry_of()
+        while self._transitions is not None:  # verdicts: acknowledged, closed by hand
+            got, self._transition_pos = self._transitions(self._transition_pos)
+            if not got:
+                break
+            prof.observe_transitions(got)
         hits = prof.commit(day)
         self.hits = hits
         self.evaluations += 1
@@ -273,5 +283,6 @@ def live_tags(settings: Any, router: Any, tz: tzinfo | None, process_id: int = 0
     TagProfiler.from_config(catalogue, a.tariff, registry=router.registry if router else None)
     return LiveTags(make, publish=router_publisher(router) if router is not None else None,
                     settle_s=float(getattr(a, "tags_settle_s", 5.0)),
-                    registry_of=(lambda: router.registry) if router is not None else None)
+                    registry_of=(lambda: router.registry) if router is not None else None,
+                    transitions=router.transitions if router is not None else None)
 

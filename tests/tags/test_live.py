@@ -169,3 +169,31 @@ def test_stopping_evaluates_the_pending_day():
     live.put_days(_day(date(2024, 5, 6)))
     live.stop()
     assert sorted(published) == ["E1", "N1"] and live.last_day == date(2024, 5, 6)
+
+
+def test_verdicts_come_from_the_routers_transitions():
+    from gridwatch._schemas import AlertTransition
+
+    ack = AlertTransition(fingerprint="mn/outage", meter_id="mn", type="outage",
+                          severity=Severity.CRITICAL, state="acknowledged",
+                          at=datetime(2024, 5, 6, 9, tzinfo=UTC), by="M1", customer_id="N1")
+    audit = [ack]
+    asked: list[int] = []
+
+    def transitions(after: int) -> tuple[list, int]:
+        asked.append(after)
+        return audit[after:], len(audit)
+
+    store, clock = TagStore(":memory:"), Clock()
+    live = LiveTags(lambda: TagProfiler.from_config(CATALOGUE, TARIFF, registry=REGISTRY,
+                                                    store=store),
+                    transitions=transitions, clock=clock)
+    live.put_days(_day(date(2024, 5, 6)))
+    clock.t = 10
+    live.settle()
+    assert "alerts-acknowledged" in {h.tag for h in live.hits["N1"]}
+    assert "alerts-acknowledged" not in {h.tag for h in live.hits["E1"]}
+    live.put_days(_day(date(2024, 5, 7)))
+    clock.t = 20
+    live.settle()
+    assert asked == [0, 1, 1]  # each transition read once

@@ -261,7 +261,7 @@ class DaySink(DynamicSink[Any]):
 def live_tags(settings: Any, router: Any, tz: tzinfo | None, process_id: int = 0
               ) -> LiveTags | None:
     """The engine's ``LiveTags`` from its settings (``alerts.tags_catalogue``, ``tariff``,
-    ``tags_db``), or None when the catalogue is turned off or missing. Each process of a
+    ``tags_db``), or None when the catalogue is turned off, missing or broken (logged). Each process of a
     cluster tags the customers of its own cells, in a store of its own by default
     (``tags.p<id>.sqlite``)."""
     a = settings.alerts
@@ -279,8 +279,14 @@ def live_tags(settings: Any, router: Any, tz: tzinfo | None, process_id: int = 0
         return TagProfiler.from_config(catalogue, a.tariff, registry=registry,
                                        store=TagStore(db), tz=tz)
 
-    # the catalogue is checked now, so a broken file stops the engine at start, not later
-    TagProfiler.from_config(catalogue, a.tariff, registry=router.registry if router else None)
+    # the catalogue is checked now: a broken file is said at start, once, and the engine
+    # runs on without tags rather than failing later on its tag thread
+    try:
+        TagProfiler.from_config(catalogue, a.tariff,
+                                registry=router.registry if router else None)
+    except (ValueError, OSError) as exc:  # CatalogueError, TariffError, a missing file
+        log.error("the engine computes no tags: %s", exc)
+        return None
     return LiveTags(make, publish=router_publisher(router) if router is not None else None,
                     settle_s=float(getattr(a, "tags_settle_s", 5.0)),
                     registry_of=(lambda: router.registry) if router is not None else None,

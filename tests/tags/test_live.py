@@ -197,3 +197,23 @@ def test_verdicts_come_from_the_routers_transitions():
     clock.t = 20
     live.settle()
     assert asked == [0, 1, 1]  # each transition read once
+
+
+def test_the_engine_runs_on_without_tags_when_the_catalogue_is_broken(tmp_path, caplog):
+    from gridwatch._settings import Settings
+    from gridwatch.tags._live import live_tags
+
+    (tmp_path / "bad.yaml").write_text(
+        "dimension: usage\ntags:\n  - id: my-tag\n    name: {zh: 我的, en: mine}\n"
+        "    description: my own tag\n    when: vally_share > 1\n")
+    settings = Settings(alerts={"tags_catalogue": str(tmp_path), "tariff": str(TARIFF),
+                                "state_db": str(tmp_path / "alerts.sqlite")})
+    with caplog.at_level("ERROR", logger="gridwatch.tags"):
+        assert live_tags(settings, None, None) is None
+    assert "the engine computes no tags" in caplog.text and "vally_share" in caplog.text
+    good = Settings(alerts={"tags_catalogue": str(CATALOGUE), "tariff": str(TARIFF),
+                            "state_db": str(tmp_path / "alerts.sqlite")})
+    live = live_tags(good, None, None)
+    assert live is not None and live.publish is None
+    off = Settings(alerts={"tags_catalogue": None})
+    assert live_tags(off, None, None) is None

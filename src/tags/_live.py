@@ -261,9 +261,9 @@ class DaySink(DynamicSink[Any]):
 def live_tags(settings: Any, router: Any, tz: tzinfo | None, process_id: int = 0
               ) -> LiveTags | None:
     """The engine's ``LiveTags`` from its settings (``alerts.tags_catalogue``, ``tariff``,
-    ``tags_db``), or None when the catalogue is turned off, missing or broken (logged). Each process of a
-    cluster tags the customers of its own cells, in a store of its own by default
-    (``tags.p<id>.sqlite``)."""
+    ``tags_db``), or None when the catalogue is turned off, missing or broken (logged).
+    Each process of a cluster tags the customers of its own cells, in a store of its own by
+    default (``tags.p<id>.sqlite``)."""
     a = settings.alerts
     catalogue = getattr(a, "tags_catalogue", None)
     if catalogue is None or not catalogue.exists():

@@ -9,10 +9,11 @@ input (per source partition: readings grouped by watch key + one watermark per b
                                             cells (CellWatch + MeterState per meter)
                                              ├─ events (meters, feeder outages) ─► events + points
                                              ├─ scores ─► points
-                                             └─ days ─ key: class ─ segmenter
-                                                     ├─ profiles ─► points + events
-                                                     └─ key: segment ─ judge
-                                                                └─ theft ─► events
+                                             └─ days ─┬─────────────────────────► days (tags)
+                                                      └─ key: class ─ segmenter
+                                                             ├─ profiles ─► points + events
+                                                             └─ key: segment ─ judge
+                                                                        └─ theft ─► events
 ```
 A reading crosses between workers once, inside its cell's batch, to the worker of its cell;
 the one ``clock`` key sees one small summary per source batch (see

@@ -192,7 +192,7 @@ def simulate(
                 if registry is None:
                     raise fail("--inject over_capacity needs the meters' contracted capacity: "
                                "give --registry REGISTRY (contracted_kva per customer)")
-                from gridwatch.alerts import Registry
+                from gridwatch._registry import Registry
 
                 try:
                     reg = Registry.load(registry)

@@ -234,7 +234,10 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
 
     from gridwatch import ingest, storage, stream
     from gridwatch.alerts import RouterService
+    from gridwatch.models import Calendar
     from gridwatch.stream._devices import registry_devices
+    from gridwatch.tags._live import DaySink, live_tags
+    from gridwatch.tags._notes import TagNotes, tags_db_path
 
     procs = len(addresses) if addresses else 1
     pid = process_id or 0
@@ -290,6 +293,13 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         # Each process routes its own workers' events in its own database, so each exports
         # its own transitions (the position file sits beside that database).
         exporter = TransitionExporter(router, settings).start()
+    # Customer tags, evaluated as each day closes (gridwatch.tags._live).
+    tags = live_tags(settings, router, Calendar(settings.detection.timezone,
+                                                settings.detection.holiday_country).tz, pid)
+    if tags is not None:
+        tags.start()
+        if router is not None:  # messages show the tags with their reasons
+            router.tag_notes = TagNotes(tags_db_path(settings.alerts, pid)).for_message
     web = None
     if settings.web.enabled and pid == 0:
         from gridwatch.web import WebServer
@@ -302,15 +312,19 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         source = ingest.JournalSource(settings.ingest.journal_dir,
                                       partitions=[partition], follow=True,
                                       metrics=collector.metrics)
+        submit = router.submit_many if router else None
+        on_profile = router.update_profile if router else None
+        if tags is not None:  # the customers' tags follow the events and profiles
+            submit, on_profile = tags.submit_wrapper(submit), tags.profile_wrapper(on_profile)
         sinks = stream.Sinks(
             points=(storage.InfluxSink(settings.influx,
                                        metrics=storage.StorageMetrics(registry),
                                        process_id=pid, processes=procs)
                     if settings.influx.enabled else None),
             # The router keeps its own JSONL record of alerts (alerts.jsonl_out).
-            events=EventSink(router.submit_many if router else None,
-                             on_profile=router.update_profile if router else None,
+            events=EventSink(submit, on_profile=on_profile,
                              jsonl=None if router else settings.alerts.jsonl_out),
+            days=DaySink(tags) if tags is not None else None,
         )
         recovery = recovery_config(settings, procs)
         # Without recovery state the meters would start blind: seed them from storage.
@@ -331,6 +345,8 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         )
     finally:
         collector.stop()
+        if tags is not None:
+            tags.stop()
         if exporter is not None:
             exporter.stop()
         if web is not None:
@@ -345,11 +361,15 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
            alerts_out: Path | None = None, route: bool = False) -> RunStats:
     """Run the live dataflow over a readings file (CSV or JSONL) or a journal directory, with no
     broker. Events go to ``alerts_out`` (one JSON line each) and, with ``route``, through the
-    alert router; readings, scores and profiles go to InfluxDB unless ``influx`` is off."""
+    alert router, which then also computes the customers' tags (as ``run`` does); readings,
+    scores and profiles go to InfluxDB unless ``influx`` is off."""
     from bytewax.testing import run_main
 
     from gridwatch import ingest, storage, stream
+    from gridwatch.models import Calendar
     from gridwatch.stream._devices import registry_devices
+    from gridwatch.tags._live import DaySink, live_tags
+    from gridwatch.tags._notes import TagNotes, tags_db_path
 
     router = None
     if route:
@@ -361,15 +381,27 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
         path, deadletter_dir=settings.ingest.deadletter_dir / "replay")
     if alerts_out is not None and alerts_out.exists():
         alerts_out.unlink()
-    event_sink = EventSink(router.submit_many if router else None,
-                           on_profile=router.update_profile if router else None,
-                           jsonl=alerts_out)
+    submit = router.submit_many if router else None
+    on_profile = router.update_profile if router else None
+    # With the router, the customers' tags too (handled in the dataflow's thread: no tag
+    # thread in a replay), evaluated day by day in the replay's event time.
+    tags = live_tags(settings, router, Calendar(settings.detection.timezone,
+                                                settings.detection.holiday_country).tz) \
+        if router is not None else None
+    if tags is not None:
+        submit, on_profile = tags.submit_wrapper(submit), tags.profile_wrapper(on_profile)
+        assert router is not None
+        router.tag_notes = TagNotes(tags_db_path(settings.alerts)).for_message
+    event_sink = EventSink(submit, on_profile=on_profile, jsonl=alerts_out)
     sinks = stream.Sinks(
-        points=storage.InfluxSink(settings.influx) if influx else None, events=event_sink)
+        points=storage.InfluxSink(settings.influx) if influx else None, events=event_sink,
+        days=DaySink(tags) if tags is not None else None)
     flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
                              snapshots=False,  # a replay runs without recovery
                              devices=registry_devices(settings, router))
     run_main(flow, epoch_interval=timedelta(seconds=settings.engine.epoch_s))
+    if tags is not None:
+        tags.settle(force=True)  # the last day whose profiles arrived
     stats = RunStats()
     stats.readings = getattr(source, "accepted", 0)
     stats.rejected_by_reason = dict(getattr(source, "rejected_by_reason", {}))

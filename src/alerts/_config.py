@@ -93,6 +93,15 @@ class AlertSettings(Section):
     command_topic: str = "gridwatch/managers/{manager_id}/commands"
     #: How often ``RouterService`` ticks and delivers, seconds.
     service_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    #: Tag catalogue the running engine evaluates each day (docs/tags.md); None: no tags.
+    tags_catalogue: Path | None = Path("config/tags")
+    #: Time-of-use schedule of the tariff-period features.
+    tariff: Path = Path("config/tariffs/guangdong.yaml")
+    #: Tag store (imports, features, tags, history); unset: tags.sqlite beside ``state_db``.
+    tags_db: Path | None = None
+    #: A day's tags are evaluated once no profile of it arrived for this long (or a later
+    #: day's profile arrives), seconds.
+    tags_settle_s: Annotated[float, Field(gt=0)] = 5.0
 
     _no_placeholder = field_validator("webhook_secret", "mqtt_password")(reject_placeholder)
 

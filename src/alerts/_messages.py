@@ -5,7 +5,7 @@ router's wall clock apart). The router reads the rows; these functions only shap
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -96,12 +96,19 @@ def episode_times(onset: str, raised_at: str, ends_at: str | None, detected_at: 
 
 def alert_context(row: Mapping[str, Any], kind: str, *, registry: Registry,
                   labels: Mapping[str, Any], settings: AlertSettings,
-                  resolved_at: str | None) -> dict[str, Any]:
+                  resolved_at: str | None,
+                  tag_notes: Callable[[str, Any], list[dict[str, Any]]] | None = None
+                  ) -> dict[str, Any]:
     """One alert as the templates and the channels see it: who, what, how far from usual, and
     when (see :func:`episode_times`). ``row`` is the stored alert, ``labels`` its routing
-    labels, ``resolved_at`` the wall-clock time the router closed it (if it did)."""
+    labels, ``resolved_at`` the wall-clock time the router closed it (if it did);
+    ``tag_notes(customer_id, day)`` the customer's tags with their reasons as of the day the
+    alert was raised (``tag_notes`` of the context: tag, reason, since, days, became)."""
     times = episode_times(row["onset"], row["raised_at"], row["ends_at"], row["starts_at"],
                           resolved_at, settings.quiet_hours.timezone)
+    raised = parse_ts(row["raised_at"])
+    notes = tag_notes(row["customer_id"], raised.date()) \
+        if tag_notes is not None and row["customer_id"] and raised is not None else []
     cust = registry.customer(row["customer_id"]) if row["customer_id"] else None
     evidence = json.loads(row["evidence"])
     kw = evidence.get("observed_kw", evidence.get("kw"))
@@ -124,7 +131,7 @@ def alert_context(row: Mapping[str, Any], kind: str, *, registry: Registry,
         "customer_name": cust.name if cust else None,
         "customer_class": labels["customer_class"], "grid_cell": row["grid_cell"],
         "summary": row["summary"], "evidence": evidence, "tags": list(labels["tags"]),
-        "segment": labels["segment"], "kw": kw, "expected_kw": expected,
+        "segment": labels["segment"], "tag_notes": notes, "kw": kw, "expected_kw": expected,
         "above_pct": above, "kva_pct": kva_pct, "acked_by": row["acked_by"],
         **times,
         "labels": {"alertname": row["type"], "severity": row["severity"],

@@ -87,6 +87,9 @@ class Router:
         self._jsonl: TextIO | None = None
         self.registry_path = registry_path
         self._registry_mtime = self._mtime(registry_path)
+        #: ``tag_notes(customer_id, day)``: the customer's tags with their reasons for its
+        #: messages (``gridwatch.tags._notes.TagNotes.for_message``); None: ids only.
+        self.tag_notes: Callable[[str, Any], list[dict[str, Any]]] | None = None
 
     # ------------------------------------------------------------------------------ plumbing
     @contextlib.contextmanager
@@ -589,7 +592,8 @@ class Router:
             ep = self.store.episode(row["fingerprint"], row["episode"])
             resolved_at = ep["resolved_at"] if ep else row["updated_at"]
         return msg.alert_context(row, kind, registry=self.registry, labels=self.labels(row),
-                                 settings=self.settings, resolved_at=resolved_at)
+                                 settings=self.settings, resolved_at=resolved_at,
+                                 tag_notes=self.tag_notes)
 
     def _make_notification(self, recipient: str, items: list[sqlite3.Row],
                            silences: list[st.Silence], now: datetime) -> int:

@@ -5,7 +5,8 @@ a :class:`DailyProfile`. Here that becomes a :class:`LoadProfile` with descripti
 and two River models are shared by many meters:
 
 * :class:`Segmenter` — one ``river.cluster.KMeans`` per customer class over the normalised
-  48-point (weekday + weekend) curve; the cluster becomes the segment ``<class>-<k>``.
+  48-point (weekday + weekend) curve; a cluster is named from its centroid's weekday curve
+  (``segment_name``: ``evening-peak households``), not by its index.
 * :class:`SegmentJudge` — per segment, a ``river.stats.RollingQuantile`` of the members' daily
   energy ratios (today over own history). A meter's sustained drop is only reported as possible
   theft if its segment did not drop with it (a holiday week, a mild spell, a plant shutdown).
@@ -22,6 +23,7 @@ import numpy as np
 from river import cluster, stats
 
 from gridwatch._schemas import Event, LoadProfile
+from gridwatch._segnames import segment_name
 from gridwatch.models._meter import DailyProfile
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -92,12 +94,16 @@ class Segmenter:
     """
 
     def __init__(self, customer_class: str, n_clusters: int = 4, halflife: float = 0.05,
-                 seed: int = 42, seed_distance: float = 2.0) -> None:
+                 seed: int = 42, seed_distance: float = 2.0,
+                 rename_distance: float = 0.5) -> None:
         self.customer_class = customer_class
         self.n_clusters = n_clusters
         self.halflife = halflife
         self.seed = seed
         self.seed_distance = seed_distance
+        #: how far a centroid's weekday curve must move from where it was named before the
+        #: name is looked at again (a name does not flicker on a shape near a boundary)
+        self.rename_distance = rename_distance
         self.model = cluster.KMeans(n_clusters=n_clusters, halflife=halflife, mu=1.0,
                                     sigma=0.5, seed=seed)
         self.seen = 0
@@ -133,7 +139,7 @@ class Segmenter:
             for i, xi in x.items():
                 self.model.centers[k][i] += self.halflife * (xi - self.model.centers[k][i])
         self.seen += 1
-        return f"{self.customer_class}-{k}", tags
+        return self.name(k), tags
 
     def segment_of(self, weekday: tuple[float, ...], weekend: tuple[float, ...]) -> str:
         """The segment a meter with these typical curves belongs to now (no learning)."""
@@ -146,7 +152,30 @@ class Segmenter:
         x = self.features(p)
         k = self._nearest_seeded(x) if self.seeded < self.n_clusters else \
             self.model.predict_one(x)
-        return f"{self.customer_class}-{k}"
+        return self.name(k)
+
+    def name(self, k: int) -> str:
+        """Cluster ``k``'s name from its centroid (``segment_name``), kept while the centroid
+        stays within ``rename_distance`` of where it was named or keeps its shape; a second
+        cluster of the same shape gets a number (``evening-peak households 2``)."""
+        names: dict[int, tuple[str, str]] = self.__dict__.setdefault("names", {})
+        anchors: dict[int, list[float]] = self.__dict__.setdefault("anchors", {})
+        c = self.model.centers[k]
+        curve = [float(c.get(f"d{h:02d}", 0.0)) for h in range(24)]
+        have = names.get(k)
+        if have is not None and math.dist(curve, anchors[k]) <= getattr(
+                self, "rename_distance", 0.5):
+            return have[1]
+        base = segment_name(curve, self.customer_class)
+        anchors[k] = curve
+        if have is not None and have[0] == base:
+            return have[1]
+        taken = {n for j, (_b, n) in names.items() if j != k}
+        name, i = base, 2
+        while name in taken:
+            name, i = f"{base} {i}", i + 1
+        names[k] = (base, name)
+        return name
 
     def _dist(self, x: dict[str, float], k: int) -> float:
         c = self.model.centers[k]

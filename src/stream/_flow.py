@@ -9,10 +9,11 @@ input (per source partition: readings grouped by watch key + one watermark per b
                                             cells (CellWatch + MeterState per meter)
                                              ├─ events (meters, feeder outages) ─► events + points
                                              ├─ scores ─► points
-                                             └─ days ─ key: class ─ segmenter
-                                                     ├─ profiles ─► points + events
-                                                     └─ key: segment ─ judge
-                                                                └─ theft ─► events
+                                             └─ days ─┬─────────────────────────► days (tags)
+                                                      └─ key: class ─ segmenter
+                                                             ├─ profiles ─► points + events
+                                                             └─ key: segment ─ judge
+                                                                        └─ theft ─► events
 ```
 A reading crosses between workers once, inside its cell's batch, to the worker of its cell;
 the one ``clock`` key sees one small summary per source batch (see
@@ -72,6 +73,8 @@ class Sinks:
 
     points: Sink[Any] | None = None
     events: Sink[Any] | None = None
+    #: receives each finished meter-day (``DailyProfile``), for the customers' tags
+    days: Sink[Any] | None = None
     extra: dict[str, Sink[Any]] = field(default_factory=dict)
 
 
@@ -175,6 +178,9 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
             part_key = str(getattr(sinks.points, "part_key", "p0000"))
             stored = op.key_on("storage_part", stored, lambda _x: part_key)
         op.output("to_storage", stored, sinks.points)
+    if sinks.days is not None:
+        op.output("to_tags", op.filter("is_day", days, lambda x: isinstance(x, DailyProfile)),
+                  sinks.days)
     for name, sink in sinks.extra.items():
         op.output(f"extra_{name}", op.merge(f"all_{name}", events, profiles, scores), sink)
     return flow

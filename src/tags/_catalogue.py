@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gridwatch.alerts._registry import AttributeSpec
+from gridwatch._registry import AttributeSpec
 from gridwatch.tags._expr import (
     Bool,
     Call,

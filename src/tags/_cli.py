@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from gridwatch.alerts._registry import Registry
+    from gridwatch._registry import Registry
     from gridwatch.tags._catalogue import Catalogue
     from gridwatch.tags._store import TagStore
 
@@ -27,7 +27,8 @@ CatalogueOpt = Annotated[Path, typer.Option(
 TariffOpt = Annotated[Path, typer.Option(
     "--tariff", help="Time-of-use schedule (config/tariffs/<region>.yaml).")]
 DbOpt = Annotated[Path | None, typer.Option(
-    "--db", help="Tag store (default: tags.sqlite beside the alert state database).")]
+    "--db", help="Tag store (default: alerts.tags_db, or tags.sqlite beside the alert state "
+                 "database).")]
 RegistryOpt = Annotated[Path | None, typer.Option(
     "--registry", help="Registry file (default: alerts.registry of the settings).")]
 DayOpt = Annotated[str | None, typer.Option(
@@ -46,11 +47,12 @@ def _fail(msg: str, code: int = 2) -> typer.Exit:
 def _context(config: Path | None, db: Path | None, need_registry: bool = False,
              registry_path: Path | None = None) -> tuple[TagStore, Registry | None]:
     from gridwatch._cli_common import settings_or_exit
-    from gridwatch.alerts._registry import Registry, RegistryError
+    from gridwatch._registry import Registry, RegistryError
+    from gridwatch.tags._notes import tags_db_path
     from gridwatch.tags._store import TagStore
 
     settings = settings_or_exit(config)
-    path = db or settings.alerts.state_db.parent / "tags.sqlite"
+    path = db or tags_db_path(settings.alerts)
     registry = None
     try:
         registry = Registry.load(registry_path or settings.alerts.registry)

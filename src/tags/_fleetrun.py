@@ -1,7 +1,7 @@
 """Tags of a simulated fleet: the fleet's readings through the per-meter models (the same
-``MeterState`` the dataflow keeps), its daily profiles and events into the tag profiler, and the
-segments named from their centroids. ``gridwatch tags profile`` runs it; it is how the
-tags-per-customer figure of the demo fleet is measured."""
+``MeterState`` the dataflow keeps), its daily profiles and events into the tag profiler, and
+the segments as the segment model names them from their centroids. ``gridwatch tags profile``
+runs it; it is how the tags-per-customer figure of the demo fleet is measured."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from gridwatch.alerts._registry import Registry
+from gridwatch._registry import Registry
 from gridwatch.tags._engine import TagHit
 from gridwatch.tags._profiler import TagProfiler, all_have_reasons, median_tags
-from gridwatch.tags._segments import segment_name
 from gridwatch.tags._store import TagStore
 
 __all__ = ["FleetTags", "profile_fleet"]
@@ -76,14 +75,8 @@ def profile_fleet(fleet_path: str | Path, *, days: int | None, catalogue: str | 
             seg = segmenters.setdefault(cls, Segmenter(cls))
             label, _ = seg.assign(p)
             seg_of[p.customer_id or p.meter_id] = label
-    # name each segment from its centroid (the weekday half of the features)
-    names: dict[str, str] = {}
-    for cls, seg in segmenters.items():
-        for k in range(seg.seeded):
-            c = seg.model.centers[k]
-            names[f"{cls}-{k}"] = segment_name([c.get(f"d{h:02d}", 0.0) for h in range(24)],
-                                               cls)
-    prof.segments.update({cid: names.get(label, label) for cid, label in seg_of.items()})
+    # the segment model names each segment from its centroid (``segment_name``)
+    prof.segments.update(seg_of)
     # day by day, as the engine would: the day's profiles and alerts, then the day's tags
     # (so the history says when each tag appeared and left)
     events.sort(key=lambda e: e.onset)

@@ -20,8 +20,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from gridwatch._registry import AttributeSpec
 from gridwatch._schemas import ID_PATTERN
-from gridwatch.alerts._registry import AttributeSpec
 from gridwatch.tags._store import TagStore
 
 __all__ = ["IMPORT_KINDS", "ImportResult", "import_csv"]

@@ -21,7 +21,7 @@ from datetime import date, tzinfo
 from pathlib import Path
 from typing import Any
 
-from gridwatch.alerts._registry import Registry
+from gridwatch._registry import Registry
 from gridwatch.tags._catalogue import Catalogue
 from gridwatch.tags._engine import Attributes, TagEngine, TagHit
 from gridwatch.tags._features import CustomerFeatures, FeatureTable

@@ -54,6 +54,8 @@ _WORDS: dict[str, tuple[str, str]] = {
     "profile": ("Customer profile", "客户画像"),
     "segment": ("Segment", "用电类型"),
     "tags": ("Tags", "标签"),
+    "tag_reasons": ("Why these tags", "标签依据"),
+    "tag_history": ("Tag history", "标签变化"),
     "typical_day": ("Typical day", "典型日曲线"),
     "audit": ("Audit trail", "操作记录"),
     "ack": ("Acknowledge", "确认"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from gridwatch.tags._notes import TagNotes, tags_db_path, tags_row_id
 from gridwatch.web import _accounts as acc
 from gridwatch.web import _alertdb as adb
 from gridwatch.web._access import (
@@ -166,11 +168,14 @@ def view_routes(ws: Workspace) -> list[Route]:
         with ws.lock:
             trail = adb.alert_trail(ws.db, alert["fingerprint"])
             verdicts = verdicts_of(ws.db, alert["fingerprint"])
-            segment, tags = adb.profile(ws.db, [m.id for m in cust.meters] if cust else
+            segment, tags = adb.profile(ws.db, [*(m.id for m in cust.meters),
+                                                tags_row_id(cust.id)] if cust else
                                         [alert["meter_id"]])
+        notes, changes = await run_in_threadpool(_tag_notes, ws, cust.id if cust else None)
         if _wants_json(request):
             return JSONResponse({"alert": alert, "audit": trail, "verdicts": verdicts,
-                                 "profile": {"segment": segment, "tags": tags}})
+                                 "profile": {"segment": segment, "tags": tags,
+                                             "tag_notes": notes, "tag_history": changes}})
         hours = hours_of(request)
         center = parse_ts(alert["onset"]) + (parse_ts(alert["raised_at"]) -
                                              parse_ts(alert["onset"])) / 2
@@ -180,6 +185,7 @@ def view_routes(ws: Workspace) -> list[Route]:
                                 title="kW") if curve else None
         return ws.render(request, "alert.html", alert=alert, customer=cust, trail=trail,
                          verdicts=verdicts, segment=segment, tags=tags, chart=chart,
+                         tag_notes=notes, tag_history=changes,
                          curve_chart=curve_chart,
                          hours=hours, verdict_names=VERDICTS, zooms=(6, 24, 72, 168))
 
@@ -260,17 +266,20 @@ def view_routes(ws: Workspace) -> list[Route]:
         meters = [m.id for m in cust.meters]
         with ws.lock:
             history = adb.alerts_of_customer(ws.db, cid)
-            segment, tags = adb.profile(ws.db, meters)
+            segment, tags = adb.profile(ws.db, [*meters, tags_row_id(cid)])
+        notes, changes = await run_in_threadpool(_tag_notes, ws, cid)
         daily, curve = await run_in_threadpool(_profiles, ws, meters, 30)
         if _wants_json(request):
             return JSONResponse({"customer": cust.model_dump(mode="json", by_alias=True),
-                                 "alerts": history, "daily_kwh": daily, "curve": curve})
+                                 "alerts": history, "daily_kwh": daily, "curve": curve,
+                                 "segment": segment, "tags": tags, "tag_notes": notes,
+                                 "tag_history": changes})
         charts = []
         for m in meters[:4]:
             charts.append((m, await chart_for(request, m, None, 24 * 30, [])))
         return ws.render(
             request, "customer.html", customer=cust, history=history, segment=segment,
-            tags=tags, load_charts=charts,
+            tags=tags, tag_notes=notes, tag_history=changes, load_charts=charts,
             daily_chart=bar_chart([(d[5:], v) for d, v in daily], title="kWh"),
             curve_chart=bar_chart([(f"{h:02d}", v) for h, v in enumerate(curve)],
                                   title="kW") if curve else None)
@@ -385,6 +394,21 @@ def view_routes(ws: Workspace) -> list[Route]:
         Route("/portal/notice/{meter}/{type}", notice_page),
         Route("/portal/notice/{meter}/{type}/ack", notice_ack, methods=["POST"]),
     ]
+
+
+def _tag_notes(ws: Workspace, customer_id: str | None
+               ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The customer's tags with their reasons and its recent tag changes, from the tag store
+    (as of the last day the engine evaluated them); none when the store cannot be read."""
+    if customer_id is None:
+        return [], []
+    notes = TagNotes(tags_db_path(ws.settings.alerts))
+    try:
+        return ([n.as_dict() for n in notes.current(customer_id)],
+                notes.history(customer_id))
+    except (sqlite3.Error, OSError, ValueError) as exc:
+        log.warning("customer tags unavailable: %s", exc)
+        return [], []
 
 
 def _profiles(ws: Workspace, meter_ids: list[str], days: int

@@ -105,6 +105,59 @@ def test_every_catalogue_and_profiler_tag_routes_through_the_router():
         assert got[f"C{i}"] == [f"receiver:r{i}"], tag
 
 
+def test_every_catalogue_tag_the_engine_computes_routes_through_the_router():
+    """The same, with each tag as the running engine hands it over (``router_publisher``: a
+    profile row of the customer, not of a meter), and a meter row with the profiler's tags
+    beside it that must not get in the way."""
+    from datetime import date
+
+    from gridwatch.tags._live import router_publisher
+
+    tags = sorted(t.id for t in CAT)
+    customers = [{"id": f"C{i}", "class": "residential", "grid_cell": "A",
+                  "meters": [f"m{i}"]} for i in range(len(tags))]
+    registry = Registry.model_validate({
+        "managers": [{"id": "M1"}], "cells": [{"id": "A", "primary": "M1"}],
+        "customers": customers})
+    router = Router(registry, _tree(tags), templates=Templates(REPO / "config/templates"),
+                    notifiers={}, clock=lambda: T0)
+    publish = router_publisher(router)
+    try:
+        for i, tag in enumerate(tags):
+            router.update_profile(LoadProfile(
+                meter_id=f"m{i}", day=T0, customer_id=f"C{i}", segment="x",
+                tags=("residential",), daily_kwh=1.0, peak_kw=1.0, valley_kw=0.1), now=T0)
+            publish(f"C{i}", None, (tag,), date(2026, 5, 3))
+        router.submit_many([Event(meter_id=f"m{i}", customer_id=f"C{i}", grid_cell="A",
+                                  type="outage", severity=Severity.CRITICAL, score=1.0,
+                                  onset=T0, raised_at=T0, summary="no power")
+                            for i in range(len(tags))], now=T0)
+        got = {a["customer_id"]: json.loads(a["receivers"]) for a in router.alerts()}
+    finally:
+        router.close()
+    assert len(tags) >= 200
+    for i, tag in enumerate(tags):
+        assert got[f"C{i}"] == [f"receiver:r{i}"], tag
+
+
+def test_every_segment_name_routes():
+    """A route may name a segment the segment model can emit (``match: {segment: ...}``)."""
+    from gridwatch._segnames import SEGMENT_SHAPES
+
+    names = [f"{sharp}{shape} {who}" for shape in SEGMENT_SHAPES
+             for sharp in ("", "sharp ")
+             for who in ("households", "businesses", "plants", "farms")]
+    tree = RouteTree.parse({"route": {"receivers": ["cell_manager"], "routes": [
+        {"match": {"segment": [n]}, "receivers": ["backup_manager"]} for n in names[:1]]}})
+    for n in names:
+        want = ["backup_manager"] if n == names[0] else ["cell_manager"]
+        assert tree.receivers_for({"segment": n, "tags": ()}) == want
+    tree = RouteTree.parse({"route": {"receivers": ["cell_manager"], "routes": [
+        {"match": {"segment": [n]}, "receivers": ["backup_manager"]} for n in names]}})
+    assert all(tree.receivers_for({"segment": n, "tags": ()}) == ["backup_manager"]
+               for n in names)
+
+
 @pytest.mark.parametrize("when, labels, hit", [
     ("tag('valley-shifter') and customer_class == 'industrial'",
      {"tags": ("valley-shifter",), "customer_class": "industrial"}, True),

@@ -78,6 +78,11 @@ class LiveTags:
         self.last_day: date | None = None  # the latest day evaluated
         self._last_seen = 0.0
         self._published: dict[str, frozenset[str]] = {}
+        #: per customer, the day its stored features were folded through when the engine
+        #: started: a replay after recovery hands those days again, and they are not counted
+        #: twice
+        self.through: dict[str, date] = {}
+        self.skipped = 0
         self.hits: dict[str, list[TagHit]] = {}
         self.evaluations = 0
         self.errors = 0
@@ -136,11 +141,28 @@ class LiveTags:
     def _prof(self) -> TagProfiler:
         if self.profiler is None:
             self.profiler = self._make_profiler()
+            self.through = self.profiler.resume()
+            if self.through:
+                self.last_day = max(self.through.values())
+                # the router starts empty: it hears each customer's stored tags again
+                store = self.profiler.store
+                for cid, tags in (store.current_sets().items() if store is not None else ()):
+                    if self.publish is not None:
+                        self.publish(cid, self.profiler.segments.get(cid),
+                                     tuple(sorted(tags)), self.through.get(cid, self.last_day))
+                    self._published[cid] = tags
+                log.info("tags: features of %d customers resumed, through %s",
+                         len(self.through), self.last_day)
         return self.profiler
 
     def handle(self, kind: str, items: list[Any]) -> None:
         prof = self._prof()
         if kind == "days":
+            if self.through:
+                keep = [p for p in items if _local_date(p.day, prof.tz)
+                        > self.through.get(p.customer_id or p.meter_id, date.min)]
+                self.skipped += len(items) - len(keep)
+                items = keep
             by_day: dict[date, list[Any]] = {}
             for p in items:
                 by_day.setdefault(_local_date(p.day, prof.tz), []).append(p)

@@ -124,6 +124,26 @@ class TagProfiler:
                 if segment:
                     self.segments[cid] = segment
 
+    def resume(self) -> dict[str, date]:
+        """Bring every stored feature state into the table (an engine starting again goes on
+        from what it had folded in); returns, per customer, the last day those states were
+        stored as of: days up to it are already counted in them."""
+        through: dict[str, date] = {}
+        if self.store is None:
+            return through
+        got = list(self.store.all_features())
+        if not got:
+            return through
+        rows = self.table.rows([g[0] for g in got])
+        for row, (cid, state, klass, segment, day) in zip(rows, got, strict=True):
+            self.table.state[row] = CustomerFeatures.from_bytes(state).state[0]
+            if klass:
+                self.classes[cid] = klass
+            if segment:
+                self.segments[cid] = segment
+            through[cid] = day
+        return through
+
     # ------------------------------------------------------------------ evaluation
     def records(self, customer_ids: Sequence[str], today: date) -> list[dict[str, Any]]:
         imported = self.store.attributes(customer_ids) if self.store else {}

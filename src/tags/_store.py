@@ -194,6 +194,12 @@ class TagStore:
                 "segment=excluded.segment, day=excluded.day",
                 [(c, s, k, seg, day.isoformat()) for c, s, k, seg in rows])
 
+    def all_features(self) -> Iterable[tuple[str, bytes, str | None, str | None, date]]:
+        """Every stored feature state: (customer, state, class, segment, day folded through)."""
+        for r in self.db.execute("SELECT * FROM features"):
+            yield (r["customer_id"], bytes(r["state"]), r["customer_class"], r["segment"],
+                   date.fromisoformat(r["day"]))
+
     def features(self, customer_id: str) -> tuple[bytes, str | None, str | None, date] | None:
         r = self.db.execute("SELECT * FROM features WHERE customer_id=?",
                             (customer_id,)).fetchone()

@@ -372,7 +372,8 @@ class Catalogue:
             default_dim = data.get("dimension")
             for i, raw in enumerate(data["tags"]):
                 ident = raw.get("id") if isinstance(raw, dict) else None
-                where = f"{source}: tags[{i}]" + (f" ({ident})" if ident else "")
+                shown = ident if isinstance(ident, str) and ident.isprintable() else repr(ident)
+                where = f"{source}: tags[{i}]" + (f" ({shown})" if ident else "")
                 if not isinstance(raw, dict):
                     raise CatalogueError(f"{where}: a tag is a mapping")
                 if default_dim and "dimension" not in raw:

@@ -472,6 +472,8 @@ class FeatureTable:
         self.ids: list[str] = []
         self.index: dict[str, int] = {}
         self.state = np.zeros((0, L), np.float32)
+        #: rows changed since ``take_dirty`` was last called (what a store must write again)
+        self.dirty: set[int] = set()
         self.add_customers(customer_ids)
 
     def __len__(self) -> int:
@@ -494,6 +496,7 @@ class FeatureTable:
     def update(self, customer_ids: Iterable[str], batch: ProfileBatch) -> None:
         rows = self.rows(customer_ids)
         update(self.state, rows, batch, self.tou)
+        self.dirty.update(rows.tolist())
 
     def observe(self, profiles: Iterable[object], tz: object = None) -> None:
         """Fold ``DailyProfile`` objects in (those without a customer id are keyed by meter)."""
@@ -520,6 +523,7 @@ class FeatureTable:
             idx = self.rows(rows)
             add_alerts(self.state, idx, np.asarray(months, np.int64),
                        np.asarray(types, np.int64))
+            self.dirty.update(idx.tolist())
         return len(rows)
 
     def add_transitions(self, transitions: Iterable[object]) -> int:
@@ -540,7 +544,14 @@ class FeatureTable:
             idx = self.rows(rows)
             add_alerts(self.state, idx, np.asarray(months, np.int64),
                        np.asarray(kinds, np.int64))
+            self.dirty.update(idx.tolist())
         return len(rows)
+
+    def take_dirty(self) -> list[str]:
+        """The customers whose state changed since the last call (and forget them)."""
+        out = [self.ids[r] for r in sorted(self.dirty)]
+        self.dirty.clear()
+        return out
 
     def subset(self, customer_ids: list[str]) -> np.ndarray:
         rows = self.rows(customer_ids)

@@ -177,6 +177,9 @@ class LiveTags:
                     self.pending = self.last_day  # a late profile: evaluate again
             self._last_seen = self.clock()
         elif kind == "events":
+            if self.through:  # alerts of days already counted in the resumed features
+                items = [e for e in items if _local_date(e.onset, prof.tz)
+                         > self.through.get(e.customer_id, date.min)]
             prof.observe_events(items)
         elif kind == "profiles":
             for lp in items:

@@ -135,6 +135,7 @@ class TagProfiler:
         if not got:
             return through
         rows = self.table.rows([g[0] for g in got])
+        self.table.dirty.clear()
         for row, (cid, state, klass, segment, day) in zip(rows, got, strict=True):
             self.table.state[row] = CustomerFeatures.from_bytes(state).state[0]
             if klass:
@@ -183,9 +184,11 @@ class TagProfiler:
                     changed[cid] = h
                     self._current[cid] = now
             self.store.apply(today, changed)
+            # only the feature states that changed since the last commit are written again
             self.store.put_features(
                 ((cid, self.table.state[self.table.index[cid]].tobytes(),
-                  self.classes.get(cid), self.segments.get(cid)) for cid in hits), today)
+                  self.classes.get(cid), self.segments.get(cid))
+                 for cid in self.table.take_dirty()), today)
         return hits
 
     def explain(self, customer_id: str, today: date) -> Explanation:

@@ -247,3 +247,16 @@ def test_an_engine_started_again_goes_on_from_the_stored_features(tmp_path):
     live2.settle(force=True)
     assert live2.last_day == d1 + timedelta(days=3)
     assert live2.profiler.table.state[rows[0]].tobytes() != before[0].tobytes()
+
+
+def test_only_the_customers_whose_features_changed_are_written_again(tmp_path):
+    store, clock, published = TagStore(tmp_path / "t.sqlite"), Clock(), []
+    live = _live(store, clock, published)
+    d1 = date(2024, 5, 6)
+    live.put_days(_day(d1))
+    live.settle(force=True)
+    assert store.features("N1")[3] == d1 and store.features("E1")[3] == d1
+    live.put_days([profile("N1", d1 + timedelta(days=1), NIGHT, meter="mn")])  # E1 silent
+    live.settle(force=True)
+    assert store.features("N1")[3] == d1 + timedelta(days=1)
+    assert store.features("E1")[3] == d1

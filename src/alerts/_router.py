@@ -27,7 +27,7 @@ from gridwatch.alerts import _messages as msg
 from gridwatch.alerts import _stages as st
 from gridwatch.alerts._channels import Delivery, Notification, Notifier
 from gridwatch.alerts._config import AlertSettings
-from gridwatch.alerts._registry import Registry, RegistryError
+from gridwatch.alerts._registry import Customer, Registry, RegistryError
 from gridwatch.alerts._routes import RouteTree
 from gridwatch.alerts._store import AlertStore, connect, dumps, parse_ts, ts
 from gridwatch.alerts._templates import Templates
@@ -40,6 +40,10 @@ SEND_LEASE = timedelta(seconds=120)
 #: Audit actions that are changes of an alert's state.
 TRANSITION_ACTIONS = ("firing", "acknowledged", "escalated", "resolved", "silenced",
                       "unsilenced", "inhibited", "uninhibited", "severity_raised")
+AUDIT_INSERT = ("INSERT INTO audit(at, fingerprint, episode, action, by, recipient, detail) "
+                "VALUES (?,?,?,?,?,?,?)")
+COUNTER_ADD = ("INSERT INTO counters(name, value) VALUES (?, ?) ON CONFLICT(name) "
+               "DO UPDATE SET value = value + excluded.value")
 SILENCE_KEYS = ("fingerprint", "meter_id", "type", "severity", "customer_id", "grid_cell",
                 "customer_class")
 
@@ -87,6 +91,14 @@ class Router:
         self._jsonl: TextIO | None = None
         self.registry_path = registry_path
         self._registry_mtime = self._mtime(registry_path)
+        #: For each target type of an inhibit rule, the source types that may mute it: an
+        #: event of another type never looks at the open alerts.
+        self._inhibit_sources: dict[str, tuple[str, ...]] = st.inhibit_sources(self.inhibit_rules)
+        # While a batch is submitted: audit rows and counter increments collected for one
+        # ``executemany`` each at the end of its transaction, and the silences read once.
+        self._audit_buf: list[tuple[Any, ...]] | None = None
+        self._count_buf: Counter[str] | None = None
+        self._silence_cache: list[st.Silence] | None = None
 
     # ------------------------------------------------------------------------------ plumbing
     @contextlib.contextmanager
@@ -103,13 +115,31 @@ class Router:
     def _audit(self, at: datetime, action: str, *, fingerprint: str | None = None,
                episode: int | None = None, by: str = "gridwatch", recipient: str | None = None,
                detail: str = "") -> None:
-        self.db.execute(
-            "INSERT INTO audit(at, fingerprint, episode, action, by, recipient, detail) "
-            "VALUES (?,?,?,?,?,?,?)", (ts(at), fingerprint, episode, action, by, recipient, detail))
+        values = (ts(at), fingerprint, episode, action, by, recipient, detail)
+        if self._audit_buf is not None:
+            self._audit_buf.append(values)
+        else:
+            self.db.execute(AUDIT_INSERT, values)
 
     def _count(self, name: str, n: int = 1) -> None:
-        self.db.execute("INSERT INTO counters(name, value) VALUES (?, ?) ON CONFLICT(name) "
-                        "DO UPDATE SET value = value + excluded.value", (name, n))
+        if self._count_buf is not None:
+            self._count_buf[name] += n
+        else:
+            self.db.execute(COUNTER_ADD, (name, n))
+
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[None]:
+        """Collect the audit rows and counter increments of a batch and write them in one
+        ``executemany`` each before the caller's transaction commits (in the order they were
+        made, so audit ids keep the order of the decisions); the silences are read once."""
+        self._audit_buf, self._count_buf = [], Counter()
+        self._silence_cache = self._silences()
+        try:
+            yield
+            self.db.executemany(AUDIT_INSERT, self._audit_buf)
+            self.db.executemany(COUNTER_ADD, sorted(self._count_buf.items()))
+        finally:
+            self._audit_buf = self._count_buf = self._silence_cache = None
 
     def close(self) -> None:
         for notifier in self.notifiers.values():
@@ -178,6 +208,9 @@ class Router:
     def labels(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The labels routes and silences match on."""
         cust = self.registry.customer(row["customer_id"]) if row["customer_id"] else None
+        return self._labels(row, cust)
+
+    def _labels(self, row: Mapping[str, Any], cust: Customer | None) -> dict[str, Any]:
         segment, tags = self._profile(row["meter_id"], row["customer_id"])
         return {
             "fingerprint": row["fingerprint"], "meter_id": row["meter_id"], "type": row["type"],
@@ -198,7 +231,7 @@ class Router:
         a replay wants); returns how many opened a new alert."""
         now = now or self.clock()
         lines: list[dict[str, Any]] = []
-        with self._tx():
+        with self._tx(), self._batch():
             for event in events:
                 line = self._submit_locked(event, now)
                 if line is not None:
@@ -292,11 +325,16 @@ class Router:
         self._audit(now, "firing", fingerprint=fp, episode=episode, by="detector",
                     detail=f"{event.severity.value} score={event.score:.3g}")
         row = db.execute("SELECT * FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
-        open_rows = db.execute(
-            "SELECT * FROM alerts WHERE state IN ('firing','acknowledged') AND fingerprint != ? "
-            "AND (grid_cell IS ? OR grid_cell = ?)", (fp, grid_cell, grid_cell)).fetchall()
-        source = st.inhibited_by(event, grid_cell, [self._view(r) for r in open_rows],
-                                 self.inhibit_rules)
+        source = None
+        source_types = self._inhibit_sources.get(event.type)
+        if source_types:
+            # Only the open alerts of this cell that may mute this type (index alerts_cell_type).
+            open_rows = db.execute(
+                "SELECT * FROM alerts WHERE grid_cell IS ? AND type IN (" +
+                ",".join("?" * len(source_types)) + ") AND state IN ('firing','acknowledged') "
+                "AND fingerprint != ?", (grid_cell, *source_types, fp)).fetchall()
+            source = st.inhibited_by(event, grid_cell, [self._view(r) for r in open_rows],
+                                     self.inhibit_rules)
         if source is not None:
             db.execute("UPDATE alerts SET inhibited_by=? WHERE fingerprint=?", (source, fp))
             self._count("alerts_inhibited")
@@ -324,8 +362,10 @@ class Router:
     def _route_locked(self, row: Mapping[str, Any], now: datetime) -> None:
         """Silence check, then the routing tree → recipients → pending group items."""
         fp, episode = row["fingerprint"], row["episode"]
-        labels = self.labels(row)
-        silenced = st.silenced_by(labels, self._silences(), now)
+        cust = self.registry.customer(row["customer_id"]) if row["customer_id"] else None
+        labels = self._labels(row, cust)
+        silences = self._silence_cache if self._silence_cache is not None else self._silences()
+        silenced = st.silenced_by(labels, silences, now)
         if silenced:
             self.db.execute("UPDATE alerts SET silenced_by=? WHERE fingerprint=?",
                             (",".join(silenced), fp))
@@ -335,7 +375,6 @@ class Router:
             return
         recipients: list[str] = []
         backup: str | None = None
-        cust = self.registry.customer(row["customer_id"]) if row["customer_id"] else None
         cell = self.registry.cell(row["grid_cell"]) if row["grid_cell"] else None
         for receiver in self.routes.receivers_for(labels):
             if receiver in ("cell_manager", "backup_manager"):

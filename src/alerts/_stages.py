@@ -96,6 +96,16 @@ DEFAULT_INHIBIT = (
 )
 
 
+def inhibit_sources(rules: Sequence[InhibitRule]) -> dict[str, tuple[str, ...]]:
+    """For each type some rule mutes, the types of the alerts that may mute it."""
+    out: dict[str, list[str]] = {}
+    for rule in rules:
+        for target in rule.target_types:
+            sources = out.setdefault(target, [])
+            sources.extend(t for t in rule.source_types if t not in sources)
+    return {k: tuple(v) for k, v in out.items()}
+
+
 def inhibited_by(event: Event, grid_cell: str | None, open_alerts: Iterable[AlertView],
                  rules: Sequence[InhibitRule]) -> str | None:
     """The fingerprint of the open alert that inhibits ``event``, or None."""

@@ -179,8 +179,15 @@ def run(n: int, args: argparse.Namespace, smtp: SmtpSink, folder: Path) -> dict[
         prof.disable()
         pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
     before = smtp.received
+    if prof:
+        prof = cProfile.Profile()
+        prof.enable()
     t = time.perf_counter()
     made = router.tick(T0 + timedelta(seconds=31))
+    tick_s = time.perf_counter() - t
+    if prof:
+        prof.disable()
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
     sent = 0
     while True:
         d = router.deliver_pending(T0 + timedelta(seconds=31), limit=500)
@@ -193,7 +200,7 @@ def run(n: int, args: argparse.Namespace, smtp: SmtpSink, folder: Path) -> dict[
     assert smtp.received - before == sent, "every delivered message reached the SMTP server"
     return {"n": n, "opened": opened, "inhibited": counters.get("alerts_inhibited", 0),
             "submit_s": submit_s, "base_s": base, "notifications": made, "mailed": sent,
-            "notify_s": notify_s}
+            "tick_s": tick_s, "notify_s": notify_s}
 
 
 def main() -> None:
@@ -215,15 +222,16 @@ def main() -> None:
           f"{args.customers}+ customers; routes: config/routes.yaml; store: SQLite file (WAL, "
           f"synchronous=FULL); notifier: EmailNotifier to aiosmtpd on 127.0.0.1")
     print(f"{'events':>7} {'opened':>7} {'inhib':>6} {'submit_many':>12} {'alerts/s':>9} "
-          f"{'baseline/s':>11} {'ratio':>6} {'growth':>7} {'notices':>8} {'mailed':>7} "
-          f"{'tick+deliver':>13}")
+          f"{'baseline/s':>11} {'ratio':>6} {'growth':>7} {'notices':>8} {'tick':>7} "
+          f"{'mailed':>7} {'tick+deliver':>13}")
     first = rows[0]["submit_s"] / rows[0]["n"]
     for r in rows:
         rate, base_rate = r["n"] / r["submit_s"], r["n"] / r["base_s"]
         growth = (r["submit_s"] / r["n"]) / first
         print(f"{r['n']:>7} {r['opened']:>7} {r['inhibited']:>6} {r['submit_s']:>10.2f} s "
               f"{rate:>9.0f} {base_rate:>11.0f} {base_rate / rate:>5.1f}x {growth:>6.2f}x "
-              f"{r['notifications']:>8} {r['mailed']:>7} {r['notify_s']:>11.2f} s")
+              f"{r['notifications']:>8} {r['tick_s']:>5.2f} s {r['mailed']:>7} "
+              f"{r['notify_s']:>11.2f} s")
     print("ratio: baseline rate / submit_many rate (the store's bare insert of the same alerts, "
           "same run); growth: time per alert relative to the first size (1.00 = linear)")
 

@@ -153,9 +153,18 @@ def ts(value: datetime) -> str:
 
 
 def parse_ts(value: str | None) -> datetime | None:
+    """A stored time back (``None`` stays ``None``)."""
     if value is None:
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return _parse_ts(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_ts(value: str) -> datetime:
+    # The stored form only (ISO 8601, "Z"): fromisoformat is a twentieth of strptime's cost.
+    if len(value) != 27 or value[-1] != "Z":
+        raise ValueError(f"not a stored time: {value!r}")
+    return datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
 
 
 def connect(path: Path | str) -> sqlite3.Connection:

@@ -121,6 +121,13 @@ class Router:
         else:
             self.db.execute(AUDIT_INSERT, values)
 
+    def _audit_many(self, rows: list[tuple[Any, ...]]) -> None:
+        """Audit rows (``at, fingerprint, episode, action, by, recipient, detail``), in order."""
+        if self._audit_buf is not None:
+            self._audit_buf.extend(rows)
+        else:
+            self.db.executemany(AUDIT_INSERT, rows)
+
     def _count(self, name: str, n: int = 1) -> None:
         if self._count_buf is not None:
             self._count_buf[name] += n
@@ -622,12 +629,14 @@ class Router:
         """(channel, target) pairs, language, audience and display name of a recipient."""
         return msg.channels_for(recipient, self.registry, self.routes, self.settings)
 
-    def _alert_context(self, row: Any, kind: str) -> dict[str, Any]:
+    def _alert_context(self, row: Any, kind: str, labels: dict[str, Any] | None = None
+                       ) -> dict[str, Any]:
         resolved_at = None
         if row["state"] == "resolved":
             ep = self.store.episode(row["fingerprint"], row["episode"])
             resolved_at = ep["resolved_at"] if ep else row["updated_at"]
-        return msg.alert_context(row, kind, registry=self.registry, labels=self.labels(row),
+        return msg.alert_context(row, kind, registry=self.registry,
+                                 labels=labels if labels is not None else self.labels(row),
                                  settings=self.settings, resolved_at=resolved_at)
 
     def _make_notification(self, recipient: str, items: list[sqlite3.Row],
@@ -635,11 +644,19 @@ class Router:
         db = self.db
         keep: list[sqlite3.Row] = []
         alerts: dict[str, sqlite3.Row] = {}
+        labels: dict[str, dict[str, Any]] = {}  # per fingerprint, computed once
+
+        def labels_of(row: Any) -> dict[str, Any]:
+            found = labels.get(row["fingerprint"])
+            if found is None:
+                found = labels[row["fingerprint"]] = self.labels(row)
+            return found
+
         for i in items:
-            row = db.execute("SELECT * FROM alerts WHERE fingerprint=?",
-                             (i["fingerprint"],)).fetchone()
+            row = alerts.get(i["fingerprint"]) or db.execute(
+                "SELECT * FROM alerts WHERE fingerprint=?", (i["fingerprint"],)).fetchone()
             if i["kind"] != "resolved" and row["episode"] == i["episode"] and \
-                    st.silenced_by(self.labels(row), silences, now):
+                    st.silenced_by(labels_of(row), silences, now):
                 db.execute("DELETE FROM pending WHERE id=?", (i["id"],))
                 self._count("notifications_silenced")
                 self._audit(now, "suppressed_by_silence", fingerprint=i["fingerprint"],
@@ -662,7 +679,7 @@ class Router:
         kinds = st.most_telling(((i["fingerprint"], i["episode"]), i["kind"]) for i in keep)
         contexts = []
         for (fp, episode), kind_of in kinds.items():
-            actx = self._alert_context(alerts[fp], kind_of)
+            actx = self._alert_context(alerts[fp], kind_of, labels_of(alerts[fp]))
             if episode != actx["episode"]:
                 # An earlier episode (fired and cleared before this flush): say so, with its
                 # own times (event time; the wall clock of detection separately).
@@ -708,16 +725,19 @@ class Router:
                 "INSERT OR IGNORE INTO outbox(key, notification_id, recipient, channel, target, "
                 "payload, status, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,'pending',?,?)",
                 (key, nid, recipient, channel, target, n.model_dump_json(), ts(now), ts(now)))
-        for i in keep:
-            db.execute("DELETE FROM pending WHERE id=?", (i["id"],))
-            if i["kind"] in ("firing", "escalation", "update"):
-                db.execute(
-                    "INSERT INTO notified(recipient, fingerprint, episode, last_sent_at) VALUES "
-                    "(?,?,?,?) ON CONFLICT DO UPDATE SET last_sent_at=excluded.last_sent_at",
-                    (recipient, i["fingerprint"], i["episode"], ts(now)))
-            self._audit(now, "summarized" if kind == "storm" else "notified",
-                        fingerprint=i["fingerprint"], episode=i["episode"], recipient=recipient,
-                        detail=f"{i['kind']} via {','.join(c for c, _ in channels)} #{nid}")
+        # The group's items leave pending, are remembered as told and audited, in one
+        # ``executemany`` each (in the items' order).
+        db.executemany("DELETE FROM pending WHERE id=?", [(i["id"],) for i in keep])
+        db.executemany(
+            "INSERT INTO notified(recipient, fingerprint, episode, last_sent_at) VALUES "
+            "(?,?,?,?) ON CONFLICT DO UPDATE SET last_sent_at=excluded.last_sent_at",
+            [(recipient, i["fingerprint"], i["episode"], ts(now)) for i in keep
+             if i["kind"] in ("firing", "escalation", "update")])
+        via = ",".join(c for c, _ in channels)
+        self._audit_many([
+            (ts(now), i["fingerprint"], i["episode"],
+             "summarized" if kind == "storm" else "notified", "gridwatch", recipient,
+             f"{i['kind']} via {via} #{nid}") for i in keep])
         db.execute("INSERT INTO groups(recipient, last_flush_at) VALUES (?,?) ON CONFLICT DO "
                    "UPDATE SET last_flush_at=excluded.last_flush_at", (recipient, ts(now)))
         self._count("notifications")

@@ -221,14 +221,15 @@ def main() -> None:
     print(f"registry: {args.cells} cells, {max(args.cells // 2, 2)} managers, "
           f"{args.customers}+ customers; routes: config/routes.yaml; store: SQLite file (WAL, "
           f"synchronous=FULL); notifier: EmailNotifier to aiosmtpd on 127.0.0.1")
-    print(f"{'events':>7} {'opened':>7} {'inhib':>6} {'submit_many':>12} {'alerts/s':>9} "
-          f"{'baseline/s':>11} {'ratio':>6} {'growth':>7} {'notices':>8} {'tick':>7} "
-          f"{'mailed':>7} {'tick+deliver':>13}")
+    print(f"{'events':>7} {'opened':>7} {'inhib':>6} {'submit_many':>12} {'cpu':>7} "
+          f"{'alerts/s':>9} {'baseline/s':>11} {'ratio':>6} {'growth':>7} {'notices':>8} "
+          f"{'tick':>7} {'mailed':>7} {'tick+deliver':>13}")
     first = rows[0]["submit_cpu"] / rows[0]["n"]
     for r in rows:
         rate, base_rate = r["n"] / r["submit_s"], r["n"] / r["base_s"]
         growth = (r["submit_cpu"] / r["n"]) / first
         print(f"{r['n']:>7} {r['opened']:>7} {r['inhibited']:>6} {r['submit_s']:>10.2f} s "
+              f"{r['submit_cpu']:>5.2f} s "
               f"{rate:>9.0f} {base_rate:>11.0f} {base_rate / rate:>5.1f}x {growth:>6.2f}x "
               f"{r['notifications']:>8} {r['tick_s']:>5.2f} s {r['mailed']:>7} "
               f"{r['notify_s']:>11.2f} s")

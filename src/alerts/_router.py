@@ -577,8 +577,10 @@ class Router:
         s = self.settings
         wait, interval = timedelta(seconds=s.group_wait_s), timedelta(seconds=s.group_interval_s)
         made = 0
-        recipients = [r["recipient"] for r in self.db.execute(
-            "SELECT DISTINCT recipient FROM pending ORDER BY recipient")]
+        # Managers first, then named receivers, then customers: the outbox is sent in the
+        # order it was filled, and in a storm the managers must hear first.
+        recipients = sorted((r["recipient"] for r in self.db.execute(
+            "SELECT DISTINCT recipient FROM pending")), key=st.recipient_order)
         for recipient in recipients:
             items = self.db.execute("SELECT * FROM pending WHERE recipient=? ORDER BY id",
                                     (recipient,)).fetchall()

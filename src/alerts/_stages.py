@@ -169,6 +169,12 @@ def needs_escalation(state: str, starts_at: datetime, escalated: bool, has_backu
     return state == "firing" and not escalated and has_backup and now >= starts_at + after
 
 
+def recipient_order(recipient: str) -> tuple[int, str]:
+    """Sort key of recipients at a flush: managers, then named receivers, then customers."""
+    kind = recipient.partition(":")[0]
+    return {"manager": 0, "receiver": 1}.get(kind, 2), recipient
+
+
 # ----------------------------------------------------------------------------------- customers
 def _parse_hhmm(value: str) -> time:
     h, m = value.split(":")

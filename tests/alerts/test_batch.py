@@ -155,3 +155,26 @@ def test_only_an_open_source_of_the_same_cell_and_a_source_type_inhibits() -> No
     assert router.alert("r3/outage")["inhibited_by"] is None
     assert router.alert("r4/outage")["inhibited_by"] is None
     assert "manager:M1" in json.loads(router.alert("r3/outage")["receivers"])
+
+
+def test_in_a_storm_managers_are_sent_before_customers() -> None:
+    clock, rec = Clock(), Recorder()
+    router = make_router(clock=clock, notifiers={"mqtt": rec}, routes=INHIBIT_ROUTES)
+    router.submit_many([event("m1", "abnormal_consumption"), event("m3", "abnormal_consumption"),
+                        *(event(f"r{i}", "outage", severity="critical") for i in range(15))])
+    clock.advance(31)
+    assert router.tick() == 4  # M1 (a storm summary), M3, and the customers C1 and C2
+    router.deliver_pending(limit=2)
+    assert [n.recipient for n in rec.sent] == ["manager:M1", "manager:M3"]
+    router.deliver_pending()
+    assert [n.recipient for n in rec.sent][2:] == ["customer:C1", "customer:C2"]
+    assert rec.sent[0].kind == "storm"
+
+
+@pytest.mark.parametrize(("given", "ordered"), [
+    (["customer:C1", "manager:M2", "receiver:ops", "manager:M1"],
+     ["manager:M1", "manager:M2", "receiver:ops", "customer:C1"]),
+    (["customer:B", "customer:A"], ["customer:A", "customer:B"]),
+])
+def test_recipient_order(given: list[str], ordered: list[str]) -> None:
+    assert sorted(given, key=st.recipient_order) == ordered

@@ -534,9 +534,12 @@ class Router:
         after = timedelta(seconds=self.settings.escalate_after_s)
         if after <= timedelta(0):
             return  # escalation off
+        # Only the alerts old enough are read (stored times sort as times): an idle tick
+        # during a storm costs a scan in SQLite, not a row object per open alert.
         for row in self.db.execute(
                 "SELECT * FROM alerts WHERE state='firing' AND escalated_at IS NULL AND backup "
-                "IS NOT NULL AND silenced_by IS NULL AND inhibited_by IS NULL").fetchall():
+                "IS NOT NULL AND silenced_by IS NULL AND inhibited_by IS NULL AND starts_at <= ?",
+                (ts(now - after),)).fetchall():
             starts = parse_ts(row["starts_at"])
             assert starts is not None
             if not st.needs_escalation(row["state"], starts, False, True, after, now):
@@ -558,8 +561,8 @@ class Router:
         for row in self.db.execute(
                 "SELECT n.recipient, n.last_sent_at, n.repeats, a.* FROM notified n JOIN alerts a "
                 "ON a.fingerprint = n.fingerprint AND a.episode = n.episode WHERE "
-                "a.state='firing' AND a.silenced_by IS NULL AND n.recipient NOT LIKE 'customer:%'"
-        ).fetchall():
+                "a.state='firing' AND a.silenced_by IS NULL AND n.recipient NOT LIKE 'customer:%' "
+                "AND n.last_sent_at <= ?", (ts(now - every),)).fetchall():
             last = parse_ts(row["last_sent_at"])
             assert last is not None
             if not st.needs_repeat(last, every, now):

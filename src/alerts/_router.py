@@ -102,15 +102,24 @@ class Router:
 
     # ------------------------------------------------------------------------------ plumbing
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, synced: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction under the router's lock. ``synced=False`` commits without waiting
+        for the disk (WAL with ``synchronous=NORMAL``: it survives the process being killed,
+        not a power cut), for writes whose loss only repeats work a restart repeats anyway."""
         with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
+            if not synced:
+                self.db.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+                self.db.execute("COMMIT")
+            finally:
+                if not synced:
+                    self.db.execute("PRAGMA synchronous=FULL")
 
     def _audit(self, at: datetime, action: str, *, fingerprint: str | None = None,
                episode: int | None = None, by: str = "gridwatch", recipient: str | None = None,
@@ -765,7 +774,9 @@ class Router:
             for row in rows:
                 # Claim the entry with a lease, so a second router process on the same database
                 # does not send it too; a crash mid-send lets the lease run out and it is retried.
-                with self._tx() as db:
+                # The claim is not synced to disk: lost in a power cut, it leaves the entry due,
+                # which is what a restart makes it anyway (``release_leases``).
+                with self._tx(synced=False) as db:
                     claimed = db.execute(
                         "UPDATE outbox SET next_attempt_at=? WHERE id=? AND status='pending' "
                         "AND next_attempt_at=?",

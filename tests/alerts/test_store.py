@@ -1,11 +1,14 @@
 """The store's time format: every aware instant goes to text and back unchanged, text order is
-time order, and text that is not a stored time is refused (hypothesis)."""
+time order, and text that is not a stored time is refused (hypothesis). A delivery's claim is
+committed without a disk sync; every other write is synced."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+from alerts_kit import Clock, Recorder, event, make_router
 from hypothesis import given
 from hypothesis import strategies as s
 
@@ -37,3 +40,19 @@ def test_text_that_is_not_a_stored_time_is_refused(text: str) -> None:
 
 def test_none_stays_none() -> None:
     assert parse_ts(None) is None
+
+
+def test_an_unsynced_claim_leaves_the_connection_synced(tmp_path: Path) -> None:
+    clock, rec = Clock(), Recorder()
+    router = make_router(db=tmp_path / "alerts.sqlite", clock=clock, notifiers={"mqtt": rec})
+    full = router.db.execute("PRAGMA synchronous").fetchone()[0]
+    assert full == 2  # FULL
+    router.submit(event("r1", "outage"))
+    clock.advance(31)
+    router.tick()
+    assert router.deliver_pending() == 1 and len(rec.sent) == 1
+    assert router.db.execute("PRAGMA synchronous").fetchone()[0] == full
+    with pytest.raises(RuntimeError), router._tx(synced=False):
+        raise RuntimeError("a claim that fails")
+    assert router.db.execute("PRAGMA synchronous").fetchone()[0] == full
+    router.close()

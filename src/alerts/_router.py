@@ -91,9 +91,8 @@ class Router:
         self._jsonl: TextIO | None = None
         self.registry_path = registry_path
         self._registry_mtime = self._mtime(registry_path)
-        #: For each target type of an inhibit rule, the source types that may mute it: an
-        #: event of another type never looks at the open alerts.
-        self._inhibit_sources: dict[str, tuple[str, ...]] = st.inhibit_sources(self.inhibit_rules)
+        self._inhibit_index: tuple[tuple[st.InhibitRule, ...], dict[str, tuple[str, ...]]] = (
+            self.inhibit_rules, st.inhibit_sources(self.inhibit_rules))
         # While a batch is submitted: audit rows and counter increments collected for one
         # ``executemany`` each at the end of its transaction, and the silences read once.
         self._audit_buf: list[tuple[Any, ...]] | None = None
@@ -296,6 +295,16 @@ class Router:
             return None
         return self._open_locked(event, row, now)
 
+    def _inhibit_sources(self) -> dict[str, tuple[str, ...]]:
+        """For each target type of the inhibit rules, the source types that may mute it (an
+        event of another type never looks at the open alerts); follows ``inhibit_rules``."""
+        rules, sources = self._inhibit_index
+        if rules is not self.inhibit_rules:
+            rules = self.inhibit_rules = tuple(self.inhibit_rules)
+            sources = st.inhibit_sources(rules)
+            self._inhibit_index = (rules, sources)
+        return sources
+
     def _seen_episode(self, fp: str, onset: datetime, row: Mapping[str, Any] | None
                       ) -> st.EpisodeView | None:
         """The episode of ``fp`` whose onset is ``onset``, if the router has seen one."""
@@ -342,7 +351,7 @@ class Router:
                     detail=f"{event.severity.value} score={event.score:.3g}")
         row = db.execute("SELECT * FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
         source = None
-        source_types = self._inhibit_sources.get(event.type)
+        source_types = self._inhibit_sources().get(event.type)
         if source_types:
             # Only the open alerts of this cell that may mute this type (index alerts_cell_type).
             open_rows = db.execute(

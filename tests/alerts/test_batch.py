@@ -178,3 +178,14 @@ def test_in_a_storm_managers_are_sent_before_customers() -> None:
 ])
 def test_recipient_order(given: list[str], ordered: list[str]) -> None:
     assert sorted(given, key=st.recipient_order) == ordered
+
+
+def test_new_inhibit_rules_take_effect() -> None:
+    router = make_router(routes=INHIBIT_ROUTES)
+    router.submit(event("FEED-A", "feeder_outage", severity="critical", grid_cell="A"))
+    router.submit(event("r1", "stuck_reading"))  # not a target of the routes' rule
+    assert router.alert("r1/stuck_reading")["inhibited_by"] is None
+    router.inhibit_rules = [*router.inhibit_rules, st.InhibitRule.model_validate(
+        {"source": "feeder_outage", "target": "stuck_reading"})]
+    router.submit(event("r2", "stuck_reading"))
+    assert router.alert("r2/stuck_reading")["inhibited_by"] == "FEED-A/feeder_outage"

@@ -27,7 +27,7 @@ from gridwatch.alerts import _messages as msg
 from gridwatch.alerts import _stages as st
 from gridwatch.alerts._channels import Delivery, Notification, Notifier
 from gridwatch.alerts._config import AlertSettings
-from gridwatch.alerts._registry import Registry, RegistryError
+from gridwatch.alerts._registry import Customer, Registry, RegistryError
 from gridwatch.alerts._routes import RouteTree
 from gridwatch.alerts._store import AlertStore, connect, dumps, parse_ts, ts
 from gridwatch.alerts._templates import Templates
@@ -40,6 +40,10 @@ SEND_LEASE = timedelta(seconds=120)
 #: Audit actions that are changes of an alert's state.
 TRANSITION_ACTIONS = ("firing", "acknowledged", "escalated", "resolved", "silenced",
                       "unsilenced", "inhibited", "uninhibited", "severity_raised")
+AUDIT_INSERT = ("INSERT INTO audit(at, fingerprint, episode, action, by, recipient, detail) "
+                "VALUES (?,?,?,?,?,?,?)")
+COUNTER_ADD = ("INSERT INTO counters(name, value) VALUES (?, ?) ON CONFLICT(name) "
+               "DO UPDATE SET value = value + excluded.value")
 SILENCE_KEYS = ("fingerprint", "meter_id", "type", "severity", "customer_id", "grid_cell",
                 "customer_class")
 
@@ -90,29 +94,70 @@ class Router:
         #: ``tag_notes(customer_id, day)``: the customer's tags with their reasons for its
         #: messages (``gridwatch.tags._notes.TagNotes.for_message``); None: ids only.
         self.tag_notes: Callable[[str, Any], list[dict[str, Any]]] | None = None
+        self._inhibit_index: tuple[tuple[st.InhibitRule, ...], dict[str, tuple[str, ...]]] = (
+            self.inhibit_rules, st.inhibit_sources(self.inhibit_rules))
+        # While a batch is submitted: audit rows and counter increments collected for one
+        # ``executemany`` each at the end of its transaction, and the silences read once.
+        self._audit_buf: list[tuple[Any, ...]] | None = None
+        self._count_buf: Counter[str] | None = None
+        self._silence_cache: list[st.Silence] | None = None
 
     # ------------------------------------------------------------------------------ plumbing
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, synced: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction under the router's lock. ``synced=False`` commits without waiting
+        for the disk (WAL with ``synchronous=NORMAL``: it survives the process being killed,
+        not a power cut), for writes whose loss only repeats work a restart repeats anyway."""
         with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
+            if not synced:
+                self.db.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+                self.db.execute("COMMIT")
+            finally:
+                if not synced:
+                    self.db.execute("PRAGMA synchronous=FULL")
 
     def _audit(self, at: datetime, action: str, *, fingerprint: str | None = None,
                episode: int | None = None, by: str = "gridwatch", recipient: str | None = None,
                detail: str = "") -> None:
-        self.db.execute(
-            "INSERT INTO audit(at, fingerprint, episode, action, by, recipient, detail) "
-            "VALUES (?,?,?,?,?,?,?)", (ts(at), fingerprint, episode, action, by, recipient, detail))
+        values = (ts(at), fingerprint, episode, action, by, recipient, detail)
+        if self._audit_buf is not None:
+            self._audit_buf.append(values)
+        else:
+            self.db.execute(AUDIT_INSERT, values)
+
+    def _audit_many(self, rows: list[tuple[Any, ...]]) -> None:
+        """Audit rows (``at, fingerprint, episode, action, by, recipient, detail``), in order."""
+        if self._audit_buf is not None:
+            self._audit_buf.extend(rows)
+        else:
+            self.db.executemany(AUDIT_INSERT, rows)
 
     def _count(self, name: str, n: int = 1) -> None:
-        self.db.execute("INSERT INTO counters(name, value) VALUES (?, ?) ON CONFLICT(name) "
-                        "DO UPDATE SET value = value + excluded.value", (name, n))
+        if self._count_buf is not None:
+            self._count_buf[name] += n
+        else:
+            self.db.execute(COUNTER_ADD, (name, n))
+
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[None]:
+        """Collect the audit rows and counter increments of a batch and write them in one
+        ``executemany`` each before the caller's transaction commits (in the order they were
+        made, so audit ids keep the order of the decisions); the silences are read once."""
+        self._audit_buf, self._count_buf = [], Counter()
+        self._silence_cache = self._silences()
+        try:
+            yield
+            self.db.executemany(AUDIT_INSERT, self._audit_buf)
+            self.db.executemany(COUNTER_ADD, sorted(self._count_buf.items()))
+        finally:
+            self._audit_buf = self._count_buf = self._silence_cache = None
 
     def close(self) -> None:
         for notifier in self.notifiers.values():
@@ -181,6 +226,9 @@ class Router:
     def labels(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The labels routes and silences match on."""
         cust = self.registry.customer(row["customer_id"]) if row["customer_id"] else None
+        return self._labels(row, cust)
+
+    def _labels(self, row: Mapping[str, Any], cust: Customer | None) -> dict[str, Any]:
         segment, tags = self._profile(row["meter_id"], row["customer_id"])
         return {
             "fingerprint": row["fingerprint"], "meter_id": row["meter_id"], "type": row["type"],
@@ -201,7 +249,7 @@ class Router:
         a replay wants); returns how many opened a new alert."""
         now = now or self.clock()
         lines: list[dict[str, Any]] = []
-        with self._tx():
+        with self._tx(), self._batch():
             for event in events:
                 line = self._submit_locked(event, now)
                 if line is not None:
@@ -250,6 +298,16 @@ class Router:
             return None
         return self._open_locked(event, row, now)
 
+    def _inhibit_sources(self) -> dict[str, tuple[str, ...]]:
+        """For each target type of the inhibit rules, the source types that may mute it (an
+        event of another type never looks at the open alerts); follows ``inhibit_rules``."""
+        rules, sources = self._inhibit_index
+        if rules is not self.inhibit_rules:
+            rules = self.inhibit_rules = tuple(self.inhibit_rules)
+            sources = st.inhibit_sources(rules)
+            self._inhibit_index = (rules, sources)
+        return sources
+
     def _seen_episode(self, fp: str, onset: datetime, row: Mapping[str, Any] | None
                       ) -> st.EpisodeView | None:
         """The episode of ``fp`` whose onset is ``onset``, if the router has seen one."""
@@ -295,11 +353,16 @@ class Router:
         self._audit(now, "firing", fingerprint=fp, episode=episode, by="detector",
                     detail=f"{event.severity.value} score={event.score:.3g}")
         row = db.execute("SELECT * FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
-        open_rows = db.execute(
-            "SELECT * FROM alerts WHERE state IN ('firing','acknowledged') AND fingerprint != ? "
-            "AND (grid_cell IS ? OR grid_cell = ?)", (fp, grid_cell, grid_cell)).fetchall()
-        source = st.inhibited_by(event, grid_cell, [self._view(r) for r in open_rows],
-                                 self.inhibit_rules)
+        source = None
+        source_types = self._inhibit_sources().get(event.type)
+        if source_types:
+            # Only the open alerts of this cell that may mute this type (index alerts_cell_type).
+            open_rows = db.execute(
+                "SELECT * FROM alerts WHERE grid_cell IS ? AND type IN (" +
+                ",".join("?" * len(source_types)) + ") AND state IN ('firing','acknowledged') "
+                "AND fingerprint != ?", (grid_cell, *source_types, fp)).fetchall()
+            source = st.inhibited_by(event, grid_cell, [self._view(r) for r in open_rows],
+                                     self.inhibit_rules)
         if source is not None:
             db.execute("UPDATE alerts SET inhibited_by=? WHERE fingerprint=?", (source, fp))
             self._count("alerts_inhibited")
@@ -327,8 +390,10 @@ class Router:
     def _route_locked(self, row: Mapping[str, Any], now: datetime) -> None:
         """Silence check, then the routing tree → recipients → pending group items."""
         fp, episode = row["fingerprint"], row["episode"]
-        labels = self.labels(row)
-        silenced = st.silenced_by(labels, self._silences(), now)
+        cust = self.registry.customer(row["customer_id"]) if row["customer_id"] else None
+        labels = self._labels(row, cust)
+        silences = self._silence_cache if self._silence_cache is not None else self._silences()
+        silenced = st.silenced_by(labels, silences, now)
         if silenced:
             self.db.execute("UPDATE alerts SET silenced_by=? WHERE fingerprint=?",
                             (",".join(silenced), fp))
@@ -338,7 +403,6 @@ class Router:
             return
         recipients: list[str] = []
         backup: str | None = None
-        cust = self.registry.customer(row["customer_id"]) if row["customer_id"] else None
         cell = self.registry.cell(row["grid_cell"]) if row["grid_cell"] else None
         for receiver in self.routes.receivers_for(labels):
             if receiver in ("cell_manager", "backup_manager"):
@@ -491,9 +555,12 @@ class Router:
         after = timedelta(seconds=self.settings.escalate_after_s)
         if after <= timedelta(0):
             return  # escalation off
+        # Only the alerts old enough are read (stored times sort as times): an idle tick
+        # during a storm costs a scan in SQLite, not a row object per open alert.
         for row in self.db.execute(
                 "SELECT * FROM alerts WHERE state='firing' AND escalated_at IS NULL AND backup "
-                "IS NOT NULL AND silenced_by IS NULL AND inhibited_by IS NULL").fetchall():
+                "IS NOT NULL AND silenced_by IS NULL AND inhibited_by IS NULL AND starts_at <= ?",
+                (ts(now - after),)).fetchall():
             starts = parse_ts(row["starts_at"])
             assert starts is not None
             if not st.needs_escalation(row["state"], starts, False, True, after, now):
@@ -515,8 +582,8 @@ class Router:
         for row in self.db.execute(
                 "SELECT n.recipient, n.last_sent_at, n.repeats, a.* FROM notified n JOIN alerts a "
                 "ON a.fingerprint = n.fingerprint AND a.episode = n.episode WHERE "
-                "a.state='firing' AND a.silenced_by IS NULL AND n.recipient NOT LIKE 'customer:%'"
-        ).fetchall():
+                "a.state='firing' AND a.silenced_by IS NULL AND n.recipient NOT LIKE 'customer:%' "
+                "AND n.last_sent_at <= ?", (ts(now - every),)).fetchall():
             last = parse_ts(row["last_sent_at"])
             assert last is not None
             if not st.needs_repeat(last, every, now):
@@ -534,8 +601,10 @@ class Router:
         s = self.settings
         wait, interval = timedelta(seconds=s.group_wait_s), timedelta(seconds=s.group_interval_s)
         made = 0
-        recipients = [r["recipient"] for r in self.db.execute(
-            "SELECT DISTINCT recipient FROM pending ORDER BY recipient")]
+        # Managers first, then named receivers, then customers: the outbox is sent in the
+        # order it was filled, and in a storm the managers must hear first.
+        recipients = sorted((r["recipient"] for r in self.db.execute(
+            "SELECT DISTINCT recipient FROM pending")), key=st.recipient_order)
         for recipient in recipients:
             items = self.db.execute("SELECT * FROM pending WHERE recipient=? ORDER BY id",
                                     (recipient,)).fetchall()
@@ -586,12 +655,14 @@ class Router:
         """(channel, target) pairs, language, audience and display name of a recipient."""
         return msg.channels_for(recipient, self.registry, self.routes, self.settings)
 
-    def _alert_context(self, row: Any, kind: str) -> dict[str, Any]:
+    def _alert_context(self, row: Any, kind: str, labels: dict[str, Any] | None = None
+                       ) -> dict[str, Any]:
         resolved_at = None
         if row["state"] == "resolved":
             ep = self.store.episode(row["fingerprint"], row["episode"])
             resolved_at = ep["resolved_at"] if ep else row["updated_at"]
-        return msg.alert_context(row, kind, registry=self.registry, labels=self.labels(row),
+        return msg.alert_context(row, kind, registry=self.registry,
+                                 labels=labels if labels is not None else self.labels(row),
                                  settings=self.settings, resolved_at=resolved_at,
                                  tag_notes=self.tag_notes)
 
@@ -600,11 +671,19 @@ class Router:
         db = self.db
         keep: list[sqlite3.Row] = []
         alerts: dict[str, sqlite3.Row] = {}
+        labels: dict[str, dict[str, Any]] = {}  # per fingerprint, computed once
+
+        def labels_of(row: Any) -> dict[str, Any]:
+            found = labels.get(row["fingerprint"])
+            if found is None:
+                found = labels[row["fingerprint"]] = self.labels(row)
+            return found
+
         for i in items:
-            row = db.execute("SELECT * FROM alerts WHERE fingerprint=?",
-                             (i["fingerprint"],)).fetchone()
+            row = alerts.get(i["fingerprint"]) or db.execute(
+                "SELECT * FROM alerts WHERE fingerprint=?", (i["fingerprint"],)).fetchone()
             if i["kind"] != "resolved" and row["episode"] == i["episode"] and \
-                    st.silenced_by(self.labels(row), silences, now):
+                    st.silenced_by(labels_of(row), silences, now):
                 db.execute("DELETE FROM pending WHERE id=?", (i["id"],))
                 self._count("notifications_silenced")
                 self._audit(now, "suppressed_by_silence", fingerprint=i["fingerprint"],
@@ -627,7 +706,7 @@ class Router:
         kinds = st.most_telling(((i["fingerprint"], i["episode"]), i["kind"]) for i in keep)
         contexts = []
         for (fp, episode), kind_of in kinds.items():
-            actx = self._alert_context(alerts[fp], kind_of)
+            actx = self._alert_context(alerts[fp], kind_of, labels_of(alerts[fp]))
             if episode != actx["episode"]:
                 # An earlier episode (fired and cleared before this flush): say so, with its
                 # own times (event time; the wall clock of detection separately).
@@ -673,16 +752,19 @@ class Router:
                 "INSERT OR IGNORE INTO outbox(key, notification_id, recipient, channel, target, "
                 "payload, status, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,'pending',?,?)",
                 (key, nid, recipient, channel, target, n.model_dump_json(), ts(now), ts(now)))
-        for i in keep:
-            db.execute("DELETE FROM pending WHERE id=?", (i["id"],))
-            if i["kind"] in ("firing", "escalation", "update"):
-                db.execute(
-                    "INSERT INTO notified(recipient, fingerprint, episode, last_sent_at) VALUES "
-                    "(?,?,?,?) ON CONFLICT DO UPDATE SET last_sent_at=excluded.last_sent_at",
-                    (recipient, i["fingerprint"], i["episode"], ts(now)))
-            self._audit(now, "summarized" if kind == "storm" else "notified",
-                        fingerprint=i["fingerprint"], episode=i["episode"], recipient=recipient,
-                        detail=f"{i['kind']} via {','.join(c for c, _ in channels)} #{nid}")
+        # The group's items leave pending, are remembered as told and audited, in one
+        # ``executemany`` each (in the items' order).
+        db.executemany("DELETE FROM pending WHERE id=?", [(i["id"],) for i in keep])
+        db.executemany(
+            "INSERT INTO notified(recipient, fingerprint, episode, last_sent_at) VALUES "
+            "(?,?,?,?) ON CONFLICT DO UPDATE SET last_sent_at=excluded.last_sent_at",
+            [(recipient, i["fingerprint"], i["episode"], ts(now)) for i in keep
+             if i["kind"] in ("firing", "escalation", "update")])
+        via = ",".join(c for c, _ in channels)
+        self._audit_many([
+            (ts(now), i["fingerprint"], i["episode"],
+             "summarized" if kind == "storm" else "notified", "gridwatch", recipient,
+             f"{i['kind']} via {via} #{nid}") for i in keep])
         db.execute("INSERT INTO groups(recipient, last_flush_at) VALUES (?,?) ON CONFLICT DO "
                    "UPDATE SET last_flush_at=excluded.last_flush_at", (recipient, ts(now)))
         self._count("notifications")
@@ -705,7 +787,9 @@ class Router:
             for row in rows:
                 # Claim the entry with a lease, so a second router process on the same database
                 # does not send it too; a crash mid-send lets the lease run out and it is retried.
-                with self._tx() as db:
+                # The claim is not synced to disk: lost in a power cut, it leaves the entry due,
+                # which is what a restart makes it anyway (``release_leases``).
+                with self._tx(synced=False) as db:
                     claimed = db.execute(
                         "UPDATE outbox SET next_attempt_at=? WHERE id=? AND status='pending' "
                         "AND next_attempt_at=?",

@@ -96,6 +96,16 @@ DEFAULT_INHIBIT = (
 )
 
 
+def inhibit_sources(rules: Sequence[InhibitRule]) -> dict[str, tuple[str, ...]]:
+    """For each type some rule mutes, the types of the alerts that may mute it."""
+    out: dict[str, list[str]] = {}
+    for rule in rules:
+        for target in rule.target_types:
+            sources = out.setdefault(target, [])
+            sources.extend(t for t in rule.source_types if t not in sources)
+    return {k: tuple(v) for k, v in out.items()}
+
+
 def inhibited_by(event: Event, grid_cell: str | None, open_alerts: Iterable[AlertView],
                  rules: Sequence[InhibitRule]) -> str | None:
     """The fingerprint of the open alert that inhibits ``event``, or None."""
@@ -157,6 +167,12 @@ def needs_escalation(state: str, starts_at: datetime, escalated: bool, has_backu
                      after: timedelta, now: datetime) -> bool:
     """Escalate once: still firing (not acknowledged) ``after`` the alert started."""
     return state == "firing" and not escalated and has_backup and now >= starts_at + after
+
+
+def recipient_order(recipient: str) -> tuple[int, str]:
+    """Sort key of recipients at a flush: managers, then named receivers, then customers."""
+    kind = recipient.partition(":")[0]
+    return {"manager": 0, "receiver": 1}.get(kind, 2), recipient
 
 
 # ----------------------------------------------------------------------------------- customers

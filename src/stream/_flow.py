@@ -154,10 +154,25 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     # Devices (rules, River models per kind) and load forecasts of transformers and industrial
     # customers (gridwatch.stream._devices); only industrial customers' readings leave their
     # batches for it.
+    # The meters' facts are kept across batches (keyed by the registry's own id string, about
+    # 50 B a meter): one look-up per batch checks that they are still the registry's (a reload
+    # makes new MeterMeta objects, and the cache starts over). Unknown meters are not kept.
+    known: dict[str, MeterMeta] = {}
+
     def industrial(b: ReadingBatch) -> list[Reading]:
         out = []
+        checked = False
         for r in b.readings:
-            m = lookup(r.meter_id)
+            m = known.get(r.meter_id)
+            if m is not None and not checked:
+                checked = True
+                if lookup(r.meter_id) is not m:  # the registry was reloaded
+                    known.clear()
+                    m = None
+            if m is None:
+                m = lookup(r.meter_id)
+                if m is not None:
+                    known[m.meter_id] = m
             if m is not None and m.customer_id and m.customer_class == "industrial":
                 out.append(r)
         return out

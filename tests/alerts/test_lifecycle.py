@@ -164,7 +164,7 @@ def test_silence_mutes_and_expiry_routes() -> None:
     router.submit(event("m3", "comm_loss"))  # cell B: not silenced
     clock.advance(30)
     router.tick()
-    assert [i[0] for i in items_of(router)] == ["customer:C2", "manager:M3"]
+    assert [i[0] for i in items_of(router)] == ["manager:M3", "customer:C2"]  # managers first
     assert router.alert("r1/comm_loss")["silenced_by"]
     clock.advance(3600)
     router.tick()

@@ -56,6 +56,32 @@ def test_a_name_loads_its_library_on_first_use() -> None:
     assert "river" in loaded_by("-c", "import gridwatch.models as m; m.Segmenter")
 
 
+#: Libraries that talk to the outside world (network, disk databases, mail, the stream runtime).
+IO_LIBRARIES = ("paho", "influxdb_client", "requests", "urllib3", "httpx", "aiohttp", "aiosmtpd",
+                "apprise", "jinja2", "bytewax", "prometheus_client", "smtplib", "sqlite3", "http",
+                "ssl")
+
+#: The pure core: decoding, the storage schema, the value objects, the detectors and the alert
+#: stages take values (and the clock) and return values; the IO modules around them (collector,
+#: writer, sink, router) bring the libraries.
+LOGIC_MODULES = ("gridwatch.ingest._decode", "gridwatch.storage._points", "gridwatch._schemas",
+                 "gridwatch.models._meter", "gridwatch.models._baseline",
+                 "gridwatch.models._faults", "gridwatch.models._device",
+                 "gridwatch.models._alarms", "gridwatch.models._forecast",
+                 "gridwatch.alerts._stages")
+
+
+@pytest.mark.parametrize("module", LOGIC_MODULES)
+def test_logic_modules_load_no_io_library(module: str) -> None:
+    loaded = sorted(loaded_by("-c", f"import {module}").intersection(IO_LIBRARIES))
+    assert loaded == [], f"{module} loads {loaded}"
+
+
+def test_the_io_probe_sees_an_io_module() -> None:
+    # The check above must be able to fail: the writer, next to the schema, loads the client.
+    assert "influxdb_client" in loaded_by("-c", "import gridwatch.storage._writer")
+
+
 def imports_of_each_module() -> dict[str, set[str]]:
     """Module name → the gridwatch modules it imports anywhere (functions included)."""
     graph: dict[str, set[str]] = {}

@@ -37,7 +37,7 @@ from influxdb_client import Point
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gridwatch.storage._config import InfluxSettings
-from gridwatch.storage._points import MEASUREMENTS, to_line_protocol, to_lines
+from gridwatch.storage._points import MEASUREMENTS, to_lines
 from gridwatch.storage._spool import Spool
 from gridwatch.storage._writer import (
     PointWriter,
@@ -45,6 +45,7 @@ from gridwatch.storage._writer import (
     RetryableWriteError,
     build_writer,
     describe,
+    to_line_protocol,
 )
 
 __all__ = ["InfluxSink", "InfluxSinkPartition", "PipelinedPartition", "StorageMetrics",

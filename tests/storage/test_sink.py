@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import bytewax.operators as op
@@ -66,7 +67,8 @@ def test_same_batch_twice_no_duplicates(v1_settings, influxdb, sh):
 
 def test_rejected_point_goes_to_dead_letter_rest_is_stored(v1_settings, influxdb, sh):
     s = v1_settings(batch_size=1000)
-    sink = InfluxSink(s, metrics=StorageMetrics(CollectorRegistry()))
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    sink = InfluxSink(s, metrics=StorageMetrics(CollectorRegistry()), wall_clock=lambda: at)
     part = sink.build("s", 0, 1)
     part.write_batch([sh.reading("m-1", 0)])  # kw is a float field from now on
     bad = 'reading,meter_id=m-bad kw="high" 1714521600000000000'
@@ -77,7 +79,7 @@ def test_rejected_point_goes_to_dead_letter_rest_is_stored(v1_settings, influxdb
     assert count(sh, influxdb, s.database) == 20
     assert part.rejected == 1
     [record] = [json.loads(x) for x in part.deadletter_path.read_text().splitlines()]
-    assert record["line"] == bad
+    assert record["line"] == bad and record["at"] == "2026-03-01T12:00:00Z"
     assert "field type conflict" in record["error"]
     assert part.deadletter_path.parent == s.spool_dir
     assert sink.metrics.registry.get_sample_value(

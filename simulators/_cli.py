@@ -172,7 +172,7 @@ def simulate(
         total = None
         title = "replay"
         if inject:
-            from gridwatch.simulators._fleet import parse_duration
+            from gridwatch.simulators._device_spec import parse_duration
             from gridwatch.simulators._inject import Mix, load_series
             from gridwatch.simulators._inject import chunks as inject_chunks
             from gridwatch.simulators._inject import inject as do_inject

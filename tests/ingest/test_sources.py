@@ -16,7 +16,10 @@ from pathlib import Path
 
 import bytewax.operators as op
 import pytest
-from _ingest_helpers import reading_doc, wait_for
+from _ingest_helpers import (
+    reading_doc,
+)
+from _suite_helpers import wait_until
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 from hypothesis import given, settings
@@ -197,7 +200,7 @@ def test_engine_kill_9_with_recovery_loses_nothing(tmp_path: Path) -> None:
 
     proc = subprocess.Popen(cmd, env=env | {"GW_DELAY_S": "0.001"}, cwd=HERE)
     try:
-        wait_for(lambda: len(lines()) >= n // 2, 60, "the run half way")
+        wait_until(lambda: len(lines()) >= n // 2, 60, "the run half way")
         time.sleep(0.3)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

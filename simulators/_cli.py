@@ -120,10 +120,17 @@ def _iso(ts: datetime) -> str:
     return ts.isoformat().replace("+00:00", "Z")
 
 
-def _parse_start(value: str, interval_min: int) -> datetime:
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parse_start(value: str, interval_min: int,
+                 now: Callable[[], datetime] = _utc_now) -> datetime:
+    """``--start``: an ISO time (UTC when it names no zone) or ``now``, rounded down to the
+    interval."""
     if value.strip().lower() == "now":
-        now = datetime.now(UTC).replace(second=0, microsecond=0)
-        return now - timedelta(minutes=now.minute % interval_min)
+        at = now().replace(second=0, microsecond=0)
+        return at - timedelta(minutes=at.minute % interval_min)
     ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
@@ -272,7 +279,7 @@ def fleet_plan(fleet: Path, *, seed: int | None = None, start: str | None = None
                out: Path | None = None, registry: Path | None = None,
                pace: float | None = None, csv: bool = False,
                status: Callable[[str], Any] = _status,
-               now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Plan:
+               now: Callable[[], datetime] = _utc_now) -> Plan:
     """Simulate ``fleet``: writes its labels (and ``registry``) and plans its readings, noting
     whether at ``pace`` some would be stamped more than five minutes ahead of the wall clock
     (``now``)."""
@@ -285,7 +292,7 @@ def fleet_plan(fleet: Path, *, seed: int | None = None, start: str | None = None
     try:
         spec = Fleet.load(fleet)
         if start:
-            overrides["start"] = _parse_start(start, spec.interval_min)
+            overrides["start"] = _parse_start(start, spec.interval_min, now)
         if overrides:
             spec = Fleet.load(fleet, **overrides)
     except FleetError as exc:

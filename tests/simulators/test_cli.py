@@ -62,3 +62,12 @@ def test_fleet_plan_names_a_bad_start(tmp_path: Path, base_fleet: dict) -> None:
         fleet_plan(_fleet_file(tmp_path, base_fleet), start="yesterday",
                    labels=tmp_path / "l.jsonl")
     assert info.value.code == 2
+
+
+def test_start_now_is_the_clock_given_rounded_to_the_interval(tmp_path: Path,
+                                                              base_fleet: dict) -> None:
+    at = datetime(2024, 3, 4, 10, 37, 12, tzinfo=UTC)
+    plan = fleet_plan(_fleet_file(tmp_path, base_fleet), start="now",
+                      labels=tmp_path / "l.jsonl", now=lambda: at)
+    period = dict(plan.summary)["period"]
+    assert period.startswith("2024-03-04T10:30:00Z to 2024-03-04T16:30:00Z"), period

@@ -94,7 +94,7 @@ def test_simulate_survives_a_broker_restart(tmp_path: Path, fresh_mosquitto) -> 
         wait_until(lambda: counting.total() >= expected // 4, 30,
                    "a quarter of the readings sent", running, counting.total)
         fresh_mosquitto.stop()  # persistence on: the subscriber's session survives
-        time.sleep(3)
+        time.sleep(3)  # the outage: the broker is away for three seconds
         fresh_mosquitto.start()
         out, err = proc.communicate(timeout=120)
     finally:

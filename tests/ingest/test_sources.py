@@ -201,7 +201,7 @@ def test_engine_kill_9_with_recovery_loses_nothing(tmp_path: Path) -> None:
     proc = subprocess.Popen(cmd, env=env | {"GW_DELAY_S": "0.001"}, cwd=HERE)
     try:
         wait_until(lambda: len(lines()) >= n // 2, 60, "the run half way")
-        time.sleep(0.3)
+        time.sleep(0.3)  # the fault: kill a little after half way, mid-epoch
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:

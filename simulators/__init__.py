@@ -17,10 +17,11 @@ from gridwatch._lazy import lazy_exports
 if TYPE_CHECKING:
     from gridwatch.simulators._anomalies import Label, read_labels, write_labels
     from gridwatch.simulators._engine import Block, Simulation
-    from gridwatch.simulators._fleet import ANOMALY_SHAPES, Fleet, FleetError, SimMeter
+    from gridwatch.simulators._fleet import Fleet
     from gridwatch.simulators._inject import INJECT_SHAPES, Mix, Series, inject, load_series
     from gridwatch.simulators._registry import registry_dict, write_registry
     from gridwatch.simulators._replay import ColumnMap, Replay, nab_labels
+    from gridwatch.simulators._spec import ANOMALY_SHAPES, FleetError, SimMeter
     from gridwatch.simulators._targets import (
         CapturedMqtt,
         CsvTarget,
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     )
 
 _WHERE = {
-    "ANOMALY_SHAPES": "_fleet", "Fleet": "_fleet", "FleetError": "_fleet", "SimMeter": "_fleet",
+    "ANOMALY_SHAPES": "_spec", "Fleet": "_fleet", "FleetError": "_spec", "SimMeter": "_spec",
     "Label": "_anomalies", "read_labels": "_anomalies", "write_labels": "_anomalies",
     "Block": "_engine", "Simulation": "_engine",
     "INJECT_SHAPES": "_inject", "Mix": "_inject", "Series": "_inject", "inject": "_inject",

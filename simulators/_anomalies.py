@@ -15,12 +15,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from gridwatch.simulators._fleet import ANOMALY_SHAPES, Fleet
+from gridwatch.simulators._spec import ANOMALY_SHAPES, FleetSpec
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from gridwatch.simulators._fleet import SimMeter
+    from gridwatch.simulators._spec import SimMeter
 
 #: Shape → detector event type.
 EVENT_TYPE = dict(zip(ANOMALY_SHAPES, ANOMALY_SHAPES, strict=True)) | {
@@ -150,7 +150,7 @@ class Injection:
     params: dict[str, Any]
 
 
-def _counts(fleet: Fleet, rng: np.random.Generator) -> dict[str, int]:
+def _counts(fleet: FleetSpec, rng: np.random.Generator) -> dict[str, int]:
     spec = fleet.anomalies
     days = fleet.duration.total_seconds() / 86400
     weights = {s: w for s, w in spec.mix.items() if w > 0 and s not in spec.counts}
@@ -167,7 +167,7 @@ def _counts(fleet: Fleet, rng: np.random.Generator) -> dict[str, int]:
     return out
 
 
-def plan_anomalies(fleet: Fleet, meters: list[SimMeter],
+def plan_anomalies(fleet: FleetSpec, meters: list[SimMeter],
                    seed: int) -> tuple[list[Label], list[Injection]]:
     """Choose meters, times and parameters of the injected anomalies. A meter carries at most
     one anomaly at a time (with a gap of two intervals between them), so every label describes

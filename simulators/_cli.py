@@ -1,13 +1,18 @@
 """``gridwatch simulate``: run a fleet (or replay recorded CSV) to MQTT or a file.
 
-Only typer and rich are imported at module level; numpy, pandas and demandlib load when the
-command runs, so ``gridwatch --help`` stays fast.
+The command reads its options in groups (fleet, replay and fault injection, output, MQTT) and
+hands each group to a helper: :func:`fleet_plan` or :func:`replay_plan` say what to send (the
+data, its labels, the summary rows), :func:`mqtt_options` where, :func:`send` sends it with
+progress, and :func:`summary_table` reports. Only typer and rich are imported at module level;
+numpy, pandas and demandlib load when the command runs, so ``gridwatch --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -28,13 +33,79 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+__all__ = [
+    "CommandError",
+    "Plan",
+    "Sent",
+    "TargetKind",
+    "fleet_plan",
+    "mqtt_options",
+    "replay_plan",
+    "send",
+    "simulate",
+    "summary_table",
+]
+
 DEFAULT_FLEET = Path("config/fleets/small.yaml")
+
+_FLEET = "Fleet"
+_REPLAY = "Replay recorded data"
+_INJECT = "Fault injection (replay)"
+_OUTPUT = "Output"
+_MQTT = "MQTT"
 
 
 class TargetKind(StrEnum):
     MQTT = "mqtt"
     CSV = "csv"
     JSONL = "jsonl"
+
+
+class CommandError(Exception):
+    """The command cannot go on: ``str()`` says why; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Plan:
+    """What a run sends: the data (chunks for a target), how many readings (None: unknown),
+    the progress title, the summary rows, and the labels written."""
+
+    chunks: Iterable[Any]
+    total: int | None
+    title: str
+    summary: list[tuple[str, str]] = field(default_factory=list)
+    by_shape: Counter[str] = field(default_factory=Counter)
+    by_type: Counter[str] = field(default_factory=Counter)
+    labels_path: Path | None = None
+    #: Replay: rows skipped by reason.
+    skipped: dict[str, int] = field(default_factory=dict)
+    #: The registry file written for the fleet's meters.
+    registry: Path | None = None
+    #: At the pace asked, some readings would be stamped ahead of the wall clock.
+    ahead_of_clock: bool = False
+
+    def add_labels(self, labels: Iterable[Any], path: Path) -> None:
+        from gridwatch.simulators._anomalies import write_labels
+
+        labels = list(labels)
+        write_labels(labels, path)
+        self.labels_path = path
+        self.by_type.update(lb.type for lb in labels)
+        self.by_shape.update(lb.shape for lb in labels)
+
+
+@dataclass
+class Sent:
+    """What :func:`send` did."""
+
+    readings: int
+    messages: int
+    elapsed_s: float
+    interrupted: bool
 
 
 class _Rate(ProgressColumn):
@@ -49,285 +120,362 @@ def _iso(ts: datetime) -> str:
     return ts.isoformat().replace("+00:00", "Z")
 
 
-def _parse_start(value: str, interval_min: int) -> datetime:
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parse_start(value: str, interval_min: int,
+                 now: Callable[[], datetime] = _utc_now) -> datetime:
+    """``--start``: an ISO time (UTC when it names no zone) or ``now``, rounded down to the
+    interval."""
     if value.strip().lower() == "now":
-        now = datetime.now(UTC).replace(second=0, microsecond=0)
-        return now - timedelta(minutes=now.minute % interval_min)
+        at = now().replace(second=0, microsecond=0)
+        return at - timedelta(minutes=at.minute % interval_min)
     ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def simulate(
     fleet: Annotated[Path, typer.Option(
-        "--fleet", "-f", help="Fleet file (config/fleets/*.yaml).")] = DEFAULT_FLEET,
+        "--fleet", "-f", help="Fleet file (config/fleets/*.yaml).",
+        rich_help_panel=_FLEET)] = DEFAULT_FLEET,
     seed: Annotated[int | None, typer.Option(
-        "--seed", help="Random seed (default: the fleet file's). Same seed, same bytes.")] = None,
-    speed: Annotated[str, typer.Option(
-        "--speed", help="realtime, xN (e.g. x60: an hour a minute) or max.")] = "max",
-    target: Annotated[TargetKind, typer.Option(
-        "--target", "-t", help="Where readings go.")] = TargetKind.MQTT,
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Output file for the csv and jsonl targets.")] = None,
-    labels: Annotated[Path | None, typer.Option(
-        "--labels", help="Ground-truth labels (JSONL); default beside --out or in var/sim/.")]
-        = None,
-    registry: Annotated[Path | None, typer.Option(
-        "--registry", help="Also write the alert router's registry YAML for this fleet; with "
-                           "--replay --inject, read contracted capacities from it instead.")]
-        = None,
-    batch_size: Annotated[int, typer.Option(
-        "--batch-size", min=1, max=5000,
-        help="MQTT: 1 = one reading per message on meters/{region}/{meter}/reading; more = "
-             "JSON arrays per concentrator on meters/{region}/{concentrator}/batch.")] = 1,
-    qos: Annotated[int | None, typer.Option(
-        "--qos", min=0, max=1, help="MQTT QoS 0 or 1 (default: the mqtt section's, max 1).")]
-        = None,
-    rate: Annotated[float | None, typer.Option(
-        "--rate", min=0.001, help="MQTT: at most this many messages per second.")] = None,
-    host: Annotated[str | None, typer.Option(
-        "--host", help="MQTT broker host (default: the mqtt section of the settings).")] = None,
-    port: Annotated[int | None, typer.Option(
-        "--port", help="MQTT broker port (default: the mqtt section of the settings).")] = None,
+        "--seed", help="Random seed (default: the fleet file's; with --inject, 0). Same seed, "
+                       "same bytes.", rich_help_panel=_FLEET)] = None,
     start: Annotated[str | None, typer.Option(
-        "--start", help="Override the fleet's start: ISO time or 'now' (for live demos).")]
-        = None,
+        "--start", help="Override the fleet's start (or shift a replay to it): ISO time or "
+                        "'now' (for live demos).", rich_help_panel=_FLEET)] = None,
     duration: Annotated[str | None, typer.Option(
-        "--duration", help="Override the fleet's duration, e.g. 6h or 3d.")] = None,
+        "--duration", help="Override the fleet's duration, e.g. 6h or 3d.",
+        rich_help_panel=_FLEET)] = None,
     replay: Annotated[list[Path] | None, typer.Option(
         "--replay", exists=True, dir_okay=False,
-        help="Replay recorded CSV instead of simulating (repeat for several files).")] = None,
+        help="Replay recorded CSV instead of simulating (repeat for several files).",
+        rich_help_panel=_REPLAY)] = None,
     columns: Annotated[str | None, typer.Option(
         "--columns", help="Replay column mapping, e.g. 'timestamp=timestamp,kw=value' (NAB) or "
                           "'meter_id=id,timestamp=time,kw=power,scale=0.001'. Default: "
-                          "meter_id, timestamp and kw (or value) as the header names them.")]
-        = None,
+                          "meter_id, timestamp and kw (or value) as the header names them.",
+        rich_help_panel=_REPLAY)] = None,
+    nab_windows: Annotated[Path | None, typer.Option(
+        "--nab-windows", exists=True,
+        help="NAB labels/combined_windows.json, written as labels of the files.",
+        rich_help_panel=_REPLAY)] = None,
     inject: Annotated[str | None, typer.Option(
-        "--inject", help="Replay: inject faults into the recorded data, e.g. "
+        "--inject", help="Inject faults into the recorded data, e.g. "
                          "'spike=10,outage=5,theft=3' (counts) or 'spike=0.5/mm' (per "
                          "meter-month). Shapes: spike, drop (zero), level_shift_up, "
                          "level_shift_down, outage, comm_loss, stuck, theft, over_capacity. "
-                         "Labels go to --labels; seeded by --seed (default 0).")] = None,
+                         "Labels go to --labels; seeded by --seed.",
+        rich_help_panel=_INJECT)] = None,
     inject_warmup: Annotated[str, typer.Option(
-        "--inject-warmup", help="Replay: no fault in a meter's first this long (e.g. 14d, 0d)."
-                                )] = "14d",
+        "--inject-warmup", help="No fault in a meter's first this long (e.g. 14d, 0d).",
+        rich_help_panel=_INJECT)] = "14d",
     inject_within: Annotated[str | None, typer.Option(
-        "--inject-within", help="Replay: faults start at most this long after the warm-up "
-                                "(e.g. --inject-warmup 0d --inject-within 1d: a new meter's "
-                                "first day).")] = None,
-    nab_windows: Annotated[Path | None, typer.Option(
-        "--nab-windows", exists=True,
-        help="Replay: NAB labels/combined_windows.json, written as labels of the files.")]
-        = None,
+        "--inject-within", help="Faults start at most this long after the warm-up (e.g. "
+                                "--inject-warmup 0d --inject-within 1d: a new meter's first "
+                                "day).", rich_help_panel=_INJECT)] = None,
+    speed: Annotated[str, typer.Option(
+        "--speed", help="realtime, xN (e.g. x60: an hour a minute) or max.",
+        rich_help_panel=_OUTPUT)] = "max",
+    target: Annotated[TargetKind, typer.Option(
+        "--target", "-t", help="Where readings go.", rich_help_panel=_OUTPUT)] = TargetKind.MQTT,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Output file for the csv and jsonl targets.",
+        rich_help_panel=_OUTPUT)] = None,
+    labels: Annotated[Path | None, typer.Option(
+        "--labels", help="Ground-truth labels (JSONL); default beside --out or in var/sim/.",
+        rich_help_panel=_OUTPUT)] = None,
+    registry: Annotated[Path | None, typer.Option(
+        "--registry", help="Also write the alert router's registry YAML for this fleet; with "
+                           "--replay --inject, read contracted capacities from it instead.",
+        rich_help_panel=_OUTPUT)] = None,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=1, max=5000,
+        help="1 = one reading per message on meters/{region}/{meter}/reading; more = JSON "
+             "arrays per concentrator on meters/{region}/{concentrator}/batch.",
+        rich_help_panel=_MQTT)] = 1,
+    qos: Annotated[int | None, typer.Option(
+        "--qos", min=0, max=1, help="QoS 0 or 1 (default: the mqtt section's, max 1).",
+        rich_help_panel=_MQTT)] = None,
+    rate: Annotated[float | None, typer.Option(
+        "--rate", min=0.001, help="At most this many messages per second.",
+        rich_help_panel=_MQTT)] = None,
+    host: Annotated[str | None, typer.Option(
+        "--host", help="Broker host (default: the mqtt section of the settings).",
+        rich_help_panel=_MQTT)] = None,
+    port: Annotated[int | None, typer.Option(
+        "--port", help="Broker port (default: the mqtt section of the settings).",
+        rich_help_panel=_MQTT)] = None,
     config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="Settings file (for the mqtt section).")] = None,
+        "--config", "-c", help="Settings file (for the mqtt section).",
+        rich_help_panel=_MQTT)] = None,
 ) -> None:
     """Simulate a meter fleet with labelled anomalies (or replay recorded CSV) to MQTT, CSV or
     JSONL, in real time, accelerated or as fast as possible; ends with a summary."""
-    from gridwatch._cli_common import settings_or_exit
-    from gridwatch.simulators._anomalies import write_labels
-    from gridwatch.simulators._fleet import Fleet, FleetError
-    from gridwatch.simulators._targets import Pacer, SimulateError, drain, open_target, parse_speed
+    from gridwatch.simulators._targets import parse_speed
 
     err = Console(stderr=True)
-    out_console = Console()
-
-    def fail(msg: str, code: int = 2) -> typer.Exit:
-        err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
-        return typer.Exit(code)
-
     try:
-        pace = parse_speed(speed)
+        try:
+            pace = parse_speed(speed)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if target is not TargetKind.MQTT and out is None:
+            raise CommandError(f"--target {target.value} needs --out FILE")
+        mqtt = (mqtt_options(config, host=host, port=port, qos=qos, batch_size=batch_size,
+                             rate=rate) if target is TargetKind.MQTT else {})
+        if replay:
+            plan = replay_plan(replay, columns=columns, start=start, nab_windows=nab_windows,
+                               inject=inject, inject_warmup=inject_warmup,
+                               inject_within=inject_within, seed=seed, registry=registry,
+                               labels=labels, out=out, status=err.status)
+        else:
+            plan = fleet_plan(fleet, seed=seed, start=start, duration=duration, labels=labels,
+                              out=out, registry=registry, pace=pace,
+                              csv=target is TargetKind.CSV, status=err.status)
+            if plan.ahead_of_clock:
+                err.print("[yellow]note:[/] some readings will be stamped ahead of the wall "
+                          "clock; a collector rejects those (use --start with a past time, or "
+                          "realtime)")
+        sink = _open_sink(target, out, mqtt, csv_status=bool(replay and inject))
+        sent = send(plan, sink, pace, err)
+    except CommandError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.code) from None
+    where = (f"{mqtt['host']}:{mqtt['port']}" if target is TargetKind.MQTT
+             else f"{out} ({target.value})")
+    Console().print(summary_table(plan, sent, sink, where=where, mqtt=mqtt,
+                                  replay=bool(replay)))
+    if sent.interrupted:
+        raise typer.Exit(130)
+
+
+# -- the option groups ---------------------------------------------------------------------
+
+def mqtt_options(config: Path | None, *, host: str | None, port: int | None, qos: int | None,
+                 batch_size: int, rate: float | None) -> dict[str, Any]:
+    """The MQTT target's options: the flags, else the settings file's mqtt section."""
+    from gridwatch._cli_common import settings_or_exit
+
+    m = settings_or_exit(config).mqtt
+    password = m.password.get_secret_value() if m.password else None
+    if password is None and m.password_file:
+        password = m.password_file.read_text().strip()
+    return dict(host=host or m.host, port=port or m.port,
+                qos=qos if qos is not None else min(m.qos, 1), batch_size=batch_size,
+                rate=rate, username=m.username, password=password, tls=m.tls,
+                client_id=f"gridwatch-simulator-{int(time.time()) % 100000}")
+
+
+def _status(_message: str) -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def fleet_plan(fleet: Path, *, seed: int | None = None, start: str | None = None,
+               duration: str | None = None, labels: Path | None = None,
+               out: Path | None = None, registry: Path | None = None,
+               pace: float | None = None, csv: bool = False,
+               status: Callable[[str], Any] = _status,
+               now: Callable[[], datetime] = _utc_now) -> Plan:
+    """Simulate ``fleet``: writes its labels (and ``registry``) and plans its readings, noting
+    whether at ``pace`` some would be stamped more than five minutes ahead of the wall clock
+    (``now``)."""
+    from gridwatch.simulators._engine import Simulation
+    from gridwatch.simulators._fleet import Fleet, FleetError
+
+    overrides: dict[str, Any] = {}
+    if duration:
+        overrides["duration"] = duration
+    try:
+        spec = Fleet.load(fleet)
+        if start:
+            overrides["start"] = _parse_start(start, spec.interval_min, now)
+        if overrides:
+            spec = Fleet.load(fleet, **overrides)
+    except FleetError as exc:
+        raise CommandError(str(exc)) from None
     except ValueError as exc:
-        raise fail(str(exc)) from None
-    if target is not TargetKind.MQTT and out is None:
-        raise fail(f"--target {target.value} needs --out FILE")
+        raise CommandError(f"--start {start!r}: {exc}") from None
+    with status("drawing the fleet and planning anomalies…"):
+        sim = Simulation(spec, seed)
+    plan = Plan(chunks=sim.chunks("dict" if csv else "json"), total=spec.n_readings,
+                title=spec.name)
+    plan.add_labels(sim.labels, labels or (
+        out.with_suffix(".labels.jsonl") if out
+        else Path(f"var/sim/{spec.name}-seed{sim.seed}.labels.jsonl")))
+    if registry:
+        from gridwatch.simulators._registry import write_registry
 
-    mqtt_opts: dict[str, Any] = {}
-    if target is TargetKind.MQTT:
-        settings = settings_or_exit(config)
-        m = settings.mqtt
-        password = m.password.get_secret_value() if m.password else None
-        if password is None and m.password_file:
-            password = m.password_file.read_text().strip()
-        mqtt_opts = dict(host=host or m.host, port=port or m.port,
-                         qos=qos if qos is not None else min(m.qos, 1), batch_size=batch_size,
-                         rate=rate, username=m.username, password=password, tls=m.tls,
-                         client_id=f"gridwatch-simulator-{int(time.time()) % 100000}")
+        write_registry(sim.meters, registry)
+        plan.registry = registry
+    plan.summary += [("fleet", f"{fleet} (seed {sim.seed})"), ("meters", f"{len(sim.meters):,}"),
+                     ("period", f"{_iso(spec.start)} to {_iso(spec.end)}, a reading every "
+                                f"{spec.interval_min} min")]
+    last = spec.end - spec.step
+    plan.ahead_of_clock = pace is not None and last > (
+        now() + (last - spec.start) / pace + timedelta(minutes=5))
+    return plan
 
-    summary: list[tuple[str, str]] = []
-    by_shape: Counter[str] = Counter()
-    by_type: Counter[str] = Counter()
-    labels_path: Path | None = None
-    if replay:
-        from gridwatch.simulators._replay import ColumnMap, Replay, nab_labels
 
-        try:
-            mapping = (ColumnMap.parse(columns) if columns is not None
-                       else ColumnMap.sniff(replay[0]))
-            shift = _parse_start(start, 1) if start else None
-        except ValueError as exc:
-            raise fail(str(exc)) from None
-        source = Replay(list(replay), mapping, shift_to=shift)
-        chunks = source.chunks()
-        total = None
-        title = "replay"
-        if inject:
-            from gridwatch.simulators._fleet import parse_duration
-            from gridwatch.simulators._inject import Mix, load_series
-            from gridwatch.simulators._inject import chunks as inject_chunks
-            from gridwatch.simulators._inject import inject as do_inject
-
-            try:
-                mix = Mix.parse(inject)
-                warm = parse_duration(inject_warmup)
-                if not isinstance(warm, timedelta):
-                    raise ValueError(f"--inject-warmup {inject_warmup!r}: use e.g. 14d or 36h")
-                within = parse_duration(inject_within) if inject_within else None
-                if inject_within and not isinstance(within, timedelta):
-                    raise ValueError(f"--inject-within {inject_within!r}: use e.g. 1d or 36h")
-            except ValueError as exc:
-                raise fail(str(exc)) from None
-            caps: dict[str, float] = {}
-            if "over_capacity" in mix.shapes():
-                if registry is None:
-                    raise fail("--inject over_capacity needs the meters' contracted capacity: "
-                               "give --registry REGISTRY (contracted_kva per customer)")
-                from gridwatch._registry import Registry
-
-                try:
-                    reg = Registry.load(registry)
-                except (OSError, ValueError) as exc:
-                    raise fail(f"--registry {registry}: {exc}") from None
-                for m in reg.meter_ids():
-                    meta = reg.meter_meta(m)
-                    if meta is not None and meta.contracted_kva:
-                        caps[m] = float(meta.contracted_kva)
-            with err.status("reading the recorded data…"):
-                series = load_series(source.readings())
-            with err.status("injecting faults…"):
-                injected = do_inject(series, mix, 0 if seed is None else seed, warmup=warm,
-                                     within=within, capacity_kva=caps)
-            labels_path = labels or (out.with_name(out.name.split(".")[0] + ".labels.jsonl")
-                                     if out else Path("var/sim/replay.labels.jsonl"))
-            write_labels(injected.labels, labels_path)
-            by_type.update(lb.type for lb in injected.labels)
-            by_shape.update(lb.shape for lb in injected.labels)
-            total = sum(int(s.keep.sum()) for s in injected.series.values())
-            chunks = inject_chunks(injected.series)
-            summary += [("injected", f"seed {0 if seed is None else seed}, mix {inject}")]
-            if injected.skipped:
-                summary.append(("not placed", ", ".join(
-                    f"{k} {v}" for k, v in sorted(injected.skipped.items()))
-                    + " (no free stretch of data long enough)"))
-        if nab_windows:
-            found = nab_labels(nab_windows, replay, source.offset())
-            labels_path = labels or (out.with_suffix(".labels.jsonl") if out
-                                     else Path("var/sim/replay.labels.jsonl"))
-            write_labels(found, labels_path)
-            by_type.update(lb.type for lb in found)
-            by_shape.update(lb.shape for lb in found)
-    else:
-        overrides: dict[str, Any] = {}
-        if duration:
-            overrides["duration"] = duration
-        try:
-            spec = Fleet.load(fleet)
-            if start:
-                overrides["start"] = _parse_start(start, spec.interval_min)
-            if overrides:
-                spec = Fleet.load(fleet, **overrides)
-        except FleetError as exc:
-            raise fail(str(exc)) from None
-        except ValueError as exc:
-            raise fail(f"--start {start!r}: {exc}") from None
-        from gridwatch.simulators._engine import Simulation
-
-        with err.status("drawing the fleet and planning anomalies…"):
-            sim = Simulation(spec, seed)
-        labels_path = labels or (out.with_suffix(".labels.jsonl") if out
-                                 else Path(f"var/sim/{spec.name}-seed{sim.seed}.labels.jsonl"))
-        write_labels(sim.labels, labels_path)
-        by_type.update(lb.type for lb in sim.labels)
-        by_shape.update(lb.shape for lb in sim.labels)
-        if registry:
-            from gridwatch.simulators._registry import write_registry
-
-            write_registry(sim.meters, registry)
-        last = spec.end - spec.step
-        if pace is not None and last > (datetime.now(UTC) + (last - spec.start) / pace
-                                        + timedelta(minutes=5)):
-            err.print("[yellow]note:[/] some readings will be stamped ahead of the wall clock; "
-                      "a collector rejects those (use --start with a past time, or realtime)")
-        chunks = sim.chunks("dict" if target is TargetKind.CSV else "json")
-        total = spec.n_readings
-        title = spec.name
-        summary += [("fleet", f"{fleet} (seed {sim.seed})"), ("meters", f"{len(sim.meters):,}"),
-                    ("period", f"{_iso(spec.start)} to {_iso(spec.end)}, a reading every "
-                               f"{spec.interval_min} min")]
+def replay_plan(files: list[Path], *, columns: str | None = None, start: str | None = None,
+                nab_windows: Path | None = None, inject: str | None = None,
+                inject_warmup: str = "14d", inject_within: str | None = None,
+                seed: int | None = None, registry: Path | None = None,
+                labels: Path | None = None, out: Path | None = None,
+                status: Callable[[str], Any] = _status) -> Plan:
+    """Replay recorded CSV ``files``, with faults injected (``inject``) and NAB windows as
+    labels when asked."""
+    from gridwatch.simulators._replay import ColumnMap, Replay, nab_labels
 
     try:
-        if replay and inject and target is TargetKind.CSV:
+        mapping = ColumnMap.parse(columns) if columns is not None else ColumnMap.sniff(files[0])
+        shift = _parse_start(start, 1) if start else None
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    source = Replay(list(files), mapping, shift_to=shift)
+    plan = Plan(chunks=source.chunks(), total=None, title="replay")
+    if inject:
+        _inject_into(plan, source, inject, warmup=inject_warmup, within=inject_within,
+                     seed=0 if seed is None else seed, registry=registry,
+                     labels=labels or (out.with_name(out.name.split(".")[0] + ".labels.jsonl")
+                                       if out else Path("var/sim/replay.labels.jsonl")),
+                     status=status)
+    if nab_windows:
+        plan.add_labels(nab_labels(nab_windows, files, source.offset()), labels or (
+            out.with_suffix(".labels.jsonl") if out else Path("var/sim/replay.labels.jsonl")))
+    plan.skipped = source.skipped
+    return plan
+
+
+def _inject_into(plan: Plan, source: Any, inject: str, *, warmup: str, within: str | None,
+                 seed: int, registry: Path | None, labels: Path,
+                 status: Callable[[str], Any]) -> None:
+    from gridwatch.simulators._device_spec import parse_duration
+    from gridwatch.simulators._inject import Mix, load_series
+    from gridwatch.simulators._inject import chunks as inject_chunks
+    from gridwatch.simulators._inject import inject as do_inject
+
+    try:
+        mix = Mix.parse(inject)
+        warm = parse_duration(warmup)
+        if not isinstance(warm, timedelta):
+            raise ValueError(f"--inject-warmup {warmup!r}: use e.g. 14d or 36h")
+        late = parse_duration(within) if within else None
+        if within and not isinstance(late, timedelta):
+            raise ValueError(f"--inject-within {within!r}: use e.g. 1d or 36h")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    caps = _capacities(registry) if "over_capacity" in mix.shapes() else {}
+    with status("reading the recorded data…"):
+        series = load_series(source.readings())
+    with status("injecting faults…"):
+        injected = do_inject(series, mix, seed, warmup=warm, within=late, capacity_kva=caps)
+    plan.add_labels(injected.labels, labels)
+    plan.total = sum(int(s.keep.sum()) for s in injected.series.values())
+    plan.chunks = inject_chunks(injected.series)
+    plan.summary.append(("injected", f"seed {seed}, mix {inject}"))
+    if injected.skipped:
+        plan.summary.append(("not placed", ", ".join(
+            f"{k} {v}" for k, v in sorted(injected.skipped.items()))
+            + " (no free stretch of data long enough)"))
+
+
+def _capacities(registry: Path | None) -> dict[str, float]:
+    """Contracted capacity (kVA) by meter, from the alert router's registry."""
+    if registry is None:
+        raise CommandError("--inject over_capacity needs the meters' contracted capacity: "
+                           "give --registry REGISTRY (contracted_kva per customer)")
+    from gridwatch._registry import Registry
+
+    try:
+        reg = Registry.load(registry)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"--registry {registry}: {exc}") from None
+    caps: dict[str, float] = {}
+    for m in reg.meter_ids():
+        meta = reg.meter_meta(m)
+        if meta is not None and meta.contracted_kva:
+            caps[m] = float(meta.contracted_kva)
+    return caps
+
+
+def _open_sink(target: TargetKind, out: Path | None, mqtt: dict[str, Any], *,
+               csv_status: bool) -> Any:
+    from gridwatch.simulators._targets import SimulateError, SimulateRefusedError, open_target
+
+    try:
+        if csv_status and target is TargetKind.CSV:
             from gridwatch.simulators._inject import StatusCsvTarget
 
             assert out is not None
-            sink = StatusCsvTarget(out)
-        else:
-            sink = open_target(target.value, out=out, **mqtt_opts)
+            return StatusCsvTarget(out)
+        return open_target(target.value, out=out, **mqtt)
     except (SimulateError, ValueError, OSError) as exc:
-        from gridwatch.simulators._targets import SimulateRefusedError
+        raise CommandError(str(exc), 2 if isinstance(exc, SimulateRefusedError) else 1) from None
 
-        raise fail(str(exc), 2 if isinstance(exc, SimulateRefusedError) else 1) from None
+
+# -- sending and the summary -------------------------------------------------------------
+
+def send(plan: Plan, sink: Any, pace: float | None, console: Console) -> Sent:
+    """Send ``plan`` to ``sink`` at ``pace`` with a progress bar on ``console``; Ctrl-C stops
+    it cleanly (``Sent.interrupted``)."""
+    from gridwatch.simulators._targets import Pacer, SimulateError, drain
+
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
         TextColumn("sim {task.fields[sim]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=err, transient=False)
+        console=console, transient=False)
     t0 = time.monotonic()
     readings = messages = 0
     interrupted = False
     with progress:
-        task = progress.add_task(title, total=total, sim="")
+        task = progress.add_task(plan.title, total=plan.total, sim="")
 
         def tick(n: int, _msgs: int, ts: datetime) -> None:
             progress.update(task, advance=n, sim=ts.strftime("%Y-%m-%d %H:%M"))
 
         try:
-            readings, messages = drain(chunks, sink, Pacer(pace), tick)
+            readings, messages = drain(plan.chunks, sink, Pacer(pace), tick)
             sink.close()
             progress.update(task, total=readings)  # injected outages leave gaps
         except KeyboardInterrupt:
             interrupted = True
             sink.close()
+            readings = int(progress.tasks[0].completed)
         except (SimulateError, OSError, ValueError) as exc:
-            raise fail(str(exc), 1) from None
-    elapsed = time.monotonic() - t0
-    if interrupted:
-        readings = int(progress.tasks[0].completed)
+            raise CommandError(str(exc), 1) from None
+    return Sent(readings, messages, time.monotonic() - t0, interrupted)
 
-    table = Table(title="simulation summary" if not replay else "replay summary",
-                  show_header=False)
+
+def summary_table(plan: Plan, sent: Sent, sink: Any, *, where: str, mqtt: dict[str, Any],
+                  replay: bool) -> Table:
+    """The table the command ends with."""
+    table = Table(title="replay summary" if replay else "simulation summary", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    for key, value in summary:
+    for key, value in plan.summary:
         table.add_row(key, value)
-    table.add_row("readings sent", f"{readings:,}" + (" (interrupted)" if interrupted else ""))
-    if target is TargetKind.MQTT:
-        table.add_row("MQTT", f"{messages:,} messages, QoS {mqtt_opts['qos']}, to "
-                              f"{mqtt_opts['host']}:{mqtt_opts['port']}")
+    table.add_row("readings sent",
+                  f"{sent.readings:,}" + (" (interrupted)" if sent.interrupted else ""))
+    if mqtt:
+        table.add_row("MQTT", f"{sent.messages:,} messages, QoS {mqtt['qos']}, to {where}")
         reconnects, resent = getattr(sink, "reconnects", 0), getattr(sink, "resent", 0)
         table.add_row("broker reconnects", f"{reconnects} ({resent:,} unacknowledged messages "
                                            "sent again)" if reconnects else "0")
     else:
-        table.add_row("output", f"{out} ({target.value})")
-    table.add_row("time", f"{elapsed:,.1f} s ({readings / max(elapsed, 1e-9):,.0f} readings/s)")
-    if replay and source.skipped:
-        table.add_row("rows skipped", ", ".join(f"{k}: {v}" for k, v in source.skipped.items()))
-    anomalies = ", ".join(f"{s} {n}" for s, n in sorted(by_shape.items())) or "none"
-    table.add_row("anomalies", f"{sum(by_shape.values())}: {anomalies}")
-    table.add_row("by event type", ", ".join(f"{t} {n}" for t, n in sorted(by_type.items()))
-                  or "none")
-    table.add_row("labels", str(labels_path) if labels_path else "none")
-    if registry and not replay:
-        table.add_row("registry", str(registry))
-    out_console.print(table)
-    if interrupted:
-        raise typer.Exit(130)
+        table.add_row("output", where)
+    rate = sent.readings / max(sent.elapsed_s, 1e-9)
+    table.add_row("time", f"{sent.elapsed_s:,.1f} s ({rate:,.0f} readings/s)")
+    if plan.skipped:
+        table.add_row("rows skipped", ", ".join(f"{k}: {v}" for k, v in plan.skipped.items()))
+    anomalies = ", ".join(f"{s} {n}" for s, n in sorted(plan.by_shape.items())) or "none"
+    table.add_row("anomalies", f"{sum(plan.by_shape.values())}: {anomalies}")
+    table.add_row("by event type", ", ".join(
+        f"{t} {n}" for t, n in sorted(plan.by_type.items())) or "none")
+    table.add_row("labels", str(plan.labels_path) if plan.labels_path else "none")
+    if plan.registry:
+        table.add_row("registry", str(plan.registry))
+    return table

@@ -3,12 +3,26 @@ faults to inject into their telemetry (see ``_devices``)."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["DEVICE_FAULTS", "FAULT_EVENT", "DeviceSpec"]
+__all__ = ["DEVICE_FAULTS", "FAULT_EVENT", "DeviceSpec", "parse_duration"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> Any:
+    """``"36h"``, ``"2d"``, ``"90m"``, ``"1w"`` or a number of seconds → timedelta; anything
+    else unchanged (for pydantic to judge)."""
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    return value
 
 #: Fault shapes the device simulator injects, and the detector event type each should raise.
 FAULT_EVENT = {
@@ -42,8 +56,6 @@ class DeviceSpec(BaseModel):
     @field_validator("warmup", mode="before")
     @classmethod
     def _duration(cls, v: object) -> object:
-        from gridwatch.simulators._fleet import parse_duration
-
         return parse_duration(v)
 
     @field_validator("faults")

@@ -152,7 +152,7 @@ class DeviceSimulation:
                     f"tx-{cell}", "transformer", cell, cell, None, tuple(idx),
                     {"kva": float(kva), "voltage_v": 400.0, "temp_limit_c": 105.0,
                      "hot_temp_limit_c": 120.0},
-                    asym=tuple(1.0 + rng.uniform(-0.06, 0.06, 3))))  # type: ignore[arg-type]
+                    asym=tuple(1.0 + rng.uniform(-0.06, 0.06, 3))))
         sites: dict[str, list[int]] = {}
         for m in ms:
             if m.customer_class is CustomerClass.INDUSTRIAL:
@@ -165,7 +165,7 @@ class DeviceSimulation:
                      "timezone": f.timezone}
             in_shift_kw = meter.annual_kwh / 8760 * _PROFILE_PEAK[meter.profile] / 1.1
             n = self.spec.equipment_per_site
-            shares = rng.dirichlet(np.ones(n)) * 0.6 if n else []
+            shares: np.ndarray | list[float] = rng.dirichlet(np.ones(n)) * 0.6 if n else []
             for j in range(n):
                 kind = _EQUIPMENT[j % len(_EQUIPMENT)]
                 share = float(shares[j])
@@ -188,7 +188,7 @@ class DeviceSimulation:
                 out.append(SimDevice(
                     f"{kind[:3]}-{cust}-{j}", kind, cust, meter.grid_cell, cust,
                     (meter.index,), ratings, shift=shift, share=share, profile=meter.profile,
-                    asym=tuple(1.0 + rng.uniform(-0.03, 0.03, 3))))  # type: ignore[arg-type]
+                    asym=tuple(1.0 + rng.uniform(-0.03, 0.03, 3))))
             if rng.random() < self.spec.pv_share:
                 kwp = round(float(in_shift_kw * rng.uniform(0.2, 0.5)), 1)
                 out.append(SimDevice(f"pv-{cust}", "pv_inverter", cust, meter.grid_cell, cust,
@@ -363,7 +363,7 @@ class DeviceSimulation:
             amps = kva * 1000 / (math.sqrt(3) * r["voltage_v"])
             m = {"kw": round(kw, 2), "kva": round(kva, 2), "load_pct": round(100 * load, 2),
                  "oil_temp_c": oil, "winding_temp_c": wdg, "ambient_c": round(ambient, 1)}
-            temps = ("oil_temp_c", "winding_temp_c")
+            temps: tuple[str, ...] = ("oil_temp_c", "winding_temp_c")
         else:
             site_kw = max(float(block.kw[dev.meters[0]]), 0.0)
             running = self._in_shift(dev, block.k)
@@ -426,14 +426,14 @@ class DeviceSimulation:
         for sensor in temps:
             value = m[sensor]
             for shape in ("sensor_stuck", "sensor_drift"):
-                x = faults.get(shape)
-                if x is None or x.params["sensor"] != sensor:
+                sf = faults.get(shape)
+                if sf is None or sf.params["sensor"] != sensor:
                     continue
                 if shape == "sensor_stuck":
-                    held = st.setdefault(f"stuck_{sensor}_{x.k0}", round(value, 1))
+                    held = st.setdefault(f"stuck_{sensor}_{sf.k0}", round(value, 1))
                     value = held
                 else:
-                    value += x.params["c_per_h"] * (block.k - x.k0 + 1) * dt_min / 60
+                    value += sf.params["c_per_h"] * (block.k - sf.k0 + 1) * dt_min / 60
             m[sensor] = round(value, 1)
         return m, status
 

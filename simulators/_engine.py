@@ -20,8 +20,9 @@ import numpy as np
 
 from gridwatch._schemas import CustomerClass, MeterStatus, Reading
 from gridwatch.simulators._anomalies import Injection, Label, plan_anomalies
-from gridwatch.simulators._fleet import Fleet, SimMeter
 from gridwatch.simulators._load import PROFILE_NAMES, Climate, ProfileTable, temperature_factor
+from gridwatch.simulators._population import build_meters
+from gridwatch.simulators._spec import FleetSpec, SimMeter
 from gridwatch.simulators._targets import Row
 
 _FAIL = (MeterStatus.POWER_FAIL,)
@@ -64,11 +65,11 @@ class Simulation:
 
     ``blocks()`` may be called more than once and always yields the same data."""
 
-    def __init__(self, fleet: Fleet, seed: int | None = None,
+    def __init__(self, fleet: FleetSpec, seed: int | None = None,
                  meters: list[SimMeter] | None = None) -> None:
         self.fleet = fleet
         self.seed = fleet.seed if seed is None else seed
-        self.meters = meters if meters is not None else fleet.meters(self.seed)
+        self.meters = meters if meters is not None else build_meters(fleet, self.seed)
         self.labels: list[Label]
         self.plan: list[Injection]
         self.labels, self.plan = plan_anomalies(fleet, self.meters, self.seed)

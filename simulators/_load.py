@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from gridwatch.simulators._fleet import BDEW_PROFILES, Fleet
+from gridwatch.simulators._spec import BDEW_PROFILES, FleetSpec
 
 SLOT = timedelta(minutes=15)
 INDUSTRIAL_PATTERNS = tuple(f"ind{s}{w}" for s in (1, 2, 3) for w in ("", "w"))
@@ -90,7 +90,7 @@ class ProfileTable:
     values: np.ndarray  # (len(PROFILE_NAMES), slots)
 
     @classmethod
-    def for_fleet(cls, fleet: Fleet, base_load: float = 0.25) -> ProfileTable:
+    def for_fleet(cls, fleet: FleetSpec, base_load: float = 0.25) -> ProfileTable:
         tz = ZoneInfo(fleet.timezone)
         first = (fleet.start - timedelta(days=1)).astimezone(tz).year
         last = (fleet.end + timedelta(days=1)).astimezone(tz).year
@@ -117,7 +117,7 @@ class Climate:
     """Outdoor temperature: seasonal and daily cycles plus day-to-day weather (AR(1)), and the
     daily sky clearness for PV; one value for the whole service area."""
 
-    def __init__(self, fleet: Fleet, rng: np.random.Generator) -> None:
+    def __init__(self, fleet: FleetSpec, rng: np.random.Generator) -> None:
         spec = fleet.temperature
         self.spec = spec
         self.first_day = fleet.start.date() - timedelta(days=1)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from gridwatch._schemas import CustomerClass
-
-if TYPE_CHECKING:
-    from gridwatch.simulators._fleet import ClassSpec, Fleet, SimMeter
+from gridwatch.simulators._spec import ClassSpec, FleetSpec, SimMeter
 
 #: Yearly maximum of each shape relative to its mean (BDEW profiles as calendarised by demandlib
 #: 0.2.2 for 2023 and 2024; the industrial shift patterns of ``_load``). Used with the noise
@@ -61,10 +57,8 @@ def _name(klass: CustomerClass, profile: str, rng: np.random.Generator) -> str:
     return f"{pick(_PLACE)} {pick(_INDUSTRY)} Works"
 
 
-def build_meters(fleet: Fleet, seed: int) -> list[SimMeter]:
+def build_meters(fleet: FleetSpec, seed: int) -> list[SimMeter]:
     """The fleet's meters in a fixed order (class by class, as in the fleet file)."""
-    from gridwatch.simulators._fleet import SimMeter
-
     rng = np.random.default_rng([seed, 1])
     cells: list[tuple[str, str]] = []  # (region, cell)
     cell_weight: list[float] = []

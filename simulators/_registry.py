@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from gridwatch._schemas import CustomerClass
-from gridwatch.simulators._fleet import SimMeter
+from gridwatch.simulators._spec import SimMeter
 
 _FIRST = ("Li Na", "Wang Wei", "Zhang Min", "Liu Yang", "Chen Jing", "Anna Weber", "Jonas Koch",
           "Mia Wolf", "Paul Richter", "Sofia Lange")

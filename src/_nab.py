@@ -205,6 +205,18 @@ def best_threshold(prepared: list[_Prepared], fn_weight: float) -> tuple[float, 
     return float(at[ends[k]]), float(total[ends][k])
 
 
+def _prepare_all(files: list[NabFile], scores: list[np.ndarray],
+                 cost: dict[str, float]) -> list[_Prepared]:
+    return [prepare(f, s, cost) for f, s in zip(files, scores, strict=True)]
+
+
+def _unit_scores(det: NabDetector | Callable[[np.ndarray], np.ndarray],
+                 values: np.ndarray) -> np.ndarray:
+    """A detector's scores of one series, clipped to NAB's [0, 1]."""
+    raw = det.run(values) if isinstance(det, NabDetector) else det(values)
+    return np.clip(np.asarray(raw, dtype=np.float64), 0.0, 1.0)
+
+
 @dataclass
 class NabResult:
     detector: str
@@ -221,12 +233,9 @@ def nab_score(files: list[NabFile], scores: list[np.ndarray],
     """Normalised NAB score per profile, with the threshold chosen by a sweep over all files."""
     res = NabResult(detector)
     for pname, cost in profiles.items():
-        prepared = [prepare(f, s, cost) for f, s in zip(files, scores, strict=True)]
-        n_windows = sum(p.n_windows for p in prepared)
-        null = -cost["fnWeight"] * n_windows
-        perfect = cost["tpWeight"] * n_windows
+        prepared = _prepare_all(files, scores, cost)
         t, best = best_threshold(prepared, cost["fnWeight"])
-        res.scores[pname] = round(100.0 * (best - null) / (perfect - null), 1)
+        res.scores[pname] = _normalise(best, prepared, cost)
         res.thresholds[pname] = round(t, 6)
     return res
 
@@ -340,12 +349,18 @@ def nab_half(name: str) -> str:
     return "tune" if zlib.crc32(name.encode()) % 2 == 0 else "held"
 
 
-def _normalised(prepared: list[_Prepared], threshold: float, cost: dict[str, float]) -> float:
+def _normalise(raw: float, prepared: list[_Prepared], cost: dict[str, float]) -> float:
+    """NAB's normalised score of a raw score: 0 for the null detector (every window missed),
+    100 for the perfect one."""
     n_windows = sum(p.n_windows for p in prepared)
     null = -cost["fnWeight"] * n_windows
     perfect = cost["tpWeight"] * n_windows
-    raw = sum(score_at(p, threshold, cost["fnWeight"]) for p in prepared)
     return round(100.0 * (raw - null) / (perfect - null), 1) if perfect > null else 0.0
+
+
+def _normalised(prepared: list[_Prepared], threshold: float, cost: dict[str, float]) -> float:
+    raw = sum(score_at(p, threshold, cost["fnWeight"]) for p in prepared)
+    return _normalise(raw, prepared, cost)
 
 
 @dataclass
@@ -372,7 +387,7 @@ def nab_split_score(files: list[NabFile], scores: list[np.ndarray],
     held = [i for i, f in enumerate(files) if nab_half(f.name) == "held"]
     res = SplitResult(detector, [files[i].name for i in tune], [files[i].name for i in held])
     for pname, cost in profiles.items():
-        prepared = [prepare(f, s, cost) for f, s in zip(files, scores, strict=True)]
+        prepared = _prepare_all(files, scores, cost)
         t, _ = best_threshold([prepared[i] for i in tune], cost["fnWeight"])
         res.thresholds[pname] = round(t, 6)
         res.on_tune[pname] = _normalised([prepared[i] for i in tune], t, cost)
@@ -405,15 +420,15 @@ def tune_detector(files: list[NabFile], profiles: dict[str, dict[str, float]],
     for combo in itertools.product(*(grid[k] for k in keys)):
         params = dict(zip(keys, combo, strict=True))
         det = make_detector(params)
-        prepared = [prepare(f, np.clip(det.run(f.values), 0.0, 1.0), cost) for f in tune_files]
+        prepared = [prepare(f, _unit_scores(det, f.values), cost) for f in tune_files]
         t, _ = best_threshold(prepared, cost["fnWeight"])
         score = _normalised(prepared, t, cost)
         if best is None or score > best[0]:
             best = (score, params)
     assert best is not None
     det = make_detector(best[1])
-    res = nab_split_score(files, [np.clip(det.run(f.values), 0.0, 1.0) for f in files],
-                          profiles, "gridwatch (tuned on the tuning half)")
+    res = nab_split_score(files, [_unit_scores(det, f.values) for f in files], profiles,
+                          "gridwatch (tuned on the tuning half)")
     res.params = best[1]
     return res
 
@@ -441,7 +456,7 @@ def run_nab(root: Path, detectors: dict[str, Callable[[np.ndarray], np.ndarray]]
     results = []
     for name, fn in detectors.items():
         t0 = time.perf_counter()
-        scores = [np.clip(np.asarray(fn(f.values), dtype=np.float64), 0.0, 1.0) for f in files]
+        scores = [_unit_scores(fn, f.values) for f in files]
         elapsed = time.perf_counter() - t0
         res = nab_score(files, scores, profiles, name)
         res.split = nab_split_score(files, scores, profiles, name)

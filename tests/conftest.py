@@ -33,7 +33,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _suite_helpers import wait_until
 
 from gridwatch import _services
 
@@ -209,15 +209,18 @@ class EngineProcess:
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=os.environ | {"GRIDWATCH_CONFIG": str(self.config)},
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log_path.read_bytes()[offset:].decode(errors="replace")
-            if ready_line in text:
-                return self
-            if self.proc.poll() is not None:
-                raise AssertionError(f"engine exited with {self.proc.returncode}:\n{text}")
-            time.sleep(0.1)
-        raise AssertionError(f"engine not ready in {timeout}s:\n{self.log()}")
+        proc = self.proc
+
+        def text() -> str:
+            return self.log_path.read_bytes()[offset:].decode(errors="replace")
+
+        def running() -> None:
+            if proc.poll() is not None:
+                raise AssertionError(f"engine exited with {proc.returncode}:\n{text()}")
+
+        wait_until(lambda: ready_line in text(), timeout, f"the engine to log {ready_line!r}",
+                   running, self.log)
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -14,21 +14,14 @@ import pytest
 
 @pytest.mark.services
 def test_mosquitto_round_trip(mosquitto):
-    got = {}
-
-    import threading
-
-    def sub():
-        got["msg"] = subscribe.simple("t/x", hostname=mosquitto.host, port=mosquitto.port, qos=1)
-
-    th = threading.Thread(target=sub)
-    th.start()
-    import time
-
-    time.sleep(0.3)
-    publish.single("t/x", b"hello", qos=1, hostname=mosquitto.host, port=mosquitto.port)
-    th.join(10)
-    assert got["msg"].payload == b"hello"
+    # Retained, so the subscriber gets it whenever its subscription lands: no wait needed.
+    where = {"hostname": mosquitto.host, "port": mosquitto.port}
+    publish.single("t/round-trip", b"hello", qos=1, retain=True, **where)
+    try:
+        msg = subscribe.simple("t/round-trip", qos=1, **where)
+    finally:
+        publish.single("t/round-trip", b"", qos=1, retain=True, **where)  # clear it
+    assert msg.payload == b"hello"
     assert mqtt.MQTTv5  # the client supports v5
 
 

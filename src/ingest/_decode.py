@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeAlias
 
-from paho.mqtt.client import topic_matches_sub
 from pydantic import TypeAdapter, ValidationError
 
 from gridwatch._schemas import DeviceTelemetry, Reading
@@ -32,6 +31,7 @@ __all__ = [
     "Rejection",
     "decode",
     "describe_validation",
+    "topic_matches",
 ]
 
 Item: TypeAlias = Reading | DeviceTelemetry
@@ -119,6 +119,30 @@ def describe_validation(exc: ValidationError) -> tuple[str, str]:
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO: Final = timedelta(microseconds=1)
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """Whether ``topic`` matches the MQTT subscription ``topic_filter`` (MQTT 3.1.1/5 §4.7).
+
+    ``+`` matches one level, a final ``#`` the rest (the parent level included: ``a/#`` matches
+    ``a``); a topic starting with ``$`` matches no filter that starts with a wildcard. The same
+    answers as paho-mqtt's ``topic_matches_sub`` (a property test compares them), without
+    importing an MQTT client into the decoder.
+    """
+    levels = topic.split("/")
+    pattern = topic_filter.split("/")
+    wild_first = not topic.startswith("$")
+    for i in range(len(levels) + 1):
+        wild = wild_first or i > 0
+        if wild and i == len(pattern) - 1 and pattern[i] == "#":
+            return True
+        if i == len(levels):
+            return i == len(pattern)
+        if i >= len(pattern):
+            return False
+        if pattern[i] != levels[i] and not (wild and pattern[i] == "+"):
+            return False
+    return False  # unreachable: the loop returns at i == len(levels)
 
 
 def _micros(ts: datetime) -> int:
@@ -310,11 +334,8 @@ class Decoder:
             )
         t = self.topics
         for kind, sub in (("reading", t.reading), ("batch", t.batch), ("telemetry", t.telemetry)):
-            try:
-                if topic_matches_sub(sub, topic):
-                    return kind, topic.split("/")
-            except (ValueError, TypeError):
-                break
+            if topic_matches(sub, topic):
+                return kind, topic.split("/")
         raise DecodeError(UNKNOWN_TOPIC, f"topic {topic!r:.200} matches no configured topic")
 
     def _batch_items(self, doc: Any, levels: list[str]) -> list[Any]:

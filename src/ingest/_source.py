@@ -14,7 +14,7 @@ import gzip
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +43,10 @@ __all__ = ["FileSource", "JournalSource", "Rejected", "iter_readings_file", "rep
 log = logging.getLogger("gridwatch.ingest.source")
 
 _PART_PREFIX = "p"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _part_name(partition: int) -> str:
@@ -95,7 +99,7 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
 
     def next_awake(self) -> datetime | None:
         if self._idle:
-            return datetime.now(UTC) + self.source.poll_interval
+            return self.source.clock() + self.source.poll_interval
         return None
 
     def snapshot(self) -> int:
@@ -121,6 +125,7 @@ class JournalSource(FixedPartitionedSource[Item, int]):
         batch_size: int = 1000,
         poll_interval: timedelta = timedelta(milliseconds=100),
         metrics: IngestMetrics | None = None,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -130,6 +135,8 @@ class JournalSource(FixedPartitionedSource[Item, int]):
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.metrics = metrics
+        #: The wall clock (UTC) that dates the next poll of an idle partition.
+        self.clock = clock
         #: What this process's partitions have read: items, and records that were not items.
         self.accepted = 0
         self.rejected_by_reason: Counter[str] = Counter()
@@ -285,7 +292,7 @@ class _FilePartition(StatefulSourcePartition[Item, int]):
     def next_batch(self) -> list[Item]:
         items: list[Item] = []
         letters: list[DeadLetter] = []
-        now = datetime.now(UTC)
+        now = self.source.clock()
         exhausted = True
         for lineno, item in self._rows:
             if lineno <= self.done_line:
@@ -336,6 +343,7 @@ class FileSource(FixedPartitionedSource[Item, int]):
         deadletter_partition: int = 0,
         batch_size: int = 1000,
         metrics: IngestMetrics | None = None,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -347,6 +355,8 @@ class FileSource(FixedPartitionedSource[Item, int]):
         self.deadletter_partition = deadletter_partition
         self.batch_size = batch_size
         self.metrics = metrics
+        #: The wall clock (UTC) that dates dead letters.
+        self.clock = clock
         #: Rows read as items, and rows rejected by reason, in this process.
         self.accepted = 0
         self.rejected_by_reason: Counter[str] = Counter()

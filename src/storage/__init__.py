@@ -16,9 +16,7 @@ if TYPE_CHECKING:
     from gridwatch.storage._points import (
         MEASUREMENTS,
         UnsupportedObjectError,
-        to_line_protocol,
         to_lines,
-        to_points,
     )
     from gridwatch.storage._reader import InfluxReader, ReadError
     from gridwatch.storage._sink import (
@@ -37,15 +35,17 @@ if TYPE_CHECKING:
         V2Writer,
         WriteError,
         build_writer,
+        to_line_protocol,
+        to_points,
     )
 
 _LAZY = {
     "InfluxSettings": "_config",
     "MEASUREMENTS": "_points",
     "UnsupportedObjectError": "_points",
-    "to_line_protocol": "_points",
+    "to_line_protocol": "_writer",
     "to_lines": "_points",
-    "to_points": "_points",
+    "to_points": "_writer",
     "InfluxReader": "_reader",
     "ReadError": "_reader",
     "InfluxSink": "_sink",

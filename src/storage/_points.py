@@ -6,18 +6,19 @@ state); everything else — numbers, free text, lists — is a field. A point's 
 measurement, tag set and timestamp, all taken from the object itself (never from the clock), so
 converting the same object again gives the same point and rewriting it overwrites instead of
 doubling. Numbers are always written as floats, so a value that happens to be whole never
-creates an integer/float field type conflict. The README ("Storage: InfluxDB") documents the
-layout.
+creates an integer/float field type conflict. docs/storage.md documents the layout.
+
+Pure: a :class:`PointRecord` is plain data (measurement, tags, fields, timestamp) and renders
+itself as line protocol, which is what the sink writes. No InfluxDB client is imported here; the
+writer module turns records into ``influxdb_client.Point`` objects for callers that want them
+(:func:`gridwatch.storage.to_points`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
-
-from influxdb_client import Point, WritePrecision
 
 from gridwatch._schemas import (
     AlertTransition,
@@ -31,11 +32,12 @@ from gridwatch._schemas import (
 
 __all__ = [
     "MEASUREMENTS",
+    "PRECISION",
+    "PointRecord",
     "StoredObject",
     "UnsupportedObjectError",
-    "to_line_protocol",
     "to_lines",
-    "to_points",
+    "to_records",
 ]
 
 #: Measurement names, by the value object they store.
@@ -49,8 +51,9 @@ MEASUREMENTS: dict[type, str] = {
     Forecast: "forecast",
 }
 
-#: Precision of every timestamp written (nanoseconds: no two distinct instants collide).
-PRECISION = WritePrecision.NS
+#: Precision of every timestamp written (nanoseconds: no two distinct instants collide); the
+#: value of ``influxdb_client.WritePrecision.NS``.
+PRECISION = "ns"
 
 _PHASES = ("l1", "l2", "l3")
 
@@ -74,10 +77,10 @@ _ESCAPE_STRING = str.maketrans({'"': r'\"', "\\": r"\\"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class _Rec:
-    """One point of the schema: built once, rendered either as an ``influxdb_client.Point`` or
-    straight to line protocol (about 1.2× faster than through a Point, byte for byte the same;
-    a property test checks)."""
+class PointRecord:
+    """One point of the schema as plain data, rendered straight to line protocol (about 1.2×
+    faster than through an ``influxdb_client.Point``, byte for byte the same; a property test
+    checks)."""
 
     __slots__ = ("fields", "measurement", "tags", "ts")
 
@@ -87,25 +90,17 @@ class _Rec:
         self.fields: dict[str, float | bool | str] = {}
         self.ts: datetime | None = None
 
-    def tag(self, key: str, value: str) -> _Rec:
+    def tag(self, key: str, value: str) -> PointRecord:
         self.tags[key] = value
         return self
 
-    def field(self, key: str, value: float | bool | str) -> _Rec:
+    def field(self, key: str, value: float | bool | str) -> PointRecord:
         self.fields[key] = value
         return self
 
-    def time(self, ts: datetime, precision: str = PRECISION) -> _Rec:
+    def time(self, ts: datetime) -> PointRecord:
         self.ts = ts
         return self
-
-    def to_point(self) -> Point:
-        point = Point(self.measurement)
-        for key, value in self.tags.items():
-            point.tag(key, value)
-        for fkey, fvalue in self.fields.items():
-            point.field(fkey, fvalue)
-        return point.time(self.ts, PRECISION)
 
     def line(self) -> str:
         parts = [self.measurement]
@@ -134,15 +129,15 @@ class _Rec:
         return f"{''.join(parts)} {','.join(fields)} {ns}"
 
 
-def _tags(point: _Rec, tags: dict[str, str | None]) -> _Rec:
+def _tags(point: PointRecord, tags: dict[str, str | None]) -> PointRecord:
     for key, value in tags.items():
         if value:
             point.tag(key, _text(value))
     return point
 
 
-def _reading(r: Reading) -> _Rec:
-    p = _tags(_Rec("reading"), {"meter_id": r.meter_id})
+def _reading(r: Reading) -> PointRecord:
+    p = _tags(PointRecord("reading"), {"meter_id": r.meter_id})
     p.field("kw", _num(r.kw))
     if r.kwh is not None:
         p.field("kwh", _num(r.kwh))
@@ -159,27 +154,27 @@ def _reading(r: Reading) -> _Rec:
         p.field("status", ",".join(s.value for s in r.status))
     if r.interval_s is not None:
         p.field("interval_s", _num(r.interval_s))
-    return p.time(r.ts, PRECISION)
+    return p.time(r.ts)
 
 
-def _telemetry(t: DeviceTelemetry) -> _Rec:
-    p = _tags(_Rec("telemetry"), {"device_id": t.device_id, "site": t.site, "kind": t.kind})
+def _telemetry(t: DeviceTelemetry) -> PointRecord:
+    p = _tags(PointRecord("telemetry"), {"device_id": t.device_id, "site": t.site, "kind": t.kind})
     for name, value in sorted(t.metrics.items()):
         p.field(name, _num(value))
     if t.status:
         p.field("status_flags", ",".join(t.status))
-    return p.time(t.ts, PRECISION)
+    return p.time(t.ts)
 
 
-def _score(s: Score) -> _Rec:
-    p = _tags(_Rec("score"), {"meter_id": s.meter_id, "segment": s.segment})
+def _score(s: Score) -> PointRecord:
+    p = _tags(PointRecord("score"), {"meter_id": s.meter_id, "segment": s.segment})
     p.field("kw", _num(s.kw)).field("expected_kw", _num(s.expected_kw))
     p.field("score", _num(s.score)).field("anomalous", bool(s.anomalous))
-    return p.time(s.ts, PRECISION)
+    return p.time(s.ts)
 
 
-def _event(e: Event) -> _Rec:
-    p = _tags(_Rec("event"), {
+def _event(e: Event) -> PointRecord:
+    p = _tags(PointRecord("event"), {
         "meter_id": e.meter_id, "type": e.type, "severity": e.severity.value,
         "customer_id": e.customer_id, "grid_cell": e.grid_cell,
     })
@@ -196,11 +191,11 @@ def _event(e: Event) -> _Rec:
             p.field(f"ev_{key}", _text(value) if isinstance(value, str) else value)
         else:
             p.field(f"ev_{key}", _num(value))
-    return p.time(e.raised_at, PRECISION)
+    return p.time(e.raised_at)
 
 
-def _profile(lp: LoadProfile) -> _Rec:
-    p = _tags(_Rec("profile"), {
+def _profile(lp: LoadProfile) -> PointRecord:
+    p = _tags(PointRecord("profile"), {
         "meter_id": lp.meter_id, "customer_id": lp.customer_id, "segment": lp.segment,
     })
     p.field("daily_kwh", _num(lp.daily_kwh)).field("peak_kw", _num(lp.peak_kw))
@@ -213,11 +208,11 @@ def _profile(lp: LoadProfile) -> _Rec:
         p.field("tags", _text(",".join(lp.tags)))
     for hour, value in enumerate(lp.curve):
         p.field(f"h{hour:02d}", _num(value))
-    return p.time(lp.day, PRECISION)
+    return p.time(lp.day)
 
 
-def _alert(a: AlertTransition) -> _Rec:
-    p = _tags(_Rec("alert"), {
+def _alert(a: AlertTransition) -> PointRecord:
+    p = _tags(PointRecord("alert"), {
         "meter_id": a.meter_id, "type": a.type, "severity": a.severity.value, "state": a.state,
         "customer_id": a.customer_id, "grid_cell": a.grid_cell,
     })
@@ -226,15 +221,15 @@ def _alert(a: AlertTransition) -> _Rec:
         p.field("recipient", _text(a.recipient))
     if a.reason:
         p.field("reason", _text(a.reason))
-    return p.time(a.at, PRECISION)
+    return p.time(a.at)
 
 
 def _iso(ts: datetime) -> str:
     return ts.isoformat().replace("+00:00", "Z")
 
 
-def _forecast(f: Forecast) -> _Rec:
-    p = _tags(_Rec("forecast"), {"target": f.target, "target_kind": f.target_kind,
+def _forecast(f: Forecast) -> PointRecord:
+    p = _tags(PointRecord("forecast"), {"target": f.target, "target_kind": f.target_kind,
                                   "horizon": f.horizon, "grid_cell": f.grid_cell,
                                   "customer_id": f.customer_id})
     if f.actual is None:
@@ -244,7 +239,7 @@ def _forecast(f: Forecast) -> _Rec:
             p.field("limit", _num(f.limit))
     else:
         p.field("actual", _num(f.actual))
-    return p.time(f.ts, PRECISION)
+    return p.time(f.ts)
 
 
 _CONVERTERS: dict[type, Any] = {
@@ -262,36 +257,27 @@ StoredObject: TypeAlias = (Reading | DeviceTelemetry | Score | Event | LoadProfi
                            | AlertTransition | Forecast)
 
 
-def to_points(obj: StoredObject) -> list[Point]:
-    """The points that store ``obj`` (one per object in the current schema).
+def _convert(obj: StoredObject) -> PointRecord:
+    convert = _CONVERTERS.get(type(obj))
+    if convert is None:
+        raise UnsupportedObjectError(
+            f"cannot store a {type(obj).__name__}: expected one of "
+            f"{', '.join(t.__name__ for t in _CONVERTERS)}"
+        )
+    record: PointRecord = convert(obj)
+    return record
+
+
+def to_records(obj: StoredObject) -> list[PointRecord]:
+    """The points that store ``obj``, as plain records (one per object in the current schema).
 
     Raises :class:`UnsupportedObjectError` naming the type for anything else.
     """
-    convert = _CONVERTERS.get(type(obj))
-    if convert is None:
-        raise UnsupportedObjectError(
-            f"cannot store a {type(obj).__name__}: expected one of "
-            f"{', '.join(t.__name__ for t in _CONVERTERS)}"
-        )
-    return [convert(obj).to_point()]
+    return [_convert(obj)]
 
 
 def to_lines(obj: StoredObject) -> list[str]:
-    """The line protocol of ``to_points(obj)``, built directly (what the sink writes)."""
-    convert = _CONVERTERS.get(type(obj))
-    if convert is None:
-        raise UnsupportedObjectError(
-            f"cannot store a {type(obj).__name__}: expected one of "
-            f"{', '.join(t.__name__ for t in _CONVERTERS)}"
-        )
-    return [convert(obj).line()]
-
-
-def to_line_protocol(points: Iterable[Point | str]) -> list[str]:
-    """Line protocol (nanosecond timestamps) of ``points``; strings pass through unchanged."""
-    lines = []
-    for point in points:
-        line = point if isinstance(point, str) else point.to_line_protocol(PRECISION)
-        if line:
-            lines.append(line)
-    return lines
+    """The line protocol (nanosecond timestamps) of the points that store ``obj``: what the sink
+    writes. Raises :class:`UnsupportedObjectError` naming the type for anything but a schema
+    object."""
+    return [_convert(obj).line()]

@@ -37,7 +37,7 @@ from influxdb_client import Point
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gridwatch.storage._config import InfluxSettings
-from gridwatch.storage._points import MEASUREMENTS, to_line_protocol, to_lines
+from gridwatch.storage._points import MEASUREMENTS, to_lines
 from gridwatch.storage._spool import Spool
 from gridwatch.storage._writer import (
     PointWriter,
@@ -45,12 +45,17 @@ from gridwatch.storage._writer import (
     RetryableWriteError,
     build_writer,
     describe,
+    to_line_protocol,
 )
 
 __all__ = ["InfluxSink", "InfluxSinkPartition", "PipelinedPartition", "StorageMetrics",
            "StorageWriterError"]
 
 log = logging.getLogger("gridwatch.storage")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 #: Most requests spent finding the rejected points of one batch by halving it.
 _ISOLATION_REQUESTS = 64
@@ -95,7 +100,8 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
     def __init__(self, settings: InfluxSettings, writer: PointWriter, spool: Spool,
                  deadletter: Path, metrics: StorageMetrics, *, worker: int = 0,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 wall_clock: Callable[[], datetime] = _utc_now) -> None:
         self._settings = settings
         self._writer = writer
         self.spool = spool
@@ -107,6 +113,7 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
         self.metrics = metrics
         self.batch_size = settings.batch_size
         self._clock = clock
+        self._wall_clock = wall_clock
         self._batch = settings.batch_size
         self._interval = settings.flush_interval_ms / 1000
         self._budget = settings.drain_budget_ms / 1000
@@ -337,7 +344,7 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
                 "attempt in %.1fs", self._settings.url, exc, self.spool.directory, delay)
 
     def _dead_letter(self, lines: list[str], message: str) -> None:
-        at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        at = self._wall_clock().isoformat().replace("+00:00", "Z")
         with open(self.deadletter_path, "a", encoding="utf-8") as fh:
             for line in lines:
                 fh.write(json.dumps({"at": at, "error": message, "line": line},
@@ -506,11 +513,13 @@ class InfluxSink(FixedPartitionedSink[Any, None]):
                  writer_factory: Callable[[InfluxSettings], PointWriter] = build_writer,
                  metrics: StorageMetrics | None = None,
                  clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], datetime] = _utc_now,
                  process_id: int = 0, processes: int = 1) -> None:
         self._settings = settings
         self._factory = writer_factory
         self.metrics = metrics if metrics is not None else StorageMetrics()
         self._clock = clock
+        self._wall_clock = wall_clock
         self.process_id = process_id
         self.processes = processes
         #: The key to give items so that they stay in this process.
@@ -545,7 +554,8 @@ class InfluxSink(FixedPartitionedSink[Any, None]):
         if worker_index == 0:
             _adopt_orphans(spool, s.spool_dir / "influx", worker_count, s.batch_size)
         return InfluxSinkPartition(s, self._factory(s), spool, s.spool_dir / name, self.metrics,
-                                   worker=worker_index, clock=self._clock)
+                                   worker=worker_index, clock=self._clock,
+                                   wall_clock=self._wall_clock)
 
 
 def _adopt_orphans(spool: Spool, root: Path, worker_count: int, batch: int) -> None:

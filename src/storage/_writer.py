@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,7 +21,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
 from gridwatch.storage._config import InfluxSettings
-from gridwatch.storage._points import PRECISION, to_line_protocol
+from gridwatch.storage._points import PRECISION, StoredObject, to_records
 
 __all__ = [
     "InfluxAuthError",
@@ -34,6 +34,8 @@ __all__ = [
     "build_writer",
     "check_credentials",
     "influx_session",
+    "to_line_protocol",
+    "to_points",
 ]
 
 log = logging.getLogger("gridwatch.storage")
@@ -45,6 +47,33 @@ _REFUSING = frozenset({401, 403})
 #: How long a sink waits before trying refused credentials again (an operator has to act; a
 #: retry every few hundred milliseconds would only fill the server's log).
 AUTH_RETRY_S = 60.0
+
+
+def to_points(obj: StoredObject) -> list[Point]:
+    """The ``influxdb_client.Point`` objects that store ``obj`` (the same points as
+    :func:`~gridwatch.storage.to_lines`, for callers that use the client's own API).
+
+    Raises :class:`~gridwatch.storage.UnsupportedObjectError` naming the type for anything else.
+    """
+    points = []
+    for record in to_records(obj):
+        point = Point(record.measurement)
+        for key, value in record.tags.items():
+            point.tag(key, value)
+        for fkey, fvalue in record.fields.items():
+            point.field(fkey, fvalue)
+        points.append(point.time(record.ts, PRECISION))
+    return points
+
+
+def to_line_protocol(points: Iterable[Point | str]) -> list[str]:
+    """Line protocol (nanosecond timestamps) of ``points``; strings pass through unchanged."""
+    lines = []
+    for point in points:
+        line = point if isinstance(point, str) else point.to_line_protocol(PRECISION)
+        if line:
+            lines.append(line)
+    return lines
 
 
 class WriteError(Exception):

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from _suite_helpers import holds, wait_until
 from alerts_kit import REGISTRY, Clock, Subscriber, event, make_router
 from pydantic import SecretStr
 
@@ -85,7 +85,8 @@ def test_acl_enforced_by_mosquitto(secured) -> None:
     c2_own.wait_for(1)
     c1_own.wait_for(1)
     m1_own.wait_for(1)
-    time.sleep(0.5)  # give a wrongly allowed message time to arrive
+    holds(lambda: not c1_other.messages and not m2_spy.messages, 0.5,
+          "no notice reaches a reader it is not meant for")  # room for a wrong one to arrive
     assert [t for t, _ in c1_own.messages] == ["gridwatch/customers/C1/notices"]
     assert [t for t, _ in c2_own.messages] == ["gridwatch/customers/C2/notices"]
     assert c1_other.messages == []  # a customer cannot read another's notices
@@ -109,7 +110,8 @@ def test_manager_acknowledges_over_mqtt(secured, tmp_path: Path) -> None:
     router = make_router(escalate_after_s=0, notifiers={})
     router.submit(event("m1"))
     router.submit(event("m3"))
-    service = RouterService(router, interval_s=0.05, commands=CommandListener(settings)).start()
+    listener = CommandListener(settings)
+    service = RouterService(router, interval_s=0.05, commands=listener).start()
     try:
         def publish(user: str, topic: str, payload: dict) -> None:
             c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{user}")
@@ -120,18 +122,18 @@ def test_manager_acknowledges_over_mqtt(secured, tmp_path: Path) -> None:
             c.loop_stop()
             c.disconnect()
 
-        time.sleep(0.5)  # the listener subscribes
+        # The listener subscribes as it connects, before any client below can connect and
+        # publish.
+        wait_until(listener.connected.is_set, 5, "the command listener connected")
         # M2 (backup of cell A only) tries to write to M3's command topic: the broker drops it.
         publish("M2", "gridwatch/managers/M3/commands", {"fingerprint": "m3/abnormal_consumption"})
         # M2 acknowledges an alert of cell B, which it does not manage: rejected and audited.
         publish("M2", "gridwatch/managers/M2/commands", {"fingerprint": "m3/abnormal_consumption"})
         # M2 acknowledges an alert of cell A, where it is the backup manager.
         publish("M2", "gridwatch/managers/M2/commands", {"fingerprint": "m1/abnormal_consumption"})
-        deadline = time.monotonic() + 5
-        while router.alert("m1/abnormal_consumption")["state"] != "acknowledged" and \
-                time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
+        # Commands are handled in the order they arrive: once the last is, so are the others.
+        wait_until(lambda: router.alert("m1/abnormal_consumption")["state"] == "acknowledged",
+                   5, "m1's alert acknowledged by M2", every=0.05)
     finally:
         service.stop()
     assert router.alert("m1/abnormal_consumption")["acked_by"] == "manager:M2"

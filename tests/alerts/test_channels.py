@@ -8,12 +8,12 @@ import hmac
 import json
 import ssl
 import subprocess
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import requests
+from _suite_helpers import wait_until
 from alerts_kit import REGISTRY, Clock, Subscriber, event, make_router
 from pydantic import SecretStr
 
@@ -215,10 +215,8 @@ receivers:
     clock.advance(300)
     router.tick()
     assert router.deliver_pending() == 1
-    deadline = time.monotonic() + 5
-    while am_alerts() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert am_alerts() == []  # resolved alerts leave the active list
+    # Resolved alerts leave the active list.
+    wait_until(lambda: am_alerts() == [], 5, "no active alert for r7", detail=am_alerts)
     router.close()
 
 

@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import yaml
+from _suite_helpers import holds
 from alerts_kit import REGISTRY, REPO, T0, Subscriber, event
 
 from gridwatch import load_settings
@@ -87,7 +87,7 @@ def test_sigkill_between_enqueue_and_delivery(tmp_path: Path, mosquitto) -> None
         router.close()
     assert delivered == [1, 0, 0]
     msgs = sub.wait_for(1)
-    time.sleep(0.3)
+    holds(lambda: len(sub.messages) == 1, 0.3, "one notification, no second")
     sub.close()
     assert len(msgs) == 1
     assert msgs[0][0] == "gridwatch/managers/M1/alerts"

@@ -4,10 +4,10 @@ and every message speaks in event time."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import timedelta
 
+from _suite_helpers import wait_until
 from alerts_kit import T0, Clock, Recorder, event, make_router
 
 from gridwatch import Event
@@ -137,10 +137,7 @@ def test_a_send_interrupted_by_a_crash_is_due_again_at_the_next_start(tmp_path) 
     assert again.deliver_pending() == 0  # still leased
     service = RouterService(again, interval_s=3600).start()  # its first round runs at once
     try:
-        for _ in range(100):
-            if rec.sent:
-                break
-            time.sleep(0.05)
+        wait_until(lambda: rec.sent, 5, "the notification sent", every=0.05)
     finally:
         service.stop(close=True)
     assert [n.key for n in rec.sent] == [entry["key"]]

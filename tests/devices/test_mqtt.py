@@ -4,11 +4,11 @@ decoded by the collector's decoder into the same telemetry."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 import pytest
+from _suite_helpers import wait_until
 
 from gridwatch._schemas import DeviceTelemetry
 from gridwatch._settings import Settings
@@ -67,9 +67,8 @@ def test_device_telemetry_through_mosquitto(ds, mosquitto):
         sent = [m for _ts, msgs in ds.mqtt_messages() for m in msgs]
         for topic, payload in sent:
             pub.publish(topic, payload, qos=1).wait_for_publish(10)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(received) < len(sent):
-            time.sleep(0.05)
+        wait_until(lambda: len(received) >= len(sent), 20, f"{len(sent)} messages",
+                   detail=lambda: f"{len(received)} arrived", every=0.05)
         with lock:
             assert sorted(received) == sorted(sent)
         settings, now = Settings(), datetime(2024, 4, 2, tzinfo=UTC)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -17,6 +16,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from _suite_helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERVAL = timedelta(minutes=15)
@@ -117,15 +117,6 @@ def count_v2(url: str) -> int:
     q = urllib.parse.urlencode({"match[]": '{__name__="reading_kw",meter_id=~"E2E-.*"}'})
     body = urllib.request.urlopen(f"{url}/api/v1/export?{q}", timeout=5).read()
     return sum(len(json.loads(line)["values"]) for line in body.splitlines() if line.strip())
-
-
-def wait_until(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.mark.services

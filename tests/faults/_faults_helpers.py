@@ -9,12 +9,11 @@ import json
 import math
 import subprocess
 import threading
-import time
 import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -260,23 +259,6 @@ def journal_keys(journal_dir: Path) -> Counter[tuple[str, str]]:
                     out[(doc.get("meter_id") or doc["device_id"], iso(ts))] += 1
                     offset = off + 1
     return out
-
-
-# -- waiting ----------------------------------------------------------------------------------
-def wait_until(pred: Callable[[], object], timeout: float, what: str,
-               alive: Callable[[], None] | None = None,
-               detail: Callable[[], object] | None = None) -> None:
-    """Poll ``pred`` until true; ``alive`` (raising when the engine died) is checked too;
-    ``detail`` says what there was instead, on a timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        if alive is not None:
-            alive()
-        time.sleep(0.25)
-    extra = f": {detail()}" if detail is not None else ""
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}{extra}")
 
 
 def scrape(port: int) -> dict[str, float]:

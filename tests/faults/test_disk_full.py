@@ -20,9 +20,9 @@ from _faults_helpers import (
     slot_times,
     stored_readings,
     tmpfs,
-    wait_until,
     write_config,
 )
+from _suite_helpers import holds, wait_until
 
 from gridwatch import _services
 from gridwatch.ingest import read_deadletters
@@ -147,8 +147,8 @@ def test_spool_disk_full(tmp_path: Path, fresh_mosquitto, engine_process) -> Non
             # The collector goes on journalling what arrives while the dataflow is held.
             wait_until(lambda: sum(journal_keys(tmp_path / "journal").values())
                        >= len(before) + len(during), 30, "the readings journalled", alive)
-            time.sleep(2)
-            alive()
+            holds(lambda: _metric(port, "gridwatch_storage_blocked") == 1, 2,
+                  "the sink holding the dataflow back while the disk is full", alive)
 
             filler.unlink()
             wait_until(lambda: _metric(port, "gridwatch_storage_blocked") == 0, 30,

@@ -20,9 +20,9 @@ from _faults_helpers import (
     reading_count,
     slot_times,
     stored_readings,
-    wait_until,
     write_config,
 )
+from _suite_helpers import wait_until
 
 from gridwatch import _services
 

@@ -14,8 +14,8 @@ from _ingest_helpers import (
     make_settings,
     mixed_messages,
     reading_doc,
-    wait_for,
 )
+from _suite_helpers import wait_until
 from prometheus_client import CollectorRegistry, generate_latest
 
 from gridwatch.ingest import Collector, read_deadletters
@@ -40,9 +40,9 @@ def test_100k_mixed_readings_each_journaled_exactly_once(fresh_mosquitto, tmp_pa
         pub = publisher_factory(fresh_mosquitto.port, client_id="pub-100k")
         pub.publish_all(msgs)
         pub.wait_all(120)
-        wait_for(lambda: collector.stats.accepted >= 100_000, 120,
-                 "100,000 readings in the journal")
-        wait_for(lambda: collector.stats.acked >= len(msgs), 30, "every message acknowledged")
+        wait_until(lambda: collector.stats.accepted >= 100_000, 120,
+                   "100,000 readings in the journal")
+        wait_until(lambda: collector.stats.acked >= len(msgs), 30, "every message acknowledged")
         stats = collector.stats
     finally:
         collector.stop()
@@ -113,10 +113,10 @@ def test_malformed_payloads_dead_lettered_with_reason(fresh_mosquitto, tmp_path:
         good_keys += [(d["meter_id"], d["ts"]) for d in batch if d["meter_id"] != "b9"]
         pub.wait_all(60)
         total = len(good_keys) + sum(expected_bad.values())
-        wait_for(lambda: collector.stats.accepted + collector.stats.deadlettered_total >= total,
-                 60, "every payload accepted or dead-lettered")
-        wait_for(lambda: len(listener.messages) >= sum(expected_bad.values()), 30,
-                 "dead letters on the dead-letter topic")
+        wait_until(lambda: collector.stats.accepted + collector.stats.deadlettered_total >= total,
+                   60, "every payload accepted or dead-lettered")
+        wait_until(lambda: len(listener.messages) >= sum(expected_bad.values()), 30,
+                   "dead letters on the dead-letter topic")
         stats = collector.stats
     finally:
         collector.stop()
@@ -145,11 +145,11 @@ def test_restart_skips_redelivered_duplicates(fresh_mosquitto, tmp_path: Path,
     with Collector(settings, registry=CollectorRegistry()) as c:
         c.wait_ready(10)
         pub.publish(f"meters/r/{doc['meter_id']}/reading", json.dumps(doc).encode())
-        wait_for(lambda: c.stats.accepted == 1, 10, "the reading journaled")
+        wait_until(lambda: c.stats.accepted == 1, 10, "the reading journaled")
     with Collector(settings, registry=CollectorRegistry()) as c:
         c.wait_ready(10)
         pub.publish(f"meters/r/{doc['meter_id']}/reading", json.dumps(doc).encode())
-        wait_for(lambda: c.stats.deadlettered.get("duplicate") == 1, 10, "the duplicate")
+        wait_until(lambda: c.stats.deadlettered.get("duplicate") == 1, 10, "the duplicate")
     assert len(journal_keys(settings.ingest.journal_dir)) == 1
 
 
@@ -180,7 +180,7 @@ def test_device_telemetry_is_journaled_and_checked_against_its_topic(
         pub = publisher_factory(fresh_mosquitto.port, client_id="pub-tele")
         pub.publish("devices/sub-3/tx-7/telemetry", json.dumps(good).encode())
         pub.publish("devices/sub-9/tx-7/telemetry", json.dumps(good).encode())
-        wait_for(lambda: c.stats.accepted + c.stats.deadlettered_total == 2, 10, "both")
+        wait_until(lambda: c.stats.accepted + c.stats.deadlettered_total == 2, 10, "both")
         stats = c.stats
     assert stats.accepted == 1 and stats.deadlettered == {"topic_mismatch": 1}
     with Journal(settings.ingest.journal_dir, 0, readonly=True) as j:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from gridwatch import Reading
 from gridwatch.ingest import REASONS, DecodeError, Decoder, decode, decode_item, encode_item
 from gridwatch.ingest._config import IngestSettings, TopicSettings
+from gridwatch.ingest._decode import topic_matches
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TS = "2026-03-01T11:45:00Z"
@@ -166,3 +167,30 @@ def test_future_tolerance_comes_from_settings() -> None:
     ahead = (NOW + timedelta(minutes=20)).isoformat().replace("+00:00", "Z")
     ing = IngestSettings(max_future_s=3600)
     assert decode("meters/r/m1/reading", _msg(ts=ahead), settings=ing, now=NOW)
+
+
+@pytest.mark.parametrize(("topic_filter", "topic", "expected"), [
+    ("meters/+/+/reading", "meters/r/m1/reading", True),
+    ("meters/+/+/reading", "meters/r/m1/batch", False),
+    ("meters/#", "meters", True),
+    ("meters/#", "meters/r/m1/reading", True),
+    ("meters/+", "meters/r/m1", False),
+    ("#", "$SYS/broker", False),
+    ("+/broker", "$SYS/broker", False),
+    ("$SYS/#", "$SYS/broker", True),
+    ("a/+/c", "a//c", True),
+])
+def test_topic_filters_follow_mqtt(topic_filter: str, topic: str, expected: bool) -> None:
+    assert topic_matches(topic_filter, topic) is expected
+
+
+_LEVELS = st.lists(st.sampled_from(["a", "b", "", "+", "#", "$x"]), min_size=1, max_size=5)
+
+
+@settings(max_examples=500, deadline=None)
+@given(pattern=_LEVELS, levels=_LEVELS)
+def test_topic_filters_match_as_paho_does(pattern: list[str], levels: list[str]) -> None:
+    from paho.mqtt.client import topic_matches_sub
+
+    topic_filter, topic = "/".join(pattern), "/".join(levels)
+    assert topic_matches(topic_filter, topic) == topic_matches_sub(topic_filter, topic)

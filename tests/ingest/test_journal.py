@@ -245,7 +245,7 @@ def test_segments_also_roll_by_age(tmp_path: Path) -> None:
         j.append([b"a"])
         j.append([b"b"])
         assert j.segments == [0]
-        time.sleep(0.1)
+        time.sleep(0.1)  # the segment grows older than segment_age: time passing is the point
         j.append([b"c"])
         assert j.segments == [0, 2]
         assert [p for _, p in _read_all(j)] == [b"a", b"b", b"c"]

@@ -8,14 +8,19 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
-from _ingest_helpers import journal_end, journal_keys, make_settings, mixed_messages, wait_for
+from _ingest_helpers import (
+    journal_end,
+    journal_keys,
+    make_settings,
+    mixed_messages,
+)
+from _suite_helpers import holds, wait_until
 from prometheus_client import CollectorRegistry
 
 from gridwatch import _services
@@ -44,14 +49,17 @@ def _start_collector(config: Path, log: Path) -> subprocess.Popen[bytes]:
             [sys.executable, "-m", "gridwatch", "collect", "--config", str(config), "-q"],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if "subscribed to" in log.read_bytes()[start:].decode(errors="replace"):
-            return proc
+
+    def running() -> None:
         assert proc.poll() is None, f"collector exited:\n{log.read_text()}"
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"collector did not subscribe:\n{log.read_text()}")
+
+    try:
+        wait_until(lambda: "subscribed to" in log.read_bytes()[start:].decode(errors="replace"),
+                   30, "the collector to subscribe", running, log.read_text, every=0.05)
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc
 
 
 def test_kill_9_collector_mid_stream_loses_nothing(fresh_mosquitto, tmp_path: Path,
@@ -67,7 +75,7 @@ def test_kill_9_collector_mid_stream_loses_nothing(fresh_mosquitto, tmp_path: Pa
     sender = threading.Thread(target=pub.publish_all, args=(msgs, 500, 0.05))
     sender.start()
     try:
-        wait_for(lambda: journal_end(journal_dir) >= 5_000, 60, "the stream under way")
+        wait_until(lambda: journal_end(journal_dir) >= 5_000, 60, "the stream under way")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         killed_at = journal_end(journal_dir)
@@ -75,8 +83,9 @@ def test_kill_9_collector_mid_stream_loses_nothing(fresh_mosquitto, tmp_path: Pa
         sender.join()
         pub.wait_all(60)
         proc = _start_collector(config, log)
-        wait_for(lambda: journal_end(journal_dir) >= 30_000, 90, "every reading journaled")
-        time.sleep(0.5)  # anything arriving late would show up as a double
+        wait_until(lambda: journal_end(journal_dir) >= 30_000, 90, "every reading journaled")
+        holds(lambda: journal_end(journal_dir) <= 30_000, 0.5,
+              "no reading journaled twice")  # room for a late double to arrive
         url = f"http://127.0.0.1:{metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as resp:
             metrics = resp.read().decode()
@@ -104,15 +113,16 @@ def test_broker_restart_mid_stream_loses_nothing(fresh_mosquitto, tmp_path: Path
         pub = publisher_factory(fresh_mosquitto.port, client_id="pub-restart")
         sender = threading.Thread(target=pub.publish_all, args=(msgs, 500, 0.05))
         sender.start()
-        wait_for(lambda: collector.stats.accepted >= 3_000, 60, "the stream under way")
+        wait_until(lambda: collector.stats.accepted >= 3_000, 60, "the stream under way")
         connects_before = collector.stats.connects
         fresh_mosquitto.restart()
         sender.join()
-        wait_for(lambda: collector.stats.connects > connects_before and
-                 collector.stats.connected, 30, "the collector to reconnect by itself")
+        wait_until(lambda: collector.stats.connects > connects_before and
+                   collector.stats.connected, 30, "the collector to reconnect by itself")
         pub.wait_all(90)
-        wait_for(lambda: collector.stats.accepted >= 20_000, 90, "every reading journaled")
-        time.sleep(0.5)
+        wait_until(lambda: collector.stats.accepted >= 20_000, 90, "every reading journaled")
+        holds(lambda: collector.stats.accepted <= 20_000, 0.5,
+              "no reading journaled twice")  # room for a late double to arrive
         stats = collector.stats
     finally:
         collector.stop()

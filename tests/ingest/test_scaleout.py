@@ -10,7 +10,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from _ingest_helpers import journal_keys, make_settings, mixed_messages, wait_for
+from _ingest_helpers import (
+    journal_keys,
+    make_settings,
+    mixed_messages,
+)
+from _suite_helpers import wait_until
 from prometheus_client import CollectorRegistry
 
 from gridwatch import _services
@@ -50,8 +55,8 @@ def test_shared_subscription_then_two_process_dataflow(fresh_mosquitto, tmp_path
         pub = publisher_factory(fresh_mosquitto.port, client_id="pub-scale")
         pub.publish_all(msgs)
         pub.wait_all(60)
-        wait_for(lambda: sum(c.stats.accepted for c in collectors) >= 20_000, 60,
-                 "every reading journaled")
+        wait_until(lambda: sum(c.stats.accepted for c in collectors) >= 20_000, 60,
+                   "every reading journaled")
     finally:
         for c in collectors:
             c.stop()

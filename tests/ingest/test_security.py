@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _ingest_helpers import journal_keys, make_settings, reading_doc, wait_for
+from _ingest_helpers import (
+    journal_keys,
+    make_settings,
+    reading_doc,
+)
+from _suite_helpers import wait_until
 from prometheus_client import CollectorRegistry
 
 from gridwatch import _services
@@ -72,7 +77,7 @@ def tls_broker(tmp_path: Path) -> Iterator[TlsBroker]:
         f"require_certificate true\n"
     )
     svc = _services.mosquitto(tmp_path / "mq-tls", extra_conf=extra, anonymous=False).start()
-    wait_for(lambda: _services._tcp_open(tls_port), 10, "the TLS listener")
+    wait_until(lambda: _services._tcp_open(tls_port), 10, "the TLS listener")
     yield TlsBroker(svc, tls_port, certs)
     svc.stop()
 
@@ -93,7 +98,7 @@ def test_tls_with_right_credentials_collects(tls_broker: TlsBroker, tmp_path: Pa
                                 password=PASSWORD)
         doc = reading_doc(1)
         pub.publish(f"meters/r/{doc['meter_id']}/reading", json.dumps(doc).encode())
-        wait_for(lambda: c.stats.accepted == 1, 15, "the reading over TLS")
+        wait_until(lambda: c.stats.accepted == 1, 15, "the reading over TLS")
     assert journal_keys(settings.ingest.journal_dir) == [(doc["meter_id"], doc["ts"])]
 
 

@@ -11,12 +11,15 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import bytewax.operators as op
 import pytest
-from _ingest_helpers import reading_doc, wait_for
+from _ingest_helpers import (
+    reading_doc,
+)
+from _suite_helpers import wait_until
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 from hypothesis import given, settings
@@ -70,7 +73,9 @@ def test_journal_source_replays_every_partition(tmp_path: Path) -> None:
 def test_journal_partition_follows_snapshots_and_resumes(tmp_path: Path) -> None:
     items = _fill(tmp_path, 0, [reading_doc(i) for i in range(10)])
     metrics = IngestMetrics()
-    src = JournalSource(tmp_path, follow=True, batch_size=4, metrics=metrics)
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    src = JournalSource(tmp_path, follow=True, batch_size=4, metrics=metrics,
+                        poll_interval=timedelta(milliseconds=250), clock=lambda: now)
     assert src.list_parts() == ["p0000"]
     part = src.build_part("in", "p0000", None)
     assert part.next_batch() == items[:4] and part.snapshot() == 4
@@ -80,7 +85,7 @@ def test_journal_partition_follows_snapshots_and_resumes(tmp_path: Path) -> None
     assert resumed.next_batch() == items[4:8]
     assert resumed.next_batch() == items[8:]
     assert resumed.next_batch() == []  # following: nothing new yet, and no blocking
-    assert resumed.next_awake() is not None
+    assert resumed.next_awake() == now + timedelta(milliseconds=250)  # by the source's clock
     more = _fill(tmp_path, 0, [reading_doc(i) for i in range(10, 12)])
     assert resumed.next_batch() == more and resumed.snapshot() == 12
     replay = JournalSource(tmp_path, follow=False).build_part("in", "p0000", 12)
@@ -147,7 +152,8 @@ def test_jsonl_file_source_dead_letters_bad_lines(tmp_path: Path) -> None:
     lines.insert(5, "")
     path.write_text("\n".join(lines) + "\n")
     dead = tmp_path / "dead"
-    source = FileSource(path, deadletter_dir=dead, batch_size=2)
+    received = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    source = FileSource(path, deadletter_dir=dead, batch_size=2, clock=lambda: received)
     got = _run(source)
     assert source.accepted == 5
     assert source.rejected_by_reason == {"invalid_json": 1, "out_of_range": 1}
@@ -155,6 +161,7 @@ def test_jsonl_file_source_dead_letters_bad_lines(tmp_path: Path) -> None:
     letters = list(read_deadletters(dead))
     assert [(d.reason, d.index) for d in letters] == [("invalid_json", 3), ("out_of_range", 5)]
     assert letters[0].payload == b"{broken"
+    assert {d.received_at for d in letters} == {received}
 
 
 def test_file_source_resumes_after_its_snapshot(tmp_path: Path) -> None:
@@ -193,8 +200,8 @@ def test_engine_kill_9_with_recovery_loses_nothing(tmp_path: Path) -> None:
 
     proc = subprocess.Popen(cmd, env=env | {"GW_DELAY_S": "0.001"}, cwd=HERE)
     try:
-        wait_for(lambda: len(lines()) >= n // 2, 60, "the run half way")
-        time.sleep(0.3)
+        wait_until(lambda: len(lines()) >= n // 2, 60, "the run half way")
+        time.sleep(0.3)  # the fault: kill a little after half way, mid-epoch
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:

@@ -7,10 +7,12 @@ import logging
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import bytewax.operators as op
 import pytest
+from _suite_helpers import wait_until
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 from prometheus_client import CollectorRegistry
@@ -66,7 +68,8 @@ def test_same_batch_twice_no_duplicates(v1_settings, influxdb, sh):
 
 def test_rejected_point_goes_to_dead_letter_rest_is_stored(v1_settings, influxdb, sh):
     s = v1_settings(batch_size=1000)
-    sink = InfluxSink(s, metrics=StorageMetrics(CollectorRegistry()))
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    sink = InfluxSink(s, metrics=StorageMetrics(CollectorRegistry()), wall_clock=lambda: at)
     part = sink.build("s", 0, 1)
     part.write_batch([sh.reading("m-1", 0)])  # kw is a float field from now on
     bad = 'reading,meter_id=m-bad kw="high" 1714521600000000000'
@@ -77,7 +80,7 @@ def test_rejected_point_goes_to_dead_letter_rest_is_stored(v1_settings, influxdb
     assert count(sh, influxdb, s.database) == 20
     assert part.rejected == 1
     [record] = [json.loads(x) for x in part.deadletter_path.read_text().splitlines()]
-    assert record["line"] == bad
+    assert record["line"] == bad and record["at"] == "2026-03-01T12:00:00Z"
     assert "field type conflict" in record["error"]
     assert part.deadletter_path.parent == s.spool_dir
     assert sink.metrics.registry.get_sample_value(
@@ -151,10 +154,8 @@ def test_full_spool_holds_the_dataflow_back_and_loses_nothing(v1_settings, sh, c
     with caplog.at_level(logging.WARNING, logger="gridwatch.storage"):
         th = threading.Thread(target=produce)
         th.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not reg.get_sample_value(
-                "gridwatch_storage_blocked", {"worker": "0"}):
-            time.sleep(0.05)
+        wait_until(lambda: reg.get_sample_value("gridwatch_storage_blocked", {"worker": "0"}),
+                   10, "gridwatch_storage_blocked")
         # The spool is full and the server down: write_batch holds the dataflow back.
         assert reg.get_sample_value("gridwatch_storage_blocked", {"worker": "0"}) == 1
         assert not done.wait(1.0)
@@ -211,9 +212,7 @@ def test_thirty_second_outage_every_point_exactly_once(v1_settings, sh, tmp_path
         assert part.spool.points > 0  # the outage was noticed and points kept
         svc.start()
         stream(3)
-        deadline = time.monotonic() + 20
-        while not part.flush() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(part.flush, 20, "the spool drained", every=0.2)
         assert part.spool.points == 0
         # The dataflow was never held up for long.
         assert slowest < 2.5
@@ -254,15 +253,6 @@ def test_a_batch_of_bad_points_is_dead_lettered_without_endless_halving(v1_setti
     assert sorted(json.loads(x)["line"] for x in lines) == sorted(bad)
     assert all("field type conflict" in json.loads(x)["error"] for x in lines)
     assert count(sh, influxdb, s.database) == 1
-
-
-def _wait(pred, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return pred()
 
 
 def test_pipelined_partition_has_stored_everything_when_snapshot_returns(v1_settings,
@@ -329,8 +319,8 @@ def test_spool_drains_on_its_own_when_the_server_returns(api, v1_settings, v2_se
         part.snapshot()  # returns: the points are spooled on disk
         assert part.core.spool.points == 50
         svc.start()
-        assert _wait(lambda: part.core.spool.points == 0, 20), "the spool did not drain"
-        assert _wait(lambda: stored() == 50, 10)
+        wait_until(lambda: part.core.spool.points == 0, 20, "the spool drained")
+        wait_until(lambda: stored() == 50, 10, "50 points stored", detail=stored)
         part.close()
     finally:
         svc.stop()

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from gridwatch._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from gridwatch.web._app import Workspace, create_app
+    from gridwatch.web._app import Workspace
+    from gridwatch.web._asgi import create_app
     from gridwatch.web._config import WebSettings
     from gridwatch.web._digest import Digest, build_digest, send_digests
     from gridwatch.web._server import WebServer, demo_login
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "WebSettings": "_config",
     "Workspace": "_app",
-    "create_app": "_app",
+    "create_app": "_asgi",
     "Digest": "_digest",
     "build_digest": "_digest",
     "send_digests": "_digest",

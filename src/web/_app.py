@@ -12,7 +12,7 @@ import logging
 import secrets
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,13 +20,9 @@ from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, PackageLoader, select_autoescape
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
 
 from gridwatch.alerts._registry import Registry, RegistryError
 from gridwatch.web import _accounts as acc
@@ -37,7 +33,7 @@ if TYPE_CHECKING:
     from gridwatch._settings import Settings
     from gridwatch.alerts._router import Router
 
-__all__ = ["Workspace", "create_app"]
+__all__ = ["Workspace"]
 
 log = logging.getLogger("gridwatch.web")
 
@@ -360,76 +356,3 @@ async def _run(fn: Callable[..., Any], ws: Workspace, *args: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- the app
-class SecurityHeaders:
-    """Adds a strict Content-Security-Policy (nothing but this server may be loaded) and
-    no-store caching of pages to every response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        static = str(scope.get("path", "")).startswith("/static")
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers += [(b"content-security-policy", CSP.encode()),
-                            (b"x-content-type-options", b"nosniff"),
-                            (b"referrer-policy", b"same-origin")]
-                if not static:
-                    headers.append((b"cache-control", b"no-store"))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-def create_app(ws: Workspace) -> Starlette:
-    """The ASGI app of the workspace ``ws``."""
-    from gridwatch.web._views import view_routes
-
-    async def home(request: Request) -> Response:
-        sess = _session(ws, request)
-        if sess is None:
-            return RedirectResponse("/login", status_code=303)
-        return RedirectResponse("/portal" if sess.user.role == "customer" else "/alerts",
-                                status_code=303)
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True})
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        import asyncio
-
-        from starlette.concurrency import run_in_threadpool
-
-        async def export_loop() -> None:
-            # Verdicts given while InfluxDB was away go out once it is back.
-            while True:
-                await run_in_threadpool(ws.export_verdicts)
-                await asyncio.sleep(EXPORT_EVERY_S)
-
-        task = asyncio.create_task(export_loop())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            ws.close()
-
-    routes = [
-        Route("/", home),
-        Route("/healthz", healthz),
-        *auth_routes(ws),
-        *view_routes(ws),
-        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
-    ]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(SecurityHeaders)])
-    app.state.workspace = ws
-    return app

@@ -56,7 +56,8 @@ def serve(
     `gridwatch users add` before."""
     import uvicorn
 
-    from gridwatch.web._app import Workspace, create_app
+    from gridwatch.web._app import Workspace
+    from gridwatch.web._asgi import create_app
 
     settings = _settings(config)
     ws = Workspace(settings)

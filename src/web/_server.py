@@ -25,7 +25,8 @@ class WebServer:
                  ) -> None:
         import uvicorn
 
-        from gridwatch.web._app import Workspace, create_app
+        from gridwatch.web._app import Workspace
+        from gridwatch.web._asgi import create_app
 
         self.host = host or settings.web.host
         self.port = port if port is not None else settings.web.port

@@ -31,7 +31,8 @@ from gridwatch.alerts._router import Router
 from gridwatch.alerts._service import build_router
 from gridwatch.storage import build_writer, to_lines
 from gridwatch.web import _accounts as acc
-from gridwatch.web._app import Workspace, create_app
+from gridwatch.web._app import Workspace
+from gridwatch.web._asgi import create_app
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)

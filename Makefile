@@ -16,7 +16,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy src simulators
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
@@ -24,10 +24,10 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy src simulators
 
 typecheck: setup
-	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy src simulators
 
 bench: setup
 	$(PY) benchmarks/ingest.py

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from _alerts_helpers import REGISTRY, Clock, Subscriber, event, make_router
 from _suite_helpers import holds, wait_until
-from alerts_kit import REGISTRY, Clock, Subscriber, event, make_router
 from pydantic import SecretStr
 
 from gridwatch import _services

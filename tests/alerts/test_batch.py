@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alerts_kit import ROUTES, T0, Clock, Recorder, event, make_router
+from _alerts_helpers import ROUTES, T0, Clock, Recorder, event, make_router
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as s
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from _alerts_helpers import REGISTRY, Clock, Subscriber, event, make_router
 from _suite_helpers import wait_until
-from alerts_kit import REGISTRY, Clock, Subscriber, event, make_router
 from pydantic import SecretStr
 
 from gridwatch._services import free_port
@@ -57,7 +57,7 @@ def test_mqtt_manager_alert_and_customer_notice(mosquitto) -> None:
 
 
 def test_mqtt_broker_down_is_retryable(tmp_path: Path) -> None:
-    from alerts_kit import T0
+    from _alerts_helpers import T0
 
     from gridwatch.alerts import Notification
 

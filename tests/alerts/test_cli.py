@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from alerts_kit import REGISTRY, REPO
+from _alerts_helpers import REGISTRY, REPO
 from typer.testing import CliRunner
 
 import gridwatch.alerts as alerts_pkg
@@ -31,7 +31,7 @@ def test_public_names() -> None:
 
 
 def test_route_test_list_ack_show_silence_resolve(tmp_path: Path) -> None:
-    from alerts_kit import event
+    from _alerts_helpers import event
 
     from gridwatch import load_settings
     from gridwatch.alerts import build_router

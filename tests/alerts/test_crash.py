@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _alerts_helpers import REGISTRY, REPO, T0, Subscriber, event
 from _suite_helpers import holds
-from alerts_kit import REGISTRY, REPO, T0, Subscriber, event
 
 from gridwatch import load_settings
 from gridwatch.alerts import build_router

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
-from alerts_kit import REGISTRY, T0, Clock, Recorder, event, make_router
+from _alerts_helpers import REGISTRY, T0, Clock, Recorder, event, make_router
 
 from gridwatch import LoadProfile
 

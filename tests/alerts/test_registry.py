@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from alerts_kit import REGISTRY, REPO
+from _alerts_helpers import REGISTRY, REPO
 
 from gridwatch import CustomerClass, MeterMeta
 from gridwatch.alerts import Registry, RegistryError

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from alerts_kit import make_router
+from _alerts_helpers import make_router
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from gridwatch._engine import meter_lookup

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
+from _alerts_helpers import T0, Clock, Recorder, event, make_router
 from _suite_helpers import wait_until
-from alerts_kit import T0, Clock, Recorder, event, make_router
 
 from gridwatch import Event
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 import yaml
-from alerts_kit import REPO
+from _alerts_helpers import REPO
 
 from gridwatch.alerts import RoutesError, RouteTree
 

@@ -15,7 +15,7 @@ import json
 from collections import Counter
 from datetime import timedelta
 
-from alerts_kit import Clock, Recorder, event, make_router
+from _alerts_helpers import Clock, Recorder, event, make_router
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as s
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test

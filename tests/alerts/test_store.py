@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from alerts_kit import Clock, Recorder, event, make_router
+from _alerts_helpers import Clock, Recorder, event, make_router
 from hypothesis import given
 from hypothesis import strategies as s
 

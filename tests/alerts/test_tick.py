@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from alerts_kit import T0, Clock, Recorder, event, make_router
+from _alerts_helpers import T0, Clock, Recorder, event, make_router
 
 TINY = timedelta(microseconds=1)
 

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 import yaml
+from _tags_helpers import CATALOGUE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,8 +20,6 @@ from gridwatch.tags._catalogue import (
     canonical_tag,
 )
 from gridwatch.tags._expr import Call, Name, Str, walk
-
-from .conftest import CATALOGUE
 
 
 @pytest.fixture(scope="module")

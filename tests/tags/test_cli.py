@@ -7,11 +7,10 @@ import re
 
 import pytest
 import yaml
+from _tags_helpers import REPO
 from typer.testing import CliRunner
 
 from gridwatch.cli import app
-
-from .conftest import REPO
 
 runner = CliRunner()
 

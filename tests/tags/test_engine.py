@@ -6,13 +6,12 @@ from datetime import date, timedelta
 
 import numpy as np
 import pytest
+from _tags_helpers import CATALOGUE, TARIFF, profile
 
 from gridwatch.tags._catalogue import Catalogue
 from gridwatch.tags._engine import Attributes, TagEngine, format_value
 from gridwatch.tags._features import FeatureTable
 from gridwatch.tags._tariff import TouSchedule
-
-from .conftest import CATALOGUE, TARIFF, profile
 
 TOU = TouSchedule.load(TARIFF)
 

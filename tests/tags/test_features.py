@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
+from _tags_helpers import TARIFF, profile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,8 +23,6 @@ from gridwatch.tags._features import (
     window_feature,
 )
 from gridwatch.tags._tariff import TariffError, TouSchedule
-
-from .conftest import TARIFF, profile
 
 TOU = TouSchedule.load(TARIFF)
 

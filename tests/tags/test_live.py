@@ -8,14 +8,13 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from _tags_helpers import CATALOGUE, TARIFF, profile
 
 from gridwatch._schemas import Event, LoadProfile, Severity
 from gridwatch.alerts._registry import Registry
 from gridwatch.tags._live import LiveTags, router_publisher, tags_row_id
 from gridwatch.tags._profiler import TagProfiler
 from gridwatch.tags._store import TagStore
-
-from .conftest import CATALOGUE, TARIFF, profile
 
 NIGHT = [1.5] * 6 + [0.2] * 18
 EVENING = [0.2] * 17 + [1.5] * 5 + [0.3] * 2

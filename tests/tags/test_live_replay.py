@@ -9,12 +9,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import yaml
+from _tags_helpers import CATALOGUE, TARIFF
 
 from gridwatch._engine import replay
 from gridwatch._settings import Settings
 from gridwatch.tags._notes import TagNotes, tags_db_path, tags_row_id
-
-from .conftest import CATALOGUE, TARIFF
 
 T0 = datetime(2024, 4, 8, tzinfo=UTC)  # a Monday
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from _tags_helpers import CATALOGUE, TARIFF, profile
+
 from gridwatch.alerts._registry import Registry
 from gridwatch.tags._profiler import TagProfiler
 from gridwatch.tags._store import TagStore
-
-from .conftest import CATALOGUE, TARIFF, profile
 
 EVENING = [0.2] * 17 + [1.5] * 5 + [0.3] * 2
 NIGHT = [1.5] * 6 + [0.2] * 18

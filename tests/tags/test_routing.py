@@ -8,14 +8,13 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from _tags_helpers import CATALOGUE, REPO
 
 from gridwatch._schemas import Event, LoadProfile, Severity
 from gridwatch.alerts import Registry, Router, RoutesError, RouteTree, Templates
 from gridwatch.models._segment import profile_tags
 from gridwatch.tags._catalogue import Catalogue, canonical_tag
 from gridwatch.tags._strategy import Strategies
-
-from .conftest import CATALOGUE, REPO
 
 T0 = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
 CAT = Catalogue.load(CATALOGUE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from _tags_helpers import CATALOGUE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,8 +14,6 @@ from gridwatch.tags._catalogue import load_schema
 from gridwatch.tags._engine import TagHit
 from gridwatch.tags._imports import import_csv
 from gridwatch.tags._store import TagStore
-
-from .conftest import CATALOGUE
 
 SCHEMA = load_schema(CATALOGUE / "attributes.yaml")
 

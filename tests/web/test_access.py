@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from web_kit import PASSWORD, T0, Web
+from _web_helpers import PASSWORD, T0, Web
 
 from gridwatch.web import _accounts as acc
 from gridwatch.web._app import SESSION_COOKIE

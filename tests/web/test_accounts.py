@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from web_kit import T0
+from _web_helpers import T0
 
 from gridwatch.web import _accounts as acc
 from gridwatch.web._store import connect

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from web_kit import REPO, Web, build_web, event, influx_sections, influxql, store_load
+from _web_helpers import REPO, Web, build_web, event, influx_sections, influxql, store_load
 
 from gridwatch._services import Service, free_port
 from gridwatch.web import WebServer

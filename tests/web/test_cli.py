@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from _web_helpers import build_web, event, make_settings
 from typer.testing import CliRunner
-from web_kit import build_web, event, make_settings
 
 from gridwatch.cli import app
 from gridwatch.web import _accounts as acc

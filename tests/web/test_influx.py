@@ -10,7 +10,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from web_kit import T0, Web, build_web, event, influx_sections, influxql, make_settings, store_load
+from _web_helpers import (
+    T0,
+    Web,
+    build_web,
+    event,
+    influx_sections,
+    influxql,
+    make_settings,
+    store_load,
+)
 
 from gridwatch._services import Service, free_port
 from gridwatch.storage import build_writer, to_lines

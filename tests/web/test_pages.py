@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from web_kit import T0, Web, build_web, event
+from _web_helpers import T0, Web, build_web, event
 
 from gridwatch.alerts._router import Router
 from gridwatch.storage import to_lines

@@ -7,7 +7,7 @@ import importlib
 import tomllib
 from pathlib import Path
 
-from web_kit import REPO
+from _web_helpers import REPO
 
 
 def test_all_names_exist() -> None:

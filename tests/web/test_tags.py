@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from web_kit import build_web, event
+from _web_helpers import build_web, event
 
 from gridwatch._services import free_port
 from gridwatch.tags._engine import TagHit

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import hypothesis.strategies as st
 import pytest
+from _storage_helpers import T0, reading, samples
 from hypothesis import given, settings
 from influxdb_client import Point
 
@@ -85,8 +86,8 @@ def ns(ts: datetime) -> int:
 
 
 @pytest.mark.parametrize("kind", ["reading", "score", "event", "profile", "alert", "telemetry"])
-def test_each_object_gives_one_point_with_documented_tags(kind, sh):
-    obj = sh.samples()[kind]
+def test_each_object_gives_one_point_with_documented_tags(kind):
+    obj = samples()[kind]
     points = to_points(obj)
     assert len(points) == 1 and isinstance(points[0], Point)
     [line] = to_line_protocol(points)
@@ -99,14 +100,14 @@ def test_each_object_gives_one_point_with_documented_tags(kind, sh):
     assert not set(tags) & set(fields)
 
 
-def test_same_object_same_line_and_new_object_of_equal_value_too(sh):
-    for kind, obj in sh.samples().items():
+def test_same_object_same_line_and_new_object_of_equal_value_too():
+    for kind, obj in samples().items():
         again = type(obj).model_validate(obj.model_dump())
         assert to_line_protocol(to_points(obj)) == to_line_protocol(to_points(again)), kind
 
 
-def test_reading_fields_and_timestamp(sh):
-    r = sh.reading("m-9", 5)
+def test_reading_fields_and_timestamp():
+    r = reading("m-9", 5)
     [line] = to_line_protocol(to_points(r))
     _, tags, fields, ts = parse(line)
     assert tags == {"meter_id": "m-9"}
@@ -120,8 +121,8 @@ def test_reading_fields_and_timestamp(sh):
     assert not any(v.endswith("i") for v in fields.values())
 
 
-def test_event_time_is_raised_at_and_evidence_is_typed(sh):
-    e = sh.samples()["event"]
+def test_event_time_is_raised_at_and_evidence_is_typed():
+    e = samples()["event"]
     [line] = to_line_protocol(to_points(e))
     _, tags, fields, ts = parse(line)
     assert ts == ns(e.raised_at)
@@ -132,11 +133,11 @@ def test_event_time_is_raised_at_and_evidence_is_typed(sh):
     assert fields["ev_reason"] == '"baseline"'
     assert "ev_missing" not in fields
     assert "\n" not in line and fields["summary"] == '"load twice the usual for an hour"'
-    assert fields["onset"] == f'"{sh.T0.isoformat().replace("+00:00", "Z")}"'
+    assert fields["onset"] == f'"{T0.isoformat().replace("+00:00", "Z")}"'
 
 
-def test_profile_curve_and_tags(sh):
-    p = sh.samples()["profile"]
+def test_profile_curve_and_tags():
+    p = samples()["profile"]
     [line] = to_line_protocol(to_points(p))
     _, tags, fields, ts = parse(line)
     assert ts == ns(p.day)
@@ -145,8 +146,8 @@ def test_profile_curve_and_tags(sh):
     assert fields["tags"] == '"night_owl,ev"'
 
 
-def test_alert_state_is_a_tag_recipient_a_field(sh):
-    a = sh.samples()["alert"]
+def test_alert_state_is_a_tag_recipient_a_field():
+    a = samples()["alert"]
     [line] = to_line_protocol(to_points(a))
     _, tags, fields, _ = parse(line)
     assert tags["state"] == "acknowledged" and tags["severity"] == "critical"
@@ -163,8 +164,8 @@ def test_line_protocol_passes_strings_through():
     assert to_line_protocol([line]) == [line]
 
 
-def test_optional_values_absent_not_empty(sh):
-    r = sh.reading("m-1", 1).model_copy(update={"voltage": None, "current": None, "kwh": None,
+def test_optional_values_absent_not_empty():
+    r = reading("m-1", 1).model_copy(update={"voltage": None, "current": None, "kwh": None,
                                              "status": ()})
     [line] = to_line_protocol(to_points(r))
     _, _, fields, _ = parse(line)
@@ -211,8 +212,8 @@ def test_direct_lines_equal_influxdb_client_others(segment, summary, kind, evide
         assert to_lines(obj) == to_line_protocol(to_points(obj))
 
 
-def test_telemetry_metrics_are_float_fields(sh):
-    t = sh.samples()["telemetry"]
+def test_telemetry_metrics_are_float_fields():
+    t = samples()["telemetry"]
     [line] = to_line_protocol(to_points(t))
     _, tags, fields, ts = parse(line)
     assert tags == {"device_id": "m-1-inv", "site": "site-3", "kind": "inverter"}

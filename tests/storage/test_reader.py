@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from _storage_helpers import T0, reading, samples
 from typer.testing import CliRunner
 
 from gridwatch import _services
@@ -12,13 +13,13 @@ from gridwatch.cli import app
 from gridwatch.storage import InfluxReader, InfluxSink, ReadError
 
 
-def test_recent_readings_for_a_warm_start(v1_settings, sh):
+def test_recent_readings_for_a_warm_start(v1_settings):
     s = v1_settings()
-    readings = [sh.reading(f"m-{k}", i) for i in range(20) for k in range(3)]
+    readings = [reading(f"m-{k}", i) for i in range(20) for k in range(3)]
     part = InfluxSink(s).build("s", 0, 1)
     part.write_batch(readings)
     assert part.flush()
-    since = sh.T0 + timedelta(minutes=15 * 5)
+    since = T0 + timedelta(minutes=15 * 5)
     with InfluxReader(s, chunk_size=7) as reader:  # several chunks
         got = list(reader.recent_readings(since))
         assert [r.ts for r in got] == sorted(r.ts for r in got)  # oldest first
@@ -31,21 +32,21 @@ def test_recent_readings_for_a_warm_start(v1_settings, sh):
         assert list(reader.recent_readings(since + timedelta(days=30))) == []
 
 
-def test_query_errors_name_the_query(v1_settings, sh):
+def test_query_errors_name_the_query(v1_settings):
     with InfluxReader(v1_settings()) as reader, pytest.raises(ReadError, match="SELEC kw"):
         list(reader.series("SELEC kw FROM reading"))
     port = _services.free_port()
     with InfluxReader(v1_settings(url=f"http://127.0.0.1:{port}")) as reader, \
             pytest.raises(ReadError, match=str(port)):
-        list(reader.recent_readings(sh.T0))
+        list(reader.recent_readings(T0))
 
 
-def test_report_prints_readings_profile_and_events(v1_settings, sh, tmp_path):
+def test_report_prints_readings_profile_and_events(v1_settings, tmp_path):
     s = v1_settings()
-    objs = sh.samples("m-7")
-    readings = [sh.reading("m-7", i) for i in range(8)]
+    objs = samples("m-7")
+    readings = [reading("m-7", i) for i in range(8)]
     part = InfluxSink(s).build("s", 0, 1)
-    part.write_batch([*readings, objs["profile"], objs["event"], sh.reading("m-8", 1)])
+    part.write_batch([*readings, objs["profile"], objs["event"], reading("m-8", 1)])
     assert part.flush()
     cfg = tmp_path / "gridwatch.yaml"
     cfg.write_text(f"influx:\n  api: v1\n  url: {s.url}\n  database: {s.database}\n")

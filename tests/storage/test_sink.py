@@ -12,6 +12,7 @@ from pathlib import Path
 
 import bytewax.operators as op
 import pytest
+from _storage_helpers import T0, create_database, influxql, reading, samples, vm_export
 from _suite_helpers import wait_until
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
@@ -21,15 +22,15 @@ from gridwatch import _services
 from gridwatch.storage import InfluxReader, InfluxSink, StorageMetrics
 
 
-def count(sh, svc, db: str, measurement: str = "reading") -> int:
-    rows = sh.influxql(svc, db, f"SELECT COUNT(kw) FROM {measurement}")
+def count(svc, db: str, measurement: str = "reading") -> int:
+    rows = influxql(svc, db, f"SELECT COUNT(kw) FROM {measurement}")
     return int(rows[0]["count"]) if rows else 0
 
 
-def test_mixed_objects_through_a_dataflow_read_back(v1_settings, influxdb, sh):
+def test_mixed_objects_through_a_dataflow_read_back(v1_settings, influxdb):
     s = v1_settings(batch_size=7)
-    objs = sh.samples()
-    readings = [sh.reading("m-1", i) for i in range(40)]
+    objs = samples()
+    readings = [reading("m-1", i) for i in range(40)]
     items = [*readings, *objs.values()]
     flow = Dataflow("storage_test")
     sink = InfluxSink(s)
@@ -38,7 +39,7 @@ def test_mixed_objects_through_a_dataflow_read_back(v1_settings, influxdb, sh):
     op.output("influx", keyed, sink)
     run_main(flow)
     with InfluxReader(s) as reader:
-        got = reader.readings("m-1", sh.T0, sh.T0 + (readings[-1].ts - sh.T0) * 2)
+        got = reader.readings("m-1", T0, T0 + (readings[-1].ts - T0) * 2)
         assert got == readings  # every value and type comes back as written
         assert reader.events("m-1") == [objs["event"].model_copy(
             update={"summary": "load twice the usual for an hour",
@@ -46,38 +47,38 @@ def test_mixed_objects_through_a_dataflow_read_back(v1_settings, influxdb, sh):
                                  "reason": "baseline"}})]
         assert reader.profiles(customer_id="c-1") == [objs["profile"]]
         assert reader.skipped == 0
-    assert sh.influxql(influxdb, s.database, "SELECT COUNT(score) FROM score")[0]["count"] == 1
-    assert sh.influxql(influxdb, s.database, "SELECT * FROM alert")[0]["by"] == "alice"
+    assert influxql(influxdb, s.database, "SELECT COUNT(score) FROM score")[0]["count"] == 1
+    assert influxql(influxdb, s.database, "SELECT * FROM alert")[0]["by"] == "alice"
     # close() ran at the end of the flow: nothing left behind.
     assert not list((s.spool_dir / "influx" / "w0").glob("*.lp"))
 
 
-def test_same_batch_twice_no_duplicates(v1_settings, influxdb, sh):
+def test_same_batch_twice_no_duplicates(v1_settings, influxdb):
     s = v1_settings()
     part = InfluxSink(s).build("s", 0, 1)
-    batch = [sh.reading(f"m-{i % 3}", i) for i in range(30)] + list(sh.samples().values())
+    batch = [reading(f"m-{i % 3}", i) for i in range(30)] + list(samples().values())
     part.write_batch(batch)
     part.write_batch(list(batch))
-    part.write_batch([sh.reading(f"m-{i % 3}", i) for i in range(30)])  # equal, new objects
+    part.write_batch([reading(f"m-{i % 3}", i) for i in range(30)])  # equal, new objects
     assert part.flush()
-    assert count(sh, influxdb, s.database) == 31
+    assert count(influxdb, s.database) == 31
     for m in ("event", "profile", "alert", "score", "telemetry"):
-        assert len(sh.influxql(influxdb, s.database, f"SELECT * FROM {m}")) == 1, m
+        assert len(influxql(influxdb, s.database, f"SELECT * FROM {m}")) == 1, m
     assert part.written == 2 * len(batch) + 30
 
 
-def test_rejected_point_goes_to_dead_letter_rest_is_stored(v1_settings, influxdb, sh):
+def test_rejected_point_goes_to_dead_letter_rest_is_stored(v1_settings, influxdb):
     s = v1_settings(batch_size=1000)
     at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     sink = InfluxSink(s, metrics=StorageMetrics(CollectorRegistry()), wall_clock=lambda: at)
     part = sink.build("s", 0, 1)
-    part.write_batch([sh.reading("m-1", 0)])  # kw is a float field from now on
+    part.write_batch([reading("m-1", 0)])  # kw is a float field from now on
     bad = 'reading,meter_id=m-bad kw="high" 1714521600000000000'
-    batch: list = [sh.reading("m-1", i) for i in range(1, 20)]
+    batch: list = [reading("m-1", i) for i in range(1, 20)]
     batch.insert(7, bad)
     part.write_batch(batch)
     assert part.flush()
-    assert count(sh, influxdb, s.database) == 20
+    assert count(influxdb, s.database) == 20
     assert part.rejected == 1
     [record] = [json.loads(x) for x in part.deadletter_path.read_text().splitlines()]
     assert record["line"] == bad and record["at"] == "2026-03-01T12:00:00Z"
@@ -87,59 +88,59 @@ def test_rejected_point_goes_to_dead_letter_rest_is_stored(v1_settings, influxdb
         "gridwatch_storage_points_rejected_total", {"worker": "0"}) == 1
 
 
-def test_v2_sink_on_victoria_metrics(v2_settings, victoria_metrics, sh):
+def test_v2_sink_on_victoria_metrics(v2_settings, victoria_metrics):
     meter = f"m-{uuid.uuid4().hex[:8]}"
     part = InfluxSink(v2_settings(batch_size=16)).build("s", 0, 1)
-    readings = [sh.reading(meter, i) for i in range(50)]
+    readings = [reading(meter, i) for i in range(50)]
     part.write_batch(readings[:25])
-    others = [o for k, o in sh.samples(meter).items() if k != "reading"]
+    others = [o for k, o in samples(meter).items() if k != "reading"]
     part.write_batch([*readings[25:], *others])
     assert part.flush()
-    [kw] = sh.vm_export(victoria_metrics, f'reading_kw{{meter_id="{meter}"}}')
+    [kw] = vm_export(victoria_metrics, f'reading_kw{{meter_id="{meter}"}}')
     assert kw["values"] == [r.kw for r in readings]
     assert kw["timestamps"] == [int(r.ts.timestamp() * 1000) for r in readings]
-    [ev] = sh.vm_export(victoria_metrics, f'event_score{{meter_id="{meter}"}}')
+    [ev] = vm_export(victoria_metrics, f'event_score{{meter_id="{meter}"}}')
     assert ev["metric"]["severity"] == "warning" and ev["values"] == [5.25]
-    [tc] = sh.vm_export(victoria_metrics, f'telemetry_temp_c{{device_id="{meter}-inv"}}')
+    [tc] = vm_export(victoria_metrics, f'telemetry_temp_c{{device_id="{meter}-inv"}}')
     assert tc["metric"]["site"] == "site-3" and tc["values"] == [41.5]
 
 
-def test_time_batching_holds_small_batches_durably(v1_settings, influxdb, sh):
+def test_time_batching_holds_small_batches_durably(v1_settings, influxdb):
     now = [1000.0]
     s = v1_settings(batch_size=100, flush_interval_ms=5000)
     part = InfluxSink(s, clock=lambda: now[0]).build("s", 0, 1)
-    part.write_batch([sh.reading("m-1", 0)])  # the first point goes out at once
-    part.write_batch([sh.reading("m-1", i) for i in range(1, 5)])
-    assert count(sh, influxdb, s.database) == 1
+    part.write_batch([reading("m-1", 0)])  # the first point goes out at once
+    part.write_batch([reading("m-1", i) for i in range(1, 5)])
+    assert count(influxdb, s.database) == 1
     assert part.spool.points == 4  # held on disk, not in memory
     now[0] += 6
-    part.write_batch([sh.reading("m-1", 5)])
-    assert count(sh, influxdb, s.database) == 6 and part.spool.points == 0
-    part.write_batch([sh.reading("m-1", i) for i in range(6, 206)])  # full batches go out
-    assert count(sh, influxdb, s.database) == 206
+    part.write_batch([reading("m-1", 5)])
+    assert count(influxdb, s.database) == 6 and part.spool.points == 0
+    part.write_batch([reading("m-1", i) for i in range(6, 206)])  # full batches go out
+    assert count(influxdb, s.database) == 206
 
 
-def test_spool_survives_a_crash_and_drains_on_restart(v1_settings, influxdb, sh, tmp_path):
+def test_spool_survives_a_crash_and_drains_on_restart(v1_settings, influxdb, tmp_path):
     port = _services.free_port()
     down = v1_settings(url=f"http://127.0.0.1:{port}")
     part = InfluxSink(down).build("s", 0, 1)
-    part.write_batch([sh.reading("m-1", i) for i in range(10)])
+    part.write_batch([reading("m-1", i) for i in range(10)])
     assert part.spool.points == 10
     del part  # no close(): bytewax does not call it on a crash
     up = v1_settings(database=down.database)
     part = InfluxSink(up).build("s", 0, 1)
-    part.write_batch([sh.reading("m-1", 10)])
+    part.write_batch([reading("m-1", 10)])
     assert part.flush()
-    assert count(sh, influxdb, up.database) == 11
+    assert count(influxdb, up.database) == 11
 
 
 @pytest.mark.slow
-def test_full_spool_holds_the_dataflow_back_and_loses_nothing(v1_settings, sh, caplog,
+def test_full_spool_holds_the_dataflow_back_and_loses_nothing(v1_settings, caplog,
                                                                tmp_path: Path):
     svc = _services.influxdb(tmp_path / "private-influxdb").start()
     s = v1_settings(url=svc.url, spool_max_bytes=3000, batch_size=10, retry_initial_ms=100,
                     retry_max_ms=200)
-    sh.create_database(svc, s.database)
+    create_database(svc, s.database)
     svc.stop()
     sink = InfluxSink(s, metrics=StorageMetrics(CollectorRegistry()))
     part = sink.build("s", 0, 1)
@@ -148,7 +149,7 @@ def test_full_spool_holds_the_dataflow_back_and_loses_nothing(v1_settings, sh, c
 
     def produce() -> None:
         for i in range(0, 100, 10):
-            part.write_batch([sh.reading("m-1", j) for j in range(i, i + 10)])
+            part.write_batch([reading("m-1", j) for j in range(i, i + 10)])
         done.set()
 
     with caplog.at_level(logging.WARNING, logger="gridwatch.storage"):
@@ -166,22 +167,22 @@ def test_full_spool_holds_the_dataflow_back_and_loses_nothing(v1_settings, sh, c
         assert done.wait(30), "the sink did not resume when the server came back"
         th.join()
     assert part.flush()
-    assert count(sh, svc, s.database) == 100  # every point, once
+    assert count(svc, s.database) == 100  # every point, once
     assert part.dropped == 0
     assert reg.get_sample_value("gridwatch_storage_blocked", {"worker": "0"}) == 0
     svc.stop()
 
 
-def test_unsupported_items_are_counted(v1_settings, influxdb, sh):
+def test_unsupported_items_are_counted(v1_settings, influxdb):
     s = v1_settings()
     part = InfluxSink(s).build("s", 0, 1)
-    part.write_batch([object(), sh.reading("m-1", 0), ("m-1", sh.reading("m-1", 1))])
+    part.write_batch([object(), reading("m-1", 0), ("m-1", reading("m-1", 1))])
     assert part.unsupported == 1
-    assert part.flush() and count(sh, influxdb, s.database) == 2
+    assert part.flush() and count(influxdb, s.database) == 2
 
 
 @pytest.mark.slow
-def test_thirty_second_outage_every_point_exactly_once(v1_settings, sh, tmp_path: Path):
+def test_thirty_second_outage_every_point_exactly_once(v1_settings, tmp_path: Path):
     svc = _services.influxdb(tmp_path / "private-influxdb").start()
     try:
         s = v1_settings(svc, batch_size=50, retry_initial_ms=200, retry_max_ms=1000,
@@ -196,7 +197,7 @@ def test_thirty_second_outage_every_point_exactly_once(v1_settings, sh, tmp_path
             nonlocal i, slowest
             end = time.monotonic() + seconds
             while time.monotonic() < end:
-                batch = [sh.reading(m, i) for m in meters]
+                batch = [reading(m, i) for m in meters]
                 i += 1
                 t = time.monotonic()
                 part.write_batch(batch)
@@ -205,7 +206,7 @@ def test_thirty_second_outage_every_point_exactly_once(v1_settings, sh, tmp_path
                 time.sleep(0.02)
 
         stream(2)
-        before = count(sh, svc, s.database)
+        before = count(svc, s.database)
         assert before > 0
         svc.stop()
         stream(30)
@@ -216,7 +217,7 @@ def test_thirty_second_outage_every_point_exactly_once(v1_settings, sh, tmp_path
         assert part.spool.points == 0
         # The dataflow was never held up for long.
         assert slowest < 2.5
-        rows = sh.influxql(svc, s.database, "SELECT kw, meter_id FROM reading")
+        rows = influxql(svc, s.database, "SELECT kw, meter_id FROM reading")
         got = sorted((r["meter_id"], r["time"]) for r in rows)
         want = sorted((r.meter_id, int(r.ts.timestamp()) * 10**9) for r in sent)
         assert len(got) == len(set(got)) == len(want)
@@ -225,24 +226,23 @@ def test_thirty_second_outage_every_point_exactly_once(v1_settings, sh, tmp_path
         svc.stop()
 
 
-def test_spool_of_a_vanished_worker_is_taken_over(v1_settings, influxdb, sh):
+def test_spool_of_a_vanished_worker_is_taken_over(v1_settings, influxdb):
     port = _services.free_port()
     down = v1_settings(url=f"http://127.0.0.1:{port}")
     part = InfluxSink(down).build("s", 1, 2)  # worker 1 of 2 spools, then the flow shrinks
-    part.write_batch([sh.reading("m-1", i) for i in range(12)])
+    part.write_batch([reading("m-1", i) for i in range(12)])
     assert part.spool.points == 12
     up = v1_settings(database=down.database)
     part0 = InfluxSink(up).build("s", 0, 1)
     assert part0.flush()
-    assert count(sh, influxdb, up.database) == 12
+    assert count(influxdb, up.database) == 12
     assert not list((up.spool_dir / "influx" / "w1").glob("*.lp"))
 
 
-def test_a_batch_of_bad_points_is_dead_lettered_without_endless_halving(v1_settings, influxdb,
-                                                                         sh):
+def test_a_batch_of_bad_points_is_dead_lettered_without_endless_halving(v1_settings, influxdb):
     s = v1_settings(batch_size=5000)
     part = InfluxSink(s).build("s", 0, 1)
-    part.write_batch([sh.reading("m-1", 0)])
+    part.write_batch([reading("m-1", 0)])
     bad = [f'reading,meter_id=m-{i} kw="x" 1714521600000000000' for i in range(2000)]
     t = time.monotonic()
     part.write_batch(bad)
@@ -252,24 +252,23 @@ def test_a_batch_of_bad_points_is_dead_lettered_without_endless_halving(v1_setti
     lines = part.deadletter_path.read_text().splitlines()
     assert sorted(json.loads(x)["line"] for x in lines) == sorted(bad)
     assert all("field type conflict" in json.loads(x)["error"] for x in lines)
-    assert count(sh, influxdb, s.database) == 1
+    assert count(influxdb, s.database) == 1
 
 
 def test_pipelined_partition_has_stored_everything_when_snapshot_returns(v1_settings,
-                                                                          influxdb, sh):
+                                                                          influxdb):
     s = v1_settings(batch_size=64)
     sink = InfluxSink(s, metrics=StorageMetrics(CollectorRegistry()))
     part = sink.build_part("s", sink.part_key, None)
     for i in range(0, 500, 25):
-        part.write_batch([sh.reading(f"m-{k}", j) for j in range(i, i + 25) for k in range(2)])
+        part.write_batch([reading(f"m-{k}", j) for j in range(i, i + 25) for k in range(2)])
     assert part.snapshot() is None  # bytewax's commit point: waits for the writer
-    assert count(sh, influxdb, s.database) == 1000
+    assert count(influxdb, s.database) == 1000
     assert part.core.written == 1000 and part.core.spool.points == 0
     part.close()
 
 
-def test_pipelined_partition_keeps_the_dataflow_free_of_write_latency(v1_settings, influxdb,
-                                                                      sh):
+def test_pipelined_partition_keeps_the_dataflow_free_of_write_latency(v1_settings, influxdb):
     """write_batch only hands over: while the writer is slow, the worker goes on."""
     s = v1_settings(batch_size=10)
     sink = InfluxSink(s)
@@ -283,17 +282,17 @@ def test_pipelined_partition_keeps_the_dataflow_free_of_write_latency(v1_setting
 
     part.core._writer.write = slow_write
     t = time.monotonic()
-    part.write_batch([sh.reading("m-1", i) for i in range(10)])
+    part.write_batch([reading("m-1", i) for i in range(10)])
     assert time.monotonic() - t < 0.5
-    assert count(sh, influxdb, s.database) == 0
+    assert count(influxdb, s.database) == 0
     gate.set()
     part.snapshot()
-    assert count(sh, influxdb, s.database) == 10
+    assert count(influxdb, s.database) == 10
     part.close()
 
 
 @pytest.mark.parametrize("api", ["v1", "v2"])
-def test_spool_drains_on_its_own_when_the_server_returns(api, v1_settings, v2_settings, sh,
+def test_spool_drains_on_its_own_when_the_server_returns(api, v1_settings, v2_settings,
                                                          tmp_path: Path):
     """No new reading is needed: the writer's timer drains the spool once the server is back
     (issue 17), on InfluxDB 1.x and on VictoriaMetrics' v2 endpoint."""
@@ -307,15 +306,15 @@ def test_spool_drains_on_its_own_when_the_server_returns(api, v1_settings, v2_se
 
     def stored() -> int:
         if api == "v1":
-            return count(sh, svc, s.database)
-        got = sh.vm_export(svc, f'reading_kw{{meter_id="{meter}"}}')
+            return count(svc, s.database)
+        got = vm_export(svc, f'reading_kw{{meter_id="{meter}"}}')
         return len(got[0]["values"]) if got else 0
 
     try:
         svc.stop()
         sink = InfluxSink(s)
         part = sink.build_part("s", sink.part_key, None)
-        part.write_batch([sh.reading(meter, i) for i in range(50)])
+        part.write_batch([reading(meter, i) for i in range(50)])
         part.snapshot()  # returns: the points are spooled on disk
         assert part.core.spool.points == 50
         svc.start()
@@ -326,20 +325,19 @@ def test_spool_drains_on_its_own_when_the_server_returns(api, v1_settings, v2_se
         svc.stop()
 
 
-def test_clean_close_drains_what_the_writer_holds(v1_settings, influxdb, sh):
+def test_clean_close_drains_what_the_writer_holds(v1_settings, influxdb):
     s = v1_settings(batch_size=1000, flush_interval_ms=60_000)  # small batches are held
     sink = InfluxSink(s)
     part = sink.build_part("s", sink.part_key, None)
-    part.write_batch([sh.reading("m-1", 0)])
-    part.write_batch([sh.reading("m-1", i) for i in range(1, 8)])
+    part.write_batch([reading("m-1", 0)])
+    part.write_batch([reading("m-1", i) for i in range(1, 8)])
     part.snapshot()
     part.close()
-    assert count(sh, influxdb, s.database) == 8
+    assert count(influxdb, s.database) == 8
     assert part.core.spool.points == 0
 
 
-def test_writer_failure_stops_the_dataflow_instead_of_losing_points(v1_settings, influxdb,
-                                                                    sh):
+def test_writer_failure_stops_the_dataflow_instead_of_losing_points(v1_settings, influxdb):
     from gridwatch.storage import StorageWriterError
 
     s = v1_settings()
@@ -350,27 +348,27 @@ def test_writer_failure_stops_the_dataflow_instead_of_losing_points(v1_settings,
         raise MemoryError("no memory")
 
     part.core._writer.write = broken
-    part.write_batch([sh.reading("m-1", 0)])
+    part.write_batch([reading("m-1", 0)])
     with pytest.raises(StorageWriterError):
         part.snapshot()
 
 
 def test_warm_start_reads_each_meters_stored_readings_before_the_restart(v1_settings,
-                                                                         influxdb, sh):
+                                                                         influxdb):
     from gridwatch import Settings
     from gridwatch._engine import influx_warm_start
 
     s = v1_settings()
     part = InfluxSink(s).build("s", 0, 1)
-    part.write_batch([sh.reading(m, i) for i in range(20) for m in ("m-1", "m-2", "m-3")])
+    part.write_batch([reading(m, i) for i in range(20) for m in ("m-1", "m-2", "m-3")])
     assert part.flush()
     warm = influx_warm_start(Settings(influx=s.model_dump()), days=365 * 30)
-    until = sh.reading("m-1", 12).ts.timestamp()
+    until = reading("m-1", 12).ts.timestamp()
     got = warm(["m-1", "m-2"], until)
     for m in ("m-1", "m-2"):  # oldest first for each meter, and only before `until`
-        assert [r.ts for r in got if r.meter_id == m] == [sh.reading(m, i).ts for i in range(12)]
+        assert [r.ts for r in got if r.meter_id == m] == [reading(m, i).ts for i in range(12)]
     assert {r.meter_id for r in got} == {"m-1", "m-2"}
-    assert got[0] == sh.reading("m-1", 0)
+    assert got[0] == reading("m-1", 0)
     # a database that cannot answer: logged, counted, the meters start cold
     down = influx_warm_start(Settings(influx=v1_settings(
         url=f"http://127.0.0.1:{_services.free_port()}").model_dump()))

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from _storage_helpers import influxql, reading, samples, vm_export
 
 from gridwatch import _services
 from gridwatch.storage import (
@@ -30,66 +31,66 @@ def test_build_writer_follows_api(v1_settings, v2_settings):
 
 
 @pytest.mark.parametrize("gzip", [True, False])
-def test_v1_writes_every_measurement_with_documented_tags(v1_settings, influxdb, sh, gzip):
+def test_v1_writes_every_measurement_with_documented_tags(v1_settings, influxdb, gzip):
     s = v1_settings(gzip=gzip)
-    objs = sh.samples()
+    objs = samples()
     writer = V1Writer(s)
     writer.write([p for o in objs.values() for p in to_points(o)])
     writer.close()
-    [r] = sh.influxql(influxdb, s.database, "SELECT * FROM reading")
+    [r] = influxql(influxdb, s.database, "SELECT * FROM reading")
     want = objs["reading"]
     assert r["meter_id"] == "m-1" and r["kw"] == want.kw and r["v_l2"] == want.voltage[1]
     assert r["time"] == int(want.ts.timestamp()) * 10**9
-    [e] = sh.influxql(influxdb, s.database, "SELECT * FROM event")
+    [e] = influxql(influxdb, s.database, "SELECT * FROM event")
     assert (e["type"], e["severity"], e["grid_cell"], e["ev_observed_kw"]) == (
         "abnormal_consumption", "warning", "cell-7", 4.0)
-    [p] = sh.influxql(influxdb, s.database, "SELECT * FROM profile")
+    [p] = influxql(influxdb, s.database, "SELECT * FROM profile")
     assert p["segment"] == "residential" and p["h23"] == 23 / 4
-    [a] = sh.influxql(influxdb, s.database, "SELECT * FROM alert")
+    [a] = influxql(influxdb, s.database, "SELECT * FROM alert")
     assert a["state"] == "acknowledged" and a["recipient"] == "alice@example.org"
-    [t] = sh.influxql(influxdb, s.database, "SELECT * FROM telemetry")
+    [t] = influxql(influxdb, s.database, "SELECT * FROM telemetry")
     assert (t["device_id"], t["site"], t["temp_c"]) == ("m-1-inv", "site-3", 41.5)
-    [sc] = sh.influxql(influxdb, s.database, "SELECT * FROM score")
+    [sc] = influxql(influxdb, s.database, "SELECT * FROM score")
     assert sc["anomalous"] is True and sc["expected_kw"] == 2.0
     # Tags are tags on the server too (SHOW TAG KEYS), fields are fields.
-    tag_keys = {row["tagKey"] for row in sh.influxql(influxdb, s.database,
+    tag_keys = {row["tagKey"] for row in influxql(influxdb, s.database,
                                                       "SHOW TAG KEYS FROM event")}
     assert tag_keys == {"meter_id", "type", "severity", "customer_id", "grid_cell"}
 
 
-def test_v1_field_type_conflict_is_rejected_with_the_servers_message(v1_settings, influxdb, sh):
+def test_v1_field_type_conflict_is_rejected_with_the_servers_message(v1_settings, influxdb):
     s = v1_settings()
     writer = V1Writer(s)
-    writer.write(to_points(sh.reading("m-1", 0)))
+    writer.write(to_points(reading("m-1", 0)))
     bad = 'reading,meter_id=m-2 kw="high" 1714521600000000000'
-    good = to_line_protocol(to_points(sh.reading("m-3", 0)))[0]
+    good = to_line_protocol(to_points(reading("m-3", 0)))[0]
     with pytest.raises(RejectedPointsError) as info:
         writer.write([bad, good])
     assert "field type conflict" in info.value.message
     assert info.value.points == [bad, good]
     # A partial write: the valid point is stored.
-    assert [r["meter_id"] for r in sh.influxql(influxdb, s.database, "SELECT * FROM reading")] \
+    assert [r["meter_id"] for r in influxql(influxdb, s.database, "SELECT * FROM reading")] \
         == ["m-1", "m-3"]
 
 
-def test_unreachable_server_is_retryable(v1_settings, v2_settings, sh):
+def test_unreachable_server_is_retryable(v1_settings, v2_settings):
     port = _services.free_port()
     for s in (v1_settings(url=f"http://127.0.0.1:{port}"),
               v2_settings(url=f"http://127.0.0.1:{port}")):
         with pytest.raises(RetryableWriteError) as info:
-            build_writer(s).write(to_points(sh.reading("m-1", 0)))
+            build_writer(s).write(to_points(reading("m-1", 0)))
         assert info.value.retry_after is None
         assert str(port) in str(info.value)
 
 
-def test_v2_writes_through_influxdb_client(v2_settings, victoria_metrics, sh):
+def test_v2_writes_through_influxdb_client(v2_settings, victoria_metrics):
     meter = f"m-{uuid.uuid4().hex[:8]}"
-    objs = sh.samples(meter)
+    objs = samples(meter)
     writer = V2Writer(v2_settings())
     writer.write([p for o in objs.values() for p in to_points(o)])
     writer.close()
     series = {s["metric"]["__name__"]: s for s in
-              sh.vm_export(victoria_metrics, f'{{meter_id="{meter}"}}')}
+              vm_export(victoria_metrics, f'{{meter_id="{meter}"}}')}
     r = objs["reading"]
     assert series["reading_kw"]["values"] == [r.kw]
     assert series["reading_kw"]["timestamps"] == [int(r.ts.timestamp() * 1000)]
@@ -136,13 +137,13 @@ def overloaded() -> Iterator[type[_Overloaded]]:
 @pytest.mark.parametrize(("status", "retry_after", "expected"), [
     (503, "7", 7.0), (429, "2", 2.0), (500, None, None)])
 def test_5xx_and_429_are_retryable_honouring_retry_after(
-        overloaded, v1_settings, v2_settings, sh, api, status, retry_after, expected):
+        overloaded, v1_settings, v2_settings, api, status, retry_after, expected):
     overloaded.status, overloaded.retry_after = status, retry_after
     make = v1_settings if api == "v1" else v2_settings
     writer = build_writer(make(url=overloaded.url, database="x") if api == "v1"
                           else make(url=overloaded.url))
     with pytest.raises(RetryableWriteError) as info:
-        writer.write(to_points(sh.reading("m-1", 0)))
+        writer.write(to_points(reading("m-1", 0)))
     assert info.value.retry_after == expected
     assert str(status) in str(info.value)
 

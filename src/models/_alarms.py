@@ -16,6 +16,8 @@ from typing import Any
 from gridwatch._schemas import Event, MeterMeta, Severity
 from gridwatch.models._record import MeterRecord
 
+__all__ = ["cond", "dt", "event", "feedback", "fire", "iso", "r3", "resolve", "verdict"]
+
 
 def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
@@ -87,6 +89,8 @@ def cond(rec: MeterRecord, out: list[Event], etype: str, bad: bool, t: float,
 
 def feedback(rec: MeterRecord, etype: str, kind: str, t: float, half_life_s: float) -> float:
     """The managers' false-alarm weight for ``etype``/``kind`` at event time ``t`` (0: none)."""
+    if not rec.fb:
+        return 0.0
     w, at, _ = rec.fb.get(f"{etype}:{kind}", (0.0, 0.0, 0.0))
     return w * 0.5 ** (max(t - at, 0.0) / half_life_s) if w else 0.0
 

@@ -2,22 +2,38 @@
 
 Every detector of :mod:`gridwatch.models` reads and writes its own fields of one
 :class:`MeterRecord`; the record is what the dataflow snapshots. It is serialised by field name
-(never by position), so adding a field with a default keeps old snapshots readable, and a
-snapshot of another version is refused with a clear error instead of being misread.
+(never by position), so adding a field with a default keeps old snapshots readable; a snapshot of
+version 4 is converted on reading, one of an unknown version is refused with a clear error
+instead of being misread.
+
+Layout (version 5): the per-slot statistics of a meter are not one small numpy array each (an
+array object costs about 110 bytes besides its data) but two packed ``array.array`` buffers,
+``f`` (float32: time-of-week means, level means, dispersions and mean loads, the daily curves,
+today's hourly sums, the 28-day record ring) and ``h`` (uint16: sample counts, today's hourly
+reading counts), addressed by the offsets below. The hourly theft window (``th``) exists only
+for meters whose class judges it. Values and their float32 rounding are the ones version 4
+kept, so a meter decides exactly as before; :meth:`MeterRecord.view` gives a numpy view of one
+named part.
 """
 
 from __future__ import annotations
 
 import math
 import pickle
+from array import array
 from dataclasses import dataclass, field, fields
-from functools import partial
 from typing import Any
 
 import numpy as np
 
-#: Version of the record layout; snapshots of another major version are refused.
-RECORD_VERSION = 4
+__all__ = [
+    "DT0", "F_LEN", "GLOBAL", "H_LEN", "LEVELS", "RECORD_VERSION", "SLOTS", "MeterRecord",
+    "f32",
+]
+
+#: Version of the record layout: 5 packs the arrays; version 4 snapshots are converted.
+RECORD_VERSION = 5
+_READABLE = (4, 5)
 
 SLOTS = 168  #: time-of-week hours
 #: Baseline levels besides the time-of-week slots: 48 day-type hours (weekday 0..23, day off
@@ -26,24 +42,67 @@ DT0 = 0
 GLOBAL = 48
 LEVELS = 49
 
-_ARRAYS: dict[str, tuple[type, int]] = {
-    "tow_n": (np.uint16, SLOTS), "tow_mu": (np.float32, SLOTS),
-    "lv_n": (np.uint16, LEVELS), "lv_mu": (np.float32, LEVELS), "lv_dev": (np.float32, LEVELS),
-    "lv_kw": (np.float32, LEVELS),
-    "wd_curve": (np.float32, 24), "we_curve": (np.float32, 24),
-    "day_sum": (np.float32, 24), "day_cnt": (np.uint8, 24), "peaks": (np.float32, 28),
-    "th_obs": (np.float32, 24), "th_exp": (np.float32, 24), "th_cnt": (np.uint8, 24),
+# --- offsets in ``f`` (float32)
+TOW_MU = 0
+LV_MU = TOW_MU + SLOTS
+LV_DEV = LV_MU + LEVELS
+LV_KW = LV_DEV + LEVELS
+WD = LV_KW + LEVELS  #: usual weekday curve, 24 hourly means (kW)
+WE = WD + 24  #: usual day-off curve
+DAY_SUM = WE + 24  #: today's hourly sums of kW
+PEAKS = DAY_SUM + 24  #: ring of the last 28 local days' highest usual reading
+N_PEAKS = 28
+F_LEN = PEAKS + N_PEAKS
+# --- offsets in ``h`` (uint16)
+TOW_N = 0
+LV_N = TOW_N + SLOTS
+DAY_CNT = LV_N + LEVELS  #: today's readings per hour (capped at 255, as a uint8 was)
+H_LEN = DAY_CNT + 24
+# --- offsets in ``th`` (float32; counts capped at 255)
+TH_OBS = 0
+TH_EXP = 24
+TH_CNT = 48
+TH_LEN = 72
+
+#: name -> (buffer, offset, size, dtype of the serialised bytes): the serialised form of each
+#: part is the one version 4 wrote (its numpy dtype), so both versions read alike.
+_PARTS: dict[str, tuple[str, int, int, Any]] = {
+    "tow_n": ("h", TOW_N, SLOTS, np.uint16), "tow_mu": ("f", TOW_MU, SLOTS, np.float32),
+    "lv_n": ("h", LV_N, LEVELS, np.uint16), "lv_mu": ("f", LV_MU, LEVELS, np.float32),
+    "lv_dev": ("f", LV_DEV, LEVELS, np.float32), "lv_kw": ("f", LV_KW, LEVELS, np.float32),
+    "wd_curve": ("f", WD, 24, np.float32), "we_curve": ("f", WE, 24, np.float32),
+    "day_sum": ("f", DAY_SUM, 24, np.float32), "day_cnt": ("h", DAY_CNT, 24, np.uint8),
+    "peaks": ("f", PEAKS, N_PEAKS, np.float32),
+    "th_obs": ("th", TH_OBS, 24, np.float32), "th_exp": ("th", TH_EXP, 24, np.float32),
+    "th_cnt": ("th", TH_CNT, 24, np.uint8),
 }
+_BUFS = {"f": ("f", F_LEN), "h": ("H", H_LEN), "th": ("f", TH_LEN)}
+_F_ZERO = array("f", bytes(4 * F_LEN))
+_H_ZERO = array("H", bytes(2 * H_LEN))
+_TH_ZERO = array("f", bytes(4 * TH_LEN))
+_SCRATCH = array("f", b"\0\0\0\0")
+
+#: Shared immutable defaults (a meter with no run open holds these, not copies).
+NO_RUN: tuple[float, int, float, float, float] = (0.0, 0, 0.0, 0.0, 0.0)
+NO_PEAK_RUN: tuple[float, int, float] = (0.0, 0, 0.0)
+NO_DAYS: tuple[float, int] = (0.0, 0)
+_SHARED = {NO_RUN: NO_RUN, NO_PEAK_RUN: NO_PEAK_RUN, NO_DAYS: NO_DAYS}
 
 
-def _zeros(name: str) -> Any:
-    dtype, size = _ARRAYS[name]
-    return np.zeros(size, dtype)
+def f32(x: float) -> float:
+    """``x`` rounded to float32 (what a numpy float32 operation rounds a Python float to)."""
+    _SCRATCH[0] = x
+    return _SCRATCH[0]
+
+
+def new_theft_window() -> array:
+    """A zeroed hourly theft window (``th``)."""
+    return _TH_ZERO[:]
 
 
 @dataclass(slots=True)
 class MeterRecord:
-    """Everything one meter's detectors know. Arrays are small and numeric; the rest scalars."""
+    """Everything one meter's detectors know: two packed numeric buffers and scalars."""
 
     meter_id: str
     # --- the reading stream
@@ -60,40 +119,33 @@ class MeterRecord:
     last_fail: bool = False
     silent: bool = False
     quiet: bool = False
-    # --- the load baseline: log-load per slot (see _baseline)
-    tow_n: Any = field(default_factory=partial(_zeros, "tow_n"))
-    tow_mu: Any = field(default_factory=partial(_zeros, "tow_mu"))
-    lv_n: Any = field(default_factory=partial(_zeros, "lv_n"))
-    lv_mu: Any = field(default_factory=partial(_zeros, "lv_mu"))
-    lv_dev: Any = field(default_factory=partial(_zeros, "lv_dev"))
-    lv_kw: Any = field(default_factory=partial(_zeros, "lv_kw"))
+    #: float32 buffer: the load baseline (log-load per slot, see _baseline), the daily curves,
+    #: today's hourly sums, the 28-day record ring (offsets above)
+    f: array = field(default_factory=_F_ZERO.__copy__)
+    #: uint16 buffer: sample counts per slot and level, today's readings per hour
+    h: array = field(default_factory=_H_ZERO.__copy__)
     floor_kw: float = 0.0  #: offset of the log transform, from the meter's own level
     # --- consumption episodes: high and low runs (start, intervals, kWh beyond the band, kWh
     #: beyond usual (low: max kW), usual kWh)
-    hi: tuple[float, int, float, float, float] = (0.0, 0, 0.0, 0.0, 0.0)
-    lo: tuple[float, int, float, float, float] = (0.0, 0, 0.0, 0.0, 0.0)
+    hi: tuple[float, int, float, float, float] = NO_RUN
+    lo: tuple[float, int, float, float, float] = NO_RUN
     calm: int = 0  #: readings in a row back inside the band while a consumption alarm is open
     zero_frac: float = 0.0  #: EW share of the meter's readings at (near) zero
-    #: the meter's record: highest usual reading of each of the last 28 local days (ring, by
-    #: day ordinal), today's so far, and the current run above the record (start, readings,
-    #: its highest reading, folded into today's record when the run ends)
-    peaks: Any = field(default_factory=partial(_zeros, "peaks"))
+    #: the meter's record: highest usual reading of each of the last 28 local days (ring in
+    #: ``f``, by day ordinal), today's so far, and the current run above the record (start,
+    #: readings, its highest reading, folded into today's record when the run ends)
     peak_today: float = 0.0
     #: the ring's highest reading and how many of its days hold one (kept when the ring changes)
     peak_max: float = 0.0
     peak_days: int = 0
-    peak_run: tuple[float, int, float] = (0.0, 0, 0.0)
+    peak_run: tuple[float, int, float] = NO_PEAK_RUN
     # --- capacity forecast
     resid_ew: float = 0.0
     trend_ew: float = 0.0
     # --- daily profile
-    wd_curve: Any = field(default_factory=partial(_zeros, "wd_curve"))
-    we_curve: Any = field(default_factory=partial(_zeros, "we_curve"))
     wd_days: int = 0
     we_days: int = 0
     day_no: int = 0
-    day_sum: Any = field(default_factory=partial(_zeros, "day_sum"))
-    day_cnt: Any = field(default_factory=partial(_zeros, "day_cnt"))
     day_max: float = -math.inf
     day_min: float = math.inf
     month_no: int = 0
@@ -103,14 +155,13 @@ class MeterRecord:
     hist_kwh: float = 0.0
     #: daily-level runs: (first day's start, days in a row) below the theft ratio, above the
     #: level-shift ratio, below the level-shift ratio
-    low_days: tuple[float, int] = (0.0, 0)
-    high_days: tuple[float, int] = (0.0, 0)
-    down_days: tuple[float, int] = (0.0, 0)
-    # --- possible theft within the day: hourly sums of observed and usual kW over the last 24
-    #: hours (ring by absolute hour) and the hour being filled
-    th_obs: Any = field(default_factory=partial(_zeros, "th_obs"))
-    th_exp: Any = field(default_factory=partial(_zeros, "th_exp"))
-    th_cnt: Any = field(default_factory=partial(_zeros, "th_cnt"))
+    low_days: tuple[float, int] = NO_DAYS
+    high_days: tuple[float, int] = NO_DAYS
+    down_days: tuple[float, int] = NO_DAYS
+    # --- possible theft within the day: hourly sums of observed and usual kW and reading
+    #: counts over the last 24 hours (ring by absolute hour, offsets TH_*), and the hour being
+    #: filled; allocated only for meters whose class judges it
+    th: array | None = None
     th_hour: int = 0
     # --- alarm lifecycle: open alarms (key -> onset), counters of bad/good readings
     act: dict[str, float] = field(default_factory=dict)
@@ -124,26 +175,88 @@ class MeterRecord:
     #: widens that alarm's thresholds
     fb: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
+    # ----------------------------------------------------------------- named views
+    def view(self, name: str) -> np.ndarray:
+        """A writable numpy view of one named part (``tow_mu``, ``lv_n``, ``wd_curve``, ...).
+        The theft window's parts are zeros while it is not allocated."""
+        buf_name, off, size, _ = _PARTS[name]
+        buf = getattr(self, buf_name)
+        if buf is None:
+            buf = self.th = new_theft_window()
+        dtype = np.float32 if _BUFS[buf_name][0] == "f" else np.uint16
+        return np.frombuffer(buf, dtype, size, off * np.dtype(dtype).itemsize)
+
+    @property
+    def tow_n(self) -> np.ndarray:
+        return self.view("tow_n")
+
+    @property
+    def tow_mu(self) -> np.ndarray:
+        return self.view("tow_mu")
+
+    @property
+    def lv_n(self) -> np.ndarray:
+        return self.view("lv_n")
+
+    @property
+    def lv_mu(self) -> np.ndarray:
+        return self.view("lv_mu")
+
+    @property
+    def lv_dev(self) -> np.ndarray:
+        return self.view("lv_dev")
+
+    @property
+    def lv_kw(self) -> np.ndarray:
+        return self.view("lv_kw")
+
+    @property
+    def wd_curve(self) -> np.ndarray:
+        return self.view("wd_curve")
+
+    @property
+    def we_curve(self) -> np.ndarray:
+        return self.view("we_curve")
+
+    @property
+    def peaks(self) -> np.ndarray:
+        return self.view("peaks")
+
+    # ----------------------------------------------------------------- serialisation
     def to_bytes(self) -> bytes:
-        state = {}
+        state: dict[str, Any] = {}
         for f in fields(self):
-            v = getattr(self, f.name)
-            state[f.name] = v.tobytes() if f.name in _ARRAYS else v
+            if f.name not in _BUFS:
+                state[f.name] = getattr(self, f.name)
+        for name, (buf_name, off, size, dtype) in _PARTS.items():
+            buf = getattr(self, buf_name)
+            if buf is None:
+                continue
+            part = buf[off:off + size]
+            state[name] = (bytes(int(x) for x in part) if dtype is np.uint8
+                           else part.tobytes())
         return pickle.dumps((RECORD_VERSION, state), protocol=5)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MeterRecord:
         version, state = pickle.loads(data)
-        if version != RECORD_VERSION:
+        if version not in _READABLE:
             raise ValueError(f"meter state version {version} is not {RECORD_VERSION}: "
                              "start without the old recovery snapshot")
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - set(_BUFS)
         rec = cls(state["meter_id"])
         for name, v in state.items():
-            if name not in known:
-                continue  # a field since removed: ignore it
-            if name in _ARRAYS:
-                dtype, _ = _ARRAYS[name]
-                v = np.frombuffer(v, dtype).copy()
-            setattr(rec, name, v)
+            if name in _PARTS:
+                buf_name, off, size, dtype = _PARTS[name]
+                buf = getattr(rec, buf_name)
+                if buf is None:
+                    buf = rec.th = new_theft_window()
+                buf[off:off + size] = array(_BUFS[buf_name][0], np.frombuffer(v, dtype).tolist())
+            elif name in known:
+                if isinstance(v, tuple):
+                    v = _SHARED.get(v, v)
+                setattr(rec, name, v)
+            # else: a field since removed: ignore it
+        if not rec.th_hour:
+            rec.th = None  # an unfilled window is zeroed before use: hold none
         return rec

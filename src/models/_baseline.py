@@ -166,38 +166,54 @@ def learn(rec: MeterRecord, slot: int, kw: float, edge: tuple[float, float] | No
         f[LV_MU + d], f[LV_DEV + d] = f[LV_MU + GLOBAL], f[LV_DEV + GLOBAL]
         f[LV_KW + d] = f[LV_KW + GLOBAL]
     _update(f, h, d, y_slot, kw_slot, _ALPHA_DT, _SHRINK, edge is None)
-    n = h[TOW_N + slot]
+    i = TOW_N + slot
+    n = h[i]
     mu = f[TOW_MU + slot] if n else f[LV_MU + d]
-    a = max(1.0 / (n + 1 + _SHRINK_TOW), _ALPHA_TOW)
-    lim = 2.5 * max(f[LV_DEV + d], _MIN_DEV)
-    f[TOW_MU + slot] = mu + a * max(-lim, min(lim, y_slot - mu))
-    h[TOW_N + slot] = min(n + 1, 65_535)
+    # the rate is max(1 / (n + 1 + _SHRINK_TOW), _ALPHA_TOW): always _ALPHA_TOW (1/7 < 0.15)
+    dev = f[LV_DEV + d]
+    lim = 2.5 * (_MIN_DEV if dev < _MIN_DEV else dev)
+    r = y_slot - mu  # winsorised: max(-lim, min(lim, r)), as conditionals
+    if r > lim:
+        r = lim
+    elif r < -lim:
+        r = -lim
+    f[TOW_MU + slot] = mu + _ALPHA_TOW * r
+    if n < 65_535:
+        h[i] = n + 1
 
 
 def _update(f: array, h: array, idx: int, y: float, kw: float, alpha: float,
             prior: float, spread: bool = True) -> None:
+    # (max and min written as conditionals: same results, without the calls)
     n = h[LV_N + idx]
     if n == 0 and not prior:
         f[LV_MU + idx] = y
         f[LV_DEV + idx] = 0.0
         f[LV_KW + idx] = kw
     else:
-        a = max(1.0 / (n + 1 + prior), alpha)
+        a = 1.0 / (n + 1 + prior)
+        if alpha > a:
+            a = alpha
         mu = f[LV_MU + idx]
         dev = f[LV_DEV + idx]
         r = y - mu
+        d_new = abs(r)
         if n + prior >= 8:  # winsorise: one burst moves the level by a bounded step
-            lim = 2.5 * max(dev, _MIN_DEV)
-            r = max(-lim, min(lim, r))
-            d_new = min(abs(y - mu), 4 * max(dev, _MIN_DEV))
-        else:
-            d_new = abs(y - mu)
+            md = _MIN_DEV if dev < _MIN_DEV else dev
+            lim = 2.5 * md
+            if r > lim:
+                r = lim
+            elif r < -lim:
+                r = -lim
+            if 4 * md < d_new:
+                d_new = 4 * md
         f[LV_MU + idx] = mu + a * r
         if spread:
             f[LV_DEV + idx] = dev + a * (d_new - dev)
         lv_kw = f[LV_KW + idx]
         f[LV_KW + idx] = lv_kw + a * (kw - lv_kw)
-    h[LV_N + idx] = min(n + 1, 65_535)
+    if n < 65_535:
+        h[LV_N + idx] = n + 1
 
 
 def mean_kw_at(rec: MeterRecord, slot: int) -> float:

@@ -50,7 +50,8 @@ class Calendar:
     def is_holiday(self, d: date) -> bool:
         return self.country is not None and d in _holiday_set(self.country, d.year)
 
-    def _info(self, t: float) -> tuple[int, int, int]:
+    def info(self, t: float) -> tuple[int, int, int]:
+        """(day type 0..6, time-of-week slot 0..167, local day ordinal) of event time ``t``."""
         # Every time zone offset is a multiple of 15 minutes: cache per quarter hour.
         q = int(t // 900)
         info = self._q.get(q)
@@ -60,9 +61,7 @@ class Calendar:
             info = self._q[q] = _quarter_info(self.tz.key, self.country, q)
         return info
 
-    def info(self, t: float) -> tuple[int, int, int]:
-        """(day type 0..6, time-of-week slot 0..167, local day ordinal) of event time ``t``."""
-        return self._info(t)
+    _info = info
 
     def day_type(self, t: float) -> int:
         """0..6 weekday, with a public holiday counted as Sunday."""

@@ -45,14 +45,14 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
     resid, trend = rec.resid_ew, rec.trend_ew
     f, h = rec.f, rec.h
     g = _SHRINK * f[LV_KW + GLOBAL]
-    info = cal.info
+    known = cal._q.get  # the calendar's quarters (its ``info`` fills them)
     for step in range(1, steps + 1):
         th = t + step * interval
         damp += _P85[step] if step < 242 else 0.85 ** step
         # the larger of the usual shape of the day carried forward and the trend of now: a
         # warning errs on the side of the feeder
         if warm:
-            d = _LEVEL[info(th)[1]]
+            d = _LEVEL[(known(int(th // 900)) or cal.info(th))[1]]
             n_d = h[LV_N + d]
             usual = (n_d * f[LV_KW + d] + g) / (n_d + _SHRINK) + resid * (
                 _P90[step] if step < 242 else 0.9 ** step)

@@ -68,9 +68,11 @@ class DailyProfile:
 
 
 def accumulate(rec: MeterRecord, kw: float, t: float, interval: float, meta: MeterMeta | None,
-               s: DetectionSettings, cal: Calendar, out: list[Event]) -> DailyProfile | None:
-    """Add one reading to its local day; close the previous day when a new one starts."""
-    _, slot, day = cal.info(t)
+               s: DetectionSettings, cal: Calendar, out: list[Event],
+               info: tuple[int, int, int] | None = None) -> DailyProfile | None:
+    """Add one reading to its local day; close the previous day when a new one starts.
+    ``info`` is ``cal.info(t)`` when the caller has it."""
+    _, slot, day = info or cal.info(t)
     done = None
     if day != rec.day_no:
         if rec.day_no:

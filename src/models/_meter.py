@@ -170,7 +170,8 @@ class MeterState:
         suspect = _faults.judge(rec, r, t, interval, meta, s, ev)
         _quality.judge(rec, r, t, meta, s, ev)
         kw = r.kw
-        slot = cal.info(t)[1]
+        info = cal.info(t)
+        slot = info[1]
         pol = _consumption.policy(meta, s)
         b = band(rec, slot, kw, s, pol.young_dev)
         exporting = meta is not None and meta.has_export and kw < 0
@@ -188,7 +189,7 @@ class MeterState:
                          warm and rec.days >= s.daily_min_days)
         if meta is not None and meta.contracted_kva:
             _capacity.judge(rec, r, t, interval, meta, s, cal, ev, b.mean_kw, warm)
-        out.profile = _daily.accumulate(rec, kw, t, interval, meta, s, cal, ev)
+        out.profile = _daily.accumulate(rec, kw, t, interval, meta, s, cal, ev, info)
         if not rec.peak_run[1] and kw > rec.peak_today:
             rec.peak_today = kw
 

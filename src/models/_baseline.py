@@ -19,6 +19,7 @@ from array import array
 
 from gridwatch.models._config import DetectionSettings
 from gridwatch.models._record import (
+    FLOOR_KW,
     GLOBAL,
     LV_DEV,
     LV_KW,
@@ -128,7 +129,7 @@ def band(rec: MeterRecord, slot: int, kw: float, s: DetectionSettings,
     mu = w_s * f[TOW_MU + slot] + (1 - w_s) * mu_d
     # thin evidence widens the band: a meter on its first day is judged, loosely
     dev = max(dev_d, _MIN_DEV, young_dev * (1 - w_d)) * (1.0 + s.thin_widen / _sqrt(1.0 + n_d))
-    fl = rec.floor_kw or 0.01
+    fl = rec.x[FLOOR_KW] or 0.01
     band_hi, band_lo = s.band_hi, s.band_lo
     return Band(max(_exp(mu) - fl, 0.0),
                 (n_d * f[LV_KW + d] + _SHRINK * f[LV_KW + GLOBAL]) / (n_d + _SHRINK),
@@ -151,9 +152,10 @@ def learn(rec: MeterRecord, slot: int, kw: float, edge: tuple[float, float] | No
     # the log offset follows the meter's own level, so a 10 kW shop and a 0.3 kW flat are
     # judged alike; it settles after the first day
     usual = f[LV_KW + GLOBAL] if g_n else kw
-    if g_n < 96 or not rec.floor_kw:
-        rec.floor_kw = max(0.01, 0.05 * usual)
-    fl = rec.floor_kw
+    x = rec.x
+    fl = x[FLOOR_KW]
+    if g_n < 96 or not fl:
+        fl = x[FLOOR_KW] = max(0.01, 0.05 * usual)
     y = _log(kw + fl)
     if edge is None:
         kw_slot, y_slot = kw, y

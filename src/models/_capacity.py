@@ -14,7 +14,15 @@ from gridwatch.models._alarms import fire, iso, r3, resolve
 from gridwatch.models._baseline import _LEVEL, _SHRINK, mean_kw_at
 from gridwatch.models._calendar import Calendar
 from gridwatch.models._config import DetectionSettings
-from gridwatch.models._record import GLOBAL, LV_KW, LV_N, MeterRecord
+from gridwatch.models._record import (
+    GLOBAL,
+    LAST_KW,
+    LV_KW,
+    LV_N,
+    RESID_EW,
+    TREND_EW,
+    MeterRecord,
+)
 
 __all__ = ["judge"]
 
@@ -31,18 +39,20 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
     kva = float(meta.contracted_kva or 0.0)
     kw = r.kw
     pf = max(abs(r.pf), 0.5) if r.pf is not None else 1.0
-    rec.resid_ew = 0.7 * rec.resid_ew + 0.3 * (kw - expected) if warm else 0.0
-    if not math.isnan(rec.last_kw):
+    x = rec.x
+    resid = x[RESID_EW] = 0.7 * x[RESID_EW] + 0.3 * (kw - expected) if warm else 0.0
+    last_kw = x[LAST_KW]
+    if not math.isnan(last_kw):
         # With a warm baseline the daily ramp is in the baseline: trend the residual only.
-        prev = rec.last_kw - (mean_kw_at(rec, cal.slot(t - interval)) if warm else 0.0)
+        prev = last_kw - (mean_kw_at(rec, cal.slot(t - interval)) if warm else 0.0)
         cur = kw - (expected if warm else 0.0)
-        rec.trend_ew = 0.7 * rec.trend_ew + 0.3 * (cur - prev)
+        x[TREND_EW] = 0.7 * x[TREND_EW] + 0.3 * (cur - prev)
     limit = kva * s.capacity_warn_fraction
     steps = max(1, int(s.capacity_horizon_min * 60 // interval))
     cross_t = cross_kva = None
     peak = kw / pf
     damp = 0.0
-    resid, trend = rec.resid_ew, rec.trend_ew
+    trend = x[TREND_EW]
     f, h = rec.f, rec.h
     g = _SHRINK * f[LV_KW + GLOBAL]
     known = cal._q.get  # the calendar's quarters (its ``info`` fills them)

@@ -34,6 +34,8 @@ from gridwatch.models._consumption import (
 )
 from gridwatch.models._record import (
     DAY_CNT,
+    DAY_MAX,
+    DAY_MIN,
     DAY_SUM,
     N_PEAKS,
     NO_DAYS,
@@ -83,10 +85,11 @@ def accumulate(rec: MeterRecord, kw: float, t: float, interval: float, meta: Met
     # a float32 sum, rounded as the float32 array of version 4 rounded it
     f[DAY_SUM + hr] = f[DAY_SUM + hr] + f32(kw)
     h[DAY_CNT + hr] = min(h[DAY_CNT + hr] + 1, 255)
-    if kw > rec.day_max:
-        rec.day_max = kw
-    if kw < rec.day_min:
-        rec.day_min = kw
+    x = rec.x
+    if kw > x[DAY_MAX]:
+        x[DAY_MAX] = kw
+    if kw < x[DAY_MIN]:
+        x[DAY_MIN] = kw
     return done
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from gridwatch._schemas import Event, MeterMeta, MeterStatus, Reading, Severity
 from gridwatch.models._alarms import cond, fire, iso, r3, resolve
 from gridwatch.models._config import DetectionSettings
-from gridwatch.models._record import MeterRecord
+from gridwatch.models._record import LAST_KW, LAST_KWH, MeterRecord
 
 __all__ = ["backwards", "judge", "silence"]
 
@@ -42,7 +42,8 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
     # Tamper: register going backwards, reverse flow without export, tamper flags.
     kinds = []
     kw, kwh = r.kw, r.kwh
-    last_kwh = rec.last_kwh
+    x = rec.x
+    last_kwh = x[LAST_KWH]
     if kwh is not None and kwh < last_kwh - 1e-6:  # (False while last_kwh is NaN)
         kinds.append("register_decrease")
     has_export = bool(meta and meta.has_export)
@@ -72,7 +73,7 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
                          "expected_increment_kwh": r3(r.kw * interval / 3600)})
 
     # Stuck: identical non-zero values for too long (a true zero load is not stuck).
-    stuck = rec.n > 0 and kw == rec.last_kw and kw != 0.0
+    stuck = rec.n > 0 and kw == x[LAST_KW] and kw != 0.0
     if stuck or "stuck_reading" in pending or "stuck_reading" in act:
         cond(rec, ev, "stuck_reading", stuck, t, meta, fire_after=s.stuck_readings - 1,
              summary=f"the same value {r.kw} kW repeated", ev=lambda: {

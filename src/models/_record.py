@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "DT0", "F_LEN", "GLOBAL", "H_LEN", "LEVELS", "RECORD_VERSION", "SLOTS", "MeterRecord",
-    "f32",
+    "DT0", "F_LEN", "GLOBAL", "H_LEN", "LEVELS", "RECORD_VERSION", "SLOTS", "X_FIELDS",
+    "MeterRecord", "f32",
 ]
 
 #: Version of the record layout: 5 packs the arrays; version 4 snapshots are converted.
@@ -76,11 +76,52 @@ _PARTS: dict[str, tuple[str, int, int, Any]] = {
     "th_obs": ("th", TH_OBS, 24, np.float32), "th_exp": ("th", TH_EXP, 24, np.float32),
     "th_cnt": ("th", TH_CNT, 24, np.uint8),
 }
-_BUFS = {"f": ("f", F_LEN), "h": ("H", H_LEN), "th": ("f", TH_LEN)}
+_BUFS = {"f": ("f", F_LEN), "h": ("H", H_LEN), "th": ("f", TH_LEN), "x": ("d", 0)}
 _F_ZERO = array("f", bytes(4 * F_LEN))
 _H_ZERO = array("H", bytes(2 * H_LEN))
 _TH_ZERO = array("f", bytes(4 * TH_LEN))
 _SCRATCH = array("f", b"\0\0\0\0")
+
+#: The record's float64 scalars, held in one ``array('d')`` (``x``) instead of a float object
+#: each: name, default, meaning. Each is also an attribute of the record by its name.
+_X_SPEC: tuple[tuple[str, float, str], ...] = (
+    ("started", 0.0, "event time of the first reading with load (0: none yet)"),
+    ("last_ts", 0.0, "event time of the last reading"),
+    ("last_kw", math.nan, "the last reading's kW"),
+    ("last_kwh", math.nan, "the last energy register reading"),
+    ("last_vmin", math.nan, "the last reading's lowest voltage"),
+    ("floor_kw", 0.0, "offset of the log transform, from the meter's own level"),
+    ("zero_frac", 0.0, "EW share of the meter's readings at (near) zero"),
+    ("peak_today", 0.0, "today's highest usual reading (the 28-day record's day)"),
+    ("peak_max", 0.0, "the 28-day record ring's highest reading"),
+    ("resid_ew", 0.0, "capacity forecast: EW residual against the usual load"),
+    ("trend_ew", 0.0, "capacity forecast: EW trend of the residual"),
+    ("day_max", -math.inf, "today's highest reading"),
+    ("day_min", math.inf, "today's lowest reading"),
+    ("month_kwh", 0.0, "this month's energy so far"),
+    ("prev_month_kwh", math.nan, "last month's energy"),
+    ("hist_kwh", 0.0, "EW daily energy: the meter's own history"),
+)
+X_FIELDS = tuple(name for name, _, _ in _X_SPEC)
+(STARTED, LAST_TS, LAST_KW, LAST_KWH, LAST_VMIN, FLOOR_KW, ZERO_FRAC, PEAK_TODAY, PEAK_MAX,
+ RESID_EW, TREND_EW, DAY_MAX, DAY_MIN, MONTH_KWH, PREV_MONTH_KWH, HIST_KWH) = range(len(X_FIELDS))
+_X_DEFAULT = array("d", [default for _, default, _ in _X_SPEC])
+
+
+class _Scalar:
+    """One float64 scalar of the record, kept in its ``x`` buffer."""
+
+    __slots__ = ("i",)
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def __get__(self, rec: MeterRecord | None, owner: type | None = None) -> float:
+        assert rec is not None
+        return rec.x[self.i]
+
+    def __set__(self, rec: MeterRecord, value: float) -> None:
+        rec.x[self.i] = value
 
 #: Shared immutable defaults (a meter with no run open holds these, not copies).
 NO_RUN: tuple[float, int, float, float, float] = (0.0, 0, 0.0, 0.0, 0.0)
@@ -105,17 +146,14 @@ class MeterRecord:
     """Everything one meter's detectors know: two packed numeric buffers and scalars."""
 
     meter_id: str
+    #: float64 scalars (names and meanings in ``X_FIELDS``; read and set them by name)
+    x: array = field(default_factory=_X_DEFAULT.__copy__)
     # --- the reading stream
     interval_s: int = 0  #: the interval in use (stated by the meter, inferred, or configured)
     gap_s: int = 0  #: the last positive gap between readings (s)
     gap_run: int = 0  #: readings in a row with that same gap
     inferred_s: int = 0  #: interval inferred from the data (0: not yet)
     n: int = 0  #: readings judged or learned
-    started: float = 0.0  #: event time of the first reading with load (0: none yet)
-    last_ts: float = 0.0
-    last_kw: float = math.nan
-    last_kwh: float = math.nan
-    last_vmin: float = math.nan
     last_fail: bool = False
     silent: bool = False
     quiet: bool = False
@@ -124,35 +162,24 @@ class MeterRecord:
     f: array = field(default_factory=_F_ZERO.__copy__)
     #: uint16 buffer: sample counts per slot and level, today's readings per hour
     h: array = field(default_factory=_H_ZERO.__copy__)
-    floor_kw: float = 0.0  #: offset of the log transform, from the meter's own level
     # --- consumption episodes: high and low runs (start, intervals, kWh beyond the band, kWh
     #: beyond usual (low: max kW), usual kWh)
     hi: tuple[float, int, float, float, float] = NO_RUN
     lo: tuple[float, int, float, float, float] = NO_RUN
     calm: int = 0  #: readings in a row back inside the band while a consumption alarm is open
-    zero_frac: float = 0.0  #: EW share of the meter's readings at (near) zero
     #: the meter's record: highest usual reading of each of the last 28 local days (ring in
     #: ``f``, by day ordinal), today's so far, and the current run above the record (start,
     #: readings, its highest reading, folded into today's record when the run ends)
-    peak_today: float = 0.0
     #: the ring's highest reading and how many of its days hold one (kept when the ring changes)
-    peak_max: float = 0.0
     peak_days: int = 0
     peak_run: tuple[float, int, float] = NO_PEAK_RUN
     # --- capacity forecast
-    resid_ew: float = 0.0
-    trend_ew: float = 0.0
     # --- daily profile
     wd_days: int = 0
     we_days: int = 0
     day_no: int = 0
-    day_max: float = -math.inf
-    day_min: float = math.inf
     month_no: int = 0
-    month_kwh: float = 0.0
-    prev_month_kwh: float = math.nan
     days: int = 0
-    hist_kwh: float = 0.0
     #: daily-level runs: (first day's start, days in a row) below the theft ratio, above the
     #: level-shift ratio, below the level-shift ratio
     low_days: tuple[float, int] = NO_DAYS
@@ -174,6 +201,23 @@ class MeterRecord:
     #: the last verdict taken was given); a weight halves every ``feedback_half_life_days`` and
     #: widens that alarm's thresholds
     fb: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+    started = _Scalar(STARTED)
+    last_ts = _Scalar(LAST_TS)
+    last_kw = _Scalar(LAST_KW)
+    last_kwh = _Scalar(LAST_KWH)
+    last_vmin = _Scalar(LAST_VMIN)
+    floor_kw = _Scalar(FLOOR_KW)
+    zero_frac = _Scalar(ZERO_FRAC)
+    peak_today = _Scalar(PEAK_TODAY)
+    peak_max = _Scalar(PEAK_MAX)
+    resid_ew = _Scalar(RESID_EW)
+    trend_ew = _Scalar(TREND_EW)
+    day_max = _Scalar(DAY_MAX)
+    day_min = _Scalar(DAY_MIN)
+    month_kwh = _Scalar(MONTH_KWH)
+    prev_month_kwh = _Scalar(PREV_MONTH_KWH)
+    hist_kwh = _Scalar(HIST_KWH)
 
     # ----------------------------------------------------------------- named views
     def view(self, name: str) -> np.ndarray:
@@ -228,6 +272,7 @@ class MeterRecord:
         for f in fields(self):
             if f.name not in _BUFS:
                 state[f.name] = getattr(self, f.name)
+        state.update(zip(X_FIELDS, self.x, strict=True))
         for name, (buf_name, off, size, dtype) in _PARTS.items():
             buf = getattr(self, buf_name)
             if buf is None:
@@ -243,7 +288,7 @@ class MeterRecord:
         if version not in _READABLE:
             raise ValueError(f"meter state version {version} is not {RECORD_VERSION}: "
                              "start without the old recovery snapshot")
-        known = {f.name for f in fields(cls)} - set(_BUFS)
+        known = {f.name for f in fields(cls)} - set(_BUFS) | set(X_FIELDS)
         rec = cls(state["meter_id"])
         for name, v in state.items():
             if name in _PARTS:

@@ -22,6 +22,8 @@ from gridwatch.models._record import (
     RESID_EW,
     TREND_EW,
     MeterRecord,
+    drop,
+    put,
 )
 
 __all__ = ["judge"]
@@ -82,9 +84,9 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
     clear = peak < 0.9 * limit
     n_bad = rec.cnt.get("over_capacity_risk", 0) + 1 if bad else 0
     if n_bad:
-        rec.cnt["over_capacity_risk"] = n_bad
+        put(rec, "cnt", "over_capacity_risk", n_bad)
     else:
-        rec.cnt.pop("over_capacity_risk", None)
+        drop(rec, "cnt", "over_capacity_risk")
     if bad and n_bad >= 2 and "over_capacity_risk" not in rec.act:
         assert cross_t is not None and cross_kva is not None
         lead = (cross_t - t) / 60

@@ -33,10 +33,9 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
     backwards, reverse flow without export), so that it is neither judged nor learned as
     consumption."""
     st = r.status
-    act, pending = rec.act, rec.cnt
     # An outage announced by the meter itself (last gasp) is raised by ``on_timer``, so that
     # the dataflow can group the meters of a feeder first; here only its restoration.
-    if "outage" in act and _FAIL not in st and not rec.silent:
+    if "outage" in rec.act and _FAIL not in st and not rec.silent:
         ev.append(resolve(rec, "outage", t, meta, "power restored"))
 
     # Tamper: register going backwards, reverse flow without export, tamper flags.
@@ -56,7 +55,7 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
             kinds.append("magnetic_tamper")
     elif not has_export and kw < -max(s.min_kw, 0.01):
         kinds.append("reverse_flow")
-    if kinds or "tamper" in pending or "tamper" in act:
+    if kinds or "tamper" in rec.cnt or "tamper" in rec.act:
         cond(rec, ev, "tamper", bool(kinds), t, meta, clear_after=s.clear_intervals,
              sev=Severity.CRITICAL, summary="possible tampering: " + ", ".join(kinds),
              ev=lambda: {"kind": ",".join(kinds), "kw": r.kw, "kwh": r.kwh,
@@ -66,7 +65,7 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
     # Frozen energy register while power flows (more than the register's resolution).
     frozen = (kwh is not None and kwh == last_kwh
               and kw > s.min_kw and kw * interval / 3600 > 0.01)
-    if frozen or "register_frozen" in pending or "register_frozen" in act:
+    if frozen or "register_frozen" in rec.cnt or "register_frozen" in rec.act:
         cond(rec, ev, "register_frozen", frozen, t, meta, fire_after=s.frozen_readings,
              summary="the energy register stopped while power is flowing",
              ev=lambda: {"kwh": r.kwh, "kw": r.kw,
@@ -74,7 +73,7 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
 
     # Stuck: identical non-zero values for too long (a true zero load is not stuck).
     stuck = rec.n > 0 and kw == x[LAST_KW] and kw != 0.0
-    if stuck or "stuck_reading" in pending or "stuck_reading" in act:
+    if stuck or "stuck_reading" in rec.cnt or "stuck_reading" in rec.act:
         cond(rec, ev, "stuck_reading", stuck, t, meta, fire_after=s.stuck_readings - 1,
              summary=f"the same value {r.kw} kW repeated", ev=lambda: {
                  "kw": r.kw, "identical_readings": rec.cnt.get("stuck_reading", 0) + 1})
@@ -83,7 +82,7 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
     off = t % interval
     off = min(off, interval - off)
     drift = off > s.clock_drift_s or (bool(st) and _CLOCK in st)
-    if drift or "clock_drift" in pending or "clock_drift" in act:
+    if drift or "clock_drift" in rec.cnt or "clock_drift" in rec.act:
         cond(rec, ev, "clock_drift", drift, t, meta, fire_after=2, clear_after=2,
              summary=f"timestamps are {off:.0f} s off the {interval:.0f} s grid",
              ev=lambda: {"offset_s": r3(off, 1), "interval_s": interval,

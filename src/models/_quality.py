@@ -12,7 +12,6 @@ __all__ = ["judge"]
 
 def judge(rec: MeterRecord, r: Reading, t: float, meta: MeterMeta | None,
           s: DetectionSettings, ev: list[Event]) -> None:
-    act, pending = rec.act, rec.cnt
     volts = r.voltage
     if volts:
         phases = meta.phases if meta else len(volts)
@@ -32,14 +31,14 @@ def judge(rec: MeterRecord, r: Reading, t: float, meta: MeterMeta | None,
             vmin = min(live) if live else 0.0
             vmax = max(volts)
         sag = bool(live) and vmin < lo
-        if sag or "voltage_sag" in pending or "voltage_sag" in act:
+        if sag or "voltage_sag" in rec.cnt or "voltage_sag" in rec.act:
             cond(rec, ev, "voltage_sag", sag, t, meta,
                  summary=f"voltage {vmin:.1f} V below the {lo:.1f} V limit",
                  score=(lo - vmin) / nominal * 100, ev=lambda: {
                      "observed_v": r3(vmin, 1), "limit_v": r3(lo, 1),
                      "nominal_v": nominal, "limit_pct": -lo_pct})
         swell = vmax > hi
-        if swell or "voltage_swell" in pending or "voltage_swell" in act:
+        if swell or "voltage_swell" in rec.cnt or "voltage_swell" in rec.act:
             cond(rec, ev, "voltage_swell", swell, t, meta,
                  summary=f"voltage {vmax:.1f} V above the {hi:.1f} V limit",
                  score=(vmax - hi) / nominal * 100, ev=lambda: {
@@ -58,7 +57,7 @@ def judge(rec: MeterRecord, r: Reading, t: float, meta: MeterMeta | None,
                 i_unb = max(abs(i - mean_i) for i in r.current) / mean_i * 100
                 if i_unb > s.current_unbalance_pct:
                     unb, kind = i_unb, "current"
-        if unb is not None or "phase_imbalance" in pending or "phase_imbalance" in act:
+        if unb is not None or "phase_imbalance" in rec.cnt or "phase_imbalance" in rec.act:
             cond(rec, ev, "phase_imbalance", unb is not None, t, meta, fire_after=2,
                  clear_after=2, summary=f"{kind} unbalance {unb or 0:.1f}% between phases",
                  ev=lambda: {"kind": kind, "unbalance_pct": r3(unb or 0, 2),
@@ -74,11 +73,11 @@ def judge(rec: MeterRecord, r: Reading, t: float, meta: MeterMeta | None,
             kva = meta.contracted_kva if meta and meta.contracted_kva else None
             typical = rec.f[LV_KW + GLOBAL]
             low = r.kw >= (0.3 * kva if kva else typical)
-        if not low and "low_power_factor" not in pending and "low_power_factor" not in act:
+        if not low and "low_power_factor" not in rec.cnt and "low_power_factor" not in rec.act:
             return  # nothing wrong, nothing pending
         # hysteresis: while raised, a reading just above the limit (or at light load)
         # neither clears it nor counts against it
-        hold = (not low and "low_power_factor" in act
+        hold = (not low and "low_power_factor" in rec.act
                 and (pf < s.min_power_factor + 0.02 or r.kw <= s.min_kw))
         if not hold:
             cond(rec, ev, "low_power_factor", low, t, meta, fire_after=s.pf_readings,

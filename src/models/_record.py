@@ -22,13 +22,25 @@ import math
 import pickle
 from array import array
 from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "DT0", "F_LEN", "GLOBAL", "H_LEN", "LEVELS", "RECORD_VERSION", "SLOTS", "X_FIELDS",
-    "MeterRecord", "f32",
+    "DT0",
+    "EMPTY",
+    "F_LEN",
+    "GLOBAL",
+    "H_LEN",
+    "LEVELS",
+    "RECORD_VERSION",
+    "SLOTS",
+    "X_FIELDS",
+    "MeterRecord",
+    "drop",
+    "f32",
+    "put",
 ]
 
 #: Version of the record layout: 5 packs the arrays; version 4 snapshots are converted.
@@ -130,6 +142,36 @@ NO_DAYS: tuple[float, int] = (0.0, 0)
 _SHARED = {NO_RUN: NO_RUN, NO_PEAK_RUN: NO_PEAK_RUN, NO_DAYS: NO_DAYS}
 
 
+#: The shared, read-only empty mapping a record holds for each of its alarm dicts (``act``,
+#: ``cnt``, ``clr``, ``since``, ``fb``) while it is empty: most meters have nothing open or
+#: pending, and an empty dict of their own would cost 64 bytes each. Write with :func:`put` and
+#: :func:`drop`.
+EMPTY: Any = MappingProxyType({})
+_DICTS = ("act", "cnt", "clr", "since", "fb")
+
+
+def _empty() -> Any:
+    return EMPTY
+
+
+def put(rec: MeterRecord, name: str, key: str, value: Any) -> None:
+    """``rec.<name>[key] = value``, giving the record a dict of its own first if needed."""
+    d = getattr(rec, name)
+    if d is EMPTY:
+        d = {}
+        setattr(rec, name, d)
+    d[key] = value
+
+
+def drop(rec: MeterRecord, name: str, key: str) -> None:
+    """``rec.<name>.pop(key, None)``; an emptied dict goes back to the shared empty one."""
+    d = getattr(rec, name)
+    if key in d:
+        del d[key]
+        if not d:
+            setattr(rec, name, EMPTY)
+
+
 def f32(x: float) -> float:
     """``x`` rounded to float32 (what a numpy float32 operation rounds a Python float to)."""
     _SCRATCH[0] = x
@@ -191,16 +233,16 @@ class MeterRecord:
     th: array | None = None
     th_hour: int = 0
     # --- alarm lifecycle: open alarms (key -> onset), counters of bad/good readings
-    act: dict[str, float] = field(default_factory=dict)
-    cnt: dict[str, int] = field(default_factory=dict)
-    clr: dict[str, int] = field(default_factory=dict)
-    since: dict[str, float] = field(default_factory=dict)
+    act: dict[str, float] = field(default_factory=_empty)
+    cnt: dict[str, int] = field(default_factory=_empty)
+    clr: dict[str, int] = field(default_factory=_empty)
+    since: dict[str, float] = field(default_factory=_empty)
     #: kind of the open consumption alarm
     kind: str = ""
     #: managers' verdicts: "type:kind" -> (false-alarm weight, event time it was last set, when
     #: the last verdict taken was given); a weight halves every ``feedback_half_life_days`` and
     #: widens that alarm's thresholds
-    fb: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    fb: dict[str, tuple[float, float, float]] = field(default_factory=_empty)
 
     started = _Scalar(STARTED)
     last_ts = _Scalar(LAST_TS)
@@ -270,7 +312,9 @@ class MeterRecord:
     def to_bytes(self) -> bytes:
         state: dict[str, Any] = {}
         for f in fields(self):
-            if f.name not in _BUFS:
+            if f.name in _DICTS:
+                state[f.name] = dict(getattr(self, f.name))
+            elif f.name not in _BUFS:
                 state[f.name] = getattr(self, f.name)
         state.update(zip(X_FIELDS, self.x, strict=True))
         for name, (buf_name, off, size, dtype) in _PARTS.items():
@@ -300,6 +344,8 @@ class MeterRecord:
             elif name in known:
                 if isinstance(v, tuple):
                     v = _SHARED.get(v, v)
+                elif name in _DICTS and not v:
+                    v = EMPTY
                 setattr(rec, name, v)
             # else: a field since removed: ignore it
         if not rec.th_hour:

@@ -310,20 +310,16 @@ class MeterRecord:
 
     # ----------------------------------------------------------------- serialisation
     def to_bytes(self) -> bytes:
-        state: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name in _DICTS:
-                state[f.name] = dict(getattr(self, f.name))
-            elif f.name not in _BUFS:
-                state[f.name] = getattr(self, f.name)
+        state: dict[str, Any] = {name: getattr(self, name) for name in _PLAIN}
+        for name in _DICTS:
+            state[name] = dict(getattr(self, name))
         state.update(zip(X_FIELDS, self.x, strict=True))
         for name, (buf_name, off, size, dtype) in _PARTS.items():
             buf = getattr(self, buf_name)
             if buf is None:
                 continue
             part = buf[off:off + size]
-            state[name] = (bytes(int(x) for x in part) if dtype is np.uint8
-                           else part.tobytes())
+            state[name] = bytes(map(int, part)) if dtype is np.uint8 else part.tobytes()
         return pickle.dumps((RECORD_VERSION, state), protocol=5)
 
     @classmethod
@@ -332,22 +328,35 @@ class MeterRecord:
         if version not in _READABLE:
             raise ValueError(f"meter state version {version} is not {RECORD_VERSION}: "
                              "start without the old recovery snapshot")
-        known = {f.name for f in fields(cls)} - set(_BUFS) | set(X_FIELDS)
         rec = cls(state["meter_id"])
-        for name, v in state.items():
-            if name in _PARTS:
-                buf_name, off, size, dtype = _PARTS[name]
-                buf = getattr(rec, buf_name)
-                if buf is None:
-                    buf = rec.th = new_theft_window()
-                buf[off:off + size] = array(_BUFS[buf_name][0], np.frombuffer(v, dtype).tolist())
-            elif name in known:
-                if isinstance(v, tuple):
-                    v = _SHARED.get(v, v)
-                elif name in _DICTS and not v:
-                    v = EMPTY
-                setattr(rec, name, v)
-            # else: a field since removed: ignore it
+        # fields missing from the snapshot keep their defaults; names it holds that are no
+        # longer fields are ignored
+        for name in _PLAIN:
+            if name in state:
+                v = state[name]
+                setattr(rec, name, _SHARED.get(v, v) if type(v) is tuple else v)
+        for name in _DICTS:
+            if state.get(name):
+                setattr(rec, name, state[name])
+        x = rec.x
+        for i, name in enumerate(X_FIELDS):
+            if name in state:
+                x[i] = state[name]
+        for name, (buf_name, off, size, dtype) in _PARTS.items():
+            if name not in state:
+                continue
+            v = state[name]
+            buf = getattr(rec, buf_name)
+            if buf is None:
+                buf = rec.th = new_theft_window()
+            code = _BUFS[buf_name][0]
+            # float32 and uint16 parts are stored in the buffers' own machine format
+            buf[off:off + size] = (array(code, array("B", v)) if dtype is np.uint8
+                                   else array(code, v))
         if not rec.th_hour:
             rec.th = None  # an unfilled window is zeroed before use: hold none
         return rec
+
+
+#: The record's plain fields (serialised as they are), besides the buffers and the alarm dicts.
+_PLAIN = tuple(f.name for f in fields(MeterRecord) if f.name not in _BUFS and f.name not in _DICTS)

@@ -85,7 +85,7 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
     n_bad = rec.cnt.get("over_capacity_risk", 0) + 1 if bad else 0
     if n_bad:
         put(rec, "cnt", "over_capacity_risk", n_bad)
-    else:
+    elif "over_capacity_risk" in rec.cnt:
         drop(rec, "cnt", "over_capacity_risk")
     if bad and n_bad >= 2 and "over_capacity_risk" not in rec.act:
         assert cross_t is not None and cross_kva is not None

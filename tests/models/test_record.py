@@ -16,7 +16,16 @@ from hypothesis import strategies as st
 
 from gridwatch import MeterMeta
 from gridwatch.models import MeterState
-from gridwatch.models._record import _PARTS, RECORD_VERSION, X_FIELDS, MeterRecord, f32
+from gridwatch.models._record import (
+    _PARTS,
+    EMPTY,
+    RECORD_VERSION,
+    X_FIELDS,
+    MeterRecord,
+    drop,
+    f32,
+    put,
+)
 
 NAMES = [f.name for f in fields(MeterRecord) if f.name not in ('f', 'h', 'th', 'x')] + list(
     X_FIELDS)
@@ -103,3 +112,33 @@ def test_float32_sums_round_as_numpy_float32_did(values):
         a[0] += v
         b[0] = b[0] + f32(v)
         assert float(a[0]) == b[0]
+
+
+_ops = st.lists(st.tuples(st.sampled_from(["act", "cnt", "clr", "since", "fb"]),
+                          st.sampled_from(["a", "b", "c"]), st.booleans(), st.integers(0, 9)),
+                max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_ops)
+def test_alarm_dicts_behave_as_dicts_and_never_write_the_shared_empty_one(ops):
+    """``put``/``drop`` on a record's alarm dicts behave as ``d[k] = v`` / ``d.pop(k, None)``
+    on plain dicts (same content, same order), an emptied dict goes back to the shared empty
+    mapping, and the shared one stays empty."""
+    rec, other = MeterRecord("m1"), MeterRecord("m2")
+    model: dict[str, dict[str, int]] = {n: {} for n in ("act", "cnt", "clr", "since", "fb")}
+    for name, key, is_put, value in ops:
+        if is_put:
+            put(rec, name, key, value)
+            model[name][key] = value
+        else:
+            drop(rec, name, key)
+            model[name].pop(key, None)
+        got = getattr(rec, name)
+        assert list(got.items()) == list(model[name].items())
+        assert (got is EMPTY) == (not model[name])
+    assert len(EMPTY) == 0 and all(getattr(other, n) is EMPTY for n in model)
+    clone = MeterRecord.from_bytes(rec.to_bytes())
+    for name in model:
+        assert dict(getattr(clone, name)) == model[name]
+        assert (getattr(clone, name) is EMPTY) == (not model[name])

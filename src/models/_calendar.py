@@ -14,7 +14,7 @@ __all__ = ["SLOTS", "Calendar", "calendar_for"]
 
 SLOTS = 168  #: hours of a week
 SUNDAY = 6
-_MAX_QUARTERS = 100_000  #: quarters one calendar remembers (about three years)
+_MAX_QUARTERS = 8_192  #: quarters one calendar remembers (85 days; about 1 MB)
 
 
 @lru_cache(maxsize=64)

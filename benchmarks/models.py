@@ -9,6 +9,9 @@ Prints, in one run:
 
     .venv/bin/python benchmarks/models.py          # about a minute
     .venv/bin/python benchmarks/models.py --full   # larger samples
+
+Memory per meter at 10^5 and 10^6 meters, beside the version 4 layout, is
+``benchmarks/state_memory.py``.
 """
 
 from __future__ import annotations

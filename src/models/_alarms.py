@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gridwatch._schemas import Event, MeterMeta, Severity
-from gridwatch.models._record import MeterRecord
+from gridwatch.models._record import MeterRecord, drop, put
+
+__all__ = ["cond", "dt", "event", "feedback", "fire", "iso", "r3", "resolve", "verdict"]
 
 
 def iso(t: float) -> str:
@@ -43,14 +45,15 @@ def event(rec: MeterRecord, etype: str, sev: Severity, score: float, onset: floa
 
 def fire(rec: MeterRecord, etype: str, sev: Severity, score: float, onset: float, t: float,
          meta: MeterMeta | None, summary: str, ev: dict[str, Any]) -> Event:
-    rec.act[etype] = onset
+    put(rec, "act", etype, onset)
     return event(rec, etype, sev, score, onset, t, meta, summary, ev)
 
 
 def resolve(rec: MeterRecord, etype: str, t: float, meta: MeterMeta | None, summary: str,
             ev: dict[str, Any] | None = None) -> Event:
-    onset = rec.act.pop(etype)
-    rec.clr.pop(etype, None)
+    onset = rec.act[etype]
+    drop(rec, "act", etype)
+    drop(rec, "clr", etype)
     evidence = dict(ev or {})
     evidence["lasted_min"] = r3((t - onset) / 60, 1)
     return event(rec, etype, Severity.INFO, 0.0, onset, t, meta, summary, evidence, "resolved")
@@ -65,28 +68,30 @@ def cond(rec: MeterRecord, out: list[Event], etype: str, bad: bool, t: float,
     if not bad and etype not in rec.cnt and etype not in rec.act:
         return  # the common case: nothing wrong, nothing pending
     if bad:
-        rec.clr.pop(etype, None)
+        drop(rec, "clr", etype)
         n = rec.cnt.get(etype, 0) + 1
-        rec.cnt[etype] = n
+        put(rec, "cnt", etype, n)
         if n == 1:
-            rec.since[etype] = t
+            put(rec, "since", etype, t)
         if etype not in rec.act and n >= fire_after:
             evidence = ev() if callable(ev) else dict(ev or {})
             evidence.setdefault("readings", n)
             out.append(fire(rec, etype, sev, score, rec.since[etype], t, meta, summary, evidence))
         return
-    rec.cnt.pop(etype, None)
-    rec.since.pop(etype, None)
+    drop(rec, "cnt", etype)
+    drop(rec, "since", etype)
     if etype in rec.act:
         c = rec.clr.get(etype, 0) + 1
         if c >= clear_after:
             out.append(resolve(rec, etype, t, meta, f"{etype.replace('_', ' ')} cleared"))
         else:
-            rec.clr[etype] = c
+            put(rec, "clr", etype, c)
 
 
 def feedback(rec: MeterRecord, etype: str, kind: str, t: float, half_life_s: float) -> float:
     """The managers' false-alarm weight for ``etype``/``kind`` at event time ``t`` (0: none)."""
+    if not rec.fb:
+        return 0.0
     w, at, _ = rec.fb.get(f"{etype}:{kind}", (0.0, 0.0, 0.0))
     return w * 0.5 ** (max(t - at, 0.0) / half_life_s) if w else 0.0
 
@@ -103,9 +108,9 @@ def verdict(rec: MeterRecord, etype: str, kind: str, outcome: str, t: float,
         return False
     stamp = given if given is not None else last
     if outcome == "confirmed":
-        rec.fb[key] = (0.0, t, stamp)
+        put(rec, "fb", key, (0.0, t, stamp))
     elif outcome == "false_alarm":
-        rec.fb[key] = (feedback(rec, etype, kind, t, half_life_s) + 1.0, t, stamp)
+        put(rec, "fb", key, (feedback(rec, etype, kind, t, half_life_s) + 1.0, t, stamp))
     else:
         return False
     return True

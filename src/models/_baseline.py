@@ -15,10 +15,22 @@ narrows as the meter learns.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from array import array
 
 from gridwatch.models._config import DetectionSettings
-from gridwatch.models._record import DT0, GLOBAL, MeterRecord
+from gridwatch.models._record import (
+    FLOOR_KW,
+    GLOBAL,
+    LV_DEV,
+    LV_KW,
+    LV_MU,
+    LV_N,
+    TOW_MU,
+    TOW_N,
+    MeterRecord,
+)
+
+__all__ = ["Band", "band", "describe", "floor_kw", "learn", "level", "mean_kw_at"]
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _SHRINK = 4.0  #: pseudo-samples of the level above that a slot's own estimate is shrunk towards
@@ -26,11 +38,17 @@ _SHRINK_TOW = 6.0
 _ALPHA_DT, _ALPHA_G = 0.06, 0.004  #: slowest learning rate per level
 _ALPHA_TOW = 0.15
 _MIN_DEV = 0.08  #: log units: no band narrower than about ±8 %
+_INF = math.inf
+_exp = math.exp
+_log = math.log
+_sqrt = math.sqrt
+#: the day-type-hour level of each time-of-week slot (weekday hours, then day-off hours)
+_LEVEL = tuple((24 if slot >= 120 else 0) + slot % 24 for slot in range(168))
 
 
 def level(slot: int) -> int:
     """The day-type-hour level index of a time-of-week slot."""
-    return DT0 + (24 if slot >= 120 else 0) + slot % 24
+    return _LEVEL[slot]
 
 
 def describe(slot: int) -> str:
@@ -38,19 +56,55 @@ def describe(slot: int) -> str:
     return f"{_DAYS[wd]} {hr:02d}:00"
 
 
-@dataclass(slots=True)
 class Band:
-    """The usual load of one slot and the band around it (kW), with the evidence behind it."""
+    """The usual load of one slot and the band around it (kW), with the evidence behind it.
+    The inner band, the reading's distance and the evidence are computed when asked for."""
 
-    expected_kw: float  #: the usual (typical) load
-    mean_kw: float  #: the mean load (what energy forecasts add up)
-    hi_kw: float
-    lo_kw: float
-    hi_in: float  #: the inner band (half the width): where an episode counts as over
-    lo_in: float
-    z: float  #: the reading's distance from the usual level, in log-dispersions
-    samples: int  #: readings behind the slot (time-of-week + day-type)
-    source: str  #: which level the estimate leans on
+    __slots__ = ("_f", "_kw", "_mu", "_n_d", "_n_s", "_tail", "band_hi", "band_lo", "dev",
+                 "expected_kw", "hi_kw", "lo_kw", "mean_kw")
+
+    def __init__(self, expected_kw: float, mean_kw: float, hi_kw: float, lo_kw: float,
+                 mu: float, dev: float, band_hi: float, band_lo: float, f: float, kw: float,
+                 n_s: int, n_d: int, tail: bool = True) -> None:
+        self.expected_kw = expected_kw  #: the usual (typical) load
+        self.mean_kw = mean_kw  #: the mean load (what energy forecasts add up)
+        self.hi_kw = hi_kw
+        self.lo_kw = lo_kw
+        self._mu, self.dev, self.band_hi, self.band_lo = mu, dev, band_hi, band_lo
+        self._f, self._kw, self._n_s, self._n_d, self._tail = f, kw, n_s, n_d, tail
+
+    @property
+    def hi_in(self) -> float:
+        """The inner band's top (half the width): where an episode counts as over."""
+        if not self._tail:
+            return _INF
+        return _exp(self._mu + self.band_hi * self.dev / 2) - self._f
+
+    @property
+    def lo_in(self) -> float:
+        if not self._tail:
+            return 0.0
+        return max(_exp(self._mu - self.band_lo * self.dev / 2) - self._f, 0.0)
+
+    @property
+    def z(self) -> float:
+        """The reading's distance from the usual level, in log-dispersions."""
+        if not self._tail:
+            return 0.0
+        return (_log(max(self._kw, 0.0) + self._f) - self._mu) / self.dev
+
+    @property
+    def samples(self) -> int:
+        """Readings behind the slot (time-of-week + day-type)."""
+        return int(self._n_s + self._n_d)
+
+    @property
+    def source(self) -> str:
+        """Which level the estimate leans on."""
+        if not self._tail:
+            return "none"
+        return ("time-of-week" if self._n_s >= _SHRINK_TOW else "day-type hour"
+                if self._n_d >= _SHRINK else "meter-wide")
 
 
 def floor_kw(rec: MeterRecord) -> float:
@@ -60,31 +114,27 @@ def floor_kw(rec: MeterRecord) -> float:
 def band(rec: MeterRecord, slot: int, kw: float, s: DetectionSettings,
          young_dev: float = 0.0) -> Band:
     """The band for ``slot`` from the hierarchy (pure: learns nothing)."""
-    d = level(slot)
-    n_g, n_d = float(rec.lv_n[GLOBAL]), float(rec.lv_n[d])
-    if not n_g:
-        return Band(kw, kw, math.inf, 0.0, math.inf, 0.0, 0.0, 0, "none")
-    mu_g, dev_g = float(rec.lv_mu[GLOBAL]), float(rec.lv_dev[GLOBAL])
+    h = rec.h
+    if not h[LV_N + GLOBAL]:
+        return Band(kw, kw, _INF, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, kw, 0, 0, False)
+    f = rec.f
+    d = _LEVEL[slot]
+    n_d = h[LV_N + d]
+    mu_g, dev_g = f[LV_MU + GLOBAL], f[LV_DEV + GLOBAL]
     w_d = n_d / (n_d + _SHRINK)
-    mu_d = w_d * float(rec.lv_mu[d]) + (1 - w_d) * mu_g
-    dev_d = w_d * float(rec.lv_dev[d]) + (1 - w_d) * dev_g
-    n_s = float(rec.tow_n[slot])
+    mu_d = w_d * f[LV_MU + d] + (1 - w_d) * mu_g
+    dev_d = w_d * f[LV_DEV + d] + (1 - w_d) * dev_g
+    n_s = h[TOW_N + slot]
     w_s = n_s / (n_s + _SHRINK_TOW)
-    mu = w_s * float(rec.tow_mu[slot]) + (1 - w_s) * mu_d
+    mu = w_s * f[TOW_MU + slot] + (1 - w_s) * mu_d
     # thin evidence widens the band: a meter on its first day is judged, loosely
-    dev = max(dev_d, _MIN_DEV, young_dev * (1 - w_d)) * (1.0 + s.thin_widen / math.sqrt(1.0 + n_d))
-    f = floor_kw(rec)
-    y = math.log(max(kw, 0.0) + f)
-    source = ("time-of-week" if n_s >= _SHRINK_TOW else "day-type hour" if n_d >= _SHRINK
-              else "meter-wide")
-    return Band(
-        expected_kw=max(math.exp(mu) - f, 0.0), mean_kw=mean_kw_at(rec, slot),
-        hi_kw=math.exp(mu + s.band_hi * dev) - f,
-        lo_kw=max(math.exp(mu - s.band_lo * dev) - f, 0.0),
-        hi_in=math.exp(mu + s.band_hi * dev / 2) - f,
-        lo_in=max(math.exp(mu - s.band_lo * dev / 2) - f, 0.0),
-        z=(y - mu) / dev, samples=int(n_s + n_d), source=source,
-    )
+    dev = max(dev_d, _MIN_DEV, young_dev * (1 - w_d)) * (1.0 + s.thin_widen / _sqrt(1.0 + n_d))
+    fl = rec.x[FLOOR_KW] or 0.01
+    band_hi, band_lo = s.band_hi, s.band_lo
+    return Band(max(_exp(mu) - fl, 0.0),
+                (n_d * f[LV_KW + d] + _SHRINK * f[LV_KW + GLOBAL]) / (n_d + _SHRINK),
+                _exp(mu + band_hi * dev) - fl, max(_exp(mu - band_lo * dev) - fl, 0.0),
+                mu, dev, band_hi, band_lo, fl, kw, n_s, n_d)
 
 
 def learn(rec: MeterRecord, slot: int, kw: float, edge: tuple[float, float] | None = None
@@ -96,58 +146,81 @@ def learn(rec: MeterRecord, slot: int, kw: float, edge: tuple[float, float] | No
     an hour, while a new habit that persists still moves the band day by day (the meter-wide
     level learns every reading, winsorised). A new slot starts
     from the meter-wide level, worth ``_SHRINK`` samples (as ``band`` reads it)."""
+    f, h = rec.f, rec.h
     kw = max(kw, 0.0)
-    g_n = int(rec.lv_n[GLOBAL])
+    g_n = h[LV_N + GLOBAL]
     # the log offset follows the meter's own level, so a 10 kW shop and a 0.3 kW flat are
     # judged alike; it settles after the first day
-    usual = float(rec.lv_kw[GLOBAL]) if g_n else kw
-    if g_n < 96 or not rec.floor_kw:
-        rec.floor_kw = max(0.01, 0.05 * usual)
-    f = rec.floor_kw
-    y = math.log(kw + f)
-    kw_slot = kw if edge is None else min(max(kw, edge[0]), edge[1])
-    y_slot = math.log(kw_slot + f)
-    _update(rec, GLOBAL, y, kw, _ALPHA_G, 0.0)  # the meter-wide level follows the seasons
-    d = level(slot)
-    if not rec.lv_n[d]:
-        rec.lv_mu[d], rec.lv_dev[d] = rec.lv_mu[GLOBAL], rec.lv_dev[GLOBAL]
-        rec.lv_kw[d] = rec.lv_kw[GLOBAL]
-    _update(rec, d, y_slot, kw_slot, _ALPHA_DT, _SHRINK, edge is None)
-    n = int(rec.tow_n[slot])
-    mu = float(rec.tow_mu[slot]) if n else float(rec.lv_mu[d])
-    a = max(1.0 / (n + 1 + _SHRINK_TOW), _ALPHA_TOW)
-    lim = 2.5 * max(float(rec.lv_dev[d]), _MIN_DEV)
-    rec.tow_mu[slot] = mu + a * max(-lim, min(lim, y_slot - mu))
-    rec.tow_n[slot] = min(n + 1, 65_535)
-
-
-def _update(rec: MeterRecord, idx: int, y: float, kw: float, alpha: float,
-            prior: float, spread: bool = True) -> None:
-    n = int(rec.lv_n[idx])
-    if n == 0 and not prior:
-        rec.lv_mu[idx] = y
-        rec.lv_dev[idx] = 0.0
-        rec.lv_kw[idx] = kw
+    usual = f[LV_KW + GLOBAL] if g_n else kw
+    x = rec.x
+    fl = x[FLOOR_KW]
+    if g_n < 96 or not fl:
+        fl = x[FLOOR_KW] = max(0.01, 0.05 * usual)
+    y = _log(kw + fl)
+    if edge is None:
+        kw_slot, y_slot = kw, y
     else:
-        a = max(1.0 / (n + 1 + prior), alpha)
-        mu = float(rec.lv_mu[idx])
-        dev = float(rec.lv_dev[idx])
+        kw_slot = min(max(kw, edge[0]), edge[1])
+        y_slot = _log(kw_slot + fl)
+    _update(f, h, GLOBAL, y, kw, _ALPHA_G, 0.0)  # the meter-wide level follows the seasons
+    d = _LEVEL[slot]
+    if not h[LV_N + d]:
+        f[LV_MU + d], f[LV_DEV + d] = f[LV_MU + GLOBAL], f[LV_DEV + GLOBAL]
+        f[LV_KW + d] = f[LV_KW + GLOBAL]
+    _update(f, h, d, y_slot, kw_slot, _ALPHA_DT, _SHRINK, edge is None)
+    i = TOW_N + slot
+    n = h[i]
+    mu = f[TOW_MU + slot] if n else f[LV_MU + d]
+    # the rate is max(1 / (n + 1 + _SHRINK_TOW), _ALPHA_TOW): always _ALPHA_TOW (1/7 < 0.15)
+    dev = f[LV_DEV + d]
+    lim = 2.5 * (_MIN_DEV if dev < _MIN_DEV else dev)
+    r = y_slot - mu  # winsorised: max(-lim, min(lim, r)), as conditionals
+    if r > lim:
+        r = lim
+    elif r < -lim:
+        r = -lim
+    f[TOW_MU + slot] = mu + _ALPHA_TOW * r
+    if n < 65_535:
+        h[i] = n + 1
+
+
+def _update(f: array, h: array, idx: int, y: float, kw: float, alpha: float,
+            prior: float, spread: bool = True) -> None:
+    # (max and min written as conditionals: same results, without the calls)
+    n = h[LV_N + idx]
+    if n == 0 and not prior:
+        f[LV_MU + idx] = y
+        f[LV_DEV + idx] = 0.0
+        f[LV_KW + idx] = kw
+    else:
+        a = 1.0 / (n + 1 + prior)
+        if alpha > a:
+            a = alpha
+        mu = f[LV_MU + idx]
+        dev = f[LV_DEV + idx]
         r = y - mu
+        d_new = abs(r)
         if n + prior >= 8:  # winsorise: one burst moves the level by a bounded step
-            lim = 2.5 * max(dev, _MIN_DEV)
-            r = max(-lim, min(lim, r))
-            d_new = min(abs(y - mu), 4 * max(dev, _MIN_DEV))
-        else:
-            d_new = abs(y - mu)
-        rec.lv_mu[idx] = mu + a * r
+            md = _MIN_DEV if dev < _MIN_DEV else dev
+            lim = 2.5 * md
+            if r > lim:
+                r = lim
+            elif r < -lim:
+                r = -lim
+            if 4 * md < d_new:
+                d_new = 4 * md
+        f[LV_MU + idx] = mu + a * r
         if spread:
-            rec.lv_dev[idx] = dev + a * (d_new - dev)
-        rec.lv_kw[idx] = float(rec.lv_kw[idx]) + a * (kw - float(rec.lv_kw[idx]))
-    rec.lv_n[idx] = min(n + 1, 65_535)
+            f[LV_DEV + idx] = dev + a * (d_new - dev)
+        lv_kw = f[LV_KW + idx]
+        f[LV_KW + idx] = lv_kw + a * (kw - lv_kw)
+    if n < 65_535:
+        h[LV_N + idx] = n + 1
 
 
 def mean_kw_at(rec: MeterRecord, slot: int) -> float:
     """The mean load the meter usually draws in ``slot`` (kW; for forecasts)."""
-    d = level(slot)
-    n_d = float(rec.lv_n[d])
-    return (n_d * float(rec.lv_kw[d]) + _SHRINK * float(rec.lv_kw[GLOBAL])) / (n_d + _SHRINK)
+    f = rec.f
+    d = _LEVEL[slot]
+    n_d = rec.h[LV_N + d]
+    return (n_d * f[LV_KW + d] + _SHRINK * f[LV_KW + GLOBAL]) / (n_d + _SHRINK)

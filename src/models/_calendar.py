@@ -10,8 +10,11 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+__all__ = ["SLOTS", "Calendar", "calendar_for"]
+
 SLOTS = 168  #: hours of a week
 SUNDAY = 6
+_MAX_QUARTERS = 8_192  #: quarters one calendar remembers (85 days; about 1 MB)
 
 
 @lru_cache(maxsize=64)
@@ -32,11 +35,14 @@ def _holiday_set(country: str, year: int) -> frozenset[date]:
 class Calendar:
     """Maps an event time (epoch seconds, UTC) to local day, time-of-week slot and day type."""
 
-    __slots__ = ("country", "tz")
+    __slots__ = ("_q", "country", "tz")
 
     def __init__(self, timezone: str = "UTC", holiday_country: str | None = None) -> None:
         self.tz = _zone(timezone)
         self.country = holiday_country
+        #: quarter hour since the epoch -> (day type, slot, day ordinal): the fleet's readings
+        #: share a few quarters, so most readings find theirs here with one dict lookup
+        self._q: dict[int, tuple[int, int, int]] = {}
 
     def local(self, t: float) -> datetime:
         return datetime.fromtimestamp(t, UTC).astimezone(self.tz)
@@ -44,9 +50,18 @@ class Calendar:
     def is_holiday(self, d: date) -> bool:
         return self.country is not None and d in _holiday_set(self.country, d.year)
 
-    def _info(self, t: float) -> tuple[int, int, int]:
+    def info(self, t: float) -> tuple[int, int, int]:
+        """(day type 0..6, time-of-week slot 0..167, local day ordinal) of event time ``t``."""
         # Every time zone offset is a multiple of 15 minutes: cache per quarter hour.
-        return _quarter_info(self.tz.key, self.country, int(t // 900))
+        q = int(t // 900)
+        info = self._q.get(q)
+        if info is None:
+            if len(self._q) >= _MAX_QUARTERS:
+                self._q.clear()
+            info = self._q[q] = _quarter_info(self.tz.key, self.country, q)
+        return info
+
+    _info = info
 
     def day_type(self, t: float) -> int:
         """0..6 weekday, with a public holiday counted as Sunday."""

@@ -11,49 +11,82 @@ import math
 
 from gridwatch._schemas import Event, MeterMeta, Reading, Severity
 from gridwatch.models._alarms import fire, iso, r3, resolve
-from gridwatch.models._baseline import mean_kw_at
+from gridwatch.models._baseline import _LEVEL, _SHRINK, mean_kw_at
 from gridwatch.models._calendar import Calendar
 from gridwatch.models._config import DetectionSettings
-from gridwatch.models._record import MeterRecord
+from gridwatch.models._record import (
+    GLOBAL,
+    LAST_KW,
+    LV_KW,
+    LV_N,
+    RESID_EW,
+    TREND_EW,
+    MeterRecord,
+    drop,
+    put,
+)
+
+__all__ = ["judge"]
+
+
+#: ``0.85 ** h`` and ``0.9 ** h`` for the horizon's steps (h = 0 .. 240: a one-minute
+#: interval over the longest horizon)
+_P85 = tuple(0.85 ** h for h in range(242))
+_P90 = tuple(0.9 ** h for h in range(242))
 
 
 def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMeta,
               s: DetectionSettings, cal: Calendar, ev: list[Event], expected: float,
               warm: bool) -> None:
     kva = float(meta.contracted_kva or 0.0)
+    kw = r.kw
     pf = max(abs(r.pf), 0.5) if r.pf is not None else 1.0
-    rec.resid_ew = 0.7 * rec.resid_ew + 0.3 * (r.kw - expected) if warm else 0.0
-    if not math.isnan(rec.last_kw):
+    x = rec.x
+    resid = x[RESID_EW] = 0.7 * x[RESID_EW] + 0.3 * (kw - expected) if warm else 0.0
+    last_kw = x[LAST_KW]
+    if not math.isnan(last_kw):
         # With a warm baseline the daily ramp is in the baseline: trend the residual only.
-        prev = rec.last_kw - (mean_kw_at(rec, cal.slot(t - interval)) if warm else 0.0)
-        cur = r.kw - (expected if warm else 0.0)
-        rec.trend_ew = 0.7 * rec.trend_ew + 0.3 * (cur - prev)
+        prev = last_kw - (mean_kw_at(rec, cal.slot(t - interval)) if warm else 0.0)
+        cur = kw - (expected if warm else 0.0)
+        x[TREND_EW] = 0.7 * x[TREND_EW] + 0.3 * (cur - prev)
     limit = kva * s.capacity_warn_fraction
     steps = max(1, int(s.capacity_horizon_min * 60 // interval))
     cross_t = cross_kva = None
-    peak = r.kw / pf
+    peak = kw / pf
     damp = 0.0
-    for h in range(1, steps + 1):
-        th = t + h * interval
-        damp += 0.85 ** h
-        sl = cal.slot(th)
+    trend = x[TREND_EW]
+    f, h = rec.f, rec.h
+    g = _SHRINK * f[LV_KW + GLOBAL]
+    known = cal._q.get  # the calendar's quarters (its ``info`` fills them)
+    for step in range(1, steps + 1):
+        th = t + step * interval
+        damp += _P85[step] if step < 242 else 0.85 ** step
         # the larger of the usual shape of the day carried forward and the trend of now: a
         # warning errs on the side of the feeder
-        usual = mean_kw_at(rec, sl) + rec.resid_ew * 0.9 ** h if warm else r.kw
-        f = (max(usual, r.kw) + rec.trend_ew * damp) / pf
-        peak = max(peak, f)
-        if f >= limit and cross_t is None:
-            cross_t, cross_kva = th, f
-    now_kva = r.kw / pf
+        if warm:
+            d = _LEVEL[(known(int(th // 900)) or cal.info(th))[1]]
+            n_d = h[LV_N + d]
+            usual = (n_d * f[LV_KW + d] + g) / (n_d + _SHRINK) + resid * (
+                _P90[step] if step < 242 else 0.9 ** step)
+            if usual < kw:
+                usual = kw
+        else:
+            usual = kw
+        fc = (usual + trend * damp) / pf
+        if fc > peak:
+            peak = fc
+        if fc >= limit and cross_t is None:
+            cross_t, cross_kva = th, fc
+    now_kva = kw / pf
     if now_kva >= limit and cross_t is None:
         cross_t, cross_kva = t, now_kva
     bad = cross_t is not None
     clear = peak < 0.9 * limit
     n_bad = rec.cnt.get("over_capacity_risk", 0) + 1 if bad else 0
     if n_bad:
-        rec.cnt["over_capacity_risk"] = n_bad
-    else:
-        rec.cnt.pop("over_capacity_risk", None)
+        put(rec, "cnt", "over_capacity_risk", n_bad)
+    elif "over_capacity_risk" in rec.cnt:
+        drop(rec, "cnt", "over_capacity_risk")
     if bad and n_bad >= 2 and "over_capacity_risk" not in rec.act:
         assert cross_t is not None and cross_kva is not None
         lead = (cross_t - t) / 60

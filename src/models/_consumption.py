@@ -14,13 +14,25 @@ from gridwatch._schemas import Event, MeterMeta, Severity
 from gridwatch.models._alarms import feedback, fire, r3, resolve
 from gridwatch.models._baseline import Band, describe
 from gridwatch.models._config import ClassPolicy, DetectionSettings
-from gridwatch.models._record import GLOBAL, MeterRecord
+from gridwatch.models._record import (
+    GLOBAL,
+    LV_KW,
+    NO_PEAK_RUN,
+    NO_RUN,
+    PEAK_MAX,
+    PEAK_TODAY,
+    ZERO_FRAC,
+    MeterRecord,
+)
+
+__all__ = ["DAILY_KINDS", "ETYPE", "HIGH_KINDS", "LOW_KINDS", "judge", "open_kind", "policy",
+           "supersede", "usual_daily_kwh"]
 
 ETYPE = "abnormal_consumption"
 HIGH_KINDS = ("spike", "sustained_rise")
 LOW_KINDS = ("sustained_drop", "zero_consumption")
 DAILY_KINDS = ("level_shift_up", "level_shift_down")
-_NO_RUN = (0.0, 0, 0.0, 0.0, 0.0)
+_NO_RUN = NO_RUN
 
 
 def policy(meta: MeterMeta | None, s: DetectionSettings) -> ClassPolicy:
@@ -29,7 +41,7 @@ def policy(meta: MeterMeta | None, s: DetectionSettings) -> ClassPolicy:
 
 
 def usual_daily_kwh(rec: MeterRecord, s: DetectionSettings) -> float:
-    return max(24.0 * float(rec.lv_kw[GLOBAL]), 24.0 * s.min_kw)
+    return max(24.0 * rec.f[LV_KW + GLOBAL], 24.0 * s.min_kw)
 
 
 def open_kind(rec: MeterRecord) -> str:
@@ -59,7 +71,7 @@ def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: 
                   usual + b.expected_kw * h)
     else:
         rec.hi = _NO_RUN
-    if b.expected_kw > 2 * s.min_kw and kw < b.lo_kw:
+    if kw < b.lo_kw and b.expected_kw > 2 * s.min_kw:
         start, n, deficit, kmax, usual = rec.lo if rec.lo[1] else (t, 0, 0.0, 0.0, 0.0)
         rec.lo = (start, n + 1, deficit + (b.expected_kw - kw) * h, max(kmax, kw),
                   usual + b.expected_kw * h)
@@ -67,22 +79,24 @@ def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: 
         rec.lo = _NO_RUN
     # zero on a meter that (almost) never reads zero: a supply or meter fault, news whatever
     # the energy (many homes do read zero at times: for them it is not news)
-    zero = kw <= s.min_kw and rec.zero_frac < 0.01
+    x = rec.x
+    zero = kw <= s.min_kw and x[ZERO_FRAC] < 0.01
 
     # beyond the meter's own record: above ``peak_factor`` times the highest usual reading of
     # the last 28 days (on its first day: twice today's so far)
-    days, history = rec.peak_days, rec.peak_max
+    days, history = rec.peak_days, x[PEAK_MAX]
     half_life = s.feedback_half_life_days * 86_400
     # managers who called this meter's spikes false alarms widen its thresholds, for a while
-    widen = 1.0 + s.feedback_strength * feedback(rec, ETYPE, "spike", t, half_life)
+    widen = 1.0 + s.feedback_strength * (feedback(rec, ETYPE, "spike", t, half_life)
+                                         if rec.fb else 0.0)
     ref = widen * (history * pol.peak_factor if days >= 7
-                   else 2.0 * max(history, rec.peak_today))  # a young record: twice over it
+                   else 2.0 * max(history, x[PEAK_TODAY]))  # a young record: twice over it
     if ref > 0 and kw > ref and kw > b.hi_in:
         p_start, p_n, p_max = rec.peak_run if rec.peak_run[1] else (t, 0, 0.0)
         rec.peak_run = (p_start, p_n + 1, max(p_max, kw))
     elif rec.peak_run[1]:
         rec.peak_today = max(rec.peak_today, rec.peak_run[2])
-        rec.peak_run = (0.0, 0, 0.0)
+        rec.peak_run = NO_PEAK_RUN
 
     kind = open_kind(rec)
     p_start, p_n, _ = rec.peak_run

@@ -32,7 +32,19 @@ from gridwatch.models._consumption import (
     policy,
     supersede,
 )
-from gridwatch.models._record import MeterRecord
+from gridwatch.models._record import (
+    DAY_CNT,
+    DAY_MAX,
+    DAY_MIN,
+    DAY_SUM,
+    N_PEAKS,
+    NO_DAYS,
+    PEAKS,
+    MeterRecord,
+    f32,
+)
+
+__all__ = ["DailyProfile", "accumulate"]
 
 _ALPHA_CURVE = 0.125  # daily curves: about eight days of memory
 
@@ -58,46 +70,62 @@ class DailyProfile:
 
 
 def accumulate(rec: MeterRecord, kw: float, t: float, interval: float, meta: MeterMeta | None,
-               s: DetectionSettings, cal: Calendar, out: list[Event]) -> DailyProfile | None:
-    """Add one reading to its local day; close the previous day when a new one starts."""
-    day = cal.day_number(t)
+               s: DetectionSettings, cal: Calendar, out: list[Event],
+               info: tuple[int, int, int] | None = None) -> DailyProfile | None:
+    """Add one reading to its local day; close the previous day when a new one starts.
+    ``info`` is ``cal.info(t)`` when the caller has it."""
+    _, slot, day = info or cal.info(t)
     done = None
-    if rec.day_no and day != rec.day_no:
-        done = _close_day(rec, meta, s, cal, t, out)
     if day != rec.day_no:
-        if rec.day_no and rec.peak_today > 0:
-            rec.peaks[rec.day_no % rec.peaks.size] = rec.peak_today
-            if day - rec.day_no > 1:  # days without readings hold no record
-                for d in range(rec.day_no + 1, min(day, rec.day_no + 1 + rec.peaks.size)):
-                    rec.peaks[d % rec.peaks.size] = 0.0
-        rec.peaks[day % rec.peaks.size] = 0.0
-        rec.peak_max = float(rec.peaks.max())
-        rec.peak_days = int((rec.peaks > 0).sum())
-        rec.peak_today = 0.0
-        rec.day_no = day
-        rec.day_sum[:] = 0
-        rec.day_cnt[:] = 0
-        rec.day_max, rec.day_min = -math.inf, math.inf
-    h = cal.hour(t)
-    rec.day_sum[h] += kw
-    rec.day_cnt[h] = min(int(rec.day_cnt[h]) + 1, 255)
-    rec.day_max = max(rec.day_max, kw)
-    rec.day_min = min(rec.day_min, kw)
+        if rec.day_no:
+            done = _close_day(rec, meta, s, cal, t, out)
+        _new_day(rec, day)
+    f, h = rec.f, rec.h
+    hr = slot % 24
+    # a float32 sum, rounded as the float32 array of version 4 rounded it
+    f[DAY_SUM + hr] = f[DAY_SUM + hr] + f32(kw)
+    h[DAY_CNT + hr] = min(h[DAY_CNT + hr] + 1, 255)
+    x = rec.x
+    if kw > x[DAY_MAX]:
+        x[DAY_MAX] = kw
+    if kw < x[DAY_MIN]:
+        x[DAY_MIN] = kw
     return done
+
+
+def _new_day(rec: MeterRecord, day: int) -> None:
+    f, h = rec.f, rec.h
+    last = rec.day_no
+    if last and rec.peak_today > 0:
+        f[PEAKS + last % N_PEAKS] = rec.peak_today
+        if day - last > 1:  # days without readings hold no record
+            for d in range(last + 1, min(day, last + 1 + N_PEAKS)):
+                f[PEAKS + d % N_PEAKS] = 0.0
+    f[PEAKS + day % N_PEAKS] = 0.0
+    ring = f[PEAKS:PEAKS + N_PEAKS]
+    rec.peak_max = max(ring)
+    rec.peak_days = sum(1 for x in ring if x > 0)
+    rec.peak_today = 0.0
+    rec.day_no = day
+    for i in range(24):
+        f[DAY_SUM + i] = 0.0
+        h[DAY_CNT + i] = 0
+    rec.day_max, rec.day_min = -math.inf, math.inf
 
 
 def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, cal: Calendar,
                t: float, out: list[Event]) -> DailyProfile | None:
-    cnt = rec.day_cnt.astype(np.float32)
+    cnt = rec.view("day_cnt").astype(np.float32)
     covered = int((cnt > 0).sum())
     if covered < 20:  # too little of the day seen to profile it
         return None
     day_start = datetime.fromordinal(rec.day_no).replace(tzinfo=cal.tz)
     day_t = day_start.timestamp()
     off = cal.is_day_off(day_t + 43_200)
-    typical = rec.we_curve if off else rec.wd_curve
+    wd_curve, we_curve = rec.view("wd_curve"), rec.view("we_curve")
+    typical = we_curve if off else wd_curve
     typical_days = rec.we_days if off else rec.wd_days
-    curve = np.where(cnt > 0, rec.day_sum / np.maximum(cnt, 1), np.nan)
+    curve = np.where(cnt > 0, rec.view("day_sum") / np.maximum(cnt, 1), np.nan)
     curve = np.where(np.isnan(curve), typical, curve).astype(np.float32)
     daily_kwh = float(curve.sum())  # 24 hourly means in kW = kWh of the day
 
@@ -112,11 +140,11 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
         if off:
             rec.we_days += 1
             a = max(1.0 / rec.we_days, _ALPHA_CURVE)
-            rec.we_curve += a * (curve - rec.we_curve)
+            we_curve += a * (curve - we_curve)
         else:
             rec.wd_days += 1
             a = max(1.0 / rec.wd_days, _ALPHA_CURVE)
-            rec.wd_curve += a * (curve - rec.wd_curve)
+            wd_curve += a * (curve - wd_curve)
 
     # month-on-month growth
     month = day_start.year * 12 + day_start.month
@@ -144,8 +172,8 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
         customer_class=str(meta.customer_class) if meta else "residential",
         daily_kwh=daily_kwh, peak_kw=float(rec.day_max), valley_kw=float(rec.day_min),
         day_curve=tuple(round(float(x), 4) for x in curve),
-        weekday_curve=tuple(round(float(x), 4) for x in rec.wd_curve),
-        weekend_curve=tuple(round(float(x), 4) for x in rec.we_curve),
+        weekday_curve=tuple(round(float(x), 4) for x in wd_curve),
+        weekend_curve=tuple(round(float(x), 4) for x in we_curve),
         is_day_off=off, mom_growth=None if mom is None else round(mom, 4),
         ratio=None if ratio is None else round(ratio, 4))
 
@@ -159,7 +187,7 @@ def _shape_corr(curve: np.ndarray, typical: np.ndarray) -> float:
 
 def _run(state: tuple[float, int], holds: bool, day_t: float) -> tuple[float, int]:
     if not holds:
-        return (0.0, 0)
+        return NO_DAYS
     return (state[0] if state[1] else day_t, state[1] + 1)
 
 

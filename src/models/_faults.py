@@ -15,7 +15,16 @@ from datetime import datetime
 from gridwatch._schemas import Event, MeterMeta, MeterStatus, Reading, Severity
 from gridwatch.models._alarms import cond, fire, iso, r3, resolve
 from gridwatch.models._config import DetectionSettings
-from gridwatch.models._record import MeterRecord
+from gridwatch.models._record import LAST_KW, LAST_KWH, MeterRecord
+
+__all__ = ["backwards", "judge", "silence"]
+
+
+_FAIL = MeterStatus.POWER_FAIL
+_REVERSE = MeterStatus.REVERSE_FLOW
+_COVER = MeterStatus.COVER_OPEN
+_MAGNETIC = MeterStatus.MAGNETIC_TAMPER
+_CLOCK = MeterStatus.CLOCK_INVALID
 
 
 def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMeta | None,
@@ -26,49 +35,58 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
     st = r.status
     # An outage announced by the meter itself (last gasp) is raised by ``on_timer``, so that
     # the dataflow can group the meters of a feeder first; here only its restoration.
-    if MeterStatus.POWER_FAIL not in st and "outage" in rec.act and not rec.silent:
+    if "outage" in rec.act and _FAIL not in st and not rec.silent:
         ev.append(resolve(rec, "outage", t, meta, "power restored"))
 
     # Tamper: register going backwards, reverse flow without export, tamper flags.
     kinds = []
-    if not math.isnan(rec.last_kwh) and r.kwh is not None and r.kwh < rec.last_kwh - 1e-6:
+    kw, kwh = r.kw, r.kwh
+    x = rec.x
+    last_kwh = x[LAST_KWH]
+    if kwh is not None and kwh < last_kwh - 1e-6:  # (False while last_kwh is NaN)
         kinds.append("register_decrease")
     has_export = bool(meta and meta.has_export)
-    if not has_export and (r.kw < -max(s.min_kw, 0.01) or MeterStatus.REVERSE_FLOW in st):
+    if st:
+        if not has_export and (kw < -max(s.min_kw, 0.01) or _REVERSE in st):
+            kinds.append("reverse_flow")
+        if _COVER in st:
+            kinds.append("cover_open")
+        if _MAGNETIC in st:
+            kinds.append("magnetic_tamper")
+    elif not has_export and kw < -max(s.min_kw, 0.01):
         kinds.append("reverse_flow")
-    if MeterStatus.COVER_OPEN in st:
-        kinds.append("cover_open")
-    if MeterStatus.MAGNETIC_TAMPER in st:
-        kinds.append("magnetic_tamper")
-    last_kwh = rec.last_kwh
-    cond(rec, ev, "tamper", bool(kinds), t, meta, clear_after=s.clear_intervals,
-               sev=Severity.CRITICAL, summary="possible tampering: " + ", ".join(kinds),
-               ev=lambda: {"kind": ",".join(kinds), "kw": r.kw, "kwh": r.kwh,
-                           "previous_kwh": None if math.isnan(last_kwh) else last_kwh,
-                           "has_export": has_export})
+    if kinds or "tamper" in rec.cnt or "tamper" in rec.act:
+        cond(rec, ev, "tamper", bool(kinds), t, meta, clear_after=s.clear_intervals,
+             sev=Severity.CRITICAL, summary="possible tampering: " + ", ".join(kinds),
+             ev=lambda: {"kind": ",".join(kinds), "kw": r.kw, "kwh": r.kwh,
+                         "previous_kwh": None if math.isnan(last_kwh) else last_kwh,
+                         "has_export": has_export})
 
     # Frozen energy register while power flows (more than the register's resolution).
-    frozen = (r.kwh is not None and not math.isnan(last_kwh) and r.kwh == last_kwh
-              and r.kw > s.min_kw and r.kw * interval / 3600 > 0.01)
-    cond(rec, ev, "register_frozen", frozen, t, meta, fire_after=s.frozen_readings,
-               summary="the energy register stopped while power is flowing",
-               ev=lambda: {"kwh": r.kwh, "kw": r.kw,
-                           "expected_increment_kwh": r3(r.kw * interval / 3600)})
+    frozen = (kwh is not None and kwh == last_kwh
+              and kw > s.min_kw and kw * interval / 3600 > 0.01)
+    if frozen or "register_frozen" in rec.cnt or "register_frozen" in rec.act:
+        cond(rec, ev, "register_frozen", frozen, t, meta, fire_after=s.frozen_readings,
+             summary="the energy register stopped while power is flowing",
+             ev=lambda: {"kwh": r.kwh, "kw": r.kw,
+                         "expected_increment_kwh": r3(r.kw * interval / 3600)})
 
     # Stuck: identical non-zero values for too long (a true zero load is not stuck).
-    stuck = rec.n > 0 and r.kw == rec.last_kw and r.kw != 0.0
-    cond(rec, ev, "stuck_reading", stuck, t, meta, fire_after=s.stuck_readings - 1,
-               summary=f"the same value {r.kw} kW repeated", ev=lambda: {
-                   "kw": r.kw, "identical_readings": rec.cnt.get("stuck_reading", 0) + 1})
+    stuck = rec.n > 0 and kw == x[LAST_KW] and kw != 0.0
+    if stuck or "stuck_reading" in rec.cnt or "stuck_reading" in rec.act:
+        cond(rec, ev, "stuck_reading", stuck, t, meta, fire_after=s.stuck_readings - 1,
+             summary=f"the same value {r.kw} kW repeated", ev=lambda: {
+                 "kw": r.kw, "identical_readings": rec.cnt.get("stuck_reading", 0) + 1})
 
     # Clock drift: timestamps off the interval grid, or the meter says its clock is bad.
     off = t % interval
     off = min(off, interval - off)
-    drift = off > s.clock_drift_s or MeterStatus.CLOCK_INVALID in st
-    cond(rec, ev, "clock_drift", drift, t, meta, fire_after=2, clear_after=2,
-               summary=f"timestamps are {off:.0f} s off the {interval:.0f} s grid",
-               ev=lambda: {"offset_s": r3(off, 1), "interval_s": interval,
-                           "clock_invalid_flag": MeterStatus.CLOCK_INVALID in st})
+    drift = off > s.clock_drift_s or (bool(st) and _CLOCK in st)
+    if drift or "clock_drift" in rec.cnt or "clock_drift" in rec.act:
+        cond(rec, ev, "clock_drift", drift, t, meta, fire_after=2, clear_after=2,
+             summary=f"timestamps are {off:.0f} s off the {interval:.0f} s grid",
+             ev=lambda: {"offset_s": r3(off, 1), "interval_s": interval,
+                         "clock_invalid_flag": _CLOCK in st})
     return "register_decrease" in kinds or "reverse_flow" in kinds
 
 

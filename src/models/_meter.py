@@ -33,7 +33,18 @@ from gridwatch.models._baseline import band, learn
 from gridwatch.models._calendar import Calendar, calendar_for
 from gridwatch.models._config import DetectionSettings
 from gridwatch.models._daily import DailyProfile
-from gridwatch.models._record import GLOBAL, MeterRecord
+from gridwatch.models._record import (
+    GLOBAL,
+    LAST_KW,
+    LAST_KWH,
+    LAST_TS,
+    LAST_VMIN,
+    LV_N,
+    PEAK_TODAY,
+    STARTED,
+    ZERO_FRAC,
+    MeterRecord,
+)
 
 #: Every event type a detector may raise (stable names: alert routes match on them).
 EVENT_TYPES = (
@@ -43,6 +54,8 @@ EVENT_TYPES = (
 )
 
 __all__ = ["EVENT_TYPES", "DailyProfile", "MeterState", "StepResult"]
+
+_FAIL = MeterStatus.POWER_FAIL
 
 
 @dataclass(slots=True)
@@ -99,13 +112,13 @@ class MeterState:
 
     @property
     def wd_curve(self) -> Any:
-        """The meter's usual weekday curve: 24 hourly means (kW)."""
-        return self.rec.wd_curve
+        """The meter's usual weekday curve: 24 hourly means (kW; a numpy view)."""
+        return self.rec.view("wd_curve")
 
     @property
     def we_curve(self) -> Any:
-        """The meter's usual day-off curve: 24 hourly means (kW)."""
-        return self.rec.we_curve
+        """The meter's usual day-off curve: 24 hourly means (kW; a numpy view)."""
+        return self.rec.view("we_curve")
 
     # ----------------------------------------------------------------- public API
     def update(self, reading: Reading, meta: MeterMeta | None = None,
@@ -145,22 +158,24 @@ class MeterState:
         """One reading through every detector; returns events, a Score (anomalous or sampled)
         and a finished day's profile when the reading starts a new local day."""
         rec = self.rec
+        x = rec.x
         if meta is not None and meta.timezone and meta.timezone != cal.tz.key:
             cal = calendar_for(meta.timezone, meta.holiday_country or cal.country)
         t = r.ts.timestamp()
         out = StepResult()
         ev = out.events
         interval = float(self._interval(r, meta, s, t))
-        if rec.n and t <= rec.last_ts:
-            if t < rec.last_ts:
+        last_ts = x[LAST_TS]
+        if rec.n and t <= last_ts:
+            if t < last_ts:
                 _faults.backwards(rec, t, meta, ev)
             return out  # duplicate or out of order: never learned from
+        fail = _FAIL in r.status
 
         if rec.silent:  # back from silence
-            gap_min = r3((t - rec.last_ts) / 60, 1)
+            gap_min = r3((t - last_ts) / 60, 1)
             for etype in ("outage", "comm_loss"):
-                if etype in rec.act and not (etype == "outage" and MeterStatus.POWER_FAIL
-                                             in r.status):
+                if etype in rec.act and not (etype == "outage" and fail):
                     ev.append(resolve(rec, etype, t, meta, "the meter reports again",
                                       {"silent_min": gap_min}))
             rec.silent = rec.quiet = False
@@ -168,45 +183,48 @@ class MeterState:
         suspect = _faults.judge(rec, r, t, interval, meta, s, ev)
         _quality.judge(rec, r, t, meta, s, ev)
         kw = r.kw
-        slot = cal.slot(t)
+        info = cal.info(t)
+        slot = info[1]
         pol = _consumption.policy(meta, s)
         b = band(rec, slot, kw, s, pol.young_dev)
         exporting = meta is not None and meta.has_export and kw < 0
-        if not rec.started and kw > s.min_kw:
-            rec.started = t  # a meter that has only ever read zero is not in service yet
-        warm = (bool(rec.started) and t - rec.started >= s.warmup_h * 3600
-                and int(rec.lv_n[GLOBAL]) >= 8)
+        started = x[STARTED]
+        if not started and kw > s.min_kw:
+            started = x[STARTED] = t  # a meter that has only ever read zero is not in service
+        warm = (bool(started) and t - started >= s.warmup_h * 3600
+                and rec.h[LV_N + GLOBAL] >= 8)
         abnormal = False
-        if not (MeterStatus.POWER_FAIL in r.status or suspect or exporting) and warm:
+        judged = not (fail or suspect or exporting)
+        if judged and warm:
             # a last gasp or a tampered reading says nothing about the customer's load
             abnormal = _consumption.judge(rec, kw, t, slot, interval, b, meta, s, pol, ev)
-        if pol.theft_window and not (MeterStatus.POWER_FAIL in r.status or suspect
-                                     or exporting):
+        if pol.theft_window and judged:
             _theft.judge(rec, max(kw, 0.0), b.mean_kw, t, meta, s, ev,
                          warm and rec.days >= s.daily_min_days)
         if meta is not None and meta.contracted_kva:
             _capacity.judge(rec, r, t, interval, meta, s, cal, ev, b.mean_kw, warm)
-        out.profile = _daily.accumulate(rec, kw, t, interval, meta, s, cal, ev)
-        if not rec.peak_run[1]:
-            rec.peak_today = max(rec.peak_today, kw)
+        out.profile = _daily.accumulate(rec, kw, t, interval, meta, s, cal, ev, info)
+        if not rec.peak_run[1] and kw > x[PEAK_TODAY]:
+            x[PEAK_TODAY] = kw
 
         persisted = abnormal and t - rec.act.get(_consumption.ETYPE, t) > s.relearn_after_s
-        if rec.started and not (MeterStatus.POWER_FAIL in r.status or suspect) and (
-                not abnormal or persisted):
+        if started and not (fail or suspect) and (not abnormal or persisted):
             learn(rec, slot, kw, (b.lo_kw, b.hi_kw) if rec.hi[1] or rec.lo[1] else None)
-            rec.zero_frac += max(1.0 / rec.n if rec.n else 1.0, 0.002) * (
-                (kw <= s.min_kw) - rec.zero_frac)
+            n = rec.n
+            zf = x[ZERO_FRAC]
+            x[ZERO_FRAC] = zf + max(1.0 / n if n else 1.0, 0.002) * ((kw <= s.min_kw) - zf)
         rec.n += 1
         if abnormal or (s.score_sample_every and rec.n % s.score_sample_every == 0):
             out.score = Score(meter_id=rec.meter_id, ts=r.ts, kw=kw,
                               expected_kw=r3(b.expected_kw, 4), score=r3(abs(b.z)),
                               anomalous=abnormal)
-        rec.last_ts = t
-        rec.last_kw = kw
+        x[LAST_TS] = t
+        x[LAST_KW] = kw
         if r.kwh is not None:
-            rec.last_kwh = r.kwh
-        rec.last_vmin = min(r.voltage) if r.voltage else math.nan
-        rec.last_fail = MeterStatus.POWER_FAIL in r.status
+            x[LAST_KWH] = r.kwh
+        volts = r.voltage
+        x[LAST_VMIN] = (volts[0] if len(volts) == 1 else min(volts)) if volts else math.nan
+        rec.last_fail = fail
         return out
 
     def _interval(self, r: Reading, meta: MeterMeta | None, s: DetectionSettings,
@@ -215,8 +233,9 @@ class MeterState:
         meter's own gaps (the same gap three times in a row; a longer one only after a day of
         it), else the configured default."""
         rec = self.rec
-        if s.infer_interval and rec.n and t > rec.last_ts:
-            gap = round(t - rec.last_ts)
+        last_ts = rec.x[LAST_TS]
+        if s.infer_interval and rec.n and t > last_ts:
+            gap = round(t - last_ts)
             if gap == rec.gap_s:
                 rec.gap_run += 1
             else:

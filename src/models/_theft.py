@@ -11,12 +11,16 @@ one ``possible_theft`` alarm, which the segment's judge confirms.
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 
 from gridwatch._schemas import Event, MeterMeta, Severity
 from gridwatch.models._alarms import feedback, fire, r3, resolve
 from gridwatch.models._config import DetectionSettings
-from gridwatch.models._record import MeterRecord
+from gridwatch.models._record import TH_CNT, TH_EXP, TH_OBS, MeterRecord, f32, new_theft_window
+
+__all__ = ["ETYPE", "judge"]
 
 ETYPE = "possible_theft"
 
@@ -25,32 +29,36 @@ def judge(rec: MeterRecord, kw: float, usual_kw: float, t: float, meta: MeterMet
           s: DetectionSettings, out: list[Event], judged: bool) -> None:
     """Add one reading to its hour; when an hour closes, judge the last ``theft_hours``."""
     hour = int(t // 3600)
-    if rec.th_hour and hour != rec.th_hour:
-        for h in range(rec.th_hour + 1, min(hour, rec.th_hour + 25)):  # hours with no reading
+    last = rec.th_hour
+    th = rec.th
+    if th is None or not last:
+        th = rec.th = new_theft_window()  # a window not being filled starts from zeros
+    elif hour != last:
+        for h in range(last + 1, min(hour, last + 25)):  # hours with no reading
             i = h % 24
-            rec.th_obs[i] = rec.th_exp[i] = rec.th_cnt[i] = 0
+            th[TH_OBS + i] = th[TH_EXP + i] = th[TH_CNT + i] = 0.0
         if judged:
-            _judge_window(rec, rec.th_hour, t, meta, s, out)
+            _judge_window(rec, th, last, t, meta, s, out)
         i = hour % 24
-        rec.th_obs[i] = rec.th_exp[i] = rec.th_cnt[i] = 0
-    elif not rec.th_hour:
-        rec.th_obs[:] = rec.th_exp[:] = rec.th_cnt[:] = 0
+        th[TH_OBS + i] = th[TH_EXP + i] = th[TH_CNT + i] = 0.0
     rec.th_hour = hour
     i = hour % 24
-    rec.th_obs[i] += kw
-    rec.th_exp[i] += usual_kw
-    rec.th_cnt[i] = min(int(rec.th_cnt[i]) + 1, 255)
+    # float32 sums, rounded as the float32 arrays of version 4 rounded them
+    th[TH_OBS + i] = th[TH_OBS + i] + f32(kw)
+    th[TH_EXP + i] = th[TH_EXP + i] + f32(usual_kw)
+    th[TH_CNT + i] = min(int(th[TH_CNT + i]) + 1, 255)
 
 
-def _judge_window(rec: MeterRecord, last: int, t: float, meta: MeterMeta | None,
-                  s: DetectionSettings, out: list[Event]) -> None:
+def _judge_window(rec: MeterRecord, th: array, last: int, t: float,
+                  meta: MeterMeta | None, s: DetectionSettings, out: list[Event]) -> None:
     n = max(2, min(24, round(s.theft_hours)))
     idx = [(last - k) % 24 for k in range(n)]
-    cnt = rec.th_cnt[idx].astype(np.float64)
-    if (cnt == 0).any():
+    if any(not th[TH_CNT + i] for i in idx):
         return  # a gap in the window: not judged
-    obs = rec.th_obs[idx] / cnt
-    exp = rec.th_exp[idx] / cnt
+    win = np.frombuffer(th, np.float32)
+    cnt = win[TH_CNT:TH_CNT + 24][idx].astype(np.float64)
+    obs = win[TH_OBS:TH_OBS + 24][idx] / cnt
+    exp = win[TH_EXP:TH_EXP + 24][idx] / cnt
     total = float(exp.sum())
     if total <= n * 2 * s.min_kw:
         return

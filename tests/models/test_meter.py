@@ -531,3 +531,22 @@ def test_false_alarm_verdicts_quiet_a_misfiring_meter_but_not_a_real_fault(gen):
     assert judged[0] == rs[pump[0]].ts  # raised, and judged a false alarm
     assert rs[pump[1]].ts not in judged and rs[pump[2]].ts not in judged  # quiet after it ...
     assert judged[-1] == rs[fault].ts  # ... and the real fault is still raised
+
+
+def test_calendar_quarter_cache_is_bounded_and_agrees_with_zoneinfo():
+    """The per-calendar cache of quarter hours never grows past its bound, and what it returns
+    is what a zoneinfo conversion says (a DST change and a holiday included)."""
+    from datetime import UTC, datetime, timedelta
+
+    from gridwatch.models._calendar import _MAX_QUARTERS
+
+    cal = Calendar("Europe/Berlin", "DE")
+    start = datetime(2024, 3, 29, tzinfo=UTC)  # Good Friday; DST starts on the 31st
+    for i in range(0, 2 * _MAX_QUARTERS, 7):
+        ts = start + timedelta(minutes=15 * i)
+        loc = ts.astimezone(cal.tz)
+        day_type = 6 if cal.is_holiday(loc.date()) else loc.weekday()
+        assert cal.info(ts.timestamp()) == (day_type, day_type * 24 + loc.hour,
+                                            loc.date().toordinal())
+        assert len(cal._q) <= _MAX_QUARTERS
+    assert cal.day_type(start.timestamp()) == 6  # the holiday counts as a Sunday

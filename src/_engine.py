@@ -118,16 +118,32 @@ def load_meta(settings: Settings) -> Callable[[str], MeterMeta | None] | None:
     return Registry.load(path).meter_meta
 
 
-def recovery_config(settings: Settings, partitions: int) -> Any:
-    """bytewax recovery partitions under ``engine.recovery_dir``, created on first use."""
+def recovery_config(settings: Settings, partitions: int, process_id: int = 0) -> Any:
+    """bytewax recovery partitions under ``engine.recovery_dir``, created on first use.
+
+    In a cluster each process creates only its own partition, ``part-<process id>``: bytewax
+    looks for partitions in each process's local directory and needs the set over all
+    processes complete, so with a directory per machine each holds one partition, and with
+    one shared directory both are there. (A copy of every partition on every machine would
+    leave stale copies beside the one being written.)"""
+    import shutil
+    import tempfile
+
     from bytewax.recovery import RecoveryConfig, init_db_dir
 
     rdir = settings.engine.recovery_dir
     if rdir is None:
         return None
-    if not rdir.exists() or not any(rdir.iterdir()):
-        rdir.mkdir(parents=True, exist_ok=True)
-        init_db_dir(rdir, partitions)
+    rdir.mkdir(parents=True, exist_ok=True)
+    if partitions == 1:
+        if not any(rdir.iterdir()):
+            init_db_dir(rdir, 1)
+    else:
+        own = rdir / f"part-{process_id}.sqlite3"
+        if not own.exists():
+            with tempfile.TemporaryDirectory(dir=rdir) as tmp:
+                init_db_dir(Path(tmp), partitions)
+                shutil.move(Path(tmp) / own.name, own)
     return RecoveryConfig(rdir, timedelta(seconds=settings.engine.backup_interval_s))
 
 
@@ -312,7 +328,7 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                              on_profile=router.update_profile if router else None,
                              jsonl=None if router else settings.alerts.jsonl_out),
         )
-        recovery = recovery_config(settings, procs)
+        recovery = recovery_config(settings, procs, pid)
         # Without recovery state the meters would start blind: seed them from storage.
         warm = (influx_warm_start(settings, settings.engine.warm_start_days)
                 if settings.influx.enabled and recovery is None
@@ -320,7 +336,13 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
                                  snapshots=recovery is not None, warm=warm,
                                  devices=registry_devices(settings, router),
-                                 verdicts=verdict_feed(settings))
+                                 verdicts=verdict_feed(settings),
+                                 # every process's journal partition: a cell steps a reading
+                                 # once each of them has delivered up to its time
+                                 partitions=ingest.JournalSource(
+                                     settings.ingest.journal_dir,
+                                     partitions=list(range(procs))).list_parts()
+                                 if procs > 1 else ())
         cli_main(
             flow,
             workers_per_process=settings.engine.workers,

@@ -32,6 +32,8 @@ from gridwatch._schemas import Reading
 __all__ = ["ClockLogic", "ReadingBatch", "SummarizedSource", "Tick", "Watermark"]
 
 _EMPTY: list[Any] = []
+#: How often the clock looks whether the end of an epoch has released a watermark.
+_RELEASE_POLL = timedelta(milliseconds=100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,13 +269,21 @@ class ClockLogic(StatefulLogic[Watermark, tuple[str, Tick], bytes]):
         return self._release(), StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[tuple[str, Tick]], bool]:
+        out = self._release()
         now = datetime.now(UTC)
-        if self.wm > -math.inf:
+        if self.idle_s > 0 and self.wm > -math.inf and \
+                now - self.last_wall >= timedelta(seconds=self.idle_s):
             self.wm += (now - self.last_wall).total_seconds()
-        self.last_wall = now
-        return self._ticks(), StatefulLogic.RETAIN
+            self.last_wall = now
+            out = out + self._ticks()
+        return out, StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
+        """Soon, while a watermark waits for release (the last summaries before the input
+        went quiet must still tick the cells: nothing else would wake the clock); after
+        ``idle_s`` of silence in live mode."""
+        if self.low > self.wm:
+            return datetime.now(UTC) + _RELEASE_POLL
         if self.idle_s <= 0 or self.wm == -math.inf:
             return None
         return self.last_wall + timedelta(seconds=self.idle_s)

@@ -358,3 +358,36 @@ def test_two_workers_raise_what_one_raises(gen):
     one = run(1)
     assert ("cell:C1", "feeder_outage", "firing") in {e[:3] for e in one}
     assert run(2) == one
+
+
+def test_cell_steps_readings_split_over_two_partitions_in_event_time_order(gen):
+    """A shared MQTT subscription splits a meter's readings between two collectors' journal
+    partitions, read at their own pace (here: the whole of one before the other). Told the
+    cluster's partitions, a cell holds each reading until every partition has delivered up
+    to its time, and raises what one partition read in order raises: no clock going
+    backwards, no false silence; a real silence and a spike still raised."""
+    meta = {f"m{m}": MeterMeta(meter_id=f"m{m}", grid_cell="C1") for m in range(6)}
+    rs = fleet(gen, 9, 6, skip=lambda m, i: m == 4 and i >= 8 * 96 + 20,
+               bump=lambda m, i: 6.0 if (m == 2 and i == 8 * 96 + 40) else 0.0)
+
+    def run(batches, partitions=()):
+        logic = CellLogic(None, DetectionSettings(), Calendar(), meta.get, 900.0, 0.0,
+                          partitions=partitions)
+        out = []
+        for b in batches:
+            out += logic.on_batch([b])[0]
+        out += logic.on_eof()[0]
+        assert not logic.held
+        return sorted((e.meter_id, e.type, e.state, e.onset) for e in out
+                      if isinstance(e, Event))
+
+    def batches(rows, part):
+        return [ReadingBatch("cell:C1", tuple(rows[i:i + 500]), part)
+                for i in range(0, len(rows), 500)]
+
+    in_order = run(batches(rs, "p0"))
+    assert {e[:2] for e in in_order if e[2] == "firing"} >= {("m4", "comm_loss")}
+    p0 = [r for k, r in enumerate(rs) if (k // 6) % 2 == 0]  # even intervals
+    p1 = [r for k, r in enumerate(rs) if (k // 6) % 2 == 1]  # odd intervals
+    split = run(batches(p0, "p0") + batches(p1, "p1"), partitions=("p0", "p1"))
+    assert split == in_order

@@ -388,9 +388,13 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
                            jsonl=alerts_out)
     sinks = stream.Sinks(
         points=storage.InfluxSink(settings.influx) if influx else None, events=event_sink)
+    # A journal of several partitions (a cluster's collectors) spreads a meter's readings
+    # over them: the cells put them back in event-time order from the first batch on.
+    parts = source.list_parts() if isinstance(source, ingest.JournalSource) else []
     flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
                              snapshots=False,  # a replay runs without recovery
-                             devices=registry_devices(settings, router))
+                             devices=registry_devices(settings, router),
+                             partitions=parts if len(parts) > 1 else ())
     run_main(flow, epoch_interval=timedelta(seconds=settings.engine.epoch_s))
     stats = RunStats()
     stats.readings = getattr(source, "accepted", 0)

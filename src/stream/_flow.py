@@ -127,7 +127,7 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     clock = op.stateful(
         "event_clock", op.key_on("key_clock", watermarks, lambda _w: "clock"),
         lambda resume: ClockLogic(resume, float(det.interval_s), float(det.lateness_s),
-                                  det.idle_advance_s))
+                                  det.idle_advance_s, release_ticks=bool(partitions)))
     ticks = op.map("ticks", clock, lambda kv: kv[1])
     by_cell = op.merge("to_cells", op.key_on("key_cell", batches, lambda b: b.key), ticks)
     cells = op.stateful_batch(

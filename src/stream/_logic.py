@@ -206,8 +206,9 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
     readings and steps them in event-time order only up to the slowest partition's newest
     reading — every partition has then delivered what it has up to there. A partition that
     sends the cell nothing does not hold it for long: the fleet clock's tick (which knows the
-    partitions that are caught up) releases the readings up to the tick as well, and the end
-    of a finite input releases everything.
+    partitions that are caught up, and in a cluster ticks at every release, see
+    ``ClockLogic``) releases the readings up to the tick as well, and the end of a finite
+    input releases everything.
 
     The snapshot is the watch's state, the held readings and every meter's ``to_bytes()``;
     with ``snapshots``

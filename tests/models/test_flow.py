@@ -391,3 +391,34 @@ def test_cell_steps_readings_split_over_two_partitions_in_event_time_order(gen):
     p1 = [r for k, r in enumerate(rs) if (k // 6) % 2 == 1]  # odd intervals
     split = run(batches(p0, "p0") + batches(p1, "p1"), partitions=("p0", "p1"))
     assert split == in_order
+
+
+def test_in_a_cluster_the_clock_releases_held_readings_within_the_interval(gen):
+    """A cell told of two partitions holds what one sends while the other sends it nothing
+    (a concentrator's batch reached one collector); the clock, which ticks every key at each
+    release in a cluster, lets the cell step them without waiting for the next boundary."""
+    from gridwatch.stream import ClockLogic, Watermark
+
+    t0 = gen.T0.timestamp()
+    clock = ClockLogic(None, 900.0, 0.0, 0.0, release_ticks=True)
+    plain = ClockLogic(None, 900.0, 0.0, 0.0)
+    for c in (clock, plain):
+        c.on_item(Watermark("p0", t0, ("cell:a",)))
+        c.on_item(Watermark("p1", t0))
+        c.snapshot()
+        assert c.on_item(Watermark("p0", t0 + 300))[0] == [("cell:a", Tick(t0))]
+        c.on_item(Watermark("p1", t0 + 300))
+        c.snapshot()
+    # the watermark moved within the interval: only the cluster's clock ticks
+    assert clock.on_notify()[0] == [("cell:a", Tick(t0 + 300))]
+    assert plain.on_notify()[0] == []
+
+    cell = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
+                     partitions=("p0", "p1"))
+    batch = ReadingBatch("cell:a", (gen.reading("m0", gen.T0, 1.0),
+                                    gen.reading("m0", gen.T0 + timedelta(seconds=300), 1.0)),
+                         "p0")
+    cell.on_batch([batch])
+    assert len(cell.held) == 2  # p1 has delivered nothing yet
+    cell.on_batch([Tick(t0 + 300)])
+    assert not cell.held and cell.meters["m0"].to_bytes()

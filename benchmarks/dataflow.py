@@ -190,7 +190,10 @@ class Null(DynamicSink[Any]):
 
 parts = list(range(2)) if procs == 1 else [pid]  # each process lists only its own partition
 source = Counting(f"{directory}/journal", partitions=parts, follow=False, batch_size=1000)
-flow = build_flow(Settings(), source, Sinks(events=Null()), meta.get, snapshots=False)
+# as `gridwatch run -i/-a` does: the cells are told the cluster's partitions
+everyone = JournalSource(f"{directory}/journal", partitions=[0, 1]).list_parts()
+flow = build_flow(Settings(), source, Sinks(events=Null()), meta.get, snapshots=False,
+                  partitions=everyone if procs > 1 else ())
 cli_main(flow, workers_per_process=1, process_id=pid if procs > 1 else None,
          addresses=addrs.split(",") if procs > 1 else None,
          epoch_interval=timedelta(seconds=2))

@@ -381,6 +381,9 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
     # Rejected rows of a file are kept as dead letters beside the live ones, with the reason.
     source: Any = ingest.replay_source(
         path, deadletter_dir=settings.ingest.deadletter_dir / "replay")
+    # A journal of several partitions (a cluster's collectors) spreads a meter's readings
+    # over them: the cells put them back in event-time order from the first batch on.
+    parts = source.list_parts() if isinstance(source, ingest.JournalSource) else []
     if alerts_out is not None and alerts_out.exists():
         alerts_out.unlink()
     event_sink = EventSink(router.submit_many if router else None,
@@ -388,9 +391,6 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
                            jsonl=alerts_out)
     sinks = stream.Sinks(
         points=storage.InfluxSink(settings.influx) if influx else None, events=event_sink)
-    # A journal of several partitions (a cluster's collectors) spreads a meter's readings
-    # over them: the cells put them back in event-time order from the first batch on.
-    parts = source.list_parts() if isinstance(source, ingest.JournalSource) else []
     flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
                              snapshots=False,  # a replay runs without recovery
                              devices=registry_devices(settings, router),

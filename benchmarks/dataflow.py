@@ -48,8 +48,13 @@ SGSC45 = Path("/work/shared/datasets/sgsc45/readings.csv.gz")
 FLEET_100K = ROOT / "config" / "fleets" / "utility-100k.yaml"
 
 
-def fleet_of(meters: int, intervals: int) -> Any:
-    """The utility fleet scaled to about ``meters`` meters, for ``intervals`` intervals."""
+#: Meters per grid cell in the utility fleet (100,000 meters in 230 cells).
+FLEET_CELL_METERS = 435
+
+
+def fleet_of(meters: int, intervals: int, cell_meters: int = FLEET_CELL_METERS) -> Any:
+    """The utility fleet scaled to about ``meters`` meters, for ``intervals`` intervals, in
+    grid cells of about ``cell_meters`` meters."""
     import yaml
 
     from gridwatch.simulators import Fleet
@@ -58,8 +63,9 @@ def fleet_of(meters: int, intervals: int) -> Any:
     factor = meters / 100_000
     for spec in data["customers"].values():
         spec["count"] = max(1, round(spec["count"] * factor))
+    cell_factor = factor * FLEET_CELL_METERS / cell_meters
     for region in data["regions"]:
-        region["cells"] = max(1, round(region["cells"] * factor))
+        region["cells"] = max(1, round(region["cells"] * cell_factor))
     data["duration"] = f"{intervals * 15}m"
     data["meters_per_concentrator"] = 100
     data["anomalies"] = {"warmup": "0m", "rate_per_meter_day": 0.0}
@@ -67,7 +73,8 @@ def fleet_of(meters: int, intervals: int) -> Any:
 
 
 # -- journal ------------------------------------------------------------------------------------
-def build_journal(meters: int, intervals: int, directory: Path) -> dict[str, Any]:
+def build_journal(meters: int, intervals: int, directory: Path,
+                  cell_meters: int = FLEET_CELL_METERS) -> dict[str, Any]:
     from gridwatch.ingest import Journal
     from gridwatch.ingest._journal import encode_item
     from gridwatch.simulators import Simulation
@@ -75,7 +82,7 @@ def build_journal(meters: int, intervals: int, directory: Path) -> dict[str, Any
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    sim = Simulation(fleet_of(meters, intervals))
+    sim = Simulation(fleet_of(meters, intervals, cell_meters))
     meta = {m.meter_id: m.meta() for m in sim.meters}
     (directory / "meta.pickle").write_bytes(pickle.dumps(meta))
     journals = [Journal(directory / "journal", p) for p in (0, 1)]
@@ -136,7 +143,9 @@ def build_journal(meters: int, intervals: int, directory: Path) -> dict[str, Any
             st = states[r.meter_id] = MeterState(r.meter_id)
         st.step(r, meta.get(r.meter_id), None, det, cal)
     sdt, scpu = time.perf_counter() - t1, time.process_time() - c1
-    return {"meters": len(meta), "readings": n, "decode_s": dt, "decode_per_s": seen / dt,
+    cells = len({m.grid_cell for m in meta.values()})
+    return {"meters": len(meta), "cells": cells, "readings": n, "decode_s": dt,
+            "decode_per_s": seen / dt,
             "decode_per_cpu_s": seen / cpu, "step_per_s": len(items) / sdt,
             "step_per_cpu_s": len(items) / scpu}
 
@@ -181,7 +190,10 @@ class Null(DynamicSink[Any]):
 
 parts = list(range(2)) if procs == 1 else [pid]  # each process lists only its own partition
 source = Counting(f"{directory}/journal", partitions=parts, follow=False, batch_size=1000)
-flow = build_flow(Settings(), source, Sinks(events=Null()), meta.get, snapshots=False)
+# as `gridwatch run -i/-a` does: the cells are told the cluster's partitions
+everyone = JournalSource(f"{directory}/journal", partitions=[0, 1]).list_parts()
+flow = build_flow(Settings(), source, Sinks(events=Null()), meta.get, snapshots=False,
+                  partitions=everyone if procs > 1 else ())
 cli_main(flow, workers_per_process=1, process_id=pid if procs > 1 else None,
          addresses=addrs.split(",") if procs > 1 else None,
          epoch_interval=timedelta(seconds=2))
@@ -215,6 +227,7 @@ def run_flow(directory: Path, procs: int) -> dict[str, Any]:
             types[k] = types.get(k, 0) + v
     return {"processes": procs, "readings": readings, "events": sum(o["events"] for o in outs),
             "seconds": seconds, "per_s": readings / seconds, "cpu_s": cpu,
+            "cpu_by_process": [o["cpu_s"] for o in outs],
             "per_cpu_s": readings / cpu, "event_types": types}
 
 
@@ -319,6 +332,8 @@ def main() -> None:
     ap.add_argument("--only", action="append", choices=["flow", "replay", "memory"])
     ap.add_argument("--meters", type=int, default=2_000)
     ap.add_argument("--intervals", type=int, default=96)
+    ap.add_argument("--cell-meters", type=int, default=FLEET_CELL_METERS,
+                    help="meters per grid cell (the unit of work spread over processes)")
     ap.add_argument("--memory-intervals", type=int, default=4)
     ap.add_argument("--full", action="store_true", help="memory at 10^6 meters too")
     args = ap.parse_args()
@@ -326,9 +341,10 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     if "flow" in parts:
-        j = build_journal(args.meters, args.intervals, OUT / "flow")
+        j = build_journal(args.meters, args.intervals, OUT / "flow", args.cell_meters)
         results["journal"] = j
-        print(f"journal: {j['readings']:,} readings of {j['meters']:,} meters; "
+        print(f"journal: {j['readings']:,} readings of {j['meters']:,} meters in "
+              f"{j['cells']} grid cells; "
               f"baseline read+decode {j['decode_per_s']:,.0f} readings/s "
               f"({j['decode_per_cpu_s']:,.0f} per CPU-second); baseline MeterState.step loop "
               f"{j['step_per_s']:,.0f} readings/s ({j['step_per_cpu_s']:,.0f} per CPU-second)")
@@ -341,7 +357,10 @@ def main() -> None:
                   f"{r['per_cpu_s']:,.0f} per CPU-second); ratio to the step loop "
                   f"{r['per_s'] / j['step_per_s']:.2f} (CPU "
                   f"{r['per_cpu_s'] / j['step_per_cpu_s']:.2f})")
-        print(f"2 processes vs 1: {two['per_s'] / one['per_s']:.2f}x")
+        share = max(two["cpu_by_process"]) / sum(two["cpu_by_process"])
+        print(f"2 processes vs 1: {two['per_s'] / one['per_s']:.2f}x; the busier process "
+              f"spent {share:.0%} of the cluster's CPU (the bound: 1/{share:.2f} = "
+              f"{1 / share:.2f}x at best)")
     if "replay" in parts:
         r = replay_sgsc45()
         results["replay"] = r

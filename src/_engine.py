@@ -118,16 +118,32 @@ def load_meta(settings: Settings) -> Callable[[str], MeterMeta | None] | None:
     return Registry.load(path).meter_meta
 
 
-def recovery_config(settings: Settings, partitions: int) -> Any:
-    """bytewax recovery partitions under ``engine.recovery_dir``, created on first use."""
+def recovery_config(settings: Settings, partitions: int, process_id: int = 0) -> Any:
+    """bytewax recovery partitions under ``engine.recovery_dir``, created on first use.
+
+    In a cluster each process creates only its own partition, ``part-<process id>``: bytewax
+    looks for partitions in each process's local directory and needs the set over all
+    processes complete, so with a directory per machine each holds one partition, and with
+    one shared directory both are there. (A copy of every partition on every machine would
+    leave stale copies beside the one being written.)"""
+    import shutil
+    import tempfile
+
     from bytewax.recovery import RecoveryConfig, init_db_dir
 
     rdir = settings.engine.recovery_dir
     if rdir is None:
         return None
-    if not rdir.exists() or not any(rdir.iterdir()):
-        rdir.mkdir(parents=True, exist_ok=True)
-        init_db_dir(rdir, partitions)
+    rdir.mkdir(parents=True, exist_ok=True)
+    if partitions == 1:
+        if not any(rdir.iterdir()):
+            init_db_dir(rdir, 1)
+    else:
+        own = rdir / f"part-{process_id}.sqlite3"
+        if not own.exists():
+            with tempfile.TemporaryDirectory(dir=rdir) as tmp:
+                init_db_dir(Path(tmp), partitions)
+                shutil.move(Path(tmp) / own.name, own)
     return RecoveryConfig(rdir, timedelta(seconds=settings.engine.backup_interval_s))
 
 
@@ -326,7 +342,7 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                              jsonl=None if router else settings.alerts.jsonl_out),
             days=DaySink(tags) if tags is not None else None,
         )
-        recovery = recovery_config(settings, procs)
+        recovery = recovery_config(settings, procs, pid)
         # Without recovery state the meters would start blind: seed them from storage.
         warm = (influx_warm_start(settings, settings.engine.warm_start_days)
                 if settings.influx.enabled and recovery is None
@@ -334,7 +350,13 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
                                  snapshots=recovery is not None, warm=warm,
                                  devices=registry_devices(settings, router),
-                                 verdicts=verdict_feed(settings))
+                                 verdicts=verdict_feed(settings),
+                                 # every process's journal partition: a cell steps a reading
+                                 # once each of them has delivered up to its time
+                                 partitions=ingest.JournalSource(
+                                     settings.ingest.journal_dir,
+                                     partitions=list(range(procs))).list_parts()
+                                 if procs > 1 else ())
         cli_main(
             flow,
             workers_per_process=settings.engine.workers,
@@ -379,6 +401,9 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
     # Rejected rows of a file are kept as dead letters beside the live ones, with the reason.
     source: Any = ingest.replay_source(
         path, deadletter_dir=settings.ingest.deadletter_dir / "replay")
+    # A journal of several partitions (a cluster's collectors) spreads a meter's readings
+    # over them: the cells put them back in event-time order from the first batch on.
+    parts = source.list_parts() if isinstance(source, ingest.JournalSource) else []
     if alerts_out is not None and alerts_out.exists():
         alerts_out.unlink()
     submit = router.submit_many if router else None
@@ -398,7 +423,8 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
         days=DaySink(tags) if tags is not None else None)
     flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
                              snapshots=False,  # a replay runs without recovery
-                             devices=registry_devices(settings, router))
+                             devices=registry_devices(settings, router),
+                             partitions=parts if len(parts) > 1 else ())
     run_main(flow, epoch_interval=timedelta(seconds=settings.engine.epoch_s))
     if tags is not None:
         tags.settle(force=True)  # the last day whose profiles arrived

@@ -27,7 +27,7 @@ outage). The trade-off: a cell whose readings trail the fleet's newest by more t
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,13 +99,16 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
                meta: Mapping[str, MeterMeta] | MetaLookup | None = None,
                flow_id: str = "gridwatch", *, snapshots: bool = True,
                warm: WarmStart | None = None, devices: DeviceLookup | None = None,
-               verdicts: Verdicts | None = None) -> Dataflow:
+               verdicts: Verdicts | None = None, partitions: Sequence[str] = ()) -> Dataflow:
     """Wire the detection dataflow: readings in, events/scores/profiles out.
 
     ``snapshots=False`` when the flow runs without recovery: the cells then skip serialising
     their meters at each epoch (bytewax asks for snapshots all the same, and drops them).
     ``warm``: where meters without state get their history at start (see ``CellLogic``).
-    ``verdicts``: the managers' verdicts, handed to each meter's detectors (the closed loop)."""
+    ``verdicts``: the managers' verdicts, handed to each meter's detectors (the closed loop).
+    ``partitions``: every source partition of the cluster, when processes list only their own
+    (a cell then holds a reading until each partition has delivered up to its time, see
+    ``CellLogic``)."""
     det = settings.detection
     lookup = meta_lookup(meta)
     calendar = Calendar(det.timezone, det.holiday_country)
@@ -127,12 +130,13 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     clock = op.stateful(
         "event_clock", op.key_on("key_clock", watermarks, lambda _w: "clock"),
         lambda resume: ClockLogic(resume, float(det.interval_s), float(det.lateness_s),
-                                  det.idle_advance_s))
+                                  det.idle_advance_s, release_ticks=bool(partitions)))
     ticks = op.map("ticks", clock, lambda kv: kv[1])
     by_cell = op.merge("to_cells", op.key_on("key_cell", batches, lambda b: b.key), ticks)
     cells = op.stateful_batch(
         "cells", by_cell, cell_builder(det, calendar, lookup, float(det.interval_s),
-                                       float(det.lateness_s), snapshots, warm, verdicts))
+                                       float(det.lateness_s), snapshots, warm, verdicts,
+                                       partitions))
     results = op.map("cells_v", cells, lambda kv: kv[1])
     split = op.branch("to_segments", results,
                       lambda x: isinstance(x, DailyProfile | TheftCandidate))

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Callable, Iterable
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic, StatefulLogic
@@ -196,7 +198,20 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
     the cell's own watermark: it is what moves a cell whose meters have all gone quiet, or one
     whose slowest partition has stopped.
 
-    The snapshot is the watch's state and every meter's ``to_bytes()``; with ``snapshots``
+    **Several partitions feed a cell** in a cluster whose collectors share one MQTT
+    subscription: a meter's readings land in whichever collector's journal the broker chose,
+    so two partitions, read at their own pace, would hand the cell a meter's readings out of
+    order (seen as a clock going backwards, gaps as silences). So once a cell is fed by more
+    than one partition (or is told the cluster's ``partitions`` up front), it *holds* the
+    readings and steps them in event-time order only up to the slowest partition's newest
+    reading — every partition has then delivered what it has up to there. A partition that
+    sends the cell nothing does not hold it for long: the fleet clock's tick (which knows the
+    partitions that are caught up, and in a cluster ticks at every release, see
+    ``ClockLogic``) releases the readings up to the tick as well, and the end of a finite
+    input releases everything.
+
+    The snapshot is the watch's state, the held readings and every meter's ``to_bytes()``;
+    with ``snapshots``
     off (no recovery configured: bytewax takes snapshots at every epoch all the same, and
     drops them) it is empty and costs nothing.
 
@@ -210,8 +225,10 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
     def __init__(self, resume: bytes | None, settings: DetectionSettings, calendar: Calendar,
                  meta: MetaLookup, tick_s: float, lateness_s: float,
                  snapshots: bool = True, warm: WarmStart | None = None,
-                 verdicts: Verdicts | None = None) -> None:
+                 verdicts: Verdicts | None = None, partitions: Sequence[str] = ()) -> None:
         self.settings = settings
+        #: every source partition of the cluster, when known up front
+        self.partitions = tuple(partitions)
         self.warm = warm
         self.verdicts = verdicts
         self._ticks_seen = 0
@@ -225,9 +242,14 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         self.meters: dict[str, MeterState] = {}
         #: newest event time from each source partition that feeds this cell
         self.parts: dict[str, float] = {}
+        #: readings waiting for the slower partitions: (event time, reading), arrival order
+        self.held: list[tuple[float, Reading]] = []
         watch = None
         if resume:
-            watch, self.wm, self.next_tick, self.parts, states = pickle.loads(resume)
+            state = pickle.loads(resume)
+            watch, self.wm, self.next_tick, self.parts, states = state[:5]
+            if len(state) > 5:
+                self.held = state[5]
             self.meters = {m: MeterState.from_bytes(b) for m, b in states.items()}
         self.watch = CellWatch(watch, None, settings)
 
@@ -237,13 +259,58 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             if isinstance(value, ReadingBatch):
                 if self.warm is not None and self._ticks_seen < 2:
                     self._warm_start(value.readings)
-                for r in value.readings:
-                    self._reading(r, value.part, out)
+                if self.held or self.partitions or (
+                        self.parts and value.part not in self.parts) or len(self.parts) > 1:
+                    self._hold(value, out)
+                else:
+                    for r in value.readings:
+                        self._reading(r, value.part, out)
             elif isinstance(value, Tick):
+                if self.held:
+                    self._release(value.now + self.lateness_s, out)
                 self._advance(value.now, out)
             else:  # a lone reading (a caller that does not batch)
                 self._reading(value, "", out)
         return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[Any], bool]:
+        out: list[Any] = []
+        self._release(math.inf, out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def _hold(self, batch: ReadingBatch, out: list[Any]) -> None:
+        """Hold a batch's readings; step those every partition has delivered."""
+        held = self.held
+        newest = -math.inf
+        for r in batch.readings:
+            t = r.ts.timestamp()
+            held.append((t, r))
+            if t > newest:
+                newest = t
+        parts = self.parts
+        if newest > parts.get(batch.part, -math.inf):
+            parts[batch.part] = newest
+        upto = min(parts.values())
+        for p in self.partitions:
+            upto = min(upto, parts.get(p, -math.inf))
+        self._release(upto, out)
+
+    def _release(self, upto: float, out: list[Any]) -> None:
+        """Step the held readings up to event time ``upto``, oldest first."""
+        held = self.held
+        if not held or upto == -math.inf:
+            return
+        held.sort(key=itemgetter(0))  # stable: arrival order among equal times
+        n = bisect_right(held, upto, key=itemgetter(0))
+        if n == 0:
+            return
+        ready = held[:n]
+        del held[:n]
+        lateness = self.lateness_s
+        for t, r in ready:
+            self._step(r, t, t - lateness, out)
+        if upto < math.inf and upto - lateness > self.wm:
+            self._advance(upto - lateness, out)
 
     def _warm_start(self, readings: tuple[Reading, ...]) -> None:
         assert self.warm is not None
@@ -266,6 +333,10 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         if t > parts.get(part, -math.inf):
             parts[part] = t
         wm = (t if len(parts) == 1 else min(parts.values())) - self.lateness_s
+        self._step(r, t, wm, out)
+
+    def _step(self, r: Reading, t: float, wm: float, out: list[Any]) -> None:
+        """One reading through the watch and its meter, the cell's watermark at ``wm``."""
         if wm > self.next_tick:
             self._catch_up(wm, out)
         meta = self.meta(r.meter_id)
@@ -332,17 +403,17 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         if not self.snapshots:
             return b""
         return pickle.dumps((self.watch.state(), self.wm, self.next_tick, self.parts,
-                             {m: s.to_bytes() for m, s in self.meters.items()}),
+                             {m: s.to_bytes() for m, s in self.meters.items()}, self.held),
                             protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def cell_builder(settings: DetectionSettings, calendar: Calendar, meta: MetaLookup,
                  tick_s: float, lateness_s: float, snapshots: bool = True,
-                 warm: WarmStart | None = None,
-                 verdicts: Verdicts | None = None) -> Callable[[bytes | None], CellLogic]:
+                 warm: WarmStart | None = None, verdicts: Verdicts | None = None,
+                 partitions: Sequence[str] = ()) -> Callable[[bytes | None], CellLogic]:
     def build(resume: bytes | None) -> CellLogic:
         return CellLogic(resume or None, settings, calendar, meta, tick_s, lateness_s,
-                         snapshots, warm, verdicts)
+                         snapshots, warm, verdicts, partitions)
 
     return build
 

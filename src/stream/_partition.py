@@ -32,6 +32,8 @@ from gridwatch._schemas import Reading
 __all__ = ["ClockLogic", "ReadingBatch", "SummarizedSource", "Tick", "Watermark"]
 
 _EMPTY: list[Any] = []
+#: How often the clock looks whether the end of an epoch has released a watermark.
+_RELEASE_POLL = timedelta(milliseconds=100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,12 +211,19 @@ class ClockLogic(StatefulLogic[Watermark, tuple[str, Tick], bytes]):
 
     ``notify_at`` is wall-clock in bytewax, so it is only used for the idle case: when nothing
     arrives for ``idle_s`` wall seconds the watermark advances by the wall time elapsed.
+
+    ``release_ticks`` (a cluster whose partitions share the meters): every release that moves
+    the watermark ticks every key, boundary or not, so that a cell holding readings for a
+    partition that sends it nothing steps them within an epoch (see ``CellLogic``); a cell's
+    watch still acts only on ``tick_s`` boundaries.
     """
 
     def __init__(self, resume: bytes | None, tick_s: float, lateness_s: float,
-                 idle_s: float) -> None:
+                 idle_s: float, release_ticks: bool = False) -> None:
         import pickle
 
+        #: tick every key at each release, not only when a ``tick_s`` boundary is crossed
+        self.release_ticks = release_ticks
         self.tick_s = tick_s
         self.lateness_s = lateness_s
         self.idle_s = idle_s
@@ -260,6 +269,11 @@ class ClockLogic(StatefulLogic[Watermark, tuple[str, Tick], bytes]):
             if self.next_tick == -math.inf:
                 self.next_tick = wm  # the first release ticks: it may be the only one
             self.wm = wm
+            if self.release_ticks and wm < self.next_tick:
+                # Cells that hold readings for a partition that sends them nothing may step
+                # them up to here now, rather than at the next boundary.
+                tick = Tick(wm)
+                return [(k, tick) for k in sorted(self.keys)]
         return self._ticks()
 
     def on_eof(self) -> tuple[list[tuple[str, Tick]], bool]:
@@ -267,13 +281,21 @@ class ClockLogic(StatefulLogic[Watermark, tuple[str, Tick], bytes]):
         return self._release(), StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[tuple[str, Tick]], bool]:
+        out = self._release()
         now = datetime.now(UTC)
-        if self.wm > -math.inf:
+        if self.idle_s > 0 and self.wm > -math.inf and \
+                now - self.last_wall >= timedelta(seconds=self.idle_s):
             self.wm += (now - self.last_wall).total_seconds()
-        self.last_wall = now
-        return self._ticks(), StatefulLogic.RETAIN
+            self.last_wall = now
+            out = out + self._ticks()
+        return out, StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
+        """Soon, while a watermark waits for release (the last summaries before the input
+        went quiet must still tick the cells: nothing else would wake the clock); after
+        ``idle_s`` of silence in live mode."""
+        if self.low > self.wm:
+            return datetime.now(UTC) + _RELEASE_POLL
         if self.idle_s <= 0 or self.wm == -math.inf:
             return None
         return self.last_wall + timedelta(seconds=self.idle_s)

@@ -358,3 +358,92 @@ def test_two_workers_raise_what_one_raises(gen):
     one = run(1)
     assert ("cell:C1", "feeder_outage", "firing") in {e[:3] for e in one}
     assert run(2) == one
+
+
+def test_cell_steps_readings_split_over_two_partitions_in_event_time_order(gen):
+    """A shared MQTT subscription splits a meter's readings between two collectors' journal
+    partitions, read at their own pace (here: the whole of one before the other). Told the
+    cluster's partitions, a cell holds each reading until every partition has delivered up
+    to its time, and raises what one partition read in order raises: no clock going
+    backwards, no false silence; a real silence and a spike still raised."""
+    meta = {f"m{m}": MeterMeta(meter_id=f"m{m}", grid_cell="C1") for m in range(6)}
+    rs = fleet(gen, 9, 6, skip=lambda m, i: m == 4 and i >= 8 * 96 + 20,
+               bump=lambda m, i: 6.0 if (m == 2 and i == 8 * 96 + 40) else 0.0)
+
+    def run(batches, partitions=()):
+        logic = CellLogic(None, DetectionSettings(), Calendar(), meta.get, 900.0, 0.0,
+                          partitions=partitions)
+        out = []
+        for b in batches:
+            out += logic.on_batch([b])[0]
+        out += logic.on_eof()[0]
+        assert not logic.held
+        return sorted((e.meter_id, e.type, e.state, e.onset) for e in out
+                      if isinstance(e, Event))
+
+    def batches(rows, part):
+        return [ReadingBatch("cell:C1", tuple(rows[i:i + 500]), part)
+                for i in range(0, len(rows), 500)]
+
+    in_order = run(batches(rs, "p0"))
+    assert {e[:2] for e in in_order if e[2] == "firing"} >= {("m4", "comm_loss")}
+    p0 = [r for k, r in enumerate(rs) if (k // 6) % 2 == 0]  # even intervals
+    p1 = [r for k, r in enumerate(rs) if (k // 6) % 2 == 1]  # odd intervals
+    split = run(batches(p0, "p0") + batches(p1, "p1"), partitions=("p0", "p1"))
+    assert split == in_order
+
+
+def test_in_a_cluster_the_clock_releases_held_readings_within_the_interval(gen):
+    """A cell told of two partitions holds what one sends while the other sends it nothing
+    (a concentrator's batch reached one collector); the clock, which ticks every key at each
+    release in a cluster, lets the cell step them without waiting for the next boundary."""
+    from gridwatch.stream import ClockLogic, Watermark
+
+    t0 = gen.T0.timestamp()
+    clock = ClockLogic(None, 900.0, 0.0, 0.0, release_ticks=True)
+    plain = ClockLogic(None, 900.0, 0.0, 0.0)
+    for c in (clock, plain):
+        c.on_item(Watermark("p0", t0, ("cell:a",)))
+        c.on_item(Watermark("p1", t0))
+        c.snapshot()
+        assert c.on_item(Watermark("p0", t0 + 300))[0] == [("cell:a", Tick(t0))]
+        c.on_item(Watermark("p1", t0 + 300))
+        c.snapshot()
+    # the watermark moved within the interval: only the cluster's clock ticks
+    assert clock.on_notify()[0] == [("cell:a", Tick(t0 + 300))]
+    assert plain.on_notify()[0] == []
+
+    cell = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
+                     partitions=("p0", "p1"))
+    batch = ReadingBatch("cell:a", (gen.reading("m0", gen.T0, 1.0),
+                                    gen.reading("m0", gen.T0 + timedelta(seconds=300), 1.0)),
+                         "p0")
+    cell.on_batch([batch])
+    assert len(cell.held) == 2  # p1 has delivered nothing yet
+    cell.on_batch([Tick(t0 + 300)])
+    assert not cell.held and cell.meters["m0"].to_bytes()
+
+
+def test_held_readings_survive_a_snapshot(gen):
+    """Readings a cell holds for a slower partition are part of its snapshot: restored from
+    it, the cell steps them as the original would have."""
+    rs = fleet(gen, 2, 3)
+    mid = len(rs) // 2
+    first = ReadingBatch("cell:a", tuple(rs[:mid]), "p0")
+    second = ReadingBatch("cell:a", tuple(rs[mid:]), "p1")
+
+    def cell(resume=None):
+        return CellLogic(resume, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
+                         partitions=("p0", "p1"))
+
+    original = cell()
+    original.on_batch([first])
+    assert len(original.held) == mid  # p1 has delivered nothing yet
+    restored = cell(original.snapshot())
+    assert [r for _, r in restored.held] == list(rs[:mid])
+    for c in (original, restored):
+        c.on_batch([second])
+        c.on_eof()
+        assert not c.held
+    assert {m: s.to_bytes() for m, s in restored.meters.items()} == \
+        {m: s.to_bytes() for m, s in original.meters.items()}

@@ -1,0 +1,177 @@
+"""How memory and throughput grow with the fleet: 10^4, 10^5 and 10^6 meters in one table.
+
+For each size, in a fresh process, the simulated utility fleet
+(``config/fleets/utility-100k.yaml`` scaled, grid cells of about 435 meters as in the full
+fleet) runs three 15-minute intervals through the dataflow's per-cell step (``CellLogic``: the
+silence watch and every meter's ``MeterState``, the objects a worker holds), without bytewax
+and without storage, so that 10^6 meters take minutes rather than hours:
+
+1. interval 1 builds every meter's state (a meter's first reading: the costliest);
+   **resident memory per meter** is the process's RSS growth over it, divided by meters
+   (readings are made and dropped 1,000 at a time, so they add at most a few MiB);
+2. interval 2, the **baseline**: ``MeterState.step`` over the interval's readings in a plain
+   loop, on the same states (the detectors alone);
+3. interval 3: the same readings' shape through ``CellLogic.on_batch`` in batches per cell,
+   as the source hands them over: **readings/s**, and the ratio to the baseline.
+
+Intervals 2 and 3 time their first ``--timed`` readings (200,000 by default: at 10^6 meters
+the cells still hold every meter, but the run stays near four minutes).
+
+Beside the resident figure, the pickled ``MeterState.to_bytes()`` per meter (a sample of
+1,000 meters) is the baseline of memory: what the state holds, serialised.
+
+Usage: ``python benchmarks/scaling.py`` (all three sizes, about 5 minutes on 2 cores, most of
+it building 10^6 meters' state), ``--sizes 10000 100000`` (a quicker pass). Figures go to the
+terminal and to ``var/bench/scaling.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+
+CHILD = r'''
+import gc, json, pickle, sys, time
+sys.path.insert(0, {here!r})
+from dataflow import fleet_of
+from _e2e_lib import rss_bytes
+from gridwatch import Settings
+from gridwatch.models import Calendar
+from gridwatch.simulators import Simulation
+from gridwatch.stream import ReadingBatch
+from gridwatch.stream._flow import watch_key
+from gridwatch.stream._logic import CellLogic
+
+meters = {meters}
+def say(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+det = Settings().detection
+cal = Calendar(det.timezone, det.holiday_country)
+sim = Simulation(fleet_of(meters, 3))
+meta = {{m.meter_id: m.meta() for m in sim.meters}}
+n = len(meta)
+lookup = meta.get
+key = {{m: watch_key(m, mm) for m, mm in meta.items()}}
+blocks = sim.blocks()
+cells = {{}}
+
+def feed(block, limit=None):
+    """One interval through the cells (its first ``limit`` readings), 1,000 readings at a
+    time grouped per cell."""
+    count = 0
+    chunk = []
+    def flush():
+        groups = {{}}
+        for r in chunk:
+            groups.setdefault(key[r.meter_id], []).append(r)
+        for k, rs in groups.items():
+            cell = cells.get(k)
+            if cell is None:
+                cell = cells[k] = CellLogic(None, det, cal, lookup, float(det.interval_s),
+                                            float(det.lateness_s), snapshots=False)
+            cell.on_batch([ReadingBatch(k, tuple(rs), "p0")])
+        chunk.clear()
+    for r in sim.block_readings(block):
+        chunk.append(r)
+        count += 1
+        if len(chunk) == 1000:
+            flush()
+        if count == limit:
+            break
+    flush()
+    return count
+
+gc.collect()
+rss0 = rss_bytes()
+say(f"  {{n:,}} meters: interval 1 (every meter's first reading) ...")
+t0, c0 = time.perf_counter(), time.process_time()
+r1 = feed(next(blocks))
+t1, c1 = time.perf_counter(), time.process_time()
+gc.collect()
+rss1 = rss_bytes()
+states = {{m: s for cell in cells.values() for m, s in cell.meters.items()}}
+sample = list(states.values())[:: max(1, len(states) // 1000)]
+pickled = sum(len(s.to_bytes()) for s in sample) / len(sample)
+
+say("  interval 2: MeterState.step in a plain loop (baseline) ...")
+t2, c2 = time.perf_counter(), time.process_time()
+r2 = 0
+for r in sim.block_readings(next(blocks)):
+    st = states.get(r.meter_id)
+    if st is None:
+        continue
+    st.step(r, lookup(r.meter_id), None, det, cal)
+    r2 += 1
+    if r2 == {timed}:
+        break
+t3, c3 = time.perf_counter(), time.process_time()
+
+say("  interval 3: CellLogic.on_batch per cell ...")
+r3 = feed(next(blocks), {timed})
+t4, c4 = time.perf_counter(), time.process_time()
+print(json.dumps({{
+    "meters": n, "cells": len(cells), "rss_before": rss0, "rss_after": rss1,
+    "bytes_per_meter": (rss1 - rss0) / n, "pickled_per_meter": pickled,
+    "cold_per_s": r1 / (t1 - t0), "cold_per_cpu_s": r1 / (c1 - c0),
+    "step_per_s": r2 / (t3 - t2), "step_per_cpu_s": r2 / (c3 - c2),
+    "cell_per_s": r3 / (t4 - t3), "cell_per_cpu_s": r3 / (c4 - c3),
+}}))
+'''
+
+
+def run_size(meters: int, timed: int) -> dict[str, Any]:
+    code = CHILD.format(here=str(HERE), meters=meters, timed=timed)
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                          timeout=3600)
+    if proc.returncode != 0:
+        raise SystemExit(f"the {meters:,}-meter run failed (exit {proc.returncode})")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["seconds"] = time.perf_counter() - t
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--timed", type=int, default=200_000,
+                    help="readings of intervals 2 and 3 timed (the first ones of each)")
+    args = ap.parse_args()
+    rows = []
+    for n in args.sizes:
+        print(f"{n:,} meters ...", flush=True)
+        r = run_size(n, args.timed)
+        rows.append(r)
+        print(f"  done in {r['seconds']:.0f} s", flush=True)
+    head = ("meters", "cells", "RSS B/meter", "pickled B/meter", "first reading r/s",
+            "step loop r/s (baseline)", "cell step r/s", "ratio (CPU)")
+    print(" | ".join(head))
+    for r in rows:
+        print(" | ".join([
+            f"{r['meters']:,}", f"{r['cells']:,}", f"{r['bytes_per_meter']:,.0f}",
+            f"{r['pickled_per_meter']:,.0f}", f"{r['cold_per_s']:,.0f}",
+            f"{r['step_per_s']:,.0f} ({r['step_per_cpu_s']:,.0f}/CPU-s)",
+            f"{r['cell_per_s']:,.0f} ({r['cell_per_cpu_s']:,.0f}/CPU-s)",
+            f"{r['cell_per_s'] / r['step_per_s']:.2f} "
+            f"({r['cell_per_cpu_s'] / r['step_per_cpu_s']:.2f})"]))
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        print(f"from {a['meters']:,} to {b['meters']:,} meters: memory per meter x"
+              f"{b['bytes_per_meter'] / a['bytes_per_meter']:.2f}, cell step per CPU-second x"
+              f"{b['cell_per_cpu_s'] / a['cell_per_cpu_s']:.2f}")
+    out = ROOT / "var" / "bench" / "scaling.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from _models_helpers import STEP, T0, WEEK, reading, residential, series
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from gridwatch import Event, LoadProfile, MeterMeta, Reading, Score, Settings
@@ -11,22 +12,22 @@ from gridwatch.models import Calendar, DetectionSettings
 from gridwatch.stream import CellLogic, ReadingBatch, Sinks, Tick, build_flow, run_replay
 
 
-def fleet(gen, days: int, meters: int, skip=lambda m, i: False, bump=lambda m, i: 0.0):
+def fleet(days: int, meters: int, skip=lambda m, i: False, bump=lambda m, i: 0.0):
     rs = []
     import numpy as np
 
     rng = np.random.default_rng(3)
     for i in range(days * 96):
-        ts = gen.T0 + i * gen.STEP
+        ts = T0 + i * STEP
         for m in range(meters):
             if skip(m, i):
                 continue
-            kw = gen.residential(i, ts, rng) + bump(m, i)
-            rs.append(gen.reading(f"m{m}", ts, round(kw, 4)))
+            kw = residential(i, ts, rng) + bump(m, i)
+            rs.append(reading(f"m{m}", ts, round(kw, 4)))
     return rs
 
 
-def test_feeder_outage_is_one_event_naming_the_meters(gen):
+def test_feeder_outage_is_one_event_naming_the_meters():
     meta = {f"m{m}": MeterMeta(meter_id=f"m{m}", grid_cell="C7" if m < 6 else "C8")
             for m in range(8)}
     out_at = 2 * 96 + 10
@@ -34,12 +35,12 @@ def test_feeder_outage_is_one_event_naming_the_meters(gen):
     def skip(m, i):
         return (m < 6 and out_at <= i < out_at + 16) or (m == 7 and out_at <= i < out_at + 12)
 
-    res = run_replay(Settings(), fleet(gen, 3, 8, skip), meta)
+    res = run_replay(Settings(), fleet(3, 8, skip), meta)
     feeder = res.firing("feeder_outage")
     assert len(feeder) == 1
     assert feeder[0].meters == tuple(f"m{m}" for m in range(6))
     assert feeder[0].grid_cell == "C7"
-    assert feeder[0].onset == gen.T0 + out_at * gen.STEP
+    assert feeder[0].onset == T0 + out_at * STEP
     assert not [e for e in res.firing() if e.type in ("outage", "comm_loss")
                 and e.meter_id in feeder[0].meters]
     alone = res.firing("comm_loss")
@@ -47,12 +48,12 @@ def test_feeder_outage_is_one_event_naming_the_meters(gen):
     assert [e.type for e in res.events if e.state == "resolved"].count("feeder_outage") == 1
 
 
-def test_spike_through_the_flow_and_scores_only_when_anomalous(gen):
+def test_spike_through_the_flow_and_scores_only_when_anomalous():
     spike = 8 * 96 + 30
-    rs = fleet(gen, 9, 2, bump=lambda m, i: 6.0 if (m == 1 and spike <= i < spike + 8) else 0.0)
+    rs = fleet(9, 2, bump=lambda m, i: 6.0 if (m == 1 and spike <= i < spike + 8) else 0.0)
     res = run_replay(Settings(), rs)
     fired = res.firing("abnormal_consumption")
-    assert [(e.meter_id, e.onset) for e in fired] == [("m1", gen.T0 + spike * gen.STEP)]
+    assert [(e.meter_id, e.onset) for e in fired] == [("m1", T0 + spike * STEP)]
     assert fired[0].raised_at == fired[0].onset  # far beyond its record: news at once
     assert res.scores and all(s.anomalous for s in res.scores)
     assert len(res.scores) < 20
@@ -60,8 +61,8 @@ def test_spike_through_the_flow_and_scores_only_when_anomalous(gen):
     assert {p.meter_id for p in res.profiles} == {"m0", "m1"}
 
 
-def test_sinks_receive_what_they_should(gen):
-    rs = fleet(gen, 2, 2, skip=lambda m, i: m == 0 and i > 150)
+def test_sinks_receive_what_they_should():
+    rs = fleet(2, 2, skip=lambda m, i: m == 0 and i > 150)
     points: list = []
     events: list = []
     flow = build_flow(Settings(detection={"score_sample_every": 10}), TestingSource(rs),
@@ -73,11 +74,11 @@ def test_sinks_receive_what_they_should(gen):
     assert [e.type for e in events if isinstance(e, Event)] == ["comm_loss"]
 
 
-def test_cell_logic_snapshot_restores_an_anomaly_in_progress(gen):
+def test_cell_logic_snapshot_restores_an_anomaly_in_progress():
     s = DetectionSettings()
     cal = Calendar()
-    shift = 3 * gen.WEEK + 10
-    rs = gen.series(3 * gen.WEEK + 60, lambda i, ts, rng: gen.residential(i, ts, rng)
+    shift = 3 * WEEK + 10
+    rs = series(3 * WEEK + 60, lambda i, ts, rng: residential(i, ts, rng)
                     * (3.0 if i >= shift else 1.0))
     cut = shift + 2  # the shift has begun, not yet raised
 
@@ -107,14 +108,14 @@ def test_cell_logic_snapshot_restores_an_anomaly_in_progress(gen):
     assert CellLogic(None, s, cal, lambda m: None, 900.0, 0.0, snapshots=False).snapshot() == b""
 
 
-def test_recovery_resumes_state_across_runs(gen, tmp_path):
+def test_recovery_resumes_state_across_runs(tmp_path):
     """A real bytewax recovery: run half the stream, stop, resume; the shift begun in the first
     run is still recognised in the second."""
     from bytewax.recovery import RecoveryConfig, init_db_dir
 
     init_db_dir(tmp_path, 1)
-    shift = 3 * gen.WEEK + 10
-    rs = gen.series(3 * gen.WEEK + 60, lambda i, ts, rng: gen.residential(i, ts, rng)
+    shift = 3 * WEEK + 10
+    rs = series(3 * WEEK + 60, lambda i, ts, rng: residential(i, ts, rng)
                     * (3.0 if i >= shift else 1.0))
     cut = shift + 2
     out1: list = []
@@ -131,12 +132,12 @@ def test_recovery_resumes_state_across_runs(gen, tmp_path):
     assert fired and fired[0].onset < rs[cut].ts
 
 
-def test_clock_ticks_every_interval_from_partition_summaries_and_when_idle(gen):
+def test_clock_ticks_every_interval_from_partition_summaries_and_when_idle():
     from datetime import UTC, datetime
 
     from gridwatch.stream import ClockLogic, Watermark
 
-    t0 = gen.T0.timestamp()
+    t0 = T0.timestamp()
     clock = ClockLogic(None, 900.0, 0.0, 30.0)
 
     def epoch(*marks):
@@ -168,33 +169,33 @@ def test_clock_ticks_every_interval_from_partition_summaries_and_when_idle(gen):
     assert resumed.active == {"p0", "p1"} and resumed.released == resumed.low == t0 + 1000
 
 
-def test_cell_ticks_itself_while_its_meters_report(gen):
+def test_cell_ticks_itself_while_its_meters_report():
     """A cell with readings does not wait for the clock: a meter silent among reporting
     neighbours is seen from the cell's own readings."""
     s = DetectionSettings()
     logic = CellLogic(None, s, Calendar(), lambda m: None, 900.0, 0.0)
     out = []
     for i in range(12):
-        ts = gen.T0 + i * gen.STEP
-        batch = [gen.reading("m0", ts, 1.0)] + ([gen.reading("m1", ts, 1.0)] if i < 2 else [])
+        ts = T0 + i * STEP
+        batch = [reading("m0", ts, 1.0)] + ([reading("m1", ts, 1.0)] if i < 2 else [])
         out.extend(logic.on_batch([ReadingBatch("shard:00", tuple(batch))])[0])
     lost = [e for e in out if isinstance(e, Event) and e.state == "firing"]
     assert [(e.meter_id, e.type) for e in lost] == [("m1", "comm_loss")]
 
 
-def test_possible_theft_confirmed_by_segment_unless_shared(gen):
+def test_possible_theft_confirmed_by_segment_unless_shared():
     import numpy as np
 
     def run(dropping):
         rng = np.random.default_rng(5)
         rs = []
         for i in range(17 * 96):
-            ts = gen.T0 + i * gen.STEP
+            ts = T0 + i * STEP
             for m in range(12):
-                kw = gen.residential(i, ts, rng)
+                kw = residential(i, ts, rng)
                 if m in dropping and i >= 11 * 96 + 40:
                     kw *= 0.45
-                rs.append(gen.reading(f"m{m}", ts, round(kw, 4)))
+                rs.append(reading(f"m{m}", ts, round(kw, 4)))
         return run_replay(Settings(), rs).firing("possible_theft")
 
     alone = run({3})
@@ -205,9 +206,9 @@ def test_possible_theft_confirmed_by_segment_unless_shared(gen):
     assert len(run(set(range(12)))) <= 2
 
 
-def test_replay_is_deterministic(gen):
+def test_replay_is_deterministic():
     meta = {f"m{m}": MeterMeta(meter_id=f"m{m}", grid_cell="C1") for m in range(6)}
-    rs = fleet(gen, 9, 6, skip=lambda m, i: 8 * 96 <= i < 8 * 96 + 10,
+    rs = fleet(9, 6, skip=lambda m, i: 8 * 96 <= i < 8 * 96 + 10,
                bump=lambda m, i: 4.0 if (m == 2 and i == 8 * 96 + 40) else 0.0)
     a = run_replay(Settings(), rs, meta)
     b = run_replay(Settings(), rs, meta)
@@ -215,14 +216,14 @@ def test_replay_is_deterministic(gen):
     assert [p.model_dump() for p in a.profiles] == [p.model_dump() for p in b.profiles]
 
 
-def test_cell_waits_for_its_slowest_partition(gen):
+def test_cell_waits_for_its_slowest_partition():
     """Two source partitions feed one cell at different paces (two processes replaying a
     journal): the cell's watermark is the slower one's, so a meter whose readings come
     through the slower partition is not taken for silent."""
     logic = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0)
 
     def batch(meter, part, idx):
-        return ReadingBatch("shard:00", tuple(gen.reading(meter, gen.T0 + i * gen.STEP, 1.0)
+        return ReadingBatch("shard:00", tuple(reading(meter, T0 + i * STEP, 1.0)
                                               for i in idx), part)
 
     out = logic.on_batch([batch("m1", "p1", range(1))])[0]
@@ -230,7 +231,7 @@ def test_cell_waits_for_its_slowest_partition(gen):
     out += logic.on_batch([batch("m1", "p1", range(1, 12))])[0]
     assert not [e for e in out if isinstance(e, Event)]
     # when p1 stops altogether, the clock's tick moves the cell on and m1's silence is seen
-    late = (gen.T0 + 20 * gen.STEP).timestamp()
+    late = (T0 + 20 * STEP).timestamp()
     assert sorted(e.meter_id for e in logic.on_batch([Tick(late)])[0]
             if isinstance(e, Event) and e.state == "firing") == ["m0", "m1"]
 
@@ -305,11 +306,11 @@ def test_batched_cell_flow_raises_what_the_per_meter_flow_raises():
     assert all(abs((e.raised_at - raised[ident(e)]).total_seconds()) <= 900 for e in got)
 
 
-def test_warm_start_steps_new_meters_over_their_history_quietly(gen):
+def test_warm_start_steps_new_meters_over_their_history_quietly():
     """Meters without state are first stepped over their stored readings; events of that
     history are not raised again, and the history is asked for only at the cell's start."""
-    shift = 3 * gen.WEEK + 10
-    rs = gen.series(3 * gen.WEEK + 60, lambda i, ts, rng: gen.residential(i, ts, rng)
+    shift = 3 * WEEK + 10
+    rs = series(3 * WEEK + 60, lambda i, ts, rng: residential(i, ts, rng)
                     * (3.0 if i >= shift else 1.0))
     history, live = rs[:shift + 2], rs[shift + 2:]  # the shift began before the restart
     asked = []
@@ -335,13 +336,13 @@ def test_warm_start_steps_new_meters_over_their_history_quietly(gen):
     assert not [e for e in cold if e.type == "abnormal_consumption"]  # blind without it
 
 
-def test_two_workers_raise_what_one_raises(gen):
+def test_two_workers_raise_what_one_raises():
     """Cells spread over two workers (each reading batch crosses once to its cell's worker,
     the clock sees summaries): the same events as one worker."""
     from bytewax.testing import cluster_main
 
     meta = {f"m{m}": MeterMeta(meter_id=f"m{m}", grid_cell=f"C{m % 3}") for m in range(15)}
-    rs = fleet(gen, 9, 15, skip=lambda m, i: m % 3 == 1 and 8 * 96 <= i < 8 * 96 + 12,
+    rs = fleet(9, 15, skip=lambda m, i: m % 3 == 1 and 8 * 96 <= i < 8 * 96 + 12,
                bump=lambda m, i: 4.0 if (m == 2 and i == 8 * 96 + 40) else 0.0)
 
     def run(workers):
@@ -360,14 +361,14 @@ def test_two_workers_raise_what_one_raises(gen):
     assert run(2) == one
 
 
-def test_cell_steps_readings_split_over_two_partitions_in_event_time_order(gen):
+def test_cell_steps_readings_split_over_two_partitions_in_event_time_order():
     """A shared MQTT subscription splits a meter's readings between two collectors' journal
     partitions, read at their own pace (here: the whole of one before the other). Told the
     cluster's partitions, a cell holds each reading until every partition has delivered up
     to its time, and raises what one partition read in order raises: no clock going
     backwards, no false silence; a real silence and a spike still raised."""
     meta = {f"m{m}": MeterMeta(meter_id=f"m{m}", grid_cell="C1") for m in range(6)}
-    rs = fleet(gen, 9, 6, skip=lambda m, i: m == 4 and i >= 8 * 96 + 20,
+    rs = fleet(9, 6, skip=lambda m, i: m == 4 and i >= 8 * 96 + 20,
                bump=lambda m, i: 6.0 if (m == 2 and i == 8 * 96 + 40) else 0.0)
 
     def run(batches, partitions=()):
@@ -393,13 +394,13 @@ def test_cell_steps_readings_split_over_two_partitions_in_event_time_order(gen):
     assert split == in_order
 
 
-def test_in_a_cluster_the_clock_releases_held_readings_within_the_interval(gen):
+def test_in_a_cluster_the_clock_releases_held_readings_within_the_interval():
     """A cell told of two partitions holds what one sends while the other sends it nothing
     (a concentrator's batch reached one collector); the clock, which ticks every key at each
     release in a cluster, lets the cell step them without waiting for the next boundary."""
     from gridwatch.stream import ClockLogic, Watermark
 
-    t0 = gen.T0.timestamp()
+    t0 = T0.timestamp()
     clock = ClockLogic(None, 900.0, 0.0, 0.0, release_ticks=True)
     plain = ClockLogic(None, 900.0, 0.0, 0.0)
     for c in (clock, plain):
@@ -415,8 +416,8 @@ def test_in_a_cluster_the_clock_releases_held_readings_within_the_interval(gen):
 
     cell = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
                      partitions=("p0", "p1"))
-    batch = ReadingBatch("cell:a", (gen.reading("m0", gen.T0, 1.0),
-                                    gen.reading("m0", gen.T0 + timedelta(seconds=300), 1.0)),
+    batch = ReadingBatch("cell:a", (reading("m0", T0, 1.0),
+                                    reading("m0", T0 + timedelta(seconds=300), 1.0)),
                          "p0")
     cell.on_batch([batch])
     assert len(cell.held) == 2  # p1 has delivered nothing yet
@@ -424,10 +425,10 @@ def test_in_a_cluster_the_clock_releases_held_readings_within_the_interval(gen):
     assert not cell.held and cell.meters["m0"].to_bytes()
 
 
-def test_held_readings_survive_a_snapshot(gen):
+def test_held_readings_survive_a_snapshot():
     """Readings a cell holds for a slower partition are part of its snapshot: restored from
     it, the cell steps them as the original would have."""
-    rs = fleet(gen, 2, 3)
+    rs = fleet(2, 3)
     mid = len(rs) // 2
     first = ReadingBatch("cell:a", tuple(rs[:mid]), "p0")
     second = ReadingBatch("cell:a", tuple(rs[mid:]), "p1")

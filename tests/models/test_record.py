@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _models_helpers import run, series
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,8 +44,8 @@ def _load(i, ts, rng):
     return base * (0.4 if i >= 22 * 96 else 1.0)
 
 
-def _readings(gen):
-    return gen.series(26 * 96, _load, extra=lambda i, ts: {
+def _readings():
+    return series(26 * 96, _load, extra=lambda i, ts: {
         "voltage": [230.0, 231.0, 229.0 if i % 97 else 190.0], "pf": 0.95})
 
 
@@ -62,33 +63,33 @@ def test_version_4_snapshot_is_read_field_by_field():
     assert rec.th is not None and rec.th_hour  # a commercial meter fills its theft window
 
 
-def test_version_4_snapshot_goes_on_deciding_as_version_4_did(gen):
+def test_version_4_snapshot_goes_on_deciding_as_version_4_did():
     """``meter_v4_next.json`` holds what the version 4 detectors raised on the readings after
     the snapshot: a bypass (possible theft, a sustained drop) and voltage sags."""
     want = json.loads((DATA / "meter_v4_next.json").read_text())
     assert {e["type"] for e in want} >= {"possible_theft", "abnormal_consumption",
                                         "voltage_sag"}
     state = MeterState.from_bytes((DATA / "meter_v4.bin").read_bytes())
-    _, events = gen.run(_readings(gen)[HEAD:], META, state=state)
+    _, events = run(_readings()[HEAD:], META, state=state)
     assert [e.model_dump(mode="json") for e in events] == want
 
 
-def test_version_5_round_trip_keeps_every_field_and_decision(gen):
-    rs = _readings(gen)
-    state, _ = gen.run(rs[:HEAD], META)
+def test_version_5_round_trip_keeps_every_field_and_decision():
+    rs = _readings()
+    state, _ = run(rs[:HEAD], META)
     blob = state.to_bytes()
     assert pickle.loads(blob)[0] == 5
     clone = MeterState.from_bytes(blob)
     for name in NAMES:
         a, b = getattr(state.rec, name), getattr(clone.rec, name)
         assert a == b or (a != a and b != b), name
-    _, ev_a = gen.run(rs[HEAD:HEAD + 300], META, state=state)
-    _, ev_b = gen.run(rs[HEAD:HEAD + 300], META, state=clone)
+    _, ev_a = run(rs[HEAD:HEAD + 300], META, state=state)
+    _, ev_b = run(rs[HEAD:HEAD + 300], META, state=clone)
     assert ev_a and ev_a == ev_b
 
 
-def test_household_holds_no_theft_window_and_snapshot_omits_it(gen):
-    state, _ = gen.run(gen.series(3 * 96))
+def test_household_holds_no_theft_window_and_snapshot_omits_it():
+    state, _ = run(series(3 * 96))
     assert state.rec.th is None
     _, old = pickle.loads(state.to_bytes())
     assert "th_obs" not in old

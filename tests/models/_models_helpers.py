@@ -1,0 +1,61 @@
+"""Helpers of the detection tests: a synthetic household, readings, series, a run of one meter.
+Imported by name (``from _models_helpers import reading``): the folder is on the import path
+(``pythonpath``); the fixtures are in ``conftest.py``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from gridwatch import Event, MeterMeta, Reading
+from gridwatch.models import Calendar, DetectionSettings, MeterState
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday
+FAR = datetime(2035, 1, 1, tzinfo=UTC)
+STEP = timedelta(minutes=15)
+WEEK = 96 * 7
+
+
+def residential(i: int, ts: datetime, rng: np.random.Generator) -> float:
+    h = ts.hour + ts.minute / 60
+    return 1.0 + 0.8 * math.exp(-(((h - 19) / 2) ** 2)) + rng.normal(0, 0.05)
+
+
+def reading(meter: str, ts: datetime, kw: float, **kw_extra: Any) -> Reading:
+    return Reading.model_validate({"meter_id": meter, "ts": ts, "kw": kw, **kw_extra},
+                                  context={"now": FAR})
+
+
+def series(n: int, kw: Callable[[int, datetime, np.random.Generator], float] = residential,
+           *, meter: str = "m1", start: datetime = T0, step: timedelta = STEP, seed: int = 7,
+           extra: Callable[[int, datetime], dict[str, Any]] | None = None) -> list[Reading]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        ts = start + i * step
+        fields = extra(i, ts) if extra else {}
+        out.append(reading(meter, ts, round(kw(i, ts, rng), 4), **fields))
+    return out
+
+
+def run(readings: Iterable[Reading], meta: MeterMeta | None = None,
+        settings: DetectionSettings | None = None,
+        state: MeterState | None = None) -> tuple[MeterState, list[Event]]:
+    s = settings or DetectionSettings()
+    cal = Calendar(s.timezone, s.holiday_country)
+    events: list[Event] = []
+    st = state
+    for r in readings:
+        if st is None:
+            st = MeterState(r.meter_id)
+        events.extend(st.update(r, meta, settings=s, calendar=cal))
+    assert st is not None
+    return st, events
+
+
+def of_type(events: list[Event], etype: str, state: str = "firing") -> list[Event]:
+    return [e for e in events if e.type == etype and e.state == state]

@@ -77,6 +77,7 @@ def check(catalogue: CatalogueOpt = DEFAULT_CATALOGUE, tariff: TariffOpt = DEFAU
     """Validate the catalogue, the strategies and the time-of-use schedule; one line naming
     the tag and the problem when something is wrong (exit 2)."""
     from gridwatch.tags._catalogue import CatalogueError
+    from gridwatch.tags._relevance import Relevance
     from gridwatch.tags._strategy import Strategies
     from gridwatch.tags._tariff import TariffError, TouSchedule
 
@@ -87,13 +88,17 @@ def check(catalogue: CatalogueOpt = DEFAULT_CATALOGUE, tariff: TariffOpt = DEFAU
         n_strat = 0
         if (folder / "strategies.yaml").exists():
             n_strat = len(Strategies.load(folder / "strategies.yaml", cat.by_id).items)
+        n_rel = 0
+        if (folder / "relevance.yaml").exists():
+            n_rel = len(Relevance.load(folder / "relevance.yaml", cat.by_id).alerts)
     except (CatalogueError, TariffError) as exc:
         raise _fail(str(exc)) from None
     dims: dict[str, int] = {}
     for t in cat:
         dims[t.dimension] = dims.get(t.dimension, 0) + 1
     out.print(f"[green]{len(cat)} tags valid[/] ({', '.join(f'{k} {v}' for k, v in dims.items())}"
-              f"); {n_strat} strategies; schedule {tariff}")
+              f"); {n_strat} strategies; tags in messages chosen for {n_rel} alert types; "
+              f"schedule {tariff}")
 
 
 @tags_app.command("list")

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS features (
     day TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS current (
     customer_id TEXT NOT NULL, tag TEXT NOT NULL, since TEXT NOT NULL, reason TEXT NOT NULL,
-    dimension TEXT NOT NULL, PRIMARY KEY (customer_id, tag));
+    dimension TEXT NOT NULL, reason_zh TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (customer_id, tag));
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY AUTOINCREMENT, customer_id TEXT NOT NULL, tag TEXT NOT NULL,
     appeared TEXT NOT NULL, left TEXT, reason TEXT NOT NULL);
@@ -66,6 +67,12 @@ class TagStore:
         self.db.row_factory = sqlite3.Row
         self.db.executescript(_SCHEMA)
         self.db.execute("PRAGMA journal_mode=WAL")
+        # a store written before reasons came in Chinese too gains the column
+        cols = {r["name"] for r in self.db.execute("PRAGMA table_info(current)")}
+        if "reason_zh" not in cols:
+            with self.db:
+                self.db.execute("ALTER TABLE current ADD COLUMN reason_zh TEXT NOT NULL "
+                                "DEFAULT ''")
 
     def close(self) -> None:
         self.db.close()
@@ -227,12 +234,14 @@ class TagStore:
                                     "AND left IS NULL", (d, cid, tag))
                     left += 1
                 for tag, h in now.items():
+                    zh = getattr(h, "reason_zh", "") or ""
                     if tag in before:
-                        self.db.execute("UPDATE current SET reason=? WHERE customer_id=? "
-                                        "AND tag=?", (h.reason, cid, tag))
+                        self.db.execute("UPDATE current SET reason=?, reason_zh=? WHERE "
+                                        "customer_id=? AND tag=?", (h.reason, zh, cid, tag))
                         continue
-                    self.db.execute("INSERT INTO current VALUES (?,?,?,?,?)",
-                                    (cid, tag, d, h.reason, h.dimension))
+                    self.db.execute("INSERT INTO current(customer_id, tag, since, reason, "
+                                    "dimension, reason_zh) VALUES (?,?,?,?,?,?)",
+                                    (cid, tag, d, h.reason, h.dimension, zh))
                     self.db.execute("INSERT INTO history(customer_id, tag, appeared, reason) "
                                     "VALUES (?,?,?,?)", (cid, tag, d, h.reason))
                     appeared += 1
@@ -240,7 +249,7 @@ class TagStore:
 
     def current(self, customer_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute(
-            "SELECT tag, since, reason, dimension FROM current WHERE customer_id=? "
+            "SELECT tag, since, reason, reason_zh, dimension FROM current WHERE customer_id=? "
             "ORDER BY dimension, tag", (customer_id,))]
 
     def history(self, customer_id: str, tag: str | None = None) -> list[HistoryEntry]:

@@ -315,6 +315,20 @@ class TagSpec(BaseModel):
     reason: str | TagReason | None = None
     group: str | None = None
 
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _reason(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            missing = [k for k in LANGUAGES if not v.get(k)]
+            extra = sorted(str(k) for k in v if k not in LANGUAGES)
+            if missing or extra:
+                raise ValueError(
+                    f"a reason per language has {' and '.join(LANGUAGES)}"
+                    + (f" (missing: {', '.join(missing)})" if missing else "")
+                    + (f" (unknown: {', '.join(extra)})" if extra else ""))
+            return TagReason.model_validate(v)
+        return v
+
     @field_validator("classes", mode="before")
     @classmethod
     def _one_class(cls, v: Any) -> Any:

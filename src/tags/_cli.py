@@ -218,6 +218,18 @@ def stats(
     if per:
         out.print(f"tags per customer: median {statistics.median(per.values()):g}, "
                   f"min {min(per.values())}, max {max(per.values())}")
+        by_dim = store.tags_per_dimension(ids)
+        dims = Table(title="tags per customer by dimension")
+        dims.add_column("dimension")
+        dims.add_column("customers with one or more", justify="right")
+        dims.add_column("median", justify="right")
+        dims.add_column("max", justify="right")
+        for dim in ("basic", "usage", "value", "needs"):
+            got = [d.get(dim, 0) for d in by_dim.values()]
+            got += [0] * (n - len(got))
+            dims.add_row(dim, str(sum(1 for k in got if k)),
+                         f"{statistics.median(got) if got else 0:g}", str(max(got, default=0)))
+        out.print(dims)
 
 
 @tags_app.command("profile")

@@ -279,3 +279,14 @@ class TagStore:
             if wanted is None or r["customer_id"] in wanted:
                 out[r["customer_id"]] = r["n"]
         return out
+
+    def tags_per_dimension(self, customer_ids: Sequence[str] | None = None
+                           ) -> dict[str, dict[str, int]]:
+        """Customer -> dimension -> how many tags of that dimension it carries now."""
+        out: dict[str, dict[str, int]] = {}
+        wanted = set(customer_ids) if customer_ids is not None else None
+        for r in self.db.execute("SELECT customer_id, dimension, count(*) AS n FROM current "
+                                 "GROUP BY customer_id, dimension"):
+            if wanted is None or r["customer_id"] in wanted:
+                out.setdefault(r["customer_id"], {})[r["dimension"]] = r["n"]
+        return out

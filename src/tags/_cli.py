@@ -135,6 +135,7 @@ def explain(
     config: ConfigOpt = None, db: DbOpt = None, day: DayOpt = None,
     catalogue: CatalogueOpt = DEFAULT_CATALOGUE, tariff: TariffOpt = DEFAULT_TARIFF,
     registry: RegistryOpt = None,
+    lang: Annotated[str, typer.Option(help="Language of the reasons: zh or en.")] = "en",
 ) -> None:
     """A customer's tags now, each with its reason, the tag history and the service
     strategies that apply."""
@@ -156,14 +157,16 @@ def explain(
     table.add_column("reason")
     for h in sorted(ex.tags, key=lambda h: ("basic", "usage", "value", "needs").index(
             h.dimension)):
-        table.add_row(h.dimension, h.tag, h.reason.split(": ", 1)[-1])
+        sep = "：" if lang == "zh" and h.reason_zh else ": "
+        table.add_row(h.dimension, h.tag, h.text(lang).split(sep, 1)[-1])
     out.print(table)
     if ex.history:
         out.print("[bold]history[/]")
         for e in ex.history[-20:]:
-            out.print(f"  {e.describe(when)}", highlight=False)
+            out.print(f"  {e.describe(when, lang)}", highlight=False)
     for s in ex.strategies:
-        out.print(f"[bold]strategy {s.id}[/] → {s.route}/{s.template}: {s.advice.en}",
+        advice = s.advice.zh if lang == "zh" else s.advice.en
+        out.print(f"[bold]strategy {s.id}[/] → {s.route}/{s.template}: {advice}",
                   highlight=False)
     out.print("figures: " + ", ".join(f"{k}={v}" for k, v in ex.features.items()),
               highlight=False, soft_wrap=True)

@@ -142,11 +142,11 @@ class TagNotes:
         notes.sort(key=lambda n: (n.days, order.get(n.dimension, 9), n.tag))
         return [n.as_dict() for n in notes[:limit]]
 
-    def history(self, customer_id: str, as_of: date | None = None, limit: int = 10
-                ) -> list[str]:
-        """The most recent changes of the customer's tags, newest first, as sentences
-        (``became night-heavy 12 days ago (2024-05-10)``, ``was evening-peak from ... to
-        ...``)."""
+    def history(self, customer_id: str, as_of: date | None = None, limit: int = 10,
+                lang: str = "en") -> list[str]:
+        """The most recent changes of the customer's tags, newest first, as sentences in
+        ``lang`` (``became night-heavy 12 days ago (2024-05-10)``, ``was evening-peak from ...
+        to ...``)."""
         db = self._connect()
         if db is None:
             return []
@@ -167,5 +167,5 @@ class TagNotes:
         for r in rows:
             e = HistoryEntry(r["tag"], date.fromisoformat(r["appeared"]),
                              date.fromisoformat(r["left"]) if r["left"] else None, r["reason"])
-            out.append(e.describe(as_of or e.appeared))
+            out.append(e.describe(as_of or e.appeared, lang))
         return out

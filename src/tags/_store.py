@@ -46,8 +46,16 @@ class HistoryEntry:
     left: date | None
     reason: str
 
-    def describe(self, today: date) -> str:
-        """``became night-heavy 14 days ago`` / ``was night-heavy from ... to ...``."""
+    def describe(self, today: date, lang: str = "en") -> str:
+        """``became night-heavy 14 days ago`` / ``was night-heavy from ... to ...`` (in
+        Chinese with ``lang="zh"``: ``14 天前新增标签 night-heavy（2024-05-10）``)."""
+        if lang == "zh":
+            if self.left is None:
+                days = (today - self.appeared).days
+                when = "今天" if days == 0 else "昨天" if days == 1 else f"{days} 天前"
+                return f"{when}新增标签 {self.tag}（{self.appeared.isoformat()}）"
+            return (f"{self.appeared.isoformat()} 至 {self.left.isoformat()} 曾有标签 "
+                    f"{self.tag}")
         if self.left is None:
             days = (today - self.appeared).days
             when = "today" if days == 0 else "yesterday" if days == 1 else f"{days} days ago"

@@ -77,6 +77,10 @@ def test_explain_stats_and_history(fleet_run):
     assert code == 0, text
     assert f"{cust.get('class', 'residential')}-customer" in text and "registered as" in text
     assert "history" in text and "became" in text
+    code, text = _run("tags", "explain", "--customer", cust["id"], "--db", str(db),
+                      "--registry", str(reg), "--lang", "zh")
+    assert code == 0, text
+    assert "登记为" in text and "registered as" not in text and "新增标签" in text
     code, text = _run("tags", "stats", "--cell", cust["grid_cell"], "--db", str(db),
                       "--registry", str(reg))
     assert code == 0 and "tags per customer: median" in text

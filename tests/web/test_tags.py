@@ -84,6 +84,8 @@ def test_the_customer_page_speaks_the_users_language_and_groups_by_dimension(tag
     assert notes.index("基本属性") < notes.index('data-tag="residential-customer"') \
         < notes.index("用电行为") < notes.index("夜间用电为主")
     assert SMALL.reason in html
+    assert "12 天前新增标签 night-heavy（2026-04-10）" in html
+    assert "2026-04-01 至 2026-04-10 曾有标签 evening-peak" in html and "became" not in html
     en = tagged.client()
     en.login("alice")
     page = en.get("/customer/C3").text

@@ -22,6 +22,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 import yaml
@@ -122,9 +123,11 @@ def main() -> int:
         cfg = work / "gridwatch.yaml"
         cfg.write_text(yaml.safe_dump(settings, sort_keys=False))
         observer = AlertSubscriber(broker.host, broker.port)
+        env = os.environ | {"GRIDWATCH_CONFIG": str(cfg)}
+        if not import_samples(work, registry, fleet, env):
+            return 1
 
         console.print("starting the engine (gridwatch run) ...")
-        env = os.environ | {"GRIDWATCH_CONFIG": str(cfg)}
         engine_log = open(work / "engine.log", "wb")  # noqa: SIM115 - closed below
         engine = subprocess.Popen([sys.executable, "-m", "gridwatch", "run"], env=env,
                                   stdout=engine_log, stderr=subprocess.STDOUT)
@@ -144,6 +147,9 @@ def main() -> int:
         stored = wait_for_readings(influx.url, engine, timeout=600)
         time.sleep(5.0)  # group wait and delivery of the last alerts
         summary(work, influx.url, fleet.n_readings, stored, labels, observer)
+        console.rule("[bold]customer tags (gridwatch tags stats)")
+        subprocess.run([sys.executable, "-m", "gridwatch", "tags", "stats", "--top", "15"],
+                       env=env, check=False)
         workspace(cfg, registry, engine)
         return 0
     finally:
@@ -157,6 +163,26 @@ def main() -> int:
                 engine.kill()
         broker.stop()
         influx.stop()
+
+
+def import_samples(work: Path, registry: Path, fleet: Any, env: dict[str, str]) -> bool:
+    """Write the sample customer, CRM and billing files of the fleet's customers
+    (``gridwatch.tags._sample``) and bring them in with ``gridwatch import``, as a utility
+    brings in its own exports, so the demo's tags cover all four dimensions."""
+    from gridwatch.tags._sample import write_sample_imports
+
+    as_of = fleet.end.astimezone(ZoneInfo(fleet.timezone)).date()
+    customers = json.loads(registry.read_text())["customers"]
+    files = write_sample_imports(customers, as_of, work / "imports", seed=fleet.seed)
+    console.print(f"importing sample customer, CRM and billing data ({work / 'imports'}) ...")
+    for kind, path in files.items():
+        done = subprocess.run([sys.executable, "-m", "gridwatch", "import", kind, str(path)],
+                              env=env, check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            console.print(f"[red]gridwatch import {kind} failed:[/] {done.stderr.strip()}")
+            return False
+        console.print(f"  {done.stdout.strip()}", highlight=False)
+    return True
 
 
 def workspace(cfg: Path, registry: Path, engine: subprocess.Popen[bytes]) -> None:

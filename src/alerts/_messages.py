@@ -103,12 +103,22 @@ def alert_context(row: Mapping[str, Any], kind: str, *, registry: Registry,
     when (see :func:`episode_times`). ``row`` is the stored alert, ``labels`` its routing
     labels, ``resolved_at`` the wall-clock time the router closed it (if it did);
     ``tag_notes(customer_id, day)`` the customer's tags with their reasons as of the day the
-    alert was raised (``tag_notes`` of the context: tag, reason, since, days, became)."""
+    alert was raised. The context's ``tag_notes`` are the few that matter for the alert's type
+    (``config/tags/relevance.yaml`` beside the catalogue; each: tag, reason, reasons per
+    language, since, days, became), ``tag_notes_more`` how many more the workspace's customer
+    page (``customer_path``) shows."""
     times = episode_times(row["onset"], row["raised_at"], row["ends_at"], row["starts_at"],
                           resolved_at, settings.quiet_hours.timezone)
     raised = parse_ts(row["raised_at"])
     notes = tag_notes(row["customer_id"], raised.date()) \
         if tag_notes is not None and row["customer_id"] and raised is not None else []
+    more = 0
+    if notes:
+        from gridwatch.tags._relevance import relevance_for
+
+        shown, more = relevance_for(getattr(settings, "tags_catalogue", None)).select(
+            row["type"], notes)
+        notes = [dict(n) for n in shown]
     cust = registry.customer(row["customer_id"]) if row["customer_id"] else None
     evidence = json.loads(row["evidence"])
     kw = evidence.get("observed_kw", evidence.get("kw"))
@@ -131,7 +141,9 @@ def alert_context(row: Mapping[str, Any], kind: str, *, registry: Registry,
         "customer_name": cust.name if cust else None,
         "customer_class": labels["customer_class"], "grid_cell": row["grid_cell"],
         "summary": row["summary"], "evidence": evidence, "tags": list(labels["tags"]),
-        "segment": labels["segment"], "tag_notes": notes, "kw": kw, "expected_kw": expected,
+        "segment": labels["segment"], "tag_notes": notes, "tag_notes_more": more,
+        "customer_path": f"/customer/{row['customer_id']}" if row["customer_id"] else None,
+        "kw": kw, "expected_kw": expected,
         "above_pct": above, "kva_pct": kva_pct, "acked_by": row["acked_by"],
         **times,
         "labels": {"alertname": row["type"], "severity": row["severity"],

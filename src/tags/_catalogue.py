@@ -38,10 +38,13 @@ __all__ = [
     "BUILTIN_ATTRIBUTES",
     "CLASSES",
     "DIMENSIONS",
+    "LANGUAGES",
+    "NOT_TAGS",
     "Catalogue",
     "CatalogueError",
     "Names",
     "Tag",
+    "TagReason",
     "canonical_tag",
 ]
 
@@ -282,6 +285,18 @@ class TagName(BaseModel):
     en: str = Field(min_length=1)
 
 
+class TagReason(BaseModel):
+    """A reason template in each language of the catalogue."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    zh: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+#: The languages a tag has a name and a reason in.
+LANGUAGES = ("zh", "en")
+
+
 class TagSpec(BaseModel):
     """One tag as written in the catalogue."""
 
@@ -295,9 +310,24 @@ class TagSpec(BaseModel):
     when: str
     #: Customer classes the tag applies to (all when empty).
     classes: tuple[Literal["residential", "commercial", "industrial", "agricultural"], ...] = ()
-    #: A sentence with {expression} or {expression:format} slots, shown as the reason.
-    reason: str | None = None
+    #: A sentence with {expression} or {expression:format} slots, shown as the reason: one
+    #: per language (``{zh: ..., en: ...}``), or one text for every language.
+    reason: str | TagReason | None = None
     group: str | None = None
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _reason(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            missing = [k for k in LANGUAGES if not v.get(k)]
+            extra = sorted(str(k) for k in v if k not in LANGUAGES)
+            if missing or extra:
+                raise ValueError(
+                    f"a reason per language has {' and '.join(LANGUAGES)}"
+                    + (f" (missing: {', '.join(missing)})" if missing else "")
+                    + (f" (unknown: {', '.join(extra)})" if extra else ""))
+            return TagReason.model_validate(v)
+        return v
 
     @field_validator("classes", mode="before")
     @classmethod
@@ -315,7 +345,19 @@ class Tag:
     spec: TagSpec
     expr: Node
     source: str
-    slots: tuple[tuple[str, Node, str], ...] = field(default=())  # (text, node, format)
+    slots: tuple[tuple[str, Node, str], ...] = field(default=())  # (text, node, format), en
+    #: Per language: the reason template and its parsed slots (absent: no reason written).
+    templates: Mapping[str, tuple[str, tuple[tuple[str, Node, str], ...]]] = field(
+        default_factory=dict, compare=False)
+
+    def reason_template(self, lang: str) -> tuple[str, tuple[tuple[str, Node, str], ...]] | None:
+        """The reason template of ``lang`` (English when the language is not known) and its
+        slots, or None when the catalogue gives no reason."""
+        return self.templates.get(lang) or self.templates.get("en")
+
+    def name(self, lang: str) -> str:
+        """The tag's name in ``lang`` (the id for a language the catalogue does not know)."""
+        return getattr(self.spec.name, lang, None) or self.id
 
     @property
     def id(self) -> str:
@@ -399,11 +441,19 @@ class Catalogue:
                 names.check(expr)
             except ExprError as exc:
                 raise CatalogueError(f"{source}: tag {spec.id}: when: {exc}") from None
-            try:
-                slots = parse_slots(spec.reason, names) if spec.reason else ()
-            except ExprError as exc:
-                raise CatalogueError(f"{source}: tag {spec.id}: reason: {exc}") from None
-            tags.append(Tag(spec, expr, source, slots))
+            templates: dict[str, tuple[str, tuple[tuple[str, Node, str], ...]]] = {}
+            for lang in LANGUAGES:
+                text = spec.reason if isinstance(spec.reason, str) \
+                    else getattr(spec.reason, lang) if spec.reason is not None else None
+                if text is None:
+                    continue
+                try:
+                    templates[lang] = (text, parse_slots(text, names))
+                except ExprError as exc:
+                    where = "reason" if isinstance(spec.reason, str) else f"reason.{lang}"
+                    raise CatalogueError(f"{source}: tag {spec.id}: {where}: {exc}") from None
+            slots = templates["en"][1] if "en" in templates else ()
+            tags.append(Tag(spec, expr, source, slots, templates))
         return cls(_order(tags), names)
 
     @classmethod
@@ -414,7 +464,7 @@ class Catalogue:
         (and ``schema``)."""
         path = Path(path)
         files = sorted(p for p in path.glob("*.yaml")
-                       if p.name not in ("attributes.yaml", "strategies.yaml")) \
+                       if p.name not in NOT_TAGS) \
             if path.is_dir() else [path]
         folder = path if path.is_dir() else path.parent
         full = dict(load_schema(folder / "attributes.yaml")) \
@@ -425,6 +475,10 @@ class Catalogue:
 
     def for_class(self, customer_class: str) -> list[Tag]:
         return [t for t in self.tags if not t.spec.classes or customer_class in t.spec.classes]
+
+
+#: Files of a catalogue folder that hold no tags.
+NOT_TAGS = ("attributes.yaml", "strategies.yaml", "relevance.yaml")
 
 
 def _order(tags: list[Tag]) -> list[Tag]:

@@ -77,6 +77,7 @@ def check(catalogue: CatalogueOpt = DEFAULT_CATALOGUE, tariff: TariffOpt = DEFAU
     """Validate the catalogue, the strategies and the time-of-use schedule; one line naming
     the tag and the problem when something is wrong (exit 2)."""
     from gridwatch.tags._catalogue import CatalogueError
+    from gridwatch.tags._relevance import Relevance
     from gridwatch.tags._strategy import Strategies
     from gridwatch.tags._tariff import TariffError, TouSchedule
 
@@ -87,13 +88,17 @@ def check(catalogue: CatalogueOpt = DEFAULT_CATALOGUE, tariff: TariffOpt = DEFAU
         n_strat = 0
         if (folder / "strategies.yaml").exists():
             n_strat = len(Strategies.load(folder / "strategies.yaml", cat.by_id).items)
+        n_rel = 0
+        if (folder / "relevance.yaml").exists():
+            n_rel = len(Relevance.load(folder / "relevance.yaml", cat.by_id).alerts)
     except (CatalogueError, TariffError) as exc:
         raise _fail(str(exc)) from None
     dims: dict[str, int] = {}
     for t in cat:
         dims[t.dimension] = dims.get(t.dimension, 0) + 1
     out.print(f"[green]{len(cat)} tags valid[/] ({', '.join(f'{k} {v}' for k, v in dims.items())}"
-              f"); {n_strat} strategies; schedule {tariff}")
+              f"); {n_strat} strategies; tags in messages chosen for {n_rel} alert types; "
+              f"schedule {tariff}")
 
 
 @tags_app.command("list")
@@ -130,6 +135,7 @@ def explain(
     config: ConfigOpt = None, db: DbOpt = None, day: DayOpt = None,
     catalogue: CatalogueOpt = DEFAULT_CATALOGUE, tariff: TariffOpt = DEFAULT_TARIFF,
     registry: RegistryOpt = None,
+    lang: Annotated[str, typer.Option(help="Language of the reasons: zh or en.")] = "en",
 ) -> None:
     """A customer's tags now, each with its reason, the tag history and the service
     strategies that apply."""
@@ -151,14 +157,16 @@ def explain(
     table.add_column("reason")
     for h in sorted(ex.tags, key=lambda h: ("basic", "usage", "value", "needs").index(
             h.dimension)):
-        table.add_row(h.dimension, h.tag, h.reason.split(": ", 1)[-1])
+        sep = "：" if lang == "zh" and h.reason_zh else ": "
+        table.add_row(h.dimension, h.tag, h.text(lang).split(sep, 1)[-1])
     out.print(table)
     if ex.history:
         out.print("[bold]history[/]")
         for e in ex.history[-20:]:
-            out.print(f"  {e.describe(when)}", highlight=False)
+            out.print(f"  {e.describe(when, lang)}", highlight=False)
     for s in ex.strategies:
-        out.print(f"[bold]strategy {s.id}[/] → {s.route}/{s.template}: {s.advice.en}",
+        advice = s.advice.zh if lang == "zh" else s.advice.en
+        out.print(f"[bold]strategy {s.id}[/] → {s.route}/{s.template}: {advice}",
                   highlight=False)
     out.print("figures: " + ", ".join(f"{k}={v}" for k, v in ex.features.items()),
               highlight=False, soft_wrap=True)
@@ -213,6 +221,18 @@ def stats(
     if per:
         out.print(f"tags per customer: median {statistics.median(per.values()):g}, "
                   f"min {min(per.values())}, max {max(per.values())}")
+        by_dim = store.tags_per_dimension(ids)
+        dims = Table(title="tags per customer by dimension")
+        dims.add_column("dimension")
+        dims.add_column("customers with one or more", justify="right")
+        dims.add_column("median", justify="right")
+        dims.add_column("max", justify="right")
+        for dim in ("basic", "usage", "value", "needs"):
+            got = [d.get(dim, 0) for d in by_dim.values()]
+            got += [0] * (n - len(got))
+            dims.add_row(dim, str(sum(1 for k in got if k)),
+                         f"{statistics.median(got) if got else 0:g}", str(max(got, default=0)))
+        out.print(dims)
 
 
 @tags_app.command("profile")

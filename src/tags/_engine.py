@@ -194,15 +194,19 @@ def _unit(node: Node) -> str:
     return ""
 
 
-def format_value(v: Any, fmt: str = "", unit: str = "") -> str:
+#: How each language says that a figure is not known.
+UNKNOWN = {"en": "unknown", "zh": "未知"}
+
+
+def format_value(v: Any, fmt: str = "", unit: str = "", lang: str = "en") -> str:
     """A value as a manager reads it: shares in percent, large numbers without decimals."""
     if v is None:
-        return "unknown"
+        return UNKNOWN.get(lang, "unknown")
     if isinstance(v, str):
         return v
     x = float(v)
     if math.isnan(x):
-        return "unknown"
+        return UNKNOWN.get(lang, "unknown")
     if fmt == "d":
         return f"{x:,.0f}"
     if fmt == "%" or (not fmt and unit == "share"):
@@ -247,6 +251,12 @@ class TagHit:
     tag: str
     reason: str
     dimension: str
+    #: The reason in Chinese (the tag's Chinese name, then the reason).
+    reason_zh: str = ""
+
+    def text(self, lang: str) -> str:
+        """The reason in ``lang`` (English when there is none in that language)."""
+        return self.reason_zh if lang == "zh" and self.reason_zh else self.reason
 
 
 class TagEngine:
@@ -278,18 +288,26 @@ class TagEngine:
             env.tags[tag.id] = hit
         return out
 
-    def reasons(self, tag: Tag, env: _Env, rows: np.ndarray) -> list[str]:
-        """The reason of ``tag`` for each of ``rows`` (customers that carry it)."""
-        if tag.spec.reason and not tag.slots:
-            return [tag.spec.reason] * len(rows)
-        if tag.slots:
-            values = [(text, evaluate(node, env), fmt, _unit(node))
-                      for text, node, fmt in tag.slots]
+    def reasons(self, tag: Tag, env: _Env, rows: np.ndarray, lang: str = "en",
+                values: dict[str, Any] | None = None) -> list[str]:
+        """The reason of ``tag`` in ``lang`` for each of ``rows`` (customers that carry it);
+        ``values`` keeps the slots' values between the languages of one tag."""
+        found = tag.reason_template(lang)
+        if found is not None and not found[1]:
+            return [found[0]] * len(rows)
+        if found is not None:
+            template, slots = found
+            memo = values if values is not None else {}
+            filled = []
+            for text, node, fmt in slots:
+                if text not in memo:
+                    memo[text] = evaluate(node, env)
+                filled.append((text, memo[text], fmt, _unit(node)))
             out = []
             for i in rows:
-                s = tag.spec.reason or ""
-                for text, v, fmt, unit in values:
-                    s = s.replace(text, format_value(_at(v, i), fmt, unit), 1)
+                s = template
+                for text, v, fmt, unit in filled:
+                    s = s.replace(text, format_value(_at(v, i), fmt, unit, lang), 1)
                 out.append(s)
             return out
         kinds = self.catalogue.names.kinds
@@ -333,6 +351,11 @@ class TagEngine:
             rows = np.flatnonzero(hits[tag.id])
             if len(rows) == 0:
                 continue
-            for i, why in zip(rows, self.reasons(tag, env, rows), strict=True):
-                per[i].append(TagHit(tag.id, f"tagged {tag.id}: {why}", tag.dimension))
+            memo: dict[str, Any] = {}
+            en = self.reasons(tag, env, rows, "en", memo)
+            zh = self.reasons(tag, env, rows, "zh", memo)
+            name = tag.name("zh")
+            for i, why, why_zh in zip(rows, en, zh, strict=True):
+                per[i].append(TagHit(tag.id, f"tagged {tag.id}: {why}", tag.dimension,
+                                     f"{name}：{why_zh}"))
         return per

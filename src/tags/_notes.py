@@ -52,6 +52,12 @@ class TagNote:
     reason: str
     since: date
     days: int  # days between ``since`` and the day the note is read for
+    #: The reason in Chinese ("" in a store written before reasons came in Chinese).
+    reason_zh: str = ""
+
+    def text(self, lang: str) -> str:
+        """The reason in ``lang`` (English when there is none in that language)."""
+        return self.reason_zh if lang == "zh" and self.reason_zh else self.reason
 
     @property
     def became(self) -> str:
@@ -60,6 +66,7 @@ class TagNote:
 
     def as_dict(self) -> dict[str, Any]:
         return {"tag": self.tag, "dimension": self.dimension, "reason": self.reason,
+                "reasons": {"en": self.reason, "zh": self.text("zh")},
                 "since": self.since.isoformat(), "days": self.days, "became": self.became}
 
 
@@ -97,8 +104,8 @@ class TagNotes:
         if db is None:
             return []
         try:
-            rows = db.execute("SELECT tag, since, reason, dimension FROM current WHERE "
-                              "customer_id=?", (customer_id,)).fetchall()
+            rows = db.execute("SELECT * FROM current WHERE customer_id=?",
+                              (customer_id,)).fetchall()
             if as_of is None:
                 row = db.execute("SELECT day FROM features WHERE customer_id=?",
                                  (customer_id,)).fetchone()
@@ -108,20 +115,25 @@ class TagNotes:
         finally:
             db.close()
         notes = []
+        has_zh = bool(rows) and "reason_zh" in set(rows[0].keys())  # a Row's `in` sees values
         for r in rows:
             since = date.fromisoformat(r["since"])
             day = as_of or since
+            zh = r["reason_zh"] if has_zh else ""
             notes.append(TagNote(r["tag"], r["dimension"], r["reason"], since,
-                                 max((day - since).days, 0)))
+                                 max((day - since).days, 0), zh or ""))
         order = {d: i for i, d in enumerate(_DIMENSIONS)}
         notes.sort(key=lambda n: (order.get(n.dimension, 9), n.days, n.tag))
         return notes
 
-    def for_message(self, customer_id: str, day: date, limit: int = 24
+    def for_message(self, customer_id: str, day: date, limit: int | None = None
                     ) -> list[dict[str, Any]]:
         """The customer's tags for an alert raised on ``day``: the newest first (a tag that
-        just appeared says most), then usage, needs, value and basic facts; at most ``limit``.
-        A store that cannot be read gives none: a message never waits for its tags."""
+        just appeared says most), then usage, needs, value and basic facts; at most ``limit``
+        (all by default: the message context chooses the few it shows, see
+        ``gridwatch.tags._relevance``). Each with its reason in English (``reason``) and per
+        language (``reasons``). A store that cannot be read gives none: a message never waits
+        for its tags."""
         try:
             notes = self.current(customer_id, day)
         except (sqlite3.Error, OSError, ValueError):
@@ -130,11 +142,11 @@ class TagNotes:
         notes.sort(key=lambda n: (n.days, order.get(n.dimension, 9), n.tag))
         return [n.as_dict() for n in notes[:limit]]
 
-    def history(self, customer_id: str, as_of: date | None = None, limit: int = 10
-                ) -> list[str]:
-        """The most recent changes of the customer's tags, newest first, as sentences
-        (``became night-heavy 12 days ago (2024-05-10)``, ``was evening-peak from ... to
-        ...``)."""
+    def history(self, customer_id: str, as_of: date | None = None, limit: int = 10,
+                lang: str = "en") -> list[str]:
+        """The most recent changes of the customer's tags, newest first, as sentences in
+        ``lang`` (``became night-heavy 12 days ago (2024-05-10)``, ``was evening-peak from ...
+        to ...``)."""
         db = self._connect()
         if db is None:
             return []
@@ -155,5 +167,5 @@ class TagNotes:
         for r in rows:
             e = HistoryEntry(r["tag"], date.fromisoformat(r["appeared"]),
                              date.fromisoformat(r["left"]) if r["left"] else None, r["reason"])
-            out.append(e.describe(as_of or e.appeared))
+            out.append(e.describe(as_of or e.appeared, lang))
         return out

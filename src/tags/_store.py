@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS features (
     day TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS current (
     customer_id TEXT NOT NULL, tag TEXT NOT NULL, since TEXT NOT NULL, reason TEXT NOT NULL,
-    dimension TEXT NOT NULL, PRIMARY KEY (customer_id, tag));
+    dimension TEXT NOT NULL, reason_zh TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (customer_id, tag));
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY AUTOINCREMENT, customer_id TEXT NOT NULL, tag TEXT NOT NULL,
     appeared TEXT NOT NULL, left TEXT, reason TEXT NOT NULL);
@@ -45,8 +46,16 @@ class HistoryEntry:
     left: date | None
     reason: str
 
-    def describe(self, today: date) -> str:
-        """``became night-heavy 14 days ago`` / ``was night-heavy from ... to ...``."""
+    def describe(self, today: date, lang: str = "en") -> str:
+        """``became night-heavy 14 days ago`` / ``was night-heavy from ... to ...`` (in
+        Chinese with ``lang="zh"``: ``14 天前新增标签 night-heavy（2024-05-10）``)."""
+        if lang == "zh":
+            if self.left is None:
+                days = (today - self.appeared).days
+                when = "今天" if days == 0 else "昨天" if days == 1 else f"{days} 天前"
+                return f"{when}新增标签 {self.tag}（{self.appeared.isoformat()}）"
+            return (f"{self.appeared.isoformat()} 至 {self.left.isoformat()} 曾有标签 "
+                    f"{self.tag}")
         if self.left is None:
             days = (today - self.appeared).days
             when = "today" if days == 0 else "yesterday" if days == 1 else f"{days} days ago"
@@ -66,6 +75,12 @@ class TagStore:
         self.db.row_factory = sqlite3.Row
         self.db.executescript(_SCHEMA)
         self.db.execute("PRAGMA journal_mode=WAL")
+        # a store written before reasons came in Chinese too gains the column
+        cols = {r["name"] for r in self.db.execute("PRAGMA table_info(current)")}
+        if "reason_zh" not in cols:
+            with self.db:
+                self.db.execute("ALTER TABLE current ADD COLUMN reason_zh TEXT NOT NULL "
+                                "DEFAULT ''")
 
     def close(self) -> None:
         self.db.close()
@@ -227,12 +242,14 @@ class TagStore:
                                     "AND left IS NULL", (d, cid, tag))
                     left += 1
                 for tag, h in now.items():
+                    zh = getattr(h, "reason_zh", "") or ""
                     if tag in before:
-                        self.db.execute("UPDATE current SET reason=? WHERE customer_id=? "
-                                        "AND tag=?", (h.reason, cid, tag))
+                        self.db.execute("UPDATE current SET reason=?, reason_zh=? WHERE "
+                                        "customer_id=? AND tag=?", (h.reason, zh, cid, tag))
                         continue
-                    self.db.execute("INSERT INTO current VALUES (?,?,?,?,?)",
-                                    (cid, tag, d, h.reason, h.dimension))
+                    self.db.execute("INSERT INTO current(customer_id, tag, since, reason, "
+                                    "dimension, reason_zh) VALUES (?,?,?,?,?,?)",
+                                    (cid, tag, d, h.reason, h.dimension, zh))
                     self.db.execute("INSERT INTO history(customer_id, tag, appeared, reason) "
                                     "VALUES (?,?,?,?)", (cid, tag, d, h.reason))
                     appeared += 1
@@ -240,7 +257,7 @@ class TagStore:
 
     def current(self, customer_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute(
-            "SELECT tag, since, reason, dimension FROM current WHERE customer_id=? "
+            "SELECT tag, since, reason, reason_zh, dimension FROM current WHERE customer_id=? "
             "ORDER BY dimension, tag", (customer_id,))]
 
     def history(self, customer_id: str, tag: str | None = None) -> list[HistoryEntry]:
@@ -269,4 +286,15 @@ class TagStore:
                                  "GROUP BY customer_id"):
             if wanted is None or r["customer_id"] in wanted:
                 out[r["customer_id"]] = r["n"]
+        return out
+
+    def tags_per_dimension(self, customer_ids: Sequence[str] | None = None
+                           ) -> dict[str, dict[str, int]]:
+        """Customer -> dimension -> how many tags of that dimension it carries now."""
+        out: dict[str, dict[str, int]] = {}
+        wanted = set(customer_ids) if customer_ids is not None else None
+        for r in self.db.execute("SELECT customer_id, dimension, count(*) AS n FROM current "
+                                 "GROUP BY customer_id, dimension"):
+            if wanted is None or r["customer_id"] in wanted:
+                out.setdefault(r["customer_id"], {})[r["dimension"]] = r["n"]
         return out

@@ -171,7 +171,8 @@ def view_routes(ws: Workspace) -> list[Route]:
             segment, tags = adb.profile(ws.db, [*(m.id for m in cust.meters),
                                                 tags_row_id(cust.id)] if cust else
                                         [alert["meter_id"]])
-        notes, changes = await run_in_threadpool(_tag_notes, ws, cust.id if cust else None)
+        notes, changes = await run_in_threadpool(_tag_notes, ws, cust.id if cust else None,
+                                                 _lang(request))
         if _wants_json(request):
             return JSONResponse({"alert": alert, "audit": trail, "verdicts": verdicts,
                                  "profile": {"segment": segment, "tags": tags,
@@ -267,7 +268,7 @@ def view_routes(ws: Workspace) -> list[Route]:
         with ws.lock:
             history = adb.alerts_of_customer(ws.db, cid)
             segment, tags = adb.profile(ws.db, [*meters, tags_row_id(cid)])
-        notes, changes = await run_in_threadpool(_tag_notes, ws, cid)
+        notes, changes = await run_in_threadpool(_tag_notes, ws, cid, _lang(request))
         daily, curve = await run_in_threadpool(_profiles, ws, meters, 30)
         if _wants_json(request):
             return JSONResponse({"customer": cust.model_dump(mode="json", by_alias=True),
@@ -396,16 +397,17 @@ def view_routes(ws: Workspace) -> list[Route]:
     ]
 
 
-def _tag_notes(ws: Workspace, customer_id: str | None
+def _tag_notes(ws: Workspace, customer_id: str | None, lang: str = "en"
                ) -> tuple[list[dict[str, Any]], list[str]]:
-    """The customer's tags with their reasons and its recent tag changes, from the tag store
-    (as of the last day the engine evaluated them); none when the store cannot be read."""
+    """The customer's tags with their reasons (in each language) and its recent tag changes
+    (in ``lang``), from the tag store (as of the last day the engine evaluated them); none
+    when the store cannot be read."""
     if customer_id is None:
         return [], []
     notes = TagNotes(tags_db_path(ws.settings.alerts))
     try:
         return ([n.as_dict() for n in notes.current(customer_id)],
-                notes.history(customer_id))
+                notes.history(customer_id, lang=lang))
     except (sqlite3.Error, OSError, ValueError) as exc:
         log.warning("customer tags unavailable: %s", exc)
         return [], []

@@ -77,6 +77,10 @@ def test_explain_stats_and_history(fleet_run):
     assert code == 0, text
     assert f"{cust.get('class', 'residential')}-customer" in text and "registered as" in text
     assert "history" in text and "became" in text
+    code, text = _run("tags", "explain", "--customer", cust["id"], "--db", str(db),
+                      "--registry", str(reg), "--lang", "zh")
+    assert code == 0, text
+    assert "登记为" in text and "registered as" not in text and "新增标签" in text
     code, text = _run("tags", "stats", "--cell", cust["grid_cell"], "--db", str(db),
                       "--registry", str(reg))
     assert code == 0 and "tags per customer: median" in text
@@ -108,3 +112,46 @@ def test_import_refuses_a_bad_file_with_row_numbers(fleet_run, tmp_path):
 
 def test_repo_paths_exist():
     assert (REPO / "config" / "tags" / "attributes.yaml").exists()
+
+
+def _dimension_rows(text: str) -> dict[str, int]:
+    """Customers with one or more tags of each dimension, from ``tags stats``."""
+    out = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
+        if len(cells) == 4 and cells[0] in ("basic", "usage", "value", "needs"):
+            out[cells[0]] = int(cells[1])
+    return out
+
+
+def test_sample_imports_bring_value_and_needs_tags(fleet_run, tmp_path):
+    """The demo's way: sample files written from the registry, brought in with
+    ``gridwatch import``, then the fleet tagged: all four dimensions appear, where without
+    the files value and needs tags are (almost) absent."""
+    from datetime import date
+
+    from gridwatch.tags._sample import sample_rows, write_sample_imports
+
+    db0, reg, _ = fleet_run
+    customers = yaml.safe_load(reg.read_text())["customers"]
+    as_of = date(2024, 4, 12)
+    assert sample_rows(customers, as_of, 3) == sample_rows(customers, as_of, 3)
+    assert sample_rows(customers, as_of, 3) != sample_rows(customers, as_of, 4)
+    files = write_sample_imports(customers, as_of, tmp_path / "imports", seed=3)
+    db = tmp_path / "tags.sqlite"
+    for kind, path in files.items():
+        code, text = _run("import", kind, str(path), "--db", str(db), "--registry", str(reg))
+        assert code == 0, text
+        assert f"imported {len(sample_rows(customers, as_of, 3)[kind])} {kind} rows" in text
+    fleet = yaml.safe_load((db0.parent / "tiny.yaml").read_text())
+    code, text = _run("tags", "profile", "--fleet", str(db0.parent / "tiny.yaml"),
+                      "--db", str(db))
+    assert code == 0, text
+    code, with_files = _run("tags", "stats", "--db", str(db))
+    code0, without = _run("tags", "stats", "--db", str(db0))
+    assert code == code0 == 0
+    got, before = _dimension_rows(with_files), _dimension_rows(without)
+    n = sum(fleet["customers"][c]["count"] for c in fleet["customers"])
+    assert set(got) == {"basic", "usage", "value", "needs"}
+    assert got["value"] == n  # every customer has bills: on time, late or in arrears
+    assert got["needs"] > before.get("needs", 0) and got["value"] > before.get("value", 0)

@@ -23,7 +23,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 NIGHT = TagHit("night-heavy", "tagged night-heavy: 48 % of energy between 00:00 and 06:00 "
-               "over 30 days", "usage")
+               "over 30 days", "usage", "夜间用电为主：近 30 天 0–6 点用电占 48 %")
 EVENING = TagHit("evening-peak", "tagged evening-peak: the typical weekday peaks at 19:00",
                  "usage")
 SMALL = TagHit("residential-customer", "tagged residential-customer: registered as "
@@ -70,6 +70,28 @@ def test_customer_page_lists_tags_with_reasons_and_history(tagged):
     assert notes["night-heavy"]["since"] == "2026-04-10" and notes["night-heavy"]["days"] == 12
     assert got["tag_history"][0].startswith("became ")
     assert "night-heavy" in got["tags"]
+
+
+def test_the_customer_page_speaks_the_users_language_and_groups_by_dimension(tagged):
+    tagged.add_user("dora", "manager", "M1", language="zh")
+    c = tagged.client()
+    c.login("dora")
+    html = c.get("/customer/C3").text
+    assert "夜间用电为主：近 30 天 0–6 点用电占 48 %" in html
+    assert "tagged night-heavy" not in html and "2026-04-10 起，12 天" in html
+    # grouped by dimension, basic facts first; a tag without a Chinese reason keeps its own
+    notes = html[html.index('id="tag-notes"'):]
+    assert notes.index("基本属性") < notes.index('data-tag="residential-customer"') \
+        < notes.index("用电行为") < notes.index("夜间用电为主")
+    assert SMALL.reason in html
+    assert "12 天前新增标签 night-heavy（2026-04-10）" in html
+    assert "2026-04-01 至 2026-04-10 曾有标签 evening-peak" in html and "became" not in html
+    en = tagged.client()
+    en.login("alice")
+    page = en.get("/customer/C3").text
+    assert NIGHT.reason in page and "夜间用电为主" not in page
+    notes = page[page.index('id="tag-notes"'):]
+    assert notes.index("Basic attributes") < notes.index("Usage behaviour")
 
 
 def test_alert_page_lists_the_customers_tags(tagged):

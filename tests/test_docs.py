@@ -10,6 +10,7 @@ make to the repository is checked against it.
 - every name in the README's Tour exists: ``module.function`` and ``Class.method`` in the
   source (read with ``ast``, nothing is imported), settings such as ``ingest.fsync_every_ms`` in
   the settings model, and a bare name as a module, class, function or attribute of the package;
+- every ``gridwatch.module.name`` they name exists (``ast`` again), and every ``make target``;
 - the map in docs/index.md ("where does a change belong") names files that exist.
 """
 
@@ -480,3 +481,64 @@ def test_names_that_exist_resolve(ref: str) -> None:
     "ingest._journal.Journals", "Jornal", "_fautls", "Kmeans"])
 def test_names_that_do_not_exist_fail(ref: str) -> None:
     assert not resolves(ref)
+
+
+# --------------------------------------------------------------------------- dotted names, make
+
+QUALIFIED = re.compile(r"gridwatch(?:\.[A-Za-z_]\w*)+")
+FILE_SUFFIXES = {"yaml", "yml", "md", "py", "toml", "j2", "json", "csv", "jsonl"}
+
+
+def qualified_exists(ref: str) -> bool:
+    """Whether ``gridwatch.a.b.c`` is a module of the package, or a name bound in one (a
+    package's lazy exports count), or a member of a class bound in one."""
+    parts = ref.split(".")[1:]
+    for cut in range(len(parts), -1, -1):
+        name = ".".join(("gridwatch", *parts[:cut]))
+        mod = MODULES.get(name)
+        if mod is None:
+            continue
+        rest = parts[cut:]
+        if not rest:
+            return True
+        if rest[0] not in _bound(mod.tree):
+            return False
+        return len(rest) == 1 or (len(rest) == 2 and rest[1] in class_members(rest[0]))
+    return False
+
+
+def qualified_names(doc: Doc) -> Iterator[tuple[int, str]]:
+    for no, span in doc.spans:
+        for m in QUALIFIED.finditer(span):
+            if m.group(0).rsplit(".", 1)[-1] not in FILE_SUFFIXES:
+                yield no, m.group(0)
+
+
+def test_every_qualified_name_exists() -> None:
+    named = [(d.name, no, ref) for d in docs() for no, ref in qualified_names(d)]
+    assert len(named) > 20
+    assert [f"{n}:{no}: {ref}" for n, no, ref in named if not qualified_exists(ref)] == []
+
+
+@pytest.mark.parametrize(("ref", "exists"), [
+    ("gridwatch.ingest", True), ("gridwatch.ingest._journal.Journal", True),
+    ("gridwatch.ingest.Journal", True), ("gridwatch.alerts._stages.dedup", True),
+    ("gridwatch.models.MeterState.step", True), ("gridwatch.simulators._fleet.Fleet", True),
+    ("gridwatch.ingest._jornal", False), ("gridwatch.ingest.Jornal", False),
+    ("gridwatch.models.MeterState.stepp", False), ("gridwatch.nothing", False)])
+def test_qualified_names_resolve(ref: str, exists: bool) -> None:
+    assert qualified_exists(ref) is exists
+
+
+def make_targets() -> set[str]:
+    text = (REPO / "Makefile").read_text(encoding="utf-8")
+    return set(re.findall(r"^([\w.-]+)\s*:(?!=)", text, re.M))
+
+
+def test_every_make_target_shown_exists() -> None:
+    shown = [(d.name, no, m.group(1)) for d in docs() for no, text in d.spans + d.code
+             for m in re.finditer(r"(?:^|[\s;&|(`$])make\s+([\w-]+)", text)]
+    assert len(shown) > 5
+    targets = make_targets()
+    assert {"test", "test-fast", "setup"} <= targets
+    assert [f"{n}:{no}: make {t}" for n, no, t in shown if t not in targets] == []

@@ -11,6 +11,8 @@ make to the repository is checked against it.
   source (read with ``ast``, nothing is imported), settings such as ``ingest.fsync_every_ms`` in
   the settings model, and a bare name as a module, class, function or attribute of the package;
 - every ``gridwatch.module.name`` they name exists (``ast`` again), and every ``make target``;
+- every setting they name (``engine.epoch_s``, ``GRIDWATCH_MQTT__PORT``) is in the settings
+  model, and every other ``GRIDWATCH_*`` variable is read somewhere in the repository;
 - the map in docs/index.md ("where does a change belong") names files that exist.
 """
 
@@ -486,7 +488,8 @@ def test_names_that_do_not_exist_fail(ref: str) -> None:
 # --------------------------------------------------------------------------- dotted names, make
 
 QUALIFIED = re.compile(r"gridwatch(?:\.[A-Za-z_]\w*)+")
-FILE_SUFFIXES = {"yaml", "yml", "md", "py", "toml", "j2", "json", "csv", "jsonl"}
+FILE_SUFFIXES = {"yaml", "yml", "md", "py", "toml", "j2", "json", "csv", "jsonl", "sqlite", "db",
+                 "secret", "txt", "html", "pdf", "png", "svg"}
 
 
 def qualified_exists(ref: str) -> bool:
@@ -542,3 +545,62 @@ def test_every_make_target_shown_exists() -> None:
     targets = make_targets()
     assert {"test", "test-fast", "setup"} <= targets
     assert [f"{n}:{no}: make {t}" for n, no, t in shown if t not in targets] == []
+
+
+# --------------------------------------------------------------------------- settings
+
+SECTIONS = set(Settings.model_fields)
+SETTING = re.compile(r"(?<![\w./-])(?:" + "|".join(SECTIONS)
+                     + r")(?:\.[a-z_][a-z0-9_]*)+(?![\w(/-])")
+ENV = re.compile(r"\bGRIDWATCH_[A-Z0-9_]+")
+#: Settings the docs name as removed; a settings file that still sets one is refused.
+REMOVED = {"engine.snapshot_every_s"}
+
+
+def setting_problem(ref: str) -> str | None:
+    """What is wrong with a setting named as ``section.key`` or ``GRIDWATCH_SECTION__KEY``."""
+    if ref.startswith("GRIDWATCH_"):
+        if "__" in ref:
+            parts = ref.removeprefix("GRIDWATCH_").lower().split("__")
+            return None if _setting(parts) else "no such setting"
+        return None if ref in SOURCE_TEXT else "read nowhere in the repository"
+    if ref in REMOVED or ref.rsplit(".", 1)[-1] in FILE_SUFFIXES or _setting(ref.split(".")):
+        return None
+    # ``ingest.decode`` names the package's function, not a setting.
+    return None if qualified_exists(f"gridwatch.{ref}") else "no such setting"
+
+
+def _source_text() -> str:
+    files = [*REPO.glob("src/**/*.py"), *REPO.glob("simulators/**/*.py"),
+             *REPO.glob("tests/**/*.py"), *REPO.glob("benchmarks/*.py"),
+             *REPO.glob("scripts/*"), REPO / "Makefile"]
+    return "\n".join(f.read_text(encoding="utf-8") for f in files
+                     if f.is_file() and f != Path(__file__))
+
+
+SOURCE_TEXT = _source_text()
+
+
+def test_every_setting_named_exists() -> None:
+    named = [(d.name, no, m.group(0)) for d in docs() for no, span in d.spans
+             for pattern in (SETTING, ENV) for m in pattern.finditer(span)]
+    assert len(named) > 30
+    wrong = [f"{n}:{no}: {ref} ({problem})" for n, no, ref in named
+             if (problem := setting_problem(ref))]
+    assert wrong == []
+
+
+@pytest.mark.parametrize(("ref", "problem"), [
+    ("engine.epoch_s", None), ("ingest.fsync_every_ms", None), ("alerts.sqlite", None),
+    ("GRIDWATCH_MQTT__PORT", None), ("GRIDWATCH_CONFIG", None),
+    ("detection.z_threshold", "no such setting"), ("GRIDWATCH_MQTT__PROT", "no such setting"),
+    ("GRIDWATCH_NO_SUCH_SWITCH", "read nowhere in the repository")])
+def test_the_setting_check(ref: str, problem: str | None) -> None:
+    assert setting_problem(ref) == problem
+
+
+@pytest.mark.parametrize("ref", sorted(REMOVED))
+def test_a_removed_setting_is_refused_by_name(ref: str) -> None:
+    section, key = ref.split(".")
+    with pytest.raises(ValueError, match=f"{key} was removed"):
+        Settings(**{section: {key: 1}})

@@ -604,3 +604,32 @@ def test_a_removed_setting_is_refused_by_name(ref: str) -> None:
     section, key = ref.split(".")
     with pytest.raises(ValueError, match=f"{key} was removed"):
         Settings(**{section: {key: 1}})
+
+
+# --------------------------------------------------------------------------- the map
+
+#: The kinds of change docs/index.md must place.
+KINDS = {"a new payload field", "a new detector", "a new alert channel", "a new tag",
+         "a new page", "a new setting", "a new benchmark"}
+
+
+def change_map() -> dict[str, list[str]]:
+    """The rows of docs/index.md's "Where does a change belong" table: change → cells."""
+    index = read_doc(REPO / "docs" / "index.md")
+    rows = [line for _, line in section(index, "Where does a change belong")
+            if line.startswith("| ") and not line.startswith("| change ")]
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]] for row in rows]
+    return {c[0]: c[1:] for c in cells}
+
+
+def test_the_index_places_every_kind_of_change() -> None:
+    table = change_map()
+    assert sorted(KINDS - set(table)) == []
+    for kind, (code, tests, manual) in table.items():
+        code_paths = [m.group(1) for m in PATH.finditer(code)]
+        test_paths = [m.group(1) for m in PATH.finditer(tests)]
+        assert code_paths, f"{kind}: no file to change"
+        assert all(path_exists(p.rstrip(".,:;")) for p in code_paths + test_paths), kind
+        assert kind == "a new benchmark" or any(p.startswith("tests/") for p in test_paths), \
+            f"{kind}: no test named"
+        assert LINK.search(manual) or "manual" in manual, f"{kind}: no manual named"

@@ -203,7 +203,7 @@ def evaluate(
         "--readings", help="Labelled readings (CSV or JSONL) to replay through the dataflow.",
         exists=True)] = None,
     labels: Annotated[Path | None, typer.Option(
-        "--labels", help='JSONL labels: {"meter_id","type","start","end"} per line.',
+        "--labels", help='JSONL labels, one object per line with meter_id, type, start and end.',
         exists=True)] = None,
     nab: Annotated[Path | None, typer.Option(
         "--nab", help="Numenta Anomaly Benchmark directory (data/, labels/, config/).",

@@ -13,7 +13,10 @@ make to the repository is checked against it.
 - every ``gridwatch.module.name`` they name exists (``ast`` again), and every ``make target``;
 - every setting they name (``engine.epoch_s``, ``GRIDWATCH_MQTT__PORT``) is in the settings
   model, and every other ``GRIDWATCH_*`` variable is read somewhere in the repository;
-- the map in docs/index.md ("where does a change belong") names files that exist.
+- every ``--option`` shown after ``benchmarks/<name>.py`` is spelled in that script;
+- every manual of docs/ is linked from docs/index.md and from the README's list;
+- the map in docs/index.md ("where does a change belong") places every kind of change with
+  files that exist and the tests to touch.
 """
 
 from __future__ import annotations
@@ -633,3 +636,54 @@ def test_the_index_places_every_kind_of_change() -> None:
         assert kind == "a new benchmark" or any(p.startswith("tests/") for p in test_paths), \
             f"{kind}: no test named"
         assert LINK.search(manual) or "manual" in manual, f"{kind}: no manual named"
+
+
+# --------------------------------------------------------------------------- manuals, benchmarks
+
+
+def linked_manuals(doc: Doc) -> set[str]:
+    """The manuals linked between a doc's ``<!-- links: ... -->`` and ``<!-- end of links -->``
+    comments, as paths from the repository root."""
+    block = doc.text.split("<!-- links:", 1)[1].split("<!-- end of links -->", 1)[0]
+    return {str((doc.path.parent / m.group(1)).resolve().relative_to(REPO))
+            for m in LINK.finditer(block)}
+
+
+def test_every_manual_is_in_the_index_and_the_readme() -> None:
+    manuals = {str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")} - {"docs/index.md"}
+    assert len(manuals) > 10
+    assert sorted(manuals ^ linked_manuals(read_doc(REPO / "docs" / "index.md"))) == []
+    assert sorted(manuals ^ linked_manuals(read_doc(REPO / "README.md"))) == []
+
+
+BENCH = re.compile(r"benchmarks/(\w+)\.py((?:\s+[^\s|;&#>`]+)*)")
+
+
+def benchmark_options(name: str) -> set[str]:
+    """Every ``--option`` string the benchmark script spells (argparse's add_argument)."""
+    tree = ast.parse((REPO / "benchmarks" / f"{name}.py").read_text(encoding="utf-8"))
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
+            and isinstance(n.value, str) and re.fullmatch(r"--[\w-]+", n.value)}
+
+
+def benchmark_problems(text: str) -> Iterator[str]:
+    for m in BENCH.finditer(text):
+        name, args = m.group(1), m.group(2)
+        if not (REPO / "benchmarks" / f"{name}.py").exists():
+            continue  # a missing script is the path check's
+        for opt in re.findall(r"(?<!\S)(--[\w-]+)", args):
+            if opt not in benchmark_options(name) | {"--help"}:
+                yield f"benchmarks/{name}.py has no option {opt}"
+
+
+def test_every_benchmark_option_shown_exists() -> None:
+    shown = [(d.name, no, text) for d in docs() for no, text in d.spans + d.code
+             if BENCH.search(text)]
+    assert len(shown) > 10
+    assert [f"{n}:{no}: {p}" for n, no, text in shown for p in benchmark_problems(text)] == []
+
+
+def test_the_benchmark_check_catches_a_stale_option() -> None:
+    assert list(benchmark_problems("python benchmarks/dataflow.py --only flow --full")) == []
+    assert list(benchmark_problems("benchmarks/dataflow.py --olny flow  # --not-this")) == [
+        "benchmarks/dataflow.py has no option --olny"]

@@ -13,6 +13,9 @@ make to the repository is checked against it.
 - every ``gridwatch.module.name`` they name exists (``ast`` again), and every ``make target``;
 - every setting they name (``engine.epoch_s``, ``GRIDWATCH_MQTT__PORT``) is in the settings
   model, and every other ``GRIDWATCH_*`` variable is read somewhere in the repository;
+- every settings table (``| key | default | meaning |`` under a heading naming a settings
+  section) names real settings with their real defaults, and the detection manual's figures
+  (``stuck_readings`` (16)) are the detectors' defaults;
 - every ``--option`` shown after ``benchmarks/<name>.py`` is spelled in that script;
 - every manual of docs/ is linked from docs/index.md and from the README's list;
 - the map in docs/index.md ("where does a change belong") places every kind of change with
@@ -687,3 +690,122 @@ def test_the_benchmark_check_catches_a_stale_option() -> None:
     assert list(benchmark_problems("python benchmarks/dataflow.py --only flow --full")) == []
     assert list(benchmark_problems("benchmarks/dataflow.py --olny flow  # --not-this")) == [
         "benchmarks/dataflow.py has no option --olny"]
+
+
+# --------------------------------------------------------------------------- documented defaults
+
+
+def _literal(cell: str) -> Any:
+    """A table cell or a parenthesised figure as a value: a number, ``true``/``false`` or one
+    backquoted literal; None when the cell describes rather than states (``unset``, ``–``)."""
+    cell = cell.strip()
+    m = re.fullmatch(r"`([^`]*)`|([-\d.]+)", cell)
+    if not m:
+        return None
+    text = m.group(1) if m.group(1) is not None else m.group(2)
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _same(doc_value: Any, real: Any) -> bool:
+    """Whether a documented default is the real one; a figure of another kind (``1 GiB`` for
+    bytes, an example URL for an unset value, a summary of a nested section) is not compared."""
+    if isinstance(doc_value, bool) or isinstance(real, bool):
+        return doc_value is real
+    if isinstance(real, int | float):
+        return not isinstance(doc_value, float) or float(real) == doc_value
+    if isinstance(real, str | Path):
+        return str(real) == str(doc_value)
+    return True
+
+
+def settings_tables() -> Iterator[tuple[str, int, str, str, str]]:
+    """(doc, line, section, key, default cell) of every row of a settings table: a table under
+    a heading that names a settings section in backquotes (``Settings (`web` section)``)."""
+    for d in docs():
+        section_name = None
+        header = ""
+        for no, line in d.prose:
+            if (m := re.match(r"#+ (.*)", line)) is not None:
+                found = re.search(r"`(" + "|".join(SECTIONS) + r"):?`", m.group(1))
+                section_name = found.group(1) if found and "etting" in m.group(1) else None
+                continue
+            if line.startswith("| ") and not line.startswith("| `") \
+                    and not re.fullmatch(r"[|\s:-]+", line):
+                header = line.split("|")[1].strip()  # a table of settings has "key" first
+                continue
+            if section_name is None or header != "key" or not line.startswith("| `"):
+                continue
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            keys = re.findall(r"`([^`]+)`", cells[0])
+            values = re.split(r",\s*(?![^`]*`\s*[,}])", cells[1]) if len(cells) > 1 else []
+            pair = len(values) == len(keys)
+            for i, key in enumerate(keys):
+                yield d.name, no, section_name, key, values[i] if pair else ""
+
+
+def default_problems(section_name: str, key: str, cell: str) -> str | None:
+    model = getattr(Settings(), section_name)
+    field_name = re.split(r"[.\[]", key)[0]
+    if field_name not in type(model).model_fields:
+        return f"{section_name}.{field_name} is no setting"
+    doc_value = _literal(cell)
+    real = getattr(model, field_name)
+    if doc_value is not None and not _same(doc_value, real):
+        return f"{section_name}.{field_name}: the docs say {cell}, the default is {real!r}"
+    return None
+
+
+def test_every_settings_table_names_real_settings_and_their_defaults() -> None:
+    rows = list(settings_tables())
+    assert len(rows) > 40
+    assert {s for _, _, s, _, _ in rows} >= {"alerts", "influx", "web"}
+    wrong = [f"{n}:{no}: {p}" for n, no, s, k, c in rows if (p := default_problems(s, k, c))]
+    assert wrong == []
+
+
+def test_the_default_check_catches_a_drifted_default() -> None:
+    assert default_problems("web", "session_ttl_s", "43200") is None
+    assert default_problems("web", "cookie_secure", "`false`") is None
+    assert default_problems("influx", "api", "`v2`") is None
+    assert default_problems("web", "db", "the router's `alerts.state_db`") is None
+    assert default_problems("web", "session_ttl_s", "3600") == (
+        "web.session_ttl_s: the docs say 3600, the default is 43200.0")
+    assert default_problems("web", "cookie_secure", "`true`") is not None
+    assert default_problems("web", "session_ttl", "43200") == "web.session_ttl is no setting"
+    assert default_problems("influx", "spool_max_bytes", "`1 GiB`") is None  # not compared
+    assert default_problems("influx", "api", "`v1`") is not None
+
+
+DETECTION_FIGURE = re.compile(r"`([a-z_]+)` \((-?[\d.]+)(?: ?(s|days))?\)")
+
+
+def detection_figures() -> Iterator[tuple[int, str, float, Any]]:
+    """(line, setting, the figure the detection manual gives, the default) for every
+    ``name`` (figure) of its detector sections that names a detection setting."""
+    from gridwatch.models import DetectionSettings
+    from gridwatch.models._config import ClassPolicy
+
+    defaults = DetectionSettings()
+    doc = read_doc(REPO / "docs" / "detection.md")
+    for no, line in section(doc, "Per-meter state"):
+        for m in DETECTION_FIGURE.finditer(line):
+            name, figure, unit = m.group(1), float(m.group(2)), m.group(3)
+            if name in DetectionSettings.model_fields:
+                real = getattr(defaults, name)
+            elif name in ClassPolicy.model_fields:
+                real = ClassPolicy.model_fields[name].default
+            else:
+                continue
+            yield no, name, figure * (86_400 if unit == "days" else 1), real
+
+
+def test_the_detection_manual_gives_the_defaults() -> None:
+    figures = list(detection_figures())
+    assert len(figures) > 15
+    assert [f"detection.md:{no}: {name} ({figure:g}), default {real}"
+            for no, name, figure, real in figures if float(real) != figure] == []

@@ -175,19 +175,23 @@ def test_the_path_check_catches_a_missing_path() -> None:
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 
 
+def links(doc: Doc) -> Iterator[tuple[int, str]]:
+    """(line, target) of every link outside code, also of one whose text wraps a line."""
+    text = "\n".join(SPAN.sub("", line) for _, line in doc.prose)
+    for m in LINK.finditer(text):
+        yield doc.prose[text.count("\n", 0, m.start(1))][0], m.group(1)
+
+
 def broken_links(doc: Doc) -> Iterator[str]:
-    for no, line in doc.prose:
-        line = SPAN.sub("", line)
-        for m in LINK.finditer(line):
-            target = m.group(1)
-            if re.match(r"[a-z][a-z0-9+.-]*:", target):
-                continue  # http:, https:, mailto:
-            file, _, anchor = target.partition("#")
-            dest = (doc.path.parent / file).resolve() if file else doc.path
-            if not dest.exists():
-                yield f"{doc.name}:{no}: {target} (no such file)"
-            elif anchor and dest.suffix == ".md" and anchor not in anchors(read_doc(dest)):
-                yield f"{doc.name}:{no}: {target} (no such heading)"
+    for no, target in links(doc):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):
+            continue  # http:, https:, mailto:
+        file, _, anchor = target.partition("#")
+        dest = (doc.path.parent / file).resolve() if file else doc.path
+        if not dest.exists():
+            yield f"{doc.name}:{no}: {target} (no such file)"
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(read_doc(dest)):
+            yield f"{doc.name}:{no}: {target} (no such heading)"
 
 
 def test_every_relative_link_resolves() -> None:
@@ -197,11 +201,13 @@ def test_every_relative_link_resolves() -> None:
 def test_the_link_check_catches_a_broken_link() -> None:
     doc = Doc(REPO / "docs" / "x.md", "")
     doc.prose = [(1, "[ok](ingest.md#the-journal) [gone](ingest.md#no-such-part) "
-                     "[nofile](nothing.md) [web](https://example.org/x) [up](../README.md)")]
+                     "[nofile](nothing.md) [web](https://example.org/x) [up](../README.md)"),
+                 (2, "a link [whose text"), (3, "wraps](ingest.md#no-such-either) a line")]
     assert "the-journal" in anchors(read_doc(REPO / "docs" / "ingest.md"))
     assert list(broken_links(doc)) == [
         "docs/x.md:1: ingest.md#no-such-part (no such heading)",
-        "docs/x.md:1: nothing.md (no such file)"]
+        "docs/x.md:1: nothing.md (no such file)",
+        "docs/x.md:3: ingest.md#no-such-either (no such heading)"]
 
 
 def test_anchor_slugs_follow_github() -> None:

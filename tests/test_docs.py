@@ -74,6 +74,7 @@ class Doc:
 
 
 SPAN = re.compile(r"(`+)(.+?)\1")
+MULTILINE_SPAN = re.compile(r"(`+)((?:(?!\n\s*\n)[^`])+?)\1")
 
 
 def read_doc(path: Path) -> Doc:
@@ -91,7 +92,11 @@ def read_doc(path: Path) -> Doc:
                 doc.code.append((no, line))
             continue
         doc.prose.append((no, line))
-        doc.spans.extend((no, m.group(2).strip()) for m in SPAN.finditer(line))
+    # Code spans, also one that wraps a line (read as one line), within a paragraph.
+    text = "\n".join(line for _, line in doc.prose)
+    for m in MULTILINE_SPAN.finditer(text):
+        no = doc.prose[text.count("\n", 0, m.start())][0]
+        doc.spans.append((no, " ".join(m.group(2).split())))
     return doc
 
 

@@ -153,9 +153,11 @@ def simulate(
         help="Replay recorded CSV instead of simulating (repeat for several files).",
         rich_help_panel=_REPLAY)] = None,
     columns: Annotated[str | None, typer.Option(
-        "--columns", help="Replay column mapping, e.g. 'timestamp=timestamp,kw=value' (NAB) or "
-                          "'meter_id=id,timestamp=time,kw=power,scale=0.001'. Default: "
-                          "meter_id, timestamp and kw (or value) as the header names them.",
+        "--columns", help="Replay column mapping, field=column pairs separated by commas, "
+                          "e.g. 'timestamp=timestamp,kw=value' (NAB) or "
+                          "'meter_id=id,kw=power,scale=0.001' (scale multiplies the power: "
+                          "0.001 for W). Default: meter_id, timestamp and kw (or value) as the "
+                          "header names them.",
         rich_help_panel=_REPLAY)] = None,
     nab_windows: Annotated[Path | None, typer.Option(
         "--nab-windows", exists=True,
@@ -192,8 +194,8 @@ def simulate(
         rich_help_panel=_OUTPUT)] = None,
     batch_size: Annotated[int, typer.Option(
         "--batch-size", min=1, max=5000,
-        help="1 = one reading per message on meters/{region}/{meter}/reading; more = JSON "
-             "arrays per concentrator on meters/{region}/{concentrator}/batch.",
+        help="1 = one reading per message, on the meter's reading topic; more = JSON arrays "
+             "per concentrator, on its batch topic (see Topics in docs/ingest.md).",
         rich_help_panel=_MQTT)] = 1,
     qos: Annotated[int | None, typer.Option(
         "--qos", min=0, max=1, help="QoS 0 or 1 (default: the mqtt section's, max 1).",

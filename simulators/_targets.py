@@ -234,7 +234,8 @@ class MqttTarget:
     message the broker had not acknowledged, so nothing is lost and nothing is sent twice
     beyond what a lost acknowledgement makes the broker see twice. ``reconnects`` and
     ``resent`` say what happened; a broker down for longer than ``give_up_s`` (or refusing the
-    login) ends the run with :class:`SimulateError`.
+    login) ends the run with :class:`SimulateError`. ``clock`` (steady seconds, the real one by
+    default) times the outage and ``flush``'s wait.
     """
 
     def __init__(self, host: str, port: int, *, qos: int = 1, batch_size: int = 1,
@@ -242,7 +243,8 @@ class MqttTarget:
                  username: str | None = None, password: str | None = None,
                  topic_prefix: str = "meters", max_pending: int = 100,
                  connect_timeout: float = 10.0, tls: TlsSettings | None = None,
-                 reconnect_max_s: float = 5.0, give_up_s: float = 300.0) -> None:
+                 reconnect_max_s: float = 5.0, give_up_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         import paho.mqtt.client as mqtt
 
         if qos not in (0, 1):
@@ -264,6 +266,7 @@ class MqttTarget:
         self._connects = 0
         self._down_since: float | None = None
         self.give_up_s = give_up_s
+        self.clock = clock
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=mqtt.MQTTv5)
         if username:
@@ -288,6 +291,11 @@ class MqttTarget:
                 raise SimulateRefusedError(f"MQTT: {self._error}")
             raise SimulateError(f"MQTT broker at {host}:{port}: no CONNACK in time")
 
+    @property
+    def down_since(self) -> float | None:
+        """When the broker was lost, by ``clock``; None while connected."""
+        return self._down_since
+
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
         if reason.is_failure:
@@ -310,7 +318,7 @@ class MqttTarget:
         if reason.is_failure:
             # The network thread reconnects by itself; messages wait in the client meanwhile.
             if self._down_since is None:
-                self._down_since = time.monotonic()
+                self._down_since = self.clock()
                 log.warning("MQTT: lost the broker at %s (%s); reconnecting", self.where,
                             reason)
             with self._cond:
@@ -319,7 +327,7 @@ class MqttTarget:
     def _check_down(self) -> None:
         """Give up when the broker has been gone for longer than ``give_up_s``."""
         since = self._down_since
-        if since is not None and time.monotonic() - since > self.give_up_s:
+        if since is not None and self.clock() - since > self.give_up_s:
             self._error = (f"the broker at {self.where} has been unreachable for "
                            f"{self.give_up_s:.0f}s")
 
@@ -364,11 +372,13 @@ class MqttTarget:
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the broker has every message (QoS 1: acknowledged); by default as long
         as a broker outage is waited out, and a minute more."""
-        deadline = time.monotonic() + (timeout if timeout is not None else self.give_up_s + 60)
+        deadline = self.clock() + (timeout if timeout is not None else self.give_up_s + 60)
         with self._cond:
             while self._acked < self.messages and not self._error:
                 self._check_down()
-                left = deadline - time.monotonic()
+                if self._error:
+                    break  # given up on the broker: that, not the wait, is the error
+                left = deadline - self.clock()
                 if left <= 0:
                     raise SimulateError(
                         f"MQTT: {self.messages - self._acked} message(s) not acknowledged "

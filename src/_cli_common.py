@@ -15,7 +15,8 @@ from rich.console import Console
 if TYPE_CHECKING:  # the settings (pydantic) load with the first command that needs them
     from gridwatch._settings import Settings
 
-__all__ = ["ConfigOpt", "announce", "err", "reflow", "settings_or_exit", "tidy_help"]
+__all__ = ["ConfigOpt", "announce", "as_help", "err", "reflow", "settings_or_exit",
+           "tidy_help"]
 
 log = logging.getLogger("gridwatch.settings")
 
@@ -24,10 +25,9 @@ err = Console(stderr=True)
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Settings file (default: $GRIDWATCH_CONFIG, else the "
-                 "first of ./config/gridwatch.yaml, ~/.config/gridwatch/gridwatch.yaml, "
-                 "/etc/gridwatch/gridwatch.yaml). GRIDWATCH_<SECTION>__<KEY> variables "
-                 "override it."),
+    typer.Option("--config", "-c", help="Settings file. Default: $GRIDWATCH_CONFIG, else the "
+                 "first gridwatch.yaml found in ./config, ~/.config/gridwatch and "
+                 "/etc/gridwatch. GRIDWATCH_<SECTION>__<KEY> variables override it."),
 ]
 
 
@@ -75,13 +75,22 @@ def reflow(text: str) -> str:
     return "\n\n".join(out)
 
 
+def as_help(docstring: str) -> str:
+    """A docstring as ``--help`` shows it: reflowed (:func:`reflow`), a literal in single
+    backquotes as in Markdown (reStructuredText doubles them), and square brackets escaped so
+    that rich prints them instead of taking them for markup (``[start, end]`` would vanish)."""
+    from rich.markup import escape
+
+    return escape(reflow(docstring).replace("``", "`"))
+
+
 def tidy_help(app: typer.Typer) -> None:
     """Reflow the docstrings of every command and command group under ``app`` (in place), so
     that ``--help`` does not break lines mid-sentence."""
 
     def fix(func: Any) -> None:
         if callable(func) and func.__doc__:
-            func.__doc__ = reflow(func.__doc__)
+            func.__doc__ = as_help(func.__doc__)
 
     for command in app.registered_commands:
         fix(command.callback)

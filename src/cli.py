@@ -34,11 +34,46 @@ def _root() -> None:
 @app.command("check-config")
 def check_config(config: ConfigOpt = None) -> None:
     """Validate the settings file and the environment; print the effective settings (secrets
-    hidden). Exits 2 with one line naming the bad field when something is wrong."""
+    hidden), then the data directory and every file and directory of state as the engine will
+    use them. Exits 2 with one line naming the bad field when something is wrong."""
     settings = settings_or_exit(config)
     out = Console()
     out.print_json(mask_credentials(settings.model_dump_json(indent=2)))
+    out.print(f"data directory: {settings.engine.data_dir}", highlight=False, markup=False)
+    out.print("state:", highlight=False, markup=False)
+    rows = _state_paths(settings)
+    width = max(len(name) for name, _, _ in rows)
+    for name, path, note in rows:
+        shown = "off" if path is None else str(path)
+        out.print(f"  {name:<{width}}  {shown}{f' ({note})' if note else ''}",
+                  highlight=False, markup=False, soft_wrap=True)
     out.print("[green]configuration is valid[/]")
+
+
+def _state_paths(settings: Settings) -> list[tuple[str, Path | None, str]]:
+    """Every file and directory of state the settings resolve to: (setting, path or None when
+    off, a note on where a path comes from when it is not the setting itself)."""
+    from gridwatch._settings import STATE_PATHS
+    from gridwatch.tags._notes import tags_db_path
+
+    data_dir = settings.engine.data_dir
+    rows: list[tuple[str, Path | None, str]] = [
+        (f"{section}.{name}", getattr(getattr(settings, section), name), "")
+        for section, name in STATE_PATHS]
+    a, web = settings.alerts, settings.web
+    rows.append(("alerts.tags_db", tags_db_path(a),
+                 "" if a.tags_db else "default: beside alerts.state_db"))
+    rows.append(("alert export position", a.state_db.with_suffix(".exported"),
+                 "beside alerts.state_db"))
+    rows.append(("web.db", web.db or a.state_db, "" if web.db else "alerts.state_db"))
+    if web.secret_key is not None:
+        rows.append(("web.secret_file", None, "web.secret_key is set"))
+    else:
+        secret = web.secret_file.expanduser().absolute()
+        outside = data_dir is not None and not secret.is_relative_to(data_dir)
+        rows.append(("web.secret_file", secret,
+                     "not under the data directory" if outside else ""))
+    return rows
 
 
 @app.command("run")
@@ -203,7 +238,7 @@ def evaluate(
         "--readings", help="Labelled readings (CSV or JSONL) to replay through the dataflow.",
         exists=True)] = None,
     labels: Annotated[Path | None, typer.Option(
-        "--labels", help='JSONL labels: {"meter_id","type","start","end"} per line.',
+        "--labels", help='JSONL labels, one object per line with meter_id, type, start and end.',
         exists=True)] = None,
     nab: Annotated[Path | None, typer.Option(
         "--nab", help="Numenta Anomaly Benchmark directory (data/, labels/, config/).",

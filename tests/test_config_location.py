@@ -135,3 +135,32 @@ def test_commands_say_which_file_and_data_dir_they_use(
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
         "detection.timezone is not set: days, hours and holidays are judged in UTC unless the "
         "registry gives a cell its time zone"]
+
+
+def test_check_config_names_the_data_dir_and_every_state_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from gridwatch.cli import app
+
+    for var in ("GRIDWATCH_ENGINE__DATA_DIR", "GRIDWATCH_WEB__SECRET_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    cfg = tmp_path / "site" / "gridwatch.yaml"
+    cfg.parent.mkdir()
+    cfg.write_text("engine:\n  data_dir: state\n  recovery_dir: recovery\n"
+                   "alerts:\n  tags_db: my-tags.sqlite\n")
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(app, ["check-config", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    shown = {line.split()[0]: line.split()[1:] for line in out.output.splitlines()
+             if line.startswith("  ") and not line.lstrip().startswith(('"', "}", "]"))}
+    data = tmp_path / "site" / "state"
+    assert f"data directory: {data}" in out.output.splitlines()
+    s = load_settings(cfg)
+    for section, name in STATE_PATHS:
+        assert shown[f"{section}.{name}"][0] == str(getattr(getattr(s, section), name))
+    assert shown["engine.recovery_dir"] == [str(data / "recovery")]
+    assert shown["alerts.tags_db"] == [str(data / "my-tags.sqlite")]
+    assert shown["web.db"] == [str(data / "alerts.sqlite"), "(alerts.state_db)"]
+    assert Path(shown["web.secret_file"][0]).is_absolute()
+    assert out.output.rstrip().endswith("configuration is valid")

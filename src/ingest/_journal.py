@@ -22,7 +22,7 @@ import re
 import struct
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -91,7 +91,9 @@ class Journal:
     ``append(records)`` writes the records in one write and, unless ``fsync=False``, one
     ``fsync``; it returns the offset of the last one. ``read(from_offset, max_n)`` returns
     ``(offset, payload)`` pairs in order. With ``readonly=True`` the journal only reads (no lock,
-    no recovery, no retention) and follows a writer in another process.
+    no recovery, no retention) and follows a writer in another process. ``clock`` (steady
+    seconds) times the active segment's age and ``wall_clock`` (epoch seconds) the closed
+    segments' age against their files' modification times; both default to the real clocks.
     """
 
     def __init__(
@@ -105,6 +107,8 @@ class Journal:
         segment_age: timedelta | float = 0.0,
         fsync: bool = True,
         readonly: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if partition < 0:
             raise ValueError(f"partition must be >= 0, got {partition}")
@@ -124,7 +128,11 @@ class Journal:
         )
         self.fsync = fsync
         self.readonly = readonly
-        self._active_since = time.monotonic()
+        #: Seconds on a steady clock, for the active segment's age (``segment_age``).
+        self.clock = clock
+        #: Seconds since the epoch, for the age of closed segments' files (``retention``).
+        self.wall_clock = wall_clock
+        self._active_since = clock()
         self.truncated_bytes = 0  # torn tail cut off at open
         self._lock_fd: int | None = None
         self._fd: int | None = None
@@ -180,7 +188,7 @@ class Journal:
             os.close(self._fd)
         self._fd = fd
         self._active_size = 0
-        self._active_since = time.monotonic()
+        self._active_since = self.clock()
         if base not in self._bases:
             self._bases.append(base)
 
@@ -274,7 +282,7 @@ class Journal:
         if self._active_size > 0 and (
             self._active_size + size > self.segment_bytes
             or (self.segment_age_s > 0
-                and time.monotonic() - self._active_since > self.segment_age_s)
+                and self.clock() - self._active_since > self.segment_age_s)
         ):
             self._roll()
         data = b"".join(parts)
@@ -305,7 +313,7 @@ class Journal:
     def _apply_retention(self) -> None:
         if self.readonly or len(self._bases) < 2:
             return
-        now = time.time()
+        now = self.wall_clock()
         sizes = {b: self._seg_path(b).stat().st_size for b in self._bases}
         total = sum(sizes.values())
         for base in list(self._bases[:-1]):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -143,15 +142,23 @@ def test_retention_by_size_keeps_a_readable_suffix(n: int, seg: int, keep: int) 
 
 
 def test_retention_by_age_deletes_old_closed_segments(tmp_path: Path) -> None:
-    with Journal(tmp_path, 0, segment_bytes=64, retention=3600, fsync=False) as j:
+    # A fixed wall clock, before the files were written (none looks old), then moved on and
+    # the files' times set against it.
+    clock = [1_000_000_000.0]
+    with Journal(tmp_path, 0, segment_bytes=64, retention=3600, fsync=False,
+                 wall_clock=lambda: clock[0]) as j:
         for i in range(5):
             j.append([b"x" * 50 + bytes([i])])
-        old = time.time() - 7200
-        for base in j.segments[:-1]:
-            os.utime(tmp_path / "p0000" / f"{base:020d}.log", (old, old))
+        closed = j.segments[:-1]
+        assert len(closed) == 4
+        now = clock[0] = 2_000_000_000.0
+        for base, age in zip(closed, (7200, 3601, 3599, 10), strict=True):
+            os.utime(tmp_path / "p0000" / f"{base:020d}.log", (now - age, now - age))
+        os.utime(tmp_path / "p0000" / f"{j.segments[-1]:020d}.log", (now, now))
         j.append([b"y" * 60])  # rolls, and retention runs
-        assert j.segments[0] >= 4
-        assert _read_all(j)[0][0] == j.start_offset
+        # Older than an hour by the journal's clock: gone; younger: kept, and all after it.
+        assert j.segments == [*closed[2:], 4, 5]
+        assert _read_all(j)[0][0] == j.start_offset == closed[2]
 
 
 def test_one_writer_per_partition(tmp_path: Path) -> None:
@@ -241,11 +248,16 @@ TestJournalMachine.settings = settings(max_examples=40, stateful_step_count=25, 
 
 
 def test_segments_also_roll_by_age(tmp_path: Path) -> None:
-    with Journal(tmp_path, 0, segment_age=0.05, fsync=False) as j:
+    now = [100.0]  # a fixed steady clock, moved by hand
+    with Journal(tmp_path, 0, segment_age=60, fsync=False, clock=lambda: now[0]) as j:
         j.append([b"a"])
+        now[0] += 60  # exactly the limit: not older than it yet
         j.append([b"b"])
         assert j.segments == [0]
-        time.sleep(0.1)  # the segment grows older than segment_age: time passing is the point
+        now[0] += 0.5
         j.append([b"c"])
         assert j.segments == [0, 2]
-        assert [p for _, p in _read_all(j)] == [b"a", b"b", b"c"]
+        now[0] += 59  # the new segment's age counts from its creation
+        j.append([b"d"])
+        assert j.segments == [0, 2]
+        assert [p for _, p in _read_all(j)] == [b"a", b"b", b"c", b"d"]

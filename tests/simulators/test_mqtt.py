@@ -9,6 +9,7 @@ from collections import Counter
 
 import paho.mqtt.client as mqtt
 import pytest
+from _suite_helpers import wait_until
 
 from gridwatch.simulators import CapturedMqtt, MqttTarget, SimulateError, Simulation
 from gridwatch.simulators._targets import Pacer, drain
@@ -199,3 +200,27 @@ def test_publishes_over_tls(tmp_path, make) -> None:
     finally:
         broker.stop()
     assert n == fleet.n_readings and len(got) == n
+
+
+@pytest.mark.services
+def test_gives_up_when_its_clock_says_the_broker_stayed_down(fresh_mosquitto) -> None:
+    """The give-up timer reads the clock passed in: a broker down for exactly ``give_up_s`` is
+    still waited for, a second more ends the run; no real minutes go by."""
+    now = [1000.0]
+    target = MqttTarget(fresh_mosquitto.host, fresh_mosquitto.port, give_up_s=300,
+                        client_id="test-pub-giveup", reconnect_max_s=1, clock=lambda: now[0])
+    try:
+        assert target.down_since is None
+        fresh_mosquitto.stop()
+        wait_until(lambda: target.down_since is not None, 10, "the target sees the broker go")
+        assert target.down_since == 1000.0
+        target.write([("north", "c1", "m1", {"meter_id": "m1", "kw": 1.0})])  # waits, QoS 1
+        now[0] = 1300.0
+        with pytest.raises(SimulateError, match="not acknowledged after 0s"):
+            target.flush(timeout=0)  # still waiting for the broker, only this flush ran out
+        now[0] = 1301.0
+        with pytest.raises(SimulateError, match="unreachable for 300s"):
+            target.flush(timeout=0)
+    finally:
+        target.client.disconnect()
+        target.client.loop_stop()

@@ -248,6 +248,8 @@ STATE_PATHS: tuple[tuple[str, str], ...] = (
     ("alerts", "state_db"),
     ("alerts", "jsonl_out"),
     ("engine", "recovery_dir"),
+    ("web", "db"),
+    ("web", "secret_file"),
 )
 
 

@@ -59,7 +59,7 @@ def _state_paths(settings: Settings) -> list[tuple[str, Path | None, str]]:
     data_dir = settings.engine.data_dir
     rows: list[tuple[str, Path | None, str]] = [
         (f"{section}.{name}", getattr(getattr(settings, section), name), "")
-        for section, name in STATE_PATHS]
+        for section, name in STATE_PATHS if section != "web"]  # the workspace's: below
     a, web = settings.alerts, settings.web
     rows.append(("alerts.tags_db", tags_db_path(a),
                  "" if a.tags_db else "default: beside alerts.state_db"))
@@ -69,7 +69,7 @@ def _state_paths(settings: Settings) -> list[tuple[str, Path | None, str]]:
     if web.secret_key is not None:
         rows.append(("web.secret_file", None, "web.secret_key is set"))
     else:
-        secret = web.secret_file.expanduser().absolute()
+        secret = web.secret_file.expanduser().absolute()  # under data_dir unless absolute
         outside = data_dir is not None and not secret.is_relative_to(data_dir)
         rows.append(("web.secret_file", secret,
                      "not under the data directory" if outside else ""))

@@ -22,9 +22,10 @@ class WebSettings(Section):
     #: Accounts, sessions, verdicts and the web audit live here; the alert router's state
     #: database when unset (its tables are prefixed ``web_``).
     db: Path | None = None
-    #: Key that signs session cookies. When unset, a random key is kept in ``secret_file``.
+    #: Key that signs session cookies. When unset, a random key is kept in ``secret_file``
+    #: (a relative path is taken under ``engine.data_dir``, like the other state).
     secret_key: SecretStr | None = None
-    secret_file: Path = Path("var/web.secret")
+    secret_file: Path = Path("web.secret")
     session_ttl_s: Annotated[float, Field(gt=0)] = 12 * 3600.0
     #: Send cookies only over HTTPS (turn on behind a TLS proxy).
     cookie_secure: bool = False

@@ -22,9 +22,8 @@ are not learned as usual load (River's ``protect_anomaly_detector`` idea).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
 
 from gridwatch._schemas import Event, MeterMeta, MeterStatus, Reading, Score
 from gridwatch.models import _capacity, _consumption, _daily, _faults, _quality, _theft
@@ -56,6 +55,7 @@ EVENT_TYPES = (
 __all__ = ["EVENT_TYPES", "DailyProfile", "MeterState", "StepResult"]
 
 _FAIL = MeterStatus.POWER_FAIL
+_SLOTS = tuple(f.name for f in fields(MeterRecord))
 
 
 @dataclass(slots=True)
@@ -67,58 +67,47 @@ class StepResult:
     profile: DailyProfile | None = None
 
 
-class MeterState:
+class MeterState(MeterRecord):
     """The whole detection state of one meter. ``step`` is pure; ``to_bytes`` is compact.
 
     Construct with the meter id; settings and the calendar are passed to each call (they are
-    shared, not part of the state).
+    shared, not part of the state). The state *is* its :class:`MeterRecord` (no wrapper object
+    per meter); ``rec`` names it for the detectors.
     """
 
-    __slots__ = ("rec",)
+    __slots__ = ()
 
     def __init__(self, meter_id: str, record: MeterRecord | None = None) -> None:
-        self.rec = record if record is not None else MeterRecord(meter_id)
+        MeterRecord.__init__(self, meter_id)
+        if record is not None:
+            for name in _SLOTS:
+                setattr(self, name, getattr(record, name))
+
+    @property
+    def rec(self) -> MeterRecord:
+        """The meter's record (the state itself)."""
+        return self
 
     # ----------------------------------------------------------------- serialisation
-    def to_bytes(self) -> bytes:
-        return self.rec.to_bytes()
-
     @classmethod
     def from_bytes(cls, data: bytes) -> MeterState:
-        rec = MeterRecord.from_bytes(data)
-        return cls(rec.meter_id, rec)
+        state = super().from_bytes(data)  # built as ``cls``
+        assert isinstance(state, MeterState)
+        return state
 
     def __getstate__(self) -> bytes:
-        return self.rec.to_bytes()
+        return self.to_bytes()
 
     def __setstate__(self, data: bytes) -> None:
-        self.rec = MeterRecord.from_bytes(data)
+        rec = MeterRecord.from_bytes(data)
+        for name in _SLOTS:
+            setattr(self, name, getattr(rec, name))
 
     # ----------------------------------------------------------------- read-only views
     @property
-    def meter_id(self) -> str:
-        return self.rec.meter_id
-
-    @property
-    def interval_s(self) -> int:
-        """The reading interval in use: stated by the meter, inferred from its data, or the
-        configured default."""
-        return self.rec.interval_s
-
-    @property
     def active(self) -> dict[str, float]:
         """Conditions currently firing: event type -> onset (epoch seconds)."""
-        return dict(self.rec.act)
-
-    @property
-    def wd_curve(self) -> Any:
-        """The meter's usual weekday curve: 24 hourly means (kW; a numpy view)."""
-        return self.rec.view("wd_curve")
-
-    @property
-    def we_curve(self) -> Any:
-        """The meter's usual day-off curve: 24 hourly means (kW; a numpy view)."""
-        return self.rec.view("we_curve")
+        return dict(self.act)
 
     # ----------------------------------------------------------------- public API
     def update(self, reading: Reading, meta: MeterMeta | None = None,
@@ -136,7 +125,7 @@ class MeterState:
         had no voltage) or communication loss after ``silence_intervals`` expected intervals
         without a reading. ``quiet`` marks the meter silent without an event (a feeder outage
         covers it)."""
-        return _faults.silence(self.rec, now, meta, settings or DetectionSettings(), quiet)
+        return _faults.silence(self, now, meta, settings or DetectionSettings(), quiet)
 
     def verdict(self, event_type: str, kind: str, outcome: str, at: datetime | float, *,
                 settings: DetectionSettings | None = None,
@@ -149,7 +138,7 @@ class MeterState:
         s = settings or DetectionSettings()
         t = at.timestamp() if isinstance(at, datetime) else float(at)
         g = given.timestamp() if isinstance(given, datetime) else given
-        return verdict(self.rec, event_type, kind, outcome, t,
+        return verdict(self, event_type, kind, outcome, t,
                        s.feedback_half_life_days * 86_400, g)
 
     # ----------------------------------------------------------------- the reading path
@@ -157,7 +146,7 @@ class MeterState:
              s: DetectionSettings, cal: Calendar) -> StepResult:
         """One reading through every detector; returns events, a Score (anomalous or sampled)
         and a finished day's profile when the reading starts a new local day."""
-        rec = self.rec
+        rec = self
         x = rec.x
         if meta is not None and meta.timezone and meta.timezone != cal.tz.key:
             cal = calendar_for(meta.timezone, meta.holiday_country or cal.country)
@@ -232,7 +221,7 @@ class MeterState:
         """The interval stated by the registry or the reading, else the one inferred from the
         meter's own gaps (the same gap three times in a row; a longer one only after a day of
         it), else the configured default."""
-        rec = self.rec
+        rec = self
         last_ts = rec.x[LAST_TS]
         if s.infer_interval and rec.n and t > last_ts:
             gap = round(t - last_ts)

@@ -33,6 +33,7 @@ __all__ = [
     "F_LEN",
     "GLOBAL",
     "H_LEN",
+    "I_FIELDS",
     "LEVELS",
     "RECORD_VERSION",
     "SLOTS",
@@ -117,7 +118,13 @@ _X_SPEC: tuple[tuple[str, float, str], ...] = (
 X_FIELDS = tuple(name for name, _, _ in _X_SPEC)
 (STARTED, LAST_TS, LAST_KW, LAST_KWH, LAST_VMIN, FLOOR_KW, ZERO_FRAC, PEAK_TODAY, PEAK_MAX,
  RESID_EW, TREND_EW, DAY_MAX, DAY_MIN, MONTH_KWH, PREV_MONTH_KWH, HIST_KWH) = range(len(X_FIELDS))
-_X_DEFAULT = array("d", [default for _, default, _ in _X_SPEC])
+#: The record's integers that outgrow CPython's cached small ints (a separate 28-byte object
+#: each), held after the float64 scalars in ``x`` (exact: all stay far below 2**53) and read
+#: back as ``int`` by their names.
+I_FIELDS = ("interval_s", "gap_s", "gap_run", "inferred_s", "n", "day_no", "month_no")
+(INTERVAL_S, GAP_S, GAP_RUN, INFERRED_S, N, DAY_NO, MONTH_NO) = range(
+    len(X_FIELDS), len(X_FIELDS) + len(I_FIELDS))
+_X_DEFAULT = array("d", [default for _, default, _ in _X_SPEC] + [0.0] * len(I_FIELDS))
 
 
 class _Scalar:
@@ -133,6 +140,22 @@ class _Scalar:
         return rec.x[self.i]
 
     def __set__(self, rec: MeterRecord, value: float) -> None:
+        rec.x[self.i] = value
+
+
+class _Int:
+    """One integer of the record, kept (exactly) in its ``x`` buffer."""
+
+    __slots__ = ("i",)
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def __get__(self, rec: MeterRecord | None, owner: type | None = None) -> int:
+        assert rec is not None
+        return int(rec.x[self.i])
+
+    def __set__(self, rec: MeterRecord, value: int) -> None:
         rec.x[self.i] = value
 
 #: Shared immutable defaults (a meter with no run open holds these, not copies).
@@ -191,11 +214,6 @@ class MeterRecord:
     #: float64 scalars (names and meanings in ``X_FIELDS``; read and set them by name)
     x: array = field(default_factory=_X_DEFAULT.__copy__)
     # --- the reading stream
-    interval_s: int = 0  #: the interval in use (stated by the meter, inferred, or configured)
-    gap_s: int = 0  #: the last positive gap between readings (s)
-    gap_run: int = 0  #: readings in a row with that same gap
-    inferred_s: int = 0  #: interval inferred from the data (0: not yet)
-    n: int = 0  #: readings judged or learned
     last_fail: bool = False
     silent: bool = False
     quiet: bool = False
@@ -219,8 +237,6 @@ class MeterRecord:
     # --- daily profile
     wd_days: int = 0
     we_days: int = 0
-    day_no: int = 0
-    month_no: int = 0
     days: int = 0
     #: daily-level runs: (first day's start, days in a row) below the theft ratio, above the
     #: level-shift ratio, below the level-shift ratio
@@ -260,6 +276,13 @@ class MeterRecord:
     month_kwh = _Scalar(MONTH_KWH)
     prev_month_kwh = _Scalar(PREV_MONTH_KWH)
     hist_kwh = _Scalar(HIST_KWH)
+    interval_s = _Int(INTERVAL_S)  #: the interval in use (stated, inferred, or configured)
+    gap_s = _Int(GAP_S)  #: the last positive gap between readings (s)
+    gap_run = _Int(GAP_RUN)  #: readings in a row with that same gap
+    inferred_s = _Int(INFERRED_S)  #: interval inferred from the data (0: not yet)
+    n = _Int(N)  #: readings judged or learned
+    day_no = _Int(DAY_NO)  #: the local day being accumulated (ordinal)
+    month_no = _Int(MONTH_NO)  #: the local month being accumulated
 
     # ----------------------------------------------------------------- named views
     def view(self, name: str) -> np.ndarray:
@@ -313,7 +336,9 @@ class MeterRecord:
         state: dict[str, Any] = {name: getattr(self, name) for name in _PLAIN}
         for name in _DICTS:
             state[name] = dict(getattr(self, name))
-        state.update(zip(X_FIELDS, self.x, strict=True))
+        x = self.x
+        state.update(zip(X_FIELDS, x, strict=False))
+        state.update((name, int(x[i])) for i, name in enumerate(I_FIELDS, len(X_FIELDS)))
         for name, (buf_name, off, size, dtype) in _PARTS.items():
             buf = getattr(self, buf_name)
             if buf is None:
@@ -339,7 +364,7 @@ class MeterRecord:
             if state.get(name):
                 setattr(rec, name, state[name])
         x = rec.x
-        for i, name in enumerate(X_FIELDS):
+        for i, name in enumerate(X_FIELDS + I_FIELDS):
             if name in state:
                 x[i] = state[name]
         for name, (buf_name, off, size, dtype) in _PARTS.items():

@@ -19,6 +19,7 @@ from gridwatch.models import MeterState
 from gridwatch.models._record import (
     _PARTS,
     EMPTY,
+    I_FIELDS,
     RECORD_VERSION,
     X_FIELDS,
     MeterRecord,
@@ -28,7 +29,7 @@ from gridwatch.models._record import (
 )
 
 NAMES = [f.name for f in fields(MeterRecord) if f.name not in ('f', 'h', 'th', 'x')] + list(
-    X_FIELDS)
+    X_FIELDS) + list(I_FIELDS)
 
 DATA = Path(__file__).parent / "data"
 #: The commercial meter of ``meter_v4.bin``: three weeks of office load, then a bypass (the

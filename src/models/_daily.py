@@ -37,6 +37,7 @@ from gridwatch.models._record import (
     DAY_CNT,
     DAY_MAX,
     DAY_MIN,
+    DAY_NO,
     DAY_SUM,
     F16,
     N_PEAKS,
@@ -84,8 +85,9 @@ def accumulate(rec: MeterRecord, kw: float, t: float, interval: float, meta: Met
     ``info`` is ``cal.info(t)`` when the caller has it."""
     _, slot, day = info or cal.info(t)
     done = None
-    if day != rec.day_no:
-        if rec.day_no:
+    x = rec.x
+    if day != x[DAY_NO]:
+        if x[DAY_NO]:
             done = _close_day(rec, meta, s, cal, t, out)
         _new_day(rec, day)
     h = rec.h
@@ -94,7 +96,6 @@ def accumulate(rec: MeterRecord, kw: float, t: float, interval: float, meta: Met
     i = DAY_SUM + 2 * hr
     set_f32(h, i, get_f32(h, i) + f32(kw))
     inc_u8(h, DAY_CNT, hr)  # (capped at 255)
-    x = rec.x
     if kw > x[DAY_MAX]:
         x[DAY_MAX] = kw
     if kw < x[DAY_MIN]:

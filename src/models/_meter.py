@@ -33,7 +33,11 @@ from gridwatch.models._calendar import Calendar, calendar_for
 from gridwatch.models._config import DetectionSettings
 from gridwatch.models._daily import DailyProfile
 from gridwatch.models._record import (
+    GAP_RUN,
+    GAP_S,
     GLOBAL,
+    INFERRED_S,
+    INTERVAL_S,
     LAST_KW,
     LAST_KWH,
     LAST_TS,
@@ -43,6 +47,7 @@ from gridwatch.models._record import (
     STARTED,
     ZERO_FRAC,
     MeterRecord,
+    N,
 )
 
 #: Every event type a detector may raise (stable names: alert routes match on them).
@@ -155,7 +160,7 @@ class MeterState(MeterRecord):
         ev = out.events
         interval = float(self._interval(r, meta, s, t))
         last_ts = x[LAST_TS]
-        if rec.n and t <= last_ts:
+        if x[N] and t <= last_ts:
             if t < last_ts:
                 _faults.backwards(rec, t, meta, ev)
             return out  # duplicate or out of order: never learned from
@@ -199,11 +204,11 @@ class MeterState(MeterRecord):
         persisted = abnormal and t - rec.act.get(_consumption.ETYPE, t) > s.relearn_after_s
         if started and not (fail or suspect) and (not abnormal or persisted):
             learn(rec, slot, kw, (b.lo_kw, b.hi_kw) if rec.hi[1] or rec.lo[1] else None)
-            n = rec.n
+            n = int(x[N])
             zf = x[ZERO_FRAC]
             x[ZERO_FRAC] = zf + max(1.0 / n if n else 1.0, 0.002) * ((kw <= s.min_kw) - zf)
-        rec.n += 1
-        if abnormal or (s.score_sample_every and rec.n % s.score_sample_every == 0):
+        n_read = x[N] = int(x[N]) + 1
+        if abnormal or (s.score_sample_every and n_read % s.score_sample_every == 0):
             out.score = Score(meter_id=rec.meter_id, ts=r.ts, kw=kw,
                               expected_kw=r3(b.expected_kw, 4), score=r3(abs(b.z)),
                               anomalous=abnormal)
@@ -221,20 +226,23 @@ class MeterState(MeterRecord):
         """The interval stated by the registry or the reading, else the one inferred from the
         meter's own gaps (the same gap three times in a row; a longer one only after a day of
         it), else the configured default."""
-        rec = self
-        last_ts = rec.x[LAST_TS]
-        if s.infer_interval and rec.n and t > last_ts:
+        x = self.x  # (the integers by index: this runs on every reading)
+        last_ts = x[LAST_TS]
+        if s.infer_interval and x[N] and t > last_ts:
             gap = round(t - last_ts)
-            if gap == rec.gap_s:
-                rec.gap_run += 1
+            if gap == x[GAP_S]:
+                run = x[GAP_RUN] + 1
             else:
-                rec.gap_s, rec.gap_run = gap, 1
-            inferred = rec.inferred_s
+                x[GAP_S] = gap
+                run = 1.0
+            x[GAP_RUN] = run
+            inferred = x[INFERRED_S]
             if gap >= 60 and (
-                    (rec.gap_run >= 3 and (not inferred or gap < inferred))
-                    or (rec.gap_run >= max(3, 86_400 // max(gap, 1)) and gap > inferred)):
-                rec.inferred_s = gap
+                    (run >= 3 and (not inferred or gap < inferred))
+                    or (run >= max(3, 86_400 // max(gap, 1)) and gap > inferred)):
+                x[INFERRED_S] = gap
         stated = (meta.interval_s if meta is not None and meta.interval_s else None) \
             or r.interval_s
-        rec.interval_s = int(stated or rec.inferred_s or s.interval_s)
-        return rec.interval_s
+        interval = int(stated or x[INFERRED_S] or s.interval_s)
+        x[INTERVAL_S] = interval
+        return interval

@@ -258,3 +258,15 @@ def test_hourly_sums_in_16_bit_cells_round_as_float32(values):
         a[0] += v
         set_f32(h, 2, get_f32(h, 2) + f32(v))
     assert get_f32(h, 2) == float(a[0])
+
+
+def test_the_state_is_its_record_and_pickles_as_its_snapshot(gen):
+    """``MeterState`` holds no wrapper: ``state.rec`` is the state; built from a record it
+    takes that record's fields; pickled, it travels as its compact snapshot."""
+    state, _ = gen.run(_readings(gen)[:3 * 96], META)
+    assert state.rec is state and isinstance(state, MeterRecord)
+    copy = MeterState("m1", MeterRecord.from_bytes(state.to_bytes()))
+    assert copy.to_bytes() == state.to_bytes()
+    again = pickle.loads(pickle.dumps(state))
+    assert type(again) is MeterState and again.to_bytes() == state.to_bytes()
+    assert len(pickle.dumps(state)) < len(state.to_bytes()) + 200

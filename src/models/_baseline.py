@@ -19,8 +19,11 @@ from array import array
 
 from gridwatch.models._config import DetectionSettings
 from gridwatch.models._record import (
+    F16,
     FLOOR_KW,
     GLOBAL,
+    LOG_BIAS,
+    LOG_STEP,
     LV_DEV,
     LV_KW,
     LV_MU,
@@ -28,6 +31,8 @@ from gridwatch.models._record import (
     TOW_MU,
     TOW_N,
     MeterRecord,
+    enc_f16,
+    enc_log,
 )
 
 __all__ = ["Band", "band", "describe", "floor_kw", "learn", "level", "mean_kw_at"]
@@ -44,6 +49,8 @@ _log = math.log
 _sqrt = math.sqrt
 #: the day-type-hour level of each time-of-week slot (weekday hours, then day-off hours)
 _LEVEL = tuple((24 if slot >= 120 else 0) + slot % 24 for slot in range(168))
+# the record's encodings (see _record): log-load statistics in fixed point, mean kW in float16
+_S, _B = LOG_STEP, LOG_BIAS
 
 
 def level(slot: int) -> int:
@@ -117,22 +124,22 @@ def band(rec: MeterRecord, slot: int, kw: float, s: DetectionSettings,
     h = rec.h
     if not h[LV_N + GLOBAL]:
         return Band(kw, kw, _INF, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, kw, 0, 0, False)
-    f = rec.f
     d = _LEVEL[slot]
     n_d = h[LV_N + d]
-    mu_g, dev_g = f[LV_MU + GLOBAL], f[LV_DEV + GLOBAL]
+    mu_g, dev_g = h[LV_MU + GLOBAL] * _S - _B, h[LV_DEV + GLOBAL] * _S - _B
     w_d = n_d / (n_d + _SHRINK)
-    mu_d = w_d * f[LV_MU + d] + (1 - w_d) * mu_g
-    dev_d = w_d * f[LV_DEV + d] + (1 - w_d) * dev_g
-    n_s = h[TOW_N + slot]
+    mu_d = w_d * (h[LV_MU + d] * _S - _B) + (1 - w_d) * mu_g
+    dev_d = w_d * (h[LV_DEV + d] * _S - _B) + (1 - w_d) * dev_g
+    c = h[TOW_N + (slot >> 1)]  # (two saturating 8-bit counts to a cell, see _record)
+    n_s = c >> 8 if slot & 1 else c & 255
     w_s = n_s / (n_s + _SHRINK_TOW)
-    mu = w_s * f[TOW_MU + slot] + (1 - w_s) * mu_d
+    mu = w_s * (h[TOW_MU + slot] * _S - _B) + (1 - w_s) * mu_d
     # thin evidence widens the band: a meter on its first day is judged, loosely
     dev = max(dev_d, _MIN_DEV, young_dev * (1 - w_d)) * (1.0 + s.thin_widen / _sqrt(1.0 + n_d))
     fl = rec.x[FLOOR_KW] or 0.01
     band_hi, band_lo = s.band_hi, s.band_lo
     return Band(max(_exp(mu) - fl, 0.0),
-                (n_d * f[LV_KW + d] + _SHRINK * f[LV_KW + GLOBAL]) / (n_d + _SHRINK),
+                (n_d * F16[h[LV_KW + d]] + _SHRINK * F16[h[LV_KW + GLOBAL]]) / (n_d + _SHRINK),
                 _exp(mu + band_hi * dev) - fl, max(_exp(mu - band_lo * dev) - fl, 0.0),
                 mu, dev, band_hi, band_lo, fl, kw, n_s, n_d)
 
@@ -146,12 +153,12 @@ def learn(rec: MeterRecord, slot: int, kw: float, edge: tuple[float, float] | No
     an hour, while a new habit that persists still moves the band day by day (the meter-wide
     level learns every reading, winsorised). A new slot starts
     from the meter-wide level, worth ``_SHRINK`` samples (as ``band`` reads it)."""
-    f, h = rec.f, rec.h
+    h = rec.h
     kw = max(kw, 0.0)
     g_n = h[LV_N + GLOBAL]
     # the log offset follows the meter's own level, so a 10 kW shop and a 0.3 kW flat are
     # judged alike; it settles after the first day
-    usual = f[LV_KW + GLOBAL] if g_n else kw
+    usual = F16[h[LV_KW + GLOBAL]] if g_n else kw
     x = rec.x
     fl = x[FLOOR_KW]
     if g_n < 96 or not fl:
@@ -162,42 +169,43 @@ def learn(rec: MeterRecord, slot: int, kw: float, edge: tuple[float, float] | No
     else:
         kw_slot = min(max(kw, edge[0]), edge[1])
         y_slot = _log(kw_slot + fl)
-    _update(f, h, GLOBAL, y, kw, _ALPHA_G, 0.0)  # the meter-wide level follows the seasons
+    _update(h, GLOBAL, y, kw, _ALPHA_G, 0.0)  # the meter-wide level follows the seasons
     d = _LEVEL[slot]
     if not h[LV_N + d]:
-        f[LV_MU + d], f[LV_DEV + d] = f[LV_MU + GLOBAL], f[LV_DEV + GLOBAL]
-        f[LV_KW + d] = f[LV_KW + GLOBAL]
-    _update(f, h, d, y_slot, kw_slot, _ALPHA_DT, _SHRINK, edge is None)
-    i = TOW_N + slot
-    n = h[i]
-    mu = f[TOW_MU + slot] if n else f[LV_MU + d]
+        h[LV_MU + d], h[LV_DEV + d] = h[LV_MU + GLOBAL], h[LV_DEV + GLOBAL]
+        h[LV_KW + d] = h[LV_KW + GLOBAL]
+    _update(h, d, y_slot, kw_slot, _ALPHA_DT, _SHRINK, edge is None)
+    i = TOW_N + (slot >> 1)
+    c = h[i]
+    n = c >> 8 if slot & 1 else c & 255
+    mu = (h[TOW_MU + slot] if n else h[LV_MU + d]) * _S - _B
     # the rate is max(1 / (n + 1 + _SHRINK_TOW), _ALPHA_TOW): always _ALPHA_TOW (1/7 < 0.15)
-    dev = f[LV_DEV + d]
+    dev = h[LV_DEV + d] * _S - _B
     lim = 2.5 * (_MIN_DEV if dev < _MIN_DEV else dev)
     r = y_slot - mu  # winsorised: max(-lim, min(lim, r)), as conditionals
     if r > lim:
         r = lim
     elif r < -lim:
         r = -lim
-    f[TOW_MU + slot] = mu + _ALPHA_TOW * r
-    if n < 65_535:
-        h[i] = n + 1
+    h[TOW_MU + slot] = enc_log(mu + _ALPHA_TOW * r)
+    if n < 255:
+        h[i] = c + 256 if slot & 1 else c + 1
 
 
-def _update(f: array, h: array, idx: int, y: float, kw: float, alpha: float,
+def _update(h: array, idx: int, y: float, kw: float, alpha: float,
             prior: float, spread: bool = True) -> None:
     # (max and min written as conditionals: same results, without the calls)
     n = h[LV_N + idx]
     if n == 0 and not prior:
-        f[LV_MU + idx] = y
-        f[LV_DEV + idx] = 0.0
-        f[LV_KW + idx] = kw
+        h[LV_MU + idx] = enc_log(y)
+        h[LV_DEV + idx] = enc_log(0.0)
+        h[LV_KW + idx] = enc_f16(kw)
     else:
         a = 1.0 / (n + 1 + prior)
         if alpha > a:
             a = alpha
-        mu = f[LV_MU + idx]
-        dev = f[LV_DEV + idx]
+        mu = h[LV_MU + idx] * _S - _B
+        dev = h[LV_DEV + idx] * _S - _B
         r = y - mu
         d_new = abs(r)
         if n + prior >= 8:  # winsorise: one burst moves the level by a bounded step
@@ -209,18 +217,18 @@ def _update(f: array, h: array, idx: int, y: float, kw: float, alpha: float,
                 r = -lim
             if 4 * md < d_new:
                 d_new = 4 * md
-        f[LV_MU + idx] = mu + a * r
+        h[LV_MU + idx] = enc_log(mu + a * r)
         if spread:
-            f[LV_DEV + idx] = dev + a * (d_new - dev)
-        lv_kw = f[LV_KW + idx]
-        f[LV_KW + idx] = lv_kw + a * (kw - lv_kw)
+            h[LV_DEV + idx] = enc_log(dev + a * (d_new - dev))
+        lv_kw = F16[h[LV_KW + idx]]
+        h[LV_KW + idx] = enc_f16(lv_kw + a * (kw - lv_kw))
     if n < 65_535:
         h[LV_N + idx] = n + 1
 
 
 def mean_kw_at(rec: MeterRecord, slot: int) -> float:
     """The mean load the meter usually draws in ``slot`` (kW; for forecasts)."""
-    f = rec.f
+    h = rec.h
     d = _LEVEL[slot]
-    n_d = rec.h[LV_N + d]
-    return (n_d * f[LV_KW + d] + _SHRINK * f[LV_KW + GLOBAL]) / (n_d + _SHRINK)
+    n_d = h[LV_N + d]
+    return (n_d * F16[h[LV_KW + d]] + _SHRINK * F16[h[LV_KW + GLOBAL]]) / (n_d + _SHRINK)

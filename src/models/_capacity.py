@@ -15,6 +15,7 @@ from gridwatch.models._baseline import _LEVEL, _SHRINK, mean_kw_at
 from gridwatch.models._calendar import Calendar
 from gridwatch.models._config import DetectionSettings
 from gridwatch.models._record import (
+    F16,
     GLOBAL,
     LAST_KW,
     LV_KW,
@@ -55,8 +56,8 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
     peak = kw / pf
     damp = 0.0
     trend = x[TREND_EW]
-    f, h = rec.f, rec.h
-    g = _SHRINK * f[LV_KW + GLOBAL]
+    h = rec.h
+    g = _SHRINK * F16[h[LV_KW + GLOBAL]]
     known = cal._q.get  # the calendar's quarters (its ``info`` fills them)
     for step in range(1, steps + 1):
         th = t + step * interval
@@ -66,7 +67,7 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
         if warm:
             d = _LEVEL[(known(int(th // 900)) or cal.info(th))[1]]
             n_d = h[LV_N + d]
-            usual = (n_d * f[LV_KW + d] + g) / (n_d + _SHRINK) + resid * (
+            usual = (n_d * F16[h[LV_KW + d]] + g) / (n_d + _SHRINK) + resid * (
                 _P90[step] if step < 242 else 0.9 ** step)
             if usual < kw:
                 usual = kw

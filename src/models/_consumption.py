@@ -15,6 +15,7 @@ from gridwatch.models._alarms import feedback, fire, r3, resolve
 from gridwatch.models._baseline import Band, describe
 from gridwatch.models._config import ClassPolicy, DetectionSettings
 from gridwatch.models._record import (
+    F16,
     GLOBAL,
     LV_KW,
     NO_PEAK_RUN,
@@ -41,7 +42,7 @@ def policy(meta: MeterMeta | None, s: DetectionSettings) -> ClassPolicy:
 
 
 def usual_daily_kwh(rec: MeterRecord, s: DetectionSettings) -> float:
-    return max(24.0 * rec.f[LV_KW + GLOBAL], 24.0 * s.min_kw)
+    return max(24.0 * F16[rec.h[LV_KW + GLOBAL]], 24.0 * s.min_kw)
 
 
 def open_kind(rec: MeterRecord) -> str:

@@ -15,6 +15,7 @@ Both resolve when a day is back near the usual level, never on one calm reading.
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -36,17 +37,25 @@ from gridwatch.models._record import (
     DAY_CNT,
     DAY_MAX,
     DAY_MIN,
+    DAY_NO,
     DAY_SUM,
+    F16,
     N_PEAKS,
     NO_DAYS,
     PEAKS,
     MeterRecord,
+    enc_f16,
     f32,
+    get_f32,
+    inc_u8,
+    set_f32,
 )
 
 __all__ = ["DailyProfile", "accumulate"]
 
 _ALPHA_CURVE = 0.125  # daily curves: about eight days of memory
+_NO_SUMS = array("H", bytes(96))  # today's sums and counts when the day starts
+_NO_COUNTS = array("H", bytes(24))
 
 
 @dataclass(slots=True)
@@ -76,16 +85,17 @@ def accumulate(rec: MeterRecord, kw: float, t: float, interval: float, meta: Met
     ``info`` is ``cal.info(t)`` when the caller has it."""
     _, slot, day = info or cal.info(t)
     done = None
-    if day != rec.day_no:
-        if rec.day_no:
+    x = rec.x
+    if day != x[DAY_NO]:
+        if x[DAY_NO]:
             done = _close_day(rec, meta, s, cal, t, out)
         _new_day(rec, day)
-    f, h = rec.f, rec.h
+    h = rec.h
     hr = slot % 24
     # a float32 sum, rounded as the float32 array of version 4 rounded it
-    f[DAY_SUM + hr] = f[DAY_SUM + hr] + f32(kw)
-    h[DAY_CNT + hr] = min(h[DAY_CNT + hr] + 1, 255)
-    x = rec.x
+    i = DAY_SUM + 2 * hr
+    set_f32(h, i, get_f32(h, i) + f32(kw))
+    inc_u8(h, DAY_CNT, hr)  # (capped at 255)
     if kw > x[DAY_MAX]:
         x[DAY_MAX] = kw
     if kw < x[DAY_MIN]:
@@ -94,22 +104,21 @@ def accumulate(rec: MeterRecord, kw: float, t: float, interval: float, meta: Met
 
 
 def _new_day(rec: MeterRecord, day: int) -> None:
-    f, h = rec.f, rec.h
+    h = rec.h
     last = rec.day_no
     if last and rec.peak_today > 0:
-        f[PEAKS + last % N_PEAKS] = rec.peak_today
+        h[PEAKS + last % N_PEAKS] = enc_f16(rec.peak_today)  # (float16: 11 significant bits)
         if day - last > 1:  # days without readings hold no record
             for d in range(last + 1, min(day, last + 1 + N_PEAKS)):
-                f[PEAKS + d % N_PEAKS] = 0.0
-    f[PEAKS + day % N_PEAKS] = 0.0
-    ring = f[PEAKS:PEAKS + N_PEAKS]
+                h[PEAKS + d % N_PEAKS] = 0
+    h[PEAKS + day % N_PEAKS] = 0  # (the float16 code of 0.0)
+    ring = [F16[c] for c in h[PEAKS:PEAKS + N_PEAKS]]
     rec.peak_max = max(ring)
     rec.peak_days = sum(1 for x in ring if x > 0)
     rec.peak_today = 0.0
     rec.day_no = day
-    for i in range(24):
-        f[DAY_SUM + i] = 0.0
-        h[DAY_CNT + i] = 0
+    h[DAY_SUM:DAY_SUM + 48] = _NO_SUMS
+    h[DAY_CNT:DAY_CNT + 12] = _NO_COUNTS
     rec.day_max, rec.day_min = -math.inf, math.inf
 
 
@@ -123,7 +132,8 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     day_t = day_start.timestamp()
     off = cal.is_day_off(day_t + 43_200)
     wd_curve, we_curve = rec.view("wd_curve"), rec.view("we_curve")
-    typical = we_curve if off else wd_curve
+    # (the curves are float16 views; what is judged against them is summed in float32)
+    typical = (we_curve if off else wd_curve).astype(np.float32)
     typical_days = rec.we_days if off else rec.wd_days
     curve = np.where(cnt > 0, rec.view("day_sum") / np.maximum(cnt, 1), np.nan)
     curve = np.where(np.isnan(curve), typical, curve).astype(np.float32)

@@ -22,9 +22,8 @@ are not learned as usual load (River's ``protect_anomaly_detector`` idea).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
 
 from gridwatch._schemas import Event, MeterMeta, MeterStatus, Reading, Score
 from gridwatch.models import _capacity, _consumption, _daily, _faults, _quality, _theft
@@ -34,7 +33,11 @@ from gridwatch.models._calendar import Calendar, calendar_for
 from gridwatch.models._config import DetectionSettings
 from gridwatch.models._daily import DailyProfile
 from gridwatch.models._record import (
+    GAP_RUN,
+    GAP_S,
     GLOBAL,
+    INFERRED_S,
+    INTERVAL_S,
     LAST_KW,
     LAST_KWH,
     LAST_TS,
@@ -44,6 +47,7 @@ from gridwatch.models._record import (
     STARTED,
     ZERO_FRAC,
     MeterRecord,
+    N,
 )
 
 #: Every event type a detector may raise (stable names: alert routes match on them).
@@ -56,6 +60,7 @@ EVENT_TYPES = (
 __all__ = ["EVENT_TYPES", "DailyProfile", "MeterState", "StepResult"]
 
 _FAIL = MeterStatus.POWER_FAIL
+_SLOTS = tuple(f.name for f in fields(MeterRecord))
 
 
 @dataclass(slots=True)
@@ -67,58 +72,47 @@ class StepResult:
     profile: DailyProfile | None = None
 
 
-class MeterState:
+class MeterState(MeterRecord):
     """The whole detection state of one meter. ``step`` is pure; ``to_bytes`` is compact.
 
     Construct with the meter id; settings and the calendar are passed to each call (they are
-    shared, not part of the state).
+    shared, not part of the state). The state *is* its :class:`MeterRecord` (no wrapper object
+    per meter); ``rec`` names it for the detectors.
     """
 
-    __slots__ = ("rec",)
+    __slots__ = ()
 
     def __init__(self, meter_id: str, record: MeterRecord | None = None) -> None:
-        self.rec = record if record is not None else MeterRecord(meter_id)
+        MeterRecord.__init__(self, meter_id)
+        if record is not None:
+            for name in _SLOTS:
+                setattr(self, name, getattr(record, name))
+
+    @property
+    def rec(self) -> MeterRecord:
+        """The meter's record (the state itself)."""
+        return self
 
     # ----------------------------------------------------------------- serialisation
-    def to_bytes(self) -> bytes:
-        return self.rec.to_bytes()
-
     @classmethod
     def from_bytes(cls, data: bytes) -> MeterState:
-        rec = MeterRecord.from_bytes(data)
-        return cls(rec.meter_id, rec)
+        state = super().from_bytes(data)  # built as ``cls``
+        assert isinstance(state, MeterState)
+        return state
 
     def __getstate__(self) -> bytes:
-        return self.rec.to_bytes()
+        return self.to_bytes()
 
     def __setstate__(self, data: bytes) -> None:
-        self.rec = MeterRecord.from_bytes(data)
+        rec = MeterRecord.from_bytes(data)
+        for name in _SLOTS:
+            setattr(self, name, getattr(rec, name))
 
     # ----------------------------------------------------------------- read-only views
     @property
-    def meter_id(self) -> str:
-        return self.rec.meter_id
-
-    @property
-    def interval_s(self) -> int:
-        """The reading interval in use: stated by the meter, inferred from its data, or the
-        configured default."""
-        return self.rec.interval_s
-
-    @property
     def active(self) -> dict[str, float]:
         """Conditions currently firing: event type -> onset (epoch seconds)."""
-        return dict(self.rec.act)
-
-    @property
-    def wd_curve(self) -> Any:
-        """The meter's usual weekday curve: 24 hourly means (kW; a numpy view)."""
-        return self.rec.view("wd_curve")
-
-    @property
-    def we_curve(self) -> Any:
-        """The meter's usual day-off curve: 24 hourly means (kW; a numpy view)."""
-        return self.rec.view("we_curve")
+        return dict(self.act)
 
     # ----------------------------------------------------------------- public API
     def update(self, reading: Reading, meta: MeterMeta | None = None,
@@ -136,7 +130,7 @@ class MeterState:
         had no voltage) or communication loss after ``silence_intervals`` expected intervals
         without a reading. ``quiet`` marks the meter silent without an event (a feeder outage
         covers it)."""
-        return _faults.silence(self.rec, now, meta, settings or DetectionSettings(), quiet)
+        return _faults.silence(self, now, meta, settings or DetectionSettings(), quiet)
 
     def verdict(self, event_type: str, kind: str, outcome: str, at: datetime | float, *,
                 settings: DetectionSettings | None = None,
@@ -149,7 +143,7 @@ class MeterState:
         s = settings or DetectionSettings()
         t = at.timestamp() if isinstance(at, datetime) else float(at)
         g = given.timestamp() if isinstance(given, datetime) else given
-        return verdict(self.rec, event_type, kind, outcome, t,
+        return verdict(self, event_type, kind, outcome, t,
                        s.feedback_half_life_days * 86_400, g)
 
     # ----------------------------------------------------------------- the reading path
@@ -157,7 +151,7 @@ class MeterState:
              s: DetectionSettings, cal: Calendar) -> StepResult:
         """One reading through every detector; returns events, a Score (anomalous or sampled)
         and a finished day's profile when the reading starts a new local day."""
-        rec = self.rec
+        rec = self
         x = rec.x
         if meta is not None and meta.timezone and meta.timezone != cal.tz.key:
             cal = calendar_for(meta.timezone, meta.holiday_country or cal.country)
@@ -166,7 +160,7 @@ class MeterState:
         ev = out.events
         interval = float(self._interval(r, meta, s, t))
         last_ts = x[LAST_TS]
-        if rec.n and t <= last_ts:
+        if x[N] and t <= last_ts:
             if t < last_ts:
                 _faults.backwards(rec, t, meta, ev)
             return out  # duplicate or out of order: never learned from
@@ -210,11 +204,11 @@ class MeterState:
         persisted = abnormal and t - rec.act.get(_consumption.ETYPE, t) > s.relearn_after_s
         if started and not (fail or suspect) and (not abnormal or persisted):
             learn(rec, slot, kw, (b.lo_kw, b.hi_kw) if rec.hi[1] or rec.lo[1] else None)
-            n = rec.n
+            n = int(x[N])
             zf = x[ZERO_FRAC]
             x[ZERO_FRAC] = zf + max(1.0 / n if n else 1.0, 0.002) * ((kw <= s.min_kw) - zf)
-        rec.n += 1
-        if abnormal or (s.score_sample_every and rec.n % s.score_sample_every == 0):
+        n_read = x[N] = int(x[N]) + 1
+        if abnormal or (s.score_sample_every and n_read % s.score_sample_every == 0):
             out.score = Score(meter_id=rec.meter_id, ts=r.ts, kw=kw,
                               expected_kw=r3(b.expected_kw, 4), score=r3(abs(b.z)),
                               anomalous=abnormal)
@@ -232,20 +226,23 @@ class MeterState:
         """The interval stated by the registry or the reading, else the one inferred from the
         meter's own gaps (the same gap three times in a row; a longer one only after a day of
         it), else the configured default."""
-        rec = self.rec
-        last_ts = rec.x[LAST_TS]
-        if s.infer_interval and rec.n and t > last_ts:
+        x = self.x  # (the integers by index: this runs on every reading)
+        last_ts = x[LAST_TS]
+        if s.infer_interval and x[N] and t > last_ts:
             gap = round(t - last_ts)
-            if gap == rec.gap_s:
-                rec.gap_run += 1
+            if gap == x[GAP_S]:
+                run = x[GAP_RUN] + 1
             else:
-                rec.gap_s, rec.gap_run = gap, 1
-            inferred = rec.inferred_s
+                x[GAP_S] = gap
+                run = 1.0
+            x[GAP_RUN] = run
+            inferred = x[INFERRED_S]
             if gap >= 60 and (
-                    (rec.gap_run >= 3 and (not inferred or gap < inferred))
-                    or (rec.gap_run >= max(3, 86_400 // max(gap, 1)) and gap > inferred)):
-                rec.inferred_s = gap
+                    (run >= 3 and (not inferred or gap < inferred))
+                    or (run >= max(3, 86_400 // max(gap, 1)) and gap > inferred)):
+                x[INFERRED_S] = gap
         stated = (meta.interval_s if meta is not None and meta.interval_s else None) \
             or r.interval_s
-        rec.interval_s = int(stated or rec.inferred_s or s.interval_s)
-        return rec.interval_s
+        interval = int(stated or x[INFERRED_S] or s.interval_s)
+        x[INTERVAL_S] = interval
+        return interval

@@ -5,7 +5,7 @@ from __future__ import annotations
 from gridwatch._schemas import Event, MeterMeta, Reading
 from gridwatch.models._alarms import cond, r3
 from gridwatch.models._config import DetectionSettings
-from gridwatch.models._record import GLOBAL, LV_KW, MeterRecord
+from gridwatch.models._record import F16, GLOBAL, LV_KW, MeterRecord
 
 __all__ = ["judge"]
 
@@ -71,7 +71,7 @@ def judge(rec: MeterRecord, r: Reading, t: float, meta: MeterMeta | None,
             # real load only (30% of the contracted capacity, else the meter's own average
             # load); a severely low one at any load.
             kva = meta.contracted_kva if meta and meta.contracted_kva else None
-            typical = rec.f[LV_KW + GLOBAL]
+            typical = F16[rec.h[LV_KW + GLOBAL]]
             low = r.kw >= (0.3 * kva if kva else typical)
         if not low and "low_power_factor" not in rec.cnt and "low_power_factor" not in rec.act:
             return  # nothing wrong, nothing pending

@@ -2,24 +2,38 @@
 
 Every detector of :mod:`gridwatch.models` reads and writes its own fields of one
 :class:`MeterRecord`; the record is what the dataflow snapshots. It is serialised by field name
-(never by position), so adding a field with a default keeps old snapshots readable; a snapshot of
-version 4 is converted on reading, one of an unknown version is refused with a clear error
-instead of being misread.
+(never by position), so adding a field with a default keeps old snapshots readable; snapshots of
+versions 4 and 5 are converted on reading, one of an unknown version is refused with a clear
+error instead of being misread.
 
-Layout (version 5): the per-slot statistics of a meter are not one small numpy array each (an
-array object costs about 110 bytes besides its data) but two packed ``array.array`` buffers,
-``f`` (float32: time-of-week means, level means, dispersions and mean loads, the daily curves,
-today's hourly sums, the 28-day record ring) and ``h`` (uint16: sample counts, today's hourly
-reading counts), addressed by the offsets below. The hourly theft window (``th``) exists only
-for meters whose class judges it. Values and their float32 rounding are the ones version 4
-kept, so a meter decides exactly as before; :meth:`MeterRecord.view` gives a numpy view of one
-named part.
+Layout (version 6): every per-slot statistic of a meter lives in one packed ``array('H')``
+(``h``, 16 bits a value), addressed by the offsets below, in one of four encodings:
+
+* ``log`` — the log-load means and dispersions (time-of-week means, level means and
+  dispersions): fixed point, ``code * LOG_STEP - LOG_BIAS`` (steps of 1/2048 over -16..16, far
+  finer than float16 near the values log-load takes; see :func:`enc_log`);
+* ``f16`` — kW quantities (level mean loads, the usual daily curves, the 28-day record ring):
+  IEEE half precision (11 significant bits, saturating at ±65,504 kW; :func:`enc_f16`);
+* ``f32`` — today's hourly sums of kW: float32 in two 16-bit cells each, summed with float32
+  rounding as before (:func:`get_f32`, :func:`set_f32`);
+* ``u16`` — the levels' sample counts, exact as before;
+* ``u8`` — two counts to a cell (element ``j`` in cell ``j // 2``, the low byte for even
+  ``j``; :func:`u8`, :func:`inc_u8`), saturating at 255: each time-of-week slot's samples
+  (255 is five years of hourly readings in one slot, 64 weeks of 15-minute ones; beyond it a
+  slot's weight against its level stays at 255 / 261 = 0.977 instead of creeping to 1) and
+  today's readings per hour (capped at 255 before too).
+
+The float64 scalars and the large integers are in ``x`` (``array('d')``). The hourly theft
+window (``th``, float32) exists only for meters whose class judges it. :meth:`MeterRecord.view`
+gives a numpy view of a named part (a decoded copy for the ``log`` parts).
 """
 
 from __future__ import annotations
 
 import math
 import pickle
+import struct
+import sys
 from array import array
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -30,22 +44,32 @@ import numpy as np
 __all__ = [
     "DT0",
     "EMPTY",
-    "F_LEN",
+    "F16",
     "GLOBAL",
     "H_LEN",
+    "I_FIELDS",
     "LEVELS",
+    "LOG_BIAS",
+    "LOG_STEP",
     "RECORD_VERSION",
     "SLOTS",
     "X_FIELDS",
     "MeterRecord",
     "drop",
+    "enc_f16",
+    "enc_log",
     "f32",
+    "get_f32",
+    "inc_u8",
     "put",
+    "set_f32",
+    "u8",
 ]
 
-#: Version of the record layout: 5 packs the arrays; version 4 snapshots are converted.
-RECORD_VERSION = 5
-_READABLE = (4, 5)
+#: Version of the record layout: 6 packs every per-slot statistic into one 16-bit buffer;
+#: version 4 and 5 snapshots are converted.
+RECORD_VERSION = 6
+_READABLE = (4, 5, 6)
 
 SLOTS = 168  #: time-of-week hours
 #: Baseline levels besides the time-of-week slots: 48 day-type hours (weekday 0..23, day off
@@ -54,45 +78,129 @@ DT0 = 0
 GLOBAL = 48
 LEVELS = 49
 
-# --- offsets in ``f`` (float32)
-TOW_MU = 0
-LV_MU = TOW_MU + SLOTS
-LV_DEV = LV_MU + LEVELS
-LV_KW = LV_DEV + LEVELS
-WD = LV_KW + LEVELS  #: usual weekday curve, 24 hourly means (kW)
-WE = WD + 24  #: usual day-off curve
-DAY_SUM = WE + 24  #: today's hourly sums of kW
-PEAKS = DAY_SUM + 24  #: ring of the last 28 local days' highest usual reading
+# --- offsets in ``h`` (16-bit cells)
+DAY_SUM = 0  #: today's hourly sums of kW (f32: two cells each)
+TOW_MU = DAY_SUM + 48  #: log: time-of-week means of log-load
+LV_MU = TOW_MU + SLOTS  #: log: level means
+LV_DEV = LV_MU + LEVELS  #: log: level dispersions
+LV_KW = LV_DEV + LEVELS  #: f16: level mean loads (kW)
+WD = LV_KW + LEVELS  #: f16: usual weekday curve, 24 hourly means (kW)
+WE = WD + 24  #: f16: usual day-off curve
+PEAKS = WE + 24  #: f16: ring of the last 28 local days' highest usual reading
 N_PEAKS = 28
-F_LEN = PEAKS + N_PEAKS
-# --- offsets in ``h`` (uint16)
-TOW_N = 0
-LV_N = TOW_N + SLOTS
-DAY_CNT = LV_N + LEVELS  #: today's readings per hour (capped at 255, as a uint8 was)
-H_LEN = DAY_CNT + 24
+LV_N = PEAKS + N_PEAKS  #: u16: samples per level
+TOW_N = LV_N + LEVELS  #: u8: samples per time-of-week slot (saturating at 255)
+DAY_CNT = TOW_N + SLOTS // 2  #: u8: today's readings per hour (capped at 255)
+H_LEN = DAY_CNT + 12
 # --- offsets in ``th`` (float32; counts capped at 255)
 TH_OBS = 0
 TH_EXP = 24
 TH_CNT = 48
 TH_LEN = 72
 
-#: name -> (buffer, offset, size, dtype of the serialised bytes): the serialised form of each
-#: part is the one version 4 wrote (its numpy dtype), so both versions read alike.
-_PARTS: dict[str, tuple[str, int, int, Any]] = {
-    "tow_n": ("h", TOW_N, SLOTS, np.uint16), "tow_mu": ("f", TOW_MU, SLOTS, np.float32),
-    "lv_n": ("h", LV_N, LEVELS, np.uint16), "lv_mu": ("f", LV_MU, LEVELS, np.float32),
-    "lv_dev": ("f", LV_DEV, LEVELS, np.float32), "lv_kw": ("f", LV_KW, LEVELS, np.float32),
-    "wd_curve": ("f", WD, 24, np.float32), "we_curve": ("f", WE, 24, np.float32),
-    "day_sum": ("f", DAY_SUM, 24, np.float32), "day_cnt": ("h", DAY_CNT, 24, np.uint8),
-    "peaks": ("f", PEAKS, N_PEAKS, np.float32),
-    "th_obs": ("th", TH_OBS, 24, np.float32), "th_exp": ("th", TH_EXP, 24, np.float32),
-    "th_cnt": ("th", TH_CNT, 24, np.uint8),
+#: Fixed point of the ``log`` parts: ``value = code * LOG_STEP - LOG_BIAS``.
+LOG_STEP = 1.0 / 2048.0
+LOG_BIAS = 16.0
+_LOG_ZERO = 32_768  #: the code of 0.0
+_F16_MAX = 65_504.0
+#: float16 code -> value (a shared table: decoding is one index)
+F16: tuple[float, ...] = tuple(np.arange(65_536, dtype=np.uint16).view(np.float16)
+                               .astype(np.float64).tolist())
+_pack_e = struct.Struct("<e").pack
+_unpack_h = struct.Struct("<H").unpack
+_f32 = struct.Struct("=f")
+_pack_f32_into = _f32.pack_into
+_unpack_f32_from = _f32.unpack_from
+
+
+def enc_log(y: float) -> int:
+    """The ``log`` code of ``y`` (nearest step; saturating at -16 and 16)."""
+    v = (y + LOG_BIAS) * 2048.0 + 0.5
+    if v >= 65_535.0:
+        return 65_535
+    if not v >= 0.0:  # (NaN too)
+        return 0
+    return int(v)
+
+
+def enc_f16(x: float) -> int:
+    """The float16 code of ``x`` (nearest, ties to even; saturating at ±65,504)."""
+    if x > _F16_MAX:
+        x = _F16_MAX
+    elif x < -_F16_MAX:
+        x = -_F16_MAX
+    return _unpack_h(_pack_e(x))[0]
+
+
+def u8(h: array, off: int, j: int) -> int:
+    """Element ``j`` of the ``u8`` part at cell ``off`` of ``h``."""
+    c = h[off + (j >> 1)]
+    return c >> 8 if j & 1 else c & 255
+
+
+def inc_u8(h: array, off: int, j: int) -> None:
+    """Add one to element ``j`` of the ``u8`` part at cell ``off`` (saturating at 255)."""
+    i = off + (j >> 1)
+    c = h[i]
+    if j & 1:
+        if c < 0xFF00:
+            h[i] = c + 256
+    elif c & 255 != 255:
+        h[i] = c + 1
+
+
+def get_f32(h: array, i: int) -> float:
+    """The float32 held in cells ``i``, ``i + 1`` of ``h``."""
+    return _unpack_f32_from(h, 2 * i)[0]
+
+
+def set_f32(h: array, i: int, v: float) -> None:
+    """Store ``v`` rounded to float32 in cells ``i``, ``i + 1`` of ``h``."""
+    _pack_f32_into(h, 2 * i, v)
+
+
+#: name -> (buffer, offset, values, encoding, dtype versions 4 and 5 serialised it as)
+_PARTS: dict[str, tuple[str, int, int, str, Any]] = {
+    "tow_n": ("h", TOW_N, SLOTS, "u8", np.uint16),
+    "tow_mu": ("h", TOW_MU, SLOTS, "log", np.float32),
+    "lv_n": ("h", LV_N, LEVELS, "u16", np.uint16),
+    "lv_mu": ("h", LV_MU, LEVELS, "log", np.float32),
+    "lv_dev": ("h", LV_DEV, LEVELS, "log", np.float32),
+    "lv_kw": ("h", LV_KW, LEVELS, "f16", np.float32),
+    "wd_curve": ("h", WD, 24, "f16", np.float32),
+    "we_curve": ("h", WE, 24, "f16", np.float32),
+    "day_sum": ("h", DAY_SUM, 24, "f32", np.float32),
+    "day_cnt": ("h", DAY_CNT, 24, "u8", np.uint8),
+    "peaks": ("h", PEAKS, N_PEAKS, "f16", np.float32),
+    "th_obs": ("th", TH_OBS, 24, "th", np.float32),
+    "th_exp": ("th", TH_EXP, 24, "th", np.float32),
+    "th_cnt": ("th", TH_CNT, 24, "th", np.uint8),
 }
-_BUFS = {"f": ("f", F_LEN), "h": ("H", H_LEN), "th": ("f", TH_LEN), "x": ("d", 0)}
-_F_ZERO = array("f", bytes(4 * F_LEN))
+_CELLS = {"u16": 1.0, "log": 1.0, "f16": 1.0, "f32": 2.0, "u8": 0.5}  #: cells per value
+_DTYPE = {"u16": np.uint16, "f16": np.float16, "f32": np.float32}
 _H_ZERO = array("H", bytes(2 * H_LEN))
+_H_ZERO[TOW_MU:LV_KW] = array("H", [_LOG_ZERO] * (LV_KW - TOW_MU))
 _TH_ZERO = array("f", bytes(4 * TH_LEN))
 _SCRATCH = array("f", b"\0\0\0\0")
+
+
+def _encode(values: np.ndarray, enc: str) -> array:
+    """Cells of ``values`` (numbers as versions 4 and 5 kept them) in encoding ``enc``."""
+    v = values.astype(np.float64)
+    codes: np.ndarray
+    if enc == "log":
+        codes = np.clip(np.floor((v + LOG_BIAS) * 2048.0 + 0.5), 0, 65_535).astype(np.uint16)
+    elif enc == "f16":
+        codes = np.clip(v, -_F16_MAX, _F16_MAX).astype(np.float16).view(np.uint16)
+    elif enc == "f32":
+        codes = v.astype(np.float32).view(np.uint16)
+    elif enc == "u8":
+        b = np.minimum(v, 255).astype(np.uint16)
+        codes = (b[0::2] | (b[1::2] << 8)).astype(np.uint16)
+    else:
+        codes = v.astype(np.uint16)
+    return array("H", codes.tobytes())
+
 
 #: The record's float64 scalars, held in one ``array('d')`` (``x``) instead of a float object
 #: each: name, default, meaning. Each is also an attribute of the record by its name.
@@ -117,7 +225,13 @@ _X_SPEC: tuple[tuple[str, float, str], ...] = (
 X_FIELDS = tuple(name for name, _, _ in _X_SPEC)
 (STARTED, LAST_TS, LAST_KW, LAST_KWH, LAST_VMIN, FLOOR_KW, ZERO_FRAC, PEAK_TODAY, PEAK_MAX,
  RESID_EW, TREND_EW, DAY_MAX, DAY_MIN, MONTH_KWH, PREV_MONTH_KWH, HIST_KWH) = range(len(X_FIELDS))
-_X_DEFAULT = array("d", [default for _, default, _ in _X_SPEC])
+#: The record's integers that outgrow CPython's cached small ints (a separate 28-byte object
+#: each), held after the float64 scalars in ``x`` (exact: all stay far below 2**53) and read
+#: back as ``int`` by their names.
+I_FIELDS = ("interval_s", "gap_s", "gap_run", "inferred_s", "n", "day_no", "month_no")
+(INTERVAL_S, GAP_S, GAP_RUN, INFERRED_S, N, DAY_NO, MONTH_NO) = range(
+    len(X_FIELDS), len(X_FIELDS) + len(I_FIELDS))
+_X_DEFAULT = array("d", [default for _, default, _ in _X_SPEC] + [0.0] * len(I_FIELDS))
 
 
 class _Scalar:
@@ -133,6 +247,22 @@ class _Scalar:
         return rec.x[self.i]
 
     def __set__(self, rec: MeterRecord, value: float) -> None:
+        rec.x[self.i] = value
+
+
+class _Int:
+    """One integer of the record, kept (exactly) in its ``x`` buffer."""
+
+    __slots__ = ("i",)
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def __get__(self, rec: MeterRecord | None, owner: type | None = None) -> int:
+        assert rec is not None
+        return int(rec.x[self.i])
+
+    def __set__(self, rec: MeterRecord, value: int) -> None:
         rec.x[self.i] = value
 
 #: Shared immutable defaults (a meter with no run open holds these, not copies).
@@ -191,18 +321,12 @@ class MeterRecord:
     #: float64 scalars (names and meanings in ``X_FIELDS``; read and set them by name)
     x: array = field(default_factory=_X_DEFAULT.__copy__)
     # --- the reading stream
-    interval_s: int = 0  #: the interval in use (stated by the meter, inferred, or configured)
-    gap_s: int = 0  #: the last positive gap between readings (s)
-    gap_run: int = 0  #: readings in a row with that same gap
-    inferred_s: int = 0  #: interval inferred from the data (0: not yet)
-    n: int = 0  #: readings judged or learned
     last_fail: bool = False
     silent: bool = False
     quiet: bool = False
-    #: float32 buffer: the load baseline (log-load per slot, see _baseline), the daily curves,
-    #: today's hourly sums, the 28-day record ring (offsets above)
-    f: array = field(default_factory=_F_ZERO.__copy__)
-    #: uint16 buffer: sample counts per slot and level, today's readings per hour
+    #: 16-bit buffer: the load baseline (log-load per slot and level, see _baseline; counts),
+    #: the daily curves, today's hourly sums and counts, the 28-day record ring (offsets and
+    #: encodings above)
     h: array = field(default_factory=_H_ZERO.__copy__)
     # --- consumption episodes: high and low runs (start, intervals, kWh beyond the band, kWh
     #: beyond usual (low: max kW), usual kWh)
@@ -210,7 +334,7 @@ class MeterRecord:
     lo: tuple[float, int, float, float, float] = NO_RUN
     calm: int = 0  #: readings in a row back inside the band while a consumption alarm is open
     #: the meter's record: highest usual reading of each of the last 28 local days (ring in
-    #: ``f``, by day ordinal), today's so far, and the current run above the record (start,
+    #: ``h``, by day ordinal), today's so far, and the current run above the record (start,
     #: readings, its highest reading, folded into today's record when the run ends)
     #: the ring's highest reading and how many of its days hold one (kept when the ring changes)
     peak_days: int = 0
@@ -219,8 +343,6 @@ class MeterRecord:
     # --- daily profile
     wd_days: int = 0
     we_days: int = 0
-    day_no: int = 0
-    month_no: int = 0
     days: int = 0
     #: daily-level runs: (first day's start, days in a row) below the theft ratio, above the
     #: level-shift ratio, below the level-shift ratio
@@ -260,17 +382,34 @@ class MeterRecord:
     month_kwh = _Scalar(MONTH_KWH)
     prev_month_kwh = _Scalar(PREV_MONTH_KWH)
     hist_kwh = _Scalar(HIST_KWH)
+    interval_s = _Int(INTERVAL_S)  #: the interval in use (stated, inferred, or configured)
+    gap_s = _Int(GAP_S)  #: the last positive gap between readings (s)
+    gap_run = _Int(GAP_RUN)  #: readings in a row with that same gap
+    inferred_s = _Int(INFERRED_S)  #: interval inferred from the data (0: not yet)
+    n = _Int(N)  #: readings judged or learned
+    day_no = _Int(DAY_NO)  #: the local day being accumulated (ordinal)
+    month_no = _Int(MONTH_NO)  #: the local month being accumulated
 
     # ----------------------------------------------------------------- named views
     def view(self, name: str) -> np.ndarray:
-        """A writable numpy view of one named part (``tow_mu``, ``lv_n``, ``wd_curve``, ...).
-        The theft window's parts are zeros while it is not allocated."""
-        buf_name, off, size, _ = _PARTS[name]
-        buf = getattr(self, buf_name)
-        if buf is None:
-            buf = self.th = new_theft_window()
-        dtype = np.float32 if _BUFS[buf_name][0] == "f" else np.uint16
-        return np.frombuffer(buf, dtype, size, off * np.dtype(dtype).itemsize)
+        """A numpy view of one named part (``tow_mu``, ``lv_n``, ``wd_curve``, ...): writable
+        for the ``u16``, ``f16`` and ``f32`` parts and the theft window, a decoded copy for the
+        ``log`` parts. The theft window's parts are zeros while it is not allocated."""
+        buf_name, off, size, enc, _ = _PARTS[name]
+        if buf_name == "th":
+            th = self.th
+            if th is None:
+                th = self.th = new_theft_window()
+            return np.frombuffer(th, np.float32, size, off * 4)
+        if enc == "log":
+            codes = np.frombuffer(self.h, np.uint16, size, off * 2)
+            return codes * LOG_STEP - LOG_BIAS
+        if enc == "u8":
+            cells = np.frombuffer(self.h, np.uint16, size // 2, off * 2)
+            if sys.byteorder == "little":  # the bytes are the elements, in order
+                return cells.view(np.uint8)
+            return np.stack([cells & 255, cells >> 8], 1).reshape(-1).astype(np.uint8)
+        return np.frombuffer(self.h, _DTYPE[enc], size, off * 2)
 
     @property
     def tow_n(self) -> np.ndarray:
@@ -313,13 +452,18 @@ class MeterRecord:
         state: dict[str, Any] = {name: getattr(self, name) for name in _PLAIN}
         for name in _DICTS:
             state[name] = dict(getattr(self, name))
-        state.update(zip(X_FIELDS, self.x, strict=True))
-        for name, (buf_name, off, size, dtype) in _PARTS.items():
-            buf = getattr(self, buf_name)
-            if buf is None:
-                continue
-            part = buf[off:off + size]
-            state[name] = bytes(map(int, part)) if dtype is np.uint8 else part.tobytes()
+        x = self.x
+        state.update(zip(X_FIELDS, x, strict=False))
+        state.update((name, int(x[i])) for i, name in enumerate(I_FIELDS, len(X_FIELDS)))
+        h, th = self.h, self.th
+        for name, (buf_name, off, size, enc, dtype) in _PARTS.items():
+            if buf_name == "th":
+                if th is None:
+                    continue
+                part = th[off:off + size]
+                state[name] = bytes(map(int, part)) if dtype is np.uint8 else part.tobytes()
+            else:  # the part's 16-bit cells in the machine's format, as version 5 wrote
+                state[name] = h[off:off + int(size * _CELLS[enc])].tobytes()
         return pickle.dumps((RECORD_VERSION, state), protocol=5)
 
     @classmethod
@@ -339,24 +483,30 @@ class MeterRecord:
             if state.get(name):
                 setattr(rec, name, state[name])
         x = rec.x
-        for i, name in enumerate(X_FIELDS):
+        for i, name in enumerate(X_FIELDS + I_FIELDS):
             if name in state:
                 x[i] = state[name]
-        for name, (buf_name, off, size, dtype) in _PARTS.items():
+        h = rec.h
+        for name, (buf_name, off, size, enc, dtype) in _PARTS.items():
             if name not in state:
                 continue
             v = state[name]
-            buf = getattr(rec, buf_name)
-            if buf is None:
-                buf = rec.th = new_theft_window()
-            code = _BUFS[buf_name][0]
-            # float32 and uint16 parts are stored in the buffers' own machine format
-            buf[off:off + size] = (array(code, array("B", v)) if dtype is np.uint8
-                                   else array(code, v))
+            if buf_name == "th":
+                th = rec.th
+                if th is None:
+                    th = rec.th = new_theft_window()
+                # float32 parts in the machine's format, counts as bytes (as version 4 wrote)
+                th[off:off + size] = (array("f", array("B", v)) if dtype is np.uint8
+                                      else array("f", v))
+            elif version >= 6:
+                h[off:off + int(size * _CELLS[enc])] = array("H", v)
+            else:  # versions 4 and 5: the numbers as numpy typed them, encoded now
+                h[off:off + int(size * _CELLS[enc])] = _encode(np.frombuffer(v, dtype), enc)
         if not rec.th_hour:
             rec.th = None  # an unfilled window is zeroed before use: hold none
         return rec
 
 
 #: The record's plain fields (serialised as they are), besides the buffers and the alarm dicts.
-_PLAIN = tuple(f.name for f in fields(MeterRecord) if f.name not in _BUFS and f.name not in _DICTS)
+_PLAIN = tuple(f.name for f in fields(MeterRecord)
+               if f.name not in ("x", "h", "th") and f.name not in _DICTS)

@@ -11,14 +11,16 @@ type). Segment names and customer classes keep their stable English id for routi
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 __all__ = ["CLASS_NAMES", "EVIDENCE_LABELS", "SUMMARIES", "class_name", "evidence_items",
-           "segment_label", "summary_text"]
+           "segment_label", "summary_text", "tag_names"]
 
 log = logging.getLogger("gridwatch.i18n")
 
@@ -284,7 +286,7 @@ def evidence_items(lang: str, evidence: Mapping[str, Any] | None) -> list[tuple[
     for key in sorted(evidence or {}):
         value = (evidence or {})[key]
         if lang != "zh":
-            out.append((key, _format(value)))
+            out.append((key, str(value)))
             continue
         label, unit = EVIDENCE_LABELS.get(key, (key, ""))
         if value is None:
@@ -299,3 +301,26 @@ def evidence_items(lang: str, evidence: Mapping[str, Any] | None) -> list[tuple[
             text = f"{text} {unit}"
         out.append((label, text))
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _tag_names_at(path: str, lang: str, mtime: float) -> dict[str, str]:
+    from gridwatch.tags._catalogue import Catalogue
+
+    return {t.id: t.name(lang) for t in Catalogue.load(path)}
+
+
+def tag_names(lang: str, catalogue: str | Path | None, tags: list[str]) -> list[str]:
+    """The tags' names in ``lang`` from the catalogue (``tags_catalogue``, read again when it
+    changes); a tag the catalogue does not hold, or every tag when it cannot be read, keeps its
+    id (a message or a page never fails for its tags' names)."""
+    names: dict[str, str] = {}
+    if catalogue is not None and tags:
+        try:
+            path = Path(catalogue)
+            files = list(path.glob("*.yaml")) if path.is_dir() else [path]
+            mtime = max((f.stat().st_mtime for f in files), default=0.0)
+            names = _tag_names_at(str(catalogue), lang, mtime)
+        except Exception as exc:
+            log.warning("tag names unavailable (%s): %s", catalogue, exc)
+    return [names.get(t, t) for t in tags]

@@ -4,15 +4,18 @@ router's wall clock apart). The router reads the rows; these functions only shap
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gridwatch._i18n_terms import class_name, evidence_items, segment_label, summary_text
+from gridwatch._i18n_terms import (
+    class_name,
+    evidence_items,
+    segment_label,
+    summary_text,
+    tag_names,
+)
 from gridwatch.alerts._config import AlertSettings
 from gridwatch.alerts._registry import Registry
 from gridwatch.alerts._routes import RouteTree
@@ -21,28 +24,6 @@ from gridwatch.alerts._store import parse_ts
 __all__ = ["alert_context", "channels_for", "episode_times"]
 
 Channels = tuple[list[tuple[str, str]], str, str, str]
-
-log = logging.getLogger("gridwatch.alerts")
-
-
-@functools.lru_cache(maxsize=8)
-def _tag_names_at(path: str, mtime: float) -> dict[str, str]:
-    from gridwatch.tags._catalogue import Catalogue
-
-    return {t.id: t.name("zh") for t in Catalogue.load(path)}
-
-
-def tag_names_zh(catalogue: str | Path | None, tags: list[str]) -> list[str]:
-    """The tags' Chinese names from the catalogue (``tags_catalogue``); a tag the catalogue
-    does not hold, or every tag when it cannot be read, keeps its id."""
-    names: dict[str, str] = {}
-    if catalogue is not None and tags:
-        try:
-            names = _tag_names_at(str(catalogue), Path(catalogue).stat().st_mtime)
-        except Exception as exc:  # a message never fails for its tags' names
-            log.warning("tag names in Chinese unavailable (%s): %s", catalogue, exc)
-    return [names.get(t, t) for t in tags]
-
 
 def channels_for(recipient: str, registry: Registry, routes: RouteTree,
                  settings: AlertSettings) -> Channels:
@@ -173,8 +154,8 @@ def alert_context(row: Mapping[str, Any], kind: str, *, registry: Registry,
         "zh": {"summary": summary_text("zh", row["type"], state, evidence, row["summary"]),
                "evidence": evidence_items("zh", evidence),
                "segment": segment_label("zh", labels["segment"]),
-               "tags": tag_names_zh(getattr(settings, "tags_catalogue", None),
-                                    list(labels["tags"])),
+               "tags": tag_names("zh", getattr(settings, "tags_catalogue", None),
+                                 list(labels["tags"])),
                "customer_class": class_name("zh", labels["customer_class"])},
         "tag_notes_more": more,
         "customer_path": f"/customer/{row['customer_id']}" if row["customer_id"] else None,

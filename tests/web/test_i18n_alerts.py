@@ -95,3 +95,32 @@ def test_an_english_reader_sees_the_detectors_words(web):
     text = page_text(resp.text)
     assert summary in text and "observed_kw" in text and "industrial" in text
     assert "long-hours plants" in text
+
+
+def test_the_customer_portal_and_pages_read_in_chinese(web):
+    type_, evidence, summary = next(s for s in SAMPLES if s[0] == "over_capacity_risk")
+    web.seed(event("m3", type_, evidence=evidence, summary=summary))
+    beta = web.client()
+    beta.login("beta")  # customer C2, reads Chinese
+    portal = beta.get("/portal")
+    assert portal.status_code == 200, portal.text
+    notice = beta.get(f"/portal/notice/m3/{type_}")
+    assert notice.status_code == 200, notice.text
+    for resp in (portal, notice):
+        text = page_text(resp.text)
+        assert "需量预计在 30 分钟内达到 650.5 kVA（合同容量 630 kVA）" in text
+        assert english_words(text, ("m3", "C2", "beta", *DATA)) == [], text
+    carol = web.client()
+    carol.login("carol")
+    for url in ("/customer/C2", "/cell/B"):
+        text = page_text(carol.get(url).text)
+        assert "工业" in text and "industrial" not in text, url
+
+
+def test_the_audit_trail_words():
+    from gridwatch.web._i18n import audit_text
+
+    assert audit_text("zh", "warning score=8") == "警告 分值 8"
+    assert audit_text("zh", "firing via mqtt,email #12") == "告警 经 mqtt,email #12"
+    assert audit_text("zh", "customer:C2,manager:M3") == "客户 C2,客户经理 M3"
+    assert audit_text("en", "warning score=8") == "warning score=8"

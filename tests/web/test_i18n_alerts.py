@@ -112,6 +112,8 @@ def test_the_customer_portal_and_pages_read_in_chinese(web):
         assert english_words(text, ("m3", "C2", "beta", *DATA)) == [], text
     carol = web.client()
     carol.login("carol")
+    listing = page_text(carol.get("/alerts").text)
+    assert english_words(listing, ("m3", "C2", "B", *DATA)) == [], listing
     for url in ("/customer/C2", "/cell/B"):
         text = page_text(carol.get(url).text)
         assert "工业" in text and "industrial" not in text, url

@@ -207,6 +207,7 @@ EVIDENCE_LABELS: dict[str, tuple[str, str]] = {
     "flow_m3min": ("流量", "m³/min"),
 }
 
+_ORDER = {k: i for i, k in enumerate(EVIDENCE_LABELS)}
 _warned: set[str] = set()
 
 
@@ -280,14 +281,15 @@ def _format(value: Any) -> str:
 
 def evidence_items(lang: str, evidence: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     """The evidence as (label, value) pairs for the reader: in English the keys and values as
-    the detector wrote them; in Chinese the keys' labels (``EVIDENCE_LABELS``, an unknown key
-    shown as is) and the values with their unit, known words translated."""
+    the detector wrote them (keys sorted); in Chinese, in the label table's order, the keys'
+    labels (``EVIDENCE_LABELS``, an unknown key shown as is) and the values with their unit,
+    known words translated."""
     out: list[tuple[str, str]] = []
-    for key in sorted(evidence or {}):
+    if lang != "zh":
+        return [(key, str(value)) for key, value in sorted((evidence or {}).items())]
+    # in the order of the label table (what was seen before how it was judged), unknown last
+    for key in sorted(evidence or {}, key=lambda k: (_ORDER.get(k, len(_ORDER)), k)):
         value = (evidence or {})[key]
-        if lang != "zh":
-            out.append((key, str(value)))
-            continue
         label, unit = EVIDENCE_LABELS.get(key, (key, ""))
         if value is None:
             text = "-"

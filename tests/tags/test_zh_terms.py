@@ -125,3 +125,21 @@ def test_segment_names_shown_and_unknown_ones():
     assert segment_label("zh", "unknown") == "unknown"
     assert segment_label("zh", None) == ""
     assert all(s in terms._SHAPES for s in SEGMENT_SHAPES)
+
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20))
+
+
+@given(type_=st.sampled_from(sorted({k.split("/")[0] for k in SUMMARIES} | {"other"})),
+       state=st.sampled_from(["firing", "resolved", "acknowledged"]),
+       evidence=st.dictionaries(st.sampled_from([*sorted(EVIDENCE_LABELS), "kind", "x"]),
+                                _VALUES, max_size=8))
+def test_bad_evidence_never_breaks_a_message(type_, state, evidence):
+    """Whatever a detector (or a replayed file) put in the evidence, the reader gets a summary
+    (the English one when the phrase cannot be filled) and every evidence entry."""
+    zh = summary_text("zh", type_, state, evidence, "english summary")
+    assert isinstance(zh, str) and zh
+    items = evidence_items("zh", evidence)
+    assert len(items) == len(evidence)
+    assert all(isinstance(v, str) for _, v in items)

@@ -15,6 +15,7 @@ import functools
 import logging
 import math
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -312,17 +313,32 @@ def _tag_names_at(path: str, lang: str, mtime: float) -> dict[str, str]:
     return {t.id: t.name(lang) for t in Catalogue.load(path)}
 
 
+#: (catalogue, lang) -> (when its files' times were last looked at, their newest time)
+_SEEN: dict[tuple[str, str], tuple[float, float]] = {}
+_RECHECK_S = 5.0
+
+
+def _mtime(catalogue: str) -> float:
+    path = Path(catalogue)
+    files = list(path.glob("*.yaml")) if path.is_dir() else [path]
+    return max((f.stat().st_mtime for f in files), default=0.0)
+
+
 def tag_names(lang: str, catalogue: str | Path | None, tags: list[str]) -> list[str]:
-    """The tags' names in ``lang`` from the catalogue (``tags_catalogue``, read again when it
-    changes); a tag the catalogue does not hold, or every tag when it cannot be read, keeps its
-    id (a message or a page never fails for its tags' names)."""
+    """The tags' names in ``lang`` from the catalogue (``tags_catalogue``, read again when one
+    of its files changed, looked at every few seconds); a tag the catalogue does not hold, or
+    every tag when it cannot be read, keeps its id (a message or a page never fails for its
+    tags' names)."""
     names: dict[str, str] = {}
     if catalogue is not None and tags:
+        key = (str(catalogue), lang)
         try:
-            path = Path(catalogue)
-            files = list(path.glob("*.yaml")) if path.is_dir() else [path]
-            mtime = max((f.stat().st_mtime for f in files), default=0.0)
-            names = _tag_names_at(str(catalogue), lang, mtime)
+            now = time.monotonic()
+            seen = _SEEN.get(key)
+            if seen is None or now - seen[0] > _RECHECK_S:
+                seen = (now, _mtime(key[0]))
+                _SEEN[key] = seen
+            names = _tag_names_at(key[0], lang, seen[1])
         except Exception as exc:
             log.warning("tag names unavailable (%s): %s", catalogue, exc)
     return [names.get(t, t) for t in tags]

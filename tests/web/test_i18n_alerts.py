@@ -14,9 +14,10 @@ from _zh_samples import SAMPLES, english_words
 
 from gridwatch._schemas import LoadProfile
 
-#: Not words of the page but data and names: the registry's customer names of the test
-#: workspace, the user's login name, and the switch to the other language (named in it).
-DATA = ("Beta Foods", "carol", "English")
+#: Not words of the page but data and names: the test registry's customer and cell names
+#: (``_web_helpers.REGISTRY``), the user's login name, and the switch to the other language
+#: (named in that language).
+DATA = ("Beta Foods", "Acme Steel", "Flat", "Cell B", "carol", "English")
 
 
 class _Text(HTMLParser):
@@ -117,6 +118,7 @@ def test_the_customer_portal_and_pages_read_in_chinese(web):
     for url in ("/customer/C2", "/cell/B"):
         text = page_text(carol.get(url).text)
         assert "工业" in text and "industrial" not in text, url
+        assert english_words(text, ("m3", "C2", "B", *DATA)) == [], url
 
 
 def test_the_audit_trail_words():

@@ -143,3 +143,17 @@ def test_bad_evidence_never_breaks_a_message(type_, state, evidence):
     items = evidence_items("zh", evidence)
     assert len(items) == len(evidence)
     assert all(isinstance(v, str) for _, v in items)
+
+
+def test_the_english_word_check_itself():
+    """The check the message and page tests rely on finds English and lets only the listed
+    things through."""
+    assert english_words("说明：sustained rise: 12.40 kW") == ["sustained", "rise"]
+    assert english_words("负荷 12.4 kW，电量 3 kWh，容量 630 kVA，1.2 m³/min，820 W/m²") == []
+    assert english_words("确认：gridwatch alerts ack MTR-0001/tamper") == []
+    assert english_words("另见 /customer/C0001 与 https://example.org/x") == []
+    # an id hides itself only, not a word that merely contains it
+    assert english_words("计量点 MTR-0001", ("MTR-0001",)) == []
+    assert english_words("计量点 MTR-0001xyzw meter", ("MTR-0001",)) == ["xyzw", "meter"]
+    assert english_words("the ack") == []  # three letters or fewer pass
+    assert english_words("gridwatch alerts list --cell CELL-A 以后 please") == ["please"]

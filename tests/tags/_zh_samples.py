@@ -149,7 +149,7 @@ def raised_types() -> set[str]:
 ALLOWED = {"gridwatch", "kW", "kWh", "kVA", "V", "A", "W", "h", "min", "CST", "UTC"}
 
 _URL = re.compile(r"https?://\S+|(?<![\w/])/(?:customer|alert|cell|portal)/\S+")
-_COMMAND = re.compile(r"gridwatch alerts (?:ack|list|show) \S+(?: --\S+ \S+)*")
+_COMMAND = re.compile(r"gridwatch alerts (?:ack|list|show)(?: --[a-z-]+ \S+)*(?: (?!--)\S+)?")
 _WORD = re.compile(r"[A-Za-z]+")
 
 

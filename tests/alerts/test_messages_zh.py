@@ -131,3 +131,26 @@ def test_a_resolved_alert_says_so_in_chinese():
             assert english_words(n.subject + n.body, (*IDS, "MTR-0101", "C0002", *fps)) == []
     finally:
         router.close()
+
+
+def test_a_storm_summary_reads_in_chinese():
+    rec, clock = Recorder(), Clock()
+    router = shipped_router(rec, clock)
+    try:
+        meters = [("MTR-0001", "C0001"), ("MTR-0002", "C0001"), ("MTR-0101", "C0002")]
+        events = [Event(meter_id=m, type=t, severity="warning", score=4.0,
+                        onset=T0 - timedelta(minutes=30), raised_at=T0, summary=s,
+                        evidence=e, customer_id=c, grid_cell="CELL-A")
+                  for (t, e, s) in SAMPLES[:12] for m, c in meters]
+        router.submit_many(events)
+        clock.advance(60)
+        router.tick()
+        router.deliver_pending()
+        storm = [n for n in rec.sent if n.kind == "storm"]
+        assert storm, [n.kind for n in rec.sent]
+        for n in storm:
+            assert n.language == "zh"
+            assert english_words(n.subject + "\n" + n.body,
+                                 (*IDS, "MTR-0002", "MTR-0101", "C0002")) == [], n.body
+    finally:
+        router.close()

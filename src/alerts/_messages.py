@@ -9,6 +9,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gridwatch._i18n_terms import (
+    class_name,
+    evidence_items,
+    segment_label,
+    summary_text,
+    tag_names,
+)
 from gridwatch.alerts._config import AlertSettings
 from gridwatch.alerts._registry import Registry
 from gridwatch.alerts._routes import RouteTree
@@ -17,7 +24,6 @@ from gridwatch.alerts._store import parse_ts
 __all__ = ["alert_context", "channels_for", "episode_times"]
 
 Channels = tuple[list[tuple[str, str]], str, str, str]
-
 
 def channels_for(recipient: str, registry: Registry, routes: RouteTree,
                  settings: AlertSettings) -> Channels:
@@ -106,7 +112,10 @@ def alert_context(row: Mapping[str, Any], kind: str, *, registry: Registry,
     alert was raised. The context's ``tag_notes`` are the few that matter for the alert's type
     (``config/tags/relevance.yaml`` beside the catalogue; each: tag, reason, reasons per
     language, since, days, became), ``tag_notes_more`` how many more the workspace's customer
-    page (``customer_path``) shows."""
+    page (``customer_path``) shows. ``zh`` holds what a Chinese reader sees: the summary
+    rendered from the evidence, the evidence as (label, value) pairs, the segment and the
+    customer class (the English ids stay in ``segment``, ``customer_class`` and ``labels``
+    for routing)."""
     times = episode_times(row["onset"], row["raised_at"], row["ends_at"], row["starts_at"],
                           resolved_at, settings.quiet_hours.timezone)
     raised = parse_ts(row["raised_at"])
@@ -141,7 +150,14 @@ def alert_context(row: Mapping[str, Any], kind: str, *, registry: Registry,
         "customer_name": cust.name if cust else None,
         "customer_class": labels["customer_class"], "grid_cell": row["grid_cell"],
         "summary": row["summary"], "evidence": evidence, "tags": list(labels["tags"]),
-        "segment": labels["segment"], "tag_notes": notes, "tag_notes_more": more,
+        "segment": labels["segment"], "tag_notes": notes,
+        "zh": {"summary": summary_text("zh", row["type"], state, evidence, row["summary"]),
+               "evidence": evidence_items("zh", evidence),
+               "segment": segment_label("zh", labels["segment"]),
+               "tags": tag_names("zh", getattr(settings, "tags_catalogue", None),
+                                 list(labels["tags"])),
+               "customer_class": class_name("zh", labels["customer_class"])},
+        "tag_notes_more": more,
         "customer_path": f"/customer/{row['customer_id']}" if row["customer_id"] else None,
         "kw": kw, "expected_kw": expected,
         "above_pct": above, "kva_pct": kva_pct, "acked_by": row["acked_by"],

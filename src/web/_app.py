@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from gridwatch.alerts._registry import Registry, RegistryError
 from gridwatch.web import _accounts as acc
-from gridwatch.web._i18n import advice, translate, type_name
+from gridwatch.web._i18n import advice, reader_terms, translate, type_name
 from gridwatch.web._store import connect
 
 if TYPE_CHECKING:
@@ -160,7 +160,9 @@ class Workspace:
         html = self.env.get_template(template).render(
             request=request, session=sess, user=sess.user if sess else None,
             csrf=sess.csrf if sess else "", t=t, tn=tn, tip=tip, lang=lang,
-            poll_s=self.settings.web.poll_s, **context)
+            poll_s=self.settings.web.poll_s,
+            **reader_terms(lang, getattr(self.settings.alerts, "tags_catalogue", None)),
+            **context)
         return HTMLResponse(html, status_code=status)
 
 

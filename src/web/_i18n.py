@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["LANGUAGES", "advice", "translate", "type_name"]
+from gridwatch._i18n_terms import (
+    class_name,
+    evidence_items,
+    segment_label,
+    summary_text,
+    tag_names,
+)
+
+__all__ = ["LANGUAGES", "advice", "audit_text", "reader_terms", "translate", "type_name"]
 
 LANGUAGES = ("zh", "en")
 
@@ -120,3 +132,65 @@ def advice(lang: str, event_type: str, messages: dict[str, Any] | None = None) -
 def type_name(lang: str, event_type: str, messages: dict[str, Any] | None = None) -> str:
     """The readable name of an event type, from the alert messages; the identifier else."""
     return str(((messages or {}).get(lang) or {}).get("names", {}).get(event_type, event_type))
+
+
+#: The audit trail's actions and words in Chinese (the stored records stay English).
+_AUDIT_ZH: dict[str, str] = {
+    "firing": "告警", "routed": "已分派", "notified": "已通知", "summarized": "已汇总通知",
+    "acknowledged": "已确认", "ack_repeated": "重复确认", "resolved": "已解除",
+    "escalated": "已升级", "inhibited": "被抑制", "uninhibited": "解除抑制",
+    "silenced": "已静默", "unsilenced": "解除静默", "suppressed_by_silence": "静默中未通知",
+    "unrouted": "无接收人", "customer_not_notified": "未通知客户",
+    "severity_raised": "级别上调", "replay_ignored": "重放已忽略",
+    "resolve_unknown": "未知告警的解除",
+    "delivered": "已送达", "delivery_retry": "重试发送", "delivery_failed": "发送失败",
+    "undeliverable": "无法送达", "verdict": "结论", "notice_acknowledged": "客户已读",
+    "held_quiet_hours": "免打扰时段暂缓", "held_rate_limited": "频率限制暂缓",
+    "detector": "检测引擎", "info": "提示", "warning": "警告", "critical": "严重",
+    "escalation": "升级", "update": "更新", "repeat": "重复提醒", "via": "经", "by": "由",
+    "score": "分值", "customer": "客户", "manager": "客户经理", "receiver": "接收方",
+    "confirmed": "属实", "false_alarm": "误报", "site_visit": "需现场核查",
+}
+_AUDIT_WORD = re.compile(r"[A-Za-z_]+")
+
+
+def audit_text(lang: str, text: str | None) -> str:
+    """An audit entry's action, author or detail for the reader: in Chinese the trail's own
+    words (``_AUDIT_ZH``) are translated, ids, channel names and numbers kept."""
+    if not text or lang != "zh":
+        return text or ""
+    return _AUDIT_WORD.sub(lambda m: _AUDIT_ZH.get(m.group(0), m.group(0)),
+                           text.replace("=", " ").replace(":", " "))
+
+
+def reader_terms(lang: str, catalogue: str | Path | None = None) -> dict[str, Any]:
+    """The template helpers that show an alert's words in ``lang`` (``gridwatch._i18n_terms``):
+    ``seg(name)`` a segment, ``cls(value)`` a customer class, ``summ(alert)`` the summary,
+    ``evid(evidence)`` the evidence as (label, value) pairs, ``tagn(tag)`` a tag's name in
+    Chinese (its id in English), ``audit(text)`` an audit entry's words. The
+    stored ids stay what routes and links use."""
+
+    def summ(alert: Mapping[str, Any]) -> str:
+        ev = alert.get("evidence")
+        if isinstance(ev, str):
+            try:
+                ev = json.loads(ev)
+            except ValueError:
+                ev = {}
+        return summary_text(lang, str(alert.get("type")), str(alert.get("state")),
+                            ev if isinstance(ev, dict) else {}, alert.get("summary"))
+
+    def evid(evidence: Any) -> list[tuple[str, str]]:
+        if isinstance(evidence, str):
+            try:
+                evidence = json.loads(evidence)
+            except ValueError:
+                return [("evidence", evidence)]
+        return evidence_items(lang, evidence if isinstance(evidence, dict) else {})
+
+    def tagn(tag: str) -> str:
+        return tag_names(lang, catalogue, [tag])[0] if lang == "zh" else tag
+
+    return {"seg": lambda name: segment_label(lang, name),
+            "cls": lambda value: class_name(lang, value), "summ": summ, "evid": evid,
+            "tagn": tagn, "audit": lambda text: audit_text(lang, text)}

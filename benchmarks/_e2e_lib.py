@@ -51,6 +51,13 @@ def rss_bytes(pid: int | None = None) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (its threads included), from /proc."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> dict[str, Any]:
     """The machine the figures come from: CPU count and model, memory, OS, Python."""
     model = ""
@@ -316,6 +323,10 @@ class Stack:
 
     def engines_alive(self) -> bool:
         return all(p.poll() is None for p in self.engines)
+
+    def engine_cpu(self) -> float:
+        """CPU-seconds the engine processes have used so far."""
+        return sum(cpu_seconds(p.pid) for p in self.engines if p.poll() is None)
 
     def engine_rss(self) -> int:
         return sum(rss_bytes(p.pid) for p in self.engines if p.poll() is None)

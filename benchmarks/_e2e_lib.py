@@ -58,6 +58,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def sched_seconds(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of every thread of a
+    process so far, from ``/proc/<pid>/task/*/schedstat`` (nanoseconds). The second is
+    what the machine's other jobs cost it: time it had work and no core."""
+    run = wait = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "schedstat").read_text().split()
+        except OSError:  # a thread that ended meanwhile
+            continue
+        run += int(fields[0])
+        wait += int(fields[1])
+    return run / 1e9, wait / 1e9
+
+
 def machine() -> dict[str, Any]:
     """The machine the figures come from: CPU count and model, memory, OS, Python."""
     model = ""
@@ -327,6 +342,11 @@ class Stack:
     def engine_cpu(self) -> float:
         """CPU-seconds the engine processes have used so far."""
         return sum(cpu_seconds(p.pid) for p in self.engines if p.poll() is None)
+
+    def engine_sched(self) -> tuple[float, float]:
+        """(CPU seconds, seconds waiting for a CPU) of the engine processes so far."""
+        both = [sched_seconds(p.pid) for p in self.engines if p.poll() is None]
+        return sum(b[0] for b in both), sum(b[1] for b in both)
 
     def engine_rss(self) -> int:
         return sum(rss_bytes(p.pid) for p in self.engines if p.poll() is None)

@@ -182,6 +182,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                 target += n_part
                 t_part = time.perf_counter()
                 cpu_part = stack.engine_cpu()
+                sched_part = stack.engine_sched()
                 for topic, payload, _n in part:
                     pub.publish(topic, payload)
                 pub.flush()
@@ -196,10 +197,14 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                                        f"stored ({journaled:,} journaled); engine alive: "
                                        f"{stack.engines_alive()}")
                 cpu = stack.engine_cpu() - cpu_part
+                sched = stack.engine_sched()
+                waited = sched[1] - sched_part[1]
                 part_rates.append({"readings": n_part, "e2e_s": round(done - t_part, 3),
                                    "e2e_readings_per_s": round(n_part / (done - t_part)),
                                    "engine_cpu_s": round(cpu, 2),
-                                   "readings_per_engine_cpu_s": round(n_part / max(cpu, 0.01))})
+                                   "readings_per_engine_cpu_s": round(n_part / max(cpu, 0.01)),
+                                   # thread-seconds the engine was runnable with no free core
+                                   "engine_wait_for_cpu_s": round(waited, 2)})
             e2e_s = done - t0
             watching.set()
             if trace_ingest:
@@ -216,12 +221,19 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
             j_s = f"{journaled_at[0] - t0:.1f} s" if journaled_at else "-"
             console.print(f"{shape}: end to end {n / e2e_s:,.0f} readings/s (published in "
                           f"{t_pub:.1f} s, journaled after {j_s}, stored after {e2e_s:.1f} s)")
-            if len(part_rates) > 1:
+            if part_rates:
                 console.print(f"{shape}: per interval (first = start-up, then steady state): "
                               + ", ".join(f"{p['e2e_readings_per_s']:,}" for p in part_rates)
                               + " readings/s; per engine CPU-second: "
                               + ", ".join(f"{p['readings_per_engine_cpu_s']:,}"
                                           for p in part_rates))
+            console.print(f"{shape}: the engine's threads waited for a CPU "
+                          + ", ".join(f"{p['engine_wait_for_cpu_s']:.1f}" for p in part_rates)
+                          + " thread-seconds against "
+                          + ", ".join(f"{p['engine_cpu_s']:.1f}" for p in part_rates)
+                          + " CPU-seconds used, over "
+                          + ", ".join(f"{p['e2e_s']:.1f}" for p in part_rates)
+                          + " s (run queue: the machine's other jobs)")
         time.sleep(3)
         results["journaled_total"] = journal_records(work / "journal")
         results["stored_total"] = stored_readings(stack.influx.url)
@@ -355,6 +367,7 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float) -> d
         n_sag = sum(map(len, sag_in.values()))
         console.print(f"steady stream: {rate:,.0f} readings/s, {n_sag} voltage sags ...")
         t0 = time.perf_counter()
+        sched0 = stack.engine_sched()
         steady = 0
         behind_max = 0.0
         while i < len(msgs):
@@ -377,6 +390,7 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float) -> d
         done, _ = wait_stored(stack.influx.url, base + warm + steady, stack.engines_alive, 600,
                               label="latency")
         drain = (done - t0 - t_send) if done is not None else None
+        sched1 = stack.engine_sched()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(latencies) < len(published):
             time.sleep(0.2)
@@ -392,6 +406,8 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float) -> d
         "p50_s": round(pct(lat, 50), 3), "p99_s": round(pct(lat, 99), 3),
         "max_s": round(max(lat), 3) if lat else None,
         "drain_after_last_publish_s": round(drain, 1) if drain is not None else None,
+        "engine_cpu_s": round(sched1[0] - sched0[0], 1),
+        "engine_wait_for_cpu_s": round(sched1[1] - sched0[1], 1),
         "router": {"group_wait_s": 0.0, "group_interval_s": 0.0, "service_interval_s": 0.05},
     }
 
@@ -748,6 +764,9 @@ def main() -> int:
                   f"{lat['p50_s']:.3f}", f"{lat['p99_s']:.3f}", str(lat["max_s"]),
                   str(lat["drain_after_last_publish_s"]))
         console.print(t)
+        console.print(f"the engine used {lat['engine_cpu_s']} CPU-seconds and its threads "
+                      f"waited {lat['engine_wait_for_cpu_s']} s for a CPU (the machine's other "
+                      f"jobs) from the first steady publish until everything was stored")
     if "memory" in parts:
         mem = run_memory(args.work / "memory", args.full)
         out["memory"] = mem

@@ -98,20 +98,12 @@ class RunStats:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
 
-#: How long the journal source may hold a trickle of records for a fuller batch: a steady
-#: stream read as it arrives made batches of ~1 reading per grid cell, costing more than twice
-#: the CPU per reading of full batches (docs/performance.md); adds at most this to latency.
-_SOURCE_LINGER = timedelta(milliseconds=100)
-
-
 def meter_lookup(settings: Settings, router: Any = None
                  ) -> Callable[[str], MeterMeta | None] | None:
     """Meter facts for the dataflow. With a router, its registry answers (and follows its
     reloads): a second copy of a 10^6-meter registry would cost gigabytes and minutes."""
     if router is not None:
-        # The table is built here, at start, rather than on the first reading; after a
-        # reload, on the first lookup into the new registry.
-        held: list[Any] = [router.registry, router.registry.meta_table().get]
+        held: list[Any] = [None, None]  # the registry whose table ``held[1]`` is
 
         def lookup(meter_id: str) -> MeterMeta | None:
             registry = router.registry
@@ -344,7 +336,7 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         # partition where it is listed), so processes need no shared filesystem.
         source = ingest.JournalSource(settings.ingest.journal_dir,
                                       partitions=[partition], follow=True,
-                                      linger=_SOURCE_LINGER, metrics=collector.metrics)
+                                      metrics=collector.metrics)
         submit = router.submit_many if router else None
         on_profile = router.update_profile if router else None
         if tags is not None:  # the customers' tags follow the events and profiles

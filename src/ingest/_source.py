@@ -62,29 +62,9 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
         self.next_offset = resume if resume is not None else self.journal.start_offset
         self._idle = False
         self.undecodable = 0
-        #: Records read but not handed on yet (lingering for more), from ``next_offset`` on.
-        self._pending: list[tuple[int, bytes]] = []
-        self._pending_since: datetime | None = None
-        self._read_to = self.next_offset
 
     def next_batch(self) -> list[Item]:
-        source = self.source
-        room = source.batch_size - len(self._pending)
-        fresh = self.journal.read(self._read_to, room) if room > 0 else []
-        if fresh:
-            if not self._pending:
-                self._pending_since = source.clock()
-            self._pending.extend(fresh)
-            self._read_to = fresh[-1][0] + 1
-        if self._pending and source.follow and source.linger and \
-                len(self._pending) < source.batch_size and \
-                self._pending_since is not None and \
-                source.clock() - self._pending_since < source.linger:
-            # A trickle: wait (at most ``linger``) for a fuller batch; many small batches cost
-            # more per reading downstream (a batch per grid cell, a storage write, ...).
-            self._idle = False
-            return []
-        records, self._pending = self._pending, []
+        records = self.journal.read(self.next_offset, self.source.batch_size)
         if not records:
             end = self.journal.end_offset
             self._set_lag(end)
@@ -118,8 +98,6 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
             self.source.metrics.consumer_lag.labels(str(self.partition)).set(lag)
 
     def next_awake(self) -> datetime | None:
-        if self._pending and self._pending_since is not None:
-            return self._pending_since + self.source.linger
         if self._idle:
             return self.source.clock() + self.source.poll_interval
         return None
@@ -136,9 +114,6 @@ class JournalSource(FixedPartitionedSource[Item, int]):
 
     ``partitions=None`` takes every partition present under ``journal_dir`` when the dataflow
     starts. ``follow=False`` ends each partition at the end of what is written (replay).
-    ``linger``: in follow mode, a partition holds fewer than ``batch_size`` records for up to
-    this long while more arrive (a trickle of small batches costs more per reading); the
-    snapshot stays the offset of the first record not handed on.
     """
 
     def __init__(
@@ -149,7 +124,6 @@ class JournalSource(FixedPartitionedSource[Item, int]):
         follow: bool = True,
         batch_size: int = 1000,
         poll_interval: timedelta = timedelta(milliseconds=100),
-        linger: timedelta = timedelta(0),
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
@@ -160,9 +134,6 @@ class JournalSource(FixedPartitionedSource[Item, int]):
         self.follow = follow
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        #: Following the journal, how long a partition may hold records that are fewer than
-        #: ``batch_size`` waiting for more (0: hand on whatever is there at each poll).
-        self.linger = linger
         self.metrics = metrics
         #: The wall clock (UTC) that dates the next poll of an idle partition.
         self.clock = clock

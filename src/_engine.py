@@ -103,7 +103,9 @@ def meter_lookup(settings: Settings, router: Any = None
     """Meter facts for the dataflow. With a router, its registry answers (and follows its
     reloads): a second copy of a 10^6-meter registry would cost gigabytes and minutes."""
     if router is not None:
-        held: list[Any] = [None, None]  # the registry whose table ``held[1]`` is
+        # The table is built here, at start, rather than on the first reading; after a
+        # reload, on the first lookup into the new registry.
+        held: list[Any] = [router.registry, router.registry.meta_table().get]
 
         def lookup(meter_id: str) -> MeterMeta | None:
             registry = router.registry

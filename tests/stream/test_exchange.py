@@ -1,6 +1,6 @@
-"""What crosses between the processes of a cluster: a ``ReadingBatch`` pickles as columns and
-comes back as the same readings (hypothesis), and the dataflow's registry lookup is one table
-built once per registry."""
+"""The engine's hot paths against their reference: a ``ReadingBatch`` pickles as columns and
+comes back as the same readings, the storage sink's line for a reading is the schema's
+(hypothesis), and the dataflow's registry lookup is one table built once per registry."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from hypothesis import strategies as st
 from gridwatch import MeterMeta, Reading
 from gridwatch._engine import meter_lookup
 from gridwatch._registry import Registry
+from gridwatch._schemas import ID_PATTERN
 from gridwatch._settings import Settings
+from gridwatch.storage._points import to_lines
+from gridwatch.storage._sink import _reading_line
 from gridwatch.stream import ReadingBatch
 
 FAR = datetime(2100, 1, 1, tzinfo=UTC)
@@ -29,7 +32,7 @@ def readings(draw: Any) -> Reading:
     """A valid reading with any subset of the optional fields given (sometimes explicitly as
     their default), so that the set of given fields varies within a batch."""
     data: dict[str, Any] = {
-        "meter_id": draw(st.from_regex(r"m[0-9]{1,6}", fullmatch=True)),
+        "meter_id": draw(st.from_regex(ID_PATTERN, fullmatch=True)),
         "ts": T0 + timedelta(seconds=draw(st.integers(0, 10**8)),
                              microseconds=draw(st.integers(0, 999_999))),
         "kw": draw(st.floats(-100_000, 100_000, **_finite)),
@@ -69,6 +72,12 @@ def test_a_batch_round_trips_through_pickle_as_the_same_readings(rs, key, part):
         # each reading has its own set of given fields (a shared one would leak edits)
         assert got.model_fields_set is not sent.model_fields_set
     assert len({id(r.model_fields_set) for r in back.readings}) == len(back.readings)
+
+
+@settings(max_examples=300, deadline=None)
+@given(readings())
+def test_the_sinks_reading_line_is_the_schemas(r):
+    assert _reading_line(r) == to_lines(r)[0]
 
 
 def test_the_columnar_form_is_smaller_than_pickled_models():

@@ -408,7 +408,8 @@ def journal_records(journal_dir: Path) -> int:
 
 
 def wait_stored(url: str, target: int, engines_alive: Callable[[], bool], timeout: float,
-                poll_s: float = 1.0, label: str = "") -> tuple[float | None, int]:
+                poll_s: float = 1.0, label: str = "", since: datetime | None = None
+                ) -> tuple[float | None, int]:
     """Poll until ``target`` readings are stored; returns (perf_counter when seen or None on
     timeout, last count). The count query itself costs InfluxDB work, so the poll interval
     is at least four times the last query's duration."""
@@ -418,7 +419,7 @@ def wait_stored(url: str, target: int, engines_alive: Callable[[], bool], timeou
         while time.monotonic() < deadline:
             q0 = time.perf_counter()
             with contextlib.suppress(OSError):
-                n = stored_readings(url)
+                n = stored_readings(url, since)
             q_s = time.perf_counter() - q0
             if n >= target:
                 return time.perf_counter(), n

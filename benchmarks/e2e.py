@@ -77,7 +77,8 @@ def pct(values: list[float], q: float) -> float:
 
 # -- throughput and scale-out -------------------------------------------------------------------
 def throughput_load(batch_intervals: int, single_readings: int
-                    ) -> tuple[Any, list[list[Message]], list[Message]]:
+                    ) -> tuple[Any, list[tuple[datetime, list[Message]]],
+                               tuple[datetime, list[Message]]]:
     """The 100k-meter fleet: ``batch_intervals`` intervals as 100-reading batches (one list
     per interval), then ``single_readings`` readings of the next interval as single-reading
     messages."""
@@ -86,13 +87,13 @@ def throughput_load(batch_intervals: int, single_readings: int
     fleet = load_fleet(meters_per_concentrator=100,
                        duration=f"{(batch_intervals + 1) * 15}m")
     sim = Simulation(fleet)
-    batch: list[list[Message]] = []
-    single: list[Message] = []
-    for k, (_ts, rows) in enumerate(sim.chunks()):
+    batch: list[tuple[datetime, list[Message]]] = []
+    single: tuple[datetime, list[Message]] = (datetime.now(UTC), [])
+    for k, (ts, rows) in enumerate(sim.chunks()):
         if k < batch_intervals:
-            batch.append(messages_for(rows, 100))
+            batch.append((ts, messages_for(rows, 100)))
         else:
-            single = messages_for(rows[:single_readings], 1)
+            single = (ts, messages_for(rows[:single_readings], 1))
     return sim, batch, single
 
 
@@ -150,10 +151,10 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
         results["engine_idle_rss_mib"] = round(stack.engine_rss() / 2**20)
         console.print(f"engine ready (a probe reading stored) after "
                       f"{results['engine_ready_s']} s; RSS {results['engine_idle_rss_mib']:,} MiB")
-        shapes: list[tuple[str, list[list[Message]]]] = [("batch100", batch),
-                                                         ("single", [single])]
+        shapes: list[tuple[str, list[tuple[datetime, list[Message]]]]] = [
+            ("batch100", batch), ("single", [single])]
         for shape, parts in shapes:
-            msgs = [m for part in parts for m in part]
+            msgs = [m for _ts, part in parts for m in part]
             n = sum(m[2] for m in msgs)
             raw_s, raw_r = raw_rate(stack.broker.port, msgs, f"{label}-{shape}")
             console.print(f"{shape}: raw paho receive of {len(msgs):,} messages "
@@ -177,9 +178,13 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
             target = before
             part_rates: list[dict[str, Any]] = []
             stored = before
-            for k, part in enumerate(parts):
+            for k, (part_ts, part) in enumerate(parts):
                 n_part = sum(m[2] for m in part)
                 target += n_part
+                # Count only this interval's readings (event time from its start on): a count
+                # over everything stored grows slower as the run goes on, and the poll waits
+                # four times the query's duration.
+                part_before = stored_readings(stack.influx.url, part_ts)
                 t_part = time.perf_counter()
                 cpu_part = stack.engine_cpu()
                 sched_part = stack.engine_sched()
@@ -187,10 +192,12 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                     pub.publish(topic, payload)
                 pub.flush()
                 t_pub += time.perf_counter() - t_part
-                done, stored = wait_stored(stack.influx.url, target, stack.engines_alive,
-                                           timeout=max(600.0, n_part / 200),
-                                           label=f"{shape} part {k + 1}/{len(parts)}",
-                                           poll_s=0.25)
+                done, stored_part = wait_stored(stack.influx.url, part_before + n_part,
+                                                stack.engines_alive,
+                                                timeout=max(600.0, n_part / 200),
+                                                label=f"{shape} part {k + 1}/{len(parts)}",
+                                                poll_s=0.25, since=part_ts)
+                stored = target - n_part + stored_part - part_before
                 if done is None:
                     journaled = journal_records(work / "journal")
                     raise RuntimeError(f"{shape}: only {stored - before:,} of {n:,} readings "

@@ -51,6 +51,28 @@ def rss_bytes(pid: int | None = None) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (its threads included), from /proc."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sched_seconds(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of every thread of a
+    process so far, from ``/proc/<pid>/task/*/schedstat`` (nanoseconds). The second is
+    what the machine's other jobs cost it: time it had work and no core."""
+    run = wait = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "schedstat").read_text().split()
+        except OSError:  # a thread that ended meanwhile
+            continue
+        run += int(fields[0])
+        wait += int(fields[1])
+    return run / 1e9, wait / 1e9
+
+
 def machine() -> dict[str, Any]:
     """The machine the figures come from: CPU count and model, memory, OS, Python."""
     model = ""
@@ -317,6 +339,15 @@ class Stack:
     def engines_alive(self) -> bool:
         return all(p.poll() is None for p in self.engines)
 
+    def engine_cpu(self) -> float:
+        """CPU-seconds the engine processes have used so far."""
+        return sum(cpu_seconds(p.pid) for p in self.engines if p.poll() is None)
+
+    def engine_sched(self) -> tuple[float, float]:
+        """(CPU seconds, seconds waiting for a CPU) of the engine processes so far."""
+        both = [sched_seconds(p.pid) for p in self.engines if p.poll() is None]
+        return sum(b[0] for b in both), sum(b[1] for b in both)
+
     def engine_rss(self) -> int:
         return sum(rss_bytes(p.pid) for p in self.engines if p.poll() is None)
 
@@ -377,7 +408,8 @@ def journal_records(journal_dir: Path) -> int:
 
 
 def wait_stored(url: str, target: int, engines_alive: Callable[[], bool], timeout: float,
-                poll_s: float = 1.0, label: str = "") -> tuple[float | None, int]:
+                poll_s: float = 1.0, label: str = "", since: datetime | None = None
+                ) -> tuple[float | None, int]:
     """Poll until ``target`` readings are stored; returns (perf_counter when seen or None on
     timeout, last count). The count query itself costs InfluxDB work, so the poll interval
     is at least four times the last query's duration."""
@@ -387,7 +419,7 @@ def wait_stored(url: str, target: int, engines_alive: Callable[[], bool], timeou
         while time.monotonic() < deadline:
             q0 = time.perf_counter()
             with contextlib.suppress(OSError):
-                n = stored_readings(url)
+                n = stored_readings(url, since)
             q_s = time.perf_counter() - q0
             if n >= target:
                 return time.perf_counter(), n

@@ -161,6 +161,10 @@ from gridwatch.ingest import JournalSource
 from gridwatch.stream import Sinks, build_flow
 
 directory, pid, procs, addrs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+if len(sys.argv) > 5 and sys.argv[5] == "models":
+    # baseline: reading batches cross between processes as pickled pydantic objects
+    from gridwatch.stream import ReadingBatch
+    ReadingBatch.__reduce__ = lambda b: (ReadingBatch, (b.key, b.readings, b.part))
 meta = pickle.loads(open(f"{directory}/meta.pickle", "rb").read())
 events = [0]
 types = {}
@@ -210,12 +214,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_flow(directory: Path, procs: int) -> dict[str, Any]:
+def run_flow(directory: Path, procs: int, exchange: str = "columns") -> dict[str, Any]:
+    """``exchange``: how reading batches cross between processes, ``columns`` (the engine's
+    ``ReadingBatch`` pickling) or ``models`` (pickled pydantic ``Reading`` objects)."""
     addrs = ",".join(f"127.0.0.1:{free_port()}" for _ in range(procs))
     env = dict(os.environ, PYTHONHASHSEED="0")
     children = [subprocess.Popen([sys.executable, "-c", FLOW_CHILD, str(directory), str(i),
-                                  str(procs), addrs], stdout=subprocess.PIPE, env=env,
-                                 text=True) for i in range(procs)]
+                                  str(procs), addrs, exchange], stdout=subprocess.PIPE,
+                                 env=env, text=True) for i in range(procs)]
     outs = [json.loads(c.communicate(timeout=1800)[0].strip().splitlines()[-1])
             for c in children]
     readings = sum(o["readings"] for o in outs)
@@ -225,7 +231,8 @@ def run_flow(directory: Path, procs: int) -> dict[str, Any]:
     for o in outs:
         for k, v in o["types"].items():
             types[k] = types.get(k, 0) + v
-    return {"processes": procs, "readings": readings, "events": sum(o["events"] for o in outs),
+    return {"processes": procs, "exchange": exchange, "readings": readings,
+            "events": sum(o["events"] for o in outs),
             "seconds": seconds, "per_s": readings / seconds, "cpu_s": cpu,
             "cpu_by_process": [o["cpu_s"] for o in outs],
             "per_cpu_s": readings / cpu, "event_types": types}
@@ -334,6 +341,9 @@ def main() -> None:
     ap.add_argument("--intervals", type=int, default=96)
     ap.add_argument("--cell-meters", type=int, default=FLEET_CELL_METERS,
                     help="meters per grid cell (the unit of work spread over processes)")
+    ap.add_argument("--exchange-baseline", action="store_true",
+                    help="flow: also run the 2-process flow with reading batches pickled as "
+                         "pydantic objects (the exchange before the columnar form)")
     ap.add_argument("--memory-intervals", type=int, default=4)
     ap.add_argument("--full", action="store_true", help="memory at 10^6 meters too")
     args = ap.parse_args()
@@ -350,13 +360,20 @@ def main() -> None:
               f"{j['step_per_s']:,.0f} readings/s ({j['step_per_cpu_s']:,.0f} per CPU-second)")
         one = run_flow(OUT / "flow", 1)
         two = run_flow(OUT / "flow", 2)
-        results["flow"] = {"1": one, "2": two}
-        for r in (one, two):
-            print(f"dataflow alone, {r['processes']} process(es): {r['per_s']:,.0f} readings/s "
+        models = run_flow(OUT / "flow", 2, "models") if args.exchange_baseline else None
+        results["flow"] = {"1": one, "2": two} | ({"2_models": models} if models else {})
+        for r in (one, two, *([models] if models else [])):
+            how = " (batches pickled as pydantic objects)" if r["exchange"] == "models" else ""
+            print(f"dataflow alone, {r['processes']} process(es){how}: "
+                  f"{r['per_s']:,.0f} readings/s "
                   f"({r['readings']:,} readings, {r['events']} events, {r['seconds']:.1f} s; "
                   f"{r['per_cpu_s']:,.0f} per CPU-second); ratio to the step loop "
                   f"{r['per_s'] / j['step_per_s']:.2f} (CPU "
                   f"{r['per_cpu_s'] / j['step_per_cpu_s']:.2f})")
+        if models:
+            print(f"exchange as columns vs pydantic objects, 2 processes: "
+                  f"{two['per_cpu_s'] / models['per_cpu_s']:.2f}x per CPU-second, "
+                  f"{two['per_s'] / models['per_s']:.2f}x wall")
         share = max(two["cpu_by_process"]) / sum(two["cpu_by_process"])
         print(f"2 processes vs 1: {two['per_s'] / one['per_s']:.2f}x; the busier process "
               f"spent {share:.0%} of the cluster's CPU (the bound: 1/{share:.2f} = "

@@ -103,7 +103,18 @@ def meter_lookup(settings: Settings, router: Any = None
     """Meter facts for the dataflow. With a router, its registry answers (and follows its
     reloads): a second copy of a 10^6-meter registry would cost gigabytes and minutes."""
     if router is not None:
-        return lambda meter_id: router.registry.meter_meta(meter_id)
+        # The table is built here, at start, rather than on the first reading; after a
+        # reload, on the first lookup into the new registry.
+        held: list[Any] = [router.registry, router.registry.meta_table().get]
+
+        def lookup(meter_id: str) -> MeterMeta | None:
+            registry = router.registry
+            if registry is not held[0]:
+                held[1] = registry.meta_table().get
+                held[0] = registry
+            return held[1](meter_id)
+
+        return lookup
     return load_meta(settings)
 
 
@@ -115,7 +126,7 @@ def load_meta(settings: Settings) -> Callable[[str], MeterMeta | None] | None:
         return None
     from gridwatch.alerts import Registry
 
-    return Registry.load(path).meter_meta
+    return Registry.load(path).meta_table().get
 
 
 def recovery_config(settings: Settings, partitions: int, process_id: int = 0) -> Any:

@@ -51,6 +51,13 @@ def segment_label(lang: str, name: str | None) -> str:
         return ""
     if lang != "zh":
         return name
+    cls, dash, tail = name.rpartition("-")
+    if dash and tail == "unknown" and cls in CLASS_NAMES:  # too few days to be placed yet
+        return f"尚未分群的{CLASS_NAMES[cls]}客户"
+    base, space, number = name.rpartition(" ")
+    if space and number.isdigit():  # a second segment of one shape: "long-hours plants 2"
+        shown = segment_label(lang, base)
+        return name if shown == base else f"{shown}（{number}）"
     words = name.split(" ", 2)
     sharp = words[0] == "sharp"
     if sharp:
@@ -206,6 +213,7 @@ EVIDENCE_LABELS: dict[str, tuple[str, str]] = {
     "hours_outside_shift": ("班次外运行", "小时"),
     "shift": ("班次", ""), "power_above_model_of_rated": ("功率高出模型", ""),
     "flow_m3min": ("流量", "m³/min"),
+    "segment": ("用户分群", ""), "segment_candidates_24h": ("同群 24 小时内疑似户数", "户"),
 }
 
 _ORDER = {k: i for i, k in enumerate(EVIDENCE_LABELS)}
@@ -296,6 +304,8 @@ def evidence_items(lang: str, evidence: Mapping[str, Any] | None) -> list[tuple[
             text = "-"
         elif isinstance(value, bool):
             text = "是" if value else "否"
+        elif key == "segment" and isinstance(value, str):
+            text = segment_label(lang, value)
         elif isinstance(value, str):
             text = _value_zh(value)
         else:

@@ -125,6 +125,18 @@ def test_segment_names_shown_and_unknown_ones():
     assert segment_label("zh", "unknown") == "unknown"
     assert segment_label("zh", None) == ""
     assert all(s in terms._SHAPES for s in SEGMENT_SHAPES)
+    # a second segment of one shape keeps its number; a meter not yet placed says so
+    assert segment_label("zh", "long-hours plants 2") == "长时段工厂（2）"
+    assert segment_label("zh", "residential-unknown") == "尚未分群的居民客户"
+    assert segment_label("zh", "weird 3") == "weird 3"
+
+
+def test_the_segment_judges_evidence_reads_in_chinese():
+    """What the segment judge adds to a theft or level-shift candidate (``_segment.py``)."""
+    got = dict(evidence_items("zh", {"segment": "long-hours plants 2",
+                                     "segment_candidates_24h": 1, "window_ratio": 0.5}))
+    assert got["用户分群"] == "长时段工厂（2）" and got["同群 24 小时内疑似户数"] == "1 户"
+    assert not english_words(" ".join(f"{k} {v}" for k, v in got.items()))
 
 
 _VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),

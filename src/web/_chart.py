@@ -35,10 +35,15 @@ def expected_band(scores: Sequence[tuple[datetime, float, float, float]], band_h
                      if math.isfinite(kw) and math.isfinite(exp) and math.isfinite(z)
                      and z > 0.05 and kw > 0 and exp > 0)
     spread = spreads[len(spreads) // 2] if spreads else 0.0
-    up = math.exp(band_hi * spread)
-    down = math.exp(-(band_lo if band_lo is not None else band_hi) * spread)
-    return [(t, exp, max(exp * down, 0.0), exp * up) for t, _, exp, _ in scores
-            if math.isfinite(exp)]
+    # a wild score (a meter's first readings, a corrupt value) must not overflow the band
+    up = math.exp(min(band_hi * spread, 50.0))
+    down = math.exp(-min((band_lo if band_lo is not None else band_hi) * spread, 50.0))
+    out = []
+    for t, _, exp, _ in scores:
+        hi = exp * up
+        if math.isfinite(exp) and math.isfinite(hi):
+            out.append((t, exp, max(exp * down, 0.0), hi))
+    return out
 
 
 def load_chart(readings: Sequence[tuple[datetime, float]],

@@ -200,3 +200,39 @@ def store_load(w: Web, meter: str = "m1") -> int:
     return n
 
 
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def chromium(profile_dir: Path) -> Any:
+    """Debian's headless chromium under Selenium, its requests logged (``requested_urls``) so a
+    test can show every script, style sheet and font came from gridwatch itself."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    for binary in (CHROMIUM, CHROMEDRIVER):
+        assert Path(binary).exists(), f"{binary} is missing: run scripts/bootstrap.sh"
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile_dir}",
+                 "--window-size=1280,900"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(options=opts, service=DriverService(CHROMEDRIVER))
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+def requested_urls(driver: Any) -> list[str]:
+    """Every URL the browser asked for since the log was last read."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") == "Network.requestWillBeSent":
+            urls.append(msg["params"]["request"]["url"])
+    return urls

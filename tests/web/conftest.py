@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _web_helpers import Web, build_web, event
+from _web_helpers import Web, build_web, chromium, event
 
 from gridwatch.web import _accounts as acc
 
@@ -32,3 +32,11 @@ def web(tmp_path: Path) -> Iterator[Web]:
         c.close()
     w.router.close()
     w.ws.close()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    """A headless chromium of its own for the test (``_web_helpers.chromium``)."""
+    driver = chromium(tmp_path / "chromium")
+    yield driver
+    driver.quit()

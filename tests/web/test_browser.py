@@ -9,22 +9,28 @@ Every request the browser makes is recorded (Chrome's performance log) and none 
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _web_helpers import REPO, Web, build_web, event, influx_sections, influxql, store_load
+from _web_helpers import (
+    REPO,
+    Web,
+    build_web,
+    event,
+    influx_sections,
+    influxql,
+    requested_urls,
+    store_load,
+)
 
 from gridwatch._services import Service, free_port
 from gridwatch.web import WebServer
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 SHOTS = REPO / "var" / "screenshots"
 
 
@@ -41,37 +47,6 @@ def served(tmp_path: Path, influxdb: Service) -> Iterator[tuple[Web, WebServer]]
     server.stop()
     w.router.close()
     w.ws.close()
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service as DriverService
-
-    for binary in (CHROMIUM, CHROMEDRIVER):
-        assert Path(binary).exists(), f"{binary} is missing: run scripts/bootstrap.sh"
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chromium'}",
-                 "--window-size=1280,900"):
-        opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(options=opts, service=DriverService(CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-
-
-def requested_urls(driver: object) -> list[str]:
-    urls = []
-    for entry in driver.get_log("performance"):  # type: ignore[attr-defined]
-        msg = json.loads(entry["message"])["message"]
-        if msg.get("method") == "Network.requestWillBeSent":
-            urls.append(msg["params"]["request"]["url"])
-    return urls
 
 
 def test_manager_flow_in_chromium(served: tuple[Web, WebServer], browser: object,

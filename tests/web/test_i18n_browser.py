@@ -17,8 +17,6 @@ from gridwatch.web import WebServer
 
 pytestmark = [pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 SAMPLE = next(s for s in SAMPLES if s[0] == "abnormal_consumption")
 
 
@@ -38,39 +36,25 @@ def served(tmp_path: Path) -> Iterator[tuple[Web, WebServer]]:
 
 
 def test_the_chinese_alert_page_in_chromium(served: tuple[Web, WebServer],
-                                            tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service as DriverService
+                                            browser: object) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    for binary in (CHROMIUM, CHROMEDRIVER):
-        assert Path(binary).exists(), f"{binary} is missing: run scripts/bootstrap.sh"
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path / 'chromium'}"):
-        opts.add_argument(flag)
-    d = webdriver.Chrome(options=opts, service=DriverService(CHROMEDRIVER))
-    try:
-        _, server = served
-        wait = WebDriverWait(d, 20)
-        d.get(f"{server.url}/alerts")
-        wait.until(ec.presence_of_element_located((By.ID, "login-form")))
-        d.find_element(By.ID, "username").send_keys("carol")
-        d.find_element(By.ID, "password").send_keys(PASSWORD)
-        d.find_element(By.ID, "login-submit").click()
-        wait.until(ec.presence_of_element_located((By.ID, "alert-list")))
-        d.get(f"{server.url}/alert/m3/abnormal_consumption")
-        wait.until(ec.presence_of_element_located((By.ID, "audit")))
-        text = d.execute_script("return document.body.innerText")
-        assert "负荷持续偏高：12.40 kW" in text
-        assert "尖峰白天型商户" in text and "工业" in text
-        words = english_words(text, ("m3", "C2", "B", "m3/abnormal_consumption",
-                                     "Beta Foods", "carol", "English"))
-        assert words == [], words
-    finally:
-        d.quit()
+    d = browser
+    _, server = served
+    wait = WebDriverWait(d, 20)
+    d.get(f"{server.url}/alerts")
+    wait.until(ec.presence_of_element_located((By.ID, "login-form")))
+    d.find_element(By.ID, "username").send_keys("carol")
+    d.find_element(By.ID, "password").send_keys(PASSWORD)
+    d.find_element(By.ID, "login-submit").click()
+    wait.until(ec.presence_of_element_located((By.ID, "alert-list")))
+    d.get(f"{server.url}/alert/m3/abnormal_consumption")
+    wait.until(ec.presence_of_element_located((By.ID, "audit")))
+    text = d.execute_script("return document.body.innerText")
+    assert "负荷持续偏高：12.40 kW" in text
+    assert "尖峰白天型商户" in text and "工业" in text
+    words = english_words(text, ("m3", "C2", "B", "m3/abnormal_consumption",
+                                 "Beta Foods", "carol", "English"))
+    assert words == [], words

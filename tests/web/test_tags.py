@@ -5,7 +5,6 @@ and in a real browser (Debian's chromium, headless, Selenium)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -18,9 +17,6 @@ from gridwatch.tags._live import router_publisher
 from gridwatch.tags._notes import tags_db_path
 from gridwatch.tags._store import TagStore
 from gridwatch.web import WebServer
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 NIGHT = TagHit("night-heavy", "tagged night-heavy: 48 % of energy between 00:00 and 06:00 "
                "over 30 days", "usage", "夜间用电为主：近 30 天 0–6 点用电占 48 %")
@@ -122,26 +118,6 @@ def test_a_customer_without_tags_shows_none(tmp_path):
 
 
 # ---------------------------------------------------------------- in a real browser
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service as DriverService
-
-    for binary in (CHROMIUM, CHROMEDRIVER):
-        assert Path(binary).exists(), f"{binary} is missing: run scripts/bootstrap.sh"
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1280,900"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(options=opts, service=DriverService(CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-
-
 @pytest.mark.slow
 def test_tags_and_history_shown_in_chromium(tagged, browser) -> None:
     from selenium.webdriver.common.by import By

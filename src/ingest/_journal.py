@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import re
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydantic import BaseModel
+from pydantic_core import from_json
 
 from gridwatch._schemas import DeviceTelemetry, MeterStatus, Reading
 
@@ -552,12 +552,9 @@ _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _from_iso = datetime.fromisoformat
 
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number a reading may hold")
-
-
-_json = json.JSONDecoder(parse_constant=_no_constant).decode
+#: pydantic-core's JSON parser (to Python objects, no model): about twice as fast as ``json``.
+_json = from_json
+_ONLY_FLOAT = {float}
 
 
 def encode_item(item: Reading | DeviceTelemetry) -> bytes:
@@ -575,14 +572,11 @@ def _rebuild(doc: Any) -> Reading | None:
         return None
     values = _DEFAULTS.copy()
     values.update(doc)
-    meter_id, ts = values["meter_id"], values["ts"]
-    if type(meter_id) is not str or type(ts) is not str:
-        return None
     try:
-        stamp = _from_iso(ts)
-    except ValueError:
+        stamp = _from_iso(values["ts"])
+    except (TypeError, ValueError):
         return None
-    if stamp.tzinfo is not UTC:
+    if stamp.tzinfo is not UTC or type(values["meter_id"]) is not str:
         return None
     values["ts"] = stamp
     for name in _FLOATS:
@@ -592,7 +586,7 @@ def _rebuild(doc: Any) -> Reading | None:
     for name in _PHASES:
         v = values[name]
         if v is not None:
-            if type(v) is not list or not v or not all(type(x) is float for x in v):
+            if type(v) is not list or not 0 < len(v) <= 3 or {*map(type, v)} != _ONLY_FLOAT:
                 return None
             values[name] = tuple(v)
     status = values["status"]
@@ -600,7 +594,7 @@ def _rebuild(doc: Any) -> Reading | None:
         if type(status) is not list:
             return None
         try:
-            values["status"] = tuple(MeterStatus(s) for s in status)
+            values["status"] = tuple(map(MeterStatus, status))
         except (ValueError, TypeError):
             return None
     interval = values["interval_s"]
@@ -623,7 +617,7 @@ def decode_item(data: bytes) -> Reading | DeviceTelemetry:
     goes through the model's validation."""
     if data[:_TAG_LEN] == READING_TAG:
         try:
-            doc = _json(data.decode("utf-8"))
+            doc = _json(data, allow_inf_nan=False)
         except ValueError:  # not JSON, not UTF-8, or NaN/Infinity: validation says why
             doc = None
         reading = _rebuild(doc)

@@ -13,7 +13,6 @@ import csv
 import gzip
 import json
 import logging
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from gridwatch._schemas import ID_PATTERN, DeviceTelemetry, Reading
+from gridwatch._schemas import DeviceTelemetry, Reading
 from gridwatch.ingest._config import IngestSettings
 from gridwatch.ingest._deadletter import DeadLetter, DeadLetters
 from gridwatch.ingest._decode import (
@@ -275,18 +274,10 @@ def _numbered(path: Path) -> Iterator[tuple[int, Item | Rejected]]:
 
 def _parse_line(text: str, header: list[str] | None) -> Item:
     if header is not None:
-        if _PLAIN_ROW(text) is not None:  # no quotes, no control characters: a plain split
-            row = text.split(",")
-            if len(row) == len(header):
-                fast = _plain_reading(header, row)
-                if fast is not None:
-                    return fast
-        else:
-            try:
-                row = next(csv.reader([text]))
-            except csv.Error as exc:
-                raise _RowError(SCHEMA, f"not a CSV row: {exc}") from None
-        doc: Any = _csv_row(header, row)
+        try:
+            doc: Any = _csv_row(header, next(csv.reader([text])))
+        except csv.Error as exc:
+            raise _RowError(SCHEMA, f"not a CSV row: {exc}") from None
     else:
         try:
             doc = json.loads(text)
@@ -300,95 +291,6 @@ def _parse_line(text: str, header: list[str] | None) -> Item:
         return Reading.model_validate(doc, context=_FILE_CTX)
     except ValidationError as exc:
         raise _RowError(*describe_validation(exc)) from None
-
-
-# -- the plain-row fast path: a CSV row in the common form becomes a reading after the checks
-# validation would make, without pydantic; any row it is not sure of goes through validation
-# (which gives the reason of a bad row).
-_PLAIN_ROW = re.compile(r'[^"\x00-\x1f\x7f]*').fullmatch
-_ID = re.compile(ID_PATTERN).match
-_STAMP = re.compile(
-    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})").fullmatch
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?").fullmatch
-_Y2000 = datetime(2000, 1, 1, tzinfo=UTC)
-#: (lowest, highest) of each float field of a reading, as its model declares them.
-_FLOAT_RANGE: dict[str, tuple[float, float]] = {
-    "kw": (-100_000, 100_000), "kwh": (0, 1e12), "export_kwh": (0, 1e12), "pf": (-1, 1),
-    "freq": (40, 70),
-}
-_PHASE_RANGE: dict[str, float] = {"voltage": 500_000, "current": 100_000}
-_READING_DEFAULTS: dict[str, Any] = {n: f.default for n, f in Reading.model_fields.items()}
-_new = object.__new__
-_set_attr = object.__setattr__
-_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
-
-
-def _number(text: str, low: float, high: float) -> float | None:
-    if _NUMBER(text) is None:
-        return None
-    v = float(text)
-    return v if low <= v <= high else None  # also None for a float that overflowed to inf
-
-
-def _plain_reading(header: list[str], row: list[str]) -> Reading | None:
-    """The reading of a plain CSV row, equal to what validation gives, or None when the row
-    is not in the plain form (or is bad): then validation decides."""
-    values = _READING_DEFAULTS.copy()
-    given: set[str] = set()
-    for name, raw in zip(header, row, strict=True):
-        value = raw.strip()
-        if name == "timestamp" or name == "ts":
-            if _STAMP(value) is None:
-                return None
-            try:
-                ts = datetime.fromisoformat(value).astimezone(UTC)
-            except (ValueError, OverflowError):  # 24:00, day 30 of February, ...
-                return None
-            if ts < _Y2000:
-                return None
-            values["ts"] = ts
-            given.add("ts")
-        elif name not in _CSV_FIELDS or value == "":
-            continue
-        elif name == "meter_id":
-            if len(value) > 64 or _ID(value) is None or not value.isascii():
-                return None
-            values["meter_id"] = value
-            given.add(name)
-        elif name in _FLOAT_RANGE:
-            low, high = _FLOAT_RANGE[name]
-            v = _number(value, low, high)
-            if v is None:
-                return None
-            values[name] = v
-            given.add(name)
-        elif name in _PHASE_RANGE:
-            parts = [p for p in value.split(";") if p]
-            if not 1 <= len(parts) <= 3:
-                return None
-            phases = []
-            for p in parts:
-                v = _number(p, 0, _PHASE_RANGE[name])
-                if v is None:
-                    return None
-                phases.append(v)
-            values[name] = tuple(phases)
-            given.add(name)
-        else:  # status, interval_s: validation
-            return None
-    if "meter_id" not in given or "ts" not in given or "kw" not in given:
-        return None
-    voltage, current = values["voltage"], values["current"]
-    if voltage and current and len(voltage) != len(current):
-        return None
-    reading = _new(Reading)
-    _set_attr(reading, "__dict__", values)
-    _set_fields_set(reading, given)
-    _set_extra(reading, None)
-    _set_private(reading, None)
-    return reading
 
 
 def iter_readings_file(path: Path) -> Iterator[Item | Rejected]:

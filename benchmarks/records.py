@@ -1,7 +1,8 @@
 """Journal records rebuilt without a second validation, against validating them (same run).
 
 ``decode_item`` of 100,000 journal records as the collector writes them (tagged: rebuilt)
-against the same records untagged (the older form: validated by pydantic). The figure is the best of 5 rounds, printed beside its baseline as a ratio::
+against the same records untagged (the older form: validated by pydantic). The figure is the
+best of 5 rounds, printed beside its baseline as a ratio::
 
     .venv/bin/python benchmarks/records.py
 """

@@ -35,7 +35,10 @@ _STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, str_strip
 def _check_timestamp(value: datetime, info: ValidationInfo) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry a timezone (for example 2024-05-01T00:15:00Z)")
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00:00-01:00: past the last representable instant
+        raise ValueError(f"timestamp {value.isoformat()} is out of range") from None
     ctx = info.context or {}
     now: datetime = ctx.get("now") or datetime.now(UTC)
     max_future: timedelta = ctx.get("max_future", DEFAULT_MAX_FUTURE)

@@ -62,6 +62,7 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
         self.next_offset = resume if resume is not None else self.journal.start_offset
         self._idle = False
         self.undecodable = 0
+        self._dead: DeadLetters | None = None
 
     def next_batch(self) -> list[Item]:
         records = self.journal.read(self.next_offset, self.source.batch_size)
@@ -78,14 +79,23 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
             return []
         self._idle = False
         items: list[Item] = []
+        letters: list[DeadLetter] = []
         for offset, data in records:
             try:
                 items.append(decode_item(data))
-            except ValueError as exc:  # a record that is not a reading: count it, go on
+            except ValueError as exc:  # a record that is not a reading: dead letter, go on
+                reason, detail = _record_error(exc)
                 self.undecodable += 1
-                self.source.rejected_by_reason["undecodable_record"] += 1
-                log.error("journal p%d offset %d is not a reading: %s", self.partition,
-                          offset, exc)
+                self.source.rejected_by_reason[reason] += 1
+                log.error("journal p%d offset %d is not a reading (%s): %s", self.partition,
+                          offset, reason, detail)
+                letters.append(DeadLetter(reason, f"journal:{_part_name(self.partition)}",
+                                          data, f"offset {offset}: {detail}",
+                                          self.source.clock(), offset))
+        if letters and self.source.deadletter_dir is not None:
+            if self._dead is None:
+                self._dead = DeadLetters(self.source.deadletter_dir, self.partition)
+            self._dead.put_many(letters)
         self.next_offset = records[-1][0] + 1
         self.source.accepted += len(items)
         if self.source.metrics is not None:
@@ -107,6 +117,18 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
 
     def close(self) -> None:
         self.journal.close()
+        if self._dead is not None:
+            self._dead.close()
+
+
+def _record_error(exc: ValueError) -> tuple[str, str]:
+    """(reason, detail) of a journal record that is not a reading."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_url=False)[0]
+        if first["type"] == "json_invalid":
+            return INVALID_JSON, first["msg"]
+        return describe_validation(exc)
+    return SCHEMA, str(exc)
 
 
 class JournalSource(FixedPartitionedSource[Item, int]):
@@ -114,6 +136,9 @@ class JournalSource(FixedPartitionedSource[Item, int]):
 
     ``partitions=None`` takes every partition present under ``journal_dir`` when the dataflow
     starts. ``follow=False`` ends each partition at the end of what is written (replay).
+    A record that is not a reading is counted by reason in ``rejected_by_reason``, logged, and
+    kept in ``deadletter_dir`` (a :class:`DeadLetters` store, one partition per journal
+    partition) when given.
     """
 
     def __init__(
@@ -126,6 +151,7 @@ class JournalSource(FixedPartitionedSource[Item, int]):
         poll_interval: timedelta = timedelta(milliseconds=100),
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        deadletter_dir: Path | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -135,7 +161,8 @@ class JournalSource(FixedPartitionedSource[Item, int]):
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.metrics = metrics
-        #: The wall clock (UTC) that dates the next poll of an idle partition.
+        self.deadletter_dir = deadletter_dir
+        #: The wall clock (UTC) that dates the next poll of an idle partition (and dead letters).
         self.clock = clock
         #: What this process's partitions have read: items, and records that were not items.
         self.accepted = 0
@@ -379,7 +406,8 @@ def replay_source(
     if path.is_dir():
         if not journal_partitions(path):
             raise ValueError(f"{path} is a directory but holds no journal partitions (p0000/ ...)")
-        return JournalSource(path, follow=False, batch_size=batch_size, metrics=metrics)
+        return JournalSource(path, follow=False, batch_size=batch_size, metrics=metrics,
+                             deadletter_dir=deadletter_dir)
     return FileSource(path, deadletter_dir=deadletter_dir, batch_size=batch_size,
                       metrics=metrics)
 

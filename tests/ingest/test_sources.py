@@ -250,3 +250,13 @@ def test_any_file_rows_are_read_or_rejected_never_raise(rows: list[str], jsonl: 
         data_rows = [r for r in rows if r.encode().rstrip(b"\r").strip()]
         assert len(out) == len(data_rows)
         assert all(isinstance(o, Reading | DeviceTelemetry | Rejected) for o in out)
+
+
+def test_a_timestamp_past_the_last_instant_is_a_bad_row_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "far.csv"
+    path.write_text("meter_id,timestamp,kw\n"
+                    "m1,9999-12-31T23:59:59-01:00,1\n"
+                    "m1,2026-01-01T00:00:00Z,1\n")
+    got = list(iter_readings_file(path))
+    assert isinstance(got[0], Rejected) and got[0].line == 2 and "out of range" in got[0].detail
+    assert isinstance(got[1], Reading)

@@ -1,0 +1,156 @@
+"""Journal records: a reading the collector wrote comes back equal without a second
+validation; an untagged (older or foreign) record is validated in full; a damaged one is
+rejected with its reason, never taken as a reading it is not, never a crash."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from gridwatch import Reading
+from gridwatch._schemas import MeterStatus
+from gridwatch.ingest import Journal, JournalSource, decode_item, encode_item, read_deadletters
+from gridwatch.ingest._journal import READING_TAG
+
+ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,20}", fullmatch=True)
+times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1),
+                     timezones=st.just(UTC))
+
+
+def _opt(s: st.SearchStrategy) -> st.SearchStrategy:
+    return st.none() | s
+
+
+@st.composite
+def readings(draw: st.DrawFn) -> Reading:
+    """Any reading the collector can accept, with any set of optional fields given."""
+    phases = draw(st.integers(1, 3))
+    doc = {
+        "meter_id": draw(ids), "ts": draw(times),
+        "kw": draw(st.floats(-1e5, 1e5) | st.integers(-100, 100)),
+        "kwh": draw(_opt(st.floats(0, 1e12))),
+        "export_kwh": draw(_opt(st.floats(0, 1e12))),
+        "voltage": draw(_opt(st.tuples(*[st.floats(0, 5e5)] * phases))),
+        "current": draw(_opt(st.tuples(*[st.floats(0, 1e5)] * phases))),
+        "pf": draw(_opt(st.floats(-1, 1))),
+        "freq": draw(_opt(st.floats(40, 70))),
+        "status": draw(st.lists(st.sampled_from(list(MeterStatus)), max_size=3)),
+        "interval_s": draw(_opt(st.integers(1, 86_400))),
+    }
+    given_fields = draw(st.sets(st.sampled_from(sorted(doc))))
+    keep = {k: v for k, v in doc.items()
+            if k in ("meter_id", "ts", "kw") or (k in given_fields and v is not None)}
+    return Reading.model_validate(keep, context={"max_future": timedelta.max})
+
+
+def _same(a: Reading, b: Reading) -> None:
+    assert type(b) is Reading and a == b
+    assert a.model_fields_set == b.model_fields_set
+    assert a.model_dump_json() == b.model_dump_json()
+    assert b.ts.tzinfo is UTC
+
+
+@settings(max_examples=300, deadline=None)
+@given(reading=readings())
+def test_any_record_the_collector_wrote_comes_back_equal(reading: Reading) -> None:
+    data = encode_item(reading)
+    assert data.startswith(READING_TAG)
+    got = decode_item(data)
+    assert got == reading
+    # Field for field what a full validation of the record gives (the same fields given, too).
+    _same(Reading.model_validate_json(data, context={"max_future": timedelta.max}), got)
+    assert encode_item(got) == data
+    # Every JSON reader still reads the record as the wire form.
+    assert json.loads(data) == json.loads(data[len(READING_TAG):])
+
+
+@settings(max_examples=300, deadline=None)
+@given(reading=readings())
+def test_an_untagged_record_is_validated_like_before(reading: Reading) -> None:
+    old = reading.model_dump_json(exclude_none=True, exclude_defaults=True).encode()
+    got = decode_item(old)
+    assert got == reading
+    _same(Reading.model_validate_json(old, context={"max_future": timedelta.max}), got)
+
+
+def _validated(data: bytes) -> Reading | None:
+    """What a full validation makes of the record behind the tag (None: rejected)."""
+    try:
+        return Reading.model_validate_json(data[len(READING_TAG):],
+                                           context={"max_future": timedelta.max})
+    except ValidationError:
+        return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(reading=readings(), data=st.data())
+def test_a_damaged_tagged_record_is_rejected_or_well_formed(reading: Reading,
+                                                            data: st.DataObject) -> None:
+    rec = bytearray(encode_item(reading))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(len(READING_TAG), len(rec) - 1))
+        rec[i] = data.draw(st.integers(0, 255))
+    raw = bytes(rec)
+    try:
+        got = decode_item(raw)
+    except ValueError:
+        return  # rejected with pydantic's reason: the journal source dead-letters it
+    # Taken: a reading of the right shape (types as validation gives them) ...
+    assert type(got) is Reading and got.ts.tzinfo is UTC and isinstance(got.kw, float)
+    for v in (got.voltage, got.current):
+        assert v is None or (type(v) is tuple and all(type(x) is float for x in v))
+    assert all(type(s) is MeterStatus for s in got.status)
+    # ... and whenever validation accepts the same bytes, exactly what it gives.
+    full = _validated(raw)
+    if full is not None:
+        assert got == full
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":NaN}',
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00","kw":1.0}',
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00+01:00","kw":1.0}',
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":"1.0"}',
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1.0,"voltage":[]}',
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1.0,"status":["x"]}',
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1.0,"extra":1}',
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z"}',
+    b'[1]',
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1.0',
+    b'\xff\xfe',
+])
+def test_tagged_records_not_in_the_written_form_go_through_validation(payload: bytes) -> None:
+    raw = READING_TAG + payload
+    full = _validated(raw)
+    if full is None:
+        with pytest.raises(ValueError):
+            decode_item(raw)
+    else:  # a form the writer does not use but validation accepts: validation's reading
+        _same(full, decode_item(raw))
+
+
+def test_the_journal_source_dead_letters_a_bad_record_with_its_reason(tmp_path: Path) -> None:
+    ok = Reading(meter_id="m1", ts=datetime(2026, 1, 1, tzinfo=UTC), kw=1.0)
+    # An untagged (older or foreign) record is validated: out of range, it is dead-lettered.
+    bad = b'{"meter_id":"m1","ts":"2026-01-01T00:15:00Z","kw":1e9}'
+    with Journal(tmp_path / "journal", 0) as j:
+        j.append([encode_item(ok), bad, b'{"meter_id": "m2"', encode_item(ok)])
+    source = JournalSource(tmp_path / "journal", follow=False,
+                           deadletter_dir=tmp_path / "dead")
+    part = source.build_part("in", "p0000", None)
+    got = part.next_batch()
+    with pytest.raises(StopIteration):
+        part.next_batch()
+    part.close()
+    assert got == [ok, ok]
+    assert source.rejected_by_reason == {"out_of_range": 1, "invalid_json": 1}
+    letters = list(read_deadletters(tmp_path / "dead"))
+    assert [(d.reason, d.index, d.payload) for d in letters] == [
+        ("out_of_range", 1, bad), ("invalid_json", 2, b'{"meter_id": "m2"')]
+    assert all(d.topic == "journal:p0000" and d.detail for d in letters)

@@ -161,6 +161,9 @@ def recovery_config(settings: Settings, partitions: int, process_id: int = 0) ->
 #: How far back a warm start reads a meter's stored readings: one week, a whole
 #: time-of-week baseline.
 WARM_START_DAYS = 7
+#: The journal source's dead letters go to partitions from here on (``ingest.partition`` is
+#: below it), in the collector's dead-letter directory.
+SOURCE_DEADLETTER_BASE = 10_000
 
 
 def influx_warm_start(settings: Settings, days: float = WARM_START_DAYS
@@ -338,7 +341,11 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         # partition where it is listed), so processes need no shared filesystem.
         source = ingest.JournalSource(settings.ingest.journal_dir,
                                       partitions=[partition], follow=True,
-                                      metrics=collector.metrics)
+                                      metrics=collector.metrics,
+                                      # a record that is not a reading is kept, beside the
+                                      # collector's dead letters but never in its partition
+                                      deadletter_dir=settings.ingest.deadletter_dir,
+                                      deadletter_partition_base=SOURCE_DEADLETTER_BASE)
         submit = router.submit_many if router else None
         on_profile = router.update_profile if router else None
         if tags is not None:  # the customers' tags follow the events and profiles

@@ -60,7 +60,7 @@ class TopicSettings(Section):
 class IngestSettings(Section):
     journal_dir: Path = Path("journal")
     deadletter_dir: Path = Path("deadletter")
-    partition: Annotated[int, Field(ge=0)] = 0
+    partition: Annotated[int, Field(ge=0, lt=10_000)] = 0
     max_payload_bytes: Annotated[int, Field(ge=256)] = 1_048_576
     max_future_s: Annotated[float, Field(ge=0)] = 300.0
     #: A reading older than the meter's last accepted one by more than this is dead-lettered.

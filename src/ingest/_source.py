@@ -94,7 +94,8 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
                                           self.source.clock(), offset))
         if letters and self.source.deadletter_dir is not None:
             if self._dead is None:
-                self._dead = DeadLetters(self.source.deadletter_dir, self.partition)
+                self._dead = DeadLetters(self.source.deadletter_dir,
+                                         self.source.deadletter_partition_base + self.partition)
             self._dead.put_many(letters)
         self.next_offset = records[-1][0] + 1
         self.source.accepted += len(items)
@@ -152,6 +153,7 @@ class JournalSource(FixedPartitionedSource[Item, int]):
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = _utc_now,
         deadletter_dir: Path | None = None,
+        deadletter_partition_base: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -162,6 +164,10 @@ class JournalSource(FixedPartitionedSource[Item, int]):
         self.poll_interval = poll_interval
         self.metrics = metrics
         self.deadletter_dir = deadletter_dir
+        #: Journal partition p keeps its dead letters in partition ``base + p`` of
+        #: ``deadletter_dir``: a live engine shares the directory with its collector, whose
+        #: partition p has one writer, so it gives a base above every collector partition.
+        self.deadletter_partition_base = deadletter_partition_base
         #: The wall clock (UTC) that dates the next poll of an idle partition (and dead letters).
         self.clock = clock
         #: What this process's partitions have read: items, and records that were not items.

@@ -154,3 +154,26 @@ def test_the_journal_source_dead_letters_a_bad_record_with_its_reason(tmp_path: 
     assert [(d.reason, d.index, d.payload) for d in letters] == [
         ("out_of_range", 1, bad), ("invalid_json", 2, b'{"meter_id": "m2"')]
     assert all(d.topic == "journal:p0000" and d.detail for d in letters)
+
+
+def test_a_live_source_keeps_its_dead_letters_apart_from_the_collectors(tmp_path: Path) -> None:
+    """The engine's source shares the dead-letter directory with its collector: it writes to a
+    partition of its own (base + journal partition), and `journal deadletters` sees both."""
+    from gridwatch._engine import SOURCE_DEADLETTER_BASE
+    from gridwatch.ingest._deadletter import DeadLetter, DeadLetters
+
+    dead = tmp_path / "dead"
+    with DeadLetters(dead, 3) as collector:  # the collector of partition 3, still open
+        collector.put_many([DeadLetter("invalid_json", "meters/x", b"{", "bad",
+                                       datetime(2026, 1, 1, tzinfo=UTC))])
+        with Journal(tmp_path / "journal", 3) as j:
+            j.append([b'{"meter_id": "m2"'])
+        source = JournalSource(tmp_path / "journal", partitions=[3], follow=False,
+                               deadletter_dir=dead,
+                               deadletter_partition_base=SOURCE_DEADLETTER_BASE)
+        part = source.build_part("in", "p0003", None)
+        assert part.next_batch() == []
+        part.close()
+    reasons = sorted((d.reason, d.topic) for d in read_deadletters(dead))
+    assert reasons == [("invalid_json", "journal:p0003"), ("invalid_json", "meters/x")]
+    assert any(str(SOURCE_DEADLETTER_BASE + 3) in p.name for p in dead.iterdir())

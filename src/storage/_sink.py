@@ -36,16 +36,8 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition, Statele
 from influxdb_client import Point
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from gridwatch._schemas import Reading
 from gridwatch.storage._config import InfluxSettings
-from gridwatch.storage._points import (
-    _EPOCH,
-    _ESCAPE_KEY,
-    _ESCAPE_STRING,
-    _PHASES,
-    MEASUREMENTS,
-    to_lines,
-)
+from gridwatch.storage._points import MEASUREMENTS, to_lines
 from gridwatch.storage._spool import Spool
 from gridwatch.storage._writer import (
     PointWriter,
@@ -192,14 +184,9 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
                 lines.append(obj)
             elif isinstance(getattr(obj, "readings", None), tuple):
                 for r in obj.readings:  # a reading batch of the dataflow
-                    if type(r) is Reading:
-                        lines.append(_reading_line(r))
-                    else:
-                        lines.extend(to_lines(r))
+                    lines.extend(to_lines(r))
             elif isinstance(obj, Point):
                 lines.extend(to_line_protocol([obj]))
-            elif type(obj) is Reading:
-                lines.append(_reading_line(obj))
             elif type(obj) in MEASUREMENTS:
                 lines.extend(to_lines(obj))
             else:
@@ -591,40 +578,3 @@ def _adopt_orphans(spool: Spool, root: Path, worker_count: int, batch: int) -> N
         if moved:
             log.warning("storage: took %d spooled points over from %s (a worker that no longer "
                         "exists)", moved, directory)
-
-
-def _number(value: float) -> str:
-    text = str(float(value))
-    return text[:-2] if text.endswith(".0") else text
-
-
-def _reading_line(r: Reading) -> str:
-    """The line protocol of one reading, byte for byte what ``to_lines(r)[0]`` gives (a
-    property test checks), in about 40 % of its time: the sink writes one per reading, and
-    the general path was the largest cost of the engine outside the detectors. Fields in
-    sorted key order; a validated ``Reading`` has finite numbers and a meter id that needs
-    no escaping beyond the tag-key rules."""
-    d = r.__dict__
-    fields: list[str] = []
-    add = fields.append
-    if d["export_kwh"] is not None:
-        add("export_kwh=" + _number(d["export_kwh"]))
-    if d["freq"] is not None:
-        add("freq=" + _number(d["freq"]))
-    for phase, value in zip(_PHASES, d["current"] or (), strict=False):
-        add(f"i_{phase}=" + _number(value))
-    if d["interval_s"] is not None:
-        add("interval_s=" + _number(d["interval_s"]))
-    add("kw=" + _number(d["kw"]))
-    if d["kwh"] is not None:
-        add("kwh=" + _number(d["kwh"]))
-    if d["pf"] is not None:
-        add("pf=" + _number(d["pf"]))
-    if d["status"]:
-        add('status="' + ",".join(s.value for s in d["status"]).translate(_ESCAPE_STRING)
-            + '"')
-    for phase, value in zip(_PHASES, d["voltage"] or (), strict=False):
-        add(f"v_{phase}=" + _number(value))
-    delta = d["ts"] - _EPOCH
-    ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
-    return f"reading,meter_id={d['meter_id'].translate(_ESCAPE_KEY)} {','.join(fields)} {ns}"

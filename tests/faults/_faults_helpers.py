@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import threading
+import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -379,3 +380,20 @@ def fill(directory: Path) -> Path:
     finally:
         os.close(fd)
     return filler
+
+
+def trickle(pub: Any, rows: list[dict[str, Any]], per_s: float) -> tuple[threading.Thread,
+                                                                       threading.Event]:
+    """Publish ``rows`` one by one at ``per_s`` a second on a thread of its own (so a test can
+    kill the engine while they arrive); the event is set once the last one is out."""
+    done = threading.Event()
+
+    def run() -> None:
+        for r in rows:
+            pub.readings([r])
+            time.sleep(1 / per_s)  # the pace of the stream is the point
+        done.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, done

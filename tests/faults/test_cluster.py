@@ -8,8 +8,6 @@ detection state of the killed process carried over the crash."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from _faults_helpers import (
     reading_count,
     slot_times,
     stored_readings,
+    trickle,
     write_config,
 )
 from _suite_helpers import holds, wait_until
@@ -117,16 +116,7 @@ def test_cluster_without_shared_filesystem_survives_kill9(tmp_path: Path, fresh_
                    "phase A stored", alive)
         assert not raised(machines[0]) + raised(machines[1])
 
-        done = threading.Event()
-
-        def trickle() -> None:
-            for r in phase_b1:
-                pub.readings([r])
-                time.sleep(1 / 40)
-            done.set()
-
-        thread = threading.Thread(target=trickle, daemon=True)
-        thread.start()
+        thread, done = trickle(pub, phase_b1, per_s=40)
         wait_until(lambda: reading_count(influxdb.url, db) >= len(phase_a) + 20 or done.is_set(),
                    30, "part of phase B1 stored", alive)
         mid_stream = not done.is_set()

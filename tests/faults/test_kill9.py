@@ -6,8 +6,6 @@ it, from readings the restarted engine alone sees)."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from _faults_helpers import (
     reading_count,
     slot_times,
     stored_readings,
+    trickle,
     write_config,
 )
 from _suite_helpers import holds, wait_until
@@ -83,16 +82,7 @@ def test_kill9_mid_stream_loses_and_repeats_nothing(tmp_path: Path, fresh_mosqui
         assert not {a for a in before if a[0] in (STUCK, SILENT)}, before
 
         # Phase B1 trickles in; the engine is killed while it does.
-        done = threading.Event()
-
-        def trickle() -> None:
-            for r in phase_b1:
-                pub.readings([r])
-                time.sleep(1 / 60)
-            done.set()
-
-        thread = threading.Thread(target=trickle, daemon=True)
-        thread.start()
+        thread, done = trickle(pub, phase_b1, per_s=60)
         wait_until(lambda: reading_count(influxdb.url, db) >= len(phase_a) + 20 or done.is_set(),
                    30, "part of phase B1 stored", alive)
         mid_stream = not done.is_set()

@@ -158,14 +158,15 @@ class LiveTags:
     def handle(self, kind: str, items: list[Any]) -> None:
         prof = self._prof()
         if kind == "days":
-            if self.through:
-                keep = [p for p in items if _local_date(p.day, prof.tz)
-                        > self.through.get(p.customer_id or p.meter_id, date.min)]
-                self.skipped += len(items) - len(keep)
-                items = keep
             by_day: dict[date, list[Any]] = {}
             for p in items:
-                by_day.setdefault(_local_date(p.day, prof.tz), []).append(p)
+                local = _local_date(p.day, prof.tz)
+                # a day the resumed features already hold (a replay after recovery)
+                if self.through and local <= self.through.get(p.customer_id or p.meter_id,
+                                                              date.min):
+                    self.skipped += 1
+                    continue
+                by_day.setdefault(local, []).append(p)
             for day in sorted(by_day):
                 if self.pending is not None and day > self.pending:
                     self.commit(self.pending)  # a later day: the pending one is over

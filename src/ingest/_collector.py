@@ -455,6 +455,7 @@ class Collector:
         assert self.journal is not None and self.deadletters is not None
         now = self._clock()
         records: list[bytes] = []
+        items: list[Any] = []
         letters: list[DeadLetter] = []
         for m in batch:
             try:
@@ -464,11 +465,12 @@ class Collector:
                 result = DecodeResult(rejected=[Rejection(
                     INTERNAL_ERROR, f"decoder failed: {type(exc).__name__}: {exc}", m.payload)])
             records.extend(encode_item(item) for item in result.accepted)
+            items.extend(result.accepted)
             letters.extend(
                 DeadLetter(r.reason, m.topic, r.payload, r.detail, now, r.index)
                 for r in result.rejected
             )
-        self._write_durably(records, letters)
+        self._write_durably(records, letters, items)
         acked = stale = 0
         assert self._client is not None
         with self._gen_lock:
@@ -507,7 +509,8 @@ class Collector:
             self.journal.enforce_retention()
             self.deadletters.journal.enforce_retention()
 
-    def _write_durably(self, records: list[bytes], letters: list[DeadLetter]) -> None:
+    def _write_durably(self, records: list[bytes], letters: list[DeadLetter],
+                       items: list[Any] | None = None) -> None:
         """Append the batch to the journal and the dead letters. While the disk is full, wait
         and retry the same batch: nothing is acknowledged meanwhile, so the broker keeps the
         messages (persistent session, at most ``mqtt.receive_maximum`` in flight), and the
@@ -520,7 +523,7 @@ class Collector:
         while True:
             try:
                 if not journaled:
-                    self.journal.append(records)
+                    self.journal.append(records, items)
                     journaled = True
                 self.deadletters.put_many(letters)
                 break

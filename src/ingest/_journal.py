@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ __all__ = [
     "Journal",
     "JournalCorruptError",
     "JournalLockedError",
+    "RecentItems",
     "decode_item",
     "encode_item",
     "journal_partitions",
@@ -120,6 +122,7 @@ class Journal:
         self.directory = Path(directory)
         self.partition = partition
         self.path = partition_dir(self.directory, partition)
+        self._recent_key = self.path.resolve()
         self.segment_bytes = segment_bytes
         self.retention_bytes = retention_bytes
         self.retention_s = (
@@ -262,11 +265,13 @@ class Journal:
         self._tail = end
 
     # -- writing -------------------------------------------------------------------------
-    def append(self, records: Sequence[bytes]) -> int:
+    def append(self, records: Sequence[bytes], items: Sequence[Any] | None = None) -> int:
         """Append ``records`` durably (one write, one fsync); return the last record's offset.
 
         With no records, returns the offset of the last record already in the journal (-1 when
-        the journal is empty).
+        the journal is empty). ``items``: what each record encodes (``records[i]`` is
+        ``encode_item(items[i])``), handed to a reader of this partition in this process once
+        the records are on disk (see :class:`RecentItems`).
         """
         if self.readonly or self._fd is None:
             raise RuntimeError("journal is open read-only or closed")
@@ -305,6 +310,10 @@ class Journal:
         self._active_size += size
         self._next = offset
         self._tail = _Cursor(offset, self._bases[-1], self._active_size)
+        if items is not None:
+            recent = _RECENT.get(self._recent_key)
+            if recent is not None:
+                recent.add(offset - len(records), records, items)
         return offset - 1
 
     def _roll(self) -> None:
@@ -555,6 +564,86 @@ _from_iso = datetime.fromisoformat
 #: pydantic-core's JSON parser (to Python objects, no model): about twice as fast as ``json``.
 _json = from_json
 _ONLY_FLOAT = {float}
+
+
+class RecentItems:
+    """The items the writer of one journal partition appended last in this process, by offset,
+    for a reader of the partition in the same process (``gridwatch run``: the collector thread
+    writes, the dataflow reads).
+
+    A record is on disk before its item is here, and the reader still reads every record from
+    the journal: it takes the item in place of decoding the record only when the record it
+    read is byte for byte the one appended with the item. So what the reader yields equals,
+    field for field, what decoding would give (it is the item the collector validated, and
+    ``decode_item`` of its record equals it: a property the tests check). A reader that falls
+    behind by more than ``capacity`` items, or reads after a restart, decodes as before. Only
+    a partition that a reader in this process follows (:func:`recent_items`) keeps items;
+    each is taken once.
+    """
+
+    def __init__(self, capacity: int = 32_768) -> None:
+        self.capacity = capacity
+        self._items: dict[int, tuple[bytes, Any]] = {}
+        self._lock = threading.Lock()
+        self.readers = 0
+        #: records a reader took from memory, and those it had to decode
+        self.hits = 0
+        self.misses = 0
+
+    def add(self, first: int, records: Sequence[bytes], items: Sequence[Any]) -> None:
+        """Keep ``items[i]`` as the item of the record at offset ``first + i``."""
+        if len(records) != len(items):
+            raise ValueError(f"{len(records)} records but {len(items)} items")
+        with self._lock:
+            d = self._items
+            for i, (rec, item) in enumerate(zip(records, items, strict=True)):
+                d[first + i] = (rec, item)
+            over = len(d) - self.capacity
+            if over > 0:  # the oldest go (insertion order is offset order)
+                for k in [k for _, k in zip(range(over), d, strict=False)]:
+                    del d[k]
+
+    def take(self, records: Sequence[tuple[int, bytes]]) -> list[Any]:
+        """For each ``(offset, payload)`` read from the journal, its item when this process
+        appended exactly that payload at that offset, else None (decode it)."""
+        out: list[Any] = []
+        with self._lock:
+            pop = self._items.pop
+            for offset, data in records:
+                kept = pop(offset, None)
+                out.append(kept[1] if kept is not None and kept[0] == data else None)
+        hits = len(out) - out.count(None)
+        self.hits += hits
+        self.misses += len(out) - hits
+        return out
+
+
+_RECENT: dict[Path, RecentItems] = {}
+_RECENT_LOCK = threading.Lock()
+
+
+def recent_items(directory: Path, partition: int) -> RecentItems:
+    """The recent items of one partition in this process: a reader calls this, and from then
+    until it calls :func:`release_recent_items` a writer of the partition in this process
+    keeps what it appends there."""
+    path = partition_dir(Path(directory), partition).resolve()
+    with _RECENT_LOCK:
+        recent = _RECENT.get(path)
+        if recent is None:
+            recent = _RECENT[path] = RecentItems()
+        recent.readers += 1
+        return recent
+
+
+def release_recent_items(directory: Path, partition: int) -> None:
+    """A reader of the partition is done; with no reader left, the writer keeps nothing."""
+    path = partition_dir(Path(directory), partition).resolve()
+    with _RECENT_LOCK:
+        recent = _RECENT.get(path)
+        if recent is not None:
+            recent.readers -= 1
+            if recent.readers <= 0:
+                del _RECENT[path]
 
 
 def encode_item(item: Reading | DeviceTelemetry) -> bytes:

@@ -35,7 +35,13 @@ from gridwatch.ingest._decode import (
     Item,
     describe_validation,
 )
-from gridwatch.ingest._journal import Journal, decode_item, journal_partitions
+from gridwatch.ingest._journal import (
+    Journal,
+    decode_item,
+    journal_partitions,
+    recent_items,
+    release_recent_items,
+)
 from gridwatch.ingest._metrics import IngestMetrics
 
 __all__ = ["FileSource", "JournalSource", "Rejected", "iter_readings_file", "replay_source"]
@@ -59,6 +65,9 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
         self.source = source
         self.partition = partition
         self.journal = Journal(source.journal_dir, partition, readonly=True)
+        #: what a writer of the partition in this process appended last (a live engine's
+        #: collector): records it wrote are taken as the items it validated, not decoded
+        self.recent = recent_items(source.journal_dir, partition) if source.follow else None
         self.next_offset = resume if resume is not None else self.journal.start_offset
         self._idle = False
         self.undecodable = 0
@@ -80,7 +89,13 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
         self._idle = False
         items: list[Item] = []
         letters: list[DeadLetter] = []
-        for offset, data in records:
+        known = self.recent.take(records) if self.recent is not None else None
+        for i, (offset, data) in enumerate(records):
+            if known is not None:
+                item = known[i]
+                if item is not None:
+                    items.append(item)
+                    continue
             try:
                 items.append(decode_item(data))
             except ValueError as exc:  # a record that is not a reading: dead letter, go on
@@ -118,6 +133,9 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
 
     def close(self) -> None:
         self.journal.close()
+        if self.recent is not None:
+            release_recent_items(self.source.journal_dir, self.partition)
+            self.recent = None
         if self._dead is not None:
             self._dead.close()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -177,3 +178,73 @@ def test_a_live_source_keeps_its_dead_letters_apart_from_the_collectors(tmp_path
     reasons = sorted((d.reason, d.topic) for d in read_deadletters(dead))
     assert reasons == [("invalid_json", "journal:p0003"), ("invalid_json", "meters/x")]
     assert any(str(SOURCE_DEADLETTER_BASE + 3) in p.name for p in dead.iterdir())
+
+
+# -- records a writer in this process appended: taken as its items, not decoded --------------
+def _follow(tmp_path: Path, batch: int = 1000) -> tuple[JournalSource, Any]:
+    source = JournalSource(tmp_path / "journal", partitions=[0], follow=True, batch_size=batch)
+    return source, source.build_part("in", "p0000", None)
+
+
+@settings(max_examples=100, deadline=None)
+@given(batch=st.lists(readings(), min_size=1, max_size=20))
+def test_a_following_source_takes_what_this_process_appended_as_its_items(
+        tmp_path_factory: pytest.TempPathFactory, batch: list[Reading]) -> None:
+    tmp_path = tmp_path_factory.mktemp("recent")
+    _source, part = _follow(tmp_path)
+    with Journal(tmp_path / "journal", 0) as j:
+        j.append([encode_item(r) for r in batch], batch)
+        got = part.next_batch()
+    part.close()
+    # the very objects the writer validated, and each equal to what decoding gives
+    assert all(g is r for g, r in zip(got, batch, strict=True))
+    assert got == [decode_item(encode_item(r)) for r in batch]
+    assert part.recent is None  # released on close
+
+
+def test_recent_items_are_used_only_for_the_same_bytes_at_the_same_offset(
+        tmp_path: Path) -> None:
+    from gridwatch.ingest._journal import recent_items, release_recent_items
+
+    a = Reading(meter_id="a", ts=datetime(2026, 1, 1, tzinfo=UTC), kw=1.0)
+    b = Reading(meter_id="b", ts=datetime(2026, 1, 1, tzinfo=UTC), kw=2.0)
+    recent = recent_items(tmp_path / "journal", 0)
+    try:
+        recent.add(5, [encode_item(a), encode_item(b)], [a, b])
+        # offset 5 holds other bytes (not what was appended with ``a``): decode it
+        assert recent.take([(5, encode_item(b)), (6, encode_item(b)), (7, b"x")]) == \
+            [None, b, None]
+        assert (recent.hits, recent.misses) == (1, 2)
+        assert recent.take([(6, encode_item(b))]) == [None]  # each item is taken once
+        with pytest.raises(ValueError):
+            recent.add(0, [encode_item(a)], [])
+        # bounded: the oldest go first
+        recent.capacity = 3
+        recent.add(10, [encode_item(a)] * 5, [a] * 5)
+        assert recent.take([(o, encode_item(a)) for o in range(10, 15)]) == \
+            [None, None, a, a, a]
+    finally:
+        release_recent_items(tmp_path / "journal", 0)
+
+
+def test_a_writer_keeps_items_only_while_a_reader_in_this_process_follows(
+        tmp_path: Path) -> None:
+    from gridwatch.ingest._journal import _RECENT
+
+    r = Reading(meter_id="a", ts=datetime(2026, 1, 1, tzinfo=UTC), kw=1.0)
+    with Journal(tmp_path / "journal", 0) as j:
+        j.append([encode_item(r)], [r])  # no reader: nothing kept
+        assert not any(str(tmp_path) in str(k) for k in _RECENT)
+        _source, part = _follow(tmp_path)
+        assert part.next_batch() == [r]  # decoded (appended before the reader came)
+        assert part.recent.misses == 1
+        j.append([encode_item(r)], [r])
+        assert part.next_batch()[0] is r
+        assert part.recent.hits == 1
+        part.close()
+        assert not any(str(tmp_path) in str(k) for k in _RECENT)
+    # a replay (follow=False) never asks for recent items
+    replay = JournalSource(tmp_path / "journal", partitions=[0], follow=False)
+    rp = replay.build_part("in", "p0000", None)
+    assert rp.recent is None and rp.next_batch() == [r, r]
+    rp.close()

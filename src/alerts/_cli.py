@@ -22,6 +22,34 @@ err = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Settings file.")]
 ByOpt = Annotated[str, typer.Option("--by", help="Who does it (kept in the audit trail).")]
+LangOpt = Annotated[str | None, typer.Option(
+    "--lang", help="Language of summaries and evidence: zh or en (default: alerts.language).")]
+
+
+def _lang(lang: str | None, config: Path | None) -> str:
+    """The language asked for, else the one the managers' messages are written in."""
+    if lang is None:
+        from gridwatch._cli_common import settings_or_exit
+
+        return settings_or_exit(config).alerts.language
+    if lang not in ("zh", "en"):
+        raise typer.BadParameter(f"{lang!r}: use zh or en", param_hint="--lang")
+    return lang
+
+
+def _summary(alert: dict[str, object], lang: str) -> str:
+    """The alert's summary in ``lang`` (the stored one is the detector's English)."""
+    import json
+
+    from gridwatch._i18n_terms import summary_text
+
+    try:
+        evidence = json.loads(str(alert.get("evidence") or "{}"))
+    except ValueError:
+        evidence = {}
+    return summary_text(lang, str(alert["type"]), str(alert["state"]),
+                        evidence if isinstance(evidence, dict) else {},
+                        str(alert.get("summary") or ""))
 
 
 def _router(config: Path | None) -> Router:
@@ -53,32 +81,51 @@ def list_alerts(
     state: Annotated[str | None, typer.Option(help="firing, acknowledged or resolved")] = None,
     cell: Annotated[str | None, typer.Option(help="Only this grid cell.")] = None,
     tsv: Annotated[bool, typer.Option("--tsv", help="Tab-separated lines, for scripts.")] = False,
+    lang: LangOpt = None,
 ) -> None:
-    """List alerts, oldest first."""
+    """List alerts, oldest first, each with its summary."""
     router = _router(config)
+    language = _lang(lang, config)
     if tsv:
         for a in router.alerts(state=state, grid_cell=cell):
-            print("\t".join(str(a[k] or "") for k in (
+            print("\t".join([*(str(a[k] or "") for k in (
                 "fingerprint", "state", "severity", "grid_cell", "customer_id", "onset",
-                "acked_by")))
+                "acked_by")), _summary(a, language).replace("\t", " ")]))
         return
-    table = Table("fingerprint", "state", "severity", "cell", "customer", "since", "acked by")
+    table = Table("fingerprint", "state", "severity", "cell", "customer", "since", "acked by",
+                  "summary")
     for a in router.alerts(state=state, grid_cell=cell):
         table.add_row(a["fingerprint"], a["state"], a["severity"], a["grid_cell"] or "-",
-                      a["customer_id"] or "-", a["onset"][:16], a["acked_by"] or "")
+                      a["customer_id"] or "-", a["onset"][:16], a["acked_by"] or "",
+                      _summary(a, language))
     out.print(table)
     out.print(f"counters: {router.counters()}", highlight=False)
 
 
 @alerts_app.command("show")
-def show(fingerprint: str, config: ConfigOpt = None) -> None:
-    """One alert with its full audit trail (who did what, when)."""
+def show(fingerprint: str, config: ConfigOpt = None, lang: LangOpt = None) -> None:
+    """One alert, its summary and evidence in the reader's language, and its full audit
+    trail (who did what, when)."""
+    import json
+
+    from gridwatch._i18n_terms import evidence_items
+
     router = _router(config)
+    language = _lang(lang, config)
     alert = router.alert(fingerprint)
     if alert is None:
         err.print(f"no alert {fingerprint!r}")
         raise typer.Exit(1)
     for key, value in alert.items():
+        if key == "summary":
+            value = _summary(alert, language)
+        elif key == "evidence":
+            try:
+                doc = json.loads(value or "{}")
+            except ValueError:
+                doc = None
+            if isinstance(doc, dict):
+                value = "; ".join(f"{k}: {v}" for k, v in evidence_items(language, doc))
         out.print(f"{key:>13}: {value}", highlight=False)
     table = Table("at", "action", "by", "recipient", "detail")
     for row in router.audit_trail(fingerprint):

@@ -88,3 +88,30 @@ def test_acl_command_writes_files(tmp_path: Path) -> None:
     first = (out / "credentials.csv").read_text()
     CliRunner().invoke(app, ["acl", "--out", str(out), "-c", str(config)])
     assert (out / "credentials.csv").read_text() == first  # passwords are stable
+
+
+def test_show_and_list_give_the_summary_in_the_readers_language(tmp_path: Path) -> None:
+    from _alerts_helpers import event
+
+    from gridwatch import load_settings
+    from gridwatch._i18n_terms import summary_text
+    from gridwatch.alerts import build_router
+
+    config = _config(tmp_path)
+    ev = event("m1", evidence={"observed_kw": 300.0, "expected_kw": 100.0})
+    router = build_router(load_settings(config), notifiers={})
+    router.submit(ev)
+    router.close()
+    zh = summary_text("zh", ev.type, "firing", ev.evidence, ev.summary)
+    assert zh != ev.summary  # the type has a Chinese phrase
+    runner = CliRunner()
+    res = runner.invoke(app, ["alerts", "show", "m1/abnormal_consumption", "--lang", "zh",
+                              "-c", str(config)], env={"COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    assert zh in res.output and ev.summary not in res.output
+    res = runner.invoke(app, ["alerts", "list", "--tsv", "--lang", "en", "-c", str(config)])
+    assert res.output.rstrip("\n").split("\t")[-1] == ev.summary
+    res = runner.invoke(app, ["alerts", "list", "--tsv", "--lang", "zh", "-c", str(config)])
+    assert res.output.rstrip("\n").split("\t")[-1] == zh
+    res = runner.invoke(app, ["alerts", "list", "--lang", "fr", "-c", str(config)])
+    assert res.exit_code == 2 and "zh or en" in res.output

@@ -61,22 +61,20 @@ class Calendar:
             info = self._q[q] = _quarter_info(self.tz.key, self.country, q)
         return info
 
-    _info = info
-
     def day_type(self, t: float) -> int:
         """0..6 weekday, with a public holiday counted as Sunday."""
-        return self._info(t)[0]
+        return self.info(t)[0]
 
     def slot(self, t: float) -> int:
         """Hour of the week, 0..167 (Monday 00h is 0), holidays counted as Sunday."""
-        return self._info(t)[1]
+        return self.info(t)[1]
 
     def hour(self, t: float) -> int:
-        return self._info(t)[1] % 24
+        return self.info(t)[1] % 24
 
     def day_number(self, t: float) -> int:
         """Local calendar day as an ordinal (changes at local midnight)."""
-        return self._info(t)[2]
+        return self.info(t)[2]
 
     def is_day_off(self, t: float) -> bool:
         return self.day_type(t) >= 5

@@ -35,6 +35,7 @@ import pickle
 import struct
 import sys
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
@@ -276,11 +277,11 @@ _SHARED = {NO_RUN: NO_RUN, NO_PEAK_RUN: NO_PEAK_RUN, NO_DAYS: NO_DAYS}
 #: ``cnt``, ``clr``, ``since``, ``fb``) while it is empty: most meters have nothing open or
 #: pending, and an empty dict of their own would cost 64 bytes each. Write with :func:`put` and
 #: :func:`drop`.
-EMPTY: Any = MappingProxyType({})
+EMPTY: Mapping[str, Any] = MappingProxyType({})
 _DICTS = ("act", "cnt", "clr", "since", "fb")
 
 
-def _empty() -> Any:
+def _empty() -> Mapping[str, Any]:
     return EMPTY
 
 
@@ -355,16 +356,18 @@ class MeterRecord:
     th: array | None = None
     th_hour: int = 0
     # --- alarm lifecycle: open alarms (key -> onset), counters of bad/good readings
-    act: dict[str, float] = field(default_factory=_empty)
-    cnt: dict[str, int] = field(default_factory=_empty)
-    clr: dict[str, int] = field(default_factory=_empty)
-    since: dict[str, float] = field(default_factory=_empty)
+    #: (each is the shared read-only ``EMPTY`` while empty, a dict of its own otherwise: read
+    #: them as mappings, write with :func:`put` and :func:`drop`)
+    act: Mapping[str, float] = field(default_factory=_empty)
+    cnt: Mapping[str, int] = field(default_factory=_empty)
+    clr: Mapping[str, int] = field(default_factory=_empty)
+    since: Mapping[str, float] = field(default_factory=_empty)
     #: kind of the open consumption alarm
     kind: str = ""
     #: managers' verdicts: "type:kind" -> (false-alarm weight, event time it was last set, when
     #: the last verdict taken was given); a weight halves every ``feedback_half_life_days`` and
     #: widens that alarm's thresholds
-    fb: dict[str, tuple[float, float, float]] = field(default_factory=_empty)
+    fb: Mapping[str, tuple[float, float, float]] = field(default_factory=_empty)
 
     started = _Scalar(STARTED)
     last_ts = _Scalar(LAST_TS)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -34,8 +34,10 @@ DIGEST_EVERY_S = 60.0
 
 def _due_on(day: datetime, hour: int, tz: ZoneInfo) -> datetime:
     # A wall-clock time, so the hour stays the same local hour across DST changes; an hour
-    # that does not exist that day (spring forward) is read with the offset before the change.
-    return datetime.combine(day.date(), time(hour), tzinfo=tz)
+    # that does not exist that day (spring forward) is read with the offset before the change
+    # (New York's 02:00 is 03:00 that Sunday). Normalised through UTC: a moment in a gap would
+    # never compare equal to one in another zone.
+    return datetime.combine(day.date(), time(hour), tzinfo=tz).astimezone(UTC).astimezone(tz)
 
 
 def last_due(now: datetime, weekday: int, hour: int, tz: ZoneInfo) -> datetime:
@@ -43,7 +45,7 @@ def last_due(now: datetime, weekday: int, hour: int, tz: ZoneInfo) -> datetime:
     local = now.astimezone(tz)
     day = local - timedelta(days=(local.weekday() - weekday) % 7)
     due = _due_on(day, hour, tz)
-    if due > now:
+    if due.astimezone(UTC) > now.astimezone(UTC):
         due = _due_on(day - timedelta(days=7), hour, tz)
     return due
 

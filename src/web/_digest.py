@@ -251,7 +251,7 @@ def send_digests(db: sqlite3.Connection, registry: Registry, now: datetime, *, s
                 _email(smtp, to, f"gridwatch {translate(mgr.language, 'digest')} {d.week_start}",
                        d.text + (f"\n\n{link}/digest\n" if link else "\n"))
                 d.delivery = "sent"
-            except (OSError, smtplib.SMTPException) as exc:
+            except Exception as exc:  # any failure is recorded, never left 'claimed'
                 d.delivery, d.error = "failed", f"{type(exc).__name__}: {exc}"
                 log.warning("digest of %s for %s not sent to %s: %s", week_start, mgr.id, to,
                             d.error)

@@ -10,6 +10,7 @@ through entirely are not made up (``gridwatch digest`` builds the current one by
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -80,6 +81,8 @@ class DigestScheduler:
         self.by = by
         self._registry = registry
         self._db: sqlite3.Connection | None = None
+        # close() waits for a round in progress, so a claimed week is always marked after.
+        self._lock = threading.Lock()
 
     def registry(self) -> Registry:
         if self._registry is not None:
@@ -94,6 +97,10 @@ class DigestScheduler:
 
     def run_once(self) -> list[Digest]:
         """Build, store and send what is due and not yet claimed; the digests handled."""
+        with self._lock:
+            return self._run_once()
+
+    def _run_once(self) -> list[Digest]:
         w = self.settings.web
         if not w.digest_enabled:
             return []
@@ -119,6 +126,7 @@ class DigestScheduler:
         return done
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None

@@ -241,8 +241,18 @@ def send_digests(db: sqlite3.Connection, registry: Registry, now: datetime, *, s
                 d.error = state.error if state else ""
                 out.append(d)
                 continue
-        d = build_digest(db, registry, mgr.id, now, mgr.language)
-        store_digest(db, d, now)
+        try:
+            d = build_digest(db, registry, mgr.id, now, mgr.language)
+            store_digest(db, d, now)
+        except Exception as exc:  # a claimed week is never left without an outcome
+            d = Digest(mgr.id, week_start, [], delivery="failed",
+                       error=f"{type(exc).__name__}: {exc}")
+            log.error("digest of %s for %s not built: %s", week_start, mgr.id, d.error)
+            if not record:
+                raise
+            _finish(db, mgr.id, week_start, clock() if clock else now, d.delivery, d.error)
+            out.append(d)
+            continue
         out.append(d)
         if not to:
             d.delivery = "kept"

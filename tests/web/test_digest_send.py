@@ -178,6 +178,27 @@ def test_a_claim_whose_sender_stopped_is_not_sent_again(tmp_path: Path, smtp_ser
         close(w)
 
 
+def test_a_digest_that_cannot_be_stored_is_recorded_failed_and_retried(tmp_path: Path,
+                                                                       smtp_server) -> None:
+    w = digest_web(tmp_path, smtp_server)
+    try:
+        w.ws.db.execute("CREATE TRIGGER refuse BEFORE INSERT ON web_digests BEGIN "
+                        "SELECT RAISE(ABORT, 'the disk says no'); END")
+        t = DUE + timedelta(minutes=1)
+        done = scheduler(w, t).run_once()
+        assert {d.delivery for d in done} == {"failed"}
+        state = send_state(w.ws.db, "M1", WEEK)
+        assert state is not None and state.status == "failed"
+        assert "the disk says no" in state.error
+        assert smtp_server.envelopes == [] and stored(w.ws.db) == []
+        w.ws.db.execute("DROP TRIGGER refuse")
+        later = scheduler(w, t + timedelta(hours=1)).run_once()
+        assert [d.delivery for d in later] == ["sent", "kept", "kept"]
+        assert len(smtp_server.envelopes) == 1
+    finally:
+        close(w)
+
+
 def test_digest_off_and_send_off(tmp_path: Path, smtp_server) -> None:
     w = digest_web(tmp_path, smtp_server, digest_enabled=False)
     try:

@@ -207,7 +207,7 @@ def digest(
     for d in send_digests(db, reg, due, smtp=settings.alerts.smtp if send else None, link=link,
                           force=force, by="cli", max_attempts=w.digest_max_attempts,
                           retry_s=w.digest_retry_s, clock=lambda: datetime.now(UTC)):
-        note = {"kept": "kept in the app (no email address)",
+        note = {"kept": "kept in the app" + (" (no email address)" if send else ""),
                 "already sent": "already sent (--force sends it again)",
                 "already claimed": "already being sent, or its sender stopped before it "
                                    "knew the outcome (--force sends it again)",
@@ -219,7 +219,7 @@ def digest(
         if d.error:
             head += f" ({d.error})"
         failed += d.delivery == "failed"
-        out.print(f"{head}\n{d.text}\n", highlight=False)
+        out.print(f"{head}\n{d.text}\n" if d.text else head, highlight=False)
     if failed:
         raise typer.Exit(1)
 

@@ -222,7 +222,8 @@ def send_digests(db: sqlite3.Connection, registry: Registry, now: datetime, *, s
 
     With ``smtp`` (or ``record``) each manager's week is claimed in ``web_digest_sends`` before
     anything is built or sent, so the digest of one week goes out at most once whoever sends
-    it; a manager already claimed is skipped (``delivery`` says why) unless ``force``. Without
+    it; a manager already claimed is skipped (``delivery`` says why, ``text`` is empty)
+    unless ``force``. Without
     either, the digests are only built and stored (a preview; nothing is recorded). ``clock``
     (default: ``now``) dates the claims.
     """
@@ -235,11 +236,9 @@ def send_digests(db: sqlite3.Connection, registry: Registry, now: datetime, *, s
             at = clock() if clock else now
             won, state = claim(db, mgr.id, week_start, at, by=by, recipient=to,
                                max_attempts=max_attempts, retry_s=retry_s, force=force)
-            if not won:
-                d = build_digest(db, registry, mgr.id, now, mgr.language)
-                d.delivery = f"already {state.status}" if state else "skipped"
-                d.error = state.error if state else ""
-                out.append(d)
+            if not won:  # not built again: what was kept for /digest stays as it was
+                out.append(Digest(mgr.id, week_start, [], delivery=f"already {state.status}"
+                                  if state else "skipped", error=state.error if state else ""))
                 continue
         try:
             d = build_digest(db, registry, mgr.id, now, mgr.language)

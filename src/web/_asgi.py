@@ -5,6 +5,7 @@ It sits above both, so the two import each other in one direction only."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -19,6 +20,8 @@ from gridwatch.web._app import CSP, EXPORT_EVERY_S, STATIC, Workspace, _session,
 from gridwatch.web._views import view_routes
 
 __all__ = ["SecurityHeaders", "create_app"]
+
+log = logging.getLogger("gridwatch.web")
 
 
 class SecurityHeaders:
@@ -72,13 +75,33 @@ def create_app(ws: Workspace) -> Starlette:
                 await run_in_threadpool(ws.export_verdicts)
                 await asyncio.sleep(EXPORT_EVERY_S)
 
-        task = asyncio.create_task(export_loop())
+        async def digest_loop() -> None:
+            # The weekly digest, sent by the running workspace (at most once per week).
+            from gridwatch.web._digest_schedule import DIGEST_EVERY_S, DigestScheduler
+
+            sched = DigestScheduler(ws.settings, clock=ws.clock, registry=lambda: ws.registry,
+                                    db_path=ws.db_path)
+            try:
+                while True:
+                    try:
+                        await run_in_threadpool(sched.run_once)
+                    except Exception:  # a bad registry, a locked database: try next time
+                        log.exception("weekly digest round failed")
+                    await asyncio.sleep(DIGEST_EVERY_S)
+            finally:
+                sched.close()
+
+        tasks = [asyncio.create_task(export_loop())]
+        if ws.settings.web.digest_enabled:
+            tasks.append(asyncio.create_task(digest_loop()))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             ws.close()
 
     routes = [

@@ -173,19 +173,55 @@ def list_users(config: ConfigOpt = None) -> None:
 def digest(
     config: ConfigOpt = None,
     send: Annotated[bool, typer.Option("--send", help="Also email managers who have an "
-                                       "email address (alerts.smtp).")] = False,
+                                       "email address (alerts.smtp), unless already sent.")
+                    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="With --send: send again even when "
+                                        "this week's digest was already sent.")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Show how the digests of the last "
+                                         "weeks were delivered, and stop.")] = False,
 ) -> None:
-    """Build every manager's weekly digest (alerts, verdicts, time to acknowledge, false-alarm
-    trend) for the workspace, and email it with --send."""
+    """Build every manager's digest of the week just ended (alerts, verdicts, time to
+    acknowledge, false-alarm trend) for the workspace, and email it with --send. The running
+    workspace sends it by itself each week (web.digest_*); a week goes out once per manager."""
     from gridwatch.alerts._registry import Registry
-    from gridwatch.web._digest import send_digests
+    from gridwatch.web._digest import send_digests, send_states
+    from gridwatch.web._digest_schedule import digest_zone, last_due
 
     settings, db = _db(config)
+    if status:
+        states = send_states(db)
+        if not states:
+            out.print("no digest sent or claimed yet")
+        for st in states:  # one line each, never cut to the terminal's width
+            out.print(f"{st.week_start} {st.manager_id} {st.status} attempts={st.attempts} "
+                      f"to={st.recipient or '-'} by={st.by} at={st.updated_at}"
+                      + (f" error={st.error}" if st.error else ""),
+                      highlight=False, soft_wrap=True, markup=False)
+        return
+    w = settings.web
     reg = Registry.load(settings.alerts.registry)
-    link = settings.web.public_url or f"http://{settings.web.host}:{settings.web.port}"
-    for d in send_digests(db, reg, datetime.now(UTC),
-                          smtp=settings.alerts.smtp if send else None, link=link):
-        out.print(f"[bold]{d.manager_id}[/]\n{d.text}\n", highlight=False)
+    link = w.public_url or f"http://{w.host}:{w.port}"
+    now = datetime.now(UTC)
+    due = last_due(now, w.digest_weekday, w.digest_hour, digest_zone(settings))
+    failed = 0
+    for d in send_digests(db, reg, due, smtp=settings.alerts.smtp if send else None, link=link,
+                          force=force, by="cli", max_attempts=w.digest_max_attempts,
+                          retry_s=w.digest_retry_s, clock=lambda: datetime.now(UTC)):
+        note = {"kept": "kept in the app" + (" (no email address)" if send else ""),
+                "already sent": "already sent (--force sends it again)",
+                "already claimed": "already being sent, or its sender stopped before it "
+                                   "knew the outcome (--force sends it again)",
+                "already failed": "sending failed before, retried later by the workspace "
+                                  "(--force now)",
+                "already kept": "kept in the app (no email address)"}.get(d.delivery,
+                                                                          d.delivery)
+        head = f"[bold]{d.manager_id}[/] {d.week_start}" + (f": {note}" if note else "")
+        if d.error:
+            head += f" ({d.error})"
+        failed += d.delivery == "failed"
+        out.print(f"{head}\n{d.text}\n" if d.text else head, highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 def verdicts_report(config: Path | None, days: float | None) -> int:

@@ -39,5 +39,35 @@ class WebSettings(Section):
     page_size: Annotated[int, Field(ge=10, le=1000)] = 100
     #: Address of the workspace in links sent by email (digests); ``http://host:port`` when unset.
     public_url: str | None = None
+    #: The workspace builds every manager's weekly digest by itself (off: only
+    #: ``gridwatch digest`` does).
+    digest_enabled: bool = True
+    #: Day (0 = Monday … 6 = Sunday) and local hour when the digest of the week just ended is
+    #: due; a workspace that is down then catches up once when it starts that week.
+    digest_weekday: Annotated[int, Field(ge=0, le=6)] = 0
+    digest_hour: Annotated[int, Field(ge=0, le=23)] = 8
+    #: IANA time zone of ``digest_hour``; the detection time zone (``detection.timezone``) when
+    #: unset.
+    digest_timezone: str | None = None
+    #: Also email the digest (``alerts.smtp``) to managers who have an email address; it is
+    #: kept for ``/digest`` either way.
+    digest_send: bool = True
+    #: Sends of one manager's digest tried at most this often, ``digest_retry_s`` apart.
+    digest_max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    digest_retry_s: Annotated[float, Field(gt=0)] = 1800.0
 
     _no_placeholder = field_validator("secret_key")(reject_placeholder)
+
+    @field_validator("digest_timezone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        if v is None:
+            return v
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name like Asia/Shanghai)") from None
+        return v

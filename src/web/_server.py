@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -21,8 +22,8 @@ __all__ = ["WebServer", "demo_login"]
 class WebServer:
     """The workspace under uvicorn in a background thread: ``start()``, ``url``, ``stop()``."""
 
-    def __init__(self, settings: Settings, *, host: str | None = None, port: int | None = None
-                 ) -> None:
+    def __init__(self, settings: Settings, *, host: str | None = None, port: int | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
         import uvicorn
 
         from gridwatch.web._app import Workspace
@@ -30,7 +31,7 @@ class WebServer:
 
         self.host = host or settings.web.host
         self.port = port if port is not None else settings.web.port
-        self.workspace = Workspace(settings)
+        self.workspace = Workspace(settings, clock=clock)
         config = uvicorn.Config(create_app(self.workspace), host=self.host, port=self.port,
                                 log_level="warning", access_log=False, lifespan="on")
         self.server = uvicorn.Server(config)

@@ -80,6 +80,22 @@ CREATE TABLE IF NOT EXISTS web_digests (
     body TEXT NOT NULL,
     UNIQUE (manager_id, week_start)
 );
+-- One row per manager and digest week, written before the email goes out: at most one send
+-- per week, whoever sends it (the workspace's schedule, ``gridwatch digest --send``).
+-- claimed: being sent (or the sender stopped before it knew: never resent by itself);
+-- sent; failed (error kept, tried again up to web.digest_max_attempts); kept: in the app only.
+CREATE TABLE IF NOT EXISTS web_digest_sends (
+    manager_id TEXT NOT NULL,
+    week_start TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('claimed', 'sent', 'failed', 'kept')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    claimed_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    by TEXT NOT NULL DEFAULT '',
+    recipient TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (manager_id, week_start)
+);
 CREATE TABLE IF NOT EXISTS web_audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,

@@ -13,6 +13,20 @@ class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
 
+def known_zone(value: str | None) -> str | None:
+    """Refuse a time zone that is not an IANA name this machine knows (None passes)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if value is None:
+        return value
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name like Asia/Shanghai)") from None
+    return value
+
+
 def reject_placeholder(value: SecretStr | None) -> SecretStr | None:
     """Refuse a secret that is obviously a placeholder copied from an example file."""
     if value is not None and value.get_secret_value().strip().lower() in _PLACEHOLDERS:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from gridwatch._config_base import Section, reject_placeholder
+from gridwatch._config_base import Section, known_zone, reject_placeholder
 
 _HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
@@ -33,17 +33,7 @@ class QuietHours(Section):
     end: Annotated[str, Field(pattern=_HHMM)] = "07:00"
     timezone: str = "Asia/Shanghai"
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {v!r} (use an IANA name like Asia/Shanghai)") from None
-        return v
+    _known_zone = field_validator("timezone")(known_zone)
 
 
 class RetrySettings(Section):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 
-from gridwatch._config_base import Section, reject_placeholder
+from gridwatch._config_base import Section, known_zone, reject_placeholder
 
 __all__ = ["WebSettings"]
 
@@ -58,16 +58,4 @@ class WebSettings(Section):
 
     _no_placeholder = field_validator("secret_key")(reject_placeholder)
 
-    @field_validator("digest_timezone")
-    @classmethod
-    def _known_zone(cls, v: str | None) -> str | None:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        if v is None:
-            return v
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {v!r} (use an IANA name like Asia/Shanghai)") from None
-        return v
+    _known_zone = field_validator("digest_timezone")(known_zone)

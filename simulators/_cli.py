@@ -83,8 +83,10 @@ class Plan:
     labels_path: Path | None = None
     #: Replay: rows skipped by reason.
     skipped: dict[str, int] = field(default_factory=dict)
-    #: The registry file written for the fleet's meters.
+    #: The registry file written for the fleet's meters (and devices).
     registry: Path | None = None
+    #: The fleet has devices: their telemetry is sent too (counted in ``Sent.telemetry``).
+    devices: int = 0
     #: At the pace asked, some readings would be stamped ahead of the wall clock.
     ahead_of_clock: bool = False
 
@@ -106,6 +108,8 @@ class Sent:
     messages: int
     elapsed_s: float
     interrupted: bool
+    #: Device telemetry messages among ``messages`` (lines of a JSONL file).
+    telemetry: int = 0
 
 
 class _Rate(ProgressColumn):
@@ -181,7 +185,10 @@ def simulate(
         "--speed", help="realtime, xN (e.g. x60: an hour a minute) or max.",
         rich_help_panel=_OUTPUT)] = "max",
     target: Annotated[TargetKind, typer.Option(
-        "--target", "-t", help="Where readings go.", rich_help_panel=_OUTPUT)] = TargetKind.MQTT,
+        "--target", "-t", help="Where readings go. A fleet with devices also sends their "
+                               "telemetry: on MQTT to devices/SITE/DEVICE/telemetry, in JSONL "
+                               "as lines with device_id; CSV leaves it out (meter columns).",
+        rich_help_panel=_OUTPUT)] = TargetKind.MQTT,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Output file for the csv and jsonl targets.",
         rich_help_panel=_OUTPUT)] = None,
@@ -303,19 +310,36 @@ def fleet_plan(fleet: Path, *, seed: int | None = None, start: str | None = None
         raise CommandError(f"--start {start!r}: {exc}") from None
     with status("drawing the fleet and planning anomalies…"):
         sim = Simulation(spec, seed)
-    plan = Plan(chunks=sim.chunks("dict" if csv else "json"), total=spec.n_readings,
-                title=spec.name)
-    plan.add_labels(sim.labels, labels or (
+        devices = None
+        if spec.devices is not None:
+            from gridwatch.simulators._devices import DeviceSimulation
+
+            devices = DeviceSimulation(sim)
+    form = "dict" if csv else "json"
+    plan = Plan(chunks=devices.chunks(form) if devices else sim.chunks(form),
+                total=spec.n_readings, title=spec.name)
+    all_labels = sorted(sim.labels + devices.labels, key=lambda lb: (lb.start, lb.meter_id)) \
+        if devices else sim.labels
+    plan.add_labels(all_labels, labels or (
         out.with_suffix(".labels.jsonl") if out
         else Path(f"var/sim/{spec.name}-seed{sim.seed}.labels.jsonl")))
     if registry:
         from gridwatch.simulators._registry import write_registry
 
-        write_registry(sim.meters, registry)
+        try:
+            write_registry(sim.meters, registry,
+                           devices=devices.registry_devices() if devices else None)
+        except ValueError as exc:
+            raise CommandError(f"--registry {exc}") from None
         plan.registry = registry
     plan.summary += [("fleet", f"{fleet} (seed {sim.seed})"), ("meters", f"{len(sim.meters):,}"),
                      ("period", f"{_iso(spec.start)} to {_iso(spec.end)}, a reading every "
                                 f"{spec.interval_min} min")]
+    if devices:
+        plan.devices = len(devices.devices)
+        kinds = Counter(d.kind for d in devices.devices)
+        plan.summary.append(("devices", f"{len(devices.devices):,}: " + ", ".join(
+            f"{k} {n}" for k, n in sorted(kinds.items()))))
     last = spec.end - spec.step
     plan.ahead_of_clock = pace is not None and last > (
         now() + (last - spec.start) / pace + timedelta(minutes=5))
@@ -430,17 +454,31 @@ def send(plan: Plan, sink: Any, pace: float | None, console: Console) -> Sent:
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
         TextColumn("sim {task.fields[sim]}"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=False)
+    from gridwatch.simulators._targets import DeviceBatch
+
     t0 = time.monotonic()
-    readings = messages = 0
+    readings = messages = telemetry = 0
     interrupted = False
+
+    last: list[Any] = [None, 0]  # the chunk being sent, messages before it
+
+    def noted(chunks: Iterable[Any]) -> Iterable[Any]:
+        for ts, rows in chunks:
+            last[0] = rows
+            yield ts, rows
+
     with progress:
         task = progress.add_task(plan.title, total=plan.total, sim="")
 
-        def tick(n: int, _msgs: int, ts: datetime) -> None:
+        def tick(n: int, msgs: int, ts: datetime) -> None:
+            nonlocal telemetry
+            if isinstance(last[0], DeviceBatch):
+                telemetry += msgs - last[1]  # what the target sent of it
+            last[1] = msgs
             progress.update(task, advance=n, sim=ts.strftime("%Y-%m-%d %H:%M"))
 
         try:
-            readings, messages = drain(plan.chunks, sink, Pacer(pace), tick)
+            readings, messages = drain(noted(plan.chunks), sink, Pacer(pace), tick)
             sink.close()
             progress.update(task, total=readings)  # injected outages leave gaps
         except KeyboardInterrupt:
@@ -449,7 +487,7 @@ def send(plan: Plan, sink: Any, pace: float | None, console: Console) -> Sent:
             readings = int(progress.tasks[0].completed)
         except (SimulateError, OSError, ValueError) as exc:
             raise CommandError(str(exc), 1) from None
-    return Sent(readings, messages, time.monotonic() - t0, interrupted)
+    return Sent(readings, messages, time.monotonic() - t0, interrupted, telemetry)
 
 
 def summary_table(plan: Plan, sent: Sent, sink: Any, *, where: str, mqtt: dict[str, Any],
@@ -462,6 +500,10 @@ def summary_table(plan: Plan, sent: Sent, sink: Any, *, where: str, mqtt: dict[s
         table.add_row(key, value)
     table.add_row("readings sent",
                   f"{sent.readings:,}" + (" (interrupted)" if sent.interrupted else ""))
+    if plan.devices:
+        table.add_row("device telemetry", f"{sent.telemetry:,} messages from {plan.devices:,} "
+                      "devices" if sent.telemetry or mqtt or sent.interrupted
+                      else "not written (the CSV columns are the meters')")
     if mqtt:
         table.add_row("MQTT", f"{sent.messages:,} messages, QoS {mqtt['qos']}, to {where}")
         reconnects, resent = getattr(sink, "reconnects", 0), getattr(sink, "resent", 0)

@@ -36,8 +36,9 @@ from gridwatch.simulators._device_spec import FAULT_EVENT, DeviceSpec
 from gridwatch.simulators._engine import Block, Simulation, iso_z
 from gridwatch.simulators._load import SHIFT_HOURS
 from gridwatch.simulators._population import _PROFILE_PEAK
+from gridwatch.simulators._targets import DeviceBatch, Row
 
-__all__ = ["DeviceSimulation", "SimDevice", "thermal_oil_rise"]
+__all__ = ["DeviceSimulation", "SimDevice", "thermal_oil_rise", "wire_dict"]
 
 #: Standard distribution-transformer sizes, kVA (IEC 60076 preferred ratings).
 TX_SIZES = (50, 100, 160, 250, 315, 400, 500, 630, 800, 1000, 1250, 1600, 2000, 2500, 3150)
@@ -63,6 +64,12 @@ DURATION_H = {
     "sensor_stuck": (6, 24), "sensor_drift": (12, 36), "off_shift": (1.5, 4),
     "inverter_trip": (1, 3), "compressor_wear": (48, 96),
 }
+
+
+def wire_dict(t: DeviceTelemetry) -> dict[str, Any]:
+    """Device telemetry as its JSON message (what the collector decodes)."""
+    return t.model_dump(mode="json", exclude_defaults=True) | {"device_id": t.device_id,
+                                                               "ts": iso_z(t.ts)}
 
 
 def thermal_oil_rise(k: float) -> float:
@@ -466,9 +473,7 @@ class DeviceSimulation:
         n = 0
         with readings.open("w", encoding="utf-8") as fh:
             for item in self.stream():
-                d = item.to_json_dict() if isinstance(item, Reading) else item.model_dump(
-                    mode="json", exclude_defaults=True) | {"device_id": item.device_id,
-                                                           "ts": iso_z(item.ts)}
+                d = item.to_json_dict() if isinstance(item, Reading) else wire_dict(item)
                 fh.write(json.dumps(d, separators=(",", ":")) + "\n")
                 n += 1
         if registry is not None:
@@ -488,11 +493,29 @@ class DeviceSimulation:
         for block in self._blocks_with_restart():
             msgs = []
             for t in self.telemetry(block):
-                d = t.model_dump(mode="json", exclude_defaults=True) | {
-                    "device_id": t.device_id, "ts": iso_z(t.ts)}
                 msgs.append((f"{prefix}/{t.site}/{t.device_id}/telemetry",
-                             json.dumps(d, separators=(",", ":")).encode()))
+                             json.dumps(wire_dict(t), separators=(",", ":")).encode()))
             yield block.ts, msgs
+
+    def chunks(self, form: str = "json") -> Iterator[tuple[datetime, list[Row] | DeviceBatch]]:
+        """The targets' chunks of the meters (``Simulation.chunks``) with, after each
+        interval's readings, that interval's device telemetry as a :class:`DeviceBatch`; one
+        pass over the meter simulation. ``form`` as in ``Simulation.chunks``."""
+        import json
+
+        sim = self.sim
+        regions = [m.region for m in sim.meters]
+        concs = [m.concentrator_id for m in sim.meters]
+        ids = sim.ids
+        for block in self._blocks_with_restart():
+            pairs = sim.lines(block) if form == "json" else sim.rows(block)
+            yield block.ts, [(regions[i], concs[i], ids[i], x) for i, x in pairs]
+            batch = DeviceBatch()
+            for t in self.telemetry(block):
+                d = wire_dict(t)
+                batch.append((t.site, t.device_id,
+                              json.dumps(d, separators=(",", ":")) if form == "json" else d))
+            yield block.ts, batch
 
     def _blocks_with_restart(self) -> Iterator[Block]:
         self._restart()

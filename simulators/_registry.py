@@ -21,8 +21,12 @@ _FIRST = ("Li Na", "Wang Wei", "Zhang Min", "Liu Yang", "Chen Jing", "Anna Weber
 
 def registry_dict(meters: Sequence[SimMeter], *, cells_per_manager: int = 2,
                   email_domain: str = "example.net", timezone: str | None = None,
-                  holiday_country: str | None = None) -> dict[str, Any]:
-    """The registry as plain data: ``{"customers": [...], "cells": [...], "managers": [...]}``.
+                  holiday_country: str | None = None,
+                  devices: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The registry as plain data: ``{"customers": [...], "cells": [...], "managers": [...]}``,
+    and ``"devices": [...]`` when ``devices`` are given (``DeviceSimulation.registry_devices``:
+    what the engine judges device telemetry by; telemetry of an unlisted device is only
+    counted).
 
     Industrial customers opt in to notices about their own sites; every customer gets an
     e-mail contact under ``email_domain`` (a reserved example domain by default)."""
@@ -55,7 +59,11 @@ def registry_dict(meters: Sequence[SimMeter], *, cells_per_manager: int = 2,
         if timezone:  # the fleet's local time, so the engine never judges it in UTC silently
             entry |= {"timezone": timezone, "holiday_country": holiday_country}
         cells.append(entry)
-    return {"customers": list(customers.values()), "cells": cells, "managers": managers}
+    data: dict[str, Any] = {"customers": list(customers.values()), "cells": cells,
+                            "managers": managers}
+    if devices:
+        data["devices"] = list(devices)
+    return data
 
 
 def write_registry(fleet_meters: Sequence[SimMeter], path: Path, *, flow: bool | None = None,
@@ -67,9 +75,12 @@ def write_registry(fleet_meters: Sequence[SimMeter], path: Path, *, flow: bool |
     minute for 100,000 meters. A ``.json`` path gets the same data as JSON, which the router
     loads about ten times faster than YAML. A ``.csv`` path or a directory gets the router's CSV
     form (``customers.csv``, ``cells.csv``, ``managers.csv`` in that directory): as quick, but
-    without per-meter capacity, nominal voltage and interval."""
+    without per-meter capacity, nominal voltage and interval, and without devices (a
+    ``devices`` option with a CSV path is a ``ValueError``)."""
     data = registry_dict(fleet_meters, **options)
     if path.suffix.lower() == ".csv" or path.is_dir():
+        if data.get("devices"):
+            raise ValueError(f"{path}: the CSV registry has no devices; write .yaml or .json")
         return _write_csv(data, path.parent if path.suffix.lower() == ".csv" else path)
     if path.suffix.lower() == ".json":
         path.parent.mkdir(parents=True, exist_ok=True)

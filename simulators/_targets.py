@@ -2,7 +2,10 @@
 
 A target takes rows ``(region, concentrator_id, meter_id, reading)`` where the reading is the
 wire form ``Reading.to_json_dict()`` as a dict or already as compact JSON text; the same rows in
-the same order give the same bytes.
+the same order give the same bytes. A chunk may instead be a :class:`DeviceBatch` of device
+telemetry ``(site, device_id, payload)``: the MQTT target publishes it on the collector's
+telemetry topic, the JSONL target writes it as lines with ``device_id``, the CSV target (meter
+columns only) leaves it out.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ def as_text(payload: str | dict[str, Any]) -> str:
 
 def as_dict(payload: str | dict[str, Any]) -> dict[str, Any]:
     return json.loads(payload) if isinstance(payload, str) else payload
+
+
+class DeviceBatch(list[tuple[str, str, "str | dict[str, Any]"]]):
+    """One interval's device telemetry as ``(site, device_id, payload)`` rows; the payload is
+    the telemetry's wire form (with ``device_id`` and ``ts``) as a dict or compact JSON."""
 
 
 class SimulateError(RuntimeError):
@@ -131,8 +139,13 @@ class MemoryTarget:
     readings: int = 0
     keep: bool = False
     rows: list[Row] = field(default_factory=list)
+    #: Device telemetry messages seen.
+    telemetry: int = 0
 
     def write(self, rows: Sequence[Row]) -> int:
+        if isinstance(rows, DeviceBatch):
+            self.telemetry += len(rows)
+            return len(rows)
         self.readings += len(rows)
         if self.keep:
             self.rows.extend(rows)
@@ -172,6 +185,9 @@ class JsonlTarget(_FileTarget):
     """One reading per line, in the wire form (``Reading.to_json_dict()``)."""
 
     def write(self, rows: Sequence[Row]) -> int:
+        if isinstance(rows, DeviceBatch):
+            self._fh.write("".join(as_text(d) + "\n" for _, _, d in rows))
+            return len(rows)
         self._fh.write("".join(as_text(d) + "\n" for _, _, _, d in rows))
         return len(rows)
 
@@ -190,6 +206,8 @@ class CsvTarget(_FileTarget):
         self._csv.writerow(CSV_COLUMNS)
 
     def write(self, rows: Sequence[Row]) -> int:
+        if isinstance(rows, DeviceBatch):
+            return 0  # meter columns only: device telemetry has no place here
         out = []
         for *_, payload in rows:
             d = as_dict(payload)
@@ -224,10 +242,11 @@ class MqttTarget:
 
     ``batch_size`` 1 sends each reading to ``meters/{region}/{meter_id}/reading``; larger sends
     JSON arrays of up to ``batch_size`` readings per concentrator to
-    ``meters/{region}/{concentrator_id}/batch``. ``rate`` caps messages per second. At most
-    ``max_pending`` messages wait for the broker (QoS 1: its PUBACK) before ``write`` blocks,
-    so memory stays bounded however fast the generator is. ``tls`` is the ``mqtt.tls`` settings
-    section (CA, client certificate, or no verification).
+    ``meters/{region}/{concentrator_id}/batch``; device telemetry (a :class:`DeviceBatch`) goes
+    one message per device to ``devices/{site}/{device_id}/telemetry``. ``rate`` caps messages
+    per second. At most ``max_pending`` messages wait for the broker (QoS 1: its PUBACK) before
+    ``write`` blocks, so memory stays bounded however fast the generator is. ``tls`` is the
+    ``mqtt.tls`` settings section (CA, client certificate, or no verification).
 
     A broker restart does not end the run: the client reconnects in the background (1 s, then
     up to ``reconnect_max_s`` between attempts) and sends again, with the DUP flag, every QoS 1
@@ -241,7 +260,8 @@ class MqttTarget:
     def __init__(self, host: str, port: int, *, qos: int = 1, batch_size: int = 1,
                  rate: float | None = None, client_id: str = "gridwatch-simulator",
                  username: str | None = None, password: str | None = None,
-                 topic_prefix: str = "meters", max_pending: int = 100,
+                 topic_prefix: str = "meters", device_prefix: str = "devices",
+                 max_pending: int = 100,
                  connect_timeout: float = 10.0, tls: TlsSettings | None = None,
                  reconnect_max_s: float = 5.0, give_up_s: float = 300.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -252,6 +272,7 @@ class MqttTarget:
         if batch_size < 1:
             raise ValueError(f"batch size {batch_size} must be at least 1")
         self.qos, self.batch_size, self.prefix = qos, batch_size, topic_prefix
+        self.device_prefix = device_prefix
         self.limit = RateLimit(rate)
         self.max_pending = max_pending
         self.messages = 0
@@ -356,6 +377,10 @@ class MqttTarget:
 
     def write(self, rows: Sequence[Row]) -> int:
         before = self.messages
+        if isinstance(rows, DeviceBatch):
+            for site, device_id, d in rows:
+                self._publish(f"{self.device_prefix}/{site}/{device_id}/telemetry", as_text(d))
+            return self.messages - before
         if self.batch_size == 1:
             for region, _, meter_id, d in rows:
                 self._publish(f"{self.prefix}/{region}/{meter_id}/reading", as_text(d))
@@ -399,8 +424,10 @@ class CapturedMqtt(MqttTarget):
     """The MQTT target's topics and payloads, collected instead of published (no broker): for
     checking what would be sent and for timing payload building on its own."""
 
-    def __init__(self, batch_size: int = 1, prefix: str = "meters") -> None:
+    def __init__(self, batch_size: int = 1, prefix: str = "meters",
+                 device_prefix: str = "devices") -> None:
         self.batch_size, self.prefix, self.messages = batch_size, prefix, 0
+        self.device_prefix = device_prefix
         self.captured: list[tuple[str, str]] = []
 
     def _publish(self, topic: str, payload: str) -> None:
@@ -431,12 +458,14 @@ def open_target(kind: str, *, out: Path | None = None, host: str = "127.0.0.1",
 def drain(chunks: Iterable[tuple[datetime, Sequence[Row]]], target: Target, pacer: Pacer,
           on_progress: Callable[[int, int, datetime], None] | None = None) -> tuple[int, int]:
     """Send time-ordered chunks to a target at the pacer's speed; returns (readings,
-    messages). ``on_progress(readings, messages, sim_ts)`` is called after every chunk."""
+    messages). ``on_progress(readings, messages, sim_ts)`` is called after every chunk. Device
+    telemetry (a :class:`DeviceBatch` chunk) is sent but not counted among the readings."""
     readings = messages = 0
     for ts, rows in chunks:
         pacer.wait(ts)
         messages += target.write(rows)
-        readings += len(rows)
+        n = 0 if isinstance(rows, DeviceBatch) else len(rows)
+        readings += n
         if on_progress:
-            on_progress(len(rows), messages, ts)
+            on_progress(n, messages, ts)
     return readings, messages

@@ -1,8 +1,9 @@
 """``make demo``: a simulated fleet through the whole engine on private servers, then a summary.
 
 Starts a private mosquitto and InfluxDB 1.6.7 on free loopback ports under ``var/demo``,
-writes a registry for the simulated fleet, runs ``gridwatch run`` as its own process, publishes
-the fleet at full speed with ``gridwatch simulate``, waits until the engine has stored every
+writes a registry for the simulated fleet (its meters and, with a ``devices:`` section, its
+devices), runs ``gridwatch run`` as its own process, publishes the fleet (and its devices'
+telemetry) at full speed with ``gridwatch simulate``, waits until the engine has stored every
 reading, and prints what happened: readings, points stored, anomalies injected and found, and
 alerts delivered to each manager and customer (counted by an independent MQTT subscriber).
 """
@@ -103,7 +104,7 @@ def main() -> int:
     try:
         registry = work / "registry.json"  # JSON loads faster than YAML
         write_registry(fleet.meters(fleet.seed), registry, timezone=fleet.timezone,
-                       holiday_country=fleet.country)
+                       holiday_country=fleet.country, devices=fleet_devices(fleet))
         settings = {
             "mqtt": {"host": broker.host, "port": broker.port, "client_id": "demo-collector"},
             "ingest": {"journal_dir": str(work / "journal"),
@@ -163,6 +164,18 @@ def main() -> int:
                 engine.kill()
         broker.stop()
         influx.stop()
+
+
+def fleet_devices(fleet: Any) -> list[dict[str, Any]] | None:
+    """The registry entries of the fleet's devices (the transformers ``gridwatch simulate``
+    sends telemetry of), so the engine judges that telemetry; None without a ``devices:``
+    section."""
+    if fleet.devices is None:
+        return None
+    from gridwatch.simulators import Simulation
+    from gridwatch.simulators._devices import DeviceSimulation
+
+    return DeviceSimulation(Simulation(fleet, fleet.seed)).registry_devices()
 
 
 def import_samples(work: Path, registry: Path, fleet: Any, env: dict[str, str]) -> bool:

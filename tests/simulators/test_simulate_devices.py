@@ -21,10 +21,10 @@ from gridwatch._settings import Settings
 from gridwatch.alerts import Registry
 from gridwatch.cli import app
 from gridwatch.ingest import decode
-from gridwatch.simulators import Fleet, Simulation, read_labels
+from gridwatch.simulators import CapturedMqtt, Fleet, Simulation, read_labels
 from gridwatch.simulators._cli import CommandError, fleet_plan
 from gridwatch.simulators._devices import DeviceSimulation
-from gridwatch.simulators._targets import DeviceBatch
+from gridwatch.simulators._targets import DeviceBatch, Pacer, drain
 
 #: Two cells of 12 customers (two industrial sites), 12 h at 15 minutes, one overload.
 FLEET: dict[str, Any] = {
@@ -79,6 +79,23 @@ def test_device_telemetry_follows_each_interval_of_readings(tmp_path: Path) -> N
     for dev in ds.devices:
         found = reg.device(dev.device_id)
         assert found is not None and found.kind.value == dev.kind
+
+
+def test_batches_carry_readings_and_telemetry_goes_one_message_per_device() -> None:
+    ds = _devices()
+    target = CapturedMqtt(batch_size=20)
+    readings, messages = drain(ds.chunks(), target, Pacer(None))
+    assert readings == ds.fleet.n_readings  # telemetry is not counted among the readings
+    assert messages == len(target.captured)
+    tele = [(t, p) for t, p in target.captured if t.endswith("/telemetry")]
+    batches = [(t, p) for t, p in target.captured if t.endswith("/batch")]
+    assert len(tele) + len(batches) == messages
+    assert len(tele) == len(ds.devices) * N_INT
+    assert sum(len(json.loads(p)) for _, p in batches) == readings
+    settings, now = Settings(), datetime(2024, 4, 2, tzinfo=UTC)
+    got = [decode(t, p.encode(), settings=settings, now=now)[0] for t, p in tele]
+    assert [(t.device_id, t.ts, t.metrics) for t in got] == [
+        (t.device_id, t.ts, t.metrics) for t in ds.telemetry_only()]
 
 
 def test_without_devices_nothing_changes(tmp_path: Path) -> None:

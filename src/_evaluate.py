@@ -83,10 +83,12 @@ def load_labels(path: Path) -> list[Label]:
 def unknown_types(labels: Iterable[Label]) -> dict[str, int]:
     """Label types that are not event types of the engine, with how many labels have each."""
     from gridwatch.models import EVENT_TYPES
+    from gridwatch.models._device import DEVICE_EVENT_TYPES
 
+    known = set(EVENT_TYPES) | set(DEVICE_EVENT_TYPES)
     out: dict[str, int] = {}
     for lab in labels:
-        if lab.type not in EVENT_TYPES:
+        if lab.type not in known:
             out[lab.type] = out.get(lab.type, 0) + 1
     return out
 
@@ -310,6 +312,7 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
         from gridwatch._filereplay import (
             Progress,
             count_lines,
+            devices_from,
             half_of,
             infer_interval,
             meter_meta_from,
@@ -331,13 +334,19 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
             settings = with_interval(settings, step)
         try:
             meta = meter_meta_from(settings, registry)
+            devices = devices_from(settings, registry)
         except (OSError, ValueError) as exc:
             err.print(f"[bold red]error:[/] registry: {exc}")
             return 2
         t0 = time.monotonic()
         with Progress(err, count_lines(readings)) as progress:
             run = replay_file(settings, readings, meta, on_progress=progress,
-                              keep=None if half is None else (lambda m: half_of(m) == half))
+                              keep=None if half is None else (lambda m: half_of(m) == half),
+                              devices=devices)
+        if run.telemetry and devices is None:
+            err.print(f"[yellow]warning:[/] {run.telemetry:,} device telemetry record(s) "
+                      "skipped: give --registry with the devices (gridwatch simulate "
+                      "--registry writes them) to score the device labels")
         if half is not None:
             labs = [lab for lab in labs if half_of(lab.meter_id) == half]
             out.print(f"meters of the {'tuning' if half == 'tune' else 'held-out'} half only: "
@@ -383,7 +392,9 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
                          f"max {max(crossed):.0f} min, {early} of {len(crossed)} at least "
                          "15 min ahead (negative: raised after the crossing)" if crossed
                          else "none measured"))
-        out.print(f"readings: {run.readings:,}  meters: {len(run.times)}  meter-days: "
+        out.print(f"readings: {run.readings:,}  device telemetry: {run.telemetry:,}"
+                  f"{'' if devices is not None or not run.telemetry else ' (skipped)'}  "
+                  f"meters: {len(run.times)}  meter-days: "
                   f"{md:,.1f}  interval: {step} s  firing events: "
                   f"{reports['all'].events:,}  resolutions: {reports['all'].resolutions:,}  "
                   f"time: {elapsed:,.0f} s")

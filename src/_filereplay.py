@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from gridwatch._schemas import Event, MeterMeta, Reading
+from gridwatch._schemas import DeviceTelemetry, Event, MeterMeta, Reading
 
 __all__ = [
     "Progress",
     "ReplayRun",
     "count_lines",
+    "devices_from",
     "half_of",
     "infer_interval",
     "meter_meta_from",
@@ -84,6 +85,8 @@ class ReplayRun:
     #: apparent power (kW over the reading's power factor, unit when it has none), for the
     #: over-capacity lead time
     kva: dict[str, np.ndarray] = field(default_factory=dict)
+    #: device telemetry records in the file (replayed only with the registry's devices)
+    telemetry: int = 0
 
     def meter_days(self, meters: Iterable[str] | None = None) -> float:
         """Observed meter-days: per meter, first to last reading."""
@@ -101,10 +104,13 @@ def half_of(meter_id: str) -> str:
 def replay_file(settings: Any, path: Path,
                 meta: Mapping[str, MeterMeta] | Callable[[str], MeterMeta | None] | None = None,
                 on_progress: Callable[[int, datetime], None] | None = None,
-                every: int = 10_000, keep: Callable[[str], bool] | None = None) -> ReplayRun:
+                every: int = 10_000, keep: Callable[[str], bool] | None = None,
+                devices: Callable[[str], Any] | None = None) -> ReplayRun:
     """Run the engine's dataflow over ``path`` (read as it goes, never all in memory) and keep
     every event and each meter's reading times. ``on_progress(readings, event time)`` is called
-    every ``every`` readings. With ``keep``, only the meters it accepts are replayed."""
+    every ``every`` readings. With ``keep``, only the meters it accepts are replayed.
+    ``devices``: the registry's device facts; with them, the file's device telemetry goes
+    through the device steps too (without, it is skipped and counted in ``telemetry``)."""
     from bytewax.testing import TestingSink, TestingSource, run_main
 
     from gridwatch.ingest import iter_readings_file
@@ -119,8 +125,15 @@ def replay_file(settings: Any, path: Path,
     newest = [float("-inf")]
     lateness = float(settings.detection.lateness_s)
 
-    def items() -> Iterator[Reading]:
+    telemetry = [0]
+
+    def items() -> Iterator[Reading | DeviceTelemetry]:
         for item in iter_readings_file(path):
+            if isinstance(item, DeviceTelemetry):
+                telemetry[0] += 1
+                if devices is not None and (keep is None or keep(item.device_id)):
+                    yield item
+                continue
             if not isinstance(item, Reading):
                 if hasattr(item, "reason"):
                     rejected[item.reason] += 1
@@ -143,7 +156,7 @@ def replay_file(settings: Any, path: Path,
 
     out: list[Any] = []
     flow = build_flow(settings, TestingSource(items(), batch_size=1000),
-                      Sinks(events=TestingSink(out)), meta)
+                      Sinks(events=TestingSink(out)), meta, devices=devices)
     run_main(flow)
     order = {m: np.argsort(np.asarray(v), kind="stable") for m, v in times.items()}
     return ReplayRun(
@@ -151,13 +164,25 @@ def replay_file(settings: Any, path: Path,
         times={m: np.asarray(v)[order[m]] for m, v in times.items()},
         kw={m: np.asarray(v)[order[m]] for m, v in kws.items()},
         kva={m: np.asarray(v)[order[m]] for m, v in kvas.items()},
-        readings=count[0], rejected=rejected, late=late[0])
+        readings=count[0], rejected=rejected, late=late[0], telemetry=telemetry[0])
 
 
 def with_interval(settings: Any, interval_s: int) -> Any:
     """``settings`` with ``detection.interval_s`` set."""
     det = settings.detection.model_copy(update={"interval_s": int(interval_s)})
     return settings.model_copy(update={"detection": det})
+
+
+def devices_from(settings: Any, registry: Path | None) -> Callable[[str], Any] | None:
+    """Device facts from ``registry``, else from the settings' registry when it exists; None
+    when the registry lists no device."""
+    from gridwatch.alerts import Registry
+
+    path = registry if registry is not None else Path(settings.alerts.registry)
+    if registry is None and not path.exists():
+        return None
+    reg = Registry.load(path)
+    return reg.device if reg.devices else None
 
 
 def meter_meta_from(settings: Any, registry: Path | None

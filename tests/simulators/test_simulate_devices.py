@@ -186,3 +186,35 @@ def test_simulate_publishes_meters_and_devices_to_mosquitto(
         for t in sorted(expected, key=key)]
     assert "device_overload" in {lb.type for lb in read_labels(tmp_path / "labels.jsonl")}
     assert len(Registry.load(tmp_path / "r.yaml").devices) == len(ds.devices)
+
+
+def test_evaluate_scores_the_device_labels_with_the_registrys_devices(tmp_path: Path) -> None:
+    """``gridwatch evaluate`` replays the file's device telemetry through the device steps
+    when the registry lists the devices, so their faults are scored like the meters'."""
+    fleet = _fleet_file(tmp_path)
+    runner = CliRunner()
+    out, labels, reg = tmp_path / "out.jsonl", tmp_path / "labels.jsonl", tmp_path / "reg.yaml"
+    res = runner.invoke(app, ["simulate", "--fleet", str(fleet), "--target", "jsonl",
+                              "--out", str(out), "--speed", "max", "--labels", str(labels),
+                              "--registry", str(reg)])
+    assert res.exit_code == 0, res.output
+    assert any(lab.type == "device_overload" for lab in read_labels(labels))
+    scored = tmp_path / "scored.json"
+    res = runner.invoke(app, ["evaluate", "--readings", str(out), "--labels", str(labels),
+                              "--registry", str(reg), "--json", str(scored)],
+                        env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "engine never raises" not in res.output  # device types are the engine's too
+    overload = json.loads(scored.read_text())["labels"]["device_overload"]
+    assert overload["labels"] == 1 and overload["recall"] == 1.0, overload
+    # Without the devices the telemetry is skipped, said so, and the fault can only be missed.
+    bare = tmp_path / "bare.yaml"
+    doc = yaml.safe_load(reg.read_text())
+    doc.pop("devices")
+    bare.write_text(yaml.safe_dump(doc))
+    res = runner.invoke(app, ["evaluate", "--readings", str(out), "--labels", str(labels),
+                              "--registry", str(bare), "--json", str(scored)],
+                        env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "skipped" in res.output
+    assert json.loads(scored.read_text())["labels"]["device_overload"]["recall"] == 0.0

@@ -307,10 +307,15 @@ def view_routes(ws: Workspace) -> list[Route]:
     @authed(ws, "manager")
     async def digest_page(request: Request) -> Response:
         sess: acc.Session = request.state.session
+        from gridwatch.web._digest import send_state
+
         with ws.lock:
             rows = [dict(r) for r in ws.db.execute(
                 "SELECT week_start, created_at, body FROM web_digests WHERE manager_id=? "
                 "ORDER BY week_start DESC LIMIT 8", (sess.user.subject,))]
+            for r in rows:
+                # how the week's email went (none: built by hand, never sent)
+                r["send"] = send_state(ws.db, sess.user.subject, r["week_start"])
         for r in rows:
             r["body"] = json.loads(r["body"])
         return ws.render(request, "digest.html", digests=rows)

@@ -144,7 +144,21 @@ def test_weekly_digest_in_app_and_by_email(web: Web, smtp_server) -> None:
     assert [e[1] for e in smtp_server.envelopes] == [["alice@example.org"]]
     body = smtp_server.messages[0].get_payload()
     assert "confirmed=1" in body and "http://127.0.0.1:8080/digest" in body
-    assert "confirmed=1" in c.get("/digest").text
+    page = c.get("/digest").text
+    assert "confirmed=1" in page
+    # how the week's email went, on the page: Alice's was sent, Bob has no address
+    assert "Emailed to alice@example.org" in page and "digest-sent" in page
+    bob = web.client()
+    bob.login("bob")
+    assert "Kept here only (no email)" in bob.get("/digest").text
+    # a send that failed says so, with its attempts and the error
+    week = alice.week_start
+    with web.ws.lock:
+        web.ws.db.execute("UPDATE web_digest_sends SET status='failed', attempts=2, "
+                          "error='connection refused' WHERE manager_id='M1' AND "
+                          "week_start=?", (week,))
+    page = c.get("/digest").text
+    assert "Email failed · 2× · connection refused" in page and "digest-failed" in page
 
 
 def test_router_state_survives_the_web_tables(tmp_path: Path) -> None:

@@ -503,13 +503,8 @@ class DeviceSimulation:
         pass over the meter simulation. ``form`` as in ``Simulation.chunks``."""
         import json
 
-        sim = self.sim
-        regions = [m.region for m in sim.meters]
-        concs = [m.concentrator_id for m in sim.meters]
-        ids = sim.ids
         for block in self._blocks_with_restart():
-            pairs = sim.lines(block) if form == "json" else sim.rows(block)
-            yield block.ts, [(regions[i], concs[i], ids[i], x) for i, x in pairs]
+            yield block.ts, self.sim.block_rows(block, form)
             batch = DeviceBatch()
             for t in self.telemetry(block):
                 d = wire_dict(t)

@@ -112,6 +112,8 @@ class Simulation:
         for inj in self.plan:
             self.by_start.setdefault(inj.k0, []).append(inj)
         self.ids = [m.meter_id for m in ms]
+        #: each meter's (region, concentrator, id): the targets' routing of its rows
+        self._route = [(m.region, m.concentrator_id, m.meter_id) for m in ms]
         self._prefix: list[str] | None = None
         self.n = n
 
@@ -333,9 +335,11 @@ class Simulation:
     def chunks(self, form: str = "json") -> Iterator[tuple[datetime, list[Row]]]:
         """Per interval: ``(ts, [(region, concentrator_id, meter_id, payload), ...])`` for the
         targets; the payload is the JSON text (``form="json"``) or the wire dict (``"dict"``)."""
-        regions = [m.region for m in self.meters]
-        concs = [m.concentrator_id for m in self.meters]
-        ids = self.ids
         for block in self.blocks():
-            pairs = self.lines(block) if form == "json" else self.rows(block)
-            yield block.ts, [(regions[i], concs[i], ids[i], x) for i, x in pairs]
+            yield block.ts, self.block_rows(block, form)
+
+    def block_rows(self, block: Block, form: str = "json") -> list[Row]:
+        """One interval's ``(region, concentrator_id, meter_id, payload)`` rows (``chunks``)."""
+        route = self._route
+        pairs = self.lines(block) if form == "json" else self.rows(block)
+        return [(*route[i], x) for i, x in pairs]

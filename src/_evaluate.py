@@ -312,10 +312,9 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
         from gridwatch._filereplay import (
             Progress,
             count_lines,
-            devices_from,
             half_of,
             infer_interval,
-            meter_meta_from,
+            registry_lookups,
             replay_file,
     warn_late,
             with_interval,
@@ -333,8 +332,7 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
         if step is not None:
             settings = with_interval(settings, step)
         try:
-            meta = meter_meta_from(settings, registry)
-            devices = devices_from(settings, registry)
+            meta, devices = registry_lookups(settings, registry)
         except (OSError, ValueError) as exc:
             err.print(f"[bold red]error:[/] registry: {exc}")
             return 2

@@ -24,10 +24,10 @@ __all__ = [
     "Progress",
     "ReplayRun",
     "count_lines",
-    "devices_from",
     "half_of",
     "infer_interval",
     "meter_meta_from",
+    "registry_lookups",
     "replay_file",
     "warn_late",
     "with_interval",
@@ -173,30 +173,28 @@ def with_interval(settings: Any, interval_s: int) -> Any:
     return settings.model_copy(update={"detection": det})
 
 
-def devices_from(settings: Any, registry: Path | None) -> Callable[[str], Any] | None:
-    """Device facts from ``registry``, else from the settings' registry when it exists; None
-    when the registry lists no device."""
+def registry_lookups(settings: Any, registry: Path | None
+                     ) -> tuple[Callable[[str], MeterMeta | None] | None,
+                                Callable[[str], Any] | None]:
+    """Meter facts and device facts from ``registry``, else from the settings' registry when
+    it exists (read once); the device facts are None when the registry lists no device."""
     from gridwatch.alerts import Registry
 
-    path = registry if registry is not None else Path(settings.alerts.registry)
-    if registry is None and not path.exists():
-        return None
-    reg = Registry.load(path)
-    return reg.device if reg.devices else None
+    if registry is not None:
+        reg = Registry.load(registry)
+        meta: Callable[[str], MeterMeta | None] = reg.meter_meta
+    elif Path(settings.alerts.registry).exists():
+        reg = Registry.load(Path(settings.alerts.registry))
+        meta = reg.meta_table().get
+    else:
+        return None, None
+    return meta, (reg.device if reg.devices else None)
 
 
 def meter_meta_from(settings: Any, registry: Path | None
                     ) -> Callable[[str], MeterMeta | None] | None:
     """Meter facts from ``registry``, else from the settings' registry when it exists."""
-    if registry is not None:
-        from gridwatch.alerts import Registry
-
-        return Registry.load(registry).meter_meta
-    if Path(settings.alerts.registry).exists():
-        from gridwatch._engine import load_meta
-
-        return load_meta(settings)
-    return None
+    return registry_lookups(settings, registry)[0]
 
 
 class Progress:

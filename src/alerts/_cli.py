@@ -26,12 +26,10 @@ LangOpt = Annotated[str | None, typer.Option(
     "--lang", help="Language of summaries and evidence: zh or en (default: alerts.language).")]
 
 
-def _lang(lang: str | None, config: Path | None) -> str:
+def _lang(lang: str | None, router: Router) -> str:
     """The language asked for, else the one the managers' messages are written in."""
     if lang is None:
-        from gridwatch._cli_common import settings_or_exit
-
-        return settings_or_exit(config).alerts.language
+        return router.settings.language
     if lang not in ("zh", "en"):
         raise typer.BadParameter(f"{lang!r}: use zh or en", param_hint="--lang")
     return lang
@@ -85,7 +83,7 @@ def list_alerts(
 ) -> None:
     """List alerts, oldest first, each with its summary."""
     router = _router(config)
-    language = _lang(lang, config)
+    language = _lang(lang, router)
     if tsv:
         for a in router.alerts(state=state, grid_cell=cell):
             print("\t".join([*(str(a[k] or "") for k in (
@@ -111,7 +109,7 @@ def show(fingerprint: str, config: ConfigOpt = None, lang: LangOpt = None) -> No
     from gridwatch._i18n_terms import evidence_items
 
     router = _router(config)
-    language = _lang(lang, config)
+    language = _lang(lang, router)
     alert = router.alert(fingerprint)
     if alert is None:
         err.print(f"no alert {fingerprint!r}")

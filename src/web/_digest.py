@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import smtplib
 import sqlite3
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
 from gridwatch.alerts._registry import Registry
@@ -198,18 +196,18 @@ def pending(db: sqlite3.Connection, registry: Registry, week_start: str, now: da
                          retry_s=retry_s)]
 
 
-def _email(smtp: Any, to: str, subject: str, text: str) -> None:
-    msg = EmailMessage()
-    msg["Subject"] = subject
-    msg["From"] = smtp.sender
-    msg["To"] = to
-    msg.set_content(text)
-    with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_s) as s:
-        if smtp.starttls:
-            s.starttls()
-        if smtp.username and smtp.password:
-            s.login(smtp.username, smtp.password.get_secret_value())
-        s.send_message(msg)
+def _email(smtp: Any, to: str, subject: str, text: str, key: str, now: datetime) -> str:
+    """Send one digest through the alert router's email channel; returns the error ('' when
+    the server took it)."""
+    from gridwatch.alerts._channels import EmailNotifier, Notification
+
+    try:
+        sent = EmailNotifier(smtp).send(Notification(
+            key=key, recipient=key.split("/")[1], channel="email", target=to, kind="digest",
+            status="firing", subject=subject, body=text, created_at=now))
+    except Exception as exc:  # whatever went wrong is recorded, never left 'claimed'
+        return f"{type(exc).__name__}: {exc}"
+    return "" if sent.ok else sent.detail
 
 
 def send_digests(db: sqlite3.Connection, registry: Registry, now: datetime, *, smtp: Any = None,
@@ -256,14 +254,14 @@ def send_digests(db: sqlite3.Connection, registry: Registry, now: datetime, *, s
         if not to:
             d.delivery = "kept"
         else:
-            try:
-                _email(smtp, to, f"gridwatch {translate(mgr.language, 'digest')} {d.week_start}",
-                       d.text + (f"\n\n{link}/digest\n" if link else "\n"))
-                d.delivery = "sent"
-            except Exception as exc:  # any failure is recorded, never left 'claimed'
-                d.delivery, d.error = "failed", f"{type(exc).__name__}: {exc}"
+            error = _email(smtp, to,
+                           f"gridwatch {translate(mgr.language, 'digest')} {d.week_start}",
+                           d.text + (f"\n\n{link}/digest\n" if link else "\n"),
+                           f"digest/{mgr.id}/{week_start}", now)
+            d.delivery, d.error = ("failed", error) if error else ("sent", "")
+            if error:  # recorded below, never left 'claimed'
                 log.warning("digest of %s for %s not sent to %s: %s", week_start, mgr.id, to,
-                            d.error)
+                            error)
         if record:
             _finish(db, mgr.id, week_start, clock() if clock else now, d.delivery, d.error)
     return out

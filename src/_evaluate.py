@@ -7,9 +7,10 @@ within ``[start, end + grace]``, or has its onset within ``[start - grace, end]`
 2 hours unless given). A firing event that matches no label is a false alarm; resolutions are
 counted apart and never scored. Reported per type and per injected shape: precision, recall, F1,
 median and 90th-percentile detection delay (first matching ``raised_at`` minus ``start``) and
-false alarms per 1,000 meter-days. Over-capacity labels also get the lead time of their first
-warning: minutes from ``raised_at`` to the first reading of the span whose apparent power
-(kW over its power factor) reached the contracted capacity (positive: the warning came first).
+false alarms per 1,000 observed days (meter-days; device-days for the devices' types).
+Over-capacity labels also get the lead time of their first warning: minutes from ``raised_at``
+to the first reading of the span whose apparent power (kW over its power factor) reached the
+contracted capacity (positive: the warning came first).
 Label types the engine never raises are warned about (they can only be missed).
 """
 
@@ -172,9 +173,16 @@ def first_hits(events: Iterable[Event], labels: list[Label], grace: timedelta = 
 
 
 def evaluate_events(events: Iterable[Event], labels: Iterable[Label], meter_days: float,
-                    grace: timedelta = GRACE) -> dict[str, TypeReport]:
+                    grace: timedelta = GRACE, device_days: float = 0.0
+                    ) -> dict[str, TypeReport]:
     """Per-type event precision/recall/F1, detection delays and false-alarm rate, plus
-    ``"all"``. Only firing events are scored; resolutions are counted in ``resolutions``."""
+    ``"all"``. Only firing events are scored; resolutions are counted in ``resolutions``.
+
+    The false-alarm rate is per 1,000 observed days of what the type watches: meter-days for
+    the meters' types, ``device_days`` for the devices' (``DEVICE_EVENT_TYPES``), both for
+    ``"all"``."""
+    from gridwatch.models._device import DEVICE_EVENT_TYPES
+
     evs = list(events)
     labs = list(labels)
     hit, judged = first_hits(evs, labs, grace)
@@ -208,9 +216,11 @@ def evaluate_events(events: Iterable[Event], labels: Iterable[Label], meter_days
         if delays[key]:
             rep.delay_median_min = round(float(np.median(delays[key])), 1)
             rep.delay_p90_min = round(float(np.percentile(delays[key], 90)), 1)
-        if meter_days > 0:
+        days = (device_days if key in DEVICE_EVENT_TYPES else
+                meter_days + device_days if key == "all" else meter_days)
+        if days > 0:
             rep.false_alarms_per_1000_meter_days = round(
-                (rep.events - rep.true_events) / meter_days * 1000, 2)
+                (rep.events - rep.true_events) / days * 1000, 2)
     return reports
 
 
@@ -352,12 +362,15 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
         elapsed = time.monotonic() - t0
         warn_late(err, run, readings)
         md = run.meter_days()
-        reports = evaluate_events(run.events, labs, md, grace)
+        dd = run.device_days()
+        reports = evaluate_events(run.events, labs, md, grace, dd)
         shapes = evaluate_shapes(run.events, labs, grace)
         leads = capacity_leads(run.events, labs, run.times, run.kva, grace)
         table = Table(title=f"evaluation of {readings} against {labels}")
         for col in ("type", "labels", "firing", "resolved", "precision", "recall", "F1",
-                    "delay p50 min", "delay p90 min", "false alarms /1000 meter-days"):
+                    "delay p50 min", "delay p90 min",
+                    "false alarms /1000 meter-days" + (" (devices: device-days)" if dd
+                                                       else "")):
             table.add_column(col, justify="left" if col == "type" else "right")
         for key, rep in reports.items():
             table.add_row(key, str(rep.labels), str(rep.events), str(rep.resolutions),
@@ -393,7 +406,8 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
         out.print(f"readings: {run.readings:,}  device telemetry: {run.telemetry:,}"
                   f"{'' if devices is not None or not run.telemetry else ' (skipped)'}  "
                   f"meters: {len(run.times)}  meter-days: "
-                  f"{md:,.1f}  interval: {step} s  firing events: "
+                  f"{md:,.1f}" + (f"  device-days: {dd:,.1f}" if dd else "")
+                  + f"  interval: {step} s  firing events: "
                   f"{reports['all'].events:,}  resolutions: {reports['all'].resolutions:,}  "
                   f"time: {elapsed:,.0f} s")
         out.print(f"matching window: same type and meter, raised within [start, end + "
@@ -404,6 +418,7 @@ def run_evaluate(settings: Any, *, readings: Path | None = None, labels: Path | 
         summary["over_capacity_leads"] = leads
         summary["unknown_label_types"] = unknown_types(labs)
         summary["meter_days"] = round(md, 2)
+        summary["device_days"] = round(dd, 2)
         summary["interval_s"] = step
     if nab is not None:
         from gridwatch._nab import SCOREBOARD, NabDetector, hst_scores, run_nab

@@ -87,12 +87,18 @@ class ReplayRun:
     kva: dict[str, np.ndarray] = field(default_factory=dict)
     #: device telemetry records in the file (replayed only with the registry's devices)
     telemetry: int = 0
+    #: each replayed device's first and last telemetry time (epoch seconds)
+    device_span: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def meter_days(self, meters: Iterable[str] | None = None) -> float:
         """Observed meter-days: per meter, first to last reading."""
         keys = self.times if meters is None else [m for m in meters if m in self.times]
         return sum(float(self.times[m][-1] - self.times[m][0]) / 86_400 for m in keys
                    if len(self.times[m]))
+
+    def device_days(self) -> float:
+        """Observed device-days: per replayed device, first to last telemetry record."""
+        return sum(b - a for a, b in self.device_span.values()) / 86_400
 
 
 def half_of(meter_id: str) -> str:
@@ -126,12 +132,16 @@ def replay_file(settings: Any, path: Path,
     lateness = float(settings.detection.lateness_s)
 
     telemetry = [0]
+    span: dict[str, tuple[float, float]] = {}
 
     def items() -> Iterator[Reading | DeviceTelemetry]:
         for item in iter_readings_file(path):
             if isinstance(item, DeviceTelemetry):
                 telemetry[0] += 1
                 if devices is not None and (keep is None or keep(item.device_id)):
+                    t = item.ts.timestamp()
+                    a, b = span.get(item.device_id, (t, t))
+                    span[item.device_id] = (min(a, t), max(b, t))
                     yield item
                 continue
             if not isinstance(item, Reading):
@@ -164,7 +174,8 @@ def replay_file(settings: Any, path: Path,
         times={m: np.asarray(v)[order[m]] for m, v in times.items()},
         kw={m: np.asarray(v)[order[m]] for m, v in kws.items()},
         kva={m: np.asarray(v)[order[m]] for m, v in kvas.items()},
-        readings=count[0], rejected=rejected, late=late[0], telemetry=telemetry[0])
+        readings=count[0], rejected=rejected, late=late[0], telemetry=telemetry[0],
+        device_span=span)
 
 
 def with_interval(settings: Any, interval_s: int) -> Any:

@@ -43,6 +43,22 @@ def test_event_metrics_by_hand():
     assert rep["all"].labels == 3 and rep["all"].events == 4
 
 
+def test_device_false_alarms_are_per_device_day_not_per_meter_day():
+    labels = [Label("tx1", "device_overload", T, T + H)]
+    events = [ev("tx1", "device_overload", T, T + 0.5 * H),  # detected
+              ev("tx2", "device_overheating", T, T),  # a device's false alarm
+              ev("m1", "stuck_reading", T, T)]  # a meter's false alarm
+    rep = evaluate_events(events, labels, meter_days=100.0, device_days=4.0)
+    assert rep["device_overheating"].false_alarms_per_1000_meter_days == 250.0
+    assert rep["stuck_reading"].false_alarms_per_1000_meter_days == 10.0
+    assert rep["device_overload"].false_alarms_per_1000_meter_days == 0.0
+    # every false alarm over every observed day
+    assert rep["all"].false_alarms_per_1000_meter_days == round(2 / 104 * 1000, 2)
+    # without device-days the device types have no rate, rather than one per meter-day
+    assert evaluate_events(events, labels, meter_days=100.0)[
+        "device_overheating"].false_alarms_per_1000_meter_days is None
+
+
 def test_labels_file_errors_name_the_line(tmp_path):
     p = tmp_path / "l.jsonl"
     p.write_text(json.dumps({"meter_id": "a", "type": "outage", "start": "2024-05-01T00:00:00Z",

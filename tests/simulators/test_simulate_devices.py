@@ -205,8 +205,12 @@ def test_evaluate_scores_the_device_labels_with_the_registrys_devices(tmp_path: 
                         env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "engine never raises" not in res.output  # device types are the engine's too
-    overload = json.loads(scored.read_text())["labels"]["device_overload"]
+    summary = json.loads(scored.read_text())
+    overload = summary["labels"]["device_overload"]
     assert overload["labels"] == 1 and overload["recall"] == 1.0, overload
+    # the devices' rates are per device-day: the replayed devices' telemetry span
+    assert 0 < summary["device_days"] < summary["meter_days"], summary
+    assert "device-days" in res.output
     # Without the devices the telemetry is skipped, said so, and the fault can only be missed.
     bare = tmp_path / "bare.yaml"
     doc = yaml.safe_load(reg.read_text())

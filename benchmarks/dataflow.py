@@ -17,9 +17,12 @@ says as much about the neighbours as about the dataflow):
   meter's ``MeterState.step``, segment models) over that journal, with only a counting event
   sink, in 1 process and in a 2-process bytewax cluster whose processes each list only their
   own journal partition (as on two machines); readings/s from the first to the last item.
-  The cluster runs twice: cells keyed as bytewax's hash sends them (about half the reading
-  batches cross to the other process), and placed (``engine.placement``: each cell keyed to
-  the process that reads its partition, so no reading crosses). Each run counts the pickling
+  The cluster runs three times: cells keyed as bytewax's hash sends them (about half the
+  reading batches cross to the other process); placed (``engine.placement``: each cell keyed
+  to the process that reads its partition, so no reading crosses); and placed exclusively
+  (``engine.placement_exclusive``: the cells know that their readings come from their own
+  partition only, so they step them as they come instead of waiting for the other
+  partition, as the journal here allows). Each run counts the pickling
   of reading batches (a batch is pickled only to cross to another process, and bytewax's
   timely exchange pickles it twice on the way: once to size the message, once to write it).
 * ``replay``: ``gridwatch replay`` of ``/work/shared/datasets/sgsc45/readings.csv.gz``
@@ -181,7 +184,7 @@ from gridwatch.ingest import JournalSource
 from gridwatch.stream import Sinks, build_flow
 
 directory, pid, procs, addrs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-exchange, placed = sys.argv[5], sys.argv[6] == "placed"
+exchange, cells_mode = sys.argv[5], sys.argv[6]
 from gridwatch.stream import Placement, ReadingBatch
 if exchange == "models":
     # baseline: reading batches cross between processes as pickled pydantic objects
@@ -196,9 +199,9 @@ def _counting(b):
     return _reduce(b)
 ReadingBatch.__reduce__ = _counting
 placement = None
-if placed and procs > 1:
+if cells_mode != "hashed" and procs > 1:
     cells = {int(p): c for p, c in json.loads(open(f"{directory}/placement.json").read()).items()}
-    placement = Placement(cells, procs)
+    placement = Placement(cells, procs, exclusive=cells_mode == "exclusive")
 meta = pickle.loads(open(f"{directory}/meta.pickle", "rb").read())
 events = [0]
 types = {}
@@ -250,15 +253,17 @@ def free_port() -> int:
 
 
 def run_flow(directory: Path, procs: int, exchange: str = "columns",
-             placed: bool = False) -> dict[str, Any]:
+             cells: str = "hashed") -> dict[str, Any]:
     """``exchange``: how reading batches cross between processes, ``columns`` (the engine's
     ``ReadingBatch`` pickling) or ``models`` (pickled pydantic ``Reading`` objects).
-    ``placed``: each cell keyed to the process that reads its partition."""
+    ``cells``: ``hashed`` (where bytewax's hash sends them), ``placed`` (each cell keyed to
+    the process that reads its partition), ``exclusive`` (placed, and told that its readings
+    come from that partition only)."""
     addrs = ",".join(f"127.0.0.1:{free_port()}" for _ in range(procs))
     env = dict(os.environ, PYTHONHASHSEED="0")
     children = [subprocess.Popen([sys.executable, "-c", FLOW_CHILD, str(directory), str(i),
                                   str(procs), addrs, exchange,
-                                  "placed" if placed else "hashed"], stdout=subprocess.PIPE,
+                                  cells], stdout=subprocess.PIPE,
                                  env=env, text=True) for i in range(procs)]
     outs = [json.loads(c.communicate(timeout=1800)[0].strip().splitlines()[-1])
             for c in children]
@@ -269,7 +274,7 @@ def run_flow(directory: Path, procs: int, exchange: str = "columns",
     for o in outs:
         for k, v in o["types"].items():
             types[k] = types.get(k, 0) + v
-    return {"processes": procs, "exchange": exchange, "placed": placed, "readings": readings,
+    return {"processes": procs, "exchange": exchange, "cells": cells, "readings": readings,
             "crossed_batches": sum(o["crossed_batches"] for o in outs),
             "crossed_readings": sum(o["crossed_readings"] for o in outs),
             "events": sum(o["events"] for o in outs),
@@ -400,14 +405,15 @@ def main() -> None:
               f"{j['step_per_s']:,.0f} readings/s ({j['step_per_cpu_s']:,.0f} per CPU-second)")
         one = run_flow(OUT / "flow", 1)
         two = run_flow(OUT / "flow", 2)
-        placed = run_flow(OUT / "flow", 2, placed=True)
+        placed = run_flow(OUT / "flow", 2, cells="placed")
+        exclusive = run_flow(OUT / "flow", 2, cells="exclusive")
         models = run_flow(OUT / "flow", 2, "models") if args.exchange_baseline else None
-        results["flow"] = {"1": one, "2": two, "2_placed": placed} | (
+        results["flow"] = {"1": one, "2": two, "2_placed": placed,
+                           "2_placed_exclusive": exclusive} | (
             {"2_models": models} if models else {})
-        for r in (one, two, placed, *([models] if models else [])):
+        for r in (one, two, placed, exclusive, *([models] if models else [])):
             how = " (batches pickled as pydantic objects)" if r["exchange"] == "models" else ""
-            how += ", cells placed" if r["placed"] else (
-                ", cells hashed" if r["processes"] > 1 else "")
+            how += f", cells {r['cells']}" if r["processes"] > 1 else ""
             print(f"dataflow alone, {r['processes']} process(es){how}: "
                   f"{r['per_s']:,.0f} readings/s "
                   f"({r['readings']:,} readings, {r['events']} events, {r['seconds']:.1f} s; "
@@ -420,18 +426,20 @@ def main() -> None:
             print(f"exchange as columns vs pydantic objects, 2 processes: "
                   f"{two['per_cpu_s'] / models['per_cpu_s']:.2f}x per CPU-second, "
                   f"{two['per_s'] / models['per_s']:.2f}x wall")
-        for label, r in (("cells hashed", two), ("cells placed", placed)):
+        for label, r in (("cells hashed", two), ("cells placed", placed),
+                         ("cells placed exclusively", exclusive)):
             share = max(r["cpu_by_process"]) / sum(r["cpu_by_process"])
             print(f"2 processes vs 1, {label}: {r['per_s'] / one['per_s']:.2f}x "
                   f"(CPU per reading {one['per_cpu_s'] / r['per_cpu_s']:.2f}x the 1-process "
                   f"run's); the busier process spent {share:.0%} of the cluster's CPU (the "
                   f"bound: 1/{share:.2f} = {1 / share:.2f}x at best)")
-        print(f"placed vs hashed, 2 processes: {placed['per_s'] / two['per_s']:.2f}x wall, "
-              f"{placed['per_cpu_s'] / two['per_cpu_s']:.2f}x per CPU-second")
-        for r in (two, placed):
+        for label, r in (("placed", placed), ("placed exclusively", exclusive)):
+            print(f"{label} vs hashed, 2 processes: {r['per_s'] / two['per_s']:.2f}x wall, "
+                  f"{r['per_cpu_s'] / two['per_cpu_s']:.2f}x per CPU-second")
+        for r in (two, placed, exclusive):
             if r["event_types"] != one["event_types"]:
-                print(f"WARNING: 2 processes ({'placed' if r['placed'] else 'hashed'}) raised "
-                      f"other events than 1: {r['event_types']} vs {one['event_types']}")
+                print(f"WARNING: 2 processes (cells {r['cells']}) raised other events than "
+                      f"1: {r['event_types']} vs {one['event_types']}")
     if "replay" in parts:
         r = replay_sgsc45()
         results["replay"] = r

@@ -169,7 +169,8 @@ def cluster_placement(settings: Settings, processes: int) -> Any:
     if not cells or processes < 2:
         return None
     try:
-        return Placement(cells, processes, settings.engine.workers)
+        return Placement(cells, processes, settings.engine.workers,
+                         exclusive=settings.engine.placement_exclusive)
     except ValueError as exc:
         raise ConfigError(f"engine.placement: {exc}") from None
 
@@ -192,7 +193,7 @@ def check_placement_store(settings: Settings, placement: Any) -> None:
         return
     now: dict[str, Any] = {} if placement is None else {
         "cells": {str(p): list(c) for p, c in sorted(settings.engine.placement.items())},
-        "workers": placement.workers}
+        "workers": placement.workers, "exclusive": placement.exclusive}
     path = rdir / PLACEMENT_FILE
     try:
         before = json.loads(path.read_text(encoding="utf-8"))

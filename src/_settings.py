@@ -71,6 +71,11 @@ class EngineSettings(Section):
     placement: dict[Annotated[int, Field(ge=0)],
                     list[Annotated[str, Field(min_length=1, max_length=128)]]] = \
         Field(default_factory=dict)
+    #: The placed cells' readings reach only their own process: each process's collector
+    #: subscribes to its own cells' topics (no shared subscription for them). A placed cell
+    #: then steps its readings as they come instead of waiting for every process's partition
+    #: to deliver up to their time. Leave it off when the collectors share the subscription.
+    placement_exclusive: bool = False
 
     @field_validator("placement")
     @classmethod

@@ -30,7 +30,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -142,10 +142,20 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
                                   det.idle_advance_s, release_ticks=bool(partitions)))
     ticks = op.map("ticks", clock, lambda kv: kv[1])
     by_cell = op.merge("to_cells", op.key_on("key_cell", batches, lambda b: b.key), ticks)
-    cells = op.stateful_batch(
-        "cells", by_cell, cell_builder(det, calendar, lookup, float(det.interval_s),
-                                       float(det.lateness_s), snapshots, warm, verdicts,
-                                       partitions))
+    def cells_told(parts: Sequence[str]) -> Any:
+        return cell_builder(det, calendar, lookup, float(det.interval_s), float(det.lateness_s),
+                            snapshots, warm, verdicts, parts)
+
+    if placement is not None and placement.exclusive and partitions:
+        # Placed cells hear from their own process's partition only: they step readings as
+        # they come; the other cells wait for every partition, as without a placement.
+        placed = op.branch("placed_cells", by_cell, lambda kv: placement.is_placed(kv[0]))
+        cells = op.merge(
+            "cells_all",
+            op.stateful_batch("cells", cast(Any, placed.falses), cells_told(partitions)),
+            op.stateful_batch("cells_placed", cast(Any, placed.trues), cells_told(())))
+    else:
+        cells = op.stateful_batch("cells", by_cell, cells_told(partitions))
     results = op.map("cells_v", cells, lambda kv: kv[1])
     split = op.branch("to_segments", results,
                       lambda x: isinstance(x, DailyProfile | TheftCandidate))

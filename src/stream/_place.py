@@ -106,10 +106,14 @@ class Placement:
     ``workers_per_process`` workers (process ``p``'s workers are ``p * workers_per_process``
     onwards, as timely numbers them; a stable hash of the cell picks one). A cell no pattern
     matches is not placed: its key is the plain ``cell:<id>`` and bytewax's hash decides.
+
+    ``exclusive``: each placed cell's readings reach only its own process (its collector is
+    the only one subscribed to the cell's topics), so the cell steps them as they come rather
+    than waiting for every partition of the cluster (see ``CellLogic``).
     """
 
     def __init__(self, cells: Mapping[int, Sequence[str]], processes: int,
-                 workers_per_process: int = 1) -> None:
+                 workers_per_process: int = 1, *, exclusive: bool = False) -> None:
         if processes < 1 or workers_per_process < 1:
             raise ValueError("processes and workers_per_process must be at least 1")
         for pid in cells:
@@ -119,9 +123,11 @@ class Placement:
         self.processes = processes
         self.workers_per_process = workers_per_process
         self.workers = processes * workers_per_process
+        self.exclusive = exclusive
         self._patterns: list[tuple[str, int]] = [
             (pattern, pid) for pid in sorted(cells) for pattern in cells[pid]]
         self._keys: dict[str, str] = {}
+        self._placed: dict[str, bool] = {}
 
     def process_of(self, cell: str) -> int | None:
         """The process the placement gives ``cell``, or None. Exact ids before patterns, then
@@ -152,3 +158,14 @@ class Placement:
             key = plain if worker is None else placed_key(plain, worker, self.workers)
             self._keys[cell] = key
         return key
+
+    def is_placed(self, key: str) -> bool:
+        """Whether watch key ``key`` is the key of a cell this placement places (a function of
+        the key and the configuration, whichever worker asks)."""
+        placed = self._placed.get(key)
+        if placed is None:
+            cell = key[5:].split("#", 1)[0] if key.startswith("cell:") else ""
+            placed = bool(cell) and self.process_of(cell) is not None and \
+                self.key(cell) == key
+            self._placed[key] = placed
+        return placed

@@ -1,8 +1,10 @@
 """One process of the placement test's dataflow: ``python _place_run.py DIR PID PROCS ADDRS
 MODE``. Reads the journal under ``DIR`` (its own partition in a cluster, every partition
 alone), runs ``build_flow`` with the cells placed as ``DIR/placement.json`` says (``MODE``
-``placed``) or hashed (``hashed``), and writes ``DIR/out-<PID>.json``: the events raised
-and the reading batches that crossed to another process (a batch is pickled only then)."""
+``placed``; ``exclusive``: placed, and each cell's readings known to come from its own
+process's partition only) or hashed (``hashed``), and writes ``DIR/out-<PID>.json``: the
+events raised and how many times reading batches were pickled (only to cross to another
+process)."""
 
 from __future__ import annotations
 
@@ -52,9 +54,10 @@ def main() -> None:
     ReadingBatch.__reduce__ = _counting  # type: ignore[method-assign]
     meta = pickle.loads((directory / "meta.pickle").read_bytes())
     placement = None
-    if mode == "placed":
+    if mode in ("placed", "exclusive"):
         cells = json.loads((directory / "placement.json").read_text())
-        placement = Placement({int(p): c for p, c in cells.items()}, procs)
+        placement = Placement({int(p): c for p, c in cells.items()}, procs,
+                              exclusive=mode == "exclusive")
     journal = directory / "journal"
     source = JournalSource(journal, partitions=[pid] if procs > 1 else [0, 1], follow=False,
                            batch_size=500)

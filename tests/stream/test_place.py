@@ -111,6 +111,19 @@ def test_patterns_exact_ids_first_and_unplaced_cells_keep_their_key():
     assert watch_key("m1", None, placement).startswith("shard:")
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_cells, min_size=1, max_size=20, unique=True), st.data())
+def test_a_placed_key_is_told_apart_from_any_other_by_any_worker(cells, data):
+    placed_cells = data.draw(st.lists(st.sampled_from(cells), unique=True))
+    placement = Placement({0: placed_cells[::2], 1: placed_cells[1::2]}, 2)
+    other = Placement({0: placed_cells[::2], 1: placed_cells[1::2]}, 2)  # another worker's
+    for c in cells:
+        key = placement.key(c)
+        assert other.is_placed(key) == (c in placed_cells)
+        assert not other.is_placed(f"cell:{c}#999") or placement.key(c) == f"cell:{c}#999"
+    assert not other.is_placed("shard:07") and not other.is_placed("clock")
+
+
 def test_placement_refuses_a_process_beyond_the_cluster():
     with pytest.raises(ValueError, match="process 2"):
         Placement({2: ["a-*"]}, 2)
@@ -142,6 +155,10 @@ def test_a_recovery_store_keeps_the_placement_it_was_made_with(tmp_path):
                                     "workers": 2})
     with pytest.raises(ConfigError, match="with 4 workers"):
         check_placement_store(more_workers, cluster_placement(more_workers, 2))
+    exclusive = Settings(engine={"placement": {0: ["north-*"]}, "recovery_dir": str(rdir),
+                                 "placement_exclusive": True})
+    with pytest.raises(ConfigError, match="differs"):  # placed cells change steps
+        check_placement_store(exclusive, cluster_placement(exclusive, 2))
     # a store made before placements existed (partitions, no placement file) has plain keys
     old = tmp_path / "old"
     old.mkdir()

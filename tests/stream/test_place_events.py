@@ -1,7 +1,7 @@
-"""A 2-process cluster with its grid cells placed raises what 1 process raises (the
-detectors' and the silence watch's events; possible-theft confirmation by the segment models
-is left out, as in the equivalence test of tests/models/test_flow.py), and no reading crosses
-between its processes."""
+"""A 2-process cluster with its grid cells placed (exclusive or not) raises what 1 process
+raises (the detectors' and the silence watch's events; possible-theft confirmation by the
+segment models is left out, as in the equivalence test of tests/models/test_flow.py), and no
+reading crosses between its processes."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_placed_cells_raise_what_one_process_raises_and_nothing_crosses(tmp_path
     n = _journal(base)
     runs = {}
     for name, procs, mode in (("one", 1, "hashed"), ("placed", 2, "placed"),
-                              ("hashed", 2, "hashed")):
+                              ("exclusive", 2, "exclusive"), ("hashed", 2, "hashed")):
         directory = tmp_path / name
         shutil.copytree(base, directory)
         runs[name] = _run(directory, procs, mode)
@@ -96,6 +96,11 @@ def test_placed_cells_raise_what_one_process_raises_and_nothing_crosses(tmp_path
 
     assert detectors(placed["events"]) == detectors(one["events"])
     assert placed["crossed"] == 0  # no reading batch left the process that read it
+    # told that each cell's readings come from its own partition only, its cells step them
+    # as they come (no waiting for the other process's partition): the same events
+    exclusive = runs["exclusive"]
+    assert detectors(exclusive["events"]) == detectors(one["events"])
+    assert exclusive["crossed"] == 0
     # the same cells keyed by bytewax's hash: some land on the other process, and cross
     assert hashed["crossed"] > 0
     assert detectors(hashed["events"]) == detectors(one["events"])

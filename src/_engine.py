@@ -147,7 +147,7 @@ def recovery_config(settings: Settings, partitions: int, process_id: int = 0) ->
         return None
     rdir.mkdir(parents=True, exist_ok=True)
     if partitions == 1:
-        if not any(rdir.iterdir()):
+        if not any(rdir.glob("part-*.sqlite3")):  # (placement.json may be there already)
             init_db_dir(rdir, 1)
     else:
         own = rdir / f"part-{process_id}.sqlite3"

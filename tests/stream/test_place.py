@@ -168,3 +168,16 @@ def test_a_recovery_store_keeps_the_placement_it_was_made_with(tmp_path):
     moved = Settings(engine={"placement": {0: ["north-*"]}, "recovery_dir": str(old)})
     with pytest.raises(ConfigError, match="none"):
         check_placement_store(moved, cluster_placement(moved, 2))
+
+
+def test_one_process_recovery_store_is_made_beside_the_placement_file(tmp_path):
+    """The placement is written before bytewax's partitions are made: a directory holding
+    only the placement file still gets its recovery partition."""
+    from gridwatch._engine import recovery_config
+
+    plain = Settings(engine={"recovery_dir": str(tmp_path / "r")})
+    check_placement_store(plain, None)
+    assert [p.name for p in (tmp_path / "r").iterdir()] == ["placement.json"]
+    assert recovery_config(plain, 1) is not None
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["part-0.sqlite3",
+                                                                  "placement.json"]

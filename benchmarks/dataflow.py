@@ -429,10 +429,15 @@ def main() -> None:
         for label, r in (("cells hashed", two), ("cells placed", placed),
                          ("cells placed exclusively", exclusive)):
             share = max(r["cpu_by_process"]) / sum(r["cpu_by_process"])
+            # With a core each and the busier process's core full, two processes run at
+            # per_cpu_2 / share readings/s: the wall ratio on an idle machine, whatever the
+            # neighbours took from this run.
+            idle = r["per_cpu_s"] / (share * one["per_cpu_s"])
             print(f"2 processes vs 1, {label}: {r['per_s'] / one['per_s']:.2f}x "
                   f"(CPU per reading {one['per_cpu_s'] / r['per_cpu_s']:.2f}x the 1-process "
                   f"run's); the busier process spent {share:.0%} of the cluster's CPU (the "
-                  f"bound: 1/{share:.2f} = {1 / share:.2f}x at best)")
+                  f"bound: 1/{share:.2f} = {1 / share:.2f}x at best); from the CPU figures, "
+                  f"on two idle cores: {idle:.2f}x")
         for label, r in (("placed", placed), ("placed exclusively", exclusive)):
             print(f"{label} vs hashed, 2 processes: {r['per_s'] / two['per_s']:.2f}x wall, "
                   f"{r['per_cpu_s'] / two['per_cpu_s']:.2f}x per CPU-second")

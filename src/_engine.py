@@ -22,6 +22,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from gridwatch._schemas import Event, LoadProfile, MeterMeta
 from gridwatch._settings import Settings
+from gridwatch.ingest._config import TopicSettings
 
 log = logging.getLogger("gridwatch.engine")
 
@@ -334,6 +335,13 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
     if placement is not None:
         log.info("placement: the grid cells of engine.placement are watched on their own "
                  "process (%d workers in all)", placement.workers)
+        default_topics = TopicSettings()
+        if placement.exclusive and (settings.topics.reading, settings.topics.batch) == (
+                default_topics.reading, default_topics.batch):
+            log.warning("engine.placement_exclusive with the default topics: every process's "
+                        "collector hears every cell, so a placed cell's first batch may be "
+                        "stepped before the other process's older readings; give each process "
+                        "its own topics (GRIDWATCH_TOPICS__READING, ..._BATCH)")
     if procs > 1 and not settings.mqtt.shared_group:
         # Without a shared subscription every collector would receive every message.
         mqtt = settings.mqtt.model_copy(update={"shared_group": "gridwatch"})

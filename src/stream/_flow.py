@@ -17,8 +17,8 @@ input (per source partition: readings grouped by watch key + one watermark per b
 ```
 A reading crosses between workers once, inside its cell's batch, to the worker of its cell
 (not at all when a ``placement`` keys its cell to the worker that reads it, see
-:mod:`gridwatch.stream._place`); the one ``clock`` key sees one small summary per source batch (see
-:mod:`gridwatch.stream._partition`), never a reading. Each cell keeps its own event-time
+:mod:`gridwatch.stream._place`); the one ``clock`` key sees one small summary per source
+batch (see :mod:`gridwatch.stream._partition`), never a reading. Each cell keeps its own event-time
 watermark from its readings, so readings and the silence checks they drive stay in event-time
 order within the cell; the clock's ticks move cells whose meters have all gone quiet (a feeder
 outage). The trade-off: a cell whose readings trail the fleet's newest by more than

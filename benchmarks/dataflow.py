@@ -7,7 +7,9 @@ says as much about the neighbours as about the dataflow):
 
 * ``journal``: the simulated utility fleet (``config/fleets/utility-100k.yaml``, scaled to
   ``--meters``) for ``--intervals`` 15-minute intervals, written to a two-partition journal in
-  100-reading records groups, each meter's readings in one partition (by a hash of its id).
+  100-reading records groups, each grid cell's readings in one partition (the cells shared
+  out between the two by meter count, largest first: as when each process's collector hears
+  the concentrators of its own cells).
   Baselines: reading and decoding every journal record in one plain loop (the source's own
   cost), and ``MeterState.step`` over the same readings in a plain loop (the detectors' own
   cost, the floor of any flow that runs them per reading).
@@ -15,6 +17,14 @@ says as much about the neighbours as about the dataflow):
   meter's ``MeterState.step``, segment models) over that journal, with only a counting event
   sink, in 1 process and in a 2-process bytewax cluster whose processes each list only their
   own journal partition (as on two machines); readings/s from the first to the last item.
+  The cluster runs three times: cells keyed as bytewax's hash sends them (about half the
+  reading batches cross to the other process); placed (``engine.placement``: each cell keyed
+  to the process that reads its partition, so no reading crosses); and placed exclusively
+  (``engine.placement_exclusive``: the cells know that their readings come from their own
+  partition only, so they step them as they come instead of waiting for the other
+  partition, as the journal here allows). Each run counts the pickling
+  of reading batches (a batch is pickled only to cross to another process, and bytewax's
+  timely exchange pickles it twice on the way: once to size the message, once to write it).
 * ``replay``: ``gridwatch replay`` of ``/work/shared/datasets/sgsc45/readings.csv.gz``
   (decompressed first) without a database against a plain ``csv.reader`` pass over the same
   file.
@@ -86,14 +96,26 @@ def build_journal(meters: int, intervals: int, directory: Path,
     meta = {m.meter_id: m.meta() for m in sim.meters}
     (directory / "meta.pickle").write_bytes(pickle.dumps(meta))
     journals = [Journal(directory / "journal", p) for p in (0, 1)]
-    # Each meter's readings in one partition, as when each concentrator's messages reach one
-    # collector: a meter's readings then stay in time order (split across two partitions
-    # read at their own pace, they would not be).
+    # Each cell's readings in one partition, as when each process's collector hears the
+    # concentrators of its own cells: a meter's readings stay in time order, and the cell can
+    # be placed on the process that reads them. Cells go to the lighter partition, largest
+    # first; the assignment is the placement of the placed run.
+    sizes: dict[str, int] = {}
+    for m in meta.values():
+        sizes[m.grid_cell or ""] = sizes.get(m.grid_cell or "", 0) + 1
+    load = [0, 0]
+    part_of: dict[str, int] = {}
+    for cell, size in sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0])):
+        p = part_of[cell] = 0 if load[0] <= load[1] else 1
+        load[p] += size
+    placement = {p: sorted(c for c, q in part_of.items() if q == p and c) for p in (0, 1)}
+    (directory / "placement.json").write_text(json.dumps(placement))
     n = 0
     bufs: list[list[bytes]] = [[], []]
     for block in sim.blocks():
         for r in sim.block_readings(block):
-            p = zlib.crc32(r.meter_id.encode()) % 2
+            cell = meta[r.meter_id].grid_cell
+            p = part_of[cell] if cell else zlib.crc32(r.meter_id.encode()) % 2
             bufs[p].append(encode_item(r))
             if len(bufs[p]) == 100:
                 journals[p].append(bufs[p])
@@ -145,6 +167,7 @@ def build_journal(meters: int, intervals: int, directory: Path,
     sdt, scpu = time.perf_counter() - t1, time.process_time() - c1
     cells = len({m.grid_cell for m in meta.values()})
     return {"meters": len(meta), "cells": cells, "readings": n, "decode_s": dt,
+            "meters_by_partition": load,
             "decode_per_s": seen / dt,
             "decode_per_cpu_s": seen / cpu, "step_per_s": len(items) / sdt,
             "step_per_cpu_s": len(items) / scpu}
@@ -161,10 +184,24 @@ from gridwatch.ingest import JournalSource
 from gridwatch.stream import Sinks, build_flow
 
 directory, pid, procs, addrs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-if len(sys.argv) > 5 and sys.argv[5] == "models":
+exchange, cells_mode = sys.argv[5], sys.argv[6]
+from gridwatch.stream import Placement, ReadingBatch
+if exchange == "models":
     # baseline: reading batches cross between processes as pickled pydantic objects
-    from gridwatch.stream import ReadingBatch
     ReadingBatch.__reduce__ = lambda b: (ReadingBatch, (b.key, b.readings, b.part))
+# A batch is pickled only to cross to another process (twice: timely sizes the message
+# with bincode, then writes it): count the pickles.
+crossed = [0, 0]
+_reduce = ReadingBatch.__reduce__
+def _counting(b):
+    crossed[0] += 1
+    crossed[1] += len(b.readings)
+    return _reduce(b)
+ReadingBatch.__reduce__ = _counting
+placement = None
+if cells_mode != "hashed" and procs > 1:
+    cells = {int(p): c for p, c in json.loads(open(f"{directory}/placement.json").read()).items()}
+    placement = Placement(cells, procs, exclusive=cells_mode == "exclusive")
 meta = pickle.loads(open(f"{directory}/meta.pickle", "rb").read())
 events = [0]
 types = {}
@@ -197,14 +234,15 @@ source = Counting(f"{directory}/journal", partitions=parts, follow=False, batch_
 # as `gridwatch run -i/-a` does: the cells are told the cluster's partitions
 everyone = JournalSource(f"{directory}/journal", partitions=[0, 1]).list_parts()
 flow = build_flow(Settings(), source, Sinks(events=Null()), meta.get, snapshots=False,
-                  partitions=everyone if procs > 1 else ())
+                  partitions=everyone if procs > 1 else (), placement=placement)
 cli_main(flow, workers_per_process=1, process_id=pid if procs > 1 else None,
          addresses=addrs.split(",") if procs > 1 else None,
          epoch_interval=timedelta(seconds=2))
 t1, c1 = time.perf_counter(), time.process_time()
 t0, c0 = first[0] or (t1, c1)
 print(json.dumps({"pid": pid, "readings": source.accepted, "events": events[0],
-                  "types": types, "seconds": t1 - t0, "cpu_s": c1 - c0}))
+                  "types": types, "seconds": t1 - t0, "cpu_s": c1 - c0,
+                  "crossed_batches": crossed[0], "crossed_readings": crossed[1]}))
 '''
 
 
@@ -214,13 +252,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_flow(directory: Path, procs: int, exchange: str = "columns") -> dict[str, Any]:
+def run_flow(directory: Path, procs: int, exchange: str = "columns",
+             cells: str = "hashed") -> dict[str, Any]:
     """``exchange``: how reading batches cross between processes, ``columns`` (the engine's
-    ``ReadingBatch`` pickling) or ``models`` (pickled pydantic ``Reading`` objects)."""
+    ``ReadingBatch`` pickling) or ``models`` (pickled pydantic ``Reading`` objects).
+    ``cells``: ``hashed`` (where bytewax's hash sends them), ``placed`` (each cell keyed to
+    the process that reads its partition), ``exclusive`` (placed, and told that its readings
+    come from that partition only)."""
     addrs = ",".join(f"127.0.0.1:{free_port()}" for _ in range(procs))
     env = dict(os.environ, PYTHONHASHSEED="0")
     children = [subprocess.Popen([sys.executable, "-c", FLOW_CHILD, str(directory), str(i),
-                                  str(procs), addrs, exchange], stdout=subprocess.PIPE,
+                                  str(procs), addrs, exchange,
+                                  cells], stdout=subprocess.PIPE,
                                  env=env, text=True) for i in range(procs)]
     outs = [json.loads(c.communicate(timeout=1800)[0].strip().splitlines()[-1])
             for c in children]
@@ -231,7 +274,9 @@ def run_flow(directory: Path, procs: int, exchange: str = "columns") -> dict[str
     for o in outs:
         for k, v in o["types"].items():
             types[k] = types.get(k, 0) + v
-    return {"processes": procs, "exchange": exchange, "readings": readings,
+    return {"processes": procs, "exchange": exchange, "cells": cells, "readings": readings,
+            "crossed_batches": sum(o["crossed_batches"] for o in outs),
+            "crossed_readings": sum(o["crossed_readings"] for o in outs),
             "events": sum(o["events"] for o in outs),
             "seconds": seconds, "per_s": readings / seconds, "cpu_s": cpu,
             "cpu_by_process": [o["cpu_s"] for o in outs],
@@ -360,24 +405,46 @@ def main() -> None:
               f"{j['step_per_s']:,.0f} readings/s ({j['step_per_cpu_s']:,.0f} per CPU-second)")
         one = run_flow(OUT / "flow", 1)
         two = run_flow(OUT / "flow", 2)
+        placed = run_flow(OUT / "flow", 2, cells="placed")
+        exclusive = run_flow(OUT / "flow", 2, cells="exclusive")
         models = run_flow(OUT / "flow", 2, "models") if args.exchange_baseline else None
-        results["flow"] = {"1": one, "2": two} | ({"2_models": models} if models else {})
-        for r in (one, two, *([models] if models else [])):
+        results["flow"] = {"1": one, "2": two, "2_placed": placed,
+                           "2_placed_exclusive": exclusive} | (
+            {"2_models": models} if models else {})
+        for r in (one, two, placed, exclusive, *([models] if models else [])):
             how = " (batches pickled as pydantic objects)" if r["exchange"] == "models" else ""
+            how += f", cells {r['cells']}" if r["processes"] > 1 else ""
             print(f"dataflow alone, {r['processes']} process(es){how}: "
                   f"{r['per_s']:,.0f} readings/s "
                   f"({r['readings']:,} readings, {r['events']} events, {r['seconds']:.1f} s; "
-                  f"{r['per_cpu_s']:,.0f} per CPU-second); ratio to the step loop "
+                  f"{r['per_cpu_s']:,.0f} per CPU-second; reading batches pickled "
+                  f"{r['crossed_batches']:,} times, {r['crossed_readings']:,} readings); "
+                  f"ratio to the step loop "
                   f"{r['per_s'] / j['step_per_s']:.2f} (CPU "
                   f"{r['per_cpu_s'] / j['step_per_cpu_s']:.2f})")
         if models:
             print(f"exchange as columns vs pydantic objects, 2 processes: "
                   f"{two['per_cpu_s'] / models['per_cpu_s']:.2f}x per CPU-second, "
                   f"{two['per_s'] / models['per_s']:.2f}x wall")
-        share = max(two["cpu_by_process"]) / sum(two["cpu_by_process"])
-        print(f"2 processes vs 1: {two['per_s'] / one['per_s']:.2f}x; the busier process "
-              f"spent {share:.0%} of the cluster's CPU (the bound: 1/{share:.2f} = "
-              f"{1 / share:.2f}x at best)")
+        for label, r in (("cells hashed", two), ("cells placed", placed),
+                         ("cells placed exclusively", exclusive)):
+            share = max(r["cpu_by_process"]) / sum(r["cpu_by_process"])
+            # With a core each and the busier process's core full, two processes run at
+            # per_cpu_2 / share readings/s: the wall ratio on an idle machine, whatever the
+            # neighbours took from this run.
+            idle = r["per_cpu_s"] / (share * one["per_cpu_s"])
+            print(f"2 processes vs 1, {label}: {r['per_s'] / one['per_s']:.2f}x "
+                  f"(CPU per reading {one['per_cpu_s'] / r['per_cpu_s']:.2f}x the 1-process "
+                  f"run's); the busier process spent {share:.0%} of the cluster's CPU (the "
+                  f"bound: 1/{share:.2f} = {1 / share:.2f}x at best); from the CPU figures, "
+                  f"on two idle cores: {idle:.2f}x")
+        for label, r in (("placed", placed), ("placed exclusively", exclusive)):
+            print(f"{label} vs hashed, 2 processes: {r['per_s'] / two['per_s']:.2f}x wall, "
+                  f"{r['per_cpu_s'] / two['per_cpu_s']:.2f}x per CPU-second")
+        for r in (two, placed, exclusive):
+            if r["event_types"] != one["event_types"]:
+                print(f"WARNING: 2 processes (cells {r['cells']}) raised other events than "
+                      f"1: {r['event_types']} vs {one['event_types']}")
     if "replay" in parts:
         r = replay_sgsc45()
         results["replay"] = r

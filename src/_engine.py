@@ -22,6 +22,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from gridwatch._schemas import Event, LoadProfile, MeterMeta
 from gridwatch._settings import Settings
+from gridwatch.ingest._config import TopicSettings
 
 log = logging.getLogger("gridwatch.engine")
 
@@ -147,7 +148,7 @@ def recovery_config(settings: Settings, partitions: int, process_id: int = 0) ->
         return None
     rdir.mkdir(parents=True, exist_ok=True)
     if partitions == 1:
-        if not any(rdir.iterdir()):
+        if not any(rdir.glob("part-*.sqlite3")):  # (placement.json may be there already)
             init_db_dir(rdir, 1)
     else:
         own = rdir / f"part-{process_id}.sqlite3"
@@ -156,6 +157,62 @@ def recovery_config(settings: Settings, partitions: int, process_id: int = 0) ->
                 init_db_dir(Path(tmp), partitions)
                 shutil.move(Path(tmp) / own.name, own)
     return RecoveryConfig(rdir, timedelta(seconds=settings.engine.backup_interval_s))
+
+
+def cluster_placement(settings: Settings, processes: int) -> Any:
+    """The dataflow's :class:`~gridwatch.stream.Placement` from ``engine.placement`` for a
+    cluster of ``processes`` processes, or None (no placement, or a single process, where
+    nothing crosses anyway). A process id beyond the cluster is a configuration error."""
+    from gridwatch._settings import ConfigError
+    from gridwatch.stream import Placement
+
+    cells = settings.engine.placement
+    if not cells or processes < 2:
+        return None
+    try:
+        return Placement(cells, processes, settings.engine.workers,
+                         exclusive=settings.engine.placement_exclusive)
+    except ValueError as exc:
+        raise ConfigError(f"engine.placement: {exc}") from None
+
+
+#: The placement a recovery directory's cell keys were made with (beside its partitions).
+PLACEMENT_FILE = "placement.json"
+
+
+def check_placement_store(settings: Settings, placement: Any) -> None:
+    """Refuse to resume a recovery store whose cells were keyed by another placement.
+
+    A placed cell's key depends on the placement and on the number of workers; resumed under
+    new keys, the cells' recovered state would stay behind under the old ones (their meters
+    silent there for ever). The placement is written beside the recovery partitions on first
+    use; a store from before (no file) was made without one."""
+    from gridwatch._settings import ConfigError
+
+    rdir = settings.engine.recovery_dir
+    if rdir is None:
+        return
+    now: dict[str, Any] = {} if placement is None else {
+        "cells": {str(p): list(c) for p, c in sorted(settings.engine.placement.items())},
+        "workers": placement.workers, "exclusive": placement.exclusive}
+    path = rdir / PLACEMENT_FILE
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        before = {} if rdir.exists() and any(rdir.glob("*.sqlite3")) else None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read the recovery store's placement: {exc}") from None
+    if before is not None and before != now:
+        raise ConfigError(
+            f"engine.placement (with {now.get('workers', 'any')} workers) differs from the one "
+            f"the recovery store in {rdir} was made with ({before or 'none'}): the cells' keys "
+            "differ, so their recovered state would be lost. Restore that placement, or start "
+            "with a fresh engine.recovery_dir")
+    if before is None or not path.exists():
+        rdir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(now, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
 
 
 #: How far back a warm start reads a meter's stored readings: one week, a whole
@@ -272,6 +329,19 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
     procs = len(addresses) if addresses else 1
     pid = process_id or 0
     partition = settings.ingest.partition if addresses is None else pid
+    # Which process watches which grid cell: checked before anything starts.
+    placement = cluster_placement(settings, procs)
+    check_placement_store(settings, placement)
+    if placement is not None:
+        log.info("placement: the grid cells of engine.placement are watched on their own "
+                 "process (%d workers in all)", placement.workers)
+        default_topics = TopicSettings()
+        if placement.exclusive and (settings.topics.reading, settings.topics.batch) == (
+                default_topics.reading, default_topics.batch):
+            log.warning("engine.placement_exclusive with the default topics: every process's "
+                        "collector hears every cell, so a placed cell's first batch may be "
+                        "stepped before the other process's older readings; give each process "
+                        "its own topics (GRIDWATCH_TOPICS__READING, ..._BATCH)")
     if procs > 1 and not settings.mqtt.shared_group:
         # Without a shared subscription every collector would receive every message.
         mqtt = settings.mqtt.model_copy(update={"shared_group": "gridwatch"})
@@ -374,7 +444,8 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                                  partitions=ingest.JournalSource(
                                      settings.ingest.journal_dir,
                                      partitions=list(range(procs))).list_parts()
-                                 if procs > 1 else ())
+                                 if procs > 1 else (),
+                                 placement=placement)
         cli_main(
             flow,
             workers_per_process=settings.engine.workers,

@@ -17,10 +17,10 @@ import os
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -63,6 +63,31 @@ class EngineSettings(Section):
     #: many days before its first reading (InfluxQL ``/query``); 0 turns it off. Costs one
     #: query per cell batch with new meters during each cell's first intervals.
     warm_start_days: float = 0.0
+    #: Cluster placement (``gridwatch run -i/-a``): process id -> grid cells (ids or
+    #: ``fnmatch`` patterns such as ``north-*``) that process watches. Put each cell where its
+    #: meters' readings arrive (the process whose collector hears them), and its readings never
+    #: cross between processes. Cells named nowhere go where bytewax's hash sends them.
+    #: Changing it changes the cells' keys: start it with a fresh recovery directory.
+    placement: dict[Annotated[int, Field(ge=0)],
+                    list[Annotated[str, Field(min_length=1, max_length=128)]]] = \
+        Field(default_factory=dict)
+    #: The placed cells' readings reach only their own process: each process's collector
+    #: subscribes to its own cells' topics (no shared subscription for them). A placed cell
+    #: then steps its readings as they come instead of waiting for every process's partition
+    #: to deliver up to their time. Leave it off when the collectors share the subscription.
+    placement_exclusive: bool = False
+
+    @field_validator("placement")
+    @classmethod
+    def _one_process_per_pattern(cls, value: dict[int, list[str]]) -> dict[int, list[str]]:
+        seen: dict[str, int] = {}
+        for pid, patterns in value.items():
+            for pattern in patterns:
+                if pattern in seen and seen[pattern] != pid:
+                    raise ValueError(f"{pattern!r} is placed on process {seen[pattern]} and on "
+                                     f"process {pid}")
+                seen[pattern] = pid
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -13,11 +13,13 @@ from gridwatch.stream._partition import (
     Tick,
     Watermark,
 )
+from gridwatch.stream._place import Placement, route
 
 __all__ = [
     "CellLogic",
     "CellWatch",
     "ClockLogic",
+    "Placement",
     "ReadingBatch",
     "ReplayResult",
     "Silence",
@@ -27,5 +29,6 @@ __all__ = [
     "Watermark",
     "build_flow",
     "meta_lookup",
+    "route",
     "run_replay",
 ]

@@ -15,9 +15,10 @@ input (per source partition: readings grouped by watch key + one watermark per b
                                                              └─ key: segment ─ judge
                                                                         └─ theft ─► events
 ```
-A reading crosses between workers once, inside its cell's batch, to the worker of its cell;
-the one ``clock`` key sees one small summary per source batch (see
-:mod:`gridwatch.stream._partition`), never a reading. Each cell keeps its own event-time
+A reading crosses between workers once, inside its cell's batch, to the worker of its cell
+(not at all when a ``placement`` keys its cell to the worker that reads it, see
+:mod:`gridwatch.stream._place`); the one ``clock`` key sees one small summary per source
+batch (see :mod:`gridwatch.stream._partition`), never a reading. Each cell keeps its own event-time
 watermark from its readings, so readings and the silence checks they drive stay in event-time
 order within the cell; the clock's ticks move cells whose meters have all gone quiet (a feeder
 outage). The trade-off: a cell whose readings trail the fleet's newest by more than
@@ -29,7 +30,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -57,6 +58,7 @@ from gridwatch.stream._logic import (
     cell_builder,
 )
 from gridwatch.stream._partition import ClockLogic, ReadingBatch, Watermark, summarized
+from gridwatch.stream._place import Placement
 
 #: Meters without a grid cell are watched in this many hash shards (no feeder grouping).
 SHARDS = 256
@@ -88,9 +90,13 @@ def meta_lookup(meta: Mapping[str, MeterMeta] | MetaLookup | None) -> MetaLookup
     return table.get
 
 
-def watch_key(meter_id: str, meta: MeterMeta | None) -> str:
-    """The silence-watch key of a meter: its grid cell, else a hash shard."""
+def watch_key(meter_id: str, meta: MeterMeta | None, placement: Placement | None = None
+              ) -> str:
+    """The silence-watch key of a meter: its grid cell (the placed key of the cell when a
+    placement names it), else a hash shard."""
     if meta is not None and meta.grid_cell:
+        if placement is not None:
+            return placement.key(meta.grid_cell)
         return f"cell:{meta.grid_cell}"
     return f"shard:{zlib.crc32(meter_id.encode()) % SHARDS:02d}"
 
@@ -99,7 +105,8 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
                meta: Mapping[str, MeterMeta] | MetaLookup | None = None,
                flow_id: str = "gridwatch", *, snapshots: bool = True,
                warm: WarmStart | None = None, devices: DeviceLookup | None = None,
-               verdicts: Verdicts | None = None, partitions: Sequence[str] = ()) -> Dataflow:
+               verdicts: Verdicts | None = None, partitions: Sequence[str] = (),
+               placement: Placement | None = None) -> Dataflow:
     """Wire the detection dataflow: readings in, events/scores/profiles out.
 
     ``snapshots=False`` when the flow runs without recovery: the cells then skip serialising
@@ -108,7 +115,9 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     ``verdicts``: the managers' verdicts, handed to each meter's detectors (the closed loop).
     ``partitions``: every source partition of the cluster, when processes list only their own
     (a cell then holds a reading until each partition has delivered up to its time, see
-    ``CellLogic``)."""
+    ``CellLogic``).
+    ``placement``: which worker watches which grid cell (a cell it names is keyed so that
+    bytewax sends it to that worker: the one reading the partition its meters arrive on)."""
     det = settings.detection
     lookup = meta_lookup(meta)
     calendar = Calendar(det.timezone, det.holiday_country)
@@ -116,7 +125,7 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     flow = Dataflow(flow_id)
 
     def key_of(r: Reading) -> str:
-        return watch_key(r.meter_id, lookup(r.meter_id))
+        return watch_key(r.meter_id, lookup(r.meter_id), placement)
 
     inp = op.input("input", flow, summarized(source, key_of))
     kinds = op.branch("is_batch", inp, lambda x: isinstance(x, ReadingBatch))
@@ -133,10 +142,20 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
                                   det.idle_advance_s, release_ticks=bool(partitions)))
     ticks = op.map("ticks", clock, lambda kv: kv[1])
     by_cell = op.merge("to_cells", op.key_on("key_cell", batches, lambda b: b.key), ticks)
-    cells = op.stateful_batch(
-        "cells", by_cell, cell_builder(det, calendar, lookup, float(det.interval_s),
-                                       float(det.lateness_s), snapshots, warm, verdicts,
-                                       partitions))
+    def cells_told(parts: Sequence[str]) -> Any:
+        return cell_builder(det, calendar, lookup, float(det.interval_s), float(det.lateness_s),
+                            snapshots, warm, verdicts, parts)
+
+    if placement is not None and placement.exclusive and partitions:
+        # Placed cells hear from their own process's partition only: they step readings as
+        # they come; the other cells wait for every partition, as without a placement.
+        placed = op.branch("placed_cells", by_cell, lambda kv: placement.is_placed(kv[0]))
+        cells = op.merge(
+            "cells_all",
+            op.stateful_batch("cells", cast(Any, placed.falses), cells_told(partitions)),
+            op.stateful_batch("cells_placed", cast(Any, placed.trues), cells_told(())))
+    else:
+        cells = op.stateful_batch("cells", by_cell, cells_told(partitions))
     results = op.map("cells_v", cells, lambda kv: kv[1])
     split = op.branch("to_segments", results,
                       lambda x: isinstance(x, DailyProfile | TheftCandidate))

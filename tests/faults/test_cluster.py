@@ -3,7 +3,8 @@ journal, recovery, spool, dead-letter and alert directories), each fed by its ow
 the MQTT shared subscription; ``kill -9`` of one process in the middle of the stream, a restart
 of the cluster with recovery, and nothing lost or doubled: every accepted reading stored once
 in InfluxDB and journaled once on one machine, every alert raised and notified once, the
-detection state of the killed process carried over the crash."""
+detection state of the killed process carried over the crash. Run twice: cells where bytewax's
+hash sends them, and placed (``engine.placement``: one cell on each process)."""
 
 from __future__ import annotations
 
@@ -73,18 +74,26 @@ def raised(machine: Path) -> list[dict[str, Any]]:
             for line in path.read_text().splitlines()]
 
 
+#: One cell on each process (the readings still reach both collectors: the shared
+#: subscription splits every cell's messages).
+PLACEMENT = {0: ["CELL-A"], 1: ["CELL-B"]}
+
+
 @pytest.mark.services
 @pytest.mark.slow
+@pytest.mark.parametrize("placed", [False, True], ids=["hashed", "placed"])
 def test_cluster_without_shared_filesystem_survives_kill9(tmp_path: Path, fresh_mosquitto,
-                                                          influxdb, engine_process) -> None:
-    db = "faults_cluster"
+                                                          influxdb, engine_process,
+                                                          placed: bool) -> None:
+    db = f"faults_cluster_{'placed' if placed else 'hashed'}"
     create_database(influxdb.url, db)
     machines = [tmp_path / "host-a", tmp_path / "host-b"]
     configs = []
     for m in machines:
         m.mkdir()
         configs.append(write_config(m, broker=fresh_mosquitto, influx_url=influxdb.url,
-                                    database=db, meters=meters()))
+                                    database=db, meters=meters(),
+                                    **({"engine": {"placement": PLACEMENT}} if placed else {})))
         (m / "registry.yaml").write_text(yaml.safe_dump(registry()))
     addresses = [f"127.0.0.1:{_services.free_port()}" for _ in machines]
     cluster_args = [a for addr in addresses for a in ("-a", addr)]
@@ -162,13 +171,21 @@ def test_cluster_without_shared_filesystem_survives_kill9(tmp_path: Path, fresh_
     episodes = Counter((a["fingerprint"], a["episode"]) for a in alerts)
     assert max(episodes.values()) == 1, episodes
     assert {(a["meter_id"], a["type"]) for a in alerts} == wanted
-    # The killed process held cells (bytewax routes both cells' keys to process 1), and the
-    # stuck readings' onsets are from before the kill: its state was carried over.
+    # The killed process held cells (bytewax routes both cells' keys to process 1; placed,
+    # CELL-B is there), and the stuck readings' onsets are from before the kill: its state was
+    # carried over.
     assert raised(machines[1]), "the killed process owned no cell: the test proves less"
     for a in alerts:
         if a["type"] == "stuck_reading":
             assert a["onset"] == f.times[73].isoformat().replace("+00:00", "Z"), a
-    # Each machine kept its own recovery partition.
+    if placed:  # each process raised the alerts of its own cell
+        for i, m in enumerate(machines):
+            assert {a["meter_id"][0] for a in raised(m)} == {"AB"[i]}, raised(m)
+    # Each machine kept its own recovery partition (and the placement its keys were made with).
     for i, m in enumerate(machines):
         assert sorted(p.name for p in (m / "recovery").iterdir()
                       if p.suffix == ".sqlite3") == [f"part-{i}.sqlite3"]
+        made_with = {"cells": {"0": ["CELL-A"], "1": ["CELL-B"]}, "workers": 2,
+                     "exclusive": False}
+        assert json.loads((m / "recovery" / "placement.json").read_text()) == (
+            made_with if placed else {})

@@ -1,0 +1,389 @@
+"""The quiet path of ``MeterState.step``: a reading that only teaches the meter its usual load.
+
+Most readings are *quiet*: in order, no status flag, nothing open or pending on the meter (no
+alarm, no condition count, no high, low or record run), no fault, no power-quality issue, inside
+the band, no over-capacity projection, and not closing a local day (or, where the class judges
+possible theft within the day, an hour). For such a reading every detector of the full path only
+*learns*; :func:`quiet_step` does that learning in one function, with the same floating-point
+operations in the same order as the detectors, so the state it leaves is bit-identical.
+
+It checks every precondition before it changes anything: the first one that fails returns
+``None`` with the state untouched, and ``MeterState.step`` runs the full path. What is left to the
+full path: the first reading, duplicates and readings out of order, status flags, a meter back
+from silence or with anything open or pending, a manager's verdict on record, a reading that
+starts a run (above or below the band, beyond the record), a fault (register going backwards or
+frozen, stuck value, off the interval grid, reverse flow), voltage, phase or power-factor
+trouble, an over-capacity projection, a time zone of the meter's own, export (negative kW on a
+meter with export), the first reading of a local day, and, for classes that judge theft within
+the day, the first reading of an hour.
+
+``tests/models/test_quiet_path.py`` proves the equivalence (hypothesis streams and real and
+simulated fleets run both ways: identical states, events, scores and profiles).
+"""
+
+from __future__ import annotations
+
+import math
+
+from gridwatch._schemas import MeterMeta, Reading, Score
+from gridwatch.models._alarms import r3
+from gridwatch.models._baseline import _LEVEL, _MIN_DEV, _SHRINK, _SHRINK_TOW, learn, mean_kw_at
+from gridwatch.models._calendar import Calendar
+from gridwatch.models._capacity import _P85, _P90
+from gridwatch.models._config import ClassPolicy, DetectionSettings
+from gridwatch.models._consumption import policy
+from gridwatch.models._record import (
+    DAY_CNT,
+    DAY_MAX,
+    DAY_MIN,
+    DAY_NO,
+    DAY_SUM,
+    F16,
+    FLOOR_KW,
+    GAP_RUN,
+    GAP_S,
+    GLOBAL,
+    INFERRED_S,
+    INTERVAL_S,
+    LAST_KW,
+    LAST_KWH,
+    LAST_TS,
+    LAST_VMIN,
+    LOG_BIAS,
+    LOG_STEP,
+    LV_DEV,
+    LV_KW,
+    LV_MU,
+    LV_N,
+    NO_RUN,
+    PEAK_MAX,
+    PEAK_TODAY,
+    RESID_EW,
+    STARTED,
+    TH_CNT,
+    TH_EXP,
+    TH_OBS,
+    TOW_MU,
+    TOW_N,
+    TREND_EW,
+    ZERO_FRAC,
+    MeterRecord,
+    N,
+    f32,
+    get_f32,
+    inc_u8,
+    set_f32,
+)
+from gridwatch.models._result import StepResult
+
+__all__ = ["quiet_step"]
+
+_S, _B = LOG_STEP, LOG_BIAS
+_exp = math.exp
+_log = math.log
+_sqrt = math.sqrt
+_isnan = math.isnan
+
+
+class _Consts:
+    """Per-settings constants of the quiet path (computed once per settings object)."""
+
+    __slots__ = ("band_hi", "band_lo", "drift_s", "hi1", "hi3", "hi_f1", "hi_f3", "infer",
+                 "interval_s", "lo1", "lo3", "lo_f1", "lo_f3", "min_kw", "min_pf", "nom1",
+                 "nom3", "pols", "rev_kw", "settings", "severe_pf", "two_min_kw", "warmup_s",
+                 "widen")
+
+    def __init__(self, s: DetectionSettings) -> None:
+        self.settings = s
+        self.min_kw = s.min_kw
+        self.two_min_kw = 2 * s.min_kw
+        self.rev_kw = -max(s.min_kw, 0.01)
+        self.drift_s = s.clock_drift_s
+        self.infer = s.infer_interval
+        self.interval_s = s.interval_s
+        self.warmup_s = s.warmup_h * 3600
+        self.band_hi, self.band_lo = s.band_hi, s.band_lo
+        # (the factors as _quality writes them: nominal * (1 - pct / 100))
+        self.nom1, self.nom3 = s.nominal_voltage_v, s.three_phase_nominal_v
+        self.lo_f1, self.hi_f1 = 1 - s.voltage_low_pct / 100, 1 + s.voltage_high_pct / 100
+        self.lo_f3, self.hi_f3 = 1 - s.three_phase_pct / 100, 1 + s.three_phase_pct / 100
+        self.lo1, self.hi1 = self.nom1 * self.lo_f1, self.nom1 * self.hi_f1
+        self.lo3, self.hi3 = self.nom3 * self.lo_f3, self.nom3 * self.hi_f3
+        self.min_pf, self.severe_pf = s.min_power_factor, s.severe_power_factor
+        # a meter with no verdict on record: _consumption's ``widen`` with a zero weight
+        self.widen = 1.0 + s.feedback_strength * 0.0
+        self.pols: dict[object, ClassPolicy] = {None: policy(None, s)}
+
+
+_CONSTS: list[_Consts] = []
+
+
+def _consts(s: DetectionSettings) -> _Consts:
+    for c in _CONSTS:
+        if c.settings is s:
+            return c
+    c = _Consts(s)
+    _CONSTS.insert(0, c)
+    del _CONSTS[4:]  # (settings are frozen and few: an engine holds one)
+    return c
+
+
+def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: DetectionSettings,
+               cal: Calendar) -> StepResult | None:
+    """``MeterState.step`` for a quiet reading, or ``None`` (nothing changed) if it is not."""
+    # ---- preconditions: nothing below changes the record until the commit
+    x = rec.x
+    if not x[N] or r.status or rec.silent or rec.act or rec.cnt:
+        return None
+    if rec.hi[1] or rec.lo[1] or rec.peak_run[1]:
+        return None
+    t = r.ts.timestamp()
+    last_ts = x[LAST_TS]
+    if t <= last_ts:
+        return None
+    for c in _CONSTS:
+        if c.settings is s:
+            break
+    else:
+        c = _consts(s)
+    kw = r.kw
+    kva = None
+    has_export = False
+    stated = None
+    if meta is not None:
+        tz = meta.timezone
+        if tz and tz != cal.tz.key:
+            return None
+        if meta.has_export:
+            if kw < 0:
+                return None  # exporting: judged apart
+            has_export = True
+        kva = meta.contracted_kva
+        stated = meta.interval_s
+    # the interval (as MeterState._interval infers it, committed below)
+    gap_s = x[GAP_S]
+    run = x[GAP_RUN]
+    inferred = x[INFERRED_S]
+    if c.infer:
+        gap = round(t - last_ts)
+        if gap == gap_s:
+            run = run + 1
+        else:
+            gap_s = gap
+            run = 1.0
+        if gap >= 60 and (
+                (run >= 3 and (not inferred or gap < inferred))
+                or (run >= max(3, 86_400 // max(gap, 1)) and gap > inferred)):
+            inferred = gap
+    interval_i = int(stated or r.interval_s or inferred or c.interval_s)
+    interval = float(interval_i)
+
+    # faults: register going backwards or frozen, reverse flow, stuck value, clock drift
+    min_kw = c.min_kw
+    kwh = r.kwh
+    if kwh is not None:
+        last_kwh = x[LAST_KWH]
+        if kwh < last_kwh - 1e-6:
+            return None
+        if kwh == last_kwh and kw > min_kw and kw * interval / 3600 > 0.01:
+            return None
+    if kw < c.rev_kw and not has_export:
+        return None
+    if kw == x[LAST_KW] and kw != 0.0:
+        return None
+    off = t % interval
+    if interval - off < off:
+        off = interval - off
+    if off > c.drift_s:
+        return None
+
+    # power quality (as _quality.judge decides)
+    h = rec.h
+    volts = r.voltage
+    if volts:
+        nv = len(volts)
+        three = (meta.phases if meta is not None else nv) == 3 or nv == 3
+        nominal = meta.nominal_voltage_v if meta is not None else None
+        if nominal:
+            lo, hi = ((nominal * c.lo_f3, nominal * c.hi_f3) if three
+                      else (nominal * c.lo_f1, nominal * c.hi_f1))
+        else:
+            lo, hi = (c.lo3, c.hi3) if three else (c.lo1, c.hi1)
+        if nv == 1:
+            v0 = volts[0]
+            if (1.0 < v0 < lo) or v0 > hi:
+                return None
+            vmin_last = v0
+        else:
+            live = [v for v in volts if v > 1.0]
+            if (live and min(live) < lo) or max(volts) > hi:
+                return None
+            if len(live) == 3:
+                mean_v = sum(live) / 3
+                if max(abs(v - mean_v) for v in live) / mean_v * 100 > s.voltage_unbalance_pct:
+                    return None
+            vmin_last = min(volts)
+        cur = r.current
+        if cur and len(cur) == 3 and kw > min_kw:
+            mean_i = sum(cur) / 3
+            if mean_i > 1.0 and (max(abs(i - mean_i) for i in cur) / mean_i * 100
+                                 > s.current_unbalance_pct):
+                return None
+    else:
+        vmin_last = math.nan
+    pf_r = r.pf
+    if pf_r is not None:
+        pf = abs(pf_r)
+        if pf < c.min_pf and kw > min_kw:
+            if pf < c.severe_pf:
+                return None
+            if kw >= (0.3 * kva if kva else F16[h[LV_KW + GLOBAL]]):
+                return None
+
+    # the local day (and hour) the reading adds to
+    info = cal.info(t)
+    slot = info[1]
+    if info[2] != x[DAY_NO]:
+        return None  # closes a day
+    if meta is None:
+        pol = c.pols[None]
+    else:
+        cls = meta.customer_class
+        pol = c.pols.get(cls)
+        if pol is None:
+            pol = c.pols[cls] = policy(meta, s)
+    theft = pol.theft_window
+    if theft:
+        th = rec.th
+        th_hour = rec.th_hour
+        if th is None or not th_hour or int(t // 3600) != th_hour:
+            return None  # closes (or opens) an hour the theft window judges
+
+    started = x[STARTED]
+    new_start = not started and kw > min_kw
+    if new_start:
+        started = t
+    g_n = h[LV_N + GLOBAL]
+    warm = bool(started) and t - started >= c.warmup_s and g_n >= 8
+    n_read = int(x[N]) + 1
+    sample = s.score_sample_every
+    scored = bool(sample) and n_read % sample == 0
+
+    # the band (as _baseline.band computes it): its mean load, and the rest when judged
+    d = _LEVEL[slot]
+    if g_n:
+        n_d = h[LV_N + d]
+        mean_kw = (n_d * F16[h[LV_KW + d]] + _SHRINK * F16[h[LV_KW + GLOBAL]]) / (n_d + _SHRINK)
+    else:
+        n_d = 0
+        mean_kw = kw
+    if g_n and (warm or scored):
+        mu_g, dev_g = h[LV_MU + GLOBAL] * _S - _B, h[LV_DEV + GLOBAL] * _S - _B
+        w_d = n_d / (n_d + _SHRINK)
+        mu_d = w_d * (h[LV_MU + d] * _S - _B) + (1 - w_d) * mu_g
+        dev_d = w_d * (h[LV_DEV + d] * _S - _B) + (1 - w_d) * dev_g
+        cc = h[TOW_N + (slot >> 1)]
+        n_s = cc >> 8 if slot & 1 else cc & 255
+        w_s = n_s / (n_s + _SHRINK_TOW)
+        mu = w_s * (h[TOW_MU + slot] * _S - _B) + (1 - w_s) * mu_d
+        dev = max(dev_d, _MIN_DEV, pol.young_dev * (1 - w_d)) * (
+            1.0 + s.thin_widen / _sqrt(1.0 + n_d))
+        fl = x[FLOOR_KW] or 0.01
+        if warm:  # consumption: inside the band, no run starts
+            if kw > _exp(mu + c.band_hi * dev) - fl:
+                return None
+            if (kw < max(_exp(mu - c.band_lo * dev) - fl, 0.0)
+                    and max(_exp(mu) - fl, 0.0) > c.two_min_kw):
+                return None
+            if rec.fb:
+                return None  # a manager's verdict widens the thresholds: the full path
+            history = x[PEAK_MAX]
+            ref = c.widen * (history * pol.peak_factor if rec.peak_days >= 7
+                             else 2.0 * max(history, x[PEAK_TODAY]))
+            if ref > 0 and kw > ref and kw > _exp(mu + c.band_hi * dev / 2) - fl:
+                return None  # beyond the meter's record
+    else:
+        mu = dev = fl = 0.0
+
+    # over-capacity (as _capacity.judge projects it)
+    resid = trend = 0.0
+    last_kw = x[LAST_KW]
+    if kva:
+        pfc = max(abs(pf_r), 0.5) if pf_r is not None else 1.0
+        resid = 0.7 * x[RESID_EW] + 0.3 * (kw - mean_kw) if warm else 0.0
+        trend = x[TREND_EW]
+        if not _isnan(last_kw):
+            prev = last_kw - (mean_kw_at(rec, cal.slot(t - interval)) if warm else 0.0)
+            trend = 0.7 * trend + 0.3 * ((kw - (mean_kw if warm else 0.0)) - prev)
+        limit = float(kva) * s.capacity_warn_fraction
+        if kw / pfc >= limit:
+            return None
+        steps = max(1, int(s.capacity_horizon_min * 60 // interval))
+        damp = 0.0
+        g = _SHRINK * F16[h[LV_KW + GLOBAL]]
+        known = cal._q.get
+        for step in range(1, steps + 1):
+            damp += _P85[step] if step < 242 else 0.85 ** step
+            if warm:
+                th_t = t + step * interval
+                dd = _LEVEL[(known(int(th_t // 900)) or cal.info(th_t))[1]]
+                nd = h[LV_N + dd]
+                usual = (nd * F16[h[LV_KW + dd]] + g) / (nd + _SHRINK) + resid * (
+                    _P90[step] if step < 242 else 0.9 ** step)
+                if usual < kw:
+                    usual = kw
+            else:
+                usual = kw
+            if (usual + trend * damp) / pfc >= limit:
+                return None
+
+    # ---- commit: the detectors' updates, in the full path's order
+    out = StepResult()
+    x[GAP_S] = gap_s
+    x[GAP_RUN] = run
+    x[INFERRED_S] = inferred
+    x[INTERVAL_S] = interval_i
+    if new_start:
+        x[STARTED] = t
+    if warm:
+        rec.hi = rec.lo = NO_RUN
+    if theft:
+        i = th_hour % 24
+        th[TH_OBS + i] = th[TH_OBS + i] + f32(max(kw, 0.0))
+        th[TH_EXP + i] = th[TH_EXP + i] + f32(mean_kw)
+        th[TH_CNT + i] = min(int(th[TH_CNT + i]) + 1, 255)
+    if kva:
+        x[RESID_EW] = resid
+        if not _isnan(last_kw):
+            x[TREND_EW] = trend
+    hr = slot % 24
+    i = DAY_SUM + 2 * hr
+    set_f32(h, i, get_f32(h, i) + f32(kw))
+    inc_u8(h, DAY_CNT, hr)
+    if kw > x[DAY_MAX]:
+        x[DAY_MAX] = kw
+    if kw < x[DAY_MIN]:
+        x[DAY_MIN] = kw
+    if kw > x[PEAK_TODAY]:
+        x[PEAK_TODAY] = kw
+    if started:
+        learn(rec, slot, kw, None)
+        n = int(x[N])
+        zf = x[ZERO_FRAC]
+        x[ZERO_FRAC] = zf + max(1.0 / n if n else 1.0, 0.002) * ((kw <= min_kw) - zf)
+    x[N] = n_read
+    if scored:
+        if g_n:
+            expected = max(_exp(mu) - fl, 0.0)
+            z = (_log(max(kw, 0.0) + fl) - mu) / dev
+        else:
+            expected, z = kw, 0.0
+        out.score = Score(meter_id=rec.meter_id, ts=r.ts, kw=kw, expected_kw=r3(expected, 4),
+                          score=r3(abs(z)), anomalous=False)
+    x[LAST_TS] = t
+    x[LAST_KW] = kw
+    if kwh is not None:
+        x[LAST_KWH] = kwh
+    x[LAST_VMIN] = vmin_last
+    rec.last_fail = False
+    return out

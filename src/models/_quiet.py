@@ -24,10 +24,19 @@ simulated fleets run both ways: identical states, events, scores and profiles).
 from __future__ import annotations
 
 import math
+from array import array
 
 from gridwatch._schemas import MeterMeta, Reading, Score
 from gridwatch.models._alarms import r3
-from gridwatch.models._baseline import _LEVEL, _MIN_DEV, _SHRINK, _SHRINK_TOW, learn, mean_kw_at
+from gridwatch.models._baseline import (
+    _ALPHA_DT,
+    _ALPHA_G,
+    _ALPHA_TOW,
+    _LEVEL,
+    _MIN_DEV,
+    _SHRINK,
+    _SHRINK_TOW,
+)
 from gridwatch.models._calendar import Calendar
 from gridwatch.models._capacity import _P85, _P90
 from gridwatch.models._config import ClassPolicy, DetectionSettings
@@ -69,6 +78,8 @@ from gridwatch.models._record import (
     ZERO_FRAC,
     MeterRecord,
     N,
+    enc_f16,
+    enc_log,
     f32,
     get_f32,
     inc_u8,
@@ -88,10 +99,10 @@ _isnan = math.isnan
 class _Consts:
     """Per-settings constants of the quiet path (computed once per settings object)."""
 
-    __slots__ = ("band_hi", "band_lo", "drift_s", "hi1", "hi3", "hi_f1", "hi_f3", "infer",
-                 "interval_s", "lo1", "lo3", "lo_f1", "lo_f3", "min_kw", "min_pf", "nom1",
-                 "nom3", "pols", "rev_kw", "settings", "severe_pf", "two_min_kw", "warmup_s",
-                 "widen")
+    __slots__ = ("band_hi", "band_lo", "drift_s", "hi1", "hi3", "hi_f1", "hi_f3", "i_unb", "infer",
+                 "interval_s", "levels", "lo1", "lo3", "lo_f1", "lo_f3", "min_kw", "min_pf",
+                 "nom1", "nom3", "plans", "pols", "rev_kw", "settings", "severe_pf", "two_min_kw",
+                 "v_unb", "warmup_s", "widen")
 
     def __init__(self, s: DetectionSettings) -> None:
         self.settings = s
@@ -112,7 +123,12 @@ class _Consts:
         self.min_pf, self.severe_pf = s.min_power_factor, s.severe_power_factor
         # a meter with no verdict on record: _consumption's ``widen`` with a zero weight
         self.widen = 1.0 + s.feedback_strength * 0.0
+        self.v_unb, self.i_unb = s.voltage_unbalance_pct, s.current_unbalance_pct
         self.pols: dict[object, ClassPolicy] = {None: policy(None, s)}
+        #: interval (s) -> the capacity forecast's steps
+        self.plans: dict[int, tuple[tuple[float, float, float], ...]] = {}
+        #: (event time, interval, calendar) -> the level of each step of the capacity forecast
+        self.levels: dict[tuple[float, int, Calendar], tuple[int, ...]] = {}
 
 
 _CONSTS: list[_Consts] = []
@@ -126,6 +142,45 @@ def _consts(s: DetectionSettings) -> _Consts:
     _CONSTS.insert(0, c)
     del _CONSTS[4:]  # (settings are frozen and few: an engine holds one)
     return c
+
+
+def _level(h: array, idx: int, y: float, kw: float, n: int, alpha: float,
+           prior: float) -> None:
+    """_baseline._update of a level that has samples (or a prior), without its count."""
+    a = 1.0 / (n + 1 + prior)
+    if alpha > a:
+        a = alpha
+    mu = h[LV_MU + idx] * _S - _B
+    dev = h[LV_DEV + idx] * _S - _B
+    r = y - mu
+    d_new = abs(r)
+    if n + prior >= 8:  # winsorised
+        md = _MIN_DEV if dev < _MIN_DEV else dev
+        lim = 2.5 * md
+        if r > lim:
+            r = lim
+        elif r < -lim:
+            r = -lim
+        if 4 * md < d_new:
+            d_new = 4 * md
+    v = (mu + a * r + _B) * 2048.0 + 0.5  # (enc_log, inlined)
+    h[LV_MU + idx] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
+    v = (dev + a * (d_new - dev) + _B) * 2048.0 + 0.5
+    h[LV_DEV + idx] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
+    lv_kw = F16[h[LV_KW + idx]]
+    h[LV_KW + idx] = enc_f16(lv_kw + a * (kw - lv_kw))
+
+
+def _plan(s: DetectionSettings, interval: float) -> tuple[tuple[float, float, float], ...]:
+    """The over-capacity forecast's steps at ``interval``: (offset, damping, residual decay),
+    each computed as _capacity.judge computes it."""
+    steps = max(1, int(s.capacity_horizon_min * 60 // interval))
+    out = []
+    damp = 0.0
+    for step in range(1, steps + 1):
+        damp += _P85[step] if step < 242 else 0.85 ** step
+        out.append((step * interval, damp, _P90[step] if step < 242 else 0.9 ** step))
+    return tuple(out)
 
 
 def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: DetectionSettings,
@@ -173,7 +228,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             run = 1.0
         if gap >= 60 and (
                 (run >= 3 and (not inferred or gap < inferred))
-                or (run >= max(3, 86_400 // max(gap, 1)) and gap > inferred)):
+                or (gap > inferred and run >= max(3, 86_400 // max(gap, 1)))):
             inferred = gap
     interval_i = int(stated or r.interval_s or inferred or c.interval_s)
     interval = float(interval_i)
@@ -214,21 +269,33 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             if (1.0 < v0 < lo) or v0 > hi:
                 return None
             vmin_last = v0
+        elif nv == 3 and volts[0] > 1.0 and volts[1] > 1.0 and volts[2] > 1.0:
+            # three live phases (the common case, without the list of live ones)
+            v0, v1, v2 = volts
+            vmin_last = min(volts)
+            if vmin_last < lo or max(volts) > hi:
+                return None
+            mean_v = sum(volts) / 3
+            if max(abs(v0 - mean_v), abs(v1 - mean_v), abs(v2 - mean_v)) / mean_v * 100 \
+                    > c.v_unb:
+                return None
         else:
             live = [v for v in volts if v > 1.0]
             if (live and min(live) < lo) or max(volts) > hi:
                 return None
             if len(live) == 3:
                 mean_v = sum(live) / 3
-                if max(abs(v - mean_v) for v in live) / mean_v * 100 > s.voltage_unbalance_pct:
+                if max(abs(v - mean_v) for v in live) / mean_v * 100 > c.v_unb:
                     return None
             vmin_last = min(volts)
         cur = r.current
         if cur and len(cur) == 3 and kw > min_kw:
             mean_i = sum(cur) / 3
-            if mean_i > 1.0 and (max(abs(i - mean_i) for i in cur) / mean_i * 100
-                                 > s.current_unbalance_pct):
-                return None
+            if mean_i > 1.0:
+                i0, i1, i2 = cur
+                if max(abs(i0 - mean_i), abs(i1 - mean_i), abs(i2 - mean_i)) / mean_i * 100 \
+                        > c.i_unb:
+                    return None
     else:
         vmin_last = math.nan
     pf_r = r.pf
@@ -312,30 +379,52 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         pfc = max(abs(pf_r), 0.5) if pf_r is not None else 1.0
         resid = 0.7 * x[RESID_EW] + 0.3 * (kw - mean_kw) if warm else 0.0
         trend = x[TREND_EW]
+        known = cal._q.get  # the calendar's quarters (its ``info`` fills them)
+        g = _SHRINK * F16[h[LV_KW + GLOBAL]]
         if not _isnan(last_kw):
-            prev = last_kw - (mean_kw_at(rec, cal.slot(t - interval)) if warm else 0.0)
-            trend = 0.7 * trend + 0.3 * ((kw - (mean_kw if warm else 0.0)) - prev)
+            if warm:  # (mean_kw_at of the previous interval's slot; mean_kw if the same level)
+                t_prev = t - interval
+                dp = _LEVEL[(known(int(t_prev // 900)) or cal.info(t_prev))[1]]
+                if dp == d and g_n:
+                    prev = last_kw - mean_kw
+                else:
+                    nd = h[LV_N + dp]
+                    prev = last_kw - (nd * F16[h[LV_KW + dp]] + g) / (nd + _SHRINK)
+                trend = 0.7 * trend + 0.3 * ((kw - mean_kw) - prev)
+            else:
+                trend = 0.7 * trend + 0.3 * ((kw - 0.0) - (last_kw - 0.0))
         limit = float(kva) * s.capacity_warn_fraction
         if kw / pfc >= limit:
             return None
-        steps = max(1, int(s.capacity_horizon_min * 60 // interval))
-        damp = 0.0
-        g = _SHRINK * F16[h[LV_KW + GLOBAL]]
-        known = cal._q.get
-        for step in range(1, steps + 1):
-            damp += _P85[step] if step < 242 else 0.85 ** step
-            if warm:
-                th_t = t + step * interval
-                dd = _LEVEL[(known(int(th_t // 900)) or cal.info(th_t))[1]]
-                nd = h[LV_N + dd]
-                usual = (nd * F16[h[LV_KW + dd]] + g) / (nd + _SHRINK) + resid * (
-                    _P90[step] if step < 242 else 0.9 ** step)
+        plan = c.plans.get(interval_i)
+        if plan is None:
+            plan = c.plans[interval_i] = _plan(s, interval)
+        if warm:
+            # the level of each step's slot: the same for every meter reading at ``t``
+            key = (t, interval_i, cal)
+            levels = c.levels.get(key)
+            if levels is None:
+                if len(c.levels) >= 4096:
+                    c.levels.clear()
+                levels = c.levels[key] = tuple(
+                    _LEVEL[(known(int((t + off) // 900)) or cal.info(t + off))[1]]
+                    for off, _, _ in plan)
+            d_last = -1
+            lv_mean = 0.0
+            for dd, (_off, damp, p90) in zip(levels, plan, strict=True):
+                if dd != d_last:
+                    nd = h[LV_N + dd]
+                    lv_mean = (nd * F16[h[LV_KW + dd]] + g) / (nd + _SHRINK)
+                    d_last = dd
+                usual = lv_mean + resid * p90
                 if usual < kw:
                     usual = kw
-            else:
-                usual = kw
-            if (usual + trend * damp) / pfc >= limit:
-                return None
+                if (usual + trend * damp) / pfc >= limit:
+                    return None
+        else:
+            for _off, damp, _p90 in plan:
+                if (kw + trend * damp) / pfc >= limit:
+                    return None
 
     # ---- commit: the detectors' updates, in the full path's order
     out = StepResult()
@@ -367,7 +456,43 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     if kw > x[PEAK_TODAY]:
         x[PEAK_TODAY] = kw
     if started:
-        learn(rec, slot, kw, None)
+        # learn(rec, slot, kw, None), inlined (see _baseline.learn and _update)
+        y_kw = 0.0 if kw < 0.0 else kw  # max(kw, 0.0)
+        if g_n < 96 or not x[FLOOR_KW]:
+            x[FLOOR_KW] = max(0.01, 0.05 * (F16[h[LV_KW + GLOBAL]] if g_n else y_kw))
+        y = _log(y_kw + x[FLOOR_KW])
+        # the meter-wide level
+        if g_n == 0:
+            h[LV_MU + GLOBAL] = enc_log(y)
+            h[LV_DEV + GLOBAL] = enc_log(0.0)
+            h[LV_KW + GLOBAL] = enc_f16(y_kw)
+        else:
+            _level(h, GLOBAL, y, y_kw, g_n, _ALPHA_G, 0.0)
+        if g_n < 65_535:
+            h[LV_N + GLOBAL] = g_n + 1
+        # the day-type hour (a new one starts from the meter-wide level)
+        n_d = h[LV_N + d]
+        if not n_d:
+            h[LV_MU + d], h[LV_DEV + d] = h[LV_MU + GLOBAL], h[LV_DEV + GLOBAL]
+            h[LV_KW + d] = h[LV_KW + GLOBAL]
+        _level(h, d, y, y_kw, n_d, _ALPHA_DT, _SHRINK)
+        if n_d < 65_535:
+            h[LV_N + d] = n_d + 1
+        # the time-of-week slot
+        j = TOW_N + (slot >> 1)
+        cc = h[j]
+        n_s = cc >> 8 if slot & 1 else cc & 255
+        mu_s = (h[TOW_MU + slot] if n_s else h[LV_MU + d]) * _S - _B
+        dev_s = h[LV_DEV + d] * _S - _B
+        lim = 2.5 * (_MIN_DEV if dev_s < _MIN_DEV else dev_s)
+        rr = y - mu_s
+        if rr > lim:
+            rr = lim
+        elif rr < -lim:
+            rr = -lim
+        h[TOW_MU + slot] = enc_log(mu_s + _ALPHA_TOW * rr)
+        if n_s < 255:
+            h[j] = cc + 256 if slot & 1 else cc + 1
         n = int(x[N])
         zf = x[ZERO_FRAC]
         x[ZERO_FRAC] = zf + max(1.0 / n if n else 1.0, 0.002) * ((kw <= min_kw) - zf)

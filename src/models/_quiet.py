@@ -78,11 +78,13 @@ from gridwatch.models._record import (
     ZERO_FRAC,
     MeterRecord,
     N,
+    drop,
     enc_f16,
     enc_log,
     f32,
     get_f32,
     inc_u8,
+    put,
     set_f32,
 )
 from gridwatch.models._result import StepResult
@@ -90,6 +92,7 @@ from gridwatch.models._result import StepResult
 __all__ = ["quiet_step"]
 
 _S, _B = LOG_STEP, LOG_BIAS
+_STUCK = "stuck_reading"
 _exp = math.exp
 _log = math.log
 _sqrt = math.sqrt
@@ -188,7 +191,10 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     """``MeterState.step`` for a quiet reading, or ``None`` (nothing changed) if it is not."""
     # ---- preconditions: nothing below changes the record until the commit
     x = rec.x
-    if not x[N] or r.status or rec.silent or rec.act or rec.cnt:
+    if not x[N] or r.status or rec.silent or rec.act:
+        return None
+    pending = rec.cnt  # (only a stuck-reading count may be pending: see below)
+    if pending and (len(pending) > 1 or _STUCK not in pending):
         return None
     if rec.hi[1] or rec.lo[1] or rec.peak_run[1]:
         return None
@@ -203,16 +209,15 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         c = _consts(s)
     kw = r.kw
     kva = None
-    has_export = False
+    has_export = exporting = False
     stated = None
     if meta is not None:
         tz = meta.timezone
         if tz and tz != cal.tz.key:
             return None
         if meta.has_export:
-            if kw < 0:
-                return None  # exporting: judged apart
             has_export = True
+            exporting = kw < 0  # (not judged as consumption)
         kva = meta.contracted_kva
         stated = meta.interval_s
     # the interval (as MeterState._interval infers it, committed below)
@@ -244,8 +249,12 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             return None
     if kw < c.rev_kw and not has_export:
         return None
-    if kw == x[LAST_KW] and kw != 0.0:
-        return None
+    # the same non-zero value again: counted as a stuck reading (raised by the full path)
+    stuck = kw == x[LAST_KW] and kw != 0.0
+    if stuck:
+        n_stuck = pending.get(_STUCK, 0) + 1
+        if n_stuck >= s.stuck_readings - 1:
+            return None
     off = t % interval
     if interval - off < off:
         off = interval - off
@@ -319,7 +328,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         pol = c.pols.get(cls)
         if pol is None:
             pol = c.pols[cls] = policy(meta, s)
-    theft = pol.theft_window
+    theft = pol.theft_window and not exporting
     if theft:
         th = rec.th
         th_hour = rec.th_hour
@@ -356,7 +365,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         dev = max(dev_d, _MIN_DEV, pol.young_dev * (1 - w_d)) * (
             1.0 + s.thin_widen / _sqrt(1.0 + n_d))
         fl = x[FLOOR_KW] or 0.01
-        if warm:  # consumption: inside the band, no run starts
+        if warm and not exporting:  # consumption: inside the band, no run starts
             if kw > _exp(mu + c.band_hi * dev) - fl:
                 return None
             if (kw < max(_exp(mu - c.band_lo * dev) - fl, 0.0)
@@ -432,9 +441,17 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     x[GAP_RUN] = run
     x[INFERRED_S] = inferred
     x[INTERVAL_S] = interval_i
+    if stuck:  # _alarms.cond on a bad reading that does not fire
+        drop(rec, "clr", _STUCK)
+        put(rec, "cnt", _STUCK, n_stuck)
+        if n_stuck == 1:
+            put(rec, "since", _STUCK, t)
+    elif pending:  # ... and on a good one
+        drop(rec, "cnt", _STUCK)
+        drop(rec, "since", _STUCK)
     if new_start:
         x[STARTED] = t
-    if warm:
+    if warm and not exporting:
         rec.hi = rec.lo = NO_RUN
     if theft:
         i = th_hour % 24

@@ -24,6 +24,7 @@ simulated fleets run both ways: identical states, events, scores and profiles).
 from __future__ import annotations
 
 import math
+import struct
 from array import array
 
 from gridwatch._schemas import MeterMeta, Reading, Score
@@ -82,10 +83,7 @@ from gridwatch.models._record import (
     enc_f16,
     enc_log,
     f32,
-    get_f32,
-    inc_u8,
     put,
-    set_f32,
 )
 from gridwatch.models._result import StepResult
 
@@ -93,6 +91,14 @@ __all__ = ["quiet_step"]
 
 _S, _B = LOG_STEP, LOG_BIAS
 _STUCK = "stuck_reading"
+_TABLE = 4096
+#: the band's weights by sample count, as _baseline.band computes them: (w, 1 - w) of a
+#: day-type hour with ``n`` samples (below ``_TABLE``) and of a time-of-week slot
+_W_D = tuple((n / (n + _SHRINK), 1 - n / (n + _SHRINK)) for n in range(_TABLE))
+_W_S = tuple((n / (n + _SHRINK_TOW), 1 - n / (n + _SHRINK_TOW)) for n in range(256))
+_f32_pack_into = struct.Struct("=f").pack_into
+_f32_unpack_from = struct.Struct("=f").unpack_from
+_SCRATCH = array("f", b"\0\0\0\0")
 _exp = math.exp
 _log = math.log
 _sqrt = math.sqrt
@@ -104,8 +110,8 @@ class _Consts:
 
     __slots__ = ("band_hi", "band_lo", "drift_s", "hi1", "hi3", "hi_f1", "hi_f3", "i_unb", "infer",
                  "interval_s", "levels", "lo1", "lo3", "lo_f1", "lo_f3", "min_kw", "min_pf",
-                 "nom1", "nom3", "plans", "pols", "rev_kw", "settings", "severe_pf", "two_min_kw",
-                 "v_unb", "warmup_s", "widen")
+                 "nom1", "nom3", "plans", "pols", "rev_kw", "settings", "severe_pf", "thin",
+                 "two_min_kw", "v_unb", "warmup_s", "widen")
 
     def __init__(self, s: DetectionSettings) -> None:
         self.settings = s
@@ -126,6 +132,8 @@ class _Consts:
         self.min_pf, self.severe_pf = s.min_power_factor, s.severe_power_factor
         # a meter with no verdict on record: _consumption's ``widen`` with a zero weight
         self.widen = 1.0 + s.feedback_strength * 0.0
+        #: the band's widening while evidence is thin, by day-type samples (below _TABLE)
+        self.thin = tuple(1.0 + s.thin_widen / _sqrt(1.0 + n) for n in range(_TABLE))
         self.v_unb, self.i_unb = s.voltage_unbalance_pct, s.current_unbalance_pct
         self.pols: dict[object, ClassPolicy] = {None: policy(None, s)}
         #: interval (s) -> the capacity forecast's steps
@@ -355,15 +363,19 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         mean_kw = kw
     if g_n and (warm or scored):
         mu_g, dev_g = h[LV_MU + GLOBAL] * _S - _B, h[LV_DEV + GLOBAL] * _S - _B
-        w_d = n_d / (n_d + _SHRINK)
-        mu_d = w_d * (h[LV_MU + d] * _S - _B) + (1 - w_d) * mu_g
-        dev_d = w_d * (h[LV_DEV + d] * _S - _B) + (1 - w_d) * dev_g
+        if n_d < _TABLE:
+            w_d, u_d = _W_D[n_d]
+            thin = c.thin[n_d]
+        else:
+            w_d = n_d / (n_d + _SHRINK)
+            u_d = 1 - w_d
+            thin = 1.0 + s.thin_widen / _sqrt(1.0 + n_d)
+        mu_d = w_d * (h[LV_MU + d] * _S - _B) + u_d * mu_g
+        dev_d = w_d * (h[LV_DEV + d] * _S - _B) + u_d * dev_g
         cc = h[TOW_N + (slot >> 1)]
-        n_s = cc >> 8 if slot & 1 else cc & 255
-        w_s = n_s / (n_s + _SHRINK_TOW)
-        mu = w_s * (h[TOW_MU + slot] * _S - _B) + (1 - w_s) * mu_d
-        dev = max(dev_d, _MIN_DEV, pol.young_dev * (1 - w_d)) * (
-            1.0 + s.thin_widen / _sqrt(1.0 + n_d))
+        w_s, u_s = _W_S[cc >> 8 if slot & 1 else cc & 255]
+        mu = w_s * (h[TOW_MU + slot] * _S - _B) + u_s * mu_d
+        dev = max(dev_d, _MIN_DEV, pol.young_dev * u_d) * thin
         fl = x[FLOOR_KW] or 0.01
         if warm and not exporting:  # consumption: inside the band, no run starts
             if kw > _exp(mu + c.band_hi * dev) - fl:
@@ -462,10 +474,18 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         x[RESID_EW] = resid
         if not _isnan(last_kw):
             x[TREND_EW] = trend
+    # (set_f32, get_f32, f32 and inc_u8 of _daily.accumulate, inlined)
     hr = slot % 24
-    i = DAY_SUM + 2 * hr
-    set_f32(h, i, get_f32(h, i) + f32(kw))
-    inc_u8(h, DAY_CNT, hr)
+    i = 2 * (DAY_SUM + 2 * hr)  # (bytes)
+    _SCRATCH[0] = kw
+    _f32_pack_into(h, i, _f32_unpack_from(h, i)[0] + _SCRATCH[0])
+    j = DAY_CNT + (hr >> 1)
+    cc = h[j]
+    if hr & 1:
+        if cc < 0xFF00:
+            h[j] = cc + 256
+    elif cc & 255 != 255:
+        h[j] = cc + 1
     if kw > x[DAY_MAX]:
         x[DAY_MAX] = kw
     if kw < x[DAY_MIN]:

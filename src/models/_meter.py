@@ -17,6 +17,14 @@
 Everything is pure: the clock comes in with the reading (event time) or as ``now``; nothing does
 IO. Each reading is judged before it is learned, and readings inside an open consumption episode
 are not learned as usual load (River's ``protect_anomaly_detector`` idea).
+
+Most readings are *quiet*: in order, no status flag, nothing open or pending on the meter, no
+fault, inside the band, not closing a day. For those every detector above only learns, and
+``step`` takes :func:`~gridwatch.models._quiet.quiet_step` instead: the same updates in one
+function, with the same floating-point operations in the same order, so state, events, scores
+and profiles are bit-identical (``tests/models/test_quiet_path.py``); any other reading takes the
+full path. ``FAST_PATH = False`` (module level) turns the quiet path off, for equivalence tests
+and benchmarks only.
 """
 
 from __future__ import annotations

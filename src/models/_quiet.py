@@ -96,6 +96,14 @@ _TABLE = 4096
 #: day-type hour with ``n`` samples (below ``_TABLE``) and of a time-of-week slot
 _W_D = tuple((n / (n + _SHRINK), 1 - n / (n + _SHRINK)) for n in range(_TABLE))
 _W_S = tuple((n / (n + _SHRINK_TOW), 1 - n / (n + _SHRINK_TOW)) for n in range(256))
+#: _update's learning rate by sample count: max(alpha, 1 / (n + 1 + prior)) (below _TABLE)
+_A_G = tuple(_ALPHA_G if 1.0 / (n + 1 + 0.0) < _ALPHA_G else 1.0 / (n + 1 + 0.0)
+             for n in range(_TABLE))
+_A_D = tuple(_ALPHA_DT if 1.0 / (n + 1 + _SHRINK) < _ALPHA_DT else 1.0 / (n + 1 + _SHRINK)
+             for n in range(_TABLE))
+_F16_MAX = 65_504.0
+_pack_e = struct.Struct("<e").pack
+_unpack_h = struct.Struct("<H").unpack
 _f32_pack_into = struct.Struct("=f").pack_into
 _f32_unpack_from = struct.Struct("=f").unpack_from
 _SCRATCH = array("f", b"\0\0\0\0")
@@ -153,33 +161,6 @@ def _consts(s: DetectionSettings) -> _Consts:
     _CONSTS.insert(0, c)
     del _CONSTS[4:]  # (settings are frozen and few: an engine holds one)
     return c
-
-
-def _level(h: array, idx: int, y: float, kw: float, n: int, alpha: float,
-           prior: float) -> None:
-    """_baseline._update of a level that has samples (or a prior), without its count."""
-    a = 1.0 / (n + 1 + prior)
-    if alpha > a:
-        a = alpha
-    mu = h[LV_MU + idx] * _S - _B
-    dev = h[LV_DEV + idx] * _S - _B
-    r = y - mu
-    d_new = abs(r)
-    if n + prior >= 8:  # winsorised
-        md = _MIN_DEV if dev < _MIN_DEV else dev
-        lim = 2.5 * md
-        if r > lim:
-            r = lim
-        elif r < -lim:
-            r = -lim
-        if 4 * md < d_new:
-            d_new = 4 * md
-    v = (mu + a * r + _B) * 2048.0 + 0.5  # (enc_log, inlined)
-    h[LV_MU + idx] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
-    v = (dev + a * (d_new - dev) + _B) * 2048.0 + 0.5
-    h[LV_DEV + idx] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
-    lv_kw = F16[h[LV_KW + idx]]
-    h[LV_KW + idx] = enc_f16(lv_kw + a * (kw - lv_kw))
 
 
 def _plan(s: DetectionSettings, interval: float) -> tuple[tuple[float, float, float], ...]:
@@ -503,8 +484,32 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             h[LV_MU + GLOBAL] = enc_log(y)
             h[LV_DEV + GLOBAL] = enc_log(0.0)
             h[LV_KW + GLOBAL] = enc_f16(y_kw)
-        else:
-            _level(h, GLOBAL, y, y_kw, g_n, _ALPHA_G, 0.0)
+        else:  # (_baseline._update, inlined)
+            a = _A_G[g_n] if g_n < _TABLE else max(1.0 / (g_n + 1 + 0.0), _ALPHA_G)
+            lv_mu = h[LV_MU + GLOBAL] * _S - _B
+            lv_dev = h[LV_DEV + GLOBAL] * _S - _B
+            rr = y - lv_mu
+            d_new = abs(rr)
+            if g_n + 0.0 >= 8:  # winsorised
+                md = _MIN_DEV if lv_dev < _MIN_DEV else lv_dev
+                lim = 2.5 * md
+                if rr > lim:
+                    rr = lim
+                elif rr < -lim:
+                    rr = -lim
+                if 4 * md < d_new:
+                    d_new = 4 * md
+            v = (lv_mu + a * rr + _B) * 2048.0 + 0.5  # (enc_log)
+            h[LV_MU + GLOBAL] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
+            v = (lv_dev + a * (d_new - lv_dev) + _B) * 2048.0 + 0.5
+            h[LV_DEV + GLOBAL] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
+            lv_kw = F16[h[LV_KW + GLOBAL]]
+            v = lv_kw + a * (y_kw - lv_kw)  # (enc_f16)
+            if v > _F16_MAX:
+                v = _F16_MAX
+            elif v < -_F16_MAX:
+                v = -_F16_MAX
+            h[LV_KW + GLOBAL] = _unpack_h(_pack_e(v))[0]
         if g_n < 65_535:
             h[LV_N + GLOBAL] = g_n + 1
         # the day-type hour (a new one starts from the meter-wide level)
@@ -512,7 +517,32 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         if not n_d:
             h[LV_MU + d], h[LV_DEV + d] = h[LV_MU + GLOBAL], h[LV_DEV + GLOBAL]
             h[LV_KW + d] = h[LV_KW + GLOBAL]
-        _level(h, d, y, y_kw, n_d, _ALPHA_DT, _SHRINK)
+        # (_baseline._update, inlined; a day-type hour has a prior: never empty)
+        a = _A_D[n_d] if n_d < _TABLE else max(1.0 / (n_d + 1 + _SHRINK), _ALPHA_DT)
+        lv_mu = h[LV_MU + d] * _S - _B
+        lv_dev = h[LV_DEV + d] * _S - _B
+        rr = y - lv_mu
+        d_new = abs(rr)
+        if n_d + _SHRINK >= 8:  # winsorised
+            md = _MIN_DEV if lv_dev < _MIN_DEV else lv_dev
+            lim = 2.5 * md
+            if rr > lim:
+                rr = lim
+            elif rr < -lim:
+                rr = -lim
+            if 4 * md < d_new:
+                d_new = 4 * md
+        v = (lv_mu + a * rr + _B) * 2048.0 + 0.5  # (enc_log)
+        h[LV_MU + d] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
+        v = (lv_dev + a * (d_new - lv_dev) + _B) * 2048.0 + 0.5
+        h[LV_DEV + d] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
+        lv_kw = F16[h[LV_KW + d]]
+        v = lv_kw + a * (y_kw - lv_kw)  # (enc_f16)
+        if v > _F16_MAX:
+            v = _F16_MAX
+        elif v < -_F16_MAX:
+            v = -_F16_MAX
+        h[LV_KW + d] = _unpack_h(_pack_e(v))[0]
         if n_d < 65_535:
             h[LV_N + d] = n_d + 1
         # the time-of-week slot

@@ -303,8 +303,8 @@ def test_demo_fleet_with_anomalies_identical_both_ways() -> None:
     s = DetectionSettings(timezone=fleet.timezone, holiday_country=fleet.country)
     n, taken, events = run_both(list(readings), metas, s)
     assert labels and events > 0  # anomalies were injected and judged
-    # measured: 0.86 of the readings take the quiet path (a lower bound, with some margin)
-    assert taken >= 0.75 * n, f"quiet path share {taken / n:.3f}"
+    # measured: 0.851 of the readings take the quiet path (the bound leaves some margin)
+    assert taken >= 0.8 * n, f"quiet path share {taken / n:.3f}"
 
 
 def _sgsc45(households: int, limit: int) -> list[Reading]:
@@ -339,5 +339,6 @@ def test_sgsc45_households_identical_both_ways(settings_kind: str) -> None:
                           score_sample_every=7 if settings_kind == "sampled-scores" else 0)
     n, taken, events = run_both(readings, {}, s)
     assert n >= 20_000 and events > 0
-    # measured: 0.79 of the readings take the quiet path (a lower bound, with some margin)
-    assert taken >= 0.7 * n, f"quiet path share {taken / n:.3f}"
+    # measured: 0.901 (4 households) and 0.890 (2 households) of the readings take the quiet
+    # path (the bound leaves some margin)
+    assert taken >= 0.85 * n, f"quiet path share {taken / n:.3f}"

@@ -406,7 +406,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             key = (t, interval_i, cal)
             levels = c.levels.get(key)
             if levels is None:
-                if len(c.levels) >= 4096:
+                if len(c.levels) * len(plan) >= 16_384:  # (bounded: a few hundred kB)
                     c.levels.clear()
                 levels = c.levels[key] = tuple(
                     _LEVEL[(known(int((t + off) // 900)) or cal.info(t + off))[1]]

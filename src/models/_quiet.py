@@ -1,21 +1,24 @@
 """The quiet path of ``MeterState.step``: a reading that only teaches the meter its usual load.
 
-Most readings are *quiet*: in order, no status flag, nothing open or pending on the meter (no
-alarm, no condition count, no high, low or record run), no fault, no power-quality issue, inside
-the band, no over-capacity projection, and not closing a local day (or, where the class judges
-possible theft within the day, an hour). For such a reading every detector of the full path only
-*learns*; :func:`quiet_step` does that learning in one function, with the same floating-point
-operations in the same order as the detectors, so the state it leaves is bit-identical.
+Most readings are *quiet*: in order, no status flag, nothing open on the meter (no alarm, no
+high, low or record run, no condition count pending but a stuck-reading count), no fault, no
+power-quality issue, inside the band, no over-capacity projection, and not closing a local day
+(or, where the class judges possible theft within the day, an hour). For such a reading every
+detector of the full path only *learns* (or counts a repeated value towards a stuck reading);
+:func:`quiet_step` does that in one function, with the same floating-point operations in the
+same order as the detectors, so the state it leaves is bit-identical.
 
 It checks every precondition before it changes anything: the first one that fails returns
 ``None`` with the state untouched, and ``MeterState.step`` runs the full path. What is left to the
 full path: the first reading, duplicates and readings out of order, status flags, a meter back
-from silence or with anything open or pending, a manager's verdict on record, a reading that
-starts a run (above or below the band, beyond the record), a fault (register going backwards or
-frozen, stuck value, off the interval grid, reverse flow), voltage, phase or power-factor
-trouble, an over-capacity projection, a time zone of the meter's own, export (negative kW on a
-meter with export), the first reading of a local day, and, for classes that judge theft within
-the day, the first reading of an hour.
+from silence or with an alarm open or a condition pending (other than a stuck-reading count
+that does not fire), a reading that starts a run (above or below the band, beyond the record)
+or is judged while a manager's verdict is on record, a fault (register going backwards or
+frozen, a stuck reading that fires, off the interval grid, reverse flow), voltage, phase or
+power-factor trouble, an over-capacity projection, a time zone of the meter's own, the first
+reading of a local day, and, for classes that judge theft within the day, the first reading of
+an hour. Exporting readings (negative kW on a meter with export) are quiet: not judged as
+consumption, as on the full path.
 
 ``tests/models/test_quiet_path.py`` proves the equivalence (hypothesis streams and real and
 simulated fleets run both ways: identical states, events, scores and profiles).

@@ -5,10 +5,16 @@ Prints, in one run:
 * µs per finished meter-day through the segment models (River KMeans + rolling median),
 * µs per reading through the whole bytewax dataflow (``run_replay``, one worker),
 * pickled bytes per meter, and resident memory for 100,000 simulated meters,
-* the same per-reading cost and model size for River ``HalfSpaceTrees`` (defaults), as a ratio.
+* the same per-reading cost and model size for River ``HalfSpaceTrees`` (defaults), as a ratio;
+* ``MeterState.step`` with its quiet path (``FAST_PATH``) against the full path only, µs per
+  reading over the same readings in the same process, as a ratio, with the share of readings
+  that took the quiet path: the first 200,000 readings of the real set (sgsc45, 45 households,
+  as ``gridwatch replay`` runs them) and the demo fleet (``config/fleets/demo.yaml``: 304
+  meters of every class over 8 days, anomalies injected on the last).
 
-    .venv/bin/python benchmarks/models.py          # about a minute
+    .venv/bin/python benchmarks/models.py          # about two minutes
     .venv/bin/python benchmarks/models.py --full   # larger samples
+    .venv/bin/python benchmarks/models.py --only quiet   # the quiet path figure alone
 
 Times are CPU time of this process (``time.process_time``): the machine is shared, and wall
 time moves with the neighbours' load while CPU time moves far less.
@@ -20,19 +26,27 @@ Memory per meter at 10^5 and 10^6 meters, beside the version 4 layout, is
 from __future__ import annotations
 
 import argparse
+import csv
 import gc
+import gzip
 import math
 import pickle
 import resource
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from gridwatch import MeterMeta, Reading, Settings
 from gridwatch.models import Calendar, DetectionSettings, MeterState, Segmenter, SegmentJudge
 
+ROOT = Path(__file__).resolve().parent.parent
+SGSC45 = Path("/work/shared/datasets/sgsc45/readings.csv.gz")
+if not SGSC45.exists():
+    SGSC45 = ROOT.parent / "shared/datasets/sgsc45/readings.csv.gz"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 STEP = timedelta(minutes=15)
 FAR = datetime(2035, 1, 1, tzinfo=UTC)
@@ -150,10 +164,107 @@ def bench_memory(template: MeterState, n: int) -> tuple[float, float]:
     return live_mb, snaps_mb
 
 
+def sgsc45(limit: int) -> list[Reading]:
+    """The first ``limit`` readings of the real set (in time order, all households)."""
+    out = []
+    with gzip.open(SGSC45, "rt", newline="") as fh:
+        rows = csv.reader(fh)
+        next(rows)
+        for m, ts, kw in rows:
+            out.append(Reading.model_construct(
+                meter_id=m, ts=datetime.fromisoformat(ts), kw=float(kw), kwh=None,
+                export_kwh=None, voltage=None, current=None, pf=None, freq=None, status=(),
+                interval_s=None))
+            if len(out) == limit:
+                break
+    return out
+
+
+def demo_fleet() -> tuple[list[Reading], dict[str, MeterMeta], DetectionSettings]:
+    """The demo fleet's readings (with its injected anomalies), registry and settings."""
+    from gridwatch.simulators import Fleet
+
+    fleet = Fleet.load(ROOT / "config" / "fleets" / "demo.yaml")
+    metas = {m.meter_id: m.meta() for m in fleet.meters(fleet.seed)}
+    readings, _labels = fleet.generate(fleet.seed)
+    return (list(readings), metas,
+            DetectionSettings(timezone=fleet.timezone, holiday_country=fleet.country))
+
+
+def _step_all(readings: list[Reading], metas: dict[str, MeterMeta],
+              settings: DetectionSettings, fast: bool) -> float:
+    """CPU seconds of ``MeterState.step`` over ``readings`` from fresh states."""
+    from gridwatch.models import _meter
+
+    _meter.FAST_PATH = fast
+    try:
+        cal = Calendar(settings.timezone, settings.holiday_country)
+        states: dict[str, MeterState] = {}
+        get = metas.get
+        t0 = time.process_time()
+        for r in readings:
+            st = states.get(r.meter_id)
+            if st is None:
+                st = states[r.meter_id] = MeterState(r.meter_id)
+            st.step(r, get(r.meter_id), None, settings, cal)
+        return time.process_time() - t0
+    finally:
+        _meter.FAST_PATH = True
+
+
+def bench_quiet(readings: list[Reading], metas: dict[str, MeterMeta],
+                settings: DetectionSettings, reps: int = 2) -> tuple[float, float, float]:
+    """µs per reading with the quiet path and with the full path only (the best of ``reps``
+    alternating runs of each), and the share of readings that took the quiet path."""
+    from gridwatch.models import _meter
+
+    fast = full = math.inf
+    for _ in range(reps):
+        fast = min(fast, _step_all(readings, metas, settings, True))
+        full = min(full, _step_all(readings, metas, settings, False))
+    taken = [0]
+    inner = _meter.quiet_step
+
+    def counting(*args: Any) -> Any:
+        res = inner(*args)
+        taken[0] += res is not None
+        return res
+
+    _meter.quiet_step = counting  # type: ignore[assignment]
+    try:
+        _step_all(readings, metas, settings, True)
+    finally:
+        _meter.quiet_step = inner
+    n = len(readings)
+    return fast / n * 1e6, full / n * 1e6, taken[0] / n
+
+
+def report_quiet() -> None:
+    print("MeterState.step: quiet path on (FAST_PATH) against the full path only, "
+          "same readings, same process (best of 2 runs each)")
+    print(f"{'readings':58} {'quiet on':>12} {'full only':>12} {'ratio':>8} {'quiet':>7}")
+    real = sgsc45(200_000)
+    rows: list[tuple[str, list[Reading], dict[str, MeterMeta], DetectionSettings]] = [
+        (f"sgsc45, first {len(real):,} readings (45 households)", real, {},
+         DetectionSettings(interval_s=1800))]
+    del real
+    sim, metas, s = demo_fleet()
+    rows.append((f"demo fleet, {len(sim):,} readings ({len(metas)} meters, 8 days)", sim,
+                 metas, s))
+    for name, readings, m, st in rows:
+        us_fast, us_full, share = bench_quiet(readings, m, st)
+        print(f"{'µs per reading, ' + name:58} {us_fast:12.2f} {us_full:12.2f} "
+              f"{us_full / us_fast:7.2f}x {share:7.1%}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="larger samples (a few minutes)")
+    ap.add_argument("--only", choices=["quiet"], help="only the quiet path figure")
     args = ap.parse_args()
+    if args.only == "quiet":
+        report_quiet()
+        return
     meters, days = (2000, 21) if args.full else (300, 14)
     settings = DetectionSettings()
     print(f"generating {meters} meters x {days} days of 15-minute readings ...")
@@ -186,6 +297,8 @@ def main() -> None:
     print(f"{'MB held by 100,000 snapshots (bytes objects)':58} {snap_mb:12.1f}")
     print(f"readings: per-meter path {len(readings):,}, flow {len(flow_sample):,}; "
           f"meters {meters}, days {days}")
+    print()
+    report_quiet()
 
 
 if __name__ == "__main__":

@@ -17,12 +17,20 @@
 Everything is pure: the clock comes in with the reading (event time) or as ``now``; nothing does
 IO. Each reading is judged before it is learned, and readings inside an open consumption episode
 are not learned as usual load (River's ``protect_anomaly_detector`` idea).
+
+Most readings are *quiet*: in order, no status flag, nothing open or pending on the meter, no
+fault, inside the band, not closing a day. For those every detector above only learns, and
+``step`` takes :func:`~gridwatch.models._quiet.quiet_step` instead: the same updates in one
+function, with the same floating-point operations in the same order, so state, events, scores
+and profiles are bit-identical (``tests/models/test_quiet_path.py``); any other reading takes the
+full path. ``FAST_PATH = False`` (module level) turns the quiet path off, for equivalence tests
+and benchmarks only.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from datetime import datetime
 
 from gridwatch._schemas import Event, MeterMeta, MeterStatus, Reading, Score
@@ -32,6 +40,7 @@ from gridwatch.models._baseline import band, learn
 from gridwatch.models._calendar import Calendar, calendar_for
 from gridwatch.models._config import DetectionSettings
 from gridwatch.models._daily import DailyProfile
+from gridwatch.models._quiet import quiet_step
 from gridwatch.models._record import (
     GAP_RUN,
     GAP_S,
@@ -49,6 +58,7 @@ from gridwatch.models._record import (
     MeterRecord,
     N,
 )
+from gridwatch.models._result import StepResult
 
 #: Every event type a detector may raise (stable names: alert routes match on them).
 EVENT_TYPES = (
@@ -59,17 +69,13 @@ EVENT_TYPES = (
 
 __all__ = ["EVENT_TYPES", "DailyProfile", "MeterState", "StepResult"]
 
+#: Take the quiet path (:mod:`._quiet`) for the readings it covers; the full path when False.
+#: Both give bit-identical states and results: the switch is for equivalence tests and
+#: benchmarks only.
+FAST_PATH = True
+
 _FAIL = MeterStatus.POWER_FAIL
 _SLOTS = tuple(f.name for f in fields(MeterRecord))
-
-
-@dataclass(slots=True)
-class StepResult:
-    """What one reading produced: events, an optional Score point, an optional finished day."""
-
-    events: list[Event] = field(default_factory=list)
-    score: Score | None = None
-    profile: DailyProfile | None = None
 
 
 class MeterState(MeterRecord):
@@ -150,7 +156,14 @@ class MeterState(MeterRecord):
     def step(self, r: Reading, meta: MeterMeta | None, now: datetime | None,
              s: DetectionSettings, cal: Calendar) -> StepResult:
         """One reading through every detector; returns events, a Score (anomalous or sampled)
-        and a finished day's profile when the reading starts a new local day."""
+        and a finished day's profile when the reading starts a new local day.
+
+        A quiet reading (see :mod:`._quiet`) takes the quiet path: the same updates in one
+        function, bit-identical; every other reading the full path below."""
+        if FAST_PATH:
+            quiet = quiet_step(self, r, meta, s, cal)
+            if quiet is not None:
+                return quiet
         rec = self
         x = rec.x
         if meta is not None and meta.timezone and meta.timezone != cal.tz.key:

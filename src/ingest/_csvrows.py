@@ -37,6 +37,7 @@ _STAMP = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
     r"(?:Z|[+-][0-9]{2}:[0-9]{2})").fullmatch
 _YEAR_2000 = datetime(2000, 1, 1, tzinfo=UTC)
+_UNSEEN: Any = object()
 
 _DEFAULTS: dict[str, Any] = {name: f.default for name, f in Reading.model_fields.items()}
 _new = object.__new__
@@ -78,10 +79,9 @@ class FastRows:
         return cls(len(header), header.index("meter_id"), ts_col, floats)
 
     def _stamp(self, text: str) -> datetime | None:
-        """The UTC time of a plain ISO timestamp, None when validation must judge it."""
+        """The UTC time of a plain ISO timestamp, None when validation must judge it (kept
+        for the next rows with the same text)."""
         cache = self._stamps
-        if text in cache:
-            return cache[text]
         stamp: datetime | None = None
         if _STAMP(text):
             try:
@@ -110,7 +110,10 @@ class FastRows:
             if len(ids) >= 100_000:
                 ids.clear()
             ids.add(meter_id)
-        stamp = self._stamp(row[self.ts_col].strip())
+        text_ts = row[self.ts_col].strip()
+        stamp = self._stamps.get(text_ts, _UNSEEN)
+        if stamp is _UNSEEN:
+            stamp = self._stamp(text_ts)
         if stamp is None:
             return None
         values = _DEFAULTS.copy()

@@ -305,14 +305,11 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                     self._hold(value, out)
                 else:
                     # one partition feeds the cell: its readings step in arrival order
-                    part = value.part
-                    newest = parts.get(part, -math.inf)
                     timed = [(r.ts.timestamp(), r) for r in value.readings]
-                    for t, _r in timed:
-                        if t > newest:
-                            newest = t
                     if timed:
-                        parts[part] = newest
+                        newest = max(timed, key=itemgetter(0))[0]
+                        if newest > parts.get(value.part, -math.inf):
+                            parts[value.part] = newest
                     self._steps(timed, out)
             elif isinstance(value, Tick):
                 if self.held:
@@ -514,11 +511,15 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         silence checks that readings of other cells would have driven one by one."""
         if self.next_tick == -math.inf:
             return
+        watch = self.watch
         while self.next_tick < wm:
             b = self.next_tick
             self.wm = max(self.wm, b)
             self.next_tick = b + self.tick_s
-            self._tick(b, out)
+            if b < watch.due:  # no meter can have fallen silent yet
+                self._ticks_seen += 1
+            else:
+                self._tick(b, out)
 
     def _advance(self, wm: float, out: list[Any]) -> None:
         if wm <= self.wm:

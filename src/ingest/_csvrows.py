@@ -32,7 +32,7 @@ _FLOAT_BOUNDS: dict[str, tuple[float, float]] = {
     "freq": (40.0, 70.0),
 }
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}").fullmatch  # the schema's ID_PATTERN
-_NUMBER = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,20})?").fullmatch
+_NUMBER = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,15})?").fullmatch
 _STAMP = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
     r"(?:Z|[+-][0-9]{2}:[0-9]{2})").fullmatch

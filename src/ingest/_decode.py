@@ -217,6 +217,12 @@ class Decoder:
                 del self._seen[next(iter(self._seen))]
             self._seen[item.meter_id] = array("q", (key, key))
             return
+        if key > entry[0]:  # newer than any kept: neither a duplicate nor stale (in order)
+            entry[0] = key
+            entry.append(key)
+            if len(entry) > self.per_meter + 1:
+                del entry[1]
+            return
         if key in entry[1:]:
             raise DecodeError(
                 DUPLICATE, f"meter {item.meter_id} already has a reading at {item.ts.isoformat()}"

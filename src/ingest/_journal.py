@@ -360,6 +360,11 @@ class Journal:
             return 0
         last = self._bases[-1]
         start = self._tail if self._tail is not None and self._tail.base == last else None
+        cur = self._cursor
+        if cur is not None and cur.base == last and (start is None or cur.offset > start.offset):
+            # The records before the read cursor were read and checked already: the end is
+            # found by scanning from there, not from the segment's start.
+            start = _Cursor(cur.offset, cur.base, cur.pos)
         if start is not None:
             try:
                 if self._seg_path(last).stat().st_size < start.pos:

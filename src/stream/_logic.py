@@ -80,6 +80,8 @@ class TheftCandidate:
 
 
 _OK, _PENDING, _ALERTED, _FEEDER = 0, 1, 2, 3
+#: below a silence deadline by more than any rounding of ``now - last`` against ``last + k * iv``
+_SLACK = 1e-3
 
 
 class CellWatch:
@@ -90,6 +92,11 @@ class CellWatch:
     Meters crossing the silence deadline are held ``hold`` intervals; if ``feeder_n`` or more of
     one cell are silent together they become one ``feeder_outage`` naming them, otherwise each
     meter raises its own outage or communication-loss event.
+
+    A tick that can find nothing costs one comparison: the watch keeps ``due``, a time before
+    which no reporting meter can cross its silence deadline (the earliest deadline, lowered by
+    each reading that sets an earlier one, exact again after each full look), and none when a
+    meter is already held (``-inf``: every tick looks).
     """
 
     def __init__(self, resume: tuple[Any, ...] | None, cell: str | None,
@@ -100,6 +107,8 @@ class CellWatch:
         self.meters: dict[str, tuple[float, int, int, float]] = {}
         self.feeder_onset: float | None = None
         self.feeder_meters: tuple[str, ...] = ()
+        #: no tick before this event time can find anything to do (see the class docstring)
+        self.due = -math.inf
         if resume:
             self.cell, self.meters, self.feeder_onset, self.feeder_meters = resume
 
@@ -109,27 +118,43 @@ class CellWatch:
             self.cell = meta.grid_cell
         interval = (meta.interval_s if meta and meta.interval_s else None) or r.interval_s \
             or self.settings.interval_s
-        t = r.ts.timestamp()
-        prev = self.meters.get(r.meter_id)
-        last = max(t, prev[0]) if prev else t
-        if MeterStatus.POWER_FAIL in r.status:
+        status = r.status
+        return self.seen(r.meter_id, r.ts.timestamp(), int(interval),
+                         bool(status) and MeterStatus.POWER_FAIL in status)
+
+    def seen(self, meter_id: str, t: float, interval: int, power_fail: bool) -> list[Event]:
+        """:meth:`on_reading` with the reading's event time, the meter's interval and its last
+        gasp already known (the cell's hot path; the cell is set by the caller)."""
+        meters = self.meters
+        prev = meters.get(meter_id)
+        if prev is None:
+            last = t
+        else:
+            last = prev[0]
+            if t > last:
+                last = t
+        if power_fail:
             # last gasp: the meter is down now; held like a silent meter to group a feeder
             status = prev[2] if prev and prev[2] in (_PENDING, _FEEDER, _ALERTED) else _PENDING
-            self.meters[r.meter_id] = (last, int(interval), status, t)
+            meters[meter_id] = (last, interval, status, t)
+            self.due = -math.inf
             return _EMPTY
-        self.meters[r.meter_id] = (last, int(interval), _OK, t)
-        if not (prev and prev[2] == _FEEDER and self.feeder_onset is not None):
+        meters[meter_id] = (last, interval, _OK, t)
+        due = last + self.settings.silence_intervals * interval - _SLACK
+        if due < self.due:
+            self.due = due
+        if prev is None or prev[2] != _FEEDER or self.feeder_onset is None:
             return _EMPTY
         out: list[Event] = []
-        back = sum(1 for m in self.feeder_meters if self.meters.get(m, (0, 0, _OK))[2]
+        back = sum(1 for m in self.feeder_meters if meters.get(m, (0, 0, _OK))[2]
                        != _FEEDER)
         if back >= 0.8 * len(self.feeder_meters):
             out.append(self._feeder_event(t, "resolved", back))
             self.feeder_onset = None
             self.feeder_meters = ()
-            for m, (lt, iv, st, since) in list(self.meters.items()):
+            for m, (lt, iv, st, since) in list(meters.items()):
                 if st == _FEEDER:
-                    self.meters[m] = (lt, iv, _ALERTED, since)
+                    meters[m] = (lt, iv, _ALERTED, since)
         return out
 
     def _feeder_event(self, t: float, state: str, back: int = 0) -> Event:
@@ -154,31 +179,44 @@ class CellWatch:
         )
 
     def tick(self, now: float) -> list[Any]:
+        if now < self.due:
+            return _EMPTY
         s = self.settings
+        k = s.silence_intervals
+        meters = self.meters
         out: list[Any] = []
-        for m, (last, iv, st, _since) in list(self.meters.items()):
-            if st == _OK and now - last >= s.silence_intervals * iv:
-                self.meters[m] = (last, iv, _PENDING, now)
-        pending = [m for m, v in self.meters.items() if v[2] == _PENDING]
+        pending: list[str] = []
+        due = math.inf
+        for m, (last, iv, st, _since) in meters.items():  # values only: the keys stay
+            if st == _OK:
+                if now - last >= k * iv:
+                    meters[m] = (last, iv, _PENDING, now)
+                    pending.append(m)
+                elif last + k * iv - _SLACK < due:
+                    due = last + k * iv - _SLACK
+            elif st == _PENDING:
+                pending.append(m)
         if not pending:
+            self.due = due
             return out
+        self.due = -math.inf  # held meters: look again at the next tick
         if self.feeder_onset is not None or (
                 self.cell is not None and len(pending) >= s.feeder_outage_meters):
             firing = self.feeder_onset is None
             if firing:
-                self.feeder_onset = min(self.meters[m][0] + self.meters[m][1] for m in pending)
+                self.feeder_onset = min(meters[m][0] + meters[m][1] for m in pending)
             self.feeder_meters = tuple(sorted(set(self.feeder_meters) | set(pending)))
             for m in pending:
-                last, iv, _, _ = self.meters[m]
-                self.meters[m] = (last, iv, _FEEDER, now)
+                last, iv, _, _ = meters[m]
+                meters[m] = (last, iv, _FEEDER, now)
                 out.append(Silence(m, now, quiet=True))
             if firing:
                 out.append(self._feeder_event(now, "firing"))
             return out
         for m in pending:
-            last, iv, _, since = self.meters[m]
+            last, iv, _, since = meters[m]
             if now - since >= s.feeder_hold_intervals * iv:
-                self.meters[m] = (last, iv, _ALERTED, now)
+                meters[m] = (last, iv, _ALERTED, now)
                 out.append(Silence(m, now, quiet=False))
         return out
 
@@ -244,6 +282,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         self.parts: dict[str, float] = {}
         #: readings waiting for the slower partitions: (event time, reading), arrival order
         self.held: list[tuple[float, Reading]] = []
+        #: the registry's facts of the cell's meters (see ``_metas``)
+        self._known: dict[str, MeterMeta] = {}
         watch = None
         if resume:
             state = pickle.loads(resume)
@@ -259,12 +299,18 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             if isinstance(value, ReadingBatch):
                 if self.warm is not None and self._ticks_seen < 2:
                     self._warm_start(value.readings)
+                parts = self.parts
                 if self.held or self.partitions or (
-                        self.parts and value.part not in self.parts) or len(self.parts) > 1:
+                        parts and value.part not in parts) or len(parts) > 1:
                     self._hold(value, out)
                 else:
-                    for r in value.readings:
-                        self._reading(r, value.part, out)
+                    # one partition feeds the cell: its readings step in arrival order
+                    timed = [(r.ts.timestamp(), r) for r in value.readings]
+                    if timed:
+                        newest = max(timed, key=itemgetter(0))[0]
+                        if newest > parts.get(value.part, -math.inf):
+                            parts[value.part] = newest
+                    self._steps(timed, out)
             elif isinstance(value, Tick):
                 if self.held:
                     self._release(value.now + self.lateness_s, out)
@@ -306,9 +352,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             return
         ready = held[:n]
         del held[:n]
+        self._steps(ready, out)
         lateness = self.lateness_s
-        for t, r in ready:
-            self._step(r, t, t - lateness, out)
         if upto < math.inf and upto - lateness > self.wm:
             self._advance(upto - lateness, out)
 
@@ -332,8 +377,110 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         parts = self.parts
         if t > parts.get(part, -math.inf):
             parts[part] = t
-        wm = (t if len(parts) == 1 else min(parts.values())) - self.lateness_s
-        self._step(r, t, wm, out)
+        if len(parts) == 1:
+            self._steps([(t, r)], out)
+        else:  # a lone reading beside batches of other partitions
+            self._step(r, t, min(parts.values()) - self.lateness_s, out)
+
+    def _metas(self) -> Callable[[str], MeterMeta | None]:
+        """The meter facts for one batch: the registry's own objects, kept across batches
+        (one look-up per batch checks that they still are the registry's: a reload makes new
+        objects, and the cache starts over); unknown meters are looked up again each batch."""
+        known = self._known
+        if known:
+            probe = next(iter(known))
+            if self.meta(probe) is not known[probe]:
+                known.clear()
+        lookup = self.meta
+        unknown: set[str] = set()
+
+        def meta_of(meter_id: str) -> MeterMeta | None:
+            m = known.get(meter_id)
+            if m is not None or meter_id in unknown:
+                return m
+            m = lookup(meter_id)
+            if m is None:
+                unknown.add(meter_id)
+            else:
+                known[meter_id] = m
+            return m
+
+        return meta_of
+
+    def _verdicts(self) -> Verdicts | None:
+        """The verdict feed for one batch, or None when it says that nothing waits (a feed
+        with an ``any_pending()`` is asked once per batch rather than once per reading)."""
+        feed = self.verdicts
+        if feed is None:
+            return None
+        any_pending = getattr(feed, "any_pending", None)
+        if any_pending is not None and not any_pending():
+            return None
+        return feed
+
+    def _steps(self, timed: Sequence[tuple[float, Reading]], out: list[Any]) -> None:
+        """Readings with their event times, each through the watch and its meter, the cell's
+        watermark at each one's time minus ``lateness_s``: the per-reading work of a batch,
+        with what does not change within the batch looked up once."""
+        if not timed:
+            return
+        lateness = self.lateness_s
+        settings = self.settings
+        calendar = self.calendar
+        default_iv = settings.interval_s
+        meters = self.meters
+        watch = self.watch
+        seen = watch.seen
+        meta_of = self._metas()
+        verdicts = self._verdicts()
+        power_fail = MeterStatus.POWER_FAIL
+        append = out.append
+        for t, r in timed:
+            wm = t - lateness
+            if wm > self.next_tick:
+                self._catch_up(wm, out)
+            meter_id = r.meter_id
+            meta = meta_of(meter_id)
+            # the watch's on_reading, with what the cell already knows
+            if meta is not None:
+                if watch.cell is None:
+                    watch.cell = meta.grid_cell
+                iv = meta.interval_s or r.interval_s or default_iv
+            else:
+                iv = r.interval_s or default_iv
+            status = r.status
+            feeder = seen(meter_id, t, int(iv), bool(status) and power_fail in status)
+            if feeder:
+                out.extend(feeder)
+            state = meters.get(meter_id)
+            if state is None:
+                state = meters[meter_id] = MeterState(meter_id)
+            if verdicts is not None:  # the closed loop: managers' verdicts reach the meter
+                for _, etype, kind, outcome, given in verdicts(meter_id):
+                    state.verdict(etype, kind, outcome, t, settings=settings, given=given)
+            res = state.step(r, meta, None, settings, calendar)
+            if res.events:
+                self._events(res.events, state, meta, out)
+            if res.score is not None:
+                append(res.score)
+            if res.profile is not None:
+                append(res.profile)
+            if wm > self.wm:
+                if wm < self.next_tick:
+                    self.wm = wm  # no boundary passed: nothing to tick
+                else:
+                    self._advance(wm, out)
+
+    def _events(self, events: list[Event], state: MeterState, meta: MeterMeta | None,
+                out: list[Any]) -> None:
+        for ev in events:
+            if is_candidate(ev):
+                out.append(TheftCandidate(
+                    ev, str(meta.customer_class) if meta else "residential",
+                    tuple(float(x) for x in state.wd_curve),
+                    tuple(float(x) for x in state.we_curve)))
+            else:
+                out.append(ev)
 
     def _step(self, r: Reading, t: float, wm: float, out: list[Any]) -> None:
         """One reading through the watch and its meter, the cell's watermark at ``wm``."""
@@ -350,14 +497,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             for _, etype, kind, outcome, given in self.verdicts(r.meter_id):
                 state.verdict(etype, kind, outcome, t, settings=self.settings, given=given)
         res = state.step(r, meta, None, self.settings, self.calendar)
-        for ev in res.events:
-            if is_candidate(ev):
-                out.append(TheftCandidate(
-                    ev, str(meta.customer_class) if meta else "residential",
-                    tuple(float(x) for x in state.wd_curve),
-                    tuple(float(x) for x in state.we_curve)))
-            else:
-                out.append(ev)
+        if res.events:
+            self._events(res.events, state, meta, out)
         if res.score is not None:
             out.append(res.score)
         if res.profile is not None:
@@ -370,11 +511,15 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         silence checks that readings of other cells would have driven one by one."""
         if self.next_tick == -math.inf:
             return
+        watch = self.watch
         while self.next_tick < wm:
             b = self.next_tick
             self.wm = max(self.wm, b)
             self.next_tick = b + self.tick_s
-            self._tick(b, out)
+            if b < watch.due:  # no meter can have fallen silent yet
+                self._ticks_seen += 1
+            else:
+                self._tick(b, out)
 
     def _advance(self, wm: float, out: list[Any]) -> None:
         if wm <= self.wm:
@@ -390,6 +535,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
 
     def _tick(self, now: float, out: list[Any]) -> None:
         self._ticks_seen += 1
+        if now < self.watch.due:
+            return  # no meter can have fallen silent yet
         for item in self.watch.tick(now):
             if isinstance(item, Silence):
                 state = self.meters.get(item.meter_id)

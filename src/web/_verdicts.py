@@ -211,3 +211,9 @@ class VerdictFeed:
     def __call__(self, meter_id: str) -> list[tuple[str, str, str, str, datetime]]:
         self.poll()
         return self.pending.pop(meter_id, []) if self.pending else []
+
+    def any_pending(self) -> bool:
+        """Whether any meter has verdicts waiting (after a poll when one is due): the
+        dataflow's cell asks once per batch, and calls the feed per reading only then."""
+        self.poll()
+        return bool(self.pending)

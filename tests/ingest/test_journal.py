@@ -261,3 +261,26 @@ def test_segments_also_roll_by_age(tmp_path: Path) -> None:
         j.append([b"d"])
         assert j.segments == [0, 2]
         assert [p for _, p in _read_all(j)] == [b"a", b"b", b"c", b"d"]
+
+
+def test_a_reader_at_the_end_finds_the_end_from_where_it_read(tmp_path: Path) -> None:
+    """A reader that has read to the end of the last segment looks for the end from its read
+    position, not from the segment's start (a replay's last poll used to check every record
+    of the segment again): a record it has read and checked is not checked twice, records
+    appended since are."""
+    with Journal(tmp_path, 0, fsync=False) as j:
+        j.append([b"x" * 100] * 50)
+        r = Journal(tmp_path, 0, readonly=True)
+        assert len(_read_all(r)) == 50
+        seg = tmp_path / "p0000" / f"{0:020d}.log"
+        data = bytearray(seg.read_bytes())
+        data[HEADER_SIZE + 5] ^= 0xFF  # damage a record already read
+        seg.write_bytes(bytes(data))
+        assert r.end_offset == 50
+        j.append([b"y" * 10] * 3)
+        assert r.end_offset == 53 and [p for _, p in r.read(50, 10)] == [b"y" * 10] * 3
+        # a fresh reader scans the segment from its start and stops at the damage
+        fresh = Journal(tmp_path, 0, readonly=True)
+        assert fresh.end_offset == 0
+        fresh.close()
+        r.close()

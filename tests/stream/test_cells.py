@@ -1,0 +1,148 @@
+"""The cell's per-batch work: a watch tick that skips (nothing can be due) answers what a full
+look answers (hypothesis), meter facts are looked up once per meter and follow a registry
+reload, and a verdict feed with nothing waiting is asked once per batch, not per reading."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gridwatch import Event, MeterMeta, Reading
+from gridwatch.models import Calendar, DetectionSettings
+from gridwatch.stream import CellLogic, CellWatch, ReadingBatch, Silence
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+BASE = T0.timestamp()
+STEP = 900.0
+
+
+def _out(items: list[Any]) -> list[Any]:
+    return [x.model_dump() if isinstance(x, Event) else x for x in items]
+
+
+# operations on a watch: a reading (meter, step, interval, last gasp) or a tick (step)
+# times in quarter intervals over a few hours: ticks land near deadlines
+_steps = st.integers(0, 160).map(lambda q: q / 4)
+_ops = st.lists(st.one_of(
+    st.tuples(st.just("r"), st.integers(0, 7), _steps, st.sampled_from([900, 1800, 3600]),
+              st.sampled_from([False] * 9 + [True])),
+    st.tuples(st.just("t"), _steps)), min_size=30, max_size=300)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_ops, st.sampled_from([None, "C1"]), st.integers(1, 4), st.integers(0, 2))
+def test_a_skipped_tick_answers_what_a_full_look_answers(ops: list[Any], cell: str | None,
+                                                         silence: int, hold: int) -> None:
+    """The watch skips ticks before ``due`` (no reporting meter can be past its deadline, none
+    held); a twin that looks at every tick gives the same answers and ends in the same state."""
+    s = DetectionSettings(silence_intervals=silence, feeder_hold_intervals=hold,
+                          feeder_outage_meters=3)
+    fast = CellWatch(None, cell, s)
+    full = CellWatch(None, cell, s)
+    for op in ops:
+        if op[0] == "r":
+            _, m, step, iv, gasp = op
+            t = BASE + step * STEP
+            assert _out(fast.seen(f"m{m}", t, iv, gasp)) == _out(full.seen(f"m{m}", t, iv, gasp))
+        else:
+            now = BASE + op[1] * STEP
+            full.due = -math.inf  # always the full look
+            assert _out(fast.tick(now)) == _out(full.tick(now))
+        assert fast.state() == full.state()
+
+
+def test_quiet_cell_ticks_skip_and_a_silent_meter_is_still_seen() -> None:
+    """A cell whose meters all report: its ticks find nothing and skip; then one meter stops
+    and, ``silence_intervals`` later, it is reported silent at the same tick as before."""
+    s = DetectionSettings()
+    w = CellWatch(None, None, s)
+    for i in range(8):
+        for m in ("m0", "m1"):
+            if m == "m1" and i >= 3:
+                continue
+            w.seen(m, BASE + i * STEP, 900, False)
+        if i < 6:
+            assert w.tick(BASE + i * STEP) == [] and w.due > BASE + i * STEP
+    # m1 last reported at step 2: silent from step 2 + silence_intervals on, then held
+    assert w.tick(BASE + (2 + s.silence_intervals) * STEP) == []
+    assert w.due == -math.inf  # a held meter: every tick looks
+    got = w.tick(BASE + (2 + s.silence_intervals + s.feeder_hold_intervals) * STEP)
+    assert [(x.meter_id, x.quiet) for x in got if isinstance(x, Silence)] == [("m1", False)]
+
+
+def _reading(meter: str, i: int, kw: float = 1.0) -> Reading:
+    return Reading(meter_id=meter, ts=T0 + timedelta(seconds=STEP * i), kw=kw)
+
+
+def test_meter_facts_are_looked_up_once_per_meter_and_follow_a_reload() -> None:
+    registry = {f"m{i}": MeterMeta(meter_id=f"m{i}", grid_cell="C1") for i in range(3)}
+    calls: list[str] = []
+
+    def lookup(meter_id: str) -> MeterMeta | None:
+        calls.append(meter_id)
+        return registry.get(meter_id)
+
+    cell = CellLogic(None, DetectionSettings(), Calendar(), lookup, STEP, 0.0)
+    for i in range(4):
+        cell.on_batch([ReadingBatch("cell:C1", tuple(_reading(f"m{m}", i) for m in range(4)))])
+    known = [c for c in calls if c != "m3"]
+    # the three known meters once each, then one probe per later batch; the unknown m3 once
+    # per batch (it may be added to the registry at any time)
+    assert len(known) == 3 + 3 and calls.count("m3") == 4
+    assert cell.watch.cell == "C1"
+    # a reload makes new objects: the next batch sees them (here: a new grid cell's interval)
+    registry = {f"m{i}": MeterMeta(meter_id=f"m{i}", grid_cell="C1", interval_s=1800)
+                for i in range(4)}
+    cell.on_batch([ReadingBatch("cell:C1", tuple(_reading(f"m{m}", 4) for m in range(4)))])
+    assert {m: v[1] for m, v in cell.watch.meters.items()} == {f"m{i}": 1800 for i in range(4)}
+
+
+class _Feed:
+    """A verdict feed as the engine's ``VerdictFeed`` is: callable per meter, with
+    ``any_pending``."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, list[tuple[str, str, str, str, datetime]]] = {}
+        self.calls = 0
+        self.asked = 0
+
+    def any_pending(self) -> bool:
+        self.asked += 1
+        return bool(self.pending)
+
+    def __call__(self, meter_id: str) -> list[tuple[str, str, str, str, datetime]]:
+        self.calls += 1
+        return self.pending.pop(meter_id, [])
+
+
+def test_a_feed_with_nothing_waiting_is_asked_once_per_batch() -> None:
+    feed = _Feed()
+    cell = CellLogic(None, DetectionSettings(), Calendar(), lambda _m: None, STEP, 0.0,
+                     verdicts=feed)
+    for i in range(3):
+        cell.on_batch([ReadingBatch("shard:00", tuple(_reading(f"m{m}", i) for m in range(5)))])
+    assert (feed.asked, feed.calls) == (3, 0)
+    given_at = T0 + timedelta(hours=1)
+    feed.pending["m2"] = [("m2", "abnormal_consumption", "spike", "false_alarm", given_at)]
+    cell.on_batch([ReadingBatch("shard:00", tuple(_reading(f"m{m}", 3) for m in range(5)))])
+    assert feed.calls == 5 and not feed.pending  # each meter asked; m2 took its verdict
+    assert cell.meters["m2"].verdict("abnormal_consumption", "spike", "false_alarm",
+                                     given_at.timestamp(), settings=DetectionSettings(),
+                                     given=given_at) is False  # already taken
+
+
+def test_a_plain_verdict_function_is_still_asked_per_reading() -> None:
+    asked: list[str] = []
+
+    def verdicts(meter_id: str) -> list[tuple[str, str, str, str, datetime]]:
+        asked.append(meter_id)
+        return []
+
+    cell = CellLogic(None, DetectionSettings(), Calendar(), lambda _m: None, STEP, 0.0,
+                     verdicts=verdicts)
+    cell.on_batch([ReadingBatch("shard:00", tuple(_reading(f"m{m}", 0) for m in range(4)))])
+    assert asked == ["m0", "m1", "m2", "m3"]

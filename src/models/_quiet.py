@@ -41,7 +41,7 @@ from gridwatch.models._baseline import (
     _SHRINK,
     _SHRINK_TOW,
 )
-from gridwatch.models._calendar import Calendar
+from gridwatch.models._calendar import Calendar, calendar_for
 from gridwatch.models._capacity import _P85, _P90
 from gridwatch.models._config import ClassPolicy, DetectionSettings
 from gridwatch.models._consumption import policy
@@ -89,6 +89,7 @@ from gridwatch.models._record import (
     put,
 )
 from gridwatch.models._result import StepResult
+from gridwatch.models._theft import window_quiet
 
 __all__ = ["quiet_step"]
 
@@ -205,8 +206,8 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     stated = None
     if meta is not None:
         tz = meta.timezone
-        if tz and tz != cal.tz.key:
-            return None
+        if tz and tz != cal.tz.key:  # a meter of another region: its own calendar (cached)
+            cal = calendar_for(tz, meta.holiday_country or cal.country)
         if meta.has_export:
             has_export = True
             exporting = kw < 0  # (not judged as consumption)
@@ -324,8 +325,12 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     if theft:
         th = rec.th
         th_hour = rec.th_hour
-        if th is None or not th_hour or int(t // 3600) != th_hour:
-            return None  # closes (or opens) an hour the theft window judges
+        if th is None or not th_hour:
+            return None  # opens the theft window
+        hour = int(t // 3600)
+        closes = hour != th_hour
+        if closes and hour != th_hour + 1:
+            return None  # hours with no reading: the full path clears them
 
     started = x[STARTED]
     new_start = not started and kw > min_kw
@@ -431,6 +436,11 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
                 if (kw + trend * damp) / pfc >= limit:
                     return None
 
+    # the theft window's judgement of the hour this reading closes: nothing raised
+    if (theft and closes and warm and rec.days >= s.daily_min_days
+            and not window_quiet(rec, th, th_hour, t, s)):
+        return None
+
     # ---- commit: the detectors' updates, in the full path's order
     out = StepResult()
     x[GAP_S] = gap_s
@@ -450,6 +460,10 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     if warm and not exporting:
         rec.hi = rec.lo = NO_RUN
     if theft:
+        if closes:  # (the next hour starts from zero)
+            i = hour % 24
+            th[TH_OBS + i] = th[TH_EXP + i] = th[TH_CNT + i] = 0.0
+            rec.th_hour = th_hour = hour
         i = th_hour % 24
         th[TH_OBS + i] = th[TH_OBS + i] + f32(max(kw, 0.0))
         th[TH_EXP + i] = th[TH_EXP + i] + f32(mean_kw)

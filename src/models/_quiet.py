@@ -310,7 +310,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
                 return None
 
     # the local day (and hour) the reading adds to
-    info = cal.info(t)
+    info = cal._q.get(int(t // 900)) or cal.info(t)  # (the calendar's quarters, as ``info``)
     slot = info[1]
     if info[2] != x[DAY_NO]:
         return None  # closes a day
@@ -364,7 +364,11 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         cc = h[TOW_N + (slot >> 1)]
         w_s, u_s = _W_S[cc >> 8 if slot & 1 else cc & 255]
         mu = w_s * (h[TOW_MU + slot] * _S - _B) + u_s * mu_d
-        dev = max(dev_d, _MIN_DEV, pol.young_dev * u_d) * thin
+        dev = dev_d if dev_d > _MIN_DEV else _MIN_DEV  # (max of three: all finite, > 0)
+        young = pol.young_dev * u_d
+        if young > dev:
+            dev = young
+        dev *= thin
         fl = x[FLOOR_KW] or 0.01
         if warm and not exporting:  # consumption: inside the band, no run starts
             if kw > _exp(mu + c.band_hi * dev) - fl:
@@ -574,12 +578,16 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             rr = lim
         elif rr < -lim:
             rr = -lim
-        h[TOW_MU + slot] = enc_log(mu_s + _ALPHA_TOW * rr)
+        v = (mu_s + _ALPHA_TOW * rr + _B) * 2048.0 + 0.5  # (enc_log)
+        h[TOW_MU + slot] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
         if n_s < 255:
             h[j] = cc + 256 if slot & 1 else cc + 1
         n = int(x[N])
         zf = x[ZERO_FRAC]
-        x[ZERO_FRAC] = zf + max(1.0 / n if n else 1.0, 0.002) * ((kw <= min_kw) - zf)
+        a = 1.0 / n if n else 1.0  # (max(a, 0.002))
+        if a < 0.002:
+            a = 0.002
+        x[ZERO_FRAC] = zf + a * ((kw <= min_kw) - zf)
     x[N] = n_read
     if scored:
         if g_n:

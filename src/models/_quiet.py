@@ -1,24 +1,27 @@
 """The quiet path of ``MeterState.step``: a reading that only teaches the meter its usual load.
 
-Most readings are *quiet*: in order, no status flag, nothing open on the meter (no alarm, no
-high, low or record run, no condition count pending but a stuck-reading count), no fault, no
-power-quality issue, inside the band, no over-capacity projection, and not closing a local day
-(or, where the class judges possible theft within the day, an hour). For such a reading every
-detector of the full path only *learns* (or counts a repeated value towards a stuck reading);
-:func:`quiet_step` does that in one function, with the same floating-point operations in the
-same order as the detectors, so the state it leaves is bit-identical.
+Most readings are *quiet*: in order, no status flag, nothing open on the meter (no alarm but a
+possible-theft one, no high, low or record run, no condition count pending but a stuck-reading
+count), no fault, no power-quality issue, inside the band, no over-capacity projection, and not
+closing a local day. For such a reading every detector of the full path only *learns* (or
+counts a repeated value towards a stuck reading); :func:`quiet_step` does that in one function,
+with the same floating-point operations in the same order as the detectors, so the state it
+leaves is bit-identical.
 
 It checks every precondition before it changes anything: the first one that fails returns
 ``None`` with the state untouched, and ``MeterState.step`` runs the full path. What is left to the
 full path: the first reading, duplicates and readings out of order, status flags, a meter back
-from silence or with an alarm open or a condition pending (other than a stuck-reading count
-that does not fire), a reading that starts a run (above or below the band, beyond the record)
-or is judged while a manager's verdict is on record, a fault (register going backwards or
-frozen, a stuck reading that fires, off the interval grid, reverse flow), voltage, phase or
-power-factor trouble, an over-capacity projection, a time zone of the meter's own, the first
-reading of a local day, and, for classes that judge theft within the day, the first reading of
-an hour. Exporting readings (negative kW on a meter with export) are quiet: not judged as
-consumption, as on the full path.
+from silence or with an alarm open (other than possible theft) or a condition pending (other
+than a stuck-reading count that does not fire), a reading that starts a run (above or below the
+band, beyond the record) or is judged while a manager's verdict is on record, a fault (register
+going backwards or frozen, a stuck reading that fires, off the interval grid, reverse flow),
+voltage, phase or power-factor trouble, an over-capacity projection, the first reading of a
+local day, and, for classes that judge theft within the day, the first reading of an hour when
+judging the window that closes would raise or resolve the alarm (judged first, without changes:
+:func:`~gridwatch.models._theft.window_quiet`) or when hours without a reading lie between. A
+meter with a time zone of its own takes its own calendar (cached, as on the full path).
+Exporting readings (negative kW on a meter with export) are quiet: not judged as consumption, as
+on the full path.
 
 ``tests/models/test_quiet_path.py`` proves the equivalence (hypothesis streams and real and
 simulated fleets run both ways: identical states, events, scores and profiles).
@@ -95,6 +98,7 @@ __all__ = ["quiet_step"]
 
 _S, _B = LOG_STEP, LOG_BIAS
 _STUCK = "stuck_reading"
+_THEFT = "possible_theft"
 _TABLE = 4096
 #: the band's weights by sample count, as _baseline.band computes them: (w, 1 - w) of a
 #: day-type hour with ``n`` samples (below ``_TABLE``) and of a time-of-week slot
@@ -184,7 +188,10 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     """``MeterState.step`` for a quiet reading, or ``None`` (nothing changed) if it is not."""
     # ---- preconditions: nothing below changes the record until the commit
     x = rec.x
-    if not x[N] or r.status or rec.silent or rec.act:
+    if not x[N] or r.status or rec.silent:
+        return None
+    act = rec.act  # (only a possible-theft alarm may be open: judged on closing an hour or day)
+    if act and (len(act) > 1 or _THEFT not in act):
         return None
     pending = rec.cnt  # (only a stuck-reading count may be pending: see below)
     if pending and (len(pending) > 1 or _STUCK not in pending):

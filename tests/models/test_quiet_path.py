@@ -285,11 +285,10 @@ def test_clean_stream_takes_the_quiet_path(scale: float) -> None:
     assert counted.taken >= 0.9 * sc["n"]
 
 
-# measured: 0.888 (commercial) and 0.725 (own time zone: the alarm stays open longer) of the
-# hour-closing readings take the quiet path; 0.924 and 0.752 of all readings (the bounds leave
-# some margin)
-@pytest.mark.parametrize(("meta_kind", "bound"), [("commercial", 0.85),
-                                                  ("own-timezone-dst", 0.68)])
+# measured: 0.929 (commercial) and 0.950 (own time zone) of the hour-closing readings take the
+# quiet path; 0.969 and 0.986 of all readings (the bounds leave some margin)
+@pytest.mark.parametrize(("meta_kind", "bound"), [("commercial", 0.9),
+                                                  ("own-timezone-dst", 0.9)])
 def test_theft_window_hours_close_on_the_quiet_path(meta_kind: str, bound: float) -> None:
     """A theft-judging class, windows judged from the second day: the hour-closing readings
     whose window raises nothing take the quiet path; a bypass fires the alarm and its end
@@ -306,11 +305,13 @@ def test_theft_window_hours_close_on_the_quiet_path(meta_kind: str, bound: float
     cal = Calendar(s.timezone, s.holiday_country)
     twins = Twins("m1")
     kinds: list[str] = []
-    closing = closing_quiet = 0
+    closing = closing_quiet = open_quiet = 0
     with Counted() as counted:
         for _, r in stream(sc):
             before = counted.taken
+            theft_open = "possible_theft" in twins.fast.act
             events = twins.step(r, meta, s, cal)[0]
+            open_quiet += theft_open and counted.taken > before
             kinds += [f"{e['type']}:{e['state']}" for e in events]
             if r.ts.minute == 0:  # (closes the hour of the previous reading)
                 closing += 1
@@ -318,6 +319,7 @@ def test_theft_window_hours_close_on_the_quiet_path(meta_kind: str, bound: float
             twins.same()
     assert "possible_theft:firing" in kinds and "possible_theft:resolved" in kinds, kinds
     assert closing_quiet >= bound * closing, f"{closing_quiet} of {closing}"
+    assert open_quiet > 0  # readings while the alarm is open (resolved on closing an hour)
     assert counted.taken >= bound * sc["n"], f"quiet path share {counted.taken / sc['n']:.3f}"
 
 
@@ -403,6 +405,6 @@ def test_sgsc45_households_identical_both_ways(settings_kind: str) -> None:
                           score_sample_every=7 if settings_kind == "sampled-scores" else 0)
     n, taken, events = run_both(readings, {}, s)
     assert n >= 20_000 and events > 0
-    # measured: 0.901 (4 households) and 0.890 (2 households) of the readings take the quiet
+    # measured: 0.916 (4 households) and 0.899 (2 households) of the readings take the quiet
     # path (the bound leaves some margin)
-    assert taken >= 0.85 * n, f"quiet path share {taken / n:.3f}"
+    assert taken >= 0.88 * n, f"quiet path share {taken / n:.3f}"

@@ -18,8 +18,9 @@ Everything is pure: the clock comes in with the reading (event time) or as ``now
 IO. Each reading is judged before it is learned, and readings inside an open consumption episode
 are not learned as usual load (River's ``protect_anomaly_detector`` idea).
 
-Most readings are *quiet*: in order, no status flag, nothing open or pending on the meter, no
-fault, inside the band, not closing a day. For those every detector above only learns, and
+Most readings are *quiet*: in order, no status flag, nothing open or pending on the meter (but
+a possible-theft alarm), no fault, inside the band, not closing a day (nor an hour whose theft
+window would raise or resolve the alarm). For those every detector above only learns, and
 ``step`` takes :func:`~gridwatch.models._quiet.quiet_step` instead: the same updates in one
 function, with the same floating-point operations in the same order, so state, events, scores
 and profiles are bit-identical (``tests/models/test_quiet_path.py``); any other reading takes the

@@ -242,7 +242,7 @@ FLOAT16_OVERFLOW = pytest.mark.filterwarnings(
 
 
 @FLOAT16_OVERFLOW
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_random_streams_identical_both_ways(sc: dict[str, Any]) -> None:
     meta_fields = _METAS[sc["meta"]]

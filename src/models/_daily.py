@@ -140,8 +140,10 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     daily_kwh = float(curve.sum())  # 24 hourly means in kW = kWh of the day
 
     usual_day = float(typical.sum())
+    # (a usual curve beyond float16 saturates to infinity: nothing to judge the day against)
     judged = (typical_days >= s.daily_min_days and rec.days >= s.daily_min_days
-              and usual_day > 24 * s.min_kw)
+              and usual_day > 24 * s.min_kw and math.isfinite(usual_day)
+              and math.isfinite(daily_kwh))
     held = False
     if judged:
         held = _judge_day(rec, curve, typical, daily_kwh / usual_day, usual_day, daily_kwh,

@@ -323,6 +323,26 @@ def test_theft_window_hours_close_on_the_quiet_path(meta_kind: str, bound: float
     assert counted.taken >= bound * sc["n"], f"quiet path share {counted.taken / sc['n']:.3f}"
 
 
+@FLOAT16_OVERFLOW
+def test_saturated_usual_day_is_not_judged() -> None:
+    """A 40 MW commercial meter judged from its second day: its usual daily curve is beyond
+    float16 (infinite), so its days are not judged (once an alarm with infinite evidence that
+    could not be built), on both paths alike."""
+    sc = {"seed": 0, "n": 591, "step_s": 900, "meta": "commercial", "settings": "theft-early",
+          "volts": "none", "pf": "none", "kwh": "none", "stated": False, "scale": 40_000.0,
+          **dict.fromkeys(("gap", "dup", "back", "status", "zero", "neg", "spike", "jitter",
+                           "silence", "verdict", "stuck", "low"), 0.0)}
+    meta = MeterMeta(meter_id="m1", customer_class="commercial")
+    s = DetectionSettings(**_SETTINGS["theft-early"])
+    cal = Calendar(s.timezone, s.holiday_country)
+    twins = Twins("m1")
+    profiles = 0
+    for _, r in stream(sc):
+        profiles += twins.step(r, meta, s, cal)[2] != "None"
+    twins.same()
+    assert profiles >= 5  # the days still close and profile
+
+
 def test_switch_off_takes_the_full_path_only() -> None:
     s = DetectionSettings()
     cal = Calendar(s.timezone, s.holiday_country)

@@ -530,9 +530,15 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
                              snapshots=False,  # a replay runs without recovery
                              devices=registry_devices(settings, router),
                              partitions=parts if len(parts) > 1 else ())
+    before = gc.get_threshold()
     if entry_point:
         tune_gc(settings.engine.gc_threshold)
-    run_main(flow, epoch_interval=timedelta(seconds=settings.engine.epoch_s))
+    try:
+        run_main(flow, epoch_interval=timedelta(seconds=settings.engine.epoch_s))
+    finally:
+        if entry_point and settings.engine.gc_threshold > 0:
+            gc.unfreeze()  # the process may go on (a command run in-process)
+            gc.set_threshold(*before)
     if tags is not None:
         tags.settle(force=True)  # the last day whose profiles arrived
     stats = RunStats()

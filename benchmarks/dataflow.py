@@ -33,6 +33,11 @@ says as much about the neighbours as about the dataflow):
 
 Usage: ``python benchmarks/dataflow.py`` (a few minutes), ``--only PART`` (repeatable),
 ``--meters N``, ``--intervals N``, ``--full``. Figures go to ``var/bench/dataflow.json``.
+Comparisons of the 1-process flow, runs taken in turns (with ``--only flow``, instead of the
+runs above): ``--gc-pairs N`` (Python's collector settings vs the engine's
+``engine.gc_threshold``), ``--against DIR --pairs N`` (the ``gridwatch`` package in ``DIR``,
+e.g. an export of main's ``src`` as ``DIR/gridwatch``, vs this tree). The flow runs
+themselves keep Python's collector settings, as earlier figures did.
 """
 
 from __future__ import annotations

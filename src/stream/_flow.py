@@ -153,6 +153,16 @@ class MeterFacts:
         kept = self.known.get(r.meter_id)
         return kept[1] if kept is not None else self._facts(r.meter_id)[1]
 
+    def industrial_of(self, batches: list[ReadingBatch]) -> list[Reading]:
+        """The readings of industrial customers in ``batches``, in order (one call for all the
+        reading batches bytewax hands over at once)."""
+        out: list[Reading] = []
+        for b in batches:
+            found = self.industrial(b)
+            if found:
+                out.extend(found)
+        return out
+
     def industrial(self, b: ReadingBatch) -> list[Reading]:
         """The readings of industrial customers in ``b``, in order."""
         readings = b.readings
@@ -250,8 +260,8 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     # checked against the registry once per batch; a batch of meters all known to be
     # something other than industrial customers is passed over without a look at each reading.
     dev = op.branch("is_device_event", device_events(
-        telemetry, devices, det, readings=op.flat_map("industrial_readings", batches,
-                                   facts.industrial),
+        telemetry, devices, det,
+        readings=op.flat_map_batch("industrial_readings", batches, facts.industrial_of),
         meta=lookup), lambda x: isinstance(x, Event))
     events = op.merge("events", events_here, theft, dev.trues)
     if sinks.events is not None:

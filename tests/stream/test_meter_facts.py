@@ -132,3 +132,14 @@ def test_grouping_with_kept_facts_is_a_lookup_per_reading(batches):
                 want_ind = [r for r in b.readings if (m := registry.get(r.meter_id))
                             and m.customer_id and m.customer_class == "industrial"]
                 assert facts.industrial(b) == want_ind
+
+
+def test_industrial_of_keeps_the_order_across_batches():
+    registry = {"a": meta("a"), "i": meta("i", klass="industrial"),
+                "j": meta("j", "c2", "industrial")}
+    facts = MeterFacts(registry.get)
+    got = facts.industrial_of([batch(["a", "i", "a"]), batch(["a"]),
+                               batch(["j", "x", "j"], "cell:c2")])
+    assert [(r.meter_id, r.ts) for r in got] == [("i", T0 + timedelta(minutes=15)),
+                                                 ("j", T0), ("j", T0 + timedelta(minutes=30))]
+    assert facts.industrial_of([]) == []

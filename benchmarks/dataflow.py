@@ -33,6 +33,11 @@ says as much about the neighbours as about the dataflow):
 
 Usage: ``python benchmarks/dataflow.py`` (a few minutes), ``--only PART`` (repeatable),
 ``--meters N``, ``--intervals N``, ``--full``. Figures go to ``var/bench/dataflow.json``.
+Comparisons of the 1-process flow, runs taken in turns (with ``--only flow``, instead of the
+runs above): ``--gc-pairs N`` (Python's collector settings vs the engine's
+``engine.gc_threshold``), ``--against DIR --pairs N`` (the ``gridwatch`` package in ``DIR``,
+e.g. an export of main's ``src`` as ``DIR/gridwatch``, vs this tree). The flow runs
+themselves keep Python's collector settings, as earlier figures did.
 """
 
 from __future__ import annotations
@@ -185,6 +190,16 @@ from gridwatch.stream import Sinks, build_flow
 
 directory, pid, procs, addrs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 exchange, cells_mode = sys.argv[5], sys.argv[6]
+gc_mode = sys.argv[7] if len(sys.argv) > 7 else "python"
+import gc
+gc_time = [0.0, 0]
+_gc_start = [0.0]
+def _gc_clock(phase, info):
+    if phase == "start":
+        _gc_start[0] = time.perf_counter()
+    else:
+        gc_time[0] += time.perf_counter() - _gc_start[0]
+        gc_time[1] += 1
 from gridwatch.stream import Placement, ReadingBatch
 if exchange == "models":
     # baseline: reading batches cross between processes as pickled pydantic objects
@@ -235,6 +250,12 @@ source = Counting(f"{directory}/journal", partitions=parts, follow=False, batch_
 everyone = JournalSource(f"{directory}/journal", partitions=[0, 1]).list_parts()
 flow = build_flow(Settings(), source, Sinks(events=Null()), meta.get, snapshots=False,
                   partitions=everyone if procs > 1 else (), placement=placement)
+if gc_mode == "tuned":
+    # what the engine's entry points do after start-up (engine.gc_threshold)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+gc.callbacks.append(_gc_clock)
 cli_main(flow, workers_per_process=1, process_id=pid if procs > 1 else None,
          addresses=addrs.split(",") if procs > 1 else None,
          epoch_interval=timedelta(seconds=2))
@@ -242,7 +263,8 @@ t1, c1 = time.perf_counter(), time.process_time()
 t0, c0 = first[0] or (t1, c1)
 print(json.dumps({"pid": pid, "readings": source.accepted, "events": events[0],
                   "types": types, "seconds": t1 - t0, "cpu_s": c1 - c0,
-                  "crossed_batches": crossed[0], "crossed_readings": crossed[1]}))
+                  "crossed_batches": crossed[0], "crossed_readings": crossed[1],
+                  "gc_s": gc_time[0], "gc_collections": gc_time[1]}))
 '''
 
 
@@ -253,17 +275,22 @@ def free_port() -> int:
 
 
 def run_flow(directory: Path, procs: int, exchange: str = "columns",
-             cells: str = "hashed") -> dict[str, Any]:
+             cells: str = "hashed", gc_mode: str = "python",
+             code: Path | None = None) -> dict[str, Any]:
     """``exchange``: how reading batches cross between processes, ``columns`` (the engine's
     ``ReadingBatch`` pickling) or ``models`` (pickled pydantic ``Reading`` objects).
     ``cells``: ``hashed`` (where bytewax's hash sends them), ``placed`` (each cell keyed to
     the process that reads its partition), ``exclusive`` (placed, and told that its readings
-    come from that partition only)."""
+    come from that partition only). ``gc_mode``: ``python`` (Python's own collector settings)
+    or ``tuned`` (start-up objects frozen, first threshold 20,000). ``code``: a directory
+    holding another ``gridwatch`` package to run instead of this tree's (a comparison)."""
     addrs = ",".join(f"127.0.0.1:{free_port()}" for _ in range(procs))
     env = dict(os.environ, PYTHONHASHSEED="0")
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     children = [subprocess.Popen([sys.executable, "-c", FLOW_CHILD, str(directory), str(i),
                                   str(procs), addrs, exchange,
-                                  cells], stdout=subprocess.PIPE,
+                                  cells, gc_mode], stdout=subprocess.PIPE,
                                  env=env, text=True) for i in range(procs)]
     outs = [json.loads(c.communicate(timeout=1800)[0].strip().splitlines()[-1])
             for c in children]
@@ -280,7 +307,33 @@ def run_flow(directory: Path, procs: int, exchange: str = "columns",
             "events": sum(o["events"] for o in outs),
             "seconds": seconds, "per_s": readings / seconds, "cpu_s": cpu,
             "cpu_by_process": [o["cpu_s"] for o in outs],
-            "per_cpu_s": readings / cpu, "event_types": types}
+            "per_cpu_s": readings / cpu, "event_types": types,
+            "gc_s": sum(o["gc_s"] for o in outs),
+            "gc_collections": sum(o["gc_collections"] for o in outs)}
+
+
+def pairs(directory: Path, n: int, a: dict[str, Any], b: dict[str, Any]
+          ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """``n`` pairs of 1-process flow runs, ``a`` then ``b`` (``run_flow`` options) in turns;
+    prints each pair and the ratio b/a per CPU-second."""
+    out = []
+    for i in range(n):
+        ra, rb = run_flow(directory, 1, **a), run_flow(directory, 1, **b)
+        out.append((ra, rb))
+        same = "same events" if ra["event_types"] == rb["event_types"] else \
+            f"OTHER EVENTS: {ra['event_types']} vs {rb['event_types']}"
+        print(f"pair {i + 1}: {ra['per_cpu_s']:,.0f} vs {rb['per_cpu_s']:,.0f} readings per "
+              f"CPU-second ({rb['per_cpu_s'] / ra['per_cpu_s']:.3f}x; wall "
+              f"{rb['per_s'] / ra['per_s']:.3f}x); GC {ra['gc_s']:.2f} s in "
+              f"{ra['gc_collections']} collections vs {rb['gc_s']:.2f} s in "
+              f"{rb['gc_collections']}; {same}", flush=True)
+    ratios = sorted(rb["per_cpu_s"] / ra["per_cpu_s"] for ra, rb in out)
+    cpu_a = sum(ra["cpu_s"] for ra, _ in out)
+    cpu_b = sum(rb["cpu_s"] for _, rb in out)
+    print(f"{n} pairs: per CPU-second ratio {min(ratios):.3f}x to {max(ratios):.3f}x, "
+          f"median {ratios[len(ratios) // 2]:.3f}x; total CPU {cpu_a:.1f} s vs {cpu_b:.1f} s "
+          f"({cpu_a / cpu_b:.3f}x)")
+    return out
 
 
 # -- replay of the real set ---------------------------------------------------------------------
@@ -389,6 +442,14 @@ def main() -> None:
     ap.add_argument("--exchange-baseline", action="store_true",
                     help="flow: also run the 2-process flow with reading batches pickled as "
                          "pydantic objects (the exchange before the columnar form)")
+    ap.add_argument("--gc-pairs", type=int, default=0, metavar="N",
+                    help="flow: instead, N pairs of 1-process runs in turns, Python's own "
+                         "collector settings vs the engine's (start-up frozen, first "
+                         "threshold 20,000)")
+    ap.add_argument("--against", type=Path, metavar="DIR",
+                    help="flow: instead, 1-process runs in turns, the gridwatch package in "
+                         "DIR (e.g. an export of main, as DIR/gridwatch) vs this tree's")
+    ap.add_argument("--pairs", type=int, default=3, help="pairs of runs for --against")
     ap.add_argument("--memory-intervals", type=int, default=4)
     ap.add_argument("--full", action="store_true", help="memory at 10^6 meters too")
     args = ap.parse_args()
@@ -398,6 +459,17 @@ def main() -> None:
     if "flow" in parts:
         j = build_journal(args.meters, args.intervals, OUT / "flow", args.cell_meters)
         results["journal"] = j
+        if args.gc_pairs or args.against:
+            if args.gc_pairs:
+                print("Python's collector settings vs the engine's (frozen, 20,000):")
+                results["gc_pairs"] = pairs(OUT / "flow", args.gc_pairs, {},
+                                            {"gc_mode": "tuned"})
+            if args.against:
+                print(f"{args.against} vs this tree:")
+                results["against"] = pairs(OUT / "flow", args.pairs,
+                                           {"code": args.against.resolve()}, {})
+            (OUT.parent / "dataflow.json").write_text(json.dumps(results, indent=2))
+            return
         print(f"journal: {j['readings']:,} readings of {j['meters']:,} meters in "
               f"{j['cells']} grid cells; "
               f"baseline read+decode {j['decode_per_s']:,.0f} readings/s "

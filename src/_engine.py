@@ -7,6 +7,7 @@ event sinks, which are thin adapters from the dataflow to the router and to a JS
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -308,6 +309,17 @@ def verdict_feed(settings: Settings) -> Any:
     return VerdictFeed(db, clock=lambda: datetime.now(UTC))
 
 
+def tune_gc(threshold: int) -> None:
+    """After start-up: freeze what exists (the collector no longer scans it) and collect the
+    youngest generation every ``threshold`` new container objects, the older ones every 20
+    collections of the younger (``engine.gc_threshold``; 0 leaves Python's settings)."""
+    if threshold <= 0:
+        return
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(threshold, 20, 20)
+
+
 def run_engine(settings: Settings, *, process_id: int | None = None,
                addresses: list[str] | None = None) -> None:
     """Collector + dataflow + alert router in one process (the embedded default).
@@ -446,6 +458,7 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                                      partitions=list(range(procs))).list_parts()
                                  if procs > 1 else (),
                                  placement=placement)
+        tune_gc(settings.engine.gc_threshold)
         cli_main(
             flow,
             workers_per_process=settings.engine.workers,
@@ -469,11 +482,14 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
 
 
 def replay(settings: Settings, path: Path, *, influx: bool = True,
-           alerts_out: Path | None = None, route: bool = False) -> RunStats:
+           alerts_out: Path | None = None, route: bool = False,
+           entry_point: bool = False) -> RunStats:
     """Run the live dataflow over a readings file (CSV or JSONL) or a journal directory, with no
     broker. Events go to ``alerts_out`` (one JSON line each) and, with ``route``, through the
     alert router, which then also computes the customers' tags (as ``run`` does); readings,
-    scores and profiles go to InfluxDB unless ``influx`` is off."""
+    scores and profiles go to InfluxDB unless ``influx`` is off. ``entry_point``: the process
+    runs the replay and nothing else (``gridwatch replay``): its collector is tuned as
+    ``engine.gc_threshold`` says (process-wide, so not for a caller that goes on)."""
     from bytewax.testing import run_main
 
     from gridwatch import ingest, storage, stream
@@ -514,7 +530,15 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
                              snapshots=False,  # a replay runs without recovery
                              devices=registry_devices(settings, router),
                              partitions=parts if len(parts) > 1 else ())
-    run_main(flow, epoch_interval=timedelta(seconds=settings.engine.epoch_s))
+    before = gc.get_threshold()
+    if entry_point:
+        tune_gc(settings.engine.gc_threshold)
+    try:
+        run_main(flow, epoch_interval=timedelta(seconds=settings.engine.epoch_s))
+    finally:
+        if entry_point and settings.engine.gc_threshold > 0:
+            gc.unfreeze()  # the process may go on (a command run in-process)
+            gc.set_threshold(*before)
     if tags is not None:
         tags.settle(force=True)  # the last day whose profiles arrived
     stats = RunStats()

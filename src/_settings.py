@@ -76,6 +76,12 @@ class EngineSettings(Section):
     #: then steps its readings as they come instead of waiting for every process's partition
     #: to deliver up to their time. Leave it off when the collectors share the subscription.
     placement_exclusive: bool = False
+    #: The cycle collector of ``gridwatch run`` and ``replay``: once the dataflow is built,
+    #: the start-up objects are frozen (``gc.freeze``, never scanned again) and a collection
+    #: of the youngest generation starts after this many new container objects (Python's
+    #: own: 700; the older generations every 20 of the younger). 0 leaves Python's settings.
+    #: See docs/performance.md, "Garbage collection".
+    gc_threshold: Annotated[int, Field(ge=0)] = 20_000
 
     @field_validator("placement")
     @classmethod

@@ -147,7 +147,8 @@ def replay(
     settings = settings_or_exit(config, **overrides)
     if not no_influx:
         check_influx(settings)
-    stats = do_replay(settings, path, influx=not no_influx, alerts_out=alerts_out, route=route)
+    stats = do_replay(settings, path, influx=not no_influx, alerts_out=alerts_out, route=route,
+                      entry_point=True)
     out = Console()
     table = Table(title=f"replay of {path}", show_header=True)
     table.add_column("event type")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, cast
 
 import bytewax.operators as op
@@ -101,6 +102,86 @@ def watch_key(meter_id: str, meta: MeterMeta | None, placement: Placement | None
     return f"shard:{zlib.crc32(meter_id.encode()) % SHARDS:02d}"
 
 
+_meter_id = attrgetter("meter_id")
+
+
+class MeterFacts:
+    """What the flow needs of each meter per reading, looked up once and kept: its watch key
+    (:func:`watch_key`, the grouping's ``key_of``) and whether it is an industrial customer's
+    (the readings :meth:`industrial` sends to the load forecasts).
+
+    Kept per meter known to the registry (its ``MeterMeta`` object, about 100 B a meter); a
+    meter the registry does not know is looked up again at each reading (it may become known).
+    :meth:`check`, once per batch, looks one meter of the batch up again: a registry reload
+    makes new ``MeterMeta`` objects, and then every kept fact is dropped. ``clean`` holds the
+    meters known to be something other than an industrial customer's: a batch made of them
+    only has no industrial readings, found without a look at each reading's facts.
+    """
+
+    def __init__(self, lookup: MetaLookup, placement: Placement | None = None) -> None:
+        self.lookup = lookup
+        self.placement = placement
+        #: meter id → (its registry entry, its watch key, an industrial customer's)
+        self.known: dict[str, tuple[MeterMeta, str, bool]] = {}
+        self.clean: set[str] = set()
+
+    def check(self, readings: Sequence[Reading]) -> None:
+        """Drop every kept fact if the registry now answers with another entry for the first
+        kept meter of ``readings`` (it was reloaded). Once per batch."""
+        known = self.known
+        for r in readings:
+            kept = known.get(r.meter_id)
+            if kept is not None:
+                if self.lookup(r.meter_id) is not kept[0]:
+                    known.clear()
+                    self.clean.clear()
+                return
+
+    def _facts(self, meter_id: str) -> tuple[MeterMeta | None, str, bool]:
+        m = self.lookup(meter_id)
+        key = watch_key(meter_id, m, self.placement)
+        if m is None:
+            return None, key, False
+        ind = bool(m.customer_id) and m.customer_class == "industrial"
+        self.known[meter_id] = (m, key, ind)
+        if not ind:
+            self.clean.add(meter_id)
+        return m, key, ind
+
+    def __call__(self, r: Reading) -> str:
+        """The watch key of ``r``'s meter."""
+        kept = self.known.get(r.meter_id)
+        return kept[1] if kept is not None else self._facts(r.meter_id)[1]
+
+    def industrial_of(self, batches: list[ReadingBatch]) -> list[Reading]:
+        """The readings of industrial customers in ``batches``, in order (one call for all the
+        reading batches bytewax hands over at once)."""
+        out: list[Reading] = []
+        for b in batches:
+            found = self.industrial(b)
+            if found:
+                out.extend(found)
+        return out
+
+    def industrial(self, b: ReadingBatch) -> list[Reading]:
+        """The readings of industrial customers in ``b``, in order."""
+        readings = b.readings
+        if not readings:
+            return []
+        self.check(readings)
+        if self.clean.issuperset(map(_meter_id, readings)):
+            return []
+        out = []
+        known = self.known
+        for r in readings:
+            kept: tuple[MeterMeta | None, str, bool] | None = known.get(r.meter_id)
+            if kept is None:
+                kept = self._facts(r.meter_id)
+            if kept[2]:
+                out.append(r)
+        return out
+
+
 def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
                meta: Mapping[str, MeterMeta] | MetaLookup | None = None,
                flow_id: str = "gridwatch", *, snapshots: bool = True,
@@ -124,10 +205,8 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
 
     flow = Dataflow(flow_id)
 
-    def key_of(r: Reading) -> str:
-        return watch_key(r.meter_id, lookup(r.meter_id), placement)
-
-    inp = op.input("input", flow, summarized(source, key_of))
+    facts = MeterFacts(lookup, placement)
+    inp = op.input("input", flow, summarized(source, facts))
     kinds = op.branch("is_batch", inp, lambda x: isinstance(x, ReadingBatch))
     batches = kinds.trues
     rest = op.branch("is_watermark", kinds.falses, lambda x: isinstance(x, Watermark))
@@ -177,31 +256,12 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     # Devices (rules, River models per kind) and load forecasts of transformers and industrial
     # customers (gridwatch.stream._devices); only industrial customers' readings leave their
     # batches for it.
-    # The meters' facts are kept across batches (keyed by the registry's own id string, about
-    # 50 B a meter): one look-up per batch checks that they are still the registry's (a reload
-    # makes new MeterMeta objects, and the cache starts over). Unknown meters are not kept.
-    known: dict[str, MeterMeta] = {}
-
-    def industrial(b: ReadingBatch) -> list[Reading]:
-        out = []
-        checked = False
-        for r in b.readings:
-            m = known.get(r.meter_id)
-            if m is not None and not checked:
-                checked = True
-                if lookup(r.meter_id) is not m:  # the registry was reloaded
-                    known.clear()
-                    m = None
-            if m is None:
-                m = lookup(r.meter_id)
-                if m is not None:
-                    known[m.meter_id] = m
-            if m is not None and m.customer_id and m.customer_class == "industrial":
-                out.append(r)
-        return out
-
+    # The meters' facts (watch key, industrial or not) are kept across batches by ``facts``,
+    # checked against the registry once per batch; a batch of meters all known to be
+    # something other than industrial customers is passed over without a look at each reading.
     dev = op.branch("is_device_event", device_events(
-        telemetry, devices, det, readings=op.flat_map("industrial_readings", batches, industrial),
+        telemetry, devices, det,
+        readings=op.flat_map_batch("industrial_readings", batches, facts.industrial_of),
         meta=lookup), lambda x: isinstance(x, Event))
     events = op.merge("events", events_here, theft, dev.trues)
     if sinks.events is not None:

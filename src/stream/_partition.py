@@ -119,23 +119,32 @@ class Watermark:
 
 def _group(items: list[Any], part: str, key_of: Callable[[Reading], str],
            announced: set[str], newest: float) -> tuple[list[Any], float]:
-    groups: dict[str, list[Reading]] = {}
-    out: list[Any] = []
-    for item in items:
-        if isinstance(item, Reading):
-            key = key_of(item)
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [item]
-            else:
-                group.append(item)
-            ts = item.ts.timestamp()
-            if ts > newest:
-                newest = ts
-        else:
-            out.append(item)
-    if not groups:
+    readings = [x for x in items if type(x) is Reading]
+    if len(readings) != len(items):  # telemetry, or a subclass of Reading
+        readings = [x for x in items if isinstance(x, Reading)]
+        out: list[Any] = [x for x in items if not isinstance(x, Reading)]
+    else:
+        out = []
+    if not readings:
         return out, newest
+    check = getattr(key_of, "check", None)
+    if check is not None:
+        check(readings)
+    groups: dict[str, list[Reading]] = {}
+    get = groups.get
+    for r in readings:
+        key = key_of(r)
+        group = get(key)
+        if group is None:
+            groups[key] = [r]
+        else:
+            group.append(r)
+    try:  # one timestamp: validated readings are all aware (UTC)
+        ts = max(r.ts for r in readings).timestamp()
+    except TypeError:  # aware and naive times mixed (readings built without validation)
+        ts = max(r.ts.timestamp() for r in readings)
+    if ts > newest:
+        newest = ts
     fresh = tuple(k for k in groups if k not in announced)
     announced.update(fresh)
     out.extend(ReadingBatch(k, tuple(rs), part) for k, rs in groups.items())

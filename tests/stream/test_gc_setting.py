@@ -1,0 +1,84 @@
+"""``engine.gc_threshold``: what the entry points do to the cycle collector after start-up.
+Process-wide, so each case runs in a child interpreter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+CHILD = """
+import gc, json
+from gridwatch import Settings
+from gridwatch._engine import tune_gc
+before = gc.get_threshold()
+s = Settings()
+tune_gc(s.engine.gc_threshold)
+print(json.dumps({"before": before, "after": gc.get_threshold(),
+                  "frozen": gc.get_freeze_count(), "setting": s.engine.gc_threshold}))
+"""
+
+
+def run_child(env: dict[str, str]) -> dict[str, object]:
+    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, **env}, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_default_freezes_start_up_and_raises_the_first_threshold():
+    r = run_child({})
+    assert r["setting"] == 20_000
+    assert r["after"] == [20_000, 20, 20]
+    assert r["frozen"] > 1000  # the imported modules' objects
+
+
+def test_zero_leaves_python_settings():
+    r = run_child({"GRIDWATCH_ENGINE__GC_THRESHOLD": "0"})
+    assert r["setting"] == 0
+    assert r["after"] == r["before"]
+    assert r["frozen"] == 0
+
+
+def test_setting_from_the_environment():
+    r = run_child({"GRIDWATCH_ENGINE__GC_THRESHOLD": "5000"})
+    assert r["after"] == [5000, 20, 20]
+
+
+REPLAY_CHILD = """
+import gc, json, sys
+from datetime import UTC, datetime, timedelta
+import bytewax.testing
+from typer.testing import CliRunner
+from gridwatch import Reading
+from gridwatch.cli import app
+
+tmp = sys.argv[1]
+t0 = datetime(2026, 3, 2, tzinfo=UTC)
+with open(f"{tmp}/r.jsonl", "w") as f:
+    for i in range(8):
+        f.write(Reading(meter_id="m1", ts=t0 + timedelta(minutes=15 * i), kw=1.0)
+                .model_dump_json() + "\\n")
+with open(f"{tmp}/g.yaml", "w") as f:
+    f.write(f"engine:\\n  data_dir: {tmp}/data\\n")
+seen = {}
+run_main = bytewax.testing.run_main
+def watching(*a, **k):
+    seen["during"] = [gc.get_threshold(), gc.get_freeze_count()]
+    return run_main(*a, **k)
+bytewax.testing.run_main = watching
+before = [gc.get_threshold(), gc.get_freeze_count()]
+res = CliRunner().invoke(app, ["replay", f"{tmp}/r.jsonl", "--no-influx", "-c", f"{tmp}/g.yaml"])
+print(json.dumps({"code": res.exit_code, "out": res.output, "before": before,
+                  "during": seen.get("during"),
+                  "after": [gc.get_threshold(), gc.get_freeze_count()]}))
+"""
+
+
+def test_cli_replay_tunes_the_collector_while_it_runs_and_restores_it(tmp_path):
+    out = subprocess.run([sys.executable, "-c", REPLAY_CHILD, str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["code"] == 0, r["out"]
+    assert r["during"][0] == [20_000, 20, 20] and r["during"][1] > 1000
+    assert r["after"] == r["before"]

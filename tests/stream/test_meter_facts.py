@@ -1,0 +1,145 @@
+"""The flow's per-meter facts (watch key, industrial or not), kept across batches: the same
+answers as a look-up per reading, a registry reload seen at the next batch, unknown meters
+looked up again until they are known."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gridwatch._schemas import MeterMeta, Reading
+from gridwatch.stream import Placement, ReadingBatch, Watermark
+from gridwatch.stream._flow import MeterFacts, watch_key
+from gridwatch.stream._partition import _group
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def reading(meter: str, i: int = 0) -> Reading:
+    return Reading(meter_id=meter, ts=T0 + timedelta(minutes=15 * i), kw=1.0)
+
+
+def meta(meter: str, cell: str | None = "c1", klass: str = "residential",
+         customer: str | None = "k") -> MeterMeta:
+    return MeterMeta(meter_id=meter, grid_cell=cell, customer_class=klass,
+                     customer_id=customer)
+
+
+def batch(meters: list[str], key: str = "cell:c1") -> ReadingBatch:
+    return ReadingBatch(key, tuple(reading(m, i) for i, m in enumerate(meters)), "p0")
+
+
+def test_keys_match_watch_key_for_known_unknown_and_placed_meters():
+    registry = {"a": meta("a", "north-c001"), "b": meta("b", None), "c": meta("c", "south-c2")}
+    placement = Placement({0: ["north-*"], 1: ["south-*"]}, 2)
+    for place in (None, placement):
+        facts = MeterFacts(registry.get, place)
+        for m in ("a", "b", "c", "zz", "a", "zz"):
+            assert facts(reading(m)) == watch_key(m, registry.get(m), place)
+    # unknown meters are not kept
+    assert "zz" not in facts.known and "a" in facts.known
+
+
+def test_registry_reload_is_seen_at_the_next_check():
+    registry = {"a": meta("a", "c1"), "b": meta("b", "c1")}
+    facts = MeterFacts(lambda m: registry.get(m))
+    assert facts(reading("a")) == "cell:c1" and facts(reading("b")) == "cell:c1"
+    assert facts.industrial(batch(["a", "b"])) == []
+    # a reload: new objects, "a" moves to another cell, "b" becomes an industrial customer's
+    registry = {"a": meta("a", "c9"), "b": meta("b", "c1", "industrial")}
+    facts.check([reading("a")])
+    assert facts(reading("a")) == "cell:c9"
+    out = facts.industrial(batch(["a", "b", "a"]))
+    assert [r.meter_id for r in out] == ["b"]
+
+
+def test_industrial_check_sees_a_reload_by_itself():
+    registry = {"a": meta("a"), "b": meta("b")}
+    facts = MeterFacts(lambda m: registry.get(m))
+    assert facts.industrial(batch(["a", "b"])) == []
+    registry = {"a": meta("a"), "b": meta("b", klass="industrial")}
+    assert [r.meter_id for r in facts.industrial(batch(["b", "a", "b"]))] == ["b", "b"]
+
+
+def test_unknown_meter_becomes_known_without_a_reload_of_the_others():
+    registry: dict[str, MeterMeta] = {"a": meta("a")}
+    facts = MeterFacts(registry.get)
+    assert facts(reading("x")) == watch_key("x", None)
+    assert facts.industrial(batch(["a", "x"])) == []
+    registry["x"] = meta("x", "c5", "industrial")  # added, the kept "a" is still the same
+    assert facts(reading("x")) == "cell:c5"
+    assert [r.meter_id for r in facts.industrial(batch(["a", "x"]))] == ["x"]
+
+
+def test_industrial_needs_a_customer():
+    registry = {"a": meta("a", klass="industrial", customer=None),
+                "b": meta("b", klass="industrial")}
+    facts = MeterFacts(registry.get)
+    assert [r.meter_id for r in facts.industrial(batch(["a", "b", "a"]))] == ["b"]
+    assert facts.industrial(batch([])) == []
+
+
+def naive_group(items, key_of, announced, newest):
+    """The grouping as a look-up per reading, in the order of the items."""
+    groups: dict[str, list[Reading]] = {}
+    out = [x for x in items if not isinstance(x, Reading)]
+    for x in items:
+        if isinstance(x, Reading):
+            groups.setdefault(key_of(x), []).append(x)
+            newest = max(newest, x.ts.timestamp())
+    if not groups:
+        return out, newest
+    fresh = tuple(k for k in groups if k not in announced)
+    announced.update(fresh)
+    out.extend(ReadingBatch(k, tuple(rs), "p0") for k, rs in groups.items())
+    out.append(Watermark("p0", newest, fresh))
+    return out, newest
+
+
+METERS = [f"m{i}" for i in range(8)]
+metas = st.fixed_dictionaries({}, optional={
+    m: st.builds(meta, st.just(m), st.sampled_from(["c1", "c2", None]),
+                 st.sampled_from(["residential", "industrial"])) for m in METERS})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(metas, st.lists(st.tuples(st.sampled_from(METERS),
+                                                     st.integers(0, 50)), max_size=12)),
+                min_size=1, max_size=5))
+def test_grouping_with_kept_facts_is_a_lookup_per_reading(batches):
+    """Batches read between registry reloads: kept facts group as fresh look-ups would, and
+    split the same industrial readings."""
+    registry: dict[str, MeterMeta] = {}
+    facts = MeterFacts(lambda m: registry.get(m))
+    announced: set[str] = set()
+    announced_naive: set[str] = set()
+    newest = newest_naive = -math.inf
+    for table, rows in batches:
+        registry = table  # a reload between batches (new objects)
+        items = [reading(m, i) for m, i in rows]
+
+        def fresh_key(r: Reading, registry: dict[str, MeterMeta] = table) -> str:
+            return watch_key(r.meter_id, registry.get(r.meter_id))
+
+        got, newest = _group(items, "p0", facts, announced, newest)
+        want, newest_naive = naive_group(items, fresh_key, announced_naive, newest_naive)
+        assert got == want and newest == newest_naive
+        for b in got:
+            if isinstance(b, ReadingBatch):
+                want_ind = [r for r in b.readings if (m := registry.get(r.meter_id))
+                            and m.customer_id and m.customer_class == "industrial"]
+                assert facts.industrial(b) == want_ind
+
+
+def test_industrial_of_keeps_the_order_across_batches():
+    registry = {"a": meta("a"), "i": meta("i", klass="industrial"),
+                "j": meta("j", "c2", "industrial")}
+    facts = MeterFacts(registry.get)
+    got = facts.industrial_of([batch(["a", "i", "a"]), batch(["a"]),
+                               batch(["j", "x", "j"], "cell:c2")])
+    assert [(r.meter_id, r.ts) for r in got] == [("i", T0 + timedelta(minutes=15)),
+                                                 ("j", T0), ("j", T0 + timedelta(minutes=30))]
+    assert facts.industrial_of([]) == []

@@ -326,6 +326,34 @@ def placement_topics_warning(settings: Settings, processes: int) -> str | None:
     return None
 
 
+def cluster_topics(settings: Settings, processes: int, process_id: int) -> Settings:
+    """The settings with ``topics.regions`` checked against a cluster of ``processes``: a
+    single process ignores it (it hears every region, as it watches every cell); a cluster
+    must list every process (ids ``0 .. processes-1``) and no other, else
+    :class:`ConfigError`."""
+    procs, pid = processes, process_id
+    if procs == 1 and settings.topics.regions:
+        # One process hears every region, as it watches every cell.
+        log.info("a single process: topics.regions is ignored, the collector hears every "
+                 "region")
+        return settings.model_copy(update={
+            "topics": settings.topics.model_copy(update={"regions": {}})})
+    if procs > 1 and settings.topics.regions:
+        # Checked for the whole cluster here, so each process fails alike and at start.
+        missing = sorted(set(range(procs)) - set(settings.topics.regions))
+        extra = sorted(set(settings.topics.regions) - set(range(procs)))
+        if missing or extra:
+            raise ConfigError(
+                "topics.regions must list the regions of every process of the cluster "
+                f"(ids 0..{procs - 1}) and no other: "
+                + "; ".join(([f"missing {missing}"] if missing else [])
+                            + ([f"not in the cluster {extra}"] if extra else [])))
+        own = settings.topics.for_process(pid)
+        log.info("process %d subscribes to its own regions: %s", pid,
+                 ", ".join(own.reading_filters + own.batch_filters))
+    return settings
+
+
 def run_engine(settings: Settings, *, process_id: int | None = None,
                addresses: list[str] | None = None) -> None:
     """Collector + dataflow + alert router in one process (the embedded default).
@@ -356,19 +384,7 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         topic_warning = placement_topics_warning(settings, procs)
         if topic_warning:
             log.warning("%s", topic_warning)
-    if procs > 1 and settings.topics.regions:
-        # Checked for the whole cluster here, so each process fails alike and at start.
-        missing = sorted(set(range(procs)) - set(settings.topics.regions))
-        extra = sorted(set(settings.topics.regions) - set(range(procs)))
-        if missing or extra:
-            raise ConfigError(
-                "topics.regions must list the regions of every process of the cluster "
-                f"(ids 0..{procs - 1}) and no other: "
-                + "; ".join(([f"missing {missing}"] if missing else [])
-                            + ([f"not in the cluster {extra}"] if extra else [])))
-        own = settings.topics.for_process(pid)
-        log.info("process %d subscribes to its own regions: %s", pid,
-                 ", ".join(own.reading_filters + own.batch_filters))
+    settings = cluster_topics(settings, procs, pid)
     if procs > 1 and not settings.mqtt.shared_group:
         # Without a shared subscription every collector would receive every message.
         mqtt = settings.mqtt.model_copy(update={"shared_group": "gridwatch"})

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from gridwatch import Settings
-from gridwatch._engine import placement_topics_warning
+from gridwatch._engine import cluster_topics, placement_topics_warning
 from gridwatch._settings import ConfigError, load_settings
 from gridwatch.alerts._acl import acl_rules
 from gridwatch.alerts._registry import Registry
@@ -145,3 +145,14 @@ def test_run_warns_when_exclusive_cells_share_the_default_topics():
     assert placement_topics_warning(Settings(engine=placed, topics=regions), 2) is None
     own = {"reading": "meters/north/+/reading", "batch": "meters/north/+/batch"}
     assert placement_topics_warning(Settings(engine=placed, topics=own), 2) is None
+
+
+def test_a_cluster_must_list_every_process_and_a_single_process_hears_everything():
+    s = Settings(topics={"regions": {0: ["north"], 2: ["south"]}})
+    with pytest.raises(ConfigError, match=r"missing \[1\]; not in the cluster \[2\]"):
+        cluster_topics(s, 2, 0)
+    ok = Settings(topics={"regions": {0: ["north"], 1: ["south"]}})
+    assert cluster_topics(ok, 2, 1) is ok
+    alone = cluster_topics(ok, 1, 0)
+    assert alone.topics.regions == {}
+    assert alone.topics.for_process(0).reading_filters == ("meters/+/+/reading",)

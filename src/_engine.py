@@ -348,6 +348,12 @@ def cluster_topics(settings: Settings, processes: int, process_id: int) -> Setti
                 f"(ids 0..{procs - 1}) and no other: "
                 + "; ".join(([f"missing {missing}"] if missing else [])
                             + ([f"not in the cluster {extra}"] if extra else [])))
+        for region, pids in settings.topics.claims().items():
+            if len(pids) > 1:  # (refused by the settings with placement_exclusive)
+                log.warning("topics.regions: region %r is listed for processes %s: the shared "
+                            "subscription splits its messages between them, so its cells' "
+                            "readings cross between processes", region,
+                            ", ".join(map(str, pids)))
         own = settings.topics.for_process(pid)
         log.info("process %d subscribes to its own regions: %s", pid,
                  ", ".join(own.reading_filters + own.batch_filters))

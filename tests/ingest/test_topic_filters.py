@@ -156,3 +156,10 @@ def test_a_cluster_must_list_every_process_and_a_single_process_hears_everything
     alone = cluster_topics(ok, 1, 0)
     assert alone.topics.regions == {}
     assert alone.topics.for_process(0).reading_filters == ("meters/+/+/reading",)
+
+
+def test_a_region_two_processes_hear_is_warned_without_exclusive_placement(caplog):
+    s = Settings(topics={"regions": {0: ["north", "east"], 1: ["east"]}})
+    with caplog.at_level("WARNING", logger="gridwatch.engine"):
+        assert cluster_topics(s, 2, 0) is s
+    assert "region 'east' is listed for processes 0, 1" in caplog.text

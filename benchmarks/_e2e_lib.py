@@ -270,7 +270,10 @@ class Stack:
                                data=b"q=CREATE+DATABASE+gridwatch", timeout=30).read()
         return self
 
-    def write_config(self, registry: Path, metrics_port: int = 0, **alerts: Any) -> Path:
+    def write_config(self, registry: Path, metrics_port: int = 0,
+                     sections: dict[str, dict[str, Any]] | None = None, **alerts: Any) -> Path:
+        """The engine's settings file; ``sections`` are merged over it section by section
+        (``{"engine": {"placement": ...}, "topics": {"regions": ...}}``)."""
         w = self.work
         settings = {
             "mqtt": {"host": "127.0.0.1", "port": self.broker.port,
@@ -285,6 +288,8 @@ class Stack:
                        "jsonl_out": str(w / "alerts.jsonl"), **alerts},
             "engine": {"epoch_s": 1.0},
         }
+        for name, values in (sections or {}).items():
+            settings[name] = settings.get(name, {}) | values
         cfg = w / "gridwatch.yaml"
         cfg.write_text(yaml.safe_dump(settings, sort_keys=False))
         return cfg

@@ -14,6 +14,10 @@ router) on private servers on loopback, fed by the simulated utility fleet
   1,000,000) meters, and pickled ``MeterState`` bytes per meter after a simulated week.
 * ``scaleout``: the throughput run with a two-process bytewax cluster and two collectors on a
   shared subscription; speed-up over one process.
+* ``placed``: the same with the grid cells placed (``engine.placement``, exclusive) and each
+  collector subscribed to its own regions (``topics.regions``), the fleet's six regions split
+  between the two processes by meter count; speed-up over one process (and over ``scaleout``
+  when both run).
 * ``realtime``: 1,000,000 meters at a 15-minute interval (1,111 readings/s) for a bounded time;
   lag in readings (published, journaled, stored) and publish → stored delay over time.
 
@@ -65,7 +69,7 @@ def _free_port() -> int:
     return free_port()
 
 
-PARTS = ("throughput", "latency", "memory", "scaleout", "realtime")
+PARTS = ("throughput", "latency", "memory", "scaleout", "placed", "realtime")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -126,11 +130,34 @@ def _watch_journal(journal: Path, target: int, stop: threading.Event,
             return
 
 
+def placed_split(sim: Any, processes: int = 2) -> dict[str, dict[str, Any]]:
+    """Settings that place the fleet's regions on ``processes`` processes, balanced by meter
+    count (largest region first, each to the process with the fewest meters so far): each
+    process's collector hears its own regions (``topics.regions``) and its cells are placed
+    there exclusively (``engine.placement``, ``<region>-*``). The probe reading's region goes
+    to process 0."""
+    meters: dict[str, int] = {}
+    for m in sim.meters:
+        region = m.grid_cell.rsplit("-", 1)[0]
+        meters[region] = meters.get(region, 0) + 1
+    load = [0] * processes
+    regions: dict[int, list[str]] = {p: [] for p in range(processes)}
+    for region, n in sorted(meters.items(), key=lambda kv: (-kv[1], kv[0])):
+        p = load.index(min(load))
+        regions[p].append(region)
+        load[p] += n
+    placement = {p: [f"{r}-*" for r in rs] for p, rs in regions.items()}
+    regions[0] = [*regions[0], "probe"]
+    return {"engine": {"placement": placement, "placement_exclusive": True},
+            "topics": {"regions": regions}}
+
+
 def run_throughput(work: Path, processes: int, batch_intervals: int,
-                   single_readings: int, trace_ingest: bool = False) -> dict[str, Any]:
+                   single_readings: int, trace_ingest: bool = False,
+                   placed: bool = False) -> dict[str, Any]:
     from gridwatch.simulators import write_registry
 
-    label = "scaleout" if processes > 1 else "throughput"
+    label = "placed" if placed else "scaleout" if processes > 1 else "throughput"
     console.rule(f"[bold]{label}: {processes} engine process(es)")
     console.print("generating the load (100,000-meter utility fleet) ...")
     sim, batch, single = throughput_load(batch_intervals, single_readings)
@@ -141,7 +168,11 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
     try:
         stack.start_servers()
         write_registry(sim.meters, registry)
-        cfg = stack.write_config(registry)
+        sections = placed_split(sim, processes) if placed else None
+        if sections:
+            results["placement"] = sections
+            console.print(f"placed: regions per process {sections['topics']['regions']}")
+        cfg = stack.write_config(registry, sections=sections)
         console.print(f"starting {processes} x gridwatch run (registry of "
                       f"{sim.fleet.n_meters:,} meters) ...")
         t = time.perf_counter()
@@ -726,7 +757,7 @@ def main() -> int:
 
     t_all = time.perf_counter()
     one: dict[str, Any] | None = None
-    if "throughput" in parts or "scaleout" in parts:
+    if "throughput" in parts or "scaleout" in parts or "placed" in parts:
         one = run_throughput(args.work / "throughput", 1, intervals, single,
                              args.trace_ingest)
         out["throughput"] = one
@@ -749,6 +780,27 @@ def main() -> int:
         for shape, r in two["shapes"].items():
             t.add_row(shape, f"{one['shapes'][shape]['e2e_readings_per_s']:,}",
                       f"{r['e2e_readings_per_s']:,}", f"{r['speedup']:.2f}")
+        console.print(t)
+    if "placed" in parts and one is not None:
+        placed = run_throughput(args.work / "placed", 2, intervals, single, args.trace_ingest,
+                                placed=True)
+        hashed = out.get("scaleout") if "scaleout" in parts else None
+        for shape, r in placed["shapes"].items():
+            r["speedup"] = round(r["e2e_readings_per_s"]
+                                 / one["shapes"][shape]["e2e_readings_per_s"], 3)
+        out["placed"] = placed
+        save()
+        print_throughput(placed, "two-process cluster, cells placed, collectors on their own "
+                                 "regions")
+        t = Table(title="placed cluster (end-to-end readings/s against one process, same run)")
+        for col in ("payload", "1 process", "2, hashed ($share)", "2, placed", "placed / 1",
+                    "placed / hashed"):
+            t.add_column(col, justify="left" if col == "payload" else "right")
+        for shape, r in placed["shapes"].items():
+            h = hashed["shapes"][shape]["e2e_readings_per_s"] if hashed else None
+            t.add_row(shape, f"{one['shapes'][shape]['e2e_readings_per_s']:,}",
+                      f"{h:,}" if h else "-", f"{r['e2e_readings_per_s']:,}",
+                      f"{r['speedup']:.2f}", f"{r['e2e_readings_per_s'] / h:.2f}" if h else "-")
         console.print(t)
     if "latency" in parts:
         rate = args.rate

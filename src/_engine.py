@@ -22,7 +22,7 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from gridwatch._schemas import Event, LoadProfile, MeterMeta
-from gridwatch._settings import Settings
+from gridwatch._settings import ConfigError, Settings
 from gridwatch.ingest._config import TopicSettings
 
 log = logging.getLogger("gridwatch.engine")
@@ -320,6 +320,58 @@ def tune_gc(threshold: int) -> None:
     gc.set_threshold(threshold, 20, 20)
 
 
+def placement_topics_warning(settings: Settings, processes: int) -> str | None:
+    """What ``gridwatch run`` warns about when exclusive placement and the topics disagree, or
+    None: with ``engine.placement_exclusive`` each placed cell's readings must reach its own
+    process only, so each process needs its own regions (``topics.regions``); collectors all
+    on the same ``reading``/``batch`` filters hear every cell. (A region listed for two
+    processes is refused by the settings themselves.)"""
+    e, t = settings.engine, settings.topics
+    if processes < 2 or not e.placement or not e.placement_exclusive or t.regions:
+        return None
+    if set(t.reading_filters + t.batch_filters) & set(
+            TopicSettings().reading_filters + TopicSettings().batch_filters):
+        return ("engine.placement_exclusive with the default topics: every process's "
+                "collector hears every cell, so a placed cell's first batch may be stepped "
+                "before the other process's older readings; give each process its own "
+                "regions (topics.regions: {0: [north], 1: [south]}, next to engine.placement)")
+    return None
+
+
+def cluster_topics(settings: Settings, processes: int, process_id: int) -> Settings:
+    """The settings with ``topics.regions`` checked against a cluster of ``processes``: a
+    single process ignores it (it hears every region, as it watches every cell); a cluster
+    must list every process (ids ``0 .. processes-1``) and no other, else
+    :class:`ConfigError`."""
+    procs, pid = processes, process_id
+    if procs == 1 and settings.topics.regions:
+        # One process hears every region, as it watches every cell.
+        log.info("a single process: topics.regions is ignored, the collector hears every "
+                 "region")
+        return settings.model_copy(update={
+            "topics": settings.topics.model_copy(update={"regions": {}})})
+    if procs > 1 and settings.topics.regions:
+        # Checked for the whole cluster here, so each process fails alike and at start.
+        missing = sorted(set(range(procs)) - set(settings.topics.regions))
+        extra = sorted(set(settings.topics.regions) - set(range(procs)))
+        if missing or extra:
+            raise ConfigError(
+                "topics.regions must list the regions of every process of the cluster "
+                f"(ids 0..{procs - 1}) and no other: "
+                + "; ".join(([f"missing {missing}"] if missing else [])
+                            + ([f"not in the cluster {extra}"] if extra else [])))
+        for region, pids in settings.topics.claims().items():
+            if len(pids) > 1:  # (refused by the settings with placement_exclusive)
+                log.warning("topics.regions: region %r is listed for processes %s: the shared "
+                            "subscription splits its messages between them, so its cells' "
+                            "readings cross between processes", region,
+                            ", ".join(map(str, pids)))
+        own = settings.topics.for_process(pid)
+        log.info("process %d subscribes to its own regions: %s", pid,
+                 ", ".join(own.reading_filters + own.batch_filters))
+    return settings
+
+
 def run_engine(settings: Settings, *, process_id: int | None = None,
                addresses: list[str] | None = None) -> None:
     """Collector + dataflow + alert router in one process (the embedded default).
@@ -347,13 +399,10 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
     if placement is not None:
         log.info("placement: the grid cells of engine.placement are watched on their own "
                  "process (%d workers in all)", placement.workers)
-        default_topics = TopicSettings()
-        if placement.exclusive and (settings.topics.reading, settings.topics.batch) == (
-                default_topics.reading, default_topics.batch):
-            log.warning("engine.placement_exclusive with the default topics: every process's "
-                        "collector hears every cell, so a placed cell's first batch may be "
-                        "stepped before the other process's older readings; give each process "
-                        "its own topics (GRIDWATCH_TOPICS__READING, ..._BATCH)")
+        topic_warning = placement_topics_warning(settings, procs)
+        if topic_warning:
+            log.warning("%s", topic_warning)
+    settings = cluster_topics(settings, procs, pid)
     if procs > 1 and not settings.mqtt.shared_group:
         # Without a shared subscription every collector would receive every message.
         mqtt = settings.mqtt.model_copy(update={"shared_group": "gridwatch"})

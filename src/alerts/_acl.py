@@ -70,12 +70,12 @@ def _with_level(topic: str, level: int, value: str) -> str:
 def region_level(topics: TopicSettings) -> int:
     """The topic level of the region: the first wildcard level before the meter id's
     (``meters/{region}/{meter_id}/reading``: level 1)."""
-    levels = topics.reading.split("/")
+    levels = topics.reading_filters[0].split("/")
     for i, part in enumerate(levels[: topics.meter_id_level]):
         if part == "+":
             return i
-    raise ValueError(f"topics.reading {topics.reading!r} has no region level before the meter "
-                     f"id (level {topics.meter_id_level})")
+    raise ValueError(f"topics.reading {topics.reading_filters[0]!r} has no region level "
+                     f"before the meter id (level {topics.meter_id_level})")
 
 
 def acl_rules(registry: Registry, alerts: AlertSettings, *, router_user: str,
@@ -104,18 +104,21 @@ def acl_rules(registry: Registry, alerts: AlertSettings, *, router_user: str,
     if topics is not None:
         if collector_user:
             # The engine may use one login for its collector and its router: both roles.
-            add(collector_user, [f"topic read {topics.reading}", f"topic read {topics.batch}",
+            add(collector_user, [*(f"topic read {f}" for f in topics.reading_filters),
+                                 *(f"topic read {f}" for f in topics.batch_filters),
                                  f"topic read {topics.telemetry}",
                                  f"topic write {topics.deadletter}"], "collector", shared=True)
         level = region_level(topics) if regions or meter_logins else 0
         for region in regions:
             add(region_user.format(region=region),
-                [f"topic write {_with_level(topics.reading, level, region)}",
-                 f"topic write {_with_level(topics.batch, level, region)}"], "region")
+                [f"topic write {_with_level(topics.reading_filters[0], level, region)}",
+                 f"topic write {_with_level(topics.batch_filters[0], level, region)}"],
+                "region")
         if meter_logins:
             for meter_id in sorted({m.id for c in registry.customers for m in c.meters}):
                 add(meter_id, [
-                    f"topic write {_with_level(topics.reading, topics.meter_id_level, meter_id)}"
+                    f"topic write "
+                    f"{_with_level(topics.reading_filters[0], topics.meter_id_level, meter_id)}"
                 ], "meter")
     for mgr in registry.managers:
         add(mgr.id, [

@@ -174,7 +174,12 @@ class Collector:
         self._writer: threading.Thread | None = None
         self.journal: Journal | None = None
         self.deadletters: DeadLetters | None = None
-        self.decoder = Decoder(settings.topics, settings.ingest)
+        #: This collector's own topics (``topics.regions`` resolved for its partition).
+        try:
+            self.topics = settings.topics.for_process(self.partition)
+        except ValueError as exc:
+            raise CollectorError(str(exc)) from None
+        self.decoder = Decoder(self.topics, settings.ingest)
 
     # -- life cycle ----------------------------------------------------------------------
     def start(self) -> Collector:
@@ -330,14 +335,14 @@ class Collector:
 
     # -- paho callbacks (network thread: no slow work here) ---------------------------------
     def _subscriptions(self) -> list[tuple[str, SubscribeOptions]]:
-        t = self.settings.topics
+        t = self.topics
         group = self.settings.mqtt.shared_group
         # Retained messages only on a new subscription: resubscribing after every reconnect
         # must not deliver them again.
         opts = SubscribeOptions(qos=self.settings.mqtt.qos,
                                 retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
         out = []
-        for flt in dict.fromkeys((t.reading, t.batch, t.telemetry)):
+        for flt in dict.fromkeys((*t.reading_filters, *t.batch_filters, t.telemetry)):
             out.append((f"$share/{group}/{flt}" if group else flt, opts))
         return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from gridwatch._config_base import Section, reject_placeholder
 
@@ -43,9 +43,44 @@ class MqttSettings(Section):
     _no_placeholder = field_validator("password")(reject_placeholder)
 
 
+#: A region's name as it appears in a topic level: one level, no wildcard.
+Region = Annotated[str, Field(pattern=r"^[^/+#\x00]{1,128}$")]
+
+
+def check_filter(topic_filter: str) -> str:
+    """``topic_filter`` when it is a valid MQTT subscription filter (MQTT 5 §4.7: ``+`` and
+    ``#`` fill a whole level, ``#`` only the last), else :class:`ValueError` saying why."""
+    if not topic_filter:
+        raise ValueError("an empty topic filter")
+    if "\x00" in topic_filter or len(topic_filter.encode()) > 65_535:
+        raise ValueError(f"{topic_filter!r:.80}: a NUL character or more than 65,535 bytes")
+    if topic_filter.startswith("$share/"):
+        raise ValueError(f"{topic_filter!r}: set mqtt.shared_group instead of a $share/ filter")
+    levels = topic_filter.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            raise ValueError(f"{topic_filter!r}: '#' must be a whole level, the last one")
+        if "+" in level and level != "+":
+            raise ValueError(f"{topic_filter!r}: '+' must be a whole level")
+    return topic_filter
+
+
+def _filters(value: str | list[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _with_level(topic_filter: str, level: int, value: str) -> str:
+    parts = topic_filter.split("/")
+    parts[level] = value
+    return "/".join(parts)
+
+
 class TopicSettings(Section):
-    reading: str = "meters/+/+/reading"
-    batch: str = "meters/+/+/batch"
+    #: Subscription filters of single readings and of concentrator batches: one filter or a
+    #: list (``["meters/north/+/reading", "meters/east/+/reading"]``; from the environment,
+    #: ``GRIDWATCH_TOPICS__READING='["...", "..."]'``).
+    reading: str | list[str] = "meters/+/+/reading"
+    batch: str | list[str] = "meters/+/+/batch"
     telemetry: str = "devices/+/+/telemetry"
     deadletter: str = "gridwatch/deadletter"
     alerts_prefix: str = "gridwatch"
@@ -55,6 +90,93 @@ class TopicSettings(Section):
     #: Levels of the site and of the device id in ``devices/{site}/{device_id}/telemetry``.
     site_level: Annotated[int, Field(ge=0, le=16)] = 1
     device_id_level: Annotated[int, Field(ge=0, le=16)] = 2
+    #: Per-process subscriptions of a cluster: process id (``gridwatch run -i``, or
+    #: ``gridwatch collect --partition``) -> the regions whose readings and batches that
+    #: process's collector hears. Each ``reading`` and ``batch`` filter is subscribed once per
+    #: region, the region in place of its region level (the first ``+`` before
+    #: ``meter_id_level``: ``meters/+/+/reading`` -> ``meters/north/+/reading``). Empty: every
+    #: process subscribes to ``reading`` and ``batch`` as they are. Telemetry stays shared.
+    regions: dict[Annotated[int, Field(ge=0)], list[Region]] = Field(default_factory=dict)
+
+    @field_validator("reading", "batch")
+    @classmethod
+    def _valid_filters(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("an empty list of topic filters (the collector would hear "
+                                 "nothing)")
+            value = list(dict.fromkeys(value))
+        for flt in _filters(value):
+            check_filter(flt)
+        return value
+
+    @field_validator("telemetry")
+    @classmethod
+    def _valid_filter(cls, value: str) -> str:
+        return check_filter(value)
+
+    @field_validator("regions")
+    @classmethod
+    def _regions_listed(cls, value: dict[int, list[str]]) -> dict[int, list[str]]:
+        for pid, regions in value.items():
+            if not regions:
+                raise ValueError(f"process {pid} has no region (its collector would hear no "
+                                 "reading)")
+        return value
+
+    @model_validator(mode="after")
+    def _regions_have_a_level(self) -> TopicSettings:
+        if self.regions:
+            for flt in self.reading_filters + self.batch_filters:
+                self.region_level(flt)
+        return self
+
+    @property
+    def reading_filters(self) -> tuple[str, ...]:
+        """The filters of single readings (``reading`` as a tuple)."""
+        return _filters(self.reading)
+
+    @property
+    def batch_filters(self) -> tuple[str, ...]:
+        """The filters of concentrator batches (``batch`` as a tuple)."""
+        return _filters(self.batch)
+
+    def region_level(self, topic_filter: str) -> int:
+        """The level of ``topic_filter`` that holds the region: its first ``+`` before
+        ``meter_id_level``; :class:`ValueError` when there is none."""
+        for i, part in enumerate(topic_filter.split("/")[: self.meter_id_level]):
+            if part == "+":
+                return i
+        raise ValueError(f"topic filter {topic_filter!r} has no region level (a '+' before "
+                         f"the meter id's level {self.meter_id_level}) for topics.regions")
+
+    def claims(self) -> dict[str, list[int]]:
+        """Region -> the processes of ``regions`` that list it, in id order."""
+        out: dict[str, list[int]] = {}
+        for pid in sorted(self.regions):
+            for region in self.regions[pid]:
+                out.setdefault(region, []).append(pid)
+        return out
+
+    def for_process(self, process_id: int) -> TopicSettings:
+        """The topics of process ``process_id``'s collector: ``reading`` and ``batch`` with its
+        own regions in place (``regions`` then empty), or these settings when ``regions`` is
+        empty. :class:`ValueError` when ``regions`` names other processes but not this one:
+        its collector would otherwise hear their regions as well."""
+        if not self.regions:
+            return self
+        own = self.regions.get(process_id)
+        if own is None:
+            named = ", ".join(str(p) for p in sorted(self.regions))
+            raise ValueError(f"topics.regions names process(es) {named} but not process "
+                             f"{process_id}: give it its regions too")
+
+        def placed(filters: tuple[str, ...]) -> list[str]:
+            return list(dict.fromkeys(_with_level(f, self.region_level(f), r)
+                                      for f in filters for r in own))
+
+        return self.model_copy(update={"reading": placed(self.reading_filters),
+                                       "batch": placed(self.batch_filters), "regions": {}})
 
 
 class IngestSettings(Section):

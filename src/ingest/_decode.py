@@ -339,9 +339,11 @@ class Decoder:
                 f"{self.max_payload_bytes} (ingest.max_payload_bytes)",
             )
         t = self.topics
-        for kind, sub in (("reading", t.reading), ("batch", t.batch), ("telemetry", t.telemetry)):
-            if topic_matches(sub, topic):
-                return kind, topic.split("/")
+        for kind, subs in (("reading", t.reading_filters), ("batch", t.batch_filters),
+                           ("telemetry", (t.telemetry,))):
+            for sub in subs:
+                if topic_matches(sub, topic):
+                    return kind, topic.split("/")
         raise DecodeError(UNKNOWN_TOPIC, f"topic {topic!r:.200} matches no configured topic")
 
     def _batch_items(self, doc: Any, levels: list[str]) -> list[Any]:

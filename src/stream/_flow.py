@@ -50,6 +50,7 @@ from gridwatch._settings import Settings
 from gridwatch.models import Calendar, DailyProfile
 from gridwatch.stream._devices import DeviceLookup, device_events
 from gridwatch.stream._logic import (
+    KeptMeta,
     MetaLookup,
     SegmenterLogic,
     SegmentJudgeLogic,
@@ -110,48 +111,42 @@ class MeterFacts:
     (:func:`watch_key`, the grouping's ``key_of``) and whether it is an industrial customer's
     (the readings :meth:`industrial` sends to the load forecasts).
 
-    Kept per meter known to the registry (its ``MeterMeta`` object, about 100 B a meter); a
-    meter the registry does not know is looked up again at each reading (it may become known).
-    :meth:`check`, once per batch, looks one meter of the batch up again: a registry reload
-    makes new ``MeterMeta`` objects, and then every kept fact is dropped. ``clean`` holds the
-    meters known to be something other than an industrial customer's: a batch made of them
-    only has no industrial readings, found without a look at each reading's facts.
+    Kept per meter known to the registry (its entry in a :class:`KeptMeta`, about 100 B a
+    meter); a meter the registry does not know is looked up again at each reading (it may
+    become known). :meth:`check`, once per batch, drops every kept fact when the registry was
+    reloaded. ``clean`` holds the meters known to be something other than an industrial
+    customer's: a batch made of them only has no industrial readings, found without a look at
+    each reading's facts.
     """
 
     def __init__(self, lookup: MetaLookup, placement: Placement | None = None) -> None:
-        self.lookup = lookup
+        self.metas = KeptMeta(lookup)
         self.placement = placement
-        #: meter id → (its registry entry, its watch key, an industrial customer's)
-        self.known: dict[str, tuple[MeterMeta, str, bool]] = {}
+        #: meter id → (its watch key, an industrial customer's), for meters the registry knows
+        self.known: dict[str, tuple[str, bool]] = {}
         self.clean: set[str] = set()
 
-    def check(self, readings: Sequence[Reading]) -> None:
-        """Drop every kept fact if the registry now answers with another entry for the first
-        kept meter of ``readings`` (it was reloaded). Once per batch."""
-        known = self.known
-        for r in readings:
-            kept = known.get(r.meter_id)
-            if kept is not None:
-                if self.lookup(r.meter_id) is not kept[0]:
-                    known.clear()
-                    self.clean.clear()
-                return
+    def check(self) -> None:
+        """Drop every kept fact if the registry was reloaded. Once per batch."""
+        if self.metas.reloaded():
+            self.known.clear()
+            self.clean.clear()
 
-    def _facts(self, meter_id: str) -> tuple[MeterMeta | None, str, bool]:
-        m = self.lookup(meter_id)
+    def _facts(self, meter_id: str) -> tuple[str, bool]:
+        m = self.metas.get(meter_id)
         key = watch_key(meter_id, m, self.placement)
         if m is None:
-            return None, key, False
+            return key, False
         ind = bool(m.customer_id) and m.customer_class == "industrial"
-        self.known[meter_id] = (m, key, ind)
+        self.known[meter_id] = (key, ind)
         if not ind:
             self.clean.add(meter_id)
-        return m, key, ind
+        return key, ind
 
     def __call__(self, r: Reading) -> str:
         """The watch key of ``r``'s meter."""
         kept = self.known.get(r.meter_id)
-        return kept[1] if kept is not None else self._facts(r.meter_id)[1]
+        return kept[0] if kept is not None else self._facts(r.meter_id)[0]
 
     def industrial_of(self, batches: list[ReadingBatch]) -> list[Reading]:
         """The readings of industrial customers in ``batches``, in order (one call for all the
@@ -168,16 +163,16 @@ class MeterFacts:
         readings = b.readings
         if not readings:
             return []
-        self.check(readings)
+        self.check()
         if self.clean.issuperset(map(_meter_id, readings)):
             return []
         out = []
         known = self.known
         for r in readings:
-            kept: tuple[MeterMeta | None, str, bool] | None = known.get(r.meter_id)
+            kept = known.get(r.meter_id)
             if kept is None:
                 kept = self._facts(r.meter_id)
-            if kept[2]:
+            if kept[1]:
                 out.append(r)
         return out
 

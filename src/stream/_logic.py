@@ -79,6 +79,38 @@ class TheftCandidate:
     weekend_curve: tuple[float, ...]
 
 
+class KeptMeta:
+    """The registry's entries of meters, kept across batches: ``get`` looks a meter up once
+    and keeps what the registry knows (a meter it does not know is looked up again each time:
+    it may be added at any moment); :meth:`reloaded`, once per batch, looks one kept meter up
+    again — a registry reload makes new ``MeterMeta`` objects, and then every kept entry is
+    dropped."""
+
+    __slots__ = ("known", "lookup")
+
+    def __init__(self, lookup: MetaLookup) -> None:
+        self.lookup = lookup
+        self.known: dict[str, MeterMeta] = {}
+
+    def reloaded(self) -> bool:
+        """Whether the registry was reloaded since the entries were kept (they are dropped)."""
+        known = self.known
+        if known:
+            probe = next(iter(known))
+            if self.lookup(probe) is not known[probe]:
+                known.clear()
+                return True
+        return False
+
+    def get(self, meter_id: str) -> MeterMeta | None:
+        m = self.known.get(meter_id)
+        if m is None:
+            m = self.lookup(meter_id)
+            if m is not None:
+                self.known[meter_id] = m
+        return m
+
+
 _OK, _PENDING, _ALERTED, _FEEDER = 0, 1, 2, 3
 #: below a silence deadline by more than any rounding of ``now - last`` against ``last + k * iv``
 _SLACK = 1e-3
@@ -282,8 +314,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         self.parts: dict[str, float] = {}
         #: readings waiting for the slower partitions: (event time, reading), arrival order
         self.held: list[tuple[float, Reading]] = []
-        #: the registry's facts of the cell's meters (see ``_metas``)
-        self._known: dict[str, MeterMeta] = {}
+        #: the registry's entries of the cell's meters, checked once per batch
+        self._kept = KeptMeta(meta)
         watch = None
         if resume:
             state = pickle.loads(resume)
@@ -377,35 +409,9 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         parts = self.parts
         if t > parts.get(part, -math.inf):
             parts[part] = t
-        if len(parts) == 1:
-            self._steps([(t, r)], out)
-        else:  # a lone reading beside batches of other partitions
-            self._step(r, t, min(parts.values()) - self.lateness_s, out)
-
-    def _metas(self) -> Callable[[str], MeterMeta | None]:
-        """The meter facts for one batch: the registry's own objects, kept across batches
-        (one look-up per batch checks that they still are the registry's: a reload makes new
-        objects, and the cache starts over); unknown meters are looked up again each batch."""
-        known = self._known
-        if known:
-            probe = next(iter(known))
-            if self.meta(probe) is not known[probe]:
-                known.clear()
-        lookup = self.meta
-        unknown: set[str] = set()
-
-        def meta_of(meter_id: str) -> MeterMeta | None:
-            m = known.get(meter_id)
-            if m is not None or meter_id in unknown:
-                return m
-            m = lookup(meter_id)
-            if m is None:
-                unknown.add(meter_id)
-            else:
-                known[meter_id] = m
-            return m
-
-        return meta_of
+        # a lone reading beside batches of other partitions: the slowest one's watermark
+        self._steps([(t, r)], out,
+                    None if len(parts) == 1 else min(parts.values()) - self.lateness_s)
 
     def _verdicts(self) -> Verdicts | None:
         """The verdict feed for one batch, or None when it says that nothing waits (a feed
@@ -418,10 +424,12 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             return None
         return feed
 
-    def _steps(self, timed: Sequence[tuple[float, Reading]], out: list[Any]) -> None:
+    def _steps(self, timed: Sequence[tuple[float, Reading]], out: list[Any],
+               at: float | None = None) -> None:
         """Readings with their event times, each through the watch and its meter, the cell's
-        watermark at each one's time minus ``lateness_s``: the per-reading work of a batch,
-        with what does not change within the batch looked up once."""
+        watermark at each one's time minus ``lateness_s`` (at ``at`` for all, when given): the
+        per-reading work of a batch, with what does not change within the batch looked up
+        once."""
         if not timed:
             return
         lateness = self.lateness_s
@@ -431,12 +439,14 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         meters = self.meters
         watch = self.watch
         seen = watch.seen
-        meta_of = self._metas()
+        kept = self._kept
+        kept.reloaded()
+        meta_of = kept.get
         verdicts = self._verdicts()
         power_fail = MeterStatus.POWER_FAIL
         append = out.append
         for t, r in timed:
-            wm = t - lateness
+            wm = t - lateness if at is None else at
             if wm > self.next_tick:
                 self._catch_up(wm, out)
             meter_id = r.meter_id
@@ -481,30 +491,6 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                     tuple(float(x) for x in state.we_curve)))
             else:
                 out.append(ev)
-
-    def _step(self, r: Reading, t: float, wm: float, out: list[Any]) -> None:
-        """One reading through the watch and its meter, the cell's watermark at ``wm``."""
-        if wm > self.next_tick:
-            self._catch_up(wm, out)
-        meta = self.meta(r.meter_id)
-        feeder = self.watch.on_reading(r, meta)
-        if feeder:
-            out.extend(feeder)
-        state = self.meters.get(r.meter_id)
-        if state is None:
-            state = self.meters[r.meter_id] = MeterState(r.meter_id)
-        if self.verdicts is not None:  # the closed loop: managers' verdicts reach the meter
-            for _, etype, kind, outcome, given in self.verdicts(r.meter_id):
-                state.verdict(etype, kind, outcome, t, settings=self.settings, given=given)
-        res = state.step(r, meta, None, self.settings, self.calendar)
-        if res.events:
-            self._events(res.events, state, meta, out)
-        if res.score is not None:
-            out.append(res.score)
-        if res.profile is not None:
-            out.append(res.profile)
-        if wm > self.wm:
-            self._advance(wm, out)
 
     def _catch_up(self, wm: float, out: list[Any]) -> None:
         """Tick every boundary the watermark passed before ``wm``, each at its own time: the

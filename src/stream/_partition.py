@@ -128,8 +128,8 @@ def _group(items: list[Any], part: str, key_of: Callable[[Reading], str],
     if not readings:
         return out, newest
     check = getattr(key_of, "check", None)
-    if check is not None:
-        check(readings)
+    if check is not None:  # kept facts (``MeterFacts``): a registry reload seen once a batch
+        check()
     groups: dict[str, list[Reading]] = {}
     get = groups.get
     for r in readings:

@@ -50,7 +50,7 @@ def test_registry_reload_is_seen_at_the_next_check():
     assert facts.industrial(batch(["a", "b"])) == []
     # a reload: new objects, "a" moves to another cell, "b" becomes an industrial customer's
     registry = {"a": meta("a", "c9"), "b": meta("b", "c1", "industrial")}
-    facts.check([reading("a")])
+    facts.check()
     assert facts(reading("a")) == "cell:c9"
     out = facts.industrial(batch(["a", "b", "a"]))
     assert [r.meter_id for r in out] == ["b"]

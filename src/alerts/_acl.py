@@ -59,25 +59,6 @@ def _read_credentials(path: Path) -> dict[str, str]:
                 if row.get("user") and row.get("password")}
 
 
-def _with_level(topic: str, level: int, value: str) -> str:
-    parts = topic.split("/")
-    if level >= len(parts):
-        raise ValueError(f"topic {topic!r} has no level {level}")
-    parts[level] = value
-    return "/".join(parts)
-
-
-def region_level(topics: TopicSettings) -> int:
-    """The topic level of the region: the first wildcard level before the meter id's
-    (``meters/{region}/{meter_id}/reading``: level 1)."""
-    levels = topics.reading_filters[0].split("/")
-    for i, part in enumerate(levels[: topics.meter_id_level]):
-        if part == "+":
-            return i
-    raise ValueError(f"topics.reading {topics.reading_filters[0]!r} has no region level "
-                     f"before the meter id (level {topics.meter_id_level})")
-
-
 def acl_rules(registry: Registry, alerts: AlertSettings, *, router_user: str,
               extra: Mapping[str, Sequence[str]] | None = None,
               collector_user: str | None = None, topics: TopicSettings | None = None,
@@ -108,18 +89,15 @@ def acl_rules(registry: Registry, alerts: AlertSettings, *, router_user: str,
                                  *(f"topic read {f}" for f in topics.batch_filters),
                                  f"topic read {topics.telemetry}",
                                  f"topic write {topics.deadletter}"], "collector", shared=True)
-        level = region_level(topics) if regions or meter_logins else 0
-        for region in regions:
+        for region in regions:  # every reading and batch filter, in the region's place
             add(region_user.format(region=region),
-                [f"topic write {_with_level(topics.reading_filters[0], level, region)}",
-                 f"topic write {_with_level(topics.batch_filters[0], level, region)}"],
-                "region")
+                [f"topic write {topics.with_level(f, topics.region_level(f), region)}"
+                 for f in (*topics.reading_filters, *topics.batch_filters)], "region")
         if meter_logins:
             for meter_id in sorted({m.id for c in registry.customers for m in c.meters}):
-                add(meter_id, [
-                    f"topic write "
-                    f"{_with_level(topics.reading_filters[0], topics.meter_id_level, meter_id)}"
-                ], "meter")
+                level = topics.meter_id_level
+                add(meter_id, [f"topic write {topics.with_level(f, level, meter_id)}"
+                               for f in topics.reading_filters], "meter")
     for mgr in registry.managers:
         add(mgr.id, [
             f"topic read {alerts.manager_topic.format(manager_id=mgr.id)}",

@@ -69,12 +69,6 @@ def _filters(value: str | list[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def _with_level(topic_filter: str, level: int, value: str) -> str:
-    parts = topic_filter.split("/")
-    parts[level] = value
-    return "/".join(parts)
-
-
 class TopicSettings(Section):
     #: Subscription filters of single readings and of concentrator batches: one filter or a
     #: list (``["meters/north/+/reading", "meters/east/+/reading"]``; from the environment,
@@ -150,6 +144,16 @@ class TopicSettings(Section):
         raise ValueError(f"topic filter {topic_filter!r} has no region level (a '+' before "
                          f"the meter id's level {self.meter_id_level}) for topics.regions")
 
+    @staticmethod
+    def with_level(topic_filter: str, level: int, value: str) -> str:
+        """``topic_filter`` with ``value`` at ``level`` (a region, a meter id);
+        :class:`ValueError` when the filter has no such level."""
+        parts = topic_filter.split("/")
+        if level >= len(parts):
+            raise ValueError(f"topic {topic_filter!r} has no level {level}")
+        parts[level] = value
+        return "/".join(parts)
+
     def claims(self) -> dict[str, list[int]]:
         """Region -> the processes of ``regions`` that list it, in id order."""
         out: dict[str, list[int]] = {}
@@ -172,7 +176,7 @@ class TopicSettings(Section):
                              f"{process_id}: give it its regions too")
 
         def placed(filters: tuple[str, ...]) -> list[str]:
-            return list(dict.fromkeys(_with_level(f, self.region_level(f), r)
+            return list(dict.fromkeys(self.with_level(f, self.region_level(f), r)
                                       for f in filters for r in own))
 
         return self.model_copy(update={"reading": placed(self.reading_filters),

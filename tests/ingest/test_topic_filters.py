@@ -132,6 +132,13 @@ def test_the_acl_reads_every_filter():
                       router_user="router", collector_user="collector", topics=t)
     assert "topic read meters/a/+/reading" in rules["collector"]
     assert "topic read meters/b/+/reading" in rules["collector"]
+    # a region's login and a meter's write on every filter of their kind, not the first only
+    t = TopicSettings(reading=["meters/+/+/reading", "site/+/+/reading"])
+    rules = acl_rules(Registry(), Settings().alerts, router_user="router", topics=t,
+                      regions=["north"])
+    assert rules["region-north"] == ["topic write meters/north/+/reading",
+                                     "topic write site/north/+/reading",
+                                     "topic write meters/north/+/batch"]
 
 
 def test_run_warns_when_exclusive_cells_share_the_default_topics():

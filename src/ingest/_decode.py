@@ -129,9 +129,11 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
     answers as paho-mqtt's ``topic_matches_sub`` (a property test compares them), without
     importing an MQTT client into the decoder.
     """
-    levels = topic.split("/")
-    pattern = topic_filter.split("/")
-    wild_first = not topic.startswith("$")
+    return _matches(topic_filter.split("/"), topic.split("/"), not topic.startswith("$"))
+
+
+def _matches(pattern: list[str], levels: list[str], wild_first: bool) -> bool:
+    """:func:`topic_matches` on a filter and a topic already split into levels."""
     for i in range(len(levels) + 1):
         wild = wild_first or i > 0
         if wild and i == len(pattern) - 1 and pattern[i] == "#":
@@ -168,6 +170,11 @@ class Decoder:
         max_meters: int = 2_000_000,
     ) -> None:
         self.topics = topics or TopicSettings()
+        t = self.topics
+        #: (kind, filter levels), in the order a topic is matched against them
+        self._routes = [(kind, flt.split("/")) for kind, filters in (
+            ("reading", t.reading_filters), ("batch", t.batch_filters),
+            ("telemetry", (t.telemetry,))) for flt in filters]
         ingest = ingest or IngestSettings()
         self.max_payload_bytes = ingest.max_payload_bytes
         self.max_future = timedelta(seconds=ingest.max_future_s)
@@ -219,18 +226,12 @@ class Decoder:
             return
         if key > entry[0]:  # newer than any kept: neither a duplicate nor stale (in order)
             entry[0] = key
-            entry.append(key)
-            if len(entry) > self.per_meter + 1:
-                del entry[1]
-            return
-        if key in entry[1:]:
-            raise DecodeError(
-                DUPLICATE, f"meter {item.meter_id} already has a reading at {item.ts.isoformat()}"
-            )
-        if entry[0] - key > self._max_backwards_us:
-            self._check_history(item)  # raises with the full message
-        if key > entry[0]:
-            entry[0] = key
+        else:
+            if key in entry[1:]:
+                raise DecodeError(DUPLICATE, f"meter {item.meter_id} already has a reading at "
+                                  f"{item.ts.isoformat()}")
+            if entry[0] - key > self._max_backwards_us:
+                self._check_history(item)  # raises with the full message
         entry.append(key)
         if len(entry) > self.per_meter + 1:
             del entry[1]
@@ -338,12 +339,11 @@ class Decoder:
                 TOO_LARGE, f"payload of {len(payload)} bytes exceeds the limit of "
                 f"{self.max_payload_bytes} (ingest.max_payload_bytes)",
             )
-        t = self.topics
-        for kind, subs in (("reading", t.reading_filters), ("batch", t.batch_filters),
-                           ("telemetry", (t.telemetry,))):
-            for sub in subs:
-                if topic_matches(sub, topic):
-                    return kind, topic.split("/")
+        levels = topic.split("/")
+        wild_first = not topic.startswith("$")
+        for kind, pattern in self._routes:
+            if _matches(pattern, levels, wild_first):
+                return kind, levels
         raise DecodeError(UNKNOWN_TOPIC, f"topic {topic!r:.200} matches no configured topic")
 
     def _batch_items(self, doc: Any, levels: list[str]) -> list[Any]:

@@ -15,23 +15,34 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
+import annotated_types as at
 from pydantic import BaseModel
 
-from gridwatch._schemas import Reading
+from gridwatch._schemas import ID_PATTERN, Reading
 
 __all__ = ["FastRows"]
 
-#: the float columns read here, with the schema's bounds (``Reading``'s ``ge``/``le``)
+
+
+def _bounds(name: str) -> tuple[float, float]:
+    """The ``ge``/``le`` bounds of ``Reading``'s field ``name`` (inside its optional type too),
+    read from the schema so that the two cannot drift apart."""
+    field = Reading.model_fields[name]
+    metas = list(field.metadata)
+    for arg in get_args(field.annotation):
+        for extra in get_args(arg)[1:]:
+            metas.extend(getattr(extra, "metadata", ()))
+    lo: Any = next(m.ge for m in metas if isinstance(m, at.Ge))
+    hi: Any = next(m.le for m in metas if isinstance(m, at.Le))
+    return float(lo), float(hi)
+
+
+#: the float columns read here, with the schema's bounds
 _FLOAT_BOUNDS: dict[str, tuple[float, float]] = {
-    "kw": (-100_000.0, 100_000.0),
-    "kwh": (0.0, 1e12),
-    "export_kwh": (0.0, 1e12),
-    "pf": (-1.0, 1.0),
-    "freq": (40.0, 70.0),
-}
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}").fullmatch  # the schema's ID_PATTERN
+    name: _bounds(name) for name in ("kw", "kwh", "export_kwh", "pf", "freq")}
+_ID = re.compile(ID_PATTERN).fullmatch
 _NUMBER = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,15})?").fullmatch
 _STAMP = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"

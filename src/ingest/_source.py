@@ -225,10 +225,8 @@ _CSV_FIELDS = {
     "status",
 }
 _TUPLE_FIELDS = {"voltage", "current", "status"}
-#: No timestamp is too far ahead in a file; a fixed ``now`` spares a clock read per row (with
-#: ``timedelta.max`` of tolerance no time compares otherwise against any ``now``).
-_FILE_CTX: dict[str, Any] = {"max_future": timedelta.max,
-                             "now": datetime(2000, 1, 1, tzinfo=UTC)}
+#: No timestamp is too far ahead in a file (and no clock is read for it).
+_FILE_CTX: dict[str, Any] = {"max_future": timedelta.max}
 _NO_STALE_CHECK_S = 1e13  # about 300,000 years
 
 

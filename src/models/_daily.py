@@ -34,6 +34,7 @@ from gridwatch.models._consumption import (
     supersede,
 )
 from gridwatch.models._record import (
+    _F16_MAX,
     DAY_CNT,
     DAY_MAX,
     DAY_MIN,
@@ -122,6 +123,13 @@ def _new_day(rec: MeterRecord, day: int) -> None:
     rec.day_max, rec.day_min = -math.inf, math.inf
 
 
+def _learn_curve(usual: np.ndarray, curve: np.ndarray, a: float) -> None:
+    """Move a usual curve (a float16 view) towards ``curve`` by ``a``, saturating at float16's
+    largest value as every other float16 part of the record does (beyond it a curve would turn
+    infinite, then NaN the next day, for good)."""
+    usual[:] = np.clip(usual + a * (curve - usual), -_F16_MAX, _F16_MAX)
+
+
 def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, cal: Calendar,
                t: float, out: list[Event]) -> DailyProfile | None:
     cnt = rec.view("day_cnt").astype(np.float32)
@@ -140,10 +148,8 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     daily_kwh = float(curve.sum())  # 24 hourly means in kW = kWh of the day
 
     usual_day = float(typical.sum())
-    # (a usual curve beyond float16 saturates to infinity: nothing to judge the day against)
     judged = (typical_days >= s.daily_min_days and rec.days >= s.daily_min_days
-              and usual_day > 24 * s.min_kw and math.isfinite(usual_day)
-              and math.isfinite(daily_kwh))
+              and usual_day > 24 * s.min_kw)
     held = False
     if judged:
         held = _judge_day(rec, curve, typical, daily_kwh / usual_day, usual_day, daily_kwh,
@@ -152,11 +158,11 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
         if off:
             rec.we_days += 1
             a = max(1.0 / rec.we_days, _ALPHA_CURVE)
-            we_curve += a * (curve - we_curve)
+            _learn_curve(we_curve, curve, a)
         else:
             rec.wd_days += 1
             a = max(1.0 / rec.wd_days, _ALPHA_CURVE)
-            wd_curve += a * (curve - wd_curve)
+            _learn_curve(wd_curve, curve, a)
 
     # month-on-month growth
     month = day_start.year * 12 + day_start.month

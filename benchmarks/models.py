@@ -26,15 +26,14 @@ Memory per meter at 10^5 and 10^6 meters, beside the version 4 layout, is
 from __future__ import annotations
 
 import argparse
-import csv
 import gc
-import gzip
 import math
 import pickle
 import resource
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -165,19 +164,12 @@ def bench_memory(template: MeterState, n: int) -> tuple[float, float]:
 
 
 def sgsc45(limit: int) -> list[Reading]:
-    """The first ``limit`` readings of the real set (in time order, all households)."""
-    out = []
-    with gzip.open(SGSC45, "rt", newline="") as fh:
-        rows = csv.reader(fh)
-        next(rows)
-        for m, ts, kw in rows:
-            out.append(Reading.model_construct(
-                meter_id=m, ts=datetime.fromisoformat(ts), kw=float(kw), kwh=None,
-                export_kwh=None, voltage=None, current=None, pf=None, freq=None, status=(),
-                interval_s=None))
-            if len(out) == limit:
-                break
-    return out
+    """The first ``limit`` readings of the real set (in time order, all households), read as
+    ``gridwatch replay`` reads the file (rejected rows left out)."""
+    from gridwatch.ingest import iter_readings_file
+
+    return list(islice((x for x in iter_readings_file(SGSC45) if isinstance(x, Reading)),
+                       limit))
 
 
 def demo_fleet() -> tuple[list[Reading], dict[str, MeterMeta], DetectionSettings]:
@@ -196,6 +188,7 @@ def _step_all(readings: list[Reading], metas: dict[str, MeterMeta],
     """CPU seconds of ``MeterState.step`` over ``readings`` from fresh states."""
     from gridwatch.models import _meter
 
+    was = _meter.FAST_PATH
     _meter.FAST_PATH = fast
     try:
         cal = Calendar(settings.timezone, settings.holiday_country)
@@ -209,7 +202,7 @@ def _step_all(readings: list[Reading], metas: dict[str, MeterMeta],
             st.step(r, get(r.meter_id), None, settings, cal)
         return time.process_time() - t0
     finally:
-        _meter.FAST_PATH = True
+        _meter.FAST_PATH = was
 
 
 def bench_quiet(readings: list[Reading], metas: dict[str, MeterMeta],

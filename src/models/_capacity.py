@@ -8,6 +8,7 @@ in the event.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from gridwatch._schemas import Event, MeterMeta, Reading, Severity
 from gridwatch.models._alarms import fire, iso, r3, resolve
@@ -27,13 +28,25 @@ from gridwatch.models._record import (
     put,
 )
 
-__all__ = ["judge"]
+__all__ = ["judge", "plan"]
 
 
 #: ``0.85 ** h`` and ``0.9 ** h`` for the horizon's steps (h = 0 .. 240: a one-minute
 #: interval over the longest horizon)
 _P85 = tuple(0.85 ** h for h in range(242))
 _P90 = tuple(0.9 ** h for h in range(242))
+
+
+@lru_cache(maxsize=64)
+def plan(horizon_min: float, interval: float) -> tuple[tuple[float, float, float], ...]:
+    """The forecast's steps over ``horizon_min`` at ``interval`` seconds: (offset in seconds,
+    the trend's damping, the residual's decay), the same for every meter at that interval."""
+    out = []
+    damp = 0.0
+    for step in range(1, max(1, int(horizon_min * 60 // interval)) + 1):
+        damp += _P85[step] if step < 242 else 0.85 ** step
+        out.append((step * interval, damp, _P90[step] if step < 242 else 0.9 ** step))
+    return tuple(out)
 
 
 def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMeta,
@@ -51,24 +64,20 @@ def judge(rec: MeterRecord, r: Reading, t: float, interval: float, meta: MeterMe
         cur = kw - (expected if warm else 0.0)
         x[TREND_EW] = 0.7 * x[TREND_EW] + 0.3 * (cur - prev)
     limit = kva * s.capacity_warn_fraction
-    steps = max(1, int(s.capacity_horizon_min * 60 // interval))
     cross_t = cross_kva = None
     peak = kw / pf
-    damp = 0.0
     trend = x[TREND_EW]
     h = rec.h
     g = _SHRINK * F16[h[LV_KW + GLOBAL]]
     known = cal._q.get  # the calendar's quarters (its ``info`` fills them)
-    for step in range(1, steps + 1):
-        th = t + step * interval
-        damp += _P85[step] if step < 242 else 0.85 ** step
+    for off, damp, p90 in plan(s.capacity_horizon_min, interval):
+        th = t + off
         # the larger of the usual shape of the day carried forward and the trend of now: a
         # warning errs on the side of the feeder
         if warm:
             d = _LEVEL[(known(int(th // 900)) or cal.info(th))[1]]
             n_d = h[LV_N + d]
-            usual = (n_d * F16[h[LV_KW + d]] + g) / (n_d + _SHRINK) + resid * (
-                _P90[step] if step < 242 else 0.9 ** step)
+            usual = (n_d * F16[h[LV_KW + d]] + g) / (n_d + _SHRINK) + resid * p90
             if usual < kw:
                 usual = kw
         else:

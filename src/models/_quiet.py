@@ -34,7 +34,7 @@ import struct
 from array import array
 
 from gridwatch._schemas import MeterMeta, Reading, Score
-from gridwatch.models._alarms import r3
+from gridwatch.models._alarms import cond, r3
 from gridwatch.models._baseline import (
     _ALPHA_DT,
     _ALPHA_G,
@@ -45,7 +45,7 @@ from gridwatch.models._baseline import (
     _SHRINK_TOW,
 )
 from gridwatch.models._calendar import Calendar, calendar_for
-from gridwatch.models._capacity import _P85, _P90
+from gridwatch.models._capacity import plan as capacity_plan
 from gridwatch.models._config import ClassPolicy, DetectionSettings
 from gridwatch.models._consumption import policy
 from gridwatch.models._record import (
@@ -85,11 +85,9 @@ from gridwatch.models._record import (
     ZERO_FRAC,
     MeterRecord,
     N,
-    drop,
     enc_f16,
     enc_log,
     f32,
-    put,
 )
 from gridwatch.models._result import StepResult
 from gridwatch.models._theft import window_quiet
@@ -126,7 +124,7 @@ class _Consts:
 
     __slots__ = ("band_hi", "band_lo", "drift_s", "hi1", "hi3", "hi_f1", "hi_f3", "i_unb", "infer",
                  "interval_s", "levels", "lo1", "lo3", "lo_f1", "lo_f3", "min_kw", "min_pf",
-                 "nom1", "nom3", "plans", "pols", "rev_kw", "settings", "severe_pf", "thin",
+                 "pols", "rev_kw", "settings", "severe_pf", "thin",
                  "two_min_kw", "v_unb", "warmup_s", "widen")
 
     def __init__(self, s: DetectionSettings) -> None:
@@ -140,11 +138,11 @@ class _Consts:
         self.warmup_s = s.warmup_h * 3600
         self.band_hi, self.band_lo = s.band_hi, s.band_lo
         # (the factors as _quality writes them: nominal * (1 - pct / 100))
-        self.nom1, self.nom3 = s.nominal_voltage_v, s.three_phase_nominal_v
+        nom1, nom3 = s.nominal_voltage_v, s.three_phase_nominal_v
         self.lo_f1, self.hi_f1 = 1 - s.voltage_low_pct / 100, 1 + s.voltage_high_pct / 100
         self.lo_f3, self.hi_f3 = 1 - s.three_phase_pct / 100, 1 + s.three_phase_pct / 100
-        self.lo1, self.hi1 = self.nom1 * self.lo_f1, self.nom1 * self.hi_f1
-        self.lo3, self.hi3 = self.nom3 * self.lo_f3, self.nom3 * self.hi_f3
+        self.lo1, self.hi1 = nom1 * self.lo_f1, nom1 * self.hi_f1
+        self.lo3, self.hi3 = nom3 * self.lo_f3, nom3 * self.hi_f3
         self.min_pf, self.severe_pf = s.min_power_factor, s.severe_power_factor
         # a meter with no verdict on record: _consumption's ``widen`` with a zero weight
         self.widen = 1.0 + s.feedback_strength * 0.0
@@ -152,8 +150,6 @@ class _Consts:
         self.thin = tuple(1.0 + s.thin_widen / _sqrt(1.0 + n) for n in range(_TABLE))
         self.v_unb, self.i_unb = s.voltage_unbalance_pct, s.current_unbalance_pct
         self.pols: dict[object, ClassPolicy] = {None: policy(None, s)}
-        #: interval (s) -> the capacity forecast's steps
-        self.plans: dict[int, tuple[tuple[float, float, float], ...]] = {}
         #: (event time, interval, calendar) -> the level of each step of the capacity forecast
         self.levels: dict[tuple[float, int, Calendar], tuple[int, ...]] = {}
 
@@ -161,26 +157,41 @@ class _Consts:
 _CONSTS: list[_Consts] = []
 
 
-def _consts(s: DetectionSettings) -> _Consts:
-    for c in _CONSTS:
-        if c.settings is s:
-            return c
+def _new_consts(s: DetectionSettings) -> _Consts:
+    """The constants of settings ``s``, kept (``quiet_step`` looks for them first)."""
     c = _Consts(s)
     _CONSTS.insert(0, c)
     del _CONSTS[4:]  # (settings are frozen and few: an engine holds one)
     return c
 
 
-def _plan(s: DetectionSettings, interval: float) -> tuple[tuple[float, float, float], ...]:
-    """The over-capacity forecast's steps at ``interval``: (offset, damping, residual decay),
-    each computed as _capacity.judge computes it."""
-    steps = max(1, int(s.capacity_horizon_min * 60 // interval))
-    out = []
-    damp = 0.0
-    for step in range(1, steps + 1):
-        damp += _P85[step] if step < 242 else 0.85 ** step
-        out.append((step * interval, damp, _P90[step] if step < 242 else 0.9 ** step))
-    return tuple(out)
+def _learn_level(h: array, i: int, a: float, y: float, y_kw: float, winsorise: bool) -> None:
+    """``_baseline._update`` of level ``i`` at learning rate ``a`` (log-load ``y``, load
+    ``y_kw``), with the encodings of ``enc_log`` and ``enc_f16`` inlined."""
+    lv_mu = h[LV_MU + i] * _S - _B
+    lv_dev = h[LV_DEV + i] * _S - _B
+    rr = y - lv_mu
+    d_new = abs(rr)
+    if winsorise:
+        md = _MIN_DEV if lv_dev < _MIN_DEV else lv_dev
+        lim = 2.5 * md
+        if rr > lim:
+            rr = lim
+        elif rr < -lim:
+            rr = -lim
+        if 4 * md < d_new:
+            d_new = 4 * md
+    v = (lv_mu + a * rr + _B) * 2048.0 + 0.5  # (enc_log)
+    h[LV_MU + i] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
+    v = (lv_dev + a * (d_new - lv_dev) + _B) * 2048.0 + 0.5
+    h[LV_DEV + i] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
+    lv_kw = F16[h[LV_KW + i]]
+    v = lv_kw + a * (y_kw - lv_kw)  # (enc_f16)
+    if v > _F16_MAX:
+        v = _F16_MAX
+    elif v < -_F16_MAX:
+        v = -_F16_MAX
+    h[LV_KW + i] = _unpack_h(_pack_e(v))[0]
 
 
 def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: DetectionSettings,
@@ -206,7 +217,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         if c.settings is s:
             break
     else:
-        c = _consts(s)
+        c = _new_consts(s)
     kw = r.kw
     kva = None
     has_export = exporting = False
@@ -417,9 +428,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         limit = float(kva) * s.capacity_warn_fraction
         if kw / pfc >= limit:
             return None
-        plan = c.plans.get(interval_i)
-        if plan is None:
-            plan = c.plans[interval_i] = _plan(s, interval)
+        plan = capacity_plan(s.capacity_horizon_min, interval)
         if warm:
             # the level of each step's slot: the same for every meter reading at ``t``
             key = (t, interval_i, cal)
@@ -458,14 +467,8 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     x[GAP_RUN] = run
     x[INFERRED_S] = inferred
     x[INTERVAL_S] = interval_i
-    if stuck:  # _alarms.cond on a bad reading that does not fire
-        drop(rec, "clr", _STUCK)
-        put(rec, "cnt", _STUCK, n_stuck)
-        if n_stuck == 1:
-            put(rec, "since", _STUCK, t)
-    elif pending:  # ... and on a good one
-        drop(rec, "cnt", _STUCK)
-        drop(rec, "since", _STUCK)
+    if stuck or pending:  # counted, or the count reset: never fires (checked above)
+        cond(rec, out.events, _STUCK, stuck, t, meta, fire_after=s.stuck_readings - 1)
     if new_start:
         x[STARTED] = t
     if warm and not exporting:
@@ -512,32 +515,9 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             h[LV_MU + GLOBAL] = enc_log(y)
             h[LV_DEV + GLOBAL] = enc_log(0.0)
             h[LV_KW + GLOBAL] = enc_f16(y_kw)
-        else:  # (_baseline._update, inlined)
-            a = _A_G[g_n] if g_n < _TABLE else max(1.0 / (g_n + 1 + 0.0), _ALPHA_G)
-            lv_mu = h[LV_MU + GLOBAL] * _S - _B
-            lv_dev = h[LV_DEV + GLOBAL] * _S - _B
-            rr = y - lv_mu
-            d_new = abs(rr)
-            if g_n + 0.0 >= 8:  # winsorised
-                md = _MIN_DEV if lv_dev < _MIN_DEV else lv_dev
-                lim = 2.5 * md
-                if rr > lim:
-                    rr = lim
-                elif rr < -lim:
-                    rr = -lim
-                if 4 * md < d_new:
-                    d_new = 4 * md
-            v = (lv_mu + a * rr + _B) * 2048.0 + 0.5  # (enc_log)
-            h[LV_MU + GLOBAL] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
-            v = (lv_dev + a * (d_new - lv_dev) + _B) * 2048.0 + 0.5
-            h[LV_DEV + GLOBAL] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
-            lv_kw = F16[h[LV_KW + GLOBAL]]
-            v = lv_kw + a * (y_kw - lv_kw)  # (enc_f16)
-            if v > _F16_MAX:
-                v = _F16_MAX
-            elif v < -_F16_MAX:
-                v = -_F16_MAX
-            h[LV_KW + GLOBAL] = _unpack_h(_pack_e(v))[0]
+        else:
+            _learn_level(h, GLOBAL, _A_G[g_n] if g_n < _TABLE
+                         else max(1.0 / (g_n + 1 + 0.0), _ALPHA_G), y, y_kw, g_n >= 8)
         if g_n < 65_535:
             h[LV_N + GLOBAL] = g_n + 1
         # the day-type hour (a new one starts from the meter-wide level)
@@ -545,32 +525,9 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         if not n_d:
             h[LV_MU + d], h[LV_DEV + d] = h[LV_MU + GLOBAL], h[LV_DEV + GLOBAL]
             h[LV_KW + d] = h[LV_KW + GLOBAL]
-        # (_baseline._update, inlined; a day-type hour has a prior: never empty)
-        a = _A_D[n_d] if n_d < _TABLE else max(1.0 / (n_d + 1 + _SHRINK), _ALPHA_DT)
-        lv_mu = h[LV_MU + d] * _S - _B
-        lv_dev = h[LV_DEV + d] * _S - _B
-        rr = y - lv_mu
-        d_new = abs(rr)
-        if n_d + _SHRINK >= 8:  # winsorised
-            md = _MIN_DEV if lv_dev < _MIN_DEV else lv_dev
-            lim = 2.5 * md
-            if rr > lim:
-                rr = lim
-            elif rr < -lim:
-                rr = -lim
-            if 4 * md < d_new:
-                d_new = 4 * md
-        v = (lv_mu + a * rr + _B) * 2048.0 + 0.5  # (enc_log)
-        h[LV_MU + d] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
-        v = (lv_dev + a * (d_new - lv_dev) + _B) * 2048.0 + 0.5
-        h[LV_DEV + d] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
-        lv_kw = F16[h[LV_KW + d]]
-        v = lv_kw + a * (y_kw - lv_kw)  # (enc_f16)
-        if v > _F16_MAX:
-            v = _F16_MAX
-        elif v < -_F16_MAX:
-            v = -_F16_MAX
-        h[LV_KW + d] = _unpack_h(_pack_e(v))[0]
+        # (a day-type hour has a prior: never empty; winsorised from 8 samples with it)
+        _learn_level(h, d, _A_D[n_d] if n_d < _TABLE
+                     else max(1.0 / (n_d + 1 + _SHRINK), _ALPHA_DT), y, y_kw, n_d >= 4)
         if n_d < 65_535:
             h[LV_N + d] = n_d + 1
         # the time-of-week slot
@@ -589,9 +546,8 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         h[TOW_MU + slot] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
         if n_s < 255:
             h[j] = cc + 256 if slot & 1 else cc + 1
-        n = int(x[N])
         zf = x[ZERO_FRAC]
-        a = 1.0 / n if n else 1.0  # (max(a, 0.002))
+        a = 1.0 / int(x[N])  # (max(a, 0.002); N > 0 on this path)
         if a < 0.002:
             a = 0.002
         x[ZERO_FRAC] = zf + a * ((kw <= min_kw) - zf)

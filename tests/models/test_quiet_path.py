@@ -11,8 +11,6 @@ streams, on which the quiet path must also be taken for most readings.
 
 from __future__ import annotations
 
-import csv
-import gzip
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -366,8 +364,7 @@ def run_both(readings: list[Reading], metas: dict[str, MeterMeta], s: DetectionS
             if tw is None:
                 tw = twins[r.meter_id] = Twins(r.meter_id)
             events += len(tw.step(r, metas.get(r.meter_id), s, cal)[0])
-    for tw in twins.values():
-        tw.same()
+            tw.same()  # after every reading, not only at the end
     return len(readings), counted.taken, events
 
 
@@ -394,24 +391,22 @@ def test_demo_fleet_with_anomalies_identical_both_ways() -> None:
 
 def _sgsc45(households: int, limit: int) -> list[Reading]:
     """The first ``limit`` readings of the first ``households`` households of the file (which
-    is in time order)."""
+    is in time order), read as ``gridwatch replay`` reads it."""
+    from gridwatch.ingest import iter_readings_file
+
     assert SGSC45.exists(), f"the sgsc45 set is missing: {SGSC45} (the shared datasets)"
     out: list[Reading] = []
     chosen: set[str] = set()
-    with gzip.open(SGSC45, "rt", newline="") as fh:
-        rows = csv.reader(fh)
-        next(rows)
-        for m, ts, kw in rows:
-            if m not in chosen:
-                if len(chosen) == households:
-                    continue
-                chosen.add(m)
-            out.append(Reading.model_construct(
-                meter_id=m, ts=datetime.fromisoformat(ts), kw=float(kw), kwh=None,
-                export_kwh=None, voltage=None, current=None, pf=None, freq=None, status=(),
-                interval_s=None))
-            if len(out) == limit:
-                break
+    for r in iter_readings_file(SGSC45):
+        if not isinstance(r, Reading):
+            continue
+        if r.meter_id not in chosen:
+            if len(chosen) == households:
+                continue
+            chosen.add(r.meter_id)
+        out.append(r)
+        if len(out) == limit:
+            break
     return out
 
 

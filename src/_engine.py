@@ -13,7 +13,8 @@ import logging
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -164,7 +165,6 @@ def cluster_placement(settings: Settings, processes: int) -> Any:
     """The dataflow's :class:`~gridwatch.stream.Placement` from ``engine.placement`` for a
     cluster of ``processes`` processes, or None (no placement, or a single process, where
     nothing crosses anyway). A process id beyond the cluster is a configuration error."""
-    from gridwatch._settings import ConfigError
     from gridwatch.stream import Placement
 
     cells = settings.engine.placement
@@ -188,8 +188,6 @@ def check_placement_store(settings: Settings, placement: Any) -> None:
     new keys, the cells' recovered state would stay behind under the old ones (their meters
     silent there for ever). The placement is written beside the recovery partitions on first
     use; a store from before (no file) was made without one."""
-    from gridwatch._settings import ConfigError
-
     rdir = settings.engine.recovery_dir
     if rdir is None:
         return
@@ -309,15 +307,24 @@ def verdict_feed(settings: Settings) -> Any:
     return VerdictFeed(db, clock=lambda: datetime.now(UTC))
 
 
-def tune_gc(threshold: int) -> None:
-    """After start-up: freeze what exists (the collector no longer scans it) and collect the
-    youngest generation every ``threshold`` new container objects, the older ones every 20
-    collections of the younger (``engine.gc_threshold``; 0 leaves Python's settings)."""
+@contextmanager
+def tuned_gc(threshold: int) -> Iterator[None]:
+    """While the dataflow runs: freeze what exists (the collector no longer scans it) and
+    collect the youngest generation every ``threshold`` new container objects, the older ones
+    every 20 collections of the younger (``engine.gc_threshold``; 0 leaves Python's settings);
+    Python's settings again after (the process may go on: a command run in-process)."""
     if threshold <= 0:
+        yield
         return
+    before = gc.get_threshold()
     gc.collect()
     gc.freeze()
     gc.set_threshold(threshold, 20, 20)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 def placement_topics_warning(settings: Settings, processes: int) -> str | None:
@@ -329,8 +336,9 @@ def placement_topics_warning(settings: Settings, processes: int) -> str | None:
     e, t = settings.engine, settings.topics
     if processes < 2 or not e.placement or not e.placement_exclusive or t.regions:
         return None
+    default = TopicSettings()
     if set(t.reading_filters + t.batch_filters) & set(
-            TopicSettings().reading_filters + TopicSettings().batch_filters):
+            default.reading_filters + default.batch_filters):
         return ("engine.placement_exclusive with the default topics: every process's "
                 "collector hears every cell, so a placed cell's first batch may be stepped "
                 "before the other process's older readings; give each process its own "
@@ -360,12 +368,12 @@ def cluster_topics(settings: Settings, processes: int, process_id: int) -> Setti
                 f"(ids 0..{procs - 1}) and no other: "
                 + "; ".join(([f"missing {missing}"] if missing else [])
                             + ([f"not in the cluster {extra}"] if extra else [])))
-        for region, pids in settings.topics.claims().items():
-            if len(pids) > 1:  # (refused by the settings with placement_exclusive)
-                log.warning("topics.regions: region %r is listed for processes %s: the shared "
-                            "subscription splits its messages between them, so its cells' "
-                            "readings cross between processes", region,
-                            ", ".join(map(str, pids)))
+        for region, pids in settings.topics.shared_regions().items():
+            # (refused by the settings with placement_exclusive)
+            log.warning("topics.regions: region %r is listed for processes %s: the shared "
+                        "subscription splits its messages between them, so its cells' "
+                        "readings cross between processes", region,
+                        ", ".join(map(str, pids)))
         own = settings.topics.for_process(pid)
         log.info("process %d subscribes to its own regions: %s", pid,
                  ", ".join(own.reading_filters + own.batch_filters))
@@ -507,15 +515,15 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                                      partitions=list(range(procs))).list_parts()
                                  if procs > 1 else (),
                                  placement=placement)
-        tune_gc(settings.engine.gc_threshold)
-        cli_main(
-            flow,
-            workers_per_process=settings.engine.workers,
-            process_id=process_id,
-            addresses=addresses,
-            epoch_interval=timedelta(seconds=settings.engine.epoch_s),
-            recovery_config=recovery,
-        )
+        with tuned_gc(settings.engine.gc_threshold):
+            cli_main(
+                flow,
+                workers_per_process=settings.engine.workers,
+                process_id=process_id,
+                addresses=addresses,
+                epoch_interval=timedelta(seconds=settings.engine.epoch_s),
+                recovery_config=recovery,
+            )
     finally:
         collector.stop()
         if tags is not None:
@@ -579,15 +587,8 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
                              snapshots=False,  # a replay runs without recovery
                              devices=registry_devices(settings, router),
                              partitions=parts if len(parts) > 1 else ())
-    before = gc.get_threshold()
-    if entry_point:
-        tune_gc(settings.engine.gc_threshold)
-    try:
+    with tuned_gc(settings.engine.gc_threshold if entry_point else 0):
         run_main(flow, epoch_interval=timedelta(seconds=settings.engine.epoch_s))
-    finally:
-        if entry_point and settings.engine.gc_threshold > 0:
-            gc.unfreeze()  # the process may go on (a command run in-process)
-            gc.set_threshold(*before)
     if tags is not None:
         tags.settle(force=True)  # the last day whose profiles arrived
     stats = RunStats()

@@ -191,15 +191,11 @@ def registry_lookups(settings: Any, registry: Path | None
     it exists (read once); the device facts are None when the registry lists no device."""
     from gridwatch.alerts import Registry
 
-    if registry is not None:
-        reg = Registry.load(registry)
-        meta: Callable[[str], MeterMeta | None] = reg.meter_meta
-    elif Path(settings.alerts.registry).exists():
-        reg = Registry.load(Path(settings.alerts.registry))
-        meta = reg.meta_table().get
-    else:
+    path = registry if registry is not None else Path(settings.alerts.registry)
+    if registry is None and not path.exists():
         return None, None
-    return meta, (reg.device if reg.devices else None)
+    reg = Registry.load(path)
+    return reg.meta_table().get, (reg.device if reg.devices else None)
 
 
 def meter_meta_from(settings: Any, registry: Path | None

@@ -127,12 +127,11 @@ class Settings(BaseSettings):
         # A region two processes hear reaches both journals' partitions: a placed cell would
         # then step readings from two partitions as if from one.
         if self.engine.placement_exclusive:
-            for region, pids in self.topics.claims().items():
-                if len(pids) > 1:
-                    raise ValueError(
-                        f"topics.regions: region {region!r} is listed for processes "
-                        f"{', '.join(map(str, pids))}, but engine.placement_exclusive needs "
-                        "each region's readings to reach one process only")
+            for region, pids in self.topics.shared_regions().items():
+                raise ValueError(
+                    f"topics.regions: region {region!r} is listed for processes "
+                    f"{', '.join(map(str, pids))}, but engine.placement_exclusive needs "
+                    "each region's readings to reach one process only")
         return self
 
     @classmethod

@@ -162,6 +162,10 @@ class TopicSettings(Section):
                 out.setdefault(region, []).append(pid)
         return out
 
+    def shared_regions(self) -> dict[str, list[int]]:
+        """The regions of ``regions`` listed for more than one process, with those processes."""
+        return {region: pids for region, pids in self.claims().items() if len(pids) > 1}
+
     def for_process(self, process_id: int) -> TopicSettings:
         """The topics of process ``process_id``'s collector: ``reading`` and ``batch`` with its
         own regions in place (``regions`` then empty), or these settings when ``regions`` is

@@ -11,12 +11,14 @@ import sys
 CHILD = """
 import gc, json
 from gridwatch import Settings
-from gridwatch._engine import tune_gc
+from gridwatch._engine import tuned_gc
 before = gc.get_threshold()
 s = Settings()
-tune_gc(s.engine.gc_threshold)
-print(json.dumps({"before": before, "after": gc.get_threshold(),
-                  "frozen": gc.get_freeze_count(), "setting": s.engine.gc_threshold}))
+with tuned_gc(s.engine.gc_threshold):
+    during, frozen = gc.get_threshold(), gc.get_freeze_count()
+print(json.dumps({"before": before, "after": during, "frozen": frozen,
+                  "restored": gc.get_threshold(), "thawed": gc.get_freeze_count(),
+                  "setting": s.engine.gc_threshold}))
 """
 
 
@@ -31,6 +33,7 @@ def test_default_freezes_start_up_and_raises_the_first_threshold():
     assert r["setting"] == 20_000
     assert r["after"] == [20_000, 20, 20]
     assert r["frozen"] > 1000  # the imported modules' objects
+    assert r["restored"] == r["before"] and r["thawed"] == 0  # Python's settings again after
 
 
 def test_zero_leaves_python_settings():

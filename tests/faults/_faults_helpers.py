@@ -94,6 +94,24 @@ def registry(meters: list[str], *, channels: list[str] | None = None,
     }
 
 
+def cell_registry(cells: dict[str, list[str]]) -> dict[str, Any]:
+    """Grid cells (id -> meters) with the same two managers; one residential customer per
+    meter."""
+    mgrs = [{"id": "MGR-F", "name": "Fault Manager", "channels": ["mqtt"], "language": "en"},
+            {"id": "MGR-B", "name": "Backup", "channels": ["mqtt"], "language": "en"}]
+    rows = [{"id": c, "name": c.lower(), "primary": "MGR-F", "backup": "MGR-B"} for c in cells]
+    customers = [{"id": f"C-{m}", "name": f"customer {m}", "class": "residential",
+                  "contracted_kva": 10, "grid_cell": cell, "meters": [m]}
+                 for cell, meters in cells.items() for m in meters]
+    return {"managers": mgrs, "cells": rows, "customers": customers}
+
+
+def raised(machine: Path) -> list[dict[str, Any]]:
+    """Alerts raised by the router of one machine (``alerts.jsonl``, ``alerts.p1.jsonl``)."""
+    return [json.loads(line) for path in sorted(machine.glob("alerts*.jsonl"))
+            for line in path.read_text().splitlines()]
+
+
 def write_config(tmp_path: Path, *, broker: _services.Service, influx_url: str,
                  database: str, meters: list[str], data_dir: Path | None = None,
                  **sections: dict[str, Any]) -> Path:
@@ -143,16 +161,26 @@ class Publisher:
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
 
-    def readings(self, rows: list[dict[str, Any]], *, batch: int = 0) -> None:
-        """Single-reading messages, or concentrator batches of ``batch`` readings."""
+    def readings(self, rows: list[dict[str, Any]], *, batch: int = 0,
+                 region_of: dict[str, str] | None = None) -> None:
+        """Single-reading messages, or concentrator batches of ``batch`` readings; each on
+        its meter's region's topics (``region_of``; ``east`` and concentrator ``DC-01``
+        without it: batches then of one region each, a concentrator per region)."""
         infos = []
         if batch:
-            for i in range(0, len(rows), batch):
-                infos.append(self.client.publish("meters/east/DC-01/batch",
-                                                 json.dumps(rows[i:i + batch]), qos=1))
+            by_region: dict[str, list[dict[str, Any]]] = {}
+            for r in rows:
+                region = region_of[r["meter_id"]] if region_of else "east"
+                by_region.setdefault(region, []).append(r)
+            for region, part in by_region.items():
+                topic = f"meters/{region}/{f'DC-{region}' if region_of else 'DC-01'}/batch"
+                for i in range(0, len(part), batch):
+                    infos.append(self.client.publish(topic, json.dumps(part[i:i + batch]),
+                                                     qos=1))
         else:
             for r in rows:
-                infos.append(self.client.publish(f"meters/east/{r['meter_id']}/reading",
+                region = region_of[r["meter_id"]] if region_of else "east"
+                infos.append(self.client.publish(f"meters/{region}/{r['meter_id']}/reading",
                                                  json.dumps(r), qos=1))
         for info in infos:
             info.wait_for_publish(30)

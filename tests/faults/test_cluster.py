@@ -19,9 +19,11 @@ from _faults_helpers import (
     Fleet,
     Observer,
     Publisher,
+    cell_registry,
     create_database,
     expected_keys,
     journal_keys,
+    raised,
     reading_count,
     slot_times,
     stored_readings,
@@ -57,23 +59,6 @@ def fleet() -> Fleet:
     return f
 
 
-def registry() -> dict[str, Any]:
-    """Two grid cells with the same managers; one customer per meter."""
-    mgrs = [{"id": "MGR-F", "name": "Fault Manager", "channels": ["mqtt"], "language": "en"},
-            {"id": "MGR-B", "name": "Backup", "channels": ["mqtt"], "language": "en"}]
-    cells = [{"id": c, "name": c.lower(), "primary": "MGR-F", "backup": "MGR-B"} for c in CELLS]
-    customers = [{"id": f"C-{m}", "name": f"customer {m}", "class": "residential",
-                  "contracted_kva": 10, "grid_cell": cell, "meters": [m]}
-                 for cell in CELLS for m in (*CELLS[cell], *SPECIAL[cell])]
-    return {"managers": mgrs, "cells": cells, "customers": customers}
-
-
-def raised(machine: Path) -> list[dict[str, Any]]:
-    """Alerts raised by the router of one machine (``alerts.jsonl``, ``alerts.p1.jsonl``)."""
-    return [json.loads(line) for path in sorted(machine.glob("alerts*.jsonl"))
-            for line in path.read_text().splitlines()]
-
-
 #: One cell on each process (the readings still reach both collectors: the shared
 #: subscription splits every cell's messages).
 PLACEMENT = {0: ["CELL-A"], 1: ["CELL-B"]}
@@ -94,7 +79,8 @@ def test_cluster_without_shared_filesystem_survives_kill9(tmp_path: Path, fresh_
         configs.append(write_config(m, broker=fresh_mosquitto, influx_url=influxdb.url,
                                     database=db, meters=meters(),
                                     **({"engine": {"placement": PLACEMENT}} if placed else {})))
-        (m / "registry.yaml").write_text(yaml.safe_dump(registry()))
+        (m / "registry.yaml").write_text(yaml.safe_dump(cell_registry(
+            {c: [*CELLS[c], *SPECIAL[c]] for c in CELLS})))
     addresses = [f"127.0.0.1:{_services.free_port()}" for _ in machines]
     cluster_args = [a for addr in addresses for a in ("-a", addr)]
 

@@ -7,19 +7,19 @@ each machine raises its own cell's alert."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from _faults_helpers import (
     Fleet,
     Observer,
+    Publisher,
+    cell_registry,
     create_database,
     expected_keys,
     journal_keys,
+    raised,
     reading_count,
     slot_times,
     stored_readings,
@@ -39,51 +39,6 @@ PLACEMENT = {0: ["CELL-N"], 1: ["CELL-S"]}
 REGIONS = {0: ["north"], 1: ["south"]}
 
 
-def registry() -> dict[str, Any]:
-    mgrs = [{"id": "MGR-F", "name": "Fault Manager", "channels": ["mqtt"], "language": "en"},
-            {"id": "MGR-B", "name": "Backup", "channels": ["mqtt"], "language": "en"}]
-    cells = [{"id": c, "name": c.lower(), "primary": "MGR-F", "backup": "MGR-B"} for c in CELLS]
-    customers = [{"id": f"C-{m}", "name": f"customer {m}", "class": "residential",
-                  "contracted_kva": 10, "grid_cell": cell, "meters": [m]}
-                 for cell, meters in CELLS.items() for m in meters]
-    return {"managers": mgrs, "cells": cells, "customers": customers}
-
-
-def raised(machine: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for path in sorted(machine.glob("alerts*.jsonl"))
-            for line in path.read_text().splitlines()]
-
-
-def publish(broker: _services.Service, rows: list[dict[str, Any]], region_of: dict[str, str],
-            *, batch: bool) -> None:
-    """Each reading on its region's topics: single readings, or one batch per region's
-    concentrator and slot."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="placed-pub",
-                         protocol=mqtt.MQTTv5)
-    client.max_inflight_messages_set(1000)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        infos = []
-        if batch:
-            groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-            for r in rows:
-                groups.setdefault((region_of[r["meter_id"]], r["ts"]), []).append(r)
-            for (region, _ts), items in groups.items():
-                infos.append(client.publish(f"meters/{region}/DC-{region}/batch",
-                                            json.dumps(items), qos=1))
-        else:
-            for r in rows:
-                infos.append(client.publish(
-                    f"meters/{region_of[r['meter_id']]}/{r['meter_id']}/reading",
-                    json.dumps(r), qos=1))
-        for info in infos:
-            info.wait_for_publish(30)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
 @pytest.mark.services
 @pytest.mark.slow
 def test_placed_cluster_with_own_regions_journals_each_reading_on_its_cells_machine(
@@ -101,7 +56,7 @@ def test_placed_cluster_with_own_regions_journals_each_reading_on_its_cells_mach
                                     engine={"placement": PLACEMENT,
                                             "placement_exclusive": True},
                                     topics={"regions": REGIONS}))
-        (m / "registry.yaml").write_text(yaml.safe_dump(registry()))
+        (m / "registry.yaml").write_text(yaml.safe_dump(cell_registry(CELLS)))
     addresses = [f"127.0.0.1:{_services.free_port()}" for _ in machines]
     cluster_args = [a for addr in addresses for a in ("-a", addr)]
     f = Fleet(meters, slot_times(SLOTS))
@@ -124,8 +79,14 @@ def test_placed_cluster_with_own_regions_journals_each_reading_on_its_cells_mach
             assert (f"subscribes to its own regions: meters/{own}/+/reading, "
                     f"meters/{own}/+/batch") in e.log()
         half = len(rows) // 2
-        publish(fresh_mosquitto, rows[:half], region_of, batch=False)
-        publish(fresh_mosquitto, rows[half:], region_of, batch=True)
+        pub = Publisher(fresh_mosquitto)
+        try:
+            pub.readings(rows[:half], region_of=region_of)
+            # one batch per region's concentrator and slot
+            for s in range(SLOTS // 2, SLOTS):
+                pub.readings(f.slot(s), batch=len(rows), region_of=region_of)
+        finally:
+            pub.close()
         wait_until(lambda: reading_count(influxdb.url, db) >= len(rows), 120,
                    "every reading stored", alive)
         wanted = {("N-STK", "stuck_reading"), ("S-STK", "stuck_reading")}

@@ -9,10 +9,7 @@ cluster's dataflow (reading only its own partition per process) raises the event
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -20,30 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from _place_helpers import run_placed, small_demo
 
-from gridwatch import Settings, _services
+from gridwatch import Settings
 from gridwatch.ingest import Collector, Journal, journal_partitions
-from gridwatch.simulators import Fleet, MqttTarget, Simulation
+from gridwatch.simulators import MqttTarget
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-DEMO = ROOT / "config" / "fleets" / "demo.yaml"
-#: The dataflow half of tests/stream/test_place_events.py: one process of a cluster (or a
-#: single process), its events and its reading count written beside the journal.
-PLACE_RUN = ROOT / "tests" / "stream" / "_place_run.py"
 #: The two-line configuration of a placed cluster.
 REGIONS = {0: ["pudong"], 1: ["minhang"]}
 PLACEMENT = {0: ["pudong-*"], 1: ["minhang-*"]}
-
-
-def _simulation() -> Simulation:
-    data = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
-    for spec in data["customers"].values():
-        spec["count"] = max(2, spec["count"] // 6)
-    data.pop("devices", None)
-    return Simulation(Fleet.from_dict(data, source=str(DEMO)))
 
 
 def _utc(ts: str) -> str:
@@ -66,22 +50,6 @@ def _journaled(journal_dir: Path) -> dict[int, Counter[tuple[str, str]]]:
     return out
 
 
-def _dataflow(directory: Path, procs: int, mode: str) -> dict[str, Any]:
-    addresses = ",".join(f"127.0.0.1:{_services.free_port()}" for _ in range(procs))
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(PLACE_RUN.parent),
-                                                       os.environ.get("PYTHONPATH", "")])}
-    children = [subprocess.Popen([sys.executable, str(PLACE_RUN), str(directory), str(i),
-                                  str(procs), addresses, mode], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                for i in range(procs)]
-    logs = [c.communicate(timeout=300)[0].decode(errors="replace") for c in children]
-    assert [c.returncode for c in children] == [0] * procs, logs
-    outs = [json.loads((directory / f"out-{i}.json").read_text()) for i in range(procs)]
-    return {"events": sorted(tuple(e) for o in outs for e in o["events"]),
-            "crossed": sum(o["crossed"] for o in outs),
-            "per_process": [o["readings"] for o in outs]}
-
-
 def test_placed_cluster_collectors_hear_their_own_cells(tmp_path: Path, fresh_mosquitto):
     broker = fresh_mosquitto
     settings = Settings(
@@ -91,7 +59,7 @@ def test_placed_cluster_collectors_hear_their_own_cells(tmp_path: Path, fresh_mo
         topics={"regions": REGIONS},
         engine={"placement": PLACEMENT, "placement_exclusive": True},
     )
-    sim = _simulation()
+    sim = small_demo()
     meta = {m.meter_id: m.meta() for m in sim.meters}
     collectors = [Collector(settings, partition=p) for p in (0, 1)]
     assert collectors[0].topics.reading_filters == ("meters/pudong/+/reading",)
@@ -146,7 +114,7 @@ def test_placed_cluster_collectors_hear_their_own_cells(tmp_path: Path, fresh_mo
         (directory / "journal").symlink_to(tmp_path / "journal")
         (directory / "meta.pickle").write_bytes(pickle.dumps(meta))
         (directory / "placement.json").write_text(json.dumps(PLACEMENT))
-        runs[name] = _dataflow(directory, procs, mode)
+        runs[name] = run_placed(directory, procs, mode)
     one, placed = runs["one"], runs["exclusive"]
     assert placed["per_process"] == [sum(journals[0].values()), sum(journals[1].values())]
     firing = {(e[0], e[1]) for e in one["events"] if e[2] == "firing"}

@@ -6,25 +6,18 @@ reading crosses between its processes."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from _place_helpers import run_placed, small_demo
 
-from gridwatch import _services
 from gridwatch.ingest import Journal
 from gridwatch.ingest._journal import encode_item
-from gridwatch.simulators import Fleet, Simulation
 
 pytestmark = [pytest.mark.slow]
 
-HERE = Path(__file__).parent
-DEMO = HERE.parent.parent / "config" / "fleets" / "demo.yaml"
 #: Two regions of the demo fleet, one per process (the collectors would hear one each).
 PLACEMENT = {0: ["pudong-*"], 1: ["minhang-*"]}
 
@@ -32,11 +25,7 @@ PLACEMENT = {0: ["pudong-*"], 1: ["minhang-*"]}
 def _journal(directory: Path) -> int:
     """The demo fleet's eight days with fewer customers, each cell's readings in the journal
     partition of its process."""
-    data = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
-    for spec in data["customers"].values():
-        spec["count"] = max(2, spec["count"] // 6)
-    data.pop("devices", None)
-    sim = Simulation(Fleet.from_dict(data, source=str(DEMO)))
+    sim = small_demo()
     meta = {m.meter_id: m.meta() for m in sim.meters}
     (directory / "meta.pickle").write_bytes(pickle.dumps(meta))
     (directory / "placement.json").write_text(json.dumps(PLACEMENT))
@@ -56,23 +45,6 @@ def _journal(directory: Path) -> int:
     return n
 
 
-def _run(directory: Path, procs: int, mode: str) -> dict:
-    addresses = ",".join(f"127.0.0.1:{_services.free_port()}" for _ in range(procs))
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(HERE),
-                                                       os.environ.get("PYTHONPATH", "")])}
-    children = [subprocess.Popen([sys.executable, str(HERE / "_place_run.py"), str(directory),
-                                  str(i), str(procs), addresses, mode], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                for i in range(procs)]
-    logs = [c.communicate(timeout=300)[0].decode(errors="replace") for c in children]
-    assert [c.returncode for c in children] == [0] * procs, logs
-    outs = [json.loads((directory / f"out-{i}.json").read_text()) for i in range(procs)]
-    return {"events": sorted(tuple(e) for o in outs for e in o["events"]),
-            "crossed": sum(o["crossed"] for o in outs),
-            "readings": sum(o["readings"] for o in outs),
-            "per_process": [o["readings"] for o in outs]}
-
-
 def test_placed_cells_raise_what_one_process_raises_and_nothing_crosses(tmp_path: Path):
     base = tmp_path / "fleet"
     base.mkdir()
@@ -82,7 +54,7 @@ def test_placed_cells_raise_what_one_process_raises_and_nothing_crosses(tmp_path
                               ("exclusive", 2, "exclusive"), ("hashed", 2, "hashed")):
         directory = tmp_path / name
         shutil.copytree(base, directory)
-        runs[name] = _run(directory, procs, mode)
+        runs[name] = run_placed(directory, procs, mode)
     one, placed, hashed = runs["one"], runs["placed"], runs["hashed"]
     assert one["readings"] == placed["readings"] == n
     assert all(r > 0 for r in placed["per_process"])  # both processes read their cells

@@ -36,13 +36,11 @@ from array import array
 from gridwatch._schemas import MeterMeta, Reading, Score
 from gridwatch.models._alarms import cond, r3
 from gridwatch.models._baseline import (
-    _ALPHA_DT,
-    _ALPHA_G,
-    _ALPHA_TOW,
     _LEVEL,
     _MIN_DEV,
     _SHRINK,
     _SHRINK_TOW,
+    learn,
 )
 from gridwatch.models._calendar import Calendar, calendar_for
 from gridwatch.models._capacity import plan as capacity_plan
@@ -85,8 +83,6 @@ from gridwatch.models._record import (
     ZERO_FRAC,
     MeterRecord,
     N,
-    enc_f16,
-    enc_log,
     f32,
 )
 from gridwatch.models._result import StepResult
@@ -102,14 +98,6 @@ _TABLE = 4096
 #: day-type hour with ``n`` samples (below ``_TABLE``) and of a time-of-week slot
 _W_D = tuple((n / (n + _SHRINK), 1 - n / (n + _SHRINK)) for n in range(_TABLE))
 _W_S = tuple((n / (n + _SHRINK_TOW), 1 - n / (n + _SHRINK_TOW)) for n in range(256))
-#: _update's learning rate by sample count: max(alpha, 1 / (n + 1 + prior)) (below _TABLE)
-_A_G = tuple(_ALPHA_G if 1.0 / (n + 1 + 0.0) < _ALPHA_G else 1.0 / (n + 1 + 0.0)
-             for n in range(_TABLE))
-_A_D = tuple(_ALPHA_DT if 1.0 / (n + 1 + _SHRINK) < _ALPHA_DT else 1.0 / (n + 1 + _SHRINK)
-             for n in range(_TABLE))
-_F16_MAX = 65_504.0
-_pack_e = struct.Struct("<e").pack
-_unpack_h = struct.Struct("<H").unpack
 _f32_pack_into = struct.Struct("=f").pack_into
 _f32_unpack_from = struct.Struct("=f").unpack_from
 _SCRATCH = array("f", b"\0\0\0\0")
@@ -163,35 +151,6 @@ def _new_consts(s: DetectionSettings) -> _Consts:
     _CONSTS.insert(0, c)
     del _CONSTS[4:]  # (settings are frozen and few: an engine holds one)
     return c
-
-
-def _learn_level(h: array, i: int, a: float, y: float, y_kw: float, winsorise: bool) -> None:
-    """``_baseline._update`` of level ``i`` at learning rate ``a`` (log-load ``y``, load
-    ``y_kw``), with the encodings of ``enc_log`` and ``enc_f16`` inlined."""
-    lv_mu = h[LV_MU + i] * _S - _B
-    lv_dev = h[LV_DEV + i] * _S - _B
-    rr = y - lv_mu
-    d_new = abs(rr)
-    if winsorise:
-        md = _MIN_DEV if lv_dev < _MIN_DEV else lv_dev
-        lim = 2.5 * md
-        if rr > lim:
-            rr = lim
-        elif rr < -lim:
-            rr = -lim
-        if 4 * md < d_new:
-            d_new = 4 * md
-    v = (lv_mu + a * rr + _B) * 2048.0 + 0.5  # (enc_log)
-    h[LV_MU + i] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
-    v = (lv_dev + a * (d_new - lv_dev) + _B) * 2048.0 + 0.5
-    h[LV_DEV + i] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
-    lv_kw = F16[h[LV_KW + i]]
-    v = lv_kw + a * (y_kw - lv_kw)  # (enc_f16)
-    if v > _F16_MAX:
-        v = _F16_MAX
-    elif v < -_F16_MAX:
-        v = -_F16_MAX
-    h[LV_KW + i] = _unpack_h(_pack_e(v))[0]
 
 
 def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: DetectionSettings,
@@ -505,47 +464,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     if kw > x[PEAK_TODAY]:
         x[PEAK_TODAY] = kw
     if started:
-        # learn(rec, slot, kw, None), inlined (see _baseline.learn and _update)
-        y_kw = 0.0 if kw < 0.0 else kw  # max(kw, 0.0)
-        if g_n < 96 or not x[FLOOR_KW]:
-            x[FLOOR_KW] = max(0.01, 0.05 * (F16[h[LV_KW + GLOBAL]] if g_n else y_kw))
-        y = _log(y_kw + x[FLOOR_KW])
-        # the meter-wide level
-        if g_n == 0:
-            h[LV_MU + GLOBAL] = enc_log(y)
-            h[LV_DEV + GLOBAL] = enc_log(0.0)
-            h[LV_KW + GLOBAL] = enc_f16(y_kw)
-        else:
-            _learn_level(h, GLOBAL, _A_G[g_n] if g_n < _TABLE
-                         else max(1.0 / (g_n + 1 + 0.0), _ALPHA_G), y, y_kw, g_n >= 8)
-        if g_n < 65_535:
-            h[LV_N + GLOBAL] = g_n + 1
-        # the day-type hour (a new one starts from the meter-wide level)
-        n_d = h[LV_N + d]
-        if not n_d:
-            h[LV_MU + d], h[LV_DEV + d] = h[LV_MU + GLOBAL], h[LV_DEV + GLOBAL]
-            h[LV_KW + d] = h[LV_KW + GLOBAL]
-        # (a day-type hour has a prior: never empty; winsorised from 8 samples with it)
-        _learn_level(h, d, _A_D[n_d] if n_d < _TABLE
-                     else max(1.0 / (n_d + 1 + _SHRINK), _ALPHA_DT), y, y_kw, n_d >= 4)
-        if n_d < 65_535:
-            h[LV_N + d] = n_d + 1
-        # the time-of-week slot
-        j = TOW_N + (slot >> 1)
-        cc = h[j]
-        n_s = cc >> 8 if slot & 1 else cc & 255
-        mu_s = (h[TOW_MU + slot] if n_s else h[LV_MU + d]) * _S - _B
-        dev_s = h[LV_DEV + d] * _S - _B
-        lim = 2.5 * (_MIN_DEV if dev_s < _MIN_DEV else dev_s)
-        rr = y - mu_s
-        if rr > lim:
-            rr = lim
-        elif rr < -lim:
-            rr = -lim
-        v = (mu_s + _ALPHA_TOW * rr + _B) * 2048.0 + 0.5  # (enc_log)
-        h[TOW_MU + slot] = 65_535 if v >= 65_535.0 else int(v) if v >= 0.0 else 0
-        if n_s < 255:
-            h[j] = cc + 256 if slot & 1 else cc + 1
+        learn(rec, slot, kw)  # (the full path's learning: no band edge, nothing open)
         zf = x[ZERO_FRAC]
         a = 1.0 / int(x[N])  # (max(a, 0.002); N > 0 on this path)
         if a < 0.002:

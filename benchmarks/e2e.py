@@ -130,6 +130,15 @@ def _watch_journal(journal: Path, target: int, stop: threading.Event,
             return
 
 
+def _handover(metrics_port: int) -> tuple[int, int]:
+    """(hits, misses) of the engine's hand-over so far (0, 0 without a metrics port)."""
+    if not metrics_port:
+        return 0, 0
+    m = engine_metrics(metrics_port)
+    return (int(m.get("gridwatch_ingest_handover_hits_total", 0)),
+            int(m.get("gridwatch_ingest_handover_misses_total", 0)))
+
+
 def placed_split(sim: Any, processes: int = 2) -> dict[str, dict[str, Any]]:
     """Settings that place the fleet's regions on ``processes`` processes, balanced by meter
     count (largest region first, each to the process with the fewest meters so far): each
@@ -172,7 +181,9 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
         if sections:
             results["placement"] = sections
             console.print(f"placed: regions per process {sections['topics']['regions']}")
-        cfg = stack.write_config(registry, sections=sections)
+        # process p serves its metrics on metrics_port + p
+        metrics_port = _free_port() if processes == 1 else 0
+        cfg = stack.write_config(registry, metrics_port=metrics_port, sections=sections)
         console.print(f"starting {processes} x gridwatch run (registry of "
                       f"{sim.fleet.n_meters:,} meters) ...")
         t = time.perf_counter()
@@ -192,6 +203,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                           f"({n:,} readings): {raw_r:,.0f} readings/s")
             before = stored_readings(stack.influx.url)
             j_before = journal_records(work / "journal")
+            hand_before = _handover(metrics_port)
             journaled_at: list[float] = []
             watching = threading.Event()
 
@@ -245,6 +257,8 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                                    "engine_wait_for_cpu_s": round(waited, 2)})
             e2e_s = done - t0
             watching.set()
+            hand = _handover(metrics_port)
+            hits, misses = (hand[0] - hand_before[0], hand[1] - hand_before[1])
             if trace_ingest:
                 watcher.join(5)
             results["shapes"][shape] = {
@@ -255,7 +269,12 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                 "e2e_readings_per_s": round(n / e2e_s), "ratio": round(n / e2e_s / raw_r, 4),
                 "stored": stored - before, "parts": part_rates,
                 "engine_rss_mib": round(stack.engine_rss() / 2**20),
+                "handover_hits": hits, "handover_misses": misses,
             }
+            if metrics_port:
+                console.print(f"{shape}: the dataflow took {hits:,} records from the "
+                              f"collector's hand-over and decoded {misses:,} (hit rate "
+                              f"{hits / max(1, hits + misses):.3f}; ingest.handover_items)")
             j_s = f"{journaled_at[0] - t0:.1f} s" if journaled_at else "-"
             console.print(f"{shape}: end to end {n / e2e_s:,.0f} readings/s (published in "
                           f"{t_pub:.1f} s, journaled after {j_s}, stored after {e2e_s:.1f} s)")

@@ -484,7 +484,8 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                                       # a record that is not a reading is kept, beside the
                                       # collector's dead letters but never in its partition
                                       deadletter_dir=settings.ingest.deadletter_dir,
-                                      deadletter_partition_base=SOURCE_DEADLETTER_BASE)
+                                      deadletter_partition_base=SOURCE_DEADLETTER_BASE,
+                                      handover_items=settings.ingest.handover_items)
         submit = router.submit_many if router else None
         on_profile = router.update_profile if router else None
         if tags is not None:  # the customers' tags follow the events and profiles

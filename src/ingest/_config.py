@@ -212,3 +212,9 @@ class IngestSettings(Section):
     dedup_warm_records: Annotated[int, Field(ge=0)] = 500_000
     #: Publish each dead letter to ``topics.deadletter`` as well as writing it to disk.
     publish_deadletters: bool = True
+    #: The hand-over of ``gridwatch run``: the readings the collector appended last, kept in
+    #: memory (per journal partition) for the dataflow in the same process, which then takes
+    #: them instead of decoding their records again. A reader further behind than this many
+    #: items decodes from the journal as before. Each kept reading costs about 0.6 KB of
+    #: resident memory (docs/ingest.md, "The hand-over"); 0 turns the hand-over off.
+    handover_items: Annotated[int, Field(ge=0, le=16_777_216)] = 32_768

@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from pydantic_core import from_json
 
 from gridwatch._schemas import DeviceTelemetry, MeterStatus, Reading
+from gridwatch.ingest._config import IngestSettings
 
 __all__ = [
     "Journal",
@@ -571,6 +572,10 @@ _json = from_json
 _ONLY_FLOAT = {float}
 
 
+#: Items kept for a reader when nothing says otherwise (``ingest.handover_items``).
+DEFAULT_HANDOVER_ITEMS: int = IngestSettings.model_fields["handover_items"].default
+
+
 class RecentItems:
     """The items the writer of one journal partition appended last in this process, by offset,
     for a reader of the partition in the same process (``gridwatch run``: the collector thread
@@ -586,7 +591,9 @@ class RecentItems:
     each is taken once.
     """
 
-    def __init__(self, capacity: int = 32_768) -> None:
+    def __init__(self, capacity: int = DEFAULT_HANDOVER_ITEMS) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self._items: dict[int, tuple[bytes, Any]] = {}
         self._lock = threading.Lock()
@@ -627,15 +634,18 @@ _RECENT: dict[Path, RecentItems] = {}
 _RECENT_LOCK = threading.Lock()
 
 
-def recent_items(directory: Path, partition: int) -> RecentItems:
+def recent_items(directory: Path, partition: int,
+                 capacity: int = DEFAULT_HANDOVER_ITEMS) -> RecentItems:
     """The recent items of one partition in this process: a reader calls this, and from then
     until it calls :func:`release_recent_items` a writer of the partition in this process
-    keeps what it appends there."""
+    keeps what it appends there (at most ``capacity`` items: the largest any reader asked)."""
     path = partition_dir(Path(directory), partition).resolve()
     with _RECENT_LOCK:
         recent = _RECENT.get(path)
         if recent is None:
-            recent = _RECENT[path] = RecentItems()
+            recent = _RECENT[path] = RecentItems(capacity)
+        elif capacity > recent.capacity:
+            recent.capacity = capacity
         recent.readers += 1
         return recent
 

@@ -42,6 +42,15 @@ class IngestMetrics:
         self.consumer_lag = Gauge(
             "gridwatch_ingest_consumer_lag", "Journal records not yet read by the dataflow.",
             ["partition"], registry=r)
+        self.handover_hits = Counter(
+            "gridwatch_ingest_handover_hits",
+            "Journal records the dataflow took as the items the collector in the same process "
+            "validated (ingest.handover_items), without decoding them.", ["partition"], registry=r)
+        self.handover_misses = Counter(
+            "gridwatch_ingest_handover_misses",
+            "Journal records the dataflow of a live engine had to decode: no longer held in the "
+            "hand-over (read too late), written before it started, or by another process.",
+            ["partition"], registry=r)
         self.journal_blocked = Gauge(
             "gridwatch_ingest_journal_blocked",
             "1 while the journal or the dead letters cannot be written (disk full); nothing is "

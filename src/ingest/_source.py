@@ -37,6 +37,7 @@ from gridwatch.ingest._decode import (
     describe_validation,
 )
 from gridwatch.ingest._journal import (
+    DEFAULT_HANDOVER_ITEMS,
     Journal,
     decode_item,
     journal_partitions,
@@ -68,7 +69,8 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
         self.journal = Journal(source.journal_dir, partition, readonly=True)
         #: what a writer of the partition in this process appended last (a live engine's
         #: collector): records it wrote are taken as the items it validated, not decoded
-        self.recent = recent_items(source.journal_dir, partition) if source.follow else None
+        self.recent = (recent_items(source.journal_dir, partition, source.handover_items)
+                       if source.follow and source.handover_items > 0 else None)
         self.next_offset = resume if resume is not None else self.journal.start_offset
         self._idle = False
         self.undecodable = 0
@@ -90,7 +92,14 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
         self._idle = False
         items: list[Item] = []
         letters: list[DeadLetter] = []
-        known = self.recent.take(records) if self.recent is not None else None
+        known = None
+        if self.recent is not None:
+            known = self.recent.take(records)
+            if self.source.metrics is not None:
+                hits = len(known) - known.count(None)
+                label = str(self.partition)
+                self.source.metrics.handover_hits.labels(label).inc(hits)
+                self.source.metrics.handover_misses.labels(label).inc(len(known) - hits)
         for i, (offset, data) in enumerate(records):
             if known is not None:
                 item = known[i]
@@ -158,7 +167,10 @@ class JournalSource(FixedPartitionedSource[Item, int]):
     starts. ``follow=False`` ends each partition at the end of what is written (replay).
     A record that is not a reading is counted by reason in ``rejected_by_reason``, logged, and
     kept in ``deadletter_dir`` (a :class:`DeadLetters` store, one partition per journal
-    partition) when given.
+    partition) when given. A following source takes the records that a collector in this
+    process appended last as the items it validated (at most ``handover_items`` per partition
+    are kept for it, ``ingest.handover_items``; 0: decode every record), and counts them in
+    ``metrics`` (``gridwatch_ingest_handover_hits`` and ``_misses``).
     """
 
     def __init__(
@@ -173,9 +185,13 @@ class JournalSource(FixedPartitionedSource[Item, int]):
         clock: Callable[[], datetime] = _utc_now,
         deadletter_dir: Path | None = None,
         deadletter_partition_base: int = 0,
+        handover_items: int = DEFAULT_HANDOVER_ITEMS,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if handover_items < 0:
+            raise ValueError(f"handover_items must be >= 0, got {handover_items}")
+        self.handover_items = handover_items
         self.journal_dir = Path(journal_dir)
         self.partitions = partitions
         self.follow = follow

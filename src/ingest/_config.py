@@ -217,4 +217,4 @@ class IngestSettings(Section):
     #: them instead of decoding their records again. A reader further behind than this many
     #: items decodes from the journal as before. Each kept reading costs about 0.6 KB of
     #: resident memory (docs/ingest.md, "The hand-over"); 0 turns the hand-over off.
-    handover_items: Annotated[int, Field(ge=0, le=16_777_216)] = 32_768
+    handover_items: Annotated[int, Field(ge=0, le=16_777_216)] = 131_072

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import operator
 import os
 import re
 import struct
@@ -271,8 +272,8 @@ class Journal:
 
         With no records, returns the offset of the last record already in the journal (-1 when
         the journal is empty). ``items``: what each record encodes (``records[i]`` is
-        ``encode_item(items[i])``), handed to a reader of this partition in this process once
-        the records are on disk (see :class:`RecentItems`).
+        ``encode_item(items[i])``), handed to a reader of this partition in this process (see
+        :class:`RecentItems`), which takes them when it reads these records from disk.
         """
         if self.readonly or self._fd is None:
             raise RuntimeError("journal is open read-only or closed")
@@ -296,6 +297,13 @@ class Journal:
             self._roll()
         data = b"".join(parts)
         before = self._active_size
+        if items is not None:
+            # Handed over before the write, so a reader that finds the records on disk at once
+            # finds their items too. Safe if the write fails: a reader takes an item only for
+            # the very bytes it reads at that offset, and those decode to an equal item.
+            recent = _RECENT.get(self._recent_key)
+            if recent is not None:
+                recent.add(self._next, records, items)
         try:
             view = memoryview(data)
             while view:
@@ -311,10 +319,6 @@ class Journal:
         self._active_size += size
         self._next = offset
         self._tail = _Cursor(offset, self._bases[-1], self._active_size)
-        if items is not None:
-            recent = _RECENT.get(self._recent_key)
-            if recent is not None:
-                recent.add(offset - len(records), records, items)
         return offset - 1
 
     def _roll(self) -> None:
@@ -566,6 +570,8 @@ _set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
 _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _from_iso = datetime.fromisoformat
+#: A reading's field values in field order, from its ``__dict__``.
+_values = operator.itemgetter(*_FIELDS)
 
 #: pydantic-core's JSON parser (to Python objects, no model): about twice as fast as ``json``.
 _json = from_json
@@ -579,55 +585,123 @@ DEFAULT_HANDOVER_ITEMS: int = IngestSettings.model_fields["handover_items"].defa
 class RecentItems:
     """The items the writer of one journal partition appended last in this process, by offset,
     for a reader of the partition in the same process (``gridwatch run``: the collector thread
-    writes, the dataflow reads).
+    writes, the dataflow reads): the hand-over.
 
-    A record is on disk before its item is here, and the reader still reads every record from
-    the journal: it takes the item in place of decoding the record only when the record it
-    read is byte for byte the one appended with the item. So what the reader yields equals,
+    The reader still reads every record from the journal: it takes the item in place of
+    decoding the record only when the record it read is byte for byte the one appended with
+    the item. (The writer hands the items over just before it writes their records, so a
+    reader polling the journal never finds a record whose item is still to come; an item of
+    a write that failed is never taken for other bytes.) So what the reader yields equals,
     field for field, what decoding would give (it is the item the collector validated, and
     ``decode_item`` of its record equals it: a property the tests check). A reader that falls
     behind by more than ``capacity`` items, or reads after a restart, decodes as before. Only
     a partition that a reader in this process follows (:func:`recent_items`) keeps items;
     each is taken once.
+
+    The items are kept in a ring of ``capacity`` slots (the record at offset ``o`` in slot
+    ``o % capacity``, so the oldest go first), a reading as one flat tuple: its offset, its
+    record, its set of given fields (one shared frozen set per combination) and its field
+    values (the very objects the collector validated); ``take`` puts the reading together
+    again as pydantic does after validation. About a third of the memory of the pydantic
+    object, whose ``__dict__`` and set of given fields take most of it.
     """
 
     def __init__(self, capacity: int = DEFAULT_HANDOVER_ITEMS) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self.capacity = capacity
-        self._items: dict[int, tuple[bytes, Any]] = {}
         self._lock = threading.Lock()
+        self._ring: list[tuple[Any, ...] | None] = [None] * capacity
+        self._sets: dict[frozenset[str], frozenset[str]] = {}
         self.readers = 0
         #: records a reader took from memory, and those it had to decode
         self.hits = 0
         self.misses = 0
 
+    @property
+    def capacity(self) -> int:
+        """How many items are kept at most; setting it keeps the newest that still fit."""
+        return len(self._ring)
+
+    @capacity.setter
+    def capacity(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        with self._lock:
+            kept = sorted((e for e in self._ring if e is not None), key=_first)[-capacity:]
+            ring: list[tuple[Any, ...] | None] = [None] * capacity
+            for e in kept:
+                ring[e[0] % capacity] = e
+            self._ring = ring
+
     def add(self, first: int, records: Sequence[bytes], items: Sequence[Any]) -> None:
         """Keep ``items[i]`` as the item of the record at offset ``first + i``."""
-        if len(records) != len(items):
-            raise ValueError(f"{len(records)} records but {len(items)} items")
+        n = len(records)
+        if n != len(items):
+            raise ValueError(f"{n} records but {len(items)} items")
+        sets = self._sets
+        values = _values
         with self._lock:
-            d = self._items
-            for i, (rec, item) in enumerate(zip(records, items, strict=True)):
-                d[first + i] = (rec, item)
-            over = len(d) - self.capacity
-            if over > 0:  # the oldest go (insertion order is offset order)
-                for k in [k for _, k in zip(range(over), d, strict=False)]:
-                    del d[k]
+            ring = self._ring
+            cap = len(ring)
+            skip = max(0, n - cap)  # more than the ring holds: only the last ``cap`` stay
+            for i in range(skip, n):
+                item = items[i]
+                offset = first + i
+                if type(item) is Reading:
+                    given = frozenset(item.__pydantic_fields_set__)
+                    given = sets.setdefault(given, given)
+                    ring[offset % cap] = (offset, records[i], given, *values(item.__dict__))
+                else:
+                    ring[offset % cap] = (offset, records[i], None, item)
 
     def take(self, records: Sequence[tuple[int, bytes]]) -> list[Any]:
         """For each ``(offset, payload)`` read from the journal, its item when this process
         appended exactly that payload at that offset, else None (decode it)."""
         out: list[Any] = []
+        append = out.append
+        hits = 0
         with self._lock:
-            pop = self._items.pop
+            ring = self._ring
+            cap = len(ring)
             for offset, data in records:
-                kept = pop(offset, None)
-                out.append(kept[1] if kept is not None and kept[0] == data else None)
-        hits = len(out) - out.count(None)
+                slot = offset % cap
+                kept = ring[slot]
+                if kept is None or kept[0] != offset or kept[1] != data:
+                    append(None)
+                    continue
+                ring[slot] = None
+                hits += 1
+                given = kept[2]
+                if given is None:
+                    append(kept[3])
+                    continue
+                reading = _new(Reading)
+                _set_dict(reading, "__dict__", _kept_dict(kept))
+                _set_fields_set(reading, set(given))
+                _set_extra(reading, None)
+                _set_private(reading, None)
+                append(reading)
+        # (not ``out.count(None)``: that calls the models' ``__eq__``)
         self.hits += hits
         self.misses += len(out) - hits
         return out
+
+
+def _first(entry: tuple[Any, ...]) -> Any:
+    return entry[0]
+
+
+def _kept_dict(k: tuple[Any, ...]) -> dict[str, Any]:
+    """The ``__dict__`` of a reading kept as ``(offset, record, given, *values)``: a dict
+    display, about 2.5 times as fast as ``dict(zip(fields, values))``."""
+    return {"meter_id": k[3], "ts": k[4], "kw": k[5], "kwh": k[6], "export_kwh": k[7],
+            "voltage": k[8], "current": k[9], "pf": k[10], "freq": k[11], "status": k[12],
+            "interval_s": k[13]}
+
+
+if tuple(_kept_dict((None,) * 3 + _FIELDS)) != _FIELDS or \
+        [*_kept_dict((None,) * 3 + _FIELDS).values()] != [*_FIELDS]:
+    raise ImportError("_kept_dict must list Reading's fields in their order")  # pragma: no cover
 
 
 _RECENT: dict[Path, RecentItems] = {}

@@ -94,9 +94,10 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
         letters: list[DeadLetter] = []
         known = None
         if self.recent is not None:
+            before = self.recent.hits
             known = self.recent.take(records)
             if self.source.metrics is not None:
-                hits = len(known) - known.count(None)
+                hits = self.recent.hits - before
                 label = str(self.partition)
                 self.source.metrics.handover_hits.labels(label).inc(hits)
                 self.source.metrics.handover_misses.labels(label).inc(len(known) - hits)

@@ -195,9 +195,15 @@ def test_a_following_source_takes_what_this_process_appended_as_its_items(
     with Journal(tmp_path / "journal", 0) as j:
         j.append([encode_item(r) for r in batch], batch)
         got = part.next_batch()
+    recent = part.recent
     part.close()
-    # the very objects the writer validated, and each equal to what decoding gives
-    assert all(g is r for g, r in zip(got, batch, strict=True))
+    # taken from memory, not decoded: the very values the writer validated, the same fields
+    # given, and each equal to what decoding gives
+    assert (recent.hits, recent.misses) == (len(batch), 0)
+    for g, r in zip(got, batch, strict=True):
+        _same(r, g)
+        assert all(g.__dict__[f] is r.__dict__[f] for f in Reading.model_fields)
+        assert g.model_fields_set is not r.model_fields_set  # its own set, as validation's
     assert got == [decode_item(encode_item(r)) for r in batch]
     assert part.recent is None  # released on close
 
@@ -239,7 +245,7 @@ def test_a_writer_keeps_items_only_while_a_reader_in_this_process_follows(
         assert part.next_batch() == [r]  # decoded (appended before the reader came)
         assert part.recent.misses == 1
         j.append([encode_item(r)], [r])
-        assert part.next_batch()[0] is r
+        assert part.next_batch() == [r]
         assert part.recent.hits == 1
         part.close()
         assert not any(str(tmp_path) in str(k) for k in _RECENT)
@@ -248,3 +254,115 @@ def test_a_writer_keeps_items_only_while_a_reader_in_this_process_follows(
     rp = replay.build_part("in", "p0000", None)
     assert rp.recent is None and rp.next_batch() == [r, r]
     rp.close()
+
+
+# -- the hand-over's capacity (ingest.handover_items) ------------------------------------------
+def _fleet_readings(n: int, meters: int = 5000) -> list[Reading]:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    return [Reading(meter_id=f"m{i % meters}", ts=t0 + timedelta(minutes=15 * (i // meters)),
+                    kw=(i % 977) * 0.25, kwh=1000.0 + i, voltage=(230.1,), pf=0.97)
+            for i in range(n)]
+
+
+def test_a_burst_larger_than_the_old_capacity_is_taken_from_memory(tmp_path: Path) -> None:
+    """40,000 readings appended (100 per append, as 100-reading batches) before the dataflow
+    reads any: more than the 32,768 the hand-over used to keep, all taken from memory and
+    counted as hits in the engine's metrics."""
+    from prometheus_client import CollectorRegistry
+
+    from gridwatch.ingest import IngestMetrics
+    from gridwatch.ingest._config import IngestSettings
+    from gridwatch.ingest._journal import DEFAULT_HANDOVER_ITEMS
+
+    assert DEFAULT_HANDOVER_ITEMS == IngestSettings().handover_items >= 100_000
+    batch = _fleet_readings(40_000)
+    metrics = IngestMetrics(CollectorRegistry())
+    source = JournalSource(tmp_path / "journal", partitions=[0], follow=True,
+                           batch_size=1000, metrics=metrics)
+    part = source.build_part("in", "p0000", None)
+    got: list[Any] = []
+    with Journal(tmp_path / "journal", 0, fsync=False) as j:
+        for k in range(0, len(batch), 100):
+            chunk = batch[k:k + 100]
+            j.append([encode_item(r) for r in chunk], chunk)
+        while len(got) < len(batch):
+            more = part.next_batch()
+            assert more, "the reader stopped before the end"
+            got.extend(more)
+    recent = part.recent
+    part.close()
+    assert got == batch
+    assert (recent.hits, recent.misses) == (40_000, 0)
+    reg = metrics.registry
+    assert reg.get_sample_value("gridwatch_ingest_handover_hits_total",
+                                {"partition": "0"}) == 40_000
+    assert reg.get_sample_value("gridwatch_ingest_handover_misses_total",
+                                {"partition": "0"}) == 0
+
+
+def test_a_reader_beyond_the_capacity_decodes_what_fell_out(tmp_path: Path) -> None:
+    """A hand-over of 1,000 items and 3,500 readings appended before the reader comes back:
+    the first 2,500 fell out and are decoded, the last 1,000 are taken; every one equal."""
+    batch = _fleet_readings(3_500, meters=700)
+    source = JournalSource(tmp_path / "journal", partitions=[0], follow=True,
+                           batch_size=600, handover_items=1_000)
+    part = source.build_part("in", "p0000", None)
+    assert part.recent.capacity == 1_000
+    got: list[Any] = []
+    with Journal(tmp_path / "journal", 0, fsync=False) as j:
+        for k in range(0, len(batch), 100):
+            chunk = batch[k:k + 100]
+            j.append([encode_item(r) for r in chunk], chunk)
+        while len(got) < len(batch):
+            got.extend(part.next_batch())
+    recent = part.recent
+    part.close()
+    for g, r in zip(got, batch, strict=True):
+        _same(r, g)
+    assert (recent.hits, recent.misses) == (1_000, 2_500)
+
+
+def test_no_hand_over_when_it_is_turned_off(tmp_path: Path) -> None:
+    from gridwatch.ingest._config import IngestSettings
+    from gridwatch.ingest._journal import _RECENT
+
+    r = Reading(meter_id="a", ts=datetime(2026, 1, 1, tzinfo=UTC), kw=1.0)
+    source = JournalSource(tmp_path / "journal", partitions=[0], follow=True,
+                           handover_items=0)
+    part = source.build_part("in", "p0000", None)
+    assert part.recent is None
+    with Journal(tmp_path / "journal", 0) as j:
+        j.append([encode_item(r)], [r])
+        assert not any(str(tmp_path) in str(k) for k in _RECENT)
+        assert part.next_batch() == [r]
+    part.close()
+    with pytest.raises(ValueError, match="handover_items"):
+        JournalSource(tmp_path / "journal", handover_items=-1)
+    with pytest.raises(ValidationError, match="handover_items"):
+        IngestSettings(handover_items=-1)
+
+
+def test_the_hand_over_keeps_telemetry_and_its_newest_items_when_resized(
+        tmp_path: Path) -> None:
+    from gridwatch._schemas import DeviceTelemetry
+    from gridwatch.ingest._journal import RecentItems
+
+    t = DeviceTelemetry(device_id="d1", site="s1", ts=datetime(2026, 1, 1, tzinfo=UTC),
+                        metrics={"temp_c": 41.5})
+    batch = _fleet_readings(6)
+    items: list[Any] = [t, *batch]
+    records = [encode_item(x) for x in items]
+    recent = RecentItems(4)
+    recent.add(100, records, items)  # 7 items, 4 slots: offsets 103..106 stay
+    recent.capacity = 8  # growing keeps them
+    recent.add(107, [records[0]], [t])
+    got = recent.take([(100 + i, rec) for i, rec in enumerate(records)]
+                      + [(107, records[0])])
+    assert got[:3] == [None, None, None]
+    assert got[3:7] == items[3:7] and got[7] is t
+    recent.add(200, records, items)
+    recent.capacity = 2  # shrinking keeps the newest
+    assert recent.take([(205, records[5]), (206, records[6]), (204, records[4])]) == \
+        [items[5], items[6], None]
+    with pytest.raises(ValueError):
+        RecentItems(0)

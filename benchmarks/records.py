@@ -9,7 +9,15 @@
   object beside its record (the form before), against decoding them and keeping nothing; one
   fresh child process per form. Also the time to take them back out.
 
-    .venv/bin/python benchmarks/records.py [--only decode|handover]
+* ``path``: the per-reading work of the live path, in µs per reading, of this checkout and,
+  with ``--against REV``, of the code at git revision ``REV`` (exported to a temporary
+  directory and imported from there) in the same run, rounds alternating, best of 3:
+  the collector (``Decoder.decode_message`` of 100-reading batches, ``encode_item``,
+  ``Journal.append`` without fsync, with the dataflow's hand-over registered), the live
+  journal source (``next_batch`` with metrics, reading as the collector appends: the items
+  come from the hand-over) and a replay of the same journal (every record decoded).
+
+    .venv/bin/python benchmarks/records.py [--only decode|handover|path] [--against REV]
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from gridwatch import Reading
@@ -124,11 +133,123 @@ def handover() -> None:
           f"{out['compact']['take_s'] / N * 1e6:.2f} µs each")
 
 
+# -- the live path, per reading ------------------------------------------------------------------
+PATH_MSGS = 1_000  # 100-reading batches: 100,000 readings
+
+
+def _path_child() -> dict[str, float]:
+    """One round of the live path in this process (whichever ``gridwatch`` it imports)."""
+    import tempfile
+    from pathlib import Path
+
+    from prometheus_client import CollectorRegistry
+
+    from gridwatch.ingest import IngestMetrics, JournalSource
+    from gridwatch.ingest._decode import Decoder
+    from gridwatch.ingest._journal import Journal
+
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    msgs = []
+    for start in range(0, PATH_MSGS * 100, 100):
+        docs = [{"meter_id": f"m{i % 5000}",
+                 "ts": (base + timedelta(minutes=i // 5000)).isoformat().replace("+00:00", "Z"),
+                 "kw": round((i % 977) * 0.25, 2), "kwh": 1000.0 + i, "voltage": 230.1,
+                 "pf": 0.97} for i in range(start, start + 100)]
+        msgs.append(json.dumps(docs).encode())
+    n = PATH_MSGS * 100
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="gridwatch-path-") as tmp:
+        directory = Path(tmp) / "journal"
+        decoder = Decoder()
+        source = JournalSource(directory, partitions=[0], follow=True, batch_size=1000,
+                               metrics=IngestMetrics(CollectorRegistry()))
+        part = source.build_part("in", "p0000", None)
+        got = 0
+        collector_s = source_s = 0.0
+        gc.collect()
+        gc.freeze()
+        with Journal(directory, 0, fsync=False) as journal:
+            for k in range(0, PATH_MSGS, 10):  # ten messages, then the dataflow reads them
+                t0 = time.perf_counter()
+                now = datetime.now(UTC)
+                for m in msgs[k:k + 10]:
+                    items = decoder.decode_message("meters/north/c1/batch", m, now).accepted
+                    journal.append([encode_item(r) for r in items], items)
+                t1 = time.perf_counter()
+                while True:
+                    batch = part.next_batch()
+                    if not batch:
+                        break
+                    got += len(batch)
+                source_s += time.perf_counter() - t1
+                collector_s += t1 - t0
+        part.close()
+        assert got == n, f"read {got} of {n}"
+        replay = JournalSource(directory, follow=False, batch_size=1000)
+        rpart = replay.build_part("in", "p0000", None)
+        t0 = time.perf_counter()
+        got = 0
+        try:
+            while True:
+                got += len(rpart.next_batch())
+        except StopIteration:
+            pass
+        replay_s = time.perf_counter() - t0
+        rpart.close()
+        assert got == n
+        out = {"collector": collector_s / n * 1e6, "live source": source_s / n * 1e6,
+               "replay source": replay_s / n * 1e6}
+    return out
+
+
+def _export(rev: str, into: Path) -> Path:
+    """The package ``gridwatch`` of revision ``rev``, importable from the returned folder."""
+    root = Path(__file__).resolve().parent.parent
+    tree = into / "tree"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(root), "archive", rev, "src"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    (into / "pkg").mkdir()
+    (into / "pkg" / "gridwatch").symlink_to(tree / "src")
+    return into / "pkg"
+
+
+def path(against: str | None, rounds: int = 3) -> None:
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gridwatch-rev-") as tmp:
+        trees: dict[str, dict[str, str]] = {"this checkout": {}}
+        if against:
+            pythonpath = str(_export(against, Path(tmp)))
+            trees[against] = {"PYTHONPATH": pythonpath}
+        best: dict[str, dict[str, float]] = {label: {} for label in trees}
+        for _ in range(rounds):
+            for label, env in trees.items():
+                proc = subprocess.run([sys.executable, __file__, "--child", "path"],
+                                      check=True, capture_output=True, text=True,
+                                      env=os.environ | env)
+                for step, us in json.loads(proc.stdout).items():
+                    best[label][step] = min(best[label].get(step, float("inf")), us)
+    mine = best["this checkout"]
+    for step, us in mine.items():
+        line = f"{step:<14} {us:6.2f} µs per reading"
+        if against:
+            old = best[against][step]
+            line += f"; at {against} {old:6.2f} µs; ratio {old / us:.2f}x"
+        print(line)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("decode", "handover"))
+    ap.add_argument("--only", choices=("decode", "handover", "path"))
+    ap.add_argument("--against", help="path: a git revision to run beside this checkout")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child == "path":
+        print(json.dumps(_path_child()))
+        return
     if args.child:
         print(json.dumps(_child(args.child)))
         return
@@ -136,6 +257,8 @@ def main() -> None:
         decode()
     if args.only in (None, "handover"):
         handover()
+    if args.only in (None, "path"):
+        path(args.against)
 
 
 if __name__ == "__main__":

@@ -212,8 +212,12 @@ class Journal:
             f = open(path, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
             return cur, False
+        # The loop keeps the next offset and its byte position in plain ints (no cursor
+        # object per record: this runs over every record a live reader's end check sees).
+        want, pos = cur.offset, cur.pos
+        unpack = _HEADER.unpack_from
         with f:
-            f.seek(cur.pos)
+            f.seek(pos)
             buf = b""
             i = 0  # where the next record starts in buf (no copy per record)
             bad = False
@@ -225,8 +229,8 @@ class Journal:
                     buf = buf[i:] + more
                     i = 0
                     continue
-                length, crc, offset = _HEADER.unpack_from(buf, i)
-                if length > MAX_RECORD_BYTES or offset != cur.offset:
+                length, crc, offset = unpack(buf, i)
+                if length > MAX_RECORD_BYTES or offset != want:
                     bad = True
                     break
                 end = i + HEADER_SIZE + length
@@ -244,10 +248,11 @@ class Journal:
                 if verify and _crc(offset, memoryview(buf)[i + HEADER_SIZE:end]) != crc:
                     bad = True
                     break
-                cur = _Cursor(cur.offset + 1, base, cur.pos + end - i)
+                want += 1
+                pos += end - i
                 i = end
             leftover = len(buf) > i or f.read(1) != b""
-        return cur, bad or leftover
+        return _Cursor(want, base, pos), bad or leftover
 
     def _recover_tail(self) -> None:
         base = self._bases[-1]
@@ -467,10 +472,17 @@ class Journal:
             log.warning("journal %s: segment %d was deleted by retention while being read; "
                         "going on from %s", self.path, cur.base, later[0] if later else "its end")
             return _Cursor(later[0], later[0], 0) if later else None
-        f.seek(cur.pos)
+        # The next offset and its byte position in the file as plain ints in the loop (one
+        # cursor object per call, not per record).
+        base, next_offset, file_pos = cur.base, cur.offset, cur.pos
+        f.seek(file_pos)
         buf = f.read(_READ_CHUNK)
         got = 0
         pos = 0
+        unpack = _HEADER.unpack_from
+        crc32 = zlib.crc32
+        pack_offset = _OFFSET.pack
+        append = out.append
         while got < want:
             if len(buf) - pos < HEADER_SIZE:
                 more = f.read(_READ_CHUNK)
@@ -479,10 +491,10 @@ class Journal:
                 buf = buf[pos:] + more
                 pos = 0
                 continue
-            length, crc, offset = _HEADER.unpack_from(buf, pos)
+            length, crc, offset = unpack(buf, pos)
             end = pos + HEADER_SIZE + length
-            if length > MAX_RECORD_BYTES or offset != cur.offset:
-                return self._bad_record(cur, "header")
+            if length > MAX_RECORD_BYTES or offset != next_offset:
+                return self._bad_record(_Cursor(next_offset, base, file_pos), "header")
             if len(buf) < end:
                 more = f.read(max(_READ_CHUNK, end - len(buf)))
                 if not more:
@@ -490,14 +502,15 @@ class Journal:
                 buf = buf[pos:] + more
                 pos = 0
                 continue
-            payload = bytes(buf[pos + HEADER_SIZE:end])
-            if _crc(offset, payload) != crc:
-                return self._bad_record(cur, "checksum")
-            out.append((offset, payload))
+            payload = buf[pos + HEADER_SIZE:end]
+            if crc32(payload, crc32(pack_offset(offset))) != crc:  # _crc, inlined
+                return self._bad_record(_Cursor(next_offset, base, file_pos), "checksum")
+            append((offset, payload))
             got += 1
-            cur = _Cursor(cur.offset + 1, cur.base, cur.pos + HEADER_SIZE + length)
+            next_offset += 1
+            file_pos += HEADER_SIZE + length
             pos = end
-        self._cursor = cur
+        cur = self._cursor = _Cursor(next_offset, base, file_pos)
         if got >= want:
             return cur
         # End of this segment's complete records: go on in the next segment, if there is one.

@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry
 
 from gridwatch.ingest._deadletter import DeadLetter, DeadLetters
 from gridwatch.ingest._decode import INTERNAL_ERROR, Decoder, DecodeResult, Rejection
-from gridwatch.ingest._journal import Journal, encode_item
+from gridwatch.ingest._journal import Journal, encode_items
 from gridwatch.ingest._metrics import IngestMetrics
 
 if TYPE_CHECKING:
@@ -469,8 +469,8 @@ class Collector:
                 log.exception("decoding a message on %s failed", m.topic)
                 result = DecodeResult(rejected=[Rejection(
                     INTERNAL_ERROR, f"decoder failed: {type(exc).__name__}: {exc}", m.payload)])
-            records.extend(encode_item(item) for item in result.accepted)
-            items.extend(result.accepted)
+            records += encode_items(result.accepted)
+            items += result.accepted
             letters.extend(
                 DeadLetter(r.reason, m.topic, r.payload, r.detail, now, r.index)
                 for r in result.rejected

@@ -43,6 +43,7 @@ __all__ = [
     "RecentItems",
     "decode_item",
     "encode_item",
+    "encode_items",
     "journal_partitions",
 ]
 
@@ -285,15 +286,19 @@ class Journal:
         if not records:
             return self._next - 1
         parts: list[bytes] = []
-        size = 0
+        append = parts.append
+        header = _HEADER.pack
+        pack_offset = _OFFSET.pack
+        crc32 = zlib.crc32
         offset = self._next
         for rec in records:
-            if len(rec) > MAX_RECORD_BYTES:
-                raise ValueError(f"record of {len(rec)} bytes exceeds {MAX_RECORD_BYTES}")
-            parts.append(_HEADER.pack(len(rec), _crc(offset, rec), offset))
-            parts.append(rec)
-            size += HEADER_SIZE + len(rec)
+            length = len(rec)
+            if length > MAX_RECORD_BYTES:
+                raise ValueError(f"record of {length} bytes exceeds {MAX_RECORD_BYTES}")
+            append(header(length, crc32(rec, crc32(pack_offset(offset))), offset))  # _crc
+            append(rec)
             offset += 1
+        size = HEADER_SIZE * len(records) + sum(map(len, records))
         if self._active_size > 0 and (
             self._active_size + size > self.segment_bytes
             or (self.segment_age_s > 0
@@ -748,12 +753,28 @@ def release_recent_items(directory: Path, partition: int) -> None:
                 del _RECENT[path]
 
 
+#: pydantic-core's serialisers, called directly: ``model_dump_json`` is this call plus a
+#: Python wrapper and a decode to ``str`` that ``.encode()`` then undoes.
+_READING_JSON = Reading.__pydantic_serializer__.to_json
+_TELEMETRY_JSON = DeviceTelemetry.__pydantic_serializer__.to_json
+
+
 def encode_item(item: Reading | DeviceTelemetry) -> bytes:
     """The journal record of a reading or telemetry: its JSON wire form (what
-    ``Reading.to_json_dict()`` gives, serialised by pydantic), a reading behind
+    ``Reading.to_json_dict()`` gives, serialised by pydantic: the bytes of
+    ``item.model_dump_json(exclude_none=True, exclude_defaults=True)``), a reading behind
     :data:`READING_TAG`."""
-    data = item.model_dump_json(exclude_none=True, exclude_defaults=True).encode()
-    return READING_TAG + data if type(item) is Reading else data
+    if type(item) is Reading:
+        return READING_TAG + _READING_JSON(item, exclude_none=True, exclude_defaults=True)
+    return _TELEMETRY_JSON(item, exclude_none=True, exclude_defaults=True)
+
+
+def encode_items(items: Sequence[Reading | DeviceTelemetry]) -> list[bytes]:
+    """``[encode_item(item) for item in items]``, in one loop."""
+    tag = READING_TAG
+    dump = _READING_JSON
+    return [tag + dump(item, exclude_none=True, exclude_defaults=True)
+            if type(item) is Reading else encode_item(item) for item in items]
 
 
 def _rebuild(doc: Any) -> Reading | None:

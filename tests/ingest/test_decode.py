@@ -194,3 +194,43 @@ def test_topic_filters_match_as_paho_does(pattern: list[str], levels: list[str])
 
     topic_filter, topic = "/".join(pattern), "/".join(levels)
     assert topic_matches(topic_filter, topic) == topic_matches_sub(topic_filter, topic)
+
+
+def _judged(res: object) -> tuple[list[Reading], list[tuple[str, str]]]:
+    accepted = res.accepted  # type: ignore[attr-defined]
+    rejected = [(j.reason, j.detail.split(": ", 1)[1] if j.detail.startswith("batch item")
+                 else j.detail) for j in res.rejected]  # type: ignore[attr-defined]
+    return accepted, rejected
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.tuples(st.sampled_from(["m1", "m2", "m3"]),
+                               st.integers(-120, 12), st.integers(0, 59)),
+                     min_size=1, max_size=30),
+       ahead_s=st.sampled_from([0.0, 300.0, 3_600.0, 8e13]),
+       back_s=st.sampled_from([0.0, 3_600.0, 86_400.0]))
+def test_a_batch_is_judged_as_its_readings_one_by_one(
+        rows: list[tuple[str, int, int]], ahead_s: float, back_s: float) -> None:
+    """A valid batch (the fast path: one validation of the array, the clock's limit taken
+    once) accepts and rejects exactly what the same readings sent one per message do, with
+    the same reasons and details, in order; and so does the item-by-item path a batch takes
+    when one of its items is invalid. Readings up to 3 hours ahead and 30 hours behind, with
+    duplicates; the tolerances of the settings, one of them past the calendar's end."""
+    docs = [{"meter_id": m, "ts": (NOW + timedelta(minutes=15 * q, seconds=s))
+             .isoformat().replace("+00:00", "Z"), "kw": 1.0} for m, q, s in rows]
+    ing = IngestSettings(max_future_s=ahead_s, max_backwards_s=back_s)
+    batch = Decoder(None, ing).decode_message("meters/r/c/batch", json.dumps(docs).encode(),
+                                              NOW)
+    one = Decoder(None, ing)
+    singles = [one.decode_message(f"meters/r/{d['meter_id']}/reading", json.dumps(d).encode(),
+                                  NOW) for d in docs]
+    want_accepted = [r for res in singles for r in res.accepted]
+    want_rejected = [x for res in singles for x in _judged(res)[1]]
+    assert _judged(batch) == (want_accepted, want_rejected)
+    assert [j.index for j in batch.rejected] == [i for i, res in enumerate(singles)
+                                                 if res.rejected]
+    slow = Decoder(None, ing).decode_message(
+        "meters/r/c/batch", json.dumps([*docs, {"meter_id": "m1"}]).encode(), NOW)
+    accepted, rejected = _judged(slow)
+    assert (accepted, rejected[:-1]) == (want_accepted, want_rejected)
+    assert slow.rejected[-1].reason == "schema"

@@ -788,7 +788,8 @@ def _rebuild(doc: Any) -> Reading | None:
         stamp = _from_iso(values["ts"])
     except (TypeError, ValueError):
         return None
-    if stamp.tzinfo is not UTC or type(values["meter_id"]) is not str:
+    if stamp.tzinfo is not UTC or type(values["meter_id"]) is not str \
+            or type(values["kw"]) is not float:  # (kw is required: null is not a reading)
         return None
     values["ts"] = stamp
     for name in _FLOATS:

@@ -140,14 +140,16 @@ PATH_MSGS = 1_000  # 100-reading batches: 100,000 readings
 def _path_child() -> dict[str, float]:
     """One round of the live path in this process (whichever ``gridwatch`` it imports)."""
     import tempfile
-    from pathlib import Path
 
     from prometheus_client import CollectorRegistry
 
-    from gridwatch.ingest import IngestMetrics, JournalSource
+    from gridwatch.ingest import IngestMetrics, JournalSource, _journal
     from gridwatch.ingest._decode import Decoder
     from gridwatch.ingest._journal import Journal
 
+    # what the collector of that revision calls (a batch in one loop since encode_items)
+    encode_all: Callable[[list[Any]], list[bytes]] = getattr(
+        _journal, "encode_items", lambda items: [_journal.encode_item(r) for r in items])
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
     msgs = []
     for start in range(0, PATH_MSGS * 100, 100):
@@ -174,7 +176,7 @@ def _path_child() -> dict[str, float]:
                 now = datetime.now(UTC)
                 for m in msgs[k:k + 10]:
                     items = decoder.decode_message("meters/north/c1/batch", m, now).accepted
-                    journal.append([encode_item(r) for r in items], items)
+                    journal.append(encode_all(items), items)
                 t1 = time.perf_counter()
                 while True:
                     batch = part.next_batch()

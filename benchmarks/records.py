@@ -5,9 +5,11 @@
   figure is the best of 5 rounds, printed beside its baseline as a ratio.
 * ``handover``: resident memory per reading kept in the hand-over (``ingest.handover_items``,
   :class:`RecentItems`), for 100,000 readings decoded from 100-reading batches as the
-  collector decodes them, each kept as a compact tuple (this version) and as the pydantic
-  object beside its record (the form before), against decoding them and keeping nothing; one
-  fresh child process per form. Also the time to take them back out.
+  collector decodes them and not yet taken (a reader behind a burst), each kept as a compact
+  tuple, as the pydantic object beside its record (the form before), and as the hand-over
+  keeps them by default (the newest as they came, the others compact), against decoding them
+  and keeping nothing; one fresh child process per form. Also the time to take compact
+  readings back out (with Python's default garbage collector settings).
 
 * ``path``: the per-reading work of the live path, in µs per reading, of this checkout and,
   with ``--against REV``, of the code at git revision ``REV`` (exported to a temporary
@@ -91,14 +93,14 @@ def _child(form: str) -> dict[str, Any]:
     decoder = Decoder()
     now = datetime.now(UTC)
     gc.collect()
-    recent = RecentItems(N)
+    recent = RecentItems(N, loose=0) if form == "compact" else RecentItems(N)
     old: dict[int, tuple[bytes, Any]] = {}
     before = _rss()
     offset = 0
     for m in msgs:
         items = decoder.decode_message("meters/north/c1/batch", m, now).accepted
         records = [encode_item(r) for r in items]
-        if form == "compact":
+        if form in ("compact", "handover"):
             recent.add(offset, records, items)
         elif form == "object":  # the hand-over before: {offset: (record, pydantic object)}
             for i, (rec, item) in enumerate(zip(records, items, strict=True)):
@@ -118,19 +120,61 @@ def _child(form: str) -> dict[str, Any]:
 
 
 def handover() -> None:
+    from gridwatch.ingest._journal import HANDOVER_LOOSE
+
     out = {}
-    for form in ("none", "object", "compact"):
+    for form in ("none", "object", "compact", "handover"):
         proc = subprocess.run([sys.executable, __file__, "--child", form], check=True,
                               capture_output=True, text=True)
         out[form] = json.loads(proc.stdout)
     none = out["none"]["rss_bytes"]
     obj = (out["object"]["rss_bytes"] - none) / N
     compact = (out["compact"]["rss_bytes"] - none) / N
+    mixed = (out["handover"]["rss_bytes"] - none) / N
     print(f"hand-over, resident memory per kept reading ({N:,} kept, over decoding and keeping "
           f"nothing): compact tuple {compact:,.0f} B, pydantic object and record (before) "
-          f"{obj:,.0f} B; ratio {obj / compact:.2f}x")
+          f"{obj:,.0f} B; ratio {obj / compact:.2f}x; as kept by default (the newest "
+          f"{HANDOVER_LOOSE:,} as they came, the others compact) {mixed:,.0f} B")
     print(f"hand-over, taking {N:,} kept readings back as pydantic objects: "
           f"{out['compact']['take_s'] / N * 1e6:.2f} µs each")
+    handover_cpu()
+
+
+def handover_cpu() -> None:
+    """The hand-over's CPU per reading (collector's add, dataflow's take; garbage collector
+    off, best of 5) when the reader keeps up (1,000 readings behind) and behind a burst of
+    100,000, beside decoding the same records (what a reader does without the hand-over)."""
+    from gridwatch.ingest._journal import RecentItems
+
+    readings = _readings()
+    records = [encode_item(r) for r in readings]
+    wanted = list(enumerate(records))
+    gc.collect()
+    gc.disable()
+    try:
+        decode_s = _best(lambda: [decode_item(d) for d in records])
+        for mode in ("keeps up", "burst"):
+            add_s = take_s = float("inf")
+            for _ in range(5):
+                recent = RecentItems(131_072)
+                a = t = 0.0
+                step = 1_000 if mode == "keeps up" else N
+                for k in range(0, N, step):
+                    t0 = time.perf_counter()
+                    for j in range(k, k + step, 100):
+                        recent.add(j, records[j:j + 100], readings[j:j + 100])
+                    t1 = time.perf_counter()
+                    got = [recent.take(wanted[j:j + 1_000]) for j in range(k, k + step, 1_000)]
+                    t += time.perf_counter() - t1
+                    a += t1 - t0
+                    assert all(x is not None for part in got for x in part)
+                add_s, take_s = min(add_s, a), min(take_s, t)
+            print(f"hand-over, reader {mode}: add {add_s / N * 1e6:.2f} µs + take "
+                  f"{take_s / N * 1e6:.2f} µs per reading, against decode_item "
+                  f"{decode_s / N * 1e6:.2f} µs per record; ratio "
+                  f"{decode_s / (add_s + take_s):.1f}x")
+    finally:
+        gc.enable()
 
 
 # -- the live path, per reading ------------------------------------------------------------------

@@ -600,6 +600,11 @@ _ONLY_FLOAT = {float}
 DEFAULT_HANDOVER_ITEMS: int = IngestSettings.model_fields["handover_items"].default
 
 
+#: How many of the newest items the hand-over keeps as the collector's objects; older ones
+#: still there are made compact (:class:`RecentItems`).
+HANDOVER_LOOSE = 4_096
+
+
 class RecentItems:
     """The items the writer of one journal partition appended last in this process, by offset,
     for a reader of the partition in the same process (``gridwatch run``: the collector thread
@@ -617,19 +622,26 @@ class RecentItems:
     each is taken once.
 
     The items are kept in a ring of ``capacity`` slots (the record at offset ``o`` in slot
-    ``o % capacity``, so the oldest go first), a reading as one flat tuple: its offset, its
+    ``o % capacity``, so the oldest go first). The newest ``loose`` items are kept as they
+    came, which costs nothing when the reader keeps up; a reading older than that and not yet
+    taken (a reader behind a burst) is made compact: one flat tuple of its offset, its
     record, its set of given fields (one shared frozen set per combination) and its field
-    values (the very objects the collector validated); ``take`` puts the reading together
-    again as pydantic does after validation. About a third of the memory of the pydantic
-    object, whose ``__dict__`` and set of given fields take most of it.
+    values (the very objects the collector validated), which ``take`` puts together again
+    as pydantic does after validation. About a third of the memory of the pydantic object,
+    whose ``__dict__`` and set of given fields take most of it.
     """
 
-    def __init__(self, capacity: int = DEFAULT_HANDOVER_ITEMS) -> None:
+    def __init__(self, capacity: int = DEFAULT_HANDOVER_ITEMS,
+                 loose: int = HANDOVER_LOOSE) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if loose < 0:
+            raise ValueError(f"loose must be >= 0, got {loose}")
         self._lock = threading.Lock()
         self._ring: list[tuple[Any, ...] | None] = [None] * capacity
         self._sets: dict[frozenset[str], frozenset[str]] = {}
+        self.loose = loose
+        self._compact_from = 0  # items before this offset are compact (or gone)
         self.readers = 0
         #: records a reader took from memory, and those it had to decode
         self.hits = 0
@@ -656,21 +668,34 @@ class RecentItems:
         n = len(records)
         if n != len(items):
             raise ValueError(f"{n} records but {len(items)} items")
-        sets = self._sets
-        values = _values
         with self._lock:
             ring = self._ring
             cap = len(ring)
             skip = max(0, n - cap)  # more than the ring holds: only the last ``cap`` stay
             for i in range(skip, n):
-                item = items[i]
                 offset = first + i
-                if type(item) is Reading:
-                    given = frozenset(item.__pydantic_fields_set__)
-                    given = sets.setdefault(given, given)
-                    ring[offset % cap] = (offset, records[i], given, *values(item.__dict__))
-                else:
-                    ring[offset % cap] = (offset, records[i], None, item)
+                ring[offset % cap] = (offset, records[i], items[i])
+            end = first + n
+            if end - self._compact_from > self.loose:
+                self._compact(max(self._compact_from, end - cap), end - self.loose)
+
+    def _compact(self, start: int, stop: int) -> None:
+        """Make the items of offsets ``start`` to ``stop`` still kept compact (lock held)."""
+        ring = self._ring
+        cap = len(ring)
+        sets = self._sets
+        values = _values
+        for offset in range(start, stop):
+            slot = offset % cap
+            kept = ring[slot]
+            if kept is None or len(kept) != 3 or kept[0] != offset:
+                continue  # taken, already compact, or overwritten
+            item = kept[2]
+            if type(item) is Reading:
+                given = frozenset(item.__pydantic_fields_set__)
+                given = sets.setdefault(given, given)
+                ring[slot] = (offset, kept[1], given, *values(item.__dict__))
+        self._compact_from = max(self._compact_from, stop)
 
     def take(self, records: Sequence[tuple[int, bytes]]) -> list[Any]:
         """For each ``(offset, payload)`` read from the journal, its item when this process
@@ -689,13 +714,12 @@ class RecentItems:
                     continue
                 ring[slot] = None
                 hits += 1
-                given = kept[2]
-                if given is None:
-                    append(kept[3])
+                if len(kept) == 3:  # as it came
+                    append(kept[2])
                     continue
                 reading = _new(Reading)
                 _set_dict(reading, "__dict__", _kept_dict(kept))
-                _set_fields_set(reading, set(given))
+                _set_fields_set(reading, set(kept[2]))
                 _set_extra(reading, None)
                 _set_private(reading, None)
                 append(reading)

@@ -198,15 +198,36 @@ def test_a_following_source_takes_what_this_process_appended_as_its_items(
         got = part.next_batch()
     recent = part.recent
     part.close()
-    # taken from memory, not decoded: the very values the writer validated, the same fields
-    # given, and each equal to what decoding gives
+    # taken from memory, not decoded: the very objects the writer validated (the newest are
+    # kept as they came), each equal to what decoding gives
     assert (recent.hits, recent.misses) == (len(batch), 0)
-    for g, r in zip(got, batch, strict=True):
-        _same(r, g)
-        assert all(g.__dict__[f] is r.__dict__[f] for f in Reading.model_fields)
-        assert g.model_fields_set is not r.model_fields_set  # its own set, as validation's
+    assert all(g is r for g, r in zip(got, batch, strict=True))
     assert got == [decode_item(encode_item(r)) for r in batch]
     assert part.recent is None  # released on close
+
+
+@settings(max_examples=100, deadline=None)
+@given(batch=st.lists(readings(), min_size=1, max_size=20), loose=st.integers(0, 20))
+def test_a_reading_kept_compact_comes_back_field_for_field(batch: list[Reading],
+                                                           loose: int) -> None:
+    """Readings older than the ``loose`` newest are kept as compact tuples and put together
+    again when taken: the same values (the very objects), the same fields given (in a set of
+    its own), equal to what decoding their records gives."""
+    from gridwatch.ingest._journal import RecentItems
+
+    recent = RecentItems(64, loose=loose)
+    records = [encode_item(r) for r in batch]
+    recent.add(7, records, batch)
+    compact = sum(len(e) > 3 for e in recent._ring if e is not None)
+    assert compact == max(0, len(batch) - loose)
+    got = recent.take([(7 + i, rec) for i, rec in enumerate(records)])
+    assert recent.hits == len(batch)
+    for g, r, rec in zip(got, batch, records, strict=True):
+        _same(r, g)
+        assert all(g.__dict__[f] is r.__dict__[f] for f in Reading.model_fields)
+        if g is not r:
+            assert g.model_fields_set is not r.model_fields_set
+        assert g == decode_item(rec) and encode_item(g) == rec
 
 
 def test_recent_items_are_used_only_for_the_same_bytes_at_the_same_offset(
@@ -353,7 +374,7 @@ def test_the_hand_over_keeps_telemetry_and_its_newest_items_when_resized(
     batch = _fleet_readings(6)
     items: list[Any] = [t, *batch]
     records = [encode_item(x) for x in items]
-    recent = RecentItems(4)
+    recent = RecentItems(4, loose=1)
     recent.add(100, records, items)  # 7 items, 4 slots: offsets 103..106 stay
     recent.capacity = 8  # growing keeps them
     recent.add(107, [records[0]], [t])
@@ -367,3 +388,5 @@ def test_the_hand_over_keeps_telemetry_and_its_newest_items_when_resized(
         [items[5], items[6], None]
     with pytest.raises(ValueError):
         RecentItems(0)
+    with pytest.raises(ValueError):
+        RecentItems(4, loose=-1)

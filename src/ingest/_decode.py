@@ -15,11 +15,12 @@ import json
 from array import array
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, cast
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import CoreSchema, SchemaValidator
 
-from gridwatch._schemas import DeviceTelemetry, Reading
+from gridwatch._schemas import DeviceTelemetry, Reading, _check_timestamp
 from gridwatch.ingest._config import IngestSettings, TopicSettings
 
 __all__ = [
@@ -61,6 +62,58 @@ REASONS: Final[tuple[str, ...]] = (
 # tolerance so it can give the reason ``future_timestamp`` rather than a generic schema error.
 _NO_FUTURE_CHECK: Final = timedelta.max
 _READINGS: Final = TypeAdapter(list[Reading])
+
+
+def _without_python_checks() -> tuple[SchemaValidator, SchemaValidator]:
+    """Validators of one reading and of a list of them: ``Reading``'s own core schema, less
+    its two Python validators (the timestamp's, ``_check_timestamp``, and the model's
+    ``_phases_agree``), which pydantic-core would call per reading. :func:`_finish` does
+    their work in one plain loop; whatever it cannot vouch for is validated by ``Reading``."""
+    top = Reading.__pydantic_core_schema__
+    if top["type"] != "function-after" or top["schema"]["type"] != "model":
+        raise ImportError("Reading's core schema is not the shape _decode expects")
+    model = dict(top["schema"])
+    fields_schema = dict(model["schema"])
+    fields = dict(fields_schema["fields"])
+    ts = dict(fields["ts"])
+    if ts["schema"]["type"] != "function-after" or \
+            ts["schema"]["function"]["function"] is not _check_timestamp:
+        raise ImportError("Reading.ts is not validated by _check_timestamp as _decode expects")
+    ts["schema"] = ts["schema"]["schema"]
+    fields["ts"] = ts
+    fields_schema["fields"] = fields
+    model["schema"] = fields_schema
+    model.pop("ref", None)
+    one = cast(CoreSchema, model)
+    return (SchemaValidator(one),
+            SchemaValidator(cast(CoreSchema, {"type": "list", "items_schema": one})))
+
+
+_ONE_UNCHECKED, _LIST_UNCHECKED = _without_python_checks()
+_YEAR_2000: Final = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _finish(items: list[Reading]) -> bool:
+    """Do for readings validated without ``Reading``'s Python validators what those would have
+    done: the timestamp aware, in UTC, not before 2000 (``_check_timestamp``; the future is
+    the decoder's own check) and as many voltage as current phases (``_phases_agree``).
+    False when an item needs the full validation (which then says why)."""
+    for item in items:
+        d = item.__dict__
+        ts = d["ts"]
+        if ts.utcoffset() is None:  # naive (a tzinfo that gives no offset too)
+            return False
+        try:
+            ts = ts.astimezone(UTC)
+        except OverflowError:
+            return False
+        if ts < _YEAR_2000:
+            return False
+        d["ts"] = ts
+        voltage, current = d["voltage"], d["current"]
+        if voltage and current and len(voltage) != len(current):
+            return False
+    return True
 _RANGE_ERRORS: Final = frozenset({
     "greater_than", "greater_than_equal", "less_than", "less_than_equal",
     "too_long", "too_short",
@@ -296,12 +349,13 @@ class Decoder:
         ctx = {"now": now, "max_future": _NO_FUTURE_CHECK}
         try:
             if kind == "reading":
-                return [Reading.model_validate_json(payload, context=ctx)]
+                one = [_ONE_UNCHECKED.validate_json(payload)]
+                return one if _finish(one) else None
             if kind == "telemetry":
                 return [DeviceTelemetry.model_validate_json(payload, context=ctx)]
             if payload.lstrip()[:1] == b"[":
-                items = _READINGS.validate_json(payload, context=ctx)
-                return items if items else None
+                items = _LIST_UNCHECKED.validate_json(payload)
+                return items if items and _finish(items) else None
         except (ValidationError, ValueError):
             return None
         return None

@@ -4,7 +4,7 @@ property tests (any bytes are decoded or rejected, never crash; valid readings r
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -234,3 +234,59 @@ def test_a_batch_is_judged_as_its_readings_one_by_one(
     accepted, rejected = _judged(slow)
     assert (accepted, rejected[:-1]) == (want_accepted, want_rejected)
     assert slow.rejected[-1].reason == "schema"
+
+
+_offsets = st.none() | st.integers(-14 * 60, 14 * 60).map(
+    lambda m: timezone(timedelta(minutes=m)))
+_stamps = st.one_of(
+    st.builds(lambda d, tz: d.replace(tzinfo=tz).isoformat(),
+              st.datetimes(min_value=datetime(1998, 1, 1), max_value=datetime(2040, 1, 1)),
+              _offsets),
+    st.sampled_from(["9999-12-31T23:00:00-01:00", "0001-01-01T00:30:00+01:00",
+                     "1999-12-31T23:30:00-01:00", "2000-01-01T00:30:00+01:00",
+                     "2000-01-01T00:00:00Z", "1999-12-31T23:59:59.999999Z",
+                     "2026-01-01T00:00:00Z", "2026-01-01", "2026-01-01T00:00:00+05:45",
+                     "2026-13-01T00:00:00Z", "1767225600"]))
+_phases = st.none() | st.floats(0, 500) | st.lists(st.floats(0, 500), min_size=0, max_size=4)
+_doc = st.fixed_dictionaries(
+    {"meter_id": st.sampled_from(["m1", "m-2", " m3 ", "bad id"]), "ts": _stamps,
+     "kw": st.floats(-2e5, 2e5) | st.sampled_from(["1.5", None])},
+    optional={"voltage": _phases, "current": _phases,
+              "status": st.lists(st.sampled_from(["estimated", "cover_open", "nope"]),
+                                 max_size=2),
+              "pf": st.floats(-1.5, 1.5), "interval_s": st.integers(0, 90_000)})
+
+
+@settings(max_examples=400, deadline=None)
+@given(docs=st.lists(_doc, min_size=1, max_size=6))
+def test_the_fast_path_validates_as_reading_does(docs: list[dict[str, object]]) -> None:
+    """The collector's fast path validates with Reading's core schema less its two Python
+    validators and does their work itself (timestamp aware, to UTC, not before 2000; as many
+    voltage as current phases): it accepts exactly the batches and single readings that
+    ``Reading`` accepts, as equal readings (the same fields given, ``ts`` in UTC), and sends
+    everything else to the path that finds the reason."""
+    from pydantic import ValidationError
+
+    from gridwatch.ingest._decode import _READINGS
+
+    ctx = {"now": NOW, "max_future": timedelta.max}
+    decoder = Decoder()
+    cases: list[tuple[str, bytes, object]] = [
+        ("batch", json.dumps(docs).encode(), lambda p: _READINGS.validate_json(p, context=ctx)),
+        ("reading", json.dumps(docs[0]).encode(),
+         lambda p: [Reading.model_validate_json(p, context=ctx)])]
+    for kind, payload, full in cases:
+        try:
+            want = full(payload)  # type: ignore[operator]
+        except ValidationError:
+            want = None
+        got = decoder._fast(kind, payload, NOW)
+        if want is None:
+            assert got is None
+            continue
+        assert got is not None and len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert type(g) is Reading and g == w
+            assert g.model_fields_set == w.model_fields_set
+            assert g.model_dump_json() == w.model_dump_json()
+            assert g.ts.tzinfo is UTC

@@ -390,3 +390,44 @@ def test_the_hand_over_keeps_telemetry_and_its_newest_items_when_resized(
         RecentItems(0)
     with pytest.raises(ValueError):
         RecentItems(4, loose=-1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(capacity=st.integers(1, 12), loose=st.integers(0, 6), kinds=st.sampled_from([2, 3, 40]),
+       steps=st.lists(st.tuples(st.integers(0, 7), st.lists(st.integers(-3, 20), max_size=8),
+                                st.booleans()), min_size=1, max_size=12))
+def test_the_hand_over_ring_keeps_what_a_model_says(
+        capacity: int, loose: int, kinds: int,
+        steps: list[tuple[int, list[int], bool]]) -> None:
+    """Appends of 0–7 readings and takes of any offsets (some with other bytes), against a
+    model: an item is taken exactly when it was appended at that offset with those bytes, is
+    among the newest ``capacity`` appended, and was not taken before; it comes back equal to
+    what was appended, whether kept as it came or compact. With few kinds of readings the
+    same bytes come back at other offsets: only the offset they were appended at counts."""
+    from gridwatch.ingest._journal import RecentItems
+
+    pool = _fleet_readings(kinds, meters=kinds)
+    recent = RecentItems(capacity, loose=loose)
+    appended: dict[int, tuple[bytes, Reading]] = {}
+    taken: set[int] = set()
+    end = 0
+    for n, wanted, wrong_bytes in steps:
+        items = [pool[(end + i) % len(pool)] for i in range(n)]
+        records = [encode_item(r) for r in items]
+        recent.add(end, records, items)
+        for i, (rec, r) in enumerate(zip(records, items, strict=True)):
+            appended[end + i] = (rec, r)
+        end += n
+        asks = [end - 1 - k for k in wanted if end - 1 - k >= 0]
+        pairs = [(o, b"other" if wrong_bytes or o not in appended else appended[o][0])
+                 for o in asks]  # (an offset past the end: not appended yet)
+        got = recent.take(pairs)
+        for (offset, data), g in zip(pairs, got, strict=True):
+            present = (offset in appended and offset >= end - capacity
+                       and offset not in taken and data == appended[offset][0])
+            if present:
+                assert g is not None
+                _same(appended[offset][1], g)
+                taken.add(offset)
+            else:
+                assert g is None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeAlias, cast
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 from pydantic_core import CoreSchema, SchemaValidator
 
 from gridwatch._schemas import DeviceTelemetry, Reading, _check_timestamp
@@ -61,7 +61,6 @@ REASONS: Final[tuple[str, ...]] = (
 # The schema checks the future itself against this context; the decoder does it with its own
 # tolerance so it can give the reason ``future_timestamp`` rather than a generic schema error.
 _NO_FUTURE_CHECK: Final = timedelta.max
-_READINGS: Final = TypeAdapter(list[Reading])
 
 
 def _without_python_checks() -> tuple[SchemaValidator, SchemaValidator]:
@@ -114,6 +113,8 @@ def _finish(items: list[Reading]) -> bool:
         if voltage and current and len(voltage) != len(current):
             return False
     return True
+
+
 _RANGE_ERRORS: Final = frozenset({
     "greater_than", "greater_than_equal", "less_than", "less_than_equal",
     "too_long", "too_short",

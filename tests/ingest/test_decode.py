@@ -265,14 +265,13 @@ def test_the_fast_path_validates_as_reading_does(docs: list[dict[str, object]]) 
     voltage as current phases): it accepts exactly the batches and single readings that
     ``Reading`` accepts, as equal readings (the same fields given, ``ts`` in UTC), and sends
     everything else to the path that finds the reason."""
-    from pydantic import ValidationError
+    from pydantic import TypeAdapter, ValidationError
 
-    from gridwatch.ingest._decode import _READINGS
-
+    readings_of = TypeAdapter(list[Reading])
     ctx = {"now": NOW, "max_future": timedelta.max}
     decoder = Decoder()
     cases: list[tuple[str, bytes, object]] = [
-        ("batch", json.dumps(docs).encode(), lambda p: _READINGS.validate_json(p, context=ctx)),
+        ("batch", json.dumps(docs).encode(), lambda p: readings_of.validate_json(p, context=ctx)),
         ("reading", json.dumps(docs[0]).encode(),
          lambda p: [Reading.model_validate_json(p, context=ctx)])]
     for kind, payload, full in cases:

@@ -36,6 +36,9 @@ from array import array
 from gridwatch._schemas import MeterMeta, Reading, Score
 from gridwatch.models._alarms import cond, r3
 from gridwatch.models._baseline import (
+    _ALPHA_DT,
+    _ALPHA_G,
+    _ALPHA_TOW,
     _LEVEL,
     _MIN_DEV,
     _SHRINK,
@@ -83,7 +86,6 @@ from gridwatch.models._record import (
     ZERO_FRAC,
     MeterRecord,
     N,
-    f32,
 )
 from gridwatch.models._result import StepResult
 from gridwatch.models._theft import window_quiet
@@ -100,6 +102,13 @@ _W_D = tuple((n / (n + _SHRINK), 1 - n / (n + _SHRINK)) for n in range(_TABLE))
 _W_S = tuple((n / (n + _SHRINK_TOW), 1 - n / (n + _SHRINK_TOW)) for n in range(256))
 _f32_pack_into = struct.Struct("=f").pack_into
 _f32_unpack_from = struct.Struct("=f").unpack_from
+#: a float16 written straight into a cell of ``h`` (``h[i] = enc_f16(v)`` for |v| <= 65,504:
+#: the same IEEE rounding, without the round trip through bytes)
+_f16_pack_into = struct.Struct("=e").pack_into
+_F16_MAX = 65_504.0
+# cells of the meter-wide level (one index instead of an addition per reading)
+_MU_G, _DEV_G, _KW_G, _N_G = LV_MU + GLOBAL, LV_DEV + GLOBAL, LV_KW + GLOBAL, LV_N + GLOBAL
+_KW_G2 = 2 * _KW_G  # (bytes)
 _SCRATCH = array("f", b"\0\0\0\0")
 _exp = math.exp
 _log = math.log
@@ -138,8 +147,10 @@ class _Consts:
         self.thin = tuple(1.0 + s.thin_widen / _sqrt(1.0 + n) for n in range(_TABLE))
         self.v_unb, self.i_unb = s.voltage_unbalance_pct, s.current_unbalance_pct
         self.pols: dict[object, ClassPolicy] = {None: policy(None, s)}
-        #: (event time, interval, calendar) -> the level of each step of the capacity forecast
-        self.levels: dict[tuple[float, int, Calendar], tuple[int, ...]] = {}
+        #: (event time, interval, calendar) -> the level of the previous interval's slot, and
+        #: the capacity forecast's steps (the level of each step's slot, damping, decay)
+        self.levels: dict[tuple[float, int, Calendar],
+                          tuple[int, tuple[tuple[int, float, float], ...]]] = {}
 
 
 _CONSTS: list[_Consts] = []
@@ -157,6 +168,8 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
                cal: Calendar) -> StepResult | None:
     """``MeterState.step`` for a quiet reading, or ``None`` (nothing changed) if it is not."""
     # ---- preconditions: nothing below changes the record until the commit
+    # (``max``/``min`` of two values are written as conditionals throughout: the same value,
+    # NaN and signed zeros included, without the call)
     x = rec.x
     if not x[N] or r.status or rec.silent:
         return None
@@ -178,18 +191,22 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     else:
         c = _new_consts(s)
     kw = r.kw
-    kva = None
-    has_export = exporting = False
-    stated = None
-    if meta is not None:
+    if meta is None:
+        kva = stated = None
+        has_export = exporting = False
+        pol = c.pols[None]
+    else:
         tz = meta.timezone
         if tz and tz != cal.tz.key:  # a meter of another region: its own calendar (cached)
             cal = calendar_for(tz, meta.holiday_country or cal.country)
-        if meta.has_export:
-            has_export = True
-            exporting = kw < 0  # (not judged as consumption)
+        has_export = meta.has_export
+        exporting = has_export and kw < 0  # (not judged as consumption)
         kva = meta.contracted_kva
         stated = meta.interval_s
+        cls = meta.customer_class
+        pol = c.pols.get(cls)
+        if pol is None:
+            pol = c.pols[cls] = policy(meta, s)
     # the interval (as MeterState._interval infers it, committed below)
     gap_s = x[GAP_S]
     run = x[GAP_RUN]
@@ -220,11 +237,10 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     if kw < c.rev_kw and not has_export:
         return None
     # the same non-zero value again: counted as a stuck reading (raised by the full path)
-    stuck = kw == x[LAST_KW] and kw != 0.0
-    if stuck:
-        n_stuck = pending.get(_STUCK, 0) + 1
-        if n_stuck >= s.stuck_readings - 1:
-            return None
+    last_kw = x[LAST_KW]
+    stuck = kw == last_kw and kw != 0.0
+    if stuck and pending.get(_STUCK, 0) + 1 >= s.stuck_readings - 1:
+        return None
     off = t % interval
     if interval - off < off:
         off = interval - off
@@ -236,27 +252,38 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     volts = r.voltage
     if volts:
         nv = len(volts)
-        three = (meta.phases if meta is not None else nv) == 3 or nv == 3
-        nominal = meta.nominal_voltage_v if meta is not None else None
+        if meta is None:
+            three = nv == 3
+            nominal = None
+        else:
+            three = meta.phases == 3 or nv == 3
+            nominal = meta.nominal_voltage_v
         if nominal:
             lo, hi = ((nominal * c.lo_f3, nominal * c.hi_f3) if three
                       else (nominal * c.lo_f1, nominal * c.hi_f1))
+        elif three:
+            lo, hi = c.lo3, c.hi3
         else:
-            lo, hi = (c.lo3, c.hi3) if three else (c.lo1, c.hi1)
+            lo, hi = c.lo1, c.hi1
         if nv == 1:
             v0 = volts[0]
             if (1.0 < v0 < lo) or v0 > hi:
                 return None
             vmin_last = v0
         elif nv == 3 and volts[0] > 1.0 and volts[1] > 1.0 and volts[2] > 1.0:
-            # three live phases (the common case, without the list of live ones)
+            # three live phases (the common case, without the list of live ones; min, max and
+            # sum of three as conditionals and additions: the same values)
             v0, v1, v2 = volts
-            vmin_last = min(volts)
-            if vmin_last < lo or max(volts) > hi:
+            vmin_last = (v2 if v2 < v1 else v1) if v1 < v0 else (v2 if v2 < v0 else v0)
+            if vmin_last < lo or v0 > hi or v1 > hi or v2 > hi:
                 return None
-            mean_v = sum(volts) / 3
-            if max(abs(v0 - mean_v), abs(v1 - mean_v), abs(v2 - mean_v)) / mean_v * 100 \
-                    > c.v_unb:
+            mean_v = (v0 + v1 + v2) / 3
+            a0, a1, a2 = abs(v0 - mean_v), abs(v1 - mean_v), abs(v2 - mean_v)
+            if a1 > a0:
+                a0 = a1
+            if a2 > a0:
+                a0 = a2
+            if a0 / mean_v * 100 > c.v_unb:
                 return None
         else:
             live = [v for v in volts if v > 1.0]
@@ -269,11 +296,15 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             vmin_last = min(volts)
         cur = r.current
         if cur and len(cur) == 3 and kw > min_kw:
-            mean_i = sum(cur) / 3
+            i0, i1, i2 = cur
+            mean_i = (i0 + i1 + i2) / 3
             if mean_i > 1.0:
-                i0, i1, i2 = cur
-                if max(abs(i0 - mean_i), abs(i1 - mean_i), abs(i2 - mean_i)) / mean_i * 100 \
-                        > c.i_unb:
+                a0, a1, a2 = abs(i0 - mean_i), abs(i1 - mean_i), abs(i2 - mean_i)
+                if a1 > a0:
+                    a0 = a1
+                if a2 > a0:
+                    a0 = a2
+                if a0 / mean_i * 100 > c.i_unb:
                     return None
     else:
         vmin_last = math.nan
@@ -283,21 +314,14 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         if pf < c.min_pf and kw > min_kw:
             if pf < c.severe_pf:
                 return None
-            if kw >= (0.3 * kva if kva else F16[h[LV_KW + GLOBAL]]):
+            if kw >= (0.3 * kva if kva else F16[h[_KW_G]]):
                 return None
 
     # the local day (and hour) the reading adds to
     info = cal._q.get(int(t // 900)) or cal.info(t)  # (the calendar's quarters, as ``info``)
-    slot = info[1]
     if info[2] != x[DAY_NO]:
         return None  # closes a day
-    if meta is None:
-        pol = c.pols[None]
-    else:
-        cls = meta.customer_class
-        pol = c.pols.get(cls)
-        if pol is None:
-            pol = c.pols[cls] = policy(meta, s)
+    slot = info[1]
     theft = pol.theft_window and not exporting
     if theft:
         th = rec.th
@@ -313,22 +337,23 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     new_start = not started and kw > min_kw
     if new_start:
         started = t
-    g_n = h[LV_N + GLOBAL]
-    warm = bool(started) and t - started >= c.warmup_s and g_n >= 8
+    g_n = h[_N_G]
+    warm = started and t - started >= c.warmup_s and g_n >= 8
     n_read = int(x[N]) + 1
     sample = s.score_sample_every
-    scored = bool(sample) and n_read % sample == 0
+    scored = sample and n_read % sample == 0
 
     # the band (as _baseline.band computes it): its mean load, and the rest when judged
     d = _LEVEL[slot]
     if g_n:
         n_d = h[LV_N + d]
-        mean_kw = (n_d * F16[h[LV_KW + d]] + _SHRINK * F16[h[LV_KW + GLOBAL]]) / (n_d + _SHRINK)
+        kw_g = F16[h[_KW_G]]
+        mean_kw = (n_d * F16[h[LV_KW + d]] + _SHRINK * kw_g) / (n_d + _SHRINK)
     else:
         n_d = 0
         mean_kw = kw
     if g_n and (warm or scored):
-        mu_g, dev_g = h[LV_MU + GLOBAL] * _S - _B, h[LV_DEV + GLOBAL] * _S - _B
+        mu_g, dev_g = h[_MU_G] * _S - _B, h[_DEV_G] * _S - _B
         if n_d < _TABLE:
             w_d, u_d = _W_D[n_d]
             thin = c.thin[n_d]
@@ -350,14 +375,23 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         if warm and not exporting:  # consumption: inside the band, no run starts
             if kw > _exp(mu + c.band_hi * dev) - fl:
                 return None
-            if (kw < max(_exp(mu - c.band_lo * dev) - fl, 0.0)
-                    and max(_exp(mu) - fl, 0.0) > c.two_min_kw):
-                return None
+            lo_kw = _exp(mu - c.band_lo * dev) - fl
+            if lo_kw < 0.0:
+                lo_kw = 0.0
+            if kw < lo_kw:
+                usual = _exp(mu) - fl
+                if usual < 0.0:
+                    usual = 0.0
+                if usual > c.two_min_kw:
+                    return None
             if rec.fb:
                 return None  # a manager's verdict widens the thresholds: the full path
             history = x[PEAK_MAX]
-            ref = c.widen * (history * pol.peak_factor if rec.peak_days >= 7
-                             else 2.0 * max(history, x[PEAK_TODAY]))
+            if rec.peak_days >= 7:
+                ref = c.widen * (history * pol.peak_factor)
+            else:
+                today = x[PEAK_TODAY]
+                ref = c.widen * (2.0 * (today if today > history else history))
             if ref > 0 and kw > ref and kw > _exp(mu + c.band_hi * dev / 2) - fl:
                 return None  # beyond the meter's record
     else:
@@ -365,42 +399,37 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
 
     # over-capacity (as _capacity.judge projects it)
     resid = trend = 0.0
-    last_kw = x[LAST_KW]
     if kva:
-        pfc = max(abs(pf_r), 0.5) if pf_r is not None else 1.0
+        if pf_r is not None:
+            pfc = abs(pf_r)
+            if pfc < 0.5:
+                pfc = 0.5
+        else:
+            pfc = 1.0
         resid = 0.7 * x[RESID_EW] + 0.3 * (kw - mean_kw) if warm else 0.0
         trend = x[TREND_EW]
-        known = cal._q.get  # the calendar's quarters (its ``info`` fills them)
-        g = _SHRINK * F16[h[LV_KW + GLOBAL]]
-        if not _isnan(last_kw):
-            if warm:  # (mean_kw_at of the previous interval's slot; mean_kw if the same level)
-                t_prev = t - interval
-                dp = _LEVEL[(known(int(t_prev // 900)) or cal.info(t_prev))[1]]
+        limit = float(kva) * s.capacity_warn_fraction
+        if kw / pfc >= limit:
+            return None
+        if warm:
+            # what depends on the time alone (the same for every meter reading at ``t``): the
+            # previous interval's level and each forecast step's (level, damping, decay)
+            key = (t, interval_i, cal)
+            steps = c.levels.get(key)
+            if steps is None:
+                steps = _steps(c, key, cal, t, interval)
+            g = _SHRINK * F16[h[_KW_G]]
+            if not _isnan(last_kw):  # (mean_kw_at of the previous interval's slot)
+                dp = steps[0]
                 if dp == d and g_n:
                     prev = last_kw - mean_kw
                 else:
                     nd = h[LV_N + dp]
                     prev = last_kw - (nd * F16[h[LV_KW + dp]] + g) / (nd + _SHRINK)
                 trend = 0.7 * trend + 0.3 * ((kw - mean_kw) - prev)
-            else:
-                trend = 0.7 * trend + 0.3 * ((kw - 0.0) - (last_kw - 0.0))
-        limit = float(kva) * s.capacity_warn_fraction
-        if kw / pfc >= limit:
-            return None
-        plan = capacity_plan(s.capacity_horizon_min, interval)
-        if warm:
-            # the level of each step's slot: the same for every meter reading at ``t``
-            key = (t, interval_i, cal)
-            levels = c.levels.get(key)
-            if levels is None:
-                if len(c.levels) * len(plan) >= 16_384:  # (bounded: a few hundred kB)
-                    c.levels.clear()
-                levels = c.levels[key] = tuple(
-                    _LEVEL[(known(int((t + off) // 900)) or cal.info(t + off))[1]]
-                    for off, _, _ in plan)
             d_last = -1
             lv_mean = 0.0
-            for dd, (_off, damp, p90) in zip(levels, plan, strict=True):
+            for dd, damp, p90 in steps[1]:
                 if dd != d_last:
                     nd = h[LV_N + dd]
                     lv_mean = (nd * F16[h[LV_KW + dd]] + g) / (nd + _SHRINK)
@@ -411,7 +440,9 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
                 if (usual + trend * damp) / pfc >= limit:
                     return None
         else:
-            for _off, damp, _p90 in plan:
+            if not _isnan(last_kw):
+                trend = 0.7 * trend + 0.3 * ((kw - 0.0) - (last_kw - 0.0))
+            for _off, damp, _p90 in capacity_plan(s.capacity_horizon_min, interval):
                 if (kw + trend * damp) / pfc >= limit:
                     return None
 
@@ -432,15 +463,19 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         x[STARTED] = t
     if warm and not exporting:
         rec.hi = rec.lo = NO_RUN
+    kw0 = 0.0 if kw < 0.0 else kw  # max(kw, 0.0)
     if theft:
         if closes:  # (the next hour starts from zero)
             i = hour % 24
             th[TH_OBS + i] = th[TH_EXP + i] = th[TH_CNT + i] = 0.0
             rec.th_hour = th_hour = hour
         i = th_hour % 24
-        th[TH_OBS + i] = th[TH_OBS + i] + f32(max(kw, 0.0))
-        th[TH_EXP + i] = th[TH_EXP + i] + f32(mean_kw)
-        th[TH_CNT + i] = min(int(th[TH_CNT + i]) + 1, 255)
+        _SCRATCH[0] = kw0  # (f32, inlined)
+        th[TH_OBS + i] = th[TH_OBS + i] + _SCRATCH[0]
+        _SCRATCH[0] = mean_kw
+        th[TH_EXP + i] = th[TH_EXP + i] + _SCRATCH[0]
+        n_th = int(th[TH_CNT + i]) + 1
+        th[TH_CNT + i] = n_th if n_th < 255 else 255
     if kva:
         x[RESID_EW] = resid
         if not _isnan(last_kw):
@@ -464,7 +499,13 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     if kw > x[PEAK_TODAY]:
         x[PEAK_TODAY] = kw
     if started:
-        learn(rec, slot, kw)  # (the full path's learning: no band edge, nothing open)
+        # the full path's learning (no band edge, nothing open): _baseline.learn, inlined for
+        # a settled meter (its log offset fixed, both levels past the winsorising threshold)
+        fl_x = x[FLOOR_KW]
+        if g_n >= 96 and fl_x and h[LV_N + d] >= 4:
+            _learn_settled(h, d, slot, kw0, _log(kw0 + fl_x), g_n)
+        else:
+            learn(rec, slot, kw)
         zf = x[ZERO_FRAC]
         a = 1.0 / int(x[N])  # (max(a, 0.002); N > 0 on this path)
         if a < 0.002:
@@ -473,8 +514,10 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     x[N] = n_read
     if scored:
         if g_n:
-            expected = max(_exp(mu) - fl, 0.0)
-            z = (_log(max(kw, 0.0) + fl) - mu) / dev
+            expected = _exp(mu) - fl
+            if expected < 0.0:
+                expected = 0.0
+            z = (_log(kw0 + fl) - mu) / dev
         else:
             expected, z = kw, 0.0
         out.score = Score(meter_id=rec.meter_id, ts=r.ts, kw=kw, expected_kw=r3(expected, 4),
@@ -486,3 +529,104 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     x[LAST_VMIN] = vmin_last
     rec.last_fail = False
     return out
+
+
+def _steps(c: _Consts, key: tuple[float, int, Calendar], cal: Calendar, t: float,
+           interval: float) -> tuple[int, tuple[tuple[int, float, float], ...]]:
+    """The level of the slot one interval before ``t``, and the capacity forecast's steps
+    from ``t`` as (the level of the step's slot, damping, decay); kept in ``c.levels``."""
+    levels = c.levels
+    plan = capacity_plan(c.settings.capacity_horizon_min, interval)
+    if len(levels) * (len(plan) + 1) >= 16_384:  # (bounded: a few hundred kB)
+        levels.clear()
+    known = cal._q.get
+    t_prev = t - interval
+    out = levels[key] = (
+        _LEVEL[(known(int(t_prev // 900)) or cal.info(t_prev))[1]],
+        tuple((_LEVEL[(known(int((t + off) // 900)) or cal.info(t + off))[1]], damp, p90)
+              for off, damp, p90 in plan))
+    return out
+
+
+def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int) -> None:
+    """``_baseline.learn(rec, slot, kw)`` with no band edge, for a meter with at least 96
+    readings behind its meter-wide level and 4 behind level ``d``, a log offset set, ``kw``
+    not below zero and ``y = log(kw + offset)``: the same operations in the same order, with
+    ``_update``, ``enc_log`` and ``enc_f16`` written out (``enc_f16``'s bytes go straight into
+    the cell)."""
+    # the meter-wide level: _update(h, GLOBAL, y, kw, _ALPHA_G, 0.0)
+    a = 1.0 / (g_n + 1 + 0.0)
+    if a < _ALPHA_G:
+        a = _ALPHA_G
+    mu = h[_MU_G] * _S - _B
+    dev = h[_DEV_G] * _S - _B
+    r = y - mu
+    d_new = abs(r)
+    md = _MIN_DEV if dev < _MIN_DEV else dev  # (n >= 8: winsorised)
+    lim = 2.5 * md
+    if r > lim:
+        r = lim
+    elif r < -lim:
+        r = -lim
+    if 4 * md < d_new:
+        d_new = 4 * md
+    v = (mu + a * r + _B) * 2048.0 + 0.5  # (enc_log)
+    h[_MU_G] = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
+    v = (dev + a * (d_new - dev) + _B) * 2048.0 + 0.5
+    h[_DEV_G] = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
+    lv_kw = F16[h[_KW_G]]
+    v = lv_kw + a * (kw - lv_kw)
+    if v > _F16_MAX:  # (enc_f16: saturating)
+        v = _F16_MAX
+    elif v < -_F16_MAX:
+        v = -_F16_MAX
+    _f16_pack_into(h, _KW_G2, v)
+    if g_n < 65_535:
+        h[_N_G] = g_n + 1
+    # the day-type-hour level: _update(h, d, y, kw, _ALPHA_DT, _SHRINK)
+    n = h[LV_N + d]
+    a = 1.0 / (n + 1 + _SHRINK)
+    if a < _ALPHA_DT:
+        a = _ALPHA_DT
+    i_mu, i_dev, i_kw = LV_MU + d, LV_DEV + d, LV_KW + d
+    mu = h[i_mu] * _S - _B
+    dev = h[i_dev] * _S - _B
+    r = y - mu
+    d_new = abs(r)
+    md = _MIN_DEV if dev < _MIN_DEV else dev
+    lim = 2.5 * md
+    if r > lim:
+        r = lim
+    elif r < -lim:
+        r = -lim
+    if 4 * md < d_new:
+        d_new = 4 * md
+    v = (mu + a * r + _B) * 2048.0 + 0.5
+    h[i_mu] = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
+    v = (dev + a * (d_new - dev) + _B) * 2048.0 + 0.5
+    h[i_dev] = v_dev = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
+    lv_kw = F16[h[i_kw]]
+    v = lv_kw + a * (kw - lv_kw)
+    if v > _F16_MAX:
+        v = _F16_MAX
+    elif v < -_F16_MAX:
+        v = -_F16_MAX
+    _f16_pack_into(h, 2 * i_kw, v)
+    if n < 65_535:
+        h[LV_N + d] = n + 1
+    # the time-of-week slot
+    i = TOW_N + (slot >> 1)
+    c = h[i]
+    n = c >> 8 if slot & 1 else c & 255
+    mu = (h[TOW_MU + slot] if n else h[i_mu]) * _S - _B
+    dev = v_dev * _S - _B
+    lim = 2.5 * (_MIN_DEV if dev < _MIN_DEV else dev)
+    r = y - mu
+    if r > lim:
+        r = lim
+    elif r < -lim:
+        r = -lim
+    v = (mu + _ALPHA_TOW * r + _B) * 2048.0 + 0.5
+    h[TOW_MU + slot] = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
+    if n < 255:
+        h[i] = c + 256 if slot & 1 else c + 1

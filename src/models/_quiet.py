@@ -499,11 +499,15 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     if kw > x[PEAK_TODAY]:
         x[PEAK_TODAY] = kw
     if started:
-        # the full path's learning (no band edge, nothing open): _baseline.learn, inlined for
-        # a settled meter (its log offset fixed, both levels past the winsorising threshold)
-        fl_x = x[FLOOR_KW]
-        if g_n >= 96 and fl_x and h[LV_N + d] >= 4:
-            _learn_settled(h, d, slot, kw0, _log(kw0 + fl_x), g_n)
+        # the full path's learning (no band edge, nothing open): _baseline.learn, written out
+        # once both levels are past the winsorising threshold
+        n_d = h[LV_N + d]
+        if g_n >= 8 and n_d >= 4:
+            fl_x = x[FLOOR_KW]
+            if g_n < 96 or not fl_x:  # (the log offset follows the meter's level: day one)
+                fl_x = 0.05 * F16[h[_KW_G]]  # max(0.01, 0.05 * usual)
+                fl_x = x[FLOOR_KW] = fl_x if fl_x > 0.01 else 0.01
+            _learn_settled(h, d, slot, kw0, _log(kw0 + fl_x), g_n, n_d)
         else:
             learn(rec, slot, kw)
         zf = x[ZERO_FRAC]
@@ -548,12 +552,13 @@ def _steps(c: _Consts, key: tuple[float, int, Calendar], cal: Calendar, t: float
     return out
 
 
-def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int) -> None:
-    """``_baseline.learn(rec, slot, kw)`` with no band edge, for a meter with at least 96
-    readings behind its meter-wide level and 4 behind level ``d``, a log offset set, ``kw``
-    not below zero and ``y = log(kw + offset)``: the same operations in the same order, with
-    ``_update``, ``enc_log`` and ``enc_f16`` written out (``enc_f16``'s bytes go straight into
-    the cell)."""
+def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int, n: int
+                   ) -> None:
+    """``_baseline.learn(rec, slot, kw)`` with no band edge, for a meter with ``g_n >= 8``
+    readings behind its meter-wide level and ``n >= 4`` behind level ``d`` (both winsorised),
+    ``kw`` not below zero and ``y = log(kw + offset)`` (the offset already set): the same
+    operations in the same order, with ``_update``, ``enc_log`` and ``enc_f16`` written out
+    (``enc_f16``'s bytes go straight into the cell)."""
     # the meter-wide level: _update(h, GLOBAL, y, kw, _ALPHA_G, 0.0)
     a = 1.0 / (g_n + 1 + 0.0)
     if a < _ALPHA_G:
@@ -584,7 +589,6 @@ def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int) -
     if g_n < 65_535:
         h[_N_G] = g_n + 1
     # the day-type-hour level: _update(h, d, y, kw, _ALPHA_DT, _SHRINK)
-    n = h[LV_N + d]
     a = 1.0 / (n + 1 + _SHRINK)
     if a < _ALPHA_DT:
         a = _ALPHA_DT

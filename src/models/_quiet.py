@@ -53,13 +53,13 @@ from gridwatch.models._record import (
     DAY_CNT,
     DAY_MAX,
     DAY_MIN,
-    DAY_NO,
     DAY_SUM,
     F16,
     FLOOR_KW,
     GAP_RUN,
     GAP_S,
     GLOBAL,
+    I_FIELDS,
     INFERRED_S,
     INTERVAL_S,
     LAST_KW,
@@ -73,7 +73,6 @@ from gridwatch.models._record import (
     LV_MU,
     LV_N,
     NO_RUN,
-    PEAK_MAX,
     PEAK_TODAY,
     RESID_EW,
     STARTED,
@@ -83,6 +82,7 @@ from gridwatch.models._record import (
     TOW_MU,
     TOW_N,
     TREND_EW,
+    X_FIELDS,
     ZERO_FRAC,
     MeterRecord,
     N,
@@ -106,6 +106,19 @@ _f32_unpack_from = struct.Struct("=f").unpack_from
 #: the same IEEE rounding, without the round trip through bytes)
 _f16_pack_into = struct.Struct("=e").pack_into
 _F16_MAX = 65_504.0
+#: ``log`` code -> value (``code * LOG_STEP - LOG_BIAS``, as the record decodes it): one index
+#: instead of two operations
+_LV: tuple[float, ...] = tuple(code * _S - _B for code in range(65_536))
+_x_unpack = struct.Struct(f"={len(X_FIELDS) + len(I_FIELDS)}d").unpack_from
+# contiguous scalars of ``x``, written by one call each: the last reading's time, kW, energy
+# register and lowest voltage; the interval, the gap, its run, the inferred interval, the count
+_x_pack_last = struct.Struct("=4d").pack_into
+_x_pack_counts = struct.Struct("=5d").pack_into
+_AT_LAST, _AT_INTERVAL = 8 * LAST_TS, 8 * INTERVAL_S  # (bytes)
+_LAST = (LAST_TS, LAST_KW, LAST_KWH, LAST_VMIN)
+_COUNTS = (INTERVAL_S, GAP_S, GAP_RUN, INFERRED_S, N)
+if tuple(range(LAST_TS, LAST_TS + 4)) != _LAST or tuple(range(INTERVAL_S, N + 1)) != _COUNTS:
+    raise ImportError("the quiet path expects the record's scalars in version 6's order")
 # cells of the meter-wide level (one index instead of an addition per reading)
 _MU_G, _DEV_G, _KW_G, _N_G = LV_MU + GLOBAL, LV_DEV + GLOBAL, LV_KW + GLOBAL, LV_N + GLOBAL
 _KW_G2 = 2 * _KW_G  # (bytes)
@@ -182,7 +195,9 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     if rec.hi[1] or rec.lo[1] or rec.peak_run[1]:
         return None
     t = r.ts.timestamp()
-    last_ts = x[LAST_TS]
+    # every scalar of the record at once (one call instead of a subscript each)
+    (started, last_ts, last_kw, last_kwh, _, fl_x, zf, peak_today, peak_max, resid_ew, trend_ew,
+     day_max, day_min, _, _, _, _, gap_s, run, inferred, n_prev, day_no, _) = _x_unpack(x)
     if t <= last_ts:
         return None
     for c in _CONSTS:
@@ -208,9 +223,6 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         if pol is None:
             pol = c.pols[cls] = policy(meta, s)
     # the interval (as MeterState._interval infers it, committed below)
-    gap_s = x[GAP_S]
-    run = x[GAP_RUN]
-    inferred = x[INFERRED_S]
     if c.infer:
         gap = round(t - last_ts)
         if gap == gap_s:
@@ -229,7 +241,6 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     min_kw = c.min_kw
     kwh = r.kwh
     if kwh is not None:
-        last_kwh = x[LAST_KWH]
         if kwh < last_kwh - 1e-6:
             return None
         if kwh == last_kwh and kw > min_kw and kw * interval / 3600 > 0.01:
@@ -237,7 +248,6 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     if kw < c.rev_kw and not has_export:
         return None
     # the same non-zero value again: counted as a stuck reading (raised by the full path)
-    last_kw = x[LAST_KW]
     stuck = kw == last_kw and kw != 0.0
     if stuck and pending.get(_STUCK, 0) + 1 >= s.stuck_readings - 1:
         return None
@@ -319,7 +329,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
 
     # the local day (and hour) the reading adds to
     info = cal._q.get(int(t // 900)) or cal.info(t)  # (the calendar's quarters, as ``info``)
-    if info[2] != x[DAY_NO]:
+    if info[2] != day_no:
         return None  # closes a day
     slot = info[1]
     theft = pol.theft_window and not exporting
@@ -333,13 +343,12 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         if closes and hour != th_hour + 1:
             return None  # hours with no reading: the full path clears them
 
-    started = x[STARTED]
     new_start = not started and kw > min_kw
     if new_start:
         started = t
     g_n = h[_N_G]
     warm = started and t - started >= c.warmup_s and g_n >= 8
-    n_read = int(x[N]) + 1
+    n_read = int(n_prev) + 1
     sample = s.score_sample_every
     scored = sample and n_read % sample == 0
 
@@ -353,7 +362,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         n_d = 0
         mean_kw = kw
     if g_n and (warm or scored):
-        mu_g, dev_g = h[_MU_G] * _S - _B, h[_DEV_G] * _S - _B
+        mu_g, dev_g = _LV[h[_MU_G]], _LV[h[_DEV_G]]
         if n_d < _TABLE:
             w_d, u_d = _W_D[n_d]
             thin = c.thin[n_d]
@@ -361,17 +370,17 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             w_d = n_d / (n_d + _SHRINK)
             u_d = 1 - w_d
             thin = 1.0 + s.thin_widen / _sqrt(1.0 + n_d)
-        mu_d = w_d * (h[LV_MU + d] * _S - _B) + u_d * mu_g
-        dev_d = w_d * (h[LV_DEV + d] * _S - _B) + u_d * dev_g
+        mu_d = w_d * (_LV[h[LV_MU + d]]) + u_d * mu_g
+        dev_d = w_d * (_LV[h[LV_DEV + d]]) + u_d * dev_g
         cc = h[TOW_N + (slot >> 1)]
         w_s, u_s = _W_S[cc >> 8 if slot & 1 else cc & 255]
-        mu = w_s * (h[TOW_MU + slot] * _S - _B) + u_s * mu_d
+        mu = w_s * (_LV[h[TOW_MU + slot]]) + u_s * mu_d
         dev = dev_d if dev_d > _MIN_DEV else _MIN_DEV  # (max of three: all finite, > 0)
         young = pol.young_dev * u_d
         if young > dev:
             dev = young
         dev *= thin
-        fl = x[FLOOR_KW] or 0.01
+        fl = fl_x or 0.01
         if warm and not exporting:  # consumption: inside the band, no run starts
             if kw > _exp(mu + c.band_hi * dev) - fl:
                 return None
@@ -386,12 +395,10 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
                     return None
             if rec.fb:
                 return None  # a manager's verdict widens the thresholds: the full path
-            history = x[PEAK_MAX]
             if rec.peak_days >= 7:
-                ref = c.widen * (history * pol.peak_factor)
+                ref = c.widen * (peak_max * pol.peak_factor)
             else:
-                today = x[PEAK_TODAY]
-                ref = c.widen * (2.0 * (today if today > history else history))
+                ref = c.widen * (2.0 * (peak_today if peak_today > peak_max else peak_max))
             if ref > 0 and kw > ref and kw > _exp(mu + c.band_hi * dev / 2) - fl:
                 return None  # beyond the meter's record
     else:
@@ -406,8 +413,8 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
                 pfc = 0.5
         else:
             pfc = 1.0
-        resid = 0.7 * x[RESID_EW] + 0.3 * (kw - mean_kw) if warm else 0.0
-        trend = x[TREND_EW]
+        resid = 0.7 * resid_ew + 0.3 * (kw - mean_kw) if warm else 0.0
+        trend = trend_ew
         limit = float(kva) * s.capacity_warn_fraction
         if kw / pfc >= limit:
             return None
@@ -453,10 +460,8 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
 
     # ---- commit: the detectors' updates, in the full path's order
     out = StepResult()
-    x[GAP_S] = gap_s
-    x[GAP_RUN] = run
-    x[INFERRED_S] = inferred
-    x[INTERVAL_S] = interval_i
+    # (the interval, its inference and the count: contiguous in ``x``, nothing below reads them)
+    _x_pack_counts(x, _AT_INTERVAL, interval_i, gap_s, run, inferred, n_read)
     if stuck or pending:  # counted, or the count reset: never fires (checked above)
         cond(rec, out.events, _STUCK, stuck, t, meta, fire_after=s.stuck_readings - 1)
     if new_start:
@@ -492,30 +497,27 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             h[j] = cc + 256
     elif cc & 255 != 255:
         h[j] = cc + 1
-    if kw > x[DAY_MAX]:
+    if kw > day_max:
         x[DAY_MAX] = kw
-    if kw < x[DAY_MIN]:
+    if kw < day_min:
         x[DAY_MIN] = kw
-    if kw > x[PEAK_TODAY]:
+    if kw > peak_today:
         x[PEAK_TODAY] = kw
     if started:
         # the full path's learning (no band edge, nothing open): _baseline.learn, written out
         # once both levels are past the winsorising threshold
         n_d = h[LV_N + d]
         if g_n >= 8 and n_d >= 4:
-            fl_x = x[FLOOR_KW]
             if g_n < 96 or not fl_x:  # (the log offset follows the meter's level: day one)
                 fl_x = 0.05 * F16[h[_KW_G]]  # max(0.01, 0.05 * usual)
                 fl_x = x[FLOOR_KW] = fl_x if fl_x > 0.01 else 0.01
             _learn_settled(h, d, slot, kw0, _log(kw0 + fl_x), g_n, n_d)
         else:
             learn(rec, slot, kw)
-        zf = x[ZERO_FRAC]
-        a = 1.0 / int(x[N])  # (max(a, 0.002); N > 0 on this path)
+        a = 1.0 / int(n_prev)  # (max(a, 0.002); N > 0 on this path)
         if a < 0.002:
             a = 0.002
         x[ZERO_FRAC] = zf + a * ((kw <= min_kw) - zf)
-    x[N] = n_read
     if scored:
         if g_n:
             expected = _exp(mu) - fl
@@ -526,11 +528,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             expected, z = kw, 0.0
         out.score = Score(meter_id=rec.meter_id, ts=r.ts, kw=kw, expected_kw=r3(expected, 4),
                           score=r3(abs(z)), anomalous=False)
-    x[LAST_TS] = t
-    x[LAST_KW] = kw
-    if kwh is not None:
-        x[LAST_KWH] = kwh
-    x[LAST_VMIN] = vmin_last
+    _x_pack_last(x, _AT_LAST, t, kw, last_kwh if kwh is None else kwh, vmin_last)
     rec.last_fail = False
     return out
 
@@ -563,8 +561,8 @@ def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int, n
     a = 1.0 / (g_n + 1 + 0.0)
     if a < _ALPHA_G:
         a = _ALPHA_G
-    mu = h[_MU_G] * _S - _B
-    dev = h[_DEV_G] * _S - _B
+    mu = _LV[h[_MU_G]]
+    dev = _LV[h[_DEV_G]]
     r = y - mu
     d_new = abs(r)
     md = _MIN_DEV if dev < _MIN_DEV else dev  # (n >= 8: winsorised)
@@ -593,8 +591,8 @@ def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int, n
     if a < _ALPHA_DT:
         a = _ALPHA_DT
     i_mu, i_dev, i_kw = LV_MU + d, LV_DEV + d, LV_KW + d
-    mu = h[i_mu] * _S - _B
-    dev = h[i_dev] * _S - _B
+    mu = _LV[h[i_mu]]
+    dev = _LV[h[i_dev]]
     r = y - mu
     d_new = abs(r)
     md = _MIN_DEV if dev < _MIN_DEV else dev
@@ -622,8 +620,8 @@ def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int, n
     i = TOW_N + (slot >> 1)
     c = h[i]
     n = c >> 8 if slot & 1 else c & 255
-    mu = (h[TOW_MU + slot] if n else h[i_mu]) * _S - _B
-    dev = v_dev * _S - _B
+    mu = _LV[h[TOW_MU + slot] if n else h[i_mu]]
+    dev = _LV[v_dev]
     lim = 2.5 * (_MIN_DEV if dev < _MIN_DEV else dev)
     r = y - mu
     if r > lim:

@@ -109,6 +109,22 @@ _F16_MAX = 65_504.0
 #: ``log`` code -> value (``code * LOG_STEP - LOG_BIAS``, as the record decodes it): one index
 #: instead of two operations
 _LV: tuple[float, ...] = tuple(code * _S - _B for code in range(65_536))
+
+
+def _rates(alpha: float, prior: float) -> tuple[float, ...]:
+    """_update's learning rate by sample count below 256 (beyond, ``alpha`` for both levels)."""
+    out = []
+    for n in range(256):
+        a = 1.0 / (n + 1 + prior)
+        if alpha > a:
+            a = alpha
+        out.append(a)
+    return tuple(out)
+
+
+_RATE_G, _RATE_D = _rates(_ALPHA_G, 0.0), _rates(_ALPHA_DT, _SHRINK)
+if _ALPHA_G <= 1.0 / (256 + 1 + 0.0) or 1.0 / (256 + 1 + _SHRINK) >= _ALPHA_DT:
+    raise ImportError("the quiet path's learning rates need a longer table")
 _x_unpack = struct.Struct(f"={len(X_FIELDS) + len(I_FIELDS)}d").unpack_from
 # contiguous scalars of ``x``, written by one call each: the last reading's time, kW, energy
 # register and lowest voltage; the interval, the gap, its run, the inferred interval, the count
@@ -558,9 +574,7 @@ def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int, n
     operations in the same order, with ``_update``, ``enc_log`` and ``enc_f16`` written out
     (``enc_f16``'s bytes go straight into the cell)."""
     # the meter-wide level: _update(h, GLOBAL, y, kw, _ALPHA_G, 0.0)
-    a = 1.0 / (g_n + 1 + 0.0)
-    if a < _ALPHA_G:
-        a = _ALPHA_G
+    a = _RATE_G[g_n] if g_n < 256 else _ALPHA_G
     mu = _LV[h[_MU_G]]
     dev = _LV[h[_DEV_G]]
     r = y - mu
@@ -587,9 +601,7 @@ def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int, n
     if g_n < 65_535:
         h[_N_G] = g_n + 1
     # the day-type-hour level: _update(h, d, y, kw, _ALPHA_DT, _SHRINK)
-    a = 1.0 / (n + 1 + _SHRINK)
-    if a < _ALPHA_DT:
-        a = _ALPHA_DT
+    a = _RATE_D[n] if n < 256 else _ALPHA_DT
     i_mu, i_dev, i_kw = LV_MU + d, LV_DEV + d, LV_KW + d
     mu = _LV[h[i_mu]]
     dev = _LV[h[i_dev]]

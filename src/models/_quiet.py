@@ -13,7 +13,7 @@ It checks every precondition before it changes anything: the first one that fail
 full path: the first reading, duplicates and readings out of order, status flags, a meter back
 from silence or with an alarm open (other than possible theft) or a condition pending (other
 than a stuck-reading count that does not fire), a reading that starts a run (above or below the
-band, beyond the record) or is judged while a manager's verdict is on record, a fault (register
+band, beyond the record), a fault (register
 going backwards or frozen, a stuck reading that fires, off the interval grid, reverse flow),
 voltage, phase or power-factor trouble, an over-capacity projection, the first reading of a
 local day, and, for classes that judge theft within the day, the first reading of an hour when
@@ -21,7 +21,9 @@ judging the window that closes would raise or resolve the alarm (judged first, w
 :func:`~gridwatch.models._theft.window_quiet`) or when hours without a reading lie between. A
 meter with a time zone of its own takes its own calendar (cached, as on the full path).
 Exporting readings (negative kW on a meter with export) are quiet: not judged as consumption, as
-on the full path.
+on the full path. A meter with managers' verdicts on record stays on the quiet path: a false alarm
+only widens thresholds, and the one a quiet reading is judged against (the meter's record) is
+widened here as ``_consumption.judge`` widens it; the theft window applies its own.
 
 ``tests/models/test_quiet_path.py`` proves the equivalence (hypothesis streams and real and
 simulated fleets run both ways: identical states, events, scores and profiles).
@@ -34,7 +36,7 @@ import struct
 from array import array
 
 from gridwatch._schemas import MeterMeta, Reading, Score
-from gridwatch.models._alarms import cond, r3
+from gridwatch.models._alarms import cond, feedback, r3
 from gridwatch.models._baseline import (
     _ALPHA_DT,
     _ALPHA_G,
@@ -48,6 +50,7 @@ from gridwatch.models._baseline import (
 from gridwatch.models._calendar import Calendar, calendar_for
 from gridwatch.models._capacity import plan as capacity_plan
 from gridwatch.models._config import ClassPolicy, DetectionSettings
+from gridwatch.models._consumption import ETYPE as _CONSUMPTION
 from gridwatch.models._consumption import policy
 from gridwatch.models._record import (
     DAY_CNT,
@@ -409,12 +412,15 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
                     usual = 0.0
                 if usual > c.two_min_kw:
                     return None
-            if rec.fb:
-                return None  # a manager's verdict widens the thresholds: the full path
+            # managers' verdicts on record widen the record's threshold (as _consumption.judge
+            # computes it; the other thresholds they widen are never reached here: a run above
+            # the band, a theft window, which judges its own, and a closing day)
+            widen = c.widen if not rec.fb else 1.0 + s.feedback_strength * feedback(
+                rec, _CONSUMPTION, "spike", t, s.feedback_half_life_days * 86_400)
             if rec.peak_days >= 7:
-                ref = c.widen * (peak_max * pol.peak_factor)
+                ref = widen * (peak_max * pol.peak_factor)
             else:
-                ref = c.widen * (2.0 * (peak_today if peak_today > peak_max else peak_max))
+                ref = widen * (2.0 * (peak_today if peak_today > peak_max else peak_max))
             if ref > 0 and kw > ref and kw > _exp(mu + c.band_hi * dev / 2) - fl:
                 return None  # beyond the meter's record
     else:

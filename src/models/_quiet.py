@@ -527,13 +527,12 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         x[PEAK_TODAY] = kw
     if started:
         # the full path's learning (no band edge, nothing open): _baseline.learn, written out
-        # once both levels are past the winsorising threshold
-        n_d = h[LV_N + d]
-        if g_n >= 8 and n_d >= 4:
+        # once the meter-wide level is past the winsorising threshold
+        if g_n >= 8:
             if g_n < 96 or not fl_x:  # (the log offset follows the meter's level: day one)
                 fl_x = 0.05 * F16[h[_KW_G]]  # max(0.01, 0.05 * usual)
                 fl_x = x[FLOOR_KW] = fl_x if fl_x > 0.01 else 0.01
-            _learn_settled(h, d, slot, kw0, _log(kw0 + fl_x), g_n, n_d)
+            _learn_settled(h, d, slot, kw0, _log(kw0 + fl_x), g_n)
         else:
             learn(rec, slot, kw)
         a = 1.0 / int(n_prev)  # (max(a, 0.002); N > 0 on this path)
@@ -572,13 +571,12 @@ def _steps(c: _Consts, key: tuple[float, int, Calendar], cal: Calendar, t: float
     return out
 
 
-def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int, n: int
-                   ) -> None:
+def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int) -> None:
     """``_baseline.learn(rec, slot, kw)`` with no band edge, for a meter with ``g_n >= 8``
-    readings behind its meter-wide level and ``n >= 4`` behind level ``d`` (both winsorised),
-    ``kw`` not below zero and ``y = log(kw + offset)`` (the offset already set): the same
-    operations in the same order, with ``_update``, ``enc_log`` and ``enc_f16`` written out
-    (``enc_f16``'s bytes go straight into the cell)."""
+    readings behind its meter-wide level (winsorised), ``kw`` not below zero and
+    ``y = log(kw + offset)`` (the offset already set): the same operations in the same order,
+    with ``_update``, ``enc_log`` and ``enc_f16`` written out (``enc_f16``'s bytes go straight
+    into the cell)."""
     # the meter-wide level: _update(h, GLOBAL, y, kw, _ALPHA_G, 0.0)
     a = _RATE_G[g_n] if g_n < 256 else _ALPHA_G
     mu = _LV[h[_MU_G]]
@@ -607,20 +605,25 @@ def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int, n
     if g_n < 65_535:
         h[_N_G] = g_n + 1
     # the day-type-hour level: _update(h, d, y, kw, _ALPHA_DT, _SHRINK)
-    a = _RATE_D[n] if n < 256 else _ALPHA_DT
     i_mu, i_dev, i_kw = LV_MU + d, LV_DEV + d, LV_KW + d
+    n = h[LV_N + d]
+    if not n:  # a new level starts from the meter-wide one, worth _SHRINK samples
+        h[i_mu], h[i_dev] = h[_MU_G], h[_DEV_G]
+        h[i_kw] = h[_KW_G]
+    a = _RATE_D[n] if n < 256 else _ALPHA_DT
     mu = _LV[h[i_mu]]
     dev = _LV[h[i_dev]]
     r = y - mu
     d_new = abs(r)
-    md = _MIN_DEV if dev < _MIN_DEV else dev
-    lim = 2.5 * md
-    if r > lim:
-        r = lim
-    elif r < -lim:
-        r = -lim
-    if 4 * md < d_new:
-        d_new = 4 * md
+    if n + _SHRINK >= 8:  # (winsorised)
+        md = _MIN_DEV if dev < _MIN_DEV else dev
+        lim = 2.5 * md
+        if r > lim:
+            r = lim
+        elif r < -lim:
+            r = -lim
+        if 4 * md < d_new:
+            d_new = 4 * md
     v = (mu + a * r + _B) * 2048.0 + 0.5
     h[i_mu] = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
     v = (dev + a * (d_new - dev) + _B) * 2048.0 + 0.5

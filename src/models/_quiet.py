@@ -151,10 +151,11 @@ _isnan = math.isnan
 class _Consts:
     """Per-settings constants of the quiet path (computed once per settings object)."""
 
-    __slots__ = ("band_hi", "band_lo", "drift_s", "hi1", "hi3", "hi_f1", "hi_f3", "i_unb", "infer",
-                 "interval_s", "levels", "lo1", "lo3", "lo_f1", "lo_f3", "min_kw", "min_pf",
-                 "pols", "rev_kw", "settings", "severe_pf", "thin",
-                 "two_min_kw", "v_unb", "warmup_s", "widen")
+    __slots__ = ("band_hi", "band_lo", "cal_last", "drift_s", "hi1", "hi3", "hi_f1", "hi_f3",
+                 "i_unb", "infer", "info_last", "interval_s", "levels", "lo1", "lo3", "lo_f1",
+                 "lo_f3", "min_kw", "min_pf", "pols", "rev_kw", "sample", "settings",
+                 "severe_pf", "stuck_fire", "t_last", "thin", "two_min_kw", "v_unb", "warmup_s",
+                 "widen")
 
     def __init__(self, s: DetectionSettings) -> None:
         self.settings = s
@@ -183,6 +184,13 @@ class _Consts:
         #: the capacity forecast's steps (the level of each step's slot, damping, decay)
         self.levels: dict[tuple[float, int, Calendar],
                           tuple[int, tuple[tuple[int, float, float], ...]]] = {}
+        self.sample = s.score_sample_every
+        self.stuck_fire = s.stuck_readings - 1
+        #: the last event time looked up, its calendar and what the calendar said (a fleet's
+        #: readings come by the hundred at one time)
+        self.t_last = math.nan
+        self.cal_last: Calendar | None = None
+        self.info_last = (0, 0, 0)
 
 
 _CONSTS: list[_Consts] = []
@@ -268,7 +276,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         return None
     # the same non-zero value again: counted as a stuck reading (raised by the full path)
     stuck = kw == last_kw and kw != 0.0
-    if stuck and pending.get(_STUCK, 0) + 1 >= s.stuck_readings - 1:
+    if stuck and pending.get(_STUCK, 0) + 1 >= c.stuck_fire:
         return None
     off = t % interval
     if interval - off < off:
@@ -347,7 +355,12 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
                 return None
 
     # the local day (and hour) the reading adds to
-    info = cal._q.get(int(t // 900)) or cal.info(t)  # (the calendar's quarters, as ``info``)
+    if t == c.t_last and cal is c.cal_last:
+        info = c.info_last
+    else:  # (the calendar's quarters, as ``info`` looks them up)
+        info = c.info_last = cal._q.get(int(t // 900)) or cal.info(t)
+        c.t_last = t
+        c.cal_last = cal
     if info[2] != day_no:
         return None  # closes a day
     slot = info[1]
@@ -368,18 +381,16 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     g_n = h[_N_G]
     warm = started and t - started >= c.warmup_s and g_n >= 8
     n_read = int(n_prev) + 1
-    sample = s.score_sample_every
+    sample = c.sample
     scored = sample and n_read % sample == 0
 
-    # the band (as _baseline.band computes it): its mean load, and the rest when judged
+    # the band (as _baseline.band computes it): its mean load, where the theft window or the
+    # capacity forecast reads it, and the rest when judged
     d = _LEVEL[slot]
-    if g_n:
-        n_d = h[LV_N + d]
-        kw_g = F16[h[_KW_G]]
-        mean_kw = (n_d * F16[h[LV_KW + d]] + _SHRINK * kw_g) / (n_d + _SHRINK)
-    else:
-        n_d = 0
-        mean_kw = kw
+    n_d = h[LV_N + d] if g_n else 0
+    mean_kw = kw
+    if g_n and (theft or kva):
+        mean_kw = (n_d * F16[h[LV_KW + d]] + _SHRINK * F16[h[_KW_G]]) / (n_d + _SHRINK)
     if g_n and (warm or scored):
         mu_g, dev_g = _LV[h[_MU_G]], _LV[h[_DEV_G]]
         if n_d < _TABLE:
@@ -485,7 +496,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     # (the interval, its inference and the count: contiguous in ``x``, nothing below reads them)
     _x_pack_counts(x, _AT_INTERVAL, interval_i, gap_s, run, inferred, n_read)
     if stuck or pending:  # counted, or the count reset: never fires (checked above)
-        cond(rec, out.events, _STUCK, stuck, t, meta, fire_after=s.stuck_readings - 1)
+        cond(rec, out.events, _STUCK, stuck, t, meta, fire_after=c.stuck_fire)
     if new_start:
         x[STARTED] = t
     if warm and not exporting:

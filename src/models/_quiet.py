@@ -151,11 +151,10 @@ _isnan = math.isnan
 class _Consts:
     """Per-settings constants of the quiet path (computed once per settings object)."""
 
-    __slots__ = ("band_hi", "band_lo", "cal_last", "drift_s", "hi1", "hi3", "hi_f1", "hi_f3",
-                 "i_unb", "infer", "info_last", "interval_s", "levels", "lo1", "lo3", "lo_f1",
-                 "lo_f3", "min_kw", "min_pf", "pols", "rev_kw", "sample", "settings",
-                 "severe_pf", "stuck_fire", "t_last", "thin", "two_min_kw", "v_unb", "warmup_s",
-                 "widen")
+    __slots__ = ("band_hi", "band_lo", "drift_s", "hi1", "hi3", "hi_f1", "hi_f3", "i_unb",
+                 "infer", "interval_s", "last", "levels", "lo1", "lo3", "lo_f1", "lo_f3",
+                 "min_kw", "min_pf", "pols", "rev_kw", "sample", "settings", "severe_pf",
+                 "stuck_fire", "thin", "two_min_kw", "v_unb", "warmup_s", "widen")
 
     def __init__(self, s: DetectionSettings) -> None:
         self.settings = s
@@ -187,10 +186,10 @@ class _Consts:
         self.sample = s.score_sample_every
         self.stuck_fire = s.stuck_readings - 1
         #: the last event time looked up, its calendar and what the calendar said (a fleet's
-        #: readings come by the hundred at one time)
-        self.t_last = math.nan
-        self.cal_last: Calendar | None = None
-        self.info_last = (0, 0, 0)
+        #: readings come by the hundred at one time); one tuple, replaced whole, so that worker
+        #: threads sharing it never see a time with another time's answer
+        self.last: tuple[float, Calendar | None, tuple[int, int, int]] = (
+            math.nan, None, (0, 0, 0))
 
 
 _CONSTS: list[_Consts] = []
@@ -355,12 +354,12 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
                 return None
 
     # the local day (and hour) the reading adds to
-    if t == c.t_last and cal is c.cal_last:
-        info = c.info_last
+    last = c.last
+    if t == last[0] and cal is last[1]:
+        info = last[2]
     else:  # (the calendar's quarters, as ``info`` looks them up)
-        info = c.info_last = cal._q.get(int(t // 900)) or cal.info(t)
-        c.t_last = t
-        c.cal_last = cal
+        info = cal._q.get(int(t // 900)) or cal.info(t)
+        c.last = (t, cal, info)
     if info[2] != day_no:
         return None  # closes a day
     slot = info[1]

@@ -379,7 +379,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         started = t
     g_n = h[_N_G]
     warm = started and t - started >= c.warmup_s and g_n >= 8
-    n_read = int(n_prev) + 1
+    n_read = n_prev + 1.0  # (the count is an exact integer in ``x``: no int() needed)
     sample = c.sample
     scored = sample and n_read % sample == 0
 
@@ -545,7 +545,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             _learn_settled(h, d, slot, kw0, _log(kw0 + fl_x), g_n)
         else:
             learn(rec, slot, kw)
-        a = 1.0 / int(n_prev)  # (max(a, 0.002); N > 0 on this path)
+        a = 1.0 / n_prev  # (max(a, 0.002); N > 0 on this path)
         if a < 0.002:
             a = 0.002
         x[ZERO_FRAC] = zf + a * ((kw <= min_kw) - zf)
@@ -592,7 +592,7 @@ def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int) -
     mu = _LV[h[_MU_G]]
     dev = _LV[h[_DEV_G]]
     r = y - mu
-    d_new = abs(r)
+    d_new = -r if r < 0.0 else r  # (abs: r is never -0.0, log gives +0.0)
     md = _MIN_DEV if dev < _MIN_DEV else dev  # (n >= 8: winsorised)
     lim = 2.5 * md
     if r > lim:
@@ -624,7 +624,7 @@ def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int) -
     mu = _LV[h[i_mu]]
     dev = _LV[h[i_dev]]
     r = y - mu
-    d_new = abs(r)
+    d_new = -r if r < 0.0 else r  # (abs: r is never -0.0, log gives +0.0)
     if n + _SHRINK >= 8:  # (winsorised)
         md = _MIN_DEV if dev < _MIN_DEV else dev
         lim = 2.5 * md

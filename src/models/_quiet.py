@@ -399,8 +399,9 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             w_d = n_d / (n_d + _SHRINK)
             u_d = 1 - w_d
             thin = 1.0 + s.thin_widen / _sqrt(1.0 + n_d)
-        mu_d = w_d * (_LV[h[LV_MU + d]]) + u_d * mu_g
-        dev_d = w_d * (_LV[h[LV_DEV + d]]) + u_d * dev_g
+        mu_l, dev_l = _LV[h[LV_MU + d]], _LV[h[LV_DEV + d]]
+        mu_d = w_d * mu_l + u_d * mu_g
+        dev_d = w_d * dev_l + u_d * dev_g
         cc = h[TOW_N + (slot >> 1)]
         w_s, u_s = _W_S[cc >> 8 if slot & 1 else cc & 255]
         mu = w_s * (_LV[h[TOW_MU + slot]]) + u_s * mu_d
@@ -542,7 +543,10 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             if g_n < 96 or not fl_x:  # (the log offset follows the meter's level: day one)
                 fl_x = 0.05 * F16[h[_KW_G]]  # max(0.01, 0.05 * usual)
                 fl_x = x[FLOOR_KW] = fl_x if fl_x > 0.01 else 0.01
-            _learn_settled(h, d, slot, kw0, _log(kw0 + fl_x), g_n)
+            if not (warm or scored):  # (else the band decoded them: nothing has changed since)
+                mu_g, dev_g = _LV[h[_MU_G]], _LV[h[_DEV_G]]
+                mu_l, dev_l = _LV[h[LV_MU + d]], _LV[h[LV_DEV + d]]
+            _learn_settled(h, d, slot, kw0, _log(kw0 + fl_x), g_n, mu_g, dev_g, mu_l, dev_l)
         else:
             learn(rec, slot, kw)
         a = 1.0 / n_prev  # (max(a, 0.002); N > 0 on this path)
@@ -581,16 +585,17 @@ def _steps(c: _Consts, key: tuple[float, int, Calendar], cal: Calendar, t: float
     return out
 
 
-def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int) -> None:
+def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int, mu: float,
+                   dev: float, mu_l: float, dev_l: float) -> None:
     """``_baseline.learn(rec, slot, kw)`` with no band edge, for a meter with ``g_n >= 8``
     readings behind its meter-wide level (winsorised), ``kw`` not below zero and
     ``y = log(kw + offset)`` (the offset already set): the same operations in the same order,
     with ``_update``, ``enc_log`` and ``enc_f16`` written out (``enc_f16``'s bytes go straight
-    into the cell)."""
+    into the cell). ``mu``, ``dev``, ``mu_l`` and ``dev_l`` are the decoded means and
+    dispersions of the meter-wide level and of level ``d``, as they stand (the band decoded
+    them)."""
     # the meter-wide level: _update(h, GLOBAL, y, kw, _ALPHA_G, 0.0)
     a = _RATE_G[g_n] if g_n < 256 else _ALPHA_G
-    mu = _LV[h[_MU_G]]
-    dev = _LV[h[_DEV_G]]
     r = y - mu
     d_new = -r if r < 0.0 else r  # (abs: r is never -0.0, log gives +0.0)
     md = _MIN_DEV if dev < _MIN_DEV else dev  # (n >= 8: winsorised)
@@ -617,12 +622,13 @@ def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int) -
     # the day-type-hour level: _update(h, d, y, kw, _ALPHA_DT, _SHRINK)
     i_mu, i_dev, i_kw = LV_MU + d, LV_DEV + d, LV_KW + d
     n = h[LV_N + d]
-    if not n:  # a new level starts from the meter-wide one, worth _SHRINK samples
+    a = _RATE_D[n] if n < 256 else _ALPHA_DT
+    if n:
+        mu, dev = mu_l, dev_l
+    else:  # a new level starts from the meter-wide one (just learned), worth _SHRINK samples
         h[i_mu], h[i_dev] = h[_MU_G], h[_DEV_G]
         h[i_kw] = h[_KW_G]
-    a = _RATE_D[n] if n < 256 else _ALPHA_DT
-    mu = _LV[h[i_mu]]
-    dev = _LV[h[i_dev]]
+        mu, dev = _LV[h[i_mu]], _LV[h[i_dev]]
     r = y - mu
     d_new = -r if r < 0.0 else r  # (abs: r is never -0.0, log gives +0.0)
     if n + _SHRINK >= 8:  # (winsorised)

@@ -56,6 +56,7 @@ from gridwatch.models._record import (
     DAY_CNT,
     DAY_MAX,
     DAY_MIN,
+    DAY_NO,
     DAY_SUM,
     F16,
     FLOOR_KW,
@@ -76,6 +77,7 @@ from gridwatch.models._record import (
     LV_MU,
     LV_N,
     NO_RUN,
+    PEAK_MAX,
     PEAK_TODAY,
     RESID_EW,
     STARTED,
@@ -128,7 +130,13 @@ def _rates(alpha: float, prior: float) -> tuple[float, ...]:
 _RATE_G, _RATE_D = _rates(_ALPHA_G, 0.0), _rates(_ALPHA_DT, _SHRINK)
 if _ALPHA_G <= 1.0 / (256 + 1 + 0.0) or 1.0 / (256 + 1 + _SHRINK) >= _ALPHA_DT:
     raise ImportError("the quiet path's learning rates need a longer table")
-_x_unpack = struct.Struct(f"={len(X_FIELDS) + len(I_FIELDS)}d").unpack_from
+#: the scalars of ``x`` the quiet path reads, in one call (the month's energy, its history and
+#: the interval in use skipped as padding)
+_READ = (STARTED, LAST_TS, LAST_KW, LAST_KWH, LAST_VMIN, FLOOR_KW, ZERO_FRAC, PEAK_TODAY, PEAK_MAX,
+         RESID_EW, TREND_EW, DAY_MAX, DAY_MIN, GAP_S, GAP_RUN, INFERRED_S, N, DAY_NO)
+_x_unpack = struct.Struct("=13d32x5d").unpack_from
+if (*range(13), *range(17, 22)) != _READ or len(X_FIELDS) + len(I_FIELDS) < 22:
+    raise ImportError("the quiet path expects the record's scalars in version 6's order")
 # contiguous scalars of ``x``, written by one call each: the last reading's time, kW, energy
 # register and lowest voltage; the interval, the gap, its run, the inferred interval, the count
 _x_pack_last = struct.Struct("=4d").pack_into
@@ -221,9 +229,9 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     if rec.hi[1] or rec.lo[1] or rec.peak_run[1]:
         return None
     t = r.ts.timestamp()
-    # every scalar of the record at once (one call instead of a subscript each)
+    # the record's scalars at once (one call instead of a subscript each)
     (started, last_ts, last_kw, last_kwh, _, fl_x, zf, peak_today, peak_max, resid_ew, trend_ew,
-     day_max, day_min, _, _, _, _, gap_s, run, inferred, n_prev, day_no, _) = _x_unpack(x)
+     day_max, day_min, gap_s, run, inferred, n_prev, day_no) = _x_unpack(x)
     if t <= last_ts:
         return None
     for c in _CONSTS:
@@ -492,7 +500,7 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         return None
 
     # ---- commit: the detectors' updates, in the full path's order
-    out = StepResult()
+    out = StepResult([])  # (the list given: no default factory to call)
     # (the interval, its inference and the count: contiguous in ``x``, nothing below reads them)
     _x_pack_counts(x, _AT_INTERVAL, interval_i, gap_s, run, inferred, n_read)
     if stuck or pending:  # counted, or the count reset: never fires (checked above)

@@ -10,11 +10,16 @@ Prints, in one run:
   reading over the same readings in the same process, as a ratio, with the share of readings
   that took the quiet path: the first 200,000 readings of the real set (sgsc45, 45 households,
   as ``gridwatch replay`` runs them) and the demo fleet (``config/fleets/demo.yaml``: 304
-  meters of every class over 8 days, anomalies injected on the last).
+  meters of every class over 8 days, anomalies injected on the last), and the CPU time of
+  ``quiet_step`` itself per reading it took (each call timed, the timer's cost taken off);
+* with ``--against REV``: those figures for this tree and for git revision ``REV`` (exported
+  with ``git archive`` and put first on PYTHONPATH), each engine in its own process over the
+  same readings, in alternating turns, as ratios.
 
     .venv/bin/python benchmarks/models.py          # about two minutes
     .venv/bin/python benchmarks/models.py --full   # larger samples
     .venv/bin/python benchmarks/models.py --only quiet   # the quiet path figure alone
+    .venv/bin/python benchmarks/models.py --against main # the quiet path against main's
 
 Times are CPU time of this process (``time.process_time``): the machine is shared, and wall
 time moves with the neighbours' load while CPU time moves far less.
@@ -232,29 +237,159 @@ def bench_quiet(readings: list[Reading], metas: dict[str, MeterMeta],
     return fast / n * 1e6, full / n * 1e6, taken[0] / n
 
 
-def report_quiet() -> None:
-    print("MeterState.step: quiet path on (FAST_PATH) against the full path only, "
-          "same readings, same process (best of 2 runs each)")
-    print(f"{'readings':58} {'quiet on':>12} {'full only':>12} {'ratio':>8} {'quiet':>7}")
+def quiet_call_us(readings: list[Reading], metas: dict[str, MeterMeta],
+                  settings: DetectionSettings) -> float:
+    """µs of CPU time per reading inside ``quiet_step``, over the readings it took: each call
+    timed with ``time.process_time_ns`` (the timer's own cost, measured around an empty call,
+    taken off)."""
+    from gridwatch.models import _meter
+
+    clock = time.process_time_ns
+    spent = [0, 0]
+    inner = _meter.quiet_step
+
+    def timed(*args: Any) -> Any:
+        t0 = clock()
+        res = inner(*args)
+        t1 = clock()
+        if res is not None:
+            spent[0] += t1 - t0
+            spent[1] += 1
+        return res
+
+    def empty(*args: Any) -> None:
+        return None
+
+    _meter.quiet_step = timed  # type: ignore[assignment]
+    try:
+        _step_all(readings, metas, settings, True)
+    finally:
+        _meter.quiet_step = inner
+    n_cal = 200_000
+    overhead = 0
+    for _ in range(n_cal):
+        t0 = clock()
+        empty(None)
+        t1 = clock()
+        overhead += t1 - t0
+    return (spent[0] / max(spent[1], 1) - overhead / n_cal) / 1000
+
+
+Rows = list[tuple[str, list[Reading], dict[str, MeterMeta], DetectionSettings]]
+
+
+def quiet_rows() -> Rows:
+    """The quiet path's readings: the first 200,000 of sgsc45 and the demo fleet."""
     real = sgsc45(200_000)
-    rows: list[tuple[str, list[Reading], dict[str, MeterMeta], DetectionSettings]] = [
-        (f"sgsc45, first {len(real):,} readings (45 households)", real, {},
-         DetectionSettings(interval_s=1800))]
+    rows: Rows = [(f"sgsc45, first {len(real):,} readings (45 households)", real, {},
+                   DetectionSettings(interval_s=1800))]
     del real
     sim, metas, s = demo_fleet()
     rows.append((f"demo fleet, {len(sim):,} readings ({len(metas)} meters, 8 days)", sim,
                  metas, s))
-    for name, readings, m, st in rows:
+    return rows
+
+
+def report_quiet() -> None:
+    print("MeterState.step: quiet path on (FAST_PATH) against the full path only, "
+          "same readings, same process (best of 2 runs each); quiet_step: CPU time per call "
+          "on the readings it took")
+    print(f"{'readings':58} {'quiet on':>12} {'full only':>12} {'ratio':>8} {'quiet':>7} "
+          f"{'quiet_step':>11}")
+    for name, readings, m, st in quiet_rows():
         us_fast, us_full, share = bench_quiet(readings, m, st)
+        us_call = quiet_call_us(readings, m, st)
         print(f"{'µs per reading, ' + name:58} {us_fast:12.2f} {us_full:12.2f} "
-              f"{us_full / us_fast:7.2f}x {share:7.1%}")
+              f"{us_full / us_fast:7.2f}x {share:7.1%} {us_call:11.2f}")
+
+
+def _export(rev: str, into: Path) -> None:
+    """The engine of git revision ``rev`` as an importable ``gridwatch`` package in ``into``
+    (``src`` as ``gridwatch``, ``simulators`` as ``gridwatch.simulators``, as pyproject maps
+    them): put ``into`` first on PYTHONPATH to run that revision."""
+    import subprocess
+    import tarfile
+
+    blob = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src", "simulators"],
+                          check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=__import__("io").BytesIO(blob)) as tar:
+        tar.extractall(into, filter="data")
+    (into / "src").rename(into / "gridwatch")
+    (into / "simulators").rename(into / "gridwatch" / "simulators")
+
+
+def _quiet_worker(data: Path) -> None:
+    """One turn of ``--against``: the readings in ``data`` through whichever engine is first
+    on the path; prints one JSON line (per row: µs per reading with the quiet path on, µs per
+    call of ``quiet_step`` on the readings it took)."""
+    import json
+
+    with open(data, "rb") as fh:
+        rows: Rows = pickle.load(fh)
+    out = []
+    for _name, readings, m, st in rows:
+        t = _step_all(readings, m, st, True) / len(readings) * 1e6
+        out.append((t, quiet_call_us(readings, m, st)))
+    print(json.dumps(out))
+
+
+def report_against(rev: str, turns: int) -> None:
+    """The quiet path of this tree against the one of git revision ``rev``: the same readings,
+    each engine in a process of its own, in alternating turns (best of ``turns`` each)."""
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "tree"
+        _export(rev, base)
+        rows = quiet_rows()
+        data = Path(tmp) / "readings.pickle"
+        with open(data, "wb") as fh:
+            pickle.dump(rows, fh)
+        envs = {rev: {**os.environ, "PYTHONPATH": str(base)},
+                "this tree": {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}}
+        best: dict[str, list[list[float]]] = {}
+        for _ in range(turns):
+            for label, env in envs.items():
+                got = json.loads(subprocess.run(
+                    [sys.executable, __file__, "--quiet-worker", str(data)], env=env,
+                    check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+                old = best.get(label)
+                best[label] = got if old is None else [
+                    [min(a, b) for a, b in zip(o, g, strict=True)]
+                    for o, g in zip(old, got, strict=True)]
+    print(f"The quiet path: {rev} against this tree, the same readings, each in its own "
+          f"process, {turns} alternating turns (best of each); CPU time")
+    for name, *_rest in rows:
+        print(f"  {name}")
+    print(f"{'figure':50} {rev:>10} {'this tree':>10} {'ratio':>8}")
+    for k, (name, *_rest) in enumerate(rows):
+        (b_step, b_call), (n_step, n_call) = best[rev][k], best["this tree"][k]
+        short = name[:name.index(",")]
+        print(f"{'µs per reading, MeterState.step, ' + short:50} {b_step:10.2f} {n_step:10.2f} "
+              f"{b_step / n_step:7.2f}x")
+        print(f"{'µs per quiet reading, quiet_step, ' + short:50} {b_call:10.2f} {n_call:10.2f} "
+              f"{b_call / n_call:7.2f}x")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="larger samples (a few minutes)")
     ap.add_argument("--only", choices=["quiet"], help="only the quiet path figure")
+    ap.add_argument("--against", metavar="REV",
+                    help="the quiet path of this tree against git revision REV (e.g. main), "
+                         "in alternating turns")
+    ap.add_argument("--turns", type=int, default=2, help="turns of each engine (--against)")
+    ap.add_argument("--quiet-worker", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.quiet_worker:
+        _quiet_worker(args.quiet_worker)
+        return
+    if args.against:
+        report_against(args.against, args.turns)
+        return
     if args.only == "quiet":
         report_quiet()
         return

@@ -13,7 +13,7 @@ It checks every precondition before it changes anything: the first one that fail
 full path: the first reading, duplicates and readings out of order, status flags, a meter back
 from silence or with an alarm open (other than possible theft) or a condition pending (other
 than a stuck-reading count that does not fire), a reading that starts a run (above or below the
-band, beyond the record) or is judged while a manager's verdict is on record, a fault (register
+band, beyond the record), a fault (register
 going backwards or frozen, a stuck reading that fires, off the interval grid, reverse flow),
 voltage, phase or power-factor trouble, an over-capacity projection, the first reading of a
 local day, and, for classes that judge theft within the day, the first reading of an hour when
@@ -21,7 +21,9 @@ judging the window that closes would raise or resolve the alarm (judged first, w
 :func:`~gridwatch.models._theft.window_quiet`) or when hours without a reading lie between. A
 meter with a time zone of its own takes its own calendar (cached, as on the full path).
 Exporting readings (negative kW on a meter with export) are quiet: not judged as consumption, as
-on the full path.
+on the full path. A meter with managers' verdicts on record stays on the quiet path: a false alarm
+only widens thresholds, and the one a quiet reading is judged against (the meter's record) is
+widened here as ``_consumption.judge`` widens it; the theft window applies its own.
 
 ``tests/models/test_quiet_path.py`` proves the equivalence (hypothesis streams and real and
 simulated fleets run both ways: identical states, events, scores and profiles).
@@ -34,8 +36,11 @@ import struct
 from array import array
 
 from gridwatch._schemas import MeterMeta, Reading, Score
-from gridwatch.models._alarms import cond, r3
+from gridwatch.models._alarms import cond, feedback, r3
 from gridwatch.models._baseline import (
+    _ALPHA_DT,
+    _ALPHA_G,
+    _ALPHA_TOW,
     _LEVEL,
     _MIN_DEV,
     _SHRINK,
@@ -45,6 +50,7 @@ from gridwatch.models._baseline import (
 from gridwatch.models._calendar import Calendar, calendar_for
 from gridwatch.models._capacity import plan as capacity_plan
 from gridwatch.models._config import ClassPolicy, DetectionSettings
+from gridwatch.models._consumption import ETYPE as _CONSUMPTION
 from gridwatch.models._consumption import policy
 from gridwatch.models._record import (
     DAY_CNT,
@@ -57,6 +63,7 @@ from gridwatch.models._record import (
     GAP_RUN,
     GAP_S,
     GLOBAL,
+    I_FIELDS,
     INFERRED_S,
     INTERVAL_S,
     LAST_KW,
@@ -80,10 +87,10 @@ from gridwatch.models._record import (
     TOW_MU,
     TOW_N,
     TREND_EW,
+    X_FIELDS,
     ZERO_FRAC,
     MeterRecord,
     N,
-    f32,
 )
 from gridwatch.models._result import StepResult
 from gridwatch.models._theft import window_quiet
@@ -100,6 +107,48 @@ _W_D = tuple((n / (n + _SHRINK), 1 - n / (n + _SHRINK)) for n in range(_TABLE))
 _W_S = tuple((n / (n + _SHRINK_TOW), 1 - n / (n + _SHRINK_TOW)) for n in range(256))
 _f32_pack_into = struct.Struct("=f").pack_into
 _f32_unpack_from = struct.Struct("=f").unpack_from
+#: a float16 written straight into a cell of ``h`` (``h[i] = enc_f16(v)`` for |v| <= 65,504:
+#: the same IEEE rounding, without the round trip through bytes)
+_f16_pack_into = struct.Struct("=e").pack_into
+_F16_MAX = 65_504.0
+#: ``log`` code -> value (``code * LOG_STEP - LOG_BIAS``, as the record decodes it): one index
+#: instead of two operations
+_LV: tuple[float, ...] = tuple(code * _S - _B for code in range(65_536))
+
+
+def _rates(alpha: float, prior: float) -> tuple[float, ...]:
+    """_update's learning rate by sample count below 256 (beyond, ``alpha`` for both levels)."""
+    out = []
+    for n in range(256):
+        a = 1.0 / (n + 1 + prior)
+        if alpha > a:
+            a = alpha
+        out.append(a)
+    return tuple(out)
+
+
+_RATE_G, _RATE_D = _rates(_ALPHA_G, 0.0), _rates(_ALPHA_DT, _SHRINK)
+if _ALPHA_G <= 1.0 / (256 + 1 + 0.0) or 1.0 / (256 + 1 + _SHRINK) >= _ALPHA_DT:
+    raise ImportError("the quiet path's learning rates need a longer table")
+#: the scalars of ``x`` the quiet path reads, in one call (the month's energy, its history and
+#: the interval in use skipped as padding)
+_READ = (STARTED, LAST_TS, LAST_KW, LAST_KWH, LAST_VMIN, FLOOR_KW, ZERO_FRAC, PEAK_TODAY, PEAK_MAX,
+         RESID_EW, TREND_EW, DAY_MAX, DAY_MIN, GAP_S, GAP_RUN, INFERRED_S, N, DAY_NO)
+_x_unpack = struct.Struct("=13d32x5d").unpack_from
+if (*range(13), *range(17, 22)) != _READ or len(X_FIELDS) + len(I_FIELDS) < 22:
+    raise ImportError("the quiet path expects the record's scalars in version 6's order")
+# contiguous scalars of ``x``, written by one call each: the last reading's time, kW, energy
+# register and lowest voltage; the interval, the gap, its run, the inferred interval, the count
+_x_pack_last = struct.Struct("=4d").pack_into
+_x_pack_counts = struct.Struct("=5d").pack_into
+_AT_LAST, _AT_INTERVAL = 8 * LAST_TS, 8 * INTERVAL_S  # (bytes)
+_LAST = (LAST_TS, LAST_KW, LAST_KWH, LAST_VMIN)
+_COUNTS = (INTERVAL_S, GAP_S, GAP_RUN, INFERRED_S, N)
+if tuple(range(LAST_TS, LAST_TS + 4)) != _LAST or tuple(range(INTERVAL_S, N + 1)) != _COUNTS:
+    raise ImportError("the quiet path expects the record's scalars in version 6's order")
+# cells of the meter-wide level (one index instead of an addition per reading)
+_MU_G, _DEV_G, _KW_G, _N_G = LV_MU + GLOBAL, LV_DEV + GLOBAL, LV_KW + GLOBAL, LV_N + GLOBAL
+_KW_G2 = 2 * _KW_G  # (bytes)
 _SCRATCH = array("f", b"\0\0\0\0")
 _exp = math.exp
 _log = math.log
@@ -110,10 +159,10 @@ _isnan = math.isnan
 class _Consts:
     """Per-settings constants of the quiet path (computed once per settings object)."""
 
-    __slots__ = ("band_hi", "band_lo", "drift_s", "hi1", "hi3", "hi_f1", "hi_f3", "i_unb", "infer",
-                 "interval_s", "levels", "lo1", "lo3", "lo_f1", "lo_f3", "min_kw", "min_pf",
-                 "pols", "rev_kw", "settings", "severe_pf", "thin",
-                 "two_min_kw", "v_unb", "warmup_s", "widen")
+    __slots__ = ("band_hi", "band_lo", "drift_s", "hi1", "hi3", "hi_f1", "hi_f3", "i_unb",
+                 "infer", "interval_s", "last", "levels", "lo1", "lo3", "lo_f1", "lo_f3",
+                 "min_kw", "min_pf", "pols", "rev_kw", "sample", "settings", "severe_pf",
+                 "stuck_fire", "thin", "two_min_kw", "v_unb", "warmup_s", "widen")
 
     def __init__(self, s: DetectionSettings) -> None:
         self.settings = s
@@ -138,8 +187,17 @@ class _Consts:
         self.thin = tuple(1.0 + s.thin_widen / _sqrt(1.0 + n) for n in range(_TABLE))
         self.v_unb, self.i_unb = s.voltage_unbalance_pct, s.current_unbalance_pct
         self.pols: dict[object, ClassPolicy] = {None: policy(None, s)}
-        #: (event time, interval, calendar) -> the level of each step of the capacity forecast
-        self.levels: dict[tuple[float, int, Calendar], tuple[int, ...]] = {}
+        #: (event time, interval, calendar) -> the level of the previous interval's slot, and
+        #: the capacity forecast's steps (the level of each step's slot, damping, decay)
+        self.levels: dict[tuple[float, int, Calendar],
+                          tuple[int, tuple[tuple[int, float, float], ...]]] = {}
+        self.sample = s.score_sample_every
+        self.stuck_fire = s.stuck_readings - 1
+        #: the last event time looked up, its calendar and what the calendar said (a fleet's
+        #: readings come by the hundred at one time); one tuple, replaced whole, so that worker
+        #: threads sharing it never see a time with another time's answer
+        self.last: tuple[float, Calendar | None, tuple[int, int, int]] = (
+            math.nan, None, (0, 0, 0))
 
 
 _CONSTS: list[_Consts] = []
@@ -157,6 +215,8 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
                cal: Calendar) -> StepResult | None:
     """``MeterState.step`` for a quiet reading, or ``None`` (nothing changed) if it is not."""
     # ---- preconditions: nothing below changes the record until the commit
+    # (``max``/``min`` of two values are written as conditionals throughout: the same value,
+    # NaN and signed zeros included, without the call)
     x = rec.x
     if not x[N] or r.status or rec.silent:
         return None
@@ -169,7 +229,9 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     if rec.hi[1] or rec.lo[1] or rec.peak_run[1]:
         return None
     t = r.ts.timestamp()
-    last_ts = x[LAST_TS]
+    # the record's scalars at once (one call instead of a subscript each)
+    (started, last_ts, last_kw, last_kwh, _, fl_x, zf, peak_today, peak_max, resid_ew, trend_ew,
+     day_max, day_min, gap_s, run, inferred, n_prev, day_no) = _x_unpack(x)
     if t <= last_ts:
         return None
     for c in _CONSTS:
@@ -178,22 +240,23 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     else:
         c = _new_consts(s)
     kw = r.kw
-    kva = None
-    has_export = exporting = False
-    stated = None
-    if meta is not None:
+    if meta is None:
+        kva = stated = None
+        has_export = exporting = False
+        pol = c.pols[None]
+    else:
         tz = meta.timezone
         if tz and tz != cal.tz.key:  # a meter of another region: its own calendar (cached)
             cal = calendar_for(tz, meta.holiday_country or cal.country)
-        if meta.has_export:
-            has_export = True
-            exporting = kw < 0  # (not judged as consumption)
+        has_export = meta.has_export
+        exporting = has_export and kw < 0  # (not judged as consumption)
         kva = meta.contracted_kva
         stated = meta.interval_s
+        cls = meta.customer_class
+        pol = c.pols.get(cls)
+        if pol is None:
+            pol = c.pols[cls] = policy(meta, s)
     # the interval (as MeterState._interval infers it, committed below)
-    gap_s = x[GAP_S]
-    run = x[GAP_RUN]
-    inferred = x[INFERRED_S]
     if c.infer:
         gap = round(t - last_ts)
         if gap == gap_s:
@@ -212,7 +275,6 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     min_kw = c.min_kw
     kwh = r.kwh
     if kwh is not None:
-        last_kwh = x[LAST_KWH]
         if kwh < last_kwh - 1e-6:
             return None
         if kwh == last_kwh and kw > min_kw and kw * interval / 3600 > 0.01:
@@ -220,11 +282,9 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     if kw < c.rev_kw and not has_export:
         return None
     # the same non-zero value again: counted as a stuck reading (raised by the full path)
-    stuck = kw == x[LAST_KW] and kw != 0.0
-    if stuck:
-        n_stuck = pending.get(_STUCK, 0) + 1
-        if n_stuck >= s.stuck_readings - 1:
-            return None
+    stuck = kw == last_kw and kw != 0.0
+    if stuck and pending.get(_STUCK, 0) + 1 >= c.stuck_fire:
+        return None
     off = t % interval
     if interval - off < off:
         off = interval - off
@@ -236,27 +296,38 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
     volts = r.voltage
     if volts:
         nv = len(volts)
-        three = (meta.phases if meta is not None else nv) == 3 or nv == 3
-        nominal = meta.nominal_voltage_v if meta is not None else None
+        if meta is None:
+            three = nv == 3
+            nominal = None
+        else:
+            three = meta.phases == 3 or nv == 3
+            nominal = meta.nominal_voltage_v
         if nominal:
             lo, hi = ((nominal * c.lo_f3, nominal * c.hi_f3) if three
                       else (nominal * c.lo_f1, nominal * c.hi_f1))
+        elif three:
+            lo, hi = c.lo3, c.hi3
         else:
-            lo, hi = (c.lo3, c.hi3) if three else (c.lo1, c.hi1)
+            lo, hi = c.lo1, c.hi1
         if nv == 1:
             v0 = volts[0]
             if (1.0 < v0 < lo) or v0 > hi:
                 return None
             vmin_last = v0
         elif nv == 3 and volts[0] > 1.0 and volts[1] > 1.0 and volts[2] > 1.0:
-            # three live phases (the common case, without the list of live ones)
+            # three live phases (the common case, without the list of live ones; min, max and
+            # sum of three as conditionals and additions: the same values)
             v0, v1, v2 = volts
-            vmin_last = min(volts)
-            if vmin_last < lo or max(volts) > hi:
+            vmin_last = (v2 if v2 < v1 else v1) if v1 < v0 else (v2 if v2 < v0 else v0)
+            if vmin_last < lo or v0 > hi or v1 > hi or v2 > hi:
                 return None
-            mean_v = sum(volts) / 3
-            if max(abs(v0 - mean_v), abs(v1 - mean_v), abs(v2 - mean_v)) / mean_v * 100 \
-                    > c.v_unb:
+            mean_v = (v0 + v1 + v2) / 3
+            a0, a1, a2 = abs(v0 - mean_v), abs(v1 - mean_v), abs(v2 - mean_v)
+            if a1 > a0:
+                a0 = a1
+            if a2 > a0:
+                a0 = a2
+            if a0 / mean_v * 100 > c.v_unb:
                 return None
         else:
             live = [v for v in volts if v > 1.0]
@@ -269,11 +340,15 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             vmin_last = min(volts)
         cur = r.current
         if cur and len(cur) == 3 and kw > min_kw:
-            mean_i = sum(cur) / 3
+            i0, i1, i2 = cur
+            mean_i = (i0 + i1 + i2) / 3
             if mean_i > 1.0:
-                i0, i1, i2 = cur
-                if max(abs(i0 - mean_i), abs(i1 - mean_i), abs(i2 - mean_i)) / mean_i * 100 \
-                        > c.i_unb:
+                a0, a1, a2 = abs(i0 - mean_i), abs(i1 - mean_i), abs(i2 - mean_i)
+                if a1 > a0:
+                    a0 = a1
+                if a2 > a0:
+                    a0 = a2
+                if a0 / mean_i * 100 > c.i_unb:
                     return None
     else:
         vmin_last = math.nan
@@ -283,21 +358,19 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         if pf < c.min_pf and kw > min_kw:
             if pf < c.severe_pf:
                 return None
-            if kw >= (0.3 * kva if kva else F16[h[LV_KW + GLOBAL]]):
+            if kw >= (0.3 * kva if kva else F16[h[_KW_G]]):
                 return None
 
     # the local day (and hour) the reading adds to
-    info = cal._q.get(int(t // 900)) or cal.info(t)  # (the calendar's quarters, as ``info``)
-    slot = info[1]
-    if info[2] != x[DAY_NO]:
+    last = c.last
+    if t == last[0] and cal is last[1]:
+        info = last[2]
+    else:  # (the calendar's quarters, as ``info`` looks them up)
+        info = cal._q.get(int(t // 900)) or cal.info(t)
+        c.last = (t, cal, info)
+    if info[2] != day_no:
         return None  # closes a day
-    if meta is None:
-        pol = c.pols[None]
-    else:
-        cls = meta.customer_class
-        pol = c.pols.get(cls)
-        if pol is None:
-            pol = c.pols[cls] = policy(meta, s)
+    slot = info[1]
     theft = pol.theft_window and not exporting
     if theft:
         th = rec.th
@@ -309,26 +382,24 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         if closes and hour != th_hour + 1:
             return None  # hours with no reading: the full path clears them
 
-    started = x[STARTED]
     new_start = not started and kw > min_kw
     if new_start:
         started = t
-    g_n = h[LV_N + GLOBAL]
-    warm = bool(started) and t - started >= c.warmup_s and g_n >= 8
-    n_read = int(x[N]) + 1
-    sample = s.score_sample_every
-    scored = bool(sample) and n_read % sample == 0
+    g_n = h[_N_G]
+    warm = started and t - started >= c.warmup_s and g_n >= 8
+    n_read = n_prev + 1.0  # (the count is an exact integer in ``x``: no int() needed)
+    sample = c.sample
+    scored = sample and n_read % sample == 0
 
-    # the band (as _baseline.band computes it): its mean load, and the rest when judged
+    # the band (as _baseline.band computes it): its mean load, where the theft window or the
+    # capacity forecast reads it, and the rest when judged
     d = _LEVEL[slot]
-    if g_n:
-        n_d = h[LV_N + d]
-        mean_kw = (n_d * F16[h[LV_KW + d]] + _SHRINK * F16[h[LV_KW + GLOBAL]]) / (n_d + _SHRINK)
-    else:
-        n_d = 0
-        mean_kw = kw
+    n_d = h[LV_N + d] if g_n else 0
+    mean_kw = kw
+    if g_n and (theft or kva):
+        mean_kw = (n_d * F16[h[LV_KW + d]] + _SHRINK * F16[h[_KW_G]]) / (n_d + _SHRINK)
     if g_n and (warm or scored):
-        mu_g, dev_g = h[LV_MU + GLOBAL] * _S - _B, h[LV_DEV + GLOBAL] * _S - _B
+        mu_g, dev_g = _LV[h[_MU_G]], _LV[h[_DEV_G]]
         if n_d < _TABLE:
             w_d, u_d = _W_D[n_d]
             thin = c.thin[n_d]
@@ -336,28 +407,39 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             w_d = n_d / (n_d + _SHRINK)
             u_d = 1 - w_d
             thin = 1.0 + s.thin_widen / _sqrt(1.0 + n_d)
-        mu_d = w_d * (h[LV_MU + d] * _S - _B) + u_d * mu_g
-        dev_d = w_d * (h[LV_DEV + d] * _S - _B) + u_d * dev_g
+        mu_l, dev_l = _LV[h[LV_MU + d]], _LV[h[LV_DEV + d]]
+        mu_d = w_d * mu_l + u_d * mu_g
+        dev_d = w_d * dev_l + u_d * dev_g
         cc = h[TOW_N + (slot >> 1)]
         w_s, u_s = _W_S[cc >> 8 if slot & 1 else cc & 255]
-        mu = w_s * (h[TOW_MU + slot] * _S - _B) + u_s * mu_d
+        mu = w_s * (_LV[h[TOW_MU + slot]]) + u_s * mu_d
         dev = dev_d if dev_d > _MIN_DEV else _MIN_DEV  # (max of three: all finite, > 0)
         young = pol.young_dev * u_d
         if young > dev:
             dev = young
         dev *= thin
-        fl = x[FLOOR_KW] or 0.01
+        fl = fl_x or 0.01
         if warm and not exporting:  # consumption: inside the band, no run starts
             if kw > _exp(mu + c.band_hi * dev) - fl:
                 return None
-            if (kw < max(_exp(mu - c.band_lo * dev) - fl, 0.0)
-                    and max(_exp(mu) - fl, 0.0) > c.two_min_kw):
-                return None
-            if rec.fb:
-                return None  # a manager's verdict widens the thresholds: the full path
-            history = x[PEAK_MAX]
-            ref = c.widen * (history * pol.peak_factor if rec.peak_days >= 7
-                             else 2.0 * max(history, x[PEAK_TODAY]))
+            lo_kw = _exp(mu - c.band_lo * dev) - fl
+            if lo_kw < 0.0:
+                lo_kw = 0.0
+            if kw < lo_kw:
+                usual = _exp(mu) - fl
+                if usual < 0.0:
+                    usual = 0.0
+                if usual > c.two_min_kw:
+                    return None
+            # managers' verdicts on record widen the record's threshold (as _consumption.judge
+            # computes it; the other thresholds they widen are never reached here: a run above
+            # the band, a theft window, which judges its own, and a closing day)
+            widen = c.widen if not rec.fb else 1.0 + s.feedback_strength * feedback(
+                rec, _CONSUMPTION, "spike", t, s.feedback_half_life_days * 86_400)
+            if rec.peak_days >= 7:
+                ref = widen * (peak_max * pol.peak_factor)
+            else:
+                ref = widen * (2.0 * (peak_today if peak_today > peak_max else peak_max))
             if ref > 0 and kw > ref and kw > _exp(mu + c.band_hi * dev / 2) - fl:
                 return None  # beyond the meter's record
     else:
@@ -365,42 +447,37 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
 
     # over-capacity (as _capacity.judge projects it)
     resid = trend = 0.0
-    last_kw = x[LAST_KW]
     if kva:
-        pfc = max(abs(pf_r), 0.5) if pf_r is not None else 1.0
-        resid = 0.7 * x[RESID_EW] + 0.3 * (kw - mean_kw) if warm else 0.0
-        trend = x[TREND_EW]
-        known = cal._q.get  # the calendar's quarters (its ``info`` fills them)
-        g = _SHRINK * F16[h[LV_KW + GLOBAL]]
-        if not _isnan(last_kw):
-            if warm:  # (mean_kw_at of the previous interval's slot; mean_kw if the same level)
-                t_prev = t - interval
-                dp = _LEVEL[(known(int(t_prev // 900)) or cal.info(t_prev))[1]]
+        if pf_r is not None:
+            pfc = abs(pf_r)
+            if pfc < 0.5:
+                pfc = 0.5
+        else:
+            pfc = 1.0
+        resid = 0.7 * resid_ew + 0.3 * (kw - mean_kw) if warm else 0.0
+        trend = trend_ew
+        limit = float(kva) * s.capacity_warn_fraction
+        if kw / pfc >= limit:
+            return None
+        if warm:
+            # what depends on the time alone (the same for every meter reading at ``t``): the
+            # previous interval's level and each forecast step's (level, damping, decay)
+            key = (t, interval_i, cal)
+            steps = c.levels.get(key)
+            if steps is None:
+                steps = _steps(c, key, cal, t, interval)
+            g = _SHRINK * F16[h[_KW_G]]
+            if not _isnan(last_kw):  # (mean_kw_at of the previous interval's slot)
+                dp = steps[0]
                 if dp == d and g_n:
                     prev = last_kw - mean_kw
                 else:
                     nd = h[LV_N + dp]
                     prev = last_kw - (nd * F16[h[LV_KW + dp]] + g) / (nd + _SHRINK)
                 trend = 0.7 * trend + 0.3 * ((kw - mean_kw) - prev)
-            else:
-                trend = 0.7 * trend + 0.3 * ((kw - 0.0) - (last_kw - 0.0))
-        limit = float(kva) * s.capacity_warn_fraction
-        if kw / pfc >= limit:
-            return None
-        plan = capacity_plan(s.capacity_horizon_min, interval)
-        if warm:
-            # the level of each step's slot: the same for every meter reading at ``t``
-            key = (t, interval_i, cal)
-            levels = c.levels.get(key)
-            if levels is None:
-                if len(c.levels) * len(plan) >= 16_384:  # (bounded: a few hundred kB)
-                    c.levels.clear()
-                levels = c.levels[key] = tuple(
-                    _LEVEL[(known(int((t + off) // 900)) or cal.info(t + off))[1]]
-                    for off, _, _ in plan)
             d_last = -1
             lv_mean = 0.0
-            for dd, (_off, damp, p90) in zip(levels, plan, strict=True):
+            for dd, damp, p90 in steps[1]:
                 if dd != d_last:
                     nd = h[LV_N + dd]
                     lv_mean = (nd * F16[h[LV_KW + dd]] + g) / (nd + _SHRINK)
@@ -411,7 +488,9 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
                 if (usual + trend * damp) / pfc >= limit:
                     return None
         else:
-            for _off, damp, _p90 in plan:
+            if not _isnan(last_kw):
+                trend = 0.7 * trend + 0.3 * ((kw - 0.0) - (last_kw - 0.0))
+            for _off, damp, _p90 in capacity_plan(s.capacity_horizon_min, interval):
                 if (kw + trend * damp) / pfc >= limit:
                     return None
 
@@ -421,26 +500,28 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
         return None
 
     # ---- commit: the detectors' updates, in the full path's order
-    out = StepResult()
-    x[GAP_S] = gap_s
-    x[GAP_RUN] = run
-    x[INFERRED_S] = inferred
-    x[INTERVAL_S] = interval_i
+    out = StepResult([])  # (the list given: no default factory to call)
+    # (the interval, its inference and the count: contiguous in ``x``, nothing below reads them)
+    _x_pack_counts(x, _AT_INTERVAL, interval_i, gap_s, run, inferred, n_read)
     if stuck or pending:  # counted, or the count reset: never fires (checked above)
-        cond(rec, out.events, _STUCK, stuck, t, meta, fire_after=s.stuck_readings - 1)
+        cond(rec, out.events, _STUCK, stuck, t, meta, fire_after=c.stuck_fire)
     if new_start:
         x[STARTED] = t
     if warm and not exporting:
         rec.hi = rec.lo = NO_RUN
+    kw0 = 0.0 if kw < 0.0 else kw  # max(kw, 0.0)
     if theft:
         if closes:  # (the next hour starts from zero)
             i = hour % 24
             th[TH_OBS + i] = th[TH_EXP + i] = th[TH_CNT + i] = 0.0
             rec.th_hour = th_hour = hour
         i = th_hour % 24
-        th[TH_OBS + i] = th[TH_OBS + i] + f32(max(kw, 0.0))
-        th[TH_EXP + i] = th[TH_EXP + i] + f32(mean_kw)
-        th[TH_CNT + i] = min(int(th[TH_CNT + i]) + 1, 255)
+        _SCRATCH[0] = kw0  # (f32, inlined)
+        th[TH_OBS + i] = th[TH_OBS + i] + _SCRATCH[0]
+        _SCRATCH[0] = mean_kw
+        th[TH_EXP + i] = th[TH_EXP + i] + _SCRATCH[0]
+        n_th = int(th[TH_CNT + i]) + 1
+        th[TH_CNT + i] = n_th if n_th < 255 else 255
     if kva:
         x[RESID_EW] = resid
         if not _isnan(last_kw):
@@ -457,32 +538,142 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
             h[j] = cc + 256
     elif cc & 255 != 255:
         h[j] = cc + 1
-    if kw > x[DAY_MAX]:
+    if kw > day_max:
         x[DAY_MAX] = kw
-    if kw < x[DAY_MIN]:
+    if kw < day_min:
         x[DAY_MIN] = kw
-    if kw > x[PEAK_TODAY]:
+    if kw > peak_today:
         x[PEAK_TODAY] = kw
     if started:
-        learn(rec, slot, kw)  # (the full path's learning: no band edge, nothing open)
-        zf = x[ZERO_FRAC]
-        a = 1.0 / int(x[N])  # (max(a, 0.002); N > 0 on this path)
+        # the full path's learning (no band edge, nothing open): _baseline.learn, written out
+        # once the meter-wide level is past the winsorising threshold
+        if g_n >= 8:
+            if g_n < 96 or not fl_x:  # (the log offset follows the meter's level: day one)
+                fl_x = 0.05 * F16[h[_KW_G]]  # max(0.01, 0.05 * usual)
+                fl_x = x[FLOOR_KW] = fl_x if fl_x > 0.01 else 0.01
+            if not (warm or scored):  # (else the band decoded them: nothing has changed since)
+                mu_g, dev_g = _LV[h[_MU_G]], _LV[h[_DEV_G]]
+                mu_l, dev_l = _LV[h[LV_MU + d]], _LV[h[LV_DEV + d]]
+            _learn_settled(h, d, slot, kw0, _log(kw0 + fl_x), g_n, mu_g, dev_g, mu_l, dev_l)
+        else:
+            learn(rec, slot, kw)
+        a = 1.0 / n_prev  # (max(a, 0.002); N > 0 on this path)
         if a < 0.002:
             a = 0.002
         x[ZERO_FRAC] = zf + a * ((kw <= min_kw) - zf)
-    x[N] = n_read
     if scored:
         if g_n:
-            expected = max(_exp(mu) - fl, 0.0)
-            z = (_log(max(kw, 0.0) + fl) - mu) / dev
+            expected = _exp(mu) - fl
+            if expected < 0.0:
+                expected = 0.0
+            z = (_log(kw0 + fl) - mu) / dev
         else:
             expected, z = kw, 0.0
         out.score = Score(meter_id=rec.meter_id, ts=r.ts, kw=kw, expected_kw=r3(expected, 4),
                           score=r3(abs(z)), anomalous=False)
-    x[LAST_TS] = t
-    x[LAST_KW] = kw
-    if kwh is not None:
-        x[LAST_KWH] = kwh
-    x[LAST_VMIN] = vmin_last
+    _x_pack_last(x, _AT_LAST, t, kw, last_kwh if kwh is None else kwh, vmin_last)
     rec.last_fail = False
     return out
+
+
+def _steps(c: _Consts, key: tuple[float, int, Calendar], cal: Calendar, t: float,
+           interval: float) -> tuple[int, tuple[tuple[int, float, float], ...]]:
+    """The level of the slot one interval before ``t``, and the capacity forecast's steps
+    from ``t`` as (the level of the step's slot, damping, decay); kept in ``c.levels``."""
+    levels = c.levels
+    plan = capacity_plan(c.settings.capacity_horizon_min, interval)
+    if len(levels) * (len(plan) + 1) >= 16_384:  # (bounded: a few hundred kB)
+        levels.clear()
+    known = cal._q.get
+    t_prev = t - interval
+    out = levels[key] = (
+        _LEVEL[(known(int(t_prev // 900)) or cal.info(t_prev))[1]],
+        tuple((_LEVEL[(known(int((t + off) // 900)) or cal.info(t + off))[1]], damp, p90)
+              for off, damp, p90 in plan))
+    return out
+
+
+def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int, mu: float,
+                   dev: float, mu_l: float, dev_l: float) -> None:
+    """``_baseline.learn(rec, slot, kw)`` with no band edge, for a meter with ``g_n >= 8``
+    readings behind its meter-wide level (winsorised), ``kw`` not below zero and
+    ``y = log(kw + offset)`` (the offset already set): the same operations in the same order,
+    with ``_update``, ``enc_log`` and ``enc_f16`` written out (``enc_f16``'s bytes go straight
+    into the cell). ``mu``, ``dev``, ``mu_l`` and ``dev_l`` are the decoded means and
+    dispersions of the meter-wide level and of level ``d``, as they stand (the band decoded
+    them)."""
+    # the meter-wide level: _update(h, GLOBAL, y, kw, _ALPHA_G, 0.0)
+    a = _RATE_G[g_n] if g_n < 256 else _ALPHA_G
+    r = y - mu
+    d_new = -r if r < 0.0 else r  # (abs: r is never -0.0, log gives +0.0)
+    md = _MIN_DEV if dev < _MIN_DEV else dev  # (n >= 8: winsorised)
+    lim = 2.5 * md
+    if r > lim:
+        r = lim
+    elif r < -lim:
+        r = -lim
+    if 4 * md < d_new:
+        d_new = 4 * md
+    v = (mu + a * r + _B) * 2048.0 + 0.5  # (enc_log)
+    h[_MU_G] = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
+    v = (dev + a * (d_new - dev) + _B) * 2048.0 + 0.5
+    h[_DEV_G] = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
+    lv_kw = F16[h[_KW_G]]
+    v = lv_kw + a * (kw - lv_kw)
+    if v > _F16_MAX:  # (enc_f16: saturating)
+        v = _F16_MAX
+    elif v < -_F16_MAX:
+        v = -_F16_MAX
+    _f16_pack_into(h, _KW_G2, v)
+    if g_n < 65_535:
+        h[_N_G] = g_n + 1
+    # the day-type-hour level: _update(h, d, y, kw, _ALPHA_DT, _SHRINK)
+    i_mu, i_dev, i_kw = LV_MU + d, LV_DEV + d, LV_KW + d
+    n = h[LV_N + d]
+    a = _RATE_D[n] if n < 256 else _ALPHA_DT
+    if n:
+        mu, dev = mu_l, dev_l
+    else:  # a new level starts from the meter-wide one (just learned), worth _SHRINK samples
+        h[i_mu], h[i_dev] = h[_MU_G], h[_DEV_G]
+        h[i_kw] = h[_KW_G]
+        mu, dev = _LV[h[i_mu]], _LV[h[i_dev]]
+    r = y - mu
+    d_new = -r if r < 0.0 else r  # (abs: r is never -0.0, log gives +0.0)
+    if n + _SHRINK >= 8:  # (winsorised)
+        md = _MIN_DEV if dev < _MIN_DEV else dev
+        lim = 2.5 * md
+        if r > lim:
+            r = lim
+        elif r < -lim:
+            r = -lim
+        if 4 * md < d_new:
+            d_new = 4 * md
+    v = (mu + a * r + _B) * 2048.0 + 0.5
+    h[i_mu] = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
+    v = (dev + a * (d_new - dev) + _B) * 2048.0 + 0.5
+    h[i_dev] = v_dev = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
+    lv_kw = F16[h[i_kw]]
+    v = lv_kw + a * (kw - lv_kw)
+    if v > _F16_MAX:
+        v = _F16_MAX
+    elif v < -_F16_MAX:
+        v = -_F16_MAX
+    _f16_pack_into(h, 2 * i_kw, v)
+    if n < 65_535:
+        h[LV_N + d] = n + 1
+    # the time-of-week slot
+    i = TOW_N + (slot >> 1)
+    c = h[i]
+    n = c >> 8 if slot & 1 else c & 255
+    mu = _LV[h[TOW_MU + slot] if n else h[i_mu]]
+    dev = _LV[v_dev]
+    lim = 2.5 * (_MIN_DEV if dev < _MIN_DEV else dev)
+    r = y - mu
+    if r > lim:
+        r = lim
+    elif r < -lim:
+        r = -lim
+    v = (mu + _ALPHA_TOW * r + _B) * 2048.0 + 0.5
+    h[TOW_MU + slot] = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
+    if n < 255:
+        h[i] = c + 256 if slot & 1 else c + 1

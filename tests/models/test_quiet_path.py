@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 import gridwatch.models._meter as meter_mod
 from gridwatch import MeterMeta, MeterStatus, Reading
 from gridwatch.models import Calendar, DetectionSettings, MeterState, StepResult
+from gridwatch.models._consumption import policy
 
 ROOT = Path(__file__).resolve().parents[2]
 SGSC45 = Path("/work/shared/datasets/sgsc45/readings.csv.gz")
@@ -195,6 +196,8 @@ def stream(sc: dict[str, Any]) -> Iterator[tuple[str, Any]]:
             kw = last_kw
         elif u[9] < sc["low"]:
             kw *= 0.1
+        elif sc.get("bump") and rng.random() < sc["bump"]:  # (near the meter's record)
+            kw *= float(rng.uniform(1.5, 3.0))
         if by_from <= k < by_to:
             kw *= bypass[2]
         kw = round(min(max(kw, -99_999.0), 99_999.0), 3)
@@ -422,3 +425,115 @@ def test_sgsc45_households_identical_both_ways(settings_kind: str) -> None:
     # measured: 0.916 (4 households) and 0.899 (2 households) of the readings take the quiet
     # path (the bound leaves some margin)
     assert taken >= 0.88 * n, f"quiet path share {taken / n:.3f}"
+
+
+# ---------------------------------------------------------------------------- verdicts on record
+#: managers' verdicts a meter may hold: each kind of alarm whose thresholds a false alarm widens
+_VERDICTS = [("abnormal_consumption", "spike", "false_alarm"),
+             ("abnormal_consumption", "spike", "confirmed"),
+             ("abnormal_consumption", "sustained_rise", "false_alarm"),
+             ("abnormal_consumption", "level_shift_up", "false_alarm"),
+             ("possible_theft", "", "false_alarm")]
+
+
+class CountedWithVerdicts(Counted):
+    """Counts the readings the quiet path takes while the meter holds a verdict, and among them
+    those beyond the meter's record as it stands without the verdicts' widening."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.with_verdict = self.widened = 0
+
+    def __call__(self, *args: Any) -> StepResult | None:
+        rec, r, meta, s = args[:4]
+        held = bool(rec.fb)
+        pol = policy(meta, s)
+        history = rec.peak_max
+        ref = (history * pol.peak_factor if rec.peak_days >= 7
+               else 2.0 * max(history, rec.peak_today))
+        res = super().__call__(*args)
+        if res is not None and held:
+            self.with_verdict += 1
+            self.widened += ref > 0 and r.kw > ref
+        return res
+
+
+def run_with_verdicts(sc: dict[str, Any], early: list[tuple[str, str, str]],
+                      counted: CountedWithVerdicts) -> None:
+    """The stream of ``sc`` through both paths, the ``early`` verdicts taken before its first
+    reading; states compared after every item."""
+    meta_fields = _METAS[sc["meta"]]
+    meta = None if meta_fields is None else MeterMeta(meter_id="m1", **meta_fields)
+    s = DetectionSettings(**_SETTINGS[sc["settings"]])
+    cal = Calendar(s.timezone, s.holiday_country)
+    twins = Twins("m1")
+    first = True
+    with counted:
+        for kind, item in stream(sc):
+            if first:
+                at = item.ts if kind == "reading" else item
+                for etype, k, outcome in early:
+                    for state in (twins.fast, twins.full):
+                        state.verdict(etype, k, outcome, at, settings=s)
+                first = False
+            if kind == "reading":
+                twins.step(item, meta, s, cal)
+            elif kind == "timer":
+                a = twins.fast.on_timer(item, meta, settings=s)
+                b = twins.full.on_timer(item, meta, settings=s)
+                assert [e.model_dump() for e in a] == [e.model_dump() for e in b]
+            else:
+                etype, k, outcome, at = item
+                for state in (twins.fast, twins.full):
+                    state.verdict(etype, k, outcome, at, settings=s)
+            twins.same()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.lists(st.sampled_from(_VERDICTS), min_size=1, max_size=4),
+       st.sampled_from([0.0, 0.01, 0.1]), st.sampled_from([0.0, 0.05, 0.3]))
+def test_verdicts_on_record_identical_both_ways(sc: dict[str, Any],
+                                                early: list[tuple[str, str, str]],
+                                                verdict_rate: float, bump: float) -> None:
+    """Meters holding managers' verdicts (taken before the stream and during it) take the quiet
+    path and stay bit-identical to the full path: random streams with loads near the meter's
+    record, where a false alarm's widening decides."""
+    run_with_verdicts({**sc, "verdict": verdict_rate, "bump": bump}, early,
+                      CountedWithVerdicts())
+
+
+@pytest.mark.parametrize("verdict", [True, False])
+def test_verdicts_on_record_take_the_quiet_path(verdict: bool) -> None:
+    """A spike called a false alarm: the meter's later readings take the quiet path. After ten
+    days, for one day, the meter's record is halved on both twins (as after a quiet month):
+    readings beyond it stay on the quiet path only when the verdict's widening (applied there)
+    covers them; without the verdict they leave it. Identical both ways either way."""
+    sc = {"seed": 5, "n": 1100, "step_s": 900, "meta": "residential", "settings": "touchy",
+          "volts": "one", "pf": "good", "kwh": "register", "stated": False, "scale": 1.0,
+          **dict.fromkeys(("gap", "dup", "back", "status", "zero", "neg", "spike", "jitter",
+                           "silence", "verdict", "stuck", "low"), 0.0)}
+    meta = MeterMeta(meter_id="m1")
+    s = DetectionSettings(**_SETTINGS["touchy"])
+    cal = Calendar(s.timezone, s.holiday_country)
+    twins = Twins("m1")
+    counted = CountedWithVerdicts()
+    lowered = False
+    with counted:
+        for k, (_, r) in enumerate(stream(sc)):
+            if k == 0 and verdict:
+                for state in (twins.fast, twins.full):
+                    state.verdict("abnormal_consumption", "spike", "false_alarm", r.ts,
+                                  settings=s)
+            twins.step(r, meta, s, cal)
+            twins.same()
+            if k >= 960 and not lowered and r.ts.hour == 0 and r.ts.minute == 0:
+                assert twins.fast.peak_days >= 7  # (the record is judged by its factor)
+                for state in (twins.fast, twins.full):  # (until the day closes)
+                    state.peak_max *= 0.5
+                lowered = True
+    assert lowered
+    if verdict:
+        assert counted.with_verdict >= 0.85 * sc["n"], counted.with_verdict
+        assert counted.widened > 0
+    else:
+        assert counted.taken >= 0.85 * sc["n"] and counted.widened == 0

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from gridwatch import Reading
 from gridwatch.ingest import REASONS, DecodeError, Decoder, decode, decode_item, encode_item
@@ -167,6 +168,14 @@ def test_future_tolerance_comes_from_settings() -> None:
     ahead = (NOW + timedelta(minutes=20)).isoformat().replace("+00:00", "Z")
     ing = IngestSettings(max_future_s=3600)
     assert decode("meters/r/m1/reading", _msg(ts=ahead), settings=ing, now=NOW)
+
+
+def test_the_widest_future_tolerance_still_decodes_and_a_wider_one_is_refused() -> None:
+    widest = IngestSettings(max_future_s=3_155_760_000)  # 100 years
+    ahead = (NOW + timedelta(days=3650)).isoformat().replace("+00:00", "Z")
+    assert decode("meters/r/m1/reading", _msg(ts=ahead), settings=widest, now=NOW)
+    with pytest.raises(ValidationError, match="max_future_s"):
+        IngestSettings(max_future_s=1e15)  # the clock plus it would be no date
 
 
 @pytest.mark.parametrize(("topic_filter", "topic", "expected"), [

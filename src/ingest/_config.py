@@ -192,9 +192,9 @@ class IngestSettings(Section):
     deadletter_dir: Path = Path("deadletter")
     partition: Annotated[int, Field(ge=0, lt=10_000)] = 0
     max_payload_bytes: Annotated[int, Field(ge=256)] = 1_048_576
-    #: How far ahead of the receiving clock a reading's time may be (seconds); at most 100
-    #: years, so the clock plus the tolerance stays a date.
-    max_future_s: Annotated[float, Field(ge=0, le=3_155_760_000)] = 300.0
+    #: How far ahead of the receiving clock a reading's time may be (seconds); at most 8e13
+    #: (Python's widest time difference is about 8.64e13 s: any wider cannot be held).
+    max_future_s: Annotated[float, Field(ge=0, le=8e13)] = 300.0
     #: A reading older than the meter's last accepted one by more than this is dead-lettered.
     max_backwards_s: Annotated[float, Field(ge=0)] = 86_400.0
     segment_bytes: Annotated[int, Field(ge=4096)] = 64 * 1024 * 1024

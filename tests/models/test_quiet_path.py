@@ -91,6 +91,25 @@ class Twins:
     def same(self) -> None:
         assert self.fast.to_bytes() == self.full.to_bytes()
 
+    def verdict(self, etype: str, kind: str, outcome: str, at: Any,
+                s: DetectionSettings) -> None:
+        for state in (self.fast, self.full):
+            state.verdict(etype, kind, outcome, at, settings=s)
+
+    def play(self, kind: str, item: Any, meta: MeterMeta | None, s: DetectionSettings,
+             cal: Calendar) -> None:
+        """One item of a stream (a reading, a timer or a verdict) on both states, which
+        must then be equal."""
+        if kind == "reading":
+            self.step(item, meta, s, cal)
+        elif kind == "timer":
+            a = self.fast.on_timer(item, meta, settings=s)
+            b = self.full.on_timer(item, meta, settings=s)
+            assert [e.model_dump() for e in a] == [e.model_dump() for e in b]
+        else:
+            self.verdict(*item, s)
+        self.same()
+
 
 # ---------------------------------------------------------------------------- random streams
 _STATUSES = list(MeterStatus)
@@ -245,17 +264,7 @@ def test_random_streams_identical_both_ways(sc: dict[str, Any]) -> None:
     cal = Calendar(s.timezone, s.holiday_country)
     twins = Twins("m1")
     for kind, item in stream(sc):
-        if kind == "reading":
-            twins.step(item, meta, s, cal)
-        elif kind == "timer":
-            a = twins.fast.on_timer(item, meta, settings=s)
-            b = twins.full.on_timer(item, meta, settings=s)
-            assert [e.model_dump() for e in a] == [e.model_dump() for e in b]
-        else:
-            etype, k, outcome, at = item
-            for state in (twins.fast, twins.full):
-                state.verdict(etype, k, outcome, at, settings=s)
-        twins.same()
+        twins.play(kind, item, meta, s, cal)
 
 
 @pytest.mark.parametrize("scale", [1.0, 40_000.0])
@@ -473,20 +482,9 @@ def run_with_verdicts(sc: dict[str, Any], early: list[tuple[str, str, str]],
             if first:
                 at = item.ts if kind == "reading" else item
                 for etype, k, outcome in early:
-                    for state in (twins.fast, twins.full):
-                        state.verdict(etype, k, outcome, at, settings=s)
+                    twins.verdict(etype, k, outcome, at, s)
                 first = False
-            if kind == "reading":
-                twins.step(item, meta, s, cal)
-            elif kind == "timer":
-                a = twins.fast.on_timer(item, meta, settings=s)
-                b = twins.full.on_timer(item, meta, settings=s)
-                assert [e.model_dump() for e in a] == [e.model_dump() for e in b]
-            else:
-                etype, k, outcome, at = item
-                for state in (twins.fast, twins.full):
-                    state.verdict(etype, k, outcome, at, settings=s)
-            twins.same()
+            twins.play(kind, item, meta, s, cal)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -148,7 +148,6 @@ if tuple(range(LAST_TS, LAST_TS + 4)) != _LAST or tuple(range(INTERVAL_S, N + 1)
     raise ImportError("the quiet path expects the record's scalars in version 6's order")
 # cells of the meter-wide level (one index instead of an addition per reading)
 _MU_G, _DEV_G, _KW_G, _N_G = LV_MU + GLOBAL, LV_DEV + GLOBAL, LV_KW + GLOBAL, LV_N + GLOBAL
-_KW_G2 = 2 * _KW_G  # (bytes)
 _SCRATCH = array("f", b"\0\0\0\0")
 _exp = math.exp
 _log = math.log
@@ -602,63 +601,22 @@ def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int, m
     into the cell). ``mu``, ``dev``, ``mu_l`` and ``dev_l`` are the decoded means and
     dispersions of the meter-wide level and of level ``d``, as they stand (the band decoded
     them)."""
-    # the meter-wide level: _update(h, GLOBAL, y, kw, _ALPHA_G, 0.0)
-    a = _RATE_G[g_n] if g_n < 256 else _ALPHA_G
-    r = y - mu
-    d_new = -r if r < 0.0 else r  # (abs: r is never -0.0, log gives +0.0)
-    md = _MIN_DEV if dev < _MIN_DEV else dev  # (n >= 8: winsorised)
-    lim = 2.5 * md
-    if r > lim:
-        r = lim
-    elif r < -lim:
-        r = -lim
-    if 4 * md < d_new:
-        d_new = 4 * md
-    v = (mu + a * r + _B) * 2048.0 + 0.5  # (enc_log)
-    h[_MU_G] = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
-    v = (dev + a * (d_new - dev) + _B) * 2048.0 + 0.5
-    h[_DEV_G] = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
-    lv_kw = F16[h[_KW_G]]
-    v = lv_kw + a * (kw - lv_kw)
-    if v > _F16_MAX:  # (enc_f16: saturating)
-        v = _F16_MAX
-    elif v < -_F16_MAX:
-        v = -_F16_MAX
-    _f16_pack_into(h, _KW_G2, v)
+    # the meter-wide level: _update(h, GLOBAL, y, kw, _ALPHA_G, 0.0) (n >= 8: winsorised)
+    _learn_level(h, _MU_G, _DEV_G, _KW_G, _RATE_G[g_n] if g_n < 256 else _ALPHA_G, mu, dev,
+                 True, y, kw)
     if g_n < 65_535:
         h[_N_G] = g_n + 1
     # the day-type-hour level: _update(h, d, y, kw, _ALPHA_DT, _SHRINK)
     i_mu, i_dev, i_kw = LV_MU + d, LV_DEV + d, LV_KW + d
     n = h[LV_N + d]
-    a = _RATE_D[n] if n < 256 else _ALPHA_DT
     if n:
         mu, dev = mu_l, dev_l
     else:  # a new level starts from the meter-wide one (just learned), worth _SHRINK samples
         h[i_mu], h[i_dev] = h[_MU_G], h[_DEV_G]
         h[i_kw] = h[_KW_G]
         mu, dev = _LV[h[i_mu]], _LV[h[i_dev]]
-    r = y - mu
-    d_new = -r if r < 0.0 else r  # (abs: r is never -0.0, log gives +0.0)
-    if n + _SHRINK >= 8:  # (winsorised)
-        md = _MIN_DEV if dev < _MIN_DEV else dev
-        lim = 2.5 * md
-        if r > lim:
-            r = lim
-        elif r < -lim:
-            r = -lim
-        if 4 * md < d_new:
-            d_new = 4 * md
-    v = (mu + a * r + _B) * 2048.0 + 0.5
-    h[i_mu] = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
-    v = (dev + a * (d_new - dev) + _B) * 2048.0 + 0.5
-    h[i_dev] = v_dev = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
-    lv_kw = F16[h[i_kw]]
-    v = lv_kw + a * (kw - lv_kw)
-    if v > _F16_MAX:
-        v = _F16_MAX
-    elif v < -_F16_MAX:
-        v = -_F16_MAX
-    _f16_pack_into(h, 2 * i_kw, v)
+    v_dev = _learn_level(h, i_mu, i_dev, i_kw, _RATE_D[n] if n < 256 else _ALPHA_DT, mu, dev,
+                         n + _SHRINK >= 8, y, kw)
     if n < 65_535:
         h[LV_N + d] = n + 1
     # the time-of-week slot
@@ -677,3 +635,33 @@ def _learn_settled(h: array, d: int, slot: int, kw: float, y: float, g_n: int, m
     h[TOW_MU + slot] = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
     if n < 255:
         h[i] = c + 256 if slot & 1 else c + 1
+
+
+def _learn_level(h: array, i_mu: int, i_dev: int, i_kw: int, a: float, mu: float, dev: float,
+                 winsorise: bool, y: float, kw: float) -> int:
+    """One level's step of ``_baseline._update`` at rate ``a`` from its decoded mean ``mu``
+    and dispersion ``dev``, with ``enc_log`` and ``enc_f16`` written out (``enc_f16``'s bytes
+    go straight into the cell); returns the new dispersion's code."""
+    r = y - mu
+    d_new = -r if r < 0.0 else r  # (abs: r is never -0.0, log gives +0.0)
+    if winsorise:
+        md = _MIN_DEV if dev < _MIN_DEV else dev
+        lim = 2.5 * md
+        if r > lim:
+            r = lim
+        elif r < -lim:
+            r = -lim
+        if 4 * md < d_new:
+            d_new = 4 * md
+    v = (mu + a * r + _B) * 2048.0 + 0.5  # (enc_log)
+    h[i_mu] = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
+    v = (dev + a * (d_new - dev) + _B) * 2048.0 + 0.5
+    h[i_dev] = v_dev = int(v) if 0.0 <= v < 65_535.0 else (65_535 if v >= 65_535.0 else 0)
+    lv_kw = F16[h[i_kw]]
+    v = lv_kw + a * (kw - lv_kw)
+    if v > _F16_MAX:  # (enc_f16: saturating)
+        v = _F16_MAX
+    elif v < -_F16_MAX:
+        v = -_F16_MAX
+    _f16_pack_into(h, 2 * i_kw, v)
+    return v_dev

@@ -717,12 +717,7 @@ class RecentItems:
                 if len(kept) == 3:  # as it came
                     append(kept[2])
                     continue
-                reading = _new(Reading)
-                _set_dict(reading, "__dict__", _kept_dict(kept))
-                _set_fields_set(reading, set(kept[2]))
-                _set_extra(reading, None)
-                _set_private(reading, None)
-                append(reading)
+                append(_built(_kept_dict(kept), set(kept[2])))
         # (not ``out.count(None)``: that calls the models' ``__eq__``)
         self.hits += hits
         self.misses += len(out) - hits
@@ -837,9 +832,15 @@ def _rebuild(doc: Any) -> Reading | None:
     interval = values["interval_s"]
     if interval is not None and type(interval) is not int:
         return None
+    return _built(values, set(doc))
+
+
+def _built(values: dict[str, Any], given: set[str]) -> Reading:
+    """A reading of field ``values`` already checked, ``given`` its fields set, put together
+    as pydantic does after validation."""
     reading = _new(Reading)
     _set_dict(reading, "__dict__", values)
-    _set_fields_set(reading, set(doc))
+    _set_fields_set(reading, given)
     _set_extra(reading, None)
     _set_private(reading, None)
     return reading

@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "is_candidate": "_segment",
     "load_profile": "_segment",
     "profile_tags": "_segment",
+    "use_compiled": "_quiet",
 }
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "is_candidate",
     "load_profile",
     "profile_tags",
+    "use_compiled",
 ]
 
 
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from gridwatch.models._calendar import Calendar
     from gridwatch.models._config import ClassPolicy, DetectionSettings
     from gridwatch.models._meter import EVENT_TYPES, DailyProfile, MeterState, StepResult
+    from gridwatch.models._quiet import use_compiled
     from gridwatch.models._segment import (
         Segmenter,
         SegmentJudge,

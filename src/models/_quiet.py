@@ -31,9 +31,12 @@ simulated fleets run both ways: identical states, events, scores and profiles).
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import struct
 from array import array
+from typing import Any
 
 from gridwatch._schemas import MeterMeta, Reading, Score
 from gridwatch.models._alarms import cond, feedback, r3
@@ -155,13 +158,51 @@ _sqrt = math.sqrt
 _isnan = math.isnan
 
 
+#: the constants the compiled kernel reads, by position (``_quiet_jit.CONSTS``)
+_JIT_CONSTS = ("min_kw", "two_min_kw", "rev_kw", "drift_s", "infer", "interval_s", "warmup_s",
+               "band_hi", "band_lo", "lo_f1", "hi_f1", "lo_f3", "hi_f3", "lo1", "hi1", "lo3",
+               "hi3", "min_pf", "severe_pf", "widen", "thin_widen", "v_unb", "i_unb", "sample",
+               "warn_fraction")
+
+
 class _Consts:
     """Per-settings constants of the quiet path (computed once per settings object)."""
 
-    __slots__ = ("band_hi", "band_lo", "drift_s", "hi1", "hi3", "hi_f1", "hi_f3", "i_unb",
-                 "infer", "interval_s", "last", "levels", "lo1", "lo3", "lo_f1", "lo_f3",
-                 "min_kw", "min_pf", "pols", "rev_kw", "sample", "settings", "severe_pf",
-                 "stuck_fire", "thin", "two_min_kw", "v_unb", "warmup_s", "widen")
+    __slots__ = (
+        "band_hi",
+        "band_lo",
+        "drift_s",
+        "hi1",
+        "hi3",
+        "hi_f1",
+        "hi_f3",
+        "i_unb",
+        "infer",
+        "interval_s",
+        "jit",
+        "jit_at",
+        "jit_steps",
+        "last",
+        "levels",
+        "lo1",
+        "lo3",
+        "lo_f1",
+        "lo_f3",
+        "min_kw",
+        "min_pf",
+        "pols",
+        "rev_kw",
+        "sample",
+        "settings",
+        "severe_pf",
+        "stuck_fire",
+        "thin",
+        "two_min_kw",
+        "v_unb",
+        "warmup_s",
+        "warn_fraction",
+        "widen",
+    )
 
     def __init__(self, s: DetectionSettings) -> None:
         self.settings = s
@@ -197,9 +238,20 @@ class _Consts:
         #: threads sharing it never see a time with another time's answer
         self.last: tuple[float, Calendar | None, tuple[int, int, int]] = (
             math.nan, None, (0, 0, 0))
+        #: the compiled kernel's constants (``_quiet_jit.CONSTS``), and their address
+        self.warn_fraction = s.capacity_warn_fraction
+        self.jit = array("d", [float(getattr(self, name) or 0.0) if name != "thin_widen"
+                               else float(s.thin_widen) for name in _JIT_CONSTS])
+        self.jit_at = self.jit.buffer_info()[0]
+        #: (event time, interval, calendar) -> the capacity forecast's steps for the kernel:
+        #: (the previous interval's level, the steps as float64 triples, their address, count)
+        self.jit_steps: dict[tuple[float, int, Calendar], tuple[int, array, int, int]] = {}
 
 
 _CONSTS: list[_Consts] = []
+#: [the compiled kernel or None, whether to load it on first use, its DONE and PYTHON answers]
+_JIT: list[Any] = [None, True, 1, 2]
+_PYTHON = object()  #: the compiled path's answer for a reading it leaves to Python
 
 
 def _new_consts(s: DetectionSettings) -> _Consts:
@@ -212,7 +264,170 @@ def _new_consts(s: DetectionSettings) -> _Consts:
 
 def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: DetectionSettings,
                cal: Calendar) -> StepResult | None:
-    """``MeterState.step`` for a quiet reading, or ``None`` (nothing changed) if it is not."""
+    """``MeterState.step`` for a quiet reading, or ``None`` (nothing changed) if it is not:
+    the compiled kernel where it is loaded (:func:`compiled_quiet_step`), else, and for the
+    cases the kernel leaves to Python, :func:`python_quiet_step`."""
+    if _JIT[0] is not None:
+        res = compiled_quiet_step(rec, r, meta, s, cal)
+        if res is not _PYTHON:
+            return res
+    elif _JIT[1]:
+        _load_kernel()
+        return quiet_step(rec, r, meta, s, cal)
+    return python_quiet_step(rec, r, meta, s, cal)
+
+
+def _load_kernel() -> None:
+    """Loads the compiled kernel (numba compiles it on a machine's first use and keeps it
+    on disk), unless ``GRIDWATCH_JIT=0`` or numba cannot be imported (then the Python quiet
+    path alone, the same results, slower; said once in the log)."""
+    _JIT[1] = False
+    if os.environ.get("GRIDWATCH_JIT", "1").strip().lower() in ("0", "false", "no", "off"):
+        return
+    try:
+        from gridwatch.models import _quiet_jit
+    except Exception as exc:  # (numba missing or broken: the Python path computes the same)
+        logging.getLogger(__name__).warning(
+            "the compiled quiet path is not available (%s: %s): detection runs the Python "
+            "quiet path, the same results, slower", type(exc).__name__, exc)
+        return
+    if tuple(_quiet_jit.CONSTS) != _JIT_CONSTS:
+        raise ImportError("gridwatch.models._quiet_jit expects other constants")
+    _JIT[2:] = [_quiet_jit.DONE, _quiet_jit.PYTHON]
+    _JIT[0] = _quiet_jit.kernel
+
+
+def use_compiled(on: bool = True) -> bool:
+    """Turns the compiled quiet path on (loading it, unless ``GRIDWATCH_JIT=0``) or off;
+    returns whether it was on. The dataflow loads it when it is built (else the first quiet
+    reading would); equivalence tests and benchmarks turn it off and on."""
+    was = _JIT[0] is not None or _JIT[1]  # (on, or to be loaded on first use)
+    if on and _JIT[0] is None:
+        _JIT[1] = True
+        _load_kernel()
+    elif not on:
+        _JIT[0] = None
+        _JIT[1] = False
+    return was
+
+
+def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
+                        s: DetectionSettings, cal: Calendar) -> StepResult | object | None:
+    """The quiet path through the compiled kernel: the checks on Python objects here, the
+    arithmetic there; ``_PYTHON`` (nothing changed) for what it leaves to
+    :func:`python_quiet_step`."""
+    if r.status or rec.silent:
+        return None
+    act = rec.act
+    if act and (len(act) > 1 or _THEFT not in act):
+        return None
+    if rec.cnt or rec.fb:
+        return _PYTHON
+    if rec.hi[1] or rec.lo[1] or rec.peak_run[1]:
+        return None
+    for c in _CONSTS:
+        if c.settings is s:
+            break
+    else:
+        c = _new_consts(s)
+    volts = r.voltage
+    if meta is None:
+        pol = c.pols[None]
+        has_export = three = 0
+        stated = nominal = kva = 0.0
+    else:
+        kva = meta.contracted_kva or 0.0
+        tz = meta.timezone
+        if tz and tz != cal.tz.key:
+            cal = calendar_for(tz, meta.holiday_country or cal.country)
+        has_export = meta.has_export
+        stated = meta.interval_s or 0.0
+        nominal = meta.nominal_voltage_v or 0.0
+        three = meta.phases == 3
+        cls = meta.customer_class
+        pol = c.pols.get(cls)
+        if pol is None:
+            pol = c.pols[cls] = policy(meta, s)
+    if volts:
+        nv = len(volts)
+        if nv == 1:
+            v0 = volts[0]
+            v1 = v2 = 0.0
+        elif nv == 3:
+            v0, v1, v2 = volts
+            three = 1
+        else:
+            return _PYTHON
+        cur = r.current
+        if cur and len(cur) == 3:
+            ncur = 3
+            i0, i1, i2 = cur
+        else:
+            ncur = 0
+            i0 = i1 = i2 = 0.0
+    else:
+        nv = ncur = 0
+        v0 = v1 = v2 = i0 = i1 = i2 = 0.0
+    t = r.ts.timestamp()
+    last = c.last
+    if t == last[0] and cal is last[1]:
+        info = last[2]
+    else:
+        info = cal._q.get(int(t // 900)) or cal.info(t)
+        c.last = (t, cal, info)
+    kwh = r.kwh
+    pf = r.pf
+    th = rec.th
+    if kva:  # the forecast's steps at the interval the meter reads at (the kernel checks it)
+        x = rec.x
+        cap_iv = int(stated or r.interval_s or x[INFERRED_S] or c.interval_s)
+        key = (t, cap_iv, cal)
+        steps = c.jit_steps.get(key)
+        if steps is None:
+            steps = _jit_steps(c, key, cal, t, float(cap_iv))
+        dp, _, sp, n_steps = steps
+    else:
+        cap_iv = dp = sp = n_steps = 0
+    code, flags, expected, z, hour = _JIT[0](
+        rec.x.buffer_info()[0], rec.h.buffer_info()[0],
+        0 if th is None else th.buffer_info()[0], c.jit_at,
+        t, r.kw, 0.0 if kwh is None else kwh, kwh is not None,
+        r.interval_s or 0.0, stated, has_export,
+        nv, v0, v1, v2, nominal, three, ncur, i0, i1, i2,
+        0.0 if pf is None else pf, pf is not None,
+        info[1], info[2], pol.young_dev, pol.peak_factor, pol.theft_window,
+        rec.th_hour, rec.days >= s.daily_min_days, rec.peak_days, kva, cap_iv, dp, sp,
+        n_steps)
+    if code != _JIT[2]:
+        return None if code != _JIT[3] else _PYTHON
+    if flags & 1:
+        rec.hi = rec.lo = NO_RUN
+    if flags & 2:
+        rec.th_hour = hour
+    rec.last_fail = False
+    out = StepResult([])
+    if flags & 4:
+        out.score = Score(meter_id=rec.meter_id, ts=r.ts, kw=r.kw, expected_kw=r3(expected, 4),
+                          score=r3(abs(z)), anomalous=False)
+    return out
+
+
+def _jit_steps(c: _Consts, key: tuple[float, int, Calendar], cal: Calendar, t: float,
+               interval: float) -> tuple[int, array, int, int]:
+    """``_steps`` for the kernel: the previous interval's level and the forecast's steps as
+    float64 triples (level, damping, decay) with their address; kept in ``c.jit_steps``."""
+    dp, steps = c.levels.get(key) or _steps(c, key, cal, t, interval)
+    flat = array("d", [v for step in steps for v in step])
+    if len(c.jit_steps) >= 1024:  # (bounded, as c.levels)
+        c.jit_steps.clear()
+    out = c.jit_steps[key] = (dp, flat, flat.buffer_info()[0], len(steps))
+    return out
+
+
+def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
+                      s: DetectionSettings, cal: Calendar) -> StepResult | None:
+    """The quiet path in Python: ``MeterState.step`` for a quiet reading, or ``None``
+    (nothing changed) if it is not."""
     # ---- preconditions: nothing below changes the record until the commit
     # (``max``/``min`` of two values are written as conditionals throughout: the same value,
     # NaN and signed zeros included, without the call)

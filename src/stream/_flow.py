@@ -47,7 +47,7 @@ from gridwatch._schemas import (
     Score,
 )
 from gridwatch._settings import Settings
-from gridwatch.models import Calendar, DailyProfile
+from gridwatch.models import Calendar, DailyProfile, use_compiled
 from gridwatch.stream._devices import DeviceLookup, device_events
 from gridwatch.stream._logic import (
     KeptMeta,
@@ -197,6 +197,7 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     det = settings.detection
     lookup = meta_lookup(meta)
     calendar = Calendar(det.timezone, det.holiday_country)
+    use_compiled(True)  # (loaded now, not on the first reading; GRIDWATCH_JIT=0 keeps it off)
 
     flow = Dataflow(flow_id)
 

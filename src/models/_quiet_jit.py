@@ -1,0 +1,553 @@
+"""The quiet path's arithmetic compiled to machine code (numba): :func:`kernel`.
+
+``_quiet.quiet_step`` hands a reading here after the checks that need Python objects (the
+meter's open alarms and counts, its metadata, the calendar); the kernel checks the rest of the
+quiet path's preconditions and, when they all hold, makes the quiet path's updates straight in
+the record's own buffers (``x``, ``h`` and ``th``, by address). It performs the same IEEE
+operations in the same order as ``_quiet.python_quiet_step`` and the detectors, so the record it
+leaves is bit-identical (``tests/models/test_quiet_path.py`` runs every stream through the
+kernel, the Python quiet path and the full path).
+
+It answers ``NOT_QUIET`` (nothing changed: the full path runs), ``DONE`` (the record updated;
+the caller sets the few Python-level fields the flags name and builds the sampled score), or
+``PYTHON`` (nothing changed: a case the kernel leaves to the Python quiet path: a repeated
+value counted towards a stuck reading, a meter still learning its first level, the closing of a
+judged theft window, a sum beyond float32's range or a band beyond ``exp``'s).
+
+numba compiles it once per machine (``cache=True``: the machine code is kept beside this file
+in ``__pycache__``, and later processes load it in a fraction of a second).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numba
+import numpy as np
+from numba import types
+from numba.extending import intrinsic
+
+from gridwatch.models._baseline import (
+    _ALPHA_DT,
+    _ALPHA_G,
+    _ALPHA_TOW,
+    _LEVEL,
+    _MIN_DEV,
+    _SHRINK,
+    _SHRINK_TOW,
+)
+from gridwatch.models._record import (
+    DAY_CNT,
+    DAY_MAX,
+    DAY_MIN,
+    DAY_NO,
+    DAY_SUM,
+    F16,
+    FLOOR_KW,
+    GAP_RUN,
+    GAP_S,
+    GLOBAL,
+    H_LEN,
+    INFERRED_S,
+    INTERVAL_S,
+    LAST_KW,
+    LAST_KWH,
+    LAST_TS,
+    LAST_VMIN,
+    LOG_BIAS,
+    LOG_STEP,
+    LV_DEV,
+    LV_KW,
+    LV_MU,
+    LV_N,
+    PEAK_MAX,
+    PEAK_TODAY,
+    RESID_EW,
+    STARTED,
+    TH_CNT,
+    TH_EXP,
+    TH_LEN,
+    TH_OBS,
+    TOW_MU,
+    TOW_N,
+    TREND_EW,
+    ZERO_FRAC,
+    N,
+)
+
+__all__ = ["CONSTS", "DONE", "NOT_QUIET", "PYTHON", "SCORED", "SET_NO_RUN", "TH_HOUR", "kernel"]
+
+NOT_QUIET, DONE, PYTHON = 0, 1, 2
+#: flags of a DONE answer: the runs above and below the band end (``rec.hi = rec.lo =
+#: NO_RUN``), the theft window moved to the answer's hour (``rec.th_hour``), a sampled score
+SET_NO_RUN, TH_HOUR, SCORED = 1, 2, 4
+
+#: the settings' constants, by position in the float64 buffer the caller passes by address
+CONSTS = ("min_kw", "two_min_kw", "rev_kw", "drift_s", "infer", "interval_s", "warmup_s",
+          "band_hi", "band_lo", "lo_f1", "hi_f1", "lo_f3", "hi_f3", "lo1", "hi1", "lo3", "hi3",
+          "min_pf", "severe_pf", "widen", "thin_widen", "v_unb", "i_unb", "sample",
+          "warn_fraction")
+(_MIN_KW, _TWO_MIN_KW, _REV_KW, _DRIFT_S, _INFER, _INTERVAL_S, _WARMUP_S, _BAND_HI, _BAND_LO,
+ _LO_F1, _HI_F1, _LO_F3, _HI_F3, _LO1, _HI1, _LO3, _HI3, _MIN_PF, _SEVERE_PF, _WIDEN,
+ _THIN_WIDEN, _V_UNB, _I_UNB, _SAMPLE, _WARN_FRACTION) = range(len(CONSTS))
+_N_CONSTS = len(CONSTS)
+_N_X = N + 3  # (the record's scalars up to the month number)
+
+_S, _B = LOG_STEP, LOG_BIAS
+_F16_MAX = 65_504.0
+_EXP_MAX = 709.0  # (math.exp raises beyond about 709.78; the kernel leaves such a band to Python)
+_MU_G, _DEV_G, _KW_G, _N_G = LV_MU + GLOBAL, LV_DEV + GLOBAL, LV_KW + GLOBAL, LV_N + GLOBAL
+#: the record's decodings, as tables (frozen into the machine code)
+_LV = np.array([code * _S - _B for code in range(65_536)], dtype=np.float64)
+_F16 = np.array(F16, dtype=np.float64)
+_LEVELS = np.array(_LEVEL, dtype=np.int64)
+
+
+def _pointer(kind: types.Type) -> Any:
+    """An intrinsic that takes an address (an int) as a pointer to ``kind``."""
+
+    @intrinsic
+    def as_pointer(typingctx, addr):
+        sig = types.CPointer(kind)(types.intp)
+
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+        return sig, codegen
+
+    return as_pointer
+
+
+_f64p = _pointer(types.float64)
+_f32p = _pointer(types.float32)
+_u16p = _pointer(types.uint16)
+
+
+@numba.njit(cache=True)
+def _rint(v: float) -> float:
+    """Python's ``round(v)`` (to the nearest integer, ties to even), as a float."""
+    f = float(np.floor(v))  # (np.floor: a float; math.floor would be an int64)
+    d = v - f
+    if d > 0.5 or (d == 0.5 and f % 2.0 != 0.0):
+        f += 1.0
+    return f
+
+
+@numba.njit(cache=True)
+def _enc_log(v: float) -> int:
+    """``enc_log``'s last step: ``v`` is ``(y + LOG_BIAS) * 2048 + 0.5``."""
+    if 0.0 <= v < 65_535.0:
+        return int(v)
+    return 65_535 if v >= 65_535.0 else 0
+
+
+@numba.njit(cache=True)
+def _enc_f16(v: float) -> int:
+    """The float16 code of ``v`` (|v| <= 65,504, not NaN): ``struct``'s ``e``, rounding the
+    double once to the nearest half, ties to even."""
+    sign = 0
+    if v < 0.0 or (v == 0.0 and math.copysign(1.0, v) < 0.0):
+        sign = 0x8000
+    a = abs(v)
+    if a == 0.0:
+        return sign
+    if a < 6.103515625e-05:  # below the smallest normal half (2**-14): steps of 2**-24
+        return sign | int(_rint(a * 16_777_216.0))
+    m, e = math.frexp(a)  # a = m * 2**e, 0.5 <= m < 1
+    q = int(_rint(math.ldexp(m, 11)))  # 11 significant bits, 1024..2048
+    return sign | (((e + 14) << 10) + q - 1024)
+
+
+@numba.njit(cache=True)
+def _learn_level(h, i_mu: int, i_dev: int, i_kw: int, a: float, mu: float, dev: float,
+                 winsorise: bool, y: float, kw: float) -> int:
+    """``_quiet._learn_level``: one level's step of ``_baseline._update``."""
+    r = y - mu
+    d_new = -r if r < 0.0 else r
+    if winsorise:
+        md = _MIN_DEV if dev < _MIN_DEV else dev
+        lim = 2.5 * md
+        if r > lim:
+            r = lim
+        elif r < -lim:
+            r = -lim
+        if 4 * md < d_new:
+            d_new = 4 * md
+    h[i_mu] = _enc_log((mu + a * r + _B) * 2048.0 + 0.5)
+    v_dev = _enc_log((dev + a * (d_new - dev) + _B) * 2048.0 + 0.5)
+    h[i_dev] = v_dev
+    lv_kw = _F16[h[i_kw]]
+    v = lv_kw + a * (kw - lv_kw)
+    if v > _F16_MAX:
+        v = _F16_MAX
+    elif v < -_F16_MAX:
+        v = -_F16_MAX
+    h[i_kw] = _enc_f16(v)
+    return v_dev
+
+
+@numba.njit(cache=True)
+def _learn_settled(h, d: int, slot: int, kw: float, y: float, g_n: int, mu: float,
+                   dev: float, mu_l: float, dev_l: float) -> None:
+    """``_quiet._learn_settled``: the baseline's learning for a meter past eight readings."""
+    a = 1.0 / (g_n + 1 + 0.0) if g_n < 256 else _ALPHA_G
+    if a < _ALPHA_G:
+        a = _ALPHA_G
+    _learn_level(h, _MU_G, _DEV_G, _KW_G, a, mu, dev, True, y, kw)
+    if g_n < 65_535:
+        h[_N_G] = g_n + 1
+    i_mu, i_dev, i_kw = LV_MU + d, LV_DEV + d, LV_KW + d
+    n = int(h[LV_N + d])
+    if n:
+        mu, dev = mu_l, dev_l
+    else:
+        h[i_mu] = h[_MU_G]
+        h[i_dev] = h[_DEV_G]
+        h[i_kw] = h[_KW_G]
+        mu, dev = _LV[h[i_mu]], _LV[h[i_dev]]
+    a = 1.0 / (n + 1 + _SHRINK) if n < 256 else _ALPHA_DT
+    if a < _ALPHA_DT:
+        a = _ALPHA_DT
+    v_dev = _learn_level(h, i_mu, i_dev, i_kw, a, mu, dev, n + _SHRINK >= 8, y, kw)
+    if n < 65_535:
+        h[LV_N + d] = n + 1
+    i = TOW_N + (slot >> 1)
+    c = int(h[i])
+    n = c >> 8 if slot & 1 else c & 255
+    mu = _LV[h[TOW_MU + slot] if n else h[i_mu]]
+    dev = _LV[v_dev]
+    lim = 2.5 * (_MIN_DEV if dev < _MIN_DEV else dev)
+    r = y - mu
+    if r > lim:
+        r = lim
+    elif r < -lim:
+        r = -lim
+    h[TOW_MU + slot] = _enc_log((mu + _ALPHA_TOW * r + _B) * 2048.0 + 0.5)
+    if n < 255:
+        h[i] = c + 256 if slot & 1 else c + 1
+
+
+_i8, _f8 = types.int64, types.float64
+_SIGNATURE = types.Tuple((_i8, _i8, _f8, _f8, _i8))(
+    _i8, _i8, _i8, _i8,  # addresses: x, h, th (0: none), the constants
+    _f8, _f8, _f8, _i8,  # t, kw, kwh, has_kwh
+    _f8, _f8, _i8,  # the reading's interval, the meta's stated interval, has_export
+    _i8, _f8, _f8, _f8, _f8, _i8,  # voltages: count, three values, nominal, three-phase
+    _i8, _f8, _f8, _f8,  # currents: count (0 or 3), three values
+    _f8, _i8,  # power factor, has_pf
+    _i8, _f8,  # the calendar's slot and local day number
+    _f8, _f8, _i8,  # the class's young dispersion, peak factor, theft window
+    _i8, _i8, _i8,  # the theft window's hour, enough days to judge it, days with a record peak
+    _f8, _i8, _i8, _i8, _i8)  # contracted kVA (0: none), the interval the forecast's steps are
+#                             for, the level of the previous interval's slot, the steps
+#                             (level, damping, decay: float64 triples) by address, their count
+
+
+@numba.njit(_SIGNATURE, cache=True)
+def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v0, v1, v2,
+           nominal, three, ncur, i0, i1, i2, pf_r, has_pf, slot, day_no_now, young_dev,
+           peak_factor, theft_pol, th_hour, days_ok, peak_days, kva, cap_iv, dp, sp,
+           n_steps):
+    """The quiet path from the record's scalars on: (answer, flags, expected kW, z, hour)."""
+    x = numba.carray(_f64p(xp), (_N_X,))
+    h = numba.carray(_u16p(hp), (H_LEN,))
+    c = numba.carray(_f64p(cp), (_N_CONSTS,))
+    started, last_ts, last_kw, last_kwh = x[STARTED], x[LAST_TS], x[LAST_KW], x[LAST_KWH]
+    n_prev = x[N]
+    if n_prev == 0.0 or t <= last_ts:
+        return NOT_QUIET, 0, 0.0, 0.0, 0
+    fl_x, zf, peak_today, peak_max = x[FLOOR_KW], x[ZERO_FRAC], x[PEAK_TODAY], x[PEAK_MAX]
+    gap_s, run, inferred = x[GAP_S], x[GAP_RUN], x[INFERRED_S]
+    min_kw = c[_MIN_KW]
+    # the interval, as MeterState._interval infers it
+    if c[_INFER] != 0.0:
+        gap = _rint(t - last_ts)
+        if gap == gap_s:
+            run = run + 1
+        else:
+            gap_s = gap
+            run = 1.0
+        if gap >= 60 and (
+                (run >= 3 and (inferred == 0.0 or gap < inferred))
+                or (gap > inferred and run >= max(3, 86_400 // max(int(gap), 1)))):
+            inferred = gap
+    if stated != 0.0:
+        iv = stated
+    elif r_iv != 0.0:
+        iv = r_iv
+    elif inferred != 0.0:
+        iv = inferred
+    else:
+        iv = c[_INTERVAL_S]
+    interval_i = int(iv)
+    interval = float(interval_i)
+    if kva != 0.0 and interval_i != cap_iv:
+        return PYTHON, 0, 0.0, 0.0, 0  # (the forecast's steps were looked up for another)
+    # faults
+    if has_kwh:
+        if kwh < last_kwh - 1e-6:
+            return NOT_QUIET, 0, 0.0, 0.0, 0
+        if kwh == last_kwh and kw > min_kw and kw * interval / 3600 > 0.01:
+            return NOT_QUIET, 0, 0.0, 0.0, 0
+    if kw < c[_REV_KW] and not has_export:
+        return NOT_QUIET, 0, 0.0, 0.0, 0
+    if kw == last_kw and kw != 0.0:
+        return PYTHON, 0, 0.0, 0.0, 0  # (counted towards a stuck reading: Python's)
+    off = t % interval
+    if interval - off < off:
+        off = interval - off
+    if off > c[_DRIFT_S]:
+        return NOT_QUIET, 0, 0.0, 0.0, 0
+    # power quality
+    vmin_last = math.nan
+    if nv:
+        if nominal != 0.0:
+            if three:
+                lo, hi = nominal * c[_LO_F3], nominal * c[_HI_F3]
+            else:
+                lo, hi = nominal * c[_LO_F1], nominal * c[_HI_F1]
+        elif three:
+            lo, hi = c[_LO3], c[_HI3]
+        else:
+            lo, hi = c[_LO1], c[_HI1]
+        if nv == 1:
+            if (1.0 < v0 < lo) or v0 > hi:
+                return NOT_QUIET, 0, 0.0, 0.0, 0
+            vmin_last = v0
+        else:
+            if not (v0 > 1.0 and v1 > 1.0 and v2 > 1.0):
+                return PYTHON, 0, 0.0, 0.0, 0
+            vmin_last = (v2 if v2 < v1 else v1) if v1 < v0 else (v2 if v2 < v0 else v0)
+            if vmin_last < lo or v0 > hi or v1 > hi or v2 > hi:
+                return NOT_QUIET, 0, 0.0, 0.0, 0
+            mean_v = (v0 + v1 + v2) / 3
+            a0, a1, a2 = abs(v0 - mean_v), abs(v1 - mean_v), abs(v2 - mean_v)
+            if a1 > a0:
+                a0 = a1
+            if a2 > a0:
+                a0 = a2
+            if a0 / mean_v * 100 > c[_V_UNB]:
+                return NOT_QUIET, 0, 0.0, 0.0, 0
+        if ncur == 3 and kw > min_kw:
+            mean_i = (i0 + i1 + i2) / 3
+            if mean_i > 1.0:
+                a0, a1, a2 = abs(i0 - mean_i), abs(i1 - mean_i), abs(i2 - mean_i)
+                if a1 > a0:
+                    a0 = a1
+                if a2 > a0:
+                    a0 = a2
+                if a0 / mean_i * 100 > c[_I_UNB]:
+                    return NOT_QUIET, 0, 0.0, 0.0, 0
+    if has_pf:
+        pf = abs(pf_r)
+        if pf < c[_MIN_PF] and kw > min_kw:
+            if pf < c[_SEVERE_PF]:
+                return NOT_QUIET, 0, 0.0, 0.0, 0
+            if kw >= (0.3 * kva if kva != 0.0 else _F16[h[_KW_G]]):
+                return NOT_QUIET, 0, 0.0, 0.0, 0
+    # the local day
+    if day_no_now != x[DAY_NO]:
+        return NOT_QUIET, 0, 0.0, 0.0, 0
+    exporting = has_export != 0 and kw < 0
+    theft = theft_pol != 0 and not exporting
+    hour = 0
+    closes = False
+    if theft:
+        if thp == 0 or th_hour == 0:
+            return NOT_QUIET, 0, 0.0, 0.0, 0
+        hour = int(t // 3600)
+        closes = hour != th_hour
+        if closes and hour != th_hour + 1:
+            return NOT_QUIET, 0, 0.0, 0.0, 0
+    new_start = started == 0.0 and kw > min_kw
+    if new_start:
+        started = t
+    g_n = int(h[_N_G])
+    if started != 0.0 and g_n < 8:
+        return PYTHON, 0, 0.0, 0.0, 0  # (the first level's learning: Python's)
+    warm = started != 0.0 and t - started >= c[_WARMUP_S] and g_n >= 8
+    n_read = n_prev + 1.0
+    sample = c[_SAMPLE]
+    scored = sample != 0.0 and n_read % sample == 0
+    # the band
+    d = _LEVELS[slot]
+    n_d = int(h[LV_N + d]) if g_n else 0
+    mean_kw = kw
+    if g_n and (theft or kva != 0.0):
+        mean_kw = (n_d * _F16[h[LV_KW + d]] + _SHRINK * _F16[h[_KW_G]]) / (n_d + _SHRINK)
+    mu_g = dev_g = mu_l = dev_l = 0.0
+    if g_n and (warm or scored):
+        mu_g, dev_g = _LV[h[_MU_G]], _LV[h[_DEV_G]]
+        w_d = n_d / (n_d + _SHRINK)
+        u_d = 1 - n_d / (n_d + _SHRINK)
+        thin = 1.0 + c[_THIN_WIDEN] / math.sqrt(1.0 + n_d)
+        mu_l, dev_l = _LV[h[LV_MU + d]], _LV[h[LV_DEV + d]]
+        mu_d = w_d * mu_l + u_d * mu_g
+        dev_d = w_d * dev_l + u_d * dev_g
+        cc = int(h[TOW_N + (slot >> 1)])
+        ns = cc >> 8 if slot & 1 else cc & 255
+        w_s = ns / (ns + _SHRINK_TOW)
+        u_s = 1 - ns / (ns + _SHRINK_TOW)
+        mu = w_s * (_LV[h[TOW_MU + slot]]) + u_s * mu_d
+        dev = dev_d if dev_d > _MIN_DEV else _MIN_DEV
+        young = young_dev * u_d
+        if young > dev:
+            dev = young
+        dev *= thin
+        fl = fl_x if fl_x != 0.0 else 0.01
+        if warm and not exporting:
+            e_hi = mu + c[_BAND_HI] * dev
+            e_lo = mu - c[_BAND_LO] * dev
+            if e_hi > _EXP_MAX or e_lo > _EXP_MAX or mu > _EXP_MAX:
+                return PYTHON, 0, 0.0, 0.0, 0
+            if kw > math.exp(e_hi) - fl:
+                return NOT_QUIET, 0, 0.0, 0.0, 0
+            lo_kw = math.exp(e_lo) - fl
+            if lo_kw < 0.0:
+                lo_kw = 0.0
+            if kw < lo_kw:
+                usual = math.exp(mu) - fl
+                if usual < 0.0:
+                    usual = 0.0
+                if usual > c[_TWO_MIN_KW]:
+                    return NOT_QUIET, 0, 0.0, 0.0, 0
+            widen = c[_WIDEN]
+            if peak_days >= 7:
+                ref = widen * (peak_max * peak_factor)
+            else:
+                ref = widen * (2.0 * (peak_today if peak_today > peak_max else peak_max))
+            if ref > 0 and kw > ref:
+                e_half = mu + c[_BAND_HI] * dev / 2
+                if e_half > _EXP_MAX:
+                    return PYTHON, 0, 0.0, 0.0, 0
+                if kw > math.exp(e_half) - fl:
+                    return NOT_QUIET, 0, 0.0, 0.0, 0
+    else:
+        mu = dev = fl = 0.0
+    # over-capacity (as _capacity.judge projects it)
+    resid = trend = 0.0
+    if kva != 0.0:
+        if has_pf:
+            pfc = abs(pf_r)
+            if pfc < 0.5:
+                pfc = 0.5
+        else:
+            pfc = 1.0
+        resid = 0.7 * x[RESID_EW] + 0.3 * (kw - mean_kw) if warm else 0.0
+        trend = x[TREND_EW]
+        limit = kva * c[_WARN_FRACTION]
+        if kw / pfc >= limit:
+            return NOT_QUIET, 0, 0.0, 0.0, 0
+        steps = numba.carray(_f64p(sp), (3 * n_steps,))
+        if warm:
+            g = _SHRINK * _F16[h[_KW_G]]
+            if not math.isnan(last_kw):
+                if dp == d and g_n:
+                    prev = last_kw - mean_kw
+                else:
+                    nd = int(h[LV_N + dp])
+                    prev = last_kw - (nd * _F16[h[LV_KW + dp]] + g) / (nd + _SHRINK)
+                trend = 0.7 * trend + 0.3 * ((kw - mean_kw) - prev)
+            d_last = -1
+            lv_mean = 0.0
+            for k in range(n_steps):
+                dd = int(steps[3 * k])
+                if dd != d_last:
+                    nd = int(h[LV_N + dd])
+                    lv_mean = (nd * _F16[h[LV_KW + dd]] + g) / (nd + _SHRINK)
+                    d_last = dd
+                usual = lv_mean + resid * steps[3 * k + 2]
+                if usual < kw:
+                    usual = kw
+                if (usual + trend * steps[3 * k + 1]) / pfc >= limit:
+                    return NOT_QUIET, 0, 0.0, 0.0, 0
+        else:
+            if not math.isnan(last_kw):
+                trend = 0.7 * trend + 0.3 * ((kw - 0.0) - (last_kw - 0.0))
+            for k in range(n_steps):
+                if (kw + trend * steps[3 * k + 1]) / pfc >= limit:
+                    return NOT_QUIET, 0, 0.0, 0.0, 0
+    if theft and closes and warm and days_ok:
+        return PYTHON, 0, 0.0, 0.0, 0  # (the theft window's judgement: Python's)
+    # today's hourly sum of kW, in float32 as struct packs it (which refuses an overflow)
+    hr = slot % 24
+    day_sum = numba.carray(_f32p(hp + 2 * (DAY_SUM + 2 * hr)), (1,))
+    total = np.float64(day_sum[0]) + np.float64(np.float32(kw))
+    if math.isinf(np.float32(total)) and not math.isinf(total):
+        return PYTHON, 0, 0.0, 0.0, 0
+    if scored and g_n and mu > _EXP_MAX:
+        return PYTHON, 0, 0.0, 0.0, 0
+
+    # ---- commit
+    flags = 0
+    x[INTERVAL_S] = interval_i
+    x[GAP_S] = gap_s
+    x[GAP_RUN] = run
+    x[INFERRED_S] = inferred
+    x[N] = n_read
+    if new_start:
+        x[STARTED] = t
+    if warm and not exporting:
+        flags |= SET_NO_RUN
+    kw0 = 0.0 if kw < 0.0 else kw
+    if theft:
+        th = numba.carray(_f32p(thp), (TH_LEN,))
+        if closes:
+            i = hour % 24
+            th[TH_OBS + i] = 0.0
+            th[TH_EXP + i] = 0.0
+            th[TH_CNT + i] = 0.0
+            th_hour = hour
+            flags |= TH_HOUR
+        i = th_hour % 24
+        th[TH_OBS + i] = np.float64(th[TH_OBS + i]) + np.float64(np.float32(kw0))
+        th[TH_EXP + i] = np.float64(th[TH_EXP + i]) + np.float64(np.float32(mean_kw))
+        n_th = int(th[TH_CNT + i]) + 1
+        th[TH_CNT + i] = n_th if n_th < 255 else 255
+    if kva != 0.0:
+        x[RESID_EW] = resid
+        if not math.isnan(last_kw):
+            x[TREND_EW] = trend
+    day_sum[0] = np.float32(total)
+    j = DAY_CNT + (hr >> 1)
+    cc = int(h[j])
+    if hr & 1:
+        if cc < 0xFF00:
+            h[j] = cc + 256
+    elif cc & 255 != 255:
+        h[j] = cc + 1
+    if kw > x[DAY_MAX]:
+        x[DAY_MAX] = kw
+    if kw < x[DAY_MIN]:
+        x[DAY_MIN] = kw
+    if kw > peak_today:
+        x[PEAK_TODAY] = kw
+    if started != 0.0:
+        if g_n < 96 or fl_x == 0.0:
+            fl_x = 0.05 * _F16[h[_KW_G]]
+            fl_x = fl_x if fl_x > 0.01 else 0.01
+            x[FLOOR_KW] = fl_x
+        if not (warm or scored):
+            mu_g, dev_g = _LV[h[_MU_G]], _LV[h[_DEV_G]]
+            mu_l, dev_l = _LV[h[LV_MU + d]], _LV[h[LV_DEV + d]]
+        _learn_settled(h, d, slot, kw0, math.log(kw0 + fl_x), g_n, mu_g, dev_g, mu_l, dev_l)
+        a = 1.0 / n_prev
+        if a < 0.002:
+            a = 0.002
+        x[ZERO_FRAC] = zf + a * ((1.0 if kw <= min_kw else 0.0) - zf)
+    expected = z = 0.0
+    if scored:
+        flags |= SCORED
+        if g_n:
+            expected = math.exp(mu) - fl
+            if expected < 0.0:
+                expected = 0.0
+            z = (math.log(kw0 + fl) - mu) / dev
+        else:
+            expected, z = kw, 0.0
+    x[LAST_TS] = t
+    x[LAST_KW] = kw
+    x[LAST_KWH] = kwh if has_kwh else last_kwh
+    x[LAST_VMIN] = vmin_last
+    return DONE, flags, expected, z, hour

@@ -11,8 +11,8 @@ kernel, the Python quiet path and the full path).
 It answers ``NOT_QUIET`` (nothing changed: the full path runs), ``DONE`` (the record updated;
 the caller sets the few Python-level fields the flags name and builds the sampled score), or
 ``PYTHON`` (nothing changed: a case the kernel leaves to the Python quiet path: a repeated
-value counted towards a stuck reading, a meter still learning its first level, the closing of a
-judged theft window, a sum beyond float32's range or a band beyond ``exp``'s).
+value counted towards a stuck reading, the closing of a judged theft window, a sum beyond
+float32's range or a band beyond ``exp``'s).
 
 numba compiles it once per machine (``cache=True``: the machine code is kept beside this file
 in ``__pycache__``, and later processes load it in a fraction of a second).
@@ -157,6 +157,87 @@ def _enc_f16(v: float) -> int:
     m, e = math.frexp(a)  # a = m * 2**e, 0.5 <= m < 1
     q = int(_rint(math.ldexp(m, 11)))  # 11 significant bits, 1024..2048
     return sign | (((e + 14) << 10) + q - 1024)
+
+
+@numba.njit(cache=True)
+def _enc_f16_saturating(v: float) -> int:
+    """``_record.enc_f16``: saturating at ±65,504."""
+    if v > _F16_MAX:
+        v = _F16_MAX
+    elif v < -_F16_MAX:
+        v = -_F16_MAX
+    return _enc_f16(v)
+
+
+@numba.njit(cache=True)
+def _update(h, idx: int, y: float, kw: float, alpha: float, prior: float) -> None:
+    """``_baseline._update`` (with ``spread``)."""
+    n = int(h[LV_N + idx])
+    if n == 0 and prior == 0.0:
+        h[LV_MU + idx] = _enc_log((y + _B) * 2048.0 + 0.5)
+        h[LV_DEV + idx] = _enc_log((0.0 + _B) * 2048.0 + 0.5)
+        h[LV_KW + idx] = _enc_f16_saturating(kw)
+    else:
+        a = 1.0 / (n + 1 + prior)
+        if alpha > a:
+            a = alpha
+        mu = h[LV_MU + idx] * _S - _B
+        dev = h[LV_DEV + idx] * _S - _B
+        r = y - mu
+        d_new = abs(r)
+        if n + prior >= 8:
+            md = _MIN_DEV if dev < _MIN_DEV else dev
+            lim = 2.5 * md
+            if r > lim:
+                r = lim
+            elif r < -lim:
+                r = -lim
+            if 4 * md < d_new:
+                d_new = 4 * md
+        h[LV_MU + idx] = _enc_log((mu + a * r + _B) * 2048.0 + 0.5)
+        h[LV_DEV + idx] = _enc_log((dev + a * (d_new - dev) + _B) * 2048.0 + 0.5)
+        lv_kw = _F16[h[LV_KW + idx]]
+        h[LV_KW + idx] = _enc_f16_saturating(lv_kw + a * (kw - lv_kw))
+    if n < 65_535:
+        h[LV_N + idx] = n + 1
+
+
+@numba.njit(cache=True)
+def _learn_young(h, x, slot: int, kw: float) -> None:
+    """``_baseline.learn(rec, slot, kw)`` (no band edge): a meter still learning its first
+    eight readings of the meter-wide level."""
+    if kw < 0.0:  # (max(kw, 0.0): NaN and -0.0 kept, as max keeps its first argument)
+        kw = 0.0
+    g_n = int(h[_N_G])
+    usual = _F16[h[_KW_G]] if g_n else kw
+    fl = x[FLOOR_KW]
+    if g_n < 96 or fl == 0.0:
+        fl = 0.05 * usual
+        if not fl > 0.01:
+            fl = 0.01
+        x[FLOOR_KW] = fl
+    y = math.log(kw + fl)
+    _update(h, GLOBAL, y, kw, _ALPHA_G, 0.0)
+    d = _LEVELS[slot]
+    if not h[LV_N + d]:
+        h[LV_MU + d] = h[_MU_G]
+        h[LV_DEV + d] = h[_DEV_G]
+        h[LV_KW + d] = h[_KW_G]
+    _update(h, d, y, kw, _ALPHA_DT, _SHRINK)
+    i = TOW_N + (slot >> 1)
+    c = int(h[i])
+    n = c >> 8 if slot & 1 else c & 255
+    mu = (h[TOW_MU + slot] if n else h[LV_MU + d]) * _S - _B
+    dev = h[LV_DEV + d] * _S - _B
+    lim = 2.5 * (_MIN_DEV if dev < _MIN_DEV else dev)
+    r = y - mu
+    if r > lim:
+        r = lim
+    elif r < -lim:
+        r = -lim
+    h[TOW_MU + slot] = _enc_log((mu + _ALPHA_TOW * r + _B) * 2048.0 + 0.5)
+    if n < 255:
+        h[i] = c + 256 if slot & 1 else c + 1
 
 
 @numba.njit(cache=True)
@@ -364,8 +445,6 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
     if new_start:
         started = t
     g_n = int(h[_N_G])
-    if started != 0.0 and g_n < 8:
-        return PYTHON, 0, 0.0, 0.0, 0  # (the first level's learning: Python's)
     warm = started != 0.0 and t - started >= c[_WARMUP_S] and g_n >= 8
     n_read = n_prev + 1.0
     sample = c[_SAMPLE]
@@ -524,14 +603,18 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
     if kw > peak_today:
         x[PEAK_TODAY] = kw
     if started != 0.0:
-        if g_n < 96 or fl_x == 0.0:
-            fl_x = 0.05 * _F16[h[_KW_G]]
-            fl_x = fl_x if fl_x > 0.01 else 0.01
-            x[FLOOR_KW] = fl_x
-        if not (warm or scored):
-            mu_g, dev_g = _LV[h[_MU_G]], _LV[h[_DEV_G]]
-            mu_l, dev_l = _LV[h[LV_MU + d]], _LV[h[LV_DEV + d]]
-        _learn_settled(h, d, slot, kw0, math.log(kw0 + fl_x), g_n, mu_g, dev_g, mu_l, dev_l)
+        if g_n < 8:  # (the meter-wide level not yet winsorised: _baseline.learn itself)
+            _learn_young(h, x, slot, kw)
+        else:
+            if g_n < 96 or fl_x == 0.0:
+                fl_x = 0.05 * _F16[h[_KW_G]]
+                fl_x = fl_x if fl_x > 0.01 else 0.01
+                x[FLOOR_KW] = fl_x
+            if not (warm or scored):
+                mu_g, dev_g = _LV[h[_MU_G]], _LV[h[_DEV_G]]
+                mu_l, dev_l = _LV[h[LV_MU + d]], _LV[h[LV_DEV + d]]
+            _learn_settled(h, d, slot, kw0, math.log(kw0 + fl_x), g_n, mu_g, dev_g, mu_l,
+                           dev_l)
         a = 1.0 / n_prev
         if a < 0.002:
             a = 0.002

@@ -70,3 +70,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q -e '.[dev]'
   touch "$stamp"
 fi
+# The detectors' compiled quiet path: numba compiles it on a machine's first use and keeps the
+# machine code beside the module; done here, once, so that no engine or test pays for it.
+"$VENV/bin/python" -m gridwatch.models._warm

@@ -21,6 +21,7 @@ in ``__pycache__``, and later processes load it in a fraction of a second).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numba
@@ -634,3 +635,50 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
     x[LAST_KWH] = kwh if has_kwh else last_kwh
     x[LAST_VMIN] = vmin_last
     return DONE, flags, expected, z, hour
+
+
+# ---- a kept compilation made with another record layout is compiled again
+# numba keys its kept machine code on this file alone, while the kernel bakes in the record's
+# offsets, the baseline's rates and the level table from other modules (the decoding tables
+# follow from LOG_STEP, LOG_BIAS and IEEE half precision): a change there would leave the kept
+# code reading the old layout. The layout it was compiled with is asked of the kept code itself
+# and compared with the layout now; on a difference the kept code is removed and compiled anew.
+_LAYOUT_NOW = (
+    DAY_CNT, DAY_MAX, DAY_MIN, DAY_NO, DAY_SUM, FLOOR_KW, GAP_RUN, GAP_S, GLOBAL, H_LEN,
+    INFERRED_S, INTERVAL_S, LAST_KW, LAST_KWH, LAST_TS, LAST_VMIN, LV_DEV, LV_KW, LV_MU, LV_N,
+    PEAK_MAX, PEAK_TODAY, RESID_EW, STARTED, TH_CNT, TH_EXP, TH_LEN, TH_OBS, TOW_MU, TOW_N,
+    TREND_EW, ZERO_FRAC, N, _N_X, _N_CONSTS, LOG_BIAS, LOG_STEP, _ALPHA_DT, _ALPHA_G,
+    _ALPHA_TOW, _MIN_DEV, _SHRINK, _SHRINK_TOW,
+    int((_LEVELS * np.arange(1, len(_LEVELS) + 1)).sum()))
+
+
+@numba.njit(cache=True)
+def _layout() -> tuple:  # type: ignore[type-arg]
+    return (
+        DAY_CNT, DAY_MAX, DAY_MIN, DAY_NO, DAY_SUM, FLOOR_KW, GAP_RUN, GAP_S, GLOBAL, H_LEN,
+        INFERRED_S, INTERVAL_S, LAST_KW, LAST_KWH, LAST_TS, LAST_VMIN, LV_DEV, LV_KW, LV_MU,
+        LV_N, PEAK_MAX, PEAK_TODAY, RESID_EW, STARTED, TH_CNT, TH_EXP, TH_LEN, TH_OBS, TOW_MU,
+        TOW_N, TREND_EW, ZERO_FRAC, N, _N_X, _N_CONSTS, LOG_BIAS, LOG_STEP, _ALPHA_DT,
+        _ALPHA_G, _ALPHA_TOW, _MIN_DEV, _SHRINK, _SHRINK_TOW,
+        (_LEVELS * np.arange(1, len(_LEVELS) + 1)).sum())
+
+
+def _compiled_layout_is_current() -> bool:
+    return tuple(_layout()) == _LAYOUT_NOW
+
+
+def _compile_anew() -> None:
+    """Removes this module's kept machine code and compiles the kernel (and what it calls)
+    anew."""
+    kept = getattr(getattr(kernel, "_cache", None), "_cache_path", None)
+    folder = Path(kept) if kept else Path(__file__).parent / "__pycache__"
+    for path in folder.glob(Path(__file__).stem + ".*.nb[ic]"):
+        path.unlink(missing_ok=True)
+    _layout.recompile()
+    kernel.recompile()
+
+
+if not _compiled_layout_is_current():  # pragma: no cover (a developer's kept code)
+    _compile_anew()
+    if not _compiled_layout_is_current():
+        raise ImportError("the compiled quiet path does not match the record's layout")

@@ -653,7 +653,7 @@ _LAYOUT_NOW = (
 
 
 @numba.njit(cache=True)
-def _layout() -> tuple:  # type: ignore[type-arg]
+def _layout() -> tuple[Any, ...]:
     return (
         DAY_CNT, DAY_MAX, DAY_MIN, DAY_NO, DAY_SUM, FLOOR_KW, GAP_RUN, GAP_S, GLOBAL, H_LEN,
         INFERRED_S, INTERVAL_S, LAST_KW, LAST_KWH, LAST_TS, LAST_VMIN, LV_DEV, LV_KW, LV_MU,

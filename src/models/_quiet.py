@@ -27,6 +27,12 @@ widened here as ``_consumption.judge`` widens it; the theft window applies its o
 
 ``tests/models/test_quiet_path.py`` proves the equivalence (hypothesis streams and real and
 simulated fleets run both ways: identical states, events, scores and profiles).
+
+The arithmetic runs compiled where numba is there (:mod:`._quiet_jit`, loaded on first use or
+by :func:`use_compiled`): :func:`compiled_quiet_step` does the checks on Python objects and hands
+the record's buffers to the kernel, which answers for most quiet readings and leaves a few
+cases to :func:`python_quiet_step` (the same function in Python, and the whole quiet path with
+``GRIDWATCH_JIT=0``). The equivalence tests run through both.
 """
 
 from __future__ import annotations

@@ -168,7 +168,7 @@ _isnan = math.isnan
 _JIT_CONSTS = ("min_kw", "two_min_kw", "rev_kw", "drift_s", "infer", "interval_s", "warmup_s",
                "band_hi", "band_lo", "lo_f1", "hi_f1", "lo_f3", "hi_f3", "lo1", "hi1", "lo3",
                "hi3", "min_pf", "severe_pf", "widen", "thin_widen", "v_unb", "i_unb", "sample",
-               "warn_fraction")
+               "warn_fraction", "theft_n", "theft_limit", "stuck_fire")
 
 
 class _Consts:
@@ -202,6 +202,8 @@ class _Consts:
         "settings",
         "severe_pf",
         "stuck_fire",
+        "theft_limit",
+        "theft_n",
         "thin",
         "two_min_kw",
         "v_unb",
@@ -246,6 +248,9 @@ class _Consts:
             math.nan, None, (0, 0, 0))
         #: the compiled kernel's constants (``_quiet_jit.CONSTS``), and their address
         self.warn_fraction = s.capacity_warn_fraction
+        # the theft window's hours and ratio limit without verdicts (as _theft._assess)
+        self.theft_n = max(2, min(24, round(s.theft_hours)))
+        self.theft_limit = s.theft_ratio / (1.0 + s.feedback_strength * 0.0)
         self.jit = array("d", [float(getattr(self, name) or 0.0) if name != "thin_widen"
                                else float(s.thin_widen) for name in _JIT_CONSTS])
         self.jit_at = self.jit.buffer_info()[0]
@@ -327,8 +332,15 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
     act = rec.act
     if act and (len(act) > 1 or _THEFT not in act):
         return None
-    if rec.cnt or rec.fb:
+    if rec.fb:
         return _PYTHON
+    pending = rec.cnt  # (only a stuck-reading count may be pending)
+    if pending:
+        if len(pending) > 1 or _STUCK not in pending:
+            return None
+        stuck_cnt = pending[_STUCK]
+    else:
+        stuck_cnt = -1
     if rec.hi[1] or rec.lo[1] or rec.peak_run[1]:
         return None
     for c in _CONSTS:
@@ -403,7 +415,7 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         0.0 if pf is None else pf, pf is not None,
         info[1], info[2], pol.young_dev, pol.peak_factor, pol.theft_window,
         rec.th_hour, rec.days >= s.daily_min_days, rec.peak_days, kva, cap_iv, dp, sp,
-        n_steps)
+        n_steps, bool(act), stuck_cnt)
     if code != _JIT[2]:
         return None if code != _JIT[3] else _PYTHON
     if flags & 1:
@@ -412,6 +424,8 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         rec.th_hour = hour
     rec.last_fail = False
     out = StepResult([])
+    if flags & 8:  # counted, or the count reset: never fires (the kernel checked)
+        cond(rec, out.events, _STUCK, bool(flags & 16), t, meta, fire_after=c.stuck_fire)
     if flags & 4:
         out.score = Score(meter_id=rec.meter_id, ts=r.ts, kw=r.kw, expected_kw=r3(expected, 4),
                           score=r3(abs(z)), anomalous=False)

@@ -10,9 +10,9 @@ kernel, the Python quiet path and the full path).
 
 It answers ``NOT_QUIET`` (nothing changed: the full path runs), ``DONE`` (the record updated;
 the caller sets the few Python-level fields the flags name and builds the sampled score), or
-``PYTHON`` (nothing changed: a case the kernel leaves to the Python quiet path: a repeated
-value counted towards a stuck reading, the closing of a judged theft window, a sum beyond
-float32's range or a band beyond ``exp``'s).
+``PYTHON`` (nothing changed: a case the kernel leaves to the Python quiet path: the closing
+of a theft window whose judgement is not clearly quiet, three voltages not all live, a sum
+beyond float32's range or a band beyond ``exp``'s).
 
 numba compiles it once per machine (``cache=True``: the machine code is kept beside this file
 in ``__pycache__``, and later processes load it in a fraction of a second).
@@ -77,21 +77,24 @@ from gridwatch.models._record import (
     N,
 )
 
-__all__ = ["CONSTS", "DONE", "NOT_QUIET", "PYTHON", "SCORED", "SET_NO_RUN", "TH_HOUR", "kernel"]
+__all__ = ["CONSTS", "DONE", "NOT_QUIET", "PYTHON", "SCORED", "SET_NO_RUN", "STUCK", "STUCK_COUNT",
+           "TH_HOUR", "kernel"]
 
 NOT_QUIET, DONE, PYTHON = 0, 1, 2
 #: flags of a DONE answer: the runs above and below the band end (``rec.hi = rec.lo =
-#: NO_RUN``), the theft window moved to the answer's hour (``rec.th_hour``), a sampled score
-SET_NO_RUN, TH_HOUR, SCORED = 1, 2, 4
+#: NO_RUN``), the theft window moved to the answer's hour (``rec.th_hour``), a sampled score,
+#: the stuck-reading count to take (``_alarms.cond``), and whether the value repeated
+SET_NO_RUN, TH_HOUR, SCORED, STUCK_COUNT, STUCK = 1, 2, 4, 8, 16
 
 #: the settings' constants, by position in the float64 buffer the caller passes by address
 CONSTS = ("min_kw", "two_min_kw", "rev_kw", "drift_s", "infer", "interval_s", "warmup_s",
           "band_hi", "band_lo", "lo_f1", "hi_f1", "lo_f3", "hi_f3", "lo1", "hi1", "lo3", "hi3",
           "min_pf", "severe_pf", "widen", "thin_widen", "v_unb", "i_unb", "sample",
-          "warn_fraction")
+          "warn_fraction", "theft_n", "theft_limit", "stuck_fire")
 (_MIN_KW, _TWO_MIN_KW, _REV_KW, _DRIFT_S, _INFER, _INTERVAL_S, _WARMUP_S, _BAND_HI, _BAND_LO,
  _LO_F1, _HI_F1, _LO_F3, _HI_F3, _LO1, _HI1, _LO3, _HI3, _MIN_PF, _SEVERE_PF, _WIDEN,
- _THIN_WIDEN, _V_UNB, _I_UNB, _SAMPLE, _WARN_FRACTION) = range(len(CONSTS))
+ _THIN_WIDEN, _V_UNB, _I_UNB, _SAMPLE, _WARN_FRACTION, _THEFT_N, _THEFT_LIMIT,
+ _STUCK_FIRE) = range(len(CONSTS))
 _N_CONSTS = len(CONSTS)
 _N_X = N + 3  # (the record's scalars up to the month number)
 
@@ -242,6 +245,36 @@ def _learn_young(h, x, slot: int, kw: float) -> None:
 
 
 @numba.njit(cache=True)
+def _window_quiet(th, last: int, theft_open: bool, min_kw: float, n_hours: float,
+                  limit: float) -> bool:
+    """Whether the theft window closing with hour ``last`` clearly raises nothing, as
+    ``_theft._assess`` judges it for a meter without the alarm open and without verdicts: a
+    gap in the window, too little usual energy, or a ratio of observed to usual energy at or
+    above the limit. The sums are not numpy's (pairwise) ones, so a total or ratio within a
+    relative 1e-9 of its threshold is left to Python (``False``), as is an open alarm."""
+    if theft_open:
+        return False
+    n = int(n_hours)
+    for k in range(n):
+        if th[TH_CNT + (last - k) % 24] == 0.0:
+            return True  # a gap in the window: not judged
+    obs = total = 0.0
+    for k in range(n):
+        i = (last - k) % 24
+        cnt = np.float64(th[TH_CNT + i])
+        obs += np.float64(th[TH_OBS + i]) / cnt
+        total += np.float64(th[TH_EXP + i]) / cnt
+    floor = n * 2 * min_kw
+    margin = 1e-9 * (abs(floor) + abs(total))
+    if total < floor - margin:
+        return True
+    if total <= floor + margin or total == 0.0:
+        return False
+    ratio = obs / total
+    return ratio > limit + 1e-9 * abs(limit)
+
+
+@numba.njit(cache=True)
 def _learn_level(h, i_mu: int, i_dev: int, i_kw: int, a: float, mu: float, dev: float,
                  winsorise: bool, y: float, kw: float) -> int:
     """``_quiet._learn_level``: one level's step of ``_baseline._update``."""
@@ -321,16 +354,17 @@ _SIGNATURE = types.Tuple((_i8, _i8, _f8, _f8, _i8))(
     _i8, _f8,  # the calendar's slot and local day number
     _f8, _f8, _i8,  # the class's young dispersion, peak factor, theft window
     _i8, _i8, _i8,  # the theft window's hour, enough days to judge it, days with a record peak
-    _f8, _i8, _i8, _i8, _i8)  # contracted kVA (0: none), the interval the forecast's steps are
+    _f8, _i8, _i8, _i8, _i8,  # contracted kVA (0: none), the interval the forecast's steps are
 #                             for, the level of the previous interval's slot, the steps
 #                             (level, damping, decay: float64 triples) by address, their count
+    _i8, _i8)  # a possible-theft alarm open, the stuck-reading count pending (-1: none)
 
 
 @numba.njit(_SIGNATURE, cache=True)
 def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v0, v1, v2,
            nominal, three, ncur, i0, i1, i2, pf_r, has_pf, slot, day_no_now, young_dev,
            peak_factor, theft_pol, th_hour, days_ok, peak_days, kva, cap_iv, dp, sp,
-           n_steps):
+           n_steps, theft_open, stuck_cnt):
     """The quiet path from the record's scalars on: (answer, flags, expected kW, z, hour)."""
     x = numba.carray(_f64p(xp), (_N_X,))
     h = numba.carray(_u16p(hp), (H_LEN,))
@@ -374,8 +408,9 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
             return NOT_QUIET, 0, 0.0, 0.0, 0
     if kw < c[_REV_KW] and not has_export:
         return NOT_QUIET, 0, 0.0, 0.0, 0
-    if kw == last_kw and kw != 0.0:
-        return PYTHON, 0, 0.0, 0.0, 0  # (counted towards a stuck reading: Python's)
+    stuck = kw == last_kw and kw != 0.0  # (counted towards a stuck reading; raised in full)
+    if stuck and (stuck_cnt if stuck_cnt > 0 else 0) + 1 >= c[_STUCK_FIRE]:
+        return NOT_QUIET, 0, 0.0, 0.0, 0
     off = t % interval
     if interval - off < off:
         off = interval - off
@@ -548,7 +583,9 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
             for k in range(n_steps):
                 if (kw + trend * steps[3 * k + 1]) / pfc >= limit:
                     return NOT_QUIET, 0, 0.0, 0.0, 0
-    if theft and closes and warm and days_ok:
+    if theft and closes and warm and days_ok and not _window_quiet(
+            numba.carray(_f32p(thp), (TH_LEN,)), th_hour, theft_open, min_kw, c[_THEFT_N],
+            c[_THEFT_LIMIT]):
         return PYTHON, 0, 0.0, 0.0, 0  # (the theft window's judgement: Python's)
     # today's hourly sum of kW, in float32 as struct packs it (which refuses an overflow)
     hr = slot % 24
@@ -561,6 +598,8 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
 
     # ---- commit
     flags = 0
+    if stuck or stuck_cnt >= 0:  # counted, or the count reset (the caller's _alarms.cond)
+        flags |= STUCK_COUNT | (STUCK if stuck else 0)
     x[INTERVAL_S] = interval_i
     x[GAP_S] = gap_s
     x[GAP_RUN] = run

@@ -185,23 +185,8 @@ def _update(h, idx: int, y: float, kw: float, alpha: float, prior: float) -> Non
         a = 1.0 / (n + 1 + prior)
         if alpha > a:
             a = alpha
-        mu = h[LV_MU + idx] * _S - _B
-        dev = h[LV_DEV + idx] * _S - _B
-        r = y - mu
-        d_new = abs(r)
-        if n + prior >= 8:
-            md = _MIN_DEV if dev < _MIN_DEV else dev
-            lim = 2.5 * md
-            if r > lim:
-                r = lim
-            elif r < -lim:
-                r = -lim
-            if 4 * md < d_new:
-                d_new = 4 * md
-        h[LV_MU + idx] = _enc_log((mu + a * r + _B) * 2048.0 + 0.5)
-        h[LV_DEV + idx] = _enc_log((dev + a * (d_new - dev) + _B) * 2048.0 + 0.5)
-        lv_kw = _F16[h[LV_KW + idx]]
-        h[LV_KW + idx] = _enc_f16_saturating(lv_kw + a * (kw - lv_kw))
+        _learn_level(h, LV_MU + idx, LV_DEV + idx, LV_KW + idx, a, _LV[h[LV_MU + idx]],
+                     _LV[h[LV_DEV + idx]], n + prior >= 8, y, kw)
     if n < 65_535:
         h[LV_N + idx] = n + 1
 
@@ -228,11 +213,18 @@ def _learn_young(h, x, slot: int, kw: float) -> None:
         h[LV_DEV + d] = h[_DEV_G]
         h[LV_KW + d] = h[_KW_G]
     _update(h, d, y, kw, _ALPHA_DT, _SHRINK)
+    _learn_tow(h, slot, d, y)
+
+
+@numba.njit(cache=True)
+def _learn_tow(h, slot: int, d: int, y: float) -> None:
+    """The time-of-week slot's step of ``_baseline.learn``, after its level ``d`` learned: a
+    new slot starts from the level's mean; winsorised by the level's dispersion."""
     i = TOW_N + (slot >> 1)
     c = int(h[i])
     n = c >> 8 if slot & 1 else c & 255
-    mu = (h[TOW_MU + slot] if n else h[LV_MU + d]) * _S - _B
-    dev = h[LV_DEV + d] * _S - _B
+    mu = _LV[h[TOW_MU + slot] if n else h[LV_MU + d]]
+    dev = _LV[h[LV_DEV + d]]
     lim = 2.5 * (_MIN_DEV if dev < _MIN_DEV else dev)
     r = y - mu
     if r > lim:
@@ -242,6 +234,18 @@ def _learn_young(h, x, slot: int, kw: float) -> None:
     h[TOW_MU + slot] = _enc_log((mu + _ALPHA_TOW * r + _B) * 2048.0 + 0.5)
     if n < 255:
         h[i] = c + 256 if slot & 1 else c + 1
+
+
+@numba.njit(cache=True)
+def _unbalance_pct(a: float, b: float, c: float, mean: float) -> float:
+    """The largest deviation of three phases from their ``mean``, in % of it (as
+    ``_quality.judge`` computes it, the maximum written as conditionals)."""
+    a0, a1, a2 = abs(a - mean), abs(b - mean), abs(c - mean)
+    if a1 > a0:
+        a0 = a1
+    if a2 > a0:
+        a0 = a2
+    return a0 / mean * 100
 
 
 @numba.njit(cache=True)
@@ -276,10 +280,12 @@ def _window_quiet(th, last: int, theft_open: bool, min_kw: float, n_hours: float
 
 @numba.njit(cache=True)
 def _learn_level(h, i_mu: int, i_dev: int, i_kw: int, a: float, mu: float, dev: float,
-                 winsorise: bool, y: float, kw: float) -> int:
-    """``_quiet._learn_level``: one level's step of ``_baseline._update``."""
+                 winsorise: bool, y: float, kw: float) -> None:
+    """One level's step of ``_baseline._update`` at rate ``a`` from its decoded mean ``mu`` and
+    dispersion ``dev`` (``_quiet._learn_level``, whose ``abs`` written as a conditional differs
+    only for ``r = -0.0``, and then leaves the same codes)."""
     r = y - mu
-    d_new = -r if r < 0.0 else r
+    d_new = abs(r)
     if winsorise:
         md = _MIN_DEV if dev < _MIN_DEV else dev
         lim = 2.5 * md
@@ -290,16 +296,9 @@ def _learn_level(h, i_mu: int, i_dev: int, i_kw: int, a: float, mu: float, dev: 
         if 4 * md < d_new:
             d_new = 4 * md
     h[i_mu] = _enc_log((mu + a * r + _B) * 2048.0 + 0.5)
-    v_dev = _enc_log((dev + a * (d_new - dev) + _B) * 2048.0 + 0.5)
-    h[i_dev] = v_dev
+    h[i_dev] = _enc_log((dev + a * (d_new - dev) + _B) * 2048.0 + 0.5)
     lv_kw = _F16[h[i_kw]]
-    v = lv_kw + a * (kw - lv_kw)
-    if v > _F16_MAX:
-        v = _F16_MAX
-    elif v < -_F16_MAX:
-        v = -_F16_MAX
-    h[i_kw] = _enc_f16(v)
-    return v_dev
+    h[i_kw] = _enc_f16_saturating(lv_kw + a * (kw - lv_kw))
 
 
 @numba.njit(cache=True)
@@ -324,23 +323,10 @@ def _learn_settled(h, d: int, slot: int, kw: float, y: float, g_n: int, mu: floa
     a = 1.0 / (n + 1 + _SHRINK) if n < 256 else _ALPHA_DT
     if a < _ALPHA_DT:
         a = _ALPHA_DT
-    v_dev = _learn_level(h, i_mu, i_dev, i_kw, a, mu, dev, n + _SHRINK >= 8, y, kw)
+    _learn_level(h, i_mu, i_dev, i_kw, a, mu, dev, n + _SHRINK >= 8, y, kw)
     if n < 65_535:
         h[LV_N + d] = n + 1
-    i = TOW_N + (slot >> 1)
-    c = int(h[i])
-    n = c >> 8 if slot & 1 else c & 255
-    mu = _LV[h[TOW_MU + slot] if n else h[i_mu]]
-    dev = _LV[v_dev]
-    lim = 2.5 * (_MIN_DEV if dev < _MIN_DEV else dev)
-    r = y - mu
-    if r > lim:
-        r = lim
-    elif r < -lim:
-        r = -lim
-    h[TOW_MU + slot] = _enc_log((mu + _ALPHA_TOW * r + _B) * 2048.0 + 0.5)
-    if n < 255:
-        h[i] = c + 256 if slot & 1 else c + 1
+    _learn_tow(h, slot, d, y)
 
 
 _i8, _f8 = types.int64, types.float64
@@ -438,24 +424,12 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
             vmin_last = (v2 if v2 < v1 else v1) if v1 < v0 else (v2 if v2 < v0 else v0)
             if vmin_last < lo or v0 > hi or v1 > hi or v2 > hi:
                 return NOT_QUIET, 0, 0.0, 0.0, 0
-            mean_v = (v0 + v1 + v2) / 3
-            a0, a1, a2 = abs(v0 - mean_v), abs(v1 - mean_v), abs(v2 - mean_v)
-            if a1 > a0:
-                a0 = a1
-            if a2 > a0:
-                a0 = a2
-            if a0 / mean_v * 100 > c[_V_UNB]:
+            if _unbalance_pct(v0, v1, v2, (v0 + v1 + v2) / 3) > c[_V_UNB]:
                 return NOT_QUIET, 0, 0.0, 0.0, 0
         if ncur == 3 and kw > min_kw:
             mean_i = (i0 + i1 + i2) / 3
-            if mean_i > 1.0:
-                a0, a1, a2 = abs(i0 - mean_i), abs(i1 - mean_i), abs(i2 - mean_i)
-                if a1 > a0:
-                    a0 = a1
-                if a2 > a0:
-                    a0 = a2
-                if a0 / mean_i * 100 > c[_I_UNB]:
-                    return NOT_QUIET, 0, 0.0, 0.0, 0
+            if mean_i > 1.0 and _unbalance_pct(i0, i1, i2, mean_i) > c[_I_UNB]:
+                return NOT_QUIET, 0, 0.0, 0.0, 0
     if has_pf:
         pf = abs(pf_r)
         if pf < c[_MIN_PF] and kw > min_kw:

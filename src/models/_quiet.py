@@ -265,6 +265,14 @@ _JIT: list[Any] = [None, True, 1, 2]
 _PYTHON = object()  #: the compiled path's answer for a reading it leaves to Python
 
 
+def _consts_of(s: DetectionSettings) -> _Consts:
+    """The constants of settings ``s`` (kept: an engine holds one settings object)."""
+    for c in _CONSTS:
+        if c.settings is s:
+            return c
+    return _new_consts(s)
+
+
 def _new_consts(s: DetectionSettings) -> _Consts:
     """The constants of settings ``s``, kept (``quiet_step`` looks for them first)."""
     c = _Consts(s)
@@ -343,11 +351,7 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         stuck_cnt = -1
     if rec.hi[1] or rec.lo[1] or rec.peak_run[1]:
         return None
-    for c in _CONSTS:
-        if c.settings is s:
-            break
-    else:
-        c = _new_consts(s)
+    c = _consts_of(s)
     volts = r.voltage
     if meta is None:
         pol = c.pols[None]
@@ -468,11 +472,7 @@ def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
      day_max, day_min, gap_s, run, inferred, n_prev, day_no) = _x_unpack(x)
     if t <= last_ts:
         return None
-    for c in _CONSTS:
-        if c.settings is s:
-            break
-    else:
-        c = _new_consts(s)
+    c = _consts_of(s)
     kw = r.kw
     if meta is None:
         kva = stated = None

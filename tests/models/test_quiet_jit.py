@@ -39,7 +39,7 @@ def test_f16_encoding_of_every_half_and_every_tie_between_neighbours() -> None:
         v = struct.unpack("<e", struct.pack("<H", code))[0]
         if not math.isfinite(v):
             continue
-        assert _quiet_jit._enc_f16(v) == _struct_f16(v) == code or v == 0.0
+        assert _quiet_jit._enc_f16(v) == _struct_f16(v) == code
         nxt = struct.unpack("<e", struct.pack("<H", (code + 1) & 0xFFFF))[0]
         if math.isfinite(nxt) and (code & 0x7FFF) != 0x7BFF and code != 0x7FFF:
             mid = (v + nxt) / 2

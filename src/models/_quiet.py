@@ -164,8 +164,19 @@ _sqrt = math.sqrt
 _isnan = math.isnan
 
 
-#: the constants the compiled kernel reads, by position (``_quiet_jit.CONSTS``)
-_JIT_CONSTS = ("min_kw", "two_min_kw", "rev_kw", "drift_s", "infer", "interval_s", "warmup_s",
+#: (event time, interval, calendar) -> (the previous interval's level, the forecast's steps,
+#: the steps flat in float64, that array's address): see ``_steps``
+_Steps = tuple[int, tuple[tuple[int, float, float], ...], array, int]
+#: the compiled kernel's answers: nothing changed and not quiet (the full path runs), done, or
+#: nothing changed and left to :func:`python_quiet_step`
+NOT_QUIET, DONE, PYTHON = 0, 1, 2
+#: flags of a DONE answer: the runs above and below the band end (``rec.hi = rec.lo =
+#: NO_RUN``), the theft window moved to the answer's hour (``rec.th_hour``), a sampled score,
+#: the stuck-reading count to take (``_alarms.cond``), and whether the value repeated
+SET_NO_RUN, TH_HOUR, SCORED, STUCK_COUNT, STUCK = 1, 2, 4, 8, 16
+#: the settings' constants the kernel reads (attributes of ``_Consts``), by position in the
+#: float64 buffer passed to it by address
+CONSTS = ("min_kw", "two_min_kw", "rev_kw", "drift_s", "infer", "interval_s", "warmup_s",
                "band_hi", "band_lo", "lo_f1", "hi_f1", "lo_f3", "hi_f3", "lo1", "hi1", "lo3",
                "hi3", "min_pf", "severe_pf", "widen", "thin_widen", "v_unb", "i_unb", "sample",
                "warn_fraction", "theft_n", "theft_limit", "stuck_fire")
@@ -187,7 +198,6 @@ class _Consts:
         "interval_s",
         "jit",
         "jit_at",
-        "jit_steps",
         "last",
         "levels",
         "lo1",
@@ -205,6 +215,7 @@ class _Consts:
         "theft_limit",
         "theft_n",
         "thin",
+        "thin_widen",
         "two_min_kw",
         "v_unb",
         "warmup_s",
@@ -235,10 +246,10 @@ class _Consts:
         self.thin = tuple(1.0 + s.thin_widen / _sqrt(1.0 + n) for n in range(_TABLE))
         self.v_unb, self.i_unb = s.voltage_unbalance_pct, s.current_unbalance_pct
         self.pols: dict[object, ClassPolicy] = {None: policy(None, s)}
-        #: (event time, interval, calendar) -> the level of the previous interval's slot, and
-        #: the capacity forecast's steps (the level of each step's slot, damping, decay)
-        self.levels: dict[tuple[float, int, Calendar],
-                          tuple[int, tuple[tuple[int, float, float], ...]]] = {}
+        #: (event time, interval, calendar) -> the level of the previous interval's slot, the
+        #: capacity forecast's steps (the level of each step's slot, damping, decay), and for
+        #: the compiled kernel the steps as float64 triples with their address
+        self.levels: dict[tuple[float, int, Calendar], _Steps] = {}
         self.sample = s.score_sample_every
         self.stuck_fire = s.stuck_readings - 1
         #: the last event time looked up, its calendar and what the calendar said (a fleet's
@@ -251,17 +262,14 @@ class _Consts:
         # the theft window's hours and ratio limit without verdicts (as _theft._assess)
         self.theft_n = max(2, min(24, round(s.theft_hours)))
         self.theft_limit = s.theft_ratio / (1.0 + s.feedback_strength * 0.0)
-        self.jit = array("d", [float(getattr(self, name) or 0.0) if name != "thin_widen"
-                               else float(s.thin_widen) for name in _JIT_CONSTS])
+        self.thin_widen = s.thin_widen
+        self.jit = array("d", [float(getattr(self, name) or 0.0) for name in CONSTS])
         self.jit_at = self.jit.buffer_info()[0]
-        #: (event time, interval, calendar) -> the capacity forecast's steps for the kernel:
-        #: (the previous interval's level, the steps as float64 triples, their address, count)
-        self.jit_steps: dict[tuple[float, int, Calendar], tuple[int, array, int, int]] = {}
 
 
 _CONSTS: list[_Consts] = []
-#: [the compiled kernel or None, whether to load it on first use, its DONE and PYTHON answers]
-_JIT: list[Any] = [None, True, 1, 2]
+#: [the compiled kernel or None, whether to load it on first use]
+_JIT: list[Any] = [None, True]
 _PYTHON = object()  #: the compiled path's answer for a reading it leaves to Python
 
 
@@ -310,9 +318,6 @@ def _load_kernel() -> None:
             "the compiled quiet path is not available (%s: %s): detection runs the Python "
             "quiet path, the same results, slower", type(exc).__name__, exc)
         return
-    if tuple(_quiet_jit.CONSTS) != _JIT_CONSTS:
-        raise ImportError("gridwatch.models._quiet_jit expects other constants")
-    _JIT[2:] = [_quiet_jit.DONE, _quiet_jit.PYTHON]
     _JIT[0] = _quiet_jit.kernel
 
 
@@ -404,10 +409,8 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         x = rec.x
         cap_iv = int(stated or r.interval_s or x[INFERRED_S] or c.interval_s)
         key = (t, cap_iv, cal)
-        steps = c.jit_steps.get(key)
-        if steps is None:
-            steps = _jit_steps(c, key, cal, t, float(cap_iv))
-        dp, _, sp, n_steps = steps
+        steps = c.levels.get(key) or _steps(c, key, cal, t, float(cap_iv))
+        dp, n_steps, sp = steps[0], len(steps[1]), steps[3]
     else:
         cap_iv = dp = sp = n_steps = 0
     code, flags, expected, z, hour = _JIT[0](
@@ -420,31 +423,19 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         info[1], info[2], pol.young_dev, pol.peak_factor, pol.theft_window,
         rec.th_hour, rec.days >= s.daily_min_days, rec.peak_days, kva, cap_iv, dp, sp,
         n_steps, bool(act), stuck_cnt)
-    if code != _JIT[2]:
-        return None if code != _JIT[3] else _PYTHON
-    if flags & 1:
+    if code != DONE:
+        return None if code == NOT_QUIET else _PYTHON
+    if flags & SET_NO_RUN:
         rec.hi = rec.lo = NO_RUN
-    if flags & 2:
+    if flags & TH_HOUR:
         rec.th_hour = hour
     rec.last_fail = False
     out = StepResult([])
-    if flags & 8:  # counted, or the count reset: never fires (the kernel checked)
-        cond(rec, out.events, _STUCK, bool(flags & 16), t, meta, fire_after=c.stuck_fire)
-    if flags & 4:
+    if flags & STUCK_COUNT:  # counted, or the count reset: never fires (the kernel checked)
+        cond(rec, out.events, _STUCK, bool(flags & STUCK), t, meta, fire_after=c.stuck_fire)
+    if flags & SCORED:
         out.score = Score(meter_id=rec.meter_id, ts=r.ts, kw=r.kw, expected_kw=r3(expected, 4),
                           score=r3(abs(z)), anomalous=False)
-    return out
-
-
-def _jit_steps(c: _Consts, key: tuple[float, int, Calendar], cal: Calendar, t: float,
-               interval: float) -> tuple[int, array, int, int]:
-    """``_steps`` for the kernel: the previous interval's level and the forecast's steps as
-    float64 triples (level, damping, decay) with their address; kept in ``c.jit_steps``."""
-    dp, steps = c.levels.get(key) or _steps(c, key, cal, t, interval)
-    flat = array("d", [v for step in steps for v in step])
-    if len(c.jit_steps) >= 1024:  # (bounded, as c.levels)
-        c.jit_steps.clear()
-    out = c.jit_steps[key] = (dp, flat, flat.buffer_info()[0], len(steps))
     return out
 
 
@@ -811,19 +802,21 @@ def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
 
 
 def _steps(c: _Consts, key: tuple[float, int, Calendar], cal: Calendar, t: float,
-           interval: float) -> tuple[int, tuple[tuple[int, float, float], ...]]:
-    """The level of the slot one interval before ``t``, and the capacity forecast's steps
-    from ``t`` as (the level of the step's slot, damping, decay); kept in ``c.levels``."""
+           interval: float) -> _Steps:
+    """The level of the slot one interval before ``t``, the capacity forecast's steps from
+    ``t`` as (the level of the step's slot, damping, decay), the same flat in float64 and
+    that array's address (for the kernel); kept in ``c.levels``."""
     levels = c.levels
     plan = capacity_plan(c.settings.capacity_horizon_min, interval)
     if len(levels) * (len(plan) + 1) >= 16_384:  # (bounded: a few hundred kB)
         levels.clear()
     known = cal._q.get
     t_prev = t - interval
-    out = levels[key] = (
-        _LEVEL[(known(int(t_prev // 900)) or cal.info(t_prev))[1]],
-        tuple((_LEVEL[(known(int((t + off) // 900)) or cal.info(t + off))[1]], damp, p90)
-              for off, damp, p90 in plan))
+    steps = tuple((_LEVEL[(known(int((t + off) // 900)) or cal.info(t + off))[1]], damp, p90)
+                  for off, damp, p90 in plan)
+    flat = array("d", [v for step in steps for v in step])
+    out = levels[key] = (_LEVEL[(known(int(t_prev // 900)) or cal.info(t_prev))[1]], steps,
+                         flat, flat.buffer_info()[0])
     return out
 
 

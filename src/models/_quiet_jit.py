@@ -38,6 +38,17 @@ from gridwatch.models._baseline import (
     _SHRINK,
     _SHRINK_TOW,
 )
+from gridwatch.models._quiet import (
+    CONSTS,
+    DONE,
+    NOT_QUIET,
+    PYTHON,
+    SCORED,
+    SET_NO_RUN,
+    STUCK,
+    STUCK_COUNT,
+    TH_HOUR,
+)
 from gridwatch.models._record import (
     DAY_CNT,
     DAY_MAX,
@@ -77,20 +88,9 @@ from gridwatch.models._record import (
     N,
 )
 
-__all__ = ["CONSTS", "DONE", "NOT_QUIET", "PYTHON", "SCORED", "SET_NO_RUN", "STUCK", "STUCK_COUNT",
-           "TH_HOUR", "kernel"]
+__all__ = ["kernel"]
 
-NOT_QUIET, DONE, PYTHON = 0, 1, 2
-#: flags of a DONE answer: the runs above and below the band end (``rec.hi = rec.lo =
-#: NO_RUN``), the theft window moved to the answer's hour (``rec.th_hour``), a sampled score,
-#: the stuck-reading count to take (``_alarms.cond``), and whether the value repeated
-SET_NO_RUN, TH_HOUR, SCORED, STUCK_COUNT, STUCK = 1, 2, 4, 8, 16
-
-#: the settings' constants, by position in the float64 buffer the caller passes by address
-CONSTS = ("min_kw", "two_min_kw", "rev_kw", "drift_s", "infer", "interval_s", "warmup_s",
-          "band_hi", "band_lo", "lo_f1", "hi_f1", "lo_f3", "hi_f3", "lo1", "hi1", "lo3", "hi3",
-          "min_pf", "severe_pf", "widen", "thin_widen", "v_unb", "i_unb", "sample",
-          "warn_fraction", "theft_n", "theft_limit", "stuck_fire")
+# (the positions of _quiet.CONSTS, in its order)
 (_MIN_KW, _TWO_MIN_KW, _REV_KW, _DRIFT_S, _INFER, _INTERVAL_S, _WARMUP_S, _BAND_HI, _BAND_LO,
  _LO_F1, _HI_F1, _LO_F3, _HI_F3, _LO1, _HI1, _LO3, _HI3, _MIN_PF, _SEVERE_PF, _WIDEN,
  _THIN_WIDEN, _V_UNB, _I_UNB, _SAMPLE, _WARN_FRACTION, _THEFT_N, _THEFT_LIMIT,
@@ -192,9 +192,10 @@ def _update(h, idx: int, y: float, kw: float, alpha: float, prior: float) -> Non
 
 
 @numba.njit(cache=True)
-def _learn_young(h, x, slot: int, kw: float) -> None:
-    """``_baseline.learn(rec, slot, kw)`` (no band edge): a meter still learning its first
-    eight readings of the meter-wide level."""
+def _learn(h, x, slot: int, kw: float) -> None:
+    """``_baseline.learn(rec, slot, kw)`` with no band edge (what ``_quiet._learn_settled``
+    writes out for a settled meter is this too: compiled, decoding a level again costs a
+    table look-up, so the kernel has the one function)."""
     if kw < 0.0:  # (max(kw, 0.0): NaN and -0.0 kept, as max keeps its first argument)
         kw = 0.0
     g_n = int(h[_N_G])
@@ -299,34 +300,6 @@ def _learn_level(h, i_mu: int, i_dev: int, i_kw: int, a: float, mu: float, dev: 
     h[i_dev] = _enc_log((dev + a * (d_new - dev) + _B) * 2048.0 + 0.5)
     lv_kw = _F16[h[i_kw]]
     h[i_kw] = _enc_f16_saturating(lv_kw + a * (kw - lv_kw))
-
-
-@numba.njit(cache=True)
-def _learn_settled(h, d: int, slot: int, kw: float, y: float, g_n: int, mu: float,
-                   dev: float, mu_l: float, dev_l: float) -> None:
-    """``_quiet._learn_settled``: the baseline's learning for a meter past eight readings."""
-    a = 1.0 / (g_n + 1 + 0.0) if g_n < 256 else _ALPHA_G
-    if a < _ALPHA_G:
-        a = _ALPHA_G
-    _learn_level(h, _MU_G, _DEV_G, _KW_G, a, mu, dev, True, y, kw)
-    if g_n < 65_535:
-        h[_N_G] = g_n + 1
-    i_mu, i_dev, i_kw = LV_MU + d, LV_DEV + d, LV_KW + d
-    n = int(h[LV_N + d])
-    if n:
-        mu, dev = mu_l, dev_l
-    else:
-        h[i_mu] = h[_MU_G]
-        h[i_dev] = h[_DEV_G]
-        h[i_kw] = h[_KW_G]
-        mu, dev = _LV[h[i_mu]], _LV[h[i_dev]]
-    a = 1.0 / (n + 1 + _SHRINK) if n < 256 else _ALPHA_DT
-    if a < _ALPHA_DT:
-        a = _ALPHA_DT
-    _learn_level(h, i_mu, i_dev, i_kw, a, mu, dev, n + _SHRINK >= 8, y, kw)
-    if n < 65_535:
-        h[LV_N + d] = n + 1
-    _learn_tow(h, slot, d, y)
 
 
 _i8, _f8 = types.int64, types.float64
@@ -465,7 +438,6 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
     mean_kw = kw
     if g_n and (theft or kva != 0.0):
         mean_kw = (n_d * _F16[h[LV_KW + d]] + _SHRINK * _F16[h[_KW_G]]) / (n_d + _SHRINK)
-    mu_g = dev_g = mu_l = dev_l = 0.0
     if g_n and (warm or scored):
         mu_g, dev_g = _LV[h[_MU_G]], _LV[h[_DEV_G]]
         w_d = n_d / (n_d + _SHRINK)
@@ -617,18 +589,7 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
     if kw > peak_today:
         x[PEAK_TODAY] = kw
     if started != 0.0:
-        if g_n < 8:  # (the meter-wide level not yet winsorised: _baseline.learn itself)
-            _learn_young(h, x, slot, kw)
-        else:
-            if g_n < 96 or fl_x == 0.0:
-                fl_x = 0.05 * _F16[h[_KW_G]]
-                fl_x = fl_x if fl_x > 0.01 else 0.01
-                x[FLOOR_KW] = fl_x
-            if not (warm or scored):
-                mu_g, dev_g = _LV[h[_MU_G]], _LV[h[_DEV_G]]
-                mu_l, dev_l = _LV[h[LV_MU + d]], _LV[h[LV_DEV + d]]
-            _learn_settled(h, d, slot, kw0, math.log(kw0 + fl_x), g_n, mu_g, dev_g, mu_l,
-                           dev_l)
+        _learn(h, x, slot, kw)
         a = 1.0 / n_prev
         if a < 0.002:
             a = 0.002
@@ -662,18 +623,13 @@ _LAYOUT_NOW = (
     PEAK_MAX, PEAK_TODAY, RESID_EW, STARTED, TH_CNT, TH_EXP, TH_LEN, TH_OBS, TOW_MU, TOW_N,
     TREND_EW, ZERO_FRAC, N, _N_X, _N_CONSTS, LOG_BIAS, LOG_STEP, _ALPHA_DT, _ALPHA_G,
     _ALPHA_TOW, _MIN_DEV, _SHRINK, _SHRINK_TOW,
-    int((_LEVELS * np.arange(1, len(_LEVELS) + 1)).sum()))
+    int((_LEVELS * np.arange(1, len(_LEVELS) + 1)).sum()),
+    sum((i + 1) * sum(map(ord, name)) for i, name in enumerate(CONSTS)))
 
 
 @numba.njit(cache=True)
 def _layout() -> tuple[Any, ...]:
-    return (
-        DAY_CNT, DAY_MAX, DAY_MIN, DAY_NO, DAY_SUM, FLOOR_KW, GAP_RUN, GAP_S, GLOBAL, H_LEN,
-        INFERRED_S, INTERVAL_S, LAST_KW, LAST_KWH, LAST_TS, LAST_VMIN, LV_DEV, LV_KW, LV_MU,
-        LV_N, PEAK_MAX, PEAK_TODAY, RESID_EW, STARTED, TH_CNT, TH_EXP, TH_LEN, TH_OBS, TOW_MU,
-        TOW_N, TREND_EW, ZERO_FRAC, N, _N_X, _N_CONSTS, LOG_BIAS, LOG_STEP, _ALPHA_DT,
-        _ALPHA_G, _ALPHA_TOW, _MIN_DEV, _SHRINK, _SHRINK_TOW,
-        (_LEVELS * np.arange(1, len(_LEVELS) + 1)).sum())
+    return _LAYOUT_NOW  # (a global tuple: frozen into the machine code when compiled)
 
 
 def _compiled_layout_is_current() -> bool:

@@ -61,6 +61,16 @@ from gridwatch.models._capacity import plan as capacity_plan
 from gridwatch.models._config import ClassPolicy, DetectionSettings
 from gridwatch.models._consumption import ETYPE as _CONSUMPTION
 from gridwatch.models._consumption import policy
+from gridwatch.models._quiet_codes import (
+    CONSTS,
+    DONE,
+    NOT_QUIET,
+    SCORED,
+    SET_NO_RUN,
+    STUCK,
+    STUCK_COUNT,
+    TH_HOUR,
+)
 from gridwatch.models._record import (
     DAY_CNT,
     DAY_MAX,
@@ -167,19 +177,6 @@ _isnan = math.isnan
 #: (event time, interval, calendar) -> (the previous interval's level, the forecast's steps,
 #: the steps flat in float64, that array's address): see ``_steps``
 _Steps = tuple[int, tuple[tuple[int, float, float], ...], array, int]
-#: the compiled kernel's answers: nothing changed and not quiet (the full path runs), done, or
-#: nothing changed and left to :func:`python_quiet_step`
-NOT_QUIET, DONE, PYTHON = 0, 1, 2
-#: flags of a DONE answer: the runs above and below the band end (``rec.hi = rec.lo =
-#: NO_RUN``), the theft window moved to the answer's hour (``rec.th_hour``), a sampled score,
-#: the stuck-reading count to take (``_alarms.cond``), and whether the value repeated
-SET_NO_RUN, TH_HOUR, SCORED, STUCK_COUNT, STUCK = 1, 2, 4, 8, 16
-#: the settings' constants the kernel reads (attributes of ``_Consts``), by position in the
-#: float64 buffer passed to it by address
-CONSTS = ("min_kw", "two_min_kw", "rev_kw", "drift_s", "infer", "interval_s", "warmup_s",
-               "band_hi", "band_lo", "lo_f1", "hi_f1", "lo_f3", "hi_f3", "lo1", "hi1", "lo3",
-               "hi3", "min_pf", "severe_pf", "widen", "thin_widen", "v_unb", "i_unb", "sample",
-               "warn_fraction", "theft_n", "theft_limit", "stuck_fire")
 
 
 class _Consts:

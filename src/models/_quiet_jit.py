@@ -38,7 +38,7 @@ from gridwatch.models._baseline import (
     _SHRINK,
     _SHRINK_TOW,
 )
-from gridwatch.models._quiet import (
+from gridwatch.models._quiet_codes import (
     CONSTS,
     DONE,
     NOT_QUIET,
@@ -90,7 +90,7 @@ from gridwatch.models._record import (
 
 __all__ = ["kernel"]
 
-# (the positions of _quiet.CONSTS, in its order)
+# (the positions of _quiet_codes.CONSTS, in its order)
 (_MIN_KW, _TWO_MIN_KW, _REV_KW, _DRIFT_S, _INFER, _INTERVAL_S, _WARMUP_S, _BAND_HI, _BAND_LO,
  _LO_F1, _HI_F1, _LO_F3, _HI_F3, _LO1, _HI1, _LO3, _HI3, _MIN_PF, _SEVERE_PF, _WIDEN,
  _THIN_WIDEN, _V_UNB, _I_UNB, _SAMPLE, _WARN_FRACTION, _THEFT_N, _THEFT_LIMIT,

@@ -348,6 +348,27 @@ class Stack:
         """CPU-seconds the engine processes have used so far."""
         return sum(cpu_seconds(p.pid) for p in self.engines if p.poll() is None)
 
+    def services_cpu(self) -> dict[str, float]:
+        """CPU-seconds the broker and the database have used so far."""
+        out: dict[str, float] = {}
+        for name, svc in (("mosquitto", self.broker), ("influxdb", self.influx)):
+            proc = getattr(svc, "proc", None)
+            if proc is not None and proc.poll() is None:
+                out[name] = cpu_seconds(proc.pid)
+        return out
+
+    def influx_http_stats(self) -> dict[str, float]:
+        """InfluxDB's HTTP counters so far (``SHOW STATS FOR 'httpd'``): write and query
+        requests, points written, time spent on each kind."""
+        q = urllib.parse.urlencode({"q": "SHOW STATS FOR 'httpd'"})
+        with urllib.request.urlopen(f"{self.influx.url}/query?{q}", timeout=10) as resp:
+            doc = json.loads(resp.read())
+        series = doc["results"][0].get("series") or []
+        if not series:
+            return {}
+        return {k: float(v) for k, v in zip(series[0]["columns"], series[0]["values"][0],
+                                            strict=True)}
+
     def engine_sched(self) -> tuple[float, float]:
         """(CPU seconds, seconds waiting for a CPU) of the engine processes so far."""
         both = [sched_seconds(p.pid) for p in self.engines if p.poll() is None]
@@ -413,14 +434,25 @@ def journal_records(journal_dir: Path) -> int:
 
 
 def wait_stored(url: str, target: int, engines_alive: Callable[[], bool], timeout: float,
-                poll_s: float = 1.0, label: str = "", since: datetime | None = None
+                poll_s: float = 1.0, label: str = "", since: datetime | None = None,
+                written: Callable[[], float] | None = None, written_target: float = 0.0
                 ) -> tuple[float | None, int]:
     """Poll until ``target`` readings are stored; returns (perf_counter when seen or None on
-    timeout, last count). The count query itself costs InfluxDB work, so the poll interval
-    is at least four times the last query's duration."""
+    timeout, last count). The count query itself costs InfluxDB work (on 2 cores, CPU taken
+    from the engine it measures), so the poll interval is at least four times the last
+    query's duration; and with ``written`` (the engine's count of points the server accepted,
+    from its metrics), the count is asked only once that has reached ``written_target``: no
+    reading can be counted before the engine has written at least as many points."""
     deadline = time.monotonic() + timeout
     n = 0
     with console.status(f"{label}: waiting for {target:,} readings in InfluxDB") as status:
+        while written is not None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if written() >= written_target:
+                    break
+            if not engines_alive():
+                return None, n
+            time.sleep(0.05)
         while time.monotonic() < deadline:
             q0 = time.perf_counter()
             with contextlib.suppress(OSError):

@@ -139,6 +139,13 @@ def _handover(metrics_port: int) -> tuple[int, int]:
             int(m.get("gridwatch_ingest_handover_misses_total", 0)))
 
 
+def _written(metrics_port: int) -> float:
+    """Points the engine's storage sink has had accepted so far (0 without a metrics port)."""
+    if not metrics_port:
+        return 0.0
+    return engine_metrics(metrics_port).get("gridwatch_storage_points_written_total", 0.0)
+
+
 def placed_split(sim: Any, processes: int = 2) -> dict[str, dict[str, Any]]:
     """Settings that place the fleet's regions on ``processes`` processes, balanced by meter
     count (largest region first, each to the process with the fewest meters so far): each
@@ -202,6 +209,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
             console.print(f"{shape}: raw paho receive of {len(msgs):,} messages "
                           f"({n:,} readings): {raw_r:,.0f} readings/s")
             before = stored_readings(stack.influx.url)
+            http_before = stack.influx_http_stats()
             j_before = journal_records(work / "journal")
             hand_before = _handover(metrics_port)
             journaled_at: list[float] = []
@@ -228,8 +236,10 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                 # over everything stored grows slower as the run goes on, and the poll waits
                 # four times the query's duration.
                 part_before = stored_readings(stack.influx.url, part_ts)
+                written_before = _written(metrics_port)
                 t_part = time.perf_counter()
                 cpu_part = stack.engine_cpu()
+                svc_part = stack.services_cpu()
                 sched_part = stack.engine_sched()
                 for topic, payload, _n in part:
                     pub.publish(topic, payload)
@@ -239,7 +249,10 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                                                 stack.engines_alive,
                                                 timeout=max(600.0, n_part / 200),
                                                 label=f"{shape} part {k + 1}/{len(parts)}",
-                                                poll_s=0.25, since=part_ts)
+                                                poll_s=0.25, since=part_ts,
+                                                written=(lambda: _written(metrics_port))
+                                                if metrics_port else None,
+                                                written_target=written_before + n_part)
                 stored = target - n_part + stored_part - part_before
                 if done is None:
                     journaled = journal_records(work / "journal")
@@ -247,16 +260,24 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                                        f"stored ({journaled:,} journaled); engine alive: "
                                        f"{stack.engines_alive()}")
                 cpu = stack.engine_cpu() - cpu_part
+                svc = {k: v - svc_part.get(k, 0.0) for k, v in stack.services_cpu().items()}
                 sched = stack.engine_sched()
                 waited = sched[1] - sched_part[1]
                 part_rates.append({"readings": n_part, "e2e_s": round(done - t_part, 3),
                                    "e2e_readings_per_s": round(n_part / (done - t_part)),
                                    "engine_cpu_s": round(cpu, 2),
                                    "readings_per_engine_cpu_s": round(n_part / max(cpu, 0.01)),
+                                   # the servers' CPU over the same interval: with the
+                                   # engine's, what the whole path costs a reading
+                                   "services_cpu_s": {k: round(v, 2) for k, v in svc.items()},
+                                   "readings_per_stack_cpu_s": round(
+                                       n_part / max(cpu + sum(svc.values()), 0.01)),
                                    # thread-seconds the engine was runnable with no free core
                                    "engine_wait_for_cpu_s": round(waited, 2)})
             e2e_s = done - t0
             watching.set()
+            http = {k: v - http_before.get(k, 0.0)
+                    for k, v in stack.influx_http_stats().items()}
             hand = _handover(metrics_port)
             hits, misses = (hand[0] - hand_before[0], hand[1] - hand_before[1])
             if trace_ingest:
@@ -270,7 +291,20 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                 "stored": stored - before, "parts": part_rates,
                 "engine_rss_mib": round(stack.engine_rss() / 2**20),
                 "handover_hits": hits, "handover_misses": misses,
+                # what InfluxDB was asked meanwhile (the benchmark's count queries included)
+                "influx_write_requests": int(http.get("writeReq", 0)),
+                "influx_points_written": int(http.get("pointsWrittenOK", 0)),
+                "influx_query_requests": int(http.get("queryReq", 0)),
+                "influx_query_s": round(http.get("queryReqDurationNs", 0) / 1e9, 2),
+                "influx_write_s": round(http.get("writeReqDurationNs", 0) / 1e9, 2),
             }
+            console.print(f"{shape}: InfluxDB took {int(http.get('writeReq', 0)):,} write "
+                          f"requests ({int(http.get('pointsWrittenOK', 0)):,} points, "
+                          f"{http.get('pointsWrittenOK', 0) / max(http.get('writeReq', 0), 1):,.0f}"
+                          f" a request; {http.get('writeReqDurationNs', 0) / 1e9:.1f} s "
+                          f"answering them) and {int(http.get('queryReq', 0)):,} queries "
+                          f"({http.get('queryReqDurationNs', 0) / 1e9:.1f} s, the benchmark's "
+                          "count polls)")
             if metrics_port:
                 console.print(f"{shape}: the dataflow took {hits:,} records from the "
                               f"collector's hand-over and decoded {misses:,} (hit rate "
@@ -291,6 +325,15 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                           + " CPU-seconds used, over "
                           + ", ".join(f"{p['e2e_s']:.1f}" for p in part_rates)
                           + " s (run queue: the machine's other jobs)")
+            console.print(f"{shape}: CPU-seconds of InfluxDB, mosquitto over the same "
+                          "intervals: " + ", ".join(
+                              f"{p['services_cpu_s'].get('influxdb', 0):.1f}, "
+                              f"{p['services_cpu_s'].get('mosquitto', 0):.1f}"
+                              for p in part_rates)
+                          + "; readings per CPU-second of engine + servers: "
+                          + ", ".join(f"{p['readings_per_stack_cpu_s']:,}" for p in part_rates)
+                          + " (on 2 cores the path cannot store more than twice that a "
+                          "second)")
         time.sleep(3)
         results["journaled_total"] = journal_records(work / "journal")
         results["stored_total"] = stored_readings(stack.influx.url)

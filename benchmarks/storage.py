@@ -3,7 +3,10 @@
 Starts its own private servers (Debian's InfluxDB 1.6.7 for the v1 ``/write`` API,
 VictoriaMetrics for influxdb-client's v2 write API) on free loopback ports, writes the same
 readings through the gridwatch writer and through a bare ``http.client`` POST of the same
-batches, and prints both rates and their ratio. Each database or measurement prefix is fresh per
+batches, and prints both rates and their ratio, and the CPU time each server spent on the
+writer's points (from ``/proc/<pid>/stat``, until a second after the last write returned:
+on a machine that runs the engine and its database side by side, that is CPU the engine does
+not get). Each database or measurement prefix is fresh per
 run, so no run overwrites another's points. The conversion of value objects to line protocol is
 timed apart, the sink's direct path beside influxdb-client's ``Point``.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import http.client
+import os
 import tempfile
 import time
 import urllib.parse
@@ -74,6 +78,23 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - t
 
 
+def server_cpu(pid: int) -> float:
+    """User + system CPU-seconds of a server process so far (its threads included)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_with_cpu(fn: Callable[[], None], pid: int, settle_s: float = 1.0
+                   ) -> tuple[float, float]:
+    """(wall seconds of ``fn``, CPU-seconds server ``pid`` spent from its start until
+    ``settle_s`` after it returned: work a server does after answering counts too)."""
+    c0 = server_cpu(pid)
+    wall = timed(fn)
+    time.sleep(settle_s)
+    return wall, server_cpu(pid) - c0
+
+
 def create_db(url: str, name: str) -> None:
     raw = urllib.parse.urlencode({"q": f'CREATE DATABASE "{name}"'})
     parsed = urllib.parse.urlsplit(url)
@@ -113,43 +134,56 @@ def main() -> None:
         vm = _services.victoria_metrics(Path(tmp) / "vm").start()
         try:
             rows = []
+            assert influx.proc is not None and vm.proc is not None
             for use_gzip in (True, False):
-                best_w = best_r = float("inf")
+                best_w = best_r = cpu_w = float("inf")
                 for run in range(args.repeat):
                     db_w, db_r = f"w{run}{int(use_gzip)}", f"r{run}{int(use_gzip)}"
                     create_db(influx.url, db_w)
                     create_db(influx.url, db_r)
                     writer = V1Writer(InfluxSettings(api="v1", url=influx.url, database=db_w,
                                                      gzip=use_gzip))
-                    best_w = min(best_w, timed(lambda w=writer: [w.write(c) for c in chunks]))
+                    wall, cpu = timed_with_cpu(lambda w=writer: [w.write(c) for c in chunks],
+                                               influx.proc.pid)
+                    best_w, cpu_w = min(best_w, wall), min(cpu_w, cpu)
                     writer.close()
                     q = f"/write?db={db_r}&precision=ns"
                     best_r = min(best_r, timed(
                         lambda q=q, g=use_gzip: raw_post(influx.url, q, chunks, g)))
                 rows.append((f"v1 /write, InfluxDB 1.6.7, gzip {'on' if use_gzip else 'off'}",
-                             best_w, best_r))
+                             best_w, best_r, cpu_w))
             for use_gzip in (True, False):
-                best_w = best_r = float("inf")
+                best_w = best_r = cpu_w = float("inf")
                 for run in range(args.repeat):
                     writer2 = V2Writer(InfluxSettings(api="v2", url=vm.url, org="bench",
                                                       bucket=f"b{run}", gzip=use_gzip))
-                    best_w = min(best_w, timed(lambda w=writer2: [w.write(c) for c in chunks]))
+                    wall, cpu = timed_with_cpu(lambda w=writer2: [w.write(c) for c in chunks],
+                                               vm.proc.pid)
+                    best_w, cpu_w = min(best_w, wall), min(cpu_w, cpu)
                     writer2.close()
                     q = f"/api/v2/write?org=bench&bucket=r{run}&precision=ns"
                     best_r = min(best_r, timed(
                         lambda q=q, g=use_gzip: raw_post(vm.url, q, chunks, g)))
                 rows.append((f"v2 influxdb-client, VictoriaMetrics, gzip "
-                             f"{'on' if use_gzip else 'off'}", best_w, best_r))
+                             f"{'on' if use_gzip else 'off'}", best_w, best_r, cpu_w))
         finally:
             influx.stop()
             vm.stop()
 
     width = max(len(r[0]) for r in rows)
-    print(f"{'API':<{width}}  {'writer pts/s':>13}  {'raw POST pts/s':>14}  {'ratio':>6}")
-    for name, w, r in rows:
+    print(f"{'API':<{width}}  {'writer pts/s':>13}  {'raw POST pts/s':>14}  {'ratio':>6}  "
+          f"{'server CPU µs/pt':>16}")
+    for name, w, r, cpu in rows:
         print(f"{name:<{width}}  {args.points / w:>13,.0f}  {args.points / r:>14,.0f}  "
-              f"{r / w:>6.2f}")
+              f"{r / w:>6.2f}  {cpu / args.points * 1e6:>16.1f}")
     print("ratio = writer rate / raw POST rate of the same batches (1.00 = no overhead)")
+    print("server CPU = CPU time the server spent on the writer's points (least of the runs), "
+          "a second's settling included")
+    v1 = min(cpu for name, *_, cpu in rows if name.startswith("v1"))
+    v2 = min(cpu for name, *_, cpu in rows if name.startswith("v2"))
+    if v1 > 0 and v2 > 0:
+        print(f"server CPU per point, VictoriaMetrics / InfluxDB 1.6.7 (least of each): "
+              f"{v2 / v1:.2f}")
 
 
 if __name__ == "__main__":

@@ -113,10 +113,11 @@ class MeterFacts:
 
     Kept per meter known to the registry (its entry in a :class:`KeptMeta`, about 100 B a
     meter); a meter the registry does not know is looked up again at each reading (it may
-    become known). :meth:`check`, once per batch, drops every kept fact when the registry was
-    reloaded. ``clean`` holds the meters known to be something other than an industrial
-    customer's: a batch made of them only has no industrial readings, found without a look at
-    each reading's facts.
+    become known), and only its hash-shard key, a function of its id alone, is kept.
+    :meth:`check`, once per batch, drops every kept fact when the registry was reloaded.
+    ``clean`` holds the meters known to be something other than an industrial customer's: a
+    batch made of them only has no industrial readings, found without a look at each
+    reading's facts.
     """
 
     def __init__(self, lookup: MetaLookup, placement: Placement | None = None) -> None:
@@ -125,6 +126,8 @@ class MeterFacts:
         #: meter id → (its watch key, an industrial customer's), for meters the registry knows
         self.known: dict[str, tuple[str, bool]] = {}
         self.clean: set[str] = set()
+        #: meter id → its hash-shard key, for meters the registry did not know when asked
+        self.shards: dict[str, str] = {}
 
     def check(self) -> None:
         """Drop every kept fact if the registry was reloaded. Once per batch."""
@@ -134,9 +137,12 @@ class MeterFacts:
 
     def _facts(self, meter_id: str) -> tuple[str, bool]:
         m = self.metas.get(meter_id)
-        key = watch_key(meter_id, m, self.placement)
         if m is None:
+            key = self.shards.get(meter_id)
+            if key is None:
+                key = self.shards[meter_id] = watch_key(meter_id, None)
             return key, False
+        key = watch_key(meter_id, m, self.placement)
         ind = bool(m.customer_id) and m.customer_class == "industrial"
         self.known[meter_id] = (key, ind)
         if not ind:

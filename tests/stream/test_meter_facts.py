@@ -68,6 +68,7 @@ def test_unknown_meter_becomes_known_without_a_reload_of_the_others():
     registry: dict[str, MeterMeta] = {"a": meta("a")}
     facts = MeterFacts(registry.get)
     assert facts(reading("x")) == watch_key("x", None)
+    assert facts.shards == {"x": watch_key("x", None)}  # its shard key is kept, not its facts
     assert facts.industrial(batch(["a", "x"])) == []
     registry["x"] = meta("x", "c5", "industrial")  # added, the kept "a" is still the same
     assert facts(reading("x")) == "cell:c5"

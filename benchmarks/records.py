@@ -17,7 +17,8 @@
   the collector (``Decoder.decode_message`` of 100-reading batches, ``encode_item``,
   ``Journal.append`` without fsync, with the dataflow's hand-over registered), the live
   journal source (``next_batch`` with metrics, reading as the collector appends: the items
-  come from the hand-over) and a replay of the same journal (every record decoded).
+  come from the hand-over; and reading 5,000 records behind the collector, as an engine
+  under load) and a replay of the same journal (every record decoded).
 
     .venv/bin/python benchmarks/records.py [--only decode|handover|path] [--against REV]
 """
@@ -231,6 +232,32 @@ def _path_child() -> dict[str, float]:
                 collector_s += t1 - t0
         part.close()
         assert got == n, f"read {got} of {n}"
+        # the live source 5,000 records behind the collector (an engine under load): a batch
+        # read as each 1,000 are appended, the items from the hand-over
+        behind = Path(tmp) / "behind"
+        again = Decoder()  # (the first one would call these readings duplicates)
+        now = datetime.now(UTC)
+        records = []
+        for m in msgs:
+            items = again.decode_message("meters/north/c1/batch", m, now).accepted
+            records.append((encode_all(items), items))
+        source = JournalSource(behind, partitions=[0], follow=True, batch_size=1000,
+                               metrics=IngestMetrics(CollectorRegistry()))
+        part = source.build_part("in", "p0000", None)
+        got = 0
+        behind_s = 0.0
+        with Journal(behind, 0, fsync=False) as journal:
+            for k, (recs, items) in enumerate(records):
+                journal.append(recs, items)
+                if k % 10 == 9 and k >= 59:  # 1,000 more appended, 5,000 left unread
+                    t1 = time.perf_counter()
+                    got += len(part.next_batch())
+                    behind_s += time.perf_counter() - t1
+            t1 = time.perf_counter()
+            while got < n:
+                got += len(part.next_batch())
+            behind_s += time.perf_counter() - t1
+        part.close()
         replay = JournalSource(directory, follow=False, batch_size=1000)
         rpart = replay.build_part("in", "p0000", None)
         t0 = time.perf_counter()
@@ -244,7 +271,7 @@ def _path_child() -> dict[str, float]:
         rpart.close()
         assert got == n
         out = {"collector": collector_s / n * 1e6, "live source": source_s / n * 1e6,
-               "replay source": replay_s / n * 1e6}
+               "live, behind": behind_s / n * 1e6, "replay source": replay_s / n * 1e6}
     return out
 
 

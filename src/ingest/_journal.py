@@ -641,6 +641,9 @@ class RecentItems:
         self._sets: dict[frozenset[str], frozenset[str]] = {}
         self.loose = loose
         self._compact_from = 0  # items before this offset are compact (or gone)
+        #: one past the newest offset the writer has handed over (0: none yet): the journal's
+        #: end as the writer in this process knows it, without a look at the disk
+        self.end = 0
         self.readers = 0
         #: records a reader took from memory, and those it had to decode
         self.hits = 0
@@ -675,6 +678,8 @@ class RecentItems:
                 offset = first + i
                 ring[offset % cap] = (offset, records[i], items[i])
             end = first + n
+            if end > self.end:
+                self.end = end
             if end - self._compact_from > self.loose:
                 self._compact(max(self._compact_from, end - cap), end - self.loose)
 

@@ -13,6 +13,8 @@ import csv
 import gzip
 import json
 import logging
+import math
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -72,6 +74,7 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
         self.recent = (recent_items(source.journal_dir, partition, source.handover_items)
                        if source.follow and source.handover_items > 0 else None)
         self.next_offset = resume if resume is not None else self.journal.start_offset
+        self._lag_at = -math.inf  # when the lag gauge last scanned the journal's end
         self._idle = False
         self.undecodable = 0
         self._dead: DeadLetters | None = None
@@ -126,8 +129,22 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
         self.next_offset = records[-1][0] + 1
         self.source.accepted += len(items)
         if self.source.metrics is not None:
-            self._set_lag(self.journal.end_offset)
+            self._update_lag()
         return items
+
+    def _update_lag(self) -> None:
+        """The lag gauge after a batch: from the end the collector in this process has handed
+        over (no look at the disk), else from a scan of the journal's end (which reads and
+        checks every record ahead of the reader: the reader does it again when it gets there)
+        at most every ``lag_every_s`` seconds."""
+        recent = self.recent
+        if recent is not None and recent.end:
+            self._set_lag(recent.end)
+            return
+        now = time.monotonic()
+        if now - self._lag_at >= self.source.lag_every_s:
+            self._lag_at = now
+            self._set_lag(self.journal.end_offset)
 
     def _set_lag(self, end: int) -> None:
         if self.source.metrics is not None:
@@ -171,7 +188,10 @@ class JournalSource(FixedPartitionedSource[Item, int]):
     partition) when given. A following source takes the records that a collector in this
     process appended last as the items it validated (at most ``handover_items`` per partition
     are kept for it, ``ingest.handover_items``; 0: decode every record), and counts them in
-    ``metrics`` (``gridwatch_ingest_handover_hits`` and ``_misses``).
+    ``metrics`` (``gridwatch_ingest_handover_hits`` and ``_misses``). The lag gauge
+    (``gridwatch_ingest_consumer_lag``) follows that collector's end after every batch, or,
+    with no collector in this process, a scan of the journal's end at most every
+    ``lag_every_s`` seconds while the partition reads (and at every poll when it is idle).
     """
 
     def __init__(
@@ -187,12 +207,16 @@ class JournalSource(FixedPartitionedSource[Item, int]):
         deadletter_dir: Path | None = None,
         deadletter_partition_base: int = 0,
         handover_items: int = DEFAULT_HANDOVER_ITEMS,
+        lag_every_s: float = 1.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if handover_items < 0:
             raise ValueError(f"handover_items must be >= 0, got {handover_items}")
         self.handover_items = handover_items
+        #: how often, at most, a partition with no collector in this process scans the
+        #: journal's end for ``gridwatch_ingest_consumer_lag`` while it reads
+        self.lag_every_s = lag_every_s
         self.journal_dir = Path(journal_dir)
         self.partitions = partitions
         self.follow = follow

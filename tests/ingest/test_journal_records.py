@@ -322,6 +322,79 @@ def test_a_burst_larger_than_the_old_capacity_is_taken_from_memory(tmp_path: Pat
                                 {"partition": "0"}) == 0
 
 
+def _counting_end_scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the reads of ``Journal.end_offset`` (a scan of the journal's end on disk)."""
+    calls: list[int] = []
+    scan = Journal.end_offset
+
+    def counted(self: Journal) -> int:
+        calls.append(1)
+        return scan.fget(self)
+
+    monkeypatch.setattr(Journal, "end_offset", property(counted))
+    return calls
+
+
+def test_the_lag_gauge_follows_the_collector_in_this_process_without_a_scan(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from gridwatch.ingest import IngestMetrics
+
+    metrics = IngestMetrics(CollectorRegistry())
+    source = JournalSource(tmp_path / "journal", partitions=[0], follow=True,
+                           batch_size=100, metrics=metrics, lag_every_s=0.0)
+    part = source.build_part("in", "p0000", None)
+    batch = _fleet_readings(350)
+
+    def lag() -> float | None:
+        return metrics.registry.get_sample_value("gridwatch_ingest_consumer_lag",
+                                                 {"partition": "0"})
+
+    with Journal(tmp_path / "journal", 0, fsync=False) as j:
+        for k in range(0, 300, 100):
+            j.append([encode_item(r) for r in batch[k:k + 100]], batch[k:k + 100])
+        scans = _counting_end_scans(monkeypatch)
+        assert part.next_batch() == batch[:100]
+        assert lag() == 200
+        j.append([encode_item(r) for r in batch[300:]], batch[300:])
+        assert part.next_batch() == batch[100:200]
+        assert lag() == 150
+        assert scans == []  # the writer's end, not a scan of the disk
+    part.close()
+
+
+def test_without_a_collector_here_the_lag_gauge_scans_at_most_every_lag_every_s(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from gridwatch.ingest import IngestMetrics
+
+    batch = _fleet_readings(300)
+    with Journal(tmp_path / "journal", 0, fsync=False) as j:
+        j.append([encode_item(r) for r in batch])  # (written before any reader: no hand-over)
+    for every, lags in ((3600.0, [200, 200]), (0.0, [200, 100])):
+        metrics = IngestMetrics(CollectorRegistry())
+        source = JournalSource(tmp_path / "journal", partitions=[0], follow=False,
+                               batch_size=100, metrics=metrics, lag_every_s=every)
+        part = source.build_part("in", "p0000", None)
+        scans = _counting_end_scans(monkeypatch)
+        seen = []
+        for _ in range(3):
+            part.next_batch()
+            seen.append(metrics.registry.get_sample_value("gridwatch_ingest_consumer_lag",
+                                                          {"partition": "0"}))
+        # an hour apart: the first batch scans, the next two do not (the third reads the last
+        # records; the end is found when the partition next finds nothing to read)
+        assert seen[:2] == lags
+        assert len(scans) == (1 if every else 3)
+        with pytest.raises(StopIteration):
+            part.next_batch()
+        assert metrics.registry.get_sample_value("gridwatch_ingest_consumer_lag",
+                                                 {"partition": "0"}) == 0
+        part.close()
+
+
 def test_a_reader_beyond_the_capacity_decodes_what_fell_out(tmp_path: Path) -> None:
     """A hand-over of 1,000 items and 3,500 readings appended before the reader comes back:
     the first 2,500 fell out and are decoded, the last 1,000 are taken; every one equal."""
@@ -418,6 +491,7 @@ def test_the_hand_over_ring_keeps_what_a_model_says(
         for i, (rec, r) in enumerate(zip(records, items, strict=True)):
             appended[end + i] = (rec, r)
         end += n
+        assert recent.end == end  # the journal's end as the writer knows it
         asks = [end - 1 - k for k in wanted if end - 1 - k >= 0]
         pairs = [(o, b"other" if wrong_bytes or o not in appended else appended[o][0])
                  for o in asks]  # (an offset past the end: not appended yet)

@@ -352,17 +352,14 @@ class Stack:
         """CPU-seconds the broker and the database have used so far."""
         out: dict[str, float] = {}
         for name, svc in (("mosquitto", self.broker), ("influxdb", self.influx)):
-            proc = getattr(svc, "proc", None)
-            if proc is not None and proc.poll() is None:
-                out[name] = cpu_seconds(proc.pid)
+            if svc is not None and svc.running:
+                out[name] = cpu_seconds(svc.proc.pid)
         return out
 
     def influx_http_stats(self) -> dict[str, float]:
         """InfluxDB's HTTP counters so far (``SHOW STATS FOR 'httpd'``): write and query
         requests, points written, time spent on each kind."""
-        q = urllib.parse.urlencode({"q": "SHOW STATS FOR 'httpd'"})
-        with urllib.request.urlopen(f"{self.influx.url}/query?{q}", timeout=10) as resp:
-            doc = json.loads(resp.read())
+        doc = influx_query(self.influx.url, "SHOW STATS FOR 'httpd'", timeout=10)
         series = doc["results"][0].get("series") or []
         if not series:
             return {}

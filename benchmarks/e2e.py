@@ -298,13 +298,13 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                 "influx_query_s": round(http.get("queryReqDurationNs", 0) / 1e9, 2),
                 "influx_write_s": round(http.get("writeReqDurationNs", 0) / 1e9, 2),
             }
-            console.print(f"{shape}: InfluxDB took {int(http.get('writeReq', 0)):,} write "
-                          f"requests ({int(http.get('pointsWrittenOK', 0)):,} points, "
-                          f"{http.get('pointsWrittenOK', 0) / max(http.get('writeReq', 0), 1):,.0f}"
-                          f" a request; {http.get('writeReqDurationNs', 0) / 1e9:.1f} s "
-                          f"answering them) and {int(http.get('queryReq', 0)):,} queries "
-                          f"({http.get('queryReqDurationNs', 0) / 1e9:.1f} s, the benchmark's "
-                          "count polls)")
+            got = results["shapes"][shape]
+            writes, points = got["influx_write_requests"], got["influx_points_written"]
+            console.print(f"{shape}: InfluxDB took {writes:,} write requests ({points:,} "
+                          f"points, {points / max(writes, 1):,.0f} a request; "
+                          f"{got['influx_write_s']:.1f} s answering them) and "
+                          f"{got['influx_query_requests']:,} queries "
+                          f"({got['influx_query_s']:.1f} s, the benchmark's count polls)")
             if metrics_port:
                 console.print(f"{shape}: the dataflow took {hits:,} records from the "
                               f"collector's hand-over and decoded {misses:,} (hit rate "

@@ -213,6 +213,7 @@ def _path_child() -> dict[str, float]:
         part = source.build_part("in", "p0000", None)
         got = 0
         collector_s = source_s = 0.0
+        records: list[tuple[list[bytes], list[Any]]] = []
         gc.collect()
         gc.freeze()
         with Journal(directory, 0, fsync=False) as journal:
@@ -221,7 +222,9 @@ def _path_child() -> dict[str, float]:
                 now = datetime.now(UTC)
                 for m in msgs[k:k + 10]:
                     items = decoder.decode_message("meters/north/c1/batch", m, now).accepted
-                    journal.append(encode_all(items), items)
+                    recs = encode_all(items)
+                    journal.append(recs, items)
+                    records.append((recs, items))  # (appended again below, read behind)
                 t1 = time.perf_counter()
                 while True:
                     batch = part.next_batch()
@@ -235,12 +238,6 @@ def _path_child() -> dict[str, float]:
         # the live source 5,000 records behind the collector (an engine under load): a batch
         # read as each 1,000 are appended, the items from the hand-over
         behind = Path(tmp) / "behind"
-        again = Decoder()  # (the first one would call these readings duplicates)
-        now = datetime.now(UTC)
-        records = []
-        for m in msgs:
-            items = again.decode_message("meters/north/c1/batch", m, now).accepted
-            records.append((encode_all(items), items))
         source = JournalSource(behind, partitions=[0], follow=True, batch_size=1000,
                                metrics=IngestMetrics(CollectorRegistry()))
         part = source.build_part("in", "p0000", None)

@@ -19,13 +19,17 @@ from __future__ import annotations
 import argparse
 import gzip
 import http.client
-import os
+import sys
 import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _e2e_lib import cpu_seconds
 
 from gridwatch import _services
 from gridwatch._schemas import Reading
@@ -78,21 +82,14 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - t
 
 
-def server_cpu(pid: int) -> float:
-    """User + system CPU-seconds of a server process so far (its threads included)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-        fields = fh.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def timed_with_cpu(fn: Callable[[], None], pid: int, settle_s: float = 1.0
                    ) -> tuple[float, float]:
     """(wall seconds of ``fn``, CPU-seconds server ``pid`` spent from its start until
     ``settle_s`` after it returned: work a server does after answering counts too)."""
-    c0 = server_cpu(pid)
+    c0 = cpu_seconds(pid)
     wall = timed(fn)
     time.sleep(settle_s)
-    return wall, server_cpu(pid) - c0
+    return wall, cpu_seconds(pid) - c0
 
 
 def create_db(url: str, name: str) -> None:

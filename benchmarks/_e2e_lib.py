@@ -1,10 +1,12 @@
 """Building blocks of ``benchmarks/e2e.py``: private servers, engine processes, load, probes.
 
-Everything runs on loopback: a private mosquitto and a private InfluxDB 1.6.7 (v1 API) from
-``gridwatch._services``, and ``gridwatch run`` as one or more child processes with a settings
-file written here. Load comes from ``gridwatch.simulators`` (the 100,000-meter utility fleet,
-or the same fleet ten times larger) and is published with a bare paho client, so that the
-publisher costs the same in the end-to-end run and in its raw baseline.
+Everything runs on loopback: a private mosquitto and a private database from
+``gridwatch._services`` (InfluxDB 1.6.7 through the v1 API, or VictoriaMetrics through
+influxdb-client's v2 write API with ``store="victoria"``), and ``gridwatch run`` as one or
+more child processes with a settings file written here. Load comes from
+``gridwatch.simulators`` (the 100,000-meter utility fleet, or the same fleet ten times
+larger) and is published with a bare paho client, so that the publisher costs the same in
+the end-to-end run and in its raw baseline.
 """
 
 from __future__ import annotations
@@ -244,6 +246,44 @@ def stored_readings(url: str, since: datetime | None = None) -> int:
     return total
 
 
+def vm_query(url: str, query: str, at: float, timeout: float = 60.0) -> Any:
+    """A PromQL/MetricsQL instant query on VictoriaMetrics at time ``at`` (epoch seconds)."""
+    qs = urllib.parse.urlencode({"query": query, "time": f"{at:.3f}", "nocache": "1"})
+    with urllib.request.urlopen(f"{url}/api/v1/query?{qs}", timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+#: Where VictoriaMetrics' count of every reading starts: before any fleet the benchmarks
+#: replay (the utility fleet starts in 2024).
+_VM_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def vm_stored_readings(url: str, since: datetime | None = None) -> int:
+    """Readings stored in VictoriaMetrics (samples of ``reading_kw``, as VictoriaMetrics names
+    the ``kw`` field of the ``reading`` measurement), with event time from ``since`` on."""
+    at = time.time() + 86_400.0  # (the window is open on the left, closed on the right)
+    start = (since or _VM_EPOCH).timestamp() - 1.0
+    out = vm_query(url, f"sum(count_over_time(reading_kw[{int(at - start)}s]))", at)
+    result = out.get("data", {}).get("result") or []
+    return int(float(result[0]["value"][1])) if result else 0
+
+
+def vm_http_stats(url: str) -> dict[str, float]:
+    """VictoriaMetrics' own counters so far, named as InfluxDB's ``SHOW STATS FOR 'httpd'``
+    names the same figures: write requests and points (rows) written."""
+    names = {'vm_http_requests_total{path="/influx/write"': "writeReq",  # (v2 write too)
+             'vm_protoparser_rows_read_total{type="influx"': "pointsWrittenOK",  # lines
+             'vm_http_requests_total{path="/api/v1/query"': "queryReq"}
+    out: dict[str, float] = {}
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            key, _, value = line.rpartition(" ")
+            head = key.split(",", 1)[0].rstrip("}")
+            if head in names:
+                out[names[head]] = out.get(names[head], 0.0) + float(value)
+    return out
+
+
 def has_reading(url: str, meter_id: str, ts: str) -> bool:
     """Whether one reading (meter, timestamp) is stored."""
     out = influx_query(url, f"SELECT kw FROM reading WHERE meter_id = '{meter_id}' "
@@ -252,23 +292,56 @@ def has_reading(url: str, meter_id: str, ts: str) -> bool:
 
 
 # -- servers and the engine -------------------------------------------------------------------
+#: The stores a benchmark can write to: InfluxDB 1.6.7 (v1 API), VictoriaMetrics (v2 API).
+STORES = ("influxdb", "victoria")
+
+
 @dataclass
 class Stack:
-    """Private mosquitto and InfluxDB 1.6.7, a registry, a settings file and engine processes."""
+    """Private mosquitto and a database (``store``: InfluxDB 1.6.7, or VictoriaMetrics through
+    the v2 write API), a registry, a settings file and engine processes."""
 
     work: Path
+    store: str = "influxdb"
     broker: Any = None
-    influx: Any = None
+    db: Any = None
     engines: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.store not in STORES:
+            raise ValueError(f"store {self.store!r}: one of {', '.join(STORES)}")
 
     def start_servers(self) -> Stack:
         self.work.mkdir(parents=True, exist_ok=True)
         self.broker = _services.mosquitto(self.work / "mosquitto").start()
-        self.influx = _services.influxdb(self.work / "influxdb").start()
-        urllib.request.urlopen(f"{self.influx.url}/query",
-                               data=b"q=CREATE+DATABASE+gridwatch", timeout=30).read()
+        if self.store == "victoria":
+            self.db = _services.victoria_metrics(self.work / "victoria-metrics").start()
+        else:
+            self.db = _services.influxdb(self.work / "influxdb").start()
+            urllib.request.urlopen(f"{self.db.url}/query",
+                                   data=b"q=CREATE+DATABASE+gridwatch", timeout=30).read()
         return self
+
+    @property
+    def db_name(self) -> str:
+        """The database's name in figures and messages."""
+        return "VictoriaMetrics" if self.store == "victoria" else "InfluxDB"
+
+    def stored(self, since: datetime | None = None) -> int:
+        """Readings stored so far (with event time from ``since`` on)."""
+        if self.store == "victoria":
+            return vm_stored_readings(self.db.url, since)
+        return stored_readings(self.db.url, since)
+
+    def has_reading(self, meter_id: str, ts: str) -> bool:
+        """Whether one reading (meter, timestamp) is stored."""
+        if self.store == "victoria":
+            at = datetime.fromisoformat(ts).timestamp()
+            out = vm_query(self.db.url, f'count_over_time(reading_kw{{meter_id="{meter_id}"}}'
+                                        f'[1s])', at, timeout=10)
+            return bool(out.get("data", {}).get("result"))
+        return has_reading(self.db.url, meter_id, ts)
 
     def write_config(self, registry: Path, metrics_port: int = 0,
                      sections: dict[str, dict[str, Any]] | None = None, **alerts: Any) -> Path:
@@ -280,8 +353,12 @@ class Stack:
                      "client_id": "bench-collector"},
             "ingest": {"journal_dir": str(w / "journal"), "deadletter_dir": str(w / "dead"),
                        "metrics_port": metrics_port, "metrics_addr": "127.0.0.1"},
-            "influx": {"api": "v1", "url": self.influx.url, "database": "gridwatch",
-                       "spool_dir": str(w / "spool"), "batch_size": 5000},
+            "influx": ({"api": "v1", "url": self.db.url, "database": "gridwatch"}
+                       if self.store == "influxdb" else
+                       # gzip off: on loopback it costs both sides CPU and saves nothing
+                       {"api": "v2", "url": self.db.url, "org": "gridwatch",
+                        "bucket": "gridwatch", "gzip": False})
+            | {"spool_dir": str(w / "spool"), "batch_size": 5000},
             "alerts": {"registry": str(registry), "routes": str(ROOT / "config/routes.yaml"),
                        "templates": str(ROOT / "config/templates"),
                        "state_db": str(w / "alerts.sqlite"),
@@ -330,12 +407,12 @@ class Stack:
         ts = (datetime.now(UTC) - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
         doc = {"meter_id": "probe01", "ts": ts.isoformat().replace("+00:00", "Z"),
                "kw": 1.0, "kwh": 1.0, "voltage": [230.0]}
-        before = stored_readings(self.influx.url)
+        before = self.stored()
         pub = Publisher(self.broker.port, "bench-probe")
         pub.publish("meters/probe/probe01/reading", json.dumps(doc).encode())
         pub.close()
-        done, _ = wait_stored(self.influx.url, before + 1, self.engines_alive, timeout,
-                              label="engine start")
+        done, _ = wait_stored(self.stored, before + 1, self.engines_alive, timeout,
+                              label="engine start", db=self.db_name)
         if done is None:
             raise RuntimeError(f"the engine stored no probe reading in {timeout}s; see "
                                f"{self.logs[0]}")
@@ -351,15 +428,18 @@ class Stack:
     def services_cpu(self) -> dict[str, float]:
         """CPU-seconds the broker and the database have used so far."""
         out: dict[str, float] = {}
-        for name, svc in (("mosquitto", self.broker), ("influxdb", self.influx)):
+        for name, svc in (("mosquitto", self.broker), (self.store, self.db)):
             if svc is not None and svc.running:
                 out[name] = cpu_seconds(svc.proc.pid)
         return out
 
-    def influx_http_stats(self) -> dict[str, float]:
-        """InfluxDB's HTTP counters so far (``SHOW STATS FOR 'httpd'``): write and query
-        requests, points written, time spent on each kind."""
-        doc = influx_query(self.influx.url, "SHOW STATS FOR 'httpd'", timeout=10)
+    def db_http_stats(self) -> dict[str, float]:
+        """The database's HTTP counters so far, as InfluxDB names them (``SHOW STATS FOR
+        'httpd'``): write and query requests, points written and, from InfluxDB, the time
+        spent on each kind."""
+        if self.store == "victoria":
+            return vm_http_stats(self.db.url)
+        doc = influx_query(self.db.url, "SHOW STATS FOR 'httpd'", timeout=10)
         series = doc["results"][0].get("series") or []
         if not series:
             return {}
@@ -388,7 +468,7 @@ class Stack:
 
     def close(self) -> None:
         self.stop_engines()
-        for svc in (self.broker, self.influx):
+        for svc in (self.broker, self.db):
             if svc is not None:
                 svc.stop()
 
@@ -430,19 +510,21 @@ def journal_records(journal_dir: Path) -> int:
     return total
 
 
-def wait_stored(url: str, target: int, engines_alive: Callable[[], bool], timeout: float,
+def wait_stored(count: Callable[[datetime | None], int], target: int,
+                engines_alive: Callable[[], bool], timeout: float,
                 poll_s: float = 1.0, label: str = "", since: datetime | None = None,
-                written: Callable[[], float] | None = None, written_target: float = 0.0
-                ) -> tuple[float | None, int]:
-    """Poll until ``target`` readings are stored; returns (perf_counter when seen or None on
-    timeout, last count). The count query itself costs InfluxDB work (on 2 cores, CPU taken
-    from the engine it measures), so the poll interval is at least four times the last
-    query's duration; and with ``written`` (the engine's count of points the server accepted,
-    from its metrics), the count is asked only once that has reached ``written_target``: no
-    reading can be counted before the engine has written at least as many points."""
+                written: Callable[[], float] | None = None, written_target: float = 0.0,
+                db: str = "the database") -> tuple[float | None, int]:
+    """Poll ``count`` (``Stack.stored``) until ``target`` readings are stored; returns
+    (perf_counter when seen or None on timeout, last count). The count query itself costs the
+    database work (on 2 cores, CPU taken from the engine it measures), so the poll interval
+    is at least four times the last query's duration; and with ``written`` (the engine's
+    count of points the server accepted, from its metrics), the count is asked only once
+    that has reached ``written_target``: no reading can be counted before the engine has
+    written at least as many points."""
     deadline = time.monotonic() + timeout
     n = 0
-    with console.status(f"{label}: waiting for {target:,} readings in InfluxDB") as status:
+    with console.status(f"{label}: waiting for {target:,} readings in {db}") as status:
         while written is not None and time.monotonic() < deadline:
             with contextlib.suppress(OSError):
                 if written() >= written_target:
@@ -453,7 +535,7 @@ def wait_stored(url: str, target: int, engines_alive: Callable[[], bool], timeou
         while time.monotonic() < deadline:
             q0 = time.perf_counter()
             with contextlib.suppress(OSError):
-                n = stored_readings(url, since)
+                n = count(since)
             q_s = time.perf_counter() - q0
             if n >= target:
                 return time.perf_counter(), n

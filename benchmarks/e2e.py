@@ -2,12 +2,15 @@
 
 Every figure comes from the whole engine (``gridwatch run``: collector → journal → bytewax
 dataflow with every detector and load profiling → InfluxDB 1.6.7 over the v1 API → alert
-router) on private servers on loopback, fed by the simulated utility fleet
+router) on private servers on loopback (``--store victoria``: VictoriaMetrics over the v2
+write API instead of InfluxDB), fed by the simulated utility fleet
 (``config/fleets/utility-100k.yaml``), and is printed beside a baseline measured in the same run:
 
 * ``throughput``: the same MQTT messages (100-reading batches; single readings) received by a
   bare paho client (baseline), then published to the engine; end to end is complete when
-  InfluxDB counts every reading (``count(kw)`` of ``reading``, polled every second).
+  the database counts every reading (InfluxDB: ``count(kw)`` of ``reading``;
+  VictoriaMetrics: ``count_over_time(reading_kw)``), polled once the engine says it wrote
+  as many points.
 * ``latency``: a steady stream with voltage sags injected; publish → alert at an MQTT
   subscriber, with the router's group wait and interval at 0 (service round every 50 ms).
 * ``memory``: resident memory per meter of the dataflow holding 100,000 (and, with ``--full``,
@@ -45,19 +48,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _e2e_lib import (
     METER_RE,
     ROOT,
+    STORES,
     Message,
     Publisher,
     Stack,
     Subscriber,
     console,
     engine_metrics,
-    has_reading,
     journal_records,
     load_fleet,
     machine,
     messages_for,
     renamed,
-    stored_readings,
     wait_stored,
 )
 from rich.table import Table
@@ -170,7 +172,7 @@ def placed_split(sim: Any, processes: int = 2) -> dict[str, dict[str, Any]]:
 
 def run_throughput(work: Path, processes: int, batch_intervals: int,
                    single_readings: int, trace_ingest: bool = False,
-                   placed: bool = False) -> dict[str, Any]:
+                   placed: bool = False, store: str = "influxdb") -> dict[str, Any]:
     from gridwatch.simulators import write_registry
 
     label = "placed" if placed else "scaleout" if processes > 1 else "throughput"
@@ -178,9 +180,9 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
     console.print("generating the load (100,000-meter utility fleet) ...")
     sim, batch, single = throughput_load(batch_intervals, single_readings)
     registry = work / "registry.json"
-    stack = Stack(work)
+    stack = Stack(work, store)
     results: dict[str, Any] = {"processes": processes, "meters": sim.fleet.n_meters,
-                               "shapes": {}}
+                               "store": store, "shapes": {}}
     try:
         stack.start_servers()
         write_registry(sim.meters, registry)
@@ -208,8 +210,8 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
             raw_s, raw_r = raw_rate(stack.broker.port, msgs, f"{label}-{shape}")
             console.print(f"{shape}: raw paho receive of {len(msgs):,} messages "
                           f"({n:,} readings): {raw_r:,.0f} readings/s")
-            before = stored_readings(stack.influx.url)
-            http_before = stack.influx_http_stats()
+            before = stack.stored()
+            http_before = stack.db_http_stats()
             j_before = journal_records(work / "journal")
             hand_before = _handover(metrics_port)
             journaled_at: list[float] = []
@@ -235,7 +237,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                 # Count only this interval's readings (event time from its start on): a count
                 # over everything stored grows slower as the run goes on, and the poll waits
                 # four times the query's duration.
-                part_before = stored_readings(stack.influx.url, part_ts)
+                part_before = stack.stored(part_ts)
                 written_before = _written(metrics_port)
                 t_part = time.perf_counter()
                 cpu_part = stack.engine_cpu()
@@ -245,14 +247,15 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                     pub.publish(topic, payload)
                 pub.flush()
                 t_pub += time.perf_counter() - t_part
-                done, stored_part = wait_stored(stack.influx.url, part_before + n_part,
+                done, stored_part = wait_stored(stack.stored, part_before + n_part,
                                                 stack.engines_alive,
                                                 timeout=max(600.0, n_part / 200),
                                                 label=f"{shape} part {k + 1}/{len(parts)}",
                                                 poll_s=0.25, since=part_ts,
                                                 written=(lambda: _written(metrics_port))
                                                 if metrics_port else None,
-                                                written_target=written_before + n_part)
+                                                written_target=written_before + n_part,
+                                                db=stack.db_name)
                 stored = target - n_part + stored_part - part_before
                 if done is None:
                     journaled = journal_records(work / "journal")
@@ -277,7 +280,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
             e2e_s = done - t0
             watching.set()
             http = {k: v - http_before.get(k, 0.0)
-                    for k, v in stack.influx_http_stats().items()}
+                    for k, v in stack.db_http_stats().items()}
             hand = _handover(metrics_port)
             hits, misses = (hand[0] - hand_before[0], hand[1] - hand_before[1])
             if trace_ingest:
@@ -291,20 +294,23 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                 "stored": stored - before, "parts": part_rates,
                 "engine_rss_mib": round(stack.engine_rss() / 2**20),
                 "handover_hits": hits, "handover_misses": misses,
-                # what InfluxDB was asked meanwhile (the benchmark's count queries included)
-                "influx_write_requests": int(http.get("writeReq", 0)),
-                "influx_points_written": int(http.get("pointsWrittenOK", 0)),
-                "influx_query_requests": int(http.get("queryReq", 0)),
-                "influx_query_s": round(http.get("queryReqDurationNs", 0) / 1e9, 2),
-                "influx_write_s": round(http.get("writeReqDurationNs", 0) / 1e9, 2),
+                # what the database was asked meanwhile (the benchmark's count queries
+                # included; VictoriaMetrics does not count the time it spent answering)
+                "db_write_requests": int(http.get("writeReq", 0)),
+                "db_points_written": int(http.get("pointsWrittenOK", 0)),
+                "db_query_requests": int(http.get("queryReq", 0)),
+                "db_query_s": round(http.get("queryReqDurationNs", 0) / 1e9, 2),
+                "db_write_s": round(http.get("writeReqDurationNs", 0) / 1e9, 2),
             }
             got = results["shapes"][shape]
-            writes, points = got["influx_write_requests"], got["influx_points_written"]
-            console.print(f"{shape}: InfluxDB took {writes:,} write requests ({points:,} "
-                          f"points, {points / max(writes, 1):,.0f} a request; "
-                          f"{got['influx_write_s']:.1f} s answering them) and "
-                          f"{got['influx_query_requests']:,} queries "
-                          f"({got['influx_query_s']:.1f} s, the benchmark's count polls)")
+            writes, points = got["db_write_requests"], got["db_points_written"]
+            answering = (f"; {got['db_write_s']:.1f} s answering them"
+                         if store == "influxdb" else "")
+            queries = (f" ({got['db_query_s']:.1f} s" if store == "influxdb" else " (")
+            console.print(f"{shape}: {stack.db_name} took {writes:,} write requests "
+                          f"({points:,} points, {points / max(writes, 1):,.0f} a request"
+                          f"{answering}) and {got['db_query_requests']:,} queries"
+                          f"{queries}, the benchmark's count polls)")
             if metrics_port:
                 console.print(f"{shape}: the dataflow took {hits:,} records from the "
                               f"collector's hand-over and decoded {misses:,} (hit rate "
@@ -325,9 +331,9 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                           + " CPU-seconds used, over "
                           + ", ".join(f"{p['e2e_s']:.1f}" for p in part_rates)
                           + " s (run queue: the machine's other jobs)")
-            console.print(f"{shape}: CPU-seconds of InfluxDB, mosquitto over the same "
-                          "intervals: " + ", ".join(
-                              f"{p['services_cpu_s'].get('influxdb', 0):.1f}, "
+            console.print(f"{shape}: CPU-seconds of {stack.db_name}, mosquitto over the "
+                          "same intervals: " + ", ".join(
+                              f"{p['services_cpu_s'].get(store, 0):.1f}, "
                               f"{p['services_cpu_s'].get('mosquitto', 0):.1f}"
                               for p in part_rates)
                           + "; readings per CPU-second of engine + servers: "
@@ -336,7 +342,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                           "second)")
         time.sleep(3)
         results["journaled_total"] = journal_records(work / "journal")
-        results["stored_total"] = stored_readings(stack.influx.url)
+        results["stored_total"] = stack.stored()
         results["engine_alive"] = stack.engines_alive()
     finally:
         stack.close()
@@ -379,7 +385,8 @@ def _groups(rows: list[Any]) -> dict[tuple[str, str], list[int]]:
     return out
 
 
-def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float) -> dict[str, Any]:
+def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float,
+                store: str = "influxdb") -> dict[str, Any]:
     from gridwatch.simulators import Simulation, write_registry
 
     console.rule(f"[bold]latency: {rate:,.0f} readings/s for {seconds:.0f} s")
@@ -427,7 +434,7 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float) -> d
         if pos >= warm + span:
             break
     registry = work / "registry.json"
-    stack = Stack(work)
+    stack = Stack(work, store)
     published: dict[str, float] = {}
     latencies: dict[str, float] = {}
     lock = threading.Lock()
@@ -451,7 +458,7 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float) -> d
                                  service_interval_s=0.05)
         stack.start_engine(cfg)
         stack.wait_ready()
-        base = stored_readings(stack.influx.url)
+        base = stack.stored()
         sub = Subscriber(stack.broker.port, "bench-alerts",
                          ["gridwatch/managers/+/alerts", "gridwatch/customers/+/notices"],
                          on_message=on_alert)
@@ -463,7 +470,8 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float) -> d
             pub.publish(msgs[i][0], msgs[i][1])
             sent += msgs[i][2]
             i += 1
-        wait_stored(stack.influx.url, base + warm, stack.engines_alive, 600, label="warm-up")
+        wait_stored(stack.stored, base + warm, stack.engines_alive, 600, label="warm-up",
+                    db=stack.db_name)
         n_sag = sum(map(len, sag_in.values()))
         console.print(f"steady stream: {rate:,.0f} readings/s, {n_sag} voltage sags ...")
         t0 = time.perf_counter()
@@ -487,8 +495,8 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float) -> d
             i += 1
         pub.flush()
         t_send = time.perf_counter() - t0
-        done, _ = wait_stored(stack.influx.url, base + warm + steady, stack.engines_alive, 600,
-                              label="latency")
+        done, _ = wait_stored(stack.stored, base + warm + steady, stack.engines_alive, 600,
+                              label="latency", db=stack.db_name)
         drain = (done - t0 - t_send) if done is not None else None
         sched1 = stack.engine_sched()
         deadline = time.monotonic() + 30
@@ -633,7 +641,8 @@ def run_memory(work: Path, full: bool) -> dict[str, Any]:
 
 
 # -- real time ----------------------------------------------------------------------------------
-def run_realtime(work: Path, seconds: float, meters_scale: int = 10) -> dict[str, Any]:
+def run_realtime(work: Path, seconds: float, meters_scale: int = 10,
+                 store: str = "influxdb") -> dict[str, Any]:
     from gridwatch.simulators import Simulation, write_registry
 
     n_meters = 100_000 * meters_scale
@@ -653,7 +662,7 @@ def run_realtime(work: Path, seconds: float, meters_scale: int = 10) -> dict[str
         rows = chunk[:need]
     msgs = messages_for(rows, 100)
     registry = work / "registry.json"
-    stack = Stack(work)
+    stack = Stack(work, store)
     samples: list[dict[str, Any]] = []
     delays: list[tuple[float, float]] = []
     probes: list[tuple[float, str, str, float]] = []
@@ -672,8 +681,7 @@ def run_realtime(work: Path, seconds: float, meters_scale: int = 10) -> dict[str
         idle_rss = stack.engine_rss()
         console.print(f"engine ready after {ready_s:.0f} s ({n_meters:,}-meter registry); "
                       f"RSS {idle_rss / 2**20:,.0f} MiB")
-        url = stack.influx.url
-        base = stored_readings(url)
+        base = stack.stored()
         j_base = journal_records(work / "journal")
 
         def prober() -> None:
@@ -683,7 +691,7 @@ def run_realtime(work: Path, seconds: float, meters_scale: int = 10) -> dict[str
                 for item in pending:
                     t_pub, mid, ts, rel = item
                     try:
-                        if has_reading(url, mid, ts):
+                        if stack.has_reading(mid, ts):
                             delays.append((rel, time.perf_counter() - t_pub))
                             with probe_lock:
                                 probes.remove(item)
@@ -717,7 +725,7 @@ def run_realtime(work: Path, seconds: float, meters_scale: int = 10) -> dict[str
                     next_probe += 5.0
                 if rel >= next_sample:
                     journaled = journal_records(work / "journal") - j_base
-                    stored = stored_readings(url) - base
+                    stored = stack.stored() - base
                     try:
                         m = engine_metrics(metrics_port)
                     except OSError:
@@ -738,8 +746,8 @@ def run_realtime(work: Path, seconds: float, meters_scale: int = 10) -> dict[str
                     raise RuntimeError("the engine exited during the real-time run")
         pub.flush()
         t_end = time.perf_counter() - t0
-        done, stored = wait_stored(url, base + sent, stack.engines_alive, 300, poll_s=0.5,
-                                   label="real time drain")
+        done, stored = wait_stored(stack.stored, base + sent, stack.engines_alive, 300,
+                                   poll_s=0.5, label="real time drain", db=stack.db_name)
         stored -= base
         drain = done - t0 - t_end if done is not None else None
         samples.append({"t_s": round(time.perf_counter() - t0, 1), "published": sent,
@@ -793,6 +801,10 @@ def main() -> int:
     ap.add_argument("--trace-ingest", action="store_true",
                     help="throughput: also note when the journal holds every reading (reads "
                          "the journal four times a second, which slows the run itself)")
+    ap.add_argument("--store", choices=STORES, default="influxdb",
+                    help="throughput, scaleout, placed, latency, realtime: the database the "
+                         "engine writes to: InfluxDB 1.6.7 over the v1 API (default) or "
+                         "VictoriaMetrics over influxdb-client's v2 write API")
     ap.add_argument("--out", type=Path, default=ROOT / "var/bench/e2e.json")
     ap.add_argument("--work", type=Path, default=ROOT / "var/bench/e2e")
     args = ap.parse_args()
@@ -821,12 +833,13 @@ def main() -> int:
     one: dict[str, Any] | None = None
     if "throughput" in parts or "scaleout" in parts or "placed" in parts:
         one = run_throughput(args.work / "throughput", 1, intervals, single,
-                             args.trace_ingest)
+                             args.trace_ingest, store=args.store)
         out["throughput"] = one
         save()
         print_throughput(one, "sustained throughput, one engine process")
     if "scaleout" in parts and one is not None:
-        two = run_throughput(args.work / "scaleout", 2, intervals, single, args.trace_ingest)
+        two = run_throughput(args.work / "scaleout", 2, intervals, single, args.trace_ingest,
+                             store=args.store)
         for shape, r in two["shapes"].items():
             r["speedup"] = round(r["e2e_readings_per_s"]
                                  / one["shapes"][shape]["e2e_readings_per_s"], 3)
@@ -845,7 +858,7 @@ def main() -> int:
         console.print(t)
     if "placed" in parts and one is not None:
         placed = run_throughput(args.work / "placed", 2, intervals, single, args.trace_ingest,
-                                placed=True)
+                                placed=True, store=args.store)
         hashed = out.get("scaleout") if "scaleout" in parts else None
         for shape, r in placed["shapes"].items():
             r["speedup"] = round(r["e2e_readings_per_s"]
@@ -874,7 +887,8 @@ def main() -> int:
                               f"{one['shapes']['batch100']['e2e_readings_per_s']:,} readings/s "
                               f"end to end: latency at 80 % of that, {sustain:,.0f}/s[/]")
                 rate = sustain
-        lat = run_latency(args.work / "latency", rate, args.latency_s, sags_per_s=2.0)
+        lat = run_latency(args.work / "latency", rate, args.latency_s, sags_per_s=2.0,
+                          store=args.store)
         out["latency"] = lat
         save()
         t = Table(title="publish → alert at an MQTT subscriber (voltage sag)")
@@ -908,7 +922,7 @@ def main() -> int:
         console.print(t)
     if "realtime" in parts:
         seconds = args.realtime_s or (300.0 if args.full else 120.0)
-        rt = run_realtime(args.work / "realtime", seconds)
+        rt = run_realtime(args.work / "realtime", seconds, store=args.store)
         out["realtime"] = rt
         save()
         t = Table(title=f"real time: {rt['meters']:,} meters, {rt['rate']:,} readings/s")

@@ -37,7 +37,8 @@ Comparisons of the 1-process flow, runs taken in turns (with ``--only flow``, in
 runs above): ``--gc-pairs N`` (Python's collector settings vs the engine's
 ``engine.gc_threshold``), ``--against DIR --pairs N`` (the ``gridwatch`` package in ``DIR``,
 e.g. an export of main's ``src`` as ``DIR/gridwatch``, vs this tree). The flow runs
-themselves keep Python's collector settings, as earlier figures did.
+themselves use the engine's collector settings (``tuned_gc``, as ``gridwatch run`` does);
+figures before 2026-12-01 10:00 UTC kept Python's, 7-17 % slower (``--gc-pairs``).
 """
 
 from __future__ import annotations
@@ -251,14 +252,17 @@ everyone = JournalSource(f"{directory}/journal", partitions=[0, 1]).list_parts()
 flow = build_flow(Settings(), source, Sinks(events=Null()), meta.get, snapshots=False,
                   partitions=everyone if procs > 1 else (), placement=placement)
 if gc_mode == "tuned":
-    # what the engine's entry points do after start-up (engine.gc_threshold)
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
+    # what `gridwatch run` wraps the dataflow in (engine.gc_threshold)
+    from gridwatch._engine import tuned_gc
+    gc_ctx = tuned_gc(Settings().engine.gc_threshold)
+else:
+    from contextlib import nullcontext
+    gc_ctx = nullcontext()
 gc.callbacks.append(_gc_clock)
-cli_main(flow, workers_per_process=1, process_id=pid if procs > 1 else None,
-         addresses=addrs.split(",") if procs > 1 else None,
-         epoch_interval=timedelta(seconds=2))
+with gc_ctx:
+    cli_main(flow, workers_per_process=1, process_id=pid if procs > 1 else None,
+             addresses=addrs.split(",") if procs > 1 else None,
+             epoch_interval=timedelta(seconds=2))
 t1, c1 = time.perf_counter(), time.process_time()
 t0, c0 = first[0] or (t1, c1)
 print(json.dumps({"pid": pid, "readings": source.accepted, "events": events[0],
@@ -275,14 +279,15 @@ def free_port() -> int:
 
 
 def run_flow(directory: Path, procs: int, exchange: str = "columns",
-             cells: str = "hashed", gc_mode: str = "python",
+             cells: str = "hashed", gc_mode: str = "tuned",
              code: Path | None = None) -> dict[str, Any]:
     """``exchange``: how reading batches cross between processes, ``columns`` (the engine's
     ``ReadingBatch`` pickling) or ``models`` (pickled pydantic ``Reading`` objects).
     ``cells``: ``hashed`` (where bytewax's hash sends them), ``placed`` (each cell keyed to
     the process that reads its partition), ``exclusive`` (placed, and told that its readings
-    come from that partition only). ``gc_mode``: ``python`` (Python's own collector settings)
-    or ``tuned`` (start-up objects frozen, first threshold 20,000). ``code``: a directory
+    come from that partition only). ``gc_mode``: ``tuned`` (the engine's: start-up objects
+    frozen, ``engine.gc_threshold``, as ``gridwatch run`` does) or ``python`` (Python's own
+    collector settings). ``code``: a directory
     holding another ``gridwatch`` package to run instead of this tree's (a comparison)."""
     addrs = ",".join(f"127.0.0.1:{free_port()}" for _ in range(procs))
     env = dict(os.environ, PYTHONHASHSEED="0")
@@ -381,10 +386,13 @@ from _e2e_lib import rss_bytes
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 from gridwatch import Settings
+from gridwatch.models._quiet import use_compiled
 from gridwatch.simulators import Simulation
 from gridwatch.stream import Sinks, build_flow
 
 meters, intervals = {meters}, {intervals}
+# loaded before the baseline, as build_flow loads it: the process's memory, not its meters'
+use_compiled(True)
 sim = Simulation(fleet_of(meters, intervals))
 meta = {{m.meter_id: m.meta() for m in sim.meters}}
 n = len(meta)
@@ -462,8 +470,8 @@ def main() -> None:
         if args.gc_pairs or args.against:
             if args.gc_pairs:
                 print("Python's collector settings vs the engine's (frozen, 20,000):")
-                results["gc_pairs"] = pairs(OUT / "flow", args.gc_pairs, {},
-                                            {"gc_mode": "tuned"})
+                results["gc_pairs"] = pairs(OUT / "flow", args.gc_pairs,
+                                            {"gc_mode": "python"}, {"gc_mode": "tuned"})
             if args.against:
                 print(f"{args.against} vs this tree:")
                 results["against"] = pairs(OUT / "flow", args.pairs,

@@ -315,7 +315,7 @@ def _load_kernel() -> None:
             "the compiled quiet path is not available (%s: %s): detection runs the Python "
             "quiet path, the same results, slower", type(exc).__name__, exc)
         return
-    _JIT[0] = _quiet_jit.kernel
+    _JIT[0] = _quiet_jit.direct(_quiet_jit.kernel)
 
 
 def use_compiled(on: bool = True) -> bool:

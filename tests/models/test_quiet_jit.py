@@ -51,3 +51,37 @@ def test_f16_encoding_of_every_half_and_every_tie_between_neighbours() -> None:
                  st.integers(-10**9, 10**9).map(lambda i: i + 0.5)))
 def test_rint_equals_python_round(v: float) -> None:
     assert _quiet_jit._rint(v) == round(v)
+
+
+def test_the_quiet_path_calls_the_kernels_entry_point_without_numba_dispatch() -> None:
+    """``quiet_step`` calls the kernel's compiled entry point (``direct``), not numba's
+    dispatcher; both give the same answer for the same arguments, since the dispatcher
+    chooses among one signature and calls that same entry point."""
+    from gridwatch import Settings
+    from gridwatch.models import _quiet
+    from gridwatch.models._meter import MeterState
+
+    _quiet.use_compiled(True)
+    entry = _quiet._JIT[0]
+    assert entry is _quiet_jit.direct(_quiet_jit.kernel)
+    assert entry is not _quiet_jit.kernel
+    rec = MeterState("m1")
+    consts = _quiet._consts_of(Settings().detection)
+    args = (rec.x.buffer_info()[0], rec.h.buffer_info()[0], 0, consts.jit_at,
+            1.7e9, 1.25, 10.0, True, 900, 900.0, False, 1, 230.0, 0.0, 0.0, 230.0, 0,
+            0, 0.0, 0.0, 0.0, 0.98, True, 10, 738_000, 0.2, 1.5, 0, 0, False, 0, 0.0, 0,
+            0, 0, 0, False, -1)
+    assert entry(*args) == _quiet_jit.kernel(*args)  # (a new meter: not quiet, unchanged)
+    assert rec.x.tobytes() == MeterState("m1").x.tobytes()
+
+
+def test_direct_refuses_a_function_compiled_for_several_signatures() -> None:
+    import numba
+    import pytest
+
+    @numba.njit(["int64(int64)", "float64(float64)"])
+    def twice(v):  # type: ignore[no-untyped-def]
+        return v * 2
+
+    with pytest.raises(ValueError):
+        _quiet_jit.direct(twice)

@@ -343,6 +343,41 @@ class Stack:
             return bool(out.get("data", {}).get("result"))
         return has_reading(self.db.url, meter_id, ts)
 
+    def wait_stored(self, target: int, timeout: float, poll_s: float = 1.0, label: str = "",
+                    since: datetime | None = None, written: Callable[[], float] | None = None,
+                    written_target: float = 0.0) -> tuple[float | None, int]:
+        """Poll :meth:`stored` until ``target`` readings are stored (or an engine exits);
+        returns (perf_counter when seen or None on timeout, last count). The count query
+        itself costs the database work (on 2 cores, CPU taken from the engine it measures), so
+        the poll interval is at least four times the last query's duration; and with
+        ``written`` (the engine's count of points the server accepted, from its metrics), the
+        count is asked only once that has reached ``written_target``: no reading can be
+        counted before the engine has written at least as many points."""
+        deadline = time.monotonic() + timeout
+        n = 0
+        with console.status(f"{label}: waiting for {target:,} readings in "
+                            f"{self.db_name}") as status:
+            while written is not None and time.monotonic() < deadline:
+                with contextlib.suppress(OSError):
+                    if written() >= written_target:
+                        break
+                if not self.engines_alive():
+                    return None, n
+                time.sleep(0.05)
+            while time.monotonic() < deadline:
+                q0 = time.perf_counter()
+                with contextlib.suppress(OSError):
+                    n = self.stored(since)
+                q_s = time.perf_counter() - q0
+                if n >= target:
+                    return time.perf_counter(), n
+                if not self.engines_alive():
+                    return None, n
+                status.update(f"{label}: {n:,} of {target:,} readings stored "
+                              f"(count query {q_s:.2f} s)")
+                time.sleep(max(poll_s, 4 * q_s))
+        return None, n
+
     def write_config(self, registry: Path, metrics_port: int = 0,
                      sections: dict[str, dict[str, Any]] | None = None, **alerts: Any) -> Path:
         """The engine's settings file; ``sections`` are merged over it section by section
@@ -411,8 +446,7 @@ class Stack:
         pub = Publisher(self.broker.port, "bench-probe")
         pub.publish("meters/probe/probe01/reading", json.dumps(doc).encode())
         pub.close()
-        done, _ = wait_stored(self.stored, before + 1, self.engines_alive, timeout,
-                              label="engine start", db=self.db_name)
+        done, _ = self.wait_stored(before + 1, timeout, label="engine start")
         if done is None:
             raise RuntimeError(f"the engine stored no probe reading in {timeout}s; see "
                                f"{self.logs[0]}")
@@ -508,43 +542,6 @@ def journal_records(journal_dir: Path) -> int:
         finally:
             j.close()
     return total
-
-
-def wait_stored(count: Callable[[datetime | None], int], target: int,
-                engines_alive: Callable[[], bool], timeout: float,
-                poll_s: float = 1.0, label: str = "", since: datetime | None = None,
-                written: Callable[[], float] | None = None, written_target: float = 0.0,
-                db: str = "the database") -> tuple[float | None, int]:
-    """Poll ``count`` (``Stack.stored``) until ``target`` readings are stored; returns
-    (perf_counter when seen or None on timeout, last count). The count query itself costs the
-    database work (on 2 cores, CPU taken from the engine it measures), so the poll interval
-    is at least four times the last query's duration; and with ``written`` (the engine's
-    count of points the server accepted, from its metrics), the count is asked only once
-    that has reached ``written_target``: no reading can be counted before the engine has
-    written at least as many points."""
-    deadline = time.monotonic() + timeout
-    n = 0
-    with console.status(f"{label}: waiting for {target:,} readings in {db}") as status:
-        while written is not None and time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                if written() >= written_target:
-                    break
-            if not engines_alive():
-                return None, n
-            time.sleep(0.05)
-        while time.monotonic() < deadline:
-            q0 = time.perf_counter()
-            with contextlib.suppress(OSError):
-                n = count(since)
-            q_s = time.perf_counter() - q0
-            if n >= target:
-                return time.perf_counter(), n
-            if not engines_alive():
-                return None, n
-            status.update(f"{label}: {n:,} of {target:,} readings stored "
-                          f"(count query {q_s:.2f} s)")
-            time.sleep(max(poll_s, 4 * q_s))
-    return None, n
 
 
 METER_RE = re.compile(r"\bm\d{5,8}\b")

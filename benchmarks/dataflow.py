@@ -186,6 +186,7 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.run import cli_main
 from gridwatch import Settings
+from gridwatch._engine import tuned_gc
 from gridwatch.ingest import JournalSource
 from gridwatch.stream import Sinks, build_flow
 
@@ -251,15 +252,9 @@ source = Counting(f"{directory}/journal", partitions=parts, follow=False, batch_
 everyone = JournalSource(f"{directory}/journal", partitions=[0, 1]).list_parts()
 flow = build_flow(Settings(), source, Sinks(events=Null()), meta.get, snapshots=False,
                   partitions=everyone if procs > 1 else (), placement=placement)
-if gc_mode == "tuned":
-    # what `gridwatch run` wraps the dataflow in (engine.gc_threshold)
-    from gridwatch._engine import tuned_gc
-    gc_ctx = tuned_gc(Settings().engine.gc_threshold)
-else:
-    from contextlib import nullcontext
-    gc_ctx = nullcontext()
 gc.callbacks.append(_gc_clock)
-with gc_ctx:
+# what `gridwatch run` wraps the dataflow in (engine.gc_threshold; 0 keeps Python's settings)
+with tuned_gc(Settings().engine.gc_threshold if gc_mode == "tuned" else 0):
     cli_main(flow, workers_per_process=1, process_id=pid if procs > 1 else None,
              addresses=addrs.split(",") if procs > 1 else None,
              epoch_interval=timedelta(seconds=2))

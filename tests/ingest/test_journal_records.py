@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from gridwatch import Reading
 from gridwatch._schemas import MeterStatus
 from gridwatch.ingest import Journal, JournalSource, decode_item, encode_item, read_deadletters
-from gridwatch.ingest._journal import READING_TAG
+from gridwatch.ingest._journal import READING_TAG, _rebuild
 
 ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,20}", fullmatch=True)
 times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1),
@@ -64,6 +64,8 @@ def test_any_record_the_collector_wrote_comes_back_equal(reading: Reading) -> No
     assert data.startswith(READING_TAG)
     got = decode_item(data)
     assert got == reading
+    # ... taken by the typed decoder, not by a second validation
+    assert _rebuild(data) == reading
     # Field for field what a full validation of the record gives (the same fields given, too).
     _same(Reading.model_validate_json(data, context={"max_future": timedelta.max}), got)
     assert encode_item(got) == data
@@ -121,6 +123,18 @@ def test_a_damaged_tagged_record_is_rejected_or_well_formed(reading: Reading,
     b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1.0,"voltage":[]}',
     b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1.0,"status":["x"]}',
     b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1.0,"extra":1}',
+    # an unknown key the ":-count would miss without the whitespace check, a key given twice
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1.0,"extra" :1}',
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z", "kw":1.0}',
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1.0,"kw":2.0}',
+    # forms validation accepts: an integer, a UTC offset
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1}',
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00+00:00","kw":1.0}',
+    # a value holding ": (one more than the fields: validation decides, and refuses the id)
+    b'{"meter_id":":m1","ts":"2026-01-01T00:00:00Z","kw":1.0}',
+    # out of the model's range (the typed decoder checks it too)
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1e6}',
+    b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1.0,"voltage":[1.0,2.0,3.0,4.0]}',
     b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z"}',
     b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":null}',
     b'[1]',
@@ -505,3 +519,36 @@ def test_the_hand_over_ring_keeps_what_a_model_says(
                 taken.add(offset)
             else:
                 assert g is None
+
+
+
+def _bounds(schema: Any, defs: dict[str, Any]) -> Any:
+    """The bounds in a field's JSON schema (ranges, lengths, allowed values), nested as found,
+    references resolved."""
+    if isinstance(schema, list):
+        return [_bounds(s, defs) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if "$ref" in schema:
+        return _bounds(defs[schema["$ref"].rsplit("/", 1)[1]], defs)
+    keep: dict[str, Any] = {k: v for k, v in schema.items()
+                            if k in ("minimum", "maximum", "minItems", "maxItems")}
+    if "enum" in schema:
+        keep["enum"] = sorted(schema["enum"])
+    keep.update({k: _bounds(v, defs) for k, v in schema.items() if k in ("items", "anyOf")})
+    return keep
+
+
+def test_the_typed_decoder_checks_the_bounds_the_model_has() -> None:
+    """The journal's typed decoder and ``Reading`` bound each field alike (drift here would
+    let a damaged tagged record through that validation refuses, or the reverse)."""
+    import msgspec
+
+    from gridwatch.ingest._journal import _Written
+
+    ours = msgspec.json.schema(_Written)
+    typed = ours["$defs"][ours["$ref"].rsplit("/", 1)[1]]["properties"]
+    model = Reading.model_json_schema()
+    assert set(typed) == set(model["properties"])
+    for name, field_schema in model["properties"].items():
+        assert _bounds(typed[name], ours["$defs"]) == _bounds(field_schema, model["$defs"]), name

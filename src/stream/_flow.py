@@ -50,8 +50,8 @@ from gridwatch._settings import Settings
 from gridwatch.models import Calendar, DailyProfile, use_compiled
 from gridwatch.stream._devices import DeviceLookup, device_events
 from gridwatch.stream._logic import (
-    KeptMeta,
     MetaLookup,
+    RegistryProbe,
     SegmenterLogic,
     SegmentJudgeLogic,
     TheftCandidate,
@@ -111,21 +111,23 @@ class MeterFacts:
     (:func:`watch_key`, the grouping's ``key_of``) and whether it is an industrial customer's
     (the readings :meth:`industrial` sends to the load forecasts).
 
-    Kept per meter known to the registry (its entry in a :class:`KeptMeta`, about 100 B a
-    meter); a meter the registry does not know is looked up again at each reading (it may
-    become known), and only its hash-shard key, a function of its id alone, is kept.
-    :meth:`check`, once per batch, drops every kept fact when the registry was reloaded.
-    ``clean`` holds the meters known to be something other than an industrial customer's: a
-    batch made of them only has no industrial readings, found without a look at each
-    reading's facts.
+    Kept per meter known to the registry: its facts, a tuple shared by every meter of its cell
+    with the same flag (a dict entry a meter). A meter the registry does not know is looked up
+    again at each reading (it may become known), and only its hash-shard key, a function of
+    its id alone, is kept. :meth:`check`, once per batch, drops every kept fact when the
+    registry was reloaded (:class:`RegistryProbe`). ``industrial_ids`` holds the known meters
+    of industrial customers: a batch of known meters none of which is one has no industrial
+    readings, found without a look at each reading's facts.
     """
 
     def __init__(self, lookup: MetaLookup, placement: Placement | None = None) -> None:
-        self.metas = KeptMeta(lookup)
+        self.metas = RegistryProbe(lookup)
         self.placement = placement
         #: meter id → (its watch key, an industrial customer's), for meters the registry knows
         self.known: dict[str, tuple[str, bool]] = {}
-        self.clean: set[str] = set()
+        #: the facts tuples, one per watch key and flag
+        self._shared: dict[tuple[str, bool], tuple[str, bool]] = {}
+        self.industrial_ids: set[str] = set()
         #: meter id → its hash-shard key, for meters the registry did not know when asked
         self.shards: dict[str, str] = {}
 
@@ -133,10 +135,11 @@ class MeterFacts:
         """Drop every kept fact if the registry was reloaded. Once per batch."""
         if self.metas.reloaded():
             self.known.clear()
-            self.clean.clear()
+            self.industrial_ids.clear()
+            self._shared.clear()
 
     def _facts(self, meter_id: str) -> tuple[str, bool]:
-        m = self.metas.get(meter_id)
+        m = self.metas.look(meter_id)
         if m is None:
             key = self.shards.get(meter_id)
             if key is None:
@@ -144,10 +147,12 @@ class MeterFacts:
             return key, False
         key = watch_key(meter_id, m, self.placement)
         ind = bool(m.customer_id) and m.customer_class == "industrial"
-        self.known[meter_id] = (key, ind)
-        if not ind:
-            self.clean.add(meter_id)
-        return key, ind
+        facts = (key, ind)
+        facts = self._shared.setdefault(facts, facts)
+        self.known[meter_id] = facts
+        if ind:
+            self.industrial_ids.add(meter_id)
+        return facts
 
     def __call__(self, r: Reading) -> str:
         """The watch key of ``r``'s meter."""
@@ -170,7 +175,8 @@ class MeterFacts:
         if not readings:
             return []
         self.check()
-        if self.clean.issuperset(map(_meter_id, readings)):
+        ids = set(map(_meter_id, readings))
+        if self.industrial_ids.isdisjoint(ids) and self.known.keys() >= ids:
             return []
         out = []
         known = self.known

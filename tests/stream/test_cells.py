@@ -55,6 +55,35 @@ def test_a_skipped_tick_answers_what_a_full_look_answers(ops: list[Any], cell: s
         assert fast.state() == full.state()
 
 
+@settings(max_examples=150, deadline=None)
+@given(_ops, st.sampled_from([None, "C1"]), st.integers(0, 300))
+def test_a_watch_resumed_from_its_snapshot_goes_on_as_the_original(
+        ops: list[Any], cell: str | None, cut: int) -> None:
+    """The watch's columns come back from its snapshot (the tuples it has always kept): a
+    watch resumed after any operation answers and ends as the one that ran on."""
+    s = DetectionSettings(silence_intervals=2, feeder_hold_intervals=1, feeder_outage_meters=3)
+    original = CellWatch(None, cell, s)
+    resumed: CellWatch | None = None
+    for i, op in enumerate(ops):
+        if i == cut:
+            resumed = CellWatch(original.state(), None, s)
+        for w in (original, resumed):
+            if w is None:
+                continue
+            if op[0] == "r":
+                _, m, step, iv, gasp = op
+                got = _out(w.seen(f"m{m}", BASE + step * STEP, iv, gasp))
+            else:
+                w.due = -math.inf  # (``due`` is not in the snapshot: the first tick looks)
+                got = _out(w.tick(BASE + op[1] * STEP))
+            if w is original:
+                want = got
+            else:
+                assert got == want
+    if resumed is not None:
+        assert resumed.state() == original.state()
+
+
 def test_quiet_cell_ticks_skip_and_a_silent_meter_is_still_seen() -> None:
     """A cell whose meters all report: its ticks find nothing and skip; then one meter stops
     and, ``silence_intervals`` later, it is reported silent at the same tick as before."""

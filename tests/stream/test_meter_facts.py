@@ -43,6 +43,18 @@ def test_keys_match_watch_key_for_known_unknown_and_placed_meters():
     assert "zz" not in facts.known and "a" in facts.known
 
 
+def test_meters_of_one_cell_share_their_kept_facts():
+    """The kept facts are one tuple per watch key and flag, not one per meter (a million
+    meters would otherwise hold a million copies of a few hundred cell keys)."""
+    registry = {m: meta(m, "c1") for m in ("a", "b", "c")}
+    registry["d"] = meta("d", "c1", "industrial")
+    facts = MeterFacts(registry.get)
+    for m in registry:
+        facts(reading(m))
+    assert facts.known["a"] is facts.known["b"] is facts.known["c"] == ("cell:c1", False)
+    assert facts.known["d"] == ("cell:c1", True) and facts.known["d"] is not facts.known["a"]
+
+
 def test_registry_reload_is_seen_at_the_next_check():
     registry = {"a": meta("a", "c1"), "b": meta("b", "c1")}
     facts = MeterFacts(lambda m: registry.get(m))

@@ -164,12 +164,13 @@ class CellWatch:
                  settings: DetectionSettings) -> None:
         self.cell = cell
         self.settings = settings
+        self._k = settings.silence_intervals
         #: meter -> its slot in the columns
         self.slot: dict[str, int] = {}
         self._last = array("d")  #: newest event time seen
         self._iv = array("q")  #: the meter's interval (s)
         self._st = bytearray()  #: _OK, _PENDING, _ALERTED or _FEEDER
-        self._since = array("d")  #: when the status was set
+        self._since = array("d")  #: when the status was set (not kept while it is _OK)
         self.feeder_onset: float | None = None
         self.feeder_meters: tuple[str, ...] = ()
         #: no tick before this event time can find anything to do (see the class docstring)
@@ -207,24 +208,28 @@ class CellWatch:
         gasp already known (the cell's hot path; the cell is set by the caller)."""
         i = self.slot.get(meter_id)
         if i is None:
+            self._add(meter_id, t, interval, _PENDING if power_fail else _OK, t)
             prev = -1
             last = t
-            self._add(meter_id, t, interval, _OK, t)
-            i = self.slot[meter_id]
         else:
-            prev = self._st[i]
-            last = self._last[i]
+            sts = self._st
+            prev = sts[i]
+            lasts = self._last
+            last = lasts[i]
             if t > last:
-                last = self._last[i] = t
+                lasts[i] = last = t
             self._iv[i] = interval
-            self._since[i] = t
+            if power_fail:
+                # last gasp: the meter is down now; held like a silent meter to group a feeder
+                self._since[i] = t
+                if prev == _OK:
+                    sts[i] = _PENDING
+            elif prev:
+                sts[i] = _OK
         if power_fail:
-            # last gasp: the meter is down now; held like a silent meter to group a feeder
-            self._st[i] = prev if prev in (_PENDING, _FEEDER, _ALERTED) else _PENDING
             self.due = -math.inf
             return _EMPTY
-        self._st[i] = _OK
-        due = last + self.settings.silence_intervals * interval - _SLACK
+        due = last + self._k * interval - _SLACK
         if due < self.due:
             self.due = due
         if prev != _FEEDER or self.feeder_onset is None:

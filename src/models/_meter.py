@@ -155,21 +155,23 @@ class MeterState(MeterRecord):
 
     # ----------------------------------------------------------------- the reading path
     def step(self, r: Reading, meta: MeterMeta | None, now: datetime | None,
-             s: DetectionSettings, cal: Calendar) -> StepResult:
+             s: DetectionSettings, cal: Calendar, t: float | None = None) -> StepResult:
         """One reading through every detector; returns events, a Score (anomalous or sampled)
         and a finished day's profile when the reading starts a new local day.
 
         A quiet reading (see :mod:`._quiet`) takes the quiet path: the same updates in one
-        function, bit-identical; every other reading the full path below."""
+        function, bit-identical; every other reading the full path below. ``t``: the
+        reading's event time in epoch seconds (``r.ts.timestamp()``), when the caller has it."""
         if FAST_PATH:
-            quiet = quiet_step(self, r, meta, s, cal)
+            quiet = quiet_step(self, r, meta, s, cal, t)
             if quiet is not None:
                 return quiet
         rec = self
         x = rec.x
         if meta is not None and meta.timezone and meta.timezone != cal.tz.key:
             cal = calendar_for(meta.timezone, meta.holiday_country or cal.country)
-        t = r.ts.timestamp()
+        if t is None:
+            t = r.ts.timestamp()
         out = StepResult()
         ev = out.events
         interval = float(self._interval(r, meta, s, t))

@@ -287,18 +287,19 @@ def _new_consts(s: DetectionSettings) -> _Consts:
 
 
 def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: DetectionSettings,
-               cal: Calendar) -> StepResult | None:
+               cal: Calendar, t: float | None = None) -> StepResult | None:
     """``MeterState.step`` for a quiet reading, or ``None`` (nothing changed) if it is not:
     the compiled kernel where it is loaded (:func:`compiled_quiet_step`), else, and for the
-    cases the kernel leaves to Python, :func:`python_quiet_step`."""
+    cases the kernel leaves to Python, :func:`python_quiet_step`. ``t``: the reading's event
+    time in epoch seconds, when the caller has it already."""
     if _JIT[0] is not None:
-        res = compiled_quiet_step(rec, r, meta, s, cal)
+        res = compiled_quiet_step(rec, r, meta, s, cal, t)
         if res is not _PYTHON:
             return res
     elif _JIT[1]:
         _load_kernel()
-        return quiet_step(rec, r, meta, s, cal)
-    return python_quiet_step(rec, r, meta, s, cal)
+        return quiet_step(rec, r, meta, s, cal, t)
+    return python_quiet_step(rec, r, meta, s, cal, t)
 
 
 def _load_kernel() -> None:
@@ -333,7 +334,8 @@ def use_compiled(on: bool = True) -> bool:
 
 
 def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
-                        s: DetectionSettings, cal: Calendar) -> StepResult | object | None:
+                        s: DetectionSettings, cal: Calendar, t: float | None = None
+                        ) -> StepResult | object | None:
     """The quiet path through the compiled kernel: the checks on Python objects here, the
     arithmetic there; ``_PYTHON`` (nothing changed) for what it leaves to
     :func:`python_quiet_step`."""
@@ -392,7 +394,8 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
     else:
         nv = ncur = 0
         v0 = v1 = v2 = i0 = i1 = i2 = 0.0
-    t = r.ts.timestamp()
+    if t is None:
+        t = r.ts.timestamp()
     last = c.last
     if t == last[0] and cal is last[1]:
         info = last[2]
@@ -437,7 +440,8 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
 
 
 def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
-                      s: DetectionSettings, cal: Calendar) -> StepResult | None:
+                      s: DetectionSettings, cal: Calendar, t: float | None = None
+                      ) -> StepResult | None:
     """The quiet path in Python: ``MeterState.step`` for a quiet reading, or ``None``
     (nothing changed) if it is not."""
     # ---- preconditions: nothing below changes the record until the commit
@@ -454,7 +458,8 @@ def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         return None
     if rec.hi[1] or rec.lo[1] or rec.peak_run[1]:
         return None
-    t = r.ts.timestamp()
+    if t is None:
+        t = r.ts.timestamp()
     # the record's scalars at once (one call instead of a subscript each)
     (started, last_ts, last_kw, last_kwh, _, fl_x, zf, peak_today, peak_max, resid_ew, trend_ew,
      day_max, day_min, gap_s, run, inferred, n_prev, day_no) = _x_unpack(x)

@@ -532,7 +532,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             if verdicts is not None:  # the closed loop: managers' verdicts reach the meter
                 for _, etype, kind, outcome, given in verdicts(meter_id):
                     state.verdict(etype, kind, outcome, t, settings=settings, given=given)
-            res = state.step(r, meta, None, settings, calendar)
+            res = state.step(r, meta, None, settings, calendar, t)
             if res.events:
                 self._events(res.events, state, meta, out)
             if res.score is not None:

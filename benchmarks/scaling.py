@@ -20,7 +20,10 @@ Intervals 2 and 3 time their first ``--timed`` readings (200,000 by default: at 
 the cells still hold every meter, but the run stays near four minutes).
 
 Beside the resident figure, the pickled ``MeterState.to_bytes()`` per meter (a sample of
-1,000 meters) is the baseline of memory: what the state holds, serialised.
+1,000 meters) is the baseline of memory: what the state holds, serialised; and a census of the
+objects the cells hold per meter (``sys.getsizeof`` by part: the state's buffers and object,
+the meter id, theft windows, the cells' dictionaries, the watch's columns), what the resident
+figure is made of before the allocators' own overhead.
 
 Usage: ``python benchmarks/scaling.py`` (all three sizes, about 5 minutes on 2 cores, most of
 it building 10^6 meters' state), ``--sizes 10000 100000`` (a quicker pass). Figures go to the
@@ -54,6 +57,29 @@ from gridwatch.stream._flow import watch_key
 from gridwatch.stream._logic import CellLogic
 
 meters = {meters}
+
+def object_census(cells):
+    """Bytes of the objects the cells hold for their meters (``sys.getsizeof``, each object
+    counted once), by part: what the resident figure is made of, before the allocators'
+    own overhead."""
+    size = sys.getsizeof
+    out = dict.fromkeys(("state buffer h", "state scalars x", "state object", "meter id",
+                         "theft windows", "cell dicts (meters, registry entries, watch)",
+                         "watch columns"), 0)
+    for cell in cells.values():
+        w = cell.watch
+        out["cell dicts (meters, registry entries, watch)"] += (
+            size(cell.meters) + size(cell._kept.known) + size(w.slot))
+        out["watch columns"] += sum(map(size, (w._last, w._iv, w._st, w._since)))
+        for st in cell.meters.values():
+            out["state buffer h"] += size(st.h)
+            out["state scalars x"] += size(st.x)
+            out["state object"] += size(st)
+            out["meter id"] += size(st.meter_id)
+            if st.th is not None:
+                out["theft windows"] += size(st.th)
+    return out
+
 def say(msg):
     print(msg, file=sys.stderr, flush=True)
 
@@ -108,6 +134,7 @@ rss1 = rss_bytes()
 states = {{m: s for cell in cells.values() for m, s in cell.meters.items()}}
 sample = list(states.values())[:: max(1, len(states) // 1000)]
 pickled = sum(len(s.to_bytes()) for s in sample) / len(sample)
+census = object_census(cells)
 
 say("  interval 2: MeterState.step in a plain loop (baseline) ...")
 t2, c2 = time.perf_counter(), time.process_time()
@@ -129,6 +156,7 @@ print(json.dumps({{
     "meters": n, "cells": len(cells), "rss_before": rss0, "rss_after": rss1,
     "kernel_rss": rss0 - rss_bare,
     "bytes_per_meter": (rss1 - rss0) / n, "pickled_per_meter": pickled,
+    "census": {{k: v / n for k, v in census.items()}},
     "cold_per_s": r1 / (t1 - t0), "cold_per_cpu_s": r1 / (c1 - c0),
     "step_per_s": r2 / (t3 - t2), "step_per_cpu_s": r2 / (c3 - c2),
     "cell_per_s": r3 / (t4 - t3), "cell_per_cpu_s": r3 / (c4 - c3),
@@ -171,6 +199,11 @@ def main() -> None:
             f"{r['cell_per_s']:,.0f} ({r['cell_per_cpu_s']:,.0f}/CPU-s)",
             f"{r['cell_per_s'] / r['step_per_s']:.2f} "
             f"({r['cell_per_cpu_s'] / r['step_per_cpu_s']:.2f})"]))
+    for r in rows:
+        parts = r["census"]
+        print(f"objects per meter at {r['meters']:,} meters ({sum(parts.values()):,.0f} B; "
+              f"resident {r['bytes_per_meter']:,.0f} B): "
+              + ", ".join(f"{k} {v:,.0f}" for k, v in parts.items()))
     print("the compiled quiet path, loaded before interval 1: "
           + ", ".join(f"{r['kernel_rss'] / 2**20:,.0f} MiB" for r in rows) + " resident")
     if len(rows) > 1:

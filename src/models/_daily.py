@@ -189,11 +189,17 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
         customer_id=meta.customer_id if meta else None,
         customer_class=str(meta.customer_class) if meta else "residential",
         daily_kwh=daily_kwh, peak_kw=float(rec.day_max), valley_kw=float(rec.day_min),
-        day_curve=tuple(round(float(x), 4) for x in curve),
-        weekday_curve=tuple(round(float(x), 4) for x in wd_curve),
-        weekend_curve=tuple(round(float(x), 4) for x in we_curve),
+        day_curve=_rounded(curve),
+        weekday_curve=_rounded(wd_curve),
+        weekend_curve=_rounded(we_curve),
         is_day_off=off, mom_growth=None if mom is None else round(mom, 4),
         ratio=None if ratio is None else round(ratio, 4))
+
+
+def _rounded(curve: np.ndarray) -> tuple[float, ...]:
+    """The curve's values rounded to 4 decimals (``tolist`` gives the Python floats ``float``
+    of each element would, without a numpy scalar each)."""
+    return tuple([round(x, 4) for x in curve.tolist()])
 
 
 def _shape_corr(curve: np.ndarray, typical: np.ndarray) -> float:

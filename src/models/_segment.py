@@ -29,6 +29,18 @@ from gridwatch.models._meter import DailyProfile
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+#: the feature names of hourly curves, by prefix and length ("d00".."d23": weekday hours)
+_KEYS: dict[tuple[str, int], tuple[str, ...]] = {}
+
+
+def _keys(prefix: str, n: int) -> tuple[str, ...]:
+    """The feature names ``prefix00`` .. of a curve of ``n`` hours (made once)."""
+    keys = _KEYS.get((prefix, n))
+    if keys is None:
+        keys = _KEYS[prefix, n] = tuple(f"{prefix}{h:02d}" for h in range(n))
+    return keys
+
+
 def _norm(curve: tuple[float, ...] | np.ndarray) -> np.ndarray:
     c = np.asarray(curve, dtype=np.float64)
     m = float(np.mean(np.abs(c)))
@@ -114,8 +126,9 @@ class Segmenter:
         wd, we = _norm(p.weekday_curve), _norm(p.weekend_curve)
         scale = float(np.mean(p.weekday_curve)) or 1.0
         we_level = float(np.mean(p.weekend_curve)) / scale if scale > 1e-9 else 0.0
-        x = {f"d{h:02d}": float(v) for h, v in enumerate(wd)}
-        x.update({f"e{h:02d}": float(v) * we_level for h, v in enumerate(we)})
+        wd_v, we_v = wd.tolist(), we.tolist()  # (Python floats: what float() of each gives)
+        x = dict(zip(_keys("d", len(wd_v)), wd_v, strict=True))
+        x.update(zip(_keys("e", len(we_v)), [v * we_level for v in we_v], strict=True))
         return x
 
     def assign(self, p: DailyProfile) -> tuple[str, tuple[str, ...]]:
@@ -136,8 +149,9 @@ class Segmenter:
         else:
             k = self._nearest_seeded(x) if self.seeded < self.n_clusters else \
                 self.model.predict_one(x)
+            centre, rate = self.model.centers[k], self.halflife
             for i, xi in x.items():
-                self.model.centers[k][i] += self.halflife * (xi - self.model.centers[k][i])
+                centre[i] += rate * (xi - centre[i])
         self.seen += 1
         return self.name(k), tags
 
@@ -161,7 +175,7 @@ class Segmenter:
         names: dict[int, tuple[str, str]] = self.__dict__.setdefault("names", {})
         anchors: dict[int, list[float]] = self.__dict__.setdefault("anchors", {})
         c = self.model.centers[k]
-        curve = [float(c.get(f"d{h:02d}", 0.0)) for h in range(24)]
+        curve = [float(c.get(key, 0.0)) for key in _keys("d", 24)]
         have = names.get(k)
         if have is not None and math.dist(curve, anchors[k]) <= getattr(
                 self, "rename_distance", 0.5):

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from gridwatch import Event, Severity
 from gridwatch.models import DailyProfile, Segmenter, SegmentJudge, load_profile, profile_tags
@@ -117,3 +121,27 @@ def test_segment_judge_suppresses_a_drop_shared_within_the_day():
         judge.learn(1.0, day=_day(0))
     verdicts = [judge.judge(_theft(f"m{i}")).event for i in range(4)]
     assert [v is not None for v in verdicts] == [True, True, False, False]
+
+
+@settings(max_examples=200, deadline=None)
+@example([2.67515, 0.12345, 5.00015], [1.0], np.float64)  # where numpy's rounding differs
+@given(st.lists(st.floats(0, 500, allow_nan=False), min_size=1, max_size=48),
+       st.lists(st.floats(0, 500, allow_nan=False), min_size=1, max_size=48),
+       st.sampled_from([np.float64, np.float32, np.float16]))
+def test_features_and_rounded_curves_are_the_plain_formulas(wd: list[float], we: list[float],
+                                                             dtype: Any) -> None:
+    """The segmenter's features and a profile's rounded curves, built from ``tolist`` and
+    cached feature names, are exactly the per-element formulas (``float`` of each numpy
+    element): the same floats, the same names, in the same order."""
+    from gridwatch.models._daily import _rounded
+    from gridwatch.models._segment import _norm
+
+    p = SimpleNamespace(weekday_curve=tuple(wd), weekend_curve=tuple(we))
+    d, e = _norm(p.weekday_curve), _norm(p.weekend_curve)
+    scale = float(np.mean(p.weekday_curve)) or 1.0
+    level = float(np.mean(p.weekend_curve)) / scale if scale > 1e-9 else 0.0
+    plain = {f"d{h:02d}": float(v) for h, v in enumerate(d)}
+    plain.update({f"e{h:02d}": float(v) * level for h, v in enumerate(e)})
+    assert list(Segmenter.features(p).items()) == list(plain.items())
+    curve = np.asarray(wd, dtype=dtype)
+    assert _rounded(curve) == tuple(round(float(x), 4) for x in curve)

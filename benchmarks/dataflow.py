@@ -36,7 +36,8 @@ Usage: ``python benchmarks/dataflow.py`` (a few minutes), ``--only PART`` (repea
 Comparisons of the 1-process flow, runs taken in turns (with ``--only flow``, instead of the
 runs above): ``--gc-pairs N`` (Python's collector settings vs the engine's
 ``engine.gc_threshold``), ``--against DIR --pairs N`` (the ``gridwatch`` package in ``DIR``,
-e.g. an export of main's ``src`` as ``DIR/gridwatch``, vs this tree). The flow runs
+e.g. an export of main's ``src`` as ``DIR/gridwatch``, vs this tree; with ``--only replay``,
+replays of sgsc45 in turns, checked to write the same alerts byte for byte). The flow runs
 themselves use the engine's collector settings (``tuned_gc``, as ``gridwatch run`` does);
 figures before 2026-12-01 10:00 UTC kept Python's, 7-17 % slower (``--gc-pairs``).
 """
@@ -337,37 +338,76 @@ def pairs(directory: Path, n: int, a: dict[str, Any], b: dict[str, Any]
 
 
 # -- replay of the real set ---------------------------------------------------------------------
-def replay_sgsc45() -> dict[str, Any]:
-    import resource
-
+def _replay_input() -> Path:
+    """sgsc45 decompressed into a fresh work directory (``gridwatch replay`` reads .csv)."""
     work = OUT / "replay"
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    plain_csv = work / "readings.csv"  # gridwatch replay reads .csv/.jsonl, not .gz
+    plain_csv = work / "readings.csv"
     with gzip.open(SGSC45, "rb") as src, open(plain_csv, "wb") as dst:
         shutil.copyfileobj(src, dst)
+    return plain_csv
+
+
+def _replay_run(plain_csv: Path, code: Path | None = None, name: str = "alerts"
+                ) -> tuple[float, float, Path]:
+    """One ``gridwatch replay`` of the file without a database (the package in ``code`` when
+    given): wall seconds, CPU seconds, the alerts it wrote."""
+    import resource
+
+    work = plain_csv.parent
+    alerts = work / f"{name}.jsonl"
+    alerts.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "gridwatch", "replay", str(plain_csv), "--no-influx",
+           "--alerts-out", str(alerts)]
+    env = dict(os.environ, GRIDWATCH_INGEST__DEADLETTER_DIR=str(work / f"deadletter-{name}"))
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=3600)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"replay failed: {proc.stderr[-2000:]}")
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return wall, cpu, alerts
+
+
+def replay_sgsc45() -> dict[str, Any]:
+    plain_csv = _replay_input()
     t0, c0 = time.perf_counter(), time.process_time()
     rows = 0
     with open(plain_csv, newline="") as fh:
         for _row in csv.reader(fh):
             rows += 1
     plain, plain_cpu = time.perf_counter() - t0, time.process_time() - c0
-    cmd = [sys.executable, "-m", "gridwatch", "replay", str(plain_csv), "--no-influx",
-           "--alerts-out", str(work / "alerts.jsonl")]
-    env = dict(os.environ, GRIDWATCH_INGEST__DEADLETTER_DIR=str(work / "deadletter"))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=3600)
-    replay = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    replay_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    if proc.returncode != 0:
-        raise SystemExit(f"replay failed: {proc.stderr[-2000:]}")
+    replay, replay_cpu, _ = _replay_run(plain_csv)
     return {"rows": rows - 1, "csv_s": plain, "replay_s": replay,
             "csv_per_s": (rows - 1) / plain, "replay_per_s": (rows - 1) / replay,
             "ratio": plain / replay, "csv_cpu_s": plain_cpu, "replay_cpu_s": replay_cpu,
             "cpu_ratio": plain_cpu / replay_cpu}
+
+
+def replay_pairs(n: int, code: Path) -> list[dict[str, float]]:
+    """``n`` pairs of replays of sgsc45 in turns, the package in ``code`` then this tree's;
+    prints each pair's ratio (this tree's speed over the other's, per CPU-second) and whether
+    both wrote the same alerts, byte for byte."""
+    plain_csv = _replay_input()
+    out = []
+    for i in range(n):
+        wall_a, cpu_a, alerts_a = _replay_run(plain_csv, code, "alerts-against")
+        wall_b, cpu_b, alerts_b = _replay_run(plain_csv, None, "alerts-this")
+        same = "same alerts" if alerts_a.read_bytes() == alerts_b.read_bytes() else \
+            "OTHER ALERTS"
+        out.append({"cpu_a": cpu_a, "cpu_b": cpu_b, "wall_a": wall_a, "wall_b": wall_b})
+        print(f"pair {i + 1}: {cpu_a:.1f} vs {cpu_b:.1f} CPU-seconds ({cpu_a / cpu_b:.3f}x; "
+              f"wall {wall_a / wall_b:.3f}x); {same}", flush=True)
+    ratios = sorted(r["cpu_a"] / r["cpu_b"] for r in out)
+    print(f"{n} pairs: per CPU-second ratio {ratios[0]:.3f}x to {ratios[-1]:.3f}x, "
+          f"median {ratios[len(ratios) // 2]:.3f}x")
+    return out
 
 
 # -- memory -------------------------------------------------------------------------------------
@@ -450,8 +490,9 @@ def main() -> None:
                          "collector settings vs the engine's (start-up frozen, first "
                          "threshold 20,000)")
     ap.add_argument("--against", type=Path, metavar="DIR",
-                    help="flow: instead, 1-process runs in turns, the gridwatch package in "
-                         "DIR (e.g. an export of main, as DIR/gridwatch) vs this tree's")
+                    help="flow and replay: instead, runs in turns (1-process flows, replays "
+                         "of sgsc45), the gridwatch package in DIR (e.g. an export of main, "
+                         "as DIR/gridwatch) vs this tree's")
     ap.add_argument("--pairs", type=int, default=3, help="pairs of runs for --against")
     ap.add_argument("--memory-intervals", type=int, default=4)
     ap.add_argument("--full", action="store_true", help="memory at 10^6 meters too")
@@ -459,20 +500,26 @@ def main() -> None:
     parts = args.only or ["flow", "replay", "memory"]
     OUT.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
-    if "flow" in parts:
-        j = build_journal(args.meters, args.intervals, OUT / "flow", args.cell_meters)
-        results["journal"] = j
-        if args.gc_pairs or args.against:
+    if args.gc_pairs or args.against:  # comparisons in turns, instead of the runs below
+        if "flow" in parts:
+            results["journal"] = build_journal(args.meters, args.intervals, OUT / "flow",
+                                               args.cell_meters)
             if args.gc_pairs:
                 print("Python's collector settings vs the engine's (frozen, 20,000):")
                 results["gc_pairs"] = pairs(OUT / "flow", args.gc_pairs,
                                             {"gc_mode": "python"}, {"gc_mode": "tuned"})
             if args.against:
-                print(f"{args.against} vs this tree:")
+                print(f"flow: {args.against} vs this tree:")
                 results["against"] = pairs(OUT / "flow", args.pairs,
                                            {"code": args.against.resolve()}, {})
-            (OUT.parent / "dataflow.json").write_text(json.dumps(results, indent=2))
-            return
+        if "replay" in parts and args.against:
+            print(f"replay of sgsc45: {args.against} vs this tree:")
+            results["replay_against"] = replay_pairs(args.pairs, args.against.resolve())
+        (OUT.parent / "dataflow.json").write_text(json.dumps(results, indent=2))
+        return
+    if "flow" in parts:
+        j = build_journal(args.meters, args.intervals, OUT / "flow", args.cell_meters)
+        results["journal"] = j
         print(f"journal: {j['readings']:,} readings of {j['meters']:,} meters in "
               f"{j['cells']} grid cells; "
               f"baseline read+decode {j['decode_per_s']:,.0f} readings/s "

@@ -31,6 +31,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
 from gridwatch import _services
@@ -268,19 +269,29 @@ def vm_stored_readings(url: str, since: datetime | None = None) -> int:
     return int(float(result[0]["value"][1])) if result else 0
 
 
+#: VictoriaMetrics' samples that count what InfluxDB's ``SHOW STATS FOR 'httpd'`` calls
+#: ``writeReq``, ``pointsWrittenOK`` and ``queryReq``: (sample, label, its value) -> name
+_VM_HTTP = {("vm_http_requests_total", "path", "/influx/write"): "writeReq",  # (v2 write too)
+            ("vm_protoparser_rows_read_total", "type", "influx"): "pointsWrittenOK",  # lines
+            ("vm_http_requests_total", "path", "/api/v1/query"): "queryReq"}
+
+
+def scrape(url: str) -> list[Any]:
+    """The samples a server exposes at ``url/metrics`` (Prometheus text format, parsed by
+    prometheus-client): each with ``name``, ``labels`` and ``value``."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
 def vm_http_stats(url: str) -> dict[str, float]:
     """VictoriaMetrics' own counters so far, named as InfluxDB's ``SHOW STATS FOR 'httpd'``
     names the same figures: write requests and points (rows) written."""
-    names = {'vm_http_requests_total{path="/influx/write"': "writeReq",  # (v2 write too)
-             'vm_protoparser_rows_read_total{type="influx"': "pointsWrittenOK",  # lines
-             'vm_http_requests_total{path="/api/v1/query"': "queryReq"}
     out: dict[str, float] = {}
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
-        for line in resp.read().decode().splitlines():
-            key, _, value = line.rpartition(" ")
-            head = key.split(",", 1)[0].rstrip("}")
-            if head in names:
-                out[names[head]] = out.get(names[head], 0.0) + float(value)
+    for s in scrape(url):
+        for (name, label, value), stat in _VM_HTTP.items():
+            if s.name == name and s.labels.get(label) == value:
+                out[stat] = out.get(stat, 0.0) + s.value
     return out
 
 
@@ -517,15 +528,8 @@ def tail(path: Path, n: int = 15) -> str:
 def engine_metrics(port: int) -> dict[str, float]:
     """The engine's Prometheus metrics (``ingest.metrics_port``), summed over labels."""
     out: dict[str, float] = {}
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            name = line.split("{", 1)[0].split(" ", 1)[0]
-            try:
-                out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
-            except ValueError:
-                continue
+    for s in scrape(f"http://127.0.0.1:{port}"):
+        out[s.name] = out.get(s.name, 0.0) + s.value
     return out
 
 

@@ -286,9 +286,7 @@ def run_flow(directory: Path, procs: int, exchange: str = "columns",
     collector settings). ``code``: a directory
     holding another ``gridwatch`` package to run instead of this tree's (a comparison)."""
     addrs = ",".join(f"127.0.0.1:{free_port()}" for _ in range(procs))
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    if code is not None:
-        env["PYTHONPATH"] = str(code)
+    env = _env(code, PYTHONHASHSEED="0")
     children = [subprocess.Popen([sys.executable, "-c", FLOW_CHILD, str(directory), str(i),
                                   str(procs), addrs, exchange,
                                   cells, gc_mode], stdout=subprocess.PIPE,
@@ -328,13 +326,28 @@ def pairs(directory: Path, n: int, a: dict[str, Any], b: dict[str, Any]
               f"{rb['per_s'] / ra['per_s']:.3f}x); GC {ra['gc_s']:.2f} s in "
               f"{ra['gc_collections']} collections vs {rb['gc_s']:.2f} s in "
               f"{rb['gc_collections']}; {same}", flush=True)
-    ratios = sorted(rb["per_cpu_s"] / ra["per_cpu_s"] for ra, rb in out)
-    cpu_a = sum(ra["cpu_s"] for ra, _ in out)
-    cpu_b = sum(rb["cpu_s"] for _, rb in out)
-    print(f"{n} pairs: per CPU-second ratio {min(ratios):.3f}x to {max(ratios):.3f}x, "
+    _summary([(ra["cpu_s"], ra["readings"]) for ra, _ in out],
+             [(rb["cpu_s"], rb["readings"]) for _, rb in out])
+    return out
+
+
+def _summary(a: list[tuple[float, int]], b: list[tuple[float, int]]) -> None:
+    """The line under pairs run in turns: ``a`` and ``b`` are each run's (CPU-seconds,
+    readings); the ratio is b's readings per CPU-second over a's."""
+    ratios = sorted((nb / cb) / (na / ca) for (ca, na), (cb, nb) in zip(a, b, strict=True))
+    cpu_a, cpu_b = sum(c for c, _ in a), sum(c for c, _ in b)
+    print(f"{len(ratios)} pairs: per CPU-second ratio {ratios[0]:.3f}x to {ratios[-1]:.3f}x, "
           f"median {ratios[len(ratios) // 2]:.3f}x; total CPU {cpu_a:.1f} s vs {cpu_b:.1f} s "
           f"({cpu_a / cpu_b:.3f}x)")
-    return out
+
+
+def _env(code: Path | None, **extra: str) -> dict[str, str]:
+    """This process's environment (with ``extra``), the ``gridwatch`` package in ``code``
+    first on the path when given."""
+    env = dict(os.environ, **extra)
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    return env
 
 
 # -- replay of the real set ---------------------------------------------------------------------
@@ -361,9 +374,7 @@ def _replay_run(plain_csv: Path, code: Path | None = None, name: str = "alerts"
     alerts.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "gridwatch", "replay", str(plain_csv), "--no-influx",
            "--alerts-out", str(alerts)]
-    env = dict(os.environ, GRIDWATCH_INGEST__DEADLETTER_DIR=str(work / f"deadletter-{name}"))
-    if code is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    env = _env(code, GRIDWATCH_INGEST__DEADLETTER_DIR=str(work / f"deadletter-{name}"))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=3600)
@@ -404,9 +415,7 @@ def replay_pairs(n: int, code: Path) -> list[dict[str, float]]:
         out.append({"cpu_a": cpu_a, "cpu_b": cpu_b, "wall_a": wall_a, "wall_b": wall_b})
         print(f"pair {i + 1}: {cpu_a:.1f} vs {cpu_b:.1f} CPU-seconds ({cpu_a / cpu_b:.3f}x; "
               f"wall {wall_a / wall_b:.3f}x); {same}", flush=True)
-    ratios = sorted(r["cpu_a"] / r["cpu_b"] for r in out)
-    print(f"{n} pairs: per CPU-second ratio {ratios[0]:.3f}x to {ratios[-1]:.3f}x, "
-          f"median {ratios[len(ratios) // 2]:.3f}x")
+    _summary([(r["cpu_a"], 1) for r in out], [(r["cpu_b"], 1) for r in out])
     return out
 
 

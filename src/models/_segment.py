@@ -18,6 +18,7 @@ import math
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
 import numpy as np
 from river import cluster, stats
@@ -29,16 +30,11 @@ from gridwatch.models._meter import DailyProfile
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-#: the feature names of hourly curves, by prefix and length ("d00".."d23": weekday hours)
-_KEYS: dict[tuple[str, int], tuple[str, ...]] = {}
-
-
+@cache
 def _keys(prefix: str, n: int) -> tuple[str, ...]:
-    """The feature names ``prefix00`` .. of a curve of ``n`` hours (made once)."""
-    keys = _KEYS.get((prefix, n))
-    if keys is None:
-        keys = _KEYS[prefix, n] = tuple(f"{prefix}{h:02d}" for h in range(n))
-    return keys
+    """The feature names ``prefix00`` .. of a curve of ``n`` hours ("d00".."d23": weekday
+    hours), made once."""
+    return tuple(f"{prefix}{h:02d}" for h in range(n))
 
 
 def _norm(curve: tuple[float, ...] | np.ndarray) -> np.ndarray:

@@ -121,7 +121,7 @@ class MeterFacts:
     """
 
     def __init__(self, lookup: MetaLookup, placement: Placement | None = None) -> None:
-        self.metas = RegistryProbe(lookup)
+        self.registry = RegistryProbe(lookup)
         self.placement = placement
         #: meter id → (its watch key, an industrial customer's), for meters the registry knows
         self.known: dict[str, tuple[str, bool]] = {}
@@ -133,13 +133,13 @@ class MeterFacts:
 
     def check(self) -> None:
         """Drop every kept fact if the registry was reloaded. Once per batch."""
-        if self.metas.reloaded():
+        if self.registry.reloaded():
             self.known.clear()
             self.industrial_ids.clear()
             self._shared.clear()
 
     def _facts(self, meter_id: str) -> tuple[str, bool]:
-        m = self.metas.look(meter_id)
+        m = self.registry.look(meter_id)
         if m is None:
             key = self.shards.get(meter_id)
             if key is None:

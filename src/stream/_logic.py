@@ -271,7 +271,7 @@ class CellWatch:
         if now < self.due:
             return _EMPTY
         s = self.settings
-        k = s.silence_intervals
+        k = self._k
         lasts, ivs, sts, sinces = self._last, self._iv, self._st, self._since
         out: list[Any] = []
         pending: list[str] = []

@@ -184,22 +184,49 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     if not held:
         a = max(1.0 / rec.days, 1.0 / 28)
         rec.hist_kwh += a * (daily_kwh - rec.hist_kwh)
+    day_curve, weekday_curve, weekend_curve = _rounded(curve, wd_curve, we_curve)
     return DailyProfile(
         meter_id=rec.meter_id, day=day_start.astimezone(UTC),
         customer_id=meta.customer_id if meta else None,
         customer_class=str(meta.customer_class) if meta else "residential",
         daily_kwh=daily_kwh, peak_kw=float(rec.day_max), valley_kw=float(rec.day_min),
-        day_curve=_rounded(curve),
-        weekday_curve=_rounded(wd_curve),
-        weekend_curve=_rounded(we_curve),
+        day_curve=day_curve, weekday_curve=weekday_curve, weekend_curve=weekend_curve,
         is_day_off=off, mom_growth=None if mom is None else round(mom, 4),
         ratio=None if ratio is None else round(ratio, 4))
 
 
-def _rounded(curve: np.ndarray) -> tuple[float, ...]:
-    """The curve's values rounded to 4 decimals (``tolist`` gives the Python floats ``float``
-    of each element would, without a numpy scalar each)."""
-    return tuple([round(x, 4) for x in curve.tolist()])
+#: ``v`` within this much of a half (relative to ``v * 10**4``) is rounded by ``round`` itself
+_NEAR_HALF = 2.0 ** -50
+
+
+def _rounded(*curves: np.ndarray) -> list[tuple[float, ...]]:
+    """Each curve's values rounded to 4 decimals: exactly ``round(float(v), 4)`` of each, in one
+    pass over all of them (``round`` with digits goes through a decimal string, about 0.3 µs a
+    value: 72 values a meter-day).
+
+    For ``p = v * 10**4`` (computed) the nearest integer ``k`` is taken, and ``k / 10**4``: the
+    float nearest to the decimal ``k * 10**-4``, which is what ``round`` returns. ``k`` is the
+    integer nearest to the exact ``v * 10**4`` too unless the product's own rounding (at most
+    ``2**-53`` of it) could have moved it across a half: the values that near a half, and any
+    that are not finite, are rounded by ``round`` itself."""
+    v = np.concatenate(curves, dtype=np.float64) if len(curves) > 1 else \
+        np.asarray(curves[0], dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = v * 1e4
+        k = np.rint(p)
+        out = (k / 1e4).tolist()
+        near = np.flatnonzero(~(np.abs(np.abs(p - k) - 0.5) > np.abs(p) * _NEAR_HALF))
+    if len(near):
+        values = v.tolist()
+        for i in near.tolist():
+            out[i] = round(values[i], 4)
+    rounded = []
+    at = 0
+    for c in curves:
+        n = len(c)
+        rounded.append(tuple(out[at:at + n]))
+        at += n
+    return rounded
 
 
 def _shape_corr(curve: np.ndarray, typical: np.ndarray) -> float:

@@ -114,7 +114,7 @@ from gridwatch.models._record import (
 from gridwatch.models._result import StepResult
 from gridwatch.models._theft import window_quiet
 
-__all__ = ["quiet_step"]
+__all__ = ["consts", "forecast_steps", "lane_entry", "lane_kernel", "quiet_done", "quiet_step"]
 
 _S, _B = LOG_STEP, LOG_BIAS
 _STUCK = "stuck_reading"
@@ -425,6 +425,13 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         n_steps, bool(act), stuck_cnt)
     if code != DONE:
         return None if code == NOT_QUIET else _PYTHON
+    return quiet_done(rec, r, meta, c, t, flags, expected, z, hour)
+
+
+def quiet_done(rec: MeterRecord, r: Reading, meta: MeterMeta | None, c: _Consts, t: float,
+               flags: int, expected: float, z: float, hour: int) -> StepResult:
+    """What the Python side does after the kernel answered DONE with ``flags``: the few
+    Python-level fields they name, the stuck-reading count, the sampled score."""
     if flags & SET_NO_RUN:
         rec.hi = rec.lo = NO_RUN
     if flags & TH_HOUR:
@@ -437,6 +444,71 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         out.score = Score(meter_id=rec.meter_id, ts=r.ts, kw=r.kw, expected_kw=r3(expected, 4),
                           score=r3(abs(z)), anomalous=False)
     return out
+
+
+def lane_kernel() -> Any:
+    """The compiled lane (:func:`._quiet_jit.lane`) when the compiled quiet path is loaded and
+    the quiet path is on, else None."""
+    from gridwatch.models import _meter
+
+    if _JIT[0] is None or not _meter.FAST_PATH:
+        return None
+    from gridwatch.models._quiet_jit import lane
+
+    return lane
+
+
+def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, cal: Calendar
+               ) -> tuple[tuple[int, ...], tuple[float, ...]] | None:
+    """A meter's row for the lane (``_quiet_jit.LANE_METER`` without the profile) and its
+    profile (``LANE_PROFILE``), or None when its next reading cannot take the lane: what
+    :func:`compiled_quiet_step` checks on the record and the registry before it calls the
+    kernel (an alarm open but possible theft, a count pending but a stuck reading, a run,
+    verdicts on record, silence), and what the lane leaves to it (a time zone of the meter's
+    own; the last reading a last gasp)."""
+    if rec.silent or rec.fb or rec.last_fail or rec.hi[1] or rec.lo[1] or rec.peak_run[1]:
+        return None
+    act = rec.act
+    if act and (len(act) > 1 or _THEFT not in act):
+        return None
+    pending = rec.cnt
+    if pending and (len(pending) > 1 or _STUCK not in pending):
+        return None
+    c = _consts_of(s)
+    if meta is None:
+        pol = c.pols[None]
+        profile = (0.0, 0.0, 0.0, 0.0, pol.young_dev, pol.peak_factor, float(pol.theft_window),
+                   0.0)
+    else:
+        if meta.timezone and meta.timezone != cal.tz.key:
+            return None
+        cls = meta.customer_class
+        pol = c.pols.get(cls)
+        if pol is None:
+            pol = c.pols[cls] = policy(meta, s)
+        profile = (float(meta.interval_s or 0.0), float(meta.has_export),
+                   float(meta.nominal_voltage_v or 0.0), float(meta.phases == 3),
+                   pol.young_dev, pol.peak_factor, float(pol.theft_window),
+                   float(meta.contracted_kva or 0.0))
+    th = rec.th
+    row = (rec.x.buffer_info()[0], rec.h.buffer_info()[0],
+           0 if th is None else th.buffer_info()[0], rec.th_hour,
+           int(rec.days >= s.daily_min_days), rec.peak_days, int(bool(act)),
+           pending[_STUCK] if pending else -1, int(rec.hi != NO_RUN or rec.lo != NO_RUN))
+    return row, profile
+
+
+def forecast_steps(c: _Consts, cal: Calendar, t: float, interval: int) -> _Steps:
+    """The capacity forecast's steps from ``t`` at ``interval`` (kept in ``c.levels``): the
+    level of the previous interval's slot, the steps, the steps flat in float64 and their
+    address (keep the tuple while the address is used)."""
+    key = (t, interval, cal)
+    return c.levels.get(key) or _steps(c, key, cal, t, float(interval))
+
+
+def consts(s: DetectionSettings) -> _Consts:
+    """The kept constants of settings ``s`` (what the kernel reads, by address)."""
+    return _consts_of(s)
 
 
 def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,

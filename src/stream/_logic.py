@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
+import numpy as np
 from bytewax.operators import StatefulBatchLogic, StatefulLogic
 
 from gridwatch._schemas import Event, LoadProfile, MeterMeta, MeterStatus, Reading, Severity
@@ -35,6 +36,9 @@ from gridwatch.models import (
     is_candidate,
     load_profile,
 )
+from gridwatch.models._quiet import consts, lane_kernel, quiet_done
+from gridwatch.models._quiet_codes import STUCK_COUNT
+from gridwatch.stream._lane import Lane
 from gridwatch.stream._partition import ReadingBatch, Tick
 
 MetaLookup = Callable[[str], MeterMeta | None]
@@ -378,6 +382,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         self.parts: dict[str, float] = {}
         #: readings waiting for the slower partitions: (event time, reading), arrival order
         self.held: list[tuple[float, Reading]] = []
+        #: the quiet readings' compiled lane (built at the first batch that can take it)
+        self.lane: Lane | None = None
         #: the registry's entries of the cell's meters, checked once per batch
         self._kept = KeptMeta(meta)
         watch = None
@@ -492,10 +498,98 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                at: float | None = None) -> None:
         """Readings with their event times, each through the watch and its meter, the cell's
         watermark at each one's time minus ``lateness_s`` (at ``at`` for all, when given): the
-        per-reading work of a batch, with what does not change within the batch looked up
-        once."""
+        quiet ones through the lane (:mod:`._lane`) when the compiled quiet path is on and no
+        verdict waits, the others one by one (:meth:`_steps_each`)."""
         if not timed:
             return
+        if at is None:
+            run = lane_kernel()
+            if run is not None and self._verdicts() is None:
+                self._lane_steps(timed, out, run)
+                return
+        self._steps_each(timed, out, at)
+
+    def _lane_steps(self, timed: Sequence[tuple[float, Reading]], out: list[Any],
+                    run: Any) -> None:
+        kept = self._kept
+        kept.reloaded()
+        lane = self.lane
+        if lane is None:
+            lane = self.lane = Lane(self.settings, self.calendar)
+        watch = self.watch
+        slot = watch.slot
+        c = consts(self.settings)
+        meters = self.meters
+        rows, any_lane, _steps_kept, entries = lane.rows(timed, slot, kept.get,
+                                                         watch.cell is not None, meters, c)
+        n = len(timed)
+        answers = np.zeros((n, 4)) if any_lane else None
+        i = 0
+        while i < n:
+            if answers is not None and rows[i, 0] >= 0:
+                lane.fit(len(slot))
+                stop, wm, due = run(
+                    rows, i, lane.meters, lane.ready, lane.profiles,
+                    np.frombuffer(watch._last, np.float64),
+                    np.frombuffer(watch._iv, np.int64), np.frombuffer(watch._st, np.uint8),
+                    c.jit_at, self.lateness_s, self.next_tick, float(watch._k), _SLACK,
+                    answers)
+                if stop > i:
+                    if wm > self.wm:
+                        self.wm = wm
+                    if due < watch.due:
+                        watch.due = due
+                    stuck = self._lane_done(timed, entries, answers, i, stop, c, out)
+                    i = stop
+                    if stuck is not None:  # its count taken: the lane goes on
+                        lane.set(slot[timed[stuck][1].meter_id],
+                                 meters[timed[stuck][1].meter_id], entries[stuck])
+                        continue
+                    if i == n:
+                        break
+            # the reading the lane left: through Python, then its meter's row again
+            r = timed[i][1]
+            meta = entries[i]
+            self._steps_each(timed[i:i + 1], out, None, lambda _m, meta=meta: meta)
+            j = slot.get(r.meter_id)
+            state = meters.get(r.meter_id)
+            if j is not None and state is not None:
+                lane.set(j, state, meta)
+            i += 1
+
+    def _lane_done(self, timed: Sequence[tuple[float, Reading]],
+                   entries: Sequence[MeterMeta | None], answers: np.ndarray, start: int,
+                   stop: int, c: Any, out: list[Any]) -> int | None:
+        """The Python side of the lane's readings ``start..stop-1`` that carry flags (see
+        ``_quiet.quiet_done``): a sampled score, the theft window's hour, a stuck-reading
+        count (the index of the reading whose count was taken, last, is returned: its meter's
+        row is set again)."""
+        flags_of = answers[start:stop, 0]
+        if not flags_of.any():
+            return None
+        meters = self.meters
+        stuck = None
+        for k in np.flatnonzero(flags_of).tolist():
+            i = start + k
+            t, r = timed[i]
+            state = meters[r.meter_id]
+            meta = entries[i]
+            flags = int(answers[i, 0])
+            res = quiet_done(state, r, meta, c, t, flags, float(answers[i, 1]),
+                             float(answers[i, 2]), int(answers[i, 3]))
+            if res.events:
+                self._events(res.events, state, meta, out)
+            if res.score is not None:
+                out.append(res.score)
+            if flags & STUCK_COUNT:
+                stuck = i
+        return stuck
+
+    def _steps_each(self, timed: Sequence[tuple[float, Reading]], out: list[Any],
+                    at: float | None = None, entry: MetaLookup | None = None) -> None:
+        """The per-reading path: each reading through the watch and its meter, with what does
+        not change within the batch looked up once. ``entry``: the registry entry of each
+        reading, when the caller has it (it has looked at a reload and the verdicts, too)."""
         lateness = self.lateness_s
         settings = self.settings
         calendar = self.calendar
@@ -504,11 +598,16 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         watch = self.watch
         seen = watch.seen
         kept = self._kept
-        kept.reloaded()
-        meta_of = kept.get
-        verdicts = self._verdicts()
+        verdicts = None
+        if entry is None:
+            kept.reloaded()
+            verdicts = self._verdicts()
+            entry = kept.get
+        meta_of = entry
         power_fail = MeterStatus.POWER_FAIL
         append = out.append
+        lane = self.lane
+        slot = watch.slot
         for t, r in timed:
             wm = t - lateness if at is None else at
             if wm > self.next_tick:
@@ -533,6 +632,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                 for _, etype, kind, outcome, given in verdicts(meter_id):
                     state.verdict(etype, kind, outcome, t, settings=settings, given=given)
             res = state.step(r, meta, None, settings, calendar, t)
+            if lane is not None:  # off the lane until the caller sets its row again
+                lane.drop(slot.get(meter_id))
             if res.events:
                 self._events(res.events, state, meta, out)
             if res.score is not None:
@@ -590,6 +691,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         for item in self.watch.tick(now):
             if isinstance(item, Silence):
                 state = self.meters.get(item.meter_id)
+                if self.lane is not None:
+                    self.lane.drop(self.watch.slot.get(item.meter_id))
                 if state is not None:
                     out.extend(state.on_timer(item.now, self.meta(item.meter_id),
                                               settings=self.settings, quiet=item.quiet))

@@ -1,0 +1,182 @@
+"""A cell's lane: its quiet readings stepped a micro-batch at a time in compiled code.
+
+Most readings are quiet (see :mod:`gridwatch.models._quiet`), and for a quiet reading the cell's
+per-reading work in Python — the registry lookup, the silence watch, the meter's checks, the
+kernel's 38 arguments — costs several times the kernel's arithmetic. The lane keeps, per meter
+of the cell (by its slot in the silence watch), what the kernel needs from the meter's record
+and registry entry (:data:`~gridwatch.models._quiet_jit.LANE_METER`; the registry's and the
+class's part shared as a few profiles), and whether the meter's next reading may take the lane
+at all (``ready``). A batch's readings are put in rows of floats in one pass; one call of the
+compiled :func:`~gridwatch.models._quiet_jit.lane` then steps them in order, record and watch,
+for as long as each is quiet, and hands the first that is not back to the cell, which steps it
+in Python as before and sets its meter's row again.
+
+A meter's row is only ever set right after a reading of it went through Python (so a meter's
+first reading, and every reading after a resume, goes through Python); anything else in Python
+that changes a meter (a silence tick, a verdict, a warm start) takes the meter off the lane
+until then (:meth:`Lane.drop`). The records it leaves, and the events and scores, are those of
+the per-reading path: ``tests/stream/test_lane.py`` runs both ways.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from gridwatch._schemas import MeterMeta, Reading
+from gridwatch.models import Calendar, DetectionSettings, MeterState
+from gridwatch.models._quiet import forecast_steps, lane_entry
+from gridwatch.models._record import INFERRED_S
+
+__all__ = ["Lane"]
+
+_N_IN = 21  # (columns of a reading's row: _quiet_jit.LANE_IN)
+_N_METER = 10  # (_quiet_jit.LANE_METER)
+_N_PROFILE = 8  # (_quiet_jit.LANE_PROFILE)
+#: a reading the lane leaves to Python
+_PYTHON_ROW = (-1.0,) + (0.0,) * (_N_IN - 1)
+_NAN = math.nan
+_NO_META = object()  #: a slot whose row was never set
+_NO_FORECAST = (0, 0, 0, 0)  #: a meter without a contracted kVA: no forecast's steps
+
+
+class Lane:
+    """The lane's columns for the meters of one cell, by the watch's slot."""
+
+    __slots__ = ("calendar", "metas", "meters", "profile_of", "profiles", "ready", "settings")
+
+    def __init__(self, settings: DetectionSettings, calendar: Calendar) -> None:
+        self.settings = settings
+        self.calendar = calendar
+        self.meters = np.zeros((0, _N_METER), dtype=np.int64)
+        self.ready = np.zeros(0, dtype=np.uint8)
+        #: the registry entry each meter's row was set with (a reading whose entry is another
+        #: object, after a reload, goes through Python and sets the row again)
+        self.metas: list[Any] = []
+        self.profile_of: dict[tuple[float, ...], int] = {}
+        self.profiles = np.zeros((0, _N_PROFILE), dtype=np.float64)
+
+    def fit(self, slots: int) -> None:
+        """Room for ``slots`` meters (the watch's slots grow as meters appear)."""
+        have = len(self.ready)
+        if slots <= have:
+            return
+        size = max(slots, 2 * have, 16)
+        meters = np.zeros((size, _N_METER), dtype=np.int64)
+        meters[:have] = self.meters
+        ready = np.zeros(size, dtype=np.uint8)
+        ready[:have] = self.ready
+        self.meters, self.ready = meters, ready
+        self.metas.extend([_NO_META] * (size - have))
+
+    def set(self, j: int, state: MeterState, meta: MeterMeta | None) -> None:
+        """Meter ``j``'s row from its record and registry entry, after a reading of it went
+        through Python: ready for the lane, or not (see ``_quiet.lane_entry``)."""
+        self.fit(j + 1)
+        entry = lane_entry(state, meta, self.settings, self.calendar)
+        if entry is None:
+            self.ready[j] = 0
+            return
+        row, profile = entry
+        p = self.profile_of.get(profile)
+        if p is None:
+            p = self.profile_of[profile] = len(self.profile_of)
+            self.profiles = np.vstack([self.profiles, np.array([profile], dtype=np.float64)])
+        self.meters[j, :_N_METER - 1] = row
+        self.meters[j, _N_METER - 1] = p
+        self.metas[j] = meta
+        self.ready[j] = 1
+
+    def drop(self, j: int | None) -> None:
+        """Meter ``j`` off the lane until its next reading through Python."""
+        if j is not None and j < len(self.ready):
+            self.ready[j] = 0
+
+    def rows(self, timed: Sequence[tuple[float, Reading]], slot: dict[str, int],
+             meta_of: Callable[[str], MeterMeta | None], cell_known: bool,
+             states: dict[str, MeterState], c: Any
+             ) -> tuple[np.ndarray, bool, list[Any], list[MeterMeta | None]]:
+        """The batch's readings as rows (``_quiet_jit.LANE_IN``), whether any may take the
+        lane, the forecast's steps the rows point to (keep them while the rows are used), and
+        each reading's registry entry (looked up once here).
+        A reading goes through Python when its meter has no row, its registry entry is not the
+        one the row was set with, it carries a status, its voltages are neither one nor three,
+        or the cell still waits for its name from the registry."""
+        slot_get = slot.get
+        metas = self.metas
+        n_metas = len(metas)
+        cal = self.calendar
+        quarters = cal._q
+        info_of = cal.info
+        out: list[tuple[float, ...]] = []
+        append = out.append
+        any_lane = False
+        nan = _NAN
+        default_iv = c.interval_s
+        kept: list[Any] = []
+        info_t = steps_t = _NAN
+        steps_iv = 0
+        info: tuple[int, int, int] = (0, 0, 0)
+        kva_steps: tuple[int, ...] = _NO_FORECAST
+        entries: list[MeterMeta | None] = []
+        entry = entries.append
+        for t, r in timed:
+            meta = meta_of(r.meter_id)
+            entry(meta)
+            j = slot_get(r.meter_id, -1)
+            if j < 0 or j >= n_metas or metas[j] is not meta or r.status or (
+                    meta is not None and not cell_known):
+                append(_PYTHON_ROW)
+                continue
+            volts = r.voltage
+            if volts:
+                nv = len(volts)
+                if nv == 1:
+                    v0 = volts[0]
+                    v1 = v2 = 0.0
+                elif nv == 3:
+                    v0, v1, v2 = volts
+                else:
+                    append(_PYTHON_ROW)
+                    continue
+                cur = r.current
+                if cur and len(cur) == 3:
+                    ncur = 3
+                    i0, i1, i2 = cur
+                else:
+                    ncur = 0
+                    i0 = i1 = i2 = 0.0
+            else:
+                nv = ncur = 0
+                v0 = v1 = v2 = i0 = i1 = i2 = 0.0
+            kwh = r.kwh
+            pf = r.pf
+            r_iv = r.interval_s
+            stated = meta.interval_s if meta is not None else None
+            if t != info_t:
+                info_t = t
+                info = quarters.get(int(t // 900)) or info_of(t)
+            if meta is not None and meta.contracted_kva:
+                # the interval the kernel will use, as far as it is known now (it answers
+                # PYTHON, and the reading goes through Python, if it finds another)
+                state = states.get(r.meter_id)
+                if state is None:
+                    append(_PYTHON_ROW)
+                    continue
+                cap_iv = int(stated or r_iv or state.x[INFERRED_S] or default_iv)
+                if t != steps_t or cap_iv != steps_iv:
+                    steps_t, steps_iv = t, cap_iv
+                    steps = forecast_steps(c, cal, t, cap_iv)
+                    kept.append(steps)
+                    kva_steps = (cap_iv, steps[0], steps[3], len(steps[1]))
+                forecast = kva_steps
+            else:
+                forecast = _NO_FORECAST
+            append((j, t, r.kw, nan if kwh is None else kwh, r_iv or 0.0, nv, v0, v1, v2, ncur,
+                    i0, i1, i2, nan if pf is None else pf, info[1], info[2],
+                    int(stated or r_iv or default_iv), *forecast))
+            any_lane = True
+        return np.array(out, dtype=np.float64).reshape(-1, _N_IN), any_lane, kept, entries

@@ -139,6 +139,18 @@ class KeptMeta(RegistryProbe):
         return m
 
 
+class _Entry:
+    """A registry lookup that answers one entry already looked up."""
+
+    __slots__ = ("meta",)
+
+    def __init__(self, meta: MeterMeta | None) -> None:
+        self.meta = meta
+
+    def __call__(self, meter_id: str) -> MeterMeta | None:
+        return self.meta
+
+
 _OK, _PENDING, _ALERTED, _FEEDER = 0, 1, 2, 3
 #: below a silence deadline by more than any rounding of ``now - last`` against ``last + k * iv``
 _SLACK = 1e-3
@@ -550,7 +562,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             # the reading the lane left: through Python, then its meter's row again
             r = timed[i][1]
             meta = entries[i]
-            self._steps_each(timed[i:i + 1], out, None, lambda _m, meta=meta: meta)
+            self._steps_each(timed[i:i + 1], out, None, _Entry(meta))
             j = slot.get(r.meter_id)
             state = meters.get(r.meter_id)
             if j is not None and state is not None:

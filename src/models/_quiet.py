@@ -460,8 +460,9 @@ def lane_kernel() -> Any:
 
 def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, cal: Calendar
                ) -> tuple[tuple[int, ...], tuple[float, ...]] | None:
-    """A meter's row for the lane (``_quiet_jit.LANE_METER`` without the profile) and its
-    profile (``LANE_PROFILE``), or None when its next reading cannot take the lane: what
+    """A meter's row for the lane (``_quiet_jit.LANE_ADDRESSES``, then ``LANE_METER`` without
+    the profile) and its profile (``LANE_PROFILE``), or None when its next reading cannot take
+    the lane: what
     :func:`compiled_quiet_step` checks on the record and the registry before it calls the
     kernel (an alarm open but possible theft, a count pending but a stuck reading, a run,
     verdicts on record, silence), and what the lane leaves to it (a time zone of the meter's

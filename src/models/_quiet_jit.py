@@ -88,7 +88,7 @@ from gridwatch.models._record import (
     N,
 )
 
-__all__ = ["LANE_IN", "LANE_METER", "LANE_PROFILE", "direct", "kernel", "lane"]
+__all__ = ["LANE_ADDRESSES", "LANE_IN", "LANE_METER", "LANE_PROFILE", "direct", "kernel", "lane"]
 
 # (the positions of _quiet_codes.CONSTS, in its order)
 (_MIN_KW, _TWO_MIN_KW, _REV_KW, _DRIFT_S, _INFER, _INTERVAL_S, _WARMUP_S, _BAND_HI, _BAND_LO,
@@ -615,26 +615,26 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
 #: columns of the lane's reading rows (float64): the meter's lane slot (-1: the reading goes
 #: through Python), event time, kW, kWh (NaN: none), the reading's interval (0: none), the
 #: voltages' count (0, 1 or 3), three voltages, the currents' count (0 or 3), three currents,
-#: the power factor (NaN: none), the calendar's slot and local day, the watch's interval; for a
-#: meter with a contracted kVA, the interval the forecast's steps are for, the level of the
-#: previous interval's slot, the steps' address and count (0 otherwise)
+#: the power factor (NaN: none), the calendar's slot and local day; for a meter with a
+#: contracted kVA, the interval the forecast's steps are for, the level of the previous
+#: interval's slot, the steps' address and count (0 otherwise)
 LANE_IN = ("slot", "t", "kw", "kwh", "r_iv", "nv", "v0", "v1", "v2", "ncur", "i0", "i1", "i2",
-           "pf", "cal_slot", "cal_day", "watch_iv", "cap_iv", "dp", "sp", "n_steps")
-#: columns of the lane's meter rows (int64): the record's buffers by address (``th``: 0 if
-#: none), the theft window's hour, enough days to judge it, days with a record peak, a
-#: possible-theft alarm open, the stuck-reading count pending (-1: none), whether the runs
-#: above and below the band are other than ``NO_RUN`` (else ending them changes nothing), the
-#: meter's profile
-LANE_METER = ("x", "h", "th", "th_hour", "days_ok", "peak_days", "theft_open", "stuck_cnt",
-              "runs", "profile")
+           "pf", "cal_slot", "cal_day", "cap_iv", "dp", "sp", "n_steps")
+#: columns of the lane's meter rows: the record's buffers by address (``th``: 0 if none;
+#: int64), then (int32) the theft window's hour, enough days to judge it, days with a record
+#: peak, a possible-theft alarm open, the stuck-reading count pending (-1: none), whether the
+#: runs above and below the band are other than ``NO_RUN`` (else ending them changes
+#: nothing), the meter's profile
+LANE_ADDRESSES = ("x", "h", "th")
+LANE_METER = ("th_hour", "days_ok", "peak_days", "theft_open", "stuck_cnt", "runs", "profile")
 #: columns of the lane's profiles (float64): what the registry and the class give the kernel
 LANE_PROFILE = ("stated", "has_export", "nominal", "three", "young_dev", "peak_factor",
                 "theft_window", "kva")
 
 
 @numba.njit(cache=True)
-def lane(rows, start, meters, ready, profiles, w_last, w_iv, w_st, cp, lateness, next_tick,
-         k, slack, answers):
+def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, lateness,
+         next_tick, k, slack, default_iv, answers):
     """The quiet path over a cell's readings from ``start`` on, in order, while each one is
     quiet: its meter ready (``ready``: nothing open the kernel cannot see, see
     ``_quiet.lane_entry``), its silence watch at rest, its event time before the cell's next
@@ -655,7 +655,7 @@ def lane(rows, start, meters, ready, profiles, w_last, w_iv, w_st, cp, lateness,
         wm = t - lateness
         if wm >= next_tick:
             break
-        p = meters[j, 9]
+        p = meters[j, 6]
         nv = int(rows[i, 5])
         three = int(profiles[p, 3])
         if nv == 3:
@@ -671,19 +671,19 @@ def lane(rows, start, meters, ready, profiles, w_last, w_iv, w_st, cp, lateness,
             pf = 0.0
             has_pf = 0
         code, flags, expected, z, hour = kernel(
-            meters[j, 0], meters[j, 1], meters[j, 2], cp, t, rows[i, 2],
+            addrs[j, 0], addrs[j, 1], addrs[j, 2], cp, t, rows[i, 2],
             kwh, has_kwh, rows[i, 4], profiles[p, 0],
             int(profiles[p, 1]), nv, rows[i, 6], rows[i, 7], rows[i, 8], profiles[p, 2],
             three, int(rows[i, 9]), rows[i, 10], rows[i, 11], rows[i, 12],
             pf, has_pf, int(rows[i, 14]), rows[i, 15], profiles[p, 4],
-            profiles[p, 5], int(profiles[p, 6]), meters[j, 3], meters[j, 4], meters[j, 5],
-            profiles[p, 7], int(rows[i, 17]), int(rows[i, 18]), int(rows[i, 19]),
-            int(rows[i, 20]), meters[j, 6], meters[j, 7])
+            profiles[p, 5], int(profiles[p, 6]), meters[j, 0], meters[j, 1], meters[j, 2],
+            profiles[p, 7], int(rows[i, 16]), int(rows[i, 17]), int(rows[i, 18]),
+            int(rows[i, 19]), meters[j, 3], meters[j, 4])
         if code != DONE:
             break
         if flags & SET_NO_RUN:
-            if meters[j, 8]:
-                meters[j, 8] = 0  # (Python ends them)
+            if meters[j, 5]:
+                meters[j, 5] = 0  # (Python ends them)
             else:
                 flags &= ~SET_NO_RUN  # (they are NO_RUN already)
         answers[i, 0] = flags
@@ -691,11 +691,13 @@ def lane(rows, start, meters, ready, profiles, w_last, w_iv, w_st, cp, lateness,
         answers[i, 2] = z
         answers[i, 3] = hour
         if flags & TH_HOUR:
-            meters[j, 3] = hour
+            meters[j, 0] = hour
         last = w_last[j]
         if t > last:
             w_last[j] = last = t
-        iv = int(rows[i, 16])
+        # the watch's interval: the registry's, else the reading's, else the configured one
+        stated = profiles[p, 0]
+        iv = int(stated if stated != 0.0 else (rows[i, 4] if rows[i, 4] != 0.0 else default_iv))
         w_iv[j] = iv
         due = last + k * iv - slack
         if due < due_min:

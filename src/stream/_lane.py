@@ -33,8 +33,8 @@ from gridwatch.models._record import INFERRED_S
 
 __all__ = ["Lane"]
 
-_N_IN = 21  # (columns of a reading's row: _quiet_jit.LANE_IN)
-_N_METER = 10  # (_quiet_jit.LANE_METER)
+_N_IN = 20  # (columns of a reading's row: _quiet_jit.LANE_IN)
+_N_METER = 7  # (_quiet_jit.LANE_METER)
 _N_PROFILE = 8  # (_quiet_jit.LANE_PROFILE)
 #: a reading the lane leaves to Python
 _PYTHON_ROW = (-1.0,) + (0.0,) * (_N_IN - 1)
@@ -46,16 +46,20 @@ _NO_FORECAST = (0, 0, 0, 0)  #: a meter without a contracted kVA: no forecast's 
 class Lane:
     """The lane's columns for the meters of one cell, by the watch's slot."""
 
-    __slots__ = ("calendar", "metas", "meters", "profile_of", "profiles", "ready", "settings")
+    __slots__ = ("addrs", "calendar", "kva", "metas", "meters", "profile_of", "profiles",
+                 "ready", "settings")
 
     def __init__(self, settings: DetectionSettings, calendar: Calendar) -> None:
         self.settings = settings
         self.calendar = calendar
-        self.meters = np.zeros((0, _N_METER), dtype=np.int64)
+        self.addrs = np.zeros((0, 3), dtype=np.int64)
+        self.meters = np.zeros((0, _N_METER), dtype=np.int32)
         self.ready = np.zeros(0, dtype=np.uint8)
         #: the registry entry each meter's row was set with (a reading whose entry is another
         #: object, after a reload, goes through Python and sets the row again)
         self.metas: list[Any] = []
+        #: whether the meter has a contracted kVA (its readings carry the forecast's steps)
+        self.kva = bytearray()
         self.profile_of: dict[tuple[float, ...], int] = {}
         self.profiles = np.zeros((0, _N_PROFILE), dtype=np.float64)
 
@@ -64,13 +68,16 @@ class Lane:
         have = len(self.ready)
         if slots <= have:
             return
-        size = max(slots, 2 * have, 16)
-        meters = np.zeros((size, _N_METER), dtype=np.int64)
+        size = max(slots, have + have // 4, 16)
+        addrs = np.zeros((size, 3), dtype=np.int64)
+        addrs[:have] = self.addrs
+        meters = np.zeros((size, _N_METER), dtype=np.int32)
         meters[:have] = self.meters
         ready = np.zeros(size, dtype=np.uint8)
         ready[:have] = self.ready
-        self.meters, self.ready = meters, ready
+        self.addrs, self.meters, self.ready = addrs, meters, ready
         self.metas.extend([_NO_META] * (size - have))
+        self.kva.extend(bytes(size - have))
 
     def set(self, j: int, state: MeterState, meta: MeterMeta | None) -> None:
         """Meter ``j``'s row from its record and registry entry, after a reading of it went
@@ -85,9 +92,11 @@ class Lane:
         if p is None:
             p = self.profile_of[profile] = len(self.profile_of)
             self.profiles = np.vstack([self.profiles, np.array([profile], dtype=np.float64)])
-        self.meters[j, :_N_METER - 1] = row
+        self.addrs[j] = row[:3]
+        self.meters[j, :_N_METER - 1] = row[3:]
         self.meters[j, _N_METER - 1] = p
         self.metas[j] = meta
+        self.kva[j] = profile[7] != 0.0
         self.ready[j] = 1
 
     def drop(self, j: int | None) -> None:
@@ -96,12 +105,14 @@ class Lane:
             self.ready[j] = 0
 
     def rows(self, timed: Sequence[tuple[float, Reading]], slot: dict[str, int],
-             meta_of: Callable[[str], MeterMeta | None], cell_known: bool,
+             known: dict[str, MeterMeta], meta_of: Callable[[str], MeterMeta | None],
+             cell_known: bool,
              states: dict[str, MeterState], c: Any
              ) -> tuple[np.ndarray, bool, list[Any], list[MeterMeta | None]]:
         """The batch's readings as rows (``_quiet_jit.LANE_IN``), whether any may take the
         lane, the forecast's steps the rows point to (keep them while the rows are used), and
-        each reading's registry entry (looked up once here).
+        each reading's registry entry (looked up once here: ``known``, the entries kept, else
+        ``meta_of``).
         A reading goes through Python when its meter has no row, its registry entry is not the
         one the row was set with, it carries a status, its voltages are neither one nor three,
         or the cell still waits for its name from the registry."""
@@ -123,12 +134,14 @@ class Lane:
         kva_steps: tuple[int, ...] = _NO_FORECAST
         entries: list[MeterMeta | None] = []
         entry = entries.append
+        kva = self.kva
+        known_get = known.get
         for t, r in timed:
-            meta = meta_of(r.meter_id)
+            meta = known_get(r.meter_id) or meta_of(r.meter_id)
             entry(meta)
             j = slot_get(r.meter_id, -1)
             if j < 0 or j >= n_metas or metas[j] is not meta or r.status or (
-                    meta is not None and not cell_known):
+                    not cell_known and meta is not None):
                 append(_PYTHON_ROW)
                 continue
             volts = r.voltage
@@ -155,18 +168,17 @@ class Lane:
             kwh = r.kwh
             pf = r.pf
             r_iv = r.interval_s
-            stated = meta.interval_s if meta is not None else None
             if t != info_t:
                 info_t = t
                 info = quarters.get(int(t // 900)) or info_of(t)
-            if meta is not None and meta.contracted_kva:
+            if kva[j]:
                 # the interval the kernel will use, as far as it is known now (it answers
                 # PYTHON, and the reading goes through Python, if it finds another)
                 state = states.get(r.meter_id)
-                if state is None:
+                if state is None or meta is None:
                     append(_PYTHON_ROW)
                     continue
-                cap_iv = int(stated or r_iv or state.x[INFERRED_S] or default_iv)
+                cap_iv = int(meta.interval_s or r_iv or state.x[INFERRED_S] or default_iv)
                 if t != steps_t or cap_iv != steps_iv:
                     steps_t, steps_iv = t, cap_iv
                     steps = forecast_steps(c, cal, t, cap_iv)
@@ -176,7 +188,6 @@ class Lane:
             else:
                 forecast = _NO_FORECAST
             append((j, t, r.kw, nan if kwh is None else kwh, r_iv or 0.0, nv, v0, v1, v2, ncur,
-                    i0, i1, i2, nan if pf is None else pf, info[1], info[2],
-                    int(stated or r_iv or default_iv), *forecast))
+                    i0, i1, i2, nan if pf is None else pf, info[1], info[2], *forecast))
             any_lane = True
         return np.array(out, dtype=np.float64).reshape(-1, _N_IN), any_lane, kept, entries

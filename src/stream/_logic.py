@@ -532,8 +532,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         slot = watch.slot
         c = consts(self.settings)
         meters = self.meters
-        rows, any_lane, _steps_kept, entries = lane.rows(timed, slot, kept.get,
-                                                         watch.cell is not None, meters, c)
+        rows, any_lane, _steps_kept, entries = lane.rows(
+            timed, slot, kept.known, kept.get, watch.cell is not None, meters, c)
         n = len(timed)
         answers = np.zeros((n, 4)) if any_lane else None
         i = 0
@@ -541,11 +541,11 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             if answers is not None and rows[i, 0] >= 0:
                 lane.fit(len(slot))
                 stop, wm, due = run(
-                    rows, i, lane.meters, lane.ready, lane.profiles,
+                    rows, i, lane.addrs, lane.meters, lane.ready, lane.profiles,
                     np.frombuffer(watch._last, np.float64),
                     np.frombuffer(watch._iv, np.int64), np.frombuffer(watch._st, np.uint8),
                     c.jit_at, self.lateness_s, self.next_tick, float(watch._k), _SLACK,
-                    answers)
+                    float(self.settings.interval_s), answers)
                 if stop > i:
                     if wm > self.wm:
                         self.wm = wm

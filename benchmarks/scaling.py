@@ -22,8 +22,8 @@ the cells still hold every meter, but the run stays near four minutes).
 Beside the resident figure, the pickled ``MeterState.to_bytes()`` per meter (a sample of
 1,000 meters) is the baseline of memory: what the state holds, serialised; and a census of the
 objects the cells hold per meter (``sys.getsizeof`` by part: the state's buffers and object,
-the meter id, theft windows, the cells' dictionaries, the watch's columns), what the resident
-figure is made of before the allocators' own overhead.
+the meter id, theft windows, the cells' dictionaries, the watch's and the lane's columns),
+what the resident figure is made of before the allocators' own overhead.
 
 Usage: ``python benchmarks/scaling.py`` (all three sizes, about 5 minutes on 2 cores, most of
 it building 10^6 meters' state), ``--sizes 10000 100000`` (a quicker pass). Figures go to the
@@ -65,12 +65,16 @@ def object_census(cells):
     size = sys.getsizeof
     out = dict.fromkeys(("state buffer h", "state scalars x", "state object", "meter id",
                          "theft windows", "cell dicts (meters, registry entries, watch)",
-                         "watch columns"), 0)
+                         "watch columns", "lane columns"), 0)
     for cell in cells.values():
         w = cell.watch
         out["cell dicts (meters, registry entries, watch)"] += (
             size(cell.meters) + size(cell._kept.known) + size(w.slot))
         out["watch columns"] += sum(map(size, (w._last, w._iv, w._st, w._since)))
+        lane = cell.lane
+        if lane is not None:  # (numpy arrays: getsizeof counts their data)
+            out["lane columns"] += sum(map(size, (lane.addrs, lane.meters, lane.ready,
+                                                  lane.metas, lane.kva, lane.profiles)))
         for st in cell.meters.values():
             out["state buffer h"] += size(st.h)
             out["state scalars x"] += size(st.x)

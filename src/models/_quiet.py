@@ -447,11 +447,9 @@ def quiet_done(rec: MeterRecord, r: Reading, meta: MeterMeta | None, c: _Consts,
 
 
 def lane_kernel() -> Any:
-    """The compiled lane (:func:`._quiet_jit.lane`) when the compiled quiet path is loaded and
-    the quiet path is on, else None."""
-    from gridwatch.models import _meter
-
-    if _JIT[0] is None or not _meter.FAST_PATH:
+    """The compiled lane (:func:`._quiet_jit.lane`) when the compiled quiet path is loaded,
+    else None (the caller checks ``_meter.FAST_PATH``)."""
+    if _JIT[0] is None:
         return None
     from gridwatch.models._quiet_jit import lane
 

@@ -33,6 +33,7 @@ from gridwatch.models import (
     MeterState,
     Segmenter,
     SegmentJudge,
+    _meter,
     is_candidate,
     load_profile,
 )
@@ -514,7 +515,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         verdict waits, the others one by one (:meth:`_steps_each`)."""
         if not timed:
             return
-        if at is None:
+        if at is None and _meter.FAST_PATH:
             run = lane_kernel()
             if run is not None and self._verdicts() is None:
                 self._lane_steps(timed, out, run)

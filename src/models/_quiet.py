@@ -267,6 +267,8 @@ class _Consts:
 _CONSTS: list[_Consts] = []
 #: [the compiled kernel or None, whether to load it on first use]
 _JIT: list[Any] = [None, True]
+#: the compiled lane's entry point, loaded with the kernel
+_LANE: list[Any] = [None]
 _PYTHON = object()  #: the compiled path's answer for a reading it leaves to Python
 
 
@@ -317,6 +319,7 @@ def _load_kernel() -> None:
             "quiet path, the same results, slower", type(exc).__name__, exc)
         return
     _JIT[0] = _quiet_jit.direct(_quiet_jit.kernel)
+    _LANE[0] = _quiet_jit.direct(_quiet_jit.lane)
 
 
 def use_compiled(on: bool = True) -> bool:
@@ -328,7 +331,7 @@ def use_compiled(on: bool = True) -> bool:
         _JIT[1] = True
         _load_kernel()
     elif not on:
-        _JIT[0] = None
+        _JIT[0] = _LANE[0] = None
         _JIT[1] = False
     return was
 
@@ -449,11 +452,7 @@ def quiet_done(rec: MeterRecord, r: Reading, meta: MeterMeta | None, c: _Consts,
 def lane_kernel() -> Any:
     """The compiled lane (:func:`._quiet_jit.lane`) when the compiled quiet path is loaded,
     else None (the caller checks ``_meter.FAST_PATH``)."""
-    if _JIT[0] is None:
-        return None
-    from gridwatch.models._quiet_jit import lane
-
-    return lane
+    return _LANE[0] if _JIT[0] is not None else None
 
 
 def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, cal: Calendar

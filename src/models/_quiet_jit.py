@@ -632,7 +632,14 @@ LANE_PROFILE = ("stated", "has_export", "nominal", "three", "young_dev", "peak_f
                 "theft_window", "kva")
 
 
-@numba.njit(cache=True)
+_LANE_SIGNATURE = types.Tuple((_i8, _f8, _f8))(
+    _f8[:, ::1], _i8, _i8[:, ::1], types.int32[:, ::1], types.uint8[::1],  # rows, start, meters
+    _f8[:, ::1], _f8[::1], _i8[::1], types.uint8[::1],  # profiles, the watch's columns
+    _i8, _f8, _f8, _f8, _f8, _f8,  # constants, lateness, next tick, intervals, slack, default
+    _f8[:, ::1])  # answers
+
+
+@numba.njit(_LANE_SIGNATURE, cache=True)
 def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, lateness,
          next_tick, k, slack, default_iv, answers):
     """The quiet path over a cell's readings from ``start`` on, in order, while each one is

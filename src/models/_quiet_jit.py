@@ -632,7 +632,7 @@ LANE_PROFILE = ("stated", "has_export", "nominal", "three", "young_dev", "peak_f
                 "theft_window", "kva")
 
 
-_LANE_SIGNATURE = types.Tuple((_i8, _f8, _f8))(
+_LANE_SIGNATURE = types.Tuple((_i8, _f8, _f8, _i8))(
     _f8[:, ::1], _i8, _i8[:, ::1], types.int32[:, ::1], types.uint8[::1],  # rows, start, meters
     _f8[:, ::1], _f8[::1], _i8[::1], types.uint8[::1],  # profiles, the watch's columns
     _i8, _f8, _f8, _f8, _f8, _f8,  # constants, lateness, next tick, intervals, slack, default
@@ -648,8 +648,11 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
     tick, and the kernel's answer DONE. Each such reading updates its record (the kernel) and
     the watch's columns as ``CellWatch.seen`` would; its flags, expected kW, z and hour go to
     ``answers``. Stops at the first reading that is not (nothing of it changed: Python takes
-    it) and after one whose stuck-reading count Python must take. Returns (the index it
-    stopped at, the newest watermark, the earliest silence deadline)."""
+    it, or first ticks the cell when its watermark passes the next tick), after one whose
+    watermark is the next tick (the cell ticks there after it) and after one whose
+    stuck-reading count Python must take. Returns (the index it stopped at, the newest
+    watermark of the readings stepped but one at the next tick, the earliest silence
+    deadline, 1 if it stopped before a reading for a tick, 2 after one at the tick, else 0)."""
     n = rows.shape[0]
     wm_max = -math.inf
     due_min = math.inf
@@ -660,8 +663,8 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
             break
         t = rows[i, 1]
         wm = t - lateness
-        if wm >= next_tick:
-            break
+        if wm > next_tick:
+            return i, wm_max, due_min, 1
         p = meters[j, 6]
         nv = int(rows[i, 5])
         three = int(profiles[p, 3])
@@ -709,12 +712,14 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
         due = last + k * iv - slack
         if due < due_min:
             due_min = due
+        i += 1
+        if wm == next_tick:
+            return i, wm_max, due_min, 2
         if wm > wm_max:
             wm_max = wm
-        i += 1
         if flags & STUCK_COUNT:
             break
-    return i, wm_max, due_min
+    return i, wm_max, due_min, 0
 
 
 # ---- a kept compilation made with another record layout is compiled again

@@ -140,6 +140,11 @@ class KeptMeta(RegistryProbe):
         return m
 
 
+#: The fewest readings a cell steps through the lane at once: a call of the lane costs a few
+#: microseconds whatever it steps (its rows and columns made ready), the per-reading path none.
+LANE_MIN = 16
+
+
 class _Entry:
     """A registry lookup that answers one entry already looked up."""
 
@@ -511,11 +516,12 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                at: float | None = None) -> None:
         """Readings with their event times, each through the watch and its meter, the cell's
         watermark at each one's time minus ``lateness_s`` (at ``at`` for all, when given): the
-        quiet ones through the lane (:mod:`._lane`) when the compiled quiet path is on and no
-        verdict waits, the others one by one (:meth:`_steps_each`)."""
+        quiet ones through the lane (:mod:`._lane`) when the compiled quiet path is on, no
+        verdict waits and there are ``LANE_MIN`` readings or more, the others one by one
+        (:meth:`_steps_each`)."""
         if not timed:
             return
-        if at is None and _meter.FAST_PATH:
+        if at is None and len(timed) >= LANE_MIN and _meter.FAST_PATH:
             run = lane_kernel()
             if run is not None and self._verdicts() is None:
                 self._lane_steps(timed, out, run)
@@ -541,7 +547,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         while i < n:
             if answers is not None and rows[i, 0] >= 0:
                 lane.fit(len(slot))
-                stop, wm, due = run(
+                stop, wm, due, tick = run(
                     rows, i, lane.addrs, lane.meters, lane.ready, lane.profiles,
                     np.frombuffer(watch._last, np.float64),
                     np.frombuffer(watch._iv, np.int64), np.frombuffer(watch._st, np.uint8),
@@ -557,9 +563,17 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                     if stuck is not None:  # its count taken: the lane goes on
                         lane.set(slot[timed[stuck][1].meter_id],
                                  meters[timed[stuck][1].meter_id], entries[stuck])
+                    if tick == 2:  # the last one's watermark is the next tick: tick there
+                        self._advance(timed[i - 1][0] - self.lateness_s, out)
+                    if stuck is not None or tick == 2:
                         continue
                     if i == n:
                         break
+                if tick == 1 and self.next_tick > -math.inf:
+                    # its watermark passes the next tick: the ticks first, as the per-reading
+                    # path ticks them before the reading; then the lane takes it
+                    self._catch_up(timed[i][0] - self.lateness_s, out)
+                    continue
             # the reading the lane left: through Python, then its meter's row again
             r = timed[i][1]
             meta = entries[i]

@@ -632,30 +632,35 @@ LANE_PROFILE = ("stated", "has_export", "nominal", "three", "young_dev", "peak_f
                 "theft_window", "kva")
 
 
-_LANE_SIGNATURE = types.Tuple((_i8, _f8, _f8, _i8))(
+_LANE_SIGNATURE = types.Tuple((_i8, _f8, _f8, _f8, _i8, _i8))(
     _f8[:, ::1], _i8, _i8[:, ::1], types.int32[:, ::1], types.uint8[::1],  # rows, start, meters
     _f8[:, ::1], _f8[::1], _i8[::1], types.uint8[::1],  # profiles, the watch's columns
-    _i8, _f8, _f8, _f8, _f8, _f8,  # constants, lateness, next tick, intervals, slack, default
+    _i8, _f8, _f8, _f8, _f8, _f8,  # constants, lateness, watermark, next tick, tick, due
+    _f8, _f8, _f8,  # silence intervals, slack, default interval
     _f8[:, ::1])  # answers
 
 
 @numba.njit(_LANE_SIGNATURE, cache=True)
-def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, lateness,
-         next_tick, k, slack, default_iv, answers):
+def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, lateness, wm0,
+         next_tick, tick_s, due, k, slack, default_iv, answers):
     """The quiet path over a cell's readings from ``start`` on, in order, while each one is
     quiet: its meter ready (``ready``: nothing open the kernel cannot see, see
-    ``_quiet.lane_entry``), its silence watch at rest, its event time before the cell's next
-    tick, and the kernel's answer DONE. Each such reading updates its record (the kernel) and
-    the watch's columns as ``CellWatch.seen`` would; its flags, expected kW, z and hour go to
-    ``answers``. Stops at the first reading that is not (nothing of it changed: Python takes
-    it, or first ticks the cell when its watermark passes the next tick), after one whose
-    watermark is the next tick (the cell ticks there after it) and after one whose
-    stuck-reading count Python must take. Returns (the index it stopped at, the newest
-    watermark of the readings stepped but one at the next tick, the earliest silence
-    deadline, 1 if it stopped before a reading for a tick, 2 after one at the tick, else 0)."""
+    ``_quiet.lane_entry``), its silence watch at rest, and the kernel's answer DONE. Each such
+    reading updates its record (the kernel) and the watch's columns as ``CellWatch.seen``
+    would; its flags, expected kW, z and hour go to ``answers``. The cell's watermark moves
+    as ``CellLogic`` moves it, reading by reading, and the ticks it passes are counted here
+    while no meter can have fallen silent at them (before the watch's ``due``); a tick that
+    must look at the meters is the cell's.
+
+    Stops at the first reading that is not quiet (nothing of it changed: Python takes it),
+    before one whose watermark passes a tick that must look (the cell ticks first), after one
+    whose watermark is such a tick (the cell ticks there after it) and after one whose
+    stuck-reading count Python must take. Returns (the index it stopped at, the cell's
+    watermark, its next tick, the watch's due, the ticks counted, and 1 if it stopped before
+    a reading for a tick, 2 after one at a tick, else 0)."""
     n = rows.shape[0]
-    wm_max = -math.inf
-    due_min = math.inf
+    wm_cur = wm0
+    ticks = 0
     i = start
     while i < n:
         j = int(rows[i, 0])
@@ -663,8 +668,17 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
             break
         t = rows[i, 1]
         wm = t - lateness
-        if wm > next_tick:
-            return i, wm_max, due_min, 1
+        if wm > next_tick:  # the ticks before the reading (CellLogic._catch_up)
+            if next_tick == -math.inf:
+                break
+            while next_tick < wm:
+                b = next_tick
+                if b >= due:
+                    return i, wm_cur, next_tick, due, ticks, 1
+                if b > wm_cur:
+                    wm_cur = b
+                next_tick = b + tick_s
+                ticks += 1
         p = meters[j, 6]
         nv = int(rows[i, 5])
         three = int(profiles[p, 3])
@@ -709,17 +723,20 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
         stated = profiles[p, 0]
         iv = int(stated if stated != 0.0 else (rows[i, 4] if rows[i, 4] != 0.0 else default_iv))
         w_iv[j] = iv
-        due = last + k * iv - slack
-        if due < due_min:
-            due_min = due
+        deadline = last + k * iv - slack
+        if deadline < due:
+            due = deadline
         i += 1
-        if wm == next_tick:
-            return i, wm_max, due_min, 2
-        if wm > wm_max:
-            wm_max = wm
+        if wm > wm_cur:  # the watermark after the reading (CellLogic._advance)
+            wm_cur = wm
+            if wm >= next_tick:  # (== : the ticks before it left none behind)
+                if wm >= due:
+                    return i, wm_cur, next_tick, due, ticks, 2
+                next_tick = (wm // tick_s + 1) * tick_s
+                ticks += 1
         if flags & STUCK_COUNT:
             break
-    return i, wm_max, due_min, 0
+    return i, wm_cur, next_tick, due, ticks, 0
 
 
 # ---- a kept compilation made with another record layout is compiled again

@@ -547,33 +547,28 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         while i < n:
             if answers is not None and rows[i, 0] >= 0:
                 lane.fit(len(slot))
-                stop, wm, due, tick = run(
+                stop, self.wm, self.next_tick, watch.due, ticks, tick = run(
                     rows, i, lane.addrs, lane.meters, lane.ready, lane.profiles,
                     np.frombuffer(watch._last, np.float64),
                     np.frombuffer(watch._iv, np.int64), np.frombuffer(watch._st, np.uint8),
-                    c.jit_at, self.lateness_s, self.next_tick, float(watch._k), _SLACK,
-                    float(self.settings.interval_s), answers)
-                if stop > i:
-                    if wm > self.wm:
-                        self.wm = wm
-                    if due < watch.due:
-                        watch.due = due
-                    stuck = self._lane_done(timed, entries, answers, i, stop, c, out)
-                    i = stop
-                    if stuck is not None:  # its count taken: the lane goes on
-                        lane.set(slot[timed[stuck][1].meter_id],
-                                 meters[timed[stuck][1].meter_id], entries[stuck])
-                    if tick == 2:  # the last one's watermark is the next tick: tick there
-                        self._advance(timed[i - 1][0] - self.lateness_s, out)
-                    if stuck is not None or tick == 2:
-                        continue
-                    if i == n:
-                        break
-                if tick == 1 and self.next_tick > -math.inf:
-                    # its watermark passes the next tick: the ticks first, as the per-reading
-                    # path ticks them before the reading; then the lane takes it
-                    self._catch_up(timed[i][0] - self.lateness_s, out)
+                    c.jit_at, self.lateness_s, self.wm, self.next_tick, self.tick_s, watch.due,
+                    float(watch._k), _SLACK, float(self.settings.interval_s), answers)
+                self._ticks_seen += ticks
+                stuck = self._lane_done(timed, entries, answers, i, stop, c, out) \
+                    if stop > i else None
+                if stuck is not None:  # its count taken: the lane goes on
+                    lane.set(slot[timed[stuck][1].meter_id],
+                             meters[timed[stuck][1].meter_id], entries[stuck])
+                if tick == 2:  # the last one's watermark is a tick that looks: the cell's
+                    self.next_tick = (self.wm // self.tick_s + 1) * self.tick_s
+                    self._tick(self.wm, out)
+                elif tick == 1:  # the reading's watermark passes one: the cell's, first
+                    self._catch_up(timed[stop][0] - self.lateness_s, out)
+                i = stop
+                if stuck is not None or tick:
                     continue
+                if i == n:
+                    break
             # the reading the lane left: through Python, then its meter's row again
             r = timed[i][1]
             meta = entries[i]

@@ -140,9 +140,8 @@ class KeptMeta(RegistryProbe):
         return m
 
 
-#: The fewest readings a cell steps through the lane at once: a call of the lane costs a few
-#: microseconds whatever it steps (its rows and columns made ready), the per-reading path none.
-LANE_MIN = 16
+#: Readings put in rows at once (see ``CellLogic._lane_steps``)
+LANE_CHUNK = 256
 
 
 class _Entry:
@@ -516,12 +515,11 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                at: float | None = None) -> None:
         """Readings with their event times, each through the watch and its meter, the cell's
         watermark at each one's time minus ``lateness_s`` (at ``at`` for all, when given): the
-        quiet ones through the lane (:mod:`._lane`) when the compiled quiet path is on, no
-        verdict waits and there are ``LANE_MIN`` readings or more, the others one by one
-        (:meth:`_steps_each`)."""
+        quiet ones through the lane (:mod:`._lane`) when the compiled quiet path is on and no
+        verdict waits, the others one by one (:meth:`_steps_each`)."""
         if not timed:
             return
-        if at is None and len(timed) >= LANE_MIN and _meter.FAST_PATH:
+        if at is None and _meter.FAST_PATH:
             run = lane_kernel()
             if run is not None and self._verdicts() is None:
                 self._lane_steps(timed, out, run)
@@ -530,11 +528,18 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
 
     def _lane_steps(self, timed: Sequence[tuple[float, Reading]], out: list[Any],
                     run: Any) -> None:
+        """The batch through the lane, ``LANE_CHUNK`` readings at a time: a chunk's rows are
+        made when it starts, so a meter new to the cell (or a registry entry reloaded) within
+        a long batch costs Python only until the next chunk."""
+        self._kept.reloaded()
+        if self.lane is None:
+            self.lane = Lane(self.settings, self.calendar)
+        for k in range(0, len(timed), LANE_CHUNK):
+            self._lane_chunk(timed[k:k + LANE_CHUNK], out, run, self.lane)
+
+    def _lane_chunk(self, timed: Sequence[tuple[float, Reading]], out: list[Any], run: Any,
+                    lane: Lane) -> None:
         kept = self._kept
-        kept.reloaded()
-        lane = self.lane
-        if lane is None:
-            lane = self.lane = Lane(self.settings, self.calendar)
         watch = self.watch
         slot = watch.slot
         c = consts(self.settings)

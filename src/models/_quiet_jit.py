@@ -632,7 +632,7 @@ LANE_PROFILE = ("stated", "has_export", "nominal", "three", "young_dev", "peak_f
                 "theft_window", "kva")
 
 
-_LANE_SIGNATURE = types.Tuple((_i8, _f8, _f8, _f8, _i8, _i8))(
+_LANE_SIGNATURE = types.Tuple((_i8, _f8, _f8, _f8, _i8, _i8, _i8))(
     _f8[:, ::1], _i8, _i8[:, ::1], types.int32[:, ::1], types.uint8[::1],  # rows, start, meters
     _f8[:, ::1], _f8[::1], _i8[::1], types.uint8[::1],  # profiles, the watch's columns
     _i8, _f8, _f8, _f8, _f8, _f8,  # constants, lateness, watermark, next tick, tick, due
@@ -656,11 +656,12 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
     before one whose watermark passes a tick that must look (the cell ticks first), after one
     whose watermark is such a tick (the cell ticks there after it) and after one whose
     stuck-reading count Python must take. Returns (the index it stopped at, the cell's
-    watermark, its next tick, the watch's due, the ticks counted, and 1 if it stopped before
-    a reading for a tick, 2 after one at a tick, else 0)."""
+    watermark, its next tick, the watch's due, the ticks counted, 1 if it stopped before a
+    reading for a tick, 2 after one at a tick, else 0, and how many readings carry flags)."""
     n = rows.shape[0]
     wm_cur = wm0
     ticks = 0
+    flagged = 0
     i = start
     while i < n:
         j = int(rows[i, 0])
@@ -674,7 +675,7 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
             while next_tick < wm:
                 b = next_tick
                 if b >= due:
-                    return i, wm_cur, next_tick, due, ticks, 1
+                    return i, wm_cur, next_tick, due, ticks, 1, flagged
                 if b > wm_cur:
                     wm_cur = b
                 next_tick = b + tick_s
@@ -711,6 +712,8 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
             else:
                 flags &= ~SET_NO_RUN  # (they are NO_RUN already)
         answers[i, 0] = flags
+        if flags:
+            flagged += 1
         answers[i, 1] = expected
         answers[i, 2] = z
         answers[i, 3] = hour
@@ -731,12 +734,12 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
             wm_cur = wm
             if wm >= next_tick:  # (== : the ticks before it left none behind)
                 if wm >= due:
-                    return i, wm_cur, next_tick, due, ticks, 2
+                    return i, wm_cur, next_tick, due, ticks, 2, flagged
                 next_tick = (wm // tick_s + 1) * tick_s
                 ticks += 1
         if flags & STUCK_COUNT:
             break
-    return i, wm_cur, next_tick, due, ticks, 0
+    return i, wm_cur, next_tick, due, ticks, 0, flagged
 
 
 # ---- a kept compilation made with another record layout is compiled again

@@ -548,19 +548,25 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             timed, slot, kept.known, kept.get, watch.cell is not None, meters, c)
         n = len(timed)
         answers = np.zeros((n, 4)) if any_lane else None
+        # the watch's columns as arrays (they stay valid until a meter is added to the watch,
+        # which only the per-reading path does: they are let go before it runs)
+        columns: tuple[np.ndarray, ...] | None = None
+        k, iv = float(watch._k), float(self.settings.interval_s)
         i = 0
         while i < n:
             if answers is not None and rows[i, 0] >= 0:
                 lane.fit(len(slot))
-                stop, self.wm, self.next_tick, watch.due, ticks, tick = run(
-                    rows, i, lane.addrs, lane.meters, lane.ready, lane.profiles,
-                    np.frombuffer(watch._last, np.float64),
-                    np.frombuffer(watch._iv, np.int64), np.frombuffer(watch._st, np.uint8),
+                if columns is None:
+                    columns = (np.frombuffer(watch._last, np.float64),
+                               np.frombuffer(watch._iv, np.int64),
+                               np.frombuffer(watch._st, np.uint8))
+                stop, self.wm, self.next_tick, watch.due, ticks, tick, flagged = run(
+                    rows, i, lane.addrs, lane.meters, lane.ready, lane.profiles, *columns,
                     c.jit_at, self.lateness_s, self.wm, self.next_tick, self.tick_s, watch.due,
-                    float(watch._k), _SLACK, float(self.settings.interval_s), answers)
+                    k, _SLACK, iv, answers)
                 self._ticks_seen += ticks
                 stuck = self._lane_done(timed, entries, answers, i, stop, c, out) \
-                    if stop > i else None
+                    if flagged else None
                 if stuck is not None:  # its count taken: the lane goes on
                     lane.set(slot[timed[stuck][1].meter_id],
                              meters[timed[stuck][1].meter_id], entries[stuck])
@@ -575,6 +581,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                 if i == n:
                     break
             # the reading the lane left: through Python, then its meter's row again
+            columns = None
             r = timed[i][1]
             meta = entries[i]
             self._steps_each(timed[i:i + 1], out, None, _Entry(meta))
@@ -592,8 +599,6 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         count (the index of the reading whose count was taken, last, is returned: its meter's
         row is set again)."""
         flags_of = answers[start:stop, 0]
-        if not flags_of.any():
-            return None
         meters = self.meters
         stuck = None
         for k in np.flatnonzero(flags_of).tolist():

@@ -114,7 +114,8 @@ from gridwatch.models._record import (
 from gridwatch.models._result import StepResult
 from gridwatch.models._theft import window_quiet
 
-__all__ = ["consts", "forecast_steps", "lane_entry", "lane_kernel", "quiet_done", "quiet_step"]
+__all__ = ["consts", "forecast_steps", "lane_entry", "lane_kernel", "phases", "quiet_done",
+           "quiet_step"]
 
 _S, _B = LOG_STEP, LOG_BIAS
 _STUCK = "stuck_reading"
@@ -336,6 +337,31 @@ def use_compiled(on: bool = True) -> bool:
     return was
 
 
+_NO_PHASES = (0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0.0)
+
+
+def phases(r: Reading) -> tuple[int, float, float, float, int, float, float, float] | None:
+    """A reading's voltages and currents as the kernel takes them: the voltages' count and
+    three values, the currents' count (3, or 0: none, or not three, or no voltages) and three
+    values; None for a count of voltages other than none, one or three (the Python quiet
+    path's)."""
+    volts = r.voltage
+    if not volts:
+        return _NO_PHASES
+    nv = len(volts)
+    if nv == 1:
+        v0 = volts[0]
+        v1 = v2 = 0.0
+    elif nv == 3:
+        v0, v1, v2 = volts
+    else:
+        return None
+    cur = r.current
+    if cur and len(cur) == 3:
+        return nv, v0, v1, v2, 3, cur[0], cur[1], cur[2]
+    return nv, v0, v1, v2, 0, 0.0, 0.0, 0.0
+
+
 def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
                         s: DetectionSettings, cal: Calendar, t: float | None = None
                         ) -> StepResult | object | None:
@@ -359,7 +385,6 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
     if rec.hi[1] or rec.lo[1] or rec.peak_run[1]:
         return None
     c = _consts_of(s)
-    volts = r.voltage
     if meta is None:
         pol = c.pols[None]
         has_export = three = 0
@@ -377,26 +402,12 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         pol = c.pols.get(cls)
         if pol is None:
             pol = c.pols[cls] = policy(meta, s)
-    if volts:
-        nv = len(volts)
-        if nv == 1:
-            v0 = volts[0]
-            v1 = v2 = 0.0
-        elif nv == 3:
-            v0, v1, v2 = volts
-            three = 1
-        else:
-            return _PYTHON
-        cur = r.current
-        if cur and len(cur) == 3:
-            ncur = 3
-            i0, i1, i2 = cur
-        else:
-            ncur = 0
-            i0 = i1 = i2 = 0.0
-    else:
-        nv = ncur = 0
-        v0 = v1 = v2 = i0 = i1 = i2 = 0.0
+    ph = phases(r)
+    if ph is None:
+        return _PYTHON
+    nv, v0, v1, v2, ncur, i0, i1, i2 = ph
+    if nv == 3:
+        three = 1
     if t is None:
         t = r.ts.timestamp()
     last = c.last

@@ -28,7 +28,7 @@ import numpy as np
 
 from gridwatch._schemas import MeterMeta, Reading
 from gridwatch.models import Calendar, DetectionSettings, MeterState
-from gridwatch.models._quiet import forecast_steps, lane_entry
+from gridwatch.models._quiet import forecast_steps, lane_entry, phases
 from gridwatch.models._record import INFERRED_S
 
 __all__ = ["Lane"]
@@ -144,27 +144,10 @@ class Lane:
                     not cell_known and meta is not None):
                 append(_PYTHON_ROW)
                 continue
-            volts = r.voltage
-            if volts:
-                nv = len(volts)
-                if nv == 1:
-                    v0 = volts[0]
-                    v1 = v2 = 0.0
-                elif nv == 3:
-                    v0, v1, v2 = volts
-                else:
-                    append(_PYTHON_ROW)
-                    continue
-                cur = r.current
-                if cur and len(cur) == 3:
-                    ncur = 3
-                    i0, i1, i2 = cur
-                else:
-                    ncur = 0
-                    i0 = i1 = i2 = 0.0
-            else:
-                nv = ncur = 0
-                v0 = v1 = v2 = i0 = i1 = i2 = 0.0
+            ph = phases(r)
+            if ph is None:
+                append(_PYTHON_ROW)
+                continue
             kwh = r.kwh
             pf = r.pf
             r_iv = r.interval_s
@@ -187,7 +170,7 @@ class Lane:
                 forecast = kva_steps
             else:
                 forecast = _NO_FORECAST
-            append((j, t, r.kw, nan if kwh is None else kwh, r_iv or 0.0, nv, v0, v1, v2, ncur,
-                    i0, i1, i2, nan if pf is None else pf, info[1], info[2], *forecast))
+            append((j, t, r.kw, nan if kwh is None else kwh, r_iv or 0.0, *ph,
+                    nan if pf is None else pf, info[1], info[2], *forecast))
             any_lane = True
         return np.array(out, dtype=np.float64).reshape(-1, _N_IN), any_lane, kept, entries

@@ -273,7 +273,7 @@ _LANE: list[Any] = [None]
 _PYTHON = object()  #: the compiled path's answer for a reading it leaves to Python
 
 
-def _consts_of(s: DetectionSettings) -> _Consts:
+def consts(s: DetectionSettings) -> _Consts:
     """The constants of settings ``s`` (kept: an engine holds one settings object)."""
     for c in _CONSTS:
         if c.settings is s:
@@ -384,7 +384,7 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         stuck_cnt = -1
     if rec.hi[1] or rec.lo[1] or rec.peak_run[1]:
         return None
-    c = _consts_of(s)
+    c = consts(s)
     if meta is None:
         pol = c.pols[None]
         has_export = three = 0
@@ -422,8 +422,7 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
     if kva:  # the forecast's steps at the interval the meter reads at (the kernel checks it)
         x = rec.x
         cap_iv = int(stated or r.interval_s or x[INFERRED_S] or c.interval_s)
-        key = (t, cap_iv, cal)
-        steps = c.levels.get(key) or _steps(c, key, cal, t, float(cap_iv))
+        steps = forecast_steps(c, cal, t, cap_iv)
         dp, n_steps, sp = steps[0], len(steps[1]), steps[3]
     else:
         cap_iv = dp = sp = n_steps = 0
@@ -483,7 +482,7 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     pending = rec.cnt
     if pending and (len(pending) > 1 or _STUCK not in pending):
         return None
-    c = _consts_of(s)
+    c = consts(s)
     if meta is None:
         pol = c.pols[None]
         profile = (0.0, 0.0, 0.0, 0.0, pol.young_dev, pol.peak_factor, float(pol.theft_window),
@@ -515,11 +514,6 @@ def forecast_steps(c: _Consts, cal: Calendar, t: float, interval: int) -> _Steps
     return c.levels.get(key) or _steps(c, key, cal, t, float(interval))
 
 
-def consts(s: DetectionSettings) -> _Consts:
-    """The kept constants of settings ``s`` (what the kernel reads, by address)."""
-    return _consts_of(s)
-
-
 def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
                       s: DetectionSettings, cal: Calendar, t: float | None = None
                       ) -> StepResult | None:
@@ -546,7 +540,7 @@ def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
      day_max, day_min, gap_s, run, inferred, n_prev, day_no) = _x_unpack(x)
     if t <= last_ts:
         return None
-    c = _consts_of(s)
+    c = consts(s)
     kw = r.kw
     if meta is None:
         kva = stated = None
@@ -770,10 +764,7 @@ def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         if warm:
             # what depends on the time alone (the same for every meter reading at ``t``): the
             # previous interval's level and each forecast step's (level, damping, decay)
-            key = (t, interval_i, cal)
-            steps = c.levels.get(key)
-            if steps is None:
-                steps = _steps(c, key, cal, t, interval)
+            steps = forecast_steps(c, cal, t, interval_i)
             g = _SHRINK * F16[h[_KW_G]]
             if not _isnan(last_kw):  # (mean_kw_at of the previous interval's slot)
                 dp = steps[0]

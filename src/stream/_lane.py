@@ -12,10 +12,12 @@ for as long as each is quiet, and hands the first that is not back to the cell, 
 in Python as before and sets its meter's row again.
 
 A meter's row is only ever set right after a reading of it went through Python (so a meter's
-first reading, and every reading after a resume, goes through Python); anything else in Python
-that changes a meter (a silence tick, a verdict, a warm start) takes the meter off the lane
-until then (:meth:`Lane.drop`). The records it leaves, and the events and scores, are those of
-the per-reading path: ``tests/stream/test_lane.py`` runs both ways.
+first reading, and every reading after a resume, goes through Python). The per-reading path of
+a whole batch (one too small for the lane, or with verdicts waiting) takes the meters it steps
+off the lane until then (:meth:`Lane.drop`). A silence tick needs no such step: the meters it
+changes leave their watch status off rest, and the lane takes no reading of such a meter.
+The records it leaves, and the events and scores, are those of the per-reading path:
+``tests/stream/test_lane.py`` runs both ways.
 """
 
 from __future__ import annotations

@@ -576,15 +576,12 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                     lane.set(slot[timed[stuck][1].meter_id],
                              meters[timed[stuck][1].meter_id], entries[stuck])
                 if tick == 2:  # the last one's watermark is a tick that looks: the cell's
-                    self.next_tick = (self.wm // self.tick_s + 1) * self.tick_s
-                    self._tick(self.wm, out)
+                    self._tick_at(self.wm, out)
                 elif tick == 1:  # the reading's watermark passes one: the cell's, first
                     self._catch_up(timed[stop][0] - self.lateness_s, out)
                 i = stop
-                if stuck is not None or tick:
+                if stuck is not None or tick or i == n:
                     continue
-                if i == n:
-                    break
             # the reading the lane left: through Python, then its meter's row again
             columns = None
             r = timed[i][1]
@@ -636,14 +633,17 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         seen = watch.seen
         kept = self._kept
         verdicts = None
+        # a meter stepped here is off the lane until its row is set again (the lane's driver,
+        # which hands its entry, sets it right after)
+        lane = None
         if entry is None:
             kept.reloaded()
             verdicts = self._verdicts()
             entry = kept.get
+            lane = self.lane
         meta_of = entry
         power_fail = MeterStatus.POWER_FAIL
         append = out.append
-        lane = self.lane
         slot = watch.slot
         for t, r in timed:
             wm = t - lateness if at is None else at
@@ -669,7 +669,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                 for _, etype, kind, outcome, given in verdicts(meter_id):
                     state.verdict(etype, kind, outcome, t, settings=settings, given=given)
             res = state.step(r, meta, None, settings, calendar, t)
-            if lane is not None:  # off the lane until the caller sets its row again
+            if lane is not None:
                 lane.drop(slot.get(meter_id))
             if res.events:
                 self._events(res.events, state, meta, out)
@@ -716,8 +716,11 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             self.next_tick = (wm // self.tick_s + 1) * self.tick_s
         self._catch_up(wm, out)
         self.wm = wm
-        if wm < self.next_tick:
-            return
+        if wm >= self.next_tick:
+            self._tick_at(wm, out)
+
+    def _tick_at(self, wm: float, out: list[Any]) -> None:
+        """The tick at the watermark ``wm`` itself, a boundary: the next one is set after it."""
         self.next_tick = (wm // self.tick_s + 1) * self.tick_s
         self._tick(wm, out)
 
@@ -728,8 +731,6 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         for item in self.watch.tick(now):
             if isinstance(item, Silence):
                 state = self.meters.get(item.meter_id)
-                if self.lane is not None:
-                    self.lane.drop(self.watch.slot.get(item.meter_id))
                 if state is not None:
                     out.extend(state.on_timer(item.now, self.meta(item.meter_id),
                                               settings=self.settings, quiet=item.quiet))

@@ -1,4 +1,5 @@
-"""Helpers of the detection tests: a synthetic household, readings, series, a run of one meter.
+"""Helpers of the detection tests: a synthetic household, readings, series, a run of one meter,
+a slice of the demo fleet.
 Imported by name (``from _models_helpers import reading``): the folder is on the import path
 (``pythonpath``); the fixtures are in ``conftest.py``."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,7 @@ import numpy as np
 from gridwatch import Event, MeterMeta, Reading
 from gridwatch.models import Calendar, DetectionSettings, MeterState
 
+DEMO = Path(__file__).resolve().parents[2] / "config" / "fleets" / "demo.yaml"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday
 FAR = datetime(2035, 1, 1, tzinfo=UTC)
 STEP = timedelta(minutes=15)
@@ -59,3 +62,18 @@ def run(readings: Iterable[Reading], meta: MeterMeta | None = None,
 
 def of_type(events: list[Event], etype: str, state: str = "firing") -> list[Event]:
     return [e for e in events if e.type == etype and e.state == state]
+
+
+def demo_slice(warmup: str) -> tuple[Any, dict[str, MeterMeta], list[Reading], list[Any]]:
+    """Four days of 56 of the demo fleet's customers (every class, three-phase meters, export,
+    contracted capacities), anomalies injected after ``warmup`` (0.4 a meter-day): the fleet,
+    its meters' registry entries, its readings in time order and its labels."""
+    from gridwatch.simulators import Fleet
+
+    fleet = Fleet.load(DEMO, duration="4d",
+                       customers={"residential": {"count": 40}, "commercial": {"count": 10},
+                                  "industrial": {"count": 2}, "agricultural": {"count": 4}},
+                       anomalies={"warmup": warmup, "rate_per_meter_day": 0.4})
+    metas = {m.meter_id: m.meta() for m in fleet.meters(fleet.seed)}
+    readings, labels = fleet.generate(fleet.seed)
+    return fleet, metas, sorted(readings, key=lambda r: r.ts), list(labels)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _models_helpers import reading
+from _models_helpers import demo_slice, reading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -424,19 +424,9 @@ def run_both(readings: list[Reading], metas: dict[str, MeterMeta], s: DetectionS
 def test_demo_fleet_with_anomalies_identical_both_ways() -> None:
     """A slice of the demo fleet (every class, three-phase meters, export, contracted
     capacities), anomalies injected from the third day, through both paths."""
-    from gridwatch.simulators import Fleet
-
-    fleet = Fleet.load(ROOT / "config" / "fleets" / "demo.yaml", duration="4d",
-                       customers={"residential": {"count": 40},
-                                  "commercial": {"count": 10},
-                                  "industrial": {"count": 2},
-                                  "agricultural": {"count": 4}},
-                       anomalies={"warmup": "2d", "rate_per_meter_day": 0.4})
-    meters = fleet.meters(fleet.seed)
-    metas = {m.meter_id: m.meta() for m in meters}
-    readings, labels = fleet.generate(fleet.seed)
+    fleet, metas, readings, labels = demo_slice("2d")
     s = DetectionSettings(timezone=fleet.timezone, holiday_country=fleet.country)
-    n, taken, events = run_both(list(readings), metas, s)
+    n, taken, events = run_both(readings, metas, s)
     assert labels and events > 0  # anomalies were injected and judged
     # measured: 0.915 of the readings take the quiet path (the bound leaves some margin)
     assert taken >= 0.88 * n, f"quiet path share {taken / n:.3f}"

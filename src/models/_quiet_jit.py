@@ -632,6 +632,27 @@ LANE_PROFILE = ("stated", "has_export", "nominal", "three", "young_dev", "peak_f
                 "theft_window", "kva")
 
 
+@numba.njit(cache=True)
+def _look(w_last, w_iv, w_st, now: float, k: float, slack: float) -> float:
+    """``CellWatch.tick`` at ``now`` when it finds nothing: the watch's new ``due`` (``inf``
+    with no meter reporting), or NaN if a meter is held or falls silent at ``now`` (the tick
+    is then the cell's)."""
+    due = math.inf
+    for j in range(w_st.shape[0]):
+        st = w_st[j]
+        if st == 0:
+            last = w_last[j]
+            window = k * w_iv[j]
+            if now - last >= window:
+                return math.nan
+            deadline = last + window - slack
+            if deadline < due:
+                due = deadline
+        elif st == 1:
+            return math.nan
+    return due
+
+
 _LANE_SIGNATURE = types.Tuple((_i8, _f8, _f8, _f8, _i8, _i8, _i8))(
     _f8[:, ::1], _i8, _i8[:, ::1], types.int32[:, ::1], types.uint8[::1],  # rows, start, meters
     _f8[:, ::1], _f8[::1], _i8[::1], types.uint8[::1],  # profiles, the watch's columns
@@ -648,13 +669,14 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
     ``_quiet.lane_entry``), its silence watch at rest, and the kernel's answer DONE. Each such
     reading updates its record (the kernel) and the watch's columns as ``CellWatch.seen``
     would; its flags, expected kW, z and hour go to ``answers``. The cell's watermark moves
-    as ``CellLogic`` moves it, reading by reading, and the ticks it passes are counted here
-    while no meter can have fallen silent at them (before the watch's ``due``); a tick that
-    must look at the meters is the cell's.
+    as ``CellLogic`` moves it, reading by reading, and the ticks it passes are counted here:
+    those before the watch's ``due`` (no meter can have fallen silent) and those whose look
+    at the watch's columns finds no meter held or silent (``_look``, which sets ``due``
+    again as the watch's own look does); a tick that finds one is the cell's.
 
     Stops at the first reading that is not quiet (nothing of it changed: Python takes it),
-    before one whose watermark passes a tick that must look (the cell ticks first), after one
-    whose watermark is such a tick (the cell ticks there after it) and after one whose
+    before one whose watermark passes a tick that finds a meter (the cell ticks first), after
+    one whose watermark is such a tick (the cell ticks there after it) and after one whose
     stuck-reading count Python must take. Returns (the index it stopped at, the cell's
     watermark, its next tick, the watch's due, the ticks counted, 1 if it stopped before a
     reading for a tick, 2 after one at a tick, else 0, and how many readings carry flags)."""
@@ -674,8 +696,11 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
                 break
             while next_tick < wm:
                 b = next_tick
-                if b >= due:
-                    return i, wm_cur, next_tick, due, ticks, 1, flagged
+                if b >= due:  # a tick that looks: here if it finds nothing
+                    found = _look(w_last, w_iv, w_st, b, k, slack)
+                    if math.isnan(found):
+                        return i, wm_cur, next_tick, due, ticks, 1, flagged
+                    due = found
                 if b > wm_cur:
                     wm_cur = b
                 next_tick = b + tick_s
@@ -734,7 +759,10 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
             wm_cur = wm
             if wm >= next_tick:  # (== : the ticks before it left none behind)
                 if wm >= due:
-                    return i, wm_cur, next_tick, due, ticks, 2, flagged
+                    found = _look(w_last, w_iv, w_st, wm, k, slack)
+                    if math.isnan(found):
+                        return i, wm_cur, next_tick, due, ticks, 2, flagged
+                    due = found
                 next_tick = (wm // tick_s + 1) * tick_s
                 ticks += 1
         if flags & STUCK_COUNT:

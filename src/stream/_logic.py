@@ -575,7 +575,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                 if stuck is not None:  # its count taken: the lane goes on
                     lane.set(slot[timed[stuck][1].meter_id],
                              meters[timed[stuck][1].meter_id], entries[stuck])
-                if tick == 2:  # the last one's watermark is a tick that looks: the cell's
+                if tick == 2:  # the last one's watermark is a tick that finds a meter
                     self._tick_at(self.wm, out)
                 elif tick == 1:  # the reading's watermark passes one: the cell's, first
                     self._catch_up(timed[stop][0] - self.lateness_s, out)

@@ -1,8 +1,8 @@
 """The quiet path of ``MeterState.step``: a reading that only teaches the meter its usual load.
 
 Most readings are *quiet*: in order, no status flag, nothing open on the meter (no alarm but a
-possible-theft one, no high, low or record run, no condition count pending but a stuck-reading
-count), no fault, no power-quality issue, inside the band, no over-capacity projection, and not
+possible-theft one, no record run, no condition count pending but a stuck-reading count), no
+fault, no power-quality issue, inside the band, no over-capacity projection, and not
 closing a local day. For such a reading every detector of the full path only *learns* (or
 counts a repeated value towards a stuck reading); :func:`quiet_step` does that in one function,
 with the same floating-point operations in the same order as the detectors, so the state it
@@ -13,7 +13,10 @@ It checks every precondition before it changes anything: the first one that fail
 full path: the first reading, duplicates and readings out of order, status flags, a meter back
 from silence or with an alarm open (other than possible theft) or a condition pending (other
 than a stuck-reading count that does not fire), a reading that starts a run (above or below the
-band, beyond the record), a fault (register
+band, beyond the record) or continues one beyond the record, a reading after a run above or
+below the band that is not judged (before the meter is warm, or exporting: the full path
+learns it at the band's edge; a judged one inside the band ends the run, as here), a fault
+(register
 going backwards or frozen, a stuck reading that fires, off the interval grid, reverse flow),
 voltage, phase or power-factor trouble, an over-capacity projection, the first reading of a
 local day, and, for classes that judge theft within the day, the first reading of an hour when
@@ -382,7 +385,7 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         stuck_cnt = pending[_STUCK]
     else:
         stuck_cnt = -1
-    if rec.hi[1] or rec.lo[1] or rec.peak_run[1]:
+    if rec.peak_run[1]:
         return None
     c = consts(s)
     if meta is None:
@@ -435,7 +438,7 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         0.0 if pf is None else pf, pf is not None,
         info[1], info[2], pol.young_dev, pol.peak_factor, pol.theft_window,
         rec.th_hour, rec.days >= s.daily_min_days, rec.peak_days, kva, cap_iv, dp, sp,
-        n_steps, bool(act), stuck_cnt)
+        n_steps, bool(act), stuck_cnt, bool(rec.hi[1] or rec.lo[1]))
     if code != DONE:
         return None if code == NOT_QUIET else _PYTHON
     return quiet_done(rec, r, meta, c, t, flags, expected, z, hour)
@@ -471,10 +474,10 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     the profile) and its profile (``LANE_PROFILE``), or None when its next reading cannot take
     the lane: what
     :func:`compiled_quiet_step` checks on the record and the registry before it calls the
-    kernel (an alarm open but possible theft, a count pending but a stuck reading, a run,
-    verdicts on record, silence), and what the lane leaves to it (a time zone of the meter's
+    kernel (an alarm open but possible theft, a count pending but a stuck reading, a record
+    run, verdicts on record, silence), and what the lane leaves to it (a time zone of the meter's
     own; the last reading a last gasp)."""
-    if rec.silent or rec.fb or rec.last_fail or rec.hi[1] or rec.lo[1] or rec.peak_run[1]:
+    if rec.silent or rec.fb or rec.last_fail or rec.peak_run[1]:
         return None
     act = rec.act
     if act and (len(act) > 1 or _THEFT not in act):
@@ -531,7 +534,7 @@ def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
     pending = rec.cnt  # (only a stuck-reading count may be pending: see below)
     if pending and (len(pending) > 1 or _STUCK not in pending):
         return None
-    if rec.hi[1] or rec.lo[1] or rec.peak_run[1]:
+    if rec.peak_run[1]:
         return None
     if t is None:
         t = r.ts.timestamp()
@@ -689,6 +692,8 @@ def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         started = t
     g_n = h[_N_G]
     warm = started and t - started >= c.warmup_s and g_n >= 8
+    if (rec.hi[1] or rec.lo[1]) and not (warm and not exporting):
+        return None  # a run that is not judged: the full path learns the band's edge
     n_read = n_prev + 1.0  # (the count is an exact integer in ``x``: no int() needed)
     sample = c.sample
     scored = sample and n_read % sample == 0

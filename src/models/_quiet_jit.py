@@ -316,15 +316,18 @@ _SIGNATURE = types.Tuple((_i8, _i8, _f8, _f8, _i8))(
     _f8, _i8, _i8, _i8, _i8,  # contracted kVA (0: none), the interval the forecast's steps are
 #                             for, the level of the previous interval's slot, the steps
 #                             (level, damping, decay: float64 triples) by address, their count
-    _i8, _i8)  # a possible-theft alarm open, the stuck-reading count pending (-1: none)
+    _i8, _i8,  # a possible-theft alarm open, the stuck-reading count pending (-1: none)
+    _i8)  # a run above or below the band open
 
 
 @numba.njit(_SIGNATURE, cache=True)
 def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v0, v1, v2,
            nominal, three, ncur, i0, i1, i2, pf_r, has_pf, slot, day_no_now, young_dev,
            peak_factor, theft_pol, th_hour, days_ok, peak_days, kva, cap_iv, dp, sp,
-           n_steps, theft_open, stuck_cnt):
-    """The quiet path from the record's scalars on: (answer, flags, expected kW, z, hour)."""
+           n_steps, theft_open, stuck_cnt, runs_open):
+    """The quiet path from the record's scalars on: (answer, flags, expected kW, z, hour).
+    ``runs_open``: a run above or below the band is open, which a quiet reading ends (judged:
+    warm and not exporting; otherwise the full path learns the reading at the band's edge)."""
     x = numba.carray(_f64p(xp), (_N_X,))
     h = numba.carray(_u16p(hp), (H_LEN,))
     c = numba.carray(_f64p(cp), (_N_CONSTS,))
@@ -429,6 +432,8 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
         started = t
     g_n = int(h[_N_G])
     warm = started != 0.0 and t - started >= c[_WARMUP_S] and g_n >= 8
+    if runs_open and not (warm and not exporting):
+        return NOT_QUIET, 0, 0.0, 0.0, 0
     n_read = n_prev + 1.0
     sample = c[_SAMPLE]
     scored = sample != 0.0 and n_read % sample == 0
@@ -624,7 +629,8 @@ LANE_IN = ("slot", "t", "kw", "kwh", "r_iv", "nv", "v0", "v1", "v2", "ncur", "i0
 #: int64), then (int32) the theft window's hour, enough days to judge it, days with a record
 #: peak, a possible-theft alarm open, the stuck-reading count pending (-1: none), whether the
 #: runs above and below the band are other than ``NO_RUN`` (else ending them changes
-#: nothing), the meter's profile
+#: nothing; the kernel's ``runs_open``: an open one is ended only by a judged reading), the
+#: meter's profile
 LANE_ADDRESSES = ("x", "h", "th")
 LANE_METER = ("th_hour", "days_ok", "peak_days", "theft_open", "stuck_cnt", "runs", "profile")
 #: columns of the lane's profiles (float64): what the registry and the class give the kernel
@@ -728,7 +734,7 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
             pf, has_pf, int(rows[i, 14]), rows[i, 15], profiles[p, 4],
             profiles[p, 5], int(profiles[p, 6]), meters[j, 0], meters[j, 1], meters[j, 2],
             profiles[p, 7], int(rows[i, 16]), int(rows[i, 17]), int(rows[i, 18]),
-            int(rows[i, 19]), meters[j, 3], meters[j, 4])
+            int(rows[i, 19]), meters[j, 3], meters[j, 4], meters[j, 5])
         if code != DONE:
             break
         if flags & SET_NO_RUN:

@@ -326,6 +326,37 @@ def test_clean_stream_takes_the_quiet_path(scale: float) -> None:
     assert compiled.taken >= 0.9 * sc["n"]  # (through the kernel, not its Python fallback)
 
 
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_a_reading_after_a_run_above_or_below_the_band(compiled: bool) -> None:
+    """A reading inside the band after one above (or below) it ends the run on the quiet
+    path, as the full path does; an exporting reading after one is not judged, so the full
+    path learns it at the band's edge and the quiet path leaves it alone. The stream: a
+    warm meter with export, then spikes, drops and export readings right after them."""
+    s = DetectionSettings()
+    cal = Calendar(s.timezone, s.holiday_country)
+    meta = MeterMeta(meter_id="m1", has_export=True)
+    twins = Twins("m1")
+    after_run = ended = 0
+    with kernel(compiled), Counted() as counted:
+        for i in range(2000):
+            hour = (i % 96) / 4
+            kw = round(1.0 + 0.8 * math.exp(-(((hour - 19) / 2) ** 2)), 3)
+            if i > 1000 and i % 10 in (3, 6):  # (3: spike, 6: drop)
+                kw = 6.0 if i % 10 == 3 else 0.05
+            elif i > 1000 and i % 20 in (4, 17):  # right after one, exporting
+                kw = -0.5
+            r = reading("m1", T0 + i * timedelta(minutes=15), kw)
+            run_open = bool(twins.full.hi[1] or twins.full.lo[1])
+            before = counted.taken
+            twins.step(r, meta, s, cal)
+            twins.same()
+            if run_open:
+                after_run += 1
+                ended += counted.taken > before and not (twins.full.hi[1] or twins.full.lo[1])
+    assert after_run > 100
+    assert ended > 50  # the runs the quiet path ended (the exporting readings: the full path)
+
+
 # measured: 0.929 (commercial) and 0.950 (own time zone) of the hour-closing readings take the
 # quiet path; 0.969 and 0.986 of all readings (the bounds leave some margin)
 @pytest.mark.parametrize(("meta_kind", "bound"), [("commercial", 0.9),

@@ -58,6 +58,7 @@ from gridwatch.stream._logic import (
     Verdicts,
     WarmStart,
     cell_builder,
+    no_registry,
 )
 from gridwatch.stream._partition import ClockLogic, ReadingBatch, Watermark, summarized
 from gridwatch.stream._place import Placement
@@ -85,7 +86,7 @@ class Sinks:
 def meta_lookup(meta: Mapping[str, MeterMeta] | MetaLookup | None) -> MetaLookup:
     """One call shape for the three ways meter metadata may be given."""
     if meta is None:
-        return lambda _m: None
+        return no_registry
     if callable(meta):
         return meta
     table = dict(meta)
@@ -114,14 +115,17 @@ class MeterFacts:
     Kept per meter known to the registry: its facts, a tuple shared by every meter of its cell
     with the same flag (a dict entry a meter). A meter the registry does not know is looked up
     again at each reading (it may become known), and only its hash-shard key, a function of
-    its id alone, is kept. :meth:`check`, once per batch, drops every kept fact when the
-    registry was reloaded (:class:`RegistryProbe`). ``industrial_ids`` holds the known meters
-    of industrial customers: a batch of known meters none of which is one has no industrial
-    readings, found without a look at each reading's facts.
+    its id alone, is kept; without a registry (:func:`no_registry`) none can become known,
+    and its facts are kept as a known meter's. :meth:`check`, once per batch, drops every
+    kept fact when the registry was reloaded (:class:`RegistryProbe`). ``industrial_ids``
+    holds the known meters of industrial customers: a batch of known meters none of which is
+    one has no industrial readings, found without a look at each reading's facts.
     """
 
     def __init__(self, lookup: MetaLookup, placement: Placement | None = None) -> None:
         self.registry = RegistryProbe(lookup)
+        #: no registry: a meter stays unknown, its facts are kept like a known meter's
+        self._never = lookup is no_registry
         self.placement = placement
         #: meter id → (its watch key, an industrial customer's), for meters the registry knows
         self.known: dict[str, tuple[str, bool]] = {}
@@ -143,6 +147,10 @@ class MeterFacts:
         if m is None:
             key = self.shards.get(meter_id)
             if key is None:
+                if self._never:
+                    facts = (watch_key(meter_id, None), False)
+                    facts = self.known[meter_id] = self._shared.setdefault(facts, facts)
+                    return facts
                 key = self.shards[meter_id] = watch_key(meter_id, None)
             return key, False
         key = watch_key(meter_id, m, self.placement)

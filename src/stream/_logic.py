@@ -85,6 +85,12 @@ class TheftCandidate:
     weekend_curve: tuple[float, ...]
 
 
+def no_registry(_meter_id: str) -> None:
+    """The lookup of a dataflow without a registry: no meter is known, now or later (what is
+    kept of each meter needs no second look)."""
+    return None
+
+
 class RegistryProbe:
     """Tells when the registry behind ``lookup`` was reloaded: a reload makes new
     ``MeterMeta`` objects, so the probe keeps the first entry :meth:`look` found and
@@ -407,6 +413,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         self.lane: Lane | None = None
         #: the registry's entries of the cell's meters, checked once per batch
         self._kept = KeptMeta(meta)
+        #: each reading's registry entry (none to look up without a registry)
+        self._meta_of: MetaLookup = no_registry if meta is no_registry else self._kept.get
         watch = None
         if resume:
             state = pickle.loads(resume)
@@ -550,7 +558,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         c = consts(self.settings)
         meters = self.meters
         rows, any_lane, _steps_kept, entries = lane.rows(
-            timed, slot, kept.known, kept.get, watch.cell is not None, meters, c)
+            timed, slot, kept.known, self._meta_of, watch.cell is not None, meters, c)
         n = len(timed)
         answers = np.zeros((n, 4)) if any_lane else None
         # the watch's columns as arrays (they stay valid until a meter is added to the watch,
@@ -639,7 +647,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         if entry is None:
             kept.reloaded()
             verdicts = self._verdicts()
-            entry = kept.get
+            entry = self._meta_of
             lane = self.lane
         meta_of = entry
         power_fail = MeterStatus.POWER_FAIL

@@ -1,6 +1,6 @@
 """The flow's per-meter facts (watch key, industrial or not), kept across batches: the same
 answers as a look-up per reading, a registry reload seen at the next batch, unknown meters
-looked up again until they are known."""
+looked up again until they are known (kept at once when there is no registry)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridwatch._schemas import MeterMeta, Reading
+from gridwatch.models import Calendar, DetectionSettings
 from gridwatch.stream import Placement, ReadingBatch, Watermark
-from gridwatch.stream._flow import MeterFacts, watch_key
+from gridwatch.stream._flow import MeterFacts, meta_lookup, watch_key
+from gridwatch.stream._logic import CellLogic, no_registry
 from gridwatch.stream._partition import _group
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -85,6 +87,25 @@ def test_unknown_meter_becomes_known_without_a_reload_of_the_others():
     registry["x"] = meta("x", "c5", "industrial")  # added, the kept "a" is still the same
     assert facts(reading("x")) == "cell:c5"
     assert [r.meter_id for r in facts.industrial(batch(["a", "x"]))] == ["x"]
+
+
+def test_without_a_registry_the_facts_of_each_meter_are_kept():
+    """A flow with no registry (``meta_lookup(None)``: no meter can become known) keeps each
+    meter's facts as a known meter's, shared per shard; the keys are the hash shards."""
+    lookup = meta_lookup(None)
+    assert lookup is no_registry
+    facts = MeterFacts(lookup)
+    meters = ["x", "y", "x", "z"]
+    assert [facts(reading(m)) for m in meters] == [watch_key(m, None) for m in meters]
+    assert set(facts.known) == {"x", "y", "z"} and not facts.shards
+    assert facts.known["x"] == (watch_key("x", None), False)
+    assert facts.industrial(batch(meters)) == []
+    other = MeterFacts(lambda m: None)  # a registry that knows none of them yet
+    other(reading("x"))
+    assert not other.known and other.shards == {"x": watch_key("x", None)}
+    # the cells look no entry up either
+    cell = CellLogic(None, DetectionSettings(), Calendar(), lookup, 900.0, 0.0)
+    assert cell._meta_of is no_registry
 
 
 def test_industrial_needs_a_customer():

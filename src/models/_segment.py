@@ -144,7 +144,7 @@ class Segmenter:
             self.seeded += 1
         else:
             k = self._nearest_seeded(x) if self.seeded < self.n_clusters else \
-                self.model.predict_one(x)
+                self.nearest(x)
             centre, rate = self.model.centers[k], self.halflife
             for i, xi in x.items():
                 centre[i] += rate * (xi - centre[i])
@@ -161,7 +161,7 @@ class Segmenter:
                          weekend_curve=weekend, is_day_off=False, mom_growth=None, ratio=None)
         x = self.features(p)
         k = self._nearest_seeded(x) if self.seeded < self.n_clusters else \
-            self.model.predict_one(x)
+            self.nearest(x)
         return self.name(k)
 
     def name(self, k: int) -> str:
@@ -186,6 +186,23 @@ class Segmenter:
             name, i = f"{base} {i}", i + 1
         names[k] = (base, name)
         return name
+
+    def nearest(self, x: dict[str, float]) -> int:
+        """River's ``KMeans.predict_one(x)``: the centre with the least sum of ``|c - x| ** p``
+        over the features (the first of equals), computed on the centres as one array. A
+        centre whose features are not ``x``'s (River would draw the missing ones at random)
+        goes to River's own. The sums are added in another order than River's, which adds
+        them in the order of a set of strings (so that River's own last bits change from one
+        process to the next); only a tie closer than rounding could answer differently."""
+        model = self.model
+        keys = x.keys()
+        rows = []
+        for c in model.centers.values():
+            if c.keys() != keys:
+                return int(model.predict_one(x))
+            rows.append([c[k] for k in keys])
+        diff = np.abs(np.array(rows) - np.fromiter(x.values(), np.float64, len(x)))
+        return list(model.centers)[int((diff ** model.p).sum(axis=1).argmin())]
 
     def _dist(self, x: dict[str, float], k: int) -> float:
         c = self.model.centers[k]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -176,3 +177,39 @@ def test_rounded_curves_are_round_to_four_decimals(curves: list[list[float]], dt
     assert len(got) == len(arrays)
     for g, a in zip(got, arrays, strict=True):
         assert _same_floats(g, tuple(round(x, 4) for x in a.tolist()))
+
+
+_CURVE = st.lists(st.floats(0, 50, allow_nan=False), min_size=24, max_size=24)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_CURVE, _CURVE), min_size=5, max_size=30), st.integers(2, 5))
+def test_nearest_centre_is_rivers(days: list[tuple[list[float], list[float]]],
+                                  n_clusters: int) -> None:
+    """The segmenter's nearest centre is River's ``KMeans.predict_one`` on the same model,
+    profile after profile as the segmenter learns (on any profile, not only the learned one),
+    and the model is left as River's query leaves it."""
+    seg = Segmenter("residential", n_clusters=n_clusters, seed=3, seed_distance=0.5)
+    for wd, we in days:
+        p = day("m1", tuple(wd), tuple(we))
+        if seg.seeded == n_clusters:
+            x = seg.features(p)
+            before = {k: dict(c) for k, c in seg.model.centers.items()}
+            assert seg.nearest(x) == seg.model.predict_one(x)
+            assert {k: dict(c) for k, c in seg.model.centers.items()} == before
+        seg.assign(p)
+
+
+def test_nearest_centre_with_features_river_has_not_seen_is_rivers() -> None:
+    """A centre without one of the features (a model kept from other features): River's own
+    answer, which draws the missing ones."""
+    seg = Segmenter("residential", n_clusters=2, seed=3, seed_distance=0.1)
+    for wd in (EVENING, DAYTIME, FLAT):
+        seg.assign(day("m1", wd, wd))
+    assert seg.seeded == 2
+    x = seg.features(day("m1", TWO_SHIFT, TWO_SHIFT))
+    del seg.model.centers[1]["d05"]
+    twin = Segmenter("residential", n_clusters=2, seed=3, seed_distance=0.1)
+    twin.model = copy.deepcopy(seg.model)
+    assert seg.nearest(x) == twin.model.predict_one(x)
+    assert "d05" in seg.model.centers[1]  # (drawn, as River draws it)

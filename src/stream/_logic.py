@@ -532,19 +532,22 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         (:meth:`_steps_each`)."""
         if not timed:
             return
-        if at is None and len(timed) >= LANE_MIN and _meter.FAST_PATH:
+        self._kept.reloaded()  # (once per batch, either path)
+        verdicts = self._verdicts()
+        if verdicts is None and at is None and len(timed) >= LANE_MIN and _meter.FAST_PATH:
             run = lane_kernel()
-            if run is not None and self._verdicts() is None:
+            if run is not None:
                 self._lane_steps(timed, out, run)
                 return
-        self._steps_each(timed, out, at)
+        # a meter stepped here is off the lane until a reading of it through the lane's
+        # driver sets its row again
+        self._steps_each(timed, out, at, self._meta_of, verdicts, self.lane)
 
     def _lane_steps(self, timed: Sequence[tuple[float, Reading]], out: list[Any],
                     run: Any) -> None:
         """The batch through the lane, ``LANE_CHUNK`` readings at a time: a chunk's rows are
         made when it starts, so a meter new to the cell (or a registry entry reloaded) within
         a long batch costs Python only until the next chunk."""
-        self._kept.reloaded()
         if self.lane is None:
             self.lane = Lane(self.settings, self.calendar)
         for k in range(0, len(timed), LANE_CHUNK):
@@ -581,8 +584,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                 stuck = self._lane_done(timed, entries, answers, i, stop, c, out) \
                     if flagged else None
                 if stuck is not None:  # its count taken: the lane goes on
-                    lane.set(slot[timed[stuck][1].meter_id],
-                             meters[timed[stuck][1].meter_id], entries[stuck])
+                    meter_id = timed[stuck][1].meter_id
+                    lane.set(slot[meter_id], meters[meter_id], entries[stuck])
                 if tick == 2:  # the last one's watermark is a tick that finds a meter
                     self._tick_at(self.wm, out)
                 elif tick == 1:  # the reading's watermark passes one: the cell's, first
@@ -594,7 +597,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             columns = None
             r = timed[i][1]
             meta = entries[i]
-            self._steps_each(timed[i:i + 1], out, None, _Entry(meta))
+            self._steps_each(timed[i:i + 1], out, None, _Entry(meta))  # (its row: below)
             j = slot.get(r.meter_id)
             state = meters.get(r.meter_id)
             if j is not None and state is not None:
@@ -628,10 +631,12 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         return stuck
 
     def _steps_each(self, timed: Sequence[tuple[float, Reading]], out: list[Any],
-                    at: float | None = None, entry: MetaLookup | None = None) -> None:
+                    at: float | None, meta_of: MetaLookup, verdicts: Verdicts | None = None,
+                    lane: Lane | None = None) -> None:
         """The per-reading path: each reading through the watch and its meter, with what does
-        not change within the batch looked up once. ``entry``: the registry entry of each
-        reading, when the caller has it (it has looked at a reload and the verdicts, too)."""
+        not change within the batch looked up once (the caller has looked at a reload and
+        the verdicts): ``meta_of`` gives each reading's registry entry; each meter stepped is
+        taken off ``lane``, when given."""
         lateness = self.lateness_s
         settings = self.settings
         calendar = self.calendar
@@ -639,17 +644,6 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         meters = self.meters
         watch = self.watch
         seen = watch.seen
-        kept = self._kept
-        verdicts = None
-        # a meter stepped here is off the lane until its row is set again (the lane's driver,
-        # which hands its entry, sets it right after)
-        lane = None
-        if entry is None:
-            kept.reloaded()
-            verdicts = self._verdicts()
-            entry = self._meta_of
-            lane = self.lane
-        meta_of = entry
         power_fail = MeterStatus.POWER_FAIL
         append = out.append
         slot = watch.slot

@@ -36,10 +36,9 @@ def lane(on: bool) -> Iterator[dict[str, int]]:
     counted = {"each": 0}
     real_kernel, real_each = logic.lane_kernel, CellLogic._steps_each
 
-    def each(self: CellLogic, timed: Any, out: list[Any], at: float | None = None,
-             entry: Any = None) -> None:
+    def each(self: CellLogic, timed: Any, *args: Any) -> None:
         counted["each"] += len(timed)
-        real_each(self, timed, out, at, entry)
+        real_each(self, timed, *args)
 
     was = use_compiled(True)
     if not on:

@@ -29,7 +29,11 @@ says as much about the neighbours as about the dataflow):
   (decompressed first) without a database against a plain ``csv.reader`` pass over the same
   file.
 * ``memory``: resident memory per meter of a dataflow holding 10^4, 10^5 (and with
-  ``--full`` 10^6) meters after ``--memory-intervals`` intervals, beside its throughput.
+  ``--full`` 10^6) meters after ``--memory-intervals`` intervals, beside its throughput: the
+  peak RSS over the run less the RSS before it, fed from a journal of the fleet by the
+  engine's ``JournalSource`` (as the engine is fed); beside it, fed straight from the
+  simulator (the figure before 2026-12-01 19:50 UTC: the simulator's arrays of every meter's
+  values, freed among the meters' buffers, leave free heap in the process).
 
 Usage: ``python benchmarks/dataflow.py`` (a few minutes), ``--only PART`` (repeatable),
 ``--meters N``, ``--intervals N``, ``--full``. Figures go to ``var/bench/dataflow.json``.
@@ -91,7 +95,10 @@ def fleet_of(meters: int, intervals: int, cell_meters: int = FLEET_CELL_METERS) 
 
 # -- journal ------------------------------------------------------------------------------------
 def build_journal(meters: int, intervals: int, directory: Path,
-                  cell_meters: int = FLEET_CELL_METERS) -> dict[str, Any]:
+                  cell_meters: int = FLEET_CELL_METERS, *, baselines: bool = True
+                  ) -> dict[str, Any]:
+    """The fleet's readings in a two-partition journal under ``directory``, and (with
+    ``baselines``) the source's and the detectors' own costs over them."""
     from gridwatch.ingest import Journal
     from gridwatch.ingest._journal import encode_item
     from gridwatch.simulators import Simulation
@@ -134,6 +141,8 @@ def build_journal(meters: int, intervals: int, directory: Path,
             n += len(buf)
     for j in journals:
         j.close()
+    if not baselines:
+        return {"meters": len(meta), "readings": n}
     # Baseline: the source's own work, records read and decoded in a plain loop.
     from gridwatch.ingest._journal import decode_item
 
@@ -430,6 +439,7 @@ from _e2e_lib import rss_bytes
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 from gridwatch import Settings
+from gridwatch.ingest import JournalSource
 from gridwatch.models._quiet import use_compiled
 from gridwatch.simulators import Simulation
 from gridwatch.stream import Sinks, build_flow
@@ -452,6 +462,21 @@ class Null(DynamicSink[Any]):
     def build(self, *a):
         return _Part()
 
+class Sampled(JournalSource):
+    """The engine's journal source, the process's RSS sampled after each of its batches."""
+
+    def build_part(self, step_id, for_part, resume_state):
+        part = super().build_part(step_id, for_part, resume_state)
+        inner = part.next_batch
+        def next_batch():
+            if first[0] is None:
+                first[0] = (time.perf_counter(), time.process_time())
+            items = inner()
+            peak[0] = max(peak[0], rss_bytes())
+            return items
+        part.next_batch = next_batch
+        return part
+
 def readings():
     for block in sim.blocks():
         if first[0] is None:
@@ -460,9 +485,12 @@ def readings():
         peak[0] = max(peak[0], rss_bytes())
     peak[0] = max(peak[0], rss_bytes())
 
+if {journal!r}:
+    source = Sampled({journal!r}, partitions=[0, 1], follow=False, batch_size=1000)
+else:
+    source = TestingSource(readings(), batch_size=1000)
 before = rss_bytes()
-flow = build_flow(Settings(), TestingSource(readings(), batch_size=1000),
-                  Sinks(events=Null()), meta.get, snapshots=False)
+flow = build_flow(Settings(), source, Sinks(events=Null()), meta.get, snapshots=False)
 run_main(flow, epoch_interval=timedelta(seconds=2))
 print(json.dumps({{"meters": n, "readings": n * intervals, "rss_before": before,
                   "rss_peak": peak[0], "seconds": time.perf_counter() - first[0][0],
@@ -470,9 +498,11 @@ print(json.dumps({{"meters": n, "readings": n * intervals, "rss_before": before,
 '''
 
 
-def memory(meters: int, intervals: int) -> dict[str, Any]:
+def memory(meters: int, intervals: int, journal: Path | None = None) -> dict[str, Any]:
+    """Resident memory per meter of the whole dataflow: fed from ``journal`` (the engine's
+    source; see :func:`memory_journal`), else straight from the simulator."""
     code = MEMORY_CHILD.format(bench=str(Path(__file__).resolve().parent), meters=meters,
-                               intervals=intervals)
+                               intervals=intervals, journal=str(journal or ""))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=3600)
     if proc.returncode != 0:
@@ -586,11 +616,21 @@ def main() -> None:
         sizes = [10_000, 100_000] + ([1_000_000] if args.full else [])
         results["memory"] = []
         for n in sizes:
-            m = memory(n, args.memory_intervals)
+            # The fleet first written to a journal (this process), then read by the engine's
+            # journal source in a fresh one; beside it, fed straight from the simulator.
+            where = OUT / "memory"
+            print(f"memory: {n:,} meters: writing the journal ...", flush=True)
+            build_journal(n, args.memory_intervals, where, baselines=False)
+            m = memory(n, args.memory_intervals, where / "journal")
+            shutil.rmtree(where)
+            m["simulator_fed"] = memory(n, args.memory_intervals)
             results["memory"].append(m)
+            sim = m["simulator_fed"]
             print(f"memory: {m['meters']:,} meters: {m['bytes_per_meter']:,.0f} B/meter "
-                  f"resident, {m['per_s']:,.0f} readings/s ({m['per_cpu_s']:,.0f} per "
-                  f"CPU-second) over {m['readings']:,} readings")
+                  f"resident fed from the journal, {m['per_s']:,.0f} readings/s "
+                  f"({m['per_cpu_s']:,.0f} per CPU-second) over {m['readings']:,} readings; "
+                  f"fed straight from the simulator {sim['bytes_per_meter']:,.0f} B/meter",
+                  flush=True)
     (OUT.parent / "dataflow.json").write_text(json.dumps(results, indent=2))
 
 

@@ -6,11 +6,19 @@ fleet) runs three 15-minute intervals through the dataflow's per-cell step (``Ce
 silence watch and every meter's ``MeterState``, the objects a worker holds), without bytewax
 and without storage, so that 10^6 meters take minutes rather than hours:
 
-1. interval 1 builds every meter's state (a meter's first reading: the costliest);
-   **resident memory per meter** is the process's RSS growth over it, divided by meters
-   (readings are made and dropped 1,000 at a time, so they add at most a few MiB); the
+1. interval 1 builds every meter's state (a meter's first reading: the costliest), read as
+   the engine reads it: the interval is first written to a journal by another process, then
+   read back 1,000 records at a time and decoded by the engine's ``decode_item``.
+   **Resident memory per meter** is the process's RSS growth over it, divided by meters; the
    compiled quiet path is loaded before it, as the dataflow loads it when it is built (its
-   resident size is printed apart: the process's, not its meters');
+   resident size is printed apart: the process's, not its meters'). Beside it, in a third
+   process, interval 1's memory fed straight from the simulator (the figure before
+   2026-12-01 19:50 UTC): the simulator computes the interval as arrays and lists of every
+   meter's values, and those, freed among the meters' buffers, leave free heap behind (152 B
+   a meter at 2 * 10^5 meters by glibc's ``mallinfo2``, all of it handed back by
+   ``malloc_trim``; the simulator-fed figure was 302 B a meter above the journal-fed one at
+   10^6): the simulator's memory, not the engine's. At 10^4 meters the journal-fed figure
+   falls below the object census: the states take up memory the process had freed before;
 2. interval 2, the **baseline**: ``MeterState.step`` over the interval's readings in a plain
    loop, on the same states (the detectors alone);
 3. interval 3: the same readings' shape through ``CellLogic.on_batch`` in batches per cell,
@@ -25,7 +33,7 @@ objects the cells hold per meter (``sys.getsizeof`` by part: the state's buffers
 the meter id, theft windows, the cells' dictionaries, the watch's and the lane's columns),
 what the resident figure is made of before the allocators' own overhead.
 
-Usage: ``python benchmarks/scaling.py`` (all three sizes, about 5 minutes on 2 cores, most of
+Usage: ``python benchmarks/scaling.py`` (all three sizes, about 9 minutes on 2 cores, most of
 it building 10^6 meters' state), ``--sizes 10000 100000`` (a quicker pass). Figures go to the
 terminal and to ``var/bench/scaling.json``.
 """
@@ -36,6 +44,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +59,8 @@ from dataflow import fleet_of
 from _e2e_lib import rss_bytes
 from gridwatch import Settings
 from gridwatch.models import Calendar
+from gridwatch.ingest import Journal
+from gridwatch.ingest._journal import decode_item
 from gridwatch.models._quiet import use_compiled
 from gridwatch.simulators import Simulation
 from gridwatch.stream import ReadingBatch
@@ -97,8 +108,8 @@ key = {{m: watch_key(m, mm) for m, mm in meta.items()}}
 blocks = sim.blocks()
 cells = {{}}
 
-def feed(block, limit=None):
-    """One interval through the cells (its first ``limit`` readings), 1,000 readings at a
+def feed(readings, limit=None):
+    """One interval's readings through the cells (its first ``limit``), 1,000 readings at a
     time grouped per cell."""
     count = 0
     chunk = []
@@ -113,7 +124,7 @@ def feed(block, limit=None):
                                             float(det.lateness_s), snapshots=False)
             cell.on_batch([ReadingBatch(k, tuple(rs), "p0")])
         chunk.clear()
-    for r in sim.block_readings(block):
+    for r in readings:
         chunk.append(r)
         count += 1
         if len(chunk) == 1000:
@@ -123,6 +134,17 @@ def feed(block, limit=None):
     flush()
     return count
 
+def from_journal():
+    """Interval 1 as the engine reads it: the journal's records, 1,000 at a time, each decoded
+    by the engine (``decode_item``)."""
+    journal = Journal({journal!r}, 0, readonly=True)
+    offset = journal.start_offset
+    while batch := journal.read(offset, 1000):
+        for _o, data in batch:
+            yield decode_item(data)
+        offset = batch[-1][0] + 1
+    journal.close()
+
 # the compiled quiet path is loaded first, as the dataflow loads it when it is built: its
 # machine code and numba's modules (about 100 MiB here) are the process's, not its meters'
 rss_bare = rss_bytes()
@@ -131,14 +153,20 @@ gc.collect()
 rss0 = rss_bytes()
 say(f"  {{n:,}} meters: interval 1 (every meter's first reading) ...")
 t0, c0 = time.perf_counter(), time.process_time()
-r1 = feed(next(blocks))
+r1 = feed(from_journal() if {journal!r} else sim.block_readings(next(blocks)))
 t1, c1 = time.perf_counter(), time.process_time()
 gc.collect()
 rss1 = rss_bytes()
+if {journal!r}:
+    next(blocks)  # (interval 1's block: its readings came from the journal)
 states = {{m: s for cell in cells.values() for m, s in cell.meters.items()}}
 sample = list(states.values())[:: max(1, len(states) // 1000)]
 pickled = sum(len(s.to_bytes()) for s in sample) / len(sample)
 census = object_census(cells)
+if {memory_only}:
+    print(json.dumps({{"meters": n, "bytes_per_meter": (rss1 - rss0) / n,
+                      "census": {{k: v / n for k, v in census.items()}}}}))
+    sys.exit(0)
 
 say("  interval 2: MeterState.step in a plain loop (baseline) ...")
 t2, c2 = time.perf_counter(), time.process_time()
@@ -159,7 +187,7 @@ for cell in cells.values():
     cell.lane = None
 
 say("  interval 3: CellLogic.on_batch per cell ...")
-r3 = feed(next(blocks), {timed})
+r3 = feed(sim.block_readings(next(blocks)), {timed})
 t4, c4 = time.perf_counter(), time.process_time()
 print(json.dumps({{
     "meters": n, "cells": len(cells), "rss_before": rss0, "rss_after": rss1,
@@ -173,16 +201,59 @@ print(json.dumps({{
 '''
 
 
-def run_size(meters: int, timed: int) -> dict[str, Any]:
-    code = CHILD.format(here=str(HERE), meters=meters, timed=timed)
-    t = time.perf_counter()
+JOURNAL_CHILD = r'''
+import sys
+sys.path.insert(0, {here!r})
+from dataflow import fleet_of
+from gridwatch.ingest import Journal
+from gridwatch.ingest._journal import encode_items
+from gridwatch.simulators import Simulation
+
+sim = Simulation(fleet_of({meters}, 3))
+journal = Journal({journal!r}, 0)
+batch = []
+for r in sim.block_readings(next(sim.blocks())):
+    batch.append(r)
+    if len(batch) == 1000:
+        journal.append(encode_items(batch))
+        batch = []
+if batch:
+    journal.append(encode_items(batch))
+journal.close()
+'''
+
+
+def _child(code: str, what: str) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                           timeout=3600)
     if proc.returncode != 0:
-        raise SystemExit(f"the {meters:,}-meter run failed (exit {proc.returncode})")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"{what} failed (exit {proc.returncode})")
+    lines = proc.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if lines else {}
+
+
+def run_size(meters: int, timed: int) -> dict[str, Any]:
+    """One fleet size: interval 1 written to a journal first (its own process), then the run
+    fed from it; then interval 1's memory again, fed by the simulator (as before)."""
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="gridwatch-scaling-") as tmp:
+        journal = str(Path(tmp) / "journal")
+        say(f"  {meters:,} meters: interval 1 written to a journal ...")
+        _child(JOURNAL_CHILD.format(here=str(HERE), meters=meters, journal=journal),
+               f"the {meters:,}-meter journal")
+        out = _child(CHILD.format(here=str(HERE), meters=meters, timed=timed,
+                                  journal=journal, memory_only=False),
+                     f"the {meters:,}-meter run")
+    say("  interval 1 again, fed by the simulator: memory only ...")
+    sim = _child(CHILD.format(here=str(HERE), meters=meters, timed=timed, journal="",
+                              memory_only=True), f"the {meters:,}-meter simulator-fed run")
+    out["bytes_per_meter_simulator"] = sim["bytes_per_meter"]
     out["seconds"] = time.perf_counter() - t
     return out
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
 
 
 def main() -> None:
@@ -197,12 +268,14 @@ def main() -> None:
         r = run_size(n, args.timed)
         rows.append(r)
         print(f"  done in {r['seconds']:.0f} s", flush=True)
-    head = ("meters", "cells", "RSS B/meter", "pickled B/meter", "first reading r/s",
+    head = ("meters", "cells", "RSS B/meter", "simulator-fed", "pickled B/meter",
+            "first reading r/s",
             "step loop r/s (baseline)", "cell step r/s", "ratio (CPU)")
     print(" | ".join(head))
     for r in rows:
         print(" | ".join([
             f"{r['meters']:,}", f"{r['cells']:,}", f"{r['bytes_per_meter']:,.0f}",
+            f"{r['bytes_per_meter_simulator']:,.0f}",
             f"{r['pickled_per_meter']:,.0f}", f"{r['cold_per_s']:,.0f}",
             f"{r['step_per_s']:,.0f} ({r['step_per_cpu_s']:,.0f}/CPU-s)",
             f"{r['cell_per_s']:,.0f} ({r['cell_per_cpu_s']:,.0f}/CPU-s)",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import struct
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,8 +53,8 @@ _NO_FORECAST = (0, 0, 0, 0)  #: a meter without a contracted kVA: no forecast's 
 class Lane:
     """The lane's columns for the meters of one cell, by the watch's slot."""
 
-    __slots__ = ("addrs", "calendar", "kva", "metas", "meters", "profile_of", "profiles",
-                 "ready", "settings")
+    __slots__ = ("addrs", "calendar", "caps", "kva", "metas", "meters", "profile_of",
+                 "profiles", "ready", "settings")
 
     def __init__(self, settings: DetectionSettings, calendar: Calendar) -> None:
         self.settings = settings
@@ -66,6 +67,8 @@ class Lane:
         self.metas: list[Any] = []
         #: whether the meter has a contracted kVA (its readings carry the forecast's steps)
         self.kva = bytearray()
+        #: the meter's registered interval (s; 0: none), which its forecast's steps use
+        self.caps = array("i")
         self.profile_of: dict[tuple[float, ...], int] = {}
         self.profiles = np.zeros((0, _N_PROFILE), dtype=np.float64)
 
@@ -84,6 +87,7 @@ class Lane:
         self.addrs, self.meters, self.ready = addrs, meters, ready
         self.metas.extend([_NO_META] * (size - have))
         self.kva.extend(bytes(size - have))
+        self.caps.frombytes(bytes(4 * (size - have)))
 
     def set(self, j: int, state: MeterState, meta: MeterMeta | None) -> None:
         """Meter ``j``'s row from its record and registry entry, after a reading of it went
@@ -103,6 +107,7 @@ class Lane:
         self.meters[j, _N_METER - 1] = p
         self.metas[j] = meta
         self.kva[j] = profile[7] != 0.0
+        self.caps[j] = int(profile[0])
         self.ready[j] = 1
 
     def drop(self, j: int | None) -> None:
@@ -142,11 +147,13 @@ class Lane:
         entries: list[MeterMeta | None] = []
         entry = entries.append
         kva = self.kva
+        caps = self.caps
         known_get = known.get
         for t, r in timed:
-            meta = known_get(r.meter_id) or meta_of(r.meter_id)
+            meter_id = r.meter_id
+            meta = known_get(meter_id) or meta_of(meter_id)
             entry(meta)
-            j = slot_get(r.meter_id, -1)
+            j = slot_get(meter_id, -1)
             if j < 0 or j >= n_metas or metas[j] is not meta or r.status or (
                     not cell_known and meta is not None):
                 append(_PYTHON_ROW)
@@ -163,12 +170,16 @@ class Lane:
                 info = quarters.get(int(t // 900)) or info_of(t)
             if kva[j]:
                 # the interval the kernel will use, as far as it is known now (it answers
-                # PYTHON, and the reading goes through Python, if it finds another)
-                state = states.get(r.meter_id)
-                if state is None or meta is None:
-                    append(_PYTHON_ROW)
-                    continue
-                cap_iv = int(meta.interval_s or r_iv or state.x[INFERRED_S] or default_iv)
+                # PYTHON, and the reading goes through Python, if it finds another): the
+                # registry's (kept with the row, from the same entry), else the reading's,
+                # the inferred one or the default
+                cap_iv = caps[j]
+                if not cap_iv:
+                    state = states.get(meter_id)
+                    if state is None:
+                        append(_PYTHON_ROW)
+                        continue
+                    cap_iv = int(r_iv or state.x[INFERRED_S] or default_iv)
                 if t != steps_t or cap_iv != steps_iv:
                     steps_t, steps_iv = t, cap_iv
                     steps = forecast_steps(c, cal, t, cap_iv)

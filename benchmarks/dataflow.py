@@ -234,16 +234,9 @@ events = [0]
 types = {}
 first = [None]
 
-class Counting(JournalSource):
-    def build_part(self, step_id, for_part, resume_state):
-        part = super().build_part(step_id, for_part, resume_state)
-        inner = part.next_batch
-        def next_batch():
-            if first[0] is None:
-                first[0] = (time.perf_counter(), time.process_time())
-            return inner()
-        part.next_batch = next_batch
-        return part
+sys.path.insert(0, sys.argv[8])
+from _sources import watched_journal_source
+Counting = watched_journal_source(first)
 
 class _Part(StatelessSinkPartition[Any]):
     def write_batch(self, items):
@@ -298,7 +291,8 @@ def run_flow(directory: Path, procs: int, exchange: str = "columns",
     env = _env(code, PYTHONHASHSEED="0")
     children = [subprocess.Popen([sys.executable, "-c", FLOW_CHILD, str(directory), str(i),
                                   str(procs), addrs, exchange,
-                                  cells, gc_mode], stdout=subprocess.PIPE,
+                                  cells, gc_mode, str(Path(__file__).resolve().parent)],
+                                 stdout=subprocess.PIPE,
                                  env=env, text=True) for i in range(procs)]
     outs = [json.loads(c.communicate(timeout=1800)[0].strip().splitlines()[-1])
             for c in children]
@@ -436,10 +430,10 @@ from typing import Any
 sys.path.insert(0, {bench!r})
 from dataflow import fleet_of
 from _e2e_lib import rss_bytes
+from _sources import watched_journal_source
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 from gridwatch import Settings
-from gridwatch.ingest import JournalSource
 from gridwatch.models._quiet import use_compiled
 from gridwatch.simulators import Simulation
 from gridwatch.stream import Sinks, build_flow
@@ -462,20 +456,11 @@ class Null(DynamicSink[Any]):
     def build(self, *a):
         return _Part()
 
-class Sampled(JournalSource):
-    """The engine's journal source, the process's RSS sampled after each of its batches."""
+def _sample():
+    peak[0] = max(peak[0], rss_bytes())
 
-    def build_part(self, step_id, for_part, resume_state):
-        part = super().build_part(step_id, for_part, resume_state)
-        inner = part.next_batch
-        def next_batch():
-            if first[0] is None:
-                first[0] = (time.perf_counter(), time.process_time())
-            items = inner()
-            peak[0] = max(peak[0], rss_bytes())
-            return items
-        part.next_batch = next_batch
-        return part
+# the engine's journal source, the process's RSS sampled after each of its batches
+Sampled = watched_journal_source(first, _sample)
 
 def readings():
     for block in sim.blocks():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -167,34 +167,56 @@ def test_random_streams_identical_with_and_without_the_lane(f: dict[str, Any]) -
     assert off[2] == len(readings)
 
 
+def _evening_peaks(meters: int, intervals: int, step_s: float,
+                   kw_of: Callable[[int, int, float], float] | None = None) -> list[Reading]:
+    """Readings of ``meters`` meters every ``step_s`` seconds: a daily curve with an evening
+    peak, a little apart per meter; ``kw_of(k, i, kw)`` may change meter ``i``'s kW at
+    interval ``k``."""
+    readings = []
+    for k in range(intervals):
+        t = _T0 + step_s * k
+        hour = (t % 86_400) / 3600
+        for i in range(meters):
+            kw = round(1.0 + 0.8 * math.exp(-(((hour - 19) / 2) ** 2)) + 0.01 * i, 3)
+            if kw_of is not None:
+                kw = kw_of(k, i, kw)
+            readings.append(Reading(meter_id=f"m{i}", ts=datetime.fromtimestamp(t, UTC),
+                                    kw=kw))
+    return readings
+
+
+def _through_python(readings: list[Reading], metas: dict[str, MeterMeta],
+                    s: DetectionSettings) -> int:
+    """Run ``readings`` in batches of 64 with and without the lane; assert the same outputs
+    and states; the readings the per-reading path took with the lane on."""
+    batches = [("c1", readings[k:k + 64]) for k in range(0, len(readings), 64)]
+    off = run_cells(batches, metas, s, on=False)
+    on = run_cells(batches, metas, s, on=True)
+    assert on[0] == off[0]
+    assert on[1] == off[1]
+    return on[2]
+
+
 def test_runs_above_and_below_the_band_end_in_the_lane() -> None:
     """Meters with export, warm, then spikes and drops, some followed at once by an exporting
     reading (not judged: the run stays open and the reading is learned at the band's edge,
     in Python) and the others by a reading inside the band (the lane ends the run): the same
     outputs and states with and without the lane, and the lane took most readings after a
     run."""
+    def runs(k: int, i: int, kw: float) -> float:
+        if k > 300 and (k + i) % 10 in (3, 6):  # (3: spike, 6: drop)
+            return 6.0 if (k + i) % 10 == 3 else 0.05
+        if k > 300 and (k + i) % 20 in (4, 17):  # right after one, exporting
+            return -0.5
+        return kw
+
     s = DetectionSettings(warmup_h=2)
     metas = {f"m{i}": m for i in range(8) if (m := _meta(i, "export")) is not None}
-    readings = []
-    for k in range(1500):
-        t = _T0 + 900.0 * k
-        hour = (t % 86_400) / 3600
-        for i in range(8):
-            kw = round(1.0 + 0.8 * math.exp(-(((hour - 19) / 2) ** 2)) + 0.01 * i, 3)
-            if k > 300 and (k + i) % 10 in (3, 6):  # (3: spike, 6: drop)
-                kw = 6.0 if (k + i) % 10 == 3 else 0.05
-            elif k > 300 and (k + i) % 20 in (4, 17):  # right after one, exporting
-                kw = -0.5
-            readings.append(Reading(meter_id=f"m{i}", ts=datetime.fromtimestamp(t, UTC),
-                                    kw=kw))
-    batches = [("c1", readings[k:k + 64]) for k in range(0, len(readings), 64)]
-    off = run_cells(batches, metas, s, on=False)
-    on = run_cells(batches, metas, s, on=True)
-    assert on[0] == off[0]
-    assert on[1] == off[1]
+    readings = _evening_peaks(8, 1500, 900.0, runs)
+    python = _through_python(readings, metas, s)
     # measured: 0.318 of the readings through Python (spikes, drops and exporting readings
     # after a run, 4 in 10 from interval 300 on); 0.463 if a run keeps its meter off the lane
-    assert on[2] < 0.4 * len(readings), f"per-reading path took {on[2]} of {len(readings)}"
+    assert python < 0.4 * len(readings), f"per-reading path took {python} of {len(readings)}"
 
 
 def test_half_hourly_contracted_meters_with_a_registered_interval_take_the_lane() -> None:
@@ -205,21 +227,10 @@ def test_half_hourly_contracted_meters_with_a_registered_interval_take_the_lane(
     without the lane, and the lane took most of their readings."""
     s = DetectionSettings(warmup_h=2)
     metas = {f"m{i}": m for i in range(6) if (m := _meta(i, "kva_stated")) is not None}
-    readings = []
-    for k in range(1000):
-        t = _T0 + 1800.0 * k
-        hour = (t % 86_400) / 3600
-        for i in range(6):
-            kw = round(1.0 + 0.8 * math.exp(-(((hour - 19) / 2) ** 2)) + 0.01 * i, 3)
-            readings.append(Reading(meter_id=f"m{i}", ts=datetime.fromtimestamp(t, UTC),
-                                    kw=kw))
-    batches = [("c1", readings[k:k + 64]) for k in range(0, len(readings), 64)]
-    off = run_cells(batches, metas, s, on=False)
-    on = run_cells(batches, metas, s, on=True)
-    assert on[0] == off[0]
-    assert on[1] == off[1]
+    readings = _evening_peaks(6, 1000, 1800.0)
+    python = _through_python(readings, metas, s)
     # measured: 0.325 of the readings through Python
-    assert on[2] < 0.5 * len(readings), f"per-reading path took {on[2]} of {len(readings)}"
+    assert python < 0.5 * len(readings), f"per-reading path took {python} of {len(readings)}"
 
 
 def test_demo_fleet_identical_with_and_without_the_lane() -> None:

@@ -484,8 +484,9 @@ print(json.dumps({{"meters": n, "readings": n * intervals, "rss_before": before,
 
 
 def memory(meters: int, intervals: int, journal: Path | None = None) -> dict[str, Any]:
-    """Resident memory per meter of the whole dataflow: fed from ``journal`` (the engine's
-    source; see :func:`memory_journal`), else straight from the simulator."""
+    """Resident memory per meter of the whole dataflow: fed from ``journal`` (written by
+    :func:`build_journal`) by the engine's journal source, else straight from the
+    simulator."""
     code = MEMORY_CHILD.format(bench=str(Path(__file__).resolve().parent), meters=meters,
                                intervals=intervals, journal=str(journal or ""))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

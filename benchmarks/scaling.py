@@ -7,8 +7,9 @@ silence watch and every meter's ``MeterState``, the objects a worker holds), wit
 and without storage, so that 10^6 meters take minutes rather than hours:
 
 1. interval 1 builds every meter's state (a meter's first reading: the costliest), read as
-   the engine reads it: the interval is first written to a journal by another process, then
-   read back 1,000 records at a time and decoded by the engine's ``decode_item``.
+   the engine reads it: the interval is first written to a journal (``dataflow.py``'s
+   ``build_journal``, in this process), then read back in a fresh one, 1,000 records at a
+   time, decoded by the engine's ``decode_item``.
    **Resident memory per meter** is the process's RSS growth over it, divided by meters; the
    compiled quiet path is loaded before it, as the dataflow loads it when it is built (its
    resident size is printed apart: the process's, not its meters'). Beside it, in a third
@@ -51,6 +52,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from dataflow import build_journal  # noqa: E402
 
 CHILD = r'''
 import gc, json, pickle, sys, time
@@ -85,7 +88,7 @@ def object_census(cells):
         lane = cell.lane
         if lane is not None:  # (numpy arrays: getsizeof counts their data)
             out["lane columns"] += sum(map(size, (lane.addrs, lane.meters, lane.ready,
-                                                  lane.metas, lane.kva, lane.profiles)))
+                                                  lane.metas, lane.forecast_iv, lane.profiles)))
         for st in cell.meters.values():
             out["state buffer h"] += size(st.h)
             out["state scalars x"] += size(st.x)
@@ -135,15 +138,16 @@ def feed(readings, limit=None):
     return count
 
 def from_journal():
-    """Interval 1 as the engine reads it: the journal's records, 1,000 at a time, each decoded
-    by the engine (``decode_item``)."""
-    journal = Journal({journal!r}, 0, readonly=True)
-    offset = journal.start_offset
-    while batch := journal.read(offset, 1000):
-        for _o, data in batch:
-            yield decode_item(data)
-        offset = batch[-1][0] + 1
-    journal.close()
+    """Interval 1 as the engine reads it: the journal's records (each cell's in one of two
+    partitions), 1,000 at a time, each decoded by the engine (``decode_item``)."""
+    for part in (0, 1):
+        journal = Journal({journal!r}, part, readonly=True)
+        offset = journal.start_offset
+        while batch := journal.read(offset, 1000):
+            for _o, data in batch:
+                yield decode_item(data)
+            offset = batch[-1][0] + 1
+        journal.close()
 
 # the compiled quiet path is loaded first, as the dataflow loads it when it is built: its
 # machine code and numba's modules (about 100 MiB here) are the process's, not its meters'
@@ -201,28 +205,6 @@ print(json.dumps({{
 '''
 
 
-JOURNAL_CHILD = r'''
-import sys
-sys.path.insert(0, {here!r})
-from dataflow import fleet_of
-from gridwatch.ingest import Journal
-from gridwatch.ingest._journal import encode_items
-from gridwatch.simulators import Simulation
-
-sim = Simulation(fleet_of({meters}, 3))
-journal = Journal({journal!r}, 0)
-batch = []
-for r in sim.block_readings(next(sim.blocks())):
-    batch.append(r)
-    if len(batch) == 1000:
-        journal.append(encode_items(batch))
-        batch = []
-if batch:
-    journal.append(encode_items(batch))
-journal.close()
-'''
-
-
 def _child(code: str, what: str) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                           timeout=3600)
@@ -237,10 +219,11 @@ def run_size(meters: int, timed: int) -> dict[str, Any]:
     fed from it; then interval 1's memory again, fed by the simulator (as before)."""
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gridwatch-scaling-") as tmp:
-        journal = str(Path(tmp) / "journal")
+        fleet = Path(tmp) / "fleet"
+        journal = str(fleet / "journal")
         say(f"  {meters:,} meters: interval 1 written to a journal ...")
-        _child(JOURNAL_CHILD.format(here=str(HERE), meters=meters, journal=journal),
-               f"the {meters:,}-meter journal")
+        # (the fleet's first interval is the same whatever its length: fleet_of(meters, 1))
+        build_journal(meters, 1, fleet, baselines=False)
         out = _child(CHILD.format(here=str(HERE), meters=meters, timed=timed,
                                   journal=journal, memory_only=False),
                      f"the {meters:,}-meter run")

@@ -53,7 +53,7 @@ _NO_FORECAST = (0, 0, 0, 0)  #: a meter without a contracted kVA: no forecast's 
 class Lane:
     """The lane's columns for the meters of one cell, by the watch's slot."""
 
-    __slots__ = ("addrs", "calendar", "caps", "kva", "metas", "meters", "profile_of",
+    __slots__ = ("addrs", "calendar", "forecast_iv", "metas", "meters", "profile_of",
                  "profiles", "ready", "settings")
 
     def __init__(self, settings: DetectionSettings, calendar: Calendar) -> None:
@@ -65,10 +65,10 @@ class Lane:
         #: the registry entry each meter's row was set with (a reading whose entry is another
         #: object, after a reload, goes through Python and sets the row again)
         self.metas: list[Any] = []
-        #: whether the meter has a contracted kVA (its readings carry the forecast's steps)
-        self.kva = bytearray()
-        #: the meter's registered interval (s; 0: none), which its forecast's steps use
-        self.caps = array("i")
+        #: the interval of the meter's load forecast: -1 without a contracted kVA (no
+        #: forecast's steps in its rows), its registered interval (s), else 0 (the reading's,
+        #: the inferred one or the default, found at each reading)
+        self.forecast_iv = array("i")
         self.profile_of: dict[tuple[float, ...], int] = {}
         self.profiles = np.zeros((0, _N_PROFILE), dtype=np.float64)
 
@@ -86,8 +86,7 @@ class Lane:
         ready[:have] = self.ready
         self.addrs, self.meters, self.ready = addrs, meters, ready
         self.metas.extend([_NO_META] * (size - have))
-        self.kva.extend(bytes(size - have))
-        self.caps.frombytes(bytes(4 * (size - have)))
+        self.forecast_iv.frombytes(bytes(4 * (size - have)))
 
     def set(self, j: int, state: MeterState, meta: MeterMeta | None) -> None:
         """Meter ``j``'s row from its record and registry entry, after a reading of it went
@@ -106,8 +105,7 @@ class Lane:
         self.meters[j, :_N_METER - 1] = row[3:]
         self.meters[j, _N_METER - 1] = p
         self.metas[j] = meta
-        self.kva[j] = profile[7] != 0.0
-        self.caps[j] = int(profile[0])
+        self.forecast_iv[j] = int(profile[0]) if profile[7] != 0.0 else -1
         self.ready[j] = 1
 
     def drop(self, j: int | None) -> None:
@@ -146,8 +144,7 @@ class Lane:
         kva_steps: tuple[int, ...] = _NO_FORECAST
         entries: list[MeterMeta | None] = []
         entry = entries.append
-        kva = self.kva
-        caps = self.caps
+        forecast_iv = self.forecast_iv
         known_get = known.get
         for t, r in timed:
             meter_id = r.meter_id
@@ -168,12 +165,12 @@ class Lane:
             if t != info_t:
                 info_t = t
                 info = quarters.get(int(t // 900)) or info_of(t)
-            if kva[j]:
+            cap_iv = forecast_iv[j]
+            if cap_iv >= 0:
                 # the interval the kernel will use, as far as it is known now (it answers
                 # PYTHON, and the reading goes through Python, if it finds another): the
                 # registry's (kept with the row, from the same entry), else the reading's,
                 # the inferred one or the default
-                cap_iv = caps[j]
                 if not cap_iv:
                     state = states.get(meter_id)
                     if state is None:

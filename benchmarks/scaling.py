@@ -77,7 +77,7 @@ def object_census(cells):
     counted once), by part: what the resident figure is made of, before the allocators'
     own overhead."""
     size = sys.getsizeof
-    out = dict.fromkeys(("state buffer h", "state scalars x", "state object", "meter id",
+    out = dict.fromkeys(("state buffer h (and its scalars)", "state object", "meter id",
                          "theft windows", "cell dicts (meters, registry entries, watch)",
                          "watch columns", "lane columns"), 0)
     for cell in cells.values():
@@ -90,8 +90,7 @@ def object_census(cells):
             out["lane columns"] += sum(map(size, (lane.addrs, lane.meters, lane.ready,
                                                   lane.metas, lane.forecast_iv, lane.profiles)))
         for st in cell.meters.values():
-            out["state buffer h"] += size(st.h)
-            out["state scalars x"] += size(st.x)
+            out["state buffer h (and its scalars)"] += size(st.h)
             out["state object"] += size(st)
             out["meter id"] += size(st.meter_id)
             if st.th is not None:

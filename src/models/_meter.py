@@ -174,7 +174,7 @@ class MeterState(MeterRecord):
             t = r.ts.timestamp()
         out = StepResult()
         ev = out.events
-        interval = float(self._interval(r, meta, s, t))
+        interval = float(self._interval(r, meta, s, t, x))
         last_ts = x[LAST_TS]
         if x[N] and t <= last_ts:
             if t < last_ts:
@@ -238,11 +238,10 @@ class MeterState(MeterRecord):
         return out
 
     def _interval(self, r: Reading, meta: MeterMeta | None, s: DetectionSettings,
-                  t: float) -> int:
+                  t: float, x: memoryview) -> int:
         """The interval stated by the registry or the reading, else the one inferred from the
         meter's own gaps (the same gap three times in a row; a longer one only after a day of
-        it), else the configured default."""
-        x = self.x  # (the integers by index: this runs on every reading)
+        it), else the configured default. ``x``: the record's scalars (``self.x``)."""
         last_ts = x[LAST_TS]
         if s.infer_interval and x[N] and t > last_ts:
             gap = round(t - last_ts)

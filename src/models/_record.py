@@ -54,6 +54,7 @@ __all__ = [
     "LOG_STEP",
     "RECORD_VERSION",
     "SLOTS",
+    "X_AT",
     "X_FIELDS",
     "MeterRecord",
     "drop",
@@ -233,38 +234,48 @@ I_FIELDS = ("interval_s", "gap_s", "gap_run", "inferred_s", "n", "day_no", "mont
 (INTERVAL_S, GAP_S, GAP_RUN, INFERRED_S, N, DAY_NO, MONTH_NO) = range(
     len(X_FIELDS), len(X_FIELDS) + len(I_FIELDS))
 _X_DEFAULT = array("d", [default for _, default, _ in _X_SPEC] + [0.0] * len(I_FIELDS))
+#: The scalars live at the end of ``h``, in the cells from ``X_AT`` (8-byte aligned: ``h``'s
+#: own allocation is), not in an array of their own: a second buffer per meter cost its
+#: object and its allocation besides its 184 bytes.
+X_AT = H_LEN
+if X_AT % 4:
+    raise ImportError("the record's scalars must start on an 8-byte boundary of h")
+_H_ZERO.extend(array("H", _X_DEFAULT.tobytes()))
+_d = struct.Struct("=d")
+_unpack_d_from = _d.unpack_from
+_pack_d_into = _d.pack_into
 
 
 class _Scalar:
-    """One float64 scalar of the record, kept in its ``x`` buffer."""
+    """One float64 scalar of the record, kept in the scalars at the end of ``h``."""
 
     __slots__ = ("i",)
 
     def __init__(self, i: int) -> None:
-        self.i = i
+        self.i = 2 * X_AT + 8 * i  #: its byte offset in ``h``
 
     def __get__(self, rec: MeterRecord | None, owner: type | None = None) -> float:
         assert rec is not None
-        return rec.x[self.i]
+        return _unpack_d_from(rec.h, self.i)[0]
 
     def __set__(self, rec: MeterRecord, value: float) -> None:
-        rec.x[self.i] = value
+        _pack_d_into(rec.h, self.i, value)
 
 
 class _Int:
-    """One integer of the record, kept (exactly) in its ``x`` buffer."""
+    """One integer of the record, kept (exactly) as a float64 in the scalars of ``h``."""
 
     __slots__ = ("i",)
 
     def __init__(self, i: int) -> None:
-        self.i = i
+        self.i = 2 * X_AT + 8 * i  #: its byte offset in ``h``
 
     def __get__(self, rec: MeterRecord | None, owner: type | None = None) -> int:
         assert rec is not None
-        return int(rec.x[self.i])
+        return int(_unpack_d_from(rec.h, self.i)[0])
 
     def __set__(self, rec: MeterRecord, value: int) -> None:
-        rec.x[self.i] = value
+        _pack_d_into(rec.h, self.i, value)
 
 #: Shared immutable defaults (a meter with no run open holds these, not copies).
 NO_RUN: tuple[float, int, float, float, float] = (0.0, 0, 0.0, 0.0, 0.0)
@@ -319,15 +330,13 @@ class MeterRecord:
     """Everything one meter's detectors know: two packed numeric buffers and scalars."""
 
     meter_id: str
-    #: float64 scalars (names and meanings in ``X_FIELDS``; read and set them by name)
-    x: array = field(default_factory=_X_DEFAULT.__copy__)
     # --- the reading stream
     last_fail: bool = False
     silent: bool = False
     quiet: bool = False
     #: 16-bit buffer: the load baseline (log-load per slot and level, see _baseline; counts),
     #: the daily curves, today's hourly sums and counts, the 28-day record ring (offsets and
-    #: encodings above)
+    #: encodings above); from cell ``X_AT``, the float64 scalars (``x``)
     h: array = field(default_factory=_H_ZERO.__copy__)
     # --- consumption episodes: high and low runs (start, intervals, kWh beyond the band, kWh
     #: beyond usual (low: max kW), usual kWh)
@@ -392,6 +401,12 @@ class MeterRecord:
     n = _Int(N)  #: readings judged or learned
     day_no = _Int(DAY_NO)  #: the local day being accumulated (ordinal)
     month_no = _Int(MONTH_NO)  #: the local month being accumulated
+
+    @property
+    def x(self) -> memoryview:
+        """The float64 scalars (names and meanings in ``X_FIELDS``, then the integers of
+        ``I_FIELDS``; read and set them by name, or by index here): a view of ``h``'s end."""
+        return memoryview(self.h)[X_AT:].cast("B").cast("d")
 
     # ----------------------------------------------------------------- named views
     def view(self, name: str) -> np.ndarray:
@@ -512,4 +527,4 @@ class MeterRecord:
 
 #: The record's plain fields (serialised as they are), besides the buffers and the alarm dicts.
 _PLAIN = tuple(f.name for f in fields(MeterRecord)
-               if f.name not in ("x", "h", "th") and f.name not in _DICTS)
+               if f.name not in ("h", "th") and f.name not in _DICTS)

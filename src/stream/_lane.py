@@ -33,7 +33,6 @@ import numpy as np
 from gridwatch._schemas import MeterMeta, Reading
 from gridwatch.models import Calendar, DetectionSettings, MeterState
 from gridwatch.models._quiet import forecast_steps, lane_entry, phases
-from gridwatch.models._record import INFERRED_S
 
 __all__ = ["Lane"]
 
@@ -176,7 +175,7 @@ class Lane:
                     if state is None:
                         append(_PYTHON_ROW)
                         continue
-                    cap_iv = int(r_iv or state.x[INFERRED_S] or default_iv)
+                    cap_iv = int(r_iv or state.inferred_s or default_iv)
                 if t != steps_t or cap_iv != steps_iv:
                     steps_t, steps_iv = t, cap_iv
                     steps = forecast_steps(c, cal, t, cap_iv)

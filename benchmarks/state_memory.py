@@ -70,10 +70,10 @@ def template(customer_class: str) -> bytes:
 
 def v4_layout() -> Any:
     """A class holding the state as version 4 did: slots, one numpy array per part."""
-    from gridwatch.models._record import I_FIELDS, X_FIELDS, MeterRecord
+    from gridwatch.models._record import CELL_FIELDS, I_FIELDS, X_FIELDS, MeterRecord
 
     names = [f for f in MeterRecord.__dataclass_fields__ if f not in ("h", "th", "x")]
-    names += list(X_FIELDS) + list(I_FIELDS) + list(V4_ARRAYS)
+    names += list(CELL_FIELDS) + list(X_FIELDS) + list(I_FIELDS) + list(V4_ARRAYS)
     return make_dataclass("V4Record", [(n, Any, field(default=None)) for n in names],
                           slots=True)
 

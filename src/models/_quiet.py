@@ -75,6 +75,10 @@ from gridwatch.models._quiet_codes import (
     TH_HOUR,
 )
 from gridwatch.models._record import (
+    C_DAYS,
+    C_LAST_FAIL,
+    C_PEAK_DAYS,
+    C_SILENT,
     DAY_CNT,
     DAY_MAX,
     DAY_MIN,
@@ -373,7 +377,8 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
     """The quiet path through the compiled kernel: the checks on Python objects here, the
     arithmetic there; ``_PYTHON`` (nothing changed) for what it leaves to
     :func:`python_quiet_step`."""
-    if r.status or rec.silent:
+    h = rec.h  # (its flags and counts by cell: this runs on every quiet reading)
+    if r.status or h[C_SILENT]:
         return None
     act = rec.act
     if act and (len(act) > 1 or _THEFT not in act):
@@ -430,7 +435,7 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         dp, n_steps, sp = steps[0], len(steps[1]), steps[3]
     else:
         cap_iv = dp = sp = n_steps = 0
-    hp = rec.h.buffer_info()[0]
+    hp = h.buffer_info()[0]
     code, flags, expected, z, hour = _JIT[0](
         hp + _X_BYTES, hp,
         0 if th is None else th.buffer_info()[0], c.jit_at,
@@ -439,7 +444,7 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         nv, v0, v1, v2, nominal, three, ncur, i0, i1, i2,
         0.0 if pf is None else pf, pf is not None,
         info[1], info[2], pol.young_dev, pol.peak_factor, pol.theft_window,
-        rec.th_hour, rec.days >= s.daily_min_days, rec.peak_days, kva, cap_iv, dp, sp,
+        rec.th_hour, h[C_DAYS] >= s.daily_min_days, h[C_PEAK_DAYS], kva, cap_iv, dp, sp,
         n_steps, bool(act), stuck_cnt, bool(rec.hi[1] or rec.lo[1]))
     if code != DONE:
         return None if code == NOT_QUIET else _PYTHON
@@ -454,7 +459,7 @@ def quiet_done(rec: MeterRecord, r: Reading, meta: MeterMeta | None, c: _Consts,
         rec.hi = rec.lo = NO_RUN
     if flags & TH_HOUR:
         rec.th_hour = hour
-    rec.last_fail = False
+    rec.h[C_LAST_FAIL] = 0
     out = StepResult([])
     if flags & STUCK_COUNT:  # counted, or the count reset: never fires (the kernel checked)
         cond(rec, out.events, _STUCK, bool(flags & STUCK), t, meta, fire_after=c.stuck_fire)
@@ -529,7 +534,7 @@ def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
     # (``max``/``min`` of two values are written as conditionals throughout: the same value,
     # NaN and signed zeros included, without the call)
     x = rec.x
-    if not x[N] or r.status or rec.silent:
+    if not x[N] or r.status or rec.h[C_SILENT]:
         return None
     act = rec.act  # (only a possible-theft alarm may be open: judged on closing an hour or day)
     if act and (len(act) > 1 or _THEFT not in act):

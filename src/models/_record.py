@@ -43,6 +43,15 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "CELL_FIELDS",
+    "C_CALM",
+    "C_DAYS",
+    "C_LAST_FAIL",
+    "C_PEAK_DAYS",
+    "C_QUIET",
+    "C_SILENT",
+    "C_WD_DAYS",
+    "C_WE_DAYS",
     "DT0",
     "EMPTY",
     "F16",
@@ -237,9 +246,16 @@ _X_DEFAULT = array("d", [default for _, default, _ in _X_SPEC] + [0.0] * len(I_F
 #: The scalars live at the end of ``h``, in the cells from ``X_AT`` (8-byte aligned: ``h``'s
 #: own allocation is), not in an array of their own: a second buffer per meter cost its
 #: object and its allocation besides its 184 bytes.
-X_AT = H_LEN
+#: Between the 16-bit parts and the scalars, one cell each for the record's flags and small
+#: counts (a slot each on the record object cost 8 bytes): named in ``CELL_FIELDS``.
+CELL_FIELDS = ("last_fail", "silent", "quiet", "calm", "peak_days", "wd_days", "we_days",
+               "days")
+(C_LAST_FAIL, C_SILENT, C_QUIET, C_CALM, C_PEAK_DAYS, C_WD_DAYS, C_WE_DAYS, C_DAYS) = range(
+    H_LEN, H_LEN + len(CELL_FIELDS))
+X_AT = H_LEN + len(CELL_FIELDS)
 if X_AT % 4:
     raise ImportError("the record's scalars must start on an 8-byte boundary of h")
+_H_ZERO.extend(array("H", bytes(2 * len(CELL_FIELDS))))
 _H_ZERO.extend(array("H", _X_DEFAULT.tobytes()))
 _d = struct.Struct("=d")
 _unpack_d_from = _d.unpack_from
@@ -276,6 +292,40 @@ class _Int:
 
     def __set__(self, rec: MeterRecord, value: int) -> None:
         _pack_d_into(rec.h, self.i, value)
+
+
+class _Flag:
+    """One flag of the record, kept in its cell of ``h`` (0 or 1)."""
+
+    __slots__ = ("i",)
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def __get__(self, rec: MeterRecord | None, owner: type | None = None) -> bool:
+        assert rec is not None
+        return rec.h[self.i] != 0
+
+    def __set__(self, rec: MeterRecord, value: bool) -> None:
+        rec.h[self.i] = 1 if value else 0
+
+
+class _Count:
+    """One small count of the record, kept in its 16-bit cell of ``h`` (saturating at 65,535:
+    days, readings in a row, never near it)."""
+
+    __slots__ = ("i",)
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def __get__(self, rec: MeterRecord | None, owner: type | None = None) -> int:
+        assert rec is not None
+        return rec.h[self.i]
+
+    def __set__(self, rec: MeterRecord, value: int) -> None:
+        rec.h[self.i] = value if value < 65_535 else 65_535
+
 
 #: Shared immutable defaults (a meter with no run open holds these, not copies).
 NO_RUN: tuple[float, int, float, float, float] = (0.0, 0, 0.0, 0.0, 0.0)
@@ -330,10 +380,6 @@ class MeterRecord:
     """Everything one meter's detectors know: two packed numeric buffers and scalars."""
 
     meter_id: str
-    # --- the reading stream
-    last_fail: bool = False
-    silent: bool = False
-    quiet: bool = False
     #: 16-bit buffer: the load baseline (log-load per slot and level, see _baseline; counts),
     #: the daily curves, today's hourly sums and counts, the 28-day record ring (offsets and
     #: encodings above); from cell ``X_AT``, the float64 scalars (``x``)
@@ -342,18 +388,13 @@ class MeterRecord:
     #: beyond usual (low: max kW), usual kWh)
     hi: tuple[float, int, float, float, float] = NO_RUN
     lo: tuple[float, int, float, float, float] = NO_RUN
-    calm: int = 0  #: readings in a row back inside the band while a consumption alarm is open
-    #: the meter's record: highest usual reading of each of the last 28 local days (ring in
-    #: ``h``, by day ordinal), today's so far, and the current run above the record (start,
-    #: readings, its highest reading, folded into today's record when the run ends)
-    #: the ring's highest reading and how many of its days hold one (kept when the ring changes)
-    peak_days: int = 0
+    #: the meter's record (the highest usual reading of each of the last 28 local days, a ring
+    #: in ``h`` by day ordinal; today's so far and the ring's highest in the scalars): the
+    #: current run above the record (start, readings, its highest reading, folded into
+    #: today's record when the run ends)
     peak_run: tuple[float, int, float] = NO_PEAK_RUN
     # --- capacity forecast
     # --- daily profile
-    wd_days: int = 0
-    we_days: int = 0
-    days: int = 0
     #: daily-level runs: (first day's start, days in a row) below the theft ratio, above the
     #: level-shift ratio, below the level-shift ratio
     low_days: tuple[float, int] = NO_DAYS
@@ -378,6 +419,18 @@ class MeterRecord:
     #: widens that alarm's thresholds
     fb: Mapping[str, tuple[float, float, float]] = field(default_factory=_empty)
 
+    # --- the reading stream: the last reading failed; silent (an outage or comm loss open);
+    #: quiet (silence noticed, nothing raised)
+    last_fail = _Flag(C_LAST_FAIL)
+    silent = _Flag(C_SILENT)
+    quiet = _Flag(C_QUIET)
+    #: readings in a row back inside the band while a consumption alarm is open
+    calm = _Count(C_CALM)
+    #: how many of the 28-day record ring's days hold a reading (kept when the ring changes)
+    peak_days = _Count(C_PEAK_DAYS)
+    wd_days = _Count(C_WD_DAYS)  #: weekdays in the usual weekday curve
+    we_days = _Count(C_WE_DAYS)  #: days off in the usual day-off curve
+    days = _Count(C_DAYS)  #: whole local days profiled
     started = _Scalar(STARTED)
     last_ts = _Scalar(LAST_TS)
     last_kw = _Scalar(LAST_KW)
@@ -526,5 +579,5 @@ class MeterRecord:
 
 
 #: The record's plain fields (serialised as they are), besides the buffers and the alarm dicts.
-_PLAIN = tuple(f.name for f in fields(MeterRecord)
-               if f.name not in ("h", "th") and f.name not in _DICTS)
+_PLAIN = CELL_FIELDS + tuple(f.name for f in fields(MeterRecord)
+                             if f.name not in ("h", "th") and f.name not in _DICTS)

@@ -23,12 +23,15 @@ from gridwatch import MeterMeta
 from gridwatch.models import MeterState
 from gridwatch.models._record import (
     _PARTS,
+    CELL_FIELDS,
     EMPTY,
     F16,
+    H_LEN,
     I_FIELDS,
     LOG_BIAS,
     LOG_STEP,
     RECORD_VERSION,
+    X_AT,
     X_FIELDS,
     MeterRecord,
     drop,
@@ -271,3 +274,55 @@ def test_the_state_is_its_record_and_pickles_as_its_snapshot():
     again = pickle.loads(pickle.dumps(state))
     assert type(again) is MeterState and again.to_bytes() == state.to_bytes()
     assert len(pickle.dumps(state)) < len(state.to_bytes()) + 200
+
+
+_field_ops = st.lists(st.tuples(
+    st.sampled_from(CELL_FIELDS + X_FIELDS + I_FIELDS),
+    st.one_of(st.booleans(), st.integers(0, 200_000),
+              st.floats(allow_nan=False, allow_infinity=True))), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_field_ops)
+def test_flags_counts_and_scalars_share_h_without_touching_each_other(ops):
+    """The flags and small counts (a 16-bit cell each) and the float64 scalars (from cell
+    ``X_AT``) live at the end of ``h``: each reads back what was set (a flag as a bool, a
+    count saturating at 65,535, a scalar exactly, an integer scalar as an int), setting one
+    moves no other and none of the 584 cells of the parts, and a snapshot carries them."""
+    rec = MeterRecord("m1")
+    parts = rec.h[:H_LEN].tobytes()
+    model = {name: getattr(rec, name) for name in CELL_FIELDS + X_FIELDS + I_FIELDS}
+    for name, value in ops:
+        if name in I_FIELDS:
+            value = int(abs(value)) if math.isfinite(value) else 7
+        elif name in CELL_FIELDS and name not in ("last_fail", "silent", "quiet"):
+            value = int(abs(value)) if math.isfinite(value) else 3
+            model[name] = min(value, 65_535)
+            setattr(rec, name, value)
+            continue
+        elif name in CELL_FIELDS:
+            value = bool(value)
+        else:
+            value = float(value)
+        setattr(rec, name, value)
+        model[name] = value
+    for name, want in model.items():
+        got = getattr(rec, name)
+        assert got == want or (math.isnan(want) and math.isnan(got)), name
+        assert type(got) is type(want) or name in X_FIELDS, name
+    assert rec.x.tobytes() == array("d", [getattr(rec, n) for n in X_FIELDS + I_FIELDS]).tobytes()
+    assert rec.h[:H_LEN].tobytes() == parts
+    clone = MeterRecord.from_bytes(rec.to_bytes())
+    assert clone.h == rec.h
+
+
+def test_the_record_holds_two_buffers_at_most():
+    """A meter's numbers are one 16-bit buffer (and the theft window where its class judges
+    theft): no float64 array of their own, no slot per flag or count."""
+    rec = MeterRecord("m1")
+    arrays = [getattr(rec, f.name) for f in fields(MeterRecord)
+              if isinstance(getattr(rec, f.name), array)]
+    assert arrays == [rec.h]
+    assert len(rec.h) == X_AT + 4 * (len(X_FIELDS) + len(I_FIELDS))
+    assert H_LEN + len(CELL_FIELDS) <= X_AT and X_AT % 4 == 0
+    assert not set(CELL_FIELDS) & {f.name for f in fields(MeterRecord)}

@@ -238,7 +238,7 @@ class MeterState(MeterRecord):
         return out
 
     def _interval(self, r: Reading, meta: MeterMeta | None, s: DetectionSettings,
-                  t: float, x: memoryview) -> int:
+                  t: float, x: memoryview[float]) -> int:
         """The interval stated by the registry or the reading, else the one inferred from the
         meter's own gaps (the same gap three times in a row; a longer one only after a day of
         it), else the configured default. ``x``: the record's scalars (``self.x``)."""

@@ -456,7 +456,7 @@ class MeterRecord:
     month_no = _Int(MONTH_NO)  #: the local month being accumulated
 
     @property
-    def x(self) -> memoryview:
+    def x(self) -> memoryview[float]:
         """The float64 scalars (names and meanings in ``X_FIELDS``, then the integers of
         ``I_FIELDS``; read and set them by name, or by index here): a view of ``h``'s end."""
         return memoryview(self.h)[X_AT:].cast("B").cast("d")

@@ -15,6 +15,7 @@ from gridwatch.models._alarms import feedback, fire, r3, resolve
 from gridwatch.models._baseline import Band, describe
 from gridwatch.models._config import ClassPolicy, DetectionSettings
 from gridwatch.models._record import (
+    C_PEAK_DAYS,
     F16,
     GLOBAL,
     LV_KW,
@@ -85,7 +86,7 @@ def judge(rec: MeterRecord, kw: float, t: float, slot: int, interval: float, b: 
 
     # beyond the meter's own record: above ``peak_factor`` times the highest usual reading of
     # the last 28 days (on its first day: twice today's so far)
-    days, history = rec.peak_days, x[PEAK_MAX]
+    days, history = rec.h[C_PEAK_DAYS], x[PEAK_MAX]
     half_life = s.feedback_half_life_days * 86_400
     # managers who called this meter's spikes false alarms widen its thresholds, for a while
     widen = 1.0 + s.feedback_strength * (feedback(rec, ETYPE, "spike", t, half_life)

@@ -43,6 +43,9 @@ from gridwatch.models._config import DetectionSettings
 from gridwatch.models._daily import DailyProfile
 from gridwatch.models._quiet import quiet_step
 from gridwatch.models._record import (
+    C_DAYS,
+    C_LAST_FAIL,
+    C_SILENT,
     GAP_RUN,
     GAP_S,
     GLOBAL,
@@ -182,7 +185,8 @@ class MeterState(MeterRecord):
             return out  # duplicate or out of order: never learned from
         fail = _FAIL in r.status
 
-        if rec.silent:  # back from silence
+        h = rec.h  # (the flags and counts by cell: this runs on every reading)
+        if h[C_SILENT]:  # back from silence
             gap_min = r3((t - last_ts) / 60, 1)
             for etype in ("outage", "comm_loss"):
                 if etype in rec.act and not (etype == "outage" and fail):
@@ -202,7 +206,7 @@ class MeterState(MeterRecord):
         if not started and kw > s.min_kw:
             started = x[STARTED] = t  # a meter that has only ever read zero is not in service
         warm = (bool(started) and t - started >= s.warmup_h * 3600
-                and rec.h[LV_N + GLOBAL] >= 8)
+                and h[LV_N + GLOBAL] >= 8)
         abnormal = False
         judged = not (fail or suspect or exporting)
         if judged and warm:
@@ -210,7 +214,7 @@ class MeterState(MeterRecord):
             abnormal = _consumption.judge(rec, kw, t, slot, interval, b, meta, s, pol, ev)
         if pol.theft_window and judged:
             _theft.judge(rec, max(kw, 0.0), b.mean_kw, t, meta, s, ev,
-                         warm and rec.days >= s.daily_min_days)
+                         warm and h[C_DAYS] >= s.daily_min_days)
         if meta is not None and meta.contracted_kva:
             _capacity.judge(rec, r, t, interval, meta, s, cal, ev, b.mean_kw, warm)
         out.profile = _daily.accumulate(rec, kw, t, interval, meta, s, cal, ev, info)
@@ -234,7 +238,7 @@ class MeterState(MeterRecord):
             x[LAST_KWH] = r.kwh
         volts = r.voltage
         x[LAST_VMIN] = (volts[0] if len(volts) == 1 else min(volts)) if volts else math.nan
-        rec.last_fail = fail
+        h[C_LAST_FAIL] = fail
         return out
 
     def _interval(self, r: Reading, meta: MeterMeta | None, s: DetectionSettings,

@@ -294,6 +294,10 @@ class _Int:
         _pack_d_into(rec.h, self.i, value)
 
 
+#: the buffer whose scalars were viewed last, and that view (``MeterRecord.x``)
+_LAST_X: list[tuple[array | None, memoryview[float]]] = [(None, memoryview(b"").cast("d"))]
+
+
 class _Flag:
     """One flag of the record, kept in its cell of ``h`` (0 or 1)."""
 
@@ -458,8 +462,15 @@ class MeterRecord:
     @property
     def x(self) -> memoryview[float]:
         """The float64 scalars (names and meanings in ``X_FIELDS``, then the integers of
-        ``I_FIELDS``; read and set them by name, or by index here): a view of ``h``'s end."""
-        return memoryview(self.h)[X_AT:].cast("B").cast("d")
+        ``I_FIELDS``; read and set them by name, or by index here): a view of ``h``'s end.
+        The last view made is kept (a step asks for it about five times a reading)."""
+        h = self.h
+        last = _LAST_X[0]  # (one tuple, replaced whole: threads never see a mixed pair)
+        if last[0] is h:
+            return last[1]
+        view = memoryview(h)[X_AT:].cast("B").cast("d")
+        _LAST_X[0] = (h, view)
+        return view
 
     # ----------------------------------------------------------------- named views
     def view(self, name: str) -> np.ndarray:

@@ -484,7 +484,8 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     kernel (an alarm open but possible theft, a count pending but a stuck reading, a record
     run, verdicts on record, silence), and what the lane leaves to it (a time zone of the meter's
     own; the last reading a last gasp)."""
-    if rec.silent or rec.fb or rec.last_fail or rec.peak_run[1]:
+    h = rec.h
+    if h[C_SILENT] or rec.fb or h[C_LAST_FAIL] or rec.peak_run[1]:
         return None
     act = rec.act
     if act and (len(act) > 1 or _THEFT not in act):
@@ -509,10 +510,10 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
                    pol.young_dev, pol.peak_factor, float(pol.theft_window),
                    float(meta.contracted_kva or 0.0))
     th = rec.th
-    hp = rec.h.buffer_info()[0]
+    hp = h.buffer_info()[0]
     row = (hp + _X_BYTES, hp,
            0 if th is None else th.buffer_info()[0], rec.th_hour,
-           int(rec.days >= s.daily_min_days), rec.peak_days, int(bool(act)),
+           int(h[C_DAYS] >= s.daily_min_days), h[C_PEAK_DAYS], int(bool(act)),
            pending[_STUCK] if pending else -1, int(rec.hi != NO_RUN or rec.lo != NO_RUN))
     return row, profile
 

@@ -331,7 +331,8 @@ def _load_compiled() -> None:
 def _quiet_worker(data: Path) -> None:
     """One turn of ``--against``: the readings in ``data`` through whichever engine is first
     on the path; prints one JSON line (per row: µs per reading with the quiet path on, µs per
-    call of ``quiet_step`` on the readings it took)."""
+    call of ``quiet_step`` on the readings it took, µs per reading with the quiet path off:
+    every reading through the full path)."""
     import json
 
     _load_compiled()
@@ -341,7 +342,8 @@ def _quiet_worker(data: Path) -> None:
     out = []
     for _name, readings, m, st in rows:
         t = _step_all(readings, m, st, True) / len(readings) * 1e6
-        out.append((t, quiet_call_us(readings, m, st)))
+        full = _step_all(readings, m, st, False) / len(readings) * 1e6
+        out.append((t, quiet_call_us(readings, m, st), full))
     print(json.dumps(out))
 
 
@@ -378,12 +380,14 @@ def report_against(rev: str, turns: int) -> None:
         print(f"  {name}")
     print(f"{'figure':50} {rev:>10} {'this tree':>10} {'ratio':>8}")
     for k, (name, *_rest) in enumerate(rows):
-        (b_step, b_call), (n_step, n_call) = best[rev][k], best["this tree"][k]
+        (b_step, b_call, b_full), (n_step, n_call, n_full) = best[rev][k], best["this tree"][k]
         short = name[:name.index(",")]
         print(f"{'µs per reading, MeterState.step, ' + short:50} {b_step:10.2f} {n_step:10.2f} "
               f"{b_step / n_step:7.2f}x")
         print(f"{'µs per quiet reading, quiet_step, ' + short:50} {b_call:10.2f} {n_call:10.2f} "
               f"{b_call / n_call:7.2f}x")
+        print(f"{'µs per reading, quiet path off, ' + short:50} {b_full:10.2f} {n_full:10.2f} "
+              f"{b_full / n_full:7.2f}x")
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ from gridwatch.models._record import (
 )
 
 NAMES = [f.name for f in fields(MeterRecord) if f.name not in ('f', 'h', 'th', 'x')] + list(
-    X_FIELDS) + list(I_FIELDS)
+    CELL_FIELDS + X_FIELDS + I_FIELDS)
 
 DATA = Path(__file__).parent / "data"
 #: The commercial meter of ``meter_v4.bin``: three weeks of office load, then a bypass (the

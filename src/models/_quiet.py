@@ -113,7 +113,7 @@ from gridwatch.models._record import (
     TOW_MU,
     TOW_N,
     TREND_EW,
-    X_AT,
+    X_BYTES,
     X_FIELDS,
     ZERO_FRAC,
     MeterRecord,
@@ -170,7 +170,6 @@ if (*range(13), *range(17, 22)) != _READ or len(X_FIELDS) + len(I_FIELDS) < 22:
 _x_pack_last = struct.Struct("=4d").pack_into
 _x_pack_counts = struct.Struct("=5d").pack_into
 _AT_LAST, _AT_INTERVAL = 8 * LAST_TS, 8 * INTERVAL_S  # (bytes)
-_X_BYTES = 2 * X_AT  #: where the scalars start in ``h`` (bytes): the kernel's ``x``
 _LAST = (LAST_TS, LAST_KW, LAST_KWH, LAST_VMIN)
 _COUNTS = (INTERVAL_S, GAP_S, GAP_RUN, INFERRED_S, N)
 if tuple(range(LAST_TS, LAST_TS + 4)) != _LAST or tuple(range(INTERVAL_S, N + 1)) != _COUNTS:
@@ -437,7 +436,7 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         cap_iv = dp = sp = n_steps = 0
     hp = h.buffer_info()[0]
     code, flags, expected, z, hour = _JIT[0](
-        hp + _X_BYTES, hp,
+        hp + X_BYTES, hp,
         0 if th is None else th.buffer_info()[0], c.jit_at,
         t, r.kw, 0.0 if kwh is None else kwh, kwh is not None,
         r.interval_s or 0.0, stated, has_export,
@@ -511,7 +510,7 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
                    float(meta.contracted_kva or 0.0))
     th = rec.th
     hp = h.buffer_info()[0]
-    row = (hp + _X_BYTES, hp,
+    row = (hp + X_BYTES, hp,
            0 if th is None else th.buffer_info()[0], rec.th_hour,
            int(h[C_DAYS] >= s.daily_min_days), h[C_PEAK_DAYS], int(bool(act)),
            pending[_STUCK] if pending else -1, int(rec.hi != NO_RUN or rec.lo != NO_RUN))

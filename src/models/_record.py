@@ -64,6 +64,7 @@ __all__ = [
     "RECORD_VERSION",
     "SLOTS",
     "X_AT",
+    "X_BYTES",
     "X_FIELDS",
     "MeterRecord",
     "drop",
@@ -253,6 +254,7 @@ CELL_FIELDS = ("last_fail", "silent", "quiet", "calm", "peak_days", "wd_days", "
 (C_LAST_FAIL, C_SILENT, C_QUIET, C_CALM, C_PEAK_DAYS, C_WD_DAYS, C_WE_DAYS, C_DAYS) = range(
     H_LEN, H_LEN + len(CELL_FIELDS))
 X_AT = H_LEN + len(CELL_FIELDS)
+X_BYTES = 2 * X_AT  #: the same offset in bytes (where the compiled kernels' ``x`` starts)
 if X_AT % 4:
     raise ImportError("the record's scalars must start on an 8-byte boundary of h")
 _H_ZERO.extend(array("H", bytes(2 * len(CELL_FIELDS))))
@@ -268,7 +270,7 @@ class _Scalar:
     __slots__ = ("i",)
 
     def __init__(self, i: int) -> None:
-        self.i = 2 * X_AT + 8 * i  #: its byte offset in ``h``
+        self.i = X_BYTES + 8 * i  #: its byte offset in ``h``
 
     def __get__(self, rec: MeterRecord | None, owner: type | None = None) -> float:
         assert rec is not None
@@ -278,45 +280,23 @@ class _Scalar:
         _pack_d_into(rec.h, self.i, value)
 
 
-class _Int:
+class _Int(_Scalar):
     """One integer of the record, kept (exactly) as a float64 in the scalars of ``h``."""
 
-    __slots__ = ("i",)
-
-    def __init__(self, i: int) -> None:
-        self.i = 2 * X_AT + 8 * i  #: its byte offset in ``h``
+    __slots__ = ()
 
     def __get__(self, rec: MeterRecord | None, owner: type | None = None) -> int:
         assert rec is not None
         return int(_unpack_d_from(rec.h, self.i)[0])
-
-    def __set__(self, rec: MeterRecord, value: int) -> None:
-        _pack_d_into(rec.h, self.i, value)
 
 
 #: the buffer whose scalars were viewed last, and that view (``MeterRecord.x``)
 _LAST_X: list[tuple[array | None, memoryview[float]]] = [(None, memoryview(b"").cast("d"))]
 
 
-class _Flag:
-    """One flag of the record, kept in its cell of ``h`` (0 or 1)."""
-
-    __slots__ = ("i",)
-
-    def __init__(self, i: int) -> None:
-        self.i = i
-
-    def __get__(self, rec: MeterRecord | None, owner: type | None = None) -> bool:
-        assert rec is not None
-        return rec.h[self.i] != 0
-
-    def __set__(self, rec: MeterRecord, value: bool) -> None:
-        rec.h[self.i] = 1 if value else 0
-
-
 class _Count:
-    """One small count of the record, kept in its 16-bit cell of ``h`` (saturating at 65,535:
-    days, readings in a row, never near it)."""
+    """One small count of the record, kept in its 16-bit cell ``i`` of ``h`` (saturating at
+    65,535: days, readings in a row, never near it)."""
 
     __slots__ = ("i",)
 
@@ -329,6 +309,19 @@ class _Count:
 
     def __set__(self, rec: MeterRecord, value: int) -> None:
         rec.h[self.i] = value if value < 65_535 else 65_535
+
+
+class _Flag(_Count):
+    """One flag of the record, kept in its cell of ``h`` (0 or 1)."""
+
+    __slots__ = ()
+
+    def __get__(self, rec: MeterRecord | None, owner: type | None = None) -> bool:
+        assert rec is not None
+        return rec.h[self.i] != 0
+
+    def __set__(self, rec: MeterRecord, value: int) -> None:  # (a bool, or any truth value)
+        rec.h[self.i] = 1 if value else 0
 
 
 #: Shared immutable defaults (a meter with no run open holds these, not copies).
@@ -381,7 +374,9 @@ def new_theft_window() -> array:
 
 @dataclass(slots=True)
 class MeterRecord:
-    """Everything one meter's detectors know: two packed numeric buffers and scalars."""
+    """Everything one meter's detectors know: one packed numeric buffer (its parts, flags,
+    counts and float64 scalars), the theft window where its class judges theft, and the
+    Python-level runs, alarms and verdicts."""
 
     meter_id: str
     #: 16-bit buffer: the load baseline (log-load per slot and level, see _baseline; counts),

@@ -60,7 +60,7 @@ def test_the_quiet_path_calls_the_kernels_entry_point_without_numba_dispatch() -
     from gridwatch import Settings
     from gridwatch.models import _quiet
     from gridwatch.models._meter import MeterState
-    from gridwatch.models._record import X_AT
+    from gridwatch.models._record import X_BYTES
 
     _quiet.use_compiled(True)
     entry = _quiet._JIT[0]
@@ -69,7 +69,7 @@ def test_the_quiet_path_calls_the_kernels_entry_point_without_numba_dispatch() -
     rec = MeterState("m1")
     consts = _quiet.consts(Settings().detection)
     hp = rec.h.buffer_info()[0]
-    args = (hp + 2 * X_AT, hp, 0, consts.jit_at,
+    args = (hp + X_BYTES, hp, 0, consts.jit_at,
             1.7e9, 1.25, 10.0, True, 900, 900.0, False, 1, 230.0, 0.0, 0.0, 230.0, 0,
             0, 0.0, 0.0, 0.0, 0.98, True, 10, 738_000, 0.2, 1.5, 0, 0, False, 0, 0.0, 0,
             0, 0, 0, False, -1, False)

@@ -63,11 +63,35 @@ REASONS: Final[tuple[str, ...]] = (
 _NO_FUTURE_CHECK: Final = timedelta.max
 
 
+_PHASE_FIELDS: Final = ("voltage", "current")
+
+
+def _scalar_or_tuple(field: dict[str, Any], name: str) -> dict[str, Any]:
+    """``Reading``'s schema of a per-phase field (``voltage``, ``current``) without the Python
+    function that turns a lone number into a one-phase tuple (``_scalar_to_tuple``): a lone
+    number is taken by a strict float of the phases' own limits (an int or a float, never a
+    bool or a string, as that function lets through), a list by the tuple as before;
+    :func:`_finish` makes the tuple of the lone number."""
+    inner = field["schema"]["schema"]
+    if field["schema"]["type"] != "default" or inner["type"] != "function-before" or \
+            inner["function"]["function"] != Reading._scalar_to_tuple or \
+            inner["schema"]["type"] != "nullable" or \
+            inner["schema"]["schema"]["type"] != "tuple" or \
+            len(inner["schema"]["schema"]["items_schema"]) != 1:
+        raise ImportError(f"Reading.{name} is not validated as _decode expects")
+    phases = inner["schema"]["schema"]
+    lone = {**phases["items_schema"][0], "strict": True}
+    either = {"type": "nullable",
+              "schema": {"type": "union", "choices": [lone, phases]}}
+    return {**field, "schema": {**field["schema"], "schema": either}}
+
+
 def _without_python_checks() -> tuple[SchemaValidator, SchemaValidator]:
     """Validators of one reading and of a list of them: ``Reading``'s own core schema, less
-    its two Python validators (the timestamp's, ``_check_timestamp``, and the model's
-    ``_phases_agree``), which pydantic-core would call per reading. :func:`_finish` does
-    their work in one plain loop; whatever it cannot vouch for is validated by ``Reading``."""
+    its Python validators (the timestamp's, ``_check_timestamp``, the per-phase fields'
+    ``_scalar_to_tuple`` and the model's ``_phases_agree``), which pydantic-core would call
+    per reading. :func:`_finish` does their work in one plain loop; whatever it cannot vouch
+    for is validated by ``Reading``."""
     top = Reading.__pydantic_core_schema__
     if top["type"] != "function-after" or top["schema"]["type"] != "model":
         raise ImportError("Reading's core schema is not the shape _decode expects")
@@ -80,6 +104,8 @@ def _without_python_checks() -> tuple[SchemaValidator, SchemaValidator]:
         raise ImportError("Reading.ts is not validated by _check_timestamp as _decode expects")
     ts["schema"] = ts["schema"]["schema"]
     fields["ts"] = ts
+    for name in _PHASE_FIELDS:
+        fields[name] = _scalar_or_tuple(fields[name], name)
     fields_schema["fields"] = fields
     model["schema"] = fields_schema
     model.pop("ref", None)
@@ -95,7 +121,8 @@ _YEAR_2000: Final = datetime(2000, 1, 1, tzinfo=UTC)
 def _finish(items: list[Reading]) -> bool:
     """Do for readings validated without ``Reading``'s Python validators what those would have
     done: the timestamp aware, in UTC, not before 2000 (``_check_timestamp``; the future is
-    the decoder's own check) and as many voltage as current phases (``_phases_agree``).
+    the decoder's own check), a lone voltage or current number as a one-phase tuple
+    (``_scalar_to_tuple``) and as many voltage as current phases (``_phases_agree``).
     False when an item needs the full validation (which then says why)."""
     for item in items:
         d = item.__dict__
@@ -110,6 +137,10 @@ def _finish(items: list[Reading]) -> bool:
             return False
         d["ts"] = ts
         voltage, current = d["voltage"], d["current"]
+        if voltage.__class__ is float:
+            voltage = d["voltage"] = (voltage,)
+        if current.__class__ is float:
+            current = d["current"] = (current,)
         if voltage and current and len(voltage) != len(current):
             return False
     return True

@@ -256,7 +256,10 @@ _stamps = st.one_of(
                      "2000-01-01T00:00:00Z", "1999-12-31T23:59:59.999999Z",
                      "2026-01-01T00:00:00Z", "2026-01-01", "2026-01-01T00:00:00+05:45",
                      "2026-13-01T00:00:00Z", "1767225600"]))
-_phases = st.none() | st.floats(0, 500) | st.lists(st.floats(0, 500), min_size=0, max_size=4)
+# a lone number (float or int) is one phase; a bool or a string is not a number of volts
+_phases = (st.none() | st.floats(0, 500) | st.integers(-5, 600) | st.booleans()
+           | st.sampled_from(["230", "x", ""])
+           | st.lists(st.floats(0, 500) | st.integers(0, 2), min_size=0, max_size=4))
 _doc = st.fixed_dictionaries(
     {"meter_id": st.sampled_from(["m1", "m-2", " m3 ", "bad id"]), "ts": _stamps,
      "kw": st.floats(-2e5, 2e5) | st.sampled_from(["1.5", None])},

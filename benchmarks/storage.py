@@ -8,10 +8,21 @@ writer's points (from ``/proc/<pid>/stat``, until a second after the last write 
 on a machine that runs the engine and its database side by side, that is CPU the engine does
 not get). Each database or measurement prefix is fresh per
 run, so no run overwrites another's points. The conversion of value objects to line protocol is
-timed apart, the sink's direct path beside influxdb-client's ``Point``.
+timed apart: the sink's path for a batch (``reading_lines``) and a reading at a time
+(``to_lines``) beside influxdb-client's ``Point``.
 
     .venv/bin/python benchmarks/storage.py            # about a minute
     .venv/bin/python benchmarks/storage.py --points 50000 --repeat 1
+
+``--fleet N`` instead writes N 15-minute intervals of a utility's fleet (``--fleet-meters``,
+100,000 by default: one series a meter, the engine's reading points with one or three phases,
+as ``to_lines`` writes them) to two private InfluxDB 1.6.7 servers side by side, one with
+InfluxDB's default cache snapshot size (25 MB) and one as gridwatch configures it
+(``_services.INFLUX_CACHE_SNAPSHOT``), the order alternating by interval, and prints each
+server's CPU per point over the whole run (its compactions in the background included) and
+write rate, and their ratio:
+
+    .venv/bin/python benchmarks/storage.py --fleet 12   # about 4 minutes
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from gridwatch.storage import (
     InfluxSettings,
     V1Writer,
     V2Writer,
+    reading_lines,
     to_line_protocol,
     to_lines,
     to_points,
@@ -103,27 +115,97 @@ def create_db(url: str, name: str) -> None:
     conn.close()
 
 
+def fleet_interval(meters: int, k: int) -> list[str]:
+    """Interval ``k`` of a fleet of ``meters``: every third meter three-phase, the others one
+    phase; kW, register, power factor and interval as the utility fleet's readings carry."""
+    at = datetime(2024, 5, 1, tzinfo=UTC) + timedelta(minutes=15 * k)
+    out: list[str] = []
+    for i in range(meters):
+        phases = 3 if i % 3 == 0 else 1
+        r = Reading(meter_id=f"m{i:06d}", ts=at, kw=0.05 + ((i * 7 + k * 13) % 997) / 100,
+                    kwh=10_000.0 + i / 7 + k * 0.25, pf=0.85 + (i % 15) / 100, interval_s=900,
+                    voltage=tuple(228.0 + (i + k + p) % 40 / 10 for p in range(phases)),
+                    current=tuple(0.1 + (i + p) % 50 / 10 for p in range(phases)))
+        out.extend(to_lines(r))
+    return out
+
+
+def fleet(intervals: int, meters: int, batch: int) -> None:
+    """InfluxDB's default cache snapshot size against gridwatch's, on a utility's fleet."""
+    variants = [("InfluxDB's default (25 MB)", None),
+                (f"gridwatch's setting ({_services.INFLUX_CACHE_SNAPSHOT})",
+                 _services.INFLUX_CACHE_SNAPSHOT)]
+    print(f"a fleet of {meters:,} meters, {intervals} intervals of 15 minutes, batches of "
+          f"{batch:,}, v1 /write with gzip; cache-snapshot-memory-size:")
+    with tempfile.TemporaryDirectory(prefix="gridwatch-bench-") as tmp:
+        servers = [_services.influxdb(Path(tmp) / f"influxdb{v}", cache_snapshot=size).start()
+                   for v, (_name, size) in enumerate(variants)]
+        try:
+            pids = []
+            for svc in servers:
+                assert svc.proc is not None
+                pids.append(svc.proc.pid)
+                create_db(svc.url, "fleet")
+            writers = [V1Writer(InfluxSettings(api="v1", url=svc.url, database="fleet"))
+                       for svc in servers]
+            cpu0 = [cpu_seconds(pid) for pid in pids]
+            wall = [0.0, 0.0]
+            for k in range(intervals):
+                chunks = batches(fleet_interval(meters, k), batch)
+                rates = []
+                for v in ((0, 1) if k % 2 == 0 else (1, 0)):
+                    took = timed(lambda w=writers[v], cs=chunks: [w.write(c) for c in cs])
+                    wall[v] += took
+                    rates.append((v, meters / took))
+                print(f"  interval {k + 1}/{intervals}: " + ", ".join(
+                    f"{variants[v][0]} {r:,.0f} points/s" for v, r in sorted(rates)), flush=True)
+            time.sleep(2.0)  # the compactions the last interval set off
+            cpu = [cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
+            for w in writers:
+                w.close()
+        finally:
+            for svc in servers:
+                svc.stop()
+    points = meters * intervals
+    for (name, _size), c, w in zip(variants, cpu, wall, strict=True):
+        print(f"{name}: {c / points * 1e6:.1f} µs of server CPU a point, "
+              f"{points / w:,.0f} points/s written")
+    print(f"server CPU a point, default / gridwatch's setting: {cpu[0] / cpu[1]:.2f}x; "
+          f"write rate, gridwatch's / default: {wall[0] / wall[1]:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--meters", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--repeat", type=int, default=3, help="runs per variant; the best is kept")
+    ap.add_argument("--fleet", type=int, default=0, metavar="INTERVALS",
+                    help="compare InfluxDB's cache snapshot sizes on a fleet instead")
+    ap.add_argument("--fleet-meters", type=int, default=100_000)
     args = ap.parse_args()
+    if args.fleet:
+        fleet(args.fleet, args.fleet_meters, args.batch)
+        return
 
     objs = readings(args.points, args.meters)
     t = time.perf_counter()
     via_points = to_line_protocol(p for r in objs for p in to_points(r))
     points_s = time.perf_counter() - t
     t = time.perf_counter()
-    lines = [line for r in objs for line in to_lines(r)]
+    each = [line for r in objs for line in to_lines(r)]
+    each_s = time.perf_counter() - t
+    t = time.perf_counter()
+    lines = reading_lines(objs)
     lines_s = time.perf_counter() - t
-    assert lines == via_points
+    assert lines == via_points == each
     print(f"{args.points} readings of {args.meters} meters, batches of {args.batch}, "
           f"best of {args.repeat}")
-    print(f"conversion: to_lines (the sink's path) {args.points / lines_s:,.0f} points/s, "
-          f"influxdb_client.Point (to_points + to_line_protocol) "
-          f"{args.points / points_s:,.0f} points/s, ratio {points_s / lines_s:.1f}")
+    print(f"conversion: reading_lines (the sink's path for a batch) "
+          f"{args.points / lines_s:,.0f} points/s, to_lines a reading at a time "
+          f"{args.points / each_s:,.0f}, influxdb_client.Point (to_points + "
+          f"to_line_protocol) {args.points / points_s:,.0f} points/s; ratio to Point "
+          f"{points_s / lines_s:.1f}")
     chunks = batches(lines, args.batch)
 
     with tempfile.TemporaryDirectory(prefix="gridwatch-bench-") as tmp:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from gridwatch.storage._points import (
         MEASUREMENTS,
         UnsupportedObjectError,
+        reading_lines,
         to_lines,
     )
     from gridwatch.storage._reader import InfluxReader, ReadError
@@ -44,6 +45,7 @@ _LAZY = {
     "MEASUREMENTS": "_points",
     "UnsupportedObjectError": "_points",
     "to_line_protocol": "_writer",
+    "reading_lines": "_points",
     "to_lines": "_points",
     "to_points": "_writer",
     "InfluxReader": "_reader",
@@ -82,6 +84,7 @@ __all__ = [
     "V2Writer",
     "WriteError",
     "build_writer",
+    "reading_lines",
     "to_line_protocol",
     "to_lines",
     "to_points",

@@ -37,7 +37,7 @@ from influxdb_client import Point
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gridwatch.storage._config import InfluxSettings
-from gridwatch.storage._points import MEASUREMENTS, to_lines
+from gridwatch.storage._points import MEASUREMENTS, reading_lines, to_lines
 from gridwatch.storage._spool import Spool
 from gridwatch.storage._writer import (
     PointWriter,
@@ -183,8 +183,7 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
             if isinstance(obj, str):
                 lines.append(obj)
             elif isinstance(getattr(obj, "readings", None), tuple):
-                for r in obj.readings:  # a reading batch of the dataflow
-                    lines.extend(to_lines(r))
+                lines += reading_lines(obj.readings)  # a reading batch of the dataflow
             elif isinstance(obj, Point):
                 lines.extend(to_line_protocol([obj]))
             elif type(obj) in MEASUREMENTS:

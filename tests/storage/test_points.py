@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import hypothesis.strategies as st
 import pytest
@@ -24,6 +24,7 @@ from gridwatch._schemas import (
 from gridwatch.storage import (
     MEASUREMENTS,
     UnsupportedObjectError,
+    reading_lines,
     to_line_protocol,
     to_lines,
     to_points,
@@ -189,6 +190,35 @@ def test_direct_lines_equal_influxdb_client_readings(meter, ts, kw, kwh, volts, 
                                 "voltage": volts, "status": status},
                                context={"now": datetime(2031, 1, 1, tzinfo=UTC)})
     assert to_lines(r) == to_line_protocol(to_points(r))
+
+
+_OPT = st.none() | st.floats(0, 1e9)
+_PHASES = st.none() | st.lists(st.floats(0, 1000), min_size=1, max_size=3).map(tuple)
+_READING = st.fixed_dictionaries(
+    {"meter_id": _ID, "kw": st.floats(-1e5, 1e5, allow_nan=False) | st.integers(-5, 5)},
+    optional={"kwh": _OPT, "export_kwh": _OPT, "voltage": _PHASES, "current": _PHASES,
+              "pf": st.none() | st.floats(-1, 1), "freq": st.none() | st.floats(40, 70),
+              "interval_s": st.none() | st.integers(1, 86_400),
+              "status": st.lists(st.sampled_from(list(MeterStatus)), max_size=3).map(tuple)})
+
+
+@given(docs=st.lists(st.tuples(_READING, st.sampled_from([0, 0, 1, 2])), max_size=12),
+       ts=_TS)
+@settings(max_examples=200, deadline=None)
+def test_the_lines_of_a_batch_of_readings_are_the_client_s(docs, ts):
+    """``reading_lines`` (the sink's path for a batch) writes each reading's line as
+    influxdb-client's ``Point`` does, whatever fields each has, in runs that share a
+    timestamp or not, and in order."""
+    readings = []
+    for doc, step in docs:
+        if {"voltage", "current"} <= doc.keys() and doc["voltage"] and doc["current"]:
+            doc = {**doc, "current": doc["current"][:1], "voltage": doc["voltage"][:1]}
+        readings.append(Reading.model_validate(
+            {**doc, "ts": ts + timedelta(minutes=15 * step)},
+            context={"now": datetime(2031, 1, 1, tzinfo=UTC)}))
+    want = [line for r in readings for line in to_line_protocol(to_points(r))]
+    assert reading_lines(readings) == want
+    assert [line for r in readings for line in to_lines(r)] == want
 
 
 @given(segment=st.none() | _TEXT, summary=_TEXT, kind=st.from_regex(r"[a-z][a-z0-9_]{0,10}",

@@ -305,6 +305,9 @@ def has_reading(url: str, meter_id: str, ts: str) -> bool:
 # -- servers and the engine -------------------------------------------------------------------
 #: The stores a benchmark can write to: InfluxDB 1.6.7 (v1 API), VictoriaMetrics (v2 API).
 STORES = ("influxdb", "victoria")
+#: InfluxDB's ``cache-snapshot-memory-size`` in the stacks started from now on (None:
+#: InfluxDB's own default, 25 MB); ``benchmarks/e2e.py --influx-cache-snapshot`` sets it.
+influx_cache_snapshot: str | None = _services.INFLUX_CACHE_SNAPSHOT
 
 
 @dataclass
@@ -329,7 +332,8 @@ class Stack:
         if self.store == "victoria":
             self.db = _services.victoria_metrics(self.work / "victoria-metrics").start()
         else:
-            self.db = _services.influxdb(self.work / "influxdb").start()
+            self.db = _services.influxdb(self.work / "influxdb",
+                                         cache_snapshot=influx_cache_snapshot).start()
             urllib.request.urlopen(f"{self.db.url}/query",
                                    data=b"q=CREATE+DATABASE+gridwatch", timeout=30).read()
         return self

@@ -45,6 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _e2e_lib
 from _e2e_lib import (
     METER_RE,
     ROOT,
@@ -805,6 +806,11 @@ def main() -> int:
                     help="throughput, scaleout, placed, latency, realtime: the database the "
                          "engine writes to: InfluxDB 1.6.7 over the v1 API (default) or "
                          "VictoriaMetrics over influxdb-client's v2 write API")
+    ap.add_argument("--influx-cache-snapshot", default=_e2e_lib.influx_cache_snapshot,
+                    metavar="SIZE",
+                    help="InfluxDB's cache-snapshot-memory-size (default: "
+                         f"{_e2e_lib.influx_cache_snapshot}, as gridwatch's private server; "
+                         "'default': InfluxDB's own, 25 MB)")
     ap.add_argument("--later-together", action="store_true",
                     help="throughput, scaleout, placed: publish the intervals after the first "
                          "back to back and wait once until all are stored (by default each "
@@ -814,6 +820,8 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=ROOT / "var/bench/e2e")
     args = ap.parse_args()
     args.work = args.work.resolve()
+    _e2e_lib.influx_cache_snapshot = (None if args.influx_cache_snapshot == "default"
+                                      else args.influx_cache_snapshot)
     parts = args.only or list(PARTS)
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
@@ -825,6 +833,7 @@ def main() -> int:
             out = {}
     out["machine"] = machine()
     out["command"] = " ".join(["python benchmarks/e2e.py", *sys.argv[1:]])
+    out["influx_cache_snapshot"] = args.influx_cache_snapshot
     out["at"] = datetime.now(UTC).isoformat(timespec="seconds")
     intervals = args.intervals or (5 if args.full else 3)
     single = args.single or (60_000 if args.full else 20_000)

@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 
 class ServiceError(RuntimeError):
@@ -164,8 +165,19 @@ def mosquitto(workdir: Path, *, port: int | None = None, extra_conf: str = "",
                    ready=lambda: _tcp_open(port))
 
 
-def influxdb(workdir: Path, *, port: int | None = None) -> Service:
-    """Debian's InfluxDB 1.6.7: the v1 ``/write`` and InfluxQL ``/query`` API."""
+#: The size at which InfluxDB writes its in-memory cache out as a TSM file
+#: (``[data] cache-snapshot-memory-size``), as the private server is configured. InfluxDB's own
+#: default, 25 MB, is about a quarter of one 15-minute interval of a 100,000-meter fleet: each
+#: snapshot then writes every meter's series with one or two values, and compacting those files
+#: cost the database about three times the CPU a reading (``benchmarks/storage.py --fleet``;
+#: docs/storage.md, *InfluxDB for a utility's fleet*).
+INFLUX_CACHE_SNAPSHOT: Final = "256m"
+
+
+def influxdb(workdir: Path, *, port: int | None = None,
+             cache_snapshot: str | None = INFLUX_CACHE_SNAPSHOT) -> Service:
+    """Debian's InfluxDB 1.6.7: the v1 ``/write`` and InfluxQL ``/query`` API.
+    ``cache_snapshot`` sets ``cache-snapshot-memory-size`` (None: InfluxDB's default)."""
     binary = find_binary("influxd", "/usr/bin/influxd")
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -179,7 +191,8 @@ def influxdb(workdir: Path, *, port: int | None = None) -> Service:
         # The defaults (100,000 values per tag, 1,000,000 series) reject the points of a
         # utility's meters beyond the first 100,000 (partial write: max-values-per-tag).
         f'  max-values-per-tag = 0\n  max-series-per-database = 0\n'
-        f'[monitor]\n  store-enabled = false\n'
+        + (f'  cache-snapshot-memory-size = "{cache_snapshot}"\n' if cache_snapshot else '')
+        + f'[monitor]\n  store-enabled = false\n'
         f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
         f'  max-body-size = 0\n'
         f'[continuous_queries]\n  enabled = false\n'

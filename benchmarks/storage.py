@@ -163,13 +163,16 @@ def fleet(intervals: int, meters: int, batch: int) -> None:
             cpu = [cpu_seconds(pid) - c for pid, c in zip(pids, cpu0, strict=True)]
             for w in writers:
                 w.close()
+            # each snapshot of the cache to a TSM file is logged at its start
+            snapshots = [svc.log_path.read_text(errors="replace").count(
+                "Cache snapshot (start)") for svc in servers]
         finally:
             for svc in servers:
                 svc.stop()
     points = meters * intervals
-    for (name, _size), c, w in zip(variants, cpu, wall, strict=True):
+    for (name, _size), c, w, n in zip(variants, cpu, wall, snapshots, strict=True):
         print(f"{name}: {c / points * 1e6:.1f} µs of server CPU a point, "
-              f"{points / w:,.0f} points/s written")
+              f"{points / w:,.0f} points/s written, {n} cache snapshots")
     print(f"server CPU a point, default / gridwatch's setting: {cpu[0] / cpu[1]:.2f}x; "
           f"write rate, gridwatch's / default: {wall[0] / wall[1]:.2f}x")
 

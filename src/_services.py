@@ -167,10 +167,10 @@ def mosquitto(workdir: Path, *, port: int | None = None, extra_conf: str = "",
 
 #: The size at which InfluxDB writes its in-memory cache out as a TSM file
 #: (``[data] cache-snapshot-memory-size``), as the private server is configured. InfluxDB's own
-#: default, 25 MB, is about a quarter of one 15-minute interval of a 100,000-meter fleet: each
-#: snapshot then writes every meter's series with one or two values, and compacting those files
-#: cost the database about three times the CPU a reading (``benchmarks/storage.py --fleet``;
-#: docs/storage.md, *InfluxDB for a utility's fleet*).
+#: default, 25 MB, is filled once or twice by each 15-minute interval of a 100,000-meter fleet:
+#: each snapshot then writes every meter's series with one or two values, and those files and
+#: their compactions cost the database more than twice the CPU a reading
+#: (``benchmarks/storage.py --fleet``; docs/storage.md, *InfluxDB for a utility's fleet*).
 INFLUX_CACHE_SNAPSHOT: Final = "256m"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections import deque
 from pathlib import Path
@@ -62,6 +63,9 @@ class SpoolMachine(RuleBasedStateMachine):
         # A restart (or a crash after an append returned): everything comes back, in order.
         (self.dir / "9999999999999999.tmp").write_text("half a batch")
         self.spool = Spool(self.dir, self.max_bytes, fsync=False)
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     @invariant()
     def sizes_agree(self) -> None:

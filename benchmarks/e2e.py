@@ -141,6 +141,17 @@ def _handover(metrics_port: int) -> tuple[int, int]:
             int(m.get("gridwatch_ingest_handover_misses_total", 0)))
 
 
+def _gc(metrics_port: int) -> tuple[float, float, float]:
+    """(collections, seconds, objects freed) of the engine's cycle collector so far
+    (``GcPauses``; zeros without a metrics port)."""
+    if not metrics_port:
+        return 0.0, 0.0, 0.0
+    m = engine_metrics(metrics_port)
+    return (m.get("gridwatch_gc_pause_seconds_count", 0.0),
+            m.get("gridwatch_gc_pause_seconds_sum", 0.0),
+            m.get("gridwatch_gc_collected_objects_total", 0.0))
+
+
 def _written(metrics_port: int) -> float:
     """Points the engine's storage sink has had accepted so far (0 without a metrics port)."""
     if not metrics_port:
@@ -249,6 +260,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                 cpu_part = stack.engine_cpu()
                 svc_part = stack.services_cpu()
                 sched_part = stack.engine_sched()
+                gc_part = _gc(metrics_port)
                 for topic, payload, _n in part:
                     pub.publish(topic, payload)
                 pub.flush()
@@ -268,6 +280,8 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                 svc = {k: v - svc_part.get(k, 0.0) for k, v in stack.services_cpu().items()}
                 sched = stack.engine_sched()
                 waited = sched[1] - sched_part[1]
+                gc_n, gc_s, gc_freed = (a - b for a, b in zip(_gc(metrics_port), gc_part,
+                                                              strict=True))
                 part_rates.append({"readings": n_part, "e2e_s": round(done - t_part, 3),
                                    "e2e_readings_per_s": round(n_part / (done - t_part)),
                                    "engine_cpu_s": round(cpu, 2),
@@ -278,7 +292,10 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                                    "readings_per_stack_cpu_s": round(
                                        n_part / max(cpu + sum(svc.values()), 0.01)),
                                    # thread-seconds the engine was runnable with no free core
-                                   "engine_wait_for_cpu_s": round(waited, 2)})
+                                   "engine_wait_for_cpu_s": round(waited, 2),
+                                   # the cycle collector's pauses (every thread waits)
+                                   "gc_collections": int(gc_n), "gc_s": round(gc_s, 2),
+                                   "gc_freed": int(gc_freed)})
             e2e_s = done - t0
             watching.set()
             http = {k: v - http_before.get(k, 0.0)
@@ -334,6 +351,13 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                           + " CPU-seconds used, over "
                           + ", ".join(f"{p['e2e_s']:.1f}" for p in part_rates)
                           + " s (run queue: the machine's other jobs)")
+            if metrics_port:
+                console.print(f"{shape}: the cycle collector paused the engine "
+                              + ", ".join(f"{p['gc_s']:.2f} s in {p['gc_collections']:,}"
+                                          for p in part_rates)
+                              + " collections, freeing "
+                              + ", ".join(f"{p['gc_freed']:,}" for p in part_rates)
+                              + " objects (engine.gc_threshold)")
             console.print(f"{shape}: CPU-seconds of {stack.db_name}, mosquitto over the "
                           "same intervals: " + ", ".join(
                               f"{p['services_cpu_s'].get(store, 0):.1f}, "

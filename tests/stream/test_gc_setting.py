@@ -85,3 +85,39 @@ def test_cli_replay_tunes_the_collector_while_it_runs_and_restores_it(tmp_path):
     assert r["code"] == 0, r["out"]
     assert r["during"][0] == [20_000, 20, 20] and r["during"][1] > 1000
     assert r["after"] == r["before"]
+
+
+PAUSES_CHILD = """
+import gc, json
+from prometheus_client import CollectorRegistry
+from gridwatch._engine import tuned_gc
+reg = CollectorRegistry()
+callbacks = len(gc.callbacks)
+with tuned_gc(20_000, reg):
+    during = len(gc.callbacks)
+    for _ in range(500):  # cyclic garbage: only the collector frees it
+        a = []
+        a.append(a)
+    del a
+    gc.collect(0)
+    gc.collect()
+def value(name, gen):
+    return reg.get_sample_value(name, {"generation": str(gen)}) or 0.0
+print(json.dumps({"callbacks": [callbacks, during, len(gc.callbacks)],
+                  "counts": [value("gridwatch_gc_pause_seconds_count", g) for g in range(3)],
+                  "sums": [value("gridwatch_gc_pause_seconds_sum", g) for g in range(3)],
+                  "collected": sum(value("gridwatch_gc_collected_objects_total", g)
+                                   for g in range(3))}))
+"""
+
+
+def test_the_collector_s_pauses_are_measured_while_the_dataflow_runs():
+    out = subprocess.run([sys.executable, "-c", PAUSES_CHILD], capture_output=True, text=True,
+                         timeout=120, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    before, during, after = r["callbacks"]
+    assert during == before + 1 and after == before  # installed for the run only
+    # tuned_gc's own full collection, then one of generation 0 and one full
+    assert r["counts"][0] >= 1 and r["counts"][2] >= 2
+    assert all(s > 0 for s, c in zip(r["sums"], r["counts"], strict=True) if c)
+    assert r["collected"] >= 500  # the 500 self-referencing lists

@@ -30,8 +30,8 @@ def run_child(env: dict[str, str]) -> dict[str, object]:
 
 def test_default_freezes_start_up_and_raises_the_first_threshold():
     r = run_child({})
-    assert r["setting"] == 20_000
-    assert r["after"] == [20_000, 20, 20]
+    assert r["setting"] == 250_000
+    assert r["after"] == [250_000, 20, 20]
     assert r["frozen"] > 1000  # the imported modules' objects
     assert r["restored"] == r["before"] and r["thawed"] == 0  # Python's settings again after
 
@@ -83,7 +83,7 @@ def test_cli_replay_tunes_the_collector_while_it_runs_and_restores_it(tmp_path):
                          capture_output=True, text=True, timeout=300, check=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["code"] == 0, r["out"]
-    assert r["during"][0] == [20_000, 20, 20] and r["during"][1] > 1000
+    assert r["during"][0] == [250_000, 20, 20] and r["during"][1] > 1000
     assert r["after"] == r["before"]
 
 

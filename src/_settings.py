@@ -80,7 +80,7 @@ class EngineSettings(Section):
     #: the start-up objects are frozen (``gc.freeze``, never scanned again) and a collection
     #: of the youngest generation starts after this many new container objects (Python's
     #: own: 700; the older generations every 20 of the younger). 0 leaves Python's settings.
-    #: Higher: fewer, longer pauses (about 0.15-0.2 s each at 250,000 in a 100,000-meter
+    #: Higher: fewer, longer pauses (0.15-0.23 s each at 250,000 in a 100,000-meter
     #: engine); the pauses are exported as ``gridwatch_gc_pause_seconds``. See
     #: docs/performance.md, "Garbage collection".
     gc_threshold: Annotated[int, Field(ge=0)] = 250_000

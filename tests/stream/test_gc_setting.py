@@ -121,3 +121,35 @@ def test_the_collector_s_pauses_are_measured_while_the_dataflow_runs():
     assert r["counts"][0] >= 1 and r["counts"][2] >= 2
     assert all(s > 0 for s, c in zip(r["sums"], r["counts"], strict=True) if c)
     assert r["collected"] >= 500  # the 500 self-referencing lists
+
+
+def test_pauses_fall_in_their_buckets_and_the_histogram_is_cumulative():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from gridwatch._engine import GcPauses
+
+    reg = CollectorRegistry()
+    watch = GcPauses(reg)
+    for _ in range(3):  # three short collections of generation 0
+        watch("start", {"generation": 0})
+        watch("stop", {"generation": 0, "collected": 2, "uncollectable": 0})
+    watch("start", {"generation": 2})
+    watch._started -= 0.3  # a pause of 0.3 s: between the 0.25 and 0.5 bounds
+    watch("stop", {"generation": 2, "collected": 0, "uncollectable": 0})
+
+    def sample(name: str, **labels: str) -> float | None:
+        return reg.get_sample_value(name, labels)
+
+    assert sample("gridwatch_gc_pause_seconds_count", generation="0") == 3
+    assert sample("gridwatch_gc_pause_seconds_bucket", generation="0", le="+Inf") == 3
+    assert sample("gridwatch_gc_pause_seconds_bucket", generation="0", le="2.5") == 3
+    assert sample("gridwatch_gc_collected_objects_total", generation="0") == 6
+    assert sample("gridwatch_gc_pause_seconds_bucket", generation="2", le="0.25") == 0
+    assert sample("gridwatch_gc_pause_seconds_bucket", generation="2", le="0.5") == 1
+    assert sample("gridwatch_gc_pause_seconds_bucket", generation="2", le="+Inf") == 1
+    assert 0.3 <= sample("gridwatch_gc_pause_seconds_sum", generation="2") < 0.5
+    assert sample("gridwatch_gc_pause_seconds_count", generation="1") == 0
+    # the text a Prometheus server scrapes
+    text = generate_latest(reg).decode()
+    assert 'gridwatch_gc_pause_seconds_bucket{generation="2",le="0.5"} 1.0' in text
+    assert "# TYPE gridwatch_gc_collected_objects_total counter" in text

@@ -132,13 +132,15 @@ def _watch_journal(journal: Path, target: int, stop: threading.Event,
             return
 
 
-def _handover(metrics_port: int) -> tuple[int, int]:
-    """(hits, misses) of the engine's hand-over so far (0, 0 without a metrics port)."""
+def _handover(metrics_port: int) -> tuple[int, int, int]:
+    """(hits, misses, compacted) of the engine's hand-over so far (zeros without a metrics
+    port)."""
     if not metrics_port:
-        return 0, 0
+        return 0, 0, 0
     m = engine_metrics(metrics_port)
     return (int(m.get("gridwatch_ingest_handover_hits_total", 0)),
-            int(m.get("gridwatch_ingest_handover_misses_total", 0)))
+            int(m.get("gridwatch_ingest_handover_misses_total", 0)),
+            int(m.get("gridwatch_ingest_handover_compacted_total", 0)))
 
 
 def _gc(metrics_port: int) -> tuple[float, float, float]:
@@ -301,7 +303,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
             http = {k: v - http_before.get(k, 0.0)
                     for k, v in stack.db_http_stats().items()}
             hand = _handover(metrics_port)
-            hits, misses = (hand[0] - hand_before[0], hand[1] - hand_before[1])
+            hits, misses, compacted = (a - b for a, b in zip(hand, hand_before, strict=True))
             if trace_ingest:
                 watcher.join(5)
             results["shapes"][shape] = {
@@ -313,6 +315,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                 "stored": stored - before, "parts": part_rates,
                 "engine_rss_mib": round(stack.engine_rss() / 2**20),
                 "handover_hits": hits, "handover_misses": misses,
+                "handover_compacted": compacted,
                 # what the database was asked meanwhile (the benchmark's count queries
                 # included; VictoriaMetrics does not count the time it spent answering)
                 "db_write_requests": int(http.get("writeReq", 0)),
@@ -333,7 +336,8 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                           f"({queried}the benchmark's count polls)")
             if metrics_port:
                 console.print(f"{shape}: the dataflow took {hits:,} records from the "
-                              f"collector's hand-over and decoded {misses:,} (hit rate "
+                              f"collector's hand-over ({compacted:,} of them kept compact "
+                              f"while they waited) and decoded {misses:,} (hit rate "
                               f"{hits / max(1, hits + misses):.3f}; ingest.handover_items)")
             j_s = f"{journaled_at[0] - t0:.1f} s" if journaled_at else "-"
             console.print(f"{shape}: end to end {n / e2e_s:,.0f} readings/s (published in "

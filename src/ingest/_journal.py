@@ -621,8 +621,9 @@ DEFAULT_HANDOVER_ITEMS: int = IngestSettings.model_fields["handover_items"].defa
 
 
 #: How many of the newest items the hand-over keeps as the collector's objects; older ones
-#: still there are made compact (:class:`RecentItems`).
-HANDOVER_LOOSE = 4_096
+#: still there are made compact (:class:`RecentItems`). Half the default ring: a dataflow
+#: behind a burst of a 100,000-meter interval takes most of it before it is compacted.
+HANDOVER_LOOSE = 65_536
 
 
 class RecentItems:
@@ -669,6 +670,8 @@ class RecentItems:
         #: records a reader took from memory, and those it had to decode
         self.hits = 0
         self.misses = 0
+        #: readings made compact (a reader more than ``loose`` items behind)
+        self.compacted = 0
 
     @property
     def capacity(self) -> int:
@@ -710,6 +713,7 @@ class RecentItems:
         cap = len(ring)
         sets = self._sets
         values = _values
+        made = 0
         for offset in range(start, stop):
             slot = offset % cap
             kept = ring[slot]
@@ -720,6 +724,8 @@ class RecentItems:
                 given = frozenset(item.__pydantic_fields_set__)
                 given = sets.setdefault(given, given)
                 ring[slot] = (offset, kept[1], given, *values(item.__dict__))
+                made += 1
+        self.compacted += made
         self._compact_from = max(self._compact_from, stop)
 
     def take(self, records: Sequence[tuple[int, bytes]]) -> list[Any]:

@@ -51,6 +51,11 @@ class IngestMetrics:
             "Journal records the dataflow of a live engine had to decode: no longer held in the "
             "hand-over (read too late), written before it started, or by another process.",
             ["partition"], registry=r)
+        self.handover_compacted = Counter(
+            "gridwatch_ingest_handover_compacted",
+            "Readings the hand-over made compact while they waited for a dataflow more than "
+            "its loose window behind (each costs time to compact and to put together again).",
+            ["partition"], registry=r)
         self.journal_blocked = Gauge(
             "gridwatch_ingest_journal_blocked",
             "1 while the journal or the dead letters cannot be written (disk full); nothing is "

@@ -77,6 +77,9 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
         self._lag_at = -math.inf  # when the lag gauge last scanned the journal's end
         self._idle = False
         self.undecodable = 0
+        #: how much of ``recent.compacted`` the metrics have counted (the hand-over may
+        #: outlive a partition of an earlier run in this process)
+        self._compacted = self.recent.compacted if self.recent is not None else 0
         self._dead: DeadLetters | None = None
 
     def next_batch(self) -> list[Item]:
@@ -104,6 +107,10 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
                 label = str(self.partition)
                 self.source.metrics.handover_hits.labels(label).inc(hits)
                 self.source.metrics.handover_misses.labels(label).inc(len(known) - hits)
+                compacted = self.recent.compacted  # (written by the collector's thread)
+                self.source.metrics.handover_compacted.labels(label).inc(
+                    max(0, compacted - self._compacted))
+                self._compacted = max(compacted, self._compacted)
         for i, (offset, data) in enumerate(records):
             if known is not None:
                 item = known[i]

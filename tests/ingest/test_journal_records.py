@@ -234,6 +234,7 @@ def test_a_reading_kept_compact_comes_back_field_for_field(batch: list[Reading],
     recent.add(7, records, batch)
     compact = sum(len(e) > 3 for e in recent._ring if e is not None)
     assert compact == max(0, len(batch) - loose)
+    assert recent.compacted == compact
     got = recent.take([(7 + i, rec) for i, rec in enumerate(records)])
     assert recent.hits == len(batch)
     for g, r, rec in zip(got, batch, records, strict=True):
@@ -334,6 +335,44 @@ def test_a_burst_larger_than_the_old_capacity_is_taken_from_memory(tmp_path: Pat
                                 {"partition": "0"}) == 40_000
     assert reg.get_sample_value("gridwatch_ingest_handover_misses_total",
                                 {"partition": "0"}) == 0
+    # within the loose window: nothing was made compact
+    assert recent.compacted == 0
+    assert reg.get_sample_value("gridwatch_ingest_handover_compacted_total",
+                                {"partition": "0"}) == 0
+
+
+def test_a_burst_beyond_the_loose_window_is_compacted_and_counted(tmp_path: Path) -> None:
+    """A dataflow 70,000 readings behind: the oldest beyond the newest HANDOVER_LOOSE are
+    made compact, counted in the metrics, and still taken from memory as they were."""
+    from prometheus_client import CollectorRegistry
+
+    from gridwatch.ingest import IngestMetrics
+    from gridwatch.ingest._journal import HANDOVER_LOOSE
+
+    n = 70_000
+    assert n > HANDOVER_LOOSE
+    batch = _fleet_readings(n)
+    metrics = IngestMetrics(CollectorRegistry())
+    source = JournalSource(tmp_path / "journal", partitions=[0], follow=True,
+                           batch_size=1000, metrics=metrics)
+    part = source.build_part("in", "p0000", None)
+    got: list[Any] = []
+    with Journal(tmp_path / "journal", 0, fsync=False) as j:
+        for k in range(0, n, 100):
+            chunk = batch[k:k + 100]
+            j.append([encode_item(r) for r in chunk], chunk)
+        while len(got) < n:
+            more = part.next_batch()
+            assert more, "the reader stopped before the end"
+            got.extend(more)
+    recent = part.recent
+    part.close()
+    assert got == batch
+    assert (recent.hits, recent.misses) == (n, 0)
+    # compaction runs in steps of the loose window: at least the readings beyond it
+    assert n - HANDOVER_LOOSE <= recent.compacted < n
+    assert metrics.registry.get_sample_value("gridwatch_ingest_handover_compacted_total",
+                                             {"partition": "0"}) == recent.compacted
 
 
 def _counting_end_scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:

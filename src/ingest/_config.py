@@ -217,7 +217,7 @@ class IngestSettings(Section):
     #: The hand-over of ``gridwatch run``: the readings the collector appended last, kept in
     #: memory (per journal partition) for the dataflow in the same process, which then takes
     #: them instead of decoding their records again. A reader further behind than this many
-    #: items decodes from the journal as before. A reading still there after 4,096 newer ones
-    #: is kept compact, about 0.56 KB of resident memory (the newest as they came, about
+    #: items decodes from the journal as before. A reading still there after 65,536 newer
+    #: ones is kept compact, about 0.56 KB of resident memory (the newest as they came, about
     #: 1.8 KB; docs/ingest.md, "The hand-over"); 0 turns the hand-over off.
     handover_items: Annotated[int, Field(ge=0, le=16_777_216)] = 131_072

@@ -301,18 +301,15 @@ def _fleet_readings(n: int, meters: int = 5000) -> list[Reading]:
             for i in range(n)]
 
 
-def test_a_burst_larger_than_the_old_capacity_is_taken_from_memory(tmp_path: Path) -> None:
-    """40,000 readings appended (100 per append, as 100-reading batches) before the dataflow
-    reads any: more than the 32,768 the hand-over used to keep, all taken from memory and
-    counted as hits in the engine's metrics."""
+def _backlog_through_the_hand_over(tmp_path: Path, batch: list[Reading]
+                                   ) -> tuple[list[Any], Any, Any]:
+    """``batch`` appended (100 per append, as 100-reading batches) before the dataflow's
+    journal source reads any, then read to the end: (what it yielded, the hand-over, the
+    metrics)."""
     from prometheus_client import CollectorRegistry
 
     from gridwatch.ingest import IngestMetrics
-    from gridwatch.ingest._config import IngestSettings
-    from gridwatch.ingest._journal import DEFAULT_HANDOVER_ITEMS
 
-    assert DEFAULT_HANDOVER_ITEMS == IngestSettings().handover_items >= 100_000
-    batch = _fleet_readings(40_000)
     metrics = IngestMetrics(CollectorRegistry())
     source = JournalSource(tmp_path / "journal", partitions=[0], follow=True,
                            batch_size=1000, metrics=metrics)
@@ -328,6 +325,19 @@ def test_a_burst_larger_than_the_old_capacity_is_taken_from_memory(tmp_path: Pat
             got.extend(more)
     recent = part.recent
     part.close()
+    return got, recent, metrics
+
+
+def test_a_burst_larger_than_the_old_capacity_is_taken_from_memory(tmp_path: Path) -> None:
+    """40,000 readings appended (100 per append, as 100-reading batches) before the dataflow
+    reads any: more than the 32,768 the hand-over used to keep, all taken from memory and
+    counted as hits in the engine's metrics."""
+    from gridwatch.ingest._config import IngestSettings
+    from gridwatch.ingest._journal import DEFAULT_HANDOVER_ITEMS
+
+    assert DEFAULT_HANDOVER_ITEMS == IngestSettings().handover_items >= 100_000
+    batch = _fleet_readings(40_000)
+    got, recent, metrics = _backlog_through_the_hand_over(tmp_path, batch)
     assert got == batch
     assert (recent.hits, recent.misses) == (40_000, 0)
     reg = metrics.registry
@@ -344,29 +354,12 @@ def test_a_burst_larger_than_the_old_capacity_is_taken_from_memory(tmp_path: Pat
 def test_a_burst_beyond_the_loose_window_is_compacted_and_counted(tmp_path: Path) -> None:
     """A dataflow 70,000 readings behind: the oldest beyond the newest HANDOVER_LOOSE are
     made compact, counted in the metrics, and still taken from memory as they were."""
-    from prometheus_client import CollectorRegistry
-
-    from gridwatch.ingest import IngestMetrics
     from gridwatch.ingest._journal import HANDOVER_LOOSE
 
     n = 70_000
     assert n > HANDOVER_LOOSE
     batch = _fleet_readings(n)
-    metrics = IngestMetrics(CollectorRegistry())
-    source = JournalSource(tmp_path / "journal", partitions=[0], follow=True,
-                           batch_size=1000, metrics=metrics)
-    part = source.build_part("in", "p0000", None)
-    got: list[Any] = []
-    with Journal(tmp_path / "journal", 0, fsync=False) as j:
-        for k in range(0, n, 100):
-            chunk = batch[k:k + 100]
-            j.append([encode_item(r) for r in chunk], chunk)
-        while len(got) < n:
-            more = part.next_batch()
-            assert more, "the reader stopped before the end"
-            got.extend(more)
-    recent = part.recent
-    part.close()
+    got, recent, metrics = _backlog_through_the_hand_over(tmp_path, batch)
     assert got == batch
     assert (recent.hits, recent.misses) == (n, 0)
     # compaction runs in steps of the loose window: at least the readings beyond it

@@ -132,33 +132,33 @@ def _watch_journal(journal: Path, target: int, stop: threading.Event,
             return
 
 
-def _handover(metrics_port: int) -> tuple[int, int, int]:
-    """(hits, misses, compacted) of the engine's hand-over so far (zeros without a metrics
-    port)."""
-    if not metrics_port:
-        return 0, 0, 0
-    m = engine_metrics(metrics_port)
+def _scrape(metrics_port: int) -> dict[str, float]:
+    """The engine's metrics now, summed over labels (empty without a metrics port): one
+    scrape, from which :func:`_handover`, :func:`_gc` and the written count are read."""
+    return engine_metrics(metrics_port) if metrics_port else {}
+
+
+def _handover(m: dict[str, float]) -> tuple[int, int, int]:
+    """(hits, misses, compacted) of the engine's hand-over in scrape ``m``."""
     return (int(m.get("gridwatch_ingest_handover_hits_total", 0)),
             int(m.get("gridwatch_ingest_handover_misses_total", 0)),
             int(m.get("gridwatch_ingest_handover_compacted_total", 0)))
 
 
-def _gc(metrics_port: int) -> tuple[float, float, float]:
-    """(collections, seconds, objects freed) of the engine's cycle collector so far
-    (``GcPauses``; zeros without a metrics port)."""
-    if not metrics_port:
-        return 0.0, 0.0, 0.0
-    m = engine_metrics(metrics_port)
+def _gc(m: dict[str, float]) -> tuple[float, float, float]:
+    """(collections, seconds, objects freed) of the engine's cycle collector in scrape ``m``
+    (``GcPauses`` and prometheus-client's ``python_gc_*``)."""
     return (m.get("gridwatch_gc_pause_seconds_count", 0.0),
             m.get("gridwatch_gc_pause_seconds_sum", 0.0),
-            m.get("gridwatch_gc_collected_objects_total", 0.0))
+            m.get("python_gc_objects_collected_total", 0.0))
+
+
+_WRITTEN = "gridwatch_storage_points_written_total"
 
 
 def _written(metrics_port: int) -> float:
     """Points the engine's storage sink has had accepted so far (0 without a metrics port)."""
-    if not metrics_port:
-        return 0.0
-    return engine_metrics(metrics_port).get("gridwatch_storage_points_written_total", 0.0)
+    return _scrape(metrics_port).get(_WRITTEN, 0.0)
 
 
 def placed_split(sim: Any, processes: int = 2) -> dict[str, dict[str, Any]]:
@@ -232,7 +232,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
             before = stack.stored()
             http_before = stack.db_http_stats()
             j_before = journal_records(work / "journal")
-            hand_before = _handover(metrics_port)
+            hand_before = _handover(_scrape(metrics_port))
             journaled_at: list[float] = []
             watching = threading.Event()
 
@@ -257,12 +257,13 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                 # over everything stored grows slower as the run goes on, and the poll waits
                 # four times the query's duration.
                 part_before = stack.stored(part_ts)
-                written_before = _written(metrics_port)
+                at_start = _scrape(metrics_port)
+                written_before = at_start.get(_WRITTEN, 0.0)
                 t_part = time.perf_counter()
                 cpu_part = stack.engine_cpu()
                 svc_part = stack.services_cpu()
                 sched_part = stack.engine_sched()
-                gc_part = _gc(metrics_port)
+                gc_part = _gc(at_start)
                 for topic, payload, _n in part:
                     pub.publish(topic, payload)
                 pub.flush()
@@ -282,8 +283,8 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                 svc = {k: v - svc_part.get(k, 0.0) for k, v in stack.services_cpu().items()}
                 sched = stack.engine_sched()
                 waited = sched[1] - sched_part[1]
-                gc_n, gc_s, gc_freed = (a - b for a, b in zip(_gc(metrics_port), gc_part,
-                                                              strict=True))
+                gc_n, gc_s, gc_freed = (a - b for a, b in zip(_gc(_scrape(metrics_port)),
+                                                              gc_part, strict=True))
                 part_rates.append({"readings": n_part, "e2e_s": round(done - t_part, 3),
                                    "e2e_readings_per_s": round(n_part / (done - t_part)),
                                    "engine_cpu_s": round(cpu, 2),
@@ -302,7 +303,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
             watching.set()
             http = {k: v - http_before.get(k, 0.0)
                     for k, v in stack.db_http_stats().items()}
-            hand = _handover(metrics_port)
+            hand = _handover(_scrape(metrics_port))
             hits, misses, compacted = (a - b for a, b in zip(hand, hand_before, strict=True))
             if trace_ingest:
                 watcher.join(5)

@@ -314,25 +314,28 @@ def verdict_feed(settings: Settings) -> Any:
 
 
 class GcPauses:
-    """The cycle collector's pauses as Prometheus metrics, by generation:
-    ``gridwatch_gc_pause_seconds`` (a histogram: its ``_count`` is the collections, its ``_sum``
-    their time) and ``gridwatch_gc_collected_objects`` (the cyclic garbage they freed). A
-    collection holds the interpreter lock, so every thread of the engine waits through it:
-    its time is the engine's, and a long one is latency for every reading in flight.
+    """The cycle collector's pauses as a Prometheus histogram by generation,
+    ``gridwatch_gc_pause_seconds`` (its ``_count`` is the collections, its ``_sum`` their
+    time), beside prometheus-client's own ``GCCollector`` on the same registry (the
+    ``python_gc_*`` counters: collections, objects freed, uncollectable). A collection holds
+    the interpreter lock, so every thread of the engine waits through it: its time is the
+    engine's, and a long one is latency for every reading in flight.
 
-    The callback only adds to plain lists, and the metrics are built when the registry is
+    The callback only adds to plain lists, and the histogram is built when the registry is
     scraped: a metric object's lock taken inside a collection could be the one the
     interrupted thread holds, which deadlocks (prometheus/client_python#363)."""
 
     BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        from prometheus_client.gc_collector import GCCollector
+
         #: per generation: collections in each bucket (the last: beyond every bound)
         self._counts = [[0] * (len(self.BUCKETS) + 1) for _ in range(3)]
         self._sums = [0.0] * 3
-        self._collected = [0] * 3
         self._started = 0.0
         registry.register(self)
+        GCCollector(registry=registry)
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -342,35 +345,30 @@ class GcPauses:
         g = info["generation"]
         self._counts[g][bisect_left(self.BUCKETS, took)] += 1
         self._sums[g] += took
-        self._collected[g] += info["collected"]
 
-    def _families(self) -> tuple[Any, Any]:
-        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+    @staticmethod
+    def _family() -> Any:
+        from prometheus_client.core import HistogramMetricFamily
 
-        return (HistogramMetricFamily("gridwatch_gc_pause_seconds",
-                                      "Pauses of Python's cycle collector, by generation.",
-                                      labels=["generation"]),
-                CounterMetricFamily("gridwatch_gc_collected_objects",
-                                    "Objects the cycle collector freed, by generation.",
-                                    labels=["generation"]))
+        return HistogramMetricFamily("gridwatch_gc_pause_seconds",
+                                     "Pauses of Python's cycle collector, by generation.",
+                                     labels=["generation"])
 
     def describe(self) -> Iterator[Any]:
-        yield from self._families()
+        yield self._family()
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.utils import floatToGoString
 
-        pauses, freed = self._families()
+        pauses = self._family()
         for g in range(3):
-            counts, seen = list(self._counts[g]), 0
+            seen = 0
             buckets = []
-            for bound, n in zip((*self.BUCKETS, math.inf), counts, strict=True):
+            for bound, n in zip((*self.BUCKETS, math.inf), list(self._counts[g]), strict=True):
                 seen += n
                 buckets.append((floatToGoString(bound), seen))
             pauses.add_metric([str(g)], buckets, sum_value=self._sums[g])
-            freed.add_metric([str(g)], self._collected[g])
         yield pauses
-        yield freed
 
 
 @contextmanager

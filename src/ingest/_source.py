@@ -107,10 +107,10 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
                 label = str(self.partition)
                 self.source.metrics.handover_hits.labels(label).inc(hits)
                 self.source.metrics.handover_misses.labels(label).inc(len(known) - hits)
-                compacted = self.recent.compacted  # (written by the collector's thread)
+                compacted = self.recent.compacted  # (grows in the collector's thread)
                 self.source.metrics.handover_compacted.labels(label).inc(
-                    max(0, compacted - self._compacted))
-                self._compacted = max(compacted, self._compacted)
+                    compacted - self._compacted)
+                self._compacted = compacted
         for i, (offset, data) in enumerate(records):
             if known is not None:
                 item = known[i]

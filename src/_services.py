@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -26,10 +27,42 @@ class ServiceError(RuntimeError):
     """A private server could not be started; the message says which and why."""
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' source ports (and for ``bind(0)``)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+#: Ports this process has handed out, so two servers of one test never get the same one.
+_HANDED_OUT: set[int] = set()
+_RNG: Final = random.SystemRandom()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port that is free now and outside the kernel's ephemeral range.
+
+    A port from ``bind(0)`` lies inside that range, so between this call and the server's own
+    bind any outgoing connection on the machine (a client of another server, for one) may be
+    given it as its source port, and the server then fails with "address already in use".
+    Below the range only listeners take ports, and every port handed out is remembered.
+    """
+    low, high = _ephemeral_range()
+    first, last = (10_000, low - 1) if low > 11_000 else (high + 1, 65_535)
+    for _ in range(1000):
+        port = _RNG.randint(first, last)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise ServiceError(f"no free loopback port in {first}-{last} after 1000 tries")
 
 
 def find_binary(name: str, *candidates: str) -> str:

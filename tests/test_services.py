@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import smtplib
+import socket
 import urllib.request
 
 import paho.mqtt.client as mqtt
 import paho.mqtt.publish as publish
 import paho.mqtt.subscribe as subscribe
 import pytest
+
+from gridwatch import _services
 
 
 @pytest.mark.services
@@ -57,3 +60,33 @@ def test_smtp_server_receives(smtp_server):
     with smtplib.SMTP(smtp_server.host, smtp_server.port) as s:
         s.sendmail("a@x", ["b@y"], "Subject: hi\r\n\r\nbody")
     assert smtp_server.messages[0]["Subject"] == "hi"
+
+
+def test_free_ports_lie_below_the_ephemeral_range_and_are_never_handed_out_twice():
+    """A port from bind(0) lies in the range the kernel gives outgoing connections, so a
+    client elsewhere on the machine could take it before the server binds it."""
+    low, _ = _services._ephemeral_range()
+    ports = [_services.free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+    assert all(10_000 <= p < low for p in ports)
+    for p in ports[:20]:  # each is free to bind right now
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", p))
+
+
+def test_free_port_passes_over_a_port_that_is_taken_or_already_handed_out(monkeypatch):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        given = _services.free_port()  # in _HANDED_OUT from now on
+        fresh = _services.free_port()
+        _services._HANDED_OUT.discard(fresh)
+        offers = iter([busy, given, busy, fresh])
+
+        class Offers:
+            def randint(self, first: int, last: int) -> int:
+                return next(offers)
+
+        monkeypatch.setattr(_services, "_RNG", Offers())
+        assert _services.free_port() == fresh

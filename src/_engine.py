@@ -372,31 +372,44 @@ class GcPauses:
 
 
 @contextmanager
-def tuned_gc(threshold: int, registry: CollectorRegistry | None = None) -> Iterator[None]:
-    """While the dataflow runs: freeze what exists (the collector no longer scans it) and
-    collect the youngest generation every ``threshold`` new container objects, the older ones
-    every 20 collections of the younger (``engine.gc_threshold``; 0 leaves Python's settings);
-    Python's settings again after (the process may go on: a command run in-process). With a
+def tuned_gc(threshold: int, registry: CollectorRegistry | None = None
+             ) -> Iterator[Callable[[], None]]:
+    """While the engine starts and runs: collect the youngest generation every ``threshold``
+    new container objects, the older ones every 20 collections of the younger
+    (``engine.gc_threshold``; 0 leaves Python's settings), and freeze what exists (the
+    collector no longer scans it), at entry and again when the caller calls the callable
+    this yields (start-up is over: the registry and the meters' tables are built); Python's
+    settings again after (the process may go on: a command run in-process). With a
     ``registry``, the collections' pauses are measured there (:class:`GcPauses`)."""
     watch = GcPauses(registry) if registry is not None else None
     if watch is not None:
         gc.callbacks.append(watch)
     try:
         if threshold <= 0:
-            yield
+            yield _leave_gc
             return
         before = gc.get_threshold()
         gc.collect()
         gc.freeze()
         gc.set_threshold(threshold, 20, 20)
         try:
-            yield
+            yield _freeze_all
         finally:
             gc.unfreeze()
             gc.set_threshold(*before)
     finally:
         if watch is not None:
             gc.callbacks.remove(watch)
+
+
+def _freeze_all() -> None:
+    """Collect once, then move every object left to the permanent generation."""
+    gc.collect()
+    gc.freeze()
+
+
+def _leave_gc() -> None:
+    """Python's own collector settings: nothing is frozen."""
 
 
 def placement_topics_warning(settings: Settings, processes: int) -> str | None:
@@ -461,15 +474,6 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
     ``process_id``, which only this process reads (its journal, spool and recovery directories
     may be on its own machine); readings cross to their cell's process inside the dataflow.
     """
-    from bytewax.run import cli_main
-
-    from gridwatch import ingest, storage, stream
-    from gridwatch.alerts import RouterService
-    from gridwatch.models import Calendar
-    from gridwatch.stream._devices import registry_devices
-    from gridwatch.tags._live import DaySink, live_tags
-    from gridwatch.tags._notes import TagNotes, tags_db_path
-
     procs = len(addresses) if addresses else 1
     pid = process_id or 0
     partition = settings.ingest.partition if addresses is None else pid
@@ -506,10 +510,32 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
         settings = settings.model_copy(update={"alerts": alerts})
 
     # One Prometheus registry for the collector and the storage sink, served on
-    # ingest.metrics_port (+ process id in a cluster) when that is set.
+    # ingest.metrics_port (+ process id in a cluster) when that is set. The cycle collector
+    # is tuned from here on: loading a 10^5-meter registry with Python's settings takes
+    # twice as long (the collector scans the growing registry again and again).
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
+    with tuned_gc(settings.engine.gc_threshold, registry) as settled:
+        _start_and_run(settings, procs=procs, pid=pid, partition=partition,
+                       placement=placement, process_id=process_id, addresses=addresses,
+                       registry=registry, settled=settled)
+
+
+def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
+                   placement: Any, process_id: int | None, addresses: list[str] | None,
+                   registry: CollectorRegistry, settled: Callable[[], None]) -> None:
+    """:func:`run_engine` from its metrics endpoint on: start the collector, the router and
+    the rest, build the dataflow, call ``settled`` and run it until it stops."""
+    from bytewax.run import cli_main
+
+    from gridwatch import ingest, storage, stream
+    from gridwatch.alerts import RouterService
+    from gridwatch.models import Calendar
+    from gridwatch.stream._devices import registry_devices
+    from gridwatch.tags._live import DaySink, live_tags
+    from gridwatch.tags._notes import TagNotes, tags_db_path
+
     metrics_server = None
     if settings.ingest.metrics_port:
         port = settings.ingest.metrics_port + pid
@@ -588,15 +614,15 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                                      partitions=list(range(procs))).list_parts()
                                  if procs > 1 else (),
                                  placement=placement)
-        with tuned_gc(settings.engine.gc_threshold, registry):
-            cli_main(
-                flow,
-                workers_per_process=settings.engine.workers,
-                process_id=process_id,
-                addresses=addresses,
-                epoch_interval=timedelta(seconds=settings.engine.epoch_s),
-                recovery_config=recovery,
-            )
+        settled()  # what start-up built is never scanned again
+        cli_main(
+            flow,
+            workers_per_process=settings.engine.workers,
+            process_id=process_id,
+            addresses=addresses,
+            epoch_interval=timedelta(seconds=settings.engine.epoch_s),
+            recovery_config=recovery,
+        )
     finally:
         collector.stop()
         if tags is not None:

@@ -2,7 +2,9 @@
 
 * ``decode``: ``decode_item`` of 100,000 journal records as the collector writes them (tagged:
   rebuilt) against the same records untagged (the older form: validated by pydantic). The
-  figure is the best of 5 rounds, printed beside its baseline as a ratio.
+  figure is the best of 5 rounds, printed beside its baseline as a ratio. Then the
+  collector's decode of 100-reading batches in the compact form (msgspec's path) against the
+  same readings with JSON's spaces (pydantic's path).
 * ``handover``: resident memory per reading kept in the hand-over (``ingest.handover_items``,
   :class:`RecentItems`), for 100,000 readings decoded from 100-reading batches as the
   collector decodes them and not yet taken (a reader behind a burst), each kept as a compact
@@ -68,6 +70,33 @@ def decode() -> None:
     slow = _best(lambda: [decode_item(d) for d in old])
     print(f"journal decode: tagged {N / fast:,.0f} records/s, untagged (validated) "
           f"{N / slow:,.0f} records/s; ratio {slow / fast:.2f}x")
+
+
+def decode_batches() -> None:
+    """The collector's decode of 100-reading batches (``Decoder.decode_message``, a fresh
+    decoder each round: its duplicate check) in the compact form the simulator and most
+    concentrators send (msgspec's path, ``compact_readings``), against the same readings
+    with JSON's spaces (``json.dumps`` with its default separators: pydantic's path)."""
+    from gridwatch.ingest._decode import Decoder
+
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    docs = [[{"meter_id": f"m{i % 5000}",
+              "ts": (base + timedelta(minutes=15 * (i // 5000))).isoformat()
+              .replace("+00:00", "Z"), "kw": round((i % 977) * 0.25, 2), "kwh": 1000.0 + i,
+              "voltage": [230.1, 229.7, 231.2], "current": [1.5, 1.25, 1.75], "pf": 0.97,
+              "interval_s": 900} for i in range(k, k + 100)] for k in range(0, N, 100)]
+    compact = [json.dumps(d, separators=(",", ":")).encode() for d in docs]
+    spaced = [json.dumps(d).encode() for d in docs]
+
+    def run(msgs: list[bytes]) -> list[Any]:
+        decoder, now = Decoder(), datetime.now(UTC)
+        return [r for m in msgs for r in decoder.decode_message("meters/n/c1/batch", m,
+                                                                now).accepted]
+
+    assert run(compact) == run(spaced) and len(run(compact)) == N
+    a, b = _best(lambda: run(compact)), _best(lambda: run(spaced))
+    print(f"collector decode of 100-reading batches: compact (msgspec) {a / N * 1e6:.2f} µs "
+          f"a reading, with spaces (pydantic) {b / N * 1e6:.2f} µs; ratio {b / a:.2f}x")
 
 
 # -- the hand-over's memory -------------------------------------------------------------------
@@ -202,7 +231,7 @@ def _path_child() -> dict[str, float]:
                  "ts": (base + timedelta(minutes=i // 5000)).isoformat().replace("+00:00", "Z"),
                  "kw": round((i % 977) * 0.25, 2), "kwh": 1000.0 + i, "voltage": 230.1,
                  "pf": 0.97} for i in range(start, start + 100)]
-        msgs.append(json.dumps(docs).encode())
+        msgs.append(json.dumps(docs, separators=(",", ":")).encode())  # as the simulator sends
     n = PATH_MSGS * 100
     out = {}
     with tempfile.TemporaryDirectory(prefix="gridwatch-path-") as tmp:
@@ -325,6 +354,7 @@ def main() -> None:
         return
     if args.only in (None, "decode"):
         decode()
+        decode_batches()
     if args.only in (None, "handover"):
         handover()
     if args.only in (None, "path"):

@@ -22,6 +22,7 @@ from pydantic_core import CoreSchema, SchemaValidator
 
 from gridwatch._schemas import DeviceTelemetry, Reading, _check_timestamp
 from gridwatch.ingest._config import IngestSettings, TopicSettings
+from gridwatch.ingest._journal import compact_readings
 
 __all__ = [
     "REASONS",
@@ -375,17 +376,24 @@ class Decoder:
         return result
 
     def _fast(self, kind: str, payload: bytes, now: datetime) -> list[Item] | None:
-        """Validate straight from the JSON bytes (pydantic's parser, no Python dicts) when the
-        whole payload is good; ``None`` sends it down the item-by-item path, which finds the
-        exact reason of each problem."""
+        """Validate straight from the JSON bytes when the whole payload is good: readings in
+        the common compact form by msgspec (:func:`compact_readings`), the others by
+        pydantic's parser (no Python dicts); ``None`` sends it down the item-by-item path,
+        which finds the exact reason of each problem."""
         ctx = {"now": now, "max_future": _NO_FUTURE_CHECK}
         try:
             if kind == "reading":
+                compact = compact_readings(payload, batch=False)
+                if compact is not None:
+                    return compact
                 one = [_ONE_UNCHECKED.validate_json(payload)]
                 return one if _finish(one) else None
             if kind == "telemetry":
                 return [DeviceTelemetry.model_validate_json(payload, context=ctx)]
             if payload.lstrip()[:1] == b"[":
+                compact = compact_readings(payload, batch=True)
+                if compact is not None:
+                    return compact
                 items = _LIST_UNCHECKED.validate_json(payload)
                 return items if items and _finish(items) else None
         except (ValidationError, ValueError):

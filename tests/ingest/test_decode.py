@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from gridwatch import Reading
+from gridwatch import MeterStatus, Reading
 from gridwatch.ingest import REASONS, DecodeError, Decoder, decode, decode_item, encode_item
 from gridwatch.ingest._config import IngestSettings, TopicSettings
 from gridwatch.ingest._decode import topic_matches
@@ -255,18 +255,27 @@ _stamps = st.one_of(
                      "1999-12-31T23:30:00-01:00", "2000-01-01T00:30:00+01:00",
                      "2000-01-01T00:00:00Z", "1999-12-31T23:59:59.999999Z",
                      "2026-01-01T00:00:00Z", "2026-01-01", "2026-01-01T00:00:00+05:45",
-                     "2026-13-01T00:00:00Z", "1767225600"]))
+                     "2026-13-01T00:00:00Z", "1767225600", "2026-01-01T00:00:00.1234567Z",
+                     "2026-01-01T00:00:00.9999999Z", "2026-01-01t00:00:00z",
+                     "2026-01-01 00:00:00Z", "2026-01-01T00:00:00.5+00:00",
+                     "2026-02-30T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T00:00Z",
+                     "\u0662\u0660\u0662\u0666-01-01T00:00:00Z", "2026-01-01T00:00:00-00:00"]))
 # a lone number (float or int) is one phase; a bool or a string is not a number of volts
 _phases = (st.none() | st.floats(0, 500) | st.integers(-5, 600) | st.booleans()
            | st.sampled_from(["230", "x", ""])
            | st.lists(st.floats(0, 500) | st.integers(0, 2), min_size=0, max_size=4))
 _doc = st.fixed_dictionaries(
-    {"meter_id": st.sampled_from(["m1", "m-2", " m3 ", "bad id"]), "ts": _stamps,
-     "kw": st.floats(-2e5, 2e5) | st.sampled_from(["1.5", None])},
+    {"meter_id": st.sampled_from(["m1", "m-2", " m3 ", "bad id", "m1\n", "\u3000m1", "m\u00e9"]),
+     "ts": _stamps,
+     "kw": st.floats(-2e5, 2e5) | st.integers(-10**6, 10**6) | st.sampled_from(
+         ["1.5", None, True, 1e999, 10**30])},
     optional={"voltage": _phases, "current": _phases,
-              "status": st.lists(st.sampled_from(["estimated", "cover_open", "nope"]),
-                                 max_size=2),
-              "pf": st.floats(-1.5, 1.5), "interval_s": st.integers(0, 90_000)})
+              "status": st.lists(st.sampled_from(["estimated", "cover_open", "nope",
+                                                  " estimated"]), max_size=2),
+              "pf": st.floats(-1.5, 1.5),
+              "interval_s": st.integers(0, 90_000) | st.sampled_from([900.0, 1.5, "900"]),
+              "kwh": st.none() | st.floats(-1, 2e12), "freq": st.floats(30, 80),
+              "unknown": st.just(1)})
 
 
 @settings(max_examples=400, deadline=None)
@@ -276,16 +285,27 @@ def test_the_fast_path_validates_as_reading_does(docs: list[dict[str, object]]) 
     validators and does their work itself (timestamp aware, to UTC, not before 2000; as many
     voltage as current phases): it accepts exactly the batches and single readings that
     ``Reading`` accepts, as equal readings (the same fields given, ``ts`` in UTC), and sends
-    everything else to the path that finds the reason."""
+    everything else to the path that finds the reason. So does the compact path in front of
+    it (msgspec), on compact payloads with odd timestamps, identifiers, numbers, a field
+    twice, an unknown field, and characters beyond ASCII."""
     from pydantic import TypeAdapter, ValidationError
 
     readings_of = TypeAdapter(list[Reading])
     ctx = {"now": NOW, "max_future": timedelta.max}
     decoder = Decoder()
+    batch = lambda p: readings_of.validate_json(p, context=ctx)  # noqa: E731
+    one = lambda p: [Reading.model_validate_json(p, context=ctx)]  # noqa: E731
+    compact = {"separators": (",", ":")}
     cases: list[tuple[str, bytes, object]] = [
-        ("batch", json.dumps(docs).encode(), lambda p: readings_of.validate_json(p, context=ctx)),
-        ("reading", json.dumps(docs[0]).encode(),
-         lambda p: [Reading.model_validate_json(p, context=ctx)])]
+        ("batch", json.dumps(docs).encode(), batch),
+        ("reading", json.dumps(docs[0]).encode(), one),
+        # the compact form (what concentrators and the simulator send): msgspec's path
+        ("batch", json.dumps(docs, **compact).encode(), batch),
+        ("reading", json.dumps(docs[0], **compact).encode(), one),
+        # a field twice: pydantic takes the last
+        ("reading", json.dumps(docs[0], **compact).encode()[:-1] + b',"kw":2.5}', one),
+        # not ASCII, as sent
+        ("batch", json.dumps(docs, ensure_ascii=False, **compact).encode(), batch)]
     for kind, payload, full in cases:
         try:
             want = full(payload)  # type: ignore[operator]
@@ -301,3 +321,98 @@ def test_the_fast_path_validates_as_reading_does(docs: list[dict[str, object]]) 
             assert g.model_fields_set == w.model_fields_set
             assert g.model_dump_json() == w.model_dump_json()
             assert g.ts.tzinfo is UTC
+
+
+def _compact_doc(i: int) -> dict[str, object]:
+    return {"meter_id": f"m-{i:05d}", "ts": "2026-03-01T10:15:00Z", "kw": 0.25 + i,
+            "kwh": 1000.5 + i, "voltage": [230.1, 229.8, 231.0][: 1 + i % 3],
+            "current": [1.5, 1.2, 0.9][: 1 + i % 3], "pf": 0.97, "interval_s": 900,
+            **({"status": ["estimated"]} if i % 7 == 0 else {})}
+
+
+def test_compact_payloads_are_read_by_msgspec_as_pydantic_validates_them() -> None:
+    from pydantic import TypeAdapter
+
+    from gridwatch.ingest._journal import compact_readings
+
+    docs = [_compact_doc(i) for i in range(100)]
+    payload = json.dumps(docs, separators=(",", ":")).encode()
+    got = compact_readings(payload, batch=True)
+    want = TypeAdapter(list[Reading]).validate_json(
+        payload, context={"now": NOW, "max_future": timedelta.max})
+    assert got is not None and got == want
+    assert [g.model_fields_set for g in got] == [w.model_fields_set for w in want]
+    assert all(g.ts.tzinfo is UTC for g in got)
+    one = json.dumps(docs[3], separators=(",", ":")).encode()
+    assert compact_readings(one, batch=False) == [want[3]]
+    # and the decoder takes them: every reading accepted, none rejected
+    res = Decoder().decode_message("meters/r/c/batch", payload, NOW)
+    assert res.accepted == want and not res.rejected
+
+
+@pytest.mark.parametrize("change", [
+    lambda p: p.replace(b'"kw":', b'"kw": '),                      # whitespace
+    lambda p: p.replace(b'"m-00001"', b'"m-0000\\u0031"'),         # an escape
+    lambda p: p.replace(b'"pf":0.97', b'"pf":0.97,"pf":0.5', 1),   # a field twice
+    lambda p: p.replace(b'"pf":0.97', b'"pf":0.97,"phase":1', 1),  # a field unknown
+    lambda p: p.replace(b'10:15:00Z', b'10:15:00.1234567Z', 1),    # beyond microseconds
+    lambda p: p.replace(b'10:15:00Z', b'10:15:00z', 1),
+    lambda p: p.replace(b'10:15:00Z', b'11:15:00+01:00', 1),       # not in UTC
+    lambda p: p.replace(b"2026-03-01T", b"1999-03-01T", 1),        # the clock unset
+    lambda p: p.replace(b"2026-03-01T", b"2026-02-30T", 1),        # no such day
+    lambda p: p.replace(b'"voltage":[230.1]', b'"voltage":[230.1,230.2]', 1),  # phases
+])
+def test_payloads_not_in_the_compact_form_go_to_pydantic(change) -> None:
+    from gridwatch.ingest._journal import compact_readings
+
+    payload = json.dumps([_compact_doc(i) for i in range(3)], separators=(",", ":")).encode()
+    assert compact_readings(payload, batch=True) is not None
+    changed = change(payload)
+    assert changed != payload
+    assert compact_readings(changed, batch=True) is None
+
+
+_edge_floats = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
+    [-100_000.0, 100_000.0, -100_000.00000001, 1e12, 1e12 + 1e-3, 0.0, -0.0, 500_000.0,
+     1.0, -1.0, 40.0, 70.0, 5e-324])
+_compact_stamps = st.builds(
+    lambda d, digits, z: d.strftime("%Y-%m-%dT%H:%M:%S")
+    + (f".{d.microsecond:06d}"[:digits + 1] if digits else "") + z,
+    st.datetimes(min_value=datetime(1999, 12, 31), max_value=datetime(2026, 3, 1)),
+    st.integers(0, 6), st.sampled_from(["Z", "+00:00"]))
+_lone_or_phases = (st.none() | _edge_floats | st.integers(-1, 600)
+                   | st.lists(_edge_floats | st.integers(0, 500), min_size=1, max_size=3))
+_compact_docs = st.fixed_dictionaries(
+    {"meter_id": st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.:\-]{0,8}\Z"), "ts": _compact_stamps,
+     "kw": _edge_floats | st.integers(-200_000, 200_000)},
+    optional={"kwh": st.none() | _edge_floats, "export_kwh": st.none() | _edge_floats,
+              "voltage": _lone_or_phases, "current": _lone_or_phases,
+              "pf": st.none() | _edge_floats, "freq": st.none() | _edge_floats,
+              "status": st.lists(st.sampled_from([s.value for s in MeterStatus]), max_size=3),
+              "interval_s": st.none() | st.integers(-5, 90_000)})
+
+
+@settings(max_examples=500, deadline=None)
+@given(docs=st.lists(_compact_docs, min_size=1, max_size=5))
+def test_the_compact_path_reads_what_pydantic_validates(docs: list[dict[str, object]]) -> None:
+    """Compact payloads whose values lie at and beyond every bound (floats of every size,
+    integers for floats, a lone number or 1-3 phases, timestamps of 0-6 decimals in UTC
+    around 2000): msgspec's path gives exactly the readings pydantic's validation gives, and
+    None where pydantic rejects the payload."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from gridwatch.ingest._journal import compact_readings
+
+    payload = json.dumps(docs, separators=(",", ":")).encode()
+    try:
+        want = TypeAdapter(list[Reading]).validate_json(
+            payload, context={"now": NOW, "max_future": timedelta.max})
+    except ValidationError:
+        want = None
+    got = compact_readings(payload, batch=True)
+    if want is None:
+        assert got is None
+        return
+    assert got == want
+    assert [g.model_fields_set for g in got] == [w.model_fields_set for w in want]
+    assert [g.model_dump_json() for g in got] == [w.model_dump_json() for w in want]

@@ -22,7 +22,7 @@ from pydantic_core import CoreSchema, SchemaValidator
 
 from gridwatch._schemas import DeviceTelemetry, Reading, _check_timestamp
 from gridwatch.ingest._config import IngestSettings, TopicSettings
-from gridwatch.ingest._journal import compact_readings
+from gridwatch.ingest._journal import YEAR_2000, compact_readings, phases_agree
 
 __all__ = [
     "REASONS",
@@ -116,7 +116,6 @@ def _without_python_checks() -> tuple[SchemaValidator, SchemaValidator]:
 
 
 _ONE_UNCHECKED, _LIST_UNCHECKED = _without_python_checks()
-_YEAR_2000: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _finish(items: list[Reading]) -> bool:
@@ -134,15 +133,10 @@ def _finish(items: list[Reading]) -> bool:
             ts = ts.astimezone(UTC)
         except OverflowError:
             return False
-        if ts < _YEAR_2000:
+        if ts < YEAR_2000:
             return False
         d["ts"] = ts
-        voltage, current = d["voltage"], d["current"]
-        if voltage.__class__ is float:
-            voltage = d["voltage"] = (voltage,)
-        if current.__class__ is float:
-            current = d["current"] = (current,)
-        if voltage and current and len(voltage) != len(current):
+        if not phases_agree(d):
             return False
     return True
 

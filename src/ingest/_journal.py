@@ -899,7 +899,8 @@ def _built(values: dict[str, Any], given: set[str]) -> Reading:
 _sent_batch = msgspec.json.Decoder(list[_Sent]).decode
 _sent_one = msgspec.json.Decoder(_Sent).decode
 _NOT_COMPACT = b" \t\n\r\\"  #: JSON's whitespace, and the backslash of an escape
-_YEAR_2000 = datetime(2000, 1, 1, tzinfo=UTC)
+#: The earliest timestamp a reading may have (``_check_timestamp``: a meter's clock unset)
+YEAR_2000 = datetime(2000, 1, 1, tzinfo=UTC)
 #: Timestamps parsed, by their text: the readings of one interval share one.
 _STAMPS: dict[str, datetime] = {}
 _STAMPS_KEPT = 4_096
@@ -940,7 +941,7 @@ def compact_readings(payload: bytes, batch: bool) -> list[Reading] | None:
                 ts = datetime.fromisoformat(text).astimezone(UTC)
             except ValueError:  # not a day of the calendar
                 return None
-            if ts < _YEAR_2000:
+            if ts < YEAR_2000:
                 return None
             if len(stamps) >= _STAMPS_KEPT:
                 stamps.clear()
@@ -948,15 +949,22 @@ def compact_readings(payload: bytes, batch: bool) -> list[Reading] | None:
         values: dict[str, Any] = defaults.copy()
         values.update(doc)
         values["ts"] = ts
-        voltage, current = values["voltage"], values["current"]
-        if voltage.__class__ is float:
-            voltage = values["voltage"] = (voltage,)
-        if current.__class__ is float:
-            current = values["current"] = (current,)
-        if voltage and current and len(voltage) != len(current):
+        if not phases_agree(values):
             return None
         append(_built(values, set(doc)))
     return out
+
+
+def phases_agree(values: dict[str, Any]) -> bool:
+    """What ``Reading``'s per-phase checks do, on a reading's field values: a lone voltage
+    or current number made a one-phase tuple (``_scalar_to_tuple``), in place; False unless
+    there are as many voltage as current phases (``_phases_agree``)."""
+    voltage, current = values["voltage"], values["current"]
+    if voltage.__class__ is float:
+        voltage = values["voltage"] = (voltage,)
+    if current.__class__ is float:
+        current = values["current"] = (current,)
+    return not (voltage and current and len(voltage) != len(current))
 
 
 def decode_item(data: bytes) -> Reading | DeviceTelemetry:

@@ -51,6 +51,8 @@ def free_port() -> int:
     """
     low, high = _ephemeral_range()
     first, last = (10_000, low - 1) if low > 11_000 else (high + 1, 65_535)
+    if len(_HANDED_OUT) > (last - first) // 2:  # a long run: the first servers are long gone
+        _HANDED_OUT.clear()
     for _ in range(1000):
         port = _RNG.randint(first, last)
         if port in _HANDED_OUT:

@@ -536,6 +536,7 @@ def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
     from gridwatch.tags._live import DaySink, live_tags
     from gridwatch.tags._notes import TagNotes, tags_db_path
 
+    began = time.monotonic()
     metrics_server = None
     if settings.ingest.metrics_port:
         port = settings.ingest.metrics_port + pid
@@ -615,6 +616,9 @@ def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
                                  if procs > 1 else (),
                                  placement=placement)
         settled()  # what start-up built is never scanned again
+        log.info("started in %.1f s (%s); the dataflow runs", time.monotonic() - began,
+                 f"a registry of {len(router.registry.meter_ids()):,} meters"
+                 if router is not None else "no alert router")
         cli_main(
             flow,
             workers_per_process=settings.engine.workers,

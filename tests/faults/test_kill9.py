@@ -124,3 +124,4 @@ def test_kill9_mid_stream_loses_and_repeats_nothing(tmp_path: Path, fresh_mosqui
     assert silent["evidence"]["last_reading_at"] == iso(f.times[A_END - 1]), silent
     log = engine.log()
     assert log.count("subscribed to") >= 2
+    assert log.count("; the dataflow runs") >= 2  # each start says how long it took

@@ -617,7 +617,7 @@ def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
                                  placement=placement)
         settled()  # what start-up built is never scanned again
         log.info("started in %.1f s (%s); the dataflow runs", time.monotonic() - began,
-                 f"a registry of {len(router.registry.meter_ids()):,} meters"
+                 f"a registry of {len(router.registry.meta_table()):,} meters"
                  if router is not None else "no alert router")
         cli_main(
             flow,

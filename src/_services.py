@@ -8,6 +8,7 @@ its handle. Nothing here reaches beyond this machine.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 import shutil
@@ -27,6 +28,7 @@ class ServiceError(RuntimeError):
     """A private server could not be started; the message says which and why."""
 
 
+@functools.cache
 def _ephemeral_range() -> tuple[int, int]:
     """The kernel's range for outgoing connections' source ports (and for ``bind(0)``)."""
     try:

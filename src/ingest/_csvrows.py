@@ -14,13 +14,12 @@ the validation.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any, get_args
 
 import annotated_types as at
-from pydantic import BaseModel
 
 from gridwatch._schemas import ID_PATTERN, Reading
+from gridwatch.ingest._assemble import DEFAULTS, Stamps, built
 
 __all__ = ["FastRows"]
 
@@ -44,18 +43,7 @@ _FLOAT_BOUNDS: dict[str, tuple[float, float]] = {
     name: _bounds(name) for name in ("kw", "kwh", "export_kwh", "pf", "freq")}
 _ID = re.compile(ID_PATTERN).fullmatch
 _NUMBER = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,15})?").fullmatch
-_STAMP = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
-    r"(?:Z|[+-][0-9]{2}:[0-9]{2})").fullmatch
-_YEAR_2000 = datetime(2000, 1, 1, tzinfo=UTC)
 _UNSEEN: Any = object()
-
-_DEFAULTS: dict[str, Any] = {name: f.default for name, f in Reading.model_fields.items()}
-_new = object.__new__
-_set_dict = BaseModel.__dict__["__dict__"].__set__
-_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 class FastRows:
@@ -70,7 +58,7 @@ class FastRows:
         self.ts_col = ts_col
         self.floats = floats
         # what has been read before (bounded): timestamps, meter ids, numbers
-        self._stamps: dict[str, datetime | None] = {}
+        self._stamps = Stamps(100_000)
         self._ids: set[str] = set()
         self._numbers: dict[str, float] = {}
 
@@ -89,23 +77,6 @@ class FastRows:
                        if h in _FLOAT_BOUNDS)
         return cls(len(header), header.index("meter_id"), ts_col, floats)
 
-    def _stamp(self, text: str) -> datetime | None:
-        """The UTC time of a plain ISO timestamp, None when validation must judge it (kept
-        for the next rows with the same text)."""
-        cache = self._stamps
-        stamp: datetime | None = None
-        if _STAMP(text):
-            try:
-                stamp = datetime.fromisoformat(text).astimezone(UTC)
-            except (ValueError, OverflowError):
-                stamp = None
-            if stamp is not None and stamp < _YEAR_2000:
-                stamp = None
-        if len(cache) >= 100_000:
-            cache.clear()
-        cache[text] = stamp
-        return stamp
-
     def reading(self, text: str) -> Reading | None:
         """The reading of one data line, or None when the schema's validation must read it."""
         if '"' in text or "\r" in text or "\x00" in text or "\n" in text:
@@ -122,12 +93,12 @@ class FastRows:
                 ids.clear()
             ids.add(meter_id)
         text_ts = row[self.ts_col].strip()
-        stamp = self._stamps.get(text_ts, _UNSEEN)
+        stamp = self._stamps.known.get(text_ts, _UNSEEN)
         if stamp is _UNSEEN:
-            stamp = self._stamp(text_ts)
+            stamp = self._stamps.read(text_ts)
         if stamp is None:
             return None
-        values = _DEFAULTS.copy()
+        values = DEFAULTS.copy()
         values["meter_id"] = meter_id
         values["ts"] = stamp
         given = {"meter_id", "ts"}
@@ -150,9 +121,4 @@ class FastRows:
             given.add(name)
         if "kw" not in given:
             return None
-        reading = _new(Reading)
-        _set_dict(reading, values)
-        _set_fields_set(reading, given)
-        _set_extra(reading, None)
-        _set_private(reading, None)
-        return reading
+        return built(values, given)

@@ -21,8 +21,9 @@ from pydantic import ValidationError
 from pydantic_core import CoreSchema, SchemaValidator
 
 from gridwatch._schemas import DeviceTelemetry, Reading, _check_timestamp
+from gridwatch.ingest._assemble import YEAR_2000, phases_agree
 from gridwatch.ingest._config import IngestSettings, TopicSettings
-from gridwatch.ingest._journal import YEAR_2000, compact_readings, phases_agree
+from gridwatch.ingest._journal import compact_readings
 
 __all__ = [
     "REASONS",

@@ -345,6 +345,9 @@ def test_compact_payloads_are_read_by_msgspec_as_pydantic_validates_them() -> No
     assert all(g.ts.tzinfo is UTC for g in got)
     one = json.dumps(docs[3], separators=(",", ":")).encode()
     assert compact_readings(one, batch=False) == [want[3]]
+    # an offset is read as a CSV file's rows read it: the same instant, in UTC
+    east = one.replace(b'"2026-03-01T10:15:00Z"', b'"2026-03-01T11:15:00+01:00"')
+    assert east != one and compact_readings(east, batch=False) == [want[3]]
     # and the decoder takes them: every reading accepted, none rejected
     res = Decoder().decode_message("meters/r/c/batch", payload, NOW)
     assert res.accepted == want and not res.rejected
@@ -357,7 +360,7 @@ def test_compact_payloads_are_read_by_msgspec_as_pydantic_validates_them() -> No
     lambda p: p.replace(b'"pf":0.97', b'"pf":0.97,"phase":1', 1),  # a field unknown
     lambda p: p.replace(b'10:15:00Z', b'10:15:00.1234567Z', 1),    # beyond microseconds
     lambda p: p.replace(b'10:15:00Z', b'10:15:00z', 1),
-    lambda p: p.replace(b'10:15:00Z', b'11:15:00+01:00', 1),       # not in UTC
+    lambda p: p.replace(b'10:15:00Z', b'11:15:00+0100', 1),        # an offset without colon
     lambda p: p.replace(b"2026-03-01T", b"1999-03-01T", 1),        # the clock unset
     lambda p: p.replace(b"2026-03-01T", b"2026-02-30T", 1),        # no such day
     lambda p: p.replace(b'"voltage":[230.1]', b'"voltage":[230.1,230.2]', 1),  # phases
@@ -379,7 +382,7 @@ _compact_stamps = st.builds(
     lambda d, digits, z: d.strftime("%Y-%m-%dT%H:%M:%S")
     + (f".{d.microsecond:06d}"[:digits + 1] if digits else "") + z,
     st.datetimes(min_value=datetime(1999, 12, 31), max_value=datetime(2026, 3, 1)),
-    st.integers(0, 6), st.sampled_from(["Z", "+00:00"]))
+    st.integers(0, 6), st.sampled_from(["Z", "+00:00", "-00:00", "+05:45", "-01:00", "+14:00"]))
 _lone_or_phases = (st.none() | _edge_floats | st.integers(-1, 600)
                    | st.lists(_edge_floats | st.integers(0, 500), min_size=1, max_size=3))
 _compact_docs = st.fixed_dictionaries(
@@ -396,9 +399,9 @@ _compact_docs = st.fixed_dictionaries(
 @given(docs=st.lists(_compact_docs, min_size=1, max_size=5))
 def test_the_compact_path_reads_what_pydantic_validates(docs: list[dict[str, object]]) -> None:
     """Compact payloads whose values lie at and beyond every bound (floats of every size,
-    integers for floats, a lone number or 1-3 phases, timestamps of 0-6 decimals in UTC
-    around 2000): msgspec's path gives exactly the readings pydantic's validation gives, and
-    None where pydantic rejects the payload."""
+    integers for floats, a lone number or 1-3 phases, timestamps of 0-6 decimals in UTC or
+    with an offset, around 2000): msgspec's path gives exactly the readings pydantic's
+    validation gives, and None where pydantic rejects the payload."""
     from pydantic import TypeAdapter, ValidationError
 
     from gridwatch.ingest._journal import compact_readings

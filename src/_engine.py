@@ -16,7 +16,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -641,16 +641,40 @@ def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
             metrics_server.shutdown()
 
 
+def _replay_share(index: int, processes: int, workers: int,
+                  lookup: Callable[[str], MeterMeta | None] | None) -> Any:
+    """Process ``index``'s share of a file in a parallel replay: a meter's lines go to the
+    process whose worker bytewax sends the meter's watch key to (its grid cell, else its hash
+    shard), so its readings never cross between processes."""
+    from gridwatch.ingest import FileShare
+    from gridwatch.stream._flow import watch_key
+    from gridwatch.stream._place import route
+
+    meta = lookup or (lambda _m: None)
+
+    def owner(meter_id: str) -> int:
+        return route(watch_key(meter_id, meta(meter_id)), processes * workers) // workers
+
+    return FileShare(index, processes, owner)
+
+
 def replay(settings: Settings, path: Path, *, influx: bool = True,
            alerts_out: Path | None = None, route: bool = False,
-           entry_point: bool = False) -> RunStats:
+           entry_point: bool = False,
+           cluster: tuple[int, Sequence[str]] | None = None) -> RunStats:
     """Run the live dataflow over a readings file (CSV or JSONL) or a journal directory, with no
     broker. Events go to ``alerts_out`` (one JSON line each) and, with ``route``, through the
     alert router, which then also computes the customers' tags (as ``run`` does); readings,
     scores and profiles go to InfluxDB unless ``influx`` is off. ``entry_point``: the process
     runs the replay and nothing else (``gridwatch replay``): its collector is tuned as
-    ``engine.gc_threshold`` says (process-wide, so not for a caller that goes on)."""
-    from bytewax.testing import run_main
+    ``engine.gc_threshold`` says (process-wide, so not for a caller that goes on).
+
+    ``cluster``: ``(index, addresses)`` of this process in a parallel replay (see
+    :mod:`gridwatch._replay_cluster`, which starts the processes and merges what they write):
+    it reads its share of the file (the meters whose cells its workers watch, so no reading
+    crosses between the processes) or of a journal's partitions, and writes its events to
+    ``alerts_out`` with its workers' suffix (``.w<worker>``), as any cluster does."""
+    from bytewax.testing import cluster_main, run_main
 
     from gridwatch import ingest, storage, stream
     from gridwatch.models import Calendar
@@ -658,17 +682,25 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
     from gridwatch.tags._live import DaySink, live_tags
     from gridwatch.tags._notes import TagNotes, tags_db_path
 
+    index, addresses = cluster if cluster is not None else (0, ())
+    procs = max(len(addresses), 1)
+    if route and procs > 1:
+        raise ValueError("a parallel replay cannot route its events (one router a replay)")
     router = None
     if route:
         from gridwatch.alerts import build_router
 
         router = build_router(settings)
+    lookup = meter_lookup(settings, router)
     # Rejected rows of a file are kept as dead letters beside the live ones, with the reason.
     source: Any = ingest.replay_source(
-        path, deadletter_dir=settings.ingest.deadletter_dir / "replay")
+        path, deadletter_dir=settings.ingest.deadletter_dir / "replay",
+        share=(_replay_share(index, procs, settings.engine.workers, lookup)
+               if procs > 1 else None))
     # A journal of several partitions (a cluster's collectors) spreads a meter's readings
     # over them: the cells put them back in event-time order from the first batch on.
-    parts = source.list_parts() if isinstance(source, ingest.JournalSource) else []
+    parts = (ingest.JournalSource(path, follow=False).list_parts()
+             if isinstance(source, ingest.JournalSource) else [])
     if alerts_out is not None and alerts_out.exists():
         alerts_out.unlink()
     submit = router.submit_many if router else None
@@ -684,14 +716,20 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
         router.tag_notes = TagNotes(tags_db_path(settings.alerts)).for_message
     event_sink = EventSink(submit, on_profile=on_profile, jsonl=alerts_out)
     sinks = stream.Sinks(
-        points=storage.InfluxSink(settings.influx) if influx else None, events=event_sink,
+        points=storage.InfluxSink(settings.influx, process_id=index, processes=procs)
+        if influx else None, events=event_sink,
         days=DaySink(tags) if tags is not None else None)
-    flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
+    flow = stream.build_flow(settings, source, sinks, lookup,
                              snapshots=False,  # a replay runs without recovery
                              devices=registry_devices(settings, router),
                              partitions=parts if len(parts) > 1 else ())
+    epoch = timedelta(seconds=settings.engine.epoch_s)
     with tuned_gc(settings.engine.gc_threshold if entry_point else 0):
-        run_main(flow, epoch_interval=timedelta(seconds=settings.engine.epoch_s))
+        if procs > 1:
+            cluster_main(flow, list(addresses), index, epoch_interval=epoch,
+                         worker_count_per_proc=settings.engine.workers)
+        else:
+            run_main(flow, epoch_interval=epoch)
     if tags is not None:
         tags.settle(force=True)  # the last day whose profiles arrived
     stats = RunStats()

@@ -134,6 +134,10 @@ def replay(
     registry: Annotated[Path | None, typer.Option(
         "--registry", help="Registry of the meters replayed (customer, grid cell, capacity, "
                            "nominal voltage); default: alerts.registry of the settings.")] = None,
+    processes: Annotated[int, typer.Option(
+        "--processes", "-p", min=1,
+        help="Local processes to replay with (a cluster on loopback addresses; each steps "
+             "the meters of its own cells). Not with --route.")] = 1,
 ) -> None:
     """Run the same dataflow as `run` over a file, with no broker: for tuning, evaluation and
     re-processing of recorded data. Prints a summary at the end."""
@@ -141,14 +145,38 @@ def replay(
 
     from gridwatch._engine import replay as do_replay
 
+    if processes > 1 and route:
+        err.print("[bold red]error:[/] --route needs one process: the alert router of a "
+                  "replay is one database (leave out --processes, or --route)")
+        raise typer.Exit(2)
     overrides: dict[str, object] = {}
     if registry is not None:
         overrides["alerts"] = {"registry": str(registry)}
     settings = settings_or_exit(config, **overrides)
+    if not path.is_dir():
+        from gridwatch.ingest import check_readings_file
+
+        try:
+            check_readings_file(path)
+        except ValueError as exc:
+            err.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
     if not no_influx:
         check_influx(settings)
-    stats = do_replay(settings, path, influx=not no_influx, alerts_out=alerts_out, route=route,
-                      entry_point=True)
+    if processes > 1:
+        from gridwatch._replay_cluster import ReplayFailed, replay_cluster
+
+        err.print(f"replay of {path} with {processes} processes, each the meters of its "
+                  "own cells")
+        try:
+            stats = replay_cluster(settings, path, processes, influx=not no_influx,
+                                   alerts_out=alerts_out)
+        except ReplayFailed as exc:
+            err.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+    else:
+        stats = do_replay(settings, path, influx=not no_influx, alerts_out=alerts_out,
+                          route=route, entry_point=True)
     out = Console()
     table = Table(title=f"replay of {path}", show_header=True)
     table.add_column("event type")

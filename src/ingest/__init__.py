@@ -42,11 +42,13 @@ _EXPORTS: dict[str, str] = {
     "journal_partitions": "_journal",
     "IngestMetrics": "_metrics",
     "start_metrics_server": "_metrics",
+    "FileShare": "_source",
     "FileSource": "_source",
     "JournalSource": "_source",
     "Rejected": "_source",
     "iter_readings_file": "_source",
     "replay_source": "_source",
+    "check_readings_file": "_source",
 }
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "DecodeError",
     "DecodeResult",
     "Decoder",
+    "FileShare",
     "FileSource",
     "IngestMetrics",
     "IngestSettings",
@@ -72,6 +75,7 @@ __all__ = [
     "Rejection",
     "TlsSettings",
     "TopicSettings",
+    "check_readings_file",
     "decode",
     "decode_item",
     "encode_item",
@@ -120,9 +124,11 @@ if TYPE_CHECKING:
     )
     from gridwatch.ingest._metrics import IngestMetrics, start_metrics_server
     from gridwatch.ingest._source import (
+        FileShare,
         FileSource,
         JournalSource,
         Rejected,
+        check_readings_file,
         iter_readings_file,
         replay_source,
     )

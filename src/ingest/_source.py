@@ -48,7 +48,8 @@ from gridwatch.ingest._journal import (
 )
 from gridwatch.ingest._metrics import IngestMetrics
 
-__all__ = ["FileSource", "JournalSource", "Rejected", "iter_readings_file", "replay_source"]
+__all__ = ["FileShare", "FileSource", "JournalSource", "Rejected", "check_readings_file",
+           "iter_readings_file", "replay_source"]
 
 log = logging.getLogger("gridwatch.ingest.source")
 
@@ -307,11 +308,104 @@ def _kind(path: Path) -> str:
     return p.suffix.lower()
 
 
-def _numbered(path: Path) -> Iterator[tuple[int, Item | Rejected]]:
+@dataclass(frozen=True, slots=True)
+class FileShare:
+    """The part of a readings file that one process of a parallel replay reads.
+
+    Every process reads the whole file but keeps only the lines whose meter (or device) id
+    ``owner`` gives to ``index`` of ``count``; every line is kept by exactly one of them. The id
+    is taken from the line before it is read as a reading (the ``meter_id`` column of a CSV
+    row, the ``meter_id`` or ``device_id`` member of a JSON line), so a CSV line another
+    process keeps costs a split, not a reading. A line whose id cannot be found that way (not
+    UTF-8, not JSON, too few columns, no such member) is share 0's, which rejects it or reads
+    it as usual: it is counted and dead-lettered once."""
+
+    index: int
+    count: int
+    owner: Callable[[str], int]
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"share {self.index} is not one of 0..{self.count - 1}")
+
+
+def _line_owner(share: FileShare, header: list[str] | None) -> Callable[[bytes], int]:
+    """The share (0 .. ``count`` - 1) that keeps a raw data line (see :class:`FileShare`)."""
+    col = header.index("meter_id") if header is not None else -1
+    kept: dict[str, int] = {}
+    owner, count = share.owner, share.count
+
+    def id_of(line: bytes) -> str | None:
+        try:
+            if col < 0:  # a JSON line: read as the reader will read it
+                doc = json.loads(line)
+                key = (doc.get("meter_id") or doc.get("device_id")
+                       if isinstance(doc, dict) else None)
+                # (stripped, as the reading's identifiers are)
+                return key.strip() if isinstance(key, str) else None
+            text = line.decode("utf-8")
+            # (a quoted field: the row read as CSV reads it)
+            row = next(csv.reader([text])) if '"' in text else text.split(",", col + 1)
+        except (ValueError, csv.Error, StopIteration):  # (UnicodeDecodeError, JSON errors)
+            return None
+        return row[col].strip() if col < len(row) else None
+
+    def of(line: bytes) -> int:
+        key = id_of(line)
+        if key is None:
+            return 0
+        got = kept.get(key)
+        if got is None:
+            got = kept[key] = owner(key) % count
+        return got
+
+    return of
+
+
+def _csv_header(path: Path, text: str) -> list[str]:
+    """The column names of a CSV header line; ``ValueError`` without the needed ones."""
+    header = [h.strip().lower() for h in next(csv.reader([text]))]
+    missing = {"meter_id", "kw"} - set(header)
+    if missing or not ({"timestamp", "ts"} & set(header)):
+        raise ValueError(f"{path}: the CSV header must name meter_id, timestamp and kw "
+                         f"(got {', '.join(header)})")
+    return header
+
+
+def check_readings_file(path: Path) -> None:
+    """``ValueError`` at once, with the reason, for a file no replay can read: not a CSV or
+    JSONL readings file by its name, or a CSV whose header lacks the needed columns (a bad
+    data line is a rejected row, never an error). ``FileNotFoundError`` when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"readings file {path} does not exist")
+    if _kind(path) not in (".csv", ".jsonl", ".ndjson", ".json"):
+        raise ValueError(f"{path}: expected a .csv or .jsonl readings file "
+                         "(or .csv.gz, .jsonl.gz)")
+    if _kind(path) != ".csv":
+        return
+    opener: Any = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rb") as f:
+        for raw in f:
+            if raw.strip():
+                try:
+                    _csv_header(path, raw.rstrip(b"\r\n").decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise ValueError(f"{path}: the CSV header is not UTF-8") from None
+                return
+
+
+def _numbered(path: Path, share: FileShare | None = None
+              ) -> Iterator[tuple[int, Item | Rejected]]:
     """``(line number, reading or rejection)`` for each data line of a CSV or JSONL file
-    (either may be gzip-compressed: ``.csv.gz``, ``.jsonl.gz``)."""
+    (either may be gzip-compressed: ``.csv.gz``, ``.jsonl.gz``); with ``share``, only the
+    lines that share keeps (line numbers stay those of the file)."""
     is_csv = _kind(path) == ".csv"
     header: list[str] | None = None
+    mine: Callable[[bytes], int] | None = None
+    index = share.index if share is not None else 0
+    if share is not None and share.count > 1 and not is_csv:
+        mine = _line_owner(share, None)
     # Duplicates only: the bounded per-meter memory of the decoder, no stale check (files are
     # often sorted by meter, not by time).
     memory = Decoder(None, IngestSettings(max_backwards_s=_NO_STALE_CHECK_S))
@@ -322,17 +416,15 @@ def _numbered(path: Path) -> Iterator[tuple[int, Item | Rejected]]:
             line_bytes = raw.rstrip(b"\r\n")
             if not line_bytes.strip():
                 continue
+            if mine is not None and mine(line_bytes) != index:
+                continue  # another process's line
             try:
                 text = line_bytes.decode("utf-8")
                 if is_csv and header is None:
-                    header = [h.strip().lower() for h in next(csv.reader([text]))]
-                    missing = {"meter_id", "kw"} - set(header)
-                    if missing or not ({"timestamp", "ts"} & set(header)):
-                        raise ValueError(
-                            f"{path}: the CSV header must name meter_id, timestamp and kw "
-                            f"(got {', '.join(header)})"
-                        )
+                    header = _csv_header(path, text)
                     fast = FastRows.of(header)
+                    if share is not None and share.count > 1:
+                        mine = _line_owner(share, header)
                     continue
                 item = fast.reading(text) if fast is not None else None
                 if item is None:
@@ -387,7 +479,7 @@ class _FilePartition(StatefulSourcePartition[Item, int]):
     def __init__(self, source: FileSource, resume: int | None) -> None:
         self.source = source
         self.done_line = resume or 0
-        self._rows = _numbered(source.path)
+        self._rows = _numbered(source.path, source.share)
         self.rejected: Counter[str] = Counter()
         self._dead = (
             DeadLetters(source.deadletter_dir, source.deadletter_partition)
@@ -438,6 +530,8 @@ class FileSource(FixedPartitionedSource[Item, int]):
 
     Rejected rows go to ``deadletter_dir`` (a :class:`DeadLetters` store) when given, and are
     counted in ``metrics`` (``gridwatch_ingest_file_rows_rejected``) and logged otherwise.
+    With ``share`` (a process of a parallel replay) the partition is that share's lines,
+    named ``file:<name>#<index>/<count>``, and the process lists only its own.
     """
 
     def __init__(
@@ -449,13 +543,11 @@ class FileSource(FixedPartitionedSource[Item, int]):
         batch_size: int = 1000,
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        share: FileShare | None = None,
     ) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"readings file {self.path} does not exist")
-        if _kind(self.path) not in (".csv", ".jsonl", ".ndjson", ".json"):
-            raise ValueError(f"{self.path}: expected a .csv or .jsonl readings file "
-                             "(or .csv.gz, .jsonl.gz)")
+        self.share = share
+        check_readings_file(self.path)
         self.deadletter_dir = deadletter_dir
         self.deadletter_partition = deadletter_partition
         self.batch_size = batch_size
@@ -467,6 +559,8 @@ class FileSource(FixedPartitionedSource[Item, int]):
         self.rejected_by_reason: Counter[str] = Counter()
 
     def list_parts(self) -> list[str]:
+        if self.share is not None and self.share.count > 1:
+            return [f"file:{self.path.name}#{self.share.index}/{self.share.count}"]
         return [f"file:{self.path.name}"]
 
     def build_part(self, step_id: str, for_part: str,
@@ -476,16 +570,22 @@ class FileSource(FixedPartitionedSource[Item, int]):
 
 def replay_source(
     path: Path, *, deadletter_dir: Path | None = None, batch_size: int = 1000,
-    metrics: IngestMetrics | None = None,
+    metrics: IngestMetrics | None = None, share: FileShare | None = None,
 ) -> JournalSource | FileSource:
     """The bytewax source that replays ``path`` to its end: a journal directory (every
-    partition under it), or a CSV/JSONL readings file."""
+    partition under it), or a CSV/JSONL readings file. With ``share`` (a process of a parallel
+    replay): the file's lines of that share (:class:`FileShare`, dead letters in the share's
+    own partition), or the journal's partitions ``p`` with ``p % count == index``."""
     path = Path(path)
     if path.is_dir():
-        if not journal_partitions(path):
+        found = journal_partitions(path)
+        if not found:
             raise ValueError(f"{path} is a directory but holds no journal partitions (p0000/ ...)")
-        return JournalSource(path, follow=False, batch_size=batch_size, metrics=metrics,
-                             deadletter_dir=deadletter_dir)
+        own = ([p for p in found if p % share.count == share.index]
+               if share is not None and share.count > 1 else None)
+        return JournalSource(path, partitions=own, follow=False, batch_size=batch_size,
+                             metrics=metrics, deadletter_dir=deadletter_dir)
     return FileSource(path, deadletter_dir=deadletter_dir, batch_size=batch_size,
-                      metrics=metrics)
+                      metrics=metrics, share=share,
+                      deadletter_partition=share.index if share is not None else 0)
 

@@ -71,6 +71,7 @@ def test_replay_of_a_two_partition_journal_keeps_each_meters_readings_in_order(
     going backwards, no false silence) and raise what the one-partition journal raises."""
     from gridwatch import Reading, Settings
     from gridwatch._engine import replay
+    from gridwatch._replay_cluster import replay_cluster
     from gridwatch.ingest import Journal
     from gridwatch.ingest._journal import encode_item
 
@@ -82,7 +83,7 @@ def test_replay_of_a_two_partition_journal_keeps_each_meters_readings_in_order(
                                     kw=0.5 + 0.05 * ((i * 7 + len(m)) % 5),
                                     voltage=(180.0 if sag else 221.0,)))
 
-    def run(name: str, split: bool) -> list[tuple[str, str, str]]:
+    def run(name: str, split: bool, processes: int = 1) -> list[tuple[str, str, str]]:
         journal = tmp_path / name
         parts = [Journal(journal, p) for p in ((0, 1) if split else (0,))]
         for k, r in enumerate(readings):
@@ -91,7 +92,10 @@ def test_replay_of_a_two_partition_journal_keeps_each_meters_readings_in_order(
             j.close()
         settings = Settings.model_validate({"ingest": {"deadletter_dir": str(tmp_path / "dl")}})
         out = tmp_path / f"{name}.jsonl"
-        stats = replay(settings, journal, influx=False, alerts_out=out)
+        if processes > 1:
+            stats = replay_cluster(settings, journal, processes, influx=False, alerts_out=out)
+        else:
+            stats = replay(settings, journal, influx=False, alerts_out=out)
         assert stats.readings == len(readings)
         return sorted((e["meter_id"], e["type"], e["state"])
                       for e in map(json.loads, out.read_text().splitlines()))
@@ -100,3 +104,138 @@ def test_replay_of_a_two_partition_journal_keeps_each_meters_readings_in_order(
     assert ("R-2", "voltage_sag", "firing") in one
     assert not [e for e in one if e[1] in ("clock_drift", "comm_loss")]
     assert run("two", split=True) == one
+    # two processes, each reading one partition: the readings of a meter meet at its cell
+    assert run("two-by-two", split=True, processes=2) == one
+
+
+def _fleet_csv(tmp_path: Path) -> tuple[Path, Path]:
+    """Two days of 12 meters in 4 cells: one meter's voltage sags, one goes silent for
+    three hours, one row is bad; and the registry that puts the meters in their cells."""
+    meters = [f"R-{i}" for i in range(12)]
+    rows = ["meter_id,timestamp,kw,voltage"]
+    for i in range(192):
+        ts = (T0 + timedelta(minutes=15 * i)).isoformat().replace("+00:00", "Z")
+        for k, m in enumerate(meters):
+            if m == "R-7" and 100 <= i < 112:
+                continue  # silent
+            sag = m == "R-2" and 60 <= i < 72
+            kw = 0.5 + 0.05 * ((i * 7 + k) % 5) + 0.3 * (30 <= i % 96 < 40)
+            rows.append(f"{m},{ts},{kw:.3f},{180.0 if sag else 221.0}")
+    rows.insert(500, "R-3,2024-04-08T99:00:00Z,1.0,")
+    path = tmp_path / "fleet.csv"
+    path.write_text("\n".join(rows) + "\n")
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(yaml.safe_dump({
+        "managers": [{"id": "MG", "name": "M", "channels": ["mqtt"]}],
+        "cells": [{"id": f"C{c}", "name": f"cell {c}", "primary": "MG"} for c in range(4)],
+        "customers": [{"id": f"CU-{m}", "name": m, "class": "residential",
+                       "contracted_kva": 8, "grid_cell": f"C{k % 4}", "meters": [m]}
+                      for k, m in enumerate(meters)],
+    }))
+    return path, registry
+
+
+def _replay_cli(tmp_path: Path, path: Path, registry: Path, out: Path, *extra: str
+                ) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "gw.yaml").write_text(yaml.safe_dump({
+        "engine": {"data_dir": str(tmp_path / "data")},
+        "ingest": {"deadletter_dir": str(tmp_path / "dead")},
+        "influx": {"url": "http://127.0.0.1:9"},  # nothing listens: must not be contacted
+    }))
+    return subprocess.run(
+        [sys.executable, "-m", "gridwatch", "replay", str(path), "--no-influx",
+         "--alerts-out", str(out), "--registry", str(registry), *extra],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path,
+        env=os.environ | {"GRIDWATCH_CONFIG": str(tmp_path / "gw.yaml")})
+
+
+def test_a_replay_with_two_processes_raises_what_one_raises(tmp_path: Path) -> None:
+    """`--processes 2`: each process steps the cells its worker watches; the merged alerts
+    file holds the events one process raises, sorted by event time, and the summary, the
+    counts and the dead letters are those of one process."""
+    path, registry = _fleet_csv(tmp_path)
+
+    def events(out: Path) -> list[dict]:
+        return [json.loads(x) for x in out.read_text().splitlines()]
+
+    one = _replay_cli(tmp_path, path, registry, tmp_path / "one.jsonl")
+    assert one.returncode == 0, one.stderr
+    dead_one = list(read_deadletters(tmp_path / "dead" / "replay"))
+    assert [d.reason for d in dead_one] == ["schema"]
+    import shutil
+
+    shutil.rmtree(tmp_path / "dead")
+    two = _replay_cli(tmp_path, path, registry, tmp_path / "two.jsonl", "--processes", "2")
+    assert two.returncode == 0, two.stderr
+    assert "with 2 processes" in " ".join(two.stderr.split())
+    first, second = events(tmp_path / "one.jsonl"), events(tmp_path / "two.jsonl")
+    key = ("meter_id", "type", "state", "onset", "raised_at", "severity")
+    assert {(e["meter_id"], e["type"], e["state"]) for e in first} >= {
+        ("R-2", "voltage_sag", "firing"), ("R-7", "comm_loss", "firing")}
+    assert sorted(tuple(e[k] for k in key) for e in second) == \
+        sorted(tuple(e[k] for k in key) for e in first)
+    times = [datetime.fromisoformat(e["raised_at"]) for e in second]
+    assert times == sorted(times)
+    # the workers' own files were merged away
+    assert sorted(p.name for p in tmp_path.glob("two*")) == ["two.jsonl"]
+    summary = [ln for ln in one.stdout.splitlines() if ln.startswith(("readings", "alarms"))]
+    assert summary == [ln.replace("two.jsonl", "one.jsonl") for ln in two.stdout.splitlines()
+                       if ln.startswith(("readings", "alarms"))]
+    assert "readings processed: 2292  rejected: 1" in two.stdout
+    dead_two = list(read_deadletters(tmp_path / "dead" / "replay"))
+    assert [(d.reason, d.index) for d in dead_two] == [(d.reason, d.index) for d in dead_one]
+
+
+def test_a_parallel_replay_refuses_what_it_cannot_do_before_it_starts(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("meter,when,power\nm1,2026-01-01T00:00:00Z,1\n")  # not readings
+    registry = tmp_path / "registry.yaml"
+    registry.write_text("managers: []\ncells: []\ncustomers: []\n")
+    for extra in ((), ("-p", "2")):
+        proc = _replay_cli(tmp_path, path, registry, tmp_path / "a.jsonl", *extra)
+        assert proc.returncode == 2, proc.stderr
+        said = " ".join(proc.stderr.split())  # (the console wraps long lines)
+        assert "the CSV header must name meter_id, timestamp and kw" in said
+        assert "Traceback" not in said
+    route = _replay_cli(tmp_path, path, registry, tmp_path / "a.jsonl", "-p", "2", "--route")
+    assert route.returncode == 2 and "--route needs one process" in " ".join(route.stderr.split())
+
+
+def test_a_parallel_replay_stops_when_a_process_dies(tmp_path: Path) -> None:
+    """kill -9 of one process of a parallel replay: the command stops the other and says
+    which one failed, with exit code 1 (no process is left behind)."""
+    import signal
+    import time
+
+    path = tmp_path / "long.csv"
+    with path.open("w") as fh:
+        fh.write("meter_id,timestamp,kw\n")
+        for i in range(3000):
+            ts = (T0 + timedelta(minutes=15 * i)).isoformat().replace("+00:00", "Z")
+            fh.writelines(f"m{k},{ts},{0.5 + 0.01 * ((i + k) % 7):.2f}\n" for k in range(150))
+    (tmp_path / "gw.yaml").write_text(yaml.safe_dump({"engine": {"data_dir": str(tmp_path)}}))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gridwatch", "replay", str(path), "--no-influx", "-p", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env=os.environ | {"GRIDWATCH_CONFIG": str(tmp_path / "gw.yaml")})
+    try:
+        deadline = time.monotonic() + 60
+        children: list[int] = []
+        while len(children) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            children = [int(p) for p in subprocess.run(
+                ["pgrep", "-P", str(proc.pid), "-f", "multiprocessing"], capture_output=True,
+                text=True).stdout.split()]
+        assert len(children) >= 2, "the replay's processes did not start"
+        time.sleep(3)  # mid-replay
+        assert proc.poll() is None, "the replay finished before the kill: make it longer"
+        os.kill(children[-1], signal.SIGKILL)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert "of the replay failed (exit code -9)" in " ".join(err.split())
+    for child in children:
+        assert not Path(f"/proc/{child}").exists() or \
+            "zombie" in Path(f"/proc/{child}/status").read_text()

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from gridwatch import DeviceTelemetry, Reading
 from gridwatch.ingest import (
+    FileShare,
     FileSource,
     IngestMetrics,
     Journal,
@@ -250,6 +251,98 @@ def test_any_file_rows_are_read_or_rejected_never_raise(rows: list[str], jsonl: 
         data_rows = [r for r in rows if r.encode().rstrip(b"\r").strip()]
         assert len(out) == len(data_rows)
         assert all(isinstance(o, Reading | DeviceTelemetry | Rejected) for o in out)
+
+
+_METERS = ("m1", "m2", " m3", "m-4", "e\u00e9", "m,5", 'm"6')
+
+
+def _csv_line(meter: str, minute: int, kw: str) -> bytes:
+    # a meter id with a comma or a quote is quoted as the csv module quotes it
+    field = meter if not any(c in meter for c in ',"') else '"' + meter.replace('"', '""') + '"'
+    return f"{field},2026-01-01T00:{minute:02d}:00Z,{kw}".encode()
+
+
+def _json_line(meter: str, minute: int, kw: str) -> bytes:
+    key = "device_id" if meter == "m-4" else "meter_id"
+    return json.dumps({key: meter, "ts": f"2026-01-01T00:{minute:02d}:00Z", "kw": kw,
+                       **({"kind": "transformer", "load_kva": 1.0} if key == "device_id"
+                          else {})}).encode()
+
+
+_line = st.tuples(st.sampled_from(_METERS), st.integers(0, 5),
+                  st.sampled_from(["1.5", "0", "-2", "x", "1e9"]))
+_junk = st.sampled_from([b"", b"   ", b"\xff\xfe,2026", b"{broken", b"m1", b"[1,2]",
+                         b'{"meter_id": 7}', b"m1,,", b'"m1', b"\x00"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(lines=st.lists(st.one_of(_line, _junk), max_size=30), jsonl=st.booleans(),
+       count=st.integers(2, 4))
+def test_the_shares_of_a_file_read_each_line_once_as_the_whole_file_does(
+        lines: list, jsonl: bool, count: int) -> None:
+    """A parallel replay's processes each read the file with their own share: together they
+    give every line's result exactly once, the result reading the whole file gives (readings,
+    rejections with their reasons, duplicates found), and all of a meter's lines in one share."""
+    import zlib
+
+    from gridwatch.ingest._source import _numbered
+
+    def owner(meter_id: str) -> int:
+        return zlib.crc32(meter_id.encode())
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / ("r.jsonl" if jsonl else "r.csv")
+        out = [] if jsonl else [b"meter_id,timestamp,kw"]
+        for x in lines:
+            out.append(x if isinstance(x, bytes) else (_json_line if jsonl else _csv_line)(*x))
+        path.write_bytes(b"\n".join(out) + b"\n")
+        whole = list(_numbered(path))
+        shares = [list(_numbered(path, FileShare(i, count, owner))) for i in range(count)]
+    got = sorted((x for share in shares for x in share), key=lambda x: x[0])
+    assert got == whole
+    where: dict[str, set[int]] = {}
+    for i, share in enumerate(shares):
+        for _, item in share:
+            if not isinstance(item, Rejected):
+                name = item.meter_id if isinstance(item, Reading) else item.device_id
+                where.setdefault(name, set()).add(i)
+                assert owner(name) % count == i
+    assert all(len(s) == 1 for s in where.values())
+
+
+def test_a_file_share_is_one_partition_with_its_own_dead_letters(tmp_path: Path) -> None:
+    from gridwatch.ingest import replay_source
+
+    path = tmp_path / "r.csv"
+    path.write_text("meter_id,timestamp,kw\n"
+                    "a,2026-01-01T00:00:00Z,1\n"
+                    "b,2026-01-01T00:00:00Z,x\n"
+                    "a,2026-01-01T00:15:00Z,2\n"
+                    "not,a,row,at,all\n")
+    owner = {"a": 0, "b": 1, "not": 1}.__getitem__
+    dead = tmp_path / "dead"
+    sources = [replay_source(path, deadletter_dir=dead, share=FileShare(i, 2, owner))
+               for i in range(2)]
+    assert [s.list_parts() for s in sources] == [["file:r.csv#0/2"], ["file:r.csv#1/2"]]
+    assert [(r.meter_id, r.kw) for r in _run(sources[0])] == [("a", 1.0), ("a", 2.0)]
+    assert _run(sources[1]) == []
+    assert sources[1].rejected_by_reason == {"schema": 2}
+    letters = list(read_deadletters(dead))
+    assert sorted(d.index for d in letters) == [3, 5]  # once each, in share 1's partition
+    with Journal(dead, 1, readonly=True) as own:
+        assert len(own.read(own.start_offset, 10)) == 2
+    with pytest.raises(ValueError, match=r"share 2 is not one of 0\.\.1"):
+        FileShare(2, 2, owner)
+
+
+def test_a_journal_share_is_every_count_th_partition(tmp_path: Path) -> None:
+    from gridwatch.ingest import replay_source
+
+    for part in range(5):
+        _fill(tmp_path / "j", part, [reading_doc(part)])
+    shares = [replay_source(tmp_path / "j", share=FileShare(i, 2, len)).list_parts()
+              for i in range(2)]
+    assert shares == [["p0000", "p0002", "p0004"], ["p0001", "p0003"]]
 
 
 def test_a_timestamp_past_the_last_instant_is_a_bad_row_not_a_crash(tmp_path: Path) -> None:

@@ -1,0 +1,169 @@
+"""``gridwatch replay --processes N``: one replay run by a cluster of N local processes.
+
+Each process is a bytewax cluster process on a loopback address. It reads the whole file but
+keeps only its share of the lines: the meters whose watch key (grid cell, else hash shard)
+bytewax sends to one of its own workers (:class:`gridwatch.ingest.FileShare`), so no reading
+crosses between the processes; only the event-time summaries meet at the clock, and the
+finished meter-days at their customer class's segmenter. A journal directory is shared by
+partition instead, as a live cluster's is. Each process keeps its dead letters in a partition
+of its own and writes its events to a file of its own (``<alerts>.w<worker>.jsonl``); when all
+have ended, the files are merged into the one asked for, sorted by the events' times, and
+the processes' counts are added up.
+
+What differs from one process: the segmenter of a customer class learns the meter-days of
+the processes in the order they arrive, so the segments it finds (and the possible thefts
+judged within a segment) may differ a little from one run to the next, as in any cluster;
+every other event is a function of its meter's or cell's readings alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import time
+from collections import Counter
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gridwatch._settings import Settings
+
+__all__ = ["ReplayFailed", "replay_cluster"]
+
+log = logging.getLogger("gridwatch.replay")
+
+#: how often the parent looks at its processes
+_POLL_S = 0.2
+#: how long the others get to end after one failed, before they are killed
+_GRACE_S = 5.0
+
+
+class ReplayFailed(RuntimeError):
+    """A process of a parallel replay failed; the others were stopped."""
+
+
+def _process(settings: Settings, path: Path, influx: bool, alerts_out: Path | None,
+             index: int, addresses: list[str], stats_file: Path) -> None:
+    """One process of the cluster (the target of a spawned process)."""
+    from gridwatch._engine import replay
+
+    stats = replay(settings, path, influx=influx, alerts_out=alerts_out, entry_point=True,
+                   cluster=(index, addresses))
+    stats_file.write_text(json.dumps(asdict(stats)))
+
+
+def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bool = True,
+                   alerts_out: Path | None = None, work_dir: Path | None = None) -> Any:
+    """Replay ``path`` with ``processes`` local processes (see the module's text) and return
+    the merged :class:`~gridwatch._engine.RunStats`. ``work_dir`` holds the processes' counts
+    while they run (default: beside ``alerts_out``, else the data directory).
+
+    Raises :class:`ReplayFailed` when a process fails (after stopping the others), and
+    ``ValueError`` for fewer than two processes or a file no replay can read."""
+    from gridwatch._engine import RunStats
+    from gridwatch._services import free_port
+
+    if processes < 2:
+        raise ValueError(f"a parallel replay needs at least 2 processes, not {processes}")
+    if not path.is_dir():  # what no process could read fails here, once, with its reason
+        from gridwatch.ingest import check_readings_file
+
+        check_readings_file(path)
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(processes)]
+    work = work_dir or (alerts_out.parent if alerts_out is not None
+                        else settings.engine.data_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    stats_files = [work / f".replay-stats-{i}-of-{processes}.json" for i in range(processes)]
+    for f in stats_files:
+        f.unlink(missing_ok=True)
+    if alerts_out is not None:
+        alerts_out.unlink(missing_ok=True)
+        for old in _worker_files(alerts_out):
+            old.unlink()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_process, name=f"gridwatch-replay-{i}",
+                         args=(settings, path, influx, alerts_out, i, addresses, stats_files[i]))
+             for i in range(processes)]
+    log.info("replay of %s with %d processes (%s)", path, processes, ", ".join(addresses))
+    for p in procs:
+        p.start()
+    try:
+        _wait(procs)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+            p.join()
+    total = RunStats()
+    rejected: Counter[str] = Counter()
+    fired: Counter[str] = Counter()
+    resolved: Counter[str] = Counter()
+    for f in stats_files:
+        one = json.loads(f.read_text())
+        f.unlink()
+        total.readings += one["readings"]
+        rejected.update(one["rejected_by_reason"])
+        fired.update(one["events_by_type"])
+        resolved.update(one["resolutions_by_type"])
+    total.rejected_by_reason = dict(rejected)
+    total.rejected = sum(rejected.values())
+    total.events_by_type = dict(fired)
+    total.events = sum(fired.values())
+    total.resolutions_by_type = dict(resolved)
+    total.resolutions = sum(resolved.values())
+    if alerts_out is not None:
+        merge_event_files(_worker_files(alerts_out), alerts_out)
+    return total
+
+
+def _wait(procs: list[Any]) -> None:
+    """Until every process has ended; the first that fails stops the rest."""
+    while True:
+        failed = [(i, p.exitcode) for i, p in enumerate(procs)
+                  if p.exitcode is not None and p.exitcode != 0]
+        if failed:
+            i, code = failed[0]
+            deadline = time.monotonic() + _GRACE_S
+            for p in procs:
+                if p.exitcode is None:
+                    p.terminate()
+            while any(p.exitcode is None for p in procs) and time.monotonic() < deadline:
+                time.sleep(_POLL_S)
+            raise ReplayFailed(f"process {i} of the replay failed (exit code {code}); its "
+                               "error is above, and the other processes were stopped")
+        if all(p.exitcode == 0 for p in procs):
+            return
+        time.sleep(_POLL_S)
+
+
+def _worker_files(alerts_out: Path) -> list[Path]:
+    """The event files the workers of a cluster wrote for ``alerts_out``, by worker."""
+    found = alerts_out.parent.glob(f"{alerts_out.stem}.w*{alerts_out.suffix}")
+    numbered = []
+    for f in found:
+        worker = f.name[len(alerts_out.stem) + 2:len(f.name) - len(alerts_out.suffix)]
+        if worker.isdigit():
+            numbered.append((int(worker), f))
+    return [f for _, f in sorted(numbered)]
+
+
+def merge_event_files(parts: list[Path], out: Path) -> int:
+    """The events of ``parts`` (one JSON line each) as one file, sorted by their event times
+    (``raised_at``; among equal times the order of the parts, then each part's own order); the
+    parts are removed. Returns the number of events."""
+    lines: list[tuple[datetime, str]] = []
+    for part in parts:
+        with part.open(encoding="utf-8") as fh:
+            lines.extend((datetime.fromisoformat(json.loads(line)["raised_at"]),
+                          line if line.endswith("\n") else line + "\n")
+                         for line in fh if line.strip())
+    lines.sort(key=lambda x: x[0])  # stable
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.writelines(line for _, line in lines)
+    tmp.replace(out)
+    for part in parts:
+        part.unlink()
+    return len(lines)

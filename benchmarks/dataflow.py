@@ -27,7 +27,9 @@ says as much about the neighbours as about the dataflow):
   timely exchange pickles it twice on the way: once to size the message, once to write it).
 * ``replay``: ``gridwatch replay`` of ``/work/shared/datasets/sgsc45/readings.csv.gz``
   (decompressed first) without a database against a plain ``csv.reader`` pass over the same
-  file.
+  file, with 1 and with 2 processes (``--processes``) in turns (``--replay-processes N``,
+  ``--replay-rounds N``); the events of each are compared with the first's (those a
+  customer class's segments judge apart: their order of learning differs in a cluster).
 * ``memory``: resident memory per meter of a dataflow holding 10^4, 10^5 (and with
   ``--full`` 10^6) meters after ``--memory-intervals`` intervals, beside its throughput: the
   peak RSS over the run less the RSS before it, fed from a journal of the fleet by the
@@ -56,10 +58,12 @@ import os
 import pickle
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
 import zlib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -366,17 +370,19 @@ def _replay_input() -> Path:
     return plain_csv
 
 
-def _replay_run(plain_csv: Path, code: Path | None = None, name: str = "alerts"
-                ) -> tuple[float, float, Path]:
+def _replay_run(plain_csv: Path, code: Path | None = None, name: str = "alerts",
+                processes: int = 1) -> tuple[float, float, Path]:
     """One ``gridwatch replay`` of the file without a database (the package in ``code`` when
-    given): wall seconds, CPU seconds, the alerts it wrote."""
+    given; ``--processes`` when more than one): wall seconds, CPU seconds (every process of
+    it), the alerts it wrote."""
     import resource
 
     work = plain_csv.parent
     alerts = work / f"{name}.jsonl"
     alerts.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "gridwatch", "replay", str(plain_csv), "--no-influx",
-           "--alerts-out", str(alerts)]
+           "--alerts-out", str(alerts), *(["--processes", str(processes)]
+                                          if processes > 1 else [])]
     env = _env(code, GRIDWATCH_INGEST__DEADLETTER_DIR=str(work / f"deadletter-{name}"))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -389,7 +395,27 @@ def _replay_run(plain_csv: Path, code: Path | None = None, name: str = "alerts"
     return wall, cpu, alerts
 
 
-def replay_sgsc45() -> dict[str, Any]:
+#: the kinds of event a customer class's segments judge (their order of learning differs
+#: between one process and several: see gridwatch._replay_cluster)
+_SEGMENT_JUDGED = {("possible_theft", None), ("abnormal_consumption", "level_shift_up"),
+                   ("abnormal_consumption", "level_shift_down")}
+
+
+def _events(path: Path) -> tuple[Counter, Counter]:
+    """The events of an alerts file as (those no segment judges, those a segment judges)."""
+    mine: Counter = Counter()
+    judged: Counter = Counter()
+    for line in path.read_text().splitlines():
+        e = json.loads(line)
+        kind = (e["type"], e.get("evidence", {}).get("kind"))
+        (judged if kind in _SEGMENT_JUDGED else mine)[
+            (e["meter_id"], e["type"], e["state"], e["onset"], e["raised_at"])] += 1
+    return mine, judged
+
+
+def replay_sgsc45(processes: tuple[int, ...] = (1, 2), rounds: int = 1) -> dict[str, Any]:
+    """A plain csv pass, then ``gridwatch replay`` of sgsc45 with each number of processes in
+    turn, ``rounds`` times (the median wall time of each is reported)."""
     plain_csv = _replay_input()
     t0, c0 = time.perf_counter(), time.process_time()
     rows = 0
@@ -397,11 +423,31 @@ def replay_sgsc45() -> dict[str, Any]:
         for _row in csv.reader(fh):
             rows += 1
     plain, plain_cpu = time.perf_counter() - t0, time.process_time() - c0
-    replay, replay_cpu, _ = _replay_run(plain_csv)
-    return {"rows": rows - 1, "csv_s": plain, "replay_s": replay,
-            "csv_per_s": (rows - 1) / plain, "replay_per_s": (rows - 1) / replay,
-            "ratio": plain / replay, "csv_cpu_s": plain_cpu, "replay_cpu_s": replay_cpu,
-            "cpu_ratio": plain_cpu / replay_cpu}
+    runs: dict[int, list[tuple[float, float]]] = {n: [] for n in processes}
+    alerts: dict[int, Path] = {}
+    for _ in range(rounds):
+        for n in processes:
+            wall, cpu, alerts[n] = _replay_run(plain_csv, name=f"alerts-p{n}", processes=n)
+            runs[n].append((wall, cpu))
+    out: dict[str, Any] = {"rows": rows - 1, "csv_s": plain, "csv_per_s": (rows - 1) / plain,
+                           "csv_cpu_s": plain_cpu, "by_processes": {}}
+    base_mine, base_judged = _events(alerts[processes[0]])
+    for n in processes:
+        wall = statistics.median(w for w, _ in runs[n])
+        cpu = statistics.median(c for _, c in runs[n])
+        mine, judged = _events(alerts[n])
+        out["by_processes"][str(n)] = {
+            "replay_s": wall, "replay_per_s": (rows - 1) / wall, "ratio": plain / wall,
+            "replay_cpu_s": cpu, "cpu_ratio": plain_cpu / cpu, "walls": [w for w, _ in runs[n]],
+            "same_events": mine == base_mine, "events": sum(mine.values()),
+            "segment_judged": sum(judged.values()),
+            "segment_judged_differ": sum(((judged - base_judged) + (base_judged - judged))
+                                         .values())}
+    first = out["by_processes"][str(processes[0])]
+    # (the figures of one process, where earlier runs read them)
+    out.update({k: first[k] for k in ("replay_s", "replay_per_s", "ratio", "replay_cpu_s",
+                                      "cpu_ratio")})
+    return out
 
 
 def replay_pairs(n: int, code: Path) -> list[dict[str, float]]:
@@ -520,6 +566,11 @@ def main() -> None:
                          "as DIR/gridwatch) vs this tree's")
     ap.add_argument("--pairs", type=int, default=3, help="pairs of runs for --against")
     ap.add_argument("--memory-intervals", type=int, default=4)
+    ap.add_argument("--replay-processes", type=int, action="append", metavar="N",
+                    help="replay: the numbers of processes to replay with, in turns "
+                         "(repeatable; default 1 and 2)")
+    ap.add_argument("--replay-rounds", type=int, default=1, metavar="N",
+                    help="replay: rounds of those runs (the median of each is reported)")
     ap.add_argument("--full", action="store_true", help="memory at 10^6 meters too")
     args = ap.parse_args()
     parts = args.only or ["flow", "replay", "memory"]
@@ -593,11 +644,21 @@ def main() -> None:
                 print(f"WARNING: 2 processes (cells {r['cells']}) raised other events than "
                       f"1: {r['event_types']} vs {one['event_types']}")
     if "replay" in parts:
-        r = replay_sgsc45()
+        r = replay_sgsc45(tuple(args.replay_processes or (1, 2)), args.replay_rounds)
         results["replay"] = r
-        print(f"replay of sgsc45 ({r['rows']:,} rows): {r['replay_per_s']:,.0f} readings/s "
-              f"in {r['replay_s']:.1f} s; plain csv pass {r['csv_per_s']:,.0f} rows/s; "
-              f"ratio {r['ratio']:.3f} (CPU time ratio {r['cpu_ratio']:.3f})")
+        print(f"plain csv pass of sgsc45 ({r['rows']:,} rows): {r['csv_per_s']:,.0f} rows/s")
+        one = None
+        for n, x in r["by_processes"].items():
+            one = one or x
+            print(f"replay of sgsc45, {n} process(es): {x['replay_per_s']:,.0f} readings/s "
+                  f"in {x['replay_s']:.1f} s (runs: "
+                  f"{', '.join(f'{w:.1f}' for w in x['walls'])} s), {x['replay_cpu_s']:.1f} "
+                  f"CPU-s; ratio to the csv pass {x['ratio']:.3f} (CPU time ratio "
+                  f"{x['cpu_ratio']:.3f}); vs the first: {one['replay_s'] / x['replay_s']:.2f}x "
+                  f"wall; {x['events']} events not judged by a segment, "
+                  f"{'the same' if x['same_events'] else 'NOT THE SAME'}; "
+                  f"{x['segment_judged']} judged by a segment, {x['segment_judged_differ']} "
+                  f"differ")
     if "memory" in parts:
         sizes = [10_000, 100_000] + ([1_000_000] if args.full else [])
         results["memory"] = []

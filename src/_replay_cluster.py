@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import signal
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict
@@ -36,7 +38,9 @@ log = logging.getLogger("gridwatch.replay")
 
 #: how often the parent looks at its processes
 _POLL_S = 0.2
-#: how long the others get to end after one failed, before they are killed
+#: how long the others may take to end on their own after one failed
+_SETTLE_S = 1.0
+#: how long they get to end once told to, before they are killed
 _GRACE_S = 5.0
 
 
@@ -82,7 +86,7 @@ def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bo
         alerts_out.unlink(missing_ok=True)
         for old in _worker_files(alerts_out):
             old.unlink()
-    ctx = multiprocessing.get_context("spawn")
+    ctx = _context()
     procs = [ctx.Process(target=_process, name=f"gridwatch-replay-{i}",
                          args=(settings, path, influx, alerts_out, i, addresses, stats_files[i]))
              for i in range(processes)]
@@ -118,24 +122,57 @@ def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bo
     return total
 
 
+def _context() -> Any:
+    """How the processes start: forked from this one once it has loaded what a replay runs
+    (the modules and the compiled quiet path: 2-3 CPU-seconds a process, paid once here),
+    where forking is safe (a POSIX system, this process running one thread); else spawned,
+    each loading them itself."""
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+        return multiprocessing.get_context("spawn")
+    import bytewax.testing  # noqa: F401
+
+    import gridwatch._engine
+    import gridwatch.stream._devices
+    import gridwatch.tags._live  # noqa: F401
+    from gridwatch import ingest, storage, stream  # noqa: F401
+    from gridwatch.models import use_compiled
+
+    use_compiled(True)
+    if threading.active_count() > 1:  # (nothing loaded above may start a thread)
+        return multiprocessing.get_context("spawn")
+    return multiprocessing.get_context("fork")
+
+
 def _wait(procs: list[Any]) -> None:
     """Until every process has ended; the first that fails stops the rest."""
     while True:
-        failed = [(i, p.exitcode) for i, p in enumerate(procs)
-                  if p.exitcode is not None and p.exitcode != 0]
-        if failed:
-            i, code = failed[0]
-            deadline = time.monotonic() + _GRACE_S
+        if any(p.exitcode not in (None, 0) for p in procs):
+            # (a process whose peer died fails too: wait a moment for the whole story)
+            deadline = time.monotonic() + _SETTLE_S
+            while any(p.exitcode is None for p in procs) and time.monotonic() < deadline:
+                time.sleep(_POLL_S)
             for p in procs:
                 if p.exitcode is None:
                     p.terminate()
+            deadline = time.monotonic() + _GRACE_S
             while any(p.exitcode is None for p in procs) and time.monotonic() < deadline:
                 time.sleep(_POLL_S)
-            raise ReplayFailed(f"process {i} of the replay failed (exit code {code}); its "
-                               "error is above, and the other processes were stopped")
+            failed = [f"process {i} {_how(p.exitcode)}" for i, p in enumerate(procs)
+                      if p.exitcode not in (None, 0, -signal.SIGTERM)]
+            raise ReplayFailed(f"the replay failed: {', '.join(failed)}; the errors are "
+                               "above, and the other processes were stopped")
         if all(p.exitcode == 0 for p in procs):
             return
         time.sleep(_POLL_S)
+
+
+def _how(code: int) -> str:
+    if code < 0:
+        try:
+            return f"ended by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"ended by signal {-code}"
+    return f"ended with exit code {code}"
 
 
 def _worker_files(alerts_out: Path) -> list[Path]:

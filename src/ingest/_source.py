@@ -332,31 +332,39 @@ class FileShare:
 def _line_owner(share: FileShare, header: list[str] | None) -> Callable[[bytes], int]:
     """The share (0 .. ``count`` - 1) that keeps a raw data line (see :class:`FileShare`)."""
     col = header.index("meter_id") if header is not None else -1
-    kept: dict[str, int] = {}
+    #: share by the id's raw bytes (a file's lines repeat their meters' ids)
+    kept: dict[bytes, int] = {}
     owner, count = share.owner, share.count
 
     def id_of(line: bytes) -> str | None:
+        """The id as the reader will read it, or None."""
         try:
-            if col < 0:  # a JSON line: read as the reader will read it
+            if col < 0:  # a JSON line
                 doc = json.loads(line)
                 key = (doc.get("meter_id") or doc.get("device_id")
                        if isinstance(doc, dict) else None)
                 # (stripped, as the reading's identifiers are)
                 return key.strip() if isinstance(key, str) else None
-            text = line.decode("utf-8")
-            # (a quoted field: the row read as CSV reads it)
-            row = next(csv.reader([text])) if '"' in text else text.split(",", col + 1)
+            row = next(csv.reader([line.decode("utf-8")]))  # a quoted field: as CSV reads it
         except (ValueError, csv.Error, StopIteration):  # (UnicodeDecodeError, JSON errors)
             return None
         return row[col].strip() if col < len(row) else None
 
     def of(line: bytes) -> int:
-        key = id_of(line)
-        if key is None:
+        if col < 0 or b'"' in line:
+            key = id_of(line)
+            return 0 if key is None else owner(key) % count
+        fields = line.split(b",", col + 1)  # the common row: the id's bytes, as they are
+        if col >= len(fields):
             return 0
-        got = kept.get(key)
+        raw = fields[col]
+        got = kept.get(raw)
         if got is None:
-            got = kept[key] = owner(key) % count
+            try:
+                got = owner(raw.decode("utf-8").strip()) % count
+            except UnicodeDecodeError:
+                got = 0
+            kept[raw] = got
         return got
 
     return of

@@ -10,6 +10,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
 from gridwatch.ingest import read_deadletters
@@ -239,3 +240,32 @@ def test_a_parallel_replay_stops_when_a_process_dies(tmp_path: Path) -> None:
     for child in children:
         assert not Path(f"/proc/{child}").exists() or \
             "zombie" in Path(f"/proc/{child}/status").read_text()
+
+
+@pytest.mark.services
+def test_a_parallel_replay_stores_every_reading(tmp_path: Path, influxdb) -> None:
+    """`--processes 2` into a real InfluxDB 1.6.7: each process writes the readings it read
+    through its own sink and spool, and every accepted reading is stored."""
+    import urllib.parse
+    import urllib.request
+
+    path, registry = _fleet_csv(tmp_path)
+    db = "parallel_replay"
+    urllib.request.urlopen(f"{influxdb.url}/query", data=urllib.parse.urlencode(
+        {"q": f"CREATE DATABASE {db}"}).encode(), timeout=10).read()
+    (tmp_path / "gw.yaml").write_text(yaml.safe_dump({
+        "engine": {"data_dir": str(tmp_path / "data")},
+        "influx": {"api": "v1", "url": influxdb.url, "database": db,
+                   "spool_dir": str(tmp_path / "spool")},
+    }))
+    proc = subprocess.run(
+        [sys.executable, "-m", "gridwatch", "replay", str(path), "--registry", str(registry),
+         "-p", "2"], capture_output=True, text=True, timeout=180, cwd=tmp_path,
+        env=os.environ | {"GRIDWATCH_CONFIG": str(tmp_path / "gw.yaml")})
+    assert proc.returncode == 0, proc.stderr
+    body = urllib.request.urlopen(f"{influxdb.url}/query?" + urllib.parse.urlencode(
+        {"db": db, "q": "SELECT count(kw) FROM reading GROUP BY meter_id"}), timeout=10).read()
+    series = json.loads(body)["results"][0]["series"]
+    counts = {s["tags"]["meter_id"]: s["values"][0][1] for s in series}
+    assert sum(counts.values()) == 2292
+    assert counts == {f"R-{i}": 180 if i == 7 else 192 for i in range(12)}  # (R-7: silent)

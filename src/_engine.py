@@ -32,6 +32,8 @@ from gridwatch.ingest._config import TopicSettings
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from gridwatch.ingest import FileShare
+
 log = logging.getLogger("gridwatch.engine")
 
 
@@ -642,7 +644,7 @@ def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
 
 
 def _replay_share(index: int, processes: int, workers: int,
-                  lookup: Callable[[str], MeterMeta | None] | None) -> Any:
+                  lookup: Callable[[str], MeterMeta | None] | None) -> FileShare:
     """Process ``index``'s share of a file in a parallel replay: a meter's lines go to the
     process whose worker bytewax sends the meter's watch key to (its grid cell, else its hash
     shard), so its readings never cross between processes."""
@@ -661,7 +663,8 @@ def _replay_share(index: int, processes: int, workers: int,
 def replay(settings: Settings, path: Path, *, influx: bool = True,
            alerts_out: Path | None = None, route: bool = False,
            entry_point: bool = False,
-           cluster: tuple[int, Sequence[str]] | None = None) -> RunStats:
+           cluster: tuple[int, Sequence[str]] | None = None,
+           progress: Callable[[int, datetime], None] | None = None) -> RunStats:
     """Run the live dataflow over a readings file (CSV or JSONL) or a journal directory, with no
     broker. Events go to ``alerts_out`` (one JSON line each) and, with ``route``, through the
     alert router, which then also computes the customers' tags (as ``run`` does); readings,
@@ -673,7 +676,8 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
     :mod:`gridwatch._replay_cluster`, which starts the processes and merges what they write):
     it reads its share of the file (the meters whose cells its workers watch, so no reading
     crosses between the processes) or of a journal's partitions, and writes its events to
-    ``alerts_out`` with its workers' suffix (``.w<worker>``), as any cluster does."""
+    ``alerts_out`` with its workers' suffix (``.w<worker>``), as any cluster does.
+    ``progress(line, event time)``: called as a file is read (the file's lines consumed)."""
     from bytewax.testing import cluster_main, run_main
 
     from gridwatch import ingest, storage, stream
@@ -696,7 +700,7 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
     source: Any = ingest.replay_source(
         path, deadletter_dir=settings.ingest.deadletter_dir / "replay",
         share=(_replay_share(index, procs, settings.engine.workers, lookup)
-               if procs > 1 else None))
+               if procs > 1 else None), progress=progress)
     # A journal of several partitions (a cluster's collectors) spreads a meter's readings
     # over them: the cells put them back in event-time order from the first batch on.
     parts = (ingest.JournalSource(path, follow=False).list_parts()

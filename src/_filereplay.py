@@ -209,11 +209,12 @@ class Progress:
     ``every_s`` seconds (logs of batch jobs)."""
 
     def __init__(self, console: Any, total: int, title: str = "replay",
-                 every_s: float = 30.0) -> None:
+                 every_s: float = 30.0, unit: str = "readings") -> None:
         import time
 
         self.console = console
         self.title = title
+        self.unit = unit
         self.total = total
         self.every_s = every_s
         self._clock = time.monotonic
@@ -254,7 +255,7 @@ class Progress:
             self._last = now
             rate = n / max(now - self._t0, 1e-9)
             left = (self.total - n) / rate if rate > 0 else 0.0
-            self.console.print(f"{self.title}: {n:,} of {self.total:,} readings "
+            self.console.print(f"{self.title}: {n:,} of {self.total:,} {self.unit} "
                                f"({n / max(self.total, 1):.0%}), at {ts:%Y-%m-%d}, "
                                f"{rate:,.0f}/s, about {left:,.0f} s left", highlight=False)
 

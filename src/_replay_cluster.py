@@ -25,8 +25,10 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,21 +50,39 @@ class ReplayFailed(RuntimeError):
     """A process of a parallel replay failed; the others were stopped."""
 
 
+class _Shared:
+    """A process's progress, in memory its parent reads: the file's lines it has consumed
+    and the time of its last reading (epoch seconds)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.line = ctx.Value("q", 0, lock=False)
+        self.at = ctx.Value("d", 0.0, lock=False)
+
+    def __call__(self, line: int, ts: datetime) -> None:
+        self.line.value = line
+        self.at.value = ts.timestamp()
+
+
 def _process(settings: Settings, path: Path, influx: bool, alerts_out: Path | None,
-             index: int, addresses: list[str], stats_file: Path) -> None:
-    """One process of the cluster (the target of a spawned process)."""
+             index: int, addresses: list[str], stats_file: Path, shared: _Shared) -> None:
+    """One process of the cluster (the target of a forked or spawned process)."""
     from gridwatch._engine import replay
 
     stats = replay(settings, path, influx=influx, alerts_out=alerts_out, entry_point=True,
-                   cluster=(index, addresses))
+                   cluster=(index, addresses), progress=shared)
     stats_file.write_text(json.dumps(asdict(stats)))
 
 
 def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bool = True,
-                   alerts_out: Path | None = None, work_dir: Path | None = None) -> Any:
+                   alerts_out: Path | None = None, work_dir: Path | None = None,
+                   progress: AbstractContextManager[Callable[[int, datetime], None]] | None
+                   = None) -> Any:
     """Replay ``path`` with ``processes`` local processes (see the module's text) and return
     the merged :class:`~gridwatch._engine.RunStats`. ``work_dir`` holds the processes' counts
-    while they run (default: beside ``alerts_out``, else the data directory).
+    while they run (default: beside ``alerts_out``, else the data directory). ``progress``
+    (a file's progress bar, e.g. :class:`gridwatch._filereplay.Progress`) is entered once the
+    processes have started, and called with the lines the slowest process has consumed and
+    the time of its last reading.
 
     Raises :class:`ReplayFailed` when a process fails (after stopping the others), and
     ``ValueError`` for fewer than two processes or a file no replay can read."""
@@ -87,14 +107,20 @@ def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bo
         for old in _worker_files(alerts_out):
             old.unlink()
     ctx = _context()
+    shared = [_Shared(ctx) for _ in range(processes)]
     procs = [ctx.Process(target=_process, name=f"gridwatch-replay-{i}",
-                         args=(settings, path, influx, alerts_out, i, addresses, stats_files[i]))
+                         args=(settings, path, influx, alerts_out, i, addresses, stats_files[i],
+                               shared[i]))
              for i in range(processes)]
     log.info("replay of %s with %d processes (%s)", path, processes, ", ".join(addresses))
     for p in procs:
         p.start()
     try:
-        _wait(procs)
+        if progress is None:
+            _wait(procs)
+        else:
+            with progress as report:
+                _wait(procs, lambda: _report(report, shared))
     finally:
         for p in procs:
             if p.is_alive():
@@ -143,9 +169,18 @@ def _context() -> Any:
     return multiprocessing.get_context("fork")
 
 
-def _wait(procs: list[Any]) -> None:
-    """Until every process has ended; the first that fails stops the rest."""
+def _report(report: Callable[[int, datetime], None], shared: list[_Shared]) -> None:
+    slowest = min(shared, key=lambda s: s.line.value)
+    if slowest.line.value > 0:
+        report(slowest.line.value, datetime.fromtimestamp(slowest.at.value, UTC))
+
+
+def _wait(procs: list[Any], tick: Callable[[], None] | None = None) -> None:
+    """Until every process has ended (``tick`` between looks); the first that fails stops
+    the rest."""
     while True:
+        if tick is not None:
+            tick()
         if any(p.exitcode not in (None, 0) for p in procs):
             # (a process whose peer died fails too: wait a moment for the whole story)
             deadline = time.monotonic() + _SETTLE_S

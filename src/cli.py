@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -163,6 +164,10 @@ def replay(
             raise typer.Exit(2) from None
     if not no_influx:
         check_influx(settings)
+    from gridwatch._filereplay import Progress, count_lines
+
+    # A file's progress, by its lines (a journal's is not shown)
+    progress = None if path.is_dir() else Progress(err, count_lines(path), unit="lines")
     if processes > 1:
         from gridwatch._replay_cluster import ReplayFailed, replay_cluster
 
@@ -170,13 +175,14 @@ def replay(
                   "own cells")
         try:
             stats = replay_cluster(settings, path, processes, influx=not no_influx,
-                                   alerts_out=alerts_out)
+                                   alerts_out=alerts_out, progress=progress)
         except ReplayFailed as exc:
             err.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(1) from None
     else:
-        stats = do_replay(settings, path, influx=not no_influx, alerts_out=alerts_out,
-                          route=route, entry_point=True)
+        with progress or nullcontext() as report:
+            stats = do_replay(settings, path, influx=not no_influx, alerts_out=alerts_out,
+                              route=route, entry_point=True, progress=report)
     out = Console()
     table = Table(title=f"replay of {path}", show_header=True)
     table.add_column("event type")

@@ -521,6 +521,9 @@ class _FilePartition(StatefulSourcePartition[Item, int]):
             else:
                 for d in letters:
                     log.warning("%s: rejected (%s) %s", self.source.path, d.reason, d.detail)
+        progress = self.source.progress
+        if progress is not None and items:  # (a CSV's header is not a data line)
+            progress(self.done_line - (_kind(self.source.path) == ".csv"), items[-1].ts)
         if exhausted and not items:
             raise StopIteration
         return items
@@ -540,6 +543,9 @@ class FileSource(FixedPartitionedSource[Item, int]):
     counted in ``metrics`` (``gridwatch_ingest_file_rows_rejected``) and logged otherwise.
     With ``share`` (a process of a parallel replay) the partition is that share's lines,
     named ``file:<name>#<index>/<count>``, and the process lists only its own.
+    ``progress(lines, event time)`` is called after each batch with the file's data lines
+    consumed so far (as ``count_lines`` counts them) and the last reading's time (a progress
+    bar's feed).
     """
 
     def __init__(
@@ -552,9 +558,11 @@ class FileSource(FixedPartitionedSource[Item, int]):
         metrics: IngestMetrics | None = None,
         clock: Callable[[], datetime] = _utc_now,
         share: FileShare | None = None,
+        progress: Callable[[int, datetime], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.share = share
+        self.progress = progress
         check_readings_file(self.path)
         self.deadletter_dir = deadletter_dir
         self.deadletter_partition = deadletter_partition
@@ -579,11 +587,13 @@ class FileSource(FixedPartitionedSource[Item, int]):
 def replay_source(
     path: Path, *, deadletter_dir: Path | None = None, batch_size: int = 1000,
     metrics: IngestMetrics | None = None, share: FileShare | None = None,
+    progress: Callable[[int, datetime], None] | None = None,
 ) -> JournalSource | FileSource:
     """The bytewax source that replays ``path`` to its end: a journal directory (every
     partition under it), or a CSV/JSONL readings file. With ``share`` (a process of a parallel
     replay): the file's lines of that share (:class:`FileShare`, dead letters in the share's
-    own partition), or the journal's partitions ``p`` with ``p % count == index``."""
+    own partition), or the journal's partitions ``p`` with ``p % count == index``.
+    ``progress``: a file source's progress feed (see :class:`FileSource`)."""
     path = Path(path)
     if path.is_dir():
         found = journal_partitions(path)
@@ -594,6 +604,6 @@ def replay_source(
         return JournalSource(path, partitions=own, follow=False, batch_size=batch_size,
                              metrics=metrics, deadletter_dir=deadletter_dir)
     return FileSource(path, deadletter_dir=deadletter_dir, batch_size=batch_size,
-                      metrics=metrics, share=share,
+                      metrics=metrics, share=share, progress=progress,
                       deadletter_partition=share.index if share is not None else 0)
 

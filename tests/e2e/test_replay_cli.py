@@ -202,18 +202,48 @@ def test_a_parallel_replay_refuses_what_it_cannot_do_before_it_starts(tmp_path: 
     assert route.returncode == 2 and "--route needs one process" in " ".join(route.stderr.split())
 
 
-def test_a_parallel_replay_stops_when_a_process_dies(tmp_path: Path) -> None:
-    """kill -9 of one process of a parallel replay: the command stops the other and says
-    how each ended, with exit code 1 (no process is left behind)."""
-    import signal
-    import time
-
+def _long_csv(tmp_path: Path) -> Path:
+    """900,000 readings of 300 meters: a replay of a few seconds."""
     path = tmp_path / "long.csv"
     with path.open("w") as fh:
         fh.write("meter_id,timestamp,kw\n")
         for i in range(3000):
             ts = (T0 + timedelta(minutes=15 * i)).isoformat().replace("+00:00", "Z")
             fh.writelines(f"m{k},{ts},{0.5 + 0.01 * ((i + k) % 7):.2f}\n" for k in range(300))
+    return path
+
+
+def test_a_parallel_replay_reports_its_progress(tmp_path: Path) -> None:
+    """The progress bar of a parallel replay follows the slowest process: the file's lines
+    it has consumed (never more than the file has) and the time of its last reading."""
+    from contextlib import contextmanager
+
+    from gridwatch import Settings
+    from gridwatch._replay_cluster import replay_cluster
+
+    path = _long_csv(tmp_path)
+    seen: list[tuple[int, datetime]] = []
+
+    @contextmanager
+    def progress():
+        yield lambda n, ts: seen.append((n, ts))
+
+    settings = Settings.model_validate({"engine": {"data_dir": str(tmp_path / "data")}})
+    stats = replay_cluster(settings, path, 2, influx=False, progress=progress())
+    assert stats.readings == 900_000
+    assert seen, "no progress reported"
+    lines = [n for n, _ in seen]
+    assert lines == sorted(lines) and 0 < lines[-1] <= 900_000
+    assert all(T0 <= ts <= T0 + timedelta(minutes=15 * 2999) for _, ts in seen)
+
+
+def test_a_parallel_replay_stops_when_a_process_dies(tmp_path: Path) -> None:
+    """kill -9 of one process of a parallel replay: the command stops the other and says
+    how each ended, with exit code 1 (no process is left behind)."""
+    import signal
+    import time
+
+    path = _long_csv(tmp_path)
     (tmp_path / "gw.yaml").write_text(yaml.safe_dump({"engine": {"data_dir": str(tmp_path)}}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "gridwatch", "replay", str(path), "--no-influx", "-p", "2"],

@@ -335,6 +335,18 @@ def test_a_file_share_is_one_partition_with_its_own_dead_letters(tmp_path: Path)
         FileShare(2, 2, owner)
 
 
+def test_a_file_source_reports_its_progress_in_data_lines(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    rows = [f"m{k},2026-01-01T00:{k:02d}:00Z,1" for k in range(25)]
+    rows.insert(7, "m1,bad,1")
+    path.write_text("meter_id,timestamp,kw\n" + "\n".join(rows) + "\n")
+    seen: list[tuple[int, datetime]] = []
+    source = FileSource(path, batch_size=10, progress=lambda n, ts: seen.append((n, ts)))
+    assert len(_run(source)) == 25
+    assert [n for n, _ in seen] == [10, 20, 26]  # the bad row counts as a line read
+    assert seen[-1][1] == datetime(2026, 1, 1, 0, 24, tzinfo=UTC)
+
+
 def test_a_journal_share_is_every_count_th_partition(tmp_path: Path) -> None:
     from gridwatch.ingest import replay_source
 

@@ -30,6 +30,8 @@ says as much about the neighbours as about the dataflow):
   file, with 1 and with 2 processes (``--processes``) in turns (``--replay-processes N``,
   ``--replay-rounds N``); the events of each are compared with the first's (those a
   customer class's segments judge apart: their order of learning differs in a cluster).
+  ``--replay-fleet-days DAYS`` replays that many days of the simulated demo fleet instead
+  (about 300 meters in five grid cells, three customer classes, with its registry).
 * ``memory``: resident memory per meter of a dataflow holding 10^4, 10^5 (and with
   ``--full`` 10^6) meters after ``--memory-intervals`` intervals, beside its throughput: the
   peak RSS over the run less the RSS before it, fed from a journal of the fleet by the
@@ -370,8 +372,28 @@ def _replay_input() -> Path:
     return plain_csv
 
 
+def _fleet_input(days: int) -> tuple[Path, Path]:
+    """The demo fleet (``config/fleets/demo.yaml``: about 300 meters in five grid cells, three
+    customer classes) simulated for ``days`` days into a CSV, with its registry."""
+    from gridwatch.simulators import Fleet, write_registry
+
+    work = OUT / "replay-fleet"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    fleet_file = ROOT / "config" / "fleets" / "demo.yaml"
+    out = work / "readings.csv"
+    subprocess.run([sys.executable, "-m", "gridwatch", "simulate", "-f", str(fleet_file),
+                    "-t", "csv", "-o", str(out), "--duration", f"{days}d", "--speed", "max"],
+                   check=True, capture_output=True, timeout=1800)
+    fleet = Fleet.load(fleet_file)
+    registry = write_registry(fleet.meters(fleet.seed), work / "registry.json",
+                              timezone=fleet.timezone, holiday_country=fleet.country)
+    return out, registry
+
+
 def _replay_run(plain_csv: Path, code: Path | None = None, name: str = "alerts",
-                processes: int = 1) -> tuple[float, float, Path]:
+                processes: int = 1, registry: Path | None = None) -> tuple[float, float, Path]:
     """One ``gridwatch replay`` of the file without a database (the package in ``code`` when
     given; ``--processes`` when more than one): wall seconds, CPU seconds (every process of
     it), the alerts it wrote."""
@@ -382,7 +404,8 @@ def _replay_run(plain_csv: Path, code: Path | None = None, name: str = "alerts",
     alerts.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "gridwatch", "replay", str(plain_csv), "--no-influx",
            "--alerts-out", str(alerts), *(["--processes", str(processes)]
-                                          if processes > 1 else [])]
+                                          if processes > 1 else []),
+           *(["--registry", str(registry)] if registry is not None else [])]
     env = _env(code, GRIDWATCH_INGEST__DEADLETTER_DIR=str(work / f"deadletter-{name}"))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -413,10 +436,16 @@ def _events(path: Path) -> tuple[Counter, Counter]:
     return mine, judged
 
 
-def replay_sgsc45(processes: tuple[int, ...] = (1, 2), rounds: int = 1) -> dict[str, Any]:
-    """A plain csv pass, then ``gridwatch replay`` of sgsc45 with each number of processes in
+def replay_sgsc45(processes: tuple[int, ...] = (1, 2), rounds: int = 1,
+                  fleet_days: int = 0) -> dict[str, Any]:
+    """A plain csv pass, then ``gridwatch replay`` of sgsc45 (or, with ``fleet_days``, of
+    that many days of the demo fleet, with its registry) with each number of processes in
     turn, ``rounds`` times (the median wall time of each is reported)."""
-    plain_csv = _replay_input()
+    registry = None
+    if fleet_days:
+        plain_csv, registry = _fleet_input(fleet_days)
+    else:
+        plain_csv = _replay_input()
     t0, c0 = time.perf_counter(), time.process_time()
     rows = 0
     with open(plain_csv, newline="") as fh:
@@ -427,7 +456,8 @@ def replay_sgsc45(processes: tuple[int, ...] = (1, 2), rounds: int = 1) -> dict[
     alerts: dict[int, Path] = {}
     for _ in range(rounds):
         for n in processes:
-            wall, cpu, alerts[n] = _replay_run(plain_csv, name=f"alerts-p{n}", processes=n)
+            wall, cpu, alerts[n] = _replay_run(plain_csv, name=f"alerts-p{n}", processes=n,
+                                               registry=registry)
             runs[n].append((wall, cpu))
     out: dict[str, Any] = {"rows": rows - 1, "csv_s": plain, "csv_per_s": (rows - 1) / plain,
                            "csv_cpu_s": plain_cpu, "by_processes": {}}
@@ -571,6 +601,9 @@ def main() -> None:
                          "(repeatable; default 1 and 2)")
     ap.add_argument("--replay-rounds", type=int, default=1, metavar="N",
                     help="replay: rounds of those runs (the median of each is reported)")
+    ap.add_argument("--replay-fleet-days", type=int, default=0, metavar="DAYS",
+                    help="replay: instead of sgsc45, DAYS days of the demo fleet (five grid "
+                         "cells, three customer classes), with its registry")
     ap.add_argument("--full", action="store_true", help="memory at 10^6 meters too")
     args = ap.parse_args()
     parts = args.only or ["flow", "replay", "memory"]
@@ -644,13 +677,16 @@ def main() -> None:
                 print(f"WARNING: 2 processes (cells {r['cells']}) raised other events than "
                       f"1: {r['event_types']} vs {one['event_types']}")
     if "replay" in parts:
-        r = replay_sgsc45(tuple(args.replay_processes or (1, 2)), args.replay_rounds)
-        results["replay"] = r
-        print(f"plain csv pass of sgsc45 ({r['rows']:,} rows): {r['csv_per_s']:,.0f} rows/s")
+        r = replay_sgsc45(tuple(args.replay_processes or (1, 2)), args.replay_rounds,
+                          args.replay_fleet_days)
+        what = (f"{args.replay_fleet_days} days of the demo fleet" if args.replay_fleet_days
+                else "sgsc45")
+        results["replay" if not args.replay_fleet_days else "replay_fleet"] = r
+        print(f"plain csv pass of {what} ({r['rows']:,} rows): {r['csv_per_s']:,.0f} rows/s")
         one = None
         for n, x in r["by_processes"].items():
             one = one or x
-            print(f"replay of sgsc45, {n} process(es): {x['replay_per_s']:,.0f} readings/s "
+            print(f"replay of {what}, {n} process(es): {x['replay_per_s']:,.0f} readings/s "
                   f"in {x['replay_s']:.1f} s (runs: "
                   f"{', '.join(f'{w:.1f}' for w in x['walls'])} s), {x['replay_cpu_s']:.1f} "
                   f"CPU-s; ratio to the csv pass {x['ratio']:.3f} (CPU time ratio "

@@ -121,6 +121,10 @@ def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bo
         else:
             with progress as report:
                 _wait(procs, lambda: _report(report, shared))
+    except BaseException:
+        for f in stats_files:  # (what the processes that ended well wrote)
+            f.unlink(missing_ok=True)
+        raise
     finally:
         for p in procs:
             if p.is_alive():

@@ -270,6 +270,7 @@ def test_a_parallel_replay_stops_when_a_process_dies(tmp_path: Path) -> None:
     for child in children:
         assert not Path(f"/proc/{child}").exists() or \
             "zombie" in Path(f"/proc/{child}/status").read_text()
+    assert not list(tmp_path.rglob(".replay-stats-*")), "a process's counts were left behind"
 
 
 @pytest.mark.services

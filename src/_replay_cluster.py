@@ -30,9 +30,12 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gridwatch._settings import Settings
+
+if TYPE_CHECKING:
+    from gridwatch._engine import RunStats
 
 __all__ = ["ReplayFailed", "replay_cluster"]
 
@@ -76,7 +79,7 @@ def _process(settings: Settings, path: Path, influx: bool, alerts_out: Path | No
 def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bool = True,
                    alerts_out: Path | None = None, work_dir: Path | None = None,
                    progress: AbstractContextManager[Callable[[int, datetime], None]] | None
-                   = None) -> Any:
+                   = None) -> RunStats:
     """Replay ``path`` with ``processes`` local processes (see the module's text) and return
     the merged :class:`~gridwatch._engine.RunStats`. ``work_dir`` holds the processes' counts
     while they run (default: beside ``alerts_out``, else the data directory). ``progress``

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from pydantic import ValidationError
 
@@ -41,6 +42,7 @@ from gridwatch.ingest._decode import (
 from gridwatch.ingest._journal import (
     DEFAULT_HANDOVER_ITEMS,
     Journal,
+    compact_readings,
     decode_item,
     journal_partitions,
     recent_items,
@@ -329,20 +331,35 @@ class FileShare:
             raise ValueError(f"share {self.index} is not one of 0..{self.count - 1}")
 
 
+class _Ids(msgspec.Struct):
+    """The members of a JSON line that say whose it is (any others are skipped unread)."""
+
+    meter_id: Any = None
+    device_id: Any = None
+
+
+_read_ids = msgspec.json.Decoder(_Ids).decode
+
+
 def _line_owner(share: FileShare, header: list[str] | None) -> Callable[[bytes], int]:
     """The share (0 .. ``count`` - 1) that keeps a raw data line (see :class:`FileShare`)."""
     col = header.index("meter_id") if header is not None else -1
-    #: share by the id's raw bytes (a file's lines repeat their meters' ids)
-    kept: dict[bytes, int] = {}
+    #: share by the id's raw bytes (a file's lines repeat their meters' ids), and by the id
+    by_raw: dict[bytes, int] = {}
+    by_id: dict[str, int] = {}
     owner, count = share.owner, share.count
 
     def id_of(line: bytes) -> str | None:
         """The id as the reader will read it, or None."""
         try:
             if col < 0:  # a JSON line
-                doc = json.loads(line)
-                key = (doc.get("meter_id") or doc.get("device_id")
-                       if isinstance(doc, dict) else None)
+                try:
+                    ids = _read_ids(line)
+                    key = ids.meter_id or ids.device_id
+                except msgspec.DecodeError:  # (JSON that only Python's reader takes: NaN)
+                    doc = json.loads(line)
+                    key = (doc.get("meter_id") or doc.get("device_id")
+                           if isinstance(doc, dict) else None)
                 # (stripped, as the reading's identifiers are)
                 return key.strip() if isinstance(key, str) else None
             row = next(csv.reader([line.decode("utf-8")]))  # a quoted field: as CSV reads it
@@ -350,21 +367,27 @@ def _line_owner(share: FileShare, header: list[str] | None) -> Callable[[bytes],
             return None
         return row[col].strip() if col < len(row) else None
 
+    def of_id(key: str) -> int:
+        got = by_id.get(key)
+        if got is None:
+            got = by_id[key] = owner(key) % count
+        return got
+
     def of(line: bytes) -> int:
         if col < 0 or b'"' in line:
             key = id_of(line)
-            return 0 if key is None else owner(key) % count
+            return 0 if key is None else of_id(key)
         fields = line.split(b",", col + 1)  # the common row: the id's bytes, as they are
         if col >= len(fields):
             return 0
         raw = fields[col]
-        got = kept.get(raw)
+        got = by_raw.get(raw)
         if got is None:
             try:
-                got = owner(raw.decode("utf-8").strip()) % count
+                got = of_id(raw.decode("utf-8").strip())
             except UnicodeDecodeError:
                 got = 0
-            kept[raw] = got
+            by_raw[raw] = got
         return got
 
     return of
@@ -434,7 +457,12 @@ def _numbered(path: Path, share: FileShare | None = None
                     if share is not None and share.count > 1:
                         mine = _line_owner(share, header)
                     continue
-                item = fast.reading(text) if fast is not None else None
+                item = None
+                if fast is not None:  # the common CSV row
+                    item = fast.reading(text)
+                elif not is_csv:  # a compact JSON line, read as a compact MQTT payload is
+                    got = compact_readings(line_bytes, False)
+                    item = got[0] if got else None
                 if item is None:
                     item = _parse_line(text, header)
                 try:

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gridwatch import MeterStatus
 from gridwatch._settings import Settings
 from gridwatch.ingest import Journal, decode_item, journal_partitions
 from gridwatch.ingest._config import IngestSettings, MqttSettings, TopicSettings
@@ -154,3 +156,24 @@ class Listener:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+# -- readings in the compact JSON form, at and beyond every bound (property tests) ---------
+edge_floats = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
+    [-100_000.0, 100_000.0, -100_000.00000001, 1e12, 1e12 + 1e-3, 0.0, -0.0, 500_000.0,
+     1.0, -1.0, 40.0, 70.0, 5e-324])
+compact_stamps = st.builds(
+    lambda d, digits, z: d.strftime("%Y-%m-%dT%H:%M:%S")
+    + (f".{d.microsecond:06d}"[:digits + 1] if digits else "") + z,
+    st.datetimes(min_value=datetime(1999, 12, 31), max_value=datetime(2026, 3, 1)),
+    st.integers(0, 6), st.sampled_from(["Z", "+00:00", "-00:00", "+05:45", "-01:00", "+14:00"]))
+lone_or_phases = (st.none() | edge_floats | st.integers(-1, 600)
+                   | st.lists(edge_floats | st.integers(0, 500), min_size=1, max_size=3))
+compact_docs = st.fixed_dictionaries(
+    {"meter_id": st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.:\-]{0,8}\Z"), "ts": compact_stamps,
+     "kw": edge_floats | st.integers(-200_000, 200_000)},
+    optional={"kwh": st.none() | edge_floats, "export_kwh": st.none() | edge_floats,
+              "voltage": lone_or_phases, "current": lone_or_phases,
+              "pf": st.none() | edge_floats, "freq": st.none() | edge_floats,
+              "status": st.lists(st.sampled_from([s.value for s in MeterStatus]), max_size=3),
+              "interval_s": st.none() | st.integers(-5, 90_000)})

@@ -7,11 +7,12 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from _ingest_helpers import compact_docs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from gridwatch import MeterStatus, Reading
+from gridwatch import Reading
 from gridwatch.ingest import REASONS, DecodeError, Decoder, decode, decode_item, encode_item
 from gridwatch.ingest._config import IngestSettings, TopicSettings
 from gridwatch.ingest._decode import topic_matches
@@ -375,28 +376,8 @@ def test_payloads_not_in_the_compact_form_go_to_pydantic(change) -> None:
     assert compact_readings(changed, batch=True) is None
 
 
-_edge_floats = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
-    [-100_000.0, 100_000.0, -100_000.00000001, 1e12, 1e12 + 1e-3, 0.0, -0.0, 500_000.0,
-     1.0, -1.0, 40.0, 70.0, 5e-324])
-_compact_stamps = st.builds(
-    lambda d, digits, z: d.strftime("%Y-%m-%dT%H:%M:%S")
-    + (f".{d.microsecond:06d}"[:digits + 1] if digits else "") + z,
-    st.datetimes(min_value=datetime(1999, 12, 31), max_value=datetime(2026, 3, 1)),
-    st.integers(0, 6), st.sampled_from(["Z", "+00:00", "-00:00", "+05:45", "-01:00", "+14:00"]))
-_lone_or_phases = (st.none() | _edge_floats | st.integers(-1, 600)
-                   | st.lists(_edge_floats | st.integers(0, 500), min_size=1, max_size=3))
-_compact_docs = st.fixed_dictionaries(
-    {"meter_id": st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.:\-]{0,8}\Z"), "ts": _compact_stamps,
-     "kw": _edge_floats | st.integers(-200_000, 200_000)},
-    optional={"kwh": st.none() | _edge_floats, "export_kwh": st.none() | _edge_floats,
-              "voltage": _lone_or_phases, "current": _lone_or_phases,
-              "pf": st.none() | _edge_floats, "freq": st.none() | _edge_floats,
-              "status": st.lists(st.sampled_from([s.value for s in MeterStatus]), max_size=3),
-              "interval_s": st.none() | st.integers(-5, 90_000)})
-
-
 @settings(max_examples=500, deadline=None)
-@given(docs=st.lists(_compact_docs, min_size=1, max_size=5))
+@given(docs=st.lists(compact_docs, min_size=1, max_size=5))
 def test_the_compact_path_reads_what_pydantic_validates(docs: list[dict[str, object]]) -> None:
     """Compact payloads whose values lie at and beyond every bound (floats of every size,
     integers for floats, a lone number or 1-3 phases, timestamps of 0-6 decimals in UTC or

@@ -17,6 +17,7 @@ from pathlib import Path
 import bytewax.operators as op
 import pytest
 from _ingest_helpers import (
+    compact_docs,
     reading_doc,
 )
 from _suite_helpers import wait_until
@@ -365,3 +366,26 @@ def test_a_timestamp_past_the_last_instant_is_a_bad_row_not_a_crash(tmp_path: Pa
     got = list(iter_readings_file(path))
     assert isinstance(got[0], Rejected) and got[0].line == 2 and "out of range" in got[0].detail
     assert isinstance(got[1], Reading)
+
+
+@settings(max_examples=150, deadline=None)
+@given(docs=st.lists(compact_docs, min_size=1, max_size=6))
+def test_compact_jsonl_lines_are_read_as_their_validation_reads_them(
+        docs: list[dict[str, object]]) -> None:
+    """A JSON line in the compact form is read by msgspec's path (as a compact MQTT payload
+    is); the same lines with JSON's spaces go through pydantic's validation. Both files give
+    the same readings, with the same given fields, and the same rejections."""
+    from gridwatch.ingest._source import _numbered
+
+    def read(lines: list[bytes]) -> list[tuple]:
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "r.jsonl"
+            path.write_bytes(b"\n".join(lines) + b"\n")
+            return [(n, item.model_dump_json(), item.model_fields_set)
+                    if isinstance(item, Reading) else (n, item.reason)
+                    for n, item in _numbered(path)]
+
+    compact = [json.dumps(d, separators=(",", ":")).encode() for d in docs]
+    spaced = [json.dumps(d).encode() for d in docs]
+    assert compact != spaced  # (the second file is read by pydantic)
+    assert read(compact) == read(spaced)

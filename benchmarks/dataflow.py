@@ -418,25 +418,23 @@ def _replay_run(plain_csv: Path, code: Path | None = None, name: str = "alerts",
     return wall, cpu, alerts
 
 
-#: the kinds of event a customer class's segments judge (their order of learning differs
-#: between one process and several: see gridwatch._replay_cluster)
-_SEGMENT_JUDGED = {("possible_theft", None), ("abnormal_consumption", "level_shift_up"),
-                   ("abnormal_consumption", "level_shift_down")}
-
-
 def _events(path: Path) -> tuple[Counter, Counter]:
-    """The events of an alerts file as (those no segment judges, those a segment judges)."""
+    """The events of an alerts file as (those no segment judges, those a segment judges: a
+    customer class's segments learn in the order meter-days arrive, which differs between
+    one process and several; see gridwatch._replay_cluster)."""
+    from gridwatch import Event
+    from gridwatch.models._segment import is_candidate
+
     mine: Counter = Counter()
     judged: Counter = Counter()
     for line in path.read_text().splitlines():
-        e = json.loads(line)
-        kind = (e["type"], e.get("evidence", {}).get("kind"))
-        (judged if kind in _SEGMENT_JUDGED else mine)[
-            (e["meter_id"], e["type"], e["state"], e["onset"], e["raised_at"])] += 1
+        e = Event.model_validate_json(line)
+        (judged if is_candidate(e) else mine)[
+            (e.meter_id, e.type, e.state, e.onset, e.raised_at)] += 1
     return mine, judged
 
 
-def replay_sgsc45(processes: tuple[int, ...] = (1, 2), rounds: int = 1,
+def replay_runs(processes: tuple[int, ...] = (1, 2), rounds: int = 1,
                   fleet_days: int = 0) -> dict[str, Any]:
     """A plain csv pass, then ``gridwatch replay`` of sgsc45 (or, with ``fleet_days``, of
     that many days of the demo fleet, with its registry) with each number of processes in
@@ -677,7 +675,7 @@ def main() -> None:
                 print(f"WARNING: 2 processes (cells {r['cells']}) raised other events than "
                       f"1: {r['event_types']} vs {one['event_types']}")
     if "replay" in parts:
-        r = replay_sgsc45(tuple(args.replay_processes or (1, 2)), args.replay_rounds,
+        r = replay_runs(tuple(args.replay_processes or (1, 2)), args.replay_rounds,
                           args.replay_fleet_days)
         what = (f"{args.replay_fleet_days} days of the demo fleet" if args.replay_fleet_days
                 else "sgsc45")

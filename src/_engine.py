@@ -87,10 +87,15 @@ class EventSink(DynamicSink[Any]):
         self.counts: Counter[str] = Counter()
         self.resolved: Counter[str] = Counter()
 
+    @staticmethod
+    def worker_path(jsonl: Path, worker: int) -> Path:
+        """The file worker ``worker`` of a dataflow of several workers writes for ``jsonl``."""
+        return jsonl.with_name(f"{jsonl.stem}.w{worker}{jsonl.suffix}")
+
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _EventPartition:
         path = self._jsonl
         if path is not None and worker_count > 1:
-            path = path.with_name(f"{path.stem}.w{worker_index}{path.suffix}")
+            path = self.worker_path(path, worker_index)
         return _EventPartition(self._submit, self._on_profile, path, self.counts,
                                self.resolved)
 
@@ -649,10 +654,11 @@ def _replay_share(index: int, processes: int, workers: int,
     process whose worker bytewax sends the meter's watch key to (its grid cell, else its hash
     shard), so its readings never cross between processes."""
     from gridwatch.ingest import FileShare
+    from gridwatch.stream import meta_lookup
     from gridwatch.stream._flow import watch_key
     from gridwatch.stream._place import route
 
-    meta = lookup or (lambda _m: None)
+    meta = meta_lookup(lookup)
 
     def owner(meter_id: str) -> int:
         return route(watch_key(meter_id, meta(meter_id)), processes * workers) // workers

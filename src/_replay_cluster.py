@@ -8,7 +8,7 @@ finished meter-days at their customer class's segmenter. A journal directory is 
 partition instead, as a live cluster's is. Each process keeps its dead letters in a partition
 of its own and writes its events to a file of its own (``<alerts>.w<worker>.jsonl``); when all
 have ended, the files are merged into the one asked for, sorted by the events' times, and
-the processes' counts are added up.
+the counts each process sent back through a pipe are added up.
 
 What differs from one process: the segmenter of a customer class learns the meter-days of
 the processes in the order they arrive, so the segments it finds (and the possible thefts
@@ -29,6 +29,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,29 +68,30 @@ class _Shared:
 
 
 def _process(settings: Settings, path: Path, influx: bool, alerts_out: Path | None,
-             index: int, addresses: list[str], stats_file: Path, shared: _Shared) -> None:
-    """One process of the cluster (the target of a forked or spawned process)."""
+             index: int, addresses: list[str], counts: Connection, shared: _Shared) -> None:
+    """One process of the cluster (the target of a forked or spawned process); its counts go
+    back to the parent through ``counts``."""
     from gridwatch._engine import replay
 
     stats = replay(settings, path, influx=influx, alerts_out=alerts_out, entry_point=True,
                    cluster=(index, addresses), progress=shared)
-    stats_file.write_text(json.dumps(asdict(stats)))
+    counts.send(asdict(stats))  # (a few hundred bytes: well within the pipe's buffer, so the
+    counts.close()              # process ends before its parent reads them)
 
 
 def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bool = True,
-                   alerts_out: Path | None = None, work_dir: Path | None = None,
+                   alerts_out: Path | None = None,
                    progress: AbstractContextManager[Callable[[int, datetime], None]] | None
                    = None) -> RunStats:
     """Replay ``path`` with ``processes`` local processes (see the module's text) and return
-    the merged :class:`~gridwatch._engine.RunStats`. ``work_dir`` holds the processes' counts
-    while they run (default: beside ``alerts_out``, else the data directory). ``progress``
-    (a file's progress bar, e.g. :class:`gridwatch._filereplay.Progress`) is entered once the
-    processes have started, and called with the lines the slowest process has consumed and
-    the time of its last reading.
+    the merged :class:`~gridwatch._engine.RunStats`. ``progress`` (a file's progress bar,
+    e.g. :class:`gridwatch._filereplay.Progress`) is entered once the processes have started,
+    and called with the lines the slowest process has consumed and the time of its last
+    reading.
 
     Raises :class:`ReplayFailed` when a process fails (after stopping the others), and
     ``ValueError`` for fewer than two processes or a file no replay can read."""
-    from gridwatch._engine import RunStats
+    from gridwatch._engine import EventSink, RunStats
     from gridwatch._services import free_port
 
     if processes < 2:
@@ -99,35 +101,29 @@ def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bo
 
         check_readings_file(path)
     addresses = [f"127.0.0.1:{free_port()}" for _ in range(processes)]
-    work = work_dir or (alerts_out.parent if alerts_out is not None
-                        else settings.engine.data_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    stats_files = [work / f".replay-stats-{i}-of-{processes}.json" for i in range(processes)]
-    for f in stats_files:
+    worker_files = ([EventSink.worker_path(alerts_out, w)
+                     for w in range(processes * settings.engine.workers)]
+                    if alerts_out is not None else [])
+    for f in ([alerts_out] if alerts_out is not None else []) + worker_files:
         f.unlink(missing_ok=True)
-    if alerts_out is not None:
-        alerts_out.unlink(missing_ok=True)
-        for old in _worker_files(alerts_out):
-            old.unlink()
     ctx = _context()
     shared = [_Shared(ctx) for _ in range(processes)]
+    pipes = [ctx.Pipe(duplex=False) for _ in range(processes)]
     procs = [ctx.Process(target=_process, name=f"gridwatch-replay-{i}",
-                         args=(settings, path, influx, alerts_out, i, addresses, stats_files[i],
+                         args=(settings, path, influx, alerts_out, i, addresses, pipes[i][1],
                                shared[i]))
              for i in range(processes)]
     log.info("replay of %s with %d processes (%s)", path, processes, ", ".join(addresses))
     for p in procs:
         p.start()
+    for _, sender in pipes:
+        sender.close()  # (the processes hold their own ends)
     try:
         if progress is None:
             _wait(procs)
         else:
             with progress as report:
                 _wait(procs, lambda: _report(report, shared))
-    except BaseException:
-        for f in stats_files:  # (what the processes that ended well wrote)
-            f.unlink(missing_ok=True)
-        raise
     finally:
         for p in procs:
             if p.is_alive():
@@ -137,9 +133,8 @@ def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bo
     rejected: Counter[str] = Counter()
     fired: Counter[str] = Counter()
     resolved: Counter[str] = Counter()
-    for f in stats_files:
-        one = json.loads(f.read_text())
-        f.unlink()
+    for receiver, _ in pipes:
+        one = receiver.recv()  # (each process ended well, having sent its counts)
         total.readings += one["readings"]
         rejected.update(one["rejected_by_reason"])
         fired.update(one["events_by_type"])
@@ -151,7 +146,7 @@ def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bo
     total.resolutions_by_type = dict(resolved)
     total.resolutions = sum(resolved.values())
     if alerts_out is not None:
-        merge_event_files(_worker_files(alerts_out), alerts_out)
+        merge_event_files([f for f in worker_files if f.exists()], alerts_out)
     return total
 
 
@@ -215,17 +210,6 @@ def _how(code: int) -> str:
         except ValueError:
             return f"ended by signal {-code}"
     return f"ended with exit code {code}"
-
-
-def _worker_files(alerts_out: Path) -> list[Path]:
-    """The event files the workers of a cluster wrote for ``alerts_out``, by worker."""
-    found = alerts_out.parent.glob(f"{alerts_out.stem}.w*{alerts_out.suffix}")
-    numbered = []
-    for f in found:
-        worker = f.name[len(alerts_out.stem) + 2:len(f.name) - len(alerts_out.suffix)]
-        if worker.isdigit():
-            numbered.append((int(worker), f))
-    return [f for _, f in sorted(numbered)]
 
 
 def merge_event_files(parts: list[Path], out: Path) -> int:

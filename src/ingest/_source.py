@@ -515,6 +515,8 @@ class _FilePartition(StatefulSourcePartition[Item, int]):
     def __init__(self, source: FileSource, resume: int | None) -> None:
         self.source = source
         self.done_line = resume or 0
+        #: lines before the data (a CSV's header), left out of the progress feed
+        self._preamble = int(_kind(source.path) == ".csv")
         self._rows = _numbered(source.path, source.share)
         self.rejected: Counter[str] = Counter()
         self._dead = (
@@ -550,8 +552,8 @@ class _FilePartition(StatefulSourcePartition[Item, int]):
                 for d in letters:
                     log.warning("%s: rejected (%s) %s", self.source.path, d.reason, d.detail)
         progress = self.source.progress
-        if progress is not None and items:  # (a CSV's header is not a data line)
-            progress(self.done_line - (_kind(self.source.path) == ".csv"), items[-1].ts)
+        if progress is not None and items:
+            progress(self.done_line - self._preamble, items[-1].ts)
         if exhausted and not items:
             raise StopIteration
         return items

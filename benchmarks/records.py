@@ -22,7 +22,15 @@
   come from the hand-over; and reading 5,000 records behind the collector, as an engine
   under load) and a replay of the same journal (every record decoded).
 
-    .venv/bin/python benchmarks/records.py [--only decode|handover|path] [--against REV]
+* ``day``: the work of a meter's finished day, on the first 200,000 readings of sgsc45 (real
+  half-hourly household load, eight meters, about 4,100 meter-days): the day's close
+  (``_daily._close_day``) in µs a close, the segmenter's (``Segmenter.assign`` and
+  ``load_profile``) in µs a meter-day, and stepping the meters in µs a reading, of this
+  checkout and, with ``--against REV``, of revision ``REV`` in the same run (rounds
+  alternating, best of 3), with whether both gave the same profiles, events and load
+  profiles (a digest of them).
+
+    .venv/bin/python benchmarks/records.py [--only decode|handover|path|day] [--against REV]
 """
 
 from __future__ import annotations
@@ -301,6 +309,109 @@ def _path_child() -> dict[str, float]:
     return out
 
 
+# -- a meter's finished day ------------------------------------------------------------------------
+SGSC45 = Path("/work/shared/datasets/sgsc45/readings.csv.gz")
+DAY_READINGS = 200_000
+
+
+def _day_child() -> dict[str, Any]:
+    """One round of the meter-day work in this process (whichever ``gridwatch`` it imports)."""
+    import csv
+    import gzip
+    import hashlib
+    import pickle
+
+    from gridwatch.models import MeterState, _daily
+    from gridwatch.models._calendar import Calendar
+    from gridwatch.models._config import DetectionSettings
+    from gridwatch.models._quiet import use_compiled
+    from gridwatch.models._segment import Segmenter, load_profile
+
+    use_compiled(True)
+    s = DetectionSettings()
+    cal = Calendar(s.timezone, s.holiday_country)
+    with gzip.open(SGSC45, "rt", newline="") as f:
+        rows = csv.reader(f)
+        next(rows)
+        readings = [Reading(meter_id=m, ts=datetime.fromisoformat(ts), kw=float(kw))
+                    for (m, ts, kw), _ in zip(rows, range(DAY_READINGS), strict=False)]
+    close = _daily._close_day
+    spent = [0.0, 0]
+
+    def timed(*args: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return close(*args)
+        finally:
+            spent[0] += time.perf_counter() - t0
+            spent[1] += 1
+
+    _daily._close_day = timed
+    states: dict[str, Any] = {}
+    profiles, events = [], []
+    gc.collect()
+    t0 = time.perf_counter()
+    for r in readings:
+        st = states.get(r.meter_id)
+        if st is None:
+            st = states[r.meter_id] = MeterState(r.meter_id)
+        res = st.step(r, None, None, s, cal)
+        if res.profile is not None:
+            profiles.append(res.profile)
+        events.extend(res.events)
+    step_s = time.perf_counter() - t0
+    _daily._close_day = close
+    segment_s = float("inf")
+    for _ in range(3):
+        seg = Segmenter("residential", s.segments_per_class, seed=s.seed)
+        t0 = time.perf_counter()
+        stored = [load_profile(p, *seg.assign(p)) for p in profiles]
+        segment_s = min(segment_s, time.perf_counter() - t0)
+    digest = hashlib.sha256(pickle.dumps(
+        ([repr(p) for p in profiles], [e.model_dump_json() for e in events],
+         [lp.model_dump_json() for lp in stored]))).hexdigest()
+    return {"close": spent[0] / spent[1] * 1e6, "segmenter": segment_s / len(profiles) * 1e6,
+            "step": step_s / len(readings) * 1e6, "meter-days": len(profiles),
+            "digest": digest[:16]}
+
+
+def day(against: str | None, rounds: int = 3) -> None:
+    import os
+    import tempfile
+
+    units = {"close": "µs a close", "segmenter": "µs a meter-day", "step": "µs a reading"}
+    with tempfile.TemporaryDirectory(prefix="gridwatch-rev-") as tmp:
+        trees: dict[str, dict[str, str]] = {"this checkout": {}}
+        if against:
+            trees[against] = {"PYTHONPATH": str(_export(against, Path(tmp)))}
+        best: dict[str, dict[str, Any]] = {label: {} for label in trees}
+        for i in range(rounds):
+            for label, env in trees.items():
+                proc = subprocess.run([sys.executable, __file__, "--child", "day"],
+                                      check=True, capture_output=True, text=True,
+                                      env=os.environ | env)
+                got = json.loads(proc.stdout)
+                print(f"round {i + 1}, {label}: " + ", ".join(
+                    f"{k} {got[k]:.1f}" for k in units), flush=True)
+                for k in units:
+                    best[label][k] = min(best[label].get(k, float("inf")), got[k])
+                best[label]["digest"] = got["digest"]
+                best[label]["meter-days"] = got["meter-days"]
+    mine = best["this checkout"]
+    print(f"{mine['meter-days']} meter-days of sgsc45's first {DAY_READINGS:,} readings; "
+          f"best of {rounds}:")
+    for k, unit in units.items():
+        line = f"{k:<10} {mine[k]:7.1f} {unit}"
+        if against:
+            old = best[against][k]
+            line += f"; at {against} {old:7.1f}; ratio {old / mine[k]:.2f}x"
+        print(line)
+    if against:
+        same = best[against]["digest"] == mine["digest"]
+        print("profiles, events and load profiles: " + (
+            "the same" if same else "DIFFERENT") + f" (digest {mine['digest']})")
+
+
 def _export(rev: str, into: Path) -> Path:
     """The package ``gridwatch`` of revision ``rev``, importable from the returned folder."""
     root = Path(__file__).resolve().parent.parent
@@ -342,12 +453,16 @@ def path(against: str | None, rounds: int = 3) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("decode", "handover", "path"))
-    ap.add_argument("--against", help="path: a git revision to run beside this checkout")
+    ap.add_argument("--only", choices=("decode", "handover", "path", "day"))
+    ap.add_argument("--against",
+                    help="path and day: a git revision to run beside this checkout")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "path":
         print(json.dumps(_path_child()))
+        return
+    if args.child == "day":
+        print(json.dumps(_day_child()))
         return
     if args.child:
         print(json.dumps(_child(args.child)))
@@ -359,6 +474,8 @@ def main() -> None:
         handover()
     if args.only in (None, "path"):
         path(args.against)
+    if args.only in (None, "day"):
+        day(args.against)
 
 
 if __name__ == "__main__":

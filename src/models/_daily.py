@@ -127,13 +127,14 @@ def _learn_curve(usual: np.ndarray, curve: np.ndarray, a: float) -> None:
     """Move a usual curve (a float16 view) towards ``curve`` by ``a``, saturating at float16's
     largest value as every other float16 part of the record does (beyond it a curve would turn
     infinite, then NaN the next day, for good)."""
-    usual[:] = np.clip(usual + a * (curve - usual), -_F16_MAX, _F16_MAX)
+    # (np.clip's result, NaN kept, without its Python wrapper)
+    usual[:] = np.minimum(np.maximum(usual + a * (curve - usual), -_F16_MAX), _F16_MAX)
 
 
 def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, cal: Calendar,
                t: float, out: list[Event]) -> DailyProfile | None:
     cnt = rec.view("day_cnt").astype(np.float32)
-    covered = int((cnt > 0).sum())
+    covered = np.count_nonzero(cnt)
     if covered < 20:  # too little of the day seen to profile it
         return None
     day_start = datetime.fromordinal(rec.day_no).replace(tzinfo=cal.tz)
@@ -229,9 +230,15 @@ def _rounded(*curves: np.ndarray) -> list[tuple[float, ...]]:
     return rounded
 
 
+def _mean32(a: np.ndarray) -> np.float32:
+    """``a.mean()`` of a float32 array, without ``mean``'s Python wrapper: numpy sums in
+    float32 and divides that sum, as a double, by the count, then rounds to float32."""
+    return np.float32(float(np.add.reduce(a)) / a.size)
+
+
 def _shape_corr(curve: np.ndarray, typical: np.ndarray) -> float:
-    a = curve - curve.mean()
-    b = typical - typical.mean()
+    a = curve - _mean32(curve)
+    b = typical - _mean32(typical)
     den = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum()) / den if den > 1e-12 else 0.0
 

@@ -37,13 +37,21 @@ def _keys(prefix: str, n: int) -> tuple[str, ...]:
     return tuple(f"{prefix}{h:02d}" for h in range(n))
 
 
+def _mean(a: np.ndarray) -> float:
+    """``float(a.mean())`` of a float64 array, without ``mean``'s Python wrapper (more than
+    half its cost on 24 values): numpy's ``mean`` of float64 is the same pairwise sum divided
+    by the count, so the result is the same float."""
+    return float(np.add.reduce(a)) / a.size
+
+
 def _norm(curve: tuple[float, ...] | np.ndarray) -> np.ndarray:
     c = np.asarray(curve, dtype=np.float64)
-    m = float(np.mean(np.abs(c)))
+    m = _mean(np.abs(c))
     return c / m if m > 1e-9 else np.zeros_like(c)
 
 
-def profile_tags(weekday: tuple[float, ...], weekend: tuple[float, ...],
+def profile_tags(weekday: tuple[float, ...] | np.ndarray,
+                 weekend: tuple[float, ...] | np.ndarray,
                  customer_class: str) -> tuple[str, ...]:
     """Plain-language tags a person (and an alert route) can match on, from the typical curves.
 
@@ -53,12 +61,13 @@ def profile_tags(weekday: tuple[float, ...], weekend: tuple[float, ...],
     c = np.asarray(weekday, dtype=np.float64)
     w = np.asarray(weekend, dtype=np.float64)
     tags: list[str] = []
-    if c.size != 24 or float(c.mean()) <= 0:
+    c_mean = _mean(c) if c.size else math.nan
+    if c.size != 24 or c_mean <= 0:
         return (customer_class,)
     peak, low = float(c.max()), float(c.min())
-    high_hours = int((c >= 0.7 * peak).sum())
-    night = float(c[0:6].mean())
-    day = float(c[8:20].mean())
+    high_hours = int(np.count_nonzero(c >= 0.7 * peak))
+    night = _mean(c[0:6])
+    day = _mean(c[8:20])
     if low > 0 and peak / low < 1.5:
         tags.append("flat 24 h")
     elif 17 <= int(c.argmax()) <= 22 and high_hours <= 8:
@@ -71,7 +80,7 @@ def profile_tags(weekday: tuple[float, ...], weekend: tuple[float, ...],
         tags.append(f"morning-peak {customer_class}")
     if night > 1.2 * day:
         tags.append("night-heavy")
-    if w.size == 24 and float(w.mean()) < 0.5 * float(c.mean()):
+    if w.size == 24 and _mean(w) < 0.5 * c_mean:
         tags.append(f"weekend-closed {customer_class}")
     tags.append(customer_class)
     return tuple(dict.fromkeys(tags))
@@ -80,8 +89,8 @@ def profile_tags(weekday: tuple[float, ...], weekend: tuple[float, ...],
 def load_profile(p: DailyProfile, segment: str, tags: tuple[str, ...]) -> LoadProfile:
     """The stored form of one day's profile: peak/valley ratio, load factor, night/day ratio,
     month-on-month growth and the typical curve of the day's type."""
-    curve = np.asarray(p.day_curve)
-    day_mean = float(curve[8:20].mean())
+    curve = np.asarray(p.day_curve, dtype=np.float64)
+    day_mean = _mean(curve[8:20])
     typical = p.weekend_curve if p.is_day_off else p.weekday_curve
     return LoadProfile(
         meter_id=p.meter_id, day=p.day, customer_id=p.customer_id, segment=segment, tags=tags,
@@ -89,10 +98,14 @@ def load_profile(p: DailyProfile, segment: str, tags: tuple[str, ...]) -> LoadPr
         valley_kw=round(p.valley_kw, 4),
         peak_valley_ratio=round(p.peak_kw / p.valley_kw, 4) if p.valley_kw > 1e-6 else None,
         load_factor=round(p.daily_kwh / 24 / p.peak_kw, 4) if p.peak_kw > 1e-6 else None,
-        night_day_ratio=round(float(curve[0:6].mean()) / day_mean, 4) if day_mean > 1e-6
+        night_day_ratio=round(_mean(curve[0:6]) / day_mean, 4) if day_mean > 1e-6
         else None,
         mom_growth=p.mom_growth, curve=tuple(typical),
     )
+
+
+#: the segmenter's features in order: the weekday curve's hours, then the weekend's
+_FEATURES = _keys("d", 24) + _keys("e", 24)
 
 
 class Segmenter:
@@ -118,13 +131,25 @@ class Segmenter:
         self.seeded = 0
 
     @staticmethod
+    def vector(weekday: tuple[float, ...] | np.ndarray,
+               weekend: tuple[float, ...] | np.ndarray) -> np.ndarray:
+        """The features of a meter's typical curves as one array: the weekday curve over its
+        mean absolute value, then the weekend curve likewise, times the weekend's level
+        against the weekday's (the values of :meth:`features`, in its order)."""
+        wd_c = np.asarray(weekday, dtype=np.float64)
+        we_c = np.asarray(weekend, dtype=np.float64)
+        scale = _mean(wd_c) or 1.0
+        we_level = _mean(we_c) / scale if scale > 1e-9 else 0.0
+        return np.concatenate((_norm(wd_c), _norm(we_c) * we_level))
+
+    @staticmethod
     def features(p: DailyProfile) -> dict[str, float]:
-        wd, we = _norm(p.weekday_curve), _norm(p.weekend_curve)
-        scale = float(np.mean(p.weekday_curve)) or 1.0
-        we_level = float(np.mean(p.weekend_curve)) / scale if scale > 1e-9 else 0.0
-        wd_v, we_v = wd.tolist(), we.tolist()  # (Python floats: what float() of each gives)
-        x = dict(zip(_keys("d", len(wd_v)), wd_v, strict=True))
-        x.update(zip(_keys("e", len(we_v)), [v * we_level for v in we_v], strict=True))
+        """:meth:`vector` of ``p``'s typical curves, named (``d00``.. weekday hours, ``e00``..
+        weekend hours): what River's KMeans learns from."""
+        v = Segmenter.vector(p.weekday_curve, p.weekend_curve).tolist()
+        n = len(p.weekday_curve)
+        x = dict(zip(_keys("d", n), v[:n], strict=True))
+        x.update(zip(_keys("e", len(v) - n), v[n:], strict=True))
         return x
 
     def assign(self, p: DailyProfile) -> tuple[str, tuple[str, ...]]:
@@ -134,22 +159,50 @@ class Segmenter:
         data, so one centre would take every profile; the first profiles that are far from every
         seeded centre seed the next one (farthest-first), after that it is plain online KMeans.
         """
-        tags = profile_tags(p.weekday_curve, p.weekend_curve, self.customer_class)
+        wd = np.asarray(p.weekday_curve, dtype=np.float64)
+        tags = profile_tags(wd, p.weekend_curve, self.customer_class)
         if p.daily_kwh <= 0 or not any(p.weekday_curve):
             return f"{self.customer_class}-unknown", tags
+        v = self.vector(wd, p.weekend_curve)
+        rows = self._kept_rows(v.size)
+        if rows is not None:  # every centre seeded, their array kept: no names needed
+            k = self._nearest_row(rows, v)
+            row = rows[k]
+            row += self.halflife * (v - row)
+            self.model.centers[k].update(zip(_FEATURES, row.tolist(), strict=True))
+            self.seen += 1
+            return self.name(k, row), tags
         x = self.features(p)
         if self.seeded < self.n_clusters and self._far_from_seeds(x):
             k = self.seeded
             self.model.centers[k].update(x)
             self.seeded += 1
-        else:
-            k = self._nearest_seeded(x) if self.seeded < self.n_clusters else \
-                self.nearest(x)
+            self.__dict__.pop("_rows", None)
+        elif self.seeded < self.n_clusters:
+            k = self._nearest_seeded(x)
             centre, rate = self.model.centers[k], self.halflife
             for i, xi in x.items():
                 centre[i] += rate * (xi - centre[i])
+            self.__dict__.pop("_rows", None)
+        else:
+            k = self.nearest(x)
+            self._move(k, x, self.halflife)
         self.seen += 1
         return self.name(k), tags
+
+    def _move(self, k: int, x: dict[str, float], rate: float) -> None:
+        """Centre ``k`` moves ``rate`` of the way to ``x``: ``c += rate * (x - c)`` for each
+        feature, on the centres' array (:meth:`nearest` built it) and written back to River's
+        centre; the same float operations, element by element, as a loop over the features."""
+        rows: np.ndarray | None = self.__dict__.get("_rows")
+        centre = self.model.centers[k]
+        if rows is None:
+            for i, xi in x.items():
+                centre[i] += rate * (xi - centre[i])
+            return
+        row = rows[k]
+        row += rate * (np.fromiter(x.values(), np.float64, len(x)) - row)
+        centre.update(zip(x, row.tolist(), strict=True))
 
     def segment_of(self, weekday: tuple[float, ...], weekend: tuple[float, ...]) -> str:
         """The segment a meter with these typical curves belongs to now (no learning)."""
@@ -164,14 +217,18 @@ class Segmenter:
             self.nearest(x)
         return self.name(k)
 
-    def name(self, k: int) -> str:
+    def name(self, k: int, row: np.ndarray | None = None) -> str:
         """Cluster ``k``'s name from its centroid (``segment_name``), kept while the centroid
         stays within ``rename_distance`` of where it was named or keeps its shape; a second
-        cluster of the same shape gets a number (``evening-peak households 2``)."""
+        cluster of the same shape gets a number (``evening-peak households 2``). ``row``: the
+        centroid's features as the centres' array holds them, when the caller has it."""
         names: dict[int, tuple[str, str]] = self.__dict__.setdefault("names", {})
         anchors: dict[int, list[float]] = self.__dict__.setdefault("anchors", {})
-        c = self.model.centers[k]
-        curve = [float(c.get(key, 0.0)) for key in _keys("d", 24)]
+        if row is not None:
+            curve = row[:24].tolist()
+        else:
+            c = self.model.centers[k]
+            curve = [float(c.get(key, 0.0)) for key in _keys("d", 24)]
         have = names.get(k)
         if have is not None and math.dist(curve, anchors[k]) <= getattr(
                 self, "rename_distance", 0.5):
@@ -193,16 +250,43 @@ class Segmenter:
         centre whose features are not ``x``'s (River would draw the missing ones at random)
         goes to River's own. The sums are added in another order than River's, which adds
         them in the order of a set of strings (so that River's own last bits change from one
-        process to the next); only a tie closer than rounding could answer differently."""
+        process to the next); only a tie closer than rounding could answer differently.
+
+        The array (a row a centre, in the centres' order, a column a feature in ``x``'s order)
+        is kept between calls while every change to the centres goes through :meth:`assign`;
+        it is not pickled, and is built again from River's centres when missing."""
         model = self.model
         keys = x.keys()
-        rows = []
         for c in model.centers.values():
             if c.keys() != keys:
+                self.__dict__.pop("_rows", None)
                 return int(model.predict_one(x))
-            rows.append([c[k] for k in keys])
-        diff = np.abs(np.array(rows) - np.fromiter(x.values(), np.float64, len(x)))
-        return list(model.centers)[int((diff ** model.p).sum(axis=1).argmin())]
+        rows: np.ndarray | None = self.__dict__.get("_rows")
+        if rows is None or self.__dict__.get("_row_keys") != tuple(keys):
+            rows = np.array([[c[k] for k in keys] for c in model.centers.values()],
+                            dtype=np.float64)
+            self.__dict__["_rows"] = rows
+            self.__dict__["_row_keys"] = tuple(keys)
+        return self._nearest_row(rows, np.fromiter(x.values(), np.float64, len(x)))
+
+    def _nearest_row(self, rows: np.ndarray, v: np.ndarray) -> int:
+        diff = np.abs(rows - v)
+        return list(self.model.centers)[int((diff ** self.model.p).sum(axis=1).argmin())]
+
+    def _kept_rows(self, n: int) -> np.ndarray | None:
+        """The centres' array :meth:`nearest` keeps, when every centre is seeded and its
+        columns are the 48 features in :meth:`features`' order; else None."""
+        rows: np.ndarray | None = self.__dict__.get("_rows")
+        if rows is None or self.seeded < self.n_clusters or n != len(_FEATURES) \
+                or self.__dict__.get("_row_keys") != _FEATURES:
+            return None
+        return rows
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state.pop("_rows", None)
+        state.pop("_row_keys", None)
+        return state
 
     def _dist(self, x: dict[str, float], k: int) -> float:
         c = self.model.centers[k]

@@ -178,9 +178,10 @@ class MeterFacts:
         return out
 
     def industrial(self, b: ReadingBatch) -> list[Reading]:
-        """The readings of industrial customers in ``b``, in order."""
+        """The readings of industrial customers in ``b``, in order. Without a registry no
+        meter is known to be an industrial customer's: none, at once."""
         readings = b.readings
-        if not readings:
+        if not readings or self._never:
             return []
         self.check()
         ids = set(map(_meter_id, readings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 from datetime import timedelta
 
@@ -551,3 +552,30 @@ def test_calendar_quarter_cache_is_bounded_and_agrees_with_zoneinfo():
                                             loc.date().toordinal())
         assert len(cal._q) <= _MAX_QUARTERS
     assert cal.day_type(start.timestamp()) == 6  # the holiday counts as a Sunday
+
+
+_ANY_F32 = st.floats(width=32, allow_nan=True, allow_infinity=True)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_ANY_F32, _ANY_F32), min_size=24, max_size=24),
+       st.floats(0.0, 1.0))
+def test_day_close_arithmetic_is_numpys_own(pairs: list[tuple[float, float]], a: float) -> None:
+    """The day's close without numpy's Python wrappers computes what the wrapped calls do:
+    a usual curve moved towards the day and saturated as ``np.clip`` saturates it (NaN kept),
+    the shape correlation on means as ``ndarray.mean()`` gives them."""
+    from gridwatch.models._daily import _learn_curve, _shape_corr
+
+    with np.errstate(all="ignore"):
+        usual = np.asarray([u for u, _ in pairs], dtype=np.float32).astype(np.float16)
+        curve = np.asarray([c for _, c in pairs], dtype=np.float32)
+        want = np.clip(usual + a * (curve - usual), -65_504.0, 65_504.0).astype(np.float16)
+        got = usual.copy()
+        _learn_curve(got, curve, a)
+        assert got.tobytes() == want.tobytes()
+        typical = usual.astype(np.float32)
+        x, y = curve - curve.mean(), typical - typical.mean()
+        den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+        corr = float((x * y).sum()) / den if den > 1e-12 else 0.0
+        got_corr = _shape_corr(curve, typical)
+    assert (math.isnan(corr) and math.isnan(got_corr)) or got_corr == corr

@@ -212,3 +212,65 @@ def test_nearest_centre_with_features_river_has_not_seen_is_rivers() -> None:
     twin = copy.deepcopy(seg.model)
     assert seg.nearest(x) == twin.predict_one(x)
     assert "d05" in seg.model.centers[1]  # (drawn, as River draws it)
+
+
+class PerFeature(Segmenter):
+    """The segmenter as a loop over its named features, its centres read from River's dicts
+    at every profile: no array of the centres kept between profiles."""
+
+    def _kept_rows(self, n: int) -> None:
+        return None
+
+    def _move(self, k: int, x: dict[str, float], rate: float) -> None:
+        centre = self.model.centers[k]
+        for i, xi in x.items():
+            centre[i] += rate * (xi - centre[i])
+        self.__dict__.pop("_rows", None)
+
+
+_DAYS = st.lists(st.tuples(_CURVE, _CURVE, st.booleans()), min_size=1, max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_DAYS, st.integers(2, 5), st.integers(0, 40))
+def test_kept_centres_array_learns_as_the_loop_over_features(
+        days: list[tuple[list[float], list[float], bool]], n_clusters: int,
+        pickle_at: int) -> None:
+    """The segmenter's centres, kept as one array between profiles and written back to
+    River's centres, learn exactly as the loop over named features does: the same segment,
+    tags and centres, float for float, profile after profile, and after a snapshot restored
+    at any point (a snapshot does not carry the array; it is built again)."""
+    import pickle
+
+    seg = Segmenter("residential", n_clusters=n_clusters, seed=3, seed_distance=0.5)
+    ref = PerFeature("residential", n_clusters=n_clusters, seed=3, seed_distance=0.5)
+    for i, (wd, we, again) in enumerate(days):
+        if i == pickle_at:
+            seg = pickle.loads(pickle.dumps(seg))
+            assert "_rows" not in seg.__dict__
+        p = day("m1", tuple(wd), tuple(we))
+        for _ in range(2 if again else 1):
+            assert seg.assign(p) == ref.assign(p)
+            assert {k: dict(c) for k, c in seg.model.centers.items()} == \
+                {k: dict(c) for k, c in ref.model.centers.items()}
+        assert seg.segment_of(p.weekday_curve, p.weekend_curve) == \
+            ref.segment_of(p.weekday_curve, p.weekend_curve)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(-1e6, 1e6), st.floats(allow_nan=False)), min_size=1,
+                max_size=48))
+def test_means_without_numpys_wrapper_are_numpys(values: list[float]) -> None:
+    """The day's and the segmenter's means, summed with ``np.add.reduce`` and divided by the
+    count, are ``ndarray.mean()`` to the last bit, in float64 and in float32."""
+    from gridwatch.models._daily import _mean32
+    from gridwatch.models._segment import _mean
+
+    with np.errstate(all="ignore"):
+        a64 = np.asarray(values, dtype=np.float64)
+        a32 = a64.astype(np.float32)
+        want64, want32 = a64.mean(), a32.mean()
+        got64, got32 = _mean(a64), _mean32(a32)
+    assert type(got32) is type(want32)
+    for got, want in ((got64, float(want64)), (float(got32), float(want32))):
+        assert (math.isnan(got) and math.isnan(want)) or got == want

@@ -177,3 +177,12 @@ def test_industrial_of_keeps_the_order_across_batches():
     assert [(r.meter_id, r.ts) for r in got] == [("i", T0 + timedelta(minutes=15)),
                                                  ("j", T0), ("j", T0 + timedelta(minutes=30))]
     assert facts.industrial_of([]) == []
+
+
+def test_without_a_registry_no_reading_is_an_industrial_customers():
+    """No registry: no meter is known to be an industrial customer's, so none of a batch's
+    readings goes to the load forecasts, and no meter's facts are looked up for it."""
+    facts = MeterFacts(no_registry)
+    assert facts.industrial(batch(["a", "i", "a"])) == []
+    assert facts.industrial_of([batch(["j"], "cell:c2"), batch([])]) == []
+    assert facts.known == {} and facts.shards == {}

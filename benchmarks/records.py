@@ -29,8 +29,14 @@
   checkout and, with ``--against REV``, of revision ``REV`` in the same run (rounds
   alternating, best of 3), with whether both gave the same profiles, events and load
   profiles (a digest of them).
+* ``first``: a meter's first reading in a cell (``CellLogic.on_batch`` of 100-reading batches
+  from 50,000 meters new to it: each meter's state made and stepped in Python, its row set
+  for the lane), in µs a reading, beside the second reading of the same meters (the lane),
+  of this checkout and, with ``--against REV``, of revision ``REV``, rounds alternating, best
+  of 3 (``--rounds N``).
 
-    .venv/bin/python benchmarks/records.py [--only decode|handover|path|day] [--against REV]
+    .venv/bin/python benchmarks/records.py [--only decode|handover|path|day|first]
+        [--against REV]
 """
 
 from __future__ import annotations
@@ -375,11 +381,45 @@ def _day_child() -> dict[str, Any]:
             "digest": digest[:16]}
 
 
-def day(against: str | None, rounds: int = 3) -> None:
+def _first_child() -> dict[str, Any]:
+    """One round of meters' first readings in a cell, in this process (whichever
+    ``gridwatch`` it imports): 50,000 meters new to the cell, then their second readings."""
+    from gridwatch.models import Calendar, DetectionSettings
+    from gridwatch.models._quiet import use_compiled
+    from gridwatch.stream import ReadingBatch
+    from gridwatch.stream._logic import CellLogic
+
+    use_compiled(True)
+    meters = 50_000
+    s = DetectionSettings()
+    logic = CellLogic(None, s, Calendar(), lambda _m: None, 900.0, 0.0, snapshots=False)
+    rounds = []
+    for k in range(2):
+        ts = T0 + timedelta(minutes=15 * k)
+        rounds.append([ReadingBatch("cell:c1", tuple(
+            Reading(meter_id=f"m{i:06d}", ts=ts, kw=1.0 + (i + k) % 7 / 3, kwh=1000.0 + i + k,
+                    voltage=(230.0,), pf=0.97) for i in range(j, j + 100)), "p0")
+            for j in range(0, meters, 100)])
+    gc.collect()
+    gc.freeze()
+    out = {}
+    for name, batches in zip(("first", "second"), rounds, strict=True):
+        t0 = time.perf_counter()
+        for b in batches:
+            logic.on_batch([b])
+        out[name] = (time.perf_counter() - t0) / meters * 1e6
+    out["digest"] = str(len(logic.meters))
+    return out
+
+
+def against_runs(child: str, units: dict[str, str], against: str | None,
+                 rounds: int = 3) -> dict[str, dict[str, Any]]:
+    """``rounds`` rounds of ``--child CHILD`` in fresh processes, this checkout's then, with
+    ``against``, revision ``against``'s (exported), alternating; prints each round and the
+    best of each figure, with the ratio to the revision's."""
     import os
     import tempfile
 
-    units = {"close": "µs a close", "segmenter": "µs a meter-day", "step": "µs a reading"}
     with tempfile.TemporaryDirectory(prefix="gridwatch-rev-") as tmp:
         trees: dict[str, dict[str, str]] = {"this checkout": {}}
         if against:
@@ -387,29 +427,43 @@ def day(against: str | None, rounds: int = 3) -> None:
         best: dict[str, dict[str, Any]] = {label: {} for label in trees}
         for i in range(rounds):
             for label, env in trees.items():
-                proc = subprocess.run([sys.executable, __file__, "--child", "day"],
+                proc = subprocess.run([sys.executable, __file__, "--child", child],
                                       check=True, capture_output=True, text=True,
                                       env=os.environ | env)
                 got = json.loads(proc.stdout)
                 print(f"round {i + 1}, {label}: " + ", ".join(
                     f"{k} {got[k]:.1f}" for k in units), flush=True)
-                for k in units:
-                    best[label][k] = min(best[label].get(k, float("inf")), got[k])
-                best[label]["digest"] = got["digest"]
-                best[label]["meter-days"] = got["meter-days"]
+                for k, v in got.items():
+                    best[label][k] = min(best[label].get(k, float("inf")), v) \
+                        if k in units else v
     mine = best["this checkout"]
-    print(f"{mine['meter-days']} meter-days of sgsc45's first {DAY_READINGS:,} readings; "
-          f"best of {rounds}:")
+    print(f"best of {rounds}:")
     for k, unit in units.items():
         line = f"{k:<10} {mine[k]:7.1f} {unit}"
         if against:
             old = best[against][k]
             line += f"; at {against} {old:7.1f}; ratio {old / mine[k]:.2f}x"
         print(line)
+    return best
+
+
+def day(against: str | None, rounds: int = 3) -> None:
+    units = {"close": "µs a close", "segmenter": "µs a meter-day", "step": "µs a reading"}
+    print(f"the first {DAY_READINGS:,} readings of sgsc45:")
+    best = against_runs("day", units, against, rounds)
+    mine = best["this checkout"]
+    print(f"({mine['meter-days']} meter-days)")
     if against:
         same = best[against]["digest"] == mine["digest"]
         print("profiles, events and load profiles: " + (
             "the same" if same else "DIFFERENT") + f" (digest {mine['digest']})")
+
+
+def first(against: str | None, rounds: int = 3) -> None:
+    print("50,000 meters new to a cell, 100-reading batches: their first readings, then "
+          "their second:")
+    against_runs("first", {"first": "µs a reading", "second": "µs a reading"}, against,
+                 rounds)
 
 
 def _export(rev: str, into: Path) -> Path:
@@ -453,9 +507,11 @@ def path(against: str | None, rounds: int = 3) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("decode", "handover", "path", "day"))
+    ap.add_argument("--only", choices=("decode", "handover", "path", "day", "first"))
     ap.add_argument("--against",
-                    help="path and day: a git revision to run beside this checkout")
+                    help="path, day and first: a git revision to run beside this checkout")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="day and first: rounds (alternating with --against's)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "path":
@@ -463,6 +519,9 @@ def main() -> None:
         return
     if args.child == "day":
         print(json.dumps(_day_child()))
+        return
+    if args.child == "first":
+        print(json.dumps(_first_child()))
         return
     if args.child:
         print(json.dumps(_child(args.child)))
@@ -475,7 +534,9 @@ def main() -> None:
     if args.only in (None, "path"):
         path(args.against)
     if args.only in (None, "day"):
-        day(args.against)
+        day(args.against, args.rounds)
+    if args.only in (None, "first"):
+        first(args.against, args.rounds)
 
 
 if __name__ == "__main__":

@@ -223,6 +223,7 @@ def handover_cpu() -> None:
 
 # -- the live path, per reading ------------------------------------------------------------------
 PATH_MSGS = 1_000  # 100-reading batches: 100,000 readings
+PATH_STEPS = ("collector", "live source", "live, behind", "replay source")
 
 
 def _path_child() -> dict[str, float]:
@@ -432,17 +433,17 @@ def against_runs(child: str, units: dict[str, str], against: str | None,
                                       env=os.environ | env)
                 got = json.loads(proc.stdout)
                 print(f"round {i + 1}, {label}: " + ", ".join(
-                    f"{k} {got[k]:.1f}" for k in units), flush=True)
+                    f"{k} {got[k]:.2f}" for k in units), flush=True)
                 for k, v in got.items():
                     best[label][k] = min(best[label].get(k, float("inf")), v) \
                         if k in units else v
     mine = best["this checkout"]
     print(f"best of {rounds}:")
     for k, unit in units.items():
-        line = f"{k:<10} {mine[k]:7.1f} {unit}"
+        line = f"{k:<14} {mine[k]:8.2f} {unit}"
         if against:
             old = best[against][k]
-            line += f"; at {against} {old:7.1f}; ratio {old / mine[k]:.2f}x"
+            line += f"; at {against} {old:8.2f}; ratio {old / mine[k]:.2f}x"
         print(line)
     return best
 
@@ -480,29 +481,7 @@ def _export(rev: str, into: Path) -> Path:
 
 
 def path(against: str | None, rounds: int = 3) -> None:
-    import os
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="gridwatch-rev-") as tmp:
-        trees: dict[str, dict[str, str]] = {"this checkout": {}}
-        if against:
-            pythonpath = str(_export(against, Path(tmp)))
-            trees[against] = {"PYTHONPATH": pythonpath}
-        best: dict[str, dict[str, float]] = {label: {} for label in trees}
-        for _ in range(rounds):
-            for label, env in trees.items():
-                proc = subprocess.run([sys.executable, __file__, "--child", "path"],
-                                      check=True, capture_output=True, text=True,
-                                      env=os.environ | env)
-                for step, us in json.loads(proc.stdout).items():
-                    best[label][step] = min(best[label].get(step, float("inf")), us)
-    mine = best["this checkout"]
-    for step, us in mine.items():
-        line = f"{step:<14} {us:6.2f} µs per reading"
-        if against:
-            old = best[against][step]
-            line += f"; at {against} {old:6.2f} µs; ratio {old / us:.2f}x"
-        print(line)
+    against_runs("path", {step: "µs per reading" for step in PATH_STEPS}, against, rounds)
 
 
 def main() -> None:
@@ -511,7 +490,7 @@ def main() -> None:
     ap.add_argument("--against",
                     help="path, day and first: a git revision to run beside this checkout")
     ap.add_argument("--rounds", type=int, default=3,
-                    help="day and first: rounds (alternating with --against's)")
+                    help="path, day and first: rounds (alternating with --against's)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "path":
@@ -532,7 +511,7 @@ def main() -> None:
     if args.only in (None, "handover"):
         handover()
     if args.only in (None, "path"):
-        path(args.against)
+        path(args.against, args.rounds)
     if args.only in (None, "day"):
         day(args.against, args.rounds)
     if args.only in (None, "first"):

@@ -69,9 +69,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from _data import SGSC45
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "var" / "bench" / "dataflow"
-SGSC45 = Path("/work/shared/datasets/sgsc45/readings.csv.gz")
 FLEET_100K = ROOT / "config" / "fleets" / "utility-100k.yaml"
 
 

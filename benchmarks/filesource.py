@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
-SGSC45 = Path("/work/shared/datasets/sgsc45/readings.csv.gz")
+from _data import SGSC45
 
 
 def _best(fn: Callable[[], int], rounds: int) -> tuple[float, float, int]:

@@ -43,14 +43,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _data import SGSC45
 
 from gridwatch import MeterMeta, Reading, Settings
 from gridwatch.models import Calendar, DetectionSettings, MeterState, Segmenter, SegmentJudge
 
 ROOT = Path(__file__).resolve().parent.parent
-SGSC45 = Path("/work/shared/datasets/sgsc45/readings.csv.gz")
-if not SGSC45.exists():
-    SGSC45 = ROOT.parent / "shared/datasets/sgsc45/readings.csv.gz"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 STEP = timedelta(minutes=15)
 FAR = datetime(2035, 1, 1, tzinfo=UTC)

@@ -37,11 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _data import SGSC45 as DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path("/work/shared/datasets/sgsc45/readings.csv.gz")
-if not DATA.exists():
-    DATA = ROOT.parent / "shared/datasets/sgsc45/readings.csv.gz"
 SEED = 20240611
 #: Faults per meter-month injected into the real set (several per household over its data).
 MIX = ("spike=0.5/mm,outage=0.25/mm,comm_loss=0.25/mm,drop=0.25/mm,stuck=0.25/mm,"

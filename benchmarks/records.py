@@ -52,6 +52,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from _data import SGSC45
+
 from gridwatch import Reading
 from gridwatch.ingest import decode_item, encode_item
 from gridwatch.ingest._journal import READING_TAG
@@ -317,9 +319,6 @@ def _path_child() -> dict[str, float]:
 
 
 # -- a meter's finished day ------------------------------------------------------------------------
-SGSC45 = Path("/work/shared/datasets/sgsc45/readings.csv.gz")
-if not SGSC45.exists():  # (a checkout beside ``shared/``)
-    SGSC45 = Path(__file__).resolve().parents[2] / "shared/datasets/sgsc45/readings.csv.gz"
 DAY_READINGS = 200_000
 
 

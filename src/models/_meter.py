@@ -165,12 +165,12 @@ class MeterState(MeterRecord):
         A quiet reading (see :mod:`._quiet`) takes the quiet path: the same updates in one
         function, bit-identical; every other reading the full path below. ``t``: the
         reading's event time in epoch seconds (``r.ts.timestamp()``), when the caller has it."""
-        rec = self
-        x = rec.x
-        if FAST_PATH and x[N]:  # (a meter's first reading is never quiet)
+        if FAST_PATH:
             quiet = quiet_step(self, r, meta, s, cal, t)
             if quiet is not None:
                 return quiet
+        rec = self
+        x = rec.x
         if meta is not None and meta.timezone and meta.timezone != cal.tz.key:
             cal = calendar_for(meta.timezone, meta.holiday_country or cal.country)
         if t is None:

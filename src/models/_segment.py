@@ -25,6 +25,7 @@ from river import cluster, stats
 
 from gridwatch._schemas import Event, LoadProfile
 from gridwatch._segnames import segment_name
+from gridwatch.models._daily import _mean
 from gridwatch.models._meter import DailyProfile
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -35,13 +36,6 @@ def _keys(prefix: str, n: int) -> tuple[str, ...]:
     """The feature names ``prefix00`` .. of a curve of ``n`` hours ("d00".."d23": weekday
     hours), made once."""
     return tuple(f"{prefix}{h:02d}" for h in range(n))
-
-
-def _mean(a: np.ndarray) -> float:
-    """``float(a.mean())`` of a float64 array, without ``mean``'s Python wrapper (more than
-    half its cost on 24 values): numpy's ``mean`` of float64 is the same pairwise sum divided
-    by the count, so the result is the same float."""
-    return float(np.add.reduce(a)) / a.size
 
 
 def _norm(curve: tuple[float, ...] | np.ndarray) -> np.ndarray:
@@ -61,8 +55,10 @@ def profile_tags(weekday: tuple[float, ...] | np.ndarray,
     c = np.asarray(weekday, dtype=np.float64)
     w = np.asarray(weekend, dtype=np.float64)
     tags: list[str] = []
-    c_mean = _mean(c) if c.size else math.nan
-    if c.size != 24 or c_mean <= 0:
+    if c.size != 24:
+        return (customer_class,)
+    c_mean = _mean(c)
+    if c_mean <= 0:
         return (customer_class,)
     peak, low = float(c.max()), float(c.min())
     high_hours = int(np.count_nonzero(c >= 0.7 * peak))
@@ -113,6 +109,12 @@ class Segmenter:
 
     Hyperparameters only in ``__init__``; the River model holds the learned state and pickles.
     """
+
+    #: River's centres as one array (a row a centre, a column a feature of ``_row_keys``),
+    #: kept between profiles by :meth:`nearest` and moved with them; never pickled (class
+    #: defaults: snapshots, older ones too, carry neither)
+    _rows: np.ndarray | None = None
+    _row_keys: tuple[str, ...] = ()
 
     def __init__(self, customer_class: str, n_clusters: int = 4, halflife: float = 0.05,
                  seed: int = 42, seed_distance: float = 2.0,
@@ -167,42 +169,42 @@ class Segmenter:
         rows = self._kept_rows(v.size)
         if rows is not None:  # every centre seeded, their array kept: no names needed
             k = self._nearest_row(rows, v)
-            row = rows[k]
-            row += self.halflife * (v - row)
-            self.model.centers[k].update(zip(_FEATURES, row.tolist(), strict=True))
             self.seen += 1
-            return self.name(k, row), tags
+            return self.name(k, self._move_row(rows, k, v)), tags
         x = self.features(p)
         if self.seeded < self.n_clusters and self._far_from_seeds(x):
             k = self.seeded
             self.model.centers[k].update(x)
             self.seeded += 1
-            self.__dict__.pop("_rows", None)
-        elif self.seeded < self.n_clusters:
-            k = self._nearest_seeded(x)
-            centre, rate = self.model.centers[k], self.halflife
-            for i, xi in x.items():
-                centre[i] += rate * (xi - centre[i])
-            self.__dict__.pop("_rows", None)
+            self._rows = None
         else:
-            k = self.nearest(x)
-            self._move(k, x, self.halflife)
+            k = self._nearest_seeded(x) if self.seeded < self.n_clusters else \
+                self.nearest(x)
+            self._move(k, x)
         self.seen += 1
         return self.name(k), tags
 
-    def _move(self, k: int, x: dict[str, float], rate: float) -> None:
-        """Centre ``k`` moves ``rate`` of the way to ``x``: ``c += rate * (x - c)`` for each
-        feature, on the centres' array (:meth:`nearest` built it) and written back to River's
-        centre; the same float operations, element by element, as a loop over the features."""
-        rows: np.ndarray | None = self.__dict__.get("_rows")
-        centre = self.model.centers[k]
-        if rows is None:
-            for i, xi in x.items():
-                centre[i] += rate * (xi - centre[i])
+    def _move(self, k: int, x: dict[str, float]) -> None:
+        """Centre ``k`` moves ``halflife`` of the way to ``x``: ``c += rate * (x - c)`` for
+        each feature; on the centres' array where :meth:`nearest` keeps one for ``x``'s
+        features, else on River's centre (the array, if any, is then dropped)."""
+        rows = self._rows
+        if rows is not None and self._row_keys == tuple(x):
+            self._move_row(rows, k, np.fromiter(x.values(), np.float64, len(x)))
             return
+        centre, rate = self.model.centers[k], self.halflife
+        for i, xi in x.items():
+            centre[i] += rate * (xi - centre[i])
+        self._rows = None
+
+    def _move_row(self, rows: np.ndarray, k: int, v: np.ndarray) -> np.ndarray:
+        """Row ``k`` of the centres' array moves ``halflife`` of the way to ``v`` (the same
+        float operations, element by element, as the loop over the features) and is written
+        back to River's centre; returns the row."""
         row = rows[k]
-        row += rate * (np.fromiter(x.values(), np.float64, len(x)) - row)
-        centre.update(zip(x, row.tolist(), strict=True))
+        row += self.halflife * (v - row)
+        self.model.centers[k].update(zip(self._row_keys, row.tolist(), strict=True))
+        return row
 
     def segment_of(self, weekday: tuple[float, ...], weekend: tuple[float, ...]) -> str:
         """The segment a meter with these typical curves belongs to now (no learning)."""
@@ -259,14 +261,13 @@ class Segmenter:
         keys = x.keys()
         for c in model.centers.values():
             if c.keys() != keys:
-                self.__dict__.pop("_rows", None)
+                self._rows = None
                 return int(model.predict_one(x))
-        rows: np.ndarray | None = self.__dict__.get("_rows")
-        if rows is None or self.__dict__.get("_row_keys") != tuple(keys):
-            rows = np.array([[c[k] for k in keys] for c in model.centers.values()],
-                            dtype=np.float64)
-            self.__dict__["_rows"] = rows
-            self.__dict__["_row_keys"] = tuple(keys)
+        rows = self._rows
+        if rows is None or self._row_keys != tuple(keys):
+            rows = self._rows = np.array([[c[k] for k in keys] for c in model.centers.values()],
+                                         dtype=np.float64)
+            self._row_keys = tuple(keys)
         return self._nearest_row(rows, np.fromiter(x.values(), np.float64, len(x)))
 
     def _nearest_row(self, rows: np.ndarray, v: np.ndarray) -> int:
@@ -276,11 +277,9 @@ class Segmenter:
     def _kept_rows(self, n: int) -> np.ndarray | None:
         """The centres' array :meth:`nearest` keeps, when every centre is seeded and its
         columns are the 48 features in :meth:`features`' order; else None."""
-        rows: np.ndarray | None = self.__dict__.get("_rows")
-        if rows is None or self.seeded < self.n_clusters or n != len(_FEATURES) \
-                or self.__dict__.get("_row_keys") != _FEATURES:
+        if self.seeded < self.n_clusters or n != len(_FEATURES) or self._row_keys != _FEATURES:
             return None
-        return rows
+        return self._rows
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)

@@ -221,11 +221,11 @@ class PerFeature(Segmenter):
     def _kept_rows(self, n: int) -> None:
         return None
 
-    def _move(self, k: int, x: dict[str, float], rate: float) -> None:
+    def _move(self, k: int, x: dict[str, float]) -> None:
         centre = self.model.centers[k]
         for i, xi in x.items():
-            centre[i] += rate * (xi - centre[i])
-        self.__dict__.pop("_rows", None)
+            centre[i] += self.halflife * (xi - centre[i])
+        self._rows = None
 
 
 _DAYS = st.lists(st.tuples(_CURVE, _CURVE, st.booleans()), min_size=1, max_size=40)
@@ -263,8 +263,7 @@ def test_kept_centres_array_learns_as_the_loop_over_features(
 def test_means_without_numpys_wrapper_are_numpys(values: list[float]) -> None:
     """The day's and the segmenter's means, summed with ``np.add.reduce`` and divided by the
     count, are ``ndarray.mean()`` to the last bit, in float64 and in float32."""
-    from gridwatch.models._daily import _mean32
-    from gridwatch.models._segment import _mean
+    from gridwatch.models._daily import _mean, _mean32
 
     with np.errstate(all="ignore"):
         a64 = np.asarray(values, dtype=np.float64)

@@ -32,6 +32,9 @@ says as much about the neighbours as about the dataflow):
   file, with 1 and with 2 processes (``--processes``) in turns (``--replay-processes N``,
   ``--replay-rounds N``); the events of each are compared with the first's (those a
   customer class's segments judge apart: their order of learning differs in a cluster).
+  Beside them, without a registry: as many independent ``gridwatch replay`` processes at
+  once, each over the lines of one process's share (no cluster: each its own clock and
+  segmenter), the ceiling of a replay on that many processes here.
   ``--replay-fleet-days DAYS`` replays that many days of the simulated demo fleet instead
   (about 300 meters in five grid cells, three customer classes, with its registry).
 * ``memory``: resident memory per meter of a dataflow holding 10^4, 10^5 (and with
@@ -488,6 +491,58 @@ def _events(path: Path) -> tuple[Counter, Counter]:
     return mine, judged
 
 
+def _split_input(plain_csv: Path, n: int) -> list[Path]:
+    """The file's data lines in ``n`` files, each the lines of one share of a parallel replay
+    of ``n`` processes (the meters ``gridwatch replay --processes n`` gives that process;
+    without a registry, by hash shard), each with the header."""
+    from gridwatch import Settings
+    from gridwatch._engine import _replay_share
+
+    owner = _replay_share(0, n, Settings().engine.workers, None).owner
+    paths = [plain_csv.with_name(f"{plain_csv.stem}.share{i}.csv") for i in range(n)]
+    outs = [open(q, "w", newline="") for q in paths]  # noqa: SIM115
+    try:
+        with open(plain_csv, newline="") as fh:
+            header = fh.readline()
+            col = header.strip().split(",").index("meter_id")
+            for out in outs:
+                out.write(header)
+            for line in fh:
+                outs[owner(line.split(",")[col].strip())].write(line)
+    finally:
+        for out in outs:
+            out.close()
+    return paths
+
+
+def _replay_apart(parts: list[Path]) -> tuple[float, float, list[Path]]:
+    """One ``gridwatch replay`` of each file, all started at once, as independent processes
+    (no cluster: each its own clock and segmenter): wall seconds until the last ends, CPU
+    seconds of all, the alerts each wrote."""
+    import resource
+
+    procs, alerts = [], []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    for i, part in enumerate(parts):
+        out = part.parent / f"alerts-apart{i}.jsonl"
+        out.unlink(missing_ok=True)
+        alerts.append(out)
+        env = _env(None, GRIDWATCH_INGEST__DEADLETTER_DIR=str(part.parent / f"deadletter-a{i}"))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "gridwatch", "replay", str(part), "--no-influx",
+             "--alerts-out", str(out)], cwd=part.parent, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _, err = proc.communicate(timeout=3600)
+        if proc.returncode != 0:
+            raise SystemExit(f"replay failed: {err[-2000:]}")
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return wall, cpu, alerts
+
+
 def replay_runs(processes: tuple[int, ...] = (1, 2), rounds: int = 1,
                   fleet_days: int = 0) -> dict[str, Any]:
     """A plain csv pass, then ``gridwatch replay`` of sgsc45 (or, with ``fleet_days``, of
@@ -506,11 +561,19 @@ def replay_runs(processes: tuple[int, ...] = (1, 2), rounds: int = 1,
     plain, plain_cpu = time.perf_counter() - t0, time.process_time() - c0
     runs: dict[int, list[tuple[float, float]]] = {n: [] for n in processes}
     alerts: dict[int, Path] = {}
+    # without a registry: n independent replays at once, each over one share's lines
+    apart_n = max(processes) if registry is None and max(processes) > 1 else 0
+    parts = _split_input(plain_csv, apart_n) if apart_n else []
+    apart: list[tuple[float, float]] = []
+    apart_alerts: list[Path] = []
     for _ in range(rounds):
         for n in processes:
             wall, cpu, alerts[n] = _replay_run(plain_csv, name=f"alerts-p{n}", processes=n,
                                                registry=registry)
             runs[n].append((wall, cpu))
+        if parts:
+            wall, cpu, apart_alerts = _replay_apart(parts)
+            apart.append((wall, cpu))
     out: dict[str, Any] = {"rows": rows - 1, "csv_s": plain, "csv_per_s": (rows - 1) / plain,
                            "csv_cpu_s": plain_cpu, "by_processes": {}}
     base_mine, base_judged = _events(alerts[processes[0]])
@@ -523,6 +586,20 @@ def replay_runs(processes: tuple[int, ...] = (1, 2), rounds: int = 1,
             "replay_cpu_s": cpu, "cpu_ratio": plain_cpu / cpu, "walls": [w for w, _ in runs[n]],
             "same_events": mine == base_mine, "events": sum(mine.values()),
             "segment_judged": sum(judged.values()),
+            "segment_judged_differ": sum(((judged - base_judged) + (base_judged - judged))
+                                         .values())}
+    if apart:
+        mine, judged = Counter(), Counter()
+        for path in apart_alerts:
+            m, j = _events(path)
+            mine += m
+            judged += j
+        wall = statistics.median(w for w, _ in apart)
+        out["apart"] = {
+            "processes": apart_n, "replay_s": wall, "replay_per_s": (rows - 1) / wall,
+            "replay_cpu_s": statistics.median(c for _, c in apart),
+            "walls": [w for w, _ in apart], "same_events": mine == base_mine,
+            "events": sum(mine.values()), "segment_judged": sum(judged.values()),
             "segment_judged_differ": sum(((judged - base_judged) + (base_judged - judged))
                                          .values())}
     first = out["by_processes"][str(processes[0])]
@@ -756,6 +833,15 @@ def main() -> None:
                   f"{'the same' if x['same_events'] else 'NOT THE SAME'}; "
                   f"{x['segment_judged']} judged by a segment, {x['segment_judged_differ']} "
                   f"differ")
+        if "apart" in r and one is not None:
+            x = r["apart"]
+            print(f"{x['processes']} independent replays at once, each over one share's "
+                  f"meters (no cluster: each its own segmenter): {x['replay_per_s']:,.0f} "
+                  f"readings/s in {x['replay_s']:.1f} s (runs: "
+                  f"{', '.join(f'{w:.1f}' for w in x['walls'])} s), {x['replay_cpu_s']:.1f} "
+                  f"CPU-s; vs the first: {one['replay_s'] / x['replay_s']:.2f}x wall, the "
+                  f"ceiling of a {x['processes']}-process replay here; {x['events']} events "
+                  f"not judged by a segment, {'the same' if x['same_events'] else 'NOT THE SAME'}")
     if "memory" in parts:
         sizes = [10_000, 100_000] + ([1_000_000] if args.full else [])
         results["memory"] = []

@@ -31,10 +31,11 @@ says as much about the neighbours as about the dataflow):
   (decompressed first) without a database against a plain ``csv.reader`` pass over the same
   file, with 1 and with 2 processes (``--processes``) in turns (``--replay-processes N``,
   ``--replay-rounds N``); the events of each are compared with the first's (those a
-  customer class's segments judge apart: their order of learning differs in a cluster).
+  customer class's segments judge apart: one process's segment stage learns the meter-days
+  in the order its dataflow finishes them, several processes' in the order of the days).
   Beside them, without a registry: as many independent ``gridwatch replay`` processes at
-  once, each over the lines of one process's share (no cluster: each its own clock and
-  segmenter), the ceiling of a replay on that many processes here.
+  once, each over the lines of one process's share (each its own segment stage), the
+  ceiling of a replay on that many processes here.
   ``--replay-fleet-days DAYS`` replays that many days of the simulated demo fleet instead
   (about 300 meters in five grid cells, three customer classes, with its registry).
 * ``memory``: resident memory per meter of a dataflow holding 10^4, 10^5 (and with
@@ -45,7 +46,9 @@ says as much about the neighbours as about the dataflow):
   values, freed among the meters' buffers, leave free heap in the process).
 
 Usage: ``python benchmarks/dataflow.py`` (a few minutes), ``--only PART`` (repeatable),
-``--meters N``, ``--intervals N``, ``--full``. Figures go to ``var/bench/dataflow.json``.
+``--meters N``, ``--intervals N``, ``--full``; ``--flow-rounds N`` runs the flow's four
+layouts N times in turns and prints the median of each 2-process run against the 1-process
+run of its own round. Figures go to ``var/bench/dataflow.json``.
 Comparisons of the 1-process flow, runs taken in turns (with ``--only flow``, instead of the
 runs above): ``--gc-pairs N`` (Python's collector settings vs the engine's
 ``engine.gc_threshold``), ``--against DIR --pairs N`` (the ``gridwatch`` package in ``DIR``,
@@ -477,8 +480,8 @@ def _replay_run(plain_csv: Path, code: Path | None = None, name: str = "alerts",
 
 def _events(path: Path) -> tuple[Counter, Counter]:
     """The events of an alerts file as (those no segment judges, those a segment judges: a
-    customer class's segments learn in the order meter-days arrive, which differs between
-    one process and several; see gridwatch._replay_cluster)."""
+    customer class's segments learn the meter-days in another order on one process than on
+    several; see gridwatch._replay_cluster)."""
     from gridwatch import Event
     from gridwatch.models._segment import is_candidate
 
@@ -609,21 +612,28 @@ def replay_runs(processes: tuple[int, ...] = (1, 2), rounds: int = 1,
     return out
 
 
-def replay_pairs(n: int, code: Path) -> list[dict[str, float]]:
-    """``n`` pairs of replays of sgsc45 in turns, the package in ``code`` then this tree's;
-    prints each pair's ratio (this tree's speed over the other's, per CPU-second) and whether
-    both wrote the same alerts, byte for byte."""
+def replay_pairs(n: int, code: Path, processes: int = 1) -> list[dict[str, float]]:
+    """``n`` pairs of replays of sgsc45 on ``processes`` processes in turns, the package in
+    ``code`` then this tree's; prints each pair's ratios (this tree's speed over the other's,
+    per CPU-second and in wall time) and whether both wrote the same alerts, byte for byte
+    (on several processes, those no segment judges: see :func:`_events`)."""
     plain_csv = _replay_input()
     out = []
     for i in range(n):
-        wall_a, cpu_a, alerts_a = _replay_run(plain_csv, code, "alerts-against")
-        wall_b, cpu_b, alerts_b = _replay_run(plain_csv, None, "alerts-this")
-        same = "same alerts" if alerts_a.read_bytes() == alerts_b.read_bytes() else \
-            "OTHER ALERTS"
+        wall_a, cpu_a, alerts_a = _replay_run(plain_csv, code, "alerts-against", processes)
+        wall_b, cpu_b, alerts_b = _replay_run(plain_csv, None, "alerts-this", processes)
+        if processes == 1:
+            same = alerts_a.read_bytes() == alerts_b.read_bytes()
+        else:
+            same = _events(alerts_a)[0] == _events(alerts_b)[0]
         out.append({"cpu_a": cpu_a, "cpu_b": cpu_b, "wall_a": wall_a, "wall_b": wall_b})
         print(f"pair {i + 1}: {cpu_a:.1f} vs {cpu_b:.1f} CPU-seconds ({cpu_a / cpu_b:.3f}x; "
-              f"wall {wall_a / wall_b:.3f}x); {same}", flush=True)
+              f"wall {wall_a:.1f} vs {wall_b:.1f} s, {wall_a / wall_b:.3f}x); "
+              f"{'same' if same else 'OTHER'} alerts"
+              f"{' not judged by a segment' if processes > 1 else ''}", flush=True)
     _summary([(r["cpu_a"], 1) for r in out], [(r["cpu_b"], 1) for r in out])
+    walls = sorted(r["wall_a"] / r["wall_b"] for r in out)
+    print(f"wall: median {statistics.median(walls):.3f}x ({', '.join(f'{w:.3f}' for w in walls)})")
     return out
 
 
@@ -712,6 +722,11 @@ def main() -> None:
     ap.add_argument("--intervals", type=int, default=96)
     ap.add_argument("--cell-meters", type=int, default=FLEET_CELL_METERS,
                     help="meters per grid cell (the unit of work spread over processes)")
+    ap.add_argument("--flow-rounds", type=int, default=1, metavar="N",
+                    help="flow: run the 1-process and the three 2-process layouts N times in "
+                         "turns; each 2-process run is compared with the 1-process run of its "
+                         "own round and the medians are printed (the machine's speed moves "
+                         "between runs)")
     ap.add_argument("--exchange-baseline", action="store_true",
                     help="flow: also run the 2-process flow with reading batches pickled as "
                          "pydantic objects (the exchange before the columnar form)")
@@ -727,7 +742,8 @@ def main() -> None:
     ap.add_argument("--memory-intervals", type=int, default=4)
     ap.add_argument("--replay-processes", type=int, action="append", metavar="N",
                     help="replay: the numbers of processes to replay with, in turns "
-                         "(repeatable; default 1 and 2)")
+                         "(repeatable; default 1 and 2); with --against, the pairs run on "
+                         "the largest (default 1)")
     ap.add_argument("--replay-rounds", type=int, default=1, metavar="N",
                     help="replay: rounds of those runs (the median of each is reported)")
     ap.add_argument("--replay-fleet-days", type=int, default=0, metavar="DAYS",
@@ -752,7 +768,8 @@ def main() -> None:
                                            {"code": args.against.resolve()}, {})
         if "replay" in parts and args.against:
             print(f"replay of sgsc45: {args.against} vs this tree:")
-            results["replay_against"] = replay_pairs(args.pairs, args.against.resolve())
+            results["replay_against"] = replay_pairs(
+                args.pairs, args.against.resolve(), max(args.replay_processes or [1]))
         (OUT.parent / "dataflow.json").write_text(json.dumps(results, indent=2))
         return
     if "flow" in parts:
@@ -771,10 +788,13 @@ def main() -> None:
               f"({j['readings'] / sum(f2['cpu_s']):,.0f} per CPU-second, against "
               f"{j['readings'] / sum(f1['cpu_s']):,.0f}): {step2:.2f}x, what this machine's two "
               f"cores give this work, the ceiling of any 2-process flow here")
-        one = run_flow(OUT / "flow", 1)
-        two = run_flow(OUT / "flow", 2)
-        placed = run_flow(OUT / "flow", 2, cells="placed")
-        exclusive = run_flow(OUT / "flow", 2, cells="exclusive")
+        rounds = [(run_flow(OUT / "flow", 1), run_flow(OUT / "flow", 2),
+                   run_flow(OUT / "flow", 2, cells="placed"),
+                   run_flow(OUT / "flow", 2, cells="exclusive"))
+                  for _ in range(args.flow_rounds)]
+        # the round whose 1-process run is the median one is printed in full below
+        one, two, placed, exclusive = sorted(rounds, key=lambda r: r[0]["per_s"])[
+            (len(rounds) - 1) // 2]
         models = run_flow(OUT / "flow", 2, "models") if args.exchange_baseline else None
         results["flow"] = {"1": one, "2": two, "2_placed": placed,
                            "2_placed_exclusive": exclusive} | (
@@ -807,6 +827,18 @@ def main() -> None:
                   f"bound: 1/{share:.2f} = {1 / share:.2f}x at best); from the CPU figures, "
                   f"on two idle cores: {idle:.2f}x; of the bare loop's "
                   f"{step2:.2f}x: {r['per_s'] / one['per_s'] / step2:.0%}")
+        if len(rounds) > 1:
+            results["flow_rounds"] = rounds
+            for k, label in ((1, "cells hashed"), (2, "cells placed"),
+                             (3, "cells placed exclusively")):
+                ratios = sorted(r[k]["per_s"] / r[0]["per_s"] for r in rounds)
+                print(f"2 processes vs 1 in the same round, {label}, {len(rounds)} rounds in "
+                      f"turns: median {statistics.median(ratios):.2f}x "
+                      f"({', '.join(f'{x:.2f}' for x in ratios)}); of the bare loop's "
+                      f"{step2:.2f}x: {statistics.median(ratios) / step2:.0%}")
+            ones = sorted(r[0]["per_s"] for r in rounds)
+            print(f"1 process, {len(rounds)} rounds: median {statistics.median(ones):,.0f} "
+                  f"readings/s ({', '.join(f'{x:,.0f}' for x in ones)})")
         for label, r in (("placed", placed), ("placed exclusively", exclusive)):
             print(f"{label} vs hashed, 2 processes: {r['per_s'] / two['per_s']:.2f}x wall, "
                   f"{r['per_cpu_s'] / two['per_cpu_s']:.2f}x per CPU-second")

@@ -670,7 +670,8 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
            alerts_out: Path | None = None, route: bool = False,
            entry_point: bool = False,
            cluster: tuple[int, Sequence[str]] | None = None,
-           progress: Callable[[int, datetime], None] | None = None) -> RunStats:
+           progress: Callable[[int, datetime], None] | None = None,
+           share: tuple[int, int] | None = None, days_out: Any = None) -> RunStats:
     """Run the live dataflow over a readings file (CSV or JSONL) or a journal directory, with no
     broker. Events go to ``alerts_out`` (one JSON line each) and, with ``route``, through the
     alert router, which then also computes the customers' tags (as ``run`` does); readings,
@@ -683,7 +684,12 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
     it reads its share of the file (the meters whose cells its workers watch, so no reading
     crosses between the processes) or of a journal's partitions, and writes its events to
     ``alerts_out`` with its workers' suffix (``.w<worker>``), as any cluster does.
-    ``progress(line, event time)``: called as a file is read (the file's lines consumed)."""
+    ``progress(line, event time)``: called as a file is read (the file's lines consumed).
+    ``share``: ``(index, count)`` of a parallel replay whose processes run apart (not a
+    cluster): this one reads share ``index`` of ``count`` of the file, as in a cluster, and
+    ``days_out`` (a bytewax sink) takes its finished days and theft candidates, for the one
+    segment stage the parent runs over every process's (see :mod:`gridwatch._replay_cluster`).
+    """
     from bytewax.testing import cluster_main, run_main
 
     from gridwatch import ingest, storage, stream
@@ -694,6 +700,10 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
 
     index, addresses = cluster if cluster is not None else (0, ())
     procs = max(len(addresses), 1)
+    if share is not None:
+        if cluster is not None:
+            raise ValueError("a replay process runs either in a cluster or apart, not both")
+        index, procs = share
     if route and procs > 1:
         raise ValueError("a parallel replay cannot route its events (one router a replay)")
     router = None
@@ -732,10 +742,10 @@ def replay(settings: Settings, path: Path, *, influx: bool = True,
     flow = stream.build_flow(settings, source, sinks, lookup,
                              snapshots=False,  # a replay runs without recovery
                              devices=registry_devices(settings, router),
-                             partitions=parts if len(parts) > 1 else ())
+                             partitions=parts if len(parts) > 1 else (), days_out=days_out)
     epoch = timedelta(seconds=settings.engine.epoch_s)
     with tuned_gc(settings.engine.gc_threshold if entry_point else 0):
-        if procs > 1:
+        if len(addresses) > 1:
             cluster_main(flow, list(addresses), index, epoch_interval=epoch,
                          worker_count_per_proc=settings.engine.workers)
         else:

@@ -1,19 +1,31 @@
-"""``gridwatch replay --processes N``: one replay run by a cluster of N local processes.
+"""``gridwatch replay --processes N``: one replay run by N local processes.
 
-Each process is a bytewax cluster process on a loopback address. It reads the whole file but
-keeps only its share of the lines: the meters whose watch key (grid cell, else hash shard)
-bytewax sends to one of its own workers (:class:`gridwatch.ingest.FileShare`), so no reading
-crosses between the processes; only the event-time summaries meet at the clock, and the
-finished meter-days at their customer class's segmenter. A journal directory is shared by
-partition instead, as a live cluster's is. Each process keeps its dead letters in a partition
-of its own and writes its events to a file of its own (``<alerts>.w<worker>.jsonl``); when all
-have ended, the files are merged into the one asked for, sorted by the events' times, and
-the counts each process sent back through a pipe are added up.
+**A file** (CSV or JSONL): the processes run apart, each a dataflow of its own, not a
+cluster. Each reads the whole file but keeps only its share of the lines: the meters whose
+watch key (grid cell, else hash shard) falls to it (:class:`gridwatch.ingest.FileShare`), so
+a cell's meters are all in one process and every event of a meter or a cell is the one a
+single process raises. Each hands its meters' finished days and theft candidates, instead
+of to a segment stage of its own, to a file; when all have ended, the parent runs the one
+segment stage (:func:`gridwatch.stream.build_segment_flow`: segmentation per customer class,
+candidates judged per segment) over every process's days, taken in the order of the days
+they describe (then by meter, a candidate before its meter's day). That order does not
+depend on the number of processes: a replay on 2 processes writes the same events as on 3.
 
-What differs from one process: the segmenter of a customer class learns the meter-days of
-the processes in the order they arrive, so the segments it finds (and the possible thefts
-judged within a segment) may differ a little from one run to the next, as in any cluster;
-every other event is a function of its meter's or cell's readings alone.
+**A journal directory**: the processes form a bytewax cluster on loopback addresses, and
+each reads every N-th partition; a meter's readings may be in several partitions, and the
+cluster brings them to their cell's process. Only the event-time summaries and the finished
+meter-days cross between the processes; the segmenter of a customer class learns the
+meter-days in the order they arrive, which may differ from run to run, as in any cluster.
+
+Either way each process keeps its dead letters in a partition of its own and writes its
+events to a file of its own (``<alerts>.w<index>.jsonl``); when all have ended, the files are
+merged into the one asked for, sorted by the events' times, and the counts each process sent
+back through a pipe are added up.
+
+What differs from one process: a single process's segment stage learns the meter-days in the
+order its dataflow finishes them, not the order of the days, so the segments it finds and
+the events a segment judges (possible theft, daily level shifts) may differ a little; every
+other event is a function of its meter's or cell's readings alone, and the same.
 """
 
 from __future__ import annotations
@@ -21,17 +33,22 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import pickle
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from gridwatch._settings import Settings
 
@@ -68,15 +85,90 @@ class _Shared:
 
 
 def _process(settings: Settings, path: Path, influx: bool, alerts_out: Path | None,
-             index: int, addresses: list[str], counts: Connection, shared: _Shared) -> None:
-    """One process of the cluster (the target of a forked or spawned process); its counts go
-    back to the parent through ``counts``."""
+             index: int, addresses: list[str], counts: Connection, shared: _Shared,
+             days: Path | None = None) -> None:
+    """One process of the replay (the target of a forked or spawned process): in the cluster
+    of ``addresses``, or, with ``days``, apart, its share ``index`` of ``len(addresses)``,
+    handing its finished days to that file. Its counts go back through ``counts``."""
     from gridwatch._engine import replay
 
-    stats = replay(settings, path, influx=influx, alerts_out=alerts_out, entry_point=True,
-                   cluster=(index, addresses), progress=shared)
+    if days is None:
+        stats = replay(settings, path, influx=influx, alerts_out=alerts_out, entry_point=True,
+                       cluster=(index, addresses), progress=shared)
+    else:
+        stats = replay(settings, path, influx=influx, alerts_out=alerts_out, entry_point=True,
+                       share=(index, len(addresses)), days_out=DaysOut(days),
+                       progress=shared)
     counts.send(asdict(stats))  # (a few hundred bytes: well within the pipe's buffer, so the
     counts.close()              # process ends before its parent reads them)
+
+
+class DaysOut(DynamicSink[Any]):
+    """A process's finished days and theft candidates, pickled to one file in the order its
+    dataflow hands them on (a list a batch); :func:`read_days` reads them back."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DaysPart:
+        if worker_count != 1:
+            raise ValueError("a replay process apart runs one worker")
+        return _DaysPart(self.path)
+
+
+class _DaysPart(StatelessSinkPartition[Any]):
+    def __init__(self, path: Path) -> None:
+        self._fh = path.open("wb")
+
+    def write_batch(self, items: list[Any]) -> None:
+        if items:
+            pickle.dump(items, self._fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def read_days(path: Path) -> Iterator[Any]:
+    """What :class:`DaysOut` wrote to ``path``, item by item."""
+    with path.open("rb") as fh:
+        while True:
+            try:
+                batch = pickle.load(fh)
+            except EOFError:
+                return
+            yield from batch
+
+
+def day_order(item: Any) -> tuple[int, str, int]:
+    """Where a finished day or a theft candidate goes in the segment stage of a replay apart:
+    by the day it is about (the key the segment judges use), then by meter, a candidate
+    before its meter's day (as a process's dataflow hands them on)."""
+    from gridwatch.models._segment import _day_of
+    from gridwatch.stream._logic import TheftCandidate
+
+    if isinstance(item, TheftCandidate):
+        return _day_of(item.event), item.event.meter_id, 0
+    return item.day.toordinal(), item.meter_id, 1
+
+
+def _segments(settings: Settings, days: list[Path], influx: bool, alerts_out: Path | None,
+              processes: int) -> tuple[Counter[str], Counter[str]]:
+    """The one segment stage of a replay apart, over every process's days in
+    :func:`day_order`: its events to ``alerts_out`` (and with the load profiles to InfluxDB,
+    through the spool of process 0, which has ended); returns the firing events and the
+    resolutions it counted, by type."""
+    from bytewax.testing import TestingSource, run_main
+
+    from gridwatch import storage, stream
+    from gridwatch._engine import EventSink
+
+    items = sorted((x for path in days for x in read_days(path)), key=day_order)  # (stable)
+    sink = EventSink(jsonl=alerts_out)
+    sinks = stream.Sinks(points=storage.InfluxSink(settings.influx, process_id=0,
+                                                   processes=processes) if influx else None,
+                         events=sink)
+    run_main(stream.build_segment_flow(settings, TestingSource(items, batch_size=1000), sinks))
+    return sink.counts, sink.resolved
 
 
 def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bool = True,
@@ -100,39 +192,56 @@ def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bo
         from gridwatch.ingest import check_readings_file
 
         check_readings_file(path)
+    apart = not path.is_dir()  # a file: processes apart; a journal: a cluster
     addresses = [f"127.0.0.1:{free_port()}" for _ in range(processes)]
-    worker_files = ([EventSink.worker_path(alerts_out, w)
-                     for w in range(processes * settings.engine.workers)]
+    # the events files: a cluster's workers', or each process apart's and the segment stage's
+    writers = processes + 1 if apart else processes * settings.engine.workers
+    worker_files = ([EventSink.worker_path(alerts_out, w) for w in range(writers)]
                     if alerts_out is not None else [])
     for f in ([alerts_out] if alerts_out is not None else []) + worker_files:
         f.unlink(missing_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="gridwatch-replay-")) if apart else None
+    days = [work / f"days.{i}.pickle" for i in range(processes)] if work is not None else []
     ctx = _context()
     shared = [_Shared(ctx) for _ in range(processes)]
     pipes = [ctx.Pipe(duplex=False) for _ in range(processes)]
     procs = [ctx.Process(target=_process, name=f"gridwatch-replay-{i}",
-                         args=(settings, path, influx, alerts_out, i, addresses, pipes[i][1],
-                               shared[i]))
+                         args=(settings, path, influx,
+                               worker_files[i] if apart and worker_files else alerts_out,
+                               i, addresses, pipes[i][1], shared[i],
+                               days[i] if apart else None))
              for i in range(processes)]
-    log.info("replay of %s with %d processes (%s)", path, processes, ", ".join(addresses))
+    if apart:
+        log.info("replay of %s with %d processes apart", path, processes)
+    else:
+        log.info("replay of %s with %d processes (%s)", path, processes, ", ".join(addresses))
     for p in procs:
         p.start()
     for _, sender in pipes:
         sender.close()  # (the processes hold their own ends)
     try:
-        if progress is None:
-            _wait(procs)
-        else:
-            with progress as report:
-                _wait(procs, lambda: _report(report, shared))
+        try:
+            if progress is None:
+                _wait(procs)
+            else:
+                with progress as report:
+                    _wait(procs, lambda: _report(report, shared))
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.kill()
+                p.join()
+        fired: Counter[str] = Counter()
+        resolved: Counter[str] = Counter()
+        if apart:
+            fired, resolved = _segments(settings, days, influx,
+                                        worker_files[processes] if worker_files else None,
+                                        processes)
     finally:
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-            p.join()
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
     total = RunStats()
     rejected: Counter[str] = Counter()
-    fired: Counter[str] = Counter()
-    resolved: Counter[str] = Counter()
     for receiver, _ in pipes:
         one = receiver.recv()  # (each process ended well, having sent its counts)
         total.readings += one["readings"]
@@ -214,18 +323,23 @@ def _how(code: int) -> str:
 
 def merge_event_files(parts: list[Path], out: Path) -> int:
     """The events of ``parts`` (one JSON line each) as one file, sorted by their event times
-    (``raised_at``; among equal times the order of the parts, then each part's own order); the
-    parts are removed. Returns the number of events."""
-    lines: list[tuple[datetime, str]] = []
+    (``raised_at``), then by meter (a device's events: by device; among equal times and
+    meters the order of the parts, then each part's own order: a meter's events are in one
+    process's part, and the segment stage's, written last); the parts are removed. Returns
+    the number of events."""
+    lines: list[tuple[datetime, str, str]] = []
     for part in parts:
         with part.open(encoding="utf-8") as fh:
-            lines.extend((datetime.fromisoformat(json.loads(line)["raised_at"]),
-                          line if line.endswith("\n") else line + "\n")
-                         for line in fh if line.strip())
-    lines.sort(key=lambda x: x[0])  # stable
+            for line in fh:
+                if line.strip():
+                    doc = json.loads(line)
+                    lines.append((datetime.fromisoformat(doc["raised_at"]),
+                                  doc.get("meter_id") or doc.get("device_id") or "",
+                                  line if line.endswith("\n") else line + "\n"))
+    lines.sort(key=lambda x: x[:2])  # stable
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
-        fh.writelines(line for _, line in lines)
+        fh.writelines(line for _, _, line in lines)
     tmp.replace(out)
     for part in parts:
         part.unlink()

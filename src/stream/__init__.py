@@ -4,7 +4,14 @@
 readings in-process and returns the events (evaluation and tests use it).
 """
 
-from gridwatch.stream._flow import ReplayResult, Sinks, build_flow, meta_lookup, run_replay
+from gridwatch.stream._flow import (
+    ReplayResult,
+    Sinks,
+    build_flow,
+    build_segment_flow,
+    meta_lookup,
+    run_replay,
+)
 from gridwatch.stream._logic import CellLogic, CellWatch, Silence
 from gridwatch.stream._partition import (
     ClockLogic,
@@ -28,6 +35,7 @@ __all__ = [
     "Tick",
     "Watermark",
     "build_flow",
+    "build_segment_flow",
     "meta_lookup",
     "route",
     "run_replay",

@@ -34,7 +34,7 @@ from operator import attrgetter
 from typing import Any, cast
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import FixedPartitionedSink, Sink
 
@@ -47,7 +47,7 @@ from gridwatch._schemas import (
     Score,
 )
 from gridwatch._settings import Settings
-from gridwatch.models import Calendar, DailyProfile, use_compiled
+from gridwatch.models import Calendar, DailyProfile, DetectionSettings, use_compiled
 from gridwatch.stream._devices import DeviceLookup, device_events
 from gridwatch.stream._logic import (
     MetaLookup,
@@ -203,7 +203,8 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
                flow_id: str = "gridwatch", *, snapshots: bool = True,
                warm: WarmStart | None = None, devices: DeviceLookup | None = None,
                verdicts: Verdicts | None = None, partitions: Sequence[str] = (),
-               placement: Placement | None = None) -> Dataflow:
+               placement: Placement | None = None,
+               days_out: Sink[Any] | None = None) -> Dataflow:
     """Wire the detection dataflow: readings in, events/scores/profiles out.
 
     ``snapshots=False`` when the flow runs without recovery: the cells then skip serialising
@@ -214,7 +215,10 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     (a cell then holds a reading until each partition has delivered up to its time, see
     ``CellLogic``).
     ``placement``: which worker watches which grid cell (a cell it names is keyed so that
-    bytewax sends it to that worker: the one reading the partition its meters arrive on)."""
+    bytewax sends it to that worker: the one reading the partition its meters arrive on).
+    ``days_out``: the meters' finished days and theft candidates go to this sink instead of
+    the segment stage, which then runs elsewhere over them (:func:`build_segment_flow`: a
+    parallel replay's processes run apart and hand it their days)."""
     det = settings.detection
     lookup = meta_lookup(meta)
     calendar = Calendar(det.timezone, det.holiday_country)
@@ -261,14 +265,13 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     scores = op.filter("is_score", per_reading, lambda x: isinstance(x, Score))
 
     # Segment models: segmentation per customer class, theft judged per segment.
-    seg = op.stateful("segmenter", op.key_on("key_class", days, lambda p: p.customer_class),
-                      lambda resume: SegmenterLogic(resume, det))
-    seg_v = op.map("segmenter_v", seg, lambda kv: kv[1])
-    seg_split = op.branch("is_profile", seg_v, lambda x: isinstance(x, LoadProfile))
-    profiles = seg_split.trues
-    samples = op.key_on("key_segment", seg_split.falses, lambda s: s.segment)
-    judged = op.stateful("segment_judge", samples, lambda resume: SegmentJudgeLogic(resume, det))
-    theft = op.map("judge_v", judged, lambda kv: kv[1])
+    profiles: Stream[Any] | None
+    theft: Stream[Any] | None
+    if days_out is None:
+        profiles, theft = _segment_stage(days, det)
+    else:
+        op.output("days_out", days, days_out)
+        profiles = theft = None
 
     # Devices (rules, River models per kind) and load forecasts of transformers and industrial
     # customers (gridwatch.stream._devices); only industrial customers' readings leave their
@@ -280,24 +283,59 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
         telemetry, devices, det,
         readings=op.flat_map_batch("industrial_readings", batches, facts.industrial_of),
         meta=lookup), lambda x: isinstance(x, Event))
-    events = op.merge("events", events_here, theft, dev.trues)
+    made = [] if profiles is None else [profiles]  # (none here with ``days_out``)
+    events = op.merge("events", events_here, *([] if theft is None else [theft]), dev.trues)
     if sinks.events is not None:
-        op.output("to_router", op.merge("for_router", events, profiles), sinks.events)
+        op.output("to_router", op.merge("for_router", events, *made), sinks.events)
     if sinks.points is not None:
         # A sink that says it takes batches gets the reading batches whole.
         readings = batches if getattr(sinks.points, "takes_batches", False) else \
             op.flat_map("readings", batches, lambda b: b.readings)
-        stored = op.merge("points", readings, telemetry, scores, profiles, events, dev.falses)
-        if isinstance(sinks.points, FixedPartitionedSink):
-            # Keyed with the partition of this process: the points stay where they were made.
-            part_key = str(getattr(sinks.points, "part_key", "p0000"))
-            stored = op.key_on("storage_part", stored, lambda _x: part_key)
-        op.output("to_storage", stored, sinks.points)
+        _store(sinks.points, op.merge("points", readings, telemetry, scores, *made, events,
+                                      dev.falses))
     if sinks.days is not None:
         op.output("to_tags", op.filter("is_day", days, lambda x: isinstance(x, DailyProfile)),
                   sinks.days)
     for name, sink in sinks.extra.items():
-        op.output(f"extra_{name}", op.merge(f"all_{name}", events, profiles, scores), sink)
+        op.output(f"extra_{name}", op.merge(f"all_{name}", events, *made, scores), sink)
+    return flow
+
+
+def _segment_stage(days: Stream[Any], det: DetectionSettings) -> tuple[Stream[Any], Stream[Any]]:
+    """The segment models over the meters' finished days and theft candidates: segmentation
+    per customer class, candidates judged per segment. Returns (load profiles, the events
+    the judges let through)."""
+    seg = op.stateful("segmenter", op.key_on("key_class", days, lambda p: p.customer_class),
+                      lambda resume: SegmenterLogic(resume, det))
+    seg_v = op.map("segmenter_v", seg, lambda kv: kv[1])
+    seg_split = op.branch("is_profile", seg_v, lambda x: isinstance(x, LoadProfile))
+    samples = op.key_on("key_segment", seg_split.falses, lambda s: s.segment)
+    judged = op.stateful("segment_judge", samples, lambda resume: SegmentJudgeLogic(resume, det))
+    return seg_split.trues, op.map("judge_v", judged, lambda kv: kv[1])
+
+
+def _store(points: Any, stored: Stream[Any]) -> None:
+    """``stored`` to the storage sink; a partitioned sink's items keyed with the partition of
+    this process, so that they stay where they were made."""
+    if isinstance(points, FixedPartitionedSink):
+        part_key = str(getattr(points, "part_key", "p0000"))
+        stored = op.key_on("storage_part", stored, lambda _x: part_key)
+    op.output("to_storage", stored, points)
+
+
+def build_segment_flow(settings: Settings, source: Source[Any], sinks: Sinks,
+                       flow_id: str = "gridwatch-segments") -> Dataflow:
+    """The segment stage alone, over the finished days and theft candidates ``source``
+    gives (what :func:`build_flow` with ``days_out`` hands on): the events its judges let
+    through go to ``sinks.events`` and, with the load profiles, to ``sinks.points``."""
+    flow = Dataflow(flow_id)
+    profiles, theft = _segment_stage(op.input("days", flow, source), settings.detection)
+    if sinks.events is not None:
+        op.output("to_router", op.merge("for_router", theft, profiles), sinks.events)
+    if sinks.points is not None:
+        _store(sinks.points, op.merge("points", profiles, theft))
+    for name, sink in sinks.extra.items():
+        op.output(f"extra_{name}", op.merge(f"all_{name}", theft, profiles), sink)
     return flow
 
 

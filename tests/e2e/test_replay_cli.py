@@ -301,3 +301,75 @@ def test_a_parallel_replay_stores_every_reading(tmp_path: Path, influxdb) -> Non
     counts = {s["tags"]["meter_id"]: s["values"][0][1] for s in series}
     assert sum(counts.values()) == 2292
     assert counts == {f"R-{i}": 180 if i == 7 else 192 for i in range(12)}  # (R-7: silent)
+    # the load profiles, from the one segment stage the parent runs over the processes' days:
+    # each meter's first day, closed by its second day's first reading
+    body = urllib.request.urlopen(f"{influxdb.url}/query?" + urllib.parse.urlencode(
+        {"db": db, "q": "SELECT count(daily_kwh) FROM profile GROUP BY meter_id"}),
+        timeout=10).read()
+    series = json.loads(body)["results"][0]["series"]
+    assert {s["tags"]["meter_id"]: s["values"][0][1] for s in series} == {
+        f"R-{i}": 1 for i in range(12)}
+
+
+def _theft_csv(tmp_path: Path) -> tuple[Path, Path]:
+    """Fourteen days of 40 households in 4 cells, half-hourly, two daily shapes; from the
+    eighth day on, T-1's load is a third of its usual (a bypass: the same shape, scaled)
+    and T-2's more than twice its usual (a rise, judged within the day); and the registry of
+    their cells."""
+    meters = [f"H-{i}" for i in range(38)] + ["T-1", "T-2"]
+    rows = ["meter_id,timestamp,kw"]
+    for i in range(14 * 48):
+        ts = (T0 + timedelta(minutes=30 * i)).isoformat().replace("+00:00", "Z")
+        hour, day = (i % 48) / 2, i // 48
+        for k, m in enumerate(meters):
+            if k % 2:
+                kw = 0.3 + (1.2 if 17 <= hour < 22 else 0.0)  # evening peak
+            else:
+                kw = 0.2 + (0.9 if 8 <= hour < 18 else 0.0)  # daytime
+            kw *= 1 + 0.08 * (((i * 13 + k * 7) % 11) - 5) / 5  # a little noise
+            if m == "T-1" and day >= 7:
+                kw /= 3
+            if m == "T-2" and day >= 7:
+                kw *= 2.4
+            rows.append(f"{m},{ts},{kw:.3f}")
+    path = tmp_path / "theft.csv"
+    path.write_text("\n".join(rows) + "\n")
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(yaml.safe_dump({
+        "managers": [{"id": "MG", "name": "M", "channels": ["mqtt"]}],
+        "cells": [{"id": f"C{c}", "name": f"cell {c}", "primary": "MG"} for c in range(4)],
+        "customers": [{"id": f"CU-{m}", "name": m, "class": "residential",
+                       "grid_cell": f"C{k % 4}", "meters": [m]}
+                      for k, m in enumerate(meters)],
+    }))
+    return path, registry
+
+
+def test_a_parallel_replay_writes_the_same_events_on_any_number_of_processes(
+        tmp_path: Path) -> None:
+    """The processes of a replay of a file run apart and hand their meters' finished days to
+    one segment stage in the parent, which takes them in the order of the days: two and three
+    processes write the same alerts, byte for byte, segment-judged events (a possible theft)
+    included; the events no segment judges are those of one process."""
+    from gridwatch import Event
+    from gridwatch.models._segment import is_candidate
+
+    path, registry = _theft_csv(tmp_path)
+    runs = {}
+    for n in (1, 2, 3):
+        out = tmp_path / f"p{n}.jsonl"
+        proc = _replay_cli(tmp_path, path, registry, out, *(("-p", str(n)) if n > 1 else ()))
+        assert proc.returncode == 0, proc.stderr
+        runs[n] = out.read_text()
+    assert runs[2] == runs[3]
+    events = [Event.model_validate_json(x) for x in runs[2].splitlines()]
+    judged = {(e.meter_id, e.type, e.state) for e in events if is_candidate(e)}
+    assert ("T-1", "possible_theft", "firing") in judged, sorted(judged)
+    one = [Event.model_validate_json(x) for x in runs[1].splitlines()]
+
+    def key(e: Event) -> tuple:
+        return (e.meter_id, e.type, e.state, e.onset, e.raised_at, e.severity)
+
+    assert sorted(key(e) for e in events if not is_candidate(e)) == \
+        sorted(key(e) for e in one if not is_candidate(e))
+    assert sorted(p.name for p in tmp_path.glob("p2*")) == ["p2.jsonl"]  # parts merged away

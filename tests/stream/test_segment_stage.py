@@ -1,0 +1,107 @@
+"""The segment stage of a replay whose processes run apart: the processes hand over their
+meters' finished days and theft candidates, and the parent runs one segment stage over all
+of them in the order of the days (``gridwatch._replay_cluster``)."""
+
+from __future__ import annotations
+
+import random
+import zlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from bytewax.testing import TestingSource, run_main
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gridwatch import Event, Reading, Settings
+from gridwatch._replay_cluster import DaysOut, _segments, day_order, read_days
+from gridwatch.models import DailyProfile
+from gridwatch.stream import Sinks, build_flow
+from gridwatch.stream._logic import TheftCandidate
+
+T0 = datetime(2024, 4, 8, tzinfo=UTC)
+METERS = [f"H-{i}" for i in range(18)] + ["T-1"]
+
+
+def _readings() -> list[Reading]:
+    """Eleven days of 19 households, half-hourly, two daily shapes; from the sixth day on,
+    T-1's load is a third of its usual (a bypass: the same shape, scaled)."""
+    out = []
+    for i in range(11 * 48):
+        ts = T0 + timedelta(minutes=30 * i)
+        hour, day = (i % 48) / 2, i // 48
+        for k, m in enumerate(METERS):
+            if k % 2:
+                kw = 0.3 + (1.2 if 17 <= hour < 22 else 0.0)
+            else:
+                kw = 0.2 + (0.9 if 8 <= hour < 18 else 0.0)
+            kw *= 1 + 0.08 * (((i * 13 + k * 7) % 11) - 5) / 5
+            if m == "T-1" and day >= 5:
+                kw /= 3
+            out.append(Reading(meter_id=m, ts=ts, kw=round(kw, 3)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory: pytest.TempPathFactory) -> list:
+    """Every finished day and theft candidate of the readings, as one process hands them on."""
+    path = tmp_path_factory.mktemp("days") / "days.pickle"
+    run_main(build_flow(Settings(), TestingSource(_readings(), batch_size=500), Sinks(),
+                        snapshots=False, days_out=DaysOut(path)))
+    return list(read_days(path))
+
+
+def test_a_process_hands_on_every_finished_day_and_candidate(days: list) -> None:
+    profiles = [x for x in days if isinstance(x, DailyProfile)]
+    candidates = [x for x in days if isinstance(x, TheftCandidate)]
+    assert len(profiles) == 10 * len(METERS)  # each meter's first ten days closed
+    assert {c.event.meter_id for c in candidates} == {"T-1"}
+    # a meter's candidate comes before its day, as the order of the segment stage has it
+    ordered = sorted(days, key=day_order)
+    at = ordered.index(candidates[0])
+    assert isinstance(ordered[at + 1], DailyProfile) and ordered[at + 1].meter_id == "T-1"
+
+
+def _split(days: list, n: int, seed: int, directory: Path) -> list[Path]:
+    """The days as ``n`` processes would hand them on: each meter's in one process (by a
+    seeded hash), in their own order; the processes' files in any order."""
+    def share(meter_id: str) -> int:
+        return zlib.crc32(f"{seed}:{meter_id}".encode()) % n
+
+    def meter(x: object) -> str:
+        return x.event.meter_id if isinstance(x, TheftCandidate) else x.meter_id  # type: ignore[attr-defined]
+
+    paths = []
+    for i in range(n):
+        path = directory / f"days.{seed}.{n}.{i}.pickle"
+        sink = DaysOut(path).build("days", 0, 1)
+        mine = [x for x in days if share(meter(x)) == i]
+        rng = random.Random(seed + i)
+        while mine:  # in batches of any size, as the dataflow's epochs give them
+            k = rng.randint(1, 40)
+            sink.write_batch(mine[:k])
+            mine = mine[k:]
+        sink.close()
+        paths.append(path)
+    random.Random(seed).shuffle(paths)
+    return paths
+
+
+@settings(max_examples=8, deadline=None)
+@given(n=st.integers(1, 4), seed=st.integers(0, 10_000))
+def test_the_segment_stage_writes_the_same_events_however_the_days_were_split(
+        days: list, tmp_path_factory: pytest.TempPathFactory, n: int, seed: int) -> None:
+    """Whichever process each meter was in, and in whatever order the processes' files are
+    read, the one segment stage writes the same events, byte for byte, a possible theft
+    judged by its segment among them."""
+    directory = tmp_path_factory.mktemp("split")
+    whole = directory / "whole.jsonl"
+    fired, _ = _segments(Settings(), _split(days, 1, 0, directory), False, whole, 1)
+    assert fired["possible_theft"] == 1
+    events = [Event.model_validate_json(x) for x in whole.read_text().splitlines()]
+    assert [(e.meter_id, e.type, e.state) for e in events] == [
+        ("T-1", "possible_theft", "firing")]
+    out = directory / "split.jsonl"
+    _segments(Settings(), _split(days, n, seed, directory), False, out, n)
+    assert out.read_bytes() == whole.read_bytes()

@@ -125,15 +125,21 @@ def _fleet_csv(tmp_path: Path) -> tuple[Path, Path]:
     rows.insert(500, "R-3,2024-04-08T99:00:00Z,1.0,")
     path = tmp_path / "fleet.csv"
     path.write_text("\n".join(rows) + "\n")
+    return path, _four_cells(tmp_path, meters, contracted_kva=8)
+
+
+def _four_cells(tmp_path: Path, meters: list[str], **customer: object) -> Path:
+    """A registry of four cells of one manager, the meters' households dealt out over them
+    (each customer with ``customer``'s fields too)."""
     registry = tmp_path / "registry.yaml"
     registry.write_text(yaml.safe_dump({
         "managers": [{"id": "MG", "name": "M", "channels": ["mqtt"]}],
         "cells": [{"id": f"C{c}", "name": f"cell {c}", "primary": "MG"} for c in range(4)],
-        "customers": [{"id": f"CU-{m}", "name": m, "class": "residential",
-                       "contracted_kva": 8, "grid_cell": f"C{k % 4}", "meters": [m]}
+        "customers": [{"id": f"CU-{m}", "name": m, "class": "residential", **customer,
+                       "grid_cell": f"C{k % 4}", "meters": [m]}
                       for k, m in enumerate(meters)],
     }))
-    return path, registry
+    return registry
 
 
 def _replay_cli(tmp_path: Path, path: Path, registry: Path, out: Path, *extra: str
@@ -334,15 +340,7 @@ def _theft_csv(tmp_path: Path) -> tuple[Path, Path]:
             rows.append(f"{m},{ts},{kw:.3f}")
     path = tmp_path / "theft.csv"
     path.write_text("\n".join(rows) + "\n")
-    registry = tmp_path / "registry.yaml"
-    registry.write_text(yaml.safe_dump({
-        "managers": [{"id": "MG", "name": "M", "channels": ["mqtt"]}],
-        "cells": [{"id": f"C{c}", "name": f"cell {c}", "primary": "MG"} for c in range(4)],
-        "customers": [{"id": f"CU-{m}", "name": m, "class": "residential",
-                       "grid_cell": f"C{k % 4}", "meters": [m]}
-                      for k, m in enumerate(meters)],
-    }))
-    return path, registry
+    return path, _four_cells(tmp_path, meters)
 
 
 def test_a_parallel_replay_writes_the_same_events_on_any_number_of_processes(

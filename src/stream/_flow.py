@@ -265,13 +265,14 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
     scores = op.filter("is_score", per_reading, lambda x: isinstance(x, Score))
 
     # Segment models: segmentation per customer class, theft judged per segment.
-    profiles: Stream[Any] | None
-    theft: Stream[Any] | None
+    # (with ``days_out``, neither load profiles nor judged events are made here)
+    made: list[Stream[Any]] = []  # load profiles
+    judged: list[Stream[Any]] = []  # the events the segment judges let through
     if days_out is None:
         profiles, theft = _segment_stage(days, det)
+        made, judged = [profiles], [theft]
     else:
         op.output("days_out", days, days_out)
-        profiles = theft = None
 
     # Devices (rules, River models per kind) and load forecasts of transformers and industrial
     # customers (gridwatch.stream._devices); only industrial customers' readings leave their
@@ -283,8 +284,7 @@ def build_flow(settings: Settings, source: Source[Any], sinks: Sinks,
         telemetry, devices, det,
         readings=op.flat_map_batch("industrial_readings", batches, facts.industrial_of),
         meta=lookup), lambda x: isinstance(x, Event))
-    made = [] if profiles is None else [profiles]  # (none here with ``days_out``)
-    events = op.merge("events", events_here, *([] if theft is None else [theft]), dev.trues)
+    events = op.merge("events", events_here, *judged, dev.trues)
     if sinks.events is not None:
         op.output("to_router", op.merge("for_router", events, *made), sinks.events)
     if sinks.points is not None:

@@ -89,7 +89,8 @@ def _process(settings: Settings, path: Path, influx: bool, alerts_out: Path | No
              days: Path | None = None) -> None:
     """One process of the replay (the target of a forked or spawned process): in the cluster
     of ``addresses``, or, with ``days``, apart, its share ``index`` of ``len(addresses)``,
-    handing its finished days to that file. Its counts go back through ``counts``."""
+    handing its finished days to files in that directory. Its counts go back through
+    ``counts``."""
     from gridwatch._engine import replay
 
     if days is None:
@@ -97,46 +98,61 @@ def _process(settings: Settings, path: Path, influx: bool, alerts_out: Path | No
                        cluster=(index, addresses), progress=shared)
     else:
         stats = replay(settings, path, influx=influx, alerts_out=alerts_out, entry_point=True,
-                       share=(index, len(addresses)), days_out=DaysOut(days),
+                       share=(index, len(addresses)), days_out=DaysOut(days, index),
                        progress=shared)
     counts.send(asdict(stats))  # (a few hundred bytes: well within the pipe's buffer, so the
     counts.close()              # process ends before its parent reads them)
 
 
 class DaysOut(DynamicSink[Any]):
-    """A process's finished days and theft candidates, pickled to one file in the order its
-    dataflow hands them on (a list a batch); :func:`read_days` reads them back."""
+    """Process ``index``'s finished days and theft candidates, pickled to files in
+    ``directory``, one for each day they are about (``<day>.<index>.pickle``, the day of
+    :func:`day_order`), each in the order the process's dataflow hands them on;
+    :func:`read_days` reads them back, a day at a time."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, directory: Path, index: int) -> None:
+        self.directory = directory
+        self.index = index
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DaysPart:
         if worker_count != 1:
             raise ValueError("a replay process apart runs one worker")
-        return _DaysPart(self.path)
+        return _DaysPart(self.directory, self.index)
 
 
 class _DaysPart(StatelessSinkPartition[Any]):
-    def __init__(self, path: Path) -> None:
-        self._fh = path.open("wb")
+    def __init__(self, directory: Path, index: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._directory = directory
+        self._index = index
 
     def write_batch(self, items: list[Any]) -> None:
-        if items:
-            pickle.dump(items, self._fh, protocol=pickle.HIGHEST_PROTOCOL)
+        by_day: dict[int, list[Any]] = {}
+        for x in items:
+            by_day.setdefault(day_order(x)[0], []).append(x)
+        for day, xs in by_day.items():  # (a batch holds a day or two: a file each)
+            with (self._directory / f"{day}.{self._index}.pickle").open("ab") as fh:
+                pickle.dump(xs, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def close(self) -> None:
-        self._fh.close()
 
-
-def read_days(path: Path) -> Iterator[Any]:
-    """What :class:`DaysOut` wrote to ``path``, item by item."""
-    with path.open("rb") as fh:
-        while True:
-            try:
-                batch = pickle.load(fh)
-            except EOFError:
-                return
-            yield from batch
+def read_days(directory: Path) -> Iterator[Any]:
+    """What the processes' :class:`DaysOut` wrote to ``directory``, in :func:`day_order`:
+    a day at a time (only one day's items are held at once)."""
+    files: dict[int, list[tuple[int, Path]]] = {}
+    for path in directory.glob("*.pickle"):
+        day_text, index_text = path.name.split(".")[:2]
+        files.setdefault(int(day_text), []).append((int(index_text), path))
+    for day in sorted(files):
+        items: list[Any] = []
+        for _, path in sorted(files[day]):
+            with path.open("rb") as fh:
+                while True:
+                    try:
+                        items.extend(pickle.load(fh))
+                    except EOFError:
+                        break
+        items.sort(key=day_order)  # (stable: a meter's own order, all in one process)
+        yield from items
 
 
 def day_order(item: Any) -> tuple[int, str, int]:
@@ -151,18 +167,18 @@ def day_order(item: Any) -> tuple[int, str, int]:
     return item.day.toordinal(), item.meter_id, 1
 
 
-def _segments(settings: Settings, days: list[Path], influx: bool, alerts_out: Path | None,
+def _segments(settings: Settings, days: Path, influx: bool, alerts_out: Path | None,
               processes: int) -> tuple[Counter[str], Counter[str]]:
-    """The one segment stage of a replay apart, over every process's days in
-    :func:`day_order`: its events to ``alerts_out`` (and with the load profiles to InfluxDB,
-    through the spool of process 0, which has ended); returns the firing events and the
-    resolutions it counted, by type."""
+    """The one segment stage of a replay apart, over every process's days (the directory of
+    their :class:`DaysOut`) in :func:`day_order`: its events to ``alerts_out`` (and with the
+    load profiles to InfluxDB, through the spool of process 0, which has ended); returns the
+    firing events and the resolutions it counted, by type."""
     from bytewax.testing import TestingSource, run_main
 
     from gridwatch import storage, stream
     from gridwatch._engine import EventSink
 
-    items = sorted((x for path in days for x in read_days(path)), key=day_order)  # (stable)
+    items = read_days(days)  # (a day at a time)
     sink = EventSink(jsonl=alerts_out)
     sinks = stream.Sinks(points=storage.InfluxSink(settings.influx, process_id=0,
                                                    processes=processes) if influx else None,
@@ -201,15 +217,13 @@ def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bo
     for f in ([alerts_out] if alerts_out is not None else []) + worker_files:
         f.unlink(missing_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gridwatch-replay-")) if apart else None
-    days = [work / f"days.{i}.pickle" for i in range(processes)] if work is not None else []
     ctx = _context()
     shared = [_Shared(ctx) for _ in range(processes)]
     pipes = [ctx.Pipe(duplex=False) for _ in range(processes)]
     procs = [ctx.Process(target=_process, name=f"gridwatch-replay-{i}",
                          args=(settings, path, influx,
                                worker_files[i] if apart and worker_files else alerts_out,
-                               i, addresses, pipes[i][1], shared[i],
-                               days[i] if apart else None))
+                               i, addresses, pipes[i][1], shared[i], work))
              for i in range(processes)]
     if apart:
         log.info("replay of %s with %d processes apart", path, processes)
@@ -233,8 +247,8 @@ def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bo
                 p.join()
         fired: Counter[str] = Counter()
         resolved: Counter[str] = Counter()
-        if apart:
-            fired, resolved = _segments(settings, days, influx,
+        if work is not None:
+            fired, resolved = _segments(settings, work, influx,
                                         worker_files[processes] if worker_files else None,
                                         processes)
     finally:

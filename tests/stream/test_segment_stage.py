@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from bytewax.testing import TestingSource, run_main
+from bytewax.testing import TestingSink, TestingSource, run_main
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,37 +45,41 @@ def _readings() -> list[Reading]:
 
 @pytest.fixture(scope="module")
 def days(tmp_path_factory: pytest.TempPathFactory) -> list:
-    """Every finished day and theft candidate of the readings, as one process hands them on."""
-    path = tmp_path_factory.mktemp("days") / "days.pickle"
+    """Every finished day and theft candidate of the readings, as one process hands them on
+    (in that order)."""
+    out: list = []
     run_main(build_flow(Settings(), TestingSource(_readings(), batch_size=500), Sinks(),
-                        snapshots=False, days_out=DaysOut(path)))
-    return list(read_days(path))
+                        snapshots=False, days_out=TestingSink(out)))
+    return out
 
 
-def test_a_process_hands_on_every_finished_day_and_candidate(days: list) -> None:
+def test_a_process_hands_on_every_finished_day_and_candidate(days: list, tmp_path: Path
+                                                             ) -> None:
     profiles = [x for x in days if isinstance(x, DailyProfile)]
     candidates = [x for x in days if isinstance(x, TheftCandidate)]
     assert len(profiles) == 10 * len(METERS)  # each meter's first ten days closed
     assert {c.event.meter_id for c in candidates} == {"T-1"}
-    # a meter's candidate comes before its day, as the order of the segment stage has it
-    ordered = sorted(days, key=day_order)
+    # written a file a day and read back in the order of the segment stage: every one, a
+    # meter's candidate before its day
+    _split(days, 1, 0, tmp_path)
+    assert len(list(tmp_path.glob("*.pickle"))) == 10
+    ordered = list(read_days(tmp_path))
+    assert ordered == sorted(days, key=day_order)
     at = ordered.index(candidates[0])
     assert isinstance(ordered[at + 1], DailyProfile) and ordered[at + 1].meter_id == "T-1"
 
 
-def _split(days: list, n: int, seed: int, directory: Path) -> list[Path]:
-    """The days as ``n`` processes would hand them on: each meter's in one process (by a
-    seeded hash), in their own order; the processes' files in any order."""
+def _split(days: list, n: int, seed: int, directory: Path) -> Path:
+    """The days as ``n`` processes hand them on to ``directory``: each meter's in one process
+    (by a seeded hash), in their own order, in batches of any size."""
     def share(meter_id: str) -> int:
         return zlib.crc32(f"{seed}:{meter_id}".encode()) % n
 
     def meter(x: object) -> str:
         return x.event.meter_id if isinstance(x, TheftCandidate) else x.meter_id  # type: ignore[attr-defined]
 
-    paths = []
     for i in range(n):
-        path = directory / f"days.{seed}.{n}.{i}.pickle"
-        sink = DaysOut(path).build("days", 0, 1)
+        sink = DaysOut(directory, i).build("days", 0, 1)
         mine = [x for x in days if share(meter(x)) == i]
         rng = random.Random(seed + i)
         while mine:  # in batches of any size, as the dataflow's epochs give them
@@ -83,25 +87,23 @@ def _split(days: list, n: int, seed: int, directory: Path) -> list[Path]:
             sink.write_batch(mine[:k])
             mine = mine[k:]
         sink.close()
-        paths.append(path)
-    random.Random(seed).shuffle(paths)
-    return paths
+    return directory
 
 
 @settings(max_examples=8, deadline=None)
 @given(n=st.integers(1, 4), seed=st.integers(0, 10_000))
 def test_the_segment_stage_writes_the_same_events_however_the_days_were_split(
         days: list, tmp_path_factory: pytest.TempPathFactory, n: int, seed: int) -> None:
-    """Whichever process each meter was in, and in whatever order the processes' files are
-    read, the one segment stage writes the same events, byte for byte, a possible theft
-    judged by its segment among them."""
-    directory = tmp_path_factory.mktemp("split")
-    whole = directory / "whole.jsonl"
-    fired, _ = _segments(Settings(), _split(days, 1, 0, directory), False, whole, 1)
+    """Whichever process each meter was in, and in whatever batches the processes handed
+    their days on, the one segment stage writes the same events, byte for byte, a possible
+    theft judged by its segment among them."""
+    whole = tmp_path_factory.mktemp("whole") / "events.jsonl"
+    fired, _ = _segments(Settings(), _split(days, 1, 0, whole.parent / "days"), False,
+                         whole, 1)
     assert fired["possible_theft"] == 1
     events = [Event.model_validate_json(x) for x in whole.read_text().splitlines()]
     assert [(e.meter_id, e.type, e.state) for e in events] == [
         ("T-1", "possible_theft", "firing")]
-    out = directory / "split.jsonl"
-    _segments(Settings(), _split(days, n, seed, directory), False, out, n)
+    out = tmp_path_factory.mktemp("split") / "events.jsonl"
+    _segments(Settings(), _split(days, n, seed, out.parent / "days"), False, out, n)
     assert out.read_bytes() == whole.read_bytes()

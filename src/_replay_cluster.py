@@ -5,11 +5,12 @@ cluster. Each reads the whole file but keeps only its share of the lines: the me
 watch key (grid cell, else hash shard) falls to it (:class:`gridwatch.ingest.FileShare`), so
 a cell's meters are all in one process and every event of a meter or a cell is the one a
 single process raises. Each hands its meters' finished days and theft candidates, instead
-of to a segment stage of its own, to a file; when all have ended, the parent runs the one
-segment stage (:func:`gridwatch.stream.build_segment_flow`: segmentation per customer class,
-candidates judged per segment) over every process's days, taken in the order of the days
-they describe (then by meter, a candidate before its meter's day). That order does not
-depend on the number of processes: a replay on 2 processes writes the same events as on 3.
+of to a segment stage of its own, to files, one a day; when all have ended, the parent runs
+the one segment stage (:func:`gridwatch.stream.build_segment_flow`: segmentation per
+customer class, candidates judged per segment) over every process's days, a day's files at
+a time, in the order of the days they describe (then by meter, a candidate before its
+meter's day). That order does not depend on the number of processes: a replay on 2
+processes writes the same events as on 3.
 
 **A journal directory**: the processes form a bytewax cluster on loopback addresses, and
 each reads every N-th partition; a meter's readings may be in several partitions, and the

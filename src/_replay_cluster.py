@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing
 import pickle
 import shutil
@@ -136,14 +137,18 @@ class _DaysPart(StatelessSinkPartition[Any]):
                 pickle.dump(xs, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def read_days(directory: Path) -> Iterator[Any]:
+def read_days(directory: Path, told: Callable[[int, int], None] | None = None
+              ) -> Iterator[Any]:
     """What the processes' :class:`DaysOut` wrote to ``directory``, in :func:`day_order`:
-    a day at a time (only one day's items are held at once)."""
+    a day at a time (only one day's items are held at once); ``told(k, n)`` before the k-th
+    of n days (k from 0)."""
     files: dict[int, list[tuple[int, Path]]] = {}
     for path in directory.glob("*.pickle"):
         day_text, index_text = path.name.split(".")[:2]
         files.setdefault(int(day_text), []).append((int(index_text), path))
-    for day in sorted(files):
+    for k, day in enumerate(sorted(files)):
+        if told is not None:
+            told(k, len(files))
         items: list[Any] = []
         for _, path in sorted(files[day]):
             with path.open("rb") as fh:
@@ -154,6 +159,29 @@ def read_days(directory: Path) -> Iterator[Any]:
                         break
         items.sort(key=day_order)  # (stable: a meter's own order, all in one process)
         yield from items
+
+
+#: how often the segment stage of a replay apart says how far it is
+_SAY_EVERY_S = 10.0
+
+
+def _told(say: Callable[[str], None]) -> Callable[[int, int], None]:
+    """What :func:`read_days` calls a day: ``say`` at the first day and then every
+    ``_SAY_EVERY_S`` seconds."""
+    last = [-math.inf]
+
+    def told(k: int, n: int) -> None:
+        now = time.monotonic()
+        if k == 0:
+            say(f"segment stage: the meter-days of {n:,} day{'s' if n != 1 else ''}, from "
+                "every process, in the order of the days")
+        elif now - last[0] >= _SAY_EVERY_S:
+            say(f"segment stage: day {k + 1:,} of {n:,}")
+        else:
+            return
+        last[0] = now
+
+    return told
 
 
 def day_order(item: Any) -> tuple[int, str, int]:
@@ -169,17 +197,19 @@ def day_order(item: Any) -> tuple[int, str, int]:
 
 
 def _segments(settings: Settings, days: Path, influx: bool, alerts_out: Path | None,
-              processes: int) -> tuple[Counter[str], Counter[str]]:
+              processes: int, say: Callable[[str], None] | None = None
+              ) -> tuple[Counter[str], Counter[str]]:
     """The one segment stage of a replay apart, over every process's days (the directory of
     their :class:`DaysOut`) in :func:`day_order`: its events to ``alerts_out`` (and with the
     load profiles to InfluxDB, through the spool of process 0, which has ended); returns the
-    firing events and the resolutions it counted, by type."""
+    firing events and the resolutions it counted, by type. ``say``: see
+    :func:`replay_cluster`."""
     from bytewax.testing import TestingSource, run_main
 
     from gridwatch import storage, stream
     from gridwatch._engine import EventSink
 
-    items = read_days(days)  # (a day at a time)
+    items = read_days(days, _told(say) if say is not None else None)  # (a day at a time)
     sink = EventSink(jsonl=alerts_out)
     sinks = stream.Sinks(points=storage.InfluxSink(settings.influx, process_id=0,
                                                    processes=processes) if influx else None,
@@ -191,12 +221,13 @@ def _segments(settings: Settings, days: Path, influx: bool, alerts_out: Path | N
 def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bool = True,
                    alerts_out: Path | None = None,
                    progress: AbstractContextManager[Callable[[int, datetime], None]] | None
-                   = None) -> RunStats:
+                   = None, say: Callable[[str], None] | None = None) -> RunStats:
     """Replay ``path`` with ``processes`` local processes (see the module's text) and return
     the merged :class:`~gridwatch._engine.RunStats`. ``progress`` (a file's progress bar,
     e.g. :class:`gridwatch._filereplay.Progress`) is entered once the processes have started,
     and called with the lines the slowest process has consumed and the time of its last
-    reading.
+    reading. ``say`` (a line for the user: the console's ``print``) is told when the segment
+    stage of a file's replay starts, and every ``_SAY_EVERY_S`` seconds how far it is.
 
     Raises :class:`ReplayFailed` when a process fails (after stopping the others), and
     ``ValueError`` for fewer than two processes or a file no replay can read."""
@@ -251,7 +282,7 @@ def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bo
         if work is not None:
             fired, resolved = _segments(settings, work, influx,
                                         worker_files[processes] if worker_files else None,
-                                        processes)
+                                        processes, say)
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)

@@ -175,7 +175,8 @@ def replay(
                   "own cells")
         try:
             stats = replay_cluster(settings, path, processes, influx=not no_influx,
-                                   alerts_out=alerts_out, progress=progress)
+                                   alerts_out=alerts_out, progress=progress,
+                                   say=err.print)
         except ReplayFailed as exc:
             err.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(1) from None

@@ -175,6 +175,9 @@ def test_a_replay_with_two_processes_raises_what_one_raises(tmp_path: Path) -> N
     two = _replay_cli(tmp_path, path, registry, tmp_path / "two.jsonl", "--processes", "2")
     assert two.returncode == 0, two.stderr
     assert "with 2 processes" in " ".join(two.stderr.split())
+    # the parent's segment stage says what it does once the processes have ended
+    assert "segment stage: the meter-days of 1 day, from every process" in \
+        " ".join(two.stderr.split())
     first, second = events(tmp_path / "one.jsonl"), events(tmp_path / "two.jsonl")
     key = ("meter_id", "type", "state", "onset", "raised_at", "severity")
     assert {(e["meter_id"], e["type"], e["state"]) for e in first} >= {

@@ -107,3 +107,21 @@ def test_the_segment_stage_writes_the_same_events_however_the_days_were_split(
     out = tmp_path_factory.mktemp("split") / "events.jsonl"
     _segments(Settings(), _split(days, n, seed, out.parent / "days"), False, out, n)
     assert out.read_bytes() == whole.read_bytes()
+
+
+def test_the_segment_stage_says_how_far_it_is(days: list, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user is told when the segment stage starts, and then how far it is (every
+    ``_SAY_EVERY_S`` seconds; here every day)."""
+    from gridwatch import _replay_cluster
+
+    said: list[str] = []
+    monkeypatch.setattr(_replay_cluster, "_SAY_EVERY_S", 0.0)
+    got = list(read_days(_split(days, 2, 1, tmp_path), _replay_cluster._told(said.append)))
+    assert len(got) == len(days)
+    assert said == ["segment stage: the meter-days of 10 days, from every process, in the "
+                    "order of the days"] + [f"segment stage: day {k} of 10" for k in range(2, 11)]
+    said.clear()
+    monkeypatch.setattr(_replay_cluster, "_SAY_EVERY_S", 3600.0)
+    list(read_days(tmp_path, _replay_cluster._told(said.append)))
+    assert len(said) == 1  # the start only, within the hour

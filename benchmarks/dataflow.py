@@ -457,23 +457,38 @@ def _replay_run(plain_csv: Path, code: Path | None = None, name: str = "alerts",
     """One ``gridwatch replay`` of the file without a database (the package in ``code`` when
     given; ``--processes`` when more than one): wall seconds, CPU seconds (every process of
     it), the alerts it wrote."""
+    wall, cpu, alerts = _replays(
+        [plain_csv], [name], code, [*(["--processes", str(processes)] if processes > 1 else []),
+                                    *(["--registry", str(registry)] if registry else [])])
+    return wall, cpu, alerts[0]
+
+
+def _replays(files: list[Path], names: list[str], code: Path | None = None,
+             extra: list[str] | None = None) -> tuple[float, float, list[Path]]:
+    """``gridwatch replay`` of each file without a database (the package in ``code`` when
+    given, ``extra`` arguments), all started at once as independent processes, each writing
+    the alerts and dead letters of its name: wall seconds until the last ends, CPU seconds
+    of all (every process of each), the alerts each wrote."""
     import resource
 
-    work = plain_csv.parent
-    alerts = work / f"{name}.jsonl"
-    alerts.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "gridwatch", "replay", str(plain_csv), "--no-influx",
-           "--alerts-out", str(alerts), *(["--processes", str(processes)]
-                                          if processes > 1 else []),
-           *(["--registry", str(registry)] if registry is not None else [])]
-    env = _env(code, GRIDWATCH_INGEST__DEADLETTER_DIR=str(work / f"deadletter-{name}"))
+    procs, alerts = [], []
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=3600)
+    for path, name in zip(files, names, strict=True):
+        out = path.parent / f"{name}.jsonl"
+        out.unlink(missing_ok=True)
+        alerts.append(out)
+        env = _env(code, GRIDWATCH_INGEST__DEADLETTER_DIR=str(path.parent / f"deadletter-{name}"))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "gridwatch", "replay", str(path), "--no-influx",
+             "--alerts-out", str(out), *(extra or [])], cwd=path.parent, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _, err = proc.communicate(timeout=3600)
+        if proc.returncode != 0:
+            raise SystemExit(f"replay failed: {err[-2000:]}")
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise SystemExit(f"replay failed: {proc.stderr[-2000:]}")
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return wall, cpu, alerts
 
@@ -518,34 +533,6 @@ def _split_input(plain_csv: Path, n: int) -> list[Path]:
     return paths
 
 
-def _replay_apart(parts: list[Path]) -> tuple[float, float, list[Path]]:
-    """One ``gridwatch replay`` of each file, all started at once, as independent processes
-    (no cluster: each its own clock and segmenter): wall seconds until the last ends, CPU
-    seconds of all, the alerts each wrote."""
-    import resource
-
-    procs, alerts = [], []
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    for i, part in enumerate(parts):
-        out = part.parent / f"alerts-apart{i}.jsonl"
-        out.unlink(missing_ok=True)
-        alerts.append(out)
-        env = _env(None, GRIDWATCH_INGEST__DEADLETTER_DIR=str(part.parent / f"deadletter-a{i}"))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "gridwatch", "replay", str(part), "--no-influx",
-             "--alerts-out", str(out)], cwd=part.parent, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-    for proc in procs:
-        _, err = proc.communicate(timeout=3600)
-        if proc.returncode != 0:
-            raise SystemExit(f"replay failed: {err[-2000:]}")
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return wall, cpu, alerts
-
-
 def replay_runs(processes: tuple[int, ...] = (1, 2), rounds: int = 1,
                   fleet_days: int = 0) -> dict[str, Any]:
     """A plain csv pass, then ``gridwatch replay`` of sgsc45 (or, with ``fleet_days``, of
@@ -575,7 +562,9 @@ def replay_runs(processes: tuple[int, ...] = (1, 2), rounds: int = 1,
                                                registry=registry)
             runs[n].append((wall, cpu))
         if parts:
-            wall, cpu, apart_alerts = _replay_apart(parts)
+            # (each its own clock and segment stage: no cluster, nothing shared)
+            wall, cpu, apart_alerts = _replays(parts, [f"alerts-apart{i}"
+                                                      for i in range(len(parts))])
             apart.append((wall, cpu))
     out: dict[str, Any] = {"rows": rows - 1, "csv_s": plain, "csv_per_s": (rows - 1) / plain,
                            "csv_cpu_s": plain_cpu, "by_processes": {}}

@@ -53,6 +53,8 @@ from typing import TYPE_CHECKING, Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from gridwatch._settings import Settings
+from gridwatch.models._segment import _day_of
+from gridwatch.stream._logic import TheftCandidate
 
 if TYPE_CHECKING:
     from gridwatch._engine import RunStats
@@ -87,12 +89,11 @@ class _Shared:
 
 
 def _process(settings: Settings, path: Path, influx: bool, alerts_out: Path | None,
-             index: int, addresses: list[str], counts: Connection, shared: _Shared,
-             days: Path | None = None) -> None:
-    """One process of the replay (the target of a forked or spawned process): in the cluster
-    of ``addresses``, or, with ``days``, apart, its share ``index`` of ``len(addresses)``,
-    handing its finished days to files in that directory. Its counts go back through
-    ``counts``."""
+             index: int, processes: int, addresses: list[str], counts: Connection,
+             shared: _Shared, days: Path | None = None) -> None:
+    """Process ``index`` of ``processes`` of the replay (the target of a forked or spawned
+    process): apart, handing its finished days to files in ``days``, or, without ``days``,
+    in the cluster of ``addresses``. Its counts go back through ``counts``."""
     from gridwatch._engine import replay
 
     if days is None:
@@ -100,7 +101,7 @@ def _process(settings: Settings, path: Path, influx: bool, alerts_out: Path | No
                        cluster=(index, addresses), progress=shared)
     else:
         stats = replay(settings, path, influx=influx, alerts_out=alerts_out, entry_point=True,
-                       share=(index, len(addresses)), days_out=DaysOut(days, index),
+                       share=(index, processes), days_out=DaysOut(days, index),
                        progress=shared)
     counts.send(asdict(stats))  # (a few hundred bytes: well within the pipe's buffer, so the
     counts.close()              # process ends before its parent reads them)
@@ -188,9 +189,6 @@ def day_order(item: Any) -> tuple[int, str, int]:
     """Where a finished day or a theft candidate goes in the segment stage of a replay apart:
     by the day it is about (the key the segment judges use), then by meter, a candidate
     before its meter's day (as a process's dataflow hands them on)."""
-    from gridwatch.models._segment import _day_of
-    from gridwatch.stream._logic import TheftCandidate
-
     if isinstance(item, TheftCandidate):
         return _day_of(item.event), item.event.meter_id, 0
     return item.day.toordinal(), item.meter_id, 1
@@ -236,12 +234,12 @@ def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bo
 
     if processes < 2:
         raise ValueError(f"a parallel replay needs at least 2 processes, not {processes}")
-    if not path.is_dir():  # what no process could read fails here, once, with its reason
+    apart = not path.is_dir()  # a file: processes apart; a journal: a cluster
+    if apart:  # what no process could read fails here, once, with its reason
         from gridwatch.ingest import check_readings_file
 
         check_readings_file(path)
-    apart = not path.is_dir()  # a file: processes apart; a journal: a cluster
-    addresses = [f"127.0.0.1:{free_port()}" for _ in range(processes)]
+    addresses = [] if apart else [f"127.0.0.1:{free_port()}" for _ in range(processes)]
     # the events files: a cluster's workers', or each process apart's and the segment stage's
     writers = processes + 1 if apart else processes * settings.engine.workers
     worker_files = ([EventSink.worker_path(alerts_out, w) for w in range(writers)]
@@ -255,7 +253,7 @@ def replay_cluster(settings: Settings, path: Path, processes: int, *, influx: bo
     procs = [ctx.Process(target=_process, name=f"gridwatch-replay-{i}",
                          args=(settings, path, influx,
                                worker_files[i] if apart and worker_files else alerts_out,
-                               i, addresses, pipes[i][1], shared[i], work))
+                               i, processes, addresses, pipes[i][1], shared[i], work))
              for i in range(processes)]
     if apart:
         log.info("replay of %s with %d processes apart", path, processes)

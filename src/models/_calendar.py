@@ -15,6 +15,7 @@ __all__ = ["SLOTS", "Calendar", "calendar_for"]
 SLOTS = 168  #: hours of a week
 SUNDAY = 6
 _MAX_QUARTERS = 8_192  #: quarters one calendar remembers (85 days; about 1 MB)
+_MAX_DAYS = 1_024  #: local days one calendar remembers (:meth:`Calendar.day`)
 
 
 @lru_cache(maxsize=64)
@@ -35,7 +36,7 @@ def _holiday_set(country: str, year: int) -> frozenset[date]:
 class Calendar:
     """Maps an event time (epoch seconds, UTC) to local day, time-of-week slot and day type."""
 
-    __slots__ = ("_q", "country", "tz")
+    __slots__ = ("_days", "_q", "country", "tz")
 
     def __init__(self, timezone: str = "UTC", holiday_country: str | None = None) -> None:
         self.tz = _zone(timezone)
@@ -43,6 +44,8 @@ class Calendar:
         #: quarter hour since the epoch -> (day type, slot, day ordinal): the fleet's readings
         #: share a few quarters, so most readings find theirs here with one dict lookup
         self._q: dict[int, tuple[int, int, int]] = {}
+        #: local day ordinal -> :meth:`day` (every meter of the fleet closes the same days)
+        self._days: dict[int, tuple[datetime, float, bool, datetime]] = {}
 
     def local(self, t: float) -> datetime:
         return datetime.fromtimestamp(t, UTC).astimezone(self.tz)
@@ -78,6 +81,20 @@ class Calendar:
 
     def is_day_off(self, t: float) -> bool:
         return self.day_type(t) >= 5
+
+    def day(self, day_no: int) -> tuple[datetime, float, bool, datetime]:
+        """Local day ``day_no`` (an ordinal): its local midnight, that as epoch seconds,
+        whether the day is off (weekend or holiday, judged at its local noon) and its midnight
+        in UTC. Kept for the next meter that closes the same day."""
+        got = self._days.get(day_no)
+        if got is None:
+            start = datetime.fromordinal(day_no).replace(tzinfo=self.tz)
+            t = start.timestamp()
+            if len(self._days) >= _MAX_DAYS:
+                self._days.clear()
+            got = self._days[day_no] = (start, t, self.is_day_off(t + 43_200),
+                                        start.astimezone(UTC))
+        return got
 
 
 @lru_cache(maxsize=65_536)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -54,9 +55,11 @@ from gridwatch.models._record import (
 
 __all__ = ["DailyProfile", "accumulate"]
 
+_sum = np.add.reduce
 _ALPHA_CURVE = 0.125  # daily curves: about eight days of memory
 _NO_SUMS = array("H", bytes(96))  # today's sums and counts when the day starts
 _NO_COUNTS = array("H", bytes(24))
+_F16_INF = 0x7C00  #: the float16 code of +inf: the codes up to it are zero and positive values
 
 
 @dataclass(slots=True)
@@ -113,9 +116,15 @@ def _new_day(rec: MeterRecord, day: int) -> None:
             for d in range(last + 1, min(day, last + 1 + N_PEAKS)):
                 h[PEAKS + d % N_PEAKS] = 0
     h[PEAKS + day % N_PEAKS] = 0  # (the float16 code of 0.0)
-    ring = [F16[c] for c in h[PEAKS:PEAKS + N_PEAKS]]
-    rec.peak_max = max(ring)
-    rec.peak_days = sum(1 for x in ring if x > 0)
+    codes = h[PEAKS:PEAKS + N_PEAKS]
+    top = max(codes)
+    if top <= _F16_INF:  # zeros and positive values (what is written): ordered as their codes
+        rec.peak_max = F16[top]
+        rec.peak_days = N_PEAKS - codes.count(0)
+    else:  # a negative or NaN code: the values themselves
+        ring = [F16[c] for c in codes]
+        rec.peak_max = max(ring)
+        rec.peak_days = sum(1 for x in ring if x > 0)
     rec.peak_today = 0.0
     rec.day_no = day
     h[DAY_SUM:DAY_SUM + 48] = _NO_SUMS
@@ -137,18 +146,17 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     covered = np.count_nonzero(cnt)
     if covered < 20:  # too little of the day seen to profile it
         return None
-    day_start = datetime.fromordinal(rec.day_no).replace(tzinfo=cal.tz)
-    day_t = day_start.timestamp()
-    off = cal.is_day_off(day_t + 43_200)
+    day_start, day_t, off, day_utc = cal.day(rec.day_no)
     wd_curve, we_curve = rec.view("wd_curve"), rec.view("we_curve")
     # (the curves are float16 views; what is judged against them is summed in float32)
     typical = (we_curve if off else wd_curve).astype(np.float32)
     typical_days = rec.we_days if off else rec.wd_days
-    curve = np.where(cnt > 0, rec.view("day_sum") / np.maximum(cnt, 1), np.nan)
-    curve = np.where(np.isnan(curve), typical, curve).astype(np.float32)
-    daily_kwh = float(curve.sum())  # 24 hourly means in kW = kWh of the day
+    # each hour's mean, the usual curve's for an hour without readings (a float32 sum of
+    # finite readings over a positive count is never NaN: no mean is taken for one)
+    curve = np.where(cnt > 0, rec.view("day_sum") / np.maximum(cnt, 1), typical)
+    daily_kwh = float(_sum(curve))  # 24 hourly means in kW = kWh of the day
 
-    usual_day = float(typical.sum())
+    usual_day = float(_sum(typical))
     judged = (typical_days >= s.daily_min_days and rec.days >= s.daily_min_days
               and usual_day > 24 * s.min_kw)
     held = False
@@ -187,7 +195,7 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
         rec.hist_kwh += a * (daily_kwh - rec.hist_kwh)
     day_curve, weekday_curve, weekend_curve = _rounded(curve, wd_curve, we_curve)
     return DailyProfile(
-        meter_id=rec.meter_id, day=day_start.astimezone(UTC),
+        meter_id=rec.meter_id, day=day_utc,
         customer_id=meta.customer_id if meta else None,
         customer_class=str(meta.customer_class) if meta else "residential",
         daily_kwh=daily_kwh, peak_kw=float(rec.day_max), valley_kw=float(rec.day_min),
@@ -198,6 +206,9 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
 
 #: ``v`` within this much of a half (relative to ``v * 10**4``) is rounded by ``round`` itself
 _NEAR_HALF = 2.0 ** -50
+#: below this, ``v * 10**4`` is finite (the largest float is about 1.8e308)
+_NO_OVERFLOW = 1e300
+_top = np.maximum.reduce
 
 
 def _rounded(*curves: np.ndarray) -> list[tuple[float, ...]]:
@@ -212,11 +223,11 @@ def _rounded(*curves: np.ndarray) -> list[tuple[float, ...]]:
     that are not finite, are rounded by ``round`` itself."""
     v = np.concatenate(curves, dtype=np.float64) if len(curves) > 1 else \
         np.asarray(curves[0], dtype=np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        p = v * 1e4
-        k = np.rint(p)
-        out = (k / 1e4).tolist()
-        near = np.flatnonzero(~(np.abs(np.abs(p - k) - 0.5) > np.abs(p) * _NEAR_HALF))
+    if _top(np.abs(v), initial=0.0) < _NO_OVERFLOW:  # all finite (NaN compares false)
+        out, near = _nearest(v)
+    else:  # (``np.errstate`` costs more than the rest: only where a value is not finite)
+        with np.errstate(invalid="ignore", over="ignore"):
+            out, near = _nearest(v)
     if len(near):
         values = v.tolist()
         for i in near.tolist():
@@ -228,6 +239,15 @@ def _rounded(*curves: np.ndarray) -> list[tuple[float, ...]]:
         rounded.append(tuple(out[at:at + n]))
         at += n
     return rounded
+
+
+def _nearest(v: np.ndarray) -> tuple[list[float], np.ndarray]:
+    """``k / 10**4`` of each value (see :func:`_rounded`), and the indexes of those too near
+    a half to trust it."""
+    p = v * 1e4
+    k = np.rint(p)
+    return (k / 1e4).tolist(), \
+        np.flatnonzero(~(np.abs(np.abs(p - k) - 0.5) > np.abs(p) * _NEAR_HALF))
 
 
 def _mean(a: np.ndarray) -> float:
@@ -246,8 +266,9 @@ def _mean32(a: np.ndarray) -> np.float32:
 def _shape_corr(curve: np.ndarray, typical: np.ndarray) -> float:
     a = curve - _mean32(curve)
     b = typical - _mean32(typical)
-    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum()) / den if den > 1e-12 else 0.0
+    # (``np.add.reduce``: what ``ndarray.sum`` calls, without its Python wrapper)
+    den = float(np.sqrt(_sum(a * a) * _sum(b * b)))
+    return float(_sum(a * b)) / den if den > 1e-12 else 0.0
 
 
 def _run(state: tuple[float, int], holds: bool, day_t: float) -> tuple[float, int]:
@@ -271,21 +292,23 @@ def _judge_day(rec: MeterRecord, curve: np.ndarray, typical: np.ndarray, ratio: 
     rec.low_days = _run(rec.low_days, ratio < theft_ratio and shaped, day_t)
     rec.high_days = _run(rec.high_days, ratio >= level_ratio, day_t)
     rec.down_days = _run(rec.down_days, ratio <= 1 / s.level_ratio and not shaped, day_t)
-    evidence = {"day_ratio": r3(ratio), "day_kwh": r3(daily_kwh, 2),
+
+    def evidence() -> dict[str, Any]:  # (only for a day that raises or resolves an alarm)
+        return {"day_ratio": r3(ratio), "day_kwh": r3(daily_kwh, 2),
                 "usual_day_kwh": r3(usual_day, 2), "shape_corr": r3(corr)}
 
     # possible theft
     if "possible_theft" in rec.act:
         if ratio >= (1 + s.theft_ratio) / 2:
             out.append(resolve(rec, "possible_theft", t, meta,
-                               "daily consumption is back near its usual level", evidence))
+                               "daily consumption is back near its usual level", evidence()))
     elif rec.low_days[1] >= s.theft_days:
         since, days = rec.low_days
         out.append(fire(
             rec, "possible_theft", Severity.WARNING, 1 - ratio, since, t, meta,
             f"{days} days at {ratio:.0%} of the energy the meter's own history expects, with "
             "the usual daily shape (a bypass scales the load down; an empty home flattens it)",
-            {**evidence, "days_low": days, "threshold_ratio": s.theft_ratio,
+            {**evidence(), "days_low": days, "threshold_ratio": s.theft_ratio,
              "strong": ratio < s.theft_strong_ratio and corr >= 0.7 and days > s.theft_days,
              "baseline": "the meter's usual curve for this day type"}))
 
@@ -297,7 +320,7 @@ def _judge_day(rec: MeterRecord, curve: np.ndarray, typical: np.ndarray, ratio: 
         if back:
             rec.kind = ""
             out.append(resolve(rec, ETYPE, t, meta, "daily consumption is back to its usual "
-                               "level", {**evidence, "kind": kind}))
+                               "level", {**evidence(), "kind": kind}))
     for new, run in (("level_shift_up", rec.high_days),
                      ("level_shift_down", rec.down_days if pol.level_down else (0.0, 0))):
         if run[1] >= s.level_days and kind != new:
@@ -313,7 +336,7 @@ def _judge_day(rec: MeterRecord, curve: np.ndarray, typical: np.ndarray, ratio: 
                 rec, ETYPE, Severity.WARNING, abs(math.log(max(ratio, 1e-3))), run[0], t, meta,
                 f"{new.replace('_', ' ')}: {run[1]} days at {ratio:.0%} of the usual daily "
                 f"energy ({daily_kwh:.1f} kWh where {usual_day:.1f} kWh is usual)",
-                {**evidence, "kind": new, "days": run[1], "threshold_ratio": s.level_ratio,
+                {**evidence(), "kind": new, "days": run[1], "threshold_ratio": s.level_ratio,
                  "baseline": "the meter's usual curve for this day type"}))
             break
     persisted = any(t - onset > s.relearn_after_s for onset in rec.act.values())

@@ -579,3 +579,58 @@ def test_day_close_arithmetic_is_numpys_own(pairs: list[tuple[float, float]], a:
         corr = float((x * y).sum()) / den if den > 1e-12 else 0.0
         got_corr = _shape_corr(curve, typical)
     assert (math.isnan(corr) and math.isnan(got_corr)) or got_corr == corr
+
+
+def test_calendar_day_is_its_local_midnight_kept_and_bounded():
+    """A day a meter closes: its local midnight, as epoch seconds, whether it is off (judged at
+    local noon: a weekend, a holiday) and its midnight in UTC, as zoneinfo gives them across a
+    change of daylight saving time; kept for the next meter, within a bound."""
+    from datetime import UTC, date, datetime
+
+    from gridwatch.models._calendar import _MAX_DAYS
+
+    cal = Calendar("Europe/Berlin", "DE")
+    first = date(2024, 3, 25).toordinal()  # Good Friday the 29th; DST starts on the 31st
+    for day_no in range(first, first + 2 * _MAX_DAYS, 3):
+        start = datetime.fromordinal(day_no).replace(tzinfo=cal.tz)
+        want = (start, start.timestamp(), cal.is_day_off(start.timestamp() + 43_200),
+                start.astimezone(UTC))
+        assert cal.day(day_no) == want
+        assert cal.day(day_no) is cal.day(day_no)  # kept
+        assert len(cal._days) <= _MAX_DAYS
+    assert cal.day(date(2024, 3, 29).toordinal())[2]  # the holiday is a day off
+    assert not cal.day(date(2024, 3, 28).toordinal())[2]
+    assert cal.day(date(2024, 3, 31).toordinal())[3] == datetime(2024, 3, 30, 23, tzinfo=UTC)
+    assert cal.day(date(2024, 4, 1).toordinal())[3] == datetime(2024, 3, 31, 22, tzinfo=UTC)
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(-100_000, 100_000, width=32), st.integers(0, 255),
+                          st.floats(-65_504, 65_504, width=16)), min_size=24, max_size=24))
+def test_closed_day_curve_is_each_hours_mean_else_the_usual(hours):
+    """A closed day's curve is, hour by hour, the mean of its readings, and the usual curve's
+    value for an hour without any: the float32 values of ``where(cnt > 0, sum / cnt, NaN)``
+    with the NaNs then taken from the usual curve, its energy their sum."""
+    from gridwatch.models._daily import _close_day, _rounded
+
+    s = DetectionSettings()
+    cal = Calendar(s.timezone, s.holiday_country)
+    rec = MeterState("m")
+    day = T0.date().toordinal() + 1  # a weekday
+    rec.day_no = day
+    sums, counts = rec.view("day_sum"), rec.view("day_cnt")
+    sums[:] = [h[0] * max(h[1], 1) for h in hours]
+    counts[:] = [h[1] for h in hours]
+    rec.view("wd_curve")[:] = [h[2] for h in hours]
+    if sum(1 for h in hours if h[1]) < 20:
+        assert _close_day(rec, None, s, cal, 0.0, []) is None
+        return
+    cnt = counts.astype(np.float32)
+    typical = rec.view("wd_curve").astype(np.float32)
+    with np.errstate(all="ignore"):
+        want = np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan)
+        want = np.where(np.isnan(want), typical, want).astype(np.float32)
+        profile = _close_day(rec, None, s, cal, 0.0, [])
+    assert profile is not None and not profile.is_day_off
+    assert profile.day_curve == _rounded(want)[0]
+    assert profile.daily_kwh == float(want.sum())

@@ -30,6 +30,8 @@ from gridwatch.models._record import (
     I_FIELDS,
     LOG_BIAS,
     LOG_STEP,
+    N_PEAKS,
+    PEAKS,
     RECORD_VERSION,
     X_AT,
     X_FIELDS,
@@ -326,3 +328,32 @@ def test_the_record_holds_two_buffers_at_most():
     assert len(rec.h) == X_AT + 4 * (len(X_FIELDS) + len(I_FIELDS))
     assert H_LEN + len(CELL_FIELDS) <= X_AT and X_AT % 4 == 0
     assert not set(CELL_FIELDS) & {f.name for f in fields(MeterRecord)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 0x7C00), st.integers(0, 0xFFFF)),
+                min_size=N_PEAKS, max_size=N_PEAKS),
+       st.integers(1, 3), st.floats(0, 70_000, allow_nan=False))
+def test_a_new_day_reads_the_peak_ring_as_its_values(codes, ahead, today):
+    """A new day's record high and the days that have one are the max and the count of the
+    ring's values (its float16 codes decoded), for any codes: the zeros and positive values
+    the detectors write, read by their codes, and negative or NaN codes too."""
+    from gridwatch.models._daily import _new_day
+
+    rec = MeterState("m")
+    rec.h[PEAKS:PEAKS + N_PEAKS] = array("H", codes)
+    last = 738_000
+    rec.day_no = last
+    rec.peak_today = today
+    _new_day(rec, last + ahead)
+    expected = array("H", codes)  # what _new_day writes into the ring, then the values
+    if today > 0:  # (the days between are cleared only after a day that had a high)
+        expected[last % N_PEAKS] = enc_f16(today)
+        for d in range(last + 1, last + ahead):
+            expected[d % N_PEAKS] = 0
+    expected[(last + ahead) % N_PEAKS] = 0
+    ring = [F16[c] for c in expected]
+    assert list(rec.h[PEAKS:PEAKS + N_PEAKS]) == list(expected)
+    assert rec.peak_days == sum(1 for x in ring if x > 0)
+    top = max(ring)
+    assert rec.peak_max == top or (math.isnan(rec.peak_max) and math.isnan(top))

@@ -158,14 +158,17 @@ class MeterState(MeterRecord):
 
     # ----------------------------------------------------------------- the reading path
     def step(self, r: Reading, meta: MeterMeta | None, now: datetime | None,
-             s: DetectionSettings, cal: Calendar, t: float | None = None) -> StepResult:
+             s: DetectionSettings, cal: Calendar, t: float | None = None,
+             quiet: bool = True) -> StepResult:
         """One reading through every detector; returns events, a Score (anomalous or sampled)
         and a finished day's profile when the reading starts a new local day.
 
         A quiet reading (see :mod:`._quiet`) takes the quiet path: the same updates in one
         function, bit-identical; every other reading the full path below. ``t``: the
-        reading's event time in epoch seconds (``r.ts.timestamp()``), when the caller has it."""
-        if FAST_PATH:
+        reading's event time in epoch seconds (``r.ts.timestamp()``), when the caller has it.
+        ``quiet=False``: the caller has found the reading is not quiet (a cell's lane left
+        it), so the full path is taken without asking again (it gives the same either way)."""
+        if FAST_PATH and quiet:
             quiet = quiet_step(self, r, meta, s, cal, t)
             if quiet is not None:
                 return quiet

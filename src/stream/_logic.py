@@ -597,7 +597,13 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             columns = None
             r = timed[i][1]
             meta = entries[i]
-            self._steps_each(timed[i:i + 1], out, None, _Entry(meta))  # (its row: below)
+            # a reading of a meter ready for the lane was left by its kernel: not quiet (or
+            # rarely, a case the kernel leaves to Python), so the meter need not try its quiet
+            # path again; any other tries it (a meter off the lane may still have quiet readings)
+            row = int(rows[i, 0])
+            tried = answers is not None and row >= 0 and bool(lane.ready[row])
+            self._steps_each(timed[i:i + 1], out, None, _Entry(meta),
+                             quiet=not tried)  # (its row: below)
             j = slot.get(r.meter_id)
             state = meters.get(r.meter_id)
             if j is not None and state is not None:
@@ -632,11 +638,12 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
 
     def _steps_each(self, timed: Sequence[tuple[float, Reading]], out: list[Any],
                     at: float | None, meta_of: MetaLookup, verdicts: Verdicts | None = None,
-                    lane: Lane | None = None) -> None:
+                    lane: Lane | None = None, quiet: bool = True) -> None:
         """The per-reading path: each reading through the watch and its meter, with what does
         not change within the batch looked up once (the caller has looked at a reload and
         the verdicts): ``meta_of`` gives each reading's registry entry; each meter stepped is
-        taken off ``lane``, when given."""
+        taken off ``lane``, when given. ``quiet=False``: the lane left these readings, so
+        no meter tries its quiet path first (``MeterState.step``)."""
         lateness = self.lateness_s
         settings = self.settings
         calendar = self.calendar
@@ -670,7 +677,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             if verdicts is not None:  # the closed loop: managers' verdicts reach the meter
                 for _, etype, kind, outcome, given in verdicts(meter_id):
                     state.verdict(etype, kind, outcome, t, settings=settings, given=given)
-            res = state.step(r, meta, None, settings, calendar, t)
+            res = state.step(r, meta, None, settings, calendar, t, quiet)
             if lane is not None:
                 lane.drop(slot.get(meter_id))
             if res.events:

@@ -36,9 +36,9 @@ def lane(on: bool) -> Iterator[dict[str, int]]:
     counted = {"each": 0}
     real_kernel, real_each = logic.lane_kernel, CellLogic._steps_each
 
-    def each(self: CellLogic, timed: Any, *args: Any) -> None:
+    def each(self: CellLogic, timed: Any, *args: Any, **kwargs: Any) -> None:
         counted["each"] += len(timed)
-        real_each(self, timed, *args)
+        real_each(self, timed, *args, **kwargs)
 
     was = use_compiled(True)
     if not on:

@@ -469,7 +469,8 @@ class Collector:
                 log.exception("decoding a message on %s failed", m.topic)
                 result = DecodeResult(rejected=[Rejection(
                     INTERNAL_ERROR, f"decoder failed: {type(exc).__name__}: {exc}", m.payload)])
-            records += encode_items(result.accepted)
+            records += result.records if result.records is not None \
+                else encode_items(result.accepted)
             items += result.accepted
             letters.extend(
                 DeadLetter(r.reason, m.topic, r.payload, r.detail, now, r.index)

@@ -175,6 +175,10 @@ class Rejection:
 class DecodeResult:
     accepted: list[Item] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    #: the journal record of each accepted item, in order, when the decoder has them (a
+    #: compact payload's readings as sent: ``compact_readings``); None: write
+    #: ``encode_items(accepted)``
+    records: list[bytes] | None = None
 
 
 def describe_validation(exc: ValidationError) -> tuple[str, str]:
@@ -346,12 +350,15 @@ class Decoder:
         except DecodeError as exc:
             result.rejected.append(Rejection(exc.reason, exc.detail, payload))
             return result
-        fast = self._fast(kind, payload, now)
+        sent: list[bytes] = []
+        fast = self._fast(kind, payload, now, sent)
         if fast is not None:
             if kind == "batch":
-                self._checked_batch(result, fast, now)
+                self._checked_batch(result, fast, now, sent)
             else:
                 self._checked(result, fast[0], levels, now, payload, None)
+                if sent and result.accepted:
+                    result.records = sent
             return result
         try:
             doc = _parse_json(payload)
@@ -370,15 +377,17 @@ class Decoder:
             self._one(result, kind, doc, levels, now, payload, None)
         return result
 
-    def _fast(self, kind: str, payload: bytes, now: datetime) -> list[Item] | None:
+    def _fast(self, kind: str, payload: bytes, now: datetime,
+              records: list[bytes]) -> list[Item] | None:
         """Validate straight from the JSON bytes when the whole payload is good: readings in
-        the common compact form by msgspec (:func:`compact_readings`), the others by
-        pydantic's parser (no Python dicts); ``None`` sends it down the item-by-item path,
-        which finds the exact reason of each problem."""
+        the common compact form by msgspec (:func:`compact_readings`, which puts their
+        journal records in ``records`` when it can), the others by pydantic's parser (no
+        Python dicts); ``None`` sends it down the item-by-item path, which finds the exact
+        reason of each problem."""
         ctx = {"now": now, "max_future": _NO_FUTURE_CHECK}
         try:
             if kind == "reading":
-                compact = compact_readings(payload, batch=False)
+                compact = compact_readings(payload, batch=False, records=records)
                 if compact is not None:
                     return compact
                 one = [_ONE_UNCHECKED.validate_json(payload)]
@@ -386,7 +395,7 @@ class Decoder:
             if kind == "telemetry":
                 return [DeviceTelemetry.model_validate_json(payload, context=ctx)]
             if payload.lstrip()[:1] == b"[":
-                compact = compact_readings(payload, batch=True)
+                compact = compact_readings(payload, batch=True, records=records)
                 if compact is not None:
                     return compact
                 items = _LIST_UNCHECKED.validate_json(payload)
@@ -410,9 +419,11 @@ class Decoder:
             return
         result.accepted.append(item)
 
-    def _checked_batch(self, result: DecodeResult, items: list[Item], now: datetime) -> None:
+    def _checked_batch(self, result: DecodeResult, items: list[Item], now: datetime,
+                       records: list[bytes]) -> None:
         """:meth:`_checked` of every item of a batch (no topic check: a batch's items name
-        their own meters), the clock's limit computed once for the message."""
+        their own meters), the clock's limit computed once for the message; ``records``, the
+        items' journal records when there are (else empty), kept for those accepted."""
         try:
             latest = now + self.max_future
         except OverflowError:  # a tolerance past the calendar's end: nothing is too far ahead
@@ -429,6 +440,11 @@ class Decoder:
                                                  f"{exc.detail}", _wire(item), index))
                 continue
             accepted.append(item)
+        if records:
+            if result.rejected:
+                dropped = {r.index for r in result.rejected}
+                records = [rec for i, rec in enumerate(records) if i not in dropped]
+            result.records = records
 
     def _one(self, result: DecodeResult, kind: str, raw: Any, levels: list[str] | None,
              now: datetime, payload: bytes, index: int | None) -> None:

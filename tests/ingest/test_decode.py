@@ -307,12 +307,15 @@ def test_the_fast_path_validates_as_reading_does(docs: list[dict[str, object]]) 
         ("reading", json.dumps(docs[0], **compact).encode()[:-1] + b',"kw":2.5}', one),
         # not ASCII, as sent
         ("batch", json.dumps(docs, ensure_ascii=False, **compact).encode(), batch)]
+    from gridwatch.ingest._journal import compact_readings
+
     for kind, payload, full in cases:
         try:
             want = full(payload)  # type: ignore[operator]
         except ValidationError:
             want = None
-        got = decoder._fast(kind, payload, NOW)
+        records: list[bytes] = []
+        got = decoder._fast(kind, payload, NOW, records)
         if want is None:
             assert got is None
             continue
@@ -322,6 +325,17 @@ def test_the_fast_path_validates_as_reading_does(docs: list[dict[str, object]]) 
             assert g.model_fields_set == w.model_fields_set
             assert g.model_dump_json() == w.model_dump_json()
             assert g.ts.tzinfo is UTC
+        # the compact path's journal records, the readings as sent: where every timestamp is
+        # in UTC, one a reading, each read back as the same reading, its given fields too
+        by_msgspec = compact_readings(payload, kind == "batch") is not None
+        in_utc = all(str(d["ts"]).endswith("Z") for d in (docs if kind == "batch" else docs[:1]))
+        assert bool(records) == (by_msgspec and in_utc)
+        if records:
+            assert len(records) == len(got)
+            for rec, g in zip(records, got, strict=True):
+                back = decode_item(rec)
+                assert back == g and back.model_fields_set == g.model_fields_set
+                assert back.model_dump_json() == g.model_dump_json()
 
 
 def _compact_doc(i: int) -> dict[str, object]:
@@ -393,10 +407,65 @@ def test_the_compact_path_reads_what_pydantic_validates(docs: list[dict[str, obj
             payload, context={"now": NOW, "max_future": timedelta.max})
     except ValidationError:
         want = None
-    got = compact_readings(payload, batch=True)
+    records: list[bytes] = []
+    got = compact_readings(payload, batch=True, records=records)
     if want is None:
         assert got is None
         return
     assert got == want
     assert [g.model_fields_set for g in got] == [w.model_fields_set for w in want]
     assert [g.model_dump_json() for g in got] == [w.model_dump_json() for w in want]
+    # their journal records, each reading's object as sent, where every timestamp is in UTC:
+    # read back (the journal's reader, and the dataflow after a restart) as the same readings
+    assert bool(records) == all(str(d["ts"]).endswith("Z") for d in docs)
+    if records:
+        back = [decode_item(rec) for rec in records]
+        assert back == want
+        assert [b.model_fields_set for b in back] == [w.model_fields_set for w in want]
+        assert [b.model_dump_json() for b in back] == [w.model_dump_json() for w in want]
+        assert all(rec.startswith(b" \t{") and rec.endswith(b"}") for rec in records)
+
+
+_volts = st.floats(0, 500)
+_sent_docs = st.fixed_dictionaries(
+    {"meter_id": st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.:\-]{0,8}\Z"),
+     "ts": st.datetimes(min_value=datetime(2000, 1, 2), max_value=datetime(2026, 2, 28)).map(
+         lambda d: d.isoformat(timespec="microseconds" if d.microsecond else "seconds") + "Z"),
+     "kw": st.floats(-1_000, 1_000) | st.integers(-1_000, 1_000)},
+    optional={"kwh": st.none() | st.floats(0, 1e9), "pf": st.floats(-1, 1),
+              "voltage": st.none() | _volts | st.lists(_volts, min_size=1, max_size=3),
+              "status": st.lists(st.sampled_from(["estimated", "cover_open"]), max_size=2),
+              "interval_s": st.none() | st.integers(1, 86_400)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(docs=st.lists(_sent_docs, min_size=1, max_size=8), single=st.booleans())
+def test_compact_readings_are_journaled_as_sent_and_read_back_the_same(
+        docs: list[dict[str, object]], single: bool) -> None:
+    """A good compact payload in UTC: the decoder hands the collector each accepted
+    reading's journal record as it was sent (no second serialisation), and each is read back
+    without validation (the tagged form) as the very reading the decoder accepted, its given
+    fields too; readings it rejects (a duplicate) leave their records out."""
+    from gridwatch.ingest._journal import _rebuild
+
+    decoder = Decoder()
+    docs = docs[:1] if single else docs
+    compact = {"separators": (",", ":")}
+    topic, payload = ((f"meters/r/{docs[0]['meter_id']}/reading",
+                       json.dumps(docs[0], **compact).encode()) if single
+                      else ("meters/r/c/batch", json.dumps(docs, **compact).encode()))
+    res = decoder.decode_message(topic, payload, NOW)
+    assert res.accepted and res.records is not None
+    assert len(res.records) == len(res.accepted)
+    for rec, item in zip(res.records, res.accepted, strict=True):
+        fast = _rebuild(rec)
+        assert fast is not None and fast == item
+        assert fast.model_fields_set == item.model_fields_set
+        assert decode_item(rec) == item
+    if not single:  # the same batch again, with one reading more: only that one is new
+        extra = {"meter_id": "zz-new-meter-0", "ts": "2026-02-28T00:00:00Z", "kw": 1.0}
+        again = decoder.decode_message(topic, json.dumps([*docs, extra], **compact).encode(),
+                                       NOW)
+        assert [r.meter_id for r in again.accepted] == ["zz-new-meter-0"]
+        assert again.records is not None and len(again.records) == 1
+        assert decode_item(again.records[0]) == again.accepted[0]

@@ -54,6 +54,34 @@ def rss_bytes(pid: int | None = None) -> int:
     return 0
 
 
+def family(pid: int) -> list[int]:
+    """``pid`` and every process descended from it (an engine's collector process,
+    ``engine.collector_process``), from ``/proc/<pid>/task/*/children``."""
+    out = [pid]
+    for p in out:
+        try:
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
+        except OSError:  # ended meanwhile
+            continue
+        for task in tasks:
+            try:
+                out += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return out
+
+
+def _each_alive(pids: list[int], measure: Callable[[int], Any]) -> list[Any]:
+    """``measure`` of each process still there."""
+    got = []
+    for pid in pids:
+        try:
+            got.append(measure(pid))
+        except OSError:  # ended meanwhile
+            continue
+    return got
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (its threads included), from /proc."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
@@ -470,9 +498,14 @@ class Stack:
     def engines_alive(self) -> bool:
         return all(p.poll() is None for p in self.engines)
 
+    def _family(self) -> list[int]:
+        """The engine processes still running, and their children (a collector process)."""
+        return [pid for p in self.engines if p.poll() is None for pid in family(p.pid)]
+
     def engine_cpu(self) -> float:
-        """CPU-seconds the engine processes have used so far."""
-        return sum(cpu_seconds(p.pid) for p in self.engines if p.poll() is None)
+        """CPU-seconds the engine processes (their collector processes included) have used
+        so far."""
+        return sum(_each_alive(self._family(), cpu_seconds))
 
     def services_cpu(self) -> dict[str, float]:
         """CPU-seconds the broker and the database have used so far."""
@@ -497,11 +530,11 @@ class Stack:
 
     def engine_sched(self) -> tuple[float, float]:
         """(CPU seconds, seconds waiting for a CPU) of the engine processes so far."""
-        both = [sched_seconds(p.pid) for p in self.engines if p.poll() is None]
+        both = _each_alive(self._family(), sched_seconds)
         return sum(b[0] for b in both), sum(b[1] for b in both)
 
     def engine_rss(self) -> int:
-        return sum(rss_bytes(p.pid) for p in self.engines if p.poll() is None)
+        return sum(_each_alive(self._family(), rss_bytes))
 
     def stop_engines(self) -> None:
         for p in self.engines:

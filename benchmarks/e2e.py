@@ -71,7 +71,7 @@ def _free_port() -> int:
     return free_port()
 
 
-PARTS = ("throughput", "latency", "memory", "scaleout", "placed", "realtime")
+PARTS = ("throughput", "latency", "memory", "scaleout", "placed", "realtime", "collector")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -183,13 +183,57 @@ def placed_split(sim: Any, processes: int = 2) -> dict[str, dict[str, Any]]:
             "topics": {"regions": regions}}
 
 
+def run_collector_layouts(work: Path, intervals: int, single: int, rounds: int, store: str,
+                          later_together: bool) -> dict[str, Any]:
+    """The throughput run with the collector a thread of the engine (the default), then a
+    process of its own (``engine.collector_process``), ``rounds`` times in turns: the steady
+    intervals' rate of each, and of the process against the thread of its own round."""
+    runs: list[dict[str, Any]] = []
+    for k in range(rounds):
+        for own in (False, True):
+            r = run_throughput(work / f"{k}-{'process' if own else 'thread'}", 1, intervals,
+                               single, store=store, later_together=later_together,
+                               collector_process=own)
+            parts = r["shapes"]["batch100"]["parts"][1:]  # (the first interval is start-up)
+            n = sum(p["readings"] for p in parts)
+            runs.append({"round": k + 1, "collector_process": own,
+                         "steady_readings_per_s": round(n / sum(p["e2e_s"] for p in parts)),
+                         "readings_per_engine_cpu_s": round(
+                             n / max(sum(p["engine_cpu_s"] for p in parts), 0.01)),
+                         "engine_rss_mib": r["shapes"]["batch100"]["engine_rss_mib"]})
+    t = Table(title="the collector a thread of the engine, or a process of its own "
+              "(100-reading batches, steady intervals)")
+    for col in ("round", "collector", "readings/s", "per engine CPU-s", "RSS MiB",
+                "process / thread"):
+        t.add_column(col, justify="right")
+    ratios = []
+    for thread, own in zip(runs[::2], runs[1::2], strict=True):
+        ratio = own["steady_readings_per_s"] / thread["steady_readings_per_s"]
+        ratios.append(ratio)
+        own["vs_thread"] = round(ratio, 3)
+        for r in (thread, own):
+            t.add_row(str(r["round"]), "process" if r["collector_process"] else "thread",
+                      f"{r['steady_readings_per_s']:,}", f"{r['readings_per_engine_cpu_s']:,}",
+                      f"{r['engine_rss_mib']:,}",
+                      f"{ratio:.2f}x" if r["collector_process"] else "")
+    console.print(t)
+    ratios.sort()
+    console.print(f"collector in a process of its own: {ratios[len(ratios) // 2]:.2f}x the "
+                  f"steady rate of the thread (median of {len(ratios)} rounds; "
+                  f"{ratios[0]:.2f}-{ratios[-1]:.2f}x)")
+    return {"runs": runs, "median_vs_thread": round(ratios[len(ratios) // 2], 3)}
+
+
 def run_throughput(work: Path, processes: int, batch_intervals: int,
                    single_readings: int, trace_ingest: bool = False,
                    placed: bool = False, store: str = "influxdb",
-                   later_together: bool = False) -> dict[str, Any]:
+                   later_together: bool = False,
+                   collector_process: bool = False) -> dict[str, Any]:
     from gridwatch.simulators import write_registry
 
     label = "placed" if placed else "scaleout" if processes > 1 else "throughput"
+    if collector_process:
+        label += ", collector in a process of its own"
     console.rule(f"[bold]{label}: {processes} engine process(es)")
     console.print("generating the load (100,000-meter utility fleet) ...")
     sim, batch, single = throughput_load(batch_intervals, single_readings)
@@ -200,13 +244,17 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
     registry = work / "registry.json"
     stack = Stack(work, store)
     results: dict[str, Any] = {"processes": processes, "meters": sim.fleet.n_meters,
+                               "collector_process": collector_process,
                                "store": store, "later_together": later_together,
                                "shapes": {}}
     try:
         stack.start_servers()
         write_registry(sim.meters, registry)
         sections = placed_split(sim, processes) if placed else None
-        if sections:
+        if collector_process:  # (its CPU and memory count as the engine's: _e2e_lib.family)
+            sections = sections or {}
+            sections["engine"] = sections.get("engine", {}) | {"collector_process": True}
+        if placed and sections:
             results["placement"] = sections
             console.print(f"placed: regions per process {sections['topics']['regions']}")
         # process p serves its metrics on metrics_port + p
@@ -845,6 +893,9 @@ def main() -> int:
                          "back to back and wait once until all are stored (by default each "
                          "interval is stored before the next is published, so each pays the "
                          "path's latency once)")
+    ap.add_argument("--collector-rounds", type=int, default=2,
+                    help="collector: rounds of the two layouts in turns (the collector a "
+                    "thread of the engine, then a process of its own)")
     ap.add_argument("--out", type=Path, default=ROOT / "var/bench/e2e.json")
     ap.add_argument("--work", type=Path, default=ROOT / "var/bench/e2e")
     args = ap.parse_args()
@@ -881,6 +932,11 @@ def main() -> int:
         out["throughput"] = one
         save()
         print_throughput(one, "sustained throughput, one engine process")
+    if "collector" in parts:
+        out["collector"] = run_collector_layouts(args.work / "collector", intervals, single,
+                                                 args.collector_rounds, args.store,
+                                                 args.later_together)
+        save()
     if "scaleout" in parts and one is not None:
         two = run_throughput(args.work / "scaleout", 2, intervals, single, args.trace_ingest,
                              store=args.store, later_together=args.later_together)

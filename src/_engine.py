@@ -550,17 +550,28 @@ def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
         metrics_server = ingest.start_metrics_server(port, registry,
                                                      settings.ingest.metrics_addr)
         log.info("metrics on http://%s:%d/metrics", settings.ingest.metrics_addr, port)
-    collector = ingest.Collector(settings, partition=partition, registry=registry)
-    collector.start()
-    try:
-        collector.wait_ready(timeout=15.0)
-    except ingest.ConnectError as exc:
-        if collector.failed:
-            collector.stop()
-            raise
-        # The broker may come later: the collector keeps retrying with backoff while the
-        # dataflow works through what the journal already holds.
-        log.warning("%s; the collector keeps retrying", exc)
+    collector: Any
+    if settings.engine.collector_process:
+        from gridwatch._collector_process import CollectorProcess
+
+        port = settings.engine.collector_metrics_port
+        collector = CollectorProcess(settings, partition, port + pid if port else 0,
+                                     settings.engine.gc_threshold).start()
+        source_metrics = ingest.IngestMetrics(registry)
+        handover = 0  # (nothing to hand over between processes: every record is decoded)
+    else:
+        collector = ingest.Collector(settings, partition=partition, registry=registry)
+        collector.start()
+        source_metrics, handover = collector.metrics, settings.ingest.handover_items
+        try:
+            collector.wait_ready(timeout=15.0)
+        except ingest.ConnectError as exc:
+            if collector.failed:
+                collector.stop()
+                raise
+            # The broker may come later: the collector keeps retrying with backoff while
+            # the dataflow works through what the journal already holds.
+            log.warning("%s; the collector keeps retrying", exc)
     service = RouterService.from_settings(settings).start() if settings.alerts.enabled else None
     router = service.router if service is not None else None
     exporter = None
@@ -586,12 +597,12 @@ def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
         # partition where it is listed), so processes need no shared filesystem.
         source = ingest.JournalSource(settings.ingest.journal_dir,
                                       partitions=[partition], follow=True,
-                                      metrics=collector.metrics,
+                                      metrics=source_metrics,
                                       # a record that is not a reading is kept, beside the
                                       # collector's dead letters but never in its partition
                                       deadletter_dir=settings.ingest.deadletter_dir,
                                       deadletter_partition_base=SOURCE_DEADLETTER_BASE,
-                                      handover_items=settings.ingest.handover_items)
+                                      handover_items=handover)
         submit = router.submit_many if router else None
         on_profile = router.update_profile if router else None
         if tags is not None:  # the customers' tags follow the events and profiles

@@ -84,6 +84,16 @@ class EngineSettings(Section):
     #: engine); the pauses are exported as ``gridwatch_gc_pause_seconds``. See
     #: docs/performance.md, "Garbage collection".
     gc_threshold: Annotated[int, Field(ge=0)] = 250_000
+    #: ``gridwatch run`` runs its MQTT collector in a process of its own, which writes the
+    #: journal that the dataflow follows: decoding and journaling no longer share the
+    #: dataflow's interpreter lock, at the cost of the in-memory hand-over (the dataflow
+    #: decodes every record). For a machine with a core to spare for it; see
+    #: docs/performance.md, "The collector in a process of its own". The engine restarts the
+    #: process if it ends, and the process stops when the engine is gone.
+    collector_process: bool = False
+    #: The collector process serves its own metrics (``gridwatch_ingest_*``) on this port
+    #: (+ the process id in a cluster); 0: not served.
+    collector_metrics_port: Annotated[int, Field(ge=0, le=65_535)] = 0
 
     @field_validator("placement")
     @classmethod

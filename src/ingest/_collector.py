@@ -578,7 +578,13 @@ def run_collector(settings: Settings, partition: int | None, stop: threading.Eve
     server = (start_metrics_server(port, metrics.registry, settings.ingest.metrics_addr)
               if port else None)
     collector = Collector(settings, partition, metrics=metrics)
-    collector.start()
+    try:
+        collector.start()
+    except BaseException:  # (a journal partition held by another writer, say)
+        if server is not None:
+            server.shutdown()
+            server.server_close()  # (the port free for another try)
+        raise
     last = time.monotonic()
     try:
         while not stop.wait(0.2):

@@ -162,10 +162,12 @@ class Publisher:
         self.client.loop_start()
 
     def readings(self, rows: list[dict[str, Any]], *, batch: int = 0,
-                 region_of: dict[str, str] | None = None) -> None:
+                 region_of: dict[str, str] | None = None, compact: bool = False) -> None:
         """Single-reading messages, or concentrator batches of ``batch`` readings; each on
         its meter's region's topics (``region_of``; ``east`` and concentrator ``DC-01``
-        without it: batches then of one region each, a concentrator per region)."""
+        without it: batches then of one region each, a concentrator per region).
+        ``compact``: JSON without whitespace, as concentrators and the simulator send it."""
+        dumps = (lambda doc: json.dumps(doc, separators=(",", ":"))) if compact else json.dumps
         infos = []
         if batch:
             by_region: dict[str, list[dict[str, Any]]] = {}
@@ -175,13 +177,12 @@ class Publisher:
             for region, part in by_region.items():
                 topic = f"meters/{region}/{f'DC-{region}' if region_of else 'DC-01'}/batch"
                 for i in range(0, len(part), batch):
-                    infos.append(self.client.publish(topic, json.dumps(part[i:i + batch]),
-                                                     qos=1))
+                    infos.append(self.client.publish(topic, dumps(part[i:i + batch]), qos=1))
         else:
             for r in rows:
                 region = region_of[r["meter_id"]] if region_of else "east"
                 infos.append(self.client.publish(f"meters/{region}/{r['meter_id']}/reading",
-                                                 json.dumps(r), qos=1))
+                                                 dumps(r), qos=1))
         for info in infos:
             info.wait_for_publish(30)
             assert info.is_published(), "the broker did not acknowledge a publish"

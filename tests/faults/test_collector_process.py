@@ -1,0 +1,145 @@
+"""``engine.collector_process``: the MQTT collector in a process of its own beside the
+dataflow. What it journals is stored once; it stops with the engine, also when the engine is
+killed with ``kill -9``, and a restarted engine loses and repeats nothing; if it dies itself,
+the engine starts it again."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from pathlib import Path
+
+import pytest
+from _faults_helpers import (
+    Fleet,
+    Publisher,
+    create_database,
+    expected_keys,
+    journal_keys,
+    reading_count,
+    scrape,
+    slot_times,
+    stored_readings,
+    write_config,
+)
+from _suite_helpers import wait_until
+
+from gridwatch._services import free_port
+
+METERS = [f"P-{i:03d}" for i in range(40)]
+
+
+def _children(log: str) -> list[int]:
+    """The collector processes the engine's log says it started, in order."""
+    return [int(pid) for pid in re.findall(r"collector of journal partition \d+ runs in "
+                                           r"process (\d+)", log)]
+
+
+def _alive(pid: int) -> bool:
+    """``pid`` runs (a zombie, ended but not yet waited for, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_collector_process_journals_what_is_stored_and_stops_with_the_engine(
+        tmp_path: Path, fresh_mosquitto, influxdb, engine_process) -> None:
+    db = "faults_collector_process"
+    create_database(influxdb.url, db)
+    metrics = free_port()
+    config = write_config(tmp_path, broker=fresh_mosquitto, influx_url=influxdb.url,
+                          database=db, meters=METERS,
+                          engine={"epoch_s": 0.5, "collector_process": True,
+                                  "collector_metrics_port": metrics})
+    f = Fleet(METERS, slot_times(24))
+    rows = [r for s in range(24) for r in f.slot(s)]
+    engine = engine_process(config, "--recovery-dir", str(tmp_path / "recovery"))
+    [child] = _children(engine.log())
+    assert engine.proc is not None and _parent(child) == engine.proc.pid
+    pub = Publisher(fresh_mosquitto)
+    try:
+        pub.readings(rows[: len(rows) // 2], batch=50, compact=True)  # journaled as sent
+        pub.readings(rows[len(rows) // 2:])  # single readings, with whitespace
+        wait_until(lambda: reading_count(influxdb.url, db) >= len(rows), 90, "every reading")
+    finally:
+        pub.close()
+    assert stored_readings(influxdb.url, db) == expected_keys(rows)
+    assert journal_keys(tmp_path / "journal") == expected_keys(rows)
+    # the collector's own metrics come from its process
+    got = scrape(metrics)
+    assert got['gridwatch_ingest_items_accepted_total{partition="0"}'] == len(rows)
+    engine.stop()  # SIGTERM: the engine ends, and so does its collector
+    wait_until(lambda: not _alive(child), 20, "the collector process to end")
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_kill9_of_the_engine_ends_its_collector_and_a_restart_loses_nothing(
+        tmp_path: Path, fresh_mosquitto, influxdb, engine_process) -> None:
+    db = "faults_collector_process_kill9"
+    create_database(influxdb.url, db)
+    config = write_config(tmp_path, broker=fresh_mosquitto, influx_url=influxdb.url,
+                          database=db, meters=METERS,
+                          engine={"epoch_s": 0.5, "collector_process": True})
+    f = Fleet(METERS, slot_times(32))
+    first = [r for s in range(16) for r in f.slot(s)]
+    second = [r for s in range(16, 32) for r in f.slot(s)]
+    engine = engine_process(config, "--recovery-dir", str(tmp_path / "recovery"))
+    [child] = _children(engine.log())
+    pub = Publisher(fresh_mosquitto)
+    try:
+        pub.readings(first, batch=50, compact=True)
+        wait_until(lambda: reading_count(influxdb.url, db) >= len(first), 90, "the first half")
+        engine.kill()  # kill -9 of the engine alone: its collector sees it gone and stops
+        wait_until(lambda: not _alive(child), 10, "the orphaned collector to stop")
+        pub.readings(second, batch=50, compact=True)  # the broker keeps them meanwhile
+        engine.start()
+        [_, again] = _children(engine.log())
+        assert again != child and _alive(again)
+        wait_until(lambda: reading_count(influxdb.url, db) >= len(first) + len(second), 90,
+                   "the second half, after the restart")
+    finally:
+        pub.close()
+    assert stored_readings(influxdb.url, db) == expected_keys(first + second)
+    assert journal_keys(tmp_path / "journal") == expected_keys(first + second)
+    assert "the engine (process" in engine.log()
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_a_collector_process_that_dies_is_started_again(
+        tmp_path: Path, fresh_mosquitto, influxdb, engine_process) -> None:
+    db = "faults_collector_process_dies"
+    create_database(influxdb.url, db)
+    config = write_config(tmp_path, broker=fresh_mosquitto, influx_url=influxdb.url,
+                          database=db, meters=METERS,
+                          engine={"epoch_s": 0.5, "collector_process": True})
+    f = Fleet(METERS, slot_times(16))
+    first = [r for s in range(8) for r in f.slot(s)]
+    second = [r for s in range(8, 16) for r in f.slot(s)]
+    engine = engine_process(config)
+    [child] = _children(engine.log())
+    pub = Publisher(fresh_mosquitto)
+    try:
+        pub.readings(first, batch=50, compact=True)
+        wait_until(lambda: reading_count(influxdb.url, db) >= len(first), 90, "the first half")
+        os.kill(child, signal.SIGKILL)
+        wait_until(lambda: len(_children(engine.log())) == 2, 30, "a new collector process")
+        assert "ended with exit code -9" in engine.log()
+        pub.readings(second, batch=50, compact=True)
+        wait_until(lambda: reading_count(influxdb.url, db) >= len(first) + len(second), 90,
+                   "the second half, through the new process")
+        assert engine.proc is not None and engine.proc.poll() is None
+    finally:
+        pub.close()
+    assert stored_readings(influxdb.url, db) == expected_keys(first + second)

@@ -45,7 +45,7 @@ def once(args: list[str]) -> float:
 START_UP_CHILD = """
 import json, sys, time
 from gridwatch import Settings
-from gridwatch._engine import tuned_gc
+from gridwatch._gc import tuned_gc
 from gridwatch._registry import Registry
 
 path, from_start = sys.argv[1], sys.argv[2] == "tuned"

@@ -262,7 +262,7 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.run import cli_main
 from gridwatch import Settings
-from gridwatch._engine import tuned_gc
+from gridwatch._gc import tuned_gc
 from gridwatch.ingest import JournalSource
 from gridwatch.stream import Sinks, build_flow
 

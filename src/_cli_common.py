@@ -31,6 +31,13 @@ ConfigOpt = Annotated[
 ]
 
 
+def log_to_stderr() -> None:
+    """The long-running commands' logging (``run``, ``collect``, a collector process): INFO
+    and up on standard error, each line with its time, level and logger."""
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def settings_or_exit(config: Path | None, **overrides: object) -> Settings:
     """Load settings and say which file and data directory they use (:func:`announce`), or
     print one line naming the bad field and exit with code 2."""

@@ -55,14 +55,6 @@ class CollectorProcess:
         self._proc: Any = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
-        #: times the process was started again after it ended on its own
-        self.restarts = 0
-
-    @property
-    def pid(self) -> int | None:
-        """The running child's process id."""
-        proc = self._proc
-        return proc.pid if proc is not None and proc.is_alive() else None
 
     def start(self) -> CollectorProcess:
         self._spawn()
@@ -93,7 +85,6 @@ class CollectorProcess:
             if self._stopping.wait(pause):
                 return
             pause = min(pause * 2, _RESTART_MAX_S)
-            self.restarts += 1
             self._spawn()
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -117,18 +108,14 @@ def collector_main(settings: Settings, partition: int, stop: Any, metrics_port: 
                    parent: int, gc_threshold: int = 0) -> None:
     """The collector process: run one collector until ``stop`` is set, a signal asks it to,
     or process ``parent`` is gone; the exit code is the collector's."""
-    import gc
-
+    from gridwatch._cli_common import log_to_stderr
+    from gridwatch._gc import tuned_gc
     from gridwatch.ingest._collector import run_collector
     from gridwatch.ingest._journal import JournalLockedError
 
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_to_stderr()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    if gc_threshold:
-        gc.freeze()
-        gc.set_threshold(gc_threshold, 20, 20)
 
     def orphaned() -> None:
         while not stop.wait(PARENT_POLL_S):
@@ -138,15 +125,16 @@ def collector_main(settings: Settings, partition: int, stop: Any, metrics_port: 
 
     threading.Thread(target=orphaned, daemon=True, name="gridwatch-parent-watch").start()
     deadline = time.monotonic() + LOCK_WAIT_S
-    while True:
-        try:
-            code = run_collector(settings, partition, stop, metrics_port)
-            break
-        except JournalLockedError as exc:
-            if stop.is_set() or time.monotonic() > deadline:
-                log.error("%s", exc)
-                code = 2
+    with tuned_gc(gc_threshold):  # (the engine's collector settings)
+        while True:
+            try:
+                code = run_collector(settings, partition, stop, metrics_port)
                 break
-            log.warning("%s: waiting for it", exc)
-            stop.wait(1.0)
+            except JournalLockedError as exc:
+                if stop.is_set() or time.monotonic() > deadline:
+                    log.error("%s", exc)
+                    code = 2
+                    break
+                log.warning("%s: waiting for it", exc)
+                stop.wait(1.0)
     raise SystemExit(code)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from gridwatch._cli_common import ConfigOpt, err, settings_or_exit, tidy_help
+from gridwatch._cli_common import ConfigOpt, err, log_to_stderr, settings_or_exit, tidy_help
 from gridwatch._redact import mask_credentials, redact_logs
 
 if TYPE_CHECKING:
@@ -93,13 +93,9 @@ def run(
     restart (even after kill -9) resumes from the last snapshot and loses nothing. Several
     processes form a cluster with -i/-a; their collectors share the MQTT subscription.
     """
-    import logging
-
     from gridwatch._engine import run_engine
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    log_to_stderr()
     overrides: dict[str, object] = {}
     if recovery_dir is not None:
         overrides["engine"] = {"recovery_dir": str(recovery_dir.absolute())}

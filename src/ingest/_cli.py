@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from pathlib import Path
@@ -34,12 +33,11 @@ def collect(
 ) -> None:
     """Run one MQTT collector: subscribe, journal (fsync), then acknowledge; bad payloads go to
     dead letters. Stops cleanly on SIGINT/SIGTERM; the broker keeps the session meanwhile."""
-    from gridwatch._cli_common import settings_or_exit
+    from gridwatch._cli_common import log_to_stderr, settings_or_exit
     from gridwatch.ingest._collector import CollectorError, CollectorStats, run_collector
     from gridwatch.ingest._journal import JournalLockedError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
+    log_to_stderr()
     settings = settings_or_exit(config)  # logs which settings file and data directory
     out = Console(stderr=True)
     stop = threading.Event()

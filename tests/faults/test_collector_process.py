@@ -9,6 +9,7 @@ import os
 import re
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _faults_helpers import (
@@ -50,21 +51,36 @@ def _parent(pid: int) -> int:
         return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
+def _halves(slots: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The fleet's readings of ``slots`` intervals, the first half and the second."""
+    f = Fleet(METERS, slot_times(slots))
+    return ([r for s in range(slots // 2) for r in f.slot(s)],
+            [r for s in range(slots // 2, slots) for r in f.slot(s)])
+
+
+def _engine(tmp_path: Path, broker: Any, influx_url: str, db: str, start: Any, *args: str,
+            **engine: Any) -> tuple[Any, int]:
+    """An engine on database ``db`` with its collector in a process of its own (``engine``
+    more settings), started with ``args``; and that process's id."""
+    create_database(influx_url, db)
+    config = write_config(tmp_path, broker=broker, influx_url=influx_url, database=db,
+                          meters=METERS,
+                          engine={"epoch_s": 0.5, "collector_process": True, **engine})
+    eng = start(config, *args)
+    [child] = _children(eng.log())
+    return eng, child
+
+
 @pytest.mark.services
 @pytest.mark.slow
 def test_collector_process_journals_what_is_stored_and_stops_with_the_engine(
         tmp_path: Path, fresh_mosquitto, influxdb, engine_process) -> None:
     db = "faults_collector_process"
-    create_database(influxdb.url, db)
     metrics = free_port()
-    config = write_config(tmp_path, broker=fresh_mosquitto, influx_url=influxdb.url,
-                          database=db, meters=METERS,
-                          engine={"epoch_s": 0.5, "collector_process": True,
-                                  "collector_metrics_port": metrics})
-    f = Fleet(METERS, slot_times(24))
-    rows = [r for s in range(24) for r in f.slot(s)]
-    engine = engine_process(config, "--recovery-dir", str(tmp_path / "recovery"))
-    [child] = _children(engine.log())
+    engine, child = _engine(tmp_path, fresh_mosquitto, influxdb.url, db, engine_process,
+                            "--recovery-dir", str(tmp_path / "recovery"),
+                            collector_metrics_port=metrics)
+    rows = [r for half in _halves(24) for r in half]
     assert engine.proc is not None and _parent(child) == engine.proc.pid
     pub = Publisher(fresh_mosquitto)
     try:
@@ -87,15 +103,9 @@ def test_collector_process_journals_what_is_stored_and_stops_with_the_engine(
 def test_kill9_of_the_engine_ends_its_collector_and_a_restart_loses_nothing(
         tmp_path: Path, fresh_mosquitto, influxdb, engine_process) -> None:
     db = "faults_collector_process_kill9"
-    create_database(influxdb.url, db)
-    config = write_config(tmp_path, broker=fresh_mosquitto, influx_url=influxdb.url,
-                          database=db, meters=METERS,
-                          engine={"epoch_s": 0.5, "collector_process": True})
-    f = Fleet(METERS, slot_times(32))
-    first = [r for s in range(16) for r in f.slot(s)]
-    second = [r for s in range(16, 32) for r in f.slot(s)]
-    engine = engine_process(config, "--recovery-dir", str(tmp_path / "recovery"))
-    [child] = _children(engine.log())
+    engine, child = _engine(tmp_path, fresh_mosquitto, influxdb.url, db, engine_process,
+                            "--recovery-dir", str(tmp_path / "recovery"))
+    first, second = _halves(32)
     pub = Publisher(fresh_mosquitto)
     try:
         pub.readings(first, batch=50, compact=True)
@@ -120,15 +130,8 @@ def test_kill9_of_the_engine_ends_its_collector_and_a_restart_loses_nothing(
 def test_a_collector_process_that_dies_is_started_again(
         tmp_path: Path, fresh_mosquitto, influxdb, engine_process) -> None:
     db = "faults_collector_process_dies"
-    create_database(influxdb.url, db)
-    config = write_config(tmp_path, broker=fresh_mosquitto, influx_url=influxdb.url,
-                          database=db, meters=METERS,
-                          engine={"epoch_s": 0.5, "collector_process": True})
-    f = Fleet(METERS, slot_times(16))
-    first = [r for s in range(8) for r in f.slot(s)]
-    second = [r for s in range(8, 16) for r in f.slot(s)]
-    engine = engine_process(config)
-    [child] = _children(engine.log())
+    engine, child = _engine(tmp_path, fresh_mosquitto, influxdb.url, db, engine_process)
+    first, second = _halves(16)
     pub = Publisher(fresh_mosquitto)
     try:
         pub.readings(first, batch=50, compact=True)

@@ -11,7 +11,7 @@ import sys
 CHILD = """
 import gc, json
 from gridwatch import Settings
-from gridwatch._engine import tuned_gc
+from gridwatch._gc import tuned_gc
 before = gc.get_threshold()
 s = Settings()
 with tuned_gc(s.engine.gc_threshold) as settled:
@@ -96,7 +96,7 @@ def test_cli_replay_tunes_the_collector_while_it_runs_and_restores_it(tmp_path):
 PAUSES_CHILD = """
 import gc, json
 from prometheus_client import CollectorRegistry
-from gridwatch._engine import tuned_gc
+from gridwatch._gc import tuned_gc
 reg = CollectorRegistry()
 callbacks = len(gc.callbacks)
 with tuned_gc(20_000, reg):
@@ -132,7 +132,7 @@ def test_the_collector_s_pauses_are_measured_while_the_dataflow_runs():
 def test_pauses_fall_in_their_buckets_and_the_histogram_is_cumulative():
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from gridwatch._engine import GcPauses
+    from gridwatch._gc import GcPauses
 
     reg = CollectorRegistry()
     watch = GcPauses(reg)

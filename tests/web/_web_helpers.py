@@ -228,6 +228,35 @@ def chromium(profile_dir: Path) -> Any:
     return driver
 
 
+#: what chromium answers a read of a node of the document a page load is replacing
+_TORN_DOWN = "does not belong to the document"
+
+
+def page_wait(driver: Any, timeout: float = 20.0) -> Any:
+    """A ``WebDriverWait`` for the browser tests that reads again when a page load replaced
+    what the condition read: a stale node, or chromium's inspector error for a node of the
+    document being torn down (after a form posts, a read of the old page may get it). Any
+    other error still ends the wait at once, and a condition never met still times out."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def across_loads(condition: Any) -> Any:
+        def check(d: Any) -> Any:
+            try:
+                return condition(d)
+            except WebDriverException as exc:
+                if _TORN_DOWN in (exc.msg or ""):
+                    return False
+                raise
+        return check
+
+    class PageWait(WebDriverWait):
+        def until(self, method: Any, message: str = "") -> Any:
+            return super().until(across_loads(method), message)
+
+    return PageWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+
+
 def requested_urls(driver: Any) -> list[str]:
     """Every URL the browser asked for since the log was last read."""
     urls = []

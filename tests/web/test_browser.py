@@ -22,6 +22,7 @@ from _web_helpers import (
     event,
     influx_sections,
     influxql,
+    page_wait,
     requested_urls,
     store_load,
 )
@@ -51,14 +52,12 @@ def served(tmp_path: Path, influxdb: Service) -> Iterator[tuple[Web, WebServer]]
 
 def test_manager_flow_in_chromium(served: tuple[Web, WebServer], browser: object,
                                   influxdb: Service) -> None:
-    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     w, server = served
     d = browser
-    wait = WebDriverWait(d, 20)
+    wait = page_wait(d)  # (it reads again across the page loads of the form posts)
     SHOTS.mkdir(parents=True, exist_ok=True)
     seen: list[str] = []
 
@@ -99,11 +98,7 @@ def test_manager_flow_in_chromium(served: tuple[Web, WebServer], browser: object
     d.find_element(By.ID, "verdict-false_alarm").click()  # type: ignore[attr-defined]
     d.find_element(By.ID, "verdict-note").send_keys("planned night shift")  # type: ignore
     d.find_element(By.ID, "verdict-submit").click()  # type: ignore[attr-defined]
-    # the form posts and the page is replaced: while the old document is torn down chromium may
-    # answer a read of #audit with "Node ... does not belong to the document", so the wait
-    # reads again until the new page's trail holds the note
-    across_load = WebDriverWait(d, 20, ignored_exceptions=(WebDriverException,))
-    across_load.until(ec.text_to_be_present_in_element((By.ID, "audit"), "planned night shift"))
+    wait.until(ec.text_to_be_present_in_element((By.ID, "audit"), "planned night shift"))
     trail = d.find_element(By.ID, "audit").text  # type: ignore[attr-defined]
     assert "verdict" in trail and "web:alice" in trail
     rows = influxql(influxdb, w.settings.influx.database, "SELECT * FROM verdict")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _web_helpers import PASSWORD, T0, Web, build_web, event
+from _web_helpers import PASSWORD, T0, Web, build_web, event, page_wait
 from _zh_samples import SAMPLES, english_words
 
 from gridwatch._schemas import LoadProfile
@@ -39,11 +39,10 @@ def test_the_chinese_alert_page_in_chromium(served: tuple[Web, WebServer],
                                             browser: object) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     d = browser
     _, server = served
-    wait = WebDriverWait(d, 20)
+    wait = page_wait(d)
     d.get(f"{server.url}/alerts")
     wait.until(ec.presence_of_element_located((By.ID, "login-form")))
     d.find_element(By.ID, "username").send_keys("carol")

@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from _web_helpers import build_web, event
+from _web_helpers import build_web, event, page_wait
 
 from gridwatch._services import free_port
 from gridwatch.tags._engine import TagHit
@@ -122,12 +122,11 @@ def test_a_customer_without_tags_shows_none(tmp_path):
 def test_tags_and_history_shown_in_chromium(tagged, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     server = WebServer(tagged.settings, host="127.0.0.1", port=free_port()).start()
     try:
         d = browser
-        wait = WebDriverWait(d, 20)
+        wait = page_wait(d)
         d.get(f"{server.url}/customer/C3")  # type: ignore[attr-defined]
         wait.until(ec.presence_of_element_located((By.ID, "login-form")))
         d.find_element(By.ID, "username").send_keys("alice")  # type: ignore[attr-defined]

@@ -14,6 +14,11 @@ The process stops when asked (the engine's own stop), on SIGTERM or SIGINT, and 
 engine's process is gone (``kill -9`` of the engine): it looks at its parent every
 ``PARENT_POLL_S``. A new collector waits for the journal partition while a stopping one still
 holds it.
+
+Its metrics reach the engine's endpoint: the process serves them on a loopback port of its own
+choosing, and at each scrape the engine reads them there and serves them with its own
+(:class:`ProcessMetrics`), one family a name, so a scrape of the engine sees the collector's
+counters in either layout.
 """
 
 from __future__ import annotations
@@ -24,14 +29,22 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+import urllib.request
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from gridwatch._settings import Settings
 
-__all__ = ["CollectorProcess"]
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+
+__all__ = ["CollectorProcess", "ProcessMetrics"]
 
 log = logging.getLogger("gridwatch.engine")
 
+#: What the collector process tells the engine of its start (``CollectorProcess._state``).
+_STARTING, _READY, _FAILED = 0, 1, 2
 #: How often the collector process looks whether the engine's process is still its parent.
 PARENT_POLL_S = 0.5
 #: How long a new collector process waits for the journal partition a stopping one holds.
@@ -45,16 +58,39 @@ class CollectorProcess:
     it ends on its own. ``metrics_port``: where the child serves its metrics (0: nowhere)."""
 
     def __init__(self, settings: Settings, partition: int, metrics_port: int = 0,
-                 gc_threshold: int = 0) -> None:
+                 gc_threshold: int = 0, *, registry: CollectorRegistry | None = None,
+                 own_metrics: CollectorRegistry | None = None) -> None:
+        """With ``registry`` (the engine's, which its endpoint serves) the process's metrics
+        are served there too, merged with ``own_metrics`` (the engine's own figures of the same
+        names), and the restarts are counted as ``gridwatch_engine_collector_restarts``."""
         self.settings = settings
         self.partition = partition
         self.metrics_port = metrics_port
         self.gc_threshold = gc_threshold
         self._ctx = multiprocessing.get_context("spawn")  # (no copy of the engine's threads)
         self._stop = self._ctx.Event()
+        #: the loopback port the process serves its metrics on for the engine (0: none yet)
+        self._inner_port = self._ctx.Value("i", 0)
+        #: how the process's start went (_STARTING, _READY, _FAILED) and, failed, why
+        self._state = self._ctx.Value("i", _STARTING)
+        self._why: Any = self._ctx.Array("c", 1024)
         self._proc: Any = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._restarts: Any = None
+        self._serve_inner = registry is not None
+        if registry is not None:
+            from prometheus_client import Counter
+
+            from gridwatch.ingest import IngestMetrics
+
+            registry.register(ProcessMetrics(
+                own_metrics if own_metrics is not None else IngestMetrics().registry,
+                self._inner_port))
+            self._restarts = Counter(
+                "gridwatch_engine_collector_restarts",
+                "Times the collector process ended on its own and was started again.",
+                ["partition"], registry=registry)
 
     def start(self) -> CollectorProcess:
         self._spawn()
@@ -63,11 +99,40 @@ class CollectorProcess:
         self._watcher.start()
         return self
 
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until the process's collector is connected and subscribed, as
+        :meth:`gridwatch.ingest.Collector.wait_ready`: raise
+        :class:`~gridwatch.ingest.ConnectError` naming the cause when the broker refuses the
+        connection (:attr:`failed` says why; the process is not started again) or cannot be
+        reached in ``timeout`` seconds (the process keeps trying)."""
+        from gridwatch.ingest import ConnectError
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._state.value == _READY:
+                return
+            if self._state.value == _FAILED:
+                self._stopping.set()  # (a refused login is not mended by a restart)
+                raise ConnectError(self.failed or "the collector failed")
+            time.sleep(0.05)
+        mqtt = self.settings.mqtt
+        raise ConnectError(f"not connected to {mqtt.host}:{mqtt.port} after {timeout:.0f}s: "
+                           "no answer from the broker")
+
+    @property
+    def failed(self) -> str | None:
+        """Why the process's collector stopped on its own at its start, if it did."""
+        if self._state.value != _FAILED:
+            return None
+        return self._why.value.decode("utf-8", "replace")
+
     def _spawn(self) -> None:
+        self._state.value = _STARTING
         self._proc = self._ctx.Process(
             target=collector_main, name=f"gridwatch-collector-p{self.partition}",
             args=(self.settings, self.partition, self._stop, self.metrics_port, os.getpid(),
-                  self.gc_threshold))
+                  self.gc_threshold, self._inner_port if self._serve_inner else None,
+                  (self._state, self._why)))
         self._proc.start()
         log.info("collector of journal partition %d runs in process %d", self.partition,
                  self._proc.pid)
@@ -85,6 +150,8 @@ class CollectorProcess:
             if self._stopping.wait(pause):
                 return
             pause = min(pause * 2, _RESTART_MAX_S)
+            if self._restarts is not None:
+                self._restarts.labels(str(self.partition)).inc()
             self._spawn()
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -104,12 +171,71 @@ class CollectorProcess:
             proc.join(5)
 
 
+class ProcessMetrics:
+    """A Prometheus collector for the engine's registry: the families of ``own`` and those the
+    collector process serves on loopback port ``port.value`` (read at each scrape, two seconds
+    at most), one family a name with the samples of both; ``own``'s alone while the process
+    serves none (starting, restarting)."""
+
+    def __init__(self, own: CollectorRegistry, port: Any, timeout_s: float = 2.0) -> None:
+        self.own = own
+        self.port = port
+        self.timeout_s = timeout_s
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        families = {family.name: family for family in self.own.collect()}
+        port = self.port.value
+        if port:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                            timeout=self.timeout_s) as answer:
+                    text = answer.read().decode("utf-8")
+            except OSError as exc:  # (the process ending or starting again)
+                log.debug("the collector process's metrics: %s", exc)
+                text = ""
+            for family in text_string_to_metric_families(text):
+                mine = families.setdefault(family.name, family)
+                if mine is not family:
+                    seen = {(x.name, tuple(sorted(x.labels.items()))) for x in mine.samples}
+                    mine.samples.extend(
+                        x for x in family.samples
+                        if (x.name, tuple(sorted(x.labels.items()))) not in seen)
+        yield from families.values()
+
+
+def _report_start(collector: Any, state: Any, why: Any) -> None:
+    """Tell the engine (``state``, ``why``) when ``collector`` is subscribed, or why it
+    stopped before it was."""
+    from gridwatch.ingest import ConnectError
+
+    def watch() -> None:
+        while True:
+            try:
+                collector.wait_ready(timeout=1.0)
+            except ConnectError:
+                if collector.failed:
+                    why.value = collector.failed.encode("utf-8")[: len(why) - 1]
+                    state.value = _FAILED
+                    return
+                continue  # (not yet: the collector keeps trying)
+            state.value = _READY
+            return
+
+    threading.Thread(target=watch, daemon=True, name="gridwatch-collector-start").start()
+
+
 def collector_main(settings: Settings, partition: int, stop: Any, metrics_port: int,
-                   parent: int, gc_threshold: int = 0) -> None:
+                   parent: int, gc_threshold: int = 0, inner_port: Any = None,
+                   start: tuple[Any, Any] | None = None) -> None:
     """The collector process: run one collector until ``stop`` is set, a signal asks it to,
-    or process ``parent`` is gone; the exit code is the collector's."""
+    or process ``parent`` is gone; the exit code is the collector's. With ``inner_port`` it
+    also serves its metrics on a free loopback port, which it writes there for the engine;
+    with ``start`` (a state and a message) it tells the engine how its start went."""
     from gridwatch._cli_common import log_to_stderr
     from gridwatch._gc import tuned_gc
+    from gridwatch.ingest import IngestMetrics, start_metrics_server
     from gridwatch.ingest._collector import run_collector
     from gridwatch.ingest._journal import JournalLockedError
 
@@ -124,11 +250,18 @@ def collector_main(settings: Settings, partition: int, stop: Any, metrics_port: 
                 stop.set()
 
     threading.Thread(target=orphaned, daemon=True, name="gridwatch-parent-watch").start()
+    metrics = IngestMetrics()
+    inner = None
+    if inner_port is not None:
+        inner = start_metrics_server(0, metrics.registry, "127.0.0.1")
+        inner_port.value = inner.server_port
     deadline = time.monotonic() + LOCK_WAIT_S
     with tuned_gc(gc_threshold):  # (the engine's collector settings)
         while True:
             try:
-                code = run_collector(settings, partition, stop, metrics_port)
+                code = run_collector(
+                    settings, partition, stop, metrics_port, metrics=metrics,
+                    started=(lambda c: _report_start(c, *start)) if start else None)
                 break
             except JournalLockedError as exc:
                 if stop.is_set() or time.monotonic() > deadline:
@@ -137,4 +270,7 @@ def collector_main(settings: Settings, partition: int, stop: Any, metrics_port: 
                     break
                 log.warning("%s: waiting for it", exc)
                 stop.wait(1.0)
+    if inner is not None:
+        inner_port.value = 0
+        inner.shutdown()
     raise SystemExit(code)

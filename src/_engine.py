@@ -370,6 +370,27 @@ def cluster_topics(settings: Settings, processes: int, process_id: int) -> Setti
     return settings
 
 
+def collector_in_process(choice: bool | str, addresses: list[str] | None, process_id: int,
+                         cores: int | None = None) -> tuple[bool, str]:
+    """Whether ``gridwatch run``'s collector runs in a process of its own
+    (``engine.collector_process``), and why. ``auto``: when this machine has two cores or
+    more (``cores``; those this process may run on when None) for each engine process on it,
+    the processes of ``addresses`` whose host is this one's (by name: ``localhost`` and
+    ``127.0.0.1`` count as two machines)."""
+    if choice != "auto":
+        return bool(choice), f"engine.collector_process is {str(bool(choice)).lower()}"
+    if cores is None:
+        cores = len(os.sched_getaffinity(0))
+    local = 1
+    if addresses:
+        host = addresses[process_id].rpartition(":")[0]
+        local = sum(1 for a in addresses if a.rpartition(":")[0] == host)
+    own = cores >= 2 * local
+    return own, (f"{cores} cores for {local} engine process{'es' if local > 1 else ''} on "
+                 f"this machine: {'a process of its own' if own else 'a thread'} "
+                 f"(engine.collector_process: auto)")
+
+
 def run_engine(settings: Settings, *, process_id: int | None = None,
                addresses: list[str] | None = None) -> None:
     """Collector + dataflow + alert router in one process (the embedded default).
@@ -449,27 +470,33 @@ def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
                                                      settings.ingest.metrics_addr)
         log.info("metrics on http://%s:%d/metrics", settings.ingest.metrics_addr, port)
     collector: Any
-    if settings.engine.collector_process:
+    own_process, why = collector_in_process(settings.engine.collector_process, addresses, pid)
+    log.info("the MQTT collector: %s", why)
+    if own_process:
         from gridwatch._collector_process import CollectorProcess
 
         port = settings.engine.collector_metrics_port
+        # The dataflow's own ingest figures (lag, hand-over) and the process's, served as
+        # one set on the engine's endpoint.
+        source_metrics = ingest.IngestMetrics()
         collector = CollectorProcess(settings, partition, port + pid if port else 0,
-                                     settings.engine.gc_threshold).start()
-        source_metrics = ingest.IngestMetrics(registry)
+                                     settings.engine.gc_threshold,
+                                     registry=registry if metrics_server is not None else None,
+                                     own_metrics=source_metrics.registry).start()
         handover = 0  # (nothing to hand over between processes: every record is decoded)
     else:
         collector = ingest.Collector(settings, partition=partition, registry=registry)
         collector.start()
         source_metrics, handover = collector.metrics, settings.ingest.handover_items
-        try:
-            collector.wait_ready(timeout=15.0)
-        except ingest.ConnectError as exc:
-            if collector.failed:
-                collector.stop()
-                raise
-            # The broker may come later: the collector keeps retrying with backoff while
-            # the dataflow works through what the journal already holds.
-            log.warning("%s; the collector keeps retrying", exc)
+    try:
+        collector.wait_ready(timeout=15.0)
+    except ingest.ConnectError as exc:
+        if collector.failed:
+            collector.stop()
+            raise
+        # The broker may come later: the collector keeps retrying with backoff while the
+        # dataflow works through what the journal already holds.
+        log.warning("%s; the collector keeps retrying", exc)
     service = RouterService.from_settings(settings).start() if settings.alerts.enabled else None
     router = service.router if service is not None else None
     exporter = None

@@ -17,7 +17,7 @@ import os
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -87,12 +87,14 @@ class EngineSettings(Section):
     #: ``gridwatch run`` runs its MQTT collector in a process of its own, which writes the
     #: journal that the dataflow follows: decoding and journaling no longer share the
     #: dataflow's interpreter lock, at the cost of the in-memory hand-over (the dataflow
-    #: decodes every record). For a machine with a core to spare for it; see
-    #: docs/performance.md, "The collector in a process of its own". The engine restarts the
-    #: process if it ends, and the process stops when the engine is gone.
-    collector_process: bool = False
-    #: The collector process serves its own metrics (``gridwatch_ingest_*``) on this port
-    #: (+ the process id in a cluster); 0: not served.
+    #: decodes every record). ``auto`` (the default): in a process of its own when this
+    #: machine has two cores or more for each engine process on it, a thread of the engine
+    #: otherwise; ``true``/``false`` decide. See docs/scaling.md, "The collector in a process
+    #: of its own". The engine restarts the process if it ends, the process stops when the
+    #: engine is gone, and the engine's metrics endpoint serves the process's metrics too.
+    collector_process: bool | Literal["auto"] = "auto"
+    #: The collector process also serves its own metrics (``gridwatch_ingest_*``) on this
+    #: port (+ the process id in a cluster); 0: only through the engine's endpoint.
     collector_metrics_port: Annotated[int, Field(ge=0, le=65_535)] = 0
 
     @field_validator("placement")

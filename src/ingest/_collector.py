@@ -569,11 +569,15 @@ class Collector:
 def run_collector(settings: Settings, partition: int | None, stop: threading.Event,
                   metrics_port: int | None = None,
                   report: Callable[[CollectorStats], None] | None = None,
-                  report_every_s: float = 10.0) -> int:
-    """Run one collector until ``stop`` is set; the exit code for the command line."""
+                  report_every_s: float = 10.0,
+                  metrics: IngestMetrics | None = None,
+                  started: Callable[[Collector], None] | None = None) -> int:
+    """Run one collector until ``stop`` is set; the exit code for the command line.
+    ``metrics``: where it counts (new ones when None), served on ``metrics_port``;
+    ``started`` is called with the collector once it is started."""
     from gridwatch.ingest._metrics import start_metrics_server
 
-    metrics = IngestMetrics()
+    metrics = metrics if metrics is not None else IngestMetrics()
     port = settings.ingest.metrics_port if metrics_port is None else metrics_port
     server = (start_metrics_server(port, metrics.registry, settings.ingest.metrics_addr)
               if port else None)
@@ -585,6 +589,8 @@ def run_collector(settings: Settings, partition: int | None, stop: threading.Eve
             server.shutdown()
             server.server_close()  # (the port free for another try)
         raise
+    if started is not None:
+        started(collector)
     last = time.monotonic()
     try:
         while not stop.wait(0.2):

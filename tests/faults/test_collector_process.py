@@ -59,12 +59,12 @@ def _halves(slots: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def _engine(tmp_path: Path, broker: Any, influx_url: str, db: str, start: Any, *args: str,
-            **engine: Any) -> tuple[Any, int]:
+            ingest: dict[str, Any] | None = None, **engine: Any) -> tuple[Any, int]:
     """An engine on database ``db`` with its collector in a process of its own (``engine``
-    more settings), started with ``args``; and that process's id."""
+    and ``ingest`` more settings), started with ``args``; and that process's id."""
     create_database(influx_url, db)
     config = write_config(tmp_path, broker=broker, influx_url=influx_url, database=db,
-                          meters=METERS,
+                          meters=METERS, ingest=ingest or {},
                           engine={"epoch_s": 0.5, "collector_process": True, **engine})
     eng = start(config, *args)
     [child] = _children(eng.log())
@@ -76,9 +76,10 @@ def _engine(tmp_path: Path, broker: Any, influx_url: str, db: str, start: Any, *
 def test_collector_process_journals_what_is_stored_and_stops_with_the_engine(
         tmp_path: Path, fresh_mosquitto, influxdb, engine_process) -> None:
     db = "faults_collector_process"
-    metrics = free_port()
+    metrics, engine_metrics = free_port(), free_port()
     engine, child = _engine(tmp_path, fresh_mosquitto, influxdb.url, db, engine_process,
                             "--recovery-dir", str(tmp_path / "recovery"),
+                            ingest={"metrics_port": engine_metrics},
                             collector_metrics_port=metrics)
     rows = [r for half in _halves(24) for r in half]
     assert engine.proc is not None and _parent(child) == engine.proc.pid
@@ -91,9 +92,15 @@ def test_collector_process_journals_what_is_stored_and_stops_with_the_engine(
         pub.close()
     assert stored_readings(influxdb.url, db) == expected_keys(rows)
     assert journal_keys(tmp_path / "journal") == expected_keys(rows)
-    # the collector's own metrics come from its process
-    got = scrape(metrics)
-    assert got['gridwatch_ingest_items_accepted_total{partition="0"}'] == len(rows)
+    # the collector's own metrics come from its process, on its port and on the engine's,
+    # beside the engine's own figures of the same family (the dataflow's lag)
+    accepted = 'gridwatch_ingest_items_accepted_total{partition="0"}'
+    assert scrape(metrics)[accepted] == len(rows)
+    got = scrape(engine_metrics)
+    assert got[accepted] == len(rows)
+    assert got['gridwatch_ingest_messages_acked_total{partition="0"}'] > 0
+    wait_until(lambda: scrape(engine_metrics)['gridwatch_ingest_consumer_lag{partition="0"}']
+               == 0, 30, "the dataflow's lag, on the engine's endpoint")
     engine.stop()  # SIGTERM: the engine ends, and so does its collector
     wait_until(lambda: not _alive(child), 20, "the collector process to end")
 
@@ -130,7 +137,9 @@ def test_kill9_of_the_engine_ends_its_collector_and_a_restart_loses_nothing(
 def test_a_collector_process_that_dies_is_started_again(
         tmp_path: Path, fresh_mosquitto, influxdb, engine_process) -> None:
     db = "faults_collector_process_dies"
-    engine, child = _engine(tmp_path, fresh_mosquitto, influxdb.url, db, engine_process)
+    port = free_port()
+    engine, child = _engine(tmp_path, fresh_mosquitto, influxdb.url, db, engine_process,
+                            ingest={"metrics_port": port})
     first, second = _halves(16)
     pub = Publisher(fresh_mosquitto)
     try:
@@ -143,6 +152,12 @@ def test_a_collector_process_that_dies_is_started_again(
         wait_until(lambda: reading_count(influxdb.url, db) >= len(first) + len(second), 90,
                    "the second half, through the new process")
         assert engine.proc is not None and engine.proc.poll() is None
+        # the engine counts the restart; the new process's counters start again (the
+        # broker may hand it a message of the first half the old one had not acknowledged)
+        got = scrape(port)
+        assert got['gridwatch_engine_collector_restarts_total{partition="0"}'] == 1
+        assert (len(second) <= got['gridwatch_ingest_items_accepted_total{partition="0"}']
+                < len(first) + len(second))
     finally:
         pub.close()
     assert stored_readings(influxdb.url, db) == expected_keys(first + second)

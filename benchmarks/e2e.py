@@ -185,8 +185,8 @@ def placed_split(sim: Any, processes: int = 2) -> dict[str, dict[str, Any]]:
 
 def run_collector_layouts(work: Path, intervals: int, single: int, rounds: int, store: str,
                           later_together: bool) -> dict[str, Any]:
-    """The throughput run with the collector a thread of the engine (the default), then a
-    process of its own (``engine.collector_process``), ``rounds`` times in turns: the steady
+    """The throughput run with the collector a thread of the engine, then a process of its
+    own (``engine.collector_process`` false, then true), ``rounds`` times in turns: the steady
     intervals' rate of each, and of the process against the thread of its own round."""
     runs: list[dict[str, Any]] = []
     for k in range(rounds):
@@ -228,12 +228,14 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                    single_readings: int, trace_ingest: bool = False,
                    placed: bool = False, store: str = "influxdb",
                    later_together: bool = False,
-                   collector_process: bool = False) -> dict[str, Any]:
+                   collector_process: bool | None = None) -> dict[str, Any]:
+    """``collector_process``: the engine's setting, as it decides when None (``auto``)."""
     from gridwatch.simulators import write_registry
 
     label = "placed" if placed else "scaleout" if processes > 1 else "throughput"
-    if collector_process:
-        label += ", collector in a process of its own"
+    if collector_process is not None:
+        label += (", collector in a process of its own" if collector_process
+                  else ", collector a thread")
     console.rule(f"[bold]{label}: {processes} engine process(es)")
     console.print("generating the load (100,000-meter utility fleet) ...")
     sim, batch, single = throughput_load(batch_intervals, single_readings)
@@ -251,9 +253,11 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
         stack.start_servers()
         write_registry(sim.meters, registry)
         sections = placed_split(sim, processes) if placed else None
-        if collector_process:  # (its CPU and memory count as the engine's: _e2e_lib.family)
+        # (a collector process's CPU and memory count as the engine's: _e2e_lib.family)
+        if collector_process is not None:
             sections = sections or {}
-            sections["engine"] = sections.get("engine", {}) | {"collector_process": True}
+            sections["engine"] = (sections.get("engine", {})
+                                  | {"collector_process": collector_process})
         if placed and sections:
             results["placement"] = sections
             console.print(f"placed: regions per process {sections['topics']['regions']}")

@@ -214,8 +214,9 @@ class IngestSettings(Section):
     dedup_warm_records: Annotated[int, Field(ge=0)] = 500_000
     #: Publish each dead letter to ``topics.deadletter`` as well as writing it to disk.
     publish_deadletters: bool = True
-    #: The hand-over of ``gridwatch run``: the readings the collector appended last, kept in
-    #: memory (per journal partition) for the dataflow in the same process, which then takes
+    #: The hand-over of ``gridwatch run`` with its collector a thread of the engine: the
+    #: readings the collector appended last, kept in memory (per journal partition) for the
+    #: dataflow in the same process (none with ``engine.collector_process``), which then takes
     #: them instead of decoding their records again. A reader further behind than this many
     #: items decodes from the journal as before. A reading still there after 65,536 newer
     #: ones is kept compact, about 0.56 KB of resident memory (the newest as they came, about

@@ -10,9 +10,10 @@ the journal, and the dataflow reads only what the journal holds.
 
 The engine supervises the process: if it ends on its own (a crash, ``kill -9``) it is started
 again after a pause that doubles up to a minute, the broker keeping the session meanwhile.
-The process stops when asked (the engine's own stop), on SIGTERM or SIGINT, and when the
-engine's process is gone (``kill -9`` of the engine): it looks at its parent every
-``PARENT_POLL_S``. A new collector waits for the journal partition while a stopping one still
+The process stops when asked (the engine's own stop, and its ``SIGTERM``), on SIGTERM or
+SIGINT, and when the engine's process is gone (``kill -9`` of the engine): it looks every
+``PARENT_POLL_S``. The two share plain memory, no lock, so an engine that ends abruptly leaves
+no semaphore behind. A new collector waits for the journal partition while a stopping one still
 holds it.
 
 Its metrics reach the engine's endpoint: the process serves them on a loopback port of its own
@@ -43,14 +44,28 @@ __all__ = ["CollectorProcess", "ProcessMetrics"]
 
 log = logging.getLogger("gridwatch.engine")
 
-#: What the collector process tells the engine of its start (``CollectorProcess._state``).
+#: What the collector process tells the engine of its start (``_Shared.state``).
 _STARTING, _READY, _FAILED = 0, 1, 2
-#: How often the collector process looks whether the engine's process is still its parent.
-PARENT_POLL_S = 0.5
+#: How often the collector process looks whether the engine asks it to stop or is gone.
+PARENT_POLL_S = 0.2
 #: How long a new collector process waits for the journal partition a stopping one holds.
 LOCK_WAIT_S = 60.0
 _RESTART_FIRST_S = 1.0
 _RESTART_MAX_S = 60.0
+
+
+class _Shared:
+    """What the engine and its collector process share: plain shared memory, no lock (each
+    value has one writer), so no semaphore outlives an engine that ends abruptly."""
+
+    def __init__(self, ctx: Any) -> None:
+        #: 1 once the engine asks the process to stop
+        self.stop = ctx.RawValue("b", 0)
+        #: the loopback port the process serves its metrics on for the engine (0: none)
+        self.port = ctx.RawValue("i", 0)
+        #: how the process's start went (_STARTING, _READY, _FAILED) and, failed, why
+        self.state = ctx.RawValue("i", _STARTING)
+        self.why = ctx.RawArray("c", 1024)
 
 
 class CollectorProcess:
@@ -68,12 +83,7 @@ class CollectorProcess:
         self.metrics_port = metrics_port
         self.gc_threshold = gc_threshold
         self._ctx = multiprocessing.get_context("spawn")  # (no copy of the engine's threads)
-        self._stop = self._ctx.Event()
-        #: the loopback port the process serves its metrics on for the engine (0: none yet)
-        self._inner_port = self._ctx.Value("i", 0)
-        #: how the process's start went (_STARTING, _READY, _FAILED) and, failed, why
-        self._state = self._ctx.Value("i", _STARTING)
-        self._why: Any = self._ctx.Array("c", 1024)
+        self._shared = _Shared(self._ctx)
         self._proc: Any = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -86,7 +96,7 @@ class CollectorProcess:
 
             registry.register(ProcessMetrics(
                 own_metrics if own_metrics is not None else IngestMetrics().registry,
-                self._inner_port))
+                self._shared.port))
             self._restarts = Counter(
                 "gridwatch_engine_collector_restarts",
                 "Times the collector process ended on its own and was started again.",
@@ -109,9 +119,9 @@ class CollectorProcess:
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._state.value == _READY:
+            if self._shared.state.value == _READY:
                 return
-            if self._state.value == _FAILED:
+            if self._shared.state.value == _FAILED:
                 self._stopping.set()  # (a refused login is not mended by a restart)
                 raise ConnectError(self.failed or "the collector failed")
             time.sleep(0.05)
@@ -122,17 +132,16 @@ class CollectorProcess:
     @property
     def failed(self) -> str | None:
         """Why the process's collector stopped on its own at its start, if it did."""
-        if self._state.value != _FAILED:
+        if self._shared.state.value != _FAILED:
             return None
-        return self._why.value.decode("utf-8", "replace")
+        return bytes(self._shared.why.value).decode("utf-8", "replace")
 
     def _spawn(self) -> None:
-        self._state.value = _STARTING
+        self._shared.state.value = _STARTING
         self._proc = self._ctx.Process(
             target=collector_main, name=f"gridwatch-collector-p{self.partition}",
-            args=(self.settings, self.partition, self._stop, self.metrics_port, os.getpid(),
-                  self.gc_threshold, self._inner_port if self._serve_inner else None,
-                  (self._state, self._why)))
+            args=(self.settings, self.partition, self._shared, self.metrics_port, os.getpid(),
+                  self.gc_threshold, self._serve_inner))
         self._proc.start()
         log.info("collector of journal partition %d runs in process %d", self.partition,
                  self._proc.pid)
@@ -154,10 +163,15 @@ class CollectorProcess:
                 self._restarts.labels(str(self.partition)).inc()
             self._spawn()
 
+    def stop_soon(self) -> None:
+        """Ask the process to journal and acknowledge what it has, then to stop, and not to
+        start it again; return at once (the engine's ``SIGTERM``)."""
+        self._stopping.set()
+        self._shared.stop.value = 1
+
     def stop(self, timeout: float = 20.0) -> None:
         """Ask the process to journal and acknowledge what it has, then to stop; wait for it."""
-        self._stopping.set()
-        self._stop.set()
+        self.stop_soon()
         if self._watcher is not None:
             self._watcher.join(timeout)
         proc = self._proc
@@ -205,9 +219,9 @@ class ProcessMetrics:
         yield from families.values()
 
 
-def _report_start(collector: Any, state: Any, why: Any) -> None:
-    """Tell the engine (``state``, ``why``) when ``collector`` is subscribed, or why it
-    stopped before it was."""
+def _report_start(collector: Any, shared: _Shared) -> None:
+    """Tell the engine (``shared.state``, ``shared.why``) when ``collector`` is subscribed, or
+    why it stopped before it was."""
     from gridwatch.ingest import ConnectError
 
     def watch() -> None:
@@ -216,23 +230,22 @@ def _report_start(collector: Any, state: Any, why: Any) -> None:
                 collector.wait_ready(timeout=1.0)
             except ConnectError:
                 if collector.failed:
-                    why.value = collector.failed.encode("utf-8")[: len(why) - 1]
-                    state.value = _FAILED
+                    shared.why.value = collector.failed.encode("utf-8")[: len(shared.why) - 1]
+                    shared.state.value = _FAILED
                     return
                 continue  # (not yet: the collector keeps trying)
-            state.value = _READY
+            shared.state.value = _READY
             return
 
     threading.Thread(target=watch, daemon=True, name="gridwatch-collector-start").start()
 
 
-def collector_main(settings: Settings, partition: int, stop: Any, metrics_port: int,
-                   parent: int, gc_threshold: int = 0, inner_port: Any = None,
-                   start: tuple[Any, Any] | None = None) -> None:
-    """The collector process: run one collector until ``stop`` is set, a signal asks it to,
-    or process ``parent`` is gone; the exit code is the collector's. With ``inner_port`` it
-    also serves its metrics on a free loopback port, which it writes there for the engine;
-    with ``start`` (a state and a message) it tells the engine how its start went."""
+def collector_main(settings: Settings, partition: int, shared: _Shared, metrics_port: int,
+                   parent: int, gc_threshold: int = 0, serve_engine: bool = False) -> None:
+    """The collector process: run one collector until the engine asks it to stop
+    (``shared.stop``), a signal does, or process ``parent`` is gone; the exit code is the
+    collector's. It tells the engine how its start went, and with ``serve_engine`` serves its
+    metrics on a free loopback port, which it writes in ``shared.port``."""
     from gridwatch._cli_common import log_to_stderr
     from gridwatch._gc import tuned_gc
     from gridwatch.ingest import IngestMetrics, start_metrics_server
@@ -240,28 +253,30 @@ def collector_main(settings: Settings, partition: int, stop: Any, metrics_port: 
     from gridwatch.ingest._journal import JournalLockedError
 
     log_to_stderr()
+    stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    def orphaned() -> None:
+    def watch_engine() -> None:
         while not stop.wait(PARENT_POLL_S):
-            if os.getppid() != parent:
+            if shared.stop.value:
+                stop.set()
+            elif os.getppid() != parent:
                 log.error("the engine (process %d) is gone: the collector stops", parent)
                 stop.set()
 
-    threading.Thread(target=orphaned, daemon=True, name="gridwatch-parent-watch").start()
+    threading.Thread(target=watch_engine, daemon=True, name="gridwatch-engine-watch").start()
     metrics = IngestMetrics()
     inner = None
-    if inner_port is not None:
+    if serve_engine:
         inner = start_metrics_server(0, metrics.registry, "127.0.0.1")
-        inner_port.value = inner.server_port
+        shared.port.value = inner.server_port
     deadline = time.monotonic() + LOCK_WAIT_S
     with tuned_gc(gc_threshold):  # (the engine's collector settings)
         while True:
             try:
-                code = run_collector(
-                    settings, partition, stop, metrics_port, metrics=metrics,
-                    started=(lambda c: _report_start(c, *start)) if start else None)
+                code = run_collector(settings, partition, stop, metrics_port, metrics=metrics,
+                                     started=lambda c: _report_start(c, shared))
                 break
             except JournalLockedError as exc:
                 if stop.is_set() or time.monotonic() > deadline:
@@ -271,6 +286,6 @@ def collector_main(settings: Settings, partition: int, stop: Any, metrics_port: 
                 log.warning("%s: waiting for it", exc)
                 stop.wait(1.0)
     if inner is not None:
-        inner_port.value = 0
+        shared.port.value = 0
         inner.shutdown()
     raise SystemExit(code)

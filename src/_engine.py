@@ -448,6 +448,23 @@ def run_engine(settings: Settings, *, process_id: int | None = None,
                        registry=registry, settled=settled)
 
 
+def _stop_on_sigterm(collector: Any) -> None:
+    """On ``SIGTERM`` the engine ends at once, as it always has (every step it took is
+    durable); before that it asks its collector process to stop, which then journals and
+    acknowledges what it holds and ends on its own instead of finding its engine gone."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # (only the main thread may set a handler: the process's watch stops it)
+
+    def on_term(signum: int, frame: Any) -> None:
+        collector.stop_soon()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
 def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
                    placement: Any, process_id: int | None, addresses: list[str] | None,
                    registry: CollectorRegistry, settled: Callable[[], None]) -> None:
@@ -483,6 +500,7 @@ def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
                                      settings.engine.gc_threshold,
                                      registry=registry if metrics_server is not None else None,
                                      own_metrics=source_metrics.registry).start()
+        _stop_on_sigterm(collector)
         handover = 0  # (nothing to hand over between processes: every record is decoded)
     else:
         collector = ingest.Collector(settings, partition=partition, registry=registry)

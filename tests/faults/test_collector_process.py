@@ -95,14 +95,18 @@ def test_collector_process_journals_what_is_stored_and_stops_with_the_engine(
     # the collector's own metrics come from its process, on its port and on the engine's,
     # beside the engine's own figures of the same family (the dataflow's lag)
     accepted = 'gridwatch_ingest_items_accepted_total{partition="0"}'
-    assert scrape(metrics)[accepted] == len(rows)
+    wait_until(lambda: scrape(metrics).get(accepted) == len(rows), 10,
+               "the count (after the journal write and the acks)")
     got = scrape(engine_metrics)
     assert got[accepted] == len(rows)
     assert got['gridwatch_ingest_messages_acked_total{partition="0"}'] > 0
     wait_until(lambda: scrape(engine_metrics)['gridwatch_ingest_consumer_lag{partition="0"}']
                == 0, 30, "the dataflow's lag, on the engine's endpoint")
-    engine.stop()  # SIGTERM: the engine ends, and so does its collector
+    log = engine.log()
+    engine.stop()  # SIGTERM: the engine ends, and so does its collector, asked to
     wait_until(lambda: not _alive(child), 20, "the collector process to end")
+    assert "the engine (process" not in engine.log()[len(log):]  # (not found gone)
+    assert "leaked semaphore" not in engine.log()
 
 
 @pytest.mark.services
@@ -154,10 +158,12 @@ def test_a_collector_process_that_dies_is_started_again(
         assert engine.proc is not None and engine.proc.poll() is None
         # the engine counts the restart; the new process's counters start again (the
         # broker may hand it a message of the first half the old one had not acknowledged)
+        accepted = 'gridwatch_ingest_items_accepted_total{partition="0"}'
+        wait_until(lambda: scrape(port).get(accepted, 0) >= len(second), 10,
+                   "the new process's count (counted after the journal write and the acks)")
         got = scrape(port)
         assert got['gridwatch_engine_collector_restarts_total{partition="0"}'] == 1
-        assert (len(second) <= got['gridwatch_ingest_items_accepted_total{partition="0"}']
-                < len(first) + len(second))
+        assert got[accepted] < len(first) + len(second)
     finally:
         pub.close()
     assert stored_readings(influxdb.url, db) == expected_keys(first + second)

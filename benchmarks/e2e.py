@@ -470,7 +470,9 @@ def _groups(rows: list[Any]) -> dict[tuple[str, str], list[int]]:
 
 
 def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float,
-                store: str = "influxdb") -> dict[str, Any]:
+                store: str = "influxdb",
+                collector_process: bool | None = None) -> dict[str, Any]:
+    """``collector_process``: the engine's setting, as it decides when None (``auto``)."""
     from gridwatch.simulators import Simulation, write_registry
 
     console.rule(f"[bold]latency: {rate:,.0f} readings/s for {seconds:.0f} s")
@@ -539,7 +541,9 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float,
         stack.start_servers()
         write_registry(sim.meters, registry)
         cfg = stack.write_config(registry, group_wait_s=0.0, group_interval_s=0.0,
-                                 service_interval_s=0.05)
+                                 service_interval_s=0.05,
+                                 sections=None if collector_process is None else
+                                 {"engine": {"collector_process": collector_process}})
         stack.start_engine(cfg)
         stack.wait_ready()
         base = stack.stored()
@@ -900,9 +904,13 @@ def main() -> int:
     ap.add_argument("--collector-rounds", type=int, default=2,
                     help="collector: rounds of the two layouts in turns (the collector a "
                     "thread of the engine, then a process of its own)")
+    ap.add_argument("--collector-process", choices=("auto", "true", "false"), default="auto",
+                    help="throughput, latency: engine.collector_process (auto: as the engine "
+                    "decides)")
     ap.add_argument("--out", type=Path, default=ROOT / "var/bench/e2e.json")
     ap.add_argument("--work", type=Path, default=ROOT / "var/bench/e2e")
     args = ap.parse_args()
+    args.collector_process = {"auto": None, "true": True, "false": False}[args.collector_process]
     args.work = args.work.resolve()
     _e2e_lib.influx_cache_snapshot = (None if args.influx_cache_snapshot == "default"
                                       else args.influx_cache_snapshot)
@@ -932,7 +940,8 @@ def main() -> int:
     if "throughput" in parts or "scaleout" in parts or "placed" in parts:
         one = run_throughput(args.work / "throughput", 1, intervals, single,
                              args.trace_ingest, store=args.store,
-                             later_together=args.later_together)
+                             later_together=args.later_together,
+                             collector_process=args.collector_process)
         out["throughput"] = one
         save()
         print_throughput(one, "sustained throughput, one engine process")
@@ -993,7 +1002,7 @@ def main() -> int:
                               f"end to end: latency at 80 % of that, {sustain:,.0f}/s[/]")
                 rate = sustain
         lat = run_latency(args.work / "latency", rate, args.latency_s, sags_per_s=2.0,
-                          store=args.store)
+                          store=args.store, collector_process=args.collector_process)
         out["latency"] = lat
         save()
         t = Table(title="publish → alert at an MQTT subscriber (voltage sag)")

@@ -246,9 +246,9 @@ def engine_process(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
 
     def start(config: Path, *args: str, log_name: str = "engine.log",
               ready_line: str = "subscribed to", timeout: float = 60.0) -> EngineProcess:
-        eng = EngineProcess(config, tmp_path / log_name, args).start(ready_line, timeout)
-        started.append(eng)
-        return eng
+        eng = EngineProcess(config, tmp_path / log_name, args)
+        started.append(eng)  # (stopped after the test also when it never gets ready)
+        return eng.start(ready_line, timeout)
 
     yield start
     for eng in started:

@@ -4,6 +4,7 @@ metrics endpoint serves the figures of a collector in a process of its own."""
 from __future__ import annotations
 
 import multiprocessing
+import time
 import urllib.request
 
 import pytest
@@ -71,7 +72,7 @@ def test_process_metrics_serve_both_sides_one_family_a_name() -> None:
     Counter("x_accepted", "accepted", ["partition"], registry=own)
     server = start_metrics_server(0, child, "127.0.0.1")
     port = multiprocessing.get_context("spawn").Value("i", 0)
-    engine.register(ProcessMetrics(own, port))
+    engine.register(ProcessMetrics(own, port, max_age_s=0))
     try:
         # no process serving yet: the engine's own figures alone
         alone = _families(engine)
@@ -86,6 +87,29 @@ def test_process_metrics_serve_both_sides_one_family_a_name() -> None:
         server.server_close()
         assert _families(engine)["x_lag"] == {("x_lag", (("partition", "0"),)): 3.0}
     finally:
+        server.server_close()
+
+
+def test_scrapes_close_together_share_one_read_of_the_process() -> None:
+    child, engine = CollectorRegistry(), CollectorRegistry()
+    reads = Counter("x_reads", "reads of the process's metrics", registry=child)
+
+    class Count:  # (counts each time the process's endpoint is read)
+        def collect(self):  # type: ignore[no-untyped-def]
+            reads.inc()
+            return []
+
+    child.register(Count())
+    server = start_metrics_server(0, child, "127.0.0.1")
+    port = multiprocessing.get_context("spawn").Value("i", server.server_port)
+    engine.register(ProcessMetrics(CollectorRegistry(), port, max_age_s=0.5))
+    try:
+        first = _families(engine)["x_reads"]
+        assert _families(engine)["x_reads"] == first  # the same read
+        time.sleep(0.6)
+        assert _families(engine)["x_reads"] != first  # read again
+    finally:
+        server.shutdown()
         server.server_close()
 
 

@@ -17,9 +17,9 @@ no semaphore behind. A new collector waits for the journal partition while a sto
 holds it.
 
 Its metrics reach the engine's endpoint: the process serves them on a loopback port of its own
-choosing, and at each scrape the engine reads them there and serves them with its own
-(:class:`ProcessMetrics`), one family a name, so a scrape of the engine sees the collector's
-counters in either layout.
+choosing, and at a scrape the engine reads them there (at most once a second) and serves them
+with its own (:class:`ProcessMetrics`), one family a name, so a scrape of the engine sees the
+collector's counters in either layout.
 """
 
 from __future__ import annotations

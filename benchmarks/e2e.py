@@ -183,6 +183,17 @@ def placed_split(sim: Any, processes: int = 2) -> dict[str, dict[str, Any]]:
             "topics": {"regions": regions}}
 
 
+def _with_collector(sections: dict[str, Any] | None,
+                    collector_process: bool | None) -> dict[str, Any] | None:
+    """``sections`` with ``engine.collector_process`` set, unless None (the engine decides).
+    (A collector process's CPU and memory count as the engine's: ``_e2e_lib.family``.)"""
+    if collector_process is None:
+        return sections
+    sections = dict(sections or {})
+    sections["engine"] = sections.get("engine", {}) | {"collector_process": collector_process}
+    return sections
+
+
 def run_collector_layouts(work: Path, intervals: int, single: int, rounds: int, store: str,
                           later_together: bool) -> dict[str, Any]:
     """The throughput run with the collector a thread of the engine, then a process of its
@@ -252,12 +263,8 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
     try:
         stack.start_servers()
         write_registry(sim.meters, registry)
-        sections = placed_split(sim, processes) if placed else None
-        # (a collector process's CPU and memory count as the engine's: _e2e_lib.family)
-        if collector_process is not None:
-            sections = sections or {}
-            sections["engine"] = (sections.get("engine", {})
-                                  | {"collector_process": collector_process})
+        sections = _with_collector(placed_split(sim, processes) if placed else None,
+                                   collector_process)
         if placed and sections:
             results["placement"] = sections
             console.print(f"placed: regions per process {sections['topics']['regions']}")
@@ -542,8 +549,7 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float,
         write_registry(sim.meters, registry)
         cfg = stack.write_config(registry, group_wait_s=0.0, group_interval_s=0.0,
                                  service_interval_s=0.05,
-                                 sections=None if collector_process is None else
-                                 {"engine": {"collector_process": collector_process}})
+                                 sections=_with_collector(None, collector_process))
         stack.start_engine(cfg)
         stack.wait_ready()
         base = stack.stored()

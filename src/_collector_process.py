@@ -91,12 +91,10 @@ class CollectorProcess:
         self._restarts: Any = None
         self._serve_inner = registry is not None
         if registry is not None:
-            from prometheus_client import Counter
-
-            from gridwatch.ingest import IngestMetrics
+            from prometheus_client import CollectorRegistry, Counter
 
             registry.register(ProcessMetrics(
-                own_metrics if own_metrics is not None else IngestMetrics().registry,
+                own_metrics if own_metrics is not None else CollectorRegistry(),
                 self._shared.port))
             self._restarts = Counter(
                 "gridwatch_engine_collector_restarts",
@@ -135,7 +133,7 @@ class CollectorProcess:
         """Why the process's collector stopped on its own at its start, if it did."""
         if self._shared.state.value != _FAILED:
             return None
-        return bytes(self._shared.why.value).decode("utf-8", "replace")
+        return self._shared.why.value.decode("utf-8", "replace")
 
     def _spawn(self) -> None:
         self._shared.state.value = _STARTING
@@ -238,17 +236,13 @@ def _report_start(collector: Any, shared: _Shared) -> None:
     from gridwatch.ingest import ConnectError
 
     def watch() -> None:
-        while True:
-            try:
-                collector.wait_ready(timeout=1.0)
-            except ConnectError:
-                if collector.failed:
-                    shared.why.value = collector.failed.encode("utf-8")[: len(shared.why) - 1]
-                    shared.state.value = _FAILED
-                    return
-                continue  # (not yet: the collector keeps trying)
+        try:  # (raises only when the collector stops: it retries an unreachable broker)
+            collector.wait_ready(timeout=math.inf)
+        except ConnectError as exc:
+            shared.why.value = str(exc).encode("utf-8")[: len(shared.why) - 1]
+            shared.state.value = _FAILED
+        else:
             shared.state.value = _READY
-            return
 
     threading.Thread(target=watch, daemon=True, name="gridwatch-collector-start").start()
 

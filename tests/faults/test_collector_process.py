@@ -83,6 +83,8 @@ def test_collector_process_journals_what_is_stored_and_stops_with_the_engine(
                             collector_metrics_port=metrics)
     rows = [r for half in _halves(24) for r in half]
     assert engine.proc is not None and _parent(child) == engine.proc.pid
+    wait_until(lambda: "started in" in engine.log(), 30, "the engine to start")
+    assert "keeps retrying" not in engine.log()  # (the process told it it was subscribed)
     pub = Publisher(fresh_mosquitto)
     try:
         pub.readings(rows[: len(rows) // 2], batch=50, compact=True)  # journaled as sent

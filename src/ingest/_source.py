@@ -45,6 +45,7 @@ from gridwatch.ingest._journal import (
     compact_readings,
     decode_item,
     journal_partitions,
+    rebuild_readings,
     recent_items,
     release_recent_items,
 )
@@ -114,23 +115,32 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
                 self.source.metrics.handover_compacted.labels(label).inc(
                     compacted - self._compacted)
                 self._compacted = compacted
-        for i, (offset, data) in enumerate(records):
-            if known is not None:
-                item = known[i]
-                if item is not None:
-                    items.append(item)
-                    continue
-            try:
-                items.append(decode_item(data))
-            except ValueError as exc:  # a record that is not a reading: dead letter, go on
-                reason, detail = _record_error(exc)
-                self.undecodable += 1
-                self.source.rejected_by_reason[reason] += 1
-                log.error("journal p%d offset %d is not a reading (%s): %s", self.partition,
-                          offset, reason, detail)
-                letters.append(DeadLetter(reason, f"journal:{_part_name(self.partition)}",
-                                          data, f"offset {offset}: {detail}",
-                                          self.source.clock(), offset))
+        rebuilt = None
+        if known is None or not any(known):
+            # every record to decode (the engine of the process layout, or a hand-over that
+            # kept none of them): first as one run, where each is in the collector's form
+            known = None
+            rebuilt = rebuild_readings([data for _offset, data in records])
+        if rebuilt is not None:
+            items = rebuilt
+        else:
+            for i, (offset, data) in enumerate(records):
+                if known is not None:
+                    item = known[i]
+                    if item is not None:
+                        items.append(item)
+                        continue
+                try:
+                    items.append(decode_item(data))
+                except ValueError as exc:  # a record that is not a reading: dead letter, go on
+                    reason, detail = _record_error(exc)
+                    self.undecodable += 1
+                    self.source.rejected_by_reason[reason] += 1
+                    log.error("journal p%d offset %d is not a reading (%s): %s", self.partition,
+                              offset, reason, detail)
+                    letters.append(DeadLetter(reason, f"journal:{_part_name(self.partition)}",
+                                              data, f"offset {offset}: {detail}",
+                                              self.source.clock(), offset))
         if letters and self.source.deadletter_dir is not None:
             if self._dead is None:
                 self._dead = DeadLetters(self.source.deadletter_dir,

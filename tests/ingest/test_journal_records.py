@@ -17,7 +17,12 @@ from pydantic import ValidationError
 from gridwatch import Reading
 from gridwatch._schemas import MeterStatus
 from gridwatch.ingest import Journal, JournalSource, decode_item, encode_item, read_deadletters
-from gridwatch.ingest._journal import READING_TAG, _rebuild
+from gridwatch.ingest._journal import (
+    READING_TAG,
+    _rebuild,
+    compact_readings,
+    rebuild_readings,
+)
 
 ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,20}", fullmatch=True)
 times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1),
@@ -113,6 +118,94 @@ def test_a_damaged_tagged_record_is_rejected_or_well_formed(reading: Reading,
     full = _validated(raw)
     if full is not None:
         assert got == full
+
+
+def _each(records: list[bytes]) -> list[Any] | None:
+    """What the journal source made of each record alone: its item, None when rejected."""
+    out: list[Any] = []
+    for data in records:
+        try:
+            out.append(decode_item(data))
+        except ValueError:
+            out.append(None)
+    return out
+
+
+def _compact(batch: list[Reading]) -> list[bytes]:
+    """The records the collector journals for ``batch`` sent as one compact payload (none
+    when it is not in the compact form)."""
+    payload = json.dumps([r.to_json_dict() for r in batch], separators=(",", ":")).encode()
+    records: list[bytes] = []
+    compact_readings(payload, True, records)
+    return records
+
+
+@settings(max_examples=200, deadline=None)
+@given(batch=st.lists(readings(), min_size=1, max_size=12), sent=st.booleans())
+def test_a_run_of_records_comes_back_as_each_record_alone(batch: list[Reading],
+                                                          sent: bool) -> None:
+    records = (_compact(batch) if sent else []) or [encode_item(r) for r in batch]
+    got = rebuild_readings(records)
+    assert got is not None and len(got) == len(batch)
+    for one, alone, reading in zip(got, _each(records) or [], batch, strict=True):
+        _same(alone, one)
+        assert one == reading
+
+
+@settings(max_examples=400, deadline=None)
+@given(batch=st.lists(readings(), min_size=1, max_size=6), data=st.data())
+def test_a_run_with_a_damaged_record_is_taken_only_as_each_record_alone(
+        batch: list[Reading], data: st.DataObject) -> None:
+    records = [encode_item(r) for r in batch]
+    k = data.draw(st.integers(0, len(records) - 1))
+    rec = bytearray(records[k])
+    damage = data.draw(st.sampled_from(["bytes", "space", "split", "join"]))
+    if damage == "bytes":
+        for _ in range(data.draw(st.integers(1, 4))):
+            i = data.draw(st.integers(0, len(rec) - 1))
+            rec[i] = data.draw(st.integers(0, 255))
+        records[k] = bytes(rec)
+    elif damage == "space":  # whitespace beyond the tag, anywhere
+        i = data.draw(st.integers(len(READING_TAG), len(rec)))
+        records[k] = bytes(rec[:i]) + data.draw(st.sampled_from([b" ", b"\t", b"\n"])) \
+            + bytes(rec[i:])
+    elif damage == "split":  # one record cut in two, each with the tag
+        i = data.draw(st.integers(len(READING_TAG) + 1, len(rec) - 1))
+        records[k:k + 1] = [bytes(rec[:i]), READING_TAG + bytes(rec[i:])]
+    else:  # two records as one
+        records[k:k + 1] = [bytes(rec) + b"," + encode_item(batch[0])]
+    got = rebuild_readings(records)
+    if got is None:
+        return  # decoded one by one by the caller
+    alone = _each(records)
+    assert alone is not None and None not in alone
+    assert len(got) == len(records)
+    for one, each in zip(got, alone, strict=True):
+        _same(each, one)
+
+
+@pytest.mark.parametrize("records", [
+    # an untagged record, one not parsed, one with ": inside a value, a local time
+    [encode_item(Reading(meter_id="m1", ts=datetime(2026, 1, 1, tzinfo=UTC), kw=1.0)),
+     b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1.0}'],
+    [READING_TAG + b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1.0'],
+    [READING_TAG + b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1.0,"x":"\\":"}'],
+    [READING_TAG + b'{"meter_id":"m1","ts":"2026-01-01T00:00:00+01:00","kw":1.0}'],
+    # phases that disagree, given as lone numbers and as lists
+    [READING_TAG + b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1.0,"voltage":1.0,'
+                   b'"current":[1.0,2.0]}'],
+    [READING_TAG + b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kw":1.0,"voltage":[1.0],'
+                   b'"current":[1.0,2.0]}'],
+])
+def test_a_run_not_all_in_the_written_form_is_left_to_the_records_alone(
+        records: list[bytes]) -> None:
+    assert rebuild_readings(records) is None
+
+
+def test_a_lone_phase_number_in_a_run_is_made_a_tuple() -> None:
+    got = rebuild_readings([READING_TAG + b'{"meter_id":"m1","ts":"2026-01-01T00:00:00Z",'
+                                          b'"kw":1.0,"voltage":230.5,"current":2.0}'])
+    assert got is not None and got[0].voltage == (230.5,) and got[0].current == (2.0,)
 
 
 @pytest.mark.parametrize("payload", [

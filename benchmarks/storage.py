@@ -23,6 +23,13 @@ server's CPU per point over the whole run (its compactions in the background inc
 write rate, and their ratio:
 
     .venv/bin/python benchmarks/storage.py --fleet 12   # about 4 minutes
+
+``--parallel N`` writes intervals of the same fleet to one InfluxDB 1.6.7 through the sink's
+writer with one request at a time and with N at once (``influx.write_requests``), in turns,
+the batch of each write ``--batch`` points, and prints each interval's rate and the server's
+CPU a point, then the medians and their ratio:
+
+    .venv/bin/python benchmarks/storage.py --parallel 2 --fleet-intervals 6 --batch 2000
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import http.client
+import statistics
 import sys
 import tempfile
 import time
@@ -177,6 +185,42 @@ def fleet(intervals: int, meters: int, batch: int) -> None:
           f"write rate, gridwatch's / default: {wall[0] / wall[1]:.2f}x")
 
 
+def parallel(requests: int, intervals: int, meters: int, batch: int) -> None:
+    """One request at a time against ``requests`` at once, interval by interval in turns."""
+    from gridwatch.storage import ParallelWriter
+
+    print(f"a fleet of {meters:,} meters, {intervals} intervals, writes of {batch:,} points "
+          f"to InfluxDB 1.6.7 (v1, gzip): 1 request at a time against {requests} at once")
+    rates: dict[int, list[float]] = {1: [], requests: []}
+    cpus: dict[int, list[float]] = {1: [], requests: []}
+    with tempfile.TemporaryDirectory(prefix="gridwatch-bench-") as tmp:
+        svc = _services.influxdb(Path(tmp) / "influxdb",
+                                 cache_snapshot=_services.INFLUX_CACHE_SNAPSHOT).start()
+        try:
+            assert svc.proc is not None
+            create_db(svc.url, "fleet")
+            base = InfluxSettings(api="v1", url=svc.url, database="fleet")
+            writers = {n: ParallelWriter.of(base.model_copy(update={"write_requests": n}),
+                                            V1Writer) for n in rates}
+            for k in range(intervals):
+                chunks = batches(fleet_interval(meters, k), batch)
+                n = (1, requests)[k % 2]
+                wall, cpu = timed_with_cpu(
+                    lambda w=writers[n], cs=chunks: [w.write(c) for c in cs], svc.proc.pid)
+                rates[n].append(meters / wall)
+                cpus[n].append(cpu / meters * 1e6)
+                print(f"  interval {k + 1}/{intervals}, {n} at once: {meters / wall:,.0f} "
+                      f"points/s, {cpu / meters * 1e6:.1f} µs of server CPU a point", flush=True)
+            for w in writers.values():
+                w.close()
+        finally:
+            svc.stop()
+    one, many = statistics.median(rates[1]), statistics.median(rates[requests])
+    print(f"median: 1 at a time {one:,.0f} points/s ({statistics.median(cpus[1]):.1f} µs a "
+          f"point), {requests} at once {many:,.0f} points/s "
+          f"({statistics.median(cpus[requests]):.1f} µs a point): {many / one:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=100_000)
@@ -186,7 +230,14 @@ def main() -> None:
     ap.add_argument("--fleet", type=int, default=0, metavar="INTERVALS",
                     help="compare InfluxDB's cache snapshot sizes on a fleet instead")
     ap.add_argument("--fleet-meters", type=int, default=100_000)
+    ap.add_argument("--parallel", type=int, default=0, metavar="N",
+                    help="one write request at a time against N at once, on a fleet")
+    ap.add_argument("--fleet-intervals", type=int, default=6,
+                    help="intervals written with --parallel (alternating)")
     args = ap.parse_args()
+    if args.parallel:
+        parallel(args.parallel, args.fleet_intervals, args.fleet_meters, args.batch)
+        return
     if args.fleet:
         fleet(args.fleet, args.fleet_meters, args.batch)
         return

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     )
     from gridwatch.storage._spool import Spool
     from gridwatch.storage._writer import (
+        ParallelWriter,
         PointWriter,
         RejectedPointsError,
         RetryableWriteError,
@@ -56,6 +57,7 @@ _LAZY = {
     "StorageMetrics": "_sink",
     "StorageWriterError": "_sink",
     "Spool": "_spool",
+    "ParallelWriter": "_writer",
     "PointWriter": "_writer",
     "RejectedPointsError": "_writer",
     "RetryableWriteError": "_writer",
@@ -71,6 +73,7 @@ __all__ = [
     "InfluxSettings",
     "InfluxSink",
     "InfluxSinkPartition",
+    "ParallelWriter",
     "PipelinedPartition",
     "PointWriter",
     "ReadError",

@@ -31,6 +31,10 @@ class InfluxSettings(Section):
     #: arrive (fewer, larger writes; points wait longer when the stream is quiet).
     flush_interval_ms: Annotated[int, Field(ge=0)] = 0
     timeout_ms: Annotated[int, Field(ge=100)] = 10_000
+    #: Requests in flight for one batch of the engine's storage: a batch of at least twice
+    #: 500 points is cut into this many parts, each written over a connection of its own at
+    #: the same time (InfluxDB 1.x takes one request on one core). 1: one request at a time.
+    write_requests: Annotated[int, Field(ge=1, le=16)] = 2
     gzip: bool = True
     spool_dir: Path = Path("spool")
     spool_max_bytes: Annotated[int, Field(ge=0)] = 1024 * 1024 * 1024

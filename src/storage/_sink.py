@@ -40,6 +40,7 @@ from gridwatch.storage._config import InfluxSettings
 from gridwatch.storage._points import MEASUREMENTS, reading_lines, to_lines
 from gridwatch.storage._spool import Spool
 from gridwatch.storage._writer import (
+    ParallelWriter,
     PointWriter,
     RejectedPointsError,
     RetryableWriteError,
@@ -552,7 +553,8 @@ class InfluxSink(FixedPartitionedSink[Any, None]):
         log.info("storage: writing to %s", describe(s))
         if worker_index == 0:
             _adopt_orphans(spool, s.spool_dir / "influx", worker_count, s.batch_size)
-        return InfluxSinkPartition(s, self._factory(s), spool, s.spool_dir / name, self.metrics,
+        writer = ParallelWriter.of(s, self._factory)
+        return InfluxSinkPartition(s, writer, spool, s.spool_dir / name, self.metrics,
                                    worker=worker_index, clock=self._clock,
                                    wall_clock=self._wall_clock)
 

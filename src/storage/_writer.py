@@ -10,7 +10,8 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,6 +26,7 @@ from gridwatch.storage._points import PRECISION, StoredObject, to_records
 
 __all__ = [
     "InfluxAuthError",
+    "ParallelWriter",
     "PointWriter",
     "RejectedPointsError",
     "RetryableWriteError",
@@ -255,6 +257,83 @@ class V1Writer:
 
     def close(self) -> None:
         self._session.close()
+
+
+class ParallelWriter:
+    """One batch written as up to ``len(writers)`` requests at once, each through a writer of
+    its own (an HTTP connection is not shared between threads).
+
+    InfluxDB 1.x handles a write request on one core; two requests in flight let it use two
+    (``benchmarks/storage.py --parallel 2``). The batch is cut into parts of at least
+    ``min_part`` points; the first part is written in the caller's thread, the others in
+    helper threads, and ``write`` returns when every part is answered. The outcome is that of
+    the whole batch, as one writer would report it, so the sink's handling is unchanged:
+
+    * every part written: done;
+    * any part failed to reach the server: :class:`RetryableWriteError` (the longest
+      ``retry_after`` asked for), and the sink writes the whole batch again later (parts
+      already stored are overwritten: points are idempotent);
+    * otherwise any part rejected: :class:`RejectedPointsError` for the whole batch, the first
+      part's message; the sink isolates the bad points by halving, as for one request.
+    """
+
+    def __init__(self, writers: Sequence[PointWriter], *, min_part: int = 500) -> None:
+        if not writers:
+            raise ValueError("ParallelWriter needs at least one writer")
+        self._writers = list(writers)
+        self._min_part = max(1, min_part)
+        self._pool = (ThreadPoolExecutor(max_workers=len(writers) - 1,
+                                         thread_name_prefix="gridwatch-influx-write")
+                      if len(writers) > 1 else None)
+
+    @classmethod
+    def of(cls, settings: InfluxSettings,
+           factory: Callable[[InfluxSettings], PointWriter]) -> PointWriter:
+        """The writer of ``settings.write_requests`` requests in flight (a plain writer of
+        ``factory`` for one)."""
+        if settings.write_requests <= 1:
+            return factory(settings)
+        return cls([factory(settings) for _ in range(settings.write_requests)])
+
+    def write(self, points: Sequence[Point | str]) -> None:
+        n = min(len(self._writers), len(points) // self._min_part)
+        if n <= 1 or self._pool is None:
+            self._writers[0].write(points)
+            return
+        total = len(points)
+        parts = [points[total * i // n:total * (i + 1) // n] for i in range(n)]
+        futures: list[Future[None]] = [self._pool.submit(w.write, part) for w, part
+                                       in zip(self._writers[1:n], parts[1:], strict=True)]
+        errors: list[BaseException] = []
+        try:
+            self._writers[0].write(parts[0])
+        except BaseException as exc:  # (the other parts are waited for first)
+            errors.append(exc)
+        for future in futures:
+            failed = future.exception()
+            if failed is not None:
+                errors.append(failed)
+        if not errors:
+            return
+        unexpected = [e for e in errors if not isinstance(e, WriteError)]
+        if unexpected:
+            raise unexpected[0]
+        retryable = [e for e in errors if isinstance(e, RetryableWriteError)]
+        if retryable:
+            waits = [e.retry_after for e in retryable if e.retry_after is not None]
+            first = retryable[0]
+            if waits and first.retry_after != max(waits):
+                raise type(first)(str(first), max(waits)) from first
+            raise first
+        first_rejected = errors[0]
+        message = getattr(first_rejected, "message", str(first_rejected))
+        raise RejectedPointsError(message, points) from first_rejected
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        for writer in self._writers:
+            writer.close()
 
 
 def build_writer(settings: InfluxSettings) -> PointWriter:

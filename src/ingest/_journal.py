@@ -853,6 +853,18 @@ def encode_items(items: Sequence[Reading | DeviceTelemetry]) -> list[bytes]:
             if type(item) is Reading else encode_item(item) for item in items]
 
 
+def _reading_of(doc: Any) -> Reading | None:
+    """The reading of a record's decoded fields (:class:`_Written`), None when its time is not
+    in UTC or its phases disagree (then validation says why)."""
+    if doc["ts"].tzinfo is not UTC:
+        return None
+    values = DEFAULTS.copy()
+    values.update(doc)
+    if not phases_agree(values):  # (a lone phase number made a tuple)
+        return None
+    return built(values, set(doc))
+
+
 def _rebuild(data: bytes) -> Reading | None:
     """The reading a tagged record holds, or None when the record is not in the form
     :func:`encode_item` or :func:`compact_readings` writes (then it is validated in full).
@@ -867,14 +879,10 @@ def _rebuild(data: bytes) -> Reading | None:
         doc = _written(data)
     except _msgspec_error:
         return None
-    if doc["ts"].tzinfo is not UTC or data.count(b'":') != len(doc) \
+    if data.count(b'":') != len(doc) \
             or len(data.translate(None, _WHITESPACE)) != len(data) - _TAG_LEN:
         return None
-    values = DEFAULTS.copy()
-    values.update(doc)
-    if not phases_agree(values):  # (a lone phase number made a tuple)
-        return None
-    return built(values, set(doc))
+    return _reading_of(doc)
 
 
 def rebuild_readings(records: Sequence[bytes]) -> list[Reading] | None:
@@ -882,23 +890,18 @@ def rebuild_readings(records: Sequence[bytes]) -> list[Reading] | None:
     form :func:`encode_item` or :func:`compact_readings` writes; None when any record is not
     (then the caller decodes them one by one, which says which record is what).
 
-    The same readings as :func:`decode_item`, at a lower cost a record: :func:`_rebuild`'s
-    checks over the whole run at once instead of record by record. Each record holds its
-    tag, which is JSON whitespace, so a run with as much whitespace as its tags has none
-    beyond them in any record; then every decoded key is followed by ``":``, so each record
-    has at least as many of those as fields decoded, and a run with as many as its fields
-    has exactly that in each record. Each record is still parsed alone."""
+    :func:`_rebuild`'s checks, made over the whole run at once. Each record holds its tag,
+    which is JSON whitespace, so a run with as much whitespace as its tags has none beyond
+    them in any record; then each record has at least one ``":`` a field decoded, so a run
+    with as many as its fields has exactly that in each record. The tags are checked before
+    anything is parsed, so a read with telemetry in it (untagged) is parsed once, record by
+    record."""
     tag, tag_len = READING_TAG, _TAG_LEN
-    decode = _written
-    defaults = DEFAULTS
-    utc = UTC
-    docs: list[Any] = []
-    add = docs.append
+    for data in records:
+        if data[:tag_len] != tag:
+            return None
     try:
-        for data in records:
-            if data[:tag_len] != tag:
-                return None
-            add(decode(data))
+        docs: list[Any] = list(map(_written, records))
     except _msgspec_error:
         return None
     run = b"".join(records)
@@ -908,17 +911,10 @@ def rebuild_readings(records: Sequence[bytes]) -> list[Reading] | None:
     out: list[Reading] = []
     append = out.append
     for doc in docs:
-        if doc["ts"].tzinfo is not utc:
+        reading = _reading_of(doc)
+        if reading is None:
             return None
-        values = defaults.copy()
-        values.update(doc)
-        voltage, current = values["voltage"], values["current"]
-        if voltage.__class__ is float or current.__class__ is float:
-            if not phases_agree(values):
-                return None
-        elif voltage and current and len(voltage) != len(current):
-            return None
-        append(built(values, set(doc)))
+        append(reading)
     return out
 
 

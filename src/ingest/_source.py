@@ -115,32 +115,16 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
                 self.source.metrics.handover_compacted.labels(label).inc(
                     compacted - self._compacted)
                 self._compacted = compacted
-        rebuilt = None
         if known is None or not any(known):
             # every record to decode (the engine of the process layout, or a hand-over that
             # kept none of them): first as one run, where each is in the collector's form
-            known = None
             rebuilt = rebuild_readings([data for _offset, data in records])
-        if rebuilt is not None:
-            items = rebuilt
+            if rebuilt is not None:
+                items = rebuilt
+            else:
+                self._decode_each(records, None, items, letters)
         else:
-            for i, (offset, data) in enumerate(records):
-                if known is not None:
-                    item = known[i]
-                    if item is not None:
-                        items.append(item)
-                        continue
-                try:
-                    items.append(decode_item(data))
-                except ValueError as exc:  # a record that is not a reading: dead letter, go on
-                    reason, detail = _record_error(exc)
-                    self.undecodable += 1
-                    self.source.rejected_by_reason[reason] += 1
-                    log.error("journal p%d offset %d is not a reading (%s): %s", self.partition,
-                              offset, reason, detail)
-                    letters.append(DeadLetter(reason, f"journal:{_part_name(self.partition)}",
-                                              data, f"offset {offset}: {detail}",
-                                              self.source.clock(), offset))
+            self._decode_each(records, known, items, letters)
         if letters and self.source.deadletter_dir is not None:
             if self._dead is None:
                 self._dead = DeadLetters(self.source.deadletter_dir,
@@ -151,6 +135,28 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
         if self.source.metrics is not None:
             self._update_lag()
         return items
+
+    def _decode_each(self, records: list[tuple[int, bytes]], known: list[Any] | None,
+                     items: list[Item], letters: list[DeadLetter]) -> None:
+        """Each record's item, from the hand-over (``known``) or decoded; a record that is not
+        a reading goes to ``letters`` with its reason, counted, and the read goes on."""
+        for i, (offset, data) in enumerate(records):
+            if known is not None:
+                item = known[i]
+                if item is not None:
+                    items.append(item)
+                    continue
+            try:
+                items.append(decode_item(data))
+            except ValueError as exc:
+                reason, detail = _record_error(exc)
+                self.undecodable += 1
+                self.source.rejected_by_reason[reason] += 1
+                log.error("journal p%d offset %d is not a reading (%s): %s", self.partition,
+                          offset, reason, detail)
+                letters.append(DeadLetter(reason, f"journal:{_part_name(self.partition)}",
+                                          data, f"offset {offset}: {detail}",
+                                          self.source.clock(), offset))
 
     def _update_lag(self) -> None:
         """The lag gauge after a batch: from the end the collector in this process has handed

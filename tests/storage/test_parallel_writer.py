@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from _storage_helpers import influxql, reading
@@ -111,8 +109,8 @@ def test_an_unexpected_error_is_raised_after_every_part_is_answered() -> None:
     assert ws[1].calls == [["b"]]
 
 
-def test_one_request_writes_through_the_plain_writer(v1_settings: Any) -> None:
-    s = v1_settings(write_requests=1)
+def test_one_request_writes_through_the_plain_writer() -> None:
+    s = InfluxSettings(api="v1", write_requests=1)
     assert isinstance(ParallelWriter.of(s, V1Writer), V1Writer)
     two = ParallelWriter.of(s.model_copy(update={"write_requests": 2}), V1Writer)
     assert isinstance(two, ParallelWriter)
@@ -121,32 +119,34 @@ def test_one_request_writes_through_the_plain_writer(v1_settings: Any) -> None:
         InfluxSettings(write_requests=0)
 
 
+class _Sizes(V1Writer):
+    """The v1 writer (real requests), keeping the size of each request it sends."""
+
+    sent: ClassVar[list[int]] = []
+
+    def write(self, points: Sequence[Any]) -> None:
+        type(self).sent.append(len(points))
+        super().write(points)
+
+
 def test_the_sink_stores_a_large_batch_in_parallel_parts_and_isolates_a_bad_point(
         v1_settings: Any, influxdb: _services.Service) -> None:
-    """On InfluxDB 1.6.7: 3,000 readings in one batch go out as three requests at once; a
-    point the server refuses, in the last part, is dead-lettered alone."""
+    """On InfluxDB 1.6.7: 3,000 readings and a bad line in one batch go out as three requests
+    at once; the point the server refuses, in the last part, is dead-lettered alone."""
     s = v1_settings(batch_size=5000, write_requests=3)
-    part = InfluxSink(s).build("s", 0, 1)
+    _Sizes.sent = []
+    part = InfluxSink(s, writer_factory=_Sizes).build("s", 0, 1)
     part.write_batch([reading("m-1", 0)])  # kw is a float field from now on
     bad = 'reading,meter_id=m-bad kw="high" 1714521600000000000'
     batch: list[Any] = [reading(f"m-{i % 50}", 1 + i // 50) for i in range(3000)]
     batch.insert(2900, bad)
-    before = _writes(influxdb)
     part.write_batch(batch)
     assert part.flush()
     part.close()
+    # the single reading alone, then the batch as three parts (then the halving's requests)
+    assert _Sizes.sent[0] == 1 and sorted(_Sizes.sent[1:4]) == [1000, 1000, 1001]
     rows = influxql(influxdb, s.database, "SELECT COUNT(kw) FROM reading")
     assert rows[0]["count"] == 3001
     assert part.written == 3001 and part.rejected == 1
     [record] = [json.loads(x) for x in part.deadletter_path.read_text().splitlines()]
     assert record["line"] == bad and "field type conflict" in record["error"]
-    assert _writes(influxdb) - before >= 3  # the batch went out as parts
-
-
-def _writes(svc: _services.Service) -> int:
-    """Write requests InfluxDB has answered so far (its own ``httpd`` statistics)."""
-    q = urllib.parse.urlencode({"q": "SHOW STATS FOR 'httpd'"})
-    with urllib.request.urlopen(f"{svc.url}/query?{q}", timeout=10) as resp:
-        doc = json.loads(resp.read())
-    [series] = doc["results"][0]["series"]
-    return int(dict(zip(series["columns"], series["values"][0], strict=True))["writeReq"])

@@ -49,6 +49,8 @@ log = logging.getLogger("gridwatch.engine")
 _STARTING, _READY, _FAILED = 0, 1, 2
 #: How often the collector process looks whether the engine asks it to stop or is gone.
 PARENT_POLL_S = 0.2
+#: How often the collector process publishes its journal's end (``_Shared.end``).
+END_EVERY_S = 0.05
 #: How long a new collector process waits for the journal partition a stopping one holds.
 LOCK_WAIT_S = 60.0
 _RESTART_FIRST_S = 1.0
@@ -67,6 +69,10 @@ class _Shared:
         #: how the process's start went (_STARTING, _READY, _FAILED) and, failed, why
         self.state = ctx.RawValue("i", _STARTING)
         self.why = ctx.RawArray("c", 1024)
+        #: the offset the journal partition's next record will get, as the process last
+        #: published it (every ``END_EVERY_S``; -1 while unknown): the dataflow's lag gauge
+        #: follows it instead of reading the records ahead of it twice
+        self.end = ctx.RawValue("q", -1)
 
 
 class CollectorProcess:
@@ -128,6 +134,15 @@ class CollectorProcess:
         raise ConnectError(f"not connected to {mqtt.host}:{mqtt.port} after {timeout:.0f}s: "
                            "no answer from the broker")
 
+    def journal_end(self, partition: int) -> int | None:
+        """The end of journal partition ``partition`` as the process last published it (at most
+        ``END_EVERY_S`` old), or None when it is not this process's partition or not known
+        (the process is starting): what ``JournalSource(journal_end=...)`` takes."""
+        if partition != self.partition:
+            return None
+        end = self._shared.end.value
+        return end if end >= 0 else None
+
     @property
     def failed(self) -> str | None:
         """Why the process's collector stopped on its own at its start, if it did."""
@@ -137,6 +152,7 @@ class CollectorProcess:
 
     def _spawn(self) -> None:
         self._shared.state.value = _STARTING
+        self._shared.end.value = -1
         self._proc = self._ctx.Process(
             target=collector_main, name=f"gridwatch-collector-p{self.partition}",
             args=(self.settings, self.partition, self._shared, self.metrics_port, os.getpid(),
@@ -230,10 +246,18 @@ class ProcessMetrics:
         yield from families.values()
 
 
-def _report_start(collector: Any, shared: _Shared) -> None:
+def _report_start(collector: Any, shared: _Shared, stop: threading.Event) -> None:
     """Tell the engine (``shared.state``, ``shared.why``) when ``collector`` is subscribed, or
-    why it stopped before it was."""
+    why it stopped before it was; and, until ``stop``, where its journal ends
+    (``shared.end``)."""
     from gridwatch.ingest import ConnectError
+
+    def publish_end() -> None:
+        journal = collector.journal
+        while journal is not None and not stop.wait(END_EVERY_S):
+            shared.end.value = journal.end_offset  # (the writer's own count: no disk read)
+
+    threading.Thread(target=publish_end, daemon=True, name="gridwatch-journal-end").start()
 
     def watch() -> None:
         try:  # (raises only when the collector stops: it retries an unreachable broker)
@@ -283,7 +307,7 @@ def collector_main(settings: Settings, partition: int, shared: _Shared, metrics_
         while True:
             try:
                 code = run_collector(settings, partition, stop, metrics_port, metrics=metrics,
-                                     started=lambda c: _report_start(c, shared))
+                                     started=lambda c: _report_start(c, shared, stop))
                 break
             except JournalLockedError as exc:
                 if stop.is_set() or time.monotonic() > deadline:

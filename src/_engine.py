@@ -545,7 +545,10 @@ def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
                                       # collector's dead letters but never in its partition
                                       deadletter_dir=settings.ingest.deadletter_dir,
                                       deadletter_partition_base=SOURCE_DEADLETTER_BASE,
-                                      handover_items=handover)
+                                      handover_items=handover,
+                                      # (the collector process tells where its journal ends)
+                                      journal_end=collector.journal_end
+                                      if own_process else None)
         submit = router.submit_many if router else None
         on_profile = router.update_profile if router else None
         if tags is not None:  # the customers' tags follow the events and profiles

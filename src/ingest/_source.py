@@ -89,7 +89,8 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
     def next_batch(self) -> list[Item]:
         records = self.journal.read(self.next_offset, self.source.batch_size)
         if not records:
-            end = self.journal.end_offset
+            told = self._told_end() if self.source.follow else None
+            end = told if told is not None else self.journal.end_offset
             self._set_lag(end)
             if not self.source.follow:
                 if self.next_offset < end:
@@ -160,17 +161,28 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
 
     def _update_lag(self) -> None:
         """The lag gauge after a batch: from the end the collector in this process has handed
-        over (no look at the disk), else from a scan of the journal's end (which reads and
-        checks every record ahead of the reader: the reader does it again when it gets there)
-        at most every ``lag_every_s`` seconds."""
+        over, else from the end a writer in another process tells (neither looks at the disk),
+        else from a scan of the journal's end (which reads and checks every record ahead of
+        the reader: the reader does it again when it gets there) at most every
+        ``lag_every_s`` seconds."""
         recent = self.recent
         if recent is not None and recent.end:
             self._set_lag(recent.end)
+            return
+        told = self._told_end()
+        if told is not None:
+            self._set_lag(told)
             return
         now = time.monotonic()
         if now - self._lag_at >= self.source.lag_every_s:
             self._lag_at = now
             self._set_lag(self.journal.end_offset)
+
+    def _told_end(self) -> int | None:
+        """The partition's end as its writer in another process last told it (the engine's
+        collector process), or None when none tells it."""
+        told = self.source.journal_end
+        return told(self.partition) if told is not None else None
 
     def _set_lag(self, end: int) -> None:
         if self.source.metrics is not None:
@@ -215,9 +227,11 @@ class JournalSource(FixedPartitionedSource[Item, int]):
     process appended last as the items it validated (at most ``handover_items`` per partition
     are kept for it, ``ingest.handover_items``; 0: decode every record), and counts them in
     ``metrics`` (``gridwatch_ingest_handover_hits`` and ``_misses``). The lag gauge
-    (``gridwatch_ingest_consumer_lag``) follows that collector's end after every batch, or,
-    with no collector in this process, a scan of the journal's end at most every
-    ``lag_every_s`` seconds while the partition reads (and at every poll when it is idle).
+    (``gridwatch_ingest_consumer_lag``) follows that collector's end after every batch; else
+    the end ``journal_end(partition)`` tells, when it tells one (the engine's collector
+    process publishes its journal's end in shared memory: the records ahead of the reader
+    are not read twice); else a scan of the journal's end at most every ``lag_every_s``
+    seconds while the partition reads (and at every poll when it is idle).
     """
 
     def __init__(
@@ -234,6 +248,7 @@ class JournalSource(FixedPartitionedSource[Item, int]):
         deadletter_partition_base: int = 0,
         handover_items: int = DEFAULT_HANDOVER_ITEMS,
         lag_every_s: float = 1.0,
+        journal_end: Callable[[int], int | None] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -243,6 +258,8 @@ class JournalSource(FixedPartitionedSource[Item, int]):
         #: how often, at most, a partition with no collector in this process scans the
         #: journal's end for ``gridwatch_ingest_consumer_lag`` while it reads
         self.lag_every_s = lag_every_s
+        #: a partition's end as its writer in another process tells it (None: not told)
+        self.journal_end = journal_end
         self.journal_dir = Path(journal_dir)
         self.partitions = partitions
         self.follow = follow

@@ -169,3 +169,32 @@ def test_a_collector_process_that_dies_is_started_again(
     finally:
         pub.close()
     assert stored_readings(influxdb.url, db) == expected_keys(first + second)
+
+
+@pytest.mark.services
+def test_the_collector_process_tells_where_its_journal_ends(tmp_path: Path,
+                                                           fresh_mosquitto) -> None:
+    """What the dataflow's lag gauge follows in this layout: the end the process publishes is
+    the journal's own, once what was published is journaled; and only for its partition."""
+    from gridwatch import load_settings
+    from gridwatch._collector_process import CollectorProcess
+    from gridwatch.ingest import Journal
+
+    settings = load_settings(write_config(tmp_path, broker=fresh_mosquitto,
+                                          influx_url="http://127.0.0.1:9", database="unused",
+                                          meters=METERS))
+    rows = [r for half in _halves(8) for r in half]
+    proc = CollectorProcess(settings, 0).start()
+    pub = Publisher(fresh_mosquitto)
+    try:
+        proc.wait_ready(timeout=30)
+        wait_until(lambda: proc.journal_end(0) is not None, 10, "the first end told")
+        assert proc.journal_end(0) == 0 and proc.journal_end(1) is None
+        pub.readings(rows, batch=40, compact=True)
+        wait_until(lambda: proc.journal_end(0) == len(rows), 30, "the end of every reading",
+                   detail=lambda: proc.journal_end(0))
+        with Journal(tmp_path / "journal", 0, readonly=True) as j:
+            assert j.end_offset == len(rows)
+    finally:
+        pub.close()
+        proc.stop()

@@ -534,6 +534,43 @@ def test_without_a_collector_here_the_lag_gauge_scans_at_most_every_lag_every_s(
         part.close()
 
 
+def test_the_lag_gauge_follows_the_end_a_writer_elsewhere_tells_without_a_scan(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's collector process publishes its journal's end: the gauge follows it, and
+    reads no record ahead of the reader; while it tells none (starting), the gauge scans."""
+    from prometheus_client import CollectorRegistry
+
+    from gridwatch.ingest import IngestMetrics
+
+    batch = _fleet_readings(300)
+    with Journal(tmp_path / "journal", 0, fsync=False) as j:
+        j.append([encode_item(r) for r in batch])
+    told: list[int | None] = [1_000]  # (beyond the records on disk: only the told end gives it)
+    metrics = IngestMetrics(CollectorRegistry())
+    source = JournalSource(tmp_path / "journal", partitions=[0], follow=True, batch_size=100,
+                           metrics=metrics, lag_every_s=0.0, handover_items=0,
+                           journal_end=lambda p: told[0] if p == 0 else None)
+    part = source.build_part("in", "p0000", None)
+    scans = _counting_end_scans(monkeypatch)
+
+    def lag() -> float | None:
+        return metrics.registry.get_sample_value("gridwatch_ingest_consumer_lag",
+                                                 {"partition": "0"})
+
+    assert part.next_batch() == batch[:100]
+    assert lag() == 900
+    assert part.next_batch() == batch[100:200]
+    assert lag() == 800
+    assert scans == []
+    told[0] = None  # the collector process starts again: nothing told, the disk is scanned
+    assert part.next_batch() == batch[200:]
+    assert lag() == 0 and len(scans) == 1
+    told[0] = 300
+    assert part.next_batch() == []  # (idle: the end told, not scanned)
+    assert lag() == 0 and len(scans) == 1
+    part.close()
+
+
 def test_a_reader_beyond_the_capacity_decodes_what_fell_out(tmp_path: Path) -> None:
     """A hand-over of 1,000 items and 3,500 readings appended before the reader comes back:
     the first 2,500 fell out and are decoded, the last 1,000 are taken; every one equal."""

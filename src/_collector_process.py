@@ -246,18 +246,22 @@ class ProcessMetrics:
         yield from families.values()
 
 
-def _report_start(collector: Any, shared: _Shared, stop: threading.Event) -> None:
+def _publish_end(collector: Any, shared: _Shared, stop: threading.Event) -> None:
+    """Until ``stop``, tell the engine every ``END_EVERY_S`` where ``collector``'s journal
+    ends (``shared.end``: the writer's own count, no look at the disk)."""
+    journal = collector.journal  # (set by the collector's start, before this is called)
+
+    def publish() -> None:
+        while not stop.wait(END_EVERY_S):
+            shared.end.value = journal.end_offset
+
+    threading.Thread(target=publish, daemon=True, name="gridwatch-journal-end").start()
+
+
+def _report_start(collector: Any, shared: _Shared) -> None:
     """Tell the engine (``shared.state``, ``shared.why``) when ``collector`` is subscribed, or
-    why it stopped before it was; and, until ``stop``, where its journal ends
-    (``shared.end``)."""
+    why it stopped before it was."""
     from gridwatch.ingest import ConnectError
-
-    def publish_end() -> None:
-        journal = collector.journal
-        while journal is not None and not stop.wait(END_EVERY_S):
-            shared.end.value = journal.end_offset  # (the writer's own count: no disk read)
-
-    threading.Thread(target=publish_end, daemon=True, name="gridwatch-journal-end").start()
 
     def watch() -> None:
         try:  # (raises only when the collector stops: it retries an unreachable broker)
@@ -302,12 +306,16 @@ def collector_main(settings: Settings, partition: int, shared: _Shared, metrics_
     if serve_engine:
         inner = start_metrics_server(0, metrics.registry, "127.0.0.1")
         shared.port.value = inner.server_port
+    def started(collector: Any) -> None:
+        _report_start(collector, shared)
+        _publish_end(collector, shared, stop)
+
     deadline = time.monotonic() + LOCK_WAIT_S
     with tuned_gc(gc_threshold):  # (the engine's collector settings)
         while True:
             try:
                 code = run_collector(settings, partition, stop, metrics_port, metrics=metrics,
-                                     started=lambda c: _report_start(c, shared, stop))
+                                     started=started)
                 break
             except JournalLockedError as exc:
                 if stop.is_set() or time.monotonic() > deadline:

@@ -89,8 +89,8 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
     def next_batch(self) -> list[Item]:
         records = self.journal.read(self.next_offset, self.source.batch_size)
         if not records:
-            told = self._told_end() if self.source.follow else None
-            end = told if told is not None else self.journal.end_offset
+            known = self._known_end() if self.source.follow else None
+            end = known if known is not None else self.journal.end_offset
             self._set_lag(end)
             if not self.source.follow:
                 if self.next_offset < end:
@@ -160,27 +160,26 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
                                           self.source.clock(), offset))
 
     def _update_lag(self) -> None:
-        """The lag gauge after a batch: from the end the collector in this process has handed
-        over, else from the end a writer in another process tells (neither looks at the disk),
-        else from a scan of the journal's end (which reads and checks every record ahead of
-        the reader: the reader does it again when it gets there) at most every
-        ``lag_every_s`` seconds."""
-        recent = self.recent
-        if recent is not None and recent.end:
-            self._set_lag(recent.end)
-            return
-        told = self._told_end()
-        if told is not None:
-            self._set_lag(told)
+        """The lag gauge after a batch: from the end known without a look at the disk, else
+        from a scan of the journal's end (which reads and checks every record ahead of the
+        reader: the reader does it again when it gets there) at most every ``lag_every_s``
+        seconds."""
+        end = self._known_end()
+        if end is not None:
+            self._set_lag(end)
             return
         now = time.monotonic()
         if now - self._lag_at >= self.source.lag_every_s:
             self._lag_at = now
             self._set_lag(self.journal.end_offset)
 
-    def _told_end(self) -> int | None:
-        """The partition's end as its writer in another process last told it (the engine's
-        collector process), or None when none tells it."""
+    def _known_end(self) -> int | None:
+        """The partition's end as its writer knows it, with no look at the disk: the
+        collector's in this process (from what it handed over), else what a writer in another
+        process last told (the engine's collector process); None when neither knows it."""
+        recent = self.recent
+        if recent is not None and recent.end:
+            return recent.end
         told = self.source.journal_end
         return told(self.partition) if told is not None else None
 

@@ -499,6 +499,10 @@ def test_the_lag_gauge_follows_the_collector_in_this_process_without_a_scan(
         j.append([encode_item(r) for r in batch[300:]], batch[300:])
         assert part.next_batch() == batch[100:200]
         assert lag() == 150
+        assert part.next_batch() == batch[200:300]
+        assert part.next_batch() == batch[300:]
+        assert part.next_batch() == []  # (idle: the writer's end too)
+        assert lag() == 0
         assert scans == []  # the writer's end, not a scan of the disk
     part.close()
 

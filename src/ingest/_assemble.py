@@ -17,7 +17,8 @@ from pydantic import BaseModel
 
 from gridwatch._schemas import Reading
 
-__all__ = ["DEFAULTS", "YEAR_2000", "Stamps", "built", "phases_agree"]
+__all__ = ["DEFAULTS", "YEAR_2000", "ReadingFields", "Stamps", "built", "phases_agree",
+           "reading_of_fields"]
 
 #: Every field of a reading at its default: a copy updated with the given fields is its
 #: ``__dict__``.
@@ -44,11 +45,43 @@ def built(values: dict[str, Any], given: set[str]) -> Reading:
     return reading
 
 
+def reading_of_fields(given: dict[str, Any]) -> Reading:
+    """The reading of its ``given`` fields, each already as :class:`Reading` holds it (checked,
+    a lone phase number made a tuple: :func:`phases_agree`); the others at their defaults."""
+    values = DEFAULTS.copy()
+    values.update(given)
+    return built(values, set(given))
+
+
+class ReadingFields:
+    """Readings as their given fields only, in order: a run of journal records decoded
+    (:func:`~gridwatch.ingest._journal.rebuild_fields`), each field as :class:`Reading` holds
+    it. A source item that stands for ``len(self)`` readings whose objects are made only when
+    asked (:meth:`readings`): the dataflow groups them per grid cell and its compiled lane
+    reads the fields themselves, so most readings never need one."""
+
+    __slots__ = ("given",)
+
+    def __init__(self, given: list[dict[str, Any]]) -> None:
+        self.given = given
+
+    def __len__(self) -> int:
+        return len(self.given)
+
+    def __repr__(self) -> str:
+        return f"ReadingFields({len(self.given)} readings)"
+
+    def readings(self) -> list[Reading]:
+        """The readings themselves."""
+        return list(map(reading_of_fields, self.given))
+
+
 def phases_agree(values: dict[str, Any]) -> bool:
-    """What ``Reading``'s per-phase checks do, on a reading's field values: a lone voltage
-    or current number made a one-phase tuple (``_scalar_to_tuple``), in place; False unless
-    there are as many voltage as current phases (``_phases_agree``)."""
-    voltage, current = values["voltage"], values["current"]
+    """What ``Reading``'s per-phase checks do, on a reading's field values (all of them, or
+    the given ones only): a lone voltage or current number made a one-phase tuple
+    (``_scalar_to_tuple``), in place; False unless there are as many voltage as current
+    phases (``_phases_agree``)."""
+    voltage, current = values.get("voltage"), values.get("current")
     if voltage.__class__ is float:
         voltage = values["voltage"] = (voltage,)
     if current.__class__ is float:

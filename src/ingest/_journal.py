@@ -33,7 +33,7 @@ from typing import Annotated, Any, BinaryIO, NotRequired, TypedDict
 import msgspec
 
 from gridwatch._schemas import ID_PATTERN, DeviceTelemetry, MeterStatus, Reading
-from gridwatch.ingest._assemble import DEFAULTS, Stamps, built, phases_agree
+from gridwatch.ingest._assemble import DEFAULTS, Stamps, built, phases_agree, reading_of_fields
 from gridwatch.ingest._config import IngestSettings
 
 __all__ = [
@@ -853,16 +853,11 @@ def encode_items(items: Sequence[Reading | DeviceTelemetry]) -> list[bytes]:
             if type(item) is Reading else encode_item(item) for item in items]
 
 
-def _reading_of(doc: Any) -> Reading | None:
-    """The reading of a record's decoded fields (:class:`_Written`), None when its time is not
-    in UTC or its phases disagree (then validation says why)."""
-    if doc["ts"].tzinfo is not UTC:
-        return None
-    values = DEFAULTS.copy()
-    values.update(doc)
-    if not phases_agree(values):  # (a lone phase number made a tuple)
-        return None
-    return built(values, set(doc))
+def _fields_of(doc: Any) -> bool:
+    """Whether a record's decoded fields (:class:`_Written`) are a reading's, as it holds them:
+    its time in UTC and its phases agreeing (a lone phase number made a tuple, in place);
+    else validation says why not."""
+    return doc["ts"].tzinfo is UTC and phases_agree(doc)
 
 
 def _rebuild(data: bytes) -> Reading | None:
@@ -882,13 +877,21 @@ def _rebuild(data: bytes) -> Reading | None:
     if data.count(b'":') != len(doc) \
             or len(data.translate(None, _WHITESPACE)) != len(data) - _TAG_LEN:
         return None
-    return _reading_of(doc)
+    return reading_of_fields(doc) if _fields_of(doc) else None
 
 
 def rebuild_readings(records: Sequence[bytes]) -> list[Reading] | None:
     """``[decode_item(r) for r in records]`` for a run of tagged reading records, each in the
     form :func:`encode_item` or :func:`compact_readings` writes; None when any record is not
-    (then the caller decodes them one by one, which says which record is what).
+    (then the caller decodes them one by one, which says which record is what)."""
+    given = rebuild_fields(records)
+    return None if given is None else list(map(reading_of_fields, given))
+
+
+def rebuild_fields(records: Sequence[bytes]) -> list[dict[str, Any]] | None:
+    """The given fields of each reading :func:`rebuild_readings` would make (each as
+    :class:`Reading` holds it: :func:`~gridwatch.ingest._assemble.reading_of_fields` makes
+    the reading), or None where it gives None: the readings of a run, without their objects.
 
     :func:`_rebuild`'s checks, made over the whole run at once. Each record holds its tag,
     which is JSON whitespace, so a run with as much whitespace as its tags has none beyond
@@ -908,14 +911,10 @@ def rebuild_readings(records: Sequence[bytes]) -> list[Reading] | None:
     if len(run) - len(run.translate(None, _WHITESPACE)) != tag_len * len(records) \
             or run.count(b'":') != sum(map(len, docs)):
         return None
-    out: list[Reading] = []
-    append = out.append
     for doc in docs:
-        reading = _reading_of(doc)
-        if reading is None:
+        if not _fields_of(doc):
             return None
-        append(reading)
-    return out
+    return docs
 
 
 _sent_batch = msgspec.json.Decoder(list[_Sent]).decode

@@ -27,6 +27,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from pydantic import ValidationError
 
 from gridwatch._schemas import DeviceTelemetry, Reading
+from gridwatch.ingest._assemble import ReadingFields, reading_of_fields
 from gridwatch.ingest._config import IngestSettings
 from gridwatch.ingest._csvrows import FastRows
 from gridwatch.ingest._deadletter import DeadLetter, DeadLetters
@@ -45,7 +46,7 @@ from gridwatch.ingest._journal import (
     compact_readings,
     decode_item,
     journal_partitions,
-    rebuild_readings,
+    rebuild_fields,
     recent_items,
     release_recent_items,
 )
@@ -119,11 +120,14 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
         if known is None or not any(known):
             # every record to decode (the engine of the process layout, or a hand-over that
             # kept none of them): first as one run, where each is in the collector's form
-            rebuilt = rebuild_readings([data for _offset, data in records])
-            if rebuilt is not None:
-                items = rebuilt
-            else:
+            given = rebuild_fields([data for _offset, data in records])
+            if given is None:
                 self._decode_each(records, None, items, letters)
+            elif self.source.as_fields is True:
+                self._read_up_to(records[-1][0], len(given))
+                return [ReadingFields(given)]
+            else:
+                items = list(map(reading_of_fields, given))
         else:
             self._decode_each(records, known, items, letters)
         if letters and self.source.deadletter_dir is not None:
@@ -131,11 +135,15 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
                 self._dead = DeadLetters(self.source.deadletter_dir,
                                          self.source.deadletter_partition_base + self.partition)
             self._dead.put_many(letters)
-        self.next_offset = records[-1][0] + 1
-        self.source.accepted += len(items)
+        self._read_up_to(records[-1][0], len(items))
+        return items
+
+    def _read_up_to(self, offset: int, accepted: int) -> None:
+        """The partition read up to record ``offset``, ``accepted`` readings of it."""
+        self.next_offset = offset + 1
+        self.source.accepted += accepted
         if self.source.metrics is not None:
             self._update_lag()
-        return items
 
     def _decode_each(self, records: list[tuple[int, bytes]], known: list[Any] | None,
                      items: list[Item], letters: list[DeadLetter]) -> None:
@@ -248,6 +256,7 @@ class JournalSource(FixedPartitionedSource[Item, int]):
         handover_items: int = DEFAULT_HANDOVER_ITEMS,
         lag_every_s: float = 1.0,
         journal_end: Callable[[int], int | None] | None = None,
+        as_fields: bool | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -259,6 +268,11 @@ class JournalSource(FixedPartitionedSource[Item, int]):
         self.lag_every_s = lag_every_s
         #: a partition's end as its writer in another process tells it (None: not told)
         self.journal_end = journal_end
+        #: a read of reading records all in the collector's form comes as one
+        #: :class:`ReadingFields` item: the dataflow's summarized source asks for it (None:
+        #: as the consumer asks, else readings) and groups the fields per cell, and only the
+        #: readings that need one become objects; False keeps readings for any consumer
+        self.as_fields = as_fields
         self.journal_dir = Path(journal_dir)
         self.partitions = partitions
         self.follow = follow

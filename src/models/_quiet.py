@@ -353,7 +353,12 @@ def phases(r: Reading) -> tuple[int, float, float, float, int, float, float, flo
     three values, the currents' count (3, or 0: none, or not three, or no voltages) and three
     values; None for a count of voltages other than none, one or three (the Python quiet
     path's)."""
-    volts = r.voltage
+    return phases_of(r.voltage, r.current)
+
+
+def phases_of(volts: tuple[float, ...] | None, cur: tuple[float, ...] | None
+              ) -> tuple[int, float, float, float, int, float, float, float] | None:
+    """:func:`phases` of a reading's voltages and currents."""
     if not volts:
         return _NO_PHASES
     nv = len(volts)
@@ -364,7 +369,6 @@ def phases(r: Reading) -> tuple[int, float, float, float, int, float, float, flo
         v0, v1, v2 = volts
     else:
         return None
-    cur = r.current
     if cur and len(cur) == 3:
         return nv, v0, v1, v2, 3, cur[0], cur[1], cur[2]
     return nv, v0, v1, v2, 0, 0.0, 0.0, 0.0

@@ -37,7 +37,7 @@ from influxdb_client import Point
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gridwatch.storage._config import InfluxSettings
-from gridwatch.storage._points import MEASUREMENTS, reading_lines, to_lines
+from gridwatch.storage._points import MEASUREMENTS, field_lines, to_lines
 from gridwatch.storage._spool import Spool
 from gridwatch.storage._writer import (
     ParallelWriter,
@@ -183,8 +183,9 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
                 obj = obj[1]  # a (key, value) pair from a keyed step
             if isinstance(obj, str):
                 lines.append(obj)
-            elif isinstance(getattr(obj, "readings", None), tuple):
-                lines += reading_lines(obj.readings)  # a reading batch of the dataflow
+            elif hasattr(type(obj), "readings") and hasattr(obj, "fields"):
+                # a reading batch of the dataflow (its fields: no reading objects made)
+                lines += field_lines(obj.fields())
             elif isinstance(obj, Point):
                 lines.extend(to_line_protocol([obj]))
             elif type(obj) in MEASUREMENTS:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any, cast
 
 import bytewax.operators as op
@@ -104,9 +103,6 @@ def watch_key(meter_id: str, meta: MeterMeta | None, placement: Placement | None
     return f"shard:{zlib.crc32(meter_id.encode()) % SHARDS:02d}"
 
 
-_meter_id = attrgetter("meter_id")
-
-
 class MeterFacts:
     """What the flow needs of each meter per reading, looked up once and kept: its watch key
     (:func:`watch_key`, the grouping's ``key_of``) and whether it is an industrial customer's
@@ -164,8 +160,12 @@ class MeterFacts:
 
     def __call__(self, r: Reading) -> str:
         """The watch key of ``r``'s meter."""
-        kept = self.known.get(r.meter_id)
-        return kept[0] if kept is not None else self._facts(r.meter_id)[0]
+        return self.of_meter(r.meter_id)
+
+    def of_meter(self, meter_id: str) -> str:
+        """The watch key of a meter."""
+        kept = self.known.get(meter_id)
+        return kept[0] if kept is not None else self._facts(meter_id)[0]
 
     def industrial_of(self, batches: list[ReadingBatch]) -> list[Reading]:
         """The readings of industrial customers in ``batches``, in order (one call for all the
@@ -180,21 +180,23 @@ class MeterFacts:
     def industrial(self, b: ReadingBatch) -> list[Reading]:
         """The readings of industrial customers in ``b``, in order. Without a registry no
         meter is known to be an industrial customer's: none, at once."""
-        readings = b.readings
-        if not readings or self._never:
+        if self._never:
+            return []
+        meter_ids = b.meter_ids()
+        if not meter_ids:
             return []
         self.check()
-        ids = set(map(_meter_id, readings))
+        ids = set(meter_ids)
         if self.industrial_ids.isdisjoint(ids) and self.known.keys() >= ids:
             return []
         out = []
         known = self.known
-        for r in readings:
-            kept = known.get(r.meter_id)
+        for i, meter_id in enumerate(meter_ids):
+            kept = known.get(meter_id)
             if kept is None:
-                kept = self._facts(r.meter_id)
+                kept = self._facts(meter_id)
             if kept[1]:
-                out.append(r)
+                out.append(b.reading(i))
         return out
 
 

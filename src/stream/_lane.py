@@ -25,16 +25,17 @@ from __future__ import annotations
 import math
 import struct
 from array import array
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, overload
 
 import numpy as np
 
 from gridwatch._schemas import MeterMeta, Reading
+from gridwatch.ingest._assemble import reading_of_fields
 from gridwatch.models import Calendar, DetectionSettings, MeterState
-from gridwatch.models._quiet import forecast_steps, lane_entry, phases
+from gridwatch.models._quiet import forecast_steps, lane_entry, phases_of
 
-__all__ = ["Lane"]
+__all__ = ["Lane", "TimedFields"]
 
 _N_IN = 20  # (columns of a reading's row: _quiet_jit.LANE_IN)
 _N_METER = 7  # (_quiet_jit.LANE_METER)
@@ -47,6 +48,47 @@ _PYTHON_ROW = _ROW.pack(-1.0, *(0.0,) * (_N_IN - 1))
 _NAN = math.nan
 _NO_META = object()  #: a slot whose row was never set
 _NO_FORECAST = (0, 0, 0, 0)  #: a meter without a contracted kVA: no forecast's steps
+
+
+class TimedFields(Sequence[tuple[float, Reading]]):
+    """Readings given as their fields (each as :class:`Reading` holds it), with their event
+    times: a sequence of (event time, reading) whose readings are made at the first look at
+    each, which the lane spares the readings it steps (:meth:`Lane.rows` reads the fields)."""
+
+    __slots__ = ("fields", "made", "times")
+
+    def __init__(self, fields: list[dict[str, Any]], times: list[float]) -> None:
+        self.fields = fields
+        self.times = times
+        #: the readings made so far, by index
+        self.made: dict[int, Reading] = {}
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[float, Reading]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> TimedFields: ...
+
+    def __getitem__(self, i: int | slice) -> tuple[float, Reading] | TimedFields:
+        if isinstance(i, slice):
+            return TimedFields(self.fields[i], self.times[i])
+        if i < 0:
+            i += len(self.fields)
+        r = self.made.get(i)
+        if r is None:
+            r = self.made[i] = reading_of_fields(self.fields[i])
+        return self.times[i], r
+
+    def __iter__(self) -> Iterator[tuple[float, Reading]]:
+        for i in range(len(self.fields)):
+            yield self[i]
+
+    def pairs(self) -> Iterable[tuple[float, dict[str, Any]]]:
+        """(event time, fields) of each reading, in order."""
+        return zip(self.times, self.fields, strict=True)
 
 
 class Lane:
@@ -112,7 +154,7 @@ class Lane:
         if j is not None and j < len(self.ready):
             self.ready[j] = 0
 
-    def rows(self, timed: Sequence[tuple[float, Reading]], slot: dict[str, int],
+    def rows(self, timed: Sequence[tuple[float, Reading]] | TimedFields, slot: dict[str, int],
              known: dict[str, MeterMeta], meta_of: Callable[[str], MeterMeta | None],
              cell_known: bool,
              states: dict[str, MeterState], c: Any
@@ -123,7 +165,8 @@ class Lane:
         ``meta_of``).
         A reading goes through Python when its meter has no row, its registry entry is not the
         one the row was set with, it carries a status, its voltages are neither one nor three,
-        or the cell still waits for its name from the registry."""
+        or the cell still waits for its name from the registry. The readings of a
+        :class:`TimedFields` are read from their fields: no reading object is made."""
         slot_get = slot.get
         metas = self.metas
         n_metas = len(metas)
@@ -145,22 +188,24 @@ class Lane:
         entry = entries.append
         forecast_iv = self.forecast_iv
         known_get = known.get
-        for t, r in timed:
-            meter_id = r.meter_id
+        pairs = timed.pairs() if type(timed) is TimedFields \
+            else [(t, r.__dict__) for t, r in timed]
+        for t, d in pairs:
+            meter_id = d["meter_id"]
             meta = known_get(meter_id) or meta_of(meter_id)
             entry(meta)
             j = slot_get(meter_id, -1)
-            if j < 0 or j >= n_metas or metas[j] is not meta or r.status or (
+            if j < 0 or j >= n_metas or metas[j] is not meta or d.get("status") or (
                     not cell_known and meta is not None):
                 append(_PYTHON_ROW)
                 continue
-            ph = phases(r)
+            ph = phases_of(d.get("voltage"), d.get("current"))
             if ph is None:
                 append(_PYTHON_ROW)
                 continue
-            kwh = r.kwh
-            pf = r.pf
-            r_iv = r.interval_s
+            kwh = d.get("kwh")
+            pf = d.get("pf")
+            r_iv = d.get("interval_s")
             if t != info_t:
                 info_t = t
                 info = quarters.get(int(t // 900)) or info_of(t)
@@ -184,7 +229,7 @@ class Lane:
                 forecast = kva_steps
             else:
                 forecast = _NO_FORECAST
-            append(pack(j, t, r.kw, nan if kwh is None else kwh, r_iv or 0.0, *ph,
+            append(pack(j, t, d["kw"], nan if kwh is None else kwh, r_iv or 0.0, *ph,
                         nan if pf is None else pf, info[1], info[2], *forecast))
             any_lane = True
         # (a bytearray: the kernel takes a writable array)

@@ -39,7 +39,7 @@ from gridwatch.models import (
 )
 from gridwatch.models._quiet import consts, lane_kernel, quiet_done
 from gridwatch.models._quiet_codes import STUCK_COUNT
-from gridwatch.stream._lane import Lane
+from gridwatch.stream._lane import Lane, TimedFields
 from gridwatch.stream._partition import ReadingBatch, Tick
 
 MetaLookup = Callable[[str], MeterMeta | None]
@@ -436,9 +436,9 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                     self._hold(value, out)
                 else:
                     # one partition feeds the cell: its readings step in arrival order
-                    timed = [(r.ts.timestamp(), r) for r in value.readings]
-                    if timed:
-                        newest = max(timed, key=itemgetter(0))[0]
+                    timed, times = self._timed(value)
+                    if times:
+                        newest = max(times)
                         if newest > parts.get(value.part, -math.inf):
                             parts[value.part] = newest
                     self._steps(timed, out)
@@ -454,6 +454,19 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         out: list[Any] = []
         self._release(math.inf, out)
         return out, StatefulBatchLogic.RETAIN
+
+    @staticmethod
+    def _timed(batch: ReadingBatch
+               ) -> tuple[Sequence[tuple[float, Reading]], list[float]]:
+        """The batch's readings with their event times, and the times: readings given as
+        their fields stay so (:class:`TimedFields`), made only where the lane leaves them."""
+        given = batch.given
+        if given is not None:
+            times = [f["ts"].timestamp() for f in given]
+            return TimedFields(given, times), times
+        readings = batch.readings
+        times = [r.ts.timestamp() for r in readings]
+        return list(zip(times, readings, strict=True)), times
 
     def _hold(self, batch: ReadingBatch, out: list[Any]) -> None:
         """Hold a batch's readings; step those every partition has delivered."""

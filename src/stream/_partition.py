@@ -29,6 +29,7 @@ from bytewax.operators import StatefulLogic
 from pydantic import BaseModel
 
 from gridwatch._schemas import Reading
+from gridwatch.ingest._assemble import ReadingFields, reading_of_fields
 
 __all__ = ["ClockLogic", "ReadingBatch", "SummarizedSource", "Tick", "Watermark"]
 
@@ -44,9 +45,13 @@ class Tick:
     now: float
 
 
-@dataclass(frozen=True, slots=True)
 class ReadingBatch:
     """Readings of one watch key, in the order source partition ``part`` read them.
+
+    A batch read from the journal may hold its readings as their given fields only
+    (:meth:`of_fields`, from a :class:`~gridwatch.ingest._assemble.ReadingFields` run): the
+    reading objects are then made at the first look at :attr:`readings`, which the cell's
+    compiled lane spares most of them (it reads the fields, :meth:`fields`).
 
     A batch crosses between the processes of a cluster pickled as columns (one tuple per
     field of :class:`Reading`), not as a tuple of pydantic objects each carrying its own
@@ -55,9 +60,59 @@ class ReadingBatch:
     second validation (they were validated where they entered the engine).
     """
 
-    key: str
-    readings: tuple[Reading, ...]
-    part: str = ""
+    __slots__ = ("_readings", "given", "key", "part")
+
+    def __init__(self, key: str, readings: tuple[Reading, ...], part: str = "") -> None:
+        self.key = key
+        self.part = part
+        self._readings: tuple[Reading, ...] | None = readings
+        #: the readings' given fields, when the batch was made of them
+        self.given: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def of_fields(cls, key: str, given: list[dict[str, Any]], part: str = "") -> ReadingBatch:
+        """The batch of readings given as their fields (each as :class:`Reading` holds it)."""
+        batch = cls.__new__(cls)
+        batch.key, batch.part, batch._readings, batch.given = key, part, None, given
+        return batch
+
+    @property
+    def readings(self) -> tuple[Reading, ...]:
+        readings = self._readings
+        if readings is None:
+            assert self.given is not None
+            readings = self._readings = tuple(map(reading_of_fields, self.given))
+        return readings
+
+    def reading(self, i: int) -> Reading:
+        """Reading ``i`` (the others not made, when the batch holds fields)."""
+        if self._readings is None:
+            assert self.given is not None
+            return reading_of_fields(self.given[i])
+        return self._readings[i]
+
+    def fields(self) -> list[dict[str, Any]]:
+        """Each reading's fields, by name (its given ones, or all of them), in order."""
+        if self.given is not None:
+            return self.given
+        return [r.__dict__ for r in self.readings]
+
+    def meter_ids(self) -> list[str]:
+        """Each reading's meter, in order."""
+        if self.given is not None:
+            return [f["meter_id"] for f in self.given]
+        return [r.meter_id for r in self.readings]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ReadingBatch):
+            return NotImplemented
+        return (self.key, self.part, self.readings) == (other.key, other.part, other.readings)
+
+    __hash__ = None  # type: ignore[assignment]  # (its readings are made at first look)
+
+    def __repr__(self) -> str:
+        n = len(self.given) if self.given is not None else len(self.readings)
+        return f"ReadingBatch(key={self.key!r}, {n} readings, part={self.part!r})"
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         if all(type(r) is Reading for r in self.readings):
@@ -119,6 +174,11 @@ class Watermark:
 
 def _group(items: list[Any], part: str, key_of: Callable[[Reading], str],
            announced: set[str], newest: float) -> tuple[list[Any], float]:
+    if len(items) == 1 and type(items[0]) is ReadingFields:
+        of_meter = getattr(key_of, "of_meter", None)
+        if of_meter is not None:
+            return _group_fields(items[0].given, part, key_of, of_meter, announced, newest)
+        items = items[0].readings()
     readings = [x for x in items if type(x) is Reading]
     if len(readings) != len(items):  # telemetry, or a subclass of Reading
         readings = [x for x in items if isinstance(x, Reading)]
@@ -127,9 +187,7 @@ def _group(items: list[Any], part: str, key_of: Callable[[Reading], str],
         out = []
     if not readings:
         return out, newest
-    check = getattr(key_of, "check", None)
-    if check is not None:  # kept facts (``MeterFacts``): a registry reload seen once a batch
-        check()
+    _check(key_of)
     groups: dict[str, list[Reading]] = {}
     get = groups.get
     for r in readings:
@@ -143,11 +201,42 @@ def _group(items: list[Any], part: str, key_of: Callable[[Reading], str],
         ts = max(r.ts for r in readings).timestamp()
     except TypeError:  # aware and naive times mixed (readings built without validation)
         ts = max(r.ts.timestamp() for r in readings)
+    out.extend(ReadingBatch(k, tuple(rs), part) for k, rs in groups.items())
+    return _summary(out, groups, part, ts, announced, newest)
+
+
+def _group_fields(given: list[dict[str, Any]], part: str, key_of: Callable[[Reading], str],
+                  of_meter: Callable[[str], str], announced: set[str], newest: float
+                  ) -> tuple[list[Any], float]:
+    """:func:`_group` of readings given as their fields: batches of fields, no objects."""
+    _check(key_of)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    get = groups.get
+    for f in given:
+        key = of_meter(f["meter_id"])
+        group = get(key)
+        if group is None:
+            groups[key] = [f]
+        else:
+            group.append(f)
+    ts = max(f["ts"] for f in given).timestamp()  # (checked: all in UTC)
+    out: list[Any] = [ReadingBatch.of_fields(k, fs, part) for k, fs in groups.items()]
+    return _summary(out, groups, part, ts, announced, newest)
+
+
+def _check(key_of: Callable[[Reading], str]) -> None:
+    check = getattr(key_of, "check", None)
+    if check is not None:  # kept facts (``MeterFacts``): a registry reload seen once a batch
+        check()
+
+
+def _summary(out: list[Any], groups: dict[str, Any], part: str, ts: float,
+             announced: set[str], newest: float) -> tuple[list[Any], float]:
+    """``out`` and the batch's :class:`Watermark` (the watch keys first seen in ``groups``)."""
     if ts > newest:
         newest = ts
     fresh = tuple(k for k in groups if k not in announced)
     announced.update(fresh)
-    out.extend(ReadingBatch(k, tuple(rs), part) for k, rs in groups.items())
     out.append(Watermark(part, newest, fresh))
     return out, newest
 
@@ -241,7 +330,12 @@ class _SummarizedDynamic(DynamicSource[Any]):
 
 
 def summarized(source: Source[Any], key_of: Callable[[Reading], str]) -> Source[Any]:
-    """Wrap a bytewax source so that it emits reading batches and watermarks."""
+    """Wrap a bytewax source so that it emits reading batches and watermarks. A source that
+    can give a read's readings as their fields (``JournalSource.as_fields`` None: unless
+    told not to) is asked to: their batches make reading objects only for the readings that
+    need one."""
+    if hasattr(source, "as_fields") and source.as_fields is None:
+        source.as_fields = True
     if isinstance(source, FixedPartitionedSource):
         return SummarizedSource(source, key_of)
     if isinstance(source, DynamicSource):

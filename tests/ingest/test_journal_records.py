@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from gridwatch import Reading
 from gridwatch._schemas import MeterStatus
 from gridwatch.ingest import Journal, JournalSource, decode_item, encode_item, read_deadletters
+from gridwatch.ingest._assemble import ReadingFields
 from gridwatch.ingest._journal import (
     READING_TAG,
     _rebuild,
@@ -263,6 +264,37 @@ def test_the_journal_source_dead_letters_a_bad_record_with_its_reason(tmp_path: 
     assert [(d.reason, d.index, d.payload) for d in letters] == [
         ("out_of_range", 1, bad), ("invalid_json", 2, b'{"meter_id": "m2"')]
     assert all(d.topic == "journal:p0000" and d.detail for d in letters)
+
+
+def test_a_source_asked_for_fields_gives_a_read_in_the_written_form_as_one_run(
+        tmp_path: Path) -> None:
+    """``as_fields``: a read whose records are all readings in the written form is one
+    ``ReadingFields`` item (counted as its readings), whose readings are the records'; a read
+    with a record that is not is decoded record by record, its bad record dead-lettered; a
+    source not asked (None, False) gives readings."""
+    rs = [Reading(meter_id=f"m{i}", ts=datetime(2026, 1, 1, tzinfo=UTC), kw=1.0 + i,
+                  voltage=(230.0,)) for i in range(5)]
+    bad = b'{"meter_id":"m1","ts":"2026-01-01T00:15:00Z","kw":1e9}'
+    with Journal(tmp_path / "journal", 0) as j:
+        j.append([encode_item(r) for r in rs])
+        j.append([encode_item(rs[0]), bad])
+    for asked in (None, False, True):
+        source = JournalSource(tmp_path / "journal", follow=False, batch_size=5,
+                               deadletter_dir=tmp_path / f"dead-{asked}", as_fields=asked)
+        part = source.build_part("in", "p0000", None)
+        first, second = part.next_batch(), part.next_batch()
+        part.close()
+        if asked:
+            assert len(first) == 1 and type(first[0]) is ReadingFields
+            assert len(first[0]) == 5
+            for got, want in zip(first[0].readings(), rs, strict=True):
+                _same(want, got)
+        else:
+            assert first == rs
+        assert second == [rs[0]]
+        assert source.accepted == 6
+        assert source.rejected_by_reason == {"out_of_range": 1}
+        assert [d.payload for d in read_deadletters(tmp_path / f"dead-{asked}")] == [bad]
 
 
 def test_a_live_source_keeps_its_dead_letters_apart_from_the_collectors(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """The engine's hot paths against their reference: a ``ReadingBatch`` pickles as columns and
-comes back as the same readings, the storage sink's line for a reading is the schema's
+comes back as the same readings, a batch of given fields (as read from the journal) is the
+batch of their readings, the storage sink's line for a reading is the schema's
 (hypothesis), and the dataflow's registry lookup is one table built once per registry."""
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from gridwatch._engine import meter_lookup
 from gridwatch._registry import Registry
 from gridwatch._schemas import ID_PATTERN
 from gridwatch._settings import Settings
-from gridwatch.storage._points import _convert, reading_lines
+from gridwatch.ingest._journal import decode_item, encode_items, rebuild_fields
+from gridwatch.storage._points import _convert, field_lines, reading_lines
 from gridwatch.stream import ReadingBatch
 
 FAR = datetime(2100, 1, 1, tzinfo=UTC)
@@ -71,6 +73,35 @@ def test_a_batch_round_trips_through_pickle_as_the_same_readings(rs, key, part):
         # each reading has its own set of given fields (a shared one would leak edits)
         assert got.model_fields_set is not sent.model_fields_set
     assert len({id(r.model_fields_set) for r in back.readings}) == len(back.readings)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(readings(), min_size=1, max_size=40), st.text(max_size=12))
+def test_a_batch_of_given_fields_is_the_batch_of_their_readings(rs, key):
+    """A batch as the dataflow reads it from the journal (each reading's record decoded into
+    its given fields, no objects) gives the same readings, one at a time or all, the same
+    meters, the same lines to store and the same batch across processes as the batch of the
+    readings the journal's records decode to (each equal to the reading written; a field
+    given as its default is not written, so it is not among their given fields)."""
+    records = encode_items(rs)
+    given = rebuild_fields(records)
+    assert given is not None  # (the writer's form: every record taken as one run)
+    decoded = [decode_item(rec) for rec in records]
+    assert decoded == rs
+    rs = decoded
+    batch = ReadingBatch.of_fields(key, given, "p1")
+    objects = ReadingBatch(key, tuple(rs), "p1")
+    assert batch.meter_ids() == [r.meter_id for r in rs]
+    assert field_lines(batch.fields()) == reading_lines(rs)
+    for i, r in enumerate(rs):
+        one = batch.reading(i)
+        assert one == r and one.model_fields_set == r.model_fields_set
+    assert batch.given is given and batch._readings is None  # nothing made so far
+    assert batch == objects
+    for got, sent in zip(batch.readings, rs, strict=True):
+        assert got.model_dump_json(exclude_unset=True) == sent.model_dump_json(exclude_unset=True)
+    back = pickle.loads(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back == objects and back.part == "p1"
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,5 +1,6 @@
 """The cells' lane (``gridwatch.stream._lane``) against the per-reading path: the same events,
-scores and profiles in the same order, and the same state to the byte, on random streams
+scores and profiles in the same order, and the same state to the byte, with reading batches
+of objects and of their given fields (as read from the journal), on random streams
 (statuses, three phases, gaps, duplicates, repeated values, spikes, drops, export after a
 run above or below the band, contracted capacities, meters the registry does not know) and
 on the demo fleet with anomalies injected."""
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 import gridwatch.stream._logic as logic
 from gridwatch import MeterMeta, Reading
+from gridwatch.ingest._journal import encode_items, rebuild_fields
 from gridwatch.models import Calendar, DetectionSettings
 from gridwatch.models._quiet import use_compiled
 from gridwatch.stream import ReadingBatch
@@ -52,10 +54,20 @@ def lane(on: bool) -> Iterator[dict[str, int]]:
         use_compiled(was)
 
 
+def as_fields(key: str, readings: list[Reading]) -> ReadingBatch:
+    """The batch of ``readings`` as the dataflow gets it from the journal: their records
+    decoded into their given fields, no reading objects."""
+    given = rebuild_fields(encode_items(readings))
+    assert given is not None
+    return ReadingBatch.of_fields(key, given, "p0")
+
+
 def run_cells(batches: list[tuple[str, list[Reading]]], metas: dict[str, MeterMeta],
-              s: DetectionSettings, on: bool) -> tuple[list[Any], dict[str, bytes], int]:
+              s: DetectionSettings, on: bool, fields: bool = False
+              ) -> tuple[list[Any], dict[str, bytes], int]:
     """Batches (cell key, readings) through their cells: outputs, snapshots, and how many
-    readings went through the per-reading path."""
+    readings went through the per-reading path. ``fields``: each batch as its readings'
+    fields (:func:`as_fields`)."""
     cal = Calendar(s.timezone, s.holiday_country)
     cells: dict[str, CellLogic] = {}
     out: list[Any] = []
@@ -65,7 +77,9 @@ def run_cells(batches: list[tuple[str, list[Reading]]], metas: dict[str, MeterMe
             if cell is None:
                 cell = cells[key] = CellLogic(None, s, cal, metas.get, float(s.interval_s),
                                               float(s.lateness_s))
-            out.extend(cell.on_batch([ReadingBatch(key, tuple(readings), "p0")])[0])
+            batch = as_fields(key, readings) if fields else \
+                ReadingBatch(key, tuple(readings), "p0")
+            out.extend(cell.on_batch([batch])[0])
         for cell in cells.values():
             out.extend(cell.on_eof()[0])
     return out, {k: c.snapshot() for k, c in cells.items()}, counted["each"]
@@ -165,6 +179,9 @@ def test_random_streams_identical_with_and_without_the_lane(f: dict[str, Any]) -
     assert on[0] == off[0]
     assert on[1] == off[1]
     assert off[2] == len(readings)
+    given = run_cells(batches, metas, s, on=True, fields=True)
+    assert given[:2] == on[:2]
+    assert given[2] == on[2]  # (the same readings left to Python)
 
 
 def _evening_peaks(meters: int, intervals: int, step_s: float,
@@ -194,6 +211,7 @@ def _through_python(readings: list[Reading], metas: dict[str, MeterMeta],
     on = run_cells(batches, metas, s, on=True)
     assert on[0] == off[0]
     assert on[1] == off[1]
+    assert run_cells(batches, metas, s, on=True, fields=True) == on
     return on[2]
 
 
@@ -254,6 +272,8 @@ def test_demo_fleet_identical_with_and_without_the_lane() -> None:
     assert on[1] == off[1]
     assert off[2] == len(readings)
     assert on[2] < 0.2 * len(readings), f"per-reading path took {on[2]} of {len(readings)}"
+    # as the dataflow gets them from the journal: fields, readings made only for Python
+    assert run_cells(batches, metas, s, on=True, fields=True) == on
 
 
 @pytest.mark.parametrize("kind", ["plain", "kva"])

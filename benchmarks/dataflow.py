@@ -288,7 +288,8 @@ crossed = [0, 0]
 _reduce = ReadingBatch.__reduce__
 def _counting(b):
     crossed[0] += 1
-    crossed[1] += len(b.readings)
+    given = getattr(b, "given", None)  # (a batch of fields: counted without making readings)
+    crossed[1] += len(given) if given is not None else len(b.readings)
     return _reduce(b)
 ReadingBatch.__reduce__ = _counting
 placement = None

@@ -53,11 +53,12 @@ class ReadingBatch:
     reading objects are then made at the first look at :attr:`readings`, which the cell's
     compiled lane spares most of them (it reads the fields, :meth:`fields`).
 
-    A batch crosses between the processes of a cluster pickled as columns (one tuple per
-    field of :class:`Reading`), not as a tuple of pydantic objects each carrying its own
-    state dict: about half the bytes and less work on both sides. The readings come back
-    equal, field for field, with the same set of explicitly given fields, and without a
-    second validation (they were validated where they entered the engine).
+    A batch of fields crosses between the processes of a cluster as its fields. A batch of
+    readings crosses pickled as columns (one tuple per field of :class:`Reading`), not as a
+    tuple of pydantic objects each carrying its own state dict: about half the bytes and less
+    work on both sides. The readings come back equal, field for field, with the same set of
+    explicitly given fields, and without a second validation (they were validated where they
+    entered the engine).
     """
 
     __slots__ = ("_readings", "given", "key", "part")
@@ -115,6 +116,8 @@ class ReadingBatch:
         return f"ReadingBatch(key={self.key!r}, {n} readings, part={self.part!r})"
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        if self.given is not None:  # (its fields, as they are: no readings made either side)
+            return _batch_of_fields, (self.key, self.given, self.part)
         if all(type(r) is Reading for r in self.readings):
             return _batch_from_columns, (self.key, self.part, *_to_columns(self.readings))
         return ReadingBatch, (self.key, self.readings, self.part)
@@ -140,6 +143,10 @@ def _to_columns(readings: tuple[Reading, ...]
     which = tuple(sets.setdefault(frozenset(r.__pydantic_fields_set__), len(sets))
                   for r in readings)
     return columns, tuple(tuple(sorted(s)) for s in sets), which
+
+
+def _batch_of_fields(key: str, given: list[dict[str, Any]], part: str) -> ReadingBatch:
+    return ReadingBatch.of_fields(key, given, part)
 
 
 def _batch_from_columns(key: str, part: str, columns: tuple[tuple[Any, ...], ...],

@@ -101,6 +101,7 @@ def test_a_batch_of_given_fields_is_the_batch_of_their_readings(rs, key):
     for got, sent in zip(batch.readings, rs, strict=True):
         assert got.model_dump_json(exclude_unset=True) == sent.model_dump_json(exclude_unset=True)
     back = pickle.loads(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back.given == given and back._readings is None  # (fields across, none made)
     assert back == objects and back.part == "p1"
 
 

@@ -19,7 +19,7 @@ from typing import Any, get_args
 import annotated_types as at
 
 from gridwatch._schemas import ID_PATTERN, Reading
-from gridwatch.ingest._assemble import DEFAULTS, Stamps, built
+from gridwatch.ingest._assemble import Stamps, reading_of_fields
 
 __all__ = ["FastRows"]
 
@@ -79,6 +79,13 @@ class FastRows:
 
     def reading(self, text: str) -> Reading | None:
         """The reading of one data line, or None when the schema's validation must read it."""
+        given = self.fields(text)
+        return None if given is None else reading_of_fields(given)
+
+    def fields(self, text: str) -> dict[str, Any] | None:
+        """The given fields of one data line's reading, each as :class:`Reading` holds it
+        (:func:`~gridwatch.ingest._assemble.reading_of_fields` makes the reading), or None
+        when the schema's validation must read the line."""
         if '"' in text or "\r" in text or "\x00" in text or "\n" in text:
             return None  # csv.reader would read it otherwise than a split on commas
         row = text.split(",")
@@ -98,10 +105,7 @@ class FastRows:
             stamp = self._stamps.read(text_ts)
         if stamp is None:
             return None
-        values = DEFAULTS.copy()
-        values["meter_id"] = meter_id
-        values["ts"] = stamp
-        given = {"meter_id", "ts"}
+        given: dict[str, Any] = {"meter_id": meter_id, "ts": stamp}
         numbers = self._numbers
         for i, name, low, high in self.floats:
             v = row[i].strip()
@@ -117,8 +121,7 @@ class FastRows:
                 numbers[v] = x
             if not low <= x <= high:
                 return None
-            values[name] = x
-            given.add(name)
+            given[name] = x
         if "kw" not in given:
             return None
-        return built(values, given)
+        return given

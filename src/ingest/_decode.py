@@ -300,44 +300,45 @@ class Decoder:
         """Check ``item`` against the per-meter memory (duplicate, stale) and remember it;
         raises :class:`DecodeError` when it must be rejected. One lookup: this runs for every
         reading."""
-        if not isinstance(item, Reading):
-            return
-        key = (item.ts - _EPOCH) // _MICRO
-        entry = self._seen.get(item.meter_id)
+        if isinstance(item, Reading):
+            self.admit_at(item.meter_id, item.ts)
+
+    def admit_at(self, meter_id: str, ts: datetime) -> None:
+        """:meth:`admit` of a reading of ``meter_id`` at ``ts`` (an aware time)."""
+        key = (ts - _EPOCH) // _MICRO
+        entry = self._seen.get(meter_id)
         if entry is None:
             if len(self._seen) >= self.max_meters:
                 del self._seen[next(iter(self._seen))]
-            self._seen[item.meter_id] = array("q", (key, key))
+            self._seen[meter_id] = array("q", (key, key))
             return
         if key > entry[0]:  # newer than any kept: neither a duplicate nor stale (in order)
             entry[0] = key
         else:
             if key in entry[1:]:
-                raise DecodeError(DUPLICATE, f"meter {item.meter_id} already has a reading at "
-                                  f"{item.ts.isoformat()}")
+                raise DecodeError(DUPLICATE, f"meter {meter_id} already has a reading at "
+                                  f"{ts.isoformat()}")
             if entry[0] - key > self._max_backwards_us:
-                self._check_history(item)  # raises with the full message
+                self._check_history(meter_id, ts)  # raises with the full message
         entry.append(key)
         if len(entry) > self.per_meter + 1:
             del entry[1]
 
-    def _check_history(self, item: Item) -> None:
-        if not isinstance(item, Reading):
-            return
-        entry = self._seen.get(item.meter_id)
+    def _check_history(self, meter_id: str, ts: datetime) -> None:
+        entry = self._seen.get(meter_id)
         if entry is None:
             return
-        key = _micros(item.ts)
+        key = _micros(ts)
         if key in entry[1:]:
             raise DecodeError(
-                DUPLICATE, f"meter {item.meter_id} already has a reading at {item.ts.isoformat()}"
+                DUPLICATE, f"meter {meter_id} already has a reading at {ts.isoformat()}"
             )
         behind = timedelta(microseconds=entry[0] - key)
         if behind > self.max_backwards:
             newest = _EPOCH + timedelta(microseconds=entry[0])
             raise DecodeError(
                 STALE_TIMESTAMP,
-                f"meter {item.meter_id}: ts {item.ts.isoformat()} is {behind} before "
+                f"meter {meter_id}: ts {ts.isoformat()} is {behind} before "
                 f"its newest reading {newest.isoformat()} (tolerance {self.max_backwards})",
             )
 

@@ -472,11 +472,12 @@ def check_readings_file(path: Path) -> None:
                 return
 
 
-def _numbered(path: Path, share: FileShare | None = None
-              ) -> Iterator[tuple[int, Item | Rejected]]:
+def _numbered(path: Path, share: FileShare | None = None, as_fields: bool = False
+              ) -> Iterator[tuple[int, Item | dict[str, Any] | Rejected]]:
     """``(line number, reading or rejection)`` for each data line of a CSV or JSONL file
     (either may be gzip-compressed: ``.csv.gz``, ``.jsonl.gz``); with ``share``, only the
-    lines that share keeps (line numbers stay those of the file)."""
+    lines that share keeps (line numbers stay those of the file). ``as_fields``: a CSV row
+    of the common form (:class:`FastRows`) is its reading's given fields instead."""
     is_csv = _kind(path) == ".csv"
     header: list[str] | None = None
     mine: Callable[[bytes], int] | None = None
@@ -505,7 +506,17 @@ def _numbered(path: Path, share: FileShare | None = None
                     continue
                 item = None
                 if fast is not None:  # the common CSV row
-                    item = fast.reading(text)
+                    if as_fields:
+                        given = fast.fields(text)
+                        if given is not None:
+                            try:
+                                memory.admit_at(given["meter_id"], given["ts"])
+                            except DecodeError as exc:
+                                raise _RowError(exc.reason, exc.detail) from None
+                            yield lineno, given
+                            continue
+                    else:
+                        item = fast.reading(text)
                 elif not is_csv:  # a compact JSON line, read as a compact MQTT payload is
                     got = compact_readings(line_bytes, False)
                     item = got[0] if got else None
@@ -563,15 +574,15 @@ class _FilePartition(StatefulSourcePartition[Item, int]):
         self.done_line = resume or 0
         #: lines before the data (a CSV's header), left out of the progress feed
         self._preamble = int(_kind(source.path) == ".csv")
-        self._rows = _numbered(source.path, source.share)
+        self._rows = _numbered(source.path, source.share, source.as_fields is True)
         self.rejected: Counter[str] = Counter()
         self._dead = (
             DeadLetters(source.deadletter_dir, source.deadletter_partition)
             if source.deadletter_dir is not None else None
         )
 
-    def next_batch(self) -> list[Item]:
-        items: list[Item] = []
+    def next_batch(self) -> list[Any]:
+        items: list[Any] = []
         letters: list[DeadLetter] = []
         now = self.source.clock()
         exhausted = True
@@ -599,9 +610,15 @@ class _FilePartition(StatefulSourcePartition[Item, int]):
                     log.warning("%s: rejected (%s) %s", self.source.path, d.reason, d.detail)
         progress = self.source.progress
         if progress is not None and items:
-            progress(self.done_line - self._preamble, items[-1].ts)
+            last = items[-1]
+            progress(self.done_line - self._preamble,
+                     last["ts"] if type(last) is dict else last.ts)
         if exhausted and not items:
             raise StopIteration
+        if self.source.as_fields is True and items:
+            if all(type(x) is dict for x in items):
+                return [ReadingFields(items)]
+            return [reading_of_fields(x) if type(x) is dict else x for x in items]
         return items
 
     def snapshot(self) -> int:
@@ -621,7 +638,9 @@ class FileSource(FixedPartitionedSource[Item, int]):
     named ``file:<name>#<index>/<count>``, and the process lists only its own.
     ``progress(lines, event time)`` is called after each batch with the file's data lines
     consumed so far (as ``count_lines`` counts them) and the last reading's time (a progress
-    bar's feed).
+    bar's feed). ``as_fields`` as ``JournalSource``'s: a batch of CSV rows all in the common
+    form (:class:`~gridwatch.ingest._csvrows.FastRows`) comes as one ``ReadingFields`` item
+    when the consumer asks for it (the dataflow does); else readings.
     """
 
     def __init__(
@@ -635,10 +654,14 @@ class FileSource(FixedPartitionedSource[Item, int]):
         clock: Callable[[], datetime] = _utc_now,
         share: FileShare | None = None,
         progress: Callable[[int, datetime], None] | None = None,
+        as_fields: bool | None = None,
     ) -> None:
         self.path = Path(path)
         self.share = share
         self.progress = progress
+        #: a batch of CSV rows all of the common form comes as one :class:`ReadingFields`
+        #: item (None: as the consumer asks, as ``JournalSource.as_fields``)
+        self.as_fields = as_fields
         check_readings_file(self.path)
         self.deadletter_dir = deadletter_dir
         self.deadletter_partition = deadletter_partition

@@ -38,6 +38,7 @@ from gridwatch.ingest import (
     iter_readings_file,
     read_deadletters,
 )
+from gridwatch.ingest._assemble import ReadingFields
 
 HERE = Path(__file__).parent
 
@@ -274,6 +275,66 @@ _line = st.tuples(st.sampled_from(_METERS), st.integers(0, 5),
                   st.sampled_from(["1.5", "0", "-2", "x", "1e9"]))
 _junk = st.sampled_from([b"", b"   ", b"\xff\xfe,2026", b"{broken", b"m1", b"[1,2]",
                          b'{"meter_id": 7}', b"m1,,", b'"m1', b"\x00"])
+
+
+def _batches(source: FileSource) -> list[list]:
+    part = source.build_part("in", source.list_parts()[0], None)
+    out = []
+    try:
+        while True:
+            out.append(part.next_batch())
+    except StopIteration:
+        return out
+    finally:
+        part.close()
+
+
+def test_common_rows_come_as_their_fields_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"\n".join([b"meter_id,timestamp,kw", _csv_line("m1", 0, "1.5"),
+                                  _csv_line("m2", 0, "-2"), _csv_line("m1", 1, "0")]) + b"\n")
+    batches = _batches(FileSource(path, batch_size=10, as_fields=True))
+    assert len(batches) == 1 and len(batches[0]) == 1
+    fields = batches[0][0]
+    assert type(fields) is ReadingFields
+    assert [g["meter_id"] for g in fields.given] == ["m1", "m2", "m1"]
+    assert fields.readings() == [x for x in iter_readings_file(path) if isinstance(x, Reading)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(lines=st.lists(st.one_of(_line, _junk), max_size=40), size=st.integers(1, 7))
+def test_a_file_source_asked_for_fields_reads_what_it_reads_as_readings(
+        lines: list, size: int) -> None:
+    """``as_fields``: a batch of rows all in the common form is one ``ReadingFields`` item, a
+    batch with any other row its readings; either way the same readings, in order, the same
+    rows rejected for the same reasons, and the same count, as the source gives as readings
+    (and ``iter_readings_file``). A consumer that does not ask gets readings."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "r.csv"
+        path.write_bytes(b"\n".join([b"meter_id,timestamp,kw",
+                                      *(x if isinstance(x, bytes) else _csv_line(*x)
+                                        for x in lines)]) + b"\n")
+        want = [x for x in iter_readings_file(path) if isinstance(x, Reading)]
+        sources = {flag: FileSource(path, batch_size=size, as_fields=flag,
+                                    deadletter_dir=Path(d) / f"dead-{flag}")
+                   for flag in (None, True)}
+        got = {flag: _batches(src) for flag, src in sources.items()}
+        assert [x for batch in got[None] for x in batch] == want
+        made = []
+        for batch in got[True]:
+            if batch and type(batch[0]) is ReadingFields:
+                assert len(batch) == 1
+                made += batch[0].readings()
+            else:
+                assert all(type(x) is Reading for x in batch)
+                made += batch
+        assert made == want
+        assert all(a.model_fields_set == b.model_fields_set
+                   for a, b in zip(made, want, strict=True))
+        assert sources[True].accepted == sources[None].accepted == len(want)
+        assert sources[True].rejected_by_reason == sources[None].rejected_by_reason
+        assert [(x.reason, x.index) for x in read_deadletters(Path(d) / "dead-True")] == \
+            [(x.reason, x.index) for x in read_deadletters(Path(d) / "dead-None")]
 
 
 @settings(max_examples=80, deadline=None)

@@ -1,7 +1,7 @@
 """The dataflow over a journal, its reading batches as their records' given fields (the
 engine's way: reading objects made only for the readings the compiled lane leaves to Python)
 against the same journal read as reading objects: the same events, scores and profiles in the
-same order, and the same lines stored, on a demo-like fleet with its injected anomalies."""
+same order, and the same lines stored, on a slice of the demo fleet with anomalies injected."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from _models_helpers import demo_slice
 from bytewax.testing import TestingSink, run_main
 
 from gridwatch import Event, LoadProfile, Settings
@@ -25,21 +26,13 @@ class _Batches(TestingSink):
 
 
 def _journal(directory: Path) -> tuple[dict[str, Any], int]:
-    from gridwatch.simulators import Fleet, Simulation
-
-    fleet = Fleet.load("config/fleets/demo.yaml", customers={
-        "residential": {"count": 40, "nominal_voltage_v": 220},
-        "commercial": {"count": 8, "nominal_voltage_v": 220},
-        "industrial": {"count": 3, "nominal_voltage_v": 220},
-        "agricultural": {"count": 3, "nominal_voltage_v": 220}})
-    sim = Simulation(fleet)
-    written = 0
+    """A slice of the demo fleet with anomalies injected, in a journal as the collector
+    writes it: the meters' registry entries and the readings written."""
+    _fleet, meta, readings, _labels = demo_slice("1d")
     with Journal(directory, 0) as journal:
-        for block in sim.blocks():
-            records = encode_items(sim.block_readings(block))
-            journal.append(records)
-            written += len(records)
-    return {m.meter_id: m.meta() for m in sim.meters}, written
+        for k in range(0, len(readings), 1000):
+            journal.append(encode_items(readings[k:k + 1000]))
+    return meta, len(readings)
 
 
 def _run(directory: Path, meta: dict[str, Any], as_fields: bool | None

@@ -880,18 +880,12 @@ def _rebuild(data: bytes) -> Reading | None:
     return reading_of_fields(doc) if _fields_of(doc) else None
 
 
-def rebuild_readings(records: Sequence[bytes]) -> list[Reading] | None:
-    """``[decode_item(r) for r in records]`` for a run of tagged reading records, each in the
-    form :func:`encode_item` or :func:`compact_readings` writes; None when any record is not
-    (then the caller decodes them one by one, which says which record is what)."""
-    given = rebuild_fields(records)
-    return None if given is None else list(map(reading_of_fields, given))
-
-
 def rebuild_fields(records: Sequence[bytes]) -> list[dict[str, Any]] | None:
-    """The given fields of each reading :func:`rebuild_readings` would make (each as
-    :class:`Reading` holds it: :func:`~gridwatch.ingest._assemble.reading_of_fields` makes
-    the reading), or None where it gives None: the readings of a run, without their objects.
+    """The given fields of the reading each record of a run of tagged reading records holds,
+    each record in the form :func:`encode_item` or :func:`compact_readings` writes (each field
+    as :class:`Reading` holds it: :func:`~gridwatch.ingest._assemble.reading_of_fields` makes
+    the reading, the one :func:`decode_item` gives); None when any record is not (then the
+    caller decodes them one by one, which says which record is what).
 
     :func:`_rebuild`'s checks, made over the whole run at once. Each record holds its tag,
     which is JSON whitespace, so a run with as much whitespace as its tags has none beyond

@@ -127,7 +127,7 @@ class _JournalPartition(StatefulSourcePartition[Item, int]):
                 self._read_up_to(records[-1][0], len(given))
                 return [ReadingFields(given)]
             else:
-                items = list(map(reading_of_fields, given))
+                items = ReadingFields(given).readings()
         else:
             self._decode_each(records, known, items, letters)
         if letters and self.source.deadletter_dir is not None:
@@ -504,26 +504,19 @@ def _numbered(path: Path, share: FileShare | None = None, as_fields: bool = Fals
                     if share is not None and share.count > 1:
                         mine = _line_owner(share, header)
                     continue
-                item = None
-                if fast is not None:  # the common CSV row
-                    if as_fields:
-                        given = fast.fields(text)
-                        if given is not None:
-                            try:
-                                memory.admit_at(given["meter_id"], given["ts"])
-                            except DecodeError as exc:
-                                raise _RowError(exc.reason, exc.detail) from None
-                            yield lineno, given
-                            continue
-                    else:
-                        item = fast.reading(text)
+                item: Any = None
+                if fast is not None:  # the common CSV row (its fields, when asked)
+                    item = fast.fields(text) if as_fields else fast.reading(text)
                 elif not is_csv:  # a compact JSON line, read as a compact MQTT payload is
                     got = compact_readings(line_bytes, False)
                     item = got[0] if got else None
                 if item is None:
                     item = _parse_line(text, header)
                 try:
-                    memory.admit(item)
+                    if type(item) is dict:
+                        memory.admit_at(item["meter_id"], item["ts"])
+                    else:
+                        memory.admit(item)
                 except DecodeError as exc:
                     raise _RowError(exc.reason, exc.detail) from None
                 yield lineno, item

@@ -22,7 +22,7 @@ from gridwatch.ingest._journal import (
     READING_TAG,
     _rebuild,
     compact_readings,
-    rebuild_readings,
+    rebuild_fields,
 )
 
 ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,20}", fullmatch=True)
@@ -54,6 +54,13 @@ def readings(draw: st.DrawFn) -> Reading:
     keep = {k: v for k, v in doc.items()
             if k in ("meter_id", "ts", "kw") or (k in given_fields and v is not None)}
     return Reading.model_validate(keep, context={"max_future": timedelta.max})
+
+
+def rebuild_readings(records: list[bytes]) -> list[Reading] | None:
+    """The readings of a run as the journal source makes them when asked for readings: the
+    run's fields (:func:`rebuild_fields`), then each reading of its fields."""
+    given = rebuild_fields(records)
+    return None if given is None else ReadingFields(given).readings()
 
 
 def _same(a: Reading, b: Reading) -> None:

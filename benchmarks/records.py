@@ -3,8 +3,10 @@
 * ``decode``: ``decode_item`` of 100,000 journal records as the collector writes them (tagged:
   rebuilt) against the same records untagged (the older form: validated by pydantic). The
   figure is the best of 5 rounds, printed beside its baseline as a ratio. Then the
-  collector's decode of 100-reading batches in the compact form (msgspec's path) against the
-  same readings with JSON's spaces (pydantic's path).
+  collector's decode of 100-reading batches in the compact form (msgspec's path) as the
+  engine's collector process makes it (the readings' fields, no objects), the same making
+  reading objects (a reader in the process), and the same readings with JSON's spaces
+  (pydantic's path), in turns.
 * ``handover``: resident memory per reading kept in the hand-over (``ingest.handover_items``,
   :class:`RecentItems`), for 100,000 readings decoded from 100-reading batches as the
   collector decodes them and not yet taken (a reader behind a burst), each kept as a compact
@@ -91,8 +93,12 @@ def decode() -> None:
 def decode_batches() -> None:
     """The collector's decode of 100-reading batches (``Decoder.decode_message``, a fresh
     decoder each round: its duplicate check) in the compact form the simulator and most
-    concentrators send (msgspec's path, ``compact_readings``), against the same readings
-    with JSON's spaces (``json.dumps`` with its default separators: pydantic's path)."""
+    concentrators send (msgspec's path, ``compact_fields``) as the engine's collector process
+    decodes them (no reader in its process: the readings' fields, no objects), against the
+    same with reading objects (a reader in the process: the hand-over) and against the same
+    readings with JSON's spaces (``json.dumps`` with its default separators: pydantic's
+    path). The three in turns, each its best of five."""
+    from gridwatch.ingest._assemble import reading_of_fields
     from gridwatch.ingest._decode import Decoder
 
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
@@ -104,15 +110,39 @@ def decode_batches() -> None:
     compact = [json.dumps(d, separators=(",", ":")).encode() for d in docs]
     spaced = [json.dumps(d).encode() for d in docs]
 
-    def run(msgs: list[bytes]) -> list[Any]:
+    def run(msgs: list[bytes], objects: bool = True, kept: list[Any] | None = None) -> int:
+        """The readings accepted (``kept``, when given, gets them; the collector keeps none
+        past its batch, and neither does the timed run)."""
         decoder, now = Decoder(), datetime.now(UTC)
-        return [r for m in msgs for r in decoder.decode_message("meters/n/c1/batch", m,
-                                                                now).accepted]
+        decoder.objects = objects
+        n = 0
+        for m in msgs:
+            res = decoder.decode_message("meters/n/c1/batch", m, now)
+            n += res.count
+            if kept is not None:
+                kept += res.accepted
+                kept += res.given or ()
+        return n
 
-    assert run(compact) == run(spaced) and len(run(compact)) == N
-    a, b = _best(lambda: run(compact)), _best(lambda: run(spaced))
-    print(f"collector decode of 100-reading batches: compact (msgspec) {a / N * 1e6:.2f} µs "
-          f"a reading, with spaces (pydantic) {b / N * 1e6:.2f} µs; ratio {b / a:.2f}x")
+    def accepted(msgs: list[bytes], objects: bool = True) -> list[Any]:
+        kept: list[Any] = []
+        run(msgs, objects, kept)
+        return kept
+
+    objects = accepted(compact)
+    assert objects == accepted(spaced) and len(objects) == N
+    assert list(map(reading_of_fields, accepted(compact, objects=False))) == objects
+    del objects
+    times: dict[str, list[float]] = {"fields": [], "objects": [], "spaced": []}
+    for _ in range(5):
+        for name, go in (("fields", lambda: run(compact, objects=False)),
+                         ("objects", lambda: run(compact)), ("spaced", lambda: run(spaced))):
+            times[name].append(_best(go, rounds=1))
+    a, b, c = (min(times[k]) / N * 1e6 for k in ("fields", "objects", "spaced"))
+    print(f"collector decode of 100-reading batches: compact as fields (the collector "
+          f"process) {a:.2f} µs a reading, compact as objects (a reader in the process) "
+          f"{b:.2f} µs, with spaces (pydantic) {c:.2f} µs; objects/fields {b / a:.2f}x, "
+          f"spaces/objects {c / b:.2f}x")
 
 
 # -- the hand-over's memory -------------------------------------------------------------------

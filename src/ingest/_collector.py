@@ -460,7 +460,12 @@ class Collector:
         assert self.journal is not None and self.deadletters is not None
         now = self._clock()
         records: list[bytes] = []
-        items: list[Any] = []
+        # The items go to a reader of the journal in this process (the hand-over); with none
+        # (the engine's collector process, a collector on its own) the decoder makes no
+        # reading objects for the payloads whose records it keeps as sent.
+        handing_over = self.journal.handing_over
+        self.decoder.objects = handing_over
+        items: list[Any] | None = [] if handing_over else None
         letters: list[DeadLetter] = []
         for m in batch:
             try:
@@ -471,7 +476,8 @@ class Collector:
                     INTERNAL_ERROR, f"decoder failed: {type(exc).__name__}: {exc}", m.payload)])
             records += result.records if result.records is not None \
                 else encode_items(result.accepted)
-            items += result.accepted
+            if items is not None:
+                items += result.accepted
             letters.extend(
                 DeadLetter(r.reason, m.topic, r.payload, r.detail, now, r.index)
                 for r in result.rejected

@@ -21,9 +21,9 @@ from pydantic import ValidationError
 from pydantic_core import CoreSchema, SchemaValidator
 
 from gridwatch._schemas import DeviceTelemetry, Reading, _check_timestamp
-from gridwatch.ingest._assemble import YEAR_2000, phases_agree
+from gridwatch.ingest._assemble import YEAR_2000, phases_agree, reading_of_fields
 from gridwatch.ingest._config import IngestSettings, TopicSettings
-from gridwatch.ingest._journal import compact_readings
+from gridwatch.ingest._journal import compact_fields, compact_readings
 
 __all__ = [
     "REASONS",
@@ -179,6 +179,15 @@ class DecodeResult:
     #: compact payload's readings as sent: ``compact_readings``); None: write
     #: ``encode_items(accepted)``
     records: list[bytes] | None = None
+    #: readings accepted as their given fields only (each as ``Reading`` holds it: what
+    #: ``reading_of_fields`` takes), in order after those of ``accepted``, when the decoder
+    #: makes no objects (``Decoder.objects``); their records are in ``records``
+    given: list[dict[str, Any]] | None = None
+
+    @property
+    def count(self) -> int:
+        """How many items were accepted, as objects or as their fields."""
+        return len(self.accepted) + (len(self.given) if self.given is not None else 0)
 
 
 def describe_validation(exc: ValidationError) -> tuple[str, str]:
@@ -267,6 +276,12 @@ class Decoder:
         self._max_backwards_us = self.max_backwards // _MICRO
         self.per_meter = ingest.dedup_per_meter
         self.max_meters = max_meters
+        #: Whether accepted readings are made :class:`Reading` objects. A collector whose
+        #: journal has no reader in its process (the engine's collector process) needs only
+        #: their records: with False, a compact payload whose records are kept as sent gives
+        #: its readings as their fields (:attr:`DecodeResult.given`), checked and remembered
+        #: exactly as objects are, and anything else its objects as before.
+        self.objects = True
         # meter_id -> array of accepted timestamps (microseconds since the epoch): element 0
         # is the newest, the rest the last ``per_meter`` accepted, oldest first. Compact on
         # purpose: a collector may see a million meters.
@@ -303,9 +318,11 @@ class Decoder:
         if isinstance(item, Reading):
             self.admit_at(item.meter_id, item.ts)
 
-    def admit_at(self, meter_id: str, ts: datetime) -> None:
-        """:meth:`admit` of a reading of ``meter_id`` at ``ts`` (an aware time)."""
-        key = (ts - _EPOCH) // _MICRO
+    def admit_at(self, meter_id: str, ts: datetime, key: int | None = None) -> None:
+        """:meth:`admit` of a reading of ``meter_id`` at ``ts`` (an aware time); ``key``, when
+        given, is ``ts`` in microseconds since the epoch (readings of one interval share it)."""
+        if key is None:
+            key = (ts - _EPOCH) // _MICRO
         entry = self._seen.get(meter_id)
         if entry is None:
             if len(self._seen) >= self.max_meters:
@@ -352,7 +369,18 @@ class Decoder:
             result.rejected.append(Rejection(exc.reason, exc.detail, payload))
             return result
         sent: list[bytes] = []
-        fast = self._fast(kind, payload, now, sent)
+        fast: list[Item] | None = None
+        if not self.objects and (kind == "reading" or (kind == "batch"
+                                                        and payload[:1] == b"[")):
+            given = compact_fields(payload, kind == "batch", sent)
+            if given is not None:
+                if sent:
+                    self._checked_fields(result, given, levels if kind == "reading" else None,
+                                         now, payload, sent)
+                    return result
+                fast = list(map(reading_of_fields, given))  # records of their own to write
+        if fast is None:
+            fast = self._fast(kind, payload, now, sent)
         if fast is not None:
             if kind == "batch":
                 self._checked_batch(result, fast, now, sent)
@@ -445,6 +473,50 @@ class Decoder:
             if result.rejected:
                 dropped = {r.index for r in result.rejected}
                 records = [rec for i, rec in enumerate(records) if i not in dropped]
+            result.records = records
+
+    def _checked_fields(self, result: DecodeResult, given: list[dict[str, Any]],
+                        levels: list[str] | None, now: datetime, payload: bytes,
+                        records: list[bytes]) -> None:
+        """:meth:`_checked` of a reading (``levels``: its topic's) or :meth:`_checked_batch`
+        of a batch's readings (``levels`` None), as their given fields: the same checks and
+        memory, and for a reading that fails one the same rejection (made from its object)."""
+        try:
+            latest = now + self.max_future
+        except OverflowError:
+            latest = datetime.max.replace(tzinfo=UTC)
+        want = None if levels is None else _level(levels, self.topics.meter_id_level)
+        kept: list[dict[str, Any]] = []
+        dropped: list[int] = []
+        admit_at = self.admit_at
+        keys: dict[datetime, int] = {}  # each timestamp in microseconds, once a message
+        for index, doc in enumerate(given):
+            ts, meter_id = doc["ts"], doc["meter_id"]
+            try:
+                if ts > latest or (want is not None and meter_id != want):
+                    item = reading_of_fields(doc)
+                    self._check_clock(item, now)  # (each raises with the full message)
+                    if levels is not None:
+                        self._check_topic(item, levels)
+                key = keys.get(ts)
+                if key is None:
+                    key = keys[ts] = (ts - _EPOCH) // _MICRO
+                admit_at(meter_id, ts, key)
+            except DecodeError as exc:
+                if levels is None:
+                    result.rejected.append(Rejection(
+                        exc.reason, f"batch item {index}: {exc.detail}",
+                        _wire(reading_of_fields(doc)), index))
+                else:
+                    result.rejected.append(Rejection(exc.reason, exc.detail, payload))
+                dropped.append(index)
+                continue
+            kept.append(doc)
+        if kept:
+            result.given = kept
+            if dropped:
+                gone = set(dropped)
+                records = [rec for i, rec in enumerate(records) if i not in gone]
             result.records = records
 
     def _one(self, result: DecodeResult, kind: str, raw: Any, levels: list[str] | None,

@@ -33,7 +33,7 @@ from typing import Annotated, Any, BinaryIO, NotRequired, TypedDict
 import msgspec
 
 from gridwatch._schemas import ID_PATTERN, DeviceTelemetry, MeterStatus, Reading
-from gridwatch.ingest._assemble import DEFAULTS, Stamps, built, phases_agree, reading_of_fields
+from gridwatch.ingest._assemble import Stamps, built, phases_agree, reading_of_fields
 from gridwatch.ingest._config import IngestSettings
 
 __all__ = [
@@ -273,6 +273,12 @@ class Journal:
         self._tail = end
 
     # -- writing -------------------------------------------------------------------------
+    @property
+    def handing_over(self) -> bool:
+        """Whether a reader of this partition in this process takes the items of what is
+        appended (:class:`RecentItems`); without one, ``append`` needs no items."""
+        return self._recent_key in _RECENT
+
     def append(self, records: Sequence[bytes], items: Sequence[Any] | None = None) -> int:
         """Append ``records`` durably (one write, one fsync); return the last record's offset.
 
@@ -926,6 +932,22 @@ def compact_readings(payload: bytes, batch: bool,
     ``Reading``'s validation gives; None for any payload not in that form, or not valid,
     which the caller then validates with pydantic (which says why it is not valid).
 
+    The readings of :func:`compact_fields` (which says what the form is, and what goes in
+    ``records``)."""
+    given = compact_fields(payload, batch, records)
+    return None if given is None else list(map(reading_of_fields, given))
+
+
+def compact_fields(payload: bytes, batch: bool,
+                   records: list[bytes] | None = None) -> list[dict[str, Any]] | None:
+    """The given fields of each reading of a payload (``batch``: a JSON array of them, else
+    one JSON object) in the common compact form, each as :class:`Reading` holds it (what
+    :func:`~gridwatch.ingest._assemble.reading_of_fields` takes: the reading ``Reading``'s
+    validation gives, field for field and in its given fields); None for any payload not in
+    that form, or not valid, which the caller then validates with pydantic (which says why
+    it is not valid). No reading object is made: a collector with no reader in its process
+    journals the records and needs none.
+
     The form: no whitespace and no escape anywhere, no field twice and none unknown (every
     key is followed by ``":``, so the count of those equals the fields decoded), each
     identifier of :data:`ID_PATTERN`, each timestamp in the plain ISO spelling
@@ -952,8 +974,7 @@ def compact_readings(payload: bytes, batch: bool,
             _identifiers("\n".join([doc["meter_id"] for doc in docs])) is None:
         return None
     known = _STAMPS.known
-    out: list[Reading] = []
-    append = out.append
+    utc = True
     for doc in docs:
         text = doc["ts"]
         ts = known.get(text, _UNSEEN)
@@ -961,23 +982,20 @@ def compact_readings(payload: bytes, batch: bool,
             ts = _STAMPS.read(text)
         if ts is None:
             return None
-        values: dict[str, Any] = DEFAULTS.copy()
-        values.update(doc)
-        values["ts"] = ts
-        if not phases_agree(values):
+        if text[-1:] != "Z":
+            utc = False
+        doc["ts"] = ts  # (the field as ``Reading`` holds it)
+        if not phases_agree(doc):
             return None
-        append(built(values, set(doc)))
-    if records is not None:
-        _records_as_sent(payload, batch, docs, records)
-    return out
+    if records is not None and utc:
+        _records_as_sent(payload, batch, len(docs), records)
+    return docs  # type: ignore[return-value]
 
 
-def _records_as_sent(payload: bytes, batch: bool, docs: list[Any], records: list[bytes]
+def _records_as_sent(payload: bytes, batch: bool, count: int, records: list[bytes]
                      ) -> None:
-    """:func:`compact_readings`' records of a payload in the compact form (no whitespace)."""
-    for doc in docs:
-        if doc["ts"][-1:] != "Z":
-            return
+    """:func:`compact_fields`' records of a payload of ``count`` readings in the compact form
+    (no whitespace), every timestamp in UTC."""
     tag = READING_TAG
     if not batch:
         records.append(tag + payload)
@@ -985,7 +1003,7 @@ def _records_as_sent(payload: bytes, batch: bool, docs: list[Any], records: list
     if payload[:2] != b"[{" or payload[-2:] != b"}]":  # (JSON has nothing else around them)
         return
     parts = payload[2:-2].split(b"},{")
-    if len(parts) != len(docs):
+    if len(parts) != count:
         return
     records.extend([tag + b"{" + part + b"}" for part in parts])
 

@@ -153,6 +153,60 @@ def test_restart_skips_redelivered_duplicates(fresh_mosquitto, tmp_path: Path,
     assert len(journal_keys(settings.ingest.journal_dir)) == 1
 
 
+def test_compact_readings_are_journaled_as_sent_with_and_without_a_reader_in_the_process(
+        fresh_mosquitto, tmp_path: Path, publisher_factory) -> None:
+    """Compact batches and single readings journaled by a collector with no reader of its
+    journal in its process (the engine's collector process: the decoder makes no reading
+    objects), then with one (the hand-over): each record is the reading as sent and reads
+    back as the reading its validation gives; the reader takes the items of what was
+    appended once it came, and finds none for what was appended before."""
+    from gridwatch import Reading
+    from gridwatch.ingest._journal import (
+        READING_TAG,
+        Journal,
+        decode_item,
+        recent_items,
+        release_recent_items,
+    )
+
+    settings = make_settings(fresh_mosquitto.port, tmp_path, client_id="gw-fields")
+    pub = publisher_factory(fresh_mosquitto.port, client_id="pub-fields")
+    docs = [reading_doc(i) for i in range(400)]
+
+    def send(part: list[dict]) -> None:  # one batch of 100, then 100 single readings
+        compact = {"separators": (",", ":")}
+        pub.publish("meters/north/c1/batch", json.dumps(part[:100], **compact).encode())
+        for d in part[100:]:
+            pub.publish(f"meters/north/{d['meter_id']}/reading",
+                        json.dumps(d, **compact).encode())
+
+    journal_dir = settings.ingest.journal_dir
+    with Collector(settings, registry=CollectorRegistry()) as c:
+        c.wait_ready(10)
+        send(docs[:200])
+        wait_until(lambda: c.stats.accepted == 200, 30, "200 readings journaled")
+        assert c.decoder.objects is False
+        recent = recent_items(journal_dir, 0)
+        try:
+            send(docs[200:])
+            wait_until(lambda: c.stats.accepted == 400, 30, "400 readings journaled")
+            assert c.decoder.objects is True
+            with Journal(journal_dir, 0, readonly=True) as j:
+                records = j.read(j.start_offset, 1_000)
+            items = recent.take(records)
+        finally:
+            release_recent_items(journal_dir, 0)
+    assert c.stats.deadlettered == {}
+    sent = [READING_TAG + json.dumps(d, separators=(",", ":")).encode() for d in docs]
+    got = [data for _, data in records]  # (each half in the order the broker delivered it)
+    assert Counter(got[:200]) == Counter(sent[:200]) and Counter(got[200:]) == Counter(sent[200:])
+    for data in got:
+        back, want = decode_item(data), Reading.model_validate_json(data[len(READING_TAG):])
+        assert back == want and back.model_fields_set == want.model_fields_set
+    assert items[:200] == [None] * 200
+    assert items[200:] == [decode_item(data) for data in got[200:]]
+
+
 def test_second_collector_on_a_partition_is_refused(fresh_mosquitto, tmp_path: Path) -> None:
     from gridwatch.ingest import JournalLockedError
 

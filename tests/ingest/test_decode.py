@@ -469,3 +469,57 @@ def test_compact_readings_are_journaled_as_sent_and_read_back_the_same(
         assert [r.meter_id for r in again.accepted] == ["zz-new-meter-0"]
         assert again.records is not None and len(again.records) == 1
         assert decode_item(again.records[0]) == again.accepted[0]
+
+
+def _fields_message(doc: dict[str, object], how: int) -> dict[str, object]:
+    """A reading changed to meet one of the decoder's checks after validation: ``how`` 0
+    leaves it, 1 moves it a day past the receiving clock, 2 to an hour before 2026 (stale
+    behind a meter's newer reading, or history), 3 to a new meter."""
+    if how == 1:
+        return {**doc, "ts": "2026-03-02T13:00:00Z"}
+    if how == 2:
+        return {**doc, "ts": "2025-12-31T23:00:00Z"}
+    if how == 3:
+        return {**doc, "meter_id": f"{doc['meter_id']}-n"}
+    return doc
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages=st.lists(st.tuples(st.lists(st.tuples(_sent_docs, st.integers(0, 3)),
+                                            min_size=1, max_size=6),
+                                   st.booleans(), st.booleans()), min_size=1, max_size=6))
+def test_a_decoder_without_objects_accepts_and_rejects_what_one_with_objects_does(
+        messages: list[tuple[list[tuple[dict[str, object], int]], bool, bool]]) -> None:
+    """Two decoders fed the same messages, one making reading objects and one (a collector
+    with no reader in its process) only their fields: the same rejections (reason, detail,
+    dead letter, index), the same journal records, and each reading's fields make the very
+    reading the other accepted. The messages repeat readings (duplicates), reach past the
+    receiving clock, go back in time, and a single reading's topic names another meter;
+    some have timestamps with an offset (no records as sent: objects either way)."""
+    from gridwatch.ingest._assemble import reading_of_fields
+    from gridwatch.ingest._journal import encode_items
+
+    objects, fields = Decoder(), Decoder()
+    fields.objects = False
+    compact = {"separators": (",", ":")}
+    seen: list[dict[str, object]] = []
+    for batch, single, other_topic in messages:
+        docs = [_fields_message(doc, how) for doc, how in batch]
+        docs += seen[-2:]  # readings sent before: duplicates, unless rejected then
+        seen += docs
+        if single:
+            meter = f"{docs[0]['meter_id']}x" if other_topic else docs[0]["meter_id"]
+            topic, payload = f"meters/r/{meter}/reading", json.dumps(docs[0], **compact)
+        else:
+            topic, payload = "meters/r/c/batch", json.dumps(docs, **compact)
+        a = objects.decode_message(topic, payload.encode(), NOW)
+        b = fields.decode_message(topic, payload.encode(), NOW)
+        assert a.rejected == b.rejected
+        assert a.given is None
+        got = b.accepted + [reading_of_fields(g) for g in b.given or []]
+        assert got == a.accepted and b.count == a.count == len(a.accepted)
+        assert [g.model_fields_set for g in got] == [w.model_fields_set for w in a.accepted]
+        if b.given:  # fields only with the records as sent
+            assert not b.accepted and b.records is not None
+        assert (a.records if a.records is not None else encode_items(a.accepted)) == \
+            (b.records if b.records is not None else encode_items(b.accepted))

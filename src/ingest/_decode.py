@@ -370,6 +370,7 @@ class Decoder:
             return result
         sent: list[bytes] = []
         fast: list[Item] | None = None
+        tried = False  # the compact form tried, and not taken: not again in ``_fast``
         if not self.objects and (kind == "reading" or (kind == "batch"
                                                         and payload[:1] == b"[")):
             given = compact_fields(payload, kind == "batch", sent)
@@ -379,8 +380,9 @@ class Decoder:
                                          now, payload, sent)
                     return result
                 fast = list(map(reading_of_fields, given))  # records of their own to write
+            tried = True
         if fast is None:
-            fast = self._fast(kind, payload, now, sent)
+            fast = self._fast(kind, payload, now, sent, compact=not tried)
         if fast is not None:
             if kind == "batch":
                 self._checked_batch(result, fast, now, sent)
@@ -407,26 +409,29 @@ class Decoder:
         return result
 
     def _fast(self, kind: str, payload: bytes, now: datetime,
-              records: list[bytes]) -> list[Item] | None:
+              records: list[bytes], compact: bool = True) -> list[Item] | None:
         """Validate straight from the JSON bytes when the whole payload is good: readings in
         the common compact form by msgspec (:func:`compact_readings`, which puts their
         journal records in ``records`` when it can), the others by pydantic's parser (no
         Python dicts); ``None`` sends it down the item-by-item path, which finds the exact
-        reason of each problem."""
+        reason of each problem. ``compact`` False: the compact form was tried already (and
+        the payload is not in it)."""
         ctx = {"now": now, "max_future": _NO_FUTURE_CHECK}
         try:
             if kind == "reading":
-                compact = compact_readings(payload, batch=False, records=records)
-                if compact is not None:
-                    return compact
+                read = compact_readings(payload, batch=False, records=records) \
+                    if compact else None
+                if read is not None:
+                    return read
                 one = [_ONE_UNCHECKED.validate_json(payload)]
                 return one if _finish(one) else None
             if kind == "telemetry":
                 return [DeviceTelemetry.model_validate_json(payload, context=ctx)]
             if payload.lstrip()[:1] == b"[":
-                compact = compact_readings(payload, batch=True, records=records)
-                if compact is not None:
-                    return compact
+                read = compact_readings(payload, batch=True, records=records) \
+                    if compact else None
+                if read is not None:
+                    return read
                 items = _LIST_UNCHECKED.validate_json(payload)
                 return items if items and _finish(items) else None
         except (ValidationError, ValueError):

@@ -487,26 +487,29 @@ def _fields_message(doc: dict[str, object], how: int) -> dict[str, object]:
 @settings(max_examples=300, deadline=None)
 @given(messages=st.lists(st.tuples(st.lists(st.tuples(_sent_docs, st.integers(0, 3)),
                                             min_size=1, max_size=6),
-                                   st.booleans(), st.booleans()), min_size=1, max_size=6))
+                                   st.booleans(), st.booleans(), st.booleans()),
+                         min_size=1, max_size=6))
 def test_a_decoder_without_objects_accepts_and_rejects_what_one_with_objects_does(
-        messages: list[tuple[list[tuple[dict[str, object], int]], bool, bool]]) -> None:
+        messages: list[tuple[list[tuple[dict[str, object], int]], bool, bool, bool]]
+) -> None:
     """Two decoders fed the same messages, one making reading objects and one (a collector
     with no reader in its process) only their fields: the same rejections (reason, detail,
     dead letter, index), the same journal records, and each reading's fields make the very
     reading the other accepted. The messages repeat readings (duplicates), reach past the
     receiving clock, go back in time, and a single reading's topic names another meter;
-    some have timestamps with an offset (no records as sent: objects either way)."""
+    some have timestamps with an offset (no records as sent: objects either way), some
+    JSON's spaces (pydantic's path: objects either way)."""
     from gridwatch.ingest._assemble import reading_of_fields
     from gridwatch.ingest._journal import encode_items
 
     objects, fields = Decoder(), Decoder()
     fields.objects = False
-    compact = {"separators": (",", ":")}
     seen: list[dict[str, object]] = []
-    for batch, single, other_topic in messages:
+    for batch, single, other_topic, spaced in messages:
         docs = [_fields_message(doc, how) for doc, how in batch]
         docs += seen[-2:]  # readings sent before: duplicates, unless rejected then
         seen += docs
+        compact = {} if spaced else {"separators": (",", ":")}
         if single:
             meter = f"{docs[0]['meter_id']}x" if other_topic else docs[0]["meter_id"]
             topic, payload = f"meters/r/{meter}/reading", json.dumps(docs[0], **compact)

@@ -549,10 +549,14 @@ class Stack:
         self.engines.clear()
 
     def close(self) -> None:
-        self.stop_engines()
-        for svc in (self.broker, self.db):
-            if svc is not None:
-                svc.stop()
+        """Stop the engines, then the services, even when an engine would not stop (a
+        broker or database left running would share its directory with the next run's)."""
+        try:
+            self.stop_engines()
+        finally:
+            for svc in (self.broker, self.db):
+                if svc is not None:
+                    svc.stop()
 
 
 def tail(path: Path, n: int = 15) -> str:

@@ -23,7 +23,7 @@ from pydantic_core import CoreSchema, SchemaValidator
 from gridwatch._schemas import DeviceTelemetry, Reading, _check_timestamp
 from gridwatch.ingest._assemble import YEAR_2000, phases_agree, reading_of_fields
 from gridwatch.ingest._config import IngestSettings, TopicSettings
-from gridwatch.ingest._journal import compact_fields, compact_readings
+from gridwatch.ingest._journal import compact_fields
 
 __all__ = [
     "REASONS",
@@ -369,20 +369,13 @@ class Decoder:
             result.rejected.append(Rejection(exc.reason, exc.detail, payload))
             return result
         sent: list[bytes] = []
-        fast: list[Item] | None = None
-        tried = False  # the compact form tried, and not taken: not again in ``_fast``
-        if not self.objects and (kind == "reading" or (kind == "batch"
-                                                        and payload[:1] == b"[")):
-            given = compact_fields(payload, kind == "batch", sent)
-            if given is not None:
-                if sent:
-                    self._checked_fields(result, given, levels if kind == "reading" else None,
-                                         now, payload, sent)
-                    return result
-                fast = list(map(reading_of_fields, given))  # records of their own to write
-            tried = True
-        if fast is None:
-            fast = self._fast(kind, payload, now, sent, compact=not tried)
+        given = self._compact(kind, payload, sent)
+        if given is not None and sent and not self.objects:
+            self._checked_fields(result, given, levels if kind == "reading" else None, now,
+                                 payload, sent)
+            return result
+        fast = self._validated(kind, payload, now) if given is None \
+            else list(map(reading_of_fields, given))
         if fast is not None:
             if kind == "batch":
                 self._checked_batch(result, fast, now, sent)
@@ -408,30 +401,30 @@ class Decoder:
             self._one(result, kind, doc, levels, now, payload, None)
         return result
 
-    def _fast(self, kind: str, payload: bytes, now: datetime,
-              records: list[bytes], compact: bool = True) -> list[Item] | None:
-        """Validate straight from the JSON bytes when the whole payload is good: readings in
-        the common compact form by msgspec (:func:`compact_readings`, which puts their
-        journal records in ``records`` when it can), the others by pydantic's parser (no
-        Python dicts); ``None`` sends it down the item-by-item path, which finds the exact
-        reason of each problem. ``compact`` False: the compact form was tried already (and
-        the payload is not in it)."""
+    @staticmethod
+    def _compact(kind: str, payload: bytes, records: list[bytes]) -> list[dict[str, Any]] | None:
+        """The given fields of a payload's readings in the common compact form, read by
+        msgspec (:func:`compact_fields`, which puts their journal records in ``records`` when
+        it can); None for a payload not in that form."""
+        if kind == "reading":
+            return compact_fields(payload, batch=False, records=records)
+        if kind == "batch" and payload[:1] == b"[":
+            return compact_fields(payload, batch=True, records=records)
+        return None
+
+    @staticmethod
+    def _validated(kind: str, payload: bytes, now: datetime) -> list[Item] | None:
+        """Validate straight from the JSON bytes, by pydantic's parser (no Python dicts), a
+        payload not in the compact form when the whole of it is good; ``None`` sends it down
+        the item-by-item path, which finds the exact reason of each problem."""
         ctx = {"now": now, "max_future": _NO_FUTURE_CHECK}
         try:
             if kind == "reading":
-                read = compact_readings(payload, batch=False, records=records) \
-                    if compact else None
-                if read is not None:
-                    return read
                 one = [_ONE_UNCHECKED.validate_json(payload)]
                 return one if _finish(one) else None
             if kind == "telemetry":
                 return [DeviceTelemetry.model_validate_json(payload, context=ctx)]
             if payload.lstrip()[:1] == b"[":
-                read = compact_readings(payload, batch=True, records=records) \
-                    if compact else None
-                if read is not None:
-                    return read
                 items = _LIST_UNCHECKED.validate_json(payload)
                 return items if items and _finish(items) else None
         except (ValidationError, ValueError):
@@ -458,10 +451,7 @@ class Decoder:
         """:meth:`_checked` of every item of a batch (no topic check: a batch's items name
         their own meters), the clock's limit computed once for the message; ``records``, the
         items' journal records when there are (else empty), kept for those accepted."""
-        try:
-            latest = now + self.max_future
-        except OverflowError:  # a tolerance past the calendar's end: nothing is too far ahead
-            latest = datetime.max.replace(tzinfo=UTC)
+        latest = self._latest(now)
         accepted = result.accepted
         admit = self.admit
         for index, item in enumerate(items):
@@ -475,54 +465,47 @@ class Decoder:
                 continue
             accepted.append(item)
         if records:
-            if result.rejected:
-                dropped = {r.index for r in result.rejected}
-                records = [rec for i, rec in enumerate(records) if i not in dropped]
-            result.records = records
+            result.records = _accepted_records(records, result.rejected)
 
     def _checked_fields(self, result: DecodeResult, given: list[dict[str, Any]],
                         levels: list[str] | None, now: datetime, payload: bytes,
                         records: list[bytes]) -> None:
         """:meth:`_checked` of a reading (``levels``: its topic's) or :meth:`_checked_batch`
         of a batch's readings (``levels`` None), as their given fields: the same checks and
-        memory, and for a reading that fails one the same rejection (made from its object)."""
-        try:
-            latest = now + self.max_future
-        except OverflowError:
-            latest = datetime.max.replace(tzinfo=UTC)
+        memory. A reading that fails one goes to :meth:`_checked` as its object, which
+        finds the same failure and rejects it as the objects' path does."""
+        latest = self._latest(now)
         want = None if levels is None else _level(levels, self.topics.meter_id_level)
         kept: list[dict[str, Any]] = []
-        dropped: list[int] = []
         admit_at = self.admit_at
         keys: dict[datetime, int] = {}  # each timestamp in microseconds, once a message
         for index, doc in enumerate(given):
             ts, meter_id = doc["ts"], doc["meter_id"]
-            try:
-                if ts > latest or (want is not None and meter_id != want):
-                    item = reading_of_fields(doc)
-                    self._check_clock(item, now)  # (each raises with the full message)
-                    if levels is not None:
-                        self._check_topic(item, levels)
+            if ts <= latest and (want is None or meter_id == want):
                 key = keys.get(ts)
                 if key is None:
                     key = keys[ts] = (ts - _EPOCH) // _MICRO
-                admit_at(meter_id, ts, key)
-            except DecodeError as exc:
-                if levels is None:
-                    result.rejected.append(Rejection(
-                        exc.reason, f"batch item {index}: {exc.detail}",
-                        _wire(reading_of_fields(doc)), index))
+                try:
+                    admit_at(meter_id, ts, key)  # (remembers it only when it is admitted)
+                except DecodeError:
+                    pass
                 else:
-                    result.rejected.append(Rejection(exc.reason, exc.detail, payload))
-                dropped.append(index)
-                continue
-            kept.append(doc)
+                    kept.append(doc)
+                    continue
+            if levels is None:
+                self._checked(result, reading_of_fields(doc), None, now, None, index)
+            else:
+                self._checked(result, reading_of_fields(doc), levels, now, payload, None)
         if kept:
             result.given = kept
-            if dropped:
-                gone = set(dropped)
-                records = [rec for i, rec in enumerate(records) if i not in gone]
-            result.records = records
+            result.records = _accepted_records(records, result.rejected)
+
+    def _latest(self, now: datetime) -> datetime:
+        """The latest timestamp the receiving clock ``now`` accepts."""
+        try:
+            return now + self.max_future
+        except OverflowError:  # a tolerance past the calendar's end: nothing is too far ahead
+            return datetime.max.replace(tzinfo=UTC)
 
     def _one(self, result: DecodeResult, kind: str, raw: Any, levels: list[str] | None,
              now: datetime, payload: bytes, index: int | None) -> None:
@@ -630,6 +613,14 @@ def _parse_json(payload: bytes) -> Any:
     except ValueError as exc:
         # Python refuses to convert integers of more than sys.get_int_max_str_digits() digits.
         raise DecodeError(OUT_OF_RANGE, f"number too long: {str(exc)[:80]}") from None
+
+
+def _accepted_records(records: list[bytes], rejected: list[Rejection]) -> list[bytes]:
+    """The journal records of a message's items (one a batch item) but those rejected."""
+    if not rejected:
+        return records
+    dropped = {r.index for r in rejected}
+    return [rec for i, rec in enumerate(records) if i not in dropped]
 
 
 def _wire(item: Item) -> bytes:

@@ -686,7 +686,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                 out.extend(feeder)
             state = meters.get(meter_id)
             fresh = state is None
-            if fresh:
+            if state is None:
                 state = meters[meter_id] = MeterState(meter_id)
             if verdicts is not None:  # the closed loop: managers' verdicts reach the meter
                 for _, etype, kind, outcome, given in verdicts(meter_id):

@@ -15,6 +15,7 @@ Both resolve when a day is back near the usual level, never on one calm reading.
 from __future__ import annotations
 
 import math
+import threading
 from array import array
 from dataclasses import dataclass
 from datetime import datetime
@@ -140,29 +141,43 @@ def _learn_curve(usual: np.ndarray, curve: np.ndarray, a: float) -> None:
     usual[:] = np.minimum(np.maximum(usual + a * (curve - usual), -_F16_MAX), _F16_MAX)
 
 
+#: the compiled close (``_daily_jit.entry_points()``) while the compiled path is on (set and
+#: cleared by ``_quiet.use_compiled``), else None: the numpy path below
+COMPILED: list[Any] = [None]
+
+
 def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, cal: Calendar,
                t: float, out: list[Event]) -> DailyProfile | None:
-    cnt = rec.view("day_cnt").astype(np.float32)
-    covered = np.count_nonzero(cnt)
-    if covered < 20:  # too little of the day seen to profile it
-        return None
-    day_start, day_t, off, day_utc = cal.day(rec.day_no)
+    compiled = COMPILED[0]
+    if compiled is None:
+        cnt = rec.view("day_cnt").astype(np.float32)
+        if np.count_nonzero(cnt) < 20:  # too little of the day seen to profile it
+            return None
+        day_start, day_t, off, day_utc = cal.day(rec.day_no)
+        # (the curves are float16 views; what is judged against them is summed in float32)
+        typical = (rec.view("we_curve") if off else rec.view("wd_curve")).astype(np.float32)
+        # each hour's mean, the usual curve's for an hour without readings (a float32 sum of
+        # finite readings over a positive count is never NaN: no mean is taken for one)
+        curve = np.where(cnt > 0, rec.view("day_sum") / np.maximum(cnt, 1), typical)
+        daily_kwh = float(_sum(curve))  # 24 hourly means in kW = kWh of the day
+        usual_day = float(_sum(typical))
+        corr = None
+    else:  # the same numbers, compiled (``_daily_jit.close_numbers``)
+        if _covered(rec.h) < 20:
+            return None
+        day_start, day_t, off, day_utc = cal.day(rec.day_no)
+        scratch = _scratch()
+        curve, typical = scratch[0], scratch[1]
+        _, daily_kwh, usual_day, corr = compiled[0](
+            rec.h.buffer_info()[0], off, scratch[5], scratch[6])
     wd_curve, we_curve = rec.view("wd_curve"), rec.view("we_curve")
-    # (the curves are float16 views; what is judged against them is summed in float32)
-    typical = (we_curve if off else wd_curve).astype(np.float32)
     typical_days = rec.we_days if off else rec.wd_days
-    # each hour's mean, the usual curve's for an hour without readings (a float32 sum of
-    # finite readings over a positive count is never NaN: no mean is taken for one)
-    curve = np.where(cnt > 0, rec.view("day_sum") / np.maximum(cnt, 1), typical)
-    daily_kwh = float(_sum(curve))  # 24 hourly means in kW = kWh of the day
-
-    usual_day = float(_sum(typical))
     judged = (typical_days >= s.daily_min_days and rec.days >= s.daily_min_days
               and usual_day > 24 * s.min_kw)
     held = False
     if judged:
-        held = _judge_day(rec, curve, typical, daily_kwh / usual_day, usual_day, daily_kwh,
-                          day_t, t, meta, s, out)
+        held = _judge_day(rec, _shape_corr(curve, typical) if corr is None else corr,
+                          daily_kwh / usual_day, usual_day, daily_kwh, day_t, t, meta, s, out)
     if not held:
         if off:
             rec.we_days += 1
@@ -193,7 +208,8 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     if not held:
         a = max(1.0 / rec.days, 1.0 / 28)
         rec.hist_kwh += a * (daily_kwh - rec.hist_kwh)
-    day_curve, weekday_curve, weekend_curve = _rounded(curve, wd_curve, we_curve)
+    day_curve, weekday_curve, weekend_curve = _rounded(curve, wd_curve, we_curve) \
+        if compiled is None else _rounded_compiled(compiled[1], rec.h)
     return DailyProfile(
         meter_id=rec.meter_id, day=day_utc,
         customer_id=meta.customer_id if meta else None,
@@ -241,6 +257,41 @@ def _rounded(*curves: np.ndarray) -> list[tuple[float, ...]]:
     return rounded
 
 
+def _rounded_compiled(kernel: Any, h: array) -> list[tuple[float, ...]]:
+    """``_rounded(curve, wd_curve, we_curve)`` through the compiled ``_daily_jit.rounded``, of
+    the day's curve in this thread's scratch (``_scratch``) and the usual curves in the
+    record's buffer ``h``: the same values."""
+    scratch = _scratch()
+    n = kernel(scratch[5], h.buffer_info()[0], scratch[7], scratch[8], scratch[9])
+    got = scratch[3].tolist()
+    if n:
+        v = scratch[2].tolist()
+        for i in scratch[4][:n].tolist():
+            got[i] = round(v[i], 4)
+    return [tuple(got[:24]), tuple(got[24:48]), tuple(got[48:])]
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch() -> tuple[Any, ...]:
+    """This thread's buffers for the compiled close (a close uses them and lets them go before
+    it returns: nothing of them is kept): the day's curve and the usual one (float32, 24), the
+    72 values to round, their rounding, the indexes ``round`` decides, then the five
+    addresses."""
+    got = getattr(_SCRATCH, "buffers", None)
+    if got is None:
+        arrays = (np.empty(24, np.float32), np.empty(24, np.float32), np.empty(72, np.float64),
+                  np.empty(72, np.float64), np.empty(72, np.int64))
+        got = _SCRATCH.buffers = (*arrays, *(a.ctypes.data for a in arrays))
+    return got
+
+
+def _covered(h: array) -> int:
+    """Hours of today with a reading: the nonzero bytes of the ``day_cnt`` part."""
+    return 24 - h[DAY_CNT:DAY_CNT + 12].tobytes().count(0)
+
+
 def _nearest(v: np.ndarray) -> tuple[list[float], np.ndarray]:
     """``k / 10**4`` of each value (see :func:`_rounded`), and the indexes of those too near
     a half to trust it."""
@@ -277,11 +328,11 @@ def _run(state: tuple[float, int], holds: bool, day_t: float) -> tuple[float, in
     return (state[0] if state[1] else day_t, state[1] + 1)
 
 
-def _judge_day(rec: MeterRecord, curve: np.ndarray, typical: np.ndarray, ratio: float,
+def _judge_day(rec: MeterRecord, corr: float, ratio: float,
                usual_day: float, daily_kwh: float, day_t: float, t: float,
                meta: MeterMeta | None, s: DetectionSettings, out: list[Event]) -> bool:
-    """Judge a closed day; returns True when the day should not be learned as usual."""
-    corr = _shape_corr(curve, typical)
+    """Judge a closed day (``corr``: the shape correlation of its curve with the usual one);
+    returns True when the day should not be learned as usual."""
     pol = policy(meta, s)
     half_life = s.feedback_half_life_days * 86_400
     theft_ratio = s.theft_ratio / (

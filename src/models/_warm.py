@@ -1,6 +1,8 @@
-"""``python -m gridwatch.models._warm``: compile the detectors' quiet path now, if it is not yet.
+"""``python -m gridwatch.models._warm``: compile the detectors' quiet path (and the day's close)
+now, if they are not yet.
 
-numba keeps the machine code of :mod:`gridwatch.models._quiet_jit` beside the module; the first
+numba keeps the machine code of :mod:`gridwatch.models._quiet_jit` and
+:mod:`gridwatch.models._daily_jit` beside the modules; the first
 process to load it on a machine compiles it (some seconds), later ones load it in a fraction
 of a second. ``make`` runs this once after installing, so that no engine start and no test
 pays for the compilation."""

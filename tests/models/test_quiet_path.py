@@ -24,6 +24,7 @@ from _models_helpers import demo_slice, reading
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import gridwatch.models._daily as daily_mod
 import gridwatch.models._meter as meter_mod
 import gridwatch.models._quiet as quiet_mod
 from gridwatch import MeterMeta, MeterStatus, Reading
@@ -39,12 +40,16 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday
 
 @contextmanager
 def full_path() -> Iterator[None]:
-    old = meter_mod.FAST_PATH
+    """The full path, and a day's close through numpy's calls (not the compiled close,
+    which the quiet path's twin uses when the compiled path is on)."""
+    old, close = meter_mod.FAST_PATH, daily_mod.COMPILED[0]
     meter_mod.FAST_PATH = False
+    daily_mod.COMPILED[0] = None
     try:
         yield
     finally:
         meter_mod.FAST_PATH = old
+        daily_mod.COMPILED[0] = close
 
 
 class Counted:

@@ -166,10 +166,10 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
         if _covered(rec.h) < 20:
             return None
         day_start, day_t, off, day_utc = cal.day(rec.day_no)
-        scratch = _scratch()
-        curve, typical = scratch[0], scratch[1]
+        sc = _scratch()
+        curve, typical = sc.curve, sc.typical
         _, daily_kwh, usual_day, corr = compiled[0](
-            rec.h.buffer_info()[0], off, scratch[5], scratch[6])
+            rec.h.buffer_info()[0], off, sc.curve_at, sc.typical_at)
     wd_curve, we_curve = rec.view("wd_curve"), rec.view("we_curve")
     typical_days = rec.we_days if off else rec.wd_days
     judged = (typical_days >= s.daily_min_days and rec.days >= s.daily_min_days
@@ -261,29 +261,47 @@ def _rounded_compiled(kernel: Any, h: array) -> list[tuple[float, ...]]:
     """``_rounded(curve, wd_curve, we_curve)`` through the compiled ``_daily_jit.rounded``, of
     the day's curve in this thread's scratch (``_scratch``) and the usual curves in the
     record's buffer ``h``: the same values."""
-    scratch = _scratch()
-    n = kernel(scratch[5], h.buffer_info()[0], scratch[7], scratch[8], scratch[9])
-    got = scratch[3].tolist()
+    sc = _scratch()
+    n = kernel(sc.curve_at, h.buffer_info()[0], sc.values_at, sc.rounded_at, sc.near_at)
+    got = sc.rounded.tolist()
     if n:
-        v = scratch[2].tolist()
-        for i in scratch[4][:n].tolist():
+        v = sc.values.tolist()
+        for i in sc.near[:n].tolist():
             got[i] = round(v[i], 4)
     return [tuple(got[:24]), tuple(got[24:48]), tuple(got[48:])]
+
+
+class _Scratch:
+    """One thread's buffers for the compiled close, with their addresses: the day's curve and
+    the usual one (float32), the 72 values to round, their rounding and the indexes ``round``
+    decides. A close fills them and is done with them before it returns (nothing of them is
+    kept: the profile holds tuples)."""
+
+    __slots__ = ("curve", "curve_at", "near", "near_at", "rounded", "rounded_at", "typical",
+                 "typical_at", "values", "values_at")
+
+    def __init__(self) -> None:
+        self.curve = np.empty(24, np.float32)
+        self.typical = np.empty(24, np.float32)
+        self.values = np.empty(72, np.float64)
+        self.rounded = np.empty(72, np.float64)
+        self.near = np.empty(72, np.int64)
+        self.curve_at = self.curve.ctypes.data
+        self.typical_at = self.typical.ctypes.data
+        self.values_at = self.values.ctypes.data
+        self.rounded_at = self.rounded.ctypes.data
+        self.near_at = self.near.ctypes.data
 
 
 _SCRATCH = threading.local()
 
 
-def _scratch() -> tuple[Any, ...]:
-    """This thread's buffers for the compiled close (a close uses them and lets them go before
-    it returns: nothing of them is kept): the day's curve and the usual one (float32, 24), the
-    72 values to round, their rounding, the indexes ``round`` decides, then the five
-    addresses."""
+def _scratch() -> _Scratch:
+    """This thread's :class:`_Scratch` (an engine may run several dataflow workers as threads
+    of one process)."""
     got = getattr(_SCRATCH, "buffers", None)
     if got is None:
-        arrays = (np.empty(24, np.float32), np.empty(24, np.float32), np.empty(72, np.float64),
-                  np.empty(72, np.float64), np.empty(72, np.int64))
-        got = _SCRATCH.buffers = (*arrays, *(a.ctypes.data for a in arrays))
+        got = _SCRATCH.buffers = _Scratch()
     return got
 
 

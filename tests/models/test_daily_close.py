@@ -98,7 +98,7 @@ def test_the_compiled_rounding_is_round_to_four_decimals(curve, usual):
     c = np.asarray(curve, dtype=np.float32)
     want = _daily._rounded(c, rec.view("wd_curve"), rec.view("we_curve"))
     kernel = _kernels()[1]
-    _daily._scratch()[0][:] = c  # (where the close leaves the day's curve)
+    _daily._scratch().curve[:] = c  # (where the close leaves the day's curve)
     got = _daily._rounded_compiled(kernel, rec.h)
     assert [list(map(repr, x)) for x in got] == [list(map(repr, x)) for x in want]
 

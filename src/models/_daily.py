@@ -163,13 +163,13 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
         usual_day = float(_sum(typical))
         corr = None
     else:  # the same numbers, compiled (``_daily_jit.close_numbers``)
-        if _covered(rec.h) < 20:
-            return None
         day_start, day_t, off, day_utc = cal.day(rec.day_no)
         sc = _scratch()
         curve, typical = sc.curve, sc.typical
-        _, daily_kwh, usual_day, corr = compiled[0](
+        covered, daily_kwh, usual_day, corr = compiled[0](
             rec.h.buffer_info()[0], off, sc.curve_at, sc.typical_at)
+        if covered < 20:
+            return None
     wd_curve, we_curve = rec.view("wd_curve"), rec.view("we_curve")
     typical_days = rec.we_days if off else rec.wd_days
     judged = (typical_days >= s.daily_min_days and rec.days >= s.daily_min_days
@@ -209,7 +209,7 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
         a = max(1.0 / rec.days, 1.0 / 28)
         rec.hist_kwh += a * (daily_kwh - rec.hist_kwh)
     day_curve, weekday_curve, weekend_curve = _rounded(curve, wd_curve, we_curve) \
-        if compiled is None else _rounded_compiled(compiled[1], rec.h)
+        if compiled is None else _rounded_compiled(compiled[1], sc, rec.h)
     return DailyProfile(
         meter_id=rec.meter_id, day=day_utc,
         customer_id=meta.customer_id if meta else None,
@@ -257,40 +257,29 @@ def _rounded(*curves: np.ndarray) -> list[tuple[float, ...]]:
     return rounded
 
 
-def _rounded_compiled(kernel: Any, h: array) -> list[tuple[float, ...]]:
+def _rounded_compiled(kernel: Any, sc: _Scratch, h: array) -> list[tuple[float, ...]]:
     """``_rounded(curve, wd_curve, we_curve)`` through the compiled ``_daily_jit.rounded``, of
-    the day's curve in this thread's scratch (``_scratch``) and the usual curves in the
-    record's buffer ``h``: the same values."""
-    sc = _scratch()
-    n = kernel(sc.curve_at, h.buffer_info()[0], sc.values_at, sc.rounded_at, sc.near_at)
+    the day's curve in ``sc`` and the usual curves in the record's buffer ``h``: the same
+    values."""
+    kernel(sc.curve_at, h.buffer_info()[0], sc.rounded_at)
     got = sc.rounded.tolist()
-    if n:
-        v = sc.values.tolist()
-        for i in sc.near[:n].tolist():
-            got[i] = round(v[i], 4)
     return [tuple(got[:24]), tuple(got[24:48]), tuple(got[48:])]
 
 
 class _Scratch:
     """One thread's buffers for the compiled close, with their addresses: the day's curve and
-    the usual one (float32), the 72 values to round, their rounding and the indexes ``round``
-    decides. A close fills them and is done with them before it returns (nothing of them is
-    kept: the profile holds tuples)."""
+    the usual one (float32) and the 72 rounded values. A close fills them and is done with
+    them before it returns (nothing of them is kept: the profile holds tuples)."""
 
-    __slots__ = ("curve", "curve_at", "near", "near_at", "rounded", "rounded_at", "typical",
-                 "typical_at", "values", "values_at")
+    __slots__ = ("curve", "curve_at", "rounded", "rounded_at", "typical", "typical_at")
 
     def __init__(self) -> None:
         self.curve = np.empty(24, np.float32)
         self.typical = np.empty(24, np.float32)
-        self.values = np.empty(72, np.float64)
         self.rounded = np.empty(72, np.float64)
-        self.near = np.empty(72, np.int64)
         self.curve_at = self.curve.ctypes.data
         self.typical_at = self.typical.ctypes.data
-        self.values_at = self.values.ctypes.data
         self.rounded_at = self.rounded.ctypes.data
-        self.near_at = self.near.ctypes.data
 
 
 _SCRATCH = threading.local()
@@ -303,11 +292,6 @@ def _scratch() -> _Scratch:
     if got is None:
         got = _SCRATCH.buffers = _Scratch()
     return got
-
-
-def _covered(h: array) -> int:
-    """Hours of today with a reading: the nonzero bytes of the ``day_cnt`` part."""
-    return 24 - h[DAY_CNT:DAY_CNT + 12].tobytes().count(0)
 
 
 def _nearest(v: np.ndarray) -> tuple[list[float], np.ndarray]:

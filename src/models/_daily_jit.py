@@ -15,21 +15,16 @@ Loaded with the quiet path's kernel (``_quiet.use_compiled``); without numba, or
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numba
 import numpy as np
 from numba import types
 
-from gridwatch.models._quiet_jit import _F16, _f32p, _f64p, _pointer, _u16p, direct
+from gridwatch.models._quiet_jit import _F16, _f32p, _f64p, _pointer, _u16p, direct, keep_current
 from gridwatch.models._record import DAY_CNT, DAY_SUM, WD, WE
 
 _u8p = _pointer(types.uint8)
-_i64p = _pointer(types.int64)
-#: below this, ``v * 10**4`` is finite; within this much of a half (relative), ``round`` decides
-#: (as ``_daily._rounded``)
-_NEAR_HALF = 2.0 ** -50
 
 
 @numba.njit(cache=True)
@@ -100,37 +95,29 @@ def close_numbers(hp, off, curve_p, typical_p):
             corr)
 
 
-_ROUNDED_SIGNATURE = types.int64(types.intp, types.intp, types.intp, types.intp, types.intp)
+_ROUNDED_SIGNATURE = types.void(types.intp, types.intp, types.intp)
 
 
 @numba.njit(_ROUNDED_SIGNATURE, cache=True)
-def rounded(curve_p, hp, values_p, out_p, near_p):
+def rounded(curve_p, hp, out_p):
     """``_daily._rounded`` of the day's curve (float32 at ``curve_p``), then the usual weekday
-    and day-off curves (float16 in ``h`` at ``hp``): writes the 72 values as doubles at
-    ``values_p``, ``k / 10**4`` of each (``k`` the integer nearest ``v * 10**4``) at ``out_p``,
-    and the indexes of the values too near a half to trust that (or not finite) at ``near_p``;
-    returns how many there are (``round`` decides those). A float32 or float16 value times
-    10**4 is exact in a double, so here only values that are not finite are among them; the
-    check stays, as ``_daily._rounded`` has it, for the same contract."""
+    and day-off curves (float16 in ``h`` at ``hp``): ``k / 10**4`` of each value, ``k`` the
+    integer nearest ``v * 10**4`` (ties to even), as 72 doubles at ``out_p``.
+
+    That is ``round(v, 4)`` of each: a float32 or float16 value times 10**4 is exact in a
+    double (at most 24 + 14 significant bits), so ``k`` is the integer nearest the exact
+    ``v * 10**4``, which ``round`` takes too, and ``k / 10**4`` is the double nearest the
+    decimal ``k * 10**-4``, which ``round`` returns; NaN and the infinities come out as they
+    went in, as from ``round``. (``_daily._rounded`` takes doubles, whose product can round
+    across a half: it leaves those values to ``round``; none occur here.)"""
     curve = numba.carray(_f32p(curve_p), (24,))
     wd = numba.carray(_u16p(hp + 2 * WD), (24,))
     we = numba.carray(_u16p(hp + 2 * WE), (24,))
-    values = numba.carray(_f64p(values_p), (72,))
     out = numba.carray(_f64p(out_p), (72,))
-    near = numba.carray(_i64p(near_p), (72,))
     for i in range(24):
-        values[i] = np.float64(curve[i])
-        values[24 + i] = _F16[wd[i]]
-        values[48 + i] = _F16[we[i]]
-    n = 0
-    for i in range(72):
-        p = values[i] * 1e4
-        k = np.rint(p)
-        out[i] = k / 1e4
-        if not abs(abs(p - k) - 0.5) > abs(p) * _NEAR_HALF:  # (NaN: not greater)
-            near[n] = i
-            n += 1
-    return n
+        out[i] = np.rint(np.float64(curve[i]) * 1e4) / 1e4
+        out[24 + i] = np.rint(_F16[wd[i]] * 1e4) / 1e4
+        out[48 + i] = np.rint(_F16[we[i]] * 1e4) / 1e4
 
 
 #: the record's layout these functions read (its offsets are frozen into the machine code)
@@ -142,21 +129,8 @@ def _layout() -> tuple[int, int, int, int]:
     return _LAYOUT_NOW
 
 
-def _compile_anew() -> None:
-    """Removes this module's kept machine code and compiles its functions anew (numba keeps
-    them by this file's source: a change of the record's layout elsewhere would go unseen)."""
-    kept = getattr(getattr(close_numbers, "_cache", None), "_cache_path", None)
-    folder = Path(kept) if kept else Path(__file__).parent / "__pycache__"
-    for path in folder.glob(Path(__file__).stem + ".*.nb[ic]"):
-        path.unlink(missing_ok=True)
-    for f in (_layout, _pairwise24, _mean32, close_numbers, rounded):
-        f.recompile()
-
-
-if tuple(_layout()) != _LAYOUT_NOW:  # pragma: no cover (a developer's kept code)
-    _compile_anew()
-    if tuple(_layout()) != _LAYOUT_NOW:
-        raise ImportError("the compiled day's close does not match the record's layout")
+keep_current(__file__, _layout, _LAYOUT_NOW, (close_numbers, rounded),
+             "the compiled day's close")
 
 
 def entry_points() -> tuple[Any, Any]:

@@ -807,23 +807,23 @@ def direct(dispatcher: Any) -> Any:
     return dispatcher.overloads[signature].entry_point
 
 
-def _compiled_layout_is_current() -> bool:
-    return tuple(_layout()) == _LAYOUT_NOW
-
-
-def _compile_anew() -> None:
-    """Removes this module's kept machine code and compiles the kernel (and what it calls)
-    anew."""
-    kept = getattr(getattr(kernel, "_cache", None), "_cache_path", None)
-    folder = Path(kept) if kept else Path(__file__).parent / "__pycache__"
-    for path in folder.glob(Path(__file__).stem + ".*.nb[ic]"):
+def keep_current(module_file: str, layout: Any, now: tuple[Any, ...],
+                 functions: tuple[Any, ...], what: str) -> None:
+    """Compiles ``functions`` (of the module at ``module_file``) anew when their kept machine
+    code was made with another record layout: ``layout`` is a compiled function returning the
+    layout it was compiled with, ``now`` the layout now. The module's kept code is removed and
+    compiled again; ``what`` names it in the error if it still does not match."""
+    if tuple(layout()) == now:
+        return
+    # (kept code of a developer's checkout, made before the layout changed)
+    kept = getattr(getattr(functions[0], "_cache", None), "_cache_path", None)
+    folder = Path(kept) if kept else Path(module_file).parent / "__pycache__"
+    for path in folder.glob(Path(module_file).stem + ".*.nb[ic]"):
         path.unlink(missing_ok=True)
-    _layout.recompile()
-    kernel.recompile()
-    lane.recompile()
+    for f in (layout, *functions):
+        f.recompile()
+    if tuple(layout()) != now:
+        raise ImportError(f"{what} does not match the record's layout")
 
 
-if not _compiled_layout_is_current():  # pragma: no cover (a developer's kept code)
-    _compile_anew()
-    if not _compiled_layout_is_current():
-        raise ImportError("the compiled quiet path does not match the record's layout")
+keep_current(__file__, _layout, _LAYOUT_NOW, (kernel, lane), "the compiled quiet path")

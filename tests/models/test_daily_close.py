@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import pytest
 from _models_helpers import T0
 from hypothesis import given
 from hypothesis import settings as hsettings
@@ -83,7 +84,6 @@ def test_the_compiled_numbers_of_a_close_are_numpys(hours, off):
     assert got_curve.tobytes() == curve.astype(np.float32).tobytes()
     assert got_typical.tobytes() == typical.tobytes()
     assert all(_same(g, w) for g, w in zip(got, want, strict=True)), (got, want)
-    assert _daily._covered(rec.h) == want[0]
 
 
 @hsettings(max_examples=400, deadline=None)
@@ -98,8 +98,9 @@ def test_the_compiled_rounding_is_round_to_four_decimals(curve, usual):
     c = np.asarray(curve, dtype=np.float32)
     want = _daily._rounded(c, rec.view("wd_curve"), rec.view("we_curve"))
     kernel = _kernels()[1]
-    _daily._scratch().curve[:] = c  # (where the close leaves the day's curve)
-    got = _daily._rounded_compiled(kernel, rec.h)
+    sc = _daily._scratch()
+    sc.curve[:] = c  # (where the close leaves the day's curve)
+    got = _daily._rounded_compiled(kernel, sc, rec.h)
     assert [list(map(repr, x)) for x in got] == [list(map(repr, x)) for x in want]
 
 
@@ -129,3 +130,24 @@ def test_a_whole_close_compiled_is_numpys(hours, days, wd_days, we_days, hist_kw
             profile = _daily._close_day(rec, None, s, cal, t, out)
         results.append((profile, [e.model_dump() for e in out], rec.to_bytes()))
     assert results[1] == results[0]
+
+
+def test_kept_code_of_another_layout_is_compiled_anew():
+    """Kept machine code that answers another record layout than the one now is removed and
+    compiled again; if it still does not match, the import fails with the module named."""
+    from gridwatch.models import _daily_jit
+    from gridwatch.models._quiet_jit import keep_current
+
+    functions = (_daily_jit.close_numbers, _daily_jit.rounded)
+    with pytest.raises(ImportError, match="the day's close does not match"):
+        keep_current(_daily_jit.__file__, _daily_jit._layout, ("another",), functions,
+                     "the day's close")
+    # compiled anew from this layout: it answers the layout now, and the close computes
+    assert tuple(_daily_jit._layout()) == _daily_jit._LAYOUT_NOW
+    keep_current(_daily_jit.__file__, _daily_jit._layout, _daily_jit._LAYOUT_NOW, functions,
+                 "the day's close")  # (current: nothing to do)
+    rec = _record([(2.0, 1, 1.0, 1.0)] * 24)
+    curve, typical = np.empty(24, np.float32), np.empty(24, np.float32)
+    covered, kwh, usual, _ = _daily_jit.close_numbers(
+        rec.h.buffer_info()[0], False, curve.ctypes.data, typical.ctypes.data)
+    assert (covered, kwh, usual) == (24.0, 48.0, 24.0)

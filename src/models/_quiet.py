@@ -316,16 +316,16 @@ def quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None, s: Detectio
 
 
 def _load_kernel() -> None:
-    """Loads the compiled kernel and the compiled day's close (numba compiles them on a
-    machine's first use and keeps them on disk), unless ``GRIDWATCH_JIT=0`` or numba cannot be
-    imported (then the Python quiet path and numpy's close alone, the same results, slower;
-    said once in the log). The close reads the record's bytes in little-endian order: on
-    another machine it stays numpy's."""
+    """Loads the compiled kernel, the compiled day's close and the segmenter's numbers (numba
+    compiles them on a machine's first use and keeps them on disk), unless
+    ``GRIDWATCH_JIT=0`` or numba cannot be imported (then the Python quiet path and numpy's
+    close and segmenter alone, the same results, slower; said once in the log). The close
+    reads the record's bytes in little-endian order: on another machine it stays numpy's."""
     _JIT[1] = False
     if os.environ.get("GRIDWATCH_JIT", "1").strip().lower() in ("0", "false", "no", "off"):
         return
     try:
-        from gridwatch.models import _daily_jit, _quiet_jit
+        from gridwatch.models import _daily_jit, _quiet_jit, _segment, _segment_jit
     except Exception as exc:  # (numba missing or broken: the Python path computes the same)
         logging.getLogger(__name__).warning(
             "the compiled quiet path is not available (%s: %s): detection runs the Python "
@@ -333,6 +333,7 @@ def _load_kernel() -> None:
         return
     _JIT[0] = _quiet_jit.direct(_quiet_jit.kernel)
     _LANE[0] = _quiet_jit.direct(_quiet_jit.lane)
+    _segment.COMPILED[0] = _segment_jit.entry_point()
     if sys.byteorder == "little":
         _daily.COMPILED[0] = _daily_jit.entry_points()
 
@@ -346,7 +347,9 @@ def use_compiled(on: bool = True) -> bool:
         _JIT[1] = True
         _load_kernel()
     elif not on:
-        _JIT[0] = _LANE[0] = _daily.COMPILED[0] = None
+        from gridwatch.models import _segment  # (it imports this module's importers)
+
+        _JIT[0] = _LANE[0] = _daily.COMPILED[0] = _segment.COMPILED[0] = None
         _JIT[1] = False
     return was
 

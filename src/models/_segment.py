@@ -15,10 +15,13 @@ and two River models are shared by many meters:
 from __future__ import annotations
 
 import math
+import struct
+import threading
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from typing import Any
 
 import numpy as np
 from river import cluster, stats
@@ -27,8 +30,53 @@ from gridwatch._schemas import Event, LoadProfile
 from gridwatch._segnames import segment_name
 from gridwatch.models._daily import _mean
 from gridwatch.models._meter import DailyProfile
+from gridwatch.models._segment_codes import (
+    CLASS_ONLY,
+    DAYTIME,
+    EVENING,
+    FLAT,
+    MORNING,
+    NIGHT_HEAVY,
+    NUMPY,
+    OUT_SIZE,
+    TWO_SHIFT,
+    WEEKEND_CLOSED,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+#: the compiled numbers of a meter-day (``_segment_jit.entry_point()``) while the compiled path
+#: is on (set and cleared by ``_quiet.use_compiled``), else None: numpy's path
+COMPILED: list[Any] = [None]
+
+
+class _Scratch:
+    """One thread's buffers for ``day_numbers``, with their addresses: the three curves in
+    (72 doubles) and its numbers out (``OUT_SIZE``). A call fills them and is done with them
+    before :meth:`Segmenter.profile` returns."""
+
+    __slots__ = ("curves", "curves_at", "curves_in", "out", "out_at")
+
+    def __init__(self) -> None:
+        self.curves = np.empty(72, np.float64)
+        self.curves_in = self.curves.data  # (what struct packs into)
+        self.out = np.empty(OUT_SIZE, np.float64)
+        self.curves_at = self.curves.ctypes.data
+        self.out_at = self.out.ctypes.data
+
+
+_SCRATCH = threading.local()
+#: the three curves of a meter-day into the scratch buffer
+_CURVES = struct.Struct("=72d")
+
+
+def _scratch() -> _Scratch:
+    """This thread's :class:`_Scratch` (an engine may run several dataflow workers as threads
+    of one process)."""
+    got = getattr(_SCRATCH, "buffers", None)
+    if got is None:
+        got = _SCRATCH.buffers = _Scratch()
+    return got
 
 
 @cache
@@ -53,40 +101,72 @@ def profile_tags(weekday: tuple[float, ...] | np.ndarray,
     ``weekend-closed commercial``.
     """
     c = np.asarray(weekday, dtype=np.float64)
-    w = np.asarray(weekend, dtype=np.float64)
-    tags: list[str] = []
     if c.size != 24:
         return (customer_class,)
+    return _tags_of(_tag_code(c, np.asarray(weekend, dtype=np.float64)), customer_class)
+
+
+def _tag_code(c: np.ndarray, w: np.ndarray) -> int:
+    """The tags of a weekday curve ``c`` (24 values) and a day-off curve ``w`` as a code
+    (``_segment_jit``'s: the shape's tag, plus the night-heavy and weekend-closed bits;
+    ``CLASS_ONLY`` when the weekday curve's mean is not positive)."""
     c_mean = _mean(c)
-    if c_mean <= 0:
-        return (customer_class,)
+    if not c_mean > 0:
+        return CLASS_ONLY
     peak, low = float(c.max()), float(c.min())
+    top = int(c.argmax())
     high_hours = int(np.count_nonzero(c >= 0.7 * peak))
     night = _mean(c[0:6])
     day = _mean(c[8:20])
+    code = 0
     if low > 0 and peak / low < 1.5:
-        tags.append("flat 24 h")
-    elif 17 <= int(c.argmax()) <= 22 and high_hours <= 8:
-        tags.append(f"evening-peak {customer_class}")
+        code = FLAT
+    elif 17 <= top <= 22 and high_hours <= 8:
+        code = EVENING
     elif 14 <= high_hours < 22 and night < 0.7 * peak:
-        tags.append(f"two-shift {customer_class}")
+        code = TWO_SHIFT
     elif day > 2 * max(night, 1e-9):
-        tags.append(f"daytime {customer_class}")
-    elif 6 <= int(c.argmax()) <= 10:
-        tags.append(f"morning-peak {customer_class}")
+        code = DAYTIME
+    elif 6 <= top <= 10:
+        code = MORNING
     if night > 1.2 * day:
-        tags.append("night-heavy")
+        code += NIGHT_HEAVY
     if w.size == 24 and _mean(w) < 0.5 * c_mean:
+        code += WEEKEND_CLOSED
+    return code
+
+
+#: the tag of each shape code
+_SHAPES = {FLAT: "flat 24 h", EVENING: "evening-peak {}", TWO_SHIFT: "two-shift {}",
+           DAYTIME: "daytime {}", MORNING: "morning-peak {}"}
+
+
+@cache
+def _tags_of(code: int, customer_class: str) -> tuple[str, ...]:
+    """The tags a code of :func:`_tag_code` stands for, made once a code and class."""
+    if code < 0:
+        return (customer_class,)
+    tags: list[str] = []
+    shape = _SHAPES.get(code & 7)
+    if shape is not None:
+        tags.append(shape.format(customer_class))
+    if code & NIGHT_HEAVY:
+        tags.append("night-heavy")
+    if code & WEEKEND_CLOSED:
         tags.append(f"weekend-closed {customer_class}")
     tags.append(customer_class)
     return tuple(dict.fromkeys(tags))
 
 
-def load_profile(p: DailyProfile, segment: str, tags: tuple[str, ...]) -> LoadProfile:
+def load_profile(p: DailyProfile, segment: str, tags: tuple[str, ...],
+                 night_day: tuple[float, float] | None = None) -> LoadProfile:
     """The stored form of one day's profile: peak/valley ratio, load factor, night/day ratio,
-    month-on-month growth and the typical curve of the day's type."""
-    curve = np.asarray(p.day_curve, dtype=np.float64)
-    day_mean = _mean(curve[8:20])
+    month-on-month growth and the typical curve of the day's type. ``night_day``: the day
+    curve's means over hours 0-5 and 8-19, when the caller has them."""
+    if night_day is None:
+        curve = np.asarray(p.day_curve, dtype=np.float64)
+        night_day = (_mean(curve[0:6]), _mean(curve[8:20]))
+    night_mean, day_mean = night_day
     typical = p.weekend_curve if p.is_day_off else p.weekday_curve
     return LoadProfile(
         meter_id=p.meter_id, day=p.day, customer_id=p.customer_id, segment=segment, tags=tags,
@@ -94,7 +174,7 @@ def load_profile(p: DailyProfile, segment: str, tags: tuple[str, ...]) -> LoadPr
         valley_kw=round(p.valley_kw, 4),
         peak_valley_ratio=round(p.peak_kw / p.valley_kw, 4) if p.valley_kw > 1e-6 else None,
         load_factor=round(p.daily_kwh / 24 / p.peak_kw, 4) if p.peak_kw > 1e-6 else None,
-        night_day_ratio=round(_mean(curve[0:6]) / day_mean, 4) if day_mean > 1e-6
+        night_day_ratio=round(night_mean / day_mean, 4) if day_mean > 1e-6
         else None,
         mom_growth=p.mom_growth, curve=tuple(typical),
     )
@@ -115,6 +195,8 @@ class Segmenter:
     #: defaults: snapshots, older ones too, carry neither)
     _rows: np.ndarray | None = None
     _row_keys: tuple[str, ...] = ()
+    #: ``_rows`` and its address, for the compiled numbers (never pickled either)
+    _rows_at: tuple[np.ndarray, int] | None = None
 
     def __init__(self, customer_class: str, n_clusters: int = 4, halflife: float = 0.05,
                  seed: int = 42, seed_distance: float = 2.0,
@@ -161,17 +243,75 @@ class Segmenter:
         data, so one centre would take every profile; the first profiles that are far from every
         seeded centre seed the next one (farthest-first), after that it is plain online KMeans.
         """
+        segment, tags, _ = self._assign(p)
+        return segment, tags
+
+    def profile(self, p: DailyProfile) -> LoadProfile:
+        """:meth:`assign`, then :func:`load_profile`: the stored form of a meter's finished
+        day with its segment and tags (their numbers in one compiled call where it is
+        loaded)."""
+        segment, tags, night_day = self._assign(p)
+        return load_profile(p, segment, tags, night_day)
+
+    def _assign(self, p: DailyProfile
+                ) -> tuple[str, tuple[str, ...], tuple[float, float] | None]:
+        """:meth:`assign`, and the day curve's night and day means when the compiled numbers
+        (``_segment_jit.day_numbers``) gave them."""
+        kernel = COMPILED[0]
+        if kernel is not None:
+            got = self._assign_compiled(kernel, p)
+            if got is not None:
+                return got
         wd = np.asarray(p.weekday_curve, dtype=np.float64)
         tags = profile_tags(wd, p.weekend_curve, self.customer_class)
         if p.daily_kwh <= 0 or not any(p.weekday_curve):
-            return f"{self.customer_class}-unknown", tags
+            return f"{self.customer_class}-unknown", tags, None
         v = self.vector(wd, p.weekend_curve)
         rows = self._kept_rows(v.size)
         if rows is not None:  # every centre seeded, their array kept: no names needed
             k = self._nearest_row(rows, v)
             self.seen += 1
-            return self.name(k, self._move_row(rows, k, v)), tags
-        x = self.features(p)
+            return self.name(k, self._move_row(rows, k, v)), tags, None
+        return self._learn(self.features(p)), tags, None
+
+    def _assign_compiled(self, kernel: Any, p: DailyProfile
+                         ) -> tuple[str, tuple[str, ...], tuple[float, float]] | None:
+        """:meth:`_assign` through ``day_numbers`` (the same numbers: see ``_segment_jit``):
+        the tags, the features and, with every centre seeded and their array kept, the
+        nearest centre moved; None (nothing changed) for curves not of 24 values or holding
+        a NaN, which numpy's path takes."""
+        wd, we, day = p.weekday_curve, p.weekend_curve, p.day_curve
+        if len(wd) != 24 or len(we) != 24 or len(day) != 24:
+            return None
+        sc = _scratch()
+        _CURVES.pack_into(sc.curves_in, 0, *wd, *we, *day)
+        skip = p.daily_kwh <= 0 or not any(wd)
+        rows = None if skip or self.model.p != 2 else self._kept_rows(len(_FEATURES))
+        rows_at = 0
+        if rows is not None:
+            kept = self._rows_at
+            if kept is None or kept[0] is not rows:  # (its address, taken once an array)
+                kept = self._rows_at = (rows, rows.ctypes.data)
+            rows_at = kept[1]
+        code, k = kernel(sc.curves_at, rows_at, 0 if rows is None else len(rows),
+                         self.halflife, sc.out_at)
+        if code == NUMPY:
+            return None
+        got = sc.out.tolist()
+        tags = _tags_of(code, self.customer_class)
+        night_day = (got[48], got[49])
+        if skip:
+            return f"{self.customer_class}-unknown", tags, night_day
+        if rows is not None:  # the nearest centre, moved in place: River's centre follows
+            self.seen += 1
+            row = rows[k]
+            self.model.centers[k].update(zip(_FEATURES, row.tolist(), strict=True))
+            return self.name(k, row), tags, night_day
+        return self._learn(dict(zip(_FEATURES, got[:48], strict=True))), tags, night_day
+
+    def _learn(self, x: dict[str, float]) -> str:
+        """The profile's features ``x`` seed the next centre (far from every seeded one) or
+        move the nearest; its segment's name."""
         if self.seeded < self.n_clusters and self._far_from_seeds(x):
             k = self.seeded
             self.model.centers[k].update(x)
@@ -182,7 +322,7 @@ class Segmenter:
                 self.nearest(x)
             self._move(k, x)
         self.seen += 1
-        return self.name(k), tags
+        return self.name(k)
 
     def _move(self, k: int, x: dict[str, float]) -> None:
         """Centre ``k`` moves ``halflife`` of the way to ``x``: ``c += rate * (x - c)`` for
@@ -285,6 +425,7 @@ class Segmenter:
         state = dict(self.__dict__)
         state.pop("_rows", None)
         state.pop("_row_keys", None)
+        state.pop("_rows_at", None)
         return state
 
     def _dist(self, x: dict[str, float], k: int) -> float:

@@ -35,7 +35,6 @@ from gridwatch.models import (
     SegmentJudge,
     _meter,
     is_candidate,
-    load_profile,
 )
 from gridwatch.models._quiet import consts, lane_kernel, quiet_done
 from gridwatch.models._quiet_codes import STUCK_COUNT
@@ -797,8 +796,8 @@ class SegmenterLogic(StatefulLogic[Any, Any, bytes]):
             segment = self.model.segment_of(value.weekday_curve, value.weekend_curve)
             return [SegmentSample(segment, value.event.meter_id, None, (value.event,))], \
                 StatefulLogic.RETAIN
-        segment, tags = self.model.assign(value)
-        prof: LoadProfile = load_profile(value, segment, tags)
+        prof: LoadProfile = self.model.profile(value)
+        segment = prof.segment
         return [prof, SegmentSample(segment, value.meter_id, value.ratio, (),
                                     value.day.toordinal())], \
             StatefulLogic.RETAIN

@@ -1,8 +1,9 @@
-"""``python -m gridwatch.models._warm``: compile the detectors' quiet path (and the day's close)
-now, if they are not yet.
+"""``python -m gridwatch.models._warm``: compile the detectors' quiet path (and the day's close
+and the segmenter's numbers) now, if they are not yet.
 
-numba keeps the machine code of :mod:`gridwatch.models._quiet_jit` and
-:mod:`gridwatch.models._daily_jit` beside the modules; the first
+numba keeps the machine code of :mod:`gridwatch.models._quiet_jit`,
+:mod:`gridwatch.models._daily_jit` and :mod:`gridwatch.models._segment_jit` beside the
+modules; the first
 process to load it on a machine compiles it (some seconds), later ones load it in a fraction
 of a second. ``make`` runs this once after installing, so that no engine start and no test
 pays for the compilation."""

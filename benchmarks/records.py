@@ -36,8 +36,16 @@
   for the lane), in µs a reading, beside the second reading of the same meters (the lane),
   of this checkout and, with ``--against REV``, of revision ``REV``, rounds alternating, best
   of 3 (``--rounds N``).
+* ``midnight``: the interval in which every meter closes its local day. 10,000 meters read
+  every 30 minutes for two days through a cell (``CellLogic.on_batch``, 100-reading
+  batches), their profiles through the segmenter stage (``SegmenterLogic``); timed, in µs a
+  reading: the last interval of the second day (an ordinary one, through the lane) and the
+  interval at midnight (each meter's close), with the segmenter stage in µs a meter-day and
+  what the midnight interval costs one core for 100,000 meters (cells and segmenter), of
+  this checkout and, with ``--against REV``, of revision ``REV``, rounds alternating, best
+  of 3, with whether both stored the same load profiles.
 
-    .venv/bin/python benchmarks/records.py [--only decode|handover|path|day|first]
+    .venv/bin/python benchmarks/records.py [--only decode|handover|path|day|first|midnight]
         [--against REV]
 """
 
@@ -446,6 +454,76 @@ def _first_child() -> dict[str, Any]:
     return out
 
 
+#: the midnight's fleet: meters, and readings a day each (every 30 minutes)
+MIDNIGHT_METERS, MIDNIGHT_PER_DAY = 10_000, 48
+
+
+def _midnight_batches(k: int) -> list[Any]:
+    """The fleet's readings of interval ``k`` (30 minutes each from ``T0``, midnight UTC), in
+    100-reading batches: each meter an evening-peak household of its own level and peak
+    hour, with a little noise."""
+    import math
+
+    from gridwatch.stream import ReadingBatch
+
+    ts = T0 + timedelta(minutes=30 * k)
+    hour = (k % MIDNIGHT_PER_DAY) / 2
+    batches = []
+    for j in range(0, MIDNIGHT_METERS, 100):
+        batch = []
+        for i in range(j, j + 100):
+            usual = (0.3 + i % 17 / 10) * (1 + 1.5 * math.exp(-(((hour - 17 - i % 5) / 2) ** 2)))
+            noise = (i * 7919 + k * 104_729) % 1000 / 1000 - 0.5
+            batch.append(Reading(meter_id=f"m{i:06d}", ts=ts, kw=round(usual * (1 + 0.2 * noise),
+                                 3), interval_s=1800))
+        batches.append(ReadingBatch("cell:c1", tuple(batch), "p0"))
+    return batches
+
+
+def _midnight_child() -> dict[str, Any]:
+    """One round of a midnight, in this process (whichever ``gridwatch`` it imports): the
+    fleet reads for two days through a cell (``CellLogic.on_batch``), its day-1 profiles
+    through the segmenter stage (``SegmenterLogic``); timed: the last interval of day 2 (an
+    ordinary one), the interval at midnight (every meter closes its day) and the segmenter
+    stage on the profiles it gives."""
+    import hashlib
+
+    from gridwatch.models import Calendar, DailyProfile, DetectionSettings
+    from gridwatch.models._quiet import use_compiled
+    from gridwatch.stream._logic import CellLogic, SegmenterLogic
+
+    use_compiled(True)
+    s = DetectionSettings()
+    logic = CellLogic(None, s, Calendar(), lambda _m: None, 900.0, 0.0, snapshots=False)
+    segmenter = SegmenterLogic(None, s)
+    gc.collect()
+    gc.freeze()
+    out: dict[str, Any] = {}
+    digest = hashlib.sha256()
+    for k in range(2 * MIDNIGHT_PER_DAY + 1):
+        batches = _midnight_batches(k)
+        t0 = time.perf_counter()
+        got = []
+        for b in batches:
+            got.extend(logic.on_batch([b])[0])
+        spent = time.perf_counter() - t0
+        profiles = [p for p in got if isinstance(p, DailyProfile)]
+        t0 = time.perf_counter()
+        stored = [segmenter.on_item(p)[0][0] for p in profiles]
+        segment_s = time.perf_counter() - t0
+        for lp in stored:
+            digest.update(lp.model_dump_json().encode())
+        if k == 2 * MIDNIGHT_PER_DAY - 1:
+            out["ordinary"] = spent / MIDNIGHT_METERS * 1e6
+        elif k == 2 * MIDNIGHT_PER_DAY:
+            out["midnight"] = spent / MIDNIGHT_METERS * 1e6
+            out["segmenter"] = segment_s / max(len(profiles), 1) * 1e6
+            out["per 100k"] = (spent + segment_s) / MIDNIGHT_METERS * 100_000
+            out["profiles"] = len(profiles)
+    out["digest"] = digest.hexdigest()[:16]
+    return out
+
+
 def against_runs(child: str, units: dict[str, str], against: str | None,
                  rounds: int = 3) -> dict[str, dict[str, Any]]:
     """``rounds`` rounds of ``--child CHILD`` in fresh processes, this checkout's then, with
@@ -500,6 +578,22 @@ def first(against: str | None, rounds: int = 3) -> None:
                  rounds)
 
 
+def midnight(against: str | None, rounds: int = 3) -> None:
+    print(f"{MIDNIGHT_METERS:,} meters read every 30 minutes for two days, then the interval "
+          "at midnight (each closes its day):")
+    best = against_runs("midnight", {
+        "ordinary": "µs a reading, the interval before", "midnight": "µs a reading, midnight",
+        "segmenter": "µs a meter-day, the segmenter stage",
+        "per 100k": "s of one core for midnight's interval (cells and segmenter), 100,000 "
+                    "meters"}, against, rounds)
+    mine = best["this checkout"]
+    print(f"({mine['profiles']:,} profiles at midnight)")
+    if against:
+        same = best[against]["digest"] == mine["digest"]
+        print("load profiles: " + ("the same" if same else "DIFFERENT")
+              + f" (digest {mine['digest']})")
+
+
 def _export(rev: str, into: Path) -> Path:
     """The package ``gridwatch`` of revision ``rev``, importable from the returned folder."""
     root = Path(__file__).resolve().parent.parent
@@ -519,11 +613,12 @@ def path(against: str | None, rounds: int = 3) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", choices=("decode", "handover", "path", "day", "first"))
-    ap.add_argument("--against",
-                    help="path, day and first: a git revision to run beside this checkout")
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="path, day and first: rounds (alternating with --against's)")
+    ap.add_argument("--only", choices=("decode", "handover", "path", "day", "first",
+                                       "midnight"))
+    ap.add_argument("--against", help="path, day, first and midnight: a git revision to run "
+                    "beside this checkout")
+    ap.add_argument("--rounds", type=int, default=3, help="path, day, first and midnight: "
+                    "rounds (alternating with --against's)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "path":
@@ -534,6 +629,9 @@ def main() -> None:
         return
     if args.child == "first":
         print(json.dumps(_first_child()))
+        return
+    if args.child == "midnight":
+        print(json.dumps(_midnight_child()))
         return
     if args.child:
         print(json.dumps(_child(args.child)))
@@ -549,6 +647,8 @@ def main() -> None:
         day(args.against, args.rounds)
     if args.only in (None, "first"):
         first(args.against, args.rounds)
+    if args.only in (None, "midnight"):
+        midnight(args.against, args.rounds)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from gridwatch.models._segment_codes import (
     EVENING,
     FLAT,
     MORNING,
+    NEW_CENTRE,
     NIGHT_HEAVY,
     NUMPY,
     OUT_SIZE,
@@ -182,6 +183,7 @@ def load_profile(p: DailyProfile, segment: str, tags: tuple[str, ...],
 
 #: the segmenter's features in order: the weekday curve's hours, then the weekend's
 _FEATURES = _keys("d", 24) + _keys("e", 24)
+_FEATURE_SET = frozenset(_FEATURES)
 
 
 class Segmenter:
@@ -277,24 +279,25 @@ class Segmenter:
     def _assign_compiled(self, kernel: Any, p: DailyProfile
                          ) -> tuple[str, tuple[str, ...], tuple[float, float]] | None:
         """:meth:`_assign` through ``day_numbers`` (the same numbers: see ``_segment_jit``):
-        the tags, the features and, with every centre seeded and their array kept, the
-        nearest centre moved; None (nothing changed) for curves not of 24 values or holding
-        a NaN, which numpy's path takes."""
+        the tags, the features and what :meth:`_learn` does with them (a centre seeded, or
+        the nearest moved) on the seeded centres' array; None (nothing changed) for curves not
+        of 24 values or holding a NaN, which numpy's path takes."""
         wd, we, day = p.weekday_curve, p.weekend_curve, p.day_curve
         if len(wd) != 24 or len(we) != 24 or len(day) != 24:
             return None
         sc = _scratch()
         _CURVES.pack_into(sc.curves_in, 0, *wd, *we, *day)
         skip = p.daily_kwh <= 0 or not any(wd)
-        rows = None if skip or self.model.p != 2 else self._kept_rows(len(_FEATURES))
+        seeding = self.seeded < self.n_clusters
+        rows = None if skip or (not seeding and self.model.p != 2) else self._seeded_rows()
         rows_at = 0
         if rows is not None:
             kept = self._rows_at
             if kept is None or kept[0] is not rows:  # (its address, taken once an array)
                 kept = self._rows_at = (rows, rows.ctypes.data)
             rows_at = kept[1]
-        code, k = kernel(sc.curves_at, rows_at, 0 if rows is None else len(rows),
-                         self.halflife, sc.out_at)
+        code, k = kernel(sc.curves_at, rows_at, -1 if rows is None else len(rows),
+                         self.halflife, sc.out_at, self.seed_distance, seeding)
         if code == NUMPY:
             return None
         got = sc.out.tolist()
@@ -302,12 +305,35 @@ class Segmenter:
         night_day = (got[48], got[49])
         if skip:
             return f"{self.customer_class}-unknown", tags, night_day
-        if rows is not None:  # the nearest centre, moved in place: River's centre follows
-            self.seen += 1
-            row = rows[k]
-            self.model.centers[k].update(zip(_FEATURES, row.tolist(), strict=True))
-            return self.name(k, row), tags, night_day
-        return self._learn(dict(zip(_FEATURES, got[:48], strict=True))), tags, night_day
+        if rows is None:
+            return self._learn(dict(zip(_FEATURES, got[:48], strict=True))), tags, night_day
+        self.seen += 1
+        if k == NEW_CENTRE:  # far from every seeded centre: the next one
+            k = self.seeded
+            self.model.centers[k].update(zip(_FEATURES, got[:48], strict=True))
+            self.seeded += 1
+            rows = self._rows = np.vstack((rows, sc.out[:48]))
+            return self.name(k, rows[k]), tags, night_day
+        row = rows[k]  # the nearest centre, moved in place: River's centre follows
+        self.model.centers[k].update(zip(_FEATURES, row.tolist(), strict=True))
+        return self.name(k, row), tags, night_day
+
+    def _seeded_rows(self) -> np.ndarray | None:
+        """The seeded centres as one array (a row a centre, its columns the 48 features in
+        :meth:`features`' order): ``_rows``, built from River's centres when missing; None
+        when a seeded centre's features are not those (a snapshot of another layout: numpy's
+        path then learns)."""
+        n = min(self.seeded, self.n_clusters)
+        rows = self._rows
+        if rows is not None and self._row_keys == _FEATURES and len(rows) == n:
+            return rows
+        centres = [self.model.centers[k] for k in range(n)]
+        if any(c.keys() != _FEATURE_SET for c in centres):
+            return None
+        rows = self._rows = np.array([[c[f] for f in _FEATURES] for c in centres],
+                                     dtype=np.float64).reshape(n, len(_FEATURES))
+        self._row_keys = _FEATURES
+        return rows
 
     def _learn(self, x: dict[str, float]) -> str:
         """The profile's features ``x`` seed the next centre (far from every seeded one) or
@@ -429,8 +455,13 @@ class Segmenter:
         return state
 
     def _dist(self, x: dict[str, float], k: int) -> float:
+        """The Euclidean distance of ``x`` to centre ``k``: the square root of numpy's
+        (pairwise) sum of the squared differences, in ``x``'s order (the compiled numbers sum
+        in the same order; Python's ``sum`` adds in another from one version to the next)."""
         c = self.model.centers[k]
-        return math.sqrt(sum((v - c[i]) ** 2 for i, v in x.items()))
+        n = len(x)
+        d = np.fromiter(x.values(), np.float64, n) - np.fromiter((c[i] for i in x), np.float64, n)
+        return math.sqrt(float(np.add.reduce(d * d)))
 
     def _nearest_seeded(self, x: dict[str, float]) -> int:
         return min(range(self.seeded), key=lambda k: self._dist(x, k))

@@ -29,6 +29,7 @@ from gridwatch.models._segment_codes import (
     EVENING,
     FLAT,
     MORNING,
+    NEW_CENTRE,
     NIGHT_HEAVY,
     NUMPY,
     OUT_SIZE,
@@ -82,21 +83,29 @@ def _norm_into(src: Any, lo: int, out: Any, at: int, scratch: Any, times: float)
 
 
 _SIGNATURE = types.UniTuple(types.int64, 2)(types.intp, types.intp, types.intp, types.float64,
-                                            types.intp)
+                                            types.intp, types.float64, types.boolean)
 
 
 @numba.njit(_SIGNATURE, cache=True)
-def day_numbers(curves_p, rows_p, n_rows, halflife, out_p):
+def day_numbers(curves_p, rows_p, n_rows, halflife, out_p, seed_distance, seeding):
     """A finished meter-day's numbers for the segmenter, from ``curves_p``: 72 doubles, the
     typical weekday curve, the typical day-off curve and the day's curve.
 
     Writes at ``out_p`` the 48 features (``Segmenter.vector``), then the day curve's night
-    and day means (``load_profile``'s night/day ratio). With ``n_rows`` centres at
-    ``rows_p`` (a row of 48 doubles each, ``Segmenter._rows``), finds the nearest
-    (``Segmenter._nearest_row``, squared differences: River's ``p`` of 2) and moves it
-    ``halflife`` of the way to the features (``Segmenter._move_row``), in place.
+    and day means (``load_profile``'s night/day ratio). With ``n_rows`` (0 or more) seeded
+    centres at ``rows_p`` (a row of 48 doubles each, ``Segmenter._rows``), learns from the
+    features as ``Segmenter._learn`` does:
 
-    Returns (the tags' code, the nearest centre's index or -1): the code is ``NUMPY`` when a
+    * ``seeding`` (not every centre seeded yet): when no centre is within
+      ``seed_distance`` (Euclidean, ``Segmenter._dist``), answers ``NEW_CENTRE`` (the
+      features seed the next); else the nearest, moved;
+    * else the nearest by squared differences (``Segmenter._nearest_row``: River's ``p`` of
+      2), moved;
+
+    a move takes the centre ``halflife`` of the way to the features (``_move_row``), in place.
+
+    Returns (the tags' code, the centre learned from, ``NEW_CENTRE``, or -1 when ``n_rows``
+    is negative: nothing learned): the code is ``NUMPY`` when a
     curve holds a NaN (numpy's path then answers, with nothing changed), ``CLASS_ONLY`` when
     the weekday curve's mean is not positive, else the sum of the shape's tag and the
     ``NIGHT_HEAVY`` and ``WEEKEND_CLOSED`` bits (``_segment.profile_tags``)."""
@@ -148,18 +157,30 @@ def day_numbers(curves_p, rows_p, n_rows, halflife, out_p):
     # the day curve's night and day means (load_profile)
     out[48] = _sum(c, 48, 6) / 6
     out[49] = _sum(c, 56, 12) / 12
-    if n_rows <= 0:
+    if n_rows < 0:
         return code, -1
-    # the nearest centre and its move (Segmenter._nearest_row, _move_row)
+    if n_rows == 0:  # (only while seeding: the first centre)
+        return code, NEW_CENTRE
     rows = numba.carray(_f64p(rows_p), (n_rows, 48))
     best, k = 0.0, 0
-    for j in range(n_rows):
-        for i in range(48):
-            d = abs(rows[j, i] - out[i])
-            scratch[i] = d * d
-        total = _sum(scratch, 0, 48)
-        if j == 0 or total < best or (np.isnan(total) and not np.isnan(best)):
-            best, k = total, j
+    if seeding:  # the nearest seeded centre (Segmenter._far_from_seeds, _nearest_seeded)
+        for j in range(n_rows):
+            for i in range(48):
+                d = out[i] - rows[j, i]
+                scratch[i] = d * d
+            dist = np.sqrt(_sum(scratch, 0, 48))
+            if j == 0 or dist < best:  # (Python's min: the first kept unless one is less)
+                best, k = dist, j
+        if best > seed_distance:
+            return code, NEW_CENTRE
+    else:  # the nearest centre (Segmenter._nearest_row: numpy's argmin, the first NaN)
+        for j in range(n_rows):
+            for i in range(48):
+                d = abs(rows[j, i] - out[i])
+                scratch[i] = d * d
+            total = _sum(scratch, 0, 48)
+            if j == 0 or total < best or (np.isnan(total) and not np.isnan(best)):
+                best, k = total, j
     for i in range(48):
         rows[k, i] += halflife * (out[i] - rows[k, i])
     return code, k

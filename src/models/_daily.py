@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 import threading
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -60,6 +61,7 @@ _sum = np.add.reduce
 _ALPHA_CURVE = 0.125  # daily curves: about eight days of memory
 _NO_SUMS = array("H", bytes(96))  # today's sums and counts when the day starts
 _NO_COUNTS = array("H", bytes(24))
+_T = TypeVar("_T")
 _F16_INF = 0x7C00  #: the float16 code of +inf: the codes up to it are zero and positive values
 
 
@@ -282,16 +284,21 @@ class _Scratch:
         self.rounded_at = self.rounded.ctypes.data
 
 
+def per_thread(store: threading.local, make: Callable[[], _T]) -> _T:
+    """This thread's object in ``store``, made by ``make`` on its first use (an engine may run
+    several dataflow workers as threads of one process: each has its own scratch buffers)."""
+    got: _T | None = getattr(store, "got", None)
+    if got is None:
+        got = store.got = make()
+    return got
+
+
 _SCRATCH = threading.local()
 
 
 def _scratch() -> _Scratch:
-    """This thread's :class:`_Scratch` (an engine may run several dataflow workers as threads
-    of one process)."""
-    got = getattr(_SCRATCH, "buffers", None)
-    if got is None:
-        got = _SCRATCH.buffers = _Scratch()
-    return got
+    """This thread's :class:`_Scratch`."""
+    return per_thread(_SCRATCH, _Scratch)
 
 
 def _nearest(v: np.ndarray) -> tuple[list[float], np.ndarray]:

@@ -28,7 +28,7 @@ from river import cluster, stats
 
 from gridwatch._schemas import Event, LoadProfile
 from gridwatch._segnames import segment_name
-from gridwatch.models._daily import _mean
+from gridwatch.models._daily import _mean, per_thread
 from gridwatch.models._meter import DailyProfile
 from gridwatch.models._segment_codes import (
     CLASS_ONLY,
@@ -42,6 +42,7 @@ from gridwatch.models._segment_codes import (
     OUT_SIZE,
     TWO_SHIFT,
     WEEKEND_CLOSED,
+    shape_code,
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -72,12 +73,8 @@ _CURVES = struct.Struct("=72d")
 
 
 def _scratch() -> _Scratch:
-    """This thread's :class:`_Scratch` (an engine may run several dataflow workers as threads
-    of one process)."""
-    got = getattr(_SCRATCH, "buffers", None)
-    if got is None:
-        got = _SCRATCH.buffers = _Scratch()
-    return got
+    """This thread's :class:`_Scratch`."""
+    return per_thread(_SCRATCH, _Scratch)
 
 
 @cache
@@ -117,24 +114,8 @@ def _tag_code(c: np.ndarray, w: np.ndarray) -> int:
     peak, low = float(c.max()), float(c.min())
     top = int(c.argmax())
     high_hours = int(np.count_nonzero(c >= 0.7 * peak))
-    night = _mean(c[0:6])
-    day = _mean(c[8:20])
-    code = 0
-    if low > 0 and peak / low < 1.5:
-        code = FLAT
-    elif 17 <= top <= 22 and high_hours <= 8:
-        code = EVENING
-    elif 14 <= high_hours < 22 and night < 0.7 * peak:
-        code = TWO_SHIFT
-    elif day > 2 * max(night, 1e-9):
-        code = DAYTIME
-    elif 6 <= top <= 10:
-        code = MORNING
-    if night > 1.2 * day:
-        code += NIGHT_HEAVY
-    if w.size == 24 and _mean(w) < 0.5 * c_mean:
-        code += WEEKEND_CLOSED
-    return code
+    return shape_code(peak, low, top, high_hours, _mean(c[0:6]), _mean(c[8:20]), c_mean,
+                      _mean(w) if w.size == 24 else math.nan)
 
 
 #: the tag of each shape code

@@ -1,5 +1,6 @@
-"""The codes :func:`gridwatch.models._segment_jit.day_numbers` answers with, importable
-without numba (``_segment`` reads them on either path)."""
+"""The codes :func:`gridwatch.models._segment_jit.day_numbers` answers with, and the rule of
+the tags' code, importable without numba (``_segment`` reads them on either path; the
+compiled function compiles :func:`shape_code` itself)."""
 
 #: the tags' code: the shape's tag (low three bits), then the night-heavy and weekend-closed bits
 FLAT, EVENING, TWO_SHIFT, DAYTIME, MORNING = 1, 2, 3, 4, 5
@@ -11,3 +12,27 @@ NEW_CENTRE = -2
 #: what ``day_numbers`` writes: the 48 features, then the day curve's night mean (hours 0-5)
 #: and day mean (hours 8-19)
 OUT_SIZE = 50
+
+
+def shape_code(peak: float, low: float, top: int, high_hours: int, night: float, day: float,
+               c_mean: float, w_mean: float) -> int:
+    """The tags' code of a weekday curve with a positive mean ``c_mean``: its ``peak`` and
+    ``low`` value, the hour of its (first) peak, the hours at 70 % of the peak or more, the
+    means of hours 0-5 (``night``) and 8-19 (``day``); and the day-off curve's mean
+    ``w_mean`` (NaN: none of 24 values)."""
+    code = 0
+    if low > 0 and peak / low < 1.5:
+        code = FLAT
+    elif 17 <= top <= 22 and high_hours <= 8:
+        code = EVENING
+    elif 14 <= high_hours < 22 and night < 0.7 * peak:
+        code = TWO_SHIFT
+    elif day > 2 * max(night, 1e-9):
+        code = DAYTIME
+    elif 6 <= top <= 10:
+        code = MORNING
+    if night > 1.2 * day:
+        code += NIGHT_HEAVY
+    if w_mean < 0.5 * c_mean:
+        code += WEEKEND_CLOSED
+    return code

@@ -23,19 +23,10 @@ import numpy as np
 from numba import types
 
 from gridwatch.models._quiet_jit import _f64p, direct
-from gridwatch.models._segment_codes import (
-    CLASS_ONLY,
-    DAYTIME,
-    EVENING,
-    FLAT,
-    MORNING,
-    NEW_CENTRE,
-    NIGHT_HEAVY,
-    NUMPY,
-    OUT_SIZE,
-    TWO_SHIFT,
-    WEEKEND_CLOSED,
-)
+from gridwatch.models._segment_codes import CLASS_ONLY, NEW_CENTRE, NUMPY, OUT_SIZE, shape_code
+
+#: the tags' rule, compiled (one rule for both paths)
+_shape_code = numba.njit(cache=True)(shape_code)
 
 
 @numba.njit(cache=True)
@@ -130,23 +121,8 @@ def day_numbers(curves_p, rows_p, n_rows, halflife, out_p, seed_distance, seedin
         for i in range(24):
             if c[i] >= edge:
                 high_hours += 1
-        night = _sum(c, 0, 6) / 6
-        day = _sum(c, 8, 12) / 12
-        code = 0
-        if low > 0 and peak / low < 1.5:
-            code = FLAT
-        elif 17 <= top <= 22 and high_hours <= 8:
-            code = EVENING
-        elif 14 <= high_hours < 22 and night < 0.7 * peak:
-            code = TWO_SHIFT
-        elif day > 2 * max(night, 1e-9):
-            code = DAYTIME
-        elif 6 <= top <= 10:
-            code = MORNING
-        if night > 1.2 * day:
-            code += NIGHT_HEAVY
-        if _sum(c, 24, 24) / 24 < 0.5 * c_mean:
-            code += WEEKEND_CLOSED
+        code = _shape_code(peak, low, top, high_hours, _sum(c, 0, 6) / 6, _sum(c, 8, 12) / 12,
+                           c_mean, _sum(c, 24, 24) / 24)
     # the features (Segmenter.vector)
     scale = c_mean
     if scale == 0.0:

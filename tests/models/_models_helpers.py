@@ -6,7 +6,8 @@ Imported by name (``from _models_helpers import reading``): the folder is on the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from gridwatch import Event, MeterMeta, Reading
-from gridwatch.models import Calendar, DetectionSettings, MeterState
+from gridwatch.models import Calendar, DetectionSettings, MeterState, _quiet
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "fleets" / "demo.yaml"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday
@@ -77,3 +78,14 @@ def demo_slice(warmup: str) -> tuple[Any, dict[str, MeterMeta], list[Reading], l
     metas = {m.meter_id: m.meta() for m in fleet.meters(fleet.seed)}
     readings, labels = fleet.generate(fleet.seed)
     return fleet, metas, sorted(readings, key=lambda r: r.ts), list(labels)
+
+
+@contextmanager
+def compiled(on: bool) -> Iterator[None]:
+    """The compiled detection path (quiet kernel, close, segmenter) on or off within the block,
+    as it was after."""
+    was = _quiet.use_compiled(on)
+    try:
+        yield
+    finally:
+        _quiet.use_compiled(was)

@@ -5,12 +5,10 @@ whole close (profile, events, the record after it)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from _models_helpers import T0
+from _models_helpers import T0, compiled
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -25,15 +23,6 @@ _F16_FINITE = st.floats(-65_504, 65_504, width=16)
 #: the even neighbour; a float32 or float16 value times 10**4 is exact, so no other value lies
 #: nearer a half than these
 _TIES = st.sampled_from([0.03125, -0.03125, 0.09375, 0.15625, 1.03125, 2.5e-05])
-
-
-@contextmanager
-def _compiled(on: bool) -> Iterator[None]:
-    was = _quiet.use_compiled(on)
-    try:
-        yield
-    finally:
-        _quiet.use_compiled(was)
 
 
 def _kernels() -> tuple[object, object]:
@@ -124,7 +113,7 @@ def test_a_whole_close_compiled_is_numpys(hours, days, wd_days, we_days, hist_kw
     for on in (False, True):
         rec = MeterState.from_bytes(base.to_bytes())
         out: list = []
-        with _compiled(on), np.errstate(all="ignore"):
+        with compiled(on), np.errstate(all="ignore"):
             if on:
                 assert _daily.COMPILED[0] is not None
             profile = _daily._close_day(rec, None, s, cal, t, out)

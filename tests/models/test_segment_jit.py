@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
+from _models_helpers import compiled
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -28,15 +27,6 @@ _EDGE = st.sampled_from([0.0, -0.0, 1e-10, 1e-9, 0.5, 1.0, 1.5, 65_504.0, -1.0])
 _VALUE = st.one_of(_KW, _EDGE)
 _CURVE = st.lists(_VALUE, min_size=24, max_size=24)
 _ANY = st.floats(allow_nan=False)  # infinities too
-
-
-@contextmanager
-def _compiled(on: bool) -> Iterator[None]:
-    was = _quiet.use_compiled(on)
-    try:
-        yield
-    finally:
-        _quiet.use_compiled(was)
 
 
 def _kernel() -> Any:
@@ -177,7 +167,7 @@ def test_a_segmenter_learns_the_same_either_way(seed, n_shapes, noise, seeded):
     days = _days(600, seed, n_shapes, noise)
     ends = []
     for on in (False, True):
-        with _compiled(on):
+        with compiled(on):
             assert (_segment.COMPILED[0] is not None) is on
             seg = Segmenter("residential", n_clusters=4, seed=42)
             stored = [seg.profile(p).model_dump_json() for p in days[:300]]

@@ -94,9 +94,7 @@ def accumulate(rec: MeterRecord, kw: float, t: float, interval: float, meta: Met
     done = None
     x = rec.x
     if day != x[DAY_NO]:
-        if x[DAY_NO]:
-            done = _close_day(rec, meta, s, cal, t, out)
-        _new_day(rec, day)
+        done = turn_day(rec, day, meta, s, cal, t, out)
     h = rec.h
     hr = slot % 24
     # a float32 sum, rounded as the float32 array of version 4 rounded it
@@ -107,6 +105,17 @@ def accumulate(rec: MeterRecord, kw: float, t: float, interval: float, meta: Met
         x[DAY_MAX] = kw
     if kw < x[DAY_MIN]:
         x[DAY_MIN] = kw
+    return done
+
+
+def turn_day(rec: MeterRecord, day: int, meta: MeterMeta | None, s: DetectionSettings,
+             cal: Calendar, t: float, out: list[Event]) -> DailyProfile | None:
+    """What a reading of a new local day ``day`` does first: close the meter's day (its
+    profile, or None when it has none or too little of it was seen) and start ``day``.
+    The full path and the quiet path (``_quiet.python_quiet_step``) call it after the
+    reading's judgements and before its own sums."""
+    done = _close_day(rec, meta, s, cal, t, out) if rec.x[DAY_NO] else None
+    _new_day(rec, day)
     return done
 
 

@@ -2,11 +2,13 @@
 
 Most readings are *quiet*: in order, no status flag, nothing open on the meter (no alarm but a
 possible-theft one, no record run, no condition count pending but a stuck-reading count), no
-fault, no power-quality issue, inside the band, no over-capacity projection, and not
-closing a local day. For such a reading every detector of the full path only *learns* (or
-counts a repeated value towards a stuck reading); :func:`quiet_step` does that in one function,
-with the same floating-point operations in the same order as the detectors, so the state it
-leaves is bit-identical.
+fault, no power-quality issue, inside the band, and no over-capacity projection. For such a
+reading every detector of the full path only *learns* (or counts a repeated value towards a
+stuck reading); :func:`quiet_step` does that in one function, with the same floating-point
+operations in the same order as the detectors, so the state it leaves is bit-identical. The
+first reading of a local day closes the day before (``_daily.turn_day``: its profile and the
+day's judgements) where the full path does, after the reading's judgements and before its
+sums: in Python, which the compiled kernel leaves it to.
 
 It checks every precondition before it changes anything: the first one that fails returns
 ``None`` with the state untouched, and ``MeterState.step`` runs the full path. What is left to the
@@ -16,11 +18,10 @@ than a stuck-reading count that does not fire), a reading that starts a run (abo
 band, beyond the record) or continues one beyond the record, a reading after a run above or
 below the band that is not judged (before the meter is warm, or exporting: the full path
 learns it at the band's edge; a judged one inside the band ends the run, as here), a fault
-(register
-going backwards or frozen, a stuck reading that fires, off the interval grid, reverse flow),
-voltage, phase or power-factor trouble, an over-capacity projection, the first reading of a
-local day, and, for classes that judge theft within the day, the first reading of an hour when
-judging the window that closes would raise or resolve the alarm (judged first, without changes:
+(register going backwards or frozen, a stuck reading that fires, off the interval grid,
+reverse flow), voltage, phase or power-factor trouble, an over-capacity projection, and, for
+classes that judge theft within the day, the first reading of an hour when judging the
+window that closes would raise or resolve the alarm (judged first, without changes:
 :func:`~gridwatch.models._theft.window_quiet`) or when hours without a reading lie between. A
 meter with a time zone of its own takes its own calendar (cached, as on the full path).
 Exporting readings (negative kW on a meter with export) are quiet: not judged as consumption, as
@@ -694,8 +695,9 @@ def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
     else:  # (the calendar's quarters, as ``info`` looks them up)
         info = cal._q.get(int(t // 900)) or cal.info(t)
         c.last = (t, cal, info)
-    if info[2] != day_no:
-        return None  # closes a day
+    # a reading of a new local day closes the day before: below, after the judgements and
+    # before the reading's own sums, as on the full path
+    turns = info[2] != day_no
     slot = info[1]
     theft = pol.theft_window and not exporting
     if theft:
@@ -851,6 +853,9 @@ def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         x[RESID_EW] = resid
         if not _isnan(last_kw):
             x[TREND_EW] = trend
+    if turns:  # (_daily.accumulate's close: the day's sums, extremes and peak start anew)
+        out.profile = _daily.turn_day(rec, info[2], meta, s, cal, t, out.events)
+        day_max, day_min, peak_today = x[DAY_MAX], x[DAY_MIN], x[PEAK_TODAY]
     # (set_f32, get_f32, f32 and inc_u8 of _daily.accumulate, inlined)
     hr = slot % 24
     i = 2 * (DAY_SUM + 2 * hr)  # (bytes)

@@ -10,9 +10,10 @@ kernel, the Python quiet path and the full path).
 
 It answers ``NOT_QUIET`` (nothing changed: the full path runs), ``DONE`` (the record updated;
 the caller sets the few Python-level fields the flags name and builds the sampled score), or
-``PYTHON`` (nothing changed: a case the kernel leaves to the Python quiet path: the closing
-of a theft window whose judgement is not clearly quiet, three voltages not all live, a sum
-beyond float32's range or a band beyond ``exp``'s).
+``PYTHON`` (nothing changed: a case the kernel leaves to the Python quiet path: the first
+reading of a local day, which closes the day before; the closing of a theft window whose
+judgement is not clearly quiet, three voltages not all live, a sum beyond float32's range or
+a band beyond ``exp``'s).
 
 numba compiles it once per machine (``cache=True``: the machine code is kept beside this file
 in ``__pycache__``, and later processes load it in a fraction of a second).
@@ -413,9 +414,10 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
                 return NOT_QUIET, 0, 0.0, 0.0, 0
             if kw >= (0.3 * kva if kva != 0.0 else _F16[h[_KW_G]]):
                 return NOT_QUIET, 0, 0.0, 0.0, 0
-    # the local day
+    # the local day: a reading of a new one closes the day before, in Python (the Python
+    # quiet path closes it between the judgements and the reading's sums)
     if day_no_now != x[DAY_NO]:
-        return NOT_QUIET, 0, 0.0, 0.0, 0
+        return PYTHON, 0, 0.0, 0.0, 0
     exporting = has_export != 0 and kw < 0
     theft = theft_pol != 0 and not exporting
     hour = 0
@@ -680,7 +682,8 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
     at the watch's columns finds no meter held or silent (``_look``, which sets ``due``
     again as the watch's own look does); a tick that finds one is the cell's.
 
-    Stops at the first reading that is not quiet (nothing of it changed: Python takes it),
+    Stops at the first reading that is not quiet (nothing of it changed: Python takes it; -1
+    in its ``answers`` flags when the kernel left it to the Python quiet path),
     before one whose watermark passes a tick that finds a meter (the cell ticks first), after
     one whose watermark is such a tick (the cell ticks there after it) and after one whose
     stuck-reading count Python must take. Returns (the index it stopped at, the cell's
@@ -736,6 +739,8 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
             profiles[p, 7], int(rows[i, 16]), int(rows[i, 17]), int(rows[i, 18]),
             int(rows[i, 19]), meters[j, 3], meters[j, 4], meters[j, 5])
         if code != DONE:
+            if code == PYTHON:  # (the cell tries the Python quiet path on it, not the full)
+                answers[i, 0] = -1.0
             break
         if flags & SET_NO_RUN:
             if meters[j, 5]:

@@ -609,11 +609,13 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             columns = None
             r = timed[i][1]
             meta = entries[i]
-            # a reading of a meter ready for the lane was left by its kernel: not quiet (or
-            # rarely, a case the kernel leaves to Python), so the meter need not try its quiet
-            # path again; any other tries it (a meter off the lane may still have quiet readings)
+            # a reading of a meter ready for the lane was left by its kernel: not quiet, so
+            # the meter need not try its quiet path again, unless the kernel left it to the
+            # Python quiet path (-1: the first reading of a local day, and a few rare cases);
+            # any other tries it (a meter off the lane may still have quiet readings)
             row = int(rows[i, 0])
-            tried = answers is not None and row >= 0 and bool(lane.ready[row])
+            tried = answers is not None and row >= 0 and bool(lane.ready[row]) \
+                and answers[i, 0] >= 0
             self._steps_each(timed[i:i + 1], out, None, _Entry(meta),
                              quiet=not tried)  # (its row: below)
             j = slot.get(r.meter_id)

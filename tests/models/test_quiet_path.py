@@ -331,6 +331,43 @@ def test_clean_stream_takes_the_quiet_path(scale: float) -> None:
     assert compiled.taken >= 0.9 * sc["n"]  # (through the kernel, not its Python fallback)
 
 
+class CountedCloses(Counted):
+    """Counts, among the readings the quiet path takes, those that closed a day (a profile)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closes = 0
+
+    def __call__(self, *args: Any) -> StepResult | None:
+        res = super().__call__(*args)
+        if res is not None and res.profile is not None:
+            self.closes += 1
+        return res
+
+
+@pytest.mark.parametrize("on", [True, False], ids=["compiled", "python"])
+def test_a_days_first_reading_closes_it_on_the_quiet_path(on: bool) -> None:
+    """The first reading of each local day closes the day before on the quiet path (the
+    compiled kernel leaves it to the Python quiet path), after its judgements and before its
+    sums, as the full path does: the same profiles, events and states, reading by reading,
+    for a meter whose class judges theft within the day too."""
+    sc = {"seed": 5, "n": 1500, "step_s": 1800, "meta": "industrial-theft", "settings": "default",
+          "volts": "one", "pf": "good", "kwh": "register", "stated": False, "scale": 1.0,
+          **dict.fromkeys(("gap", "dup", "back", "status", "zero", "neg", "spike", "jitter",
+                           "silence", "verdict", "stuck", "low"), 0.0)}
+    s = DetectionSettings()
+    cal = Calendar(s.timezone, s.holiday_country)
+    twins = Twins("m1")
+    meta = MeterMeta(meter_id="m1", **(_METAS["industrial-theft"] or {}))
+    profiles = 0
+    with kernel(on), CountedCloses() as counted:
+        for _, r in stream(sc):
+            profiles += twins.step(r, meta, s, cal)[2] != "None"
+            twins.same()
+    assert profiles >= 25, "the stream crosses a month of midnights"
+    assert counted.closes >= profiles - 3, "nearly every close took the quiet path"
+
+
 @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
 def test_a_reading_after_a_run_above_or_below_the_band(compiled: bool) -> None:
     """A reading inside the band after one above (or below) it ends the run on the quiet

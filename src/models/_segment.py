@@ -109,7 +109,7 @@ def _tag_code(c: np.ndarray, w: np.ndarray) -> int:
     (``_segment_jit``'s: the shape's tag, plus the night-heavy and weekend-closed bits;
     ``CLASS_ONLY`` when the weekday curve's mean is not positive)."""
     c_mean = _mean(c)
-    if not c_mean > 0:
+    if c_mean <= 0:  # (a NaN mean goes on, as it always has: the tags it gives are kept)
         return CLASS_ONLY
     peak, low = float(c.max()), float(c.min())
     top = int(c.argmax())

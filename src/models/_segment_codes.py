@@ -16,7 +16,7 @@ OUT_SIZE = 50
 
 def shape_code(peak: float, low: float, top: int, high_hours: int, night: float, day: float,
                c_mean: float, w_mean: float) -> int:
-    """The tags' code of a weekday curve with a positive mean ``c_mean``: its ``peak`` and
+    """The tags' code of a weekday curve whose mean ``c_mean`` is not zero or less: its ``peak`` and
     ``low`` value, the hour of its (first) peak, the hours at 70 % of the peak or more, the
     means of hours 0-5 (``night``) and 8-19 (``day``); and the day-off curve's mean
     ``w_mean`` (NaN: none of 24 values)."""
@@ -27,7 +27,7 @@ def shape_code(peak: float, low: float, top: int, high_hours: int, night: float,
         code = EVENING
     elif 14 <= high_hours < 22 and night < 0.7 * peak:
         code = TWO_SHIFT
-    elif day > 2 * max(night, 1e-9):
+    elif day > 2 * (1e-9 if night < 1e-9 else night):  # (max(night, 1e-9), NaN kept)
         code = DAYTIME
     elif 6 <= top <= 10:
         code = MORNING

@@ -109,7 +109,7 @@ def day_numbers(curves_p, rows_p, n_rows, halflife, out_p, seed_distance, seedin
     # the tags (profile_tags)
     c_mean = _sum(c, 0, 24) / 24
     code = CLASS_ONLY
-    if c_mean > 0:
+    if not c_mean <= 0:  # (a NaN mean, of infinities, is judged on: as numpy's path does)
         peak, low, top = c[0], c[0], 0
         for i in range(1, 24):
             if c[i] > peak:

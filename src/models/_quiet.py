@@ -50,7 +50,7 @@ from array import array
 from typing import Any
 
 from gridwatch._schemas import MeterMeta, Reading, Score
-from gridwatch.models import _daily
+from gridwatch.models import _daily, _segment_codes
 from gridwatch.models._alarms import cond, feedback, r3
 from gridwatch.models._baseline import (
     _ALPHA_DT,
@@ -326,7 +326,7 @@ def _load_kernel() -> None:
     if os.environ.get("GRIDWATCH_JIT", "1").strip().lower() in ("0", "false", "no", "off"):
         return
     try:
-        from gridwatch.models import _daily_jit, _quiet_jit, _segment, _segment_jit
+        from gridwatch.models import _daily_jit, _quiet_jit, _segment_jit
     except Exception as exc:  # (numba missing or broken: the Python path computes the same)
         logging.getLogger(__name__).warning(
             "the compiled quiet path is not available (%s: %s): detection runs the Python "
@@ -334,7 +334,7 @@ def _load_kernel() -> None:
         return
     _JIT[0] = _quiet_jit.direct(_quiet_jit.kernel)
     _LANE[0] = _quiet_jit.direct(_quiet_jit.lane)
-    _segment.COMPILED[0] = _segment_jit.entry_point()
+    _segment_codes.COMPILED[0] = _segment_jit.entry_point()
     if sys.byteorder == "little":
         _daily.COMPILED[0] = _daily_jit.entry_points()
 
@@ -348,9 +348,7 @@ def use_compiled(on: bool = True) -> bool:
         _JIT[1] = True
         _load_kernel()
     elif not on:
-        from gridwatch.models import _segment  # (it imports this module's importers)
-
-        _JIT[0] = _LANE[0] = _daily.COMPILED[0] = _segment.COMPILED[0] = None
+        _JIT[0] = _LANE[0] = _daily.COMPILED[0] = _segment_codes.COMPILED[0] = None
         _JIT[1] = False
     return was
 

@@ -32,6 +32,7 @@ from gridwatch.models._daily import _mean, per_thread
 from gridwatch.models._meter import DailyProfile
 from gridwatch.models._segment_codes import (
     CLASS_ONLY,
+    COMPILED,
     DAYTIME,
     EVENING,
     FLAT,
@@ -46,11 +47,6 @@ from gridwatch.models._segment_codes import (
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-#: the compiled numbers of a meter-day (``_segment_jit.entry_point()``) while the compiled path
-#: is on (set and cleared by ``_quiet.use_compiled``), else None: numpy's path
-COMPILED: list[Any] = [None]
-
 
 class _Scratch:
     """One thread's buffers for ``day_numbers``, with their addresses: the three curves in

@@ -1,6 +1,15 @@
-"""The codes :func:`gridwatch.models._segment_jit.day_numbers` answers with, and the rule of
-the tags' code, importable without numba (``_segment`` reads them on either path; the
-compiled function compiles :func:`shape_code` itself)."""
+"""The codes :func:`gridwatch.models._segment_jit.day_numbers` answers with, the rule of the
+tags' code and the switch that holds the compiled function, importable without numba
+(``_segment`` reads them on either path; the compiled function compiles :func:`shape_code`
+itself; ``_quiet.use_compiled`` sets the switch without importing ``_segment``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: the compiled numbers of a meter-day (``_segment_jit.entry_point()``) while the compiled path
+#: is on (set and cleared by ``_quiet.use_compiled``), else None: numpy's path
+COMPILED: list[Any] = [None]
 
 #: the tags' code: the shape's tag (low three bits), then the night-heavy and weekend-closed bits
 FLAT, EVENING, TWO_SHIFT, DAYTIME, MORNING = 1, 2, 3, 4, 5

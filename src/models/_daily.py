@@ -36,6 +36,17 @@ from gridwatch.models._consumption import (
     policy,
     supersede,
 )
+from gridwatch.models._quiet_codes import (
+    CL_DAY,
+    CL_HAS_MOM,
+    CL_HAS_RATIO,
+    CL_KWH,
+    CL_MOM,
+    CL_OFF,
+    CL_PEAK,
+    CL_RATIO,
+    CL_VALLEY,
+)
 from gridwatch.models._record import (
     _F16_MAX,
     DAY_CNT,
@@ -55,7 +66,7 @@ from gridwatch.models._record import (
     set_f32,
 )
 
-__all__ = ["DailyProfile", "accumulate"]
+__all__ = ["DailyProfile", "accumulate", "closed_profile"]
 
 _sum = np.add.reduce
 _ALPHA_CURVE = 0.125  # daily curves: about eight days of memory
@@ -219,16 +230,36 @@ def _close_day(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     if not held:
         a = max(1.0 / rec.days, 1.0 / 28)
         rec.hist_kwh += a * (daily_kwh - rec.hist_kwh)
-    day_curve, weekday_curve, weekend_curve = _rounded(curve, wd_curve, we_curve) \
-        if compiled is None else _rounded_compiled(compiled[1], sc, rec.h)
+    curves = _rounded(curve, wd_curve, we_curve) if compiled is None \
+        else _rounded_compiled(compiled[1], sc, rec.h)
+    return _profile(rec.meter_id, meta, day_utc, daily_kwh, rec.day_max, rec.day_min, curves,
+                    off, mom, ratio)
+
+
+def _profile(meter_id: str, meta: MeterMeta | None, day: datetime, daily_kwh: float,
+             peak_kw: float, valley_kw: float, curves: list[tuple[float, ...]], off: bool,
+             mom: float | None, ratio: float | None) -> DailyProfile:
+    """The profile of a closed day (``curves``: the day's, the usual weekday and day-off
+    curves, rounded)."""
     return DailyProfile(
-        meter_id=rec.meter_id, day=day_utc,
+        meter_id=meter_id, day=day,
         customer_id=meta.customer_id if meta else None,
         customer_class=str(meta.customer_class) if meta else "residential",
-        daily_kwh=daily_kwh, peak_kw=float(rec.day_max), valley_kw=float(rec.day_min),
-        day_curve=day_curve, weekday_curve=weekday_curve, weekend_curve=weekend_curve,
+        daily_kwh=daily_kwh, peak_kw=float(peak_kw), valley_kw=float(valley_kw),
+        day_curve=curves[0], weekday_curve=curves[1], weekend_curve=curves[2],
         is_day_off=off, mom_growth=None if mom is None else round(mom, 4),
         ratio=None if ratio is None else round(ratio, 4))
+
+
+def closed_profile(meter_id: str, meta: MeterMeta | None, cal: Calendar,
+                   row: np.ndarray) -> DailyProfile:
+    """The profile of a day the lane's kernel closed, from its row of the close buffer
+    (``_quiet_codes.CL_KWH`` and the rest)."""
+    v = row[:CL_DAY + 1].tolist()
+    return _profile(meter_id, meta, cal.day(int(v[CL_DAY]))[3], v[CL_KWH], v[CL_PEAK],
+                    v[CL_VALLEY], [tuple(v[:24]), tuple(v[24:48]), tuple(v[48:72])],
+                    bool(v[CL_OFF]), v[CL_MOM] if v[CL_HAS_MOM] else None,
+                    v[CL_RATIO] if v[CL_HAS_RATIO] else None)
 
 
 #: ``v`` within this much of a half (relative to ``v * 10**4``) is rounded by ``round`` itself

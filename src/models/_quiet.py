@@ -47,7 +47,7 @@ import os
 import struct
 import sys
 from array import array
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gridwatch._schemas import MeterMeta, Reading, Score
 from gridwatch.models import _daily, _segment_codes
@@ -64,10 +64,14 @@ from gridwatch.models._baseline import (
 )
 from gridwatch.models._calendar import Calendar, calendar_for
 from gridwatch.models._capacity import plan as capacity_plan
+
+if TYPE_CHECKING:
+    import numpy as np
 from gridwatch.models._config import ClassPolicy, DetectionSettings
 from gridwatch.models._consumption import ETYPE as _CONSUMPTION
 from gridwatch.models._consumption import policy
 from gridwatch.models._quiet_codes import (
+    CLOSED,
     CONSTS,
     DONE,
     NOT_QUIET,
@@ -197,6 +201,7 @@ class _Consts:
     __slots__ = (
         "band_hi",
         "band_lo",
+        "day_min_kwh",
         "drift_s",
         "hi1",
         "hi3",
@@ -208,11 +213,14 @@ class _Consts:
         "jit",
         "jit_at",
         "last",
+        "level_down",
+        "level_limit",
         "levels",
         "lo1",
         "lo3",
         "lo_f1",
         "lo_f3",
+        "min_days",
         "min_kw",
         "min_pf",
         "pols",
@@ -221,6 +229,7 @@ class _Consts:
         "settings",
         "severe_pf",
         "stuck_fire",
+        "theft_corr",
         "theft_limit",
         "theft_n",
         "thin",
@@ -272,6 +281,12 @@ class _Consts:
         self.theft_n = max(2, min(24, round(s.theft_hours)))
         self.theft_limit = s.theft_ratio / (1.0 + s.feedback_strength * 0.0)
         self.thin_widen = s.thin_widen
+        # a day's close (``_daily._judge_day`` of a meter without verdicts or alarms)
+        self.min_days = s.daily_min_days
+        self.day_min_kwh = 24 * s.min_kw
+        self.level_limit = s.level_ratio * (1.0 + s.feedback_strength * 0.0)
+        self.level_down = 1 / s.level_ratio
+        self.theft_corr = s.theft_shape_corr
         self.jit = array("d", [float(getattr(self, name) or 0.0) for name in CONSTS])
         self.jit_at = self.jit.buffer_info()[0]
 
@@ -456,16 +471,19 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         0.0 if pf is None else pf, pf is not None,
         info[1], info[2], pol.young_dev, pol.peak_factor, pol.theft_window,
         rec.th_hour, h[C_DAYS] >= s.daily_min_days, h[C_PEAK_DAYS], kva, cap_iv, dp, sp,
-        n_steps, bool(act), stuck_cnt, bool(rec.hi[1] or rec.lo[1]))
+        n_steps, bool(act), stuck_cnt, bool(rec.hi[1] or rec.lo[1]), 0, 0, 0, 0.0, 0)
     if code != DONE:
         return None if code == NOT_QUIET else _PYTHON
     return quiet_done(rec, r, meta, c, t, flags, expected, z, hour)
 
 
 def quiet_done(rec: MeterRecord, r: Reading, meta: MeterMeta | None, c: _Consts, t: float,
-               flags: int, expected: float, z: float, hour: int) -> StepResult:
+               flags: int, expected: float, z: float, hour: int,
+               closed: tuple[Calendar, np.ndarray] | None = None) -> StepResult:
     """What the Python side does after the kernel answered DONE with ``flags``: the few
-    Python-level fields they name, the stuck-reading count, the sampled score."""
+    Python-level fields they name, the stuck-reading count, the sampled score, and the
+    profile of the day the kernel closed (``closed``: the cell's calendar and the reading's
+    row of the lane's close buffer)."""
     if flags & SET_NO_RUN:
         rec.hi = rec.lo = NO_RUN
     if flags & TH_HOUR:
@@ -477,6 +495,8 @@ def quiet_done(rec: MeterRecord, r: Reading, meta: MeterMeta | None, c: _Consts,
     if flags & SCORED:
         out.score = Score(meter_id=rec.meter_id, ts=r.ts, kw=r.kw, expected_kw=r3(expected, 4),
                           score=r3(abs(z)), anomalous=False)
+    if flags & CLOSED and closed is not None:
+        out.profile = _daily.closed_profile(rec.meter_id, meta, *closed)
     return out
 
 
@@ -525,7 +545,8 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     row = (hp + X_BYTES, hp,
            0 if th is None else th.buffer_info()[0], rec.th_hour,
            int(h[C_DAYS] >= s.daily_min_days), h[C_PEAK_DAYS], int(bool(act)),
-           pending[_STUCK] if pending else -1, int(rec.hi != NO_RUN or rec.lo != NO_RUN))
+           pending[_STUCK] if pending else -1, int(rec.hi != NO_RUN or rec.lo != NO_RUN),
+           int(bool(rec.low_days[1] or rec.high_days[1] or rec.down_days[1])))
     return row, profile
 
 

@@ -4,19 +4,32 @@ position (a module of its own: the kernel is imported only when numba is there).
 
 from __future__ import annotations
 
-__all__ = ["CONSTS", "DONE", "NOT_QUIET", "PYTHON", "SCORED", "SET_NO_RUN", "STUCK",
-           "STUCK_COUNT", "TH_HOUR"]
+__all__ = ["CLOSED", "CLOSE_N", "CL_DAY", "CL_HAS_MOM", "CL_HAS_RATIO", "CL_KWH", "CL_MOM",
+           "CL_OFF", "CL_PEAK", "CL_RATIO", "CL_VALLEY", "CONSTS", "DAY_TURNED", "DONE",
+           "NOT_QUIET", "PYTHON", "SCORED", "SET_NO_RUN", "STUCK", "STUCK_COUNT", "TH_HOUR"]
 
 #: the compiled kernel's answers: nothing changed and not quiet (the full path runs), done, or
 #: nothing changed and left to :func:`python_quiet_step`
 NOT_QUIET, DONE, PYTHON = 0, 1, 2
 #: flags of a DONE answer: the runs above and below the band end (``rec.hi = rec.lo =
 #: NO_RUN``), the theft window moved to the answer's hour (``rec.th_hour``), a sampled score,
-#: the stuck-reading count to take (``_alarms.cond``), and whether the value repeated
-SET_NO_RUN, TH_HOUR, SCORED, STUCK_COUNT, STUCK = 1, 2, 4, 8, 16
+#: the stuck-reading count to take (``_alarms.cond``), whether the value repeated, the reading
+#: started a new local day (the lane's day counts of the meter change), and the day closed
+#: made a profile (in the lane's close buffer: :data:`CL_KWH` and the rest)
+SET_NO_RUN, TH_HOUR, SCORED, STUCK_COUNT, STUCK, DAY_TURNED, CLOSED = 1, 2, 4, 8, 16, 32, 64
+#: a row of the lane's close buffer (float64), where the kernel leaves the profile of a day it
+#: closed: the day's curve and the usual weekday and day-off curves, each rounded to 4
+#: decimals (72 values from 0), the day's kWh, its highest and lowest reading, whether it was
+#: a day off, month-on-month growth (and whether there is one), the energy against the
+#: meter's history (and whether there is one), the day's number; the cells after it are the
+#: kernel's own (the record's new scalars, between planning the close and writing it)
+(CL_KWH, CL_PEAK, CL_VALLEY, CL_OFF, CL_MOM, CL_HAS_MOM, CL_RATIO, CL_HAS_RATIO,
+ CL_DAY) = range(72, 81)
+CLOSE_N = 144
 #: the settings' constants the kernel reads (attributes of ``_Consts``), by position in the
 #: float64 buffer passed to it by address
 CONSTS = ("min_kw", "two_min_kw", "rev_kw", "drift_s", "infer", "interval_s", "warmup_s",
           "band_hi", "band_lo", "lo_f1", "hi_f1", "lo_f3", "hi_f3", "lo1", "hi1", "lo3", "hi3",
           "min_pf", "severe_pf", "widen", "thin_widen", "v_unb", "i_unb", "sample",
-          "warn_fraction", "theft_n", "theft_limit", "stuck_fire")
+          "warn_fraction", "theft_n", "theft_limit", "stuck_fire", "min_days", "day_min_kwh",
+          "level_limit", "level_down", "theft_corr")

@@ -9,11 +9,18 @@ leaves is bit-identical (``tests/models/test_quiet_path.py`` runs every stream t
 kernel, the Python quiet path and the full path).
 
 It answers ``NOT_QUIET`` (nothing changed: the full path runs), ``DONE`` (the record updated;
-the caller sets the few Python-level fields the flags name and builds the sampled score), or
-``PYTHON`` (nothing changed: a case the kernel leaves to the Python quiet path: the first
-reading of a local day, which closes the day before; the closing of a theft window whose
-judgement is not clearly quiet, three voltages not all live, a sum beyond float32's range or
-a band beyond ``exp``'s).
+the caller sets the few Python-level fields the flags name and builds the sampled score and,
+for a day closed, its profile), or ``PYTHON`` (nothing changed: a case the kernel leaves to the
+Python quiet path: the first reading of a local day outside the lane, or one whose close is
+Python's (a daily run or a possible-theft alarm, a day without readings before it); the
+closing of a theft window whose judgement is not clearly quiet, three voltages not all live, a
+sum beyond float32's range or a band beyond ``exp``'s).
+
+In the lane, the first reading of a local day closes the day before here (:func:`_plan_close`,
+:func:`_close`): the day's numbers, its judgement where it starts no daily run, the usual
+curve's learning, the month, the meter's history and the record ring, as ``_daily.turn_day``
+makes them, with the profile's numbers left in the lane's close buffer for Python to make
+the profile object.
 
 numba compiles it once per machine (``cache=True``: the machine code is kept beside this file
 in ``__pycache__``, and later processes load it in a fraction of a second).
@@ -40,7 +47,19 @@ from gridwatch.models._baseline import (
     _SHRINK_TOW,
 )
 from gridwatch.models._quiet_codes import (
+    CL_DAY,
+    CL_HAS_MOM,
+    CL_HAS_RATIO,
+    CL_KWH,
+    CL_MOM,
+    CL_OFF,
+    CL_PEAK,
+    CL_RATIO,
+    CL_VALLEY,
+    CLOSE_N,
+    CLOSED,
     CONSTS,
+    DAY_TURNED,
     DONE,
     NOT_QUIET,
     PYTHON,
@@ -51,6 +70,10 @@ from gridwatch.models._quiet_codes import (
     TH_HOUR,
 )
 from gridwatch.models._record import (
+    C_DAYS,
+    C_PEAK_DAYS,
+    C_WD_DAYS,
+    C_WE_DAYS,
     DAY_CNT,
     DAY_MAX,
     DAY_MIN,
@@ -62,6 +85,7 @@ from gridwatch.models._record import (
     GAP_S,
     GLOBAL,
     H_LEN,
+    HIST_KWH,
     INFERRED_S,
     INTERVAL_S,
     LAST_KW,
@@ -74,8 +98,13 @@ from gridwatch.models._record import (
     LV_KW,
     LV_MU,
     LV_N,
+    MONTH_KWH,
+    MONTH_NO,
+    N_PEAKS,
     PEAK_MAX,
     PEAK_TODAY,
+    PEAKS,
+    PREV_MONTH_KWH,
     RESID_EW,
     STARTED,
     TH_CNT,
@@ -85,6 +114,9 @@ from gridwatch.models._record import (
     TOW_MU,
     TOW_N,
     TREND_EW,
+    WD,
+    WE,
+    X_AT,
     ZERO_FRAC,
     N,
 )
@@ -95,7 +127,7 @@ __all__ = ["LANE_ADDRESSES", "LANE_IN", "LANE_METER", "LANE_PROFILE", "direct", 
 (_MIN_KW, _TWO_MIN_KW, _REV_KW, _DRIFT_S, _INFER, _INTERVAL_S, _WARMUP_S, _BAND_HI, _BAND_LO,
  _LO_F1, _HI_F1, _LO_F3, _HI_F3, _LO1, _HI1, _LO3, _HI3, _MIN_PF, _SEVERE_PF, _WIDEN,
  _THIN_WIDEN, _V_UNB, _I_UNB, _SAMPLE, _WARN_FRACTION, _THEFT_N, _THEFT_LIMIT,
- _STUCK_FIRE) = range(len(CONSTS))
+ _STUCK_FIRE, _MIN_DAYS, _DAY_MIN_KWH, _LEVEL_LIMIT, _LEVEL_DOWN, _THEFT_CORR) = range(len(CONSTS))
 _N_CONSTS = len(CONSTS)
 _N_X = N + 3  # (the record's scalars up to the month number)
 
@@ -127,6 +159,7 @@ def _pointer(kind: types.Type) -> Any:
 _f64p = _pointer(types.float64)
 _f32p = _pointer(types.float32)
 _u16p = _pointer(types.uint16)
+_u8p = _pointer(types.uint8)
 
 
 @numba.njit(cache=True)
@@ -303,6 +336,243 @@ def _learn_level(h, i_mu: int, i_dev: int, i_kw: int, a: float, mu: float, dev: 
     h[i_kw] = _enc_f16_saturating(lv_kw + a * (kw - lv_kw))
 
 
+# ---- a day's close (``_daily._close_day`` and ``_daily._new_day``)
+@numba.njit(cache=True)
+def pairwise24(a: Any) -> Any:
+    """numpy's ``add.reduce`` of 24 float32 values, in its order: eight running sums over the
+    first 24 (the unrolled block), combined as ((0+1)+(2+3))+((4+5)+(6+7)); 24 is a multiple
+    of eight, so nothing is added after."""
+    r0, r1, r2, r3 = a[0], a[1], a[2], a[3]
+    r4, r5, r6, r7 = a[4], a[5], a[6], a[7]
+    for i in range(8, 24, 8):
+        r0 = np.float32(r0 + a[i])
+        r1 = np.float32(r1 + a[i + 1])
+        r2 = np.float32(r2 + a[i + 2])
+        r3 = np.float32(r3 + a[i + 3])
+        r4 = np.float32(r4 + a[i + 4])
+        r5 = np.float32(r5 + a[i + 5])
+        r6 = np.float32(r6 + a[i + 6])
+        r7 = np.float32(r7 + a[i + 7])
+    return np.float32(np.float32(np.float32(r0 + r1) + np.float32(r2 + r3))
+                      + np.float32(np.float32(r4 + r5) + np.float32(r6 + r7)))
+
+
+@numba.njit(cache=True)
+def _mean32(a: Any) -> Any:
+    """``_daily._mean32``: the float32 sum, divided as a double by the count, to float32."""
+    return np.float32(np.float64(pairwise24(a)) / 24.0)
+
+
+@numba.njit(cache=True)
+def day_numbers(hp: int, off: bool, curve: Any, typical: Any) -> tuple[float, float, float,
+                                                                      float]:
+    """The numbers of a day's close from the record's buffer ``h`` (at address ``hp``):
+    fills ``curve`` with the day's curve (each hour's mean, the usual curve's value for an
+    hour without readings) and ``typical`` with the usual curve of the day's type (``off``: a
+    day off), both float32; returns (hours covered, the day's kWh, the usual day's kWh, the
+    shape correlation of the two curves), as ``_daily._close_day`` and ``_daily._shape_corr``
+    compute them."""
+    cnt = numba.carray(_u8p(hp + 2 * DAY_CNT), (24,))
+    sums = numba.carray(_f32p(hp + 2 * DAY_SUM), (24,))
+    codes = numba.carray(_u16p(hp + 2 * (WE if off else WD)), (24,))
+    covered = 0
+    for i in range(24):
+        typical[i] = np.float32(_F16[codes[i]])
+        if cnt[i] > 0:
+            covered += 1
+            curve[i] = np.float32(sums[i] / np.float32(cnt[i]))
+        else:
+            curve[i] = typical[i]
+    m_c = _mean32(curve)
+    m_t = _mean32(typical)
+    aa = np.empty(24, np.float32)
+    bb = np.empty(24, np.float32)
+    ab = np.empty(24, np.float32)
+    for i in range(24):
+        x = np.float32(curve[i] - m_c)
+        y = np.float32(typical[i] - m_t)
+        aa[i] = np.float32(x * x)
+        bb[i] = np.float32(y * y)
+        ab[i] = np.float32(x * y)
+    den = np.float64(np.sqrt(np.float32(pairwise24(aa) * pairwise24(bb))))
+    corr = np.float64(pairwise24(ab)) / den if den > 1e-12 else 0.0
+    return (float(covered), np.float64(pairwise24(curve)), np.float64(pairwise24(typical)),
+            corr)
+
+
+@numba.njit(cache=True)
+def round4(v: float) -> float:
+    """``round(v, 4)`` of a float32 or float16 value (as a double): ``k / 10**4`` with ``k``
+    the integer nearest ``v * 10**4``, ties to even. Such a value times 10**4 is exact in a
+    double (at most 24 + 14 significant bits), so ``k`` is the integer nearest the exact
+    ``v * 10**4``, which ``round`` takes too, and ``k / 10**4`` is the double nearest the
+    decimal ``k * 10**-4``, which ``round`` returns; NaN and the infinities come out as they
+    went in."""
+    return np.rint(v * 1e4) / 1e4
+
+
+#: the cells of the close buffer after the profile (``_quiet_codes.CLOSE_N``): what the
+#: close will write to the record, planned before the commit (the learned curve's 24 float16
+#: codes and the ring's 28 from ``_CL_CODES`` and ``_CL_RING``)
+(_CL_PEAK_MAX, _CL_PEAK_DAYS, _CL_DAYS, _CL_TYPE_DAYS, _CL_MONTH, _CL_MONTH_KWH, _CL_PREV_MONTH,
+ _CL_HIST, _CL_MADE, _CL_CODES) = range(CL_DAY + 1, CL_DAY + 11)
+_CL_RING = _CL_CODES + 24
+if _CL_RING + N_PEAKS > CLOSE_N:
+    raise ImportError("the close buffer's row is too short for the close")
+
+
+@numba.njit(cache=True)
+def _plan_close(hp, x, c, day: int, off: int, month: int, dom: float, cl) -> bool:
+    """What a reading of local day ``day`` does to the record before its own sums, as
+    ``_daily.turn_day`` does it, planned without writing the record: the record's day
+    (``day - 1``: ``off``, its month ``year * 12 + month``, its day of the month ``dom``)
+    closed, its profile (in ``cl``, the rounded curves included), the usual curve learned
+    (its new float16 codes) and the record ring moved to ``day``. False where the close is
+    Python's: a day judged whose energy or shape starts a daily run (the meter has none open:
+    the caller checks), a learned value NaN, a ring with a negative or NaN value (only older
+    snapshots hold one)."""
+    h = numba.carray(_u16p(hp), (X_AT,))
+    last = int(x[DAY_NO])
+    # the ring (``_new_day``): the closed day's record peak in, the new day's slot emptied
+    ring = np.empty(N_PEAKS, np.int64)
+    for k in range(N_PEAKS):
+        ring[k] = h[PEAKS + k]
+    peak = x[PEAK_TODAY]
+    if peak > 0:
+        ring[last % N_PEAKS] = _enc_f16_saturating(peak)
+    ring[day % N_PEAKS] = 0
+    top = 0
+    empty = 0
+    for k in range(N_PEAKS):
+        cl[_CL_RING + k] = ring[k]
+        if ring[k] > top:
+            top = ring[k]
+        if ring[k] == 0:
+            empty += 1
+    if top > 0x7C00:
+        return False
+    cl[_CL_PEAK_MAX] = _F16[top]
+    cl[_CL_PEAK_DAYS] = N_PEAKS - empty
+    # the close (``_close_day``)
+    curve = np.empty(24, np.float32)
+    typical = np.empty(24, np.float32)
+    covered, daily_kwh, usual_day, corr = day_numbers(hp, off != 0, curve, typical)
+    cl[_CL_MADE] = 0.0
+    if covered < 20:  # too little of the day seen to profile it
+        return True
+    c_type = C_WE_DAYS if off else C_WD_DAYS
+    type_days = int(h[c_type])
+    days = int(h[C_DAYS])
+    min_days = c[_MIN_DAYS]
+    if type_days >= min_days and days >= min_days and usual_day > c[_DAY_MIN_KWH]:
+        ratio = daily_kwh / usual_day
+        shaped = corr >= c[_THEFT_CORR]
+        if (ratio < c[_THEFT_LIMIT] and shaped) or ratio >= c[_LEVEL_LIMIT] or (
+                ratio <= c[_LEVEL_DOWN] and not shaped):
+            return False  # (a run starts: ``_judge_day``'s)
+    # the usual curve of the day's type learns the day (``_learn_curve``: float32, clipped
+    # to float16's range, NaN kept)
+    type_days = type_days + 1 if type_days < 65_534 else 65_535
+    a = 1.0 / type_days
+    if a < 0.125:
+        a = 0.125
+    a32 = np.float32(a)
+    base = WE if off else WD
+    for i in range(24):
+        u = np.float32(_F16[h[base + i]])
+        v = np.float32(u + np.float32(a32 * np.float32(curve[i] - u)))
+        if math.isnan(v):
+            return False
+        if v < -_F16_MAX:
+            v = np.float32(-_F16_MAX)
+        elif v > _F16_MAX:
+            v = np.float32(_F16_MAX)
+        cl[_CL_CODES + i] = _enc_f16(np.float64(v))
+    # month-on-month growth
+    mom = math.nan
+    has_mom = False
+    month_kwh, prev = x[MONTH_KWH], x[PREV_MONTH_KWH]
+    if x[MONTH_NO] != 0.0 and month != x[MONTH_NO]:
+        if not math.isnan(prev) and prev > 0:
+            mom = month_kwh / prev - 1
+            has_mom = True
+        prev = month_kwh
+        month_kwh = 0.0
+    month_kwh += daily_kwh
+    if not has_mom and not math.isnan(prev) and prev > 0:
+        mom = month_kwh / dom * 30.4 / prev - 1
+        has_mom = True
+    # today's energy against the meter's own history
+    days = days + 1 if days < 65_534 else 65_535
+    hist = x[HIST_KWH]
+    ratio = math.nan
+    has_ratio = days > min_days and hist > 0
+    if has_ratio:
+        ratio = daily_kwh / hist
+    a = 1.0 / days
+    if a < 1.0 / 28:
+        a = 1.0 / 28
+    hist += a * (daily_kwh - hist)
+    # the profile
+    other = WD if off else WE
+    for i in range(24):
+        cl[i] = round4(np.float64(curve[i]))
+        learned = _F16[int(cl[_CL_CODES + i])]
+        wd = learned if not off else _F16[h[other + i]]
+        we = learned if off else _F16[h[other + i]]
+        cl[24 + i] = round4(wd)
+        cl[48 + i] = round4(we)
+    cl[CL_KWH] = daily_kwh
+    cl[CL_PEAK] = x[DAY_MAX]
+    cl[CL_VALLEY] = x[DAY_MIN]
+    cl[CL_OFF] = off
+    cl[CL_MOM] = mom
+    cl[CL_HAS_MOM] = has_mom
+    cl[CL_RATIO] = ratio
+    cl[CL_HAS_RATIO] = has_ratio
+    cl[CL_DAY] = last
+    cl[_CL_DAYS] = days
+    cl[_CL_TYPE_DAYS] = type_days
+    cl[_CL_MONTH] = month
+    cl[_CL_MONTH_KWH] = month_kwh
+    cl[_CL_PREV_MONTH] = prev
+    cl[_CL_HIST] = hist
+    cl[_CL_MADE] = 1.0
+    return True
+
+
+@numba.njit(cache=True)
+def _close(hp, x, day: int, off: int, cl) -> bool:
+    """Writes the close :func:`_plan_close` planned, and starts local day ``day``: its sums
+    and counts empty, its extremes and record peak none yet. Returns whether a profile was
+    made."""
+    h = numba.carray(_u16p(hp), (X_AT,))
+    made = cl[_CL_MADE] != 0.0
+    if made:
+        base = WE if off else WD
+        for i in range(24):
+            h[base + i] = int(cl[_CL_CODES + i])
+        h[C_WE_DAYS if off else C_WD_DAYS] = int(cl[_CL_TYPE_DAYS])
+        h[C_DAYS] = int(cl[_CL_DAYS])
+        x[MONTH_NO] = cl[_CL_MONTH]
+        x[MONTH_KWH] = cl[_CL_MONTH_KWH]
+        x[PREV_MONTH_KWH] = cl[_CL_PREV_MONTH]
+        x[HIST_KWH] = cl[_CL_HIST]
+    for k in range(N_PEAKS):
+        h[PEAKS + k] = int(cl[_CL_RING + k])
+    x[PEAK_MAX] = cl[_CL_PEAK_MAX]
+    h[C_PEAK_DAYS] = int(cl[_CL_PEAK_DAYS])
+    x[PEAK_TODAY] = 0.0
+    x[DAY_NO] = day
+    for k in range(48):
+        h[DAY_SUM + k] = 0
+    for k in range(12):
+        h[DAY_CNT + k] = 0
+    x[DAY_MAX] = -math.inf
+    x[DAY_MIN] = math.inf
+    return made
+
+
 _i8, _f8 = types.int64, types.float64
 _SIGNATURE = types.Tuple((_i8, _i8, _f8, _f8, _i8))(
     _i8, _i8, _i8, _i8,  # addresses: x, h, th (0: none), the constants
@@ -318,17 +588,24 @@ _SIGNATURE = types.Tuple((_i8, _i8, _f8, _f8, _i8))(
 #                             for, the level of the previous interval's slot, the steps
 #                             (level, damping, decay: float64 triples) by address, their count
     _i8, _i8,  # a possible-theft alarm open, the stuck-reading count pending (-1: none)
-    _i8)  # a run above or below the band open
+    _i8,  # a run above or below the band open
+    _i8, _i8, _i8, _f8, _i8)  # the close buffer's row (0: none), the day before's day off,
+#                             month and day of the month, a daily run open
 
 
 @numba.njit(_SIGNATURE, cache=True)
 def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v0, v1, v2,
            nominal, three, ncur, i0, i1, i2, pf_r, has_pf, slot, day_no_now, young_dev,
            peak_factor, theft_pol, th_hour, days_ok, peak_days, kva, cap_iv, dp, sp,
-           n_steps, theft_open, stuck_cnt, runs_open):
+           n_steps, theft_open, stuck_cnt, runs_open, close_p, prev_off, prev_month,
+           prev_dom, day_runs):
     """The quiet path from the record's scalars on: (answer, flags, expected kW, z, hour).
     ``runs_open``: a run above or below the band is open, which a quiet reading ends (judged:
-    warm and not exporting; otherwise the full path learns the reading at the band's edge)."""
+    warm and not exporting; otherwise the full path learns the reading at the band's edge).
+    The first reading of a local day closes the day before, where it is the record's day and
+    ``close_p`` gives a row of the close buffer for its profile (the lane's; 0: Python closes
+    it), with no possible-theft alarm open and no daily run (``day_runs``): see
+    :func:`_plan_close`."""
     x = numba.carray(_f64p(xp), (_N_X,))
     h = numba.carray(_u16p(hp), (H_LEN,))
     c = numba.carray(_f64p(cp), (_N_CONSTS,))
@@ -414,9 +691,11 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
                 return NOT_QUIET, 0, 0.0, 0.0, 0
             if kw >= (0.3 * kva if kva != 0.0 else _F16[h[_KW_G]]):
                 return NOT_QUIET, 0, 0.0, 0.0, 0
-    # the local day: a reading of a new one closes the day before, in Python (the Python
-    # quiet path closes it between the judgements and the reading's sums)
-    if day_no_now != x[DAY_NO]:
+    # the local day: a reading of a new one closes the day before, between the judgements
+    # and the reading's sums (as the Python quiet path does), here where only the day before
+    # is closed and nothing of the day's judgement can raise or end an alarm, else in Python
+    turns = day_no_now != x[DAY_NO]
+    if turns and (close_p == 0 or theft_open or day_runs or x[DAY_NO] != day_no_now - 1.0):
         return PYTHON, 0, 0.0, 0.0, 0
     exporting = has_export != 0 and kw < 0
     theft = theft_pol != 0 and not exporting
@@ -548,6 +827,9 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
         return PYTHON, 0, 0.0, 0.0, 0
     if scored and g_n and mu > _EXP_MAX:
         return PYTHON, 0, 0.0, 0.0, 0
+    if turns and not _plan_close(hp, x, c, int(day_no_now), prev_off, prev_month, prev_dom,
+                                 numba.carray(_f64p(close_p), (CLOSE_N,))):
+        return PYTHON, 0, 0.0, 0.0, 0
 
     # ---- commit
     flags = 0
@@ -581,6 +863,12 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
         x[RESID_EW] = resid
         if not math.isnan(last_kw):
             x[TREND_EW] = trend
+    if turns:  # (the day's sums, extremes and record peak start anew)
+        flags |= DAY_TURNED
+        if _close(hp, x, int(day_no_now), prev_off, numba.carray(_f64p(close_p), (CLOSE_N,))):
+            flags |= CLOSED
+        total = 0.0 + np.float64(np.float32(kw))  # (the sum is 0.0 now: -0.0 adds to 0.0)
+        peak_today = 0.0
     day_sum[0] = np.float32(total)
     j = DAY_CNT + (hr >> 1)
     cc = int(h[j])
@@ -624,17 +912,21 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
 #: voltages' count (0, 1 or 3), three voltages, the currents' count (0 or 3), three currents,
 #: the power factor (NaN: none), the calendar's slot and local day; for a meter with a
 #: contracted kVA, the interval the forecast's steps are for, the level of the previous
-#: interval's slot, the steps' address and count (0 otherwise)
+#: interval's slot, the steps' address and count (0 otherwise); the day before the reading's
+#: local day: whether it is a day off, its month (``year * 12 + month``), its day of the month
 LANE_IN = ("slot", "t", "kw", "kwh", "r_iv", "nv", "v0", "v1", "v2", "ncur", "i0", "i1", "i2",
-           "pf", "cal_slot", "cal_day", "cap_iv", "dp", "sp", "n_steps")
+           "pf", "cal_slot", "cal_day", "cap_iv", "dp", "sp", "n_steps", "prev_off",
+           "prev_month", "prev_dom")
 #: columns of the lane's meter rows: the record's buffers by address (``th``: 0 if none;
 #: int64), then (int32) the theft window's hour, enough days to judge it, days with a record
 #: peak, a possible-theft alarm open, the stuck-reading count pending (-1: none), whether the
 #: runs above and below the band are other than ``NO_RUN`` (else ending them changes
-#: nothing; the kernel's ``runs_open``: an open one is ended only by a judged reading), the
-#: meter's profile
+#: nothing; the kernel's ``runs_open``: an open one is ended only by a judged reading), whether
+#: a daily run is open (``low_days``, ``high_days``, ``down_days``: a day's close is then
+#: Python's), the meter's profile
 LANE_ADDRESSES = ("x", "h", "th")
-LANE_METER = ("th_hour", "days_ok", "peak_days", "theft_open", "stuck_cnt", "runs", "profile")
+LANE_METER = ("th_hour", "days_ok", "peak_days", "theft_open", "stuck_cnt", "runs", "day_runs",
+              "profile")
 #: columns of the lane's profiles (float64): what the registry and the class give the kernel
 LANE_PROFILE = ("stated", "has_export", "nominal", "three", "young_dev", "peak_factor",
                 "theft_window", "kva")
@@ -666,19 +958,21 @@ _LANE_SIGNATURE = types.Tuple((_i8, _f8, _f8, _f8, _i8, _i8, _i8))(
     _f8[:, ::1], _f8[::1], _i8[::1], types.uint8[::1],  # profiles, the watch's columns
     _i8, _f8, _f8, _f8, _f8, _f8,  # constants, lateness, watermark, next tick, tick, due
     _f8, _f8, _f8,  # silence intervals, slack, default interval
-    _f8[:, ::1])  # answers
+    _f8[:, ::1], _f8[:, ::1])  # answers, the close buffer
 
 
 @numba.njit(_LANE_SIGNATURE, cache=True)
 def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, lateness, wm0,
-         next_tick, tick_s, due, k, slack, default_iv, answers):
+         next_tick, tick_s, due, k, slack, default_iv, answers, closes):
     """The quiet path over a cell's readings from ``start`` on, in order, while each one is
     quiet: its meter ready (``ready``: nothing open the kernel cannot see, see
     ``_quiet.lane_entry``), its silence watch at rest, and the kernel's answer DONE. Each such
     reading updates its record (the kernel) and the watch's columns as ``CellWatch.seen``
-    would; its flags, expected kW, z and hour go to ``answers``. The cell's watermark moves
-    as ``CellLogic`` moves it, reading by reading, and the ticks it passes are counted here:
-    those before the watch's ``due`` (no meter can have fallen silent) and those whose look
+    would; its flags, expected kW, z and hour go to ``answers``, the profile of a day it
+    closed to its row of ``closes`` (``_quiet_codes.CL_KWH`` and the rest). The cell's
+    watermark moves as ``CellLogic`` moves it, reading by reading, and the ticks it passes
+    are counted here: those before the watch's ``due`` (no meter can have fallen silent) and
+    those whose look
     at the watch's columns finds no meter held or silent (``_look``, which sets ``due``
     again as the watch's own look does); a tick that finds one is the cell's.
 
@@ -690,6 +984,8 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
     watermark, its next tick, the watch's due, the ticks counted, 1 if it stopped before a
     reading for a tick, 2 after one at a tick, else 0, and how many readings carry flags)."""
     n = rows.shape[0]
+    closes_at = closes.ctypes.data
+    c = numba.carray(_f64p(cp), (_N_CONSTS,))
     wm_cur = wm0
     ticks = 0
     flagged = 0
@@ -714,7 +1010,7 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
                     wm_cur = b
                 next_tick = b + tick_s
                 ticks += 1
-        p = meters[j, 6]
+        p = meters[j, 7]
         nv = int(rows[i, 5])
         three = int(profiles[p, 3])
         if nv == 3:
@@ -737,7 +1033,9 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
             pf, has_pf, int(rows[i, 14]), rows[i, 15], profiles[p, 4],
             profiles[p, 5], int(profiles[p, 6]), meters[j, 0], meters[j, 1], meters[j, 2],
             profiles[p, 7], int(rows[i, 16]), int(rows[i, 17]), int(rows[i, 18]),
-            int(rows[i, 19]), meters[j, 3], meters[j, 4], meters[j, 5])
+            int(rows[i, 19]), meters[j, 3], meters[j, 4], meters[j, 5],
+            closes_at + 8 * CLOSE_N * i, int(rows[i, 20]), int(rows[i, 21]), rows[i, 22],
+            meters[j, 6])
         if code != DONE:
             if code == PYTHON:  # (the cell tries the Python quiet path on it, not the full)
                 answers[i, 0] = -1.0
@@ -755,6 +1053,10 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
         answers[i, 3] = hour
         if flags & TH_HOUR:
             meters[j, 0] = hour
+        if flags & DAY_TURNED:  # (the day counts the kernel reads of the meter moved)
+            hh = numba.carray(_u16p(addrs[j, 1]), (X_AT,))
+            meters[j, 1] = hh[C_DAYS] >= c[_MIN_DAYS]
+            meters[j, 2] = hh[C_PEAK_DAYS]
         last = w_last[j]
         if t > last:
             w_last[j] = last = t
@@ -788,6 +1090,8 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
 # code reading the old layout. The layout it was compiled with is asked of the kept code itself
 # and compared with the layout now; on a difference the kept code is removed and compiled anew.
 _LAYOUT_NOW = (
+    C_DAYS, C_PEAK_DAYS, C_WD_DAYS, C_WE_DAYS, CLOSE_N, HIST_KWH, MONTH_KWH, MONTH_NO, N_PEAKS,
+    PEAKS, PREV_MONTH_KWH, WD, WE, X_AT,
     DAY_CNT, DAY_MAX, DAY_MIN, DAY_NO, DAY_SUM, FLOOR_KW, GAP_RUN, GAP_S, GLOBAL, H_LEN,
     INFERRED_S, INTERVAL_S, LAST_KW, LAST_KWH, LAST_TS, LAST_VMIN, LV_DEV, LV_KW, LV_MU, LV_N,
     PEAK_MAX, PEAK_TODAY, RESID_EW, STARTED, TH_CNT, TH_EXP, TH_LEN, TH_OBS, TOW_MU, TOW_N,

@@ -34,11 +34,12 @@ from gridwatch._schemas import MeterMeta, Reading
 from gridwatch.ingest._assemble import reading_of_fields
 from gridwatch.models import Calendar, DetectionSettings, MeterState
 from gridwatch.models._quiet import forecast_steps, lane_entry, phases_of
+from gridwatch.models._quiet_codes import CLOSE_N
 
 __all__ = ["Lane", "TimedFields"]
 
-_N_IN = 20  # (columns of a reading's row: _quiet_jit.LANE_IN)
-_N_METER = 7  # (_quiet_jit.LANE_METER)
+_N_IN = 23  # (columns of a reading's row: _quiet_jit.LANE_IN)
+_N_METER = 8  # (_quiet_jit.LANE_METER)
 _N_PROFILE = 8  # (_quiet_jit.LANE_PROFILE)
 #: a reading's row, packed as float64 (one C call a row: no tuple, no numpy conversion of
 #: nested sequences, which cost about twice as much)
@@ -94,8 +95,8 @@ class TimedFields(Sequence[tuple[float, Reading]]):
 class Lane:
     """The lane's columns for the meters of one cell, by the watch's slot."""
 
-    __slots__ = ("addrs", "calendar", "forecast_iv", "metas", "meters", "profile_of",
-                 "profiles", "ready", "settings")
+    __slots__ = ("addrs", "calendar", "closes", "days_before", "forecast_iv", "metas", "meters",
+                 "profile_of", "profiles", "ready", "settings")
 
     def __init__(self, settings: DetectionSettings, calendar: Calendar) -> None:
         self.settings = settings
@@ -112,6 +113,18 @@ class Lane:
         self.forecast_iv = array("i")
         self.profile_of: dict[tuple[float, ...], int] = {}
         self.profiles = np.zeros((0, _N_PROFILE), dtype=np.float64)
+        #: local day -> the day before it as the kernel's close takes it (day off, month,
+        #: day of the month)
+        self.days_before: dict[int, tuple[float, float, float]] = {}
+        #: where the kernel leaves the profiles of the days it closes, a row a reading
+        self.closes = np.zeros((0, CLOSE_N), dtype=np.float64)
+
+    def close_rows(self, n: int) -> np.ndarray:
+        """The close buffer, with a row for each of ``n`` readings (kept between batches:
+        its rows are read before the next call of the lane)."""
+        if len(self.closes) < n:
+            self.closes = np.zeros((n, CLOSE_N), dtype=np.float64)
+        return self.closes
 
     def fit(self, slots: int) -> None:
         """Room for ``slots`` meters (the watch's slots grow as meters appear)."""
@@ -149,6 +162,15 @@ class Lane:
         self.forecast_iv[j] = int(profile[0]) if profile[7] != 0.0 else -1
         self.ready[j] = 1
 
+    def _day_before(self, day: int) -> tuple[float, float, float]:
+        """The day before local day ``day`` as the kernel's close takes it, kept."""
+        start, _, off, _ = self.calendar.day(day - 1)
+        if len(self.days_before) > 1024:
+            self.days_before.clear()
+        got = self.days_before[day] = (float(off), float(start.year * 12 + start.month),
+                                       float(start.day))
+        return got
+
     def drop(self, j: int | None) -> None:
         """Meter ``j`` off the lane until its next reading through Python."""
         if j is not None and j < len(self.ready):
@@ -183,6 +205,8 @@ class Lane:
         info_t = steps_t = _NAN
         steps_iv = 0
         info: tuple[int, int, int] = (0, 0, 0)
+        before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        days_before = self.days_before
         kva_steps: tuple[int, ...] = _NO_FORECAST
         entries: list[MeterMeta | None] = []
         entry = entries.append
@@ -209,6 +233,7 @@ class Lane:
             if t != info_t:
                 info_t = t
                 info = quarters.get(int(t // 900)) or info_of(t)
+                before = days_before.get(info[2]) or self._day_before(info[2])
             cap_iv = forecast_iv[j]
             if cap_iv >= 0:
                 # the interval the kernel will use, as far as it is known now (it answers
@@ -230,7 +255,7 @@ class Lane:
             else:
                 forecast = _NO_FORECAST
             append(pack(j, t, d["kw"], nan if kwh is None else kwh, r_iv or 0.0, *ph,
-                        nan if pf is None else pf, info[1], info[2], *forecast))
+                        nan if pf is None else pf, info[1], info[2], *forecast, *before))
             any_lane = True
         # (a bytearray: the kernel takes a writable array)
         rows = np.frombuffer(bytearray().join(out), dtype=np.float64).reshape(-1, _N_IN)

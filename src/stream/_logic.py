@@ -576,6 +576,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             timed, slot, kept.known, self._meta_of, watch.cell is not None, meters, c)
         n = len(timed)
         answers = np.zeros((n, 4)) if any_lane else None
+        closes = lane.close_rows(n)
         # the watch's columns as arrays (they stay valid until a meter is added to the watch,
         # which only the per-reading path does: they are let go before it runs)
         columns: tuple[np.ndarray, ...] | None = None
@@ -591,9 +592,9 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                 stop, self.wm, self.next_tick, watch.due, ticks, tick, flagged = run(
                     rows, i, lane.addrs, lane.meters, lane.ready, lane.profiles, *columns,
                     c.jit_at, self.lateness_s, self.wm, self.next_tick, self.tick_s, watch.due,
-                    k, _SLACK, iv, answers)
+                    k, _SLACK, iv, answers, closes)
                 self._ticks_seen += ticks
-                stuck = self._lane_done(timed, entries, answers, i, stop, c, out) \
+                stuck = self._lane_done(timed, entries, answers, closes, i, stop, c, out) \
                     if flagged else None
                 if stuck is not None:  # its count taken: the lane goes on
                     meter_id = timed[stuck][1].meter_id
@@ -625,12 +626,14 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             i += 1
 
     def _lane_done(self, timed: Sequence[tuple[float, Reading]],
-                   entries: Sequence[MeterMeta | None], answers: np.ndarray, start: int,
-                   stop: int, c: Any, out: list[Any]) -> int | None:
+                   entries: Sequence[MeterMeta | None], answers: np.ndarray,
+                   closes: np.ndarray, start: int, stop: int, c: Any,
+                   out: list[Any]) -> int | None:
         """The Python side of the lane's readings ``start..stop-1`` that carry flags (see
         ``_quiet.quiet_done``): a sampled score, the theft window's hour, a stuck-reading
         count (the index of the reading whose count was taken, last, is returned: its meter's
-        row is set again)."""
+        row is set again), the profile of a day closed (its row of ``closes``)."""
+        calendar = self.calendar
         flags_of = answers[start:stop, 0]
         meters = self.meters
         stuck = None
@@ -641,11 +644,13 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             meta = entries[i]
             flags = int(answers[i, 0])
             res = quiet_done(state, r, meta, c, t, flags, float(answers[i, 1]),
-                             float(answers[i, 2]), int(answers[i, 3]))
+                             float(answers[i, 2]), int(answers[i, 3]), (calendar, closes[i]))
             if res.events:
                 self._events(res.events, state, meta, out)
             if res.score is not None:
                 out.append(res.score)
+            if res.profile is not None:
+                out.append(res.profile)
             if flags & STUCK_COUNT:
                 stuck = i
         return stuck

@@ -8,7 +8,9 @@ stuck reading); :func:`quiet_step` does that in one function, with the same floa
 operations in the same order as the detectors, so the state it leaves is bit-identical. The
 first reading of a local day closes the day before (``_daily.turn_day``: its profile and the
 day's judgements) where the full path does, after the reading's judgements and before its
-sums: in Python, which the compiled kernel leaves it to.
+sums: in Python here, and in a cell's lane by the compiled kernel where the day's judgement
+can start no daily run (``_quiet_jit._plan_close``; outside the lane the kernel leaves it to
+Python).
 
 It checks every precondition before it changes anything: the first one that fails returns
 ``None`` with the state untouched, and ``MeterState.step`` runs the full path. What is left to the

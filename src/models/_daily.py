@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from gridwatch._schemas import Event, MeterMeta, Severity
+from gridwatch.models import _quiet_codes as cl
 from gridwatch.models._alarms import feedback, fire, r3, resolve
 from gridwatch.models._calendar import Calendar
 from gridwatch.models._config import DetectionSettings
@@ -35,17 +36,6 @@ from gridwatch.models._consumption import (
     open_kind,
     policy,
     supersede,
-)
-from gridwatch.models._quiet_codes import (
-    CL_DAY,
-    CL_HAS_MOM,
-    CL_HAS_RATIO,
-    CL_KWH,
-    CL_MOM,
-    CL_OFF,
-    CL_PEAK,
-    CL_RATIO,
-    CL_VALLEY,
 )
 from gridwatch.models._record import (
     _F16_MAX,
@@ -255,11 +245,11 @@ def closed_profile(meter_id: str, meta: MeterMeta | None, cal: Calendar,
                    row: np.ndarray) -> DailyProfile:
     """The profile of a day the lane's kernel closed, from its row of the close buffer
     (``_quiet_codes.CL_KWH`` and the rest)."""
-    v = row[:CL_DAY + 1].tolist()
-    return _profile(meter_id, meta, cal.day(int(v[CL_DAY]))[3], v[CL_KWH], v[CL_PEAK],
-                    v[CL_VALLEY], [tuple(v[:24]), tuple(v[24:48]), tuple(v[48:72])],
-                    bool(v[CL_OFF]), v[CL_MOM] if v[CL_HAS_MOM] else None,
-                    v[CL_RATIO] if v[CL_HAS_RATIO] else None)
+    v = row[:cl.CL_DAY + 1].tolist()
+    return _profile(meter_id, meta, cal.day(int(v[cl.CL_DAY]))[3], v[cl.CL_KWH], v[cl.CL_PEAK],
+                    v[cl.CL_VALLEY], [tuple(v[:24]), tuple(v[24:48]), tuple(v[48:72])],
+                    bool(v[cl.CL_OFF]), v[cl.CL_MOM] if v[cl.CL_HAS_MOM] else None,
+                    v[cl.CL_RATIO] if v[cl.CL_HAS_RATIO] else None)
 
 
 #: ``v`` within this much of a half (relative to ``v * 10**4``) is rounded by ``round`` itself

@@ -48,8 +48,12 @@ import math
 import os
 import struct
 import sys
+import threading
 from array import array
-from typing import TYPE_CHECKING, Any
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
 
 from gridwatch._schemas import MeterMeta, Reading, Score
 from gridwatch.models import _daily, _segment_codes
@@ -66,13 +70,11 @@ from gridwatch.models._baseline import (
 )
 from gridwatch.models._calendar import Calendar, calendar_for
 from gridwatch.models._capacity import plan as capacity_plan
-
-if TYPE_CHECKING:
-    import numpy as np
 from gridwatch.models._config import ClassPolicy, DetectionSettings
 from gridwatch.models._consumption import ETYPE as _CONSUMPTION
 from gridwatch.models._consumption import policy
 from gridwatch.models._quiet_codes import (
+    CLOSE_N,
     CLOSED,
     CONSTS,
     DONE,
@@ -464,6 +466,7 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
     else:
         cap_iv = dp = sp = n_steps = 0
     hp = h.buffer_info()[0]
+    close = _daily.per_thread(_CLOSE, _CloseRow)
     code, flags, expected, z, hour = _JIT[0](
         hp + X_BYTES, hp,
         0 if th is None else th.buffer_info()[0], c.jit_at,
@@ -473,10 +476,34 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         0.0 if pf is None else pf, pf is not None,
         info[1], info[2], pol.young_dev, pol.peak_factor, pol.theft_window,
         rec.th_hour, h[C_DAYS] >= s.daily_min_days, h[C_PEAK_DAYS], kva, cap_iv, dp, sp,
-        n_steps, bool(act), stuck_cnt, bool(rec.hi[1] or rec.lo[1]), 0, 0, 0, 0.0, 0)
+        n_steps, bool(act), stuck_cnt, bool(rec.hi[1] or rec.lo[1]), close.at,
+        *day_before(cal, info[2]), int(bool(rec.low_days[1] or rec.high_days[1]
+                                            or rec.down_days[1])))
     if code != DONE:
         return None if code == NOT_QUIET else _PYTHON
-    return quiet_done(rec, r, meta, c, t, flags, expected, z, hour)
+    return quiet_done(rec, r, meta, c, t, flags, expected, z, hour, (cal, close.row))
+
+
+@lru_cache(maxsize=4096)
+def day_before(cal: Calendar, day: int) -> tuple[int, int, float]:
+    """The day before local day ``day`` as the kernel's close takes it: whether it is a day
+    off, its month (``year * 12 + month``) and its day of the month."""
+    start, _, off, _ = cal.day(day - 1)
+    return int(off), start.year * 12 + start.month, float(start.day)
+
+
+class _CloseRow:
+    """One thread's row of a close buffer for :func:`compiled_quiet_step` (the lane has its
+    own), with its address: read before the thread's next step."""
+
+    __slots__ = ("at", "row")
+
+    def __init__(self) -> None:
+        self.row = np.zeros(CLOSE_N, dtype=np.float64)
+        self.at = self.row.ctypes.data
+
+
+_CLOSE = threading.local()
 
 
 def quiet_done(rec: MeterRecord, r: Reading, meta: MeterMeta | None, c: _Consts, t: float,

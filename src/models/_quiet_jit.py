@@ -438,7 +438,7 @@ def _plan_close(hp, x, c, day: int, off: int, month: int, dom: float, cl) -> boo
     for k in range(N_PEAKS):
         ring[k] = h[PEAKS + k]
     peak = x[PEAK_TODAY]
-    if peak > 0:
+    if last != 0 and peak > 0:
         ring[last % N_PEAKS] = _enc_f16_saturating(peak)
     ring[day % N_PEAKS] = 0
     top = 0
@@ -611,13 +611,15 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
     c = numba.carray(_f64p(cp), (_N_CONSTS,))
     started, last_ts, last_kw, last_kwh = x[STARTED], x[LAST_TS], x[LAST_KW], x[LAST_KWH]
     n_prev = x[N]
-    if n_prev == 0.0 or t <= last_ts:
+    # a meter's first reading (with a close buffer: the day it starts is set up here)
+    first = n_prev == 0.0
+    if (first and close_p == 0) or t <= last_ts:
         return NOT_QUIET, 0, 0.0, 0.0, 0
     fl_x, zf, peak_today, peak_max = x[FLOOR_KW], x[ZERO_FRAC], x[PEAK_TODAY], x[PEAK_MAX]
     gap_s, run, inferred = x[GAP_S], x[GAP_RUN], x[INFERRED_S]
     min_kw = c[_MIN_KW]
     # the interval, as MeterState._interval infers it
-    if c[_INFER] != 0.0:
+    if c[_INFER] != 0.0 and not first:
         gap = _rint(t - last_ts)
         if gap == gap_s:
             run = run + 1
@@ -695,7 +697,8 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
     # and the reading's sums (as the Python quiet path does), here where only the day before
     # is closed and nothing of the day's judgement can raise or end an alarm, else in Python
     turns = day_no_now != x[DAY_NO]
-    if turns and (close_p == 0 or theft_open or day_runs or x[DAY_NO] != day_no_now - 1.0):
+    if turns and (close_p == 0 or theft_open or day_runs or (
+            x[DAY_NO] != day_no_now - 1.0 and x[DAY_NO] != 0.0)):
         return PYTHON, 0, 0.0, 0.0, 0
     exporting = has_export != 0 and kw < 0
     theft = theft_pol != 0 and not exporting
@@ -885,7 +888,7 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
         x[PEAK_TODAY] = kw
     if started != 0.0:
         _learn(h, x, slot, kw)
-        a = 1.0 / n_prev
+        a = 1.0 / n_prev if not first else 1.0
         if a < 0.002:
             a = 0.002
         x[ZERO_FRAC] = zf + a * ((1.0 if kw <= min_kw else 0.0) - zf)

@@ -19,7 +19,15 @@ import numpy as np
 from gridwatch._schemas import Event, MeterMeta, Severity
 from gridwatch.models._alarms import feedback, fire, r3, resolve
 from gridwatch.models._config import DetectionSettings
-from gridwatch.models._record import TH_CNT, TH_EXP, TH_OBS, MeterRecord, f32, new_theft_window
+from gridwatch.models._record import (
+    NO_DAYS,
+    TH_CNT,
+    TH_EXP,
+    TH_OBS,
+    MeterRecord,
+    f32,
+    new_theft_window,
+)
 
 __all__ = ["ETYPE", "judge", "window_quiet"]
 
@@ -64,7 +72,7 @@ def _judge_window(rec: MeterRecord, th: array, last: int, t: float,
         return
     n, ratio, total, obs, corr, swing = a
     if ETYPE in rec.act:
-        rec.low_days = (0.0, 0)  # the whole-day rule starts again too: one episode
+        rec.low_days = NO_DAYS  # the whole-day rule starts again too: one episode
         out.append(resolve(rec, ETYPE, t, meta, "consumption is back near its usual level",
                            {"window_ratio": r3(ratio), "window_hours": n}))
         return

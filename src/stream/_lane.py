@@ -33,7 +33,7 @@ import numpy as np
 from gridwatch._schemas import MeterMeta, Reading
 from gridwatch.ingest._assemble import reading_of_fields
 from gridwatch.models import Calendar, DetectionSettings, MeterState
-from gridwatch.models._quiet import forecast_steps, lane_entry, phases_of
+from gridwatch.models._quiet import day_before, forecast_steps, lane_entry, phases_of
 from gridwatch.models._quiet_codes import CLOSE_N
 
 __all__ = ["Lane", "TimedFields"]
@@ -95,8 +95,8 @@ class TimedFields(Sequence[tuple[float, Reading]]):
 class Lane:
     """The lane's columns for the meters of one cell, by the watch's slot."""
 
-    __slots__ = ("addrs", "calendar", "closes", "days_before", "forecast_iv", "metas", "meters",
-                 "profile_of", "profiles", "ready", "settings")
+    __slots__ = ("addrs", "calendar", "closes", "forecast_iv", "metas", "meters", "profile_of",
+                 "profiles", "ready", "settings")
 
     def __init__(self, settings: DetectionSettings, calendar: Calendar) -> None:
         self.settings = settings
@@ -113,9 +113,6 @@ class Lane:
         self.forecast_iv = array("i")
         self.profile_of: dict[tuple[float, ...], int] = {}
         self.profiles = np.zeros((0, _N_PROFILE), dtype=np.float64)
-        #: local day -> the day before it as the kernel's close takes it (day off, month,
-        #: day of the month)
-        self.days_before: dict[int, tuple[float, float, float]] = {}
         #: where the kernel leaves the profiles of the days it closes, a row a reading
         self.closes = np.zeros((0, CLOSE_N), dtype=np.float64)
 
@@ -162,15 +159,6 @@ class Lane:
         self.forecast_iv[j] = int(profile[0]) if profile[7] != 0.0 else -1
         self.ready[j] = 1
 
-    def _day_before(self, day: int) -> tuple[float, float, float]:
-        """The day before local day ``day`` as the kernel's close takes it, kept."""
-        start, _, off, _ = self.calendar.day(day - 1)
-        if len(self.days_before) > 1024:
-            self.days_before.clear()
-        got = self.days_before[day] = (float(off), float(start.year * 12 + start.month),
-                                       float(start.day))
-        return got
-
     def drop(self, j: int | None) -> None:
         """Meter ``j`` off the lane until its next reading through Python."""
         if j is not None and j < len(self.ready):
@@ -205,8 +193,7 @@ class Lane:
         info_t = steps_t = _NAN
         steps_iv = 0
         info: tuple[int, int, int] = (0, 0, 0)
-        before: tuple[float, float, float] = (0.0, 0.0, 0.0)
-        days_before = self.days_before
+        before: tuple[int, int, float] = (0, 0, 0.0)
         kva_steps: tuple[int, ...] = _NO_FORECAST
         entries: list[MeterMeta | None] = []
         entry = entries.append
@@ -233,7 +220,7 @@ class Lane:
             if t != info_t:
                 info_t = t
                 info = quarters.get(int(t // 900)) or info_of(t)
-                before = days_before.get(info[2]) or self._day_before(info[2])
+                before = day_before(cal, info[2])
             cap_iv = forecast_iv[j]
             if cap_iv >= 0:
                 # the interval the kernel will use, as far as it is known now (it answers

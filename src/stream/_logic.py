@@ -691,15 +691,14 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             if feeder:
                 out.extend(feeder)
             state = meters.get(meter_id)
-            fresh = state is None
             if state is None:
                 state = meters[meter_id] = MeterState(meter_id)
             if verdicts is not None:  # the closed loop: managers' verdicts reach the meter
                 for _, etype, kind, outcome, given in verdicts(meter_id):
                     state.verdict(etype, kind, outcome, t, settings=settings, given=given)
-            # (a meter new to the cell has read nothing, so its reading is not quiet: it
-            # takes the full path without trying the quiet one, which gives the same)
-            res = state.step(r, meta, None, settings, calendar, t, quiet and not fresh)
+            # (a meter new to the cell takes the compiled quiet path too: its first reading,
+            # quiet but for being its first, sets up its record and day there)
+            res = state.step(r, meta, None, settings, calendar, t, quiet)
             if lane is not None:
                 lane.drop(slot.get(meter_id))
             if res.events:

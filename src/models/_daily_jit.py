@@ -1,5 +1,5 @@
 """A day's close, its arithmetic compiled (numba): :func:`close_numbers` and :func:`rounded`,
-for the Python quiet path and the full path (the lane's kernel closes a day itself:
+for the Python quiet path and the full path (the quiet path's kernel closes a day itself:
 ``_quiet_jit._plan_close``, from the same :func:`._quiet_jit.day_numbers`).
 
 ``_daily._close_day`` makes about twenty numpy calls on arrays of 24 values; each costs a

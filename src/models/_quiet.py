@@ -8,9 +8,8 @@ stuck reading); :func:`quiet_step` does that in one function, with the same floa
 operations in the same order as the detectors, so the state it leaves is bit-identical. The
 first reading of a local day closes the day before (``_daily.turn_day``: its profile and the
 day's judgements) where the full path does, after the reading's judgements and before its
-sums: in Python here, and in a cell's lane by the compiled kernel where the day's judgement
-can start no daily run (``_quiet_jit._plan_close``; outside the lane the kernel leaves it to
-Python).
+sums: in Python here, and by the compiled kernel where the day's judgement can start no
+daily run (``_quiet_jit._plan_close``), which also takes a meter's first reading.
 
 It checks every precondition before it changes anything: the first one that fails returns
 ``None`` with the state untouched, and ``MeterState.step`` runs the full path. What is left to the
@@ -133,8 +132,8 @@ from gridwatch.models._record import (
 from gridwatch.models._result import StepResult
 from gridwatch.models._theft import window_quiet
 
-__all__ = ["consts", "forecast_steps", "lane_entry", "lane_kernel", "phases", "quiet_done",
-           "quiet_step"]
+__all__ = ["close_buffer", "consts", "daily_runs", "day_before", "forecast_steps",
+           "lane_entry", "lane_kernel", "phases", "quiet_done", "quiet_step"]
 
 _S, _B = LOG_STEP, LOG_BIAS
 _STUCK = "stuck_reading"
@@ -466,7 +465,11 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
     else:
         cap_iv = dp = sp = n_steps = 0
     hp = h.buffer_info()[0]
-    close = _daily.per_thread(_CLOSE, _CloseRow)
+    closes = close_buffer(1)  # (its address kept: numpy's ``ctypes`` costs a microsecond)
+    if info[2] != rec.day_no:  # (a new local day: what its close needs)
+        before, day_runs = day_before(cal, info[2]), daily_runs(rec)
+    else:
+        before, day_runs = _NO_DAY_BEFORE, 0
     code, flags, expected, z, hour = _JIT[0](
         hp + X_BYTES, hp,
         0 if th is None else th.buffer_info()[0], c.jit_at,
@@ -476,12 +479,11 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         0.0 if pf is None else pf, pf is not None,
         info[1], info[2], pol.young_dev, pol.peak_factor, pol.theft_window,
         rec.th_hour, h[C_DAYS] >= s.daily_min_days, h[C_PEAK_DAYS], kva, cap_iv, dp, sp,
-        n_steps, bool(act), stuck_cnt, bool(rec.hi[1] or rec.lo[1]), close.at,
-        *day_before(cal, info[2]), int(bool(rec.low_days[1] or rec.high_days[1]
-                                            or rec.down_days[1])))
+        n_steps, bool(act), stuck_cnt, bool(rec.hi[1] or rec.lo[1]), closes.at,
+        *before, day_runs)
     if code != DONE:
         return None if code == NOT_QUIET else _PYTHON
-    return quiet_done(rec, r, meta, c, t, flags, expected, z, hour, (cal, close.row))
+    return quiet_done(rec, r, meta, c, t, flags, expected, z, hour, (cal, closes.rows[0]))
 
 
 @lru_cache(maxsize=4096)
@@ -492,27 +494,48 @@ def day_before(cal: Calendar, day: int) -> tuple[int, int, float]:
     return int(off), start.year * 12 + start.month, float(start.day)
 
 
-class _CloseRow:
-    """One thread's row of a close buffer for :func:`compiled_quiet_step` (the lane has its
-    own), with its address: read before the thread's next step."""
+_NO_DAY_BEFORE = (0, 0, 0.0)  #: (a reading of the record's own day: nothing to close)
 
-    __slots__ = ("at", "row")
+
+def daily_runs(rec: MeterRecord) -> int:
+    """1 while a daily run (low, high or down days) is under way: a day's close is then
+    Python's (its judgement goes on or ends the run)."""
+    return 1 if rec.low_days[1] or rec.high_days[1] or rec.down_days[1] else 0
+
+
+class _Closes:
+    """One thread's close buffer (``_quiet_codes.CLOSE_N`` float64 a row): where the kernel
+    leaves the profile of each day it closes, a row a reading of the call. Its rows are read
+    before the thread's next call of the kernel or the lane, so one buffer serves the thread's
+    cells and its per-reading path alike."""
+
+    __slots__ = ("at", "rows")
 
     def __init__(self) -> None:
-        self.row = np.zeros(CLOSE_N, dtype=np.float64)
-        self.at = self.row.ctypes.data
+        self.rows = np.zeros((0, CLOSE_N), dtype=np.float64)
+        self.at = self.rows.ctypes.data
 
 
-_CLOSE = threading.local()
+_CLOSES = threading.local()
+
+
+def close_buffer(n: int) -> _Closes:
+    """This thread's close buffer (``rows``, at address ``at``) with at least ``n`` rows
+    (grown, never shrunk: a lane's chunk bounds it)."""
+    kept = _daily.per_thread(_CLOSES, _Closes)
+    if len(kept.rows) < n:
+        kept.rows = np.zeros((n, CLOSE_N), dtype=np.float64)
+        kept.at = kept.rows.ctypes.data
+    return kept
 
 
 def quiet_done(rec: MeterRecord, r: Reading, meta: MeterMeta | None, c: _Consts, t: float,
                flags: int, expected: float, z: float, hour: int,
-               closed: tuple[Calendar, np.ndarray] | None = None) -> StepResult:
+               closed: tuple[Calendar, np.ndarray]) -> StepResult:
     """What the Python side does after the kernel answered DONE with ``flags``: the few
     Python-level fields they name, the stuck-reading count, the sampled score, and the
-    profile of the day the kernel closed (``closed``: the cell's calendar and the reading's
-    row of the lane's close buffer)."""
+    profile of the day the kernel closed (``closed``: the calendar and the reading's row of
+    the close buffer)."""
     if flags & SET_NO_RUN:
         rec.hi = rec.lo = NO_RUN
     if flags & TH_HOUR:
@@ -524,7 +547,7 @@ def quiet_done(rec: MeterRecord, r: Reading, meta: MeterMeta | None, c: _Consts,
     if flags & SCORED:
         out.score = Score(meter_id=rec.meter_id, ts=r.ts, kw=r.kw, expected_kw=r3(expected, 4),
                           score=r3(abs(z)), anomalous=False)
-    if flags & CLOSED and closed is not None:
+    if flags & CLOSED:
         out.profile = _daily.closed_profile(rec.meter_id, meta, *closed)
     return out
 
@@ -575,7 +598,7 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
            0 if th is None else th.buffer_info()[0], rec.th_hour,
            int(h[C_DAYS] >= s.daily_min_days), h[C_PEAK_DAYS], int(bool(act)),
            pending[_STUCK] if pending else -1, int(rec.hi != NO_RUN or rec.lo != NO_RUN),
-           int(bool(rec.low_days[1] or rec.high_days[1] or rec.down_days[1])))
+           daily_runs(rec))
     return row, profile
 
 

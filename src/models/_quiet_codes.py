@@ -15,14 +15,15 @@ NOT_QUIET, DONE, PYTHON = 0, 1, 2
 #: NO_RUN``), the theft window moved to the answer's hour (``rec.th_hour``), a sampled score,
 #: the stuck-reading count to take (``_alarms.cond``), whether the value repeated, the reading
 #: started a new local day (the lane's day counts of the meter change), and the day closed
-#: made a profile (in the lane's close buffer: :data:`CL_KWH` and the rest)
+#: made a profile (in the close buffer: :data:`CL_KWH` and the rest)
 SET_NO_RUN, TH_HOUR, SCORED, STUCK_COUNT, STUCK, DAY_TURNED, CLOSED = 1, 2, 4, 8, 16, 32, 64
-#: a row of the lane's close buffer (float64), where the kernel leaves the profile of a day it
-#: closed: the day's curve and the usual weekday and day-off curves, each rounded to 4
-#: decimals (72 values from 0), the day's kWh, its highest and lowest reading, whether it was
-#: a day off, month-on-month growth (and whether there is one), the energy against the
-#: meter's history (and whether there is one), the day's number; the cells after it are the
-#: kernel's own (the record's new scalars, between planning the close and writing it)
+#: a row of the close buffer (float64, ``_quiet.close_buffer``), where the kernel leaves the
+#: profile of a day it closed: the day's curve and the usual weekday and day-off curves,
+#: each rounded to 4 decimals (72 values from 0), the day's kWh, its highest and lowest
+#: reading, whether it was a day off, month-on-month growth (and whether there is one), the
+#: energy against the meter's history (and whether there is one), the day's number; the
+#: cells after it are the kernel's own (the record's new scalars, between planning the close
+#: and writing it)
 (CL_KWH, CL_PEAK, CL_VALLEY, CL_OFF, CL_MOM, CL_HAS_MOM, CL_RATIO, CL_HAS_RATIO,
  CL_DAY) = range(72, 81)
 CLOSE_N = 144

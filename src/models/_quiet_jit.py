@@ -11,16 +11,17 @@ kernel, the Python quiet path and the full path).
 It answers ``NOT_QUIET`` (nothing changed: the full path runs), ``DONE`` (the record updated;
 the caller sets the few Python-level fields the flags name and builds the sampled score and,
 for a day closed, its profile), or ``PYTHON`` (nothing changed: a case the kernel leaves to the
-Python quiet path: the first reading of a local day outside the lane, or one whose close is
-Python's (a daily run or a possible-theft alarm, a day without readings before it); the
+Python quiet path: the first reading of a local day whose close is Python's (a daily run or
+a possible-theft alarm, a day without readings before it, or no close buffer given); the
 closing of a theft window whose judgement is not clearly quiet, three voltages not all live, a
 sum beyond float32's range or a band beyond ``exp``'s).
 
-In the lane, the first reading of a local day closes the day before here (:func:`_plan_close`,
+The first reading of a local day closes the day before here (:func:`_plan_close`,
 :func:`_close`): the day's numbers, its judgement where it starts no daily run, the usual
 curve's learning, the month, the meter's history and the record ring, as ``_daily.turn_day``
-makes them, with the profile's numbers left in the lane's close buffer for Python to make
-the profile object.
+makes them, with the profile's numbers left in the caller's close buffer
+(``_quiet.close_buffer``, a row a reading) for Python to make the profile object. A meter's
+first reading sets up its record and day here too.
 
 numba compiles it once per machine (``cache=True``: the machine code is kept beside this file
 in ``__pycache__``, and later processes load it in a fraction of a second).
@@ -603,9 +604,9 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
     ``runs_open``: a run above or below the band is open, which a quiet reading ends (judged:
     warm and not exporting; otherwise the full path learns the reading at the band's edge).
     The first reading of a local day closes the day before, where it is the record's day and
-    ``close_p`` gives a row of the close buffer for its profile (the lane's; 0: Python closes
-    it), with no possible-theft alarm open and no daily run (``day_runs``): see
-    :func:`_plan_close`."""
+    ``close_p`` gives a row of the close buffer for its profile (0, none: Python closes it,
+    and the full path a meter's first reading), with no possible-theft alarm open and no
+    daily run (``day_runs``): see :func:`_plan_close`."""
     x = numba.carray(_f64p(xp), (_N_X,))
     h = numba.carray(_u16p(hp), (H_LEN,))
     c = numba.carray(_f64p(cp), (_N_CONSTS,))

@@ -34,7 +34,6 @@ from gridwatch._schemas import MeterMeta, Reading
 from gridwatch.ingest._assemble import reading_of_fields
 from gridwatch.models import Calendar, DetectionSettings, MeterState
 from gridwatch.models._quiet import day_before, forecast_steps, lane_entry, phases_of
-from gridwatch.models._quiet_codes import CLOSE_N
 
 __all__ = ["Lane", "TimedFields"]
 
@@ -95,7 +94,7 @@ class TimedFields(Sequence[tuple[float, Reading]]):
 class Lane:
     """The lane's columns for the meters of one cell, by the watch's slot."""
 
-    __slots__ = ("addrs", "calendar", "closes", "forecast_iv", "metas", "meters", "profile_of",
+    __slots__ = ("addrs", "calendar", "forecast_iv", "metas", "meters", "profile_of",
                  "profiles", "ready", "settings")
 
     def __init__(self, settings: DetectionSettings, calendar: Calendar) -> None:
@@ -113,15 +112,6 @@ class Lane:
         self.forecast_iv = array("i")
         self.profile_of: dict[tuple[float, ...], int] = {}
         self.profiles = np.zeros((0, _N_PROFILE), dtype=np.float64)
-        #: where the kernel leaves the profiles of the days it closes, a row a reading
-        self.closes = np.zeros((0, CLOSE_N), dtype=np.float64)
-
-    def close_rows(self, n: int) -> np.ndarray:
-        """The close buffer, with a row for each of ``n`` readings (kept between batches:
-        its rows are read before the next call of the lane)."""
-        if len(self.closes) < n:
-            self.closes = np.zeros((n, CLOSE_N), dtype=np.float64)
-        return self.closes
 
     def fit(self, slots: int) -> None:
         """Room for ``slots`` meters (the watch's slots grow as meters appear)."""

@@ -36,7 +36,7 @@ from gridwatch.models import (
     _meter,
     is_candidate,
 )
-from gridwatch.models._quiet import consts, lane_kernel, quiet_done
+from gridwatch.models._quiet import close_buffer, consts, lane_kernel, quiet_done
 from gridwatch.models._quiet_codes import STUCK_COUNT
 from gridwatch.stream._lane import Lane, TimedFields
 from gridwatch.stream._partition import ReadingBatch, Tick
@@ -576,7 +576,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             timed, slot, kept.known, self._meta_of, watch.cell is not None, meters, c)
         n = len(timed)
         answers = np.zeros((n, 4)) if any_lane else None
-        closes = lane.close_rows(n)
+        closes = close_buffer(n).rows  # (the thread's: read in _lane_done, before the next call)
         # the watch's columns as arrays (they stay valid until a meter is added to the watch,
         # which only the per-reading path does: they are let go before it runs)
         columns: tuple[np.ndarray, ...] | None = None

@@ -78,6 +78,8 @@ from gridwatch.models._quiet_codes import (
     CONSTS,
     DONE,
     NOT_QUIET,
+    RUN_N,
+    RUNS,
     SCORED,
     SET_NO_RUN,
     STUCK,
@@ -112,6 +114,7 @@ from gridwatch.models._record import (
     LV_KW,
     LV_MU,
     LV_N,
+    NO_PEAK_RUN,
     NO_RUN,
     PEAK_MAX,
     PEAK_TODAY,
@@ -480,7 +483,7 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         info[1], info[2], pol.young_dev, pol.peak_factor, pol.theft_window,
         rec.th_hour, h[C_DAYS] >= s.daily_min_days, h[C_PEAK_DAYS], kva, cap_iv, dp, sp,
         n_steps, bool(act), stuck_cnt, bool(rec.hi[1] or rec.lo[1]), closes.at,
-        *before, day_runs)
+        *before, day_runs, 0, 0)  # (no row for runs: a reading beyond the band is not quiet)
     if code != DONE:
         return None if code == NOT_QUIET else _PYTHON
     return quiet_done(rec, r, meta, c, t, flags, expected, z, hour, (cal, closes.rows[0]))
@@ -531,13 +534,19 @@ def close_buffer(n: int) -> _Closes:
 
 def quiet_done(rec: MeterRecord, r: Reading, meta: MeterMeta | None, c: _Consts, t: float,
                flags: int, expected: float, z: float, hour: int,
-               closed: tuple[Calendar, np.ndarray]) -> StepResult:
+               closed: tuple[Calendar, np.ndarray], runs: np.ndarray | None = None
+               ) -> StepResult:
     """What the Python side does after the kernel answered DONE with ``flags``: the few
     Python-level fields they name, the stuck-reading count, the sampled score, and the
     profile of the day the kernel closed (``closed``: the calendar and the reading's row of
-    the close buffer)."""
+    the close buffer); with ``RUNS`` (the lane's), the runs beyond the band after the reading
+    (``runs``: a row of the lane's runs, ``_quiet_codes.RUN_N`` values)."""
     if flags & SET_NO_RUN:
         rec.hi = rec.lo = NO_RUN
+    if flags & RUNS:
+        if runs is None:
+            raise ValueError("the kernel changed the runs, and no row of them was given")
+        rec.hi, rec.lo, rec.peak_run = runs_of(runs)
     if flags & TH_HOUR:
         rec.th_hour = hour
     rec.h[C_LAST_FAIL] = 0
@@ -550,6 +559,26 @@ def quiet_done(rec: MeterRecord, r: Reading, meta: MeterMeta | None, c: _Consts,
     if flags & CLOSED:
         out.profile = _daily.closed_profile(rec.meter_id, meta, *closed)
     return out
+
+
+def runs_of(row: np.ndarray) -> tuple[tuple[float, int, float, float, float],
+                                        tuple[float, int, float, float, float],
+                                        tuple[float, int, float]]:
+    """``rec.hi``, ``rec.lo`` and ``rec.peak_run`` from a row of the lane's runs (the shared
+    ``NO_RUN`` and ``NO_PEAK_RUN`` for those not open, as ``_consumption.judge`` sets them)."""
+    v = row[:RUN_N].tolist()
+    return ((v[0], int(v[1]), v[2], v[3], v[4]) if v[1] else NO_RUN,
+            (v[5], int(v[6]), v[7], v[8], v[9]) if v[6] else NO_RUN,
+            (v[10], int(v[11]), v[12]) if v[11] else NO_PEAK_RUN)
+
+
+def run_row(rec: MeterRecord) -> tuple[float, ...] | None:
+    """The record's runs beyond the band as a row of the lane's runs, or None when none is
+    open."""
+    hi, lo, peak = rec.hi, rec.lo, rec.peak_run
+    if not (hi[1] or lo[1] or peak[1]):
+        return None
+    return (*hi, *lo, *peak)
 
 
 def lane_kernel() -> Any:
@@ -568,7 +597,7 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     run, verdicts on record, silence), and what the lane leaves to it (a time zone of the meter's
     own; the last reading a last gasp)."""
     h = rec.h
-    if h[C_SILENT] or rec.fb or h[C_LAST_FAIL] or rec.peak_run[1]:
+    if h[C_SILENT] or rec.fb or h[C_LAST_FAIL]:
         return None
     act = rec.act
     if act and (len(act) > 1 or _THEFT not in act):
@@ -580,7 +609,7 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     if meta is None:
         pol = c.pols[None]
         profile = (0.0, 0.0, 0.0, 0.0, pol.young_dev, pol.peak_factor, float(pol.theft_window),
-                   0.0)
+                   0.0, *policy_row(pol))
     else:
         if meta.timezone and meta.timezone != cal.tz.key:
             return None
@@ -591,15 +620,25 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
         profile = (float(meta.interval_s or 0.0), float(meta.has_export),
                    float(meta.nominal_voltage_v or 0.0), float(meta.phases == 3),
                    pol.young_dev, pol.peak_factor, float(pol.theft_window),
-                   float(meta.contracted_kva or 0.0))
+                   float(meta.contracted_kva or 0.0), *policy_row(pol))
     th = rec.th
     hp = h.buffer_info()[0]
     row = (hp + X_BYTES, hp,
            0 if th is None else th.buffer_info()[0], rec.th_hour,
            int(h[C_DAYS] >= s.daily_min_days), h[C_PEAK_DAYS], int(bool(act)),
-           pending[_STUCK] if pending else -1, int(rec.hi != NO_RUN or rec.lo != NO_RUN),
-           daily_runs(rec))
+           pending[_STUCK] if pending else -1,
+           int(bool(rec.hi[1] or rec.lo[1] or rec.peak_run[1])), daily_runs(rec))
     return row, profile
+
+
+@lru_cache(maxsize=64)
+def policy_row(pol: ClassPolicy) -> tuple[float, ...]:
+    """What a class's policy gives the kernel's judgement of a run (``_quiet_codes.POLICY``):
+    its minutes as seconds, as ``_consumption.judge`` compares them."""
+    return (float(pol.peak_burst), float(pol.peak_min_minutes * 60),
+            float(pol.high_min_minutes * 60), float(pol.high_energy_share),
+            float(pol.high_min_kwh), float(pol.zero_min_minutes * 60),
+            float(pol.low_min_minutes * 60), float(pol.low_energy_share))
 
 
 def forecast_steps(c: _Consts, cal: Calendar, t: float, interval: int) -> _Steps:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 __all__ = ["CLOSED", "CLOSE_N", "CL_DAY", "CL_HAS_MOM", "CL_HAS_RATIO", "CL_KWH", "CL_MOM",
            "CL_OFF", "CL_PEAK", "CL_RATIO", "CL_VALLEY", "CONSTS", "DAY_TURNED", "DONE",
-           "NOT_QUIET", "PYTHON", "SCORED", "SET_NO_RUN", "STUCK", "STUCK_COUNT", "TH_HOUR"]
+           "NOT_QUIET", "POLICY", "PYTHON", "RUNS", "RUN_HI", "RUN_LO", "RUN_N", "RUN_PEAK",
+           "SCORED", "SET_NO_RUN", "STUCK", "STUCK_COUNT", "TH_HOUR"]
 
 #: the compiled kernel's answers: nothing changed and not quiet (the full path runs), done, or
 #: nothing changed and left to :func:`python_quiet_step`
@@ -17,6 +18,20 @@ NOT_QUIET, DONE, PYTHON = 0, 1, 2
 #: started a new local day (the lane's day counts of the meter change), and the day closed
 #: made a profile (in the close buffer: :data:`CL_KWH` and the rest)
 SET_NO_RUN, TH_HOUR, SCORED, STUCK_COUNT, STUCK, DAY_TURNED, CLOSED = 1, 2, 4, 8, 16, 32, 64
+#: a flag of the lane's DONE answers: the reading started, went on with or ended a run beyond
+#: the band (``rec.hi``, ``rec.lo``, ``rec.peak_run``); the runs after it follow the answer's
+#: first four columns, as a row of the lane's runs (below)
+RUNS = 128
+#: a row of the lane's runs (float64): ``rec.hi`` (start, count, energy over the band, over
+#: the usual, the usual's energy), ``rec.lo`` (start, count, deficit, highest kW, the usual's
+#: energy), ``rec.peak_run`` (start, count, highest kW), from these positions; a count of 0 is
+#: no run (``NO_RUN``, ``NO_PEAK_RUN``)
+RUN_HI, RUN_LO, RUN_PEAK, RUN_N = 0, 5, 10, 13
+#: what a customer class's policy (``ClassPolicy``) gives the kernel's judgement of a run, in
+#: the lane's profile rows after ``_quiet_jit.LANE_PROFILE``'s first eight: the minutes as
+#: seconds (``minutes * 60``, as ``_consumption.judge`` compares them)
+POLICY = ("peak_burst", "peak_min_s", "high_min_s", "high_energy_share", "high_min_kwh",
+          "zero_min_s", "low_min_s", "low_energy_share")
 #: a row of the close buffer (float64, ``_quiet.close_buffer``), where the kernel leaves the
 #: profile of a day it closed: the day's curve and the usual weekday and day-off curves,
 #: each rounded to 4 decimals (72 values from 0), the day's kWh, its highest and lowest

@@ -63,7 +63,13 @@ from gridwatch.models._quiet_codes import (
     DAY_TURNED,
     DONE,
     NOT_QUIET,
+    POLICY,
     PYTHON,
+    RUN_HI,
+    RUN_LO,
+    RUN_N,
+    RUN_PEAK,
+    RUNS,
     SCORED,
     SET_NO_RUN,
     STUCK,
@@ -250,6 +256,44 @@ def _learn(h, x, slot: int, kw: float) -> None:
         h[LV_KW + d] = h[_KW_G]
     _update(h, d, y, kw, _ALPHA_DT, _SHRINK)
     _learn_tow(h, slot, d, y)
+
+
+@numba.njit(cache=True)
+def _learn_edge(h, x, slot: int, kw: float, lo: float, hi: float) -> None:
+    """``_baseline.learn(rec, slot, kw, (lo, hi))``: the meter-wide level learns the reading,
+    the slot's levels the band's edge nearest it (and not its spread)."""
+    if kw < 0.0:
+        kw = 0.0
+    g_n = int(h[_N_G])
+    usual = _F16[h[_KW_G]] if g_n else kw
+    fl = x[FLOOR_KW]
+    if g_n < 96 or fl == 0.0:
+        fl = 0.05 * usual
+        if not fl > 0.01:
+            fl = 0.01
+        x[FLOOR_KW] = fl
+    y = math.log(kw + fl)
+    kw_slot = lo if lo > kw else kw  # (min(max(kw, lo), hi), as Python's max and min)
+    if hi < kw_slot:
+        kw_slot = hi
+    y_slot = math.log(kw_slot + fl)
+    _update(h, GLOBAL, y, kw, _ALPHA_G, 0.0)
+    d = _LEVELS[slot]
+    if not h[LV_N + d]:
+        h[LV_MU + d] = h[_MU_G]
+        h[LV_DEV + d] = h[_DEV_G]
+        h[LV_KW + d] = h[_KW_G]
+    n = int(h[LV_N + d])  # (``_update`` without its spread: the level has its prior)
+    a = 1.0 / (n + 1 + _SHRINK)
+    if a < _ALPHA_DT:
+        a = _ALPHA_DT
+    dev_code = h[LV_DEV + d]
+    _learn_level(h, LV_MU + d, LV_DEV + d, LV_KW + d, a, _LV[h[LV_MU + d]], _LV[dev_code],
+                 n + _SHRINK >= 8, y_slot, kw_slot)
+    h[LV_DEV + d] = dev_code
+    if n < 65_535:
+        h[LV_N + d] = n + 1
+    _learn_tow(h, slot, d, y_slot)
 
 
 @numba.njit(cache=True)
@@ -590,8 +634,9 @@ _SIGNATURE = types.Tuple((_i8, _i8, _f8, _f8, _i8))(
 #                             (level, damping, decay: float64 triples) by address, their count
     _i8, _i8,  # a possible-theft alarm open, the stuck-reading count pending (-1: none)
     _i8,  # a run above or below the band open
-    _i8, _i8, _i8, _f8, _i8)  # the close buffer's row (0: none), the day before's day off,
+    _i8, _i8, _i8, _f8, _i8,  # the close buffer's row (0: none), the day before's day off,
 #                             month and day of the month, a daily run open
+    _i8, _i8)  # the runs' row by address (0: none), the class's policy (``POLICY``) by address
 
 
 @numba.njit(_SIGNATURE, cache=True)
@@ -599,14 +644,21 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
            nominal, three, ncur, i0, i1, i2, pf_r, has_pf, slot, day_no_now, young_dev,
            peak_factor, theft_pol, th_hour, days_ok, peak_days, kva, cap_iv, dp, sp,
            n_steps, theft_open, stuck_cnt, runs_open, close_p, prev_off, prev_month,
-           prev_dom, day_runs):
+           prev_dom, day_runs, rp, pp):
     """The quiet path from the record's scalars on: (answer, flags, expected kW, z, hour).
     ``runs_open``: a run above or below the band is open, which a quiet reading ends (judged:
     warm and not exporting; otherwise the full path learns the reading at the band's edge).
     The first reading of a local day closes the day before, where it is the record's day and
     ``close_p`` gives a row of the close buffer for its profile (0, none: Python closes it,
     and the full path a meter's first reading), with no possible-theft alarm open and no
-    daily run (``day_runs``): see :func:`_plan_close`."""
+    daily run (``day_runs``): see :func:`_plan_close`.
+
+    ``rp``: the lane's row for the meter's runs (``_quiet_codes.RUN_N`` float64): with one, a
+    judged reading beyond the band is judged here as ``_consumption.judge`` does, the row
+    holding the runs (``runs_open``: it holds the meter's; else it is a free row, taken if a
+    run starts), and ``pp`` gives the class's ``POLICY``. A run whose judgement would raise an
+    alarm is Python's; so is a run's reading that starts a new local day. Without a row
+    (0), a reading beyond the band is not quiet."""
     x = numba.carray(_f64p(xp), (_N_X,))
     h = numba.carray(_u16p(hp), (H_LEN,))
     c = numba.carray(_f64p(cp), (_N_CONSTS,))
@@ -717,6 +769,12 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
         started = t
     g_n = int(h[_N_G])
     warm = started != 0.0 and t - started >= c[_WARMUP_S] and g_n >= 8
+    # (the runs beyond the band, when the reading is judged here: see below)
+    judged = peak_ended = False
+    hi_kw = lo_kw = 0.0
+    hi_start = hi_n = hi_over = hi_exc = hi_usual = 0.0
+    lo_start = lo_n = lo_def = lo_max = lo_usual = 0.0
+    pk_start = pk_n = pk_max = 0.0
     if runs_open and not (warm and not exporting):
         return NOT_QUIET, 0, 0.0, 0.0, 0
     n_read = n_prev + 1.0
@@ -752,28 +810,92 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
             e_lo = mu - c[_BAND_LO] * dev
             if e_hi > _EXP_MAX or e_lo > _EXP_MAX or mu > _EXP_MAX:
                 return PYTHON, 0, 0.0, 0.0, 0
-            if kw > math.exp(e_hi) - fl:
+            hi_kw = math.exp(e_hi) - fl
+            above = kw > hi_kw
+            if above and rp == 0:
                 return NOT_QUIET, 0, 0.0, 0.0, 0
             lo_kw = math.exp(e_lo) - fl
             if lo_kw < 0.0:
                 lo_kw = 0.0
-            if kw < lo_kw:
-                usual = math.exp(mu) - fl
-                if usual < 0.0:
-                    usual = 0.0
-                if usual > c[_TWO_MIN_KW]:
-                    return NOT_QUIET, 0, 0.0, 0.0, 0
+            usual = math.exp(mu) - fl  # (the band's expected kW)
+            if usual < 0.0:
+                usual = 0.0
+            below = kw < lo_kw and usual > c[_TWO_MIN_KW]
+            if below and rp == 0:
+                return NOT_QUIET, 0, 0.0, 0.0, 0
             widen = c[_WIDEN]
             if peak_days >= 7:
                 ref = widen * (peak_max * peak_factor)
             else:
                 ref = widen * (2.0 * (peak_today if peak_today > peak_max else peak_max))
+            beyond = False
             if ref > 0 and kw > ref:
                 e_half = mu + c[_BAND_HI] * dev / 2
                 if e_half > _EXP_MAX:
                     return PYTHON, 0, 0.0, 0.0, 0
-                if kw > math.exp(e_half) - fl:
+                beyond = kw > math.exp(e_half) - fl
+                if beyond and rp == 0:
                     return NOT_QUIET, 0, 0.0, 0.0, 0
+            if rp != 0 and (runs_open or above or below or beyond):
+                # ---- the runs beyond the band (``_consumption.judge``), planned
+                judged = True
+                ru = numba.carray(_f64p(rp), (RUN_N,))
+                if runs_open:
+                    hi_start, hi_n, hi_over = ru[RUN_HI], ru[RUN_HI + 1], ru[RUN_HI + 2]
+                    hi_exc, hi_usual = ru[RUN_HI + 3], ru[RUN_HI + 4]
+                    lo_start, lo_n, lo_def = ru[RUN_LO], ru[RUN_LO + 1], ru[RUN_LO + 2]
+                    lo_max, lo_usual = ru[RUN_LO + 3], ru[RUN_LO + 4]
+                    pk_start, pk_n, pk_max = ru[RUN_PEAK], ru[RUN_PEAK + 1], ru[RUN_PEAK + 2]
+                else:
+                    hi_start = hi_n = hi_over = hi_exc = hi_usual = 0.0
+                    lo_start = lo_n = lo_def = lo_max = lo_usual = 0.0
+                    pk_start = pk_n = pk_max = 0.0
+                if turns and (above or below or beyond or pk_n != 0.0):
+                    return PYTHON, 0, 0.0, 0.0, 0  # (a run across a day's close: Python's)
+                hours = interval / 3600.0
+                if above:
+                    if hi_n == 0.0:
+                        hi_start, hi_over, hi_exc, hi_usual = t, 0.0, 0.0, 0.0
+                    hi_n += 1.0
+                    hi_over = hi_over + (kw - hi_kw) * hours
+                    hi_exc = hi_exc + (kw - usual) * hours
+                    hi_usual = hi_usual + usual * hours
+                else:
+                    hi_start = hi_n = hi_over = hi_exc = hi_usual = 0.0
+                if below:
+                    if lo_n == 0.0:
+                        lo_start, lo_def, lo_max, lo_usual = t, 0.0, 0.0, 0.0
+                    lo_n += 1.0
+                    lo_def = lo_def + (usual - kw) * hours
+                    lo_max = kw if kw > lo_max else lo_max
+                    lo_usual = lo_usual + usual * hours
+                else:
+                    lo_start = lo_n = lo_def = lo_max = lo_usual = 0.0
+                if beyond:
+                    if pk_n == 0.0:
+                        pk_start, pk_max = t, 0.0
+                    pk_n += 1.0
+                    pk_max = kw if kw > pk_max else pk_max
+                elif pk_n != 0.0:  # (the record's day takes the run's highest reading)
+                    peak_today = pk_max if pk_max > peak_today else peak_today
+                    peak_ended = True
+                    pk_start = pk_n = pk_max = 0.0
+                # what would raise an alarm is Python's (no consumption alarm is open here)
+                pp_ = numba.carray(_f64p(pp), (8,))
+                d1, d2 = 24.0 * _F16[h[_KW_G]], 24.0 * min_kw
+                daily = d2 if d2 > d1 else d1
+                burst = peak_days >= 7 and kw > pp_[0] * widen * peak_max
+                if pk_n != 0.0 and (pk_n * interval >= pp_[1] or burst):
+                    return PYTHON, 0, 0.0, 0.0, 0
+                e1, e2 = pp_[3] * daily, pp_[4]
+                if hi_n != 0.0 and hi_n * interval >= pp_[2] and hi_over >= (
+                        e2 if e2 > e1 else e1) * widen:
+                    return PYTHON, 0, 0.0, 0.0, 0
+                all_zero = lo_max <= min_kw and kw <= min_kw and zf < 0.01
+                if lo_n != 0.0 and not theft_open and (
+                        (all_zero and lo_n * interval >= pp_[5])
+                        or (lo_n * interval >= pp_[6] and lo_def >= pp_[7] * daily)):
+                    return PYTHON, 0, 0.0, 0.0, 0
     else:
         mu = dev = fl = 0.0
     # over-capacity (as _capacity.judge projects it)
@@ -846,7 +968,17 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
     x[N] = n_read
     if new_start:
         x[STARTED] = t
-    if warm and not exporting:
+    if judged:
+        flags |= RUNS
+        ru = numba.carray(_f64p(rp), (RUN_N,))
+        ru[RUN_HI], ru[RUN_HI + 1], ru[RUN_HI + 2] = hi_start, hi_n, hi_over
+        ru[RUN_HI + 3], ru[RUN_HI + 4] = hi_exc, hi_usual
+        ru[RUN_LO], ru[RUN_LO + 1], ru[RUN_LO + 2] = lo_start, lo_n, lo_def
+        ru[RUN_LO + 3], ru[RUN_LO + 4] = lo_max, lo_usual
+        ru[RUN_PEAK], ru[RUN_PEAK + 1], ru[RUN_PEAK + 2] = pk_start, pk_n, pk_max
+        if peak_ended:
+            x[PEAK_TODAY] = peak_today
+    elif warm and not exporting:
         flags |= SET_NO_RUN
     kw0 = 0.0 if kw < 0.0 else kw
     if theft:
@@ -885,10 +1017,13 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
         x[DAY_MAX] = kw
     if kw < x[DAY_MIN]:
         x[DAY_MIN] = kw
-    if kw > peak_today:
+    if kw > peak_today and pk_n == 0.0:
         x[PEAK_TODAY] = kw
     if started != 0.0:
-        _learn(h, x, slot, kw)
+        if hi_n != 0.0 or lo_n != 0.0:  # (a run open: the slot learns the band's edge)
+            _learn_edge(h, x, slot, kw, lo_kw, hi_kw)
+        else:
+            _learn(h, x, slot, kw)
         a = 1.0 / n_prev if not first else 1.0
         if a < 0.002:
             a = 0.002
@@ -923,9 +1058,9 @@ LANE_IN = ("slot", "t", "kw", "kwh", "r_iv", "nv", "v0", "v1", "v2", "ncur", "i0
            "prev_month", "prev_dom")
 #: columns of the lane's meter rows: the record's buffers by address (``th``: 0 if none;
 #: int64), then (int32) the theft window's hour, enough days to judge it, days with a record
-#: peak, a possible-theft alarm open, the stuck-reading count pending (-1: none), whether the
-#: runs above and below the band are other than ``NO_RUN`` (else ending them changes
-#: nothing; the kernel's ``runs_open``: an open one is ended only by a judged reading), whether
+#: peak, a possible-theft alarm open, the stuck-reading count pending (-1: none), the row of
+#: ``runs`` holding the meter's runs beyond the band + 1 (0: none open; ``_lane.Lane`` sets it
+#: from the record's, the lane moves it as they start and end), whether
 #: a daily run is open (``low_days``, ``high_days``, ``down_days``: a day's close is then
 #: Python's), the meter's profile
 LANE_ADDRESSES = ("x", "h", "th")
@@ -933,7 +1068,8 @@ LANE_METER = ("th_hour", "days_ok", "peak_days", "theft_open", "stuck_cnt", "run
               "profile")
 #: columns of the lane's profiles (float64): what the registry and the class give the kernel
 LANE_PROFILE = ("stated", "has_export", "nominal", "three", "young_dev", "peak_factor",
-                "theft_window", "kva")
+                "theft_window", "kva", *POLICY)
+_N_LANE_PROFILE = 8  # (where POLICY starts)
 
 
 @numba.njit(cache=True)
@@ -962,12 +1098,13 @@ _LANE_SIGNATURE = types.Tuple((_i8, _f8, _f8, _f8, _i8, _i8, _i8))(
     _f8[:, ::1], _f8[::1], _i8[::1], types.uint8[::1],  # profiles, the watch's columns
     _i8, _f8, _f8, _f8, _f8, _f8,  # constants, lateness, watermark, next tick, tick, due
     _f8, _f8, _f8,  # silence intervals, slack, default interval
-    _f8[:, ::1], _f8[:, ::1])  # answers, the close buffer
+    _f8[:, ::1], _f8[:, ::1],  # answers, the close buffer
+    _f8[:, ::1], _i8[::1])  # the runs' rows, the free ones (a count, then their indices)
 
 
 @numba.njit(_LANE_SIGNATURE, cache=True)
 def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, lateness, wm0,
-         next_tick, tick_s, due, k, slack, default_iv, answers, closes):
+         next_tick, tick_s, due, k, slack, default_iv, answers, closes, runs, free):
     """The quiet path over a cell's readings from ``start`` on, in order, while each one is
     quiet: its meter ready (``ready``: nothing open the kernel cannot see, see
     ``_quiet.lane_entry``), its silence watch at rest, and the kernel's answer DONE. Each such
@@ -984,11 +1121,21 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
     in its ``answers`` flags when the kernel left it to the Python quiet path),
     before one whose watermark passes a tick that finds a meter (the cell ticks first), after
     one whose watermark is such a tick (the cell ticks there after it) and after one whose
-    stuck-reading count Python must take. Returns (the index it stopped at, the cell's
+    stuck-reading count Python must take.
+
+    A meter's runs beyond the band live in a row of ``runs`` while one is open (its index + 1
+    in the meter's ``runs`` column; 0: none): a reading that starts one takes the first free
+    row (``free``: their count, then their indices), one that ends them all gives it back,
+    and a reading that changed them has the runs after it in its ``answers`` from column 4
+    (flag ``RUNS``) for Python's record. Without a free row, a reading beyond the band is not
+    quiet. Returns (the index it stopped at, the cell's
     watermark, its next tick, the watch's due, the ticks counted, 1 if it stopped before a
     reading for a tick, 2 after one at a tick, else 0, and how many readings carry flags)."""
     n = rows.shape[0]
     closes_at = closes.ctypes.data
+    runs_at = runs.ctypes.data
+    profiles_at = profiles.ctypes.data
+    n_profile = profiles.shape[1]
     c = numba.carray(_f64p(cp), (_N_CONSTS,))
     wm_cur = wm0
     ticks = 0
@@ -1029,6 +1176,16 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
         if math.isnan(pf):
             pf = 0.0
             has_pf = 0
+        own = meters[j, 5] - 1  # (the meter's row of runs, else a free one, else none)
+        runs_open = 0
+        if own >= 0:
+            rp = runs_at + 8 * RUN_N * own
+            runs_open = 1
+        elif free[0] > 0:
+            rp = runs_at + 8 * RUN_N * free[free[0]]
+        else:
+            rp = 0
+        pp = profiles_at + 8 * (n_profile * p + _N_LANE_PROFILE)
         code, flags, expected, z, hour = kernel(
             addrs[j, 0], addrs[j, 1], addrs[j, 2], cp, t, rows[i, 2],
             kwh, has_kwh, rows[i, 4], profiles[p, 0],
@@ -1037,18 +1194,26 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
             pf, has_pf, int(rows[i, 14]), rows[i, 15], profiles[p, 4],
             profiles[p, 5], int(profiles[p, 6]), meters[j, 0], meters[j, 1], meters[j, 2],
             profiles[p, 7], int(rows[i, 16]), int(rows[i, 17]), int(rows[i, 18]),
-            int(rows[i, 19]), meters[j, 3], meters[j, 4], meters[j, 5],
+            int(rows[i, 19]), meters[j, 3], meters[j, 4], runs_open,
             closes_at + 8 * CLOSE_N * i, int(rows[i, 20]), int(rows[i, 21]), rows[i, 22],
-            meters[j, 6])
+            meters[j, 6], rp, pp)
         if code != DONE:
             if code == PYTHON:  # (the cell tries the Python quiet path on it, not the full)
                 answers[i, 0] = -1.0
             break
-        if flags & SET_NO_RUN:
-            if meters[j, 5]:
-                meters[j, 5] = 0  # (Python ends them)
-            else:
-                flags &= ~SET_NO_RUN  # (they are NO_RUN already)
+        flags &= ~SET_NO_RUN  # (runs open have a row: those changed say so with RUNS)
+        if flags & RUNS:
+            row = runs[own if own >= 0 else free[free[0]]]
+            for q in range(RUN_N):
+                answers[i, 4 + q] = row[q]
+            if row[RUN_HI + 1] == 0.0 and row[RUN_LO + 1] == 0.0 and row[RUN_PEAK + 1] == 0.0:
+                if own >= 0:  # (all ended: the row is free again)
+                    free[0] += 1
+                    free[free[0]] = own
+                    meters[j, 5] = 0
+            elif own < 0:  # (a run started: the free row is the meter's)
+                meters[j, 5] = free[free[0]] + 1
+                free[0] -= 1
         answers[i, 0] = flags
         if flags:
             flagged += 1

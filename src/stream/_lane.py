@@ -11,6 +11,14 @@ compiled :func:`~gridwatch.models._quiet_jit.lane` then steps them in order, rec
 for as long as each is quiet, and hands the first that is not back to the cell, which steps it
 in Python as before and sets its meter's row again.
 
+A judged reading beyond the band takes the lane too, as long as it raises nothing: the kernel
+keeps the meter's runs above and below the band and beyond its record (``rec.hi``, ``rec.lo``,
+``rec.peak_run``) in a row of the lane's ``runs`` while one is open, and each reading that
+changes them hands them back to the record (:func:`~gridwatch.models._quiet.quiet_done`), so a
+snapshot or a reading through Python finds the record as the per-reading path leaves it. A run
+whose judgement would raise an alarm, and the readings while an alarm is open, go through
+Python.
+
 A meter's row is only ever set right after a reading of it went through Python (so a meter's
 first reading, and every reading after a resume, goes through Python). The per-reading path of
 a whole batch (one too small for the lane, or with verdicts waiting) takes the meters it steps
@@ -33,13 +41,15 @@ import numpy as np
 from gridwatch._schemas import MeterMeta, Reading
 from gridwatch.ingest._assemble import reading_of_fields
 from gridwatch.models import Calendar, DetectionSettings, MeterState
-from gridwatch.models._quiet import day_before, forecast_steps, lane_entry, phases_of
+from gridwatch.models._quiet import day_before, forecast_steps, lane_entry, phases_of, run_row
+from gridwatch.models._quiet_codes import POLICY, RUN_N
 
 __all__ = ["Lane", "TimedFields"]
 
 _N_IN = 23  # (columns of a reading's row: _quiet_jit.LANE_IN)
 _N_METER = 8  # (_quiet_jit.LANE_METER)
-_N_PROFILE = 8  # (_quiet_jit.LANE_PROFILE)
+_N_PROFILE = 8 + len(POLICY)  # (_quiet_jit.LANE_PROFILE)
+_RUNS = 5  # (the runs' column of LANE_METER)
 #: a reading's row, packed as float64 (one C call a row: no tuple, no numpy conversion of
 #: nested sequences, which cost about twice as much)
 _ROW = struct.Struct(f"={_N_IN}d")
@@ -94,8 +104,8 @@ class TimedFields(Sequence[tuple[float, Reading]]):
 class Lane:
     """The lane's columns for the meters of one cell, by the watch's slot."""
 
-    __slots__ = ("addrs", "calendar", "forecast_iv", "metas", "meters", "profile_of",
-                 "profiles", "ready", "settings")
+    __slots__ = ("addrs", "calendar", "forecast_iv", "free", "metas", "meters", "profile_of",
+                 "profiles", "ready", "runs", "settings")
 
     def __init__(self, settings: DetectionSettings, calendar: Calendar) -> None:
         self.settings = settings
@@ -112,6 +122,28 @@ class Lane:
         self.forecast_iv = array("i")
         self.profile_of: dict[tuple[float, ...], int] = {}
         self.profiles = np.zeros((0, _N_PROFILE), dtype=np.float64)
+        #: the runs beyond the band of the meters with one open, a row each (the meter's
+        #: ``runs`` column: its index + 1), and the free rows (their count, then indices)
+        self.runs = np.zeros((0, RUN_N), dtype=np.float64)
+        self.free = np.zeros(1, dtype=np.int64)
+
+    def spare(self, rows: int) -> None:
+        """At least ``rows`` free rows of runs (the lane takes one for each run that starts;
+        without one, a reading beyond the band goes through Python)."""
+        free = self.free
+        if free[0] >= rows:
+            return
+        have = len(self.runs)
+        size = max(have * 2, have + rows, 16)
+        runs = np.zeros((size, RUN_N), dtype=np.float64)
+        runs[:have] = self.runs
+        grown = np.zeros(size + 1, dtype=np.int64)
+        n = int(free[0])
+        grown[1:n + 1] = free[1:n + 1]
+        added = np.arange(size - 1, have - 1, -1, dtype=np.int64)  # (the lowest taken first)
+        grown[n + 1:n + 1 + len(added)] = added
+        grown[0] = n + len(added)
+        self.runs, self.free = runs, grown
 
     def fit(self, slots: int) -> None:
         """Room for ``slots`` meters (the watch's slots grow as meters appear)."""
@@ -143,11 +175,30 @@ class Lane:
             p = self.profile_of[profile] = len(self.profile_of)
             self.profiles = np.vstack([self.profiles, np.array([profile], dtype=np.float64)])
         self.addrs[j] = row[:3]
+        held = int(self.meters[j, _RUNS]) - 1
         self.meters[j, :_N_METER - 1] = row[3:]
         self.meters[j, _N_METER - 1] = p
+        runs = run_row(state) if row[3 + _RUNS] else None
+        if runs is None:
+            if held >= 0:  # (its row is free again)
+                self._give(held)
+            self.meters[j, _RUNS] = 0
+        else:
+            if held < 0:
+                self.spare(1)
+                free = self.free
+                held = int(free[free[0]])
+                free[0] -= 1
+            self.runs[held] = runs
+            self.meters[j, _RUNS] = held + 1
         self.metas[j] = meta
         self.forecast_iv[j] = int(profile[0]) if profile[7] != 0.0 else -1
         self.ready[j] = 1
+
+    def _give(self, k: int) -> None:
+        free = self.free
+        free[0] += 1
+        free[free[0]] = k
 
     def drop(self, j: int | None) -> None:
         """Meter ``j`` off the lane until its next reading through Python."""

@@ -37,7 +37,7 @@ from gridwatch.models import (
     is_candidate,
 )
 from gridwatch.models._quiet import close_buffer, consts, lane_kernel, quiet_done
-from gridwatch.models._quiet_codes import STUCK_COUNT
+from gridwatch.models._quiet_codes import RUN_N, RUNS, STUCK_COUNT
 from gridwatch.stream._lane import Lane, TimedFields
 from gridwatch.stream._partition import ReadingBatch, Tick
 
@@ -575,7 +575,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         rows, any_lane, _steps_kept, entries = lane.rows(
             timed, slot, kept.known, self._meta_of, watch.cell is not None, meters, c)
         n = len(timed)
-        answers = np.zeros((n, 4)) if any_lane else None
+        answers = np.zeros((n, 4 + RUN_N)) if any_lane else None
         closes = close_buffer(n).rows  # (the thread's: read in _lane_done, before the next call)
         # the watch's columns as arrays (they stay valid until a meter is added to the watch,
         # which only the per-reading path does: they are let go before it runs)
@@ -585,6 +585,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         while i < n:
             if answers is not None and rows[i, 0] >= 0:
                 lane.fit(len(slot))
+                lane.spare(8)
                 if columns is None:
                     columns = (np.frombuffer(watch._last, np.float64),
                                np.frombuffer(watch._iv, np.int64),
@@ -592,7 +593,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                 stop, self.wm, self.next_tick, watch.due, ticks, tick, flagged = run(
                     rows, i, lane.addrs, lane.meters, lane.ready, lane.profiles, *columns,
                     c.jit_at, self.lateness_s, self.wm, self.next_tick, self.tick_s, watch.due,
-                    k, _SLACK, iv, answers, closes)
+                    k, _SLACK, iv, answers, closes, lane.runs, lane.free)
                 self._ticks_seen += ticks
                 stuck = self._lane_done(timed, entries, answers, closes, i, stop, c, out) \
                     if flagged else None
@@ -644,7 +645,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             meta = entries[i]
             flags = int(answers[i, 0])
             res = quiet_done(state, r, meta, c, t, flags, float(answers[i, 1]),
-                             float(answers[i, 2]), int(answers[i, 3]), (calendar, closes[i]))
+                             float(answers[i, 2]), int(answers[i, 3]), (calendar, closes[i]),
+                             answers[i, 4:] if flags & RUNS else None)
             if res.events:
                 self._events(res.events, state, meta, out)
             if res.score is not None:

@@ -1,5 +1,5 @@
 """Helpers of the detection tests: a synthetic household, readings, series, a run of one meter,
-a slice of the demo fleet.
+a slice of the demo fleet, a slice of real household load.
 Imported by name (``from _models_helpers import reading``): the folder is on the import path
 (``pythonpath``); the fixtures are in ``conftest.py``."""
 
@@ -18,6 +18,9 @@ from gridwatch import Event, MeterMeta, Reading
 from gridwatch.models import Calendar, DetectionSettings, MeterState, _quiet
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "fleets" / "demo.yaml"
+SGSC45 = Path("/work/shared/datasets/sgsc45/readings.csv.gz")
+if not SGSC45.exists():
+    SGSC45 = Path(__file__).resolve().parents[3] / "shared/datasets/sgsc45/readings.csv.gz"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday
 FAR = datetime(2035, 1, 1, tzinfo=UTC)
 STEP = timedelta(minutes=15)
@@ -89,3 +92,24 @@ def compiled(on: bool) -> Iterator[None]:
         yield
     finally:
         _quiet.use_compiled(was)
+
+
+def sgsc45_slice(households: int, limit: int) -> list[Reading]:
+    """The first ``limit`` readings of the first ``households`` households of the real set
+    (``sgsc45``, in time order), read as ``gridwatch replay`` reads it."""
+    from gridwatch.ingest import iter_readings_file
+
+    assert SGSC45.exists(), f"the sgsc45 set is missing: {SGSC45} (the shared datasets)"
+    out: list[Reading] = []
+    chosen: set[str] = set()
+    for r in iter_readings_file(SGSC45):
+        if not isinstance(r, Reading):
+            continue
+        if r.meter_id not in chosen:
+            if len(chosen) == households:
+                continue
+            chosen.add(r.meter_id)
+        out.append(r)
+        if len(out) == limit:
+            break
+    return out

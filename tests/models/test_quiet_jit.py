@@ -72,7 +72,7 @@ def test_the_quiet_path_calls_the_kernels_entry_point_without_numba_dispatch() -
     args = (hp + X_BYTES, hp, 0, consts.jit_at,
             1.7e9, 1.25, 10.0, True, 900, 900.0, False, 1, 230.0, 0.0, 0.0, 230.0, 0,
             0, 0.0, 0.0, 0.0, 0.98, True, 10, 738_000, 0.2, 1.5, 0, 0, False, 0, 0.0, 0,
-            0, 0, 0, False, -1, False, 0, 0, 0, 0.0, 0)
+            0, 0, 0, False, -1, False, 0, 0, 0, 0.0, 0, 0, 0)
     assert entry(*args) == _quiet_jit.kernel(*args)  # (a new meter: not quiet, unchanged)
     assert rec.h == MeterState("m1").h
 

@@ -15,12 +15,11 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from _models_helpers import demo_slice, reading
+from _models_helpers import demo_slice, reading, sgsc45_slice
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,10 +30,6 @@ from gridwatch import MeterMeta, MeterStatus, Reading
 from gridwatch.models import Calendar, DetectionSettings, MeterState, StepResult
 from gridwatch.models._consumption import policy
 
-ROOT = Path(__file__).resolve().parents[2]
-SGSC45 = Path("/work/shared/datasets/sgsc45/readings.csv.gz")
-if not SGSC45.exists():
-    SGSC45 = ROOT.parent / "shared/datasets/sgsc45/readings.csv.gz"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday
 
 
@@ -505,32 +500,12 @@ def test_demo_fleet_with_anomalies_identical_both_ways() -> None:
     assert taken >= 0.88 * n, f"quiet path share {taken / n:.3f}"
 
 
-def _sgsc45(households: int, limit: int) -> list[Reading]:
-    """The first ``limit`` readings of the first ``households`` households of the file (which
-    is in time order), read as ``gridwatch replay`` reads it."""
-    from gridwatch.ingest import iter_readings_file
-
-    assert SGSC45.exists(), f"the sgsc45 set is missing: {SGSC45} (the shared datasets)"
-    out: list[Reading] = []
-    chosen: set[str] = set()
-    for r in iter_readings_file(SGSC45):
-        if not isinstance(r, Reading):
-            continue
-        if r.meter_id not in chosen:
-            if len(chosen) == households:
-                continue
-            chosen.add(r.meter_id)
-        out.append(r)
-        if len(out) == limit:
-            break
-    return out
-
-
 @pytest.mark.parametrize("settings_kind", ["replay", "sampled-scores"])
 def test_sgsc45_households_identical_both_ways(settings_kind: str) -> None:
     """Real household load (heavy-tailed, with the file's own gaps), as ``gridwatch replay``
     runs it (30-minute interval), through both paths."""
-    readings = (_sgsc45(4, 60_000) if settings_kind == "replay" else _sgsc45(2, 20_000))
+    readings = (sgsc45_slice(4, 60_000) if settings_kind == "replay"
+                else sgsc45_slice(2, 20_000))
     s = DetectionSettings(interval_s=1800,
                           score_sample_every=7 if settings_kind == "sampled-scores" else 0)
     n, taken, events = run_both(readings, {}, s)

@@ -73,10 +73,12 @@ from gridwatch.models._config import ClassPolicy, DetectionSettings
 from gridwatch.models._consumption import ETYPE as _CONSUMPTION
 from gridwatch.models._consumption import policy
 from gridwatch.models._quiet_codes import (
+    ANOMALOUS,
     CLOSE_N,
     CLOSED,
     CONSTS,
     DONE,
+    KINDS,
     NOT_QUIET,
     RUN_N,
     RUNS,
@@ -141,6 +143,7 @@ __all__ = ["close_buffer", "consts", "daily_runs", "day_before", "forecast_steps
 _S, _B = LOG_STEP, LOG_BIAS
 _STUCK = "stuck_reading"
 _THEFT = "possible_theft"
+_LANE_ALARMS = (_THEFT, _CONSUMPTION)  #: the alarms a meter on the lane may have open
 _TABLE = 4096
 #: the band's weights by sample count, as _baseline.band computes them: (w, 1 - w) of a
 #: day-type hour with ``n`` samples (below ``_TABLE``) and of a time-of-week slot
@@ -207,6 +210,7 @@ class _Consts:
     __slots__ = (
         "band_hi",
         "band_lo",
+        "clear_s",
         "day_min_kwh",
         "drift_s",
         "hi1",
@@ -230,6 +234,7 @@ class _Consts:
         "min_kw",
         "min_pf",
         "pols",
+        "relearn_s",
         "rev_kw",
         "sample",
         "settings",
@@ -293,6 +298,9 @@ class _Consts:
         self.level_limit = s.level_ratio * (1.0 + s.feedback_strength * 0.0)
         self.level_down = 1 / s.level_ratio
         self.theft_corr = s.theft_shape_corr
+        # an abnormal-consumption episode (``_consumption.judge``, ``MeterState.step``)
+        self.clear_s = s.clear_minutes * 60
+        self.relearn_s = s.relearn_after_s
         self.jit = array("d", [float(getattr(self, name) or 0.0) for name in CONSTS])
         self.jit_at = self.jit.buffer_info()[0]
 
@@ -555,7 +563,7 @@ def quiet_done(rec: MeterRecord, r: Reading, meta: MeterMeta | None, c: _Consts,
         cond(rec, out.events, _STUCK, bool(flags & STUCK), t, meta, fire_after=c.stuck_fire)
     if flags & SCORED:
         out.score = Score(meter_id=rec.meter_id, ts=r.ts, kw=r.kw, expected_kw=r3(expected, 4),
-                          score=r3(abs(z)), anomalous=False)
+                          score=r3(abs(z)), anomalous=bool(flags & ANOMALOUS))
     if flags & CLOSED:
         out.profile = _daily.closed_profile(rec.meter_id, meta, *closed)
     return out
@@ -573,12 +581,15 @@ def runs_of(row: np.ndarray) -> tuple[tuple[float, int, float, float, float],
 
 
 def run_row(rec: MeterRecord) -> tuple[float, ...] | None:
-    """The record's runs beyond the band as a row of the lane's runs, or None when none is
-    open."""
+    """The record's runs beyond the band and its abnormal-consumption alarm (``KINDS``, onset)
+    as a row of the lane's runs, or None when none is open."""
     hi, lo, peak = rec.hi, rec.lo, rec.peak_run
-    if not (hi[1] or lo[1] or peak[1]):
+    onset = rec.act.get(_CONSUMPTION)
+    if not (hi[1] or lo[1] or peak[1] or onset is not None):
         return None
-    return (*hi, *lo, *peak)
+    if onset is None:
+        return (*hi, *lo, *peak, 0, 0.0)
+    return (*hi, *lo, *peak, KINDS[rec.kind], onset)
 
 
 def lane_kernel() -> Any:
@@ -593,14 +604,16 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     the profile) and its profile (``LANE_PROFILE``), or None when its next reading cannot take
     the lane: what
     :func:`compiled_quiet_step` checks on the record and the registry before it calls the
-    kernel (an alarm open but possible theft, a count pending but a stuck reading, a record
-    run, verdicts on record, silence), and what the lane leaves to it (a time zone of the meter's
+    kernel (an alarm open but possible theft and abnormal consumption, which the lane's
+    kernel judges on; a count pending but a stuck reading; verdicts on record; silence), and
+    what the lane leaves to it (a time zone of the meter's
     own; the last reading a last gasp)."""
     h = rec.h
     if h[C_SILENT] or rec.fb or h[C_LAST_FAIL]:
         return None
-    act = rec.act
-    if act and (len(act) > 1 or _THEFT not in act):
+    act = rec.act  # (possible theft and abnormal consumption: the kernel judges them on)
+    if act and not (len(act) <= 2 and all(k in _LANE_ALARMS for k in act)
+                    and (_CONSUMPTION not in act or rec.kind in KINDS)):
         return None
     pending = rec.cnt
     if pending and (len(pending) > 1 or _STUCK not in pending):
@@ -625,9 +638,10 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     hp = h.buffer_info()[0]
     row = (hp + X_BYTES, hp,
            0 if th is None else th.buffer_info()[0], rec.th_hour,
-           int(h[C_DAYS] >= s.daily_min_days), h[C_PEAK_DAYS], int(bool(act)),
+           int(h[C_DAYS] >= s.daily_min_days), h[C_PEAK_DAYS], int(_THEFT in act),
            pending[_STUCK] if pending else -1,
-           int(bool(rec.hi[1] or rec.lo[1] or rec.peak_run[1])), daily_runs(rec))
+           int(bool(rec.hi[1] or rec.lo[1] or rec.peak_run[1] or _CONSUMPTION in act)),
+           daily_runs(rec))
     return row, profile
 
 

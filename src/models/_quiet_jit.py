@@ -48,6 +48,7 @@ from gridwatch.models._baseline import (
     _SHRINK_TOW,
 )
 from gridwatch.models._quiet_codes import (
+    ANOMALOUS,
     CL_DAY,
     CL_HAS_MOM,
     CL_HAS_RATIO,
@@ -66,8 +67,10 @@ from gridwatch.models._quiet_codes import (
     POLICY,
     PYTHON,
     RUN_HI,
+    RUN_KIND,
     RUN_LO,
     RUN_N,
+    RUN_ONSET,
     RUN_PEAK,
     RUNS,
     SCORED,
@@ -77,6 +80,7 @@ from gridwatch.models._quiet_codes import (
     TH_HOUR,
 )
 from gridwatch.models._record import (
+    C_CALM,
     C_DAYS,
     C_PEAK_DAYS,
     C_WD_DAYS,
@@ -134,7 +138,8 @@ __all__ = ["LANE_ADDRESSES", "LANE_IN", "LANE_METER", "LANE_PROFILE", "direct", 
 (_MIN_KW, _TWO_MIN_KW, _REV_KW, _DRIFT_S, _INFER, _INTERVAL_S, _WARMUP_S, _BAND_HI, _BAND_LO,
  _LO_F1, _HI_F1, _LO_F3, _HI_F3, _LO1, _HI1, _LO3, _HI3, _MIN_PF, _SEVERE_PF, _WIDEN,
  _THIN_WIDEN, _V_UNB, _I_UNB, _SAMPLE, _WARN_FRACTION, _THEFT_N, _THEFT_LIMIT,
- _STUCK_FIRE, _MIN_DAYS, _DAY_MIN_KWH, _LEVEL_LIMIT, _LEVEL_DOWN, _THEFT_CORR) = range(len(CONSTS))
+ _STUCK_FIRE, _MIN_DAYS, _DAY_MIN_KWH, _LEVEL_LIMIT, _LEVEL_DOWN, _THEFT_CORR, _CLEAR_S,
+ _RELEARN_S) = range(len(CONSTS))
 _N_CONSTS = len(CONSTS)
 _N_X = N + 3  # (the record's scalars up to the month number)
 
@@ -770,7 +775,9 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
     g_n = int(h[_N_G])
     warm = started != 0.0 and t - started >= c[_WARMUP_S] and g_n >= 8
     # (the runs beyond the band, when the reading is judged here: see below)
-    judged = peak_ended = False
+    judged = peak_ended = abnormal = False
+    kind = 0
+    onset = calm = 0.0
     hi_kw = lo_kw = 0.0
     hi_start = hi_n = hi_over = hi_exc = hi_usual = 0.0
     lo_start = lo_n = lo_def = lo_max = lo_usual = 0.0
@@ -841,6 +848,7 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
                 judged = True
                 ru = numba.carray(_f64p(rp), (RUN_N,))
                 if runs_open:
+                    kind, onset = int(ru[RUN_KIND]), ru[RUN_ONSET]
                     hi_start, hi_n, hi_over = ru[RUN_HI], ru[RUN_HI + 1], ru[RUN_HI + 2]
                     hi_exc, hi_usual = ru[RUN_HI + 3], ru[RUN_HI + 4]
                     lo_start, lo_n, lo_def = ru[RUN_LO], ru[RUN_LO + 1], ru[RUN_LO + 2]
@@ -850,8 +858,8 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
                     hi_start = hi_n = hi_over = hi_exc = hi_usual = 0.0
                     lo_start = lo_n = lo_def = lo_max = lo_usual = 0.0
                     pk_start = pk_n = pk_max = 0.0
-                if turns and (above or below or beyond or pk_n != 0.0):
-                    return PYTHON, 0, 0.0, 0.0, 0  # (a run across a day's close: Python's)
+                if turns and (above or below or beyond or pk_n != 0.0 or kind != 0):
+                    return PYTHON, 0, 0.0, 0.0, 0  # (a run or alarm at a day's close: Python's)
                 hours = interval / 3600.0
                 if above:
                     if hi_n == 0.0:
@@ -880,22 +888,38 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
                     peak_today = pk_max if pk_max > peak_today else peak_today
                     peak_ended = True
                     pk_start = pk_n = pk_max = 0.0
-                # what would raise an alarm is Python's (no consumption alarm is open here)
+                # what would raise or end an alarm is Python's (an alarm open of the same
+                # side, or a level shift that way, holds a new one back)
                 pp_ = numba.carray(_f64p(pp), (8,))
                 d1, d2 = 24.0 * _F16[h[_KW_G]], 24.0 * min_kw
                 daily = d2 if d2 > d1 else d1
+                high_held = kind == 1 or kind == 3
                 burst = peak_days >= 7 and kw > pp_[0] * widen * peak_max
-                if pk_n != 0.0 and (pk_n * interval >= pp_[1] or burst):
+                if pk_n != 0.0 and (pk_n * interval >= pp_[1] or burst) and not high_held:
                     return PYTHON, 0, 0.0, 0.0, 0
                 e1, e2 = pp_[3] * daily, pp_[4]
                 if hi_n != 0.0 and hi_n * interval >= pp_[2] and hi_over >= (
-                        e2 if e2 > e1 else e1) * widen:
+                        e2 if e2 > e1 else e1) * widen and not high_held:
                     return PYTHON, 0, 0.0, 0.0, 0
                 all_zero = lo_max <= min_kw and kw <= min_kw and zf < 0.01
-                if lo_n != 0.0 and not theft_open and (
+                if lo_n != 0.0 and kind != 2 and kind != 4 and not theft_open and (
                         (all_zero and lo_n * interval >= pp_[5])
                         or (lo_n * interval >= pp_[6] and lo_def >= pp_[7] * daily)):
                     return PYTHON, 0, 0.0, 0.0, 0
+                if kind == 1 or kind == 2:  # (back inside the inner band, for a while)
+                    if kind == 1:
+                        inside = kw <= math.exp(mu + c[_BAND_HI] * dev / 2) - fl
+                    else:
+                        lo_in = math.exp(mu - c[_BAND_LO] * dev / 2) - fl
+                        if lo_in < 0.0:
+                            lo_in = 0.0
+                        inside = kw >= lo_in or usual <= c[_TWO_MIN_KW]
+                    calm = float(h[C_CALM]) + 1.0 if inside else 0.0
+                    if calm > 65_535.0:
+                        calm = 65_535.0
+                    if calm * interval >= c[_CLEAR_S]:
+                        return PYTHON, 0, 0.0, 0.0, 0  # (the alarm resolves)
+                abnormal = kind != 0
     else:
         mu = dev = fl = 0.0
     # over-capacity (as _capacity.judge projects it)
@@ -976,8 +1000,11 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
         ru[RUN_LO], ru[RUN_LO + 1], ru[RUN_LO + 2] = lo_start, lo_n, lo_def
         ru[RUN_LO + 3], ru[RUN_LO + 4] = lo_max, lo_usual
         ru[RUN_PEAK], ru[RUN_PEAK + 1], ru[RUN_PEAK + 2] = pk_start, pk_n, pk_max
+        ru[RUN_KIND], ru[RUN_ONSET] = kind, onset
         if peak_ended:
             x[PEAK_TODAY] = peak_today
+        if kind == 1 or kind == 2:
+            h[C_CALM] = int(calm)
     elif warm and not exporting:
         flags |= SET_NO_RUN
     kw0 = 0.0 if kw < 0.0 else kw
@@ -1019,7 +1046,8 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
         x[DAY_MIN] = kw
     if kw > peak_today and pk_n == 0.0:
         x[PEAK_TODAY] = kw
-    if started != 0.0:
+    # an episode's readings are not learned, unless it has lasted beyond ``relearn_after_s``
+    if started != 0.0 and (not abnormal or t - onset > c[_RELEARN_S]):
         if hi_n != 0.0 or lo_n != 0.0:  # (a run open: the slot learns the band's edge)
             _learn_edge(h, x, slot, kw, lo_kw, hi_kw)
         else:
@@ -1029,7 +1057,9 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
             a = 0.002
         x[ZERO_FRAC] = zf + a * ((1.0 if kw <= min_kw else 0.0) - zf)
     expected = z = 0.0
-    if scored:
+    if abnormal:
+        flags |= ANOMALOUS
+    if scored or abnormal:
         flags |= SCORED
         if g_n:
             expected = math.exp(mu) - fl
@@ -1206,8 +1236,9 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
             row = runs[own if own >= 0 else free[free[0]]]
             for q in range(RUN_N):
                 answers[i, 4 + q] = row[q]
-            if row[RUN_HI + 1] == 0.0 and row[RUN_LO + 1] == 0.0 and row[RUN_PEAK + 1] == 0.0:
-                if own >= 0:  # (all ended: the row is free again)
+            if row[RUN_HI + 1] == 0.0 and row[RUN_LO + 1] == 0.0 and (
+                    row[RUN_PEAK + 1] == 0.0 and row[RUN_KIND] == 0.0):
+                if own >= 0:  # (all ended, no alarm open: the row is free again)
                     free[0] += 1
                     free[free[0]] = own
                     meters[j, 5] = 0
@@ -1259,8 +1290,8 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
 # code reading the old layout. The layout it was compiled with is asked of the kept code itself
 # and compared with the layout now; on a difference the kept code is removed and compiled anew.
 _LAYOUT_NOW = (
-    C_DAYS, C_PEAK_DAYS, C_WD_DAYS, C_WE_DAYS, CLOSE_N, HIST_KWH, MONTH_KWH, MONTH_NO, N_PEAKS,
-    PEAKS, PREV_MONTH_KWH, WD, WE, X_AT,
+    C_CALM, C_DAYS, C_PEAK_DAYS, C_WD_DAYS, C_WE_DAYS, CLOSE_N, HIST_KWH, MONTH_KWH, MONTH_NO,
+    N_PEAKS, PEAKS, PREV_MONTH_KWH, WD, WE, X_AT,
     DAY_CNT, DAY_MAX, DAY_MIN, DAY_NO, DAY_SUM, FLOOR_KW, GAP_RUN, GAP_S, GLOBAL, H_LEN,
     INFERRED_S, INTERVAL_S, LAST_KW, LAST_KWH, LAST_TS, LAST_VMIN, LV_DEV, LV_KW, LV_MU, LV_N,
     PEAK_MAX, PEAK_TODAY, RESID_EW, STARTED, TH_CNT, TH_EXP, TH_LEN, TH_OBS, TOW_MU, TOW_N,

@@ -11,13 +11,15 @@ compiled :func:`~gridwatch.models._quiet_jit.lane` then steps them in order, rec
 for as long as each is quiet, and hands the first that is not back to the cell, which steps it
 in Python as before and sets its meter's row again.
 
-A judged reading beyond the band takes the lane too, as long as it raises nothing: the kernel
-keeps the meter's runs above and below the band and beyond its record (``rec.hi``, ``rec.lo``,
-``rec.peak_run``) in a row of the lane's ``runs`` while one is open, and each reading that
-changes them hands them back to the record (:func:`~gridwatch.models._quiet.quiet_done`), so a
-snapshot or a reading through Python finds the record as the per-reading path leaves it. A run
-whose judgement would raise an alarm, and the readings while an alarm is open, go through
-Python.
+A judged reading beyond the band takes the lane too, as long as it raises or ends nothing, and
+so does a reading of an abnormal-consumption episode (an alarm open): the kernel keeps the
+meter's runs above and below the band and beyond its record (``rec.hi``, ``rec.lo``,
+``rec.peak_run``) and the open alarm's kind and onset in a row of the lane's ``runs`` while
+there is one, counts the episode's calm readings in the record, and each reading that changes
+them hands the runs back to the record (:func:`~gridwatch.models._quiet.quiet_done`), so a
+snapshot or a reading through Python finds the record as the per-reading path leaves it. A
+reading that would raise, supersede or resolve an alarm goes through Python, as does a run's
+or an episode's reading that starts a new local day.
 
 A meter's row is only ever set right after a reading of it went through Python (so a meter's
 first reading, and every reading after a resume, goes through Python). The per-reading path of

@@ -233,6 +233,7 @@ class _Consts:
         "min_days",
         "min_kw",
         "min_pf",
+        "policy_rows",
         "pols",
         "relearn_s",
         "rev_kw",
@@ -275,6 +276,8 @@ class _Consts:
         self.thin = tuple(1.0 + s.thin_widen / _sqrt(1.0 + n) for n in range(_TABLE))
         self.v_unb, self.i_unb = s.voltage_unbalance_pct, s.current_unbalance_pct
         self.pols: dict[object, ClassPolicy] = {None: policy(None, s)}
+        #: each kept policy's row for the lane's kernel (``policy_row``), by its identity
+        self.policy_rows: dict[int, tuple[float, ...]] = {}
         #: (event time, interval, calendar) -> the level of the previous interval's slot, the
         #: capacity forecast's steps (the level of each step's slot, damping, decay), and for
         #: the compiled kernel the steps as float64 triples with their address
@@ -622,7 +625,7 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     if meta is None:
         pol = c.pols[None]
         profile = (0.0, 0.0, 0.0, 0.0, pol.young_dev, pol.peak_factor, float(pol.theft_window),
-                   0.0, *policy_row(pol))
+                   0.0, *policy_row(c, pol))
     else:
         if meta.timezone and meta.timezone != cal.tz.key:
             return None
@@ -633,7 +636,7 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
         profile = (float(meta.interval_s or 0.0), float(meta.has_export),
                    float(meta.nominal_voltage_v or 0.0), float(meta.phases == 3),
                    pol.young_dev, pol.peak_factor, float(pol.theft_window),
-                   float(meta.contracted_kva or 0.0), *policy_row(pol))
+                   float(meta.contracted_kva or 0.0), *policy_row(c, pol))
     th = rec.th
     hp = h.buffer_info()[0]
     row = (hp + X_BYTES, hp,
@@ -645,14 +648,18 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
     return row, profile
 
 
-@lru_cache(maxsize=64)
-def policy_row(pol: ClassPolicy) -> tuple[float, ...]:
+def policy_row(c: _Consts, pol: ClassPolicy) -> tuple[float, ...]:
     """What a class's policy gives the kernel's judgement of a run (``_quiet_codes.POLICY``):
-    its minutes as seconds, as ``_consumption.judge`` compares them."""
-    return (float(pol.peak_burst), float(pol.peak_min_minutes * 60),
+    its minutes as seconds, as ``_consumption.judge`` compares them (kept in ``c`` by the
+    policy's identity: the policies are those ``c.pols`` keeps)."""
+    row = c.policy_rows.get(id(pol))
+    if row is None:
+        row = c.policy_rows[id(pol)] = (
+            float(pol.peak_burst), float(pol.peak_min_minutes * 60),
             float(pol.high_min_minutes * 60), float(pol.high_energy_share),
             float(pol.high_min_kwh), float(pol.zero_min_minutes * 60),
             float(pol.low_min_minutes * 60), float(pol.low_energy_share))
+    return row
 
 
 def forecast_steps(c: _Consts, cal: Calendar, t: float, interval: int) -> _Steps:

@@ -824,12 +824,15 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
             lo_kw = math.exp(e_lo) - fl
             if lo_kw < 0.0:
                 lo_kw = 0.0
-            usual = math.exp(mu) - fl  # (the band's expected kW)
-            if usual < 0.0:
-                usual = 0.0
-            below = kw < lo_kw and usual > c[_TWO_MIN_KW]
-            if below and rp == 0:
-                return NOT_QUIET, 0, 0.0, 0.0, 0
+            usual = -1.0  # (the band's expected kW, when needed: below)
+            below = False
+            if kw < lo_kw:
+                usual = math.exp(mu) - fl
+                if usual < 0.0:
+                    usual = 0.0
+                below = usual > c[_TWO_MIN_KW]
+                if below and rp == 0:
+                    return NOT_QUIET, 0, 0.0, 0.0, 0
             widen = c[_WIDEN]
             if peak_days >= 7:
                 ref = widen * (peak_max * peak_factor)
@@ -846,6 +849,10 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
             if rp != 0 and (runs_open or above or below or beyond):
                 # ---- the runs beyond the band (``_consumption.judge``), planned
                 judged = True
+                if usual < 0.0:
+                    usual = math.exp(mu) - fl
+                    if usual < 0.0:
+                        usual = 0.0
                 ru = numba.carray(_f64p(rp), (RUN_N,))
                 if runs_open:
                     kind, onset = int(ru[RUN_KIND]), ru[RUN_ONSET]

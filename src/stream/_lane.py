@@ -22,7 +22,9 @@ reading that would raise, supersede or resolve an alarm goes through Python, as 
 or an episode's reading that starts a new local day.
 
 A meter's row is only ever set right after a reading of it went through Python (so a meter's
-first reading, and every reading after a resume, goes through Python). The per-reading path of
+first reading, and every reading after a resume, goes through Python); the rows of its later
+readings in the same chunk, made while it had no slot, are then made again (a batch that holds
+many readings of a new meter: a file sorted by meter, a backlog). The per-reading path of
 a whole batch (one too small for the lane, or with verdicts waiting) takes the meters it steps
 off the lane until then (:meth:`Lane.drop`). A silence tick needs no such step: the meters it
 changes leave their watch status off rest, and the lane takes no reading of such a meter.
@@ -206,6 +208,26 @@ class Lane:
         """Meter ``j`` off the lane until its next reading through Python."""
         if j is not None and j < len(self.ready):
             self.ready[j] = 0
+
+    @staticmethod
+    def unslotted(timed: Sequence[tuple[float, Reading]] | TimedFields, rows: np.ndarray,
+                  start: int) -> dict[str, list[int]]:
+        """The readings from ``start`` on that ``rows`` leaves to Python, by meter."""
+        out: dict[str, list[int]] = {}
+        fields = timed.fields if type(timed) is TimedFields else None
+        for k in np.flatnonzero(rows[start:, 0] < 0).tolist():
+            k += start
+            meter_id = fields[k]["meter_id"] if fields is not None else timed[k][1].meter_id
+            out.setdefault(meter_id, []).append(k)
+        return out
+
+    @staticmethod
+    def subset(timed: Sequence[tuple[float, Reading]] | TimedFields, ks: list[int]
+               ) -> Sequence[tuple[float, Reading]] | TimedFields:
+        """The readings ``ks`` of ``timed``, as ``timed`` holds them (fields stay fields)."""
+        if type(timed) is TimedFields:
+            return TimedFields([timed.fields[k] for k in ks], [timed.times[k] for k in ks])
+        return [timed[k] for k in ks]
 
     def rows(self, timed: Sequence[tuple[float, Reading]] | TimedFields, slot: dict[str, int],
              known: dict[str, MeterMeta], meta_of: Callable[[str], MeterMeta | None],

@@ -572,9 +572,13 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         slot = watch.slot
         c = consts(self.settings)
         meters = self.meters
-        rows, any_lane, _steps_kept, entries = lane.rows(
+        rows, any_lane, steps_kept, entries = lane.rows(
             timed, slot, kept.known, self._meta_of, watch.cell is not None, meters, c)
         n = len(timed)
+        # the later readings of each meter the cell had no slot for when the rows were made
+        # (a meter new to the cell): once its first reading has set its row, theirs are made
+        # again, so that they may take the lane (found at the first such meter)
+        unslotted: dict[str, list[int]] | None = None
         answers = np.zeros((n, 4 + RUN_N)) if any_lane else None
         closes = close_buffer(n).rows  # (the thread's: read in _lane_done, before the next call)
         # the watch's columns as arrays (they stay valid until a meter is added to the watch,
@@ -624,6 +628,20 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             state = meters.get(r.meter_id)
             if j is not None and state is not None:
                 lane.set(j, state, meta)
+                if row < 0 and lane.ready[j] and i + 1 < n:
+                    if unslotted is None:
+                        unslotted = lane.unslotted(timed, rows, i + 1)
+                    again = unslotted.pop(r.meter_id, None)
+                    if again:
+                        made, any_made, made_kept, made_entries = lane.rows(
+                            lane.subset(timed, again), slot, kept.known, self._meta_of,
+                            watch.cell is not None, meters, c)
+                        rows[again] = made
+                        for at, e in zip(again, made_entries, strict=True):
+                            entries[at] = e
+                        steps_kept.extend(made_kept)
+                        if any_made and answers is None:
+                            answers = np.zeros((n, 4 + RUN_N))
             i += 1
 
     def _lane_done(self, timed: Sequence[tuple[float, Reading]],

@@ -1156,9 +1156,11 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
 
     Stops at the first reading that is not quiet (nothing of it changed: Python takes it; -1
     in its ``answers`` flags when the kernel left it to the Python quiet path),
-    before one whose watermark passes a tick that finds a meter (the cell ticks first), after
-    one whose watermark is such a tick (the cell ticks there after it) and after one whose
-    stuck-reading count Python must take.
+    before one whose watermark passes a tick that finds a meter (the cell ticks first) and
+    after one whose watermark is such a tick (the cell ticks there after it). A repeated
+    value's count (``STUCK_COUNT``) goes on in the meter's ``stuck_cnt`` column as Python's
+    record counts it (``_alarms.cond``, after the call): the kernel hands back the reading
+    that would raise the alarm.
 
     A meter's runs beyond the band live in a row of ``runs`` while one is open (its index + 1
     in the meter's ``runs`` column; 0: none): a reading that starts one takes the first free
@@ -1260,6 +1262,9 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
         answers[i, 3] = hour
         if flags & TH_HOUR:
             meters[j, 0] = hour
+        if flags & STUCK_COUNT:  # (counted, or the count ended: Python's record takes it too)
+            sc = meters[j, 4]
+            meters[j, 4] = ((sc if sc > 0 else 0) + 1) if flags & STUCK else -1
         if flags & DAY_TURNED:  # (the day counts the kernel reads of the meter moved)
             hh = numba.carray(_u16p(addrs[j, 1]), (X_AT,))
             meters[j, 1] = hh[C_DAYS] >= c[_MIN_DAYS]
@@ -1285,8 +1290,6 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
                     due = found
                 next_tick = (wm // tick_s + 1) * tick_s
                 ticks += 1
-        if flags & STUCK_COUNT:
-            break
     return i, wm_cur, next_tick, due, ticks, 0, flagged
 
 

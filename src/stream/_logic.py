@@ -37,7 +37,7 @@ from gridwatch.models import (
     is_candidate,
 )
 from gridwatch.models._quiet import close_buffer, consts, lane_kernel, quiet_done
-from gridwatch.models._quiet_codes import RUN_N, RUNS, STUCK_COUNT
+from gridwatch.models._quiet_codes import RUN_N, RUNS
 from gridwatch.stream._lane import Lane, TimedFields
 from gridwatch.stream._partition import ReadingBatch, Tick
 
@@ -599,17 +599,14 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                     c.jit_at, self.lateness_s, self.wm, self.next_tick, self.tick_s, watch.due,
                     k, _SLACK, iv, answers, closes, lane.runs, lane.free)
                 self._ticks_seen += ticks
-                stuck = self._lane_done(timed, entries, answers, closes, i, stop, c, out) \
-                    if flagged else None
-                if stuck is not None:  # its count taken: the lane goes on
-                    meter_id = timed[stuck][1].meter_id
-                    lane.set(slot[meter_id], meters[meter_id], entries[stuck])
+                if flagged:
+                    self._lane_done(timed, entries, answers, closes, i, stop, c, out)
                 if tick == 2:  # the last one's watermark is a tick that finds a meter
                     self._tick_at(self.wm, out)
                 elif tick == 1:  # the reading's watermark passes one: the cell's, first
                     self._catch_up(timed[stop][0] - self.lateness_s, out)
                 i = stop
-                if stuck is not None or tick or i == n:
+                if tick or i == n:
                     continue
             # the reading the lane left: through Python, then its meter's row again
             columns = None
@@ -647,15 +644,14 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
     def _lane_done(self, timed: Sequence[tuple[float, Reading]],
                    entries: Sequence[MeterMeta | None], answers: np.ndarray,
                    closes: np.ndarray, start: int, stop: int, c: Any,
-                   out: list[Any]) -> int | None:
+                   out: list[Any]) -> None:
         """The Python side of the lane's readings ``start..stop-1`` that carry flags (see
-        ``_quiet.quiet_done``): a sampled score, the theft window's hour, a stuck-reading
-        count (the index of the reading whose count was taken, last, is returned: its meter's
-        row is set again), the profile of a day closed (its row of ``closes``)."""
+        ``_quiet.quiet_done``): a sampled or anomalous score, the theft window's hour, a
+        stuck-reading count (the lane has counted it in the meter's row too), the runs beyond
+        the band, the profile of a day closed (its row of ``closes``)."""
         calendar = self.calendar
         flags_of = answers[start:stop, 0]
         meters = self.meters
-        stuck = None
         for k in np.flatnonzero(flags_of).tolist():
             i = start + k
             t, r = timed[i]
@@ -671,9 +667,6 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                 out.append(res.score)
             if res.profile is not None:
                 out.append(res.profile)
-            if flags & STUCK_COUNT:
-                stuck = i
-        return stuck
 
     def _steps_each(self, timed: Sequence[tuple[float, Reading]], out: list[Any],
                     at: float | None, meta_of: MetaLookup, verdicts: Verdicts | None = None,

@@ -49,6 +49,7 @@ import struct
 import sys
 import threading
 from array import array
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -497,7 +498,8 @@ def compiled_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         *before, day_runs, 0, 0)  # (no row for runs: a reading beyond the band is not quiet)
     if code != DONE:
         return None if code == NOT_QUIET else _PYTHON
-    return quiet_done(rec, r, meta, c, t, flags, expected, z, hour, (cal, closes.rows[0]))
+    return quiet_done(rec, r.ts, r.kw, meta, c, t, flags, expected, z, hour,
+                      (cal, closes.rows[0]))
 
 
 @lru_cache(maxsize=4096)
@@ -543,11 +545,12 @@ def close_buffer(n: int) -> _Closes:
     return kept
 
 
-def quiet_done(rec: MeterRecord, r: Reading, meta: MeterMeta | None, c: _Consts, t: float,
-               flags: int, expected: float, z: float, hour: int,
+def quiet_done(rec: MeterRecord, ts: datetime, kw: float, meta: MeterMeta | None, c: _Consts,
+               t: float, flags: int, expected: float, z: float, hour: int,
                closed: tuple[Calendar, np.ndarray], runs: np.ndarray | None = None
                ) -> StepResult:
-    """What the Python side does after the kernel answered DONE with ``flags``: the few
+    """What the Python side does after the kernel answered DONE with ``flags`` for a reading
+    at ``ts`` (``t`` in epoch seconds) of ``kw``: the few
     Python-level fields they name, the stuck-reading count, the sampled score, and the
     profile of the day the kernel closed (``closed``: the calendar and the reading's row of
     the close buffer); with ``RUNS`` (the lane's), the runs beyond the band after the reading
@@ -565,7 +568,7 @@ def quiet_done(rec: MeterRecord, r: Reading, meta: MeterMeta | None, c: _Consts,
     if flags & STUCK_COUNT:  # counted, or the count reset: never fires (the kernel checked)
         cond(rec, out.events, _STUCK, bool(flags & STUCK), t, meta, fire_after=c.stuck_fire)
     if flags & SCORED:
-        out.score = Score(meter_id=rec.meter_id, ts=r.ts, kw=r.kw, expected_kw=r3(expected, 4),
+        out.score = Score(meter_id=rec.meter_id, ts=ts, kw=kw, expected_kw=r3(expected, 4),
                           score=r3(abs(z)), anomalous=bool(flags & ANOMALOUS))
     if flags & CLOSED:
         out.profile = _daily.closed_profile(rec.meter_id, meta, *closed)

@@ -652,13 +652,20 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         calendar = self.calendar
         flags_of = answers[start:stop, 0]
         meters = self.meters
+        # (readings given as their fields are read from them: no reading object is made)
+        given = timed if isinstance(timed, TimedFields) else None
         for k in np.flatnonzero(flags_of).tolist():
             i = start + k
-            t, r = timed[i]
-            state = meters[r.meter_id]
+            if given is not None:
+                d = given.fields[i]
+                meter_id, ts, kw, t = d["meter_id"], d["ts"], d["kw"], given.times[i]
+            else:
+                t, r = timed[i]
+                meter_id, ts, kw = r.meter_id, r.ts, r.kw
+            state = meters[meter_id]
             meta = entries[i]
             flags = int(answers[i, 0])
-            res = quiet_done(state, r, meta, c, t, flags, float(answers[i, 1]),
+            res = quiet_done(state, ts, kw, meta, c, t, flags, float(answers[i, 1]),
                              float(answers[i, 2]), int(answers[i, 3]), (calendar, closes[i]),
                              answers[i, 4:] if flags & RUNS else None)
             if res.events:

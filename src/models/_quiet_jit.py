@@ -238,35 +238,11 @@ def _update(h, idx: int, y: float, kw: float, alpha: float, prior: float) -> Non
 
 
 @numba.njit(cache=True)
-def _learn(h, x, slot: int, kw: float) -> None:
-    """``_baseline.learn(rec, slot, kw)`` with no band edge (what ``_quiet._learn_settled``
-    writes out for a settled meter is this too: compiled, decoding a level again costs a
-    table look-up, so the kernel has the one function)."""
-    if kw < 0.0:  # (max(kw, 0.0): NaN and -0.0 kept, as max keeps its first argument)
-        kw = 0.0
-    g_n = int(h[_N_G])
-    usual = _F16[h[_KW_G]] if g_n else kw
-    fl = x[FLOOR_KW]
-    if g_n < 96 or fl == 0.0:
-        fl = 0.05 * usual
-        if not fl > 0.01:
-            fl = 0.01
-        x[FLOOR_KW] = fl
-    y = math.log(kw + fl)
-    _update(h, GLOBAL, y, kw, _ALPHA_G, 0.0)
-    d = _LEVELS[slot]
-    if not h[LV_N + d]:
-        h[LV_MU + d] = h[_MU_G]
-        h[LV_DEV + d] = h[_DEV_G]
-        h[LV_KW + d] = h[_KW_G]
-    _update(h, d, y, kw, _ALPHA_DT, _SHRINK)
-    _learn_tow(h, slot, d, y)
-
-
-@numba.njit(cache=True)
-def _learn_edge(h, x, slot: int, kw: float, lo: float, hi: float) -> None:
-    """``_baseline.learn(rec, slot, kw, (lo, hi))``: the meter-wide level learns the reading,
-    the slot's levels the band's edge nearest it (and not its spread)."""
+def _learn_global(h, x, slot: int, kw: float) -> tuple[float, float, int, float]:
+    """The first part of ``_baseline.learn``: the reading's kW (``max(kw, 0.0)``: NaN and
+    -0.0 kept, as max keeps its first argument), the log offset that follows the meter's own
+    level, the meter-wide level's step, and the slot's level started from the meter-wide one
+    if new; returns (kW, offset, the slot's level, the reading's log)."""
     if kw < 0.0:
         kw = 0.0
     g_n = int(h[_N_G])
@@ -278,16 +254,34 @@ def _learn_edge(h, x, slot: int, kw: float, lo: float, hi: float) -> None:
             fl = 0.01
         x[FLOOR_KW] = fl
     y = math.log(kw + fl)
-    kw_slot = lo if lo > kw else kw  # (min(max(kw, lo), hi), as Python's max and min)
-    if hi < kw_slot:
-        kw_slot = hi
-    y_slot = math.log(kw_slot + fl)
     _update(h, GLOBAL, y, kw, _ALPHA_G, 0.0)
     d = _LEVELS[slot]
     if not h[LV_N + d]:
         h[LV_MU + d] = h[_MU_G]
         h[LV_DEV + d] = h[_DEV_G]
         h[LV_KW + d] = h[_KW_G]
+    return kw, fl, d, y
+
+
+@numba.njit(cache=True)
+def _learn(h, x, slot: int, kw: float) -> None:
+    """``_baseline.learn(rec, slot, kw)`` with no band edge (what ``_quiet._learn_settled``
+    writes out for a settled meter is this too: compiled, decoding a level again costs a
+    table look-up, so the kernel has the one function)."""
+    kw, _, d, y = _learn_global(h, x, slot, kw)
+    _update(h, d, y, kw, _ALPHA_DT, _SHRINK)
+    _learn_tow(h, slot, d, y)
+
+
+@numba.njit(cache=True)
+def _learn_edge(h, x, slot: int, kw: float, lo: float, hi: float) -> None:
+    """``_baseline.learn(rec, slot, kw, (lo, hi))``: the meter-wide level learns the reading,
+    the slot's levels the band's edge nearest it (and not its spread)."""
+    kw, fl, d, _ = _learn_global(h, x, slot, kw)
+    kw_slot = lo if lo > kw else kw  # (min(max(kw, lo), hi), as Python's max and min)
+    if hi < kw_slot:
+        kw_slot = hi
+    y_slot = math.log(kw_slot + fl)
     n = int(h[LV_N + d])  # (``_update`` without its spread: the level has its prior)
     a = 1.0 / (n + 1 + _SHRINK)
     if a < _ALPHA_DT:

@@ -34,6 +34,7 @@ __all__ = [
     "Rejection",
     "decode",
     "describe_validation",
+    "micros",
     "topic_matches",
 ]
 
@@ -241,7 +242,8 @@ def _matches(pattern: list[str], levels: list[str], wild_first: bool) -> bool:
     return False  # unreachable: the loop returns at i == len(levels)
 
 
-def _micros(ts: datetime) -> int:
+def micros(ts: datetime) -> int:
+    """An aware time in microseconds since the epoch (:meth:`Decoder.admit_at`'s key)."""
     return (ts - _EPOCH) // _MICRO
 
 
@@ -295,7 +297,7 @@ class Decoder:
 
     def remember_key(self, meter_id: str, ts: datetime) -> None:
         """Record that ``meter_id`` has an accepted reading at ``ts``."""
-        key = _micros(ts)
+        key = micros(ts)
         entry = self._seen.get(meter_id)
         if entry is None:
             if len(self._seen) >= self.max_meters:
@@ -345,7 +347,7 @@ class Decoder:
         entry = self._seen.get(meter_id)
         if entry is None:
             return
-        key = _micros(ts)
+        key = micros(ts)
         if key in entry[1:]:
             raise DecodeError(
                 DUPLICATE, f"meter {meter_id} already has a reading at {ts.isoformat()}"

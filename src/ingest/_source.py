@@ -39,6 +39,7 @@ from gridwatch.ingest._decode import (
     Decoder,
     Item,
     describe_validation,
+    micros,
 )
 from gridwatch.ingest._journal import (
     DEFAULT_HANDOVER_ITEMS,
@@ -488,6 +489,10 @@ def _numbered(path: Path, share: FileShare | None = None, as_fields: bool = Fals
     # often sorted by meter, not by time).
     memory = Decoder(None, IngestSettings(max_backwards_s=_NO_STALE_CHECK_S))
     fast: FastRows | None = None  # the common CSV row, read without pydantic
+    # the last time admitted and its microseconds (the rows of one time share the time's
+    # object, read once by the fast rows: a file in time order asks for each time once)
+    last_ts: Any = None
+    last_key = 0
     opener: Any = gzip.open if path.suffix.lower() == ".gz" else open
     with opener(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
@@ -514,7 +519,10 @@ def _numbered(path: Path, share: FileShare | None = None, as_fields: bool = Fals
                     item = _parse_line(text, header)
                 try:
                     if type(item) is dict:
-                        memory.admit_at(item["meter_id"], item["ts"])
+                        ts = item["ts"]
+                        if ts is not last_ts:
+                            last_ts, last_key = ts, micros(ts)
+                        memory.admit_at(item["meter_id"], ts, last_key)
                     else:
                         memory.admit(item)
                 except DecodeError as exc:

@@ -646,7 +646,7 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
            0 if th is None else th.buffer_info()[0], rec.th_hour,
            int(h[C_DAYS] >= s.daily_min_days), h[C_PEAK_DAYS], int(_THEFT in act),
            pending[_STUCK] if pending else -1,
-           int(bool(rec.hi[1] or rec.lo[1] or rec.peak_run[1] or _CONSUMPTION in act)),
+           0,  # (the row of runs: the lane's own, which ``Lane.set`` gives from ``run_row``)
            daily_runs(rec))
     return row, profile
 

@@ -141,6 +141,7 @@ __all__ = ["LANE_ADDRESSES", "LANE_IN", "LANE_METER", "LANE_PROFILE", "direct", 
  _STUCK_FIRE, _MIN_DAYS, _DAY_MIN_KWH, _LEVEL_LIMIT, _LEVEL_DOWN, _THEFT_CORR, _CLEAR_S,
  _RELEARN_S) = range(len(CONSTS))
 _N_CONSTS = len(CONSTS)
+_N_POLICY = len(POLICY)
 _N_X = N + 3  # (the record's scalars up to the month number)
 
 _S, _B = LOG_STEP, LOG_BIAS
@@ -220,8 +221,9 @@ def _enc_f16_saturating(v: float) -> int:
 
 
 @numba.njit(cache=True)
-def _update(h, idx: int, y: float, kw: float, alpha: float, prior: float) -> None:
-    """``_baseline._update`` (with ``spread``)."""
+def _update(h, idx: int, y: float, kw: float, alpha: float, prior: float,
+            spread: bool = True) -> None:
+    """``_baseline._update``."""
     n = int(h[LV_N + idx])
     if n == 0 and prior == 0.0:
         h[LV_MU + idx] = _enc_log((y + _B) * 2048.0 + 0.5)
@@ -232,7 +234,7 @@ def _update(h, idx: int, y: float, kw: float, alpha: float, prior: float) -> Non
         if alpha > a:
             a = alpha
         _learn_level(h, LV_MU + idx, LV_DEV + idx, LV_KW + idx, a, _LV[h[LV_MU + idx]],
-                     _LV[h[LV_DEV + idx]], n + prior >= 8, y, kw)
+                     _LV[h[LV_DEV + idx]], n + prior >= 8, y, kw, spread)
     if n < 65_535:
         h[LV_N + idx] = n + 1
 
@@ -282,16 +284,7 @@ def _learn_edge(h, x, slot: int, kw: float, lo: float, hi: float) -> None:
     if hi < kw_slot:
         kw_slot = hi
     y_slot = math.log(kw_slot + fl)
-    n = int(h[LV_N + d])  # (``_update`` without its spread: the level has its prior)
-    a = 1.0 / (n + 1 + _SHRINK)
-    if a < _ALPHA_DT:
-        a = _ALPHA_DT
-    dev_code = h[LV_DEV + d]
-    _learn_level(h, LV_MU + d, LV_DEV + d, LV_KW + d, a, _LV[h[LV_MU + d]], _LV[dev_code],
-                 n + _SHRINK >= 8, y_slot, kw_slot)
-    h[LV_DEV + d] = dev_code
-    if n < 65_535:
-        h[LV_N + d] = n + 1
+    _update(h, d, y_slot, kw_slot, _ALPHA_DT, _SHRINK, False)
     _learn_tow(h, slot, d, y_slot)
 
 
@@ -359,10 +352,11 @@ def _window_quiet(th, last: int, theft_open: bool, min_kw: float, n_hours: float
 
 @numba.njit(cache=True)
 def _learn_level(h, i_mu: int, i_dev: int, i_kw: int, a: float, mu: float, dev: float,
-                 winsorise: bool, y: float, kw: float) -> None:
+                 winsorise: bool, y: float, kw: float, spread: bool = True) -> None:
     """One level's step of ``_baseline._update`` at rate ``a`` from its decoded mean ``mu`` and
     dispersion ``dev`` (``_quiet._learn_level``, whose ``abs`` written as a conditional differs
-    only for ``r = -0.0``, and then leaves the same codes)."""
+    only for ``r = -0.0``, and then leaves the same codes); ``spread``: the dispersion learns
+    too."""
     r = y - mu
     d_new = abs(r)
     if winsorise:
@@ -375,7 +369,8 @@ def _learn_level(h, i_mu: int, i_dev: int, i_kw: int, a: float, mu: float, dev: 
         if 4 * md < d_new:
             d_new = 4 * md
     h[i_mu] = _enc_log((mu + a * r + _B) * 2048.0 + 0.5)
-    h[i_dev] = _enc_log((dev + a * (d_new - dev) + _B) * 2048.0 + 0.5)
+    if spread:
+        h[i_dev] = _enc_log((dev + a * (d_new - dev) + _B) * 2048.0 + 0.5)
     lv_kw = _F16[h[i_kw]]
     h[i_kw] = _enc_f16_saturating(lv_kw + a * (kw - lv_kw))
 
@@ -855,10 +850,6 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
                     lo_start, lo_n, lo_def = ru[RUN_LO], ru[RUN_LO + 1], ru[RUN_LO + 2]
                     lo_max, lo_usual = ru[RUN_LO + 3], ru[RUN_LO + 4]
                     pk_start, pk_n, pk_max = ru[RUN_PEAK], ru[RUN_PEAK + 1], ru[RUN_PEAK + 2]
-                else:
-                    hi_start = hi_n = hi_over = hi_exc = hi_usual = 0.0
-                    lo_start = lo_n = lo_def = lo_max = lo_usual = 0.0
-                    pk_start = pk_n = pk_max = 0.0
                 if turns and (above or below or beyond or pk_n != 0.0 or kind != 0):
                     return PYTHON, 0, 0.0, 0.0, 0  # (a run or alarm at a day's close: Python's)
                 hours = interval / 3600.0
@@ -891,7 +882,7 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
                     pk_start = pk_n = pk_max = 0.0
                 # what would raise or end an alarm is Python's (an alarm open of the same
                 # side, or a level shift that way, holds a new one back)
-                pp_ = numba.carray(_f64p(pp), (8,))
+                pp_ = numba.carray(_f64p(pp), (_N_POLICY,))
                 d1, d2 = 24.0 * _F16[h[_KW_G]], 24.0 * min_kw
                 daily = d2 if d2 > d1 else d1
                 high_held = kind == 1 or kind == 3
@@ -1100,7 +1091,7 @@ LANE_METER = ("th_hour", "days_ok", "peak_days", "theft_open", "stuck_cnt", "run
 #: columns of the lane's profiles (float64): what the registry and the class give the kernel
 LANE_PROFILE = ("stated", "has_export", "nominal", "three", "young_dev", "peak_factor",
                 "theft_window", "kva", *POLICY)
-_N_LANE_PROFILE = 8  # (where POLICY starts)
+_N_LANE_PROFILE = LANE_PROFILE.index(POLICY[0])  # (where POLICY starts)
 
 
 @numba.njit(cache=True)

@@ -182,24 +182,30 @@ class Lane:
         held = int(self.meters[j, _RUNS]) - 1
         self.meters[j, :_N_METER - 1] = row[3:]
         self.meters[j, _N_METER - 1] = p
-        runs = run_row(state) if row[3 + _RUNS] else None
+        runs = run_row(state)
         if runs is None:
             if held >= 0:  # (its row is free again)
                 self._give(held)
             self.meters[j, _RUNS] = 0
         else:
             if held < 0:
-                self.spare(1)
-                free = self.free
-                held = int(free[free[0]])
-                free[0] -= 1
+                held = self._take()
             self.runs[held] = runs
             self.meters[j, _RUNS] = held + 1
         self.metas[j] = meta
         self.forecast_iv[j] = int(profile[0]) if profile[7] != 0.0 else -1
         self.ready[j] = 1
 
+    def _take(self) -> int:
+        """A free row of runs, taken (as the lane takes one)."""
+        self.spare(1)
+        free = self.free
+        k = int(free[free[0]])
+        free[0] -= 1
+        return k
+
     def _give(self, k: int) -> None:
+        """Row ``k`` of runs free again (as the lane gives one back)."""
         free = self.free
         free[0] += 1
         free[free[0]] = k

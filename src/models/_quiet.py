@@ -138,7 +138,7 @@ from gridwatch.models._record import (
 from gridwatch.models._result import StepResult
 from gridwatch.models._theft import window_quiet
 
-__all__ = ["close_buffer", "consts", "daily_runs", "day_before", "forecast_steps",
+__all__ = ["NO_PHASES", "close_buffer", "consts", "daily_runs", "day_before", "forecast_steps",
            "lane_entry", "lane_kernel", "phases", "quiet_done", "quiet_step"]
 
 _S, _B = LOG_STEP, LOG_BIAS
@@ -386,7 +386,8 @@ def use_compiled(on: bool = True) -> bool:
     return was
 
 
-_NO_PHASES = (0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0.0)
+#: the phases of a reading without voltages (:func:`phases_of` of none)
+NO_PHASES = (0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0.0)
 
 
 def phases(r: Reading) -> tuple[int, float, float, float, int, float, float, float] | None:
@@ -401,7 +402,7 @@ def phases_of(volts: tuple[float, ...] | None, cur: tuple[float, ...] | None
               ) -> tuple[int, float, float, float, int, float, float, float] | None:
     """:func:`phases` of a reading's voltages and currents."""
     if not volts:
-        return _NO_PHASES
+        return NO_PHASES
     nv = len(volts)
     if nv == 1:
         v0 = volts[0]

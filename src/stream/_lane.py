@@ -45,7 +45,14 @@ import numpy as np
 from gridwatch._schemas import MeterMeta, Reading
 from gridwatch.ingest._assemble import reading_of_fields
 from gridwatch.models import Calendar, DetectionSettings, MeterState
-from gridwatch.models._quiet import day_before, forecast_steps, lane_entry, phases_of, run_row
+from gridwatch.models._quiet import (
+    NO_PHASES,
+    day_before,
+    forecast_steps,
+    lane_entry,
+    phases_of,
+    run_row,
+)
 from gridwatch.models._quiet_codes import POLICY, RUN_N
 
 __all__ = ["Lane", "TimedFields"]
@@ -265,6 +272,7 @@ class Lane:
         steps_iv = 0
         info: tuple[int, int, int] = (0, 0, 0)
         before: tuple[int, int, float] = (0, 0, 0.0)
+        before_day = -1  # (the day ``before`` is the day before of)
         kva_steps: tuple[int, ...] = _NO_FORECAST
         entries: list[MeterMeta | None] = []
         entry = entries.append
@@ -281,7 +289,8 @@ class Lane:
                     not cell_known and meta is not None):
                 append(_PYTHON_ROW)
                 continue
-            ph = phases_of(d.get("voltage"), d.get("current"))
+            volts = d.get("voltage")
+            ph = phases_of(volts, d.get("current")) if volts else NO_PHASES
             if ph is None:
                 append(_PYTHON_ROW)
                 continue
@@ -291,7 +300,9 @@ class Lane:
             if t != info_t:
                 info_t = t
                 info = quarters.get(int(t // 900)) or info_of(t)
-                before = day_before(cal, info[2])
+                if info[2] != before_day:  # (a cell's readings of one meter: a new time each)
+                    before_day = info[2]
+                    before = day_before(cal, before_day)
             cap_iv = forecast_iv[j]
             if cap_iv >= 0:
                 # the interval the kernel will use, as far as it is known now (it answers

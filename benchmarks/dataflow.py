@@ -35,7 +35,10 @@ says as much about the neighbours as about the dataflow):
   in the order its dataflow finishes them, several processes' in the order of the days).
   Beside them, without a registry: as many independent ``gridwatch replay`` processes at
   once, each over the lines of one process's share (each its own segment stage), the
-  ceiling of a replay on that many processes here.
+  ceiling of a replay on that many processes here. And the replay's fixed cost: the same
+  command over the file's first ``STARTUP_LINES`` lines (start-up, the compiled code's
+  loading, the flow's building), the ratio to the csv pass a replay costing nothing a
+  reading would reach, and what a reading costs beyond it.
   ``--replay-fleet-days DAYS`` replays that many days of the simulated demo fleet instead
   (about 300 meters in five grid cells, three customer classes, with its registry).
 * ``memory``: resident memory per meter of a dataflow holding 10^4, 10^5 (and with
@@ -83,6 +86,8 @@ from _data import SGSC45
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "var" / "bench" / "dataflow"
+#: the lines of the replay that measures its fixed cost (``--only replay``)
+STARTUP_LINES = 1_000
 FLEET_100K = ROOT / "config" / "fleets" / "utility-100k.yaml"
 
 
@@ -557,11 +562,19 @@ def replay_runs(processes: tuple[int, ...] = (1, 2), rounds: int = 1,
     parts = _split_input(plain_csv, apart_n) if apart_n else []
     apart: list[tuple[float, float]] = []
     apart_alerts: list[Path] = []
+    # the replay's fixed cost (start-up, the compiled code's loading, the flow's building):
+    # the same command over the file's first STARTUP_LINES lines
+    head = plain_csv.with_name("head.csv")
+    with open(plain_csv, "rb") as src, open(head, "wb") as dst:
+        dst.writelines(line for _, line in zip(range(STARTUP_LINES + 1), src, strict=False))
+    fixed: list[tuple[float, float]] = []
     for _ in range(rounds):
         for n in processes:
             wall, cpu, alerts[n] = _replay_run(plain_csv, name=f"alerts-p{n}", processes=n,
                                                registry=registry)
             runs[n].append((wall, cpu))
+        wall, cpu, _ = _replay_run(head, name="alerts-head", registry=registry)
+        fixed.append((wall, cpu))
         if parts:
             # (each its own clock and segment stage: no cluster, nothing shared)
             wall, cpu, apart_alerts = _replays(parts, [f"alerts-apart{i}"
@@ -595,7 +608,16 @@ def replay_runs(processes: tuple[int, ...] = (1, 2), rounds: int = 1,
             "events": sum(mine.values()), "segment_judged": sum(judged.values()),
             "segment_judged_differ": sum(((judged - base_judged) + (base_judged - judged))
                                          .values())}
+    fixed_s = statistics.median(w for w, _ in fixed)
+    out["fixed"] = {"lines": STARTUP_LINES, "replay_s": fixed_s,
+                    "replay_cpu_s": statistics.median(c for _, c in fixed),
+                    "walls": [w for w, _ in fixed],
+                    # the ratio a replay costing nothing a reading would reach on this file
+                    "ratio_ceiling": plain / fixed_s}
     first = out["by_processes"][str(processes[0])]
+    # what a reading costs beyond the fixed cost, and the ratio without the fixed cost
+    out["fixed"]["per_reading_us"] = 1e6 * (first["replay_s"] - fixed_s) / (rows - 1)
+    out["fixed"]["ratio_beyond"] = plain / max(first["replay_s"] - fixed_s, 1e-9)
     # (the figures of one process, where earlier runs read them)
     out.update({k: first[k] for k in ("replay_s", "replay_per_s", "ratio", "replay_cpu_s",
                                       "cpu_ratio")})
@@ -855,6 +877,12 @@ def main() -> None:
                   f"{'the same' if x['same_events'] else 'NOT THE SAME'}; "
                   f"{x['segment_judged']} judged by a segment, {x['segment_judged_differ']} "
                   f"differ")
+        x = r["fixed"]
+        print(f"its fixed cost (the same command over the first {x['lines']:,} lines): "
+              f"{x['replay_s']:.2f} s (runs: {', '.join(f'{w:.2f}' for w in x['walls'])} s), "
+              f"{x['replay_cpu_s']:.2f} CPU-s: a replay costing nothing a reading would reach "
+              f"{x['ratio_ceiling']:.3f} of the csv pass; beyond it, one process spends "
+              f"{x['per_reading_us']:.2f} us a reading ({x['ratio_beyond']:.3f} of the csv pass)")
         if "apart" in r and one is not None:
             x = r["apart"]
             print(f"{x['processes']} independent replays at once, each over one share's "

@@ -59,10 +59,10 @@ def test_a_process_hands_on_every_finished_day_and_candidate(days: list, tmp_pat
     candidates = [x for x in days if isinstance(x, TheftCandidate)]
     assert len(profiles) == 10 * len(METERS)  # each meter's first ten days closed
     assert {c.event.meter_id for c in candidates} == {"T-1"}
-    # written a file a day and read back in the order of the segment stage: every one, a
-    # meter's candidate before its day
+    # written to one file with its index and read back in the order of the segment stage:
+    # every one, a meter's candidate before its day
     _split(days, 1, 0, tmp_path)
-    assert len(list(tmp_path.glob("*.pickle"))) == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["days.0.index", "days.0.pickle"]
     ordered = list(read_days(tmp_path))
     assert ordered == sorted(days, key=day_order)
     at = ordered.index(candidates[0])
@@ -125,3 +125,12 @@ def test_the_segment_stage_says_how_far_it_is(days: list, tmp_path: Path,
     monkeypatch.setattr(_replay_cluster, "_SAY_EVERY_S", 3600.0)
     list(read_days(tmp_path, _replay_cluster._told(said.append)))
     assert len(said) == 1  # the start only, within the hour
+
+
+def test_days_without_their_index_are_refused(days: list, tmp_path: Path) -> None:
+    """A process whose dataflow did not end wrote no index: its days are not read as if
+    they were all there."""
+    _split(days, 2, 0, tmp_path)
+    (tmp_path / "days.1.index").unlink()  # (process 1 died before its sink's close)
+    with pytest.raises(ValueError, match="has no index"):
+        list(read_days(tmp_path))

@@ -9,8 +9,9 @@ of to a segment stage of its own, to a file with an index of where each day's re
 when all have ended, the parent runs the one segment stage
 (:func:`gridwatch.stream.build_segment_flow`: segmentation per customer class, candidates
 judged per segment) over every process's days, a day's records at a time, in the order of
-the days they describe (then by meter, a candidate before its meter's day). That order does not depend on the number of processes: a replay on 2
-processes writes the same events as on 3.
+the days they describe (then by meter, a candidate before its meter's day). That order
+does not depend on the number of processes: a replay on 2 processes writes the same events
+as on 3.
 
 **A journal directory**: the processes form a bytewax cluster on loopback addresses, and
 each reads every N-th partition; a meter's readings may be in several partitions, and the

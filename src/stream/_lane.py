@@ -272,7 +272,7 @@ class Lane:
         steps_iv = 0
         info: tuple[int, int, int] = (0, 0, 0)
         before: tuple[int, int, float] = (0, 0, 0.0)
-        before_day = -1  # (the day ``before`` is the day before of)
+        before_day: int | None = None  # (the day ``before`` is the day before of)
         kva_steps: tuple[int, ...] = _NO_FORECAST
         entries: list[MeterMeta | None] = []
         entry = entries.append

@@ -157,17 +157,17 @@ def read_days(directory: Path, told: Callable[[int, int], None] | None = None
     a day at a time (only one day's items are held at once); ``told(k, n)`` before the k-th
     of n days (k from 0). ``ValueError`` for a process's days without their index (its
     dataflow did not end)."""
-    indexes = sorted((int(path.name.split(".")[1]), path)
-                     for path in directory.glob("days.*.index"))
-    for path in directory.glob("days.*.pickle"):
-        if not path.with_suffix(".index").exists():
-            raise ValueError(f"{path} has no index: the process that wrote it did not end")
+    files = sorted(directory.glob("days.*.pickle"), key=lambda p: int(p.name.split(".")[1]))
     readers: list[tuple[BinaryIO, dict[int, list[tuple[int, int]]]]] = []
     try:
-        for _, path in indexes:
-            with path.open("rb") as index:
-                records = pickle.load(index)
-            readers.append((path.with_suffix(".pickle").open("rb"), records))
+        for path in files:  # (by process)
+            try:
+                with path.with_suffix(".index").open("rb") as index:
+                    records = pickle.load(index)
+            except FileNotFoundError:
+                raise ValueError(f"{path} has no index: the process that wrote it did not "
+                                 "end") from None
+            readers.append((path.open("rb"), records))
         days = sorted({day for _, records in readers for day in records})
         for k, day in enumerate(days):
             if told is not None:

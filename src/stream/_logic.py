@@ -151,6 +151,8 @@ class KeptMeta(RegistryProbe):
 LANE_MIN = 8
 #: Readings put in rows at once (see ``CellLogic._lane_steps``)
 LANE_CHUNK = 256
+#: the columns of the lane's answers: flags, expected kW, z, hour, then a row of runs
+_ANSWER_W = 4 + RUN_N
 
 
 class _Entry:
@@ -579,7 +581,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         # (a meter new to the cell): once its first reading has set its row, theirs are made
         # again, so that they may take the lane (found at the first such meter)
         unslotted: dict[str, list[int]] | None = None
-        answers = np.zeros((n, 4 + RUN_N)) if any_lane else None
+        answers = np.zeros((n, _ANSWER_W)) if any_lane else None
         closes = close_buffer(n).rows  # (the thread's: read in _lane_done, before the next call)
         # the watch's columns as arrays (they stay valid until a meter is added to the watch,
         # which only the per-reading path does: they are let go before it runs)
@@ -638,7 +640,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                             entries[at] = e
                         steps_kept.extend(made_kept)
                         if any_made and answers is None:
-                            answers = np.zeros((n, 4 + RUN_N))
+                            answers = np.zeros((n, _ANSWER_W))
             i += 1
 
     def _lane_done(self, timed: Sequence[tuple[float, Reading]],

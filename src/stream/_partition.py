@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from gridwatch._schemas import Reading
 from gridwatch.ingest._assemble import ReadingFields, reading_of_fields
+from gridwatch.stream._threads import keep_thread_state
 
 __all__ = ["ClockLogic", "ReadingBatch", "SummarizedSource", "Tick", "Watermark"]
 
@@ -319,6 +320,8 @@ class SummarizedSource(FixedPartitionedSource[Any, Any]):
         self.key_of = key_of
 
     def list_parts(self) -> list[str]:
+        # (bytewax asks every worker, on the worker's own thread, as it builds the dataflow)
+        keep_thread_state()
         return self.inner.list_parts()
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any | None) -> _FixedPart:
@@ -332,6 +335,7 @@ class _SummarizedDynamic(DynamicSource[Any]):
         self.key_of = key_of
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DynamicPart:
+        keep_thread_state()  # (called on each worker's own thread)
         return _DynamicPart(self.inner.build(step_id, worker_index, worker_count),
                             f"w{worker_index}", self.key_of)
 

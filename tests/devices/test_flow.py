@@ -150,6 +150,39 @@ def test_unknown_devices_are_counted_not_judged():
     assert again.unknown == 1
 
 
+def test_an_industrial_customers_forecasts_are_scored_on_its_meters_summed_load():
+    import pickle
+    from datetime import timedelta
+
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    from gridwatch._schemas import Forecast, MeterMeta, Reading
+    from gridwatch.stream import Sinks, build_flow
+    from gridwatch.stream._devices import CustomerLoad
+
+    t0 = datetime(2024, 4, 1, tzinfo=UTC)
+    meta = {m: MeterMeta(meter_id=m, customer_id="C1", customer_class="industrial",
+                         contracted_kva=kva, grid_cell="A")
+            for m, kva in (("A", 40.0), ("B", 60.0))}
+    readings, want = [], {}
+    for i in range(4 * 24 * 3):  # three days of quarter hours
+        ts = t0 + timedelta(minutes=15 * i)
+        a, b = 3.0 + i % 5, (4.5 if i % 3 else -1.0)  # (exported power counts as none)
+        readings += [Reading(meter_id="A", ts=ts, kw=a, interval_s=900),
+                     Reading(meter_id="B", ts=ts, kw=b, interval_s=900)]
+        want[ts] = a + max(b, 0.0)
+    load = CustomerLoad.of(readings[1])
+    assert pickle.loads(pickle.dumps(load)) == load == ("B", t0.timestamp(), -1.0, 900)
+    out: list = []
+    run_main(build_flow(Settings(), TestingSource(readings, batch_size=50),
+                        Sinks(points=TestingSink(out)), meta, snapshots=False))
+    scored = [f for f in out if isinstance(f, Forecast) and f.actual is not None]
+    assert len(scored) > 50
+    for f in scored:
+        assert (f.target, f.target_kind, f.limit) == ("C1", "customer", 100.0)
+        assert f.actual == pytest.approx(want[f.ts])
+
+
 @pytest.mark.slow
 def test_forecasts_of_transformers_and_industrial_customers_leave_the_dataflow(simulated):
     from bytewax.testing import TestingSink, TestingSource, run_main

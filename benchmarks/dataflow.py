@@ -57,7 +57,8 @@ runs above): ``--gc-pairs N`` (Python's collector settings vs the engine's
 ``engine.gc_threshold``), ``--against DIR --pairs N`` (the ``gridwatch`` package in ``DIR``,
 e.g. an export of main's ``src`` as ``DIR/gridwatch``, vs this tree; with ``--only replay``,
 replays of sgsc45 in turns, checked to write the same alerts byte for byte;
-``--flow-processes 2``: the flows on two processes, cells placed exclusively). The flow runs
+``--flow-processes 2``: the flows on two processes, cells placed exclusively or as
+``--flow-cells`` says). The flow runs
 themselves use the engine's collector settings (``tuned_gc``, as ``gridwatch run`` does);
 figures before 2026-12-01 10:00 UTC kept Python's, 7-17 % slower (``--gc-pairs``).
 """
@@ -387,13 +388,13 @@ def run_flow(directory: Path, procs: int, exchange: str = "columns",
             "gc_collections": sum(o["gc_collections"] for o in outs)}
 
 
-def pairs(directory: Path, n: int, a: dict[str, Any], b: dict[str, Any], procs: int = 1
-          ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """``n`` pairs of flow runs on ``procs`` processes (with more than one, the cells placed
-    exclusively), ``a`` then ``b`` (``run_flow`` options) in turns; prints each pair and the
-    ratio b/a per CPU-second."""
+def pairs(directory: Path, n: int, a: dict[str, Any], b: dict[str, Any], procs: int = 1,
+          cells: str = "exclusive") -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """``n`` pairs of flow runs on ``procs`` processes (with more than one, the cells laid
+    out as ``cells`` says: see ``run_flow``), ``a`` then ``b`` (``run_flow`` options) in
+    turns; prints each pair and the ratio b/a per CPU-second."""
     out = []
-    layout = {"cells": "exclusive"} if procs > 1 else {}
+    layout = {"cells": cells} if procs > 1 else {}
     for i in range(n):
         ra = run_flow(directory, procs, **(layout | a))
         rb = run_flow(directory, procs, **(layout | b))
@@ -756,8 +757,11 @@ def main() -> None:
                          "as DIR/gridwatch) vs this tree's")
     ap.add_argument("--pairs", type=int, default=3, help="pairs of runs for --against")
     ap.add_argument("--flow-processes", type=int, default=1, metavar="N",
-                    help="flow with --against: the pairs run on N processes, the cells "
-                         "placed exclusively (default 1)")
+                    help="flow with --against: the pairs run on N processes (default 1)")
+    ap.add_argument("--flow-cells", choices=["exclusive", "placed", "hashed"],
+                    default="exclusive",
+                    help="flow with --against on several processes: how the cells are laid "
+                         "out (default: placed exclusively)")
     ap.add_argument("--memory-intervals", type=int, default=4)
     ap.add_argument("--replay-processes", type=int, action="append", metavar="N",
                     help="replay: the numbers of processes to replay with, in turns "
@@ -785,7 +789,7 @@ def main() -> None:
                 print(f"flow: {args.against} vs this tree:")
                 results["against"] = pairs(OUT / "flow", args.pairs,
                                            {"code": args.against.resolve()}, {},
-                                           args.flow_processes)
+                                           args.flow_processes, args.flow_cells)
         if "replay" in parts and args.against:
             print(f"replay of sgsc45: {args.against} vs this tree:")
             results["replay_against"] = replay_pairs(

@@ -26,6 +26,7 @@ import numpy as np
 from bytewax.operators import StatefulBatchLogic, StatefulLogic
 
 from gridwatch._schemas import Event, LoadProfile, MeterMeta, MeterStatus, Reading, Severity
+from gridwatch.ingest._assemble import reading_of_fields
 from gridwatch.models import (
     Calendar,
     DailyProfile,
@@ -408,8 +409,9 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         self.meters: dict[str, MeterState] = {}
         #: newest event time from each source partition that feeds this cell
         self.parts: dict[str, float] = {}
-        #: readings waiting for the slower partitions: (event time, reading), arrival order
-        self.held: list[tuple[float, Reading]] = []
+        #: readings waiting for the slower partitions: (event time, reading), oldest first
+        #: (arrival order among equal times); a reading read as its fields is held as them
+        self.held: list[tuple[float, Reading | dict[str, Any]]] = []
         #: the quiet readings' compiled lane (built at the first batch that can take it)
         self.lane: Lane | None = None
         #: the registry's entries of the cell's meters, checked once per batch
@@ -422,6 +424,9 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             watch, self.wm, self.next_tick, self.parts, states = state[:5]
             if len(state) > 5:
                 self.held = state[5]
+                # (in time order from here on; a snapshot of an earlier version may hold
+                # them in arrival order: a stable sort keeps arrival order among equal times)
+                self.held.sort(key=itemgetter(0))
             self.meters = {m: MeterState.from_bytes(b) for m, b in states.items()}
         self.watch = CellWatch(watch, None, settings)
 
@@ -470,14 +475,22 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         return list(zip(times, readings, strict=True)), times
 
     def _hold(self, batch: ReadingBatch, out: list[Any]) -> None:
-        """Hold a batch's readings; step those every partition has delivered."""
+        """Hold a batch's readings; step those every partition has delivered. ``held`` stays
+        in time order: a batch later than everything held (the usual case: a partition reads
+        in time order) is only appended, so holding costs nothing a reading held before."""
+        given = batch.given
+        items: list[tuple[float, Reading | dict[str, Any]]] = \
+            [(f["ts"].timestamp(), f) for f in given] if given is not None else \
+            [(r.ts.timestamp(), r) for r in batch.readings]
+        if not items:
+            return
+        items.sort(key=itemgetter(0))  # stable: arrival order among equal times
         held = self.held
-        newest = -math.inf
-        for r in batch.readings:
-            t = r.ts.timestamp()
-            held.append((t, r))
-            if t > newest:
-                newest = t
+        later = not held or items[0][0] >= held[-1][0]
+        held.extend(items)
+        if not later:
+            held.sort(key=itemgetter(0))  # (the held ones arrived first: they stay first)
+        newest = items[-1][0]
         parts = self.parts
         if newest > parts.get(batch.part, -math.inf):
             parts[batch.part] = newest
@@ -491,13 +504,16 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         held = self.held
         if not held or upto == -math.inf:
             return
-        held.sort(key=itemgetter(0))  # stable: arrival order among equal times
         n = bisect_right(held, upto, key=itemgetter(0))
         if n == 0:
             return
         ready = held[:n]
         del held[:n]
-        self._steps(ready, out)
+        if all(type(x) is dict for _t, x in ready):  # (read as fields: they stay so)
+            self._steps(TimedFields([x for _t, x in ready], [t for t, _x in ready]), out)
+        else:
+            self._steps([(t, x if type(x) is not dict else reading_of_fields(x))
+                         for t, x in ready], out)
         lateness = self.lateness_s
         if upto < math.inf and upto - lateness > self.wm:
             self._advance(upto - lateness, out)

@@ -361,6 +361,11 @@ def test_two_workers_raise_what_one_raises():
     assert run(2) == one
 
 
+def given_fields(r: Reading) -> dict:
+    """``r``'s given fields, as a reading read from the journal holds them."""
+    return {k: v for k, v in r.__dict__.items() if k in r.model_fields_set}
+
+
 def test_cell_steps_readings_split_over_two_partitions_in_event_time_order():
     """A shared MQTT subscription splits a meter's readings between two collectors' journal
     partitions, read at their own pace (here: the whole of one before the other). Told the
@@ -392,6 +397,14 @@ def test_cell_steps_readings_split_over_two_partitions_in_event_time_order():
     p1 = [r for k, r in enumerate(rs) if (k // 6) % 2 == 1]  # odd intervals
     split = run(batches(p0, "p0") + batches(p1, "p1"), partitions=("p0", "p1"))
     assert split == in_order
+    # the same readings as their given fields (as read from a journal): held as fields
+    as_fields = [ReadingBatch.of_fields(b.key, [given_fields(r) for r in b.readings], b.part)
+                 for b in batches(p0, "p0") + batches(p1, "p1")]
+    assert run(as_fields, partitions=("p0", "p1")) == in_order
+    # the partitions' batches interleaved, some of readings and some of fields
+    both = batches(p0, "p0")
+    mixed = [x for pair in zip(both, as_fields[len(both):], strict=False) for x in pair]
+    assert run(mixed, partitions=("p0", "p1")) == in_order
 
 
 def test_in_a_cluster_the_clock_releases_held_readings_within_the_interval():
@@ -447,4 +460,14 @@ def test_held_readings_survive_a_snapshot():
         c.on_eof()
         assert not c.held
     assert {m: s.to_bytes() for m, s in restored.meters.items()} == \
+        {m: s.to_bytes() for m, s in original.meters.items()}
+    # held as their fields, they survive it the same way
+    fields = cell()
+    fields.on_batch([ReadingBatch.of_fields("cell:a", [given_fields(r) for r in rs[:mid]],
+                                            "p0")])
+    again = cell(fields.snapshot())
+    assert again.held == fields.held and len(again.held) == mid
+    again.on_batch([second])
+    again.on_eof()
+    assert {m: s.to_bytes() for m, s in again.meters.items()} == \
         {m: s.to_bytes() for m, s in original.meters.items()}

@@ -57,6 +57,10 @@ MAX_RECORD_BYTES = 64 * 1024 * 1024
 _SEGMENT_RE = re.compile(r"^(\d{20})\.log$")
 _PART_RE = re.compile(r"^p(\d{4,})$")
 _READ_CHUNK = 1 << 20
+#: The least a read asks of a segment file at once: what a read of ``max_n`` records asks
+#: first is ``max_n`` times the size of the records read last (a quarter more), within
+#: ``_READ_MIN`` .. ``_READ_CHUNK``; a read that falls short asks for more.
+_READ_MIN = 1 << 14
 
 
 class JournalCorruptError(RuntimeError):
@@ -150,6 +154,8 @@ class Journal:
         self._cursor: _Cursor | None = None
         self._tail: _Cursor | None = None  # reader: scanned end of the last segment
         self._rfile: tuple[int, BinaryIO] | None = None
+        #: bytes a record took on disk in the last read (header included): sizes the next
+        self._record_bytes = 256
         if readonly:
             self._refresh()
             return
@@ -486,8 +492,11 @@ class Journal:
         # The next offset and its byte position in the file as plain ints in the loop (one
         # cursor object per call, not per record).
         base, next_offset, file_pos = cur.base, cur.offset, cur.pos
+        start = file_pos
         f.seek(file_pos)
-        buf = f.read(_READ_CHUNK)
+        # (as much as ``want`` records are likely to take, not a whole chunk: a read of 250
+        # records of 120 bytes copied 1 MiB and kept 30 KiB)
+        buf = f.read(min(_READ_CHUNK, max(_READ_MIN, want * self._record_bytes * 5 // 4)))
         got = 0
         pos = 0
         unpack = _HEADER.unpack_from
@@ -522,6 +531,8 @@ class Journal:
             file_pos += HEADER_SIZE + length
             pos = end
         cur = self._cursor = _Cursor(next_offset, base, file_pos)
+        if got:
+            self._record_bytes = (file_pos - start) // got + 1
         if got >= want:
             return cur
         # End of this segment's complete records: go on in the next segment, if there is one.

@@ -61,6 +61,24 @@ def test_append_read_round_trip(batches: list[list[bytes]], seg: int, step: int,
             assert _read_all(j)[-1] == (len(written), b"after")
 
 
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.sampled_from([0, 10, 120, 5_000, 40_000, 300_000]), min_size=1,
+                      max_size=40),
+       seg=st.sampled_from([1_000, 100_000, 2_000_000]), step=st.integers(1, 20))
+def test_records_of_any_size_come_back_whole_in_reads_of_any_length(
+        sizes: list[int], seg: int, step: int) -> None:
+    """A read asks a segment file for about as many bytes as its records took in the read
+    before: records much larger than the last ones (or a read's first) still come back
+    whole, and small ones after large ones too."""
+    written = [bytes([k % 251]) * n for k, n in enumerate(sizes)]
+    with tempfile.TemporaryDirectory() as d:
+        with Journal(Path(d), 0, segment_bytes=seg, fsync=False) as j:
+            j.append(written)
+            assert _read_all(j, step=step) == list(enumerate(written))
+        with Journal(Path(d), 0, readonly=True) as r:
+            assert _read_all(r, step=step) == list(enumerate(written))
+
+
 @settings(max_examples=60, deadline=None)
 @given(batches=batches, seg=st.integers(40, 600), cut=st.floats(0, 1),
        garbage=st.binary(min_size=1, max_size=40))

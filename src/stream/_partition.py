@@ -13,6 +13,7 @@ its own watermark, see :class:`~gridwatch.stream.CellLogic`).
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -62,7 +63,7 @@ class ReadingBatch:
     entered the engine).
     """
 
-    __slots__ = ("_readings", "given", "key", "part")
+    __slots__ = ("_readings", "_wire", "given", "key", "part")
 
     def __init__(self, key: str, readings: tuple[Reading, ...], part: str = "") -> None:
         self.key = key
@@ -70,12 +71,14 @@ class ReadingBatch:
         self._readings: tuple[Reading, ...] | None = readings
         #: the readings' given fields, when the batch was made of them
         self.given: list[dict[str, Any]] | None = None
+        self._wire: bytes | None = None
 
     @classmethod
     def of_fields(cls, key: str, given: list[dict[str, Any]], part: str = "") -> ReadingBatch:
         """The batch of readings given as their fields (each as :class:`Reading` holds it)."""
         batch = cls.__new__(cls)
         batch.key, batch.part, batch._readings, batch.given = key, part, None, given
+        batch._wire = None
         return batch
 
     @property
@@ -117,6 +120,14 @@ class ReadingBatch:
         return f"ReadingBatch(key={self.key!r}, {n} readings, part={self.part!r})"
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # bytewax pickles an item that crosses to another process twice (timely sizes the
+        # message, then writes it): the batch is pickled once, its bytes kept for the second.
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = pickle.dumps(self._reduced(), protocol=pickle.HIGHEST_PROTOCOL)
+        return _batch_of_wire, (wire,)
+
+    def _reduced(self) -> tuple[Any, tuple[Any, ...]]:
         if self.given is not None:  # (its fields, as they are: no readings made either side)
             return _batch_of_fields, (self.key, self.given, self.part)
         if all(type(r) is Reading for r in self.readings):
@@ -144,6 +155,11 @@ def _to_columns(readings: tuple[Reading, ...]
     which = tuple(sets.setdefault(frozenset(r.__pydantic_fields_set__), len(sets))
                   for r in readings)
     return columns, tuple(tuple(sorted(s)) for s in sets), which
+
+
+def _batch_of_wire(wire: bytes) -> ReadingBatch:
+    make, args = pickle.loads(wire)
+    return make(*args)
 
 
 def _batch_of_fields(key: str, given: list[dict[str, Any]], part: str) -> ReadingBatch:

@@ -105,6 +105,23 @@ def test_a_batch_of_given_fields_is_the_batch_of_their_readings(rs, key):
     assert back == objects and back.part == "p1"
 
 
+def test_a_batch_dumped_twice_is_pickled_once(monkeypatch):
+    """bytewax pickles an item that crosses to another process twice (its size, then its
+    bytes): the second dump of a batch reuses the first one's bytes."""
+    made = []
+    reduced = ReadingBatch._reduced
+    monkeypatch.setattr(ReadingBatch, "_reduced", lambda b: made.append(b) or reduced(b))
+    rs = [Reading(meter_id=f"m{i}", ts=T0 + timedelta(minutes=15 * i), kw=float(i))
+          for i in range(5)]
+    for batch in (ReadingBatch("cell:a", tuple(rs), "p0"),
+                  ReadingBatch.of_fields("cell:a", [{"meter_id": r.meter_id, "ts": r.ts,
+                                                     "kw": r.kw} for r in rs], "p0")):
+        made.clear()
+        first, second = pickle.dumps(batch), pickle.dumps(batch)
+        assert first == second and made == [batch]
+        assert pickle.loads(second) == batch
+
+
 @settings(max_examples=300, deadline=None)
 @given(readings())
 def test_the_sinks_reading_line_is_the_schemas(r):

@@ -21,9 +21,10 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def _states_seen(source: Any) -> dict[int, tuple[int, int]]:
-    """Run ``source`` through a step on two worker threads of one process; for each thread
-    that ran the step: (items, items that found the thread's ``threading.local`` empty, i.e.
-    ran in a thread state none of the earlier items had)."""
+    """Run ``source`` through a keyed step on two worker threads of one process (the keys
+    spread its items over both: one thread reads the source, the other only receives); for
+    each thread that ran the step: (items, items that found the thread's
+    ``threading.local`` empty, i.e. ran in a thread state none of the earlier items had)."""
     local = threading.local()
     seen: dict[int, list[int]] = {}
 
@@ -36,7 +37,9 @@ def _states_seen(source: Any) -> dict[int, tuple[int, int]]:
         return x
 
     flow = Dataflow("threads")
-    op.inspect("marked", op.map("mark", op.input("in", flow, source), mark),
+    keyed = op.key_on("key", op.input("in", flow, source),
+                      lambda x: str(getattr(x, "key", x if isinstance(x, int) else "w")))
+    op.inspect("marked", op.stateful_map("mark", keyed, lambda s, x: (s, mark(x))),
                lambda *_a: None)
     cli_main(flow, workers_per_process=2)  # (threads bytewax starts, not Python)
     return {k: (v[0], v[1]) for k, v in seen.items()}
@@ -49,17 +52,19 @@ def _readings(n: int) -> list[Reading]:
 
 def test_a_bytewax_worker_thread_runs_each_call_in_a_new_thread_state() -> None:
     # What the engine works around: bytewax's own behaviour, on a plain source.
-    seen = _states_seen(TestingSource(list(range(200)), batch_size=10))
-    assert seen, "the step ran on no thread"
+    seen = _states_seen(TestingSource([i % 8 for i in range(400)], batch_size=10))
+    assert len(seen) == 2, seen
     assert threading.get_ident() not in seen
-    # (the step takes a batch of 10 items in one call into Python: a new state each batch)
-    assert any(fresh == calls // 10 > 1 for calls, fresh in seen.values()), seen
+    # (the step takes the items of a batch in one call into Python: on the thread that
+    # reads the source, a new state for each of its 40 batches)
+    assert max(fresh for _calls, fresh in seen.values()) > 20, seen
 
 
 def test_the_dataflow_source_keeps_each_worker_thread_state() -> None:
-    source = summarized(TestingSource(_readings(400), batch_size=10), lambda _r: "cell:a")
+    source = summarized(TestingSource(_readings(400), batch_size=10),
+                        lambda r: f"cell:{r.meter_id}")
     seen = _states_seen(source)
-    assert seen, "the step ran on no thread"
+    assert len(seen) == 2, seen  # (the worker that reads the source, and the other)
     assert threading.get_ident() not in seen
     assert sum(calls for calls, _fresh in seen.values()) > 20
     # each worker thread's first call found the local empty, and no call after it

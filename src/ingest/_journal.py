@@ -57,10 +57,15 @@ MAX_RECORD_BYTES = 64 * 1024 * 1024
 _SEGMENT_RE = re.compile(r"^(\d{20})\.log$")
 _PART_RE = re.compile(r"^p(\d{4,})$")
 _READ_CHUNK = 1 << 20
-#: The least a read asks of a segment file at once: what a read of ``max_n`` records asks
-#: first is ``max_n`` times the size of the records read last (a quarter more), within
-#: ``_READ_MIN`` .. ``_READ_CHUNK``; a read that falls short asks for more.
+#: The least a read asks of a segment file at once: each time a read goes to the file, it
+#: asks for the records it still wants at the size of the records read last (a quarter
+#: more), within ``_READ_MIN`` .. ``_READ_CHUNK`` (and a record larger than that whole).
 _READ_MIN = 1 << 14
+
+
+def _read_size(records: int, record_bytes: int) -> int:
+    """What a read asks of a segment file for ``records`` records of ``record_bytes``."""
+    return min(_READ_CHUNK, max(_READ_MIN, records * record_bytes * 5 // 4))
 
 
 class JournalCorruptError(RuntimeError):
@@ -494,9 +499,10 @@ class Journal:
         base, next_offset, file_pos = cur.base, cur.offset, cur.pos
         start = file_pos
         f.seek(file_pos)
-        # (as much as ``want`` records are likely to take, not a whole chunk: a read of 250
-        # records of 120 bytes copied 1 MiB and kept 30 KiB)
-        buf = f.read(min(_READ_CHUNK, max(_READ_MIN, want * self._record_bytes * 5 // 4)))
+        # (as much as the records still wanted are likely to take, not a whole chunk: a read
+        # of 250 records of 120 bytes copied 1 MiB and kept 30 KiB)
+        size = self._record_bytes
+        buf = f.read(_read_size(want, size))
         got = 0
         pos = 0
         unpack = _HEADER.unpack_from
@@ -505,7 +511,7 @@ class Journal:
         append = out.append
         while got < want:
             if len(buf) - pos < HEADER_SIZE:
-                more = f.read(_READ_CHUNK)
+                more = f.read(_read_size(want - got, size))
                 if not more:
                     break
                 buf = buf[pos:] + more
@@ -516,7 +522,7 @@ class Journal:
             if length > MAX_RECORD_BYTES or offset != next_offset:
                 return self._bad_record(_Cursor(next_offset, base, file_pos), "header")
             if len(buf) < end:
-                more = f.read(max(_READ_CHUNK, end - len(buf)))
+                more = f.read(max(_read_size(want - got, size), end - len(buf)))
                 if not more:
                     break
                 buf = buf[pos:] + more

@@ -478,10 +478,9 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         """Hold a batch's readings; step those every partition has delivered. ``held`` stays
         in time order: a batch later than everything held (the usual case: a partition reads
         in time order) is only appended, so holding costs nothing a reading held before."""
-        given = batch.given
+        timed, _times = self._timed(batch)
         items: list[tuple[float, Reading | dict[str, Any]]] = \
-            [(f["ts"].timestamp(), f) for f in given] if given is not None else \
-            [(r.ts.timestamp(), r) for r in batch.readings]
+            list(timed.pairs()) if isinstance(timed, TimedFields) else list(timed)
         if not items:
             return
         items.sort(key=itemgetter(0))  # stable: arrival order among equal times

@@ -21,10 +21,15 @@ snapshot or a reading through Python finds the record as the per-reading path le
 reading that would raise, supersede or resolve an alarm goes through Python, as does a run's
 or an episode's reading that starts a new local day.
 
-A meter's row is only ever set right after a reading of it went through Python (so a meter's
-first reading, and every reading after a resume, goes through Python); the rows of its later
-readings in the same chunk, made while it had no slot, are then made again (a batch that holds
-many readings of a new meter: a file sorted by meter, a backlog). The per-reading path of
+A meter's row is set from its record at rest: right after a reading of it went through
+Python, or, for a meter the lane has no row for yet (new to the cell, or resumed from a
+snapshot), before the cell steps the chunk that holds its reading
+(``CellLogic._first_sight``), so that its first reading takes the lane too. A meter new to
+the cell is given its slot in the silence watch ahead only up to the first reading whose
+watermark may tick (the watch's slots and ticks stay in the per-reading path's order); one
+whose first reading comes later goes through Python, and the rows of its later readings in
+the same chunk, made while it had no slot, are then made again (a batch that holds many
+readings of a new meter: a file sorted by meter, a backlog). The per-reading path of
 a whole batch (one too small for the lane, or with verdicts waiting) takes the meters it steps
 off the lane until then (:meth:`Lane.drop`). A silence tick needs no such step: the meters it
 changes leave their watch status off rest, and the lane takes no reading of such a meter.
@@ -216,6 +221,11 @@ class Lane:
         free = self.free
         free[0] += 1
         free[free[0]] = k
+
+    def never_set(self, j: int) -> bool:
+        """Whether meter ``j``'s row was never set (a meter new to the cell, or to the lane
+        since a resume)."""
+        return j >= len(self.metas) or self.metas[j] is _NO_META
 
     def drop(self, j: int | None) -> None:
         """Meter ``j`` off the lane until its next reading through Python."""

@@ -592,6 +592,18 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         rows, any_lane, steps_kept, entries = lane.rows(
             timed, slot, kept.known, self._meta_of, watch.cell is not None, meters, c)
         n = len(timed)
+        left = np.flatnonzero(rows[:, 0] < 0).tolist()
+        if left:
+            fresh = self._first_sight(timed, left, entries, lane)
+            if fresh:
+                made, any_made, made_kept, made_entries = lane.rows(
+                    lane.subset(timed, fresh), slot, kept.known, self._meta_of,
+                    watch.cell is not None, meters, c)
+                rows[fresh] = made
+                for at, e in zip(fresh, made_entries, strict=True):
+                    entries[at] = e
+                steps_kept.extend(made_kept)
+                any_lane = any_lane or any_made
         # the later readings of each meter the cell had no slot for when the rows were made
         # (a meter new to the cell): once its first reading has set its row, theirs are made
         # again, so that they may take the lane (found at the first such meter)
@@ -631,11 +643,12 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             meta = entries[i]
             # a reading of a meter ready for the lane was left by its kernel: not quiet, so
             # the meter need not try its quiet path again, unless the kernel left it to the
-            # Python quiet path (-1: the first reading of a local day, and a few rare cases);
-            # any other tries it (a meter off the lane may still have quiet readings)
+            # Python quiet path (-1: the first reading of a local day, and a few rare cases)
+            # or stopped before it for the cell's first tick, which Python sets; any other
+            # tries it (a meter off the lane may still have quiet readings)
             row = int(rows[i, 0])
             tried = answers is not None and row >= 0 and bool(lane.ready[row]) \
-                and answers[i, 0] >= 0
+                and answers[i, 0] >= 0 and self.next_tick != -math.inf
             self._steps_each(timed[i:i + 1], out, None, _Entry(meta),
                              quiet=not tried)  # (its row: below)
             j = slot.get(r.meter_id)
@@ -657,6 +670,85 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                         if any_made and answers is None:
                             answers = np.zeros((n, _ANSWER_W))
             i += 1
+
+    def _first_sight(self, timed: Sequence[tuple[float, Reading]], left: list[int],
+                     entries: list[MeterMeta | None], lane: Lane) -> list[int]:
+        """Rows for the meters of readings ``left`` (those the rows leave to Python) that the
+        lane has never set a row for: a meter new to the cell, or one the cell resumed from a
+        snapshot. Its row is what ``Lane.set`` makes of its record after a reading through
+        Python, and its record at rest is just as good a start: the lane then takes its first
+        reading too (a new meter's first reading in a cell: 10.1 us against 23.6 through
+        Python, ``benchmarks/records.py --only first``).
+
+        A meter new to the watch is given its slot first, with what ``CellWatch.seen`` notes
+        of that reading (which the lane then notes again, to the same values), and its record;
+        only up to the first reading whose watermark may tick (``>=`` the next tick), and
+        before the first new meter whose reading carries a status, so that every tick and
+        every slot and record comes in the order of the per-reading path. The indices of
+        ``left`` whose meter now has a row, to make their rows again."""
+        watch = self.watch
+        slot = watch.slot
+        meters = self.meters
+        given: list[dict[str, Any]] | None = None
+        if isinstance(timed, TimedFields):
+            given, times = timed.fields, timed.times
+        else:
+            times = [t for t, _r in timed]
+        limit = -1  # (new meters up to here: found at the first one)
+        default_iv = self.settings.interval_s
+        rowed: set[str] = set()
+        again: list[int] = []
+        for i in left:
+            d = given[i] if given is not None else timed[i][1].__dict__
+            meter_id = d["meter_id"]
+            j = slot.get(meter_id)
+            if j is None:
+                if limit < 0:
+                    limit = self._untick_prefix(times)
+                if i >= limit:
+                    continue
+                if d.get("status"):
+                    limit = i
+                    continue
+                meta = entries[i]
+                if meta is not None:
+                    if watch.cell is None:
+                        watch.cell = meta.grid_cell
+                    iv = meta.interval_s or d.get("interval_s") or default_iv
+                else:
+                    iv = d.get("interval_s") or default_iv
+                watch.seen(meter_id, times[i], int(iv), False)
+                j = slot[meter_id]
+                state = meters.get(meter_id)
+                if state is None:
+                    state = meters[meter_id] = MeterState(meter_id)
+            elif meter_id in rowed:
+                again.append(i)
+                continue
+            elif not lane.never_set(j) or (state := meters.get(meter_id)) is None:
+                continue
+            lane.set(j, state, entries[i])
+            rowed.add(meter_id)
+            again.append(i)
+        return again
+
+    def _untick_prefix(self, times: list[float]) -> int:
+        """How many of the readings at ``times`` come before any tick of the cell's watermark
+        can: the readings before the first whose watermark passes the next tick, and that one
+        too if it reaches it just so (its tick comes after it). Before the cell's first
+        reading, the tick it will set."""
+        tick_s = self.tick_s
+        if tick_s <= 0 or not times:
+            return 0
+        lateness = self.lateness_s
+        bound = self.next_tick
+        if bound == -math.inf:
+            bound = ((times[0] - lateness) // tick_s + 1) * tick_s
+        for k, t in enumerate(times):
+            wm = t - lateness
+            if wm >= bound:
+                return k + 1 if wm == bound else k
+        return len(times)
 
     def _lane_done(self, timed: Sequence[tuple[float, Reading]],
                    entries: Sequence[MeterMeta | None], answers: np.ndarray,

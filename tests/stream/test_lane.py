@@ -346,8 +346,9 @@ def test_real_households_identical_with_and_without_the_lane() -> None:
 
 def test_a_new_meters_later_readings_in_its_first_batch_take_the_lane() -> None:
     """A batch that holds many readings of meters new to the cell (a file sorted by meter, a
-    backlog): each meter's first reading goes through Python, which gives it its slot and
-    row; its later readings in the batch then take the lane (their rows are made again).
+    backlog): a meter's first reading that comes after a reading whose watermark may tick
+    goes through Python, which gives it its slot and row; its later readings in the batch
+    then take the lane (their rows are made again).
     The same outputs and states both ways."""
     s = DetectionSettings(warmup_h=2, score_sample_every=9)
     metas = {f"m{i}": m for i in range(3) if (m := _meta(i, "plain")) is not None}
@@ -359,9 +360,76 @@ def test_a_new_meters_later_readings_in_its_first_batch_take_the_lane() -> None:
     assert on[0] == off[0]
     assert on[1] == off[1]
     assert run_cells(batches, metas, s, on=True, fields=True) == on
-    # measured: 3 of the 900 readings through Python (each meter's first); 636 when the rows
-    # of a batch's chunk were made only as it started
+    # measured: 2 of the 900 readings through Python (the cell's first, and m1's first, which
+    # comes after readings of m0 whose watermark may tick: a meter new to the watch is given
+    # its slot ahead only before those); 3 when each meter's first went through Python; 636
+    # when the rows of a batch's chunk were made only as it started
     assert on[2] < 20, f"per-reading path took {on[2]} of {len(readings)}"
+
+
+def test_meters_new_to_the_cell_take_the_lane_from_their_first_reading() -> None:
+    """A fleet's first interval (every meter new to its cell, as at start-up) and the next,
+    in 100-reading batches: the lane gives each new meter its slot, record and row before it
+    steps the batch, so only the cell's very first reading (which sets its first tick) goes
+    through Python; a meter whose first reading carries a status goes through Python, and so
+    does every new meter after it in that batch (their slots come in the per-reading path's
+    order), and its next reading (a last gasp's). The same outputs and states as without the
+    lane."""
+    s = DetectionSettings(warmup_h=2, score_sample_every=13)
+    metas = {f"m{i}": m for i in range(400)
+             if (m := _meta(i, ("plain", "kva", "stated", "none")[i % 4])) is not None}
+    readings = _evening_peaks(400, 3, 900.0)
+    batches = [("c1", readings[k:k + 100]) for k in range(0, len(readings), 100)]
+    off = run_cells(batches, metas, s, on=False)
+    on = run_cells(batches, metas, s, on=True)
+    assert on[:2] == off[:2]
+    assert run_cells(batches, metas, s, on=True, fields=True) == on
+    # measured: 1 of the 1,200 readings through Python; 400 when a new meter's first
+    # reading went through Python to set its row
+    assert on[2] == 1, on[2]
+    gasp = list(readings)
+    gasp[250] = Reading(**{**gasp[250].model_dump(), "status": ["power_fail"]})
+    batches = [("c1", gasp[k:k + 100]) for k in range(0, len(gasp), 100)]
+    off = run_cells(batches, metas, s, on=False)
+    on = run_cells(batches, metas, s, on=True)
+    assert on[:2] == off[:2]
+    # (the cell's first reading; the gasp and the 49 new meters after it in its batch; the
+    # gasping meter's next reading, as after any last gasp)
+    assert on[2] == 1 + 50 + 1, on[2]
+
+
+def test_a_resumed_cell_takes_the_lane_from_each_meters_first_reading() -> None:
+    """A cell resumed from its snapshot (a restart with recovery) has no lane rows: it makes
+    each meter's row from its resumed record before the batch steps, so the meters' first
+    readings after the resume take the lane. Outputs and the final state as the cell that
+    ran on without a break, and as without the lane."""
+    s = DetectionSettings(warmup_h=2, score_sample_every=7)
+    metas = {f"m{i}": m for i in range(60) if (m := _meta(i, "plain")) is not None}
+    readings = _evening_peaks(60, 200, 900.0, lambda k, i, kw: kw + 0.001 * ((7 * k + i) % 5))
+    cut = 60 * 120
+    cal = Calendar(s.timezone, s.holiday_country)
+
+    def run(on: bool) -> tuple[list[Any], bytes, int]:
+        with lane(on) as counted:
+            cell = CellLogic(None, s, cal, metas.get, float(s.interval_s), 0.0)
+            out: list[Any] = []
+            for k in range(0, cut, 120):
+                out += cell.on_batch([ReadingBatch("c1", tuple(readings[k:k + 120]), "p0")])[0]
+            cell = CellLogic(cell.snapshot(), s, cal, metas.get, float(s.interval_s), 0.0)
+            counted["each"] = 0
+            out.append("resumed")
+            for k in range(cut, len(readings), 120):
+                out += cell.on_batch([ReadingBatch("c1", tuple(readings[k:k + 120]), "p0")])[0]
+            return out, cell.snapshot(), counted["each"]
+
+    off, on = run(False), run(True)
+    assert on[:2] == off[:2]
+    after = on[0][on[0].index("resumed"):]
+    assert sum(type(o).__name__ == "Score" for o in after) > 100  # (sampled scores)
+    assert any(type(o).__name__ == "DailyProfile" for o in after)
+    # measured: none of the 4,800 readings after the resume through Python; 60 (each
+    # meter's first) when a meter's row was only set after a reading through Python
+    assert on[2] == 0, on[2]
 
 
 def test_half_hourly_contracted_meters_with_a_registered_interval_take_the_lane() -> None:

@@ -156,6 +156,25 @@ LANE_CHUNK = 256
 _ANSWER_W = 4 + RUN_N
 
 
+def _quiet_ticks(b: float, stop: float, tick_s: float) -> int:
+    """How many boundaries ``b``, ``b + tick_s``, ... come before ``stop`` (at least one),
+    when they can be counted at once: ``b`` and ``tick_s`` whole numbers of seconds, where a
+    float's sums are exact (a cell whose watermark jumps days or years, a replayed year
+    beside live meters, passes them in one step, not one at a time); else 1 (the caller
+    steps one boundary at a time, as the additions would round)."""
+    if not (tick_s > 0 and float(b).is_integer() and float(tick_s).is_integer()) \
+            or stop - b <= tick_s:
+        return 1
+    if stop == math.inf:
+        return 1  # (a watch with no meter: the caller's watermark bounds the steps)
+    n = max(1, math.ceil((stop - b) / tick_s))
+    while n > 1 and b + (n - 1) * tick_s >= stop:
+        n -= 1
+    while b + n * tick_s < stop and abs(b + n * tick_s) < 2.0 ** 52:
+        n += 1
+    return n
+
+
 class _Entry:
     """A registry lookup that answers one entry already looked up."""
 
@@ -859,13 +878,18 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         if self.next_tick == -math.inf:
             return
         watch = self.watch
+        tick_s = self.tick_s
         while self.next_tick < wm:
             b = self.next_tick
-            self.wm = max(self.wm, b)
-            self.next_tick = b + self.tick_s
             if b < watch.due:  # no meter can have fallen silent yet
-                self._ticks_seen += 1
+                n = _quiet_ticks(b, min(wm, watch.due), tick_s)
+                b += (n - 1) * tick_s
+                self._ticks_seen += n
             else:
+                n = 0
+            self.wm = max(self.wm, b)
+            self.next_tick = b + tick_s
+            if not n:
                 self._tick(b, out)
 
     def _advance(self, wm: float, out: list[Any]) -> None:

@@ -11,9 +11,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import gridwatch.stream._logic as logic
 from gridwatch import Event, MeterMeta, Reading
 from gridwatch.models import Calendar, DetectionSettings
 from gridwatch.stream import CellLogic, CellWatch, ReadingBatch, Silence
+from gridwatch.stream._partition import Tick
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 BASE = T0.timestamp()
@@ -105,6 +107,76 @@ def test_quiet_cell_ticks_skip_and_a_silent_meter_is_still_seen() -> None:
 
 def _reading(meter: str, i: int, kw: float = 1.0) -> Reading:
     return Reading(meter_id=meter, ts=T0 + timedelta(seconds=STEP * i), kw=kw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-10**6, 2 * 10**9), st.integers(1, 4000), st.integers(-5000, 400_000),
+       st.sampled_from([0.0, 0.5, 0.25]))
+def test_boundaries_counted_at_once_are_those_stepped_one_at_a_time(
+        b: int, tick_s: int, span: int, frac: float) -> None:
+    """``_quiet_ticks``: the boundaries ``b + k * tick_s`` before ``stop``, at least one,
+    as the cell's loop would count them one addition at a time."""
+    stop = b + span + frac
+    n = logic._quiet_ticks(float(b), stop, float(tick_s))
+    stepped, x = 1, float(b) + tick_s
+    while x < stop:
+        stepped, x = stepped + 1, x + tick_s
+    assert n == stepped
+
+
+def test_boundaries_of_a_fraction_of_a_second_are_stepped_one_at_a_time() -> None:
+    assert logic._quiet_ticks(0.1, 1000.0, 0.1) == 1
+    assert logic._quiet_ticks(0.5, 1000.0, 1.0) == 1
+
+
+def _year_apart(cell: CellLogic) -> list[Any]:
+    """Three meters report for a day, the last readings of one in the day's last hour; then
+    a tick a year later (a replayed year beside live meters), which finds that meter silent
+    on the way, and readings of all three."""
+    out: list[Any] = []
+    for i in range(96):
+        meters = ("m0", "m1", "m2") if i < 93 else ("m0", "m1")
+        out += cell.on_batch([ReadingBatch("cell:C1", tuple(_reading(m, i) for m in meters))])[0]
+    year = 365 * 96
+    out.append("the jump")
+    out += cell.on_batch([Tick(BASE + (year + 0.5) * STEP)])[0]
+    out += cell.on_batch([ReadingBatch("cell:C1", tuple(
+        _reading(m, year + 1) for m in ("m0", "m1", "m2")))])[0]
+    return out
+
+
+def test_a_watermark_a_year_ahead_passes_its_quiet_boundaries_at_once() -> None:
+    """A cell whose watermark jumps a year: the same events, silence among them, the same
+    state and the same count of ticks as stepping the year's 35,040 boundaries one at a time,
+    in a handful of steps."""
+    registry = {f"m{i}": MeterMeta(meter_id=f"m{i}", grid_cell="C1") for i in range(3)}
+    s = DetectionSettings()
+    real = logic._quiet_ticks
+    calls = {"n": 0}
+
+    def counted(b: float, stop: float, tick_s: float) -> int:
+        calls["n"] += 1
+        return real(b, stop, tick_s)
+
+    one_by_one = CellLogic(None, s, Calendar(), registry.get, STEP, 0.0)
+    logic._quiet_ticks = lambda b, stop, tick_s: 1  # type: ignore[assignment]
+    try:
+        want = _year_apart(one_by_one)
+    finally:
+        logic._quiet_ticks = real  # type: ignore[assignment]
+    at_once = CellLogic(None, s, Calendar(), registry.get, STEP, 0.0)
+    logic._quiet_ticks = counted  # type: ignore[assignment]
+    try:
+        got = _year_apart(at_once)
+    finally:
+        logic._quiet_ticks = real  # type: ignore[assignment]
+    assert _out(got) == _out(want)
+    jumped = got[got.index("the jump"):]
+    assert any(isinstance(x, Event) and x.meter_id == "m2" and x.state == "firing"
+               for x in jumped), "m2's silence is raised on the way"
+    assert at_once.snapshot() == one_by_one.snapshot()
+    assert at_once._ticks_seen == one_by_one._ticks_seen > 365 * 96
+    assert calls["n"] < 100, calls
 
 
 def test_meter_facts_are_looked_up_once_per_meter_and_follow_a_reload() -> None:

@@ -349,6 +349,8 @@ class Stack:
     db: Any = None
     engines: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
+    #: when the last :meth:`wait_stored` saw the engine's written count reach its target
+    written_at: float | None = None
 
     def __post_init__(self) -> None:
         if self.store not in STORES:
@@ -388,21 +390,28 @@ class Stack:
 
     def wait_stored(self, target: int, timeout: float, poll_s: float = 1.0, label: str = "",
                     since: datetime | None = None, written: Callable[[], float] | None = None,
-                    written_target: float = 0.0) -> tuple[float | None, int]:
+                    written_target: float = 0.0, on_written: Callable[[], None] | None = None
+                    ) -> tuple[float | None, int]:
         """Poll :meth:`stored` until ``target`` readings are stored (or an engine exits);
         returns (perf_counter when seen or None on timeout, last count). The count query
         itself costs the database work (on 2 cores, CPU taken from the engine it measures), so
         the poll interval is at least four times the last query's duration; and with
         ``written`` (the engine's count of points the server accepted, from its metrics), the
         count is asked only once that has reached ``written_target``: no reading can be
-        counted before the engine has written at least as many points."""
+        counted before the engine has written at least as many points. When it has, its
+        ``perf_counter`` is kept in :attr:`written_at` and ``on_written`` is called, before
+        the first count query."""
         deadline = time.monotonic() + timeout
         n = 0
+        self.written_at = None
         with console.status(f"{label}: waiting for {target:,} readings in "
                             f"{self.db_name}") as status:
             while written is not None and time.monotonic() < deadline:
                 with contextlib.suppress(OSError):
                     if written() >= written_target:
+                        self.written_at = time.perf_counter()
+                        if on_written is not None:
+                            on_written()
                         break
                 if not self.engines_alive():
                     return None, n

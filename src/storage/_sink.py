@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,10 @@ log = logging.getLogger("gridwatch.storage")
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
+#: Whether a line is a point of the reading measurement (its name and the comma before its
+#: tags: a reading always has its meter's tag)
+_is_reading = methodcaller("startswith", "reading,")
+
 #: Most requests spent finding the rejected points of one batch by halving it.
 _ISOLATION_REQUESTS = 64
 
@@ -72,6 +77,10 @@ class StorageMetrics:
         self.written = Counter(
             "gridwatch_storage_points_written", "Points the server accepted.", ["worker"],
             registry=r)
+        self.readings_written = Counter(
+            "gridwatch_storage_readings_written",
+            "Meter readings (points of the reading measurement) the server accepted.",
+            ["worker"], registry=r)
         self.rejected = Counter(
             "gridwatch_storage_points_rejected",
             "Points the server refused, kept in the dead-letter file.", ["worker"], registry=r)
@@ -95,8 +104,9 @@ class StorageMetrics:
 
 
 class InfluxSinkPartition(StatelessSinkPartition[Any]):
-    """One worker's writer, spool and dead letter. Plain counters (``written``, ``rejected``,
-    ``dropped``, ``unsupported``) mirror the metrics for tests and summaries."""
+    """One worker's writer, spool and dead letter. Plain counters (``written``,
+    ``readings_written``, ``rejected``, ``dropped``, ``unsupported``) mirror the metrics for
+    tests and summaries."""
 
     def __init__(self, settings: InfluxSettings, writer: PointWriter, spool: Spool,
                  deadletter: Path, metrics: StorageMetrics, *, worker: int = 0,
@@ -127,6 +137,8 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
         self._last_full_log = float("-inf")
         self._sleep = sleep
         self.written = 0
+        #: of them, points of the reading measurement
+        self.readings_written = 0
         self.rejected = 0
         self.dropped = 0
         self.unsupported = 0
@@ -294,7 +306,7 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
             if not self._isolate(lines, exc.message, [_ISOLATION_REQUESTS]):
                 return False
         else:
-            self._stored(len(lines))
+            self._stored(lines)
         self._last_write = self._clock()
         return True
 
@@ -319,17 +331,21 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
                 self._failed(exc)
                 return False
             else:
-                self._stored(len(half))
+                self._stored(half)
         return True
 
-    def _stored(self, n: int) -> None:
+    def _stored(self, lines: list[str]) -> None:
         if self._failures:
             log.warning("storage: %s accepts writes again after %d failed attempts",
                         self._settings.url, self._failures)
         self._failures = 0
         self._backoff_until = float("-inf")
+        n = len(lines)
         self.written += n
         self._metrics.written.labels(self._worker).inc(n)
+        readings = sum(map(_is_reading, lines))
+        self.readings_written += readings
+        self._metrics.readings_written.labels(self._worker).inc(readings)
 
     def _failed(self, exc: RetryableWriteError) -> None:
         self._failures += 1

@@ -148,5 +148,6 @@ def test_the_sink_stores_a_large_batch_in_parallel_parts_and_isolates_a_bad_poin
     rows = influxql(influxdb, s.database, "SELECT COUNT(kw) FROM reading")
     assert rows[0]["count"] == 3001
     assert part.written == 3001 and part.rejected == 1
+    assert part.readings_written == 3001  # (the refused reading is not counted)
     [record] = [json.loads(x) for x in part.deadletter_path.read_text().splitlines()]
     assert record["line"] == bad and "field type conflict" in record["error"]

@@ -65,6 +65,8 @@ def test_same_batch_twice_no_duplicates(v1_settings, influxdb):
     for m in ("event", "profile", "alert", "score", "telemetry"):
         assert len(influxql(influxdb, s.database, f"SELECT * FROM {m}")) == 1, m
     assert part.written == 2 * len(batch) + 30
+    # the points of the reading measurement among them (gridwatch_storage_readings_written)
+    assert part.readings_written == 2 * 31 + 30
 
 
 def test_rejected_point_goes_to_dead_letter_rest_is_stored(v1_settings, influxdb):
@@ -86,6 +88,9 @@ def test_rejected_point_goes_to_dead_letter_rest_is_stored(v1_settings, influxdb
     assert part.deadletter_path.parent == s.spool_dir
     assert sink.metrics.registry.get_sample_value(
         "gridwatch_storage_points_rejected_total", {"worker": "0"}) == 1
+    # the readings the server accepted, found by halving the batch: all but the refused one
+    assert sink.metrics.registry.get_sample_value(
+        "gridwatch_storage_readings_written_total", {"worker": "0"}) == 20
 
 
 def test_v2_sink_on_victoria_metrics(v2_settings, victoria_metrics):

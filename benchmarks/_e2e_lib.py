@@ -487,11 +487,18 @@ class Stack:
                     raise RuntimeError(f"the engine did not subscribe in {timeout}s; see {log}")
                 time.sleep(0.2)
 
-    def wait_ready(self, timeout: float = 900.0) -> float:
+    def wait_ready(self, timeout: float = 900.0, at: datetime | None = None) -> float:
         """Publish one probe reading (its own meter, outside the fleet) and wait until it is
-        stored: the engine has loaded its registry and every stage runs. Returns seconds."""
+        stored: the engine has loaded its registry and every stage runs. Returns seconds.
+
+        ``at``: the probe's event time (default: an hour ago, for a fleet that reads in real
+        time). A fleet replayed from another time needs one before its own: the probe's
+        partition is the cluster's newest while the fleet's are idle (between a benchmark's
+        intervals), and a probe of today would move the watermark of every cell of a fleet
+        of 2024 to today, every meter silent, a feeder outage in every cell."""
         t0 = time.perf_counter()
-        ts = (datetime.now(UTC) - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+        ts = at or (datetime.now(UTC) - timedelta(hours=1)).replace(minute=0, second=0,
+                                                                    microsecond=0)
         doc = {"meter_id": "probe01", "ts": ts.isoformat().replace("+00:00", "Z"),
                "kw": 1.0, "kwh": 1.0, "voltage": [230.0]}
         before = self.stored()

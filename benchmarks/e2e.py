@@ -278,7 +278,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                       f"{sim.fleet.n_meters:,} meters) ...")
         t = time.perf_counter()
         stack.start_engine(cfg, processes)
-        stack.wait_ready()
+        stack.wait_ready(at=batch[0][0] - timedelta(minutes=15))  # (before the fleet's time)
         results["engine_ready_s"] = round(time.perf_counter() - t, 1)
         results["engine_idle_rss_mib"] = round(stack.engine_rss() / 2**20)
         console.print(f"engine ready (a probe reading stored) after "
@@ -534,7 +534,9 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float,
     used_cells: set[str] = set()
     pos = 0
     next_sag = warm + every // 2
-    for _ts, rows in sim.chunks():
+    first_ts: datetime | None = None
+    for ts, rows in sim.chunks():
+        first_ts = first_ts or ts
         rows = list(rows)
         # a sag at (about) every ``every``-th reading, one per grid cell, so no storm
         # summary or grouping merges them
@@ -587,7 +589,8 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float,
                                  service_interval_s=0.05,
                                  sections=_with_collector(None, collector_process))
         stack.start_engine(cfg)
-        stack.wait_ready()
+        assert first_ts is not None
+        stack.wait_ready(at=first_ts - timedelta(minutes=15))  # (before the fleet's time)
         base = stack.stored()
         sub = Subscriber(stack.broker.port, "bench-alerts",
                          ["gridwatch/managers/+/alerts", "gridwatch/customers/+/notices"],
@@ -645,6 +648,10 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float,
         "engine_cpu_s": round(sched1[0] - sched0[0], 1),
         "engine_wait_for_cpu_s": round(sched1[1] - sched0[1], 1),
         "router": {"group_wait_s": 0.0, "group_interval_s": 0.0, "service_interval_s": 0.05},
+        # each sag's publish time (s from the first steady publish) and its alert's delay:
+        # whether the slow ones come together (a stall) or spread out (a queue)
+        "timeline": sorted((round(published[m] - t0, 2), round(d, 3))
+                           for m, d in latencies.items()),
     }
 
 

@@ -615,14 +615,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         if left:
             fresh = self._first_sight(timed, left, entries, lane)
             if fresh:
-                made, any_made, made_kept, made_entries = lane.rows(
-                    lane.subset(timed, fresh), slot, kept.known, self._meta_of,
-                    watch.cell is not None, meters, c)
-                rows[fresh] = made
-                for at, e in zip(fresh, made_entries, strict=True):
-                    entries[at] = e
-                steps_kept.extend(made_kept)
-                any_lane = any_lane or any_made
+                any_lane = self._rows_again(timed, fresh, rows, entries, steps_kept, lane, c) \
+                    or any_lane
         # the later readings of each meter the cell had no slot for when the rows were made
         # (a meter new to the cell): once its first reading has set its row, theirs are made
         # again, so that they may take the lane (found at the first such meter)
@@ -678,17 +672,25 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                     if unslotted is None:
                         unslotted = lane.unslotted(timed, rows, i + 1)
                     again = unslotted.pop(r.meter_id, None)
-                    if again:
-                        made, any_made, made_kept, made_entries = lane.rows(
-                            lane.subset(timed, again), slot, kept.known, self._meta_of,
-                            watch.cell is not None, meters, c)
-                        rows[again] = made
-                        for at, e in zip(again, made_entries, strict=True):
-                            entries[at] = e
-                        steps_kept.extend(made_kept)
-                        if any_made and answers is None:
-                            answers = np.zeros((n, _ANSWER_W))
+                    if again and self._rows_again(timed, again, rows, entries, steps_kept,
+                                                  lane, c) and answers is None:
+                        answers = np.zeros((n, _ANSWER_W))
             i += 1
+
+    def _rows_again(self, timed: Sequence[tuple[float, Reading]], ks: list[int],
+                    rows: np.ndarray, entries: list[MeterMeta | None], kept: list[Any],
+                    lane: Lane, c: Any) -> bool:
+        """The rows of readings ``ks`` made again (their meters have rows now), their
+        registry entries and the forecast's steps they point to kept with the chunk's;
+        whether any may take the lane."""
+        made, any_made, made_kept, made_entries = lane.rows(
+            lane.subset(timed, ks), self.watch.slot, self._kept.known, self._meta_of,
+            self.watch.cell is not None, self.meters, c)
+        rows[ks] = made
+        for at, e in zip(ks, made_entries, strict=True):
+            entries[at] = e
+        kept.extend(made_kept)
+        return any_made
 
     def _first_sight(self, timed: Sequence[tuple[float, Reading]], left: list[int],
                      entries: list[MeterMeta | None], lane: Lane) -> list[int]:

@@ -225,12 +225,17 @@ class CellWatch:
         self._since = array("d")  #: when the status was set (not kept while it is _OK)
         self.feeder_onset: float | None = None
         self.feeder_meters: tuple[str, ...] = ()
+        #: of ``feeder_meters``, those whose status is no longer _FEEDER (back, or silent
+        #: again): kept as they change, so a reading back from an outage costs no look at
+        #: every meter of it (a 5,000-meter cell's recovery took 1.0 s that way)
+        self._feeder_back = 0
         #: no tick before this event time can find anything to do (see the class docstring)
         self.due = -math.inf
         if resume:
             self.cell, meters, self.feeder_onset, self.feeder_meters = resume
             for m, (last, iv, st, since) in meters.items():
                 self._add(m, last, iv, st, since)
+            self._feeder_back = self._count_back()
 
     def _add(self, meter_id: str, last: float, iv: int, st: int, since: float) -> None:
         self.slot[meter_id] = len(self._st)
@@ -286,17 +291,24 @@ class CellWatch:
             self.due = due
         if prev != _FEEDER or self.feeder_onset is None:
             return _EMPTY
+        self._feeder_back += 1  # (a meter of the outage back: _FEEDER to _OK above)
         out: list[Event] = []
-        slot, st = self.slot, self._st
-        back = sum(1 for m in self.feeder_meters if m not in slot or st[slot[m]] != _FEEDER)
+        back = self._feeder_back
         if back >= 0.8 * len(self.feeder_meters):
             out.append(self._feeder_event(t, "resolved", back))
             self.feeder_onset = None
             self.feeder_meters = ()
+            self._feeder_back = 0
+            st = self._st
             for j, status in enumerate(st):
                 if status == _FEEDER:
                     st[j] = _ALERTED
         return out
+
+    def _count_back(self) -> int:
+        """The meters of the feeder outage no longer in it, counted (``_feeder_back``)."""
+        slot, st = self.slot, self._st
+        return sum(1 for m in self.feeder_meters if m not in slot or st[slot[m]] != _FEEDER)
 
     def _feeder_event(self, t: float, state: str, back: int = 0) -> Event:
         assert self.feeder_onset is not None
@@ -351,7 +363,10 @@ class CellWatch:
             firing = self.feeder_onset is None
             if firing:
                 self.feeder_onset = min(lasts[slot[m]] + ivs[slot[m]] for m in pending)
-            self.feeder_meters = tuple(sorted(set(self.feeder_meters) | set(pending)))
+            held = set(self.feeder_meters)
+            # (a meter of the outage back and now silent again was counted as back)
+            self._feeder_back -= sum(1 for m in pending if m in held)
+            self.feeder_meters = tuple(sorted(held | set(pending)))
             for m in pending:
                 i = slot[m]
                 sts[i] = _FEEDER

@@ -55,6 +55,8 @@ def test_a_skipped_tick_answers_what_a_full_look_answers(ops: list[Any], cell: s
             full.due = -math.inf  # always the full look
             assert _out(fast.tick(now)) == _out(full.tick(now))
         assert fast.state() == full.state()
+        # the meters back from a feeder outage, kept as they change, as counted afresh
+        assert fast._feeder_back == fast._count_back()
 
 
 @settings(max_examples=150, deadline=None)
@@ -82,6 +84,7 @@ def test_a_watch_resumed_from_its_snapshot_goes_on_as_the_original(
                 want = got
             else:
                 assert got == want
+            assert w._feeder_back == w._count_back()
     if resumed is not None:
         assert resumed.state() == original.state()
 
@@ -103,6 +106,32 @@ def test_quiet_cell_ticks_skip_and_a_silent_meter_is_still_seen() -> None:
     assert w.due == -math.inf  # a held meter: every tick looks
     got = w.tick(BASE + (2 + s.silence_intervals + s.feeder_hold_intervals) * STEP)
     assert [(x.meter_id, x.quiet) for x in got if isinstance(x, Silence)] == [("m1", False)]
+
+
+def test_a_large_cells_feeder_outage_is_resolved_as_before() -> None:
+    """2,000 meters of one cell fall silent together, then report again one by one, a few
+    silent once more on the way: the outage is resolved at the reading that brings 80 % of
+    its meters back, counting those that came back and are silent again, as a count over
+    every meter of the outage at each reading gives (kept as meters change, not counted
+    each time)."""
+    s = DetectionSettings(feeder_outage_meters=10)
+    w = CellWatch(None, "C1", s)
+    for m in range(2000):
+        w.seen(f"m{m}", BASE, 900, False)
+    out = w.tick(BASE + 5 * STEP)
+    assert [x.state for x in out if isinstance(x, Event)] == ["firing"]
+    got: list[tuple[int, Any]] = []
+    for m in range(2000):
+        got += [(m, x) for x in w.seen(f"m{m}", BASE + 6 * STEP, 900, False)]
+        if m == 300:  # (301 meters back, then silent again: in the outage once more)
+            w.tick(BASE + 6 * STEP + 5 * STEP)
+            assert w._feeder_back == w._count_back() == 0
+        assert w._feeder_back == w._count_back()
+    # 80 % of 2,000 back: the 1,600th meter back after the 301 went silent again
+    [(at, resolved)] = got
+    assert at == 301 + 1599
+    assert resolved.state == "resolved" and resolved.evidence["meters_back"] == 1600
+    assert w.feeder_onset is None and w._feeder_back == 0
 
 
 def _reading(meter: str, i: int, kw: float = 1.0) -> Reading:

@@ -608,6 +608,8 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float,
         console.print(f"steady stream: {rate:,.0f} readings/s, {n_sag} voltage sags ...")
         t0 = time.perf_counter()
         sched0 = stack.engine_sched()
+        svc0 = stack.services_cpu()
+        http0 = stack.db_http_stats()
         steady = 0
         behind_max = 0.0
         while i < len(msgs):
@@ -630,6 +632,8 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float,
         done, _ = stack.wait_stored(base + warm + steady, 600, label="latency")
         drain = (done - t0 - t_send) if done is not None else None
         sched1 = stack.engine_sched()
+        svc = {k: round(v - svc0.get(k, 0.0), 1) for k, v in stack.services_cpu().items()}
+        http = {k: v - http0.get(k, 0.0) for k, v in stack.db_http_stats().items()}
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(latencies) < len(published):
             time.sleep(0.2)
@@ -647,6 +651,9 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float,
         "drain_after_last_publish_s": round(drain, 1) if drain is not None else None,
         "engine_cpu_s": round(sched1[0] - sched0[0], 1),
         "engine_wait_for_cpu_s": round(sched1[1] - sched0[1], 1),
+        # the servers' CPU and the database's write requests over the same span
+        "services_cpu_s": svc, "db_write_requests": int(http.get("writeReq", 0)),
+        "db_points_written": int(http.get("pointsWrittenOK", 0)),
         "router": {"group_wait_s": 0.0, "group_interval_s": 0.0, "service_interval_s": 0.05},
         # each sag's publish time (s from the first steady publish) and its alert's delay:
         # whether the slow ones come together (a stall) or spread out (a queue)
@@ -1065,6 +1072,10 @@ def main() -> int:
         console.print(f"the engine used {lat['engine_cpu_s']} CPU-seconds and its threads "
                       f"waited {lat['engine_wait_for_cpu_s']} s for a CPU (the machine's other "
                       f"jobs) from the first steady publish until everything was stored")
+        svc, writes = lat["services_cpu_s"], max(lat["db_write_requests"], 1)
+        console.print(f"meanwhile the servers used {', '.join(f'{k} {v}' for k, v in svc.items())}"
+                      f" CPU-seconds; the database took {lat['db_write_requests']:,} write "
+                      f"requests, {lat['db_points_written'] / writes:,.0f} points a request")
     if "memory" in parts:
         mem = run_memory(args.work / "memory", args.full)
         out["memory"] = mem

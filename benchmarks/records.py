@@ -46,7 +46,12 @@
   this checkout and, with ``--against REV``, of revision ``REV``, rounds alternating, best
   of 3, with whether both stored the same load profiles.
 
-    .venv/bin/python benchmarks/records.py [--only decode|handover|path|day|first|midnight]
+* ``feeder``: a feeder outage's end in a cell's silence watch (``CellWatch``) of 5,000 and
+  of 20,000 meters: every meter silent together, then a reading of each again; the seconds
+  of Python those readings take (the outage resolved once), of this checkout and, with
+  ``--against REV``, of revision ``REV``, rounds alternating, best of 3.
+
+    .venv/bin/python benchmarks/records.py [--only decode|handover|path|day|first|midnight|feeder]
         [--against REV]
 """
 
@@ -458,6 +463,29 @@ def _first_child() -> dict[str, Any]:
     return out
 
 
+def _feeder_child() -> dict[str, Any]:
+    """One round of a feeder outage's end, in this process: a cell's silence watch of 5,000
+    and of 20,000 meters, every meter silent together (a feeder outage), then a reading of
+    each again; the seconds those readings take, and the outage resolved once."""
+    from gridwatch.models import DetectionSettings
+    from gridwatch.stream import CellWatch
+
+    out: dict[str, Any] = {}
+    base = T0.timestamp()
+    for n in (5_000, 20_000):
+        w = CellWatch(None, "C1", DetectionSettings())
+        for m in range(n):
+            w.seen(f"m{m}", base, 900, False)
+        for k in range(1, 10):
+            w.tick(base + k * 900)
+        assert w.feeder_onset is not None
+        t0 = time.perf_counter()
+        events = [e for m in range(n) for e in w.seen(f"m{m}", base + 9000, 900, False)]
+        out[f"{n:,} meters"] = time.perf_counter() - t0
+        assert [e.state for e in events] == ["resolved"]
+    return out
+
+
 #: the midnight's fleet: meters, and readings a day each (every 30 minutes)
 MIDNIGHT_METERS, MIDNIGHT_PER_DAY = 10_000, 48
 
@@ -612,6 +640,14 @@ def _export(rev: str, into: Path) -> Path:
     return into / "pkg"
 
 
+def feeder(against: str | None, rounds: int = 3) -> None:
+    print("a feeder outage's end: every meter of a cell's watch silent together, then each "
+          "reporting again:")
+    against_runs("feeder", {"5,000 meters": "s of Python, the readings back",
+                            "20,000 meters": "s of Python, the readings back"}, against,
+                 rounds)
+
+
 def path(against: str | None, rounds: int = 3) -> None:
     against_runs("path", {step: "µs per reading" for step in PATH_STEPS}, against, rounds)
 
@@ -619,11 +655,11 @@ def path(against: str | None, rounds: int = 3) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("decode", "handover", "path", "day", "first",
-                                       "midnight"))
-    ap.add_argument("--against", help="path, day, first and midnight: a git revision to run "
-                    "beside this checkout")
-    ap.add_argument("--rounds", type=int, default=3, help="path, day, first and midnight: "
-                    "rounds (alternating with --against's)")
+                                       "midnight", "feeder"))
+    ap.add_argument("--against", help="path, day, first, midnight and feeder: a git revision "
+                    "to run beside this checkout")
+    ap.add_argument("--rounds", type=int, default=3, help="path, day, first, midnight and "
+                    "feeder: rounds (alternating with --against's)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "path":
@@ -637,6 +673,9 @@ def main() -> None:
         return
     if args.child == "midnight":
         print(json.dumps(_midnight_child()))
+        return
+    if args.child == "feeder":
+        print(json.dumps(_feeder_child()))
         return
     if args.child:
         print(json.dumps(_child(args.child)))
@@ -654,6 +693,8 @@ def main() -> None:
         first(args.against, args.rounds)
     if args.only in (None, "midnight"):
         midnight(args.against, args.rounds)
+    if args.only in (None, "feeder"):
+        feeder(args.against, args.rounds)
 
 
 if __name__ == "__main__":

@@ -349,18 +349,15 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                     label=f"{shape} part {k + 1}/{len(parts)}", poll_s=0.25, since=part_ts,
                     written=partial(_metric, metrics_port, metric) if metrics_port else None,
                     written_target=written_before + n_part,
-                    on_written=ended if acked else None)
+                    on_written=ended if acked else None, until_written=acked)
                 stored = target - n_part + stored_part - part_before
                 if done is None:
                     journaled = journal_records(work / "journal")
                     raise RuntimeError(f"{shape}: only {stored - before:,} of {n:,} readings "
                                        f"stored ({journaled:,} journaled); engine alive: "
                                        f"{stack.engines_alive()}")
-                counted_s = done - t_part
-                written_at = stack.written_at
-                if acked and written_at is not None:
-                    done = written_at
-                else:
+                counted_s = (stack.counted_at or done) - t_part
+                if not at_end:  # (the interval ended at the count)
                     ended()
                 part_s = done - t_part
                 acked_s += part_s
@@ -638,10 +635,7 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float,
         done, _ = stack.wait_stored(
             base + warm + steady, 600, label="latency",
             written=partial(_metric, metrics_port, _READINGS_WRITTEN) if acked else None,
-            written_target=at_warm.get(_READINGS_WRITTEN, 0.0) + steady)
-        written_at = stack.written_at
-        if acked and written_at is not None:
-            done = written_at
+            written_target=at_warm.get(_READINGS_WRITTEN, 0.0) + steady, until_written=acked)
         drain = (done - t0 - t_send) if done is not None else None
         sched1 = stack.engine_sched()
         svc = {k: round(v - svc0.get(k, 0.0), 1) for k, v in stack.services_cpu().items()}

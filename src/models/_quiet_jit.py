@@ -1172,7 +1172,8 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
         t = rows[i, 1]
         wm = t - lateness
         if wm > next_tick:  # the ticks before the reading (CellLogic._catch_up)
-            if next_tick == -math.inf:
+            if next_tick == -math.inf:  # (the cell's first tick, which Python sets: the
+                answers[i, 0] = -1.0  # reading may still be quiet, as for PYTHON below)
                 break
             while next_tick < wm:
                 b = next_tick

@@ -175,6 +175,12 @@ def _quiet_ticks(b: float, stop: float, tick_s: float) -> int:
     return n
 
 
+def watch_interval(meta: MeterMeta | None, given_s: int | None, default_s: int) -> int:
+    """The interval the silence watch expects of a meter (s): its registry entry's, else its
+    reading's, else the configured one (the lane's kernel takes the same, ``_quiet_jit``)."""
+    return int((meta.interval_s if meta is not None else None) or given_s or default_s)
+
+
 class _Entry:
     """A registry lookup that answers one entry already looked up."""
 
@@ -254,10 +260,9 @@ class CellWatch:
         """Note a reading; a feeder-outage ``resolved`` event when its cell is back."""
         if self.cell is None and meta is not None:
             self.cell = meta.grid_cell
-        interval = (meta.interval_s if meta and meta.interval_s else None) or r.interval_s \
-            or self.settings.interval_s
         status = r.status
-        return self.seen(r.meter_id, r.ts.timestamp(), int(interval),
+        return self.seen(r.meter_id, r.ts.timestamp(),
+                         watch_interval(meta, r.interval_s, self.settings.interval_s),
                          bool(status) and MeterStatus.POWER_FAIL in status)
 
     def seen(self, meter_id: str, t: float, interval: int, power_fail: bool) -> list[Event]:
@@ -671,12 +676,12 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             meta = entries[i]
             # a reading of a meter ready for the lane was left by its kernel: not quiet, so
             # the meter need not try its quiet path again, unless the kernel left it to the
-            # Python quiet path (-1: the first reading of a local day, and a few rare cases)
-            # or stopped before it for the cell's first tick, which Python sets; any other
-            # tries it (a meter off the lane may still have quiet readings)
+            # Python quiet path (-1: the first reading of a local day, the cell's first tick,
+            # and a few rare cases); any other tries it (a meter off the lane may still have
+            # quiet readings)
             row = int(rows[i, 0])
             tried = answers is not None and row >= 0 and bool(lane.ready[row]) \
-                and answers[i, 0] >= 0 and self.next_tick != -math.inf
+                and answers[i, 0] >= 0
             self._steps_each(timed[i:i + 1], out, None, _Entry(meta),
                              quiet=not tried)  # (its row: below)
             j = slot.get(r.meter_id)
@@ -726,10 +731,9 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         slot = watch.slot
         meters = self.meters
         given: list[dict[str, Any]] | None = None
+        times: list[float] = []  # (the readings' event times, taken at the first new meter)
         if isinstance(timed, TimedFields):
             given, times = timed.fields, timed.times
-        else:
-            times = [t for t, _r in timed]
         limit = -1  # (new meters up to here: found at the first one)
         default_iv = self.settings.interval_s
         rowed: set[str] = set()
@@ -740,6 +744,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             j = slot.get(meter_id)
             if j is None:
                 if limit < 0:
+                    times = times or [t for t, _r in timed]
                     limit = self._untick_prefix(times)
                 if i >= limit:
                     continue
@@ -747,13 +752,10 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                     limit = i
                     continue
                 meta = entries[i]
-                if meta is not None:
-                    if watch.cell is None:
-                        watch.cell = meta.grid_cell
-                    iv = meta.interval_s or d.get("interval_s") or default_iv
-                else:
-                    iv = d.get("interval_s") or default_iv
-                watch.seen(meter_id, times[i], int(iv), False)
+                if meta is not None and watch.cell is None:
+                    watch.cell = meta.grid_cell
+                watch.seen(meter_id, times[i],
+                           watch_interval(meta, d.get("interval_s"), default_iv), False)
                 j = slot[meter_id]
                 state = meters.get(meter_id)
                 if state is None:
@@ -845,14 +847,11 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             meter_id = r.meter_id
             meta = meta_of(meter_id)
             # the watch's on_reading, with what the cell already knows
-            if meta is not None:
-                if watch.cell is None:
-                    watch.cell = meta.grid_cell
-                iv = meta.interval_s or r.interval_s or default_iv
-            else:
-                iv = r.interval_s or default_iv
+            if meta is not None and watch.cell is None:
+                watch.cell = meta.grid_cell
             status = r.status
-            feeder = seen(meter_id, t, int(iv), bool(status) and power_fail in status)
+            feeder = seen(meter_id, t, watch_interval(meta, r.interval_s, default_iv),
+                          bool(status) and power_fail in status)
             if feeder:
                 out.extend(feeder)
             state = meters.get(meter_id)

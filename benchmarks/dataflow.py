@@ -7,9 +7,11 @@ says as much about the neighbours as about the dataflow):
 
 * ``journal``: the simulated utility fleet (``config/fleets/utility-100k.yaml``, scaled to
   ``--meters``) for ``--intervals`` 15-minute intervals, written to a two-partition journal in
-  100-reading records groups, each grid cell's readings in one partition (the cells shared
-  out between the two by meter count, largest first: as when each process's collector hears
-  the concentrators of its own cells).
+  100-reading groups, each a batch record as the engine's collector process journals a
+  compact batch (``--records reading``: a record a reading, as before batch records; what
+  ``--against`` a revision before them needs), each grid cell's readings in one partition
+  (the cells shared out between the two by meter count, largest first: as when each
+  process's collector hears the concentrators of its own cells).
   Baselines: reading and decoding every journal record in one plain loop (the source's own
   cost), and ``MeterState.step`` over the same readings in a plain loop (the detectors' own
   cost, the floor of any flow that runs them per reading); the same loop in forked
@@ -118,11 +120,28 @@ def fleet_of(meters: int, intervals: int, cell_meters: int = FLEET_CELL_METERS) 
 
 
 # -- journal ------------------------------------------------------------------------------------
+def _records_of(buf: list[bytes], form: str) -> list[bytes]:
+    """The journal records of 100 readings' records (``encode_item``'s): as they are
+    (``reading``, a record a reading), or as the engine's collector process journals them
+    sent as one compact batch (``batch``: one record, where the code has the form)."""
+    if form == "batch":
+        from gridwatch.ingest import _journal
+
+        if hasattr(_journal, "BATCH_TAG"):
+            tag = len(_journal.READING_TAG)
+            payload = b"[" + b",".join(rec[tag:] for rec in buf) + b"]"
+            whole: list[bytes] = []
+            if _journal.compact_fields(payload, True, whole, whole=True) is not None and whole:
+                return whole
+    return buf
+
+
 def build_journal(meters: int, intervals: int, directory: Path,
-                  cell_meters: int = FLEET_CELL_METERS, *, baselines: bool = True
-                  ) -> dict[str, Any]:
+                  cell_meters: int = FLEET_CELL_METERS, *, baselines: bool = True,
+                  form: str = "batch") -> dict[str, Any]:
     """The fleet's readings in a two-partition journal under ``directory``, and (with
-    ``baselines``) the source's and the detectors' own costs over them."""
+    ``baselines``) the source's and the detectors' own costs over them; ``form``: the
+    records (:func:`_records_of`)."""
     from gridwatch.ingest import Journal
     from gridwatch.ingest._journal import encode_item
     from gridwatch.simulators import Simulation
@@ -156,19 +175,19 @@ def build_journal(meters: int, intervals: int, directory: Path,
             p = part_of[cell] if cell else zlib.crc32(r.meter_id.encode()) % 2
             bufs[p].append(encode_item(r))
             if len(bufs[p]) == 100:
-                journals[p].append(bufs[p])
+                journals[p].append(_records_of(bufs[p], form))
                 n += 100
                 bufs[p] = []
     for p, buf in enumerate(bufs):
         if buf:
-            journals[p].append(buf)
+            journals[p].append(_records_of(buf, form))
             n += len(buf)
     for j in journals:
         j.close()
     if not baselines:
         return {"meters": len(meta), "readings": n}
     # Baseline: the source's own work, records read and decoded in a plain loop.
-    from gridwatch.ingest._journal import decode_item
+    from gridwatch.ingest._journal import decode_record
 
     t0, c0 = time.perf_counter(), time.process_time()
     seen = 0
@@ -180,8 +199,7 @@ def build_journal(meters: int, intervals: int, directory: Path,
             if not recs:
                 break
             for _o, data in recs:
-                decode_item(data)
-            seen += len(recs)
+                seen += len(decode_record(data))
             off = recs[-1][0] + 1
         j.close()
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -195,7 +213,7 @@ def build_journal(meters: int, intervals: int, directory: Path,
     by_part: list[list[Any]] = []
     for p in (0, 1):
         j = Journal(directory / "journal", p, readonly=True)
-        by_part.append([decode_item(d) for _o, d in j.read(j.start_offset, 10**9)])
+        by_part.append([r for _o, d in j.read(j.start_offset, 10**9) for r in decode_record(d)])
         j.close()
     items = [r for part in by_part for r in part]
 
@@ -773,6 +791,11 @@ def main() -> None:
                     help="replay: instead of sgsc45, DAYS days of the demo fleet (five grid "
                          "cells, three customer classes), with its registry")
     ap.add_argument("--full", action="store_true", help="memory at 10^6 meters too")
+    ap.add_argument("--records", choices=["batch", "reading"], default="batch",
+                    help="the journal's records: a 100-reading batch each, as the engine's "
+                         "collector process journals compact batches (the default), or a "
+                         "reading each (as a collector with a reader in its process does; "
+                         "what --against needs for a revision that reads no batch records)")
     args = ap.parse_args()
     parts = args.only or ["flow", "replay", "memory"]
     OUT.mkdir(parents=True, exist_ok=True)
@@ -780,7 +803,7 @@ def main() -> None:
     if args.gc_pairs or args.against:  # comparisons in turns, instead of the runs below
         if "flow" in parts:
             results["journal"] = build_journal(args.meters, args.intervals, OUT / "flow",
-                                               args.cell_meters)
+                                               args.cell_meters, form=args.records)
             if args.gc_pairs:
                 print("Python's collector settings vs the engine's (frozen, 20,000):")
                 results["gc_pairs"] = pairs(OUT / "flow", args.gc_pairs,
@@ -797,7 +820,8 @@ def main() -> None:
         (OUT.parent / "dataflow.json").write_text(json.dumps(results, indent=2))
         return
     if "flow" in parts:
-        j = build_journal(args.meters, args.intervals, OUT / "flow", args.cell_meters)
+        j = build_journal(args.meters, args.intervals, OUT / "flow", args.cell_meters,
+                          form=args.records)
         results["journal"] = j
         print(f"journal: {j['readings']:,} readings of {j['meters']:,} meters in "
               f"{j['cells']} grid cells; "

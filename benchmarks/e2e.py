@@ -57,7 +57,7 @@ from _e2e_lib import (
     Subscriber,
     console,
     engine_metrics,
-    journal_records,
+    journal_readings,
     load_fleet,
     machine,
     messages_for,
@@ -126,9 +126,9 @@ def raw_rate(port: int, msgs: list[Message], tag: str) -> tuple[float, float]:
 
 def _watch_journal(journal: Path, target: int, stop: threading.Event,
                    out: list[float]) -> None:
-    """Note when the collectors have journaled ``target`` records (ingest is done)."""
+    """Note when the collectors have journaled ``target`` readings (ingest is done)."""
     while not stop.wait(0.25):
-        if journal_records(journal) >= target:
+        if journal_readings(journal) >= target:
             out.append(time.perf_counter())
             return
 
@@ -293,7 +293,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                           f"({n:,} readings): {raw_r:,.0f} readings/s")
             before = stack.stored()
             http_before = stack.db_http_stats()
-            j_before = journal_records(work / "journal")
+            j_before = journal_readings(work / "journal")
             hand_before = _handover(_scrape(metrics_port))
             journaled_at: list[float] = []
             watching = threading.Event()
@@ -352,7 +352,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                     on_written=ended if acked else None, until_written=acked)
                 stored = target - n_part + stored_part - part_before
                 if done is None:
-                    journaled = journal_records(work / "journal")
+                    journaled = journal_readings(work / "journal")
                     raise RuntimeError(f"{shape}: only {stored - before:,} of {n:,} readings "
                                        f"stored ({journaled:,} journaled); engine alive: "
                                        f"{stack.engines_alive()}")
@@ -465,7 +465,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                           + " (on 2 cores the path cannot store more than twice that a "
                           "second)")
         time.sleep(3)
-        results["journaled_total"] = journal_records(work / "journal")
+        results["journaled_total"] = journal_readings(work / "journal")
         results["stored_total"] = stack.stored()
         results["engine_alive"] = stack.engines_alive()
     finally:
@@ -830,7 +830,7 @@ def run_realtime(work: Path, seconds: float, meters_scale: int = 10,
         console.print(f"engine ready after {ready_s:.0f} s ({n_meters:,}-meter registry); "
                       f"RSS {idle_rss / 2**20:,.0f} MiB")
         base = stack.stored()
-        j_base = journal_records(work / "journal")
+        j_base = journal_readings(work / "journal")
 
         def prober() -> None:
             while not stop.is_set() or probes:
@@ -872,7 +872,7 @@ def run_realtime(work: Path, seconds: float, meters_scale: int = 10,
                         probes.append((time.perf_counter(), last["meter_id"], last["ts"], rel))
                     next_probe += 5.0
                 if rel >= next_sample:
-                    journaled = journal_records(work / "journal") - j_base
+                    journaled = journal_readings(work / "journal") - j_base
                     stored = stack.stored() - base
                     try:
                         m = engine_metrics(metrics_port)
@@ -899,7 +899,7 @@ def run_realtime(work: Path, seconds: float, meters_scale: int = 10,
         stored -= base
         drain = done - t0 - t_end if done is not None else None
         samples.append({"t_s": round(time.perf_counter() - t0, 1), "published": sent,
-                        "journaled": journal_records(work / "journal") - j_base,
+                        "journaled": journal_readings(work / "journal") - j_base,
                         "stored": stored,
                         "ingest_lag": 0, "dataflow_storage_lag": sent - stored,
                         "consumer_lag": 0, "spool_points": 0,

@@ -22,7 +22,9 @@
   ``Journal.append`` without fsync, with the dataflow's hand-over registered), the live
   journal source (``next_batch`` with metrics, reading as the collector appends: the items
   come from the hand-over; and reading 5,000 records behind the collector, as an engine
-  under load) and a replay of the same journal (every record decoded).
+  under load) and a replay of the same journal (every record decoded); then the engine's
+  process layout: the collector with no reader in its process (no objects, nothing handed
+  over; ten messages an append) and the dataflow's source reading its records as fields.
 
 * ``day``: the work of a meter's finished day, on the first 200,000 readings of sgsc45 (real
   half-hourly household load, eight meters, about 4,100 meter-days): the day's close
@@ -269,7 +271,8 @@ def handover_cpu() -> None:
 
 # -- the live path, per reading ------------------------------------------------------------------
 PATH_MSGS = 1_000  # 100-reading batches: 100,000 readings
-PATH_STEPS = ("collector", "live source", "live, behind", "replay source")
+PATH_STEPS = ("collector", "live source", "live, behind", "replay source",
+              "collector, own process", "source, as fields")
 
 
 def _path_child() -> dict[str, float]:
@@ -357,8 +360,38 @@ def _path_child() -> dict[str, float]:
         replay_s = time.perf_counter() - t0
         rpart.close()
         assert got == n
+        # The engine's process layout (``engine.collector_process``): the collector with no
+        # reader of its journal in its process (its decoder makes no objects, nothing is
+        # handed over) and the dataflow's source reading its records as fields.
+        own = Path(tmp) / "process"
+        fields_decoder = Decoder()
+        fields_decoder.objects = False
+        source = JournalSource(own, partitions=[0], follow=True, batch_size=1000,
+                               handover_items=0, as_fields=True,
+                               metrics=IngestMetrics(CollectorRegistry()))
+        part = source.build_part("in", "p0000", None)
+        got = 0
+        own_s = fields_s = 0.0
+        with Journal(own, 0, fsync=False) as journal:
+            for k in range(0, PATH_MSGS, 10):
+                t0 = time.perf_counter()
+                now = datetime.now(UTC)
+                recs = []
+                for m in msgs[k:k + 10]:
+                    result = fields_decoder.decode_message("meters/north/c1/batch", m, now)
+                    recs += result.records if result.records is not None \
+                        else encode_all(result.accepted)
+                journal.append(recs)
+                t1 = time.perf_counter()
+                while batch := part.next_batch():
+                    got += sum(map(len, batch))
+                fields_s += time.perf_counter() - t1
+                own_s += t1 - t0
+        part.close()
+        assert got == n, f"read {got} of {n} as fields"
         out = {"collector": collector_s / n * 1e6, "live source": source_s / n * 1e6,
-               "live, behind": behind_s / n * 1e6, "replay source": replay_s / n * 1e6}
+               "live, behind": behind_s / n * 1e6, "replay source": replay_s / n * 1e6,
+               "collector, own process": own_s / n * 1e6, "source, as fields": fields_s / n * 1e6}
     return out
 
 

@@ -9,7 +9,7 @@ and without storage, so that 10^6 meters take minutes rather than hours:
 1. interval 1 builds every meter's state (a meter's first reading: the costliest), read as
    the engine reads it: the interval is first written to a journal (``dataflow.py``'s
    ``build_journal``, in this process), then read back in a fresh one, 1,000 records at a
-   time, decoded by the engine's ``decode_item``.
+   time, decoded by the engine's ``decode_record``.
    **Resident memory per meter** is the process's RSS growth over it, divided by meters; the
    compiled quiet path is loaded before it, as the dataflow loads it when it is built (its
    resident size is printed apart: the process's, not its meters'). Beside it, in a third
@@ -63,7 +63,7 @@ from _e2e_lib import rss_bytes
 from gridwatch import Settings
 from gridwatch.models import Calendar
 from gridwatch.ingest import Journal
-from gridwatch.ingest._journal import decode_item
+from gridwatch.ingest._journal import decode_record
 from gridwatch.models._quiet import use_compiled
 from gridwatch.simulators import Simulation
 from gridwatch.stream import ReadingBatch
@@ -138,13 +138,13 @@ def feed(readings, limit=None):
 
 def from_journal():
     """Interval 1 as the engine reads it: the journal's records (each cell's in one of two
-    partitions), 1,000 at a time, each decoded by the engine (``decode_item``)."""
+    partitions), 1,000 at a time, each decoded by the engine (``decode_record``)."""
     for part in (0, 1):
         journal = Journal({journal!r}, part, readonly=True)
         offset = journal.start_offset
         while batch := journal.read(offset, 1000):
             for _o, data in batch:
-                yield decode_item(data)
+                yield from decode_record(data)
             offset = batch[-1][0] + 1
         journal.close()
 

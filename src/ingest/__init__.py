@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "JournalCorruptError": "_journal",
     "JournalLockedError": "_journal",
     "decode_item": "_journal",
+    "decode_record": "_journal",
     "encode_item": "_journal",
     "journal_partitions": "_journal",
     "IngestMetrics": "_metrics",
@@ -78,6 +79,7 @@ __all__ = [
     "check_readings_file",
     "decode",
     "decode_item",
+    "decode_record",
     "encode_item",
     "iter_readings_file",
     "journal_partitions",
@@ -119,6 +121,7 @@ if TYPE_CHECKING:
         JournalCorruptError,
         JournalLockedError,
         decode_item,
+        decode_record,
         encode_item,
         journal_partitions,
     )

@@ -259,22 +259,36 @@ class Collector:
         return client
 
     def _warm_up(self) -> None:
-        """Teach the decoder the readings already journaled, so redeliveries are duplicates."""
+        """Teach the decoder the last ``ingest.dedup_warm_records`` readings journaled, so
+        redeliveries are duplicates. A record holds one reading, or a message's batch of
+        them; the records that hold that many readings are found from the end back (their
+        meter ids counted in the bytes, nothing parsed), then read in order."""
         assert self.journal is not None
         want = self.settings.ingest.dedup_warm_records
-        end = self.journal.end_offset
-        offset = max(self.journal.start_offset, end - want)
+        start, end = self.journal.start_offset, self.journal.end_offset
+        offset, have = end, 0
+        while offset > start and have < want:
+            back = max(start, offset - 8_192)
+            got = self.journal.read(back, offset - back)
+            if not got:
+                break
+            for off, data in reversed(got):
+                offset = off
+                have += data.count(b'"meter_id"')
+                if have >= want:
+                    break
         while offset < end:
             batch = self.journal.read(offset, 10_000)
             if not batch:
                 break
             for off, data in batch:
-                # Only the key is needed: cheaper than validating the whole record again.
-                with contextlib.suppress(ValueError, KeyError, TypeError):
+                # Only the keys are needed: cheaper than validating the records again.
+                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
                     doc = json.loads(data)
-                    if "meter_id" in doc:
-                        self.decoder.remember_key(doc["meter_id"],
-                                                  datetime.fromisoformat(doc["ts"]))
+                    for one in doc if isinstance(doc, list) else (doc,):
+                        if "meter_id" in one:
+                            self.decoder.remember_key(one["meter_id"],
+                                                      datetime.fromisoformat(one["ts"]))
                 offset = off + 1
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -467,6 +481,7 @@ class Collector:
         self.decoder.objects = handing_over
         items: list[Any] | None = [] if handing_over else None
         letters: list[DeadLetter] = []
+        accepted = 0  # readings (a batch's record holds all of its readings)
         for m in batch:
             try:
                 result = self.decoder.decode_message(m.topic, m.payload, now)
@@ -476,6 +491,7 @@ class Collector:
                     INTERNAL_ERROR, f"decoder failed: {type(exc).__name__}: {exc}", m.payload)])
             records += result.records if result.records is not None \
                 else encode_items(result.accepted)
+            accepted += result.count
             if items is not None:
                 items += result.accepted
             letters.extend(
@@ -493,14 +509,14 @@ class Collector:
                 elif m.qos > 0:
                     stale += 1
         self._received += len(batch)
-        self._accepted += len(records)
+        self._accepted += accepted
         self._acked += acked
         self._stale += stale
         for d in letters:
             self._dead[d.reason] += 1
         lbl = self._label
         self.metrics.received.labels(lbl).inc(len(batch))
-        self.metrics.accepted.labels(lbl).inc(len(records))
+        self.metrics.accepted.labels(lbl).inc(accepted)
         self.metrics.acked.labels(lbl).inc(acked)
         for reason, n in Counter(d.reason for d in letters).items():
             self.metrics.deadlettered.labels(lbl, reason).inc(n)
@@ -549,7 +565,7 @@ class Collector:
                     since = last_log = now
                     self.metrics.journal_blocked.labels(lbl).set(1)
                     self._error = f"journal cannot be written: {exc.strerror} ({where})"
-                    log.error("journal cannot be written: %s (%s); %d readings and %d dead "
+                    log.error("journal cannot be written: %s (%s); %d records and %d dead "
                               "letters wait, unacknowledged: the broker keeps them and nothing "
                               "more is acknowledged until there is space again", exc.strerror,
                               where, len(records), len(letters))

@@ -209,7 +209,8 @@ class IngestSettings(Section):
     #: Address the metrics endpoint listens on.
     metrics_addr: str = "0.0.0.0"
     #: Accepted (meter, timestamp) keys remembered per meter to reject duplicates; the collector
-    #: rebuilds them from the last ``dedup_warm_records`` journal records at start-up.
+    #: rebuilds them at start-up from the journal records that hold the last
+    #: ``dedup_warm_records`` readings (a record holds one, or a message's batch).
     dedup_per_meter: Annotated[int, Field(ge=1, le=10_000)] = 32
     dedup_warm_records: Annotated[int, Field(ge=0)] = 500_000
     #: Publish each dead letter to ``topics.deadletter`` as well as writing it to disk.

@@ -23,7 +23,7 @@ from pydantic_core import CoreSchema, SchemaValidator
 from gridwatch._schemas import DeviceTelemetry, Reading, _check_timestamp
 from gridwatch.ingest._assemble import YEAR_2000, phases_agree, reading_of_fields
 from gridwatch.ingest._config import IngestSettings, TopicSettings
-from gridwatch.ingest._journal import compact_fields
+from gridwatch.ingest._journal import compact_fields, split_batch_record
 
 __all__ = [
     "REASONS",
@@ -371,7 +371,7 @@ class Decoder:
             result.rejected.append(Rejection(exc.reason, exc.detail, payload))
             return result
         sent: list[bytes] = []
-        given = self._compact(kind, payload, sent)
+        given = self._compact(kind, payload, sent, whole=not self.objects)
         if given is not None and sent and not self.objects:
             self._checked_fields(result, given, levels if kind == "reading" else None, now,
                                  payload, sent)
@@ -404,14 +404,16 @@ class Decoder:
         return result
 
     @staticmethod
-    def _compact(kind: str, payload: bytes, records: list[bytes]) -> list[dict[str, Any]] | None:
+    def _compact(kind: str, payload: bytes, records: list[bytes],
+                 whole: bool = False) -> list[dict[str, Any]] | None:
         """The given fields of a payload's readings in the common compact form, read by
         msgspec (:func:`compact_fields`, which puts their journal records in ``records`` when
-        it can); None for a payload not in that form."""
+        it can: with ``whole``, a batch's one record); None for a payload not in that
+        form."""
         if kind == "reading":
             return compact_fields(payload, batch=False, records=records)
         if kind == "batch" and payload[:1] == b"[":
-            return compact_fields(payload, batch=True, records=records)
+            return compact_fields(payload, batch=True, records=records, whole=whole)
         return None
 
     @staticmethod
@@ -500,6 +502,15 @@ class Decoder:
                 self._checked(result, reading_of_fields(doc), levels, now, payload, None)
         if kept:
             result.given = kept
+            if result.rejected and len(records) == 1 and len(given) > 1:
+                # A batch's one record, but not all its readings accepted: theirs apart.
+                split = split_batch_record(records[0], len(given))
+                if split is None:  # (not in the form compact_fields writes: never so)
+                    result.records = None
+                    result.accepted += map(reading_of_fields, kept)
+                    result.given = None
+                    return
+                records = split
             result.records = _accepted_records(records, result.rejected)
 
     def _latest(self, now: datetime) -> datetime:

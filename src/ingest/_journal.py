@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import operator
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Annotated, Any, BinaryIO, NotRequired, TypedDict
 
 import msgspec
+from pydantic import TypeAdapter
 
 from gridwatch._schemas import ID_PATTERN, DeviceTelemetry, MeterStatus, Reading
 from gridwatch.ingest._assemble import Stamps, built, phases_agree, reading_of_fields
@@ -42,6 +44,7 @@ __all__ = [
     "JournalLockedError",
     "RecentItems",
     "decode_item",
+    "decode_record",
     "encode_item",
     "encode_items",
     "journal_partitions",
@@ -61,6 +64,46 @@ _READ_CHUNK = 1 << 20
 #: asks for the records it still wants at the size of the records read last (a quarter
 #: more), within ``_READ_MIN`` .. ``_READ_CHUNK`` (and a record larger than that whole).
 _READ_MIN = 1 << 14
+
+
+#: The most buffers one ``os.writev`` takes (the system's IOV_MAX; 1024 on Linux).
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024)
+
+
+def _write_all(fd: int, parts: list[bytes], size: int) -> None:
+    """Write ``parts`` (``size`` bytes in all) to ``fd`` in order, gathered by ``os.writev``
+    without joining them first (a join copied every record once more), short writes
+    resumed."""
+    i = 0
+    n = len(parts)
+    while i < n:
+        chunk = parts[i:i + _IOV_MAX]
+        want = sum(map(len, chunk)) if n > _IOV_MAX else size
+        done = os.writev(fd, chunk)
+        if done == want:
+            i += len(chunk)
+            continue
+        # A short write: the rest of the part it stopped in, then on.
+        for part in chunk:
+            if done >= len(part):
+                done -= len(part)
+                i += 1
+                continue
+            view = memoryview(part)[done:]
+            while view:
+                view = view[os.write(fd, view):]
+            i += 1
+            break
+
+
+#: A read's byte budget when it has none.
+_NO_BUDGET = 1 << 62
+
+
+def _records_for(want: int, budget: int, record_bytes: int) -> int:
+    """How many records of ``record_bytes`` a read still wants: ``want``, or fewer when a
+    byte ``budget`` ends it sooner."""
+    return min(want, max(budget, 0) // record_bytes + 1)
 
 
 def _read_size(records: int, record_bytes: int) -> int:
@@ -322,7 +365,6 @@ class Journal:
                 and self.clock() - self._active_since > self.segment_age_s)
         ):
             self._roll()
-        data = b"".join(parts)
         before = self._active_size
         if items is not None:
             # Handed over before the write, so a reader that finds the records on disk at once
@@ -332,10 +374,7 @@ class Journal:
             if recent is not None:
                 recent.add(self._next, records, items)
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(self._fd, view)
-                view = view[n:]
+            _write_all(self._fd, parts, size)
             if self.fsync:
                 os.fsync(self._fd)
         except OSError:
@@ -469,23 +508,30 @@ class Journal:
             self._rfile[1].close()
             self._rfile = None
 
-    def read(self, from_offset: int, max_n: int = 1000) -> list[tuple[int, bytes]]:
-        """Up to ``max_n`` records from ``from_offset`` on, as ``(offset, payload)`` pairs.
+    def read(self, from_offset: int, max_n: int = 1000,
+             max_bytes: int | None = None) -> list[tuple[int, bytes]]:
+        """Up to ``max_n`` records from ``from_offset`` on, as ``(offset, payload)`` pairs;
+        with ``max_bytes``, no more records once their payloads hold that many bytes (at
+        least one record: a reader of batch records and reading records alike gets about as
+        many readings a read).
 
         Starts at :attr:`start_offset` when ``from_offset`` was deleted by retention. Returns
         fewer (or none) at the end of what is written.
         """
         out: list[tuple[int, bytes]] = []
         cur = self._locate(max(0, from_offset))
+        budget = [max_bytes if max_bytes is not None else _NO_BUDGET]
         while cur is not None and len(out) < max_n:
-            cur = self._read_segment(cur, max_n - len(out), out)
-            if cur is None:
+            cur = self._read_segment(cur, max_n - len(out), out, budget)
+            if cur is None or budget[0] <= 0:
                 break
         return out
 
-    def _read_segment(self, cur: _Cursor, want: int,
-                      out: list[tuple[int, bytes]]) -> _Cursor | None:
-        """Read from one segment; return the cursor to go on with, or None to stop for now."""
+    def _read_segment(self, cur: _Cursor, want: int, out: list[tuple[int, bytes]],
+                      budget: list[int]) -> _Cursor | None:
+        """Read from one segment; return the cursor to go on with, or None to stop for now.
+        ``budget[0]``: the payload bytes still wanted, lowered by what is read (at or below
+        0: enough)."""
         try:
             f = self._file(cur.base)
         except FileNotFoundError:
@@ -502,7 +548,8 @@ class Journal:
         # (as much as the records still wanted are likely to take, not a whole chunk: a read
         # of 250 records of 120 bytes copied 1 MiB and kept 30 KiB)
         size = self._record_bytes
-        buf = f.read(_read_size(want, size))
+        left = budget[0]
+        buf = f.read(_read_size(_records_for(want, left, size), size))
         got = 0
         pos = 0
         unpack = _HEADER.unpack_from
@@ -511,7 +558,7 @@ class Journal:
         append = out.append
         while got < want:
             if len(buf) - pos < HEADER_SIZE:
-                more = f.read(_read_size(want - got, size))
+                more = f.read(_read_size(_records_for(want - got, left, size), size))
                 if not more:
                     break
                 buf = buf[pos:] + more
@@ -522,7 +569,8 @@ class Journal:
             if length > MAX_RECORD_BYTES or offset != next_offset:
                 return self._bad_record(_Cursor(next_offset, base, file_pos), "header")
             if len(buf) < end:
-                more = f.read(max(_read_size(want - got, size), end - len(buf)))
+                more = f.read(max(_read_size(_records_for(want - got, left, size), size),
+                                    end - len(buf)))
                 if not more:
                     break
                 buf = buf[pos:] + more
@@ -536,10 +584,14 @@ class Journal:
             next_offset += 1
             file_pos += HEADER_SIZE + length
             pos = end
+            left -= length
+            if left <= 0:
+                break
         cur = self._cursor = _Cursor(next_offset, base, file_pos)
+        budget[0] = left
         if got:
             self._record_bytes = (file_pos - start) // got + 1
-        if got >= want:
+        if got >= want or left <= 0:
             return cur
         # End of this segment's complete records: go on in the next segment, if there is one.
         if cur.base == (self._bases[-1] if self._bases else cur.base):
@@ -598,6 +650,15 @@ _DECODE_CTX = {"max_future": timedelta.max}
 #: other record (an older journal, another writer, telemetry) is validated in full.
 READING_TAG = b" \t"
 _TAG_LEN = len(READING_TAG)
+#: The version tag of a batch record: a whole compact message of readings the collector
+#: validated and accepted, every one of them, its JSON array as it was sent (one record a
+#: message, where :data:`READING_TAG` records hold one reading each). Written where no reader
+#: in the collector's process takes its items over (:attr:`Journal.handing_over`: the
+#: hand-over keeps an item a record); read back by :func:`decode_record` and
+#: :func:`rebuild_fields` into the same readings, field for field.
+BATCH_TAG = b" \n"
+if len(BATCH_TAG) != _TAG_LEN:  # pragma: no cover
+    raise ImportError("the record tags must be of one length")
 
 _FIELDS: tuple[str, ...] = tuple(Reading.model_fields)
 #: A reading's field values in field order, from its ``__dict__``.
@@ -661,6 +722,7 @@ class _Sent(TypedDict):
 
 
 _written = msgspec.json.Decoder(_Written).decode
+_written_batch = msgspec.json.Decoder(list[_Written]).decode
 _msgspec_error = msgspec.MsgspecError
 _WHITESPACE = b" \t\n\r"  #: JSON's whitespace
 
@@ -858,6 +920,13 @@ _READING_JSON = Reading.__pydantic_serializer__.to_json
 _TELEMETRY_JSON = DeviceTelemetry.__pydantic_serializer__.to_json
 
 
+@functools.cache
+def _readings() -> TypeAdapter[list[Reading]]:
+    """A batch record's readings, validated in full (one not in the collector's form; made
+    when first needed, as such a record is rare)."""
+    return TypeAdapter(list[Reading])
+
+
 def encode_item(item: Reading | DeviceTelemetry) -> bytes:
     """The journal record of a reading or telemetry: its JSON wire form (what
     ``Reading.to_json_dict()`` gives, serialised by pydantic: the bytes of
@@ -904,10 +973,11 @@ def _rebuild(data: bytes) -> Reading | None:
 
 
 def rebuild_fields(records: Sequence[bytes]) -> list[dict[str, Any]] | None:
-    """The given fields of the reading each record of a run of tagged reading records holds,
-    each record in the form :func:`encode_item` or :func:`compact_readings` writes (each field
-    as :class:`Reading` holds it: :func:`~gridwatch.ingest._assemble.reading_of_fields` makes
-    the reading, the one :func:`decode_item` gives); None when any record is not (then the
+    """The given fields of the readings a run of tagged reading records holds, in order (a
+    :data:`READING_TAG` record's reading, a :data:`BATCH_TAG` record's readings), each record
+    in the form :func:`encode_item` or :func:`compact_fields` writes (each field as
+    :class:`Reading` holds it: :func:`~gridwatch.ingest._assemble.reading_of_fields` makes
+    the reading, the one :func:`decode_record` gives); None when any record is not (then the
     caller decodes them one by one, which says which record is what).
 
     :func:`_rebuild`'s checks, made over the whole run at once. Each record holds its tag,
@@ -916,12 +986,27 @@ def rebuild_fields(records: Sequence[bytes]) -> list[dict[str, Any]] | None:
     with as many as its fields has exactly that in each record. The tags are checked before
     anything is parsed, so a read with telemetry in it (untagged) is parsed once, record by
     record."""
-    tag, tag_len = READING_TAG, _TAG_LEN
+    tag, batch_tag, tag_len = READING_TAG, BATCH_TAG, _TAG_LEN
+    batches = 0
     for data in records:
-        if data[:tag_len] != tag:
-            return None
+        head = data[:tag_len]
+        if head != tag:
+            if head != batch_tag:
+                return None
+            batches += 1
     try:
-        docs: list[Any] = list(map(_written, records))
+        if not batches:
+            docs: list[Any] = list(map(_written, records))
+        else:
+            docs = []
+            for data in records:
+                if data[:tag_len] == tag:
+                    docs.append(_written(data))
+                else:
+                    got = _written_batch(data)
+                    if not got:
+                        return None
+                    docs += got
     except _msgspec_error:
         return None
     run = b"".join(records)
@@ -955,8 +1040,8 @@ def compact_readings(payload: bytes, batch: bool,
     return None if given is None else list(map(reading_of_fields, given))
 
 
-def compact_fields(payload: bytes, batch: bool,
-                   records: list[bytes] | None = None) -> list[dict[str, Any]] | None:
+def compact_fields(payload: bytes, batch: bool, records: list[bytes] | None = None,
+                   whole: bool = False) -> list[dict[str, Any]] | None:
     """The given fields of each reading of a payload (``batch``: a JSON array of them, else
     one JSON object) in the common compact form, each as :class:`Reading` holds it (what
     :func:`~gridwatch.ingest._assemble.reading_of_fields` takes: the reading ``Reading``'s
@@ -980,7 +1065,9 @@ def compact_fields(payload: bytes, batch: bool,
     serialiser over the reading). Only when every timestamp is in UTC (``Z``: what the
     record's reader takes as it is) and the payload splits into exactly one object a reading
     (a string holding ``},{`` would split one more); else it stays empty, and the caller
-    writes :func:`encode_item`'s records."""
+    writes :func:`encode_item`'s records. ``whole``: a batch's one record instead,
+    :data:`BATCH_TAG` and the payload as it was sent (:func:`split_batch_record` cuts it
+    into the readings' records when some of them are not accepted)."""
     if len(payload.translate(None, _NOT_COMPACT)) != len(payload):
         return None
     try:
@@ -1005,8 +1092,22 @@ def compact_fields(payload: bytes, batch: bool,
         if not phases_agree(doc):
             return None
     if records is not None and utc:
-        _records_as_sent(payload, batch, len(docs), records)
+        if whole and batch and len(payload) + _TAG_LEN <= MAX_RECORD_BYTES:
+            records.append(BATCH_TAG + payload)
+        else:
+            _records_as_sent(payload, batch, len(docs), records)
     return docs  # type: ignore[return-value]
+
+
+def split_batch_record(data: bytes, count: int) -> list[bytes] | None:
+    """The :data:`READING_TAG` records of the ``count`` readings of a batch record that
+    :func:`compact_fields` wrote (each reading's JSON object cut out of it, as sent); None
+    when it does not split into that many."""
+    if data[:_TAG_LEN] != BATCH_TAG:
+        return None
+    out: list[bytes] = []
+    _records_as_sent(data[_TAG_LEN:], True, count, out)
+    return out if len(out) == count else None
 
 
 def _records_as_sent(payload: bytes, batch: bool, count: int, records: list[bytes]
@@ -1023,6 +1124,25 @@ def _records_as_sent(payload: bytes, batch: bool, count: int, records: list[byte
     if len(parts) != count:
         return
     records.extend([tag + b"{" + part + b"}" for part in parts])
+
+
+def decode_record(data: bytes) -> list[Reading | DeviceTelemetry]:
+    """The items a journal record holds: a :data:`BATCH_TAG` record's readings, in order,
+    else :func:`decode_item`'s one item (raises as it does, ``ValueError`` or a pydantic
+    ``ValidationError``, for a record that is not what it says).
+
+    A batch record in the form :func:`compact_fields` writes is rebuilt as it was written,
+    as :func:`rebuild_fields` does; any other is validated in full, its readings as a
+    compact batch's are."""
+    if data[:_TAG_LEN] != BATCH_TAG:
+        return [decode_item(data)]
+    given = rebuild_fields([data])
+    if given is not None:
+        return list(map(reading_of_fields, given))
+    items = _readings().validate_json(data, context=_DECODE_CTX)
+    if not items:
+        raise ValueError("a batch record with no readings")
+    return items
 
 
 def decode_item(data: bytes) -> Reading | DeviceTelemetry:

@@ -40,7 +40,9 @@ class IngestMetrics:
             "gridwatch_ingest_journal_end_offset", "Next offset of the journal partition.",
             ["partition"], registry=r)
         self.consumer_lag = Gauge(
-            "gridwatch_ingest_consumer_lag", "Journal records not yet read by the dataflow.",
+            "gridwatch_ingest_consumer_lag",
+            "Journal records (a reading, or a message's batch of readings) not yet read by the "
+            "dataflow.",
             ["partition"], registry=r)
         self.handover_hits = Counter(
             "gridwatch_ingest_handover_hits",

@@ -284,9 +284,10 @@ def journal_keys(journal_dir: Path) -> Counter[tuple[str, str]]:
             offset = j.start_offset
             while batch := j.read(offset, 10_000):
                 for off, data in batch:
-                    doc = json.loads(data)
-                    ts = datetime.fromisoformat(doc["ts"]).astimezone(UTC)
-                    out[(doc.get("meter_id") or doc["device_id"], iso(ts))] += 1
+                    doc = json.loads(data)  # a reading, telemetry, or a message's batch
+                    for one in doc if isinstance(doc, list) else [doc]:
+                        ts = datetime.fromisoformat(one["ts"]).astimezone(UTC)
+                        out[(one.get("meter_id") or one["device_id"], iso(ts))] += 1
                     offset = off + 1
     return out
 

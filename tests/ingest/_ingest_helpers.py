@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gridwatch import MeterStatus
 from gridwatch._settings import Settings
-from gridwatch.ingest import Journal, decode_item, journal_partitions
+from gridwatch.ingest import Journal, decode_record, journal_partitions
 from gridwatch.ingest._config import IngestSettings, MqttSettings, TopicSettings
 
 INTERVAL = timedelta(minutes=15)
@@ -119,8 +119,8 @@ def journal_keys(journal_dir: Path) -> list[tuple[str, str]]:
             off = j.start_offset
             while batch := j.read(off, 20_000):
                 for o, data in batch:
-                    item = decode_item(data)
-                    out.append((item.meter_id, item.ts.isoformat().replace("+00:00", "Z")))
+                    for item in decode_record(data):
+                        out.append((item.meter_id, item.ts.isoformat().replace("+00:00", "Z")))
                     off = o + 1
     return out
 

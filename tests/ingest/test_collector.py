@@ -153,6 +153,34 @@ def test_restart_skips_redelivered_duplicates(fresh_mosquitto, tmp_path: Path,
     assert len(journal_keys(settings.ingest.journal_dir)) == 1
 
 
+def test_restart_warms_up_from_batch_records_by_readings(fresh_mosquitto, tmp_path: Path,
+                                                         publisher_factory) -> None:
+    """Compact batches journaled whole (a record a message): the warm-up after a restart
+    takes the records that hold the last ``dedup_warm_records`` readings, counted as
+    readings, not records: with 150, the last two batches (200 readings) are duplicates
+    when they come again, the first (beyond them) is taken."""
+    settings = make_settings(fresh_mosquitto.port, tmp_path, client_id="gw-warm-batch",
+                             dedup_warm_records=150)
+    pub = publisher_factory(fresh_mosquitto.port, client_id="pub-warm-batch")
+    batches = [json.dumps([reading_doc(i) for i in range(k * 100, k * 100 + 100)],
+                          separators=(",", ":")).encode() for k in range(3)]
+    with Collector(settings, registry=CollectorRegistry()) as c:
+        c.wait_ready(10)
+        for payload in batches:
+            pub.publish("meters/r/c1/batch", payload)
+            wait_until(lambda n=c.stats.accepted: c.stats.accepted == n + 100, 10,
+                       "the batch journaled")
+        assert c.journal is not None and c.journal.end_offset == 3  # a record a batch
+    with Collector(settings, registry=CollectorRegistry()) as c:
+        c.wait_ready(10)
+        pub.publish("meters/r/c1/batch", batches[2])
+        pub.publish("meters/r/c1/batch", batches[1])
+        wait_until(lambda: c.stats.deadlettered.get("duplicate") == 200, 10, "200 duplicates")
+        pub.publish("meters/r/c1/batch", batches[0])
+        wait_until(lambda: c.stats.accepted == 100, 10, "the first batch taken again")
+    assert len(journal_keys(settings.ingest.journal_dir)) == 400
+
+
 def test_compact_readings_are_journaled_as_sent_with_and_without_a_reader_in_the_process(
         fresh_mosquitto, tmp_path: Path, publisher_factory) -> None:
     """Compact batches and single readings journaled by a collector with no reader of its
@@ -160,11 +188,15 @@ def test_compact_readings_are_journaled_as_sent_with_and_without_a_reader_in_the
     objects), then with one (the hand-over): each record is the reading as sent and reads
     back as the reading its validation gives; the reader takes the items of what was
     appended once it came, and finds none for what was appended before."""
+    from pydantic import TypeAdapter
+
     from gridwatch import Reading
     from gridwatch.ingest._journal import (
+        BATCH_TAG,
         READING_TAG,
         Journal,
         decode_item,
+        decode_record,
         recent_items,
         release_recent_items,
     )
@@ -198,13 +230,21 @@ def test_compact_readings_are_journaled_as_sent_with_and_without_a_reader_in_the
             release_recent_items(journal_dir, 0)
     assert c.stats.deadlettered == {}
     sent = [READING_TAG + json.dumps(d, separators=(",", ":")).encode() for d in docs]
+    # Without a reader the batch is one record, the message as sent; with one, a record a
+    # reading (the hand-over keeps an item a record).
+    batch = BATCH_TAG + json.dumps(docs[:100], separators=(",", ":")).encode()
     got = [data for _, data in records]  # (each half in the order the broker delivered it)
-    assert Counter(got[:200]) == Counter(sent[:200]) and Counter(got[200:]) == Counter(sent[200:])
+    assert Counter(got[:101]) == Counter([batch, *sent[100:200]])
+    assert Counter(got[101:]) == Counter(sent[200:])
+    as_sent = TypeAdapter(list[Reading])
     for data in got:
-        back, want = decode_item(data), Reading.model_validate_json(data[len(READING_TAG):])
-        assert back == want and back.model_fields_set == want.model_fields_set
-    assert items[:200] == [None] * 200
-    assert items[200:] == [decode_item(data) for data in got[200:]]
+        back = decode_record(data)
+        want = as_sent.validate_json(data) if data.startswith(BATCH_TAG) \
+            else [Reading.model_validate_json(data[len(READING_TAG):])]
+        assert back == want
+        assert [r.model_fields_set for r in back] == [r.model_fields_set for r in want]
+    assert items[:101] == [None] * 101
+    assert items[101:] == [decode_item(data) for data in got[101:]]
 
 
 def test_second_collector_on_a_partition_is_refused(fresh_mosquitto, tmp_path: Path) -> None:

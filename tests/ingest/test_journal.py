@@ -4,6 +4,7 @@ checksums; property-based with hypothesis."""
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 from pathlib import Path
 
@@ -179,6 +180,19 @@ def test_retention_by_age_deletes_old_closed_segments(tmp_path: Path) -> None:
         assert _read_all(j)[0][0] == j.start_offset == closed[2]
 
 
+def test_an_append_of_more_records_than_one_gathered_write_takes(tmp_path: Path) -> None:
+    """Records are written by ``os.writev`` without a join, at most 1,024 buffers (512
+    records) a call: thousands in one append come back in order, across a segment's end."""
+    rng = random.Random(5)
+    batch = [rng.randbytes(rng.randint(0, 300)) for _ in range(3_000)]
+    with Journal(tmp_path, 0, segment_bytes=400_000, fsync=False) as j:
+        j.append(batch[:10])
+        assert j.append(batch[10:]) == len(batch) - 1
+        assert [p for _, p in _read_all(j, step=999)] == batch
+    with Journal(tmp_path, 0, readonly=True) as r:
+        assert [p for _, p in _read_all(r, step=1_000)] == batch
+
+
 def test_one_writer_per_partition(tmp_path: Path) -> None:
     with Journal(tmp_path, 1), pytest.raises(JournalLockedError, match="partition 1"):
         Journal(tmp_path, 1)
@@ -233,6 +247,21 @@ class JournalMachine(RuleBasedStateMachine):
     def read(self, start: int, n: int, use_reader: bool) -> None:
         j = self.reader if use_reader else self.journal
         assert j.read(start, n) == list(enumerate(self.model))[start:start + n]
+
+    @rule(start=st.integers(0, 80), n=st.integers(1, 30), budget=st.integers(0, 400),
+          use_reader=st.booleans())
+    def read_bytes(self, start: int, n: int, budget: int, use_reader: bool) -> None:
+        """A read bounded in bytes too: the records up to the one that brings their payloads
+        to ``budget`` bytes (at least one)."""
+        j = self.reader if use_reader else self.journal
+        want: list[tuple[int, bytes]] = []
+        held = 0
+        for off, rec in list(enumerate(self.model))[start:start + n]:
+            want.append((off, rec))
+            held += len(rec)
+            if held >= budget:
+                break
+        assert j.read(start, n, budget) == want
 
     @rule()
     def reopen(self) -> None:

@@ -12,17 +12,21 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from gridwatch import Reading
 from gridwatch._schemas import MeterStatus
 from gridwatch.ingest import Journal, JournalSource, decode_item, encode_item, read_deadletters
 from gridwatch.ingest._assemble import ReadingFields
 from gridwatch.ingest._journal import (
+    BATCH_TAG,
     READING_TAG,
     _rebuild,
+    compact_fields,
     compact_readings,
+    decode_record,
     rebuild_fields,
+    split_batch_record,
 )
 
 ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,20}", fullmatch=True)
@@ -190,6 +194,97 @@ def test_a_run_with_a_damaged_record_is_taken_only_as_each_record_alone(
     assert len(got) == len(records)
     for one, each in zip(got, alone, strict=True):
         _same(each, one)
+
+
+def _payload(batch: list[Reading]) -> bytes:
+    return json.dumps([r.to_json_dict() for r in batch], separators=(",", ":")).encode()
+
+
+@settings(max_examples=200, deadline=None)
+@given(runs=st.lists(st.tuples(st.lists(readings(), min_size=1, max_size=8), st.booleans()),
+                     min_size=1, max_size=5))
+def test_a_batch_record_holds_its_readings_as_the_readings_records_do(
+        runs: list[tuple[list[Reading], bool]]) -> None:
+    """A compact batch journaled whole (one :data:`BATCH_TAG` record, the payload as sent)
+    comes back as the very readings, given fields and all, that its readings' own records
+    give: alone (``decode_record``) and in a run mixed with reading records
+    (``rebuild_fields``); cut apart (``split_batch_record``), it is those records."""
+    records: list[bytes] = []
+    want: list[Reading] = []
+    for batch, whole in runs:
+        payload = _payload(batch)
+        each: list[bytes] = []
+        one: list[bytes] = []
+        if compact_fields(payload, True, each) is None:
+            records += [encode_item(r) for r in batch]  # not in the compact form
+            want += batch
+            continue
+        assert compact_fields(payload, True, one, whole=True) is not None
+        if not each:  # a timestamp not in UTC: records written anew, never whole
+            assert one == []
+            records += [encode_item(r) for r in batch]
+            want += batch
+            continue
+        assert one == [BATCH_TAG + payload]
+        assert split_batch_record(one[0], len(batch)) == each
+        alone = decode_record(one[0])
+        for got, reading in zip(alone, [r for d in each for r in decode_record(d)],
+                                strict=True):
+            _same(reading, got)
+        records += one if whole else each
+        want += batch
+    got = rebuild_readings(records)
+    assert got is not None
+    assert got == want
+    for g, w in zip(got, [r for d in records for r in decode_record(d)], strict=True):
+        _same(w, g)
+
+
+@settings(max_examples=300, deadline=None)
+@given(batch=st.lists(readings(), min_size=1, max_size=6), data=st.data())
+def test_a_damaged_batch_record_is_rejected_or_its_readings_are_well_formed(
+        batch: list[Reading], data: st.DataObject) -> None:
+    """A batch record with bytes changed, whitespace added or its array cut: never a crash,
+    never readings that validation of the same bytes would not give; a run holding it is
+    left to the records alone."""
+    payload = _payload(batch)
+    records: list[bytes] = []
+    if compact_fields(payload, True, records, whole=True) is None or not records:
+        return
+    rec = bytearray(records[0])
+    damage = data.draw(st.sampled_from(["bytes", "space", "cut"]))
+    if damage == "bytes":
+        for _ in range(data.draw(st.integers(1, 4))):
+            i = data.draw(st.integers(0, len(rec) - 1))
+            rec[i] = data.draw(st.integers(0, 255))
+    elif damage == "space":
+        i = data.draw(st.integers(len(BATCH_TAG), len(rec)))
+        rec[i:i] = data.draw(st.sampled_from([b" ", b"\t", b"\n"]))
+    else:
+        del rec[data.draw(st.integers(len(BATCH_TAG), len(rec) - 1)):]
+    damaged = bytes(rec)
+    try:
+        got = decode_record(damaged)
+    except ValueError:
+        got = None
+    try:
+        full = TypeAdapter(list[Reading]).validate_json(
+            damaged, context={"max_future": timedelta.max})
+    except ValueError:
+        full = None
+    if got is not None:
+        assert got and all(type(r) is Reading and r.ts.tzinfo is UTC for r in got)
+        if full is not None:
+            assert got == full
+    run = rebuild_readings([encode_item(batch[0]), damaged])
+    if run is not None:
+        assert got is not None and run[1:] == got
+
+
+def test_a_batch_record_of_no_readings_is_not_a_record() -> None:
+    with pytest.raises(ValueError):
+        decode_record(BATCH_TAG + b"[]")
+    assert rebuild_fields([BATCH_TAG + b"[]"]) is None
 
 
 @pytest.mark.parametrize("records", [

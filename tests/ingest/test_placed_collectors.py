@@ -43,8 +43,9 @@ def _journaled(journal_dir: Path) -> dict[int, Counter[tuple[str, str]]]:
             offset = j.start_offset
             while batch := j.read(offset, 10_000):
                 for off, data in batch:
-                    doc = json.loads(data)
-                    keys[(doc["meter_id"], _utc(doc["ts"]))] += 1
+                    doc = json.loads(data)  # a reading, or a message's batch
+                    for one in doc if isinstance(doc, list) else [doc]:
+                        keys[(one["meter_id"], _utc(one["ts"]))] += 1
                     offset = off + 1
         out[part] = keys
     return out

@@ -19,7 +19,7 @@ from _suite_helpers import wait_until
 from prometheus_client import CollectorRegistry
 
 from gridwatch import _services
-from gridwatch.ingest import Collector, Journal, decode_item
+from gridwatch.ingest import Collector, Journal, decode_record
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -30,8 +30,8 @@ def _partition_keys(journal_dir: Path, part: int) -> list[tuple[str, str]]:
     with Journal(journal_dir, part, readonly=True) as j:
         out = []
         for _, data in j.read(0, 1_000_000):
-            item = decode_item(data)
-            out.append((item.meter_id, item.ts.isoformat().replace("+00:00", "Z")))
+            for item in decode_record(data):
+                out.append((item.meter_id, item.ts.isoformat().replace("+00:00", "Z")))
         return out
 
 

@@ -399,6 +399,43 @@ def test_a_source_asked_for_fields_gives_a_read_in_the_written_form_as_one_run(
         assert [d.payload for d in read_deadletters(tmp_path / f"dead-{asked}")] == [bad]
 
 
+def test_a_source_reads_batch_records_as_their_readings_and_dead_letters_a_bad_one(
+        tmp_path: Path) -> None:
+    """Batch records beside reading records: read as fields, a read all in the written form
+    is one run of every reading; a read with a damaged batch record is decoded record by
+    record, the good records' readings kept in order, the bad one dead-lettered whole with
+    its reason; readings are counted, not records."""
+    rs = [Reading(meter_id=f"m{i}", ts=datetime(2026, 1, 1, tzinfo=UTC), kw=1.0 + i,
+                  voltage=(230.5,)) for i in range(6)]
+    whole: list[bytes] = []
+    assert compact_fields(_payload(rs[:4]), True, whole, whole=True) is not None
+    [batch] = whole
+    bad = batch.replace(b'"kw":1.0', b'"kw":1e9')  # out of range
+    with Journal(tmp_path / "journal", 0) as j:
+        j.append([batch, encode_item(rs[4])])
+        j.append([bad, batch, encode_item(rs[5])])
+    for asked in (True, False):
+        dead = tmp_path / f"dead-{asked}"
+        source = JournalSource(tmp_path / "journal", follow=False, batch_size=2,
+                               deadletter_dir=dead, as_fields=asked)
+        part = source.build_part("in", "p0000", None)
+        reads = [part.next_batch() for _ in range(3)]
+        with pytest.raises(StopIteration):
+            part.next_batch()
+        part.close()
+        if asked:  # a read all in the written form: one run
+            assert [type(x) for x in reads[0]] == [ReadingFields]
+            assert [type(x) for x in reads[2]] == [ReadingFields]
+        first, second, third = ([r for x in read for r in (
+            x.readings() if type(x) is ReadingFields else [x])] for read in reads)
+        assert first == rs[:5]
+        assert second == rs[:4]  # the bad batch's record dead-lettered, the next read whole
+        assert third == [rs[5]]
+        assert source.accepted == 10
+        assert source.rejected_by_reason == {"out_of_range": 1}
+        assert [(d.payload, d.index) for d in read_deadletters(dead)] == [(bad, 2)]
+
+
 def test_a_live_source_keeps_its_dead_letters_apart_from_the_collectors(tmp_path: Path) -> None:
     """The engine's source shares the dead-letter directory with its collector: it writes to a
     partition of its own (base + journal partition), and `journal deadletters` sees both."""

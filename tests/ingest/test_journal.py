@@ -193,6 +193,34 @@ def test_an_append_of_more_records_than_one_gathered_write_takes(tmp_path: Path)
         assert [p for _, p in _read_all(r, step=1_000)] == batch
 
 
+@settings(max_examples=200, deadline=None)
+@given(parts=st.lists(st.binary(min_size=0, max_size=40), max_size=60),
+       limits=st.lists(st.integers(0, 120), min_size=1, max_size=8),
+       iov=st.integers(1, 7))
+def test_a_gathered_write_resumes_after_short_writes(parts: list[bytes], limits: list[int],
+                                                     iov: int) -> None:
+    """``_write_all`` writes every part in order whatever ``os.writev`` takes at once: here
+    it takes at most ``limits[k]`` bytes at its k-th call (then all it is given), over
+    ``iov`` buffers a call."""
+    from unittest import mock
+
+    from gridwatch.ingest import _journal
+
+    calls = iter(limits)
+    real = os.writev
+
+    def short(fd: int, bufs: list[bytes]) -> int:
+        cap = next(calls, None)
+        data = b"".join(bufs)[:cap]
+        return real(fd, [data]) if data else 0
+
+    with mock.patch.object(_journal.os, "writev", short), \
+            mock.patch.object(_journal, "_IOV_MAX", iov), tempfile.TemporaryFile() as f:
+        _journal._write_all(f.fileno(), parts, sum(map(len, parts)))
+        f.seek(0)
+        assert f.read() == b"".join(parts)
+
+
 def test_one_writer_per_partition(tmp_path: Path) -> None:
     with Journal(tmp_path, 1), pytest.raises(JournalLockedError, match="partition 1"):
         Journal(tmp_path, 1)

@@ -69,6 +69,11 @@ _RUNS = 5  # (the runs' column of LANE_METER)
 #: a reading's row, packed as float64 (one C call a row: no tuple, no numpy conversion of
 #: nested sequences, which cost about twice as much)
 _ROW = struct.Struct(f"={_N_IN}d")
+#: a row in two: the reading's own columns (``slot`` to ``pf``) and those of its time and
+#: forecast (``cal_slot`` on), packed once for the readings that share them
+_N_HEAD = 14
+_HEAD = struct.Struct(f"={_N_HEAD}d")
+_TAIL = struct.Struct(f"={_N_IN - _N_HEAD}d")
 #: a reading the lane leaves to Python
 _PYTHON_ROW = _ROW.pack(-1.0, *(0.0,) * (_N_IN - 1))
 _NAN = math.nan
@@ -273,7 +278,6 @@ class Lane:
         info_of = cal.info
         out: list[bytes] = []
         append = out.append
-        pack = _ROW.pack
         any_lane = False
         nan = _NAN
         default_iv = c.interval_s
@@ -288,6 +292,9 @@ class Lane:
         entry = entries.append
         forecast_iv = self.forecast_iv
         known_get = known.get
+        head = _HEAD.pack
+        tail_pack = _TAIL.pack
+        plain_tail = kva_tail = b""  # (the tail of this time without a forecast, with one)
         pairs = timed.pairs() if type(timed) is TimedFields \
             else [(t, r.__dict__) for t, r in timed]
         for t, d in pairs:
@@ -313,6 +320,7 @@ class Lane:
                 if info[2] != before_day:  # (a cell's readings of one meter: a new time each)
                     before_day = info[2]
                     before = day_before(cal, before_day)
+                plain_tail = kva_tail = b""
             cap_iv = forecast_iv[j]
             if cap_iv >= 0:
                 # the interval the kernel will use, as far as it is known now (it answers
@@ -330,11 +338,17 @@ class Lane:
                     steps = forecast_steps(c, cal, t, cap_iv)
                     kept.append(steps)
                     kva_steps = (cap_iv, steps[0], steps[3], len(steps[1]))
-                forecast = kva_steps
+                    kva_tail = b""
+                if not kva_tail:
+                    kva_tail = tail_pack(info[1], info[2], *kva_steps, *before)
+                tail = kva_tail
             else:
-                forecast = _NO_FORECAST
-            append(pack(j, t, d["kw"], nan if kwh is None else kwh, r_iv or 0.0, *ph,
-                        nan if pf is None else pf, info[1], info[2], *forecast, *before))
+                if not plain_tail:
+                    plain_tail = tail_pack(info[1], info[2], *_NO_FORECAST, *before)
+                tail = plain_tail
+            append(head(j, t, d["kw"], nan if kwh is None else kwh, r_iv or 0.0, *ph,
+                        nan if pf is None else pf))
+            append(tail)  # (the row's other columns: the join puts them after its own)
             any_lane = True
         # (a bytearray: the kernel takes a writable array)
         rows = np.frombuffer(bytearray().join(out), dtype=np.float64).reshape(-1, _N_IN)

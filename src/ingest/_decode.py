@@ -23,7 +23,7 @@ from pydantic_core import CoreSchema, SchemaValidator
 from gridwatch._schemas import DeviceTelemetry, Reading, _check_timestamp
 from gridwatch.ingest._assemble import YEAR_2000, phases_agree, reading_of_fields
 from gridwatch.ingest._config import IngestSettings, TopicSettings
-from gridwatch.ingest._journal import compact_fields, split_batch_record
+from gridwatch.ingest._journal import BATCH_TAG, compact_fields, split_batch_record
 
 __all__ = [
     "REASONS",
@@ -502,15 +502,10 @@ class Decoder:
                 self._checked(result, reading_of_fields(doc), levels, now, payload, None)
         if kept:
             result.given = kept
-            if result.rejected and len(records) == 1 and len(given) > 1:
-                # A batch's one record, but not all its readings accepted: theirs apart.
-                split = split_batch_record(records[0], len(given))
-                if split is None:  # (not in the form compact_fields writes: never so)
-                    result.records = None
-                    result.accepted += map(reading_of_fields, kept)
-                    result.given = None
-                    return
-                records = split
+            if result.rejected and records[0][:len(BATCH_TAG)] == BATCH_TAG:
+                # a batch's one record, but not all its readings accepted: theirs apart
+                # (it always cuts so; were it not, the collector dead-letters the message)
+                records = split_batch_record(records[0], len(given))
             result.records = _accepted_records(records, result.rejected)
 
     def _latest(self, now: datetime) -> datetime:

@@ -1092,38 +1092,40 @@ def compact_fields(payload: bytes, batch: bool, records: list[bytes] | None = No
         if not phases_agree(doc):
             return None
     if records is not None and utc:
-        if whole and batch and len(payload) + _TAG_LEN <= MAX_RECORD_BYTES:
+        if not batch:
+            records.append(READING_TAG + payload)
+        elif whole and len(payload) + _TAG_LEN <= MAX_RECORD_BYTES:
             records.append(BATCH_TAG + payload)
         else:
-            _records_as_sent(payload, batch, len(docs), records)
+            records += _split(payload, len(docs))
     return docs  # type: ignore[return-value]
 
 
-def split_batch_record(data: bytes, count: int) -> list[bytes] | None:
+def split_batch_record(data: bytes, count: int) -> list[bytes]:
     """The :data:`READING_TAG` records of the ``count`` readings of a batch record that
-    :func:`compact_fields` wrote (each reading's JSON object cut out of it, as sent); None
-    when it does not split into that many."""
+    :func:`compact_fields` wrote, each reading's JSON object cut out of it as sent (raises
+    ``ValueError`` for anything else)."""
     if data[:_TAG_LEN] != BATCH_TAG:
-        return None
-    out: list[bytes] = []
-    _records_as_sent(data[_TAG_LEN:], True, count, out)
-    return out if len(out) == count else None
+        raise ValueError("not a batch record")
+    records = _split(data[_TAG_LEN:], count)
+    if not records:
+        raise ValueError(f"a batch record that does not split into {count} readings")
+    return records
 
 
-def _records_as_sent(payload: bytes, batch: bool, count: int, records: list[bytes]
-                     ) -> None:
-    """:func:`compact_fields`' records of a payload of ``count`` readings in the compact form
-    (no whitespace), every timestamp in UTC."""
-    tag = READING_TAG
-    if not batch:
-        records.append(tag + payload)
-        return
+def _split(payload: bytes, count: int) -> list[bytes]:
+    """The reading records of a compact batch payload of ``count`` readings, cut at each
+    ``},{`` (none when it does not cut into that many). The compact form's checks leave no
+    ``},{`` inside a reading: its identifiers are of :data:`ID_PATTERN`, its timestamps and
+    statuses have none, its other values are numbers; so a batch that
+    :func:`compact_fields` takes always cuts so."""
     if payload[:2] != b"[{" or payload[-2:] != b"}]":  # (JSON has nothing else around them)
-        return
+        return []
     parts = payload[2:-2].split(b"},{")
     if len(parts) != count:
-        return
-    records.extend([tag + b"{" + part + b"}" for part in parts])
+        return []
+    tag = READING_TAG
+    return [tag + b"{" + part + b"}" for part in parts]
 
 
 def decode_record(data: bytes) -> list[Reading | DeviceTelemetry]:

@@ -285,6 +285,10 @@ def test_a_batch_record_of_no_readings_is_not_a_record() -> None:
     with pytest.raises(ValueError):
         decode_record(BATCH_TAG + b"[]")
     assert rebuild_fields([BATCH_TAG + b"[]"]) is None
+    with pytest.raises(ValueError, match="not a batch record"):
+        split_batch_record(READING_TAG + b'{"meter_id":"m1"}', 1)
+    with pytest.raises(ValueError, match="does not split into 3 readings"):
+        split_batch_record(BATCH_TAG + b'[{"meter_id":"m1"},{"meter_id":"m2"}]', 3)
 
 
 @pytest.mark.parametrize("records", [

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from gridwatch._schemas import (
+    ID_PATTERN,
     AlertTransition,
     DeviceTelemetry,
     Event,
@@ -290,13 +291,19 @@ def to_lines(obj: StoredObject) -> list[str]:
     return [_convert(obj).line()]
 
 
-#: ``.0`` at the end of a number in a line's fields: a whole float is written as an integer
-#: literal (``kw=2``), as influxdb-client's ``Point`` writes it (line protocol reads both as a
-#: float field without the ``i`` suffix).
-_WHOLE = re.compile(r"\.0(?=,|$)").sub
+#: ``.0`` at the end of a number in the lines of readings: a whole float is written as an
+#: integer literal (``kw=2``), as influxdb-client's ``Point`` writes it (line protocol reads
+#: both as a float field without the ``i`` suffix). In a reading's line a number ends before
+#: ``,`` (the next field) or before a space and the timestamp's first digit. The meter's
+#: identifier, the only other text that could end in ``.0``, is followed by a space and a
+#: field's name (a letter), and no status holds ``.0`` or ``,``. So one pass over the lines of
+#: a batch, joined, drops exactly what a pass over each line's fields would.
+_WHOLE = re.compile(r"\.0(?=,| [0-9])").sub
 
-if any(".0" in s.value or "," in s.value for s in MeterStatus):  # pragma: no cover
-    raise ImportError("a meter status with '.0' or ',' in it would be mangled by _WHOLE")
+if any(".0" in s.value or "," in s.value or "=" in s.value for s in MeterStatus):
+    raise ImportError("a meter status with '.0', ',' or '=' would be mangled by _WHOLE")
+if any(re.fullmatch(ID_PATTERN, "a" + c) for c in ',= \t\r\n"\\'):  # pragma: no cover
+    raise ImportError("a meter identifier may need escaping in a tag: shaped lines do not")
 
 
 def _reading_format(shape: tuple[bool, bool, int, bool, bool, bool, bool, int]) -> str:
@@ -315,6 +322,74 @@ def _reading_format(shape: tuple[bool, bool, int, bool, bool, bool, bool, int]) 
 
 
 _FORMATS: dict[tuple[bool, bool, int, bool, bool, bool, bool, int], str] = {}
+#: A reading's fields a line maker writes (:func:`_line_maker`), and those it must have.
+_SERVED = frozenset(("meter_id", "ts", "kw", "kwh", "export_kwh", "voltage", "current", "pf",
+                     "freq", "interval_s"))
+_NEEDED = frozenset(("meter_id", "ts", "kw"))
+LineMaker: TypeAlias = Callable[[dict[str, Any], str], str]
+#: The line maker of a reading by the names of its given fields, in their order (None: the
+#: general way); forgotten at once when full (senders that vary their fields' order).
+_MAKERS: dict[tuple[str, ...], LineMaker | None] = {}
+_MAKERS_KEPT = 256
+_UNSEEN: Any = object()
+
+
+def _line_maker(keys: tuple[str, ...]) -> LineMaker | None:
+    """The maker of the line (``.0`` not yet dropped) of a reading whose given fields are
+    ``keys``, with no status: a function of its fields and its timestamp's text (`` ns``),
+    made once for the keys, that indexes each field and formats them all with the format of
+    the reading's phases. None for keys it does not serve (a status, a field no reading has),
+    which :func:`_general_line` then writes. A phase field given as None makes it raise
+    TypeError; a plain field given as None shows as ``=None`` in its line (the caller
+    checks)."""
+    names = set(keys)
+    if len(names) != len(keys) or not names <= _SERVED or not names >= _NEEDED:
+        return None
+    export, freq, interval, kwh, pf = (n in names for n in
+                                       ("export_kwh", "freq", "interval_s", "kwh", "pf"))
+    formats = tuple(
+        "reading,meter_id=%s "
+        + _reading_format((export, freq, c, interval, kwh, pf, False, v)) + "%s"
+        for c in range(4) for v in range(4))
+    current = 'd["current"]' if "current" in names else "()"
+    voltage = 'd["voltage"]' if "voltage" in names else "()"
+    values = ['d["meter_id"]', *(f'd["{n}"]' for n in ("export_kwh", "freq") if n in names),
+              "*c", *(f'd["{n}"]' for n in ("interval_s", "kw", "kwh", "pf") if n in names),
+              "*v", "stamp"]
+    source = (f"def line(d, stamp):\n    c = {current}\n    v = {voltage}\n"
+              f"    return formats[len(c) * 4 + len(v)] % ({', '.join(values)})\n")
+    scope: dict[str, Any] = {"formats": formats}
+    exec(source, scope)  # a source made above of the fixed field names only
+    made: LineMaker = scope["line"]
+    return made
+
+
+def _general_line(d: dict[str, Any], stamp: str) -> str:
+    """The line (``.0`` not yet dropped) of a reading of any given fields (those not given
+    or None left out): one ``%`` format a shape of reading."""
+    get = d.get
+    export, freq, interval, kwh, pf = (get("export_kwh"), get("freq"), get("interval_s"),
+                                       get("kwh"), get("pf"))
+    current, status, voltage = get("current") or (), get("status"), get("voltage") or ()
+    shape = (export is not None, freq is not None, len(current), interval is not None,
+             kwh is not None, pf is not None, bool(status), len(voltage))
+    fmt = _FORMATS.get(shape)
+    if fmt is None:
+        fmt = _FORMATS[shape] = _reading_format(shape)
+    values: list[Any] = [x for x in (export, freq) if x is not None]
+    values += current
+    if interval is not None:
+        values.append(interval)
+    values.append(d["kw"])
+    if kwh is not None:
+        values.append(kwh)
+    if pf is not None:
+        values.append(pf)
+    if status:
+        values.append(",".join(s.value for s in status).translate(_ESCAPE_STRING))
+    values += voltage
+    return ("reading,meter_id=" + d["meter_id"].translate(_ESCAPE_KEY) + " "
+            + fmt % tuple(values) + stamp)
 
 
 def reading_lines(readings: Iterable[Reading]) -> list[str]:
@@ -328,48 +403,48 @@ def field_lines(readings: Iterable[dict[str, Any]]) -> list[str]:
     ``PointRecord`` path gives (a property test checks), at a fraction of its cost: the sink
     writes one line per reading, the largest part of the engine's storage work.
 
-    One ``%`` format a shape of reading (which optional fields it has), a timestamp computed
-    once for a run of readings at the same instant, whole floats' ``.0`` dropped by one
-    substitution a line. A validated ``Reading`` has finite numbers, floats but for
-    ``interval_s`` (an int below 10^16, whose ``%r`` is the text of the same float without
-    ``.0``), and a meter id that needs no escaping beyond the tag-key rules."""
+    A reading with no status, given by its fields only (as the journal's readings come), is
+    written by the line maker of its fields' names (:func:`_line_maker`): its fields indexed
+    and formatted in one expression. Any other goes the general way (:func:`_general_line`).
+    A timestamp is computed once for a run of readings at the same instant, and whole floats'
+    ``.0`` dropped in one pass over the batch's lines. A validated ``Reading`` has finite
+    numbers, floats but for ``interval_s`` (an int below 10^16, whose ``%r`` is the text of
+    the same float without ``.0``), and a meter id that needs no escaping (checked at
+    import)."""
+    docs = readings if isinstance(readings, list) else list(readings)
     out: list[str] = []
     add = out.append
-    formats = _FORMATS
-    escape = _ESCAPE_KEY
-    whole = _WHOLE
+    makers = _MAKERS
     last: datetime | None = None
     stamp = ""
-    for d in readings:
+    for d in docs:
         ts = d["ts"]
         if ts != last:
-            delta = ts - _EPOCH
-            ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 \
-                + delta.microseconds * 1000
-            stamp = f" {ns}"
+            stamp = f" {_ns(ts)}"
             last = ts
-        get = d.get
-        export, freq, interval, kwh, pf = (get("export_kwh"), get("freq"), get("interval_s"),
-                                           get("kwh"), get("pf"))
-        current, status, voltage = get("current") or (), get("status"), get("voltage") or ()
-        shape = (export is not None, freq is not None, len(current), interval is not None,
-                 kwh is not None, pf is not None, bool(status), len(voltage))
-        fmt = formats.get(shape)
-        if fmt is None:
-            fmt = formats[shape] = _reading_format(shape)
-        values: list[Any] = [x for x in (export, freq) if x is not None]
-        values += current
-        if interval is not None:
-            values.append(interval)
-        values.append(d["kw"])
-        if kwh is not None:
-            values.append(kwh)
-        if pf is not None:
-            values.append(pf)
-        if status:
-            values.append(",".join(s.value for s in status).translate(_ESCAPE_STRING))
-        values += voltage
-        add("reading,meter_id=" + d["meter_id"].translate(escape) + " "
-            + whole("", fmt % tuple(values)) + stamp)
-    return out
+        keys = tuple(d)
+        make = makers.get(keys, _UNSEEN)
+        if make is _UNSEEN:
+            if len(makers) >= _MAKERS_KEPT:
+                makers.clear()
+            make = makers[keys] = _line_maker(keys)
+        if make is not None:
+            try:
+                add(make(d, stamp))
+                continue
+            except TypeError:  # a phase field given as None
+                pass
+        add(_general_line(d, stamp))
+    if not out:
+        return out
+    text = "\n".join(out)
+    if "=None" in text:  # a plain field given as None: the general way leaves it out
+        text = "\n".join(_general_line(d, f" {_ns(d['ts'])}") for d in docs)
+    return _WHOLE("", text).split("\n")
+
+
+def _ns(ts: datetime) -> int:
+    """Nanoseconds since the epoch of an aware time."""
+    delta = ts - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 

@@ -29,6 +29,7 @@ from gridwatch.storage import (
     to_lines,
     to_points,
 )
+from gridwatch.storage._points import field_lines
 
 # The documented layout (README, "Storage: InfluxDB"): the only tag keys each measurement may carry.
 TAG_KEYS = {
@@ -219,6 +220,27 @@ def test_the_lines_of_a_batch_of_readings_are_the_client_s(docs, ts):
     want = [line for r in readings for line in to_line_protocol(to_points(r))]
     assert reading_lines(readings) == want
     assert [line for r in readings for line in to_lines(r)] == want
+
+
+@given(docs=st.lists(st.tuples(_READING, st.sampled_from([0, 0, 1]), st.randoms()),
+                     max_size=12), ts=_TS)
+@settings(max_examples=300, deadline=None)
+def test_the_lines_of_given_fields_are_the_client_s(docs, ts):
+    """``field_lines`` of readings given by their fields only, as the journal's come (any
+    order of fields, a field given as None, statuses or none, one phase or three), writes each
+    reading's line as influxdb-client's ``Point`` does for the reading they make, in order."""
+    given, want = [], []
+    for doc, step, rnd in docs:
+        if {"voltage", "current"} <= doc.keys() and doc["voltage"] and doc["current"]:
+            doc = {**doc, "current": doc["current"][:1], "voltage": doc["voltage"][:1]}
+        doc = {**doc, "ts": ts + timedelta(minutes=15 * step)}
+        r = Reading.model_validate(doc, context={"now": datetime(2031, 1, 1, tzinfo=UTC)})
+        want += to_line_protocol(to_points(r))
+        keys = list(doc)
+        rnd.shuffle(keys)
+        given.append({k: getattr(r, k) if doc[k] is not None else None for k in keys})
+    assert field_lines(given) == want
+    assert field_lines(given) == want  # (the second time from the kept line makers)
 
 
 @given(segment=st.none() | _TEXT, summary=_TEXT, kind=st.from_regex(r"[a-z][a-z0-9_]{0,10}",

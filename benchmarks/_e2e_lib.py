@@ -450,9 +450,8 @@ class Stack:
                        "metrics_port": metrics_port, "metrics_addr": "127.0.0.1"},
             "influx": ({"api": "v1", "url": self.db.url, "database": "gridwatch"}
                        if self.store == "influxdb" else
-                       # gzip off: on loopback it costs both sides CPU and saves nothing
                        {"api": "v2", "url": self.db.url, "org": "gridwatch",
-                        "bucket": "gridwatch", "gzip": False})
+                        "bucket": "gridwatch"})
             | {"spool_dir": str(w / "spool"), "batch_size": 5000},
             "alerts": {"registry": str(registry), "routes": str(ROOT / "config/routes.yaml"),
                        "templates": str(ROOT / "config/templates"),

@@ -154,8 +154,8 @@ def fleet(intervals: int, meters: int, batch: int) -> None:
                 assert svc.proc is not None
                 pids.append(svc.proc.pid)
                 create_db(svc.url, "fleet")
-            writers = [V1Writer(InfluxSettings(api="v1", url=svc.url, database="fleet"))
-                       for svc in servers]
+            writers = [V1Writer(InfluxSettings(api="v1", url=svc.url, database="fleet",
+                                               gzip=True)) for svc in servers]
             cpu0 = [cpu_seconds(pid) for pid in pids]
             wall = [0.0, 0.0]
             for k in range(intervals):
@@ -199,7 +199,7 @@ def parallel(requests: int, intervals: int, meters: int, batch: int) -> None:
         try:
             assert svc.proc is not None
             create_db(svc.url, "fleet")
-            base = InfluxSettings(api="v1", url=svc.url, database="fleet")
+            base = InfluxSettings(api="v1", url=svc.url, database="fleet", gzip=True)
             writers = {n: ParallelWriter.of(base.model_copy(update={"write_requests": n}),
                                             V1Writer) for n in rates}
             for k in range(intervals):

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
 from gridwatch._config_base import Section, reject_placeholder
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback: ``localhost`` or
+    an address of 127.0.0.0/8 or ``::1``."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class InfluxSettings(Section):
@@ -35,7 +48,10 @@ class InfluxSettings(Section):
     #: 500 points is cut into this many parts, each written over a connection of its own at
     #: the same time (InfluxDB 1.x takes one request on one core). 1: one request at a time.
     write_requests: Annotated[int, Field(ge=1, le=16)] = 2
-    gzip: bool = True
+    #: Compress request bodies. None (the default): compress unless the database is on this
+    #: machine (a loopback host: ``localhost``, 127.0.0.0/8, ``::1``), where compressing costs
+    #: the engine and the database CPU and saves nothing (docs/storage.md).
+    gzip: bool | None = None
     spool_dir: Path = Path("spool")
     spool_max_bytes: Annotated[int, Field(ge=0)] = 1024 * 1024 * 1024
     #: fsync every spool segment (turn off only on throw-away test machines).
@@ -48,6 +64,13 @@ class InfluxSettings(Section):
     drain_budget_ms: Annotated[int, Field(ge=1)] = 2000
 
     _no_placeholder = field_validator("token", "password")(reject_placeholder)
+
+    @property
+    def compress(self) -> bool:
+        """Whether request bodies are compressed (``gzip``, or its default for the url)."""
+        if self.gzip is not None:
+            return self.gzip
+        return not is_loopback(urlsplit(self.url).hostname or "")
 
     @field_validator("url")
     @classmethod

@@ -173,7 +173,7 @@ def _classify(status: int, message: str, retry_after: str | None,
 
 class V2Writer:
     """influxdb-client's synchronous write API (``/api/v2/write``: InfluxDB 2.x, 3.x, 1.8+,
-    VictoriaMetrics) with org, bucket and token; gzip when ``settings.gzip``."""
+    VictoriaMetrics) with org, bucket and token; gzip when ``settings.compress``."""
 
     def __init__(self, settings: InfluxSettings) -> None:
         token = settings.token.get_secret_value() if settings.token is not None else ""
@@ -185,7 +185,7 @@ class V2Writer:
         self._org = settings.org
         self._client = InfluxDBClient(
             url=settings.url, token=token, org=settings.org, timeout=settings.timeout_ms,
-            enable_gzip=settings.gzip, retries=False,
+            enable_gzip=settings.compress, retries=False,
         )
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
 
@@ -231,7 +231,7 @@ class V1Writer:
         if settings.retention_policy:
             self._params["rp"] = settings.retention_policy
         self._timeout = settings.timeout_ms / 1000
-        self._gzip = settings.gzip
+        self._gzip = settings.compress
         self._session = influx_session(settings)
 
     def write(self, points: Sequence[Point | str]) -> None:

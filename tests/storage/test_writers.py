@@ -30,6 +30,19 @@ def test_build_writer_follows_api(v1_settings, v2_settings):
     assert isinstance(build_writer(v2_settings()), PointWriter)
 
 
+@pytest.mark.parametrize(("url", "gzip", "compressed"), [
+    ("http://127.0.0.1:8086", None, False), ("http://127.8.9.1:8086", None, False),
+    ("http://localhost:8086", None, False), ("http://[::1]:8086", None, False),
+    ("https://influx.example.org", None, True), ("http://10.1.2.3:8086", None, True),
+    ("http://db:8086", None, True), ("http://127.0.0.1:8086", True, True),
+    ("https://influx.example.org", False, False)])
+def test_request_bodies_are_compressed_unless_the_database_is_on_this_machine(url, gzip,
+                                                                             compressed):
+    from gridwatch.storage._config import InfluxSettings
+
+    assert InfluxSettings(url=url, gzip=gzip).compress is compressed
+
+
 @pytest.mark.parametrize("gzip", [True, False])
 def test_v1_writes_every_measurement_with_documented_tags(v1_settings, influxdb, gzip):
     s = v1_settings(gzip=gzip)

@@ -9,7 +9,8 @@ on a machine that runs the engine and its database side by side, that is CPU the
 not get). Each database or measurement prefix is fresh per
 run, so no run overwrites another's points. The conversion of value objects to line protocol is
 timed apart: the sink's path for a batch (``reading_lines``) and a reading at a time
-(``to_lines``) beside influxdb-client's ``Point``.
+(``to_lines``) beside influxdb-client's ``Point``, and readings given by their fields (as the
+journal's come) through ``field_lines``' line makers beside the general way, in turns.
 
     .venv/bin/python benchmarks/storage.py            # about a minute
     .venv/bin/python benchmarks/storage.py --points 50000 --repeat 1
@@ -61,6 +62,7 @@ from gridwatch.storage import (
     to_lines,
     to_points,
 )
+from gridwatch.storage._points import _WHOLE, _general_line, _ns, field_lines
 
 
 def readings(n: int, meters: int) -> list[Reading]:
@@ -253,13 +255,29 @@ def main() -> None:
     lines = reading_lines(objs)
     lines_s = time.perf_counter() - t
     assert lines == via_points == each
+    # the readings as the journal's come to the sink: their given fields only, no objects
+    given = [{k: getattr(r, k) for k in ("meter_id", "ts", "kw", "kwh", "voltage", "pf",
+                                         "interval_s")} for r in objs]
+    fields_s = general_s = float("inf")
+    for _ in range(args.repeat):  # (in turns: the line makers, then the general way)
+        t = time.perf_counter()
+        made = field_lines(given)
+        fields_s = min(fields_s, time.perf_counter() - t)
+        t = time.perf_counter()
+        general = _WHOLE("", "\n".join(_general_line(d, f" {_ns(d['ts'])}")
+                                       for d in given)).split("\n")
+        general_s = min(general_s, time.perf_counter() - t)
+    assert made == general == lines
     print(f"{args.points} readings of {args.meters} meters, batches of {args.batch}, "
           f"best of {args.repeat}")
-    print(f"conversion: reading_lines (the sink's path for a batch) "
+    print(f"conversion: reading_lines (the sink's path for a batch of reading objects) "
           f"{args.points / lines_s:,.0f} points/s, to_lines a reading at a time "
           f"{args.points / each_s:,.0f}, influxdb_client.Point (to_points + "
           f"to_line_protocol) {args.points / points_s:,.0f} points/s; ratio to Point "
           f"{points_s / lines_s:.1f}")
+    print(f"conversion of given fields (the journal's readings): field_lines' line makers "
+          f"{fields_s / args.points * 1e6:.2f} µs a reading, the general way "
+          f"{general_s / args.points * 1e6:.2f} µs: {general_s / fields_s:.2f}x")
     chunks = batches(lines, args.batch)
 
     with tempfile.TemporaryDirectory(prefix="gridwatch-bench-") as tmp:

@@ -179,8 +179,9 @@ class MeterFacts:
 
     def industrial(self, b: ReadingBatch) -> list[Reading]:
         """The readings of industrial customers in ``b``, in order. Without a registry no
-        meter is known to be an industrial customer's: none, at once."""
-        if self._never:
+        meter is known to be an industrial customer's: none, at once; nor in a batch the
+        grouping found plain (every meter known, none industrial: ``ReadingBatch.plain``)."""
+        if self._never or b.plain:
             return []
         meter_ids = b.meter_ids()
         if not meter_ids:

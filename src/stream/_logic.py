@@ -507,7 +507,17 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         their fields stay so (:class:`TimedFields`), made only where the lane leaves them."""
         given = batch.given
         if given is not None:
-            times = [f["ts"].timestamp() for f in given]
+            # (a batch's readings share a few times: each computed once for a run of them)
+            times: list[float] = []
+            add = times.append
+            last: Any = None
+            t = 0.0
+            for f in given:
+                ts = f["ts"]
+                if ts != last:
+                    last = ts
+                    t = ts.timestamp()
+                add(t)
             return TimedFields(given, times), times
         readings = batch.readings
         times = [r.ts.timestamp() for r in readings]

@@ -63,7 +63,7 @@ class ReadingBatch:
     entered the engine).
     """
 
-    __slots__ = ("_readings", "_wire", "given", "key", "part")
+    __slots__ = ("_readings", "_wire", "given", "key", "part", "plain")
 
     def __init__(self, key: str, readings: tuple[Reading, ...], part: str = "") -> None:
         self.key = key
@@ -72,6 +72,10 @@ class ReadingBatch:
         #: the readings' given fields, when the batch was made of them
         self.given: list[dict[str, Any]] | None = None
         self._wire: bytes | None = None
+        #: True when the grouping found every reading's meter known to the registry and none
+        #: an industrial customer's (``MeterFacts``, as the batch was made): no industrial
+        #: readings to look for. Not carried across processes.
+        self.plain = False
 
     @classmethod
     def of_fields(cls, key: str, given: list[dict[str, Any]], part: str = "") -> ReadingBatch:
@@ -79,6 +83,7 @@ class ReadingBatch:
         batch = cls.__new__(cls)
         batch.key, batch.part, batch._readings, batch.given = key, part, None, given
         batch._wire = None
+        batch.plain = False
         return batch
 
     @property
@@ -232,19 +237,48 @@ def _group(items: list[Any], part: str, key_of: Callable[[Reading], str],
 def _group_fields(given: list[dict[str, Any]], part: str, key_of: Callable[[Reading], str],
                   of_meter: Callable[[str], str], announced: set[str], newest: float
                   ) -> tuple[list[Any], float]:
-    """:func:`_group` of readings given as their fields: batches of fields, no objects."""
+    """:func:`_group` of readings given as their fields: batches of fields, no objects.
+
+    With kept facts (``key_of.known``: meter id → its watch key and whether it is an
+    industrial customer's, as :class:`~gridwatch.stream._flow.MeterFacts` keeps them) a
+    batch whose meters were all known and none industrial is marked
+    :attr:`ReadingBatch.plain`."""
     _check(key_of)
     groups: dict[str, list[dict[str, Any]]] = {}
     get = groups.get
-    for f in given:
-        key = of_meter(f["meter_id"])
-        group = get(key)
-        if group is None:
-            groups[key] = [f]
-        else:
-            group.append(f)
+    known: dict[str, tuple[str, bool]] | None = getattr(key_of, "known", None)
+    mixed: set[str] = set()  # the groups with a meter unknown or an industrial customer's
+    if known is None:
+        for f in given:
+            key = of_meter(f["meter_id"])
+            group = get(key)
+            if group is None:
+                groups[key] = [f]
+            else:
+                group.append(f)
+    else:
+        kept_get = known.get
+        for f in given:
+            meter_id = f["meter_id"]
+            kept = kept_get(meter_id)
+            if kept is None:
+                key = of_meter(meter_id)
+                mixed.add(key)
+            else:
+                key = kept[0]
+                if kept[1]:
+                    mixed.add(key)
+            group = get(key)
+            if group is None:
+                groups[key] = [f]
+            else:
+                group.append(f)
     ts = max(f["ts"] for f in given).timestamp()  # (checked: all in UTC)
-    out: list[Any] = [ReadingBatch.of_fields(k, fs, part) for k, fs in groups.items()]
+    out: list[Any] = []
+    for k, fs in groups.items():
+        batch = ReadingBatch.of_fields(k, fs, part)
+        batch.plain = known is not None and k not in mixed
+        out.append(batch)
     return _summary(out, groups, part, ts, announced, newest)
 
 

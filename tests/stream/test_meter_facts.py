@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridwatch._schemas import MeterMeta, Reading
+from gridwatch.ingest._assemble import ReadingFields
 from gridwatch.models import Calendar, DetectionSettings
 from gridwatch.stream import Placement, ReadingBatch, Watermark
 from gridwatch.stream._flow import MeterFacts, meta_lookup, watch_key
@@ -161,11 +162,40 @@ def test_grouping_with_kept_facts_is_a_lookup_per_reading(batches):
         got, newest = _group(items, "p0", facts, announced, newest)
         want, newest_naive = naive_group(items, fresh_key, announced_naive, newest_naive)
         assert got == want and newest == newest_naive
-        for b in got:
+        # the same readings as the journal's come (their fields: the grouping marks plain
+        # batches, which have no industrial readings to look for)
+        given = [{"meter_id": r.meter_id, "ts": r.ts, "kw": r.kw} for r in items]
+        as_fields, _ = _group([ReadingFields(given)], "p0", facts, set(), -math.inf) \
+            if items else ([], 0.0)
+        assert [x for x in as_fields if isinstance(x, ReadingBatch)] == \
+            [x for x in got if isinstance(x, ReadingBatch)]
+        for b in [*got, *as_fields]:
             if isinstance(b, ReadingBatch):
                 want_ind = [r for r in b.readings if (m := registry.get(r.meter_id))
                             and m.customer_id and m.customer_class == "industrial"]
                 assert facts.industrial(b) == want_ind
+                assert not (b.plain and want_ind)
+
+
+def test_a_batch_of_fields_of_known_meters_none_industrial_is_plain():
+    registry = {"a": meta("a"), "b": meta("b"), "i": meta("i", klass="industrial")}
+    facts = MeterFacts(registry.get)
+
+    def grouped(meters: list[str]) -> ReadingBatch:
+        given = [{"meter_id": m, "ts": T0, "kw": 1.0} for m in meters]
+        [b] = [x for x in _group([ReadingFields(given)], "p0", facts, set(), -math.inf)[0]
+               if isinstance(x, ReadingBatch)]
+        return b
+
+    assert not grouped(["a", "b"]).plain  # (first sight: not yet known when grouped)
+    plain = grouped(["a", "b", "a"])
+    assert plain.plain and facts.industrial(plain) == []
+    with_industrial = grouped(["a", "i"])
+    assert not with_industrial.plain
+    assert [r.meter_id for r in facts.industrial(with_industrial)] == ["i"]
+    assert grouped(["a", "i"]).plain is False  # (known now, and industrial)
+    assert not grouped(["x"]).plain and not grouped(["x"]).plain  # unknown: looked up again
+    assert not batch(["a", "b"]).plain  # reading objects: no mark, looked at as before
 
 
 def test_industrial_of_keeps_the_order_across_batches():

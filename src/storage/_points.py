@@ -329,7 +329,9 @@ _SERVED = frozenset(("meter_id", "ts", "kw", "kwh", "export_kwh", "voltage", "cu
 _NEEDED = frozenset(("meter_id", "ts", "kw"))
 LineMaker: TypeAlias = Callable[[dict[str, Any], str], str]
 #: The line maker of a reading by the names of its given fields, in their order (None: the
-#: general way); forgotten at once when full (senders that vary their fields' order).
+#: general way). At most ``_MAKERS_KEPT`` are made: a sender's firmware keeps one order of
+#: fields, and the readings of orders beyond them (senders that shuffle their fields) go the
+#: general way rather than make a function each.
 _MAKERS: dict[tuple[str, ...], LineMaker | None] = {}
 _MAKERS_KEPT = 256
 _UNSEEN: Any = object()
@@ -426,9 +428,9 @@ def field_lines(readings: Iterable[dict[str, Any]]) -> list[str]:
         keys = tuple(d)
         make = makers.get(keys, _UNSEEN)
         if make is _UNSEEN:
-            if len(makers) >= _MAKERS_KEPT:
-                makers.clear()
-            make = makers[keys] = _line_maker(keys)
+            make = None
+            if len(makers) < _MAKERS_KEPT:
+                make = makers[keys] = _line_maker(keys)
         if make is not None:
             try:
                 add(make(d, stamp))

@@ -243,6 +243,23 @@ def test_the_lines_of_given_fields_are_the_client_s(docs, ts):
     assert field_lines(given) == want  # (the second time from the kept line makers)
 
 
+def test_fields_in_orders_beyond_the_kept_makers_go_the_general_way(monkeypatch):
+    """A sender that shuffles its fields makes no function a message: beyond the kept line
+    makers, its readings are written the general way, to the same lines."""
+    from itertools import permutations
+
+    from gridwatch.storage import _points
+
+    monkeypatch.setattr(_points, "_MAKERS", {})
+    monkeypatch.setattr(_points, "_MAKERS_KEPT", 3)
+    r = Reading(meter_id="m-1", ts=T0, kw=2.0, kwh=10.5, pf=0.9, voltage=(230.0,))
+    want = to_line_protocol(to_points(r))
+    names = ("meter_id", "ts", "kw", "kwh", "pf", "voltage")
+    for order in list(permutations(names))[:8]:
+        assert field_lines([{k: getattr(r, k) for k in order}]) == want
+    assert len(_points._MAKERS) == 3
+
+
 @given(segment=st.none() | _TEXT, summary=_TEXT, kind=st.from_regex(r"[a-z][a-z0-9_]{0,10}",
        fullmatch=True), evidence=st.dictionaries(
            st.from_regex(r"[a-z][a-z_ =,]{0,8}", fullmatch=True),

@@ -62,7 +62,7 @@ from gridwatch.storage import (
     to_lines,
     to_points,
 )
-from gridwatch.storage._points import _WHOLE, _general_line, _ns, field_lines
+from gridwatch.storage._points import field_lines, general_lines
 
 
 def readings(n: int, meters: int) -> list[Reading]:
@@ -264,8 +264,7 @@ def main() -> None:
         made = field_lines(given)
         fields_s = min(fields_s, time.perf_counter() - t)
         t = time.perf_counter()
-        general = _WHOLE("", "\n".join(_general_line(d, f" {_ns(d['ts'])}")
-                                       for d in given)).split("\n")
+        general = general_lines(given)
         general_s = min(general_s, time.perf_counter() - t)
     assert made == general == lines
     print(f"{args.points} readings of {args.meters} meters, batches of {args.batch}, "

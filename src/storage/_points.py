@@ -442,8 +442,15 @@ def field_lines(readings: Iterable[dict[str, Any]]) -> list[str]:
         return out
     text = "\n".join(out)
     if "=None" in text:  # a plain field given as None: the general way leaves it out
-        text = "\n".join(_general_line(d, f" {_ns(d['ts'])}") for d in docs)
+        return general_lines(docs)
     return _WHOLE("", text).split("\n")
+
+
+def general_lines(docs: Iterable[dict[str, Any]]) -> list[str]:
+    """:func:`field_lines` of readings given by their fields, every one the general way
+    (:func:`_general_line`), with no line maker: the same lines."""
+    text = "\n".join(_general_line(d, f" {_ns(d['ts'])}") for d in docs)
+    return _WHOLE("", text).split("\n") if text else []
 
 
 def _ns(ts: datetime) -> int:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from bytewax.inputs import (
@@ -234,6 +235,10 @@ def _group(items: list[Any], part: str, key_of: Callable[[Reading], str],
     return _summary(out, groups, part, ts, announced, newest)
 
 
+#: No kept facts (a ``key_of`` that keeps none): every meter looked up as unknown.
+_NO_FACTS: Mapping[str, tuple[str, bool]] = MappingProxyType({})
+
+
 def _group_fields(given: list[dict[str, Any]], part: str, key_of: Callable[[Reading], str],
                   of_meter: Callable[[str], str], announced: set[str], newest: float
                   ) -> tuple[list[Any], float]:
@@ -246,38 +251,29 @@ def _group_fields(given: list[dict[str, Any]], part: str, key_of: Callable[[Read
     _check(key_of)
     groups: dict[str, list[dict[str, Any]]] = {}
     get = groups.get
-    known: dict[str, tuple[str, bool]] | None = getattr(key_of, "known", None)
+    # (without kept facts every meter counts as unknown: no batch is plain)
+    kept_get = getattr(key_of, "known", _NO_FACTS).get
     mixed: set[str] = set()  # the groups with a meter unknown or an industrial customer's
-    if known is None:
-        for f in given:
-            key = of_meter(f["meter_id"])
-            group = get(key)
-            if group is None:
-                groups[key] = [f]
-            else:
-                group.append(f)
-    else:
-        kept_get = known.get
-        for f in given:
-            meter_id = f["meter_id"]
-            kept = kept_get(meter_id)
-            if kept is None:
-                key = of_meter(meter_id)
+    for f in given:
+        meter_id = f["meter_id"]
+        kept = kept_get(meter_id)
+        if kept is None:
+            key = of_meter(meter_id)
+            mixed.add(key)
+        else:
+            key = kept[0]
+            if kept[1]:
                 mixed.add(key)
-            else:
-                key = kept[0]
-                if kept[1]:
-                    mixed.add(key)
-            group = get(key)
-            if group is None:
-                groups[key] = [f]
-            else:
-                group.append(f)
+        group = get(key)
+        if group is None:
+            groups[key] = [f]
+        else:
+            group.append(f)
     ts = max(f["ts"] for f in given).timestamp()  # (checked: all in UTC)
     out: list[Any] = []
     for k, fs in groups.items():
         batch = ReadingBatch.of_fields(k, fs, part)
-        batch.plain = known is not None and k not in mixed
+        batch.plain = k not in mixed
         out.append(batch)
     return _summary(out, groups, part, ts, announced, newest)
 

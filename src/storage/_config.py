@@ -60,6 +60,10 @@ class InfluxSettings(Section):
     #: a server's Retry-After overrides it. Meanwhile points go to the spool (no sleep).
     retry_initial_ms: Annotated[int, Field(ge=0)] = 1000
     retry_max_ms: Annotated[int, Field(ge=0)] = 30_000
+    #: At an epoch's end, how long the dataflow waits for the background writer to store
+    #: what it was handed before it spools the rest (fsynced) and goes on; the spooled points
+    #: are written soon after, oldest first. 0: never wait for the database.
+    snapshot_wait_ms: Annotated[int, Field(ge=0)] = 100
     #: How long one ``write_batch`` may spend draining a spool backlog before it returns.
     drain_budget_ms: Annotated[int, Field(ge=1)] = 2000
 

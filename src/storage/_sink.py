@@ -24,9 +24,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from operator import methodcaller
@@ -97,6 +97,10 @@ class StorageMetrics:
         self.spool_points = Gauge(
             "gridwatch_storage_spool_points", "Points waiting in the on-disk spool.", ["worker"],
             registry=r)
+        self.spilled = Counter(
+            "gridwatch_storage_epoch_spooled_points",
+            "Points spooled at an epoch's end because the background writer had not written "
+            "them yet (written from the spool soon after).", ["worker"], registry=r)
         self.blocked = Gauge(
             "gridwatch_storage_blocked",
             "1 while the spool is full and the sink holds the dataflow back until the server "
@@ -136,6 +140,15 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
         self._full_since: float | None = None
         self._last_full_log = float("-inf")
         self._sleep = sleep
+        #: Taken by a thread that spills while another writes (:meth:`spill`), and by the
+        #: writing thread to spool a batch; ``current_copied`` marks that the batch being
+        #: written is already spooled, in order, by such a spill.
+        self.hold_lock = threading.Lock()
+        self.current_copied = False
+        #: the batch being written is already spooled (what it did not send), so a spill
+        #: needs no copy of it
+        self.current_spooled = False
+        self._left_to_copy = False
         self.written = 0
         #: of them, points of the reading measurement
         self.readings_written = 0
@@ -151,7 +164,12 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
 
     def write_batch(self, items: list[Any]) -> None:
         """Convert, write synchronously (or spool), and return."""
-        lines = self._convert(items)
+        self.write_lines(self.lines_of(items))
+
+    # -- public helpers --------------------------------------------------------------------
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Write line protocol synchronously (or spool it), and return."""
         now = self._clock()
         if not len(self.spool) and now >= self._backoff_until:
             self._write_direct(lines, now)
@@ -166,7 +184,30 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
         self.flush()
         self._writer.close()
 
-    # -- public helpers --------------------------------------------------------------------
+    def spill(self, lines: list[str]) -> list[int] | None:
+        """Append ``lines`` to the spool (fsynced) from another thread than the one writing,
+        holding :attr:`hold_lock`, in segments of ``batch_size``; the ids of the segments, for
+        :meth:`Spool.remove`, or None (and nothing kept) when the spool has no room for all of
+        them."""
+        seqs: list[int] = []
+        for start in range(0, len(lines), self._batch):
+            seq = self.spool.add(lines[start:start + self._batch])
+            if seq is None:
+                self.spool.remove(seqs)
+                return None
+            seqs.append(seq)
+        self._metrics.spilled.labels(self._worker).inc(len(lines))
+        self._gauges()
+        return seqs
+
+    def finish_current(self) -> bool:
+        """After ``write_lines``, in the thread that writes, holding :attr:`hold_lock`:
+        whether some of those lines were not stored and left to the copy another thread
+        spilled (:attr:`current_copied`), so the copy must stay in the spool. Clears the
+        mark."""
+        kept = self._left_to_copy
+        self.current_copied = self.current_spooled = self._left_to_copy = False
+        return kept
 
     def poll(self) -> None:
         """Drain the spool if it is due (the backoff is over, or held points have waited
@@ -187,7 +228,9 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
 
     # -- internals -------------------------------------------------------------------------
 
-    def _convert(self, items: Sequence[Any]) -> list[str]:
+    def lines_of(self, items: Sequence[Any]) -> list[str]:
+        """The line protocol of the items (value objects, reading batches, points, lines);
+        items it cannot store are counted."""
         lines: list[str] = []
         for item in items:
             obj = item
@@ -229,7 +272,7 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
     def _hold(self, lines: list[str], now: float) -> None:
         for start in range(0, len(lines), self._batch):
             chunk = lines[start:start + self._batch]
-            while not self.spool.append(chunk):
+            while not self._append_held(chunk, last=start + self._batch >= len(lines)):
                 if not len(self.spool) and self._clock() >= self._backoff_until \
                         and self._send(chunk):
                     break  # larger than the whole spool: written directly instead
@@ -242,6 +285,21 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
                             self._clock() - self._full_since)
                 self._full_since = None
                 self._metrics.blocked.labels(self._worker).set(0)
+
+    def _append_held(self, chunk: list[str], *, last: bool) -> bool:
+        """Spool lines of the batch being written (``last``: its last ones, so all of it is
+        now written or spooled); False when there is no room. When another thread has
+        already spilled a copy of that batch (:attr:`current_copied`), ahead of the newer
+        points it spilled, the copy holds them in their place: appending them again, behind
+        those newer points, would write older values over newer ones."""
+        with self.hold_lock:
+            if self.current_copied:
+                self._left_to_copy = True
+                return True
+            if not self.spool.append(chunk):
+                return False
+            self.current_spooled = self.current_spooled or last
+            return True
 
     def _wait_for_room(self) -> None:
         """Backpressure: the spool is full, so hold the dataflow until the server has taken
@@ -384,8 +442,14 @@ class StorageWriterError(RuntimeError):
     whose points were not yet written or spooled is not committed)."""
 
 
-_BARRIER = object()
-_STOP = object()
+def _points_in(item: Any) -> int:
+    """About how many points an item of the sink makes (a reading batch's readings)."""
+    given = getattr(item, "given", None)
+    if given is not None:
+        return len(given)
+    if hasattr(type(item), "readings") and hasattr(item, "fields"):
+        return len(item.readings)
+    return 1
 
 
 class PipelinedPartition(StatefulSinkPartition[Any, None]):
@@ -394,24 +458,41 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
 
     ``write_batch`` hands the items to a bounded queue of ``queue_batches`` batches and
     returns. ``snapshot()`` — which bytewax calls at the end of every epoch in which the
-    partition got items, with or without recovery, before the epoch is committed — waits until
-    every item handed over so far is written, spooled or dead-lettered. So an epoch is only
+    partition got items, with or without recovery, before the epoch is committed — returns
+    once every item handed over so far is written, spooled or dead-lettered: it waits up to
+    ``snapshot_wait_s`` for the writer, and then spools (fsynced) what the writer has not
+    written yet, so the dataflow does not wait for a database that is busy. So an epoch is only
     committed once its points are safe, and a crash redoes at most the epoch in flight (points
-    are idempotent, so rewriting them is harmless).
+    are idempotent, so rewriting them is harmless). The spooled points are written from the
+    spool, oldest first, before newer ones; a copy of the batch the writer was sending is
+    dropped from the spool when that request succeeds, so no point is written twice.
 
-    Backpressure: bytewax cannot ask a sink to retry later, so when the writer falls behind
-    (the server is slow, or the spool is full and the core waits for room) the queue fills and
-    ``write_batch`` waits for a free slot; the wait is logged and shown as
-    ``gridwatch_storage_blocked``. While no points come, the writer polls the spool every
-    ``poll_s`` seconds, so a backlog drains on its own when the server comes back; ``close()``
-    (a clean end) writes what is left, within the drain budget.
+    Backpressure: bytewax cannot ask a sink to retry later. When the writer falls a whole
+    queue behind (the server is slow), ``write_batch`` spools what the writer holds, as at an
+    epoch's end, rather than wait for the database; only when the spool has no room either
+    does it wait for the writer, logged and shown as ``gridwatch_storage_blocked``. While no
+    points come, the writer polls the spool every ``poll_s`` seconds, so a backlog drains on
+    its own when the server comes back; ``close()`` (a clean end) writes what is left, within
+    the drain budget.
     """
 
     def __init__(self, core: InfluxSinkPartition, *, queue_batches: int = 16,
-                 poll_s: float = 0.5) -> None:
+                 poll_s: float = 0.5, snapshot_wait_s: float | None = None) -> None:
         self.core = core
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_batches)
+        self._max = queue_batches
         self._poll_s = poll_s
+        self._wait_s = snapshot_wait_s
+        self._cond = threading.Condition()
+        #: (sequence number, items) handed over and not yet taken by the writer
+        self._queue: deque[tuple[int, list[Any]]] = deque()
+        self._handed = 0  # sequence number of the last items handed over
+        self._safe = 0  # every item up to this number is written, spooled or dead-lettered
+        #: what the writer is sending: (its last sequence number, items), and their lines
+        self._current: tuple[int, list[Any]] | None = None
+        self._current_lines: list[str] | None = None
+        #: spool segments holding a copy of ``_current``, dropped once it is written
+        self._copy: list[int] = []
+        self._stop = False
         self._error: BaseException | None = None
         self._closed = False
         self._thread = threading.Thread(target=self._run, daemon=True,
@@ -424,89 +505,156 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
             self._put(list(values))
 
     def snapshot(self) -> None:
-        self.wait()
+        self.settle(self._wait_s)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        done = threading.Event()
-        self._put((_STOP, done))
-        self._join(done)
-        self._thread.join(10)
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        while self._thread.is_alive():
+            self._thread.join(1.0)
+            self._check()
+        self._check()
         self.core.close()
 
     # -- helpers ---------------------------------------------------------------------------
     def wait(self) -> None:
-        """Block until every item handed over so far is written, spooled or dead-lettered."""
-        done = threading.Event()
-        self._put((_BARRIER, done))
-        self._join(done)
+        """Block until every item handed over so far is written, spooled or dead-lettered by
+        the writer."""
+        self.settle(None)
 
-    def _put(self, item: Any) -> None:
-        self._check()
-        try:
-            self._queue.put_nowait(item)
-            return
-        except queue.Full:
-            pass
+    def settle(self, within: float | None) -> None:
+        """Return once every item handed over so far is written, spooled or dead-lettered:
+        wait up to ``within`` seconds for the writer (None: as long as it takes), then spool
+        the rest from this thread. If the spool has no room, wait for the writer after all."""
+        deadline = None if within is None else time.monotonic() + within
+        with self._cond:
+            target = self._handed
+            while self._safe < target:
+                self._check()
+                left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            self._check()
+            if self._safe >= target:
+                return
+            queued = list(self._queue)
+            self._queue.clear()
+            current, current_lines = self._current, self._current_lines
+            self._cond.notify_all()  # room in the queue
+        # Nothing new is handed over meanwhile: this is the thread that hands over.
+        copy: list[str] = []
+        if current is not None:
+            copy = current_lines if current_lines is not None else self.core.lines_of(
+                current[1])
+        lines = self.core.lines_of([item for _, items in queued for item in items])
+        with self.core.hold_lock:
+            with self._cond:
+                writing = current is not None and self._current is current
+            # The batch in flight first (unless it is done, or spooled already by the writer
+            # or by an earlier spill: then it is ahead of these), then the newer ones.
+            copied = (self.core.spill(copy) if writing and copy and not (
+                self.core.current_spooled or self.core.current_copied) else [])
+            spilled = self.core.spill(lines) if copied is not None and lines else []
+            if copied is None or spilled is None:  # no room: the writer takes them after all
+                self.core.spool.remove(copied or [])
+                with self._cond:
+                    self._queue.extendleft(reversed(queued))
+                    self._cond.notify_all()
+            else:
+                with self._cond:
+                    self._safe = max(self._safe, target)
+                    if copied:
+                        self.core.current_copied = True
+                        self._copy = copied
+        if self._safe < target:
+            self._wait_for_writer()
+
+    def _wait_for_writer(self) -> None:
+        """Backpressure: the spool has no room, so the dataflow waits for the writer."""
         since = time.monotonic()
         self.core.metrics.blocked.labels(self.core.worker).set(1)
-        log.warning("storage writer %s is behind (%d batches queued): the dataflow waits for "
-                    "it", self.core.worker, self._queue.maxsize)
-        while True:
-            self._check()
-            try:
-                self._queue.put(item, timeout=1.0)
-                break
-            except queue.Full:
-                continue
+        log.warning("storage writer %s is behind and the spool has no room: the dataflow "
+                    "waits for it", self.core.worker)
+        self.settle(None)
         self.core.metrics.blocked.labels(self.core.worker).set(0)
         log.warning("storage writer %s caught up after %.1fs", self.core.worker,
                     time.monotonic() - since)
 
-    def _join(self, done: threading.Event) -> None:
-        while not done.wait(1.0):
+    def _put(self, items: list[Any]) -> None:
+        with self._cond:
             self._check()
-        self._check()
+            if len(self._queue) < self._max:
+                self._handed += 1
+                self._queue.append((self._handed, items))
+                self._cond.notify_all()
+                return
+        # The writer is a whole queue behind: spool what it has not written rather than wait
+        # for the database (the dataflow waits only when the spool has no room either).
+        self.settle(0.0)
+        with self._cond:
+            self._handed += 1
+            self._queue.append((self._handed, items))
+            self._cond.notify_all()
 
     def _check(self) -> None:
         if self._error is not None:
             raise StorageWriterError(f"storage writer {self.core.worker} failed: "
                                      f"{self._error!r}") from self._error
 
+    def _take(self) -> tuple[int, list[Any]] | None:
+        """The next items to write, with what else is queued (fewer, larger writes), or None
+        after ``poll_s`` without any (or at the end)."""
+        with self._cond:
+            if not self._queue and not self._stop:
+                self._cond.wait(self._poll_s)
+            if not self._queue:
+                return None
+            last, batch = self._queue.popleft()
+            points = sum(map(_points_in, batch))
+            while self._queue:
+                more = sum(map(_points_in, self._queue[0][1]))
+                if points + more > self.core.batch_size:
+                    break
+                last, items = self._queue.popleft()
+                batch = batch + items
+                points += more
+            self._current = (last, batch)
+            self._current_lines = None
+            self._cond.notify_all()  # room in the queue
+            return self._current
+
     def _run(self) -> None:
         try:
             while True:
-                try:
-                    item = self._queue.get(timeout=self._poll_s)
-                except queue.Empty:
+                taken = self._take()
+                if taken is None:
+                    if self._stop:
+                        return
                     self.core.poll()
                     continue
-                if isinstance(item, tuple) and item and item[0] in (_BARRIER, _STOP):
-                    item[1].set()
-                    if item[0] is _STOP:
-                        return
-                    continue
-                # Take what else is queued with it: fewer, larger writes.
-                batch = item
-                marker = None
-                while len(batch) < self.core.batch_size:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if isinstance(nxt, tuple) and nxt and nxt[0] in (_BARRIER, _STOP):
-                        marker = nxt
-                        break
-                    batch = batch + nxt
-                self.core.write_batch(batch)
-                if marker is not None:
-                    marker[1].set()
-                    if marker[0] is _STOP:
-                        return
+                last, batch = taken
+                lines = self.core.lines_of(batch)
+                self._current_lines = lines
+                self.core.write_lines(lines)
+                # (the locks in the order a snapshot's spill takes them)
+                with self.core.hold_lock:
+                    kept = self.core.finish_current()
+                    with self._cond:
+                        self._current = self._current_lines = None
+                        self._safe = max(self._safe, last)
+                        copy, self._copy = self._copy, []
+                        self._cond.notify_all()
+                if copy and not kept:  # written: the copy a snapshot spilled is not needed
+                    self.core.spool.remove(copy)
         except BaseException as exc:  # surfaced in the worker by the next call
-            self._error = exc
+            with self._cond:
+                self._error = exc
+                self._cond.notify_all()
             log.exception("storage writer %s stopped", self.core.worker)
 
 
@@ -554,7 +702,8 @@ class InfluxSink(FixedPartitionedSink[Any, None]):
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: None) -> PipelinedPartition:
-        part = PipelinedPartition(self.build(step_id, int(for_part[1:]), self.processes))
+        part = PipelinedPartition(self.build(step_id, int(for_part[1:]), self.processes),
+                                  snapshot_wait_s=self._settings.snapshot_wait_ms / 1000)
         self.parts.append(part)
         return part
 

@@ -4,6 +4,9 @@ Each appended batch is one segment file ``<seq>.lp`` (16 decimal digits, so name
 order), written to a temporary name, fsynced and renamed: a crash leaves either the whole
 segment or none of it. Segments are read back oldest first and removed only once written, so
 the spool survives restarts and hands points back in the order they came.
+
+A spool may be shared by two threads (the storage writer drains it while the dataflow's worker
+spools what the writer has not reached at an epoch's end): each operation holds a lock.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +58,7 @@ class Spool:
         #: Why the last append failed for want of disk space (None when it did not).
         self.disk_full: str | None = None
         self._next = max(self._segments, default=0) + 1
+        self._lock = threading.RLock()
         self._bytes = sum(s.nbytes for s in self._segments.values())
         self._lines = sum(s.lines for s in self._segments.values())
 
@@ -75,11 +80,18 @@ class Spool:
 
     def append(self, lines: Sequence[str]) -> bool:
         """Store ``lines`` durably as the newest segment; False if they do not fit."""
-        if not lines:
-            return True
+        return not lines or self.add(lines) is not None
+
+    def add(self, lines: Sequence[str]) -> int | None:
+        """Store ``lines`` (at least one) durably as the newest segment and return its id, for
+        :meth:`remove`; None if they do not fit."""
         data = ("\n".join(lines) + "\n").encode("utf-8")
+        with self._lock:
+            return self._add(data, len(lines))
+
+    def _add(self, data: bytes, n_lines: int) -> int | None:
         if not self.fits(len(data)):
-            return False
+            return None
         seq = self._next
         final = self.directory / f"{seq:016d}{_SUFFIX}"
         tmp = final.with_suffix(".tmp")
@@ -95,20 +107,24 @@ class Spool:
             if exc.errno not in _DISK_FULL:
                 raise
             self.disk_full = f"{exc.strerror} ({self.directory})"
-            return False
+            return None
         self.disk_full = None
         os.replace(tmp, final)
         if self._fsync:
             self._sync_dir()
         self._next += 1
-        self._segments[seq] = _Segment(seq, len(data), len(lines))
+        self._segments[seq] = _Segment(seq, len(data), n_lines)
         self._bytes += len(data)
-        self._lines += len(lines)
-        return True
+        self._lines += n_lines
+        return seq
 
     def take(self, max_lines: int) -> tuple[list[int], list[str]]:
         """The oldest segments, whole, up to ``max_lines`` lines (at least one segment), as
         ``(segment ids, lines)``; nothing is removed until :meth:`remove`."""
+        with self._lock:
+            return self._take(max_lines)
+
+    def _take(self, max_lines: int) -> tuple[list[int], list[str]]:
         seqs: list[int] = []
         lines: list[str] = []
         for seq in sorted(self._segments):
@@ -121,7 +137,11 @@ class Spool:
         return seqs, lines
 
     def remove(self, seqs: Sequence[int]) -> None:
-        """Drop written segments."""
+        """Drop written segments (ids no longer held are passed over)."""
+        with self._lock:
+            self._remove(seqs)
+
+    def _remove(self, seqs: Sequence[int]) -> None:
         for seq in seqs:
             seg = self._segments.pop(seq, None)
             if seg is None:

@@ -260,16 +260,90 @@ def test_a_batch_of_bad_points_is_dead_lettered_without_endless_halving(v1_setti
     assert count(influxdb, s.database) == 1
 
 
-def test_pipelined_partition_has_stored_everything_when_snapshot_returns(v1_settings,
-                                                                          influxdb):
+def test_pipelined_partition_stores_everything_handed_over_once(v1_settings, influxdb):
+    """More batches than the writer's queue holds: the ones beyond it are spooled rather
+    than waited for, and every point is stored exactly once."""
     s = v1_settings(batch_size=64)
     sink = InfluxSink(s, metrics=StorageMetrics(CollectorRegistry()))
     part = sink.build_part("s", sink.part_key, None)
-    for i in range(0, 500, 25):
+    for i in range(0, 500, 25):  # 20 batches, the queue holds 16
         part.write_batch([reading(f"m-{k}", j) for j in range(i, i + 25) for k in range(2)])
-    assert part.snapshot() is None  # bytewax's commit point: waits for the writer
+    part.wait()
+    wait_until(lambda: part.core.spool.points == 0, 20, "the spool drained")
     assert count(influxdb, s.database) == 1000
-    assert part.core.written == 1000 and part.core.spool.points == 0
+    assert part.core.written == 1000
+    part.close()
+
+
+def _busy_writer(part, *, fail_first: bool = False):
+    """Make the partition's writer hold its first request until the returned event is set
+    (and then fail it, with ``fail_first``); the second event is set once it has begun."""
+    from gridwatch.storage import RetryableWriteError
+
+    gate, started = threading.Event(), threading.Event()
+    real = part.core._writer.write
+    calls: list[int] = []
+
+    def write(lines):
+        calls.append(len(lines))
+        if len(calls) == 1:
+            started.set()
+            assert gate.wait(20)
+            if fail_first:
+                raise RetryableWriteError("the server is busy")
+        return real(lines)
+
+    part.core._writer.write = write
+    return gate, started
+
+
+def test_snapshot_spools_what_a_busy_database_has_not_taken_and_writes_nothing_twice(
+        v1_settings, influxdb):
+    """At an epoch's end the worker does not wait for a database that is busy: what the
+    writer has not written is spooled (the batch in flight as a copy), every point is safe,
+    and once the request in flight succeeds its copy is dropped, not written again."""
+    s = v1_settings(batch_size=100, snapshot_wait_ms=50)
+    metrics = StorageMetrics(CollectorRegistry())
+    sink = InfluxSink(s, metrics=metrics)
+    part = sink.build_part("s", sink.part_key, None)
+    gate, started = _busy_writer(part)
+    handed = [reading("m-1", i) for i in range(300)]
+    for k in range(0, 300, 50):
+        part.write_batch(handed[k:k + 50])
+    assert started.wait(5)  # the first 100 points are in flight, and held there
+    t = time.monotonic()
+    part.snapshot()
+    assert time.monotonic() - t < 5  # not the 20 s the request is held
+    _, spooled = part.core.spool.take(10**6)
+    assert sorted(spooled) == sorted(part.core.lines_of(handed))
+    assert metrics.registry.get_sample_value(
+        "gridwatch_storage_epoch_spooled_points_total", {"worker": "0"}) == 300
+    gate.set()
+    wait_until(lambda: part.core.spool.points == 0, 20, "the spool drained")
+    assert count(influxdb, s.database) == 300
+    assert part.core.written == 300  # the copy of the request in flight was dropped
+    part.close()
+
+
+def test_a_request_that_fails_after_a_spill_does_not_write_an_old_value_over_a_new_one(
+        v1_settings, influxdb):
+    """The batch in flight fails after the snapshot spooled a copy of it and a newer value of
+    the same point: the copy stands in its place, ahead of the newer value, and the writer
+    does not spool the old value again behind it."""
+    s = v1_settings(batch_size=100, snapshot_wait_ms=0, flush_interval_ms=0)
+    sink = InfluxSink(s, metrics=StorageMetrics(CollectorRegistry()))
+    part = sink.build_part("s", sink.part_key, None)
+    gate, started = _busy_writer(part, fail_first=True)
+    part.write_batch([reading("m-1", 0, kw=1.0), reading("m-2", 0, kw=1.0)])
+    assert started.wait(5)
+    part.write_batch([reading("m-1", 0, kw=2.0)])  # the same point, a newer value
+    part.snapshot()
+    assert part.core.spool.points == 3
+    gate.set()
+    wait_until(lambda: part.core.spool.points == 0 and count(influxdb, s.database) == 2, 20,
+               "the spool drained")
+    rows = influxql(influxdb, s.database, "SELECT kw, meter_id FROM reading")
+    assert {r["meter_id"]: r["kw"] for r in rows} == {"m-1": 2.0, "m-2": 1.0}
     part.close()
 
 

@@ -456,9 +456,10 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
     """A storage partition whose writing runs in a background thread, so the dataflow computes
     while the previous batches are stored.
 
-    ``write_batch`` hands the items to a bounded queue of ``queue_batches`` batches and
-    returns. ``snapshot()`` — which bytewax calls at the end of every epoch in which the
-    partition got items, with or without recovery, before the epoch is committed — returns
+    ``write_batch`` hands the items to a queue of at most ``queue_points`` points (four
+    requests' worth by default) and returns. ``snapshot()`` — which bytewax calls at the end
+    of every epoch in which the partition got items, with or without recovery, before the
+    epoch is committed — returns
     once every item handed over so far is written, spooled or dead-lettered: it waits up to
     ``snapshot_wait_s`` for the writer, and then spools (fsynced) what the writer has not
     written yet, so the dataflow does not wait for a database that is busy. So an epoch is only
@@ -476,10 +477,11 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
     the drain budget.
     """
 
-    def __init__(self, core: InfluxSinkPartition, *, queue_batches: int = 16,
+    def __init__(self, core: InfluxSinkPartition, *, queue_points: int | None = None,
                  poll_s: float = 0.5, snapshot_wait_s: float | None = None) -> None:
         self.core = core
-        self._max = queue_batches
+        self._max = queue_points if queue_points is not None else 4 * core.batch_size
+        self._queued = 0  # points queued, about
         self._poll_s = poll_s
         self._wait_s = snapshot_wait_s
         self._cond = threading.Condition()
@@ -544,6 +546,7 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
                 return
             queued = list(self._queue)
             self._queue.clear()
+            self._queued = 0
             current, current_lines = self._current, self._current_lines
             self._cond.notify_all()  # room in the queue
         # Nothing new is handed over meanwhile: this is the thread that hands over.
@@ -564,6 +567,7 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
                 self.core.spool.remove(copied or [])
                 with self._cond:
                     self._queue.extendleft(reversed(queued))
+                    self._queued += sum(_points_in(x) for _, items in queued for x in items)
                     self._cond.notify_all()
             else:
                 with self._cond:
@@ -586,20 +590,24 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
                     time.monotonic() - since)
 
     def _put(self, items: list[Any]) -> None:
+        points = sum(map(_points_in, items))
         with self._cond:
             self._check()
-            if len(self._queue) < self._max:
-                self._handed += 1
-                self._queue.append((self._handed, items))
-                self._cond.notify_all()
+            if not self._queue or self._queued + points <= self._max:
+                self._append(items, points)
                 return
         # The writer is a whole queue behind: spool what it has not written rather than wait
         # for the database (the dataflow waits only when the spool has no room either).
         self.settle(0.0)
         with self._cond:
-            self._handed += 1
-            self._queue.append((self._handed, items))
-            self._cond.notify_all()
+            self._append(items, points)
+
+    def _append(self, items: list[Any], points: int) -> None:
+        """Queue ``items`` (holding the condition)."""
+        self._handed += 1
+        self._queue.append((self._handed, items))
+        self._queued += points
+        self._cond.notify_all()
 
     def _check(self) -> None:
         if self._error is not None:
@@ -623,6 +631,7 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
                 last, items = self._queue.popleft()
                 batch = batch + items
                 points += more
+            self._queued = max(0, self._queued - points)
             self._current = (last, batch)
             self._current_lines = None
             self._cond.notify_all()  # room in the queue
@@ -631,6 +640,10 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
     def _run(self) -> None:
         try:
             while True:
+                if len(self.core.spool):
+                    # What is spooled is older than anything queued: it goes first, and the
+                    # queued batches then go out directly, not through the spool as well.
+                    self.core.poll()
                 taken = self._take()
                 if taken is None:
                     if self._stop:

@@ -157,6 +157,9 @@ def _gc(m: dict[str, float]) -> tuple[float, float, float]:
 _WRITTEN = "gridwatch_storage_points_written_total"
 #: of them, the points of the reading measurement (an engine before it counted them: none)
 _READINGS_WRITTEN = "gridwatch_storage_readings_written_total"
+#: points the dataflow spooled itself, at an epoch's end or past a full queue, because the
+#: database had not taken them yet
+_SPOOLED = "gridwatch_storage_epoch_spooled_points_total"
 
 
 def _metric(metrics_port: int, name: str) -> float:
@@ -637,6 +640,7 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float,
             written=partial(_metric, metrics_port, _READINGS_WRITTEN) if acked else None,
             written_target=at_warm.get(_READINGS_WRITTEN, 0.0) + steady, until_written=acked)
         drain = (done - t0 - t_send) if done is not None else None
+        spooled = _metric(metrics_port, _SPOOLED) - at_warm.get(_SPOOLED, 0.0)
         sched1 = stack.engine_sched()
         svc = {k: round(v - svc0.get(k, 0.0), 1) for k, v in stack.services_cpu().items()}
         http = {k: v - http0.get(k, 0.0) for k, v in stack.db_http_stats().items()}
@@ -660,6 +664,7 @@ def run_latency(work: Path, rate: float, seconds: float, sags_per_s: float,
         # the servers' CPU and the database's write requests over the same span
         "services_cpu_s": svc, "db_write_requests": int(http.get("writeReq", 0)),
         "db_points_written": int(http.get("pointsWrittenOK", 0)),
+        "spooled_by_the_dataflow": int(spooled),
         "router": {"group_wait_s": 0.0, "group_interval_s": 0.0, "service_interval_s": 0.05},
         # each sag's publish time (s from the first steady publish) and its alert's delay:
         # whether the slow ones come together (a stall) or spread out (a queue)
@@ -1081,7 +1086,9 @@ def main() -> int:
         svc, writes = lat["services_cpu_s"], max(lat["db_write_requests"], 1)
         console.print(f"meanwhile the servers used {', '.join(f'{k} {v}' for k, v in svc.items())}"
                       f" CPU-seconds; the database took {lat['db_write_requests']:,} write "
-                      f"requests, {lat['db_points_written'] / writes:,.0f} points a request")
+                      f"requests, {lat['db_points_written'] / writes:,.0f} points a request; "
+                      f"the dataflow spooled {lat['spooled_by_the_dataflow']:,} points the "
+                      f"database had not taken yet rather than wait for it")
     if "memory" in parts:
         mem = run_memory(args.work / "memory", args.full)
         out["memory"] = mem

@@ -99,8 +99,9 @@ class StorageMetrics:
             registry=r)
         self.spilled = Counter(
             "gridwatch_storage_epoch_spooled_points",
-            "Points spooled at an epoch's end because the background writer had not written "
-            "them yet (written from the spool soon after).", ["worker"], registry=r)
+            "Points the dataflow spooled itself, at an epoch's end or past a full queue, "
+            "because the background writer had not written them yet (written from the spool "
+            "soon after).", ["worker"], registry=r)
         self.blocked = Gauge(
             "gridwatch_storage_blocked",
             "1 while the spool is full and the sink holds the dataflow back until the server "
@@ -238,7 +239,7 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
                 obj = obj[1]  # a (key, value) pair from a keyed step
             if isinstance(obj, str):
                 lines.append(obj)
-            elif hasattr(type(obj), "readings") and hasattr(obj, "fields"):
+            elif _is_reading_batch(obj):
                 # a reading batch of the dataflow (its fields: no reading objects made)
                 lines += field_lines(obj.fields())
             elif isinstance(obj, Point):
@@ -442,14 +443,19 @@ class StorageWriterError(RuntimeError):
     whose points were not yet written or spooled is not committed)."""
 
 
-def _points_in(item: Any) -> int:
-    """About how many points an item of the sink makes (a reading batch's readings)."""
-    given = getattr(item, "given", None)
-    if given is not None:
-        return len(given)
-    if hasattr(type(item), "readings") and hasattr(item, "fields"):
-        return len(item.readings)
-    return 1
+def _is_reading_batch(obj: Any) -> bool:
+    """Whether ``obj`` is a reading batch of the dataflow (taken whole, by its fields)."""
+    return hasattr(type(obj), "readings") and hasattr(obj, "fields")
+
+
+def _points_in(items: list[Any]) -> int:
+    """About how many points items of the sink make (a reading batch makes one a reading)."""
+    n = 0
+    for item in items:
+        given = getattr(item, "given", None)
+        n += (len(given) if given is not None
+              else len(item.readings) if _is_reading_batch(item) else 1)
+    return n
 
 
 class PipelinedPartition(StatefulSinkPartition[Any, None]):
@@ -485,8 +491,8 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
         self._poll_s = poll_s
         self._wait_s = snapshot_wait_s
         self._cond = threading.Condition()
-        #: (sequence number, items) handed over and not yet taken by the writer
-        self._queue: deque[tuple[int, list[Any]]] = deque()
+        #: (sequence number, items, their points) handed over and not yet taken by the writer
+        self._queue: deque[tuple[int, list[Any], int]] = deque()
         self._handed = 0  # sequence number of the last items handed over
         self._safe = 0  # every item up to this number is written, spooled or dead-lettered
         #: what the writer is sending: (its last sequence number, items), and their lines
@@ -554,7 +560,7 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
         if current is not None:
             copy = current_lines if current_lines is not None else self.core.lines_of(
                 current[1])
-        lines = self.core.lines_of([item for _, items in queued for item in items])
+        lines = self.core.lines_of([item for _, items, _ in queued for item in items])
         with self.core.hold_lock:
             with self._cond:
                 writing = current is not None and self._current is current
@@ -567,7 +573,7 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
                 self.core.spool.remove(copied or [])
                 with self._cond:
                     self._queue.extendleft(reversed(queued))
-                    self._queued += sum(_points_in(x) for _, items in queued for x in items)
+                    self._queued += sum(points for _, _, points in queued)
                     self._cond.notify_all()
             else:
                 with self._cond:
@@ -590,7 +596,7 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
                     time.monotonic() - since)
 
     def _put(self, items: list[Any]) -> None:
-        points = sum(map(_points_in, items))
+        points = _points_in(items)
         with self._cond:
             self._check()
             if not self._queue or self._queued + points <= self._max:
@@ -605,7 +611,7 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
     def _append(self, items: list[Any], points: int) -> None:
         """Queue ``items`` (holding the condition)."""
         self._handed += 1
-        self._queue.append((self._handed, items))
+        self._queue.append((self._handed, items, points))
         self._queued += points
         self._cond.notify_all()
 
@@ -622,16 +628,12 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
                 self._cond.wait(self._poll_s)
             if not self._queue:
                 return None
-            last, batch = self._queue.popleft()
-            points = sum(map(_points_in, batch))
-            while self._queue:
-                more = sum(map(_points_in, self._queue[0][1]))
-                if points + more > self.core.batch_size:
-                    break
-                last, items = self._queue.popleft()
+            last, batch, points = self._queue.popleft()
+            while self._queue and points + self._queue[0][2] <= self.core.batch_size:
+                last, items, more = self._queue.popleft()
                 batch = batch + items
                 points += more
-            self._queued = max(0, self._queued - points)
+            self._queued -= points
             self._current = (last, batch)
             self._current_lines = None
             self._cond.notify_all()  # room in the queue
@@ -645,10 +647,9 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
                     # queued batches then go out directly, not through the spool as well.
                     self.core.poll()
                 taken = self._take()
-                if taken is None:
+                if taken is None:  # (nothing queued for poll_s: the spool is polled above)
                     if self._stop:
                         return
-                    self.core.poll()
                     continue
                 last, batch = taken
                 lines = self.core.lines_of(batch)

@@ -58,7 +58,7 @@ class Spool:
         #: Why the last append failed for want of disk space (None when it did not).
         self.disk_full: str | None = None
         self._next = max(self._segments, default=0) + 1
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._bytes = sum(s.nbytes for s in self._segments.values())
         self._lines = sum(s.lines for s in self._segments.values())
 
@@ -87,69 +87,60 @@ class Spool:
         :meth:`remove`; None if they do not fit."""
         data = ("\n".join(lines) + "\n").encode("utf-8")
         with self._lock:
-            return self._add(data, len(lines))
-
-    def _add(self, data: bytes, n_lines: int) -> int | None:
-        if not self.fits(len(data)):
-            return None
-        seq = self._next
-        final = self.directory / f"{seq:016d}{_SUFFIX}"
-        tmp = final.with_suffix(".tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                if self._fsync:
-                    fh.flush()
-                    os.fsync(fh.fileno())
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            if exc.errno not in _DISK_FULL:
-                raise
-            self.disk_full = f"{exc.strerror} ({self.directory})"
-            return None
-        self.disk_full = None
-        os.replace(tmp, final)
-        if self._fsync:
-            self._sync_dir()
-        self._next += 1
-        self._segments[seq] = _Segment(seq, len(data), n_lines)
-        self._bytes += len(data)
-        self._lines += n_lines
-        return seq
+            if not self.fits(len(data)):
+                return None
+            seq = self._next
+            final = self.directory / f"{seq:016d}{_SUFFIX}"
+            tmp = final.with_suffix(".tmp")
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                    if self._fsync:
+                        fh.flush()
+                        os.fsync(fh.fileno())
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                if exc.errno not in _DISK_FULL:
+                    raise
+                self.disk_full = f"{exc.strerror} ({self.directory})"
+                return None
+            self.disk_full = None
+            os.replace(tmp, final)
+            if self._fsync:
+                self._sync_dir()
+            self._next += 1
+            self._segments[seq] = _Segment(seq, len(data), len(lines))
+            self._bytes += len(data)
+            self._lines += len(lines)
+            return seq
 
     def take(self, max_lines: int) -> tuple[list[int], list[str]]:
         """The oldest segments, whole, up to ``max_lines`` lines (at least one segment), as
         ``(segment ids, lines)``; nothing is removed until :meth:`remove`."""
-        with self._lock:
-            return self._take(max_lines)
-
-    def _take(self, max_lines: int) -> tuple[list[int], list[str]]:
         seqs: list[int] = []
         lines: list[str] = []
-        for seq in sorted(self._segments):
-            seg = self._segments[seq]
-            if seqs and len(lines) + seg.lines > max_lines:
-                break
-            text = (self.directory / f"{seq:016d}{_SUFFIX}").read_text(encoding="utf-8")
-            lines.extend(line for line in text.split("\n") if line)
-            seqs.append(seq)
+        with self._lock:
+            for seq in sorted(self._segments):
+                seg = self._segments[seq]
+                if seqs and len(lines) + seg.lines > max_lines:
+                    break
+                text = (self.directory / f"{seq:016d}{_SUFFIX}").read_text(encoding="utf-8")
+                lines.extend(line for line in text.split("\n") if line)
+                seqs.append(seq)
         return seqs, lines
 
     def remove(self, seqs: Sequence[int]) -> None:
         """Drop written segments (ids no longer held are passed over)."""
         with self._lock:
-            self._remove(seqs)
-
-    def _remove(self, seqs: Sequence[int]) -> None:
-        for seq in seqs:
-            seg = self._segments.pop(seq, None)
-            if seg is None:
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                (self.directory / f"{seq:016d}{_SUFFIX}").unlink()
-            self._bytes -= seg.nbytes
-            self._lines -= seg.lines
+            for seq in seqs:
+                seg = self._segments.pop(seq, None)
+                if seg is None:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    (self.directory / f"{seq:016d}{_SUFFIX}").unlink()
+                self._bytes -= seg.nbytes
+                self._lines -= seg.lines
 
     def _sync_dir(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY)

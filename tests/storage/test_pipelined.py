@@ -67,7 +67,7 @@ class PipelinedMachine(RuleBasedStateMachine):
                           metrics=StorageMetrics(CollectorRegistry()))
         # (a short queue: a hand-over beyond it spools what the writer holds, as an epoch's
         # end does)
-        self.part = PipelinedPartition(sink.build("s", 0, 1), queue_points=8, poll_s=0.01,
+        self.part = PipelinedPartition(sink.build("s", 0, 1), queue_points=2, poll_s=0.01,
                                        snapshot_wait_s=0.0)
         self.handed: list[str] = []
         self.newest: dict[int, str] = {}

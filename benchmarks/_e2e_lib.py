@@ -304,10 +304,15 @@ _VM_HTTP = {("vm_http_requests_total", "path", "/influx/write"): "writeReq",  # 
             ("vm_http_requests_total", "path", "/api/v1/query"): "queryReq"}
 
 
-def scrape(url: str) -> list[Any]:
+def scrape(url: str, names: Sequence[str] = ()) -> list[Any]:
     """The samples a server exposes at ``url/metrics`` (Prometheus text format, parsed by
-    prometheus-client): each with ``name``, ``labels`` and ``value``."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+    prometheus-client): each with ``name``, ``labels`` and ``value``. ``names``: only the
+    samples of these names (``?name[]=``, which prometheus-client's server answers by
+    collecting only their metrics: a poll many times a second then costs the engine it
+    measures next to nothing)."""
+    query = urllib.parse.urlencode([("name[]", n) for n in names])
+    with urllib.request.urlopen(f"{url}/metrics" + (f"?{query}" if query else ""),
+                                timeout=10) as resp:
         text = resp.read().decode()
     return [s for family in text_string_to_metric_families(text) for s in family.samples]
 
@@ -589,10 +594,11 @@ def tail(path: Path, n: int = 15) -> str:
         return "(no log)"
 
 
-def engine_metrics(port: int) -> dict[str, float]:
-    """The engine's Prometheus metrics (``ingest.metrics_port``), summed over labels."""
+def engine_metrics(port: int, names: Sequence[str] = ()) -> dict[str, float]:
+    """The engine's Prometheus metrics (``ingest.metrics_port``; ``names``: only those),
+    summed over labels."""
     out: dict[str, float] = {}
-    for s in scrape(f"http://127.0.0.1:{port}"):
+    for s in scrape(f"http://127.0.0.1:{port}", names):
         out[s.name] = out.get(s.name, 0.0) + s.value
     return out
 

@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -140,16 +140,47 @@ def fleet_interval(meters: int, k: int) -> list[str]:
     return out
 
 
-def fleet(intervals: int, meters: int, batch: int) -> None:
-    """InfluxDB's default cache snapshot size against gridwatch's, on a utility's fleet."""
-    variants = [("InfluxDB's default (25 MB)", None),
-                (f"gridwatch's setting ({_services.INFLUX_CACHE_SNAPSHOT})",
-                 _services.INFLUX_CACHE_SNAPSHOT)]
+#: A variant of the ``--fleet`` comparison: its name, the server's cache snapshot size and
+#: more lines of its ``[data]`` section, and a field its points go without (None: all).
+Variant = tuple[str, str | None, tuple[str, ...], str | None]
+
+
+def fleet_variants(data_conf: Sequence[str], drop_field: str | None) -> list[Variant]:
+    """The two sides of ``--fleet``: InfluxDB's default cache snapshot size against
+    gridwatch's; or, with ``data_conf``, gridwatch's configuration against it with those
+    lines too; or, with ``drop_field``, the points as the engine writes them against the same
+    points without that field (what one field of every point costs the database)."""
+    ours = _services.INFLUX_CACHE_SNAPSHOT
+    if data_conf:
+        return [("gridwatch's configuration", ours, (), None),
+                ("with " + "; ".join(data_conf), ours, tuple(data_conf), None)]
+    if drop_field:
+        return [("the engine's points", ours, (), None),
+                (f"without {drop_field}", ours, (), drop_field)]
+    return [("InfluxDB's default (25 MB)", None, (), None),
+            (f"gridwatch's setting ({ours})", ours, (), None)]
+
+
+def without_field(lines: list[str], name: str) -> list[str]:
+    """``lines`` (of :func:`fleet_interval`: no space in a tag or a field) with field
+    ``name`` left out of each."""
+    out = []
+    for line in lines:
+        head, fields, stamp = line.split(" ")
+        kept = ",".join(f for f in fields.split(",") if f.partition("=")[0] != name)
+        out.append(f"{head} {kept} {stamp}")
+    return out
+
+
+def fleet(intervals: int, meters: int, batch: int, variants: list[Variant]) -> None:
+    """Two InfluxDB servers side by side on a utility's fleet, each given the same
+    intervals in turns (the order alternating by interval): CPU a point and write rate."""
     print(f"a fleet of {meters:,} meters, {intervals} intervals of 15 minutes, batches of "
-          f"{batch:,}, v1 /write with gzip; cache-snapshot-memory-size:")
+          f"{batch:,}, v1 /write with gzip; {variants[0][0]} against {variants[1][0]}:")
     with tempfile.TemporaryDirectory(prefix="gridwatch-bench-") as tmp:
-        servers = [_services.influxdb(Path(tmp) / f"influxdb{v}", cache_snapshot=size).start()
-                   for v, (_name, size) in enumerate(variants)]
+        servers = [_services.influxdb(Path(tmp) / f"influxdb{v}", cache_snapshot=size,
+                                      data_conf=conf).start()
+                   for v, (_name, size, conf, _drop) in enumerate(variants)]
         try:
             pids = []
             for svc in servers:
@@ -161,10 +192,12 @@ def fleet(intervals: int, meters: int, batch: int) -> None:
             cpu0 = [cpu_seconds(pid) for pid in pids]
             wall = [0.0, 0.0]
             for k in range(intervals):
-                chunks = batches(fleet_interval(meters, k), batch)
+                lines = fleet_interval(meters, k)
+                chunks = [batches(without_field(lines, drop) if drop else lines, batch)
+                          for _name, _size, _conf, drop in variants]
                 rates = []
                 for v in ((0, 1) if k % 2 == 0 else (1, 0)):
-                    took = timed(lambda w=writers[v], cs=chunks: [w.write(c) for c in cs])
+                    took = timed(lambda w=writers[v], cs=chunks[v]: [w.write(c) for c in cs])
                     wall[v] += took
                     rates.append((v, meters / took))
                 print(f"  interval {k + 1}/{intervals}: " + ", ".join(
@@ -180,11 +213,11 @@ def fleet(intervals: int, meters: int, batch: int) -> None:
             for svc in servers:
                 svc.stop()
     points = meters * intervals
-    for (name, _size), c, w, n in zip(variants, cpu, wall, snapshots, strict=True):
+    for (name, *_rest), c, w, n in zip(variants, cpu, wall, snapshots, strict=True):
         print(f"{name}: {c / points * 1e6:.1f} µs of server CPU a point, "
               f"{points / w:,.0f} points/s written, {n} cache snapshots")
-    print(f"server CPU a point, default / gridwatch's setting: {cpu[0] / cpu[1]:.2f}x; "
-          f"write rate, gridwatch's / default: {wall[0] / wall[1]:.2f}x")
+    print(f"server CPU a point, {variants[0][0]} / {variants[1][0]}: {cpu[0] / cpu[1]:.2f}x; "
+          f"write rate, the second / the first: {wall[0] / wall[1]:.2f}x")
 
 
 def parallel(requests: int, intervals: int, meters: int, batch: int) -> None:
@@ -232,6 +265,11 @@ def main() -> None:
     ap.add_argument("--fleet", type=int, default=0, metavar="INTERVALS",
                     help="compare InfluxDB's cache snapshot sizes on a fleet instead")
     ap.add_argument("--fleet-meters", type=int, default=100_000)
+    ap.add_argument("--data-conf", action="append", default=[], metavar="LINE",
+                    help="--fleet: gridwatch's InfluxDB configuration against it with this "
+                         "line in [data] too (repeatable), e.g. 'wal-fsync-delay = \"100ms\"'")
+    ap.add_argument("--drop-field", default=None, metavar="NAME",
+                    help="--fleet: the engine's points against the same without field NAME")
     ap.add_argument("--parallel", type=int, default=0, metavar="N",
                     help="one write request at a time against N at once, on a fleet")
     ap.add_argument("--fleet-intervals", type=int, default=6,
@@ -241,7 +279,8 @@ def main() -> None:
         parallel(args.parallel, args.fleet_intervals, args.fleet_meters, args.batch)
         return
     if args.fleet:
-        fleet(args.fleet, args.fleet_meters, args.batch)
+        fleet(args.fleet, args.fleet_meters, args.batch,
+              fleet_variants(args.data_conf, args.drop_field))
         return
 
     objs = readings(args.points, args.meters)

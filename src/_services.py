@@ -18,7 +18,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -212,9 +212,12 @@ INFLUX_CACHE_SNAPSHOT: Final = "256m"
 
 
 def influxdb(workdir: Path, *, port: int | None = None,
-             cache_snapshot: str | None = INFLUX_CACHE_SNAPSHOT) -> Service:
+             cache_snapshot: str | None = INFLUX_CACHE_SNAPSHOT,
+             data_conf: Sequence[str] = ()) -> Service:
     """Debian's InfluxDB 1.6.7: the v1 ``/write`` and InfluxQL ``/query`` API.
-    ``cache_snapshot`` sets ``cache-snapshot-memory-size`` (None: InfluxDB's default)."""
+    ``cache_snapshot`` sets ``cache-snapshot-memory-size`` (None: InfluxDB's default);
+    ``data_conf``: more lines of its ``[data]`` section (``wal-fsync-delay = "100ms"``), to
+    measure a setting against this configuration (``benchmarks/storage.py --data-conf``)."""
     binary = find_binary("influxd", "/usr/bin/influxd")
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -229,6 +232,7 @@ def influxdb(workdir: Path, *, port: int | None = None,
         # utility's meters beyond the first 100,000 (partial write: max-values-per-tag).
         f'  max-values-per-tag = 0\n  max-series-per-database = 0\n'
         + (f'  cache-snapshot-memory-size = "{cache_snapshot}"\n' if cache_snapshot else '')
+        + "".join(f"  {line}\n" for line in data_conf)
         + f'[monitor]\n  store-enabled = false\n'
         f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
         f'  max-body-size = 0\n'

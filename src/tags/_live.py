@@ -299,20 +299,25 @@ def live_tags(settings: Any, router: Any, tz: tzinfo | None, process_id: int = 0
     from gridwatch.tags._store import TagStore
 
     db = tags_db_path(a, process_id)
-
-    def make() -> TagProfiler:
-        registry = router.registry if router is not None else None
-        return TagProfiler.from_config(catalogue, a.tariff, registry=registry,
-                                       store=TagStore(db), tz=tz)
-
-    # the catalogue is checked now: a broken file is said at start, once, and the engine
-    # runs on without tags rather than failing later on its tag thread
+    # the catalogue is read and checked now: a broken file is said at start, once, and the
+    # engine runs on without tags rather than failing later on its tag thread
+    checked_with = router.registry if router is not None else None
     try:
-        TagProfiler.from_config(catalogue, a.tariff,
-                                registry=router.registry if router else None)
+        checked = TagProfiler.from_config(catalogue, a.tariff, registry=checked_with)
     except (ValueError, OSError) as exc:  # CatalogueError, TariffError, a missing file
         log.error("the engine computes no tags: %s", exc)
         return None
+
+    def make() -> TagProfiler:
+        """The profiler of the catalogue read at start (not read again on the tag thread,
+        where parsing it held the dataflow's workers up mid-stream), unless the registry was
+        reloaded since: its attribute schema may have changed what the catalogue may use."""
+        registry = router.registry if router is not None else None
+        if registry is not checked_with:
+            return TagProfiler.from_config(catalogue, a.tariff, registry=registry,
+                                           store=TagStore(db), tz=tz)
+        return TagProfiler(checked.catalogue, checked.tou, registry=registry,
+                           store=TagStore(db), strategies=checked.strategies, tz=tz)
     return LiveTags(make, publish=router_publisher(router) if router is not None else None,
                     settle_s=float(getattr(a, "tags_settle_s", 5.0)),
                     registry_of=(lambda: router.registry) if router is not None else None,

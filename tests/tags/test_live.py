@@ -218,6 +218,58 @@ def test_the_engine_runs_on_without_tags_when_the_catalogue_is_broken(tmp_path, 
     assert live_tags(off, None, None) is None
 
 
+def test_the_catalogue_checked_at_start_is_the_one_the_engine_runs(tmp_path):
+    """The catalogue is read once, at start: an edit of the file afterwards (here a broken
+    one) does not reach the running engine, which tags with what it checked; after a reload
+    of the registry the catalogue is read again, against the new attribute schema."""
+    import shutil
+
+    from gridwatch._settings import Settings
+    from gridwatch.tags._live import live_tags
+
+    folder = tmp_path / "catalogue"
+    shutil.copytree(CATALOGUE, folder)
+    settings = Settings(alerts={"tags_catalogue": str(folder), "tariff": str(TARIFF),
+                                "state_db": str(tmp_path / "alerts.sqlite")})
+
+    class Router:  # what live_tags uses of the alert router: its registry, its audit trail
+        def __init__(self) -> None:
+            self.registry = REGISTRY
+            self.profiles: list[LoadProfile] = []
+
+        def transitions(self, after: int) -> tuple[list, int]:
+            return [], after
+
+        def update_profile(self, profile: LoadProfile) -> None:
+            self.profiles.append(profile)
+
+    router = Router()
+    live = live_tags(settings, router, UTC)
+    assert live is not None
+    for f in folder.glob("*.yaml"):
+        f.write_text("tags: [")  # broken after the start
+    d1 = date(2024, 5, 6)
+    live.put_days(_day(d1))
+    live.put_days(_day(d1 + timedelta(days=1)))
+    assert live.errors == 0 and live.evaluations == 1
+    assert "night-heavy" in {h.tag for h in live.hits["N1"]}
+    assert any("night-heavy" in p.tags for p in router.profiles)
+
+    # a second engine whose registry is reloaded before its first day: it reads the file
+    # again (now broken), and says so on its tag thread
+    shutil.rmtree(folder)
+    shutil.copytree(CATALOGUE, folder)
+    settings = settings.model_copy(update={"alerts": settings.alerts.model_copy(
+        update={"state_db": tmp_path / "alerts2.sqlite"})})
+    again = live_tags(settings, router, UTC)
+    assert again is not None
+    router.registry = Registry.model_validate(REGISTRY.model_dump())  # a reload
+    for f in folder.glob("*.yaml"):
+        f.write_text("tags: [")
+    with pytest.raises(ValueError):
+        again.put_days(_day(d1))
+
+
 def test_an_engine_started_again_goes_on_from_the_stored_features(tmp_path):
     """A restart with recovery hands the days since the last snapshot again: the features
     stored at the last evaluation are resumed, those days are not counted twice, and the

@@ -141,15 +141,14 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
         self._full_since: float | None = None
         self._last_full_log = float("-inf")
         self._sleep = sleep
-        #: Taken by a thread that spills while another writes (:meth:`spill`), and by the
-        #: writing thread to spool a batch; ``current_copied`` marks that the batch being
-        #: written is already spooled, in order, by such a spill.
+        #: Held by a thread that spills while another writes (:meth:`spill_rest`), and by
+        #: the writing thread as it marks a chunk of its batch written or spooled.
         self.hold_lock = threading.Lock()
-        self.current_copied = False
-        #: the batch being written is already spooled (what it did not send), so a spill
-        #: needs no copy of it
-        self.current_spooled = False
-        self._left_to_copy = False
+        #: the batch being written (``write_lines``, in chunks of ``batch_size``): how many of
+        #: its lines are written or spooled so far, in order, and the spool segment of each
+        #: chunk after them that a spill copied, by the chunk's first line
+        self.current_done = 0
+        self.copied: dict[int, int] = {}
         self.written = 0
         #: of them, points of the reading measurement
         self.readings_written = 0
@@ -185,30 +184,49 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
         self.flush()
         self._writer.close()
 
-    def spill(self, lines: list[str]) -> list[int] | None:
+    def spill(self, lines: list[str], first: int = 0) -> list[int] | None:
         """Append ``lines`` to the spool (fsynced) from another thread than the one writing,
-        holding :attr:`hold_lock`, in segments of ``batch_size``; the ids of the segments, for
-        :meth:`Spool.remove`, or None (and nothing kept) when the spool has no room for all of
-        them."""
+        holding :attr:`hold_lock`, in segments of ``batch_size`` from line ``first`` on; the
+        ids of the segments, or None (and nothing kept) when the spool has no room for all
+        of them."""
         seqs: list[int] = []
-        for start in range(0, len(lines), self._batch):
+        for start in range(first, len(lines), self._batch):
             seq = self.spool.add(lines[start:start + self._batch])
             if seq is None:
                 self.spool.remove(seqs)
                 return None
             seqs.append(seq)
-        self._metrics.spilled.labels(self._worker).inc(len(lines))
+        self._metrics.spilled.labels(self._worker).inc(len(lines) - first)
         self._gauges()
         return seqs
 
-    def finish_current(self) -> bool:
-        """After ``write_lines``, in the thread that writes, holding :attr:`hold_lock`:
-        whether some of those lines were not stored and left to the copy another thread
-        spilled (:attr:`current_copied`), so the copy must stay in the spool. Clears the
-        mark."""
-        kept = self._left_to_copy
-        self.current_copied = self.current_spooled = self._left_to_copy = False
-        return kept
+    def spill_rest(self, lines: list[str]) -> bool | None:
+        """Holding :attr:`hold_lock`: spool a copy of what the batch being written (whose
+        lines are ``lines``) has not written or spooled yet, chunk by chunk as the writer
+        sends it, ahead of newer points. False when there is nothing to copy (all of it is
+        done, or an earlier spill copied it already), None when the spool has no room."""
+        if self.copied or self.current_done >= len(lines):
+            return False
+        seqs = self.spill(lines, self.current_done)
+        if seqs is None:
+            return None
+        self.copied = dict(zip(range(self.current_done, len(lines), self._batch), seqs,
+                               strict=True))
+        return True
+
+    def drop_copy(self) -> None:
+        """Holding :attr:`hold_lock`: forget a copy :meth:`spill_rest` just made (its
+        segments removed), when what it was to go ahead of could not be spooled."""
+        self.spool.remove(list(self.copied.values()))
+        self.copied = {}
+
+    def finish_current(self) -> None:
+        """After ``write_lines``, in the thread that writes: its batch is over. The segments
+        a spill copied of chunks it did not write stay in the spool: they hold those points
+        in their place."""
+        with self.hold_lock:
+            self.current_done = 0
+            self.copied = {}
 
     def poll(self) -> None:
         """Drain the spool if it is due (the backoff is over, or held points have waited
@@ -259,23 +277,33 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
         full = len(lines) - len(lines) % self._batch
         for start in range(0, full, self._batch):
             if not self._send(lines[start:start + self._batch]):
-                self._hold(lines[start:], now)
+                self._hold(lines, now, start)
                 return
-        rest = lines[full:]
-        if not rest:
+            self._written(start, start + self._batch)
+        if full == len(lines):
             return
-        if now - self._last_write >= self._interval:
-            if not self._send(rest):
-                self._hold(rest, now)
-        else:
-            self._hold(rest, now)  # time batching: wait, durably, for more or for the interval
+        if now - self._last_write >= self._interval and self._send(lines[full:]):
+            self._written(full, len(lines))
+        else:  # failed, or time batching: wait, durably, for more or for the interval
+            self._hold(lines, now, full)
 
-    def _hold(self, lines: list[str], now: float) -> None:
-        for start in range(0, len(lines), self._batch):
+    def _written(self, start: int, end: int) -> None:
+        """The chunk of the batch being written from ``start`` to ``end`` is stored: a copy
+        of it a spill made is not needed."""
+        with self.hold_lock:
+            self.current_done = end
+            seq = self.copied.pop(start, None)
+        if seq is not None:
+            self.spool.remove([seq])
+
+    def _hold(self, lines: list[str], now: float, first: int = 0) -> None:
+        """Spool ``lines`` from ``first`` on (waiting for room if there is none)."""
+        for start in range(first, len(lines), self._batch):
             chunk = lines[start:start + self._batch]
-            while not self._append_held(chunk, last=start + self._batch >= len(lines)):
+            while not self._append_held(chunk, start):
                 if not len(self.spool) and self._clock() >= self._backoff_until \
                         and self._send(chunk):
+                    self._written(start, start + len(chunk))
                     break  # larger than the whole spool: written directly instead
                 self._wait_for_room()
             else:
@@ -287,19 +315,17 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
                 self._full_since = None
                 self._metrics.blocked.labels(self._worker).set(0)
 
-    def _append_held(self, chunk: list[str], *, last: bool) -> bool:
-        """Spool lines of the batch being written (``last``: its last ones, so all of it is
-        now written or spooled); False when there is no room. When another thread has
-        already spilled a copy of that batch (:attr:`current_copied`), ahead of the newer
-        points it spilled, the copy holds them in their place: appending them again, behind
-        those newer points, would write older values over newer ones."""
+    def _append_held(self, chunk: list[str], start: int) -> bool:
+        """Spool the chunk of the batch being written from line ``start``; False when there is
+        no room. When another thread has already spilled a copy of it (:attr:`copied`),
+        ahead of the newer points it spilled, the copy holds it in its place: appending it
+        again, behind those newer points, would write older values over newer ones."""
         with self.hold_lock:
-            if self.current_copied:
-                self._left_to_copy = True
+            if start in self.copied:
                 return True
             if not self.spool.append(chunk):
                 return False
-            self.current_spooled = self.current_spooled or last
+            self.current_done = start + len(chunk)
             return True
 
     def _wait_for_room(self) -> None:
@@ -471,8 +497,9 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
     written yet, so the dataflow does not wait for a database that is busy. So an epoch is only
     committed once its points are safe, and a crash redoes at most the epoch in flight (points
     are idempotent, so rewriting them is harmless). The spooled points are written from the
-    spool, oldest first, before newer ones; a copy of the batch the writer was sending is
-    dropped from the spool when that request succeeds, so no point is written twice.
+    spool, oldest first, before newer ones; the copy of each request of the batch the writer
+    was sending is dropped from the spool when that request succeeds, so no point is written
+    twice.
 
     Backpressure: bytewax cannot ask a sink to retry later. When the writer falls a whole
     queue behind (the server is slow), ``write_batch`` spools what the writer holds, as at an
@@ -498,8 +525,6 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
         #: what the writer is sending: (its last sequence number, items), and their lines
         self._current: tuple[int, list[Any]] | None = None
         self._current_lines: list[str] | None = None
-        #: spool segments holding a copy of ``_current``, dropped once it is written
-        self._copy: list[int] = []
         self._stop = False
         self._error: BaseException | None = None
         self._closed = False
@@ -564,13 +589,14 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
         with self.core.hold_lock:
             with self._cond:
                 writing = current is not None and self._current is current
-            # The batch in flight first (unless it is done, or spooled already by the writer
-            # or by an earlier spill: then it is ahead of these), then the newer ones.
-            copied = (self.core.spill(copy) if writing and copy and not (
-                self.core.current_spooled or self.core.current_copied) else [])
+            # What the batch in flight has not written or spooled yet first (nothing when it
+            # is done, or an earlier spill copied it: then it is ahead of these), then the
+            # newer ones.
+            copied = self.core.spill_rest(copy) if writing else False
             spilled = self.core.spill(lines) if copied is not None and lines else []
             if copied is None or spilled is None:  # no room: the writer takes them after all
-                self.core.spool.remove(copied or [])
+                if copied:
+                    self.core.drop_copy()
                 with self._cond:
                     self._queue.extendleft(reversed(queued))
                     self._queued += sum(points for _, _, points in queued)
@@ -578,9 +604,6 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
             else:
                 with self._cond:
                     self._safe = max(self._safe, target)
-                    if copied:
-                        self.core.current_copied = True
-                        self._copy = copied
         if self._safe < target:
             self._wait_for_writer()
 
@@ -628,10 +651,10 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
                 self._cond.wait(self._poll_s)
             if not self._queue:
                 return None
-            last, batch, points = self._queue.popleft()
+            last, batch, points = self._queue.popleft()  # (the list _put made: ours)
             while self._queue and points + self._queue[0][2] <= self.core.batch_size:
                 last, items, more = self._queue.popleft()
-                batch = batch + items
+                batch += items
                 points += more
             self._queued -= points
             self._current = (last, batch)
@@ -655,16 +678,13 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
                 lines = self.core.lines_of(batch)
                 self._current_lines = lines
                 self.core.write_lines(lines)
-                # (the locks in the order a snapshot's spill takes them)
-                with self.core.hold_lock:
-                    kept = self.core.finish_current()
-                    with self._cond:
-                        self._current = self._current_lines = None
-                        self._safe = max(self._safe, last)
-                        copy, self._copy = self._copy, []
-                        self._cond.notify_all()
-                if copy and not kept:  # written: the copy a snapshot spilled is not needed
-                    self.core.spool.remove(copy)
+                # (the locks in the order a snapshot's spill takes them: a spill sees this
+                # batch either in flight, with its marks, or over)
+                with self.core.hold_lock, self._cond:
+                    self._current = self._current_lines = None
+                    self._safe = max(self._safe, last)
+                    self._cond.notify_all()
+                self.core.finish_current()
         except BaseException as exc:  # surfaced in the worker by the next call
             with self._cond:
                 self._error = exc

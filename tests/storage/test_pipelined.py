@@ -61,7 +61,7 @@ class PipelinedMachine(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="gridwatch-pipelined-"))
         self.db = SlowDatabase()
         s = InfluxSettings(api="v1", url="http://127.0.0.1:9", spool_dir=self.dir,
-                           spool_fsync=False, batch_size=4, write_requests=1, retry_initial_ms=0,
+                           spool_fsync=False, batch_size=2, write_requests=1, retry_initial_ms=0,
                            retry_max_ms=0, drain_budget_ms=50)
         sink = InfluxSink(s, writer_factory=lambda _: self.db,
                           metrics=StorageMetrics(CollectorRegistry()))

@@ -39,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -133,10 +134,11 @@ def _watch_journal(journal: Path, target: int, stop: threading.Event,
             return
 
 
-def _scrape(metrics_port: int) -> dict[str, float]:
-    """The engine's metrics now, summed over labels (empty without a metrics port): one
-    scrape, from which :func:`_handover`, :func:`_gc` and the written count are read."""
-    return engine_metrics(metrics_port) if metrics_port else {}
+def _scrape(metrics_port: int, names: Sequence[str] = ()) -> dict[str, float]:
+    """The engine's metrics now (``names``: only those), summed over labels (empty without a
+    metrics port): one scrape, from which :func:`_handover`, :func:`_gc` and the written
+    count are read."""
+    return engine_metrics(metrics_port, names) if metrics_port else {}
 
 
 def _handover(m: dict[str, float]) -> tuple[int, int, int]:
@@ -165,7 +167,7 @@ _SPOOLED = "gridwatch_storage_epoch_spooled_points_total"
 def _metric(metrics_port: int, name: str) -> float:
     """One of the engine's metrics now, summed over labels (only it scraped: the benchmark
     polls it every 50 ms while it measures the engine's CPU)."""
-    return engine_metrics(metrics_port, (name,)).get(name, 0.0) if metrics_port else 0.0
+    return _scrape(metrics_port, (name,)).get(name, 0.0)
 
 
 def placed_split(sim: Any, processes: int = 2) -> dict[str, dict[str, Any]]:

@@ -316,8 +316,7 @@ def live_tags(settings: Any, router: Any, tz: tzinfo | None, process_id: int = 0
         if registry is not checked_with:
             return TagProfiler.from_config(catalogue, a.tariff, registry=registry,
                                            store=TagStore(db), tz=tz)
-        return TagProfiler(checked.catalogue, checked.tou, registry=registry,
-                           store=TagStore(db), strategies=checked.strategies, tz=tz)
+        return checked.reopened(registry=registry, store=TagStore(db), tz=tz)
     return LiveTags(make, publish=router_publisher(router) if router is not None else None,
                     settle_s=float(getattr(a, "tags_settle_s", 5.0)),
                     registry_of=(lambda: router.registry) if router is not None else None,

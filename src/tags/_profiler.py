@@ -91,6 +91,13 @@ class TagProfiler:
         return cls(cat, TouSchedule.load(tariff), registry=registry, store=store,
                    strategies=strat, tz=tz)
 
+    def reopened(self, *, registry: Registry | None, store: TagStore | None,
+                 tz: tzinfo | None) -> TagProfiler:
+        """A new profiler of the same catalogue, schedule and strategies (nothing read again),
+        with its own store and features."""
+        return TagProfiler(self.catalogue, self.tou, registry=registry, store=store,
+                           strategies=self.strategies, tz=tz)
+
     # ------------------------------------------------------------------ input
     def observe(self, profiles: Iterable[Any], segments: Mapping[str, str] | None = None
                 ) -> None:

@@ -266,7 +266,7 @@ def test_pipelined_partition_stores_everything_handed_over_once(v1_settings, inf
     s = v1_settings(batch_size=64)
     sink = InfluxSink(s, metrics=StorageMetrics(CollectorRegistry()))
     part = sink.build_part("s", sink.part_key, None)
-    for i in range(0, 500, 25):  # 20 batches, the queue holds 16
+    for i in range(0, 500, 25):  # 20 batches of 50 points, the queue holds 4 x 64
         part.write_batch([reading(f"m-{k}", j) for j in range(i, i + 25) for k in range(2)])
     part.wait()
     wait_until(lambda: part.core.spool.points == 0, 20, "the spool drained")

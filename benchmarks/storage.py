@@ -178,10 +178,11 @@ def fleet(intervals: int, meters: int, batch: int, variants: list[Variant]) -> N
     print(f"a fleet of {meters:,} meters, {intervals} intervals of 15 minutes, batches of "
           f"{batch:,}, v1 /write with gzip; {variants[0][0]} against {variants[1][0]}:")
     with tempfile.TemporaryDirectory(prefix="gridwatch-bench-") as tmp:
-        servers = [_services.influxdb(Path(tmp) / f"influxdb{v}", cache_snapshot=size,
-                                      data_conf=conf).start()
-                   for v, (_name, size, conf, _drop) in enumerate(variants)]
-        try:
+        servers: list[_services.Service] = []
+        try:  # (a server that does not start, as with a bad --data-conf, stops those started)
+            for v, (_name, size, conf, _drop) in enumerate(variants):
+                servers.append(_services.influxdb(Path(tmp) / f"influxdb{v}",
+                                                  cache_snapshot=size, data_conf=conf).start())
             pids = []
             for svc in servers:
                 assert svc.proc is not None

@@ -134,6 +134,7 @@ from gridwatch.models._record import (
     ZERO_FRAC,
     MeterRecord,
     N,
+    new_theft_window,
 )
 from gridwatch.models._result import StepResult
 from gridwatch.models._theft import window_quiet
@@ -642,6 +643,10 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
                    pol.young_dev, pol.peak_factor, float(pol.theft_window),
                    float(meta.contracted_kva or 0.0), *policy_row(c, pol))
     th = rec.th
+    if th is None and pol.theft_window and not (meta is not None and meta.has_export):
+        # the window the kernel opens at the meter's first judged hour (an unfilled window
+        # is none to the record's bytes: see ``MeterRecord.to_bytes``)
+        th = rec.th = new_theft_window()
     hp = h.buffer_info()[0]
     row = (hp + X_BYTES, hp,
            0 if th is None else th.buffer_info()[0], rec.th_hour,
@@ -838,10 +843,9 @@ def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
     if theft:
         th = rec.th
         th_hour = rec.th_hour
-        if th is None or not th_hour:
-            return None  # opens the theft window
         hour = int(t // 3600)
-        closes = hour != th_hour
+        opens = th is None or not th_hour  # (a window not being filled: from zeros, below)
+        closes = not opens and hour != th_hour
         if closes and hour != th_hour + 1:
             return None  # hours with no reading: the full path clears them
 
@@ -973,7 +977,10 @@ def python_quiet_step(rec: MeterRecord, r: Reading, meta: MeterMeta | None,
         rec.hi = rec.lo = NO_RUN
     kw0 = 0.0 if kw < 0.0 else kw  # max(kw, 0.0)
     if theft:
-        if closes:  # (the next hour starts from zero)
+        if opens:  # (as ``_theft.judge`` opens a window)
+            th = rec.th = new_theft_window()
+            rec.th_hour = th_hour = hour
+        elif closes:  # (the next hour starts from zero)
             i = hour % 24
             th[TH_OBS + i] = th[TH_EXP + i] = th[TH_CNT + i] = 0.0
             rec.th_hour = th_hour = hour

@@ -21,7 +21,9 @@ The first reading of a local day closes the day before here (:func:`_plan_close`
 curve's learning, the month, the meter's history and the record ring, as ``_daily.turn_day``
 makes them, with the profile's numbers left in the caller's close buffer
 (``_quiet.close_buffer``, a row a reading) for Python to make the profile object. A meter's
-first reading sets up its record and day here too.
+first reading sets up its record and day here too, and a theft window not being filled (a
+meter's first judged hour) opens here, from zeros, in the window the caller allocated
+(``_quiet.lane_entry``: without one, the reading is not quiet).
 
 numba compiles it once per machine (``cache=True``: the machine code is kept beside this file
 in ``__pycache__``, and later processes load it in a fraction of a second).
@@ -750,14 +752,17 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
     exporting = has_export != 0 and kw < 0
     theft = theft_pol != 0 and not exporting
     hour = 0
-    closes = False
+    closes = opens = False
     if theft:
-        if thp == 0 or th_hour == 0:
+        if thp == 0:
             return NOT_QUIET, 0, 0.0, 0.0, 0
         hour = int(t // 3600)
-        closes = hour != th_hour
-        if closes and hour != th_hour + 1:
-            return NOT_QUIET, 0, 0.0, 0.0, 0
+        if th_hour == 0:  # (a window not being filled: it starts here, from zeros)
+            opens = True
+        else:
+            closes = hour != th_hour
+            if closes and hour != th_hour + 1:
+                return NOT_QUIET, 0, 0.0, 0.0, 0
     new_start = started == 0.0 and kw > min_kw
     if new_start:
         started = t
@@ -1002,7 +1007,12 @@ def kernel(xp, hp, thp, cp, t, kw, kwh, has_kwh, r_iv, stated, has_export, nv, v
     kw0 = 0.0 if kw < 0.0 else kw
     if theft:
         th = numba.carray(_f32p(thp), (TH_LEN,))
-        if closes:
+        if opens:  # (as ``_theft.judge`` opens a window: all zeros, this hour's first)
+            for q in range(TH_LEN):
+                th[q] = 0.0
+            th_hour = hour
+            flags |= TH_HOUR
+        elif closes:
             i = hour % 24
             th[TH_OBS + i] = 0.0
             th[TH_EXP + i] = 0.0

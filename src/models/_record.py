@@ -533,6 +533,8 @@ class MeterRecord:
         state.update(zip(X_FIELDS, x, strict=False))
         state.update((name, int(x[i])) for i, name in enumerate(I_FIELDS, len(X_FIELDS)))
         h, th = self.h, self.th
+        if not self.th_hour:
+            th = None  # (a window not being filled holds nothing: zeroed when it opens)
         for name, (buf_name, off, size, enc, dtype) in _PARTS.items():
             if buf_name == "th":
                 if th is None:

@@ -26,10 +26,13 @@ Python, or, for a meter the lane has no row for yet (new to the cell, or resumed
 snapshot), before the cell steps the chunk that holds its reading
 (``CellLogic._first_sight``), so that its first reading takes the lane too. A meter new to
 the cell is given its slot in the silence watch ahead only up to the first reading whose
-watermark may tick (the watch's slots and ticks stay in the per-reading path's order); one
-whose first reading comes later goes through Python, and the rows of its later readings in
-the same chunk, made while it had no slot, are then made again (a batch that holds many
-readings of a new meter: a file sorted by meter, a backlog). The per-reading path of
+watermark may tick (the watch's slots and ticks stay in the per-reading path's order); for
+one whose first reading comes later, the cell does the ticks before that reading when the
+lane reaches it, as the per-reading path starts it, and gives the slots from there on up to
+the next tick; the rows of its later readings in the same chunk, made while it had no slot,
+are made again (a batch that holds many readings of a new meter: a file sorted by meter, a
+backlog). A batch smaller than ``LANE_MIN`` takes the lane when it holds a meter new to the
+cell (whose first reading costs the full path otherwise). The per-reading path of
 a whole batch (one too small for the lane, or with verdicts waiting) takes the meters it steps
 off the lane until then (:meth:`Lane.drop`). A silence tick needs no such step: the meters it
 changes leave their watch status off rest, and the lane takes no reading of such a meter.
@@ -42,7 +45,7 @@ from __future__ import annotations
 import math
 import struct
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
 import numpy as np
@@ -258,7 +261,7 @@ class Lane:
         return [timed[k] for k in ks]
 
     def rows(self, timed: Sequence[tuple[float, Reading]] | TimedFields, slot: dict[str, int],
-             known: dict[str, MeterMeta], meta_of: Callable[[str], MeterMeta | None],
+             known: Mapping[str, MeterMeta | None], meta_of: Callable[[str], MeterMeta | None],
              cell_known: bool,
              states: dict[str, MeterState], c: Any
              ) -> tuple[np.ndarray, bool, list[Any], list[MeterMeta | None]]:

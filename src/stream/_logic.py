@@ -148,7 +148,9 @@ class KeptMeta(RegistryProbe):
 
 #: The fewest readings a cell steps through the lane at once: a call of the lane costs about
 #: as much as four readings through the per-reading path (its rows and arrays made ready),
-#: and saves a few microseconds a reading after that.
+#: and saves a few microseconds a reading after that. A smaller batch that holds a meter
+#: new to the cell takes the lane too: a new meter's first reading costs the full path
+#: there (its record set up), several times the call.
 LANE_MIN = 8
 #: Readings put in rows at once (see ``CellLogic._lane_steps``)
 LANE_CHUNK = 256
@@ -606,13 +608,14 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         """Readings with their event times, each through the watch and its meter, the cell's
         watermark at each one's time minus ``lateness_s`` (at ``at`` for all, when given): the
         quiet ones through the lane (:mod:`._lane`) when the compiled quiet path is on, no
-        verdict waits and there are ``LANE_MIN`` readings or more, the others one by one
-        (:meth:`_steps_each`)."""
+        verdict waits and there are ``LANE_MIN`` readings or more (or a meter new to the cell
+        among them), the others one by one (:meth:`_steps_each`)."""
         if not timed:
             return
         self._kept.reloaded()  # (once per batch, either path)
         verdicts = self._verdicts()
-        if verdicts is None and at is None and len(timed) >= LANE_MIN and _meter.FAST_PATH:
+        if verdicts is None and at is None and _meter.FAST_PATH and (
+                len(timed) >= LANE_MIN or self._holds_new(timed)):
             run = lane_kernel()
             if run is not None:
                 self._lane_steps(timed, out, run)
@@ -620,6 +623,13 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         # a meter stepped here is off the lane until a reading of it through the lane's
         # driver sets its row again
         self._steps_each(timed, out, at, self._meta_of, verdicts, self.lane)
+
+    def _holds_new(self, timed: Sequence[tuple[float, Reading]]) -> bool:
+        """Whether a reading of ``timed`` is of a meter the cell has no slot for yet."""
+        slot = self.watch.slot
+        if isinstance(timed, TimedFields):
+            return any(d["meter_id"] not in slot for d in timed.fields)
+        return any(r.meter_id not in slot for _t, r in timed)
 
     def _lane_steps(self, timed: Sequence[tuple[float, Reading]], out: list[Any],
                     run: Any) -> None:
@@ -642,11 +652,13 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             timed, slot, kept.known, self._meta_of, watch.cell is not None, meters, c)
         n = len(timed)
         left = np.flatnonzero(rows[:, 0] < 0).tolist()
+        sighted = n  # (new meters were given their slots up to here: see below)
         if left:
-            fresh = self._first_sight(timed, left, entries, lane)
+            fresh, sighted = self._first_sight(timed, left, entries, lane, 0)
             if fresh:
                 any_lane = self._rows_again(timed, fresh, rows, entries, steps_kept, lane, c) \
                     or any_lane
+        times = timed.times if isinstance(timed, TimedFields) else None
         # the later readings of each meter the cell had no slot for when the rows were made
         # (a meter new to the cell): once its first reading has set its row, theirs are made
         # again, so that they may take the lane (found at the first such meter)
@@ -680,6 +692,25 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                 i = stop
                 if tick or i == n:
                     continue
+            # a new meter's reading at or past the tick that first sight stopped before: the
+            # ticks before it, as the per-reading path starts it, then first sight again from
+            # it on, up to the next tick (so that it, and the new meters after it, take the
+            # lane too: a chunk of new meters spread over a tick, as at start-up)
+            if i >= sighted and rows[i, 0] < 0 and self._meter_id(timed, i) not in slot:
+                columns = None  # (the watch grows)
+                wm = (times[i] if times is not None else timed[i][0]) - self.lateness_s
+                if wm > self.next_tick:
+                    self._catch_up(wm, out)
+                left = (np.flatnonzero(rows[i:, 0] < 0) + i).tolist()
+                fresh, sighted = self._first_sight(timed, left, entries, lane, i)
+                sighted = max(sighted, i + 1)
+                if fresh:
+                    unslotted = None
+                    if self._rows_again(timed, fresh, rows, entries, steps_kept, lane, c) \
+                            and answers is None:
+                        answers = np.zeros((n, _ANSWER_W))
+                    if answers is not None and rows[i, 0] >= 0:
+                        continue
             # the reading the lane left: through Python, then its meter's row again
             columns = None
             r = timed[i][1]
@@ -710,11 +741,13 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
     def _rows_again(self, timed: Sequence[tuple[float, Reading]], ks: list[int],
                     rows: np.ndarray, entries: list[MeterMeta | None], kept: list[Any],
                     lane: Lane, c: Any) -> bool:
-        """The rows of readings ``ks`` made again (their meters have rows now), their
-        registry entries and the forecast's steps they point to kept with the chunk's;
-        whether any may take the lane."""
+        """The rows of readings ``ks`` made again (their meters have rows now), with the
+        registry entries found when the chunk's rows were made (a meter the registry does not
+        know is not looked up again), the forecast's steps they point to kept with the
+        chunk's; whether any may take the lane."""
+        found = {self._meter_id(timed, k): entries[k] for k in ks}
         made, any_made, made_kept, made_entries = lane.rows(
-            lane.subset(timed, ks), self.watch.slot, self._kept.known, self._meta_of,
+            lane.subset(timed, ks), self.watch.slot, found, found.get,
             self.watch.cell is not None, self.meters, c)
         rows[ks] = made
         for at, e in zip(ks, made_entries, strict=True):
@@ -722,8 +755,16 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         kept.extend(made_kept)
         return any_made
 
+    @staticmethod
+    def _meter_id(timed: Sequence[tuple[float, Reading]], k: int) -> str:
+        """The meter of reading ``k`` (from its fields, when given so: no reading made)."""
+        if isinstance(timed, TimedFields):
+            return str(timed.fields[k]["meter_id"])
+        return timed[k][1].meter_id
+
     def _first_sight(self, timed: Sequence[tuple[float, Reading]], left: list[int],
-                     entries: list[MeterMeta | None], lane: Lane) -> list[int]:
+                     entries: list[MeterMeta | None], lane: Lane, start: int
+                     ) -> tuple[list[int], int]:
         """Rows for the meters of readings ``left`` (those the rows leave to Python) that the
         lane has never set a row for: a meter new to the cell, or one the cell resumed from a
         snapshot. Its row is what ``Lane.set`` makes of its record after a reading through
@@ -733,10 +774,12 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
 
         A meter new to the watch is given its slot first, with what ``CellWatch.seen`` notes
         of that reading (which the lane then notes again, to the same values), and its record;
-        only up to the first reading whose watermark may tick (``>=`` the next tick), and
-        before the first new meter whose reading carries a status, so that every tick and
-        every slot and record comes in the order of the per-reading path. The indices of
-        ``left`` whose meter now has a row, to make their rows again."""
+        only up to the first reading from ``start`` on (``left`` holds none before it) whose
+        watermark may tick (``>=`` the next tick), and before the first new meter whose
+        reading carries a status, so that every tick and every slot and record comes in the
+        order of the per-reading path. The indices of ``left`` whose meter now has a row, to
+        make their rows again, and the index new meters were given slots up to (the length
+        of ``timed`` when none was held back)."""
         watch = self.watch
         slot = watch.slot
         meters = self.meters
@@ -755,7 +798,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             if j is None:
                 if limit < 0:
                     times = times or [t for t, _r in timed]
-                    limit = self._untick_prefix(times)
+                    limit = start + self._untick_prefix(times[start:])
                 if i >= limit:
                     continue
                 if d.get("status"):
@@ -778,7 +821,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             lane.set(j, state, entries[i])
             rowed.add(meter_id)
             again.append(i)
-        return again
+        return again, (limit if limit >= 0 else len(timed))
 
     def _untick_prefix(self, times: list[float]) -> int:
         """How many of the readings at ``times`` come before any tick of the cell's watermark

@@ -11,7 +11,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import gridwatch.models._quiet as quiet_mod
 import gridwatch.stream._logic as logic
-from gridwatch import MeterMeta, Reading
+from gridwatch import Event, MeterMeta, Reading
 from gridwatch.ingest._journal import encode_items, rebuild_fields
 from gridwatch.models import Calendar, DetectionSettings
 from gridwatch.models._quiet import use_compiled
@@ -114,7 +114,7 @@ def _meta(i: int, kind: str) -> MeterMeta | None:
 
 @st.composite
 def fleets(draw: st.DrawFn) -> dict[str, Any]:
-    n = draw(st.integers(1, 4))
+    n = draw(st.integers(1, 6))
     return {
         "seed": draw(st.integers(0, 2**32 - 1)),
         "metas": [draw(st.sampled_from(["none", "plain", "kva", "stated", "kva_stated",
@@ -126,6 +126,11 @@ def fleets(draw: st.DrawFn) -> dict[str, Any]:
         # steps must take their meters off the lane until it sets their rows again
         "chunks": draw(st.lists(st.sampled_from([1, 3, 17, 64]), min_size=1, max_size=4)),
         "scores": draw(st.sampled_from([0, 7])),
+        # meters that join the cell later, each at an interval of its own (new to the cell in
+        # the middle of a batch, after readings whose watermarks tick), and readings a few
+        # seconds apart within an interval
+        "join": draw(st.booleans()),
+        "jitter": draw(st.sampled_from([0.0, 20.0])),
         **{k: draw(st.sampled_from([0.0, 0.0, 0.01, 0.05]))
            for k in ("status", "gap", "dup", "stuck", "spike", "pf", "silence", "neg",
                      "low")},
@@ -137,10 +142,14 @@ def _readings(f: dict[str, Any]) -> list[Reading]:
     out = []
     last: dict[int, float] = {}
     away: set[int] = set()
+    n = len(f["metas"])
+    joins = rng.integers(0, max(1, f["intervals"] // 2), n) if f.get("join") else [0] * n
     for k in range(f["intervals"]):
-        t = _T0 + 900.0 * k
-        hour = (t % 86_400) / 3600
-        for i in range(len(f["metas"])):
+        for i in range(n):
+            if k < joins[i]:
+                continue
+            t = _T0 + 900.0 * k + round(float(rng.uniform(0, f.get("jitter", 0.0))), 3)
+            hour = (t % 86_400) / 3600
             u = rng.random(8)
             if u[0] < f["silence"]:
                 away ^= {i}
@@ -347,8 +356,9 @@ def test_real_households_identical_with_and_without_the_lane() -> None:
 def test_a_new_meters_later_readings_in_its_first_batch_take_the_lane() -> None:
     """A batch that holds many readings of meters new to the cell (a file sorted by meter, a
     backlog): a meter's first reading that comes after a reading whose watermark may tick
-    goes through Python, which gives it its slot and row; its later readings in the batch
-    then take the lane (their rows are made again).
+    is given its slot and row when the lane reaches it (the ticks before it done first, as
+    the per-reading path does them), and its later readings in the batch take the lane
+    with it (their rows are made again).
     The same outputs and states both ways."""
     s = DetectionSettings(warmup_h=2, score_sample_every=9)
     metas = {f"m{i}": m for i in range(3) if (m := _meta(i, "plain")) is not None}
@@ -360,11 +370,13 @@ def test_a_new_meters_later_readings_in_its_first_batch_take_the_lane() -> None:
     assert on[0] == off[0]
     assert on[1] == off[1]
     assert run_cells(batches, metas, s, on=True, fields=True) == on
-    # measured: 2 of the 900 readings through Python (the cell's first, and m1's first, which
-    # comes after readings of m0 whose watermark may tick: a meter new to the watch is given
-    # its slot ahead only before those); 3 when each meter's first went through Python; 636
-    # when the rows of a batch's chunk were made only as it started
-    assert on[2] < 20, f"per-reading path took {on[2]} of {len(readings)}"
+    # measured: 1 of the 900 readings through Python (the cell's first: m1's and m2's
+    # first come after readings of m0 whose watermark may tick, and are given their slots
+    # once those ticks are done, as first sight starts again at the reading); 2 when first
+    # sight stopped for the rest of the chunk at the first reading that may tick; 3 when each
+    # meter's first went through Python; 636 when the rows of a batch's chunk were made only
+    # as it started
+    assert on[2] == 1, f"per-reading path took {on[2]} of {len(readings)}"
 
 
 def test_meters_new_to_the_cell_take_the_lane_from_their_first_reading() -> None:
@@ -372,9 +384,10 @@ def test_meters_new_to_the_cell_take_the_lane_from_their_first_reading() -> None
     in 100-reading batches: the lane gives each new meter its slot, record and row before it
     steps the batch, so only the cell's very first reading (which sets its first tick) goes
     through Python; a meter whose first reading carries a status goes through Python, and so
-    does every new meter after it in that batch (their slots come in the per-reading path's
-    order), and its next reading (a last gasp's). The same outputs and states as without the
-    lane."""
+    does its next reading (a last gasp's); the new meters after it in that batch are given
+    their slots once it has its own (first sight starts again past it, so the slots come in
+    the per-reading path's order) and take the lane. The same outputs and states as without
+    the lane."""
     s = DetectionSettings(warmup_h=2, score_sample_every=13)
     metas = {f"m{i}": m for i in range(400)
              if (m := _meta(i, ("plain", "kva", "stated", "none")[i % 4])) is not None}
@@ -393,9 +406,46 @@ def test_meters_new_to_the_cell_take_the_lane_from_their_first_reading() -> None
     off = run_cells(batches, metas, s, on=False)
     on = run_cells(batches, metas, s, on=True)
     assert on[:2] == off[:2]
-    # (the cell's first reading; the gasp and the 49 new meters after it in its batch; the
-    # gasping meter's next reading, as after any last gasp)
-    assert on[2] == 1 + 50 + 1, on[2]
+    # (the cell's first reading; the gasp; the gasping meter's next reading, as after any
+    # last gasp). Measured: 1 + 50 + 1 when the 49 new meters after the gasp in its batch
+    # went through Python too (first sight stopped at the gasp for the rest of the chunk)
+    assert on[2] == 1 + 1 + 1, on[2]
+
+
+def test_meters_new_past_a_tick_take_the_lane_from_their_first_reading() -> None:
+    """New meters whose first readings come after the cell's watermark passes a tick, in the
+    batch that holds it (a fleet joining as time goes on, a start-up spread over an
+    interval): the lane does the ticks before the first of them, as the per-reading path
+    does, and gives them their slots there, so they take the lane from their first reading.
+    The same outputs and states as without the lane, with a reading of a meter that falls
+    silent (the ticks find it) and a meter with a theft window among the new ones."""
+    s = DetectionSettings(warmup_h=2, score_sample_every=11)
+    kinds = ("plain", "kva", "stated", "industrial")
+    metas = {f"m{i}": m for i in range(150) if (m := _meta(i, kinds[i % 4])) is not None}
+    first = _evening_peaks(150, 12, 900.0)
+    old = [r for r in first if int(r.meter_id[1:]) < 100]
+    new = [r.model_copy(update={"ts": r.ts + timedelta(seconds=2)}) for r in first
+           if int(r.meter_id[1:]) >= 100 and r.ts > first[0].ts]  # (their clocks 2 s on)
+    # the old meters' first interval, then the new meters' first readings ahead of the old
+    # meters' second (so that the first reading past the tick is a new meter's), then on;
+    # one old meter stops reading after its second interval
+    t1 = new[0].ts
+    readings = old[:100] + [r for r in new if r.ts == t1] + [
+        r for r in sorted(old[100:] + [r for r in new if r.ts != t1], key=lambda r: r.ts)
+        if not (r.meter_id == "m7" and r.ts > t1)]
+    batches = [("c1", readings[:250]), ("c1", readings[250:])]
+    off = run_cells(batches, metas, s, on=False)
+    on = run_cells(batches, metas, s, on=True)
+    assert on[:2] == off[:2]
+    assert run_cells(batches, metas, s, on=True, fields=True) == on
+    assert [(e.meter_id, e.type) for e in on[0] if isinstance(e, Event)] == [
+        ("m7", "comm_loss")]
+    # measured: the cell's first reading alone through Python; 2 when the new meters'
+    # first sight came before the ticks their first reading passes (the first through
+    # Python, which ticks, the rest in the lane after it); 51 when first sight stopped
+    # for the rest of the chunk at the first reading that may tick; 38 when the lane left
+    # the first reading of a meter with a theft window to Python (the window opened there)
+    assert on[2] == 1, on[2]
 
 
 def test_a_resumed_cell_takes_the_lane_from_each_meters_first_reading() -> None:

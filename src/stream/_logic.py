@@ -745,7 +745,11 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         registry entries found when the chunk's rows were made (a meter the registry does not
         know is not looked up again), the forecast's steps they point to kept with the
         chunk's; whether any may take the lane."""
-        found = {self._meter_id(timed, k): entries[k] for k in ks}
+        if isinstance(timed, TimedFields):
+            fields = timed.fields
+            found = {fields[k]["meter_id"]: entries[k] for k in ks}
+        else:
+            found = {timed[k][1].meter_id: entries[k] for k in ks}
         made, any_made, made_kept, made_entries = lane.rows(
             lane.subset(timed, ks), self.watch.slot, found, found.get,
             self.watch.cell is not None, self.meters, c)

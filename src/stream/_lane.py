@@ -125,11 +125,21 @@ class TimedFields(Sequence[tuple[float, Reading]]):
         return zip(self.times, self.fields, strict=True)
 
 
+def _cells_of(addrs: np.ndarray, meters: np.ndarray, ready: np.ndarray
+              ) -> tuple[memoryview, memoryview, memoryview]:
+    """The cells of the lane's address, meter and ready columns as flat memoryviews of
+    int64, int32 and uint8 (the arrays' own memory, row after row)."""
+    if not len(ready):  # (an empty array's view cannot be cast)
+        return memoryview(array("q")), memoryview(array("i")), memoryview(array("B"))
+    return (addrs.data.cast("B").cast("q"), meters.data.cast("B").cast("i"),
+            ready.data.cast("B"))
+
+
 class Lane:
     """The lane's columns for the meters of one cell, by the watch's slot."""
 
-    __slots__ = ("addrs", "calendar", "forecast_iv", "free", "metas", "meters", "profile_of",
-                 "profiles", "ready", "runs", "settings")
+    __slots__ = ("_cells", "addrs", "calendar", "forecast_iv", "free", "metas", "meters",
+                 "profile_of", "profiles", "ready", "runs", "settings")
 
     def __init__(self, settings: DetectionSettings, calendar: Calendar) -> None:
         self.settings = settings
@@ -137,6 +147,9 @@ class Lane:
         self.addrs = np.zeros((0, 3), dtype=np.int64)
         self.meters = np.zeros((0, _N_METER), dtype=np.int32)
         self.ready = np.zeros(0, dtype=np.uint8)
+        #: the three columns' cells as flat memoryviews (``set`` writes a row a cell at a
+        #: time: a numpy assignment of a row from a tuple costs several times as much)
+        self._cells = _cells_of(self.addrs, self.meters, self.ready)
         #: the registry entry each meter's row was set with (a reading whose entry is another
         #: object, after a reload, goes through Python and sets the row again)
         self.metas: list[Any] = []
@@ -182,6 +195,7 @@ class Lane:
         ready = np.zeros(size, dtype=np.uint8)
         ready[:have] = self.ready
         self.addrs, self.meters, self.ready = addrs, meters, ready
+        self._cells = _cells_of(addrs, meters, ready)
         self.metas.extend([_NO_META] * (size - have))
         self.forecast_iv.frombytes(bytes(4 * (size - have)))
 
@@ -189,32 +203,36 @@ class Lane:
         """Meter ``j``'s row from its record and registry entry, after a reading of it went
         through Python: ready for the lane, or not (see ``_quiet.lane_entry``)."""
         self.fit(j + 1)
+        addrs, meters, ready = self._cells
         entry = lane_entry(state, meta, self.settings, self.calendar)
         if entry is None:
-            self.ready[j] = 0
+            ready[j] = 0
             return
         row, profile = entry
         p = self.profile_of.get(profile)
         if p is None:
             p = self.profile_of[profile] = len(self.profile_of)
             self.profiles = np.vstack([self.profiles, np.array([profile], dtype=np.float64)])
-        self.addrs[j] = row[:3]
-        held = int(self.meters[j, _RUNS]) - 1
-        self.meters[j, :_N_METER - 1] = row[3:]
-        self.meters[j, _N_METER - 1] = p
+        a = 3 * j
+        addrs[a], addrs[a + 1], addrs[a + 2] = row[0], row[1], row[2]
+        m = _N_METER * j
+        held = meters[m + _RUNS] - 1
+        (meters[m], meters[m + 1], meters[m + 2], meters[m + 3], meters[m + 4],
+         meters[m + 5], meters[m + 6]) = row[3:]
+        meters[m + _N_METER - 1] = p
         runs = run_row(state)
         if runs is None:
             if held >= 0:  # (its row is free again)
                 self._give(held)
-            self.meters[j, _RUNS] = 0
+            meters[m + _RUNS] = 0
         else:
             if held < 0:
                 held = self._take()
             self.runs[held] = runs
-            self.meters[j, _RUNS] = held + 1
+            meters[m + _RUNS] = held + 1
         self.metas[j] = meta
         self.forecast_iv[j] = int(profile[0]) if profile[7] != 0.0 else -1
-        self.ready[j] = 1
+        ready[j] = 1
 
     def _take(self) -> int:
         """A free row of runs, taken (as the lane takes one)."""

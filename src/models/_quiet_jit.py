@@ -1141,7 +1141,8 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
     quiet: its meter ready (``ready``: nothing open the kernel cannot see, see
     ``_quiet.lane_entry``), its silence watch at rest, and the kernel's answer DONE. Each such
     reading updates its record (the kernel) and the watch's columns as ``CellWatch.seen``
-    would; its flags, expected kW, z and hour go to ``answers``, the profile of a day it
+    would; its flags (but ``DAY_TURNED``, whose day counts go to the meter's row here),
+    expected kW, z and hour go to ``answers``, the profile of a day it
     closed to its row of ``closes`` (``_quiet_codes.CL_KWH`` and the rest). The cell's
     watermark moves as ``CellLogic`` moves it, reading by reading, and the ticks it passes
     are counted here: those before the watch's ``due`` (no meter can have fallen silent) and
@@ -1164,7 +1165,8 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
     (flag ``RUNS``) for Python's record. Without a free row, a reading beyond the band is not
     quiet. Returns (the index it stopped at, the cell's
     watermark, its next tick, the watch's due, the ticks counted, 1 if it stopped before a
-    reading for a tick, 2 after one at a tick, else 0, and how many readings carry flags)."""
+    reading for a tick, 2 after one at a tick, else 0, and how many readings carry flags for
+    Python)."""
     n = rows.shape[0]
     closes_at = closes.ctypes.data
     runs_at = runs.ctypes.data
@@ -1250,8 +1252,10 @@ def lane(rows, start, addrs, meters, ready, profiles, w_last, w_iv, w_st, cp, la
             elif own < 0:  # (a run started: the free row is the meter's)
                 meters[j, 5] = free[free[0]] + 1
                 free[0] -= 1
-        answers[i, 0] = flags
-        if flags:
+        # (the day counts a turned day moved are the row's, below: a reading with nothing
+        # else flagged has nothing for Python, as the meter's first reading at start-up)
+        answers[i, 0] = flags & ~DAY_TURNED
+        if flags & ~DAY_TURNED:
             flagged += 1
         answers[i, 1] = expected
         answers[i, 2] = z

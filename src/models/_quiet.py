@@ -643,9 +643,10 @@ def lane_entry(rec: MeterRecord, meta: MeterMeta | None, s: DetectionSettings, c
                    pol.young_dev, pol.peak_factor, float(pol.theft_window),
                    float(meta.contracted_kva or 0.0), *policy_row(c, pol))
     th = rec.th
-    if th is None and pol.theft_window and not (meta is not None and meta.has_export):
-        # the window the kernel opens at the meter's first judged hour (an unfilled window
-        # is none to the record's bytes: see ``MeterRecord.to_bytes``)
+    if th is None and pol.theft_window:
+        # the window the kernel opens at the meter's first judged hour (one not being filled,
+        # as while its readings export, is none to the record's bytes: see
+        # ``MeterRecord.to_bytes``)
         th = rec.th = new_theft_window()
     hp = h.buffer_info()[0]
     row = (hp + X_BYTES, hp,

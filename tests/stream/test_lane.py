@@ -103,11 +103,12 @@ def run_cells(batches: list[tuple[str, list[Reading]]], metas: dict[str, MeterMe
 def _meta(i: int, kind: str) -> MeterMeta | None:
     if kind == "none":
         return None
+    industrial = kind.startswith("industrial")  # (a class that judges theft within the day)
     return MeterMeta(meter_id=f"m{i}", grid_cell="c1", customer_class=(
-        "industrial" if kind == "industrial" else "residential"),
-        contracted_kva=6.9 if kind in ("kva", "kva_stated", "industrial") else None,
-        has_export=kind == "export",
-        phases=3 if kind == "industrial" else 1,
+        "industrial" if industrial else "residential"),
+        contracted_kva=6.9 if kind in ("kva", "kva_stated") or industrial else None,
+        has_export=kind in ("export", "industrial_export"),
+        phases=3 if industrial else 1,
         # registered intervals: as the random streams' readings, and half-hourly
         interval_s={"stated": 900, "kva_stated": 1800}.get(kind))
 
@@ -118,7 +119,7 @@ def fleets(draw: st.DrawFn) -> dict[str, Any]:
     return {
         "seed": draw(st.integers(0, 2**32 - 1)),
         "metas": [draw(st.sampled_from(["none", "plain", "kva", "stated", "kva_stated",
-                                           "industrial", "export"]))
+                                           "industrial", "export", "industrial_export"]))
                   for _ in range(n)],
         "volts": draw(st.sampled_from(["none", "one", "three", "two"])),
         "intervals": draw(st.integers(30, 500)),
@@ -446,6 +447,26 @@ def test_meters_new_past_a_tick_take_the_lane_from_their_first_reading() -> None
     # for the rest of the chunk at the first reading that may tick; 38 when the lane left
     # the first reading of a meter with a theft window to Python (the window opened there)
     assert on[2] == 1, on[2]
+
+
+def test_an_exporting_meter_of_a_theft_class_holds_no_window_until_it_draws() -> None:
+    """A meter whose class judges theft within the day is given its theft window when its
+    lane row is first set (the kernel opens it in place at its first judged hour), and a
+    meter with export judges no hour while it exports: its record, snapshot and all, is the
+    per-reading path's, which allocates no window until a reading draws from the grid."""
+    s = DetectionSettings(warmup_h=2)
+    metas = {f"m{i}": m for i in range(12) if (m := _meta(i, "industrial_export")) is not None}
+    exporting = _evening_peaks(12, 16, 900.0, lambda k, i, kw: -kw)
+    batches = [("c1", exporting[k:k + 48]) for k in range(0, len(exporting), 48)]
+    off = run_cells(batches, metas, s, on=False)
+    on = run_cells(batches, metas, s, on=True)
+    assert on[:2] == off[:2]
+    # (most readings took the lane, so the windows were allocated there; the meters' readings
+    # at the end of the warm-up go through Python)
+    assert on[2] < len(exporting) // 10, on[2]
+    drawing = exporting + _evening_peaks(12, 8, 900.0, t0=_T0 + 16 * 900.0)
+    batches = [("c1", drawing[k:k + 48]) for k in range(0, len(drawing), 48)]
+    assert run_cells(batches, metas, s, on=True)[:2] == run_cells(batches, metas, s, on=False)[:2]
 
 
 def test_a_resumed_cell_takes_the_lane_from_each_meters_first_reading() -> None:

@@ -10,7 +10,8 @@ write API instead of InfluxDB), fed by the simulated utility fleet
   bare paho client (baseline), then published to the engine; end to end is complete when
   the database counts every reading (InfluxDB: ``count(kw)`` of ``reading``;
   VictoriaMetrics: ``count_over_time(reading_kw)``), polled once the engine says it wrote
-  as many points.
+  as many points. Beside it: the database's write requests, and the points the dataflow
+  spooled because the database had not taken them yet (written from the spool later).
 * ``latency``: a steady stream with voltage sags injected; publish → alert at an MQTT
   subscriber, with the router's group wait and interval at 0 (service round every 50 ms).
 * ``memory``: resident memory per meter of the dataflow holding 100,000 (and, with ``--full``,
@@ -300,7 +301,9 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
             before = stack.stored()
             http_before = stack.db_http_stats()
             j_before = journal_readings(work / "journal")
-            hand_before = _handover(_scrape(metrics_port))
+            scraped = _scrape(metrics_port)
+            hand_before = _handover(scraped)
+            spooled_before = scraped.get(_SPOOLED, 0.0)
             journaled_at: list[float] = []
             watching = threading.Event()
 
@@ -394,7 +397,9 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
             watching.set()
             http = {k: v - http_before.get(k, 0.0)
                     for k, v in stack.db_http_stats().items()}
-            hand = _handover(_scrape(metrics_port))
+            scraped = _scrape(metrics_port)
+            hand = _handover(scraped)
+            spooled = int(scraped.get(_SPOOLED, 0.0) - spooled_before)
             hits, misses, compacted = (a - b for a, b in zip(hand, hand_before, strict=True))
             if trace_ingest:
                 watcher.join(5)
@@ -415,6 +420,9 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                 "db_query_requests": int(http.get("queryReq", 0)),
                 "db_query_s": round(http.get("queryReqDurationNs", 0) / 1e9, 2),
                 "db_write_s": round(http.get("writeReqDurationNs", 0) / 1e9, 2),
+                # points the dataflow spooled because the database had not taken them yet
+                # (written from the spool later: the engine's work too)
+                "spooled_by_the_dataflow": spooled,
             }
             got = results["shapes"][shape]
             writes, points = got["db_write_requests"], got["db_points_written"]
@@ -425,7 +433,8 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
             console.print(f"{shape}: {stack.db_name} took {writes:,} write requests "
                           f"({points:,} points, {points / max(writes, 1):,.0f} a request"
                           f"{answering}) and {got['db_query_requests']:,} queries "
-                          f"({queried}the benchmark's count polls)")
+                          f"({queried}the benchmark's count polls); the dataflow spooled "
+                          f"{spooled:,} points the database had not taken yet")
             if metrics_port:
                 console.print(f"{shape}: the dataflow took {hits:,} records from the "
                               f"collector's hand-over ({compacted:,} of them kept compact "

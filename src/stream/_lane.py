@@ -23,21 +23,20 @@ or an episode's reading that starts a new local day.
 
 A meter's row is set from its record at rest: right after a reading of it went through
 Python, or, for a meter the lane has no row for yet (new to the cell, or resumed from a
-snapshot), before the cell steps the chunk that holds its reading
-(``CellLogic._first_sight``), so that its first reading takes the lane too. A meter new to
-the cell is given its slot in the silence watch ahead only up to the first reading whose
-watermark may tick (the watch's slots and ticks stay in the per-reading path's order); for
-one whose first reading comes later, the cell does the ticks before that reading when the
-lane reaches it, as the per-reading path starts it, and gives the slots from there on up to
-the next tick; the rows of its later readings in the same chunk, made while it had no slot,
-are made again (a batch that holds many readings of a new meter: a file sorted by meter, a
-backlog). A batch smaller than ``LANE_MIN`` takes the lane when it holds a meter new to the
-cell (whose first reading costs the full path otherwise). The per-reading path of
-a whole batch (one too small for the lane, or with verdicts waiting) takes the meters it steps
-off the lane until then (:meth:`Lane.drop`). A silence tick needs no such step: the meters it
-changes leave their watch status off rest, and the lane takes no reading of such a meter.
-The records it leaves, and the events and scores, are those of the per-reading path:
-``tests/stream/test_lane.py`` runs both ways.
+snapshot), when the cell reaches its first reading in a chunk (``CellLogic._first_sight``),
+so that that reading takes the lane too: the cell does the ticks before it, as the
+per-reading path starts a reading, and sets the rows of the meters without one from there
+on, the new ones given their slots in the silence watch only up to the next reading whose
+watermark may tick (the watch's slots and ticks stay in the per-reading path's order; the
+first new meter past it starts the same again). A meter's readings whose rows were made
+while it had no slot are made again (a batch that holds many readings of a new meter: a file
+sorted by meter, a backlog). A batch smaller than ``LANE_MIN`` takes the lane when it holds
+a meter new to the cell (whose first reading costs the full path otherwise). The per-reading
+path of a whole batch (one too small for the lane, or with verdicts waiting) takes the
+meters it steps off the lane until then (:meth:`Lane.drop`). A silence tick needs no such
+step: the meters it changes leave their watch status off rest, and the lane takes no reading
+of such a meter. The records it leaves, and the events and scores, are those of the
+per-reading path: ``tests/stream/test_lane.py`` runs both ways.
 """
 
 from __future__ import annotations
@@ -63,7 +62,7 @@ from gridwatch.models._quiet import (
 )
 from gridwatch.models._quiet_codes import POLICY, RUN_N
 
-__all__ = ["Lane", "TimedFields"]
+__all__ = ["Lane", "TimedFields", "meter_ids_at"]
 
 _N_IN = 23  # (columns of a reading's row: _quiet_jit.LANE_IN)
 _N_METER = 8  # (_quiet_jit.LANE_METER)
@@ -123,6 +122,16 @@ class TimedFields(Sequence[tuple[float, Reading]]):
     def pairs(self) -> Iterable[tuple[float, dict[str, Any]]]:
         """(event time, fields) of each reading, in order."""
         return zip(self.times, self.fields, strict=True)
+
+
+def meter_ids_at(timed: Sequence[tuple[float, Reading]] | TimedFields, ks: Iterable[int]
+                 ) -> list[str]:
+    """The meters of readings ``ks`` of ``timed`` (read from the fields of a
+    :class:`TimedFields`: no reading is made)."""
+    if type(timed) is TimedFields:
+        fields = timed.fields
+        return [fields[k]["meter_id"] for k in ks]
+    return [timed[k][1].meter_id for k in ks]
 
 
 def _cells_of(addrs: np.ndarray, meters: np.ndarray, ready: np.ndarray
@@ -263,10 +272,8 @@ class Lane:
                   start: int) -> dict[str, list[int]]:
         """The readings from ``start`` on that ``rows`` leaves to Python, by meter."""
         out: dict[str, list[int]] = {}
-        fields = timed.fields if type(timed) is TimedFields else None
-        for k in np.flatnonzero(rows[start:, 0] < 0).tolist():
-            k += start
-            meter_id = fields[k]["meter_id"] if fields is not None else timed[k][1].meter_id
+        ks = (np.flatnonzero(rows[start:, 0] < 0) + start).tolist()
+        for k, meter_id in zip(ks, meter_ids_at(timed, ks), strict=True):
             out.setdefault(meter_id, []).append(k)
         return out
 

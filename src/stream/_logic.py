@@ -39,7 +39,7 @@ from gridwatch.models import (
 )
 from gridwatch.models._quiet import close_buffer, consts, lane_kernel, quiet_done
 from gridwatch.models._quiet_codes import RUN_N, RUNS
-from gridwatch.stream._lane import Lane, TimedFields
+from gridwatch.stream._lane import Lane, TimedFields, meter_ids_at
 from gridwatch.stream._partition import ReadingBatch, Tick
 
 MetaLookup = Callable[[str], MeterMeta | None]
@@ -627,9 +627,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
     def _holds_new(self, timed: Sequence[tuple[float, Reading]]) -> bool:
         """Whether a reading of ``timed`` is of a meter the cell has no slot for yet."""
         slot = self.watch.slot
-        if isinstance(timed, TimedFields):
-            return any(d["meter_id"] not in slot for d in timed.fields)
-        return any(r.meter_id not in slot for _t, r in timed)
+        return any(m not in slot for m in meter_ids_at(timed, range(len(timed))))
 
     def _lane_steps(self, timed: Sequence[tuple[float, Reading]], out: list[Any],
                     run: Any) -> None:
@@ -651,13 +649,6 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         rows, any_lane, steps_kept, entries = lane.rows(
             timed, slot, kept.known, self._meta_of, watch.cell is not None, meters, c)
         n = len(timed)
-        left = np.flatnonzero(rows[:, 0] < 0).tolist()
-        sighted = n  # (new meters were given their slots up to here: see below)
-        if left:
-            fresh, sighted = self._first_sight(timed, left, entries, lane, 0)
-            if fresh:
-                any_lane = self._rows_again(timed, fresh, rows, entries, steps_kept, lane, c) \
-                    or any_lane
         times = timed.times if isinstance(timed, TimedFields) else None
         # the later readings of each meter the cell had no slot for when the rows were made
         # (a meter new to the cell): once its first reading has set its row, theirs are made
@@ -692,18 +683,18 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                 i = stop
                 if tick or i == n:
                     continue
-            # a new meter's reading at or past the tick that first sight stopped before: the
-            # ticks before it, as the per-reading path starts it, then first sight again from
-            # it on, up to the next tick (so that it, and the new meters after it, take the
-            # lane too: a chunk of new meters spread over a tick, as at start-up)
-            if i >= sighted and rows[i, 0] < 0 and self._meter_id(timed, i) not in slot:
+            # a reading of a meter the lane has no row for (new to the cell, or resumed from
+            # a snapshot): the ticks before it, as the per-reading path starts it, then first
+            # sight from it on, up to the next tick, so that it and the new meters after it
+            # take the lane from their first reading (each tick the chunk passes, as at
+            # start-up, starts another)
+            if rows[i, 0] < 0 and self._unseen(meter_ids_at(timed, (i,))[0], lane):
                 columns = None  # (the watch grows)
                 wm = (times[i] if times is not None else timed[i][0]) - self.lateness_s
                 if wm > self.next_tick:
                     self._catch_up(wm, out)
                 left = (np.flatnonzero(rows[i:, 0] < 0) + i).tolist()
-                fresh, sighted = self._first_sight(timed, left, entries, lane, i)
-                sighted = max(sighted, i + 1)
+                fresh = self._first_sight(timed, left, entries, lane, i)
                 if fresh:
                     unslotted = None
                     if self._rows_again(timed, fresh, rows, entries, steps_kept, lane, c) \
@@ -745,11 +736,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         registry entries found when the chunk's rows were made (a meter the registry does not
         know is not looked up again), the forecast's steps they point to kept with the
         chunk's; whether any may take the lane."""
-        if isinstance(timed, TimedFields):
-            fields = timed.fields
-            found = {fields[k]["meter_id"]: entries[k] for k in ks}
-        else:
-            found = {timed[k][1].meter_id: entries[k] for k in ks}
+        found = dict(zip(meter_ids_at(timed, ks), (entries[k] for k in ks), strict=True))
         made, any_made, made_kept, made_entries = lane.rows(
             lane.subset(timed, ks), self.watch.slot, found, found.get,
             self.watch.cell is not None, self.meters, c)
@@ -759,16 +746,13 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         kept.extend(made_kept)
         return any_made
 
-    @staticmethod
-    def _meter_id(timed: Sequence[tuple[float, Reading]], k: int) -> str:
-        """The meter of reading ``k`` (from its fields, when given so: no reading made)."""
-        if isinstance(timed, TimedFields):
-            return str(timed.fields[k]["meter_id"])
-        return timed[k][1].meter_id
+    def _unseen(self, meter_id: str, lane: Lane) -> bool:
+        """Whether the lane has never set a row for the meter (new to the cell, or resumed)."""
+        j = self.watch.slot.get(meter_id)
+        return j is None or lane.never_set(j)
 
     def _first_sight(self, timed: Sequence[tuple[float, Reading]], left: list[int],
-                     entries: list[MeterMeta | None], lane: Lane, start: int
-                     ) -> tuple[list[int], int]:
+                     entries: list[MeterMeta | None], lane: Lane, start: int) -> list[int]:
         """Rows for the meters of readings ``left`` (those the rows leave to Python) that the
         lane has never set a row for: a meter new to the cell, or one the cell resumed from a
         snapshot. Its row is what ``Lane.set`` makes of its record after a reading through
@@ -781,9 +765,9 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         only up to the first reading from ``start`` on (``left`` holds none before it) whose
         watermark may tick (``>=`` the next tick), and before the first new meter whose
         reading carries a status, so that every tick and every slot and record comes in the
-        order of the per-reading path. The indices of ``left`` whose meter now has a row, to
-        make their rows again, and the index new meters were given slots up to (the length
-        of ``timed`` when none was held back)."""
+        order of the per-reading path (the cell calls it again at the first new meter's
+        reading past either). The indices of ``left`` whose meter now has a row, to make
+        their rows again."""
         watch = self.watch
         slot = watch.slot
         meters = self.meters
@@ -825,7 +809,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             lane.set(j, state, entries[i])
             rowed.add(meter_id)
             again.append(i)
-        return again, (limit if limit >= 0 else len(timed))
+        return again
 
     def _untick_prefix(self, times: list[float]) -> int:
         """How many of the readings at ``times`` come before any tick of the cell's watermark

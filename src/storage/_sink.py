@@ -221,12 +221,11 @@ class InfluxSinkPartition(StatelessSinkPartition[Any]):
         self.copied = {}
 
     def finish_current(self) -> None:
-        """After ``write_lines``, in the thread that writes: its batch is over. The segments
-        a spill copied of chunks it did not write stay in the spool: they hold those points
-        in their place."""
-        with self.hold_lock:
-            self.current_done = 0
-            self.copied = {}
+        """After ``write_lines``, in the thread that writes, holding :attr:`hold_lock`: its
+        batch is over. The segments a spill copied of chunks it did not write stay in the
+        spool: they hold those points in their place."""
+        self.current_done = 0
+        self.copied = {}
 
     def poll(self) -> None:
         """Drain the spool if it is due (the backoff is over, or held points have waited
@@ -681,10 +680,10 @@ class PipelinedPartition(StatefulSinkPartition[Any, None]):
                 # (the locks in the order a snapshot's spill takes them: a spill sees this
                 # batch either in flight, with its marks, or over)
                 with self.core.hold_lock, self._cond:
+                    self.core.finish_current()
                     self._current = self._current_lines = None
                     self._safe = max(self._safe, last)
                     self._cond.notify_all()
-                self.core.finish_current()
         except BaseException as exc:  # surfaced in the worker by the next call
             with self._cond:
                 self._error = exc

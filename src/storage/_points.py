@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
+import msgspec
+
 from gridwatch._schemas import (
     ID_PATTERN,
     AlertTransition,
@@ -327,7 +329,12 @@ _FORMATS: dict[tuple[bool, bool, int, bool, bool, bool, bool, int], str] = {}
 _SERVED = frozenset(("meter_id", "ts", "kw", "kwh", "export_kwh", "voltage", "current", "pf",
                      "freq", "interval_s"))
 _NEEDED = frozenset(("meter_id", "ts", "kw"))
-LineMaker: TypeAlias = Callable[[dict[str, Any], str], str]
+#: A line maker: given a reading's fields, its timestamp's text (`` ns``) and the batch's
+#: three lists' ``append``/``extend`` (formats, numbers, meter and stamp), it adds the
+#: reading's line to them (:func:`field_lines`).
+LineMaker: TypeAlias = Callable[[dict[str, Any], str, Callable[[str], None],
+                                 Callable[[tuple[Any, ...]], None],
+                                 Callable[[tuple[str, str]], None]], None]
 #: The line maker of a reading by the names of its given fields, in their order (None: the
 #: general way). At most ``_MAKERS_KEPT`` are made: a sender's firmware keeps one order of
 #: fields, and the readings of orders beyond them (senders that shuffle their fields) go the
@@ -335,32 +342,46 @@ LineMaker: TypeAlias = Callable[[dict[str, Any], str], str]
 _MAKERS: dict[tuple[str, ...], LineMaker | None] = {}
 _MAKERS_KEPT = 256
 _UNSEEN: Any = object()
+#: msgspec's JSON text of a batch's numbers, in one call: for a finite float it is Python's
+#: ``repr`` (the shortest text that reads back as the float) wherever neither writes an
+#: exponent, and an int's is its ``repr`` too. The two differ only in an exponent's form and
+#: where it starts (msgspec writes ``0.00001`` where ``repr`` writes ``1e-05``), so a batch
+#: whose numbers' text has an ``e``, or a number below 10^-4 (``0.0000``), is written the
+#: general way; so is any text but numbers (``null`` for a field given as None).
+_encode_numbers = msgspec.json.encode
+_NUMBER_TEXT = b"0123456789.-,[]"
 
 
 def _line_maker(keys: tuple[str, ...]) -> LineMaker | None:
-    """The maker of the line (``.0`` not yet dropped) of a reading whose given fields are
-    ``keys``, with no status: a function of its fields and its timestamp's text (`` ns``),
-    made once for the keys, that indexes each field and formats them all with the format of
-    the reading's phases. None for keys it does not serve (a status, a field no reading has),
-    which :func:`_general_line` then writes. A phase field given as None makes it raise
-    TypeError; a plain field given as None shows as ``=None`` in its line (the caller
-    checks)."""
+    """The maker of the line of a reading whose given fields are ``keys``, with no status:
+    a function, made once for the keys, that indexes each field and adds the reading's
+    ``%`` format (by its phases), its numbers, and its meter and stamp to the batch's lists;
+    :func:`field_lines` writes the numbers' text for the whole batch at once. None for keys
+    it does not serve (a status, a field no reading has), which :func:`_general_line` then
+    writes. A phase field given as None makes it raise TypeError before it adds anything; a
+    plain field given as None adds None to the numbers (the caller checks)."""
     names = set(keys)
     if len(names) != len(keys) or not names <= _SERVED or not names >= _NEEDED:
         return None
     export, freq, interval, kwh, pf = (n in names for n in
                                        ("export_kwh", "freq", "interval_s", "kwh", "pf"))
+    # (the numbers' text goes in first, so the meter's and the stamp's places are escaped)
     formats = tuple(
-        "reading,meter_id=%s "
-        + _reading_format((export, freq, c, interval, kwh, pf, False, v)) + "%s"
+        "reading,meter_id=%%s "
+        + _reading_format((export, freq, c, interval, kwh, pf, False, v)).replace("%r", "%s")
+        + "%%s"
         for c in range(4) for v in range(4))
     current = 'd["current"]' if "current" in names else "()"
     voltage = 'd["voltage"]' if "voltage" in names else "()"
-    values = ['d["meter_id"]', *(f'd["{n}"]' for n in ("export_kwh", "freq") if n in names),
+    values = [*(f'd["{n}"]' for n in ("export_kwh", "freq") if n in names),
               "*c", *(f'd["{n}"]' for n in ("interval_s", "kw", "kwh", "pf") if n in names),
-              "*v", "stamp"]
-    source = (f"def line(d, stamp):\n    c = {current}\n    v = {voltage}\n"
-              f"    return formats[len(c) * 4 + len(v)] % ({', '.join(values)})\n")
+              "*v"]
+    source = (f"def line(d, stamp, add_format, add_numbers, add_key):\n"
+              f"    c = {current}\n    v = {voltage}\n"
+              f"    numbers = ({', '.join(values)},)\n"
+              f"    add_format(formats[len(c) * 4 + len(v)])\n"
+              f"    add_numbers(numbers)\n"
+              f"    add_key((d[\"meter_id\"], stamp))\n")
     scope: dict[str, Any] = {"formats": formats}
     exec(source, scope)  # a source made above of the fixed field names only
     made: LineMaker = scope["line"]
@@ -407,16 +428,25 @@ def field_lines(readings: Iterable[dict[str, Any]]) -> list[str]:
     writes one line per reading, the largest part of the engine's storage work.
 
     A reading with no status, given by its fields only (as the journal's readings come), is
-    written by the line maker of its fields' names (:func:`_line_maker`): its fields indexed
-    and formatted in one expression. Any other goes the general way (:func:`_general_line`).
-    A timestamp is computed once for a run of readings at the same instant, and whole floats'
-    ``.0`` dropped in one pass over the batch's lines. A validated ``Reading`` has finite
-    numbers, floats but for ``interval_s`` (an int below 10^16, whose ``%r`` is the text of
-    the same float without ``.0``), and a meter id that needs no escaping (checked at
-    import)."""
+    put by the line maker of its fields' names (:func:`_line_maker`) as its ``%`` format, its
+    numbers, and its meter and stamp; any other is written the general way
+    (:func:`_general_line`) and goes in as a format with nothing to fill. The numbers of the
+    whole batch are written as text in one call (msgspec's JSON, which is their ``repr``, see
+    :data:`_encode_numbers`), whole floats' ``.0`` dropped there (where a number ends), then
+    put in the formats in one ``%`` and the meters and stamps in a second. A timestamp
+    is computed once for a run of readings at the same instant. A batch whose numbers' text
+    is not plain (an exponent, a number below 10^-4, a field given as None) is written the
+    general way, reading by reading: :func:`general_lines`. A validated ``Reading`` has
+    finite numbers, floats but for ``interval_s`` (an int below 10^16, whose ``%r`` is the
+    text of the same float without ``.0``), and a meter id that needs no escaping (checked
+    at import) and holds no ``%``."""
     docs = readings if isinstance(readings, list) else list(readings)
-    out: list[str] = []
-    add = out.append
+    if not docs:
+        return []
+    formats: list[str] = []
+    numbers: list[Any] = []
+    keys: list[str] = []
+    add_format, add_numbers, add_key = formats.append, numbers.extend, keys.extend
     makers = _MAKERS
     last: datetime | None = None
     stamp = ""
@@ -425,25 +455,33 @@ def field_lines(readings: Iterable[dict[str, Any]]) -> list[str]:
         if ts != last:
             stamp = f" {_ns(ts)}"
             last = ts
-        keys = tuple(d)
-        make = makers.get(keys, _UNSEEN)
+        names = tuple(d)
+        make = makers.get(names, _UNSEEN)
         if make is _UNSEEN:
             make = None
             if len(makers) < _MAKERS_KEPT:
-                make = makers[keys] = _line_maker(keys)
+                make = makers[names] = _line_maker(names)
         if make is not None:
             try:
-                add(make(d, stamp))
+                make(d, stamp, add_format, add_numbers, add_key)
                 continue
             except TypeError:  # a phase field given as None
                 pass
-        add(_general_line(d, stamp))
-    if not out:
-        return out
-    text = "\n".join(out)
-    if "=None" in text:  # a plain field given as None: the general way leaves it out
+        # (a format of no places: its ``%`` escaped for both passes)
+        add_format(_WHOLE("", _general_line(d, stamp)).replace("%", "%%%%"))
+    try:
+        text = _encode_numbers(numbers)
+    except TypeError:  # (a number of a type msgspec does not write)
         return general_lines(docs)
-    return _WHOLE("", text).split("\n")
+    if text.translate(None, _NUMBER_TEXT) or b"0.0000" in text:
+        return general_lines(docs)
+    # whole floats' ``.0`` dropped where they end: only numbers are in the text
+    text = text[1:-1].replace(b".0,", b",")
+    if text.endswith(b".0"):
+        text = text[:-2]
+    joined = "\n".join(formats)
+    filled = joined % tuple(text.decode().split(",")) if numbers else joined.replace("%%", "%")
+    return (filled % tuple(keys)).split("\n")
 
 
 def general_lines(docs: Iterable[dict[str, Any]]) -> list[str]:

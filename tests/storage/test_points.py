@@ -196,7 +196,8 @@ def test_direct_lines_equal_influxdb_client_readings(meter, ts, kw, kwh, volts, 
 _OPT = st.none() | st.floats(0, 1e9)
 _PHASES = st.none() | st.lists(st.floats(0, 1000), min_size=1, max_size=3).map(tuple)
 _READING = st.fixed_dictionaries(
-    {"meter_id": _ID, "kw": st.floats(-1e5, 1e5, allow_nan=False) | st.integers(-5, 5)},
+    {"meter_id": _ID, "kw": st.floats(-1e5, 1e5, allow_nan=False) | st.integers(-5, 5)
+     | st.floats(-1e-3, 1e-3)},
     optional={"kwh": _OPT, "export_kwh": _OPT, "voltage": _PHASES, "current": _PHASES,
               "pf": st.none() | st.floats(-1, 1), "freq": st.none() | st.floats(40, 70),
               "interval_s": st.none() | st.integers(1, 86_400),
@@ -244,6 +245,24 @@ def test_the_lines_of_given_fields_are_the_client_s(docs, ts):
         given.append({k: getattr(r, k) if doc[k] is not None else None for k in keys})
     assert field_lines(given) == want
     assert field_lines(given) == want  # (the second time from the kept line makers)
+
+
+@pytest.mark.parametrize("odd", [1.5e-05, -9.9e-05, 1e-07, 1e-300, -2.5e-9])
+def test_numbers_written_with_an_exponent_are_the_client_s_in_a_batch_of_plain_ones(odd):
+    """The batch's numbers are written as text in one call, which differs from the client's
+    (Python's ``repr``) only where one writes an exponent (``0.00001`` against ``1e-05``): a
+    batch with such a number among plain ones still has the client's lines, each of them."""
+    plain = [Reading(meter_id=f"m-{i}", ts=T0, kw=0.5 + i, kwh=10.25, pf=0.9,
+                     voltage=(230.5,), interval_s=900) for i in range(3)]
+    odd_one = Reading(meter_id="m-odd", ts=T0, kw=odd, kwh=abs(odd), pf=0.9,
+                      voltage=(230.0,), current=(abs(odd),), interval_s=900)
+    readings = [plain[0], odd_one, *plain[1:]]
+    want = [line for r in readings for line in to_line_protocol(to_points(r))]
+    order = ("meter_id", "ts", "kw", "kwh", "voltage", "current", "pf", "interval_s")
+    given_ = [{k: getattr(r, k) for k in order if getattr(r, k) is not None}
+              for r in readings]
+    assert field_lines(given_) == want
+    assert field_lines(given_[:1] + given_[2:]) == want[:1] + want[2:]
 
 
 def test_fields_in_orders_beyond_the_kept_makers_go_the_general_way(monkeypatch):

@@ -305,8 +305,9 @@ _WHOLE = re.compile(r"\.0(?=,| [0-9])").sub
 if any(".0" in s.value or "," in s.value or "=" in s.value
        for s in MeterStatus):  # pragma: no cover
     raise ImportError("a meter status with '.0', ',' or '=' would be mangled by _WHOLE")
-if any(re.fullmatch(ID_PATTERN, "a" + c) for c in ',= \t\r\n"\\'):  # pragma: no cover
-    raise ImportError("a meter identifier may need escaping in a tag: shaped lines do not")
+if any(re.fullmatch(ID_PATTERN, "a" + c) for c in ',= \t\r\n"\\%'):  # pragma: no cover
+    raise ImportError("a meter identifier may need escaping in a tag, or hold a '%' "
+                      "(a line maker puts it in a format): shaped lines do not")
 
 
 def _reading_format(shape: tuple[bool, bool, int, bool, bool, bool, bool, int]) -> str:
@@ -330,11 +331,10 @@ _SERVED = frozenset(("meter_id", "ts", "kw", "kwh", "export_kwh", "voltage", "cu
                      "freq", "interval_s"))
 _NEEDED = frozenset(("meter_id", "ts", "kw"))
 #: A line maker: given a reading's fields, its timestamp's text (`` ns``) and the batch's
-#: three lists' ``append``/``extend`` (formats, numbers, meter and stamp), it adds the
-#: reading's line to them (:func:`field_lines`).
+#: two lists' ``append``/``extend`` (formats, numbers), it adds the reading's line to them as
+#: its ``%`` format (its meter and stamp in it) and its numbers (:func:`field_lines`).
 LineMaker: TypeAlias = Callable[[dict[str, Any], str, Callable[[str], None],
-                                 Callable[[tuple[Any, ...]], None],
-                                 Callable[[tuple[str, str]], None]], None]
+                                 Callable[[tuple[Any, ...]], None]], None]
 #: The line maker of a reading by the names of its given fields, in their order (None: the
 #: general way). At most ``_MAKERS_KEPT`` are made: a sender's firmware keeps one order of
 #: fields, and the readings of orders beyond them (senders that shuffle their fields) go the
@@ -354,8 +354,9 @@ _NUMBER_TEXT = b"0123456789.-,[]"
 
 def _line_maker(keys: tuple[str, ...]) -> LineMaker | None:
     """The maker of the line of a reading whose given fields are ``keys``, with no status:
-    a function, made once for the keys, that indexes each field and adds the reading's
-    ``%`` format (by its phases), its numbers, and its meter and stamp to the batch's lists;
+    a function, made once for the keys, that indexes each field and adds to the batch's
+    lists the reading's ``%`` format (the one of its phases, its meter and stamp put in) and
+    its numbers;
     :func:`field_lines` writes the numbers' text for the whole batch at once. None for keys
     it does not serve (a status, a field no reading has), which :func:`_general_line` then
     writes. A phase field given as None makes it raise TypeError before it adds anything; a
@@ -365,23 +366,20 @@ def _line_maker(keys: tuple[str, ...]) -> LineMaker | None:
         return None
     export, freq, interval, kwh, pf = (n in names for n in
                                        ("export_kwh", "freq", "interval_s", "kwh", "pf"))
-    # (the numbers' text goes in first, so the meter's and the stamp's places are escaped)
     formats = tuple(
-        "reading,meter_id=%%s "
-        + _reading_format((export, freq, c, interval, kwh, pf, False, v)).replace("%r", "%s")
-        + "%%s"
+        " " + _reading_format((export, freq, c, interval, kwh, pf, False, v)).replace("%r", "%s")
         for c in range(4) for v in range(4))
     current = 'd["current"]' if "current" in names else "()"
     voltage = 'd["voltage"]' if "voltage" in names else "()"
     values = [*(f'd["{n}"]' for n in ("export_kwh", "freq") if n in names),
               "*c", *(f'd["{n}"]' for n in ("interval_s", "kw", "kwh", "pf") if n in names),
               "*v"]
-    source = (f"def line(d, stamp, add_format, add_numbers, add_key):\n"
+    source = (f"def line(d, stamp, add_format, add_numbers):\n"
               f"    c = {current}\n    v = {voltage}\n"
               f"    numbers = ({', '.join(values)},)\n"
-              f"    add_format(formats[len(c) * 4 + len(v)])\n"
-              f"    add_numbers(numbers)\n"
-              f"    add_key((d[\"meter_id\"], stamp))\n")
+              f"    add_format('reading,meter_id=' + d['meter_id'] + formats[len(c) * 4 + len(v)]"
+              f" + stamp)\n"
+              f"    add_numbers(numbers)\n")
     scope: dict[str, Any] = {"formats": formats}
     exec(source, scope)  # a source made above of the fixed field names only
     made: LineMaker = scope["line"]
@@ -428,12 +426,12 @@ def field_lines(readings: Iterable[dict[str, Any]]) -> list[str]:
     writes one line per reading, the largest part of the engine's storage work.
 
     A reading with no status, given by its fields only (as the journal's readings come), is
-    put by the line maker of its fields' names (:func:`_line_maker`) as its ``%`` format, its
-    numbers, and its meter and stamp; any other is written the general way
+    put by the line maker of its fields' names (:func:`_line_maker`) as its ``%`` format, with
+    its meter and stamp in it, and its numbers; any other is written the general way
     (:func:`_general_line`) and goes in as a format with nothing to fill. The numbers of the
     whole batch are written as text in one call (msgspec's JSON, which is their ``repr``, see
     :data:`_encode_numbers`), whole floats' ``.0`` dropped there (where a number ends), then
-    put in the formats in one ``%`` and the meters and stamps in a second. A timestamp
+    put in the formats in one ``%``. A timestamp
     is computed once for a run of readings at the same instant. A batch whose numbers' text
     is not plain (an exponent, a number below 10^-4, a field given as None) is written the
     general way, reading by reading: :func:`general_lines`. A validated ``Reading`` has
@@ -445,8 +443,7 @@ def field_lines(readings: Iterable[dict[str, Any]]) -> list[str]:
         return []
     formats: list[str] = []
     numbers: list[Any] = []
-    keys: list[str] = []
-    add_format, add_numbers, add_key = formats.append, numbers.extend, keys.extend
+    add_format, add_numbers = formats.append, numbers.extend
     makers = _MAKERS
     last: datetime | None = None
     stamp = ""
@@ -463,12 +460,12 @@ def field_lines(readings: Iterable[dict[str, Any]]) -> list[str]:
                 make = makers[names] = _line_maker(names)
         if make is not None:
             try:
-                make(d, stamp, add_format, add_numbers, add_key)
+                make(d, stamp, add_format, add_numbers)
                 continue
             except TypeError:  # a phase field given as None
                 pass
-        # (a format of no places: its ``%`` escaped for both passes)
-        add_format(_WHOLE("", _general_line(d, stamp)).replace("%", "%%%%"))
+        # (a format of no places: its ``%`` escaped)
+        add_format(_WHOLE("", _general_line(d, stamp)).replace("%", "%%"))
     try:
         text = _encode_numbers(numbers)
     except TypeError:  # (a number of a type msgspec does not write)
@@ -481,7 +478,7 @@ def field_lines(readings: Iterable[dict[str, Any]]) -> list[str]:
         text = text[:-2]
     joined = "\n".join(formats)
     filled = joined % tuple(text.decode().split(",")) if numbers else joined.replace("%%", "%")
-    return (filled % tuple(keys)).split("\n")
+    return filled.split("\n")
 
 
 def general_lines(docs: Iterable[dict[str, Any]]) -> list[str]:

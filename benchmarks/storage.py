@@ -31,6 +31,14 @@ the batch of each write ``--batch`` points, and prints each interval's rate and 
 CPU a point, then the medians and their ratio:
 
     .venv/bin/python benchmarks/storage.py --parallel 2 --fleet-intervals 6 --batch 2000
+
+``--lines-against DIR`` times only the line protocol of a fleet's readings given by their
+fields, as the journal's come (``field_lines``, batches of ``--batch``), against the same
+function of a revision exported to ``DIR`` (``git archive REV src | tar -x -C DIR``, then
+``src`` renamed ``gridwatch``), in turns, ``--repeat`` rounds a side; the lines must be the
+same:
+
+    .venv/bin/python benchmarks/storage.py --lines-against /tmp/base --batch 2000 --repeat 7
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import http.client
+import importlib.util
 import statistics
 import sys
 import tempfile
@@ -138,6 +147,51 @@ def fleet_interval(meters: int, k: int) -> list[str]:
                     current=tuple(0.1 + (i + p) % 50 / 10 for p in range(phases)))
         out.extend(to_lines(r))
     return out
+
+
+def fleet_fields(meters: int, k: int) -> list[dict[str, object]]:
+    """The readings of :func:`fleet_interval` given by their fields, in the order the
+    simulator sends them (as the journal's come to the sink)."""
+    at = datetime(2024, 5, 1, tzinfo=UTC) + timedelta(minutes=15 * k)
+    out: list[dict[str, object]] = []
+    for i in range(meters):
+        phases = 3 if i % 3 == 0 else 1
+        out.append({"meter_id": f"m{i:06d}", "ts": at,
+                    "kw": 0.05 + ((i * 7 + k * 13) % 997) / 100,
+                    "kwh": round(10_000.0 + i / 7 + k * 0.25, 3),
+                    "voltage": tuple(228.0 + (i + k + p) % 40 / 10 for p in range(phases)),
+                    "current": tuple(0.1 + (i + p) % 50 / 10 for p in range(phases)),
+                    "pf": 0.85 + (i % 15) / 100, "interval_s": 900})
+    return out
+
+
+def lines_against(directory: Path, meters: int, batch: int, rounds: int) -> None:
+    """``field_lines`` of this tree against a revision's, on two intervals of a fleet, in
+    turns: the best of ``rounds`` a side, in µs a line."""
+    path = directory / "gridwatch" / "storage" / "_points.py"
+    spec = importlib.util.spec_from_file_location("_points_before", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"no line protocol module at {path}")
+    before = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(before)
+    docs = fleet_fields(meters, 0) + fleet_fields(meters, 1)
+    chunks = [docs[i:i + batch] for i in range(0, len(docs), batch)]
+    ours = [line for c in chunks for line in field_lines(c)]
+    theirs = [line for c in chunks for line in before.field_lines(c)]
+    if ours != theirs:
+        raise SystemExit("the two revisions write different lines")
+    best = {"this tree": float("inf"), str(directory): float("inf")}
+    for _ in range(rounds):
+        for name, fn in (("this tree", field_lines), (str(directory), before.field_lines)):
+            t = time.perf_counter()
+            for c in chunks:
+                fn(c)
+            best[name] = min(best[name], time.perf_counter() - t)
+    now, base = best["this tree"], best[str(directory)]
+    print(f"line protocol of {len(docs):,} readings given by their fields (a fleet of "
+          f"{meters:,} meters, a third of them three-phase; batches of {batch:,}), best of "
+          f"{rounds} in turns: this tree {now / len(docs) * 1e6:.2f} µs a line, {directory} "
+          f"{base / len(docs) * 1e6:.2f} µs; {base / now:.2f}x; the same lines")
 
 
 #: A variant of the ``--fleet`` comparison: its name, the server's cache snapshot size and
@@ -275,7 +329,13 @@ def main() -> None:
                     help="one write request at a time against N at once, on a fleet")
     ap.add_argument("--fleet-intervals", type=int, default=6,
                     help="intervals written with --parallel (alternating)")
+    ap.add_argument("--lines-against", type=Path, default=None, metavar="DIR",
+                    help="only the line protocol of a fleet's given fields, against a "
+                         "revision exported to DIR, in turns")
     args = ap.parse_args()
+    if args.lines_against is not None:
+        lines_against(args.lines_against, args.fleet_meters, args.batch, args.repeat)
+        return
     if args.parallel:
         parallel(args.parallel, args.fleet_intervals, args.fleet_meters, args.batch)
         return

@@ -356,11 +356,11 @@ def _line_maker(keys: tuple[str, ...]) -> LineMaker | None:
     """The maker of the line of a reading whose given fields are ``keys``, with no status:
     a function, made once for the keys, that indexes each field and adds to the batch's
     lists the reading's ``%`` format (the one of its phases, its meter and stamp put in) and
-    its numbers;
-    :func:`field_lines` writes the numbers' text for the whole batch at once. None for keys
-    it does not serve (a status, a field no reading has), which :func:`_general_line` then
-    writes. A phase field given as None makes it raise TypeError before it adds anything; a
-    plain field given as None adds None to the numbers (the caller checks)."""
+    its numbers; :func:`field_lines` writes the numbers' text for the whole batch at once.
+    None for keys it does not serve (a status, a field no reading has), which
+    :func:`_general_line` then writes. A phase field given as None makes it raise TypeError
+    before it adds anything; a plain field given as None adds None to the numbers (the
+    caller checks)."""
     names = set(keys)
     if len(names) != len(keys) or not names <= _SERVED or not names >= _NEEDED:
         return None
@@ -431,13 +431,13 @@ def field_lines(readings: Iterable[dict[str, Any]]) -> list[str]:
     (:func:`_general_line`) and goes in as a format with nothing to fill. The numbers of the
     whole batch are written as text in one call (msgspec's JSON, which is their ``repr``, see
     :data:`_encode_numbers`), whole floats' ``.0`` dropped there (where a number ends), then
-    put in the formats in one ``%``. A timestamp
-    is computed once for a run of readings at the same instant. A batch whose numbers' text
-    is not plain (an exponent, a number below 10^-4, a field given as None) is written the
-    general way, reading by reading: :func:`general_lines`. A validated ``Reading`` has
-    finite numbers, floats but for ``interval_s`` (an int below 10^16, whose ``%r`` is the
-    text of the same float without ``.0``), and a meter id that needs no escaping (checked
-    at import) and holds no ``%``."""
+    put in the formats in one ``%``. A timestamp is computed once for a run of readings at
+    the same instant. A batch whose numbers' text is not plain (an exponent, a number below
+    10^-4, a field given as None) is written the general way, reading by reading
+    (:func:`general_lines`). A validated ``Reading`` has finite numbers, floats but for
+    ``interval_s`` (an int below 10^16, whose ``%r`` is the text of the same float without
+    ``.0``), and a meter id that needs no escaping and holds no ``%`` (checked at
+    import)."""
     docs = readings if isinstance(readings, list) else list(readings)
     if not docs:
         return []

@@ -694,7 +694,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                 if wm > self.next_tick:
                     self._catch_up(wm, out)
                 left = (np.flatnonzero(rows[i:, 0] < 0) + i).tolist()
-                fresh = self._first_sight(timed, left, entries, lane, i)
+                fresh = self._first_sight(timed, left, entries, lane)
                 if fresh:
                     unslotted = None
                     if self._rows_again(timed, fresh, rows, entries, steps_kept, lane, c) \
@@ -752,7 +752,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         return j is None or lane.never_set(j)
 
     def _first_sight(self, timed: Sequence[tuple[float, Reading]], left: list[int],
-                     entries: list[MeterMeta | None], lane: Lane, start: int) -> list[int]:
+                     entries: list[MeterMeta | None], lane: Lane) -> list[int]:
         """Rows for the meters of readings ``left`` (those the rows leave to Python) that the
         lane has never set a row for: a meter new to the cell, or one the cell resumed from a
         snapshot. Its row is what ``Lane.set`` makes of its record after a reading through
@@ -762,12 +762,12 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
 
         A meter new to the watch is given its slot first, with what ``CellWatch.seen`` notes
         of that reading (which the lane then notes again, to the same values), and its record;
-        only up to the first reading from ``start`` on (``left`` holds none before it) whose
-        watermark may tick (``>=`` the next tick), and before the first new meter whose
-        reading carries a status, so that every tick and every slot and record comes in the
-        order of the per-reading path (the cell calls it again at the first new meter's
-        reading past either). The indices of ``left`` whose meter now has a row, to make
-        their rows again."""
+        only up to the first reading from ``left``'s first on (the one the cell reached) whose
+        watermark may tick (``>=`` the next tick), and before the first new meter whose reading
+        carries a status, so that every tick and every slot and record comes in the order of
+        the per-reading path (the cell calls it again at the first new meter's reading past
+        either). The indices of ``left`` whose meter now has a row, to make their rows
+        again."""
         watch = self.watch
         slot = watch.slot
         meters = self.meters
@@ -786,6 +786,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             if j is None:
                 if limit < 0:
                     times = times or [t for t, _r in timed]
+                    start = left[0]  # (the reading the cell reached: none before it)
                     limit = start + self._untick_prefix(times[start:])
                 if i >= limit:
                     continue

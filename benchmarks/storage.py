@@ -134,35 +134,31 @@ def create_db(url: str, name: str) -> None:
     conn.close()
 
 
-def fleet_interval(meters: int, k: int) -> list[str]:
-    """Interval ``k`` of a fleet of ``meters``: every third meter three-phase, the others one
-    phase; kW, register, power factor and interval as the utility fleet's readings carry."""
-    at = datetime(2024, 5, 1, tzinfo=UTC) + timedelta(minutes=15 * k)
-    out: list[str] = []
-    for i in range(meters):
-        phases = 3 if i % 3 == 0 else 1
-        r = Reading(meter_id=f"m{i:06d}", ts=at, kw=0.05 + ((i * 7 + k * 13) % 997) / 100,
-                    kwh=10_000.0 + i / 7 + k * 0.25, pf=0.85 + (i % 15) / 100, interval_s=900,
-                    voltage=tuple(228.0 + (i + k + p) % 40 / 10 for p in range(phases)),
-                    current=tuple(0.1 + (i + p) % 50 / 10 for p in range(phases)))
-        out.extend(to_lines(r))
-    return out
-
-
-def fleet_fields(meters: int, k: int) -> list[dict[str, object]]:
-    """The readings of :func:`fleet_interval` given by their fields, in the order the
-    simulator sends them (as the journal's come to the sink)."""
+def fleet_fields(meters: int, k: int, kwh_digits: int | None = None
+                 ) -> list[dict[str, object]]:
+    """Interval ``k`` of a fleet of ``meters``, each reading given by its fields in the order
+    the simulator sends them (as the journal's come to the sink): every third meter
+    three-phase, the others one phase; kW, register, power factor and interval as the utility
+    fleet's readings carry (the register rounded to ``kwh_digits``, as a meter sends it, when
+    given)."""
     at = datetime(2024, 5, 1, tzinfo=UTC) + timedelta(minutes=15 * k)
     out: list[dict[str, object]] = []
     for i in range(meters):
         phases = 3 if i % 3 == 0 else 1
+        kwh = 10_000.0 + i / 7 + k * 0.25
         out.append({"meter_id": f"m{i:06d}", "ts": at,
                     "kw": 0.05 + ((i * 7 + k * 13) % 997) / 100,
-                    "kwh": round(10_000.0 + i / 7 + k * 0.25, 3),
+                    "kwh": kwh if kwh_digits is None else round(kwh, kwh_digits),
                     "voltage": tuple(228.0 + (i + k + p) % 40 / 10 for p in range(phases)),
                     "current": tuple(0.1 + (i + p) % 50 / 10 for p in range(phases)),
                     "pf": 0.85 + (i % 15) / 100, "interval_s": 900})
     return out
+
+
+def fleet_interval(meters: int, k: int) -> list[str]:
+    """The lines of interval ``k`` of a fleet of ``meters`` (:func:`fleet_fields`), as
+    ``to_lines`` writes them."""
+    return [line for d in fleet_fields(meters, k) for line in to_lines(Reading(**d))]
 
 
 def lines_against(directory: Path, meters: int, batch: int, rounds: int) -> None:
@@ -174,7 +170,7 @@ def lines_against(directory: Path, meters: int, batch: int, rounds: int) -> None
         raise SystemExit(f"no line protocol module at {path}")
     before = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(before)
-    docs = fleet_fields(meters, 0) + fleet_fields(meters, 1)
+    docs = fleet_fields(meters, 0, kwh_digits=3) + fleet_fields(meters, 1, kwh_digits=3)
     chunks = [docs[i:i + batch] for i in range(0, len(docs), batch)]
     ours = [line for c in chunks for line in field_lines(c)]
     theirs = [line for c in chunks for line in before.field_lines(c)]

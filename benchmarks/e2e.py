@@ -291,7 +291,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
         console.print(f"engine ready (a probe reading stored) after "
                       f"{results['engine_ready_s']} s; RSS {results['engine_idle_rss_mib']:,} MiB")
         shapes: list[tuple[str, list[tuple[datetime, list[Message]]]]] = [
-            ("batch100", batch), ("single", [single])]
+            ("batch100", batch)] + ([("single", [single])] if single[1] else [])
         for shape, parts in shapes:
             msgs = [m for _ts, part in parts for m in part]
             n = sum(m[2] for m in msgs)
@@ -962,7 +962,8 @@ def main() -> int:
                          "(every meter new), the later ones steady state (default 3, 5 with "
                          "--full)")
     ap.add_argument("--single", type=int, default=None,
-                    help="throughput: single-reading messages (default 20,000)")
+                    help="throughput: single-reading messages (default 20,000; 0: none, "
+                         "the batches only)")
     ap.add_argument("--trace-ingest", action="store_true",
                     help="throughput: also note when the journal holds every reading (reads "
                          "the journal four times a second, which slows the run itself)")
@@ -1007,7 +1008,7 @@ def main() -> int:
     out["influx_cache_snapshot"] = args.influx_cache_snapshot
     out["at"] = datetime.now(UTC).isoformat(timespec="seconds")
     intervals = args.intervals or (5 if args.full else 3)
-    single = args.single or (60_000 if args.full else 20_000)
+    single = args.single if args.single is not None else (60_000 if args.full else 20_000)
     console.print(f"machine: {out['machine']}")
 
     def save() -> None:

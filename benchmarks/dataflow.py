@@ -138,10 +138,15 @@ def _records_of(buf: list[bytes], form: str) -> list[bytes]:
 
 def build_journal(meters: int, intervals: int, directory: Path,
                   cell_meters: int = FLEET_CELL_METERS, *, baselines: bool = True,
-                  form: str = "batch") -> dict[str, Any]:
+                  form: str = "batch", order: str = "meter") -> dict[str, Any]:
     """The fleet's readings in a two-partition journal under ``directory``, and (with
     ``baselines``) the source's and the detectors' own costs over them; ``form``: the
-    records (:func:`_records_of`)."""
+    records (:func:`_records_of`); ``order``: each record 100 readings of the partition in
+    the meters' order (``meter``: its cells' meters interleaved, a cell's batch in the
+    dataflow a dozen readings at a 100,000-meter fleet's start-up), or of one data
+    concentrator (``concentrator``: its cell's meters, as a concentrator's message
+    journaled whole by the engine's collector process)."""
+    from gridwatch import Reading
     from gridwatch.ingest import Journal
     from gridwatch.ingest._journal import encode_item
     from gridwatch.simulators import Simulation
@@ -169,8 +174,22 @@ def build_journal(meters: int, intervals: int, directory: Path,
     (directory / "placement.json").write_text(json.dumps(placement))
     n = 0
     bufs: list[list[bytes]] = [[], []]
+    concentrator = {m.meter_id: m.concentrator_id for m in sim.meters}
     for block in sim.blocks():
-        for r in sim.block_readings(block):
+        readings = sim.block_readings(block)
+        if order == "concentrator":  # (a stable grouping: each meter's readings in order)
+            by: dict[str, list[Reading]] = {}
+            for r in readings:
+                by.setdefault(concentrator[r.meter_id], []).append(r)
+            for group in by.values():
+                cell = meta[group[0].meter_id].grid_cell
+                p = part_of[cell] if cell else zlib.crc32(group[0].meter_id.encode()) % 2
+                for k in range(0, len(group), 100):
+                    journals[p].append(_records_of(
+                        [encode_item(r) for r in group[k:k + 100]], form))
+                n += len(group)
+            continue
+        for r in readings:
             cell = meta[r.meter_id].grid_cell
             p = part_of[cell] if cell else zlib.crc32(r.meter_id.encode()) % 2
             bufs[p].append(encode_item(r))
@@ -796,6 +815,11 @@ def main() -> None:
                          "collector process journals compact batches (the default), or a "
                          "reading each (as a collector with a reader in its process does; "
                          "what --against needs for a revision that reads no batch records)")
+    ap.add_argument("--order", choices=["meter", "concentrator"], default="meter",
+                    help="flow: the journal's records, 100 readings each, in the meters' "
+                         "order (the default: a record holds meters of many cells) or a "
+                         "data concentrator's each (its cell's meters, as the engine's "
+                         "collector journals a concentrator's message)")
     args = ap.parse_args()
     parts = args.only or ["flow", "replay", "memory"]
     OUT.mkdir(parents=True, exist_ok=True)
@@ -803,7 +827,8 @@ def main() -> None:
     if args.gc_pairs or args.against:  # comparisons in turns, instead of the runs below
         if "flow" in parts:
             results["journal"] = build_journal(args.meters, args.intervals, OUT / "flow",
-                                               args.cell_meters, form=args.records)
+                                               args.cell_meters, form=args.records,
+                                               order=args.order)
             if args.gc_pairs:
                 print("Python's collector settings vs the engine's (frozen, 20,000):")
                 results["gc_pairs"] = pairs(OUT / "flow", args.gc_pairs,
@@ -821,7 +846,7 @@ def main() -> None:
         return
     if "flow" in parts:
         j = build_journal(args.meters, args.intervals, OUT / "flow", args.cell_meters,
-                          form=args.records)
+                          form=args.records, order=args.order)
         results["journal"] = j
         print(f"journal: {j['readings']:,} readings of {j['meters']:,} meters in "
               f"{j['cells']} grid cells; "
@@ -901,15 +926,16 @@ def main() -> None:
                 else "sgsc45")
         results["replay" if not args.replay_fleet_days else "replay_fleet"] = r
         print(f"plain csv pass of {what} ({r['rows']:,} rows): {r['csv_per_s']:,.0f} rows/s")
-        one = None
+        first_run: dict[str, Any] | None = None
         for n, x in r["by_processes"].items():
-            one = one or x
+            first_run = first_run or x
             print(f"replay of {what}, {n} process(es): {x['replay_per_s']:,.0f} readings/s "
                   f"in {x['replay_s']:.1f} s (runs: "
                   f"{', '.join(f'{w:.1f}' for w in x['walls'])} s), {x['replay_cpu_s']:.1f} "
                   f"CPU-s; ratio to the csv pass {x['ratio']:.3f} (CPU time ratio "
-                  f"{x['cpu_ratio']:.3f}); vs the first: {one['replay_s'] / x['replay_s']:.2f}x "
-                  f"wall; {x['events']} events not judged by a segment, "
+                  f"{x['cpu_ratio']:.3f}); vs the first: "
+                  f"{first_run['replay_s'] / x['replay_s']:.2f}x wall; "
+                  f"{x['events']} events not judged by a segment, "
                   f"{'the same' if x['same_events'] else 'NOT THE SAME'}; "
                   f"{x['segment_judged']} judged by a segment, {x['segment_judged_differ']} "
                   f"differ")

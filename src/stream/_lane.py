@@ -30,10 +30,9 @@ on, the new ones given their slots in the silence watch only up to the next read
 watermark may tick (the watch's slots and ticks stay in the per-reading path's order; the
 first new meter past it starts the same again). A meter's readings whose rows were made
 while it had no slot are made again (a batch that holds many readings of a new meter: a file
-sorted by meter, a backlog). A batch smaller than ``LANE_MIN`` takes the lane when it holds
-a meter new to the cell (whose first reading costs the full path otherwise). The per-reading
-path of a whole batch (one too small for the lane, or with verdicts waiting) takes the
-meters it steps off the lane until then (:meth:`Lane.drop`). A silence tick needs no such
+sorted by meter, a backlog). A batch of any size takes the lane. The per-reading path of a
+whole batch (one with verdicts waiting) takes the meters it steps off the lane until then
+(:meth:`Lane.drop`). A silence tick needs no such
 step: the meters it changes leave their watch status off rest, and the lane takes no reading
 of such a meter. The records it leaves, and the events and scores, are those of the
 per-reading path: ``tests/stream/test_lane.py`` runs both ways.

@@ -146,12 +146,6 @@ class KeptMeta(RegistryProbe):
         return m
 
 
-#: The fewest readings a cell steps through the lane at once: a call of the lane costs about
-#: as much as four readings through the per-reading path (its rows and arrays made ready),
-#: and saves a few microseconds a reading after that. A smaller batch that holds a meter
-#: new to the cell takes the lane too: a new meter's first reading costs the full path
-#: there (its record set up), several times the call.
-LANE_MIN = 8
 #: Readings put in rows at once (see ``CellLogic._lane_steps``)
 LANE_CHUNK = 256
 #: the columns of the lane's answers: flags, expected kW, z, hour, then a row of runs
@@ -607,15 +601,16 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                at: float | None = None) -> None:
         """Readings with their event times, each through the watch and its meter, the cell's
         watermark at each one's time minus ``lateness_s`` (at ``at`` for all, when given): the
-        quiet ones through the lane (:mod:`._lane`) when the compiled quiet path is on, no
-        verdict waits and there are ``LANE_MIN`` readings or more (or a meter new to the cell
-        among them), the others one by one (:meth:`_steps_each`)."""
+        quiet ones through the lane (:mod:`._lane`) when the compiled quiet path is on and no
+        verdict waits, however few (a call of the lane for one reading costs about what the
+        per-reading path does, and a meter stepped that way leaves the lane until its row is
+        set again, which costs its next reading the per-reading path as well), the others
+        one by one (:meth:`_steps_each`)."""
         if not timed:
             return
         self._kept.reloaded()  # (once per batch, either path)
         verdicts = self._verdicts()
-        if verdicts is None and at is None and _meter.FAST_PATH and (
-                len(timed) >= LANE_MIN or self._holds_new(timed)):
+        if verdicts is None and at is None and _meter.FAST_PATH:
             run = lane_kernel()
             if run is not None:
                 self._lane_steps(timed, out, run)
@@ -623,11 +618,6 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         # a meter stepped here is off the lane until a reading of it through the lane's
         # driver sets its row again
         self._steps_each(timed, out, at, self._meta_of, verdicts, self.lane)
-
-    def _holds_new(self, timed: Sequence[tuple[float, Reading]]) -> bool:
-        """Whether a reading of ``timed`` is of a meter the cell has no slot for yet."""
-        slot = self.watch.slot
-        return any(m not in slot for m in meter_ids_at(timed, range(len(timed))))
 
     def _lane_steps(self, timed: Sequence[tuple[float, Reading]], out: list[Any],
                     run: Any) -> None:

@@ -77,21 +77,41 @@ def full_path_only() -> Iterator[None]:
         meter_mod.FAST_PATH = old
 
 
+class _Waiting:
+    """A verdict feed that says a verdict waits (``waiting``) and has none for any meter: a
+    batch then takes the per-reading path whole, as when a manager's verdict is on its way,
+    with the same outcome."""
+
+    def __init__(self) -> None:
+        self.waiting = False
+
+    def any_pending(self) -> bool:
+        return self.waiting
+
+    def __call__(self, meter_id: str) -> list[tuple[str, str, str, str, datetime]]:
+        return []
+
+
 def run_cells(batches: list[tuple[str, list[Reading]]], metas: dict[str, MeterMeta],
-              s: DetectionSettings, on: bool, fields: bool = False
+              s: DetectionSettings, on: bool, fields: bool = False,
+              waits: list[bool] | None = None
               ) -> tuple[list[Any], dict[str, bytes], int]:
     """Batches (cell key, readings) through their cells: outputs, snapshots, and how many
     readings went through the per-reading path. ``fields``: each batch as its readings'
-    fields (:func:`as_fields`)."""
+    fields (:func:`as_fields`); ``waits``: whether a verdict waits at each batch, in turn
+    (:class:`_Waiting`)."""
     cal = Calendar(s.timezone, s.holiday_country)
     cells: dict[str, CellLogic] = {}
     out: list[Any] = []
+    feed = _Waiting()
+    turns = itertools.cycle(waits or [False])
     with lane(on) as counted:
         for key, readings in batches:
+            feed.waiting = next(turns)
             cell = cells.get(key)
             if cell is None:
                 cell = cells[key] = CellLogic(None, s, cal, metas.get, float(s.interval_s),
-                                              float(s.lateness_s))
+                                              float(s.lateness_s), verdicts=feed)
             batch = as_fields(key, readings) if fields else \
                 ReadingBatch(key, tuple(readings), "p0")
             out.extend(cell.on_batch([batch])[0])
@@ -123,9 +143,12 @@ def fleets(draw: st.DrawFn) -> dict[str, Any]:
                   for _ in range(n)],
         "volts": draw(st.sampled_from(["none", "one", "three", "two"])),
         "intervals": draw(st.integers(30, 500)),
-        # batch sizes taken in turn: below LANE_MIN a batch takes the per-reading path, whose
-        # steps must take their meters off the lane until it sets their rows again
+        # batch sizes taken in turn (the lane takes a batch of one reading as well), and
+        # whether a verdict waits at each batch in turn: such a batch takes the per-reading
+        # path whole, whose steps must take their meters off the lane until it sets their
+        # rows again
         "chunks": draw(st.lists(st.sampled_from([1, 3, 17, 64]), min_size=1, max_size=4)),
+        "waits": draw(st.lists(st.booleans(), min_size=1, max_size=3)),
         "scores": draw(st.sampled_from([0, 7])),
         # meters that join the cell later, each at an interval of its own (new to the cell in
         # the middle of a batch, after readings whose watermarks tick), and readings a few
@@ -199,12 +222,12 @@ def test_random_streams_identical_with_and_without_the_lane(f: dict[str, Any]) -
             break
         batches.append(("c1", readings[k:k + size]))
         k += size
-    off = run_cells(batches, metas, s, on=False)
-    on = run_cells(batches, metas, s, on=True)
+    off = run_cells(batches, metas, s, on=False, waits=f["waits"])
+    on = run_cells(batches, metas, s, on=True, waits=f["waits"])
     assert on[0] == off[0]
     assert on[1] == off[1]
     assert off[2] == len(readings)
-    given = run_cells(batches, metas, s, on=True, fields=True)
+    given = run_cells(batches, metas, s, on=True, fields=True, waits=f["waits"])
     assert given[:2] == on[:2]
     assert given[2] == on[2]  # (the same readings left to Python)
 

@@ -39,6 +39,13 @@
   resumed from the cell's snapshot (a restart with recovery: the resumed meters have no
   rows yet), of this checkout and, with ``--against REV``, of revision ``REV``, rounds
   alternating, best of 3 (``--rounds N``).
+* ``small``: a cell's known meters' quiet readings in batches of a few readings
+  (``CellLogic.on_batch``; a cell's batch is as small as that when meters send their readings
+  one a message, or concentrators mix cells), in µs a reading: 4,800 meters stepped for
+  three intervals in batches of 400 first, then an interval each in batches of 1, 2, 4 and
+  12 readings, one of 100 after the batches of one (``12 after 1``: 12-reading batches of
+  the meters that the batches of one stepped) and one of 100, of this checkout and, with
+  ``--against REV``, of revision ``REV``, rounds alternating, best of 3.
 * ``midnight``: the interval in which every meter closes its local day. 10,000 meters read
   every 30 minutes for two days through a cell (``CellLogic.on_batch``, 100-reading
   batches), their profiles through the segmenter stage (``SegmenterLogic``); timed, in µs a
@@ -53,8 +60,8 @@
   of Python those readings take (the outage resolved once), of this checkout and, with
   ``--against REV``, of revision ``REV``, rounds alternating, best of 3.
 
-    .venv/bin/python benchmarks/records.py [--only decode|handover|path|day|first|midnight|feeder]
-        [--against REV]
+    .venv/bin/python benchmarks/records.py
+        [--only decode|handover|path|day|first|small|midnight|feeder] [--against REV]
 """
 
 from __future__ import annotations
@@ -496,6 +503,46 @@ def _first_child() -> dict[str, Any]:
     return out
 
 
+#: ``small``: the cell's meters, and the batch sizes of its timed intervals, in order
+SMALL_METERS = 4_800
+SMALL_SIZES = (("1", 1), ("2", 2), ("4", 4), ("12", 12), ("1 again", 1), ("12 after 1", 12),
+               ("100", 100))
+
+
+def _small_child() -> dict[str, Any]:
+    """One round of ``small`` in this process (whichever ``gridwatch`` it imports)."""
+    from gridwatch.models import Calendar, DetectionSettings
+    from gridwatch.models._quiet import use_compiled
+    from gridwatch.stream import ReadingBatch
+    from gridwatch.stream._logic import CellLogic
+
+    use_compiled(True)
+    s = DetectionSettings()
+    logic = CellLogic(None, s, Calendar(), lambda _m: None, 900.0, 0.0)
+
+    def interval(k: int, size: int) -> list[ReadingBatch]:
+        ts = T0 + timedelta(minutes=15 * k)
+        return [ReadingBatch("cell:c1", tuple(
+            Reading(meter_id=f"m{i:06d}", ts=ts, kw=1.0 + (i + k) % 7 / 3,
+                    kwh=1000.0 + i + k, voltage=(230.0,), pf=0.97)
+            for i in range(j, min(j + size, SMALL_METERS))), "p0")
+            for j in range(0, SMALL_METERS, size)]
+
+    for k in range(3):
+        for b in interval(k, 400):
+            logic.on_batch([b])
+    gc.collect()
+    gc.freeze()
+    out: dict[str, Any] = {}
+    for k, (name, size) in enumerate(SMALL_SIZES, start=3):
+        batches = interval(k, size)
+        t0 = time.perf_counter()
+        for b in batches:
+            logic.on_batch([b])
+        out[name] = (time.perf_counter() - t0) / SMALL_METERS * 1e6
+    return out
+
+
 def _feeder_child() -> dict[str, Any]:
     """One round of a feeder outage's end, in this process: a cell's silence watch of 5,000
     and of 20,000 meters, every meter silent together (a feeder outage), then a reading of
@@ -644,6 +691,12 @@ def first(against: str | None, rounds: int = 3) -> None:
                  rounds)
 
 
+def small(against: str | None, rounds: int = 3) -> None:
+    print(f"{SMALL_METERS:,} known meters of a cell, an interval of quiet readings in batches "
+          "of each size:")
+    against_runs("small", {name: "µs a reading" for name, _ in SMALL_SIZES}, against, rounds)
+
+
 def midnight(against: str | None, rounds: int = 3) -> None:
     print(f"{MIDNIGHT_METERS:,} meters read every 30 minutes for two days, then the interval "
           "at midnight (each closes its day):")
@@ -688,11 +741,11 @@ def path(against: str | None, rounds: int = 3) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("decode", "handover", "path", "day", "first",
-                                       "midnight", "feeder"))
-    ap.add_argument("--against", help="path, day, first, midnight and feeder: a git revision "
-                    "to run beside this checkout")
-    ap.add_argument("--rounds", type=int, default=3, help="path, day, first, midnight and "
-                    "feeder: rounds (alternating with --against's)")
+                                       "small", "midnight", "feeder"))
+    ap.add_argument("--against", help="path, day, first, small, midnight and feeder: a git "
+                    "revision to run beside this checkout")
+    ap.add_argument("--rounds", type=int, default=3, help="path, day, first, small, midnight "
+                    "and feeder: rounds (alternating with --against's)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child == "path":
@@ -703,6 +756,9 @@ def main() -> None:
         return
     if args.child == "first":
         print(json.dumps(_first_child()))
+        return
+    if args.child == "small":
+        print(json.dumps(_small_child()))
         return
     if args.child == "midnight":
         print(json.dumps(_midnight_child()))
@@ -724,6 +780,8 @@ def main() -> None:
         day(args.against, args.rounds)
     if args.only in (None, "first"):
         first(args.against, args.rounds)
+    if args.only in (None, "small"):
+        small(args.against, args.rounds)
     if args.only in (None, "midnight"):
         midnight(args.against, args.rounds)
     if args.only in (None, "feeder"):

@@ -626,6 +626,9 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         a long batch costs Python only until the next chunk."""
         if self.lane is None:
             self.lane = Lane(self.settings, self.calendar)
+        if len(timed) <= LANE_CHUNK:  # (one chunk: the batch as it is, no copy of it)
+            self._lane_chunk(timed, out, run, self.lane)
+            return
         for k in range(0, len(timed), LANE_CHUNK):
             self._lane_chunk(timed[k:k + LANE_CHUNK], out, run, self.lane)
 

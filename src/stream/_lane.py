@@ -79,6 +79,8 @@ _TAIL = struct.Struct(f"={_N_IN - _N_HEAD}d")
 _PYTHON_ROW = _ROW.pack(-1.0, *(0.0,) * (_N_IN - 1))
 _NAN = math.nan
 _NO_META = object()  #: a slot whose row was never set
+#: numpy's float64 dtype, made once (a type given as a dtype is converted at each call)
+_F64 = np.dtype(np.float64)
 _NO_FORECAST = (0, 0, 0, 0)  #: a meter without a contracted kVA: no forecast's steps
 
 
@@ -377,6 +379,7 @@ class Lane:
                         nan if pf is None else pf))
             append(tail)  # (the row's other columns: the join puts them after its own)
             any_lane = True
-        # (a bytearray: the kernel takes a writable array)
-        rows = np.frombuffer(bytearray().join(out), dtype=np.float64).reshape(-1, _N_IN)
+        # (a bytearray: the kernel takes a writable array; a row a reading, as ``entries``
+        # holds an entry a reading, or numpy raises: the buffer is too small)
+        rows = np.ndarray((len(entries), _N_IN), _F64, bytearray().join(out))
         return rows, any_lane, kept, entries

@@ -148,6 +148,9 @@ class KeptMeta(RegistryProbe):
 
 #: Readings put in rows at once (see ``CellLogic._lane_steps``)
 LANE_CHUNK = 256
+#: numpy's dtypes of the watch's columns the lane reads (newest time, interval, status), made
+#: once: a type given as a dtype is converted at each call
+_WATCH_DTYPES = (np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.uint8))
 #: the columns of the lane's answers: flags, expected kW, z, hour, then a row of runs
 _ANSWER_W = 4 + RUN_N
 
@@ -659,9 +662,10 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                 lane.fit(len(slot))
                 lane.spare(8)
                 if columns is None:
-                    columns = (np.frombuffer(watch._last, np.float64),
-                               np.frombuffer(watch._iv, np.int64),
-                               np.frombuffer(watch._st, np.uint8))
+                    last_t, iv_t, st_t = _WATCH_DTYPES
+                    columns = (np.frombuffer(watch._last, last_t),
+                               np.frombuffer(watch._iv, iv_t),
+                               np.frombuffer(watch._st, st_t))
                 stop, self.wm, self.next_tick, watch.due, ticks, tick, flagged = run(
                     rows, i, lane.addrs, lane.meters, lane.ready, lane.profiles, *columns,
                     c.jit_at, self.lateness_s, self.wm, self.next_tick, self.tick_s, watch.due,

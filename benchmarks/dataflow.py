@@ -172,6 +172,11 @@ def build_journal(meters: int, intervals: int, directory: Path,
         load[p] += size
     placement = {p: sorted(c for c, q in part_of.items() if q == p and c) for p in (0, 1)}
     (directory / "placement.json").write_text(json.dumps(placement))
+    def part(meter_id: str) -> int:
+        """The journal partition of a meter: its cell's, else a hash of its id."""
+        cell = meta[meter_id].grid_cell
+        return part_of[cell] if cell else zlib.crc32(meter_id.encode()) % 2
+
     n = 0
     bufs: list[list[bytes]] = [[], []]
     concentrator = {m.meter_id: m.concentrator_id for m in sim.meters}
@@ -182,16 +187,14 @@ def build_journal(meters: int, intervals: int, directory: Path,
             for r in readings:
                 by.setdefault(concentrator[r.meter_id], []).append(r)
             for group in by.values():
-                cell = meta[group[0].meter_id].grid_cell
-                p = part_of[cell] if cell else zlib.crc32(group[0].meter_id.encode()) % 2
+                p = part(group[0].meter_id)
                 for k in range(0, len(group), 100):
                     journals[p].append(_records_of(
                         [encode_item(r) for r in group[k:k + 100]], form))
                 n += len(group)
             continue
         for r in readings:
-            cell = meta[r.meter_id].grid_cell
-            p = part_of[cell] if cell else zlib.crc32(r.meter_id.encode()) % 2
+            p = part(r.meter_id)
             bufs[p].append(encode_item(r))
             if len(bufs[p]) == 100:
                 journals[p].append(_records_of(bufs[p], form))

@@ -469,25 +469,30 @@ def _day_child() -> dict[str, Any]:
             "digest": digest[:16]}
 
 
+def _cell_interval(k: int, meters: int, size: int) -> list[Any]:
+    """Interval ``k`` of ``meters`` meters of one cell (``m000000`` on), quiet readings in
+    ``ReadingBatch``es of ``size`` (the ``first`` and ``small`` rounds)."""
+    from gridwatch.stream import ReadingBatch
+
+    ts = T0 + timedelta(minutes=15 * k)
+    return [ReadingBatch("cell:c1", tuple(
+        Reading(meter_id=f"m{i:06d}", ts=ts, kw=1.0 + (i + k) % 7 / 3, kwh=1000.0 + i + k,
+                voltage=(230.0,), pf=0.97) for i in range(j, min(j + size, meters))), "p0")
+        for j in range(0, meters, size)]
+
+
 def _first_child() -> dict[str, Any]:
     """One round of meters' first readings in a cell, in this process (whichever
     ``gridwatch`` it imports): 50,000 meters new to the cell, then their second readings."""
     from gridwatch.models import Calendar, DetectionSettings
     from gridwatch.models._quiet import use_compiled
-    from gridwatch.stream import ReadingBatch
     from gridwatch.stream._logic import CellLogic
 
     use_compiled(True)
     meters = 50_000
     s = DetectionSettings()
     logic = CellLogic(None, s, Calendar(), lambda _m: None, 900.0, 0.0)
-    rounds = []
-    for k in range(3):
-        ts = T0 + timedelta(minutes=15 * k)
-        rounds.append([ReadingBatch("cell:c1", tuple(
-            Reading(meter_id=f"m{i:06d}", ts=ts, kw=1.0 + (i + k) % 7 / 3, kwh=1000.0 + i + k,
-                    voltage=(230.0,), pf=0.97) for i in range(j, j + 100)), "p0")
-            for j in range(0, meters, 100)])
+    rounds = [_cell_interval(k, meters, 100) for k in range(3)]
     gc.collect()
     gc.freeze()
     out = {}
@@ -513,29 +518,19 @@ def _small_child() -> dict[str, Any]:
     """One round of ``small`` in this process (whichever ``gridwatch`` it imports)."""
     from gridwatch.models import Calendar, DetectionSettings
     from gridwatch.models._quiet import use_compiled
-    from gridwatch.stream import ReadingBatch
     from gridwatch.stream._logic import CellLogic
 
     use_compiled(True)
     s = DetectionSettings()
     logic = CellLogic(None, s, Calendar(), lambda _m: None, 900.0, 0.0)
-
-    def interval(k: int, size: int) -> list[ReadingBatch]:
-        ts = T0 + timedelta(minutes=15 * k)
-        return [ReadingBatch("cell:c1", tuple(
-            Reading(meter_id=f"m{i:06d}", ts=ts, kw=1.0 + (i + k) % 7 / 3,
-                    kwh=1000.0 + i + k, voltage=(230.0,), pf=0.97)
-            for i in range(j, min(j + size, SMALL_METERS))), "p0")
-            for j in range(0, SMALL_METERS, size)]
-
     for k in range(3):
-        for b in interval(k, 400):
+        for b in _cell_interval(k, SMALL_METERS, 400):
             logic.on_batch([b])
     gc.collect()
     gc.freeze()
     out: dict[str, Any] = {}
     for k, (name, size) in enumerate(SMALL_SIZES, start=3):
-        batches = interval(k, size)
+        batches = _cell_interval(k, SMALL_METERS, size)
         t0 = time.perf_counter()
         for b in batches:
             logic.on_batch([b])

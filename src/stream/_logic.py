@@ -148,9 +148,6 @@ class KeptMeta(RegistryProbe):
 
 #: Readings put in rows at once (see ``CellLogic._lane_steps``)
 LANE_CHUNK = 256
-#: numpy's dtypes of the watch's columns the lane reads (newest time, interval, status), made
-#: once: a type given as a dtype is converted at each call
-_WATCH_DTYPES = (np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.uint8))
 #: the columns of the lane's answers: flags, expected kW, z, hour, then a row of runs
 _ANSWER_W = 4 + RUN_N
 
@@ -195,6 +192,11 @@ class _Entry:
 _OK, _PENDING, _ALERTED, _FEEDER = 0, 1, 2, 3
 #: below a silence deadline by more than any rounding of ``now - last`` against ``last + k * iv``
 _SLACK = 1e-3
+
+
+#: numpy's dtypes of ``CellWatch.lane_columns``, made once (a type given as a dtype is
+#: converted at each call)
+_LANE_DTYPES = (np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.uint8))
 
 
 class CellWatch:
@@ -248,6 +250,14 @@ class CellWatch:
         self._iv.append(iv)
         self._st.append(st)
         self._since.append(since)
+
+    def lane_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The columns the lane's kernel reads and writes (newest event time, interval,
+        status) as numpy arrays over their memory. While one is held no meter can be added
+        (the columns cannot grow under it): let them go first."""
+        last_t, iv_t, st_t = _LANE_DTYPES
+        return (np.frombuffer(self._last, last_t), np.frombuffer(self._iv, iv_t),
+                np.frombuffer(self._st, st_t))
 
     @property
     def meters(self) -> dict[str, tuple[float, int, int, float]]:
@@ -629,11 +639,9 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         a long batch costs Python only until the next chunk."""
         if self.lane is None:
             self.lane = Lane(self.settings, self.calendar)
-        if len(timed) <= LANE_CHUNK:  # (one chunk: the batch as it is, no copy of it)
-            self._lane_chunk(timed, out, run, self.lane)
-            return
+        whole = len(timed) <= LANE_CHUNK  # (one chunk: the batch as it is, no copy of it)
         for k in range(0, len(timed), LANE_CHUNK):
-            self._lane_chunk(timed[k:k + LANE_CHUNK], out, run, self.lane)
+            self._lane_chunk(timed if whole else timed[k:k + LANE_CHUNK], out, run, self.lane)
 
     def _lane_chunk(self, timed: Sequence[tuple[float, Reading]], out: list[Any], run: Any,
                     lane: Lane) -> None:
@@ -662,10 +670,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                 lane.fit(len(slot))
                 lane.spare(8)
                 if columns is None:
-                    last_t, iv_t, st_t = _WATCH_DTYPES
-                    columns = (np.frombuffer(watch._last, last_t),
-                               np.frombuffer(watch._iv, iv_t),
-                               np.frombuffer(watch._st, st_t))
+                    columns = watch.lane_columns()
                 stop, self.wm, self.next_tick, watch.due, ticks, tick, flagged = run(
                     rows, i, lane.addrs, lane.meters, lane.ready, lane.profiles, *columns,
                     c.jit_at, self.lateness_s, self.wm, self.next_tick, self.tick_s, watch.due,

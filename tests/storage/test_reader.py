@@ -4,13 +4,45 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import hypothesis.strategies as st
 import pytest
 from _storage_helpers import T0, reading, samples
+from hypothesis import given
 from typer.testing import CliRunner
 
 from gridwatch import _services
 from gridwatch.cli import app
 from gridwatch.storage import InfluxReader, InfluxSink, ReadError
+from gridwatch.storage._reader import READ_BYTES, lines_of
+
+
+@given(st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\x00", b"\n")), max_size=12))
+def test_lines_of_a_chunked_stream_are_its_lines_wherever_the_chunks_break(chunks):
+    whole = b"".join(chunks).split(b"\n")
+    if whole[-1] == b"":
+        whole.pop()
+    assert list(lines_of(chunks)) == whole
+    # the same stream, cut elsewhere: one byte a chunk, then all in one
+    stream = b"".join(chunks)
+    assert list(lines_of([stream[i:i + 1] for i in range(len(stream))])) == whole
+    assert list(lines_of([stream])) == whole
+
+
+def test_a_chunk_of_rows_longer_than_a_read_comes_whole(v1_settings):
+    """A chunk of the response is one line of JSON, here several times what is read at a
+    time: every row comes back, in order."""
+    s = v1_settings()
+    readings = [reading(f"m-{k}", i) for i in range(60) for k in range(40)]
+    part = InfluxSink(s).build("s", 0, 1)
+    part.write_batch(readings)
+    assert part.flush()
+    with InfluxReader(s, chunk_size=100_000) as reader:
+        raw = list(reader.series('SELECT * FROM "reading"'))
+        assert sum(len(x["values"]) for x in raw) == len(readings)
+        assert len(str(raw)) > 3 * READ_BYTES  # (the line, as JSON, is longer still)
+        got = list(reader.recent_readings(T0))
+    key = lambda r: (r.meter_id, r.ts)  # noqa: E731
+    assert sorted(got, key=key) == sorted(readings, key=key)
 
 
 def test_recent_readings_for_a_warm_start(v1_settings):

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -227,35 +227,131 @@ def check_placement_store(settings: Settings, placement: Any) -> None:
 #: How far back a warm start reads a meter's stored readings: one week, a whole
 #: time-of-week baseline.
 WARM_START_DAYS = 7
+#: Meters a warm start's query asks for (``InfluxReader.recent_readings``' groups).
+WARM_START_GROUP = 200
 #: The journal source's dead letters go to partitions from here on (``ingest.partition`` is
 #: below it), in the collector's dead-letter directory.
 SOURCE_DEADLETTER_BASE = 10_000
 
 
-def influx_warm_start(settings: Settings, days: float = WARM_START_DAYS
-                      ) -> Callable[[list[str], float], list[Any]]:
-    """The dataflow's warm start from InfluxDB (``InfluxReader.recent_readings``, InfluxQL).
+def influx_warm_start(settings: Settings, days: float = WARM_START_DAYS,
+                      cell_meters: Callable[[str], Sequence[str]] | None = None,
+                      meta: Callable[[str], MeterMeta | None] | None = None,
+                      ) -> Callable[[list[str], float], Iterator[Any]]:
+    """The dataflow's warm start from InfluxDB (``InfluxReader.recent_readings``, InfluxQL):
+    the stored readings of the meters a cell asks for, within ``days`` before the time it
+    gives, oldest first for each meter, streamed (a cell steps them as they come).
+
+    With ``cell_meters`` (a grid cell's meter ids, from the registry) and ``meta``, a cell's
+    first question is answered for every meter of the cells its meters are in, in one query
+    a group of meters: a cell gets its readings in a few batches at start-up, and asking
+    for each batch's new meters alone made thousands of small queries for a large fleet. A
+    meter is asked for once in the life of the process; a later question about it is
+    answered with nothing, without a query.
+
     A failed query (the database is down, or speaks no InfluxQL) is logged and counted, and
-    the meters start cold: a warm start helps, it never holds the engine up."""
+    the meters start cold: a warm start helps, it never holds the engine up. ``stats``
+    counts the queries, the meters asked for, the readings given and the milliseconds the
+    queries took."""
     from gridwatch.storage import InfluxReader, ReadError
 
     reader = InfluxReader(settings.influx)
     failures = Counter[str]()
+    stats = Counter[str]()
+    asked: set[str] = set()
+    last_log = [time.monotonic()]
 
-    def warm(meter_ids: list[str], until: float) -> list[Any]:
+    def warm(meter_ids: list[str], until: float) -> Iterator[Any]:
+        ids = [m for m in meter_ids if m not in asked]
+        if cell_meters is not None and meta is not None:
+            cells = {entry.grid_cell for m in ids if (entry := meta(m)) is not None
+                     and entry.grid_cell}
+            ids += [m for cell in sorted(cells) for m in cell_meters(cell)]
+            ids = list(dict.fromkeys(m for m in ids if m not in asked))
+        if not ids:
+            return
+        asked.update(ids)
+        stats["queries"] += -(-len(ids) // WARM_START_GROUP)
         end = datetime.fromtimestamp(until, UTC)
+        began = time.monotonic()
+        got = 0
         try:
-            return list(reader.recent_readings(end - timedelta(days=days), meter_ids,
-                                               until=end))
+            for reading in reader.recent_readings(end - timedelta(days=days), ids, until=end,
+                                                  group=WARM_START_GROUP):
+                got += 1
+                yield reading
         except (ReadError, OSError) as exc:
             failures["failed"] += 1
             if failures["failed"] == 1:
                 log.warning("warm start: stored readings not available (%s); meters without "
                             "state start cold", exc)
-            return []
+        stats["meters"] += len(ids)
+        stats["readings"] += got
+        stats["ms"] += round((time.monotonic() - began) * 1000)
+        if time.monotonic() - last_log[0] >= 10.0:
+            last_log[0] = time.monotonic()
+            log.info("warm start: %s meters asked for, %s stored readings stepped so far "
+                     "(%.0f s)", f"{stats['meters']:,}", f"{stats['readings']:,}",
+                     stats["ms"] / 1000)
 
     warm.failures = failures  # type: ignore[attr-defined]
+    warm.stats = stats  # type: ignore[attr-defined]
     return warm
+
+
+def warm_start(settings: Settings, router: Any = None
+               ) -> Callable[[list[str], float], Iterator[Any]] | None:
+    """The warm start of a dataflow without recovery state (``engine.warm_start_days``),
+    or None: turned off, no database, or a database that holds no readings to warm from
+    (a fresh one) or cannot say (logged: the meters start cold)."""
+    days = settings.engine.warm_start_days
+    if not settings.influx.enabled or days <= 0:
+        return None
+    stored = stored_readings(settings)
+    if not stored:
+        log.info("warm start: %s; meters start cold",
+                 "no readings stored yet" if stored is False
+                 else "the database cannot be asked for stored readings (InfluxQL /query)")
+        return None
+    log.info("warm start: meters without state are seeded from up to %g days of their "
+             "stored readings, a cell's meters at once%s", days,
+             "" if router is not None else " (no registry: each batch's new meters)")
+    if router is None:
+        return influx_warm_start(settings, days)
+    return influx_warm_start(settings, days, cell_index(router), meter_lookup(settings, router))
+
+
+def stored_readings(settings: Settings) -> bool | None:
+    """Whether the database holds any reading (its ``reading`` measurement exists): where it
+    holds none there is nothing to warm meters from, and a warm start is not started. None
+    when the database cannot say (down, or no InfluxQL)."""
+    from gridwatch.storage import InfluxReader, ReadError
+
+    try:
+        with InfluxReader(settings.influx) as reader:
+            return any(reader.series('SHOW MEASUREMENTS WITH MEASUREMENT = "reading"'))
+    except ReadError as exc:
+        return False if "database not found" in str(exc) else None
+    except OSError:
+        return None
+
+
+def cell_index(router: Any) -> Callable[[str], Sequence[str]]:
+    """A grid cell's meter ids in the router's registry (the registry in use at each call:
+    a reload builds the index again at the next)."""
+    held: list[Any] = [None, {}]
+
+    def meters_of(cell: str) -> Sequence[str]:
+        registry = router.registry
+        if registry is not held[0]:
+            index: dict[str, list[str]] = {}
+            for meter_id, entry in registry.meta_table().items():
+                if entry.grid_cell:
+                    index.setdefault(entry.grid_cell, []).append(meter_id)
+            held[:] = [registry, index]
+        return held[1].get(cell, ())
+
+    return meters_of
 
 
 class TransitionExporter:
@@ -565,9 +661,7 @@ def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
         )
         recovery = recovery_config(settings, procs, pid)
         # Without recovery state the meters would start blind: seed them from storage.
-        warm = (influx_warm_start(settings, settings.engine.warm_start_days)
-                if settings.influx.enabled and recovery is None
-                and settings.engine.warm_start_days > 0 else None)
+        warm = warm_start(settings, router) if recovery is None else None
         flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
                                  snapshots=recovery is not None, warm=warm,
                                  devices=registry_devices(settings, router),

@@ -209,14 +209,19 @@ class InfluxReader:
                     yield reading
 
 
+#: A reading's phase columns: (the field, its columns in phase order).
+_PHASE_COLUMNS = tuple((key, tuple(f"{name}_{p}" for p in _PHASES))
+                       for name, key in (("v", "voltage"), ("i", "current")))
+
+
 def _reading(row: dict[str, Any]) -> Reading:
     data: dict[str, Any] = {"meter_id": row["meter_id"], "ts": _time(row["time"]),
                             "kw": row["kw"]}
     for name in ("kwh", "export_kwh", "pf", "freq"):
         if name in row:
             data[name] = row[name]
-    for name, key in (("v", "voltage"), ("i", "current")):
-        phases = [row[f"{name}_{p}"] for p in _PHASES if f"{name}_{p}" in row]
+    for key, columns in _PHASE_COLUMNS:
+        phases = [row[c] for c in columns if c in row]
         if phases:
             data[key] = tuple(phases)
     if row.get("status"):

@@ -483,7 +483,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         for value in values:
             if isinstance(value, ReadingBatch):
                 if self.warm is not None and self._ticks_seen < 2:
-                    self._warm_start(value.readings)
+                    self._warm_start(value)
                 parts = self.parts
                 if self.held or self.partitions or (
                         parts and value.part not in parts) or len(parts) > 1:
@@ -575,12 +575,18 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         if upto < math.inf and upto - lateness > self.wm:
             self._advance(upto - lateness, out)
 
-    def _warm_start(self, readings: tuple[Reading, ...]) -> None:
+    def _warm_start(self, batch: ReadingBatch) -> None:
+        """The batch's meters that have no state, stepped over their stored readings before
+        its first reading (the warm start may give readings of more of the cell's meters:
+        they are stepped too, and are not new when their own readings come). The batch's
+        readings are read as their fields: no reading object is made."""
         assert self.warm is not None
-        new = sorted({r.meter_id for r in readings if r.meter_id not in self.meters})
+        meters = self.meters
+        ids = batch.meter_ids()
+        new = sorted({m for m in ids if m not in meters})
         if not new:
             return
-        until = min(r.ts for r in readings).timestamp()
+        until = min(d["ts"] for d in batch.fields()).timestamp()
         for r in self.warm(new, until):
             state = self.meters.get(r.meter_id)
             if state is None:

@@ -336,6 +336,28 @@ def test_warm_start_steps_new_meters_over_their_history_quietly():
     assert not [e for e in cold if e.type == "abnormal_consumption"]  # blind without it
 
 
+def test_a_warm_start_may_answer_for_more_of_the_cells_meters():
+    """The warm start gives the history of a meter the cell did not ask about (another of its
+    cell's meters): the cell steps it too, and when that meter's own readings come it is not
+    new, so nothing more is asked. A batch of fields is asked about by its fields."""
+    a = series(WEEK + 8, meter="a")
+    b = series(WEEK + 8, meter="b", seed=8)
+    asked = []
+
+    def warm(meter_ids, until):
+        asked.append(tuple(meter_ids))
+        return [r for r in (*a[:WEEK], *b[:WEEK]) if r.ts.timestamp() < until]
+
+    logic = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
+                      warm=warm)
+    logic.on_batch([ReadingBatch.of_fields("shard:00", [r.__dict__ for r in a[WEEK:WEEK + 4]])])
+    assert asked == [("a",)]
+    assert logic.meters["b"].rec.n == WEEK  # stepped over its history, unasked
+    logic.on_batch([ReadingBatch("shard:00", (*a[WEEK + 4:], *b[WEEK:]))])
+    assert asked == [("a",)]
+    assert logic.meters["a"].rec.n == logic.meters["b"].rec.n == WEEK + 8
+
+
 def test_two_workers_raise_what_one_raises():
     """Cells spread over two workers (each reading batch crosses once to its cell's worker,
     the clock sees summaries): the same events as one worker."""

@@ -443,12 +443,96 @@ def test_warm_start_reads_each_meters_stored_readings_before_the_restart(v1_sett
     assert part.flush()
     warm = influx_warm_start(Settings(influx=s.model_dump()), days=365 * 30)
     until = reading("m-1", 12).ts.timestamp()
-    got = warm(["m-1", "m-2"], until)
+    got = list(warm(["m-1", "m-2"], until))
     for m in ("m-1", "m-2"):  # oldest first for each meter, and only before `until`
         assert [r.ts for r in got if r.meter_id == m] == [reading(m, i).ts for i in range(12)]
     assert {r.meter_id for r in got} == {"m-1", "m-2"}
     assert got[0] == reading("m-1", 0)
+    assert dict(warm.stats) | {"ms": 0} == {"queries": 1, "meters": 2, "readings": 24, "ms": 0}
+    # a meter is asked for once: the second question gets nothing, and makes no query
+    assert list(warm(["m-2", "m-1"], until)) == [] and warm.stats["meters"] == 2
+    assert [r.meter_id for r in warm(["m-1", "m-3"], until)] == ["m-3"] * 12
     # a database that cannot answer: logged, counted, the meters start cold
     down = influx_warm_start(Settings(influx=v1_settings(
         url=f"http://127.0.0.1:{_services.free_port()}").model_dump()))
-    assert down(["m-1"], until) == [] and down.failures["failed"] == 1
+    assert list(down(["m-1"], until)) == [] and down.failures["failed"] == 1
+
+
+def test_a_cells_first_question_is_answered_for_all_of_its_meters(v1_settings, influxdb):
+    """With the registry's cells, a question about one meter gets the history of every
+    meter of its cell, in one query; its other meters are then not asked about again."""
+    from gridwatch import Settings
+    from gridwatch._engine import influx_warm_start
+    from gridwatch._schemas import MeterMeta
+
+    s = v1_settings()
+    part = InfluxSink(s).build("s", 0, 1)
+    part.write_batch([reading(m, i) for i in range(6) for m in ("a-1", "a-2", "b-1", "x")])
+    assert part.flush()
+    cells = {"A": ["a-1", "a-2"], "B": ["b-1"]}
+    metas = {m: MeterMeta(meter_id=m, grid_cell=c) for c, ms in cells.items() for m in ms}
+    warm = influx_warm_start(Settings(influx=s.model_dump()), 365 * 30,
+                             lambda c: cells.get(c, ()), metas.get)
+    until = reading("a-1", 6).ts.timestamp()
+    got = list(warm(["a-1", "x"], until))
+    assert sorted({r.meter_id for r in got}) == ["a-1", "a-2", "x"]  # not B's meter
+    assert len(got) == 18 and warm.stats["meters"] == 3 and warm.stats["queries"] == 1
+    assert list(warm(["a-2"], until)) == [] and warm.stats["queries"] == 1  # no query
+    assert {r.meter_id for r in warm(["a-2", "b-1"], until)} == {"b-1"}
+
+
+def test_a_warm_start_begins_only_where_readings_are_stored(v1_settings, influxdb, tmp_path):
+    """A fresh database (or none yet) holds nothing to warm from: no warm start, and no
+    query for each cell; one that holds readings gets one; one that cannot be asked none."""
+    from gridwatch import Settings
+    from gridwatch._engine import stored_readings, warm_start
+
+    s = v1_settings()
+    settings = Settings(influx=s.model_dump())
+    assert stored_readings(settings) is False and warm_start(settings) is None
+    missing = Settings(influx=s.model_copy(update={"database": "never_made"}).model_dump())
+    assert stored_readings(missing) is False
+    part = InfluxSink(s).build("s", 0, 1)
+    part.write_batch([samples("m-1")["event"]])  # another measurement only
+    assert part.flush()
+    assert stored_readings(settings) is False
+    part.write_batch([reading("m-1", 0)])
+    assert part.flush()
+    assert stored_readings(settings) is True and warm_start(settings) is not None
+    off = Settings(influx=s.model_dump(), engine={"warm_start_days": 0})
+    assert warm_start(off) is None
+    down = Settings(influx=v1_settings(url=f"http://127.0.0.1:{_services.free_port()}"
+                                       ).model_dump())
+    assert stored_readings(down) is None and warm_start(down) is None
+
+
+def test_the_engines_warm_start_asks_for_the_registrys_cells(v1_settings, influxdb):
+    """``warm_start`` with a router: a cell's question is answered for the meters of its
+    grid cell in the registry in use (a reloaded registry's cells after a reload)."""
+    from types import SimpleNamespace
+
+    from gridwatch import Settings
+    from gridwatch._engine import cell_index, warm_start
+    from gridwatch._registry import Registry
+
+    def registry(cells: dict[str, list[str]]) -> Registry:
+        return Registry.model_validate({
+            "managers": [{"id": "M1", "name": "Alice", "channels": ["mqtt"]}],
+            "cells": [{"id": c, "primary": "M1"} for c in cells],
+            "customers": [{"id": f"C-{c}", "name": c, "grid_cell": c, "meters": ms}
+                          for c, ms in cells.items()]})
+
+    holder = SimpleNamespace(registry=registry({"A": ["a-1", "a-2"], "B": ["b-1"]}))
+    meters_of = cell_index(holder)
+    assert list(meters_of("A")) == ["a-1", "a-2"] and list(meters_of("Z")) == []
+    holder.registry = registry({"A": ["a-1"], "B": ["b-1", "a-2"]})  # a reload
+    assert list(meters_of("A")) == ["a-1"] and list(meters_of("B")) == ["b-1", "a-2"]
+    s = v1_settings()
+    part = InfluxSink(s).build("s", 0, 1)
+    part.write_batch([reading(m, i) for i in range(4) for m in ("a-1", "a-2", "b-1")])
+    assert part.flush()
+    warm = warm_start(Settings(influx=s.model_dump(), engine={"warm_start_days": 365 * 30}),
+                      holder)
+    assert warm is not None
+    got = list(warm(["b-1"], reading("a-1", 3).ts.timestamp()))
+    assert sorted({r.meter_id for r in got}) == ["a-2", "b-1"] and len(got) == 6

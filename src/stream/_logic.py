@@ -51,6 +51,7 @@ Verdicts = Callable[[str], list[tuple[str, str, str, str, datetime]]]
 WarmStart = Callable[[list[str], float], Iterable[Reading]]
 
 _EMPTY: list[Any] = []
+_DAY_S = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,6 +446,12 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         #: every source partition of the cluster, when known up front
         self.partitions = tuple(partitions)
         self.warm = warm
+        #: meter -> the event time of the newest stored reading the warm start stepped it
+        #: over (until its first reading past it), and the newest of them all
+        self._learned: dict[str, float] = {}
+        self._learned_until = -math.inf
+        #: readings not stepped: their meter's warm start had stepped it over them already
+        self.warm_skipped = 0
         self.verdicts = verdicts
         self._ticks_seen = 0
         self.calendar = calendar
@@ -587,14 +594,54 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         if not new:
             return
         until = min(d["ts"] for d in batch.fields()).timestamp()
+        learned = self._learned
         for r in self.warm(new, until):
-            state = self.meters.get(r.meter_id)
+            meter_id = r.meter_id
+            state = meters.get(meter_id)
             if state is None:
-                state = self.meters[r.meter_id] = MeterState(r.meter_id)
-            state.step(r, self.meta(r.meter_id), None, self.settings, self.calendar)
+                state = meters[meter_id] = MeterState(meter_id)
+            state.step(r, self.meta(meter_id), None, self.settings, self.calendar)
+            t = r.ts.timestamp()
+            if t > learned.get(meter_id, -math.inf):
+                learned[meter_id] = t
+                if t > self._learned_until:
+                    self._learned_until = t
         for m in new:  # a meter with no history is not asked about again
-            if m not in self.meters:
-                self.meters[m] = MeterState(m)
+            if m not in meters:
+                meters[m] = MeterState(m)
+
+    def _unlearned(self, timed: Sequence[tuple[float, Reading]]
+                   ) -> Sequence[tuple[float, Reading]]:
+        """``timed`` without the readings the warm start has stepped their meters past: one
+        at or before the newest stored reading its meter was stepped over is that reading as
+        stored, or older still, which would read as the meter's clock going backwards (a
+        meter of the cell the warm start answered for before its own readings came, from a
+        concentrator that sends late). A meter is checked until its first reading past that
+        point; every meter once the cell's event time is a day past the newest of them."""
+        learned = self._learned
+        if self.wm > self._learned_until + _DAY_S:
+            learned.clear()
+            return timed
+        if isinstance(timed, TimedFields):
+            ids = [d["meter_id"] for d in timed.fields]
+            times = timed.times
+        else:
+            ids = [r.meter_id for _t, r in timed]
+            times = [t for t, _r in timed]
+        keep: list[int] = []
+        for i, meter_id in enumerate(ids):
+            horizon = learned.get(meter_id)
+            if horizon is not None:
+                if times[i] <= horizon:
+                    self.warm_skipped += 1
+                    continue
+                del learned[meter_id]
+            keep.append(i)
+        if len(keep) == len(ids):
+            return timed
+        if isinstance(timed, TimedFields):
+            return TimedFields([timed.fields[i] for i in keep], [times[i] for i in keep])
+        return [timed[i] for i in keep]
 
     def _reading(self, r: Reading, part: str, out: list[Any]) -> None:
         t = r.ts.timestamp()
@@ -625,6 +672,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         per-reading path does, and a meter stepped that way leaves the lane until its row is
         set again, which costs its next reading the per-reading path as well), the others
         one by one (:meth:`_steps_each`)."""
+        if self._learned:
+            timed = self._unlearned(timed)
         if not timed:
             return
         self._kept.reloaded()  # (once per batch, either path)

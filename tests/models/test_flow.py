@@ -358,6 +358,28 @@ def test_a_warm_start_may_answer_for_more_of_the_cells_meters():
     assert logic.meters["a"].rec.n == logic.meters["b"].rec.n == WEEK + 8
 
 
+def test_a_late_batch_of_a_warm_meter_is_not_learned_twice_nor_read_as_going_back():
+    """A meter the warm start answered for before its own readings came (a concentrator that
+    sends its hour late): its readings up to the newest stored one it was stepped over are not
+    stepped again, and raise no clock drift; a reading older than one stepped live still does."""
+    a = series(WEEK + 8, meter="a")
+    b = series(WEEK + 8, meter="b", seed=8)
+
+    def warm(meter_ids, until):
+        return [r for r in (*a[:WEEK], *b[:WEEK]) if r.ts.timestamp() < until]
+
+    logic = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
+                      warm=warm)
+    out = []
+    for batch in (a[WEEK:WEEK + 2], b[WEEK - 3:WEEK + 2], a[WEEK + 2:WEEK + 4]):
+        out += logic.on_batch([ReadingBatch("shard:00", tuple(batch))])[0]
+    assert logic.warm_skipped == 3
+    assert logic.meters["b"].rec.n == WEEK + 2
+    assert not [e for e in out if isinstance(e, Event) and e.type == "clock_drift"]
+    out = logic.on_batch([ReadingBatch("shard:00", (b[WEEK - 5],))])[0]  # truly backwards
+    assert [e.type for e in out if isinstance(e, Event)] == ["clock_drift"]
+
+
 def test_two_workers_raise_what_one_raises():
     """Cells spread over two workers (each reading batch crosses once to its cell's worker,
     the clock sees summaries): the same events as one worker."""

@@ -1,0 +1,133 @@
+"""A restart without recovery state starts warm: ``gridwatch run`` (no ``-r``) against an
+InfluxDB 1.6.7 that holds a week of the meters' readings seeds each cell's meters from them,
+so a meter whose load triples in the first hours after the restart is alerted on; against a
+fresh database it says it starts cold."""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from _suite_helpers import wait_until
+from test_slice import Observer, publish
+
+from gridwatch import Reading
+from gridwatch.storage import build_writer
+from gridwatch.storage._config import InfluxSettings
+from gridwatch.storage._points import reading_lines
+
+ROOT = Path(__file__).resolve().parents[2]
+INTERVAL = timedelta(minutes=15)
+METERS = ["WS-001", "WS-002", "WS-003"]
+SHIFTED = "WS-002"
+
+
+def registry() -> dict:
+    return {
+        "managers": [{"id": "MGR-WS", "name": "Test Manager", "channels": ["mqtt"],
+                      "language": "en"}],
+        "cells": [{"id": "CELL-WS", "name": "warm cell", "primary": "MGR-WS"}],
+        "customers": [
+            {"id": f"CUST-{m}", "name": f"customer {m}", "class": "residential",
+             "grid_cell": "CELL-WS", "meters": [m]} for m in METERS],
+    }
+
+
+def load(i: int, m: int, t: datetime) -> float:
+    """A household's load: low at night, an evening peak, a small wobble."""
+    hour = t.hour + t.minute / 60
+    return round(0.3 + 0.1 * m + 0.8 * math.exp(-((hour - 19.5) ** 2) / 4)
+                 + 0.04 * math.sin(i * 0.9 + m), 3)
+
+
+def readings(start: datetime, end: datetime, shift: bool) -> list[dict]:
+    out, t, i = [], start, 0
+    while t < end:
+        for m, meter in enumerate(METERS):
+            kw = load(i, m, t) * (3.0 if shift and meter == SHIFTED else 1.0)
+            out.append({"meter_id": meter, "ts": t.isoformat().replace("+00:00", "Z"),
+                        "kw": kw, "voltage": [230.0], "pf": 0.97})
+        t += INTERVAL
+        i += 1
+    return out
+
+
+def config(tmp_path: Path, mosquitto, influxdb, database: str) -> Path:
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(registry()))
+    cfg = {
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port,
+                 "client_id": f"warm-{uuid.uuid4().hex[:6]}"},
+        "ingest": {"journal_dir": str(tmp_path / "journal"),
+                   "deadletter_dir": str(tmp_path / "deadletter")},
+        "influx": {"api": "v1", "url": influxdb.url, "database": database,
+                   "spool_dir": str(tmp_path / "spool")},
+        "alerts": {"registry": str(tmp_path / "registry.yaml"),
+                   "routes": str(ROOT / "config" / "routes.yaml"),
+                   "templates": str(ROOT / "config" / "templates"),
+                   "state_db": str(tmp_path / "alerts.sqlite"),
+                   "jsonl_out": str(tmp_path / "alerts.jsonl"),
+                   "group_wait_s": 0.5, "group_interval_s": 1.0},
+        "engine": {"epoch_s": 0.5},
+    }
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_a_restart_without_recovery_starts_warm(tmp_path, mosquitto, influxdb, engine_process):
+    database = f"warm_{uuid.uuid4().hex[:8]}"
+    urllib.request.urlopen(f"{influxdb.url}/query",
+                           data=f"q=CREATE+DATABASE+{database}".encode()).read()
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    now -= timedelta(minutes=now.minute % 15)
+    restart = now - timedelta(hours=3)
+    # the week before the restart, stored as the engine stored it before
+    week = [Reading.model_validate(r)
+            for r in readings(restart - timedelta(days=8), restart, shift=False)]
+    writer = build_writer(InfluxSettings(api="v1", url=influxdb.url, database=database))
+    lines = reading_lines(week)
+    for i in range(0, len(lines), 5000):
+        writer.write(lines[i:i + 5000])
+
+    observer = Observer(mosquitto.host, mosquitto.port)
+    engine = engine_process(config(tmp_path, mosquitto, influxdb, database))
+    try:
+        seeded = "warm start: meters without state are seeded from up to 7 days"
+        wait_until(lambda: seeded in engine.log(), 30, "the engine to say it starts warm")
+        live = readings(restart, now, shift=True)
+        publish(mosquitto.host, mosquitto.port, live)
+
+        def alerts() -> list[dict]:
+            path = tmp_path / "alerts.jsonl"
+            return [json.loads(x) for x in path.read_text().splitlines()] \
+                if path.exists() else []
+
+        wait_until(lambda: any(a["meter_id"] == SHIFTED and a["type"] == "abnormal_consumption"
+                               for a in alerts()), 90,
+                   "the abnormal-consumption alert of the meter whose load tripled")
+        assert {a["meter_id"] for a in alerts()} == {SHIFTED}
+    finally:
+        observer.close()
+        engine.stop()
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_a_fresh_database_starts_cold_and_says_so(tmp_path, mosquitto, influxdb,
+                                                  engine_process):
+    database = f"cold_{uuid.uuid4().hex[:8]}"
+    engine = engine_process(config(tmp_path, mosquitto, influxdb, database))
+    try:
+        cold = "warm start: no readings stored yet; meters start cold"
+        wait_until(lambda: cold in engine.log(), 30, "the engine to say it starts cold")
+        assert "seeded" not in engine.log()
+    finally:
+        engine.stop()

@@ -104,6 +104,32 @@ def publish(host: str, port: int, rows: list[dict]) -> None:
     client.disconnect()
 
 
+def engine_config(tmp_path: Path, mosquitto, registry_doc: dict, *, api: str, url: str,
+                  database: str) -> Path:
+    """``gridwatch run``'s settings file for a test: the private broker, the registry, a
+    database at ``url``, the routes and templates of ``config/``, alerts recorded in
+    ``alerts.jsonl`` and short group and epoch times; everything else under ``tmp_path``."""
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(registry_doc, allow_unicode=True))
+    cfg = {
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port,
+                 "client_id": f"e2e-{api}-{uuid.uuid4().hex[:6]}"},
+        "ingest": {"journal_dir": str(tmp_path / "journal"),
+                   "deadletter_dir": str(tmp_path / "deadletter")},
+        "influx": {"api": api, "url": url, "database": database,
+                   "spool_dir": str(tmp_path / "spool")},
+        "alerts": {"registry": str(tmp_path / "registry.yaml"),
+                   "routes": str(ROOT / "config" / "routes.yaml"),
+                   "templates": str(ROOT / "config" / "templates"),
+                   "state_db": str(tmp_path / "alerts.sqlite"),
+                   "jsonl_out": str(tmp_path / "alerts.jsonl"),
+                   "group_wait_s": 0.5, "group_interval_s": 1.0},
+        "engine": {"epoch_s": 0.5},
+    }
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
 def count_v1(url: str) -> int:
     q = urllib.parse.urlencode({"db": "gridwatch", "q": "SELECT count(kw) FROM reading"})
     out = json.loads(urllib.request.urlopen(f"{url}/query?{q}", timeout=5).read())
@@ -127,25 +153,10 @@ def test_meter_to_influx_and_manager(api, request, tmp_path, mosquitto, engine_p
     if api == "v1":
         urllib.request.urlopen(f"{db.url}/query",
                                data=b"q=CREATE+DATABASE+gridwatch").read()
-    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(registry(), allow_unicode=True))
-    cfg = {
-        "mqtt": {"host": mosquitto.host, "port": mosquitto.port,
-                 "client_id": f"e2e-{api}-{uuid.uuid4().hex[:6]}"},
-        "ingest": {"journal_dir": str(tmp_path / "journal"),
-                   "deadletter_dir": str(tmp_path / "deadletter")},
-        "influx": {"api": api, "url": db.url, "database": "gridwatch",
-                   "spool_dir": str(tmp_path / "spool")},
-        "alerts": {"registry": str(tmp_path / "registry.yaml"),
-                   "routes": str(ROOT / "config" / "routes.yaml"),
-                   "templates": str(ROOT / "config" / "templates"),
-                   "state_db": str(tmp_path / "alerts.sqlite"),
-                   "jsonl_out": str(tmp_path / "alerts.jsonl"),
-                   "group_wait_s": 0.5, "group_interval_s": 1.0},
-        "engine": {"epoch_s": 0.5},
-    }
-    (tmp_path / "gw.yaml").write_text(yaml.safe_dump(cfg))
+    cfg = engine_config(tmp_path, mosquitto, registry(), api=api, url=db.url,
+                        database="gridwatch")
     observer = Observer(mosquitto.host, mosquitto.port)
-    engine = engine_process(tmp_path / "gw.yaml")
+    engine = engine_process(cfg)
     try:
         rows = readings(datetime.now(UTC))
         publish(mosquitto.host, mosquitto.port, rows)

@@ -13,9 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 from _suite_helpers import wait_until
-from test_slice import Observer, publish
+from test_slice import Observer, engine_config, publish
 
 from gridwatch import Reading
 from gridwatch.storage import build_writer
@@ -58,28 +57,6 @@ def readings(start: datetime, end: datetime, shift: bool) -> list[dict]:
     return out
 
 
-def config(tmp_path: Path, mosquitto, influxdb, database: str) -> Path:
-    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(registry()))
-    cfg = {
-        "mqtt": {"host": mosquitto.host, "port": mosquitto.port,
-                 "client_id": f"warm-{uuid.uuid4().hex[:6]}"},
-        "ingest": {"journal_dir": str(tmp_path / "journal"),
-                   "deadletter_dir": str(tmp_path / "deadletter")},
-        "influx": {"api": "v1", "url": influxdb.url, "database": database,
-                   "spool_dir": str(tmp_path / "spool")},
-        "alerts": {"registry": str(tmp_path / "registry.yaml"),
-                   "routes": str(ROOT / "config" / "routes.yaml"),
-                   "templates": str(ROOT / "config" / "templates"),
-                   "state_db": str(tmp_path / "alerts.sqlite"),
-                   "jsonl_out": str(tmp_path / "alerts.jsonl"),
-                   "group_wait_s": 0.5, "group_interval_s": 1.0},
-        "engine": {"epoch_s": 0.5},
-    }
-    path = tmp_path / "gw.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 @pytest.mark.services
 @pytest.mark.slow
 def test_a_restart_without_recovery_starts_warm(tmp_path, mosquitto, influxdb, engine_process):
@@ -98,7 +75,8 @@ def test_a_restart_without_recovery_starts_warm(tmp_path, mosquitto, influxdb, e
         writer.write(lines[i:i + 5000])
 
     observer = Observer(mosquitto.host, mosquitto.port)
-    engine = engine_process(config(tmp_path, mosquitto, influxdb, database))
+    engine = engine_process(engine_config(tmp_path, mosquitto, registry(), api="v1",
+                                          url=influxdb.url, database=database))
     try:
         seeded = "warm start: meters without state are seeded from up to 7 days"
         wait_until(lambda: seeded in engine.log(), 30, "the engine to say it starts warm")
@@ -124,7 +102,8 @@ def test_a_restart_without_recovery_starts_warm(tmp_path, mosquitto, influxdb, e
 def test_a_fresh_database_starts_cold_and_says_so(tmp_path, mosquitto, influxdb,
                                                   engine_process):
     database = f"cold_{uuid.uuid4().hex[:8]}"
-    engine = engine_process(config(tmp_path, mosquitto, influxdb, database))
+    engine = engine_process(engine_config(tmp_path, mosquitto, registry(), api="v1",
+                                          url=influxdb.url, database=database))
     try:
         cold = "warm start: no readings stored yet; meters start cold"
         wait_until(lambda: cold in engine.log(), 30, "the engine to say it starts cold")

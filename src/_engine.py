@@ -299,11 +299,43 @@ def influx_warm_start(settings: Settings, days: float = WARM_START_DAYS,
     return warm
 
 
-def warm_start(settings: Settings, router: Any = None
+class WarmStartMetrics:
+    """A warm start's counts on the engine's metrics endpoint, read at each scrape:
+    ``gridwatch_warm_start_queries_total``, ``..._meters_total`` (asked for),
+    ``..._readings_total`` (stored readings given to the cells) and ``..._failures_total``
+    (queries that failed: those meters started cold)."""
+
+    NAMES = (("queries", "Warm-start queries of stored readings."),
+             ("meters", "Meters a warm start asked for."),
+             ("readings", "Stored readings a warm start gave the cells."),
+             ("failures", "Warm-start queries that failed (those meters started cold)."))
+
+    def __init__(self, warm: Any, registry: CollectorRegistry) -> None:
+        self.warm = warm
+        registry.register(self)
+
+    def describe(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily
+
+        for name, doc in self.NAMES:
+            yield CounterMetricFamily(f"gridwatch_warm_start_{name}", doc)
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily
+
+        counts = {**self.warm.stats, "failures": self.warm.failures["failed"]}
+        for name, doc in self.NAMES:
+            yield CounterMetricFamily(f"gridwatch_warm_start_{name}", doc,
+                                      value=counts.get(name, 0))
+
+
+def warm_start(settings: Settings, router: Any = None,
+               registry: CollectorRegistry | None = None,
                ) -> Callable[[list[str], float], Iterator[Any]] | None:
     """The warm start of a dataflow without recovery state (``engine.warm_start_days``),
     or None: turned off, no database, or a database that holds no readings to warm from
-    (a fresh one) or cannot say (logged: the meters start cold)."""
+    (a fresh one) or cannot say (logged: the meters start cold). With ``registry`` its
+    counts are exported there (:class:`WarmStartMetrics`)."""
     days = settings.engine.warm_start_days
     if not settings.influx.enabled or days <= 0:
         return None
@@ -316,9 +348,11 @@ def warm_start(settings: Settings, router: Any = None
     log.info("warm start: meters without state are seeded from up to %g days of their "
              "stored readings, a cell's meters at once%s", days,
              "" if router is not None else " (no registry: each batch's new meters)")
-    if router is None:
-        return influx_warm_start(settings, days)
-    return influx_warm_start(settings, days, cell_index(router), meter_lookup(settings, router))
+    warm = (influx_warm_start(settings, days) if router is None else
+            influx_warm_start(settings, days, cell_index(router), meter_lookup(settings, router)))
+    if registry is not None:
+        WarmStartMetrics(warm, registry)
+    return warm
 
 
 def stored_readings(settings: Settings) -> bool | None:
@@ -661,7 +695,7 @@ def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
         )
         recovery = recovery_config(settings, procs, pid)
         # Without recovery state the meters would start blind: seed them from storage.
-        warm = warm_start(settings, router) if recovery is None else None
+        warm = warm_start(settings, router, registry) if recovery is None else None
         flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
                                  snapshots=recovery is not None, warm=warm,
                                  devices=registry_devices(settings, router),

@@ -105,16 +105,18 @@ def publish(host: str, port: int, rows: list[dict]) -> None:
 
 
 def engine_config(tmp_path: Path, mosquitto, registry_doc: dict, *, api: str, url: str,
-                  database: str) -> Path:
+                  database: str, metrics_port: int = 0) -> Path:
     """``gridwatch run``'s settings file for a test: the private broker, the registry, a
     database at ``url``, the routes and templates of ``config/``, alerts recorded in
-    ``alerts.jsonl`` and short group and epoch times; everything else under ``tmp_path``."""
+    ``alerts.jsonl``, short group and epoch times, and metrics on ``metrics_port`` (none at
+    0); everything else under ``tmp_path``."""
     (tmp_path / "registry.yaml").write_text(yaml.safe_dump(registry_doc, allow_unicode=True))
     cfg = {
         "mqtt": {"host": mosquitto.host, "port": mosquitto.port,
                  "client_id": f"e2e-{api}-{uuid.uuid4().hex[:6]}"},
         "ingest": {"journal_dir": str(tmp_path / "journal"),
-                   "deadletter_dir": str(tmp_path / "deadletter")},
+                   "deadletter_dir": str(tmp_path / "deadletter"),
+                   "metrics_port": metrics_port},
         "influx": {"api": api, "url": url, "database": database,
                    "spool_dir": str(tmp_path / "spool")},
         "alerts": {"registry": str(tmp_path / "registry.yaml"),

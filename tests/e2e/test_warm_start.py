@@ -10,18 +10,16 @@ import math
 import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from _suite_helpers import wait_until
 from test_slice import Observer, engine_config, publish
 
-from gridwatch import Reading
+from gridwatch import Reading, _services
 from gridwatch.storage import build_writer
 from gridwatch.storage._config import InfluxSettings
 from gridwatch.storage._points import reading_lines
 
-ROOT = Path(__file__).resolve().parents[2]
 INTERVAL = timedelta(minutes=15)
 METERS = ["WS-001", "WS-002", "WS-003"]
 SHIFTED = "WS-002"
@@ -75,8 +73,10 @@ def test_a_restart_without_recovery_starts_warm(tmp_path, mosquitto, influxdb, e
         writer.write(lines[i:i + 5000])
 
     observer = Observer(mosquitto.host, mosquitto.port)
+    port = _services.free_port()
     engine = engine_process(engine_config(tmp_path, mosquitto, registry(), api="v1",
-                                          url=influxdb.url, database=database))
+                                          url=influxdb.url, database=database,
+                                          metrics_port=port))
     try:
         seeded = "warm start: meters without state are seeded from up to 7 days"
         wait_until(lambda: seeded in engine.log(), 30, "the engine to say it starts warm")
@@ -92,6 +92,14 @@ def test_a_restart_without_recovery_starts_warm(tmp_path, mosquitto, influxdb, e
                                for a in alerts()), 90,
                    "the abnormal-consumption alert of the meter whose load tripled")
         assert {a["meter_id"] for a in alerts()} == {SHIFTED}
+        # the cell's first batch asked for its three meters in one query: their week
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        counts = {line.split()[0]: float(line.split()[1]) for line in text.decode().splitlines()
+                  if line.startswith("gridwatch_warm_start_")}
+        assert counts == {"gridwatch_warm_start_queries_total": 1.0,
+                          "gridwatch_warm_start_meters_total": 3.0,
+                          "gridwatch_warm_start_readings_total": 3 * 7 * 96.0,
+                          "gridwatch_warm_start_failures_total": 0.0}
     finally:
         observer.close()
         engine.stop()

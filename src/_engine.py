@@ -332,10 +332,10 @@ class WarmStartMetrics:
 def warm_start(settings: Settings, router: Any = None,
                registry: CollectorRegistry | None = None,
                ) -> Callable[[list[str], float], Iterator[Any]] | None:
-    """The warm start of a dataflow without recovery state (``engine.warm_start_days``),
-    or None: turned off, no database, or a database that holds no readings to warm from
-    (a fresh one) or cannot say (logged: the meters start cold). With ``registry`` its
-    counts are exported there (:class:`WarmStartMetrics`)."""
+    """The warm start of the dataflow's cells that have no recovery state
+    (``engine.warm_start_days``), or None: turned off, no database, or a database that
+    holds no readings to warm from (a fresh one) or cannot say (logged: the meters start
+    cold). With ``registry`` its counts are exported there (:class:`WarmStartMetrics`)."""
     days = settings.engine.warm_start_days
     if not settings.influx.enabled or days <= 0:
         return None
@@ -694,8 +694,9 @@ def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
             days=DaySink(tags) if tags is not None else None,
         )
         recovery = recovery_config(settings, procs, pid)
-        # Without recovery state the meters would start blind: seed them from storage.
-        warm = warm_start(settings, router, registry) if recovery is None else None
+        # A cell without recovery state (no recovery, or none for it yet) would start its
+        # meters blind: they are seeded from storage. A resumed cell asks for nothing.
+        warm = warm_start(settings, router, registry)
         flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
                                  snapshots=recovery is not None, warm=warm,
                                  devices=registry_devices(settings, router),

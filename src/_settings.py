@@ -59,11 +59,11 @@ class EngineSettings(Section):
     recovery_dir: Path | None = None
     backup_interval_s: float = 0.0
     workers: int = 1
-    #: Warm start: without recovery state, seed each meter from its stored readings of this
-    #: many days before its first reading (InfluxQL ``/query``; a week: the whole
-    #: time-of-week baseline); 0 turns it off. Only when the database holds readings: a
-    #: cell's first batch asks for all of its registry meters at once (one query per 200
-    #: meters), and the cell steps their history before its readings.
+    #: Warm start: in a cell without recovery state, seed each meter from its stored
+    #: readings of this many days before its first reading (InfluxQL ``/query``; a week:
+    #: the whole time-of-week baseline); 0 turns it off. Only when the database holds
+    #: readings: a cell's first batch asks for all of its registry meters at once (one query
+    #: per 200 meters), and the cell steps their history before its readings.
     warm_start_days: float = 7.0
     #: Cluster placement (``gridwatch run -i/-a``): process id -> grid cells (ids or
     #: ``fnmatch`` patterns such as ``north-*``) that process watches. Put each cell where its

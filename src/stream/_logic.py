@@ -431,11 +431,14 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
     off (no recovery configured: bytewax takes snapshots at every epoch all the same, and
     drops them) it is empty and costs nothing.
 
-    ``warm`` (warm start): meters that have no state yet — a start without recovery state —
-    are first stepped over their stored readings before the batch (events raised on the way
-    are history, not news, and are dropped), so the detectors do not start blind. One call
-    per batch with new meters, and only until the cell's second interval tick: by then every
-    meter that reports each interval has been seen, and later newcomers are new meters.
+    ``warm`` (warm start): in a cell that was not resumed from a snapshot (a start without
+    recovery state), meters that have no state yet are first stepped over their stored
+    readings before the batch (events raised on the way are history, not news, and are
+    dropped), so the detectors do not start blind. One call per batch with new meters, and
+    only until the cell's second interval tick: by then every meter that reports each
+    interval has been seen, and later newcomers are new meters. The call may give readings
+    of more of the cell's meters (the engine's asks for a cell's registry meters at once);
+    a meter that already has a state is never stepped over them.
     """
 
     def __init__(self, resume: bytes | None, settings: DetectionSettings, calendar: Calendar,
@@ -445,7 +448,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         self.settings = settings
         #: every source partition of the cluster, when known up front
         self.partitions = tuple(partitions)
-        self.warm = warm
+        #: (a cell resumed from a snapshot has its meters' state: it asks for none)
+        self.warm = warm if not resume else None
         #: meter -> the event time of the newest stored reading the warm start stepped it
         #: over (until its first reading past it), and the newest of them all
         self._learned: dict[str, float] = {}
@@ -595,11 +599,15 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             return
         until = min(d["ts"] for d in batch.fields()).timestamp()
         learned = self._learned
+        made: set[str] = set()  # (a meter that had a state before is never stepped here)
         for r in self.warm(new, until):
             meter_id = r.meter_id
             state = meters.get(meter_id)
             if state is None:
                 state = meters[meter_id] = MeterState(meter_id)
+                made.add(meter_id)
+            elif meter_id not in made:
+                continue
             state.step(r, self.meta(meter_id), None, self.settings, self.calendar)
             t = r.ts.timestamp()
             if t > learned.get(meter_id, -math.inf):

@@ -1,7 +1,7 @@
-"""A restart without recovery state starts warm: ``gridwatch run`` (no ``-r``) against an
-InfluxDB 1.6.7 that holds a week of the meters' readings seeds each cell's meters from them,
-so a meter whose load triples in the first hours after the restart is alerted on; against a
-fresh database it says it starts cold."""
+"""A start without recovery state starts warm: ``gridwatch run`` (no ``-r``, or a recovery
+directory with no state yet) against an InfluxDB 1.6.7 that holds a week of the meters'
+readings seeds each cell's meters from them, so a meter whose load triples in the first hours
+after the restart is alerted on; against a fresh database it says it starts cold."""
 
 from __future__ import annotations
 
@@ -57,7 +57,11 @@ def readings(start: datetime, end: datetime, shift: bool) -> list[dict]:
 
 @pytest.mark.services
 @pytest.mark.slow
-def test_a_restart_without_recovery_starts_warm(tmp_path, mosquitto, influxdb, engine_process):
+@pytest.mark.parametrize("recovery", [False, True], ids=["no-recovery", "fresh-recovery-dir"])
+def test_a_start_without_state_starts_warm(recovery, tmp_path, mosquitto, influxdb,
+                                           engine_process):
+    """Without recovery, or with a recovery directory that holds no state yet (lost, or made
+    new for a new placement), the cells seed their meters from the stored week."""
     database = f"warm_{uuid.uuid4().hex[:8]}"
     urllib.request.urlopen(f"{influxdb.url}/query",
                            data=f"q=CREATE+DATABASE+{database}".encode()).read()
@@ -76,7 +80,8 @@ def test_a_restart_without_recovery_starts_warm(tmp_path, mosquitto, influxdb, e
     port = _services.free_port()
     engine = engine_process(engine_config(tmp_path, mosquitto, registry(), api="v1",
                                           url=influxdb.url, database=database,
-                                          metrics_port=port))
+                                          metrics_port=port),
+                            *(("-r", str(tmp_path / "recovery")) if recovery else ()))
     try:
         seeded = "warm start: meters without state are seeded from up to 7 days"
         wait_until(lambda: seeded in engine.log(), 30, "the engine to say it starts warm")

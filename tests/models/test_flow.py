@@ -380,6 +380,33 @@ def test_a_late_batch_of_a_warm_meter_is_not_learned_twice_nor_read_as_going_bac
     assert [e.type for e in out if isinstance(e, Event)] == ["clock_drift"]
 
 
+def test_a_warm_start_never_steps_a_meter_that_has_a_state_nor_a_resumed_cell():
+    """Readings the warm start gives of a meter that already has a state (stepped live, or
+    seeded before) are not stepped; a cell resumed from a snapshot asks for nothing."""
+    a, b, c = (series(WEEK + 4, meter=m, seed=k) for k, m in enumerate("abc"))
+    asked = []
+
+    def warm(meter_ids, until):  # (every meter's history, whatever is asked)
+        asked.append(tuple(meter_ids))
+        return [r for r in (*a[:WEEK], *b[:WEEK], *c[:WEEK]) if r.ts.timestamp() < until]
+
+    logic = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
+                      warm=warm)
+    logic.on_batch([ReadingBatch("shard:00", (a[WEEK],))])
+    assert [logic.meters[m].rec.n for m in "abc"] == [WEEK + 1, WEEK, WEEK]
+    logic.meters.pop("c")  # (as if c were new to the cell: asked about with its batch)
+    logic.on_batch([ReadingBatch("shard:00", (a[WEEK + 1], c[WEEK]))])
+    assert asked == [("a",), ("c",)]
+    assert [logic.meters[m].rec.n for m in "abc"] == [WEEK + 2, WEEK, WEEK + 1]
+    assert not [m for m in "abc" if logic.meters[m].active]  # (no clock gone backwards)
+    snapshot = logic.snapshot()
+    resumed = CellLogic(snapshot, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
+                        warm=warm)
+    d = series(WEEK + 4, meter="d", seed=3)
+    resumed.on_batch([ReadingBatch("shard:00", (a[WEEK + 2], d[WEEK + 2]))])
+    assert asked == [("a",), ("c",)] and resumed.meters["d"].rec.n == 1
+
+
 def test_two_workers_raise_what_one_raises():
     """Cells spread over two workers (each reading batch crosses once to its cell's worker,
     the clock sees summaries): the same events as one worker."""

@@ -486,6 +486,8 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
                 # (in time order from here on; a snapshot of an earlier version may hold
                 # them in arrival order: a stable sort keeps arrival order among equal times)
                 self.held.sort(key=itemgetter(0))
+            if len(state) > 6:
+                self._learned, self._learned_until = state[6]
             self.meters = {m: MeterState.from_bytes(b) for m, b in states.items()}
         self.watch = CellWatch(watch, None, settings)
 
@@ -1046,9 +1048,11 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
     def snapshot(self) -> bytes:
         if not self.snapshots:
             return b""
-        return pickle.dumps((self.watch.state(), self.wm, self.next_tick, self.parts,
-                             {m: s.to_bytes() for m, s in self.meters.items()}, self.held),
-                            protocol=pickle.HIGHEST_PROTOCOL)
+        state: tuple[Any, ...] = (self.watch.state(), self.wm, self.next_tick, self.parts,
+                                  {m: s.to_bytes() for m, s in self.meters.items()}, self.held)
+        if self._learned:  # (a warm start's horizons, while any is kept)
+            state += ((self._learned, self._learned_until),)
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def cell_builder(settings: DetectionSettings, calendar: Calendar, meta: MetaLookup,

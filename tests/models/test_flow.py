@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from _models_helpers import STEP, T0, WEEK, reading, residential, series
 from bytewax.testing import TestingSink, TestingSource, run_main
 
@@ -358,10 +359,12 @@ def test_a_warm_start_may_answer_for_more_of_the_cells_meters():
     assert logic.meters["a"].rec.n == logic.meters["b"].rec.n == WEEK + 8
 
 
-def test_a_late_batch_of_a_warm_meter_is_not_learned_twice_nor_read_as_going_back():
+@pytest.mark.parametrize("resumed", [False, True], ids=["one-cell", "snapshot-between"])
+def test_a_late_batch_of_a_warm_meter_is_not_learned_twice_nor_read_as_going_back(resumed):
     """A meter the warm start answered for before its own readings came (a concentrator that
     sends its hour late): its readings up to the newest stored one it was stepped over are not
-    stepped again, and raise no clock drift; a reading older than one stepped live still does."""
+    stepped again, and raise no clock drift, also in a cell resumed from a snapshot taken in
+    between; a reading older than one stepped live still does."""
     a = series(WEEK + 8, meter="a")
     b = series(WEEK + 8, meter="b", seed=8)
 
@@ -370,8 +373,11 @@ def test_a_late_batch_of_a_warm_meter_is_not_learned_twice_nor_read_as_going_bac
 
     logic = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
                       warm=warm)
-    out = []
-    for batch in (a[WEEK:WEEK + 2], b[WEEK - 3:WEEK + 2], a[WEEK + 2:WEEK + 4]):
+    out = logic.on_batch([ReadingBatch("shard:00", tuple(a[WEEK:WEEK + 2]))])[0]
+    if resumed:
+        logic = CellLogic(logic.snapshot(), DetectionSettings(), Calendar(), lambda m: None,
+                          900.0, 0.0, warm=warm)
+    for batch in (b[WEEK - 3:WEEK + 2], a[WEEK + 2:WEEK + 4]):
         out += logic.on_batch([ReadingBatch("shard:00", tuple(batch))])[0]
     assert logic.warm_skipped == 3
     assert logic.meters["b"].rec.n == WEEK + 2

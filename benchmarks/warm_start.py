@@ -1,5 +1,6 @@
 """The warm start of a dataflow without recovery state, each figure beside its baseline in the
-same run, on a private InfluxDB 1.6.7 holding ``--days`` days of a simulated fleet.
+same run, on a private InfluxDB 1.6.7 holding ``--days`` days of a simulated fleet, with
+Python's cycle collector as ``gridwatch run`` sets it (``engine.gc_threshold``).
 
 * **The reader.** The stored readings of one group of meters (``--group``, 200 as the warm
   start asks for them) through ``InfluxReader.recent_readings``' query and rows
@@ -43,6 +44,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from gridwatch import Settings, _services  # noqa: E402
 from gridwatch._engine import influx_warm_start  # noqa: E402
+from gridwatch._gc import tuned_gc  # noqa: E402
 from gridwatch._schemas import MeterMeta, Reading  # noqa: E402
 from gridwatch.models import Calendar, DetectionSettings, MeterState  # noqa: E402
 from gridwatch.simulators import Fleet  # noqa: E402
@@ -111,8 +113,10 @@ def main() -> None:
         print(f"stored {len(stored):,} readings of {len(meta)} meters ({args.days - 1} days) "
               f"in {time.perf_counter() - began:.1f} s; the restart at {start:%Y-%m-%d %H:%M}")
         week = timedelta(days=7)
-        _reader(settings, sorted(meta)[:args.group], start - week, start, args.rounds)
-        _cells(settings, meta, live, start, args)
+        # the cycle collector as ``gridwatch run`` sets it (``engine.gc_threshold``)
+        with tuned_gc(settings.engine.gc_threshold):
+            _reader(settings, sorted(meta)[:args.group], start - week, start, args.rounds)
+            _cells(settings, meta, live, start, args)
     finally:
         svc.stop()
 

@@ -52,6 +52,10 @@ WarmStart = Callable[[list[str], float], Iterable[Reading]]
 
 _EMPTY: list[Any] = []
 _DAY_S = 86_400.0
+#: A warm start's history cell's tick: never, within any history (no silence is judged there).
+_NEVER_S = float(2 ** 52)
+#: Stored readings a warm start steps at a time.
+_WARM_BATCH = 4_096
 
 
 @dataclass(frozen=True, slots=True)
@@ -601,21 +605,31 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
             return
         until = min(d["ts"] for d in batch.fields()).timestamp()
         learned = self._learned
-        made: set[str] = set()  # (a meter that had a state before is never stepped here)
+        # The history is stepped by a cell of its own that never ticks (no silence in the
+        # history), in batches, so its quiet readings take the compiled lane; its events are
+        # history and are dropped, and its meters' states are then this cell's.
+        history = CellLogic(None, self.settings, self.calendar, self.meta, _NEVER_S, 0.0,
+                            snapshots=False)
+        made: dict[str, None] = {}  # (a meter that had a state before is never stepped here)
+        chunk: list[Reading] = []
         for r in self.warm(new, until):
             meter_id = r.meter_id
-            state = meters.get(meter_id)
-            if state is None:
-                state = meters[meter_id] = MeterState(meter_id)
-                made.add(meter_id)
-            elif meter_id not in made:
-                continue
-            state.step(r, self.meta(meter_id), None, self.settings, self.calendar)
-            t = r.ts.timestamp()
-            if t > learned.get(meter_id, -math.inf):
-                learned[meter_id] = t
-                if t > self._learned_until:
-                    self._learned_until = t
+            if meter_id not in made:
+                if meter_id in meters:
+                    continue
+                made[meter_id] = None
+            chunk.append(r)
+            if len(chunk) >= _WARM_BATCH:
+                history.on_batch([ReadingBatch("", tuple(chunk))])
+                chunk = []
+        if chunk:
+            history.on_batch([ReadingBatch("", tuple(chunk))])
+        for meter_id in made:
+            state = meters[meter_id] = history.meters[meter_id]
+            t = state.last_ts
+            learned[meter_id] = t
+            if t > self._learned_until:
+                self._learned_until = t
         for m in new:  # a meter with no history is not asked about again
             if m not in meters:
                 meters[m] = MeterState(m)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from _models_helpers import STEP, T0, WEEK, reading, residential, series
+from _models_helpers import STEP, T0, WEEK, reading, residential, run, series
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from gridwatch import Event, LoadProfile, MeterMeta, Reading, Score, Settings
@@ -354,6 +354,8 @@ def test_a_warm_start_may_answer_for_more_of_the_cells_meters():
     logic.on_batch([ReadingBatch.of_fields("shard:00", [r.__dict__ for r in a[WEEK:WEEK + 4]])])
     assert asked == [("a",)]
     assert logic.meters["b"].rec.n == WEEK  # stepped over its history, unasked
+    # (through the lane, by a cell of its own: the state its readings stepped one by one give)
+    assert logic.meters["b"].to_bytes() == run(b[:WEEK])[0].to_bytes()
     logic.on_batch([ReadingBatch("shard:00", (*a[WEEK + 4:], *b[WEEK:]))])
     assert asked == [("a",)]
     assert logic.meters["a"].rec.n == logic.meters["b"].rec.n == WEEK + 8

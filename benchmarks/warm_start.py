@@ -31,7 +31,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -70,15 +70,6 @@ def _rows(doc_lines: Sequence[bytes]) -> int:
             for series in result.get("series", []):
                 n += len(series.get("values", []))
     return n
-
-
-def _best(fn: Callable[[], Any], rounds: int) -> tuple[float, Any]:
-    times, out = [], None
-    for _ in range(rounds):
-        began = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - began)
-    return min(times), out
 
 
 def main() -> None:

@@ -251,8 +251,9 @@ def influx_warm_start(settings: Settings, days: float = WARM_START_DAYS,
 
     A failed query (the database is down, or speaks no InfluxQL) is logged and counted, and
     the meters start cold: a warm start helps, it never holds the engine up. ``stats``
-    counts the queries, the meters asked for, the readings given and the milliseconds the
-    queries took."""
+    counts the queries, the meters asked for, the readings given and the milliseconds from
+    each question to its last reading (the cell steps them as they come: its steps are in
+    them)."""
     from gridwatch.storage import InfluxReader, ReadError
 
     reader = InfluxReader(settings.influx)
@@ -262,12 +263,12 @@ def influx_warm_start(settings: Settings, days: float = WARM_START_DAYS,
     last_log = [time.monotonic()]
 
     def warm(meter_ids: list[str], until: float) -> Iterator[Any]:
-        ids = [m for m in meter_ids if m not in asked]
+        ids = list(meter_ids)
         if cell_meters is not None and meta is not None:
             cells = {entry.grid_cell for m in ids if (entry := meta(m)) is not None
                      and entry.grid_cell}
             ids += [m for cell in sorted(cells) for m in cell_meters(cell)]
-            ids = list(dict.fromkeys(m for m in ids if m not in asked))
+        ids = [m for m in dict.fromkeys(ids) if m not in asked]
         if not ids:
             return
         asked.update(ids)
@@ -331,11 +332,13 @@ class WarmStartMetrics:
 
 def warm_start(settings: Settings, router: Any = None,
                registry: CollectorRegistry | None = None,
+               meta: Callable[[str], MeterMeta | None] | None = None,
                ) -> Callable[[list[str], float], Iterator[Any]] | None:
     """The warm start of the dataflow's cells that have no recovery state
     (``engine.warm_start_days``), or None: turned off, no database, or a database that
     holds no readings to warm from (a fresh one) or cannot say (logged: the meters start
-    cold). With ``registry`` its counts are exported there (:class:`WarmStartMetrics`)."""
+    cold). With ``registry`` its counts are exported there (:class:`WarmStartMetrics`);
+    ``meta`` is the dataflow's meter lookup (made from the router when not given)."""
     days = settings.engine.warm_start_days
     if not settings.influx.enabled or days <= 0:
         return None
@@ -349,7 +352,8 @@ def warm_start(settings: Settings, router: Any = None,
              "stored readings, a cell's meters at once%s", days,
              "" if router is not None else " (no registry: each batch's new meters)")
     warm = (influx_warm_start(settings, days) if router is None else
-            influx_warm_start(settings, days, cell_index(router), meter_lookup(settings, router)))
+            influx_warm_start(settings, days, cell_index(router),
+                              meta or meter_lookup(settings, router)))
     if registry is not None:
         WarmStartMetrics(warm, registry)
     return warm
@@ -696,8 +700,9 @@ def _start_and_run(settings: Settings, *, procs: int, pid: int, partition: int,
         recovery = recovery_config(settings, procs, pid)
         # A cell without recovery state (no recovery, or none for it yet) would start its
         # meters blind: they are seeded from storage. A resumed cell asks for nothing.
-        warm = warm_start(settings, router, registry)
-        flow = stream.build_flow(settings, source, sinks, meter_lookup(settings, router),
+        lookup = meter_lookup(settings, router)
+        warm = warm_start(settings, router, registry, lookup)
+        flow = stream.build_flow(settings, source, sinks, lookup,
                                  snapshots=recovery is not None, warm=warm,
                                  devices=registry_devices(settings, router),
                                  verdicts=verdict_feed(settings),

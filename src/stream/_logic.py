@@ -604,35 +604,40 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         if not new:
             return
         until = min(d["ts"] for d in batch.fields()).timestamp()
-        learned = self._learned
-        # The history is stepped by a cell of its own that never ticks (no silence in the
-        # history), in batches, so its quiet readings take the compiled lane; its events are
-        # history and are dropped, and its meters' states are then this cell's.
-        history = CellLogic(None, self.settings, self.calendar, self.meta, _NEVER_S, 0.0,
-                            snapshots=False)
-        made: dict[str, None] = {}  # (a meter that had a state before is never stepped here)
+        history: CellLogic | None = None
+        made: set[str] = set()  # (a meter that had a state before is never stepped here)
         chunk: list[Reading] = []
         for r in self.warm(new, until):
             meter_id = r.meter_id
             if meter_id not in made:
                 if meter_id in meters:
                     continue
-                made[meter_id] = None
+                made.add(meter_id)
             chunk.append(r)
             if len(chunk) >= _WARM_BATCH:
-                history.on_batch([ReadingBatch("", tuple(chunk))])
+                history = self._step_history(history, chunk)
                 chunk = []
         if chunk:
-            history.on_batch([ReadingBatch("", tuple(chunk))])
-        for meter_id in made:
-            state = meters[meter_id] = history.meters[meter_id]
-            t = state.last_ts
-            learned[meter_id] = t
-            if t > self._learned_until:
-                self._learned_until = t
+            history = self._step_history(history, chunk)
+        if history is not None:
+            for meter_id in made:
+                state = meters[meter_id] = history.meters[meter_id]
+                self._learned[meter_id] = state.last_ts
+            self._learned_until = max(self._learned.values())
         for m in new:  # a meter with no history is not asked about again
             if m not in meters:
                 meters[m] = MeterState(m)
+
+    def _step_history(self, history: CellLogic | None, chunk: list[Reading]) -> CellLogic:
+        """Stored readings through ``history``, a cell of their own made at the first chunk:
+        it never ticks (no silence is judged in a history), its quiet readings take the
+        compiled lane, and its events are history, dropped; its meters' states are then
+        this cell's."""
+        if history is None:
+            history = CellLogic(None, self.settings, self.calendar, self.meta, _NEVER_S, 0.0,
+                                snapshots=False)
+        history.on_batch([ReadingBatch("", tuple(chunk))])
+        return history
 
     def _unlearned(self, timed: Sequence[tuple[float, Reading]]
                    ) -> Sequence[tuple[float, Reading]]:
@@ -646,26 +651,16 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         if self.wm > self._learned_until + _DAY_S:
             learned.clear()
             return timed
-        if isinstance(timed, TimedFields):
-            ids = [d["meter_id"] for d in timed.fields]
-            times = timed.times
-        else:
-            ids = [r.meter_id for _t, r in timed]
-            times = [t for t, _r in timed]
         keep: list[int] = []
-        for i, meter_id in enumerate(ids):
+        for i, meter_id in enumerate(meter_ids_at(timed, range(len(timed)))):
             horizon = learned.get(meter_id)
             if horizon is not None:
-                if times[i] <= horizon:
+                if timed[i][0] <= horizon:
                     self.warm_skipped += 1
                     continue
                 del learned[meter_id]
             keep.append(i)
-        if len(keep) == len(ids):
-            return timed
-        if isinstance(timed, TimedFields):
-            return TimedFields([timed.fields[i] for i in keep], [times[i] for i in keep])
-        return [timed[i] for i in keep]
+        return timed if len(keep) == len(timed) else Lane.subset(timed, keep)
 
     def _reading(self, r: Reading, part: str, out: list[Any]) -> None:
         t = r.ts.timestamp()

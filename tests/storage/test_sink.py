@@ -481,7 +481,7 @@ def test_a_cells_first_question_is_answered_for_all_of_its_meters(v1_settings, i
     assert {r.meter_id for r in warm(["a-2", "b-1"], until)} == {"b-1"}
 
 
-def test_a_warm_start_begins_only_where_readings_are_stored(v1_settings, influxdb, tmp_path):
+def test_a_warm_start_begins_only_where_readings_are_stored(v1_settings, influxdb):
     """A fresh database (or none yet) holds nothing to warm from: no warm start, and no
     query for each cell; one that holds readings gets one; one that cannot be asked none."""
     from gridwatch import Settings

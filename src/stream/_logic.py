@@ -48,7 +48,9 @@ MetaLookup = Callable[[str], MeterMeta | None]
 Verdicts = Callable[[str], list[tuple[str, str, str, str, datetime]]]
 #: Warm start: the stored readings of ``meter_ids`` before ``until`` (epoch seconds), oldest
 #: first for each meter.
-WarmStart = Callable[[list[str], float], Iterable[Reading]]
+#: A warm start: the stored readings of the meters asked for, before the time given, oldest
+#: first for each meter, each as its fields (as :class:`Reading` holds them) or a reading.
+WarmStart = Callable[[list[str], float], Iterable[Reading | dict[str, Any]]]
 
 _EMPTY: list[Any] = []
 _DAY_S = 86_400.0
@@ -256,6 +258,19 @@ class CellWatch:
         self._st.append(st)
         self._since.append(since)
 
+    def learn(self, meter_id: str, last: float, interval: int, status: int,
+              since: float) -> None:
+        """Take what another watch noted of a meter this one does not know (a warm start's
+        history): its newest event time, interval, status and since when, so that a meter
+        whose stored readings stop before the start is judged silent from its last one.
+        A meter this watch knows already is left as it is."""
+        if meter_id in self.slot:
+            return
+        self._add(meter_id, last, interval, status, since)
+        due = last + self._k * interval - _SLACK if status == _OK else -math.inf
+        if due < self.due:
+            self.due = due
+
     def lane_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The columns the lane's kernel reads and writes (newest event time, interval,
         status) as numpy arrays over their memory. While one is held no meter can be added
@@ -442,7 +457,9 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
     only until the cell's second interval tick: by then every meter that reports each
     interval has been seen, and later newcomers are new meters. The call may give readings
     of more of the cell's meters (the engine's asks for a cell's registry meters at once);
-    a meter that already has a state is never stepped over them.
+    a meter that already has a state is never stepped over them. The watch learns each warm
+    meter's last stored reading, so a meter that fell silent before the start (and sends
+    nothing after it) is still found silent.
     """
 
     def __init__(self, resume: bytes | None, settings: DetectionSettings, calendar: Calendar,
@@ -606,9 +623,11 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         until = min(d["ts"] for d in batch.fields()).timestamp()
         history: CellLogic | None = None
         made: set[str] = set()  # (a meter that had a state before is never stepped here)
-        chunk: list[Reading] = []
+        chunk: list[dict[str, Any]] = []
         for r in self.warm(new, until):
-            meter_id = r.meter_id
+            if type(r) is not dict:
+                r = r.__dict__  # (a reading: its fields)
+            meter_id = r["meter_id"]
             if meter_id not in made:
                 if meter_id in meters:
                     continue
@@ -620,15 +639,21 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         if chunk:
             history = self._step_history(history, chunk)
         if history is not None:
+            seen = history.watch.meters
+            learn = self.watch.learn
             for meter_id in made:
                 state = meters[meter_id] = history.meters[meter_id]
                 self._learned[meter_id] = state.last_ts
+                noted = seen.get(meter_id)
+                if noted is not None:  # (silent since its last stored reading: judged so)
+                    learn(meter_id, *noted)
             self._learned_until = max(self._learned.values())
         for m in new:  # a meter with no history is not asked about again
             if m not in meters:
                 meters[m] = MeterState(m)
 
-    def _step_history(self, history: CellLogic | None, chunk: list[Reading]) -> CellLogic:
+    def _step_history(self, history: CellLogic | None,
+                      chunk: list[dict[str, Any]]) -> CellLogic:
         """Stored readings through ``history``, a cell of their own made at the first chunk:
         it never ticks (no silence is judged in a history), its quiet readings take the
         compiled lane, and its events are history, dropped; its meters' states are then
@@ -636,7 +661,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         if history is None:
             history = CellLogic(None, self.settings, self.calendar, self.meta, _NEVER_S, 0.0,
                                 snapshots=False)
-        history.on_batch([ReadingBatch("", tuple(chunk))])
+        history.on_batch([ReadingBatch.of_fields("", chunk)])
         return history
 
     def _unlearned(self, timed: Sequence[tuple[float, Reading]]

@@ -1,7 +1,9 @@
 """A start without recovery state starts warm: ``gridwatch run`` (no ``-r``, or a recovery
 directory with no state yet) against an InfluxDB 1.6.7 that holds a week of the meters'
 readings seeds each cell's meters from them, so a meter whose load triples in the first hours
-after the restart is alerted on; against a fresh database it says it starts cold."""
+after the restart is alerted on, and a meter of the cell that fell silent an hour before the
+restart (and sends nothing after it) is found silent; against a fresh database it says it
+starts cold."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from gridwatch.storage._points import reading_lines
 INTERVAL = timedelta(minutes=15)
 METERS = ["WS-001", "WS-002", "WS-003"]
 SHIFTED = "WS-002"
+#: a meter of the cell whose stored readings stop an hour before the restart: silent since
+SILENT = "WS-004"
 
 
 def registry() -> dict:
@@ -32,7 +36,7 @@ def registry() -> dict:
         "cells": [{"id": "CELL-WS", "name": "warm cell", "primary": "MGR-WS"}],
         "customers": [
             {"id": f"CUST-{m}", "name": f"customer {m}", "class": "residential",
-             "grid_cell": "CELL-WS", "meters": [m]} for m in METERS],
+             "grid_cell": "CELL-WS", "meters": [m]} for m in (*METERS, SILENT)],
     }
 
 
@@ -43,10 +47,11 @@ def load(i: int, m: int, t: datetime) -> float:
                  + 0.04 * math.sin(i * 0.9 + m), 3)
 
 
-def readings(start: datetime, end: datetime, shift: bool) -> list[dict]:
+def readings(start: datetime, end: datetime, shift: bool,
+             meters: tuple[str, ...] = tuple(METERS)) -> list[dict]:
     out, t, i = [], start, 0
     while t < end:
-        for m, meter in enumerate(METERS):
+        for m, meter in enumerate(meters):
             kw = load(i, m, t) * (3.0 if shift and meter == SHIFTED else 1.0)
             out.append({"meter_id": meter, "ts": t.isoformat().replace("+00:00", "Z"),
                         "kw": kw, "voltage": [230.0], "pf": 0.97})
@@ -70,7 +75,9 @@ def test_a_start_without_state_starts_warm(recovery, tmp_path, mosquitto, influx
     restart = now - timedelta(hours=3)
     # the week before the restart, stored as the engine stored it before
     week = [Reading.model_validate(r)
-            for r in readings(restart - timedelta(days=8), restart, shift=False)]
+            for r in readings(restart - timedelta(days=8), restart, shift=False)
+            + readings(restart - timedelta(days=8), restart - timedelta(hours=1), shift=False,
+                       meters=(SILENT,))]
     writer = build_writer(InfluxSettings(api="v1", url=influxdb.url, database=database))
     lines = reading_lines(week)
     for i in range(0, len(lines), 5000):
@@ -96,14 +103,18 @@ def test_a_start_without_state_starts_warm(recovery, tmp_path, mosquitto, influx
         wait_until(lambda: any(a["meter_id"] == SHIFTED and a["type"] == "abnormal_consumption"
                                for a in alerts()), 90,
                    "the abnormal-consumption alert of the meter whose load tripled")
-        assert {a["meter_id"] for a in alerts()} == {SHIFTED}
-        # the cell's first batch asked for its three meters in one query: their week
+        wait_until(lambda: any(a["meter_id"] == SILENT and a["type"] == "comm_loss"
+                               for a in alerts()), 30,
+                   "the communication-loss alert of the meter silent since before the restart")
+        assert {a["meter_id"] for a in alerts()} == {SHIFTED, SILENT}
+        # the cell's first batch asked for its four meters in one query: their week (the
+        # silent one's up to its last reading, an hour before the restart)
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
         counts = {line.split()[0]: float(line.split()[1]) for line in text.decode().splitlines()
                   if line.startswith("gridwatch_warm_start_")}
         assert counts == {"gridwatch_warm_start_queries_total": 1.0,
-                          "gridwatch_warm_start_meters_total": 3.0,
-                          "gridwatch_warm_start_readings_total": 3 * 7 * 96.0,
+                          "gridwatch_warm_start_meters_total": 4.0,
+                          "gridwatch_warm_start_readings_total": 3 * 7 * 96.0 + 7 * 96 - 4,
                           "gridwatch_warm_start_failures_total": 0.0}
     finally:
         observer.close()

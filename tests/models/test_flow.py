@@ -415,6 +415,32 @@ def test_a_warm_start_never_steps_a_meter_that_has_a_state_nor_a_resumed_cell():
     assert asked == [("a",), ("c",)] and resumed.meters["d"].rec.n == 1
 
 
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
+def test_a_meter_silent_since_before_a_warm_start_is_found_silent(warm):
+    """A meter of the cell whose stored readings stop two hours before the start and that
+    sends nothing after it: the watch learns its last stored reading from the warm start,
+    so its silence is judged (a communication loss, with the onset it has); a cold cell
+    never saw the meter and stays blind to it. The meters that report are not flagged."""
+    a, b = series(WEEK + 16, meter="a"), series(WEEK + 16, meter="b", seed=8)
+    c = series(WEEK - 8, meter="c", seed=9)  # (its last stored reading: 2 hours before)
+
+    def history(meter_ids, until):
+        return [r for r in (*a[:WEEK], *b[:WEEK], *c) if r.ts.timestamp() < until]
+
+    logic = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
+                      warm=history if warm else None)
+    out = []
+    for i in range(WEEK, WEEK + 16, 2):
+        out += logic.on_batch([ReadingBatch("shard:00", (*a[i:i + 2], *b[i:i + 2]))])[0]
+    silent = [e for e in out if isinstance(e, Event) and e.state == "firing"]
+    if not warm:
+        assert silent == [] and "c" not in logic.watch.slot
+        return
+    assert [(e.meter_id, e.type) for e in silent] == [("c", "comm_loss")]
+    assert silent[0].onset > c[-1].ts  # (after its last reading, not at the start)
+    assert logic.meters["c"].rec.n == len(c)
+
+
 def test_two_workers_raise_what_one_raises():
     """Cells spread over two workers (each reading batch crosses once to its cell's worker,
     the clock sees summaries): the same events as one worker."""

@@ -7,8 +7,10 @@ Python's cycle collector as ``gridwatch run`` sets it (``engine.gc_threshold``).
   (``InfluxReader.rows``: the response split into lines and parsed) against the same query's
   response fetched whole and parsed in one call (the least a client can do with it), in
   turns; and the same response split by requests' ``iter_lines``, as the reader did before,
-  beside the reader's ``lines_of``. Then the readings made of the rows (validated as
-  ``Reading``).
+  beside the reader's ``lines_of``. Then the rows made each reading's fields by the
+  reader's plain checks (``InfluxReader.recent_fields``, what the warm start steps) beside
+  the rows validated as ``Reading`` one by one (as the reader did before), and the readings
+  made of the fields (``recent_readings``).
 * **A cell's warm start.** Each cell's first batch (its meters' readings of the next
   interval) through ``CellLogic`` with the engine's warm start (``_engine.influx_warm_start``
   with the registry's cells: every meter of the cell asked for at once) against the same
@@ -16,7 +18,9 @@ Python's cycle collector as ``gridwatch run`` sets it (``engine.gc_threshold``).
   that a warm cell's meters hold what their stored week stepped live gives (the same state,
   byte for byte), and from them the time a fleet of ``--fleet`` meters would take. The
   same cells asked batch by batch (``--cell-batch`` readings a batch, the warm start before
-  the registry's cells were used) give the queries that made, in the same turns.
+  the registry's cells were used) give the queries that made, in the same turns, and the
+  cells' meters at once with each stored reading validated as a ``Reading`` (as before the
+  plain checks) what the validation cost.
 
     .venv/bin/python benchmarks/warm_start.py            # about a minute
     .venv/bin/python benchmarks/warm_start.py --days 8 --rounds 3
@@ -50,7 +54,7 @@ from gridwatch.models import Calendar, DetectionSettings, MeterState  # noqa: E4
 from gridwatch.simulators import Fleet  # noqa: E402
 from gridwatch.storage import InfluxReader, build_writer  # noqa: E402
 from gridwatch.storage._points import reading_lines  # noqa: E402
-from gridwatch.storage._reader import READ_BYTES, lines_of  # noqa: E402
+from gridwatch.storage._reader import READ_BYTES, _reading, lines_of  # noqa: E402
 from gridwatch.stream import CellLogic, ReadingBatch  # noqa: E402
 
 DB = "warm"
@@ -133,14 +137,22 @@ def _reader(settings: Settings, ids: list[str], since: Any, until: Any, rounds: 
         with requests.get(url, params=params, timeout=60, stream=True) as resp:
             return _rows(list(lines_of(resp.iter_content(chunk_size=READ_BYTES))))
 
+    def fields() -> int:
+        return sum(1 for _ in reader.recent_fields(since, ids, until=until))
+
+    def validated() -> int:
+        return sum(1 for row in reader.rows(q) if _reading(row) is not None)
+
     def made() -> int:
         return sum(1 for _ in reader.recent_readings(since, ids, until=until))
 
-    times: dict[str, list[float]] = {k: [] for k in ("whole", "rows", "old", "new", "made")}
+    times: dict[str, list[float]] = {k: [] for k in ("whole", "rows", "old", "new", "fields",
+                                                     "validated", "made")}
     n = 0
     for _ in range(rounds):  # in turns
         for key, fn in (("whole", whole), ("rows", rows), ("old", old_split),
-                        ("new", new_split), ("made", made)):
+                        ("new", new_split), ("fields", fields), ("validated", validated),
+                        ("made", made)):
             began = time.perf_counter()
             got = fn()
             times[key].append(time.perf_counter() - began)
@@ -155,7 +167,10 @@ def _reader(settings: Settings, ids: list[str], since: Any, until: Any, rounds: 
     print(f"  split by requests' iter_lines (before)          {us['old']:6.2f}")
     print(f"  split by lines_of                               {us['new']:6.2f}   "
           f"{best['old'] / best['new']:.1f}x as fast")
-    print(f"  recent_readings: rows made readings (pydantic)  {us['made']:6.2f}")
+    print(f"  rows validated as Reading one by one (before)   {us['validated']:6.2f}")
+    print(f"  recent_fields: rows made fields (plain checks)  {us['fields']:6.2f}   "
+          f"{best['validated'] / best['fields']:.2f}x as fast")
+    print(f"  recent_readings: the fields made readings       {us['made']:6.2f}")
 
 
 def _cells(settings: Settings, meta: dict[str, MeterMeta], live: list[Reading], start: Any,
@@ -185,12 +200,22 @@ def _cells(settings: Settings, meta: dict[str, MeterMeta], live: list[Reading], 
     def by_batch() -> Any:
         return influx_warm_start(settings, days)
 
-    took: dict[str, list[float]] = {"cold": [], "cell": [], "batch": []}
+    def validated() -> Any:  # (each stored reading validated as a Reading, as before)
+        fields = at_once()
+
+        def warm(meter_ids: list[str], until: float) -> Any:
+            for f in fields(meter_ids, until):
+                yield Reading.model_validate(f)
+
+        warm.stats = fields.stats  # type: ignore[attr-defined]
+        return warm
+
+    took: dict[str, list[float]] = {"cold": [], "cell": [], "batch": [], "validated": []}
     stats: dict[str, Any] = {}
     warm_cells: dict[str, CellLogic] = {}
     for _ in range(args.rounds):  # in turns
         took["cold"].append(run(None)[0])
-        for key, make in (("cell", at_once), ("batch", by_batch)):
+        for key, make in (("cell", at_once), ("validated", validated), ("batch", by_batch)):
             warm = make()
             t, cells = run(warm)
             took[key].append(t)
@@ -214,12 +239,16 @@ def _cells(settings: Settings, meta: dict[str, MeterMeta], live: list[Reading], 
           f"turns")
     print(f"  cold cells                                {med['cold']:7.2f} s")
     for key, label in (("cell", "warm, a cell's meters at once"),
+                       ("validated", "the same, each reading validated (before)"),
                        ("batch", "warm, each batch's new meters (before)")):
         st = stats[key]
         print(f"  {label:40s}  {med[key]:7.2f} s   {st['queries']:,} queries, "
               f"{st['meters']:,} meters, {st['readings']:,} stored readings")
     print(f"  a meter's week, a cell's meters at once   {per_meter * 1000:7.1f} ms   "
           f"({extra / max(readings, 1) * 1e6:.1f} µs a stored reading)")
+    before = (med["validated"] - med["cold"]) / len(meta)
+    print(f"  the same, each reading validated (before) {before * 1000:7.1f} ms   "
+          f"({per_meter / before:.2f} of its time)")
     print(f"  the same state as the stored week stepped live: {same} of {len(live_states)} "
           f"meters")
     print(f"  {args.fleet:,} meters' week at this rate: about "

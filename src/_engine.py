@@ -227,7 +227,7 @@ def check_placement_store(settings: Settings, placement: Any) -> None:
 #: How far back a warm start reads a meter's stored readings: one week, a whole
 #: time-of-week baseline.
 WARM_START_DAYS = 7
-#: Meters a warm start's query asks for (``InfluxReader.recent_readings``' groups).
+#: Meters a warm start's query asks for (``InfluxReader.recent_fields``' groups).
 WARM_START_GROUP = 200
 #: The journal source's dead letters go to partitions from here on (``ingest.partition`` is
 #: below it), in the collector's dead-letter directory.
@@ -238,9 +238,10 @@ def influx_warm_start(settings: Settings, days: float = WARM_START_DAYS,
                       cell_meters: Callable[[str], Sequence[str]] | None = None,
                       meta: Callable[[str], MeterMeta | None] | None = None,
                       ) -> Callable[[list[str], float], Iterator[Any]]:
-    """The dataflow's warm start from InfluxDB (``InfluxReader.recent_readings``, InfluxQL):
+    """The dataflow's warm start from InfluxDB (``InfluxReader.recent_fields``, InfluxQL):
     the stored readings of the meters a cell asks for, within ``days`` before the time it
-    gives, oldest first for each meter, streamed (a cell steps them as they come).
+    gives, oldest first for each meter, each as its fields, streamed (a cell steps them as
+    they come).
 
     With ``cell_meters`` (a grid cell's meter ids, from the registry) and ``meta``, a cell's
     first question is answered for every meter of the cells its meters are in, in one query
@@ -277,10 +278,10 @@ def influx_warm_start(settings: Settings, days: float = WARM_START_DAYS,
         began = time.monotonic()
         got = 0
         try:
-            for reading in reader.recent_readings(end - timedelta(days=days), ids, until=end,
-                                                  group=WARM_START_GROUP):
+            for fields in reader.recent_fields(end - timedelta(days=days), ids, until=end,
+                                               group=WARM_START_GROUP):
                 got += 1
-                yield reading
+                yield fields
         except (ReadError, OSError) as exc:
             failures["failed"] += 1
             if failures["failed"] == 1:

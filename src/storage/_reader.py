@@ -7,6 +7,7 @@ without recovery state. Rows come back as the value objects they were written fr
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +16,15 @@ import msgspec
 import requests
 from pydantic import ValidationError
 
-from gridwatch._schemas import Event, LoadProfile, MeterStatus, Reading
+from gridwatch._schemas import (
+    DEFAULT_MAX_FUTURE,
+    ID_PATTERN,
+    Event,
+    LoadProfile,
+    MeterStatus,
+    Reading,
+)
+from gridwatch.ingest._assemble import YEAR_2000, reading_of_fields
 from gridwatch.storage._config import InfluxSettings
 from gridwatch.storage._writer import influx_session
 
@@ -30,6 +39,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: whole chunk of rows, about a megabyte for 10,000 readings.)
 READ_BYTES = 1 << 16
 _decode = msgspec.json.decode
+#: a meter id as ``Reading`` takes it (pydantic's ``$`` is the string's end, no newline)
+_ID = re.compile(ID_PATTERN.removeprefix("^").removesuffix("$")).fullmatch
 
 
 class ReadError(RuntimeError):
@@ -41,6 +52,9 @@ def _ns(ts: datetime) -> int:
         raise ValueError(f"time {ts.isoformat()} must carry a timezone")
     delta = ts.astimezone(UTC) - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+_YEAR_2000_NS = _ns(YEAR_2000)
 
 
 def _time(ns: int) -> datetime:
@@ -193,25 +207,163 @@ class InfluxReader:
                         group: int = 200) -> Iterator[Reading]:
         """Readings since ``since`` (all meters, or ``meter_ids``), to rebuild per-meter
         baselines at start-up without recovery state. Oldest first for every meter (across
-        meters too when ``meter_ids`` is None); streamed in chunks, so memory stays small."""
+        meters too when ``meter_ids`` is None); streamed in chunks, so memory stays small.
+        The readings of :meth:`recent_fields`."""
+        return map(reading_of_fields, self.recent_fields(since, meter_ids, until=until,
+                                                         group=group))
+
+    def recent_fields(self, since: datetime, meter_ids: Iterable[str] | None = None, *,
+                      until: datetime | None = None,
+                      group: int = 200) -> Iterator[dict[str, Any]]:
+        """:meth:`recent_readings` as each reading's given fields, as :class:`Reading` holds
+        them (what a warm start steps, without a reading object). A row is checked against
+        ``Reading``'s limits by plain code (:class:`StoredFields`); one it cannot vouch for
+        is validated as a ``Reading``, and skipped and counted if that fails too: a row
+        gives exactly the fields its validation gives, or nothing."""
         if meter_ids is None:
             groups: list[list[str]] = [[]]
         else:
             ids = sorted(set(meter_ids))
             groups = [ids[i:i + group] for i in range(0, len(ids), group)]
+        now = datetime.now(UTC)
         for ids in groups:
             where = []
             if ids:
                 where.append("(" + " OR ".join(f"meter_id = {quote(m)}" for m in ids) + ")")
-            for row in self.rows(self._select("reading", where, since, until)):
-                reading = self._valid("reading", _reading, row)
-                if reading is not None:
-                    yield reading
+            for s in self.series(self._select("reading", where, since, until)):
+                tags = s.get("tags") or {}
+                columns = s["columns"]
+                fast = StoredFields(columns, tags, now)
+                for values in s.get("values", []):
+                    fields = fast(values)
+                    if fields is None:
+                        row = dict(tags)
+                        row.update({c: v for c, v in zip(columns, values, strict=False)
+                                    if v is not None})
+                        reading = self._valid("reading", _reading, row)
+                        if reading is None:
+                            continue
+                        fields = {k: reading.__dict__[k] for k in reading.model_fields_set}
+                    yield fields
 
 
 #: A reading's phase columns: (the field, its columns in phase order).
 _PHASE_COLUMNS = tuple((key, tuple(f"{name}_{p}" for p in _PHASES))
                        for name, key in (("v", "voltage"), ("i", "current")))
+
+
+#: The limits ``Reading`` sets on its number fields (``tests/storage/test_reader.py`` proves
+#: that a row within them validates, and that its fields are the same either way).
+_NUMBER_LIMITS: dict[str, tuple[float, float]] = {
+    "kw": (-100_000.0, 100_000.0), "kwh": (0.0, 1e12), "export_kwh": (0.0, 1e12),
+    "pf": (-1.0, 1.0), "freq": (40.0, 70.0)}
+_PHASE_LIMITS: dict[str, float] = {"voltage": 500_000.0, "current": 100_000.0}
+_STATUSES: dict[str, tuple[MeterStatus, ...]] = {}
+_NS = 1_000_000_000
+
+
+class StoredFields:
+    """A stored ``reading`` row (its series' ``columns``, their ``values``) made the fields
+    of the reading it was written from, as :class:`Reading` holds them, by plain code: what
+    ``_reading`` and ``Reading``'s validation give (numbers as floats, the phases as tuples,
+    the status as its flags, ``interval_s`` whole), or None for a row it cannot vouch for
+    (a value of another type or out of ``Reading``'s limits, a meter id of another form, a
+    time before 2000 or more than five minutes past ``now``): validation then says why.
+    Rows of a series share their columns, and a run of them their time, so the time is
+    made once a run."""
+
+    __slots__ = (
+        "_at",
+        "_ids",
+        "_interval",
+        "_last_ns",
+        "_last_ts",
+        "_late",
+        "_meter",
+        "_numbers",
+        "_phases",
+        "_status",
+        "_tag_meter",
+    )
+
+    def __init__(self, columns: list[str], tags: dict[str, Any], now: datetime) -> None:
+        at = {c: i for i, c in enumerate(columns)}
+        self._at = at.get("time", -1)
+        self._tag_meter = tags.get("meter_id")
+        self._meter = at.get("meter_id", -1)
+        self._numbers = tuple((name, at[name], lo, hi) for name, (lo, hi)
+                              in _NUMBER_LIMITS.items() if name in at)
+        self._phases = tuple((key, tuple(at[c] for c in cols if c in at), _PHASE_LIMITS[key])
+                             for key, cols in _PHASE_COLUMNS)
+        self._status = at.get("status", -1)
+        self._interval = at.get("interval_s", -1)
+        self._late = _ns(now + DEFAULT_MAX_FUTURE)
+        self._last_ns: Any = None
+        self._last_ts: datetime | None = None
+        self._ids: set[str] = set()
+
+    def __call__(self, values: list[Any]) -> dict[str, Any] | None:
+        ns = values[self._at] if self._at >= 0 else None
+        if type(ns) is not int or not _YEAR_2000_NS <= ns <= self._late:
+            return None
+        if ns != self._last_ns:
+            self._last_ns, self._last_ts = ns, _time(ns)
+        meter_id = values[self._meter] if self._meter >= 0 else self._tag_meter
+        if meter_id not in self._ids:
+            if type(meter_id) is not str or not _ID(meter_id):
+                return None
+            self._ids.add(meter_id)
+        d: dict[str, Any] = {"meter_id": meter_id, "ts": self._last_ts}
+        for name, i, lo, hi in self._numbers:
+            x = values[i]
+            if x is None:
+                continue
+            kind = type(x)
+            if kind is not float and kind is not int:
+                return None
+            if not lo <= x <= hi:
+                return None
+            d[name] = float(x)
+        if "kw" not in d:
+            return None
+        counts = []
+        for key, columns, hi in self._phases:
+            phases = []
+            for i in columns:
+                x = values[i]
+                if x is None:
+                    continue
+                kind = type(x)
+                if kind is not float and kind is not int:
+                    return None
+                if not 0.0 <= x <= hi:
+                    return None
+                phases.append(float(x))
+            if phases:
+                d[key] = tuple(phases)
+                counts.append(len(phases))
+        if len(counts) == 2 and counts[0] != counts[1]:
+            return None
+        if self._status >= 0:
+            text = values[self._status]
+            if text:
+                flags = _STATUSES.get(text) if type(text) is str else None
+                if flags is None:
+                    try:
+                        flags = tuple(MeterStatus(s) for s in str(text).split(","))
+                    except ValueError:
+                        return None
+                    if len(_STATUSES) < 4096:
+                        _STATUSES[str(text)] = flags
+                d["status"] = flags
+        if self._interval >= 0:
+            x = values[self._interval]
+            if x is not None:
+                kind = type(x)
+                if (kind is not float and kind is not int) or not 1 <= x < 86_401:
+                    return None
+                d["interval_s"] = int(x)
+        return d
 
 
 def _reading(row: dict[str, Any]) -> Reading:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import hypothesis.strategies as st
 import pytest
@@ -10,10 +10,10 @@ from _storage_helpers import T0, reading, samples
 from hypothesis import given
 from typer.testing import CliRunner
 
-from gridwatch import _services
+from gridwatch import MeterStatus, Reading, _services
 from gridwatch.cli import app
 from gridwatch.storage import InfluxReader, InfluxSink, ReadError
-from gridwatch.storage._reader import READ_BYTES, lines_of
+from gridwatch.storage._reader import READ_BYTES, StoredFields, _reading, lines_of
 
 
 @given(st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\x00", b"\n")), max_size=12))
@@ -26,6 +26,108 @@ def test_lines_of_a_chunked_stream_are_its_lines_wherever_the_chunks_break(chunk
     stream = b"".join(chunks)
     assert list(lines_of([stream[i:i + 1] for i in range(len(stream))])) == whole
     assert list(lines_of([stream])) == whole
+
+
+_NOW = datetime.now(UTC)
+_NS_2000 = 946_684_800 * 10**9
+_NS_NOW = int(_NOW.timestamp()) * 10**9
+# values near every limit of Reading's, of every JSON kind, and a few plain ones
+_numbers = st.one_of(
+    st.sampled_from([0, 1, -1, 0.5, 2.25, 40, 70, 39.999, 70.001, -1.0001, 1.0001, 86_400,
+                     86_400.5, 86_401, 100_000, 100_000.5, -100_000, 500_000, 500_001, 1e12,
+                     1e12 + 1e4, 10**30, -(10**30), 230.0, 5.5, 900, 900.0, 0.9999]),
+    st.floats(allow_nan=False, allow_infinity=False, width=32), st.integers(-10**6, 10**6))
+_values = st.one_of(_numbers, st.none(), st.booleans(),
+                    st.sampled_from(["", "x", "2.5", "power_fail", "estimated,power_fail",
+                                     "estimated,nope", "m-1"]))
+_times = st.one_of(st.integers(_NS_2000 - 10**9, _NS_NOW + 10**12), st.none(),
+                   st.sampled_from([_NS_2000, _NS_2000 - 1, 1.7e18, "2024-01-01T00:00:00Z"]))
+_ids = st.one_of(st.sampled_from(["m-1", "M_2.x:y", "a" * 64, "a" * 65, "-m", "", "m 1",
+                                  "m-1\n", "é"]), st.integers(0, 9), st.none())
+
+
+
+def _within(lo: float, hi: float) -> st.SearchStrategy:
+    return st.one_of(st.floats(lo, hi), st.integers(int(lo), int(hi)), st.sampled_from([lo, hi]))
+
+
+#: each column's values within Reading's limits (most rows are drawn of them, so that the
+#: plain checks' answers are tested, not only their refusals)
+_VALID = {"kw": _within(-100_000, 100_000), "kwh": _within(0, 1e12),
+          "export_kwh": _within(0, 1e12), "pf": _within(-1, 1), "freq": _within(40, 70),
+          **{f"v_{p}": _within(0, 500_000) for p in ("l1", "l2", "l3")},
+          **{f"i_{p}": _within(0, 100_000) for p in ("l1", "l2", "l3")},
+          "status": st.sampled_from(["power_fail", "estimated,power_fail", "reverse_flow"]),
+          "interval_s": _within(1, 86_400), "meter_id": st.from_regex(r"[a-z0-9][a-z0-9_.:-]{0,8}",
+                                                                       fullmatch=True),
+          "time": st.integers(_NS_2000, _NS_NOW)}
+
+
+@given(st.sets(st.sampled_from(("kwh", "export_kwh", "pf", "freq", "status", "interval_s"))),
+       st.integers(0, 3), st.integers(0, 3), st.data())
+def test_stored_fields_are_what_validation_gives_or_none(columns, volts, amps, data):
+    """A stored row through the plain checks gives the fields ``Reading``'s validation of
+    the same row gives, with the same types, or None (then validation decides): it never
+    lets through a row that does not validate, nor changes a value."""
+    phases = [f"v_l{p}" for p in range(1, volts + 1)] + [f"i_l{p}" for p in range(1, amps + 1)]
+    cols = ["time", "meter_id", "kw", *sorted(columns), *phases]
+    anything = {"time": _times, "meter_id": _ids}
+    # each column within the limits but one at most, drawn of anything (near a limit, of
+    # another kind, absent), so that each refusal is tested on its own, and the answers too
+    odd = data.draw(st.integers(-1, len(cols) - 1))
+    values = [data.draw(anything.get(c, _values) if i == odd else _VALID[c])
+              for i, c in enumerate(cols)]
+    fast = StoredFields(cols, {}, _NOW)(values)
+    row = {c: v for c, v in zip(cols, values, strict=True) if v is not None}
+    try:
+        valid = _reading(row)
+    except (ValueError, KeyError, TypeError):  # (pydantic's ValidationError is a ValueError)
+        valid = None
+    if fast is None:
+        return
+    assert valid is not None, (row, fast)
+    want = {k: valid.__dict__[k] for k in valid.model_fields_set}
+    typed = lambda d: {k: (repr(v), type(v)) for k, v in d.items()}  # noqa: E731
+    assert typed(fast) == typed(want)
+
+
+def test_stored_fields_vouch_for_every_row_the_engine_wrote(v1_settings):
+    """Every row of readings as the engine writes them (all fields, some without any but
+    ``kw``, a status of two flags) is made fields by the plain checks, none by validation,
+    and they are the readings written."""
+    s = v1_settings()
+    plain = [reading(f"m-{k}", i) for i in range(30) for k in range(3)]
+    bare = [Reading(meter_id="b-1", ts=T0 + timedelta(minutes=15 * i), kw=float(i),
+                    status=(MeterStatus.POWER_FAIL, MeterStatus.ESTIMATED) if i == 3 else ())
+            for i in range(10)]
+    part = InfluxSink(s).build("s", 0, 1)
+    part.write_batch(plain + bare)
+    assert part.flush()
+    with InfluxReader(s, chunk_size=7) as reader:
+        rows = [(x["columns"], v) for x in reader.series('SELECT * FROM "reading"')
+                for v in x["values"]]
+        fields = [StoredFields(c, {}, _NOW)(v) for c, v in rows]
+        assert len(fields) == len(plain + bare) and None not in fields
+        got = list(reader.recent_readings(T0))
+        assert reader.skipped == 0
+    key = lambda r: (r.meter_id, r.ts)  # noqa: E731
+    assert sorted(got, key=key) == sorted(plain + bare, key=key)
+
+
+def test_a_stored_row_that_does_not_validate_is_skipped_and_counted(v1_settings):
+    """A row written by another hand, out of ``Reading``'s limits (a power factor of 3): the
+    plain checks leave it to validation, which rejects it; the others come."""
+    s = v1_settings()
+    part = InfluxSink(s).build("s", 0, 1)
+    part.write_batch([reading("m-1", i) for i in range(4)])
+    assert part.flush()
+    import urllib.request
+    stamp = int((T0 + timedelta(minutes=15)).timestamp()) * 10**9
+    urllib.request.urlopen(f"{s.url}/write?db={s.database}",
+                           data=f"reading,meter_id=m-9 kw=1.5,pf=3 {stamp}".encode()).read()
+    with InfluxReader(s) as reader:
+        got = list(reader.recent_fields(T0))
+        assert [f["meter_id"] for f in got] == ["m-1"] * 4 and reader.skipped == 1
 
 
 def test_a_chunk_of_rows_longer_than_a_read_comes_whole(v1_settings):

@@ -19,6 +19,7 @@ from bytewax.testing import TestingSource, run_main
 from prometheus_client import CollectorRegistry
 
 from gridwatch import _services
+from gridwatch.ingest._assemble import reading_of_fields
 from gridwatch.storage import InfluxReader, InfluxSink, StorageMetrics
 
 
@@ -443,7 +444,7 @@ def test_warm_start_reads_each_meters_stored_readings_before_the_restart(v1_sett
     assert part.flush()
     warm = influx_warm_start(Settings(influx=s.model_dump()), days=365 * 30)
     until = reading("m-1", 12).ts.timestamp()
-    got = list(warm(["m-1", "m-2"], until))
+    got = [reading_of_fields(f) for f in warm(["m-1", "m-2"], until)]  # (each as its fields)
     for m in ("m-1", "m-2"):  # oldest first for each meter, and only before `until`
         assert [r.ts for r in got if r.meter_id == m] == [reading(m, i).ts for i in range(12)]
     assert {r.meter_id for r in got} == {"m-1", "m-2"}
@@ -451,7 +452,7 @@ def test_warm_start_reads_each_meters_stored_readings_before_the_restart(v1_sett
     assert dict(warm.stats) | {"ms": 0} == {"queries": 1, "meters": 2, "readings": 24, "ms": 0}
     # a meter is asked for once: the second question gets nothing, and makes no query
     assert list(warm(["m-2", "m-1"], until)) == [] and warm.stats["meters"] == 2
-    assert [r.meter_id for r in warm(["m-1", "m-3"], until)] == ["m-3"] * 12
+    assert [f["meter_id"] for f in warm(["m-1", "m-3"], until)] == ["m-3"] * 12
     # a database that cannot answer: logged, counted, the meters start cold
     down = influx_warm_start(Settings(influx=v1_settings(
         url=f"http://127.0.0.1:{_services.free_port()}").model_dump()))
@@ -475,10 +476,10 @@ def test_a_cells_first_question_is_answered_for_all_of_its_meters(v1_settings, i
                              lambda c: cells.get(c, ()), metas.get)
     until = reading("a-1", 6).ts.timestamp()
     got = list(warm(["a-1", "x"], until))
-    assert sorted({r.meter_id for r in got}) == ["a-1", "a-2", "x"]  # not B's meter
+    assert sorted({f["meter_id"] for f in got}) == ["a-1", "a-2", "x"]  # not B's meter
     assert len(got) == 18 and warm.stats["meters"] == 3 and warm.stats["queries"] == 1
     assert list(warm(["a-2"], until)) == [] and warm.stats["queries"] == 1  # no query
-    assert {r.meter_id for r in warm(["a-2", "b-1"], until)} == {"b-1"}
+    assert {f["meter_id"] for f in warm(["a-2", "b-1"], until)} == {"b-1"}
 
 
 def test_a_warm_start_begins_only_where_readings_are_stored(v1_settings, influxdb):
@@ -535,4 +536,4 @@ def test_the_engines_warm_start_asks_for_the_registrys_cells(v1_settings, influx
                       holder)
     assert warm is not None
     got = list(warm(["b-1"], reading("a-1", 3).ts.timestamp()))
-    assert sorted({r.meter_id for r in got}) == ["a-2", "b-1"] and len(got) == 6
+    assert sorted({f["meter_id"] for f in got}) == ["a-2", "b-1"] and len(got) == 6

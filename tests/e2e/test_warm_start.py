@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -85,14 +86,13 @@ def test_a_start_without_state_starts_warm(recovery, tmp_path, mosquitto, influx
 
     observer = Observer(mosquitto.host, mosquitto.port)
     port = _services.free_port()
-    engine = engine_process(engine_config(tmp_path, mosquitto, registry(), api="v1",
-                                          url=influxdb.url, database=database,
-                                          metrics_port=port),
-                            *(("-r", str(tmp_path / "recovery")) if recovery else ()))
+    config = engine_config(tmp_path, mosquitto, registry(), api="v1", url=influxdb.url,
+                           database=database, metrics_port=port)
+    engine = engine_process(config, *(("-r", str(tmp_path / "recovery")) if recovery else ()))
     try:
         seeded = "warm start: meters without state are seeded from up to 7 days"
         wait_until(lambda: seeded in engine.log(), 30, "the engine to say it starts warm")
-        live = readings(restart, now, shift=True)
+        live = readings(restart, now - timedelta(minutes=30), shift=True)
         publish(mosquitto.host, mosquitto.port, live)
 
         def alerts() -> list[dict]:
@@ -116,6 +116,26 @@ def test_a_start_without_state_starts_warm(recovery, tmp_path, mosquitto, influx
                           "gridwatch_warm_start_meters_total": 4.0,
                           "gridwatch_warm_start_readings_total": 3 * 7 * 96.0 + 7 * 96 - 4,
                           "gridwatch_warm_start_failures_total": 0.0}
+
+        # restarted without state once more (the database holds the live hours too): the
+        # silent meter is found silent again, with the same onset, and the router, whose
+        # alert of it is still open, refreshes it and tells nobody again
+        def alert_of_silent() -> tuple[int, str]:
+            with sqlite3.connect(tmp_path / "alerts.sqlite") as db:
+                return db.execute("SELECT episode, updated_at FROM alerts WHERE meter_id = ? "
+                                  "AND type = 'comm_loss'", (SILENT,)).fetchone()
+
+        told, (episode, updated) = len(alerts()), alert_of_silent()
+        engine.stop()
+        engine = engine_process(config, *(("-r", str(tmp_path / "recovery-2"))
+                                          if recovery else ()), log_name="engine-2.log")
+        wait_until(lambda: seeded in engine.log(), 30, "the engine to say it starts warm")
+        publish(mosquitto.host, mosquitto.port,
+                readings(now - timedelta(minutes=30), now, shift=True))
+        wait_until(lambda: alert_of_silent() != (episode, updated), 60,
+                   "the silent meter's silence raised again", detail=alert_of_silent)
+        assert alert_of_silent()[0] == episode  # (the same episode, refreshed)
+        assert len(alerts()) == told
     finally:
         observer.close()
         engine.stop()

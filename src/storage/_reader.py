@@ -258,8 +258,8 @@ _NUMBER_LIMITS: dict[str, tuple[float, float]] = {
     "kw": (-100_000.0, 100_000.0), "kwh": (0.0, 1e12), "export_kwh": (0.0, 1e12),
     "pf": (-1.0, 1.0), "freq": (40.0, 70.0)}
 _PHASE_LIMITS: dict[str, float] = {"voltage": 500_000.0, "current": 100_000.0}
+#: status texts read so far, and their flags (at most 4,096 kept)
 _STATUSES: dict[str, tuple[MeterStatus, ...]] = {}
-_NS = 1_000_000_000
 
 
 class StoredFields:
@@ -274,6 +274,7 @@ class StoredFields:
 
     __slots__ = (
         "_at",
+        "_checks",
         "_ids",
         "_interval",
         "_last_ns",
@@ -291,10 +292,23 @@ class StoredFields:
         self._at = at.get("time", -1)
         self._tag_meter = tags.get("meter_id")
         self._meter = at.get("meter_id", -1)
-        self._numbers = tuple((name, at[name], lo, hi) for name, (lo, hi)
-                              in _NUMBER_LIMITS.items() if name in at)
-        self._phases = tuple((key, tuple(at[c] for c in cols if c in at), _PHASE_LIMITS[key])
-                             for key, cols in _PHASE_COLUMNS)
+        # every number column present, checked alike: (its index, its limits), then where
+        # each field's value is among them
+        checks: list[tuple[int, float, float]] = []
+        numbers: list[tuple[str, int]] = []
+        for name, (lo, hi) in _NUMBER_LIMITS.items():
+            if name in at:
+                numbers.append((name, len(checks)))
+                checks.append((at[name], lo, hi))
+        phases: list[tuple[str, tuple[int, ...]]] = []
+        for key, cols in _PHASE_COLUMNS:
+            given = [c for c in cols if c in at]
+            if given:
+                phases.append((key, tuple(range(len(checks), len(checks) + len(given)))))
+                checks.extend((at[c], 0.0, _PHASE_LIMITS[key]) for c in given)
+        self._checks = tuple(checks)
+        self._numbers = tuple(numbers)
+        self._phases = tuple(phases)
         self._status = at.get("status", -1)
         self._interval = at.get("interval_s", -1)
         self._late = _ns(now + DEFAULT_MAX_FUTURE)
@@ -313,34 +327,27 @@ class StoredFields:
             if type(meter_id) is not str or not _ID(meter_id):
                 return None
             self._ids.add(meter_id)
-        d: dict[str, Any] = {"meter_id": meter_id, "ts": self._last_ts}
-        for name, i, lo, hi in self._numbers:
+        got: list[float | None] = []
+        for i, lo, hi in self._checks:
             x = values[i]
-            if x is None:
-                continue
-            kind = type(x)
-            if kind is not float and kind is not int:
-                return None
-            if not lo <= x <= hi:
-                return None
-            d[name] = float(x)
+            if x is not None:
+                kind = type(x)
+                if (kind is not float and kind is not int) or not lo <= x <= hi:
+                    return None
+                x = float(x)
+            got.append(x)
+        d: dict[str, Any] = {"meter_id": meter_id, "ts": self._last_ts}
+        for name, k in self._numbers:
+            x = got[k]
+            if x is not None:
+                d[name] = x
         if "kw" not in d:
             return None
         counts = []
-        for key, columns, hi in self._phases:
-            phases = []
-            for i in columns:
-                x = values[i]
-                if x is None:
-                    continue
-                kind = type(x)
-                if kind is not float and kind is not int:
-                    return None
-                if not 0.0 <= x <= hi:
-                    return None
-                phases.append(float(x))
+        for key, ks in self._phases:
+            phases = tuple(x for k in ks if (x := got[k]) is not None)
             if phases:
-                d[key] = tuple(phases)
+                d[key] = phases
                 counts.append(len(phases))
         if len(counts) == 2 and counts[0] != counts[1]:
             return None

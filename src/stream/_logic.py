@@ -47,8 +47,6 @@ MetaLookup = Callable[[str], MeterMeta | None]
 #: of one meter since the last call (see ``gridwatch.web.verdicts_for_detection``).
 Verdicts = Callable[[str], list[tuple[str, str, str, str, datetime]]]
 #: Warm start: the stored readings of ``meter_ids`` before ``until`` (epoch seconds), oldest
-#: first for each meter.
-#: A warm start: the stored readings of the meters asked for, before the time given, oldest
 #: first for each meter, each as its fields (as :class:`Reading` holds them) or a reading.
 WarmStart = Callable[[list[str], float], Iterable[Reading | dict[str, Any]]]
 

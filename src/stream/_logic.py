@@ -256,18 +256,30 @@ class CellWatch:
         self._st.append(st)
         self._since.append(since)
 
-    def learn(self, meter_id: str, last: float, interval: int, status: int,
-              since: float) -> None:
+    def learn(self, meter_id: str, last: float, interval: int, status: int, since: float,
+              start: float) -> bool:
         """Take what another watch noted of a meter this one does not know (a warm start's
         history): its newest event time, interval, status and since when, so that a meter
         whose stored readings stop before the start is judged silent from its last one.
-        A meter this watch knows already is left as it is."""
+
+        A meter whose silence this watch would have decided before ``start`` (its deadline
+        and its hold passed) is taken as decided: alerted, so that it is not grouped with
+        the meters that fall silent together later (meters that fell silent one by one, days
+        apart, are no feeder outage); True says so, and the caller raises its silence on its
+        own. A meter this watch knows already is left as it is (False)."""
         if meter_id in self.slot:
-            return
+            return False
+        hold = self.settings.feeder_hold_intervals * interval
+        decided = (start - last >= self._k * interval + hold if status == _OK
+                   else status == _PENDING and start - since >= hold)
+        if decided:
+            self._add(meter_id, last, interval, _ALERTED, start)
+            return True
         self._add(meter_id, last, interval, status, since)
         due = last + self._k * interval - _SLACK if status == _OK else -math.inf
         if due < self.due:
             self.due = due
+        return False
 
     def lane_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The columns the lane's kernel reads and writes (newest event time, interval,
@@ -515,7 +527,7 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         for value in values:
             if isinstance(value, ReadingBatch):
                 if self.warm is not None and self._ticks_seen < 2:
-                    self._warm_start(value)
+                    self._warm_start(value, out)
                 parts = self.parts
                 if self.held or self.partitions or (
                         parts and value.part not in parts) or len(parts) > 1:
@@ -607,11 +619,13 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         if upto < math.inf and upto - lateness > self.wm:
             self._advance(upto - lateness, out)
 
-    def _warm_start(self, batch: ReadingBatch) -> None:
+    def _warm_start(self, batch: ReadingBatch, out: list[Any]) -> None:
         """The batch's meters that have no state, stepped over their stored readings before
         its first reading (the warm start may give readings of more of the cell's meters:
         they are stepped too, and are not new when their own readings come). The batch's
-        readings are read as their fields: no reading object is made."""
+        readings are read as their fields: no reading object is made. The watch learns each
+        one's last stored reading; one whose silence was decided before the batch (see
+        :meth:`CellWatch.learn`) raises it now, on its own, with the onset it had."""
         assert self.warm is not None
         meters = self.meters
         ids = batch.meter_ids()
@@ -639,12 +653,14 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         if history is not None:
             seen = history.watch.meters
             learn = self.watch.learn
-            for meter_id in made:
+            for meter_id in sorted(made):
                 state = meters[meter_id] = history.meters[meter_id]
                 self._learned[meter_id] = state.last_ts
                 noted = seen.get(meter_id)
-                if noted is not None:  # (silent since its last stored reading: judged so)
-                    learn(meter_id, *noted)
+                # (silent since its last stored reading: judged so)
+                if noted is not None and learn(meter_id, *noted, until):
+                    out.extend(state.on_timer(until, self.meta(meter_id),
+                                              settings=self.settings))
             self._learned_until = max(self._learned.values())
         for m in new:  # a meter with no history is not asked about again
             if m not in meters:

@@ -441,6 +441,38 @@ def test_a_meter_silent_since_before_a_warm_start_is_found_silent(warm):
     assert logic.meters["c"].rec.n == len(c)
 
 
+@pytest.mark.parametrize("apart", [True, False], ids=["days-apart", "together"])
+def test_meters_silent_before_a_warm_start_are_a_feeder_outage_only_if_together(apart):
+    """Five meters of a cell silent at the start: ones that fell silent days apart (dead or
+    removed meters, each alerted long ago) are each raised on their own, with the onsets
+    they had, and make no feeder outage; ones whose last stored readings end together just
+    before the start (their silence not yet decided then) are one feeder outage, as live."""
+    live = {m: series(WEEK + 16, meter=m, seed=k) for k, m in enumerate(("a", "b"))}
+    quiet = {m: series(WEEK - (96 * k if apart else 2), meter=m, seed=9 + k)
+             for k, m in enumerate(("c", "d", "e", "f", "g"), start=1)}
+    meta = {m: MeterMeta(meter_id=m, grid_cell="cell-1") for m in (*live, *quiet)}
+
+    def history(meter_ids, until):
+        stored = [r for m in live for r in live[m][:WEEK]] + [r for q in quiet.values()
+                                                               for r in q]
+        return sorted((r for r in stored if r.ts.timestamp() < until), key=lambda r: r.ts)
+
+    logic = CellLogic(None, DetectionSettings(), Calendar(), meta.get, 900.0, 0.0,
+                      warm=history)
+    out = []
+    for i in range(WEEK, WEEK + 16, 2):
+        batch = tuple(r for m in live for r in live[m][i:i + 2])
+        out += logic.on_batch([ReadingBatch("cell:cell-1", batch)])[0]
+    fired = sorted((e.meter_id, e.type) for e in out
+                   if isinstance(e, Event) and e.state == "firing")
+    if apart:
+        assert fired == [(m, "comm_loss") for m in "cdefg"]
+        onsets = {e.meter_id: e.onset for e in out if isinstance(e, Event)}
+        assert all(onsets[m] == quiet[m][-1].ts + STEP for m in quiet)  # as they were
+    else:
+        assert fired == [("cell:cell-1", "feeder_outage")]
+
+
 def test_two_workers_raise_what_one_raises():
     """Cells spread over two workers (each reading batch crosses once to its cell's worker,
     the clock sees summaries): the same events as one worker."""

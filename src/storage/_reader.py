@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -269,108 +269,112 @@ class StoredFields:
     the status as its flags, ``interval_s`` whole), or None for a row it cannot vouch for
     (a value of another type or out of ``Reading``'s limits, a meter id of another form, a
     time before 2000 or more than five minutes past ``now``): validation then says why.
-    Rows of a series share their columns, and a run of them their time, so the time is
-    made once a run."""
 
-    __slots__ = (
-        "_at",
-        "_checks",
-        "_ids",
-        "_interval",
-        "_last_ns",
-        "_last_ts",
-        "_late",
-        "_meter",
-        "_numbers",
-        "_phases",
-        "_status",
-        "_tag_meter",
-    )
+    The checks are a function made once for the series' columns (:func:`_row_checker`),
+    each column's check written out at its place: a row costs no loop over the columns. Rows
+    of a series share their columns, and a run of them their time, so the time is made once
+    a run."""
+
+    __slots__ = ("_check",)
 
     def __init__(self, columns: list[str], tags: dict[str, Any], now: datetime) -> None:
-        at = {c: i for i, c in enumerate(columns)}
-        self._at = at.get("time", -1)
-        self._tag_meter = tags.get("meter_id")
-        self._meter = at.get("meter_id", -1)
-        # every number column present, checked alike: (its index, its limits), then where
-        # each field's value is among them
-        checks: list[tuple[int, float, float]] = []
-        numbers: list[tuple[str, int]] = []
-        for name, (lo, hi) in _NUMBER_LIMITS.items():
-            if name in at:
-                numbers.append((name, len(checks)))
-                checks.append((at[name], lo, hi))
-        phases: list[tuple[str, tuple[int, ...]]] = []
-        for key, cols in _PHASE_COLUMNS:
-            given = [c for c in cols if c in at]
-            if given:
-                phases.append((key, tuple(range(len(checks), len(checks) + len(given)))))
-                checks.extend((at[c], 0.0, _PHASE_LIMITS[key]) for c in given)
-        self._checks = tuple(checks)
-        self._numbers = tuple(numbers)
-        self._phases = tuple(phases)
-        self._status = at.get("status", -1)
-        self._interval = at.get("interval_s", -1)
-        self._late = _ns(now + DEFAULT_MAX_FUTURE)
-        self._last_ns: Any = None
-        self._last_ts: datetime | None = None
-        self._ids: set[str] = set()
+        self._check = _row_checker(tuple(columns), tags.get("meter_id"),
+                                   _ns(now + DEFAULT_MAX_FUTURE))
 
     def __call__(self, values: list[Any]) -> dict[str, Any] | None:
-        ns = values[self._at] if self._at >= 0 else None
-        if type(ns) is not int or not _YEAR_2000_NS <= ns <= self._late:
-            return None
-        if ns != self._last_ns:
-            self._last_ns, self._last_ts = ns, _time(ns)
-        meter_id = values[self._meter] if self._meter >= 0 else self._tag_meter
-        if meter_id not in self._ids:
-            if type(meter_id) is not str or not _ID(meter_id):
-                return None
-            self._ids.add(meter_id)
-        got: list[float | None] = []
-        for i, lo, hi in self._checks:
-            x = values[i]
-            if x is not None:
-                kind = type(x)
-                if (kind is not float and kind is not int) or not lo <= x <= hi:
-                    return None
-                x = float(x)
-            got.append(x)
-        d: dict[str, Any] = {"meter_id": meter_id, "ts": self._last_ts}
-        for name, k in self._numbers:
-            x = got[k]
-            if x is not None:
-                d[name] = x
-        if "kw" not in d:
-            return None
-        counts = []
-        for key, ks in self._phases:
-            phases = tuple(x for k in ks if (x := got[k]) is not None)
-            if phases:
-                d[key] = phases
-                counts.append(len(phases))
-        if len(counts) == 2 and counts[0] != counts[1]:
-            return None
-        if self._status >= 0:
-            text = values[self._status]
-            if text:
-                flags = _STATUSES.get(text) if type(text) is str else None
-                if flags is None:
-                    try:
-                        flags = tuple(MeterStatus(s) for s in str(text).split(","))
-                    except ValueError:
-                        return None
-                    if len(_STATUSES) < 4096:
-                        _STATUSES[str(text)] = flags
-                d["status"] = flags
-        if self._interval >= 0:
-            x = values[self._interval]
-            if x is not None:
-                kind = type(x)
-                if (kind is not float and kind is not int) or not 1 <= x < 86_401:
-                    return None
-                d["interval_s"] = int(x)
-        return d
+        return self._check(values)
+
+
+def _number_check(at: int, lo: float, hi: float, indent: str) -> list[str]:
+    """Source lines that take column ``at`` as ``x``, a float within ``[lo, hi]`` or None
+    (the row is refused: ``return None``) for a value of another kind or out of them."""
+    return [f"{indent}x = values[{at}]",
+            f"{indent}if x is not None:",
+            f"{indent}    k = x.__class__",
+            f"{indent}    if (k is not float and k is not int) or not {lo!r} <= x <= {hi!r}:",
+            f"{indent}        return None",
+            f"{indent}    if k is int:",
+            f"{indent}        x = float(x)"]
+
+
+def _row_checker(columns: tuple[str, ...], tag_meter: Any,
+                 late: int) -> Callable[[list[Any]], dict[str, Any] | None]:
+    """The checks of :class:`StoredFields` for rows of ``columns``, as one function made of
+    source written here from the column indices and ``Reading``'s limits only."""
+    at = {c: i for i, c in enumerate(columns)}
+    if "time" not in at:
+        return lambda values: None
+    lines = ["def check(values):",
+             f"    ns = values[{at['time']}]",
+             "    if ns.__class__ is not int or not YEAR_2000_NS <= ns <= LATE:",
+             "        return None",
+             "    if ns != last[0]:",
+             "        last[0] = ns",
+             "        last[1] = TIME(ns)",
+             f"    m = values[{at['meter_id']}]" if "meter_id" in at else "    m = TAG_METER",
+             "    if m not in ids:",
+             "        if m.__class__ is not str or not ID(m):",
+             "            return None",
+             "        ids.add(m)",
+             "    d = {'meter_id': m, 'ts': last[1]}"]
+    if "kw" not in at:
+        return lambda values: None
+    for name, (lo, hi) in _NUMBER_LIMITS.items():
+        if name in at:
+            lines += _number_check(at[name], lo, hi, "    ")
+            lines.append(f"        d[{name!r}] = x")
+            if name == "kw":
+                lines += ["    else:", "        return None"]
+    counts = []
+    for key, cols in _PHASE_COLUMNS:
+        given = [at[c] for c in cols if c in at]
+        if not given:
+            continue
+        lines.append("    p = []")
+        for i in given:
+            lines += _number_check(i, 0.0, _PHASE_LIMITS[key], "    ")
+            lines.append("        p.append(x)")
+        lines += ["    if p:", f"        d[{key!r}] = tuple(p)", f"    n_{key} = len(p)"]
+        counts.append(f"n_{key}")
+    if len(counts) == 2:
+        lines += [f"    if {counts[0]} and {counts[1]} and {counts[0]} != {counts[1]}:",
+                  "        return None"]
+    if "status" in at:
+        lines += [f"    text = values[{at['status']}]",
+                  "    if text:",
+                  "        flags = STATUSES.get(text) if text.__class__ is str else None",
+                  "        if flags is None:",
+                  "            flags = status_of(text)",
+                  "            if flags is None:",
+                  "                return None",
+                  "        d['status'] = flags"]
+    if "interval_s" in at:
+        lines += [f"    x = values[{at['interval_s']}]",
+                  "    if x is not None:",
+                  "        k = x.__class__",
+                  "        if (k is not float and k is not int) or not 1 <= x < 86401:",
+                  "            return None",
+                  "        d['interval_s'] = int(x)"]
+    lines.append("    return d")
+    scope: dict[str, Any] = {
+        "YEAR_2000_NS": _YEAR_2000_NS, "LATE": late, "TIME": _time, "TAG_METER": tag_meter,
+        "ID": _ID, "STATUSES": _STATUSES, "status_of": _status_of, "last": [None, None],
+        "ids": set()}
+    exec("\n".join(lines) + "\n", scope)  # a source made above of column indices only
+    check: Callable[[list[Any]], dict[str, Any] | None] = scope["check"]
+    return check
+
+
+def _status_of(text: Any) -> tuple[MeterStatus, ...] | None:
+    """The flags of a status text as ``_reading`` reads it (kept for the next row), or None
+    for a flag ``MeterStatus`` does not know."""
+    try:
+        flags = tuple(MeterStatus(s) for s in str(text).split(","))
+    except ValueError:
+        return None
+    if len(_STATUSES) < 4096:
+        _STATUSES[str(text)] = flags
+    return flags
 
 
 def _reading(row: dict[str, Any]) -> Reading:

@@ -89,6 +89,48 @@ def test_a_watch_resumed_from_its_snapshot_goes_on_as_the_original(
         assert resumed.state() == original.state()
 
 
+@settings(max_examples=150, deadline=None)
+@given(_ops, _ops, st.sampled_from([None, "C1"]), st.integers(0, 160), st.integers(0, 300))
+def test_a_watch_that_learned_its_meters_skips_no_tick_it_should_look_at(
+        history: list[Any], live: list[Any], cell: str | None, start_q: int,
+        cut: int) -> None:
+    """A warm start's watch learns each meter a history watch saw (its readings only, never
+    ticked) that it does not know, at ``start``, after any of its own operations (a cell
+    warm-starts until its second tick); with readings and ticks from ``start`` on, it answers
+    as a twin that looks at every tick (the ``due`` a learned meter sets holds), and a meter
+    whose silence was decided before ``start`` stays alerted, raising nothing, until it
+    reports again."""
+    s = DetectionSettings(silence_intervals=2, feeder_hold_intervals=1, feeder_outage_meters=3)
+    seen = CellWatch(None, cell, s)
+    for op in history:
+        if op[0] == "r":
+            _, m, step, iv, gasp = op
+            seen.seen(f"h{m}", BASE + step * STEP, iv, gasp)
+    start = BASE + start_q / 4 * STEP
+    fast, full = CellWatch(None, cell, s), CellWatch(None, cell, s)
+    decided: set[str] = set()
+    for i, op in enumerate(live):
+        if i == cut:
+            for m, noted in sorted(seen.meters.items()):
+                if noted[0] <= start:  # (a history ends before the start)
+                    assert fast.learn(m, *noted, start) == full.learn(m, *noted, start)
+                    if fast.state()[1][m][2] == logic._ALERTED:
+                        decided.add(m)
+        if op[0] == "r":
+            _, m, step, iv, gasp = op
+            meter = f"h{m}" if m % 2 else f"m{m}"  # (some of them learned meters)
+            t = start + step * STEP
+            decided.discard(meter)
+            assert _out(fast.seen(meter, t, iv, gasp)) == _out(full.seen(meter, t, iv, gasp))
+        else:
+            now = start + op[1] * STEP
+            full.due = -math.inf  # always the full look
+            got = fast.tick(now)
+            assert _out(got) == _out(full.tick(now))
+            assert not {x.meter_id for x in got if isinstance(x, Silence)} & decided
+        assert fast.state() == full.state()
+
+
 def test_quiet_cell_ticks_skip_and_a_silent_meter_is_still_seen() -> None:
     """A cell whose meters all report: its ticks find nothing and skip; then one meter stops
     and, ``silence_intervals`` later, it is reported silent at the same tick as before."""

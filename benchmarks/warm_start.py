@@ -205,7 +205,8 @@ def _cells(settings: Settings, meta: dict[str, MeterMeta], live: list[Reading], 
 
         def warm(meter_ids: list[str], until: float) -> Any:
             for f in fields(meter_ids, until):
-                yield Reading.model_validate(f)
+                r = Reading.model_validate(f)
+                yield {k: r.__dict__[k] for k in r.model_fields_set}
 
         warm.stats = fields.stats  # type: ignore[attr-defined]
         return warm

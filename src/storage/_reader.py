@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -149,10 +149,7 @@ class InfluxReader:
             tags = s.get("tags") or {}
             columns = s["columns"]
             for values in s.get("values", []):
-                row = dict(tags)
-                row.update({c: v for c, v in zip(columns, values, strict=False)
-                            if v is not None})
-                yield row
+                yield _row(tags, columns, values)
 
     def _select(self, measurement: str, where: Iterable[str], start: datetime | None,
                 end: datetime | None) -> str:
@@ -217,7 +214,7 @@ class InfluxReader:
                       group: int = 200) -> Iterator[dict[str, Any]]:
         """:meth:`recent_readings` as each reading's given fields, as :class:`Reading` holds
         them (what a warm start steps, without a reading object). A row is checked against
-        ``Reading``'s limits by plain code (:class:`StoredFields`); one it cannot vouch for
+        ``Reading``'s limits by plain code (:func:`stored_fields`); one it cannot vouch for
         is validated as a ``Reading``, and skipped and counted if that fails too: a row
         gives exactly the fields its validation gives, or nothing."""
         if meter_ids is None:
@@ -225,7 +222,10 @@ class InfluxReader:
         else:
             ids = sorted(set(meter_ids))
             groups = [ids[i:i + group] for i in range(0, len(ids), group)]
-        now = datetime.now(UTC)
+        late = _ns(datetime.now(UTC) + DEFAULT_MAX_FUTURE)
+        # (each chunk of an answer is a series of its own, mostly of the same columns: the
+        # checks are made once for each set of them)
+        checks: dict[tuple[Any, ...], Callable[[list[Any]], dict[str, Any] | None]] = {}
         for ids in groups:
             where = []
             if ids:
@@ -233,18 +233,26 @@ class InfluxReader:
             for s in self.series(self._select("reading", where, since, until)):
                 tags = s.get("tags") or {}
                 columns = s["columns"]
-                fast = StoredFields(columns, tags, now)
+                key = (*columns, tags.get("meter_id"))
+                fast = checks.get(key)
+                if fast is None:
+                    fast = checks[key] = stored_fields(columns, tags.get("meter_id"), late)
                 for values in s.get("values", []):
                     fields = fast(values)
                     if fields is None:
-                        row = dict(tags)
-                        row.update({c: v for c, v in zip(columns, values, strict=False)
-                                    if v is not None})
-                        reading = self._valid("reading", _reading, row)
+                        reading = self._valid("reading", _reading, _row(tags, columns, values))
                         if reading is None:
                             continue
                         fields = {k: reading.__dict__[k] for k in reading.model_fields_set}
                     yield fields
+
+
+def _row(tags: dict[str, Any], columns: list[str], values: list[Any]) -> dict[str, Any]:
+    """A row of a series as a dict of column -> value, its series' tags included, the
+    columns with no value left out."""
+    row = dict(tags)
+    row.update({c: v for c, v in zip(columns, values, strict=False) if v is not None})
+    return row
 
 
 #: A reading's phase columns: (the field, its columns in phase order).
@@ -262,47 +270,34 @@ _PHASE_LIMITS: dict[str, float] = {"voltage": 500_000.0, "current": 100_000.0}
 _STATUSES: dict[str, tuple[MeterStatus, ...]] = {}
 
 
-class StoredFields:
-    """A stored ``reading`` row (its series' ``columns``, their ``values``) made the fields
-    of the reading it was written from, as :class:`Reading` holds them, by plain code: what
-    ``_reading`` and ``Reading``'s validation give (numbers as floats, the phases as tuples,
-    the status as its flags, ``interval_s`` whole), or None for a row it cannot vouch for
-    (a value of another type or out of ``Reading``'s limits, a meter id of another form, a
-    time before 2000 or more than five minutes past ``now``): validation then says why.
-
-    The checks are a function made once for the series' columns (:func:`_row_checker`),
-    each column's check written out at its place: a row costs no loop over the columns. Rows
-    of a series share their columns, and a run of them their time, so the time is made once
-    a run."""
-
-    __slots__ = ("_check",)
-
-    def __init__(self, columns: list[str], tags: dict[str, Any], now: datetime) -> None:
-        self._check = _row_checker(tuple(columns), tags.get("meter_id"),
-                                   _ns(now + DEFAULT_MAX_FUTURE))
-
-    def __call__(self, values: list[Any]) -> dict[str, Any] | None:
-        return self._check(values)
-
-
-def _number_check(at: int, lo: float, hi: float, indent: str) -> list[str]:
+def _number_check(at: int, lo: float, hi: float) -> list[str]:
     """Source lines that take column ``at`` as ``x``, a float within ``[lo, hi]`` or None
-    (the row is refused: ``return None``) for a value of another kind or out of them."""
-    return [f"{indent}x = values[{at}]",
-            f"{indent}if x is not None:",
-            f"{indent}    k = x.__class__",
-            f"{indent}    if (k is not float and k is not int) or not {lo!r} <= x <= {hi!r}:",
-            f"{indent}        return None",
-            f"{indent}    if k is int:",
-            f"{indent}        x = float(x)"]
+    (the row is refused: ``return None``) for a value of another kind or out of them; a
+    line after them indented one step more runs when the column has a value."""
+    return [f"    x = values[{at}]",
+            "    if x is not None:",
+            "        k = x.__class__",
+            f"        if (k is not float and k is not int) or not {lo!r} <= x <= {hi!r}:",
+            "            return None",
+            "        if k is int:",
+            "            x = float(x)"]
 
 
-def _row_checker(columns: tuple[str, ...], tag_meter: Any,
-                 late: int) -> Callable[[list[Any]], dict[str, Any] | None]:
-    """The checks of :class:`StoredFields` for rows of ``columns``, as one function made of
-    source written here from the column indices and ``Reading``'s limits only."""
+def stored_fields(columns: Sequence[str], tag_meter: Any,
+                  late: int) -> Callable[[list[Any]], dict[str, Any] | None]:
+    """The maker of a stored ``reading`` row's fields (the row's ``values`` in a series of
+    ``columns``; ``tag_meter`` its series' ``meter_id`` tag, when the meter is not a column):
+    the fields of the reading it was written from, as :class:`Reading` holds them, by plain
+    code: what ``_reading`` and ``Reading``'s validation give (numbers as floats, the phases
+    as tuples, the status as its flags, ``interval_s`` whole), or None for a row it cannot
+    vouch for (a value of another type or out of ``Reading``'s limits, a meter id of another
+    form, a time before 2000 or past ``late``, in ns): validation then says why.
+
+    One function made once for the columns, each column's check written out at its place
+    (a row costs no loop over the columns), of source written here from the column indices
+    and ``Reading``'s limits only. A run of rows at one time makes the time once."""
     at = {c: i for i, c in enumerate(columns)}
-    if "time" not in at:
+    if "time" not in at or "kw" not in at:
         return lambda values: None
     lines = ["def check(values):",
              f"    ns = values[{at['time']}]",
@@ -317,11 +312,9 @@ def _row_checker(columns: tuple[str, ...], tag_meter: Any,
              "            return None",
              "        ids.add(m)",
              "    d = {'meter_id': m, 'ts': last[1]}"]
-    if "kw" not in at:
-        return lambda values: None
     for name, (lo, hi) in _NUMBER_LIMITS.items():
         if name in at:
-            lines += _number_check(at[name], lo, hi, "    ")
+            lines += _number_check(at[name], lo, hi)
             lines.append(f"        d[{name!r}] = x")
             if name == "kw":
                 lines += ["    else:", "        return None"]
@@ -332,7 +325,7 @@ def _row_checker(columns: tuple[str, ...], tag_meter: Any,
             continue
         lines.append("    p = []")
         for i in given:
-            lines += _number_check(i, 0.0, _PHASE_LIMITS[key], "    ")
+            lines += _number_check(i, 0.0, _PHASE_LIMITS[key])
             lines.append("        p.append(x)")
         lines += ["    if p:", f"        d[{key!r}] = tuple(p)", f"    n_{key} = len(p)"]
         counts.append(f"n_{key}")
@@ -388,7 +381,10 @@ def _reading(row: dict[str, Any]) -> Reading:
         if phases:
             data[key] = tuple(phases)
     if row.get("status"):
-        data["status"] = tuple(MeterStatus(s) for s in str(row["status"]).split(","))
+        flags = _status_of(row["status"])
+        if flags is None:
+            raise ValueError(f"a status flag of {row['status']!r} is not known")
+        data["status"] = flags
     if "interval_s" in row:
         data["interval_s"] = int(row["interval_s"])
     return Reading.model_validate(data, context={"now": datetime.now(UTC)})

@@ -47,8 +47,8 @@ MetaLookup = Callable[[str], MeterMeta | None]
 #: of one meter since the last call (see ``gridwatch.web.verdicts_for_detection``).
 Verdicts = Callable[[str], list[tuple[str, str, str, str, datetime]]]
 #: Warm start: the stored readings of ``meter_ids`` before ``until`` (epoch seconds), oldest
-#: first for each meter, each as its fields (as :class:`Reading` holds them) or a reading.
-WarmStart = Callable[[list[str], float], Iterable[Reading | dict[str, Any]]]
+#: first for each meter, each as its given fields (as :class:`Reading` holds them).
+WarmStart = Callable[[list[str], float], Iterable[dict[str, Any]]]
 
 _EMPTY: list[Any] = []
 _DAY_S = 86_400.0
@@ -637,8 +637,6 @@ class CellLogic(StatefulBatchLogic[Any, Any, bytes]):
         made: set[str] = set()  # (a meter that had a state before is never stepped here)
         chunk: list[dict[str, Any]] = []
         for r in self.warm(new, until):
-            if type(r) is not dict:
-                r = r.__dict__  # (a reading: its fields)
             meter_id = r["meter_id"]
             if meter_id not in made:
                 if meter_id in meters:

@@ -318,7 +318,8 @@ def test_warm_start_steps_new_meters_over_their_history_quietly():
 
     def warm(meter_ids, until):
         asked.append((tuple(meter_ids), until))
-        return [r for r in history if r.meter_id in meter_ids and r.ts.timestamp() < until]
+        return [given_fields(r) for r in history
+                if r.meter_id in meter_ids and r.ts.timestamp() < until]
 
     def run(w):
         logic = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
@@ -347,7 +348,7 @@ def test_a_warm_start_may_answer_for_more_of_the_cells_meters():
 
     def warm(meter_ids, until):
         asked.append(tuple(meter_ids))
-        return [r for r in (*a[:WEEK], *b[:WEEK]) if r.ts.timestamp() < until]
+        return [given_fields(r) for r in (*a[:WEEK], *b[:WEEK]) if r.ts.timestamp() < until]
 
     logic = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
                       warm=warm)
@@ -371,7 +372,7 @@ def test_a_late_batch_of_a_warm_meter_is_not_learned_twice_nor_read_as_going_bac
     b = series(WEEK + 8, meter="b", seed=8)
 
     def warm(meter_ids, until):
-        return [r for r in (*a[:WEEK], *b[:WEEK]) if r.ts.timestamp() < until]
+        return [given_fields(r) for r in (*a[:WEEK], *b[:WEEK]) if r.ts.timestamp() < until]
 
     logic = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
                       warm=warm)
@@ -396,7 +397,8 @@ def test_a_warm_start_never_steps_a_meter_that_has_a_state_nor_a_resumed_cell():
 
     def warm(meter_ids, until):  # (every meter's history, whatever is asked)
         asked.append(tuple(meter_ids))
-        return [r for r in (*a[:WEEK], *b[:WEEK], *c[:WEEK]) if r.ts.timestamp() < until]
+        return [given_fields(r) for r in (*a[:WEEK], *b[:WEEK], *c[:WEEK])
+                if r.ts.timestamp() < until]
 
     logic = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
                       warm=warm)
@@ -425,7 +427,8 @@ def test_a_meter_silent_since_before_a_warm_start_is_found_silent(warm):
     c = series(WEEK - 8, meter="c", seed=9)  # (its last stored reading: 2 hours before)
 
     def history(meter_ids, until):
-        return [r for r in (*a[:WEEK], *b[:WEEK], *c) if r.ts.timestamp() < until]
+        return [given_fields(r) for r in (*a[:WEEK], *b[:WEEK], *c)
+                if r.ts.timestamp() < until]
 
     logic = CellLogic(None, DetectionSettings(), Calendar(), lambda m: None, 900.0, 0.0,
                       warm=history if warm else None)
@@ -455,7 +458,8 @@ def test_meters_silent_before_a_warm_start_are_a_feeder_outage_only_if_together(
     def history(meter_ids, until):
         stored = [r for m in live for r in live[m][:WEEK]] + [r for q in quiet.values()
                                                                for r in q]
-        return sorted((r for r in stored if r.ts.timestamp() < until), key=lambda r: r.ts)
+        return [given_fields(r) for r in sorted(stored, key=lambda r: r.ts)
+                if r.ts.timestamp() < until]
 
     logic = CellLogic(None, DetectionSettings(), Calendar(), meta.get, 900.0, 0.0,
                       warm=history)

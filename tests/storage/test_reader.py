@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import hypothesis.strategies as st
 import pytest
@@ -13,7 +15,7 @@ from typer.testing import CliRunner
 from gridwatch import MeterStatus, Reading, _services
 from gridwatch.cli import app
 from gridwatch.storage import InfluxReader, InfluxSink, ReadError
-from gridwatch.storage._reader import READ_BYTES, StoredFields, _reading, lines_of
+from gridwatch.storage._reader import READ_BYTES, _ns, _reading, lines_of, stored_fields
 
 
 @given(st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\x00", b"\n")), max_size=12))
@@ -29,6 +31,7 @@ def test_lines_of_a_chunked_stream_are_its_lines_wherever_the_chunks_break(chunk
 
 
 _NOW = datetime.now(UTC)
+_LATE = _ns(_NOW + timedelta(minutes=5))  # (what the reader gives: Reading's tolerance)
 _NS_2000 = 946_684_800 * 10**9
 _NS_NOW = int(_NOW.timestamp()) * 10**9
 # values near every limit of Reading's, of every JSON kind, and a few plain ones
@@ -47,20 +50,32 @@ _ids = st.one_of(st.sampled_from(["m-1", "M_2.x:y", "a" * 64, "a" * 65, "-m", ""
 
 
 
+#: each number column's limits, as ``Reading`` states them
+_LIMITS = {"kw": (-100_000, 100_000), "kwh": (0, 1e12), "export_kwh": (0, 1e12),
+           "pf": (-1, 1), "freq": (40, 70), "interval_s": (1, 86_400),
+           **{f"v_{p}": (0, 500_000) for p in ("l1", "l2", "l3")},
+           **{f"i_{p}": (0, 100_000) for p in ("l1", "l2", "l3")}}
+
+
 def _within(lo: float, hi: float) -> st.SearchStrategy:
     return st.one_of(st.floats(lo, hi), st.integers(int(lo), int(hi)), st.sampled_from([lo, hi]))
 
 
+def _edges(lo: float, hi: float) -> st.SearchStrategy:
+    """Numbers on and just past each limit: the least step beyond it, and a bit more."""
+    return st.sampled_from([lo, hi, math.nextafter(lo, -math.inf), math.nextafter(hi, math.inf),
+                            lo - 0.5, hi + 0.5, int(lo) - 1, int(hi) + 1])
+
+
 #: each column's values within Reading's limits (most rows are drawn of them, so that the
 #: plain checks' answers are tested, not only their refusals)
-_VALID = {"kw": _within(-100_000, 100_000), "kwh": _within(0, 1e12),
-          "export_kwh": _within(0, 1e12), "pf": _within(-1, 1), "freq": _within(40, 70),
-          **{f"v_{p}": _within(0, 500_000) for p in ("l1", "l2", "l3")},
-          **{f"i_{p}": _within(0, 100_000) for p in ("l1", "l2", "l3")},
+_VALID = {**{c: _within(lo, hi) for c, (lo, hi) in _LIMITS.items()},
           "status": st.sampled_from(["power_fail", "estimated,power_fail", "reverse_flow"]),
-          "interval_s": _within(1, 86_400), "meter_id": st.from_regex(r"[a-z0-9][a-z0-9_.:-]{0,8}",
-                                                                       fullmatch=True),
+          "meter_id": st.from_regex(r"[a-z0-9][a-z0-9_.:-]{0,8}", fullmatch=True),
           "time": st.integers(_NS_2000, _NS_NOW)}
+#: each column's values of anything: on or past its limits, of another kind, absent
+_ODD = {**{c: st.one_of(_edges(lo, hi), _values) for c, (lo, hi) in _LIMITS.items()},
+        "time": _times, "meter_id": _ids}
 
 
 @given(st.sets(st.sampled_from(("kwh", "export_kwh", "pf", "freq", "status", "interval_s"))),
@@ -71,24 +86,49 @@ def test_stored_fields_are_what_validation_gives_or_none(columns, volts, amps, d
     lets through a row that does not validate, nor changes a value."""
     phases = [f"v_l{p}" for p in range(1, volts + 1)] + [f"i_l{p}" for p in range(1, amps + 1)]
     cols = ["time", "meter_id", "kw", *sorted(columns), *phases]
-    anything = {"time": _times, "meter_id": _ids}
-    # each column within the limits but one at most, drawn of anything (near a limit, of
-    # another kind, absent), so that each refusal is tested on its own, and the answers too
+    # each column within the limits but one at most, drawn of anything (on or past a limit,
+    # of another kind, absent), so that each refusal is tested on its own, and the answers too
     odd = data.draw(st.integers(-1, len(cols) - 1))
-    values = [data.draw(anything.get(c, _values) if i == odd else _VALID[c])
+    values = [data.draw(_ODD.get(c, _values) if i == odd else _VALID[c])
               for i, c in enumerate(cols)]
-    fast = StoredFields(cols, {}, _NOW)(values)
+    _same_as_validation(cols, values)
+
+
+def _same_as_validation(cols: list[str], values: list[Any]) -> dict[str, Any] | None:
+    """The fields the plain checks make of a row, after holding them to ``Reading``'s
+    validation of the same row (None: they refused it; then validation decides)."""
+    fast = stored_fields(cols, None, _LATE)(values)
     row = {c: v for c, v in zip(cols, values, strict=True) if v is not None}
     try:
         valid = _reading(row)
     except (ValueError, KeyError, TypeError):  # (pydantic's ValidationError is a ValueError)
         valid = None
     if fast is None:
-        return
+        return None
     assert valid is not None, (row, fast)
     want = {k: valid.__dict__[k] for k in valid.model_fields_set}
     typed = lambda d: {k: (repr(v), type(v)) for k, v in d.items()}  # noqa: E731
     assert typed(fast) == typed(want)
+    return fast
+
+
+def test_every_limit_of_every_number_column_is_the_validations():
+    """Each number column on each of its limits and just past it, the others plain: the
+    plain checks take the value on a limit, as validation does, and refuse the one past it
+    (validation refuses it too)."""
+    plain = {"time": _NS_NOW - 10**12, "meter_id": "m-1", "kw": 1.5, "kwh": 10.0,
+             "export_kwh": 0.0, "pf": 0.9, "freq": 50.0, "interval_s": 900,
+             **{f"v_l{p}": 230.0 for p in (1, 2, 3)}, **{f"i_l{p}": 5.0 for p in (1, 2, 3)}}
+    cols = list(plain)
+    for c, (lo, hi) in _LIMITS.items():
+        for value, taken in ((lo, True), (hi, True), (math.nextafter(lo, -math.inf), False),
+                             (math.nextafter(hi, math.inf), False), (int(lo) - 1, False),
+                             (int(hi) + 1, False)):
+            if c == "interval_s" and not taken and value == math.nextafter(hi, math.inf):
+                continue  # (a whole number of seconds: 86,400 and a bit is 86,400)
+            values = [value if k == c else v for k, v in plain.items()]
+            got = _same_as_validation(cols, values)
+            assert (got is not None) is taken, (c, value)
 
 
 def test_stored_fields_vouch_for_every_row_the_engine_wrote(v1_settings):
@@ -106,7 +146,7 @@ def test_stored_fields_vouch_for_every_row_the_engine_wrote(v1_settings):
     with InfluxReader(s, chunk_size=7) as reader:
         rows = [(x["columns"], v) for x in reader.series('SELECT * FROM "reading"')
                 for v in x["values"]]
-        fields = [StoredFields(c, {}, _NOW)(v) for c, v in rows]
+        fields = [stored_fields(c, None, _LATE)(v) for c, v in rows]
         assert len(fields) == len(plain + bare) and None not in fields
         got = list(reader.recent_readings(T0))
         assert reader.skipped == 0

@@ -240,7 +240,7 @@ class Subscriber:
             self.messages += 1
             self.last_at = now
         if self._callback is not None:
-            self._callback(msg.topic, msg.payload, now)
+            self._callback(msg.topic, bytes(msg.payload), now)
 
     def wait_for(self, n: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -161,7 +161,8 @@ def build_fleet(meters: int, slots: int) -> tuple[Fleet, list[tuple[str, str]]]:
 def schedule(rng: random.Random, seconds: float) -> list[Fault]:
     """Faults every 15-40 s after a quiet first minute (the baseline), down 1-25 s each, the
     four kinds in turn first, then drawn at random."""
-    out, t = [], 60.0
+    out: list[Fault] = []
+    t = 60.0
     while t < seconds - 30:
         kind = FAULTS[len(out) % len(FAULTS)] if len(out) < len(FAULTS) else rng.choice(FAULTS)
         down = {"kill_engine": rng.uniform(1, 5), "restart_broker": rng.uniform(2, 10),

@@ -948,13 +948,13 @@ def main() -> None:
               f"{x['replay_cpu_s']:.2f} CPU-s: a replay costing nothing a reading would reach "
               f"{x['ratio_ceiling']:.3f} of the csv pass; beyond it, one process spends "
               f"{x['per_reading_us']:.2f} us a reading ({x['ratio_beyond']:.3f} of the csv pass)")
-        if "apart" in r and one is not None:
+        if "apart" in r and first_run is not None:
             x = r["apart"]
             print(f"{x['processes']} independent replays at once, each over one share's "
                   f"meters (no cluster: each its own segmenter): {x['replay_per_s']:,.0f} "
                   f"readings/s in {x['replay_s']:.1f} s (runs: "
                   f"{', '.join(f'{w:.1f}' for w in x['walls'])} s), {x['replay_cpu_s']:.1f} "
-                  f"CPU-s; vs the first: {one['replay_s'] / x['replay_s']:.2f}x wall, the "
+                  f"CPU-s; vs the first: {first_run['replay_s'] / x['replay_s']:.2f}x wall, the "
                   f"ceiling of a {x['processes']}-process replay here; {x['events']} events "
                   f"not judged by a segment, {'the same' if x['same_events'] else 'NOT THE SAME'}")
     if "memory" in parts:

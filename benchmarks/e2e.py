@@ -228,11 +228,11 @@ def run_collector_layouts(work: Path, intervals: int, single: int, rounds: int, 
                 "process / thread"):
         t.add_column(col, justify="right")
     ratios = []
-    for thread, own in zip(runs[::2], runs[1::2], strict=True):
-        ratio = own["steady_readings_per_s"] / thread["steady_readings_per_s"]
+    for thread, process in zip(runs[::2], runs[1::2], strict=True):
+        ratio = process["steady_readings_per_s"] / thread["steady_readings_per_s"]
         ratios.append(ratio)
-        own["vs_thread"] = round(ratio, 3)
-        for r in (thread, own):
+        process["vs_thread"] = round(ratio, 3)
+        for r in (thread, process):
             t.add_row(str(r["round"]), "process" if r["collector_process"] else "thread",
                       f"{r['steady_readings_per_s']:,}", f"{r['readings_per_engine_cpu_s']:,}",
                       f"{r['engine_rss_mib']:,}",
@@ -322,6 +322,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
             part_rates: list[dict[str, Any]] = []
             stored = before
             acked_s = 0.0  # (the intervals' own time, each to its last reading accepted)
+            done: float | None = t0  # (when the last part was stored)
             for k, (part_ts, part) in enumerate(parts):
                 n_part = sum(m[2] for m in part)
                 target += n_part
@@ -393,7 +394,7 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
             # with the engine's count of readings accepted: the intervals' own time (the
             # benchmark's count queries between them left out); else to the last count
             e2e_s = acked_s if part_rates and all(p["acked"] for p in part_rates) \
-                else done - t0  # type: ignore[operator]  # (a part ran: done is set)
+                else (done or t0) - t0
             watching.set()
             http = {k: v - http_before.get(k, 0.0)
                     for k, v in stack.db_http_stats().items()}

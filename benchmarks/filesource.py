@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 from _data import SGSC45
@@ -68,7 +69,7 @@ def main() -> None:
             with mock.patch.object(_source.FastRows, "of", staticmethod(lambda _h: None)):
                 return source()
 
-        def batches() -> list[list[object]]:
+        def batches() -> list[list[Any]]:
             src = FileSource(path, as_fields=True, deadletter_dir=Path(tmp) / "dead")
             part = src.build_part("in", src.list_parts()[0], None)
             out = []

@@ -226,7 +226,7 @@ def bench_quiet(readings: list[Reading], metas: dict[str, MeterMeta],
         taken[0] += res is not None
         return res
 
-    _meter.quiet_step = counting  # type: ignore[assignment]
+    _meter.quiet_step = counting
     try:
         _step_all(readings, metas, settings, True)
     finally:
@@ -258,7 +258,7 @@ def quiet_call_us(readings: list[Reading], metas: dict[str, MeterMeta],
     def empty(*args: Any) -> None:
         return None
 
-    _meter.quiet_step = timed  # type: ignore[assignment]
+    _meter.quiet_step = timed
     try:
         _step_all(readings, metas, settings, True)
     finally:

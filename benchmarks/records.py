@@ -454,6 +454,7 @@ def _day_child() -> dict[str, Any]:
     step_s = time.perf_counter() - t0
     _daily._close_day = close
     segment_s = float("inf")
+    stored: list[Any] = []
     for _ in range(3):
         seg = Segmenter("residential", s.segments_per_class, seed=s.seed)
         t0 = time.perf_counter()

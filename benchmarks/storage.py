@@ -54,7 +54,9 @@ import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -90,7 +92,7 @@ def raw_post(url: str, path_query: str, chunks: list[list[str]], use_gzip: bool)
     """The baseline: one kept-alive connection, the body prepared the same way, no checks
     beyond the status."""
     parsed = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+    conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=30)
     try:
         for chunk in chunks:
             body = ("\n".join(chunk) + "\n").encode()
@@ -107,13 +109,19 @@ def raw_post(url: str, path_query: str, chunks: list[list[str]], use_gzip: bool)
         conn.close()
 
 
-def timed(fn: Callable[[], None]) -> float:
+def write_all(writer: Any, chunks: list[list[str]]) -> None:
+    """Each chunk written by ``writer``, in order."""
+    for chunk in chunks:
+        writer.write(chunk)
+
+
+def timed(fn: Callable[[], object]) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
 
 
-def timed_with_cpu(fn: Callable[[], None], pid: int, settle_s: float = 1.0
+def timed_with_cpu(fn: Callable[[], object], pid: int, settle_s: float = 1.0
                    ) -> tuple[float, float]:
     """(wall seconds of ``fn``, CPU-seconds server ``pid`` spent from its start until
     ``settle_s`` after it returned: work a server does after answering counts too)."""
@@ -126,7 +134,7 @@ def timed_with_cpu(fn: Callable[[], None], pid: int, settle_s: float = 1.0
 def create_db(url: str, name: str) -> None:
     raw = urllib.parse.urlencode({"q": f'CREATE DATABASE "{name}"'})
     parsed = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
+    conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=10)
     conn.request("POST", "/query", body=raw,
                  headers={"Content-Type": "application/x-www-form-urlencoded"})
     resp = conn.getresponse()
@@ -248,7 +256,7 @@ def fleet(intervals: int, meters: int, batch: int, variants: list[Variant]) -> N
                           for _name, _size, _conf, drop in variants]
                 rates = []
                 for v in ((0, 1) if k % 2 == 0 else (1, 0)):
-                    took = timed(lambda w=writers[v], cs=chunks[v]: [w.write(c) for c in cs])
+                    took = timed(partial(write_all, writers[v], chunks[v]))
                     wall[v] += took
                     rates.append((v, meters / took))
                 print(f"  interval {k + 1}/{intervals}: " + ", ".join(
@@ -292,7 +300,7 @@ def parallel(requests: int, intervals: int, meters: int, batch: int) -> None:
                 chunks = batches(fleet_interval(meters, k), batch)
                 n = (1, requests)[k % 2]
                 wall, cpu = timed_with_cpu(
-                    lambda w=writers[n], cs=chunks: [w.write(c) for c in cs], svc.proc.pid)
+                    partial(write_all, writers[n], chunks), svc.proc.pid)
                 rates[n].append(meters / wall)
                 cpus[n].append(cpu / meters * 1e6)
                 print(f"  interval {k + 1}/{intervals}, {n} at once: {meters / wall:,.0f} "
@@ -355,7 +363,9 @@ def main() -> None:
     given = [{k: getattr(r, k) for k in ("meter_id", "ts", "kw", "kwh", "voltage", "pf",
                                          "interval_s")} for r in objs]
     fields_s = general_s = float("inf")
-    for _ in range(args.repeat):  # (in turns: the line makers, then the general way)
+    made: list[str] = []
+    general: list[str] = []
+    for _ in range(max(1, args.repeat)):  # (in turns: the line makers, the general way)
         t = time.perf_counter()
         made = field_lines(given)
         fields_s = min(fields_s, time.perf_counter() - t)
@@ -389,13 +399,13 @@ def main() -> None:
                     create_db(influx.url, db_r)
                     writer = V1Writer(InfluxSettings(api="v1", url=influx.url, database=db_w,
                                                      gzip=use_gzip))
-                    wall, cpu = timed_with_cpu(lambda w=writer: [w.write(c) for c in chunks],
+                    wall, cpu = timed_with_cpu(partial(write_all, writer, chunks),
                                                influx.proc.pid)
                     best_w, cpu_w = min(best_w, wall), min(cpu_w, cpu)
                     writer.close()
                     q = f"/write?db={db_r}&precision=ns"
                     best_r = min(best_r, timed(
-                        lambda q=q, g=use_gzip: raw_post(influx.url, q, chunks, g)))
+                        partial(raw_post, influx.url, q, chunks, use_gzip)))
                 rows.append((f"v1 /write, InfluxDB 1.6.7, gzip {'on' if use_gzip else 'off'}",
                              best_w, best_r, cpu_w))
             for use_gzip in (True, False):
@@ -403,13 +413,13 @@ def main() -> None:
                 for run in range(args.repeat):
                     writer2 = V2Writer(InfluxSettings(api="v2", url=vm.url, org="bench",
                                                       bucket=f"b{run}", gzip=use_gzip))
-                    wall, cpu = timed_with_cpu(lambda w=writer2: [w.write(c) for c in chunks],
+                    wall, cpu = timed_with_cpu(partial(write_all, writer2, chunks),
                                                vm.proc.pid)
                     best_w, cpu_w = min(best_w, wall), min(cpu_w, cpu)
                     writer2.close()
                     q = f"/api/v2/write?org=bench&bucket=r{run}&precision=ns"
                     best_r = min(best_r, timed(
-                        lambda q=q, g=use_gzip: raw_post(vm.url, q, chunks, g)))
+                        partial(raw_post, vm.url, q, chunks, use_gzip)))
                 rows.append((f"v2 influxdb-client, VictoriaMetrics, gzip "
                              f"{'on' if use_gzip else 'off'}", best_w, best_r, cpu_w))
         finally:

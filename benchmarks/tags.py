@@ -106,6 +106,7 @@ def main() -> None:
 
     base_s = upd_s = eval_s = 0.0
     tagged: list[int] = []
+    state = warm
     for _ in range(n_chunks):
         batch = day_batch(rng, chunk, today)
         state = warm.copy()

@@ -249,8 +249,11 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
                    single_readings: int, trace_ingest: bool = False,
                    placed: bool = False, store: str = "influxdb",
                    later_together: bool = False,
-                   collector_process: bool | None = None) -> dict[str, Any]:
-    """``collector_process``: the engine's setting, as it decides when None (``auto``)."""
+                   collector_process: bool | None = None,
+                   recovery: bool = False) -> dict[str, Any]:
+    """``collector_process``: the engine's setting, as it decides when None (``auto``);
+    ``recovery``: the engine snapshots its state at every epoch's end (``gridwatch run -r``,
+    a fresh recovery directory in ``work``)."""
     from gridwatch.simulators import write_registry
 
     label = "placed" if placed else "scaleout" if processes > 1 else "throughput"
@@ -269,12 +272,16 @@ def run_throughput(work: Path, processes: int, batch_intervals: int,
     results: dict[str, Any] = {"processes": processes, "meters": sim.fleet.n_meters,
                                "collector_process": collector_process,
                                "store": store, "later_together": later_together,
-                               "shapes": {}}
+                               "recovery": recovery, "shapes": {}}
     try:
         stack.start_servers()
         write_registry(sim.meters, registry)
         sections = _with_collector(placed_split(sim, processes) if placed else None,
                                    collector_process)
+        if recovery:
+            sections = sections or {}
+            sections["engine"] = sections.get("engine", {}) | {
+                "recovery_dir": str(work / "recovery")}
         if placed and sections:
             results["placement"] = sections
             console.print(f"placed: regions per process {sections['topics']['regions']}")
@@ -988,6 +995,10 @@ def main() -> int:
     ap.add_argument("--collector-process", choices=("auto", "true", "false"), default="auto",
                     help="throughput, latency: engine.collector_process (auto: as the engine "
                     "decides)")
+    ap.add_argument("--recovery", action="store_true",
+                    help="throughput: the engine with recovery (-r), its state snapshotted at "
+                    "every epoch's end (engine.epoch_s: 1 s here; GRIDWATCH_ENGINE__EPOCH_S "
+                    "sets another)")
     ap.add_argument("--out", type=Path, default=ROOT / "var/bench/e2e.json")
     ap.add_argument("--work", type=Path, default=ROOT / "var/bench/e2e")
     args = ap.parse_args()
@@ -1022,7 +1033,8 @@ def main() -> int:
         one = run_throughput(args.work / "throughput", 1, intervals, single,
                              args.trace_ingest, store=args.store,
                              later_together=args.later_together,
-                             collector_process=args.collector_process)
+                             collector_process=args.collector_process,
+                             recovery=args.recovery)
         out["throughput"] = one
         save()
         print_throughput(one, "sustained throughput, one engine process")

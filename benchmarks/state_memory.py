@@ -10,6 +10,13 @@ Beside it, in the same run:
 * ``version 4 layout``: the same state held as version 4 held it (one numpy array per part
   and the same scalars), rebuilt from the version 4 field names and dtypes.
 
+First, what a meter's snapshot costs to write (``MeterState.to_bytes``, the record by position,
+version 7) beside the same record written by name as version 6 wrote it
+(``to_bytes_by_name``), in turns, best of 5: a cell with recovery writes every meter of its
+own at each epoch's end.
+
+    .venv/bin/python benchmarks/state_memory.py --serialise     # the snapshot's cost alone
+
     .venv/bin/python benchmarks/state_memory.py                 # 10^5 and 10^6: ~2 minutes
     .venv/bin/python benchmarks/state_memory.py --meters 100000 # one size only
 """
@@ -23,6 +30,7 @@ import pickle
 import resource
 import subprocess
 import sys
+import time
 from dataclasses import field, make_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -120,15 +128,42 @@ def measure(kind: str, n: int, customer_class: str) -> float:
     return grown / n
 
 
+def serialisation(cls: str, rounds: int = 5, n: int = 20_000) -> None:
+    """µs a meter of ``to_bytes`` (version 7) and ``to_bytes_by_name`` (version 6), in turns."""
+    from gridwatch.models import MeterState
+
+    state = MeterState.from_bytes(template(cls))
+    best = {"to_bytes": math.inf, "to_bytes_by_name": math.inf}
+    for _ in range(rounds):
+        for name in best:
+            write = getattr(state, name)
+            t = time.perf_counter()
+            for _ in range(n):
+                write()
+            best[name] = min(best[name], (time.perf_counter() - t) / n * 1e6)
+    v7, v6 = state.to_bytes(), state.to_bytes_by_name()
+    assert MeterState.from_bytes(v7).to_bytes_by_name() == v6
+    print(f"{cls} meter's snapshot: version 7 (by position) {best['to_bytes']:.2f} µs, "
+          f"{len(v7):,} B; version 6 (by name) {best['to_bytes_by_name']:.2f} µs, {len(v6):,} "
+          f"B: {best['to_bytes_by_name'] / best['to_bytes']:.1f}x as fast, "
+          f"{len(v7) / len(v6):.2f} of the bytes", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--meters", type=int, action="append",
                     help="fleet size (repeatable; default 100000 and 1000000)")
+    ap.add_argument("--serialise", action="store_true",
+                    help="only what a meter's snapshot costs to write, version 7 against 6")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "N", "CLASS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         kind, n, cls = args.one
         print(f"{measure(kind, int(n), cls):.1f}")
+        return
+    for cls in ("residential", "commercial"):
+        serialisation(cls)
+    if args.serialise:
         return
     from gridwatch.models import MeterState
     from gridwatch.models._record import RECORD_VERSION

@@ -351,14 +351,6 @@ def _empty() -> Mapping[str, Any]:
     return EMPTY
 
 
-def _positional_layout() -> tuple[tuple[str, ...], tuple[str, ...], int, int]:
-    """Version 7's layout: the plain fields in order (those not kept in ``h``), the alarm
-    dicts in order, the bytes of ``h`` and of ``th``."""
-    plain = tuple(f.name for f in fields(MeterRecord)
-                  if f.name not in ("h", "th") and f.name not in _DICTS)
-    return plain, _DICTS, 2 * len(_H_ZERO), 4 * TH_LEN
-
-
 def put(rec: MeterRecord, name: str, key: str, value: Any) -> None:
     """``rec.<name>[key] = value``, giving the record a dict of its own first if needed."""
     d = getattr(rec, name)
@@ -548,33 +540,9 @@ class MeterRecord:
         th = self.th
         if th is not None and not self.th_hour:
             th = None  # (a window not being filled holds nothing: zeroed when it opens)
-        return _dumps((7, _plain_of(self), tuple(dict(d) if d else None
-                                                 for d in _dicts_of(self)),
-                       self.h.tobytes(), None if th is None else th.tobytes()), 5)
-
-    def to_bytes_by_name(self) -> bytes:
-        """The record in version 6's form, each field by its name, as the engine wrote it
-        before version 7 (:meth:`from_bytes` reads both): the baseline of
-        ``benchmarks/state_memory.py --serialise``, and what the tests read back beside
-        version 7."""
-        state: dict[str, Any] = {name: getattr(self, name) for name in _PLAIN}
-        for name in _DICTS:
-            state[name] = dict(getattr(self, name))
-        x = self.x
-        state.update(zip(X_FIELDS, x, strict=False))
-        state.update((name, int(x[i])) for i, name in enumerate(I_FIELDS, len(X_FIELDS)))
-        h, th = self.h, self.th
-        if not self.th_hour:
-            th = None  # (a window not being filled holds nothing: zeroed when it opens)
-        for name, (buf_name, off, size, enc, dtype) in _PARTS.items():
-            if buf_name == "th":
-                if th is None:
-                    continue
-                part = th[off:off + size]
-                state[name] = bytes(map(int, part)) if dtype is np.uint8 else part.tobytes()
-            else:  # the part's 16-bit cells in the machine's format, as version 5 wrote
-                state[name] = h[off:off + int(size * _CELLS[enc])].tobytes()
-        return pickle.dumps((6, state), protocol=5)
+        return pickle.dumps((7, _plain_of(self), tuple(dict(d) if d else None
+                                                       for d in _dicts_of(self)),
+                             self.h.tobytes(), None if th is None else th.tobytes()), 5)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MeterRecord:
@@ -643,15 +611,16 @@ class MeterRecord:
         return rec
 
 
-#: The record's plain fields (serialised as they are), besides the buffers and the alarm dicts.
-_PLAIN = CELL_FIELDS + tuple(f.name for f in fields(MeterRecord)
-                             if f.name not in ("h", "th") and f.name not in _DICTS)
-
-#: Version 7's layout (:func:`_positional_layout`): what :meth:`MeterRecord.to_bytes` writes
-#: at each place, pinned by a test.
-LAYOUT = _positional_layout()
-if LAYOUT[0][0] != "meter_id":
+#: The record's plain fields: its dataclass fields but its two buffers and its alarm dicts.
+_FIELDS = tuple(f.name for f in fields(MeterRecord)
+                if f.name not in ("h", "th") and f.name not in _DICTS)
+#: What versions 4 to 6 wrote by name besides the buffers' parts and the scalars: the flags
+#: and counts kept in ``h``, and the plain fields.
+_PLAIN = CELL_FIELDS + _FIELDS
+#: Version 7's layout, what :meth:`MeterRecord.to_bytes` writes at each place (pinned by a
+#: test): the plain fields in order, the alarm dicts in order, the bytes of ``h`` and ``th``.
+LAYOUT = (_FIELDS, _DICTS, 2 * len(_H_ZERO), 4 * TH_LEN)
+if _FIELDS[0] != "meter_id":
     raise ImportError("the record's first plain field must be its meter id")
-_plain_of = attrgetter(*LAYOUT[0])
+_plain_of = attrgetter(*_FIELDS)
 _dicts_of = attrgetter(*_DICTS)
-_dumps = pickle.dumps
